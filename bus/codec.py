@@ -1,0 +1,134 @@
+"""Wire format: a msgpack header plus raw ndarray buffers as separate frames.
+
+    [topic, header, buf0, buf1, ...]
+
+The header is the message as a msgpack map (`{"__m__": type, seq, stamp_ns, frame_id, fields...}`).
+Arrays of at least `INLINE_MAX` bytes are replaced by `{"__nd__": [dtype, shape, index]}` and their
+memory travels as frame `index` (zero-copy on send from pyzmq's 64 KiB threshold, zero-copy read-only
+views on receipt). Smaller arrays are inlined as msgpack bytes: an extra ZeroMQ frame costs more than
+copying a few hundred bytes, and a 7-joint JointState stays a two-frame message.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from bus.messages import MESSAGE_TYPES
+
+INLINE_MAX = 4096
+_ND, _MSG = "__nd__", "__m__"
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+class DecodeError(ValueError):
+    """A frame set that is not a valid loopylab message."""
+
+
+class UnknownType(DecodeError):
+    """A well-formed message whose type this process does not know."""
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def encode(obj: Any) -> tuple[bytes, list]:
+    """Encode a message (or any msgpack-able tree of dicts, lists, arrays, messages) -> (header, buffers)."""
+    buffers: list = []
+
+    def conv(v):
+        if isinstance(v, np.ndarray):
+            if v.dtype.hasobject:
+                raise TypeError("object arrays cannot travel on the bus")
+            v = np.ascontiguousarray(v)
+            if v.nbytes < INLINE_MAX:
+                return {_ND: [v.dtype.str, list(v.shape), v.tobytes()]}
+            buffers.append(v)
+            return {_ND: [v.dtype.str, list(v.shape), len(buffers) - 1]}
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            d = {_MSG: type(v).__name__}
+            for n in _names(type(v)):
+                d[n] = conv(getattr(v, n))
+            return d
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    return msgpack.packb(conv(obj), use_bin_type=True), buffers
+
+
+def decode(header, buffers=()) -> Any:
+    """Inverse of `encode`. Raises DecodeError (or UnknownType) on anything malformed."""
+    def hook(d):
+        nd = d.get(_ND)
+        if nd is not None:
+            try:
+                dtype, shape, ref = nd
+                dt = np.dtype(dtype)
+                if dt.hasobject:
+                    raise DecodeError("object dtype refused")
+                buf = ref if isinstance(ref, (bytes, bytearray)) else _buffer(buffers, ref)
+                arr = np.frombuffer(buf, dtype=dt).reshape(shape)
+            except DecodeError:
+                raise
+            except Exception as e:  # bad dtype, wrong size, bad index
+                raise DecodeError(f"bad array field: {e}") from None
+            arr.flags.writeable = False
+            return arr
+        name = d.get(_MSG)
+        if name is not None:
+            cls = MESSAGE_TYPES.get(name)
+            if cls is None:
+                raise UnknownType(f"unknown message type {name!r}")
+            known = _names(cls)
+            try:
+                return cls(**{k: v for k, v in d.items() if k in known})
+            except Exception as e:
+                raise DecodeError(f"bad {name} fields: {e}") from None
+        return d
+
+    try:
+        return msgpack.unpackb(header, object_hook=hook, raw=False, strict_map_key=False)
+    except DecodeError:
+        raise
+    except Exception as e:  # truncated / garbage msgpack
+        raise DecodeError(f"bad header: {e}") from None
+
+
+def _buffer(buffers, i):
+    if not isinstance(i, int) or not 0 <= i < len(buffers):
+        raise DecodeError(f"array refers to missing frame {i}")
+    b = buffers[i]
+    return b.buffer if hasattr(b, "buffer") else b
+
+
+def to_frames(topic: str, obj: Any) -> list:
+    header, buffers = encode(obj)
+    return [topic.encode(), header, *buffers]
+
+
+def from_frames(frames: list) -> tuple[str, Any]:
+    """frames as received (bytes or zmq.Frame) -> (topic, message)."""
+    if len(frames) < 2:
+        raise DecodeError(f"expected at least 2 frames, got {len(frames)}")
+    raw = [f.bytes if hasattr(f, "bytes") and i < 2 else f for i, f in enumerate(frames)]
+    try:
+        topic = raw[0].decode()
+    except UnicodeDecodeError:
+        raise DecodeError("topic is not utf-8") from None
+    return topic, decode(raw[1], raw[2:])
+
+
+def nbytes(frames: list) -> int:
+    return sum(len(f) if isinstance(f, (bytes, bytearray)) else
+               (f.nbytes if isinstance(f, np.ndarray) else len(f.buffer)) for f in frames)

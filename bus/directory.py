@@ -1,0 +1,229 @@
+"""The graph directory: who publishes which topic and serves which service, at which endpoint.
+
+Why a directory rather than an XPUB/XSUB proxy: a proxy puts a second hop (and a second copy of every
+camera frame) on every message; the directory is only asked when a node starts or a publisher appears,
+after which publishers and subscribers talk directly. Each node announces its endpoints when they change
+and every `ANNOUNCE_S` seconds (so a restarted directory fills itself again and dead nodes age out); the
+directory pushes changes on a feed so subscribers connect to new publishers at once.
+
+The directory runs inside `loopylab launch`; a node that finds none starts one in its own process
+(elected with a file lock for ipc, by binding the port for tcp), so a single script needs nothing else.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import socket
+import threading
+import time
+
+import msgpack
+import zmq
+
+from bus.config import BusConfig
+
+log = logging.getLogger("loopylab.directory")
+ANNOUNCE_S = 1.0
+EXPIRE_S = 5.0 * ANNOUNCE_S
+_local_lock = threading.Lock()
+_local: dict[str, "Directory"] = {}
+
+
+class DirectoryUnavailable(RuntimeError):
+    pass
+
+
+class Directory:
+    """Serves the graph's registry on a ROUTER socket and publishes changes on a PUB feed."""
+
+    def __init__(self, config: BusConfig):
+        self.config = config
+        self.req_ep, self.feed_ep = config.directory_endpoints()
+        self.nodes: dict[str, dict] = {}  # node -> {pid, host, seen, entries: [{kind, name, endpoint, type}]}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lockfile = None
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> "Directory":
+        ctx = zmq.Context.instance()
+        self._router = ctx.socket(zmq.ROUTER)
+        self._feed = ctx.socket(zmq.PUB)
+        for s in (self._router, self._feed):
+            s.setsockopt(zmq.LINGER, 0)
+        self._router.bind(self.req_ep)
+        self._feed.bind(self.feed_ep)
+        self._thread = threading.Thread(target=self._run, name=f"directory-{self.config.graph}", daemon=True)
+        self._thread.start()
+        log.debug("directory for %s at %s", self.config.url, self.req_ep)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(2)
+        if self._lockfile:
+            self._lockfile.close()
+
+    # -- state -----------------------------------------------------------
+    def _alive(self, info: dict, now: float) -> bool:
+        if now - info["seen"] > EXPIRE_S:
+            return False
+        if info.get("host") == socket.gethostname() and info.get("pid"):
+            try:
+                os.kill(info["pid"], 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                pass
+        return True
+
+    def _prune(self):
+        now = time.monotonic()
+        dead = [n for n, info in self.nodes.items() if not self._alive(info, now)]
+        for n in dead:
+            self._set_node(n, None)
+
+    def table(self, kind: str) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for node, info in self.nodes.items():
+            for e in info["entries"]:
+                if e["kind"] == kind:
+                    out.setdefault(e["name"], []).append({**e, "node": node})
+        return out
+
+    def _set_node(self, node: str, info: dict | None):
+        before = {(e["kind"], e["name"]) for e in self.nodes.get(node, {}).get("entries", [])}
+        old_eps = {(e["kind"], e["name"], e["endpoint"]) for e in self.nodes.get(node, {}).get("entries", [])}
+        if info is None:
+            self.nodes.pop(node, None)
+            after, new_eps = set(), set()
+        else:
+            self.nodes[node] = info
+            after = {(e["kind"], e["name"]) for e in info["entries"]}
+            new_eps = {(e["kind"], e["name"], e["endpoint"]) for e in info["entries"]}
+        if old_eps == new_eps:
+            return
+        for kind, name in before | after:
+            eps = [e["endpoint"] for e in self.table(kind).get(name, [])]
+            self._feed.send_multipart([f"{kind}/{name}".encode(), msgpack.packb(eps)])
+
+    def _handle(self, req: dict) -> dict:
+        op = req.get("op")
+        if op == "ping":
+            return {"ok": True, "pid": os.getpid()}
+        if op == "announce":
+            entries = [{k: e[k] for k in ("kind", "name", "endpoint", "type")} for e in req["entries"]]
+            self._set_node(req["node"], {"pid": req.get("pid", 0), "host": req.get("host", ""),
+                                         "seen": time.monotonic(), "entries": entries,
+                                         "extra": req.get("extra", {})})
+            return {"ok": True}
+        if op == "bye":
+            self._set_node(req["node"], None)
+            return {"ok": True}
+        self._prune()
+        if op == "lookup":
+            return {"ok": True, "endpoints": {n: [e["endpoint"] for e in self.table(req["kind"]).get(n, [])]
+                                              for n in req["names"]}}
+        if op == "list":
+            return {"ok": True, "topics": self.table("topic"), "services": self.table("service"),
+                    "nodes": {n: {"pid": i["pid"], "host": i["host"], "extra": i.get("extra", {})}
+                              for n, i in self.nodes.items()}}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def _run(self):
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        last_prune = time.monotonic()
+        while not self._stop.is_set():
+            if poller.poll(100):
+                frames = self._router.recv_multipart()
+                try:
+                    reply = self._handle(msgpack.unpackb(frames[-1]))
+                except Exception as e:  # a bad request must not kill the directory
+                    reply = {"ok": False, "error": f"bad request: {e}"}
+                self._router.send_multipart([*frames[:-1], msgpack.packb(reply)])
+            if time.monotonic() - last_prune > ANNOUNCE_S:
+                self._prune()
+                last_prune = time.monotonic()
+        self._router.close()
+        self._feed.close()
+
+
+def request(config: BusConfig, req: dict, timeout: float = 1.0) -> dict:
+    """One request to the directory on a throw-away REQ socket (never left in a broken state)."""
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    try:
+        s.connect(config.directory_endpoints()[0])
+        s.send(msgpack.packb(req))
+        if not s.poll(int(timeout * 1000)):
+            raise DirectoryUnavailable(f"no directory answered at {config.url} within {timeout:.1f} s")
+        reply = msgpack.unpackb(s.recv(), strict_map_key=False)
+    finally:
+        s.close()
+    if not reply.get("ok"):
+        raise RuntimeError(f"directory: {reply.get('error')}")
+    return reply
+
+
+def _ping(config: BusConfig, timeout: float) -> bool:
+    try:
+        request(config, {"op": "ping"}, timeout)
+        return True
+    except DirectoryUnavailable:
+        return False
+
+
+def ensure_directory(config: BusConfig, wait_s: float = 5.0) -> Directory | None:
+    """Make sure the graph has a directory; start one in this process if nobody serves it.
+
+    Returns the Directory when this process started it, else None.
+    """
+    if config.transport == "inproc":
+        with _local_lock:
+            if config.graph not in _local:
+                _local[config.graph] = Directory(config).start()
+                return _local[config.graph]
+            return None
+    with _local_lock:
+        if config.url in _local:
+            return None
+        if config.transport == "ipc":
+            sock = config.run_dir() / "dir.sock"
+            if sock.exists() and _ping(config, 0.3):
+                return None
+            lock = open(config.run_dir() / "dir.lock", "w")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                return _wait_for_other(config, wait_s)
+            for f in ("dir.sock", "feed.sock"):  # stale files of a dead owner
+                (config.run_dir() / f).unlink(missing_ok=True)
+            d = Directory(config)
+            d._lockfile = lock
+            _local[config.url] = d.start()
+            return d
+        # tcp: whoever binds the port owns the directory
+        if _ping(config, 0.3):
+            return None
+        try:
+            d = Directory(config).start()
+        except zmq.ZMQError as e:
+            if e.errno == errno.EADDRINUSE:
+                return _wait_for_other(config, wait_s)
+            raise
+        _local[config.url] = d
+        return d
+
+
+def _wait_for_other(config: BusConfig, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if _ping(config, 0.2):
+            return None
+    raise DirectoryUnavailable(f"another process holds the directory of {config.url} but does not answer")

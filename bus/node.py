@@ -1,0 +1,641 @@
+"""The Node runtime: publishers, subscriptions, services, timers, heartbeats.
+
+Threads of a node (each owns its sockets; ZeroMQ sockets are never shared without a lock):
+- the caller's threads publish directly (one lock per publisher: no hand-off, no added latency);
+- the I/O thread owns every SUB socket, decodes and runs subscription callbacks in arrival order;
+- the housekeeping thread announces the node to the directory, follows the directory's change feed,
+  answers new subscribers of latched topics with the last value (XPUB sees each subscription), and
+  publishes the node's heartbeat;
+- each service and each timer has its own thread, so a slow skill never stalls sensor callbacks.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any, Callable
+
+import msgpack
+import zmq
+
+from bus import codec
+from bus.config import BusConfig
+from bus.directory import ANNOUNCE_S, DirectoryUnavailable, ensure_directory, request
+from bus.messages import Heartbeat, Message
+
+
+class ServiceError(RuntimeError):
+    """The service answered with an error."""
+
+
+class ServiceTimeout(TimeoutError):
+    """The service did not answer in time (or is not running)."""
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+class Publisher:
+    def __init__(self, node: "Node", topic: str, msg_type: type | None, latched: bool, hwm: int):
+        self.node, self.topic, self.msg_type, self.latched = node, topic, msg_type, latched
+        self.id = uuid.uuid4().hex[:8]
+        self._prefix = f"{topic}\0{self.id}".encode()
+        self._lock = threading.Lock()
+        self._sock = node.ctx.socket(zmq.XPUB)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SNDHWM, hwm)
+        self._sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # see every (un)subscription, also repeated ones
+        self.endpoint = node._bind(self._sock, "p")
+        self._seq = itertools.count(1)
+        self._last: list | None = None
+        self.subscribers = 0
+        self.sent = 0
+        self.bytes_sent = 0
+
+    def publish(self, msg: Any, stamp_ns: int | None = None) -> None:
+        """Send a message. `seq` and `stamp_ns` are filled in when left at 0."""
+        if isinstance(msg, Message):
+            if not msg.seq:
+                msg.seq = next(self._seq)
+            if not msg.stamp_ns:
+                msg.stamp_ns = stamp_ns or _now_ns()
+        header, buffers = codec.encode(msg)
+        frames = [self._prefix, header, *buffers]
+        with self._lock:
+            self._drain_subscriptions()
+            self._sock.send_multipart(frames, copy=False)
+            if self.latched:
+                self._last = frames
+        self.sent += 1
+        self.bytes_sent += len(header) + sum(b.nbytes for b in buffers)
+
+    def _drain_subscriptions(self) -> None:  # caller holds the lock
+        while True:
+            try:
+                ev = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if ev[:1] == b"\x01":
+                self.subscribers += 1
+                if self._last is not None:  # last-value cache: the new subscriber gets the state now
+                    self._sock.send_multipart(self._last, copy=False)
+            elif ev[:1] == b"\x00":
+                self.subscribers = max(0, self.subscribers - 1)
+
+    def poll_subscriptions(self) -> None:
+        with self._lock:
+            if not self._sock.closed:
+                self._drain_subscriptions()
+
+    def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll_subscriptions()
+            if self.subscribers >= n:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+
+    def close(self):
+        with self._lock:
+            self._sock.close()
+
+
+class Subscription:
+    """Messages of one topic from every publisher of it.
+
+    mode="queue": every message, in order; a callback runs for each, otherwise they wait for `get()`
+    in a queue of `queue_size` (the oldest is dropped, and counted, when full).
+    mode="latest": only the newest matters (sensor streams): a tiny receive buffer, drained to the
+    newest on each wake-up; older ones are skipped and counted in `skipped`.
+    raw=True hands `(topic, frames, recv_ns)` to the callback without decoding (recorders, tools).
+    """
+
+    def __init__(self, node: "Node", topic: str, msg_type: type | None, callback: Callable | None,
+                 mode: str, queue_size: int, raw: bool):
+        if mode not in ("queue", "latest"):
+            raise ValueError(f"mode must be 'queue' or 'latest', not {mode!r}")
+        self.node, self.topic, self.msg_type = node, topic, msg_type
+        self.callback, self.mode, self.raw = callback, mode, raw
+        self._queue: deque = deque(maxlen=max(1, queue_size))
+        self._cond = threading.Condition()
+        self._latest: Any = None
+        self._latest_t = 0.0
+        self.count = 0          # messages accepted
+        self.dropped = 0        # queue overflow
+        self.skipped = 0        # latest mode: superseded before they were looked at
+        self.bytes = 0
+        self.endpoints: set[str] = set()
+        self._last_seq: dict[bytes, int] = {}
+        self.sock: zmq.Socket | None = None  # created by the I/O thread
+        self.queue_size = queue_size
+
+    # -- I/O thread side --------------------------------------------------
+    def _deliver(self, frames: list) -> None:
+        topic_frame = frames[0].bytes
+        pub = topic_frame.partition(b"\0")[2]
+        self.bytes += sum(len(f.buffer) for f in frames)
+        if self.raw:
+            self._accept(frames, pub, None)
+            return
+        try:
+            _, msg = codec.from_frames(frames)
+        except codec.UnknownType as e:
+            self.node._count("unknown_type", f"{self.topic}: {e}")
+            return
+        except codec.DecodeError as e:
+            self.node._count("malformed", f"{self.topic}: {e}")
+            return
+        if self.msg_type is not None and not isinstance(msg, self.msg_type):
+            self.node._count("wrong_type", f"{self.topic}: got {type(msg).__name__}, "
+                                           f"expected {self.msg_type.__name__}")
+            return
+        seq = getattr(msg, "seq", 0)
+        if seq and seq <= self._last_seq.get(pub, 0):
+            return  # the latched value replayed to another late joiner: we have it already
+        if seq:
+            self._last_seq[pub] = seq
+        self._accept(msg, pub, frames)
+
+    def _accept(self, msg, pub, frames):
+        with self._cond:
+            self._latest, self._latest_t = msg, time.monotonic()
+            self.count += 1
+            if self.callback is None and self.mode == "queue":
+                if len(self._queue) == self._queue.maxlen:
+                    self.dropped += 1
+                self._queue.append(msg)
+            self._cond.notify_all()
+        if self.callback is not None:
+            try:
+                if self.raw:
+                    self.callback(self.topic, msg, time.time_ns())
+                else:
+                    self.callback(msg)
+            except Exception:
+                self.node.log.exception("callback for %s failed", self.topic)
+
+    # -- user side ---------------------------------------------------------
+    def latest(self) -> Any:
+        """The newest message, or None before the first one."""
+        return self._latest
+
+    def age(self) -> float:
+        """Seconds since the newest message arrived (inf before the first)."""
+        return time.monotonic() - self._latest_t if self.count else float("inf")
+
+    def is_stale(self, max_age_s: float) -> bool:
+        return self.age() > max_age_s
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Next message in arrival order (queue mode without callback). Raises TimeoutError."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._queue, timeout):
+                raise TimeoutError(f"no message on {self.topic} within {timeout} s")
+            return self._queue.popleft()
+
+    def wait_for(self, predicate: Callable[[Any], bool] | None = None, timeout: float = 5.0) -> Any:
+        """Wait until a message that satisfies `predicate` (any new one by default) has arrived."""
+        start = self.count
+        pred = predicate or (lambda m: True)
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: self._latest is not None and (self.count > start or predicate is not None)
+                and pred(self._latest), timeout)
+            if not ok:
+                raise TimeoutError(f"no matching message on {self.topic} within {timeout} s")
+            return self._latest
+
+    def publisher_count(self) -> int:
+        return len(self.endpoints)
+
+    def wait_for_publishers(self, n: int = 1, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.endpoints) < n:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+
+class Service:
+    """Answers requests on its own thread; the handler takes a dict and returns a dict."""
+
+    def __init__(self, node: "Node", name: str, handler: Callable[[Any], Any]):
+        self.node, self.name, self.handler = node, name, handler
+        self._sock = node.ctx.socket(zmq.ROUTER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self.endpoint = node._bind(self._sock, "s")
+        self.calls = 0
+        self._thread = threading.Thread(target=self._run, name=f"{node.name}:{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        sock, stop = self._sock, self.node._stop
+        while not stop.is_set():
+            try:
+                if not sock.poll(50):
+                    continue
+                frames = sock.recv_multipart(copy=False)
+            except zmq.ZMQError:
+                break
+            ident, rid = frames[0].bytes, frames[2].bytes if len(frames) > 2 else b""
+            try:
+                if len(frames) < 4:
+                    raise codec.DecodeError("short request")
+                request = codec.decode(frames[3].bytes, frames[4:])
+                reply = self.handler(request)
+                header, bufs = codec.encode(reply)
+                out = [ident, b"", rid, b"ok", header, *bufs]
+            except Exception as e:
+                self.node.log.warning("service %s: %s: %s", self.name, type(e).__name__, e)
+                out = [ident, b"", rid, b"error", msgpack.packb(f"{type(e).__name__}: {e}")]
+            self.calls += 1
+            try:
+                sock.send_multipart(out, copy=False)
+            except zmq.ZMQError:
+                break
+        sock.close()
+
+
+class ServiceClient:
+    """Calls a service; safe from several threads. A timeout never leaves the client unusable."""
+
+    def __init__(self, node: "Node", name: str):
+        self.node, self.name = node, name
+        self._lock = threading.Lock()
+        self._sock: zmq.Socket | None = None
+        self._endpoints: set[str] = set()
+        self._ids = itertools.count(1)
+
+    def _connect(self, deadline: float) -> None:
+        while True:
+            eps = set(self.node.lookup("service", self.name))
+            if eps:
+                break
+            if time.monotonic() > deadline:
+                raise ServiceTimeout(f"service {self.name!r} is not offered by any node")
+            time.sleep(0.01)
+        if self._sock is None or eps != self._endpoints:
+            if self._sock is not None:
+                self._sock.close()
+            self._sock = self.node.ctx.socket(zmq.DEALER)
+            self._sock.setsockopt(zmq.LINGER, 0)
+            for ep in eps:
+                self._sock.connect(ep)
+            self._endpoints = eps
+
+    def call(self, request: Any = None, timeout: float = 5.0) -> Any:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._sock is None:
+                self._connect(deadline)
+            rid = next(self._ids).to_bytes(8, "little")
+            header, bufs = codec.encode({} if request is None else request)
+            self._sock.send_multipart([b"", rid, header, *bufs], copy=False)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
+                    self._endpoints = set()  # look the service up again next time (it may have moved)
+                    self._sock.close()
+                    self._sock = None
+                    raise ServiceTimeout(f"service {self.name!r} did not answer within {timeout:.2f} s")
+                frames = self._sock.recv_multipart(copy=False)
+                if len(frames) < 4 or frames[1].bytes != rid:
+                    continue  # a late answer to an earlier, timed-out call
+                status = frames[2].bytes
+                if status == b"ok":
+                    return codec.decode(frames[3].bytes, frames[4:])
+                raise ServiceError(f"{self.name}: {msgpack.unpackb(frames[3].bytes)}")
+
+    def close(self):
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+
+class Timer:
+    """Calls `fn()` at a fixed rate on its own thread; overruns skip ticks (counted), never bunch up."""
+
+    def __init__(self, node: "Node", hz: float, fn: Callable[[], Any], name: str = ""):
+        self.period, self.fn, self.node = 1.0 / hz, fn, node
+        self.ticks = self.overruns = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{node.name}:timer:{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        next_t = time.monotonic()
+        while not (self._stop.is_set() or self.node._stop.is_set()):
+            try:
+                self.fn()
+            except Exception:
+                self.node.log.exception("timer callback failed")
+            self.ticks += 1
+            next_t += self.period
+            now = time.monotonic()
+            if now > next_t:
+                missed = int((now - next_t) / self.period) + 1
+                self.overruns += missed
+                next_t += missed * self.period
+            self._stop.wait(next_t - now)
+
+    def cancel(self):
+        self._stop.set()
+
+
+class Node:
+    """A participant of a graph. Create publishers/subscriptions/services, then `spin()` or just use it."""
+
+    def __init__(self, name: str, config: BusConfig | str | None = None, heartbeat_hz: float = 10.0):
+        self.name = name
+        self.config = BusConfig.parse(config) if isinstance(config, str) else (config or BusConfig.from_env())
+        self.log = logging.getLogger(f"loopylab.{name}")
+        self.ctx = zmq.Context.instance()
+        self.stats: dict[str, int] = {"malformed": 0, "unknown_type": 0, "wrong_type": 0}
+        self._last_warn: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._publishers: list[Publisher] = []
+        self._subs: list[Subscription] = []
+        self._services: list[Service] = []
+        self._timers: list[Timer] = []
+        self._clients: dict[str, ServiceClient] = {}
+        self._cmds: queue.Queue = queue.Queue()
+        self._announce_lock = threading.Lock()
+        self._owned_directory = ensure_directory(self.config)
+        # I/O thread wake-up pipe
+        self._wake_addr = f"inproc://loopylab-wake-{uuid.uuid4().hex}"
+        self._wake_rx = self.ctx.socket(zmq.PAIR)
+        self._wake_rx.bind(self._wake_addr)
+        self._wake_tx = self.ctx.socket(zmq.PAIR)
+        self._wake_tx.connect(self._wake_addr)
+        self._wake_lock = threading.Lock()
+        self._io = threading.Thread(target=self._io_loop, name=f"{name}:io", daemon=True)
+        self._io.start()
+        self._hb_period = 1.0 / heartbeat_hz if heartbeat_hz > 0 else 0.0
+        self._hb_pub = self.publisher(f"heartbeat/{name}", Heartbeat) if heartbeat_hz > 0 else None
+        self._hk = threading.Thread(target=self._housekeeping, name=f"{name}:hk", daemon=True)
+        self._hk.start()
+
+    # -- creation ----------------------------------------------------------
+    def publisher(self, topic: str, msg_type: type | None = None, latched: bool = False,
+                  hwm: int = 1000) -> Publisher:
+        pub = Publisher(self, topic, msg_type, latched, hwm)
+        self._publishers.append(pub)
+        self._announce()
+        return pub
+
+    def subscribe(self, topic: str, msg_type: type | None = None, callback: Callable | None = None,
+                  mode: str = "queue", queue_size: int = 100, raw: bool = False) -> Subscription:
+        sub = Subscription(self, topic, msg_type, callback, mode, queue_size, raw)
+        self._subs.append(sub)
+        done = threading.Event()
+        self._command(("add", sub, done))
+        done.wait(5)
+        try:
+            eps = self.lookup("topic", topic)
+        except DirectoryUnavailable as e:
+            self.log.warning("%s; will connect when publishers appear", e)
+            eps = []
+        self._command(("connect", sub, eps))
+        return sub
+
+    def service(self, name: str, handler: Callable[[Any], Any]) -> Service:
+        srv = Service(self, name, handler)
+        self._services.append(srv)
+        self._announce()
+        return srv
+
+    def client(self, name: str) -> ServiceClient:
+        if name not in self._clients:
+            self._clients[name] = ServiceClient(self, name)
+        return self._clients[name]
+
+    def call(self, name: str, request: Any = None, timeout: float = 5.0) -> Any:
+        return self.client(name).call(request, timeout)
+
+    def timer(self, hz: float, fn: Callable[[], Any], name: str = "") -> Timer:
+        t = Timer(self, hz, fn, name)
+        self._timers.append(t)
+        return t
+
+    def watch(self, node_name: str) -> Subscription:
+        """Follow another node's heartbeat; `sub.is_stale(3 * period)` says it has gone quiet."""
+        return self.subscribe(f"heartbeat/{node_name}", Heartbeat, mode="latest")
+
+    # -- directory -----------------------------------------------------------
+    def lookup(self, kind: str, name: str) -> list[str]:
+        return request(self.config, {"op": "lookup", "kind": kind, "names": [name]})["endpoints"][name]
+
+    def graph(self) -> dict:
+        """Everything the directory knows: topics, services, nodes."""
+        return request(self.config, {"op": "list"})
+
+    def _entries(self) -> list[dict]:
+        return ([{"kind": "topic", "name": p.topic, "endpoint": p.endpoint,
+                  "type": p.msg_type.__name__ if p.msg_type else ""} for p in self._publishers]
+                + [{"kind": "service", "name": s.name, "endpoint": s.endpoint, "type": ""}
+                   for s in self._services])
+
+    def _announce(self) -> None:
+        with self._announce_lock:
+            try:
+                request(self.config, {"op": "announce", "node": self.name, "pid": os.getpid(),
+                                      "host": socket.gethostname(), "entries": self._entries()})
+            except DirectoryUnavailable as e:
+                self._warn("directory", str(e))
+
+    def _bind(self, sock: zmq.Socket, kind: str) -> str:
+        ep = self.config.new_endpoint(kind)
+        sock.bind(ep)
+        return sock.getsockopt_string(zmq.LAST_ENDPOINT) if ep.endswith(":*") else ep
+
+    # -- threads ---------------------------------------------------------------
+    def _command(self, cmd) -> None:
+        self._cmds.put(cmd)
+        with self._wake_lock:
+            self._wake_tx.send(b"", zmq.NOBLOCK)
+
+    def _io_loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._wake_rx, zmq.POLLIN)
+        by_sock: dict[zmq.Socket, Subscription] = {}
+        while not self._stop.is_set():
+            try:
+                events = poller.poll(100)
+            except zmq.ZMQError:
+                break
+            for sock, _ in events:
+                if sock is self._wake_rx:
+                    while True:
+                        try:
+                            self._wake_rx.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                    self._run_commands(poller, by_sock)
+                    continue
+                sub = by_sock.get(sock)
+                if sub is None:
+                    continue
+                if sub.mode == "latest":
+                    frames = None
+                    while True:  # drain to the newest
+                        try:
+                            nxt = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        if frames is not None:
+                            sub.skipped += 1
+                        frames = nxt
+                    if frames is not None:
+                        sub._deliver(frames)
+                else:
+                    for _ in range(1000):  # bounded burst, then let other sockets speak
+                        try:
+                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        sub._deliver(frames)
+        for s in by_sock:
+            s.close()
+
+    def _run_commands(self, poller: zmq.Poller, by_sock: dict) -> None:
+        while True:
+            try:
+                cmd = self._cmds.get_nowait()
+            except queue.Empty:
+                return
+            op, sub = cmd[0], cmd[1]
+            if op == "add":
+                s = self.ctx.socket(zmq.SUB)
+                s.setsockopt(zmq.LINGER, 0)
+                s.setsockopt(zmq.RCVHWM, 2 if sub.mode == "latest" else max(1000, sub.queue_size))
+                s.setsockopt(zmq.SUBSCRIBE, f"{sub.topic}\0".encode())
+                sub.sock = s
+                by_sock[s] = sub
+                poller.register(s, zmq.POLLIN)
+                cmd[2].set()
+            elif op == "connect" and sub.sock is not None:
+                eps = set(cmd[2])
+                for ep in eps - sub.endpoints:
+                    sub.sock.connect(ep)
+                for ep in sub.endpoints - eps:
+                    try:
+                        sub.sock.disconnect(ep)
+                    except zmq.ZMQError:
+                        pass
+                sub.endpoints = eps
+            elif op == "remove" and sub.sock is not None:
+                poller.unregister(sub.sock)
+                by_sock.pop(sub.sock, None)
+                sub.sock.close()
+                sub.sock = None
+
+    def _housekeeping(self) -> None:
+        feed = self.ctx.socket(zmq.SUB)
+        feed.setsockopt(zmq.LINGER, 0)
+        feed.setsockopt(zmq.SUBSCRIBE, b"topic/")
+        feed.connect(self.config.directory_endpoints()[1])
+        next_announce = next_lookup = next_hb = time.monotonic()
+        while not self._stop.is_set():
+            if feed.poll(10):
+                try:
+                    while True:
+                        key, body = feed.recv_multipart(zmq.NOBLOCK)
+                        topic = key.decode()[len("topic/"):]
+                        eps = msgpack.unpackb(body)
+                        for sub in list(self._subs):
+                            if sub.topic == topic:
+                                self._command(("connect", sub, eps))
+                except zmq.Again:
+                    pass
+            for p in list(self._publishers):
+                if p.latched:
+                    p.poll_subscriptions()
+            now = time.monotonic()
+            if self._hb_pub is not None and now >= next_hb:
+                self._hb_pub.publish(Heartbeat(node=self.name, pid=os.getpid(), period_s=self._hb_period))
+                next_hb = now + self._hb_period
+            if now >= next_announce:
+                self._announce()
+                next_announce = now + ANNOUNCE_S
+            if now >= next_lookup and self._subs:  # the feed is fast; this is the safety net
+                try:
+                    names = sorted({s.topic for s in self._subs})
+                    eps = request(self.config, {"op": "lookup", "kind": "topic", "names": names}, 0.5)
+                    for sub in list(self._subs):
+                        self._command(("connect", sub, eps["endpoints"].get(sub.topic, [])))
+                except DirectoryUnavailable:
+                    pass
+                next_lookup = now + ANNOUNCE_S
+        feed.close()
+
+    def _count(self, what: str, detail: str) -> None:
+        self.stats[what] = self.stats.get(what, 0) + 1
+        self._warn(what, detail)
+
+    def _warn(self, key: str, detail: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warn.get(key, -1e9) > 5.0:  # rate-limited: a flood must not flood the log
+            self._last_warn[key] = now
+            self.log.warning("%s (%s, total %d)", detail, key, self.stats.get(key, 0))
+
+    # -- lifecycle -------------------------------------------------------------------
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+            self._command(("remove", sub))
+
+    @property
+    def running(self) -> bool:
+        return not self._stop.is_set()
+
+    def shutdown(self) -> None:
+        """Ask `spin()` to return (safe from any thread or signal handler)."""
+        self._stop.set()
+
+    def spin(self, timeout: float | None = None) -> None:
+        """Block until SIGINT/SIGTERM, `shutdown()`, or `timeout` seconds; then close the node."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self.shutdown())
+        self._stop.wait(timeout)
+        self.close()
+
+    def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        self._stop.set()
+        for t in self._timers:
+            t.cancel()
+        try:
+            request(self.config, {"op": "bye", "node": self.name}, 0.5)
+        except DirectoryUnavailable:
+            pass
+        for th in (self._io, self._hk, *[s._thread for s in self._services], *[t._thread for t in self._timers]):
+            if th is not threading.current_thread():
+                th.join(2)
+        for p in self._publishers:
+            p.close()
+        for c in self._clients.values():
+            c.close()
+        self._wake_tx.close()
+        self._wake_rx.close()
+        # A directory this node started stays up while the process lives: other nodes may use it.
+
+    def __enter__(self) -> "Node":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
