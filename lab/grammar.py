@@ -1,0 +1,600 @@
+"""The notebook grammar: the exact text the policy reads and writes (DESIGN.md, "The notebook").
+
+A notebook is a sequence of sections, one per line, each wrapped in its special tokens:
+
+    <|question_start|>estimate friction of red_block within 0.05<|question_end|>
+    <|scene_start|>red_block cube 0.05 at 0.55 0.00; blue_block cube 0.05 at 0.45 0.12<|scene_end|>
+    <|hypothesis_start|>friction red_block in 0.10 1.00<|hypothesis_end|>
+    <|experiment_start|>push red_block +x 0.10 0.05<|experiment_end|>
+    <|observation_start|>force 1.83 moved 0.099<|observation_end|>
+    <|belief_start|>friction red_block 0.41 0.09; mass red_block 0.450 0.100<|belief_end|>
+    <|conclusion_start|>friction red_block 0.38 0.03<|conclusion_end|>
+
+Every number has a fixed number of decimals, so each text has exactly one spelling:
+`render(parse(text)) == text` for every text `parse` accepts, and `parse` rejects the rest with a
+`GrammarError` that says where. Section bodies:
+
+    question     estimate friction|restitution of OBJ within T.TT [budget N]
+                 estimate mass of OBJ within P% [budget N]              (relative tolerance)
+                 rank OBJ OBJ [OBJ ...] by mass [budget N]
+                 predict slide of OBJ after strike DIR S.SS within T.TTT [budget N]
+    scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
+    hypothesis   PARAM OBJ in LO HI (; ...)
+    experiment   push OBJ DIR DIST SPEED | strike OBJ DIR SPEED | weigh OBJ | drop OBJ HEIGHT | lift OBJ HEIGHT
+    observation  force F.FF moved M.MMM | slide S.SSS | mass M.MMM | bounce B.BBB | lifted L.LLL | failed WORDS
+    belief       QTY OBJ MEAN SD (; ...)                                 QTY friction|mass|restitution|slide
+    conclusion   QTY OBJ VALUE HALFWIDTH (; ...) | mass order OBJ > OBJ [> OBJ ...]   (heaviest first)
+
+For constrained decoding the engine asks `prefix_ok(kind, partial_body, scene)` (can this still
+become a valid body?) and `body_complete(...)` (may the end token come now?); experiment bodies are
+restricted to the finite grid `candidate_experiments(scene, question)`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Union
+
+import regex  # the `regex` module: partial matching for prefix checks (re has none)
+
+KINDS = ("question", "scene", "hypothesis", "experiment", "observation", "belief", "conclusion")
+PARAMS = ("friction", "mass", "restitution")          # hidden object properties
+QUANTITIES = PARAMS + ("slide",)                      # what beliefs and conclusions talk about
+SKILLS = ("push", "strike", "weigh", "drop", "lift")  # the experiments the lab may run
+DIRECTIONS = ("+x", "-x", "+y", "-y")
+SHAPES = ("cube", "cylinder", "sphere")
+DECIMALS = {"friction": 2, "mass": 3, "restitution": 2, "slide": 3}
+OBS_FIELDS = {  # skill -> ((text key, measurement key, decimals), ...) in text order
+    "push": (("force", "force_mean_N", 2), ("moved", "moved_m", 3)),
+    "strike": (("slide", "slide_m", 3),),
+    "weigh": (("mass", "mass_kg", 3),),
+    "drop": (("bounce", "bounce_m", 3),),
+    "lift": (("lifted", "lifted_m", 3),),
+}
+DEFAULT_BUDGET = 10
+
+
+def start_token(kind: str) -> str:
+    return f"<|{kind}_start|>"
+
+
+def end_token(kind: str) -> str:
+    return f"<|{kind}_end|>"
+
+
+SPECIAL_TOKENS = [t for k in KINDS for t in (start_token(k), end_token(k))]
+
+
+class GrammarError(ValueError):
+    """Text that is not in the notebook grammar (the message says which part and why)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# numbers: one spelling each
+
+def fmt(x: float, decimals: int) -> str:
+    """Fixed-decimal spelling without '-0.00' (so that every number has exactly one text)."""
+    s = f"{x:.{decimals}f}"
+    return s[1:] if s.startswith("-") and float(s) == 0 else s
+
+
+def num_re(decimals: int, signed: bool = False) -> str:
+    """Regex of fmt()'s output: no leading zeros, at most 3 integer digits, never '-0.00'."""
+    unsigned = rf"(?:0|[1-9]\d{{0,2}})\.\d{{{decimals}}}"
+    if not signed:
+        return unsigned
+    nonzero = rf"(?:0\.(?!0{{{decimals}}})\d{{{decimals}}}|[1-9]\d{{0,2}}\.\d{{{decimals}}})"
+    return rf"(?:-{nonzero}|{unsigned})"
+
+
+NAME_RE = r"[a-z][a-z0-9_]{0,23}"
+WORDS_RE = r"[a-z0-9_.]+(?: [a-z0-9_.]+){0,15}"
+
+
+def _alt(words: Iterable[str]) -> str:
+    return "(?:" + "|".join(re.escape(w) for w in sorted(set(words), key=lambda w: (-len(w), w))) + ")"
+
+
+def _num(text: str, decimals: int, what: str) -> float:
+    if re.fullmatch(num_re(decimals), text) is None:
+        raise GrammarError(f"{what}: {text!r} is not a number with {decimals} decimals")
+    value = float(text)
+    if fmt(value, decimals) != text:
+        raise GrammarError(f"{what}: {text!r} is not written canonically (want {fmt(value, decimals)!r})")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# section bodies
+
+@dataclass(frozen=True)
+class SceneObject:
+    name: str
+    shape: str = "cube"
+    size: float = 0.05     # edge / diameter, metres
+    x: float = 0.0         # position on the table, robot base frame, metres
+    y: float = 0.0
+
+    def render(self) -> str:
+        return f"{self.name} {self.shape} {fmt(self.size, 2)} at {fmt(self.x, 2)} {fmt(self.y, 2)}"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What the lab may know about a world: names, shapes, sizes, positions; no hidden properties."""
+    objects: tuple[SceneObject, ...]
+    kind = "scene"
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.objects]
+
+    def get(self, name: str) -> SceneObject:
+        for o in self.objects:
+            if o.name == name:
+                return o
+        raise KeyError(f"no object {name!r} in the scene (have {self.names})")
+
+    def render(self) -> str:
+        return "; ".join(o.render() for o in self.objects)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    skill: str
+    object: str
+    direction: str | None = None   # push, strike
+    distance: float | None = None  # push, metres
+    speed: float | None = None     # push, strike; m/s
+    height: float | None = None    # drop, lift; metres
+    kind = "experiment"
+
+    def render(self) -> str:
+        parts = [self.skill, self.object]
+        if self.skill == "push":
+            parts += [self.direction, fmt(self.distance, 2), fmt(self.speed, 2)]
+        elif self.skill == "strike":
+            parts += [self.direction, fmt(self.speed, 2)]
+        elif self.skill in ("drop", "lift"):
+            parts += [fmt(self.height, 2)]
+        return " ".join(parts)
+
+    def args(self) -> dict:
+        """The `skills/execute` args of this experiment (docs/contracts.md, "Skills")."""
+        a: dict = {"object": self.object}
+        for k in ("direction", "distance", "speed", "height"):
+            if getattr(self, k) is not None:
+                a[k] = getattr(self, k)
+        return a
+
+    def request(self) -> dict:
+        return {"skill": self.skill, "args": self.args()}
+
+
+@dataclass(frozen=True)
+class Question:
+    """`kind` is friction|mass|restitution (estimate), rank (by mass) or predict (a held-out strike).
+    `tolerance` is absolute (friction, restitution, predicted slide in metres) or relative (mass)."""
+    kind: str
+    objects: tuple[str, ...]
+    tolerance: float = 0.0
+    budget: int | None = None             # None: DEFAULT_BUDGET, and not written in the text
+    action: Experiment | None = None      # predict: the held-out action
+    section = "question"
+
+    @property
+    def max_experiments(self) -> int:
+        return DEFAULT_BUDGET if self.budget is None else self.budget
+
+    @property
+    def object(self) -> str:
+        return self.objects[0]
+
+    def render(self) -> str:
+        if self.kind in ("friction", "restitution"):
+            s = f"estimate {self.kind} of {self.object} within {fmt(self.tolerance, 2)}"
+        elif self.kind == "mass":
+            s = f"estimate mass of {self.object} within {round(self.tolerance * 100)}%"
+        elif self.kind == "rank":
+            s = f"rank {' '.join(self.objects)} by mass"
+        elif self.kind == "predict":
+            a = self.action
+            s = (f"predict slide of {self.object} after strike {a.direction} {fmt(a.speed, 2)} "
+                 f"within {fmt(self.tolerance, 3)}")
+        else:
+            raise GrammarError(f"unknown question kind {self.kind!r}")
+        return s if self.budget is None else f"{s} budget {self.budget}"
+
+
+@dataclass(frozen=True)
+class Range:
+    param: str
+    object: str
+    lo: float
+    hi: float
+
+    def render(self) -> str:
+        d = DECIMALS[self.param]
+        return f"{self.param} {self.object} in {fmt(self.lo, d)} {fmt(self.hi, d)}"
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    ranges: tuple[Range, ...]
+    kind = "hypothesis"
+
+    def render(self) -> str:
+        return "; ".join(r.render() for r in self.ranges)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What an experiment measured: (text key, value) pairs in grammar order, or why it failed."""
+    values: tuple[tuple[str, float], ...] = ()
+    error: str | None = None
+    kind = "observation"
+
+    def render(self) -> str:
+        if self.error is not None:
+            return f"failed {self.error}"
+        dec = {k: d for fields_ in OBS_FIELDS.values() for k, _, d in fields_}
+        return " ".join(f"{k} {fmt(v, dec[k])}" for k, v in self.values)
+
+    def get(self, key: str) -> float:
+        return dict(self.values)[key]
+
+    @classmethod
+    def from_measurements(cls, skill: str, measurements: dict) -> "Observation":
+        vals = []
+        for key, mkey, d in OBS_FIELDS[skill]:
+            v = float(measurements[mkey])
+            if not math.isfinite(v):
+                return cls.failure(f"{mkey} not finite")
+            vals.append((key, float(fmt(abs(v) if key != "moved" else max(v, 0.0), d))))
+        return cls(tuple(vals))
+
+    @classmethod
+    def failure(cls, reason: str) -> "Observation":
+        words = re.sub(r"[^a-z0-9_.]+", " ", reason.lower()).split()[:16] or ["unknown"]
+        return cls(error=" ".join(w[:40] for w in words))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """`quantity object value spread`: spread is the SD in beliefs and the half-width in conclusions."""
+    quantity: str
+    object: str
+    value: float
+    spread: float
+
+    def render(self) -> str:
+        d = DECIMALS[self.quantity]
+        return f"{self.quantity} {self.object} {fmt(self.value, d)} {fmt(self.spread, d)}"
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Objects ordered by a quantity, largest first (`mass order a > b > c`)."""
+    quantity: str
+    objects: tuple[str, ...]
+
+    def render(self) -> str:
+        return f"{self.quantity} order {' > '.join(self.objects)}"
+
+
+@dataclass(frozen=True)
+class Belief:
+    estimates: tuple[Estimate, ...]
+    kind = "belief"
+
+    def render(self) -> str:
+        return "; ".join(e.render() for e in self.estimates)
+
+    def get(self, quantity: str, obj: str) -> Estimate:
+        return next(e for e in self.estimates if e.quantity == quantity and e.object == obj)
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    answers: tuple[Union[Estimate, Ranking], ...]
+    kind = "conclusion"
+
+    def render(self) -> str:
+        return "; ".join(a.render() for a in self.answers)
+
+
+Body = Union[Question, Scene, Hypothesis, Experiment, Observation, Belief, Conclusion]
+
+
+# ---------------------------------------------------------------------------------------------
+# body regexes (names from the scene when given, for constrained decoding)
+
+def _names(scene: Scene | None, objects: Iterable[str] | None = None) -> str:
+    if objects is not None:
+        return _alt(objects)
+    return _alt(scene.names) if scene is not None and scene.objects else NAME_RE
+
+
+def _list(clause: str) -> str:
+    return rf"{clause}(?:; {clause})*"
+
+
+def _budget() -> str:
+    return r"(?: budget [1-9]\d{0,2})?"
+
+
+def body_regex(kind: str, scene: Scene | None = None) -> str:
+    """The regular expression (module `regex` / `re` syntax) of one section body."""
+    n = _names(scene)
+    d = _alt(DIRECTIONS)
+    if kind == "question":
+        return (rf"(?:estimate (?:friction|restitution) of {n} within {num_re(2)}"
+                rf"|estimate mass of {n} within [1-9]\d?%"
+                rf"|rank {n}(?: {n})+ by mass"
+                rf"|predict slide of {n} after strike {d} {num_re(2)} within {num_re(3)}){_budget()}")
+    if kind == "scene":
+        return _list(rf"{n} {_alt(SHAPES)} {num_re(2)} at {num_re(2, True)} {num_re(2, True)}")
+    if kind == "hypothesis":
+        return _list("(?:" + "|".join(rf"{p} {n} in {num_re(DECIMALS[p])} {num_re(DECIMALS[p])}"
+                                      for p in PARAMS) + ")")
+    if kind == "experiment":
+        return (rf"(?:push {n} {d} {num_re(2)} {num_re(2)}|strike {n} {d} {num_re(2)}|weigh {n}"
+                rf"|drop {n} {num_re(2)}|lift {n} {num_re(2)})")
+    if kind == "observation":
+        alts = [" ".join(f"{k} {num_re(dd)}" for k, _, dd in fs) for fs in OBS_FIELDS.values()]
+        return "(?:" + "|".join(alts) + rf"|failed {WORDS_RE})"
+    if kind in ("belief", "conclusion"):
+        est = "(?:" + "|".join(rf"{q} {n} {num_re(DECIMALS[q])} {num_re(DECIMALS[q])}" for q in QUANTITIES) + ")"
+        if kind == "belief":
+            return _list(est)
+        return rf"(?:{_list(est)}|mass order {n}(?: > {n})+)"
+    raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(KINDS)})")
+
+
+_COMPILED: dict[str, "regex.Pattern"] = {}
+
+
+def _compiled(kind: str, scene: Scene | None) -> "regex.Pattern":
+    key = kind if scene is None else f"{kind}|{scene.render()}"
+    if key not in _COMPILED:
+        if len(_COMPILED) > 512:
+            _COMPILED.clear()
+        _COMPILED[key] = regex.compile(body_regex(kind, scene))
+    return _COMPILED[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+def _split(body: str) -> list[str]:
+    parts = body.split("; ")
+    if any(not p for p in parts):
+        raise GrammarError(f"empty clause in {body!r}")
+    return parts
+
+
+def _check(what: str, pattern: str, text: str) -> re.Match:
+    m = re.fullmatch(pattern, text)
+    if m is None:
+        raise GrammarError(f"{what}: {text!r} does not match the grammar")
+    return m
+
+
+def parse_body(kind: str, body: str) -> Body:
+    """Parse one section body into its dataclass; GrammarError if it is not canonical grammar."""
+    parsed = _parse_body(kind, body)
+    if parsed.render() != body:  # belt and braces: the grammar has one spelling per value
+        raise GrammarError(f"{kind}: {body!r} is not canonical (canonical: {parsed.render()!r})")
+    return parsed
+
+
+def _parse_body(kind: str, body: str) -> Body:
+    n, d = f"({NAME_RE})", f"({_alt(DIRECTIONS)})"
+    if kind == "question":
+        budget = None
+        mb = re.fullmatch(r"(.*) budget ([1-9]\d{0,2})", body)
+        if mb:
+            body, budget = mb.group(1), int(mb.group(2))
+        if m := re.fullmatch(rf"estimate (friction|restitution) of {n} within ({num_re(2)})", body):
+            return Question(m[1], (m[2],), _num(m[3], 2, "tolerance"), budget)
+        if m := re.fullmatch(rf"estimate mass of {n} within ([1-9]\d?)%", body):
+            return Question("mass", (m[1],), int(m[2]) / 100, budget)
+        if m := re.fullmatch(rf"rank {n}((?: {NAME_RE})+) by mass", body):
+            objs = (m[1],) + tuple(m[2].split())
+            if len(set(objs)) != len(objs):
+                raise GrammarError(f"question: an object is named twice in {body!r}")
+            return Question("rank", objs, 0.0, budget)
+        if m := re.fullmatch(rf"predict slide of {n} after strike {d} ({num_re(2)}) within ({num_re(3)})", body):
+            act = Experiment("strike", m[1], direction=m[2], speed=_num(m[3], 2, "speed"))
+            return Question("predict", (m[1],), _num(m[4], 3, "tolerance"), budget, act)
+        raise GrammarError(f"question: {body!r} is none of: estimate friction|mass|restitution of OBJ "
+                           f"within TOL, rank OBJ OBJ... by mass, predict slide of OBJ after strike DIR SPEED within TOL")
+    if kind == "scene":
+        objs = []
+        for c in _split(body):
+            m = _check("scene", rf"{n} ({_alt(SHAPES)}) ({num_re(2)}) at ({num_re(2, True)}) ({num_re(2, True)})", c)
+            objs.append(SceneObject(m[1], m[2], float(m[3]), float(m[4]), float(m[5])))
+        if len({o.name for o in objs}) != len(objs):
+            raise GrammarError(f"scene: an object is named twice in {body!r}")
+        return Scene(tuple(objs))
+    if kind == "hypothesis":
+        out = []
+        for c in _split(body):
+            m = _check("hypothesis", rf"({'|'.join(PARAMS)}) {n} in (\S+) (\S+)", c)
+            dd = DECIMALS[m[1]]
+            lo, hi = _num(m[3], dd, "lower bound"), _num(m[4], dd, "upper bound")
+            if lo > hi:
+                raise GrammarError(f"hypothesis: empty range {lo} > {hi} in {c!r}")
+            out.append(Range(m[1], m[2], lo, hi))
+        return Hypothesis(tuple(out))
+    if kind == "experiment":
+        if m := re.fullmatch(rf"push {n} {d} ({num_re(2)}) ({num_re(2)})", body):
+            return Experiment("push", m[1], direction=m[2], distance=float(m[3]), speed=float(m[4]))
+        if m := re.fullmatch(rf"strike {n} {d} ({num_re(2)})", body):
+            return Experiment("strike", m[1], direction=m[2], speed=float(m[3]))
+        if m := re.fullmatch(rf"weigh {n}", body):
+            return Experiment("weigh", m[1])
+        if m := re.fullmatch(rf"(drop|lift) {n} ({num_re(2)})", body):
+            return Experiment(m[1], m[2], height=float(m[3]))
+        raise GrammarError(f"experiment: {body!r} is none of: push OBJ DIR DIST SPEED, strike OBJ DIR SPEED, "
+                           f"weigh OBJ, drop OBJ HEIGHT, lift OBJ HEIGHT")
+    if kind == "observation":
+        if m := re.fullmatch(rf"failed ({WORDS_RE})", body):
+            return Observation(error=m[1])
+        for fs in OBS_FIELDS.values():
+            pat = " ".join(f"{k} ({num_re(dd)})" for k, _, dd in fs)
+            if m := re.fullmatch(pat, body):
+                return Observation(tuple((k, float(m[i + 1])) for i, (k, _, _) in enumerate(fs)))
+        raise GrammarError(f"observation: {body!r} does not match the grammar")
+    if kind in ("belief", "conclusion"):
+        if kind == "conclusion" and (m := re.fullmatch(rf"mass order {n}((?: > {NAME_RE})+)", body)):
+            objs = (m[1],) + tuple(m[2].split(" > ")[1:])
+            if len(set(objs)) != len(objs):
+                raise GrammarError(f"conclusion: an object is ranked twice in {body!r}")
+            return Conclusion((Ranking("mass", objs),))
+        ests = []
+        for c in _split(body):
+            m = _check(kind, rf"({'|'.join(QUANTITIES)}) {n} (\S+) (\S+)", c)
+            dd = DECIMALS[m[1]]
+            ests.append(Estimate(m[1], m[2], _num(m[3], dd, "value"), _num(m[4], dd, "spread")))
+            if ests[-1].value < 0 or ests[-1].spread < 0:
+                raise GrammarError(f"{kind}: negative number in {c!r}")
+        return Belief(tuple(ests)) if kind == "belief" else Conclusion(tuple(ests))
+    raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(KINDS)})")
+
+
+@dataclass(frozen=True)
+class Section:
+    kind: str
+    body: Body
+
+    def render(self) -> str:
+        return f"{start_token(self.kind)}{self.body.render()}{end_token(self.kind)}"
+
+
+_SECTION_RE = re.compile(r"<\|([a-z]+)_start\|>(.*?)<\|([a-z]+)_end\|>")
+
+
+def parse(text: str) -> list[Section]:
+    """Parse a whole notebook (one section per line) into sections."""
+    out = []
+    for i, line in enumerate(text.split("\n")):
+        if i == len(text.split("\n")) - 1 and line == "":
+            break  # a final newline
+        m = _SECTION_RE.fullmatch(line)
+        if m is None or m[1] != m[3] or m[1] not in KINDS:
+            raise GrammarError(f"line {i + 1}: {line[:80]!r} is not <|kind_start|>body<|kind_end|>")
+        try:
+            out.append(Section(m[1], parse_body(m[1], m[2])))
+        except GrammarError as e:
+            raise GrammarError(f"line {i + 1}: {e}") from None
+    return out
+
+
+def render(sections: Iterable[Section | Body]) -> str:
+    """Notebook text: one section per line, each line ending in a newline."""
+    lines = []
+    for s in sections:
+        if not isinstance(s, Section):
+            s = Section(_kind_of(s), s)
+        lines.append(s.render() + "\n")
+    return "".join(lines)
+
+
+def _kind_of(body: Body) -> str:
+    return "question" if isinstance(body, Question) else body.kind
+
+
+def section_text(body: Body) -> str:
+    return Section(_kind_of(body), body).render()
+
+
+# ---------------------------------------------------------------------------------------------
+# the finite experiment grid
+
+PUSH_DISTANCES = (0.05, 0.10)
+PUSH_SPEEDS = (0.05, 0.10)
+STRIKE_SPEEDS = (0.20, 0.30, 0.40, 0.50)
+DROP_HEIGHTS = (0.10, 0.20)
+LIFT_HEIGHTS = (0.05, 0.10)
+WORKSPACE_X = (0.25, 0.80)   # reachable table area (base frame, metres); paths must stay inside
+WORKSPACE_Y = (-0.35, 0.35)
+CLEARANCE = 0.06             # free margin around a pushed or struck object's path
+
+
+def _unit(direction: str) -> tuple[float, float]:
+    return {"+x": (1, 0), "-x": (-1, 0), "+y": (0, 1), "-y": (0, -1)}[direction]
+
+
+def path_clear(scene: Scene, obj: str, direction: str, travel: float) -> bool:
+    """True when `obj` can travel `travel` metres along `direction` without leaving the workspace or
+    coming near another object (the twin's surrogate assumes an unobstructed, isotropic table)."""
+    o = scene.get(obj)
+    ux, uy = _unit(direction)
+    ex, ey = o.x + ux * travel, o.y + uy * travel
+    if not (WORKSPACE_X[0] <= ex <= WORKSPACE_X[1] and WORKSPACE_Y[0] <= ey <= WORKSPACE_Y[1]):
+        return False
+    for other in scene.objects:
+        if other.name == obj:
+            continue
+        dx, dy = other.x - o.x, other.y - o.y
+        along, across = dx * ux + dy * uy, abs(dx * uy - dy * ux)
+        reach = (o.size + other.size) / 2 + CLEARANCE
+        if -reach < along < travel + reach and across < reach:
+            return False
+    return True
+
+
+STRIKE_TRAVEL = 0.15  # metres reserved for a strike's slide
+
+
+def candidate_experiments(scene: Scene, question: Question | None = None) -> list[Experiment]:
+    """The finite, sensible grid of experiments on the objects of `question` (all objects if None):
+    every skill at every parameter level, pushes and strikes only along directions with a clear path."""
+    objs = list(question.objects) if question is not None else scene.names
+    out: list[Experiment] = []
+    for name in objs:
+        scene.get(name)
+        for dr in DIRECTIONS:
+            for dist in PUSH_DISTANCES:
+                if path_clear(scene, name, dr, dist):
+                    out += [Experiment("push", name, dr, dist, sp) for sp in PUSH_SPEEDS]
+        for dr in DIRECTIONS:
+            if path_clear(scene, name, dr, STRIKE_TRAVEL):
+                out += [Experiment("strike", name, dr, speed=sp) for sp in STRIKE_SPEEDS]
+        out.append(Experiment("weigh", name))
+        out += [Experiment("drop", name, height=h) for h in DROP_HEIGHTS]
+        out += [Experiment("lift", name, height=h) for h in LIFT_HEIGHTS]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# constrained decoding helpers
+
+def valid_bodies(kind: str, scene: Scene, question: Question | None = None) -> list[str]:
+    """All valid bodies of a finite kind: experiments from the grid. Other kinds hold free numbers
+    (use `prefix_ok`/`body_complete`), and asking for them here is an error."""
+    if kind != "experiment":
+        raise GrammarError(f"{kind} bodies are not a finite set; use prefix_ok/body_complete")
+    return [e.render() for e in candidate_experiments(scene, question)]
+
+
+def prefix_ok(kind: str, partial: str, scene: Scene | None = None, question: Question | None = None) -> bool:
+    """Can `partial` still be extended into a valid body of `kind`? Numbers may be half written."""
+    if kind == "experiment" and scene is not None:
+        return any(b.startswith(partial) for b in valid_bodies(kind, scene, question))
+    return _compiled(kind, scene).fullmatch(partial, partial=True) is not None
+
+
+def body_complete(kind: str, text: str, scene: Scene | None = None, question: Question | None = None) -> bool:
+    """Is `text` a whole valid body (may the end token follow)?"""
+    if kind == "experiment" and scene is not None:
+        return text in valid_bodies(kind, scene, question)
+    if _compiled(kind, scene).fullmatch(text) is None:
+        return False
+    try:
+        parse_body(kind, text)
+    except GrammarError:
+        return False
+    return True
