@@ -1,0 +1,251 @@
+"""SQL store: the tables (SQLAlchemy 2 declarative), engines and transactions.
+
+SQLite is the default (WAL, one writer at a time: write transactions start with BEGIN IMMEDIATE so two
+claims never both read "9 of 10 slots taken"); PostgreSQL by URL (rows locked with SELECT ... FOR
+UPDATE). The schema is created and upgraded only by the Alembic migrations in market/migrations/.
+Times are unix seconds (float); wei amounts are decimal strings (they overflow 64-bit integers).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from sqlalchemy import (JSON, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator,
+                        create_engine, event)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+class Wei(TypeDecorator):
+    """Non-negative integer of any size, stored as a decimal string."""
+    impl = String(80)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else str(int(value))
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else int(value)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSON, list: JSON}
+
+
+def now() -> float:
+    return time.time()
+
+
+class Bounty(Base):
+    __tablename__ = "bounties"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    requester: Mapped[str] = mapped_column(String(42), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    task_spec: Mapped[dict] = mapped_column(JSON, default=dict)      # topics, protocol, data schema
+    acceptance: Mapped[list] = mapped_column(JSON, default=list)     # plausibility checks (verify.py)
+    slots: Mapped[int] = mapped_column(Integer)
+    reward_wei: Mapped[int] = mapped_column(Wei)
+    deadline: Mapped[float] = mapped_column(Float)
+    auto_approve_s: Mapped[float] = mapped_column(Float)
+    claim_ttl_s: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    funded_wei: Mapped[int] = mapped_column(Wei, default=0)
+    escrow_address: Mapped[str] = mapped_column(String(42), default="")
+    refund_after: Mapped[float] = mapped_column(Float, default=0.0)  # on-chain deadline for refunds
+
+
+class Claim(Base):
+    __tablename__ = "claims"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bounty_id: Mapped[int] = mapped_column(ForeignKey("bounties.id"))
+    contributor: Mapped[str] = mapped_column(String(42), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float] = mapped_column(Float)
+    __table_args__ = (Index("ix_claims_bounty_state", "bounty_id", "state"),)
+
+
+class Rig(Base):
+    __tablename__ = "rigs"
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(42), index=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Blob(Base):
+    __tablename__ = "blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class BlobOwner(Base):
+    """Who uploaded which content (the same bytes may be uploaded by several people)."""
+    __tablename__ = "blob_owners"
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(42), primary_key=True)
+
+
+class Submission(Base):
+    __tablename__ = "submissions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id"), index=True)
+    bounty_id: Mapped[int] = mapped_column(ForeignKey("bounties.id"), index=True)
+    contributor: Mapped[str] = mapped_column(String(42), index=True)
+    rig: Mapped[str] = mapped_column(String(42))
+    manifest: Mapped[dict] = mapped_column(JSON)
+    manifest_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    signature: Mapped[str] = mapped_column(String(140))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    checks: Mapped[list] = mapped_column(JSON, default=list)         # [{name, ok, detail}]
+    fingerprint: Mapped[list] = mapped_column(JSON, default=list)    # MinHash of the content
+    reason: Mapped[str] = mapped_column(Text, default="")
+    reviewed_by: Mapped[str] = mapped_column(String(42), default="")  # address, or "auto"
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    reviewed_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class SubmissionFile(Base):
+    __tablename__ = "submission_files"
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(500), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class Payout(Base):
+    """The outbox row of one approved submission, then the record of its transaction."""
+    __tablename__ = "payouts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    payout_id: Mapped[str] = mapped_column(String(66), unique=True)   # keccak(bounty_id, submission_id)
+    bounty_id: Mapped[int] = mapped_column(ForeignKey("bounties.id"), index=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
+    payee: Mapped[str] = mapped_column(String(42), index=True)
+    amount_wei: Mapped[int] = mapped_column(Wei)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    sender: Mapped[str] = mapped_column(String(42), default="")
+    tx_nonce: Mapped[int] = mapped_column(Integer, default=-1)
+    raw_tx: Mapped[str] = mapped_column(Text, default="")
+    tx_hash: Mapped[str] = mapped_column(String(66), default="")
+    block_number: Mapped[int] = mapped_column(Integer, default=-1)
+    block_hash: Mapped[str] = mapped_column(String(66), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Reputation(Base):
+    __tablename__ = "reputations"
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    approved: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    invalid: Mapped[int] = mapped_column(Integer, default=0)
+    earned_wei: Mapped[int] = mapped_column(Wei, default=0)
+
+
+class AuthNonce(Base):
+    __tablename__ = "auth_nonces"
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class AuthSession(Base):
+    __tablename__ = "auth_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(42), index=True)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class ChainAccount(Base):
+    """The relay's next transaction nonce per sender: a DB counter, so a crash never reuses one."""
+    __tablename__ = "chain_accounts"
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    next_nonce: Mapped[int] = mapped_column(Integer)
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+# ---------------------------------------------------------------- engines and transactions
+
+class Store:
+    """Engines and sessions for one database URL. Use `with store.write() as s:` for anything that
+    changes rows (one transaction, committed on exit) and `with store.read() as s:` for queries."""
+
+    def __init__(self, url: str, pool_size: int = 5, connect_args: dict | None = None):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict = {"future": True}
+        if self.is_sqlite:
+            if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False, **(connect_args or {})}
+            self.engine = _sqlite_engine(url, immediate=True, **kwargs)
+            self.read_engine = _sqlite_engine(url, immediate=False, **kwargs)
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+            if connect_args:
+                kwargs["connect_args"] = connect_args
+            self.engine = create_engine(url, **kwargs)
+            self.read_engine = self.engine
+        self._write = sessionmaker(self.engine, expire_on_commit=False)
+        self._read = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def write(self):
+        with self._write() as s, s.begin():
+            yield s
+
+    @contextlib.contextmanager
+    def read(self):
+        with self._read() as s:
+            yield s
+
+    def get_setting(self, key: str, default: str = "") -> str:
+        with self.read() as s:
+            row = s.get(Setting, key)
+            return row.value if row else default
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.write() as s:
+            s.merge(Setting(key=key, value=value))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
+
+
+def _sqlite_engine(url: str, immediate: bool, **kwargs) -> Engine:
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None           # we issue BEGIN ourselves (pysqlite's is broken)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def lock(session: Session, model, key):
+    """Load a row for update: SELECT ... FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE write
+    transaction already holds the database's write lock."""
+    from sqlalchemy import select
+    pk = model.__mapper__.primary_key[0]
+    return session.execute(select(model).where(pk == key).with_for_update()).scalar_one_or_none()
