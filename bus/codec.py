@@ -105,6 +105,26 @@ def decode(header, buffers=()) -> Any:
         raise DecodeError(f"bad header: {e}") from None
 
 
+def inline(header, buffers=()) -> bytes:
+    """One self-contained msgpack document of a message: every array frame folded back into the header
+    (what recordings store; `decode(inline(h, b))` equals `decode(h, b)`)."""
+    def fold(v):
+        if isinstance(v, dict):
+            nd = v.get(_ND)
+            if nd is not None and isinstance(nd, list) and len(nd) == 3 and isinstance(nd[2], int):
+                return {_ND: [nd[0], nd[1], bytes(_buffer(buffers, nd[2]))]}
+            return {k: fold(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fold(x) for x in v]
+        return v
+
+    try:
+        tree = msgpack.unpackb(header, raw=False, strict_map_key=False)
+    except Exception as e:
+        raise DecodeError(f"bad header: {e}") from None
+    return msgpack.packb(fold(tree), use_bin_type=True)
+
+
 def _buffer(buffers, i):
     if not isinstance(i, int) or not 0 <= i < len(buffers):
         raise DecodeError(f"array refers to missing frame {i}")

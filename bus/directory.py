@@ -64,6 +64,9 @@ class Directory:
         self._stop.set()
         if self._thread:
             self._thread.join(2)
+        if self.config.transport == "ipc":  # leave no socket files for the next owner to trip on
+            for f in ("dir.sock", "feed.sock"):
+                (self.config.run_dir() / f).unlink(missing_ok=True)
         if self._lockfile:
             self._lockfile.close()
 
@@ -185,9 +188,9 @@ def ensure_directory(config: BusConfig, wait_s: float = 5.0) -> Directory | None
     """
     if config.transport == "inproc":
         with _local_lock:
-            if config.graph not in _local:
-                _local[config.graph] = Directory(config).start()
-                return _local[config.graph]
+            if config.url not in _local:
+                _local[config.url] = Directory(config).start()
+                return _local[config.url]
             return None
     with _local_lock:
         if config.url in _local:
@@ -219,6 +222,17 @@ def ensure_directory(config: BusConfig, wait_s: float = 5.0) -> Directory | None
             raise
         _local[config.url] = d
         return d
+
+
+def stop_local(config: BusConfig | str) -> bool:
+    """Stop the directory this process serves for a graph (launcher shutdown, tests). True if it did."""
+    config = BusConfig.parse(config) if isinstance(config, str) else config
+    with _local_lock:
+        d = _local.pop(config.url, None)
+    if d is None:
+        return False
+    d.stop()
+    return True
 
 
 def _wait_for_other(config: BusConfig, wait_s: float) -> None:

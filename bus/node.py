@@ -131,6 +131,7 @@ class Subscription:
         self._latest: Any = None
         self._latest_t = 0.0
         self.count = 0          # messages accepted
+        self._waited = 0        # count when wait_for last returned
         self.dropped = 0        # queue overflow
         self.skipped = 0        # latest mode: superseded before they were looked at
         self.bytes = 0
@@ -204,15 +205,19 @@ class Subscription:
             return self._queue.popleft()
 
     def wait_for(self, predicate: Callable[[Any], bool] | None = None, timeout: float = 5.0) -> Any:
-        """Wait until a message that satisfies `predicate` (any new one by default) has arrived."""
-        start = self.count
-        pred = predicate or (lambda m: True)
+        """Wait until the newest message satisfies `predicate`, and return it.
+
+        Without a predicate: a message that no earlier `wait_for` returned (the first call returns at
+        once if something arrived since subscribing: no race between `subscribe` and `wait_for`).
+        """
         with self._cond:
+            seen = self._waited
             ok = self._cond.wait_for(
-                lambda: self._latest is not None and (self.count > start or predicate is not None)
-                and pred(self._latest), timeout)
+                lambda: self._latest is not None and (predicate(self._latest) if predicate is not None
+                                                      else self.count > seen), timeout)
             if not ok:
                 raise TimeoutError(f"no matching message on {self.topic} within {timeout} s")
+            self._waited = self.count
             return self._latest
 
     def publisher_count(self) -> int:
@@ -357,7 +362,9 @@ class Timer:
 class Node:
     """A participant of a graph. Create publishers/subscriptions/services, then `spin()` or just use it."""
 
-    def __init__(self, name: str, config: BusConfig | str | None = None, heartbeat_hz: float = 10.0):
+    def __init__(self, name: str, config: BusConfig | str | None = None, heartbeat_hz: float = 10.0,
+                 start_directory: bool = True):
+        """`start_directory=False` for tools that only look at a running graph (topics, echo)."""
         self.name = name
         self.config = BusConfig.parse(config) if isinstance(config, str) else (config or BusConfig.from_env())
         self.log = logging.getLogger(f"loopylab.{name}")
@@ -372,7 +379,8 @@ class Node:
         self._clients: dict[str, ServiceClient] = {}
         self._cmds: queue.Queue = queue.Queue()
         self._announce_lock = threading.Lock()
-        self._owned_directory = ensure_directory(self.config)
+        self._start_directory = start_directory
+        self._owned_directory = ensure_directory(self.config) if start_directory else None
         # I/O thread wake-up pipe
         self._wake_addr = f"inproc://loopylab-wake-{uuid.uuid4().hex}"
         self._wake_rx = self.ctx.socket(zmq.PAIR)
@@ -447,13 +455,25 @@ class Node:
                 + [{"kind": "service", "name": s.name, "endpoint": s.endpoint, "type": ""}
                    for s in self._services])
 
-    def _announce(self) -> None:
+    def _announce(self) -> bool:
         with self._announce_lock:
             try:
                 request(self.config, {"op": "announce", "node": self.name, "pid": os.getpid(),
                                       "host": socket.gethostname(), "entries": self._entries()})
+                return True
             except DirectoryUnavailable as e:
                 self._warn("directory", str(e))
+                return False
+
+    def _take_over_directory(self) -> None:
+        """The directory's process is gone: one surviving node serves it again (file lock / port bind
+        elects it) and everybody re-announces within ANNOUNCE_S, so the graph heals by itself."""
+        if not self._start_directory:
+            return
+        try:
+            ensure_directory(self.config, wait_s=0.5)
+        except (DirectoryUnavailable, zmq.ZMQError) as e:
+            self._warn("directory", f"cannot take over the directory: {e}")
 
     def _bind(self, sock: zmq.Socket, kind: str) -> str:
         ep = self.config.new_endpoint(kind)
@@ -567,7 +587,8 @@ class Node:
                 self._hb_pub.publish(Heartbeat(node=self.name, pid=os.getpid(), period_s=self._hb_period))
                 next_hb = now + self._hb_period
             if now >= next_announce:
-                self._announce()
+                if not self._announce():
+                    self._take_over_directory()
                 next_announce = now + ANNOUNCE_S
             if now >= next_lookup and self._subs:  # the feed is fast; this is the safety net
                 try:

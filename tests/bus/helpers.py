@@ -1,0 +1,80 @@
+"""Node functions that tests run in child processes (spawned, so each is a fresh interpreter) and in
+launched graphs. They talk only through the bus, like real nodes do."""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bus import Image, JointState, Node
+
+JOINTS = [f"joint{i}" for i in range(1, 8)]
+
+
+def joint_state(i: int) -> JointState:
+    return JointState(name=JOINTS, position=np.arange(7) * 0.1 + i, velocity=np.full(7, i * 0.5),
+                      effort=np.zeros(7))
+
+
+def frame(i: int, h: int = 48, w: int = 64) -> np.ndarray:
+    return np.full((h, w, 3), i % 256, np.uint8)
+
+
+def publish_series(url: str, n: int, topic: str = "arm/joint_state", image: bool = False) -> None:
+    """Wait for one subscriber (condition, not a sleep), then publish n messages as fast as allowed."""
+    with Node("talker", url) as node:
+        pub = node.publisher(topic, Image if image else JointState)
+        if not pub.wait_for_subscribers(1, timeout=20):
+            raise SystemExit(3)
+        for i in range(n):
+            pub.publish(Image.from_array(frame(i, 480, 640)) if image else joint_state(i))
+        # Stay until the listener says it is done, so nothing is lost at close.
+        done = node.subscribe("test/done")
+        done.wait_for(timeout=20)
+
+
+def publish_forever(url: str, hz: float = 200.0, heartbeat_hz: float = 20.0) -> None:
+    """A node that streams joint states until it is killed."""
+    node = Node("streamer", url, heartbeat_hz=heartbeat_hz)
+    pub = node.publisher("arm/joint_state", JointState)
+    counter = itertools.count()
+    node.timer(hz, lambda: pub.publish(joint_state(next(counter))))
+    node.spin()
+
+
+def spin_until_signal(url: str) -> None:
+    node = Node("sleeper", url)
+    node.publisher("sleeper/alive", JointState, latched=True).publish(joint_state(0))
+    node.spin()  # returns on SIGTERM/SIGINT, then closes (says bye to the directory)
+
+
+# -- graph nodes for the launcher tests ---------------------------------------------------------------
+
+def steady(node: Node, hz: float = 50.0):
+    pub = node.publisher("test/steady", JointState)
+    node.timer(hz, lambda: pub.publish(joint_state(0)))
+
+
+def crash(node: Node, after_s: float = 0.2, message: str = "boom"):
+    time.sleep(after_s)  # do a little work first, like a real node would
+    raise RuntimeError(message)
+
+
+def crash_first(node: Node, counter: str, failures: int = 2):
+    """Crash on the first `failures` starts (counted in a file), then run quietly."""
+    path = Path(counter)
+    starts = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(starts))
+    if starts <= failures:
+        raise RuntimeError(f"start {starts} fails on purpose")
+    print(f"start {starts} ok", flush=True)
+    while node.running:
+        time.sleep(0.05)
+
+
+def write_pid(node: Node, path: str):
+    Path(path).write_text(str(os.getpid()))
+    print("ready", flush=True)

@@ -1,0 +1,160 @@
+"""Publish/subscribe between threads (inproc), processes (ipc) and over tcp, with real sockets."""
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from bus import Image, JointState, Node
+from tests.bus import helpers
+
+
+def _free_port() -> int:
+    # the directory uses PORT and PORT + 1: find two free neighbours
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port pair")
+
+
+def _receive_series(url: str, spawn, n: int, image: bool = False, timeout: float = 20):
+    with Node("listener", url) as node:
+        topic = "camera/front/image" if image else "arm/joint_state"
+        sub = node.subscribe(topic, Image if image else JointState, queue_size=n)
+        done = node.publisher("test/done", JointState, latched=True)
+        child = spawn(helpers.publish_series, url, n, topic, image)
+        got = [sub.get(timeout=timeout) for _ in range(n)]
+        done.publish(JointState())
+        child.join(10)
+        assert child.exitcode == 0
+        return got, sub
+
+
+def test_inproc_threads_every_message_in_order(inproc_url):
+    with Node("a", inproc_url) as a, Node("b", inproc_url) as b:
+        pub = a.publisher("arm/joint_state", JointState)
+        sub = b.subscribe("arm/joint_state", JointState, queue_size=500)
+        assert pub.wait_for_subscribers(1, timeout=5)
+        sender = threading.Thread(target=lambda: [pub.publish(helpers.joint_state(i)) for i in range(300)])
+        sender.start()
+        got = [sub.get(timeout=5) for _ in range(300)]
+        sender.join()
+    assert [m.seq for m in got] == list(range(1, 301))
+    np.testing.assert_array_equal(got[42].position, helpers.joint_state(42).position)
+    assert got[0].name == helpers.JOINTS
+    assert not got[0].position.flags.writeable  # received arrays are read-only views
+    assert sub.dropped == 0 and b.stats["malformed"] == 0
+
+
+def test_topic_prefixes_do_not_leak(inproc_url):
+    """'arm/joint' subscribers must not receive 'arm/joint_state' (ZeroMQ filters by prefix)."""
+    with Node("a", inproc_url) as a, Node("b", inproc_url) as b:
+        long_pub = a.publisher("arm/joint_state", JointState)
+        short_pub = a.publisher("arm/joint", JointState)
+        short = b.subscribe("arm/joint", JointState)
+        assert short_pub.wait_for_subscribers(1, 5)
+        long_pub.publish(helpers.joint_state(1))
+        short_pub.publish(helpers.joint_state(2))
+        m = short.get(timeout=5)
+        assert m.position[0] == pytest.approx(2.0)
+        assert long_pub.subscribers == 0
+
+
+def test_ipc_between_processes(ipc_url, spawn):
+    got, sub = _receive_series(ipc_url, spawn, 200)
+    assert [m.seq for m in got] == list(range(1, 201))
+    np.testing.assert_array_equal(got[-1].velocity, np.full(7, 199 * 0.5))
+    assert sub.dropped == 0
+
+
+def test_ipc_frames_arrive_zero_copy_and_read_only(ipc_url, spawn):
+    got, _ = _receive_series(ipc_url, spawn, 5, image=True)
+    for i, img in enumerate(got):
+        assert (img.height, img.width, img.encoding) == (480, 640, "rgb8")
+        assert img.data.shape == (480, 640, 3) and img.data.dtype == np.uint8
+        assert int(img.data[100, 100, 0]) == i
+        assert not img.data.flags.writeable and not img.data.flags.owndata
+
+
+def test_tcp_between_processes(spawn, monkeypatch):
+    url = f"tcp://127.0.0.1:{_free_port()}"
+    from bus.directory import stop_local
+    try:
+        got, _ = _receive_series(url, spawn, 100)
+    finally:
+        stop_local(url)
+    assert [m.seq for m in got] == list(range(1, 101))
+
+
+def test_latest_mode_drains_to_newest_under_a_fast_publisher(inproc_url):
+    """A slow consumer in latest mode sees fresh data, not a growing backlog."""
+    ages_ms, seqs = [], []
+
+    def slow(msg):
+        ages_ms.append((time.time_ns() - msg.stamp_ns) / 1e6)
+        seqs.append(msg.seq)
+        time.sleep(0.01)  # simulated work: 10 ms per message, while data comes at ~2 kHz
+
+    with Node("fast", inproc_url) as a, Node("slow", inproc_url) as b:
+        pub = a.publisher("arm/joint_state", JointState)
+        sub = b.subscribe("arm/joint_state", JointState, callback=slow, mode="latest")
+        assert pub.wait_for_subscribers(1, 5)
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:
+            pub.publish(helpers.joint_state(0))
+            time.sleep(0.0005)
+        last = pub.sent
+        sub.wait_for(lambda m: m.seq == last, timeout=5)  # the final value is never lost
+    assert sub.skipped > 5 * len(seqs) or sub.skipped > 200
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert np.median(ages_ms) < 10, ages_ms  # fresh: a queue would lag by hundreds of ms
+
+
+def test_queue_mode_without_callback_bounds_memory(inproc_url):
+    with Node("a", inproc_url) as a, Node("b", inproc_url) as b:
+        pub = a.publisher("t", JointState)
+        sub = b.subscribe("t", JointState, queue_size=10)
+        assert pub.wait_for_subscribers(1, 5)
+        for i in range(50):
+            pub.publish(helpers.joint_state(i))
+        sub.wait_for(lambda m: m.seq == 50, timeout=5)
+        got = [sub.get(timeout=1) for _ in range(10)]
+    assert [m.seq for m in got] == list(range(41, 51))  # the oldest were dropped, and counted
+    assert sub.dropped == 40
+
+
+def test_latched_topic_reaches_late_joiners(inproc_url):
+    with Node("gate", inproc_url) as a:
+        pub = a.publisher("safety/state", JointState, latched=True)
+        pub.publish(helpers.joint_state(7))
+        with Node("late", inproc_url) as b:  # joins after the only publish: no sleep, no retry
+            m = b.subscribe("safety/state", JointState).wait_for(timeout=5)
+            assert m.position[0] == pytest.approx(7.0)
+            later = b.subscribe("safety/state", JointState)  # a second late joiner on the same node
+            assert later.wait_for(timeout=5).seq == m.seq
+        with Node("later", inproc_url) as c:
+            sub = c.subscribe("safety/state", JointState, queue_size=10)
+            assert sub.get(timeout=5).seq == 1
+            pub.publish(helpers.joint_state(8))
+            assert sub.get(timeout=5).seq == 2
+            with pytest.raises(TimeoutError):  # the latched replay to others is not a duplicate here
+                sub.get(timeout=0.2)
+
+
+def test_latched_topic_across_processes(ipc_url, spawn):
+    with Node("observer", ipc_url) as node:
+        child = spawn(helpers.spin_until_signal, ipc_url)
+        m = node.subscribe("sleeper/alive", JointState).wait_for(timeout=20)
+        assert m.name == helpers.JOINTS
+        child.terminate()
+        child.join(10)
+        assert child.exitcode == 0  # SIGTERM is a clean shutdown
+        assert "sleeper" not in node.graph()["nodes"]  # it said bye to the directory
