@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from nanochat.gpt import GPT, GPTConfig, KVCache
+from nanochat.optim import MuonAdamW, Schedule, orthogonalize
+
+
+def make_model(depth=2, vocab=128, seq=64, seed=0) -> GPT:
+    model = GPT(GPTConfig.from_depth(depth, vocab, seq)).init_weights(seed)
+    with torch.no_grad():  # zero-initialised projections would hide attention bugs: randomise them
+        g = torch.Generator().manual_seed(seed + 1)
+        for p in model.parameters():
+            if p.ndim == 2 and not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return model.eval()
+
+
+def test_sizing_by_depth():
+    c = GPTConfig.from_depth(3, 500)
+    assert (c.n_embd, c.n_head, c.n_kv_head, c.n_layer) == (192, 3, 3, 3)
+    c = GPTConfig.from_depth(3, 500, head_dim=128)
+    assert (c.n_embd, c.n_head) == (256, 2)  # 192 rounded up to the head dim
+    with pytest.raises(ValueError):
+        GPTConfig(n_embd=100, n_head=3)
+
+
+def test_shapes_no_biases_untied():
+    model = make_model()
+    x = torch.randint(0, 128, (3, 17))
+    assert model(x).shape == (3, 17, 128)
+    assert all("bias" not in n for n, _ in model.named_parameters())
+    assert model.transformer.wte.weight.data_ptr() != model.lm_head.weight.data_ptr()
+    assert model(x).abs().max() <= 15.0  # softcap
+    loss = model(x[:, :-1], x[:, 1:])
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_future_tokens_never_change_past_logits():
+    model = make_model()
+    x = torch.randint(0, 128, (2, 40))
+    y = x.clone()
+    y[:, 25:] = torch.randint(0, 128, (2, 15))
+    with torch.no_grad():
+        a, b = model(x), model(y)
+    assert torch.equal(a[:, :25], b[:, :25])
+    assert not torch.allclose(a[:, 25:], b[:, 25:])
+
+
+def test_kv_cache_equals_full_recomputation():
+    model = make_model()
+    x = torch.randint(0, 128, (2, 40))
+    with torch.no_grad():
+        full = model(x)
+        cache = KVCache(model.config, 2, 64)
+        parts = [model(x[:, :13], kv_cache=cache), model(x[:, 13:14], kv_cache=cache),
+                 model(x[:, 14:30], kv_cache=cache)]
+        parts += [model(x[:, t:t + 1], kv_cache=cache) for t in range(30, 40)]
+    assert cache.pos == 40
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
+    # rolling back the cache and continuing differently matches recomputation of the new sequence
+    with torch.no_grad():
+        cache.pos = 20
+        y = x.clone()
+        y[:, 20:] = (x[:, 20:] + 1) % 128
+        cont = model(y[:, 20:], kv_cache=cache)
+        torch.testing.assert_close(cont, model(y)[:, 20:], atol=1e-5, rtol=1e-5)
+
+
+def test_greedy_generation_with_cache_matches_recompute():
+    model = make_model(seed=3)
+    prompt = torch.randint(0, 128, (1, 8))
+    with torch.no_grad():
+        seq, cache = prompt.clone(), KVCache(model.config, 1, 64)
+        logits = model(prompt, kv_cache=cache)[:, -1]
+        for _ in range(12):
+            nxt = logits.argmax(-1, keepdim=True)
+            assert torch.equal(nxt, model(seq)[:, -1].argmax(-1, keepdim=True))
+            seq = torch.cat([seq, nxt], 1)
+            logits = model(nxt, kv_cache=cache)[:, -1]
+
+
+def test_masked_loss_ignores_masked_targets():
+    model = make_model()
+    x = torch.randint(0, 128, (2, 20))
+    mask = torch.zeros(2, 19)
+    mask[:, 10:] = 1
+    t1, t2 = x[:, 1:].clone(), x[:, 1:].clone()
+    t2[:, :9] = (t2[:, :9] + 7) % 128
+    with torch.no_grad():
+        assert torch.equal(model(x[:, :-1], t1, mask), model(x[:, :-1], t2, mask))
+
+
+def test_orthogonalize_and_optimizer_step():
+    g = torch.randn(32, 64)
+    o = orthogonalize(g)
+    sv = torch.linalg.svdvals(o)
+    assert sv.max() < 1.3 and sv.min() > 0.5  # approximately orthogonal rows
+    model = make_model()
+    opt = MuonAdamW(model)
+    sched = Schedule(total_steps=100, warmup=10, warmdown=0.5)
+    assert sched(0) == pytest.approx(0.1) and sched(30) == 1.0 and sched(99) < 0.1
+    x = torch.randint(0, 128, (4, 33))
+    losses = []
+    model.train()
+    for step in range(15):
+        loss = model(x[:, :-1], x[:, 1:])
+        loss.backward()
+        opt.set_lr_multiplier(sched(step + 20))
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
