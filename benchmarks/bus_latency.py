@@ -1,0 +1,259 @@
+"""One-way latency of the loopylab bus against raw pyzmq doing the same work.
+
+Cases: (a) a 7-joint JointState at 1 kHz, (b) a 640x480x3 uint8 Image at 30 Hz, (c) a 4 MB frame at 30 Hz.
+"ours" = `Node.publisher().publish()` in one process -> `Node.subscribe(callback=...)` in another;
+"raw"  = pyzmq XPUB -> SUB with the same serialization (bus.codec, zero-copy frames), blocking recv.
+Latency = receive wall clock - stamp taken just before encoding, on one host. Each case alternates
+ours/raw for --reps repetitions; we report medians over repetitions of per-run p50/p99, plus late and
+too-late counts (iRobot ros2-performance: late > min(0.2 period, 5 ms), too late > min(period, 50 ms)).
+
+    .venv/bin/python benchmarks/bus_latency.py [--reps 3] [--transports ipc,inproc,tcp] [--quick]
+
+The last line is JSON: p50_ratio_small, p50_ratio_frame, p50_ratio_4mb (ours / raw, ipc) and details.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bus import Image, JointState, Node, codec  # noqa: E402
+from bus.config import BusConfig  # noqa: E402
+from bus.directory import stop_local  # noqa: E402
+
+TOPIC = "bench/data"
+JOINTS = [f"joint{i}" for i in range(1, 8)]
+CASES = {  # name: (rate Hz, messages, warm-up messages discarded)
+    "small": (1000.0, 1500, 100),
+    "frame": (30.0, 90, 5),
+    "4mb": (30.0, 60, 5),
+}
+
+
+def make_msg(case: str, i: int):
+    if case == "small":
+        return JointState(name=JOINTS, position=np.full(7, i * 1e-3), velocity=np.zeros(7), effort=np.zeros(7))
+    if case == "frame":
+        return Image.from_array(np.full((480, 640, 3), i % 256, np.uint8))
+    return Image.from_array(np.full((1024, 1024, 4), i % 256, np.uint8), encoding="rgba8")  # 4 MiB
+
+
+def _pace(t_next: float) -> None:
+    """Sleep most of the way, spin the rest: Python's sleep alone is too coarse for 1 kHz."""
+    while True:
+        left = t_next - time.perf_counter()
+        if left <= 0:
+            return
+        if left > 0.0005:
+            time.sleep(left - 0.0004)
+
+
+# -- publishers (run in a child process, or a thread for inproc) ------------------------------------------
+
+def publish_ours(url: str, case: str, stop, hz: float, n: int) -> None:
+    node = Node("bench_tx", url)
+    pub = node.publisher(TOPIC, JointState if case == "small" else Image)
+    if not pub.wait_for_subscribers(1, timeout=20):
+        raise SystemExit("no subscriber")
+    msgs = [make_msg(case, i) for i in range(min(n, 8))]  # a few distinct frames, built outside the clock
+    t_next = time.perf_counter()
+    for i in range(n):
+        t_next += 1.0 / hz
+        _pace(t_next)
+        msg = msgs[i % len(msgs)]
+        msg.seq = msg.stamp_ns = 0  # publish() stamps it
+        pub.publish(msg)
+    stop.wait(60)
+    node.close()
+
+
+def publish_raw(endpoint: str, case: str, stop, hz: float, n: int) -> None:
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.XPUB)  # XPUB only to see the subscriber arrive (no sleep); sends like PUB
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(endpoint)
+    if not sock.poll(20000):
+        raise SystemExit("no subscriber")
+    sock.recv()
+    prefix = f"{TOPIC}\0raw".encode()
+    msgs = [make_msg(case, i) for i in range(min(n, 8))]
+    t_next = time.perf_counter()
+    for i in range(n):
+        t_next += 1.0 / hz
+        _pace(t_next)
+        msg = msgs[i % len(msgs)]
+        msg.seq, msg.stamp_ns = i + 1, time.time_ns()
+        header, buffers = codec.encode(msg)
+        sock.send_multipart([prefix, header, *buffers], copy=False)
+    stop.wait(60)
+    sock.close()
+
+
+# -- receivers (this process) --------------------------------------------------------------------------------
+
+def receive_ours(url: str, case: str, start_publisher) -> list[int]:
+    hz, n, _ = CASES[case]
+    lat: list[int] = []
+    done = threading.Event()
+
+    def on_msg(msg):
+        lat.append(time.time_ns() - msg.stamp_ns)
+        if len(lat) >= n:
+            done.set()
+
+    with Node("bench_rx", url) as node:
+        node.subscribe(TOPIC, JointState if case == "small" else Image, callback=on_msg, queue_size=n)
+        stop = start_publisher()
+        done.wait(n / hz + 20)
+        stop()
+    return lat
+
+
+def receive_raw(endpoint: str, case: str, start_publisher) -> list[int]:
+    hz, n, _ = CASES[case]
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, max(1000, n))
+    sock.setsockopt(zmq.SUBSCRIBE, f"{TOPIC}\0".encode())
+    stop = start_publisher()
+    sock.connect(endpoint)
+    lat: list[int] = []
+    deadline = time.monotonic() + n / hz + 20
+    while len(lat) < n and time.monotonic() < deadline:
+        if not sock.poll(200):
+            continue
+        frames = sock.recv_multipart(copy=False)
+        _, msg = codec.from_frames(frames)
+        lat.append(time.time_ns() - msg.stamp_ns)
+    stop()
+    sock.close()
+    return lat
+
+
+# -- one run ---------------------------------------------------------------------------------------------------
+
+def run_once(impl: str, case: str, transport: str) -> list[int]:
+    spawn = mp.get_context("spawn")
+    if transport == "inproc":
+        url = f"inproc://bench{uuid.uuid4().hex[:8]}"
+        stop = threading.Event()
+        target, arg = (publish_ours, url) if impl == "ours" else (publish_raw, f"inproc://raw{uuid.uuid4().hex}")
+
+        def start():
+            threading.Thread(target=target, args=(arg, case, stop, *CASES[case][:2]), daemon=True).start()
+            return stop.set
+        try:
+            return receive_ours(url, case, start) if impl == "ours" else receive_raw(arg, case, start)
+        finally:
+            stop_local(url)
+    if transport == "ipc":
+        url = f"ipc://bench{uuid.uuid4().hex[:8]}"
+        raw_ep = f"ipc://{BusConfig.parse(url).run_dir()}/raw.sock"
+    else:
+        url = f"tcp://127.0.0.1:{_free_port_pair()}"
+        raw_ep = f"tcp://127.0.0.1:{_free_port_pair()}"
+    stop = spawn.Event()
+    child = None
+
+    def start():
+        nonlocal child
+        target, arg = (publish_ours, url) if impl == "ours" else (publish_raw, raw_ep)
+        child = spawn.Process(target=target, args=(arg, case, stop, *CASES[case][:2]), daemon=True)
+        child.start()
+
+        def finish():
+            stop.set()
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+        return finish
+    try:
+        return receive_ours(url, case, start) if impl == "ours" else receive_raw(raw_ep, case, start)
+    finally:
+        stop_local(url)
+        if transport == "ipc":
+            shutil.rmtree(BusConfig.parse(url).run_dir(), ignore_errors=True)
+
+
+def _free_port_pair() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as s2:
+                s2.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+
+
+def summarize(lat_ns: list[int], case: str) -> dict:
+    hz, n, warm = CASES[case]
+    us = np.array(lat_ns[warm:], dtype=np.float64) / 1e3
+    period_ms = 1e3 / hz
+    late_ms, too_late_ms = min(0.2 * period_ms, 5.0), min(period_ms, 50.0)
+    return {"n": int(us.size), "lost": int(n - len(lat_ns)),
+            "p50_us": float(np.percentile(us, 50)) if us.size else float("nan"),
+            "p99_us": float(np.percentile(us, 99)) if us.size else float("nan"),
+            "late": int((us > late_ms * 1e3).sum()), "too_late": int((us > too_late_ms * 1e3).sum())}
+
+
+def median_of(runs: list[dict]) -> dict:
+    out = {k: float(statistics.median(r[k] for r in runs)) for k in ("p50_us", "p99_us")}
+    out.update({k: int(sum(r[k] for r in runs)) for k in ("n", "lost", "late", "too_late")})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=3, help="repetitions per case (ipc); medians are reported")
+    ap.add_argument("--transports", default="ipc,inproc,tcp", help="comma list; ipc is the target")
+    ap.add_argument("--quick", action="store_true", help="fewer messages (smoke run)")
+    args = ap.parse_args()
+    if args.quick:
+        for k, (hz, n, w) in CASES.items():
+            CASES[k] = (hz, max(w + 20, n // 5), w)
+    results: dict = {}
+    print(f"{'transport':9} {'case':6} {'impl':5} {'p50 us':>9} {'p99 us':>9} {'late':>5} {'too_late':>8} {'lost':>5}")
+    for transport in [t.strip() for t in args.transports.split(",") if t.strip()]:
+        reps = args.reps if transport == "ipc" else 1
+        for case in CASES:
+            runs = {"ours": [], "raw": []}
+            for _ in range(reps):
+                for impl in ("raw", "ours"):
+                    runs[impl].append(summarize(run_once(impl, case, transport), case))
+            for impl in ("ours", "raw"):
+                m = results.setdefault(transport, {}).setdefault(case, {})[impl] = median_of(runs[impl])
+                print(f"{transport:9} {case:6} {impl:5} {m['p50_us']:9.1f} {m['p99_us']:9.1f} {m['late']:5d} "
+                      f"{m['too_late']:8d} {m['lost']:5d}", flush=True)
+            r = results[transport][case]
+            r["p50_ratio"] = r["ours"]["p50_us"] / r["raw"]["p50_us"]
+            r["p99_ratio"] = r["ours"]["p99_us"] / r["raw"]["p99_us"]
+            print(f"{transport:9} {case:6} ratio p50 {r['p50_ratio']:.2f}  p99 {r['p99_ratio']:.2f}", flush=True)
+    main_t = "ipc" if "ipc" in results else next(iter(results))
+    summary = {"transport": main_t, "reps": args.reps,
+               "p50_ratio_small": round(results[main_t]["small"]["p50_ratio"], 3),
+               "p50_ratio_frame": round(results[main_t]["frame"]["p50_ratio"], 3),
+               "p50_ratio_4mb": round(results[main_t]["4mb"]["p50_ratio"], 3),
+               "target": 1.3, "cpus": os.cpu_count(), "results": results}
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
