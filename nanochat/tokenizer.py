@@ -36,8 +36,11 @@ class Tokenizer:
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, specials: Sequence[str] | None = None) -> "Tokenizer":
         """Train so that the whole vocabulary (bytes + merges + specials) is exactly `vocab_size`."""
+        import logging
+
         import rustbpe
 
+        logging.getLogger("rustbpe").setLevel(logging.WARNING)  # it logs every merge at INFO
         specials = list(specials or special_tokens())
         n_ordinary = vocab_size - len(specials)
         if n_ordinary < 256:

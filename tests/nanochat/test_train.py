@@ -1,0 +1,46 @@
+import json
+
+import torch
+
+from nanochat.checkpoint import load_checkpoint
+from nanochat.data import NotebookBatches, encode_all, parse_seeds, read_shards, write_shards
+from nanochat.train import evaluate_bpb, preset, train
+
+
+def test_tiny_preset_loss_decreases_and_checkpoint_loads(tmp_path, notebooks, tokenizer):
+    cfg = preset("tiny", steps=40, eval_every=0, batch_size=8)
+    result = train(cfg, notebooks[:120], notebooks[120:], out_dir=tmp_path, tokenizer=tokenizer, progress=False)
+    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    assert last < 0.5 * first, (first, last)
+    assert result.val_bpb is not None and 0 < result.val_bpb < 3
+    assert result.tokens_per_s > 0 and result.mfu is None  # no MFU on CPU
+    model, tok, meta = load_checkpoint(tmp_path)
+    assert meta["step"] == 40 and abs(meta["val_bpb"] - result.val_bpb) < 1e-9
+    rows = encode_all(tok, notebooks[120:], model.config.sequence_len)
+    assert abs(evaluate_bpb(model, rows, tok.token_bytes(), tok.bos_id) - result.val_bpb) < 1e-4
+
+
+def test_batches_mask_only_model_written_targets(tokenizer, notebooks):
+    rows = encode_all(tokenizer, notebooks[:10], 1024)
+    x, y, m = next(iter(NotebookBatches(rows, 4, tokenizer.bos_id)))
+    assert x.shape == y.shape == m.shape and x.shape[0] == 4
+    assert torch.equal(x[:, 1:][m[:, :-1] > 0], y[:, :-1][m[:, :-1] > 0])  # targets are shifted inputs
+    forced = {tokenizer.section_ids(k)[0] for k in ("observation", "belief", "question", "scene")}
+    assert not any(int(t) in forced for t in y[m > 0])
+    written = {tokenizer.section_ids(k)[1] for k in ("experiment", "conclusion")}
+    assert written <= {int(t) for t in y[m > 0]}
+
+
+def test_shards_round_trip_and_seed_specs(tmp_path):
+    recs = [{"seed": i, "text": f"n{i}"} for i in range(5)]
+    write_shards(recs, tmp_path, "train", shard_size=2)
+    assert len(list(tmp_path.glob("train_*.jsonl.gz"))) == 3
+    assert read_shards(tmp_path, "train") == recs
+    assert parse_seeds("0:3,10") == [0, 1, 2, 10]
+    (tmp_path / "val_00000.jsonl").write_text(json.dumps({"a": 1}) + "\nnot json\n")
+    try:
+        read_shards(tmp_path, "val")
+    except ValueError as e:
+        assert "val_00000.jsonl:2" in str(e)
+    else:
+        raise AssertionError("bad JSON line accepted")
