@@ -1,0 +1,116 @@
+"""Agents: one interface, `propose(notebook_view) -> Hypothesis | Experiment | Conclusion`.
+
+    random   uniform over the candidate grid
+    grid     a fixed sweep through the grid, one skill level after another
+    eig      the expert: the experiment with the highest expected information gain about the question
+
+All three share the scientific routine: state a hypothesis (the prior box) first, experiment until the
+belief engine says the answer is within tolerance with the required confidence or the budget is
+spent, then conclude with the belief engine's answer. They differ only in which experiment they pick.
+Other agents (the nanochat policy) join with `register_agent(name, factory)`.
+
+An agent sees a `lab.notebook.NotebookView` and nothing else: no bus node, no service client, no ground
+truth. It cannot run experiments itself; the investigation runs what it proposes.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import Callable, Protocol, Union
+
+import numpy as np
+
+from lab import grammar as g
+from lab.beliefs import DEFAULT_PRIOR
+from lab.design import Decision, DesignConfig, choose, sigmas_seen
+from lab.notebook import NotebookView
+
+Proposal = Union[g.Hypothesis, g.Experiment, g.Conclusion]
+
+
+class Agent(Protocol):
+    name: str
+
+    def propose(self, notebook: NotebookView) -> Proposal: ...
+
+
+def prior_hypothesis(question: g.Question) -> g.Hypothesis:
+    """The hypothesis every built-in agent starts from: the range each parameter is known to lie in."""
+    return g.Hypothesis(tuple(g.Range(p, o, *DEFAULT_PRIOR[p]) for o in question.objects for p in g.PARAMS))
+
+
+class ScientistAgent(ABC):
+    """The shared routine; subclasses choose the experiment."""
+    name = "base"
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng([seed, 0xA6E])
+        self.last_decision: Decision | None = None
+
+    def propose(self, notebook: NotebookView) -> Proposal:
+        if notebook.last("hypothesis") is None:
+            return prior_hypothesis(notebook.question)
+        answer = notebook.posterior.answer(notebook.confidence)
+        if answer.confidence >= notebook.confidence or notebook.budget_left <= 0 or not notebook.candidates:
+            return answer.conclusion
+        return self.experiment(notebook)
+
+    @abstractmethod
+    def experiment(self, notebook: NotebookView) -> g.Experiment:
+        """The next experiment, one of notebook.candidates."""
+
+
+class RandomAgent(ScientistAgent):
+    name = "random"
+
+    def experiment(self, notebook: NotebookView) -> g.Experiment:
+        return notebook.candidates[int(self.rng.integers(len(notebook.candidates)))]
+
+
+class GridAgent(ScientistAgent):
+    """Sweeps the grid in a fixed order: each skill's levels in turn, interleaved across skills."""
+    name = "grid"
+
+    def experiment(self, notebook: NotebookView) -> g.Experiment:
+        by_skill: dict[str, list[g.Experiment]] = {}
+        for c in notebook.candidates:
+            by_skill.setdefault(c.skill, []).append(c)
+        sweep = [lst[i] for i in range(max(map(len, by_skill.values())))
+                 for lst in by_skill.values() if i < len(lst)]
+        return sweep[notebook.experiments_used % len(sweep)]
+
+
+class EIGAgent(ScientistAgent):
+    """The expert: argmax over the grid of EIG about the question quantity minus cost."""
+    name = "eig"
+
+    def __init__(self, seed: int = 0, design: DesignConfig | None = None):
+        super().__init__(seed)
+        self.design = design or DesignConfig()
+        self.decision_s: list[float] = []
+
+    def experiment(self, notebook: NotebookView) -> g.Experiment:
+        t0 = time.perf_counter()
+        post = notebook.posterior
+        self.last_decision = choose(post, list(notebook.candidates), self.design, self.rng, sigmas_seen(post))
+        self.decision_s.append(time.perf_counter() - t0)
+        return self.last_decision.experiment
+
+
+AGENTS: dict[str, Callable[..., Agent]] = {}
+
+
+def register_agent(name: str, factory: Callable[..., Agent]) -> None:
+    """Make an agent available by name (`loopylab run --agent NAME`); factory(seed=...) -> Agent."""
+    AGENTS[name] = factory
+
+
+def make_agent(name: str, seed: int = 0, **kw) -> Agent:
+    if name not in AGENTS:
+        raise KeyError(f"unknown agent {name!r} (known: {', '.join(sorted(AGENTS))})")
+    return AGENTS[name](seed=seed, **kw)
+
+
+register_agent("random", RandomAgent)
+register_agent("grid", GridAgent)
+register_agent("eig", EIGAgent)

@@ -1,0 +1,292 @@
+"""Beliefs: a particle posterior over the hidden parameters of each object in question.
+
+Each object has its own particle set over theta = (log friction, log mass, log restitution) — objects
+do not interact in our experiments, so the posterior factorises. The prior is uniform over the box the
+hypothesis states (uniform in friction and restitution, log-uniform in mass, as the seeded worlds are
+drawn). Each experiment multiplies the weights by its likelihood: the forward model (Twin tables,
+`lab.forward`) predicts the measurements and an explicit noise model says how far off they may be.
+When the effective sample size drops below half, the particles are resampled and rejuvenated by a few
+Metropolis-Hastings moves on the full posterior (prior x all likelihoods so far), which is cheap
+because predictions are table look-ups.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lab import grammar as g
+from lab.forward import MEASURED, PARAM_INDEX, Axes, ForwardModel
+
+# the skills' own error bars (docs/contracts.md, "Skills"), by the measurement they belong to
+REPORTED_SIGMA = {"moved_m": "displacement_sigma_m", "slide_m": "slide_sigma_m", "mass_kg": "mass_sigma_kg",
+                  "bounce_m": "bounce_sigma_m"}
+DEFAULT_PRIOR = {"friction": (0.2, 0.9), "mass": (0.05, 0.6), "restitution": (0.1, 0.8)}
+
+
+@dataclass
+class NoiseModel:
+    """sigma^2 = reported^2 + floor^2 + (rel * predicted)^2 per measurement, with Student-t tails.
+
+    `reported` is the skill's own sigma (sensor noise); `floor` covers quantisation and sensor noise the
+    skill does not report (the wrist force has none); `rel` is the twin-vs-world discrepancy: the twin
+    pushes and strikes an object without the arm, so its predictions are only good to a few percent.
+    """
+    floor: dict = field(default_factory=lambda: {"force_mean_N": 0.05, "moved_m": 0.003, "slide_m": 0.003,
+                                                 "mass_kg": 0.004, "bounce_m": 0.003, "lifted_m": 0.003})
+    rel: dict = field(default_factory=lambda: {"force_mean_N": 0.08, "moved_m": 0.05, "slide_m": 0.08,
+                                               "mass_kg": 0.02, "bounce_m": 0.10, "lifted_m": 0.05})
+    dof: float = 5.0   # Student-t degrees of freedom: robust to the odd bad contact
+
+    def sigma(self, key: str, predicted: np.ndarray, reported: float = 0.0) -> np.ndarray:
+        return np.sqrt(reported ** 2 + self.floor[key] ** 2 + (self.rel[key] * np.abs(predicted)) ** 2)
+
+    def logpdf(self, y: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        r2 = ((y - mean) / sigma) ** 2
+        return -0.5 * (self.dof + 1) * np.log1p(r2 / self.dof) - np.log(sigma)
+
+    def sample(self, mean: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return mean + sigma * rng.standard_t(self.dof, size=np.shape(mean))
+
+
+@dataclass
+class Measurement:
+    """One experiment's outcome as the likelihood sees it."""
+    experiment: g.Experiment
+    values: dict[str, float]            # measurement key -> value (keys of forward.MEASURED)
+    reported_sigma: dict[str, float]    # measurement key -> the skill's sigma (0 when not reported)
+
+    @classmethod
+    def from_reply(cls, exp: g.Experiment, measurements: dict) -> "Measurement":
+        vals, sig = {}, {}
+        for key in MEASURED[exp.skill]:
+            vals[key] = float(measurements[key])
+            sig[key] = float(measurements.get(REPORTED_SIGMA.get(key, ""), 0.0) or 0.0)
+        return cls(exp, vals, sig)
+
+    @classmethod
+    def from_observation(cls, exp: g.Experiment, obs: g.Observation) -> "Measurement":
+        """From the notebook text alone (sigmas unknown: the noise model's floor applies)."""
+        keys = {k: mk for k, mk, _ in g.OBS_FIELDS[exp.skill]}
+        return cls(exp, {keys[k]: v for k, v in obs.values}, {})
+
+
+def box_from_hypothesis(hyp: g.Hypothesis | None, objects: list[str], axes: Axes) -> dict[str, np.ndarray]:
+    """{object: (3, 2) natural-unit [lo, hi] per parameter}: the hypothesis where it says something,
+    the default prior elsewhere, clipped to the grid of the forward model's tables."""
+    lim = np.exp(axes.log_bounds())
+    out = {}
+    for o in objects:
+        box = np.array([DEFAULT_PRIOR[p] for p in PARAM_INDEX], float)
+        for r in (hyp.ranges if hyp else ()):
+            if r.object == o:
+                box[PARAM_INDEX[r.param]] = (r.lo, r.hi)
+        box[:, 0] = np.clip(box[:, 0], lim[:, 0], lim[:, 1])
+        box[:, 1] = np.clip(box[:, 1], lim[:, 0], lim[:, 1])
+        box[:, 1] = np.maximum(box[:, 1], box[:, 0] * 1.001)
+        out[o] = box
+    return out
+
+
+class ObjectPosterior:
+    """Weighted particles over theta = (log mu, log m, log e) of one object."""
+
+    def __init__(self, name: str, box: np.ndarray, forward: ForwardModel, noise: NoiseModel,
+                 n: int, rng: np.random.Generator):
+        self.name, self.box, self.forward, self.noise, self.rng = name, box, forward, noise, rng
+        self.logbox = np.log(box)
+        u = rng.random((n, 3))
+        nat = np.empty((n, 3))
+        for p, i in PARAM_INDEX.items():
+            lo, hi = box[i]
+            nat[:, i] = np.exp(np.log(lo) + u[:, i] * np.log(hi / lo)) if p == "mass" else lo + u[:, i] * (hi - lo)
+        self.theta = np.log(nat)
+        self.logw = np.zeros(n)
+        self.history: list[Measurement] = []
+        self.resamples = 0
+
+    # -- weights ------------------------------------------------------------
+    @property
+    def weights(self) -> np.ndarray:
+        w = np.exp(self.logw - self.logw.max())
+        return w / w.sum()
+
+    @property
+    def ess(self) -> float:
+        w = self.weights
+        return float(1.0 / np.sum(w ** 2))
+
+    def log_prior(self, theta: np.ndarray) -> np.ndarray:
+        """Uniform in mu and e, log-uniform in m, inside the box; in log coordinates (Jacobian mu*e)."""
+        inside = np.all((theta >= self.logbox[:, 0]) & (theta <= self.logbox[:, 1]), axis=1)
+        return np.where(inside, theta[:, 0] + theta[:, 2], -np.inf)
+
+    def loglik(self, m: Measurement, theta: np.ndarray) -> np.ndarray:
+        pred = self.forward.predict(m.experiment, theta)
+        total = np.zeros(theta.shape[0])
+        for key, y in m.values.items():
+            sig = self.noise.sigma(key, pred[key], m.reported_sigma.get(key, 0.0))
+            total += self.noise.logpdf(y, pred[key], sig)
+        return total
+
+    def update(self, m: Measurement) -> None:
+        self.history.append(m)
+        self.logw = self.logw + self.loglik(m, self.theta)
+        self.logw -= self.logw.max()
+        if self.ess < 0.5 * len(self.logw):
+            self.resample_move()
+
+    def resample_move(self, moves: int = 4) -> None:
+        """Systematic resampling, then MH moves with a Gaussian proposal scaled to the particle cloud."""
+        n = len(self.logw)
+        cum = np.cumsum(self.weights)
+        idx = np.minimum(np.searchsorted(cum, (self.rng.random() + np.arange(n)) / n), n - 1)
+        theta = self.theta[idx]
+        cov = np.cov(theta.T) + np.diag((0.002 * (self.logbox[:, 1] - self.logbox[:, 0])) ** 2)
+        chol = np.linalg.cholesky(cov * (2.38 ** 2 / 3) * 0.5)
+        cur = self.log_target(theta)
+        for _ in range(moves):
+            prop = theta + self.rng.standard_normal(theta.shape) @ chol.T
+            new = self.log_target(prop)
+            accept = np.log(self.rng.random(n)) < new - cur
+            theta[accept], cur[accept] = prop[accept], new[accept]
+        self.theta, self.logw = theta, np.zeros(n)
+        self.resamples += 1
+
+    def log_target(self, theta: np.ndarray) -> np.ndarray:
+        lp = self.log_prior(theta)
+        ok = np.isfinite(lp)
+        if ok.any():
+            sub = theta[ok]
+            ll = sum((self.loglik(m, sub) for m in self.history), np.zeros(len(sub)))
+            lp[ok] += ll
+        return lp
+
+    # -- summaries ------------------------------------------------------------
+    def natural(self, param: str) -> np.ndarray:
+        return np.exp(self.theta[:, PARAM_INDEX[param]])
+
+    def mean_sd(self, values: np.ndarray) -> tuple[float, float]:
+        w = self.weights
+        mu = float(np.sum(w * values))
+        return mu, float(np.sqrt(max(np.sum(w * (values - mu) ** 2), 0.0)))
+
+    def draw(self, k: int) -> np.ndarray:
+        """k particle indices drawn by weight (systematic)."""
+        cum = np.cumsum(self.weights)
+        return np.minimum(np.searchsorted(cum, (self.rng.random() + np.arange(k)) / k), len(cum) - 1)
+
+
+@dataclass
+class Answer:
+    conclusion: g.Conclusion
+    confidence: float           # posterior probability that the answer is within tolerance (or right)
+
+
+class Posterior:
+    """The belief about every object of a question, with the question-specific summaries."""
+
+    def __init__(self, question: g.Question, forward: ForwardModel, hypothesis: g.Hypothesis | None = None,
+                 n_particles: int = 1500, noise: NoiseModel | None = None, seed: int = 0):
+        self.question, self.forward = question, forward
+        self.noise = noise or NoiseModel()
+        self.n = n_particles
+        self.rng = np.random.default_rng([seed, 0xBE11EF])
+        self.reset(hypothesis)
+
+    def reset(self, hypothesis: g.Hypothesis | None) -> None:
+        boxes = box_from_hypothesis(hypothesis, list(self.question.objects), self.forward.axes)
+        self.objects = {o: ObjectPosterior(o, boxes[o], self.forward, self.noise, self.n, self.rng)
+                        for o in self.question.objects}
+        self.hypothesis = hypothesis
+
+    def update(self, m: Measurement) -> None:
+        if m.experiment.object not in self.objects:
+            return  # an experiment on an object outside the question teaches nothing about it
+        self.objects[m.experiment.object].update(m)
+
+    # -- question quantities ----------------------------------------------------
+    def predictive(self, obj: str, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(particle indices, predicted held-out slide including measurement noise) for predict questions."""
+        post = self.objects[obj]
+        idx = post.draw(k or self.n)
+        mean = self.forward.predict(self.question.action, post.theta[idx])["slide_m"]
+        sig = self.noise.sigma("slide_m", mean)
+        return idx, self.noise.sample(mean, sig, self.rng)
+
+    def belief(self) -> g.Belief:
+        q = self.question
+        ests = []
+        params = ("mass",) if q.kind == "rank" else ("friction", "mass") if q.kind == "predict" else tuple(PARAM_INDEX)
+        for o, post in self.objects.items():
+            for p in params:
+                mu, sd = post.mean_sd(post.natural(p))
+                ests.append(g.Estimate(p, o, mu, sd))
+        if q.kind == "predict":
+            _, y = self.predictive(q.object)
+            ests.append(g.Estimate("slide", q.object, float(np.mean(y)), float(np.std(y))))
+        return g.Belief(tuple(_canon(e) for e in ests))
+
+    def answer(self, confidence: float = 0.9) -> Answer:
+        """The best answer now and the posterior probability that it is within the tolerance."""
+        q = self.question
+        if q.kind == "rank":
+            return self._rank_answer()
+        post = self.objects[q.object]
+        if q.kind == "predict":
+            _, values = self.predictive(q.object)
+            w = np.full(len(values), 1.0 / len(values))
+        else:
+            values, w = post.natural(q.kind), post.weights
+        guess, cover = best_estimate(values, w, q.tolerance, relative=q.kind == "mass")
+        half = interval_halfwidth(values, w, guess, confidence)
+        quantity = "slide" if q.kind == "predict" else q.kind
+        est = _canon(g.Estimate(quantity, q.object, guess, half))
+        return Answer(g.Conclusion((est,)), cover)
+
+    def _rank_answer(self, k: int = 2000) -> Answer:
+        names = list(self.objects)
+        draws = np.stack([self.objects[o].natural("mass")[self.objects[o].draw(k)] for o in names], axis=1)
+        orders, counts = np.unique(np.argsort(-draws, axis=1), axis=0, return_counts=True)
+        best = orders[np.argmax(counts)]
+        return Answer(g.Conclusion((g.Ranking("mass", tuple(names[i] for i in best)),)), float(counts.max() / k))
+
+    def pairwise_ambiguity(self, k: int = 1000) -> dict[str, float]:
+        """For rank questions: per object, the summed probability of getting each of its pairs wrong."""
+        names = list(self.objects)
+        draws = {o: self.objects[o].natural("mass")[self.objects[o].draw(k)] for o in names}
+        amb = {o: 0.0 for o in names}
+        for a, b in itertools.combinations(names, 2):
+            p = float(np.mean(draws[a] > draws[b]))
+            amb[a] += min(p, 1 - p)
+            amb[b] += min(p, 1 - p)
+        return amb
+
+
+def best_estimate(values: np.ndarray, w: np.ndarray, tol: float, relative: bool) -> tuple[float, float]:
+    """The point estimate that maximises P(|value - estimate| <= tol [* value]) and that probability."""
+    order = np.argsort(values)
+    v, cw = values[order], np.cumsum(w[order])
+    cands = np.interp(np.linspace(0.05, 0.95, 37), cw, v)
+    if relative:  # |v - c| <= tol * v  <=>  c / (1 + tol) <= v <= c / (1 - tol)
+        lo, hi = cands / (1 + tol), cands / max(1 - tol, 1e-9)
+    else:
+        lo, hi = cands - tol, cands + tol
+    cover = np.array([w[(values >= a) & (values <= b)].sum() for a, b in zip(lo, hi)])
+    i = int(np.argmax(cover))
+    return float(cands[i]), float(cover[i])
+
+
+def interval_halfwidth(values: np.ndarray, w: np.ndarray, centre: float, level: float) -> float:
+    """The smallest h with P(|value - centre| <= h) >= level."""
+    d = np.abs(values - centre)
+    order = np.argsort(d)
+    cw = np.cumsum(w[order])
+    return float(d[order][min(np.searchsorted(cw, level), len(d) - 1)])
+
+
+def _canon(e: g.Estimate) -> g.Estimate:
+    """Round to the grammar's decimals so that the structured record and the text agree exactly."""
+    d = g.DECIMALS[e.quantity]
+    return g.Estimate(e.quantity, e.object, float(g.fmt(max(e.value, 0.0), d)), float(g.fmt(max(e.spread, 0.0), d)))

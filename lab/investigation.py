@@ -1,0 +1,171 @@
+"""The scientific loop: question -> scene -> (agent proposes -> experiment -> observation -> belief)* ->
+conclusion.
+
+The investigation owns everything with side effects: the notebook and its sinks, the experiment runner
+(skills over the bus) and the belief engine's updates. The agent only proposes, from a read-only
+`NotebookView`. The scene it works on is a *perceived* scene (no hidden properties); the ground truth
+stays with the evaluator (lab/evaluation.py), which reads it through `sim/oracle`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from lab import grammar as g
+from lab.beliefs import Measurement, NoiseModel, Posterior
+from lab.design import eig_scores, regret, sigmas_seen
+from lab.forward import ForwardModel
+from lab.notebook import Notebook, NotebookView, Sink
+
+log = logging.getLogger("loopylab.lab")
+
+
+class ExperimentRunner(Protocol):
+    def execute(self, exp: g.Experiment) -> dict:
+        """Run one experiment; reply {ok, measurements, error} as the `skills/execute` service."""
+        ...
+
+
+class BusRunner:
+    """Runs experiments through the `skills/execute` service (the actuation skills, safety gate, driver)."""
+
+    def __init__(self, node, timeout: float = 120.0):
+        self._call = node.client("skills/execute").call   # the one service the lab's experiments use
+        self.timeout = timeout
+
+    def execute(self, exp: g.Experiment) -> dict:
+        return self._call(exp.request(), timeout=self.timeout)
+
+
+def grammar_scene(spec) -> g.Scene:
+    """The notebook's scene line from a (perceived) `sim.scene.SceneSpec`."""
+    return g.Scene(tuple(g.SceneObject(o.label, o.shape, float(g.fmt(o.size, 2)), float(g.fmt(o.position[0], 2)),
+                                       float(g.fmt(o.position[1], 2))) for o in spec.objects))
+
+
+@dataclass
+class InvestigationConfig:
+    confidence: float = 0.9        # required P(answer within tolerance) to conclude
+    n_particles: int = 1500
+    record_regret: bool = False    # score every candidate at every step (for evaluation: EIG regret)
+    max_steps: int = 200           # guard against an agent that never concludes
+    seed: int = 0
+
+
+@dataclass
+class StepRecord:
+    experiment: str
+    ok: bool
+    eig: float | None = None
+    regret: float | None = None
+    answer: object = None          # the belief engine's answer after this experiment
+    p_within: float = 0.0
+
+
+@dataclass
+class InvestigationResult:
+    question: g.Question
+    conclusion: g.Conclusion
+    notebook: Notebook
+    steps: list[StepRecord] = field(default_factory=list)
+    wall_s: float = 0.0
+    decision_s: list[float] = field(default_factory=list)
+    posterior: Posterior | None = None
+
+    @property
+    def experiments(self) -> int:
+        return len(self.steps)
+
+
+def _answer_value(conclusion: g.Conclusion):
+    a = conclusion.answers[0]
+    return list(a.objects) if isinstance(a, g.Ranking) else a.value
+
+
+def _measurement_data(reply: dict) -> dict:
+    """The reply's scalar measurements (profiles left out of the notebook record)."""
+    ms = reply.get("measurements") or {}
+    return {k: v for k, v in ms.items() if isinstance(v, (int, float, str, bool))}
+
+
+def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, forward: ForwardModel,
+                cfg: InvestigationConfig | None = None, sinks: list[Sink] | None = None,
+                noise: NoiseModel | None = None, investigation: str | None = None) -> InvestigationResult:
+    """Run one investigation to its conclusion. `scene` is the perceived SceneSpec."""
+    cfg = cfg or InvestigationConfig()
+    t0 = time.perf_counter()
+    gscene = grammar_scene(scene)
+    candidates = tuple(g.candidate_experiments(gscene, question))
+    nb = Notebook(question, investigation, sinks)
+    nb.add(question)
+    nb.add(gscene)
+    post = Posterior(question, forward, None, cfg.n_particles, noise, cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 0x4E6])
+    steps: list[StepRecord] = []
+    decision_s: list[float] = []
+    conclusion = None
+    for _ in range(cfg.max_steps):
+        view = NotebookView(question, gscene, candidates, tuple(nb.sections), post, cfg.confidence)
+        td = time.perf_counter()
+        proposal = agent.propose(view)
+        if isinstance(proposal, g.Experiment):
+            decision_s.append(time.perf_counter() - td)
+        if isinstance(proposal, g.Hypothesis):
+            nb.add(proposal)
+            post.reset(proposal)
+        elif isinstance(proposal, g.Experiment):
+            steps.append(_run_experiment(proposal, agent, nb, post, runner, candidates, cfg, rng))
+        elif isinstance(proposal, g.Conclusion):
+            conclusion = proposal
+            break
+        else:
+            raise TypeError(f"agent {getattr(agent, 'name', agent)!r} proposed {type(proposal).__name__}, "
+                            "not a Hypothesis, Experiment or Conclusion")
+    if conclusion is None:  # the agent never concluded: the belief engine answers for it
+        log.warning("agent did not conclude within %d steps; concluding with the belief engine", cfg.max_steps)
+        conclusion = post.answer(cfg.confidence).conclusion
+    ans = post.answer(cfg.confidence)
+    nb.add(conclusion, data={"p_within": ans.confidence, "experiments": len(steps)})
+    return InvestigationResult(question, conclusion, nb, steps, time.perf_counter() - t0, decision_s, post)
+
+
+def _run_experiment(exp: g.Experiment, agent, nb: Notebook, post: Posterior, runner: ExperimentRunner,
+                    candidates: tuple, cfg: InvestigationConfig, rng: np.random.Generator) -> StepRecord:
+    rec = StepRecord(exp.render(), ok=False)
+    if cfg.record_regret and candidates:
+        dec = getattr(agent, "last_decision", None)
+        if dec is not None and dec.experiment == exp:
+            scores, rec.eig = dec.scores, dec.eig
+        else:
+            scores = eig_scores(post, list(candidates), rng=rng, last_sigma=sigmas_seen(post))
+            rec.eig = float(scores[candidates.index(exp)]) if exp in candidates else 0.0
+        rec.regret = regret(rec.eig, scores, rng)
+    nb.add(exp, data={k: v for k, v in (("eig", rec.eig), ("regret", rec.regret)) if v is not None})
+    if exp not in candidates:
+        reply = {"ok": False, "measurements": {}, "error": "not in the experiment grid of this scene"}
+    else:
+        try:
+            reply = runner.execute(exp)
+        except Exception as e:  # a timeout or a dead service is an observation, not a crash of the lab
+            reply = {"ok": False, "measurements": {}, "error": f"{type(e).__name__}: {e}"}
+    if reply.get("ok"):
+        try:
+            obs = g.Observation.from_measurements(exp.skill, reply["measurements"])
+            if obs.error is None:
+                post.update(Measurement.from_reply(exp, reply["measurements"]))
+                rec.ok = True
+        except KeyError as e:
+            obs = g.Observation.failure(f"missing measurement {e}")
+    else:
+        obs = g.Observation.failure(reply.get("error") or "failed")
+        log.info("experiment %s failed: %s", exp.render(), reply.get("error"))
+    nb.add(obs, data={"measurements": _measurement_data(reply), "error": reply.get("error", "")})
+    ans = post.answer(cfg.confidence)
+    rec.answer, rec.p_within = _answer_value(ans.conclusion), ans.confidence
+    nb.add(post.belief(), data={"ess": {o: p.ess for o, p in post.objects.items()},
+                                "answer": rec.answer, "p_within": ans.confidence})
+    return rec

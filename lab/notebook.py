@@ -1,0 +1,150 @@
+"""The notebook: every step of an investigation as a structured record (`bus.NotebookEntry`) and as
+grammar text. Sinks receive each entry as it is written: the bus (`lab/notebook`), the live console
+(rich) and files (JSONL of the records, and the plain notebook text).
+
+`Notebook` belongs to the investigation. Agents get a `NotebookView`: the question, scene, sections,
+text and the belief engine, and nothing that reaches the bus (see lab/agents.py).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from bus import NotebookEntry
+from lab import grammar as g
+
+Sink = Callable[[NotebookEntry], None]
+
+
+def _plain(x):
+    """JSON-safe copy (numpy scalars/arrays to Python)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+class Notebook:
+    def __init__(self, question: g.Question, investigation: str | None = None, sinks: list[Sink] | None = None):
+        self.question = question
+        self.investigation = investigation or uuid.uuid4().hex[:12]
+        self.sinks: list[Sink] = list(sinks or [])
+        self.entries: list[NotebookEntry] = []
+        self.sections: list[g.Section] = []
+
+    def add(self, body: g.Body, data: dict | None = None) -> NotebookEntry:
+        section = g.Section(g._kind_of(body), body)
+        entry = NotebookEntry(investigation=self.investigation, step=len(self.entries), kind=section.kind,
+                              text=section.render(), data=_plain(data or {}), stamp_ns=time.time_ns())
+        self.entries.append(entry)
+        self.sections.append(section)
+        for sink in self.sinks:
+            sink(entry)
+        return entry
+
+    def text(self) -> str:
+        return g.render(self.sections)
+
+    def last(self, kind: str) -> g.Body | None:
+        return next((s.body for s in reversed(self.sections) if s.kind == kind), None)
+
+    @property
+    def experiments_used(self) -> int:
+        return sum(s.kind == "experiment" for s in self.sections)
+
+    def save(self, folder: str | Path) -> tuple[Path, Path]:
+        """Write notebook.jsonl (records) and notebook.txt (grammar text)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        jl, txt = folder / "notebook.jsonl", folder / "notebook.txt"
+        jl.write_text("".join(json.dumps(entry_to_dict(e)) + "\n" for e in self.entries))
+        txt.write_text(self.text())
+        return jl, txt
+
+
+def entry_to_dict(e: NotebookEntry) -> dict:
+    return _plain(asdict(e))
+
+
+def load_jsonl(path: str | Path) -> list[NotebookEntry]:
+    out = []
+    for i, line in enumerate(Path(path).read_text().splitlines()):
+        if line.strip():
+            try:
+                out.append(NotebookEntry(**json.loads(line)))
+            except (json.JSONDecodeError, TypeError) as e:
+                raise ValueError(f"{path}:{i + 1}: not a notebook record ({e})") from None
+    return out
+
+
+@dataclass(frozen=True)
+class NotebookView:
+    """What an agent may see: the question, the perceived scene, the candidate grid, the notebook so
+    far (sections and text), the belief engine, and the budget. No bus, no ground truth."""
+    question: g.Question
+    scene: g.Scene
+    candidates: tuple[g.Experiment, ...]
+    sections: tuple[g.Section, ...]
+    posterior: object = field(repr=False)          # lab.beliefs.Posterior (the agent's calculator)
+    confidence: float = 0.9
+
+    @property
+    def text(self) -> str:
+        return g.render(self.sections)
+
+    @property
+    def experiments_used(self) -> int:
+        return sum(s.kind == "experiment" for s in self.sections)
+
+    @property
+    def budget_left(self) -> int:
+        return self.question.max_experiments - self.experiments_used
+
+    def last(self, kind: str) -> g.Body | None:
+        return next((s.body for s in reversed(self.sections) if s.kind == kind), None)
+
+
+# ------------------------------------------------------------------------------------------------
+# sinks
+
+def bus_sink(publisher) -> Sink:
+    """Publish every entry on `lab/notebook` (publisher of NotebookEntry)."""
+    return lambda entry: publisher.publish(entry)
+
+
+def jsonl_sink(path: str | Path) -> Sink:
+    """Append every entry to a JSONL file as it happens (survives a crash mid-investigation)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(entry: NotebookEntry) -> None:
+        with path.open("a") as f:
+            f.write(json.dumps(entry_to_dict(entry)) + "\n")
+    return write
+
+
+STYLE = {"question": "bold magenta", "scene": "cyan", "hypothesis": "yellow", "experiment": "bold green",
+         "observation": "green", "belief": "blue", "conclusion": "bold magenta"}
+
+
+def console_sink(console=None) -> Sink:
+    """Print each entry live, coloured by kind."""
+    from rich.console import Console
+    from rich.markup import escape
+    console = console or Console()
+
+    def show(entry: NotebookEntry) -> None:
+        body = entry.text[len(g.start_token(entry.kind)):-len(g.end_token(entry.kind))]
+        console.print(f"[dim]{entry.step:>3}[/dim] [{STYLE.get(entry.kind, '')}]{entry.kind:<11}[/] {escape(body)}")
+    return show
