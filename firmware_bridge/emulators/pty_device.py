@@ -1,0 +1,148 @@
+"""The device end of a pseudo-terminal, and the faults an emulator can inject on it.
+
+The host opens `path`: a symlink we own (like `socat ... link=`) to the current /dev/pts/N, so the
+name stays the same when the port "vanishes" (both ends closed, link removed — what an unplugged
+USB adapter looks like to the host) and comes back (a new pty behind the same link).
+"""
+from __future__ import annotations
+
+import os
+import pty
+import random
+import select
+import tempfile
+import termios
+import threading
+import tty
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# termios speed constants -> baud (ptys keep the host's setting; the device can see it on the master)
+_SPEEDS = {getattr(termios, f"B{b}"): b for b in (9600, 19200, 38400, 57600, 115200, 230400, 460800,
+                                                   500000, 576000, 921600, 1000000, 1152000, 1500000,
+                                                   2000000, 2500000, 3000000, 3500000, 4000000)
+           if hasattr(termios, f"B{b}")}
+
+
+@dataclass
+class Faults:
+    """What goes wrong next. Counters are consumed one reply at a time; rates draw from a seeded RNG."""
+    drop_bytes: int = 0                 # the next N replies each lose one byte
+    corrupt: int = 0                    # the next N replies each get a flipped checksum byte
+    silent_ids: set[int] = field(default_factory=set)   # devices that no longer answer
+    latency_s: float = 0.0              # added before every reply
+    drop_rate: float = 0.0              # probability that a reply loses a byte
+    corrupt_rate: float = 0.0           # probability that a reply is corrupted
+    seed: int = 0
+    injected: int = 0                   # how many faults were actually applied
+
+    def __post_init__(self):
+        self._rng = random.Random(self.seed)
+
+    def apply(self, reply: bytes) -> bytes:
+        """Return the reply as it will reach the host."""
+        if not reply:
+            return reply
+        if self.drop_bytes > 0 or (self.drop_rate and self._rng.random() < self.drop_rate):
+            self.drop_bytes = max(0, self.drop_bytes - 1)
+            self.injected += 1
+            i = len(reply) // 2
+            reply = reply[:i] + reply[i + 1:]
+        if self.corrupt > 0 or (self.corrupt_rate and self._rng.random() < self.corrupt_rate):
+            self.corrupt = max(0, self.corrupt - 1)
+            self.injected += 1
+            reply = reply[:-1] + bytes((reply[-1] ^ 0x5A,))
+        return reply
+
+
+class PtyDevice:
+    """A pty whose master we hold. `read()`/`write()` talk to whoever opened `path`."""
+
+    def __init__(self, link: str | os.PathLike | None = None):
+        if link is None:
+            self._tmp = tempfile.mkdtemp(prefix="loopylab-pty-")
+            link = Path(self._tmp) / "tty"
+        self.path = str(link)
+        self.master = self.slave = -1
+        self.lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()   # vanish/restore wake a reader blocked in select
+        self.open()
+
+    def open(self) -> None:
+        with self.lock:
+            self.master, self.slave = pty.openpty()
+            tty.setraw(self.slave)          # no echo, no line editing: a byte is a byte
+            self.pts = os.ttyname(self.slave)
+            tmp = self.path + ".new"
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.symlink(self.pts, tmp)
+            os.replace(tmp, self.path)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    @property
+    def present(self) -> bool:
+        return self.master >= 0
+
+    def vanish(self) -> None:
+        """Unplug: both ends close, the link disappears; the host's next I/O fails."""
+        with self.lock:
+            if self.master < 0:
+                return
+            for fd in (self.master, self.slave):
+                os.close(fd)
+            self.master = self.slave = -1
+            if os.path.lexists(self.path):
+                os.unlink(self.path)
+        self._wake()
+
+    def restore(self) -> None:
+        """Replug: a fresh pty behind the same path."""
+        if self.master < 0:
+            self.open()
+
+    def host_baud(self) -> int | None:
+        """The baud rate the host configured on its end (None if unknown or closed)."""
+        try:
+            return _SPEEDS.get(termios.tcgetattr(self.master)[4])
+        except (termios.error, OSError):
+            return None
+
+    def wait_readable(self, timeout: float) -> bool:
+        fd = self.master
+        try:
+            ready = select.select([fd, self._wake_r] if fd >= 0 else [self._wake_r], [], [], timeout)[0]
+        except (OSError, ValueError):
+            return False
+        if self._wake_r in ready:
+            os.read(self._wake_r, 64)
+            return False
+        return fd in ready and fd == self.master
+
+    def read(self, n: int = 4096) -> bytes:
+        try:
+            return os.read(self.master, n)
+        except OSError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        if data and self.master >= 0:
+            try:
+                os.write(self.master, data)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.vanish()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1

@@ -1,0 +1,380 @@
+"""A motor bus over pyserial: one serial port, one protocol, named motors.
+
+Every transaction gets a deadline computed from the bytes on the wire at the port's baud rate, the
+motors' return delay and the USB adapter's latency; transient failures (no reply, a corrupted reply)
+are retried at once (LeRobot's most common complaint is a loop killed by one lost status packet), and
+what finally fails names the motors that did not answer. A status error from a motor (overload,
+overheating...) is not transient: it raises MotorFaultError at once.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import select
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import serial
+
+from firmware_bridge.servo.protocol import (BROADCAST_ID, CorruptPacket, Register, StatusPacket, get_protocol)
+
+log = logging.getLogger("loopylab.motorbus")
+
+
+class MotorBusError(RuntimeError):
+    """Anything that went wrong on the bus."""
+
+
+class NoResponseError(MotorBusError):
+    def __init__(self, message: str, motor_ids: list[int]):
+        super().__init__(message)
+        self.motor_ids = motor_ids
+
+
+class CorruptResponseError(MotorBusError):
+    pass
+
+
+class MotorFaultError(MotorBusError):
+    """A motor reported a hardware problem (its status error byte / alert)."""
+
+    def __init__(self, message: str, motor_id: int, error: int):
+        super().__init__(message)
+        self.motor_id, self.error = motor_id, error
+
+
+class PortLostError(MotorBusError):
+    """The serial port went away (unplugged adapter, powered-down hub)."""
+
+
+@dataclass(frozen=True)
+class Motor:
+    id: int
+    model: str = ""          # expected model name; empty = accept any of the protocol's models
+
+
+class MotorBus:
+    def __init__(self, port: str, kind: str, motors: dict[str, Motor | int], baudrate: int = 1_000_000,
+                 retries: int = 2, latency_s: float = 0.02, return_delay_s: float = 0.0005):
+        """`latency_s`: USB adapter allowance per transaction (FTDI default latency timer is 16 ms;
+        2-4 ms once it is set to 1 ms). `return_delay_s`: each motor's Return_Delay_Time."""
+        self.port_name, self.kind = port, kind
+        self.proto = get_protocol(kind)
+        self.motors = {n: m if isinstance(m, Motor) else Motor(int(m)) for n, m in motors.items()}
+        self.ids = {n: m.id for n, m in self.motors.items()}
+        self.names = {m.id: n for n, m in self.motors.items()}
+        self.baudrate, self.retries = baudrate, retries
+        self.latency_s, self.return_delay_s = latency_s, return_delay_s
+        self.ser: serial.Serial | None = None
+        self._fd = -1
+        self.stats = {"transactions": 0, "retries": 0, "timeouts": 0, "corrupt": 0}
+
+    # -- port -----------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self.ser is not None
+
+    def open(self) -> "MotorBus":
+        try:
+            self.ser = serial.Serial(self.port_name, self.baudrate, timeout=0, write_timeout=1,
+                                     exclusive=True)
+        except (serial.SerialException, OSError) as e:
+            raise PortLostError(f"cannot open {self.port_name}: {e}. Is the adapter plugged in, and are "
+                                f"you in the dialout group? (loopylab arm find-port lists ports)") from e
+        self._fd = self.ser.fileno()
+        self.ser.reset_input_buffer()
+        return self
+
+    def close(self) -> None:
+        if self.ser is not None:
+            try:
+                self.ser.close()
+            except (serial.SerialException, OSError):
+                pass
+        self.ser, self._fd = None, -1
+
+    def set_baudrate(self, baudrate: int) -> None:
+        self.baudrate = baudrate
+        if self.ser is not None:
+            self.ser.baudrate = baudrate
+
+    def __enter__(self):
+        return self.open() if self.ser is None else self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- transactions --------------------------------------------------------------------
+    def timeout_for(self, tx_bytes: int, rx_bytes: int, replies: int) -> float:
+        byte_s = 10.0 / self.baudrate            # 8N1: 10 bits a byte
+        return (tx_bytes + rx_bytes) * byte_s + replies * self.return_delay_s + self.latency_s
+
+    def _write(self, data: bytes) -> None:
+        if self._fd < 0:
+            raise PortLostError(f"{self.port_name} is not open")
+        try:
+            os.write(self._fd, data)
+        except OSError as e:
+            raise PortLostError(f"{self.port_name} went away while writing: {e}") from e
+
+    def _flush_input(self) -> None:
+        try:
+            while select.select([self._fd], [], [], 0)[0]:
+                if not os.read(self._fd, 4096):
+                    raise PortLostError(f"{self.port_name} went away (device disconnected)")
+        except OSError as e:
+            raise PortLostError(f"{self.port_name} went away: {e}") from e
+
+    def _collect(self, expect: list[tuple[int, int]], timeout: float, what: str) -> dict[int, StatusPacket]:
+        """Read status packets until every (id, data length) in `expect` has answered."""
+        import time
+        deadline = time.monotonic() + timeout
+        want = dict(expect)
+        got: dict[int, StatusPacket] = {}
+        buf, start = bytearray(), 0
+        fd, parse = self._fd, self.proto.parse
+        while len(got) < len(want):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                if not select.select([fd], [], [], left)[0]:
+                    break
+                chunk = os.read(fd, 4096)
+            except OSError as e:
+                raise PortLostError(f"{self.port_name} went away while reading: {e}") from e
+            if not chunk:
+                raise PortLostError(f"{self.port_name} went away (device disconnected)")
+            buf += chunk
+            while True:
+                try:
+                    pkt, start = parse(buf, start)
+                except CorruptPacket as e:
+                    raise CorruptResponseError(f"{what}: corrupted reply ({e})") from None
+                if pkt is None:
+                    break
+                n = want.get(pkt.id)
+                if n is None or pkt.id in got:
+                    continue                       # a late answer to an earlier transaction
+                if len(pkt.params) != n:
+                    raise CorruptResponseError(f"{what}: motor {pkt.id} sent {len(pkt.params)} bytes, "
+                                               f"{n} expected")
+                got[pkt.id] = pkt
+        if len(got) < len(want):
+            missing = [i for i in want if i not in got]
+            raise NoResponseError(f"{self._describe(missing)} did not answer {what} within "
+                                  f"{timeout * 1e3:.1f} ms on {self.port_name} at {self.baudrate} baud",
+                                  missing)
+        return got
+
+    def _describe(self, ids: list[int]) -> str:
+        return ", ".join(f"motor {i}" + (f" ({self.names[i]})" if i in self.names else "") for i in ids)
+
+    def transact(self, packet: bytes, expect: list[tuple[int, int]], what: str) -> dict[int, StatusPacket]:
+        """Send `packet`, collect the expected replies; retry transient failures `retries` times."""
+        self.stats["transactions"] += 1
+        timeout = self.timeout_for(len(packet), sum(self.proto.status_size(n) for _, n in expect), len(expect))
+        last: MotorBusError | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats["retries"] += 1
+                log.debug("retrying %s after: %s", what, last)
+            self._flush_input()
+            self._write(packet)
+            if not expect:
+                return {}
+            try:
+                replies = self._collect(expect, timeout, what)
+            except NoResponseError as e:
+                self.stats["timeouts"] += 1
+                last = e
+                continue
+            except CorruptResponseError as e:
+                self.stats["corrupt"] += 1
+                last = e
+                continue
+            self._check_errors(replies, what)
+            return replies
+        if isinstance(last, NoResponseError):
+            raise NoResponseError(f"{last} (after {self.retries + 1} tries). Check the cable, the power "
+                                  f"supply and that the motor was set up (loopylab arm setup-motors)",
+                                  last.motor_ids)
+        raise CorruptResponseError(f"{last} (after {self.retries + 1} tries)")
+
+    def _check_errors(self, replies: dict[int, StatusPacket], what: str) -> None:
+        for id, pkt in replies.items():
+            if pkt.error:
+                detail = self.proto.describe_error(pkt.error)
+                if self.proto.is_alert_only(pkt.error):
+                    detail = self._hardware_error_detail(id) or detail
+                raise MotorFaultError(f"{what}: {self._describe([id])} reports {detail}", id, pkt.error)
+
+    def _hardware_error_detail(self, id: int) -> str:
+        from firmware_bridge.servo.dynamixel import describe_hardware_error
+        reg = self.proto.table["Hardware_Error_Status"]
+        try:
+            self._flush_input()
+            self._write(self.proto.read(id, reg.address, 1))
+            pkt = self._collect([(id, 1)], self.timeout_for(14, 12, 1), "read Hardware_Error_Status")[id]
+            return f"hardware error: {describe_hardware_error(pkt.params[0])}"
+        except MotorBusError:
+            return ""
+
+    # -- instructions ---------------------------------------------------------------------------
+    def _id(self, motor: str | int) -> int:
+        if isinstance(motor, str):
+            if motor not in self.ids:
+                raise KeyError(f"no motor named {motor!r}; this bus has {sorted(self.ids)}")
+            return self.ids[motor]
+        return motor
+
+    def reg(self, name: str) -> Register:
+        if name not in self.proto.table:
+            raise KeyError(f"{self.proto.name} has no register {name!r}")
+        return self.proto.table[name]
+
+    def ping(self, motor: str | int) -> int:
+        """Model number of the motor (raises NoResponseError if it does not answer)."""
+        id = self._id(motor)
+        if self.kind == "dynamixel":
+            r = self.transact(self.proto.ping(id), [(id, 3)], "PING")
+            return int.from_bytes(r[id].params[:2], "little")
+        self.transact(self.proto.ping(id), [(id, 0)], "PING")
+        return self.read("Model_Number", id)
+
+    def broadcast_ping(self, timeout: float = 0.05) -> dict[int, int]:
+        """{id: model number} of every motor that answers a broadcast ping (motor setup, scans)."""
+        import time
+        self._flush_input()
+        self._write(self.proto.ping(BROADCAST_ID))
+        found, buf, start = {}, bytearray(), 0
+        deadline = time.monotonic() + timeout + self.latency_s
+        while time.monotonic() < deadline:
+            if select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                chunk = os.read(self._fd, 4096)
+                if not chunk:
+                    raise PortLostError(f"{self.port_name} went away")
+                buf += chunk
+                while True:
+                    try:
+                        pkt, start = self.proto.parse(buf, start)
+                    except CorruptPacket as e:
+                        start = e.resume
+                        continue
+                    if pkt is None:
+                        break
+                    found[pkt.id] = int.from_bytes(pkt.params[:2], "little") if pkt.params else 0
+        if self.kind == "feetech":
+            found = {i: self.read("Model_Number", i) for i in found}
+        return found
+
+    def read_raw(self, id: int, address: int, length: int) -> bytes:
+        r = self.transact(self.proto.read(id, address, length), [(id, length)],
+                          f"READ @{address}+{length}")
+        return r[id].params
+
+    def read(self, name: str, motor: str | int) -> int:
+        reg, id = self.reg(name), self._id(motor)
+        return self.proto.decode_value(reg, self.read_raw(id, reg.address, reg.size))
+
+    def write(self, name: str, motor: str | int, value: int) -> None:
+        """Write one register. Feetech EEPROM registers are unlocked first and locked again after."""
+        reg, id = self.reg(name), self._id(motor)
+        if not reg.writable:
+            raise ValueError(f"register {name} is read-only")
+        data = self.proto.encode_value(reg, value)
+        if self.kind == "feetech" and reg.eeprom:
+            self.write("Lock", id, 0)
+        what = f"WRITE {name}={value}"
+        try:
+            self.transact(self.proto.write(id, reg.address, data), [(id, 0)], what)
+        except MotorFaultError as e:
+            if reg.eeprom and e.error & 0x7F == 7:
+                raise MotorFaultError(f"{e}; EEPROM registers need torque off (bus.torque_disabled())",
+                                      e.motor_id, e.error) from None
+            raise
+        if self.kind == "feetech" and reg.eeprom:
+            self.write("Lock", id, 1)
+
+    def write_broadcast(self, name: str, value: int) -> None:
+        reg = self.reg(name)
+        self.transact(self.proto.write(BROADCAST_ID, reg.address, self.proto.encode_value(reg, value)), [],
+                      f"broadcast WRITE {name}")
+
+    def block(self, names: list[str]) -> tuple[int, int]:
+        """(address, length) of the contiguous span covering the named registers."""
+        regs = [self.reg(n) for n in names]
+        lo = min(r.address for r in regs)
+        return lo, max(r.address + r.size for r in regs) - lo
+
+    def sync_read_raw(self, address: int, length: int, ids: list[int], what: str = "") -> dict[int, bytes]:
+        r = self.transact(self.proto.sync_read(address, length, ids), [(i, length) for i in ids],
+                          what or f"SYNC READ @{address}+{length}")
+        return {i: r[i].params for i in ids}
+
+    def sync_read(self, names: str | list[str], motors: list[str] | None = None) -> dict[str, dict[str, int] | int]:
+        """Sync read of one register ({motor: value}) or several ({motor: {register: value}})."""
+        single = isinstance(names, str)
+        regs = [names] if single else list(names)
+        motors = motors or list(self.motors)
+        address, length = self.block(regs)
+        raw = self.sync_read_raw(address, length, [self.ids[m] for m in motors], f"SYNC READ {','.join(regs)}")
+        out = {}
+        dec = self.proto.decode_value
+        table = self.proto.table
+        for m in motors:
+            data = raw[self.ids[m]]
+            vals = {r: dec(table[r], data[table[r].address - address:table[r].address - address + table[r].size])
+                    for r in regs}
+            out[m] = vals[regs[0]] if single else vals
+        return out
+
+    def sync_write(self, name: str, values: dict[str, int]) -> None:
+        reg = self.reg(name)
+        enc = self.proto.encode_value
+        data = {self.ids[m]: enc(reg, v) for m, v in values.items()}
+        self.transact(self.proto.sync_write(reg.address, reg.size, data), [], f"SYNC WRITE {name}")
+
+    def bulk_read(self, items: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Dynamixel BULK READ of (motor, register) pairs: different registers per motor, one packet."""
+        ids = [(self.ids[m], self.reg(r)) for m, r in items]
+        pkt = self.proto.bulk_read([(i, r.address, r.size) for i, r in ids])
+        replies = self.transact(pkt, [(i, r.size) for i, r in ids], "BULK READ")
+        return {(m, r): self.proto.decode_value(reg, replies[i].params) for (m, r), (i, reg) in zip(items, ids)}
+
+    def reboot(self, motor: str | int) -> None:
+        id = self._id(motor)
+        self.transact(self.proto.reboot(id), [(id, 0)], "REBOOT")
+
+    # -- whole-arm helpers ------------------------------------------------------------------------
+    def connect(self) -> dict[str, int]:
+        """Open the port, ping every motor, check models. Raises NoResponseError naming every missing one."""
+        if not self.is_open:
+            self.open()
+        models, missing = {}, []
+        for name, m in self.motors.items():
+            try:
+                models[name] = self.ping(m.id)
+            except NoResponseError:
+                missing.append(m.id)
+        if missing:
+            raise NoResponseError(f"missing motors on {self.port_name}: {self._describe(missing)} "
+                                  f"(found {sorted(models)}). Check cables and power, or run "
+                                  f"`loopylab arm setup-motors`", missing)
+        for name, number in models.items():
+            want = self.motors[name].model
+            have = self.proto.models.get(number, f"model {number}")
+            if want and want != have:
+                raise MotorBusError(f"motor {self.motors[name].id} ({name}) is a {have}, expected {want}")
+        return models
+
+    def set_torque(self, on: bool, motors: list[str] | None = None) -> None:
+        self.sync_write("Torque_Enable", {m: int(on) for m in (motors or self.motors)})
+
+    @contextmanager
+    def torque_disabled(self, motors: list[str] | None = None):
+        self.set_torque(False, motors)
+        try:
+            yield
+        finally:
+            self.set_torque(True, motors)

@@ -1,0 +1,138 @@
+"""Arm calibration: homing offsets, joint ranges and drive directions, saved as JSON and checked
+against the motors on every connect (LeRobot's format: {motor: {id, drive_mode, homing_offset,
+range_min, range_max}}).
+
+Homing writes the offset that makes the centred pose read 2047 (Dynamixel: Present = Actual + Offset;
+Feetech: Present = Actual - Offset); the ranges go into the motors' position-limit registers, so the
+servos themselves refuse to go past them. Drive direction is applied on the host (radians sign).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from firmware_bridge.servo.bus import MotorBus
+
+CENTRE = 2047
+
+
+class CalibrationMismatch(RuntimeError):
+    """The motors hold different calibration registers than the file (motor swapped or recalibrated)."""
+
+
+@dataclass
+class MotorCalibration:
+    id: int
+    drive_mode: int = 0          # 1 = reversed (radians negated)
+    homing_offset: int = 0
+    range_min: int = 0
+    range_max: int = 4095
+
+
+def default_path(arm: str) -> Path:
+    base = Path(os.environ.get("LOOPYLAB_CALIBRATION", Path.home() / ".cache" / "loopylab" / "calibration"))
+    return base / f"{arm}.json"
+
+
+def save(path: str | os.PathLike, calib: dict[str, MotorCalibration]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({n: asdict(c) for n, c in calib.items()}, indent=2))
+    os.replace(tmp, path)  # never a half-written calibration file
+    return path
+
+
+def load(path: str | os.PathLike) -> dict[str, MotorCalibration]:
+    try:
+        raw = json.loads(Path(path).read_text())
+        return {n: MotorCalibration(**c) for n, c in raw.items()}
+    except (OSError, json.JSONDecodeError, TypeError) as e:
+        raise ValueError(f"cannot read calibration file {path}: {e}") from e
+
+
+def read_from_motors(bus: MotorBus) -> dict[str, dict[str, int]]:
+    regs = ["Homing_Offset", "Min_Position_Limit", "Max_Position_Limit"]
+    return {m: {r: bus.read(r, m) for r in regs} for m in bus.motors}
+
+
+def check(bus: MotorBus, calib: dict[str, MotorCalibration]) -> None:
+    """Raise CalibrationMismatch listing every register that differs from the file."""
+    problems = []
+    missing = set(bus.motors) - set(calib)
+    if missing:
+        problems.append(f"no calibration for {sorted(missing)}")
+    for name, regs in read_from_motors(bus).items():
+        c = calib.get(name)
+        if c is None:
+            continue
+        if c.id != bus.ids[name]:
+            problems.append(f"{name}: file says ID {c.id}, bus uses {bus.ids[name]}")
+        for reg, want in (("Homing_Offset", c.homing_offset), ("Min_Position_Limit", c.range_min),
+                          ("Max_Position_Limit", c.range_max)):
+            if regs[reg] != want:
+                problems.append(f"{name} (motor {bus.ids[name]}): {reg} is {regs[reg]}, file says {want}")
+    if problems:
+        raise CalibrationMismatch("calibration does not match the motors — run `loopylab arm calibrate` "
+                                  "again:\n  " + "\n  ".join(problems))
+
+
+def write_to_motors(bus: MotorBus, calib: dict[str, MotorCalibration]) -> None:
+    with bus.torque_disabled():
+        for name, c in calib.items():
+            bus.write("Homing_Offset", name, c.homing_offset)
+            bus.write("Min_Position_Limit", name, c.range_min)
+            bus.write("Max_Position_Limit", name, c.range_max)
+    bus.set_torque(False)
+
+
+def record_homing(bus: MotorBus) -> dict[str, int]:
+    """With the arm held at the middle of its ranges: offsets that make every joint read 2047 there."""
+    bus.set_torque(False)
+    for m in bus.motors:
+        bus.write("Homing_Offset", m, 0)
+    actual = bus.sync_read("Present_Position")
+    sign = 1 if bus.kind == "dynamixel" else -1   # Dynamixel adds the offset, Feetech subtracts it
+    return {m: sign * (CENTRE - actual[m]) for m in bus.motors}
+
+
+def record_ranges(bus: MotorBus, done: Callable[[], bool], period_s: float = 0.02,
+                  full_turn: tuple[str, ...] = ()) -> dict[str, tuple[int, int]]:
+    """Sample positions every `period_s` while the user sweeps each joint, until `done()`."""
+    lo = {m: 1 << 30 for m in bus.motors}
+    hi = {m: -(1 << 30) for m in bus.motors}
+    while True:
+        for m, p in bus.sync_read("Present_Position").items():
+            lo[m], hi[m] = min(lo[m], p), max(hi[m], p)
+        if done():
+            break
+        time.sleep(period_s)
+    out = {m: (0, 4095) if m in full_turn else (lo[m], hi[m]) for m in bus.motors}
+    flat = [m for m, (a, b) in out.items() if a == b]
+    if flat:
+        raise ValueError(f"joints {flat} did not move during the sweep; move each joint end to end")
+    return out
+
+
+def calibrate(bus: MotorBus, wait_centred: Callable[[], None], sweep_done: Callable[[], bool],
+              reversed_joints: tuple[str, ...] = (), full_turn: tuple[str, ...] = ()) -> dict[str, MotorCalibration]:
+    """The full flow: centre -> homing offsets -> sweep -> ranges -> written to the motors."""
+    bus.set_torque(False)
+    for m in bus.motors:  # limits wide open while the user moves the arm
+        bus.write("Min_Position_Limit", m, 0)
+        bus.write("Max_Position_Limit", m, 4095)
+    wait_centred()
+    offsets = record_homing(bus)
+    for m, off in offsets.items():
+        bus.write("Homing_Offset", m, off)
+    ranges = record_ranges(bus, sweep_done, full_turn=full_turn)
+    calib = {m: MotorCalibration(id=bus.ids[m], drive_mode=int(m in reversed_joints), homing_offset=offsets[m],
+                                 range_min=ranges[m][0], range_max=ranges[m][1]) for m in bus.motors}
+    for m, c in calib.items():
+        bus.write("Min_Position_Limit", m, c.range_min)
+        bus.write("Max_Position_Limit", m, c.range_max)
+    return calib

@@ -1,0 +1,37 @@
+import time
+
+import pytest
+
+from firmware_bridge.emulators.servo_arm import ServoArmEmulator
+from firmware_bridge.servo.bus import MotorBus
+
+JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+
+
+def wait_until(pred, timeout=5.0, period=0.005):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(period)
+    return pred()
+
+
+@pytest.fixture(params=["feetech", "dynamixel"])
+def kind(request):
+    return request.param
+
+
+@pytest.fixture
+def emulator(kind):
+    emu = ServoArmEmulator(kind).start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def bus(emulator, kind):
+    b = MotorBus(emulator.path, kind, {n: i + 1 for i, n in enumerate(JOINTS)}, latency_s=0.01)
+    b.connect()
+    yield b
+    b.close()
