@@ -1,0 +1,492 @@
+"""`loopylab launch GRAPH.toml`: run a graph of nodes as processes or threads.
+
+The launcher owns the graph's directory, gives every child the graph's URL in `LOOPYLAB_BUS`, prefixes
+every output line with `[node] `, restarts nodes by policy (never | on-failure | always), stops the
+whole graph cleanly on SIGINT/SIGTERM, and exits non-zero naming the node when a node without a
+restart policy fails. The graph file format is in docs/contracts.md ("Graph files").
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from bus.config import BusConfig
+from bus.directory import ensure_directory, stop_local
+
+log = logging.getLogger("loopylab.launch")
+RESTART_POLICIES = ("never", "on-failure", "always")
+GRAPH_KEYS = {"name", "transport", "directory", "description"}
+NODE_KEYS = {"run", "process", "restart", "params", "env"}
+STOP_GRACE_S = 5.0       # SIGTERM -> SIGKILL
+BACKOFF_S = (0.2, 5.0)   # restart delay: first, longest (doubles on each quick failure)
+
+
+class GraphError(ValueError):
+    """The graph file is not valid; the message says where."""
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    run: str                          # "package.module:function", called as function(node, **params)
+    process: bool = True
+    restart: str = "never"
+    params: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class GraphSpec:
+    name: str
+    transport: str = "ipc"            # inproc | ipc | tcp
+    directory: str = "127.0.0.1:7447"  # tcp only: HOST:PORT of the directory
+    nodes: list[NodeSpec] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"tcp://{self.directory}" if self.transport == "tcp" else f"{self.transport}://{self.name}"
+
+    def with_bus(self, url: str) -> "GraphSpec":
+        """The same graph on another transport (`--bus`): inproc turns every node into a thread."""
+        cfg = BusConfig.parse(url)
+        nodes = [NodeSpec(**{**n.__dict__, "process": n.process and cfg.transport != "inproc"}) for n in self.nodes]
+        return GraphSpec(name=cfg.graph if cfg.transport != "tcp" else self.name, transport=cfg.transport,
+                         directory=f"{cfg.host}:{cfg.port}", nodes=nodes)
+
+
+def load_graph(path: str | Path) -> GraphSpec:
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise GraphError(f"{path}: no such graph file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise GraphError(f"{path}: not valid TOML: {e}") from None
+    return parse_graph(doc, str(path))
+
+
+def parse_graph(doc: dict, where: str = "graph") -> GraphSpec:
+    g = doc.get("graph", {})
+    unknown = set(g) - GRAPH_KEYS
+    if unknown:
+        raise GraphError(f"{where}: unknown [graph] keys {sorted(unknown)}; allowed: {sorted(GRAPH_KEYS)}")
+    transport = g.get("transport", "ipc")
+    if transport not in ("inproc", "ipc", "tcp"):
+        raise GraphError(f"{where}: [graph].transport must be inproc, ipc or tcp, not {transport!r}")
+    spec = GraphSpec(name=str(g.get("name") or Path(where).stem), transport=transport,
+                     directory=str(g.get("directory", "127.0.0.1:7447")))
+    try:
+        BusConfig.parse(spec.url)
+    except ValueError as e:
+        raise GraphError(f"{where}: {e}") from None
+    tables = doc.get("nodes", {})
+    if not tables:
+        raise GraphError(f"{where}: no [nodes.NAME] tables")
+    for name, t in tables.items():
+        unknown = set(t) - NODE_KEYS
+        if unknown:
+            raise GraphError(f"{where}: [nodes.{name}] unknown keys {sorted(unknown)}; allowed: {sorted(NODE_KEYS)}")
+        if ":" not in str(t.get("run", "")):
+            raise GraphError(f"{where}: [nodes.{name}].run must be 'package.module:function', got {t.get('run')!r}")
+        restart = t.get("restart", "never")
+        if restart not in RESTART_POLICIES:
+            raise GraphError(f"{where}: [nodes.{name}].restart must be one of {RESTART_POLICIES}, not {restart!r}")
+        process = bool(t.get("process", transport != "inproc"))
+        if process and transport == "inproc":
+            raise GraphError(f"{where}: [nodes.{name}] asks for a process, but inproc graphs run nodes as threads "
+                             f"(use transport = 'ipc')")
+        if not isinstance(t.get("params", {}), dict) or not isinstance(t.get("env", {}), dict):
+            raise GraphError(f"{where}: [nodes.{name}].params and .env must be tables")
+        spec.nodes.append(NodeSpec(name=name, run=t["run"], process=process, restart=restart,
+                                   params=dict(t.get("params", {})),
+                                   env={k: str(v) for k, v in t.get("env", {}).items()}))
+    return spec
+
+
+def resolve(run: str) -> Callable:
+    module, _, attr = run.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise GraphError(f"cannot load node function {run!r}: {e}") from None
+    if not callable(fn):
+        raise GraphError(f"{run!r} is not callable")
+    return fn
+
+
+def _close_result(result: Any, name: str) -> None:
+    close = getattr(result, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            log.exception("[%s] close() failed", name)
+
+
+# -- output prefixing -----------------------------------------------------------------------------------------
+
+_COLORS = ["36", "33", "35", "32", "34", "91", "96", "93"]
+
+
+class _Prefixer:
+    """Writes whole lines as `[node] line`; thread-safe; optional colour on a terminal."""
+
+    def __init__(self, stream, color: bool):
+        self.stream, self.color = stream, color
+        self.lock = threading.Lock()
+        self.names: dict[str, str] = {}
+
+    def tag(self, name: str) -> str:
+        if name not in self.names:
+            code = _COLORS[len(self.names) % len(_COLORS)]
+            self.names[name] = f"\x1b[{code}m[{name}]\x1b[0m " if self.color else f"[{name}] "
+        return self.names[name]
+
+    def line(self, name: str, text: str) -> None:
+        with self.lock:
+            self.stream.write(self.tag(name) + text.rstrip("\n") + "\n")
+            self.stream.flush()
+
+
+class _ThreadStream(io.TextIOBase):
+    """Stands in for sys.stdout/stderr while thread nodes run: lines written by a node's threads (named
+    `node:...`) get that node's prefix."""
+
+    def __init__(self, prefixer: _Prefixer, nodes: set[str]):
+        self.prefixer, self.nodes = prefixer, nodes
+        self.partial: dict[int, str] = {}
+
+    def _who(self) -> str:
+        name = threading.current_thread().name.split(":", 1)[0]
+        return name if name in self.nodes else "launch"
+
+    def write(self, s: str) -> int:
+        key = threading.get_ident()
+        buf = self.partial.pop(key, "") + s
+        *lines, rest = buf.split("\n")
+        who = self._who()
+        for ln in lines:
+            self.prefixer.line(who, ln)
+        if rest:
+            self.partial[key] = rest
+        return len(s)
+
+    def flush(self) -> None:
+        self.prefixer.stream.flush()
+
+
+# -- running nodes --------------------------------------------------------------------------------------------
+
+class _Running:
+    """One node of the graph, as a child process or a thread of the launcher."""
+
+    def __init__(self, spec: NodeSpec, launcher: "Launcher"):
+        self.spec, self.launcher = spec, launcher
+        self.proc: subprocess.Popen | None = None
+        self.thread: threading.Thread | None = None
+        self.node = None
+        self.result: Any = None
+        self.exit_code: int | None = None   # set when it ended
+        self.started_at = 0.0
+        self.starts = 0
+        self.restart_at: float | None = None
+        self.backoff = BACKOFF_S[0]
+        self.finished = False               # ended cleanly and will not be restarted
+
+    def start(self) -> None:
+        self.starts += 1
+        self.started_at = time.monotonic()
+        self.exit_code = None
+        self.restart_at = None
+        if self.spec.process:
+            self._start_process()
+        else:
+            self._start_thread()
+
+    def _start_process(self) -> None:
+        env = {**os.environ, **self.spec.env, "LOOPYLAB_BUS": self.launcher.url, "PYTHONUNBUFFERED": "1"}
+        payload = json.dumps({"name": self.spec.name, "run": self.spec.run, "params": self.spec.params})
+        self.proc = subprocess.Popen([sys.executable, "-u", "-m", "bus.launch", "--child", payload],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=env, text=True, bufsize=1, start_new_session=True)
+        for pipe, prefixer in ((self.proc.stdout, self.launcher.out), (self.proc.stderr, self.launcher.err)):
+            threading.Thread(target=self._pump, args=(pipe, prefixer), daemon=True,
+                             name=f"launch:pump:{self.spec.name}").start()
+
+    def _pump(self, pipe, prefixer: _Prefixer) -> None:
+        for ln in pipe:
+            prefixer.line(self.spec.name, ln)
+
+    def _start_thread(self) -> None:
+        from bus.node import Node
+        fn = resolve(self.spec.run)
+        self.node = Node(self.spec.name, self.launcher.url)
+
+        def body():
+            try:
+                self.result = fn(self.node, **self.spec.params)
+            except Exception:
+                traceback.print_exc()
+                self.exit_code = 1
+        self.thread = threading.Thread(target=body, name=f"{self.spec.name}:main", daemon=True)
+        self.thread.start()
+
+    def poll(self) -> int | None:
+        """The exit code once the node has ended (a thread node 'ends' only by raising)."""
+        if self.proc is not None:
+            return self.proc.poll()
+        if self.thread is not None and self.exit_code is not None:
+            self._stop_thread()
+            return self.exit_code
+        return None
+
+    def _stop_thread(self) -> None:
+        if self.node is not None:
+            self.node.shutdown()
+            if self.thread is not None and self.thread is not threading.current_thread():
+                self.thread.join(STOP_GRACE_S)
+            _close_result(self.result, self.spec.name)
+            self.node.close()
+            self.node = None
+
+    def signal_stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        elif self.node is not None:
+            self.node.shutdown()
+
+    def wait_stopped(self, deadline: float) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.launcher.err.line("launch", f"{self.spec.name} ignored SIGTERM for {STOP_GRACE_S:.0f} s: killing it")
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+        else:
+            self._stop_thread()
+
+
+class Launcher:
+    """Runs a GraphSpec until SIGINT/SIGTERM, `duration` seconds, `stop()`, or a fatal node failure."""
+
+    def __init__(self, spec: GraphSpec, duration: float | None = None, stdout=None, stderr=None):
+        self.spec, self.duration = spec, duration
+        self.url = spec.url
+        color = (stdout or sys.stdout).isatty() if hasattr(stdout or sys.stdout, "isatty") else False
+        self.out = _Prefixer(stdout or sys.stdout, color)
+        self.err = _Prefixer(stderr or sys.stderr, color)
+        self.failed_node: str | None = None
+        self.failure: str = ""
+        self.exit_code: int | None = None
+        self._stop = threading.Event()
+        self.nodes = [_Running(n, self) for n in spec.nodes]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """0 when the graph stopped cleanly, 1 when a node failed without a restart policy."""
+        config = BusConfig.parse(self.url)
+        old_env = os.environ.get("LOOPYLAB_BUS")
+        os.environ["LOOPYLAB_BUS"] = self.url  # for nodes that thread nodes create themselves
+        owned = ensure_directory(config)
+        self.err.line("launch", f"graph {self.spec.name!r} on {self.url} ({len(self.nodes)} nodes"
+                                f"{'' if owned else ', directory served by another process'})")
+        restore = self._capture_thread_output()
+        old_handlers = self._install_signals()
+        try:
+            for r in self.nodes:
+                self._start(r)
+            return self._supervise()
+        finally:
+            self._shutdown()
+            restore()
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
+            if owned is not None:
+                stop_local(config)
+            if old_env is None:
+                os.environ.pop("LOOPYLAB_BUS", None)
+            else:
+                os.environ["LOOPYLAB_BUS"] = old_env
+
+    def _start(self, r: _Running) -> None:
+        try:
+            r.start()
+            self.err.line("launch", f"started {r.spec.name} ({'pid ' + str(r.proc.pid) if r.proc else 'thread'})")
+        except Exception as e:
+            # a thread node whose function cannot be loaded fails like a crashing process would
+            self.err.line(r.spec.name, f"{type(e).__name__}: {e}")
+            r.exit_code = 1
+
+    def _supervise(self) -> int:
+        deadline = time.monotonic() + self.duration if self.duration else None
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                self.err.line("launch", f"--duration {self.duration:g} s reached")
+                break
+            for r in self.nodes:
+                if r.finished:
+                    continue
+                if r.restart_at is not None:
+                    if now >= r.restart_at:
+                        self.err.line("launch", f"restarting {r.spec.name} (start {r.starts + 1})")
+                        self._start(r)
+                    continue
+                code = r.exit_code if (r.proc is None and r.thread is None) else r.poll()
+                if code is None:
+                    continue
+                if not self._ended(r, code, now):
+                    return 1
+            if all(r.finished for r in self.nodes):
+                self.err.line("launch", "every node has finished")
+                break
+            self._stop.wait(0.05)
+        return 0
+
+    def _ended(self, r: _Running, code: int, now: float) -> bool:
+        """A node ended with `code`: restart it, let it be, or fail the graph (returns False)."""
+        failed = code != 0
+        what = f"exit code {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+        policy = r.spec.restart
+        if policy == "always" or (failed and policy == "on-failure"):
+            if now - r.started_at > 10.0:
+                r.backoff = BACKOFF_S[0]  # it ran for a while: a fresh failure, not a crash loop
+            r.restart_at = now + r.backoff
+            self.err.line("launch", f"{r.spec.name} ended ({what}); restart = {policy}: again in {r.backoff:.1f} s")
+            r.backoff = min(BACKOFF_S[1], r.backoff * 2)
+            r.proc = None
+            r.thread = None
+            return True
+        if failed:
+            self.failed_node = r.spec.name
+            self.failure = f"node {r.spec.name!r} failed ({what}) and its restart policy is {policy!r}"
+            self.err.line("launch", self.failure + ": stopping the graph")
+            r.finished = True
+            return False
+        self.err.line("launch", f"{r.spec.name} finished")
+        r.finished = True
+        return True
+
+    def _shutdown(self) -> None:
+        live = [r for r in self.nodes if (r.proc is not None and r.proc.poll() is None) or r.node is not None]
+        for r in live:
+            r.signal_stop()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for r in live:
+            r.wait_stopped(deadline)
+        if live:
+            self.err.line("launch", f"stopped {', '.join(r.spec.name for r in live)}")
+
+    def _install_signals(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, lambda *_: self._stop.set())
+        return old
+
+    def _capture_thread_output(self) -> Callable[[], None]:
+        threads = {n.name for n in self.spec.nodes if not n.process}
+        if not threads:
+            return lambda: None
+        saved = sys.stdout, sys.stderr
+        out, err = _ThreadStream(self.out, threads), _ThreadStream(self.err, threads)
+        handlers = [h for h in logging.getLogger().handlers
+                    if isinstance(h, logging.StreamHandler) and h.stream in saved]
+        old_streams = [h.stream for h in handlers]
+        for h in handlers:
+            h.setStream(out if h.stream is saved[0] else err)
+        sys.stdout, sys.stderr = out, err
+
+        def restore():
+            sys.stdout, sys.stderr = saved
+            for h, s in zip(handlers, old_streams):
+                h.setStream(s)
+        return restore
+
+
+def launch(path: str | Path, duration: float | None = None, bus: str | None = None) -> Launcher:
+    """Load and run a graph file; returns the finished Launcher (see `.failed_node`)."""
+    spec = load_graph(path)
+    if bus:
+        spec = spec.with_bus(bus)
+    launcher = Launcher(spec, duration)
+    launcher.exit_code = launcher.run()
+    return launcher
+
+
+# -- the child side of a process node -------------------------------------------------------------------------
+
+def _child(payload: str) -> int:
+    spec = json.loads(payload)
+    logging.basicConfig(level=os.environ.get("LOOPYLAB_LOG", "INFO"),
+                        format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
+    from bus.node import Node
+    node = Node(spec["name"])
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: node.shutdown())
+
+    def orphan_guard():  # the launcher holds our stdin: EOF means it is gone, so stop too
+        sys.stdin.read()
+        node.shutdown()
+    threading.Thread(target=orphan_guard, name=f"{spec['name']}:guard", daemon=True).start()
+    result, code = None, 0
+    try:
+        result = resolve(spec["run"])(node, **spec["params"])
+        while node.running:  # the function set the node up and returned: keep it alive until shutdown
+            node._stop.wait(1.0)
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    finally:
+        _close_result(result, spec["name"])
+        node.close()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bus.launch", description="Run a loopylab graph file.")
+    ap.add_argument("graph", nargs="?", help="GRAPH.toml")
+    ap.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    ap.add_argument("--bus", default=None, help="run on this bus URL instead of the file's transport")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        return _child(args.child)
+    if not args.graph:
+        ap.error("GRAPH.toml is required")
+    logging.basicConfig(level=os.environ.get("LOOPYLAB_LOG", "INFO"),
+                        format="%(asctime)s %(levelname).1s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        launcher = launch(args.graph, args.duration, args.bus)
+    except GraphError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return launcher.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""`loopylab launch`: a real launcher process running real node processes and threads."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bus.launch import GraphError, Launcher, parse_graph
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _graph(tmp_path: Path, body: str, transport: str = "ipc") -> Path:
+    p = tmp_path / "graph.toml"
+    p.write_text(f'[graph]\nname = "t{uuid.uuid4().hex[:10]}"\ntransport = "{transport}"\n\n{body}')
+    return p
+
+
+def _launch(graph: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bus.launch", str(graph), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by its parent) counts as dead
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ", 1)[1][0] != "Z"
+
+
+def test_crashing_node_fails_the_graph_and_names_it(tmp_path):
+    pidfile = tmp_path / "talker.pid"
+    graph = _graph(tmp_path, f'''
+[nodes.talker]
+run = "tests.bus.helpers:write_pid"
+params = {{ path = "{pidfile}" }}
+
+[nodes.crasher]
+run = "tests.bus.helpers:crash"
+restart = "never"
+params = {{ after_s = 0.3, message = "gripper on fire" }}
+''')
+    proc = _launch(graph, "--duration", "30")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, (out, err)
+    assert "node 'crasher' failed (exit code 1)" in err
+    assert "[crasher] RuntimeError: gripper on fire" in err  # the child's traceback, prefixed
+    assert "[talker] ready" in out
+    talker = int(pidfile.read_text())
+    assert not _alive(talker)  # the rest of the graph was stopped with it
+
+
+def test_on_failure_restarts_until_healthy_and_sigterm_stops_cleanly(tmp_path):
+    counter = tmp_path / "starts"
+    graph = _graph(tmp_path, f'''
+[nodes.flaky]
+run = "tests.bus.helpers:crash_first"
+restart = "on-failure"
+params = {{ counter = "{counter}", failures = 2 }}
+''')
+    proc = _launch(graph)
+    try:
+        deadline = time.monotonic() + 30
+        for line in proc.stdout:  # wait for the condition: the third start reports healthy
+            if "[flaky] start 3 ok" in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert counter.read_text() == "3"
+    assert err.count("restart = on-failure") == 2
+    assert "stopped flaky" in err
+
+
+def test_thread_nodes_in_process_graph(tmp_path, capsys):
+    spec = parse_graph({"graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
+                        "nodes": {"steady": {"run": "tests.bus.helpers:steady", "params": {"hz": 100}},
+                                  "crasher": {"run": "tests.bus.helpers:crash", "restart": "never",
+                                              "params": {"after_s": 0.2}}}})
+    assert [n.process for n in spec.nodes] == [False, False]
+    launcher = Launcher(spec, duration=20)
+    assert launcher.run() == 1
+    assert launcher.failed_node == "crasher"
+    err = capsys.readouterr().err
+    assert "[crasher] RuntimeError: boom" in err
+
+
+def test_duration_stops_a_healthy_graph_with_success(tmp_path):
+    spec = parse_graph({"graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
+                        "nodes": {"steady": {"run": "tests.bus.helpers:steady"}}})
+    t0 = time.monotonic()
+    assert Launcher(spec, duration=0.3).run() == 0
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"graph": {"transport": "carrier-pigeon"}, "nodes": {"a": {"run": "x:y"}}}, "transport must be"),
+    ({"graph": {}, "nodes": {}}, "no [nodes.NAME]"),
+    ({"graph": {}, "nodes": {"a": {"run": "no_colon"}}}, "package.module:function"),
+    ({"graph": {}, "nodes": {"a": {"run": "x:y", "restart": "sometimes"}}}, "restart must be one of"),
+    ({"graph": {}, "nodes": {"a": {"run": "x:y", "prams": {}}}}, "unknown keys ['prams']"),
+    ({"graph": {"transport": "inproc"}, "nodes": {"a": {"run": "x:y", "process": True}}}, "inproc graphs run nodes as threads"),
+])
+def test_bad_graph_files_get_clear_errors(doc, message):
+    with pytest.raises(GraphError) as e:
+        parse_graph(doc, "bad.toml")
+    assert message in str(e.value)
