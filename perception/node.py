@@ -1,0 +1,192 @@
+"""The perception node: camera topics in, `perception/objects` out.
+
+    [nodes.perception]
+    run = "perception.node:run_perception"
+    params = { cameras = ["overhead"], objects = [{ label = "red_block", shape = "cube", size = 0.05 }],
+               noise_sigma = 2.0, blur_px = 0.5, lighting = 0.1 }
+
+Subscribes `camera/<name>/image`, `/depth` (when published) and `/info` (K, D, T_base_camera) for each
+camera; processes the newest frame of each camera at `hz`; publishes `perception/objects` (ObjectPoses,
+base frame, tracked objects only). Services:
+- `perception/measure` {label, frames=3, after_ns=0, timeout=2.0} -> one pose fused over fresh frames,
+  with its covariance (what displacement measurement uses);
+- `perception/tracks` {} -> every track with its state (tracking | lost), timestamps, reacquisitions.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+import cv2
+import numpy as np
+
+from bus import CameraInfo, Image, Node, ObjectPoses
+from perception.augment import ImageAugment
+from perception.camera_config import CameraCalibration, load_calibration
+from perception.geometry import pose_from_T
+from perception.pipeline import Frame, Perception, PerceptionConfig
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    a = np.asarray(msg.data)
+    if msg.encoding == "rgb8":
+        return a
+    if msg.encoding == "bgr8":
+        return cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
+    if msg.encoding == "rgba8":
+        return a[:, :, :3]
+    if msg.encoding == "mono8":
+        return cv2.cvtColor(a, cv2.COLOR_GRAY2RGB)
+    raise ValueError(f"unsupported image encoding {msg.encoding!r} (rgb8, bgr8, rgba8, mono8)")
+
+
+def depth_to_metres(msg: Image) -> np.ndarray:
+    a = np.asarray(msg.data)
+    if msg.encoding == "32FC1":
+        return a.astype(np.float32, copy=False)
+    if msg.encoding == "16UC1":  # millimetres, as RealSense and ROS drivers publish
+        return a.astype(np.float32) / 1000.0
+    raise ValueError(f"unsupported depth encoding {msg.encoding!r} (32FC1 metres, 16UC1 millimetres)")
+
+
+class CameraInput:
+    """The newest image of one camera, the depth image with the same stamp, and the newest info."""
+
+    def __init__(self, node: Node, name: str, calibration: CameraCalibration | None = None):
+        self.name = name
+        self.calibration = calibration  # from a file: overrides the info topic
+        self._depth: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.image = node.subscribe(f"camera/{name}/image", Image, mode="latest")
+        self.info = node.subscribe(f"camera/{name}/info", CameraInfo, mode="latest")
+        self.depth = node.subscribe(f"camera/{name}/depth", Image, callback=self._on_depth, queue_size=8)
+        self.last_seq = 0
+
+    def _on_depth(self, msg: Image) -> None:
+        with self._lock:
+            self._depth[msg.stamp_ns] = msg
+            while len(self._depth) > 8:
+                self._depth.popitem(last=False)
+
+    def _depth_for(self, stamp_ns: int, tolerance_ns: int = 20_000_000):
+        with self._lock:
+            if stamp_ns in self._depth:
+                return self._depth[stamp_ns]
+            near = [s for s in self._depth if abs(s - stamp_ns) <= tolerance_ns]
+            return self._depth[min(near, key=lambda s: abs(s - stamp_ns))] if near else None
+
+    def next_frame(self, wait_depth_s: float = 0.05) -> Frame | None:
+        """The newest unprocessed frame, or None (nothing new, or no intrinsics yet)."""
+        img = self.image.latest()
+        if img is None or img.seq == self.last_seq:
+            return None
+        if self.calibration is not None:
+            cal = self.calibration
+        else:
+            info = self.info.latest()
+            if info is None:
+                return None
+            cal = CameraCalibration.from_info(info, self.name)
+        depth = self._depth_for(img.stamp_ns)
+        if depth is None and self.depth.count:  # this camera has depth: give it a moment to arrive
+            deadline = time.monotonic() + wait_depth_s
+            while depth is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+                depth = self._depth_for(img.stamp_ns)
+        self.last_seq = img.seq
+        return Frame(image_to_rgb(img), None if depth is None else depth_to_metres(depth), cal,
+                     img.stamp_ns, self.name)
+
+
+class PerceptionNode:
+    def __init__(self, node: Node, cameras=("overhead",), hz: float = 10.0, calibrations: dict | None = None,
+                 augment: ImageAugment | None = None, config: PerceptionConfig | None = None,
+                 systematic_sigma: float = 0.001):
+        self.node = node
+        self.perception = Perception(config)
+        self.augment = augment or ImageAugment()
+        self.inputs = [CameraInput(node, c, (calibrations or {}).get(c)) for c in cameras]
+        self.pub = node.publisher("perception/objects", ObjectPoses)
+        self.frames = 0
+        self.last_stamp_ns = 0
+        self._last_wall = time.monotonic()
+        self._lock = threading.Lock()
+        self._new = threading.Condition(self._lock)
+        floor = np.zeros((6, 6))
+        floor[:3, :3] = np.eye(3) * systematic_sigma ** 2
+        self.floor = floor
+        node.service("perception/measure", self._measure)
+        node.service("perception/tracks", self._tracks)
+        self.timer = node.timer(hz, self.step, name="perception")
+
+    def step(self) -> int:
+        """Process the newest frame of every camera; publish. Returns how many frames were processed."""
+        done = 0
+        for cam in self.inputs:
+            frame = cam.next_frame()
+            if frame is None:
+                continue
+            frame.rgb = self.augment(frame.rgb)
+            with self._new:
+                self.perception.process(frame)
+                self.last_stamp_ns = max(self.last_stamp_ns, frame.stamp_ns)
+                self.frames += 1
+                self._new.notify_all()
+            done += 1
+        now = time.monotonic()
+        with self._lock:
+            if done:
+                self._last_wall = now
+            else:  # cameras silent: let time pass for the tracks so they go lost
+                self.perception.tracker.tick(self.last_stamp_ns + int((now - self._last_wall) * 1e9))
+            msg = self.perception.objects(self.last_stamp_ns or time.time_ns())
+        if done or self.frames:
+            self.pub.publish(msg)
+        return done
+
+    # -- services --------------------------------------------------------------------------
+    def _measure(self, req: dict) -> dict:
+        label = req["label"]
+        n = int(req.get("frames", 3))
+        after = int(req.get("after_ns", 0))
+        deadline = time.monotonic() + float(req.get("timeout", 2.0))
+        with self._new:
+            while True:
+                res = self.perception.tracker.fused(label, after, n, self.floor)
+                if res is not None:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    known = ", ".join(self.perception.tracker.tracks) or "none"
+                    raise TimeoutError(f"{label!r}: fewer than {n} measurements after {after} within the "
+                                       f"timeout (objects seen so far: {known})")
+                self._new.wait(left)
+        m, count = res
+        pos, quat = pose_from_T(m.T)
+        return {"label": label, "position": pos, "orientation": quat, "covariance": m.covariance,
+                "stamp_ns": m.stamp_ns, "frames": count, "source": "perception"}
+
+    def _tracks(self, req: dict) -> dict:
+        with self._lock:
+            return {"tracks": [t.summary() for t in self.perception.tracker.tracks.values()]}
+
+    def close(self):
+        self.timer.cancel()
+
+
+def run_perception(node: Node, cameras=("overhead",), hz: float = 10.0, objects=(), markers=(),
+                   dictionary: str = "DICT_4X4_50", calibration: dict | None = None, graph_dir: str | None = None,
+                   noise_sigma: float = 0.0, blur_px: float = 0.0, lighting: float = 0.0, gamma: float = 0.0,
+                   seed: int = 0, lost_after_s: float = 0.5, systematic_sigma: float = 0.001) -> PerceptionNode:
+    """Graph entry point. `calibration` maps camera names to TOML files (relative to `graph_dir`);
+    cameras without one take K, D and T_base_camera from their `info` topic (the sim's cameras)."""
+    cfg = PerceptionConfig.from_dict({"objects": list(objects), "markers": list(markers),
+                                      "detector": {"dictionary": dictionary},
+                                      "tracker": {"lost_after_s": lost_after_s}})
+    cals = {name: load_calibration(path, graph_dir) for name, path in (calibration or {}).items()}
+    aug = ImageAugment(noise_sigma, blur_px, lighting, gamma, seed)
+    pn = PerceptionNode(node, list(cameras), hz, cals, aug, cfg, systematic_sigma)
+    node.log.info("perception: cameras %s, %d colour objects, %d markers, augment %s", list(cameras),
+                  len(cfg.objects), len(cfg.markers), aug if aug.active else "off")
+    return pn
