@@ -1,0 +1,148 @@
+"""MCAP record/replay: record a live graph, read it back with the `mcap` library, replay it."""
+import base64
+import json
+import threading
+import time
+
+import numpy as np
+from mcap.reader import make_reader
+
+from bus import Image, JointState, Node, NotebookEntry, ObjectPose, ObjectPoses
+from bus.record import Recorder, read_messages, replay
+from tests.bus import helpers
+from tests.bus.test_codec import assert_same
+
+
+def _wait(cond, timeout):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def _sample_messages():
+    rgb = Image.from_array(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8), frame_id="cam")
+    depth = Image.from_array(np.linspace(0.2, 2.0, 120 * 160, dtype=np.float32).reshape(120, 160))
+    mono = Image.from_array(np.arange(30 * 40, dtype=np.uint16).reshape(30, 40).astype(np.uint8))
+    objects = ObjectPoses(objects=[ObjectPose(id=3, label="red_block", position=[0.5, 0.0, 0.02])])
+    note = NotebookEntry(investigation="inv1", step=2, kind="observation", text="force 1.83 moved 0.099",
+                         data={"force": 1.83, "nested": {"ok": True}})
+    return {"camera/front/image": [rgb, mono], "camera/front/depth": [depth],
+            "arm/joint_state": [helpers.joint_state(i) for i in range(20)],
+            "perception/objects": [objects], "lab/notebook": [note]}
+
+
+def test_mcap_round_trip(inproc_url, tmp_path):
+    path = tmp_path / "run.mcap"
+    sent = _sample_messages()
+    types = {"camera/front/image": Image, "camera/front/depth": Image, "arm/joint_state": JointState,
+             "perception/objects": ObjectPoses, "lab/notebook": NotebookEntry}
+    with Node("robot", inproc_url) as robot, Node("recorder", inproc_url) as rec_node:
+        pubs = {t: robot.publisher(t, types[t]) for t in sent}
+        rec = Recorder(rec_node, path)  # every topic, discovered through the directory
+        for p in pubs.values():
+            assert p.wait_for_subscribers(1, timeout=5)
+        total = 0
+        for topic, msgs in sent.items():
+            for m in msgs:
+                pubs[topic].publish(m)
+                total += 1
+        assert _wait(lambda: rec.written == total, 10), rec.summary()
+        summary = rec.close()
+    assert summary["dropped_queue"] == 0 and summary["dropped_transit"] == 0 and summary["errors"] == 0
+    assert summary["topics"]["arm/joint_state"]["messages"] == 20
+
+    # 1. what any MCAP reader (and Foxglove) sees
+    with open(path, "rb") as f:
+        reader = make_reader(f)
+        s = reader.get_summary()
+        channels = {c.topic: c for c in s.channels.values()}
+        schemas = {sc.id: sc for sc in s.schemas.values()}
+        assert set(channels) == set(sent)
+        image_ch = channels["camera/front/image"]
+        assert image_ch.message_encoding == "json"
+        assert schemas[image_ch.schema_id].name == "foxglove.RawImage"
+        assert schemas[image_ch.schema_id].encoding == "jsonschema"
+        raw_schema = json.loads(schemas[image_ch.schema_id].data)
+        assert raw_schema["properties"]["data"]["contentEncoding"] == "base64"
+        js = channels["arm/joint_state"]
+        assert js.message_encoding == "msgpack" and schemas[js.schema_id].name == "loopylab.JointState"
+        assert "position" in json.loads(schemas[js.schema_id].data)["properties"]
+        first_image = next(m for _, c, m in reader.iter_messages(topics=["camera/front/image"]))
+        fox = json.loads(first_image.data)
+        rgb = sent["camera/front/image"][0]
+        assert (fox["width"], fox["height"], fox["encoding"], fox["step"]) == (640, 480, "rgb8", 1920)
+        assert base64.b64decode(fox["data"]) == rgb.data.tobytes()
+        assert fox["timestamp"]["sec"] * 10**9 + fox["timestamp"]["nsec"] == rgb.stamp_ns
+        assert s.statistics.message_count == total
+
+    # 2. our reader gives back the very messages
+    got: dict[str, list] = {}
+    times = []
+    for topic, log_time, msg in read_messages(path):
+        got.setdefault(topic, []).append(msg)
+        times.append(log_time)
+    assert times == sorted(times)
+    for topic, msgs in sent.items():
+        assert len(got[topic]) == len(msgs)
+        for a, b in zip(msgs, got[topic]):
+            assert_same(a, b)
+
+
+def test_replay_keeps_order_content_and_timing(inproc_url, tmp_path):
+    path = tmp_path / "paced.mcap"
+    gap = 0.04
+    with Node("robot", inproc_url) as robot, Node("recorder", inproc_url) as rec_node:
+        pub = robot.publisher("arm/joint_state", JointState)
+        rec = Recorder(rec_node, path, topics=["arm/*"])
+        assert pub.wait_for_subscribers(1, timeout=5)
+        for i in range(10):
+            pub.publish(helpers.joint_state(i))
+            time.sleep(gap)  # the recorded stream itself is paced: that is what replay must reproduce
+        assert _wait(lambda: rec.written == 10, 5)
+        rec.close()
+
+    from bus.directory import stop_local
+    url2 = inproc_url + "r"
+    try:
+        with Node("listener", url2) as listener, Node("replay", url2) as player:
+            arrivals = []
+            sub = listener.subscribe("arm/joint_state", JointState,
+                                     callback=lambda m: arrivals.append((time.monotonic(), m)))
+            result = {}
+            t = threading.Thread(target=lambda: result.update(
+                replay(path, node=player, rate=2.0, wait_subscribers=1)))
+            t.start()
+            t.join(10)
+            assert _wait(lambda: sub.count == 10, 5)
+    finally:
+        stop_local(url2)
+    assert result["messages"] == 10
+    span = arrivals[-1][0] - arrivals[0][0]
+    assert 0.5 * 9 * gap / 2 < span < 9 * gap, span  # half the recorded 0.36 s, give or take
+    for i, (_, m) in enumerate(arrivals):
+        np.testing.assert_array_equal(m.position, helpers.joint_state(i).position)
+
+
+def test_recorder_never_slows_publishers_and_counts_drops(inproc_url, tmp_path):
+    n = 150
+    with Node("camera", inproc_url) as cam, Node("recorder", inproc_url) as rec_node:
+        pub = cam.publisher("camera/front/image", Image)
+        rec = Recorder(rec_node, tmp_path / "drops.mcap", topics=["camera/front/image"], queue_size=4)
+        assert pub.wait_for_subscribers(1, timeout=5)
+        frames = [Image.from_array(helpers.frame(i, 480, 640)) for i in range(8)]
+        t0 = time.perf_counter()
+        for i in range(n):
+            f = frames[i % 8]
+            f.seq = f.stamp_ns = 0
+            pub.publish(f)
+        publish_s = time.perf_counter() - t0
+        accounted = lambda: rec.written + rec.dropped_queue + rec.summary()["dropped_transit"]  # noqa: E731
+        assert _wait(lambda: accounted() == n, 20), rec.summary()
+        summary = rec.close()
+    assert summary["dropped_queue"] > 0  # the writer (base64 + zstd) cannot keep up, and says so
+    assert summary["messages"] > 0
+    assert publish_s / n < 0.004, publish_s  # the publisher went at its own pace meanwhile
+    assert len(list(read_messages(tmp_path / "drops.mcap"))) == summary["messages"]
