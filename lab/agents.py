@@ -83,6 +83,7 @@ class GridAgent(ScientistAgent):
 class EIGAgent(ScientistAgent):
     """The expert: argmax over the grid of EIG about the question quantity minus cost."""
     name = "eig"
+    needs_tables = True   # it scores every candidate, so the investigation builds all tables first
 
     def __init__(self, seed: int = 0, design: DesignConfig | None = None):
         super().__init__(seed)
@@ -105,7 +106,14 @@ def register_agent(name: str, factory: Callable[..., Agent]) -> None:
     AGENTS[name] = factory
 
 
+# agents that live in other packages register themselves when their module is imported
+PLUGINS = {"nanochat": "nanochat.agent"}
+
+
 def make_agent(name: str, seed: int = 0, **kw) -> Agent:
+    if name not in AGENTS and name in PLUGINS:
+        import importlib
+        importlib.import_module(PLUGINS[name])
     if name not in AGENTS:
         raise KeyError(f"unknown agent {name!r} (known: {', '.join(sorted(AGENTS))})")
     return AGENTS[name](seed=seed, **kw)

@@ -75,6 +75,7 @@ class InvestigationResult:
     wall_s: float = 0.0
     decision_s: list[float] = field(default_factory=list)
     posterior: Posterior | None = None
+    tables_s: float = 0.0          # building the twin tables (before the first decision)
 
     @property
     def experiments(self) -> int:
@@ -103,6 +104,11 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
     nb = Notebook(question, investigation, sinks)
     nb.add(question)
     nb.add(gscene)
+    t_tables = time.perf_counter()
+    if getattr(agent, "needs_tables", False) or cfg.record_regret:
+        # the expert scores the whole grid: build every level's twin table up front, not inside a decision
+        forward.prepare(list(candidates) + ([question.action] if question.action else []))
+    tables_s = time.perf_counter() - t_tables
     post = Posterior(question, forward, None, cfg.n_particles, noise, cfg.seed)
     rng = np.random.default_rng([cfg.seed, 0x4E6])
     steps: list[StepRecord] = []
@@ -130,7 +136,7 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
         conclusion = post.answer(cfg.confidence).conclusion
     ans = post.answer(cfg.confidence)
     nb.add(conclusion, data={"p_within": ans.confidence, "experiments": len(steps)})
-    return InvestigationResult(question, conclusion, nb, steps, time.perf_counter() - t0, decision_s, post)
+    return InvestigationResult(question, conclusion, nb, steps, time.perf_counter() - t0, decision_s, post, tables_s)
 
 
 def _run_experiment(exp: g.Experiment, agent, nb: Notebook, post: Posterior, runner: ExperimentRunner,

@@ -1,0 +1,91 @@
+"""Benchmark of the scientific loop: the EIG expert against the random baseline on seeded worlds.
+
+Targets (issue 4): on 50 worlds per question kind the `eig` agent succeeds in >= 90 %, needs <= 0.5x
+the experiments `random` needs to reach the same tolerance (median over worlds), and one decision
+(EIG over the candidate grid) takes <= 1 s on 2 cores.
+
+"Experiments to reach the tolerance" of one world = the first k after which the belief engine's
+answer stays within tolerance of the truth and the investigation ends correct; budget + 1 when it
+never does (censored). `random` gets twice the default budget so that it is censored less.
+
+    .venv/bin/python benchmarks/lab_eval.py                 # 50 worlds per kind (the target setting)
+    .venv/bin/python benchmarks/lab_eval.py --worlds 10     # fewer, for a quick look
+
+The seeds are the benchmark's own (1000 + i), never tuned. Last line: a JSON object with eig_success
+(per kind), eig_success_min, eig_vs_random_experiments, decision_s and the rest.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.evaluation import EvalConfig, run_eval  # noqa: E402
+from lab.grammar import DEFAULT_BUDGET  # noqa: E402
+from lab.questions import KINDS  # noqa: E402
+from lab.report import summary_markdown, write_eval_report  # noqa: E402
+
+SEED_BASE = 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--worlds", type=int, default=50, help="worlds per question kind (target: 50)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--out", type=Path, default=Path("reports/bench-lab-eval"))
+    args = ap.parse_args()
+    kinds = args.kinds.split(",")
+    seeds = list(range(SEED_BASE, SEED_BASE + args.worlds))
+    t0 = time.perf_counter()
+    rows = []
+    done = [0]
+    total = 2 * len(kinds) * len(seeds)
+
+    def progress(row):
+        done[0] += 1
+        if done[0] % 10 == 0 or done[0] == total:
+            print(f"  {done[0]}/{total} worlds, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    cfg = EvalConfig(agents=["eig", "random"], kinds=kinds, seeds=seeds, workers=args.workers,
+                     budget={"random": 2 * DEFAULT_BUDGET}, record_regret=True)
+    rows = run_eval(cfg, progress)
+    table = write_eval_report(args.out, rows)
+    print(summary_markdown(table))
+    by = {(r["agent"], r["kind"]): [x for x in rows if x["agent"] == r["agent"] and x["kind"] == r["kind"]]
+          for r in rows}
+    eig_success = {k: round(float(np.mean([x["success"] for x in by.get(("eig", k), [])])), 3) for k in kinds}
+    ratios = {}
+    for k in kinds:
+        e = np.median([x.get("to_tolerance", DEFAULT_BUDGET + 1) for x in by.get(("eig", k), [])])
+        r = np.median([x.get("to_tolerance", 2 * DEFAULT_BUDGET + 1) for x in by.get(("random", k), [])])
+        ratios[k] = round(float(e / max(r, 1e-9)), 3)
+    dec = [d for x in by_agent(rows, "eig") for d in (x.get("decision_s") or [])]
+    crashed = sum(bool(x.get("crashed")) for x in rows)
+    result = {
+        "worlds_per_kind": args.worlds,
+        "eig_success": eig_success,
+        "eig_success_min": min(eig_success.values()),
+        "eig_vs_random_experiments_per_kind": ratios,
+        "eig_vs_random_experiments": round(float(np.median(list(ratios.values()))), 3),
+        "eig_experiments_median": {k: float(np.median([x["experiments"] for x in by.get(("eig", k), [])])) for k in kinds},
+        "random_success": {k: round(float(np.mean([x["success"] for x in by.get(("random", k), [])])), 3) for k in kinds},
+        "decision_s": round(float(np.median(dec)), 4) if dec else None,
+        "decision_s_p90": round(float(np.percentile(dec, 90)), 4) if dec else None,
+        "crashed": crashed,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    print(json.dumps(result))
+
+
+def by_agent(rows, agent):
+    return [r for r in rows if r["agent"] == agent]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The bench an investigation runs on: a bus graph (simulated arm, safety gate, skills, perception when
+present) started in this process, plus the lab's own node on it.
+
+    with Bench.sim(seed=3) as bench:               # the default sim graph, nodes as inproc threads
+        scene = bench.reset(seed=3)                # perceived scene of the world (no hidden properties)
+        reply = bench.runner.execute(experiment)   # skills/execute over the bus
+        truth = bench.oracle()                     # privileged: evaluation code only
+
+The oracle lives on the bench, which belongs to the evaluator. Agents only ever see a NotebookView.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from bus import Node, NotebookEntry
+from bus.launch import GraphSpec, Launcher, NodeSpec, load_graph
+from lab.investigation import BusRunner
+
+log = logging.getLogger("loopylab.lab")
+
+SKILLS_RUN = "actuation.skills:run_skills"
+
+
+def sim_graph(robot: str = "panda", seed: int = 0, n_objects: int | None = None, cameras: bool = False,
+              url: str | None = None) -> GraphSpec:
+    """The default simulated bench: SimArm (lockstep clock, mocap object poses), safety gate, skills."""
+    url = url or f"inproc://lab-{uuid.uuid4().hex[:10]}"
+    transport, _, name = url.partition("://")
+    proc = transport != "inproc"
+    nodes = [NodeSpec("sim_arm", "sim.node:run_sim_arm", proc,
+                      params={"robot": robot, "seed": seed, "n_objects": n_objects, "cameras": cameras,
+                              "clock": "lockstep"}),
+             NodeSpec("safety_gate", "actuation.gate:run_gate", proc, params={"robot": robot}),
+             NodeSpec("skills", SKILLS_RUN, proc, params={"robot": robot})]
+    for n in nodes:
+        n.params = {k: v for k, v in n.params.items() if v is not None}
+    return GraphSpec(name=name if transport != "tcp" else "sim_bench", transport=transport,
+                     directory=name if transport == "tcp" else "127.0.0.1:7447", nodes=nodes)
+
+
+class Bench:
+    def __init__(self, graph: GraphSpec, wait_s: float = 60.0, quiet: bool = True):
+        self.graph = graph
+        self.launcher = Launcher(graph, stdout=_Null() if quiet else None, stderr=_Null() if quiet else None)
+        self._thread = threading.Thread(target=self.launcher.run, name="lab:bench", daemon=True)
+        self._thread.start()
+        self.node = Node("lab", graph.url)
+        self.notebook_pub = self.node.publisher("lab/notebook", NotebookEntry)
+        self._wait_for_services(["skills/execute"], wait_s)
+        self.runner = BusRunner(self.node)
+
+    @classmethod
+    def sim(cls, **kw) -> "Bench":
+        return cls(sim_graph(**kw))
+
+    @classmethod
+    def from_file(cls, path: str | Path, bus: str | None = None) -> "Bench":
+        spec = load_graph(path)
+        return cls(spec.with_bus(bus) if bus else spec)
+
+    def _wait_for_services(self, names: list[str], wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        missing = list(names)
+        while missing and time.monotonic() < deadline:
+            if self.launcher.failed_node:
+                raise RuntimeError(f"bench graph failed: {self.launcher.failure}")
+            missing = [n for n in missing if not self._has_service(n)]
+            if missing:
+                self.launcher._stop.wait(0.05)  # poll the directory until the services announce themselves
+        if missing:
+            self.close()
+            raise RuntimeError(f"bench graph has no {', '.join(missing)} after {wait_s:.0f} s "
+                               f"(nodes: {', '.join(n.name for n in self.graph.nodes)})")
+
+    def _has_service(self, name: str) -> bool:
+        try:
+            return bool(self.node.lookup("service", name))
+        except Exception:
+            return False
+
+    @property
+    def has_sim(self) -> bool:
+        return self._has_service("sim/reset")
+
+    def reset(self, seed: int, n_objects: int | None = None, robot: str | None = None):
+        """Load the world of `seed`; returns its perceived SceneSpec (hidden properties stripped)."""
+        from sim.scene import SceneSpec
+        req = {"seed": int(seed)}
+        if n_objects is not None:
+            req["n_objects"] = int(n_objects)
+        if robot is not None:
+            req["robot"] = robot
+        reply = self.node.call("sim/reset", req, timeout=30.0)
+        if not reply.get("ok"):
+            raise RuntimeError(f"sim/reset failed: {reply}")
+        return SceneSpec.from_dict(reply["scene"]).perceived()
+
+    def oracle(self) -> dict[str, dict]:
+        """Ground truth {label: {mass, friction, restitution, ...}} (privileged: evaluation only)."""
+        reply = self.node.call("sim/oracle", {}, timeout=10.0)
+        return {label: dict(v) for label, v in reply["objects"].items()}
+
+    def close(self) -> None:
+        self.launcher.stop()
+        self._thread.join(15)
+        self.node.close()
+
+    def __enter__(self) -> "Bench":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Null:
+    def write(self, s):
+        return len(s)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False

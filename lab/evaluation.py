@@ -1,0 +1,201 @@
+"""Evaluation: many independent seeded worlds, each investigated by an agent on the simulated bench and
+graded against the ground truth that only this module reads (`sim/oracle`).
+
+Worlds run in parallel: a process pool by default, Ray when an address is given (`"local"` starts a
+local Ray instance). Each worker process keeps one bench graph alive and loads the next world with
+`sim/reset`, so a world costs its experiments, not a graph start.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from typing import Callable, Iterable
+
+import numpy as np
+
+from lab import grammar as g
+from lab.questions import KINDS, grade, make_question
+
+log = logging.getLogger("loopylab.eval")
+
+
+@dataclass
+class WorldTask:
+    agent: str
+    kind: str
+    seed: int
+    budget: int | None = None
+    robot: str = "panda"
+    record_regret: bool = True
+    confidence: float = 0.9
+    n_particles: int = 1500
+
+
+def world_objects(kind: str, seed: int) -> int | None:
+    """Rank questions need two objects or more: those worlds get 2-4 objects; others keep the seed's own."""
+    return 2 + seed % 3 if kind == "rank" else None
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0:50' (half-open range), '3' or '1,5,9'."""
+    try:
+        if ":" in text:
+            a, b = text.split(":")
+            return list(range(int(a), int(b)))
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"seeds must look like 0:50, 7 or 1,5,9; got {text!r}") from None
+
+
+def parse_kinds(text: str) -> list[str]:
+    kinds = list(KINDS) if text == "all" else [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise ValueError(f"unknown question kind(s) {bad}; known: {', '.join(KINDS)} or 'all'")
+    return kinds
+
+
+# ------------------------------------------------------------------------------------------------
+# one world (runs inside a worker process)
+
+_STATE: dict = {}
+
+
+def _worker_bench(robot: str):
+    """This process's bench and twin pool (made once, reused for every world of the worker)."""
+    from lab.bench import Bench
+    from sim.twin import TwinPool
+    if _STATE.get("robot") != robot:
+        if "bench" in _STATE:
+            _STATE["bench"].close()
+        _STATE.update(bench=Bench.sim(robot=robot), twins=TwinPool(workers=1), robot=robot)
+    return _STATE["bench"], _STATE["twins"]
+
+
+def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> float:
+    con = g.Conclusion((g.Ranking("mass", tuple(answer)),) if question.kind == "rank" else
+                       (g.Estimate("slide" if question.kind == "predict" else question.kind, question.object,
+                                   float(answer), 0.0),))
+    return grade(question, con, truth, outcome).error
+
+
+def run_world(task: WorldTask) -> dict:
+    """Investigate one seeded world and grade it. Never raises: a crash is a row with crashed=True."""
+    from lab.agents import make_agent
+    from lab.forward import ForwardModel
+    from lab.investigation import InvestigationConfig, grammar_scene, investigate
+    t0 = time.perf_counter()
+    row = {**asdict(task), "crashed": False, "success": False, "error": None, "experiments": 0}
+    try:
+        bench, twins = _worker_bench(task.robot)
+        scene = bench.reset(task.seed, world_objects(task.kind, task.seed))
+        question = make_question(task.kind, grammar_scene(scene), task.seed, budget=task.budget)
+        forward = ForwardModel(scene, twins)
+        agent = make_agent(task.agent, seed=task.seed)
+        cfg = InvestigationConfig(confidence=task.confidence, n_particles=task.n_particles,
+                                  record_regret=task.record_regret, seed=task.seed)
+        result = investigate(question, scene, agent, bench.runner, forward, cfg)
+        truth = bench.oracle()
+        outcome = None
+        if question.kind == "predict":  # graded by running the held-out action on the same hidden world
+            bench.reset(task.seed, world_objects(task.kind, task.seed))
+            reply = bench.runner.execute(question.action)
+            if not reply.get("ok"):
+                raise RuntimeError(f"held-out action failed: {reply.get('error')}")
+            outcome = float(reply["measurements"]["slide_m"])
+        gr = grade(question, result.conclusion, truth, outcome)
+        trace = [_error(question, s.answer, truth, outcome) for s in result.steps if s.answer is not None]
+        trace.append(gr.error)  # the conclusion
+        within = [e <= question.tolerance + 1e-9 for e in trace]
+        budget = question.max_experiments
+        to_tol = next((i + 1 for i in range(len(within)) if all(within[i:])), budget + 1)
+        regrets = [s.regret for s in result.steps if s.regret is not None]
+        row.update(question=question.render(), conclusion=result.conclusion.render(), success=gr.success,
+                   error=None if not math.isfinite(gr.error) else gr.error, experiments=result.experiments,
+                   to_tolerance=min(to_tol, result.experiments) if gr.success else budget + 1,
+                   error_trace=trace, regret_mean=float(np.mean(regrets)) if regrets else None,
+                   decision_s=result.decision_s, truth_value=gr.truth if not isinstance(gr.truth, tuple)
+                   else list(gr.truth), notebook=result.notebook.text())
+    except Exception as e:
+        row.update(crashed=True, exception=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        log.error("world %s/%s/%d crashed: %s", task.agent, task.kind, task.seed, e)
+    row["wall_s"] = time.perf_counter() - t0
+    return row
+
+
+def _close_worker() -> None:
+    if "bench" in _STATE:
+        _STATE.pop("bench").close()
+
+
+# ------------------------------------------------------------------------------------------------
+# many worlds
+
+@dataclass
+class EvalConfig:
+    agents: list[str] = field(default_factory=lambda: ["eig"])
+    kinds: list[str] = field(default_factory=lambda: list(KINDS))
+    seeds: list[int] = field(default_factory=lambda: list(range(50)))
+    workers: int = max(1, min(4, (os.cpu_count() or 2)))
+    ray: str | None = None            # Ray address, or "local" for a local instance
+    budget: dict = field(default_factory=dict)   # agent -> experiment budget (default: the question's)
+    robot: str = "panda"
+    record_regret: bool = True
+
+    def tasks(self) -> list[WorldTask]:
+        return [WorldTask(a, k, s, self.budget.get(a), self.robot, self.record_regret)
+                for a in self.agents for k in self.kinds for s in self.seeds]
+
+
+def run_eval(cfg: EvalConfig, on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    tasks = cfg.tasks()
+    runner = _run_ray if cfg.ray else _run_pool
+    rows = []
+    for row in runner(tasks, cfg):
+        rows.append(row)
+        if on_row:
+            on_row(row)
+    rows.sort(key=lambda r: (r["agent"], r["kind"], r["seed"]))
+    return rows
+
+
+def _run_pool(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:
+    if cfg.workers <= 1:
+        try:
+            for t in tasks:
+                yield run_world(t)
+        finally:
+            _close_worker()
+        return
+    # spawn: workers start clean (no inherited ZeroMQ or PyBullet state from this process)
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_world, t) for t in tasks]
+        for f in as_completed(futures):
+            yield f.result()
+
+
+def _run_ray(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:
+    import ray
+    started = False
+    if not ray.is_initialized():
+        if cfg.ray == "local":
+            ray.init(num_cpus=cfg.workers, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
+        else:
+            ray.init(address=cfg.ray, log_to_driver=False)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1)(run_world)
+        pending = [remote.remote(t) for t in tasks]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()

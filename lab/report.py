@@ -1,0 +1,146 @@
+"""Report folders: one investigation (`loopylab run`) or a whole evaluation (`loopylab eval`).
+
+    run report:   notebook.jsonl, notebook.txt, posterior.png, result.json (conclusion vs truth)
+    eval report:  results.jsonl (one line per world and agent), summary.md / summary.json (a table per
+                  question kind), error_vs_experiments.png (median error after k experiments, per agent)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lab.forward import PARAM_INDEX
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_posterior(posterior, path: Path, truth: dict | None = None) -> Path:
+    """Weighted histograms of each parameter of each object in question, the truth as a line."""
+    objs = list(posterior.objects)
+    fig, axes = plt.subplots(len(objs), 3, figsize=(10, 2.4 * len(objs)), squeeze=False)
+    for r, o in enumerate(objs):
+        post = posterior.objects[o]
+        for c, p in enumerate(PARAM_INDEX):
+            ax = axes[r][c]
+            lo, hi = post.box[PARAM_INDEX[p]]
+            ax.hist(post.natural(p), bins=40, range=(lo, hi), weights=post.weights, color="tab:blue", alpha=0.8)
+            if truth and o in truth and p in truth[o]:
+                ax.axvline(truth[o][p], color="tab:red", lw=2, label="truth")
+            ax.set_title(f"{o} {p}", fontsize=9)
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def write_run_report(folder: str | Path, result, truth: dict | None = None, grade=None) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result.notebook.save(folder)
+    if result.posterior is not None:
+        plot_posterior(result.posterior, folder / "posterior.png", truth)
+    summary = {"question": result.question.render(), "conclusion": result.conclusion.render(),
+               "experiments": result.experiments, "wall_s": round(result.wall_s, 3),
+               "decision_s_median": float(np.median(result.decision_s)) if result.decision_s else None}
+    if truth is not None:
+        summary["truth"] = truth
+    if grade is not None:
+        summary.update(success=grade.success, error=grade.error, true_value=_jsonable(grade.truth),
+                       answer=_jsonable(grade.answer))
+    (folder / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return folder
+
+
+def _jsonable(x):
+    if isinstance(x, tuple):
+        return list(x)
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+# ------------------------------------------------------------------------------------------------
+# evaluation
+
+def summarise(rows: list[dict]) -> dict:
+    """{kind: {agent: {worlds, success_rate, experiments_median, error_median, regret_mean, wall_s_median}}}"""
+    out: dict = {}
+    for r in rows:
+        out.setdefault(r["kind"], {}).setdefault(r["agent"], []).append(r)
+    table = {}
+    for kind, by_agent in out.items():
+        table[kind] = {}
+        for agent, rs in by_agent.items():
+            ok = [x for x in rs if not x.get("crashed")]
+            errs = [x["error"] for x in ok if x["error"] is not None and np.isfinite(x["error"])]
+            regs = [x["regret_mean"] for x in ok if x.get("regret_mean") is not None]
+            table[kind][agent] = {
+                "worlds": len(rs), "crashed": len(rs) - len(ok),
+                "success_rate": float(np.mean([x["success"] for x in rs])) if rs else 0.0,
+                "experiments_median": float(np.median([x["experiments"] for x in ok])) if ok else None,
+                "to_tolerance_median": float(np.median([x["to_tolerance"] for x in ok])) if ok else None,
+                "error_median": float(np.median(errs)) if errs else None,
+                "eig_regret_mean": float(np.mean(regs)) if regs else None,
+                "wall_s_median": float(np.median([x["wall_s"] for x in ok])) if ok else None,
+            }
+    return table
+
+
+def _cell(v, fmt="{:.3f}"):
+    return "–" if v is None else fmt.format(v)
+
+
+def summary_markdown(table: dict) -> str:
+    lines = []
+    for kind, by_agent in table.items():
+        lines += [f"### {kind}", "",
+                  "| agent | worlds | success | experiments (median) | to tolerance (median) | final error (median) "
+                  "| EIG regret (mean, nats) | wall s (median) |", "|---|---|---|---|---|---|---|---|"]
+        for agent, s in sorted(by_agent.items()):
+            lines.append(f"| {agent} | {s['worlds']} | {s['success_rate']:.0%} | {_cell(s['experiments_median'], '{:.1f}')} "
+                         f"| {_cell(s['to_tolerance_median'], '{:.1f}')} | {_cell(s['error_median'])} "
+                         f"| {_cell(s['eig_regret_mean'])} | {_cell(s['wall_s_median'], '{:.2f}')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_error_curves(rows: list[dict], path: Path) -> Path:
+    """Median error of the belief engine's answer after k experiments, one panel per question kind."""
+    kinds = sorted({r["kind"] for r in rows})
+    fig, axes = plt.subplots(1, max(len(kinds), 1), figsize=(3.6 * max(len(kinds), 1), 3.2), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        for agent in sorted({r["agent"] for r in rows if r["kind"] == kind}):
+            curves = [r["error_trace"] for r in rows if r["kind"] == kind and r["agent"] == agent and r.get("error_trace")]
+            if not curves:
+                continue
+            k = max(map(len, curves))
+            padded = np.array([c + [c[-1]] * (k - len(c)) for c in curves], float)  # a concluded answer stays
+            ax.plot(np.arange(k), np.nanmedian(padded, axis=0), marker="o", ms=3, label=agent)
+        ax.set_title(kind)
+        ax.set_xlabel("experiments")
+        ax.set_ylabel("error" if kind != "rank" else "wrong pairs")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def write_eval_report(folder: str | Path, rows: list[dict]) -> dict:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "results.jsonl").open("w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    table = summarise(rows)
+    (folder / "summary.json").write_text(json.dumps(table, indent=2) + "\n")
+    (folder / "summary.md").write_text(summary_markdown(table))
+    plot_error_curves(rows, folder / "error_vs_experiments.png")
+    return table
