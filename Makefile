@@ -13,12 +13,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
+# System packages the tests use (Debian's Chromium for the market's page tests); best effort, as root.
+.system-deps:
+	@if [ -x scripts/install-chromium.sh ]; then scripts/install-chromium.sh || echo "chromium not installed: browser tests will skip"; fi
+	@touch $@
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/loopylab demo
 
-test: $(STAMP)
+test: $(STAMP) .system-deps
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)
