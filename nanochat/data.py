@@ -93,11 +93,16 @@ class Encoded:
     mask: list[int]
 
 
-def encode_all(tokenizer: Tokenizer, texts: Sequence[str], max_len: int) -> list[Encoded]:
-    """Encode notebooks; a notebook longer than the context keeps its first `max_len + 1` tokens."""
+def encode_all(tokenizer: Tokenizer, texts: Sequence[str | dict], max_len: int) -> list[Encoded]:
+    """Encode notebooks (texts, or shard records whose `explore` lists the section indices of random
+    exploration moves, left out of the loss); a notebook longer than the context keeps its first
+    `max_len + 1` tokens."""
     out = []
     for t in texts:
-        ids, mask = encode_notebook(tokenizer, t)
+        skip = ()
+        if isinstance(t, dict):
+            t, skip = t["text"], set(t.get("explore", ()))
+        ids, mask = encode_notebook(tokenizer, t, skip)
         out.append(Encoded(ids[:max_len + 1], mask[:max_len + 1]))
     return out
 
@@ -141,3 +146,113 @@ class NotebookBatches:
             for b in batches:
                 if len(b) == self.batch_size or len(self.rows) < self.batch_size:
                     yield collate([self.rows[i] for i in b], self.pad_id, self.device)
+
+
+# ---------------------------------------------------------------------------------------------- generation
+
+class ExploringExpert:
+    """The lab's `eig` expert, except that with probability `noise` an experiment is replaced by a
+    uniformly random candidate. The replaced experiments are remembered so training can leave them out
+    of the loss: the policy sees the states they lead to, never learns to make them."""
+    name = "eig-explore"
+
+    def __init__(self, seed: int = 0, noise: float = 0.15):
+        import numpy as np
+        from lab.agents import EIGAgent
+
+        self.expert = EIGAgent(seed=seed)
+        self.rng = np.random.default_rng([seed, 0xE1A])
+        self.noise = noise
+        self.explored: list[int] = []   # ordinals (0-based) of the random experiments
+        self.n_experiments = 0
+        self.last_decision = None
+
+    def propose(self, notebook):
+        from lab import grammar as g
+
+        proposal = self.expert.propose(notebook)
+        self.last_decision = self.expert.last_decision
+        if isinstance(proposal, g.Experiment):
+            if len(notebook.candidates) > 1 and self.rng.random() < self.noise:
+                proposal = notebook.candidates[int(self.rng.integers(len(notebook.candidates)))]
+                self.last_decision = None
+                self.explored.append(self.n_experiments)
+            self.n_experiments += 1
+        return proposal
+
+
+_WORKER: dict = {}
+
+
+def _explorer_factory(seed: int = 0, **kw) -> ExploringExpert:
+    agent = ExploringExpert(seed, noise=_WORKER.get("noise", 0.15))
+    _WORKER["agent"] = agent
+    return agent
+
+
+def experiment_sections(text: str) -> list[int]:
+    """Section indices of the experiments of a notebook, in order."""
+    return [i for i, line in enumerate(text.splitlines()) if line.startswith("<|experiment_start|>")]
+
+
+def generate_one(job: tuple[str, int, float]) -> dict:
+    """One world investigated by the exploring expert, as a shard record (runs in a worker process)."""
+    from lab.agents import AGENTS, register_agent
+    from lab.evaluation import WorldTask, run_world
+
+    kind, seed, noise = job
+    _WORKER["noise"] = noise
+    if ExploringExpert.name not in AGENTS:
+        register_agent(ExploringExpert.name, _explorer_factory)
+    _WORKER.pop("agent", None)
+    row = run_world(WorldTask(ExploringExpert.name, kind, seed, record_regret=False))
+    agent = _WORKER.pop("agent", None)
+    if row.get("crashed") or not row.get("notebook"):
+        return {"seed": seed, "kind": kind, "failed": row.get("exception", "no notebook")}
+    exp_sections = experiment_sections(row["notebook"])
+    explore = [exp_sections[k] for k in (agent.explored if agent else []) if k < len(exp_sections)]
+    return {"seed": seed, "kind": kind, "text": row["notebook"], "success": bool(row["success"]),
+            "experiments": int(row["experiments"]), "explore": explore}
+
+
+def generate(seeds: Sequence[int], out_dir: str | Path, workers: int | None = None, noise: float = 0.15,
+             kinds: Sequence[str] | None = None, progress: bool = True) -> dict:
+    """Notebooks of the exploring expert for every (question kind, seed), in parallel; shards by seed."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from lab.questions import KINDS
+
+    kinds = list(kinds or KINDS)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise ValueError(f"unknown question kind(s) {bad} (known: {', '.join(KINDS)})")
+    jobs = [(k, s, noise) for s in seeds for k in kinds]
+    workers = max(1, workers or os.cpu_count() or 1)
+    records: list[dict] = []
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        bar = Progress(TextColumn("[bold]notebooks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        task = bar.add_task("notebooks", total=len(jobs))
+        bar.start()
+    try:
+        if workers == 1:
+            for job in jobs:
+                records.append(generate_one(job))
+                bar and bar.advance(task)
+        else:  # spawn: workers start clean (no inherited ZeroMQ or PyBullet state)
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                for fut in as_completed([pool.submit(generate_one, j) for j in jobs]):
+                    records.append(fut.result())
+                    bar and bar.advance(task)
+    finally:
+        bar and bar.stop()
+    ok = sorted((r for r in records if "text" in r), key=lambda r: (r["seed"], r["kind"]))
+    train = [r for r in ok if not is_val_seed(r["seed"])]
+    val = [r for r in ok if is_val_seed(r["seed"])]
+    write_shards(train, out_dir, "train")
+    write_shards(val, out_dir, "val")
+    return {"train": len(train), "val": len(val), "failed": len(records) - len(ok),
+            "success_rate": sum(r["success"] for r in ok) / max(1, len(ok))}

@@ -25,7 +25,7 @@ import regex
 import torch
 
 from lab import grammar
-from lab.grammar import Belief, Conclusion, Experiment, Hypothesis, Observation, Question, Range, Scene, Section
+from lab.grammar import Belief, Conclusion, Experiment, Hypothesis, Observation, Question, Scene, Section
 from nanochat.gpt import GPT, KVCache
 from nanochat.tokenizer import Tokenizer, encode_notebook
 
@@ -37,14 +37,14 @@ NEXT_KINDS = {
     "observation": ("hypothesis", "experiment", "conclusion"),  # a notebook without a belief engine
     "conclusion": (),
 }
-WIDE_RANGES = {"friction": (0.05, 1.20), "mass": (0.02, 3.0), "restitution": (0.0, 1.0)}
+WIDE_RANGES = {"friction": (0.2, 0.9), "mass": (0.05, 0.6), "restitution": (0.1, 0.8), "slide": (0.0, 0.3)}
 
 
 @dataclass
 class SampleConfig:
     temperature: float = 0.0   # 0: argmax
     top_k: int = 20
-    max_body_tokens: int = 48
+    max_body_tokens: int = 200  # a hypothesis over three objects is ~110 tokens
     seed: int | None = None
 
 
@@ -223,12 +223,13 @@ class Engine:
         return body
 
     def _write_body(self, kind: str, logits: torch.Tensor, question: Question, scene: Scene,
-                    sections: Sequence[Section]) -> str:
+                    sections: Sequence[Section], candidates: Sequence[str] | None = None) -> str:
         if kind == "experiment":
-            bodies = grammar.valid_bodies("experiment", scene, question)
-            if not bodies:  # nothing in the grid is safe here: fall back to any object's weigh
+            bodies = list(candidates) if candidates is not None else grammar.valid_bodies("experiment", scene, question)
+            if not bodies:  # nothing in the grid is safe here: weighing moves nothing sideways
                 bodies = [Experiment("weigh", question.object).render()]
-            return self._write_trie(logits, self._trie(f"exp|{scene.render()}|{question.render()}", bodies, kind), kind)
+            key = f"exp|{scene.render()}|{question.render()}|{hash(tuple(bodies))}"
+            return self._write_trie(logits, self._trie(key, bodies, kind), kind)
         if kind == "conclusion" and question.kind == "rank":
             bodies = [grammar.Ranking("mass", p).render() for p in itertools.permutations(question.objects)]
             return self._write_trie(logits, self._trie(f"rank|{question.render()}", bodies, kind), kind)
@@ -243,8 +244,11 @@ class Engine:
         return self._write_free(logits, kind, pattern, lambda t: grammar.body_complete(kind, t, scene),
                                 lambda: default_hypothesis(question).render())
 
-    def propose(self, sections: Sequence[Section], allowed: Sequence[str] | None = None) -> Section:
-        """The model's next section (hypothesis, experiment or conclusion) after `sections`."""
+    def propose(self, sections: Sequence[Section], allowed: Sequence[str] | None = None,
+                candidates: Sequence[str] | None = None) -> Section:
+        """The model's next section (hypothesis, experiment or conclusion) after `sections`. `allowed`
+        narrows the kinds the model may open; `candidates` are the experiment bodies it may choose from
+        (default: the lab's grid for the scene and question)."""
         question, scene = question_and_scene(sections)
         n_exp = sum(s.kind == "experiment" for s in sections)
         last = sections[-1].kind
@@ -253,7 +257,7 @@ class Engine:
             raise ValueError("the notebook ends in an experiment: its observation must come first")
         if n_exp >= question.max_experiments:
             kinds = ["conclusion"]
-        kinds = [k for k in kinds if k in grammar.KINDS] or ["conclusion"]
+        kinds = [k for k in kinds if k in ("hypothesis", "experiment", "conclusion")] or ["conclusion"]
         ids, _ = encode_notebook(self.tok, grammar.render(sections))
         try:
             logits = self.sync(ids)
@@ -266,7 +270,7 @@ class Engine:
         kind = kind_of[start]
         self.stats.generated_tokens += 1
         logits = self._feed([start])
-        body = self._write_body(kind, logits, question, scene, sections)
+        body = self._write_body(kind, logits, question, scene, sections, candidates)
         self.stats.decisions += 1
         self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
         if kind == "experiment":
@@ -345,9 +349,9 @@ def last_belief(sections: Sequence[Section]) -> Belief | None:
 
 
 def default_hypothesis(question: Question) -> Hypothesis:
-    param = question.kind if question.kind in grammar.PARAMS else ("mass" if question.kind == "rank" else "friction")
-    lo, hi = WIDE_RANGES[param]
-    return Hypothesis(tuple(Range(param, o, lo, hi) for o in question.objects))
+    """The lab's prior box, the hypothesis every built-in agent starts from."""
+    from lab.agents import prior_hypothesis
+    return prior_hypothesis(question)
 
 
 def default_conclusion(question: Question, sections: Sequence[Section]) -> Conclusion:

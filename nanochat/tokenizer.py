@@ -9,7 +9,7 @@ which val bpb needs.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 import tiktoken
@@ -131,10 +131,11 @@ MODEL_WRITTEN = ("hypothesis", "experiment", "conclusion")  # the rest is prompt
 _LINE_RE = None
 
 
-def encode_notebook(tokenizer: Tokenizer, text: str) -> tuple[list[int], list[int]]:
+def encode_notebook(tokenizer: Tokenizer, text: str, skip_sections: Collection[int] = ()) -> tuple[list[int], list[int]]:
     """Token ids of `<|bos|>` + a notebook, and a mask that is 1 where the model wrote the token:
     the start marker, body and end marker of hypothesis/experiment/conclusion sections. The question,
-    scene, forced observations and beliefs, and the newlines between sections are 0 (never trained on)."""
+    scene, forced observations and beliefs, and the newlines between sections are 0 (never trained on),
+    and so are the sections whose index is in `skip_sections` (e.g. the data's random exploration moves)."""
     import re
 
     global _LINE_RE
@@ -142,14 +143,14 @@ def encode_notebook(tokenizer: Tokenizer, text: str) -> tuple[list[int], list[in
         _LINE_RE = re.compile(r"<\|([a-z]+)_start\|>(.*?)<\|\1_end\|>(\n?)")
     ids, mask = [tokenizer.bos_id], [0]
     pos = 0
-    for m in _LINE_RE.finditer(text):
+    for index, m in enumerate(_LINE_RE.finditer(text)):
         if m.start() != pos:
             raise ValueError(f"text between sections at offset {pos}: {text[pos:m.start()][:60]!r}")
         kind, body, newline = m.group(1), m.group(2), m.group(3)
         start, end = tokenizer.section_ids(kind)
         section = [start] + tokenizer.encode_ordinary(body) + [end]
         ids += section
-        mask += [int(kind in MODEL_WRITTEN)] * len(section)
+        mask += [int(kind in MODEL_WRITTEN and index not in skip_sections)] * len(section)
         if newline:
             nl = tokenizer.encode_ordinary(newline)
             ids += nl

@@ -111,10 +111,12 @@ def evaluate_bpb(model: GPT, rows, token_bytes: torch.Tensor, pad_id: int, batch
     return nats / (math.log(2) * nbytes) if nbytes else float("nan")
 
 
-def train(cfg: TrainConfig, train_texts: Sequence[str], val_texts: Sequence[str], out_dir: str | Path | None = None,
+def train(cfg: TrainConfig, train_texts: Sequence[str | dict], val_texts: Sequence[str | dict],
+          out_dir: str | Path | None = None,
           tokenizer: Tokenizer | None = None, progress: bool = True,
           on_step: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Train a policy from notebook texts; save a checkpoint in `out_dir` (when given) at the end."""
+    """Train a policy from notebooks (texts or shard records); save a checkpoint in `out_dir` (when given)
+    at the end. Without a tokenizer one is trained on the training notebooks."""
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("preset asks for CUDA but torch sees no GPU (use --preset tiny|small or --device cpu)")
@@ -124,7 +126,7 @@ def train(cfg: TrainConfig, train_texts: Sequence[str], val_texts: Sequence[str]
         torch.backends.cudnn.allow_tf32 = True
     if tokenizer is None:
         t0 = time.time()
-        tokenizer = Tokenizer.train(train_texts, cfg.vocab_size)
+        tokenizer = Tokenizer.train([t["text"] if isinstance(t, dict) else t for t in train_texts], cfg.vocab_size)
         log.info("tokenizer: %d tokens trained on %d notebooks in %.1fs", tokenizer.vocab_size, len(train_texts),
                  time.time() - t0)
     pad_id = tokenizer.bos_id  # padding is masked; any id works

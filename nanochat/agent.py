@@ -1,0 +1,113 @@
+"""The `nanochat` agent: the lab's agent interface (`propose(notebook_view)`) backed by the GPT.
+
+The model reads the notebook text and writes the next section under the engine's constraints. The
+lab's scientific routine is kept as protocol, the model fills it in: the first section it writes is
+a hypothesis (the investigation resets the belief engine on every hypothesis, so only one is allowed),
+then experiments or a conclusion; with the budget spent or no candidates left, only a conclusion.
+
+Loading a checkpoint costs a second, and the lab makes one agent per investigation, so loaded
+checkpoints are cached per process.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from lab import grammar as g
+
+from nanochat.checkpoint import SHIPPED_DIR, load_checkpoint
+from nanochat.engine import Engine, SampleConfig
+
+_LOADED: dict[tuple[str, str], tuple] = {}
+_LOCK = threading.Lock()
+
+
+def load_cached(checkpoint: str | Path = SHIPPED_DIR, device: str = "cpu"):
+    key = (str(Path(checkpoint).resolve()), device)
+    with _LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = load_checkpoint(checkpoint, device=device)
+        return _LOADED[key]
+
+
+def allowed_kinds(sections, budget_left: int, has_candidates: bool = True) -> list[str]:
+    if not any(s.kind == "hypothesis" for s in sections):
+        return ["hypothesis"]
+    if budget_left <= 0 or not has_candidates:
+        return ["conclusion"]
+    return ["experiment", "conclusion"]
+
+
+class NanochatAgent:
+    name = "nanochat"
+
+    def __init__(self, seed: int = 0, checkpoint: str | Path | None = None, temperature: float = 0.0,
+                 top_k: int = 20, device: str = "cpu", threads: int | None = None):
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        model, tokenizer, self.meta = load_cached(checkpoint or SHIPPED_DIR, device)
+        self.engine = Engine(model, tokenizer, SampleConfig(temperature=temperature, top_k=top_k, seed=seed))
+        self.decision_s: list[float] = []
+        self.decision_kinds: list[str] = []
+
+    @property
+    def stats(self):
+        return self.engine.stats
+
+    def propose(self, notebook) -> g.Hypothesis | g.Experiment | g.Conclusion:
+        """notebook: a `lab.notebook.NotebookView`."""
+        t0 = time.perf_counter()
+        kinds = allowed_kinds(notebook.sections, notebook.budget_left, bool(notebook.candidates))
+        section = self.engine.propose(list(notebook.sections), allowed=kinds,
+                                      candidates=[c.render() for c in notebook.candidates])
+        self.decision_s.append(time.perf_counter() - t0)
+        self.decision_kinds.append(section.kind)
+        return section.body
+
+
+def run_one(seed: int, kind: str, checkpoint: str | Path | None = None, temperature: float = 0.0,
+            console: bool = False, robot: str = "panda") -> dict:
+    """One simulated world investigated by the policy and graded (what `loopylab policy sample` prints)."""
+    from lab.bench import Bench
+    from lab.evaluation import world_objects
+    from lab.forward import ForwardModel
+    from lab.investigation import InvestigationConfig, grammar_scene, investigate
+    from lab.notebook import console_sink
+    from lab.questions import grade, make_question
+    from sim.twin import TwinPool
+
+    agent = NanochatAgent(seed=seed, checkpoint=checkpoint, temperature=temperature)
+    with Bench.sim(robot=robot) as bench:
+        scene = bench.reset(seed, world_objects(kind, seed))
+        question = make_question(kind, grammar_scene(scene), seed)
+        twins = TwinPool(workers=1)
+        try:
+            result = investigate(question, scene, agent, bench.runner, ForwardModel(scene, twins),
+                                 InvestigationConfig(seed=seed), sinks=[console_sink()] if console else None)
+        finally:
+            getattr(twins, "close", lambda: None)()
+        outcome = None
+        if question.kind == "predict":
+            bench.reset(seed, world_objects(kind, seed))
+            reply = bench.runner.execute(question.action)
+            outcome = float(reply["measurements"]["slide_m"]) if reply.get("ok") else None
+        truth = bench.oracle()
+    graded = grade(question, result.conclusion, truth, outcome) if (outcome is not None or kind != "predict") else None
+    return {"seed": seed, "kind": kind, "success": bool(graded and graded.success),
+            "experiments": result.experiments, "notebook": result.notebook.text(),
+            "parse_failures": sum(not s.ok and "grid" in s.experiment for s in result.steps),
+            "fallbacks": agent.stats.fallbacks, "decision_s": agent.decision_s}
+
+
+def register() -> None:
+    """Add `nanochat` to the lab's agent registry (idempotent)."""
+    from lab.agents import AGENTS, register_agent
+
+    if "nanochat" not in AGENTS:
+        register_agent("nanochat", NanochatAgent)
+
+
+register()

@@ -1,0 +1,117 @@
+"""`loopylab policy ...`: make training data, train, sample and evaluate the nanochat policy."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from nanochat.checkpoint import SHIPPED_DIR
+from nanochat.data import SHIPPED_DATA
+
+log = logging.getLogger("nanochat.cli")
+
+policy = typer.Typer(help="The nanochat policy: a small GPT that writes hypotheses, experiments and conclusions "
+                          "into the lab notebook. Make data with the eig expert, train, sample, evaluate.",
+                     no_args_is_help=True)
+
+
+@policy.command("data")
+def data_cmd(
+    seeds: str = typer.Option("0:400", "--seeds", help="World seeds, e.g. 0:400 or 0:100,500:600. Seeds ending "
+                                                       "in 9 are held out for validation."),
+    out: Path = typer.Option(SHIPPED_DATA, "--out", help="Folder for the train_/val_ JSONL shards."),
+    workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per CPU core)."),
+    noise: float = typer.Option(0.15, "--noise", help="Probability that the expert's experiment is replaced by "
+                                                      "a random candidate (exploration)."),
+    kinds: str = typer.Option("all", "--kinds", help="Question kinds, comma-separated, or 'all'."),
+):
+    """Run the lab's eig expert over seeded sim worlds and write its notebooks as training shards."""
+    from nanochat.data import generate, parse_seeds
+
+    summary = generate(parse_seeds(seeds), out, workers=workers or None, noise=noise,
+                       kinds=None if kinds == "all" else [k.strip() for k in kinds.split(",")])
+    typer.echo(f"wrote {summary['train']} train and {summary['val']} val notebooks to {out} "
+               f"({summary['failed']} worlds failed; expert success {summary['success_rate']:.0%})")
+
+
+@policy.command("train")
+def train_cmd(
+    preset_name: str = typer.Option("tiny", "--preset", help="tiny (CPU, minutes), small (CPU, the shipped model) "
+                                                             "or gpu (CUDA, bf16, larger)."),
+    steps: int = typer.Option(None, "--steps", help="Override the preset's number of steps."),
+    data: Path = typer.Option(SHIPPED_DATA, "--data", help="Folder with train_/val_ shards from `policy data`."),
+    out: Path = typer.Option(None, "--out", help="Checkpoint folder (default runs/policy/<preset>)."),
+    device: str = typer.Option(None, "--device", help="Override the preset's device (cpu, cuda, cuda:1)."),
+    depth: int = typer.Option(None, "--depth", help="Override the preset's depth."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Notebooks per step."),
+    compile_model: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
+    max_notebooks: int = typer.Option(None, "--max-notebooks", help="Use at most this many training notebooks."),
+    save_dtype: str = typer.Option(None, "--save-dtype", help="float32 (with optimizer state) or bfloat16 (smaller)."),
+    tokenizer_dir: Path = typer.Option(None, "--tokenizer", help="Reuse the tokenizer of this checkpoint folder "
+                                       "(default: train one with rustbpe, or the shipped one if rustbpe is missing)."),
+    seed: int = typer.Option(None, "--seed"),
+):
+    """Train the policy on notebooks; prints loss, tokens/s (and MFU on a GPU) and the final val bpb."""
+    import importlib.util
+
+    from nanochat.data import read_shards
+    from nanochat.tokenizer import Tokenizer
+    from nanochat.train import preset, train
+
+    if tokenizer_dir is None and importlib.util.find_spec("rustbpe") is None:
+        tokenizer_dir = SHIPPED_DIR
+        typer.echo(f"rustbpe is not installed: reusing the tokenizer in {tokenizer_dir}")
+    tokenizer = Tokenizer.load(tokenizer_dir) if tokenizer_dir else None
+
+    cfg = preset(preset_name, steps=steps, device=device, depth=depth, batch_size=batch_size,
+                 compile=compile_model, save_dtype=save_dtype, seed=seed)
+    train_records = read_shards(data, "train")[:max_notebooks]
+    val_records = read_shards(data, "val")
+    out = out or Path("runs/policy") / cfg.preset
+    result = train(cfg, train_records, val_records, out_dir=out, tokenizer=tokenizer)
+    mfu = f"{100 * result.mfu:.1f}%" if result.mfu is not None else "n/a (no known GPU peak)"
+    typer.echo(f"preset {cfg.preset}: {result.params / 1e6:.2f}M params, {cfg.steps} steps, "
+               f"final loss {result.losses[-1]:.4f}, val bpb {result.val_bpb:.4f}")
+    typer.echo(f"tokens/s {result.tokens_per_s:,.0f}  MFU {mfu}  device {cfg.device}")
+    typer.echo(f"checkpoint: {out}")
+
+
+@policy.command("sample")
+def sample_cmd(
+    seed: int = typer.Option(100009, "--seed", help="World seed."),
+    kind: str = typer.Option("friction", "--kind", help="Question kind: friction, mass, restitution, rank, predict."),
+    checkpoint: Path = typer.Option(SHIPPED_DIR, "--checkpoint", help="Checkpoint folder."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+):
+    """Let the policy investigate one sim world and print its notebook as it is written."""
+    from nanochat.agent import run_one
+
+    result = run_one(seed, kind, checkpoint=checkpoint, temperature=temperature, console=True)
+    typer.echo(f"success={result['success']} experiments={result['experiments']} "
+               f"parse_failures={result['parse_failures']} fallbacks={result['fallbacks']}")
+
+
+@policy.command("eval")
+def eval_cmd(
+    checkpoint: Path = typer.Option(SHIPPED_DIR, "--checkpoint", help="Checkpoint folder."),
+    data: Path = typer.Option(SHIPPED_DATA, "--data", help="Folder with val_ shards."),
+):
+    """val bpb of a checkpoint on the held-out notebooks (see benchmarks/policy_eval.py for task success)."""
+    from nanochat.checkpoint import load_checkpoint
+    from nanochat.data import encode_all, read_shards
+    from nanochat.train import evaluate_bpb
+
+    model, tok, meta = load_checkpoint(checkpoint)
+    rows = encode_all(tok, read_shards(data, "val"), model.config.sequence_len)
+    bpb = evaluate_bpb(model, rows, tok.token_bytes(), tok.bos_id)
+    typer.echo(f"{checkpoint}: step {meta['step']}, {model.num_params() / 1e6:.2f}M params, "
+               f"val bpb {bpb:.4f} on {len(rows)} notebooks")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(policy, name="policy")
+
+
+if __name__ == "__main__":  # `python -m nanochat.cli train ...` on a machine with only torch (e.g. a GPU box)
+    policy()
