@@ -155,15 +155,16 @@ class ServoArmEmulator:
     """`ServoArmEmulator("feetech").start()` -> a 6-motor arm at `.path` until `.stop()`."""
 
     def __init__(self, kind: str = "feetech", ids=(1, 2, 3, 4, 5, 6), link: str | None = None,
-                 model: int | None = None, baud_code: int | None = None, check_baud: bool = True,
+                 model: int | dict[int, int] | None = None, baud_code: int | None = None, check_baud: bool = True,
                  positions: dict[int, float] | None = None, faults: Faults | None = None):
         self.kind = kind
         self.proto = get_protocol(kind)
         model = model or DEFAULT_MODELS[kind]
+        models = model if isinstance(model, dict) else {i: model for i in ids}
         baud_code = {"dynamixel": 3, "feetech": 0}[kind] if baud_code is None else baud_code
         positions = positions or {}
         self.motors: dict[int, EmulatedMotor] = {
-            i: EmulatedMotor(kind, i, model, baud_code, positions.get(i, 2048.0 + 40 * (i - 3))) for i in ids}
+            i: EmulatedMotor(kind, i, models[i], baud_code, positions.get(i, 2048.0 + 40 * (i - 3))) for i in ids}
         self.check_baud = check_baud
         self.faults = faults or Faults()
         self.port = PtyDevice(link)

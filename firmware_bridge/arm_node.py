@@ -1,0 +1,285 @@
+"""The hardware arm driver: a bus-servo arm behind the same bus contract as `sim.SimArm`.
+
+- `arm/joint_state` (JointState: rad, rad/s, N·m) at `rate_hz`, one SYNC READ per cycle of
+  position, velocity and load/current;
+- `arm/joint_command` (JointCommand, radians, from the safety gate only) -> one SYNC WRITE of goals;
+- `gripper/state` / `gripper/command` when one motor is the gripper (opening in metres);
+- `arm/fault` (DeviceFault, latched): a failed cycle (after the bus's retries), a motor's hardware
+  error, a calibration mismatch or a lost port. On a fault the driver turns torque off, stops
+  publishing joint states (so the gate's heartbeat check stops the rest of the graph) and keeps
+  trying to reconnect every `reconnect_s`; once every motor answers again it holds the present pose
+  and clears the fault. Service `arm/torque` {on: bool} switches torque by hand.
+Torque goes off on shutdown. The driver never clamps: limits live in the safety gate.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bus import GripperCommand, GripperState, JointCommand, JointState, Node
+from firmware_bridge.messages import DeviceFault
+from firmware_bridge.servo import calibration as calib_mod
+from firmware_bridge.servo.bus import (Motor, MotorBus, MotorBusError, MotorFaultError, NoResponseError,
+                                       PortLostError)
+from firmware_bridge.servo.dynamixel import X_CURRENT_UNIT, X_MODELS, X_TORQUE_CONSTANT
+from firmware_bridge.servo.feetech import STS_MODELS, STS_STALL_TORQUE
+
+log = logging.getLogger("loopylab.arm")
+TWO_PI = 2.0 * math.pi
+CENTRE = 2048
+
+# LeRobot-compatible arm layouts: joint -> (motor ID, model)
+PRESETS: dict[str, dict] = {
+    "so101": dict(kind="feetech", motors={"shoulder_pan": (1, "sts3215"), "shoulder_lift": (2, "sts3215"),
+                                          "elbow_flex": (3, "sts3215"), "wrist_flex": (4, "sts3215"),
+                                          "wrist_roll": (5, "sts3215"), "gripper": (6, "sts3215")}),
+    "koch": dict(kind="dynamixel", motors={"shoulder_pan": (1, "xl430-w250"), "shoulder_lift": (2, "xl430-w250"),
+                                           "elbow_flex": (3, "xl330-m288"), "wrist_flex": (4, "xl330-m288"),
+                                           "wrist_roll": (5, "xl330-m288"), "gripper": (6, "xl330-m288")}),
+}
+PRESET_MODEL_NUMBERS = {name: {i: {v: k for k, v in {**X_MODELS, **STS_MODELS}.items()}[m]
+                               for i, m in p["motors"].values()} for name, p in PRESETS.items()}
+
+
+@dataclass
+class ArmConfig:
+    port: str = "/dev/ttyUSB0"
+    robot: str = "so101"                       # preset: motor layout and protocol
+    kind: str = ""                             # feetech | dynamixel; default from the preset
+    motors: dict[str, tuple[int, str]] = field(default_factory=dict)   # default from the preset
+    gripper: str = "gripper"                   # motor driven by gripper/command ("" = a plain joint)
+    gripper_open_rad: float = 1.2              # joint angle of the fully open gripper
+    gripper_closed_rad: float = 0.0
+    gripper_max_opening_m: float = 0.06
+    rate_hz: float = 100.0
+    baudrate: int = 1_000_000
+    retries: int = 2
+    latency_s: float = 0.02
+    calibration: str = ""                      # JSON from `loopylab arm calibrate`; "" = raw 2048 is 0 rad
+    reconnect_s: float = 0.5
+    hold_on_connect: bool = True               # torque on, goal = present pose, after (re)connecting
+
+    def __post_init__(self):
+        preset = PRESETS.get(self.robot)
+        if preset is None and not (self.kind and self.motors):
+            raise ValueError(f"unknown robot {self.robot!r}: pick one of {sorted(PRESETS)} or give kind and motors")
+        self.kind = self.kind or preset["kind"]
+        self.motors = {n: tuple(v) for n, v in (self.motors or preset["motors"]).items()}
+        if self.gripper and self.gripper not in self.motors:
+            raise ValueError(f"gripper motor {self.gripper!r} is not one of {list(self.motors)}")
+
+
+class ArmDriver:
+    def __init__(self, node: Node, cfg: ArmConfig, start: bool = True):
+        self.node, self.cfg = node, cfg
+        self.bus = MotorBus(cfg.port, cfg.kind, {n: Motor(i, m) for n, (i, m) in cfg.motors.items()},
+                            baudrate=cfg.baudrate, retries=cfg.retries, latency_s=cfg.latency_s)
+        self.names = list(cfg.motors)
+        self.arm_joints = [n for n in self.names if n != cfg.gripper]
+        self.calib = calib_mod.load(cfg.calibration) if cfg.calibration else None
+        self.sign = {n: -1.0 if self.calib and self.calib[n].drive_mode else 1.0 for n in self.names}
+        self._scales()
+        self.js_pub = node.publisher("arm/joint_state", JointState)
+        self.fault_pub = node.publisher("arm/fault", DeviceFault, latched=True)
+        self.grip_pub = node.publisher("gripper/state", GripperState) if cfg.gripper else None
+        self.cmd_sub = node.subscribe("arm/joint_command", JointCommand, mode="latest")
+        self.grip_sub = node.subscribe("gripper/command", GripperCommand, mode="latest") if cfg.gripper else None
+        node.service("arm/torque", self._on_torque)
+        self.fault: DeviceFault | None = None
+        self.connected = False
+        self.cycles = 0
+        self.commands_applied = 0
+        self._last_cmd_seq = self._last_grip_seq = None
+        self._io = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="arm:loop", daemon=True)
+        if start:
+            self._thread.start()
+
+    # -- units -----------------------------------------------------------------------------------
+    def _scales(self) -> None:
+        """Per-motor factors from raw register values to SI units."""
+        self.pos_scale = TWO_PI / 4096
+        if self.cfg.kind == "dynamixel":
+            self.block = ["Present_Current", "Present_Velocity", "Present_Position"]
+            self.vel_scale = 0.229 * TWO_PI / 60.0                      # 0.229 rpm per unit
+            self.eff_scale = {n: X_CURRENT_UNIT.get(m, 0.00269) * X_TORQUE_CONSTANT.get(m, 1.0)
+                              for n, (_, m) in self.cfg.motors.items()}
+            self.effort_reg = "Present_Current"
+        else:
+            self.block = ["Present_Position", "Present_Velocity", "Present_Load"]
+            self.vel_scale = TWO_PI / 4096                               # steps/s
+            self.eff_scale = {n: 0.001 * STS_STALL_TORQUE.get(m, 1.9) for n, (_, m) in self.cfg.motors.items()}
+            self.effort_reg = "Present_Load"
+
+    def to_rad(self, name: str, ticks: int) -> float:
+        return self.sign[name] * (ticks - CENTRE) * self.pos_scale
+
+    def to_ticks(self, name: str, rad: float) -> int:
+        return int(round(CENTRE + self.sign[name] * rad / self.pos_scale))
+
+    def _opening(self, rad: float) -> float:
+        c = self.cfg
+        frac = (rad - c.gripper_closed_rad) / (c.gripper_open_rad - c.gripper_closed_rad)
+        return float(np.clip(frac, 0.0, 1.0) * c.gripper_max_opening_m)
+
+    def _gripper_rad(self, opening_m: float) -> float:
+        c = self.cfg
+        frac = float(np.clip(opening_m / c.gripper_max_opening_m, 0.0, 1.0))
+        return c.gripper_closed_rad + frac * (c.gripper_open_rad - c.gripper_closed_rad)
+
+    # -- connection ----------------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Open, ping every motor, check the calibration, then hold the present pose."""
+        with self._io:
+            try:
+                self.bus.connect()
+                if self.calib is not None:
+                    calib_mod.check(self.bus, self.calib)
+                if self.cfg.hold_on_connect:
+                    present = self.bus.sync_read("Present_Position")
+                    self.bus.sync_write("Goal_Position", present)
+                    self.bus.set_torque(True)
+            except BaseException:
+                self.bus.close()
+                raise
+        self.connected = True
+        self._last_cmd_seq = self._cmd_key(self.cmd_sub.latest())   # never replay a command from before
+        log.info("arm on %s: %d %s motors connected", self.cfg.port, len(self.names), self.cfg.kind)
+        if self.fault is not None:
+            self._publish_fault(DeviceFault(device="arm", active=False, code=self.fault.code,
+                                            message=f"recovered: {self.fault.message}"))
+            self.fault = None
+
+    def _publish_fault(self, f: DeviceFault) -> None:
+        self.fault_pub.publish(f)
+
+    def _on_fault(self, code: str, err: Exception, ids: list[int] | None = None) -> None:
+        log.error("arm fault (%s): %s", code, err)
+        with self._io:
+            if not isinstance(err, PortLostError) and self.bus.is_open:
+                try:  # torque off, best effort: the bus may be the thing that is broken
+                    self.bus.write_broadcast("Torque_Enable", 0)
+                except MotorBusError as e:
+                    log.warning("could not turn torque off: %s", e)
+            self.bus.close()
+        self.connected = False
+        self.fault = DeviceFault(device="arm", active=True, code=code, motor_ids=list(ids or []), message=str(err))
+        self._publish_fault(self.fault)
+
+    # -- the cycle --------------------------------------------------------------------------------
+    @staticmethod
+    def _cmd_key(msg):
+        return None if msg is None else (msg.seq, msg.stamp_ns)
+
+    def cycle(self) -> None:
+        """One sync read -> publish; then one sync write if a new command came in."""
+        with self._io:
+            state = self.bus.sync_read(self.block)
+            stamp = time.time_ns()
+            pos = {n: self.to_rad(n, s["Present_Position"]) for n, s in state.items()}
+            vel = {n: self.sign[n] * s["Present_Velocity"] * self.vel_scale for n, s in state.items()}
+            eff = {n: self.sign[n] * s[self.effort_reg] * self.eff_scale[n] for n, s in state.items()}
+            j = self.arm_joints
+            self.js_pub.publish(JointState(name=j, position=[pos[n] for n in j], velocity=[vel[n] for n in j],
+                                           effort=[eff[n] for n in j], stamp_ns=stamp, frame_id="base"))
+            if self.grip_pub is not None:
+                g = self.cfg.gripper
+                self.grip_pub.publish(GripperState(position=self._opening(pos[g]), velocity=0.0, effort=abs(eff[g]),
+                                                   ready=True, stamp_ns=stamp))
+            goals = {}
+            msg = self.cmd_sub.latest()
+            key = self._cmd_key(msg)
+            if msg is not None and key != self._last_cmd_seq:
+                self._last_cmd_seq = key
+                names = list(msg.name) or self.arm_joints
+                if len(names) != len(msg.position) or any(n not in self.cfg.motors for n in names):
+                    log.warning("joint command %s does not match the arm's joints %s: ignored", names, self.names)
+                else:
+                    goals.update({n: self.to_ticks(n, float(q)) for n, q in zip(names, msg.position)})
+            if self.grip_sub is not None:
+                gm = self.grip_sub.latest()
+                gkey = self._cmd_key(gm)
+                if gm is not None and gkey != self._last_grip_seq:
+                    self._last_grip_seq = gkey
+                    g = self.cfg.gripper
+                    goals[g] = self.to_ticks(g, self._gripper_rad(gm.position))
+            if goals:
+                self.bus.sync_write("Goal_Position", goals)
+                self.commands_applied += 1
+        self.cycles += 1
+
+    def _loop(self) -> None:
+        period = 1.0 / self.cfg.rate_hz
+        next_t = time.monotonic()
+        while not self._stop.is_set() and self.node.running:
+            if not self.connected:
+                try:
+                    self.connect()
+                except PortLostError as e:
+                    if self.fault is None or self.fault.code != "port_lost":
+                        self._on_fault("port_lost", e)
+                except calib_mod.CalibrationMismatch as e:
+                    if self.fault is None or self.fault.code != "calibration":
+                        self._on_fault("calibration", e)
+                except NoResponseError as e:
+                    if self.fault is None or self.fault.code != "no_response":
+                        self._on_fault("no_response", e, e.motor_ids)
+                except MotorBusError as e:
+                    if self.fault is None or self.fault.code != "motor_fault":
+                        self._on_fault("motor_fault", e, [getattr(e, "motor_id", 0)])
+                if not self.connected:
+                    self._stop.wait(self.cfg.reconnect_s)
+                    continue
+                next_t = time.monotonic()
+            try:
+                self.cycle()
+            except PortLostError as e:
+                self._on_fault("port_lost", e)
+            except NoResponseError as e:
+                self._on_fault("no_response", e, e.motor_ids)
+            except MotorFaultError as e:
+                self._on_fault("motor_fault", e, [e.motor_id])
+            except MotorBusError as e:
+                self._on_fault("corrupt", e)
+            next_t += period
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                next_t = time.monotonic()   # overrun: skip, never bunch up
+
+    def _on_torque(self, req) -> dict:
+        on = bool((req or {}).get("on", False))
+        with self._io:
+            if not self.bus.is_open:
+                return {"ok": False, "error": "arm not connected"}
+            if on:
+                self.bus.sync_write("Goal_Position", self.bus.sync_read("Present_Position"))
+            self.bus.set_torque(on)
+        return {"ok": True, "torque": on}
+
+    def close(self) -> None:
+        """Stop the loop, torque off, close the port."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(2)
+        with self._io:
+            if self.bus.is_open:
+                try:
+                    self.bus.set_torque(False)
+                except MotorBusError as e:
+                    log.warning("torque off at shutdown failed: %s", e)
+                self.bus.close()
+
+
+def run_arm(node: Node, port: str = "/dev/ttyUSB0", robot: str = "so101", **params) -> ArmDriver:
+    """Graph entry point (`firmware_bridge.arm_node:run_arm`). `$LOOPYLAB_ARM_PORT` overrides `port`."""
+    port = os.environ.get("LOOPYLAB_ARM_PORT") or port
+    return ArmDriver(node, ArmConfig(port=port, robot=robot, **params))

@@ -1,0 +1,36 @@
+"""Bus messages the hardware drivers add to the contract (registered with the bus codec on import).
+
+`DeviceFault` on `<device>/fault` (latched): the arm driver publishes `arm/fault`, the MCU bridge
+`mcu/fault`, the Modbus devices `<name>/fault`. `active=False` says the fault has cleared.
+`Readings` carries named scalar values (analog inputs, Modbus registers).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bus import Message, register_message
+
+
+@register_message
+@dataclass
+class DeviceFault(Message):
+    device: str = ""              # arm | gripper | mcu | wrist | <modbus device name>
+    active: bool = False          # False: the device is healthy again
+    code: str = ""                # no_response | corrupt | motor_fault | port_lost | calibration | watchdog | estop | device_fault
+    motor_ids: list[int] = field(default_factory=list)
+    message: str = ""
+
+
+@register_message
+@dataclass
+class Readings(Message):
+    name: list[str] = field(default_factory=list)
+    value: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self):
+        self.value = np.asarray(self.value, dtype=np.float64)
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.name, self.value.tolist()))
