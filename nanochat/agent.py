@@ -52,6 +52,7 @@ class NanochatAgent:
         self.engine = Engine(model, tokenizer, SampleConfig(temperature=temperature, top_k=top_k, seed=seed))
         self.decision_s: list[float] = []
         self.decision_kinds: list[str] = []
+        self.invalid_calls = 0   # experiments outside the lab's grid (the constraints make this 0)
 
     @property
     def stats(self):
@@ -65,6 +66,8 @@ class NanochatAgent:
                                       candidates=[c.render() for c in notebook.candidates])
         self.decision_s.append(time.perf_counter() - t0)
         self.decision_kinds.append(section.kind)
+        if section.kind == "experiment" and section.body not in notebook.candidates:
+            self.invalid_calls += 1
         return section.body
 
 
@@ -98,7 +101,7 @@ def run_one(seed: int, kind: str, checkpoint: str | Path | None = None, temperat
     graded = grade(question, result.conclusion, truth, outcome) if (outcome is not None or kind != "predict") else None
     return {"seed": seed, "kind": kind, "success": bool(graded and graded.success),
             "experiments": result.experiments, "notebook": result.notebook.text(),
-            "parse_failures": sum(not s.ok and "grid" in s.experiment for s in result.steps),
+            "parse_failures": agent.invalid_calls,
             "fallbacks": agent.stats.fallbacks, "decision_s": agent.decision_s}
 
 
