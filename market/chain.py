@@ -57,6 +57,12 @@ def escrow_artifact() -> dict:
     return compile_contract(CONTRACTS / "Escrow.vy")
 
 
+def payout_id(bounty_id: int, submission_id: int) -> str:
+    """The escrow's key for one payout: keccak256(abi.encode(bounty_id, submission_id))."""
+    from eth_abi import encode
+    return "0x" + Web3.keccak(encode(["uint256", "uint256"], [bounty_id, submission_id])).hex().removeprefix("0x")
+
+
 def load_key(key_env: str = "LOOPYLAB_CHAIN_KEY", keystore: str = "",
              password_env: str = "LOOPYLAB_KEYSTORE_PASSWORD") -> LocalAccount:
     if keystore:
@@ -172,9 +178,9 @@ class Chain:
             self.w3.provider.ethereum_tester.time_travel(int(ts))
 
     # ------------------------------------------------------------ escrow views
-    def payout_id(self, bounty_id: int, submission_id: int) -> str:
-        from eth_abi import encode
-        return "0x" + Web3.keccak(encode(["uint256", "uint256"], [bounty_id, submission_id])).hex().removeprefix("0x")
+    @staticmethod
+    def payout_id(bounty_id: int, submission_id: int) -> str:
+        return payout_id(bounty_id, submission_id)
 
     def bounty_onchain(self, bounty_id: int) -> dict:
         with self.lock:

@@ -1,0 +1,145 @@
+"""HTTP client of the market, used by the CLI, the tests and the load benchmark.
+
+It signs in with SIWE using a local key, signs funding transactions and rig manifests itself, uploads
+files and submits recording folders. Any httpx.Client works as transport (FastAPI's TestClient too).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import httpx
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+from market import manifest as mf
+from market import siwe
+
+
+class MarketHTTPError(RuntimeError):
+    def __init__(self, status: int, detail: str):
+        super().__init__(f"{status}: {detail}")
+        self.status, self.detail = status, detail
+
+
+def load_key_file(path: str | Path, password_env: str = "LOOPYLAB_KEYSTORE_PASSWORD"):
+    """A key file is either a hex private key (one line) or an encrypted keystore JSON."""
+    text = Path(path).expanduser().read_text().strip()
+    if text.startswith("{"):
+        pw = os.environ.get(password_env)
+        if pw is None:
+            raise RuntimeError(f"{path} is a keystore: put its password in ${password_env}")
+        return Account.from_key(Account.decrypt(json.loads(text), pw))
+    return Account.from_key(text)
+
+
+def new_key_file(path: str | Path) -> str:
+    path = Path(path).expanduser()
+    if path.exists():
+        raise FileExistsError(f"{path} exists; refusing to overwrite a key")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    acct = Account.create()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("0x" + acct.key.hex().removeprefix("0x") + "\n")
+    return acct.address
+
+
+class MarketClient:
+    def __init__(self, http: httpx.Client | str, account, rig_account=None):
+        self.http = http if isinstance(http, httpx.Client) else httpx.Client(base_url=http, timeout=60)
+        self.account = account
+        self.rig = rig_account or account
+        self.token: str | None = None
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    # ------------------------------------------------------------------ plumbing
+    def _headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def request(self, method: str, path: str, **kw):
+        r = self.http.request(method, path, headers={**self._headers(), **kw.pop("headers", {})}, **kw)
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail", r.text)
+            except ValueError:
+                detail = r.text
+            raise MarketHTTPError(r.status_code, str(detail))
+        return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.content
+
+    # ------------------------------------------------------------------ auth
+    def siwe_message(self, nonce_info: dict, **overrides) -> siwe.SiweMessage:
+        fields = dict(domain=nonce_info["domain"], address=self.address, uri=nonce_info["uri"],
+                      chain_id=nonce_info["chain_id"], nonce=nonce_info["nonce"], issued_at=siwe.iso(time.time()),
+                      statement="Sign in to the loopylab data market.",
+                      expiration_time=siwe.iso(time.time() + 600))
+        fields.update(overrides)
+        return siwe.SiweMessage(**fields)
+
+    def login(self) -> str:
+        info = self.request("POST", "/auth/nonce")
+        msg = self.siwe_message(info)
+        out = self.request("POST", "/auth/login", json={"message": msg.to_text(), "signature": siwe.sign(msg, self.account)})
+        self.token = out["token"]
+        self.http.cookies.clear()  # the bearer token authenticates this client; the cookie is for browsers
+        return self.token
+
+    # ------------------------------------------------------------------ requester
+    def post_bounty(self, **terms) -> dict:
+        terms.setdefault("deadline", time.time() + 7 * 86400)
+        terms["reward_wei"] = str(terms["reward_wei"])
+        return self.request("POST", "/bounties", json=terms)
+
+    def fund(self, bounty_id: int) -> dict:
+        """Sign the escrow.fund transaction the server describes and let the server broadcast it."""
+        req = self.request("GET", f"/bounties/{bounty_id}/funding")
+        tx = {"to": req["to"], "value": int(req["value"]), "data": req["data"], "chainId": req["chain_id"],
+              "nonce": req["nonce"], "gas": req["gas"], "maxFeePerGas": req["max_fee_per_gas"],
+              "maxPriorityFeePerGas": req["max_priority_fee_per_gas"]}
+        raw = self.account.sign_transaction(tx).raw_transaction
+        return self.request("POST", f"/bounties/{bounty_id}/fund", json={"raw_tx": "0x" + raw.hex().removeprefix("0x")})
+
+    def review(self, submission_id: int, approve: bool, reason: str = "") -> dict:
+        return self.request("POST", f"/submissions/{submission_id}/review", json={"approve": approve, "reason": reason})
+
+    # ------------------------------------------------------------------ contributor
+    def claim(self, bounty_id: int) -> dict:
+        return self.request("POST", f"/bounties/{bounty_id}/claims")
+
+    def register_rig(self, label: str = "") -> dict:
+        text = mf.rig_registration_text(self.rig.address, self.address)
+        sig = self.rig.sign_message(encode_defunct(text=text)).signature.hex()
+        return self.request("POST", "/rigs", json={"address": self.rig.address, "signature": "0x" + sig.removeprefix("0x"),
+                                                   "label": label})
+
+    def upload(self, path: Path) -> dict:
+        def chunks():
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    yield chunk
+        return self.request("PUT", "/blobs", content=chunks(),
+                            headers={"Content-Type": "application/octet-stream",
+                                     "Content-Length": str(Path(path).stat().st_size)})
+
+    def submit_folder(self, claim_id: int, folder: Path, bounty_id: int | None = None) -> dict:
+        if bounty_id is None:
+            bounty_id = self.request("GET", f"/claims/{claim_id}")["bounty_id"]
+        manifest = mf.build(folder, bounty_id, self.rig.address)
+        for f in manifest["files"]:
+            self.upload(Path(folder) / f["path"])
+        return self.submit(claim_id, manifest)
+
+    def submit(self, claim_id: int, manifest: dict, signature: str | None = None) -> dict:
+        return self.request("POST", f"/claims/{claim_id}/submission",
+                            json={"manifest": manifest, "signature": signature or mf.sign(manifest, self.rig)})
+
+    def withdraw(self) -> dict:
+        return self.request("POST", "/withdraw")
+
+    def payouts(self) -> dict:
+        return self.request("GET", "/me/payouts")

@@ -1,0 +1,577 @@
+"""The market's operations, independent of HTTP: post and fund bounties, claim slots, register rigs,
+record uploads, submit (running the verification pipeline), review, sweep timers (claim expiry,
+auto-approve, deadlines), refunds, withdrawals, and the read views with their access rules.
+
+Every state change goes through `states.advance`; every write is one DB transaction. An approval
+writes the payout's outbox row in the same transaction (the relay pays it later, exactly once).
+Errors are `MarketError`s carrying the HTTP status the API answers with.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from web3 import Web3
+
+from market import manifest as mf
+from market import verify
+from market.chain import Chain, payout_id
+from market.config import MarketConfig
+from market.db import (Blob, BlobOwner, Bounty, Claim, Payout, Reputation, Rig, Store, Submission,
+                       SubmissionFile, lock)
+from market.states import (SLOT_TAKEN, BountyState, ClaimState, PayoutState, SubmissionState,
+                           TransitionError, advance, can, reputation_score)
+from market.storage import BlobStore
+
+log = logging.getLogger(__name__)
+
+MAX_AUTO_APPROVE_S = 30 * 24 * 3600.0   # MTurk's upper bound; shorter is better for contributors
+REFUND_GRACE_S = 3600.0
+
+
+class MarketError(Exception):
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class NotFound(MarketError):
+    status = 404
+
+
+class Forbidden(MarketError):
+    status = 403
+
+
+class Conflict(MarketError):
+    status = 409
+
+
+def checksum(address: str, what: str = "address") -> str:
+    if not isinstance(address, str) or not Web3.is_address(address):
+        raise MarketError(f"{what} must be a 0x-prefixed 20-byte hex address", 422)
+    return Web3.to_checksum_address(address)
+
+
+@dataclass
+class BountyTerms:
+    title: str
+    description: str
+    task_spec: dict
+    acceptance: list
+    slots: int
+    reward_wei: int
+    deadline: float
+    auto_approve_s: float
+    claim_ttl_s: float
+
+
+class Market:
+    def __init__(self, config: MarketConfig, store: Store, chain: Chain | None = None):
+        self.config = config
+        self.store = store
+        self.chain = chain
+        self.blobs = BlobStore(config.blob_dir)
+
+    # ------------------------------------------------------------------ bounties
+    def validate_terms(self, t: BountyTerms, now: float) -> None:
+        if not t.title.strip():
+            raise MarketError("title must not be empty", 422)
+        if not 1 <= t.slots <= self.config.max_slots:
+            raise MarketError(f"slots must be between 1 and {self.config.max_slots}", 422)
+        if t.reward_wei <= 0 or t.reward_wei * t.slots >= 2**255:
+            raise MarketError("reward_wei must be positive (and the total below 2**255)", 422)
+        if not math.isfinite(t.deadline) or t.deadline <= now or t.deadline > now + 10 * 365 * 86400:
+            raise MarketError("deadline must be a unix time in the future (within ten years)", 422)
+        if not 0 <= t.auto_approve_s <= MAX_AUTO_APPROVE_S:
+            raise MarketError("auto_approve_s must be between 0 and 30 days", 422)
+        if not 1 <= t.claim_ttl_s <= 30 * 86400:
+            raise MarketError("claim_ttl_s must be between 1 s and 30 days", 422)
+        topics = t.task_spec.get("topics", [])
+        if not isinstance(topics, list) or not all(isinstance(x, str) and x for x in topics):
+            raise MarketError("task_spec.topics must be a list of topic names", 422)
+        for i, c in enumerate(t.acceptance):
+            kind = c.get("check") if isinstance(c, dict) else None
+            if kind not in verify.CHECK_KINDS:
+                raise MarketError(f"acceptance[{i}].check must be one of {', '.join(verify.CHECK_KINDS)}", 422)
+            need = {"range": ("field",), "rate": ("hz", "topic"), "notebook_range": ("quantity",),
+                    "min_messages": ("count",), "monotonic": ()}[kind]
+            missing = [k for k in need if k not in c]
+            if missing:
+                raise MarketError(f"acceptance[{i}] ({kind}) needs {', '.join(missing)}", 422)
+            for k in ("min", "max", "hz", "tolerance", "count"):
+                if k in c and not (isinstance(c[k], (int, float)) and not isinstance(c[k], bool)
+                                   and math.isfinite(c[k])):
+                    raise MarketError(f"acceptance[{i}].{k} must be a finite number", 422)
+
+    def post_bounty(self, requester: str, terms: BountyTerms) -> Bounty:
+        now = time.time()
+        self.validate_terms(terms, now)
+        with self.store.write() as s:
+            b = Bounty(requester=requester, state=BountyState.draft.value, created_at=now,
+                       refund_after=terms.deadline + terms.claim_ttl_s + terms.auto_approve_s + REFUND_GRACE_S,
+                       **terms.__dict__)
+            s.add(b)
+            s.flush()
+            log.info("bounty %d posted by %s: %d x %d wei", b.id, requester, b.slots, b.reward_wei)
+            return b
+
+    def update_bounty(self, requester: str, bounty_id: int, changes: dict) -> Bounty:
+        with self.store.write() as s:
+            b = self._own_bounty(s, requester, bounty_id)
+            if b.state != BountyState.draft.value:
+                raise Conflict(f"bounty is {b.state}: terms are frozen once funded")
+            terms = BountyTerms(**{k: changes.get(k, getattr(b, k)) if changes.get(k) is not None
+                                   else getattr(b, k) for k in BountyTerms.__dataclass_fields__})
+            self.validate_terms(terms, time.time())
+            for k, v in terms.__dict__.items():
+                setattr(b, k, v)
+            b.refund_after = b.deadline + b.claim_ttl_s + b.auto_approve_s + REFUND_GRACE_S
+            return b
+
+    def cancel_bounty(self, requester: str, bounty_id: int) -> Bounty:
+        with self.store.write() as s:
+            b = self._own_bounty(s, requester, bounty_id)
+            advance(b, BountyState, BountyState.cancelled)
+            return b
+
+    def funding_request(self, requester: str, bounty_id: int) -> dict:
+        """What the requester's wallet must send: escrow.fund(bounty_id, requester, refund_after)."""
+        chain = self._chain()
+        with self.store.read() as s:
+            b = self._own_bounty(s, requester, bounty_id)
+        value = b.slots * b.reward_wei
+        data = chain.escrow.encode_abi("fund", args=[b.id, requester, math.ceil(b.refund_after)])
+        p = chain.tx_params(requester)
+        return {"to": chain.escrow.address, "value": str(value), "data": data, "chain_id": p.chain_id,
+                "nonce": p.nonce, "max_fee_per_gas": p.max_fee_per_gas,
+                "max_priority_fee_per_gas": p.max_priority_fee_per_gas, "gas": 200_000,
+                "refund_after": math.ceil(b.refund_after)}
+
+    def fund(self, requester: str, bounty_id: int, raw_tx: str | None = None) -> Bounty:
+        """Broadcast the requester's signed fund transaction (if given), then open the bounty once the
+        escrow holds its full reward budget for this requester. The chain is the record."""
+        chain = self._chain()
+        with self.store.read() as s:
+            b = self._own_bounty(s, requester, bounty_id)
+            if b.state != BountyState.draft.value:
+                raise Conflict(f"bounty is {b.state}, not draft")
+        if raw_tx:
+            try:
+                raw = bytes.fromhex(raw_tx.removeprefix("0x"))
+                rcpt = chain.send_signed(raw)
+            except Exception as e:
+                raise MarketError(f"the chain refused the transaction: {e}") from None
+            if rcpt.status != 1:
+                raise MarketError("the fund transaction reverted (check value, requester and refund time)")
+        onchain = chain.bounty_onchain(bounty_id)
+        need = b.slots * b.reward_wei
+        if onchain["requester"] != requester:
+            raise Conflict("the escrow holds no funding for this bounty from its requester" if
+                           int(onchain["requester"], 16) == 0 else "escrow funding names another requester")
+        if onchain["funded"] - onchain["released"] < need or onchain["refunded"]:
+            raise Conflict(f"escrow holds {onchain['funded'] - onchain['released']} wei, the bounty needs {need}")
+        if onchain["refund_after"] < math.ceil(b.refund_after):
+            raise Conflict("escrow refund time is earlier than the bounty's settlement time")
+        with self.store.write() as s:
+            b = lock(s, Bounty, bounty_id)
+            advance(b, BountyState, BountyState.open)
+            b.funded_wei = onchain["funded"]
+            b.escrow_address = chain.escrow.address
+            log.info("bounty %d funded with %d wei", bounty_id, b.funded_wei)
+            return b
+
+    def refund(self, requester: str, bounty_id: int) -> Bounty:
+        chain = self._chain()
+        self.sweep()
+        with self.store.read() as s:
+            b = self._own_bounty(s, requester, bounty_id)
+            if b.state != BountyState.closed.value:
+                raise Conflict(f"bounty is {b.state}; only a closed bounty is refunded")
+            open_payouts = s.scalar(select(func.count()).select_from(Payout).where(
+                Payout.bounty_id == bounty_id, Payout.state.in_(("pending", "signed"))))
+            waiting = s.scalar(select(func.count()).select_from(Submission).where(
+                Submission.bounty_id == bounty_id, Submission.state == SubmissionState.pending_review.value))
+        if open_payouts or waiting:
+            raise Conflict(f"{waiting} submissions await review and {open_payouts} payouts are in flight")
+        rcpt = chain.operator_call(chain.escrow.functions.refund(bounty_id))
+        if rcpt.status != 1:
+            raise Conflict("the escrow refused the refund (refund time not reached?)")
+        with self.store.write() as s:
+            b = lock(s, Bounty, bounty_id)
+            advance(b, BountyState, BountyState.refunded)
+            return b
+
+    # ------------------------------------------------------------------ claims
+    def claim(self, contributor: str, bounty_id: int) -> Claim:
+        now = time.time()
+        with self.store.write() as s:
+            b = lock(s, Bounty, bounty_id)
+            if b is None:
+                raise NotFound(f"no bounty {bounty_id}")
+            if b.requester == contributor:
+                raise Forbidden("you cannot claim your own bounty")
+            if b.state != BountyState.open.value:
+                raise Conflict(f"bounty is {b.state}; only open bounties take claims")
+            if now >= b.deadline:
+                raise Conflict("bounty deadline has passed")
+            self._expire_claims(s, now, bounty_id)
+            mine = s.scalar(select(Claim.id).where(Claim.bounty_id == bounty_id, Claim.contributor == contributor,
+                                                   Claim.state.in_(SLOT_TAKEN)))
+            if mine is not None:
+                raise Conflict(f"you already hold claim {mine} on this bounty")
+            taken = s.scalar(select(func.count()).select_from(Claim).where(
+                Claim.bounty_id == bounty_id, Claim.state.in_(SLOT_TAKEN)))
+            if taken >= b.slots:
+                raise Conflict(f"all {b.slots} slots are taken")
+            c = Claim(bounty_id=bounty_id, contributor=contributor, state=ClaimState.active.value,
+                      created_at=now, expires_at=min(now + b.claim_ttl_s, b.deadline))
+            s.add(c)
+            s.flush()
+            return c
+
+    def release_claim(self, contributor: str, claim_id: int) -> Claim:
+        with self.store.write() as s:
+            c = lock(s, Claim, claim_id)
+            if c is None or c.contributor != contributor:
+                raise NotFound(f"you hold no claim {claim_id}")
+            advance(c, ClaimState, ClaimState.released)
+            return c
+
+    def _expire_claims(self, s, now: float, bounty_id: int | None = None) -> int:
+        q = update(Claim).where(Claim.state == ClaimState.active.value, Claim.expires_at <= now)
+        if bounty_id is not None:
+            q = q.where(Claim.bounty_id == bounty_id)
+        # a bulk UPDATE instead of advance() per row; it makes exactly the allowed active -> expired move
+        assert can(ClaimState, ClaimState.active, ClaimState.expired)
+        return s.execute(q.values(state=ClaimState.expired.value)).rowcount
+
+    # ------------------------------------------------------------------ rigs and uploads
+    def register_rig(self, owner: str, rig: str, signature: str, label: str = "") -> Rig:
+        rig = checksum(rig, "rig")
+        try:
+            from eth_account import Account
+            from eth_account.messages import encode_defunct
+            signer = Account.recover_message(encode_defunct(text=mf.rig_registration_text(rig, owner)),
+                                             signature=signature)
+        except Exception:
+            raise MarketError("signature does not decode") from None
+        if signer != rig:
+            raise MarketError(f"the registration must be signed by the rig key itself; it was signed by {signer}")
+        with self.store.write() as s:
+            existing = s.get(Rig, rig)
+            if existing is not None:
+                if existing.owner != owner:
+                    raise Conflict("this rig key is registered to another account")
+                return existing
+            r = Rig(address=rig, owner=owner, label=label[:200])
+            s.add(r)
+            return r
+
+    def record_upload(self, owner: str, sha256: str, size: int) -> None:
+        for attempt in range(3):  # two uploads of the same bytes may race to insert the blob row
+            try:
+                with self.store.write() as s:
+                    if s.get(Blob, sha256) is None:
+                        s.add(Blob(sha256=sha256, size=size))
+                        s.flush()
+                    if s.get(BlobOwner, (sha256, owner)) is None:
+                        s.add(BlobOwner(sha256=sha256, owner=owner))
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+
+    def blob_for(self, viewer: str, sha256: str) -> Path:
+        """The stored file, if the viewer uploaded it or reviews (or bought) a submission holding it."""
+        try:
+            path = self.blobs.path(sha256)
+        except ValueError as e:
+            raise MarketError(str(e), 422) from None
+        with self.store.read() as s:
+            if s.get(BlobOwner, (sha256, viewer)) is None:
+                ok = s.scalar(select(Submission.id).join(SubmissionFile, SubmissionFile.submission_id == Submission.id)
+                              .join(Bounty, Bounty.id == Submission.bounty_id)
+                              .where(SubmissionFile.sha256 == sha256, Bounty.requester == viewer,
+                                     Submission.state.in_((SubmissionState.pending_review.value,
+                                                           SubmissionState.approved.value))).limit(1))
+                if ok is None:
+                    if s.get(Blob, sha256) is None:
+                        raise NotFound("no such blob")
+                    raise Forbidden("this data belongs to another contributor and was not submitted to you")
+        if not path.exists():
+            raise NotFound("blob content missing from storage")
+        return path
+
+    # ------------------------------------------------------------------ submissions
+    def submit(self, contributor: str, claim_id: int, manifest: dict, signature: str) -> Submission:
+        now = time.time()
+        with self.store.read() as s:
+            c = s.get(Claim, claim_id)
+            if c is None or c.contributor != contributor:
+                raise NotFound(f"you hold no claim {claim_id}")
+            self._check_claim_usable(c, now)
+            b = s.get(Bounty, c.bounty_id)
+            owned = set(s.scalars(select(BlobOwner.sha256).where(BlobOwner.owner == contributor)))
+            prior = [(sid, fp) for sid, fp in s.execute(
+                select(Submission.id, Submission.fingerprint).where(Submission.state != SubmissionState.invalid.value)
+                .order_by(Submission.id.desc()).limit(5000)) if fp]
+
+        def rig_owner(address: str) -> str | None:
+            with self.store.read() as s:
+                r = s.get(Rig, address)
+                return r.owner if r else None
+
+        ctx = verify.Context(bounty_id=b.id, contributor=contributor, task_spec=b.task_spec or {},
+                             acceptance=b.acceptance or [], manifest=manifest, signature=signature,
+                             blob_path=self.blobs.path, owned_blobs=owned, rig_owner=rig_owner,
+                             duplicate_files=self._duplicate_files, prior_fingerprints=prior,
+                             near_threshold=self.config.near_duplicate_threshold)
+        result = verify.run(ctx)
+        files = [f for f in (manifest.get("files") or []) if isinstance(f, dict)] if isinstance(manifest, dict) else []
+        with self.store.write() as s:
+            c = lock(s, Claim, claim_id)
+            self._check_claim_usable(c, time.time())
+            shas = [f.get("sha256") for f in files if isinstance(f.get("sha256"), str)]
+            if result.ok and self._duplicate_files(shas, s):  # a concurrent twin got in first
+                result.checks.append({"name": "duplicate", "ok": False, "detail": "identical file submitted concurrently"})
+            state = SubmissionState.pending_review if result.ok else SubmissionState.invalid
+            sub = Submission(claim_id=c.id, bounty_id=c.bounty_id, contributor=contributor,
+                             rig=str(manifest.get("rig", ""))[:42] if isinstance(manifest, dict) else "",
+                             manifest=manifest, manifest_sha256=mf.manifest_sha256(manifest),
+                             signature=signature[:140], state=state.value, checks=result.checks,
+                             fingerprint=result.fingerprint if result.ok else [],
+                             reason="" if result.ok else f"verification failed: {result.failures()}"[:2000],
+                             created_at=time.time())
+            s.add(sub)
+            s.flush()
+            if result.ok:
+                advance(c, ClaimState, ClaimState.submitted)
+                for f in files:
+                    s.add(SubmissionFile(submission_id=sub.id, path=str(f["path"])[:500], sha256=f["sha256"]))
+            else:
+                self._reputation(s, contributor).invalid += 1
+            log.info("submission %d on bounty %d: %s", sub.id, sub.bounty_id, sub.state)
+            return sub
+
+    def _check_claim_usable(self, c: Claim, now: float) -> None:
+        if c.state != ClaimState.active.value:
+            raise Conflict(f"claim is {c.state}; only an active claim takes a submission")
+        if c.expires_at <= now:
+            raise Conflict("claim has expired; claim the bounty again")
+
+    def _duplicate_files(self, shas: list[str], s=None) -> list[int]:
+        if not shas:
+            return []
+        q = (select(SubmissionFile.submission_id).join(Submission, Submission.id == SubmissionFile.submission_id)
+             .where(SubmissionFile.sha256.in_(shas), Submission.state != SubmissionState.invalid.value))
+        if s is not None:
+            return list(s.scalars(q))
+        with self.store.read() as s2:
+            return list(s2.scalars(q))
+
+    # ------------------------------------------------------------------ reviews
+    def review(self, reviewer: str, submission_id: int, approve: bool, reason: str = "") -> Submission:
+        if not approve and not (reason or "").strip():
+            raise MarketError("a rejection needs a reason the contributor can act on", 422)
+        with self.store.write() as s:
+            sub = lock(s, Submission, submission_id)
+            if sub is None:
+                raise NotFound(f"no submission {submission_id}")
+            b = s.get(Bounty, sub.bounty_id)
+            if sub.contributor == reviewer:
+                raise Forbidden("you cannot review your own submission")
+            if b.requester != reviewer:
+                raise Forbidden("only the bounty's requester reviews its submissions")
+            if approve:
+                self._approve(s, sub, b, reviewer)
+            else:
+                advance(sub, SubmissionState, SubmissionState.rejected)
+                sub.reason, sub.reviewed_by, sub.reviewed_at = reason.strip()[:2000], reviewer, time.time()
+                advance(s.get(Claim, sub.claim_id), ClaimState, ClaimState.rejected)
+                self._reputation(s, sub.contributor).rejected += 1
+            return sub
+
+    def _approve(self, s, sub: Submission, b: Bounty, reviewer: str) -> None:
+        advance(sub, SubmissionState, SubmissionState.approved)
+        sub.reviewed_by, sub.reviewed_at = reviewer, time.time()
+        advance(s.get(Claim, sub.claim_id), ClaimState, ClaimState.approved)
+        # the outbox row: committed with the approval, paid by the relay
+        s.add(Payout(payout_id=payout_id(b.id, sub.id), bounty_id=b.id, submission_id=sub.id,
+                     payee=sub.contributor, amount_wei=b.reward_wei, state=PayoutState.pending.value))
+        rep = self._reputation(s, sub.contributor)
+        rep.approved += 1
+        rep.earned_wei = (rep.earned_wei or 0) + b.reward_wei
+        approved = s.scalar(select(func.count()).select_from(Submission).where(
+            Submission.bounty_id == b.id, Submission.state == SubmissionState.approved.value))
+        if approved >= b.slots and b.state == BountyState.open.value:
+            advance(b, BountyState, BountyState.closed)
+
+    def _reputation(self, s, address: str) -> Reputation:
+        rep = s.get(Reputation, address)
+        if rep is None:
+            rep = Reputation(address=address, approved=0, rejected=0, invalid=0, earned_wei=0)
+            s.add(rep)
+        return rep
+
+    def sweep(self, now: float | None = None) -> dict:
+        """Timers: expire claims, auto-approve submissions past their delay, close bounties past their
+        deadline. Run by the server's background loop; safe to call from anywhere."""
+        now = time.time() if now is None else now
+        counts = {"expired": 0, "auto_approved": 0, "closed": 0}
+        with self.store.write() as s:
+            counts["expired"] = self._expire_claims(s, now)
+            due = s.execute(select(Submission, Bounty).join(Bounty, Bounty.id == Submission.bounty_id).where(
+                Submission.state == SubmissionState.pending_review.value)).all()
+            for sub, b in due:
+                if sub.created_at + b.auto_approve_s <= now:
+                    self._approve(s, sub, b, "auto")
+                    counts["auto_approved"] += 1
+            for b in s.scalars(select(Bounty).where(Bounty.state == BountyState.open.value, Bounty.deadline <= now)):
+                advance(b, BountyState, BountyState.closed)
+                counts["closed"] += 1
+        return counts
+
+    # ------------------------------------------------------------------ money out
+    def withdraw(self, address: str) -> int:
+        """Push the caller's credited escrow balance to them (the operator pays the gas)."""
+        chain = self._chain()
+        amount = chain.pending_of(address)
+        if amount == 0:
+            raise Conflict("nothing to withdraw: no released payouts are credited to you")
+        rcpt = chain.operator_call(chain.escrow.functions.withdraw_for(address))
+        if rcpt.status != 1:
+            raise Conflict("the escrow refused the withdrawal")
+        return amount
+
+    # ------------------------------------------------------------------ views
+    def get_bounty(self, bounty_id: int) -> dict:
+        with self.store.read() as s:
+            b = s.get(Bounty, bounty_id)
+            if b is None:
+                raise NotFound(f"no bounty {bounty_id}")
+            return self._bounty_view(s, b)
+
+    def list_bounties(self, state: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
+        with self.store.read() as s:
+            q = select(Bounty).order_by(Bounty.id.desc()).limit(limit).offset(offset)
+            if state:
+                q = q.where(Bounty.state == state)
+            bounties = list(s.scalars(q))
+            counts = self._slot_counts(s, [b.id for b in bounties])
+            return [self._bounty_view(s, b, counts.get(b.id, {})) for b in bounties]
+
+    def _slot_counts(self, s, ids: list[int]) -> dict[int, dict]:
+        out: dict[int, dict] = {}
+        if ids:
+            for bid, state, n in s.execute(select(Claim.bounty_id, Claim.state, func.count())
+                                           .where(Claim.bounty_id.in_(ids)).group_by(Claim.bounty_id, Claim.state)):
+                out.setdefault(bid, {})[state] = n
+        return out
+
+    def _bounty_view(self, s, b: Bounty, counts: dict | None = None) -> dict:
+        if counts is None:
+            counts = self._slot_counts(s, [b.id]).get(b.id, {})
+        now = time.time()
+        taken = sum(n for st, n in counts.items() if st in SLOT_TAKEN)
+        return {"id": b.id, "requester": b.requester, "title": b.title, "description": b.description,
+                "task_spec": b.task_spec, "acceptance": b.acceptance, "slots": b.slots,
+                "reward_wei": str(b.reward_wei), "deadline": b.deadline, "auto_approve_s": b.auto_approve_s,
+                "claim_ttl_s": b.claim_ttl_s, "state": b.state, "created_at": b.created_at,
+                "slots_taken": taken, "slots_free": max(0, b.slots - taken) if b.deadline > now else 0,
+                "approved": counts.get(ClaimState.approved.value, 0), "funded_wei": str(b.funded_wei or 0),
+                "escrow_address": b.escrow_address, "refund_after": b.refund_after}
+
+    def get_submission(self, viewer: str, submission_id: int) -> dict:
+        with self.store.read() as s:
+            sub = s.get(Submission, submission_id)
+            if sub is None:
+                raise NotFound(f"no submission {submission_id}")
+            b = s.get(Bounty, sub.bounty_id)
+            if viewer not in (sub.contributor, b.requester):
+                raise Forbidden("only the contributor and the bounty's requester see a submission")
+            payout = s.scalar(select(Payout).where(Payout.submission_id == sub.id))
+            return self._submission_view(sub, b, payout)
+
+    def _submission_view(self, sub: Submission, b: Bounty, payout: Payout | None) -> dict:
+        return {"id": sub.id, "bounty_id": sub.bounty_id, "bounty_title": b.title, "claim_id": sub.claim_id,
+                "contributor": sub.contributor, "rig": sub.rig, "state": sub.state, "checks": sub.checks,
+                "reason": sub.reason, "reviewed_by": sub.reviewed_by, "created_at": sub.created_at,
+                "reviewed_at": sub.reviewed_at, "manifest": sub.manifest,
+                "auto_approve_at": sub.created_at + b.auto_approve_s if sub.state == "pending_review" else None,
+                "payout": self._payout_view(payout) if payout else None}
+
+    def list_submissions(self, viewer: str, bounty_id: int) -> list[dict]:
+        with self.store.read() as s:
+            b = s.get(Bounty, bounty_id)
+            if b is None:
+                raise NotFound(f"no bounty {bounty_id}")
+            q = select(Submission).where(Submission.bounty_id == bounty_id).order_by(Submission.id)
+            if viewer != b.requester:
+                q = q.where(Submission.contributor == viewer)
+            subs = list(s.scalars(q))
+            payouts = {p.submission_id: p for p in s.scalars(select(Payout).where(Payout.bounty_id == bounty_id))}
+            return [self._submission_view(x, b, payouts.get(x.id)) for x in subs]
+
+    def my_claims(self, address: str) -> list[dict]:
+        with self.store.read() as s:
+            return [{"id": c.id, "bounty_id": c.bounty_id, "state": c.state, "created_at": c.created_at,
+                     "expires_at": c.expires_at}
+                    for c in s.scalars(select(Claim).where(Claim.contributor == address).order_by(Claim.id.desc()))]
+
+    def get_claim(self, address: str, claim_id: int) -> dict:
+        with self.store.read() as s:
+            c = s.get(Claim, claim_id)
+            if c is None or c.contributor != address:
+                raise NotFound(f"you hold no claim {claim_id}")
+            return {"id": c.id, "bounty_id": c.bounty_id, "state": c.state, "created_at": c.created_at,
+                    "expires_at": c.expires_at}
+
+    @staticmethod
+    def _payout_view(p: Payout) -> dict:
+        return {"payout_id": p.payout_id, "bounty_id": p.bounty_id, "submission_id": p.submission_id,
+                "payee": p.payee, "amount_wei": str(p.amount_wei), "state": p.state, "tx_hash": p.tx_hash,
+                "block_number": p.block_number, "error": p.error, "created_at": p.created_at}
+
+    def my_payouts(self, address: str) -> dict:
+        with self.store.read() as s:
+            rows = [self._payout_view(p) for p in
+                    s.scalars(select(Payout).where(Payout.payee == address).order_by(Payout.id.desc()))]
+        withdrawable = self.chain.pending_of(address) if self.chain and self.chain.escrow else 0
+        return {"payouts": rows, "withdrawable_wei": str(withdrawable),
+                "paid_wei": str(sum(int(r["amount_wei"]) for r in rows if r["state"] in ("mined", "final")))}
+
+    def leaderboard(self, limit: int = 20) -> list[dict]:
+        with self.store.read() as s:
+            reps = list(s.scalars(select(Reputation)))
+        rows = [{"address": r.address, "approved": r.approved, "rejected": r.rejected, "invalid": r.invalid,
+                 "earned_wei": str(r.earned_wei or 0),
+                 "reputation": round(reputation_score(r.approved, r.rejected, r.invalid), 4)} for r in reps]
+        rows.sort(key=lambda r: (-r["approved"], -int(r["earned_wei"]), -r["reputation"], r["address"]))
+        return [{"rank": i + 1, **r} for i, r in enumerate(rows[:limit])]
+
+    # ------------------------------------------------------------------ helpers
+    def _own_bounty(self, s, requester: str, bounty_id: int) -> Bounty:
+        b = s.get(Bounty, bounty_id)
+        if b is None:
+            raise NotFound(f"no bounty {bounty_id}")
+        if b.requester != requester:
+            raise Forbidden("only the bounty's requester may do this")
+        return b
+
+    def _chain(self) -> Chain:
+        if self.chain is None or self.chain.escrow is None:
+            raise MarketError("this server has no chain configured", 503)
+        return self.chain
+
+
+__all__ = ["Market", "MarketError", "NotFound", "Forbidden", "Conflict", "BountyTerms", "TransitionError"]
