@@ -61,7 +61,7 @@ class Measurement:
     def from_reply(cls, exp: g.Experiment, measurements: dict) -> "Measurement":
         vals, sig = {}, {}
         for key in MEASURED[exp.skill]:
-            vals[key] = float(measurements[key])
+            vals[key] = abs(float(measurements[key]))  # magnitudes, as in the notebook (force sign conventions vary)
             sig[key] = float(measurements.get(REPORTED_SIGMA.get(key, ""), 0.0) or 0.0)
         return cls(exp, vals, sig)
 

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from bus import Node, NotebookEntry
-from bus.launch import GraphSpec, Launcher, NodeSpec, load_graph
+from bus.launch import GraphSpec, Launcher, NodeSpec, load_graph, resolve
 from lab.investigation import BusRunner
 
 log = logging.getLogger("loopylab.lab")
@@ -35,20 +35,63 @@ def sim_graph(robot: str = "panda", seed: int = 0, n_objects: int | None = None,
                       params={"robot": robot, "seed": seed, "n_objects": n_objects, "cameras": cameras,
                               "clock": "lockstep"}),
              NodeSpec("safety_gate", "actuation.gate:run_gate", proc, params={"robot": robot}),
-             NodeSpec("skills", SKILLS_RUN, proc, params={"robot": robot})]
+             # the skills node reads object sizes from the scene of the same seed
+             NodeSpec("skills", SKILLS_RUN, proc, params={"robot": robot, "seed": seed, "n_objects": n_objects})]
     for n in nodes:
         n.params = {k: v for k, v in n.params.items() if v is not None}
     return GraphSpec(name=name if transport != "tcp" else "sim_bench", transport=transport,
                      directory=name if transport == "tcp" else "127.0.0.1:7447", nodes=nodes)
 
 
+class _ThreadNodes:
+    """The graph's thread nodes, started here rather than by the bus Launcher, which would redirect this
+    process's stdout while they run (the lab prints the notebook live)."""
+
+    def __init__(self, specs: list[NodeSpec], url: str):
+        self.running: list[tuple[Node, threading.Thread, dict]] = []
+        self.failed: str = ""
+        for spec in specs:
+            fn = resolve(spec.run)
+            node = Node(spec.name, url)
+            box: dict = {}
+
+            def body(fn=fn, node=node, spec=spec, box=box):
+                try:
+                    box["result"] = fn(node, **spec.params)
+                except Exception as e:
+                    log.exception("bench node %s failed", spec.name)
+                    self.failed = f"node {spec.name!r} failed: {type(e).__name__}: {e}"
+            t = threading.Thread(target=body, name=f"{spec.name}:main", daemon=True)
+            t.start()
+            self.running.append((node, t, box))
+
+    def close(self) -> None:
+        for node, _, _ in reversed(self.running):
+            node.shutdown()
+        for node, t, box in reversed(self.running):
+            t.join(5)
+            result = box.get("result")
+            if result is not None and hasattr(result, "close"):
+                try:
+                    result.close()
+                except Exception:
+                    log.exception("closing %s", node.name)
+            node.close()
+
+
 class Bench:
     def __init__(self, graph: GraphSpec, wait_s: float = 60.0, quiet: bool = True):
         self.graph = graph
-        self.launcher = Launcher(graph, stdout=_Null() if quiet else None, stderr=_Null() if quiet else None)
-        self._thread = threading.Thread(target=self.launcher.run, name="lab:bench", daemon=True)
-        self._thread.start()
-        self.node = Node("lab", graph.url)
+        self.node = Node("lab", graph.url)   # first, so that it serves the graph's directory
+        self.threads = _ThreadNodes([n for n in graph.nodes if not n.process], graph.url)
+        procs = [n for n in graph.nodes if n.process]
+        self.launcher = None
+        if procs:
+            sub = GraphSpec(graph.name, graph.transport, graph.directory, procs)
+            self.launcher = Launcher(sub, stdout=_Null() if quiet else None, stderr=_Null() if quiet else None)
+            self._thread = threading.Thread(target=self.launcher.run, name="lab:bench", daemon=True)
+            self._thread.start()
+        self._stop = threading.Event()
         self.notebook_pub = self.node.publisher("lab/notebook", NotebookEntry)
         self._wait_for_services(["skills/execute"], wait_s)
         self.runner = BusRunner(self.node)
@@ -66,11 +109,13 @@ class Bench:
         deadline = time.monotonic() + wait_s
         missing = list(names)
         while missing and time.monotonic() < deadline:
-            if self.launcher.failed_node:
-                raise RuntimeError(f"bench graph failed: {self.launcher.failure}")
+            failure = self.threads.failed or (self.launcher.failure if self.launcher else "")
+            if failure:
+                self.close()
+                raise RuntimeError(f"bench graph failed: {failure}")
             missing = [n for n in missing if not self._has_service(n)]
             if missing:
-                self.launcher._stop.wait(0.05)  # poll the directory until the services announce themselves
+                self._stop.wait(0.05)  # poll the directory until the services announce themselves
         if missing:
             self.close()
             raise RuntimeError(f"bench graph has no {', '.join(missing)} after {wait_s:.0f} s "
@@ -105,8 +150,10 @@ class Bench:
         return {label: dict(v) for label, v in reply["objects"].items()}
 
     def close(self) -> None:
-        self.launcher.stop()
-        self._thread.join(15)
+        if self.launcher is not None:
+            self.launcher.stop()
+            self._thread.join(15)
+        self.threads.close()
         self.node.close()
 
     def __enter__(self) -> "Bench":

@@ -147,7 +147,7 @@ class ForwardModel:
         shape = tuple(len(gr) for gr in grids)
         values = {}
         for key in MEASURED[exp.skill]:
-            col = np.array([float(r.get(key, np.nan)) for r in replies], float)
+            col = np.abs(np.array([float(r.get(key, np.nan)) for r in replies], float))
             if not np.all(np.isfinite(col)):
                 bad = [r for r in replies if not np.isfinite(float(r.get(key, np.nan)))][:1]
                 raise RuntimeError(f"twin gave no finite {key!r} for {exp.render()} (e.g. {bad})")
