@@ -1,0 +1,215 @@
+"""Bus commands of the `loopylab` CLI: launch, topics, echo, nodes, record, replay, demo-bus."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+BUS_HELP = "Bus URL: inproc://NAME, ipc://NAME or tcp://HOST:PORT (default: $LOOPYLAB_BUS, else ipc://default)."
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _bus_option():
+    return typer.Option(None, "--bus", envvar="LOOPYLAB_BUS", help=BUS_HELP, show_envvar=False)
+
+
+def _tool_node(bus: str | None, name: str):
+    """A node for looking at a graph: no heartbeat, and it does not start a directory of its own."""
+    from bus.config import BusConfig
+    from bus.directory import DirectoryUnavailable, request
+    from bus.node import Node
+    config = BusConfig.parse(bus) if bus else BusConfig.from_env()
+    try:
+        request(config, {"op": "ping"}, timeout=1.0)
+    except DirectoryUnavailable:
+        err_console.print(f"[red]no graph is running at {config.url}[/red] (no directory answered); "
+                          f"start one with `loopylab launch GRAPH.toml` or pass --bus")
+        raise typer.Exit(1)
+    return Node(f"{name}-{int(time.time() * 1000) % 100000}", config, heartbeat_hz=0, start_directory=False)
+
+
+def launch(graph: Path = typer.Argument(..., help="Graph file (TOML): [graph] and [nodes.NAME] tables."),
+           duration: Optional[float] = typer.Option(None, "--duration", help="Stop the graph after S seconds."),
+           bus: Optional[str] = typer.Option(None, "--bus", help="Run on this bus URL instead of the file's "
+                                             "transport (inproc://NAME turns every node into a thread).")):
+    """Run a graph: nodes as processes or threads, restarts by policy, output prefixed by node name.
+
+    Exits non-zero, naming the node, when a node without a restart policy fails. Ctrl-C stops all.
+    """
+    from bus.launch import GraphError, Launcher, load_graph
+    try:
+        spec = load_graph(graph)
+        if bus:
+            spec = spec.with_bus(bus)
+    except GraphError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2)
+    code = Launcher(spec, duration).run()
+    raise typer.Exit(code)
+
+
+def topics(bus: Optional[str] = _bus_option(),
+           window: float = typer.Option(1.0, "--window", "-w", help="Seconds to measure each round."),
+           watch: bool = typer.Option(False, "--watch", help="Keep measuring until Ctrl-C."),
+           heartbeats: bool = typer.Option(False, "--heartbeats", help="Include heartbeat/* topics.")):
+    """List live topics with type, publishers, message rate (Hz) and bandwidth."""
+    from bus.introspect import human_bytes, measure_topics
+    node = _tool_node(bus, "topics")
+
+    def table() -> Table:
+        t = Table(title=f"topics on {node.config.url} ({window:g} s window)")
+        for col, just in (("topic", "left"), ("type", "left"), ("pubs", "right"), ("rate", "right"),
+                          ("bandwidth", "right"), ("msg size", "right")):
+            t.add_column(col, justify=just)
+        for r in measure_topics(node, window, heartbeats):
+            t.add_row(r.topic, r.type, str(r.publishers), f"{r.hz:.1f} Hz" if r.messages > 1 else "-",
+                      f"{human_bytes(r.bytes_per_s)}/s" if r.messages else "-",
+                      human_bytes(r.mean_size) if r.messages else "-")
+        return t
+    try:
+        if not watch:
+            console.print(table())
+            return
+        with Live(table(), console=console, auto_refresh=False) as live:
+            while True:
+                live.update(table(), refresh=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.close()
+
+
+def echo(topic: str = typer.Argument(..., help="Topic to print, e.g. arm/joint_state."),
+         count: Optional[int] = typer.Option(None, "--count", "-n", help="Stop after N messages."),
+         bus: Optional[str] = _bus_option()):
+    """Print the messages of a topic as they arrive (large arrays are summarised)."""
+    from bus.introspect import format_message
+    node = _tool_node(bus, "echo")
+    sub = node.subscribe(topic, queue_size=100)
+    seen = 0
+    try:
+        while count is None or seen < count:
+            try:
+                msg = sub.get(timeout=0.5)
+            except TimeoutError:
+                continue
+            seen += 1
+            console.print(f"--- {topic} [{type(msg).__name__}]", markup=False, highlight=False)
+            console.print(format_message(msg), markup=False, highlight=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.close()
+    if sub.dropped:
+        err_console.print(f"({sub.dropped} messages dropped: printing is slower than the topic)")
+
+
+def nodes(bus: Optional[str] = _bus_option()):
+    """List the graph's nodes with their pid, host, topics and services."""
+    node = _tool_node(bus, "nodes")
+    try:
+        g = node.graph()
+    finally:
+        node.close()
+    t = Table(title=f"nodes on {node.config.url}")
+    for col in ("node", "pid", "host", "publishes", "serves"):
+        t.add_column(col)
+    for name, info in sorted(g["nodes"].items()):
+        if name == node.name:
+            continue
+        pubs = sorted(tp for tp, es in g["topics"].items() for e in es if e["node"] == name
+                      and not tp.startswith("heartbeat/"))
+        srvs = sorted(s for s, es in g["services"].items() for e in es if e["node"] == name)
+        t.add_row(name, str(info["pid"]), info["host"], "\n".join(pubs) or "-", "\n".join(srvs) or "-")
+    console.print(t)
+
+
+def record(output: Path = typer.Option(..., "--output", "-o", help="MCAP file to write."),
+           topics_: Optional[list[str]] = typer.Argument(None, metavar="TOPICS",
+                                                         help="Topics or globs (camera/*); default: all."),
+           duration: Optional[float] = typer.Option(None, "--duration", help="Stop after S seconds."),
+           queue: int = typer.Option(2000, "--queue", help="Messages buffered for the writer before drops."),
+           bus: Optional[str] = _bus_option()):
+    """Record topics to MCAP (images as foxglove.RawImage) until Ctrl-C or --duration."""
+    from bus.config import BusConfig
+    from bus.introspect import human_bytes
+    from bus.node import Node
+    from bus.record import Recorder
+    node = Node("recorder", BusConfig.parse(bus) if bus else None)
+    rec = Recorder(node, output, topics_ or None, queue_size=queue)
+    deadline = time.monotonic() + duration if duration else None
+    try:
+        with console.status("") as status:
+            while node.running and (deadline is None or time.monotonic() < deadline):
+                s = rec.summary()
+                status.update(f"recording {len(s['topics'])} topics to {output}: {s['messages']} messages, "
+                              f"{human_bytes(sum(t['bytes'] for t in s['topics'].values()))}, "
+                              f"dropped {s['dropped_queue'] + s['dropped_transit']}")
+                node._stop.wait(0.25)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        s = rec.close()
+        node.close()
+    t = Table(title=f"{output}: {s['messages']} messages")
+    for col in ("topic", "type", "messages", "size", "dropped in transit"):
+        t.add_column(col)
+    for name, ts in s["topics"].items():
+        t.add_row(name, ts["type"], str(ts["messages"]), human_bytes(ts["bytes"]), str(ts["dropped_transit"]))
+    console.print(t)
+    if s["dropped_queue"]:
+        err_console.print(f"[yellow]{s['dropped_queue']} messages dropped: the writer could not keep up "
+                          f"(raise --queue, record fewer topics, or use a faster disk)[/yellow]")
+
+
+def replay(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="MCAP file recorded by loopylab."),
+           rate: float = typer.Option(1.0, "--rate", "-r", help="Speed factor (2 = twice as fast; 0 = no waiting)."),
+           topic: Optional[list[str]] = typer.Option(None, "--topic", "-t", help="Only these topics (repeatable)."),
+           wait_subscribers: int = typer.Option(0, "--wait-subscribers",
+                                                help="Wait (up to 5 s) for N subscribers per topic first."),
+           restamp: bool = typer.Option(False, "--restamp", help="Stamp messages with the replay time."),
+           bus: Optional[str] = _bus_option()):
+    """Republish a recording with its original timing (or --rate X)."""
+    from rich.progress import Progress
+    from bus.config import BusConfig
+    from bus.node import Node
+    from bus.record import replay as do_replay
+    node = Node("replay", BusConfig.parse(bus) if bus else None)
+    try:
+        with Progress(console=console) as progress:
+            task = progress.add_task(f"replaying {path.name} at x{rate:g}", total=None)
+            result = do_replay(path, node, rate, topic or None, wait_subscribers, restamp=restamp,
+                               on_progress=lambda n, total: progress.update(task, completed=n, total=total or None))
+    except KeyboardInterrupt:
+        result = None
+    finally:
+        node.close()
+    if result:
+        console.print(f"replayed {result['messages']} of {result['total']} messages on {len(result['topics'])} topics")
+
+
+def demo_bus(duration: float = typer.Option(5.0, "--duration", help="Seconds to run."),
+             bus: Optional[str] = typer.Option(None, "--bus", help="Run on this bus URL (default ipc://demo).")):
+    """Run the bus demo graph (synthetic arm at 100 Hz, camera at 30 Hz, a rate monitor) and exit."""
+    import tomllib
+    from bus.demo import DEMO_TOML, demo_graph_path
+    from bus.launch import Launcher, load_graph, parse_graph
+    path = demo_graph_path()
+    spec = load_graph(path) if path else parse_graph(tomllib.loads(DEMO_TOML), "demo")
+    raise typer.Exit(Launcher(spec.with_bus(bus) if bus else spec, duration).run())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("launch")(launch)
+    app.command("topics")(topics)
+    app.command("echo")(echo)
+    app.command("nodes")(nodes)
+    app.command("record")(record)
+    app.command("replay")(replay)
+    app.command("demo-bus")(demo_bus)
