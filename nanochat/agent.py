@@ -10,6 +10,7 @@ checkpoints are cached per process.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -48,7 +49,8 @@ class NanochatAgent:
 
         if threads:
             torch.set_num_threads(threads)
-        model, tokenizer, self.meta = load_cached(checkpoint or SHIPPED_DIR, device)
+        checkpoint = checkpoint or os.environ.get("LOOPYLAB_POLICY_CHECKPOINT") or SHIPPED_DIR
+        model, tokenizer, self.meta = load_cached(checkpoint, device)
         self.engine = Engine(model, tokenizer, SampleConfig(temperature=temperature, top_k=top_k, seed=seed))
         self.decision_s: list[float] = []
         self.decision_kinds: list[str] = []

@@ -1,0 +1,155 @@
+"""The nanochat policy against the lab's `eig` expert and the `random` agent on held-out worlds.
+
+Every agent investigates the same held-out seeds (never used for training data: training uses seeds
+below 100000) for each of the lab's question kinds, on the simulated bench, graded by the lab's
+evaluator against the oracle. Reported:
+
+  success_gap_points      eig success rate minus nanochat's, in percentage points   (target <= 10)
+  experiments_vs_eig      median experiments, nanochat / eig                          (target <= 1.25)
+  experiments_vs_random   median experiments, nanochat / random                       (target <= 0.5)
+  parse_rate              fraction of nanochat's experiment calls that parse under the grammar and that
+                          the lab executed (in the grid of the scene)                 (target 1.0)
+  decision_ms             median wall time of one nanochat experiment decision on 2 CPU threads,
+                          replaying its notebooks in order (KV cache reused as in a run) (target <= 100)
+
+The eig expert's own decision time is measured in the same run as the baseline and printed as a ratio.
+
+    .venv/bin/python benchmarks/policy_eval.py [--seeds 100000:100010] [--kinds all] [--workers 2]
+        [--checkpoint nanochat/checkpoints] [--reps 3]
+
+The last line is JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from lab import grammar as g  # noqa: E402
+from lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval  # noqa: E402
+from lab.notebook import NotebookView  # noqa: E402
+
+GRID_REFUSAL = "not in the experiment grid"
+
+
+def call_stats(notebook_text: str) -> tuple[int, int]:
+    """(experiment calls, calls that parsed and were executed) in one notebook."""
+    lines = notebook_text.splitlines()
+    calls = ok = 0
+    for i, line in enumerate(lines):
+        if not line.startswith("<|experiment_start|>"):
+            continue
+        calls += 1
+        try:
+            g.parse(line + "\n")
+        except g.GrammarError:
+            continue
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if GRID_REFUSAL not in nxt and "failed servicetimeout" not in nxt:
+            ok += 1
+    return calls, ok
+
+
+def replay_decisions(rows: list[dict], checkpoint: str | None, reps: int) -> list[float]:
+    """Time every experiment decision of nanochat's notebooks again in this process, on 2 threads."""
+    from nanochat.agent import NanochatAgent
+
+    torch.set_num_threads(2)
+    times: list[float] = []
+    for _ in range(reps):
+        for row in rows:
+            sections = g.parse(row["notebook"])
+            question = sections[0].body
+            scene = sections[1].body
+            candidates = tuple(g.candidate_experiments(scene, question))
+            agent = NanochatAgent(seed=row["seed"], checkpoint=checkpoint)
+            for i, s in enumerate(sections):
+                if s.kind != "experiment":
+                    continue
+                view = NotebookView(question, scene, candidates, tuple(sections[:i]), None)
+                t0 = time.perf_counter()
+                agent.propose(view)
+                times.append(1000 * (time.perf_counter() - t0))
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", default="100000:100010")
+    ap.add_argument("--kinds", default="all")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of the decision-time replay")
+    args = ap.parse_args()
+    if args.checkpoint:
+        import os
+        os.environ["LOOPYLAB_POLICY_CHECKPOINT"] = str(Path(args.checkpoint).resolve())  # for the workers
+
+    agents = ["nanochat", "eig", "random"]
+    cfg = EvalConfig(agents=agents, kinds=parse_kinds(args.kinds), seeds=parse_seeds(args.seeds),
+                     workers=args.workers, record_regret=False)
+    t0 = time.time()
+    done = 0
+
+    def progress(row):
+        nonlocal done
+        done += 1
+        if done % 10 == 0 or done == len(cfg.tasks()):
+            print(f"  {done}/{len(cfg.tasks())} worlds ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+    rows = run_eval(cfg, on_row=progress)
+    crashed = [r for r in rows if r["crashed"]]
+    for r in crashed[:5]:
+        print(f"crashed: {r['agent']} {r['kind']} {r['seed']}: {r.get('exception')}", file=sys.stderr)
+    by = {a: [r for r in rows if r["agent"] == a and not r["crashed"]] for a in agents}
+    summary = {}
+    print(f"{'agent':<10} {'worlds':>6} {'success':>8} {'median exp':>10}   by kind (success %)")
+    for a in agents:
+        rs = by[a]
+        succ = 100 * sum(r["success"] for r in rs) / max(1, len(rs))
+        med = statistics.median([r["experiments"] for r in rs]) if rs else float("nan")
+        kinds = {k: 100 * sum(r["success"] for r in rs if r["kind"] == k) / max(1, sum(r["kind"] == k for r in rs))
+                 for k in cfg.kinds}
+        summary[a] = {"success": succ, "median_experiments": med, "worlds": len(rs), "by_kind": kinds}
+        print(f"{a:<10} {len(rs):>6} {succ:>7.1f}% {med:>10.1f}   " +
+              " ".join(f"{k} {v:.0f}" for k, v in kinds.items()))
+
+    calls = executed = 0
+    for r in by["nanochat"]:
+        c, o = call_stats(r["notebook"])
+        calls, executed = calls + c, executed + o
+    parse_rate = executed / calls if calls else 0.0
+
+    checkpoint = args.checkpoint
+    times = replay_decisions(by["nanochat"], checkpoint, args.reps)
+    decision_ms = statistics.median(times) if times else float("nan")
+    eig_ms = [1000 * s for r in by["eig"] for s in (r.get("decision_s") or [])]
+    eig_decision_ms = statistics.median(eig_ms) if eig_ms else float("nan")
+    n_ms = [1000 * s for r in by["nanochat"] for s in (r.get("decision_s") or [])]
+
+    gap = summary["eig"]["success"] - summary["nanochat"]["success"]
+    vs_eig = summary["nanochat"]["median_experiments"] / max(summary["eig"]["median_experiments"], 1e-9)
+    vs_random = summary["nanochat"]["median_experiments"] / max(summary["random"]["median_experiments"], 1e-9)
+    print(f"experiment calls: {executed}/{calls} parsed and executed ({100 * parse_rate:.1f}%)")
+    print(f"decision time on 2 threads: nanochat {decision_ms:.1f} ms (median of {len(times)}; in the eval workers "
+          f"{statistics.median(n_ms) if n_ms else float('nan'):.1f} ms), eig expert {eig_decision_ms:.1f} ms "
+          f"-> ratio {decision_ms / eig_decision_ms if eig_ms else float('nan'):.2f}")
+    print(f"success gap {gap:+.1f} points (target <= 10); experiments vs eig {vs_eig:.2f} (<= 1.25), "
+          f"vs random {vs_random:.2f} (<= 0.5); wall {time.time() - t0:.0f} s; crashed {len(crashed)}")
+    print(json.dumps({"success_gap_points": round(gap, 2), "experiments_vs_eig": round(vs_eig, 3),
+                      "experiments_vs_random": round(vs_random, 3), "parse_rate": round(parse_rate, 4),
+                      "decision_ms": round(decision_ms, 2), "eig_decision_ms": round(eig_decision_ms, 2),
+                      "success": {a: round(summary[a]["success"], 1) for a in agents},
+                      "median_experiments": {a: summary[a]["median_experiments"] for a in agents},
+                      "worlds_per_agent": len(cfg.seeds) * len(cfg.kinds), "crashed": len(crashed)}))
+
+
+if __name__ == "__main__":
+    main()
