@@ -20,7 +20,8 @@ NOTEBOOK = """<|question_start|>estimate friction of red_block within 0.05<|ques
 
 def write_recording(folder: Path, seed: int = 0, seconds: float = 1.0, wrench_hz: float = 100.0,
                     joint_hz: float = 50.0, friction: float = 0.4, start_ns: int = 1_700_000_000_000_000_000,
-                    noise: float = 0.0, force_offset: float = 0.0, notebook: bool = True) -> Path:
+                    noise: float = 0.0, force_offset: float = 0.0, notebook: bool = True,
+                    stamp_glitch_at: int | None = None) -> Path:
     """A recording folder like `loopylab record` leaves: recording.mcap (+ notebook.nb)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -31,8 +32,9 @@ def write_recording(folder: Path, seed: int = 0, seconds: float = 1.0, wrench_hz
     events = []
     for i, f in enumerate(walk):
         f = f + force_offset + (jitter.normal(0, noise, 3) if noise else 0)
+        stamp = start_ns + int((i - (i == stamp_glitch_at)) * 1e9 / wrench_hz)  # a glitch repeats a stamp
         events.append((start_ns + int(i * 1e9 / wrench_hz), "wrist/wrench",
-                       {"seq": i, "stamp_ns": start_ns + int(i * 1e9 / wrench_hz), "frame_id": "tool0",
+                       {"seq": i, "stamp_ns": stamp, "frame_id": "tool0",
                         "force": [float(x) for x in f], "torque": [0.0, 0.0, 0.0]}))
     for i, q in enumerate(joints):
         q = q + (jitter.normal(0, noise, 7) if noise else 0)
@@ -52,7 +54,7 @@ def write_recording(folder: Path, seed: int = 0, seconds: float = 1.0, wrench_hz
             w.add_message(channels[topic], log_time=t, data=json.dumps(msg).encode(), publish_time=t)
         w.finish()
     if notebook:
-        (folder / "notebook.nb").write_text(NOTEBOOK.format(force=1.5 + friction, mu=friction))
+        (folder / "notebook.nb").write_text(NOTEBOOK.format(force=1.0 + friction + (seed % 97) / 100, mu=friction))
     return folder
 
 
