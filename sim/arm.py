@@ -27,6 +27,7 @@ class ArmSim:
         self.w, self.r, self.c = world, world.robot, world.cid
         self.gain = position_gain
         self.target = np.array([p.getJointState(self.r.body, j, physicsClientId=self.c)[0] for j in self.r.arm])
+        self.target_vel = np.zeros_like(self.target)
         rs = self.r.spec
         self.max_opening = rs.max_opening or VIRTUAL_OPENING
         self.gripper_target = self.max_opening
@@ -34,12 +35,20 @@ class ArmSim:
         self.grasped: str | None = None
         self._constraint: int | None = None
         self._grasp_window = 0.0
+        hand_mass = sum(p.getDynamicsInfo(self.r.body, l, physicsClientId=self.c)[0] for l in self.r.hand_links)
+        self._hand_weight = np.array([0.0, 0.0, hand_mass * world.spec.gravity])
+        self._held_v = np.zeros(3)
+        self._steps_since = 1
+        self._wrench = None
 
     # -- commands ----------------------------------------------------------------
-    def command_positions(self, q) -> None:
+    def command_positions(self, q, period: float | None = None) -> None:
+        """New joint targets. With `period` (the command stream's interval) the servos also get the
+        implied velocity as feed-forward, so a moving target is tracked without lag."""
         q = np.asarray(q, float)
         if q.shape != self.target.shape or not np.all(np.isfinite(q)):
             raise ValueError(f"joint command must be {self.target.shape[0]} finite values, got {q!r}")
+        self.target_vel = (q - self.target) / period if period else np.zeros_like(q)
         self.target = q
 
     def command_gripper(self, opening: float, force: float = 20.0) -> None:
@@ -53,7 +62,8 @@ class ArmSim:
     def apply(self) -> None:
         r, c = self.r, self.c
         p.setJointMotorControlArray(r.body, r.arm, p.POSITION_CONTROL, targetPositions=self.target.tolist(),
-                                    forces=r.effort.tolist(), positionGains=[self.gain] * len(r.arm),
+                                    targetVelocities=self.target_vel.tolist(), forces=r.effort.tolist(),
+                                    positionGains=[self.gain] * len(r.arm), velocityGains=[1.0] * len(r.arm),
                                     physicsClientId=c)
         if r.gripper and self.grasped is None:
             frac = self.gripper_target / self.max_opening
@@ -64,8 +74,17 @@ class ArmSim:
         self._update_grasp()
 
     def step(self, n: int) -> None:
+        """n physics steps under the current commands; the wrist wrench is averaged over them (a sensor's
+        low-pass: contact forces alternate step to step while an object slides)."""
         self.apply()
-        self.w.step(n)
+        f, t = np.zeros(3), np.zeros(3)
+        for _ in range(n):
+            self.w.step(1)
+            self._steps_since = 1
+            fi, ti = self._wrench_now()
+            f += fi
+            t += ti
+        self._wrench = (f / n, t / n)
         self._grasp_window = max(0.0, self._grasp_window - n * self.w.dt)
 
     def _update_grasp(self) -> None:
@@ -96,6 +115,7 @@ class ArmSim:
                                               rel_pos, [0, 0, 0], rel_orn, [0, 0, 0, 1], physicsClientId=c)
         p.changeConstraint(self._constraint, maxForce=500, physicsClientId=c)
         self.grasped = label
+        self._held_v = np.asarray(p.getBaseVelocity(body, physicsClientId=c)[0])
         if self.r.gripper:  # stop closing where the fingers are: squeezing a constrained body only adds strain
             q = [p.getJointState(self.r.body, j, physicsClientId=c)[0] for j in self.r.gripper]
             p.setJointMotorControlArray(self.r.body, self.r.gripper, p.POSITION_CONTROL, targetPositions=q,
@@ -107,13 +127,50 @@ class ArmSim:
         return (np.array([x[0] for x in s]), np.array([x[1] for x in s]), np.array([x[3] for x in s]))
 
     def wrench(self) -> tuple[np.ndarray, np.ndarray]:
-        """Wrist wrench in the base frame: force [N] and torque [N·m] that the hand (and anything it holds or
-        touches) exerts on the arm at the sensor. A held 1 kg mass adds about -9.8 N to force z."""
-        c = self.c
-        raw = np.asarray(p.getJointState(self.r.body, self.r.ft, physicsClientId=c)[2])
-        orn = p.getLinkState(self.r.body, self.r.ft, physicsClientId=c)[5]
-        R = np.array(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
-        return -(R @ raw[:3]), -(R @ raw[3:])
+        """The wrist wrench averaged over the last `step` (see `_wrench_now`)."""
+        if self._wrench is None:
+            self._wrench = self._wrench_now()
+        return self._wrench[0].copy(), self._wrench[1].copy()
+
+    def _wrench_now(self) -> tuple[np.ndarray, np.ndarray]:
+        """Wrist wrench in the base frame, about the sensor joint: the force [N] and torque [N·m] the hand
+        exerts on the arm — its own weight, plus every contact on the hand, plus a grasped object's pull.
+        A held 1 kg mass adds about -9.8 N to force z; pushing an object along +x gives force x < 0.
+
+        Computed from contact and constraint forces rather than PyBullet's joint reaction sensor, which
+        mixes in the position servos' constraint forces while the arm moves (1–27 N at 5 cm/s on the
+        Panda, growing with the servo gain) and would swamp a 1 N friction force.
+        """
+        c, body = self.c, self.r.body
+        centre = np.asarray(p.getLinkState(body, self.r.ft, physicsClientId=c)[4])
+        force, torque = self._hand_weight.copy(), np.cross(self._hand_com() - centre, self._hand_weight)
+        hand = set(self.r.hand_links)
+        for cp in p.getContactPoints(bodyA=body, physicsClientId=c):
+            if cp[3] not in hand or cp[2] == body:
+                continue
+            f = cp[9] * np.asarray(cp[7]) + cp[10] * np.asarray(cp[11]) + cp[12] * np.asarray(cp[13])
+            force += f
+            torque += np.cross(np.asarray(cp[5]) - centre, f)
+        if self._constraint is not None:
+            # the grasp holds the object: it pulls on the hand with (the object's weight + its inertia)
+            obj = self.w.objects[self.grasped]
+            m = p.getDynamicsInfo(obj, -1, physicsClientId=c)[0]
+            v = np.asarray(p.getBaseVelocity(obj, physicsClientId=c)[0])
+            acc = (v - self._held_v) / (self.w.dt * max(1, self._steps_since))
+            self._held_v = v
+            f = m * (np.array([0.0, 0.0, self.w.spec.gravity]) - acc)
+            com = np.asarray(p.getBasePositionAndOrientation(obj, physicsClientId=c)[0])
+            force += f
+            torque += np.cross(com - centre, f)
+        return force, torque
+
+    def _hand_com(self) -> np.ndarray:
+        ms, ps = [], []
+        for link in self.r.hand_links:
+            ms.append(p.getDynamicsInfo(self.r.body, link, physicsClientId=self.c)[0])
+            ps.append(p.getLinkState(self.r.body, link, physicsClientId=self.c)[0])
+        ms = np.asarray(ms)
+        return (ms[:, None] * np.asarray(ps)).sum(0) / max(ms.sum(), 1e-9)
 
     def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
         ls = p.getLinkState(self.r.body, self.r.ee, computeForwardKinematics=True, physicsClientId=self.c)
@@ -138,4 +195,5 @@ class ArmSim:
         for j, q in zip(self.r.gripper, rs.gripper_open):
             p.resetJointState(self.r.body, j, q, 0.0, physicsClientId=self.c)
         self.target = np.asarray(rs.home, float)
+        self.target_vel = np.zeros_like(self.target)
         self.gripper_target = self.max_opening

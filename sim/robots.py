@@ -31,7 +31,7 @@ class RobotSpec:
     tool_length: float = 0.0                # m from the EE frame to the tool's lowest tip along tool z
     down_rpy: tuple[float, float, float] = (math.pi, 0.0, 0.0)  # tool pointing down (PyBullet Euler)
     down_yaw_follows_base: bool = False     # 5-DOF arms: the tool's yaw is tied to the base pan angle
-    acc_limit: float = 15.0                 # rad/s^2 (URDFs carry none)
+    acc_limit: float = 60.0                 # rad/s^2 the sim servos allow (URDFs carry none; the gate config tightens)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def down_orientation(self, position) -> tuple[float, float, float, float]:
@@ -132,22 +132,22 @@ def robot_spec(name: str) -> RobotSpec:
                          tuple(f"panda_joint{i}" for i in range(1, 8)), "panda_grasptarget", "panda_hand_joint",
                          (0.0, 0.0, 0.0, -2.2, 0.0, 2.2, 0.785),
                          ("panda_finger_joint1", "panda_finger_joint2"), (0.04, 0.04), (0.0, 0.0), 0.08,
-                         tool_length=0.0115, acc_limit=15.0)
+                         tool_length=0.0115, acc_limit=60.0)
     if name == "kuka_iiwa":
         return RobotSpec("kuka_iiwa", str(_PD / "kuka_iiwa/model.urdf"),
                          tuple(f"lbr_iiwa_joint_{i}" for i in range(1, 8)), "lbr_iiwa_link_7", "lbr_iiwa_joint_7",
                          (0.0, 0.6, 0.0, -1.4, 0.0, 1.1, 0.0), down_rpy=(0.0, math.pi, 0.0), tool_length=0.051,
-                         acc_limit=10.0)
+                         acc_limit=60.0)
     if name == "xarm6":
         return RobotSpec("xarm6", str(_PD / "xarm/xarm6_robot.urdf"),
                          tuple(f"joint{i}" for i in range(1, 7)), "link6", "joint6",
-                         (0.0, 0.0, -0.8, 0.0, 0.8, 0.0), tool_length=0.005, acc_limit=15.0)
+                         (0.0, 0.0, -0.8, 0.0, 0.8, 0.0), tool_length=0.005, acc_limit=60.0)
     if name == "so101":
         return RobotSpec("so101", _so101_path(),
                          ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll"), "tool",
                          "wrist_roll", (0.0, 0.6, 1.2, 1.2, 0.0), ("gripper",), (1.2,), (0.0,), 0.06,
                          tool_length=0.002, down_rpy=(0.0, math.pi, 0.0), down_yaw_follows_base=True,
-                         acc_limit=20.0)
+                         acc_limit=60.0)
     raise ValueError(f"unknown robot {name!r} (known: panda, kuka_iiwa, xarm6, so101)")
 
 

@@ -1,0 +1,316 @@
+"""The safety gate: the one place where limits are enforced, and the only publisher of `arm/joint_command`.
+
+`SafetyLimits.filter(target, state)` is the pure core (property-tested): joint position limits, max step
+from the measured position (LeRobot's `max_relative_target`), velocity and acceleration of the command
+stream, the end-effector workspace box (via FK), and measured effort. `GateNode` wraps it on the bus with
+the deadman (no fresh `arm/joint_target` within `deadman_ms` -> hold), the `arm/joint_state` heartbeat
+(lost -> protective stop), and the e-stop latch (`safety/estop`, released only by `safety/reset`).
+Every intervention is reported on `safety/state`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from bus import JointCommand, JointState, Node, SafetyState
+
+log = logging.getLogger("loopylab.gate")
+
+
+@dataclass
+class GateConfig:
+    """Tightening on top of the URDF's limits. Fractions scale the URDF values; absolute values are used as is."""
+    mode: str = "clamp"                      # clamp | reject
+    position_margin: float = 0.02            # rad kept clear of each URDF position limit
+    velocity_scale: float = 0.8              # fraction of the URDF velocity limit
+    acceleration: float | None = None        # rad/s^2, default from the robot spec
+    effort_scale: float = 1.0                # measured effort above this fraction of the URDF limit -> reject
+                                             # (sim servos saturate at the URDF limit; real arms set < 1)
+    max_step: float = 0.25                   # rad: |command - measured position| per command
+    control_hz: float = 120.0                # expected target rate (velocity/acceleration per command period)
+    workspace_min: tuple = (-1.0, -1.0, -0.005)  # end-effector box in the base frame, m
+    workspace_max: tuple = (1.0, 1.0, 1.2)
+    deadman_ms: float = 250.0                # no fresh target for this long -> hold position
+    heartbeat_ms: float = 500.0              # no arm/joint_state for this long -> protective stop
+    state_hz: float = 10.0                   # periodic safety/state
+
+    @classmethod
+    def from_toml(cls, path: str | Path | None) -> "GateConfig":
+        if path is None:
+            return cls()
+        d = tomllib.loads(Path(path).read_text()).get("gate", {})
+        known = {f.name for f in fields(cls)}
+        bad = set(d) - known
+        if bad:
+            raise ValueError(f"{path}: unknown [gate] keys {sorted(bad)} (known: {sorted(known)})")
+        return cls(**d)
+
+
+@dataclass
+class Intervention:
+    kind: str          # position | step | velocity | acceleration | workspace | effort | infeasible | invalid
+    detail: str
+
+
+@dataclass
+class SafetyLimits:
+    """Per-joint limits and the EE box. `fk(q) -> position[3]` is needed for the workspace check."""
+    lower: np.ndarray
+    upper: np.ndarray
+    velocity: np.ndarray                     # rad/s
+    acceleration: np.ndarray                 # rad/s^2
+    effort: np.ndarray                       # N·m
+    max_step: np.ndarray                     # rad
+    dt: float                                # command period, s
+    workspace_min: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))
+    workspace_max: np.ndarray = field(default_factory=lambda: np.full(3, np.inf))
+    fk: Callable[[np.ndarray], np.ndarray] | None = None
+    mode: str = "clamp"
+    last: np.ndarray | None = None           # last command let through
+    last_vel: np.ndarray | None = None       # its velocity (rad/s)
+
+    def __post_init__(self):
+        if self.mode not in ("clamp", "reject"):
+            raise ValueError(f"gate mode must be clamp or reject, not {self.mode!r}")
+        n = len(self.lower)
+        for name in ("upper", "velocity", "acceleration", "effort", "max_step"):
+            v = np.broadcast_to(np.asarray(getattr(self, name), float), (n,)).copy()
+            setattr(self, name, v)
+        self.lower = np.asarray(self.lower, float)
+        self.workspace_min, self.workspace_max = (np.asarray(v, float) for v in (self.workspace_min,
+                                                                                 self.workspace_max))
+
+    @classmethod
+    def from_kinematics(cls, kin, cfg: GateConfig, acc_limit: float) -> "SafetyLimits":
+        lim = kin.limits
+        return cls(lim.lower + cfg.position_margin, lim.upper - cfg.position_margin,
+                   lim.velocity * cfg.velocity_scale, cfg.acceleration or acc_limit, lim.effort * cfg.effort_scale,
+                   cfg.max_step, 1.0 / cfg.control_hz, cfg.workspace_min, cfg.workspace_max,
+                   fk=lambda q: kin.fk(q)[0], mode=cfg.mode)
+
+    def reset(self, position=None) -> None:
+        """Forget the command history (after a stop): the next command starts from rest at `position`."""
+        self.last = None if position is None else np.asarray(position, float).copy()
+        self.last_vel = None if position is None else np.zeros_like(self.last)
+
+    def in_workspace(self, q) -> bool:
+        if self.fk is None:
+            return True
+        x = np.asarray(self.fk(q))
+        return bool(np.all(x >= self.workspace_min) and np.all(x <= self.workspace_max))
+
+    def filter(self, target, position, effort=None) -> tuple[np.ndarray | None, list[Intervention]]:
+        """The command to send for `target` given the measured `position` (and `effort`), or None to send
+        nothing. Clamps (mode=clamp) or rejects (mode=reject) anything outside the limits."""
+        n = len(self.lower)
+        t = np.asarray(target, float)
+        x = np.asarray(position, float)
+        out: list[Intervention] = []
+        if t.shape != (n,) or x.shape != (n,) or not (np.all(np.isfinite(t)) and np.all(np.isfinite(x))):
+            return None, [Intervention("invalid", f"target must be {n} finite values, got {t.tolist()}")]
+        if effort is not None:
+            e = np.abs(np.asarray(effort, float))
+            if e.shape == (n,) and np.any(e > self.effort * (1 + 1e-6)):
+                j = int(np.argmax(e / self.effort))
+                return None, [Intervention("effort", f"joint {j} effort {e[j]:.1f} > {self.effort[j]:.1f}")]
+        last = x if self.last is None else self.last
+        vel = np.zeros(n) if self.last_vel is None else self.last_vel
+        dt = self.dt
+        # Allowed interval per joint: intersection of the position, step, velocity and acceleration bounds.
+        vlo = np.maximum(-self.velocity, vel - self.acceleration * dt)
+        vhi = np.minimum(self.velocity, vel + self.acceleration * dt)
+        bounds = [("position", self.lower, self.upper),
+                  ("step", x - self.max_step, x + self.max_step),
+                  ("velocity", last - self.velocity * dt, last + self.velocity * dt),
+                  ("acceleration", last + vlo * dt, last + vhi * dt)]
+        lo = np.maximum.reduce([b[1] for b in bounds])
+        hi = np.minimum.reduce([b[2] for b in bounds])
+        if np.any(lo > hi):
+            j = int(np.argmax(lo - hi))
+            return None, [Intervention("infeasible", f"joint {j}: no command satisfies every limit "
+                                                     f"(measured {x[j]:.3f}, last {last[j]:.3f})")]
+        cmd = t
+        for kind, blo, bhi in bounds:
+            bad = (t < blo - 1e-12) | (t > bhi + 1e-12)
+            if np.any(bad):
+                j = int(np.argmax(bad))
+                out.append(Intervention(kind, f"joint {j} target {t[j]:.4f} outside [{blo[j]:.4f}, {bhi[j]:.4f}]"))
+        if out:
+            if self.mode == "reject":
+                return None, out
+            cmd = np.clip(t, lo, hi)
+        if not self.in_workspace(cmd):
+            return None, out + [Intervention("workspace", f"end effector would leave the workspace box "
+                                                          f"at {np.round(self.fk(cmd), 3).tolist()}")]
+        self.last_vel = (cmd - last) / dt
+        self.last = cmd.copy()
+        return cmd, out
+
+    def check(self, cmd, prev, prev_vel, position) -> list[str]:
+        """Violations of `cmd` given the previous command (for tests and audits)."""
+        v = []
+        tol = 1e-9
+        if np.any(cmd < self.lower - tol) or np.any(cmd > self.upper + tol):
+            v.append("position")
+        if np.any(np.abs(cmd - position) > self.max_step + tol):
+            v.append("step")
+        vel = (cmd - prev) / self.dt
+        if np.any(np.abs(vel) > self.velocity + 1e-6):
+            v.append("velocity")
+        if np.any(np.abs(vel - prev_vel) > self.acceleration * self.dt + 1e-6):
+            v.append("acceleration")
+        if not self.in_workspace(cmd):
+            v.append("workspace")
+        return v
+
+
+class GateNode:
+    """Bus wrapper: arm/joint_target -> SafetyLimits -> arm/joint_command, plus deadman, heartbeat, e-stop."""
+
+    def __init__(self, node: Node, limits: SafetyLimits, joint_names: list[str], cfg: GateConfig):
+        self.node, self.limits, self.names, self.cfg = node, limits, list(joint_names), cfg
+        self._lock = threading.Lock()
+        self.state = SafetyState()
+        self.estop = False
+        self.protective = False
+        self.holding = False
+        self._last_target_t = 0.0
+        self.cmd_pub = node.publisher("arm/joint_command", JointCommand)
+        self.state_pub = node.publisher("safety/state", SafetyState, latched=True)
+        self.js = node.subscribe("arm/joint_state", JointState, mode="latest")
+        node.subscribe("arm/joint_target", JointCommand, callback=self._on_target)
+        node.service("safety/estop", self._on_estop)
+        node.service("safety/reset", self._on_reset)
+        self._publish_state()
+        self._timer = node.timer(max(cfg.state_hz, 1000.0 / max(cfg.deadman_ms, 1) * 2), self._watchdog, "watchdog")
+
+    # -- helpers -----------------------------------------------------------------
+    def _position(self) -> np.ndarray | None:
+        js = self.js.latest()
+        if js is None:
+            return None
+        if list(js.name) != self.names:
+            idx = {n: i for i, n in enumerate(js.name)}
+            if not all(n in idx for n in self.names):
+                return None
+            return np.array([js.position[idx[n]] for n in self.names])
+        return np.asarray(js.position)
+
+    def _effort(self) -> np.ndarray | None:
+        js = self.js.latest()
+        return None if js is None or len(js.effort) != len(self.names) else np.asarray(js.effort)
+
+    def _publish_state(self, reason: str | None = None) -> None:
+        s = self.state
+        if reason is not None:
+            s.reason = reason
+        self.state_pub.publish(SafetyState(estop=self.estop, reason=s.reason, deadman_ok=not self.holding,
+                                           clamped_count=s.clamped_count, rejected_count=s.rejected_count,
+                                           protective_stop=self.protective))
+
+    def _send(self, q: np.ndarray) -> None:
+        self.cmd_pub.publish(JointCommand(name=self.names, position=q))
+
+    def _hold(self, reason: str) -> None:
+        """Stop where the arm is: command the measured position once, forget the command history."""
+        x = self._position()
+        if x is not None:
+            self._send(x)
+            self.limits.reset(x)
+        log.warning("hold: %s", reason)
+        self._publish_state(reason)
+
+    # -- bus callbacks -------------------------------------------------------------
+    def _on_target(self, msg: JointCommand) -> None:
+        with self._lock:
+            self._last_target_t = time.monotonic()
+            if self.estop or self.protective:
+                self.state.rejected_count += 1
+                self._publish_state("e-stop latched: target ignored" if self.estop else
+                                    "protective stop: no arm/joint_state")
+                return
+            x = self._position()
+            if x is None:
+                self.state.rejected_count += 1
+                self._publish_state("no arm/joint_state yet: target ignored")
+                return
+            if self.holding:  # a fresh stream after a deadman hold starts again from rest
+                self.holding = False
+                self.limits.reset(x)
+            target = np.asarray(msg.position, float)
+            if list(msg.name) and list(msg.name) != self.names:
+                idx = {n: i for i, n in enumerate(msg.name)}
+                if sorted(msg.name) != sorted(self.names):
+                    self.state.rejected_count += 1
+                    self._publish_state(f"target names {list(msg.name)} != arm joints {self.names}")
+                    return
+                target = np.array([msg.position[idx[n]] for n in self.names])
+            cmd, iv = self.limits.filter(target, x, self._effort())
+            if cmd is None:
+                self.state.rejected_count += 1
+            elif iv:
+                self.state.clamped_count += 1
+            if cmd is not None:
+                self._send(cmd)
+            if iv:
+                self._publish_state("; ".join(f"{i.kind}: {i.detail}" for i in iv))
+
+    def _watchdog(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            stale = self.js.age() * 1000 > self.cfg.heartbeat_ms
+            if stale and not self.protective:
+                self.protective = True
+                self.limits.reset()
+                self._publish_state("protective stop: arm/joint_state heartbeat lost")
+            elif not stale and self.protective:
+                self.protective = False
+                self.limits.reset(self._position())
+                self._publish_state("arm/joint_state back: protective stop cleared")
+            if (self._last_target_t and not self.holding and not self.estop
+                    and (now - self._last_target_t) * 1000 > self.cfg.deadman_ms):
+                self.holding = True
+                self._hold(f"deadman: no arm/joint_target for {self.cfg.deadman_ms:.0f} ms")
+            self._publish_state()
+
+    def _on_estop(self, req) -> dict:
+        with self._lock:
+            self.estop = True
+            self._hold(f"e-stop: {(req or {}).get('reason', 'requested')}")
+        return {"ok": True}
+
+    def _on_reset(self, req) -> dict:
+        with self._lock:
+            was = self.estop
+            self.estop = False
+            self.limits.reset(self._position())
+            self._publish_state("e-stop released" if was else "reset")
+        return {"ok": True, "was_estopped": was}
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+
+def run_gate(node: Node, robot: str = "panda", urdf: str = "", ee_link: str = "", joints: list | None = None,
+             config: str | None = None, **overrides) -> GateNode:
+    """Graph entry point: the gate for `robot` (a sim robot name) or any URDF given with ee_link and joints."""
+    from actuation.kinematics import Kinematics
+    cfg = GateConfig.from_toml(config)
+    for k, v in overrides.items():
+        if not hasattr(cfg, k):
+            raise ValueError(f"unknown gate parameter {k!r}")
+        setattr(cfg, k, v)
+    acc = cfg.acceleration or 15.0
+    if not urdf:
+        from sim.robots import robot_spec
+        rs = robot_spec(robot)
+        urdf, ee_link, joints, acc = rs.urdf, rs.ee_link, list(rs.arm_joints), cfg.acceleration or rs.acc_limit
+    kin = Kinematics(urdf, ee_link, joints)
+    return GateNode(node, SafetyLimits.from_kinematics(kin, cfg, acc), list(kin.joint_names), cfg)

@@ -1,0 +1,134 @@
+"""Experiment protocols: the geometry and timing of each skill and how its raw signals become measurements.
+
+Shared by the arm-driven skills (`actuation.skills`) and the object-level twin (`sim.twin`), so that a
+prediction and a measurement are computed the same way. Pure numpy: no bus, no simulator.
+
+Physics each protocol exposes (flat table, the table's coefficients are 1, so the object's show):
+- push at constant speed: steady sliding force ≈ μ·m·g (force_mean_N over the middle of the contact);
+- strike (velocity launch, then the pusher brakes harder than friction can): slide ≈ v²/(2μg);
+- weigh: wrist force change when the object hangs from the gripper = m·g;
+- drop from height h onto the table: first bounce apex ≈ e²·h.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+G = 9.81
+CONTROL_HZ = 120.0
+TIP_Z = 0.006             # m: height of the tool's lowest point while pushing/striking
+PUSH_GAP = 0.02           # m: free travel before contact (room to reach the push speed)
+PUSH_ACCEL = 1.0          # m/s^2 along the push path
+STEADY = (0.25, 0.9)      # fraction of the commanded distance over which the force is averaged
+STRIKE_CONTACT_SPEED = 0.03   # m/s: close the gap gently, so the launch is a push, not a collision
+STRIKE_ACCEL = 4.0        # m/s^2 up to the strike speed, in contact
+STRIKE_CRUISE = 0.012     # m at constant strike speed (the launch speed is measured here)
+STRIKE_BRAKE = 30.0       # m/s^2: harder than any friction (μ ≤ 1 -> μg < 10), so the object separates
+STRIKE_MAX_SPEED = 0.6    # m/s
+WEIGH_LIFT = 0.05         # m
+SETTLE_S = 0.25           # s of holding still before a baseline or a reading
+DIRECTIONS = {"+x": (1.0, 0.0), "-x": (-1.0, 0.0), "+y": (0.0, 1.0), "-y": (0.0, -1.0)}
+
+
+class BadArgs(ValueError):
+    """A skill request with missing or out-of-range arguments."""
+
+
+def direction(name: str) -> np.ndarray:
+    try:
+        return np.array([*DIRECTIONS[name], 0.0])
+    except KeyError:
+        raise BadArgs(f"direction must be one of {' '.join(DIRECTIONS)}, not {name!r}") from None
+
+
+def number(args: dict, key: str, lo: float, hi: float, default: float | None = None) -> float:
+    if key not in args:
+        if default is None:
+            raise BadArgs(f"missing argument {key!r}")
+        return default
+    try:
+        v = float(args[key])
+    except (TypeError, ValueError):
+        raise BadArgs(f"{key} must be a number, got {args[key]!r}") from None
+    if not (lo <= v <= hi):
+        raise BadArgs(f"{key}={v} outside [{lo}, {hi}]")
+    return v
+
+
+@dataclass
+class PushPlan:
+    start: np.ndarray          # tool tip start (base frame)
+    end: np.ndarray
+    path: np.ndarray           # path positions per control tick (m from start)
+    steady: tuple[float, float]  # path interval where the force is averaged
+    brake_s: float = 0.0       # strike: path position where braking starts
+
+
+def push_plan(obj_pos, size: float, dir_name: str, distance: float, speed: float, pad: float,
+              hz: float = CONTROL_HZ) -> PushPlan:
+    d = direction(dir_name)
+    start = np.array([obj_pos[0], obj_pos[1], TIP_Z]) - d * (size / 2 + PUSH_GAP + pad)
+    travel = PUSH_GAP + distance
+    from actuation.trajectory import speed_profile
+    path = speed_profile([(travel, speed, PUSH_ACCEL)], hz)
+    steady = (PUSH_GAP + STEADY[0] * distance, PUSH_GAP + STEADY[1] * distance)
+    return PushPlan(start, start + d * travel, path, steady)
+
+
+def strike_plan(obj_pos, size: float, dir_name: str, speed: float, pad: float, hz: float = CONTROL_HZ) -> PushPlan:
+    from actuation.trajectory import speed_profile
+    d = direction(dir_name)
+    start = np.array([obj_pos[0], obj_pos[1], TIP_Z]) - d * (size / 2 + PUSH_GAP + pad)
+    contact = PUSH_GAP + 0.002
+    accel = (speed**2 - STRIKE_CONTACT_SPEED**2) / (2 * STRIKE_ACCEL) + STRIKE_CRUISE
+    brake = speed**2 / (2 * STRIKE_BRAKE) + 1e-4
+    path = speed_profile([(contact, STRIKE_CONTACT_SPEED, PUSH_ACCEL), (accel, speed, STRIKE_ACCEL),
+                          (brake, speed, STRIKE_BRAKE)], hz)
+    travel = contact + accel + brake
+    return PushPlan(start, start + d * travel, path, (contact + accel - STRIKE_CRUISE, contact + accel), contact + accel)
+
+
+def analyze_push(path_s, force_along, pos_before, pos_after, steady, sigma: float) -> dict:
+    """path_s[i]: pusher path position at sample i; force_along[i]: contact force along the push (N)."""
+    s, f = np.asarray(path_s, float), np.asarray(force_along, float)
+    win = (s >= steady[0]) & (s <= steady[1])
+    disp = np.asarray(pos_after, float)[:2] - np.asarray(pos_before, float)[:2]
+    step = max(1, len(f) // 100)
+    return {"force_mean_N": float(f[win].mean()) if win.any() else 0.0,
+            "force_peak_N": float(f.max()) if len(f) else 0.0,
+            "force_profile_N": [round(float(v), 4) for v in f[::step]],
+            "displacement_m": [float(disp[0]), float(disp[1])], "moved_m": float(np.linalg.norm(disp)),
+            "displacement_sigma_m": float(np.sqrt(2) * sigma)}
+
+
+def analyze_strike(t, xy, t_brake: float, speed: float, sigma: float) -> dict:
+    """t, xy: object track (s, [N,2]); t_brake: when the pusher starts braking after cruising at `speed`.
+    Launch speed: a line fit over the cruise; slide: from the object's position at braking to its rest."""
+    t, xy = np.asarray(t, float), np.asarray(xy, float)
+    cruise = (t <= t_brake + 1e-9) & (t >= t_brake - STRIKE_CRUISE / max(speed, 1e-3) - 1e-9)
+    v = 0.0
+    if cruise.sum() >= 2:
+        v = float(np.hypot(np.polyfit(t[cruise], xy[cruise, 0], 1)[0], np.polyfit(t[cruise], xy[cruise, 1], 1)[0]))
+    i0 = min(int(np.searchsorted(t, t_brake - 1e-9)), len(xy) - 1)
+    rest = np.median(xy[-5:], axis=0)
+    return {"slide_m": float(np.linalg.norm(rest - xy[i0])), "slide_sigma_m": float(np.sqrt(2) * sigma),
+            "launch_speed_mps": v}
+
+
+def analyze_drop(t, z, sigma: float, size: float) -> dict:
+    """z: object centre height after release. Bounce = first apex after the first impact, above rest."""
+    z = np.asarray(z, float)
+    rest = float(np.median(z[-10:]))
+    near = np.nonzero(z - rest < max(0.003, 4 * sigma))[0]
+    if len(near) == 0:
+        return {"bounce_m": 0.0, "bounce_sigma_m": float(sigma)}
+    i = int(near[0])
+    return {"bounce_m": float(max(0.0, z[i:].max() - rest)), "bounce_sigma_m": float(np.sqrt(2) * sigma)}
+
+
+def analyze_weigh(fz_base, fz_held) -> dict:
+    b, h = np.asarray(fz_base, float), np.asarray(fz_held, float)
+    m = -(h.mean() - b.mean()) / G
+    sig = float(np.sqrt(b.var() / max(1, len(b)) + h.var() / max(1, len(h))) / G) + 0.002
+    return {"mass_kg": float(m), "force_z_N": float(-(h.mean() - b.mean())), "mass_sigma_kg": sig}

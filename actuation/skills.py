@@ -1,0 +1,444 @@
+"""Experiment skills served on `skills/execute`: move_to, push, lift, weigh, drop, strike.
+
+Each skill plans its whole motion first (IK for every point; an unreachable point fails before the arm
+moves), then streams `arm/joint_target` one control period at a time, waiting for each new
+`arm/joint_state` — so it runs in lockstep with a lockstep sim and at real time with real hardware.
+Every target goes through the safety gate; a rejection or an e-stop aborts the skill and the arm stays
+where the gate held it. Measurements come from sensors only: wrist wrench, joint states, and object
+poses from `perception/objects` (or the scene spec when nothing publishes them; `source` says which).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+
+import numpy as np
+import pybullet as p
+
+from actuation import protocols as P
+from actuation.kinematics import Kinematics, Unreachable
+from actuation.trajectory import cartesian_line, min_jerk, speed_profile
+from bus import GripperCommand, GripperState, JointCommand, JointState, Node, ObjectPoses, SafetyState, Wrench
+
+log = logging.getLogger("loopylab.skills")
+
+
+class SkillFailed(RuntimeError):
+    """The skill could not be done safely (unreachable, limit, e-stop, lost grasp)."""
+
+
+class Skills:
+    def __init__(self, node: Node, robot: str = "panda", scene=None, control_hz: float = P.CONTROL_HZ,
+                 velocity_scale: float = 0.4, acceleration: float = 4.0, tick_timeout: float = 1.0):
+        from sim.robots import robot_spec  # the catalogue of arm descriptions (URDF, tool, grasp style)
+        self.node, self.rs, self.scene = node, robot_spec(robot), scene
+        self.kin = Kinematics(self.rs.urdf, self.rs.ee_link, list(self.rs.arm_joints))
+        self.names = list(self.kin.joint_names)
+        self.hz, self.tick_timeout = control_hz, tick_timeout
+        self.vmax = self.kin.limits.velocity * velocity_scale
+        self.amax = np.full(self.kin.n, acceleration)
+        self._lock = threading.Lock()           # one skill at a time
+        self._rec_lock = threading.Lock()
+        self._recording = False
+        self._wrench: dict[int, np.ndarray] = {}
+        self._objects: dict[int, ObjectPoses] = {}
+        self.target_pub = node.publisher("arm/joint_target", JointCommand)
+        self.grip_pub = node.publisher("gripper/command", GripperCommand)
+        self.js = node.subscribe("arm/joint_state", JointState, mode="latest")
+        self.grip = node.subscribe("gripper/state", GripperState, mode="latest")
+        self.safety = node.subscribe("safety/state", SafetyState, mode="latest")
+        self.objects = node.subscribe("perception/objects", ObjectPoses, callback=self._on_objects)
+        node.subscribe("wrist/wrench", Wrench, callback=self._on_wrench, queue_size=5000)
+        self._hand_links = self._links_after(self.rs.ft_joint)
+        node.service("skills/execute", self.execute)
+
+    # -- service -----------------------------------------------------------------------------
+    def execute(self, req: dict) -> dict:
+        t0 = time.monotonic()
+        req = req or {}
+        name, args = req.get("skill"), req.get("args") or {}
+        fn = getattr(self, f"skill_{name}", None) if isinstance(name, str) else None
+        if fn is None:
+            return {"ok": False, "measurements": {"source": "scene", "duration_s": 0.0},
+                    "error": f"unknown skill {name!r} (known: move_to, push, lift, weigh, drop, strike)"}
+        if not self._lock.acquire(timeout=0.1):
+            return {"ok": False, "measurements": {"source": "scene", "duration_s": 0.0},
+                    "error": "another skill is running"}
+        self._source = "scene"
+        try:
+            self._wait_ready()
+            m = fn(args)
+            ok, err = True, ""
+        except (P.BadArgs, Unreachable, SkillFailed, KeyError, TimeoutError) as e:
+            m, ok, err = {}, False, f"{name}: {e}"
+            log.warning("%s", err)
+        finally:
+            self._lock.release()
+        m["source"] = self._source
+        m["duration_s"] = round(time.monotonic() - t0, 4)
+        return {"ok": ok, "measurements": m, "error": err}
+
+    # -- sensing -----------------------------------------------------------------------------------
+    def _on_wrench(self, msg: Wrench) -> None:
+        if self._recording:
+            with self._rec_lock:
+                self._wrench[msg.stamp_ns] = np.array(msg.force)
+
+    def _on_objects(self, msg: ObjectPoses) -> None:
+        if self._recording:
+            with self._rec_lock:
+                self._objects[msg.stamp_ns] = msg
+
+    def _record(self, on: bool) -> None:
+        with self._rec_lock:
+            if on:
+                self._wrench, self._objects = {}, {}
+            self._recording = on
+
+    def _q(self) -> np.ndarray:
+        js = self.js.latest()
+        if js is None:
+            js = self.js.wait_for(timeout=self.tick_timeout * 2)
+        return np.asarray(js.position, float)
+
+    def object(self, label: str) -> tuple[np.ndarray, float, str]:
+        """(position, size, source) of an object: perception/objects if fresh, else the scene spec."""
+        size = 0.05
+        spec = None
+        if self.scene is not None:
+            try:
+                spec = self.scene.object(label)
+                size = spec.size
+            except KeyError:
+                pass
+        msg = self.objects.latest()
+        if msg is not None and self.objects.age() < 1.0:
+            o = msg.get(label)
+            if o is not None:
+                src = "mocap" if msg.frame_id == "mocap" else "perception"
+                return np.asarray(o.position, float), size, src
+        if spec is None:
+            raise KeyError(f"unknown object {label!r}: not in perception/objects nor in the scene")
+        return np.asarray(spec.position, float), size, "scene"
+
+    def _obj_now(self, label: str) -> np.ndarray:
+        pos, _, src = self.object(label)
+        self._source = src
+        return pos
+
+    def _wait_ready(self, timeout: float = 2.0) -> None:
+        """Right after start-up the gate waits for the first joint states: give it a moment."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.safety.latest()
+            if self.js.latest() is not None and s is not None and not s.protective_stop:
+                break
+            time.sleep(0.005)
+        self._check_safety()
+
+    def _check_safety(self) -> None:
+        s = self.safety.latest()
+        if s is not None and (s.estop or s.protective_stop):
+            raise SkillFailed("e-stop engaged" if s.estop else f"protective stop: {s.reason}")
+
+    # -- motion -------------------------------------------------------------------------------------------
+    def _orientation(self, pos, dir_name: str | None = None):
+        if self.rs.down_yaw_follows_base:
+            return self.rs.down_orientation(pos)
+        r, pch, y = self.rs.down_rpy
+        if dir_name in ("+y", "-y"):  # present the same (thin) side of the tool to the object
+            y += math.pi / 2
+        return p.getQuaternionFromEuler([r, pch, y])
+
+    def _ee(self, tip) -> np.ndarray:
+        """EE frame position for a tool tip position (tool pointing down)."""
+        return np.asarray(tip, float) + [0.0, 0.0, self.rs.tool_length]
+
+    def _joint_path(self, q_from, q_to) -> np.ndarray:
+        return min_jerk(q_from, q_to, self.vmax, self.amax, self.hz)
+
+    def _line(self, a, b, speed: float, q0, dir_name=None, accel: float = 0.5) -> np.ndarray:
+        length = float(np.linalg.norm(np.asarray(b) - np.asarray(a)))
+        if length < 1e-6:
+            return np.empty((0, self.kin.n))
+        path = speed_profile([(length, speed, accel)], self.hz)
+        return cartesian_line(self.kin, a, b, lambda x: self._orientation(x, dir_name), path, q0)
+
+    def _stream(self, qs, on_tick=None) -> list[int]:
+        """Send each waypoint, wait for the state it produced. Returns the state stamps."""
+        stamps = []
+        start_rej = self._rejected()
+        for q in qs:
+            self._check_safety()
+            prev = self.js.latest()
+            last_seq = prev.seq if prev is not None else 0
+            self.target_pub.publish(JointCommand(name=self.names, position=np.asarray(q, float)))
+            try:
+                js = self.js.wait_for(lambda m: m.seq > last_seq, timeout=self.tick_timeout)
+            except TimeoutError:
+                raise SkillFailed("no arm/joint_state: is the arm driver running?") from None
+            if self._rejected() > start_rej:
+                s = self.safety.latest()
+                raise SkillFailed(f"safety gate rejected a target: {s.reason if s else ''}")
+            stamps.append(js.stamp_ns)
+            if on_tick is not None:
+                on_tick(js)
+        return stamps
+
+    def _rejected(self) -> int:
+        s = self.safety.latest()
+        return s.rejected_count if s is not None else 0
+
+    def _hold(self, seconds: float, q=None) -> list[int]:
+        q = self._last_q if q is None else q
+        return self._stream([q] * max(1, int(round(seconds * self.hz))))
+
+    def _run(self, *segments) -> None:
+        for seg in segments:
+            if len(seg):
+                self._stream(seg)
+                self._last_q = np.asarray(seg[-1])
+
+    def _gripper(self, opening: float) -> None:
+        self.grip_pub.publish(GripperCommand(position=opening, force=20.0))
+
+    def _wait_stamps(self, table: dict, stamps: list[int], timeout: float = 1.0) -> None:
+        deadline = time.monotonic() + timeout
+        while stamps and stamps[-1] not in table and time.monotonic() < deadline:
+            time.sleep(0.001)  # the sample of the last tick is in flight on another socket
+
+    def _links_after(self, joint_name: str) -> list[int]:
+        c, b = self.kin._cid, self.kin.body
+        for j in range(p.getNumJoints(b, physicsClientId=c)):
+            if p.getJointInfo(b, j, physicsClientId=c)[1].decode() == joint_name:
+                return list(range(j, p.getNumJoints(b, physicsClientId=c)))
+        return []
+
+    def _pad(self, q, dir_name: str) -> float:
+        """How far the tool reaches beyond the EE axis towards the push direction (contact offset)."""
+        d = P.direction(dir_name)
+        ee, _ = self.kin.fk(q)
+        reach = []
+        with self.kin._lock:
+            for link in self._hand_links:
+                lo, hi = (np.asarray(v) for v in p.getAABB(self.kin.body, link, physicsClientId=self.kin._cid))
+                if lo[2] < ee[2] - self.rs.tool_length + 0.03:  # only what hangs down to the object
+                    reach += [float(np.dot(lo - ee, d)), float(np.dot(hi - ee, d))]
+        return max(0.0, max(reach, default=0.0))
+
+    # -- skills ---------------------------------------------------------------------------------------------
+    def skill_move_to(self, args: dict) -> dict:
+        pos = np.asarray(args.get("position", ()), float)
+        if pos.shape != (3,) or not np.all(np.isfinite(pos)):
+            raise P.BadArgs("position must be [x, y, z] in metres")
+        orn = args.get("orientation")
+        orn = self._orientation(pos) if orn is None else [float(v) for v in orn]
+        q0 = self._q()
+        q1 = self.kin.ik(pos, orn, q0=q0)
+        self._last_q = q0
+        self._run(self._joint_path(q0, q1))
+        self._hold(P.SETTLE_S)
+        return {"position_error_m": float(np.linalg.norm(self.kin.fk(self._q())[0] - pos))}
+
+    def _approach(self, tip, dir_name=None, clearance: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
+        """Plan: joints to above `tip`, then a line down to it. Returns (joint path, line path)."""
+        q0 = self._q()
+        above = self._ee(tip) + [0, 0, clearance]
+        q_above = self.kin.ik(above, self._orientation(above, dir_name), q0=q0)
+        down = self._line(above, self._ee(tip), 0.1, q_above, dir_name)
+        return self._joint_path(q0, q_above), down
+
+    def _push_like(self, args: dict, strike: bool) -> dict:
+        label = str(args.get("object", ""))
+        dir_name = str(args.get("direction", "+x"))
+        P.direction(dir_name)
+        if strike:
+            speed = P.number(args, "speed", 0.05, P.STRIKE_MAX_SPEED)
+            distance = 0.0
+        else:
+            distance = P.number(args, "distance", 0.005, 0.3)
+            speed = P.number(args, "speed", 0.005, 0.3, default=0.05)
+        pos0 = self._obj_now(label)
+        _, size, _ = self.object(label)
+        probe = self._q()
+        q_probe = self.kin.ik(self._ee([pos0[0], pos0[1], P.TIP_Z + 0.08]),
+                              self._orientation(pos0, dir_name), q0=probe)
+        pad = self._pad(q_probe, dir_name)
+        plan = (P.strike_plan(pos0, size, dir_name, speed, pad, self.hz) if strike else
+                P.push_plan(pos0, size, dir_name, distance, speed, pad, self.hz))
+        to_above, down = self._approach(plan.start, dir_name)
+        line = cartesian_line(self.kin, self._ee(plan.start), self._ee(plan.end),
+                              lambda x: self._orientation(x, dir_name), plan.path, down[-1])
+        up = self._line(self._ee(plan.end), self._ee(plan.end) + [0, 0, 0.08], 0.1, line[-1], dir_name)
+        # everything is planned: move
+        self._last_q = probe
+        self._gripper(0.0)
+        self._run(to_above, down)
+        self._record(True)
+        base_stamps = self._hold(P.SETTLE_S)
+        stamps = self._stream(line)
+        self._last_q = line[-1]
+        if strike:
+            stamps += self._settle_object(label)
+        else:
+            stamps += self._hold(0.15)
+        self._wait_stamps(self._wrench, stamps)
+        self._wait_stamps(self._objects, stamps)
+        self._record(False)
+        pos1 = self._obj_now(label)
+        self._run(up)
+        d = P.direction(dir_name)
+        if strike:
+            t, xy = self._track(label, stamps)
+            t_brake = (np.searchsorted(plan.path, plan.brake_s - 1e-9)) / self.hz
+            return P.analyze_strike(t, xy, t[0] + t_brake if len(t) else 0.0, speed, self._sigma(label))
+        base = np.mean([self._wrench[s] for s in base_stamps if s in self._wrench], axis=0)
+        n = len(line)
+        f = np.array([-(self._wrench[s] - base) @ d if s in self._wrench else 0.0 for s in stamps[:n]])
+        return P.analyze_push(plan.path[:len(f)], f, pos0, pos1, plan.steady, self._sigma(label))
+
+    def _settle_object(self, label: str, max_s: float = 3.0) -> list[int]:
+        """Hold still until the object has stopped moving (or max_s). Returns the stamps."""
+        stamps, last, still = [], None, 0
+        for _ in range(int(max_s * self.hz)):
+            stamps += self._stream([self._last_q])
+            msg = self.objects.latest()
+            o = msg.get(label) if msg is not None else None
+            if o is None:
+                continue
+            if last is not None and np.linalg.norm(np.asarray(o.position) - last) < 2e-4 + 3 * self._sigma(label):
+                still += 1
+                if still >= 12:
+                    break
+            else:
+                still = 0
+            last = np.asarray(o.position)
+        return stamps
+
+    def _track(self, label: str, stamps: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        t, xy = [], []
+        for k, s in enumerate(stamps):
+            msg = self._objects.get(s)
+            o = msg.get(label) if msg is not None else None
+            if o is not None:
+                t.append(k / self.hz)
+                xy.append(np.asarray(o.position, float))
+        return np.asarray(t), np.asarray(xy).reshape(-1, 3)
+
+    def _sigma(self, label: str) -> float:
+        msg = self.objects.latest()
+        o = msg.get(label) if msg is not None else None
+        return float(np.sqrt(max(o.covariance[0, 0], 0.0))) if o is not None else 0.0
+
+    def skill_push(self, args: dict) -> dict:
+        return self._push_like(args, strike=False)
+
+    def skill_strike(self, args: dict) -> dict:
+        return self._push_like(args, strike=True)
+
+    # grasping skills ---------------------------------------------------------------------------------------
+    def _grasp_tip(self, pos, size) -> np.ndarray:
+        if self.rs.gripper_joints and self.rs.name == "panda":
+            return np.array([pos[0], pos[1], max(size / 2, 0.012)])    # pinch: fingers around the middle
+        return np.array([pos[0], pos[1], size + 0.002])                 # contact/suction from the top
+
+    def _grasp(self, label: str, lift: float, speed: float = 0.1):
+        """Plan and run: approach, close, lift by `lift`. Returns (object position before, planned down path)."""
+        pos0 = self._obj_now(label)
+        _, size, _ = self.object(label)
+        tip = self._grasp_tip(pos0, size)
+        to_above, down = self._approach(tip)
+        up = self._line(self._ee(tip), self._ee(tip) + [0, 0, lift], speed, down[-1])
+        back = self._line(self._ee(tip) + [0, 0, lift], self._ee(tip), speed, up[-1])
+        self._last_q = self._q()
+        self._gripper(self.rs.max_opening or 0.08)
+        self._run(to_above, down)
+        self._gripper(0.0)
+        self._hold(0.3)
+        g = self.grip.latest()
+        if g is None or not g.object_detected:
+            self._gripper(self.rs.max_opening or 0.08)
+            self._run(down[::-1])
+            raise SkillFailed(f"could not grasp {label!r}")
+        return pos0, tip, up, back
+
+    def _release_and_retreat(self, tip, back) -> None:
+        self._run(back)
+        self._gripper(self.rs.max_opening or 0.08)
+        self._hold(0.3)
+        self._run(self._line(self._ee(tip), self._ee(tip) + [0, 0, 0.08], 0.1, self._last_q))
+
+    def skill_lift(self, args: dict) -> dict:
+        label = str(args.get("object", ""))
+        height = P.number(args, "height", 0.005, 0.25)
+        pos0, tip, up, back = self._grasp(label, height)
+        self._run(up)
+        self._hold(P.SETTLE_S)
+        lifted = float(self._obj_now(label)[2] - pos0[2])
+        self._release_and_retreat(tip, back)
+        return {"lifted_m": lifted}
+
+    def skill_weigh(self, args: dict) -> dict:
+        label = str(args.get("object", ""))
+        pos0 = self._obj_now(label)
+        _, size, _ = self.object(label)
+        tip = self._grasp_tip(pos0, size)
+        q0 = self._q()
+        above = self._ee(tip) + [0, 0, P.WEIGH_LIFT]
+        q_above = self.kin.ik(above, self._orientation(above), q0=q0)
+        self._last_q = q0
+        self._gripper(self.rs.max_opening or 0.08)
+        self._run(self._joint_path(q0, q_above))
+        self._record(True)   # baseline: the empty tool at the very pose of the reading
+        base = self._hold(P.SETTLE_S * 2)
+        self._wait_stamps(self._wrench, base)
+        self._record(False)
+        fz_base = [self._wrench[s][2] for s in base[len(base) // 2:] if s in self._wrench]
+        _, tip, up, back = self._grasp(label, P.WEIGH_LIFT)
+        self._run(up)
+        self._record(True)
+        held = self._hold(P.SETTLE_S * 2)
+        self._wait_stamps(self._wrench, held)
+        self._record(False)
+        fz_held = [self._wrench[s][2] for s in held[len(held) // 2:] if s in self._wrench]
+        self._release_and_retreat(tip, back)
+        return P.analyze_weigh(fz_base, fz_held)
+
+    def skill_drop(self, args: dict) -> dict:
+        label = str(args.get("object", ""))
+        height = P.number(args, "height", 0.02, 0.3)
+        pos0, tip, up, back = self._grasp(label, height)
+        _, size, _ = self.object(label)
+        self._run(up)
+        self._hold(P.SETTLE_S)
+        top = self._ee(tip) + [0, 0, height]
+        away = self._line(top, top + [0, 0, 0.1], 0.4, self._last_q, accel=8.0)
+        self._record(True)
+        self._gripper(self.rs.max_opening or 0.08)
+        stamps = self._stream(away)
+        self._last_q = away[-1]
+        stamps += self._settle_object(label, max_s=2.0)
+        self._wait_stamps(self._objects, stamps)
+        self._record(False)
+        t, xyz = self._track(label, stamps)
+        if len(t) < 5:
+            raise SkillFailed("no object track during the drop (is perception/objects running?)")
+        return P.analyze_drop(t, xyz[:, 2], self._sigma(label), size)
+
+    def close(self) -> None:
+        self.kin.close()
+
+
+def run_skills(node: Node, robot: str = "panda", seed: int | None = 0, n_objects: int | None = None,
+               scene: str | None = None, control_hz: float = P.CONTROL_HZ) -> Skills:
+    """Graph entry point (`actuation.skills:run_skills`). The scene (perceived: sizes, shapes) gives object
+    sizes and fallback positions; live positions come from perception/objects."""
+    from sim.scene import SceneSpec, scene_from_seed
+    spec = None
+    if scene:
+        spec = SceneSpec.from_toml(scene).perceived()
+    elif seed is not None:
+        spec = scene_from_seed(int(seed), n_objects, robot).perceived()
+    return Skills(node, robot, spec, control_hz)

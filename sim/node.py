@@ -1,0 +1,215 @@
+"""SimArm: the simulated arm as a bus driver, interchangeable with a real arm's driver node.
+
+Publishes arm/joint_state (with efforts), wrist/wrench, gripper/state, camera/<name>/image|depth|info,
+and (unless disabled) perception/objects as a simulated motion-capture system with noise (source
+"mocap"). Consumes arm/joint_command (from the safety gate only) and gripper/command. Serves sim/reset
+and the privileged sim/oracle (ground truth, for evaluation only).
+
+Clocks:
+- lockstep (default): each arm/joint_command advances the world by one control period, at once, and the
+  new state is published stamped with sim time; so the sim runs as fast as its controller. Without
+  commands it keeps ticking at real-time pace (holding the last command) so states keep flowing.
+- realtime: one control period per wall-clock period, applying the latest command.
+Cameras render at their configured rate in sim time (EGL on a GPU, TinyRenderer otherwise).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+import pybullet as p
+
+from bus import (CameraInfo, GripperCommand, GripperState, Image, JointCommand, JointState, Node, ObjectPose,
+                 ObjectPoses, Wrench)
+from sim.arm import ArmSim
+from sim.cameras import gpu_present, render, use_egl
+from sim.scene import SceneSpec, scene_from_seed
+from sim.world import World
+
+log = logging.getLogger("loopylab.sim")
+
+
+class SimArm:
+    def __init__(self, node: Node, scene: SceneSpec, clock: str = "lockstep", control_hz: float = 120.0,
+                 cameras: bool = True, mocap: bool = True, mocap_noise: float = 0.0005, renderer: str = "auto",
+                 start: bool = True):
+        if clock not in ("lockstep", "realtime"):
+            raise ValueError(f"clock must be lockstep or realtime, not {clock!r}")
+        self.node, self.clock, self.control_hz = node, clock, float(control_hz)
+        self.cameras_on, self.mocap_on, self.mocap_noise = cameras, mocap, float(mocap_noise)
+        self.renderer_name = renderer
+        self._lock = threading.RLock()
+        self._build(scene)
+        self.js_pub = node.publisher("arm/joint_state", JointState)
+        self.wrench_pub = node.publisher("wrist/wrench", Wrench)
+        self.grip_pub = node.publisher("gripper/state", GripperState)
+        self.obj_pub = node.publisher("perception/objects", ObjectPoses) if mocap else None
+        self.cam_pubs = {}
+        for cam in scene.cameras:
+            self.cam_pubs[cam.name] = (node.publisher(f"camera/{cam.name}/image", Image),
+                                       node.publisher(f"camera/{cam.name}/depth", Image),
+                                       node.publisher(f"camera/{cam.name}/info", CameraInfo, latched=True))
+        self.cmd_sub = node.subscribe("arm/joint_command", JointCommand, queue_size=1000)
+        node.subscribe("gripper/command", GripperCommand, callback=self._on_gripper)
+        node.service("sim/reset", self._on_reset)
+        node.service("sim/oracle", self._on_oracle)
+        self.ticks = 0
+        self._thread = None
+        if start:
+            self._thread = threading.Thread(target=self._loop, name="sim_arm:loop", daemon=True)
+            self._thread.start()
+
+    # -- world ------------------------------------------------------------------------------
+    def _build(self, scene: SceneSpec) -> None:
+        self.scene = scene
+        self.world = World(scene)
+        self.arm = ArmSim(self.world)
+        self.steps_per_tick = max(1, round(1.0 / (self.control_hz * scene.dt)))
+        self.names = list(self.world.robot.spec.arm_joints)
+        self._rng = np.random.default_rng([scene.seed or 0, 7])
+        self._next_render = {c.name: 0.0 for c in scene.cameras}
+        self._renderer = p.ER_TINY_RENDERER
+        if self.cameras_on and (self.renderer_name == "egl" or (self.renderer_name == "auto" and gpu_present())):
+            if use_egl(self.world.cid):
+                self._renderer = p.ER_BULLET_HARDWARE_OPENGL
+                log.info("cameras: EGL renderer")
+
+    @property
+    def sim_time(self) -> float:
+        return self.world.t
+
+    def _stamp(self) -> int:
+        return int(round(self.world.t * 1e9)) + 1 if self.clock == "lockstep" else time.time_ns()
+
+    # -- callbacks ----------------------------------------------------------------------------
+    def _on_gripper(self, msg: GripperCommand) -> None:
+        with self._lock:
+            self.arm.command_gripper(msg.position, msg.force)
+
+    def _on_reset(self, req) -> dict:
+        req = req or {}
+        if "scene" in req:
+            scene = SceneSpec.from_dict(req["scene"])
+        else:
+            scene = scene_from_seed(int(req.get("seed", self.scene.seed or 0)), req.get("n_objects"),
+                                    req.get("robot", self.scene.robot))
+        with self._lock:
+            self.world.close()
+            self._build(scene)
+            while True:  # commands for the old world must not move the new one
+                try:
+                    self.cmd_sub.get(timeout=0)
+                except TimeoutError:
+                    break
+            self._publish()
+        return {"ok": True, "scene": scene.perceived().to_dict()}
+
+    def _on_oracle(self, req) -> dict:
+        with self._lock:
+            return {"ok": True, "scene": self.scene.to_dict(), "objects": self.world.object_truth(),
+                    "sim_time": self.world.t, "grasped": self.arm.grasped or ""}
+
+    # -- stepping ------------------------------------------------------------------------------
+    def apply_command(self, msg: JointCommand) -> None:
+        q = np.asarray(msg.position, float)
+        if list(msg.name) and list(msg.name) != self.names:
+            idx = {n: i for i, n in enumerate(msg.name)}
+            if sorted(idx) != sorted(self.names):
+                log.warning("joint command for %s ignored (arm joints %s)", list(msg.name), self.names)
+                return
+            q = np.array([q[idx[n]] for n in self.names])
+        try:
+            self.arm.command_positions(q, 1.0 / self.control_hz)
+        except ValueError as e:
+            log.warning("joint command ignored: %s", e)
+
+    def tick(self) -> None:
+        """Advance one control period and publish what the sensors see."""
+        with self._lock:
+            self.arm.step(self.steps_per_tick)
+            self.ticks += 1
+            self._publish()
+
+    def _publish(self) -> None:
+        stamp = self._stamp()
+        q, v, e = self.arm.joint_state()
+        self.js_pub.publish(JointState(name=self.names, position=q, velocity=v, effort=e, stamp_ns=stamp,
+                                       frame_id="base"))
+        f, t = self.arm.wrench()
+        self.wrench_pub.publish(Wrench(force=f, torque=t, stamp_ns=stamp, frame_id="base"))
+        self.grip_pub.publish(GripperState(position=self.arm.gripper_opening(), object_detected=self.arm.grasped
+                                           is not None, ready=True, stamp_ns=stamp))
+        if self.obj_pub is not None:
+            self.obj_pub.publish(self.mocap(stamp))
+        if self.cameras_on:
+            self._render_due(stamp)
+
+    def mocap(self, stamp: int = 0) -> ObjectPoses:
+        s = self.mocap_noise
+        cov = np.diag([s * s] * 3 + [1e-4] * 3)
+        objs = []
+        for i, o in enumerate(self.scene.objects):
+            pos, orn = self.world.object_pose(o.label)
+            if s > 0:
+                pos = pos + self._rng.normal(0.0, s, 3)
+            objs.append(ObjectPose(id=i, label=o.label, position=pos, orientation=orn, covariance=cov))
+        return ObjectPoses(objects=objs, stamp_ns=stamp, frame_id="mocap")
+
+    def _render_due(self, stamp: int) -> None:
+        for cam in self.scene.cameras:
+            if self.world.t + 1e-9 < self._next_render[cam.name]:
+                continue
+            self._next_render[cam.name] = self.world.t + 1.0 / cam.hz
+            rgb, depth, K, T = render(self.world.cid, cam, self.arm.ee_pose(), self._renderer)
+            img, dep, info = self.cam_pubs[cam.name]
+            img.publish(Image.from_array(rgb, "rgb8", stamp_ns=stamp, frame_id=cam.name))
+            dep.publish(Image.from_array(depth, "32FC1", stamp_ns=stamp, frame_id=cam.name))
+            info.publish(CameraInfo(width=cam.width, height=cam.height, K=K, T_base_camera=T, stamp_ns=stamp,
+                                    frame_id=cam.name))
+
+    def _loop(self) -> None:
+        period = 1.0 / self.control_hz
+        next_t = time.monotonic()
+        while self.node.running:
+            if self.clock == "lockstep":
+                try:
+                    msg = self.cmd_sub.get(timeout=period)
+                    with self._lock:
+                        self.apply_command(msg)
+                except TimeoutError:
+                    pass  # idle: tick at real-time pace holding the last command
+                self.tick()
+            else:
+                msg = None
+                while True:  # latest command wins
+                    try:
+                        msg = self.cmd_sub.get(timeout=0)
+                    except TimeoutError:
+                        break
+                if msg is not None:
+                    with self._lock:
+                        self.apply_command(msg)
+                self.tick()
+                next_t += period
+                delay = next_t - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)  # real-time pacing of the simulation itself
+                else:
+                    next_t = time.monotonic()
+
+    def close(self) -> None:
+        self.node.shutdown()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(2)
+        with self._lock:
+            self.world.close()
+
+
+def run_sim_arm(node: Node, robot: str = "panda", seed: int = 0, n_objects: int | None = None,
+                scene: str | None = None, clock: str = "lockstep", control_hz: float = 120.0, cameras: bool = True,
+                mocap: bool = True, mocap_noise: float = 0.0005, renderer: str = "auto") -> SimArm:
+    """Graph entry point (`sim.node:run_sim_arm`): the scene from a TOML file, else from (seed, robot)."""
+    spec = SceneSpec.from_toml(scene) if scene else scene_from_seed(seed, n_objects, robot)
+    return SimArm(node, spec, clock, control_hz, cameras, mocap, mocap_noise, renderer)
