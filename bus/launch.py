@@ -445,9 +445,13 @@ def _child(payload: str) -> int:
     logging.basicConfig(level=os.environ.get("LOOPYLAB_LOG", "INFO"),
                         format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
     from bus.node import Node
-    node = Node(spec["name"])
+    early = threading.Event()  # a stop request that comes while the node is still being built
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: node.shutdown())
+        signal.signal(sig, lambda *_: early.set())
+    node = Node(spec["name"])
+    node.handle_signals()
+    if early.is_set():
+        node.shutdown()
 
     def orphan_guard():  # the launcher holds our stdin: EOF means it is gone, so stop too
         sys.stdin.read()

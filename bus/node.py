@@ -625,11 +625,15 @@ class Node:
         """Ask `spin()` to return (safe from any thread or signal handler)."""
         self._stop.set()
 
-    def spin(self, timeout: float | None = None) -> None:
-        """Block until SIGINT/SIGTERM, `shutdown()`, or `timeout` seconds; then close the node."""
+    def handle_signals(self) -> None:
+        """Make SIGINT/SIGTERM shut this node down (main thread only; `spin()` does it too)."""
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: self.shutdown())
+
+    def spin(self, timeout: float | None = None) -> None:
+        """Block until SIGINT/SIGTERM, `shutdown()`, or `timeout` seconds; then close the node."""
+        self.handle_signals()
         self._stop.wait(timeout)
         self.close()
 

@@ -47,6 +47,7 @@ def publish_forever(url: str, hz: float = 200.0, heartbeat_hz: float = 20.0) -> 
 
 def spin_until_signal(url: str) -> None:
     node = Node("sleeper", url)
+    node.handle_signals()  # before anyone can see us: a signal from then on is a clean shutdown
     node.publisher("sleeper/alive", JointState, latched=True).publish(joint_state(0))
     node.spin()  # returns on SIGTERM/SIGINT, then closes (says bye to the directory)
 

@@ -69,7 +69,7 @@ def test_timer_exception_is_logged_not_fatal(inproc_url, caplog):
 def test_sigterm_closes_a_spinning_node(ipc_url, spawn):
     with Node("observer", ipc_url) as node:
         child = spawn(helpers.spin_until_signal, ipc_url)
-        assert _wait(lambda: "sleeper" in node.graph()["nodes"], 20)
+        node.subscribe("sleeper/alive", JointState).wait_for(timeout=20)  # it is up and handles signals
         os.kill(child.pid, signal.SIGINT)
         child.join(10)
         assert child.exitcode == 0
