@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,9 +95,11 @@ class CameraCalibration:
 
 
 def resolve(path: str | Path, base_dir: str | Path | None = None) -> Path:
-    """A calibration path as written in a graph: relative paths are relative to the graph's folder."""
+    """A calibration path as written in a graph: relative paths are relative to the graph's folder
+    (`base_dir`, else $LOOPYLAB_GRAPH_DIR, else the working directory)."""
     p = Path(path).expanduser()
-    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
+    base_dir = base_dir or os.environ.get("LOOPYLAB_GRAPH_DIR")
+    return p if p.is_absolute() or not base_dir else Path(base_dir) / p
 
 
 def load_calibration(path: str | Path, base_dir: str | Path | None = None) -> CameraCalibration:
