@@ -48,35 +48,49 @@ class _ThreadNodes:
     process's stdout while they run (the lab prints the notebook live)."""
 
     def __init__(self, specs: list[NodeSpec], url: str):
-        self.running: list[tuple[Node, threading.Thread, dict]] = []
+        self.url = url
+        self.specs = {s.name: s for s in specs}
+        self.running: dict[str, tuple[Node, threading.Thread, dict]] = {}
         self.failed: str = ""
         for spec in specs:
-            fn = resolve(spec.run)
-            node = Node(spec.name, url)
-            box: dict = {}
+            self._start(spec)
 
-            def body(fn=fn, node=node, spec=spec, box=box):
-                try:
-                    box["result"] = fn(node, **spec.params)
-                except Exception as e:
-                    log.exception("bench node %s failed", spec.name)
-                    self.failed = f"node {spec.name!r} failed: {type(e).__name__}: {e}"
-            t = threading.Thread(target=body, name=f"{spec.name}:main", daemon=True)
-            t.start()
-            self.running.append((node, t, box))
+    def _start(self, spec: NodeSpec) -> None:
+        fn = resolve(spec.run)
+        node = Node(spec.name, self.url)
+        box: dict = {}
+
+        def body():
+            try:
+                box["result"] = fn(node, **spec.params)
+            except Exception as e:
+                log.exception("bench node %s failed", spec.name)
+                self.failed = f"node {spec.name!r} failed: {type(e).__name__}: {e}"
+        t = threading.Thread(target=body, name=f"{spec.name}:main", daemon=True)
+        t.start()
+        self.running[spec.name] = (node, t, box)
+
+    def _stop(self, name: str) -> None:
+        node, t, box = self.running.pop(name)
+        node.shutdown()
+        t.join(5)
+        result = box.get("result")
+        if result is not None and hasattr(result, "close"):
+            try:
+                result.close()
+            except Exception:
+                log.exception("closing %s", name)
+        node.close()   # says bye to the directory: its services disappear
+
+    def restart(self, name: str, **params) -> None:
+        spec = self.specs[name]
+        spec.params = {**spec.params, **params}
+        self._stop(name)
+        self._start(spec)
 
     def close(self) -> None:
-        for node, _, _ in reversed(self.running):
-            node.shutdown()
-        for node, t, box in reversed(self.running):
-            t.join(5)
-            result = box.get("result")
-            if result is not None and hasattr(result, "close"):
-                try:
-                    result.close()
-                except Exception:
-                    log.exception("closing %s", node.name)
-            node.close()
+        for name in reversed(list(self.running)):
+            self._stop(name)
 
 
 class Bench:
@@ -93,6 +107,7 @@ class Bench:
             self._thread.start()
         self._stop = threading.Event()
         self.notebook_pub = self.node.publisher("lab/notebook", NotebookEntry)
+        self.wait_s = wait_s
         self._wait_for_services(["skills/execute"], wait_s)
         self.runner = BusRunner(self.node)
 
@@ -142,7 +157,21 @@ class Bench:
         reply = self.node.call("sim/reset", req, timeout=30.0)
         if not reply.get("ok"):
             raise RuntimeError(f"sim/reset failed: {reply}")
+        self._sync_skills(int(seed), n_objects)
         return SceneSpec.from_dict(reply["scene"]).perceived()
+
+    def _sync_skills(self, seed: int, n_objects: int | None) -> None:
+        """The skills node knows object sizes from its seed's scene: after loading another world, restart
+        it on that world (thread nodes of this bench only; a graph file's nodes are left as they are)."""
+        name = next((n for n, s in self.threads.specs.items() if s.run == SKILLS_RUN), None)
+        if name is None:
+            return
+        params = self.threads.specs[name].params
+        if params.get("seed") == seed and params.get("n_objects") == n_objects:
+            return
+        self.threads.restart(name, seed=seed, n_objects=n_objects)
+        self._wait_for_services(["skills/execute"], self.wait_s)
+        self.runner = BusRunner(self.node)
 
     def oracle(self) -> dict[str, dict]:
         """Ground truth {label: {mass, friction, restitution, ...}} (privileged: evaluation only)."""

@@ -2,8 +2,8 @@
 graded against the ground truth that only this module reads (`sim/oracle`).
 
 Worlds run in parallel: a process pool by default, Ray when an address is given (`"local"` starts a
-local Ray instance). Each worker process keeps one bench graph alive and loads the next world with
-`sim/reset`, so a world costs its experiments, not a graph start.
+local Ray instance). Each world gets a fresh inproc bench graph (the skills node reads the sizes of the
+world's objects from its seed); each worker process keeps one twin pool for all its worlds.
 """
 from __future__ import annotations
 
@@ -67,15 +67,12 @@ def parse_kinds(text: str) -> list[str]:
 _STATE: dict = {}
 
 
-def _worker_bench(robot: str):
-    """This process's bench and twin pool (made once, reused for every world of the worker)."""
-    from lab.bench import Bench
+def _worker_twins():
+    """This process's twin pool (made once, reused for every world of the worker)."""
     from sim.twin import TwinPool
-    if _STATE.get("robot") != robot:
-        if "bench" in _STATE:
-            _STATE["bench"].close()
-        _STATE.update(bench=Bench.sim(robot=robot), twins=TwinPool(workers=1), robot=robot)
-    return _STATE["bench"], _STATE["twins"]
+    if "twins" not in _STATE:
+        _STATE["twins"] = TwinPool(workers=1)
+    return _STATE["twins"]
 
 
 def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> float:
@@ -87,41 +84,14 @@ def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> 
 
 def run_world(task: WorldTask) -> dict:
     """Investigate one seeded world and grade it. Never raises: a crash is a row with crashed=True."""
-    from lab.agents import make_agent
-    from lab.forward import ForwardModel
-    from lab.investigation import InvestigationConfig, grammar_scene, investigate
+    from lab.bench import Bench
     t0 = time.perf_counter()
     row = {**asdict(task), "crashed": False, "success": False, "error": None, "experiments": 0}
     try:
-        bench, twins = _worker_bench(task.robot)
-        scene = bench.reset(task.seed, world_objects(task.kind, task.seed))
-        question = make_question(task.kind, grammar_scene(scene), task.seed, budget=task.budget)
-        forward = ForwardModel(scene, twins)
-        agent = make_agent(task.agent, seed=task.seed)
-        cfg = InvestigationConfig(confidence=task.confidence, n_particles=task.n_particles,
-                                  record_regret=task.record_regret, seed=task.seed)
-        result = investigate(question, scene, agent, bench.runner, forward, cfg)
-        truth = bench.oracle()
-        outcome = None
-        if question.kind == "predict":  # graded by running the held-out action on the same hidden world
-            bench.reset(task.seed, world_objects(task.kind, task.seed))
-            reply = bench.runner.execute(question.action)
-            if not reply.get("ok"):
-                raise RuntimeError(f"held-out action failed: {reply.get('error')}")
-            outcome = float(reply["measurements"]["slide_m"])
-        gr = grade(question, result.conclusion, truth, outcome)
-        trace = [_error(question, s.answer, truth, outcome) for s in result.steps if s.answer is not None]
-        trace.append(gr.error)  # the conclusion
-        within = [e <= question.tolerance + 1e-9 for e in trace]
-        budget = question.max_experiments
-        to_tol = next((i + 1 for i in range(len(within)) if all(within[i:])), budget + 1)
-        regrets = [s.regret for s in result.steps if s.regret is not None]
-        row.update(question=question.render(), conclusion=result.conclusion.render(), success=gr.success,
-                   error=None if not math.isfinite(gr.error) else gr.error, experiments=result.experiments,
-                   to_tolerance=min(to_tol, result.experiments) if gr.success else budget + 1,
-                   error_trace=trace, regret_mean=float(np.mean(regrets)) if regrets else None,
-                   decision_s=result.decision_s, truth_value=gr.truth if not isinstance(gr.truth, tuple)
-                   else list(gr.truth), notebook=result.notebook.text())
+        twins = _worker_twins()
+        n_obj = world_objects(task.kind, task.seed)
+        with Bench.sim(robot=task.robot, seed=task.seed, n_objects=n_obj) as bench:
+            row.update(_investigate_world(task, bench, twins, n_obj))
     except Exception as e:
         row.update(crashed=True, exception=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         log.error("world %s/%s/%d crashed: %s", task.agent, task.kind, task.seed, e)
@@ -129,9 +99,45 @@ def run_world(task: WorldTask) -> dict:
     return row
 
 
+def _investigate_world(task: WorldTask, bench, twins, n_obj: int | None) -> dict:
+    """The investigation and its grading, on a running bench (the evaluator's: it may read the oracle)."""
+    from lab.agents import make_agent
+    from lab.forward import ForwardModel
+    from lab.investigation import InvestigationConfig, grammar_scene, investigate
+    scene = bench.reset(task.seed, n_obj)
+    question = make_question(task.kind, grammar_scene(scene), task.seed, budget=task.budget)
+    forward = ForwardModel(scene, twins)
+    agent = make_agent(task.agent, seed=task.seed)
+    cfg = InvestigationConfig(confidence=task.confidence, n_particles=task.n_particles,
+                              record_regret=task.record_regret, seed=task.seed)
+    result = investigate(question, scene, agent, bench.runner, forward, cfg)
+    truth = bench.oracle()
+    outcome = None
+    if question.kind == "predict":  # graded by running the held-out action on the same hidden world
+        bench.reset(task.seed, n_obj)
+        reply = bench.runner.execute(question.action)
+        if not reply.get("ok"):
+            raise RuntimeError(f"held-out action failed: {reply.get('error')}")
+        outcome = float(reply["measurements"]["slide_m"])
+    gr = grade(question, result.conclusion, truth, outcome)
+    trace = [_error(question, s.answer, truth, outcome) for s in result.steps if s.answer is not None]
+    trace.append(gr.error)  # the conclusion
+    within = [e <= question.tolerance + 1e-9 for e in trace]
+    budget = question.max_experiments
+    to_tol = next((i + 1 for i in range(len(within)) if all(within[i:])), budget + 1)
+    regrets = [s.regret for s in result.steps if s.regret is not None]
+    return dict(question=question.render(), conclusion=result.conclusion.render(), success=gr.success,
+               error=None if not math.isfinite(gr.error) else gr.error, experiments=result.experiments,
+               to_tolerance=min(to_tol, result.experiments) if gr.success else budget + 1,
+               error_trace=trace, regret_mean=float(np.mean(regrets)) if regrets else None,
+               decision_s=result.decision_s, truth_value=gr.truth if not isinstance(gr.truth, tuple)
+               else list(gr.truth), notebook=result.notebook.text(), tables_s=result.tables_s)
+
+
 def _close_worker() -> None:
-    if "bench" in _STATE:
-        _STATE.pop("bench").close()
+    twins = _STATE.pop("twins", None)
+    if twins is not None and hasattr(twins, "close"):
+        twins.close()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from bus.node import ServiceClient
 from lab import grammar as g
 from lab.beliefs import Measurement, NoiseModel, Posterior
 from lab.design import eig_scores, regret, sigmas_seen
@@ -34,7 +35,9 @@ class BusRunner:
     """Runs experiments through the `skills/execute` service (the actuation skills, safety gate, driver)."""
 
     def __init__(self, node, timeout: float = 120.0):
-        self._call = node.client("skills/execute").call   # the one service the lab's experiments use
+        # the one service the lab's experiments use; a client of its own, so that a restarted skills
+        # node is looked up afresh by a new runner
+        self._call = ServiceClient(node, "skills/execute").call
         self.timeout = timeout
 
     def execute(self, exp: g.Experiment) -> dict:
