@@ -13,6 +13,7 @@ import select
 import tempfile
 import termios
 import threading
+import time
 import tty
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,3 +147,59 @@ class PtyDevice:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
+
+
+class PtyRelay:
+    """A faulty cable: the host opens `path`; bytes go through to `device_path` (another emulator's
+    pty) and back, with `faults` applied to what the device sends (`silent_ids` non-empty = the
+    device's answers are swallowed) and `host_faults` to what the host sends."""
+
+    def __init__(self, device_path: str, link: str | None = None, faults: Faults | None = None,
+                 host_faults: Faults | None = None):
+        self.device_path = device_path
+        self.faults, self.host_faults = faults or Faults(), host_faults or Faults()
+        self.host = PtyDevice(link)
+        self._dev = os.open(device_path, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(self._dev)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pty-relay", daemon=True)
+        self._thread.start()
+
+    @property
+    def path(self) -> str:
+        return self.host.path
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            fds = [self._dev] + ([self.host.master] if self.host.master >= 0 else [])
+            try:
+                ready = select.select(fds + [self.host._wake_r], [], [], 0.05)[0]
+            except (OSError, ValueError):
+                continue
+            if self.host._wake_r in ready:
+                os.read(self.host._wake_r, 64)
+            if self._dev in ready:
+                data = os.read(self._dev, 4096)
+                if data and not self.faults.silent_ids:
+                    if self.faults.latency_s:
+                        time.sleep(self.faults.latency_s)
+                    self.host.write(self.faults.apply(data))
+            if self.host.master >= 0 and self.host.master in ready:
+                data = self.host.read()
+                if data:
+                    try:
+                        os.write(self._dev, self.host_faults.apply(data))
+                    except OSError:
+                        pass
+
+    def vanish(self) -> None:
+        self.host.vanish()
+
+    def restore(self) -> None:
+        self.host.restore()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        os.close(self._dev)
+        self.host.close()
