@@ -41,7 +41,8 @@ class Directory:
     def __init__(self, config: BusConfig):
         self.config = config
         self.req_ep, self.feed_ep = config.directory_endpoints()
-        self.nodes: dict[str, dict] = {}  # node -> {pid, host, seen, entries: [{kind, name, endpoint, type}]}
+        # node instance (name, or name#uid) -> {name, pid, host, seen, entries: [{kind, name, endpoint, type}]}
+        self.nodes: dict[str, dict] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lockfile = None
@@ -94,7 +95,7 @@ class Directory:
         for node, info in self.nodes.items():
             for e in info["entries"]:
                 if e["kind"] == kind:
-                    out.setdefault(e["name"], []).append({**e, "node": node})
+                    out.setdefault(e["name"], []).append({**e, "node": info.get("name", node)})
         return out
 
     def _set_node(self, node: str, info: dict | None):
@@ -119,21 +120,26 @@ class Directory:
             return {"ok": True, "pid": os.getpid()}
         if op == "announce":
             entries = [{k: e[k] for k in ("kind", "name", "endpoint", "type")} for e in req["entries"]]
-            self._set_node(req["node"], {"pid": req.get("pid", 0), "host": req.get("host", ""),
-                                         "seen": time.monotonic(), "entries": entries,
-                                         "extra": req.get("extra", {})})
+            key = _key(req)
+            if key not in self.nodes and any(i["name"] == req["node"] for i in self.nodes.values()):
+                log.warning("two nodes are named %r (pid %s on %s and another); both are kept",
+                            req["node"], req.get("pid"), req.get("host"))
+            self._set_node(key, {"name": req["node"], "pid": req.get("pid", 0), "host": req.get("host", ""),
+                                 "seen": time.monotonic(), "entries": entries, "extra": req.get("extra", {})})
             return {"ok": True}
         if op == "bye":
-            self._set_node(req["node"], None)
+            self._set_node(_key(req), None)
             return {"ok": True}
         self._prune()
         if op == "lookup":
             return {"ok": True, "endpoints": {n: [e["endpoint"] for e in self.table(req["kind"]).get(n, [])]
                                               for n in req["names"]}}
         if op == "list":
-            return {"ok": True, "topics": self.table("topic"), "services": self.table("service"),
-                    "nodes": {n: {"pid": i["pid"], "host": i["host"], "extra": i.get("extra", {})}
-                              for n, i in self.nodes.items()}}
+            nodes: dict[str, dict] = {}
+            for key, i in self.nodes.items():  # by name; a duplicated name shows as name#uid
+                nodes[i["name"] if i["name"] not in nodes else key] = {
+                    "pid": i["pid"], "host": i["host"], "extra": i.get("extra", {})}
+            return {"ok": True, "topics": self.table("topic"), "services": self.table("service"), "nodes": nodes}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
     def _run(self):
@@ -153,6 +159,12 @@ class Directory:
                 last_prune = time.monotonic()
         self._router.close()
         self._feed.close()
+
+
+def _key(req: dict) -> str:
+    """Nodes are told apart by name plus a per-instance id, so two nodes that share a name (two
+    recorders, a restarted node whose old self has not expired yet) never overwrite each other."""
+    return f"{req['node']}#{req['uid']}" if req.get("uid") else str(req["node"])
 
 
 def request(config: BusConfig, req: dict, timeout: float = 1.0) -> dict:
@@ -219,6 +231,9 @@ def ensure_directory(config: BusConfig, wait_s: float = 5.0) -> Directory | None
         except zmq.ZMQError as e:
             if e.errno == errno.EADDRINUSE:
                 return _wait_for_other(config, wait_s)
+            if e.errno in (errno.EADDRNOTAVAIL, errno.EINVAL, errno.ENODEV):  # the directory's host is not us
+                return _wait_for_other(config, wait_s, f"{config.host} is another machine: start the graph "
+                                                       f"(loopylab launch) there first")
             raise
         _local[config.url] = d
         return d
@@ -235,9 +250,10 @@ def stop_local(config: BusConfig | str) -> bool:
     return True
 
 
-def _wait_for_other(config: BusConfig, wait_s: float) -> None:
+def _wait_for_other(config: BusConfig, wait_s: float, why: str = "") -> None:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if _ping(config, 0.2):
             return None
-    raise DirectoryUnavailable(f"another process holds the directory of {config.url} but does not answer")
+    raise DirectoryUnavailable(f"no directory answers at {config.url}: "
+                               + (why or "another process holds it but does not answer"))

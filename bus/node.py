@@ -26,7 +26,7 @@ import msgpack
 import zmq
 
 from bus import codec
-from bus.config import BusConfig
+from bus.config import BusConfig, _local_ip
 from bus.directory import ANNOUNCE_S, DirectoryUnavailable, ensure_directory, request
 from bus.messages import Heartbeat, Message
 
@@ -366,6 +366,7 @@ class Node:
                  start_directory: bool = True):
         """`start_directory=False` for tools that only look at a running graph (topics, echo)."""
         self.name = name
+        self.uid = uuid.uuid4().hex[:8]  # tells apart two nodes that share a name
         self.config = BusConfig.parse(config) if isinstance(config, str) else (config or BusConfig.from_env())
         self.log = logging.getLogger(f"loopylab.{name}")
         self.ctx = zmq.Context.instance()
@@ -458,7 +459,7 @@ class Node:
     def _announce(self) -> bool:
         with self._announce_lock:
             try:
-                request(self.config, {"op": "announce", "node": self.name, "pid": os.getpid(),
+                request(self.config, {"op": "announce", "node": self.name, "uid": self.uid, "pid": os.getpid(),
                                       "host": socket.gethostname(), "entries": self._entries()})
                 return True
             except DirectoryUnavailable as e:
@@ -471,14 +472,24 @@ class Node:
         if not self._start_directory:
             return
         try:
-            ensure_directory(self.config, wait_s=0.5)
+            d = ensure_directory(self.config, wait_s=0.5)
+            if d is not None:
+                self._owned_directory = d
+                self.log.warning("the graph's directory had gone: %s serves it now", self.name)
+                self._announce()
         except (DirectoryUnavailable, zmq.ZMQError) as e:
             self._warn("directory", f"cannot take over the directory: {e}")
 
     def _bind(self, sock: zmq.Socket, kind: str) -> str:
         ep = self.config.new_endpoint(kind)
         sock.bind(ep)
-        return sock.getsockopt_string(zmq.LAST_ENDPOINT) if ep.endswith(":*") else ep
+        if not ep.endswith(":*"):
+            return ep
+        bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if "://0.0.0.0:" in bound:  # bound on every interface: advertise the one that reaches the directory
+            bound = bound.replace("0.0.0.0", _local_ip(self.config.host if self.config.host != "0.0.0.0"
+                                                       else "127.0.0.1"))
+        return bound
 
     # -- threads ---------------------------------------------------------------
     def _command(self, cmd) -> None:
@@ -642,10 +653,14 @@ class Node:
             return
         self._closed = True
         self._stop.set()
+        try:
+            self._command(("wake", None))  # the I/O thread sees the stop now, not at its next poll timeout
+        except zmq.ZMQError:
+            pass
         for t in self._timers:
             t.cancel()
         try:
-            request(self.config, {"op": "bye", "node": self.name}, 0.5)
+            request(self.config, {"op": "bye", "node": self.name, "uid": self.uid}, 0.5)
         except DirectoryUnavailable:
             pass
         for th in (self._io, self._hk, *[s._thread for s in self._services], *[t._thread for t in self._timers]):

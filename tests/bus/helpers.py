@@ -79,3 +79,11 @@ def crash_first(node: Node, counter: str, failures: int = 2):
 def write_pid(node: Node, path: str):
     Path(path).write_text(str(os.getpid()))
     print("ready", flush=True)
+
+
+def own_directory_and_publish(url: str, topic: str) -> None:
+    """Start first (so this process serves the graph's directory), publish a latched value, wait."""
+    node = Node("founder", url)
+    node.handle_signals()
+    node.publisher(topic, JointState, latched=True).publish(joint_state(1))
+    node.spin()

@@ -1,0 +1,61 @@
+"""Discovery: the directory survives the death of its process, and same-named nodes coexist."""
+import os
+import signal
+import time
+
+from bus import JointState, Node
+from bus.config import BusConfig
+from bus.directory import DirectoryUnavailable, request
+from tests.bus import helpers
+
+
+def _wait(cond, timeout):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _answers(url) -> bool:
+    try:
+        request(BusConfig.parse(url), {"op": "ping"}, 0.2)
+        return True
+    except DirectoryUnavailable:
+        return False
+
+
+def test_graph_heals_when_the_directory_process_dies(ipc_url, spawn):
+    founder = spawn(helpers.own_directory_and_publish, ipc_url, "a/state")
+    assert _wait(lambda: _answers(ipc_url), 20)  # the child serves the directory, not us
+    with Node("survivor", ipc_url) as node:
+        assert node._owned_directory is None
+        assert node.subscribe("a/state", JointState).wait_for(timeout=10).seq == 1
+        os.kill(founder.pid, signal.SIGKILL)
+        founder.join(5)
+        # a surviving node takes the directory over, and discovery works again for newcomers
+        assert _wait(lambda: node._owned_directory is not None, 10)
+        assert _answers(ipc_url)
+        newcomer = spawn(helpers.own_directory_and_publish, ipc_url, "b/state")
+        assert node.subscribe("b/state", JointState).wait_for(timeout=15).seq == 1
+        assert "survivor" in node.graph()["nodes"]
+        newcomer.terminate()
+        newcomer.join(5)
+
+
+def test_nodes_that_share_a_name_do_not_evict_each_other(inproc_url):
+    with Node("twin", inproc_url) as a, Node("twin", inproc_url) as b, Node("reader", inproc_url) as r:
+        pa, pb = a.publisher("t", JointState), b.publisher("t", JointState)
+        sub = r.subscribe("t", JointState, queue_size=10)
+        assert sub.wait_for_publishers(2, 5)
+        assert pa.wait_for_subscribers(1, 5) and pb.wait_for_subscribers(1, 5)
+        pa.publish(helpers.joint_state(1))
+        pb.publish(helpers.joint_state(2))
+        got = sorted(sub.get(timeout=5).position[0] for _ in range(2))
+        assert got == [1.0, 2.0]
+        names = r.graph()["nodes"]
+        assert "twin" in names and sum(n.startswith("twin") for n in names) == 2
+        a.close()
+        assert _wait(lambda: len(r.lookup("topic", "t")) == 1, 5)  # b's publisher is still listed
+        assert sub.wait_for_publishers(1, 1)
