@@ -116,3 +116,35 @@ def world(sqlite_store, chain, tmp_path):
 @pytest.fixture
 def any_world(any_store, chain, tmp_path):
     return World(make_market(any_store, chain, tmp_path), chain)
+
+
+# ---------------------------------------------------------------- service-level helpers (no HTTP)
+
+def open_bounty(market: Market, chain: Chain, slots: int, reward: int, **over):
+    """A funded bounty posted through the service, funded by a real signed escrow transaction."""
+    import math
+    import time
+    from market.service import BountyTerms
+    requester = Account.create()
+    chain.faucet(requester.address, slots * reward + 10**18)
+    terms = dict(title="race", description="", task_spec={"topics": ["wrist/wrench"]}, acceptance=[],
+                 slots=slots, reward_wei=reward, deadline=time.time() + 3600, auto_approve_s=3600, claim_ttl_s=600)
+    terms.update(over)
+    b = market.post_bounty(requester.address, BountyTerms(**terms))
+    raw = chain.fund_tx(requester, b.id, requester.address, math.ceil(b.refund_after), slots * reward)
+    market.fund(requester.address, b.id, raw.hex())
+    return requester, b
+
+
+def submit_direct(market: Market, contributor, claim_id: int, bounty_id: int, folder):
+    """Register a rig, store the files and submit, all through the service."""
+    from eth_account.messages import encode_defunct
+    from market import manifest as mf
+    rig = Account.create()
+    text = mf.rig_registration_text(rig.address, contributor.address)
+    market.register_rig(contributor.address, rig.address, rig.sign_message(encode_defunct(text=text)).signature.hex())
+    m = mf.build(folder, bounty_id, rig.address)
+    for f in m["files"]:
+        sha, size = market.blobs.put_bytes((folder / f["path"]).read_bytes())
+        market.record_upload(contributor.address, sha, size)
+    return market.submit(contributor.address, claim_id, m, mf.sign(m, rig))

@@ -1,0 +1,67 @@
+"""schemathesis against the API's own OpenAPI document: whatever the fuzzer sends, signed in or not,
+the server answers below 500 (every error is a 4xx with a message)."""
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+
+import pytest
+import schemathesis
+from schemathesis import GenerationMode
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+
+from market.sample import write_recording
+
+EXAMPLES = 6   # per operation and mode: keeps the file well under 30 s on two cores
+
+
+@pytest.fixture(scope="module")
+def fuzz_world(base_chain, tmp_path_factory):
+    from .conftest import World, make_market, make_store
+    from market import migrate
+    from market.chain import Chain
+    tmp = tmp_path_factory.mktemp("fuzz")
+    store, _ = make_store("sqlite", tmp)
+    migrate.upgrade(store)
+    chain = Chain(base_chain.w3, base_chain.operator, embedded=True)
+    chain.lock = base_chain.lock
+    chain.deploy_escrow()
+    w = World(make_market(store, chain, tmp), chain)
+    # a little real state, so ids 1 and 2 exist and deeper code paths run
+    requester, alice = w.user(eth=10), w.user()
+    b = w.funded_bounty(requester, reward_wei=10**15, slots=3)
+    alice.register_rig()
+    alice.submit_folder(alice.claim(b["id"])["id"], write_recording(tmp / "rec", seed=5))
+    w.token = alice.token
+    return w
+
+
+def test_no_server_errors(fuzz_world):
+    schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_world.app)
+    headers = {"Authorization": f"Bearer {fuzz_world.token}"}
+    tried, statuses = 0, Counter()
+    for result, mode in itertools.product(list(schema.get_all_operations()), GenerationMode):
+        operation = result.ok()
+
+        @given(case=operation.as_strategy(mode))
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def fuzz(case):
+            # logging out would end the fuzzer's own session: that one runs signed out
+            response = case.call(headers=headers if operation.path != "/auth/logout" else {})
+            statuses[response.status_code // 100] += 1
+            assert response.status_code < 500, \
+                f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
+            if response.status_code >= 400:
+                body = json.loads(response.content)
+                assert body.get("detail"), f"{case.method} {case.formatted_path}: an error must say what went wrong"
+
+        try:
+            fuzz()
+        except Unsatisfiable:
+            assert mode is GenerationMode.NEGATIVE   # no parameters or body: nothing to make invalid
+            continue
+        tried += 1
+    assert tried >= 25 + 15                       # every operation positive, those with inputs negative too
+    assert statuses[2] > 30 and statuses[4] > 100, statuses   # valid requests got through, bad ones 4xx

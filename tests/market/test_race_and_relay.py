@@ -1,0 +1,122 @@
+"""Reliability: 100 contributors racing for 10 slots (SQLite and PostgreSQL), and a payout relay
+killed between signing and receipt, restarted: every approved submission paid exactly once."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from eth_account import Account
+from sqlalchemy import update
+
+from market.db import Payout, Store
+from market.relay import Relay, RelayCrash, double_pays, reconcile
+from market.sample import write_recording
+from market.service import Conflict
+
+from .conftest import make_market, open_bounty, submit_direct
+
+REWARD = 10**15
+
+
+def test_100_contributors_race_for_10_slots(any_store, chain, tmp_path):
+    market = make_market(any_store, chain, tmp_path)
+    requester, b = open_bounty(market, chain, slots=10, reward=REWARD)
+    people = [Account.create() for _ in range(100)]
+    start = threading.Barrier(50)
+
+    def race(acct):
+        start.wait()
+        try:
+            return acct, market.claim(acct.address, b.id)
+        except Conflict as e:
+            assert "slots are taken" in e.message
+            return acct, None
+
+    with ThreadPoolExecutor(50) as ex:
+        results = list(ex.map(race, people))
+    winners = [(a, c) for a, c in results if c is not None]
+    assert len(winners) == 10
+    assert market.get_bounty(b.id)["slots_free"] == 0
+    for i, (acct, c) in enumerate(winners):
+        sub = submit_direct(market, acct, c.id, b.id, write_recording(tmp_path / f"r{i}", seed=100 + i, seconds=0.3,
+                                                                      notebook=False))
+        assert sub.state == "pending_review", sub.checks
+        market.review(requester.address, sub.id, True)
+    relay = Relay(any_store, chain)
+    relay.run_once()
+    assert relay.stats["final"] == 10
+    assert market.get_bounty(b.id)["state"] == "closed"
+    onchain = chain.bounty_onchain(b.id)
+    assert onchain["released"] == onchain["funded"] == 10 * REWARD
+    assert chain.balance() == 10 * REWARD                      # credited, not yet withdrawn
+    assert all(chain.pending_of(a.address) == REWARD for a, _ in winners)
+    assert double_pays(chain) == 0 and reconcile(any_store, chain) == []
+
+
+def _approved(market, chain, tmp_path, n, tag):
+    requester, b = open_bounty(market, chain, slots=n, reward=REWARD)
+    payees = []
+    for i in range(n):
+        a = Account.create()
+        c = market.claim(a.address, b.id)
+        sub = submit_direct(market, a, c.id, b.id, write_recording(tmp_path / f"{tag}{i}", seed=ord(tag) * 10 + i,
+                                                                   seconds=0.3, notebook=False))
+        market.review(requester.address, sub.id, True)
+        payees.append(a)
+    return b, payees
+
+
+def test_relay_killed_between_signing_and_receipt_pays_exactly_once(sqlite_store, chain, tmp_path):
+    market = make_market(sqlite_store, chain, tmp_path)
+    b, payees = _approved(market, chain, tmp_path, 4, "a")
+    # 1. dies right after storing the signed transactions: nothing reached the chain
+    try:
+        Relay(sqlite_store, chain, crash_at="signed").run_once()
+        raise AssertionError("the relay should have crashed")
+    except RelayCrash:
+        pass
+    with sqlite_store.read() as s:
+        rows = s.query(Payout).all()
+    assert {p.state for p in rows} == {"signed"} and all(p.raw_tx and p.tx_hash for p in rows)
+    assert chain.bounty_onchain(b.id)["released"] == 0
+    # restart (a new process would open the DB afresh): re-sends the stored transactions
+    restarted = Relay(Store(sqlite_store.url), chain)
+    restarted.run_once()
+    assert restarted.stats["broadcast"] == 4 and restarted.stats["final"] == 4
+    assert [chain.pending_of(p.address) for p in payees] == [REWARD] * 4
+
+    # 2. dies after the first broadcast, before reading its receipt
+    b2, payees2 = _approved(market, chain, tmp_path, 3, "b")
+    try:
+        Relay(sqlite_store, chain, crash_at="broadcast").run_once()
+        raise AssertionError("the relay should have crashed")
+    except RelayCrash:
+        pass
+    assert chain.bounty_onchain(b2.id)["released"] == REWARD       # one tx made it
+    again = Relay(Store(sqlite_store.url), chain)
+    again.run_once()
+    assert again.stats["final"] == 3 and again.stats["broadcast"] == 2   # the mined one was only read back
+    assert [chain.pending_of(p.address) for p in payees2] == [REWARD] * 3
+
+    # 3. a lost DB update: a paid payout is pending again; the escrow refuses to pay it twice
+    with sqlite_store.write() as s:
+        s.execute(update(Payout).where(Payout.submission_id == 1).values(state="pending", tx_hash="", raw_tx=""))
+    healer = Relay(sqlite_store, chain)
+    healer.run_once()
+    assert healer.stats["settled_from_event"] == 1 and healer.stats["final"] == 1
+    assert chain.pending_of(payees[0].address) == REWARD
+    assert double_pays(chain) == 0
+    assert reconcile(sqlite_store, chain) == []
+
+
+def test_reconciler_reports_mismatches(sqlite_store, chain, tmp_path):
+    market = make_market(sqlite_store, chain, tmp_path)
+    b, payees = _approved(market, chain, tmp_path, 2, "c")
+    Relay(sqlite_store, chain).run_once()
+    assert reconcile(sqlite_store, chain) == []
+    with sqlite_store.write() as s:
+        s.execute(update(Payout).where(Payout.submission_id == 1).values(amount_wei=str(REWARD + 1)))
+        s.execute(update(Payout).where(Payout.submission_id == 2).values(state="signed"))
+    problems = reconcile(sqlite_store, chain)
+    assert any("differs from chain" in p for p in problems)
+    assert any("paid on chain but signed in the DB" in p for p in problems)
