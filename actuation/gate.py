@@ -37,7 +37,7 @@ class GateConfig:
     control_hz: float = 120.0                # expected target rate (velocity/acceleration per command period)
     workspace_min: tuple = (-1.0, -1.0, -0.005)  # end-effector box in the base frame, m
     workspace_max: tuple = (1.0, 1.0, 1.2)
-    deadman_ms: float = 250.0                # no fresh target for this long -> hold position
+    deadman_ms: float = 500.0                # no fresh target for this long -> hold position
     heartbeat_ms: float = 500.0              # no arm/joint_state for this long -> protective stop
     state_hz: float = 10.0                   # periodic safety/state
 
@@ -120,6 +120,11 @@ class SafetyLimits:
             if e.shape == (n,) and np.any(e > self.effort * (1 + 1e-6)):
                 j = int(np.argmax(e / self.effort))
                 return None, [Intervention("effort", f"joint {j} effort {e[j]:.1f} > {self.effort[j]:.1f}")]
+        if self.last is not None and np.any(np.abs(x - self.last) > self.max_step):
+            # the arm is not where we last sent it (sim reset, external push, driver restart):
+            # a new command stream starts from rest at the measured position
+            out.append(Intervention("resync", "arm far from the last command: restarting from the measured position"))
+            self.reset(x)
         last = x if self.last is None else self.last
         vel = np.zeros(n) if self.last_vel is None else self.last_vel
         dt = self.dt
@@ -134,15 +139,16 @@ class SafetyLimits:
         hi = np.minimum.reduce([b[2] for b in bounds])
         if np.any(lo > hi):
             j = int(np.argmax(lo - hi))
-            return None, [Intervention("infeasible", f"joint {j}: no command satisfies every limit "
-                                                     f"(measured {x[j]:.3f}, last {last[j]:.3f})")]
+            return None, out + [Intervention("infeasible", f"joint {j}: no command satisfies every limit "
+                                                           f"(measured {x[j]:.3f}, last {last[j]:.3f})")]
         cmd = t
+        resynced = bool(out)
         for kind, blo, bhi in bounds:
             bad = (t < blo - 1e-12) | (t > bhi + 1e-12)
             if np.any(bad):
                 j = int(np.argmax(bad))
                 out.append(Intervention(kind, f"joint {j} target {t[j]:.4f} outside [{blo[j]:.4f}, {bhi[j]:.4f}]"))
-        if out:
+        if len(out) > resynced:
             if self.mode == "reject":
                 return None, out
             cmd = np.clip(t, lo, hi)
@@ -255,7 +261,7 @@ class GateNode:
             cmd, iv = self.limits.filter(target, x, self._effort())
             if cmd is None:
                 self.state.rejected_count += 1
-            elif iv:
+            elif any(i.kind != "resync" for i in iv):
                 self.state.clamped_count += 1
             if cmd is not None:
                 self._send(cmd)

@@ -187,6 +187,10 @@ class Skills:
                 on_tick(js)
         return stamps
 
+    def _clamped(self) -> int:
+        s = self.safety.latest()
+        return s.clamped_count if s is not None else 0
+
     def _rejected(self) -> int:
         s = self.safety.latest()
         return s.rejected_count if s is not None else 0
@@ -278,7 +282,9 @@ class Skills:
         self._run(to_above, down)
         self._record(True)
         base_stamps = self._hold(P.SETTLE_S)
+        clamps = self._clamped()
         stamps = self._stream(line)
+        clamps = self._clamped() - clamps
         self._last_q = line[-1]
         if strike:
             stamps += self._settle_object(label)
@@ -292,12 +298,16 @@ class Skills:
         d = P.direction(dir_name)
         if strike:
             t, xy = self._track(label, stamps)
-            t_brake = (np.searchsorted(plan.path, plan.brake_s - 1e-9)) / self.hz
-            return P.analyze_strike(t, xy, t[0] + t_brake if len(t) else 0.0, speed, self._sigma(label))
-        base = np.mean([self._wrench[s] for s in base_stamps if s in self._wrench], axis=0)
-        n = len(line)
-        f = np.array([-(self._wrench[s] - base) @ d if s in self._wrench else 0.0 for s in stamps[:n]])
-        return P.analyze_push(plan.path[:len(f)], f, pos0, pos1, plan.steady, self._sigma(label))
+            if len(t) < 5:
+                raise SkillFailed("no object track during the strike (is perception/objects running?)")
+            t_brake = np.searchsorted(plan.path, plan.brake_s - 1e-9) / self.hz
+            m = P.analyze_strike(t, xy, t_brake, speed, self._sigma(label))
+        else:
+            base = np.mean([self._wrench[s] for s in base_stamps if s in self._wrench], axis=0)
+            f = np.array([-(self._wrench[s] - base) @ d if s in self._wrench else 0.0 for s in stamps[:len(line)]])
+            m = P.analyze_push(plan.path[:len(f)], f, pos0, pos1, plan.steady, self._sigma(label))
+        m["gate_clamps"] = int(clamps)  # > 0: the gate slowed the motion; the reading may be off
+        return m
 
     def _settle_object(self, label: str, max_s: float = 3.0) -> list[int]:
         """Hold still until the object has stopped moving (or max_s). Returns the stamps."""

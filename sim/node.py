@@ -178,8 +178,8 @@ class SimArm:
                     msg = self.cmd_sub.get(timeout=period)
                     with self._lock:
                         self.apply_command(msg)
-                except TimeoutError:
-                    pass  # idle: tick at real-time pace holding the last command
+                except TimeoutError:  # idle: tick at real-time pace holding the last command still
+                    self.arm.target_vel = np.zeros_like(self.arm.target_vel)
                 self.tick()
             else:
                 msg = None

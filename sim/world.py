@@ -115,7 +115,7 @@ class World:
             p.resetJointState(body, j, q, physicsClientId=c)
         p.enableJointForceTorqueSensor(body, ft, True, physicsClientId=c)
         for link in hand:  # a low-friction push pad: pushes then measure the object's friction, not the pad's
-            p.changeDynamics(body, link, lateralFriction=HAND_FRICTION, physicsClientId=c)
+            p.changeDynamics(body, link, lateralFriction=HAND_FRICTION, restitution=0.0, physicsClientId=c)
         for i in info:  # PyBullet adds joint motors by default: switch off all but the commanded ones later
             if i[2] != p.JOINT_FIXED:
                 p.changeDynamics(body, i[0], jointDamping=0.0 if i[0] in arm else 0.1, physicsClientId=c)
