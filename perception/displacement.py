@@ -11,7 +11,6 @@ model should use `displacement_sigma_m` rather than a fixed constant.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,9 +82,11 @@ class DisplacementProbe:
         self.node, self.service, self.frames, self.timeout = node, service, frames, timeout
 
     def measure(self, label: str, after_ns: int | None = None, frames: int | None = None) -> PoseMeasurement:
-        """The pose from frames stamped after `after_ns` (default: now, so never a stale frame)."""
-        after_ns = time.time_ns() if after_ns is None else after_ns
-        req = {"label": label, "frames": frames or self.frames, "after_ns": int(after_ns), "timeout": self.timeout}
+        """The pose from frames stamped after `after_ns`; by default from frames newer than any the node
+        had processed when asked, so never a stale frame, whatever the clock (sim time or wall)."""
+        req = {"label": label, "frames": frames or self.frames, "timeout": self.timeout}
+        if after_ns is not None:
+            req["after_ns"] = int(after_ns)
         return PoseMeasurement.from_reply(self.node.call(self.service, req, timeout=self.timeout + 2.0))
 
     def displacement(self, label: str, before: PoseMeasurement, after_ns: int | None = None) -> Displacement:

@@ -19,6 +19,7 @@ from perception.geometry import T_from_rvec, make_T, rvec_to_R
 
 # Orientation variance (rad^2) reported when the orientation is unknown (ambiguous, unresolved).
 UNKNOWN_ROT_VAR = 10.0
+HALF_FRAC = 0.45  # edge-profile half-width, as a fraction of one cell of the shortest side
 
 
 def dictionary_by_name(name: str) -> cv2.aruco.Dictionary:
@@ -70,8 +71,9 @@ def refine_corners_by_edges(gray: np.ndarray, corners: np.ndarray) -> np.ndarray
     side's whole length, averages out aliasing and noise (corners within ~0.1 px on rendered images).
     """
     g = gray.astype(np.float32)
-    side = float(np.mean(np.linalg.norm(corners - np.roll(corners, 1, 0), axis=1)))
-    half = float(np.clip(side / 6 * 0.45, 1.5, 4.0))  # stay inside the black border (1 of ~6 cells)
+    sides = np.linalg.norm(corners - np.roll(corners, 1, 0), axis=1)
+    side, side_min = float(sides.mean()), float(sides.min())
+    half = float(np.clip(side_min / 6 * HALF_FRAC, 1.5, 4.0))  # stay inside the black border (1 of ~6 cells)
     step = 0.25
     offs = np.arange(-half, half + 1e-9, step)
     centres = offs[:-1] + step / 2

@@ -8,8 +8,12 @@
 Subscribes `camera/<name>/image`, `/depth` (when published) and `/info` (K, D, T_base_camera) for each
 camera; processes the newest frame of each camera at `hz`; publishes `perception/objects` (ObjectPoses,
 base frame, tracked objects only). Services:
-- `perception/measure` {label, frames=3, after_ns=0, timeout=2.0} -> one pose fused over fresh frames,
-  with its covariance (what displacement measurement uses);
+- `perception/measure` {label, frames=3, after_ns | fresh=true, timeout=2.0} -> one pose fused over
+  frames stamped after `after_ns` (fresh: after the newest frame received when the request came; works
+  with any clock, sim time included; pass `after_ns` when you know when motion stopped), with its
+  covariance (what displacement measurement uses);
+- `perception/configure` {objects: [...]} or {scene: SceneSpec dict} -> replaces the colour objects
+  (after sim/reset to another world) and drops every track;
 - `perception/tracks` {} -> every track with its state (tracking | lost), timestamps, reacquisitions.
 """
 from __future__ import annotations
@@ -118,6 +122,7 @@ class PerceptionNode:
         self.floor = floor
         node.service("perception/measure", self._measure)
         node.service("perception/tracks", self._tracks)
+        node.service("perception/configure", self._configure)
         self.timer = node.timer(hz, self.step, name="perception")
 
     def step(self) -> int:
@@ -129,7 +134,7 @@ class PerceptionNode:
                 continue
             frame.rgb = self.augment(frame.rgb)
             with self._new:
-                self.perception.process(frame)
+                self.perception.process(frame)  # under the lock: services read the tracks
                 self.last_stamp_ns = max(self.last_stamp_ns, frame.stamp_ns)
                 self.frames += 1
                 self._new.notify_all()
@@ -149,7 +154,12 @@ class PerceptionNode:
     def _measure(self, req: dict) -> dict:
         label = req["label"]
         n = int(req.get("frames", 3))
-        after = int(req.get("after_ns", 0))
+        if req.get("fresh", "after_ns" not in req):  # newer than anything received so far
+            received = [c.image.latest().stamp_ns for c in self.inputs if c.image.latest() is not None]
+            with self._lock:
+                after = max([self.last_stamp_ns, *received])
+        else:
+            after = int(req["after_ns"])
         deadline = time.monotonic() + float(req.get("timeout", 2.0))
         with self._new:
             while True:
@@ -167,6 +177,17 @@ class PerceptionNode:
         return {"label": label, "position": pos, "orientation": quat, "covariance": m.covariance,
                 "stamp_ns": m.stamp_ns, "frames": count, "source": "perception"}
 
+    def _configure(self, req: dict) -> dict:
+        objects = objects_from_scene(req["scene"]) if "scene" in req else list(req.get("objects", []))
+        cfg = self.perception.config
+        new = PerceptionConfig.from_dict({"objects": objects, "markers": [vars(m) for m in cfg.markers],
+                                          "detector": vars(cfg.detector), "blobs": vars(cfg.blobs),
+                                          "tracker": vars(cfg.tracker)})
+        with self._lock:
+            self.perception = Perception(new)
+        self.node.log.info("perception: now looking for %s", [o.label for o in new.objects])
+        return {"ok": True, "objects": [o.label for o in new.objects]}
+
     def _tracks(self, req: dict) -> dict:
         with self._lock:
             return {"tracks": [t.summary() for t in self.perception.tracker.tracks.values()]}
@@ -175,17 +196,38 @@ class PerceptionNode:
         self.timer.cancel()
 
 
+def objects_from_scene(scene) -> list[dict]:
+    """Colour objects from a (perceived) SceneSpec or its dict: label, shape, size and rendered colour."""
+    objs = scene.get("objects", []) if isinstance(scene, dict) else [vars(o) for o in scene.objects]
+    return [{"label": o["label"], "shape": o["shape"], "size": float(o["size"]), "rgba": tuple(o["rgba"]),
+             "id": i + 1} for i, o in enumerate(objs)]
+
+
+def _scene_objects(seed, robot, n_objects, scene) -> list[dict]:
+    from sim.scene import SceneSpec, scene_from_seed  # only the scene description, never the simulator
+    spec = SceneSpec.from_toml(scene) if scene else scene_from_seed(int(seed), n_objects, robot)
+    return objects_from_scene(spec.perceived())
+
+
 def run_perception(node: Node, cameras=("overhead",), hz: float = 10.0, objects=(), markers=(),
                    dictionary: str = "DICT_4X4_50", calibration: dict | None = None, graph_dir: str | None = None,
                    noise_sigma: float = 0.0, blur_px: float = 0.0, lighting: float = 0.0, gamma: float = 0.0,
-                   seed: int = 0, lost_after_s: float = 0.5, systematic_sigma: float = 0.001) -> PerceptionNode:
+                   noise_seed: int = 0, lost_after_s: float = 0.5, systematic_sigma: float = 0.001,
+                   seed: int | None = None, robot: str = "panda", n_objects: int | None = None,
+                   scene: str | None = None) -> PerceptionNode:
     """Graph entry point. `calibration` maps camera names to TOML files (relative to `graph_dir`);
-    cameras without one take K, D and T_base_camera from their `info` topic (the sim's cameras)."""
+    cameras without one take K, D and T_base_camera from their `info` topic (the sim's cameras).
+
+    Objects: `objects` (list of tables), or on the sim bench the perceived scene of (`seed`, `robot`,
+    `n_objects`) or of the `scene` TOML, as the skills node reads it: labels, shapes, sizes, colours.
+    """
+    if not objects and (seed is not None or scene):
+        objects = _scene_objects(seed, robot, n_objects, scene)
     cfg = PerceptionConfig.from_dict({"objects": list(objects), "markers": list(markers),
                                       "detector": {"dictionary": dictionary},
                                       "tracker": {"lost_after_s": lost_after_s}})
     cals = {name: load_calibration(path, graph_dir) for name, path in (calibration or {}).items()}
-    aug = ImageAugment(noise_sigma, blur_px, lighting, gamma, seed)
+    aug = ImageAugment(noise_sigma, blur_px, lighting, gamma, noise_seed)
     pn = PerceptionNode(node, list(cameras), hz, cals, aug, cfg, systematic_sigma)
     node.log.info("perception: cameras %s, %d colour objects, %d markers, augment %s", list(cameras),
                   len(cfg.objects), len(cfg.markers), aug if aug.active else "off")

@@ -62,7 +62,7 @@ def graph():
     nodes = {name: Node(name, url) for name in ("camera", "perception", "client")}
     cam = RenderedCamera(nodes["camera"])
     pn = run_perception(nodes["perception"], cameras=["overhead"], hz=20.0, lost_after_s=0.3,
-                        objects=[{"label": "red_block", "shape": "cube", "size": 0.05}], noise_sigma=2.0, seed=1)
+                        objects=[{"label": "red_block", "shape": "cube", "size": 0.05}], noise_sigma=2.0, noise_seed=1)
     yield cam, pn, nodes["client"]
     cam.close()
     pn.close()
@@ -81,7 +81,7 @@ def test_objects_published_and_displacement_within_reported_uncertainty(graph):
     before = probe.measure("red_block")
     assert before.frames == 3 and before.source == "perception"
     cam.move([0.56, 0.03, 0.025])
-    d = probe.displacement("red_block", before)
+    d = probe.displacement("red_block", before, after_ns=time.time_ns())  # frames exposed after the move
     true = np.array([0.06, 0.03])
     err = np.linalg.norm(d.planar - true)
     assert err < 0.004
