@@ -150,17 +150,26 @@ class PtyDevice:
 
 
 class PtyRelay:
-    """A faulty cable: the host opens `path`; bytes go through to `device_path` (another emulator's
-    pty) and back, with `faults` applied to what the device sends (`silent_ids` non-empty = the
-    device's answers are swallowed) and `host_faults` to what the host sends."""
+    """A faulty cable between two ptys: the host opens `path`; the device side is either an existing
+    pty slave we open (`device_path`, e.g. the C firmware's pty) or a fresh pty whose slave the device
+    opens (`device_path=None`: a pymodbus serial server opens `.device_side`). `faults` apply to what
+    the device sends (`silent_ids` non-empty swallows its answers), `host_faults` to what the host sends.
+    Subclasses may override `from_host` / `from_device` / `idle` to play a part in the conversation."""
 
-    def __init__(self, device_path: str, link: str | None = None, faults: Faults | None = None,
-                 host_faults: Faults | None = None):
-        self.device_path = device_path
+    def __init__(self, device_path: str | None = None, link: str | None = None, faults: Faults | None = None,
+                 host_faults: Faults | None = None, idle_s: float = 0.05):
         self.faults, self.host_faults = faults or Faults(), host_faults or Faults()
+        self.idle_s = idle_s
         self.host = PtyDevice(link)
-        self._dev = os.open(device_path, os.O_RDWR | os.O_NOCTTY)
-        tty.setraw(self._dev)
+        if device_path is None:
+            self.device = PtyDevice()
+            self.device_side = self.device.path
+            self._dev = self.device.master
+        else:
+            self.device = None
+            self.device_side = device_path
+            self._dev = os.open(device_path, os.O_RDWR | os.O_NOCTTY)
+            tty.setraw(self._dev)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pty-relay", daemon=True)
         self._thread.start()
@@ -169,28 +178,46 @@ class PtyRelay:
     def path(self) -> str:
         return self.host.path
 
+    def to_host(self, data: bytes) -> None:
+        self.host.write(data)
+
+    def from_device(self, data: bytes) -> None:
+        if self.faults.silent_ids:
+            return
+        if self.faults.latency_s:
+            time.sleep(self.faults.latency_s)
+        self.to_host(self.faults.apply(data))
+
+    def from_host(self, data: bytes) -> None:
+        try:
+            os.write(self._dev, self.host_faults.apply(data))
+        except OSError:
+            pass
+
+    def idle(self) -> None:
+        """Called at least every `idle_s` (streaming devices send from here)."""
+
     def _run(self) -> None:
         while not self._stop.is_set():
             fds = [self._dev] + ([self.host.master] if self.host.master >= 0 else [])
             try:
-                ready = select.select(fds + [self.host._wake_r], [], [], 0.05)[0]
+                ready = select.select(fds + [self.host._wake_r], [], [], self.idle_s)[0]
             except (OSError, ValueError):
                 continue
             if self.host._wake_r in ready:
                 os.read(self.host._wake_r, 64)
             if self._dev in ready:
-                data = os.read(self._dev, 4096)
-                if data and not self.faults.silent_ids:
-                    if self.faults.latency_s:
-                        time.sleep(self.faults.latency_s)
-                    self.host.write(self.faults.apply(data))
+                try:
+                    data = os.read(self._dev, 4096)
+                except OSError:
+                    data = b""
+                if data:
+                    self.from_device(data)
             if self.host.master >= 0 and self.host.master in ready:
                 data = self.host.read()
                 if data:
-                    try:
-                        os.write(self._dev, self.host_faults.apply(data))
-                    except OSError:
-                        pass
+                    self.from_host(data)
+            self.idle()
 
     def vanish(self) -> None:
         self.host.vanish()
@@ -201,5 +228,8 @@ class PtyRelay:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
-        os.close(self._dev)
+        if self.device is not None:
+            self.device.close()
+        else:
+            os.close(self._dev)
         self.host.close()
