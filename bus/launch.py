@@ -197,6 +197,7 @@ class _Running:
     def __init__(self, spec: NodeSpec, launcher: "Launcher"):
         self.spec, self.launcher = spec, launcher
         self.proc: subprocess.Popen | None = None
+        self.pumps: list[threading.Thread] = []   # copy the child's stdout/stderr, prefixed
         self.thread: threading.Thread | None = None
         self.node = None
         self.result: Any = None
@@ -223,9 +224,17 @@ class _Running:
         self.proc = subprocess.Popen([sys.executable, "-u", "-m", "bus.launch", "--child", payload],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=env, text=True, bufsize=1, start_new_session=True)
-        for pipe, prefixer in ((self.proc.stdout, self.launcher.out), (self.proc.stderr, self.launcher.err)):
-            threading.Thread(target=self._pump, args=(pipe, prefixer), daemon=True,
-                             name=f"launch:pump:{self.spec.name}").start()
+        self.pumps = [threading.Thread(target=self._pump, args=(pipe, prefixer), daemon=True,
+                                       name=f"launch:pump:{self.spec.name}")
+                      for pipe, prefixer in ((self.proc.stdout, self.launcher.out),
+                                             (self.proc.stderr, self.launcher.err))]
+        for t in self.pumps:
+            t.start()
+
+    def flush_output(self, timeout: float = 2.0) -> None:
+        """Wait until everything the ended child wrote has been copied out."""
+        for t in self.pumps:
+            t.join(timeout)
 
     def _pump(self, pipe, prefixer: _Prefixer) -> None:
         for ln in pipe:
@@ -248,7 +257,10 @@ class _Running:
     def poll(self) -> int | None:
         """The exit code once the node has ended (a thread node 'ends' only by raising)."""
         if self.proc is not None:
-            return self.proc.poll()
+            code = self.proc.poll()
+            if code is not None:
+                self.flush_output()  # its last words (a traceback) come before our verdict
+            return code
         if self.thread is not None and self.exit_code is not None:
             self._stop_thread()
             return self.exit_code
@@ -283,6 +295,7 @@ class _Running:
                 except ProcessLookupError:
                     pass
                 self.proc.wait()
+            self.flush_output()
         else:
             self._stop_thread()
 

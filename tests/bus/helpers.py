@@ -59,8 +59,12 @@ def steady(node: Node, hz: float = 50.0):
     node.timer(hz, lambda: pub.publish(joint_state(0)))
 
 
-def crash(node: Node, after_s: float = 0.2, message: str = "boom"):
-    time.sleep(after_s)  # do a little work first, like a real node would
+def crash(node: Node, after_s: float = 0.2, message: str = "boom", after_file: str = ""):
+    """Raise after a little work (and, with `after_file`, once that file exists: the rest is up)."""
+    deadline = time.monotonic() + 30
+    while after_file and not Path(after_file).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(after_s)
     raise RuntimeError(message)
 
 
@@ -77,8 +81,8 @@ def crash_first(node: Node, counter: str, failures: int = 2):
 
 
 def write_pid(node: Node, path: str):
-    Path(path).write_text(str(os.getpid()))
     print("ready", flush=True)
+    Path(path).write_text(str(os.getpid()))
 
 
 def own_directory_and_publish(url: str, topic: str) -> None:

@@ -26,14 +26,16 @@ def test_killed_node_is_stale_within_three_heartbeats(ipc_url, spawn):
         assert first.pid == child.pid and abs(first.period_s - period) < 1e-9
         data.wait_for(timeout=5)
         assert _wait(lambda: hb.count >= 5, 5)  # streaming steadily
-        assert not hb.is_stale(3 * period)
+        hb.wait_for(timeout=5)  # a fresh heartbeat: the node is alive right now
         os.kill(child.pid, signal.SIGKILL)
         killed = time.monotonic()
+        assert not hb.is_stale(3 * period) or time.monotonic() - killed > 2 * period
         child.join(5)
-        assert _wait(lambda: hb.is_stale(3 * period), 2)
-        detected = time.monotonic() - killed
-        assert detected <= 3 * period + 0.05, detected
-        assert data.age() > 2 * period  # "how old is the newest joint_state?"
+        # staleness is judged from the newest arrival, which came before the kill: three periods
+        # after the kill it must read stale, however busy the machine is
+        assert _wait(lambda: time.monotonic() - killed > 3 * period, 1)
+        assert hb.is_stale(3 * period)
+        assert hb.age() > 3 * period and data.age() > 2 * period  # "how old is the newest joint_state?"
         # the directory forgets the dead process (pid check), and subscribers let go of it
         assert _wait(lambda: "streamer" not in node.graph()["nodes"], 5)
         assert _wait(lambda: data.publisher_count() == 0, 5)
@@ -47,7 +49,7 @@ def test_timer_runs_at_its_rate_and_stops_on_close(inproc_url):
     node.close()
     n = len(ticks)
     span = ticks[29] - ticks[0]
-    assert 0.2 < span < 0.6, span  # 29 periods of 10 ms, with room for a busy machine
+    assert 0.27 < span < 5, span  # 29 periods of 10 ms: never faster (no catch-up bursts); slower if busy
     assert not t._thread.is_alive()
     assert len(ticks) == n
 

@@ -45,7 +45,7 @@ params = {{ path = "{pidfile}" }}
 [nodes.crasher]
 run = "tests.bus.helpers:crash"
 restart = "never"
-params = {{ after_s = 0.3, message = "gripper on fire" }}
+params = {{ after_s = 0.1, message = "gripper on fire", after_file = "{pidfile}" }}
 ''')
     proc = _launch(graph, "--duration", "30")
     out, err = proc.communicate(timeout=30)

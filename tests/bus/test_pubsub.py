@@ -115,7 +115,7 @@ def test_latest_mode_drains_to_newest_under_a_fast_publisher(inproc_url):
         sub.wait_for(lambda m: m.seq == last, timeout=5)  # the final value is never lost
     assert sub.skipped > 5 * len(seqs) or sub.skipped > 200
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    assert np.median(ages_ms) < 10, ages_ms  # fresh: a queue would lag by hundreds of ms
+    assert np.median(ages_ms) < 50, ages_ms  # fresh: a queue would lag by seconds (1200 x 10 ms)
 
 
 def test_queue_mode_without_callback_bounds_memory(inproc_url):
