@@ -246,8 +246,9 @@ class Skills:
         self._hold(P.SETTLE_S)
         return {"position_error_m": float(np.linalg.norm(self.kin.fk(self._q())[0] - pos))}
 
-    def _approach(self, tip, dir_name=None, clearance: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
+    def _approach(self, tip, dir_name=None) -> tuple[np.ndarray, np.ndarray]:
         """Plan: joints to above `tip`, then a line down to it. Returns (joint path, line path)."""
+        clearance = self.rs.clearance
         q0 = self._q()
         above = self._ee(tip) + [0, 0, clearance]
         q_above = self.kin.ik(above, self._orientation(above, dir_name), q0=q0)
@@ -267,7 +268,7 @@ class Skills:
         pos0 = self._obj_now(label)
         _, size, _ = self.object(label)
         probe = self._q()
-        q_probe = self.kin.ik(self._ee([pos0[0], pos0[1], P.TIP_Z + 0.08]),
+        q_probe = self.kin.ik(self._ee([pos0[0], pos0[1], P.TIP_Z + self.rs.clearance]),
                               self._orientation(pos0, dir_name), q0=probe)
         pad = self._pad(q_probe, dir_name)
         plan = (P.strike_plan(pos0, size, dir_name, speed, pad, self.hz) if strike else
@@ -275,7 +276,7 @@ class Skills:
         to_above, down = self._approach(plan.start, dir_name)
         line = cartesian_line(self.kin, self._ee(plan.start), self._ee(plan.end),
                               lambda x: self._orientation(x, dir_name), plan.path, down[-1])
-        up = self._line(self._ee(plan.end), self._ee(plan.end) + [0, 0, 0.08], 0.1, line[-1], dir_name)
+        up = self._line(self._ee(plan.end), self._ee(plan.end) + [0, 0, self.rs.clearance], 0.1, line[-1], dir_name)
         # everything is planned: move
         self._last_q = probe
         self._gripper(0.0)
@@ -378,7 +379,7 @@ class Skills:
         self._run(back)
         self._gripper(self.rs.max_opening or 0.08)
         self._hold(0.3)
-        self._run(self._line(self._ee(tip), self._ee(tip) + [0, 0, 0.08], 0.1, self._last_q))
+        self._run(self._line(self._ee(tip), self._ee(tip) + [0, 0, self.rs.clearance], 0.1, self._last_q))
 
     def skill_lift(self, args: dict) -> dict:
         label = str(args.get("object", ""))

@@ -16,6 +16,7 @@ from sim.world import World
 
 VIRTUAL_OPENING = 0.08   # m: the "opening" range of a suction-like tool on robots without fingers
 GRASP_DISTANCE = 0.006   # m: an object this close to the hand when the gripper closes is grasped
+SUCTION_DISTANCE = 0.015  # m: the same for robots without fingers (a suction cup's reach)
 GRASP_WINDOW_S = 0.5     # s after a close command during which contact makes a grasp (a gripper closed
                          # in the air stays a closed gripper: pushing with it never picks anything up)
 
@@ -100,7 +101,8 @@ class ArmSim:
     def _touching_object(self) -> str | None:
         for label, body in self.w.objects.items():
             for link in self.r.hand_links:
-                if p.getClosestPoints(self.r.body, body, GRASP_DISTANCE, linkIndexA=link, physicsClientId=self.c):
+                reach = GRASP_DISTANCE if self.r.gripper else SUCTION_DISTANCE
+                if p.getClosestPoints(self.r.body, body, reach, linkIndexA=link, physicsClientId=self.c):
                     return label
         return None
 

@@ -31,6 +31,7 @@ class RobotSpec:
     tool_length: float = 0.0                # m from the EE frame to the tool's lowest tip along tool z
     down_rpy: tuple[float, float, float] = (math.pi, 0.0, 0.0)  # tool pointing down (PyBullet Euler)
     down_yaw_follows_base: bool = False     # 5-DOF arms: the tool's yaw is tied to the base pan angle
+    clearance: float = 0.08                 # m above objects for approaches
     acc_limit: float = 60.0                 # rad/s^2 the sim servos allow (URDFs carry none; the gate config tightens)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -52,11 +53,12 @@ def _quat_from_euler(r, p, y):
 # -- SO-100/101 ---------------------------------------------------------------------------------
 # Link lengths and joint limits after TheRobotStudio SO-ARM100 / LeRobot so101 figures (STS3215 servos:
 # ~2.9 N·m stall at 12 V, ~4.7 rad/s no-load). Simplified planar chain: base pan, shoulder lift, elbow,
-# wrist flex, wrist roll, jaw. Zero pose: the arm points straight up.
+# wrist flex, wrist roll, jaw. Zero pose: the arm points straight up (LeRobot calibrates a bent L pose
+# as zero, so the published ±1.7 rad elbow range is re-centred here to -0.2..3.0 rad).
 SO101 = dict(shoulder_height=0.1160, upper_arm=0.1160, forearm=0.1350, wrist_to_tip=0.1000,
              effort=2.9, velocity=4.7,
-             limits=dict(shoulder_pan=(-1.92, 1.92), shoulder_lift=(-1.75, 1.75), elbow_flex=(-1.69, 1.69),
-                         wrist_flex=(-1.66, 1.66), wrist_roll=(-2.74, 2.84), gripper=(-0.17, 1.75)),
+             limits=dict(shoulder_pan=(-1.92, 1.92), shoulder_lift=(-1.75, 1.75), elbow_flex=(-0.2, 3.0),
+                         wrist_flex=(-1.8, 1.8), wrist_roll=(-2.74, 2.84), gripper=(-0.17, 1.75)),
              mass=dict(base=0.40, shoulder=0.12, upper_arm=0.10, lower_arm=0.10, wrist=0.05, gripper=0.08,
                        jaw=0.03))
 
@@ -140,13 +142,13 @@ def robot_spec(name: str) -> RobotSpec:
                          acc_limit=60.0)
     if name == "xarm6":
         return RobotSpec("xarm6", str(_PD / "xarm/xarm6_robot.urdf"),
-                         tuple(f"joint{i}" for i in range(1, 7)), "link6", "joint6",
+                         tuple(f"joint{i}" for i in range(1, 7)), "link6", "joint5",
                          (0.0, 0.0, -0.8, 0.0, 0.8, 0.0), tool_length=0.005, acc_limit=60.0)
     if name == "so101":
         return RobotSpec("so101", _so101_path(),
                          ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll"), "tool",
                          "wrist_roll", (0.0, 0.6, 1.2, 1.2, 0.0), ("gripper",), (1.2,), (0.0,), 0.06,
-                         tool_length=0.002, down_rpy=(0.0, math.pi, 0.0), down_yaw_follows_base=True,
+                         tool_length=0.002, down_rpy=(0.0, math.pi, 0.0), down_yaw_follows_base=True, clearance=0.05,
                          acc_limit=60.0)
     raise ValueError(f"unknown robot {name!r} (known: panda, kuka_iiwa, xarm6, so101)")
 

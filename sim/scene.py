@@ -24,7 +24,7 @@ HIDDEN = ("mass", "friction", "restitution", "com_offset")
 # Where objects may be placed for each robot: x range, |y| max (metres, base frame). Well inside reach
 # with a top-down tool and room to push 10 cm in any direction.
 PLACEMENT = {"panda": ((0.42, 0.62), 0.18), "kuka_iiwa": ((0.45, 0.62), 0.18),
-             "xarm6": ((0.30, 0.45), 0.15), "so101": ((0.17, 0.24), 0.07)}
+             "xarm6": ((0.28, 0.47), 0.2), "so101": ((0.14, 0.22), 1.0)}  # so101: radius range and |bearing| max (rad): its reach is a ring
 
 
 @dataclass
@@ -181,6 +181,7 @@ def scene_from_seed(seed: int, n_objects: int | None = None, robot: str = "panda
     (x0, x1), ymax = PLACEMENT[robot]
     small = robot == "so101"
     objects: list[ObjectSpec] = []
+    spacing = 0.03 if small else 0.07  # a gripper's width between objects
     for i, colour in enumerate(list(COLOURS)[:n]):
         # the first object is a block: every world has a `red_block`, the usual subject of a question
         shape = "cube" if i == 0 else SHAPES[int(rng.integers(0, 3))]
@@ -189,13 +190,20 @@ def scene_from_seed(seed: int, n_objects: int | None = None, robot: str = "panda
         friction = round(float(rng.uniform(0.2, 0.9)), 3)
         restitution = round(float(rng.uniform(0.1, 0.8)), 3)
         com = tuple(round(float(v), 4) for v in rng.uniform(-0.15, 0.15, 3) * size * np.array([1, 1, 0.5]))
-        for _ in range(200):  # rejection sampling: keep a gripper's width between objects
-            xy = (float(rng.uniform(x0, x1)), float(rng.uniform(-ymax, ymax)))
-            if all(np.hypot(xy[0] - o.position[0], xy[1] - o.position[1]) > (size + o.size) / 2 + 0.07
+        for _ in range(500):  # rejection sampling: keep a gripper's width between objects
+            if small:
+                r, a = float(rng.uniform(x0, x1)), float(rng.uniform(-ymax, ymax))
+                xy = (r * np.cos(a), r * np.sin(a))
+            else:
+                xy = (float(rng.uniform(x0, x1)), float(rng.uniform(-ymax, ymax)))
+            if all(np.hypot(xy[0] - o.position[0], xy[1] - o.position[1]) > (size + o.size) / 2 + spacing
                    for o in objects):
                 break
         else:
-            raise RuntimeError(f"seed {seed}: could not place {n} objects apart")
+            if n_objects is not None:
+                raise RuntimeError(f"seed {seed}: could not place {n} objects apart for {robot}")
+            break  # a crowded draw: this world has fewer objects
+
         objects.append(ObjectSpec(f"{colour}_{SHAPE_WORD[shape]}", shape, size, COLOURS[colour],
                                   (round(xy[0], 4), round(xy[1], 4), size / 2), (0.0, 0.0, 0.0, 1.0),
                                   mass, friction, restitution, com))

@@ -1,0 +1,146 @@
+import time
+import uuid
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from actuation.gate import GateConfig, SafetyLimits, run_gate
+from bus import JointCommand, JointState, Node, SafetyState
+
+N = 3
+WS_MIN, WS_MAX = np.array([-0.95, -0.95, 0.0]), np.array([0.95, 0.95, 1.0])
+
+
+def planar_fk(q):  # a toy 3-link arm: the workspace check needs some FK
+    a = np.cumsum(q)
+    return np.array([0.35 * np.cos(a).sum(), 0.35 * np.sin(a).sum(), 0.5 + 0.1 * q[2]])
+
+
+def make_limits(mode="clamp"):
+    return SafetyLimits(lower=np.array([-1.5, -1.0, -2.0]), upper=np.array([1.5, 2.0, 2.0]),
+                        velocity=np.array([1.0, 2.0, 0.5]), acceleration=np.array([20.0, 30.0, 10.0]),
+                        effort=np.array([10.0, 10.0, 5.0]), max_step=0.2, dt=0.01,
+                        workspace_min=WS_MIN, workspace_max=WS_MAX, fk=planar_fk, mode=mode)
+
+
+finite = st.floats(-5, 5, allow_nan=False)
+targets = st.lists(st.one_of(st.lists(finite, min_size=N, max_size=N),
+                             st.lists(st.sampled_from([np.nan, np.inf]), min_size=N, max_size=N)),
+                   min_size=1, max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(targets, st.sampled_from(["clamp", "reject"]), st.floats(0.0, 1.0))
+def test_nothing_outside_the_limits_ever_passes(seq, mode, track):
+    """For any target sequence, every command let through respects position, step, velocity,
+    acceleration and workspace limits relative to the previous command and the measured state."""
+    lim = make_limits(mode)
+    x = np.array([0.0, 0.8, 0.0])  # measured position: follows the commands partially
+    prev = prev_vel = None
+    for t in seq:
+        cmd, iv = lim.filter(t, x)
+        if cmd is None:
+            continue
+        if any(i.kind == "resync" for i in iv) or prev is None:
+            prev, prev_vel = x.copy(), np.zeros(N)
+        assert lim.check(cmd, prev, prev_vel, x) == []
+        prev_vel, prev = (cmd - prev) / lim.dt, cmd
+        x = x + track * (cmd - x)
+
+
+def test_clamp_reports_and_reject_refuses():
+    x = np.array([0.0, 0.8, 0.0])
+    cmd, iv = make_limits("clamp").filter([1.0, 0.8, 0.0], x)
+    assert cmd is not None and abs(cmd[0]) <= 0.2 and {i.kind for i in iv} >= {"step", "velocity"}
+    cmd, iv = make_limits("reject").filter([1.0, 0.8, 0.0], x)
+    assert cmd is None and iv
+    cmd, iv = make_limits().filter([0.0, 0.3, 0.0], [0.0, 0.3, 0.0])  # nearly straight: beyond the box
+    assert cmd is None and iv[-1].kind == "workspace"
+    cmd, iv = make_limits().filter(x, x, effort=[0.0, 11.0, 0.0])
+    assert cmd is None and iv[0].kind == "effort"
+    cmd, iv = make_limits().filter([0.0, 0.0], x)
+    assert cmd is None and iv[0].kind == "invalid"
+
+
+# -- over the bus -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def graph():
+    url = f"inproc://{uuid.uuid4().hex}"
+    arm, gate_node, probe = Node("fake_arm", url), Node("safety_gate", url), Node("probe", url)
+    gate = run_gate(gate_node, robot="panda", deadman_ms=150.0, heartbeat_ms=300.0, state_hz=20.0)
+    names = gate.names
+    home = np.array([0.0, 0.0, 0.0, -2.2, 0.0, 2.2, 0.785])
+    js_pub = arm.publisher("arm/joint_state", JointState)
+    alive = {"on": True}
+    arm.timer(100, lambda: alive["on"] and js_pub.publish(JointState(name=names, position=home,
+                                                                     velocity=np.zeros(7), effort=np.zeros(7))))
+    cmds = probe.subscribe("arm/joint_command", JointCommand)
+    state = probe.subscribe("safety/state", SafetyState, mode="latest")
+    target = probe.publisher("arm/joint_target", JointCommand)
+    state.wait_for(lambda s: not s.protective_stop, timeout=5)
+    assert target.wait_for_subscribers(1, 5)
+    yield dict(gate=gate, names=names, home=home, cmds=cmds, state=state, target=target, probe=probe, alive=alive)
+    gate.close()
+    for n in (probe, gate_node, arm):
+        n.close()
+
+
+def _send(g, q):
+    g["target"].publish(JointCommand(name=g["names"], position=np.asarray(q, float)))
+
+
+def test_targets_pass_then_deadman_holds(graph):
+    g = graph
+    q = g["home"] + 0.001
+    _send(g, q)
+    cmd = g["cmds"].get(timeout=5)
+    assert np.allclose(cmd.position, q)
+    # the target stream stops: within the deadman time the gate holds the measured position
+    hold = g["cmds"].get(timeout=5)
+    assert np.allclose(hold.position, g["home"])
+    st_ = g["state"].wait_for(lambda s: not s.deadman_ok, timeout=5)
+    assert "deadman" in st_.reason
+
+
+def test_estop_latches_until_reset(graph):
+    g = graph
+    assert g["probe"].call("safety/estop", {"reason": "test"}, timeout=5)["ok"]
+    g["state"].wait_for(lambda s: s.estop, timeout=5)
+    while True:  # drain the hold command the e-stop sent
+        try:
+            g["cmds"].get(timeout=0.3)
+        except TimeoutError:
+            break
+    _send(g, g["home"] + 0.001)
+    s = g["state"].wait_for(lambda s: s.rejected_count >= 1, timeout=5)
+    assert s.estop and "e-stop" in s.reason
+    with pytest.raises(TimeoutError):
+        g["cmds"].get(timeout=0.3)  # nothing reached the arm
+    assert g["probe"].call("safety/reset", {}, timeout=5)["was_estopped"]
+    g["state"].wait_for(lambda s: not s.estop, timeout=5)
+    _send(g, g["home"] + 0.001)
+    assert np.allclose(g["cmds"].get(timeout=5).position, g["home"] + 0.001)
+
+
+def test_lost_heartbeat_is_a_protective_stop(graph):
+    g = graph
+    g["alive"]["on"] = False
+    s = g["state"].wait_for(lambda s: s.protective_stop, timeout=5)
+    assert "heartbeat" in s.reason
+    _send(g, g["home"] + 0.001)
+    g["state"].wait_for(lambda s: s.rejected_count >= 1, timeout=5)
+    g["alive"]["on"] = True
+    g["state"].wait_for(lambda s: not s.protective_stop, timeout=5)
+
+
+def test_config_file_tightens_and_unknown_keys_fail(tmp_path):
+    f = tmp_path / "gate.toml"
+    f.write_text("[gate]\nmode = 'reject'\nmax_step = 0.1\n")
+    cfg = GateConfig.from_toml(f)
+    assert cfg.mode == "reject" and cfg.max_step == 0.1
+    f.write_text("[gate]\nmax_stepp = 0.1\n")
+    with pytest.raises(ValueError, match="unknown \\[gate\\] keys"):
+        GateConfig.from_toml(f)
