@@ -360,3 +360,8 @@ def create_app(config: MarketConfig | None = None, market: Market | None = None,
     from market import web
     web.register(app, market)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for multi-worker serving: settings from LOOPYLAB_MARKET_* variables."""
+    return create_app(MarketConfig.load())

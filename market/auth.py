@@ -43,7 +43,7 @@ class Auth:
         """Verify a signed EIP-4361 message; returns (session token, address, expiry)."""
         now = time.time()
         try:
-            msg = siwe.verify(message, signature, domain=self.domain, now=now, chain_id=self.chain_id,
+            msg = siwe.verify(message, signature, domain=tuple(self.domain.split(",")), now=now, chain_id=self.chain_id,
                               skew_s=self.skew_s)
         except siwe.SiweError as e:
             raise AuthError(str(e)) from None

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+from urllib.parse import urlparse
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
@@ -49,10 +50,15 @@ def new_key_file(path: str | Path) -> str:
 
 class MarketClient:
     def __init__(self, http: httpx.Client | str, account, rig_account=None):
-        self.http = http if isinstance(http, httpx.Client) else httpx.Client(base_url=http, timeout=60)
+        self._owns_http = not isinstance(http, httpx.Client)
+        self.http = http if not self._owns_http else httpx.Client(base_url=http, timeout=60)
         self.account = account
         self.rig = rig_account or account
         self.token: str | None = None
+
+    def close(self) -> None:
+        if self._owns_http:
+            self.http.close()
 
     @property
     def address(self) -> str:
@@ -74,7 +80,10 @@ class MarketClient:
 
     # ------------------------------------------------------------------ auth
     def siwe_message(self, nonce_info: dict, **overrides) -> siwe.SiweMessage:
-        fields = dict(domain=nonce_info["domain"], address=self.address, uri=nonce_info["uri"],
+        # the domain is the one we connect to (never what the server claims): a phishing server
+        # relaying another market's nonce gets a message that market refuses
+        domain = urlparse(str(self.http.base_url)).netloc or nonce_info["domain"]
+        fields = dict(domain=domain, address=self.address, uri=nonce_info["uri"],
                       chain_id=nonce_info["chain_id"], nonce=nonce_info["nonce"], issued_at=siwe.iso(time.time()),
                       statement="Sign in to the loopylab data market.",
                       expiration_time=siwe.iso(time.time() + 600))

@@ -19,7 +19,7 @@ def _default_home() -> Path:
 class MarketConfig:
     db_url: str = ""                      # empty: SQLite file under `home`
     home: Path = field(default_factory=_default_home)   # blobs/ and market.db live here
-    domain: str = "localhost:8000"        # the SIWE domain this server answers for (host[:port])
+    domain: str = "localhost:8000"        # SIWE domain(s) this server answers for: host[:port][,host[:port]...]
     base_url: str = "http://localhost:8000"
     nonce_ttl_s: float = 300.0            # SIWE nonce lifetime
     session_ttl_s: float = 24 * 3600.0

@@ -131,12 +131,14 @@ def recover(text: str, signature: str) -> str:
         raise SiweError(f"signature does not decode: {e}") from None
 
 
-def verify(text: str, signature: str, *, domain: str, now: float, chain_id: int | None = None,
+def verify(text: str, signature: str, *, domain: str | tuple[str, ...], now: float, chain_id: int | None = None,
            skew_s: float = 60.0) -> SiweMessage:
-    """Every check except the nonce (which the caller burns atomically). Returns the parsed message."""
+    """Every check except the nonce (which the caller burns atomically). Returns the parsed message.
+    `domain` may list every host[:port] the server is reachable under."""
     msg = SiweMessage.parse(text)
-    if msg.domain != domain:
-        raise SiweError(f"message is for domain {msg.domain!r}, this server is {domain!r}")
+    domains = (domain,) if isinstance(domain, str) else tuple(domain)
+    if msg.domain not in domains:
+        raise SiweError(f"message is for domain {msg.domain!r}, this server is {' or '.join(map(repr, domains))}")
     if chain_id is not None and msg.chain_id != chain_id:
         raise SiweError(f"message is for chain {msg.chain_id}, this server uses {chain_id}")
     if parse_time(msg.issued_at) > now + skew_s:

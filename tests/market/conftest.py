@@ -114,6 +114,30 @@ def world(sqlite_store, chain, tmp_path):
 
 
 @pytest.fixture
+def served(world):
+    """The world's app on a real uvicorn server (thread), reachable as 127.0.0.1:PORT."""
+    import socket
+    import threading
+    import time
+    import uvicorn
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    world.app.state.auth.domain = f"testserver,127.0.0.1:{port}"
+    server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)   # polling a flag with a deadline, not a blind sleep
+    yield world, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
 def any_world(any_store, chain, tmp_path):
     return World(make_market(any_store, chain, tmp_path), chain)
 
