@@ -25,6 +25,7 @@ NAMED_HUES: dict[str, list[tuple[int, int]]] = {
     "cyan": [(86, 100)], "blue": [(101, 130)], "purple": [(131, 155)], "magenta": [(156, 171)],
 }
 ROT_UNKNOWN_VAR = 10.0  # rad^2: an angle the view cannot tell (a sphere's or cylinder's yaw)
+OCCLUDED = object()     # marker result: the object is partly hidden (e.g. by the arm), no trustworthy centre
 
 
 @dataclass
@@ -101,6 +102,7 @@ class BlobTrackerConfig:
     depth_sigma: float = 0.001        # depth noise per pixel, m (sim: quantisation; RealSense: ~1 % of z)
     systematic_sigma: float = 0.0012  # per-axis floor for what averaging cannot remove (edges, calibration)
     top_band: float = 0.004           # points within this of the top plane belong to the top face
+    min_visible: float = 0.6          # refuse a blob showing less than this fraction of its top face / disc
 
 
 def hsv_mask(hsv: np.ndarray, obj: ColourObject) -> np.ndarray:
@@ -122,6 +124,7 @@ class BlobTracker:
     def __init__(self, objects: list[ColourObject], config: BlobTrackerConfig | None = None):
         self.objects = list(objects)
         self.config = config or BlobTrackerConfig()
+        self.occluded: dict[str, int] = {}  # observations refused because too little of the object showed
 
     def observe(self, rgb: np.ndarray, depth: np.ndarray | None, K: np.ndarray,
                 T_base_camera: np.ndarray) -> list[BlobObservation]:
@@ -135,6 +138,9 @@ class BlobTracker:
             obs = None
             if depth is not None:
                 obs = self._from_depth(obj, blob, depth, K, T_base_camera)
+                if obs is OCCLUDED:
+                    self.occluded[obj.label] = self.occluded.get(obj.label, 0) + 1
+                    continue
             if obs is None:
                 obs = self._from_ray(obj, blob, K, T_base_camera)
             if obs is not None:
@@ -159,6 +165,9 @@ class BlobTracker:
             return None
         m_per_px = float(np.median(z)) / K[0, 0]
         if obj.shape == "sphere":
+            r_px = obj.size / 2 / m_per_px
+            if len(P) < cfg.min_visible * np.pi * r_px ** 2 * 0.9:  # the disc is partly hidden
+                return OCCLUDED
             return self._sphere(obj, P, T_base_camera[:3, 3], m_per_px, len(P))
         z_top = float(np.percentile(P[:, 2], 95))
         top = P[np.abs(P[:, 2] - z_top) < max(cfg.top_band, 3 * cfg.depth_sigma)]
@@ -178,8 +187,14 @@ class BlobTracker:
         else:
             (cx, cy), _ = cv2.minEnclosingCircle(pts)
         centre = np.array([cx, cy, z_top - obj.h / 2])
+        # Partly hidden (the arm above it, a neighbour in front): the visible top is smaller than the
+        # known face, and its centre is not the object's. Refuse, or widen by what is missing.
+        expected = obj.size ** 2 if obj.shape == "cube" else np.pi * obj.size ** 2 / 4
+        visible = min(1.0, cv2.contourArea(cv2.convexHull(pts)) / expected)
+        if visible < cfg.min_visible:
+            return OCCLUDED
         # An outline edge moves by up to a pixel when the blob gains or loses a column.
-        s_xy = np.hypot(cfg.systematic_sigma, 0.5 * m_per_px)
+        s_xy = np.hypot(np.hypot(cfg.systematic_sigma, 0.5 * m_per_px), max(0.0, 0.9 - visible) * obj.size / 2)
         s_z = np.hypot(cfg.systematic_sigma, cfg.depth_sigma / np.sqrt(len(top)))
         cov = np.diag([s_xy ** 2, s_xy ** 2, s_z ** 2, 0.02 ** 2, 0.02 ** 2, s_yaw ** 2])
         return BlobObservation(obj.label, centre, yaw, cov, len(P), "top-face")

@@ -78,3 +78,18 @@ def test_unknown_colour_is_a_clear_error():
         ColourObject("mauve_thing", "cube", 0.05)
     with pytest.raises(ValueError, match="shape"):
         ColourObject("red_block", "torus", 0.05)
+
+
+def test_partly_hidden_object_is_refused_not_misplaced():
+    """The arm above a block hides part of its top face: the visible part's centre is not the block's."""
+    from perception.geometry import make_T
+    from perception.synthetic import SyntheticScene
+    from .helpers import TABLE_RGBA
+    with SyntheticScene(floor_rgba=TABLE_RGBA) as s:
+        s.add_box("red_block", 0.05, (0.85, 0.1, 0.1, 1), make_T(t=[0.5, 0.0, 0.025]))
+        s.add_box("arm", (0.04, 0.2, 0.04), (0.9, 0.9, 0.9, 1), make_T(t=[0.49, 0.0, 0.2]))
+        T = view_from(0.7, 0, 0.0, (0.5, 0.0, 0.0))
+        r = s.render(T, K)
+    bt = BlobTracker([ColourObject("red_block", "cube", 0.05, rgba=(0.85, 0.1, 0.1))])
+    assert bt.observe(r.rgb, r.depth, K, T) == []
+    assert bt.occluded == {"red_block": 1}
