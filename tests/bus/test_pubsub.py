@@ -113,7 +113,7 @@ def test_latest_mode_drains_to_newest_under_a_fast_publisher(inproc_url):
             time.sleep(0.0005)
         last = pub.sent
         sub.wait_for(lambda m: m.seq == last, timeout=5)  # the final value is never lost
-    assert sub.skipped > 5 * len(seqs) or sub.skipped > 200
+    assert sub.skipped > len(seqs)  # most were superseded before the slow consumer looked
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert np.median(ages_ms) < 50, ages_ms  # fresh: a queue would lag by seconds (1200 x 10 ms)
 
