@@ -114,4 +114,6 @@ def register(app: typer.Typer) -> None:
 
 
 if __name__ == "__main__":  # `python -m nanochat.cli train ...` on a machine with only torch (e.g. a GPU box)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
     policy()

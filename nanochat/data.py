@@ -107,9 +107,11 @@ def encode_all(tokenizer: Tokenizer, texts: Sequence[str | dict], max_len: int) 
     return out
 
 
-def collate(rows: Sequence[Encoded], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(inputs, targets, mask) of shape (B, T): targets are inputs shifted by one; padding masked out."""
+def collate(rows: Sequence[Encoded], pad_id: int, device=None, pad_to: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(inputs, targets, mask) of shape (B, T): targets are inputs shifted by one; padding masked out.
+    T is rounded up to a multiple of `pad_to` (fewer distinct shapes for torch.compile)."""
     T = max(len(r.ids) for r in rows) - 1
+    T = -(-T // pad_to) * pad_to
     x = torch.full((len(rows), T), pad_id, dtype=torch.long)
     y = torch.full((len(rows), T), pad_id, dtype=torch.long)
     m = torch.zeros((len(rows), T), dtype=torch.float32)
@@ -126,10 +128,12 @@ def collate(rows: Sequence[Encoded], pad_id: int, device=None) -> tuple[torch.Te
 class NotebookBatches:
     """Endless shuffled batches of whole notebooks; similar lengths go together to waste less padding."""
 
-    def __init__(self, rows: Sequence[Encoded], batch_size: int, pad_id: int, seed: int = 0, device=None):
+    def __init__(self, rows: Sequence[Encoded], batch_size: int, pad_id: int, seed: int = 0, device=None,
+                 pad_to: int = 1):
         if not rows:
             raise ValueError("no notebooks to train on")
         self.rows, self.batch_size, self.pad_id, self.device = list(rows), batch_size, pad_id, device
+        self.pad_to = pad_to
         self.rng = random.Random(seed)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -145,7 +149,7 @@ class NotebookBatches:
             self.rng.shuffle(batches)
             for b in batches:
                 if len(b) == self.batch_size or len(self.rows) < self.batch_size:
-                    yield collate([self.rows[i] for i in b], self.pad_id, self.device)
+                    yield collate([self.rows[i] for i in b], self.pad_id, self.device, self.pad_to)
 
 
 # ---------------------------------------------------------------------------------------------- generation

@@ -10,7 +10,9 @@ Decoding is constrained so that whatever the weights say, the text parses:
 - experiment bodies come from a token trie over the tokenizations of the lab's finite candidate grid
   (`lab.grammar.candidate_experiments`): existing objects, skill arguments within the grid's limits;
 - conclusions must answer the question (its quantity and object, or a permutation for a ranking);
-- hypotheses follow the grammar's regular expression, checked on partial text (`lab.grammar.prefix_ok`).
+- hypotheses are ranges of the parameters of the question's objects, at most one clause per pair,
+  checked on partial text with the `regex` module's partial matching (as `lab.grammar.prefix_ok` does),
+  and only one hypothesis per notebook (the lab resets its belief engine on each).
 A free-form body that runs into a dead end or past `max_body_tokens` is replaced by a safe default and
 counted in `stats.fallbacks`; the engine never raises on model output.
 """
@@ -240,8 +242,9 @@ class Engine:
             return self._write_free(logits, kind, pattern,
                                     lambda t: pattern.fullmatch(t) is not None and grammar.body_complete(kind, t, scene),
                                     lambda: default_conclusion(question, sections).render())
-        pattern = _compile(grammar.body_regex("hypothesis", scene))
-        return self._write_free(logits, kind, pattern, lambda t: grammar.body_complete(kind, t, scene),
+        pattern = _compile(hypothesis_regex(question))
+        return self._write_free(logits, kind, pattern,
+                                lambda t: pattern.fullmatch(t) is not None and grammar.body_complete(kind, t, scene),
                                 lambda: default_hypothesis(question).render())
 
     def propose(self, sections: Sequence[Section], allowed: Sequence[str] | None = None,
@@ -255,6 +258,8 @@ class Engine:
         kinds = list(allowed) if allowed is not None else list(NEXT_KINDS.get(last, ("conclusion",)))
         if last == "experiment":
             raise ValueError("the notebook ends in an experiment: its observation must come first")
+        if any(s.kind == "hypothesis" for s in sections):
+            kinds = [k for k in kinds if k != "hypothesis"]  # the lab resets its belief on a hypothesis
         if n_exp >= question.max_experiments:
             kinds = ["conclusion"]
         kinds = [k for k in kinds if k in ("hypothesis", "experiment", "conclusion")] or ["conclusion"]
@@ -323,6 +328,16 @@ def _compile(pattern: str) -> "regex.Pattern":
             _PATTERNS.clear()
         _PATTERNS[pattern] = regex.compile(pattern)
     return _PATTERNS[pattern]
+
+
+def hypothesis_regex(question: Question) -> str:
+    """Ranges of the hidden parameters of the question's objects: at most one clause per (parameter,
+    object), so a body is bounded however the weights behave."""
+    objs = "(?:" + "|".join(regex.escape(o) for o in sorted(question.objects, key=lambda o: (-len(o), o))) + ")"
+    clause = "(?:" + "|".join(rf"{p} {objs} in {grammar.num_re(grammar.DECIMALS[p])} {grammar.num_re(grammar.DECIMALS[p])}"
+                              for p in grammar.PARAMS) + ")"
+    n = len(grammar.PARAMS) * len(question.objects)
+    return rf"{clause}(?:; {clause}){{0,{n - 1}}}"
 
 
 def question_and_scene(sections: Sequence[Section]) -> tuple[Question, Scene]:

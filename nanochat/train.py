@@ -56,7 +56,7 @@ class TrainConfig:
 PRESETS = {
     "tiny": TrainConfig(),
     "small": TrainConfig(preset="small", depth=4, vocab_size=768, batch_size=16, steps=1500, eval_every=250),
-    "gpu": TrainConfig(preset="gpu", depth=8, vocab_size=1024, batch_size=64, steps=2000, eval_every=500,
+    "gpu": TrainConfig(preset="gpu", depth=8, vocab_size=1024, batch_size=128, steps=2000, eval_every=500,
                        device="cuda", compile=True),
 }
 
@@ -139,7 +139,8 @@ def train(cfg: TrainConfig, train_texts: Sequence[str | dict], val_texts: Sequen
     opt = MuonAdamW(model, matrix_lr=cfg.matrix_lr, embedding_lr=cfg.embedding_lr, unembedding_lr=cfg.unembedding_lr)
     schedule = Schedule(cfg.steps, warmup=min(cfg.warmup, max(1, cfg.steps // 5)), warmdown=cfg.warmdown)
     fwd = torch.compile(model, dynamic=True) if cfg.compile else model
-    batches = iter(NotebookBatches(train_rows, cfg.batch_size, pad_id, seed=cfg.seed, device=device))
+    batches = iter(NotebookBatches(train_rows, cfg.batch_size, pad_id, seed=cfg.seed, device=device,
+                                   pad_to=128 if cfg.compile else 1))
     flops_per_token = model.flops_per_token()
     peak = peak_flops(device)
     n_params = model.num_params()
