@@ -34,17 +34,20 @@ def _tool_node(bus: str | None, name: str):
     return Node(f"{name}-{int(time.time() * 1000) % 100000}", config, heartbeat_hz=0, start_directory=False)
 
 
-def launch(graph: Path = typer.Argument(..., help="Graph file (TOML): [graph] and [nodes.NAME] tables."),
+def launch(graph: Path = typer.Argument(..., help="Graph file (TOML): a graph table and one nodes.NAME table per node (docs/bus.md)."),
            duration: Optional[float] = typer.Option(None, "--duration", help="Stop the graph after S seconds."),
            bus: Optional[str] = typer.Option(None, "--bus", help="Run on this bus URL instead of the file's "
-                                             "transport (inproc://NAME turns every node into a thread).")):
+                                             "transport (inproc://NAME turns every node into a thread)."),
+           set_: Optional[list[str]] = typer.Option(None, "--set", metavar="NODE.PARAM=VALUE",
+                                                    help="Override a node parameter, e.g. --set arm.port=/dev/ttyUSB0 "
+                                                         "(repeatable).")):
     """Run a graph: nodes as processes or threads, restarts by policy, output prefixed by node name.
 
     Exits non-zero, naming the node, when a node without a restart policy fails. Ctrl-C stops all.
     """
-    from bus.launch import GraphError, Launcher, load_graph
+    from bus.launch import GraphError, Launcher, apply_overrides, load_graph
     try:
-        spec = load_graph(graph)
+        spec = apply_overrides(load_graph(graph), set_ or [])
         if bus:
             spec = spec.with_bus(bus)
     except GraphError as e:

@@ -117,6 +117,25 @@ def parse_graph(doc: dict, where: str = "graph") -> GraphSpec:
     return spec
 
 
+def apply_overrides(spec: GraphSpec, assignments: list[str]) -> GraphSpec:
+    """`NODE.PARAM=VALUE` from the command line (`--set arm.port=/dev/ttyUSB0`). VALUE is read as a TOML
+    value when it parses as one (numbers, booleans, arrays, quoted strings), else taken as a string."""
+    by_name = {n.name: n for n in spec.nodes}
+    for a in assignments:
+        target, eq, raw = a.partition("=")
+        node, dot, key = target.partition(".")
+        if not eq or not dot or not key:
+            raise GraphError(f"--set wants NODE.PARAM=VALUE, got {a!r}")
+        if node not in by_name:
+            raise GraphError(f"--set {a!r}: no node named {node!r} (nodes: {', '.join(by_name)})")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        by_name[node].params[key] = value
+    return spec
+
+
 def resolve(run: str) -> Callable:
     module, _, attr = run.partition(":")
     try:
@@ -441,9 +460,10 @@ class Launcher:
         return restore
 
 
-def launch(path: str | Path, duration: float | None = None, bus: str | None = None) -> Launcher:
+def launch(path: str | Path, duration: float | None = None, bus: str | None = None,
+           overrides: list[str] | None = None) -> Launcher:
     """Load and run a graph file; returns the finished Launcher (see `.failed_node`)."""
-    spec = load_graph(path)
+    spec = apply_overrides(load_graph(path), overrides or [])
     if bus:
         spec = spec.with_bus(bus)
     launcher = Launcher(spec, duration)
@@ -489,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("graph", nargs="?", help="GRAPH.toml")
     ap.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     ap.add_argument("--bus", default=None, help="run on this bus URL instead of the file's transport")
+    ap.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                    help="override a node parameter (repeatable)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -498,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("LOOPYLAB_LOG", "INFO"),
                         format="%(asctime)s %(levelname).1s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        launcher = launch(args.graph, args.duration, args.bus)
+        launcher = launch(args.graph, args.duration, args.bus, args.set)
     except GraphError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bus.launch import GraphError, Launcher, parse_graph
+from bus.launch import GraphError, Launcher, apply_overrides, parse_graph
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,3 +114,13 @@ def test_bad_graph_files_get_clear_errors(doc, message):
     with pytest.raises(GraphError) as e:
         parse_graph(doc, "bad.toml")
     assert message in str(e.value)
+
+
+def test_set_overrides_node_params():
+    spec = parse_graph({"graph": {}, "nodes": {"arm": {"run": "x:y", "params": {"port": "/dev/null", "hz": 10}}}})
+    apply_overrides(spec, ["arm.port=/dev/ttyUSB0", "arm.hz=200", "arm.ids=[1, 2]", "arm.sim=true"])
+    assert spec.nodes[0].params == {"port": "/dev/ttyUSB0", "hz": 200, "ids": [1, 2], "sim": True}
+    with pytest.raises(GraphError, match="no node named 'gripper'"):
+        apply_overrides(spec, ["gripper.port=x"])
+    with pytest.raises(GraphError, match="NODE.PARAM=VALUE"):
+        apply_overrides(spec, ["arm=3"])
