@@ -100,7 +100,7 @@ def test_robotiq_node_grasps_and_reports_faults():
     with RobotiqEmulator("rtu", object_at=180) as emu:
         graph = f"inproc://{uuid.uuid4().hex}"
         dn, tn = Node("gripper", graph), Node("probe", graph)
-        ep = Endpoint(transport="rtu", port=emu.path, timeout_s=0.05, retries=1)
+        ep = Endpoint(transport="rtu", port=emu.path, timeout_s=0.1, retries=2)
         drv = RobotiqNode(dn, RobotiqGripper(ep), rate_hz=50, reconnect_s=0.05)
         try:
             state = tn.subscribe("gripper/state", GripperState, mode="latest")

@@ -63,9 +63,9 @@ def test_silent_motor_is_named(bus, emulator):
 
 
 def test_latency_within_the_allowance_is_fine_beyond_it_is_an_error(bus, emulator):
-    emulator.faults.latency_s = 0.004
+    emulator.faults.latency_s = 0.01
     assert bus.read("ID", "gripper") == 6
-    emulator.faults.latency_s = 0.1  # > 3 tries x ~10.1 ms allowance
+    emulator.faults.latency_s = 0.3  # > 3 tries x ~50 ms allowance
     with pytest.raises(NoResponseError):
         bus.read("ID", "gripper")
 
@@ -171,14 +171,24 @@ def test_vendor_sdk_ping_read_sync_read_sync_write_against_our_emulators(emulato
         pos, size, model = 56, 2, 777
     port = sdk.PortHandler(emulator.path)
     assert port.openPort() and port.setBaudRate(1_000_000)
+
+    def vendor(call, *args):
+        """The SDK has no retries and a fixed 34 ms timeout: on a loaded machine, try again."""
+        for _ in range(5):
+            out = call(*args)
+            result = out[1] if isinstance(out, tuple) and len(out) == 3 else (out[0] if isinstance(out, tuple) else out)
+            if result == 0:
+                return out
+        return out
+
     try:
         for i in emulator.motors:
-            number, result, err = ph.ping(port, i)
+            number, result, err = vendor(ph.ping, port, i)
             assert (number, result, err) == (model, 0, 0)
-        value, result, _ = (ph.read4ByteTxRx if size == 4 else ph.read2ByteTxRx)(port, 3, pos)
+        value, result, _ = vendor(ph.read4ByteTxRx if size == 4 else ph.read2ByteTxRx, port, 3, pos)
         assert result == 0 and value == emulator.register(3, "Present_Position")
         for i in emulator.motors:  # torque on
-            assert ph.write1ByteTxRx(port, i, 64 if kind == "dynamixel" else 40, 1) == (0, 0)
+            assert vendor(ph.write1ByteTxRx, port, i, 64 if kind == "dynamixel" else 40, 1) == (0, 0)
         goal = 116 if kind == "dynamixel" else 42
         w = sdk.GroupSyncWrite(port, ph, goal, size)
         targets = {i: 1800 + 50 * i for i in emulator.motors}
@@ -190,7 +200,8 @@ def test_vendor_sdk_ping_read_sync_read_sync_write_against_our_emulators(emulato
             r.addParam(i)
 
         def arrived():
-            assert r.txRxPacket() == 0
+            if r.txRxPacket() != 0:
+                return False
             return {i: r.getData(i, pos, size) for i in emulator.motors} == targets
         assert wait_until(arrived, 3)
     finally:
