@@ -3,9 +3,11 @@
 Threads of a node (each owns its sockets; ZeroMQ sockets are never shared without a lock):
 - the caller's threads publish directly (one lock per publisher: no hand-off, no added latency);
 - the I/O thread owns every SUB socket, decodes and runs subscription callbacks in arrival order;
-- the housekeeping thread announces the node to the directory, follows the directory's change feed,
-  answers new subscribers of latched topics with the last value (XPUB sees each subscription), and
-  publishes the node's heartbeat;
+- the housekeeping thread follows the directory's change feed, answers new subscribers of latched
+  topics with the last value (XPUB sees each subscription) and publishes the node's heartbeat; it
+  never waits on the directory, so heartbeats keep their rate when the directory is gone;
+- the directory thread re-announces the node every second, takes the directory over when its
+  process died, and re-checks where subscribed topics are published (a safety net for the feed);
 - each service and each timer has its own thread, so a slow skill never stalls sensor callbacks.
 """
 from __future__ import annotations
@@ -379,7 +381,12 @@ class Node:
         self._cmds: queue.Queue = queue.Queue()
         self._announce_lock = threading.Lock()
         self._start_directory = start_directory
-        self._owned_directory = ensure_directory(self.config) if start_directory else None
+        self._owned_directory = None
+        if start_directory:
+            try:
+                self._owned_directory = ensure_directory(self.config)
+            except DirectoryUnavailable as e:  # e.g. a tcp graph whose main host is not up yet
+                self.log.warning("%s; carrying on and trying again every %.0f s", e, ANNOUNCE_S)
         # I/O thread wake-up pipe
         self._wake_addr = f"inproc://loopylab-wake-{uuid.uuid4().hex}"
         self._wake_rx = self.ctx.socket(zmq.PAIR)
@@ -393,6 +400,8 @@ class Node:
         self._hb_pub = self.publisher(f"heartbeat/{name}", Heartbeat) if heartbeat_hz > 0 else None
         self._hk = threading.Thread(target=self._housekeeping, name=f"{name}:hk", daemon=True)
         self._hk.start()
+        self._dir = threading.Thread(target=self._directory_chores, name=f"{name}:dir", daemon=True)
+        self._dir.start()
 
     # -- creation ----------------------------------------------------------
     def publisher(self, topic: str, msg_type: type | None = None, latched: bool = False,
@@ -574,23 +583,23 @@ class Node:
                 sub.sock = None
 
     def _housekeeping(self) -> None:
+        """Fast chores that never wait on the directory: its change feed, latched replies, heartbeats."""
         feed = self.ctx.socket(zmq.SUB)
         feed.setsockopt(zmq.LINGER, 0)
         feed.setsockopt(zmq.SUBSCRIBE, b"topic/")
         feed.connect(self.config.directory_endpoints()[1])
-        next_announce = next_lookup = next_hb = time.monotonic()
+        next_hb = time.monotonic()
         while not self._stop.is_set():
             if feed.poll(10):
-                try:
-                    while True:
+                while feed.get(zmq.EVENTS) & zmq.POLLIN:
+                    try:
                         key, body = feed.recv_multipart(zmq.NOBLOCK)
-                        topic = key.decode()[len("topic/"):]
-                        eps = msgpack.unpackb(body)
-                        for sub in list(self._subs):
-                            if sub.topic == topic:
-                                self._command(("connect", sub, eps))
-                except zmq.Again:
-                    pass
+                        topic, eps = key.decode()[len("topic/"):], msgpack.unpackb(body)
+                    except (ValueError, UnicodeDecodeError, zmq.Again):
+                        continue
+                    for sub in list(self._subs):
+                        if sub.topic == topic:
+                            self._command(("connect", sub, eps))
             for p in list(self._publishers):
                 if p.latched:
                     p.poll_subscriptions()
@@ -598,11 +607,16 @@ class Node:
             if self._hb_pub is not None and now >= next_hb:
                 self._hb_pub.publish(Heartbeat(node=self.name, pid=os.getpid(), period_s=self._hb_period))
                 next_hb = now + self._hb_period
-            if now >= next_announce:
-                if not self._announce():
-                    self._take_over_directory()
-                next_announce = now + ANNOUNCE_S
-            if now >= next_lookup and self._subs:  # the feed is fast; this is the safety net
+        feed.close()
+
+    def _directory_chores(self) -> None:
+        """Slow chores that may wait on the directory (up to a second when it is gone): announce this
+        node, take the directory over when its process died, re-check where our topics are."""
+        while not self._stop.wait(ANNOUNCE_S):
+            if not self._announce():
+                self._take_over_directory()
+                continue
+            if self._subs:  # the feed is fast; this is the safety net
                 try:
                     names = sorted({s.topic for s in self._subs})
                     eps = request(self.config, {"op": "lookup", "kind": "topic", "names": names}, 0.5)
@@ -610,8 +624,6 @@ class Node:
                         self._command(("connect", sub, eps["endpoints"].get(sub.topic, [])))
                 except DirectoryUnavailable:
                     pass
-                next_lookup = now + ANNOUNCE_S
-        feed.close()
 
     def _count(self, what: str, detail: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
@@ -664,7 +676,7 @@ class Node:
             request(self.config, {"op": "bye", "node": self.name, "uid": self.uid}, 0.5)
         except DirectoryUnavailable:
             pass
-        for th in (self._io, self._hk, *[s._thread for s in self._services], *[t._thread for t in self._timers]):
+        for th in (self._io, self._hk, self._dir, *[s._thread for s in self._services], *[t._thread for t in self._timers]):
             if th is not threading.current_thread():
                 th.join(2)
         for p in self._publishers:

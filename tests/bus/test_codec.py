@@ -96,7 +96,7 @@ def test_every_registered_type_is_covered():
     assert covered == set(MESSAGE_TYPES.values())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(MESSAGES)
 def test_roundtrip(msg):
     frames = codec.to_frames("some/topic", msg)
@@ -115,7 +115,7 @@ def test_large_arrays_travel_as_separate_frames():
     assert small_buffers == []  # a 7-joint state stays a two-frame message
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(st.lists(st.binary(max_size=64), min_size=0, max_size=5))
 def test_garbage_frames_only_raise_decode_error(frames):
     try:
@@ -124,7 +124,7 @@ def test_garbage_frames_only_raise_decode_error(frames):
         pass
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(MESSAGES, st.data())
 def test_corrupted_messages_only_raise_decode_error(msg, data):
     """Truncate or flip bytes of a real header and drop buffer frames: never anything but DecodeError."""
