@@ -322,8 +322,12 @@ class _Running:
 class Launcher:
     """Runs a GraphSpec until SIGINT/SIGTERM, `duration` seconds, `stop()`, or a fatal node failure."""
 
-    def __init__(self, spec: GraphSpec, duration: float | None = None, stdout=None, stderr=None):
+    def __init__(self, spec: GraphSpec, duration: float | None = None, stdout=None, stderr=None,
+                 capture_thread_output: bool = True):
+        """`capture_thread_output=False` leaves sys.stdout alone while thread nodes run (their lines
+        then carry no `[node]` prefix): for embedding a launcher in a program that prints itself."""
         self.spec, self.duration = spec, duration
+        self.capture_thread_output = capture_thread_output
         self.url = spec.url
         color = (stdout or sys.stdout).isatty() if hasattr(stdout or sys.stdout, "isatty") else False
         self.out = _Prefixer(stdout or sys.stdout, color)
@@ -442,7 +446,7 @@ class Launcher:
 
     def _capture_thread_output(self) -> Callable[[], None]:
         threads = {n.name for n in self.spec.nodes if not n.process}
-        if not threads:
+        if not threads or not self.capture_thread_output:
             return lambda: None
         saved = sys.stdout, sys.stderr
         out, err = _ThreadStream(self.out, threads), _ThreadStream(self.err, threads)

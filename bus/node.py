@@ -57,7 +57,7 @@ class Publisher:
         self._sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # see every (un)subscription, also repeated ones
         self.endpoint = node._bind(self._sock, "p")
         self._seq = itertools.count(1)
-        self._last: list | None = None
+        self._last: list | None = None  # latched: the last message, as a replay (see Subscription._deliver)
         self.subscribers = 0
         self.sent = 0
         self.bytes_sent = 0
@@ -75,7 +75,7 @@ class Publisher:
             self._drain_subscriptions()
             self._sock.send_multipart(frames, copy=False)
             if self.latched:
-                self._last = frames
+                self._last = [self._prefix + b"\0r", header, *buffers]
         self.sent += 1
         self.bytes_sent += len(header) + (sum(b.nbytes for b in buffers) if buffers else 0)
 
@@ -136,16 +136,21 @@ class Subscription:
         self.skipped = 0        # latest mode: superseded before they were looked at
         self.bytes = 0
         self.endpoints: set[str] = set()
-        self._last_seq: dict[bytes, int] = {}
+        self._seen: set[bytes] = set()  # publishers we have had a message from
         self.sock: zmq.Socket | None = None  # created by the I/O thread
         self.queue_size = queue_size
 
     # -- I/O thread side --------------------------------------------------
     def _deliver(self, frames: list) -> None:
-        topic_frame = frames[0].bytes
-        pub = topic_frame.partition(b"\0")[2]
+        # frame 0 is "topic\0pubid", or "topic\0pubid\0r" for a latched value replayed because a
+        # subscriber joined: every subscriber gets that replay, and only those that have nothing yet
+        # from that publisher keep it. (Not judged by seq: a node may forward messages with their seq.)
+        pub, _, flag = frames[0].bytes.partition(b"\0")[2].partition(b"\0")
+        if flag == b"r" and pub in self._seen:
+            return
         self.bytes += sum(map(len, frames))
         if self.raw:
+            self._seen.add(pub)
             self._accept(frames, pub, None)
             return
         try:
@@ -160,11 +165,7 @@ class Subscription:
             self.node._count("wrong_type", f"{self.topic}: got {type(msg).__name__}, "
                                            f"expected {self.msg_type.__name__}")
             return
-        seq = getattr(msg, "seq", 0)
-        if seq and seq <= self._last_seq.get(pub, 0):
-            return  # the latched value replayed to another late joiner: we have it already
-        if seq:
-            self._last_seq[pub] = seq
+        self._seen.add(pub)
         self._accept(msg, pub, frames)
 
     def _accept(self, msg, pub, frames):

@@ -158,3 +158,19 @@ def test_latched_topic_across_processes(ipc_url, spawn):
         child.join(10)
         assert child.exitcode == 0  # SIGTERM is a clean shutdown
         assert "sleeper" not in node.graph()["nodes"]  # it said bye to the directory
+
+
+def test_forwarded_messages_keep_their_seq_and_all_arrive(inproc_url):
+    """A node may republish messages with their original (non-monotonic) seq: none may be lost,
+    and republishing the same object again is a new message."""
+    with Node("fwd", inproc_url) as a, Node("b", inproc_url) as b:
+        pub = a.publisher("arm/joint_command", JointState, latched=True)
+        sub = b.subscribe("arm/joint_command", JointState, queue_size=10)
+        assert pub.wait_for_subscribers(1, 5)
+        for seq in (5, 3, 9, 1):
+            pub.publish(JointState(seq=seq, name=["j"], position=[float(seq)]))
+        same = JointState(name=["j"], position=[7.0])
+        pub.publish(same)
+        pub.publish(same)
+        got = [sub.get(timeout=5).seq for _ in range(6)]
+    assert got[:4] == [5, 3, 9, 1] and got[4] == got[5] == 1
