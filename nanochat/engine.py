@@ -37,6 +37,7 @@ NEXT_KINDS = {
     "hypothesis": ("experiment", "conclusion"),
     "belief": ("hypothesis", "experiment", "conclusion"),
     "observation": ("hypothesis", "experiment", "conclusion"),  # a notebook without a belief engine
+    "question": ("hypothesis", "experiment", "conclusion"),
     "conclusion": (),
 }
 WIDE_RANGES = {"friction": (0.2, 0.9), "mass": (0.05, 0.6), "restitution": (0.1, 0.8), "slide": (0.0, 0.3)}
@@ -181,17 +182,25 @@ class Engine:
         return self._tries[key]
 
     def _write_trie(self, logits: torch.Tensor, trie: TokenTrie, kind: str) -> str:
+        """Walk the trie: the model chooses at every branch; a stretch without a choice goes through
+        the model in one forward pass. The closing tokens are not fed now: the next `sync` feeds them
+        together with whatever the lab appends (one forward pass instead of two)."""
+        end = self.end_id[kind]
         node, body = trie.root, []
         while True:
             t = self._choose(logits, list(node))
+            run = [t]
             node = node[t]
-            if t == self.end_id[kind]:
-                self.stats.generated_tokens += 1
-                self._feed([t] + self.newline)
+            while t != end and len(node) == 1:
+                t = next(iter(node))
+                run.append(t)
+                node = node[t]
+            self.stats.generated_tokens += len(run)
+            if run[-1] == end:
+                body += run[:-1]
                 return self.tok.decode(body)
-            body.append(t)
-            self.stats.generated_tokens += 1
-            logits = self._feed([t])
+            body += run
+            logits = self._feed(run)
 
     def _write_free(self, logits: torch.Tensor, kind: str, pattern: "regex.Pattern",
                     complete: Callable[[str], bool], fallback: Callable[[], str]) -> str:
@@ -210,8 +219,7 @@ class Engine:
             if t is None:
                 break
             self.stats.generated_tokens += 1
-            if t == end:
-                self._feed([t] + self.newline)
+            if t == end:  # fed lazily by the next sync, with what the lab appends
                 return text
             text += self.token_text[t]
             n += 1
@@ -220,9 +228,7 @@ class Engine:
         self.stats.fallbacks += 1
         self._cache.pos -= n
         self._tokens = self._tokens[:len(self._tokens) - n]
-        body = fallback()
-        self._feed(self.tok.encode_ordinary(body) + [end] + self.newline)
-        return body
+        return fallback()  # fed by the next sync
 
     def _write_body(self, kind: str, logits: torch.Tensor, question: Question, scene: Scene,
                     sections: Sequence[Section], candidates: Sequence[str] | None = None) -> str:
@@ -342,7 +348,7 @@ def hypothesis_regex(question: Question) -> str:
 
 def question_and_scene(sections: Sequence[Section]) -> tuple[Question, Scene]:
     question = next((s.body for s in sections if s.kind == "question"), None)
-    scene = next((s.body for s in sections if s.kind == "scene"), None)
+    scene = next((s.body for s in reversed(sections) if s.kind == "scene"), None)  # objects move: the latest
     if question is None or scene is None:
         raise ValueError("a notebook needs a question and a scene before the policy can propose")
     return question, scene

@@ -54,6 +54,17 @@ def random_notebook(rng: random.Random) -> list[Section]:
     return secs
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Small models gain nothing from threads, and on a loaded 2-core machine OpenMP spinning makes
+    them many times slower."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def notebooks() -> list[str]:
     rng = random.Random(0)
