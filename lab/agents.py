@@ -90,6 +90,13 @@ class EIGAgent(ScientistAgent):
         self.design = design or DesignConfig()
         self.decision_s: list[float] = []
 
+    def propose(self, notebook: NotebookView) -> Proposal:
+        proposal = super().propose(notebook)
+        if isinstance(proposal, g.Experiment) and self.last_decision is not None and self.last_decision.score <= 0:
+            # nothing left is worth its cost: answer now rather than spend the budget
+            return notebook.posterior.answer(notebook.confidence).conclusion
+        return proposal
+
     def experiment(self, notebook: NotebookView) -> g.Experiment:
         t0 = time.perf_counter()
         post = notebook.posterior

@@ -33,6 +33,7 @@ class DesignConfig:
     duration_s: dict = field(default_factory=lambda: {"push": 3.0, "strike": 2.0, "weigh": 4.0, "drop": 4.0,
                                                      "lift": 3.0})
     risk: dict = field(default_factory=lambda: {"drop": 0.01, "strike": 0.005})  # nats: objects may roll away
+    lookahead: bool = True         # also score pairs of experiments (see pair_scores)
 
     def cost(self, exp: g.Experiment) -> float:
         return self.cost_per_s * self.duration_s.get(exp.skill, 3.0) + self.risk.get(exp.skill, 0.0)
@@ -55,64 +56,114 @@ def quantity(post: Posterior, obj: str, theta: np.ndarray) -> tuple[np.ndarray, 
     return np.exp(theta[:, col]), 1.0, (q.tolerance / 4) ** 2
 
 
+class _ObjectScorer:
+    """Nested-MC machinery for the experiments on one object: inner particles, the question quantity,
+    and for each experiment level the simulated outcomes of the outer particles and their likelihoods."""
+
+    def __init__(self, post: Posterior, obj: str, cfg: DesignConfig, rng: np.random.Generator, last_sigma: dict):
+        op = post.objects[obj]
+        self.post, self.cfg, self.rng, self.last_sigma = post, cfg, rng, last_sigma
+        self.inner = op.theta[op.draw(cfg.n_inner)]
+        self.phi, self.weight, self.floor = quantity(post, obj, self.inner)
+        self.var0 = max(float(np.var(self.phi)), self.floor)
+        self.outer = rng.choice(len(self.inner), size=min(cfg.n_outer, len(self.inner)), replace=False)
+        self.loglik: dict[tuple, np.ndarray] = {}
+
+    @property
+    def useless(self) -> bool:
+        return self.weight <= 0 or self.var0 <= self.floor
+
+    def L(self, exp: g.Experiment) -> np.ndarray:
+        """(n_outer, n_inner) log p(y_i | theta_j) with y_i simulated from outer particle i."""
+        key = level_key(exp)
+        if key not in self.loglik:
+            pred = self.post.forward.predict(exp, self.inner)
+            out = np.zeros((len(self.outer), len(self.inner)))
+            for mkey in MEASURED[exp.skill]:
+                sig = self.post.noise.sigma(mkey, pred[mkey], self.last_sigma.get(mkey, 0.0))
+                y = self.post.noise.sample(pred[mkey][self.outer], sig[self.outer], self.rng)
+                out += self.post.noise.logpdf(y[:, None], pred[mkey][None, :], sig[None, :], mkey)
+            self.loglik[key] = out
+        return self.loglik[key]
+
+    def gain(self, loglik: np.ndarray) -> float:
+        w = np.exp(loglik - loglik.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        m1 = w @ self.phi
+        var = np.maximum(w @ (self.phi ** 2) - m1 ** 2, self.floor)
+        return max(self.weight * float(np.mean(0.5 * np.log(self.var0 / var))), 0.0)
+
+
+def _scorers(post, candidates, cfg, rng, last_sigma) -> dict[str, _ObjectScorer]:
+    objs = {e.object for e in candidates if e.object in post.objects}
+    return {o: _ObjectScorer(post, o, cfg, rng, last_sigma) for o in sorted(objs)}
+
+
 def eig_scores(post: Posterior, candidates: list[g.Experiment], cfg: DesignConfig | None = None,
-               rng: np.random.Generator | None = None, last_sigma: dict | None = None) -> np.ndarray:
+               rng: np.random.Generator | None = None, last_sigma: dict | None = None,
+               scorers: dict | None = None) -> np.ndarray:
     """EIG (nats) about the question quantity for each candidate (no cost subtracted)."""
     cfg = cfg or DesignConfig()
     rng = rng or np.random.default_rng(0)
-    last_sigma = last_sigma or {}
+    scorers = scorers if scorers is not None else _scorers(post, candidates, cfg, rng, last_sigma or {})
     scores = np.zeros(len(candidates))
     by_level: dict[tuple, float] = {}
-    per_object: dict[str, tuple] = {}
     for ci, exp in enumerate(candidates):
         key = level_key(exp)
-        if key in by_level:
-            scores[ci] = by_level[key]
-            continue
-        if exp.object not in post.objects:
-            by_level[key] = 0.0
-            continue
-        if exp.object not in per_object:
-            op = post.objects[exp.object]
-            inner = op.theta[op.draw(cfg.n_inner)]
-            phi, weight, floor = quantity(post, exp.object, inner)
-            per_object[exp.object] = (inner, phi, weight, floor, max(float(np.var(phi)), floor))
-        inner, phi, weight, floor, var0 = per_object[exp.object]
-        if weight <= 0 or var0 <= floor:
-            by_level[key] = scores[ci] = 0.0
-            continue
-        pred = post.forward.predict(exp, inner)
-        outer = rng.choice(len(inner), size=min(cfg.n_outer, len(inner)), replace=False)
-        loglik = np.zeros((len(outer), len(inner)))
-        for mkey in MEASURED[exp.skill]:
-            sig = post.noise.sigma(mkey, pred[mkey], last_sigma.get(mkey, 0.0))
-            y = post.noise.sample(pred[mkey][outer], sig[outer], rng)
-            loglik += post.noise.logpdf(y[:, None], pred[mkey][None, :], sig[None, :])
-        w = np.exp(loglik - loglik.max(axis=1, keepdims=True))
-        w /= w.sum(axis=1, keepdims=True)
-        m1 = w @ phi
-        var = np.maximum(w @ (phi ** 2) - m1 ** 2, floor)
-        gain = weight * float(np.mean(0.5 * np.log(var0 / var)))
-        by_level[key] = scores[ci] = max(gain, 0.0)
+        if key not in by_level:
+            sc = scorers.get(exp.object)
+            by_level[key] = 0.0 if sc is None or sc.useless else sc.gain(sc.L(exp))
+        scores[ci] = by_level[key]
     return scores
+
+
+def pair_scores(post: Posterior, candidates: list[g.Experiment], scorers: dict) -> dict[tuple[int, int], float]:
+    """Two-step lookahead: EIG of doing candidates i and j (same object, any two levels, repeats
+    allowed), over one representative candidate per level. Myopic EIG never weighs an object for a
+    friction question (the mass alone says nothing about friction), but weigh-then-push pins it down."""
+    reps: dict[tuple, int] = {}
+    for i, e in enumerate(candidates):
+        reps.setdefault(level_key(e), i)
+    idx = list(reps.values())
+    out = {}
+    for a, i in enumerate(idx):
+        for j in idx[a:]:
+            ei, ej = candidates[i], candidates[j]
+            sc = scorers.get(ei.object)
+            if ei.object != ej.object or sc is None or sc.useless:
+                continue
+            out[(i, j)] = sc.gain(sc.L(ei) + sc.L(ej))
+    return out
 
 
 @dataclass
 class Decision:
     experiment: g.Experiment
     eig: float
-    score: float                 # eig - cost
+    score: float                 # eig - cost (or half the best pair's, when looking ahead pays)
     scores: np.ndarray           # eig of every candidate (same order as the candidates)
+    lookahead: bool = False      # chosen as the first half of a two-experiment plan
 
 
 def choose(post: Posterior, candidates: list[g.Experiment], cfg: DesignConfig | None = None,
            rng: np.random.Generator | None = None, last_sigma: dict | None = None) -> Decision:
-    """The candidate with the highest EIG minus cost (ties: the first in grid order)."""
+    """The candidate with the highest EIG minus cost; when some pair of experiments gains more per
+    experiment than any single one, the more informative half of that pair (ties: grid order)."""
     cfg = cfg or DesignConfig()
-    eig = eig_scores(post, candidates, cfg, rng, last_sigma)
-    net = eig - np.array([cfg.cost(e) for e in candidates])
+    rng = rng or np.random.default_rng(0)
+    scorers = _scorers(post, candidates, cfg, rng, last_sigma or {})
+    eig = eig_scores(post, candidates, cfg, rng, last_sigma, scorers)
+    cost = np.array([cfg.cost(e) for e in candidates])
+    net = eig - cost
     i = int(np.argmax(net))
-    return Decision(candidates[i], float(eig[i]), float(net[i]), eig)
+    best, lookahead = float(net[i]), False
+    if cfg.lookahead:
+        for (a, b), gain in pair_scores(post, candidates, scorers).items():
+            per = (gain - cost[a] - cost[b]) / 2
+            if per > best + 1e-3 and per > net[i]:
+                i = a if net[a] >= net[b] else b
+                best, lookahead = per, True
+    return Decision(candidates[i], float(eig[i]), best, eig, lookahead)
 
 
 def regret(eig_of_choice: float, scores: np.ndarray, rng: np.random.Generator, n_random: int = 100) -> float:

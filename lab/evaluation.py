@@ -68,10 +68,10 @@ _STATE: dict = {}
 
 
 def _worker_twins():
-    """This process's twin pool (made once, reused for every world of the worker)."""
-    from sim.twin import TwinPool
+    """This process's twins (made once, reused for every world of the worker)."""
+    from lab.forward import InlineTwins
     if "twins" not in _STATE:
-        _STATE["twins"] = TwinPool(workers=1)
+        _STATE["twins"] = InlineTwins()
     return _STATE["twins"]
 
 
@@ -191,8 +191,9 @@ def _run_ray(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:
     started = False
     if not ray.is_initialized():
         if cfg.ray == "local":
-            ray.init(num_cpus=cfg.workers, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
+            # workers inherit this environment; the project is importable from the working directory
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
+            ray.init(num_cpus=cfg.workers, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=cfg.ray, log_to_driver=False)
         started = True

@@ -513,13 +513,13 @@ def section_text(body: Body) -> str:
 # ---------------------------------------------------------------------------------------------
 # the finite experiment grid
 
-PUSH_DISTANCES = (0.05, 0.10)
+PUSH_DISTANCES = (0.10,)
 PUSH_SPEEDS = (0.05, 0.10)
-STRIKE_SPEEDS = (0.20, 0.30, 0.40, 0.50)
+STRIKE_SPEEDS = (0.30, 0.45, 0.60)   # slower strikes hardly launch the object
 DROP_HEIGHTS = (0.10, 0.20)
-LIFT_HEIGHTS = (0.05, 0.10)
-WORKSPACE_X = (0.25, 0.80)   # reachable table area (base frame, metres); paths must stay inside
-WORKSPACE_Y = (-0.35, 0.35)
+LIFT_HEIGHTS = (0.10,)
+WORKSPACE_X = (0.30, 0.74)   # reachable table area (base frame, metres) for pushes: the pusher's start
+WORKSPACE_Y = (-0.30, 0.30)  # behind the object and the object's end point must both lie inside
 CLEARANCE = 0.06             # free margin around a pushed or struck object's path
 
 
@@ -532,9 +532,10 @@ def path_clear(scene: Scene, obj: str, direction: str, travel: float) -> bool:
     coming near another object (the twin's surrogate assumes an unobstructed, isotropic table)."""
     o = scene.get(obj)
     ux, uy = _unit(direction)
-    ex, ey = o.x + ux * travel, o.y + uy * travel
-    if not (WORKSPACE_X[0] <= ex <= WORKSPACE_X[1] and WORKSPACE_Y[0] <= ey <= WORKSPACE_Y[1]):
-        return False
+    behind = o.size / 2 + 0.05   # where the pusher starts
+    for px, py in ((o.x + ux * travel, o.y + uy * travel), (o.x - ux * behind, o.y - uy * behind)):
+        if not (WORKSPACE_X[0] <= px <= WORKSPACE_X[1] and WORKSPACE_Y[0] <= py <= WORKSPACE_Y[1]):
+            return False
     for other in scene.objects:
         if other.name == obj:
             continue
@@ -546,27 +547,37 @@ def path_clear(scene: Scene, obj: str, direction: str, travel: float) -> bool:
     return True
 
 
-STRIKE_TRAVEL = 0.15  # metres reserved for a strike's slide
+def _centre_first(o: SceneObject) -> list[str]:
+    """Directions ordered towards the middle of the workspace first: an agent that takes the first of
+    equally good experiments keeps its objects away from the edges, where nothing can be done."""
+    cx, cy = sum(WORKSPACE_X) / 2, sum(WORKSPACE_Y) / 2
+    return sorted(DIRECTIONS, key=lambda d: (o.x + _unit(d)[0] * 0.1 - cx) ** 2 + (o.y + _unit(d)[1] * 0.1 - cy) ** 2)
 
 
-def candidate_experiments(scene: Scene, question: Question | None = None) -> list[Experiment]:
+STRIKE_TRAVEL = 0.12  # metres reserved for a strike's pusher travel and slide
+
+
+def candidate_experiments(scene: Scene, question: Question | None = None,
+                          exclude: Iterable[Experiment] = ()) -> list[Experiment]:
     """The finite, sensible grid of experiments on the objects of `question` (all objects if None):
-    every skill at every parameter level, pushes and strikes only along directions with a clear path."""
+    every skill at every parameter level, pushes and strikes only along directions with a clear path;
+    minus `exclude` (e.g. experiments that already failed where the objects are now)."""
     objs = list(question.objects) if question is not None else scene.names
     out: list[Experiment] = []
     for name in objs:
-        scene.get(name)
-        for dr in DIRECTIONS:
+        dirs = _centre_first(scene.get(name))
+        for dr in dirs:
             for dist in PUSH_DISTANCES:
                 if path_clear(scene, name, dr, dist):
                     out += [Experiment("push", name, dr, dist, sp) for sp in PUSH_SPEEDS]
-        for dr in DIRECTIONS:
+        for dr in dirs:
             if path_clear(scene, name, dr, STRIKE_TRAVEL):
                 out += [Experiment("strike", name, dr, speed=sp) for sp in STRIKE_SPEEDS]
         out.append(Experiment("weigh", name))
         out += [Experiment("drop", name, height=h) for h in DROP_HEIGHTS]
         out += [Experiment("lift", name, height=h) for h in LIFT_HEIGHTS]
-    return out
+    skip = set(exclude)
+    return [e for e in out if e not in skip]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from bus import ObjectPoses
 from bus.node import ServiceClient
 from lab import grammar as g
 from lab.beliefs import Measurement, NoiseModel, Posterior
@@ -39,9 +40,29 @@ class BusRunner:
         # node is looked up afresh by a new runner
         self._call = ServiceClient(node, "skills/execute").call
         self.timeout = timeout
+        self._objects = node.subscribe("perception/objects", ObjectPoses, mode="latest")
 
     def execute(self, exp: g.Experiment) -> dict:
         return self._call(exp.request(), timeout=self.timeout)
+
+    def poses(self) -> dict[str, tuple[float, float]] | None:
+        """Where perception (or mocap) sees the objects now: {label: (x, y)}; None before any message."""
+        msg = self._objects.latest()
+        if msg is None:
+            return None
+        return {o.label: (float(o.position[0]), float(o.position[1])) for o in msg.objects}
+
+
+def moved_scene(scene: g.Scene, poses: dict | None, threshold: float = 0.01) -> g.Scene | None:
+    """The scene with the objects where they are now, or None if none moved by `threshold` metres."""
+    if not poses:
+        return None
+    objs, moved = [], False
+    for o in scene.objects:
+        x, y = poses.get(o.name, (o.x, o.y))
+        moved |= abs(x - o.x) >= threshold or abs(y - o.y) >= threshold
+        objs.append(g.SceneObject(o.name, o.shape, o.size, float(g.fmt(x, 2)), float(g.fmt(y, 2))))
+    return g.Scene(tuple(objs)) if moved else None
 
 
 def grammar_scene(spec) -> g.Scene:
@@ -103,6 +124,7 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
     cfg = cfg or InvestigationConfig()
     t0 = time.perf_counter()
     gscene = grammar_scene(scene)
+    failed: set[g.Experiment] = set()   # failed where the objects are now: not offered again
     candidates = tuple(g.candidate_experiments(gscene, question))
     nb = Notebook(question, investigation, sinks)
     nb.add(question)
@@ -128,6 +150,15 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
             post.reset(proposal)
         elif isinstance(proposal, g.Experiment):
             steps.append(_run_experiment(proposal, agent, nb, post, runner, candidates, cfg, rng))
+            if not steps[-1].ok:
+                failed.add(proposal)
+            # experiments move objects: keep the scene (and so the grid of clear paths) current
+            now = moved_scene(gscene, runner.poses() if hasattr(runner, "poses") else None)
+            if now is not None:
+                gscene = now
+                nb.add(gscene)
+                failed.clear()
+            candidates = tuple(g.candidate_experiments(gscene, question, exclude=failed))
         elif isinstance(proposal, g.Conclusion):
             conclusion = proposal
             break

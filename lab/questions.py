@@ -13,9 +13,9 @@ import numpy as np
 from lab import grammar as g
 
 KINDS = ("friction", "mass", "restitution", "rank", "predict")
-DEFAULT_TOLERANCE = {"friction": 0.05, "mass": 0.10, "restitution": 0.05, "rank": 0.0, "predict": 0.02}
+DEFAULT_TOLERANCE = {"friction": 0.05, "mass": 0.10, "restitution": 0.05, "rank": 0.0, "predict": 0.01}
 DEFAULT_CONFIDENCE = 0.9     # P(answer within tolerance) required before concluding
-PREDICT_SPEEDS = (0.25, 0.35, 0.45)  # held-out strike speeds (never in the experiment grid)
+PREDICT_SPEEDS = (0.35, 0.40, 0.50)  # held-out strike speeds (never in the experiment grid)
 
 
 def parse_question(text: str) -> g.Question:

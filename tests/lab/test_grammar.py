@@ -106,7 +106,7 @@ bodies = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(bodies, min_size=1, max_size=8))
 def test_render_parse_round_trip(bodies_):
     text = g.render(bodies_)
@@ -115,7 +115,7 @@ def test_render_parse_round_trip(bodies_):
     assert g.render(sections) == text
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(bodies, st.data())
 def test_every_prefix_of_a_valid_body_is_accepted(body, data):
     kind = g.Section(g._kind_of(body), body).kind
@@ -125,7 +125,7 @@ def test_every_prefix_of_a_valid_body_is_accepted(body, data):
     assert g.body_complete(kind, text)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(scenes, st.data())
 def test_prefix_ok_with_a_scene_accepts_grid_prefixes_and_rejects_strangers(scene, data):
     cands = g.valid_bodies("experiment", scene)

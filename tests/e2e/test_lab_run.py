@@ -1,0 +1,41 @@
+"""`loopylab run` end to end: the CLI starts the sim bench (lockstep), runs one investigation over the
+bus, and writes a report whose notebook parses and whose conclusion is graded against the oracle."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from lab import grammar as g
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_loopylab_run_answers_a_question_end_to_end(tmp_path):
+    out = tmp_path / "report"
+    cmd = [sys.executable, "-m", "lab.cli", "run", "-q", "estimate mass of red_block within 10%", "--seed", "2",
+           "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["success"] is True and summary["experiments"] >= 1
+    assert set(p.name for p in out.iterdir()) >= {"notebook.jsonl", "notebook.txt", "posterior.png", "result.json"}
+    sections = g.parse((out / "notebook.txt").read_text())
+    kinds = [s.kind for s in sections]
+    assert kinds[:3] == ["question", "scene", "hypothesis"] and kinds[-1] == "conclusion"
+    assert kinds.count("experiment") == kinds.count("observation") == summary["experiments"]
+    records = [json.loads(line) for line in (out / "notebook.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in records] == [s.render() for s in sections]
+    truth = summary["truth"]["red_block"]["mass"]
+    assert abs(summary["answer"] - truth) / truth <= 0.10
+
+
+def test_loopylab_run_rejects_a_bad_question_clearly():
+    import typer
+    from typer.testing import CliRunner
+
+    from lab.commands import register
+    app = typer.Typer()
+    register(app)
+    res = CliRunner().invoke(app, ["run", "-q", "how heavy is it?"])
+    assert res.exit_code == 2
+    assert "question" in res.output and "estimate" in res.output

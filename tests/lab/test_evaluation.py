@@ -1,0 +1,44 @@
+"""Evaluation on a tiny seed range: process pool and a local Ray instance, report folder contents."""
+import json
+
+import pytest
+
+from lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval
+from lab.report import write_eval_report
+
+
+def _check(rows, n):
+    assert len(rows) == n
+    for r in rows:
+        assert not r["crashed"], r.get("traceback")
+        assert r["question"].startswith("estimate mass") and r["experiments"] >= 1
+        assert r["success"] and r["error"] <= 0.10
+        assert r["regret_mean"] is not None and r["regret_mean"] >= 0
+        assert "<|conclusion_start|>" in r["notebook"]
+
+
+def test_eval_on_a_process_pool_writes_a_report(tmp_path):
+    rows = run_eval(EvalConfig(agents=["eig"], kinds=["mass"], seeds=[0, 1], workers=2))
+    _check(rows, 2)
+    table = write_eval_report(tmp_path, rows)
+    assert table["mass"]["eig"]["success_rate"] == 1.0 and table["mass"]["eig"]["worlds"] == 2
+    assert {p.name for p in tmp_path.iterdir()} >= {"results.jsonl", "summary.md", "summary.json",
+                                                     "error_vs_experiments.png"}
+    assert json.loads((tmp_path / "summary.json").read_text())["mass"]["eig"]["experiments_median"] >= 1
+    assert "| eig | 2 | 100% |" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_eval_on_a_local_ray_instance():
+    pytest.importorskip("ray")
+    rows = run_eval(EvalConfig(agents=["eig"], kinds=["mass"], seeds=[2], workers=1, ray="local"))
+    _check(rows, 1)
+
+
+def test_seed_and_kind_parsing():
+    assert parse_seeds("0:3") == [0, 1, 2] and parse_seeds("4") == [4] and parse_seeds("1,5") == [1, 5]
+    with pytest.raises(ValueError, match="seeds"):
+        parse_seeds("a:b")
+    assert parse_kinds("all")[0] == "friction"
+    with pytest.raises(ValueError, match="unknown question kind"):
+        parse_kinds("mass,colour")
