@@ -64,6 +64,8 @@ class Publisher:
 
     def publish(self, msg: Any, stamp_ns: int | None = None) -> None:
         """Send a message. `seq` and `stamp_ns` are filled in when left at 0."""
+        if self.msg_type is not None and not isinstance(msg, self.msg_type):
+            raise TypeError(f"{self.topic} carries {self.msg_type.__name__}, not {type(msg).__name__}")
         if isinstance(msg, Message):
             if not msg.seq:
                 msg.seq = next(self._seq)

@@ -174,3 +174,11 @@ def test_forwarded_messages_keep_their_seq_and_all_arrive(inproc_url):
         pub.publish(same)
         got = [sub.get(timeout=5).seq for _ in range(6)]
     assert got[:4] == [5, 3, 9, 1] and got[4] == got[5] == 1
+
+
+def test_publishing_the_wrong_type_is_refused_at_the_source(inproc_url):
+    with Node("a", inproc_url) as a:
+        pub = a.publisher("arm/joint_state", JointState)
+        with pytest.raises(TypeError, match="arm/joint_state carries JointState, not Image"):
+            pub.publish(Image.from_array(helpers.frame(0)))
+        assert pub.sent == 0
