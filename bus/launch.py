@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bus.config import BusConfig
-from bus.directory import ensure_directory, stop_local
+from bus.directory import DirectoryUnavailable, ensure_directory, stop_local
 
 log = logging.getLogger("loopylab.launch")
 RESTART_POLICIES = ("never", "on-failure", "always")
@@ -346,9 +346,12 @@ class Launcher:
         config = BusConfig.parse(self.url)
         old_env = os.environ.get("LOOPYLAB_BUS")
         os.environ["LOOPYLAB_BUS"] = self.url  # for nodes that thread nodes create themselves
-        owned = ensure_directory(config)
-        self.err.line("launch", f"graph {self.spec.name!r} on {self.url} ({len(self.nodes)} nodes"
-                                f"{'' if owned else ', directory served by another process'})")
+        try:
+            owned = ensure_directory(config)
+            where = "" if owned else ", directory served by another process"
+        except DirectoryUnavailable as e:  # a tcp graph whose main host is not up yet: nodes keep trying
+            owned, where = None, f"; {e}; the nodes will keep trying"
+        self.err.line("launch", f"graph {self.spec.name!r} on {self.url} ({len(self.nodes)} nodes{where})")
         restore = self._capture_thread_output()
         old_handlers = self._install_signals()
         try:

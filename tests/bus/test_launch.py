@@ -124,3 +124,13 @@ def test_set_overrides_node_params():
         apply_overrides(spec, ["gripper.port=x"])
     with pytest.raises(GraphError, match="NODE.PARAM=VALUE"):
         apply_overrides(spec, ["arm=3"])
+
+
+def test_same_graph_on_another_transport():
+    spec = parse_graph({"graph": {"name": "bench", "transport": "ipc"},
+                        "nodes": {"a": {"run": "x:y"}, "b": {"run": "x:z", "process": False}}})
+    assert spec.url == "ipc://bench" and [n.process for n in spec.nodes] == [True, False]
+    threads = spec.with_bus("inproc://t1")
+    assert threads.url == "inproc://t1" and [n.process for n in threads.nodes] == [False, False]
+    tcp = spec.with_bus("tcp://10.0.0.5:7500")
+    assert tcp.url == "tcp://10.0.0.5:7500" and [n.process for n in tcp.nodes] == [True, False]
