@@ -86,7 +86,7 @@ def marker_bench(views: int, rng) -> tuple[dict, list]:
                 for k in range(views):
                     off = np.array([rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05), 0]) * dist
                     T = camera(dist, tilt, rng.uniform(0, 2 * np.pi), np.array([0, 0, MARKER_Z]) + off)
-                    frames.append((dist, tilt, T, degrade(s.render(T, K, W, H, supersample=2).rgb, len(frames))))
+                    frames.append((dist, tilt, T, degrade(s.render(T, K, W, H, supersample=3).rgb, len(frames))))
         truth = s.objects["tag"].T_world
     cfg = PerceptionConfig.from_dict({"markers": [{"label": "tag", "marker_id": 3, "size": MARKER_SIZE}]})
     rows = {}

@@ -151,14 +151,17 @@ def render_board_view(spec: BoardSpec, K: np.ndarray, D: np.ndarray | None, T_ca
     norm = _normalised_rays(K, D, W, H, n)
     R, t = T_camera_board[:3, :3], T_camera_board[:3, 3]
     Hn = np.column_stack([R[:, 0], R[:, 1], t])              # board (x, y, 1) -> normalised image
-    b = np.linalg.solve(Hn, np.column_stack([norm, np.ones(len(norm))]).T)
-    bx, by = b[0] / b[2], b[1] / b[2]
+    Hi = np.linalg.inv(Hn)                                    # normalised image -> board, per pixel:
+    x, y = norm[:, 0], norm[:, 1]
+    w = Hi[2, 0] * x + Hi[2, 1] * y + Hi[2, 2]
+    bx = (Hi[0, 0] * x + Hi[0, 1] * y + Hi[0, 2]) / w
+    by = (Hi[1, 0] * x + Hi[1, 1] * y + Hi[1, 2]) / w
     ppm = 4000.0
     margin = int(round(spec.square * ppm * 0.5))
     board = spec.image(ppm, margin)
     mx = (bx * ppm + margin - 0.5).reshape(H * n, W * n).astype(np.float32)
     my = (by * ppm + margin - 0.5).reshape(H * n, W * n).astype(np.float32)
-    behind = (b[2] <= 0).reshape(H * n, W * n)
+    behind = (w <= 0).reshape(H * n, W * n)  # rays that meet the board's plane behind the camera
     mx[behind] = -1e6
     hi = cv2.remap(board, mx, my, cv2.INTER_LINEAR,
                    borderMode=cv2.BORDER_CONSTANT, borderValue=background)

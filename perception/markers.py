@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from perception.geometry import T_from_rvec, make_T, rvec_to_R
+from perception.geometry import T_from_rvec, rvec_to_R
 
 # Orientation variance (rad^2) reported when the orientation is unknown (ambiguous, unresolved).
 UNKNOWN_ROT_VAR = 10.0
-HALF_FRAC = 0.45  # edge-profile half-width, as a fraction of one cell of the shortest side
+HALF_FRAC = 0.45  # edge-profile half-width, as a fraction of the border's width
 
 
 def dictionary_by_name(name: str) -> cv2.aruco.Dictionary:
@@ -71,12 +71,8 @@ def refine_corners_by_edges(gray: np.ndarray, corners: np.ndarray) -> np.ndarray
     side's whole length, averages out aliasing and noise (corners within ~0.1 px on rendered images).
     """
     g = gray.astype(np.float32)
-    sides = np.linalg.norm(corners - np.roll(corners, 1, 0), axis=1)
-    side, side_min = float(sides.mean()), float(sides.min())
-    half = float(np.clip(side_min / 6 * HALF_FRAC, 1.5, 4.0))  # stay inside the black border (1 of ~6 cells)
+    side = float(np.mean(np.linalg.norm(corners - np.roll(corners, 1, 0), axis=1)))
     step = 0.25
-    offs = np.arange(-half, half + 1e-9, step)
-    centres = offs[:-1] + step / 2
     lines = []
     for i in range(4):
         a, b = corners[i], corners[(i + 1) % 4]
@@ -85,7 +81,19 @@ def refine_corners_by_edges(gray: np.ndarray, corners: np.ndarray) -> np.ndarray
         if length < 1e-6:
             return corners
         normal = np.array([d[1], -d[0]]) / length
-        pts = a + np.linspace(0.12, 0.88, max(8, int(length)))[:, None] * d  # away from the corners
+        # stay inside the black border (1 of ~6 cells across): its width is the distance to the opposite
+        # side over 6, which on a sheared (tilted) marker is much less than the side's length over 6
+        across = abs(float(normal @ ((corners[(i + 2) % 4] + corners[(i + 3) % 4]) / 2 - a)))
+        half = float(np.clip(across / 6 * HALF_FRAC, 1.5, 4.0))
+        offs = np.arange(-half, half + 1e-9, step)
+        centres = offs[:-1] + step / 2
+        # away from the corners: near an acute corner the profile would cross the neighbouring side
+        ends = []
+        for c, other in ((a, corners[i - 1]), (b, corners[(i + 2) % 4])):
+            e = other - c
+            sin = abs(float(np.cross(d / length, e / max(np.linalg.norm(e), 1e-9))))
+            ends.append(min(0.4, max(0.12, (half + 1.0) / max(sin, 0.2) / length)))
+        pts = a + np.linspace(ends[0], 1 - ends[1], max(8, int(length)))[:, None] * d
         s = (pts[:, None, :] + offs[None, :, None] * normal).astype(np.float32)
         vals = cv2.remap(g, s[..., 0], s[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         grad = np.abs(np.diff(vals, axis=1))
@@ -206,4 +214,4 @@ def offset_pose(T_camera_marker: np.ndarray, cov: np.ndarray, T_marker_object: n
 
 
 __all__ = ["MarkerDetector", "MarkerDetectorConfig", "MarkerObservation", "marker_object_points",
-           "dictionary_by_name", "offset_pose", "pose_covariance", "UNKNOWN_ROT_VAR", "make_T"]
+           "dictionary_by_name", "offset_pose", "pose_covariance", "refine_corners_by_edges", "UNKNOWN_ROT_VAR"]

@@ -54,33 +54,54 @@ def depth_to_metres(msg: Image) -> np.ndarray:
     raise ValueError(f"unsupported depth encoding {msg.encoding!r} (32FC1 metres, 16UC1 millimetres)")
 
 
+class _ByStamp:
+    """The last few messages of a topic keyed by stamp, to pair them with an image of the same stamp."""
+
+    def __init__(self, node: Node, topic: str, msg_type: type, keep: int = 8):
+        self._msgs: OrderedDict[int, object] = OrderedDict()
+        self._lock = threading.Lock()
+        self.keep = keep
+        self.sub = node.subscribe(topic, msg_type, callback=self._on, queue_size=keep)
+
+    def _on(self, msg) -> None:
+        with self._lock:
+            self._msgs[msg.stamp_ns] = msg
+            while len(self._msgs) > self.keep:
+                self._msgs.popitem(last=False)
+
+    def get(self, stamp_ns: int, tolerance_ns: int = 20_000_000):
+        with self._lock:
+            if stamp_ns in self._msgs:
+                return self._msgs[stamp_ns]
+            near = [s for s in self._msgs if abs(s - stamp_ns) <= tolerance_ns]
+            return self._msgs[min(near, key=lambda s: abs(s - stamp_ns))] if near else None
+
+    def wait(self, stamp_ns: int, timeout: float):
+        """The message of this stamp, waiting up to `timeout` when the topic has ever published."""
+        msg = self.get(stamp_ns)
+        deadline = time.monotonic() + timeout
+        while msg is None and self.sub.count and time.monotonic() < deadline:
+            time.sleep(0.002)  # it is on its way on another socket
+            msg = self.get(stamp_ns)
+        return msg
+
+    def newest(self):
+        return self.sub.latest()
+
+
 class CameraInput:
-    """The newest image of one camera, the depth image with the same stamp, and the newest info."""
+    """The newest image of one camera, with the depth image and camera info of the same stamp (a wrist
+    camera's pose changes every frame; the sim publishes the image before its info)."""
 
     def __init__(self, node: Node, name: str, calibration: CameraCalibration | None = None):
         self.name = name
         self.calibration = calibration  # from a file: overrides the info topic
-        self._depth: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
         self.image = node.subscribe(f"camera/{name}/image", Image, mode="latest")
-        self.info = node.subscribe(f"camera/{name}/info", CameraInfo, mode="latest")
-        self.depth = node.subscribe(f"camera/{name}/depth", Image, callback=self._on_depth, queue_size=8)
+        self.info = _ByStamp(node, f"camera/{name}/info", CameraInfo)
+        self.depth = _ByStamp(node, f"camera/{name}/depth", Image)
         self.last_seq = 0
 
-    def _on_depth(self, msg: Image) -> None:
-        with self._lock:
-            self._depth[msg.stamp_ns] = msg
-            while len(self._depth) > 8:
-                self._depth.popitem(last=False)
-
-    def _depth_for(self, stamp_ns: int, tolerance_ns: int = 20_000_000):
-        with self._lock:
-            if stamp_ns in self._depth:
-                return self._depth[stamp_ns]
-            near = [s for s in self._depth if abs(s - stamp_ns) <= tolerance_ns]
-            return self._depth[min(near, key=lambda s: abs(s - stamp_ns))] if near else None
-
-    def next_frame(self, wait_depth_s: float = 0.05) -> Frame | None:
+    def next_frame(self, wait_s: float = 0.05) -> Frame | None:
         """The newest unprocessed frame, or None (nothing new, or no intrinsics yet)."""
         img = self.image.latest()
         if img is None or img.seq == self.last_seq:
@@ -88,16 +109,11 @@ class CameraInput:
         if self.calibration is not None:
             cal = self.calibration
         else:
-            info = self.info.latest()
+            info = self.info.wait(img.stamp_ns, wait_s) or self.info.newest()
             if info is None:
                 return None
             cal = CameraCalibration.from_info(info, self.name)
-        depth = self._depth_for(img.stamp_ns)
-        if depth is None and self.depth.count:  # this camera has depth: give it a moment to arrive
-            deadline = time.monotonic() + wait_depth_s
-            while depth is None and time.monotonic() < deadline:
-                time.sleep(0.002)
-                depth = self._depth_for(img.stamp_ns)
+        depth = self.depth.wait(img.stamp_ns, wait_s)
         self.last_seq = img.seq
         return Frame(image_to_rgb(img), None if depth is None else depth_to_metres(depth), cal,
                      img.stamp_ns, self.name)

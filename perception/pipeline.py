@@ -16,7 +16,7 @@ from perception.camera_config import CameraCalibration
 from perception.geometry import (R_to_rvec, T_from_pose, make_T, pose_from_T, rotate_covariance,
                                  rotation_angle, rvec_to_R)
 from perception.markers import MarkerDetector, MarkerDetectorConfig, offset_pose
-from perception.tracking import ROT_UNKNOWN_VAR, Measurement, Tracker, TrackerConfig
+from perception.tracking import ROT_UNKNOWN_VAR, Measurement, Tracker, TrackerConfig, choose_by_normal
 
 
 @dataclass
@@ -84,7 +84,7 @@ class Perception:
         self.blobs = BlobTracker(self.config.objects, self.config.blobs)
         self.tracker = Tracker(self.config.tracker)
         self._marker_by_id = {m.marker_id: m for m in self.config.markers}
-        self._ids = {o.label: i + 1 for i, o in enumerate(self.config.objects)}
+        self._ids = {o.label: o.id or i + 1 for i, o in enumerate(self.config.objects)}
         self._ids.update({m.label: 1000 + m.marker_id for m in self.config.markers})
 
     # -- one frame ---------------------------------------------------------------------
@@ -116,11 +116,12 @@ class Perception:
                 cov[3:, 3:] += np.eye(3) * gap ** 2
                 resolved = "agree"
             else:
-                # the marker frames (not the object frames) are what an expected normal refers to
-                idx = self.tracker.choose(spec.label, [c[0] for c in cands], None)
+                idx = self.tracker.choose(spec.label, [c[0] for c in cands])
                 how = "track"
                 if idx is None and spec.expected_normal is not None:
-                    idx = self.tracker.choose("\0none", [c[2] for c in cands], spec.expected_normal)
+                    # the marker frames (not the object frames) are what an expected normal refers to
+                    idx = choose_by_normal([c[2] for c in cands], spec.expected_normal,
+                                           self.config.tracker.flip_margin_deg)
                     how = "expected-normal"
                 if idx is not None:
                     T, cov, _ = cands[idx]

@@ -71,28 +71,18 @@ class Tracker:
         self.tracks: dict[str, Track] = {}
 
     # -- ambiguity -------------------------------------------------------------------
-    def choose(self, label: str, candidates: list[np.ndarray], expected_normal=None) -> int | None:
-        """Pick which of two pose candidates (4x4, base frame) agrees with what we know, or None.
-
-        First the track's own orientation (when it is known and the track is alive), then the
-        expected direction of the marker's z axis (e.g. markers on top of resting objects face up).
-        """
-        cfg = self.config
-        margin = np.radians(cfg.flip_margin_deg)
+    def choose(self, label: str, candidates: list[np.ndarray]) -> int | None:
+        """Which of two pose candidates (4x4, base frame) agrees with the live track's known orientation,
+        or None when there is no such track or the choice is not clear-cut."""
         tr = self.tracks.get(label)
-        if tr is not None and tr.state == TRACKING and tr.orientation_known:
-            d = [rotation_angle(tr.T[:3, :3], c[:3, :3]) for c in candidates]
-            best = int(np.argmin(d))
-            if d[1 - best] - d[best] > margin and d[best] < np.radians(25):
-                return best
-        if expected_normal is not None:
-            n = np.asarray(expected_normal, float)
-            n = n / np.linalg.norm(n)
-            d = [np.arccos(np.clip(c[:3, 2] @ n, -1, 1)) for c in candidates]
-            best = int(np.argmin(d))
-            if d[1 - best] - d[best] > margin:
-                return best
+        if tr is None or tr.state != TRACKING or not tr.orientation_known:
+            return None
+        d = [rotation_angle(tr.T[:3, :3], c[:3, :3]) for c in candidates]
+        best = int(np.argmin(d))
+        if d[1 - best] - d[best] > np.radians(self.config.flip_margin_deg) and d[best] < np.radians(25):
+            return best
         return None
+
 
     # -- updates -----------------------------------------------------------------------
     def update(self, label: str, m: Measurement, obj_id: int = 0) -> Track:
@@ -171,3 +161,12 @@ class Tracker:
         if floor is not None:
             cov = cov + floor
         return Measurement(ms[-1].stamp_ns, make_T(rvec_to_R(w) @ ref, p), cov, ms[-1].source), len(ms)
+
+
+def choose_by_normal(candidates: list[np.ndarray], expected_normal, margin_deg: float = 10.0) -> int | None:
+    """Which candidate's z axis (a marker's normal) is clearly closer to `expected_normal`, or None."""
+    n = np.asarray(expected_normal, float)
+    n = n / np.linalg.norm(n)
+    d = [np.arccos(np.clip(c[:3, 2] @ n, -1, 1)) for c in candidates]
+    best = int(np.argmin(d))
+    return best if d[1 - best] - d[best] > np.radians(margin_deg) else None
