@@ -38,7 +38,7 @@ class GateConfig:
     workspace_min: tuple = (-1.0, -1.0, -0.005)  # end-effector box in the base frame, m
     workspace_max: tuple = (1.0, 1.0, 1.2)
     deadman_ms: float = 500.0                # no fresh target for this long -> hold position
-    heartbeat_ms: float = 500.0              # no arm/joint_state for this long -> protective stop
+    heartbeat_ms: float = 1000.0             # no arm/joint_state for this long -> protective stop
     state_hz: float = 10.0                   # periodic safety/state
 
     @classmethod
@@ -106,6 +106,20 @@ class SafetyLimits:
         x = np.asarray(self.fk(q))
         return bool(np.all(x >= self.workspace_min) and np.all(x <= self.workspace_max))
 
+    def _bounds(self, x):
+        """Allowed interval per joint: intersection of the position, step, velocity and acceleration bounds."""
+        n, dt = len(self.lower), self.dt
+        last = x if self.last is None else self.last
+        vel = np.zeros(n) if self.last_vel is None else self.last_vel
+        vlo = np.maximum(-self.velocity, vel - self.acceleration * dt)
+        vhi = np.minimum(self.velocity, vel + self.acceleration * dt)
+        # an arm found outside its (tightened) position limits may only be commanded back towards them
+        bounds = [("position", np.minimum(self.lower, x), np.maximum(self.upper, x)),
+                  ("step", x - self.max_step, x + self.max_step),
+                  ("velocity", last - self.velocity * dt, last + self.velocity * dt),
+                  ("acceleration", last + vlo * dt, last + vhi * dt)]
+        return np.maximum.reduce([b[1] for b in bounds]), np.minimum.reduce([b[2] for b in bounds]), bounds
+
     def filter(self, target, position, effort=None) -> tuple[np.ndarray | None, list[Intervention]]:
         """The command to send for `target` given the measured `position` (and `effort`), or None to send
         nothing. Clamps (mode=clamp) or rejects (mode=reject) anything outside the limits."""
@@ -125,24 +139,19 @@ class SafetyLimits:
             # a new command stream starts from rest at the measured position
             out.append(Intervention("resync", "arm far from the last command: restarting from the measured position"))
             self.reset(x)
-        last = x if self.last is None else self.last
-        vel = np.zeros(n) if self.last_vel is None else self.last_vel
-        dt = self.dt
-        # Allowed interval per joint: intersection of the position, step, velocity and acceleration bounds.
-        vlo = np.maximum(-self.velocity, vel - self.acceleration * dt)
-        vhi = np.minimum(self.velocity, vel + self.acceleration * dt)
-        bounds = [("position", self.lower, self.upper),
-                  ("step", x - self.max_step, x + self.max_step),
-                  ("velocity", last - self.velocity * dt, last + self.velocity * dt),
-                  ("acceleration", last + vlo * dt, last + vhi * dt)]
-        lo = np.maximum.reduce([b[1] for b in bounds])
-        hi = np.minimum.reduce([b[2] for b in bounds])
+        lo, hi, bounds = self._bounds(x)
+        if np.any(lo > hi) and self.last is not None:
+            # no command can continue the stream within every limit (the arm is far from the command
+            # history): restart the stream from rest at the measured position
+            out.append(Intervention("resync", "command history infeasible: restarting from the measured position"))
+            self.reset(x)
+            lo, hi, bounds = self._bounds(x)
         if np.any(lo > hi):
             j = int(np.argmax(lo - hi))
             return None, out + [Intervention("infeasible", f"joint {j}: no command satisfies every limit "
-                                                           f"(measured {x[j]:.3f}, last {last[j]:.3f})")]
+                                                           f"(measured {x[j]:.3f})")]
         cmd = t
-        resynced = bool(out)
+        resynced = len(out)
         for kind, blo, bhi in bounds:
             bad = (t < blo - 1e-12) | (t > bhi + 1e-12)
             if np.any(bad):
@@ -155,7 +164,8 @@ class SafetyLimits:
         if not self.in_workspace(cmd):
             return None, out + [Intervention("workspace", f"end effector would leave the workspace box "
                                                           f"at {np.round(self.fk(cmd), 3).tolist()}")]
-        self.last_vel = (cmd - last) / dt
+        last = x if self.last is None else self.last
+        self.last_vel = (cmd - last) / self.dt
         self.last = cmd.copy()
         return cmd, out
 
@@ -163,7 +173,7 @@ class SafetyLimits:
         """Violations of `cmd` given the previous command (for tests and audits)."""
         v = []
         tol = 1e-9
-        if np.any(cmd < self.lower - tol) or np.any(cmd > self.upper + tol):
+        if np.any(cmd < np.minimum(self.lower, position) - tol) or np.any(cmd > np.maximum(self.upper, position) + tol):
             v.append("position")
         if np.any(np.abs(cmd - position) > self.max_step + tol):
             v.append("step")
@@ -275,7 +285,8 @@ class GateNode:
             if stale and not self.protective:
                 self.protective = True
                 self.limits.reset()
-                self._publish_state("protective stop: arm/joint_state heartbeat lost")
+                self._publish_state(f"protective stop: arm/joint_state heartbeat lost ({self.js.age() * 1000:.0f} ms)")
+                log.warning("protective stop: no arm/joint_state for %.0f ms", self.js.age() * 1000)
             elif not stale and self.protective:
                 self.protective = False
                 self.limits.reset(self._position())

@@ -52,6 +52,7 @@ class Skills:
         self.objects = node.subscribe("perception/objects", ObjectPoses, callback=self._on_objects)
         node.subscribe("wrist/wrench", Wrench, callback=self._on_wrench, queue_size=5000)
         self._hand_links = self._links_after(self.rs.ft_joint)
+        self._probe = None
         node.service("skills/execute", self.execute)
 
     # -- service -----------------------------------------------------------------------------
@@ -138,8 +139,15 @@ class Skills:
             time.sleep(0.005)
         self._check_safety()
 
-    def _check_safety(self) -> None:
+    def _check_safety(self, pause_s: float = 0.0) -> None:
+        """Raise on an e-stop. A protective stop (lost joint-state heartbeat, e.g. a stalled host) is a
+        pause: wait up to `pause_s` for it to clear, then carry on from where the arm stands."""
         s = self.safety.latest()
+        if s is not None and s.protective_stop and not s.estop and pause_s > 0:
+            try:
+                s = self.safety.wait_for(lambda m: not m.protective_stop or m.estop, timeout=pause_s)
+            except TimeoutError:
+                pass
         if s is not None and (s.estop or s.protective_stop):
             raise SkillFailed("e-stop engaged" if s.estop else f"protective stop: {s.reason}")
 
@@ -171,7 +179,7 @@ class Skills:
         stamps = []
         start_rej = self._rejected()
         for q in qs:
-            self._check_safety()
+            self._check_safety(pause_s=3.0)
             prev = self.js.latest()
             last_seq = prev.seq if prev is not None else 0
             self.target_pub.publish(JointCommand(name=self.names, position=np.asarray(q, float)))
@@ -205,10 +213,19 @@ class Skills:
                 self._stream(seg)
                 self._last_q = np.asarray(seg[-1])
 
-    def _gripper(self, opening: float) -> None:
+    def _gripper(self, opening: float, wait_for=None, max_s: float = 1.0) -> None:
+        """Command the gripper; with `wait_for` (a test on GripperState) keep the arm still, tick by tick,
+        until the gripper reports it (or max_s of arm time)."""
         self.grip_pub.publish(GripperCommand(position=opening, force=20.0))
+        if wait_for is None:
+            return
+        for _ in range(int(max_s * self.hz)):
+            g = self.grip.latest()
+            if g is not None and g.stamp_ns > self.js.latest().stamp_ns - 1 and wait_for(g):
+                return
+            self._stream([self._last_q])
 
-    def _wait_stamps(self, table: dict, stamps: list[int], timeout: float = 1.0) -> None:
+    def _wait_stamps(self, table: dict, stamps: list[int], timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while stamps and stamps[-1] not in table and time.monotonic() < deadline:
             time.sleep(0.001)  # the sample of the last tick is in flight on another socket
@@ -221,16 +238,27 @@ class Skills:
         return []
 
     def _pad(self, q, dir_name: str) -> float:
-        """How far the tool reaches beyond the EE axis towards the push direction (contact offset)."""
+        """How far the tool reaches beyond the EE axis towards the push direction, 1 cm above its lowest
+        point (the contact offset): a probe sphere slides in along the direction until it touches."""
         d = P.direction(dir_name)
-        ee, _ = self.kin.fk(q)
-        reach = []
+        tip = self.kin.fk(q)[0] - [0.0, 0.0, self.rs.tool_length - 0.01]
+        c, body = self.kin._cid, self.kin.body
         with self.kin._lock:
-            for link in self._hand_links:
-                lo, hi = (np.asarray(v) for v in p.getAABB(self.kin.body, link, physicsClientId=self.kin._cid))
-                if lo[2] < ee[2] - self.rs.tool_length + 0.03:  # only what hangs down to the object
-                    reach += [float(np.dot(lo - ee, d)), float(np.dot(hi - ee, d))]
-        return max(0.0, max(reach, default=0.0))
+            self.kin._set(q)
+            if self._probe is None:
+                self._probe = p.createMultiBody(0, p.createCollisionShape(p.GEOM_SPHERE, radius=0.001,
+                                                                          physicsClientId=c), physicsClientId=c)
+            def touches(s):
+                p.resetBasePositionAndOrientation(self._probe, (tip + d * s).tolist(), [0, 0, 0, 1], physicsClientId=c)
+                return any(p.getClosestPoints(body, self._probe, 0.0, linkIndexA=l, physicsClientId=c)
+                           for l in self._hand_links)
+            lo, hi = 0.0, 0.15
+            if not touches(lo):
+                return 0.0
+            for _ in range(14):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if touches(mid) else (lo, mid)
+        return lo
 
     # -- skills ---------------------------------------------------------------------------------------------
     def skill_move_to(self, args: dict) -> dict:
@@ -279,7 +307,8 @@ class Skills:
         up = self._line(self._ee(plan.end), self._ee(plan.end) + [0, 0, self.rs.clearance], 0.1, line[-1], dir_name)
         # everything is planned: move
         self._last_q = probe
-        self._gripper(0.0)
+        opening = self.rs.max_opening or 0.08  # closed in the air: a closed gripper pushes, never grasps
+        self._gripper(0.0, wait_for=lambda g: g.position < 0.2 * opening and not g.object_detected)
         self._run(to_above, down)
         self._record(True)
         base_stamps = self._hold(P.SETTLE_S)
@@ -355,77 +384,84 @@ class Skills:
             return np.array([pos[0], pos[1], max(size / 2, 0.012)])    # pinch: fingers around the middle
         return np.array([pos[0], pos[1], size + 0.002])                 # contact/suction from the top
 
-    def _grasp(self, label: str, lift: float, speed: float = 0.1):
-        """Plan and run: approach, close, lift by `lift`. Returns (object position before, planned down path)."""
+    def _plan_grasp(self, label: str, lift: float, speed: float = 0.1, q0=None) -> dict:
+        """Every path of a grasp-and-lift, planned before the arm moves (an unreachable point fails here)."""
         pos0 = self._obj_now(label)
         _, size, _ = self.object(label)
         tip = self._grasp_tip(pos0, size)
-        to_above, down = self._approach(tip)
+        q0 = self._q() if q0 is None else q0
+        above = self._ee(tip) + [0, 0, self.rs.clearance]
+        q_above = self.kin.ik(above, self._orientation(above), q0=q0)
+        down = self._line(above, self._ee(tip), 0.1, q_above)
         up = self._line(self._ee(tip), self._ee(tip) + [0, 0, lift], speed, down[-1])
         back = self._line(self._ee(tip) + [0, 0, lift], self._ee(tip), speed, up[-1])
+        retreat = self._line(self._ee(tip), above, 0.1, down[-1])
+        return dict(pos0=pos0, size=size, tip=tip, q_above=q_above, down=down, up=up, back=back, retreat=retreat)
+
+    def _grasp(self, plan: dict, label: str) -> None:
+        """Run: joints to above, open, line down, close. Fails (and backs off) when nothing was grasped."""
         self._last_q = self._q()
-        self._gripper(self.rs.max_opening or 0.08)
-        self._run(to_above, down)
-        self._gripper(0.0)
-        self._hold(0.3)
+        opening = self.rs.max_opening or 0.08
+        self._gripper(opening, wait_for=lambda g: g.position > 0.8 * opening)
+        self._run(self._joint_path(self._last_q, plan["q_above"]), plan["down"])
+        self._gripper(0.0, wait_for=lambda g: g.object_detected, max_s=1.0)
+        self._hold(0.1)
         g = self.grip.latest()
         if g is None or not g.object_detected:
             self._gripper(self.rs.max_opening or 0.08)
-            self._run(down[::-1])
+            self._run(plan["retreat"])
             raise SkillFailed(f"could not grasp {label!r}")
-        return pos0, tip, up, back
 
-    def _release_and_retreat(self, tip, back) -> None:
-        self._run(back)
+    def _release_and_retreat(self, plan: dict) -> None:
+        self._run(plan["back"])
         self._gripper(self.rs.max_opening or 0.08)
         self._hold(0.3)
-        self._run(self._line(self._ee(tip), self._ee(tip) + [0, 0, self.rs.clearance], 0.1, self._last_q))
+        self._run(plan["retreat"])
 
     def skill_lift(self, args: dict) -> dict:
         label = str(args.get("object", ""))
         height = P.number(args, "height", 0.005, 0.25)
-        pos0, tip, up, back = self._grasp(label, height)
-        self._run(up)
+        plan = self._plan_grasp(label, height)
+        self._grasp(plan, label)
+        self._run(plan["up"])
         self._hold(P.SETTLE_S)
-        lifted = float(self._obj_now(label)[2] - pos0[2])
-        self._release_and_retreat(tip, back)
+        lifted = float(self._obj_now(label)[2] - plan["pos0"][2])
+        self._release_and_retreat(plan)
         return {"lifted_m": lifted}
 
     def skill_weigh(self, args: dict) -> dict:
         label = str(args.get("object", ""))
-        pos0 = self._obj_now(label)
-        _, size, _ = self.object(label)
-        tip = self._grasp_tip(pos0, size)
         q0 = self._q()
-        above = self._ee(tip) + [0, 0, P.WEIGH_LIFT]
-        q_above = self.kin.ik(above, self._orientation(above), q0=q0)
+        plan = self._plan_grasp(label, P.WEIGH_LIFT, q0=q0)
+        lifted = self._ee(plan["tip"]) + [0, 0, P.WEIGH_LIFT]
+        q_read = self.kin.ik(lifted, self._orientation(lifted), q0=plan["q_above"])
         self._last_q = q0
         self._gripper(self.rs.max_opening or 0.08)
-        self._run(self._joint_path(q0, q_above))
+        self._run(self._joint_path(q0, q_read))
         self._record(True)   # baseline: the empty tool at the very pose of the reading
         base = self._hold(P.SETTLE_S * 2)
         self._wait_stamps(self._wrench, base)
         self._record(False)
         fz_base = [self._wrench[s][2] for s in base[len(base) // 2:] if s in self._wrench]
-        _, tip, up, back = self._grasp(label, P.WEIGH_LIFT)
-        self._run(up)
+        self._grasp(plan, label)
+        self._run(plan["up"])
         self._record(True)
         held = self._hold(P.SETTLE_S * 2)
         self._wait_stamps(self._wrench, held)
         self._record(False)
         fz_held = [self._wrench[s][2] for s in held[len(held) // 2:] if s in self._wrench]
-        self._release_and_retreat(tip, back)
+        self._release_and_retreat(plan)
         return P.analyze_weigh(fz_base, fz_held)
 
     def skill_drop(self, args: dict) -> dict:
         label = str(args.get("object", ""))
         height = P.number(args, "height", 0.02, 0.3)
-        pos0, tip, up, back = self._grasp(label, height)
-        _, size, _ = self.object(label)
-        self._run(up)
+        plan = self._plan_grasp(label, height)
+        top = self._ee(plan["tip"]) + [0, 0, height]
+        away = self._line(top, top + [0, 0, 0.1], 0.4, plan["up"][-1], accel=8.0)
+        self._grasp(plan, label)
+        self._run(plan["up"])
         self._hold(P.SETTLE_S)
-        top = self._ee(tip) + [0, 0, height]
-        away = self._line(top, top + [0, 0, 0.1], 0.4, self._last_q, accel=8.0)
         self._record(True)
         self._gripper(self.rs.max_opening or 0.08)
         stamps = self._stream(away)
@@ -436,7 +472,7 @@ class Skills:
         t, xyz = self._track(label, stamps)
         if len(t) < 5:
             raise SkillFailed("no object track during the drop (is perception/objects running?)")
-        return P.analyze_drop(t, xyz[:, 2], self._sigma(label), size)
+        return P.analyze_drop(t, xyz[:, 2], self._sigma(label), plan["size"])
 
     def close(self) -> None:
         self.kin.close()

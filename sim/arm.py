@@ -101,7 +101,7 @@ class ArmSim:
     def _touching_object(self) -> str | None:
         for label, body in self.w.objects.items():
             for link in self.r.hand_links:
-                reach = GRASP_DISTANCE if self.r.gripper else SUCTION_DISTANCE
+                reach = GRASP_DISTANCE if len(self.r.gripper) >= 2 else SUCTION_DISTANCE  # pinch vs contact
                 if p.getClosestPoints(self.r.body, body, reach, linkIndexA=link, physicsClientId=self.c):
                     return label
         return None

@@ -95,9 +95,14 @@ class SimArm:
         else:
             scene = scene_from_seed(int(req.get("seed", self.scene.seed or 0)), req.get("n_objects"),
                                     req.get("robot", self.scene.robot))
+        fresh = SimArm.__new__(SimArm)  # build the new world aside: the old one keeps ticking meanwhile
+        fresh.control_hz, fresh.cameras_on, fresh.renderer_name = self.control_hz, self.cameras_on, self.renderer_name
+        fresh._build(scene)
         with self._lock:
-            self.world.close()
-            self._build(scene)
+            old = self.world
+            for k in ("scene", "world", "arm", "steps_per_tick", "names", "_rng", "_next_render", "_renderer"):
+                setattr(self, k, getattr(fresh, k))
+            old.close()
             while True:  # commands for the old world must not move the new one
                 try:
                     self.cmd_sub.get(timeout=0)
@@ -170,6 +175,13 @@ class SimArm:
                                     frame_id=cam.name))
 
     def _loop(self) -> None:
+        while self.node.running:
+            try:
+                self._run_clock()
+            except Exception:  # a bad command or a failed render must not stop the arm's heartbeat
+                log.exception("sim loop error; continuing")
+
+    def _run_clock(self) -> None:
         period = 1.0 / self.control_hz
         next_t = time.monotonic()
         while self.node.running:

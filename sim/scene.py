@@ -165,7 +165,9 @@ def default_cameras(robot: str) -> list[CameraSpec]:
     (x0, x1), _ = PLACEMENT.get(robot, PLACEMENT["panda"])
     cx = (x0 + x1) / 2
     h = 0.7 if robot != "so101" else 0.45
-    return [CameraSpec("overhead", "world", (cx, 0.0, h), (cx, 0.0, 0.0), (1.0, 0.0, 0.0), 60.0, 320, 240, hz=10.0),
+    # oblique, from beyond the workspace (straight overhead, the arm's hand hides the middle of the table)
+    return [CameraSpec("overhead", "world", (cx + 0.5 * h, 0.0, h), (cx, 0.0, 0.0), (-1.0, 0.0, 0.0), 60.0, 320, 240,
+                       hz=10.0),
             CameraSpec("wrist", "wrist", (0.05, 0.0, 0.0), (0.05, 0.0, 0.3), (1.0, 0.0, 0.0), 70.0, 160, 120,
                        near=0.01, hz=10.0)]
 

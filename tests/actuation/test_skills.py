@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+from actuation.bench import sim_bench
+from sim.twin import Twin
+
+SKILLS = [("move_to", {}), ("push", {"direction": "+x", "distance": 0.04, "speed": 0.05}),
+          ("weigh", {}), ("lift", {"height": 0.04}), ("drop", {"height": 0.05}),
+          ("strike", {"direction": "+y", "speed": 0.25})]
+
+
+def _truth(bench, label):
+    return bench.client.call("sim/oracle", {}, timeout=5)["objects"][label]
+
+
+def _check(skill, m, truth, args, robot):
+    if skill == "move_to":
+        assert m["position_error_m"] < 2e-3
+    elif skill == "push":
+        assert m["moved_m"] == pytest.approx(args["distance"], abs=0.015)
+        assert m["force_mean_N"] == pytest.approx(truth["friction"] * truth["mass"] * 9.81, rel=0.35)
+    elif skill == "weigh":
+        assert m["mass_kg"] == pytest.approx(truth["mass"], rel=0.05)
+    elif skill == "lift":
+        assert m["lifted_m"] == pytest.approx(args["height"], abs=0.01)
+    elif skill == "drop":
+        assert 0.0 <= m["bounce_m"] < args["height"]
+    elif skill == "strike":
+        assert m["slide_m"] > 0.0 and m["launch_speed_mps"] > 0.0
+        if robot == "panda":  # a flat finger pad; round flanges launch objects at an angle
+            assert m["launch_speed_mps"] == pytest.approx(args["speed"], rel=0.3)
+
+
+@pytest.mark.parametrize("robot,seed,need", [("panda", 0, 6), ("kuka_iiwa", 1, 4), ("xarm6", 0, 4), ("so101", 0, 1)])
+def test_each_skill_on_each_robot_where_reachable(robot, seed, need):
+    done = []
+    with sim_bench(robot=robot, seed=seed, n_objects=1, mocap_noise=0.0) as bench:
+        for skill, extra in SKILLS:
+            bench.reset(seed, n_objects=1)
+            label = bench.sim.scene.objects[0].label
+            truth = _truth(bench, label)
+            args = dict(extra, object=label)
+            if skill == "move_to":
+                pos = np.asarray(truth["position"]) + [0.0, 0.0, 0.08]
+                args = {"position": pos.tolist()}
+            q0 = bench.sim.arm.joint_state()[0]
+            r = bench.execute(skill, args)
+            m = r["measurements"]
+            assert m["source"] in ("mocap", "scene") and m["duration_s"] >= 0
+            if not r["ok"]:
+                # only reach may stop a skill here, and then the arm has not moved
+                assert "cannot reach" in r["error"], r["error"]
+                assert np.allclose(bench.sim.arm.joint_state()[0], q0, atol=0.02)
+                continue
+            try:
+                _check(skill, m, truth, args, robot)
+            except AssertionError as e:
+                raise AssertionError(f"{robot} {skill}: {m}") from e
+            done.append(skill)
+    assert len(done) >= need, f"{robot}: only {done} succeeded"
+
+
+def test_unreachable_and_estop_fail_cleanly_and_leave_the_arm_still():
+    with sim_bench(robot="panda", seed=0, n_objects=1) as bench:
+        q0 = bench.sim.arm.joint_state()[0]
+        r = bench.execute("move_to", {"position": [2.0, 0.0, 0.3]})
+        assert not r["ok"] and "cannot reach" in r["error"]
+        assert np.allclose(bench.sim.arm.joint_state()[0], q0, atol=1e-3)
+        r = bench.execute("push", {"object": "red_block", "direction": "+z", "distance": 0.1})
+        assert not r["ok"] and "direction must be one of" in r["error"]
+        r = bench.execute("fly", {})
+        assert not r["ok"] and "unknown skill" in r["error"]
+        bench.client.call("safety/estop", {}, timeout=5)
+        r = bench.execute("push", {"object": "red_block", "direction": "+x", "distance": 0.05})
+        assert not r["ok"] and "e-stop" in r["error"]
+        assert np.allclose(bench.sim.arm.joint_state()[0], q0, atol=1e-3)
+        bench.client.call("safety/reset", {}, timeout=5)
+        assert bench.execute("move_to", {"position": [0.5, 0.0, 0.3]})["ok"]
+
+
+def test_without_a_pose_source_skills_use_the_scene_and_say_so():
+    with sim_bench(robot="panda", seed=1, n_objects=1, mocap=False) as bench:
+        r = bench.execute("weigh", {"object": "red_block"})
+        assert r["ok"] and r["measurements"]["source"] == "scene"
+
+
+def test_twin_agrees_with_the_arm():
+    with sim_bench(robot="panda", seed=3, n_objects=1, mocap_noise=0.0) as bench:
+        scene = bench.sim.scene
+        o = scene.objects[0]
+        params = {o.label: {"mass": o.mass, "friction": o.friction, "restitution": o.restitution,
+                            "com_offset": o.com_offset}}
+        twin = Twin(scene.perceived())
+        for skill, args, key, tol in [("push", {"direction": "+x", "distance": 0.06, "speed": 0.05}, "force_mean_N", 0.1),
+                                      ("drop", {"height": 0.08}, "bounce_m", 0.1)]:
+            bench.reset(3, n_objects=1)
+            args = dict(args, object=o.label)
+            real = bench.execute(skill, args)["measurements"][key]
+            pred = twin.predict(skill, args, params)[key]
+            assert real == pytest.approx(pred, rel=tol)
+        twin.close()

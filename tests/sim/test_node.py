@@ -1,0 +1,112 @@
+import time
+import uuid
+
+import numpy as np
+import pybullet as p
+import pytest
+
+from bus import CameraInfo, Image, JointCommand, JointState, Node, ObjectPoses, Wrench
+from sim.node import run_sim_arm
+
+
+@pytest.fixture
+def sim_graph():
+    url = f"inproc://{uuid.uuid4().hex}"
+    made = []
+
+    def start(**kw):
+        node, probe = Node("sim_arm", url), Node("probe", url)
+        sim = run_sim_arm(node, **kw)
+        made.append((sim, node, probe))
+        return sim, probe
+    yield start
+    for sim, node, probe in made:
+        probe.close()
+        sim.close()
+
+
+def test_publishes_state_wrench_and_mocap_stamped_with_sim_time(sim_graph):
+    sim, probe = sim_graph(seed=0, cameras=False, mocap_noise=0.0)
+    js = probe.subscribe("arm/joint_state", JointState, mode="latest")
+    wr = probe.subscribe("wrist/wrench", Wrench, mode="latest")
+    ob = probe.subscribe("perception/objects", ObjectPoses, mode="latest")
+    m = js.wait_for(lambda m: m.stamp_ns > 0.1e9, timeout=10)
+    assert m.name == list(sim.world.robot.spec.arm_joints)
+    assert len(m.position) == len(m.velocity) == len(m.effort) == 7
+    assert np.any(np.abs(m.effort) > 0.1)  # the servos hold the arm against gravity
+    w = wr.wait_for(timeout=5)
+    assert w.force[2] < -5  # the hand's weight
+    objs = ob.wait_for(timeout=5)
+    assert objs.frame_id == "mocap" and {o.label for o in objs.objects} == set(sim.scene.labels)
+    red = objs.get("red_block")
+    assert np.allclose(red.position, sim.scene.object("red_block").position, atol=2e-3)
+
+
+def test_lockstep_commands_advance_the_sim_one_period_each(sim_graph):
+    sim, probe = sim_graph(seed=1, cameras=False, mocap=False)
+    js = probe.subscribe("arm/joint_state", JointState, mode="latest")
+    cmd = probe.publisher("arm/joint_command", JointCommand)
+    js.wait_for(timeout=5)
+    assert cmd.wait_for_subscribers(1, 5)
+    q = np.asarray(sim.world.robot.spec.home) + 0.05
+    t0 = time.monotonic()
+    ticks0 = sim.ticks
+    start = js.latest().stamp_ns
+    for _ in range(120):  # one second of sim time, sent at once: the sim runs as fast as it can
+        cmd.publish(JointCommand(name=sim.names, position=q))
+    m = js.wait_for(lambda m: m.stamp_ns - start >= 0.99e9, timeout=20)
+    assert sim.ticks - ticks0 >= 119  # (ticks0 was read a tick early at most)
+    assert np.allclose(m.position, q, atol=2e-3)
+    assert time.monotonic() - t0 < 1.0  # faster than real time
+
+
+def test_cameras_render_rgb_depth_and_consistent_intrinsics(sim_graph):
+    sim, probe = sim_graph(seed=0, cameras=True, mocap=False)
+    img = probe.subscribe("camera/overhead/image", Image, mode="latest")
+    dep = probe.subscribe("camera/overhead/depth", Image, mode="latest")
+    info = probe.subscribe("camera/overhead/info", CameraInfo, mode="latest")
+    wrist = probe.subscribe("camera/wrist/image", Image, mode="latest")
+    i, d, k = img.wait_for(timeout=20), dep.wait_for(timeout=20), info.wait_for(timeout=20)
+    cam = sim.scene.cameras[0]
+    assert i.data.shape == (cam.height, cam.width, 3) and i.encoding == "rgb8"
+    assert d.encoding == "32FC1"
+    assert k.K[0, 0] == pytest.approx((cam.height / 2) / np.tan(np.radians(cam.fov_deg) / 2))
+    # back-project pixels with K, depth and T_base_camera: the points are where a ray cast hits the world
+    for v, u in [(cam.height // 2, cam.width // 2), (30, 40), (200, 280), (60, 250)]:
+        z = float(d.data[v, u])
+        pc = z * np.linalg.inv(k.K) @ np.array([u, v, 1.0])
+        pw = k.T_base_camera[:3, :3] @ pc + k.T_base_camera[:3, 3]
+        eye = k.T_base_camera[:3, 3]
+        with sim._lock:  # the sim thread owns the PyBullet client
+            hit = p.rayTest(eye.tolist(), (eye + 3 * (pw - eye) / np.linalg.norm(pw - eye)).tolist(),
+                            physicsClientId=sim.world.cid)[0][3]
+        assert np.linalg.norm(np.asarray(hit) - pw) < 0.01 * z
+    # project the red block's centre with K and T_base_camera: it lands on red pixels
+    red = np.asarray(sim.scene.object("red_block").position)
+    T = np.linalg.inv(k.T_base_camera)
+    pc = T[:3, :3] @ red + T[:3, 3]
+    u, v = (k.K @ (pc / pc[2]))[:2]
+    r, g, b = i.data[int(round(v)), int(round(u))].astype(int)
+    assert r > 120 and g < 80 and b < 80
+    assert wrist.wait_for(timeout=20).data.shape[2] == 3
+
+
+def test_reset_and_oracle_services(sim_graph):
+    sim, probe = sim_graph(seed=0, cameras=False)
+    reply = probe.call("sim/reset", {"seed": 4, "n_objects": 2}, timeout=20)
+    assert reply["ok"] and len(reply["scene"]["objects"]) == 2
+    assert "mass" not in reply["scene"]["objects"][0]  # what the lab gets is the perceived scene
+    truth = probe.call("sim/oracle", {}, timeout=5)
+    label = reply["scene"]["objects"][0]["label"]
+    assert truth["objects"][label]["mass"] == pytest.approx(sim.scene.object(label).mass)
+
+
+def test_realtime_clock_runs_at_wall_speed(sim_graph):
+    sim, probe = sim_graph(seed=0, cameras=False, mocap=False, clock="realtime")
+    js = probe.subscribe("arm/joint_state", JointState, mode="latest")
+    a = js.wait_for(timeout=5)
+    t0 = time.monotonic()
+    b = js.wait_for(lambda m: m.stamp_ns - a.stamp_ns > 0.5e9, timeout=5)
+    wall = time.monotonic() - t0
+    assert 0.3 < wall < 2.0
+    assert sim.world.t == pytest.approx(sim.ticks * sim.steps_per_tick * sim.world.dt)
