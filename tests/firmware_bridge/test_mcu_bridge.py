@@ -44,7 +44,7 @@ def firmware(tmp_path_factory):
 @pytest.fixture
 def mcu(firmware):
     emu = McuEmulator(joints=4, sensors=2, watchdog_ms=200, binary=firmware).start()
-    link = McuLink(emu.path, timeout_s=0.1).open()
+    link = McuLink(emu.path, timeout_s=0.3).open()   # generous: CI machines are loaded
     yield emu, link
     link.close()
     emu.stop()
@@ -154,7 +154,7 @@ def test_driver_node_moves_joints_follows_the_gate_estop_and_reconnects(firmware
     emu = McuEmulator(binary=firmware).start()
     graph = f"inproc://{uuid.uuid4().hex}"
     dn, tn = Node("mcu", graph), Node("probe", graph)
-    drv = McuDriver(dn, McuConfig(port=emu.path, rate_hz=50, reconnect_s=0.05))
+    drv = McuDriver(dn, McuConfig(port=emu.path, rate_hz=50, reconnect_s=0.05, timeout_s=0.3))
     try:
         js = tn.subscribe("arm/joint_state", JointState, mode="latest")
         sensors = tn.subscribe("mcu/sensors", Readings, mode="latest")

@@ -208,6 +208,6 @@ def test_vendor_sdk_ping_read_sync_read_sync_write_against_our_emulators(emulato
             if vendor(r.txRxPacket) != 0:
                 return False
             return {i: r.getData(i, pos, size) for i in emulator.motors} == targets
-        assert wait_until(arrived, 3)
+        assert wait_until(arrived, 10)
     finally:
         port.closePort()
