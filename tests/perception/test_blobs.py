@@ -93,3 +93,28 @@ def test_partly_hidden_object_is_refused_not_misplaced():
     bt = BlobTracker([ColourObject("red_block", "cube", 0.05, rgba=(0.85, 0.1, 0.1))])
     assert bt.observe(r.rgb, r.depth, K, T) == []
     assert bt.occluded == {"red_block": 1}
+
+
+def test_lighting_changes_noise_and_blur_keep_blobs_within_5mm(views):
+    from perception.augment import ImageAugment
+    truth = {label: np.array(c) for label, _, _, _, c in COLOURED}
+    rgb, depth, T = views[1]
+    for seed in range(3):
+        aug = ImageAugment(noise_sigma=4.0, blur_px=0.8, lighting=0.3, gamma=0.3, seed=seed)
+        obs = tracker().observe(aug(rgb), depth, K, T)
+        assert {o.label for o in obs} == set(truth)
+        for o in obs:
+            assert np.linalg.norm(o.position - truth[o.label]) < 0.005
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1))
+def test_hue_window_contains_the_colour_and_stays_in_range(r, g, b):
+    import colorsys
+    ranges = hue_window((r, g, b))
+    h = colorsys.rgb_to_hsv(r, g, b)[0] * 180
+    assert all(0 <= lo <= hi <= 180 for lo, hi in ranges)
+    assert any(lo <= h <= hi for lo, hi in ranges) or (h > 179.5 and any(lo == 0 for lo, _ in ranges))

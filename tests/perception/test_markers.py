@@ -141,3 +141,20 @@ def test_marker_on_cube_through_pipeline_in_base_frame():
     assert np.linalg.norm(dets[0].T[:3, 3] - [0.5, -0.1, 0.025]) < 0.003
     msg = per.objects(1)
     assert msg.get("tag_block") is not None and msg.get("tag_block").id == 1007
+
+
+def test_apriltag_dictionary_detected_and_posed():
+    with SyntheticScene() as s:
+        s.add_marker("tag", 12, 0.06, make_T(t=[0, 0, MARKER_Z]), dictionary=cv2.aruco.DICT_APRILTAG_36h11)
+        T_wc = view_from(0.4, 30, 0.5, (0, 0, MARKER_Z))
+        r = s.render(T_wc, K)
+        truth = invert(T_wc) @ s.objects["tag"].T_world
+    det = MarkerDetector(MarkerDetectorConfig(dictionary="APRILTAG_36h11"))
+    obs = det.observe(r.rgb, {12: 0.06}, K)
+    assert [o.id for o in obs] == [12]
+    assert np.linalg.norm(obs[0].T_camera_marker[:3, 3] - truth[:3, 3]) < 0.002
+
+
+def test_unknown_dictionary_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown marker dictionary 'DICT_9X9'.*DICT_4X4_50"):
+        MarkerDetector(MarkerDetectorConfig(dictionary="DICT_9X9"))
