@@ -33,8 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from lab import grammar as g  # noqa: E402
-from lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval  # noqa: E402
-from lab.notebook import NotebookView  # noqa: E402
 
 GRID_REFUSAL = "not in the experiment grid"
 
@@ -57,25 +55,32 @@ def call_stats(notebook_text: str) -> tuple[int, int]:
     return calls, ok
 
 
-def replay_decisions(rows: list[dict], checkpoint: str | None, reps: int) -> list[float]:
-    """Time every experiment decision of nanochat's notebooks again in this process, on 2 threads."""
-    from nanochat.agent import NanochatAgent
+def replay_decisions(notebooks: list[str], checkpoint: str | None, reps: int, threads: int = 2) -> list[float]:
+    """Time every experiment decision of the given notebooks again, in order, on `threads` CPU threads:
+    the agent's code path (engine with a KV cache carried from decision to decision), without the bus."""
+    from nanochat.agent import allowed_kinds, load_cached
+    from nanochat.checkpoint import SHIPPED_DIR
+    from nanochat.engine import Engine
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
+    model, tokenizer, _ = load_cached(checkpoint or SHIPPED_DIR)
     times: list[float] = []
     for _ in range(reps):
-        for row in rows:
-            sections = g.parse(row["notebook"])
+        for text in notebooks:
+            sections = g.parse(text)
             question = sections[0].body
+            engine = Engine(model, tokenizer)
             scene = sections[1].body
-            candidates = tuple(g.candidate_experiments(scene, question))
-            agent = NanochatAgent(seed=row["seed"], checkpoint=checkpoint)
             for i, s in enumerate(sections):
+                if s.kind == "scene":
+                    scene = s.body
                 if s.kind != "experiment":
                     continue
-                view = NotebookView(question, scene, candidates, tuple(sections[:i]), None)
+                prefix = sections[:i]
+                left = question.max_experiments - sum(p.kind == "experiment" for p in prefix)
+                candidates = [c.render() for c in g.candidate_experiments(scene, question)]
                 t0 = time.perf_counter()
-                agent.propose(view)
+                engine.propose(prefix, allowed=allowed_kinds(prefix, left, bool(candidates)), candidates=candidates)
                 times.append(1000 * (time.perf_counter() - t0))
     return times
 
@@ -87,7 +92,21 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the decision-time replay")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads for the decision-time replay")
+    ap.add_argument("--notebooks-out", default="reports/policy_eval_notebooks.jsonl",
+                    help="where the policy's notebooks are saved (for --decisions-only)")
+    ap.add_argument("--decisions-only", default=None, metavar="JSONL",
+                    help="only time decisions, replaying the notebooks of this file (needs torch, tiktoken, regex)")
     args = ap.parse_args()
+    if args.decisions_only:
+        notebooks = [json.loads(line)["notebook"] for line in Path(args.decisions_only).read_text().splitlines() if line]
+        times = replay_decisions(notebooks, args.checkpoint, args.reps, args.threads)
+        print(f"{len(times)} decisions on {args.threads} threads: median {statistics.median(times):.2f} ms, "
+              f"p90 {sorted(times)[int(0.9 * len(times))]:.2f} ms")
+        print(json.dumps({"decision_ms": round(statistics.median(times), 2), "threads": args.threads,
+                          "decisions": len(times)}))
+        return
+    from lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval
     if args.checkpoint:
         import os
         os.environ["LOOPYLAB_POLICY_CHECKPOINT"] = str(Path(args.checkpoint).resolve())  # for the workers
@@ -127,8 +146,11 @@ def main() -> None:
         calls, executed = calls + c, executed + o
     parse_rate = executed / calls if calls else 0.0
 
-    checkpoint = args.checkpoint
-    times = replay_decisions(by["nanochat"], checkpoint, args.reps)
+    Path(args.notebooks_out).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.notebooks_out, "w") as f:
+        for r in by["nanochat"]:
+            f.write(json.dumps({"seed": r["seed"], "kind": r["kind"], "notebook": r["notebook"]}) + "\n")
+    times = replay_decisions([r["notebook"] for r in by["nanochat"]], args.checkpoint, args.reps, args.threads)
     decision_ms = statistics.median(times) if times else float("nan")
     eig_ms = [1000 * s for r in by["eig"] for s in (r.get("decision_s") or [])]
     eig_decision_ms = statistics.median(eig_ms) if eig_ms else float("nan")

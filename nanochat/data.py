@@ -221,7 +221,10 @@ def generate_one(job: tuple[str, int, float]) -> dict:
 
 def generate(seeds: Sequence[int], out_dir: str | Path, workers: int | None = None, noise: float = 0.15,
              kinds: Sequence[str] | None = None, progress: bool = True) -> dict:
-    """Notebooks of the exploring expert for every (question kind, seed), in parallel; shards by seed."""
+    """Notebooks of the exploring expert for every (question kind, seed), in parallel; shards by seed.
+
+    Every finished world is appended to `<out>/journal.jsonl` at once, so an interrupted run loses
+    nothing: running the same command again skips the worlds already in the journal."""
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
@@ -232,31 +235,65 @@ def generate(seeds: Sequence[int], out_dir: str | Path, workers: int | None = No
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise ValueError(f"unknown question kind(s) {bad} (known: {', '.join(KINDS)})")
-    jobs = [(k, s, noise) for s in seeds for k in kinds]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    journal = out_dir / "journal.jsonl"
+    records = read_journal(journal)
+    done = {(r["kind"], r["seed"]) for r in records}
+    jobs = [(k, s, noise) for s in seeds for k in kinds if (k, s) not in done]
     workers = max(1, workers or os.cpu_count() or 1)
-    records: list[dict] = []
     bar = None
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
         bar = Progress(TextColumn("[bold]notebooks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         task = bar.add_task("notebooks", total=len(jobs))
         bar.start()
+
+    def finished(record: dict) -> None:
+        records.append(record)
+        with open(journal, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if bar:
+            bar.advance(task)
+
     try:
         if workers == 1:
             for job in jobs:
-                records.append(generate_one(job))
-                bar and bar.advance(task)
-        else:  # spawn: workers start clean (no inherited ZeroMQ or PyBullet state)
+                finished(generate_one(job))
+        elif jobs:  # spawn: workers start clean (no inherited ZeroMQ or PyBullet state)
             with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
                 for fut in as_completed([pool.submit(generate_one, j) for j in jobs]):
-                    records.append(fut.result())
-                    bar and bar.advance(task)
+                    finished(fut.result())
     finally:
-        bar and bar.stop()
-    ok = sorted((r for r in records if "text" in r), key=lambda r: (r["seed"], r["kind"]))
+        if bar:
+            bar.stop()
+    return write_dataset(records, out_dir, seeds=set(seeds), kinds=set(kinds))
+
+
+def read_journal(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by an interrupted run
+    return out
+
+
+def write_dataset(records: Sequence[dict], out_dir: str | Path, seeds: set | None = None,
+                  kinds: set | None = None) -> dict:
+    """Shards from journal records: one notebook per (kind, seed), train/val split by seed."""
+    unique = {}
+    for r in records:
+        if (seeds is None or r["seed"] in seeds) and (kinds is None or r["kind"] in kinds):
+            unique[(r["kind"], r["seed"])] = r
+    ok = sorted((r for r in unique.values() if "text" in r), key=lambda r: (r["seed"], r["kind"]))
     train = [r for r in ok if not is_val_seed(r["seed"])]
     val = [r for r in ok if is_val_seed(r["seed"])]
     write_shards(train, out_dir, "train")
     write_shards(val, out_dir, "val")
-    return {"train": len(train), "val": len(val), "failed": len(records) - len(ok),
+    return {"train": len(train), "val": len(val), "failed": len(unique) - len(ok),
             "success_rate": sum(r["success"] for r in ok) / max(1, len(ok))}

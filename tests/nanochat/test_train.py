@@ -44,3 +44,17 @@ def test_shards_round_trip_and_seed_specs(tmp_path):
         assert "val_00000.jsonl:2" in str(e)
     else:
         raise AssertionError("bad JSON line accepted")
+
+
+def test_journal_resume_and_dataset_split(tmp_path):
+    from nanochat.data import read_journal, write_dataset
+    journal = tmp_path / "journal.jsonl"
+    recs = [{"seed": s, "kind": "mass", "text": f"t{s}", "success": s % 2 == 0} for s in (1, 9, 19, 20)]
+    recs.append({"seed": 3, "kind": "mass", "failed": "crash"})
+    journal.write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"seed": 4, "ki')  # cut short
+    got = read_journal(journal)
+    assert got == recs
+    summary = write_dataset(got + [dict(recs[0], text="newer")], tmp_path)
+    assert summary == {"train": 2, "val": 2, "failed": 1, "success_rate": 0.25}
+    assert [r["seed"] for r in read_shards(tmp_path, "val")] == [9, 19]
+    assert read_shards(tmp_path, "train")[0]["text"] == "newer"  # the latest record of a world wins
