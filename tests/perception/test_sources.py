@@ -93,3 +93,20 @@ def test_image_folder_replayed_into_the_perception_node(tmp_path):
         assert pub.calibration.width == 320 and pub.error is None
         pub.close()
         pn.close()
+
+
+def test_video_file_replay(tmp_path):
+    path = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (160, 120))
+    for i in range(5):
+        frame = np.full((120, 160, 3), 40 * i, np.uint8)
+        w.write(frame)
+    w.release()
+    src = open_source(str(path))
+    with src:
+        frames = list(src)
+        assert src.fps == pytest.approx(15.0) and (src.width, src.height) == (160, 120)
+    assert len(frames) == 5
+    assert [round(f.rgb.mean() / 40) for f in frames] == [0, 1, 2, 3, 4]  # in order, lossy codec
+    with pytest.raises(CameraError, match="does not exist"):
+        open_source(tmp_path / "missing.mp4").open()
