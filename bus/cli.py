@@ -145,6 +145,7 @@ def record(output: Path = typer.Option(..., "--output", "-o", help="MCAP file to
     from bus.node import Node
     from bus.record import Recorder
     node = Node("recorder", BusConfig.parse(bus) if bus else None)
+    node.handle_signals()  # Ctrl-C or SIGTERM end the recording cleanly: the file gets its summary
     rec = Recorder(node, output, topics_ or None, queue_size=queue)
     deadline = time.monotonic() + duration if duration else None
     try:
@@ -184,6 +185,7 @@ def replay(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="M
     from bus.node import Node
     from bus.record import replay as do_replay
     node = Node("replay", BusConfig.parse(bus) if bus else None)
+    node.handle_signals()
     try:
         with Progress(console=console) as progress:
             task = progress.add_task(f"replaying {path.name} at x{rate:g}", total=None)

@@ -383,6 +383,7 @@ class Node:
         self._clients: dict[str, ServiceClient] = {}
         self._cmds: queue.Queue = queue.Queue()
         self._announce_lock = threading.Lock()
+        self._old_handlers: dict = {}
         self._start_directory = start_directory
         self._owned_directory = None
         if start_directory:
@@ -653,10 +654,11 @@ class Node:
         self._stop.set()
 
     def handle_signals(self) -> None:
-        """Make SIGINT/SIGTERM shut this node down (main thread only; `spin()` does it too)."""
-        if threading.current_thread() is threading.main_thread():
+        """Make SIGINT/SIGTERM shut this node down (main thread only; `spin()` does it too). The
+        previous handlers come back when the node closes."""
+        if threading.current_thread() is threading.main_thread() and not self._old_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: self.shutdown())
+                self._old_handlers[sig] = signal.signal(sig, lambda *_: self.shutdown())
 
     def spin(self, timeout: float | None = None) -> None:
         """Block until SIGINT/SIGTERM, `shutdown()`, or `timeout` seconds; then close the node."""
@@ -688,6 +690,9 @@ class Node:
             c.close()
         self._wake_tx.close()
         self._wake_rx.close()
+        if self._old_handlers and threading.current_thread() is threading.main_thread():
+            for sig, handler in self._old_handlers.items():
+                signal.signal(sig, handler)
         # A directory this node started stays up while the process lives: other nodes may use it.
 
     def __enter__(self) -> "Node":
