@@ -76,6 +76,10 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     console.print(f"  chain     {'in-process EVM (test money; fresh at every start)' if chain.embedded else cfg.chain_url}"
                   f"  chain id {chain.chain_id}")
     console.print(f"  escrow    {chain.escrow.address}   relay account {chain.operator.address}")
+    stale = app.state.market.bounties_on_other_escrows()
+    if stale:
+        console.print(f"[yellow]  {len(stale)} open/closed bounties were funded on another escrow "
+                      f"(an earlier in-process chain?): their payouts cannot be paid here[/]")
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

@@ -20,6 +20,8 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(store, revision: str = "head") -> None:
     """Migrate the store's database (uses its write engine, so SQLite gets WAL and a write lock)."""
+    import logging
+    logging.getLogger("alembic").setLevel(logging.WARNING)   # one line per plugin is noise at startup
     cfg = alembic_config(store.url)
     with store.engine.begin() as conn:
         cfg.attributes["connection"] = conn

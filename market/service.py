@@ -559,6 +559,15 @@ class Market:
         rows.sort(key=lambda r: (-r["approved"], -int(r["earned_wei"]), -r["reputation"], r["address"]))
         return [{"rank": i + 1, **r} for i, r in enumerate(rows[:limit])]
 
+    def bounties_on_other_escrows(self) -> list[int]:
+        """Funded, unsettled bounties whose escrow is not this server's (e.g. after restarting an
+        embedded chain): the reconciler and the operator need to know."""
+        if self.chain is None or self.chain.escrow is None:
+            return []
+        with self.store.read() as s:
+            return list(s.scalars(select(Bounty.id).where(Bounty.state.in_(("open", "closed")),
+                                                         Bounty.escrow_address != self.chain.escrow.address)))
+
     # ------------------------------------------------------------------ helpers
     def _own_bounty(self, s, requester: str, bounty_id: int) -> Bounty:
         b = s.get(Bounty, bounty_id)

@@ -1,0 +1,417 @@
+"""Market reliability and load benchmark.
+
+  race      100 contributors race (threads, real HTTP, one uvicorn) for a 10-slot bounty: exactly 10
+            claims granted, 10 paid by the relay, escrow balance exact
+  crash     the relay dies after signing and again after broadcasting; restarted, every approved
+            submission is paid exactly once (Released events per payout id)
+  siwe      replayed nonce, expired nonce, wrong domain, signature for another address: all refused
+  fuzz      schemathesis over the OpenAPI document: count of 5xx answers
+  load      requests/s for GET /bounties and POST submission with 2 uvicorn workers on SQLite and on
+            PostgreSQL (when reachable), against GET /health on the same server as the baseline;
+            payouts/s of the relay on the embedded chain against plain signed transfers/s
+
+Prints figures as it goes; the LAST line is one JSON object.
+    .venv/bin/python benchmarks/market_load.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from market import manifest as mf, migrate, siwe  # noqa: E402
+from market.api import create_app  # noqa: E402
+from market.auth import Auth  # noqa: E402
+from market.chain import Chain  # noqa: E402
+from market.client import MarketClient  # noqa: E402
+from market.config import MarketConfig  # noqa: E402
+from market.db import Store  # noqa: E402
+from market.relay import Relay, RelayCrash, double_pays, reconcile  # noqa: E402
+from market.sample import write_recording  # noqa: E402
+from market.service import BountyTerms, Market  # noqa: E402
+
+PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REWARD = 10**15
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up in {timeout} s")
+
+
+def open_bounty(market: Market, chain: Chain, slots: int, reward: int = REWARD, **over):
+    requester = Account.create()
+    chain.faucet(requester.address, slots * reward + 10**18)
+    terms = dict(title="bench", description="", task_spec={"topics": ["wrist/wrench"]}, acceptance=[],
+                 slots=slots, reward_wei=reward, deadline=time.time() + 3600, auto_approve_s=3600, claim_ttl_s=3600)
+    terms.update(over)
+    b = market.post_bounty(requester.address, BountyTerms(**terms))
+    raw = chain.fund_tx(requester, b.id, requester.address, math.ceil(b.refund_after), slots * reward)
+    market.fund(requester.address, b.id, raw.hex())
+    return requester, b
+
+
+def prepared_submission(market: Market, contributor, bounty_id: int, folder: Path) -> dict:
+    """Register a rig and store the files; returns the submission body (manifest + signature)."""
+    rig = Account.create()
+    text = mf.rig_registration_text(rig.address, contributor.address)
+    market.register_rig(contributor.address, rig.address, rig.sign_message(encode_defunct(text=text)).signature.hex())
+    m = mf.build(folder, bounty_id, rig.address)
+    for f in m["files"]:
+        sha, size = market.blobs.put_bytes((folder / f["path"]).read_bytes())
+        market.record_upload(contributor.address, sha, size)
+    return {"manifest": m, "signature": mf.sign(m, rig)}
+
+
+# ---------------------------------------------------------------------- race (real HTTP)
+
+def run_race(tmp: Path) -> dict:
+    cfg = MarketConfig(home=tmp / "race", run_background=False)
+    store = Store(cfg.database_url)
+    migrate.upgrade(store)
+    chain = Chain.embedded_chain()
+    market = Market(cfg, store, chain)
+    relay = Relay(store, chain)
+    port = free_port()
+    cfg.domain, cfg.base_url = f"127.0.0.1:{port}", f"http://127.0.0.1:{port}"
+    app = create_app(cfg, market, relay)
+    import uvicorn
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    threading.Thread(target=server.run, daemon=True).start()
+    wait_http(f"{cfg.base_url}/health")
+    try:
+        requester = MarketClient(cfg.base_url, Account.create())
+        requester.login()
+        chain.faucet(requester.address, 10**19)
+        b = requester.fund(requester.post_bounty(title="race", reward_wei=REWARD, slots=10,
+                                                 task_spec={"topics": ["wrist/wrench"]})["id"])
+        people = [MarketClient(cfg.base_url, Account.create()) for _ in range(100)]
+        with ThreadPoolExecutor(16) as ex:
+            list(ex.map(lambda c: c.login(), people))
+        gate = threading.Barrier(32)
+
+        def race(c):
+            try:
+                gate.wait(timeout=5)
+            except threading.BrokenBarrierError:
+                pass
+            try:
+                return c, c.claim(b["id"])
+            except Exception:
+                return c, None
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(32) as ex:
+            results = list(ex.map(race, people))
+        race_s = time.perf_counter() - t0
+        winners = [(c, cl) for c, cl in results if cl]
+        for i, (c, cl) in enumerate(winners):
+            c.register_rig()
+            sub = c.submit_folder(cl["id"], write_recording(tmp / "race" / f"r{i}", seed=500 + i, seconds=0.3,
+                                                            notebook=False), bounty_id=b["id"])
+            requester.review(sub["id"], True)
+        relay.run_once()
+        paid = sum(1 for c, _ in winners if chain.pending_of(c.address) == REWARD)
+        onchain = chain.bounty_onchain(b["id"])
+        exact = (chain.balance() == 10 * REWARD and onchain["released"] == 10 * REWARD
+                 and reconcile(store, chain) == [])
+        for c in people + [requester]:
+            c.close()
+        print(f"race: {len(winners)} of 100 claims granted in {race_s:.2f} s, {paid} paid, escrow exact: {exact}")
+        return {"race_claims_granted": len(winners), "race_paid": paid, "race_escrow_exact": exact}
+    finally:
+        server.should_exit = True
+
+
+# ---------------------------------------------------------------------- relay crash
+
+def run_crash(tmp: Path) -> dict:
+    cfg = MarketConfig(home=tmp / "crash", run_background=False)
+    store = Store(cfg.database_url)
+    migrate.upgrade(store)
+    chain = Chain.embedded_chain()
+    market = Market(cfg, store, chain)
+    requester, b = open_bounty(market, chain, slots=10)
+    payees = []
+    for i in range(10):
+        a = Account.create()
+        c = market.claim(a.address, b.id)
+        body = prepared_submission(market, a, b.id, write_recording(tmp / "crash" / f"r{i}", seed=700 + i,
+                                                                     seconds=0.3, notebook=False))
+        market.review(requester.address, market.submit(a.address, c.id, **body).id, True)
+        payees.append(a)
+    crashes = 0
+    for point in ("signed", "broadcast"):
+        try:
+            Relay(store, chain, crash_at=point, batch=5).run_once()
+        except RelayCrash:
+            crashes += 1
+    restarted = Relay(Store(store.url), chain)   # a fresh process: new engine, new relay
+    restarted.run_once()
+    once = sum(1 for a in payees if chain.pending_of(a.address) == REWARD)
+    dp = double_pays(chain)
+    print(f"crash: relay killed {crashes}x between signing and receipt; after restart {once}/10 paid exactly once, "
+          f"double pays {dp}, reconcile {reconcile(store, chain) or 'clean'}")
+    return {"crash_paid_once": once, "crash_double_pays": dp}
+
+
+# ---------------------------------------------------------------------- SIWE attacks
+
+def run_siwe(tmp: Path) -> dict:
+    cfg = MarketConfig(home=tmp / "siwe", run_background=False, domain="testserver", base_url="http://testserver")
+    store = Store(cfg.database_url)
+    migrate.upgrade(store)
+    auth = Auth(store, "testserver", 1)
+    alice, mallory = Account.create(), Account.create()
+
+    def message(**over):
+        n, _ = auth.new_nonce()
+        return siwe.SiweMessage(**{**dict(domain="testserver", address=alice.address, uri="http://testserver",
+                                          chain_id=1, nonce=n, issued_at=siwe.iso(time.time())), **over})
+
+    attacks = {}
+    m = message()
+    text, sig = m.to_text(), siwe.sign(m, alice)
+    auth.login(text, sig)
+    attacks["replayed_nonce"] = (text, sig)
+    auth.nonce_ttl_s = -1
+    m = message()
+    auth.nonce_ttl_s = 300
+    attacks["expired_nonce"] = (m.to_text(), siwe.sign(m, alice))
+    m = message(domain="evil.example")
+    attacks["wrong_domain"] = (m.to_text(), siwe.sign(m, alice))
+    m = message()
+    attacks["other_address"] = (m.to_text(), siwe.sign(m, mallory))
+    rejected = {}
+    for name, (text, sig) in attacks.items():
+        try:
+            auth.login(text, sig)
+            rejected[name] = False
+        except Exception:
+            rejected[name] = True
+    print(f"siwe: rejected {sum(rejected.values())}/{len(rejected)} attacks {rejected}")
+    return {"siwe_rejected": sum(rejected.values()), "siwe_attacks": len(rejected)}
+
+
+# ---------------------------------------------------------------------- fuzz
+
+def run_fuzz(tmp: Path, examples: int) -> dict:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
+    from fastapi.testclient import TestClient
+    cfg = MarketConfig(home=tmp / "fuzz", run_background=False, domain="testserver", base_url="http://testserver")
+    store = Store(cfg.database_url)
+    migrate.upgrade(store)
+    chain = Chain.embedded_chain()
+    market = Market(cfg, store, chain)
+    app = create_app(cfg, market, Relay(store, chain))
+    user = MarketClient(TestClient(app), Account.create())
+    user.login()
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    errors, calls = [], 0
+    for result in schema.get_all_operations():
+        op = result.ok()
+        for mode in schemathesis.GenerationMode:
+            @given(case=op.as_strategy(mode))
+            @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            def fuzz(case):
+                nonlocal calls
+                r = case.call(headers={"Authorization": f"Bearer {user.token}"} if op.path != "/auth/logout" else {})
+                calls += 1
+                if r.status_code >= 500:
+                    errors.append(f"{case.method} {case.formatted_path} -> {r.status_code}")
+            try:
+                fuzz()
+            except Unsatisfiable:
+                pass
+    print(f"fuzz: {calls} generated requests, {len(errors)} answered 5xx {errors[:3]}")
+    return {"fuzz_requests": calls, "fuzz_5xx": len(errors)}
+
+
+# ---------------------------------------------------------------------- load (2 uvicorn workers)
+
+def pg_schema() -> tuple[str, str] | None:
+    try:
+        import psycopg
+        schema = f"market_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True, connect_timeout=2) as c:
+            c.execute(f"CREATE SCHEMA {schema}")
+        return schema, f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    except Exception as e:
+        print(f"load: PostgreSQL not reachable ({e}); PostgreSQL figures left out")
+        return None
+
+
+def drop_pg(schema: str) -> None:
+    import psycopg
+    with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True) as c:
+        c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def hammer(url: str, requests: list[tuple[str, str, dict | None, dict]], threads: int) -> float:
+    """Send (method, path, json, headers) requests from `threads` keep-alive clients; requests/s."""
+    chunks = [requests[i::threads] for i in range(threads)]
+    bad = []
+
+    def work(chunk):
+        with httpx.Client(base_url=url, timeout=60) as h:
+            for method, path, body, headers in chunk:
+                r = h.request(method, path, json=body, headers=headers)
+                if r.status_code >= 300:
+                    bad.append((path, r.status_code, r.text[:200]))
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as ex:
+        list(ex.map(work, chunks))
+    dt = time.perf_counter() - t0
+    if bad:
+        raise RuntimeError(f"{len(bad)} failed requests, e.g. {bad[0]}")
+    return len(requests) / dt
+
+
+def run_load(tmp: Path, db_name: str, db_url: str, n_submit: int, n_list: int, reps: int) -> dict:
+    home = tmp / f"load-{db_name}"
+    cfg = MarketConfig(home=home, db_url=db_url, run_background=False)
+    store = Store(cfg.database_url)
+    migrate.upgrade(store)
+    chain = Chain.embedded_chain()
+    market = Market(cfg, store, chain)
+    for _ in range(30):                                    # a realistic list page
+        open_bounty(market, chain, slots=5)
+    requester, big = open_bounty(market, chain, slots=n_submit * reps + 10)
+    port = free_port()
+    domain = f"127.0.0.1:{port}"
+    auth = Auth(store, domain, chain.chain_id)
+    jobs = []
+    for i in range(n_submit * reps):
+        a = Account.create()
+        c = market.claim(a.address, big.id)
+        body = prepared_submission(market, a, big.id, write_recording(home / "recs" / f"r{i}", seed=10_000 + i,
+                                                                       seconds=0.3, notebook=False))
+        n, _ = auth.new_nonce()
+        m = siwe.SiweMessage(domain=domain, address=a.address, uri=f"http://{domain}", chain_id=chain.chain_id,
+                             nonce=n, issued_at=siwe.iso(time.time()))
+        token, _, _ = auth.login(m.to_text(), siwe.sign(m, a))
+        jobs.append(("POST", f"/claims/{c.id}/submission", body, {"Authorization": f"Bearer {token}"}))
+    env = {**os.environ, "LOOPYLAB_MARKET_DB_URL": cfg.database_url, "LOOPYLAB_MARKET_HOME": str(home),
+           "LOOPYLAB_MARKET_DOMAIN": domain, "LOOPYLAB_MARKET_RUN_BACKGROUND": "0", "LOOPYLAB_LOG": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "market.api:app_from_env", "--factory",
+                             "--workers", "2", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                            env=env, cwd=ROOT)
+    url = f"http://{domain}"
+    try:
+        wait_http(f"{url}/health", timeout=120)
+        hammer(url, [("GET", "/bounties", None, {})] * 50, 4)          # warm both workers
+        health, lists, submits = [], [], []
+        for r in range(reps):
+            health.append(hammer(url, [("GET", "/health", None, {})] * n_list, 8))
+            lists.append(hammer(url, [("GET", "/bounties?limit=50", None, {})] * n_list, 8))
+            submits.append(hammer(url, jobs[r * n_submit:(r + 1) * n_submit], 8))
+        with store.read() as s:
+            from sqlalchemy import func, select
+            from market.db import Submission
+            ok = s.scalar(select(func.count()).select_from(Submission).where(Submission.state == "pending_review"))
+        assert ok == n_submit * reps, f"only {ok} submissions passed verification"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    h, li, su = statistics.median(health), statistics.median(lists), statistics.median(submits)
+    print(f"load[{db_name}, 2 workers]: GET /bounties {li:.0f} req/s, POST submission {su:.0f} req/s "
+          f"(baseline GET /health {h:.0f} req/s; list/health {li / h:.2f}, submit/health {su / h:.3f}; "
+          f"medians of {reps})")
+    store.dispose()
+    return {f"list_rps_{db_name}": round(li, 1), f"submit_rps_{db_name}": round(su, 1),
+            f"health_rps_{db_name}": round(h, 1)}
+
+
+def run_payouts(tmp: Path, n: int, reps: int) -> dict:
+    cfg = MarketConfig(home=tmp / "payouts", run_background=False)
+    store = Store(cfg.database_url)
+    migrate.upgrade(store)
+    chain = Chain.embedded_chain()
+    market = Market(cfg, store, chain)
+    rates, base = [], []
+    for r in range(reps):
+        requester, b = open_bounty(market, chain, slots=n)
+        for i in range(n):
+            a = Account.create()
+            c = market.claim(a.address, b.id)
+            body = prepared_submission(market, a, b.id, write_recording(tmp / "payouts" / f"{r}-{i}",
+                                                                        seed=20_000 + r * n + i, seconds=0.2, notebook=False))
+            market.review(requester.address, market.submit(a.address, c.id, **body).id, True)
+        relay = Relay(store, chain)
+        t0 = time.perf_counter()
+        relay.run_once()
+        rates.append(relay.stats["final"] / (time.perf_counter() - t0))
+        # baseline: the same number of plain signed value transfers from the operator
+        sender = chain.operator
+        t0 = time.perf_counter()
+        nonce = chain.w3.eth.get_transaction_count(sender.address, "pending")
+        for i in range(n):
+            p = chain.tx_params(sender.address, nonce + i)
+            tx = {"to": Account.create().address, "value": 1, "gas": 21_000, "nonce": p.nonce, "chainId": p.chain_id,
+                  "maxFeePerGas": p.max_fee_per_gas, "maxPriorityFeePerGas": p.max_priority_fee_per_gas}
+            chain.send_signed(sender.sign_transaction(tx).raw_transaction)
+        base.append(n / (time.perf_counter() - t0))
+    assert double_pays(chain) == 0 and reconcile(store, chain) == []
+    pr, br = statistics.median(rates), statistics.median(base)
+    print(f"payouts: {pr:.1f} payouts/s on the embedded chain (sign, store, broadcast, receipt, confirm); "
+          f"plain transfers {br:.1f}/s; ratio {pr / br:.2f} (medians of {reps} x {n})")
+    return {"payouts_per_s": round(pr, 1), "transfers_per_s_baseline": round(br, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller load figures (smoke run)")
+    args = ap.parse_args()
+    n_submit, n_list, reps = (20, 200, 3) if args.quick else (60, 600, 3)
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="market-bench-") as d:
+        tmp = Path(d)
+        out.update(run_race(tmp))
+        out.update(run_crash(tmp))
+        out.update(run_siwe(tmp))
+        out.update(run_fuzz(tmp, 3 if args.quick else 5))
+        out.update(run_load(tmp, "sqlite", "", n_submit, n_list, reps))
+        pg = pg_schema()
+        if pg:
+            try:
+                out.update(run_load(tmp, "postgres", pg[1], n_submit, n_list, reps))
+            finally:
+                drop_pg(pg[0])
+        out.update(run_payouts(tmp, 30 if args.quick else 60, reps))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
