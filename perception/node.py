@@ -122,8 +122,9 @@ class CameraInput:
 class PerceptionNode:
     def __init__(self, node: Node, cameras=("overhead",), hz: float = 10.0, calibrations: dict | None = None,
                  augment: ImageAugment | None = None, config: PerceptionConfig | None = None,
-                 systematic_sigma: float = 0.001):
+                 systematic_sigma: float = 0.001, silent_after_s: float = 2.0):
         self.node = node
+        self.silent_after_s = silent_after_s
         self.perception = Perception(config)
         self.augment = augment or ImageAugment()
         self.inputs = [CameraInput(node, c, (calibrations or {}).get(c)) for c in cameras]
@@ -159,7 +160,9 @@ class PerceptionNode:
         with self._lock:
             if done:
                 self._last_wall = now
-            else:  # cameras silent: let time pass for the tracks so they go lost
+            elif now - self._last_wall > self.silent_after_s:
+                # every camera silent (unplugged, driver stopped): the tracks go lost on wall time too.
+                # Not sooner: a lockstep sim's camera time may advance slower than the wall clock.
                 self.perception.tracker.tick(self.last_stamp_ns + int((now - self._last_wall) * 1e9))
             msg = self.perception.objects(self.last_stamp_ns or time.time_ns())
         if done or self.frames:
@@ -229,6 +232,7 @@ def run_perception(node: Node, cameras=("overhead",), hz: float = 10.0, objects=
                    dictionary: str = "DICT_4X4_50", calibration: dict | None = None, graph_dir: str | None = None,
                    noise_sigma: float = 0.0, blur_px: float = 0.0, lighting: float = 0.0, gamma: float = 0.0,
                    noise_seed: int = 0, lost_after_s: float = 0.5, systematic_sigma: float = 0.001,
+                   silent_after_s: float = 2.0,
                    seed: int | None = None, robot: str = "panda", n_objects: int | None = None,
                    scene: str | None = None) -> PerceptionNode:
     """Graph entry point. `calibration` maps camera names to TOML files (relative to `graph_dir`);
@@ -244,7 +248,7 @@ def run_perception(node: Node, cameras=("overhead",), hz: float = 10.0, objects=
                                       "tracker": {"lost_after_s": lost_after_s}})
     cals = {name: load_calibration(path, graph_dir) for name, path in (calibration or {}).items()}
     aug = ImageAugment(noise_sigma, blur_px, lighting, gamma, noise_seed)
-    pn = PerceptionNode(node, list(cameras), hz, cals, aug, cfg, systematic_sigma)
+    pn = PerceptionNode(node, list(cameras), hz, cals, aug, cfg, systematic_sigma, silent_after_s)
     node.log.info("perception: cameras %s, %d colour objects, %d markers, augment %s", list(cameras),
                   len(cfg.objects), len(cfg.markers), aug if aug.active else "off")
     return pn

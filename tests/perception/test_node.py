@@ -61,7 +61,7 @@ def graph():
     url = f"inproc://{uuid.uuid4().hex}"
     nodes = {name: Node(name, url) for name in ("camera", "perception", "client")}
     cam = RenderedCamera(nodes["camera"])
-    pn = run_perception(nodes["perception"], cameras=["overhead"], hz=20.0, lost_after_s=0.3,
+    pn = run_perception(nodes["perception"], cameras=["overhead"], hz=20.0, lost_after_s=0.3, silent_after_s=0.5,
                         objects=[{"label": "red_block", "shape": "cube", "size": 0.05}], noise_sigma=2.0, noise_seed=1)
     yield cam, pn, nodes["client"]
     cam.close()
