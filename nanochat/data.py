@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from pathlib import Path
 import torch
 
 from nanochat.tokenizer import Tokenizer, encode_notebook
+
+log = logging.getLogger("nanochat.data")
 
 SHARD_SIZE = 2000            # notebooks per shard file
 SHIPPED_DATA = Path(__file__).parent / "data"   # the small shard set the shipped checkpoint was trained on
@@ -160,12 +163,12 @@ class ExploringExpert:
     of the loss: the policy sees the states they lead to, never learns to make them."""
     name = "eig-explore"
 
-    def __init__(self, seed: int = 0, noise: float = 0.15):
+    def __init__(self, seed: int = 0, noise: float = 0.15, stream: int = 0):
         import numpy as np
         from lab.agents import EIGAgent
 
         self.expert = EIGAgent(seed=seed)
-        self.rng = np.random.default_rng([seed, 0xE1A])
+        self.rng = np.random.default_rng([seed, 0xE1A, stream])
         self.noise = noise
         self.explored: list[int] = []   # ordinals (0-based) of the random experiments
         self.n_experiments = 0
@@ -189,7 +192,7 @@ _WORKER: dict = {}
 
 
 def _explorer_factory(seed: int = 0, **kw) -> ExploringExpert:
-    agent = ExploringExpert(seed, noise=_WORKER.get("noise", 0.15))
+    agent = ExploringExpert(seed, noise=_WORKER.get("noise", 0.15), stream=_WORKER.get("stream", 0))
     _WORKER["agent"] = agent
     return agent
 
@@ -206,6 +209,7 @@ def generate_one(job: tuple[str, int, float]) -> dict:
 
     kind, seed, noise = job
     _WORKER["noise"] = noise
+    _WORKER["stream"] = sum(map(ord, kind))  # each question kind of a seed explores differently
     if ExploringExpert.name not in AGENTS:
         register_agent(ExploringExpert.name, _explorer_factory)
     _WORKER.pop("agent", None)
@@ -227,6 +231,7 @@ def generate(seeds: Sequence[int], out_dir: str | Path, workers: int | None = No
     nothing: running the same command again skips the worlds already in the journal."""
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
     from lab.questions import KINDS
@@ -257,13 +262,22 @@ def generate(seeds: Sequence[int], out_dir: str | Path, workers: int | None = No
             bar.advance(task)
 
     try:
-        if workers == 1:
-            for job in jobs:
-                finished(generate_one(job))
-        elif jobs:  # spawn: workers start clean (no inherited ZeroMQ or PyBullet state)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                for fut in as_completed([pool.submit(generate_one, j) for j in jobs]):
-                    finished(fut.result())
+        # always in worker processes (spawn: no inherited ZeroMQ or PyBullet state): a world that takes
+        # its process down (a native crash in the sim or the transport) costs that world, not the run
+        pending = list(jobs)
+        crashes = 0
+        while pending:
+            try:
+                with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                    futures = {pool.submit(generate_one, j): j for j in pending}
+                    for fut in as_completed(futures):
+                        finished(fut.result())
+                        pending.remove(futures[fut])
+            except BrokenProcessPool as e:
+                crashes += 1
+                log.warning("a data worker died (%s); %d worlds left, restarting the pool", e, len(pending))
+                if crashes > max(10, len(jobs) // 5):
+                    raise RuntimeError(f"data workers keep dying ({crashes} times); see the log") from e
     finally:
         if bar:
             bar.stop()

@@ -34,8 +34,10 @@ class Tokenizer:
 
     # ---- training and persistence ----
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int, specials: Sequence[str] | None = None) -> "Tokenizer":
-        """Train so that the whole vocabulary (bytes + merges + specials) is exactly `vocab_size`."""
+    def train(cls, texts: Iterable[str], vocab_size: int, specials: Sequence[str] | None = None,
+              allow_smaller: bool = False) -> "Tokenizer":
+        """Train so that the whole vocabulary (bytes + merges + specials) is exactly `vocab_size`; with
+        `allow_smaller`, a corpus that runs out of pairs to merge gives a smaller vocabulary instead."""
         import logging
 
         import rustbpe
@@ -49,7 +51,9 @@ class Tokenizer:
         bpe = rustbpe.Tokenizer()
         bpe.train_from_iterator(iter(_strip_specials(texts, specials)), n_ordinary, pattern=SPLIT_PATTERN)
         ranks = {bytes(k): v for k, v in bpe.get_mergeable_ranks()}
-        if len(ranks) < n_ordinary:  # a small corpus runs out of pairs to merge
+        if len(ranks) < n_ordinary and allow_smaller:
+            n_ordinary = len(ranks)
+        elif len(ranks) < n_ordinary:  # a small corpus runs out of pairs to merge
             raise ValueError(f"corpus too small: {len(ranks)} ordinary tokens learned, {n_ordinary} requested; "
                              f"lower vocab_size")
         special_ids = {s: n_ordinary + i for i, s in enumerate(specials)}

@@ -38,7 +38,7 @@ class TrainConfig:
     preset: str = "tiny"
     depth: int = 2
     vocab_size: int = 512
-    sequence_len: int = 1024
+    sequence_len: int = 2048
     batch_size: int = 8
     steps: int = 300
     warmup: int = 20
@@ -126,7 +126,8 @@ def train(cfg: TrainConfig, train_texts: Sequence[str | dict], val_texts: Sequen
         torch.backends.cudnn.allow_tf32 = True
     if tokenizer is None:
         t0 = time.time()
-        tokenizer = Tokenizer.train([t["text"] if isinstance(t, dict) else t for t in train_texts], cfg.vocab_size)
+        tokenizer = Tokenizer.train([t["text"] if isinstance(t, dict) else t for t in train_texts], cfg.vocab_size,
+                                    allow_smaller=True)
         log.info("tokenizer: %d tokens trained on %d notebooks in %.1fs", tokenizer.vocab_size, len(train_texts),
                  time.time() - t0)
     pad_id = tokenizer.bos_id  # padding is masked; any id works
