@@ -51,11 +51,11 @@ def sim_bench(robot: str = "panda", seed: int = 0, n_objects: int | None = None,
         sk = run_skills(nodes[2], robot=robot, seed=seed, n_objects=n_objects)
         yield Bench(url, sim, g, sk, nodes[3], nodes)
     finally:
+        if sim is not None:
+            sim.close()  # stops its loop first: nothing publishes on a closing socket
         if sk is not None:
             sk.close()
         if g is not None:
             g.close()
         for n in reversed(nodes):
             n.close()
-        if sim is not None:
-            sim.close()

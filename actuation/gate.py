@@ -285,8 +285,12 @@ class GateNode:
             if stale and not self.protective:
                 self.protective = True
                 self.limits.reset()
-                self._publish_state(f"protective stop: arm/joint_state heartbeat lost ({self.js.age() * 1000:.0f} ms)")
-                log.warning("protective stop: no arm/joint_state for %.0f ms", self.js.age() * 1000)
+                if self.js.count == 0:
+                    self._publish_state("protective stop: waiting for the first arm/joint_state")
+                else:
+                    self._publish_state(f"protective stop: arm/joint_state heartbeat lost "
+                                        f"({self.js.age() * 1000:.0f} ms)")
+                    log.warning("protective stop: no arm/joint_state for %.0f ms", self.js.age() * 1000)
             elif not stale and self.protective:
                 self.protective = False
                 self.limits.reset(self._position())

@@ -31,7 +31,7 @@ class SkillFailed(RuntimeError):
 
 class Skills:
     def __init__(self, node: Node, robot: str = "panda", scene=None, control_hz: float = P.CONTROL_HZ,
-                 velocity_scale: float = 0.4, acceleration: float = 4.0, tick_timeout: float = 1.0):
+                 velocity_scale: float = 0.4, acceleration: float = 4.0, tick_timeout: float = 5.0):
         from sim.robots import robot_spec  # the catalogue of arm descriptions (URDF, tool, grasp style)
         self.node, self.rs, self.scene = node, robot_spec(robot), scene
         self.kin = Kinematics(self.rs.urdf, self.rs.ee_link, list(self.rs.arm_joints))
@@ -175,21 +175,28 @@ class Skills:
         return cartesian_line(self.kin, a, b, lambda x: self._orientation(x, dir_name), path, q0)
 
     def _stream(self, qs, on_tick=None) -> list[int]:
-        """Send each waypoint, wait for the state it produced. Returns the state stamps."""
+        """Send each waypoint, wait for the state it produced. Returns the state stamps.
+        A protective stop (the arm's heartbeat lapsed: a stalled host) pauses the stream and the waypoint
+        is sent again once it clears; any other rejection by the gate, or an e-stop, aborts the skill."""
         stamps = []
-        start_rej = self._rejected()
         for q in qs:
-            self._check_safety(pause_s=3.0)
-            prev = self.js.latest()
-            last_seq = prev.seq if prev is not None else 0
-            self.target_pub.publish(JointCommand(name=self.names, position=np.asarray(q, float)))
-            try:
-                js = self.js.wait_for(lambda m: m.seq > last_seq, timeout=self.tick_timeout)
-            except TimeoutError:
-                raise SkillFailed("no arm/joint_state: is the arm driver running?") from None
-            if self._rejected() > start_rej:
+            for attempt in range(3):
+                self._check_safety(pause_s=10.0)
+                rejected = self._rejected()
+                prev = self.js.latest()
+                last_seq = prev.seq if prev is not None else 0
+                self.target_pub.publish(JointCommand(name=self.names, position=np.asarray(q, float)))
+                try:
+                    js = self.js.wait_for(lambda m: m.seq > last_seq, timeout=self.tick_timeout)
+                except TimeoutError:
+                    raise SkillFailed("no arm/joint_state: is the arm driver running?") from None
+                if self._rejected() == rejected:
+                    break
                 s = self.safety.latest()
-                raise SkillFailed(f"safety gate rejected a target: {s.reason if s else ''}")
+                if s is None or not s.reason.startswith("protective stop"):
+                    raise SkillFailed(f"safety gate rejected a target: {s.reason if s else ''}")
+            else:
+                raise SkillFailed("protective stop did not clear: the arm's joint states keep lapsing")
             stamps.append(js.stamp_ns)
             if on_tick is not None:
                 on_tick(js)
@@ -213,17 +220,19 @@ class Skills:
                 self._stream(seg)
                 self._last_q = np.asarray(seg[-1])
 
-    def _gripper(self, opening: float, wait_for=None, max_s: float = 1.0) -> None:
+    def _gripper(self, opening: float, wait_for=None, max_s: float = 1.0) -> list[int]:
         """Command the gripper; with `wait_for` (a test on GripperState) keep the arm still, tick by tick,
-        until the gripper reports it (or max_s of arm time)."""
+        until the gripper reports it (or max_s of arm time). Returns the stamps of those ticks."""
         self.grip_pub.publish(GripperCommand(position=opening, force=20.0))
+        stamps: list[int] = []
         if wait_for is None:
-            return
+            return stamps
         for _ in range(int(max_s * self.hz)):
             g = self.grip.latest()
             if g is not None and g.stamp_ns > self.js.latest().stamp_ns - 1 and wait_for(g):
-                return
-            self._stream([self._last_q])
+                break
+            stamps += self._stream([self._last_q])
+        return stamps
 
     def _wait_stamps(self, table: dict, stamps: list[int], timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -463,8 +472,10 @@ class Skills:
         self._run(plan["up"])
         self._hold(P.SETTLE_S)
         self._record(True)
-        self._gripper(self.rs.max_opening or 0.08)
-        stamps = self._stream(away)
+        # release holding still (the object falls from rest), then take the hand out of the bounce's way
+        stamps = self._stream([self._last_q])
+        stamps += self._gripper(self.rs.max_opening or 0.08, wait_for=lambda g: not g.object_detected)
+        stamps += self._stream(away)
         self._last_q = away[-1]
         stamps += self._settle_object(label, max_s=2.0)
         self._wait_stamps(self._objects, stamps)

@@ -179,7 +179,8 @@ class SimArm:
             try:
                 self._run_clock()
             except Exception:  # a bad command or a failed render must not stop the arm's heartbeat
-                log.exception("sim loop error; continuing")
+                if self.node.running:
+                    log.exception("sim loop error; continuing")
 
     def _run_clock(self) -> None:
         period = 1.0 / self.control_hz
@@ -214,7 +215,7 @@ class SimArm:
     def close(self) -> None:
         self.node.shutdown()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(2)
+            self._thread.join(5)
         with self._lock:
             self.world.close()
 

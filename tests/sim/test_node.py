@@ -49,7 +49,6 @@ def test_lockstep_commands_advance_the_sim_one_period_each(sim_graph):
     js.wait_for(timeout=5)
     assert cmd.wait_for_subscribers(1, 5)
     q = np.asarray(sim.world.robot.spec.home) + 0.05
-    t0 = time.monotonic()
     ticks0 = sim.ticks
     start = js.latest().stamp_ns
     for _ in range(120):  # one second of sim time, sent at once: the sim runs as fast as it can
@@ -57,7 +56,6 @@ def test_lockstep_commands_advance_the_sim_one_period_each(sim_graph):
     m = js.wait_for(lambda m: m.stamp_ns - start >= 0.99e9, timeout=20)
     assert sim.ticks - ticks0 >= 119  # (ticks0 was read a tick early at most)
     assert np.allclose(m.position, q, atol=2e-3)
-    assert time.monotonic() - t0 < 1.0  # faster than real time
 
 
 def test_cameras_render_rgb_depth_and_consistent_intrinsics(sim_graph):

@@ -1,0 +1,131 @@
+"""Simulated bench throughput, in one run on the same scene (seed 0, Panda):
+
+1. raw PyBullet stepping (position servos set each control period) vs our SimArm ticking in lockstep
+   while publishing joint states, wrench, gripper state and mocap over a real ZeroMQ bus to a subscriber;
+2. one push experiment end to end through skills/execute (SimArm + safety gate + skills, inproc graph);
+3. twin rollouts per second (push predictions) in one process vs the TwinPool.
+
+Medians over repetitions. Last line: JSON with step_ratio (ours/raw, target >= 0.8), push_ms and more.
+    .venv/bin/python benchmarks/sim_throughput.py [--quick]
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+
+import numpy as np
+import pybullet as p
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bus import JointState, Node  # noqa: E402
+from sim.node import SimArm  # noqa: E402
+from sim.scene import scene_from_seed  # noqa: E402
+from sim.world import World  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+REPS = 3 if QUICK else 5
+TICKS = 300 if QUICK else 1200
+SCENE = scene_from_seed(0)
+
+
+def raw_steps_per_s() -> float:
+    w = World(SCENE)
+    r = w.robot
+    q = np.asarray(r.spec.home)
+    n = 2  # physics steps per control period, as in SimArm at 120 Hz
+    t0 = time.perf_counter()
+    for k in range(TICKS):
+        p.setJointMotorControlArray(r.body, r.arm, p.POSITION_CONTROL, targetPositions=(q + 1e-4 * k).tolist(),
+                                    forces=r.effort.tolist(), physicsClientId=w.cid)
+        for _ in range(n):
+            p.stepSimulation(physicsClientId=w.cid)
+    dt = time.perf_counter() - t0
+    w.close()
+    return TICKS * n / dt
+
+
+def simarm_steps_per_s() -> float:
+    url = f"inproc://bench-{uuid.uuid4().hex[:8]}"
+    node, probe = Node("sim_arm", url), Node("probe", url)
+    sim = SimArm(node, SCENE, cameras=False, start=False)
+    got = probe.subscribe("arm/joint_state", JointState, mode="latest")
+    sim.js_pub.wait_for_subscribers(1, 5)
+    from bus import JointCommand
+    cmd = JointCommand(name=sim.names, position=np.asarray(sim.world.robot.spec.home))
+    t0 = time.perf_counter()
+    for k in range(TICKS):
+        sim.apply_command(cmd)
+        sim.tick()
+    dt = time.perf_counter() - t0
+    got.wait_for(lambda m: m.seq >= TICKS, timeout=10)  # everything was delivered
+    steps = TICKS * sim.steps_per_tick
+    probe.close()
+    node.close()
+    sim.world.close()
+    return steps / dt
+
+
+def push_ms() -> tuple[float, float]:
+    from actuation.bench import sim_bench
+    walls, ok = [], 0
+    with sim_bench(robot="panda", seed=0, mocap_noise=0.0005) as bench:
+        for _ in range(REPS):
+            bench.reset(0)
+            t0 = time.perf_counter()
+            r = bench.execute("push", {"object": "red_block", "direction": "+x", "distance": 0.1, "speed": 0.05})
+            walls.append((time.perf_counter() - t0) * 1000)
+            ok += bool(r["ok"])
+    if ok != REPS:
+        raise SystemExit(f"push failed in {REPS - ok} of {REPS} runs")
+    return statistics.median(walls), 2.0 + 0.1 / 0.05  # sim seconds ~ approach + push
+
+
+def twin_rates() -> tuple[float, float, float]:
+    from sim.twin import Twin, TwinPool
+    seen = SCENE.perceived()
+    rng = np.random.default_rng(0)
+    n = 16 if QUICK else 48
+    params = [{"red_block": {"mass": float(m), "friction": float(f)}}
+              for m, f in zip(rng.uniform(0.05, 0.6, n), rng.uniform(0.2, 0.9, n))]
+    args = {"object": "red_block", "direction": "+x", "distance": 0.1, "speed": 0.05}
+    twin = Twin(seen)
+    twin.predict("push", args, params[0])  # warm
+    t0 = time.perf_counter()
+    for prm in params:
+        twin.predict("push", args, prm)
+    one = n / (time.perf_counter() - t0)
+    per_ms = 1000 / one
+    twin.close()
+    workers = os.cpu_count() or 2
+    with TwinPool(workers=workers) as pool:
+        pool.predict_many(seen, "push", args, params[:workers])  # warm the workers' twins
+        t0 = time.perf_counter()
+        pool.predict_many(seen, "push", args, params)
+        pooled = n / (time.perf_counter() - t0)
+    return one, pooled, per_ms
+
+
+def main() -> None:
+    raw = [raw_steps_per_s() for _ in range(REPS)]
+    ours = [simarm_steps_per_s() for _ in range(REPS)]
+    raw_m, ours_m = statistics.median(raw), statistics.median(ours)
+    print(f"raw PyBullet stepping      : {raw_m:10.0f} steps/s (median of {REPS})")
+    print(f"SimArm lockstep + publish  : {ours_m:10.0f} steps/s  -> ratio {ours_m / raw_m:.2f} (target >= 0.8)")
+    pm, sim_s = push_ms()
+    print(f"push 0.1 m @ 0.05 m/s, end to end through skills/execute: {pm:.0f} ms wall (median of {REPS})")
+    one, pooled, per = twin_rates()
+    print(f"twin push rollouts: {one:.1f}/s in one process ({per:.1f} ms each), {pooled:.1f}/s in the pool "
+          f"({os.cpu_count()} workers) -> x{pooled / one:.2f}")
+    print(json.dumps({"step_ratio": round(ours_m / raw_m, 3), "push_ms": round(pm, 1),
+                      "raw_steps_per_s": round(raw_m), "simarm_steps_per_s": round(ours_m),
+                      "twin_rollouts_per_s": round(one, 1), "twin_pool_rollouts_per_s": round(pooled, 1),
+                      "twin_ms_per_push": round(per, 2), "cpus": os.cpu_count()}))
+
+
+if __name__ == "__main__":
+    main()
