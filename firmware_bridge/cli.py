@@ -33,7 +33,9 @@ def _bus(robot: str, port: str, baudrate: int):
     if robot not in PRESETS:
         _fail(f"unknown robot {robot!r}; choose one of {sorted(PRESETS)}")
     p = PRESETS[robot]
-    return MotorBus(port, p["kind"], {n: Motor(i, m) for n, (i, m) in p["motors"].items()}, baudrate=baudrate)
+    # interactive tools favour patience over speed: a generous allowance for slow adapters and busy hosts
+    return MotorBus(port, p["kind"], {n: Motor(i, m) for n, (i, m) in p["motors"].items()}, baudrate=baudrate,
+                    latency_s=0.1)
 
 
 @arm.command("find-port")

@@ -21,7 +21,7 @@ from .conftest import wait_until
 
 
 def _gripper(emu, transport):
-    ep = Endpoint(transport=transport, port=emu.path, tcp_port=emu.tcp_port or 0, timeout_s=0.1)
+    ep = Endpoint(transport=transport, port=emu.path, tcp_port=emu.tcp_port or 0, timeout_s=0.3)
     return RobotiqGripper(ep).connect()
 
 
@@ -40,7 +40,7 @@ def test_robotiq_activation_and_grasp(transport):
         g.close()
 
 
-def _poll(g, pred, timeout=3.0):
+def _poll(g, pred, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         s = g.status()
@@ -70,7 +70,7 @@ def test_minimalmodbus_reads_the_gripper_emulator_over_rtu():
         ours = g.activate()
         g.close()
         inst = minimalmodbus.Instrument(emu.path, 9)
-        inst.serial.baudrate, inst.serial.timeout = 115200, 0.2
+        inst.serial.baudrate, inst.serial.timeout = 115200, 1.0
         try:
             regs = inst.read_registers(2000, 3, functioncode=3)
             assert RobotiqStatus.from_registers(regs) == ours
@@ -100,7 +100,7 @@ def test_robotiq_node_grasps_and_reports_faults():
     with RobotiqEmulator("rtu", object_at=180) as emu:
         graph = f"inproc://{uuid.uuid4().hex}"
         dn, tn = Node("gripper", graph), Node("probe", graph)
-        ep = Endpoint(transport="rtu", port=emu.path, timeout_s=0.1, retries=2)
+        ep = Endpoint(transport="rtu", port=emu.path, timeout_s=0.3, retries=2)
         drv = RobotiqNode(dn, RobotiqGripper(ep), rate_hz=50, reconnect_s=0.05)
         try:
             state = tn.subscribe("gripper/state", GripperState, mode="latest")
