@@ -44,7 +44,6 @@ def main() -> None:
     kinds = args.kinds.split(",")
     seeds = list(range(SEED_BASE, SEED_BASE + args.worlds))
     t0 = time.perf_counter()
-    rows = []
     done = [0]
     total = 2 * len(kinds) * len(seeds)
 
@@ -57,15 +56,16 @@ def main() -> None:
     rows = run_eval(cfg, progress)
     table = write_eval_report(args.out, rows)
     print(summary_markdown(table))
-    by = {(r["agent"], r["kind"]): [x for x in rows if x["agent"] == r["agent"] and x["kind"] == r["kind"]]
-          for r in rows}
+    by: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        by.setdefault((r["agent"], r["kind"]), []).append(r)
     eig_success = {k: round(float(np.mean([x["success"] for x in by.get(("eig", k), [])])), 3) for k in kinds}
     ratios = {}
     for k in kinds:
         e = np.median([x.get("to_tolerance", DEFAULT_BUDGET + 1) for x in by.get(("eig", k), [])])
         r = np.median([x.get("to_tolerance", 2 * DEFAULT_BUDGET + 1) for x in by.get(("random", k), [])])
         ratios[k] = round(float(e / max(r, 1e-9)), 3)
-    dec = [d for x in by_agent(rows, "eig") for d in (x.get("decision_s") or [])]
+    dec = [d for x in rows if x["agent"] == "eig" for d in (x.get("decision_s") or [])]
     crashed = sum(bool(x.get("crashed")) for x in rows)
     result = {
         "worlds_per_kind": args.worlds,
@@ -81,10 +81,6 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(result))
-
-
-def by_agent(rows, agent):
-    return [r for r in rows if r["agent"] == agent]
 
 
 if __name__ == "__main__":

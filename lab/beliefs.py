@@ -209,17 +209,22 @@ class Posterior:
         self.noise = noise or NoiseModel()
         self.n = n_particles
         self.rng = np.random.default_rng([seed, 0xBE11EF])
+        self.measurements: list[Measurement] = []
         self.reset(hypothesis)
 
     def reset(self, hypothesis: g.Hypothesis | None) -> None:
+        """Start again from the prior a hypothesis states, and replay the measurements so far."""
         boxes = box_from_hypothesis(hypothesis, list(self.question.objects), self.forward.axes)
         self.objects = {o: ObjectPosterior(o, boxes[o], self.forward, self.noise, self.n, self.rng)
                         for o in self.question.objects}
         self.hypothesis = hypothesis
+        for m in self.measurements:
+            self.objects[m.experiment.object].update(m)
 
     def update(self, m: Measurement) -> None:
         if m.experiment.object not in self.objects:
             return  # an experiment on an object outside the question teaches nothing about it
+        self.measurements.append(m)
         self.objects[m.experiment.object].update(m)
 
     # -- question quantities ----------------------------------------------------

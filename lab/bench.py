@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 from bus import Node, NotebookEntry
+from bus.directory import stop_local
 from bus.launch import GraphSpec, Launcher, NodeSpec, load_graph, resolve
 from lab.investigation import BusRunner
 
@@ -183,7 +184,10 @@ class Bench:
             self.launcher.stop()
             self._thread.join(15)
         self.threads.close()
+        owned = self.node._owned_directory is not None   # the lab node started this graph's directory
         self.node.close()
+        if owned:
+            stop_local(self.node.config)
 
     def __enter__(self) -> "Bench":
         return self

@@ -80,7 +80,7 @@ def run_investigation(question_text: str, seed: int = 0, agent_name: str = "eig"
                           f"report in {out}")
         return summary
     finally:
-        twins.close() if hasattr(twins, "close") else None
+        twins.close()
         bench.close()
 
 

@@ -65,6 +65,7 @@ def parse_kinds(text: str) -> list[str]:
 # one world (runs inside a worker process)
 
 _STATE: dict = {}
+WORLDS_PER_WORKER = 6   # worlds a worker process runs before it is replaced
 
 
 def _worker_twins():
@@ -180,7 +181,9 @@ def _run_pool(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:
             _close_worker()
         return
     # spawn: workers start clean (no inherited ZeroMQ or PyBullet state from this process)
-    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn")) as pool:
+    # a bench's PyBullet and bus pieces do not give all their memory back: recycle workers now and then
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn"),
+                             max_tasks_per_child=WORLDS_PER_WORKER) as pool:
         futures = [pool.submit(run_world, t) for t in tasks]
         for f in as_completed(futures):
             yield f.result()
@@ -198,7 +201,7 @@ def _run_ray(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:
             ray.init(address=cfg.ray, log_to_driver=False)
         started = True
     try:
-        remote = ray.remote(num_cpus=1)(run_world)
+        remote = ray.remote(num_cpus=1, max_calls=WORLDS_PER_WORKER)(run_world)
         pending = [remote.remote(t) for t in tasks]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
