@@ -137,6 +137,8 @@ class PerceptionNode:
         floor = np.zeros((6, 6))
         floor[:3, :3] = np.eye(3) * systematic_sigma ** 2
         self.floor = floor
+        self.mocap_seen = False
+        node.subscribe("perception/objects", ObjectPoses, callback=self._check_other_publishers, mode="latest")
         node.service("perception/measure", self._measure)
         node.service("perception/tracks", self._tracks)
         node.service("perception/configure", self._configure)
@@ -168,6 +170,12 @@ class PerceptionNode:
         if done or self.frames:
             self.pub.publish(msg)
         return done
+
+    def _check_other_publishers(self, msg: ObjectPoses) -> None:
+        if msg.frame_id == "mocap" and not self.mocap_seen:
+            self.mocap_seen = True
+            self.node.log.warning("another node publishes perception/objects as mocap: turn the sim's mocap "
+                                  "off (SimArm param mocap = false) so the skills read only this node")
 
     # -- services --------------------------------------------------------------------------
     def _measure(self, req: dict) -> dict:

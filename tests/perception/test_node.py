@@ -111,3 +111,14 @@ def test_measure_unknown_object_is_a_clear_error(graph):
     cam, pn, client = graph
     with pytest.raises(ServiceError, match="purple_thing"):
         client.call("perception/measure", {"label": "purple_thing", "timeout": 0.3}, timeout=3)
+
+
+def test_a_mocap_publisher_on_the_same_topic_is_noticed(graph):
+    cam, pn, client = graph
+    pub = client.publisher("perception/objects", ObjectPoses)
+    assert pub.wait_for_subscribers(1, timeout=5)
+    deadline = time.monotonic() + 5
+    while not pn.mocap_seen and time.monotonic() < deadline:
+        pub.publish(ObjectPoses(frame_id="mocap"))
+        time.sleep(0.02)  # publishing rate of the fake mocap, not a wait for a result
+    assert pn.mocap_seen
