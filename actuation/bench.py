@@ -31,7 +31,7 @@ class Bench:
         """New world on the sim (and the matching perceived scene for the skills)."""
         req = {"seed": seed, "n_objects": n_objects, "robot": robot or self.sim.scene.robot}
         reply = self.client.call("sim/reset", {k: v for k, v in req.items() if v is not None}, timeout=30)
-        self.skills.scene = self.sim.scene.perceived()
+        self.skills.scene = self.sim.scene.perceived()  # (the skills node also follows sim/scene itself)
         return reply
 
 

@@ -51,6 +51,7 @@ class Skills:
         self.safety = node.subscribe("safety/state", SafetyState, mode="latest")
         self.objects = node.subscribe("perception/objects", ObjectPoses, callback=self._on_objects)
         node.subscribe("wrist/wrench", Wrench, callback=self._on_wrench, queue_size=5000)
+        node.subscribe("sim/scene", None, callback=self._on_scene)  # a simulator says what the world holds
         self._hand_links = self._links_after(self.rs.ft_joint)
         self._probe = None
         node.service("skills/execute", self.execute)
@@ -86,6 +87,13 @@ class Skills:
         if self._recording:
             with self._rec_lock:
                 self._wrench[msg.stamp_ns] = np.array(msg.force)
+
+    def _on_scene(self, msg) -> None:
+        from sim.scene import SceneSpec
+        try:
+            self.scene = SceneSpec.from_dict(msg["scene"]).perceived()
+        except Exception as e:
+            log.warning("ignoring a malformed sim/scene: %s", e)
 
     def _on_objects(self, msg: ObjectPoses) -> None:
         if self._recording:

@@ -46,6 +46,9 @@ class SimArm:
         self.wrench_pub = node.publisher("wrist/wrench", Wrench)
         self.grip_pub = node.publisher("gripper/state", GripperState)
         self.obj_pub = node.publisher("perception/objects", ObjectPoses) if mocap else None
+        # what a lab may know of the current world (latched; the skills node follows it across resets)
+        self.scene_pub = node.publisher("sim/scene", None, latched=True)
+        self.scene_pub.publish({"scene": scene.perceived().to_dict()})
         self.cam_pubs = {}
         for cam in scene.cameras:
             self.cam_pubs[cam.name] = (node.publisher(f"camera/{cam.name}/image", Image),
@@ -103,6 +106,7 @@ class SimArm:
             for k in ("scene", "world", "arm", "steps_per_tick", "names", "_rng", "_next_render", "_renderer"):
                 setattr(self, k, getattr(fresh, k))
             old.close()
+            self.scene_pub.publish({"scene": scene.perceived().to_dict()})
             while True:  # commands for the old world must not move the new one
                 try:
                     self.cmd_sub.get(timeout=0)

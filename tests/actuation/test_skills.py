@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,17 @@ def test_twin_agrees_with_the_arm():
             pred = twin.predict(skill, args, params)[key]
             assert real == pytest.approx(pred, rel=tol)
         twin.close()
+
+
+def test_skills_follow_the_sims_scene_across_resets():
+    with sim_bench(robot="panda", seed=0, n_objects=1) as bench:
+        bench.client.call("sim/reset", {"seed": 5, "n_objects": 2}, timeout=30)  # not via Bench.reset
+        want = bench.sim.scene.perceived()
+        msg = bench.client.subscribe("sim/scene", None, mode="latest").wait_for(
+            lambda m: m["scene"].get("seed") == 5, timeout=10)
+        assert msg["scene"]["objects"][0]["label"] == want.objects[0].label
+        assert "mass" not in msg["scene"]["objects"][0]
+        deadline = time.monotonic() + 10  # the skills node's subscription sees the same latched message
+        while bench.skills.scene != want and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert bench.skills.scene == want
