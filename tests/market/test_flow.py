@@ -147,3 +147,51 @@ def test_upload_is_content_addressed_and_size_limited(world, tmp_path):
     r = w.http.put("/blobs", content=iter([b"y" * 600, b"y" * 600]), headers={"Authorization": f"Bearer {u.token}"})
     assert r.status_code == 413
     assert not any((w.market.blobs.root / "tmp").iterdir())    # nothing half-written left behind
+
+
+def test_server_background_loop_pays_approved_submissions(sqlite_store, chain, tmp_path):
+    from fastapi.testclient import TestClient
+    from .conftest import World, make_market
+    w = World(make_market(sqlite_store, chain, tmp_path, background_interval_s=0.05), chain)
+    w.market.config.run_background = True
+    with TestClient(w.app) as http:             # runs the lifespan: the sweeper/relay thread starts
+        w.http = http
+        requester, alice = w.user(eth=10), w.user()
+        b = w.funded_bounty(requester, reward_wei=REWARD, slots=1)
+        alice.register_rig()
+        sub = alice.submit_folder(alice.claim(b["id"])["id"], write_recording(tmp_path / "bg", seed=51))
+        requester.review(sub["id"], True)
+        deadline = time.monotonic() + 30
+        while alice.payouts()["payouts"][0]["state"] != "final":
+            assert time.monotonic() < deadline, "the background relay did not pay within 30 s"
+            time.sleep(0.05)
+    assert chain.pending_of(alice.address) == REWARD
+    assert w.app.state.background.stop.is_set()
+
+
+def test_refund_after_settlement_returns_the_unspent_escrow(sqlite_store, tmp_path):
+    from market.chain import Chain
+    from .conftest import World, make_market
+    chain = Chain.embedded_chain()              # its own chain: this test moves block time forward
+    w = World(make_market(sqlite_store, chain, tmp_path), chain)
+    requester, alice = w.user(eth=10), w.user()
+    b = w.funded_bounty(requester, reward_wei=REWARD, slots=3, deadline=time.time() + 120)
+    alice.register_rig()
+    sub = alice.submit_folder(alice.claim(b["id"])["id"], write_recording(tmp_path / "rf", seed=52))
+    requester.review(sub["id"], True)
+    with pytest.raises(MarketHTTPError) as e:
+        requester.request("POST", f"/bounties/{b['id']}/refund")
+    assert e.value.status == 409 and "only a closed bounty" in e.value.detail
+    w.market.sweep(now=time.time() + 121)                        # deadline passed: closed
+    with pytest.raises(MarketHTTPError) as e:
+        requester.request("POST", f"/bounties/{b['id']}/refund")
+    assert e.value.status == 409 and "payouts are in flight" in e.value.detail
+    w.relay.run_once()
+    with pytest.raises(MarketHTTPError) as e:                    # the escrow's refund time is later
+        requester.request("POST", f"/bounties/{b['id']}/refund")
+    assert e.value.status == 409 and "refund time not reached" in e.value.detail
+    chain.time_travel(int(b["refund_after"]) + 10)
+    assert requester.request("POST", f"/bounties/{b['id']}/refund")["state"] == "refunded"
+    assert chain.pending_of(requester.address) == 2 * REWARD     # the two unfilled slots
+    assert chain.pending_of(alice.address) == REWARD              # the paid one is untouched
+    assert reconcile(w.market.store, chain) == []
