@@ -18,6 +18,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import socket
 import statistics
 import sys
@@ -221,6 +222,7 @@ def median_of(runs: list[dict]) -> dict:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # exit through atexit: children are stopped too
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3, help="repetitions per case (ipc); medians are reported")
     ap.add_argument("--transports", default="ipc,inproc,tcp", help="comma list; ipc is the target")

@@ -130,6 +130,7 @@ class Subscription:
         self.callback, self.mode, self.raw = callback, mode, raw
         self._queue: deque = deque(maxlen=max(1, queue_size))
         self._cond = threading.Condition()
+        self._waiters = 0  # threads in get()/wait_for(): no notify (and its cost) when there are none
         self._latest: Any = None
         self._latest_t = 0.0
         self.count = 0          # messages accepted
@@ -178,7 +179,8 @@ class Subscription:
                 if len(self._queue) == self._queue.maxlen:
                     self.dropped += 1
                 self._queue.append(msg)
-            self._cond.notify_all()
+            if self._waiters:
+                self._cond.notify_all()
         if self.callback is not None:
             try:
                 if self.raw:
@@ -203,7 +205,12 @@ class Subscription:
     def get(self, timeout: float | None = None) -> Any:
         """Next message in arrival order (queue mode without callback). Raises TimeoutError."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._queue, timeout):
+            self._waiters += 1
+            try:
+                ok = self._cond.wait_for(lambda: self._queue, timeout)
+            finally:
+                self._waiters -= 1
+            if not ok:
                 raise TimeoutError(f"no message on {self.topic} within {timeout} s")
             return self._queue.popleft()
 
@@ -215,9 +222,13 @@ class Subscription:
         """
         with self._cond:
             seen = self._waited
-            ok = self._cond.wait_for(
-                lambda: self._latest is not None and (predicate(self._latest) if predicate is not None
-                                                      else self.count > seen), timeout)
+            self._waiters += 1
+            try:
+                ok = self._cond.wait_for(
+                    lambda: self._latest is not None and (predicate(self._latest) if predicate is not None
+                                                          else self.count > seen), timeout)
+            finally:
+                self._waiters -= 1
             if not ok:
                 raise TimeoutError(f"no matching message on {self.topic} within {timeout} s")
             self._waited = self.count
