@@ -338,7 +338,7 @@ class Skills:
         else:
             stamps += self._hold(0.15)
         self._wait_stamps(self._wrench, stamps)
-        self._wait_stamps(self._objects, stamps)
+        self._wait_objects(stamps[-1])
         self._record(False)
         pos1 = self._obj_now(label)
         self._run(up)
@@ -347,7 +347,8 @@ class Skills:
             t, xy = self._track(label, stamps)
             if len(t) < 5:
                 raise SkillFailed("no object track during the strike (is perception/objects running?)")
-            t_brake = np.searchsorted(plan.path, plan.brake_s - 1e-9) / self.hz
+            i_brake = min(int(np.searchsorted(plan.path, plan.brake_s - 1e-9)), len(stamps) - 1)
+            t_brake = (stamps[i_brake] - stamps[0]) / 1e9
             m = P.analyze_strike(t, xy, t_brake, speed, self._sigma(label))
         else:
             base = np.mean([self._wrench[s] for s in base_stamps if s in self._wrench], axis=0)
@@ -358,29 +359,49 @@ class Skills:
 
     def _settle_object(self, label: str, max_s: float = 3.0) -> list[int]:
         """Hold still until the object has stopped moving (or max_s). Returns the stamps."""
-        stamps, last, still = [], None, 0
+        stamps, seen, last_stamp = [], [], -1
         for _ in range(int(max_s * self.hz)):
             stamps += self._stream([self._last_q])
-            msg = self.objects.latest()
+            self._wait_objects(stamps[-1])
+            stamp, msg = self._newest_objects(stamps[-1])
             o = msg.get(label) if msg is not None else None
-            if o is None:
-                continue
-            if last is not None and np.linalg.norm(np.asarray(o.position) - last) < 2e-4 + 3 * self._sigma(label):
-                still += 1
-                if still >= 12:
-                    break
-            else:
-                still = 0
-            last = np.asarray(o.position)
+            if o is None or stamp == last_stamp:
+                continue  # no new pose yet (a camera-based tracker is slower than the control rate)
+            last_stamp = stamp
+            seen.append((stamp, np.asarray(o.position, float)))
+            # still: moved less than 1 mm (+ 3 sigma of the pose noise) over the last 0.1 s
+            old = [x for s_, x in seen if s_ <= stamp - 0.1e9]
+            if old and np.linalg.norm(seen[-1][1] - old[-1]) < 1e-3 + 3 * self._sigma(label):
+                break
         return stamps
 
+    def _wait_objects(self, stamp: int, timeout: float = 5.0) -> None:
+        """Motion capture publishes a pose set every tick, stamped like the tick: wait for this tick's
+        (it travels on another socket). Slower pose sources are not waited for."""
+        msg = self.objects.latest()
+        if msg is None or msg.frame_id != "mocap":
+            return
+        deadline = time.monotonic() + timeout
+        while stamp not in self._objects and time.monotonic() < deadline:
+            time.sleep(0.0005)
+
+    def _newest_objects(self, stamp: int):
+        with self._rec_lock:
+            older = [s for s in self._objects if s <= stamp]
+            if not older:
+                return -1, None
+            s = max(older)
+            return s, self._objects[s]
+
     def _track(self, label: str, stamps: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The object's recorded poses between the first and last stamp: (t [s from the first], xyz)."""
+        with self._rec_lock:
+            items = sorted((s, m) for s, m in self._objects.items() if stamps[0] <= s <= stamps[-1])
         t, xy = [], []
-        for k, s in enumerate(stamps):
-            msg = self._objects.get(s)
-            o = msg.get(label) if msg is not None else None
+        for s, msg in items:
+            o = msg.get(label)
             if o is not None:
-                t.append(k / self.hz)
+                t.append((s - stamps[0]) / 1e9)  # the arm's clock: sim time in lockstep
                 xy.append(np.asarray(o.position, float))
         return np.asarray(t), np.asarray(xy).reshape(-1, 3)
 
@@ -486,7 +507,7 @@ class Skills:
         stamps += self._stream(away)
         self._last_q = away[-1]
         stamps += self._settle_object(label, max_s=2.0)
-        self._wait_stamps(self._objects, stamps)
+        self._wait_objects(stamps[-1])
         self._record(False)
         t, xyz = self._track(label, stamps)
         if len(t) < 5:
