@@ -18,7 +18,8 @@ err = Console(stderr=True)
 camera = typer.Typer(help="Cameras: calibrate intrinsics (ChArUco) and hand-eye, print a board, view detections.",
                      no_args_is_help=True)
 
-SOURCE_HELP = "Camera: device index (0), /dev/videoN, a video file or a folder of images."
+SOURCE_HELP = ("Camera: device index (0), /dev/videoN, a video file, a folder of images, or bus:NAME "
+               "(camera/NAME/* of a running graph, e.g. the sim's bus:overhead; $LOOPYLAB_BUS).")
 
 
 def _board_opts():
@@ -325,15 +326,15 @@ def view(source: str = typer.Argument(..., help=SOURCE_HELP),
     src = _open(source, width, height)
     out.mkdir(parents=True, exist_ok=True)
     table = Table(title="detections")
-    for c in ("frame", "label", "kind", "x", "y", "z", "sigma mm", "orientation"):
-        table.add_column(c)
+    for c in ("frame", "label", "kind", "position (base, m)", "sigma mm", "orientation"):
+        table.add_column(c, no_wrap=c in ("label", "position (base, m)"))
     n = 0
     for f in src:
         if n >= frames:
             break
         h, w = f.rgb.shape[:2]
         c = cal.scaled(w, h) if cal and (cal.width, cal.height) != (w, h) else cal
-        c = c or CameraCalibration(width=w, height=h, K=pinhole_K(w, h, 60.0))
+        c = c or f.calibration or CameraCalibration(width=w, height=h, K=pinhole_K(w, h, 60.0))
         dets = per.process(Frame(f.rgb, f.depth, c, f.stamp_ns, "view"))
         img = annotate(f.rgb, dets, c.K, c.D, c.T_base_camera)
         path = out / f"frame_{n:04d}.png"
@@ -341,7 +342,7 @@ def view(source: str = typer.Argument(..., help=SOURCE_HELP),
         for d in dets:
             pos, _ = pose_from_T(d.T)
             sigma = 1000 * np.sqrt(np.linalg.eigvalsh(d.covariance[:3, :3]).max())
-            table.add_row(str(n), d.label, d.kind, *(f"{v:.4f}" for v in pos), f"{sigma:.1f}",
+            table.add_row(str(n), d.label, d.kind, " ".join(f"{v:.4f}" for v in pos), f"{sigma:.1f}",
                           "ok" if d.orientation_known else f"unknown ({d.resolved_by})")
         n += 1
     src.close()

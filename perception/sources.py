@@ -1,6 +1,6 @@
 """Camera sources: USB/CSI devices (OpenCV VideoCapture), video files and image folders (replay).
 
-    src = open_source("0")                   # device index, "/dev/video2", a video file or an image folder
+    src = open_source("0")                   # device index, /dev/video2, a video, an image folder, bus:NAME
     with src:
         frame = src.read()                   # CapturedFrame(rgb, depth | None, stamp_ns) or None at the end
 
@@ -42,6 +42,7 @@ class CapturedFrame:
     stamp_ns: int
     index: int = 0
     path: str = ""
+    calibration: CameraCalibration | None = None  # bus cameras carry their own (camera/<name>/info)
 
 
 class FrameSource(abc.ABC):
@@ -214,10 +215,47 @@ class ImageFolderSource(FrameSource):
         return CapturedFrame(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), depth, time.time_ns(), self._i - 1, str(f))
 
 
+class BusCameraSource(FrameSource):
+    """A camera already on the bus (the sim's, or another machine's `run_camera`): `bus:overhead`.
+    Frames come with depth when published and with the calibration from `camera/<name>/info`."""
+
+    def __init__(self, name: str, bus: str | None = None, timeout: float = 5.0, node: Node | None = None):
+        self.name, self.bus, self.timeout = name, bus, timeout
+        self.node, self._own_node, self.input = node, node is None, None
+        self._n = 0
+
+    def open(self) -> "BusCameraSource":
+        from perception.node import CameraInput
+        if self.node is None:
+            self.node = Node(f"camera-view-{os.getpid()}", self.bus, heartbeat_hz=0, start_directory=False)
+        self.input = CameraInput(self.node, self.name)
+        return self
+
+    def read(self) -> CapturedFrame | None:
+        if self.input is None:
+            self.open()
+        deadline = time.monotonic() + self.timeout
+        while (f := self.input.next_frame()) is None:
+            if time.monotonic() > deadline:
+                raise CameraError(f"no frames on camera/{self.name}/image (with its info) within "
+                                  f"{self.timeout:.0f} s: is the graph running, and the name right?")
+            time.sleep(0.005)
+        self.height, self.width = f.rgb.shape[:2]
+        self._n += 1
+        return CapturedFrame(f.rgb, f.depth, f.stamp_ns, self._n - 1, calibration=f.calibration)
+
+    def close(self) -> None:
+        if self._own_node and self.node is not None:
+            self.node.close()
+            self.node = None
+
+
 def open_source(spec: str | int, width: int = 640, height: int = 480, fps: float | None = None,
                 exposure: float | None = None, loop: bool = False) -> FrameSource:
-    """A source from what a user types: `0`, `/dev/video2`, `clip.mp4`, `captures/`."""
+    """A source from what a user types: `0`, `/dev/video2`, `clip.mp4`, `captures/`, `bus:overhead`."""
     s = str(spec)
+    if s.startswith("bus:"):
+        return BusCameraSource(s[4:])
     if s.isdigit():
         return DeviceSource(int(s), width, height, fps or 30.0, exposure)
     p = Path(s).expanduser()

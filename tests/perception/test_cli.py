@@ -101,3 +101,33 @@ def test_board_is_printable(tmp_path):
     assert r.exit_code == 0, r.output
     img = cv2.imread(str(tmp_path / "b.png"), cv2.IMREAD_GRAYSCALE)
     assert img is not None and img.shape[1] > img.shape[0] > 500
+
+
+def test_view_reads_a_camera_on_the_bus(tmp_path, monkeypatch):
+    """`camera view bus:NAME`: frames and calibration (K, T_base_camera) straight from a running graph."""
+    import uuid
+    from bus import Node
+    from perception.sources import run_camera
+    K = pinhole_K(320, 240, 60)
+    T = view_from(0.6, 20, 1.0, (0.5, 0, 0))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    from .helpers import coloured_scene
+    with coloured_scene() as s:
+        r = s.render(T, K, 320, 240)
+    cv2.imwrite(str(folder / "0.png"), cv2.cvtColor(r.rgb, cv2.COLOR_RGB2BGR))
+    np.save(folder / "0.depth.npy", r.depth)
+    save_calibration(CameraCalibration("table", 320, 240, K, np.zeros(5), "world", T), tmp_path / "table.toml")
+    url = f"inproc://{uuid.uuid4().hex}"
+    monkeypatch.setenv("LOOPYLAB_BUS", url)
+    with Node("cam", url) as cam_node:
+        pub = run_camera(cam_node, str(folder), "table", calibration=str(tmp_path / "table.toml"), fps=20, loop=True)
+        r = runner.invoke(app, ["camera", "view", "bus:table", "--object", "red_block:cube:0.05", "-n", "2",
+                                "-o", str(tmp_path / "out")])
+        pub.close()
+    assert r.exit_code == 0, r.output
+    assert "red_block" in r.output, r.output
+    import re
+    xyz = [float(v) for v in re.search(r"red_block\s*│\s*blob\s*│\s*([-\d.]+) ([-\d.]+) ([-\d.]+)", r.output).groups()]
+    assert np.linalg.norm(np.subtract(xyz, [0.5, 0.0, 0.025])) < 0.003  # base frame: calibration from the bus
+    assert (tmp_path / "out" / "frame_0001.png").exists()
