@@ -10,7 +10,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from firmware_bridge.emulators.modbus_server import ModbusServerThread
 from firmware_bridge.emulators.pty_device import Faults
-from firmware_bridge.modbus.robotiq import ACT, COMMAND, GTO, STATUS
+from firmware_bridge.modbus.robotiq import ACT, COMMAND, STATUS
 
 WATCHDOG_S = 1.0   # Robotiq: fault 9 after 1 s without communication
 

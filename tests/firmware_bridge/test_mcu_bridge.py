@@ -1,6 +1,5 @@
 """The MCU bridge: Python codec properties, and the C firmware core (built with gcc, on a pty) driven
 from Python: handshake, targets, sensors, watchdog, e-stop, bad frames, faults, the driver node."""
-import struct
 import time
 import uuid
 
