@@ -93,6 +93,10 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the decision-time replay")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for the decision-time replay")
+    ap.add_argument("--agents", default="nanochat,eig,random", help="agents to run now (eig,random alone only "
+                    "fills the baseline cache)")
+    ap.add_argument("--baseline-cache", default="reports/policy_eval_baselines.jsonl",
+                    help="eig and random rows are reused from here (they do not depend on the checkpoint)")
     ap.add_argument("--notebooks-out", default="reports/policy_eval_notebooks.jsonl",
                     help="where the policy's notebooks are saved (for --decisions-only)")
     ap.add_argument("--decisions-only", default=None, metavar="JSONL",
@@ -112,18 +116,38 @@ def main() -> None:
         os.environ["LOOPYLAB_POLICY_CHECKPOINT"] = str(Path(args.checkpoint).resolve())  # for the workers
 
     agents = ["nanochat", "eig", "random"]
-    cfg = EvalConfig(agents=agents, kinds=parse_kinds(args.kinds), seeds=parse_seeds(args.seeds),
-                     workers=args.workers, record_regret=False)
+    kinds, seeds = parse_kinds(args.kinds), parse_seeds(args.seeds)
+    # the baselines do not change with the checkpoint: their rows are cached and reused
+    cache = Path(args.baseline_cache)
+    cached = {}
+    if cache.exists():
+        for line in cache.read_text().splitlines():
+            r = json.loads(line)
+            cached[(r["agent"], r["kind"], r["seed"])] = r
+    rows = [cached[(a, k, s)] for a in agents[1:] for k in kinds for s in seeds if (a, k, s) in cached]
+    todo = [a for a in agents if a == "nanochat" or any((a, k, s) not in cached for k in kinds for s in seeds)]
+    todo = [a for a in todo if a in args.agents.split(",")]
+    cfg = EvalConfig(agents=todo, kinds=kinds, seeds=seeds, workers=args.workers, record_regret=False)
     t0 = time.time()
     done = 0
+    total = len(cfg.tasks())
 
     def progress(row):
         nonlocal done
         done += 1
-        if done % 10 == 0 or done == len(cfg.tasks()):
-            print(f"  {done}/{len(cfg.tasks())} worlds ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+        if row["agent"] != "nanochat" and not row["crashed"]:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with open(cache, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if done % 5 == 0 or done == total:
+            print(f"  {done}/{total} worlds ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
 
-    rows = run_eval(cfg, on_row=progress)
+    print(f"running {total} worlds ({', '.join(todo)}); {len(rows)} baseline rows from {cache}", file=sys.stderr)
+    have = {(r["agent"], r["kind"], r["seed"]) for r in rows}
+    rows += [r for r in run_eval(cfg, on_row=progress) if (r["agent"], r["kind"], r["seed"]) not in have]
+    if "nanochat" not in todo:
+        print(f"baselines cached in {cache}")
+        return
     crashed = [r for r in rows if r["crashed"]]
     for r in crashed[:5]:
         print(f"crashed: {r['agent']} {r['kind']} {r['seed']}: {r.get('exception')}", file=sys.stderr)
