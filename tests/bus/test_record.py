@@ -147,3 +147,19 @@ def test_recorder_never_slows_publishers_and_counts_drops(inproc_url, tmp_path):
     assert summary["messages"] > 0
     assert written_when_done < n  # the publisher finished without waiting for the recorder
     assert len(list(read_messages(tmp_path / "drops.mcap"))) == summary["messages"]
+
+
+def test_recorder_as_a_graph_node(tmp_path):
+    """`bus.record:record_node` in a graph: the launcher's shutdown closes it, so the file is complete."""
+    import uuid
+
+    from bus.launch import Launcher, parse_graph
+    path = tmp_path / "graph.mcap"
+    spec = parse_graph({"graph": {"name": f"rec{uuid.uuid4().hex[:8]}", "transport": "inproc"},
+                        "nodes": {"steady": {"run": "tests.bus.helpers:steady", "params": {"hz": 100}},
+                                  "recorder": {"run": "bus.record:record_node",
+                                               "params": {"path": str(path), "topics": ["test/*"]}}}})
+    assert Launcher(spec, duration=2.0).run() == 0
+    msgs = list(read_messages(path))
+    assert msgs and {t for t, _, _ in msgs} == {"test/steady"}
+    assert all(isinstance(m, JointState) for _, _, m in msgs)
