@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lab import grammar as g
-from lab.beliefs import REPORTED_SIGMA, Posterior
+from lab.beliefs import REPORTED_SIGMA, Posterior, predict_biased
 from lab.forward import MEASURED, level_key
 
 
@@ -49,7 +49,7 @@ def quantity(post: Posterior, obj: str, theta: np.ndarray) -> tuple[np.ndarray, 
     if obj != q.object:
         return np.zeros(len(theta)), 0.0, 1.0
     if q.kind == "predict":
-        return post.forward.predict(q.action, theta)["slide_m"], 1.0, (q.tolerance / 4) ** 2
+        return predict_biased(post.forward, q.action, theta)["slide_m"], 1.0, (q.tolerance / 4) ** 2
     if q.kind == "mass":
         return theta[:, 1], 1.0, (q.tolerance / 4) ** 2        # log mass: relative tolerance
     col = {"friction": 0, "restitution": 2}[q.kind]
@@ -77,7 +77,7 @@ class _ObjectScorer:
         """(n_outer, n_inner) log p(y_i | theta_j) with y_i simulated from outer particle i."""
         key = level_key(exp)
         if key not in self.loglik:
-            pred = self.post.forward.predict(exp, self.inner)
+            pred = predict_biased(self.post.forward, exp, self.inner)
             out = np.zeros((len(self.outer), len(self.inner)))
             for mkey in MEASURED[exp.skill]:
                 sig = self.post.noise.sigma(mkey, pred[mkey], self.last_sigma.get(mkey, 0.0))

@@ -106,7 +106,7 @@ class Table:
         theta = np.atleast_2d(theta)
         if not self.coords:
             return {k: np.full(theta.shape[0], float(v)) for k, v in self.raw.items()}
-        x_all = theta @ self.W.T
+        x_all = theta[:, :3] @ self.W.T
         idx, frac = [], []
         for d, grid in enumerate(self.grids):
             x = np.clip(x_all[:, d], grid[0], grid[-1])
