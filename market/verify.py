@@ -70,27 +70,26 @@ class Result:
 # ------------------------------------------------------------------ reading recorded data
 
 def read_mcap(path: Path) -> Iterator[tuple[str, int, Any]]:
-    """(topic, log_time_ns, message) of a recording. JSON/msgpack channels are decoded here; any other
-    encoding (the bus's own wire format) goes through bus.record.read_messages, which knows it."""
-    from mcap.reader import make_reader
-    with open(path, "rb") as f:
-        summary = make_reader(f).get_summary()
-    encodings = {c.message_encoding for c in summary.channels.values()} if summary else set()
-    if encodings - {"json", "msgpack"}:
-        try:
-            from bus.record import read_messages
-        except ImportError:
-            raise ValueError(f"channels encoded as {sorted(encodings)} need bus.record to decode") from None
+    """(topic, log_time_ns, message) of a recording, through the bus's own reader (bus.record), which
+    decodes its msgpack messages into typed bus messages and JSON channels into dicts. Without the
+    bus (a market-only install) JSON and plain msgpack channels are read here."""
+    try:
+        from bus.record import read_messages
+    except ImportError:
+        read_messages = None
+    if read_messages is not None:
         yield from read_messages(path)
         return
     import msgpack
+    from mcap.reader import make_reader
     with open(path, "rb") as f:
-        for _schema, channel, message in make_reader(f).iter_messages():
+        for _schema, channel, message in make_reader(f).iter_messages(log_time_order=True):
             if channel.message_encoding == "json":
-                obj = json.loads(message.data)
+                yield channel.topic, message.log_time, json.loads(message.data)
+            elif channel.message_encoding == "msgpack":
+                yield channel.topic, message.log_time, msgpack.unpackb(message.data, raw=False)
             else:
-                obj = msgpack.unpackb(message.data, raw=False)
-            yield channel.topic, message.log_time, obj
+                raise ValueError(f"{channel.topic}: unsupported message encoding {channel.message_encoding!r}")
 
 
 def field_value(msg: Any, path: str) -> float:

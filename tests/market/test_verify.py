@@ -3,6 +3,7 @@ and passes on good data; a failed submission leaves the claim usable for a corre
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -128,3 +129,38 @@ def test_duplicates_exact_and_near(setup, tmp_path):
     assert sub["state"] == "invalid" and "similar to submission" in checks(sub)["duplicate"][1]
     fresh = carol.submit_folder(c_claim, write_recording(tmp_path / "new", seed=22))
     assert fresh["state"] == "pending_review", checks(fresh)["duplicate"]
+
+
+def test_a_real_bus_recording_verifies(setup, tmp_path):
+    """A folder written by the bus recorder (what `loopylab record` leaves) goes through the checks."""
+    import uuid
+    from bus import Node, Wrench
+    from bus.record import Recorder
+    w, b, contributor = setup
+    folder = tmp_path / "run-bus"
+    folder.mkdir()
+    with Node("rig", f"inproc://{uuid.uuid4().hex}") as node:
+        rec = Recorder(node, folder / "run.mcap", topics=["wrist/wrench", "arm/joint_state"])
+        pub = node.publisher("wrist/wrench", Wrench)
+        assert pub.wait_for_subscribers(1, timeout=10)
+        t0 = 1_700_000_000_000_000_000
+        for i in range(101):
+            pub.publish(Wrench(force=[0.1 * i, 0.0, -2.0 + 0.01 * i], torque=[0, 0, 0], stamp_ns=t0 + i * 10_000_000))
+        deadline = time.monotonic() + 10
+        while rec.written < 101:
+            assert time.monotonic() < deadline, f"recorder wrote only {rec.written} of 101"
+            time.sleep(0.01)
+        rec.close()
+    (folder / "notebook.nb").write_text(write_recording(tmp_path / "nb", seed=61).joinpath("notebook.nb").read_text())
+    requester = w.user(eth=10)
+    from market.sample import standard_bounty
+    terms = standard_bounty(reward_wei=REWARD, slots=1)
+    terms["task_spec"]["topics"] = ["wrist/wrench"]
+    terms["acceptance"][2] = {"check": "min_messages", "topic": "wrist/wrench", "count": 101}
+    b2 = requester.fund(requester.post_bounty(**terms)["id"])
+    u, _ = contributor()
+    sub = u.submit_folder(u.claim(b2["id"])["id"], folder)
+    got = checks(sub)
+    assert sub["state"] == "pending_review", got
+    assert "run.mcap: 101 messages" in got["parse"][1]
+    assert got["range wrist/wrench.force.2"] == (True, "101 values within [-50, 50]")
