@@ -72,7 +72,8 @@ def train_cmd(
     result = train(cfg, train_records, val_records, out_dir=out, tokenizer=tokenizer)
     mfu = f"{100 * result.mfu:.1f}%" if result.mfu is not None else "n/a (no known GPU peak)"
     typer.echo(f"preset {cfg.preset}: {result.params / 1e6:.2f}M params, {cfg.steps} steps, "
-               f"final loss {result.losses[-1]:.4f}, val bpb {result.val_bpb:.4f}")
+               f"final loss {result.losses[-1]:.4f}, val bpb " +
+               (f"{result.val_bpb:.4f}" if result.val_bpb is not None else "n/a (no val notebooks)"))
     typer.echo(f"tokens/s {result.tokens_per_s:,.0f}  MFU {mfu}  device {cfg.device}")
     typer.echo(f"checkpoint: {out}")
 
