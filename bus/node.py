@@ -297,12 +297,17 @@ class ServiceClient:
         self._ids = itertools.count(1)
 
     def _connect(self, deadline: float) -> None:
+        why = "is not offered by any node"
         while True:
-            eps = set(self.node.lookup("service", self.name))
+            try:
+                eps = set(self.node.lookup("service", self.name,
+                                           max(0.05, min(1.0, deadline - time.monotonic()))))
+            except DirectoryUnavailable as e:  # a caller of call() needs to catch ServiceTimeout only
+                eps, why = set(), f"cannot be looked up: {e}"
             if eps:
                 break
             if time.monotonic() > deadline:
-                raise ServiceTimeout(f"service {self.name!r} is not offered by any node")
+                raise ServiceTimeout(f"service {self.name!r} {why}")
             time.sleep(0.01)
         if self._sock is None or eps != self._endpoints:
             if self._sock is not None:
@@ -465,8 +470,9 @@ class Node:
         return self.subscribe(f"heartbeat/{node_name}", Heartbeat, mode="latest")
 
     # -- directory -----------------------------------------------------------
-    def lookup(self, kind: str, name: str) -> list[str]:
-        return request(self.config, {"op": "lookup", "kind": kind, "names": [name]})["endpoints"][name]
+    def lookup(self, kind: str, name: str, timeout: float = 1.0) -> list[str]:
+        """Endpoints of a topic's publishers (kind="topic") or of a service's servers ("service")."""
+        return request(self.config, {"op": "lookup", "kind": kind, "names": [name]}, timeout)["endpoints"][name]
 
     def graph(self) -> dict:
         """Everything the directory knows: topics, services, nodes."""

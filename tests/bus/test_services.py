@@ -70,3 +70,18 @@ def test_service_survives_garbage_requests(inproc_url):
         assert raw.recv_multipart()[2] == b"error"
         raw.close()
         assert b.call("echo", {"still": "alive"}, timeout=5) == {"still": "alive"}
+
+
+def test_call_without_any_directory_is_a_service_timeout():
+    import shutil
+    import uuid
+
+    from bus.config import BusConfig
+    url = f"ipc://nodir{uuid.uuid4().hex[:8]}"
+    node = Node("lonely", url, heartbeat_hz=0, start_directory=False)
+    try:
+        with pytest.raises(ServiceTimeout, match="cannot be looked up: no directory"):
+            node.call("skills/execute", {}, timeout=0.3)
+    finally:
+        node.close()
+        shutil.rmtree(BusConfig.parse(url).run_dir(), ignore_errors=True)
