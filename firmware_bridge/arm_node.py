@@ -117,6 +117,28 @@ class ArmDriver:
             self.vel_scale = TWO_PI / 4096                               # steps/s
             self.eff_scale = {n: 0.001 * STS_STALL_TORQUE.get(m, 1.9) for n, (_, m) in self.cfg.motors.items()}
             self.effort_reg = "Present_Load"
+        # vectorised decoding of the whole sync-read block (6 replies -> 3 arrays) in a few microseconds
+        self.block_addr, self.block_len = self.bus.block(self.block)
+        t = self.bus.proto.table
+        self.block_dtype = np.dtype({"names": self.block, "offsets": [t[r].address - self.block_addr for r in self.block],
+                                     "formats": [("<i2" if t[r].signed == "twos" else "<u2") if t[r].size == 2 else
+                                                 ("<i4" if t[r].signed == "twos" else "<u4") for r in self.block],
+                                     "itemsize": self.block_len})
+        self.ids = [self.cfg.motors[n][0] for n in self.names]
+        self.sign_arr = np.array([self.sign[n] for n in self.names])
+        self.eff_arr = np.array([self.eff_scale[n] for n in self.names])
+        self.arm_idx = [self.names.index(n) for n in self.arm_joints]
+
+    def _decode_block(self, raw: dict[int, bytes]) -> dict[str, np.ndarray]:
+        rec = np.frombuffer(b"".join(raw[i] for i in self.ids), dtype=self.block_dtype)
+        out = {}
+        for r in self.block:
+            v = rec[r].astype(np.int64)
+            bit = self.bus.proto.table[r].signed
+            if isinstance(bit, int):            # Feetech sign-magnitude
+                v = np.where(v & (1 << bit), -(v & ((1 << bit) - 1)), v)
+            out[r] = v
+        return out
 
     def to_rad(self, name: str, ticks: int) -> float:
         return self.sign[name] * (ticks - CENTRE) * self.pos_scale
@@ -181,18 +203,19 @@ class ArmDriver:
     def cycle(self) -> None:
         """One sync read -> publish; then one sync write if a new command came in."""
         with self._io:
-            state = self.bus.sync_read(self.block)
+            raw = self.bus.sync_read_raw(self.block_addr, self.block_len, self.ids, "SYNC READ state")
             stamp = time.time_ns()
-            pos = {n: self.to_rad(n, s["Present_Position"]) for n, s in state.items()}
-            vel = {n: self.sign[n] * s["Present_Velocity"] * self.vel_scale for n, s in state.items()}
-            eff = {n: self.sign[n] * s[self.effort_reg] * self.eff_scale[n] for n, s in state.items()}
-            j = self.arm_joints
-            self.js_pub.publish(JointState(name=j, position=[pos[n] for n in j], velocity=[vel[n] for n in j],
-                                           effort=[eff[n] for n in j], stamp_ns=stamp, frame_id="base"))
+            st = self._decode_block(raw)
+            pos = self.sign_arr * (st["Present_Position"] - CENTRE) * self.pos_scale
+            vel = self.sign_arr * st["Present_Velocity"] * self.vel_scale
+            eff = self.sign_arr * st[self.effort_reg] * self.eff_arr
+            a = self.arm_idx
+            self.js_pub.publish(JointState(name=self.arm_joints, position=pos[a], velocity=vel[a], effort=eff[a],
+                                           stamp_ns=stamp, frame_id="base"))
             if self.grip_pub is not None:
-                g = self.cfg.gripper
-                self.grip_pub.publish(GripperState(position=self._opening(pos[g]), velocity=0.0, effort=abs(eff[g]),
-                                                   ready=True, stamp_ns=stamp))
+                g = self.names.index(self.cfg.gripper)
+                self.grip_pub.publish(GripperState(position=self._opening(float(pos[g])), velocity=0.0,
+                                                   effort=abs(float(eff[g])), ready=True, stamp_ns=stamp))
             goals = {}
             msg = self.cmd_sub.latest()
             key = self._cmd_key(msg)
