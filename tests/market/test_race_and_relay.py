@@ -120,3 +120,40 @@ def test_reconciler_reports_mismatches(sqlite_store, chain, tmp_path):
     problems = reconcile(sqlite_store, chain)
     assert any("differs from chain" in p for p in problems)
     assert any("paid on chain but signed in the DB" in p for p in problems)
+
+
+def test_confirmations_hold_payouts_until_deep_enough(sqlite_store, chain, tmp_path):
+    market = make_market(sqlite_store, chain, tmp_path)
+    b, payees = _approved(market, chain, tmp_path, 1, "d")
+    relay = Relay(sqlite_store, chain, confirmations=3)
+    relay.run_once()
+    with sqlite_store.read() as s:
+        p = s.query(Payout).one()
+    assert p.state == "mined" and p.block_number >= 0
+    chain.w3.provider.ethereum_tester.mine_blocks(2)
+    relay.run_once()
+    with sqlite_store.read() as s:
+        assert s.query(Payout).one().state == "mined"       # 2 blocks on top: not yet
+    chain.w3.provider.ethereum_tester.mine_blocks(1)
+    relay.run_once()
+    with sqlite_store.read() as s:
+        assert s.query(Payout).one().state == "final"
+
+
+def test_relay_key_from_env_or_keystore(tmp_path, monkeypatch):
+    import json
+    import pytest
+    from market.chain import Chain, load_key
+    from market.config import MarketConfig
+    acct = Account.create()
+    monkeypatch.setenv("MY_RELAY_KEY", acct.key.hex())
+    assert load_key("MY_RELAY_KEY").address == acct.address
+    ks = tmp_path / "relay.json"
+    ks.write_text(json.dumps(Account.encrypt(acct.key, "hunter2", iterations=2)))
+    with pytest.raises(RuntimeError, match="needs its password in \\$RELAY_PW"):
+        load_key(keystore=str(ks), password_env="RELAY_PW")
+    monkeypatch.setenv("RELAY_PW", "hunter2")
+    assert load_key(keystore=str(ks), password_env="RELAY_PW").address == acct.address
+    monkeypatch.delenv("LOOPYLAB_CHAIN_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="relay key in \\$LOOPYLAB_CHAIN_KEY"):
+        Chain.from_config(MarketConfig(home=tmp_path, chain_url="http://127.0.0.1:9"))
