@@ -103,7 +103,10 @@ def main() -> None:
                     help="only time decisions, replaying the notebooks of this file (needs torch, tiktoken, regex)")
     args = ap.parse_args()
     if args.decisions_only:
-        notebooks = [json.loads(line)["notebook"] for line in Path(args.decisions_only).read_text().splitlines() if line]
+        import gzip
+        path = Path(args.decisions_only)
+        lines = (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)).read().splitlines()
+        notebooks = [(r.get("notebook") or r["text"]) for r in map(json.loads, filter(None, lines))]
         times = replay_decisions(notebooks, args.checkpoint, args.reps, args.threads)
         print(f"{len(times)} decisions on {args.threads} threads: median {statistics.median(times):.2f} ms, "
               f"p90 {sorted(times)[int(0.9 * len(times))]:.2f} ms")
