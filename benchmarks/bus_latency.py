@@ -65,7 +65,7 @@ def _pace(t_next: float) -> None:
 
 # -- publishers (run in a child process, or a thread for inproc) ------------------------------------------
 
-def publish_ours(url: str, case: str, stop, hz: float, n: int) -> None:
+def publish_ours(url: str, case: str, stop, hz: float, n: int, lag) -> None:
     node = Node("bench_tx", url)
     pub = node.publisher(TOPIC, JointState if case == "small" else Image)
     if not pub.wait_for_subscribers(1, timeout=20):
@@ -75,6 +75,7 @@ def publish_ours(url: str, case: str, stop, hz: float, n: int) -> None:
     for i in range(n):
         t_next += 1.0 / hz
         _pace(t_next)
+        lag.value = max(lag.value, time.perf_counter() - t_next)  # behind schedule: the machine is overloaded
         msg = msgs[i % len(msgs)]
         msg.seq = msg.stamp_ns = 0  # publish() stamps it
         pub.publish(msg)
@@ -82,7 +83,7 @@ def publish_ours(url: str, case: str, stop, hz: float, n: int) -> None:
     node.close()
 
 
-def publish_raw(endpoint: str, case: str, stop, hz: float, n: int) -> None:
+def publish_raw(endpoint: str, case: str, stop, hz: float, n: int, lag) -> None:
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.XPUB)  # XPUB only to see the subscriber arrive (no sleep); sends like PUB
     sock.setsockopt(zmq.LINGER, 0)
@@ -96,6 +97,7 @@ def publish_raw(endpoint: str, case: str, stop, hz: float, n: int) -> None:
     for i in range(n):
         t_next += 1.0 / hz
         _pace(t_next)
+        lag.value = max(lag.value, time.perf_counter() - t_next)  # behind schedule: the machine is overloaded
         msg = msgs[i % len(msgs)]
         msg.seq, msg.stamp_ns = i + 1, time.time_ns()
         header, buffers = codec.encode(msg)
@@ -148,7 +150,12 @@ def receive_raw(endpoint: str, case: str, start_publisher) -> list[int]:
 
 # -- one run ---------------------------------------------------------------------------------------------------
 
-def run_once(impl: str, case: str, transport: str) -> list[int]:
+class _Lag:
+    value = 0.0
+
+
+def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float]:
+    """Latencies (ns) of one run, and how far (s) the publisher fell behind its schedule."""
     spawn = mp.get_context("spawn")
     if transport == "inproc":
         url = f"inproc://bench{uuid.uuid4().hex[:8]}"
@@ -156,10 +163,12 @@ def run_once(impl: str, case: str, transport: str) -> list[int]:
         target, arg = (publish_ours, url) if impl == "ours" else (publish_raw, f"inproc://raw{uuid.uuid4().hex}")
 
         def start():
-            threading.Thread(target=target, args=(arg, case, stop, *CASES[case][:2]), daemon=True).start()
+            threading.Thread(target=target, args=(arg, case, stop, *CASES[case][:2], lag), daemon=True).start()
             return stop.set
+        lag = _Lag()
         try:
-            return receive_ours(url, case, start) if impl == "ours" else receive_raw(arg, case, start)
+            lat = receive_ours(url, case, start) if impl == "ours" else receive_raw(arg, case, start)
+            return lat, lag.value
         finally:
             stop_local(url)
     if transport == "ipc":
@@ -174,7 +183,7 @@ def run_once(impl: str, case: str, transport: str) -> list[int]:
     def start():
         nonlocal child
         target, arg = (publish_ours, url) if impl == "ours" else (publish_raw, raw_ep)
-        child = spawn.Process(target=target, args=(arg, case, stop, *CASES[case][:2]), daemon=True)
+        child = spawn.Process(target=target, args=(arg, case, stop, *CASES[case][:2], lag), daemon=True)
         child.start()
 
         def finish():
@@ -183,8 +192,10 @@ def run_once(impl: str, case: str, transport: str) -> list[int]:
             if child.is_alive():
                 child.kill()
         return finish
+    lag = spawn.Value("d", 0.0, lock=False)
     try:
-        return receive_ours(url, case, start) if impl == "ours" else receive_raw(raw_ep, case, start)
+        lat = receive_ours(url, case, start) if impl == "ours" else receive_raw(raw_ep, case, start)
+        return lat, lag.value
     finally:
         stop_local(url)
         if transport == "ipc":
@@ -204,7 +215,8 @@ def _free_port_pair() -> int:
             continue
 
 
-def summarize(lat_ns: list[int], case: str) -> dict:
+def summarize(run: tuple[list[int], float], case: str) -> dict:
+    lat_ns, lag_s = run
     hz, n, warm = CASES[case]
     us = np.array(lat_ns[warm:], dtype=np.float64) / 1e3
     period_ms = 1e3 / hz
@@ -212,12 +224,14 @@ def summarize(lat_ns: list[int], case: str) -> dict:
     return {"n": int(us.size), "lost": int(n - len(lat_ns)),
             "p50_us": float(np.percentile(us, 50)) if us.size else float("nan"),
             "p99_us": float(np.percentile(us, 99)) if us.size else float("nan"),
-            "late": int((us > late_ms * 1e3).sum()), "too_late": int((us > too_late_ms * 1e3).sum())}
+            "late": int((us > late_ms * 1e3).sum()), "too_late": int((us > too_late_ms * 1e3).sum()),
+            "pub_lag_ms": lag_s * 1e3}
 
 
 def median_of(runs: list[dict]) -> dict:
     out = {k: float(statistics.median(r[k] for r in runs)) for k in ("p50_us", "p99_us")}
     out.update({k: int(sum(r[k] for r in runs)) for k in ("n", "lost", "late", "too_late")})
+    out["pub_lag_ms"] = float(max(r["pub_lag_ms"] for r in runs))
     return out
 
 
@@ -232,7 +246,8 @@ def main() -> None:
         for k, (hz, n, w) in CASES.items():
             CASES[k] = (hz, max(w + 20, n // 5), w)
     results: dict = {}
-    print(f"{'transport':9} {'case':6} {'impl':5} {'p50 us':>9} {'p99 us':>9} {'late':>5} {'too_late':>8} {'lost':>5}")
+    print(f"{'transport':9} {'case':6} {'impl':5} {'p50 us':>9} {'p99 us':>9} {'late':>5} {'too_late':>8} {'lost':>5} "
+          f"{'pub lag ms':>10}")
     for transport in [t.strip() for t in args.transports.split(",") if t.strip()]:
         reps = args.reps if transport == "ipc" else 1
         for case in CASES:
@@ -243,17 +258,25 @@ def main() -> None:
             for impl in ("ours", "raw"):
                 m = results.setdefault(transport, {}).setdefault(case, {})[impl] = median_of(runs[impl])
                 print(f"{transport:9} {case:6} {impl:5} {m['p50_us']:9.1f} {m['p99_us']:9.1f} {m['late']:5d} "
-                      f"{m['too_late']:8d} {m['lost']:5d}", flush=True)
+                      f"{m['too_late']:8d} {m['lost']:5d} {m['pub_lag_ms']:10.1f}", flush=True)
             r = results[transport][case]
             r["p50_ratio"] = r["ours"]["p50_us"] / r["raw"]["p50_us"]
             r["p99_ratio"] = r["ours"]["p99_us"] / r["raw"]["p99_us"]
             print(f"{transport:9} {case:6} ratio p50 {r['p50_ratio']:.2f}  p99 {r['p99_ratio']:.2f}", flush=True)
     main_t = "ipc" if "ipc" in results else next(iter(results))
+    # A publisher that fell a whole period behind its schedule means the machine could not keep up:
+    # latencies then measure queueing on an overloaded host, not the bus. Say so instead of hiding it.
+    overloaded = sorted({f"{t}/{c}" for t, cs in results.items() for c, r in cs.items()
+                         if max(r["ours"]["pub_lag_ms"], r["raw"]["pub_lag_ms"]) > 1e3 / CASES[c][0]})
+    if overloaded:
+        print(f"warning: publishers fell behind schedule in {', '.join(overloaded)} "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): those figures are unreliable")
     summary = {"transport": main_t, "reps": args.reps,
                "p50_ratio_small": round(results[main_t]["small"]["p50_ratio"], 3),
                "p50_ratio_frame": round(results[main_t]["frame"]["p50_ratio"], 3),
                "p50_ratio_4mb": round(results[main_t]["4mb"]["p50_ratio"], 3),
-               "target": 1.3, "cpus": os.cpu_count(), "results": results}
+               "target": 1.3, "cpus": os.cpu_count(), "load_avg": round(os.getloadavg()[0], 1),
+               "overloaded": overloaded, "results": results}
     print(json.dumps(summary))
 
 
