@@ -8,6 +8,7 @@ benchmarks. Real ZeroMQ sockets (inproc transport), real PyBullet.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,13 +25,24 @@ class Bench:
     client: Node
     nodes: list
 
+    def call(self, service: str, request: dict, timeout: float = 30.0):
+        """A service call that rides out the graph directory's slow answers on a loaded host."""
+        from bus.directory import DirectoryUnavailable
+        for attempt in range(5):
+            try:
+                return self.client.call(service, request, timeout=timeout)
+            except DirectoryUnavailable:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
     def execute(self, skill: str, args: dict, timeout: float = 120.0) -> dict:
-        return self.client.call("skills/execute", {"skill": skill, "args": args}, timeout=timeout)
+        return self.call("skills/execute", {"skill": skill, "args": args}, timeout=timeout)
 
     def reset(self, seed: int, n_objects: int | None = None, robot: str | None = None) -> dict:
         """New world on the sim (and the matching perceived scene for the skills)."""
         req = {"seed": seed, "n_objects": n_objects, "robot": robot or self.sim.scene.robot}
-        reply = self.client.call("sim/reset", {k: v for k, v in req.items() if v is not None}, timeout=30)
+        reply = self.call("sim/reset", {k: v for k, v in req.items() if v is not None}, timeout=30)
         self.skills.scene = self.sim.scene.perceived()  # (the skills node also follows sim/scene itself)
         return reply
 

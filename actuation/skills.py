@@ -201,7 +201,7 @@ class Skills:
                 if self._rejected() == rejected:
                     break
                 s = self.safety.latest()
-                if s is None or not s.reason.startswith("protective stop"):
+                if s is None or s.estop or not (s.protective_stop or "protective stop" in s.reason):
                     raise SkillFailed(f"safety gate rejected a target: {s.reason if s else ''}")
             else:
                 raise SkillFailed("protective stop did not clear: the arm's joint states keep lapsing")

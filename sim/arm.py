@@ -36,9 +36,11 @@ class ArmSim:
         self.grasped: str | None = None
         self._constraint: int | None = None
         self._grasp_window = 0.0
-        hand_mass = sum(p.getDynamicsInfo(self.r.body, l, physicsClientId=self.c)[0] for l in self.r.hand_links)
-        self._hand_weight = np.array([0.0, 0.0, hand_mass * world.spec.gravity])
+        self._hand_masses = np.array([p.getDynamicsInfo(self.r.body, l, physicsClientId=self.c)[0]
+                                      for l in self.r.hand_links])
+        self._hand_weight = np.array([0.0, 0.0, self._hand_masses.sum() * world.spec.gravity])
         self._held_v = np.zeros(3)
+        self._hand_set = set(self.r.hand_links)
         self._steps_since = 1
         self._wrench = None
 
@@ -82,10 +84,11 @@ class ArmSim:
         for _ in range(n):
             self.w.step(1)
             self._steps_since = 1
-            fi, ti = self._wrench_now()
+            fi, ti = self._wrench_now(weight=False)
             f += fi
             t += ti
-        self._wrench = (f / n, t / n)
+        fw, tw = self._weight_wrench()
+        self._wrench = (f / n + fw, t / n + tw)
         self._grasp_window = max(0.0, self._grasp_window - n * self.w.dt)
 
     def _update_grasp(self) -> None:
@@ -134,7 +137,11 @@ class ArmSim:
             self._wrench = self._wrench_now()
         return self._wrench[0].copy(), self._wrench[1].copy()
 
-    def _wrench_now(self) -> tuple[np.ndarray, np.ndarray]:
+    def _weight_wrench(self) -> tuple[np.ndarray, np.ndarray]:
+        centre = np.asarray(p.getLinkState(self.r.body, self.r.ft, physicsClientId=self.c)[4])
+        return self._hand_weight.copy(), np.cross(self._hand_com() - centre, self._hand_weight)
+
+    def _wrench_now(self, weight: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Wrist wrench in the base frame, about the sensor joint: the force [N] and torque [N·m] the hand
         exerts on the arm — its own weight, plus every contact on the hand, plus a grasped object's pull.
         A held 1 kg mass adds about -9.8 N to force z; pushing an object along +x gives force x < 0.
@@ -145,8 +152,8 @@ class ArmSim:
         """
         c, body = self.c, self.r.body
         centre = np.asarray(p.getLinkState(body, self.r.ft, physicsClientId=c)[4])
-        force, torque = self._hand_weight.copy(), np.cross(self._hand_com() - centre, self._hand_weight)
-        hand = set(self.r.hand_links)
+        force, torque = self._weight_wrench() if weight else (np.zeros(3), np.zeros(3))
+        hand = self._hand_set
         for cp in p.getContactPoints(bodyA=body, physicsClientId=c):
             if cp[3] not in hand or cp[2] == body:
                 continue
@@ -167,12 +174,9 @@ class ArmSim:
         return force, torque
 
     def _hand_com(self) -> np.ndarray:
-        ms, ps = [], []
-        for link in self.r.hand_links:
-            ms.append(p.getDynamicsInfo(self.r.body, link, physicsClientId=self.c)[0])
-            ps.append(p.getLinkState(self.r.body, link, physicsClientId=self.c)[0])
-        ms = np.asarray(ms)
-        return (ms[:, None] * np.asarray(ps)).sum(0) / max(ms.sum(), 1e-9)
+        ms = self._hand_masses
+        ps = np.asarray([p.getLinkState(self.r.body, link, physicsClientId=self.c)[0] for link in self.r.hand_links])
+        return (ms[:, None] * ps).sum(0) / max(ms.sum(), 1e-9)
 
     def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
         ls = p.getLinkState(self.r.body, self.r.ee, computeForwardKinematics=True, physicsClientId=self.c)

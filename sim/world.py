@@ -113,7 +113,6 @@ class World:
             p.resetJointState(body, j, q, physicsClientId=c)
         for j, q in zip(grip, rs.gripper_open):
             p.resetJointState(body, j, q, physicsClientId=c)
-        p.enableJointForceTorqueSensor(body, ft, True, physicsClientId=c)
         for link in hand:  # a low-friction push pad: pushes then measure the object's friction, not the pad's
             p.changeDynamics(body, link, lateralFriction=HAND_FRICTION, restitution=0.0, physicsClientId=c)
         for i in info:  # PyBullet adds joint motors by default: switch off all but the commanded ones later

@@ -12,7 +12,7 @@ SKILLS = [("move_to", {}), ("push", {"direction": "+x", "distance": 0.04, "speed
 
 
 def _truth(bench, label):
-    return bench.client.call("sim/oracle", {}, timeout=5)["objects"][label]
+    return bench.call("sim/oracle", {}, timeout=10)["objects"][label]
 
 
 def _check(skill, m, truth, args, robot):
@@ -72,11 +72,11 @@ def test_unreachable_and_estop_fail_cleanly_and_leave_the_arm_still():
         assert not r["ok"] and "direction must be one of" in r["error"]
         r = bench.execute("fly", {})
         assert not r["ok"] and "unknown skill" in r["error"]
-        bench.client.call("safety/estop", {}, timeout=5)
+        bench.call("safety/estop", {}, timeout=10)
         r = bench.execute("push", {"object": "red_block", "direction": "+x", "distance": 0.05})
         assert not r["ok"] and "e-stop" in r["error"]
         assert np.allclose(bench.sim.arm.joint_state()[0], q0, atol=1e-3)
-        bench.client.call("safety/reset", {}, timeout=5)
+        bench.call("safety/reset", {}, timeout=10)
         assert bench.execute("move_to", {"position": [0.5, 0.0, 0.3]})["ok"]
 
 
@@ -105,7 +105,7 @@ def test_twin_agrees_with_the_arm():
 
 def test_skills_follow_the_sims_scene_across_resets():
     with sim_bench(robot="panda", seed=0, n_objects=1) as bench:
-        bench.client.call("sim/reset", {"seed": 5, "n_objects": 2}, timeout=30)  # not via Bench.reset
+        bench.call("sim/reset", {"seed": 5, "n_objects": 2}, timeout=30)  # not via Bench.reset
         want = bench.sim.scene.perceived()
         msg = bench.client.subscribe("sim/scene", None, mode="latest").wait_for(
             lambda m: m["scene"].get("seed") == 5, timeout=10)
