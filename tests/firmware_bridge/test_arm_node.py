@@ -21,7 +21,7 @@ def rig(kind):
     emu = ServoArmEmulator(kind, model=PRESET_MODEL_NUMBERS[robot]).start()
     graph = f"inproc://{uuid.uuid4().hex}"
     drv_node, test_node = Node("arm", graph), Node("probe", graph)
-    driver = ArmDriver(drv_node, ArmConfig(port=emu.path, robot=robot, rate_hz=100, latency_s=0.1,
+    driver = ArmDriver(drv_node, ArmConfig(port=emu.path, robot=robot, rate_hz=100, latency_s=0.2,
                                            reconnect_s=0.05))
     js = test_node.subscribe("arm/joint_state", JointState, mode="latest")
     faults = test_node.subscribe("arm/fault", DeviceFault, queue_size=100)

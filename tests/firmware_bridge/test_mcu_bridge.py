@@ -46,7 +46,7 @@ def mcu(firmware, request):
     # machine pausing this process does not trip it
     watchdog = getattr(request, "param", 2000)
     emu = McuEmulator(joints=4, sensors=2, watchdog_ms=watchdog, binary=firmware).start()
-    link = McuLink(emu.path, timeout_s=0.3).open()   # generous: CI machines are loaded
+    link = McuLink(emu.path, timeout_s=0.5).open()   # generous: CI machines are loaded
     yield emu, link
     link.close()
     emu.stop()
@@ -157,7 +157,7 @@ def test_driver_node_moves_joints_follows_the_gate_estop_and_reconnects(firmware
     emu = McuEmulator(binary=firmware, watchdog_ms=2000).start()
     graph = f"inproc://{uuid.uuid4().hex}"
     dn, tn = Node("mcu", graph), Node("probe", graph)
-    drv = McuDriver(dn, McuConfig(port=emu.path, rate_hz=50, reconnect_s=0.05, timeout_s=0.3))
+    drv = McuDriver(dn, McuConfig(port=emu.path, rate_hz=50, reconnect_s=0.05, timeout_s=0.5))
     try:
         js = tn.subscribe("arm/joint_state", JointState, mode="latest")
         sensors = tn.subscribe("mcu/sensors", Readings, mode="latest")
