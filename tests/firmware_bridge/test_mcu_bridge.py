@@ -16,14 +16,14 @@ from firmware_bridge.messages import DeviceFault, Readings
 from firmware_bridge.servo.bus import PortLostError
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=st.binary(max_size=600))
 def test_cobs_round_trip_has_no_zero_bytes(data):
     enc = P.cobs_encode(data)
     assert 0 not in enc and P.cobs_decode(enc) == data
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(type=st.integers(0, 255), seq=st.integers(0, 255), body=st.binary(max_size=P.MAX_BODY), data=st.data())
 def test_frame_round_trip_and_single_corruption_rejected(type, seq, body, data):
     wire = P.encode_frame(type, seq, body)

@@ -19,7 +19,7 @@ dxl_payload = st.lists(st.sampled_from([b"\xff", b"\xfd", b"\x00", b"\xff\xff\xf
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(id=ids, inst=st.sampled_from([1, 2, 3, 4, 5, 8, 0x82, 0x83]), params=payload | dxl_payload)
 def test_instruction_round_trip(kind, id, inst, params):
     proto = get_protocol(kind)
@@ -27,7 +27,7 @@ def test_instruction_round_trip(kind, id, inst, params):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(id=ids, error=st.integers(0, 0x7F), params=payload | dxl_payload)
 def test_status_round_trip(kind, id, error, params):
     proto = get_protocol(kind)
@@ -35,7 +35,7 @@ def test_status_round_trip(kind, id, error, params):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(id=ids, error=st.integers(0, 0x7F), params=payload | dxl_payload, data=st.data())
 def test_any_single_corrupted_byte_is_rejected(kind, id, error, params, data):
     proto = get_protocol(kind)
@@ -47,7 +47,7 @@ def test_any_single_corrupted_byte_is_rejected(kind, id, error, params, data):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(packets=st.lists(st.tuples(ids, st.integers(0, 0x7F), payload | dxl_payload), min_size=1, max_size=5),
        noise=st.binary(max_size=8))
 def test_stream_parsing_skips_noise_and_finds_every_packet(kind, packets, noise):
