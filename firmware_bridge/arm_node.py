@@ -222,7 +222,9 @@ class ArmDriver:
             if msg is not None and key != self._last_cmd_seq:
                 self._last_cmd_seq = key
                 names = list(msg.name) or self.arm_joints
-                if len(names) != len(msg.position) or any(n not in self.cfg.motors for n in names):
+                if len(msg.position) == 0 and len(msg.velocity):
+                    log.warning("velocity commands are not supported: the servos run in position mode; ignored")
+                elif len(names) != len(msg.position) or any(n not in self.cfg.motors for n in names):
                     log.warning("joint command %s does not match the arm's joints %s: ignored", names, self.names)
                 else:
                     goals.update({n: self.to_ticks(n, float(q)) for n, q in zip(names, msg.position)})

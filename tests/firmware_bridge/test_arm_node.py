@@ -117,3 +117,16 @@ def test_bad_config_is_a_clear_error():
         ArmConfig(robot="ur5")
     with pytest.raises(ValueError, match="gripper motor 'hand'"):
         ArmConfig(robot="so101", gripper="hand")
+
+
+def test_commands_that_do_not_fit_the_arm_are_ignored(rig):
+    emu, driver, node, js, faults = rig
+    first = js.wait_for(timeout=3)
+    goals = {i: emu.register(i, "Goal_Position") for i in emu.motors}
+    pub = node.publisher("arm/joint_command", JointCommand)
+    assert pub.wait_for_subscribers(1, 3)
+    pub.publish(JointCommand(name=["elbow", "wrist"], position=[1.0, 1.0]))            # unknown joints
+    pub.publish(JointCommand(name=first.name, velocity=[0.5] * 5))                    # velocity mode
+    seen = js.latest().seq
+    assert js.wait_for(lambda m: m.seq > seen + 5, timeout=3)                          # still running
+    assert {i: emu.register(i, "Goal_Position") for i in emu.motors} == goals and faults.latest() is None
