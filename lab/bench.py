@@ -170,6 +170,7 @@ class Bench:
         params = self.threads.specs[name].params
         if params.get("seed") == seed and params.get("n_objects") == n_objects:
             return
+        self.runner.close()
         self.threads.restart(name, seed=seed, n_objects=n_objects)
         self._wait_for_services(["skills/execute"], self.wait_s)
         self.runner = BusRunner(self.node)
@@ -180,12 +181,15 @@ class Bench:
         return {label: dict(v) for label, v in reply["objects"].items()}
 
     def close(self) -> None:
+        # subscribers before publishers: the lab first, then the graph's nodes in reverse start order
+        owned = self.node._owned_directory is not None   # the lab node started this graph's directory
+        if getattr(self, "runner", None) is not None:
+            self.runner.close()
+        self.node.close()
         if self.launcher is not None:
             self.launcher.stop()
             self._thread.join(15)
         self.threads.close()
-        owned = self.node._owned_directory is not None   # the lab node started this graph's directory
-        self.node.close()
         if owned:
             stop_local(self.node.config)
 

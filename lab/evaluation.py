@@ -13,6 +13,7 @@ import os
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from typing import Callable, Iterable
@@ -65,7 +66,7 @@ def parse_kinds(text: str) -> list[str]:
 # one world (runs inside a worker process)
 
 _STATE: dict = {}
-WORLDS_PER_WORKER = 6   # worlds a worker process runs before it is replaced
+WORLDS_PER_WORKER = 1   # worlds a worker process runs before it is replaced (see _run_pool)
 
 
 def _worker_twins():
@@ -135,6 +136,11 @@ def _investigate_world(task: WorldTask, bench, twins, n_obj: int | None) -> dict
                else list(gr.truth), notebook=result.notebook.text(), tables_s=result.tables_s)
 
 
+def _crashed(task: WorldTask, why: str) -> dict:
+    return {**asdict(task), "crashed": True, "success": False, "error": None, "experiments": 0,
+            "exception": why, "wall_s": 0.0}
+
+
 def _close_worker() -> None:
     twins = _STATE.pop("twins", None)
     if twins is not None and hasattr(twins, "close"):
@@ -172,7 +178,7 @@ def run_eval(cfg: EvalConfig, on_row: Callable[[dict], None] | None = None) -> l
     return rows
 
 
-def _run_pool(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:
+def _run_pool(tasks: list[WorldTask], cfg: EvalConfig, attempts: int = 3) -> Iterable[dict]:
     if cfg.workers <= 1:
         try:
             for t in tasks:
@@ -180,13 +186,27 @@ def _run_pool(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:
         finally:
             _close_worker()
         return
-    # spawn: workers start clean (no inherited ZeroMQ or PyBullet state from this process)
-    # a bench's PyBullet and bus pieces do not give all their memory back: recycle workers now and then
-    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn"),
-                             max_tasks_per_child=WORLDS_PER_WORKER) as pool:
-        futures = [pool.submit(run_world, t) for t in tasks]
-        for f in as_completed(futures):
-            yield f.result()
+    # One world per worker process: benches started and closed one after another in a process leak
+    # memory. A worker killed by a native crash (a libzmq assertion inside the bus, seen under heavy
+    # load) breaks the pool: its worlds are not failures of the agent, so they run again in a new pool
+    # (seeded worlds are deterministic), up to `attempts` times.
+    todo = [(t, 1) for t in tasks]
+    while todo:
+        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn"),
+                                 max_tasks_per_child=WORLDS_PER_WORKER) as pool:
+            futures = {pool.submit(run_world, t): (t, n) for t, n in todo}
+            todo = []
+            for f in as_completed(futures):
+                t, n = futures[f]
+                try:
+                    yield f.result()
+                except BrokenProcessPool as e:
+                    if n < attempts:
+                        todo.append((t, n + 1))
+                    else:
+                        yield _crashed(t, f"worker process died {attempts} times: {e}")
+        if todo:
+            log.warning("a worker process died; running %d worlds again", len(todo))
 
 
 def _run_ray(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:

@@ -38,12 +38,17 @@ class BusRunner:
     def __init__(self, node, timeout: float = 120.0):
         # the one service the lab's experiments use; a client of its own, so that a restarted skills
         # node is looked up afresh by a new runner
-        self._call = ServiceClient(node, "skills/execute").call
+        self._client = ServiceClient(node, "skills/execute")
         self.timeout = timeout
         self._objects = node.subscribe("perception/objects", ObjectPoses, mode="latest")
 
     def execute(self, exp: g.Experiment) -> dict:
-        return self._call(exp.request(), timeout=self.timeout)
+        return self._client.call(exp.request(), timeout=self.timeout)
+
+    def close(self) -> None:
+        """Close the client's socket here and now (left to the garbage collector, a ZeroMQ socket may be
+        closed from another thread, which libzmq does not survive)."""
+        self._client.close()
 
     def poses(self) -> dict[str, tuple[float, float]] | None:
         """Where perception (or mocap) sees the objects now: {label: (x, y)}; None before any message."""
