@@ -58,7 +58,8 @@ def call_stats(notebook_text: str) -> tuple[int, int]:
 def replay_decisions(notebooks: list[str], checkpoint: str | None, reps: int, threads: int = 2) -> list[float]:
     """Time every experiment decision of the given notebooks again, in order, on `threads` CPU threads:
     the agent's code path (engine with a KV cache carried from decision to decision), without the bus."""
-    from nanochat.agent import allowed_kinds, load_cached
+    from nanochat.checkpoint import load_cached
+    from nanochat.engine import allowed_kinds
     from nanochat.checkpoint import SHIPPED_DIR
     from nanochat.engine import Engine
 

@@ -11,34 +11,13 @@ checkpoints are cached per process.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
 
 from lab import grammar as g
 
-from nanochat.checkpoint import SHIPPED_DIR, load_checkpoint
-from nanochat.engine import Engine, SampleConfig
-
-_LOADED: dict[tuple[str, str], tuple] = {}
-_LOCK = threading.Lock()
-
-
-def load_cached(checkpoint: str | Path = SHIPPED_DIR, device: str = "cpu"):
-    key = (str(Path(checkpoint).resolve()), device)
-    with _LOCK:
-        if key not in _LOADED:
-            _LOADED[key] = load_checkpoint(checkpoint, device=device)
-        return _LOADED[key]
-
-
-def allowed_kinds(sections, budget_left: int, has_candidates: bool = True) -> list[str]:
-    if not any(s.kind == "hypothesis" for s in sections):
-        return ["hypothesis"]
-    if budget_left <= 0 or not has_candidates:
-        return ["conclusion"]
-    return ["experiment", "conclusion"]
-
+from nanochat.checkpoint import SHIPPED_DIR, load_cached
+from nanochat.engine import Engine, SampleConfig, allowed_kinds
 
 class NanochatAgent:
     name = "nanochat"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
 
 import torch
@@ -95,3 +96,16 @@ def load_checkpoint(directory: str | Path = SHIPPED_DIR, step: int | None = None
 def load_optimizer_state(directory: str | Path, step: int, device="cpu") -> dict | None:
     path = Path(directory) / f"optim_{step:06d}.pt"
     return torch.load(path, map_location=device, weights_only=False) if path.exists() else None
+
+
+_LOADED: dict[tuple[str, str], tuple] = {}
+_LOCK = threading.Lock()
+
+
+def load_cached(checkpoint: str | Path = SHIPPED_DIR, device: str = "cpu") -> tuple[GPT, Tokenizer, dict]:
+    """load_checkpoint once per process and folder: the lab makes one agent per investigation."""
+    key = (str(Path(checkpoint).resolve()), str(device))
+    with _LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = load_checkpoint(checkpoint, device=device)
+        return _LOADED[key]

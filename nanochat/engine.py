@@ -336,6 +336,16 @@ def _compile(pattern: str) -> "regex.Pattern":
     return _PATTERNS[pattern]
 
 
+def allowed_kinds(sections: Sequence[Section], budget_left: int, has_candidates: bool = True) -> list[str]:
+    """The lab's protocol: a hypothesis first (one per notebook), then experiments or a conclusion;
+    only a conclusion once the budget is spent or nothing can be run."""
+    if not any(s.kind == "hypothesis" for s in sections):
+        return ["hypothesis"]
+    if budget_left <= 0 or not has_candidates:
+        return ["conclusion"]
+    return ["experiment", "conclusion"]
+
+
 def hypothesis_regex(question: Question) -> str:
     """Ranges of the hidden parameters of the question's objects: at most one clause per (parameter,
     object), so a body is bounded however the weights behave."""

@@ -32,7 +32,7 @@ class PolicyServer:
 
     def __init__(self, node, checkpoint: str | Path | None = None, device: str = "cpu", temperature: float = 0.0,
                  seed: int = 0):
-        from nanochat.agent import load_cached
+        from nanochat.checkpoint import load_cached
         from nanochat.checkpoint import SHIPPED_DIR
         from nanochat.engine import Engine, SampleConfig
 
@@ -44,7 +44,7 @@ class PolicyServer:
                  model.num_params() / 1e6, meta.get("step"), device, SERVICE)
 
     def handle(self, request: dict) -> dict:
-        from nanochat.agent import allowed_kinds
+        from nanochat.engine import allowed_kinds
 
         t0 = time.perf_counter()
         try:
@@ -86,7 +86,7 @@ class RemotePolicyAgent:
         self.decision_s: list[float] = []
 
     def propose(self, notebook):
-        from nanochat.agent import allowed_kinds
+        from nanochat.engine import allowed_kinds
 
         t0 = time.perf_counter()
         request = {"notebook": notebook.text,
