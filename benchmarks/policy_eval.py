@@ -132,6 +132,8 @@ def main() -> None:
     todo = [a for a in agents if a == "nanochat" or any((a, k, s) not in cached for k in kinds for s in seeds)]
     todo = [a for a in todo if a in args.agents.split(",")]
     cfg = EvalConfig(agents=todo, kinds=kinds, seeds=seeds, workers=args.workers, record_regret=False)
+    tasks = [t for t in cfg.tasks() if t.agent == "nanochat" or (t.agent, t.kind, t.seed) not in cached]
+    cfg.tasks = lambda: tasks  # only the worlds not in the cache
     t0 = time.time()
     done = 0
     total = len(cfg.tasks())
