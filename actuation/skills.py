@@ -122,8 +122,8 @@ class Skills:
                 size = spec.size
             except KeyError:
                 pass
-        msg = self.objects.latest()
-        if msg is not None and self.objects.age() < 1.0:
+        msg = self._fresh_objects()
+        if msg is not None:
             o = msg.get(label)
             if o is not None:
                 src = "mocap" if msg.frame_id == "mocap" else "perception"
@@ -131,6 +131,20 @@ class Skills:
         if spec is None:
             raise KeyError(f"unknown object {label!r}: not in perception/objects nor in the scene")
         return np.asarray(spec.position, float), size, "scene"
+
+    def _fresh_objects(self, max_lag_s: float = 0.25, timeout: float = 2.0) -> ObjectPoses | None:
+        """The newest pose set no older than `max_lag_s` of the arm's clock (after a sim reset the last
+        message of the old world may still be in flight), or None when no pose source publishes."""
+        if self.objects.latest() is None:
+            return None
+        js = self.js.latest()
+        if js is None:
+            return self.objects.latest()
+        t = js.stamp_ns - int(max_lag_s * 1e9)
+        try:
+            return self.objects.wait_for(lambda m: m.stamp_ns >= t, timeout=timeout)
+        except TimeoutError:
+            return None
 
     def _obj_now(self, label: str) -> np.ndarray:
         pos, _, src = self.object(label)
@@ -236,11 +250,19 @@ class Skills:
         if wait_for is None:
             return stamps
         for _ in range(int(max_s * self.hz)):
-            g = self.grip.latest()
-            if g is not None and g.stamp_ns > self.js.latest().stamp_ns - 1 and wait_for(g):
+            g = self._fresh_gripper()
+            if g is not None and wait_for(g):
                 break
             stamps += self._stream([self._last_q])
         return stamps
+
+    def _fresh_gripper(self, timeout: float = 5.0) -> GripperState | None:
+        """The gripper state of the arm's latest tick (it travels on another socket than the joint state)."""
+        stamp = self.js.latest().stamp_ns
+        try:
+            return self.grip.wait_for(lambda g: g.stamp_ns >= stamp, timeout=timeout)
+        except TimeoutError:
+            return self.grip.latest()
 
     def _wait_stamps(self, table: dict, stamps: list[int], timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -444,7 +466,7 @@ class Skills:
         self._run(self._joint_path(self._last_q, plan["q_above"]), plan["down"])
         self._gripper(0.0, wait_for=lambda g: g.object_detected, max_s=1.0)
         self._hold(0.1)
-        g = self.grip.latest()
+        g = self._fresh_gripper()
         if g is None or not g.object_detected:
             self._gripper(self.rs.max_opening or 0.08)
             self._run(plan["retreat"])

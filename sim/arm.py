@@ -93,6 +93,9 @@ class ArmSim:
 
     def _update_grasp(self) -> None:
         closing = self.gripper_target < 0.5 * self.max_opening
+        if self.grasped is None and closing and self._grasp_window > 0 and len(self.r.gripper) >= 2:
+            if self.gripper_opening() < 0.05 * self.max_opening:
+                self._grasp_window = 0.0  # closed on nothing: a closed gripper never grasps later
         if self.grasped is None and closing and self._grasp_window > 0:
             label = self._touching_object()
             if label is not None:

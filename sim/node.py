@@ -41,6 +41,7 @@ class SimArm:
         self.cameras_on, self.mocap_on, self.mocap_noise = cameras, mocap, float(mocap_noise)
         self.renderer_name = renderer
         self._lock = threading.RLock()
+        self._time_offset = 0.0
         self._build(scene)
         self.js_pub = node.publisher("arm/joint_state", JointState)
         self.wrench_pub = node.publisher("wrist/wrench", Wrench)
@@ -84,7 +85,10 @@ class SimArm:
         return self.world.t
 
     def _stamp(self) -> int:
-        return int(round(self.world.t * 1e9)) + 1 if self.clock == "lockstep" else time.time_ns()
+        """Sim time in lockstep (continuing across resets: stamps never go back), wall time otherwise."""
+        if self.clock != "lockstep":
+            return time.time_ns()
+        return int(round((self._time_offset + self.world.t) * 1e9)) + 1
 
     # -- callbacks ----------------------------------------------------------------------------
     def _on_gripper(self, msg: GripperCommand) -> None:
@@ -103,6 +107,7 @@ class SimArm:
         fresh._build(scene)
         with self._lock:
             old = self.world
+            self._time_offset += old.t + old.dt
             for k in ("scene", "world", "arm", "steps_per_tick", "names", "_rng", "_next_render", "_renderer"):
                 setattr(self, k, getattr(fresh, k))
             old.close()
