@@ -50,6 +50,7 @@ class Relay:
     def run_once(self) -> Counter:
         with self.chain.lock:
             before = self.stats.copy()
+            self.confirm()          # first: a reorged payout goes back to signed and is re-sent below
             self.sign_pending()
             self.send_signed()
             self.confirm()
@@ -71,16 +72,17 @@ class Relay:
                 acct = ChainAccount(address=sender, next_nonce=chain_next)
                 s.add(acct)
             acct.next_nonce = max(acct.next_nonce, chain_next)  # other operator txs (withdraw_for) moved it
+            fees = self.chain.tx_params(sender, acct.next_nonce)   # one fee quote per batch
             for p in payouts:
-                self._sign(p, acct.next_nonce)
+                self._sign(p, acct.next_nonce, fees)
                 acct.next_nonce += 1
                 advance(p, PayoutState, PayoutState.signed)
         self.stats["signed"] += len(payouts)
         self._maybe_crash("signed")
         return len(payouts)
 
-    def _sign(self, p: Payout, nonce: int) -> None:
-        params = self.chain.tx_params(self.chain.operator.address, nonce)
+    def _sign(self, p: Payout, nonce: int, params=None) -> None:
+        params = params or self.chain.tx_params(self.chain.operator.address, nonce)
         tx = self.chain.escrow.functions.release(p.bounty_id, p.submission_id, p.payee, p.amount_wei) \
             .build_transaction({"from": self.chain.operator.address, "nonce": nonce, "gas": RELEASE_GAS,
                                 "chainId": params.chain_id, "maxFeePerGas": params.max_fee_per_gas,
@@ -180,10 +182,17 @@ class Relay:
     def confirm(self) -> int:
         head = self.chain.w3.eth.block_number
         n = 0
+        hashes: dict[int, str | None] = {}
+
+        def block_hash(number: int) -> str | None:
+            if number not in hashes:
+                hashes[number] = ("0x" + bytes(self.chain.w3.eth.get_block(number).hash).hex()
+                                  if number <= head else None)
+            return hashes[number]
+
         with self.store.write() as s:
             for p in s.scalars(select(Payout).where(Payout.state == PayoutState.mined.value)):
-                block = self.chain.w3.eth.get_block(p.block_number) if p.block_number <= head else None
-                if block is None or "0x" + bytes(block.hash).hex() != p.block_hash:
+                if block_hash(p.block_number) != p.block_hash:
                     advance(p, PayoutState, PayoutState.signed)   # reorged away: send again
                     p.block_number, p.block_hash = -1, ""
                     self.stats["reorged"] += 1

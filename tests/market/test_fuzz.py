@@ -14,7 +14,7 @@ from hypothesis.errors import Unsatisfiable
 
 from market.sample import write_recording
 
-EXAMPLES = 6   # per operation and mode: keeps the file well under 30 s on two cores
+EXAMPLES = 4   # per operation and mode: the file stays near 10 s on an idle 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -64,4 +64,4 @@ def test_no_server_errors(fuzz_world):
             continue
         tried += 1
     assert tried >= 25 + 15                       # every operation positive, those with inputs negative too
-    assert statuses[2] > 30 and statuses[4] > 100, statuses   # valid requests got through, bad ones 4xx
+    assert statuses[2] > 15 and statuses[4] > 60, statuses   # valid requests got through, bad ones 4xx

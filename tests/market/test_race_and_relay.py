@@ -157,3 +157,29 @@ def test_relay_key_from_env_or_keystore(tmp_path, monkeypatch):
     monkeypatch.delenv("LOOPYLAB_CHAIN_KEY", raising=False)
     with pytest.raises(RuntimeError, match="relay key in \\$LOOPYLAB_CHAIN_KEY"):
         Chain.from_config(MarketConfig(home=tmp_path, chain_url="http://127.0.0.1:9"))
+
+
+def test_reorg_sends_a_mined_payout_again(sqlite_store, tmp_path):
+    from market.chain import Chain
+    chain = Chain.embedded_chain()          # its own chain: this test rewinds it
+    market = make_market(sqlite_store, chain, tmp_path)
+    b, payees = _approved(market, chain, tmp_path, 1, "e")
+    tester = chain.w3.provider.ethereum_tester
+    snapshot = tester.take_snapshot()
+    relay = Relay(sqlite_store, chain, confirmations=5)
+    relay.run_once()
+    with sqlite_store.read() as s:
+        first = s.query(Payout).one()
+    assert first.state == "mined" and chain.pending_of(payees[0].address) == REWARD
+    tester.revert_to_snapshot(snapshot)    # the block holding the release is gone ...
+    tester.mine_blocks(3)                  # ... and another chain grew past its height
+    assert chain.pending_of(payees[0].address) == 0
+    relay.run_once()                       # sees the changed block hash, re-sends the stored tx
+    assert relay.stats["reorged"] == 1
+    tester.mine_blocks(5)
+    relay.run_once()
+    with sqlite_store.read() as s:
+        again = s.query(Payout).one()
+    assert again.state == "final" and again.block_hash != first.block_hash
+    assert chain.pending_of(payees[0].address) == REWARD and double_pays(chain) == 0
+    assert reconcile(sqlite_store, chain) == []
