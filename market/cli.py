@@ -246,7 +246,7 @@ def claim(bounty_id: int, url: str = UrlOpt, key: str = KeyOpt):
 
 @bounty_app.command()
 def submit(claim_id: int, folder: Path = typer.Argument(..., exists=True, help="Recording folder from "
-                                                                                 "`loopylab record` / `loopylab run`."),
+                                                                                 "`loopylab run`, or one .mcap from `loopylab record`."),
            rig_key: str = typer.Option(None, help="The rig's key file (signs the manifest); default: --key."),
            url: str = UrlOpt, key: str = KeyOpt):
     """Upload a recording folder, sign its manifest with the rig key and submit it on a claim."""
@@ -256,10 +256,11 @@ def submit(claim_id: int, folder: Path = typer.Argument(..., exists=True, help="
     _run(lambda: c.register_rig(label=Path(rig_key or key).name))
     bounty_id = _run(lambda: c.request("GET", f"/claims/{claim_id}"))["bounty_id"]
     m = mf.build(folder, bounty_id, c.rig.address)
+    base = folder.parent if folder.is_file() else folder
     with Progress(console=console) as progress:
         task = progress.add_task("uploading", total=sum(f["size"] for f in m["files"]))
         for f in m["files"]:
-            _run(lambda: c.upload(folder / f["path"]))
+            _run(lambda: c.upload(base / f["path"]))
             progress.advance(task, f["size"])
     s = _run(lambda: c.submit(claim_id, m))
     for chk in s["checks"]:

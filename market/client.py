@@ -139,8 +139,9 @@ class MarketClient:
         if bounty_id is None:
             bounty_id = self.request("GET", f"/claims/{claim_id}")["bounty_id"]
         manifest = mf.build(folder, bounty_id, self.rig.address)
+        base = Path(folder).parent if Path(folder).is_file() else Path(folder)
         for f in manifest["files"]:
-            self.upload(Path(folder) / f["path"])
+            self.upload(base / f["path"])
         return self.submit(claim_id, manifest)
 
     def submit(self, claim_id: int, manifest: dict, signature: str | None = None) -> dict:

@@ -31,9 +31,12 @@ def file_sha256(path: Path) -> str:
 
 
 def build(folder: Path, bounty_id: int, rig: str) -> dict:
-    """The manifest of a recording folder (from `loopylab record` / `loopylab run`)."""
+    """The manifest of a recording folder (from `loopylab run`), or of one file (`loopylab record -o x.mcap`)."""
     folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if folder.is_file():
+        folder, files = folder.parent, [folder]
+    else:
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
         raise ValueError(f"{folder} holds no files")
     return {"version": MANIFEST_VERSION, "bounty_id": int(bounty_id), "rig": rig,

@@ -164,3 +164,17 @@ def test_a_real_bus_recording_verifies(setup, tmp_path):
     assert sub["state"] == "pending_review", got
     assert "run.mcap: 101 messages" in got["parse"][1]
     assert got["range wrist/wrench.force.2"] == (True, "101 values within [-50, 50]")
+
+
+def test_a_single_recording_file_can_be_submitted(setup, tmp_path):
+    w, b, contributor = setup
+    requester = w.user(eth=10)
+    from market.sample import standard_bounty
+    terms = standard_bounty(reward_wei=REWARD, slots=1)
+    terms["task_spec"]["notebook"] = False
+    terms["acceptance"] = terms["acceptance"][:3]
+    b2 = requester.fund(requester.post_bounty(**terms)["id"])
+    u, _ = contributor()
+    rec = write_recording(tmp_path / "one", seed=71, notebook=False) / "recording.mcap"
+    sub = u.submit_folder(u.claim(b2["id"])["id"], rec)
+    assert sub["state"] == "pending_review" and [f["path"] for f in sub["manifest"]["files"]] == ["recording.mcap"]
