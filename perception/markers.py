@@ -70,8 +70,13 @@ def refine_corners_by_edges(gray: np.ndarray, corners: np.ndarray) -> np.ndarray
     profile across each side and taking the centroid of its gradient, then fitting a line over the
     side's whole length, averages out aliasing and noise (corners within ~0.1 px on rendered images).
     """
-    g = gray.astype(np.float32)
     side = float(np.mean(np.linalg.norm(corners - np.roll(corners, 1, 0), axis=1)))
+    # work on the marker's neighbourhood only (a float copy of the whole frame costs more than the fit)
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 6, 0)
+    x1, y1 = np.ceil(corners.max(0)).astype(int) + 7
+    g = gray[y0:y1, x0:x1].astype(np.float32)
+    origin = np.array([x0, y0], float)
+    corners = corners - origin
     step = 0.25
     lines = []
     for i in range(4):
@@ -79,7 +84,7 @@ def refine_corners_by_edges(gray: np.ndarray, corners: np.ndarray) -> np.ndarray
         d = b - a
         length = float(np.linalg.norm(d))
         if length < 1e-6:
-            return corners
+            return corners + origin
         normal = np.array([d[1], -d[0]]) / length
         # stay inside the black border (1 of ~6 cells across): its width is the distance to the opposite
         # side over 6, which on a sheared (tilted) marker is much less than the side's length over 6
@@ -101,20 +106,34 @@ def refine_corners_by_edges(gray: np.ndarray, corners: np.ndarray) -> np.ndarray
         w = grad.sum(1)
         ok = w > 1e-6
         if ok.sum() < 4:
-            return corners
+            return corners + origin
         edge = pts[ok] + ((grad[ok] * centres).sum(1) / w[ok])[:, None] * normal
-        vx, vy, x0, y0 = cv2.fitLine(edge.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
-        lines.append((np.array([x0, y0], float), np.array([vx, vy], float)))
+        lines.append(_fit_line(edge, w[ok]))
     out = np.empty((4, 2))
     for i in range(4):  # corner i joins side i-1 and side i
         (p1, d1), (p2, d2) = lines[i - 1], lines[i]
         A = np.column_stack([d1, -d2])
         if abs(np.linalg.det(A)) < 1e-6:
-            return corners
+            return corners + origin
         out[i] = p1 + np.linalg.solve(A, p2 - p1)[0] * d1
     if np.abs(out - corners).max() > max(3.0, 0.2 * side):  # refinement ran off: keep the detector's corners
-        return corners
-    return out
+        return corners + origin
+    return out + origin
+
+
+def _fit_line(pts: np.ndarray, weights: np.ndarray, iterations: int = 2):
+    """(point, unit direction) of the weighted total-least-squares line, with points far off it (an inner
+    cell's edge caught in the profile) down-weighted once more."""
+    w = weights
+    for _ in range(iterations):
+        c = (pts * w[:, None]).sum(0) / w.sum()
+        d = pts - c
+        sxx, syy, sxy = (w * d[:, 0] ** 2).sum(), (w * d[:, 1] ** 2).sum(), (w * d[:, 0] * d[:, 1]).sum()
+        a = 0.5 * np.arctan2(2 * sxy, sxx - syy)  # principal axis of the 2x2 scatter, closed form
+        direction = np.array([np.cos(a), np.sin(a)])
+        r = d[:, 1] * direction[0] - d[:, 0] * direction[1]
+        w = weights / (1.0 + (r / 0.3) ** 2)  # Cauchy-like: residuals beyond ~0.3 px count less
+    return c, direction
 
 
 def pose_jacobian(obj: np.ndarray, T: np.ndarray, K: np.ndarray, D: np.ndarray, eps: float = 1e-6) -> np.ndarray:

@@ -30,9 +30,8 @@ class MarkerObject:
     offset_orientation_xyzw: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 1.0])
     expected_normal: list | None = None             # marker z axis in the base frame, when known (resting: up)
 
-    @property
-    def T_marker_object(self) -> np.ndarray:
-        return T_from_pose(self.offset, self.offset_orientation_xyzw)
+    def __post_init__(self):
+        self.T_marker_object = T_from_pose(self.offset, self.offset_orientation_xyzw)
 
 
 @dataclass
@@ -70,7 +69,8 @@ class PerceptionConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "PerceptionConfig":
         d = dict(d or {})
-        return cls(markers=[MarkerObject(**m) for m in d.get("markers", [])],
+        return cls(markers=[MarkerObject(**{k: v for k, v in m.items() if k != "T_marker_object"})
+                            for m in d.get("markers", [])],
                    objects=[ColourObject(**o) for o in d.get("objects", [])],
                    detector=MarkerDetectorConfig(**d.get("detector", {})),
                    blobs=BlobTrackerConfig(**d.get("blobs", {})),
