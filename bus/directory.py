@@ -29,6 +29,7 @@ ANNOUNCE_S = 1.0
 EXPIRE_S = 5.0 * ANNOUNCE_S
 _local_lock = threading.Lock()
 _local: dict[str, "Directory"] = {}
+_inproc_users: dict[str, int] = {}  # inproc graph -> nodes of this process in it
 
 
 class DirectoryUnavailable(RuntimeError):
@@ -200,6 +201,7 @@ def ensure_directory(config: BusConfig, wait_s: float = 5.0) -> Directory | None
     """
     if config.transport == "inproc":
         with _local_lock:
+            _inproc_users[config.url] = _inproc_users.get(config.url, 0) + 1
             if config.url not in _local:
                 _local[config.url] = Directory(config).start()
                 return _local[config.url]
@@ -239,11 +241,30 @@ def ensure_directory(config: BusConfig, wait_s: float = 5.0) -> Directory | None
         return d
 
 
+def release_directory(config: BusConfig) -> None:
+    """A node of this process leaves the graph. An inproc graph lives in this process alone, so its
+    directory stops with its last node (a process that runs many short graphs, like an evaluation
+    worker, must not pile up directory threads and sockets). ipc/tcp directories may serve other
+    processes: they live until `stop_local` or the end of the process."""
+    if config.transport != "inproc":
+        return
+    with _local_lock:
+        n = _inproc_users.get(config.url, 0) - 1
+        if n > 0:
+            _inproc_users[config.url] = n
+            return
+        _inproc_users.pop(config.url, None)
+        d = _local.pop(config.url, None)
+    if d is not None:
+        d.stop()
+
+
 def stop_local(config: BusConfig | str) -> bool:
     """Stop the directory this process serves for a graph (launcher shutdown, tests). True if it did."""
     config = BusConfig.parse(config) if isinstance(config, str) else config
     with _local_lock:
         d = _local.pop(config.url, None)
+        _inproc_users.pop(config.url, None)
     if d is None:
         return False
     d.stop()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bus.config import BusConfig
-from bus.directory import DirectoryUnavailable, ensure_directory, stop_local
+from bus.directory import DirectoryUnavailable, ensure_directory, release_directory, stop_local
 
 log = logging.getLogger("loopylab.launch")
 RESTART_POLICIES = ("never", "on-failure", "always")
@@ -365,6 +365,8 @@ class Launcher:
                 signal.signal(sig, h)
             if owned is not None:
                 stop_local(config)
+            else:
+                release_directory(config)
             if old_env is None:
                 os.environ.pop("LOOPYLAB_BUS", None)
             else:

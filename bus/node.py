@@ -29,7 +29,7 @@ import zmq
 
 from bus import codec
 from bus.config import BusConfig, _local_ip
-from bus.directory import ANNOUNCE_S, DirectoryUnavailable, ensure_directory, request
+from bus.directory import ANNOUNCE_S, DirectoryUnavailable, ensure_directory, release_directory, request
 from bus.messages import Heartbeat, Message
 
 
@@ -497,7 +497,7 @@ class Node:
     def _take_over_directory(self) -> None:
         """The directory's process is gone: one surviving node serves it again (file lock / port bind
         elects it) and everybody re-announces within ANNOUNCE_S, so the graph heals by itself."""
-        if not self._start_directory:
+        if not self._start_directory or self.config.transport == "inproc":  # inproc: nobody else could
             return
         try:
             d = ensure_directory(self.config, wait_s=0.5)
@@ -523,7 +523,8 @@ class Node:
     def _command(self, cmd) -> None:
         self._cmds.put(cmd)
         with self._wake_lock:
-            self._wake_tx.send(b"", zmq.NOBLOCK)
+            if not self._wake_tx.closed:
+                self._wake_tx.send(b"", zmq.NOBLOCK)
 
     def _io_loop(self) -> None:
         poller = zmq.Poller()
@@ -552,8 +553,9 @@ class Node:
                     pass
                 except Exception:  # never let one topic's trouble stop the node's I/O thread
                     self.log.exception("reading %s failed", sub.topic)
-        for s in by_sock:
+        for s in by_sock:  # this thread's sockets die with it: libzmq sockets must not change hands
             s.close()
+        self._wake_rx.close()
 
     @staticmethod
     def _read(sock: zmq.Socket, sub: Subscription) -> None:
@@ -705,8 +707,10 @@ class Node:
             p.close()
         for c in self._clients.values():
             c.close()
-        self._wake_tx.close()
-        self._wake_rx.close()
+        with self._wake_lock:
+            self._wake_tx.close()
+        if self._start_directory:
+            release_directory(self.config)
         if self._old_handlers and threading.current_thread() is threading.main_thread():
             for sig, handler in self._old_handlers.items():
                 signal.signal(sig, handler)

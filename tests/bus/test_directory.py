@@ -59,3 +59,24 @@ def test_nodes_that_share_a_name_do_not_evict_each_other(inproc_url):
         a.close()
         assert _wait(lambda: len(r.lookup("topic", "t")) == 1, 5)  # b's publisher is still listed
         assert sub.wait_for_publishers(1, 1)
+
+
+def test_many_short_inproc_graphs_leave_nothing_behind():
+    """An evaluation worker runs graph after graph in one process: directories, threads and sockets
+    of closed graphs must go away (piled up, they exhaust file descriptors and libzmq aborts)."""
+    import threading
+    import uuid
+
+    from bus import directory
+    threads_before = threading.active_count()
+    fds_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(30):
+        url = f"inproc://short{uuid.uuid4().hex[:8]}"
+        with Node("a", url) as a, Node("b", url) as b:
+            a.service("s", lambda r: r)
+            b.subscribe("t", JointState)
+            a.publisher("t", JointState).wait_for_subscribers(1, 5)
+            assert b.call("s", {"x": 1}, timeout=5) == {"x": 1}
+        assert url not in directory._local
+    assert _wait(lambda: threading.active_count() <= threads_before + 2, 5), threading.enumerate()
+    assert len(os.listdir("/proc/self/fd")) < fds_before + 20
