@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -68,7 +68,6 @@ class SceneObject:
     T_world: np.ndarray
     size: tuple = ()
     marker_id: int = -1
-    extra: dict = field(default_factory=dict)
 
 
 class SyntheticScene:

@@ -1,7 +1,6 @@
 """The lab's push experiment in the simulator, measured through perception: SimArm renders the overhead
 camera (mocap off), the perception node turns images into poses, and the displacement it measures
 agrees with the simulator's ground truth within the uncertainty it reports."""
-import time
 import uuid
 
 import numpy as np
