@@ -628,7 +628,10 @@ class Node:
                     p.poll_subscriptions()
             now = time.monotonic()
             if self._hb_pub is not None and now >= next_hb:
-                self._hb_pub.publish(Heartbeat(node=self.name, pid=os.getpid(), period_s=self._hb_period))
+                try:
+                    self._hb_pub.publish(Heartbeat(node=self.name, pid=os.getpid(), period_s=self._hb_period))
+                except zmq.ZMQError:  # closing: the publisher went first
+                    break
                 next_hb = now + self._hb_period
         feed.close()
 
