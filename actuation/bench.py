@@ -44,6 +44,7 @@ class Bench:
         req = {"seed": seed, "n_objects": n_objects, "robot": robot or self.sim.scene.robot}
         reply = self.call("sim/reset", {k: v for k, v in req.items() if v is not None}, timeout=30)
         self.skills.scene = self.sim.scene.perceived()  # (the skills node also follows sim/scene itself)
+        self.skills._epoch_ns = self.sim._stamp() - int(0.5e9)  # in case sim/scene is still in flight
         return reply
 
 

@@ -54,6 +54,7 @@ class Skills:
         node.subscribe("sim/scene", None, callback=self._on_scene)  # a simulator says what the world holds
         self._hand_links = self._links_after(self.rs.ft_joint)
         self._probe = None
+        self._epoch_ns = 0
         node.service("skills/execute", self.execute)
 
     # -- service -----------------------------------------------------------------------------
@@ -92,6 +93,7 @@ class Skills:
         from sim.scene import SceneSpec
         try:
             self.scene = SceneSpec.from_dict(msg["scene"]).perceived()
+            self._epoch_ns = int(msg.get("epoch_ns", 0))  # poses stamped earlier belong to a previous world
         except Exception as e:
             log.warning("ignoring a malformed sim/scene: %s", e)
 
@@ -140,7 +142,7 @@ class Skills:
         js = self.js.latest()
         if js is None:
             return self.objects.latest()
-        t = js.stamp_ns - int(max_lag_s * 1e9)
+        t = max(js.stamp_ns - int(max_lag_s * 1e9), self._epoch_ns)
         try:
             return self.objects.wait_for(lambda m: m.stamp_ns >= t, timeout=timeout)
         except TimeoutError:

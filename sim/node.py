@@ -49,7 +49,7 @@ class SimArm:
         self.obj_pub = node.publisher("perception/objects", ObjectPoses) if mocap else None
         # what a lab may know of the current world (latched; the skills node follows it across resets)
         self.scene_pub = node.publisher("sim/scene", None, latched=True)
-        self.scene_pub.publish({"scene": scene.perceived().to_dict()})
+        self.scene_pub.publish({"scene": scene.perceived().to_dict(), "epoch_ns": self._stamp()})
         self.cam_pubs = {}
         for cam in scene.cameras:
             self.cam_pubs[cam.name] = (node.publisher(f"camera/{cam.name}/image", Image),
@@ -107,11 +107,11 @@ class SimArm:
         fresh._build(scene)
         with self._lock:
             old = self.world
-            self._time_offset += old.t + old.dt
+            self._time_offset += old.t + 1.0  # a 1 s gap: any stamp says which world it came from
             for k in ("scene", "world", "arm", "steps_per_tick", "names", "_rng", "_next_render", "_renderer"):
                 setattr(self, k, getattr(fresh, k))
             old.close()
-            self.scene_pub.publish({"scene": scene.perceived().to_dict()})
+            self.scene_pub.publish({"scene": scene.perceived().to_dict(), "epoch_ns": self._stamp()})
             while True:  # commands for the old world must not move the new one
                 try:
                     self.cmd_sub.get(timeout=0)
