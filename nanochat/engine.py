@@ -9,7 +9,9 @@ Decoding is constrained so that whatever the weights say, the text parses:
 - the next section may only start with a marker the notebook allows at that point;
 - experiment bodies come from a token trie over the tokenizations of the lab's finite candidate grid
   (`lab.grammar.candidate_experiments`): existing objects, skill arguments within the grid's limits;
-- conclusions must answer the question (its quantity and object, or a permutation for a ranking);
+- conclusions must answer the question with an answer the notebook's beliefs support (an estimate a
+  belief reported, or the order of a belief's means); before any belief, its quantity and object with
+  canonical numbers, or a permutation of the objects for a ranking;
 - hypotheses are ranges of the parameters of the question's objects, at most one clause per pair,
   checked on partial text with the `regex` module's partial matching (as `lab.grammar.prefix_ok` does),
   and only one hypothesis per notebook (the lab resets its belief engine on each).
@@ -238,6 +240,9 @@ class Engine:
                 bodies = [Experiment("weigh", question.object).render()]
             key = f"exp|{scene.render()}|{question.render()}|{hash(tuple(bodies))}"
             return self._write_trie(logits, self._trie(key, bodies, kind), kind)
+        if kind == "conclusion" and (answers := conclusion_candidates(question, sections)):
+            key = f"concl|{hash(tuple(answers))}"
+            return self._write_trie(logits, self._trie(key, answers, kind), kind)
         if kind == "conclusion" and question.kind == "rank":
             bodies = [grammar.Ranking("mass", p).render() for p in itertools.permutations(question.objects)]
             return self._write_trie(logits, self._trie(f"rank|{question.render()}", bodies, kind), kind)
@@ -373,6 +378,36 @@ def crop_context(tok: Tokenizer, sections: Sequence[Section], max_tokens: int) -
             return ids
         tail = tail[1:]
     return encode_notebook(tok, grammar.render(head))[0]
+
+
+HALF_WIDTH_Z = 1.645  # a 90 % interval of a normal belief: the half-width a conclusion reports
+
+
+def conclusion_candidates(question: Question, sections: Sequence[Section]) -> list[str]:
+    """The answers the notebook's beliefs support, oldest first: for an estimate, each belief's value
+    of the question's quantity (half-width from its SD); for a ranking, each belief's order of the
+    means. The belief engine is the model's calculator: the model decides when to answer and which
+    reported estimate to give, it does not do arithmetic on the numbers."""
+    out: list[str] = []
+    for s in sections:
+        if s.kind != "belief":
+            continue
+        est = {(e.quantity, e.object): e for e in s.body.estimates}
+        if question.kind == "rank":
+            if all(("mass", o) in est for o in question.objects):
+                order = sorted(question.objects, key=lambda o: (-est[("mass", o)].value, question.objects.index(o)))
+                body = grammar.Ranking("mass", tuple(order)).render()
+            else:
+                continue
+        else:
+            qty = "slide" if question.kind == "predict" else question.kind
+            e = est.get((qty, question.object))
+            if e is None:
+                continue
+            body = grammar.Estimate(qty, question.object, e.value, HALF_WIDTH_Z * e.spread).render()
+        if body not in out:
+            out.append(body)
+    return out
 
 
 def last_belief(sections: Sequence[Section]) -> Belief | None:

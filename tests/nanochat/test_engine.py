@@ -96,3 +96,22 @@ def test_notebook_ending_in_an_experiment_is_refused(tokenizer, wild_model):
     exp = grammar.candidate_experiments(scene, q)[0]
     with pytest.raises(ValueError, match="observation must come first"):
         Engine(wild_model, tokenizer).propose([Section("question", q), Section("scene", scene), Section("experiment", exp)])
+
+
+def test_conclusions_report_what_a_belief_supports(tokenizer, wild_model):
+    from nanochat.engine import conclusion_candidates
+    rng = random.Random(4)
+    scene = random_scene(rng)
+    for question in (grammar.Question("mass", (scene.names[0],), 0.1), grammar.Question("rank", tuple(scene.names))):
+        engine = Engine(wild_model, tokenizer, SampleConfig(temperature=1.0, seed=2))
+        execute, _ = fake_lab(scene)
+        sections = engine.investigate(question, scene, execute)
+        concl = sections[-1].body.render()
+        if any(s.kind == "belief" for s in sections):
+            assert concl in conclusion_candidates(question, sections[:-1])
+    beliefs = [Section("belief", Belief((Estimate("mass", "a", 0.2, 0.01), Estimate("mass", "b", 0.3, 0.02)))),
+               Section("belief", Belief((Estimate("mass", "a", 0.4, 0.01), Estimate("mass", "b", 0.3, 0.02))))]
+    assert conclusion_candidates(grammar.Question("rank", ("a", "b")), beliefs) == [
+        "mass order b > a", "mass order a > b"]
+    assert conclusion_candidates(grammar.Question("mass", ("a",), 0.1), beliefs) == [
+        "mass a 0.200 0.016", "mass a 0.400 0.016"]
