@@ -12,7 +12,7 @@ import math
 import os
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -190,23 +190,35 @@ def _run_pool(tasks: list[WorldTask], cfg: EvalConfig, attempts: int = 3) -> Ite
     # memory. A worker killed by a native crash (a libzmq assertion inside the bus, seen under heavy
     # load) breaks the pool: its worlds are not failures of the agent, so they run again in a new pool
     # (seeded worlds are deterministic), up to `attempts` times.
-    todo = [(t, 1) for t in tasks]
+    todo = [(t, 1) for t in reversed(tasks)]   # a stack: pop() takes them in order
     while todo:
+        # at most `workers` worlds in flight, so that a broken pool takes only those down with it
         with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn"),
                                  max_tasks_per_child=WORLDS_PER_WORKER) as pool:
-            futures = {pool.submit(run_world, t): (t, n) for t, n in todo}
-            todo = []
-            for f in as_completed(futures):
-                t, n = futures[f]
-                try:
-                    yield f.result()
-                except BrokenProcessPool as e:
+            flying: dict = {}
+            broken = False
+            while (todo or flying) and not broken:
+                while todo and len(flying) < cfg.workers:
+                    t, n = todo.pop()
+                    flying[pool.submit(run_world, t)] = (t, n)
+                done, _ = wait(flying, return_when=FIRST_COMPLETED)
+                for f in done:
+                    t, n = flying.pop(f)
+                    try:
+                        yield f.result()
+                    except BrokenProcessPool as e:
+                        broken = True
+                        if n < attempts:
+                            todo.append((t, n + 1))
+                        else:
+                            yield _crashed(t, f"worker process died {attempts} times: {e}")
+            if broken:
+                for f, (t, n) in flying.items():   # the rest of the broken pool's worlds
                     if n < attempts:
                         todo.append((t, n + 1))
                     else:
-                        yield _crashed(t, f"worker process died {attempts} times: {e}")
-        if todo:
-            log.warning("a worker process died; running %d worlds again", len(todo))
+                        yield _crashed(t, f"worker process died {attempts} times")
+                log.warning("a worker process died; %d worlds left", len(todo))
 
 
 def _run_ray(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:
