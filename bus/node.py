@@ -524,7 +524,10 @@ class Node:
         self._cmds.put(cmd)
         with self._wake_lock:
             if not self._wake_tx.closed:
-                self._wake_tx.send(b"", zmq.NOBLOCK)
+                try:
+                    self._wake_tx.send(b"", zmq.NOBLOCK)
+                except zmq.Again:  # the I/O thread has ended (node stopping): nobody to wake
+                    pass
 
     def _io_loop(self) -> None:
         poller = zmq.Poller()

@@ -163,3 +163,20 @@ def test_recorder_as_a_graph_node(tmp_path):
     msgs = list(read_messages(path))
     assert msgs and {t for t, _, _ in msgs} == {"test/steady"}
     assert all(isinstance(m, JointState) for _, _, m in msgs)
+
+
+def test_recorder_closes_cleanly_after_its_node_stopped(inproc_url, tmp_path):
+    """The launcher stops a node before closing what its function returned: the file must still be finished."""
+    with Node("robot", inproc_url) as robot:
+        pub = robot.publisher("arm/joint_state", JointState)
+        rec_node = Node("recorder", inproc_url)
+        rec = Recorder(rec_node, tmp_path / "late.mcap", topics=["arm/joint_state"])
+        assert pub.wait_for_subscribers(1, 5)
+        pub.publish(helpers.joint_state(1))
+        assert _wait(lambda: rec.written == 1, 5)
+        rec_node.shutdown()
+        rec_node._io.join(5)  # the node's I/O thread is gone, as after a launcher's stop
+        summary = rec.close()
+        rec_node.close()
+    assert summary["messages"] == 1
+    assert len(list(read_messages(tmp_path / "late.mcap"))) == 1
