@@ -29,6 +29,11 @@ def _args(skill: str, target: str | None, direction: str | None, amount: float |
         return {"position": xyz}
     if not target:
         raise typer.BadParameter(f"{skill} needs an object label, e.g. red_block")
+    if direction is not None and skill in ("lift", "drop"):  # `lift red_block 0.05`: no direction here
+        try:
+            amount, direction = float(direction), None
+        except ValueError:
+            raise typer.BadParameter(f"{skill} takes a height in metres, not {direction!r}") from None
     args: dict = {"object": target}
     if skill in ("push", "strike"):
         args["direction"] = direction or "+x"
