@@ -205,7 +205,7 @@ class _Null:
         return len(s)
 
     def flush(self):
-        pass
+        """Nothing is buffered: writes are discarded."""
 
     def isatty(self):
         return False

@@ -65,7 +65,7 @@ class PolicyServer:
                 "decision_ms": 1000 * (time.perf_counter() - t0)}
 
     def close(self) -> None:
-        pass  # the service closes with its node
+        """Nothing to release: the service closes with its node."""
 
 
 def run_policy(node, checkpoint: str | None = None, device: str = "cpu", temperature: float = 0.0,

@@ -58,7 +58,7 @@ class FrameSource(abc.ABC):
         """The next frame, or None when a finite source has ended."""
 
     def close(self) -> None:
-        pass
+        """Release the device or file; sources that hold nothing keep this default."""
 
     def __enter__(self):
         return self.open()

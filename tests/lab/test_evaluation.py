@@ -32,6 +32,7 @@ def test_eval_on_a_process_pool_writes_a_report(tmp_path):
 def test_eval_on_a_local_ray_instance():
     pytest.importorskip("ray")
     rows = run_eval(EvalConfig(agents=["eig"], kinds=["mass"], seeds=[2], workers=1, ray="local"))
+    assert rows, "Ray evaluation returned no rows"
     _check(rows, 1)
 
 
