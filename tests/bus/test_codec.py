@@ -90,10 +90,12 @@ def assert_same(a, b):
         assert a == b
 
 
-def test_every_registered_type_is_covered():
+def test_every_bus_message_type_is_covered():
+    # Other packages register their own types (firmware_bridge.messages) and test them there; which of
+    # those are imported depends on test order, so only the contract's own types are checked here.
     covered = {JointState, JointCommand, GripperState, GripperCommand, Wrench, Image, CameraInfo, ObjectPose,
                ObjectPoses, SafetyState, NotebookEntry, Heartbeat}
-    assert covered == set(MESSAGE_TYPES.values())
+    assert covered == {cls for cls in MESSAGE_TYPES.values() if cls.__module__ == "bus.messages"}
 
 
 @settings(max_examples=100, deadline=None)
