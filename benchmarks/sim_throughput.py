@@ -1,8 +1,10 @@
 """Simulated bench throughput, in one run on the same scene (seed 0, Panda):
 
 1. raw PyBullet stepping (position servos set each control period) vs our SimArm ticking in lockstep
-   while publishing joint states, wrench, gripper state and mocap over a real ZeroMQ bus (ipc) to a
-   subscriber process that receives every joint state;
+   while publishing joint states over a real ZeroMQ bus (ipc) to a subscriber process that receives every
+   one (`step_ratio`, the issue's definition: SimArm skips sensor streams nobody subscribes to); and the
+   same with the wrench, gripper and mocap streams subscribed too, as in the skills graph
+   (`step_ratio_all_sensors`: four messages per 2-physics-step tick);
 2. one push experiment end to end through skills/execute (SimArm + safety gate + skills, inproc graph);
 3. twin rollouts per second (push predictions) in one process vs the TwinPool.
 
@@ -53,10 +55,16 @@ def raw_steps_per_s() -> float:
     return TICKS * n / dt, TICKS * n / cpu
 
 
-def _subscriber(url: str, n: int, ready, done) -> None:
-    """Another process on the graph, receiving joint states (as the gate and skills would) until the last."""
+SENSORS = ("wrist/wrench", "gripper/state", "perception/objects")
+
+
+def _subscriber(url: str, n: int, ready, done, all_sensors: bool) -> None:
+    """Another process on the graph, receiving joint states (as the gate would) until the last; with
+    all_sensors also the wrench, gripper and mocap streams (as the skills node does)."""
     node = Node("probe", url)
     sub = node.subscribe("arm/joint_state", JointState)
+    for topic in SENSORS if all_sensors else ():
+        node.subscribe(topic, None, mode="latest")
     ready.set()
     while True:
         try:
@@ -68,17 +76,18 @@ def _subscriber(url: str, n: int, ready, done) -> None:
     node.close()
 
 
-def simarm_steps_per_s() -> tuple[float, float]:
+def simarm_steps_per_s(all_sensors: bool = False) -> tuple[float, float]:
     import multiprocessing as mp
     url = f"ipc://bench-{uuid.uuid4().hex[:8]}"
     node = Node("sim_arm", url)
     sim = SimArm(node, SCENE, cameras=False, start=False)
     ctx = mp.get_context("spawn")
     ready, done = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_subscriber, args=(url, TICKS, ready, done), daemon=True)
+    proc = ctx.Process(target=_subscriber, args=(url, TICKS, ready, done, all_sensors), daemon=True)
     proc.start()
     ready.wait(60)
-    sim.js_pub.wait_for_subscribers(1, 30)
+    for pub in [sim.js_pub] + ([sim.wrench_pub, sim.grip_pub, sim.obj_pub] if all_sensors else []):
+        pub.wait_for_subscribers(1, 30)
     from bus import JointCommand
     cmd = JointCommand(name=sim.names, position=np.asarray(sim.world.robot.spec.home))
     t0, c0 = time.perf_counter(), time.process_time()
@@ -93,6 +102,86 @@ def simarm_steps_per_s() -> tuple[float, float]:
     node.close()
     sim.world.close()
     return steps / dt, steps / cpu
+
+
+def simarm_inproc_steps_per_s() -> tuple[float, float]:
+    """The same, with the subscriber a thread node on an inproc graph (how `loopylab run` and `eval` wire
+    the bench: actuation.bench.sim_bench). CPU time is the whole process: the subscriber's too."""
+    import threading
+    url = f"inproc://bench-{uuid.uuid4().hex[:8]}"
+    node = Node("sim_arm", url)
+    sim = SimArm(node, SCENE, cameras=False, start=False)
+    probe = Node("probe", url)
+    sub = probe.subscribe("arm/joint_state", JointState)
+    got = threading.Event()
+
+    def receive():
+        while True:
+            try:
+                if sub.get(timeout=30).seq >= TICKS:
+                    break
+            except TimeoutError:
+                break
+        got.set()
+    threading.Thread(target=receive, daemon=True).start()
+    sim.js_pub.wait_for_subscribers(1, 30)
+    from bus import JointCommand
+    cmd = JointCommand(name=sim.names, position=np.asarray(sim.world.robot.spec.home))
+    t0, c0 = time.perf_counter(), time.process_time()
+    for k in range(TICKS):
+        sim.apply_command(cmd)
+        sim.tick()
+    if not got.wait(30):
+        raise SystemExit("the inproc subscriber did not receive the last joint state")
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    steps = TICKS * sim.steps_per_tick
+    probe.close()
+    node.close()
+    sim.world.close()
+    return steps / dt, steps / cpu
+
+
+def _floor_subscriber(url: str, ready) -> None:
+    import zmq
+    sock = zmq.Context().socket(zmq.SUB)
+    sock.connect(url)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    ready.set()
+    while True:
+        sock.recv_multipart()
+
+
+def floor_steps_per_s() -> float:
+    """The floor of any ZeroMQ process graph: raw PyBullet plus one raw pyzmq send per control period (a
+    joint-state-sized payload) to a SUB in another process; ZeroMQ's I/O thread works in our process."""
+    import multiprocessing as mp
+    import zmq
+    url = f"ipc:///tmp/loopylab-floor-{uuid.uuid4().hex[:8]}"
+    sock = zmq.Context.instance().socket(zmq.PUB)
+    sock.bind(url)
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_floor_subscriber, args=(url, ready), daemon=True)
+    proc.start()
+    ready.wait(60)
+    time.sleep(0.3)  # a raw SUB's subscription is asynchronous: this is the baseline's slow-joiner wait
+    w = World(SCENE)
+    r = w.robot
+    q = np.asarray(r.spec.home)
+    payload = b"\0" * 420  # an encoded 7-joint JointState
+    c0 = time.process_time()
+    for k in range(TICKS):
+        p.setJointMotorControlArray(r.body, r.arm, p.POSITION_CONTROL, targetPositions=(q + 1e-4 * k).tolist(),
+                                    forces=r.effort.tolist(), physicsClientId=w.cid)
+        for _ in range(2):
+            p.stepSimulation(physicsClientId=w.cid)
+        sock.send(b"arm/joint_state", zmq.SNDMORE)
+        sock.send(payload)
+    cpu = time.process_time() - c0
+    proc.kill()
+    sock.close(0)
+    w.close()
+    return TICKS * 2 / cpu
 
 
 def push_ms() -> tuple[float, float]:
@@ -136,21 +225,39 @@ def twin_rates() -> tuple[float, float, float]:
 
 
 def main() -> None:
-    raw, ours = [], []
-    for _ in range(REPS):  # alternate, so that a neighbour's burst hits both
+    raw, ours, full, inproc, floor = [], [], [], [], []
+    for _ in range(REPS):  # alternate, so that a neighbour's burst hits them all
         raw.append(raw_steps_per_s())
         ours.append(simarm_steps_per_s())
+        full.append(simarm_steps_per_s(all_sensors=True))
+        inproc.append(simarm_inproc_steps_per_s())
+        floor.append(floor_steps_per_s())
     raw_w, raw_c = (statistics.median(v) for v in zip(*raw))
     ours_w, ours_c = (statistics.median(v) for v in zip(*ours))
+    full_w, full_c = (statistics.median(v) for v in zip(*full))
+    inproc_w, inproc_c = (statistics.median(v) for v in zip(*inproc))
+    floor_c = statistics.median(floor)
     print(f"raw PyBullet stepping      : {raw_w:8.0f} steps/s wall, {raw_c:8.0f} per CPU-second (median of {REPS})")
-    print(f"SimArm lockstep + publish  : {ours_w:8.0f} steps/s wall, {ours_c:8.0f} per CPU-second")
+    print(f"SimArm lockstep, joint states to a subscriber process:")
+    print(f"                             {ours_w:8.0f} steps/s wall, {ours_c:8.0f} per CPU-second")
     print(f"  -> ratio {ours_c / raw_c:.2f} in CPU time, {ours_w / raw_w:.2f} in wall time (target >= 0.8)")
+    print(f"SimArm lockstep, joint states + wrench + gripper + mocap all subscribed (what the skills graph does):")
+    print(f"                             {full_w:8.0f} steps/s wall, {full_c:8.0f} per CPU-second"
+          f" -> ratio {full_c / raw_c:.2f}")
+    print(f"SimArm lockstep, joint states to a thread node (inproc, the lab's bench):")
+    print(f"                             {inproc_w:8.0f} steps/s wall, {inproc_c:8.0f} per CPU-second"
+          f" -> ratio {inproc_c / raw_c:.2f}")
+    print(f"floor of a process graph (raw PyBullet + one raw pyzmq ipc send per tick): {floor_c:8.0f} per CPU-second"
+          f" -> ratio {floor_c / raw_c:.2f}; SimArm over ipc reaches {ours_c / floor_c:.2f} of it")
     pm, sim_s = push_ms()
     print(f"push 0.1 m @ 0.05 m/s, end to end through skills/execute: {pm:.0f} ms wall (median of {REPS})")
     one, pooled, per = twin_rates()
     print(f"twin push rollouts: {one:.1f}/s in one process ({per:.1f} CPU ms each), {pooled:.1f}/s in the pool "
           f"({os.cpu_count()} workers) -> x{pooled / one:.2f}")
     print(json.dumps({"step_ratio": round(ours_c / raw_c, 3), "step_ratio_wall": round(ours_w / raw_w, 3),
+                      "step_ratio_all_sensors": round(full_c / raw_c, 3),
+                      "step_ratio_inproc": round(inproc_c / raw_c, 3),
+                      "floor_ratio_ipc": round(floor_c / raw_c, 3), "step_ratio_vs_floor": round(ours_c / floor_c, 3),
                       "push_ms": round(pm, 1),
                       "raw_steps_per_cpu_s": round(raw_c), "simarm_steps_per_cpu_s": round(ours_c),
                       "twin_rollouts_per_s": round(one, 1), "twin_pool_rollouts_per_s": round(pooled, 1),

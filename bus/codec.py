@@ -38,31 +38,57 @@ def _names(cls: type) -> tuple[str, ...]:
     return names
 
 
+_SCALARS = (str, int, float, bool, type(None), bytes)
+
+
+def _dataclass_names(cls: type) -> tuple[str, ...] | None:
+    """Field names of a dataclass type (cached), None for any other type."""
+    names = _FIELDS.get(cls)
+    if names is None and cls not in _NOT_DATACLASS:
+        if dataclasses.is_dataclass(cls):
+            names = _names(cls)
+        else:
+            _NOT_DATACLASS.add(cls)
+    return names
+
+
+_NOT_DATACLASS: set[type] = set()
+
+
 def encode(obj: Any) -> tuple[bytes, list]:
     """Encode a message (or any msgpack-able tree of dicts, lists, arrays, messages) -> (header, buffers)."""
     buffers: list = []
 
     def conv(v):
-        if isinstance(v, np.ndarray):
-            if v.dtype.hasobject:
-                raise TypeError("object arrays cannot travel on the bus")
-            v = np.ascontiguousarray(v)
-            if v.nbytes < INLINE_MAX:
-                return {_ND: [v.dtype.str, list(v.shape), v.tobytes()]}
-            buffers.append(v)
-            return {_ND: [v.dtype.str, list(v.shape), len(buffers) - 1]}
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            d = {_MSG: type(v).__name__}
-            for n in _names(type(v)):
-                d[n] = conv(getattr(v, n))
+        t = type(v)
+        if t in _SCALARS:  # the common leaves first: this runs once per field of every message published
+            return v
+        if t is np.ndarray:
+            return array(v)
+        names = _dataclass_names(t)
+        if names is not None:
+            d = {_MSG: t.__name__}
+            for n in names:
+                x = getattr(v, n)
+                d[n] = x if type(x) in _SCALARS else conv(x)
             return d
         if isinstance(v, dict):
             return {k: conv(x) for k, x in v.items()}
         if isinstance(v, (list, tuple)):
-            return [conv(x) for x in v]
+            return [x if type(x) in _SCALARS else conv(x) for x in v]
+        if isinstance(v, np.ndarray):
+            return array(v)
         if isinstance(v, np.generic):
             return v.item()
         return v
+
+    def array(v: np.ndarray) -> dict:
+        if v.dtype.hasobject:
+            raise TypeError("object arrays cannot travel on the bus")
+        if v.nbytes < INLINE_MAX:
+            return {_ND: [v.dtype.str, list(v.shape), v.tobytes()]}  # tobytes copies C-ordered for any layout
+        buffers.append(np.ascontiguousarray(v))
+        return {_ND: [v.dtype.str, list(v.shape), len(buffers) - 1]}
 
     return msgpack.packb(conv(obj), use_bin_type=True), buffers
 

@@ -41,6 +41,9 @@ class ServiceTimeout(TimeoutError):
     """The service did not answer in time (or is not running)."""
 
 
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: enum arithmetic costs on every publish
+
+
 def _now_ns() -> int:
     return time.time_ns()
 
@@ -72,10 +75,14 @@ class Publisher:
             if not msg.stamp_ns:
                 msg.stamp_ns = stamp_ns or _now_ns()
         header, buffers = codec.encode(msg)
-        frames = [self._prefix, header, *buffers]
+        sock = self._sock
         with self._lock:
             self._drain_subscriptions()
-            self._sock.send_multipart(frames, copy=False)
+            if buffers:  # array frames go zero-copy
+                sock.send_multipart([self._prefix, header, *buffers], copy=False)
+            else:  # two small frames: plain sends skip send_multipart's per-frame bookkeeping
+                sock.send(self._prefix, zmq.SNDMORE)
+                sock.send(header)
             if self.latched:
                 self._last = [self._prefix + b"\0r", header, *buffers]
         self.sent += 1
@@ -83,7 +90,7 @@ class Publisher:
 
     def _drain_subscriptions(self) -> None:  # caller holds the lock
         # EVENTS, not recv(NOBLOCK) + zmq.Again: an exception per publish costs more than the send
-        while self._sock.get(zmq.EVENTS) & zmq.POLLIN:
+        while self._sock.get(_EVENTS) & _POLLIN:
             ev = self._sock.recv(zmq.NOBLOCK)
             if ev[:1] == b"\x01":
                 self.subscribers += 1
@@ -96,6 +103,12 @@ class Publisher:
         with self._lock:
             if not self._sock.closed:
                 self._drain_subscriptions()
+
+    def has_subscribers(self) -> bool:
+        """Whether anyone listens now: a driver can skip computing a message nobody would receive (ZeroMQ
+        would drop it at the socket anyway; a subscription arriving later sees the next one)."""
+        self.poll_subscriptions()
+        return self.subscribers > 0
 
     def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -38,7 +38,12 @@ class ArmSim:
         self._grasp_window = 0.0
         self._hand_masses = np.array([p.getDynamicsInfo(self.r.body, l, physicsClientId=self.c)[0]
                                       for l in self.r.hand_links])
+        self._hand_mass = max(float(self._hand_masses.sum()), 1e-9)
         self._hand_weight = np.array([0.0, 0.0, self._hand_masses.sum() * world.spec.gravity])
+        self._ft_and_hand = [self.r.ft, *self.r.hand_links]
+        self._efforts = self.r.effort.tolist()
+        self._gains, self._vgains = [position_gain] * len(self.r.arm), [1.0] * len(self.r.arm)
+        self._grip_applied: tuple | None = None  # (target, force) last given to the finger motors
         self._held_v = np.zeros(3)
         self._hand_set = set(self.r.hand_links)
         self._steps_since = 1
@@ -65,30 +70,37 @@ class ArmSim:
     def apply(self) -> None:
         r, c = self.r, self.c
         p.setJointMotorControlArray(r.body, r.arm, p.POSITION_CONTROL, targetPositions=self.target.tolist(),
-                                    targetVelocities=self.target_vel.tolist(), forces=r.effort.tolist(),
-                                    positionGains=[self.gain] * len(r.arm), velocityGains=[1.0] * len(r.arm),
-                                    physicsClientId=c)
-        if r.gripper and self.grasped is None:
+                                    targetVelocities=self.target_vel.tolist(), forces=self._efforts,
+                                    positionGains=self._gains, velocityGains=self._vgains, physicsClientId=c)
+        grip = (self.gripper_target, self.gripper_force)
+        if r.gripper and self.grasped is None and grip != self._grip_applied:  # motor targets persist
             frac = self.gripper_target / self.max_opening
             rs = r.spec
             q = [lo + (hi - lo) * frac for lo, hi in zip(rs.gripper_closed, rs.gripper_open)]
             p.setJointMotorControlArray(r.body, r.gripper, p.POSITION_CONTROL, targetPositions=q,
                                         forces=[self.gripper_force] * len(q), physicsClientId=c)
+            self._grip_applied = grip
         self._update_grasp()
 
-    def step(self, n: int) -> None:
+    def step(self, n: int, wrench: bool = True) -> None:
         """n physics steps under the current commands; the wrist wrench is averaged over them (a sensor's
-        low-pass: contact forces alternate step to step while an object slides)."""
+        low-pass: contact forces alternate step to step while an object slides). wrench=False skips the
+        sensor (nobody reads it); `wrench()` then measures the last step only."""
         self.apply()
-        f, t = np.zeros(3), np.zeros(3)
-        for _ in range(n):
-            self.w.step(1)
-            self._steps_since = 1
-            fi, ti = self._wrench_now(weight=False)
-            f += fi
-            t += ti
-        fw, tw = self._weight_wrench()
-        self._wrench = (f / n + fw, t / n + tw)
+        if not wrench:
+            self.w.step(n)
+            self._steps_since = n
+            self._wrench = None
+        else:
+            f, t = np.zeros(3), np.zeros(3)
+            for _ in range(n):
+                self.w.step(1)
+                self._steps_since = 1
+                fi, ti = self._wrench_now(weight=False)
+                f += fi
+                t += ti
+            fw, tw = self._weight_wrench()
+            self._wrench = (f / n + fw, t / n + tw)
         self._grasp_window = max(0.0, self._grasp_window - n * self.w.dt)
 
     def _update_grasp(self) -> None:
@@ -128,6 +140,7 @@ class ArmSim:
             q = [p.getJointState(self.r.body, j, physicsClientId=c)[0] for j in self.r.gripper]
             p.setJointMotorControlArray(self.r.body, self.r.gripper, p.POSITION_CONTROL, targetPositions=q,
                                         forces=[self.gripper_force] * len(q), physicsClientId=c)
+            self._grip_applied = None  # re-apply the commanded opening once the grasp ends
 
     # -- sensing ------------------------------------------------------------------------
     def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -141,8 +154,15 @@ class ArmSim:
         return self._wrench[0].copy(), self._wrench[1].copy()
 
     def _weight_wrench(self) -> tuple[np.ndarray, np.ndarray]:
-        centre = np.asarray(p.getLinkState(self.r.body, self.r.ft, physicsClientId=self.c)[4])
-        return self._hand_weight.copy(), np.cross(self._hand_com() - centre, self._hand_weight)
+        """The hand's own weight about the sensor: its force, and the torque of the hand's centre of mass
+        offset from the sensor joint (one batched link-state query; a 3-vector cross by hand)."""
+        states = p.getLinkStates(self.r.body, self._ft_and_hand, physicsClientId=self.c)
+        centre = states[0][4]
+        ms = self._hand_masses
+        com = [sum(m * s[0][k] for m, s in zip(ms, states[1:])) / self._hand_mass for k in range(3)]
+        dx, dy = com[0] - centre[0], com[1] - centre[1]
+        fz = self._hand_weight[2]  # the weight is along z only: r x (0, 0, fz) = (dy·fz, -dx·fz, 0)
+        return self._hand_weight.copy(), np.array([dy * fz, -dx * fz, 0.0])
 
     def _wrench_now(self, weight: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Wrist wrench in the base frame, about the sensor joint: the force [N] and torque [N·m] the hand
@@ -154,10 +174,13 @@ class ArmSim:
         Panda, growing with the servo gain) and would swamp a 1 N friction force.
         """
         c, body = self.c, self.r.body
-        centre = np.asarray(p.getLinkState(body, self.r.ft, physicsClientId=c)[4])
         force, torque = self._weight_wrench() if weight else (np.zeros(3), np.zeros(3))
         hand = self._hand_set
-        for cp in p.getContactPoints(bodyA=body, physicsClientId=c):
+        contacts = p.getContactPoints(bodyA=body, physicsClientId=c)
+        if not contacts and self._constraint is None:
+            return force, torque  # the common case in free motion: no query for the sensor's pose
+        centre = np.asarray(p.getLinkState(body, self.r.ft, physicsClientId=c)[4])
+        for cp in contacts:
             if cp[3] not in hand or cp[2] == body:
                 continue
             f = cp[9] * np.asarray(cp[7]) + cp[10] * np.asarray(cp[11]) + cp[12] * np.asarray(cp[13])
@@ -176,11 +199,6 @@ class ArmSim:
             torque += np.cross(com - centre, f)
         return force, torque
 
-    def _hand_com(self) -> np.ndarray:
-        ms = self._hand_masses
-        ps = np.asarray([p.getLinkState(self.r.body, link, physicsClientId=self.c)[0] for link in self.r.hand_links])
-        return (ms[:, None] * ps).sum(0) / max(ms.sum(), 1e-9)
-
     def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
         ls = p.getLinkState(self.r.body, self.r.ee, computeForwardKinematics=True, physicsClientId=self.c)
         return np.asarray(ls[4]), np.asarray(ls[5])
@@ -198,6 +216,7 @@ class ArmSim:
         if self._constraint is not None:
             p.removeConstraint(self._constraint, physicsClientId=self.c)
         self.grasped, self._constraint = None, None
+        self._grip_applied = None
         rs = self.r.spec
         for j, q in zip(self.r.arm, rs.home):
             p.resetJointState(self.r.body, j, q, 0.0, physicsClientId=self.c)

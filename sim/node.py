@@ -39,6 +39,8 @@ class SimArm:
             raise ValueError(f"clock must be lockstep or realtime, not {clock!r}")
         self.node, self.clock, self.control_hz = node, clock, float(control_hz)
         self.cameras_on, self.mocap_on, self.mocap_noise = cameras, mocap, float(mocap_noise)
+        self._mocap_cov = np.diag([self.mocap_noise ** 2] * 3 + [1e-4] * 3)  # shared by every pose: read-only
+        self._mocap_cov.flags.writeable = False
         self.renderer_name = renderer
         self._lock = threading.RLock()
         self._time_offset = 0.0
@@ -142,33 +144,38 @@ class SimArm:
     def tick(self) -> None:
         """Advance one control period and publish what the sensors see."""
         with self._lock:
-            self.arm.step(self.steps_per_tick)
+            self.arm.step(self.steps_per_tick, wrench=self.wrench_pub.has_subscribers())
             self.ticks += 1
             self._publish()
 
     def _publish(self) -> None:
+        # Every sensor stream is sampled each tick, but one nobody subscribes to is not even computed (as a
+        # ROS 2 driver checks its subscription count): the state of the arm is always published.
         stamp = self._stamp()
         q, v, e = self.arm.joint_state()
         self.js_pub.publish(JointState(name=self.names, position=q, velocity=v, effort=e, stamp_ns=stamp,
                                        frame_id="base"))
-        f, t = self.arm.wrench()
-        self.wrench_pub.publish(Wrench(force=f, torque=t, stamp_ns=stamp, frame_id="base"))
-        self.grip_pub.publish(GripperState(position=self.arm.gripper_opening(), object_detected=self.arm.grasped
-                                           is not None, ready=True, stamp_ns=stamp))
-        if self.obj_pub is not None:
+        if self.wrench_pub.has_subscribers():
+            f, t = self.arm.wrench()
+            self.wrench_pub.publish(Wrench(force=f, torque=t, stamp_ns=stamp, frame_id="base"))
+        if self.grip_pub.has_subscribers():
+            self.grip_pub.publish(GripperState(position=self.arm.gripper_opening(),
+                                               object_detected=self.arm.grasped is not None, ready=True,
+                                               stamp_ns=stamp))
+        if self.obj_pub is not None and self.obj_pub.has_subscribers():
             self.obj_pub.publish(self.mocap(stamp))
         if self.cameras_on:
             self._render_due(stamp)
 
     def mocap(self, stamp: int = 0) -> ObjectPoses:
         s = self.mocap_noise
-        cov = np.diag([s * s] * 3 + [1e-4] * 3)
+        noise = self._rng.normal(0.0, s, (len(self.scene.objects), 3)) if s > 0 else None
         objs = []
         for i, o in enumerate(self.scene.objects):
             pos, orn = self.world.object_pose(o.label)
-            if s > 0:
-                pos = pos + self._rng.normal(0.0, s, 3)
-            objs.append(ObjectPose(id=i, label=o.label, position=pos, orientation=orn, covariance=cov))
+            if noise is not None:
+                pos += noise[i]
+            objs.append(ObjectPose(id=i, label=o.label, position=pos, orientation=orn, covariance=self._mocap_cov))
         return ObjectPoses(objects=objs, stamp_ns=stamp, frame_id="mocap")
 
     def _render_due(self, stamp: int) -> None:

@@ -59,6 +59,7 @@ class World:
                          physicsClientId=c)
         self.objects: dict[str, int] = {}
         self._com: dict[str, np.ndarray] = {}
+        self._neg_com: dict[str, tuple] = {}  # the geometric centre in the body (centre-of-mass) frame
         for o in spec.objects:
             self.add_object(o)
         self.robot: RobotHandle | None = self._load_robot(robot_spec(spec.robot)) if with_robot else None
@@ -81,6 +82,7 @@ class World:
                                  baseInertialFramePosition=com.tolist(), physicsClientId=c)
         self.objects[o.label] = body
         self._com[o.label] = com
+        self._neg_com[o.label] = tuple(-com)
         self.set_object_params(o.label, friction=o.friction if o.friction is not None else DEFAULT_FRICTION,
                                restitution=o.restitution if o.restitution is not None else DEFAULT_RESTITUTION)
         return body
@@ -134,8 +136,8 @@ class World:
     def object_pose(self, label: str) -> tuple[np.ndarray, np.ndarray]:
         """Geometric centre [3] and orientation xyzw [4] of an object."""
         pos, orn = p.getBasePositionAndOrientation(self.objects[label], physicsClientId=self.cid)
-        R = np.array(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
-        return np.asarray(pos) - R @ self._com[label], np.asarray(orn)
+        centre, _ = p.multiplyTransforms(pos, orn, self._neg_com[label], (0, 0, 0, 1))  # one C call per pose
+        return np.array(centre), np.array(orn)
 
     def object_velocity(self, label: str) -> tuple[np.ndarray, np.ndarray]:
         v, w = p.getBaseVelocity(self.objects[label], physicsClientId=self.cid)
