@@ -75,7 +75,23 @@ def list_video_devices() -> list[str]:
     return sorted(glob.glob("/dev/video*"))
 
 
-class DeviceSource(FrameSource):
+class VideoCaptureSource(FrameSource):
+    """A source read through an OpenCV VideoCapture (`cap`, set by `open`): frames come BGR, numbered
+    from 0 in the order read, stamped on arrival."""
+    cap: cv2.VideoCapture | None = None
+    _n = 0   # frames read so far
+
+    def _frame(self, bgr: np.ndarray) -> CapturedFrame:
+        self._n += 1
+        return CapturedFrame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None, time.time_ns(), self._n - 1)
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class DeviceSource(VideoCaptureSource):
     """A live camera. `exposure`: None = automatic; else the driver's value (V4L2: units of 100 us)."""
 
     def __init__(self, device: int | str, width: int = 640, height: int = 480, fps: float = 30.0,
@@ -83,8 +99,6 @@ class DeviceSource(FrameSource):
         self.device, self.width, self.height, self.fps = device, width, height, fps
         self.exposure, self.fourcc = exposure, fourcc
         self.name = str(device)
-        self.cap: cv2.VideoCapture | None = None
-        self._n = 0
 
     def _path(self) -> str | None:
         if isinstance(self.device, int) and sys.platform.startswith("linux"):
@@ -129,22 +143,14 @@ class DeviceSource(FrameSource):
             ok, img = self.cap.read()
             if not ok:
                 raise CameraError(f"camera {self.name} stopped delivering frames (unplugged?)")
-        self._n += 1
-        return CapturedFrame(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), None, time.time_ns(), self._n - 1)
-
-    def close(self) -> None:
-        if self.cap is not None:
-            self.cap.release()
-            self.cap = None
+        return self._frame(img)
 
 
-class VideoFileSource(FrameSource):
+class VideoFileSource(VideoCaptureSource):
     def __init__(self, path: str | Path, loop: bool = False, fps: float | None = None):
         self.path, self.loop = Path(path), loop
         self.name = self.path.stem
-        self.cap = None
         self._fps = fps
-        self._n = 0
 
     def open(self) -> "VideoFileSource":
         if not self.path.exists():
@@ -166,13 +172,7 @@ class VideoFileSource(FrameSource):
             ok, img = self.cap.read()
         if not ok:
             return None
-        self._n += 1
-        return CapturedFrame(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), None, time.time_ns(), self._n - 1)
-
-    def close(self) -> None:
-        if self.cap is not None:
-            self.cap.release()
-            self.cap = None
+        return self._frame(img)
 
 
 class ImageFolderSource(FrameSource):

@@ -8,7 +8,7 @@ import time
 import numpy as np
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from firmware_bridge.emulators.modbus_server import ModbusServerThread
+from firmware_bridge.emulators.modbus_server import ModbusEmulator
 from firmware_bridge.emulators.pty_device import Faults, PtyRelay
 from firmware_bridge.modbus.ft300 import DATA, FIRMWARE, SERIAL, STREAM, STREAM_START, encode_frame
 
@@ -50,7 +50,7 @@ class _StreamingRelay(PtyRelay):
                 self.to_host(self.faults.apply(frame))
 
 
-class FT300Emulator:
+class FT300Emulator(ModbusEmulator):
     def __init__(self, device_id: int = 9, stream_hz: float = 100.0, faults: Faults | None = None,
                  firmware: str = "V3.0.5", serial_number: str = "EMU00042", link: str | None = None):
         self.stream_hz = stream_hz
@@ -63,8 +63,7 @@ class FT300Emulator:
             SimData(SERIAL, values=regs(serial_number, 4), datatype=DataType.REGISTERS)],
             action=self._action)
         relay_cls = type("FT300Relay", (_StreamingRelay,), {"emulator": self})
-        self.server = ModbusServerThread(dev, "rtu", 19200, faults, relay_cls=relay_cls, link=link)
-        self.faults = self.server.faults
+        super().__init__(dev, "rtu", 19200, faults, relay_cls=relay_cls, link=link)
 
     async def _action(self, fc, start, address, count, regs, set_values):
         f, t = self.wrench
@@ -75,10 +74,6 @@ class FT300Emulator:
         return None
 
     @property
-    def path(self) -> str:
-        return self.server.path
-
-    @property
     def streaming(self) -> bool:
         return self.server.relay.streaming
 
@@ -87,16 +82,3 @@ class FT300Emulator:
 
     def restore(self) -> None:
         self.server.relay.restore()
-
-    def start(self) -> "FT300Emulator":
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

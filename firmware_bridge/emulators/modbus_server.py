@@ -94,3 +94,30 @@ class ModbusServerThread:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class ModbusEmulator:
+    """A device emulator served by a `ModbusServerThread`: the host opens `.path` (RTU) or connects to
+    it (TCP, `host:port`); `faults` damage what the server sends."""
+
+    def __init__(self, device: SimDevice, transport: str, baudrate: int, faults: Faults | None = None,
+                 relay_cls: type[PtyRelay] = PtyRelay, link: str | None = None):
+        self.server = ModbusServerThread(device, transport, baudrate, faults, relay_cls=relay_cls, link=link)
+        self.faults = self.server.faults
+
+    @property
+    def path(self) -> str:
+        return self.server.path
+
+    def start(self) -> "ModbusEmulator":
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -8,7 +8,7 @@ import time
 
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from firmware_bridge.emulators.modbus_server import ModbusServerThread
+from firmware_bridge.emulators.modbus_server import ModbusEmulator
 from firmware_bridge.emulators.pty_device import Faults
 from firmware_bridge.modbus.robotiq import ACT, COMMAND, STATUS
 
@@ -85,7 +85,7 @@ class RobotiqModel:
         return [b0 << 8, (self.gFLT << 8) | self.rPR, (pos << 8) | min(255, current)]
 
 
-class RobotiqEmulator:
+class RobotiqEmulator(ModbusEmulator):
     def __init__(self, transport: str = "tcp", object_at: int | None = None, device_id: int = 9,
                  faults: Faults | None = None, activation_s: float = 0.15, link: str | None = None,
                  watchdog_s: float = WATCHDOG_S):
@@ -94,8 +94,7 @@ class RobotiqEmulator:
         dev = SimDevice(id=device_id, simdata=[SimData(COMMAND, count=3, datatype=DataType.REGISTERS),
                                                SimData(STATUS, count=3, datatype=DataType.REGISTERS)],
                         action=self._action)
-        self.server = ModbusServerThread(dev, transport, 115200, faults, link=link)
-        self.faults = self.server.faults
+        super().__init__(dev, transport, 115200, faults, link=link)
 
     async def _action(self, fc, start, address, count, regs, set_values):
         if self.faults.latency_s:
@@ -113,22 +112,5 @@ class RobotiqEmulator:
         return None
 
     @property
-    def path(self) -> str:
-        return self.server.path
-
-    @property
     def tcp_port(self) -> int:
         return self.server.port
-
-    def start(self) -> "RobotiqEmulator":
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

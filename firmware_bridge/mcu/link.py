@@ -9,7 +9,7 @@ import time
 import serial
 
 from firmware_bridge.mcu import protocol as P
-from firmware_bridge.servo.bus import PortLostError
+from firmware_bridge.servo.bus import PortLostError, close_serial, open_serial
 
 log = logging.getLogger("loopylab.mcu")
 
@@ -30,20 +30,13 @@ class McuLink:
         self.bad_frames = 0
 
     def open(self) -> "McuLink":
-        try:
-            self.ser = serial.Serial(self.port_name, self.baudrate, timeout=0, exclusive=True)
-        except (serial.SerialException, OSError) as e:
-            raise PortLostError(f"cannot open {self.port_name}: {e}") from e
+        self.ser = open_serial(self.port_name, self.baudrate)
         self._fd = self.ser.fileno()
         self._buf.clear()
         return self
 
     def close(self) -> None:
-        if self.ser is not None:
-            try:
-                self.ser.close()
-            except (serial.SerialException, OSError):
-                pass
+        close_serial(self.ser)
         self.ser, self._fd = None, -1
 
     # -- frames ---------------------------------------------------------------------

@@ -179,23 +179,40 @@ class ModbusDevice:
             self.client.write_registers(r.address, self._encode(r, value))
 
 
-class ModbusDeviceNode:
-    def __init__(self, node: Node, device: ModbusDevice, reconnect_s: float = 0.5):
-        self.node, self.dev, self.reconnect_s = node, device, reconnect_s
-        name = device.spec.name
-        self.state_pub = node.publisher(f"{name}/state", Readings)
-        self.fault_pub = node.publisher(f"{name}/fault", DeviceFault, latched=True)
-        self.cmd_sub = node.subscribe(f"{name}/command", Readings, queue_size=100)
+class DeviceNode:
+    """A device driver on the bus: a loop thread and a latched `<device>/fault` topic. Subclasses write
+    `_loop` (return once `_stop` is set) and start `_thread` when the rest of their state is ready."""
+
+    def __init__(self, node: Node, device: str, thread_name: str):
+        self.node, self.device_name = node, device
+        self.fault_pub = node.publisher(f"{device}/fault", DeviceFault, latched=True)
         self.fault = ""
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"{name}:loop", daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._loop, name=thread_name, daemon=True)
+
+    def _loop(self) -> None:
+        raise NotImplementedError
 
     def _report(self, code: str, message: str) -> None:
+        """Publish the fault only when it changes; an empty message says the device is healthy again."""
         if message != self.fault:
             self.fault = message
-            self.fault_pub.publish(DeviceFault(device=self.dev.spec.name, active=bool(message), code=code,
+            self.fault_pub.publish(DeviceFault(device=self.device_name, active=bool(message), code=code,
                                                message=message))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+class ModbusDeviceNode(DeviceNode):
+    def __init__(self, node: Node, device: ModbusDevice, reconnect_s: float = 0.5):
+        name = device.spec.name
+        super().__init__(node, name, f"{name}:loop")
+        self.dev, self.reconnect_s = device, reconnect_s
+        self.state_pub = node.publisher(f"{name}/state", Readings)
+        self.cmd_sub = node.subscribe(f"{name}/command", Readings, queue_size=100)
+        self._thread.start()
 
     def _loop(self) -> None:
         period = 1.0 / self.dev.spec.rate_hz
@@ -228,8 +245,7 @@ class ModbusDeviceNode:
             self._stop.wait(max(0.0, period - (time.monotonic() - t0)))
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
+        super().close()
         self.dev.client.close()
 
 

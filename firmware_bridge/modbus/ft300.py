@@ -11,7 +11,6 @@ import logging
 import os
 import select
 import struct
-import threading
 import time
 
 import numpy as np
@@ -19,8 +18,8 @@ import serial
 
 from bus import Node, Wrench
 from firmware_bridge.crc import crc16_modbus
-from firmware_bridge.messages import DeviceFault
 from firmware_bridge.modbus.client import Endpoint, ModbusClient, ModbusDeviceError
+from firmware_bridge.modbus.device import DeviceNode
 
 log = logging.getLogger("loopylab.ft300")
 DATA, FIRMWARE, SERIAL, STREAM = 180, 500, 510, 410
@@ -131,25 +130,17 @@ class FT300:
         self.client.close()
 
 
-class FT300Node:
+class FT300Node(DeviceNode):
     """`wrist/wrench` for every streamed frame; `wrist/fault` when the stream stops or the port goes."""
 
     def __init__(self, node: Node, sensor: FT300, frame_id: str = "ft300", silence_s: float = 0.2,
                  reconnect_s: float = 0.5):
-        self.node, self.sensor, self.frame_id = node, sensor, frame_id
+        super().__init__(node, "wrist", "ft300:loop")
+        self.sensor, self.frame_id = sensor, frame_id
         self.silence_s, self.reconnect_s = silence_s, reconnect_s
         self.pub = node.publisher("wrist/wrench", Wrench)
-        self.fault_pub = node.publisher("wrist/fault", DeviceFault, latched=True)
-        self.fault = ""
         self.frames = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="ft300:loop", daemon=True)
         self._thread.start()
-
-    def _report(self, code: str, message: str) -> None:
-        if message != self.fault:
-            self.fault = message
-            self.fault_pub.publish(DeviceFault(device="wrist", active=bool(message), code=code, message=message))
 
     def _loop(self) -> None:
         while not self._stop.is_set() and self.node.running:
@@ -171,8 +162,7 @@ class FT300Node:
                 self._stop.wait(self.reconnect_s)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
+        super().close()
         self.sensor.close()
 
 

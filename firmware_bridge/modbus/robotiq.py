@@ -10,13 +10,12 @@ Fault 9: no communication for at least 1 s — poll at least every second (the n
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
 from bus import GripperCommand, GripperState, Node
-from firmware_bridge.messages import DeviceFault
 from firmware_bridge.modbus.client import Endpoint, ModbusClient, ModbusDeviceError
+from firmware_bridge.modbus.device import DeviceNode
 
 log = logging.getLogger("loopylab.robotiq")
 COMMAND, STATUS = 1000, 2000
@@ -123,29 +122,21 @@ class RobotiqGripper:
         return (1.0 - position / 255.0) * self.stroke
 
 
-class RobotiqNode:
+class RobotiqNode(DeviceNode):
     """`gripper/state` at `rate_hz` (polling also feeds the gripper's 1 s watchdog), `gripper/command`
     -> go-to, `gripper/fault` (DeviceFault, latched) for communication and gripper faults."""
 
     def __init__(self, node: Node, gripper: RobotiqGripper, rate_hz: float = 50.0, activate: bool = True,
                  reconnect_s: float = 0.5):
-        self.node, self.g, self.period, self.auto_activate = node, gripper, 1.0 / rate_hz, activate
+        super().__init__(node, "gripper", "robotiq:loop")
+        self.g, self.period, self.auto_activate = gripper, 1.0 / rate_hz, activate
         self.reconnect_s = reconnect_s
         self.state_pub = node.publisher("gripper/state", GripperState)
-        self.fault_pub = node.publisher("gripper/fault", DeviceFault, latched=True)
         self.cmd_sub = node.subscribe("gripper/command", GripperCommand, mode="latest")
         self.connected = False
-        self.fault = ""
         self.last_force = 0.0
         self._last_cmd = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="robotiq:loop", daemon=True)
         self._thread.start()
-
-    def _report(self, code: str, message: str) -> None:
-        if message != self.fault:
-            self.fault = message
-            self.fault_pub.publish(DeviceFault(device="gripper", active=bool(message), code=code, message=message))
 
     def _loop(self) -> None:
         while not self._stop.is_set() and self.node.running:
@@ -177,8 +168,7 @@ class RobotiqNode:
             self._stop.wait(max(0.0, self.period - (time.monotonic() - t0)))
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
+        super().close()
         self.g.close()
 
 

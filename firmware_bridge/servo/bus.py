@@ -47,6 +47,24 @@ class PortLostError(MotorBusError):
     """The serial port went away (unplugged adapter, powered-down hub)."""
 
 
+def open_serial(port: str, baudrate: int, advice: str = "", **options) -> serial.Serial:
+    """Open `port` exclusively with reads that never block (callers wait with select on its fd).
+    `advice` follows the error in the PortLostError raised when it cannot be opened."""
+    try:
+        return serial.Serial(port, baudrate, timeout=0, exclusive=True, **options)
+    except (serial.SerialException, OSError) as e:
+        raise PortLostError(f"cannot open {port}: {e}" + (f". {advice}" if advice else "")) from e
+
+
+def close_serial(ser: serial.Serial | None) -> None:
+    """Close `ser` if open; a port that already went away has nothing left to close."""
+    if ser is not None:
+        try:
+            ser.close()
+        except (serial.SerialException, OSError):
+            pass
+
+
 @dataclass(frozen=True)
 class Motor:
     id: int
@@ -75,22 +93,14 @@ class MotorBus:
         return self.ser is not None
 
     def open(self) -> "MotorBus":
-        try:
-            self.ser = serial.Serial(self.port_name, self.baudrate, timeout=0, write_timeout=1,
-                                     exclusive=True)
-        except (serial.SerialException, OSError) as e:
-            raise PortLostError(f"cannot open {self.port_name}: {e}. Is the adapter plugged in, and are "
-                                f"you in the dialout group? (loopylab arm find-port lists ports)") from e
+        self.ser = open_serial(self.port_name, self.baudrate, "Is the adapter plugged in, and are you in the "
+                               "dialout group? (loopylab arm find-port lists ports)", write_timeout=1)
         self._fd = self.ser.fileno()
         self.ser.reset_input_buffer()
         return self
 
     def close(self) -> None:
-        if self.ser is not None:
-            try:
-                self.ser.close()
-            except (serial.SerialException, OSError):
-                pass
+        close_serial(self.ser)
         self.ser, self._fd = None, -1
 
     def set_baudrate(self, baudrate: int) -> None:
