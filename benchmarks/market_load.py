@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import socket
 import statistics
@@ -32,12 +31,11 @@ from pathlib import Path
 
 import httpx
 from eth_account import Account
-from eth_account.messages import encode_defunct
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from market import manifest as mf, migrate, siwe  # noqa: E402
+from market import migrate, siwe  # noqa: E402
 from market.api import create_app  # noqa: E402
 from market.auth import Auth  # noqa: E402
 from market.chain import Chain  # noqa: E402
@@ -46,7 +44,8 @@ from market.config import MarketConfig  # noqa: E402
 from market.db import Store  # noqa: E402
 from market.relay import Relay, RelayCrash, double_pays, reconcile  # noqa: E402
 from market.sample import write_recording  # noqa: E402
-from market.service import BountyTerms, Market  # noqa: E402
+from market.service import Market  # noqa: E402
+from tests.market.helpers import approved_bounty, open_bounty, prepared_submission  # noqa: E402
 
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REWARD = 10**15
@@ -70,38 +69,19 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout} s")
 
 
-def open_bounty(market: Market, chain: Chain, slots: int, reward: int = REWARD, **over):
-    requester = Account.create()
-    chain.faucet(requester.address, slots * reward + 10**18)
-    terms = dict(title="bench", description="", task_spec={"topics": ["wrist/wrench"]}, acceptance=[],
-                 slots=slots, reward_wei=reward, deadline=time.time() + 3600, auto_approve_s=3600, claim_ttl_s=3600)
-    terms.update(over)
-    b = market.post_bounty(requester.address, BountyTerms(**terms))
-    raw = chain.fund_tx(requester, b.id, requester.address, math.ceil(b.refund_after), slots * reward)
-    market.fund(requester.address, b.id, raw.hex())
-    return requester, b
-
-
-def prepared_submission(market: Market, contributor, bounty_id: int, folder: Path) -> dict:
-    """Register a rig and store the files; returns the submission body (manifest + signature)."""
-    rig = Account.create()
-    text = mf.rig_registration_text(rig.address, contributor.address)
-    market.register_rig(contributor.address, rig.address, rig.sign_message(encode_defunct(text=text)).signature.hex())
-    m = mf.build(folder, bounty_id, rig.address)
-    for f in m["files"]:
-        sha, size = market.blobs.put_bytes((folder / f["path"]).read_bytes())
-        market.record_upload(contributor.address, sha, size)
-    return {"manifest": m, "signature": mf.sign(m, rig)}
+def fresh_market(home: Path, **cfg) -> Market:
+    """A market service on a migrated store (SQLite under `home` unless `db_url`) and a new embedded chain."""
+    config = MarketConfig(home=home, run_background=False, **cfg)
+    store = Store(config.database_url)
+    migrate.upgrade(store)
+    return Market(config, store, Chain.embedded_chain())
 
 
 # ---------------------------------------------------------------------- race (real HTTP)
 
 def run_race(tmp: Path) -> dict:
-    cfg = MarketConfig(home=tmp / "race", run_background=False)
-    store = Store(cfg.database_url)
-    migrate.upgrade(store)
-    chain = Chain.embedded_chain()
-    market = Market(cfg, store, chain)
+    market = fresh_market(tmp / "race")
+    cfg, store, chain = market.config, market.store, market.chain
     relay = Relay(store, chain)
     port = free_port()
     cfg.domain, cfg.base_url = f"127.0.0.1:{port}", f"http://127.0.0.1:{port}"
@@ -156,20 +136,10 @@ def run_race(tmp: Path) -> dict:
 # ---------------------------------------------------------------------- relay crash
 
 def run_crash(tmp: Path) -> dict:
-    cfg = MarketConfig(home=tmp / "crash", run_background=False)
-    store = Store(cfg.database_url)
-    migrate.upgrade(store)
-    chain = Chain.embedded_chain()
-    market = Market(cfg, store, chain)
-    requester, b = open_bounty(market, chain, slots=10)
-    payees = []
-    for i in range(10):
-        a = Account.create()
-        c = market.claim(a.address, b.id)
-        body = prepared_submission(market, a, b.id, write_recording(tmp / "crash" / f"r{i}", seed=700 + i,
-                                                                     seconds=0.3, notebook=False))
-        market.review(requester.address, market.submit(a.address, c.id, **body).id, True)
-        payees.append(a)
+    market = fresh_market(tmp / "crash")
+    store, chain = market.store, market.chain
+    _, payees = approved_bounty(market, chain, 10, REWARD, lambda i: write_recording(
+        tmp / "crash" / f"r{i}", seed=700 + i, seconds=0.3, notebook=False))
     crashes = 0
     for point in ("signed", "broadcast"):
         try:
@@ -230,12 +200,8 @@ def run_fuzz(tmp: Path, examples: int) -> dict:
     from hypothesis import HealthCheck, given, settings
     from hypothesis.errors import Unsatisfiable
     from fastapi.testclient import TestClient
-    cfg = MarketConfig(home=tmp / "fuzz", run_background=False, domain="testserver", base_url="http://testserver")
-    store = Store(cfg.database_url)
-    migrate.upgrade(store)
-    chain = Chain.embedded_chain()
-    market = Market(cfg, store, chain)
-    app = create_app(cfg, market, Relay(store, chain))
+    market = fresh_market(tmp / "fuzz", domain="testserver", base_url="http://testserver")
+    app = create_app(market.config, market, Relay(market.store, market.chain))
     user = MarketClient(TestClient(app), Account.create())
     user.login()
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -301,14 +267,11 @@ def hammer(url: str, requests: list[tuple[str, str, dict | None, dict]], threads
 
 def run_load(tmp: Path, db_name: str, db_url: str, n_submit: int, n_list: int, reps: int) -> dict:
     home = tmp / f"load-{db_name}"
-    cfg = MarketConfig(home=home, db_url=db_url, run_background=False)
-    store = Store(cfg.database_url)
-    migrate.upgrade(store)
-    chain = Chain.embedded_chain()
-    market = Market(cfg, store, chain)
+    market = fresh_market(home, db_url=db_url)
+    cfg, store, chain = market.config, market.store, market.chain
     for _ in range(30):                                    # a realistic list page
-        open_bounty(market, chain, slots=5)
-    requester, big = open_bounty(market, chain, slots=n_submit * reps + 10)
+        open_bounty(market, chain, slots=5, reward=REWARD)
+    _, big = open_bounty(market, chain, slots=n_submit * reps + 10, reward=REWARD)
     port = free_port()
     domain = f"127.0.0.1:{port}"
     auth = Auth(store, domain, chain.chain_id)
@@ -355,20 +318,12 @@ def run_load(tmp: Path, db_name: str, db_url: str, n_submit: int, n_list: int, r
 
 
 def run_payouts(tmp: Path, n: int, reps: int) -> dict:
-    cfg = MarketConfig(home=tmp / "payouts", run_background=False)
-    store = Store(cfg.database_url)
-    migrate.upgrade(store)
-    chain = Chain.embedded_chain()
-    market = Market(cfg, store, chain)
+    market = fresh_market(tmp / "payouts")
+    store, chain = market.store, market.chain
     rates, base = [], []
     for r in range(reps):
-        requester, b = open_bounty(market, chain, slots=n)
-        for i in range(n):
-            a = Account.create()
-            c = market.claim(a.address, b.id)
-            body = prepared_submission(market, a, b.id, write_recording(tmp / "payouts" / f"{r}-{i}",
-                                                                        seed=20_000 + r * n + i, seconds=0.2, notebook=False))
-            market.review(requester.address, market.submit(a.address, c.id, **body).id, True)
+        approved_bounty(market, chain, n, REWARD, lambda i: write_recording(
+            tmp / "payouts" / f"{r}-{i}", seed=20_000 + r * n + i, seconds=0.2, notebook=False))
         relay = Relay(store, chain)
         t0 = time.perf_counter()
         relay.run_once()

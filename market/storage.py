@@ -27,55 +27,60 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
-    def _begin(self):
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
-        return os.fdopen(fd, "wb"), Path(tmp), hashlib.sha256()
-
-    def _finish(self, f, tmp: Path, h) -> tuple[str, int]:
-        f.flush()
-        os.fsync(f.fileno())
-        size = f.tell()
-        f.close()
-        digest = h.hexdigest()
+    def _keep(self, upload: _Upload) -> tuple[str, int]:
+        """Give the finished upload its content address (the same content is stored once)."""
+        upload.close()
+        digest = upload.hash.hexdigest()
         dest = self.path(digest)
         dest.parent.mkdir(exist_ok=True)
         if dest.exists():
-            tmp.unlink()
+            upload.tmp.unlink()
         else:
-            tmp.replace(dest)
-        return digest, size
+            upload.tmp.replace(dest)
+        return digest, upload.size
 
     def put_chunks(self, chunks: Iterable[bytes], limit: int) -> tuple[str, int]:
-        f, tmp, h = self._begin()
-        try:
-            n = 0
+        with _Upload(self.root / "tmp", limit) as upload:
             for chunk in chunks:
-                n += len(chunk)
-                if n > limit:
-                    raise TooLarge(f"upload larger than the limit of {limit} bytes")
-                h.update(chunk)
-                f.write(chunk)
-            return self._finish(f, tmp, h)
-        except BaseException:
-            f.close()
-            tmp.unlink(missing_ok=True)
-            raise
+                upload.write(chunk)
+            return self._keep(upload)
 
     async def put_stream(self, chunks: AsyncIterator[bytes], limit: int) -> tuple[str, int]:
-        f, tmp, h = self._begin()
-        try:
-            n = 0
+        with _Upload(self.root / "tmp", limit) as upload:
             async for chunk in chunks:
-                n += len(chunk)
-                if n > limit:
-                    raise TooLarge(f"upload larger than the limit of {limit} bytes")
-                h.update(chunk)
-                f.write(chunk)
-            return self._finish(f, tmp, h)
-        except BaseException:
-            f.close()
-            tmp.unlink(missing_ok=True)
-            raise
+                upload.write(chunk)
+            return self._keep(upload)
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         return self.put_chunks([data], limit=len(data))
+
+
+class _Upload:
+    """One upload in progress: counted against the limit, hashed and written to a temporary file,
+    which is removed if anything goes wrong before the blob is kept."""
+
+    def __init__(self, tmp_dir: Path, limit: int):
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+        self.file, self.tmp, self.limit = os.fdopen(fd, "wb"), Path(tmp), limit
+        self.hash, self.size = hashlib.sha256(), 0
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise TooLarge(f"upload larger than the limit of {self.limit} bytes")
+        self.hash.update(chunk)
+        self.file.write(chunk)
+
+    def close(self) -> None:
+        """Flush to disk (a kept blob survives a crash) and close."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+    def __enter__(self) -> _Upload:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is not None:
+            self.file.close()
+            self.tmp.unlink(missing_ok=True)

@@ -1,10 +1,9 @@
-import time
-
 import numpy as np
 import pytest
 
 from actuation.bench import sim_bench
 from sim.twin import Twin
+from tests.waiting import wait_until
 
 SKILLS = [("move_to", {}), ("push", {"direction": "+x", "distance": 0.04, "speed": 0.05}),
           ("weigh", {}), ("lift", {"height": 0.04}), ("drop", {"height": 0.05}),
@@ -113,7 +112,5 @@ def test_skills_follow_the_sims_scene_across_resets():
             lambda m: m["scene"].get("seed") == 5, timeout=10)
         assert msg["scene"]["objects"][0]["label"] == want.objects[0].label
         assert "mass" not in msg["scene"]["objects"][0]
-        deadline = time.monotonic() + 10  # the skills node's subscription sees the same latched message
-        while bench.skills.scene != want and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert bench.skills.scene == want
+        # the skills node's subscription sees the same latched message
+        assert wait_until(lambda: bench.skills.scene == want, 10), bench.skills.scene

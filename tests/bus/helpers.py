@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
 from bus import Image, JointState, Node
+from tests.waiting import wait_until
 
 JOINTS = [f"joint{i}" for i in range(1, 8)]
 
@@ -59,12 +59,12 @@ def steady(node: Node, hz: float = 50.0):
     node.timer(hz, lambda: pub.publish(joint_state(0)))
 
 
-def crash(node: Node, after_s: float = 0.2, message: str = "boom", after_file: str = ""):
-    """Raise after a little work (and, with `after_file`, once that file exists: the rest is up)."""
-    deadline = time.monotonic() + 30
-    while after_file and not Path(after_file).exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(after_s)
+def crash(node: Node, message: str = "boom", after_file: str = "", after_topic: str = ""):
+    """Raise once the rest of the graph is up: `after_file` exists, or `after_topic` carries a message."""
+    if after_file:
+        wait_until(Path(after_file).exists, 30)
+    if after_topic:
+        node.subscribe(after_topic).wait_for(timeout=30)
     raise RuntimeError(message)
 
 
@@ -75,9 +75,7 @@ def crash_first(node: Node, counter: str, failures: int = 2):
     path.write_text(str(starts))
     if starts <= failures:
         raise RuntimeError(f"start {starts} fails on purpose")
-    print(f"start {starts} ok", flush=True)
-    while node.running:
-        time.sleep(0.05)
+    print(f"start {starts} ok", flush=True)  # then return: the launcher keeps the node up until shutdown
 
 
 def write_pid(node: Node, path: str):

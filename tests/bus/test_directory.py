@@ -1,21 +1,12 @@
 """Discovery: the directory survives the death of its process, and same-named nodes coexist."""
 import os
 import signal
-import time
 
 from bus import JointState, Node
 from bus.config import BusConfig
 from bus.directory import DirectoryUnavailable, request
 from tests.bus import helpers
-
-
-def _wait(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+from tests.waiting import wait_until
 
 
 def _answers(url) -> bool:
@@ -28,14 +19,14 @@ def _answers(url) -> bool:
 
 def test_graph_heals_when_the_directory_process_dies(ipc_url, spawn):
     founder = spawn(helpers.own_directory_and_publish, ipc_url, "a/state")
-    assert _wait(lambda: _answers(ipc_url), 20)  # the child serves the directory, not us
+    assert wait_until(lambda: _answers(ipc_url), 20)  # the child serves the directory, not us
     with Node("survivor", ipc_url) as node:
         assert node._owned_directory is None
         assert node.subscribe("a/state", JointState).wait_for(timeout=10).seq == 1
         os.kill(founder.pid, signal.SIGKILL)
         founder.join(5)
         # a surviving node takes the directory over, and discovery works again for newcomers
-        assert _wait(lambda: node._owned_directory is not None, 10)
+        assert wait_until(lambda: node._owned_directory is not None, 10)
         assert _answers(ipc_url)
         newcomer = spawn(helpers.own_directory_and_publish, ipc_url, "b/state")
         assert node.subscribe("b/state", JointState).wait_for(timeout=15).seq == 1
@@ -57,7 +48,7 @@ def test_nodes_that_share_a_name_do_not_evict_each_other(inproc_url):
         names = r.graph()["nodes"]
         assert "twin" in names and sum(n.startswith("twin") for n in names) == 2
         a.close()
-        assert _wait(lambda: len(r.lookup("topic", "t")) == 1, 5)  # b's publisher is still listed
+        assert wait_until(lambda: len(r.lookup("topic", "t")) == 1, 5)  # b's publisher is still listed
         assert sub.wait_for_publishers(1, 1)
 
 
@@ -78,5 +69,5 @@ def test_many_short_inproc_graphs_leave_nothing_behind():
             a.publisher("t", JointState).wait_for_subscribers(1, 5)
             assert b.call("s", {"x": 1}, timeout=5) == {"x": 1}
         assert url not in directory._local
-    assert _wait(lambda: threading.active_count() <= threads_before + 2, 5), threading.enumerate()
+    assert wait_until(lambda: threading.active_count() <= threads_before + 2, 5), threading.enumerate()
     assert len(os.listdir("/proc/self/fd")) < fds_before + 20

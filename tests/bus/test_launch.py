@@ -45,7 +45,7 @@ params = {{ path = "{pidfile}" }}
 [nodes.crasher]
 run = "tests.bus.helpers:crash"
 restart = "never"
-params = {{ after_s = 0.1, message = "gripper on fire", after_file = "{pidfile}" }}
+params = {{ message = "gripper on fire", after_file = "{pidfile}" }}
 ''')
     proc = _launch(graph, "--duration", "30")
     out, err = proc.communicate(timeout=30)
@@ -85,7 +85,7 @@ def test_thread_nodes_in_process_graph(tmp_path, capsys):
     spec = parse_graph({"graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
                         "nodes": {"steady": {"run": "tests.bus.helpers:steady", "params": {"hz": 100}},
                                   "crasher": {"run": "tests.bus.helpers:crash", "restart": "never",
-                                              "params": {"after_s": 0.2}}}})
+                                              "params": {"after_topic": "test/steady"}}}})
     assert [n.process for n in spec.nodes] == [False, False]
     launcher = Launcher(spec, duration=20)
     assert launcher.run() == 1

@@ -11,15 +11,7 @@ from bus import Image, JointState, Node, NotebookEntry, ObjectPose, ObjectPoses
 from bus.record import Recorder, read_messages, replay
 from tests.bus import helpers
 from tests.bus.test_codec import assert_same
-
-
-def _wait(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+from tests.waiting import wait_until
 
 
 def _sample_messages():
@@ -49,7 +41,7 @@ def test_mcap_round_trip(inproc_url, tmp_path):
             for m in msgs:
                 pubs[topic].publish(m)
                 total += 1
-        assert _wait(lambda: rec.written == total, 10), rec.summary()
+        assert wait_until(lambda: rec.written == total, 10), rec.summary()
         summary = rec.close()
     assert summary["dropped_queue"] == 0 and summary["dropped_transit"] == 0 and summary["errors"] == 0
     assert summary["topics"]["arm/joint_state"]["messages"] == 20
@@ -101,7 +93,7 @@ def test_replay_keeps_order_content_and_timing(inproc_url, tmp_path):
         for i in range(10):
             pub.publish(helpers.joint_state(i))
             time.sleep(gap)  # the recorded stream itself is paced: that is what replay must reproduce
-        assert _wait(lambda: rec.written == 10, 5)
+        assert wait_until(lambda: rec.written == 10, 5)
         rec.close()
 
     from bus.directory import stop_local
@@ -116,7 +108,7 @@ def test_replay_keeps_order_content_and_timing(inproc_url, tmp_path):
                 replay(path, node=player, rate=2.0, wait_subscribers=1)))
             t.start()
             t.join(10)
-            assert _wait(lambda: sub.count == 10, 5)
+            assert wait_until(lambda: sub.count == 10, 5)
     finally:
         stop_local(url2)
     assert result["messages"] == 10
@@ -141,7 +133,7 @@ def test_recorder_never_slows_publishers_and_counts_drops(inproc_url, tmp_path):
             pub.publish(f)
         written_when_done = rec.written
         accounted = lambda: rec.written + rec.dropped_queue + rec.summary()["dropped_transit"]  # noqa: E731
-        assert _wait(lambda: accounted() == n, 20), rec.summary()
+        assert wait_until(lambda: accounted() == n, 20), rec.summary()
         summary = rec.close()
     assert summary["dropped_queue"] > 0  # the writer (base64 + zstd) cannot keep up, and says so
     assert summary["messages"] > 0
@@ -173,7 +165,7 @@ def test_recorder_closes_cleanly_after_its_node_stopped(inproc_url, tmp_path):
         rec = Recorder(rec_node, tmp_path / "late.mcap", topics=["arm/joint_state"])
         assert pub.wait_for_subscribers(1, 5)
         pub.publish(helpers.joint_state(1))
-        assert _wait(lambda: rec.written == 1, 5)
+        assert wait_until(lambda: rec.written == 1, 5)
         rec_node.shutdown()
         rec_node._io.join(5)  # the node's I/O thread is gone, as after a launcher's stop
         summary = rec.close()

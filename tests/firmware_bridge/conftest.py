@@ -1,20 +1,9 @@
-import time
-
 import pytest
 
 from firmware_bridge.emulators.servo_arm import ServoArmEmulator
 from firmware_bridge.servo.bus import MotorBus
 
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
-
-
-def wait_until(pred, timeout=5.0, period=0.005):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(period)
-    return pred()
 
 
 @pytest.fixture(params=["feetech", "dynamixel"])

@@ -10,7 +10,7 @@ from firmware_bridge.arm_node import PRESET_MODEL_NUMBERS, ArmConfig, ArmDriver
 from firmware_bridge.emulators.servo_arm import ServoArmEmulator
 from firmware_bridge.messages import DeviceFault
 
-from .conftest import wait_until
+from tests.waiting import wait_until
 
 ROBOT = {"feetech": "so101", "dynamixel": "koch"}
 

@@ -1,7 +1,6 @@
 """The MCU bridge: Python codec properties, and the C firmware core (built with gcc, on a pty) driven
 from Python: handshake, targets, sensors, watchdog, e-stop, bad frames, faults, the driver node."""
 import shutil
-import time
 import uuid
 
 import numpy as np
@@ -15,6 +14,8 @@ from firmware_bridge.mcu.link import McuLink, McuTimeout
 from firmware_bridge.mcu.node import McuConfig, McuDriver
 from firmware_bridge.messages import DeviceFault, Readings
 from firmware_bridge.servo.bus import PortLostError
+
+from tests.waiting import wait_for_value, wait_until
 
 
 @settings(max_examples=150, deadline=None)
@@ -55,22 +56,13 @@ def mcu(firmware, request):
     emu.stop()
 
 
-def _until(fn, pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if pred(v):
-            return v
-    return None
-
-
 def test_handshake_targets_and_sensors(mcu):
     emu, link = mcu
     info = link.hello()
     assert (info.version, info.firmware, info.n_joints, info.n_sensors, info.watchdog_ms) == (1, "1.0", 4, 2, 2000)
     s = link.send_targets([400, -300, 0, 100])
     assert s.outputs_on and not s.estop
-    s = _until(link.heartbeat, lambda s: s.position_mrad == [400, -300, 0, 100])
+    s = wait_for_value(link.heartbeat, lambda s: s.position_mrad == [400, -300, 0, 100], 10)
     assert s is not None
     pot = lambda mrad, i: 512 + int(mrad * 512 / 1571) + i  # noqa: E731  (C division truncates)
     assert s.sensors == [pot(400, 0), pot(-300, 1)]          # pots follow joints 0 and 1
@@ -99,10 +91,10 @@ def test_firmware_watchdog_stops_motion_when_the_host_goes_quiet(mcu):
     assert s.watchdog_tripped and not s.outputs_on
     assert 0 < s.position_mrad[0] < 1500            # stopped part way
     frozen = s.position_mrad[0]
-    assert _until(link.heartbeat, lambda x: x.position_mrad[0] != frozen, 0.2) is None
+    assert wait_for_value(link.heartbeat, lambda x: x.position_mrad[0] != frozen, 0.2) is None
     s = link.send_targets([frozen + 100, 0, 0, 0])    # fresh targets move again
     assert not s.watchdog_tripped and s.outputs_on
-    assert _until(link.heartbeat, lambda x: x.position_mrad[0] > frozen)
+    assert wait_for_value(link.heartbeat, lambda x: x.position_mrad[0] > frozen, 10)
 
 
 def test_estop_latches_until_clear(mcu):
@@ -114,7 +106,7 @@ def test_estop_latches_until_clear(mcu):
     assert link.heartbeat().position_mrad[0] == 0
     assert not link.clear().estop
     link.send_targets([200, 0, 0, 0])
-    assert _until(link.heartbeat, lambda s: s.position_mrad[0] == 200)
+    assert wait_for_value(link.heartbeat, lambda s: s.position_mrad[0] == 200, 10)
 
 
 def test_out_of_range_target_is_clamped_and_reported(mcu):
@@ -122,7 +114,7 @@ def test_out_of_range_target_is_clamped_and_reported(mcu):
     link.hello()
     link.send_targets([0, 0, 0, 3000])
     assert P.McuError(9, 3) in link.errors
-    assert _until(link.heartbeat, lambda s: s.position_mrad[3] == 1571)
+    assert wait_for_value(link.heartbeat, lambda s: s.position_mrad[3] == 1571, 10)
 
 
 def test_bad_frames_from_the_host_are_reported_and_retried(mcu):
@@ -173,12 +165,12 @@ def test_driver_node_moves_joints_follows_the_gate_estop_and_reconnects(firmware
         cmd.publish(JointCommand(name=["joint0", "joint1", "joint2", "joint3"], position=[0.2, -0.1, 0.0, 0.3]))
         assert js.wait_for(lambda m: np.allclose(m.position, [0.2, -0.1, 0.0, 0.3]), timeout=3)
         safety.publish(SafetyState(estop=True, reason="test"))
-        assert _until(lambda: drv.board_estop, bool, 2)
+        assert wait_until(lambda: drv.board_estop, 2)
         cmd.publish(JointCommand(name=["joint0", "joint1", "joint2", "joint3"], position=[0.0] * 4))
         with pytest.raises(TimeoutError):     # e-stopped: the board does not move
             js.wait_for(lambda m: m.position[0] < 0.19, timeout=0.3)
         safety.publish(SafetyState(estop=False))
-        assert _until(lambda: not drv.board_estop, bool, 2)
+        assert wait_until(lambda: not drv.board_estop, 2)
         emu.vanish()
         assert faults.wait_for(lambda f: f.active and f.code == "port_lost", timeout=3)
         emu.restore()

@@ -17,7 +17,7 @@ from firmware_bridge.modbus.client import Endpoint, ModbusDeviceError
 from firmware_bridge.modbus.device import DeviceMap, ModbusDevice, ModbusDeviceNode
 from firmware_bridge.modbus.robotiq import RobotiqGripper, RobotiqNode, RobotiqStatus, command_registers
 
-from .conftest import wait_until
+from tests.waiting import wait_for_value, wait_until
 
 
 def _gripper(emu, transport):
@@ -32,21 +32,12 @@ def test_robotiq_activation_and_grasp(transport):
         s = g.activate()
         assert s.activated and s.gFLT == 0
         g.goto(255, speed=255, force=100)                        # close on the object
-        s = _poll(g, lambda s: s.gOBJ != 0)
+        s = wait_for_value(g.status, lambda s: s.gOBJ != 0, 10)   # the fingers stopped
         assert (s.gOBJ, s.position, s.object_detected) == (2, 140, True) and s.current_ma > 0
         g.goto(0, speed=255, force=100)                          # open: no object on the way
-        s = _poll(g, lambda s: s.gOBJ != 0)
+        s = wait_for_value(g.status, lambda s: s.gOBJ != 0, 10)
         assert (s.gOBJ, s.position, s.object_detected) == (3, 0, False)
         g.close()
-
-
-def _poll(g, pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        s = g.status()
-        if pred(s):
-            return s
-    raise AssertionError(f"gripper never reached the state; last {s}")
 
 
 def test_robotiq_faults_are_decoded():

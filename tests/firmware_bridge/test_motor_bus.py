@@ -7,7 +7,9 @@ from firmware_bridge.servo.bus import (CorruptResponseError, MotorBus, MotorFaul
                                        PortLostError)
 from firmware_bridge.servo.setup import setup_motor
 
-from .conftest import JOINTS, wait_until
+from tests.waiting import wait_until
+
+from .conftest import JOINTS
 
 
 def test_sync_write_moves_joints_and_sync_read_sees_them(bus, emulator):

@@ -16,6 +16,7 @@ from market.db import Store
 from market import migrate
 from market.relay import Relay
 from market.service import Market
+from tests.waiting import wait_until
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -118,7 +119,6 @@ def served(world):
     """The world's app on a real uvicorn server (thread), reachable as 127.0.0.1:PORT."""
     import socket
     import threading
-    import time
     import uvicorn
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -128,10 +128,8 @@ def served(world):
                                            lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)   # polling a flag with a deadline, not a blind sleep
+    wait_until(lambda: server.started or not thread.is_alive(), 20)  # a server that died ends the wait early
+    assert server.started, "uvicorn did not start"
     yield world, f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
@@ -140,35 +138,3 @@ def served(world):
 @pytest.fixture
 def any_world(any_store, chain, tmp_path):
     return World(make_market(any_store, chain, tmp_path), chain)
-
-
-# ---------------------------------------------------------------- service-level helpers (no HTTP)
-
-def open_bounty(market: Market, chain: Chain, slots: int, reward: int, **over):
-    """A funded bounty posted through the service, funded by a real signed escrow transaction."""
-    import math
-    import time
-    from market.service import BountyTerms
-    requester = Account.create()
-    chain.faucet(requester.address, slots * reward + 10**18)
-    terms = dict(title="race", description="", task_spec={"topics": ["wrist/wrench"]}, acceptance=[],
-                 slots=slots, reward_wei=reward, deadline=time.time() + 3600, auto_approve_s=3600, claim_ttl_s=600)
-    terms.update(over)
-    b = market.post_bounty(requester.address, BountyTerms(**terms))
-    raw = chain.fund_tx(requester, b.id, requester.address, math.ceil(b.refund_after), slots * reward)
-    market.fund(requester.address, b.id, raw.hex())
-    return requester, b
-
-
-def submit_direct(market: Market, contributor, claim_id: int, bounty_id: int, folder):
-    """Register a rig, store the files and submit, all through the service."""
-    from eth_account.messages import encode_defunct
-    from market import manifest as mf
-    rig = Account.create()
-    text = mf.rig_registration_text(rig.address, contributor.address)
-    market.register_rig(contributor.address, rig.address, rig.sign_message(encode_defunct(text=text)).signature.hex())
-    m = mf.build(folder, bounty_id, rig.address)
-    for f in m["files"]:
-        sha, size = market.blobs.put_bytes((folder / f["path"]).read_bytes())
-        market.record_upload(contributor.address, sha, size)
-    return market.submit(contributor.address, claim_id, m, mf.sign(m, rig))

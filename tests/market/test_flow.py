@@ -9,6 +9,7 @@ import pytest
 from market.client import MarketHTTPError
 from market.relay import double_pays, reconcile
 from market.sample import write_recording
+from tests.waiting import wait_until
 
 REWARD = 10**16
 
@@ -161,10 +162,8 @@ def test_server_background_loop_pays_approved_submissions(sqlite_store, chain, t
         alice.register_rig()
         sub = alice.submit_folder(alice.claim(b["id"])["id"], write_recording(tmp_path / "bg", seed=51))
         requester.review(sub["id"], True)
-        deadline = time.monotonic() + 30
-        while alice.payouts()["payouts"][0]["state"] != "final":
-            assert time.monotonic() < deadline, "the background relay did not pay within 30 s"
-            time.sleep(0.05)
+        assert wait_until(lambda: alice.payouts()["payouts"][0]["state"] == "final", 30, interval=0.05), \
+            "the background relay did not pay within 30 s"
     assert chain.pending_of(alice.address) == REWARD
     assert w.app.state.background.stop.is_set()
 

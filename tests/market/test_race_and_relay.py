@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from eth_account import Account
 from sqlalchemy import update
 
@@ -13,7 +14,8 @@ from market.relay import Relay, RelayCrash, double_pays, reconcile
 from market.sample import write_recording
 from market.service import Conflict
 
-from .conftest import make_market, open_bounty, submit_direct
+from .conftest import make_market
+from .helpers import approved_bounty, open_bounty, submit_direct
 
 REWARD = 10**15
 
@@ -54,27 +56,16 @@ def test_100_contributors_race_for_10_slots(any_store, chain, tmp_path):
 
 
 def _approved(market, chain, tmp_path, n, tag):
-    requester, b = open_bounty(market, chain, slots=n, reward=REWARD)
-    payees = []
-    for i in range(n):
-        a = Account.create()
-        c = market.claim(a.address, b.id)
-        sub = submit_direct(market, a, c.id, b.id, write_recording(tmp_path / f"{tag}{i}", seed=ord(tag) * 10 + i,
-                                                                   seconds=0.3, notebook=False))
-        market.review(requester.address, sub.id, True)
-        payees.append(a)
-    return b, payees
+    return approved_bounty(market, chain, n, REWARD, lambda i: write_recording(
+        tmp_path / f"{tag}{i}", seed=ord(tag) * 10 + i, seconds=0.3, notebook=False))
 
 
 def test_relay_killed_between_signing_and_receipt_pays_exactly_once(sqlite_store, chain, tmp_path):
     market = make_market(sqlite_store, chain, tmp_path)
     b, payees = _approved(market, chain, tmp_path, 4, "a")
     # 1. dies right after storing the signed transactions: nothing reached the chain
-    try:
+    with pytest.raises(RelayCrash):
         Relay(sqlite_store, chain, crash_at="signed").run_once()
-        raise AssertionError("the relay should have crashed")
-    except RelayCrash:
-        pass
     with sqlite_store.read() as s:
         rows = s.query(Payout).all()
     assert {p.state for p in rows} == {"signed"} and all(p.raw_tx and p.tx_hash for p in rows)
@@ -87,11 +78,8 @@ def test_relay_killed_between_signing_and_receipt_pays_exactly_once(sqlite_store
 
     # 2. dies after the first broadcast, before reading its receipt
     b2, payees2 = _approved(market, chain, tmp_path, 3, "b")
-    try:
+    with pytest.raises(RelayCrash):
         Relay(sqlite_store, chain, crash_at="broadcast").run_once()
-        raise AssertionError("the relay should have crashed")
-    except RelayCrash:
-        pass
     assert chain.bounty_onchain(b2.id)["released"] == REWARD       # one tx made it
     again = Relay(Store(sqlite_store.url), chain)
     again.run_once()
@@ -142,7 +130,6 @@ def test_confirmations_hold_payouts_until_deep_enough(sqlite_store, chain, tmp_p
 
 def test_relay_key_from_env_or_keystore(tmp_path, monkeypatch):
     import json
-    import pytest
     from market.chain import Chain, load_key
     from market.config import MarketConfig
     acct = Account.create()

@@ -3,12 +3,12 @@ and passes on good data; a failed submission leaves the claim usable for a corre
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from market import manifest as mf
 from market.sample import write_recording
+from tests.waiting import wait_until
 
 REWARD = 10**15
 
@@ -146,10 +146,7 @@ def test_a_real_bus_recording_verifies(setup, tmp_path):
         t0 = 1_700_000_000_000_000_000
         for i in range(101):
             pub.publish(Wrench(force=[0.1 * i, 0.0, -2.0 + 0.01 * i], torque=[0, 0, 0], stamp_ns=t0 + i * 10_000_000))
-        deadline = time.monotonic() + 10
-        while rec.written < 101:
-            assert time.monotonic() < deadline, f"recorder wrote only {rec.written} of 101"
-            time.sleep(0.01)
+        assert wait_until(lambda: rec.written == 101, 10), f"recorder wrote only {rec.written} of 101"
         rec.close()
     (folder / "notebook.nb").write_text(write_recording(tmp_path / "nb", seed=61).joinpath("notebook.nb").read_text())
     requester = w.user(eth=10)

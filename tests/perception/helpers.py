@@ -1,9 +1,13 @@
 """Rendered scenes shared by the perception tests (PyBullet TinyRenderer, exact ground truth)."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pybullet as p
 
+from perception.camera_config import CameraCalibration, save_calibration
 from perception.geometry import look_at, make_T
 from perception.synthetic import SyntheticScene
 
@@ -45,3 +49,18 @@ def view_from(distance: float, tilt_deg: float, azimuth: float, target=(0, 0, 0)
     d = np.array([np.sin(t) * np.cos(azimuth), np.sin(t) * np.sin(azimuth), np.cos(t)])
     up = (np.cos(azimuth + 1.0), np.sin(azimuth + 1.0), 0.0)
     return look_at(np.asarray(target) + distance * d, target, up=up)
+
+
+def write_table_camera(folder: Path, T: np.ndarray, K: np.ndarray, frames: int = 1, width: int = 320,
+                       height: int = 240) -> Path:
+    """The coloured scene seen by camera "table" at pose T, as a camera source replays it: RGB png and
+    depth .npy frames in `folder`/frames, the calibration in `folder`/table.toml. Returns the frames folder."""
+    frames_dir = folder / "frames"
+    frames_dir.mkdir()
+    with coloured_scene() as s:
+        r = s.render(T, K, width, height)
+    for i in range(frames):
+        cv2.imwrite(str(frames_dir / f"{i:04d}.png"), cv2.cvtColor(r.rgb, cv2.COLOR_RGB2BGR))
+        np.save(frames_dir / f"{i:04d}.depth.npy", r.depth)
+    save_calibration(CameraCalibration("table", width, height, K, np.zeros(5), "world", T), folder / "table.toml")
+    return frames_dir

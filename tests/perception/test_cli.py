@@ -11,7 +11,7 @@ from perception.camera_config import CameraCalibration, load_calibration, save_c
 from perception.geometry import invert, make_T, pose_from_T, rotation_angle
 from perception.synthetic import SyntheticScene, pinhole_K
 
-from .helpers import view_from
+from .helpers import view_from, write_table_camera
 from .test_calibration import D_TRUE, K_TRUE, board_views, synthetic_handeye
 
 runner = CliRunner()
@@ -110,14 +110,7 @@ def test_view_reads_a_camera_on_the_bus(tmp_path, monkeypatch):
     from perception.sources import run_camera
     K = pinhole_K(320, 240, 60)
     T = view_from(0.6, 20, 1.0, (0.5, 0, 0))
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    from .helpers import coloured_scene
-    with coloured_scene() as s:
-        r = s.render(T, K, 320, 240)
-    cv2.imwrite(str(folder / "0.png"), cv2.cvtColor(r.rgb, cv2.COLOR_RGB2BGR))
-    np.save(folder / "0.depth.npy", r.depth)
-    save_calibration(CameraCalibration("table", 320, 240, K, np.zeros(5), "world", T), tmp_path / "table.toml")
+    folder = write_table_camera(tmp_path, T, K)
     url = f"inproc://{uuid.uuid4().hex}"
     monkeypatch.setenv("LOOPYLAB_BUS", url)
     with Node("cam", url) as cam_node:

@@ -15,7 +15,7 @@ from perception.node import run_perception
 from perception.sources import CameraError, DeviceSource, open_source, run_camera
 from perception.synthetic import pinhole_K
 
-from .helpers import coloured_scene, view_from
+from .helpers import view_from, write_table_camera
 
 
 def test_missing_camera_device_gives_a_clear_error():
@@ -73,14 +73,7 @@ def test_image_folder_replayed_into_the_perception_node(tmp_path):
     """Rendered RGB-D frames in a folder + a calibration TOML next to the graph -> perception/objects."""
     K = pinhole_K(320, 240, 60)
     T = view_from(0.7, 25, 1.0, (0.52, 0, 0))
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    with coloured_scene() as s:
-        r = s.render(T, K, 320, 240)
-    for i in range(2):
-        cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(r.rgb, cv2.COLOR_RGB2BGR))
-        np.save(folder / f"{i:04d}.depth.npy", r.depth)
-    save_calibration(CameraCalibration("table", 320, 240, K, np.zeros(5), "world", T), tmp_path / "table.toml")
+    folder = write_table_camera(tmp_path, T, K, frames=2)
     url = f"inproc://{uuid.uuid4().hex}"
     with Node("cam", url) as cam_node, Node("perception", url) as per_node, Node("client", url) as client:
         sub = client.subscribe("perception/objects", ObjectPoses, mode="latest")

@@ -1,0 +1,57 @@
+"""Service-level market helpers (no HTTP): funded bounties and signed submissions, made the way real
+requesters and rigs make them. Shared by the tests and benchmarks/market_load.py."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+from market import manifest as mf
+from market.chain import Chain
+from market.service import BountyTerms, Market
+
+
+def open_bounty(market: Market, chain: Chain, slots: int, reward: int, **over):
+    """A bounty posted through the service and funded by a real signed escrow transaction."""
+    requester = Account.create()
+    chain.faucet(requester.address, slots * reward + 10**18)
+    terms = dict(title="direct", description="", task_spec={"topics": ["wrist/wrench"]}, acceptance=[],
+                 slots=slots, reward_wei=reward, deadline=time.time() + 3600, auto_approve_s=3600, claim_ttl_s=3600)
+    terms.update(over)
+    b = market.post_bounty(requester.address, BountyTerms(**terms))
+    raw = chain.fund_tx(requester, b.id, requester.address, math.ceil(b.refund_after), slots * reward)
+    market.fund(requester.address, b.id, raw.hex())
+    return requester, b
+
+
+def prepared_submission(market: Market, contributor, bounty_id: int, folder: Path) -> dict:
+    """Register a rig and store the files; returns the submission body (manifest + signature)."""
+    rig = Account.create()
+    text = mf.rig_registration_text(rig.address, contributor.address)
+    market.register_rig(contributor.address, rig.address, rig.sign_message(encode_defunct(text=text)).signature.hex())
+    m = mf.build(folder, bounty_id, rig.address)
+    for f in m["files"]:
+        sha, size = market.blobs.put_bytes((folder / f["path"]).read_bytes())
+        market.record_upload(contributor.address, sha, size)
+    return {"manifest": m, "signature": mf.sign(m, rig)}
+
+
+def submit_direct(market: Market, contributor, claim_id: int, bounty_id: int, folder: Path):
+    """Register a rig, store the files and submit, all through the service."""
+    return market.submit(contributor.address, claim_id, **prepared_submission(market, contributor, bounty_id, folder))
+
+
+def approved_bounty(market: Market, chain: Chain, n: int, reward: int, recording: Callable[[int], Path]):
+    """A funded bounty with `n` contributors' submissions (recording(i) each) approved: the relay's work."""
+    requester, b = open_bounty(market, chain, slots=n, reward=reward)
+    payees = []
+    for i in range(n):
+        a = Account.create()
+        c = market.claim(a.address, b.id)
+        market.review(requester.address, submit_direct(market, a, c.id, b.id, recording(i)).id, True)
+        payees.append(a)
+    return b, payees
