@@ -11,6 +11,9 @@ never does (censored). `random` gets twice the default budget so that it is cens
     .venv/bin/python benchmarks/lab_eval.py                 # 50 worlds per kind (the target setting)
     .venv/bin/python benchmarks/lab_eval.py --worlds 10     # fewer, for a quick look
 
+Each finished world is appended to OUT/rows.jsonl; running the command again resumes from it (delete the
+file for a fresh run).
+
 The seeds are the benchmark's own (1000 + i), never tuned. Last line: a JSON object with eig_success
 (per kind), eig_success_min, eig_vs_random_experiments, decision_s and the rest.
 """
@@ -34,26 +37,53 @@ from lab.report import summary_markdown, write_eval_report  # noqa: E402
 SEED_BASE = 1000
 
 
+def _read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short when an earlier run was killed
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worlds", type=int, default=50, help="worlds per question kind (target: 50)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--out", type=Path, default=Path("reports/bench-lab-eval"))
+    ap.add_argument("--journal", type=Path, default=None,
+                    help="rows.jsonl to append each finished world to and to resume from (default OUT/rows.jsonl)")
     args = ap.parse_args()
     kinds = args.kinds.split(",")
     seeds = list(range(SEED_BASE, SEED_BASE + args.worlds))
     t0 = time.perf_counter()
-    done = [0]
-    total = 2 * len(kinds) * len(seeds)
+    cfg = EvalConfig(agents=["eig", "random"], kinds=kinds, seeds=seeds, workers=args.workers,
+                     budget={"random": 2 * DEFAULT_BUDGET}, record_regret=True)
+    # resumable: worlds already in the journal are not run again (seeded worlds are deterministic)
+    journal = args.journal or args.out / "rows.jsonl"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    wanted = {(t.agent, t.kind, t.seed) for t in cfg.tasks()}
+    old = [r for r in _read_rows(journal) if (r["agent"], r["kind"], r["seed"]) in wanted]
+    have = {(r["agent"], r["kind"], r["seed"]) for r in old}
+    # seed-major order: an interrupted run has seen every kind and both agents alike
+    todo = sorted((t for t in cfg.tasks() if (t.agent, t.kind, t.seed) not in have),
+                  key=lambda t: (t.seed, t.kind, t.agent))
+    done, total = [len(old)], len(wanted)
+    if old:
+        print(f"  resuming: {len(old)} of {total} worlds already in {journal}", file=sys.stderr)
 
     def progress(row):
+        with open(journal, "a") as f:
+            f.write(json.dumps(row, default=str) + "\n")
         done[0] += 1
         if done[0] % 10 == 0 or done[0] == total:
             print(f"  {done[0]}/{total} worlds, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    cfg = EvalConfig(agents=["eig", "random"], kinds=kinds, seeds=seeds, workers=args.workers,
-                     budget={"random": 2 * DEFAULT_BUDGET}, record_regret=True)
-    rows = run_eval(cfg, progress)
+    rows = old + run_eval(cfg, progress, tasks=todo)
+    rows.sort(key=lambda r: (r["agent"], r["kind"], r["seed"]))
     table = write_eval_report(args.out, rows)
     print(summary_markdown(table))
     by: dict[tuple[str, str], list[dict]] = {}

@@ -166,8 +166,10 @@ class EvalConfig:
                 for a in self.agents for k in self.kinds for s in self.seeds]
 
 
-def run_eval(cfg: EvalConfig, on_row: Callable[[dict], None] | None = None) -> list[dict]:
-    tasks = cfg.tasks()
+def run_eval(cfg: EvalConfig, on_row: Callable[[dict], None] | None = None,
+             tasks: list[WorldTask] | None = None) -> list[dict]:
+    """Every world of `cfg` (or just `tasks`, e.g. those a resumed run still lacks); rows sorted."""
+    tasks = cfg.tasks() if tasks is None else tasks
     runner = _run_ray if cfg.ray else _run_pool
     rows = []
     for row in runner(tasks, cfg):

@@ -17,11 +17,14 @@ import logging
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
-import torch
 
 from nanochat.tokenizer import Tokenizer, encode_notebook
+
+if TYPE_CHECKING:  # data generation runs without torch (a CPU box making expert notebooks)
+    import torch
 
 log = logging.getLogger("nanochat.data")
 
@@ -113,6 +116,7 @@ def encode_all(tokenizer: Tokenizer, texts: Sequence[str | dict], max_len: int) 
 def collate(rows: Sequence[Encoded], pad_id: int, device=None, pad_to: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(inputs, targets, mask) of shape (B, T): targets are inputs shifted by one; padding masked out.
     T is rounded up to a multiple of `pad_to` (fewer distinct shapes for torch.compile)."""
+    import torch
     T = max(len(r.ids) for r in rows) - 1
     T = -(-T // pad_to) * pad_to
     x = torch.full((len(rows), T), pad_id, dtype=torch.long)

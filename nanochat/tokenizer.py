@@ -11,9 +11,12 @@ from __future__ import annotations
 import pickle
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tiktoken
-import torch
+
+if TYPE_CHECKING:  # torch only for saving token_bytes: notebooks can be made and encoded without it
+    import torch
 
 # GPT-4's split pattern with numbers in chunks of at most two digits (nanochat's choice)
 SPLIT_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
@@ -68,6 +71,7 @@ class Tokenizer:
                  "mergeable_ranks": self.enc._mergeable_ranks, "special_tokens": self.enc._special_tokens}
         with open(directory / "tokenizer.pkl", "wb") as f:
             pickle.dump(state, f)
+        import torch
         torch.save(self.token_bytes(), directory / "token_bytes.pt")
         return directory
 
@@ -113,6 +117,7 @@ class Tokenizer:
 
     def token_bytes(self) -> torch.Tensor:
         """Bytes per token id (0 for specials): val bpb = nats / bytes over ordinary tokens."""
+        import torch
         out = torch.zeros(self.vocab_size, dtype=torch.int32)
         for i in range(self.vocab_size):
             if not self.is_special(i):
