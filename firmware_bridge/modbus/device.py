@@ -22,6 +22,8 @@ scaled; a `<name>/command` Readings message writes writable registers (value / s
 """
 from __future__ import annotations
 
+import abc
+
 import logging
 import struct
 import threading
@@ -179,7 +181,7 @@ class ModbusDevice:
             self.client.write_registers(r.address, self._encode(r, value))
 
 
-class DeviceNode:
+class DeviceNode(abc.ABC):
     """A device driver on the bus: a loop thread and a latched `<device>/fault` topic. Subclasses write
     `_loop` (return once `_stop` is set) and start `_thread` when the rest of their state is ready."""
 
@@ -190,8 +192,9 @@ class DeviceNode:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=thread_name, daemon=True)
 
+    @abc.abstractmethod
     def _loop(self) -> None:
-        raise NotImplementedError
+        """Poll the device until `_stop` is set."""
 
     def _report(self, code: str, message: str) -> None:
         """Publish the fault only when it changes; an empty message says the device is healthy again."""
