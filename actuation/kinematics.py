@@ -80,12 +80,21 @@ class Kinematics:
         for j, v in zip(self.joints, q):
             p.resetJointState(self.body, j, float(v), physicsClientId=self._cid)
 
-    def fk(self, q) -> tuple[np.ndarray, np.ndarray]:
-        """End-effector (position [3], orientation xyzw [4]) in the base frame."""
+    def fk(self, q, link: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """End-effector (or `link`'s frame: see `link_index`) (position [3], orientation xyzw [4]) in the
+        base frame."""
         with self._lock:
             self._set(q)
-            s = p.getLinkState(self.body, self.ee, computeForwardKinematics=True, physicsClientId=self._cid)
+            s = p.getLinkState(self.body, self.ee if link is None else link, computeForwardKinematics=True,
+                               physicsClientId=self._cid)
         return np.array(s[4]), np.array(s[5])
+
+    def link_index(self, joint_name: str) -> int:
+        """The index of the link a joint moves (e.g. the wrist F/T sensor's frame), for `fk(q, link)`."""
+        for j in range(p.getNumJoints(self.body, physicsClientId=self._cid)):
+            if p.getJointInfo(self.body, j, physicsClientId=self._cid)[1].decode() == joint_name:
+                return j
+        raise ValueError(f"no joint {joint_name!r} in the URDF")
 
     def jacobian(self, q) -> np.ndarray:
         """6 x n geometric Jacobian of the EE frame origin (rows: linear xyz, angular xyz)."""

@@ -7,7 +7,9 @@ Physics each protocol exposes (flat table, the table's coefficients are 1, so th
 - push at constant speed: steady sliding force ≈ μ·m·g (force_mean_N over the middle of the contact);
 - strike (velocity launch, then the pusher brakes harder than friction can): slide ≈ v²/(2μg);
 - weigh: wrist force change when the object hangs from the gripper = m·g;
-- drop from height h onto the table: first bounce apex ≈ e²·h.
+- drop from height h onto the table: first bounce apex ≈ e²·h;
+- hold still: the wrist torque of the held weight about the sensor, τ = r × F, locates the object's
+  centre of mass in the horizontal plane (x = -τy/Fz, y = τx/Fz from the sensor).
 """
 from __future__ import annotations
 
@@ -125,6 +127,34 @@ def analyze_drop(t, z, sigma: float, size: float) -> dict:
         return {"bounce_m": 0.0, "bounce_sigma_m": float(sigma)}
     i = int(near[0])
     return {"bounce_m": float(max(0.0, z[i:].max() - rest)), "bounce_sigma_m": float(np.sqrt(2) * sigma)}
+
+
+def analyze_com(wrench_base, wrench_held, sensor_pos, centre, orientation_xyzw, min_force: float = 0.2) -> dict:
+    """Centre-of-mass offset of a held object (x, y; m) in the frame of its faces as it is held, z up.
+
+    wrench_*: (N, 6) samples [force xyz, torque xyz about the sensor, base frame] with the hand empty and
+    holding the object still at the same orientation (the difference is the object's pull alone);
+    sensor_pos: the sensor's position while holding; centre, orientation_xyzw: the object's geometric
+    centre and orientation. The frame is the object's own with its most vertical axis as z: a block that
+    tumbled onto another face is, for what happens next, a block standing on that face. The vertical
+    offset is unobservable this way and taken as 0. Returns {} when the held weight is too small to
+    resolve (|dFz| < min_force N).
+    """
+    d = np.mean(np.asarray(wrench_held, float), axis=0) - np.mean(np.asarray(wrench_base, float), axis=0)
+    fz = d[2]
+    if not np.isfinite(fz) or abs(fz) < min_force:
+        return {}
+    com_xy = np.asarray(sensor_pos, float)[:2] + np.array([-d[4] / fz, d[3] / fz])
+    offset = np.array([*(com_xy - np.asarray(centre, float)[:2]), 0.0])
+    x, y, z, w = np.asarray(orientation_xyzw, float) / np.linalg.norm(orientation_xyzw)
+    R = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                  [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                  [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    k = int(np.argmax(np.abs(R[2])))          # the body axis that points (most nearly) up or down
+    i, j = (k + 1) % 3, (k + 2) % 3           # (e_i, e_j, e_k) is right-handed
+    if R[2, k] < 0:
+        i, j = j, i                           # (e_j, e_i, -e_k) is, with z up
+    return {"com_x_m": float(offset @ R[:, i]), "com_y_m": float(offset @ R[:, j])}
 
 
 def analyze_weigh(fz_base, fz_held) -> dict:

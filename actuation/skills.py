@@ -53,6 +53,7 @@ class Skills:
         node.subscribe("wrist/wrench", Wrench, callback=self._on_wrench, queue_size=5000)
         node.subscribe("sim/scene", None, callback=self._on_scene)  # a simulator says what the world holds
         self._hand_links = self._links_after(self.rs.ft_joint)
+        self._ft_link = self.kin.link_index(self.rs.ft_joint)  # the wrist sensor's frame (torque reference)
         self._probe = None
         self._epoch_ns = 0
         node.service("skills/execute", self.execute)
@@ -87,7 +88,7 @@ class Skills:
     def _on_wrench(self, msg: Wrench) -> None:
         if self._recording:
             with self._rec_lock:
-                self._wrench[msg.stamp_ns] = np.array(msg.force)
+                self._wrench[msg.stamp_ns] = np.concatenate([msg.force, msg.torque])  # [f xyz, torque xyz]
 
     def _on_scene(self, msg) -> None:
         from sim.scene import SceneSpec
@@ -167,6 +168,13 @@ class Skills:
         """Raise on an e-stop. A protective stop (lost joint-state heartbeat, e.g. a stalled host) is a
         pause: wait up to `pause_s` for it to clear, then carry on from where the arm stands."""
         s = self.safety.latest()
+        if s is not None and s.estop:
+            # the state may predate a safety/reset whose reply beat it here (service and topic are separate
+            # sockets): the gate republishes its state every period, so a released latch shows within one
+            try:
+                s = self.safety.wait_for(lambda m: not m.estop, timeout=0.25)
+            except TimeoutError:
+                pass
         if s is not None and s.protective_stop and not s.estop and pause_s > 0:
             try:
                 s = self.safety.wait_for(lambda m: not m.protective_stop or m.estop, timeout=pause_s)
@@ -376,7 +384,7 @@ class Skills:
             m = P.analyze_strike(t, xy, t_brake, speed, self._sigma(label))
         else:
             base = np.mean([self._wrench[s] for s in base_stamps if s in self._wrench], axis=0)
-            f = np.array([-(self._wrench[s] - base) @ d if s in self._wrench else 0.0 for s in stamps[:len(line)]])
+            f = np.array([-(self._wrench[s][:3] - base[:3]) @ d if s in self._wrench else 0.0 for s in stamps[:len(line)]])
             m = P.analyze_push(plan.path[:len(f)], f, pos0, pos1, plan.steady, self._sigma(label))
         m["gate_clamps"] = int(clamps)  # > 0: the gate slowed the motion; the reading may be off
         return m
@@ -523,20 +531,45 @@ class Skills:
         away = self._line(top, top + [0, 0, 0.1], 0.4, plan["up"][-1], accel=8.0)
         self._grasp(plan, label)
         self._run(plan["up"])
-        self._hold(P.SETTLE_S)
         self._record(True)
+        held = self._hold(P.SETTLE_S)
+        q_held = self._last_q
         # release holding still (the object falls from rest), then take the hand out of the bounce's way
         stamps = self._stream([self._last_q])
         stamps += self._gripper(self.rs.max_opening or 0.08, wait_for=lambda g: not g.object_detected)
         stamps += self._stream(away)
         self._last_q = away[-1]
         stamps += self._settle_object(label, max_s=2.0)
+        base = self._hold(P.SETTLE_S)    # the empty hand at the holding orientation: the torque baseline
         self._wait_objects(stamps[-1])
+        self._wait_stamps(self._wrench, base)
         self._record(False)
         t, xyz = self._track(label, stamps)
         if len(t) < 5:
             raise SkillFailed("no object track during the drop (is perception/objects running?)")
-        return P.analyze_drop(t, xyz[:, 2], self._sigma(label), plan["size"])
+        out = P.analyze_drop(t, xyz[:, 2], self._sigma(label), plan["size"])
+        out.update(self._com_offset(label, held[len(held) // 2:], base[len(base) // 2:], q_held))
+        return out
+
+    def _com_offset(self, label: str, held: list[int], base: list[int], q_held) -> dict:
+        """The held object's centre-of-mass offset from the wrist torque (`protocols.analyze_com`);
+        {} when a signal is missing (no wrist sensor, no object pose)."""
+        def between(table: dict, stamps: list[int]) -> list:  # sensors may run slower than the control rate
+            return [v for s, v in sorted(table.items()) if stamps[0] <= s <= stamps[-1]]
+        with self._rec_lock:
+            w_held, w_base = between(self._wrench, held), between(self._wrench, base)
+            poses = [o for o in (m.get(label) for m in between(self._objects, held)) if o is not None]
+        if len(w_held) < 3 or len(w_base) < 3 or not poses:
+            return {}
+        sensor = self.kin.fk(q_held, self._ft_link)[0]
+        centre = np.mean([o.position for o in poses], axis=0)
+        out = P.analyze_com(w_base, w_held, sensor, centre, poses[-1].orientation)
+        _, size, _ = self.object(label)
+        if out and math.hypot(out["com_x_m"], out["com_y_m"]) > 0.5 * size:
+            # outside the object: the grip slipped or a finger touched something; no offset rather than a wrong one
+            log.info("drop %s: discarding a centre-of-mass estimate of %s", label, out)
+            return {}
+        return out
 
     def close(self) -> None:
         self.kin.close()

@@ -43,7 +43,7 @@ class NoiseModel:
     floor: dict = field(default_factory=lambda: {"force_mean_N": 0.08, "moved_m": 0.003, "slide_m": 0.004,
                                                  "mass_kg": 0.003, "bounce_m": 0.0015, "lifted_m": 0.005})
     rel: dict = field(default_factory=lambda: {"force_mean_N": 0.05, "moved_m": 0.05, "slide_m": 0.10,
-                                               "mass_kg": 0.02, "bounce_m": 0.12, "lifted_m": 0.05})
+                                               "mass_kg": 0.02, "bounce_m": 0.20, "lifted_m": 0.05})
     dof: float = 5.0   # Student-t degrees of freedom
     # a small share of measurements are nonsense (a lost grasp, an object knocked over): uniform over
     # the measurement's span, so that one of them cannot drag the posterior away
@@ -72,6 +72,7 @@ class Measurement:
     experiment: g.Experiment
     values: dict[str, float]            # measurement key -> value (keys of forward.MEASURED)
     reported_sigma: dict[str, float]    # measurement key -> the skill's sigma (0 when not reported)
+    com: tuple[float, float] | None = None  # a measured centre-of-mass offset (object frame x, y; m)
 
     @classmethod
     def from_reply(cls, exp: g.Experiment, measurements: dict) -> "Measurement":
@@ -79,13 +80,14 @@ class Measurement:
         for key in MEASURED[exp.skill]:
             vals[key] = abs(float(measurements[key]))  # magnitudes, as in the notebook (force sign conventions vary)
             sig[key] = float(measurements.get(REPORTED_SIGMA.get(key, ""), 0.0) or 0.0)
-        return cls(exp, vals, sig)
+        # the offset exactly as the notebook states it, so that a replayed notebook gives the same tables
+        return cls(exp, vals, sig, g.Observation.from_measurements(exp.skill, measurements).com)
 
     @classmethod
     def from_observation(cls, exp: g.Experiment, obs: g.Observation) -> "Measurement":
         """From the notebook text alone (sigmas unknown: the noise model's floor applies)."""
         keys = {k: mk for k, mk, _ in g.OBS_FIELDS[exp.skill]}
-        return cls(exp, {keys[k]: v for k, v in obs.values}, {})
+        return cls(exp, {keys[k]: v for k, v in obs.values}, {}, obs.com)
 
 
 def box_from_hypothesis(hyp: g.Hypothesis | None, objects: list[str], axes: Axes) -> dict[str, np.ndarray]:
@@ -109,14 +111,16 @@ def box_from_hypothesis(hyp: g.Hypothesis | None, objects: list[str], axes: Axes
 # that is the same from one repeat to the next (contact details the twin does not model). Each is a
 # latent log gain per object, N(0, sd) a priori, sampled with the parameters: repeating one kind of
 # experiment cannot average it away, combining kinds can. Calibrated like the noise model.
-BIAS = {"force_mean_N": 0.10, "slide_m": 0.20, "bounce_m": 0.25}
+BIAS = {"force_mean_N": 0.10, "slide_m": 0.20, "bounce_m": 0.15}
 BIAS_COL = {k: 3 + i for i, k in enumerate(BIAS)}
 BIAS_SD = np.array(list(BIAS.values()))
 
 
-def predict_biased(forward: ForwardModel, exp: g.Experiment, theta: np.ndarray) -> dict[str, np.ndarray]:
-    """What the arm would measure: the twin's prediction times the particle's systematic gain."""
-    pred = forward.predict(exp, theta[:, :3])
+def predict_biased(forward: ForwardModel, exp: g.Experiment, theta: np.ndarray,
+                   com: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
+    """What the arm would measure: the twin's prediction times the particle's systematic gain (`com`: the
+    centre-of-mass offset a drop measured, for that drop's own likelihood; see ForwardModel.com)."""
+    pred = forward.predict(exp, theta[:, :3], com)
     if theta.shape[1] > 3:
         for k in pred:
             if k in BIAS_COL:
@@ -159,7 +163,7 @@ class ObjectPosterior:
         return np.where(inside, theta[:, 0] + theta[:, 2] + gains, -np.inf)
 
     def loglik(self, m: Measurement, theta: np.ndarray) -> np.ndarray:
-        pred = predict_biased(self.forward, m.experiment, theta)
+        pred = predict_biased(self.forward, m.experiment, theta, m.com)
         total = np.zeros(theta.shape[0])
         for key, y in m.values.items():
             sig = self.noise.sigma(key, pred[key], m.reported_sigma.get(key, 0.0))
@@ -243,6 +247,8 @@ class Posterior:
             self.objects[m.experiment.object].update(m)
 
     def update(self, m: Measurement) -> None:
+        if m.com is not None:
+            self.forward.note_com(m.experiment.object, m.com)
         if m.experiment.object not in self.objects:
             return  # an experiment on an object outside the question teaches nothing about it
         self.measurements.append(m)

@@ -21,7 +21,8 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
     scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
     hypothesis   PARAM OBJ in LO HI (; ...)
     experiment   push OBJ DIR DIST SPEED | strike OBJ DIR SPEED | weigh OBJ | drop OBJ HEIGHT | lift OBJ HEIGHT
-    observation  force F.FF moved M.MMM | slide S.SSS | mass M.MMM | bounce B.BBB | lifted L.LLL | failed WORDS
+    observation  force F.FF moved M.MMM | slide S.SSS | mass M.MMM | bounce B.BBB [com X.XXX Y.YYY]
+                 | lifted L.LLL | failed WORDS         (com: the held object's centre-of-mass offset, m)
     belief       QTY OBJ MEAN SD (; ...)                                 QTY friction|mass|restitution|slide
     conclusion   QTY OBJ VALUE HALFWIDTH (; ...) | mass order OBJ > OBJ [> OBJ ...]   (heaviest first)
 
@@ -52,6 +53,9 @@ OBS_FIELDS = {  # skill -> ((text key, measurement key, decimals), ...) in text 
     "drop": (("bounce", "bounce_m", 3),),
     "lift": (("lifted", "lifted_m", 3),),
 }
+# optional trailing fields, all or none: a drop reports the centre-of-mass offset (object frame, x y) that
+# the wrist torque showed while the object was held, when the arm has a wrist F/T sensor
+OBS_OPTIONAL = {"drop": ("com", ("com_x_m", "com_y_m"), 3)}
 DEFAULT_BUDGET = 10
 
 
@@ -233,13 +237,18 @@ class Observation:
     """What an experiment measured: (text key, value) pairs in grammar order, or why it failed."""
     values: tuple[tuple[str, float], ...] = ()
     error: str | None = None
+    com: tuple[float, float] | None = None     # a drop's centre-of-mass offset (OBS_OPTIONAL), m
     kind = "observation"
 
     def render(self) -> str:
         if self.error is not None:
             return f"failed {self.error}"
         dec = {k: d for fields_ in OBS_FIELDS.values() for k, _, d in fields_}
-        return " ".join(f"{k} {fmt(v, dec[k])}" for k, v in self.values)
+        text = " ".join(f"{k} {fmt(v, dec[k])}" for k, v in self.values)
+        if self.com is not None:
+            d = OBS_OPTIONAL["drop"][2]
+            text += f" com {fmt(self.com[0], d)} {fmt(self.com[1], d)}"
+        return text
 
     def get(self, key: str) -> float:
         return dict(self.values)[key]
@@ -252,7 +261,13 @@ class Observation:
             if not math.isfinite(v):
                 return cls.failure(f"{mkey} not finite")
             vals.append((key, float(fmt(abs(v) if key != "moved" else max(v, 0.0), d))))
-        return cls(tuple(vals))
+        com = None
+        if skill in OBS_OPTIONAL:
+            _, keys, d = OBS_OPTIONAL[skill]
+            xy = [measurements.get(k) for k in keys]
+            if all(v is not None and math.isfinite(float(v)) for v in xy):
+                com = tuple(float(fmt(float(v), d)) for v in xy)
+        return cls(tuple(vals), com=com)
 
     @classmethod
     def failure(cls, reason: str) -> "Observation":
@@ -324,6 +339,14 @@ def _budget() -> str:
     return r"(?: budget [1-9]\d{0,2})?"
 
 
+def _optional_re(skill: str) -> str:
+    """The optional trailing fields of a skill's observation (OBS_OPTIONAL), as a non-capturing group."""
+    if skill not in OBS_OPTIONAL:
+        return ""
+    word, keys, d = OBS_OPTIONAL[skill]
+    return f"(?: {word}" + f" {num_re(d, True)}" * len(keys) + ")?"
+
+
 def body_regex(kind: str, scene: Scene | None = None) -> str:
     """The regular expression (module `regex` / `re` syntax) of one section body."""
     n = _names(scene)
@@ -342,7 +365,7 @@ def body_regex(kind: str, scene: Scene | None = None) -> str:
         return (rf"(?:push {n} {d} {num_re(2)} {num_re(2)}|strike {n} {d} {num_re(2)}|weigh {n}"
                 rf"|drop {n} {num_re(2)}|lift {n} {num_re(2)})")
     if kind == "observation":
-        alts = [" ".join(f"{k} {num_re(dd)}" for k, _, dd in fs) for fs in OBS_FIELDS.values()]
+        alts = [" ".join(f"{k} {num_re(dd)}" for k, _, dd in fs) + _optional_re(sk) for sk, fs in OBS_FIELDS.items()]
         return "(?:" + "|".join(alts) + rf"|failed {WORDS_RE})"
     if kind in ("belief", "conclusion"):
         est = "(?:" + "|".join(rf"{q} {n} {num_re(DECIMALS[q])} {num_re(DECIMALS[q])}" for q in QUANTITIES) + ")"
@@ -442,10 +465,13 @@ def _parse_body(kind: str, body: str) -> Body:
     if kind == "observation":
         if m := re.fullmatch(rf"failed ({WORDS_RE})", body):
             return Observation(error=m[1])
-        for fs in OBS_FIELDS.values():
+        for sk, fs in OBS_FIELDS.items():
             pat = " ".join(f"{k} ({num_re(dd)})" for k, _, dd in fs)
-            if m := re.fullmatch(pat, body):
-                return Observation(tuple((k, float(m[i + 1])) for i, (k, _, _) in enumerate(fs)))
+            if m := re.fullmatch(pat + f"({_optional_re(sk)})", body):
+                com = None
+                if m[len(fs) + 1]:
+                    com = tuple(float(v) for v in m[len(fs) + 1].split()[1:])
+                return Observation(tuple((k, float(m[i + 1])) for i, (k, _, _) in enumerate(fs)), com=com)
         raise GrammarError(f"observation: {body!r} does not match the grammar")
     if kind in ("belief", "conclusion"):
         if kind == "conclusion" and (m := re.fullmatch(rf"mass order {n}((?: > {NAME_RE})+)", body)):

@@ -180,8 +180,11 @@ class ArmSim:
         if not contacts and self._constraint is None:
             return force, torque  # the common case in free motion: no query for the sensor's pose
         centre = np.asarray(p.getLinkState(body, self.r.ft, physicsClientId=c)[4])
+        # a rigidly grasped object acts on the hand only through its weight and inertia at its centre of
+        # mass (added below): the grip forces between fingers and object are internal and cancel
+        held = self.w.objects[self.grasped] if self._constraint is not None else None
         for cp in contacts:
-            if cp[3] not in hand or cp[2] == body:
+            if cp[3] not in hand or cp[2] == body or cp[2] == held:
                 continue
             f = cp[9] * np.asarray(cp[7]) + cp[10] * np.asarray(cp[11]) + cp[12] * np.asarray(cp[13])
             force += f

@@ -62,6 +62,18 @@ def test_rejects_non_grammar_text_with_a_clear_error(kind, text):
     assert not g.body_complete(kind, text)
 
 
+def test_drop_observation_carries_an_optional_centre_of_mass_offset():
+    obs = g.Observation.from_measurements("drop", {"bounce_m": 0.0231, "com_x_m": -0.0041, "com_y_m": 0.00004})
+    assert obs.render() == "bounce 0.023 com -0.004 0.000"
+    assert g.parse_body("observation", obs.render()) == obs
+    bare = g.Observation.from_measurements("drop", {"bounce_m": 0.0231})  # no wrist sensor: no com
+    assert bare.render() == "bounce 0.023" and g.parse_body("observation", "bounce 0.023") == bare
+    for bad in ("bounce 0.023 com 0.004", "bounce 0.023 com -0.000 0.001", "mass 0.200 com 0.001 0.001"):
+        with pytest.raises(g.GrammarError):
+            g.parse_body("observation", bad)
+        assert not g.body_complete("observation", bad)
+
+
 def test_notebook_lines_must_be_well_formed():
     with pytest.raises(g.GrammarError, match="line 2"):
         g.parse("<|scene_start|>a cube 0.05 at 0.50 0.00<|scene_end|>\n<|belief_start|>x<|scene_end|>\n")
@@ -90,6 +102,8 @@ scenes = st.lists(st.builds(g.SceneObject, names, st.sampled_from(g.SHAPES), _nu
 observations = st.one_of(
     st.sampled_from(list(g.OBS_FIELDS)).flatmap(lambda sk: st.tuples(*[
         _num(0, 100, d).map(lambda v, k=k: (k, v)) for k, _, d in g.OBS_FIELDS[sk]])).map(g.Observation),
+    st.builds(lambda b, com: g.Observation((("bounce", b),), com=com), _num(0, 1, 3),
+              st.one_of(st.none(), st.tuples(_num(-0.05, 0.05, 3), _num(-0.05, 0.05, 3)))),
     st.text("abcxyz019_. !?", min_size=1, max_size=30).map(g.Observation.failure),
 )
 bodies = st.one_of(
