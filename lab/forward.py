@@ -61,9 +61,14 @@ MU_M = Coord("log friction*mass", (1, 1, 0))
 # a steady push needs force mu*m*g (only the product), a strike's slide v^2/(2 mu g) (not the mass: the
 # pusher imposes the launch speed), weighing the mass, and a drop's bounce the restitution *and* the
 # friction (a block lands on an edge and tumbles). Fewer table axes mean far fewer Twin runs.
-SKILL_COORDS = {"push": (MU_M,), "strike": (MU,), "weigh": (M,), "drop": (E, MU), "lift": (M,)}
+SKILL_COORDS = {"push": (MU_M,), "strike": (MU,), "weigh": (M,), "drop": (E,), "lift": (M,)}
 SKILL_DEPENDS = {"push": ("friction", "mass"), "strike": ("friction",), "weigh": ("mass",),
-                 "drop": ("restitution", "friction"), "lift": ()}
+                 "drop": ("restitution",), "lift": ()}
+# Dependences the twin shows but the tables leave out, as noise: a dropped block's bounce also depends on
+# friction, through how it tumbles after landing on an edge; that tumble turns on sub-millimetre details
+# of the centre of mass (see COM_SKILLS), so the arm's bounce does not follow the twin's friction trend.
+# Modelled, it made the expert drop blocks to learn their friction (and lose them off the table).
+UNMODELLED = {"drop": ("friction",)}
 # the measurements of each skill that the likelihood uses, with the floor added before taking logs
 MEASURED = {"push": {"force_mean_N": 0.01}, "strike": {"slide_m": 1e-3}, "weigh": {"mass_kg": 1e-3},
             "drop": {"bounce_m": 1e-3}, "lift": {"lifted_m": 1e-3}}
@@ -75,7 +80,7 @@ NOMINAL = {"friction": 0.5, "mass": 0.2, "restitution": 0.4}
 # from the wrist torque while it holds the object, and the drop tables are built with that offset.
 COM_SKILLS = ("drop",)
 COM_STEP = 0.001    # m: offsets are rounded to this before keying tables (one table per distinct offset)
-POINTS = {"drop": (7, 4)}   # points per axis where the default is too many Twin runs
+POINTS = {"drop": (7,)}     # points per axis where the default is too many Twin runs
 
 
 class TwinLike(Protocol):

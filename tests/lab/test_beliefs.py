@@ -10,7 +10,7 @@ from lab import grammar as g
 from lab.agents import EIGAgent, prior_hypothesis
 from lab.beliefs import Measurement, Posterior
 from lab.design import choose, eig_scores
-from lab.forward import SKILL_DEPENDS, Axes, ForwardModel
+from lab.forward import SKILL_DEPENDS, UNMODELLED, Axes, ForwardModel
 from lab.investigation import grammar_scene
 from lab.notebook import NotebookView
 from sim.scene import scene_from_seed
@@ -74,6 +74,8 @@ def test_twin_tables_depend_on_what_each_skill_claims(world):
             rel = abs(abs(a) - abs(b)) / max(abs(a), abs(b), 1e-3)
             if p in SKILL_DEPENDS[e.skill]:
                 assert rel > 0.2, f"{text}: {key} should depend on {p}"
+            elif p in UNMODELLED.get(e.skill, ()):
+                continue   # a real but chaotic dependence the tables treat as noise (lab/forward.py)
             else:
                 assert rel < 0.12, f"{text}: {key} should not depend on {p} ({a} vs {b})"
 
