@@ -542,6 +542,11 @@ def section_text(body: Body) -> str:
 PUSH_DISTANCES = (0.10,)
 PUSH_SPEEDS = (0.05, 0.10)
 STRIKE_SPEEDS = (0.30, 0.45, 0.60)   # slower strikes hardly launch the object
+# Strikes towards the robot's base (-x) are capped: the arm cannot brake a 0.6 m/s strike towards itself
+# within the safety gate's acceleration limits, keeps pushing, and the slide overshoots (benchmark eig
+# runs, 50 worlds: -x at 0.60 slid 1.34x v^2/(2 mu g) at the median, 3.8x at p90; other directions
+# 0.90x, p90 under 1.5x). The twin's pusher brakes on time, so such a strike would mislead the lab.
+STRIKE_MAX_SPEED_TOWARDS_BASE = 0.45
 DROP_HEIGHTS = (0.10, 0.20)
 LIFT_HEIGHTS = (0.10,)
 WORKSPACE_X = (0.30, 0.74)   # reachable table area (base frame, metres) for pushes: the pusher's start
@@ -598,7 +603,8 @@ def candidate_experiments(scene: Scene, question: Question | None = None,
                     out += [Experiment("push", name, dr, dist, sp) for sp in PUSH_SPEEDS]
         for dr in dirs:
             if path_clear(scene, name, dr, STRIKE_TRAVEL):
-                out += [Experiment("strike", name, dr, speed=sp) for sp in STRIKE_SPEEDS]
+                out += [Experiment("strike", name, dr, speed=sp) for sp in STRIKE_SPEEDS
+                        if dr != "-x" or sp <= STRIKE_MAX_SPEED_TOWARDS_BASE]
         out.append(Experiment("weigh", name))
         out += [Experiment("drop", name, height=h) for h in DROP_HEIGHTS]
         out += [Experiment("lift", name, height=h) for h in LIFT_HEIGHTS]

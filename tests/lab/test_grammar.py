@@ -164,3 +164,11 @@ def test_candidate_grid_respects_obstacles_and_workspace():
     assert not any(c.direction == "+x" for c in g.candidate_experiments(crowded, g.Question("mass", ("a",), 0.1)))
     edge = g.Scene((g.SceneObject("a", "cube", 0.05, 0.78, 0.0),))
     assert not any(c.direction == "+x" for c in g.candidate_experiments(edge))
+
+
+def test_strikes_towards_the_base_are_capped_at_a_speed_the_arm_can_brake():
+    alone = g.Scene((g.SceneObject("a", "cube", 0.05, 0.55, 0.0),))
+    strikes = [c for c in g.candidate_experiments(alone) if c.skill == "strike"]
+    assert {c.speed for c in strikes if c.direction == "-x"} == {s for s in g.STRIKE_SPEEDS
+                                                                 if s <= g.STRIKE_MAX_SPEED_TOWARDS_BASE}
+    assert {c.speed for c in strikes if c.direction == "+x"} == set(g.STRIKE_SPEEDS)
