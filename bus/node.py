@@ -64,6 +64,7 @@ class Publisher:
         self.subscribers = 0
         self.sent = 0
         self.bytes_sent = 0
+        self._next_poll = 0.0  # monotonic time of the next subscription check on the publish path
 
     def publish(self, msg: Any, stamp_ns: int | None = None) -> None:
         """Send a message. `seq` and `stamp_ns` are filled in when left at 0."""
@@ -77,7 +78,7 @@ class Publisher:
         header, buffers = codec.encode(msg)
         sock = self._sock
         with self._lock:
-            self._drain_subscriptions()
+            self._maybe_drain()
             if buffers:  # array frames go zero-copy
                 sock.send_multipart([self._prefix, header, *buffers], copy=False)
             else:  # two small frames: plain sends skip send_multipart's per-frame bookkeeping
@@ -99,15 +100,30 @@ class Publisher:
             elif ev[:1] == b"\x00":
                 self.subscribers = max(0, self.subscribers - 1)
 
+    # Subscriptions come and go rarely, but a driver asks on every tick and every publish: checking the
+    # socket (a getsockopt, ~4 us) at most every POLL_S keeps the answer fresh to a few ms for a
+    # fraction of the cost. A subscriber joining in between misses at most that long of a stream,
+    # which ZeroMQ's slow-joiner behaviour allows anyway; wait_for_subscribers always checks.
+    POLL_S = 0.005
+
+    def _maybe_drain(self) -> None:  # caller holds the lock
+        now = time.monotonic()
+        if now >= self._next_poll:
+            self._next_poll = now + self.POLL_S
+            self._drain_subscriptions()
+
     def poll_subscriptions(self) -> None:
         with self._lock:
             if not self._sock.closed:
                 self._drain_subscriptions()
 
     def has_subscribers(self) -> bool:
-        """Whether anyone listens now: a driver can skip computing a message nobody would receive (ZeroMQ
-        would drop it at the socket anyway; a subscription arriving later sees the next one)."""
-        self.poll_subscriptions()
+        """Whether anyone listens now (as of the last few ms: POLL_S): a driver can skip computing a
+        message nobody would receive (ZeroMQ would drop it at the socket anyway; a subscription arriving
+        later sees the next one)."""
+        with self._lock:
+            if not self._sock.closed:
+                self._maybe_drain()
         return self.subscribers > 0
 
     def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> bool:
