@@ -50,6 +50,7 @@ class Kinematics:
         info = [p.getJointInfo(self.body, j, physicsClientId=self._cid)
                 for j in range(p.getNumJoints(self.body, physicsClientId=self._cid))]
         links = {i[12].decode(): i[0] for i in info}
+        self._joint_index = {i[1].decode(): i[0] for i in info}  # a joint's index is its child link's
         if ee_link not in links:
             raise ValueError(f"{urdf}: no link {ee_link!r} (links: {', '.join(links)})")
         self.ee = links[ee_link]
@@ -91,10 +92,9 @@ class Kinematics:
 
     def link_index(self, joint_name: str) -> int:
         """The index of the link a joint moves (e.g. the wrist F/T sensor's frame), for `fk(q, link)`."""
-        for j in range(p.getNumJoints(self.body, physicsClientId=self._cid)):
-            if p.getJointInfo(self.body, j, physicsClientId=self._cid)[1].decode() == joint_name:
-                return j
-        raise ValueError(f"no joint {joint_name!r} in the URDF")
+        if joint_name not in self._joint_index:
+            raise ValueError(f"no joint {joint_name!r} in the URDF")
+        return self._joint_index[joint_name]
 
     def jacobian(self, q) -> np.ndarray:
         """6 x n geometric Jacobian of the EE frame origin (rows: linear xyz, angular xyz)."""

@@ -1,7 +1,7 @@
 """Experiment protocols: the geometry and timing of each skill and how its raw signals become measurements.
 
 Shared by the arm-driven skills (`actuation.skills`) and the object-level twin (`sim.twin`), so that a
-prediction and a measurement are computed the same way. Pure numpy: no bus, no simulator.
+prediction and a measurement are computed the same way. Pure numpy (and scipy rotations): no bus, no simulator.
 
 Physics each protocol exposes (flat table, the table's coefficients are 1, so the object's show):
 - push at constant speed: steady sliding force ≈ μ·m·g (force_mean_N over the middle of the contact);
@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 G = 9.81
 CONTROL_HZ = 120.0
@@ -146,10 +147,7 @@ def analyze_com(wrench_base, wrench_held, sensor_pos, centre, orientation_xyzw, 
         return {}
     com_xy = np.asarray(sensor_pos, float)[:2] + np.array([-d[4] / fz, d[3] / fz])
     offset = np.array([*(com_xy - np.asarray(centre, float)[:2]), 0.0])
-    x, y, z, w = np.asarray(orientation_xyzw, float) / np.linalg.norm(orientation_xyzw)
-    R = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                  [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                  [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    R = Rotation.from_quat(np.asarray(orientation_xyzw, float)).as_matrix()
     k = int(np.argmax(np.abs(R[2])))          # the body axis that points (most nearly) up or down
     i, j = (k + 1) % 3, (k + 2) % 3           # (e_i, e_j, e_k) is right-handed
     if R[2, k] < 0:

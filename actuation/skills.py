@@ -548,10 +548,10 @@ class Skills:
         if len(t) < 5:
             raise SkillFailed("no object track during the drop (is perception/objects running?)")
         out = P.analyze_drop(t, xyz[:, 2], self._sigma(label), plan["size"])
-        out.update(self._com_offset(label, held[len(held) // 2:], base[len(base) // 2:], q_held))
+        out.update(self._com_offset(label, plan["size"], held[len(held) // 2:], base[len(base) // 2:], q_held))
         return out
 
-    def _com_offset(self, label: str, held: list[int], base: list[int], q_held) -> dict:
+    def _com_offset(self, label: str, size: float, held: list[int], base: list[int], q_held) -> dict:
         """The held object's centre-of-mass offset from the wrist torque (`protocols.analyze_com`);
         {} when a signal is missing (no wrist sensor, no object pose)."""
         def between(table: dict, stamps: list[int]) -> list:  # sensors may run slower than the control rate
@@ -564,7 +564,6 @@ class Skills:
         sensor = self.kin.fk(q_held, self._ft_link)[0]
         centre = np.mean([o.position for o in poses], axis=0)
         out = P.analyze_com(w_base, w_held, sensor, centre, poses[-1].orientation)
-        _, size, _ = self.object(label)
         if out and math.hypot(out["com_x_m"], out["com_y_m"]) > 0.5 * size:
             # outside the object: the grip slipped or a finger touched something; no offset rather than a wrong one
             log.info("drop %s: discarding a centre-of-mass estimate of %s", label, out)

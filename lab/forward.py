@@ -59,8 +59,8 @@ MU, M, E = Coord("log friction", (1, 0, 0)), Coord("log mass", (0, 1, 0)), Coord
 MU_M = Coord("log friction*mass", (1, 1, 0))
 # The coordinates each skill's measurements depend on, checked on the Twin (tests/lab/test_beliefs.py):
 # a steady push needs force mu*m*g (only the product), a strike's slide v^2/(2 mu g) (not the mass: the
-# pusher imposes the launch speed), weighing the mass, and a drop's bounce the restitution *and* the
-# friction (a block lands on an edge and tumbles). Fewer table axes mean far fewer Twin runs.
+# pusher imposes the launch speed), weighing the mass, and a drop's bounce the restitution (and the
+# centre of mass: COM_SKILLS; friction: UNMODELLED). Fewer table axes mean far fewer Twin runs.
 SKILL_COORDS = {"push": (MU_M,), "strike": (MU,), "weigh": (M,), "drop": (E,), "lift": (M,)}
 SKILL_DEPENDS = {"push": ("friction", "mass"), "strike": ("friction",), "weigh": ("mass",),
                  "drop": ("restitution",), "lift": ()}
@@ -164,7 +164,7 @@ class ForwardModel:
         self.scene, self.twins, self.axes = scene, twins, axes
         self._tables: OrderedDict[tuple, Table] = OrderedDict()
         self._lock = threading.Lock()
-        self._com: dict[str, list[tuple[float, float]]] = {}
+        self._com: dict[str, tuple[float, float]] = {}  # object -> latest measured offset
         self.twin_calls = 0
 
     def note_com(self, label: str, com: tuple[float, float]) -> None:
@@ -180,7 +180,7 @@ class ForwardModel:
             return (0.0, 0.0, 0.0)
         return tuple(round(round(float(v) / COM_STEP) * COM_STEP, 6) for v in xy) + (0.0,)
 
-    def _key(self, exp: g.Experiment, com=None) -> tuple:
+    def _key(self, exp: g.Experiment, com: tuple[float, float] | None = None) -> tuple:
         return level_key(exp) + ((self.com(exp.object, com),) if exp.skill in COM_SKILLS else ())
 
     def table(self, exp: g.Experiment, com: tuple[float, float] | None = None) -> Table:
