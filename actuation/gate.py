@@ -128,11 +128,13 @@ class SafetyLimits:
         x = np.asarray(position, float)
         out: list[Intervention] = []
         if t.shape != (n,) or x.shape != (n,) or not (np.all(np.isfinite(t)) and np.all(np.isfinite(x))):
+            self._stream_broken()
             return None, [Intervention("invalid", f"target must be {n} finite values, got {t.tolist()}")]
         if effort is not None:
             e = np.abs(np.asarray(effort, float))
             if e.shape == (n,) and np.any(e > self.effort * (1 + 1e-6)):
                 j = int(np.argmax(e / self.effort))
+                self._stream_broken()
                 return None, [Intervention("effort", f"joint {j} effort {e[j]:.1f} > {self.effort[j]:.1f}")]
         if self.last is not None and np.any(np.abs(x - self.last) > self.max_step):
             # the arm is not where we last sent it (sim reset, external push, driver restart):
@@ -148,6 +150,7 @@ class SafetyLimits:
             lo, hi, bounds = self._bounds(x)
         if np.any(lo > hi):
             j = int(np.argmax(lo - hi))
+            self._stream_broken()
             return None, out + [Intervention("infeasible", f"joint {j}: no command satisfies every limit "
                                                            f"(measured {x[j]:.3f})")]
         cmd = t
@@ -159,15 +162,42 @@ class SafetyLimits:
                 out.append(Intervention(kind, f"joint {j} target {t[j]:.4f} outside [{blo[j]:.4f}, {bhi[j]:.4f}]"))
         if len(out) > resynced:
             if self.mode == "reject":
+                self._stream_broken()
                 return None, out
-            cmd = np.clip(t, lo, hi)
+            cmd = self._scaled_step(t, lo, hi, bounds[0])
         if not self.in_workspace(cmd):
+            self._stream_broken()
             return None, out + [Intervention("workspace", f"end effector would leave the workspace box "
                                                           f"at {np.round(self.fk(cmd), 3).tolist()}")]
         last = x if self.last is None else self.last
         self.last_vel = (cmd - last) / self.dt
         self.last = cmd.copy()
         return cmd, out
+
+    def _scaled_step(self, t, lo, hi, position_bound) -> np.ndarray:
+        """The command nearest `t` along the stream's own direction: from where the stream would go next
+        (its last command continued at its last velocity, when that is inside the bounds) as far towards `t`
+        (clipped to the position limits) as every bound allows. Scaling the whole step keeps the joints in
+        proportion, so the end effector stays near its path; clipping joint by joint would bend the path
+        (a strike braking harder than the arm can dips the hand into the table)."""
+        if self.last is None:
+            return np.clip(t, lo, hi)
+        vel = self.last_vel if self.last_vel is not None else np.zeros_like(self.last)
+        p0 = self.last + vel * self.dt
+        if np.any(p0 < lo) or np.any(p0 > hi):
+            return np.clip(t, lo, hi)  # the arm lags its commands: no in-bounds continuation to scale from
+        goal = np.clip(t, position_bound[1], position_bound[2])
+        d = goal - p0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            room = np.where(d > 0, (hi - p0) / d, np.where(d < 0, (lo - p0) / d, np.inf))
+        s = float(np.clip(np.min(room), 0.0, 1.0))
+        return np.clip(p0 + s * d, lo, hi)
+
+    def _stream_broken(self) -> None:
+        """A refused target ends the command stream: the arm comes to rest at the last command it got, and
+        the next stream starts from there at rest (not with the velocity of a stream that stopped)."""
+        if self.last is not None:
+            self.last_vel = np.zeros_like(self.last)
 
     def check(self, cmd, prev, prev_vel, position) -> list[str]:
         """Violations of `cmd` given the previous command (for tests and audits)."""

@@ -27,7 +27,9 @@ STEADY = (0.25, 0.9)      # fraction of the commanded distance over which the fo
 STRIKE_CONTACT_SPEED = 0.03   # m/s: close the gap gently, so the launch is a push, not a collision
 STRIKE_ACCEL = 4.0        # m/s^2 up to the strike speed, in contact
 STRIKE_CRUISE = 0.03      # m at constant strike speed (the launch speed is measured here)
-STRIKE_BRAKE = 30.0       # m/s^2: harder than any friction (μ ≤ 1 -> μg < 10), so the object separates
+STRIKE_BRAKE = 20.0       # m/s^2: harder than any friction (μ ≤ 1 -> μg < 10), so the object separates, and
+                          # within an arm's reach: a Panda's hand manages 30+ across its reach; along it
+                          # (10-20) the gate scales the braking steps and the strike brakes a few ms late
 STRIKE_MAX_SPEED = 0.6    # m/s
 WEIGH_LIFT = 0.05         # m
 SETTLE_S = 0.25           # s of holding still before a baseline or a reading
@@ -85,20 +87,25 @@ def strike_plan(obj_pos, size: float, dir_name: str, speed: float, pad: float, h
     start = np.array([obj_pos[0], obj_pos[1], TIP_Z]) - d * (size / 2 + PUSH_GAP + pad)
     contact = PUSH_GAP + 0.002
     accel = (speed**2 - STRIKE_CONTACT_SPEED**2) / (2 * STRIKE_ACCEL) + STRIKE_CRUISE
-    brake = speed**2 / (2 * STRIKE_BRAKE) + 1e-4
+    brake = speed**2 / (2 * STRIKE_BRAKE) * (1 - 1e-6)  # just under: the profile starts braking at once
     path = speed_profile([(contact, STRIKE_CONTACT_SPEED, PUSH_ACCEL), (accel, speed, STRIKE_ACCEL),
                           (brake, speed, STRIKE_BRAKE)], hz)
     travel = contact + accel + brake
     return PushPlan(start, start + d * travel, path, (contact + accel - STRIKE_CRUISE, contact + accel), contact + accel)
 
 
-def analyze_push(path_s, force_along, pos_before, pos_after, steady, sigma: float) -> dict:
-    """path_s[i]: pusher path position at sample i; force_along[i]: contact force along the push (N)."""
+def analyze_push(path_s, force_along, pos_before, pos_after, steady, sigma: float, force_up=None) -> dict:
+    """path_s[i]: pusher path position at sample i; force_along[i]: contact force along the push (N);
+    force_up[i] (optional): the contacts' vertical force on the hand (N, up > 0), i.e. the hand pressing
+    down on the object, reported as `load_N` over the same window: friction is mu (m g + load)."""
     s, f = np.asarray(path_s, float), np.asarray(force_along, float)
     win = (s >= steady[0]) & (s <= steady[1])
     disp = np.asarray(pos_after, float)[:2] - np.asarray(pos_before, float)[:2]
     step = max(1, len(f) // 100)
-    return {"force_mean_N": float(f[win].mean()) if win.any() else 0.0,
+    extra = {}
+    if force_up is not None and win.any():
+        extra["load_N"] = float(np.asarray(force_up, float)[win].mean())
+    return {**extra, "force_mean_N": float(f[win].mean()) if win.any() else 0.0,
             "force_peak_N": float(f.max()) if len(f) else 0.0,
             "force_profile_N": [round(float(v), 4) for v in f[::step]],
             "displacement_m": [float(disp[0]), float(disp[1])], "moved_m": float(np.linalg.norm(disp)),

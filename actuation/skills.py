@@ -354,6 +354,8 @@ class Skills:
         line = cartesian_line(self.kin, self._ee(plan.start), self._ee(plan.end),
                               lambda x: self._orientation(x, dir_name), plan.path, down[-1])
         up = self._line(self._ee(plan.end), self._ee(plan.end) + [0, 0, self.rs.clearance], 0.1, line[-1], dir_name)
+        if strike:
+            self._check_followable(line, down[-1] if len(down) else probe, f"strike {dir_name} at {speed:.2f} m/s")
         # everything is planned: move
         self._last_q = probe
         opening = self.rs.max_opening or 0.08  # closed in the air: a closed gripper pushes, never grasps
@@ -384,10 +386,26 @@ class Skills:
             m = P.analyze_strike(t, xy, t_brake, speed, self._sigma(label))
         else:
             base = np.mean([self._wrench[s] for s in base_stamps if s in self._wrench], axis=0)
-            f = np.array([-(self._wrench[s][:3] - base[:3]) @ d if s in self._wrench else 0.0 for s in stamps[:len(line)]])
-            m = P.analyze_push(plan.path[:len(f)], f, pos0, pos1, plan.steady, self._sigma(label))
+            pushed = stamps[:len(line)]
+            f = np.array([-(self._wrench[s][:3] - base[:3]) @ d if s in self._wrench else 0.0 for s in pushed])
+            up = np.array([self._wrench[s][2] - base[2] if s in self._wrench else 0.0 for s in pushed])
+            m = P.analyze_push(plan.path[:len(f)], f, pos0, pos1, plan.steady, self._sigma(label), force_up=up)
         m["gate_clamps"] = int(clamps)  # > 0: the gate slowed the motion; the reading may be off
         return m
+
+    def _check_followable(self, qs, q_before, what: str) -> None:
+        """Refuse, before moving, a fast motion whose joint speeds exceed the gate's default velocity limit
+        (velocity_scale x the URDF's): the gate would slow it down, and the measurement would be of another
+        experiment than the one asked for. (Accelerations are left to the gate: second differences of IK
+        waypoints carry the redundant arm's null-space jitter, and the gate scales such steps smoothly.)"""
+        from actuation.gate import GateConfig
+        v = np.abs(np.diff(np.vstack([q_before, qs]), axis=0)) * self.hz
+        limit = self.kin.limits.velocity * GateConfig().velocity_scale
+        frac = v / limit
+        if frac.max() > 1.0:
+            i, j = np.unravel_index(int(np.argmax(frac)), frac.shape)
+            raise Unreachable(f"{what}: the arm cannot follow it here (joint {j} would turn at {v[i, j]:.2f} "
+                              f"rad/s, the gate allows {limit[j]:.2f}); try a lower speed or another direction")
 
     def _settle_object(self, label: str, max_s: float = 3.0) -> list[int]:
         """Hold still until the object has stopped moving (or max_s). Returns the stamps."""

@@ -45,6 +45,10 @@ class NoiseModel:
     rel: dict = field(default_factory=lambda: {"force_mean_N": 0.05, "moved_m": 0.05, "slide_m": 0.10,
                                                "mass_kg": 0.02, "bounce_m": 0.20, "lifted_m": 0.05})
     dof: float = 5.0   # Student-t degrees of freedom
+    # a push whose hand also pressed down on the object (its `load`, N): friction is mu (m g + load), but
+    # the share of the load that reaches the table is uncertain (the hand may tilt the object); on the sim
+    # bench, pushes with load > m g read 7-12 % under mu (m g + load)
+    load_rel: float = 0.2
     # a small share of measurements are nonsense (a lost grasp, an object knocked over): uniform over
     # the measurement's span, so that one of them cannot drag the posterior away
     outlier: float = 0.03
@@ -73,6 +77,7 @@ class Measurement:
     values: dict[str, float]            # measurement key -> value (keys of forward.MEASURED)
     reported_sigma: dict[str, float]    # measurement key -> the skill's sigma (0 when not reported)
     com: tuple[float, float] | None = None  # a measured centre-of-mass offset (object frame x, y; m)
+    load: float | None = None               # a push's measured vertical load on the object (N)
 
     @classmethod
     def from_reply(cls, exp: g.Experiment, measurements: dict) -> "Measurement":
@@ -80,14 +85,15 @@ class Measurement:
         for key in MEASURED[exp.skill]:
             vals[key] = abs(float(measurements[key]))  # magnitudes, as in the notebook (force sign conventions vary)
             sig[key] = float(measurements.get(REPORTED_SIGMA.get(key, ""), 0.0) or 0.0)
-        # the offset exactly as the notebook states it, so that a replayed notebook gives the same tables
-        return cls(exp, vals, sig, g.Observation.from_measurements(exp.skill, measurements).com)
+        # the optional fields exactly as the notebook states them, so that a replayed notebook agrees
+        obs = g.Observation.from_measurements(exp.skill, measurements)
+        return cls(exp, vals, sig, obs.com, obs.load)
 
     @classmethod
     def from_observation(cls, exp: g.Experiment, obs: g.Observation) -> "Measurement":
         """From the notebook text alone (sigmas unknown: the noise model's floor applies)."""
         keys = {k: mk for k, mk, _ in g.OBS_FIELDS[exp.skill]}
-        return cls(exp, {keys[k]: v for k, v in obs.values}, {}, obs.com)
+        return cls(exp, {keys[k]: v for k, v in obs.values}, {}, obs.com, obs.load)
 
 
 def box_from_hypothesis(hyp: g.Hypothesis | None, objects: list[str], axes: Axes) -> dict[str, np.ndarray]:
@@ -117,10 +123,10 @@ BIAS_SD = np.array(list(BIAS.values()))
 
 
 def predict_biased(forward: ForwardModel, exp: g.Experiment, theta: np.ndarray,
-                   com: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
-    """What the arm would measure: the twin's prediction times the particle's systematic gain (`com`: the
-    centre-of-mass offset a drop measured, for that drop's own likelihood; see ForwardModel.com)."""
-    pred = forward.predict(exp, theta[:, :3], com)
+                   com: tuple[float, float] | None = None, load: float | None = None) -> dict[str, np.ndarray]:
+    """What the arm would measure: the twin's prediction times the particle's systematic gain (`com`,
+    `load`: what a drop or push measured besides, for its own likelihood; see ForwardModel.predict)."""
+    pred = forward.predict(exp, theta[:, :3], com, load)
     if theta.shape[1] > 3:
         for k in pred:
             if k in BIAS_COL:
@@ -163,10 +169,12 @@ class ObjectPosterior:
         return np.where(inside, theta[:, 0] + theta[:, 2] + gains, -np.inf)
 
     def loglik(self, m: Measurement, theta: np.ndarray) -> np.ndarray:
-        pred = predict_biased(self.forward, m.experiment, theta, m.com)
+        pred = predict_biased(self.forward, m.experiment, theta, m.com, m.load)
         total = np.zeros(theta.shape[0])
         for key, y in m.values.items():
             sig = self.noise.sigma(key, pred[key], m.reported_sigma.get(key, 0.0))
+            if key == "force_mean_N" and m.load:
+                sig = np.hypot(sig, self.noise.load_rel * np.exp(theta[:, 0]) * abs(m.load))
             total += self.noise.logpdf(y, pred[key], sig, key)
         return total
 
@@ -249,6 +257,8 @@ class Posterior:
     def update(self, m: Measurement) -> None:
         if m.com is not None:
             self.forward.note_com(m.experiment.object, m.com)
+        if m.load is not None:
+            self.forward.note_load(m.experiment.object, m.load)
         if m.experiment.object not in self.objects:
             return  # an experiment on an object outside the question teaches nothing about it
         self.measurements.append(m)

@@ -165,12 +165,18 @@ class ForwardModel:
         self._tables: OrderedDict[tuple, Table] = OrderedDict()
         self._lock = threading.Lock()
         self._com: dict[str, tuple[float, float]] = {}  # object -> latest measured offset
+        self._load: dict[str, float] = {}                # object -> latest measured push load, N
         self.twin_calls = 0
 
     def note_com(self, label: str, com: tuple[float, float]) -> None:
         """An object's centre-of-mass offset as the latest drop measured it (x, y in the frame of the faces
         of the object as it lies now: it may have tumbled since an earlier one)."""
         self._com[label] = (float(com[0]), float(com[1]))
+
+    def note_load(self, label: str, load: float) -> None:
+        """The vertical force the hand put on an object in its latest push (it depends on how the object's
+        height meets the hand, so the next push on it will likely see the same)."""
+        self._load[label] = float(load)
 
     def com(self, label: str, com: tuple[float, float] | None = None) -> tuple[float, float, float]:
         """The COM offset a table uses: `com` when given (a past measurement's own), else the object's
@@ -198,9 +204,17 @@ class ForwardModel:
         for e in experiments:
             self.table(e)
 
-    def predict(self, exp: g.Experiment, theta: np.ndarray, com: tuple[float, float] | None = None
-                ) -> dict[str, np.ndarray]:
-        return self.table(exp, com).predict(theta)
+    def predict(self, exp: g.Experiment, theta: np.ndarray, com: tuple[float, float] | None = None,
+                load: float | None = None) -> dict[str, np.ndarray]:
+        """`com`, `load`: a past measurement's own; None: the object's latest (for experiments to come).
+        A push's vertical load L adds mu x L to the friction force: F = mu (m g + L), which the twin's pad
+        (pushing straight, never pressing down) does not produce."""
+        pred = self.table(exp, com).predict(theta)
+        if exp.skill == "push":
+            load = self._load.get(exp.object, 0.0) if load is None else load
+            if load:
+                pred["force_mean_N"] = np.maximum(pred["force_mean_N"] + np.exp(theta[:, 0]) * load, 0.0)
+        return pred
 
     def _build(self, exp: g.Experiment, com: tuple[float, float, float]) -> Table:
         coords = SKILL_COORDS[exp.skill]

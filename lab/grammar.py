@@ -21,8 +21,9 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
     scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
     hypothesis   PARAM OBJ in LO HI (; ...)
     experiment   push OBJ DIR DIST SPEED | strike OBJ DIR SPEED | weigh OBJ | drop OBJ HEIGHT | lift OBJ HEIGHT
-    observation  force F.FF moved M.MMM | slide S.SSS | mass M.MMM | bounce B.BBB [com X.XXX Y.YYY]
-                 | lifted L.LLL | failed WORDS         (com: the held object's centre-of-mass offset, m)
+    observation  force F.FF moved M.MMM [load L.LL] | slide S.SSS | mass M.MMM | bounce B.BBB [com X.XXX Y.YYY]
+                 | lifted L.LLL | failed WORDS         (com: the held object's centre-of-mass offset, m;
+                                                       load: the hand's vertical push on the object, N)
     belief       QTY OBJ MEAN SD (; ...)                                 QTY friction|mass|restitution|slide
     conclusion   QTY OBJ VALUE HALFWIDTH (; ...) | mass order OBJ > OBJ [> OBJ ...]   (heaviest first)
 
@@ -53,9 +54,11 @@ OBS_FIELDS = {  # skill -> ((text key, measurement key, decimals), ...) in text 
     "drop": (("bounce", "bounce_m", 3),),
     "lift": (("lifted", "lifted_m", 3),),
 }
-# optional trailing fields, all or none: a drop reports the centre-of-mass offset (object frame, x y) that
-# the wrist torque showed while the object was held, when the arm has a wrist F/T sensor
-OBS_OPTIONAL = {"drop": ("com", ("com_x_m", "com_y_m"), 3)}
+# optional trailing fields, all or none, reported when the arm has a wrist F/T sensor: a drop the centre-of-
+# mass offset (object frame, x y) that the wrist torque showed while the object was held; a push the
+# vertical force the hand put on the object while pushing it (down > 0), which adds mu x load to the
+# friction (a tall block meets the palm of a hand pushing it low)
+OBS_OPTIONAL = {"drop": ("com", ("com_x_m", "com_y_m"), 3), "push": ("load", ("load_N",), 2)}
 DEFAULT_BUDGET = 10
 
 
@@ -238,6 +241,7 @@ class Observation:
     values: tuple[tuple[str, float], ...] = ()
     error: str | None = None
     com: tuple[float, float] | None = None     # a drop's centre-of-mass offset (OBS_OPTIONAL), m
+    load: float | None = None                  # a push's vertical load on the object (OBS_OPTIONAL), N
     kind = "observation"
 
     def render(self) -> str:
@@ -248,6 +252,8 @@ class Observation:
         if self.com is not None:
             d = OBS_OPTIONAL["drop"][2]
             text += f" com {fmt(self.com[0], d)} {fmt(self.com[1], d)}"
+        if self.load is not None:
+            text += f" load {fmt(self.load, OBS_OPTIONAL['push'][2])}"
         return text
 
     def get(self, key: str) -> float:
@@ -261,13 +267,20 @@ class Observation:
             if not math.isfinite(v):
                 return cls.failure(f"{mkey} not finite")
             vals.append((key, float(fmt(abs(v) if key != "moved" else max(v, 0.0), d))))
-        com = None
+        extra = None
         if skill in OBS_OPTIONAL:
             _, keys, d = OBS_OPTIONAL[skill]
-            xy = [measurements.get(k) for k in keys]
-            if all(v is not None and math.isfinite(float(v)) for v in xy):
-                com = tuple(float(fmt(float(v), d)) for v in xy)
-        return cls(tuple(vals), com=com)
+            xs = [measurements.get(k) for k in keys]
+            if all(v is not None and math.isfinite(float(v)) for v in xs):
+                extra = tuple(float(fmt(float(v), d)) for v in xs)
+        return cls._with_optional(tuple(vals), skill, extra)
+
+    @classmethod
+    def _with_optional(cls, values: tuple, skill: str, extra: tuple | None) -> "Observation":
+        if extra is None:
+            return cls(values)
+        word = OBS_OPTIONAL[skill][0]
+        return cls(values, com=extra) if word == "com" else cls(values, load=extra[0])
 
     @classmethod
     def failure(cls, reason: str) -> "Observation":
@@ -468,10 +481,9 @@ def _parse_body(kind: str, body: str) -> Body:
         for sk, fs in OBS_FIELDS.items():
             pat = " ".join(f"{k} ({num_re(dd)})" for k, _, dd in fs)
             if m := re.fullmatch(pat + f"({_optional_re(sk)})", body):
-                com = None
-                if m[len(fs) + 1]:
-                    com = tuple(float(v) for v in m[len(fs) + 1].split()[1:])
-                return Observation(tuple((k, float(m[i + 1])) for i, (k, _, _) in enumerate(fs)), com=com)
+                extra = tuple(float(v) for v in m[len(fs) + 1].split()[1:]) if m[len(fs) + 1] else None
+                return Observation._with_optional(tuple((k, float(m[i + 1])) for i, (k, _, _) in enumerate(fs)),
+                                                  sk, extra)
         raise GrammarError(f"observation: {body!r} does not match the grammar")
     if kind in ("belief", "conclusion"):
         if kind == "conclusion" and (m := re.fullmatch(rf"mass order {n}((?: > {NAME_RE})+)", body)):
@@ -542,11 +554,13 @@ def section_text(body: Body) -> str:
 PUSH_DISTANCES = (0.10,)
 PUSH_SPEEDS = (0.05, 0.10)
 STRIKE_SPEEDS = (0.30, 0.45, 0.60)   # slower strikes hardly launch the object
-# Strikes towards the robot's base (-x) are capped: the arm cannot brake a 0.6 m/s strike towards itself
-# within the safety gate's acceleration limits, keeps pushing, and the slide overshoots (benchmark eig
-# runs, 50 worlds: -x at 0.60 slid 1.34x v^2/(2 mu g) at the median, 3.8x at p90; other directions
-# 0.90x, p90 under 1.5x). The twin's pusher brakes on time, so such a strike would mislead the lab.
-STRIKE_MAX_SPEED_TOWARDS_BASE = 0.45
+# Strikes along the arm's reach (+x, -x) are capped: there the joints turn fastest per m/s of the hand
+# (a Panda's hand at x = 0.55 m reaches the gate's velocity limit at about 0.45 m/s along x, 1.0 m/s
+# along y; a strike also overshoots its speed while it accelerates). A faster strike is clamped by the
+# gate, launches slower than asked and brakes late, and the slide misleads the lab (benchmark eig runs,
+# 50 worlds: -x at 0.60 slid 1.34x v^2/(2 mu g) at the median, 3.8x at p90; other directions 0.90x).
+# The skill refuses, before moving, any strike its arm cannot follow.
+STRIKE_MAX_SPEED_ALONG_X = 0.30
 DROP_HEIGHTS = (0.10, 0.20)
 LIFT_HEIGHTS = (0.10,)
 WORKSPACE_X = (0.30, 0.74)   # reachable table area (base frame, metres) for pushes: the pusher's start
@@ -604,7 +618,7 @@ def candidate_experiments(scene: Scene, question: Question | None = None,
         for dr in dirs:
             if path_clear(scene, name, dr, STRIKE_TRAVEL):
                 out += [Experiment("strike", name, dr, speed=sp) for sp in STRIKE_SPEEDS
-                        if dr != "-x" or sp <= STRIKE_MAX_SPEED_TOWARDS_BASE]
+                        if dr in ("+y", "-y") or sp <= STRIKE_MAX_SPEED_ALONG_X]
         out.append(Experiment("weigh", name))
         out += [Experiment("drop", name, height=h) for h in DROP_HEIGHTS]
         out += [Experiment("lift", name, height=h) for h in LIFT_HEIGHTS]

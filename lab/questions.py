@@ -16,6 +16,7 @@ KINDS = ("friction", "mass", "restitution", "rank", "predict")
 DEFAULT_TOLERANCE = {"friction": 0.05, "mass": 0.10, "restitution": 0.05, "rank": 0.0, "predict": 0.01}
 DEFAULT_CONFIDENCE = 0.9     # P(answer within tolerance) required before concluding
 PREDICT_SPEEDS = (0.35, 0.40, 0.50)  # held-out strike speeds (never in the experiment grid)
+PREDICT_SPEED_ALONG_X = 0.25         # ... along the arm's reach, where it cannot strike faster than 0.30
 
 
 def parse_question(text: str) -> g.Question:
@@ -38,7 +39,11 @@ def make_question(kind: str, scene: g.Scene, seed: int = 0, tolerance: float | N
     if kind == "predict":
         rng = np.random.default_rng([seed, 0x9E7])
         dirs = [d for d in g.DIRECTIONS if g.path_clear(scene, subject, d, g.STRIKE_TRAVEL)] or ["+x"]
-        act = g.Experiment("strike", subject, str(rng.choice(dirs)), speed=float(rng.choice(PREDICT_SPEEDS)))
+        across = [d for d in dirs if d in ("+y", "-y")]  # an arm strikes faster across its reach than along it
+        if across:
+            act = g.Experiment("strike", subject, str(rng.choice(across)), speed=float(rng.choice(PREDICT_SPEEDS)))
+        else:
+            act = g.Experiment("strike", subject, str(rng.choice(dirs)), speed=PREDICT_SPEED_ALONG_X)
         return g.Question("predict", (subject,), round(tol, 3), budget, act)
     return g.Question(kind, (subject,), round(tol, 2), budget)
 

@@ -40,7 +40,8 @@ def test_nothing_outside_the_limits_ever_passes(seq, mode, track):
     prev = prev_vel = None
     for t in seq:
         cmd, iv = lim.filter(t, x)
-        if cmd is None:
+        if cmd is None:  # nothing sent: the arm comes to rest at the last command
+            prev_vel = None if prev is None else np.zeros(N)
             continue
         if any(i.kind == "resync" for i in iv) or prev is None:
             prev, prev_vel = x.copy(), np.zeros(N)
@@ -61,6 +62,29 @@ def test_clamp_reports_and_reject_refuses():
     assert cmd is None and iv[0].kind == "effort"
     cmd, iv = make_limits().filter([0.0, 0.0], x)
     assert cmd is None and iv[0].kind == "invalid"
+
+
+def test_clamping_scales_the_whole_step_so_the_joints_keep_their_proportions():
+    lim = make_limits("clamp")
+    x = np.array([0.0, 0.8, 0.0])
+    assert lim.filter(x, x)[0] is not None          # the stream starts at rest at x
+    want = np.array([0.5, 0.25, 0.05])              # far more than one step's acceleration allows
+    cmd, iv = lim.filter(x + want, x)
+    assert any(i.kind == "acceleration" for i in iv)
+    step = cmd - x
+    assert np.linalg.norm(step) > 0 and np.allclose(step / np.linalg.norm(step), want / np.linalg.norm(want))
+
+
+def test_a_refused_target_ends_the_stream_and_the_next_starts_from_rest():
+    lim = make_limits("reject")
+    x = np.array([0.0, 0.8, 0.0])
+    q = x.copy()
+    for _ in range(25):                              # accelerate joint 0 to 0.5 rad/s within the limits
+        q = q + np.array([min(0.005, lim.last_vel[0] * lim.dt + 0.0019 if lim.last_vel is not None else 0.0019), 0, 0])
+        assert lim.filter(q, q)[0] is not None
+    assert lim.last_vel[0] > 0.15
+    assert lim.filter(q + [1.0, 0.0, 0.0], q)[0] is None    # refused: nothing is sent, the arm stops at q
+    assert lim.filter(q, q)[0] is not None                   # holding q is a stream from rest, not a hard brake
 
 
 # -- over the bus -----------------------------------------------------------------------------------------

@@ -49,8 +49,9 @@ def test_each_skill_on_each_robot_where_reachable(robot, seed, need):
             m = r["measurements"]
             assert m["source"] in ("mocap", "scene") and m["duration_s"] >= 0
             if not r["ok"]:
-                # only reach may stop a skill here, and then the arm was never commanded to move
-                assert "cannot reach" in r["error"], r["error"]
+                # only reach (or a speed the arm cannot follow) may stop a skill here, and then the arm
+                # was never commanded to move
+                assert "cannot reach" in r["error"] or "cannot follow" in r["error"], r["error"]
                 assert bench.skills.target_pub.sent == sent0
                 continue
             try:
@@ -69,6 +70,11 @@ def test_unreachable_and_estop_fail_cleanly_and_leave_the_arm_still():
         assert bench.skills.target_pub.sent == sent0  # not a single target was sent
         r = bench.execute("push", {"object": "red_block", "direction": "+z", "distance": 0.1})
         assert not r["ok"] and "direction must be one of" in r["error"]
+        pos0 = _truth(bench, "red_block")["position"]
+        r = bench.execute("strike", {"object": "red_block", "direction": "+x", "speed": 0.6})
+        assert not r["ok"] and "cannot follow" in r["error"], r
+        assert bench.skills.target_pub.sent == sent0
+        assert np.allclose(_truth(bench, "red_block")["position"], pos0, atol=1e-4)  # nothing moved
         r = bench.execute("fly", {})
         assert not r["ok"] and "unknown skill" in r["error"]
         bench.call("safety/estop", {}, timeout=10)

@@ -74,6 +74,17 @@ def test_drop_observation_carries_an_optional_centre_of_mass_offset():
         assert not g.body_complete("observation", bad)
 
 
+def test_push_observation_carries_an_optional_vertical_load():
+    obs = g.Observation.from_measurements("push", {"force_mean_N": 1.234, "moved_m": 0.1004, "load_N": 0.347})
+    assert obs.render() == "force 1.23 moved 0.100 load 0.35" and obs.load == 0.35 and obs.com is None
+    assert g.parse_body("observation", obs.render()) == obs
+    assert g.parse_body("observation", "force 1.23 moved 0.100 load -0.20").load == -0.2
+    for bad in ("force 1.23 moved 0.100 load", "force 1.23 moved 0.100 load 0.1 0.2", "slide 0.020 load 0.10",
+                "bounce 0.023 load 0.10"):
+        with pytest.raises(g.GrammarError):
+            g.parse_body("observation", bad)
+
+
 def test_notebook_lines_must_be_well_formed():
     with pytest.raises(g.GrammarError, match="line 2"):
         g.parse("<|scene_start|>a cube 0.05 at 0.50 0.00<|scene_end|>\n<|belief_start|>x<|scene_end|>\n")
@@ -104,6 +115,8 @@ observations = st.one_of(
         _num(0, 100, d).map(lambda v, k=k: (k, v)) for k, _, d in g.OBS_FIELDS[sk]])).map(g.Observation),
     st.builds(lambda b, com: g.Observation((("bounce", b),), com=com), _num(0, 1, 3),
               st.one_of(st.none(), st.tuples(_num(-0.05, 0.05, 3), _num(-0.05, 0.05, 3)))),
+    st.builds(lambda f, d, load: g.Observation((("force", f), ("moved", d)), load=load), _num(0, 50, 2),
+              _num(0, 0.3, 3), st.one_of(st.none(), _num(-5, 5, 2))),
     st.text("abcxyz019_. !?", min_size=1, max_size=30).map(g.Observation.failure),
 )
 bodies = st.one_of(
@@ -166,9 +179,10 @@ def test_candidate_grid_respects_obstacles_and_workspace():
     assert not any(c.direction == "+x" for c in g.candidate_experiments(edge))
 
 
-def test_strikes_towards_the_base_are_capped_at_a_speed_the_arm_can_brake():
+def test_strikes_along_the_reach_are_capped_at_a_speed_the_arm_can_follow():
     alone = g.Scene((g.SceneObject("a", "cube", 0.05, 0.55, 0.0),))
     strikes = [c for c in g.candidate_experiments(alone) if c.skill == "strike"]
-    assert {c.speed for c in strikes if c.direction == "-x"} == {s for s in g.STRIKE_SPEEDS
-                                                                 if s <= g.STRIKE_MAX_SPEED_TOWARDS_BASE}
-    assert {c.speed for c in strikes if c.direction == "+x"} == set(g.STRIKE_SPEEDS)
+    capped = {s for s in g.STRIKE_SPEEDS if s <= g.STRIKE_MAX_SPEED_ALONG_X}
+    assert {c.speed for c in strikes if c.direction == "-x"} == capped
+    assert {c.speed for c in strikes if c.direction == "+x"} == capped
+    assert {c.speed for c in strikes if c.direction == "+y"} == set(g.STRIKE_SPEEDS) > capped
