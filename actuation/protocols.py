@@ -24,6 +24,10 @@ TIP_Z = 0.006             # m: height of the tool's lowest point while pushing/s
 PUSH_GAP = 0.02           # m: free travel before contact (room to reach the push speed)
 PUSH_ACCEL = 1.0          # m/s^2 along the push path
 STEADY = (0.25, 0.9)      # fraction of the commanded distance over which the force is averaged
+# a push's vertical load (N, down > 0) outside this range is no pushed object's: the hand met another
+# object or the table (seen: -135 to -40 N when a Panda's hand ran into a neighbour; up to 10 N pressing
+# on a tall block's top, which the load term models)
+PUSH_LOAD_RANGE = (-2.0, 30.0)
 STRIKE_CONTACT_SPEED = 0.03   # m/s: close the gap gently, so the launch is a push, not a collision
 STRIKE_ACCEL = 4.0        # m/s^2 up to the strike speed, in contact
 STRIKE_CRUISE = 0.03      # m at constant strike speed (the launch speed is measured here)

@@ -390,6 +390,9 @@ class Skills:
             f = np.array([-(self._wrench[s][:3] - base[:3]) @ d if s in self._wrench else 0.0 for s in pushed])
             up = np.array([self._wrench[s][2] - base[2] if s in self._wrench else 0.0 for s in pushed])
             m = P.analyze_push(plan.path[:len(f)], f, pos0, pos1, plan.steady, self._sigma(label), force_up=up)
+            if not P.PUSH_LOAD_RANGE[0] <= m.get("load_N", 0.0) <= P.PUSH_LOAD_RANGE[1]:
+                raise SkillFailed(f"the hand hit something besides {label} (vertical force "
+                                  f"{m['load_N']:.1f} N while pushing): the force reading is not the object's")
         m["gate_clamps"] = int(clamps)  # > 0: the gate slowed the motion; the reading may be off
         return m
 

@@ -120,3 +120,16 @@ def test_skills_follow_the_sims_scene_across_resets():
         assert "mass" not in msg["scene"]["objects"][0]
         # the skills node's subscription sees the same latched message
         assert wait_until(lambda: bench.skills.scene == want, 10), bench.skills.scene
+
+
+def test_push_reports_the_hands_load_and_friction_is_mu_times_weight_plus_load():
+    """A 5.6 cm block meets the Panda's palm while its fingers push it low: the hand presses down on it,
+    the table's friction grows by mu x load, and the push reports that load."""
+    with sim_bench(robot="panda", seed=1020, mocap_noise=0.0) as bench:
+        truth = _truth(bench, "red_block")
+        r = bench.execute("push", {"object": "red_block", "direction": "+x", "distance": 0.1, "speed": 0.05})
+        assert r["ok"], r["error"]
+        m, mg = r["measurements"], truth["mass"] * 9.81
+        assert m["load_N"] > 0.2 * mg
+        assert m["force_mean_N"] > 1.3 * truth["friction"] * mg                      # read as mu m g: far off
+        assert m["force_mean_N"] == pytest.approx(truth["friction"] * (mg + m["load_N"]), rel=0.1)

@@ -101,6 +101,29 @@ def test_pushes_reveal_the_product_and_weighing_separates_it(world):
     assert abs(_sd(both, "mass")[0] - TRUE["mass"]) / TRUE["mass"] < 0.05
 
 
+def test_a_push_that_also_pressed_down_is_read_through_its_load(world):
+    """A hand that pressed L newtons down on the object while pushing it made the table's friction
+    mu (m g + L): with the load reported the posterior finds mu; read as mu m g, it overestimates."""
+    scene, pool, fm = world
+    q = g.Question("friction", ("red_block",), 0.05)
+    load = 2.0 * TRUE["mass"] * 9.81
+    results = {}
+    for reported in (True, False):
+        post = Posterior(q, ForwardModel(scene, pool, AXES), prior_hypothesis(q), n_particles=1500, seed=1)
+        rng = np.random.default_rng(1)
+        for text in ("weigh red_block", "push red_block +x 0.10 0.05", "push red_block +x 0.10 0.10"):
+            e = _exp(text)
+            m = _measure(pool, scene, e, rng)
+            if e.skill == "push":
+                m["force_mean_N"] += TRUE["friction"] * load
+                if reported:
+                    m["load_N"] = load
+            post.update(Measurement.from_reply(e, m))
+        results[reported] = _sd(post.objects["red_block"], "friction")[0]
+    assert abs(results[True] - TRUE["friction"]) < 0.06
+    assert results[False] > TRUE["friction"] + 0.15
+
+
 def test_weigh_and_drop_pin_mass_and_restitution(world):
     op = _posterior(world, "mass", ["weigh red_block", "drop red_block 0.20"])
     assert abs(_sd(op, "mass")[0] - TRUE["mass"]) < 0.02
