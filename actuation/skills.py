@@ -18,6 +18,7 @@ import numpy as np
 import pybullet as p
 
 from actuation import protocols as P
+from actuation.gate import GateConfig
 from actuation.kinematics import Kinematics, Unreachable
 from actuation.trajectory import cartesian_line, min_jerk, speed_profile
 from bus import GripperCommand, GripperState, JointCommand, JointState, Node, ObjectPoses, SafetyState, Wrench
@@ -401,7 +402,6 @@ class Skills:
         (velocity_scale x the URDF's): the gate would slow it down, and the measurement would be of another
         experiment than the one asked for. (Accelerations are left to the gate: second differences of IK
         waypoints carry the redundant arm's null-space jitter, and the gate scales such steps smoothly.)"""
-        from actuation.gate import GateConfig
         v = np.abs(np.diff(np.vstack([q_before, qs]), axis=0)) * self.hz
         limit = self.kin.limits.velocity * GateConfig().velocity_scale
         frac = v / limit
