@@ -52,7 +52,7 @@ def run_investigation(question_text: str, seed: int = 0, agent_name: str = "eig"
             raise typer.BadParameter(f"no {', '.join(missing)} in the world of seed {seed}; it has "
                                      f"{', '.join(gscene.names)}", param_hint="--question")
         if question.kind == "predict" and not g.path_clear(gscene, question.object, question.action.direction,
-                                                           g.STRIKE_TRAVEL):
+                                                           g.strike_travel(question.action.speed)):
             raise typer.BadParameter(f"{question.object} cannot be struck along {question.action.direction} "
                                      "in this world (path blocked or off the table)", param_hint="--question")
         sinks = [bus_sink(bench.notebook_pub), jsonl_sink(out / "notebook.jsonl")]

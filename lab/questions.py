@@ -38,12 +38,14 @@ def make_question(kind: str, scene: g.Scene, seed: int = 0, tolerance: float | N
         return g.Question("rank", tuple(scene.names), 0.0, budget)
     if kind == "predict":
         rng = np.random.default_rng([seed, 0x9E7])
-        dirs = [d for d in g.DIRECTIONS if g.path_clear(scene, subject, d, g.STRIKE_TRAVEL)] or ["+x"]
-        across = [d for d in dirs if d in ("+y", "-y")]  # an arm strikes faster across its reach than along it
+        speed = float(rng.choice(PREDICT_SPEEDS))
+        # an arm strikes faster across its reach (y) than along it (x)
+        across = [d for d in ("+y", "-y") if g.path_clear(scene, subject, d, g.strike_travel(speed))]
         if across:
-            act = g.Experiment("strike", subject, str(rng.choice(across)), speed=float(rng.choice(PREDICT_SPEEDS)))
+            act = g.Experiment("strike", subject, str(rng.choice(across)), speed=speed)
         else:
-            act = g.Experiment("strike", subject, str(rng.choice(dirs)), speed=PREDICT_SPEED_ALONG_X)
+            along = [d for d in ("+x", "-x") if g.path_clear(scene, subject, d, g.strike_travel(PREDICT_SPEED_ALONG_X))]
+            act = g.Experiment("strike", subject, str(rng.choice(along or ["+x"])), speed=PREDICT_SPEED_ALONG_X)
         return g.Question("predict", (subject,), round(tol, 3), budget, act)
     return g.Question(kind, (subject,), round(tol, 2), budget)
 

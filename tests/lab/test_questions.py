@@ -22,7 +22,7 @@ def test_every_kind_for_seeded_worlds_round_trips_through_text():
         for q in qs:
             assert parse_question(q.render()) == q
         pred = qs[-1]
-        assert g.path_clear(scene, pred.object, pred.action.direction, g.STRIKE_TRAVEL)
+        assert g.path_clear(scene, pred.object, pred.action.direction, g.strike_travel(pred.action.speed))
 
 
 def test_rank_needs_two_objects():
