@@ -122,19 +122,25 @@ class SafetyLimits:
 
     def filter(self, target, position, effort=None) -> tuple[np.ndarray | None, list[Intervention]]:
         """The command to send for `target` given the measured `position` (and `effort`), or None to send
-        nothing. Clamps (mode=clamp) or rejects (mode=reject) anything outside the limits."""
+        nothing. Clamps (mode=clamp) or rejects (mode=reject) anything outside the limits. A refused target
+        ends the command stream: the arm comes to rest at the last command it got, and the next stream
+        starts from there at rest (not with the velocity of a stream that stopped)."""
+        cmd, out = self._filter(target, position, effort)
+        if cmd is None and self.last is not None:
+            self.last_vel = np.zeros_like(self.last)
+        return cmd, out
+
+    def _filter(self, target, position, effort) -> tuple[np.ndarray | None, list[Intervention]]:
         n = len(self.lower)
         t = np.asarray(target, float)
         x = np.asarray(position, float)
         out: list[Intervention] = []
         if t.shape != (n,) or x.shape != (n,) or not (np.all(np.isfinite(t)) and np.all(np.isfinite(x))):
-            self._stream_broken()
             return None, [Intervention("invalid", f"target must be {n} finite values, got {t.tolist()}")]
         if effort is not None:
             e = np.abs(np.asarray(effort, float))
             if e.shape == (n,) and np.any(e > self.effort * (1 + 1e-6)):
                 j = int(np.argmax(e / self.effort))
-                self._stream_broken()
                 return None, [Intervention("effort", f"joint {j} effort {e[j]:.1f} > {self.effort[j]:.1f}")]
         if self.last is not None and np.any(np.abs(x - self.last) > self.max_step):
             # the arm is not where we last sent it (sim reset, external push, driver restart):
@@ -150,7 +156,6 @@ class SafetyLimits:
             lo, hi, bounds = self._bounds(x)
         if np.any(lo > hi):
             j = int(np.argmax(lo - hi))
-            self._stream_broken()
             return None, out + [Intervention("infeasible", f"joint {j}: no command satisfies every limit "
                                                            f"(measured {x[j]:.3f})")]
         cmd = t
@@ -162,11 +167,9 @@ class SafetyLimits:
                 out.append(Intervention(kind, f"joint {j} target {t[j]:.4f} outside [{blo[j]:.4f}, {bhi[j]:.4f}]"))
         if len(out) > resynced:
             if self.mode == "reject":
-                self._stream_broken()
                 return None, out
             cmd = self._scaled_step(t, lo, hi, bounds[0])
         if not self.in_workspace(cmd):
-            self._stream_broken()
             return None, out + [Intervention("workspace", f"end effector would leave the workspace box "
                                                           f"at {np.round(self.fk(cmd), 3).tolist()}")]
         last = x if self.last is None else self.last
@@ -192,12 +195,6 @@ class SafetyLimits:
             room = np.where(d > 0, (hi - p0) / d, np.where(d < 0, (lo - p0) / d, np.inf))
         s = float(np.clip(np.min(room), 0.0, 1.0))
         return np.clip(p0 + s * d, lo, hi)
-
-    def _stream_broken(self) -> None:
-        """A refused target ends the command stream: the arm comes to rest at the last command it got, and
-        the next stream starts from there at rest (not with the velocity of a stream that stopped)."""
-        if self.last is not None:
-            self.last_vel = np.zeros_like(self.last)
 
     def check(self, cmd, prev, prev_vel, position) -> list[str]:
         """Violations of `cmd` given the previous command (for tests and audits)."""
