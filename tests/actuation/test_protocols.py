@@ -56,3 +56,49 @@ def test_com_offset_needs_a_resolvable_weight():
     nan = z.copy()
     nan[:, 2] = np.nan
     assert P.analyze_com(z, nan, [0, 0, 0.3], [0, 0, 0], [0, 0, 0, 1]) == {}
+
+
+def _bounce_trace(h, e, rest, settle_dz=0.0, hz=120.0, noise=0.0, seed=0):
+    """Centre height of a block released h above its landing height `rest`: free fall, one rebound of
+    e^2 h (velocity e times the impact speed), then rest at rest + settle_dz (e.g. leaning on a neighbour)."""
+    dt, g = 1.0 / hz, P.G
+    v_in = np.sqrt(2 * g * h)
+    t_fall, t_up = v_in / g, 2 * e * v_in / g
+    t = np.arange(0.0, t_fall + t_up + 0.5, dt)
+    z = np.where(t < t_fall, rest + h - 0.5 * g * t ** 2, 0.0)
+    s = t - t_fall
+    up = (t >= t_fall) & (s < t_up)
+    z[up] = rest + e * v_in * s[up] - 0.5 * g * s[up] ** 2
+    after = s >= t_up
+    z[after] = rest + settle_dz * np.clip((s[after] - t_up) / 0.1, 0, 1)
+    return t, z + np.random.default_rng(seed).normal(0, noise, len(z)) if noise else z
+
+
+@settings(max_examples=200, deadline=None)
+@given(h=st.floats(0.05, 0.3), e=st.floats(0.2, 0.9), rest=st.floats(0.015, 0.05),
+       settle=st.floats(-0.005, 0.015))
+def test_drop_bounce_is_the_rebound_from_the_impact(h, e, rest, settle):
+    # where the block comes to rest afterwards (flat, or leaning up to 15 mm higher) does not matter
+    t, z = _bounce_trace(h, e, rest, settle)
+    v = np.sqrt(2 * P.G * e * e * h)      # rebound speed
+    # sampled at 120 Hz, the impact and the apex are seen within one sample's travel
+    err = v / 120.0 + 0.5 * P.G / 120.0 ** 2
+    assert P.analyze_drop(t, z, 0.0, 0.05)["bounce_m"] == pytest.approx(e * e * h, abs=err)
+
+
+def test_drop_bounce_ignores_a_block_that_ends_leaning_higher_than_it_landed():
+    # the rest-based reading of an earlier version saw 0.001 m here (seed 1011: the block bounced 12 mm,
+    # tumbled and came to rest leaning on a cylinder 10 mm higher than it had landed)
+    t, z = _bounce_trace(0.2, 0.25, 0.0235, settle_dz=0.010)
+    # within one 120 Hz sample's travel of the 0.5 m/s rebound
+    assert P.analyze_drop(t, z, 0.0, 0.047)["bounce_m"] == pytest.approx(0.25 ** 2 * 0.2, abs=0.0045)
+
+
+def test_drop_bounce_of_a_dead_landing_is_within_the_noise():
+    t, z = _bounce_trace(0.2, 0.0, 0.03, noise=0.0005, seed=3)
+    assert P.analyze_drop(t, z, 0.0005, 0.06)["bounce_m"] < 0.003
+
+
+@pytest.mark.parametrize("z", [[], [0.1], [0.1, float("nan"), 0.02]])
+def test_drop_bounce_of_a_useless_track_is_zero(z):
+    assert P.analyze_drop(np.arange(len(z)) / 120, z, 0.0, 0.05)["bounce_m"] == 0.0
