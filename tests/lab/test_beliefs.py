@@ -166,3 +166,28 @@ def test_expert_combines_weighing_and_pushing_for_friction(world):
     mu, _ = post.objects["red_block"].mean_sd(post.objects["red_block"].natural("friction"))
     assert abs(mu - TRUE["friction"]) < 0.05
     assert eig_scores(post, list(cands)).max() < 2.0
+
+
+def test_a_repeated_drop_is_trusted_less_than_the_first(world):
+    # the first drop of a block sees it on the face it was made standing on; a later one may see it on
+    # another face, whose vertical centre-of-mass offset the twin cannot know (NoiseModel.rel_repeat)
+    scene, pool, fm = world
+    q = g.Question("restitution", ("red_block",), 0.05)
+    post = Posterior(q, fm, prior_hypothesis(q), n_particles=1500, seed=0)
+    drop, weigh = _exp("drop red_block 0.20"), _exp("weigh red_block")
+    rng = np.random.default_rng(0)
+    assert not post.repeats(drop)
+    first = Measurement.from_reply(drop, _measure(pool, scene, drop, rng))
+    post.update(first)
+    second = Measurement.from_reply(drop, _measure(pool, scene, drop, rng))
+    assert post.repeats(drop) and not post.repeats(weigh)
+    post.update(second)
+    assert not first.repeat and second.repeat
+    # the same reading is less informative the second time: more of the prior's particles keep weight
+    prior = Posterior(q, fm, prior_hypothesis(q), n_particles=1500, seed=1).objects["red_block"]
+    again = Measurement(drop, first.values, first.reported_sigma, first.com, repeat=True)
+
+    def ess(m):
+        w = np.exp(prior.loglik(m, prior.theta))
+        return w.sum() ** 2 / (w ** 2).sum()
+    assert ess(again) > 1.3 * ess(first)
