@@ -79,8 +79,9 @@ class _ObjectScorer:
         if key not in self.loglik:
             pred = predict_biased(self.post.forward, exp, self.inner)
             out = np.zeros((len(self.outer), len(self.inner)))
+            repeat = self.post.repeats(exp)
             for mkey in MEASURED[exp.skill]:
-                sig = self.post.noise.sigma(mkey, pred[mkey], self.last_sigma.get(mkey, 0.0), self.post.repeats(exp))
+                sig = self.post.noise.sigma(mkey, pred[mkey], self.last_sigma.get(mkey, 0.0), repeat)
                 y = self.post.noise.sample(pred[mkey][self.outer], sig[self.outer], self.rng)
                 out += self.post.noise.logpdf(y[:, None], pred[mkey][None, :], sig[None, :], mkey)
             self.loglik[key] = out
