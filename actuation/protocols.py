@@ -13,6 +13,7 @@ Physics each protocol exposes (flat table, the table's coefficients are 1, so th
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,8 @@ STRIKE_BRAKE = 20.0       # m/s^2: harder than any friction (μ ≤ 1 -> μg < 1
 STRIKE_MAX_SPEED = 0.6    # m/s
 WEIGH_LIFT = 0.05         # m
 SETTLE_S = 0.25           # s of holding still before a baseline or a reading
+TILT_RAD = math.radians(35)     # a drop tilts the held object this far to see its vertical COM offset
+TILT_MIN_RAD = math.radians(10)  # ... and needs at least this much to resolve it
 DIRECTIONS = {"+x": (1.0, 0.0), "-x": (-1.0, 0.0), "+y": (0.0, 1.0), "-y": (0.0, -1.0)}
 
 
@@ -153,29 +156,50 @@ def analyze_drop(t, z, sigma: float, size: float) -> dict:
     return {"bounce_m": float(max(0.0, top - low)), "bounce_sigma_m": float(np.sqrt(2) * sigma)}
 
 
-def analyze_com(wrench_base, wrench_held, sensor_pos, centre, orientation_xyzw, min_force: float = 0.2) -> dict:
-    """Centre-of-mass offset of a held object (x, y; m) in the frame of its faces as it is held, z up.
+def analyze_com(wrench_base, wrench_held, sensor_pos, centre, orientation_xyzw, min_force: float = 0.2,
+                tilted: tuple | None = None) -> dict:
+    """Centre-of-mass offset of a held object (m) in the frame of its faces as it is held, z up.
 
     wrench_*: (N, 6) samples [force xyz, torque xyz about the sensor, base frame] with the hand empty and
     holding the object still at the same orientation (the difference is the object's pull alone);
     sensor_pos: the sensor's position while holding; centre, orientation_xyzw: the object's geometric
     centre and orientation. The frame is the object's own with its most vertical axis as z: a block that
-    tumbled onto another face is, for what happens next, a block standing on that face. The vertical
-    offset is unobservable this way and taken as 0. Returns {} when the held weight is too small to
-    resolve (|dFz| < min_force N).
+    tumbled onto another face is, for what happens next, a block standing on that face.
+
+    Held level, the wrist torque sees only the horizontal offset (com_x_m, com_y_m). `tilted`: the same five
+    readings with the object held tilted (at least TILT_MIN_RAD away from the level hold): the vertical
+    offset then has a horizontal lever too, and a least-squares fit of both holds adds com_z_m. Returns {}
+    when the held weight is too small to resolve (|dFz| < min_force N); a tilted reading that cannot be
+    resolved is left out (no com_z_m).
     """
-    d = np.mean(np.asarray(wrench_held, float), axis=0) - np.mean(np.asarray(wrench_base, float), axis=0)
-    fz = d[2]
-    if not np.isfinite(fz) or abs(fz) < min_force:
+    level = _com_lever(wrench_base, wrench_held, sensor_pos, centre, min_force)
+    if level is None:
         return {}
-    com_xy = np.asarray(sensor_pos, float)[:2] + np.array([-d[4] / fz, d[3] / fz])
-    offset = np.array([*(com_xy - np.asarray(centre, float)[:2]), 0.0])
     R = Rotation.from_quat(np.asarray(orientation_xyzw, float)).as_matrix()
     k = int(np.argmax(np.abs(R[2])))          # the body axis that points (most nearly) up or down
     i, j = (k + 1) % 3, (k + 2) % 3           # (e_i, e_j, e_k) is right-handed
     if R[2, k] < 0:
         i, j = j, i                           # (e_j, e_i, -e_k) is, with z up
+    tilt = _com_lever(*tilted[:4], min_force) if tilted is not None else None
+    if tilt is not None:
+        Rt = Rotation.from_quat(np.asarray(tilted[4], float)).as_matrix()
+        A = np.vstack([R[:2], Rt[:2]])        # horizontal rows of (R o): the levers each hold measured
+        # the smallest singular value of A is sqrt(2) sin(angle between the holds / 2)
+        if np.linalg.svd(A, compute_uv=False)[-1] >= math.sqrt(2) * math.sin(TILT_MIN_RAD / 2):
+            o = np.linalg.lstsq(A, np.concatenate([level, tilt]), rcond=None)[0]   # body frame
+            return {"com_x_m": float(o[i]), "com_y_m": float(o[j]), "com_z_m": float(np.sign(R[2, k]) * o[k])}
+    offset = np.array([*level, 0.0])
     return {"com_x_m": float(offset @ R[:, i]), "com_y_m": float(offset @ R[:, j])}
+
+
+def _com_lever(wrench_base, wrench_held, sensor_pos, centre, min_force: float) -> np.ndarray | None:
+    """The horizontal vector from the object's geometric centre to its centre of mass (base frame), from
+    the torque of its weight about the sensor; None when the weight is too small to resolve."""
+    d = np.mean(np.asarray(wrench_held, float), axis=0) - np.mean(np.asarray(wrench_base, float), axis=0)
+    fz = d[2]
+    if not np.isfinite(fz) or abs(fz) < min_force or not np.all(np.isfinite(d[3:5])):
+        return None
+    return np.asarray(sensor_pos, float)[:2] + np.array([-d[4] / fz, d[3] / fz]) - np.asarray(centre, float)[:2]
 
 
 def analyze_weigh(fz_base, fz_held) -> dict:

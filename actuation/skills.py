@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import pybullet as p
+from scipy.spatial.transform import Rotation
 
 from actuation import protocols as P
 from actuation.gate import GateConfig
@@ -550,11 +551,16 @@ class Skills:
         plan = self._plan_grasp(label, height)
         top = self._ee(plan["tip"]) + [0, 0, height]
         away = self._line(top, top + [0, 0, 0.1], 0.4, plan["up"][-1], accel=8.0)
+        # the held object tilted, for its vertical centre-of-mass offset, and the empty hand the same way
+        # above it for the baseline; skipped (no com_z_m) where the arm cannot tilt its hand there
+        q_tilt = self._tilted(top, plan["up"][-1])
+        q_tilt_away = self._tilted(top + [0, 0, 0.1], away[-1]) if q_tilt is not None else None
         self._grasp(plan, label)
         self._run(plan["up"])
         self._record(True)
         held = self._hold(P.SETTLE_S)
         q_held = self._last_q
+        held_tilt = self._hold_tilted(q_tilt) if q_tilt_away is not None else []
         # release holding still (the object falls from rest), then take the hand out of the bounce's way
         stamps = self._stream([self._last_q])
         stamps += self._gripper(self.rs.max_opening or 0.08, wait_for=lambda g: not g.object_detected)
@@ -562,30 +568,60 @@ class Skills:
         self._last_q = away[-1]
         stamps += self._settle_object(label, max_s=2.0)
         base = self._hold(P.SETTLE_S)    # the empty hand at the holding orientation: the torque baseline
+        base_tilt = self._hold_tilted(q_tilt_away) if held_tilt else []
         self._wait_objects(stamps[-1])
-        self._wait_stamps(self._wrench, base)
+        self._wait_stamps(self._wrench, base + base_tilt)
         self._record(False)
         t, xyz = self._track(label, stamps)
         if len(t) < 5:
             raise SkillFailed("no object track during the drop (is perception/objects running?)")
         out = P.analyze_drop(t, xyz[:, 2], self._sigma(label), plan["size"])
-        out.update(self._com_offset(label, plan["size"], held[len(held) // 2:], base[len(base) // 2:], q_held))
+        tilted = (held_tilt, base_tilt, q_tilt) if held_tilt else None
+        out.update(self._com_offset(label, plan["size"], held[len(held) // 2:], base[len(base) // 2:], q_held, tilted))
         return out
 
-    def _com_offset(self, label: str, size: float, held: list[int], base: list[int], q_held) -> dict:
-        """The held object's centre-of-mass offset from the wrist torque (`protocols.analyze_com`);
+    def _tilted(self, pos, q0) -> np.ndarray | None:
+        """Joints that hold the tool at `pos` turned P.TILT_RAD about its own x axis (across a pinch: the
+        fingers keep the object from swinging), near `q0`; None where the arm cannot."""
+        down = Rotation.from_quat(self._orientation(pos))
+        turn = Rotation.from_rotvec(down.as_matrix()[:, 0] * P.TILT_RAD)
+        try:
+            q = self.kin.ik(pos, (turn * down).as_quat(), q0=q0, restarts=2)
+        except Unreachable:
+            return None
+        return q if np.max(np.abs(q - np.asarray(q0))) < 1.5 else None  # not a wholly different arm pose
+
+    def _hold_tilted(self, q_tilt) -> list[int]:
+        """Turn to `q_tilt`, hold still (the stamps returned), turn back to the current joints."""
+        q_level = self._last_q
+        self._run(self._joint_path(q_level, q_tilt))
+        stamps = self._hold(P.SETTLE_S * 2)
+        self._run(self._joint_path(q_tilt, q_level))
+        self._hold(P.SETTLE_S)
+        return stamps[len(stamps) // 2:]
+
+    def _com_offset(self, label: str, size: float, held: list[int], base: list[int], q_held,
+                    tilted: tuple | None = None) -> dict:
+        """The held object's centre-of-mass offset from the wrist torque (`protocols.analyze_com`), held
+        level and, with `tilted` = (held stamps, baseline stamps, joints), tilted too;
         {} when a signal is missing (no wrist sensor, no object pose)."""
         def between(table: dict, stamps: list[int]) -> list:  # sensors may run slower than the control rate
             return [v for s, v in sorted(table.items()) if stamps[0] <= s <= stamps[-1]]
-        with self._rec_lock:
-            w_held, w_base = between(self._wrench, held), between(self._wrench, base)
-            poses = [o for o in (m.get(label) for m in between(self._objects, held)) if o is not None]
-        if len(w_held) < 3 or len(w_base) < 3 or not poses:
+
+        def reading(held: list[int], base: list[int], q) -> tuple | None:
+            with self._rec_lock:
+                w_held, w_base = between(self._wrench, held), between(self._wrench, base)
+                poses = [o for o in (m.get(label) for m in between(self._objects, held)) if o is not None]
+            if len(w_held) < 3 or len(w_base) < 3 or not poses:
+                return None
+            centre = np.mean([o.position for o in poses], axis=0)
+            return w_base, w_held, self.kin.fk(q, self._ft_link)[0], centre, poses[-1].orientation
+
+        level = reading(held, base, q_held)
+        if level is None:
             return {}
-        sensor = self.kin.fk(q_held, self._ft_link)[0]
-        centre = np.mean([o.position for o in poses], axis=0)
-        out = P.analyze_com(w_base, w_held, sensor, centre, poses[-1].orientation)
-        if out and math.hypot(out["com_x_m"], out["com_y_m"]) > 0.5 * size:
+        out = P.analyze_com(*level, tilted=reading(*tilted) if tilted else None)
+        if out and np.linalg.norm([out.get(k, 0.0) for k in ("com_x_m", "com_y_m", "com_z_m")]) > 0.5 * size:
             # outside the object: the grip slipped or a finger touched something; no offset rather than a wrong one
             log.info("drop %s: discarding a centre-of-mass estimate of %s", label, out)
             return {}

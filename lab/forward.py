@@ -10,8 +10,8 @@ multilinearly in log space afterwards. Most responses are power laws of the para
 Why the direction can be left out: the grid only offers pushes and strikes along directions whose path
 is clear (`lab.grammar.path_clear`), and on an isotropic table an unobstructed object responds the same
 way in every direction. Why some parameters are left out of a skill's table (`SKILL_DEPENDS`): e.g. a
-drop is vertical, so friction does not enter; tests/lab/test_identifiability.py checks each claim on
-the Twin itself.
+strike's slide does not depend on the mass; tests/lab/test_beliefs.py checks each claim on the Twin
+itself.
 """
 from __future__ import annotations
 
@@ -59,16 +59,13 @@ MU, M, E = Coord("log friction", (1, 0, 0)), Coord("log mass", (0, 1, 0)), Coord
 MU_M = Coord("log friction*mass", (1, 1, 0))
 # The coordinates each skill's measurements depend on, checked on the Twin (tests/lab/test_beliefs.py):
 # a steady push needs force mu*m*g (only the product), a strike's slide v^2/(2 mu g) (not the mass: the
-# pusher imposes the launch speed), weighing the mass, and a drop's bounce the restitution (and the
-# centre of mass: COM_SKILLS; friction: UNMODELLED). Fewer table axes mean far fewer Twin runs.
-SKILL_COORDS = {"push": (MU_M,), "strike": (MU,), "weigh": (M,), "drop": (E,), "lift": (M,)}
+# pusher imposes the launch speed), weighing the mass, and a drop's bounce the restitution and, for a block
+# whose centre of mass is off-centre (COM_SKILLS), the friction: it lands tipping and its corners slip or
+# grip (smoothly: the bounce falls, then rises with mu, flat above ~0.65). Fewer table axes mean far fewer
+# Twin runs.
+SKILL_COORDS = {"push": (MU_M,), "strike": (MU,), "weigh": (M,), "drop": (MU, E), "lift": (M,)}
 SKILL_DEPENDS = {"push": ("friction", "mass"), "strike": ("friction",), "weigh": ("mass",),
-                 "drop": ("restitution",), "lift": ()}
-# Dependences the twin shows but the tables leave out, as noise: a dropped block's bounce also depends on
-# friction, through how it tumbles after landing on an edge; that tumble turns on sub-millimetre details
-# of the centre of mass (see COM_SKILLS), so the arm's bounce does not follow the twin's friction trend.
-# Modelled, it made the expert drop blocks to learn their friction (and lose them off the table).
-UNMODELLED = {"drop": ("friction",)}
+                 "drop": ("restitution", "friction"), "lift": ()}
 # the measurements of each skill that the likelihood uses, with the floor added before taking logs
 MEASURED = {"push": {"force_mean_N": 0.01}, "strike": {"slide_m": 1e-3}, "weigh": {"mass_kg": 1e-3},
             "drop": {"bounce_m": 1e-3}, "lift": {"lifted_m": 1e-3}}
@@ -80,7 +77,7 @@ NOMINAL = {"friction": 0.5, "mass": 0.2, "restitution": 0.4}
 # from the wrist torque while it holds the object, and the drop tables are built with that offset.
 COM_SKILLS = ("drop",)
 COM_STEP = 0.001    # m: offsets are rounded to this before keying tables (one table per distinct offset)
-POINTS = {"drop": (7,)}     # points per axis where the default is too many Twin runs
+POINTS = {"drop": (8, 7)}   # points per axis where the default is too many Twin runs
 
 
 class TwinLike(Protocol):
@@ -164,32 +161,37 @@ class ForwardModel:
         self.scene, self.twins, self.axes = scene, twins, axes
         self._tables: OrderedDict[tuple, Table] = OrderedDict()
         self._lock = threading.Lock()
-        self._com: dict[str, tuple[float, float]] = {}  # object -> latest measured offset
+        self._com: dict[str, tuple[float, ...]] = {}    # object -> latest measured offset
         self._load: dict[str, float] = {}                # object -> latest measured push load, N
         self.twin_calls = 0
 
-    def note_com(self, label: str, com: tuple[float, float]) -> None:
-        """An object's centre-of-mass offset as the latest drop measured it (x, y in the frame of the faces
-        of the object as it lies now: it may have tumbled since an earlier one)."""
-        self._com[label] = (float(com[0]), float(com[1]))
+    def note_com(self, label: str, com: tuple[float, ...]) -> None:
+        """An object's centre-of-mass offset as the latest drop measured it (x, y and, when the drop tilted
+        the object, z; in the frame of the faces of the object as it lies now: it may have tumbled since)."""
+        self._com[label] = tuple(float(v) for v in com)
+
+    def measured_com(self, label: str) -> tuple[float, ...] | None:
+        """The latest offset `note_com` was given for an object (None before any)."""
+        return self._com.get(label)
 
     def note_load(self, label: str, load: float) -> None:
         """The vertical force the hand put on an object in its latest push (it depends on how the object's
         height meets the hand, so the next push on it will likely see the same)."""
         self._load[label] = float(load)
 
-    def com(self, label: str, com: tuple[float, float] | None = None) -> tuple[float, float, float]:
+    def com(self, label: str, com: tuple[float, ...] | None = None) -> tuple[float, float, float]:
         """The COM offset a table uses: `com` when given (a past measurement's own), else the object's
-        latest measured one, else zero; rounded to COM_STEP."""
-        xy = com if com is not None else self._com.get(label)
-        if xy is None:
+        latest measured one, else zero; rounded to COM_STEP (z is zero when it was not measured)."""
+        xyz = com if com is not None else self._com.get(label)
+        if xyz is None:
             return (0.0, 0.0, 0.0)
-        return tuple(round(round(float(v) / COM_STEP) * COM_STEP, 6) for v in xy) + (0.0,)
+        xyz = (tuple(xyz) + (0.0, 0.0, 0.0))[:3]
+        return tuple(round(round(float(v) / COM_STEP) * COM_STEP, 6) for v in xyz)
 
-    def _key(self, exp: g.Experiment, com: tuple[float, float] | None = None) -> tuple:
+    def _key(self, exp: g.Experiment, com: tuple[float, ...] | None = None) -> tuple:
         return level_key(exp) + ((self.com(exp.object, com),) if exp.skill in COM_SKILLS else ())
 
-    def table(self, exp: g.Experiment, com: tuple[float, float] | None = None) -> Table:
+    def table(self, exp: g.Experiment, com: tuple[float, ...] | None = None) -> Table:
         key = self._key(exp, com)
         with self._lock:
             if key in self._tables:
@@ -204,7 +206,7 @@ class ForwardModel:
         for e in experiments:
             self.table(e)
 
-    def predict(self, exp: g.Experiment, theta: np.ndarray, com: tuple[float, float] | None = None,
+    def predict(self, exp: g.Experiment, theta: np.ndarray, com: tuple[float, ...] | None = None,
                 load: float | None = None) -> dict[str, np.ndarray]:
         """`com`, `load`: a past measurement's own; None: the object's latest (for experiments to come).
         A push's vertical load L adds mu x L to the friction force: F = mu (m g + L), which the twin's pad

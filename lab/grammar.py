@@ -54,11 +54,12 @@ OBS_FIELDS = {  # skill -> ((text key, measurement key, decimals), ...) in text 
     "drop": (("bounce", "bounce_m", 3),),
     "lift": (("lifted", "lifted_m", 3),),
 }
-# optional trailing fields, all or none, reported when the arm has a wrist F/T sensor: a drop the centre-of-
-# mass offset (object frame, x y) that the wrist torque showed while the object was held; a push the
-# vertical force the hand put on the object while pushing it (down > 0), which adds mu x load to the
-# friction (a tall block meets the palm of a hand pushing it low)
-OBS_OPTIONAL = {"drop": ("com", ("com_x_m", "com_y_m"), 3), "push": ("load", ("load_N",), 2)}
+# optional trailing fields, reported when the arm has a wrist F/T sensor: a drop the centre-of-mass offset
+# (object frame, x y, and z when the arm could tilt the object) that the wrist torque showed while the
+# object was held; a push the vertical force the hand put on the object while pushing it (down > 0), which
+# adds mu x load to the friction (a tall block meets the palm of a hand pushing it low).
+# skill -> (word, measurement keys, decimals, how many of the keys at least)
+OBS_OPTIONAL = {"drop": ("com", ("com_x_m", "com_y_m", "com_z_m"), 3, 2), "push": ("load", ("load_N",), 2, 1)}
 DEFAULT_BUDGET = 10
 
 
@@ -240,7 +241,7 @@ class Observation:
     """What an experiment measured: (text key, value) pairs in grammar order, or why it failed."""
     values: tuple[tuple[str, float], ...] = ()
     error: str | None = None
-    com: tuple[float, float] | None = None     # a drop's centre-of-mass offset (OBS_OPTIONAL), m
+    com: tuple[float, ...] | None = None       # a drop's centre-of-mass offset x y [z] (OBS_OPTIONAL), m
     load: float | None = None                  # a push's vertical load on the object (OBS_OPTIONAL), N
     kind = "observation"
 
@@ -251,7 +252,7 @@ class Observation:
         text = " ".join(f"{k} {fmt(v, dec[k])}" for k, v in self.values)
         if self.com is not None:
             d = OBS_OPTIONAL["drop"][2]
-            text += f" com {fmt(self.com[0], d)} {fmt(self.com[1], d)}"
+            text += " com " + " ".join(fmt(v, d) for v in self.com)
         if self.load is not None:
             text += f" load {fmt(self.load, OBS_OPTIONAL['push'][2])}"
         return text
@@ -269,10 +270,11 @@ class Observation:
             vals.append((key, float(fmt(abs(v) if key != "moved" else max(v, 0.0), d))))
         extra = None
         if skill in OBS_OPTIONAL:
-            _, keys, d = OBS_OPTIONAL[skill]
+            _, keys, d, least = OBS_OPTIONAL[skill]
             xs = [measurements.get(k) for k in keys]
-            if all(v is not None and math.isfinite(float(v)) for v in xs):
-                extra = tuple(float(fmt(float(v), d)) for v in xs)
+            n = next((i for i, v in enumerate(xs) if v is None or not math.isfinite(float(v))), len(xs))
+            if n >= least:  # the leading keys that are there (a drop without a tilt has no z)
+                extra = tuple(float(fmt(float(v), d)) for v in xs[:n])
         return cls._with_optional(tuple(vals), skill, extra)
 
     @classmethod
@@ -356,8 +358,9 @@ def _optional_re(skill: str) -> str:
     """The optional trailing fields of a skill's observation (OBS_OPTIONAL), as a non-capturing group."""
     if skill not in OBS_OPTIONAL:
         return ""
-    word, keys, d = OBS_OPTIONAL[skill]
-    return f"(?: {word}" + f" {num_re(d, True)}" * len(keys) + ")?"
+    word, keys, d, least = OBS_OPTIONAL[skill]
+    more = f"(?: {num_re(d, True)}" * (len(keys) - least) + ")?" * (len(keys) - least)
+    return f"(?: {word}" + f" {num_re(d, True)}" * least + more + ")?"
 
 
 def body_regex(kind: str, scene: Scene | None = None) -> str:

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from scipy.spatial.transform import Rotation
 
 from actuation import protocols as P
 from perception.geometry import quat_to_R
@@ -32,6 +33,32 @@ def test_com_offset_is_recovered_from_the_wrist_torque(offset, yaw, mass, centre
     out = P.analyze_com(base, held, sensor, centre, q)
     assert out["com_x_m"] == pytest.approx(offset[0], abs=1e-9)
     assert out["com_y_m"] == pytest.approx(offset[1], abs=1e-9)   # the vertical offset does not leak in
+
+
+@settings(max_examples=200, deadline=None)
+@given(offset=st.tuples(*[st.floats(-0.01, 0.01)] * 3), yaw=st.floats(-np.pi, np.pi),
+       tilt=st.floats(np.radians(15), np.radians(60)), axis=st.floats(-np.pi, np.pi), mass=st.floats(0.05, 1.0),
+       hand=st.tuples(*[st.floats(-0.05, 0.05)] * 3))
+def test_holding_the_object_tilted_too_reveals_its_vertical_offset(offset, yaw, tilt, axis, mass, hand):
+    """Level, the weight's torque shows only the horizontal offset; tilted about a horizontal axis, the
+    vertical one gets a lever too, and both holds together give all three (in the level hold's face frame)."""
+    level = np.array([0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)])
+    turn = np.array([np.cos(axis), np.sin(axis), 0.0]) * np.sin(tilt / 2)
+    tilted = np.array([*turn, np.cos(tilt / 2)])
+    tilted_q = (Rotation.from_quat(tilted) * Rotation.from_quat(level)).as_quat()
+    readings = []
+    for q, centre in ((level, np.array([0.5, 0.1, 0.25])), (tilted_q, np.array([0.5, 0.12, 0.24]))):
+        sensor = centre + quat_to_R(q) @ np.array([0.0, 0.0, 0.1])      # the sensor turns with the hand
+        hand_weight = (sensor + quat_to_R(q) @ np.asarray(hand), (0.0, 0.0, -0.9 * P.G))
+        com = centre + quat_to_R(q) @ np.asarray(offset)
+        base = np.tile(_wrench([hand_weight], sensor), (4, 1))
+        held = np.tile(_wrench([hand_weight, (com, (0.0, 0.0, -mass * P.G))], sensor), (4, 1))
+        readings.append((base, held, sensor, centre, q))
+    out = P.analyze_com(*readings[0], tilted=readings[1])
+    assert (out["com_x_m"], out["com_y_m"], out["com_z_m"]) == pytest.approx(offset, abs=1e-9)
+    # a "tilted" hold that is not (less than TILT_MIN_RAD away) cannot resolve z: none is reported
+    flat = P.analyze_com(*readings[0], tilted=readings[0])
+    assert "com_z_m" not in flat and flat["com_x_m"] == pytest.approx(offset[0], abs=1e-9)
 
 
 @pytest.mark.parametrize("roll, axes", [(np.pi / 2, (2, 0)), (-np.pi / 2, (0, 2)), (np.pi, (1, 0))])

@@ -9,8 +9,8 @@ import pytest
 from lab import grammar as g
 from lab.agents import EIGAgent, prior_hypothesis
 from lab.beliefs import Measurement, Posterior
-from lab.design import choose, eig_scores
-from lab.forward import SKILL_DEPENDS, UNMODELLED, Axes, ForwardModel
+from lab.design import DesignConfig, choose, eig_scores
+from lab.forward import SKILL_DEPENDS, Axes, ForwardModel
 from lab.investigation import grammar_scene
 from lab.notebook import NotebookView
 from sim.scene import scene_from_seed
@@ -67,15 +67,15 @@ def test_twin_tables_depend_on_what_each_skill_claims(world):
              "weigh red_block": "mass_kg", "drop red_block 0.20": "bounce_m"}
     for text, key in cases.items():
         e = _exp(text)
+        # a drop depends on friction through the tumble of a block whose centre of mass is off-centre
+        com = {"com_offset": (0.005, 0.001, -0.003)} if e.skill == "drop" else {}
         for p in ("friction", "mass", "restitution"):
-            lo, hi = dict(TRUE), dict(TRUE)
+            lo, hi = dict(TRUE, **com), dict(TRUE, **com)
             lo[p], hi[p] = {"friction": (0.25, 0.8), "mass": (0.1, 0.5), "restitution": (0.2, 0.8)}[p]
             a, b = (pool.predict_many(scene, e.skill, e.args(), [{"red_block": x}])[0][key] for x in (lo, hi))
             rel = abs(abs(a) - abs(b)) / max(abs(a), abs(b), 1e-3)
             if p in SKILL_DEPENDS[e.skill]:
                 assert rel > 0.2, f"{text}: {key} should depend on {p}"
-            elif p in UNMODELLED.get(e.skill, ()):
-                continue   # a real but chaotic dependence the tables treat as noise (lab/forward.py)
             else:
                 assert rel < 0.12, f"{text}: {key} should not depend on {p} ({a} vs {b})"
 
@@ -148,6 +148,21 @@ def test_expert_picks_the_informative_skill(world, kind, skill):
     assert choose(post, cands).experiment.skill == skill
 
 
+def test_a_drop_is_no_evidence_for_a_friction_question(world):
+    """With a measured off-centre offset the drop tables depend on friction (so that restitution reads
+    right), but the expert does not drop a block to learn its friction (DesignConfig.not_evidence)."""
+    scene, pool, fm = world
+    q = g.Question("friction", ("red_block",), 0.05)
+    post = Posterior(q, fm, prior_hypothesis(q), n_particles=800)
+    post.forward.note_com("red_block", (0.005, 0.001, -0.003))
+    cands = [_exp("drop red_block 0.20"), _exp("strike red_block +y 0.45")]
+    scores = eig_scores(post, cands)
+    assert scores[0] < 1e-9 and scores[1] > 0.1
+    counted = DesignConfig(not_evidence={})
+    assert eig_scores(post, cands[:1], counted)[0] > 0.01   # it would count, by the tables
+    post.forward.note_com("red_block", (0.0, 0.0, 0.0))
+
+
 def test_expert_combines_weighing_and_pushing_for_friction(world):
     """Myopic EIG would never weigh for a friction question (the mass alone says nothing about
     friction); the two-step lookahead does, once further slides add little, because weight and push
@@ -170,7 +185,7 @@ def test_expert_combines_weighing_and_pushing_for_friction(world):
 
 def test_a_repeated_drop_is_trusted_less_than_the_first(world):
     # the first drop of a block sees it on the face it was made standing on; a later one may see it on
-    # another face, whose vertical centre-of-mass offset the twin cannot know (NoiseModel.rel_repeat)
+    # another face, leaning or askew (NoiseModel.rel_repeat)
     scene, pool, fm = world
     q = g.Question("restitution", ("red_block",), 0.05)
     post = Posterior(q, fm, prior_hypothesis(q), n_particles=1500, seed=0)
@@ -185,9 +200,13 @@ def test_a_repeated_drop_is_trusted_less_than_the_first(world):
     assert not first.repeat and second.repeat
     # the same reading is less informative the second time: more of the prior's particles keep weight
     prior = Posterior(q, fm, prior_hypothesis(q), n_particles=1500, seed=1).objects["red_block"]
-    again = Measurement(drop, first.values, first.reported_sigma, first.com, repeat=True)
+    seen = Measurement(drop, first.values, first.reported_sigma, (0.0, 0.0, 0.0))
+    again = Measurement(drop, first.values, first.reported_sigma, (0.0, 0.0, 0.0), repeat=True)
+    unseen = Measurement(drop, first.values, first.reported_sigma, (0.0, 0.0))   # no vertical offset measured
 
     def ess(m):
         w = np.exp(prior.loglik(m, prior.theta))
         return w.sum() ** 2 / (w ** 2).sum()
-    assert ess(again) > 1.3 * ess(first)
+    assert seen.com_seen and not unseen.com_seen and not first.com_seen
+    assert ess(again) > 1.3 * ess(seen)
+    assert ess(unseen) > 1.3 * ess(seen)

@@ -66,9 +66,16 @@ def test_drop_observation_carries_an_optional_centre_of_mass_offset():
     obs = g.Observation.from_measurements("drop", {"bounce_m": 0.0231, "com_x_m": -0.0041, "com_y_m": 0.00004})
     assert obs.render() == "bounce 0.023 com -0.004 0.000"
     assert g.parse_body("observation", obs.render()) == obs
+    # the drop tilted the object: its vertical offset too
+    tilted = g.Observation.from_measurements("drop", {"bounce_m": 0.0231, "com_x_m": -0.0041, "com_y_m": 0.002,
+                                                      "com_z_m": -0.0032})
+    assert tilted.render() == "bounce 0.023 com -0.004 0.002 -0.003" and tilted.com == (-0.004, 0.002, -0.003)
+    assert g.parse_body("observation", tilted.render()) == tilted
+    assert g.body_complete("observation", tilted.render()) and g.prefix_ok("observation", "bounce 0.023 com -0.004 0.002 -0.0")
     bare = g.Observation.from_measurements("drop", {"bounce_m": 0.0231})  # no wrist sensor: no com
     assert bare.render() == "bounce 0.023" and g.parse_body("observation", "bounce 0.023") == bare
-    for bad in ("bounce 0.023 com 0.004", "bounce 0.023 com -0.000 0.001", "mass 0.200 com 0.001 0.001"):
+    for bad in ("bounce 0.023 com 0.004", "bounce 0.023 com -0.000 0.001", "mass 0.200 com 0.001 0.001",
+                "bounce 0.023 com 0.001 0.001 0.001 0.001"):
         with pytest.raises(g.GrammarError):
             g.parse_body("observation", bad)
         assert not g.body_complete("observation", bad)
@@ -114,7 +121,8 @@ observations = st.one_of(
     st.sampled_from(list(g.OBS_FIELDS)).flatmap(lambda sk: st.tuples(*[
         _num(0, 100, d).map(lambda v, k=k: (k, v)) for k, _, d in g.OBS_FIELDS[sk]])).map(g.Observation),
     st.builds(lambda b, com: g.Observation((("bounce", b),), com=com), _num(0, 1, 3),
-              st.one_of(st.none(), st.tuples(_num(-0.05, 0.05, 3), _num(-0.05, 0.05, 3)))),
+              st.one_of(st.none(), st.tuples(_num(-0.05, 0.05, 3), _num(-0.05, 0.05, 3)),
+                        st.tuples(*[_num(-0.05, 0.05, 3)] * 3))),
     st.builds(lambda f, d, load: g.Observation((("force", f), ("moved", d)), load=load), _num(0, 50, 2),
               _num(0, 0.3, 3), st.one_of(st.none(), _num(-5, 5, 2))),
     st.text("abcxyz019_. !?", min_size=1, max_size=30).map(g.Observation.failure),
