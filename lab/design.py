@@ -37,7 +37,7 @@ class DesignConfig:
     # skills the expert does not count as evidence for a kind of question although the tables say they
     # carry some: a drop's bounce depends on friction only through how an off-centre block tips as it
     # lands (modelled so that restitution reads right), a weak handle on mu that moves the block, often
-    # out of reach (friction 14/20 on seeds 100000-100019 with drops counted, against 17/20)
+    # out of reach (friction on seeds 100000-100019: 14/20 with drops counted, 15/20 without)
     not_evidence: dict = field(default_factory=lambda: {"friction": ("drop",), "predict": ("drop",)})
 
     def cost(self, exp: g.Experiment) -> float:
