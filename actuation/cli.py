@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 log = logging.getLogger("loopylab.skill")
-SKILLS = ("move_to", "push", "lift", "weigh", "drop", "strike")
+SKILLS = ("move_to", "push", "lift", "weigh", "drop", "strike", "place")
 
 
 def _args(skill: str, target: str | None, direction: str | None, amount: float | None, speed: float | None,
@@ -35,6 +35,12 @@ def _args(skill: str, target: str | None, direction: str | None, amount: float |
         except ValueError:
             raise typer.BadParameter(f"{skill} takes a height in metres, not {direction!r}") from None
     args: dict = {"object": target}
+    if skill == "place":  # `place red_block 0.55 0.10`: where on the table
+        try:
+            args["position"] = [float(direction), float(amount)]
+        except (TypeError, ValueError):
+            raise typer.BadParameter("place takes a table position: loopylab skill place red_block 0.55 0.10") from None
+        return args
     if skill in ("push", "strike"):
         args["direction"] = direction or "+x"
     if skill == "push":
@@ -52,8 +58,8 @@ def register(app: typer.Typer) -> None:
     def skill_cmd(
         skill: str = typer.Argument(..., help=f"One of: {', '.join(SKILLS)}."),
         target: str = typer.Argument(None, help="Object label (red_block …), or 'x y z' for move_to."),
-        direction: str = typer.Argument(None, help="push/strike direction: +x -x +y -y (robot base frame)."),
-        amount: float = typer.Argument(None, help="push: distance m; lift/drop: height m; strike: speed m/s."),
+        direction: str = typer.Argument(None, help="push/strike direction: +x -x +y -y (robot base frame); place: x."),
+        amount: float = typer.Argument(None, help="push: distance m; lift/drop: height m; strike: speed m/s; place: y."),
         speed: float = typer.Option(None, "--speed", help="push speed (m/s, default 0.05) or strike speed."),
         sim: bool = typer.Option(False, "--sim", help="Run on an in-process simulated bench (no graph needed)."),
         robot: str = typer.Option("panda", "--robot", help="Simulated robot: panda, kuka_iiwa, xarm6, so101."),
@@ -61,7 +67,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the raw reply as JSON."),
         timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for the skill."),
     ):
-        """Run one experiment skill (push, lift, weigh, drop, strike, move_to) and print its measurements."""
+        """Run one experiment skill (push, lift, weigh, drop, strike, place, move_to) and print its measurements."""
         if skill not in SKILLS:
             raise typer.BadParameter(f"unknown skill {skill!r}; choose from {', '.join(SKILLS)}")
         args = _args(skill, target, direction, amount, speed, None)

@@ -37,6 +37,7 @@ STRIKE_BRAKE = 20.0       # m/s^2: harder than any friction (μ ≤ 1 -> μg < 1
                           # (10-20) the gate scales the braking steps and the strike brakes a few ms late
 STRIKE_MAX_SPEED = 0.6    # m/s
 WEIGH_LIFT = 0.05         # m
+PLACE_CARRY = 0.10        # m: a placed object is carried this high, above the tallest neighbour (8 cm)
 SETTLE_S = 0.25           # s of holding still before a baseline or a reading
 TILT_RAD = math.radians(35)     # a drop tilts the held object this far to see its vertical COM offset
 TILT_MIN_RAD = math.radians(10)  # ... and needs at least this much to resolve it

@@ -1,4 +1,4 @@
-"""Experiment skills served on `skills/execute`: move_to, push, lift, weigh, drop, strike.
+"""Experiment skills served on `skills/execute`: move_to, push, lift, weigh, drop, strike, place.
 
 Each skill plans its whole motion first (IK for every point; an unreachable point fails before the arm
 moves), then streams `arm/joint_target` one control period at a time, waiting for each new
@@ -68,7 +68,7 @@ class Skills:
         fn = getattr(self, f"skill_{name}", None) if isinstance(name, str) else None
         if fn is None:
             return {"ok": False, "measurements": {"source": "scene", "duration_s": 0.0},
-                    "error": f"unknown skill {name!r} (known: move_to, push, lift, weigh, drop, strike)"}
+                    "error": f"unknown skill {name!r} (known: move_to, push, lift, weigh, drop, strike, place)"}
         if not self._lock.acquire(timeout=0.1):
             return {"ok": False, "measurements": {"source": "scene", "duration_s": 0.0},
                     "error": "another skill is running"}
@@ -544,6 +544,31 @@ class Skills:
         fz_held = [self._wrench[s][2] for s in held[len(held) // 2:] if s in self._wrench]
         self._release_and_retreat(plan)
         return P.analyze_weigh(fz_base, fz_held)
+
+    def skill_place(self, args: dict) -> dict:
+        """Pick the object up, carry it above its neighbours and set it down at `position` (x, y on the
+        table): to give a boxed-in object room to be pushed and struck. Returns how far it moved."""
+        label = str(args.get("object", ""))
+        target = np.asarray(args.get("position", ()), float)
+        if target.shape != (2,) or not np.all(np.isfinite(target)):
+            raise P.BadArgs("position must be [x, y] in metres")
+        plan = self._plan_grasp(label, P.PLACE_CARRY)
+        tip = self._grasp_tip([*target, 0.0], plan["size"])
+        high = self._ee(tip) + [0, 0, P.PLACE_CARRY]
+        across = self._line(self._ee(plan["tip"]) + [0, 0, P.PLACE_CARRY], high, 0.1, plan["up"][-1])
+        lower = self._line(high, self._ee(tip) + [0, 0, 0.002], 0.05, across[-1] if len(across) else plan["up"][-1])
+        retreat = self._line(self._ee(tip) + [0, 0, 0.002], self._ee(tip) + [0, 0, self.rs.clearance], 0.1, lower[-1])
+        self._grasp(plan, label)
+        self._run(plan["up"], across, lower)
+        self._gripper(self.rs.max_opening or 0.08, wait_for=lambda g: not g.object_detected)
+        self._hold(0.3)
+        self._record(True)
+        self._run(retreat)
+        self._settle_object(label, max_s=1.0)
+        self._record(False)
+        pos = self._obj_now(label)
+        return {"placed_m": float(np.linalg.norm(pos[:2] - plan["pos0"][:2])),
+                "position_error_m": float(np.linalg.norm(pos[:2] - target))}
 
     def skill_drop(self, args: dict) -> dict:
         label = str(args.get("object", ""))

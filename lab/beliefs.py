@@ -42,9 +42,11 @@ class NoiseModel:
     # calibrated on the sim bench: skill measurement vs twin prediction at the true parameters (a drop's
     # bounce: at its measured centre-of-mass offset, x y z; 40 drops on seeds 100004-100013 and 1000-1009)
     floor: dict = field(default_factory=lambda: {"force_mean_N": 0.08, "moved_m": 0.003, "slide_m": 0.004,
-                                                 "mass_kg": 0.003, "bounce_m": 0.0015, "lifted_m": 0.005})
+                                                 "mass_kg": 0.003, "bounce_m": 0.0015, "lifted_m": 0.005,
+                                                 "placed_m": 0.01})
     rel: dict = field(default_factory=lambda: {"force_mean_N": 0.05, "moved_m": 0.05, "slide_m": 0.10,
-                                               "mass_kg": 0.02, "bounce_m": 0.06, "lifted_m": 0.05})
+                                               "mass_kg": 0.02, "bounce_m": 0.06, "lifted_m": 0.05,
+                                               "placed_m": 0.1})
     # `rel` of a repeated experiment (the same skill on the same object again) where the first one changes
     # what the twin cannot see: a dropped block lands on another face and may lean or sit askew (bounce vs
     # twin, robust log sd: first drops 0.04, later ones 0.12)
@@ -61,7 +63,8 @@ class NoiseModel:
     # the measurement's span, so that one of them cannot drag the posterior away
     outlier: float = 0.03
     span: dict = field(default_factory=lambda: {"force_mean_N": 10.0, "moved_m": 0.3, "slide_m": 0.5,
-                                                "mass_kg": 1.0, "bounce_m": 0.3, "lifted_m": 0.3})
+                                                "mass_kg": 1.0, "bounce_m": 0.3, "lifted_m": 0.3,
+                                                "placed_m": 0.5})
 
     def sigma(self, key: str, predicted: np.ndarray, reported: float = 0.0, repeat: bool = False,
               com_seen: bool = True) -> np.ndarray:

@@ -31,7 +31,7 @@ class DesignConfig:
     n_inner: int = 512
     cost_per_s: float = 0.005      # nats per second of robot time
     duration_s: dict = field(default_factory=lambda: {"push": 3.0, "strike": 2.0, "weigh": 4.0, "drop": 4.0,
-                                                     "lift": 3.0})
+                                                     "lift": 3.0, "place": 6.0})
     risk: dict = field(default_factory=lambda: {"drop": 0.01, "strike": 0.005})  # nats: objects may roll away
     lookahead: bool = True         # also score pairs of experiments (see pair_scores)
     # skills the expert does not count as evidence for a kind of question although the tables say they
@@ -163,6 +163,9 @@ def choose(post: Posterior, candidates: list[g.Experiment], cfg: DesignConfig | 
     eig = eig_scores(post, candidates, cfg, rng, last_sigma, scorers)
     cost = np.array([cfg.cost(e) for e in candidates])
     net = eig - cost
+    for ci, e in enumerate(candidates):
+        if e.skill == "place":
+            net[ci] = place_value(post, e, float(cost[ci]), cfg, rng, last_sigma, scorers)
     i = int(np.argmax(net))
     best, lookahead = float(net[i]), False
     if cfg.lookahead:
@@ -172,6 +175,17 @@ def choose(post: Posterior, candidates: list[g.Experiment], cfg: DesignConfig | 
                 i = a if net[a] >= net[b] else b
                 best, lookahead = per, True
     return Decision(candidates[i], float(eig[i]), best, eig, lookahead)
+
+
+def place_value(post: Posterior, place: g.Experiment, cost: float, cfg: DesignConfig, rng, last_sigma,
+                scorers: dict) -> float:
+    """A place measures nothing; it is worth what it makes possible: as a two-experiment plan (place,
+    then the best push or strike from the clear spot), half the plan's gain net of both costs."""
+    if place.object not in scorers:
+        return -cost
+    unlocked = g.sliding_levels(place.object)
+    gains = eig_scores(post, unlocked, cfg, rng, last_sigma, scorers)
+    return max((gain - cost - cfg.cost(u)) / 2 for gain, u in zip(gains, unlocked))
 
 
 def regret(eig_of_choice: float, scores: np.ndarray, rng: np.random.Generator, n_random: int = 100) -> float:

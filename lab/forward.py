@@ -63,12 +63,12 @@ MU_M = Coord("log friction*mass", (1, 1, 0))
 # whose centre of mass is off-centre (COM_SKILLS), the friction: it lands tipping and its corners slip or
 # grip (smoothly: the bounce falls, then rises with mu, flat above ~0.65). Fewer table axes mean far fewer
 # Twin runs.
-SKILL_COORDS = {"push": (MU_M,), "strike": (MU,), "weigh": (M,), "drop": (MU, E), "lift": (M,)}
+SKILL_COORDS = {"push": (MU_M,), "strike": (MU,), "weigh": (M,), "drop": (MU, E), "lift": (M,), "place": ()}
 SKILL_DEPENDS = {"push": ("friction", "mass"), "strike": ("friction",), "weigh": ("mass",),
-                 "drop": ("restitution", "friction"), "lift": ()}
+                 "drop": ("restitution", "friction"), "lift": (), "place": ()}
 # the measurements of each skill that the likelihood uses, with the floor added before taking logs
 MEASURED = {"push": {"force_mean_N": 0.01}, "strike": {"slide_m": 1e-3}, "weigh": {"mass_kg": 1e-3},
-            "drop": {"bounce_m": 1e-3}, "lift": {"lifted_m": 1e-3}}
+            "drop": {"bounce_m": 1e-3}, "lift": {"lifted_m": 1e-3}, "place": {"placed_m": 1e-3}}
 MEASURED_FLOOR = {k: v for d in MEASURED.values() for k, v in d.items()}
 NOMINAL = {"friction": 0.5, "mass": 0.2, "restitution": 0.4}
 # Skills whose response depends on the centre-of-mass offset: a block dropped with its COM off-centre

@@ -21,9 +21,12 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
     scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
     hypothesis   PARAM OBJ in LO HI (; ...)
     experiment   push OBJ DIR DIST SPEED | strike OBJ DIR SPEED | weigh OBJ | drop OBJ HEIGHT | lift OBJ HEIGHT
-    observation  force F.FF moved M.MMM [load L.LL] | slide S.SSS | mass M.MMM | bounce B.BBB [com X.XXX Y.YYY]
-                 | lifted L.LLL | failed WORDS         (com: the held object's centre-of-mass offset, m;
-                                                       load: the hand's vertical push on the object, N)
+                 | place OBJ X Y                                         (move it to X Y on the table)
+    observation  force F.FF moved M.MMM [load L.LL] | slide S.SSS | mass M.MMM
+                 | bounce B.BBB [com X.XXX Y.YYY [Z.ZZZ]] | lifted L.LLL | placed D.DDD | failed WORDS
+                                                      (com: the held object's centre-of-mass offset, m;
+                                                       load: the hand's vertical push on the object, N;
+                                                       placed: how far the object moved, m)
     belief       QTY OBJ MEAN SD (; ...)                                 QTY friction|mass|restitution|slide
     conclusion   QTY OBJ VALUE HALFWIDTH (; ...) | mass order OBJ > OBJ [> OBJ ...]   (heaviest first)
 
@@ -38,12 +41,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Union
 
+import numpy as np
 import regex  # the `regex` module: partial matching for prefix checks (re has none)
 
 KINDS = ("question", "scene", "hypothesis", "experiment", "observation", "belief", "conclusion")
 PARAMS = ("friction", "mass", "restitution")          # hidden object properties
 QUANTITIES = PARAMS + ("slide",)                      # what beliefs and conclusions talk about
-SKILLS = ("push", "strike", "weigh", "drop", "lift")  # the experiments the lab may run
+SKILLS = ("push", "strike", "weigh", "drop", "lift", "place")  # the experiments the lab may run
 DIRECTIONS = ("+x", "-x", "+y", "-y")
 SHAPES = ("cube", "cylinder", "sphere")
 DECIMALS = {"friction": 2, "mass": 3, "restitution": 2, "slide": 3}
@@ -53,6 +57,7 @@ OBS_FIELDS = {  # skill -> ((text key, measurement key, decimals), ...) in text 
     "weigh": (("mass", "mass_kg", 3),),
     "drop": (("bounce", "bounce_m", 3),),
     "lift": (("lifted", "lifted_m", 3),),
+    "place": (("placed", "placed_m", 3),),
 }
 # optional trailing fields, reported when the arm has a wrist F/T sensor: a drop the centre-of-mass offset
 # (object frame, x y, and z when the arm could tilt the object) that the wrist torque showed while the
@@ -156,6 +161,7 @@ class Experiment:
     distance: float | None = None  # push, metres
     speed: float | None = None     # push, strike; m/s
     height: float | None = None    # drop, lift; metres
+    position: tuple[float, float] | None = None  # place: where on the table (base frame x, y; metres)
     kind = "experiment"
 
     def render(self) -> str:
@@ -166,6 +172,8 @@ class Experiment:
             parts += [self.direction, fmt(self.speed, 2)]
         elif self.skill in ("drop", "lift"):
             parts += [fmt(self.height, 2)]
+        elif self.skill == "place":
+            parts += [fmt(self.position[0], 2), fmt(self.position[1], 2)]
         return " ".join(parts)
 
     def args(self) -> dict:
@@ -174,6 +182,8 @@ class Experiment:
         for k in ("direction", "distance", "speed", "height"):
             if getattr(self, k) is not None:
                 a[k] = getattr(self, k)
+        if self.position is not None:
+            a["position"] = list(self.position)
         return a
 
     def request(self) -> dict:
@@ -379,7 +389,7 @@ def body_regex(kind: str, scene: Scene | None = None) -> str:
                                       for p in PARAMS) + ")")
     if kind == "experiment":
         return (rf"(?:push {n} {d} {num_re(2)} {num_re(2)}|strike {n} {d} {num_re(2)}|weigh {n}"
-                rf"|drop {n} {num_re(2)}|lift {n} {num_re(2)})")
+                rf"|drop {n} {num_re(2)}|lift {n} {num_re(2)}|place {n} {num_re(2, True)} {num_re(2, True)})")
     if kind == "observation":
         alts = [" ".join(f"{k} {num_re(dd)}" for k, _, dd in fs) + _optional_re(sk) for sk, fs in OBS_FIELDS.items()]
         return "(?:" + "|".join(alts) + rf"|failed {WORDS_RE})"
@@ -476,8 +486,10 @@ def _parse_body(kind: str, body: str) -> Body:
             return Experiment("weigh", m[1])
         if m := re.fullmatch(rf"(drop|lift) {n} ({num_re(2)})", body):
             return Experiment(m[1], m[2], height=float(m[3]))
+        if m := re.fullmatch(rf"place {n} ({num_re(2, True)}) ({num_re(2, True)})", body):
+            return Experiment("place", m[1], position=(float(m[2]), float(m[3])))
         raise GrammarError(f"experiment: {body!r} is none of: push OBJ DIR DIST SPEED, strike OBJ DIR SPEED, "
-                           f"weigh OBJ, drop OBJ HEIGHT, lift OBJ HEIGHT")
+                           f"weigh OBJ, drop OBJ HEIGHT, lift OBJ HEIGHT, place OBJ X Y")
     if kind == "observation":
         if m := re.fullmatch(rf"failed ({WORDS_RE})", body):
             return Observation(error=m[1])
@@ -569,6 +581,8 @@ LIFT_HEIGHTS = (0.10,)
 WORKSPACE_X = (0.30, 0.74)   # reachable table area (base frame, metres) for pushes: the pusher's start
 WORKSPACE_Y = (-0.30, 0.30)  # behind the object and the object's end point must both lie inside
 CLEARANCE = 0.06             # free margin around a pushed or struck object's path
+PLACE_X = (0.40, 0.64)       # where `place` may put an object (well inside the arm's reach)
+PLACE_Y = (-0.20, 0.20)
 
 
 def _unit(direction: str) -> tuple[float, float]:
@@ -610,28 +624,68 @@ def strike_travel(speed: float) -> float:
     return speed ** 2 / (2 * 4.0) + 0.03 + speed ** 2 / (2 * 0.2 * 9.81) + 0.02
 
 
+def _sliding(scene: Scene, name: str) -> list[Experiment]:
+    """The pushes and strikes of `name` whose path is clear where the objects are now."""
+    out: list[Experiment] = []
+    dirs = _centre_first(scene.get(name))
+    for dr in dirs:
+        for dist in PUSH_DISTANCES:
+            if path_clear(scene, name, dr, dist):
+                out += [Experiment("push", name, dr, dist, sp) for sp in PUSH_SPEEDS]
+    for dr in dirs:
+        out += [Experiment("strike", name, dr, speed=sp) for sp in STRIKE_SPEEDS
+                if (dr in ("+y", "-y") or sp <= STRIKE_MAX_SPEED_ALONG_X)
+                and path_clear(scene, name, dr, strike_travel(sp))]
+    return out
+
+
+def clear_spot(scene: Scene, name: str) -> tuple[float, float] | None:
+    """Where to put `name` so that it can be pushed and struck: of the spots on a 2 cm grid over the
+    reachable table (PLACE_X, PLACE_Y) clear of the other objects, the nearest to where it is from which
+    every push and strike level of the grid has a clear path in some direction; None if none."""
+    o = scene.get(name)
+    others = [q for q in scene.objects if q.name != name]
+    # each level's travel and the directions it may take (a path clear this far is clear for less)
+    levels = [(d, tuple(DIRECTIONS)) for d in PUSH_DISTANCES] + [
+        (strike_travel(sp), tuple(d for d in DIRECTIONS if d in ("+y", "-y") or sp <= STRIKE_MAX_SPEED_ALONG_X))
+        for sp in STRIKE_SPEEDS]
+    spots = sorted((math.hypot(x - o.x, y - o.y), x, y)
+                   for x in (round(float(v), 2) + 0.0 for v in np.arange(PLACE_X[0], PLACE_X[1] + 1e-9, 0.02))
+                   for y in (round(float(v), 2) + 0.0 for v in np.arange(PLACE_Y[0], PLACE_Y[1] + 1e-9, 0.02)))
+    for _, x, y in spots:   # nearest first
+        if any(math.hypot(x - q.x, y - q.y) < (o.size + q.size) / 2 + CLEARANCE for q in others):
+            continue
+        moved = Scene(tuple(SceneObject(q.name, q.shape, q.size, x, y) if q.name == name else q
+                            for q in scene.objects))
+        if all(any(path_clear(moved, name, d, travel) for d in dirs) for travel, dirs in levels):
+            return (x, y)
+    return None
+
+
 def candidate_experiments(scene: Scene, question: Question | None = None,
                           exclude: Iterable[Experiment] = ()) -> list[Experiment]:
     """The finite, sensible grid of experiments on the objects of `question` (all objects if None):
     every skill at every parameter level, pushes and strikes only along directions with a clear path;
-    minus `exclude` (e.g. experiments that already failed where the objects are now)."""
+    minus `exclude` (e.g. experiments that already failed where the objects are now). An object boxed
+    in by its neighbours (no push or strike path at all) can be placed at its nearest clear spot."""
     objs = list(question.objects) if question is not None else scene.names
     out: list[Experiment] = []
     for name in objs:
-        dirs = _centre_first(scene.get(name))
-        for dr in dirs:
-            for dist in PUSH_DISTANCES:
-                if path_clear(scene, name, dr, dist):
-                    out += [Experiment("push", name, dr, dist, sp) for sp in PUSH_SPEEDS]
-        for dr in dirs:
-            out += [Experiment("strike", name, dr, speed=sp) for sp in STRIKE_SPEEDS
-                    if (dr in ("+y", "-y") or sp <= STRIKE_MAX_SPEED_ALONG_X)
-                    and path_clear(scene, name, dr, strike_travel(sp))]
+        sliding = _sliding(scene, name)
+        out += sliding
         out.append(Experiment("weigh", name))
         out += [Experiment("drop", name, height=h) for h in DROP_HEIGHTS]
         out += [Experiment("lift", name, height=h) for h in LIFT_HEIGHTS]
+        if not sliding and (spot := clear_spot(scene, name)) is not None:
+            out.append(Experiment("place", name, position=spot))
     skip = set(exclude)
     return [e for e in out if e not in skip]
+
+
+def sliding_levels(name: str) -> list[Experiment]:
+    """Every push and strike level of the grid for `name`, as from a clear spot: what placing it there
+    makes possible (the expert values a place by these)."""
+    return _sliding(Scene((SceneObject(name, "cube", 0.05, 0.52, 0.0),)), name)
 
 
 # ---------------------------------------------------------------------------------------------

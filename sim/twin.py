@@ -91,7 +91,7 @@ class Twin:
         t0 = time.perf_counter()
         fn = getattr(self, f"_predict_{skill}", None)
         if fn is None:
-            raise ValueError(f"the twin cannot predict {skill!r} (known: move_to, push, lift, weigh, drop, strike)")
+            raise ValueError(f"the twin cannot predict {skill!r} (known: move_to, push, lift, weigh, drop, strike, place)")
         self._apply(params)
         m = fn(args)
         m["source"] = "twin"
@@ -169,6 +169,11 @@ class Twin:
     def _predict_lift(self, args) -> dict:
         self._obj(args)
         return {"lifted_m": P.number(args, "height", 0.005, 0.25)}
+
+    def _predict_place(self, args) -> dict:
+        _, pos, _ = self._obj(args)
+        target = np.asarray(args.get("position", pos[:2]), float)[:2]
+        return {"placed_m": float(np.linalg.norm(target - pos[:2]))}
 
     def _predict_move_to(self, args) -> dict:
         return {"position_error_m": 0.0}

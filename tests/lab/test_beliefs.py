@@ -163,6 +163,24 @@ def test_a_drop_is_no_evidence_for_a_friction_question(world):
     post.forward.note_com("red_block", (0.0, 0.0, 0.0))
 
 
+def test_the_expert_places_a_boxed_in_object_before_a_friction_question_but_not_a_restitution_one(world):
+    """A place measures nothing, but from the clear spot the strikes and pushes a friction question needs
+    become possible (design.place_value); a restitution question has its drops where the block is."""
+    scene, pool, fm = world
+    O = g.SceneObject
+    boxed = g.Scene((O("red_block", "cube", 0.05, 0.48, 0.14), O("n", "cube", 0.05, 0.58, 0.14),
+                     O("e", "cube", 0.05, 0.48, 0.24), O("w", "cube", 0.05, 0.48, 0.04)))
+    for kind, skill in (("friction", "place"), ("restitution", "drop")):
+        q = g.Question(kind, ("red_block",), 0.05)
+        post = Posterior(q, fm, prior_hypothesis(q), n_particles=800)
+        cands = g.candidate_experiments(boxed, q)
+        assert "place" in {c.skill for c in cands} and "strike" not in {c.skill for c in cands}
+        d = choose(post, cands)
+        assert d.experiment.skill == skill, (kind, d.experiment.render())
+        if skill == "place":
+            assert d.eig < 1e-9 and d.score > 0    # worth it for what it makes possible
+
+
 def test_expert_combines_weighing_and_pushing_for_friction(world):
     """Myopic EIG would never weigh for a friction question (the mass alone says nothing about
     friction); the two-step lookahead does, once further slides add little, because weight and push

@@ -111,6 +111,7 @@ experiments = st.one_of(
               _num(0, 2, 2)),
     st.builds(lambda n: g.Experiment("weigh", n), names),
     st.builds(lambda s, n, h: g.Experiment(s, n, height=h), st.sampled_from(["drop", "lift"]), names, _num(0, 1, 2)),
+    st.builds(lambda n, x, y: g.Experiment("place", n, position=(x, y)), names, _num(-1, 1, 2), _num(-1, 1, 2)),
 )
 estimates = st.sampled_from(g.QUANTITIES).flatmap(
     lambda q: st.builds(g.Estimate, st.just(q), names, _num(0, 50, g.DECIMALS[q]), _num(0, 5, g.DECIMALS[q])))
@@ -178,7 +179,7 @@ def test_prefix_ok_with_a_scene_accepts_grid_prefixes_and_rejects_strangers(scen
 def test_candidate_grid_respects_obstacles_and_workspace():
     cands = g.candidate_experiments(SCENE, g.Question("friction", ("red_block",), 0.05))
     assert {c.object for c in cands} == {"red_block"}
-    assert {c.skill for c in cands} == set(g.SKILLS)
+    assert {c.skill for c in cands} == set(g.SKILLS) - {"place"}   # it has room: nothing to place
     # blue_block sits at -x/+y of red_block (0.10 back, 0.12 across): pushes along +x stay clear
     assert any(c.skill == "push" and c.direction == "+x" for c in cands)
     crowded = g.Scene((g.SceneObject("a", "cube", 0.05, 0.50, 0.0), g.SceneObject("b", "cube", 0.05, 0.58, 0.0)))
@@ -194,3 +195,28 @@ def test_strikes_along_the_reach_are_capped_at_a_speed_the_arm_can_follow():
     assert {c.speed for c in strikes if c.direction == "-x"} == capped
     assert {c.speed for c in strikes if c.direction == "+x"} == capped
     assert {c.speed for c in strikes if c.direction == "+y"} == set(g.STRIKE_SPEEDS) > capped
+
+
+def test_a_boxed_in_object_can_be_placed_where_every_push_and_strike_is_clear():
+    """Neighbours on three sides within the hand's clearance and the reach's edge on the fourth: no push or
+    strike is possible, so the grid offers one `place` to the nearest spot from which all of them are."""
+    boxed = g.Scene((g.SceneObject("a", "cube", 0.05, 0.48, 0.14), g.SceneObject("n", "cube", 0.05, 0.58, 0.14),
+                     g.SceneObject("e", "cube", 0.05, 0.48, 0.24), g.SceneObject("w", "cube", 0.05, 0.48, 0.04)))
+    q = g.Question("friction", ("a",), 0.05)
+    cands = g.candidate_experiments(boxed, q)
+    assert not any(c.skill in ("push", "strike") for c in cands)
+    (place,) = [c for c in cands if c.skill == "place"]
+    assert place.render() == f"place a {g.fmt(place.position[0], 2)} {g.fmt(place.position[1], 2)}"
+    assert g.parse_body("experiment", place.render()) == place and place.args()["position"] == list(place.position)
+    assert g.body_complete("experiment", place.render(), boxed, q)
+    x, y = place.position
+    assert g.PLACE_X[0] <= x <= g.PLACE_X[1] and g.PLACE_Y[0] <= y <= g.PLACE_Y[1]
+    moved = g.Scene(tuple(g.SceneObject("a", "cube", 0.05, x, y) if o.name == "a" else o for o in boxed.objects))
+    after = g.candidate_experiments(moved, q)
+    levels = {(c.skill, c.distance, c.speed) for c in after if c.skill in ("push", "strike")}
+    assert levels == {(c.skill, c.distance, c.speed) for c in g.sliding_levels("a")}
+    assert not any(c.skill == "place" for c in after)
+    # and an object with room is never offered one
+    alone = g.Scene((g.SceneObject("a", "cube", 0.05, 0.52, 0.0),))
+    assert not any(c.skill == "place" for c in g.candidate_experiments(alone, q))
+    assert g.clear_spot(alone, "a") == (0.52, 0.0)   # where it is: already clear
