@@ -624,6 +624,11 @@ def strike_travel(speed: float) -> float:
     return speed ** 2 / (2 * 4.0) + 0.03 + speed ** 2 / (2 * 0.2 * 9.81) + 0.02
 
 
+def _strike_directions(speed: float) -> tuple[str, ...]:
+    """The directions a strike at `speed` may take (along the reach it is capped: STRIKE_MAX_SPEED_ALONG_X)."""
+    return tuple(d for d in DIRECTIONS if d in ("+y", "-y") or speed <= STRIKE_MAX_SPEED_ALONG_X)
+
+
 def _sliding(scene: Scene, name: str) -> list[Experiment]:
     """The pushes and strikes of `name` whose path is clear where the objects are now."""
     out: list[Experiment] = []
@@ -634,8 +639,7 @@ def _sliding(scene: Scene, name: str) -> list[Experiment]:
                 out += [Experiment("push", name, dr, dist, sp) for sp in PUSH_SPEEDS]
     for dr in dirs:
         out += [Experiment("strike", name, dr, speed=sp) for sp in STRIKE_SPEEDS
-                if (dr in ("+y", "-y") or sp <= STRIKE_MAX_SPEED_ALONG_X)
-                and path_clear(scene, name, dr, strike_travel(sp))]
+                if dr in _strike_directions(sp) and path_clear(scene, name, dr, strike_travel(sp))]
     return out
 
 
@@ -647,8 +651,7 @@ def clear_spot(scene: Scene, name: str) -> tuple[float, float] | None:
     others = [q for q in scene.objects if q.name != name]
     # each level's travel and the directions it may take (a path clear this far is clear for less)
     levels = [(d, tuple(DIRECTIONS)) for d in PUSH_DISTANCES] + [
-        (strike_travel(sp), tuple(d for d in DIRECTIONS if d in ("+y", "-y") or sp <= STRIKE_MAX_SPEED_ALONG_X))
-        for sp in STRIKE_SPEEDS]
+        (strike_travel(sp), _strike_directions(sp)) for sp in STRIKE_SPEEDS]
     spots = sorted((math.hypot(x - o.x, y - o.y), x, y)
                    for x in (round(float(v), 2) + 0.0 for v in np.arange(PLACE_X[0], PLACE_X[1] + 1e-9, 0.02))
                    for y in (round(float(v), 2) + 0.0 for v in np.arange(PLACE_Y[0], PLACE_Y[1] + 1e-9, 0.02)))
@@ -685,7 +688,8 @@ def candidate_experiments(scene: Scene, question: Question | None = None,
 def sliding_levels(name: str) -> list[Experiment]:
     """Every push and strike level of the grid for `name`, as from a clear spot: what placing it there
     makes possible (the expert values a place by these)."""
-    return _sliding(Scene((SceneObject(name, "cube", 0.05, 0.52, 0.0),)), name)
+    centre = (sum(PLACE_X) / 2, sum(PLACE_Y) / 2)
+    return _sliding(Scene((SceneObject(name, "cube", 0.05, *centre),)), name)
 
 
 # ---------------------------------------------------------------------------------------------
