@@ -414,7 +414,7 @@ class Skills:
         if frac.max() > 1.0:
             i, j = np.unravel_index(int(np.argmax(frac)), frac.shape)
             raise Unreachable(f"{what}: the arm cannot follow it here (joint {j} would turn at {v[i, j]:.2f} "
-                              f"rad/s, a plan may use {limit[j]:.2f} of the gate's limit); try a lower speed or another direction")
+                              f"rad/s; plans may use {limit[j]:.2f} rad/s, {FOLLOW_MARGIN:.0%} of the gate's limit); try a lower speed or another direction")
 
     def _settle_object(self, label: str, max_s: float = 3.0) -> list[int]:
         """Hold still until the object has stopped moving (or max_s). Returns the stamps."""
