@@ -114,9 +114,14 @@ class Skills:
             self._recording = on
 
     def _q(self) -> np.ndarray:
+        """The arm's measured joints, from the current world: right after a sim reset the newest state on
+        hand may still be the old world's, and a path planned from there starts with a jump."""
         js = self.js.latest()
-        if js is None:
-            js = self.js.wait_for(timeout=self.tick_timeout * 2)
+        if js is None or js.stamp_ns < self._epoch_ns:
+            try:
+                js = self.js.wait_for(lambda m: m.stamp_ns >= self._epoch_ns, timeout=self.tick_timeout * 2)
+            except TimeoutError:
+                raise SkillFailed("no arm/joint_state from the current world: is the arm driver running?") from None
         return np.asarray(js.position, float)
 
     def object(self, label: str) -> tuple[np.ndarray, float, str]:
@@ -158,12 +163,16 @@ class Skills:
         self._source = src
         return pos
 
-    def _wait_ready(self, timeout: float = 2.0) -> None:
-        """Right after start-up the gate waits for the first joint states: give it a moment."""
+    def _wait_ready(self, timeout: float = 2.0, still: float = 0.05) -> None:
+        """Right after start-up the gate waits for the first joint states, and right after a sim reset (or
+        a stop) the arm may still be swinging: wait for a state of the current world with every joint
+        slower than `still` rad/s. A plan starts where the arm stands; from a moving arm its first
+        waypoint is already behind, and the gate clamps the whole stream (then overshoots its end)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            s = self.safety.latest()
-            if self.js.latest() is not None and s is not None and not s.protective_stop:
+            s, js = self.safety.latest(), self.js.latest()
+            if (js is not None and js.stamp_ns >= self._epoch_ns and s is not None and not s.protective_stop
+                    and (len(js.velocity) == 0 or float(np.max(np.abs(js.velocity))) < still)):
                 break
             time.sleep(0.005)
         self._check_safety()
