@@ -169,11 +169,17 @@ class Skills:
         slower than `still` rad/s. A plan starts where the arm stands; from a moving arm its first
         waypoint is already behind, and the gate clamps the whole stream (then overshoots its end)."""
         deadline = time.monotonic() + timeout
+        still_since = None  # stamp of the first of the current run of still states
         while time.monotonic() < deadline:
             s, js = self.safety.latest(), self.js.latest()
-            if (js is not None and js.stamp_ns >= self._epoch_ns and s is not None and not s.protective_stop
-                    and (len(js.velocity) == 0 or float(np.max(np.abs(js.velocity))) < still)):
-                break
+            if js is None or js.stamp_ns < self._epoch_ns or s is None or s.protective_stop:
+                still_since = None
+            elif len(js.velocity) and float(np.max(np.abs(js.velocity))) >= still:
+                still_since = None
+            else:
+                still_since = js.stamp_ns if still_since is None else still_since
+                if js.stamp_ns - still_since >= 50e6:  # 50 ms: a new world's first state is still too
+                    break
             time.sleep(0.005)
         self._check_safety()
 

@@ -179,3 +179,17 @@ def test_push_reports_the_hands_load_and_friction_is_mu_times_weight_plus_load()
         assert m["load_N"] > 0.2 * mg
         assert m["force_mean_N"] > 1.3 * truth["friction"] * mg                      # read as mu m g: far off
         assert m["force_mean_N"] == pytest.approx(truth["friction"] * (mg + m["load_N"]), rel=0.1)
+
+
+def test_a_skill_right_after_a_reset_waits_for_the_arm_to_be_still():
+    # a fresh world's arm swings for ~0.2 s as its servos catch it: a plan from a swinging arm starts
+    # behind the arm, and the gate then clamps the whole stream (and it overshoots its end)
+    with sim_bench(robot="so101", seed=0, n_objects=1, mocap_noise=0.0) as bench:
+        for _ in range(3):
+            bench.reset(0, n_objects=1)
+            pos = np.asarray(_truth(bench, "red_block")["position"]) + [0.0, 0.0, 0.08]
+            clamped0 = bench.gate.state.clamped_count
+            r = bench.execute("move_to", {"position": pos.tolist()})
+            assert r["ok"], r["error"]
+            assert bench.gate.state.clamped_count == clamped0, bench.gate.state.reason
+            assert r["measurements"]["position_error_m"] < 2e-3
