@@ -163,23 +163,24 @@ class Skills:
         self._source = src
         return pos
 
-    def _wait_ready(self, timeout: float = 2.0, still: float = 0.05) -> None:
+    def _wait_ready(self, timeout: float = 2.0, still: float = 0.05, still_s: float = 0.05) -> None:
         """Right after start-up the gate waits for the first joint states, and right after a sim reset (or
-        a stop) the arm may still be swinging: wait for a state of the current world with every joint
-        slower than `still` rad/s. A plan starts where the arm stands; from a moving arm its first
-        waypoint is already behind, and the gate clamps the whole stream (then overshoots its end)."""
+        a stop) the arm may still be swinging: wait until the current world's states have had every joint
+        slower than `still` rad/s for `still_s` (a new world's first state reads still too). A plan starts
+        where the arm stands; from a moving arm its first waypoint is already behind, and the gate clamps
+        the whole stream (then overshoots its end)."""
         deadline = time.monotonic() + timeout
         still_since = None  # stamp of the first of the current run of still states
         while time.monotonic() < deadline:
             s, js = self.safety.latest(), self.js.latest()
-            if js is None or js.stamp_ns < self._epoch_ns or s is None or s.protective_stop:
+            ready = (js is not None and js.stamp_ns >= self._epoch_ns and s is not None and not s.protective_stop
+                     and not (len(js.velocity) and float(np.max(np.abs(js.velocity))) >= still))
+            if not ready:
                 still_since = None
-            elif len(js.velocity) and float(np.max(np.abs(js.velocity))) >= still:
-                still_since = None
-            else:
-                still_since = js.stamp_ns if still_since is None else still_since
-                if js.stamp_ns - still_since >= 50e6:  # 50 ms: a new world's first state is still too
-                    break
+            elif still_since is None:
+                still_since = js.stamp_ns
+            elif js.stamp_ns - still_since >= still_s * 1e9:
+                break
             time.sleep(0.005)
         self._check_safety()
 
