@@ -55,7 +55,8 @@ class GateConfig:
 
 @dataclass
 class Intervention:
-    kind: str          # position | step | velocity | acceleration | workspace | effort | infeasible | invalid
+    kind: str          # position | step | velocity | acceleration | braking | workspace | effort | infeasible
+                       # | invalid | resync
     detail: str
 
 
@@ -75,6 +76,7 @@ class SafetyLimits:
     mode: str = "clamp"
     last: np.ndarray | None = None           # last command let through
     last_vel: np.ndarray | None = None       # its velocity (rad/s)
+    last_target: np.ndarray | None = None    # the last target asked for (its motion: see _braking)
 
     def __post_init__(self):
         if self.mode not in ("clamp", "reject"):
@@ -99,6 +101,7 @@ class SafetyLimits:
         """Forget the command history (after a stop): the next command starts from rest at `position`."""
         self.last = None if position is None else np.asarray(position, float).copy()
         self.last_vel = None if position is None else np.zeros_like(self.last)
+        self.last_target = None
 
     def in_workspace(self, q) -> bool:
         if self.fk is None:
@@ -158,6 +161,9 @@ class SafetyLimits:
             j = int(np.argmax(lo - hi))
             return None, out + [Intervention("infeasible", f"joint {j}: no command satisfies every limit "
                                                            f"(measured {x[j]:.3f})")]
+        goal = np.clip(t, bounds[0][1], bounds[0][2])
+        lo, hi = self._braking(goal, lo, hi)
+        bounds.append(("braking", lo, hi))
         cmd = t
         resynced = len(out)
         for kind, blo, bhi in bounds:
@@ -168,33 +174,70 @@ class SafetyLimits:
         if len(out) > resynced:
             if self.mode == "reject":
                 return None, out
-            cmd = self._scaled_step(t, lo, hi, bounds[0])
+            cmd = self._scaled_step(goal, lo, hi)
         if not self.in_workspace(cmd):
             return None, out + [Intervention("workspace", f"end effector would leave the workspace box "
                                                           f"at {np.round(self.fk(cmd), 3).tolist()}")]
         last = x if self.last is None else self.last
         self.last_vel = (cmd - last) / self.dt
         self.last = cmd.copy()
+        self.last_target = t.copy()
         return cmd, out
 
-    def _scaled_step(self, t, lo, hi, position_bound) -> np.ndarray:
-        """The command nearest `t` along the stream's own direction: from where the stream would go next
-        (its last command continued at its last velocity, when that is inside the bounds) as far towards `t`
-        (clipped to the position limits) as every bound allows. Scaling the whole step keeps the joints in
-        proportion, so the end effector stays near its path; clipping joint by joint would bend the path
-        (a strike braking harder than the arm can dips the hand into the table)."""
+    def _braking(self, goal, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+        """Tighten (lo, hi) so that a lagging stream can still stop at `goal` within the acceleration limit.
+
+        A clamped stream lags its targets and builds up speed; without this bound it would overshoot a target
+        that stopped (a teleoperated leader arm halting) by v²/2a before the acceleration bound turned it round:
+        0.13 rad at 2 rad/s on a real arm's 15 rad/s². Per joint, the step towards the goal, relative to the
+        goal's own motion (so a moving target can still be caught up with), is at most the largest s with
+        s + (s - δ) + (s - 2δ) + ... (positive terms) <= the distance, δ = a·dt². It never binds on a stream the gate let
+        through as it was (the goal's motion is then the whole step), and it is never tighter than the
+        hardest allowed deceleration (the acceleration bound already in lo, hi)."""
         if self.last is None:
-            return np.clip(t, lo, hi)
+            return lo, hi
+        dt = self.dt
+        target_step = np.zeros_like(goal) if self.last_target is None else goal - self.last_target
+        dist = goal - target_step - self.last  # the gap before this tick: what braking has to close
+        delta = self.acceleration * dt * dt
+        n = np.abs(dist) / delta  # the distance in units of δ: steps of m + f, m - 1 + f, ..., f (in δ) cover
+        m = np.floor((np.sqrt(1.0 + 8.0 * n) - 1.0) / 2.0)  # (m + 1)(f + m/2), the most with whole m, f < 1
+        s = np.minimum((m + np.clip(n / (m + 1.0) - m / 2.0, 0.0, 1.0)) * delta, np.abs(dist))
+        hi = np.where(dist > 0, np.maximum(np.minimum(hi, self.last + target_step + s), lo), hi)
+        lo = np.where(dist < 0, np.minimum(np.maximum(lo, self.last + target_step - s), hi), lo)
+        return lo, hi
+
+    def _scaled_step(self, goal, lo, hi) -> np.ndarray:
+        """The command nearest `goal` (the target clipped to the position limits) that keeps the joints in
+        proportion: the farthest point towards `goal` on the line from the last command that every bound
+        allows. Moving all joints along one line keeps the end effector near its path; clipping joint by
+        joint would bend the path (a strike braking harder than the arm can dips the hand into the table),
+        and continuing each joint at its own last velocity would let a joint that is already at its goal
+        drift past it while a slower joint catches up. When no point of that line is allowed (a joint too
+        fast to stop on it this tick), the stream is continued at its last velocity and scaled towards
+        `goal` from there; when even that makes no progress, each joint is clipped."""
+        if self.last is None:
+            return np.clip(goal, lo, hi)
+        s = self._room(self.last, goal - self.last, lo, hi)
+        if s is not None:
+            return np.clip(self.last + s * (goal - self.last), lo, hi)
         vel = self.last_vel if self.last_vel is not None else np.zeros_like(self.last)
         p0 = self.last + vel * self.dt
-        if np.any(p0 < lo) or np.any(p0 > hi):
-            return np.clip(t, lo, hi)  # the arm lags its commands: no in-bounds continuation to scale from
-        goal = np.clip(t, position_bound[1], position_bound[2])
-        d = goal - p0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            room = np.where(d > 0, (hi - p0) / d, np.where(d < 0, (lo - p0) / d, np.inf))
-        s = float(np.clip(np.min(room), 0.0, 1.0))
-        return np.clip(p0 + s * d, lo, hi)
+        s = self._room(p0, goal - p0, lo, hi)
+        if not s:  # the arm lags its commands, or brakes, or a joint is at its limit: no way along the stream
+            return np.clip(goal, lo, hi)
+        return np.clip(p0 + s * (goal - p0), lo, hi)
+
+    @staticmethod
+    def _room(origin, d, lo, hi) -> float | None:
+        """The largest s in [0, 1] with origin + s·d inside [lo, hi], or None when no such s exists."""
+        d = np.where(np.abs(d) < 1e-12, 0.0, d)  # a joint already at its goal only has to stay in bounds
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            a, b = (lo - origin) / d, (hi - origin) / d
+            s_lo = np.where(d > 0, a, np.where(d < 0, b, np.where((origin >= lo) & (origin <= hi), -np.inf, np.inf)))
+            s_hi = np.where(d > 0, b, np.where(d < 0, a, np.inf))
+        s_lo, s_hi = max(float(np.max(s_lo)), 0.0), min(float(np.min(s_hi)), 1.0)
+        return s_hi if s_lo <= s_hi + 1e-12 else None
 
     def check(self, cmd, prev, prev_vel, position) -> list[str]:
         """Violations of `cmd` given the previous command (for tests and audits)."""

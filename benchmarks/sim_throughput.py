@@ -180,6 +180,8 @@ def floor_steps_per_s() -> float:
     cpu = time.process_time() - c0
     proc.kill()
     sock.close(0)
+    if os.path.exists(url[len("ipc://"):]):  # a bound ipc endpoint leaves its socket file behind
+        os.unlink(url[len("ipc://"):])
     w.close()
     return TICKS * 2 / cpu
 

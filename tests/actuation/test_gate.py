@@ -87,6 +87,48 @@ def test_a_refused_target_ends_the_stream_and_the_next_starts_from_rest():
     assert lim.filter(q, q)[0] is not None                   # holding q is a stream from rest, not a hard brake
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(-0.9, 0.9), min_size=N, max_size=N), st.lists(st.floats(0.1, 3.0), min_size=N, max_size=N),
+       st.floats(0.3, 1.0))
+def test_a_clamped_stream_stops_where_its_target_stopped(goal_offset, speed, track):
+    """Each joint's target moves towards its goal at its own speed (often faster than the gate allows, so
+    the stream is clamped and lags behind) and stops there, as a teleoperated leader arm would. The
+    commands reach every goal and pass it by at most the stopping distance of the speed the joint had
+    when its target stopped (v²/2a, plus a tick's worth of acceleration) — not, as a lagging stream did
+    before the braking bound, by that much more again."""
+    lim = make_limits("clamp")
+    lim.fk = None  # this is about the joint-space profile, not the box
+    x = np.array([0.0, 0.5, 0.0])
+    goal = np.clip(x + np.array(goal_offset), lim.lower, lim.upper)
+    way = np.sign(goal - x)
+    t, v_stop, far = x.copy(), np.zeros(N), x.copy()
+    stopped = np.zeros(N, bool)
+    for _ in range(1500):
+        t = np.where(way * (t + way * np.array(speed) * lim.dt - goal) >= 0, goal, t + way * np.array(speed) * lim.dt)
+        cmd, _ = lim.filter(t, x)
+        assert cmd is not None
+        now = (t == goal) & ~stopped
+        v_stop[now], stopped = np.abs(lim.last_vel[now]), stopped | now
+        far = np.where(way * (cmd - far) > 0, cmd, far)
+        x = x + track * (cmd - x)
+    delta = lim.acceleration * lim.dt ** 2
+    overshoot = way * (far - goal)
+    assert np.all(overshoot <= v_stop ** 2 / (2 * lim.acceleration) + 3 * delta + 1e-9), (overshoot, v_stop)
+    assert np.allclose(cmd, goal, atol=1e-6), (cmd, goal)
+
+
+def test_braking_never_touches_a_stream_let_through_as_it_was():
+    """A smooth stream within every limit passes unchanged, braking to its stop included."""
+    lim = make_limits("clamp")
+    x = np.array([0.0, 0.8, 0.0])
+    s = np.linspace(0, 1, 121)
+    profile = 10 * s ** 3 - 15 * s ** 4 + 6 * s ** 5  # minimum jerk, 1.2 s, 0.3 rad on joint 0
+    for k in range(121):
+        t = x + np.array([0.3 * profile[k], 0.0, 0.0])
+        cmd, iv = lim.filter(t, t if k == 0 else lim.last)
+        assert iv == [] and np.allclose(cmd, t)
+
+
 # -- over the bus -----------------------------------------------------------------------------------------
 
 
