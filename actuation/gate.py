@@ -181,7 +181,7 @@ class SafetyLimits:
         last = x if self.last is None else self.last
         self.last_vel = (cmd - last) / self.dt
         self.last = cmd.copy()
-        self.last_target = t.copy()
+        self.last_target = goal
         return cmd, out
 
     def _braking(self, goal, lo, hi) -> tuple[np.ndarray, np.ndarray]:
@@ -191,15 +191,14 @@ class SafetyLimits:
         that stopped (a teleoperated leader arm halting) by v²/2a before the acceleration bound turned it round:
         0.13 rad at 2 rad/s on a real arm's 15 rad/s². Per joint, the step towards the goal, relative to the
         goal's own motion (so a moving target can still be caught up with), is at most the largest s with
-        s + (s - δ) + (s - 2δ) + ... (positive terms) <= the distance, δ = a·dt². It never binds on a stream the gate let
-        through as it was (the goal's motion is then the whole step), and it is never tighter than the
-        hardest allowed deceleration (the acceleration bound already in lo, hi)."""
-        if self.last is None:
-            return lo, hi
-        dt = self.dt
+        s + (s - δ) + (s - 2δ) + ... (positive terms) <= the gap, δ = a·dt². It never binds on a stream the
+        gate let through as it was (no gap), and it is never tighter than the hardest allowed deceleration
+        (the acceleration bound already in lo, hi)."""
+        if self.last is None or (self.last_target is not None and np.array_equal(self.last, self.last_target)):
+            return lo, hi  # no history, or the stream is where it was asked to be: nothing to brake for
         target_step = np.zeros_like(goal) if self.last_target is None else goal - self.last_target
         dist = goal - target_step - self.last  # the gap before this tick: what braking has to close
-        delta = self.acceleration * dt * dt
+        delta = self.acceleration * self.dt * self.dt
         n = np.abs(dist) / delta  # the distance in units of δ: steps of m + f, m - 1 + f, ..., f (in δ) cover
         m = np.floor((np.sqrt(1.0 + 8.0 * n) - 1.0) / 2.0)  # (m + 1)(f + m/2), the most with whole m, f < 1
         s = np.minimum((m + np.clip(n / (m + 1.0) - m / 2.0, 0.0, 1.0)) * delta, np.abs(dist))
