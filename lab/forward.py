@@ -207,15 +207,17 @@ class ForwardModel:
             self.table(e)
 
     def predict(self, exp: g.Experiment, theta: np.ndarray, com: tuple[float, ...] | None = None,
-                load: float | None = None) -> dict[str, np.ndarray]:
+                load: float | None = None, load_share: np.ndarray | float = 1.0) -> dict[str, np.ndarray]:
         """`com`, `load`: a past measurement's own; None: the object's latest (for experiments to come).
-        A push's vertical load L adds mu x L to the friction force: F = mu (m g + L), which the twin's pad
-        (pushing straight, never pressing down) does not produce."""
+        A push's vertical load L adds mu x c L to the friction force: F = mu (m g + c L), which the twin's
+        pad (pushing straight, never pressing down) does not produce; c (`load_share`, per particle) is the
+        share of the measured load that reaches the table (see beliefs.LOAD_SHARE)."""
         pred = self.table(exp, com).predict(theta)
         if exp.skill == "push":
             load = self._load.get(exp.object, 0.0) if load is None else load
             if load:
-                pred["force_mean_N"] = np.maximum(pred["force_mean_N"] + np.exp(theta[:, 0]) * load, 0.0)
+                extra = np.exp(theta[:, 0]) * load_share * load
+                pred["force_mean_N"] = np.maximum(pred["force_mean_N"] + extra, 0.0)
         return pred
 
     def _build(self, exp: g.Experiment, com: tuple[float, float, float]) -> Table:
