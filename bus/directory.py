@@ -23,6 +23,7 @@ import msgpack
 import zmq
 
 from bus.config import BusConfig
+from bus.stopflag import StopFlag
 
 log = logging.getLogger("loopylab.directory")
 ANNOUNCE_S = 1.0
@@ -44,7 +45,7 @@ class Directory:
         self.req_ep, self.feed_ep = config.directory_endpoints()
         # node instance (name, or name#uid) -> {name, pid, host, seen, entries: [{kind, name, endpoint, type}]}
         self.nodes: dict[str, dict] = {}
-        self._stop = threading.Event()
+        self._stop = StopFlag()
         self._thread: threading.Thread | None = None
         self._lockfile = None
 
@@ -66,6 +67,8 @@ class Directory:
         self._stop.set()
         if self._thread:
             self._thread.join(2)
+            if not self._thread.is_alive():
+                self._stop.close()
         if self.config.transport == "ipc":  # leave no socket files for the next owner to trip on
             for f in ("dir.sock", "feed.sock"):
                 (self.config.run_dir() / f).unlink(missing_ok=True)
@@ -146,9 +149,11 @@ class Directory:
     def _run(self):
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
+        poller.register(self._stop.fd, zmq.POLLIN)
         last_prune = time.monotonic()
         while not self._stop.is_set():
-            if poller.poll(100):
+            wait_ms = max(1, int(1000 * (last_prune + ANNOUNCE_S - time.monotonic())) + 1)
+            if self._router in dict(poller.poll(wait_ms)):  # a request, or the stop flag, or prune time
                 frames = self._router.recv_multipart()
                 try:
                     reply = self._handle(msgpack.unpackb(frames[-1]))

@@ -9,6 +9,8 @@ Threads of a node (each owns its sockets; ZeroMQ sockets are never shared withou
 - the directory thread re-announces the node every second, takes the directory over when its
   process died, and re-checks where subscribed topics are published (a safety net for the feed);
 - each service and each timer has its own thread, so a slow skill never stalls sensor callbacks.
+Background threads block on their sockets and the node's stop flag (`bus.stopflag`), not on short poll
+timeouts: an idle node does not wake up, and does not take the GIL from the thread doing the work.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import zmq
 from bus import codec
 from bus.config import BusConfig, _local_ip
 from bus.directory import ANNOUNCE_S, DirectoryUnavailable, ensure_directory, release_directory, request
+from bus.stopflag import StopFlag
 from bus.messages import Heartbeat, Message
 
 
@@ -289,9 +292,12 @@ class Service:
 
     def _run(self):
         sock, stop = self._sock, self.node._stop
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(stop.fd, zmq.POLLIN)  # no timeout to wake for: close() makes this readable
         while not stop.is_set():
             try:
-                if not sock.poll(50):
+                if sock not in dict(poller.poll(1000)):
                     continue
                 frames = sock.recv_multipart(copy=False)
             except zmq.ZMQError:
@@ -420,7 +426,7 @@ class Node:
         self.ctx = zmq.Context.instance()
         self.stats: dict[str, int] = {"malformed": 0, "unknown_type": 0, "wrong_type": 0}
         self._last_warn: dict[str, float] = {}
-        self._stop = threading.Event()
+        self._stop = StopFlag()
         self._publishers: list[Publisher] = []
         self._subs: list[Subscription] = []
         self._services: list[Service] = []
@@ -561,10 +567,11 @@ class Node:
     def _io_loop(self) -> None:
         poller = zmq.Poller()
         poller.register(self._wake_rx, zmq.POLLIN)
+        poller.register(self._stop.fd, zmq.POLLIN)
         by_sock: dict[zmq.Socket, Subscription] = {}
         while not self._stop.is_set():
             try:
-                events = poller.poll(100)
+                events = poller.poll(1000)
             except zmq.ZMQError:
                 break
             for sock, _ in events:
@@ -637,15 +644,25 @@ class Node:
                 sub.sock.close()
                 sub.sock = None
 
+    # how soon a new subscriber of a latched topic gets its last value (XPUB subscriptions are read by
+    # polling: the publisher's socket belongs to the threads that publish)
+    LATCHED_POLL_S = 0.02
+
     def _housekeeping(self) -> None:
         """Fast chores that never wait on the directory: its change feed, latched replies, heartbeats."""
         feed = self.ctx.socket(zmq.SUB)
         feed.setsockopt(zmq.LINGER, 0)
         feed.setsockopt(zmq.SUBSCRIBE, b"topic/")
         feed.connect(self.config.directory_endpoints()[1])
+        poller = zmq.Poller()
+        poller.register(feed, zmq.POLLIN)
+        poller.register(self._stop.fd, zmq.POLLIN)
         next_hb = time.monotonic()
         while not self._stop.is_set():
-            if feed.poll(10):
+            # wake for the feed, the next heartbeat, and (only with latched topics) new subscribers
+            wait = min(next_hb - time.monotonic() if self._hb_pub is not None else 1.0,
+                       self.LATCHED_POLL_S if any(p.latched for p in self._publishers) else 1.0)
+            if feed in dict(poller.poll(max(1, int(wait * 1000) + 1))):
                 while feed.get(zmq.EVENTS) & zmq.POLLIN:
                     try:
                         key, body = feed.recv_multipart(zmq.NOBLOCK)
@@ -735,7 +752,8 @@ class Node:
             request(self.config, {"op": "bye", "node": self.name, "uid": self.uid}, 0.5)
         except DirectoryUnavailable:
             pass
-        for th in (self._io, self._hk, self._dir, *[s._thread for s in self._services], *[t._thread for t in self._timers]):
+        threads = [self._io, self._hk, self._dir, *[s._thread for s in self._services], *[t._thread for t in self._timers]]
+        for th in threads:
             if th is not threading.current_thread():
                 th.join(2)
         for p in self._publishers:
@@ -744,6 +762,8 @@ class Node:
             c.close()
         with self._wake_lock:
             self._wake_tx.close()
+        if not any(th.is_alive() for th in threads if th is not threading.current_thread()):
+            self._stop.close()  # no thread polls its pipe any more
         if self._start_directory:
             release_directory(self.config)
         if self._old_handlers and threading.current_thread() is threading.main_thread():

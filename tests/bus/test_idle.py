@@ -1,0 +1,58 @@
+"""An idle node sleeps: its background threads wait on their sockets and the stop flag, not on poll
+timeouts, and closing it wakes them at once."""
+import os
+import threading
+import time
+
+import zmq
+
+from bus import Node
+from bus.stopflag import StopFlag
+
+
+def _switches(thread: threading.Thread) -> int:
+    """Voluntary context switches of a thread so far (each is one wake-up after a wait)."""
+    with open(f"/proc/self/task/{thread.native_id}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+
+
+def test_a_stop_flag_wakes_a_poll_that_has_no_timeout():
+    flag, woke = StopFlag(), threading.Event()
+    sock = zmq.Context.instance().socket(zmq.PULL)
+    sock.bind(f"inproc://stopflag-{os.getpid()}")
+
+    def wait():
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(flag.fd, zmq.POLLIN)
+        if flag.fd in dict(poller.poll(-1)):
+            woke.set()
+    t = threading.Thread(target=wait, daemon=True)
+    t.start()
+    assert not woke.wait(0.2)  # nothing happened: it sleeps
+    flag.set()
+    assert woke.wait(5) and flag.is_set() and flag.wait(0)
+    t.join(5)
+    flag.close()
+    flag.set()  # after close: still set, and no write to a descriptor that may belong to a new file
+    assert flag.is_set()
+    sock.close(0)
+
+
+def test_an_idle_node_does_not_wake_its_service_and_io_threads(inproc_url):
+    with Node("idle", inproc_url) as node:
+        node.service("idle/a", lambda r: r)
+        node.service("idle/b", lambda r: r)
+        node.subscribe("idle/topic")
+        time.sleep(0.3)  # let start-up chatter (announces, subscription set-up) pass
+        watched = [t for t in threading.enumerate()
+                   if t.name in ("idle:idle/a", "idle:idle/b", "idle:io")]
+        assert len(watched) == 3
+        before = [_switches(t) for t in watched]
+        time.sleep(1.5)
+        woke = [_switches(t) - b for t, b in zip(watched, before)]
+        # a 50 ms poll timeout woke each of them ~30 times here; waiting on the stop flag, at most a
+        # safety-net timeout a second (plus a GIL hand-off or two each time)
+        assert max(woke) <= 8, woke
+        assert node.call("idle/a", {"x": 1}, timeout=5) == {"x": 1}  # and they still answer at once
+    assert not any(t.is_alive() for t in watched)  # close() woke and ended them
