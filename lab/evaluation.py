@@ -44,14 +44,25 @@ def world_objects(kind: str, seed: int) -> int | None:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'0:50' (half-open range), '3' or '1,5,9'."""
-    try:
-        if ":" in text:
-            a, b = text.split(":")
-            return list(range(int(a), int(b)))
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"seeds must look like 0:50, 7 or 1,5,9; got {text!r}") from None
+    """'0:50' (half-open range), '7', '1,5,9', or a mix: '0:10,50:60,99'."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            if ":" in part:
+                a, b = part.split(":", 1)
+                lo, hi = int(a or 0), int(b)
+                if hi <= lo:
+                    raise ValueError
+                out += range(lo, hi)
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ValueError(f"seeds must look like 0:50, 7, 1,5,9 or 0:10,50:60; got {part!r} in {text!r}") from None
+    if not out:
+        raise ValueError(f"no seeds in {text!r}")
+    return out
 
 
 def parse_kinds(text: str) -> list[str]:

@@ -27,7 +27,8 @@ def data_cmd(
     kinds: str = typer.Option("all", "--kinds", help="Question kinds, comma-separated, or 'all'."),
 ):
     """Run the lab's eig expert over seeded sim worlds and write its notebooks as training shards."""
-    from nanochat.data import generate, parse_seeds
+    from lab.evaluation import parse_seeds
+    from nanochat.data import generate
 
     summary = generate(parse_seeds(seeds), out, workers=workers or None, noise=noise,
                        kinds=None if kinds == "all" else [k.strip() for k in kinds.split(",")])

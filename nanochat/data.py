@@ -36,26 +36,6 @@ def is_val_seed(seed: int) -> bool:
     return seed % 10 == 9
 
 
-def parse_seeds(spec: str) -> list[int]:
-    """'0:100' -> 0..99, '5' -> [5], '0:10,50:60' -> both ranges."""
-    out: list[int] = []
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if ":" in part:
-            a, b = part.split(":", 1)
-            lo, hi = int(a or 0), int(b)
-            if hi <= lo:
-                raise ValueError(f"empty seed range {part!r}")
-            out += range(lo, hi)
-        else:
-            out.append(int(part))
-    if not out:
-        raise ValueError(f"no seeds in {spec!r}")
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- shards
 
 def write_shards(records: Sequence[dict], out_dir: str | Path, split: str, shard_size: int = SHARD_SIZE) -> list[Path]:

@@ -2,6 +2,8 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval
 from lab.report import write_eval_report
@@ -40,6 +42,20 @@ def test_seed_and_kind_parsing():
     assert parse_seeds("0:3") == [0, 1, 2] and parse_seeds("4") == [4] and parse_seeds("1,5") == [1, 5]
     with pytest.raises(ValueError, match="seeds"):
         parse_seeds("a:b")
+    for bad in ("", "5:3", "0:10,x", ","):
+        with pytest.raises(ValueError, match="seeds"):
+            parse_seeds(bad)
     assert parse_kinds("all")[0] == "friction"
     with pytest.raises(ValueError, match="unknown question kind"):
         parse_kinds("mass,colour")
+
+
+@given(st.lists(st.one_of(st.integers(0, 10_000).map(lambda a: (a,)),
+                          st.tuples(st.integers(0, 10_000), st.integers(1, 40)).map(lambda t: (t[0], t[0] + t[1]))),
+                min_size=1, max_size=6))
+def test_seed_specs_parse_to_what_they_say(parts):
+    """Any mix of single seeds and half-open ranges, written as the CLI takes them, parses back to
+    exactly those seeds in that order."""
+    text = ",".join(str(p[0]) if len(p) == 1 else f"{p[0]}:{p[1]}" for p in parts)
+    expected = [s for p in parts for s in ((p[0],) if len(p) == 1 else range(p[0], p[1]))]
+    assert parse_seeds(text) == expected

@@ -3,7 +3,8 @@ import json
 import torch
 
 from nanochat.checkpoint import load_checkpoint
-from nanochat.data import NotebookBatches, encode_all, parse_seeds, read_shards, write_shards
+from lab.evaluation import parse_seeds
+from nanochat.data import NotebookBatches, encode_all, read_shards, write_shards
 from nanochat.train import evaluate_bpb, preset, train
 
 
