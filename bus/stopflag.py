@@ -48,3 +48,9 @@ class StopFlag:
                 self._closed = True
                 os.close(self._r)
                 os.close(self._w)
+
+    def __del__(self) -> None:  # a flag dropped without close() (e.g. a directory that failed to bind)
+        try:
+            self.close()
+        except Exception:
+            pass
