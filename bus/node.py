@@ -574,6 +574,8 @@ class Node:
                 events = poller.poll(1000)
             except zmq.ZMQError:
                 break
+            if self._stop.is_set():  # closing: read no more. Peers close too, and a multipart read whose
+                break                # pipe terminates halfway is where libzmq can abort (fq.cpp:80)
             for sock, _ in events:
                 if sock is self._wake_rx:
                     while True:
