@@ -754,7 +754,8 @@ class Node:
             request(self.config, {"op": "bye", "node": self.name, "uid": self.uid}, 0.5)
         except DirectoryUnavailable:
             pass
-        threads = [self._io, self._hk, self._dir, *[s._thread for s in self._services], *[t._thread for t in self._timers]]
+        threads = [self._io, self._hk, self._dir, *[s._thread for s in self._services],
+                   *[t._thread for t in self._timers]]
         for th in threads:
             if th is not threading.current_thread():
                 th.join(2)

@@ -172,7 +172,8 @@ def predict_biased(forward: ForwardModel, exp: g.Experiment, theta: np.ndarray,
 
 
 class ObjectPosterior:
-    """Weighted particles over theta = (log mu, log m, log e, systematic log gains..., log load share) of one object."""
+    """Weighted particles over theta = (log mu, log m, log e, systematic log gains..., log load share / median)
+    of one object."""
 
     def __init__(self, name: str, box: np.ndarray, forward: ForwardModel, noise: NoiseModel,
                  n: int, rng: np.random.Generator):
