@@ -525,6 +525,22 @@ class Skills:
             self._run(plan["retreat"])
             raise SkillFailed(f"could not grasp {label!r}")
 
+    def _ensure_lifted(self, label: str, plan: dict, stamps: list[int], rise: float) -> None:
+        """(While recording, after lifting by `rise`.) The object asked for must have risen with the hand,
+        or what the skill measures next belongs to something else: an object fixed to the table (a weigh
+        then read 0 kg), or a rolling neighbour the hand closed on instead (seed 1028, rank: two balls
+        rolled past each other, each was weighed as the other and the order came out reversed). Fails,
+        after putting down what it holds; unchecked where no pose source runs (positions from the scene)."""
+        self._wait_objects(stamps[-1])
+        pos, _, src = self.object(label)
+        risen = float(pos[2] - plan["pos0"][2])
+        if src == "scene" or risen >= 0.5 * rise:
+            return
+        self._record(False)
+        self._release_and_retreat(plan)
+        raise SkillFailed(f"{label!r} did not rise with the hand ({1000 * risen:.0f} of {1000 * rise:.0f} mm): it is "
+                          f"fixed down, or the hand took something else")
+
     def _release_and_retreat(self, plan: dict) -> None:
         self._run(plan["back"])
         self._gripper(self.rs.max_opening or 0.08)
@@ -560,6 +576,7 @@ class Skills:
         self._run(plan["up"])
         self._record(True)
         held = self._hold(P.SETTLE_S * 2)
+        self._ensure_lifted(label, plan, held, P.WEIGH_LIFT)
         self._wait_stamps(self._wrench, held)
         self._record(False)
         fz_held = [self._wrench[s][2] for s in held[len(held) // 2:] if s in self._wrench]
@@ -605,6 +622,7 @@ class Skills:
         self._run(plan["up"])
         self._record(True)
         held = self._hold(P.SETTLE_S)
+        self._ensure_lifted(label, plan, held, height)
         q_held = self._last_q
         held_tilt = self._hold_tilted(q_tilt) if q_tilt_away is not None else []
         # release holding still (the object falls from rest), then take the hand out of the bounce's way

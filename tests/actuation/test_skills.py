@@ -193,3 +193,28 @@ def test_a_skill_right_after_a_reset_waits_for_the_arm_to_be_still():
             assert r["ok"], r["error"]
             assert bench.gate.state.clamped_count == clamped0, bench.gate.state.reason
             assert r["measurements"]["position_error_m"] < 2e-3
+
+
+def test_an_object_fixed_to_the_table_is_not_weighed_or_dropped_as_if_held():
+    """A body of mass 0 is fixed in PyBullet: the hand closes on it and cannot lift it. Weighing it read
+    0 kg and dropping it a 2 mm bounce, both reported as measurements; now both fail clearly (the object
+    did not rise with the hand), put the hand back down and open it, and the object stays where it was.
+    Lift still measures: "lifted 0.000" is its answer."""
+    import dataclasses
+
+    from sim.scene import scene_from_seed
+    base = scene_from_seed(0, n_objects=1)
+    fixed = dataclasses.replace(base.objects[0], shape="cube", size=0.04, position=(0.55, 0.0, 0.02), mass=0.0,
+                                com_offset=(0.0, 0.0, 0.0))
+    spec = dataclasses.replace(base, objects=[fixed])
+    with sim_bench(robot="panda", seed=0, n_objects=1, mocap_noise=0.0) as bench:
+        bench.call("sim/reset", {"scene": spec.to_dict()}, timeout=30)
+        assert wait_until(lambda: bench.skills.scene == bench.sim.scene.perceived(), 10)
+        label = fixed.label
+        for skill, args in (("weigh", {}), ("drop", {"height": 0.1})):
+            r = bench.execute(skill, {"object": label, **args})
+            assert not r["ok"] and "did not rise with the hand" in r["error"], r
+            assert bench.sim.arm.grasped is None  # let go
+            assert np.allclose(_truth(bench, label)["position"], fixed.position, atol=2e-3)
+        r = bench.execute("lift", {"object": label, "height": 0.05})
+        assert r["ok"] and abs(r["measurements"]["lifted_m"]) < 0.005, r
