@@ -218,3 +218,18 @@ def test_an_object_fixed_to_the_table_is_not_weighed_or_dropped_as_if_held():
             assert np.allclose(_truth(bench, label)["position"], fixed.position, atol=2e-3)
         r = bench.execute("lift", {"object": label, "height": 0.05})
         assert r["ok"] and abs(r["measurements"]["lifted_m"]) < 0.005, r
+
+
+def test_a_pinch_takes_what_is_between_its_fingers_not_what_its_palm_touches():
+    """Seed 1044: closing on a 3.5 cm block, the Panda's hand also touches the top of a 6 cm block 12 cm
+    away. The grasp used to attach whatever touched any hand link first, and weighing (or dropping) the
+    small block measured the big one."""
+    from lab.evaluation import world_objects
+    n = world_objects("restitution", 1044)
+    with sim_bench(robot="panda", seed=1044, n_objects=n, mocap_noise=0.0005) as bench:
+        bench.reset(1044, n)
+        truth = bench.call("sim/oracle", {}, timeout=10)["objects"]
+        r = bench.execute("weigh", {"object": "red_block"})
+        assert r["ok"], r
+        assert r["measurements"]["mass_kg"] == pytest.approx(truth["red_block"]["mass"], rel=0.05)
+        assert abs(truth["green_block"]["mass"] - truth["red_block"]["mass"]) > 0.1 * truth["red_block"]["mass"]
