@@ -528,9 +528,10 @@ class Skills:
     def _ensure_lifted(self, label: str, plan: dict, stamps: list[int], rise: float) -> None:
         """(While recording, after lifting by `rise`.) The object asked for must have risen with the hand,
         or what the skill measures next belongs to something else: an object fixed to the table (a weigh
-        then read 0 kg), or a rolling neighbour the hand closed on instead (seed 1028, rank: two balls
-        rolled past each other, each was weighed as the other and the order came out reversed). Fails,
-        after putting down what it holds; unchecked where no pose source runs (positions from the scene)."""
+        then read 0 kg), or a neighbour the hand took instead (seeds 1009, 1044: the sim's grasp took what
+        the palm touched, and a rank came out wrong; on a real arm, a ball that rolled into the fingers).
+        Fails, after putting down what it holds; unchecked where no pose source runs (positions from the
+        scene)."""
         self._wait_objects(stamps[-1])
         pos, _, src = self.object(label)
         risen = float(pos[2] - plan["pos0"][2])
