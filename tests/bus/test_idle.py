@@ -2,12 +2,12 @@
 timeouts, and closing it wakes them at once."""
 import os
 import threading
-import time
 
 import zmq
 
 from bus import Node
 from bus.stopflag import StopFlag
+from tests.waiting import wait_until
 
 
 def _switches(thread: threading.Thread) -> int:
@@ -40,16 +40,19 @@ def test_a_stop_flag_wakes_a_poll_that_has_no_timeout():
 
 
 def test_an_idle_node_does_not_wake_its_service_and_io_threads(inproc_url):
-    with Node("idle", inproc_url) as node:
+    with Node("idle", inproc_url) as node, Node("watcher", inproc_url) as watcher:
         node.service("idle/a", lambda r: r)
         node.service("idle/b", lambda r: r)
         node.subscribe("idle/topic")
-        time.sleep(0.3)  # let start-up chatter (announces, subscription set-up) pass
+        # start-up chatter (announces, subscription set-up) is over once the directory knows the services
+        assert wait_until(lambda: all(node.lookup("service", s) for s in ("idle/a", "idle/b")), 10)
+        beats = watcher.watch("idle")
+        first = beats.wait_for(lambda m: True, timeout=10).seq
         watched = [t for t in threading.enumerate()
                    if t.name in ("idle:idle/a", "idle:idle/b", "idle:io")]
         assert len(watched) == 3
         before = [_switches(t) for t in watched]
-        time.sleep(1.5)
+        beats.wait_for(lambda m: m.seq >= first + 16, timeout=20)  # 15 heartbeat periods (1.5 s) of idling
         woke = [_switches(t) - b for t, b in zip(watched, before)]
         # a 50 ms poll timeout woke each of them ~30 times here; waiting on the stop flag, at most a
         # safety-net timeout a second (plus a GIL hand-off or two each time)
