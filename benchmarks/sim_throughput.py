@@ -42,20 +42,37 @@ TICKS = 300 if QUICK else 1200
 SCENE = scene_from_seed(0)
 
 
+STEPS_PER_TICK = 2  # physics steps per control period, as in SimArm at 120 Hz
+
+
+def _raw_ticks(w: World, ticks: int, each=None) -> None:
+    """The baseline's control loop: position servo targets set each period, then its physics steps;
+    `each()` (the floor's send) after every tick."""
+    r = w.robot
+    q, forces = np.asarray(r.spec.home), r.effort.tolist()
+    for k in range(ticks):
+        p.setJointMotorControlArray(r.body, r.arm, p.POSITION_CONTROL, targetPositions=(q + 1e-4 * k).tolist(),
+                                    forces=forces, physicsClientId=w.cid)
+        for _ in range(STEPS_PER_TICK):
+            p.stepSimulation(physicsClientId=w.cid)
+        if each is not None:
+            each()
+
+
+def _simarm_ticks(sim: SimArm, cmd, ticks: int) -> None:
+    """Ours: a command in, a tick (physics plus publishing what the sensors see) out."""
+    for _ in range(ticks):
+        sim.apply_command(cmd)
+        sim.tick()
+
+
 def raw_steps_per_s() -> float:
     w = World(SCENE)
-    r = w.robot
-    q = np.asarray(r.spec.home)
-    n = 2  # physics steps per control period, as in SimArm at 120 Hz
     t0, c0 = time.perf_counter(), time.process_time()
-    for k in range(TICKS):
-        p.setJointMotorControlArray(r.body, r.arm, p.POSITION_CONTROL, targetPositions=(q + 1e-4 * k).tolist(),
-                                    forces=r.effort.tolist(), physicsClientId=w.cid)
-        for _ in range(n):
-            p.stepSimulation(physicsClientId=w.cid)
+    _raw_ticks(w, TICKS)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     w.close()
-    return TICKS * n / dt, TICKS * n / cpu
+    return TICKS * STEPS_PER_TICK / dt, TICKS * STEPS_PER_TICK / cpu
 
 
 SENSORS = ("wrist/wrench", "gripper/state", "perception/objects")
@@ -94,9 +111,7 @@ def simarm_steps_per_s(all_sensors: bool = False) -> tuple[float, float]:
     from bus import JointCommand
     cmd = JointCommand(name=sim.names, position=np.asarray(sim.world.robot.spec.home))
     t0, c0 = time.perf_counter(), time.process_time()
-    for k in range(TICKS):
-        sim.apply_command(cmd)
-        sim.tick()
+    _simarm_ticks(sim, cmd, TICKS)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     if not done.wait(30):
         raise SystemExit("the subscriber did not receive the last joint state")
@@ -126,22 +141,15 @@ def paired_step_ratio(pairs: int, ticks: int) -> tuple[float, float, float, floa
     sim.js_pub.wait_for_subscribers(1, 30)
     cmd = JointCommand(name=sim.names, position=np.asarray(sim.world.robot.spec.home))
     w = World(SCENE)
-    r = w.robot
-    q, forces = np.asarray(r.spec.home), r.effort.tolist()
     n = sim.steps_per_tick
+    assert n == STEPS_PER_TICK
     cpu_ratios, wall_ratios, raw_rates, our_rates = [], [], [], []
     for _ in range(pairs):
         t0, c0 = time.perf_counter(), time.process_time()
-        for k in range(ticks):
-            p.setJointMotorControlArray(r.body, r.arm, p.POSITION_CONTROL, targetPositions=(q + 1e-4 * k).tolist(),
-                                        forces=forces, physicsClientId=w.cid)
-            for _ in range(n):
-                p.stepSimulation(physicsClientId=w.cid)
+        _raw_ticks(w, ticks)
         raw_wall, raw_cpu = time.perf_counter() - t0, time.process_time() - c0
         t0, c0 = time.perf_counter(), time.process_time()
-        for k in range(ticks):
-            sim.apply_command(cmd)
-            sim.tick()
+        _simarm_ticks(sim, cmd, ticks)
         our_wall, our_cpu = time.perf_counter() - t0, time.process_time() - c0
         cpu_ratios.append(raw_cpu / our_cpu)
         wall_ratios.append(raw_wall / our_wall)
@@ -181,9 +189,7 @@ def simarm_inproc_steps_per_s() -> tuple[float, float]:
     from bus import JointCommand
     cmd = JointCommand(name=sim.names, position=np.asarray(sim.world.robot.spec.home))
     t0, c0 = time.perf_counter(), time.process_time()
-    for k in range(TICKS):
-        sim.apply_command(cmd)
-        sim.tick()
+    _simarm_ticks(sim, cmd, TICKS)
     if not got.wait(30):
         raise SystemExit("the inproc subscriber did not receive the last joint state")
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -219,24 +225,20 @@ def floor_steps_per_s() -> float:
     ready.wait(60)
     time.sleep(0.3)  # a raw SUB's subscription is asynchronous: this is the baseline's slow-joiner wait
     w = World(SCENE)
-    r = w.robot
-    q = np.asarray(r.spec.home)
     payload = b"\0" * 420  # an encoded 7-joint JointState
-    c0 = time.process_time()
-    for k in range(TICKS):
-        p.setJointMotorControlArray(r.body, r.arm, p.POSITION_CONTROL, targetPositions=(q + 1e-4 * k).tolist(),
-                                    forces=r.effort.tolist(), physicsClientId=w.cid)
-        for _ in range(2):
-            p.stepSimulation(physicsClientId=w.cid)
+
+    def send():
         sock.send(b"arm/joint_state", zmq.SNDMORE)
         sock.send(payload)
+    c0 = time.process_time()
+    _raw_ticks(w, TICKS, each=send)
     cpu = time.process_time() - c0
     proc.kill()
     sock.close(0)
     if os.path.exists(url[len("ipc://"):]):  # a bound ipc endpoint leaves its socket file behind
         os.unlink(url[len("ipc://"):])
     w.close()
-    return TICKS * 2 / cpu
+    return TICKS * STEPS_PER_TICK / cpu
 
 
 def push_ms() -> tuple[float, float]:
