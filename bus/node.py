@@ -124,9 +124,10 @@ class Publisher:
         """Whether anyone listens now (as of the last few ms: POLL_S): a driver can skip computing a
         message nobody would receive (ZeroMQ would drop it at the socket anyway; a subscription arriving
         later sees the next one)."""
-        with self._lock:
-            if not self._sock.closed:
-                self._maybe_drain()
+        if time.monotonic() >= self._next_poll:  # checked without the lock first: most calls need no check
+            with self._lock:
+                if not self._sock.closed:
+                    self._maybe_drain()
         return self.subscribers > 0
 
     def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> bool:
@@ -297,7 +298,7 @@ class Service:
         poller.register(stop.fd, zmq.POLLIN)  # no timeout to wake for: close() makes this readable
         while not stop.is_set():
             try:
-                if sock not in dict(poller.poll(1000)):
+                if sock not in dict(poller.poll()):  # the stop flag wakes it: no timeout needed
                     continue
                 frames = sock.recv_multipart(copy=False)
             except zmq.ZMQError:
@@ -571,7 +572,7 @@ class Node:
         by_sock: dict[zmq.Socket, Subscription] = {}
         while not self._stop.is_set():
             try:
-                events = poller.poll(1000)
+                events = poller.poll()  # the stop flag wakes it: no timeout needed
             except zmq.ZMQError:
                 break
             if self._stop.is_set():  # closing: read no more. Peers close too, and a multipart read whose

@@ -129,13 +129,13 @@ class SimArm:
 
     # -- stepping ------------------------------------------------------------------------------
     def apply_command(self, msg: JointCommand) -> None:
-        q = np.asarray(msg.position, float)
-        if list(msg.name) and list(msg.name) != self.names:
-            idx = {n: i for i, n in enumerate(msg.name)}
+        q, names = msg.position, msg.name
+        if len(names) and names != self.names and list(names) != self.names:
+            idx = {n: i for i, n in enumerate(names)}
             if sorted(idx) != sorted(self.names):
-                log.warning("joint command for %s ignored (arm joints %s)", list(msg.name), self.names)
+                log.warning("joint command for %s ignored (arm joints %s)", list(names), self.names)
                 return
-            q = np.array([q[idx[n]] for n in self.names])
+            q = [q[idx[n]] for n in self.names]
         try:
             self.arm.command_positions(q, 1.0 / self.control_hz)
         except ValueError as e:
@@ -144,18 +144,19 @@ class SimArm:
     def tick(self) -> None:
         """Advance one control period and publish what the sensors see."""
         with self._lock:
-            self.arm.step(self.steps_per_tick, wrench=self.wrench_pub.has_subscribers())
+            wrench = self.wrench_pub.has_subscribers()
+            self.arm.step(self.steps_per_tick, wrench=wrench)
             self.ticks += 1
-            self._publish()
+            self._publish(wrench)
 
-    def _publish(self) -> None:
+    def _publish(self, wrench: bool | None = None) -> None:
         # Every sensor stream is sampled each tick, but one nobody subscribes to is not even computed (as a
         # ROS 2 driver checks its subscription count): the state of the arm is always published.
         stamp = self._stamp()
         q, v, e = self.arm.joint_state()
         self.js_pub.publish(JointState(name=self.names, position=q, velocity=v, effort=e, stamp_ns=stamp,
                                        frame_id="base"))
-        if self.wrench_pub.has_subscribers():
+        if self.wrench_pub.has_subscribers() if wrench is None else wrench:
             f, t = self.arm.wrench()
             self.wrench_pub.publish(Wrench(force=f, torque=t, stamp_ns=stamp, frame_id="base"))
         if self.grip_pub.has_subscribers():
@@ -208,7 +209,7 @@ class SimArm:
                     with self._lock:
                         self.apply_command(msg)
                 except TimeoutError:  # idle: tick at real-time pace holding the last command still
-                    self.arm.target_vel = np.zeros_like(self.arm.target_vel)
+                    self.arm.hold_still()
                 self.tick()
             else:
                 msg = None
