@@ -81,18 +81,19 @@ SENSORS = ("wrist/wrench", "gripper/state", "perception/objects")
 def _subscriber(url: str, n: int, ready, done, all_sensors: bool) -> None:
     """Another process on the graph, receiving joint states (as the gate would) until the last; with
     all_sensors also the wrench, gripper and mocap streams (as the skills node does)."""
+    import threading
     node = Node("probe", url)
-    sub = node.subscribe("arm/joint_state", JointState)
+    last = threading.Event()
+
+    def on_state(msg: JointState) -> None:  # on the node's I/O thread, as a driver's consumer would
+        if msg.seq >= n:
+            last.set()
+    node.subscribe("arm/joint_state", JointState, callback=on_state)
     for topic in SENSORS if all_sensors else ():
         node.subscribe(topic, None, mode="latest")
     ready.set()
-    while True:
-        try:
-            if sub.get(timeout=30).seq >= n:
-                break
-        except TimeoutError:
-            break
-    done.set()
+    if last.wait(60 + n / 100):
+        done.set()
     node.close()
 
 

@@ -11,6 +11,7 @@ copying a few hundred bytes, and a 7-joint JointState stays a two-frame message.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 import msgpack
@@ -52,36 +53,47 @@ def _dataclass_names(cls: type) -> tuple[str, ...] | None:
 _NOT_DATACLASS: set[type] = set()
 
 
-def encode(obj: Any) -> tuple[bytes, list]:
-    """Encode a message (or any msgpack-able tree of dicts, lists, arrays, messages) -> (header, buffers)."""
-    buffers: list = []
+class _Encoder(threading.local):
+    """One msgpack packer per thread, reused: msgpack's C packer walks dicts, lists and scalars itself and
+    hands `convert` only what it does not know (arrays, messages, numpy scalars). A Python walk of every
+    field, and a new packer per message, cost several times more on every publish."""
 
-    def convert(v):
-        # msgpack's C packer walks dicts, lists and scalars itself and hands us only what it does not know:
-        # arrays, messages and numpy scalars (a Python walk of every field cost ~3x more per publish)
+    def __init__(self) -> None:
+        self.buffers: list = []
+        self.packer = msgpack.Packer(default=self.convert, use_bin_type=True)
+
+    def convert(self, v):
         if isinstance(v, np.ndarray):
-            return array(v)
+            return self.array(v)
         t = type(v)
         names = _dataclass_names(t)
         if names is not None:
             d = {_MSG: t.__name__}
             for n in names:
                 x = getattr(v, n)
-                d[n] = array(x) if type(x) is np.ndarray else x  # saves the packer a call back per array
+                d[n] = self.array(x) if type(x) is np.ndarray else x  # saves the packer a call back per array
             return d
         if isinstance(v, np.generic):
             return v.item()
         raise TypeError(f"{t.__name__} cannot travel on the bus")
 
-    def array(v: np.ndarray) -> dict:
+    def array(self, v: np.ndarray) -> dict:
         if v.dtype.hasobject:
             raise TypeError("object arrays cannot travel on the bus")
         if v.nbytes < INLINE_MAX:
             return {_ND: [v.dtype.str, list(v.shape), v.tobytes()]}  # tobytes copies C-ordered for any layout
-        buffers.append(np.ascontiguousarray(v))
-        return {_ND: [v.dtype.str, list(v.shape), len(buffers) - 1]}
+        self.buffers.append(np.ascontiguousarray(v))
+        return {_ND: [v.dtype.str, list(v.shape), len(self.buffers) - 1]}
 
-    return msgpack.packb(obj, default=convert, use_bin_type=True), buffers
+
+_encoder = _Encoder()
+
+
+def encode(obj: Any) -> tuple[bytes, list]:
+    """Encode a message (or any msgpack-able tree of dicts, lists, arrays, messages) -> (header, buffers)."""
+    enc = _encoder
+    enc.buffers = buffers = []
+    return enc.packer.pack(obj), buffers  # a failed pack leaves nothing behind in the packer (msgpack resets it)
 
 
 def decode(header, buffers=()) -> Any:

@@ -62,12 +62,17 @@ class ArmSim:
     def command_positions(self, q, period: float | None = None) -> None:
         """New joint targets. With `period` (the command stream's interval) the servos also get the
         implied velocity as feed-forward, so a moving target is tracked without lag."""
+        n, given = len(self._target), q
         try:
-            q = [float(x) for x in q]
+            if isinstance(q, np.ndarray):
+                q = q.astype(float).tolist() if q.ndim == 1 else None
+            else:
+                q = [float(x) for x in q]
+            ok = q is not None and len(q) == n and all(map(math.isfinite, q))
         except (TypeError, ValueError):
-            raise ValueError(f"joint command must be {len(self._target)} finite values, got {q!r}") from None
-        if len(q) != len(self._target) or not all(map(math.isfinite, q)):
-            raise ValueError(f"joint command must be {len(self._target)} finite values, got {q!r}")
+            ok = False
+        if not ok:
+            raise ValueError(f"joint command must be {n} finite values, got {given!r}")
         self._target_vel = [(a - b) / period for a, b in zip(q, self._target)] if period else [0.0] * len(q)
         self._target = q
 
