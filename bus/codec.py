@@ -39,6 +39,17 @@ def _names(cls: type) -> tuple[str, ...]:
     return names
 
 
+_NAME_SETS: dict[type, frozenset] = {}
+_DTYPES: dict[str, np.dtype] = {}  # dtype strings seen on the wire (np.dtype() parses each one anew)
+
+
+def _names_set(cls: type) -> frozenset:
+    names = _NAME_SETS.get(cls)
+    if names is None:
+        names = _NAME_SETS[cls] = frozenset(_names(cls))
+    return names
+
+
 def _dataclass_names(cls: type) -> tuple[str, ...] | None:
     """Field names of a dataclass type (cached), None for any other type."""
     names = _FIELDS.get(cls)
@@ -103,9 +114,13 @@ def decode(header, buffers=()) -> Any:
         if nd is not None:
             try:
                 dtype, shape, ref = nd
-                dt = np.dtype(dtype)
-                if dt.hasobject:
-                    raise DecodeError("object dtype refused")
+                dt = _DTYPES.get(dtype) if type(dtype) is str else None
+                if dt is None:
+                    dt = np.dtype(dtype)
+                    if dt.hasobject:
+                        raise DecodeError("object dtype refused")
+                    if type(dtype) is str and len(_DTYPES) < 64:
+                        _DTYPES[dtype] = dt
                 buf = ref if isinstance(ref, (bytes, bytearray)) else _buffer(buffers, ref)
                 arr = np.frombuffer(buf, dtype=dt).reshape(shape)
             except DecodeError:
@@ -119,9 +134,11 @@ def decode(header, buffers=()) -> Any:
             cls = MESSAGE_TYPES.get(name)
             if cls is None:
                 raise UnknownType(f"unknown message type {name!r}")
-            known = _names(cls)
+            del d[_MSG]
+            if not d.keys() <= _names_set(cls):  # a newer sender's fields: keep the ones this version knows
+                d = {k: v for k, v in d.items() if k in _names_set(cls)}
             try:
-                return cls(**{k: v for k, v in d.items() if k in known})
+                return cls(**d)
             except Exception as e:
                 raise DecodeError(f"bad {name} fields: {e}") from None
         return d

@@ -605,14 +605,14 @@ class Node:
         recv that ends in zmq.Again, which costs an exception per wake-up)."""
         if sub.mode == "latest":
             frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            while sock.get(zmq.EVENTS) & zmq.POLLIN:  # drain to the newest
+            while sock.get(_EVENTS) & _POLLIN:  # drain to the newest
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 sub.skipped += 1
             sub._deliver(frames)
         else:
             for _ in range(1000):  # a bounded burst, then the other sockets get their turn
                 sub._deliver(sock.recv_multipart(zmq.NOBLOCK, copy=False))
-                if not sock.get(zmq.EVENTS) & zmq.POLLIN:
+                if not sock.get(_EVENTS) & _POLLIN:
                     break
 
     def _run_commands(self, poller: zmq.Poller, by_sock: dict) -> None:
@@ -666,7 +666,7 @@ class Node:
             wait = min(next_hb - time.monotonic() if self._hb_pub is not None else 1.0,
                        self.LATCHED_POLL_S if any(p.latched for p in self._publishers) else 1.0)
             if feed in dict(poller.poll(max(1, int(wait * 1000) + 1))):
-                while feed.get(zmq.EVENTS) & zmq.POLLIN:
+                while feed.get(_EVENTS) & _POLLIN:
                     try:
                         key, body = feed.recv_multipart(zmq.NOBLOCK)
                         topic, eps = key.decode()[len("topic/"):], msgpack.unpackb(body)

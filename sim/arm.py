@@ -23,6 +23,12 @@ GRASP_WINDOW_S = 0.5     # s after a close command during which contact makes a 
                          # in the air stays a closed gripper: pushing with it never picks anything up)
 
 
+def _cross(a, b) -> np.ndarray:
+    """a x b of two 3-vectors: np.cross costs ~30x more on 3 values (it is general over axes), and the
+    wrist sensor calls this for every contact of every physics step."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
 class ArmSim:
     def __init__(self, world: World, position_gain: float = 0.3):
         if world.robot is None:
@@ -215,7 +221,7 @@ class ArmSim:
                 continue
             f = cp[9] * np.asarray(cp[7]) + cp[10] * np.asarray(cp[11]) + cp[12] * np.asarray(cp[13])
             force += f
-            torque += np.cross(np.asarray(cp[5]) - centre, f)
+            torque += _cross(np.asarray(cp[5]) - centre, f)
         if self._constraint is not None:
             # the grasp holds the object: it pulls on the hand with (the object's weight + its inertia)
             obj = self.w.objects[self.grasped]
@@ -226,7 +232,7 @@ class ArmSim:
             f = m * (np.array([0.0, 0.0, self.w.spec.gravity]) - acc)
             com = np.asarray(p.getBasePositionAndOrientation(obj, physicsClientId=c)[0])
             force += f
-            torque += np.cross(com - centre, f)
+            torque += _cross(com - centre, f)
         return force, torque
 
     def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:

@@ -130,7 +130,7 @@ class SimArm:
     # -- stepping ------------------------------------------------------------------------------
     def apply_command(self, msg: JointCommand) -> None:
         q, names = msg.position, msg.name
-        if len(names) and names != self.names and list(names) != self.names:
+        if len(names) and list(names) != self.names:
             idx = {n: i for i, n in enumerate(names)}
             if sorted(idx) != sorted(self.names):
                 log.warning("joint command for %s ignored (arm joints %s)", list(names), self.names)
@@ -156,7 +156,7 @@ class SimArm:
         q, v, e = self.arm.joint_state()
         self.js_pub.publish(JointState(name=self.names, position=q, velocity=v, effort=e, stamp_ns=stamp,
                                        frame_id="base"))
-        if self.wrench_pub.has_subscribers() if wrench is None else wrench:
+        if (self.wrench_pub.has_subscribers() if wrench is None else wrench):
             f, t = self.arm.wrench()
             self.wrench_pub.publish(Wrench(force=f, torque=t, stamp_ns=stamp, frame_id="base"))
         if self.grip_pub.has_subscribers():
