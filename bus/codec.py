@@ -41,6 +41,7 @@ def _names(cls: type) -> tuple[str, ...]:
 
 _NAME_SETS: dict[type, frozenset] = {}
 _DTYPES: dict[str, np.dtype] = {}  # dtype strings seen on the wire (np.dtype() parses each one anew)
+_DTYPE_STRS: dict[np.dtype, str] = {}  # and the other way, for sending
 
 
 def _names_set(cls: type) -> frozenset:
@@ -89,12 +90,17 @@ class _Encoder(threading.local):
         raise TypeError(f"{t.__name__} cannot travel on the bus")
 
     def array(self, v: np.ndarray) -> dict:
-        if v.dtype.hasobject:
-            raise TypeError("object arrays cannot travel on the bus")
+        dt = _DTYPE_STRS.get(v.dtype)  # dtype.str builds a new string each time
+        if dt is None:
+            if v.dtype.hasobject:
+                raise TypeError("object arrays cannot travel on the bus")
+            dt = v.dtype.str
+            if len(_DTYPE_STRS) < 64:
+                _DTYPE_STRS[v.dtype] = dt
         if v.nbytes < INLINE_MAX:
-            return {_ND: [v.dtype.str, list(v.shape), v.tobytes()]}  # tobytes copies C-ordered for any layout
+            return {_ND: [dt, list(v.shape), v.tobytes()]}  # tobytes copies C-ordered for any layout
         self.buffers.append(np.ascontiguousarray(v))
-        return {_ND: [v.dtype.str, list(v.shape), len(self.buffers) - 1]}
+        return {_ND: [dt, list(v.shape), len(self.buffers) - 1]}
 
 
 _encoder = _Encoder()
