@@ -172,3 +172,24 @@ def test_unknown_type_is_its_own_error():
         assert "Teleporter" in str(e)
     else:
         raise AssertionError("UnknownType not raised")
+
+
+def test_fields_from_a_newer_sender_are_dropped_and_the_rest_kept():
+    header, buffers = codec.encode(JointState(name=["a", "b"], position=np.array([1.0, 2.0]), stamp_ns=7))
+    tree = msgpack.unpackb(header)
+    tree["torque_limit"] = [3.0, 4.0]  # a field this version does not know
+    msg = codec.decode(msgpack.packb(tree), buffers)
+    assert isinstance(msg, JointState) and msg.name == ["a", "b"] and msg.stamp_ns == 7
+    assert msg.position.tolist() == [1.0, 2.0] and not hasattr(msg, "torque_limit")
+
+
+def test_a_failed_encode_leaves_the_next_one_clean():
+    try:
+        codec.encode({"a": [1, object()]})
+    except TypeError as e:
+        assert "cannot travel" in str(e)
+    else:
+        raise AssertionError("an object travelled")
+    header, _ = codec.encode({"b": np.arange(3, dtype=">i4")})
+    assert header == msgpack.packb({"b": {"__nd__": [">i4", [3], np.arange(3, dtype=">i4").tobytes()]}})
+    assert codec.decode(header)["b"].tolist() == [0, 1, 2]
