@@ -23,9 +23,6 @@ GRASP_WINDOW_S = 0.5     # s after a close command during which contact makes a 
                          # in the air stays a closed gripper: pushing with it never picks anything up)
 
 
-_F64 = np.dtype(np.float64)
-
-
 def _cross(a, b) -> np.ndarray:
     """a x b of two 3-vectors: np.cross costs ~30x more on 3 values (it is general over axes), and the
     wrist sensor calls this for every contact of every physics step."""
@@ -74,7 +71,7 @@ class ArmSim:
         n, given = len(self._target), q
         try:
             if isinstance(q, np.ndarray):
-                q = (q.tolist() if q.dtype is _F64 else q.astype(float).tolist()) if q.ndim == 1 else None
+                q = q.astype(float, copy=False).tolist() if q.ndim == 1 else None  # no copy when float64
             else:
                 q = [float(x) for x in q]
             ok = q is not None and len(q) == n and all(map(math.isfinite, q))
