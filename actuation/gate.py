@@ -362,7 +362,9 @@ class GateNode:
                     log.warning("protective stop: no arm/joint_state for %.0f ms", self.js.age() * 1000)
             elif not stale and self.protective:
                 self.protective = False
-                self.limits.reset(self._position())
+                # no command went out during the stop: the next stream starts from wherever the arm is when
+                # it comes (at start-up the arm may still be settling, and a sim reset may move it before then)
+                self.limits.reset()
                 self._publish_state("arm/joint_state back: protective stop cleared")
             if (self._last_target_t and not self.holding and not self.estop
                     and (now - self._last_target_t) * 1000 > self.cfg.deadman_ms):

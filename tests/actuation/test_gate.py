@@ -140,15 +140,16 @@ def graph():
     names = gate.names
     home = np.array([0.0, 0.0, 0.0, -2.2, 0.0, 2.2, 0.785])
     js_pub = arm.publisher("arm/joint_state", JointState)
-    alive = {"on": True}
-    arm.timer(100, lambda: alive["on"] and js_pub.publish(JointState(name=names, position=home,
+    alive, arm_at = {"on": True}, {"q": home}
+    arm.timer(100, lambda: alive["on"] and js_pub.publish(JointState(name=names, position=arm_at["q"],
                                                                      velocity=np.zeros(7), effort=np.zeros(7))))
     cmds = probe.subscribe("arm/joint_command", JointCommand)
     state = probe.subscribe("safety/state", SafetyState, mode="latest")
     target = probe.publisher("arm/joint_target", JointCommand)
     state.wait_for(lambda s: not s.protective_stop, timeout=5)
     assert target.wait_for_subscribers(1, 5)
-    yield dict(gate=gate, names=names, home=home, cmds=cmds, state=state, target=target, probe=probe, alive=alive)
+    yield dict(gate=gate, names=names, home=home, cmds=cmds, state=state, target=target, probe=probe, alive=alive,
+               arm_at=arm_at)
     gate.close()
     for n in (probe, gate_node, arm):
         n.close()
@@ -199,6 +200,21 @@ def test_lost_heartbeat_is_a_protective_stop(graph):
     g["state"].wait_for(lambda s: s.rejected_count >= 1, timeout=5)
     g["alive"]["on"] = True
     g["state"].wait_for(lambda s: not s.protective_stop, timeout=5)
+
+
+def test_the_first_stream_starts_where_the_arm_is_not_where_it_was_when_the_gate_started(graph):
+    """The gate starts in a protective stop until the arm's states come. It used to take the position it saw
+    then as the last command. But a new arm may still be settling, or a sim reset may move it, before the
+    first target comes. The first stream was then clamped (velocity and acceleration from a position the arm
+    had left; flaky in test_a_skill_right_after_a_reset_waits_for_the_arm_to_be_still)."""
+    g = graph
+    moved = g["home"] + np.array([0.1, -0.05, 0.0, 0.0, 0.0, 0.0, 0.0])  # less than max_step: no resync
+    g["arm_at"]["q"] = moved
+    g["gate"].js.wait_for(lambda m: np.allclose(m.position, moved), timeout=5)
+    _send(g, moved)
+    cmd = g["cmds"].get(timeout=5)
+    assert np.allclose(cmd.position, moved)
+    assert g["gate"].state.clamped_count == 0, g["gate"].state.reason
 
 
 def test_config_file_tightens_and_unknown_keys_fail(tmp_path):
