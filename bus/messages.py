@@ -7,12 +7,17 @@ Arrays are numpy arrays; on receipt they are read-only views of the received buf
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 
+_F64 = np.dtype(np.float64)
+
+
 def _f64(x) -> np.ndarray:
+    if type(x) is np.ndarray and x.dtype is _F64:  # already what it should be: a driver's hot path
+        return x
     return np.zeros(0) if x is None else np.asarray(x, dtype=np.float64)
 
 
@@ -21,6 +26,13 @@ class Message:
     seq: int = 0
     stamp_ns: int = 0
     frame_id: str = ""
+    # fields that hold a 1-D float64 array, made from any sequence of numbers given (the codec packs such
+    # sequences straight to the wire: `codec.encode_fields`, `Publisher.publish_fields`)
+    VECTORS: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        for name in self.VECTORS:
+            setattr(self, name, _f64(getattr(self, name)))
 
 
 @dataclass
@@ -29,9 +41,7 @@ class JointState(Message):
     position: np.ndarray = field(default_factory=lambda: np.zeros(0))
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(0))
     effort: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-    def __post_init__(self):
-        self.position, self.velocity, self.effort = map(_f64, (self.position, self.velocity, self.effort))
+    VECTORS: ClassVar[tuple[str, ...]] = ("position", "velocity", "effort")
 
 
 @dataclass
@@ -40,9 +50,7 @@ class JointCommand(Message):
     name: list[str] = field(default_factory=list)
     position: np.ndarray = field(default_factory=lambda: np.zeros(0))
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-    def __post_init__(self):
-        self.position, self.velocity = _f64(self.position), _f64(self.velocity)
+    VECTORS: ClassVar[tuple[str, ...]] = ("position", "velocity")
 
 
 @dataclass
@@ -66,9 +74,7 @@ class GripperCommand(Message):
 class Wrench(Message):
     force: np.ndarray = field(default_factory=lambda: np.zeros(3))   # N, in frame_id
     torque: np.ndarray = field(default_factory=lambda: np.zeros(3))  # N·m
-
-    def __post_init__(self):
-        self.force, self.torque = _f64(self.force), _f64(self.torque)
+    VECTORS: ClassVar[tuple[str, ...]] = ("force", "torque")
 
 
 @dataclass

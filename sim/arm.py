@@ -177,8 +177,13 @@ class ArmSim:
 
     # -- sensing ------------------------------------------------------------------------
     def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return tuple(np.array(x) for x in self.joint_values())
+
+    def joint_values(self) -> tuple[tuple, tuple, tuple]:
+        """(positions, velocities, efforts) as tuples of floats: what the driver publishes every tick (numpy
+        costs more than the rest of an encode on 7 values, right after a physics step)."""
         q, v, _, e = zip(*p.getJointStates(self.r.body, self.r.arm, physicsClientId=self.c))
-        return np.array(q), np.array(v), np.array(e)
+        return q, v, e
 
     def wrench(self) -> tuple[np.ndarray, np.ndarray]:
         """The wrist wrench averaged over the last `step` (see `_wrench_now`)."""

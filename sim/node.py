@@ -153,9 +153,8 @@ class SimArm:
         # Every sensor stream is sampled each tick, but one nobody subscribes to is not even computed (as a
         # ROS 2 driver checks its subscription count): the state of the arm is always published.
         stamp = self._stamp()
-        q, v, e = self.arm.joint_state()
-        self.js_pub.publish(JointState(name=self.names, position=q, velocity=v, effort=e, stamp_ns=stamp,
-                                       frame_id="base"))
+        q, v, e = self.arm.joint_values()
+        self.js_pub.publish_fields(name=self.names, position=q, velocity=v, effort=e, stamp_ns=stamp, frame_id="base")
         if (self.wrench_pub.has_subscribers() if wrench is None else wrench):
             f, t = self.arm.wrench()
             self.wrench_pub.publish(Wrench(force=f, torque=t, stamp_ns=stamp, frame_id="base"))

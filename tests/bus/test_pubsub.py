@@ -183,3 +183,22 @@ def test_publishing_the_wrong_type_is_refused_at_the_source(inproc_url):
         with pytest.raises(TypeError, match="arm/joint_state carries JointState, not Image"):
             pub.publish(Image.from_array(helpers.frame(0)))
         assert pub.sent == 0
+
+
+def test_publish_fields_delivers_the_message_publish_would(inproc_url):
+    with Node("a", inproc_url) as a, Node("b", inproc_url) as b:
+        pub = a.publisher("arm/joint_state", JointState)
+        sub = b.subscribe("arm/joint_state", JointState)
+        assert pub.wait_for_subscribers(1, 5)
+        pub.publish_fields(name=["j0", "j1"], position=(0.5, -1.0), velocity=[0, 2], stamp_ns=42)
+        pub.publish(JointState(name=["j0", "j1"], position=np.array([0.5, -1.0]), velocity=np.array([0.0, 2.0])))
+        first, second = sub.get(timeout=5), sub.get(timeout=5)
+        assert (first.seq, second.seq) == (1, 2) and first.stamp_ns == 42 and second.stamp_ns > 0
+        assert first.name == ["j0", "j1"] and first.position.tolist() == [0.5, -1.0]
+        assert first.velocity.tolist() == [0.0, 2.0] and first.effort.shape == (0,)
+        with pytest.raises(TypeError, match="no field 'torque'"):
+            pub.publish_fields(torque=(1.0,))
+        assert pub.sent == 2
+        untyped = a.publisher("misc/blob", None)
+        with pytest.raises(TypeError, match="no message type"):
+            untyped.publish_fields(x=1)
