@@ -4,10 +4,11 @@
    while publishing joint states over a real ZeroMQ bus (ipc) to a subscriber process that receives every
    one (`step_ratio`, the issue's definition: SimArm skips sensor streams nobody subscribes to), measured
    as many short raw and SimArm blocks that alternate, each pair giving one ratio, `step_ratio` their
-   median (a burst of a neighbour's load spoils one pair, not the figure); and, as medians over a few
-   repetitions, the same with the wrench, gripper and mocap streams subscribed too, as in the skills graph
-   (`step_ratio_all_sensors`: four messages per 2-physics-step tick), with the subscriber a thread on an
-   inproc graph, and the floor of any process graph (raw PyBullet plus one raw pyzmq send per tick);
+   median (a burst of a neighbour's load spoils one pair, not the figure); in the same rounds, the floor of
+   any process graph (raw PyBullet plus one raw pyzmq send per tick to the same subscriber); and, as
+   medians over a few repetitions, the same with the wrench, gripper and mocap streams subscribed too, as
+   in the skills graph (`step_ratio_all_sensors`: four messages per 2-physics-step tick), and with the
+   subscriber a thread on an inproc graph;
 2. one push experiment end to end through skills/execute (SimArm + safety gate + skills, inproc graph);
 3. twin rollouts per second (push predictions) in one process vs the TwinPool.
 
@@ -123,14 +124,17 @@ def simarm_steps_per_s(all_sensors: bool = False) -> tuple[float, float]:
     return steps / dt, steps / cpu
 
 
-def paired_step_ratio(pairs: int, ticks: int) -> tuple[float, float, float, float]:
+def paired_step_ratio(pairs: int, ticks: int) -> dict:
     """`step_ratio`: raw PyBullet and SimArm (joint states to a subscriber process over ipc) in many short
     blocks that alternate, each SimArm block against the raw block just before it: a neighbour's burst or
     a slow minute hits one pair, and the median over pairs leaves it out. One world of each and one
-    subscriber process serve every block. -> (median ratio in CPU time, in wall time, raw and SimArm
-    steps per CPU second)."""
+    subscriber process serve every block. A third block in each round is the floor of any process graph:
+    the raw loop plus one raw pyzmq send per tick of an encoded joint state, through the same socket to the
+    same subscriber (PyBullet and ZeroMQ, none of our code). -> medians: ratios in CPU and wall time, the
+    floor's CPU ratio, SimArm against the floor, raw and SimArm steps per CPU second."""
     import multiprocessing as mp
-    from bus import JointCommand
+    import zmq
+    from bus import JointCommand, codec
     url = f"ipc://bench-{uuid.uuid4().hex[:8]}"
     node = Node("sim_arm", url)
     sim = SimArm(node, SCENE, cameras=False, start=False)
@@ -144,26 +148,35 @@ def paired_step_ratio(pairs: int, ticks: int) -> tuple[float, float, float, floa
     w = World(SCENE)
     n = sim.steps_per_tick
     assert n == STEPS_PER_TICK
-    cpu_ratios, wall_ratios, raw_rates, our_rates = [], [], [], []
+    sock, prefix = sim.js_pub._sock, sim.js_pub._prefix  # the floor's sends: same socket, raw pyzmq
+    q0 = np.asarray(sim.world.robot.spec.home)
+    header, _ = codec.encode(JointState(name=sim.names, position=q0, velocity=0 * q0, effort=0 * q0, seq=1,
+                                        stamp_ns=1, frame_id="base"))  # seq 1: the subscriber waits for the last
+
+    def send():
+        sock.send(prefix, zmq.SNDMORE)
+        sock.send(header)
+
+    def block(run):
+        t0, c0 = time.perf_counter(), time.process_time()
+        run()
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    rows = []
     for _ in range(pairs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        _raw_ticks(w, ticks)
-        raw_wall, raw_cpu = time.perf_counter() - t0, time.process_time() - c0
-        t0, c0 = time.perf_counter(), time.process_time()
-        _simarm_ticks(sim, cmd, ticks)
-        our_wall, our_cpu = time.perf_counter() - t0, time.process_time() - c0
-        cpu_ratios.append(raw_cpu / our_cpu)
-        wall_ratios.append(raw_wall / our_wall)
-        raw_rates.append(ticks * n / raw_cpu)
-        our_rates.append(ticks * n / our_cpu)
+        raw_w, raw_c = block(lambda: _raw_ticks(w, ticks))
+        our_w, our_c = block(lambda: _simarm_ticks(sim, cmd, ticks))
+        _, floor_c = block(lambda: _raw_ticks(w, ticks, each=send))
+        rows.append((raw_c / our_c, raw_w / our_w, raw_c / floor_c, floor_c / our_c, ticks * n / raw_c,
+                     ticks * n / our_c))
     if not done.wait(30):
         raise SystemExit("the subscriber did not receive the last joint state")
     proc.join(10)
     node.close()
     sim.world.close()
     w.close()
-    return (statistics.median(cpu_ratios), statistics.median(wall_ratios), statistics.median(raw_rates),
-            statistics.median(our_rates))
+    keys = ("cpu", "wall", "floor", "vs_floor", "raw_rate", "our_rate")
+    return {k: statistics.median(col) for k, col in zip(keys, zip(*rows))}
 
 
 def simarm_inproc_steps_per_s() -> tuple[float, float]:
@@ -199,47 +212,6 @@ def simarm_inproc_steps_per_s() -> tuple[float, float]:
     node.close()
     sim.world.close()
     return steps / dt, steps / cpu
-
-
-def _floor_subscriber(url: str, ready) -> None:
-    import zmq
-    sock = zmq.Context().socket(zmq.SUB)
-    sock.connect(url)
-    sock.setsockopt(zmq.SUBSCRIBE, b"")
-    ready.set()
-    while True:
-        sock.recv_multipart()
-
-
-def floor_steps_per_s() -> float:
-    """The floor of any ZeroMQ process graph: raw PyBullet plus one raw pyzmq send per control period (a
-    joint-state-sized payload) to a SUB in another process; ZeroMQ's I/O thread works in our process."""
-    import multiprocessing as mp
-    import zmq
-    url = f"ipc:///tmp/loopylab-floor-{uuid.uuid4().hex[:8]}"
-    sock = zmq.Context.instance().socket(zmq.PUB)
-    sock.bind(url)
-    ctx = mp.get_context("spawn")
-    ready = ctx.Event()
-    proc = ctx.Process(target=_floor_subscriber, args=(url, ready), daemon=True)
-    proc.start()
-    ready.wait(60)
-    time.sleep(0.3)  # a raw SUB's subscription is asynchronous: this is the baseline's slow-joiner wait
-    w = World(SCENE)
-    payload = b"\0" * 420  # an encoded 7-joint JointState
-
-    def send():
-        sock.send(b"arm/joint_state", zmq.SNDMORE)
-        sock.send(payload)
-    c0 = time.process_time()
-    _raw_ticks(w, TICKS, each=send)
-    cpu = time.process_time() - c0
-    proc.kill()
-    sock.close(0)
-    if os.path.exists(url[len("ipc://"):]):  # a bound ipc endpoint leaves its socket file behind
-        os.unlink(url[len("ipc://"):])
-    w.close()
-    return TICKS * STEPS_PER_TICK / cpu
 
 
 def push_ms() -> tuple[float, float]:
@@ -284,21 +256,22 @@ def twin_rates() -> tuple[float, float, float]:
 
 def main() -> None:
     pairs, block = (12, 150) if QUICK else (30, 200)
-    ratio_c, ratio_w, raw_pc, ours_pc = paired_step_ratio(pairs, block)
-    raw, full, inproc, floor = [], [], [], []
+    paired = paired_step_ratio(pairs, block)
+    ratio_c, ratio_w = paired["cpu"], paired["wall"]
+    raw, full, inproc = [], [], []
     for _ in range(REPS):  # the secondary figures: alternate, so that a neighbour's burst hits them all
         raw.append(raw_steps_per_s())
         full.append(simarm_steps_per_s(all_sensors=True))
         inproc.append(simarm_inproc_steps_per_s())
-        floor.append(floor_steps_per_s())
     raw_w, raw_c = (statistics.median(v) for v in zip(*raw))
     full_w, full_c = (statistics.median(v) for v in zip(*full))
     inproc_w, inproc_c = (statistics.median(v) for v in zip(*inproc))
-    floor_c = statistics.median(floor)
-    print(f"raw PyBullet vs SimArm lockstep publishing joint states to a subscriber process (ipc), {pairs} pairs"
+    print(f"raw PyBullet vs SimArm lockstep publishing joint states to a subscriber process (ipc), {pairs} rounds"
           f" of {block}-tick blocks:")
-    print(f"  raw {raw_pc:8.0f} steps per CPU-second, SimArm {ours_pc:8.0f} (medians)")
+    print(f"  raw {paired['raw_rate']:8.0f} steps per CPU-second, SimArm {paired['our_rate']:8.0f} (medians)")
     print(f"  -> ratio {ratio_c:.2f} in CPU time, {ratio_w:.2f} in wall time (median of the pairs; target >= 0.8)")
+    print(f"  floor (raw PyBullet + one raw pyzmq send per tick to the same subscriber, in the same rounds): "
+          f"{paired['floor']:.2f} of raw; SimArm reaches {paired['vs_floor']:.2f} of the floor")
     print(f"raw PyBullet stepping      : {raw_w:8.0f} steps/s wall, {raw_c:8.0f} per CPU-second (median of {REPS})")
     print(f"SimArm lockstep, joint states + wrench + gripper + mocap all subscribed (what the skills graph does):")
     print(f"                             {full_w:8.0f} steps/s wall, {full_c:8.0f} per CPU-second"
@@ -306,8 +279,6 @@ def main() -> None:
     print(f"SimArm lockstep, joint states to a thread node (inproc, the lab's bench):")
     print(f"                             {inproc_w:8.0f} steps/s wall, {inproc_c:8.0f} per CPU-second"
           f" -> ratio {inproc_c / raw_c:.2f}")
-    print(f"floor of a process graph (raw PyBullet + one raw pyzmq ipc send per tick): {floor_c:8.0f} per CPU-second"
-          f" -> ratio {floor_c / raw_c:.2f}; SimArm over ipc reaches {ratio_c * raw_c / floor_c:.2f} of it")
     pm, sim_s = push_ms()
     print(f"push 0.1 m @ 0.05 m/s, end to end through skills/execute: {pm:.0f} ms wall (median of {REPS})")
     one, pooled, per = twin_rates()
@@ -316,10 +287,10 @@ def main() -> None:
     print(json.dumps({"step_ratio": round(ratio_c, 3), "step_ratio_wall": round(ratio_w, 3),
                       "step_ratio_all_sensors": round(full_c / raw_c, 3),
                       "step_ratio_inproc": round(inproc_c / raw_c, 3),
-                      "floor_ratio_ipc": round(floor_c / raw_c, 3),
-                      "step_ratio_vs_floor": round(ratio_c * raw_c / floor_c, 3),
+                      "floor_ratio_ipc": round(paired["floor"], 3),
+                      "step_ratio_vs_floor": round(paired["vs_floor"], 3),
                       "push_ms": round(pm, 1),
-                      "raw_steps_per_cpu_s": round(raw_pc), "simarm_steps_per_cpu_s": round(ours_pc),
+                      "raw_steps_per_cpu_s": round(paired["raw_rate"]), "simarm_steps_per_cpu_s": round(paired["our_rate"]),
                       "twin_rollouts_per_s": round(one, 1), "twin_pool_rollouts_per_s": round(pooled, 1),
                       "twin_cpu_ms_per_push": round(per, 2), "cpus": os.cpu_count(),
                       "load_avg_1min": round(os.getloadavg()[0], 1)}))
