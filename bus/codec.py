@@ -116,16 +116,19 @@ def encode(obj: Any) -> tuple[bytes, list]:
 
 _F64_STR = np.dtype(np.float64).str  # "<f8" on every platform numpy ships for
 _VECTOR_PACKERS: dict[int, struct.Struct] = {}
-_DEFAULTS: dict[type, dict] = {}
+_PLANS: dict[type, tuple] = {}  # message type -> ((field, default, is a vector), ...) for encode_fields
 
 
-def _defaults(cls: type) -> dict:
-    """A message type's default field values (built once; only ever read and packed, never handed out)."""
-    d = _DEFAULTS.get(cls)
-    if d is None:
+def _plan(cls: type) -> tuple:
+    """How `encode_fields` writes a message type: its fields in order, with their defaults (built once; only
+    ever read and packed, never handed out) and whether each is a vector."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        if not (isinstance(cls, type) and issubclass(cls, Message)) or cls.__post_init__ is not Message.__post_init__:
+            raise TypeError(f"encode_fields takes a message type whose only conversions are its VECTORS, not {cls!r}")
         blank = cls()
-        d = _DEFAULTS[cls] = {n: getattr(blank, n) for n in _names(cls)}
-    return d
+        plan = _PLANS[cls] = tuple((n, getattr(blank, n), n in cls.VECTORS) for n in _names(cls))
+    return plan
 
 
 def _vector(values) -> dict | None:
@@ -147,18 +150,15 @@ def encode_fields(cls: type, fields: dict) -> tuple[bytes, list]:
     """`encode(cls(**fields))` without building the message: the same bytes, for a driver's hot path.
     Vector fields (`cls.VECTORS`) given as plain sequences of numbers are packed straight to the wire; on a
     few values, numpy's array building and `tobytes` cost more than the rest of the encode."""
-    if cls not in _DEFAULTS:
-        if not (isinstance(cls, type) and issubclass(cls, Message)) or cls.__post_init__ is not Message.__post_init__:
-            raise TypeError(f"encode_fields takes a message type whose only conversions are its VECTORS, not {cls!r}")
-        _defaults(cls)
+    plan = _plan(cls)
     if not _names_set(cls).issuperset(fields):
         raise TypeError(f"{cls.__name__} has no field {sorted(fields.keys() - _names_set(cls))[0]!r}")
-    defaults, vectors, enc = _DEFAULTS[cls], cls.VECTORS, _encoder
+    enc = _encoder
     enc.buffers = buffers = []
     d = {_MSG: cls.__name__}
-    for n in _names(cls):
-        v = fields[n] if n in fields else defaults[n]
-        if n in vectors:
+    for n, default, vector in plan:
+        v = fields.get(n, default)
+        if vector:
             w = _vector(v) if v is not None and type(v) is not np.ndarray else None
             v = w if w is not None else enc.array(_f64(v))
         d[n] = v

@@ -23,6 +23,9 @@ GRASP_WINDOW_S = 0.5     # s after a close command during which contact makes a 
                          # in the air stays a closed gripper: pushing with it never picks anything up)
 
 
+_F64 = np.dtype(np.float64)
+
+
 def _cross(a, b) -> np.ndarray:
     """a x b of two 3-vectors: np.cross costs ~30x more on 3 values (it is general over axes), and the
     wrist sensor calls this for every contact of every physics step."""
@@ -70,8 +73,8 @@ class ArmSim:
         implied velocity as feed-forward, so a moving target is tracked without lag."""
         n, given = len(self._target), q
         try:
-            if isinstance(q, np.ndarray):
-                q = q.astype(float, copy=False).tolist() if q.ndim == 1 else None  # no copy when float64
+            if type(q) is np.ndarray:  # a decoded command: float64 already, and tolist() gives Python floats
+                q = (q if q.dtype is _F64 else q.astype(float)).tolist() if q.ndim == 1 else None
             else:
                 q = [float(x) for x in q]
             ok = q is not None and len(q) == n and all(map(math.isfinite, q))
@@ -131,6 +134,8 @@ class ArmSim:
         self._grasp_window = max(0.0, self._grasp_window - n * self.w.dt)
 
     def _update_grasp(self) -> None:
+        if self.grasped is None and self._grasp_window <= 0:
+            return  # nothing held and no grasp pending: most ticks
         closing = self.gripper_target < 0.5 * self.max_opening
         if self.grasped is None and closing and self._grasp_window > 0 and len(self.r.gripper) >= 2:
             if self.gripper_opening() < 0.05 * self.max_opening:

@@ -130,7 +130,7 @@ class SimArm:
     # -- stepping ------------------------------------------------------------------------------
     def apply_command(self, msg: JointCommand) -> None:
         q, names = msg.position, msg.name
-        if len(names) and list(names) != self.names:
+        if len(names) and names != self.names:  # (a tuple in the same order goes the long way, to the same end)
             idx = {n: i for i, n in enumerate(names)}
             if sorted(idx) != sorted(self.names):
                 log.warning("joint command for %s ignored (arm joints %s)", list(names), self.names)
