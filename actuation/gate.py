@@ -34,6 +34,10 @@ class GateConfig:
     effort_scale: float = 1.0                # measured effort above this fraction of the URDF limit -> reject
                                              # (sim servos saturate at the URDF limit; real arms set < 1)
     max_step: float = 0.25                   # rad: |command - measured position| per command
+    pause_ms: float = 100.0                  # a stream resuming after this long without targets is checked:
+    settle_tolerance: float = 0.01           # rad: an arm found farther than this outside the span from where it
+                                             # was to its last command was moved by something else (a sim reset,
+                                             # a push) and the stream restarts from where it is
     control_hz: float = 120.0                # expected target rate (velocity/acceleration per command period)
     workspace_min: tuple = (-1.0, -1.0, -0.005)  # end-effector box in the base frame, m
     workspace_max: tuple = (1.0, 1.0, 1.2)
@@ -74,9 +78,11 @@ class SafetyLimits:
     workspace_max: np.ndarray = field(default_factory=lambda: np.full(3, np.inf))
     fk: Callable[[np.ndarray], np.ndarray] | None = None
     mode: str = "clamp"
+    settle_tolerance: float = 0.01           # rad (see GateConfig)
     last: np.ndarray | None = None           # last command let through
     last_vel: np.ndarray | None = None       # its velocity (rad/s)
     last_target: np.ndarray | None = None    # the last target asked for (its motion: see _braking)
+    last_measured: np.ndarray | None = None  # the arm's position when the last command was let through
 
     def __post_init__(self):
         if self.mode not in ("clamp", "reject"):
@@ -95,13 +101,14 @@ class SafetyLimits:
         return cls(lim.lower + cfg.position_margin, lim.upper - cfg.position_margin,
                    lim.velocity * cfg.velocity_scale, cfg.acceleration or acc_limit, lim.effort * cfg.effort_scale,
                    cfg.max_step, 1.0 / cfg.control_hz, cfg.workspace_min, cfg.workspace_max,
-                   fk=lambda q: kin.fk(q)[0], mode=cfg.mode)
+                   fk=lambda q: kin.fk(q)[0], mode=cfg.mode, settle_tolerance=cfg.settle_tolerance)
 
     def reset(self, position=None) -> None:
         """Forget the command history (after a stop): the next command starts from rest at `position`."""
         self.last = None if position is None else np.asarray(position, float).copy()
         self.last_vel = None if position is None else np.zeros_like(self.last)
         self.last_target = None
+        self.last_measured = None if position is None else self.last.copy()
 
     def in_workspace(self, q) -> bool:
         if self.fk is None:
@@ -123,17 +130,20 @@ class SafetyLimits:
                   ("acceleration", last + vlo * dt, last + vhi * dt)]
         return np.maximum.reduce([b[1] for b in bounds]), np.minimum.reduce([b[2] for b in bounds]), bounds
 
-    def filter(self, target, position, effort=None) -> tuple[np.ndarray | None, list[Intervention]]:
+    def filter(self, target, position, effort=None, paused: bool = False) -> tuple[np.ndarray | None,
+                                                                                  list[Intervention]]:
         """The command to send for `target` given the measured `position` (and `effort`), or None to send
         nothing. Clamps (mode=clamp) or rejects (mode=reject) anything outside the limits. A refused target
         ends the command stream: the arm comes to rest at the last command it got, and the next stream
-        starts from there at rest (not with the velocity of a stream that stopped)."""
-        cmd, out = self._filter(target, position, effort)
+        starts from there at rest (not with the velocity of a stream that stopped). `paused`: the stream
+        is resuming after a pause, in which the arm can only have moved from where it was towards its last
+        command; found elsewhere, something else moved it, and the stream restarts from where it is."""
+        cmd, out = self._filter(target, position, effort, paused)
         if cmd is None and self.last is not None:
             self.last_vel = np.zeros_like(self.last)
         return cmd, out
 
-    def _filter(self, target, position, effort) -> tuple[np.ndarray | None, list[Intervention]]:
+    def _filter(self, target, position, effort, paused=False) -> tuple[np.ndarray | None, list[Intervention]]:
         n = len(self.lower)
         t = np.asarray(target, float)
         x = np.asarray(position, float)
@@ -149,6 +159,12 @@ class SafetyLimits:
             # the arm is not where we last sent it (sim reset, external push, driver restart):
             # a new command stream starts from rest at the measured position
             out.append(Intervention("resync", "arm far from the last command: restarting from the measured position"))
+            self.reset(x)
+        elif paused and self.last is not None and self.last_measured is not None and self._moved_elsewhere(x):
+            # (a sim reset to a pose less than max_step away: the old history would clamp the new stream
+            # and command the arm back towards where it was)
+            out.append(Intervention("resync", "the arm moved while the stream paused: restarting from the "
+                                              "measured position"))
             self.reset(x)
         lo, hi, bounds = self._bounds(x)
         if (lo > hi).any() and self.last is not None:
@@ -182,7 +198,14 @@ class SafetyLimits:
         self.last_vel = (cmd - last) / self.dt
         self.last = cmd.copy()
         self.last_target = goal
+        self.last_measured = x.copy()
         return cmd, out
+
+    def _moved_elsewhere(self, x) -> bool:
+        """Whether the arm stands outside the span from where it was at the last command to that command
+        (widened by `settle_tolerance` for a servo's overshoot and sag): where a paused stream left it."""
+        a, b, tol = self.last_measured, self.last, self.settle_tolerance
+        return bool(((x < np.minimum(a, b) - tol) | (x > np.maximum(a, b) + tol)).any())
 
     def _braking(self, goal, lo, hi) -> tuple[np.ndarray, np.ndarray]:
         """Tighten (lo, hi) so that a lagging stream can still stop at `goal` within the acceleration limit.
@@ -315,7 +338,8 @@ class GateNode:
     # -- bus callbacks -------------------------------------------------------------
     def _on_target(self, msg: JointCommand) -> None:
         with self._lock:
-            self._last_target_t = time.monotonic()
+            now, previous_t = time.monotonic(), self._last_target_t
+            self._last_target_t = now
             if self.estop or self.protective:
                 self.state.rejected_count += 1
                 self._publish_state("e-stop latched: target ignored" if self.estop else
@@ -337,7 +361,8 @@ class GateNode:
                     self._publish_state(f"target names {list(msg.name)} != arm joints {self.names}")
                     return
                 target = np.array([msg.position[idx[n]] for n in self.names])
-            cmd, iv = self.limits.filter(target, x, self._effort())
+            paused = (now - previous_t) * 1000 > self.cfg.pause_ms
+            cmd, iv = self.limits.filter(target, x, self._effort(), paused=paused)
             if cmd is None:
                 self.state.rejected_count += 1
             elif any(i.kind != "resync" for i in iv):

@@ -1,5 +1,6 @@
 import time
 import uuid
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -30,24 +31,67 @@ targets = st.lists(st.one_of(st.lists(finite, min_size=N, max_size=N),
                    min_size=1, max_size=40)
 
 
+pauses = st.lists(st.one_of(st.none(), st.lists(st.floats(-0.3, 0.3), min_size=N, max_size=N)), max_size=40)
+
+
 @settings(max_examples=150, deadline=None)
-@given(targets, st.sampled_from(["clamp", "reject"]), st.floats(0.0, 1.0))
-def test_nothing_outside_the_limits_ever_passes(seq, mode, track):
+@given(targets, st.sampled_from(["clamp", "reject"]), st.floats(0.0, 1.0), pauses)
+def test_nothing_outside_the_limits_ever_passes(seq, mode, track, moves):
     """For any target sequence, every command let through respects position, step, velocity,
-    acceleration and workspace limits relative to the previous command and the measured state."""
+    acceleration and workspace limits relative to the previous command and the measured state; also
+    when the stream pauses and the arm is moved meanwhile (a sim reset, a push)."""
     lim = make_limits(mode)
     x = np.array([0.0, 0.8, 0.0])  # measured position: follows the commands partially
     prev = prev_vel = None
-    for t in seq:
-        cmd, iv = lim.filter(t, x)
+    for k, t in enumerate(seq):
+        move = moves[k] if k < len(moves) else None
+        if move is not None:  # a pause, in which something moved the arm
+            x = x + np.asarray(move)
+        cmd, iv = lim.filter(t, x, paused=move is not None)
+        if any(i.kind == "resync" for i in iv):  # the stream restarts at rest where the arm is, sent or not
+            prev, prev_vel = x.copy(), np.zeros(N)
         if cmd is None:  # nothing sent: the arm comes to rest at the last command
             prev_vel = None if prev is None else np.zeros(N)
             continue
-        if any(i.kind == "resync" for i in iv) or prev is None:
+        if prev is None:
             prev, prev_vel = x.copy(), np.zeros(N)
         assert lim.check(cmd, prev, prev_vel, x) == []
         prev_vel, prev = (cmd - prev) / lim.dt, cmd
         x = x + track * (cmd - x)
+
+
+def _stream_to(lim, goal, x, steps=40):
+    """A minimum-jerk stream from x to goal, the arm following each command exactly."""
+    s = np.linspace(0.0, 1.0, steps)
+    for k in range(steps):
+        t = x + (goal - x) * (10 * s[k] ** 3 - 15 * s[k] ** 4 + 6 * s[k] ** 5)
+        cmd, iv = lim.filter(t, t if k == 0 else lim.last)
+        assert iv == []
+    return lim.last.copy()
+
+
+def test_an_arm_moved_while_the_stream_paused_restarts_the_stream_where_it_is():
+    """A sim reset puts the arm at home, here 0.05 rad from where the last stream left it: less than max_step,
+    so the old check (arm far from the last command) did not see it. The gate kept the old history, clamped
+    the new stream and commanded the arm back towards the old pose."""
+    x0 = np.array([0.0, 0.8, 0.0])
+    end = x0 + [0.05, 0.0, 0.0]
+    home = end - [0.05, 0.0, 0.0]
+    lim = make_limits()
+    assert np.allclose(_stream_to(lim, end, x0), end)
+    cmd, iv = lim.filter(home, home, paused=True)
+    assert [i.kind for i in iv] == ["resync"] and "paused" in iv[0].detail and np.allclose(cmd, home)
+    # the same position mid-stream (no pause) is the stream's own lag: no resync, the limits apply
+    lim = make_limits()
+    _stream_to(lim, end, x0)
+    cmd, iv = lim.filter(home, home, paused=False)
+    assert "resync" not in [i.kind for i in iv] and not np.allclose(cmd, home)
+    # an arm that settled where the stream left it, within the tolerance, keeps the stream's history
+    lim = make_limits()
+    _stream_to(lim, end, x0)
+    sagged = end - [0.0, 0.005, 0.0]
+    cmd, iv = lim.filter(end, sagged, paused=True)
+    assert iv == [] and np.allclose(cmd, end)
 
 
 def test_clamp_reports_and_reject_refuses():
@@ -132,11 +176,13 @@ def test_braking_never_touches_a_stream_let_through_as_it_was():
 # -- over the bus -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def graph():
+@contextmanager
+def gate_graph(**gate_kw):
+    """A gate on an inproc graph with a fake arm publishing `arm_at["q"]` at 100 Hz and a probe node."""
     url = f"inproc://{uuid.uuid4().hex}"
     arm, gate_node, probe = Node("fake_arm", url), Node("safety_gate", url), Node("probe", url)
-    gate = run_gate(gate_node, robot="panda", deadman_ms=150.0, heartbeat_ms=300.0, state_hz=20.0)
+    gate = run_gate(gate_node, robot="panda", **{"deadman_ms": 150.0, "heartbeat_ms": 300.0, "state_hz": 20.0,
+                                                 **gate_kw})
     names = gate.names
     home = np.array([0.0, 0.0, 0.0, -2.2, 0.0, 2.2, 0.785])
     js_pub = arm.publisher("arm/joint_state", JointState)
@@ -146,13 +192,21 @@ def graph():
     cmds = probe.subscribe("arm/joint_command", JointCommand)
     state = probe.subscribe("safety/state", SafetyState, mode="latest")
     target = probe.publisher("arm/joint_target", JointCommand)
-    state.wait_for(lambda s: not s.protective_stop, timeout=5)
-    assert target.wait_for_subscribers(1, 5)
-    yield dict(gate=gate, names=names, home=home, cmds=cmds, state=state, target=target, probe=probe, alive=alive,
-               arm_at=arm_at)
-    gate.close()
-    for n in (probe, gate_node, arm):
-        n.close()
+    try:
+        state.wait_for(lambda s: not s.protective_stop, timeout=5)
+        assert target.wait_for_subscribers(1, 5)
+        yield dict(gate=gate, names=names, home=home, cmds=cmds, state=state, target=target, probe=probe,
+                   alive=alive, arm_at=arm_at)
+    finally:
+        gate.close()
+        for n in (probe, gate_node, arm):
+            n.close()
+
+
+@pytest.fixture
+def graph():
+    with gate_graph() as g:
+        yield g
 
 
 def _send(g, q):
@@ -215,6 +269,25 @@ def test_the_first_stream_starts_where_the_arm_is_not_where_it_was_when_the_gate
     cmd = g["cmds"].get(timeout=5)
     assert np.allclose(cmd.position, moved)
     assert g["gate"].state.clamped_count == 0, g["gate"].state.reason
+
+
+def test_a_stream_resuming_after_the_arm_was_moved_starts_where_the_arm_is():
+    """Over the bus: the arm is moved (a sim reset to a pose 0.05 rad away) while the stream pauses, before
+    the deadman would have held it. The next stream's first target, where the arm now is, passes unclamped."""
+    with gate_graph(deadman_ms=5000.0, pause_ms=30.0) as g:
+        start = g["home"] + 0.001
+        _send(g, start)
+        assert np.allclose(g["cmds"].get(timeout=5).position, start)
+        g["arm_at"]["q"] = start  # the arm follows the command
+        moved = g["home"] + np.array([-0.05, 0.05, 0.0, 0.0, 0.0, 0.0, 0.0])
+        g["gate"].js.wait_for(lambda m: np.allclose(m.position, start), timeout=5)
+        g["arm_at"]["q"] = moved  # ... and is then moved by something else
+        g["gate"].js.wait_for(lambda m: np.allclose(m.position, moved), timeout=5)
+        time.sleep(0.05)  # the pause itself (longer than pause_ms) is what is tested here
+        _send(g, moved)
+        assert np.allclose(g["cmds"].get(timeout=5).position, moved)
+        s = g["state"].wait_for(lambda s: "paused" in s.reason, timeout=5)
+        assert s.clamped_count == 0 and s.reason.startswith("resync")
 
 
 def test_config_file_tightens_and_unknown_keys_fail(tmp_path):
