@@ -34,10 +34,11 @@ class GateConfig:
     effort_scale: float = 1.0                # measured effort above this fraction of the URDF limit -> reject
                                              # (sim servos saturate at the URDF limit; real arms set < 1)
     max_step: float = 0.25                   # rad: |command - measured position| per command
-    pause_ms: float = 100.0                  # a stream resuming after this long without targets is checked:
-    settle_tolerance: float = 0.01           # rad: an arm found farther than this outside the span from where it
-                                             # was to its last command was moved by something else (a sim reset,
-                                             # a push) and the stream restarts from where it is
+    pause_ms: float = 100.0                  # a stream resuming after this long without targets checks that the
+                                             # arm is where the stream left it:
+    settle_tolerance: float = 0.01           # rad; farther than this outside the span from where it was to its last
+                                             # command, something else moved it (a sim reset, a push): the stream
+                                             # restarts at rest from where it is
     control_hz: float = 120.0                # expected target rate (velocity/acceleration per command period)
     workspace_min: tuple = (-1.0, -1.0, -0.005)  # end-effector box in the base frame, m
     workspace_max: tuple = (1.0, 1.0, 1.2)
