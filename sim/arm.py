@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pybullet as p
 
+from bus.messages import _f64
 from sim.world import World
 
 VIRTUAL_OPENING = 0.08   # m: the "opening" range of a suction-like tool on robots without fingers
@@ -21,9 +22,6 @@ GRASP_DISTANCE = 0.006   # m: an object this close to the hand when the gripper 
 SUCTION_DISTANCE = 0.015  # m: the same for robots without fingers (a suction cup's reach)
 GRASP_WINDOW_S = 0.5     # s after a close command during which contact makes a grasp (a gripper closed
                          # in the air stays a closed gripper: pushing with it never picks anything up)
-
-
-_F64 = np.dtype(np.float64)
 
 
 def _cross(a, b) -> np.ndarray:
@@ -74,7 +72,7 @@ class ArmSim:
         n, given = len(self._target), q
         try:
             if type(q) is np.ndarray:  # a decoded command: float64 already, and tolist() gives Python floats
-                q = (q if q.dtype is _F64 else q.astype(float)).tolist() if q.ndim == 1 else None
+                q = _f64(q).tolist() if q.ndim == 1 else None
             else:
                 q = [float(x) for x in q]
             ok = q is not None and len(q) == n and all(map(math.isfinite, q))

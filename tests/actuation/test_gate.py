@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from actuation.gate import GateConfig, SafetyLimits, run_gate
 from bus import JointCommand, JointState, Node, SafetyState
+from tests.waiting import wait_until
 
 N = 3
 WS_MIN, WS_MAX = np.array([-0.95, -0.95, 0.0]), np.array([0.95, 0.95, 1.0])
@@ -283,7 +284,7 @@ def test_a_stream_resuming_after_the_arm_was_moved_starts_where_the_arm_is():
         g["gate"].js.wait_for(lambda m: np.allclose(m.position, start), timeout=5)
         g["arm_at"]["q"] = moved  # ... and is then moved by something else
         g["gate"].js.wait_for(lambda m: np.allclose(m.position, moved), timeout=5)
-        time.sleep(0.05)  # the pause itself (longer than pause_ms) is what is tested here
+        assert wait_until(lambda: time.monotonic() - g["gate"]._last_target_t > 0.05, 5)  # paused > pause_ms
         _send(g, moved)
         assert np.allclose(g["cmds"].get(timeout=5).position, moved)
         s = g["state"].wait_for(lambda s: "paused" in s.reason, timeout=5)
