@@ -13,7 +13,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from bus import Node
+from loopylab.bus import Node
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Bench:
 
     def call(self, service: str, request: dict, timeout: float = 30.0):
         """A service call that rides out the graph directory's slow answers on a loaded host."""
-        from bus.directory import DirectoryUnavailable
+        from loopylab.bus.directory import DirectoryUnavailable
         for attempt in range(5):
             try:
                 return self.client.call(service, request, timeout=timeout)
@@ -51,9 +51,9 @@ class Bench:
 @contextmanager
 def sim_bench(robot: str = "panda", seed: int = 0, n_objects: int | None = None, cameras: bool = False,
               mocap: bool = True, mocap_noise: float = 0.0005, clock: str = "lockstep", gate: dict | None = None):
-    from actuation.gate import run_gate
-    from actuation.skills import run_skills
-    from sim.node import run_sim_arm
+    from loopylab.actuation.gate import run_gate
+    from loopylab.actuation.skills import run_skills
+    from loopylab.sim.node import run_sim_arm
     url = f"inproc://bench-{uuid.uuid4().hex[:12]}"
     nodes = [Node(n, url) for n in ("sim_arm", "safety_gate", "skills", "client")]
     sim = g = sk = None

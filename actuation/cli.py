@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         t0 = time.monotonic()
         if sim:
-            from actuation.bench import sim_bench
+            from loopylab.actuation.bench import sim_bench
             with console.status(f"starting the simulated bench ({robot}, seed {seed})…"):
                 ctx = sim_bench(robot=robot, seed=seed)
                 bench = ctx.__enter__()
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
             finally:
                 ctx.__exit__(None, None, None)
         else:
-            from bus import Node
+            from loopylab.bus import Node
             with Node("skill_cli") as node, console.status(f"{skill} {json.dumps(args)} on {node.config.url}…"):
                 reply = node.call("skills/execute", {"skill": skill, "args": args}, timeout=timeout)
         if as_json:

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from bus import JointCommand, JointState, Node, SafetyState
+from loopylab.bus import JointCommand, JointState, Node, SafetyState
 
 log = logging.getLogger("loopylab.gate")
 
@@ -419,7 +419,7 @@ class GateNode:
 def run_gate(node: Node, robot: str = "panda", urdf: str = "", ee_link: str = "", joints: list | None = None,
              config: str | None = None, **overrides) -> GateNode:
     """Graph entry point: the gate for `robot` (a sim robot name) or any URDF given with ee_link and joints."""
-    from actuation.kinematics import Kinematics
+    from loopylab.actuation.kinematics import Kinematics
     cfg = GateConfig.from_toml(config)
     for k, v in overrides.items():
         if not hasattr(cfg, k):
@@ -427,7 +427,7 @@ def run_gate(node: Node, robot: str = "panda", urdf: str = "", ee_link: str = ""
         setattr(cfg, k, v)
     acc = cfg.acceleration or 15.0
     if not urdf:
-        from sim.robots import robot_spec
+        from loopylab.sim.robots import robot_spec
         rs = robot_spec(robot)
         urdf, ee_link, joints, acc = rs.urdf, rs.ee_link, list(rs.arm_joints), cfg.acceleration or rs.acc_limit
     kin = Kinematics(urdf, ee_link, joints)

@@ -1,6 +1,6 @@
 """Experiment protocols: the geometry and timing of each skill and how its raw signals become measurements.
 
-Shared by the arm-driven skills (`actuation.skills`) and the object-level twin (`sim.twin`), so that a
+Shared by the arm-driven skills (`loopylab.actuation.skills`) and the object-level twin (`loopylab.sim.twin`), so that a
 prediction and a measurement are computed the same way. Pure numpy (and scipy rotations): no bus, no simulator.
 
 Physics each protocol exposes (flat table, the table's coefficients are 1, so the object's show):
@@ -83,14 +83,14 @@ def push_plan(obj_pos, size: float, dir_name: str, distance: float, speed: float
     d = direction(dir_name)
     start = np.array([obj_pos[0], obj_pos[1], TIP_Z]) - d * (size / 2 + PUSH_GAP + pad)
     travel = PUSH_GAP + distance
-    from actuation.trajectory import speed_profile
+    from loopylab.actuation.trajectory import speed_profile
     path = speed_profile([(travel, speed, PUSH_ACCEL)], hz)
     steady = (PUSH_GAP + STEADY[0] * distance, PUSH_GAP + STEADY[1] * distance)
     return PushPlan(start, start + d * travel, path, steady)
 
 
 def strike_plan(obj_pos, size: float, dir_name: str, speed: float, pad: float, hz: float = CONTROL_HZ) -> PushPlan:
-    from actuation.trajectory import speed_profile
+    from loopylab.actuation.trajectory import speed_profile
     d = direction(dir_name)
     start = np.array([obj_pos[0], obj_pos[1], TIP_Z]) - d * (size / 2 + PUSH_GAP + pad)
     contact = PUSH_GAP + 0.002

@@ -32,9 +32,9 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bus import Image, JointState, Node, codec  # noqa: E402
-from bus.config import BusConfig  # noqa: E402
-from bus.directory import stop_local  # noqa: E402
+from loopylab.bus import Image, JointState, Node, codec  # noqa: E402
+from loopylab.bus.config import BusConfig  # noqa: E402
+from loopylab.bus.directory import stop_local  # noqa: E402
 
 TOPIC = "bench/data"
 JOINTS = [f"joint{i}" for i in range(1, 8)]

@@ -35,16 +35,16 @@ from eth_account import Account
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from market import migrate, siwe  # noqa: E402
-from market.api import create_app  # noqa: E402
-from market.auth import Auth  # noqa: E402
-from market.chain import Chain  # noqa: E402
-from market.client import MarketClient  # noqa: E402
-from market.config import MarketConfig  # noqa: E402
-from market.db import Store  # noqa: E402
-from market.relay import Relay, RelayCrash, double_pays, reconcile  # noqa: E402
-from market.sample import write_recording  # noqa: E402
-from market.service import Market  # noqa: E402
+from loopylab.market import migrate, siwe  # noqa: E402
+from loopylab.market.api import create_app  # noqa: E402
+from loopylab.market.auth import Auth  # noqa: E402
+from loopylab.market.chain import Chain  # noqa: E402
+from loopylab.market.client import MarketClient  # noqa: E402
+from loopylab.market.config import MarketConfig  # noqa: E402
+from loopylab.market.db import Store  # noqa: E402
+from loopylab.market.relay import Relay, RelayCrash, double_pays, reconcile  # noqa: E402
+from loopylab.market.sample import write_recording  # noqa: E402
+from loopylab.market.service import Market  # noqa: E402
 from tests.market.helpers import approved_bounty, open_bounty, prepared_submission  # noqa: E402
 
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -288,7 +288,7 @@ def run_load(tmp: Path, db_name: str, db_url: str, n_submit: int, n_list: int, r
         jobs.append(("POST", f"/claims/{c.id}/submission", body, {"Authorization": f"Bearer {token}"}))
     env = {**os.environ, "LOOPYLAB_MARKET_DB_URL": cfg.database_url, "LOOPYLAB_MARKET_HOME": str(home),
            "LOOPYLAB_MARKET_DOMAIN": domain, "LOOPYLAB_MARKET_RUN_BACKGROUND": "0", "LOOPYLAB_LOG": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "market.api:app_from_env", "--factory",
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "loopylab.market.api:app_from_env", "--factory",
                              "--workers", "2", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
                             env=env, cwd=ROOT)
     url = f"http://{domain}"
@@ -302,7 +302,7 @@ def run_load(tmp: Path, db_name: str, db_url: str, n_submit: int, n_list: int, r
             submits.append(hammer(url, jobs[r * n_submit:(r + 1) * n_submit], 8))
         with store.read() as s:
             from sqlalchemy import func, select
-            from market.db import Submission
+            from loopylab.market.db import Submission
             ok = s.scalar(select(func.count()).select_from(Submission).where(Submission.state == "pending_review"))
         assert ok == n_submit * reps, f"only {ok} submissions passed verification"
     finally:

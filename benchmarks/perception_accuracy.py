@@ -34,15 +34,15 @@ import pybullet as p
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perception.augment import ImageAugment  # noqa: E402
-from perception.blobs import BlobTracker, ColourObject, hsv_mask, largest_component  # noqa: E402
-from perception.calibration import calibrate_handeye  # noqa: E402
-from perception.camera_config import CameraCalibration  # noqa: E402
-from perception.geometry import (T_from_rvec, invert, look_at, make_T, rotation_angle,  # noqa: E402
+from loopylab.perception.augment import ImageAugment  # noqa: E402
+from loopylab.perception.blobs import BlobTracker, ColourObject, hsv_mask, largest_component  # noqa: E402
+from loopylab.perception.calibration import calibrate_handeye  # noqa: E402
+from loopylab.perception.camera_config import CameraCalibration  # noqa: E402
+from loopylab.perception.geometry import (T_from_rvec, invert, look_at, make_T, rotation_angle,  # noqa: E402
                                  rvec_to_R)
-from perception.markers import marker_object_points  # noqa: E402
-from perception.pipeline import Frame, Perception, PerceptionConfig  # noqa: E402
-from perception.synthetic import SyntheticScene, pinhole_K  # noqa: E402
+from loopylab.perception.markers import marker_object_points  # noqa: E402
+from loopylab.perception.pipeline import Frame, Perception, PerceptionConfig  # noqa: E402
+from loopylab.perception.synthetic import SyntheticScene, pinhole_K  # noqa: E402
 
 W, H = 640, 480
 K = pinhole_K(W, H, 60.0)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from lab import grammar as g  # noqa: E402
+from loopylab.lab import grammar as g  # noqa: E402
 
 GRID_REFUSAL = "not in the experiment grid"
 
@@ -58,10 +58,10 @@ def call_stats(notebook_text: str) -> tuple[int, int]:
 def replay_decisions(notebooks: list[str], checkpoint: str | None, reps: int, threads: int = 2) -> list[float]:
     """Time every experiment decision of the given notebooks again, in order, on `threads` CPU threads:
     the agent's code path (engine with a KV cache carried from decision to decision), without the bus."""
-    from nanochat.checkpoint import load_cached
-    from nanochat.engine import allowed_kinds
-    from nanochat.checkpoint import SHIPPED_DIR
-    from nanochat.engine import Engine
+    from loopylab.nanochat.checkpoint import load_cached
+    from loopylab.nanochat.engine import allowed_kinds
+    from loopylab.nanochat.checkpoint import SHIPPED_DIR
+    from loopylab.nanochat.engine import Engine
 
     torch.set_num_threads(threads)
     model, tokenizer, _ = load_cached(checkpoint or SHIPPED_DIR)
@@ -115,7 +115,7 @@ def main() -> None:
         print(json.dumps({"decision_ms": round(statistics.median(times), 2), "threads": args.threads,
                           "decisions": len(times)}))
         return
-    from lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval
+    from loopylab.lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval
     if args.checkpoint:
         import os
         os.environ["LOOPYLAB_POLICY_CHECKPOINT"] = str(Path(args.checkpoint).resolve())  # for the workers

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from firmware_bridge.servo.bus import MotorBus, MotorBusError  # noqa: E402
+from loopylab.firmware_bridge.servo.bus import MotorBus, MotorBusError  # noqa: E402
 
 STALLS = {"count": 0}   # cycles lost to a starved emulator process on a loaded machine (reported)
 
@@ -93,8 +93,8 @@ def driver(path: str, kind: str, cycles: int) -> tuple[float, float]:
     """The real ArmDriver.cycle(): only the cycle itself is timed (publishing the commands is not)."""
     import uuid
 
-    from bus import JointCommand, Node
-    from firmware_bridge.arm_node import ArmConfig, ArmDriver
+    from loopylab.bus import JointCommand, Node
+    from loopylab.firmware_bridge.arm_node import ArmConfig, ArmDriver
     robot = "koch" if kind == "dynamixel" else "so101"
     node = Node("bench_arm", f"inproc://{uuid.uuid4().hex}", heartbeat_hz=0)
     drv = ArmDriver(node, ArmConfig(port=path, robot=robot, latency_s=0.2), start=False)

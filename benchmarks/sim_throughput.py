@@ -32,10 +32,10 @@ import pybullet as p
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bus import JointState, Node  # noqa: E402
-from sim.node import SimArm  # noqa: E402
-from sim.scene import scene_from_seed  # noqa: E402
-from sim.world import World  # noqa: E402
+from loopylab.bus import JointState, Node  # noqa: E402
+from loopylab.sim.node import SimArm  # noqa: E402
+from loopylab.sim.scene import scene_from_seed  # noqa: E402
+from loopylab.sim.world import World  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 REPS = 3 if QUICK else 5
@@ -110,7 +110,7 @@ def simarm_steps_per_s(all_sensors: bool = False) -> tuple[float, float]:
     ready.wait(60)
     for pub in [sim.js_pub] + ([sim.wrench_pub, sim.grip_pub, sim.obj_pub] if all_sensors else []):
         pub.wait_for_subscribers(1, 30)
-    from bus import JointCommand
+    from loopylab.bus import JointCommand
     cmd = JointCommand(name=sim.names, position=np.asarray(sim.world.robot.spec.home))
     t0, c0 = time.perf_counter(), time.process_time()
     _simarm_ticks(sim, cmd, TICKS)
@@ -134,7 +134,7 @@ def paired_step_ratio(pairs: int, ticks: int) -> dict:
     floor's CPU ratio, SimArm against the floor, raw and SimArm steps per CPU second."""
     import multiprocessing as mp
     import zmq
-    from bus import JointCommand, codec
+    from loopylab.bus import JointCommand, codec
     url = f"ipc://bench-{uuid.uuid4().hex[:8]}"
     node = Node("sim_arm", url)
     sim = SimArm(node, SCENE, cameras=False, start=False)
@@ -200,7 +200,7 @@ def simarm_inproc_steps_per_s() -> tuple[float, float]:
         got.set()
     threading.Thread(target=receive, daemon=True).start()
     sim.js_pub.wait_for_subscribers(1, 30)
-    from bus import JointCommand
+    from loopylab.bus import JointCommand
     cmd = JointCommand(name=sim.names, position=np.asarray(sim.world.robot.spec.home))
     t0, c0 = time.perf_counter(), time.process_time()
     _simarm_ticks(sim, cmd, TICKS)
@@ -215,7 +215,7 @@ def simarm_inproc_steps_per_s() -> tuple[float, float]:
 
 
 def push_ms() -> tuple[float, float]:
-    from actuation.bench import sim_bench
+    from loopylab.actuation.bench import sim_bench
     walls, ok = [], 0
     with sim_bench(robot="panda", seed=0, mocap_noise=0.0005) as bench:
         for _ in range(REPS):
@@ -230,7 +230,7 @@ def push_ms() -> tuple[float, float]:
 
 
 def twin_rates() -> tuple[float, float, float]:
-    from sim.twin import Twin, TwinPool
+    from loopylab.sim.twin import Twin, TwinPool
     seen = SCENE.perceived()
     rng = np.random.default_rng(0)
     n = 16 if QUICK else 48

@@ -2,16 +2,16 @@
 subscriptions, services, timers, heartbeats), the graph directory, the graph launcher and MCAP
 record/replay. It knows nothing about robots, models or money.
 
-    from bus import Node, JointState
+    from loopylab.bus import Node, JointState
     node = Node("my_node")                      # graph from $LOOPYLAB_BUS, default ipc://default
     pub = node.publisher("arm/joint_state", JointState)
     sub = node.subscribe("arm/joint_command", JointCommand, callback=print)
 """
-from bus.config import BusConfig
-from bus.messages import (CameraInfo, GripperCommand, GripperState, Heartbeat, Image, JointCommand,
+from loopylab.bus.config import BusConfig
+from loopylab.bus.messages import (CameraInfo, GripperCommand, GripperState, Heartbeat, Image, JointCommand,
                           JointState, Message, NotebookEntry, ObjectPose, ObjectPoses, SafetyState,
                           Wrench, register_message)
-from bus.node import Node, Publisher, ServiceClient, ServiceError, ServiceTimeout, Subscription
+from loopylab.bus.node import Node, Publisher, ServiceClient, ServiceError, ServiceTimeout, Subscription
 
 __all__ = ["BusConfig", "Node", "Publisher", "Subscription", "ServiceClient", "ServiceError",
            "ServiceTimeout", "Message", "JointState", "JointCommand", "GripperState", "GripperCommand",

@@ -21,9 +21,9 @@ def _bus_option():
 
 def _tool_node(bus: str | None, name: str):
     """A node for looking at a graph: no heartbeat, and it does not start a directory of its own."""
-    from bus.config import BusConfig
-    from bus.directory import DirectoryUnavailable, request
-    from bus.node import Node
+    from loopylab.bus.config import BusConfig
+    from loopylab.bus.directory import DirectoryUnavailable, request
+    from loopylab.bus.node import Node
     config = BusConfig.parse(bus) if bus else BusConfig.from_env()
     try:
         request(config, {"op": "ping"}, timeout=1.0)
@@ -45,7 +45,7 @@ def launch(graph: Path = typer.Argument(..., help="Graph file (TOML): a graph ta
 
     Exits non-zero, naming the node, when a node without a restart policy fails. Ctrl-C stops all.
     """
-    from bus.launch import GraphError, Launcher, apply_overrides, load_graph
+    from loopylab.bus.launch import GraphError, Launcher, apply_overrides, load_graph
     try:
         spec = apply_overrides(load_graph(graph), set_ or [])
         if bus:
@@ -62,7 +62,7 @@ def topics(bus: Optional[str] = _bus_option(),
            watch: bool = typer.Option(False, "--watch", help="Keep measuring until Ctrl-C."),
            heartbeats: bool = typer.Option(False, "--heartbeats", help="Include heartbeat/* topics.")):
     """List live topics with type, publishers, message rate (Hz) and bandwidth."""
-    from bus.introspect import human_bytes, measure_topics
+    from loopylab.bus.introspect import human_bytes, measure_topics
     node = _tool_node(bus, "topics")
 
     def table() -> Table:
@@ -92,7 +92,7 @@ def echo(topic: str = typer.Argument(..., help="Topic to print, e.g. arm/joint_s
          count: Optional[int] = typer.Option(None, "--count", "-n", help="Stop after N messages."),
          bus: Optional[str] = _bus_option()):
     """Print the messages of a topic as they arrive (large arrays are summarised)."""
-    from bus.introspect import format_message
+    from loopylab.bus.introspect import format_message
     node = _tool_node(bus, "echo")
     sub = node.subscribe(topic, queue_size=100)
     seen = 0
@@ -140,10 +140,10 @@ def record(output: Path = typer.Option(..., "--output", "-o", help="MCAP file to
            queue: int = typer.Option(2000, "--queue", help="Messages buffered for the writer before drops."),
            bus: Optional[str] = _bus_option()):
     """Record topics to MCAP (images as foxglove.RawImage) until Ctrl-C or --duration."""
-    from bus.config import BusConfig
-    from bus.introspect import human_bytes
-    from bus.node import Node
-    from bus.record import Recorder
+    from loopylab.bus.config import BusConfig
+    from loopylab.bus.introspect import human_bytes
+    from loopylab.bus.node import Node
+    from loopylab.bus.record import Recorder
     node = Node("recorder", BusConfig.parse(bus) if bus else None)
     node.handle_signals()  # Ctrl-C or SIGTERM end the recording cleanly: the file gets its summary
     rec = Recorder(node, output, topics_ or None, queue_size=queue)
@@ -181,9 +181,9 @@ def replay(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="M
            bus: Optional[str] = _bus_option()):
     """Republish a recording with its original timing (or --rate X)."""
     from rich.progress import Progress
-    from bus.config import BusConfig
-    from bus.node import Node
-    from bus.record import replay as do_replay
+    from loopylab.bus.config import BusConfig
+    from loopylab.bus.node import Node
+    from loopylab.bus.record import replay as do_replay
     node = Node("replay", BusConfig.parse(bus) if bus else None)
     node.handle_signals()
     try:
@@ -203,8 +203,8 @@ def demo_bus(duration: float = typer.Option(5.0, "--duration", help="Seconds to 
              bus: Optional[str] = typer.Option(None, "--bus", help="Run on this bus URL (default ipc://demo).")):
     """Run the bus demo graph (synthetic arm at 100 Hz, camera at 30 Hz, a rate monitor) and exit."""
     import tomllib
-    from bus.demo import DEMO_TOML, demo_graph_path
-    from bus.launch import Launcher, load_graph, parse_graph
+    from loopylab.bus.demo import DEMO_TOML, demo_graph_path
+    from loopylab.bus.launch import Launcher, load_graph, parse_graph
     path = demo_graph_path()
     spec = load_graph(path) if path else parse_graph(tomllib.loads(DEMO_TOML), "demo")
     raise typer.Exit(Launcher(spec.with_bus(bus) if bus else spec, duration).run())

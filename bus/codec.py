@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from bus.messages import MESSAGE_TYPES, Message, _f64
+from loopylab.bus.messages import MESSAGE_TYPES, Message, _f64
 
 INLINE_MAX = 4096
 _ND, _MSG = "__nd__", "__m__"

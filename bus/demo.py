@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bus.introspect import human_bytes
-from bus.messages import CameraInfo, Image, JointState
-from bus.node import Node
+from loopylab.bus.introspect import human_bytes
+from loopylab.bus.messages import CameraInfo, Image, JointState
+from loopylab.bus.node import Node
 
 DEMO_GRAPH = Path(__file__).resolve().parents[1] / "graphs" / "demo.toml"
 DEMO_TOML = """\
@@ -18,15 +18,15 @@ name = "demo"
 transport = "ipc"
 
 [nodes.arm]
-run = "bus.demo:joint_states"
+run = "loopylab.bus.demo:joint_states"
 params = { hz = 100.0, joints = 7 }
 
 [nodes.camera]
-run = "bus.demo:camera"
+run = "loopylab.bus.demo:camera"
 params = { hz = 30.0, width = 640, height = 480 }
 
 [nodes.monitor]
-run = "bus.demo:rate_monitor"
+run = "loopylab.bus.demo:rate_monitor"
 params = { period = 1.0 }
 """
 

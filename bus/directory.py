@@ -22,8 +22,8 @@ import time
 import msgpack
 import zmq
 
-from bus.config import BusConfig
-from bus.stopflag import StopFlag
+from loopylab.bus.config import BusConfig
+from loopylab.bus.stopflag import StopFlag
 
 log = logging.getLogger("loopylab.directory")
 ANNOUNCE_S = 1.0

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bus.node import Node
+from loopylab.bus.node import Node
 
 ARRAY_INLINE_MAX = 16  # arrays up to this many elements are printed in full
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from bus.config import BusConfig
-from bus.directory import DirectoryUnavailable, ensure_directory, release_directory, stop_local
+from loopylab.bus.config import BusConfig
+from loopylab.bus.directory import DirectoryUnavailable, ensure_directory, release_directory, stop_local
 
 log = logging.getLogger("loopylab.launch")
 RESTART_POLICIES = ("never", "on-failure", "always")
@@ -240,7 +240,7 @@ class _Running:
     def _start_process(self) -> None:
         env = {**os.environ, **self.spec.env, "LOOPYLAB_BUS": self.launcher.url, "PYTHONUNBUFFERED": "1"}
         payload = json.dumps({"name": self.spec.name, "run": self.spec.run, "params": self.spec.params})
-        self.proc = subprocess.Popen([sys.executable, "-u", "-m", "bus.launch", "--child", payload],
+        self.proc = subprocess.Popen([sys.executable, "-u", "-m", "loopylab.bus.launch", "--child", payload],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=env, text=True, bufsize=1, start_new_session=True)
         self.pumps = [threading.Thread(target=self._pump, args=(pipe, prefixer), daemon=True,
@@ -260,7 +260,7 @@ class _Running:
             prefixer.line(self.spec.name, ln)
 
     def _start_thread(self) -> None:
-        from bus.node import Node
+        from loopylab.bus.node import Node
         fn = resolve(self.spec.run)
         self.node = Node(self.spec.name, self.launcher.url)
 
@@ -486,7 +486,7 @@ def _child(payload: str) -> int:
     spec = json.loads(payload)
     logging.basicConfig(level=os.environ.get("LOOPYLAB_LOG", "INFO"),
                         format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
-    from bus.node import Node
+    from loopylab.bus.node import Node
     early = threading.Event()  # a stop request that comes while the node is still being built
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: early.set())
@@ -514,7 +514,7 @@ def _child(payload: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bus.launch", description="Run a loopylab graph file.")
+    ap = argparse.ArgumentParser(prog="python -m loopylab.bus.launch", description="Run a loopylab graph file.")
     ap.add_argument("graph", nargs="?", help="GRAPH.toml")
     ap.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     ap.add_argument("--bus", default=None, help="run on this bus URL instead of the file's transport")

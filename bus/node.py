@@ -9,7 +9,7 @@ Threads of a node (each owns its sockets; ZeroMQ sockets are never shared withou
 - the directory thread re-announces the node every second, takes the directory over when its
   process died, and re-checks where subscribed topics are published (a safety net for the feed);
 - each service and each timer has its own thread, so a slow skill never stalls sensor callbacks.
-Background threads block on their sockets and the node's stop flag (`bus.stopflag`), not on short poll
+Background threads block on their sockets and the node's stop flag (`loopylab.bus.stopflag`), not on short poll
 timeouts: an idle node does not wake up, and does not take the GIL from the thread doing the work.
 """
 from __future__ import annotations
@@ -29,11 +29,11 @@ from typing import Any, Callable
 import msgpack
 import zmq
 
-from bus import codec
-from bus.config import BusConfig, _local_ip
-from bus.directory import ANNOUNCE_S, DirectoryUnavailable, ensure_directory, release_directory, request
-from bus.stopflag import StopFlag
-from bus.messages import Heartbeat, Message
+from loopylab.bus import codec
+from loopylab.bus.config import BusConfig, _local_ip
+from loopylab.bus.directory import ANNOUNCE_S, DirectoryUnavailable, ensure_directory, release_directory, request
+from loopylab.bus.stopflag import StopFlag
+from loopylab.bus.messages import Heartbeat, Message
 
 
 class ServiceError(RuntimeError):

@@ -37,9 +37,9 @@ import numpy as np
 from mcap.reader import make_reader
 from mcap.writer import CompressionType, Writer
 
-from bus import codec
-from bus.messages import MESSAGE_TYPES, Image
-from bus.node import Node
+from loopylab.bus import codec
+from loopylab.bus.messages import MESSAGE_TYPES, Image
+from loopylab.bus.node import Node
 
 log = logging.getLogger("loopylab.record")
 RAW_IMAGE = "foxglove.RawImage"
@@ -303,7 +303,7 @@ class Recorder:
 
 
 def record_node(node: Node, path: str, topics: list[str] | None = None, queue_size: int = 2000) -> Recorder:
-    """Graph-file entry point: `run = "bus.record:record_node"`, params = { path = "run.mcap" }."""
+    """Graph-file entry point: `run = "loopylab.bus.record:record_node"`, params = { path = "run.mcap" }."""
     return Recorder(node, path, topics, queue_size)
 
 

@@ -1,4 +1,4 @@
-"""The hardware arm driver: a bus-servo arm behind the same bus contract as `sim.SimArm`.
+"""The hardware arm driver: a bus-servo arm behind the same bus contract as `loopylab.sim.SimArm`.
 
 - `arm/joint_state` (JointState: rad, rad/s, N·m) at `rate_hz`, one SYNC READ per cycle of
   position, velocity and load/current;
@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bus import GripperCommand, GripperState, JointCommand, JointState, Node
-from firmware_bridge.messages import DeviceFault
-from firmware_bridge.servo import calibration as calib_mod
-from firmware_bridge.servo.bus import (Motor, MotorBus, MotorBusError, MotorFaultError, NoResponseError,
+from loopylab.bus import GripperCommand, GripperState, JointCommand, JointState, Node
+from loopylab.firmware_bridge.messages import DeviceFault
+from loopylab.firmware_bridge.servo import calibration as calib_mod
+from loopylab.firmware_bridge.servo.bus import (Motor, MotorBus, MotorBusError, MotorFaultError, NoResponseError,
                                        PortLostError)
-from firmware_bridge.servo.dynamixel import X_CURRENT_UNIT, X_MODELS, X_TORQUE_CONSTANT
-from firmware_bridge.servo.feetech import STS_MODELS, STS_STALL_TORQUE
+from loopylab.firmware_bridge.servo.dynamixel import X_CURRENT_UNIT, X_MODELS, X_TORQUE_CONSTANT
+from loopylab.firmware_bridge.servo.feetech import STS_MODELS, STS_STALL_TORQUE
 
 log = logging.getLogger("loopylab.arm")
 TWO_PI = 2.0 * math.pi
@@ -305,6 +305,6 @@ class ArmDriver:
 
 
 def run_arm(node: Node, port: str = "/dev/ttyUSB0", robot: str = "so101", **params) -> ArmDriver:
-    """Graph entry point (`firmware_bridge.arm_node:run_arm`). `$LOOPYLAB_ARM_PORT` overrides `port`."""
+    """Graph entry point (`loopylab.firmware_bridge.arm_node:run_arm`). `$LOOPYLAB_ARM_PORT` overrides `port`."""
     port = os.environ.get("LOOPYLAB_ARM_PORT") or port
     return ArmDriver(node, ArmConfig(port=port, robot=robot, **params))

@@ -28,8 +28,8 @@ def _fail(msg: str, code: int = 1):
 
 
 def _bus(robot: str, port: str, baudrate: int):
-    from firmware_bridge.arm_node import PRESETS
-    from firmware_bridge.servo.bus import Motor, MotorBus
+    from loopylab.firmware_bridge.arm_node import PRESETS
+    from loopylab.firmware_bridge.servo.bus import Motor, MotorBus
     if robot not in PRESETS:
         _fail(f"unknown robot {robot!r}; choose one of {sorted(PRESETS)}")
     p = PRESETS[robot]
@@ -41,7 +41,7 @@ def _bus(robot: str, port: str, baudrate: int):
 @arm.command("find-port")
 def find_port(list_only: bool = typer.Option(False, "--list", help="Only list the serial ports and exit.")):
     """Find the arm's port: lists ports, asks you to unplug the arm, and names the one that went away."""
-    from firmware_bridge.servo.setup import list_ports, port_difference
+    from loopylab.firmware_bridge.servo.setup import list_ports, port_difference
     ports = list_ports()
     table = Table("port", "description", "hardware id", "latency timer")
     for p in ports:
@@ -69,8 +69,8 @@ def find_port(list_only: bool = typer.Option(False, "--list", help="Only list th
 def setup_motors(robot: str = typer.Option("so101", help=ROBOT_HELP), port: str = typer.Option(..., help=PORT_HELP),
                  baudrate: int = typer.Option(1_000_000, help="Baud rate to give every motor.")):
     """Give each motor its ID and baud rate, one motor at a time (connect only that motor when asked)."""
-    from firmware_bridge.servo.bus import MotorBusError
-    from firmware_bridge.servo.setup import setup_motor
+    from loopylab.firmware_bridge.servo.bus import MotorBusError
+    from loopylab.firmware_bridge.servo.setup import setup_motor
     bus = _bus(robot, port, baudrate)
     try:
         bus.open()
@@ -94,8 +94,8 @@ def calibrate(robot: str = typer.Option("so101", help=ROBOT_HELP), port: str = t
               reversed_joints: str = typer.Option("", "--reversed", help="Comma-separated joints that turn the other way."),
               full_turn: str = typer.Option("wrist_roll", help="Comma-separated joints given the full 0..4095 range.")):
     """Record homing offsets and joint ranges (written to the motors and to a file)."""
-    from firmware_bridge.servo import calibration as cal
-    from firmware_bridge.servo.bus import MotorBusError
+    from loopylab.firmware_bridge.servo import calibration as cal
+    from loopylab.firmware_bridge.servo.bus import MotorBusError
     bus = _bus(robot, port, baudrate)
     stop = threading.Event()
 
@@ -130,7 +130,7 @@ def calibrate(robot: str = typer.Option("so101", help=ROBOT_HELP), port: str = t
 def status(robot: str = typer.Option("so101", help=ROBOT_HELP), port: str = typer.Option(..., help=PORT_HELP),
            baudrate: int = typer.Option(1_000_000)):
     """Ping every motor and show model, position and temperature."""
-    from firmware_bridge.servo.bus import MotorBusError
+    from loopylab.firmware_bridge.servo.bus import MotorBusError
     bus = _bus(robot, port, baudrate)
     try:
         models = bus.connect()
@@ -148,18 +148,18 @@ def status(robot: str = typer.Option("so101", help=ROBOT_HELP), port: str = type
 
 def _start_emulator(kind: str, robot: str, link: Optional[str]):
     if kind in ("feetech", "dynamixel"):
-        from firmware_bridge.arm_node import PRESET_MODEL_NUMBERS
-        from firmware_bridge.emulators.servo_arm import ServoArmEmulator
+        from loopylab.firmware_bridge.arm_node import PRESET_MODEL_NUMBERS
+        from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
         robot = robot or {"feetech": "so101", "dynamixel": "koch"}[kind]
         return ServoArmEmulator(kind, link=link, model=PRESET_MODEL_NUMBERS.get(robot)).start()
     if kind == "mcu":
-        from firmware_bridge.emulators.mcu import McuEmulator
+        from loopylab.firmware_bridge.emulators.mcu import McuEmulator
         return McuEmulator(link=link).start()
     if kind == "robotiq":
-        from firmware_bridge.emulators.robotiq import RobotiqEmulator
+        from loopylab.firmware_bridge.emulators.robotiq import RobotiqEmulator
         return RobotiqEmulator("rtu", object_at=140, link=link).start()
     if kind == "ft300":
-        from firmware_bridge.emulators.ft300 import FT300Emulator
+        from loopylab.firmware_bridge.emulators.ft300 import FT300Emulator
         return FT300Emulator(link=link).start()
     _fail(f"unknown emulator kind {kind!r}; choose feetech, dynamixel, mcu, robotiq or ft300")
 
@@ -188,7 +188,7 @@ def launch(graph: Path = typer.Argument(..., help="Hardware graph, e.g. graphs/s
            emulate_arm: bool = typer.Option(False, "--emulate", help="Run the arm emulator and use its port."),
            duration: Optional[float] = typer.Option(None, help="Stop after this many seconds.")):
     """Run a hardware graph with the arm on --port (or on an emulator with --emulate)."""
-    from bus.launch import GraphError, Launcher, load_graph
+    from loopylab.bus.launch import GraphError, Launcher, load_graph
     try:
         spec = load_graph(graph)
     except GraphError as e:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bus import Message, register_message
+from loopylab.bus import Message, register_message
 
 
 @register_message

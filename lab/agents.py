@@ -9,7 +9,7 @@ belief engine says the answer is within tolerance with the required confidence o
 spent, then conclude with the belief engine's answer. They differ only in which experiment they pick.
 Other agents (the nanochat policy) join with `register_agent(name, factory)`.
 
-An agent sees a `lab.notebook.NotebookView` and nothing else: no bus node, no service client, no ground
+An agent sees a `loopylab.lab.notebook.NotebookView` and nothing else: no bus node, no service client, no ground
 truth. It cannot run experiments itself; the investigation runs what it proposes.
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Callable, Protocol, Union
 
 import numpy as np
 
-from lab import grammar as g
-from lab.beliefs import DEFAULT_PRIOR
-from lab.design import Decision, DesignConfig, choose, sigmas_seen
-from lab.notebook import NotebookView
+from loopylab.lab import grammar as g
+from loopylab.lab.beliefs import DEFAULT_PRIOR
+from loopylab.lab.design import Decision, DesignConfig, choose, sigmas_seen
+from loopylab.lab.notebook import NotebookView
 
 Proposal = Union[g.Hypothesis, g.Experiment, g.Conclusion]
 
@@ -114,7 +114,7 @@ def register_agent(name: str, factory: Callable[..., Agent]) -> None:
 
 
 # agents that live in other packages register themselves when their module is imported
-PLUGINS = {"nanochat": "nanochat.agent"}
+PLUGINS = {"nanochat": "loopylab.nanochat.agent"}
 
 
 def make_agent(name: str, seed: int = 0, **kw) -> Agent:

@@ -4,7 +4,7 @@ Each object has its own particle set over theta = (log friction, log mass, log r
 do not interact in our experiments, so the posterior factorises. The prior is uniform over the box the
 hypothesis states (uniform in friction and restitution, log-uniform in mass, as the seeded worlds are
 drawn). Each experiment multiplies the weights by its likelihood: the forward model (Twin tables,
-`lab.forward`) predicts the measurements and an explicit noise model says how far off they may be.
+`loopylab.lab.forward`) predicts the measurements and an explicit noise model says how far off they may be.
 When the effective sample size drops below half, the particles are resampled and rejuvenated by a few
 Metropolis-Hastings moves on the full posterior (prior x all likelihoods so far), which is cheap
 because predictions are table look-ups.
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lab import grammar as g
-from lab.forward import MEASURED, PARAM_INDEX, Axes, ForwardModel
+from loopylab.lab import grammar as g
+from loopylab.lab.forward import MEASURED, PARAM_INDEX, Axes, ForwardModel
 
 # the skills' own error bars (docs/contracts.md, "Skills"), by the measurement they belong to
 REPORTED_SIGMA = {"moved_m": "displacement_sigma_m", "slide_m": "slide_sigma_m", "mass_kg": "mass_sigma_kg",

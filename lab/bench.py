@@ -16,14 +16,14 @@ import time
 import uuid
 from pathlib import Path
 
-from bus import Node, NotebookEntry
-from bus.directory import stop_local
-from bus.launch import GraphSpec, Launcher, NodeSpec, load_graph, resolve
-from lab.investigation import BusRunner
+from loopylab.bus import Node, NotebookEntry
+from loopylab.bus.directory import stop_local
+from loopylab.bus.launch import GraphSpec, Launcher, NodeSpec, load_graph, resolve
+from loopylab.lab.investigation import BusRunner
 
 log = logging.getLogger("loopylab.lab")
 
-SKILLS_RUN = "actuation.skills:run_skills"
+SKILLS_RUN = "loopylab.actuation.skills:run_skills"
 
 
 def sim_graph(robot: str = "panda", seed: int = 0, n_objects: int | None = None, cameras: bool = False,
@@ -32,10 +32,10 @@ def sim_graph(robot: str = "panda", seed: int = 0, n_objects: int | None = None,
     url = url or f"inproc://lab-{uuid.uuid4().hex[:10]}"
     transport, _, name = url.partition("://")
     proc = transport != "inproc"
-    nodes = [NodeSpec("sim_arm", "sim.node:run_sim_arm", proc,
+    nodes = [NodeSpec("sim_arm", "loopylab.sim.node:run_sim_arm", proc,
                       params={"robot": robot, "seed": seed, "n_objects": n_objects, "cameras": cameras,
                               "clock": "lockstep"}),
-             NodeSpec("safety_gate", "actuation.gate:run_gate", proc, params={"robot": robot}),
+             NodeSpec("safety_gate", "loopylab.actuation.gate:run_gate", proc, params={"robot": robot}),
              # the skills node reads object sizes from the scene of the same seed
              NodeSpec("skills", SKILLS_RUN, proc, params={"robot": robot, "seed": seed, "n_objects": n_objects})]
     for n in nodes:
@@ -149,7 +149,7 @@ class Bench:
 
     def reset(self, seed: int, n_objects: int | None = None, robot: str | None = None):
         """Load the world of `seed`; returns its perceived SceneSpec (hidden properties stripped)."""
-        from sim.scene import SceneSpec
+        from loopylab.sim.scene import SceneSpec
         req = {"seed": int(seed)}
         if n_objects is not None:
             req["n_objects"] = int(n_objects)

@@ -20,14 +20,14 @@ app = typer.Typer(
 
 # (module, what it adds) in the order they appear in --help
 COMMAND_MODULES = [
-    "lab.commands",            # run, eval, demo
-    "bus.cli",                 # launch, topics, echo, record, replay
-    "actuation.cli",           # skill
-    "sim.cli",                 # sim tools
-    "perception.cli",          # camera
-    "firmware_bridge.cli",     # arm
-    "nanochat.cli",            # policy
-    "market.cli",              # market, bounty
+    "loopylab.lab.commands",            # run, eval, demo
+    "loopylab.bus.cli",                 # launch, topics, echo, record, replay
+    "loopylab.actuation.cli",           # skill
+    "loopylab.sim.cli",                 # sim tools
+    "loopylab.perception.cli",          # camera
+    "loopylab.firmware_bridge.cli",     # arm
+    "loopylab.nanochat.cli",            # policy
+    "loopylab.market.cli",              # market, bounty
 ]
 
 

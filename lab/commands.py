@@ -24,15 +24,15 @@ def run_investigation(question_text: str, seed: int = 0, agent_name: str = "eig"
     """One investigation end to end on a bus graph; returns the report summary (also in result.json)."""
     from rich.console import Console
 
-    from lab import grammar as g
-    from lab.agents import make_agent
-    from lab.bench import Bench
-    from lab.forward import ForwardModel
-    from lab.investigation import InvestigationConfig, grammar_scene, investigate
-    from lab.notebook import bus_sink, console_sink, jsonl_sink
-    from lab.questions import grade, parse_question
-    from lab.report import write_run_report
-    from sim.twin import TwinPool
+    from loopylab.lab import grammar as g
+    from loopylab.lab.agents import make_agent
+    from loopylab.lab.bench import Bench
+    from loopylab.lab.forward import ForwardModel
+    from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
+    from loopylab.lab.notebook import bus_sink, console_sink, jsonl_sink
+    from loopylab.lab.questions import grade, parse_question
+    from loopylab.lab.report import write_run_report
+    from loopylab.sim.twin import TwinPool
 
     question = parse_question(question_text)
     console = Console()
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="Do not print the notebook live."),
     ):
         """Answer one physical question about an unknown world by running experiments on the robot."""
-        from lab import grammar as g
+        from loopylab.lab import grammar as g
         if not sim and graph is None:
             raise typer.BadParameter("--no-sim needs --graph FILE", param_hint="--graph")
         try:
@@ -136,8 +136,8 @@ def register(app: typer.Typer) -> None:
         from rich.markdown import Markdown
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval
-        from lab.report import summary_markdown, write_eval_report
+        from loopylab.lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval
+        from loopylab.lab.report import summary_markdown, write_eval_report
         try:
             agents = [a.strip() for a in agent.split(",") if a.strip()]
             cfg = EvalConfig(agents=agents, kinds=parse_kinds(questions), seeds=parse_seeds(seeds),
@@ -145,7 +145,7 @@ def register(app: typer.Typer) -> None:
                              robot=robot)
         except ValueError as e:
             raise typer.BadParameter(str(e)) from None
-        from lab.agents import AGENTS, PLUGINS
+        from loopylab.lab.agents import AGENTS, PLUGINS
         unknown = [a for a in agents if a not in AGENTS and a not in PLUGINS]
         if unknown:
             raise typer.BadParameter(f"unknown agent(s) {unknown}; known: {', '.join(sorted(AGENTS))}",

@@ -11,7 +11,7 @@ mass question values weighing, or a push (mu*m) together with a strike, a restit
 Gains below the question's tolerance are worth nothing (the posterior variance is floored at
 (tol/4)^2), so the expert stops chasing precision nobody asked for.
 
-Experiments differing only by direction have the same level (`lab.forward.level_key`) and are scored
+Experiments differing only by direction have the same level (`loopylab.lab.forward.level_key`) and are scored
 once. One decision over the whole grid takes tens of milliseconds once the tables exist.
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lab import grammar as g
-from lab.beliefs import REPORTED_SIGMA, Posterior, predict_biased
-from lab.forward import MEASURED, level_key
+from loopylab.lab import grammar as g
+from loopylab.lab.beliefs import REPORTED_SIGMA, Posterior, predict_biased
+from loopylab.lab.forward import MEASURED, level_key
 
 
 @dataclass

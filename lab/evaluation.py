@@ -20,8 +20,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from lab import grammar as g
-from lab.questions import KINDS, grade, make_question
+from loopylab.lab import grammar as g
+from loopylab.lab.questions import KINDS, grade, make_question
 
 log = logging.getLogger("loopylab.eval")
 
@@ -82,7 +82,7 @@ WORLDS_PER_WORKER = 1   # worlds a worker process runs before it is replaced (se
 
 def _worker_twins():
     """This process's twins (made once, reused for every world of the worker)."""
-    from lab.forward import InlineTwins
+    from loopylab.lab.forward import InlineTwins
     if "twins" not in _STATE:
         _STATE["twins"] = InlineTwins()
     return _STATE["twins"]
@@ -97,7 +97,7 @@ def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> 
 
 def run_world(task: WorldTask) -> dict:
     """Investigate one seeded world and grade it. Never raises: a crash is a row with crashed=True."""
-    from lab.bench import Bench
+    from loopylab.lab.bench import Bench
     t0 = time.perf_counter()
     row = {**asdict(task), "crashed": False, "success": False, "error": None, "experiments": 0}
     try:
@@ -114,9 +114,9 @@ def run_world(task: WorldTask) -> dict:
 
 def _investigate_world(task: WorldTask, bench, twins, n_obj: int | None) -> dict:
     """The investigation and its grading, on a running bench (the evaluator's: it may read the oracle)."""
-    from lab.agents import make_agent
-    from lab.forward import ForwardModel
-    from lab.investigation import InvestigationConfig, grammar_scene, investigate
+    from loopylab.lab.agents import make_agent
+    from loopylab.lab.forward import ForwardModel
+    from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
     scene = bench.reset(task.seed, n_obj)
     question = make_question(task.kind, grammar_scene(scene), task.seed, budget=task.budget)
     forward = ForwardModel(scene, twins)

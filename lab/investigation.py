@@ -15,13 +15,13 @@ from typing import Protocol
 
 import numpy as np
 
-from bus import ObjectPoses
-from bus.node import ServiceClient
-from lab import grammar as g
-from lab.beliefs import Measurement, NoiseModel, Posterior
-from lab.design import eig_scores, regret, sigmas_seen
-from lab.forward import ForwardModel
-from lab.notebook import Notebook, NotebookView, Sink
+from loopylab.bus import ObjectPoses
+from loopylab.bus.node import ServiceClient
+from loopylab.lab import grammar as g
+from loopylab.lab.beliefs import Measurement, NoiseModel, Posterior
+from loopylab.lab.design import eig_scores, regret, sigmas_seen
+from loopylab.lab.forward import ForwardModel
+from loopylab.lab.notebook import Notebook, NotebookView, Sink
 
 log = logging.getLogger("loopylab.lab")
 
@@ -71,7 +71,7 @@ def moved_scene(scene: g.Scene, poses: dict | None, threshold: float = 0.01) -> 
 
 
 def grammar_scene(spec) -> g.Scene:
-    """The notebook's scene line from a (perceived) `sim.scene.SceneSpec`."""
+    """The notebook's scene line from a (perceived) `loopylab.sim.scene.SceneSpec`."""
     return g.Scene(tuple(g.SceneObject(o.label, o.shape, float(g.fmt(o.size, 2)), float(g.fmt(o.position[0], 2)),
                                        float(g.fmt(o.position[1], 2))) for o in spec.objects))
 

@@ -1,4 +1,4 @@
-"""The notebook: every step of an investigation as a structured record (`bus.NotebookEntry`) and as
+"""The notebook: every step of an investigation as a structured record (`loopylab.bus.NotebookEntry`) and as
 grammar text. Sinks receive each entry as it is written: the bus (`lab/notebook`), the live console
 (rich) and files (JSONL of the records, and the plain notebook text).
 
@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from bus import NotebookEntry
-from lab import grammar as g
+from loopylab.bus import NotebookEntry
+from loopylab.lab import grammar as g
 
 Sink = Callable[[NotebookEntry], None]
 

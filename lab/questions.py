@@ -1,6 +1,6 @@
 """Questions: what an investigation must answer, how sure it must be, and how an answer is graded.
 
-A question's text and parsed forms are `lab.grammar.Question`. This module adds the semantics: the
+A question's text and parsed forms are `loopylab.lab.grammar.Question`. This module adds the semantics: the
 default tolerances and budgets, making a question for a seeded world, the stopping rule's confidence,
 and grading a conclusion against the ground truth that only the evaluator may read (`sim/oracle`).
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lab import grammar as g
+from loopylab.lab import grammar as g
 
 KINDS = ("friction", "mass", "restitution", "rank", "predict")
 DEFAULT_TOLERANCE = {"friction": 0.05, "mass": 0.10, "restitution": 0.05, "rank": 0.0, "predict": 0.01}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.forward import PARAM_INDEX
+from loopylab.lab.forward import PARAM_INDEX
 
 import matplotlib  # noqa: E402
 

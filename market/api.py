@@ -18,15 +18,15 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from market import migrate
-from market.auth import Auth, AuthError
-from market.chain import Chain
-from market.config import MarketConfig
-from market.db import Store
-from market.relay import Relay, reconcile
-from market.service import BountyTerms, Market, MarketError, checksum
-from market.states import TransitionError
-from market.storage import TooLarge
+from loopylab.market import migrate
+from loopylab.market.auth import Auth, AuthError
+from loopylab.market.chain import Chain
+from loopylab.market.config import MarketConfig
+from loopylab.market.db import Store
+from loopylab.market.relay import Relay, reconcile
+from loopylab.market.service import BountyTerms, Market, MarketError, checksum
+from loopylab.market.states import TransitionError
+from loopylab.market.storage import TooLarge
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "loopylab_session"
@@ -357,7 +357,7 @@ def create_app(config: MarketConfig | None = None, market: Market | None = None,
     def health():
         return {"ok": True, "time": time.time()}
 
-    from market import web
+    from loopylab.market import web
     web.register(app, market)
     return app
 

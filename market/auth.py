@@ -10,8 +10,8 @@ import time
 
 from sqlalchemy import delete, update
 
-from market import siwe
-from market.db import AuthNonce, AuthSession, Store
+from loopylab.market import siwe
+from loopylab.market.db import AuthNonce, AuthSession, Store
 
 _ALPHABET = string.ascii_letters + string.digits
 

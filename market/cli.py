@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-log = logging.getLogger("market.cli")
+log = logging.getLogger("loopylab.market.cli")
 console = Console(soft_wrap=True)   # long addresses and paths stay on one line
 
 DEFAULT_URL = os.environ.get("LOOPYLAB_MARKET_URL", "http://127.0.0.1:8000")
@@ -51,8 +51,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
                                               "the relay in one of them with `market relay`).")):
     """Start the market. With no options: SQLite file + in-process EVM + a fresh escrow, nothing to set up."""
     import uvicorn
-    from market.api import create_app
-    from market.config import MarketConfig
+    from loopylab.market.api import create_app
+    from loopylab.market.config import MarketConfig
     cfg = MarketConfig.load(config, db_url=db or None, home=home, chain_url=chain_url or None,
                             keystore=keystore or None, escrow_address=escrow or None, confirmations=confirmations,
                             domain=f"{host}:{port}", base_url=f"http://{host}:{port}")
@@ -66,7 +66,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
         console.print(f"[bold]loopylab market[/] at http://{host}:{port}/ with {workers} workers")
         if not cfg.chain_url:
             console.print("[yellow]each worker gets its own in-process chain: use --chain-url for payouts[/]")
-        uvicorn.run("market.api:app_from_env", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("loopylab.market.api:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level="warning")
         return
     app = create_app(cfg)
@@ -88,7 +88,7 @@ def deploy(chain_url: str = typer.Option(..., help="EVM JSON-RPC URL."),
            keystore: str = typer.Option("", help="Keystore of the deploying (operator) account; else $LOOPYLAB_CHAIN_KEY.")):
     """Deploy the escrow contract once on a real chain; prints its address for `serve --escrow`."""
     from web3 import Web3
-    from market.chain import Chain, load_key
+    from loopylab.market.chain import Chain, load_key
     w3 = Web3(Web3.HTTPProvider(chain_url))
     chain = Chain(w3, load_key(keystore=keystore))
     console.print(chain.deploy_escrow())
@@ -111,7 +111,7 @@ def reconcile(url: str = UrlOpt):
 # ---------------------------------------------------------------------- bounty (client side)
 
 def _client(url: str, key: str, rig_key: str | None = None):
-    from market.client import MarketClient, load_key_file
+    from loopylab.market.client import MarketClient, load_key_file
     try:
         account = load_key_file(key)
         rig = load_key_file(rig_key) if rig_key else None
@@ -134,7 +134,7 @@ def _current_context():
 
 def _run(fn):
     """Turn HTTP errors into one readable line and exit code 1."""
-    from market.client import MarketHTTPError
+    from loopylab.market.client import MarketHTTPError
     import httpx
     try:
         return fn()
@@ -162,7 +162,7 @@ def _wei(amount: str) -> int:
 @bounty_app.command()
 def keygen(key: str = KeyOpt):
     """Create a new key file (hex private key, mode 600). Use it for --key or --rig-key."""
-    from market.client import new_key_file
+    from loopylab.market.client import new_key_file
     try:
         console.print(f"{key}: address {new_key_file(key)}")
     except FileExistsError as e:
@@ -251,7 +251,7 @@ def submit(claim_id: int, folder: Path = typer.Argument(..., exists=True, help="
            url: str = UrlOpt, key: str = KeyOpt):
     """Upload a recording folder, sign its manifest with the rig key and submit it on a claim."""
     from rich.progress import Progress
-    from market import manifest as mf
+    from loopylab.market import manifest as mf
     c = _client(url, key, rig_key)
     _run(lambda: c.register_rig(label=Path(rig_key or key).name))
     bounty_id = _run(lambda: c.request("GET", f"/claims/{claim_id}"))["bounty_id"]

@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from market import manifest as mf
-from market import siwe
+from loopylab.market import manifest as mf
+from loopylab.market import siwe
 
 
 class MarketHTTPError(RuntimeError):

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from web3.exceptions import TimeExhausted, TransactionNotFound
 
-from market.chain import Chain
-from market.db import Bounty, ChainAccount, Payout, Store, lock
-from market.states import PayoutState, advance
+from loopylab.market.chain import Chain
+from loopylab.market.db import Bounty, ChainAccount, Payout, Store, lock
+from loopylab.market.states import PayoutState, advance
 
 log = logging.getLogger(__name__)
 RELEASE_GAS = 200_000

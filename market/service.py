@@ -18,15 +18,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from web3 import Web3
 
-from market import manifest as mf
-from market import verify
-from market.chain import Chain, payout_id
-from market.config import MarketConfig
-from market.db import (Blob, BlobOwner, Bounty, Claim, Payout, Reputation, Rig, Store, Submission,
+from loopylab.market import manifest as mf
+from loopylab.market import verify
+from loopylab.market.chain import Chain, payout_id
+from loopylab.market.config import MarketConfig
+from loopylab.market.db import (Blob, BlobOwner, Bounty, Claim, Payout, Reputation, Rig, Store, Submission,
                        SubmissionFile, lock)
-from market.states import (SLOT_TAKEN, BountyState, ClaimState, PayoutState, SubmissionState,
+from loopylab.market.states import (SLOT_TAKEN, BountyState, ClaimState, PayoutState, SubmissionState,
                            TransitionError, advance, can, reputation_score)
-from market.storage import BlobStore
+from loopylab.market.storage import BlobStore
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 from web3 import Web3
 
-from market import manifest as mf
+from loopylab.market import manifest as mf
 
 NOTEBOOK_SUFFIXES = (".nb", ".notebook")
 MINHASH_PERMUTATIONS = 64
@@ -74,7 +74,7 @@ def read_mcap(path: Path) -> Iterator[tuple[str, int, Any]]:
     decodes its msgpack messages into typed bus messages and JSON channels into dicts. Without the
     bus (a market-only install) JSON and plain msgpack channels are read here."""
     try:
-        from bus.record import read_messages
+        from loopylab.bus.record import read_messages
     except ImportError:
         read_messages = None
     if read_messages is not None:
@@ -229,7 +229,7 @@ def run(ctx: Context) -> Result:
                 parse_ok = False
                 details.append(f"{path}: not a readable MCAP file ({type(e).__name__}: {e})")
         elif path.endswith(NOTEBOOK_SUFFIXES):
-            from lab import grammar
+            from loopylab.lab import grammar
             try:
                 text = p.read_text()
                 sections = grammar.parse(text)

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from market.service import Market, MarketError
+from loopylab.market.service import Market, MarketError
 
 HERE = Path(__file__).parent
 

@@ -14,10 +14,10 @@ import os
 import time
 from pathlib import Path
 
-from lab import grammar as g
+from loopylab.lab import grammar as g
 
-from nanochat.checkpoint import SHIPPED_DIR, load_cached
-from nanochat.engine import Engine, SampleConfig, allowed_kinds
+from loopylab.nanochat.checkpoint import SHIPPED_DIR, load_cached
+from loopylab.nanochat.engine import Engine, SampleConfig, allowed_kinds
 
 class NanochatAgent:
     name = "nanochat"
@@ -40,7 +40,7 @@ class NanochatAgent:
         return self.engine.stats
 
     def propose(self, notebook) -> g.Hypothesis | g.Experiment | g.Conclusion:
-        """notebook: a `lab.notebook.NotebookView`."""
+        """notebook: a `loopylab.lab.notebook.NotebookView`."""
         t0 = time.perf_counter()
         kinds = allowed_kinds(notebook.sections, notebook.budget_left, bool(notebook.candidates))
         section = self.engine.propose(list(notebook.sections), allowed=kinds,
@@ -55,13 +55,13 @@ class NanochatAgent:
 def run_one(seed: int, kind: str, checkpoint: str | Path | None = None, temperature: float = 0.0,
             console: bool = False, robot: str = "panda") -> dict:
     """One simulated world investigated by the policy and graded (what `loopylab policy sample` prints)."""
-    from lab.bench import Bench
-    from lab.evaluation import world_objects
-    from lab.forward import ForwardModel
-    from lab.investigation import InvestigationConfig, grammar_scene, investigate
-    from lab.notebook import console_sink
-    from lab.questions import grade, make_question
-    from sim.twin import TwinPool
+    from loopylab.lab.bench import Bench
+    from loopylab.lab.evaluation import world_objects
+    from loopylab.lab.forward import ForwardModel
+    from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
+    from loopylab.lab.notebook import console_sink
+    from loopylab.lab.questions import grade, make_question
+    from loopylab.sim.twin import TwinPool
 
     agent = NanochatAgent(seed=seed, checkpoint=checkpoint, temperature=temperature)
     with Bench.sim(robot=robot) as bench:
@@ -88,7 +88,7 @@ def run_one(seed: int, kind: str, checkpoint: str | Path | None = None, temperat
 
 def register() -> None:
     """Add `nanochat` to the lab's agent registry (idempotent)."""
-    from lab.agents import AGENTS, register_agent
+    from loopylab.lab.agents import AGENTS, register_agent
 
     if "nanochat" not in AGENTS:
         register_agent("nanochat", NanochatAgent)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from nanochat.gpt import GPT, GPTConfig
-from nanochat.tokenizer import Tokenizer
+from loopylab.nanochat.gpt import GPT, GPTConfig
+from loopylab.nanochat.tokenizer import Tokenizer
 
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 

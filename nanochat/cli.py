@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from nanochat.checkpoint import SHIPPED_DIR
-from nanochat.data import SHIPPED_DATA
+from loopylab.nanochat.checkpoint import SHIPPED_DIR
+from loopylab.nanochat.data import SHIPPED_DATA
 
-log = logging.getLogger("nanochat.cli")
+log = logging.getLogger("loopylab.nanochat.cli")
 
 policy = typer.Typer(help="The nanochat policy: a small GPT that writes hypotheses, experiments and conclusions "
                           "into the lab notebook. Make data with the eig expert, train, sample, evaluate.",
@@ -27,8 +27,8 @@ def data_cmd(
     kinds: str = typer.Option("all", "--kinds", help="Question kinds, comma-separated, or 'all'."),
 ):
     """Run the lab's eig expert over seeded sim worlds and write its notebooks as training shards."""
-    from lab.evaluation import parse_seeds
-    from nanochat.data import generate
+    from loopylab.lab.evaluation import parse_seeds
+    from loopylab.nanochat.data import generate
 
     summary = generate(parse_seeds(seeds), out, workers=workers or None, noise=noise,
                        kinds=None if kinds == "all" else [k.strip() for k in kinds.split(",")])
@@ -56,9 +56,9 @@ def train_cmd(
     """Train the policy on notebooks; prints loss, tokens/s (and MFU on a GPU) and the final val bpb."""
     import importlib.util
 
-    from nanochat.data import read_shards
-    from nanochat.tokenizer import Tokenizer
-    from nanochat.train import preset, train
+    from loopylab.nanochat.data import read_shards
+    from loopylab.nanochat.tokenizer import Tokenizer
+    from loopylab.nanochat.train import preset, train
 
     if tokenizer_dir is None and importlib.util.find_spec("rustbpe") is None:
         tokenizer_dir = SHIPPED_DIR
@@ -87,7 +87,7 @@ def sample_cmd(
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
 ):
     """Let the policy investigate one sim world and print its notebook as it is written."""
-    from nanochat.agent import run_one
+    from loopylab.nanochat.agent import run_one
 
     result = run_one(seed, kind, checkpoint=checkpoint, temperature=temperature, console=True)
     typer.echo(f"success={result['success']} experiments={result['experiments']} "
@@ -100,9 +100,9 @@ def eval_cmd(
     data: Path = typer.Option(SHIPPED_DATA, "--data", help="Folder with val_ shards."),
 ):
     """val bpb of a checkpoint on the held-out notebooks (see benchmarks/policy_eval.py for task success)."""
-    from nanochat.checkpoint import load_checkpoint
-    from nanochat.data import encode_all, read_shards
-    from nanochat.train import evaluate_bpb
+    from loopylab.nanochat.checkpoint import load_checkpoint
+    from loopylab.nanochat.data import encode_all, read_shards
+    from loopylab.nanochat.train import evaluate_bpb
 
     model, tok, meta = load_checkpoint(checkpoint)
     rows = encode_all(tok, read_shards(data, "val"), model.config.sequence_len)
@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(policy, name="policy")
 
 
-if __name__ == "__main__":  # `python -m nanochat.cli train ...` on a machine with only torch (e.g. a GPU box)
+if __name__ == "__main__":  # `python -m loopylab.nanochat.cli train ...` on a machine with only torch (e.g. a GPU box)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     policy()

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 from pathlib import Path
 
 
-from nanochat.tokenizer import Tokenizer, encode_notebook
+from loopylab.nanochat.tokenizer import Tokenizer, encode_notebook
 
 if TYPE_CHECKING:  # data generation runs without torch (a CPU box making expert notebooks)
     import torch
 
-log = logging.getLogger("nanochat.data")
+log = logging.getLogger("loopylab.nanochat.data")
 
 SHARD_SIZE = 2000            # notebooks per shard file
 SHIPPED_DATA = Path(__file__).parent / "data"   # the small shard set the shipped checkpoint was trained on
@@ -149,7 +149,7 @@ class ExploringExpert:
 
     def __init__(self, seed: int = 0, noise: float = 0.15, stream: int = 0):
         import numpy as np
-        from lab.agents import EIGAgent
+        from loopylab.lab.agents import EIGAgent
 
         self.expert = EIGAgent(seed=seed)
         self.rng = np.random.default_rng([seed, 0xE1A, stream])
@@ -159,7 +159,7 @@ class ExploringExpert:
         self.last_decision = None
 
     def propose(self, notebook):
-        from lab import grammar as g
+        from loopylab.lab import grammar as g
 
         proposal = self.expert.propose(notebook)
         self.last_decision = self.expert.last_decision
@@ -188,8 +188,8 @@ def experiment_sections(text: str) -> list[int]:
 
 def generate_one(job: tuple[str, int, float]) -> dict:
     """One world investigated by the exploring expert, as a shard record (runs in a worker process)."""
-    from lab.agents import AGENTS, register_agent
-    from lab.evaluation import WorldTask, run_world
+    from loopylab.lab.agents import AGENTS, register_agent
+    from loopylab.lab.evaluation import WorldTask, run_world
 
     kind, seed, noise = job
     _WORKER["noise"] = noise
@@ -218,7 +218,7 @@ def generate(seeds: Sequence[int], out_dir: str | Path, workers: int | None = No
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
-    from lab.questions import KINDS
+    from loopylab.lab.questions import KINDS
 
     kinds = list(kinds or KINDS)
     bad = [k for k in kinds if k not in KINDS]

@@ -8,12 +8,12 @@ nanochat forces calculator output after `<|python_end|>`.
 Decoding is constrained so that whatever the weights say, the text parses:
 - the next section may only start with a marker the notebook allows at that point;
 - experiment bodies come from a token trie over the tokenizations of the lab's finite candidate grid
-  (`lab.grammar.candidate_experiments`): existing objects, skill arguments within the grid's limits;
+  (`loopylab.lab.grammar.candidate_experiments`): existing objects, skill arguments within the grid's limits;
 - conclusions must answer the question with an answer the notebook's beliefs support (an estimate a
   belief reported, or the order of a belief's means); before any belief, its quantity and object with
   canonical numbers, or a permutation of the objects for a ranking;
 - hypotheses are ranges of the parameters of the question's objects, at most one clause per pair,
-  checked on partial text with the `regex` module's partial matching (as `lab.grammar.prefix_ok` does),
+  checked on partial text with the `regex` module's partial matching (as `loopylab.lab.grammar.prefix_ok` does),
   and only one hypothesis per notebook (the lab resets its belief engine on each).
 A free-form body that runs into a dead end or past `max_body_tokens` is replaced by a safe default and
 counted in `stats.fallbacks`; the engine never raises on model output.
@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 import regex
 import torch
 
-from lab import grammar
-from lab.grammar import Belief, Conclusion, Experiment, Hypothesis, Observation, Question, Scene, Section
-from nanochat.gpt import GPT, KVCache
-from nanochat.tokenizer import Tokenizer, encode_notebook
+from loopylab.lab import grammar
+from loopylab.lab.grammar import Belief, Conclusion, Experiment, Hypothesis, Observation, Question, Scene, Section
+from loopylab.nanochat.gpt import GPT, KVCache
+from loopylab.nanochat.tokenizer import Tokenizer, encode_notebook
 
 # which sections the model may open after each kind of line
 NEXT_KINDS = {
@@ -416,7 +416,7 @@ def last_belief(sections: Sequence[Section]) -> Belief | None:
 
 def default_hypothesis(question: Question) -> Hypothesis:
     """The lab's prior box, the hypothesis every built-in agent starts from."""
-    from lab.agents import prior_hypothesis
+    from loopylab.lab.agents import prior_hypothesis
     return prior_hypothesis(question)
 
 

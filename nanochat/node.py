@@ -8,7 +8,7 @@ Reply    {"ok": true, "kind": "experiment", "text": "push red_block +x 0.10 0.05
 Graph entry:
 
     [nodes.policy]
-    run = "nanochat.node:run_policy"
+    run = "loopylab.nanochat.node:run_policy"
     params = { checkpoint = "nanochat/checkpoints", device = "cuda" }
 
 and `loopylab run --agent nanochat-remote` (agent `RemotePolicyAgent`) on the lab's machine.
@@ -20,9 +20,9 @@ import threading
 import time
 from pathlib import Path
 
-from lab import grammar as g
+from loopylab.lab import grammar as g
 
-log = logging.getLogger("nanochat.node")
+log = logging.getLogger("loopylab.nanochat.node")
 
 SERVICE = "policy/propose"
 
@@ -32,9 +32,9 @@ class PolicyServer:
 
     def __init__(self, node, checkpoint: str | Path | None = None, device: str = "cpu", temperature: float = 0.0,
                  seed: int = 0):
-        from nanochat.checkpoint import load_cached
-        from nanochat.checkpoint import SHIPPED_DIR
-        from nanochat.engine import Engine, SampleConfig
+        from loopylab.nanochat.checkpoint import load_cached
+        from loopylab.nanochat.checkpoint import SHIPPED_DIR
+        from loopylab.nanochat.engine import Engine, SampleConfig
 
         model, tokenizer, meta = load_cached(checkpoint or SHIPPED_DIR, device)
         self.engine = Engine(model, tokenizer, SampleConfig(temperature=temperature, seed=seed))
@@ -44,7 +44,7 @@ class PolicyServer:
                  model.num_params() / 1e6, meta.get("step"), device, SERVICE)
 
     def handle(self, request: dict) -> dict:
-        from nanochat.engine import allowed_kinds
+        from loopylab.nanochat.engine import allowed_kinds
 
         t0 = time.perf_counter()
         try:
@@ -70,7 +70,7 @@ class PolicyServer:
 
 def run_policy(node, checkpoint: str | None = None, device: str = "cpu", temperature: float = 0.0,
                seed: int = 0) -> PolicyServer:
-    """Graph entry point (`run = "nanochat.node:run_policy"`)."""
+    """Graph entry point (`run = "loopylab.nanochat.node:run_policy"`)."""
     return PolicyServer(node, checkpoint, device, temperature, seed)
 
 
@@ -79,14 +79,14 @@ class RemotePolicyAgent:
     name = "nanochat-remote"
 
     def __init__(self, seed: int = 0, bus: str | None = None, timeout: float = 30.0):
-        from bus import Node
+        from loopylab.bus import Node
 
         self.node = Node(f"policy_client_{seed}", bus)
         self.timeout = timeout
         self.decision_s: list[float] = []
 
     def propose(self, notebook):
-        from nanochat.engine import allowed_kinds
+        from loopylab.nanochat.engine import allowed_kinds
 
         t0 = time.perf_counter()
         request = {"notebook": notebook.text,
@@ -103,7 +103,7 @@ class RemotePolicyAgent:
 
 
 def register() -> None:
-    from lab.agents import AGENTS, register_agent
+    from loopylab.lab.agents import AGENTS, register_agent
 
     if RemotePolicyAgent.name not in AGENTS:
         register_agent(RemotePolicyAgent.name, RemotePolicyAgent)

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from nanochat.checkpoint import save_checkpoint
-from nanochat.data import NotebookBatches, collate, encode_all
-from nanochat.gpt import GPT, GPTConfig
-from nanochat.optim import MuonAdamW, Schedule
-from nanochat.tokenizer import Tokenizer
+from loopylab.nanochat.checkpoint import save_checkpoint
+from loopylab.nanochat.data import NotebookBatches, collate, encode_all
+from loopylab.nanochat.gpt import GPT, GPTConfig
+from loopylab.nanochat.optim import MuonAdamW, Schedule
+from loopylab.nanochat.tokenizer import Tokenizer
 
-log = logging.getLogger("nanochat.train")
+log = logging.getLogger("loopylab.nanochat.train")
 
 # bf16 dense peak of the accelerators we know, for MFU
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12,

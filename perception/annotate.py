@@ -4,8 +4,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from perception.geometry import invert
-from perception.pipeline import Detection
+from loopylab.perception.geometry import invert
+from loopylab.perception.pipeline import Detection
 
 GREEN, ORANGE, CYAN = (40, 220, 40), (255, 150, 0), (0, 220, 255)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from perception.geometry import make_T, R_to_quat
+from loopylab.perception.geometry import make_T, R_to_quat
 
 # OpenCV hue is 0..180. Ranges are lists of (h_lo, h_hi); red wraps around 0.
 NAMED_HUES: dict[str, list[tuple[int, int]]] = {

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from perception.geometry import R_to_rvec, T_from_rvec, invert, make_T, rotation_angle
-from perception.markers import dictionary_by_name
+from loopylab.perception.geometry import R_to_rvec, T_from_rvec, invert, make_T, rotation_angle
+from loopylab.perception.markers import dictionary_by_name
 
 
 class CalibrationError(ValueError):

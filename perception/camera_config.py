@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from bus import CameraInfo
-from perception.geometry import T_from_pose, pose_from_T
+from loopylab.bus import CameraInfo
+from loopylab.perception.geometry import T_from_pose, pose_from_T
 
 
 class CalibrationFileError(ValueError):

@@ -37,7 +37,7 @@ def _fail(msg: str, code: int = 1):
 
 
 def _open(source: str, width: int, height: int, fps: Optional[float] = None):
-    from perception.sources import CameraError, open_source
+    from loopylab.perception.sources import CameraError, open_source
     try:
         return open_source(source, width, height, fps).open()
     except CameraError as e:
@@ -47,7 +47,7 @@ def _open(source: str, width: int, height: int, fps: Optional[float] = None):
 @camera.command("list")
 def list_devices():
     """List the video devices of this machine."""
-    from perception.sources import list_video_devices
+    from loopylab.perception.sources import list_video_devices
     devs = list_video_devices()
     if not devs:
         console.print("no video devices found (/dev/video*)")
@@ -63,7 +63,7 @@ def board(out: Path = typer.Argument(Path("charuco.png"), help="PNG to write."),
           dictionary: str = _board_opts()["dictionary"]):
     """Write a printable ChArUco board (then measure the printed square and pass it as --square)."""
     import cv2
-    from perception.calibration import BoardSpec
+    from loopylab.perception.calibration import BoardSpec
     spec = BoardSpec(squares_x, squares_y, square, marker, dictionary)
     img = spec.image(px_per_m=dpi / 0.0254, margin_px=int(dpi * 0.4))
     cv2.imwrite(str(out), img)
@@ -87,9 +87,9 @@ def calibrate(source: str = typer.Argument(..., help=SOURCE_HELP),
 
     Reports the reprojection error and refuses the result when too few views show the board.
     """
-    from perception.calibration import BoardDetector, BoardSpec, CalibrationError, calibrate_intrinsics
-    from perception.camera_config import CameraCalibration, CalibrationFileError, load_calibration, save_calibration
-    from perception.sources import DeviceSource
+    from loopylab.perception.calibration import BoardDetector, BoardSpec, CalibrationError, calibrate_intrinsics
+    from loopylab.perception.camera_config import CameraCalibration, CalibrationFileError, load_calibration, save_calibration
+    from loopylab.perception.sources import DeviceSource
     spec = BoardSpec(squares_x, squares_y, square, marker, dictionary)
     src = _open(source, width, height)
     images = []
@@ -137,7 +137,7 @@ def calibrate(source: str = typer.Argument(..., help=SOURCE_HELP),
 
 def _poses_file(path: Path, urdf: Optional[str], ee_link: Optional[str], robot: Optional[str]):
     """[[pose]] tables: image + (position, orientation_xyzw) of the flange in the base, or joints (with FK)."""
-    from perception.geometry import T_from_pose
+    from loopylab.perception.geometry import T_from_pose
     try:
         entries = tomllib.loads(path.read_text()).get("pose", [])
     except (OSError, tomllib.TOMLDecodeError) as e:
@@ -160,9 +160,9 @@ def _poses_file(path: Path, urdf: Optional[str], ee_link: Optional[str], robot: 
 
 
 def _kinematics(urdf, ee_link, robot, joint_names=None):
-    from actuation.kinematics import Kinematics
+    from loopylab.actuation.kinematics import Kinematics
     if robot:
-        from sim.robots import robot_spec
+        from loopylab.sim.robots import robot_spec
         spec = robot_spec(robot)
         urdf, ee_link, joint_names = urdf or spec.urdf, ee_link or spec.ee_link, joint_names or list(spec.arm_joints)
     if not (urdf and ee_link):
@@ -197,8 +197,8 @@ def handeye(intrinsics: Path = typer.Option(..., "--intrinsics", "-i", help="Cal
     kinematics; press Enter at each pose, --source + --bus + --robot).
     """
     import cv2
-    from perception.calibration import BoardDetector, BoardSpec, CalibrationError, calibrate_handeye
-    from perception.camera_config import CalibrationFileError, load_calibration, save_calibration
+    from loopylab.perception.calibration import BoardDetector, BoardSpec, CalibrationError, calibrate_handeye
+    from loopylab.perception.camera_config import CalibrationFileError, load_calibration, save_calibration
     try:
         cal = load_calibration(intrinsics)
     except CalibrationFileError as e:
@@ -229,7 +229,7 @@ def handeye(intrinsics: Path = typer.Option(..., "--intrinsics", "-i", help="Cal
     else:
         cal.mount, cal.T_base_camera = "world", res.T
     path = save_calibration(cal, out or intrinsics)
-    from perception.geometry import pose_from_T
+    from loopylab.perception.geometry import pose_from_T
     pos, quat = pose_from_T(res.T)
     what = "camera in the flange frame" if res.mode == "eye_in_hand" else "camera in the base frame"
     console.print(f"{what}: position {np.round(pos, 4).tolist()} m, orientation_xyzw {np.round(quat, 4).tolist()}")
@@ -238,8 +238,8 @@ def handeye(intrinsics: Path = typer.Option(..., "--intrinsics", "-i", help="Cal
 
 
 def _live_pairs(source, bus, count, det, cal, urdf, ee_link, robot):
-    from bus import JointState, Node
-    from perception.geometry import T_from_pose
+    from loopylab.bus import JointState, Node
+    from loopylab.perception.geometry import T_from_pose
     src = _open(source, cal.width, cal.height)
     node = Node(f"handeye-{int(time.time()) % 100000}", bus) if bus else Node(f"handeye-{int(time.time()) % 100000}")
     sub = node.subscribe("arm/joint_state", JointState, mode="latest")
@@ -309,11 +309,11 @@ def view(source: str = typer.Argument(..., help=SOURCE_HELP),
     an orientation that is not trusted (a possible pose flip).
     """
     import cv2
-    from perception.annotate import annotate
-    from perception.camera_config import CalibrationFileError, CameraCalibration, load_calibration
-    from perception.geometry import pose_from_T
-    from perception.pipeline import Frame, Perception, PerceptionConfig
-    from perception.synthetic import pinhole_K
+    from loopylab.perception.annotate import annotate
+    from loopylab.perception.camera_config import CalibrationFileError, CameraCalibration, load_calibration
+    from loopylab.perception.geometry import pose_from_T
+    from loopylab.perception.pipeline import Frame, Perception, PerceptionConfig
+    from loopylab.perception.synthetic import pinhole_K
     if not markers and not objects:
         _fail("nothing to look for: give --marker ID:SIZE[:LABEL] and/or --object LABEL:SHAPE:SIZE[:COLOUR]")
     try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception.geometry import quat_to_R
+from loopylab.perception.geometry import quat_to_R
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from perception.geometry import T_from_rvec, rvec_to_R
+from loopylab.perception.geometry import T_from_rvec, rvec_to_R
 
 # Orientation variance (rad^2) reported when the orientation is unknown (ambiguous, unresolved).
 UNKNOWN_ROT_VAR = 10.0

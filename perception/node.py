@@ -1,7 +1,7 @@
 """The perception node: camera topics in, `perception/objects` out.
 
     [nodes.perception]
-    run = "perception.node:run_perception"
+    run = "loopylab.perception.node:run_perception"
     params = { cameras = ["overhead"], objects = [{ label = "red_block", shape = "cube", size = 0.05 }],
                noise_sigma = 2.0, blur_px = 0.5, lighting = 0.1 }
 
@@ -25,11 +25,11 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
-from bus import CameraInfo, Image, Node, ObjectPoses
-from perception.augment import ImageAugment
-from perception.camera_config import CameraCalibration, load_calibration
-from perception.geometry import pose_from_T
-from perception.pipeline import Frame, Perception, PerceptionConfig
+from loopylab.bus import CameraInfo, Image, Node, ObjectPoses
+from loopylab.perception.augment import ImageAugment
+from loopylab.perception.camera_config import CameraCalibration, load_calibration
+from loopylab.perception.geometry import pose_from_T
+from loopylab.perception.pipeline import Frame, Perception, PerceptionConfig
 
 
 def image_to_rgb(msg: Image) -> np.ndarray:
@@ -231,7 +231,7 @@ def objects_from_scene(scene) -> list[dict]:
 
 
 def _scene_objects(seed, robot, n_objects, scene) -> list[dict]:
-    from sim.scene import SceneSpec, scene_from_seed  # only the scene description, never the simulator
+    from loopylab.sim.scene import SceneSpec, scene_from_seed  # only the scene description, never the simulator
     spec = SceneSpec.from_toml(scene) if scene else scene_from_seed(int(seed), n_objects, robot)
     return objects_from_scene(spec.perceived())
 

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from bus import ObjectPose, ObjectPoses
-from perception.blobs import BlobTracker, BlobTrackerConfig, ColourObject
-from perception.camera_config import CameraCalibration
-from perception.geometry import (R_to_rvec, T_from_pose, make_T, pose_from_T, rotate_covariance,
+from loopylab.bus import ObjectPose, ObjectPoses
+from loopylab.perception.blobs import BlobTracker, BlobTrackerConfig, ColourObject
+from loopylab.perception.camera_config import CameraCalibration
+from loopylab.perception.geometry import (R_to_rvec, T_from_pose, make_T, pose_from_T, rotate_covariance,
                                  rotation_angle, rvec_to_R)
-from perception.markers import MarkerDetector, MarkerDetectorConfig, offset_pose
-from perception.tracking import ROT_UNKNOWN_VAR, Measurement, Tracker, TrackerConfig, choose_by_normal
+from loopylab.perception.markers import MarkerDetector, MarkerDetectorConfig, offset_pose
+from loopylab.perception.tracking import ROT_UNKNOWN_VAR, Measurement, Tracker, TrackerConfig, choose_by_normal
 
 
 @dataclass

@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bus import CameraInfo, Image, Node
-from perception.camera_config import CameraCalibration, load_calibration
+from loopylab.bus import CameraInfo, Image, Node
+from loopylab.perception.camera_config import CameraCalibration, load_calibration
 
 log = logging.getLogger("loopylab.perception.sources")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg")
@@ -225,7 +225,7 @@ class BusCameraSource(FrameSource):
         self._n = 0
 
     def open(self) -> "BusCameraSource":
-        from perception.node import CameraInput
+        from loopylab.perception.node import CameraInput
         if self.node is None:
             self.node = Node(f"camera-view-{os.getpid()}", self.bus, heartbeat_hz=0, start_directory=False)
         self.input = CameraInput(self.node, self.name)

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pybullet as p
 
-from perception.geometry import invert, pose_from_T
+from loopylab.perception.geometry import invert, pose_from_T
 
 GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perception.geometry import R_to_rvec, make_T, rotation_angle, rvec_to_R
+from loopylab.perception.geometry import R_to_rvec, make_T, rotation_angle, rvec_to_R
 
 TRACKING, LOST = "tracking", "lost"
 ROT_UNKNOWN_VAR = 10.0  # rad^2

@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pybullet as p
 
-from bus.messages import _f64
-from sim.world import World
+from loopylab.bus.messages import _f64
+from loopylab.sim.world import World
 
 VIRTUAL_OPENING = 0.08   # m: the "opening" range of a suction-like tool on robots without fingers
 GRASP_DISTANCE = 0.006   # m: an object this close to the hand when the gripper closes is grasped

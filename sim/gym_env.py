@@ -12,12 +12,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from actuation.gate import GateConfig, SafetyLimits
-from actuation.kinematics import Kinematics
-from sim.arm import ArmSim
-from sim.robots import robot_spec
-from sim.scene import scene_from_seed
-from sim.world import World
+from loopylab.actuation.gate import GateConfig, SafetyLimits
+from loopylab.actuation.kinematics import Kinematics
+from loopylab.sim.arm import ArmSim
+from loopylab.sim.robots import robot_spec
+from loopylab.sim.scene import scene_from_seed
+from loopylab.sim.world import World
 
 MAX_OBJECTS = 4
 
@@ -84,7 +84,7 @@ class BenchEnv(gym.Env):
     def render(self):
         if self.render_mode != "rgb_array" or self.world is None:
             return None
-        from sim.cameras import render
+        from loopylab.sim.cameras import render
         rgb, _, _, _ = render(self.world.cid, self.world.spec.cameras[0])
         return rgb
 
@@ -95,4 +95,4 @@ class BenchEnv(gym.Env):
 
 
 if "loopylab/Bench-v0" not in gym.registry:
-    gym.register(id="loopylab/Bench-v0", entry_point="sim.gym_env:BenchEnv", max_episode_steps=100)
+    gym.register(id="loopylab/Bench-v0", entry_point="loopylab.sim.gym_env:BenchEnv", max_episode_steps=100)

@@ -21,12 +21,12 @@ import time
 import numpy as np
 import pybullet as p
 
-from bus import (CameraInfo, GripperCommand, GripperState, Image, JointCommand, JointState, Node, ObjectPose,
+from loopylab.bus import (CameraInfo, GripperCommand, GripperState, Image, JointCommand, JointState, Node, ObjectPose,
                  ObjectPoses, Wrench)
-from sim.arm import ArmSim
-from sim.cameras import gpu_present, render, use_egl
-from sim.scene import SceneSpec, scene_from_seed
-from sim.world import World
+from loopylab.sim.arm import ArmSim
+from loopylab.sim.cameras import gpu_present, render, use_egl
+from loopylab.sim.scene import SceneSpec, scene_from_seed
+from loopylab.sim.world import World
 
 log = logging.getLogger("loopylab.sim")
 
@@ -239,6 +239,6 @@ class SimArm:
 def run_sim_arm(node: Node, robot: str = "panda", seed: int = 0, n_objects: int | None = None,
                 scene: str | None = None, clock: str = "lockstep", control_hz: float = 120.0, cameras: bool = True,
                 mocap: bool = True, mocap_noise: float = 0.0005, renderer: str = "auto") -> SimArm:
-    """Graph entry point (`sim.node:run_sim_arm`): the scene from a TOML file, else from (seed, robot)."""
+    """Graph entry point (`loopylab.sim.node:run_sim_arm`): the scene from a TOML file, else from (seed, robot)."""
     spec = SceneSpec.from_toml(scene) if scene else scene_from_seed(seed, n_objects, robot)
     return SimArm(node, spec, clock, control_hz, cameras, mocap, mocap_noise, renderer)

@@ -3,7 +3,7 @@
 The belief engine asks "what would this experiment show if friction were 0.4": `Twin.predict` replays
 the skill at object level — a kinematic pusher pad on the skill's exact path and timing for push and
 strike, a release from the skill's height for drop, the mass itself for weigh — and turns the simulated
-signals into measurements with the same functions the skills use (`actuation.protocols`). The world is
+signals into measurements with the same functions the skills use (`loopylab.actuation.protocols`). The world is
 built once and reset between predictions. `TwinPool` spreads predictions over processes.
 
     twin = Twin(scene.perceived())
@@ -19,9 +19,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pybullet as p
 
-from actuation import protocols as P
-from sim.scene import SceneSpec
-from sim.world import HAND_FRICTION, World
+from loopylab.actuation import protocols as P
+from loopylab.sim.scene import SceneSpec
+from loopylab.sim.world import HAND_FRICTION, World
 
 PAD = 0.0145            # m: half-thickness of the pusher pad (a Panda finger pair, seen from the side)
 PAD_WIDTH = 0.02        # m: half-width across the push

@@ -8,9 +8,9 @@ import time
 import numpy as np
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from firmware_bridge.emulators.modbus_server import ModbusEmulator
-from firmware_bridge.emulators.pty_device import Faults, PtyRelay
-from firmware_bridge.modbus.ft300 import DATA, FIRMWARE, SERIAL, STREAM, STREAM_START, encode_frame
+from loopylab.firmware_bridge.emulators.modbus_server import ModbusEmulator
+from loopylab.firmware_bridge.emulators.pty_device import Faults, PtyRelay
+from loopylab.firmware_bridge.modbus.ft300 import DATA, FIRMWARE, SERIAL, STREAM, STREAM_START, encode_frame
 
 
 class _StreamingRelay(PtyRelay):

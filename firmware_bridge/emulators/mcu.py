@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from firmware_bridge.emulators.pty_device import Faults, PtyRelay
+from loopylab.firmware_bridge.emulators.pty_device import Faults, PtyRelay
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 SOURCES = ("loopylab_mcu.c", "host_main.c")

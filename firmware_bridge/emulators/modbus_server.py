@@ -12,7 +12,7 @@ from pymodbus import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import SimDevice
 
-from firmware_bridge.emulators.pty_device import Faults, PtyRelay
+from loopylab.firmware_bridge.emulators.pty_device import Faults, PtyRelay
 
 log = logging.getLogger("loopylab.emulator.modbus")
 

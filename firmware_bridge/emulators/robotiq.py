@@ -8,9 +8,9 @@ import time
 
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from firmware_bridge.emulators.modbus_server import ModbusEmulator
-from firmware_bridge.emulators.pty_device import Faults
-from firmware_bridge.modbus.robotiq import ACT, COMMAND, STATUS
+from loopylab.firmware_bridge.emulators.modbus_server import ModbusEmulator
+from loopylab.firmware_bridge.emulators.pty_device import Faults
+from loopylab.firmware_bridge.modbus.robotiq import ACT, COMMAND, STATUS
 
 WATCHDOG_S = 1.0   # Robotiq: fault 9 after 1 s without communication
 

@@ -12,8 +12,8 @@ import logging
 import threading
 import time
 
-from firmware_bridge.emulators.pty_device import Faults, PtyDevice
-from firmware_bridge.servo.protocol import (ACTION, BROADCAST_ID, BULK_READ, PING, READ, REBOOT, REG_WRITE,
+from loopylab.firmware_bridge.emulators.pty_device import Faults, PtyDevice
+from loopylab.firmware_bridge.servo.protocol import (ACTION, BROADCAST_ID, BULK_READ, PING, READ, REBOOT, REG_WRITE,
                                             SYNC_READ, SYNC_WRITE, WRITE, CorruptPacket, get_protocol)
 
 log = logging.getLogger("loopylab.emulator.servo")

@@ -8,8 +8,8 @@ import time
 
 import serial
 
-from firmware_bridge.mcu import protocol as P
-from firmware_bridge.servo.bus import PortLostError, close_serial, open_serial
+from loopylab.firmware_bridge.mcu import protocol as P
+from loopylab.firmware_bridge.servo.bus import PortLostError, close_serial, open_serial
 
 log = logging.getLogger("loopylab.mcu")
 

@@ -14,11 +14,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from bus import JointCommand, JointState, Node, SafetyState
-from firmware_bridge.mcu.link import McuLink, McuTimeout
-from firmware_bridge.mcu.protocol import McuError
-from firmware_bridge.messages import DeviceFault, Readings
-from firmware_bridge.servo.bus import PortLostError
+from loopylab.bus import JointCommand, JointState, Node, SafetyState
+from loopylab.firmware_bridge.mcu.link import McuLink, McuTimeout
+from loopylab.firmware_bridge.mcu.protocol import McuError
+from loopylab.firmware_bridge.messages import DeviceFault, Readings
+from loopylab.firmware_bridge.servo.bus import PortLostError
 
 log = logging.getLogger("loopylab.mcu")
 
@@ -152,5 +152,5 @@ class McuDriver:
 
 
 def run_mcu(node: Node, **params) -> McuDriver:
-    """Graph entry point (`firmware_bridge.mcu.node:run_mcu`)."""
+    """Graph entry point (`loopylab.firmware_bridge.mcu.node:run_mcu`)."""
     return McuDriver(node, McuConfig(**params))

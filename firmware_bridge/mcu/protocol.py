@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from firmware_bridge.crc import crc16_ccitt
+from loopylab.firmware_bridge.crc import crc16_ccitt
 
 PROTOCOL_VERSION = 1
 MAX_BODY = 64

@@ -32,9 +32,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bus import Node
-from firmware_bridge.messages import DeviceFault, Readings
-from firmware_bridge.modbus.client import Endpoint, ModbusClient, ModbusDeviceError
+from loopylab.bus import Node
+from loopylab.firmware_bridge.messages import DeviceFault, Readings
+from loopylab.firmware_bridge.modbus.client import Endpoint, ModbusClient, ModbusDeviceError
 
 log = logging.getLogger("loopylab.modbus.device")
 TYPES = {"bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}
@@ -253,7 +253,7 @@ class ModbusDeviceNode(DeviceNode):
 
 
 def run_modbus_device(node: Node, map: str, **endpoint) -> ModbusDeviceNode:
-    """Graph entry point (`firmware_bridge.modbus.device:run_modbus_device`): `map` is the TOML file;
+    """Graph entry point (`loopylab.firmware_bridge.modbus.device:run_modbus_device`): `map` is the TOML file;
     extra params (port, host, tcp_port, device_id...) override its [device] table."""
     spec = DeviceMap.load(map)
     for k, v in endpoint.items():

@@ -16,10 +16,10 @@ import time
 import numpy as np
 import serial
 
-from bus import Node, Wrench
-from firmware_bridge.crc import crc16_modbus
-from firmware_bridge.modbus.client import Endpoint, ModbusClient, ModbusDeviceError
-from firmware_bridge.modbus.device import DeviceNode
+from loopylab.bus import Node, Wrench
+from loopylab.firmware_bridge.crc import crc16_modbus
+from loopylab.firmware_bridge.modbus.client import Endpoint, ModbusClient, ModbusDeviceError
+from loopylab.firmware_bridge.modbus.device import DeviceNode
 
 log = logging.getLogger("loopylab.ft300")
 DATA, FIRMWARE, SERIAL, STREAM = 180, 500, 510, 410
@@ -168,5 +168,5 @@ class FT300Node(DeviceNode):
 
 def run_ft300(node: Node, port: str = "/dev/ttyUSB2", baudrate: int = 19200, device_id: int = 9,
               frame_id: str = "ft300") -> FT300Node:
-    """Graph entry point (`firmware_bridge.modbus.ft300:run_ft300`)."""
+    """Graph entry point (`loopylab.firmware_bridge.modbus.ft300:run_ft300`)."""
     return FT300Node(node, FT300(port, baudrate, device_id), frame_id)

@@ -13,9 +13,9 @@ import logging
 import time
 from dataclasses import dataclass
 
-from bus import GripperCommand, GripperState, Node
-from firmware_bridge.modbus.client import Endpoint, ModbusClient, ModbusDeviceError
-from firmware_bridge.modbus.device import DeviceNode
+from loopylab.bus import GripperCommand, GripperState, Node
+from loopylab.firmware_bridge.modbus.client import Endpoint, ModbusClient, ModbusDeviceError
+from loopylab.firmware_bridge.modbus.device import DeviceNode
 
 log = logging.getLogger("loopylab.robotiq")
 COMMAND, STATUS = 1000, 2000
@@ -175,6 +175,6 @@ class RobotiqNode(DeviceNode):
 def run_robotiq(node: Node, transport: str = "rtu", port: str = "/dev/ttyUSB1", host: str = "127.0.0.1",
                 tcp_port: int = 502, baudrate: int = 115200, device_id: int = 9, model: str = "2f85",
                 rate_hz: float = 50.0, activate: bool = True) -> RobotiqNode:
-    """Graph entry point (`firmware_bridge.modbus.robotiq:run_robotiq`)."""
+    """Graph entry point (`loopylab.firmware_bridge.modbus.robotiq:run_robotiq`)."""
     ep = Endpoint(transport=transport, port=port, host=host, tcp_port=tcp_port, baudrate=baudrate, device_id=device_id)
     return RobotiqNode(node, RobotiqGripper(ep, model), rate_hz, activate)

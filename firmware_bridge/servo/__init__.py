@@ -1,5 +1,5 @@
 """Serial bus servos: packet codecs (Dynamixel 2.0, Feetech STS/SCS), control tables, the motor bus."""
-from firmware_bridge.servo.protocol import (CorruptPacket, Instruction, Register, ServoProtocol,
+from loopylab.firmware_bridge.servo.protocol import (CorruptPacket, Instruction, Register, ServoProtocol,
                                             StatusPacket, get_protocol)
 
 __all__ = ["CorruptPacket", "Instruction", "Register", "ServoProtocol", "StatusPacket", "get_protocol"]

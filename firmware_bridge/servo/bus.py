@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import serial
 
-from firmware_bridge.servo.protocol import (BROADCAST_ID, CorruptPacket, Register, StatusPacket, get_protocol)
+from loopylab.firmware_bridge.servo.protocol import (BROADCAST_ID, CorruptPacket, Register, StatusPacket, get_protocol)
 
 log = logging.getLogger("loopylab.motorbus")
 
@@ -220,7 +220,7 @@ class MotorBus:
                 raise MotorFaultError(f"{what}: {self._describe([id])} reports {detail}", id, pkt.error)
 
     def _hardware_error_detail(self, id: int) -> str:
-        from firmware_bridge.servo.dynamixel import describe_hardware_error
+        from loopylab.firmware_bridge.servo.dynamixel import describe_hardware_error
         reg = self.proto.table["Hardware_Error_Status"]
         try:
             self._flush_input()

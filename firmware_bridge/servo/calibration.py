@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from firmware_bridge.servo.bus import MotorBus
+from loopylab.firmware_bridge.servo.bus import MotorBus
 
 CENTRE = 2047
 

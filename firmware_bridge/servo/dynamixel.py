@@ -7,8 +7,8 @@ error byte: bit 7 is the hardware alert (read Hardware_Error_Status), bits 0-6 a
 """
 from __future__ import annotations
 
-from firmware_bridge.crc import crc16_dynamixel
-from firmware_bridge.servo.protocol import (BROADCAST_ID, BULK_READ, CorruptPacket, Instruction,
+from loopylab.firmware_bridge.crc import crc16_dynamixel
+from loopylab.firmware_bridge.servo.protocol import (BROADCAST_ID, BULK_READ, CorruptPacket, Instruction,
                                             ServoProtocol, StatusPacket, make_table)
 
 HEADER = b"\xff\xff\xfd"

@@ -7,7 +7,7 @@ The status byte is a bit field. EEPROM writes need Lock (55) = 0 first; Present 
 """
 from __future__ import annotations
 
-from firmware_bridge.servo.protocol import (CorruptPacket, Instruction, ServoProtocol, StatusPacket,
+from loopylab.firmware_bridge.servo.protocol import (CorruptPacket, Instruction, ServoProtocol, StatusPacket,
                                             make_table)
 
 HEADER = b"\xff\xff"

@@ -157,8 +157,8 @@ class ServoProtocol(ABC):
 
 
 def get_protocol(kind: str) -> ServoProtocol:
-    from firmware_bridge.servo.dynamixel import DynamixelProtocol
-    from firmware_bridge.servo.feetech import FeetechProtocol
+    from loopylab.firmware_bridge.servo.dynamixel import DynamixelProtocol
+    from loopylab.firmware_bridge.servo.feetech import FeetechProtocol
     kinds = {"dynamixel": DynamixelProtocol, "feetech": FeetechProtocol}
     if kind not in kinds:
         raise ValueError(f"unknown servo kind {kind!r}; choose one of {sorted(kinds)}")

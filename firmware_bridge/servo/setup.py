@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware_bridge.servo.bus import MotorBus, MotorBusError, NoResponseError
-from firmware_bridge.servo.protocol import WRITE
+from loopylab.firmware_bridge.servo.bus import MotorBus, MotorBusError, NoResponseError
+from loopylab.firmware_bridge.servo.protocol import WRITE
 
 log = logging.getLogger("loopylab.setup")
 

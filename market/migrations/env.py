@@ -2,7 +2,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from market.db import Base
+from loopylab.market.db import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from actuation.gate import GateConfig, SafetyLimits, run_gate
-from bus import JointCommand, JointState, Node, SafetyState
+from loopylab.actuation.gate import GateConfig, SafetyLimits, run_gate
+from loopylab.bus import JointCommand, JointState, Node, SafetyState
 from tests.waiting import wait_until
 
 N = 3

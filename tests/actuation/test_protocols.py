@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy.spatial.transform import Rotation
 
-from actuation import protocols as P
-from perception.geometry import quat_to_R
+from loopylab.actuation import protocols as P
+from loopylab.perception.geometry import quat_to_R
 
 finite = st.floats(-1.0, 1.0, allow_nan=False)
 

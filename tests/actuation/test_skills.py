@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from actuation.bench import sim_bench
-from sim.twin import Twin
+from loopylab.actuation.bench import sim_bench
+from loopylab.sim.twin import Twin
 from tests.waiting import wait_until
 
 SKILLS = [("move_to", {}), ("push", {"direction": "+x", "distance": 0.04, "speed": 0.05}),
@@ -134,8 +134,8 @@ def test_drop_measures_the_whole_centre_of_mass_offset_and_the_twin_then_agrees(
 def test_place_carries_a_boxed_in_block_to_a_clear_spot():
     """Seed 100015's red block has a neighbour within the hand's clearance on every side: the grid offers
     only a place, and after it every push and strike level is possible."""
-    from lab import grammar as g
-    from lab.investigation import grammar_scene
+    from loopylab.lab import grammar as g
+    from loopylab.lab.investigation import grammar_scene
     with sim_bench(robot="panda", seed=100015, mocap_noise=0.0005) as bench:
         q = g.Question("friction", ("red_block",), 0.05)
         before = g.candidate_experiments(grammar_scene(bench.sim.scene.perceived()), q)
@@ -202,7 +202,7 @@ def test_an_object_fixed_to_the_table_is_not_weighed_or_dropped_as_if_held():
     Lift still measures: "lifted 0.000" is its answer."""
     import dataclasses
 
-    from sim.scene import scene_from_seed
+    from loopylab.sim.scene import scene_from_seed
     base = scene_from_seed(0, n_objects=1)
     fixed = dataclasses.replace(base.objects[0], shape="cube", size=0.04, position=(0.55, 0.0, 0.02), mass=0.0,
                                 com_offset=(0.0, 0.0, 0.0))
@@ -224,7 +224,7 @@ def test_a_pinch_takes_what_is_between_its_fingers_not_what_its_palm_touches():
     """Seed 1044: closing on a 3.5 cm block, the Panda's hand also touches the top of a 6 cm block 12 cm
     away. The grasp used to attach whatever touched any hand link first, and weighing (or dropping) the
     small block measured the big one."""
-    from lab.evaluation import world_objects
+    from loopylab.lab.evaluation import world_objects
     n = world_objects("restitution", 1044)
     with sim_bench(robot="panda", seed=1044, n_objects=n, mocap_noise=0.0005) as bench:
         bench.reset(1044, n)

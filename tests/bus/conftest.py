@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from bus.config import BusConfig
-from bus.directory import stop_local
+from loopylab.bus.config import BusConfig
+from loopylab.bus.directory import stop_local
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bus import Image, JointState, Node
+from loopylab.bus import Image, JointState, Node
 from tests.waiting import wait_until
 
 JOINTS = [f"joint{i}" for i in range(1, 8)]

@@ -10,10 +10,10 @@ import numpy as np
 import typer
 from typer.testing import CliRunner
 
-from bus import Image, JointState, Node
-from bus.cli import register
-from bus.config import BusConfig
-from bus.record import read_messages
+from loopylab.bus import Image, JointState, Node
+from loopylab.bus.cli import register
+from loopylab.bus.config import BusConfig
+from loopylab.bus.record import read_messages
 from tests.bus import helpers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def test_record_then_replay_commands(inproc_url, tmp_path):
     assert len(recorded) > 20 and {t for t, _, _ in recorded} == {"arm/joint_state"}
 
     url2 = inproc_url + "b"
-    from bus.directory import stop_local
+    from loopylab.bus.directory import stop_local
     try:
         with Node("listener", url2) as listener:
             sub = listener.subscribe("arm/joint_state", JointState, queue_size=1000)
@@ -104,7 +104,7 @@ def test_demo_graph_runs_and_reports_rates():
     import signal
     import time
     url = f"ipc://demo{uuid.uuid4().hex[:8]}"
-    proc = subprocess.Popen([sys.executable, "-m", "bus.launch", "graphs/demo.toml", "--bus", url], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "loopylab.bus.launch", "graphs/demo.toml", "--bus", url], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     report = ""
     try:

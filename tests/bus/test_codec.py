@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bus import codec
-from bus.messages import (MESSAGE_TYPES, CameraInfo, GripperCommand, GripperState, Heartbeat, Image,
+from loopylab.bus import codec
+from loopylab.bus.messages import (MESSAGE_TYPES, CameraInfo, GripperCommand, GripperState, Heartbeat, Image,
                           JointCommand, JointState, NotebookEntry, ObjectPose, ObjectPoses, SafetyState,
                           Wrench)
 
@@ -96,7 +96,7 @@ def test_every_bus_message_type_is_covered():
     # those are imported depends on test order, so only the contract's own types are checked here.
     covered = {JointState, JointCommand, GripperState, GripperCommand, Wrench, Image, CameraInfo, ObjectPose,
                ObjectPoses, SafetyState, NotebookEntry, Heartbeat}
-    assert covered == {cls for cls in MESSAGE_TYPES.values() if cls.__module__ == "bus.messages"}
+    assert covered == {cls for cls in MESSAGE_TYPES.values() if cls.__module__ == "loopylab.bus.messages"}
 
 
 @settings(max_examples=100, deadline=None)

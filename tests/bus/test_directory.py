@@ -2,9 +2,9 @@
 import os
 import signal
 
-from bus import JointState, Node
-from bus.config import BusConfig
-from bus.directory import DirectoryUnavailable, request
+from loopylab.bus import JointState, Node
+from loopylab.bus.config import BusConfig
+from loopylab.bus.directory import DirectoryUnavailable, request
 from tests.bus import helpers
 from tests.waiting import wait_until
 
@@ -58,7 +58,7 @@ def test_many_short_inproc_graphs_leave_nothing_behind():
     import threading
     import uuid
 
-    from bus import directory
+    from loopylab.bus import directory
     threads_before = threading.active_count()
     fds_before = len(os.listdir("/proc/self/fd"))
     for _ in range(30):

@@ -3,7 +3,7 @@ import os
 import signal
 import time
 
-from bus import JointState, Node
+from loopylab.bus import JointState, Node
 from tests.bus import helpers
 from tests.waiting import wait_until
 

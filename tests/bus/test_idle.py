@@ -5,8 +5,8 @@ import threading
 
 import zmq
 
-from bus import Node
-from bus.stopflag import StopFlag
+from loopylab.bus import Node
+from loopylab.bus.stopflag import StopFlag
 from tests.waiting import wait_until
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bus.launch import GraphError, Launcher, apply_overrides, parse_graph
+from loopylab.bus.launch import GraphError, Launcher, apply_overrides, parse_graph
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ def _graph(tmp_path: Path, body: str, transport: str = "ipc") -> Path:
 
 
 def _launch(graph: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bus.launch", str(graph), *args], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "loopylab.bus.launch", str(graph), *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -7,9 +7,9 @@ import socket
 import msgpack
 import zmq
 
-from bus import Image, JointState, Node, codec
-from bus.config import BusConfig
-from bus.directory import request
+from loopylab.bus import Image, JointState, Node, codec
+from loopylab.bus.config import BusConfig
+from loopylab.bus.directory import request
 from tests.bus import helpers
 
 TOPIC = "arm/joint_state"

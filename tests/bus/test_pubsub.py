@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from bus import Image, JointState, Node
+from loopylab.bus import Image, JointState, Node
 from tests.bus import helpers
 from tests.waiting import wait_until
 
@@ -87,7 +87,7 @@ def test_ipc_frames_arrive_zero_copy_and_read_only(ipc_url, spawn):
 
 def test_tcp_between_processes(spawn, monkeypatch):
     url = f"tcp://127.0.0.1:{_free_port()}"
-    from bus.directory import stop_local
+    from loopylab.bus.directory import stop_local
     try:
         got, _ = _receive_series(url, spawn, 100)
     finally:

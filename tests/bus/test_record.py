@@ -7,8 +7,8 @@ import time
 import numpy as np
 from mcap.reader import make_reader
 
-from bus import Image, JointState, Node, NotebookEntry, ObjectPose, ObjectPoses
-from bus.record import Recorder, read_messages, replay
+from loopylab.bus import Image, JointState, Node, NotebookEntry, ObjectPose, ObjectPoses
+from loopylab.bus.record import Recorder, read_messages, replay
 from tests.bus import helpers
 from tests.bus.test_codec import assert_same
 from tests.waiting import wait_until
@@ -96,7 +96,7 @@ def test_replay_keeps_order_content_and_timing(inproc_url, tmp_path):
         assert wait_until(lambda: rec.written == 10, 5)
         rec.close()
 
-    from bus.directory import stop_local
+    from loopylab.bus.directory import stop_local
     url2 = inproc_url + "r"
     try:
         with Node("listener", url2) as listener, Node("replay", url2) as player:
@@ -142,14 +142,14 @@ def test_recorder_never_slows_publishers_and_counts_drops(inproc_url, tmp_path):
 
 
 def test_recorder_as_a_graph_node(tmp_path):
-    """`bus.record:record_node` in a graph: the launcher's shutdown closes it, so the file is complete."""
+    """`loopylab.bus.record:record_node` in a graph: the launcher's shutdown closes it, so the file is complete."""
     import uuid
 
-    from bus.launch import Launcher, parse_graph
+    from loopylab.bus.launch import Launcher, parse_graph
     path = tmp_path / "graph.mcap"
     spec = parse_graph({"graph": {"name": f"rec{uuid.uuid4().hex[:8]}", "transport": "inproc"},
                         "nodes": {"steady": {"run": "tests.bus.helpers:steady", "params": {"hz": 100}},
-                                  "recorder": {"run": "bus.record:record_node",
+                                  "recorder": {"run": "loopylab.bus.record:record_node",
                                                "params": {"path": str(path), "topics": ["test/*"]}}}})
     assert Launcher(spec, duration=2.0).run() == 0
     msgs = list(read_messages(path))

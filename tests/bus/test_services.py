@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from bus import Node, ServiceError, ServiceTimeout
+from loopylab.bus import Node, ServiceError, ServiceTimeout
 
 
 def test_call_roundtrip_with_arrays(inproc_url):
@@ -76,7 +76,7 @@ def test_call_without_any_directory_is_a_service_timeout():
     import shutil
     import uuid
 
-    from bus.config import BusConfig
+    from loopylab.bus.config import BusConfig
     url = f"ipc://nodir{uuid.uuid4().hex[:8]}"
     node = Node("lonely", url, heartbeat_hz=0, start_directory=False)
     try:

@@ -5,14 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab import grammar as g
+from loopylab.lab import grammar as g
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_loopylab_run_answers_a_question_end_to_end(tmp_path):
     out = tmp_path / "report"
-    cmd = [sys.executable, "-m", "lab.cli", "run", "-q", "estimate mass of red_block within 10%", "--seed", "2",
+    cmd = [sys.executable, "-m", "loopylab.lab.cli", "run", "-q", "estimate mass of red_block within 10%", "--seed", "2",
            "--out", str(out), "--quiet"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -33,7 +33,7 @@ def test_loopylab_run_rejects_a_bad_question_clearly():
     import typer
     from typer.testing import CliRunner
 
-    from lab.commands import register
+    from loopylab.lab.commands import register
     app = typer.Typer()
     register(app)
     res = CliRunner().invoke(app, ["run", "-q", "how heavy is it?"])

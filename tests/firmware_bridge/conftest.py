@@ -1,7 +1,7 @@
 import pytest
 
-from firmware_bridge.emulators.servo_arm import ServoArmEmulator
-from firmware_bridge.servo.bus import MotorBus
+from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
+from loopylab.firmware_bridge.servo.bus import MotorBus
 
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 

@@ -5,10 +5,10 @@ import uuid
 import numpy as np
 import pytest
 
-from bus import GripperCommand, GripperState, JointCommand, JointState, Node
-from firmware_bridge.arm_node import PRESET_MODEL_NUMBERS, ArmConfig, ArmDriver
-from firmware_bridge.emulators.servo_arm import ServoArmEmulator
-from firmware_bridge.messages import DeviceFault
+from loopylab.bus import GripperCommand, GripperState, JointCommand, JointState, Node
+from loopylab.firmware_bridge.arm_node import PRESET_MODEL_NUMBERS, ArmConfig, ArmDriver
+from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
+from loopylab.firmware_bridge.messages import DeviceFault
 
 from tests.waiting import wait_until
 

@@ -2,9 +2,9 @@
 import typer
 from typer.testing import CliRunner
 
-from firmware_bridge.arm_node import PRESET_MODEL_NUMBERS
-from firmware_bridge.cli import register
-from firmware_bridge.emulators.servo_arm import ServoArmEmulator
+from loopylab.firmware_bridge.arm_node import PRESET_MODEL_NUMBERS
+from loopylab.firmware_bridge.cli import register
+from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
 
 
 def _app():

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bus import JointCommand, JointState, Node, SafetyState
-from bus.launch import Launcher, load_graph
-from firmware_bridge.arm_node import PRESET_MODEL_NUMBERS
-from firmware_bridge.emulators.servo_arm import ServoArmEmulator
+from loopylab.bus import JointCommand, JointState, Node, SafetyState
+from loopylab.bus.launch import Launcher, load_graph
+from loopylab.firmware_bridge.arm_node import PRESET_MODEL_NUMBERS
+from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ def test_graph_moves_the_emulated_arm_through_the_gate(robot, kind, monkeypatch)
     emu = ServoArmEmulator(kind, model=PRESET_MODEL_NUMBERS[robot]).start()
     monkeypatch.setenv("LOOPYLAB_ARM_PORT", emu.path)
     spec = load_graph(ROOT / "graphs" / f"{robot}.toml").with_bus(f"inproc://{uuid.uuid4().hex}")
-    arm = next(n for n in spec.nodes if n.run == "firmware_bridge.arm_node:run_arm")
+    arm = next(n for n in spec.nodes if n.run == "loopylab.firmware_bridge.arm_node:run_arm")
     arm.params["latency_s"] = 0.25   # a loaded CI machine is slower than an FTDI adapter
     launcher = Launcher(spec)
     runner = threading.Thread(target=launcher.run, daemon=True)

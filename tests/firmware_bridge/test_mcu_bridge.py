@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bus import JointCommand, JointState, Node, SafetyState
-from firmware_bridge.emulators.mcu import McuEmulator, build_firmware
-from firmware_bridge.mcu import protocol as P
-from firmware_bridge.mcu.link import McuLink, McuTimeout
-from firmware_bridge.mcu.node import McuConfig, McuDriver
-from firmware_bridge.messages import DeviceFault, Readings
-from firmware_bridge.servo.bus import PortLostError
+from loopylab.bus import JointCommand, JointState, Node, SafetyState
+from loopylab.firmware_bridge.emulators.mcu import McuEmulator, build_firmware
+from loopylab.firmware_bridge.mcu import protocol as P
+from loopylab.firmware_bridge.mcu.link import McuLink, McuTimeout
+from loopylab.firmware_bridge.mcu.node import McuConfig, McuDriver
+from loopylab.firmware_bridge.messages import DeviceFault, Readings
+from loopylab.firmware_bridge.servo.bus import PortLostError
 
 from tests.waiting import wait_for_value, wait_until
 

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from bus import GripperCommand, GripperState, Node, Wrench
-from firmware_bridge.emulators.ft300 import FT300Emulator
-from firmware_bridge.emulators.modbus_server import ModbusServerThread
-from firmware_bridge.emulators.robotiq import RobotiqEmulator
-from firmware_bridge.messages import DeviceFault, Readings
-from firmware_bridge.modbus import ft300 as ft
-from firmware_bridge.modbus.client import Endpoint, ModbusDeviceError
-from firmware_bridge.modbus.device import DeviceMap, ModbusDevice, ModbusDeviceNode
-from firmware_bridge.modbus.robotiq import RobotiqGripper, RobotiqNode, RobotiqStatus, command_registers
+from loopylab.bus import GripperCommand, GripperState, Node, Wrench
+from loopylab.firmware_bridge.emulators.ft300 import FT300Emulator
+from loopylab.firmware_bridge.emulators.modbus_server import ModbusServerThread
+from loopylab.firmware_bridge.emulators.robotiq import RobotiqEmulator
+from loopylab.firmware_bridge.messages import DeviceFault, Readings
+from loopylab.firmware_bridge.modbus import ft300 as ft
+from loopylab.firmware_bridge.modbus.client import Endpoint, ModbusDeviceError
+from loopylab.firmware_bridge.modbus.device import DeviceMap, ModbusDevice, ModbusDeviceNode
+from loopylab.firmware_bridge.modbus.robotiq import RobotiqGripper, RobotiqNode, RobotiqStatus, command_registers
 
 from tests.waiting import wait_for_value, wait_until
 

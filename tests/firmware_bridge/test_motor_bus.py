@@ -1,11 +1,11 @@
 """The motor bus against the pty emulators: transactions, retries, clear errors, vendor-SDK cross-checks."""
 import pytest
 
-from firmware_bridge.emulators.servo_arm import ServoArmEmulator
-from firmware_bridge.servo import calibration
-from firmware_bridge.servo.bus import (CorruptResponseError, MotorBus, MotorFaultError, NoResponseError,
+from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
+from loopylab.firmware_bridge.servo import calibration
+from loopylab.firmware_bridge.servo.bus import (CorruptResponseError, MotorBus, MotorFaultError, NoResponseError,
                                        PortLostError)
-from firmware_bridge.servo.setup import setup_motor
+from loopylab.firmware_bridge.servo.setup import setup_motor
 
 from tests.waiting import wait_until
 

@@ -6,9 +6,9 @@ import select
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from firmware_bridge.servo import CorruptPacket, Instruction, StatusPacket, get_protocol
-from firmware_bridge.servo.dynamixel import X_SERIES, describe_hardware_error
-from firmware_bridge.servo.feetech import STS3215
+from loopylab.firmware_bridge.servo import CorruptPacket, Instruction, StatusPacket, get_protocol
+from loopylab.firmware_bridge.servo.dynamixel import X_SERIES, describe_hardware_error
+from loopylab.firmware_bridge.servo.feetech import STS3215
 
 KINDS = ["dynamixel", "feetech"]
 ids = st.integers(0, 0xFD)
@@ -207,7 +207,7 @@ def test_dynamixel_stuffing_follows_the_spec_where_the_python_sdk_does_not():
     `txPacket` discards, so FF FF FD goes out unstuffed with the CRC over the unstuffed bytes. We follow
     the protocol (and the vendor's C SDK); this test pins both so a fixed SDK shows up here."""
     import dynamixel_sdk as sdk
-    from firmware_bridge.crc import crc16_dynamixel
+    from loopylab.firmware_bridge.crc import crc16_dynamixel
     ph, ours = sdk.PacketHandler(2.0), get_protocol("dynamixel")
     sent = _capture(_dxl_port, lambda p: ph.writeTxOnly(p, 5, 116, 4, [0xFF, 0xFF, 0xFD, 0x00]))
     ours_pkt = ours.write(5, 116, b"\xff\xff\xfd\x00")

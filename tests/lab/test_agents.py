@@ -5,17 +5,17 @@ import types
 
 import pytest
 
-from bus import Node
-from bus.node import Publisher, ServiceClient
-from lab import grammar as g
-from lab.agents import AGENTS, GridAgent, RandomAgent, make_agent, prior_hypothesis, register_agent
-from lab.bench import Bench
-from lab.beliefs import Posterior
-from lab.forward import Axes, ForwardModel, InlineTwins
-from lab.investigation import BusRunner, InvestigationConfig, grammar_scene, investigate
-from lab.notebook import NotebookView
-from sim.scene import SceneSpec, scene_from_seed
-from sim.twin import TwinPool
+from loopylab.bus import Node
+from loopylab.bus.node import Publisher, ServiceClient
+from loopylab.lab import grammar as g
+from loopylab.lab.agents import AGENTS, GridAgent, RandomAgent, make_agent, prior_hypothesis, register_agent
+from loopylab.lab.bench import Bench
+from loopylab.lab.beliefs import Posterior
+from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
+from loopylab.lab.investigation import BusRunner, InvestigationConfig, grammar_scene, investigate
+from loopylab.lab.notebook import NotebookView
+from loopylab.sim.scene import SceneSpec, scene_from_seed
+from loopylab.sim.twin import TwinPool
 
 
 def _reachable(root, limit=200_000):

@@ -6,15 +6,15 @@ and what is tested is the inference: which experiments pin down which parameters
 import numpy as np
 import pytest
 
-from lab import grammar as g
-from lab.agents import EIGAgent, prior_hypothesis
-from lab.beliefs import LOAD_COL, LOAD_SHARE, Measurement, Posterior
-from lab.design import DesignConfig, choose, eig_scores
-from lab.forward import SKILL_DEPENDS, Axes, ForwardModel
-from lab.investigation import grammar_scene
-from lab.notebook import NotebookView
-from sim.scene import scene_from_seed
-from sim.twin import TwinPool
+from loopylab.lab import grammar as g
+from loopylab.lab.agents import EIGAgent, prior_hypothesis
+from loopylab.lab.beliefs import LOAD_COL, LOAD_SHARE, Measurement, Posterior
+from loopylab.lab.design import DesignConfig, choose, eig_scores
+from loopylab.lab.forward import SKILL_DEPENDS, Axes, ForwardModel
+from loopylab.lab.investigation import grammar_scene
+from loopylab.lab.notebook import NotebookView
+from loopylab.sim.scene import scene_from_seed
+from loopylab.sim.twin import TwinPool
 
 TRUE = {"friction": 0.45, "mass": 0.30, "restitution": 0.55}
 AXES = Axes(points=7)  # coarser tables than the default: the tests build many of them

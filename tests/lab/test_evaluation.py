@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval
-from lab.report import write_eval_report
+from loopylab.lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval
+from loopylab.lab.report import write_eval_report
 
 
 def _check(rows, n):

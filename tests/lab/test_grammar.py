@@ -2,7 +2,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from lab import grammar as g
+from loopylab.lab import grammar as g
 
 DESIGN_EXAMPLE = (
     "<|question_start|>estimate friction of red_block within 0.05<|question_end|>\n"

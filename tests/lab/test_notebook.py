@@ -5,9 +5,9 @@ import uuid
 import numpy as np
 from rich.console import Console
 
-from bus import Node, NotebookEntry
-from lab import grammar as g
-from lab.notebook import Notebook, bus_sink, console_sink, jsonl_sink, load_jsonl
+from loopylab.bus import Node, NotebookEntry
+from loopylab.lab import grammar as g
+from loopylab.lab.notebook import Notebook, bus_sink, console_sink, jsonl_sink, load_jsonl
 
 BODIES = [
     g.Question("friction", ("red_block",), 0.05),

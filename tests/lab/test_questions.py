@@ -1,10 +1,10 @@
 """Questions: making them for seeded worlds, and grading conclusions against the truth."""
 import pytest
 
-from lab import grammar as g
-from lab.investigation import grammar_scene
-from lab.questions import KINDS, all_questions, grade, make_question, parse_question
-from sim.scene import scene_from_seed
+from loopylab.lab import grammar as g
+from loopylab.lab.investigation import grammar_scene
+from loopylab.lab.questions import KINDS, all_questions, grade, make_question, parse_question
+from loopylab.sim.scene import scene_from_seed
 
 TRUTH = {"red_block": {"mass": 0.30, "friction": 0.40, "restitution": 0.5},
          "blue_ball": {"mass": 0.10, "friction": 0.70, "restitution": 0.2}}

@@ -8,14 +8,14 @@ import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
 
-from market.api import create_app
-from market.chain import Chain
-from market.client import MarketClient
-from market.config import MarketConfig
-from market.db import Store
-from market import migrate
-from market.relay import Relay
-from market.service import Market
+from loopylab.market.api import create_app
+from loopylab.market.chain import Chain
+from loopylab.market.client import MarketClient
+from loopylab.market.config import MarketConfig
+from loopylab.market.db import Store
+from loopylab.market import migrate
+from loopylab.market.relay import Relay
+from loopylab.market.service import Market
 from tests.waiting import wait_until
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -104,7 +104,7 @@ class World:
         return c
 
     def funded_bounty(self, requester: MarketClient, **terms) -> dict:
-        from market.sample import standard_bounty
+        from loopylab.market.sample import standard_bounty
         b = requester.post_bounty(**standard_bounty(**terms))
         return requester.fund(b["id"])
 

@@ -10,9 +10,9 @@ from typing import Callable
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from market import manifest as mf
-from market.chain import Chain
-from market.service import BountyTerms, Market
+from loopylab.market import manifest as mf
+from loopylab.market.chain import Chain
+from loopylab.market.service import BountyTerms, Market
 
 
 def open_bounty(market: Market, chain: Chain, slots: int, reward: int, **over):

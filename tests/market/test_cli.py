@@ -7,8 +7,8 @@ import re
 import typer
 from typer.testing import CliRunner
 
-from market.cli import register
-from market.sample import write_recording
+from loopylab.market.cli import register
+from loopylab.market.sample import write_recording
 
 
 def cli():

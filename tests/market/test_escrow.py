@@ -9,7 +9,7 @@ import vyper
 from eth_account import Account
 from web3 import Web3
 
-from market.chain import Chain, compile_contract
+from loopylab.market.chain import Chain, compile_contract
 
 ETH = 10**18
 HERE = Path(__file__).parent

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from market.client import MarketHTTPError
-from market.relay import double_pays, reconcile
-from market.sample import write_recording
+from loopylab.market.client import MarketHTTPError
+from loopylab.market.relay import double_pays, reconcile
+from loopylab.market.sample import write_recording
 from tests.waiting import wait_until
 
 REWARD = 10**16
@@ -169,7 +169,7 @@ def test_server_background_loop_pays_approved_submissions(sqlite_store, chain, t
 
 
 def test_refund_after_settlement_returns_the_unspent_escrow(sqlite_store, tmp_path):
-    from market.chain import Chain
+    from loopylab.market.chain import Chain
     from .conftest import World, make_market
     chain = Chain.embedded_chain()              # its own chain: this test moves block time forward
     w = World(make_market(sqlite_store, chain, tmp_path), chain)

@@ -12,7 +12,7 @@ from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
-from market.sample import write_recording
+from loopylab.market.sample import write_recording
 
 EXAMPLES = 4   # per operation and mode: the file stays near 10 s on an idle 2-core machine
 
@@ -20,8 +20,8 @@ EXAMPLES = 4   # per operation and mode: the file stays near 10 s on an idle 2-c
 @pytest.fixture(scope="module")
 def fuzz_world(base_chain, tmp_path_factory):
     from .conftest import World, make_market, make_store
-    from market import migrate
-    from market.chain import Chain
+    from loopylab.market import migrate
+    from loopylab.market.chain import Chain
     tmp = tmp_path_factory.mktemp("fuzz")
     store, _ = make_store("sqlite", tmp)
     migrate.upgrade(store)

@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from market import migrate
-from market.db import Base
+from loopylab.market import migrate
+from loopylab.market.db import Base
 
 
 def test_migrations_reach_head_and_match_the_models(any_store):

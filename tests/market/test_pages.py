@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from market.sample import write_recording
+from loopylab.market.sample import write_recording
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

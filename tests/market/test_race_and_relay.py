@@ -9,10 +9,10 @@ import pytest
 from eth_account import Account
 from sqlalchemy import update
 
-from market.db import Payout, Store
-from market.relay import Relay, RelayCrash, double_pays, reconcile
-from market.sample import write_recording
-from market.service import Conflict
+from loopylab.market.db import Payout, Store
+from loopylab.market.relay import Relay, RelayCrash, double_pays, reconcile
+from loopylab.market.sample import write_recording
+from loopylab.market.service import Conflict
 
 from .conftest import make_market
 from .helpers import approved_bounty, open_bounty, submit_direct
@@ -130,8 +130,8 @@ def test_confirmations_hold_payouts_until_deep_enough(sqlite_store, chain, tmp_p
 
 def test_relay_key_from_env_or_keystore(tmp_path, monkeypatch):
     import json
-    from market.chain import Chain, load_key
-    from market.config import MarketConfig
+    from loopylab.market.chain import Chain, load_key
+    from loopylab.market.config import MarketConfig
     acct = Account.create()
     monkeypatch.setenv("MY_RELAY_KEY", acct.key.hex())
     assert load_key("MY_RELAY_KEY").address == acct.address
@@ -147,7 +147,7 @@ def test_relay_key_from_env_or_keystore(tmp_path, monkeypatch):
 
 
 def test_reorg_sends_a_mined_payout_again(sqlite_store, tmp_path):
-    from market.chain import Chain
+    from loopylab.market.chain import Chain
     chain = Chain.embedded_chain()          # its own chain: this test rewinds it
     market = make_market(sqlite_store, chain, tmp_path)
     b, payees = _approved(market, chain, tmp_path, 1, "e")

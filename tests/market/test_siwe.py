@@ -7,8 +7,8 @@ import pytest
 from eth_account import Account
 from hypothesis import given, settings, strategies as st
 
-from market import siwe
-from market.client import MarketClient
+from loopylab.market import siwe
+from loopylab.market.client import MarketClient
 
 
 def _msg(**over) -> siwe.SiweMessage:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from market.states import (TRANSITIONS, BountyState, ClaimState, PayoutState, SubmissionState,
+from loopylab.market.states import (TRANSITIONS, BountyState, ClaimState, PayoutState, SubmissionState,
                            TransitionError, advance, reputation_score)
 
 KINDS = [BountyState, ClaimState, SubmissionState, PayoutState]

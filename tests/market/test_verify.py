@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from market import manifest as mf
-from market.sample import write_recording
+from loopylab.market import manifest as mf
+from loopylab.market.sample import write_recording
 from tests.waiting import wait_until
 
 REWARD = 10**15
@@ -105,7 +105,7 @@ def test_unparseable_files_and_missing_topics(setup, tmp_path):
     (rec / "notebook.nb").write_text("<|question_start|>what is love<|question_end|>\n")
     assert "not a notebook under the lab grammar" in checks(u.submit_folder(cid, rec))["parse"][1]
     requester = w.user(eth=10)
-    from market.sample import standard_bounty
+    from loopylab.market.sample import standard_bounty
     terms = standard_bounty(reward_wei=REWARD, slots=1)
     terms["task_spec"]["topics"].append("camera/top/image")
     b2 = requester.fund(requester.post_bounty(**terms)["id"])
@@ -134,8 +134,8 @@ def test_duplicates_exact_and_near(setup, tmp_path):
 def test_a_real_bus_recording_verifies(setup, tmp_path):
     """A folder written by the bus recorder (what `loopylab record` leaves) goes through the checks."""
     import uuid
-    from bus import Node, Wrench
-    from bus.record import Recorder
+    from loopylab.bus import Node, Wrench
+    from loopylab.bus.record import Recorder
     w, b, contributor = setup
     folder = tmp_path / "run-bus"
     folder.mkdir()
@@ -150,7 +150,7 @@ def test_a_real_bus_recording_verifies(setup, tmp_path):
         rec.close()
     (folder / "notebook.nb").write_text(write_recording(tmp_path / "nb", seed=61).joinpath("notebook.nb").read_text())
     requester = w.user(eth=10)
-    from market.sample import standard_bounty
+    from loopylab.market.sample import standard_bounty
     terms = standard_bounty(reward_wei=REWARD, slots=1)
     terms["task_spec"]["topics"] = ["wrist/wrench"]
     terms["acceptance"][2] = {"check": "min_messages", "topic": "wrist/wrench", "count": 101}
@@ -166,7 +166,7 @@ def test_a_real_bus_recording_verifies(setup, tmp_path):
 def test_a_single_recording_file_can_be_submitted(setup, tmp_path):
     w, b, contributor = setup
     requester = w.user(eth=10)
-    from market.sample import standard_bounty
+    from loopylab.market.sample import standard_bounty
     terms = standard_bounty(reward_wei=REWARD, slots=1)
     terms["task_spec"]["notebook"] = False
     terms["acceptance"] = terms["acceptance"][:3]

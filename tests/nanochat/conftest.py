@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from lab import grammar
-from lab.grammar import (Belief, Conclusion, Estimate, Experiment, Hypothesis, Observation, Question, Range,
+from loopylab.lab import grammar
+from loopylab.lab.grammar import (Belief, Conclusion, Estimate, Experiment, Hypothesis, Observation, Question, Range,
                          Ranking, Scene, SceneObject, Section)
 
 NAMES = ["red_block", "blue_block", "green_puck", "steel_ball", "cork_cube"]
@@ -73,5 +73,5 @@ def notebooks() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tokenizer(notebooks):
-    from nanochat.tokenizer import Tokenizer
+    from loopylab.nanochat.tokenizer import Tokenizer
     return Tokenizer.train(notebooks, vocab_size=400)

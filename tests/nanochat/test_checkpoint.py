@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from nanochat.checkpoint import CheckpointError, last_step, load_checkpoint, load_optimizer_state, save_checkpoint
-from nanochat.gpt import GPT, GPTConfig
-from nanochat.optim import MuonAdamW
-from nanochat.tokenizer import Tokenizer
+from loopylab.nanochat.checkpoint import CheckpointError, last_step, load_checkpoint, load_optimizer_state, save_checkpoint
+from loopylab.nanochat.gpt import GPT, GPTConfig
+from loopylab.nanochat.optim import MuonAdamW
+from loopylab.nanochat.tokenizer import Tokenizer
 
 
 def test_round_trip_gives_identical_logits(tmp_path, tokenizer):

@@ -4,11 +4,11 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from lab import grammar
-from lab.grammar import Belief, Estimate, Observation, Section
-from nanochat.engine import Engine, SampleConfig, TokenTrie
-from nanochat.gpt import GPT, GPTConfig
-from nanochat.tokenizer import encode_notebook
+from loopylab.lab import grammar
+from loopylab.lab.grammar import Belief, Estimate, Observation, Section
+from loopylab.nanochat.engine import Engine, SampleConfig, TokenTrie
+from loopylab.nanochat.gpt import GPT, GPTConfig
+from loopylab.nanochat.tokenizer import encode_notebook
 from tests.nanochat.conftest import random_question, random_scene
 
 
@@ -99,7 +99,7 @@ def test_notebook_ending_in_an_experiment_is_refused(tokenizer, wild_model):
 
 
 def test_conclusions_report_what_a_belief_supports(tokenizer, wild_model):
-    from nanochat.engine import conclusion_candidates
+    from loopylab.nanochat.engine import conclusion_candidates
     rng = random.Random(4)
     scene = random_scene(rng)
     for question in (grammar.Question("mass", (scene.names[0],), 0.1), grammar.Question("rank", tuple(scene.names))):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from nanochat.gpt import GPT, GPTConfig, KVCache
-from nanochat.optim import MuonAdamW, Schedule, orthogonalize
+from loopylab.nanochat.gpt import GPT, GPTConfig, KVCache
+from loopylab.nanochat.optim import MuonAdamW, Schedule, orthogonalize
 
 
 def make_model(depth=2, vocab=128, seq=64, seed=0) -> GPT:

@@ -4,12 +4,12 @@ import uuid
 import pytest
 import torch
 
-from bus import Node
-from lab import grammar
-from lab.grammar import Section
-from nanochat.checkpoint import save_checkpoint
-from nanochat.gpt import GPT, GPTConfig
-from nanochat.node import SERVICE, run_policy
+from loopylab.bus import Node
+from loopylab.lab import grammar
+from loopylab.lab.grammar import Section
+from loopylab.nanochat.checkpoint import save_checkpoint
+from loopylab.nanochat.gpt import GPT, GPTConfig
+from loopylab.nanochat.node import SERVICE, run_policy
 from tests.nanochat.conftest import random_question, random_scene
 
 

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab import grammar as g
-from nanochat.checkpoint import SHIPPED_DIR, load_meta
+from loopylab.lab import grammar as g
+from loopylab.nanochat.checkpoint import SHIPPED_DIR, load_meta
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ def test_shipped_checkpoint_is_small_and_complete():
 
 def test_loopylab_run_with_the_nanochat_agent(tmp_path):
     out = tmp_path / "report"
-    cmd = [sys.executable, "-m", "lab.cli", "run", "-q", "estimate mass of red_block within 10%", "--seed", "2",
+    cmd = [sys.executable, "-m", "loopylab.lab.cli", "run", "-q", "estimate mass of red_block within 10%", "--seed", "2",
            "--agent", "nanochat", "--out", str(out), "--quiet"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})

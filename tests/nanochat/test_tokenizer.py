@@ -3,8 +3,8 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from lab import grammar
-from nanochat.tokenizer import Tokenizer, encode_notebook, special_tokens
+from loopylab.lab import grammar
+from loopylab.nanochat.tokenizer import Tokenizer, encode_notebook, special_tokens
 from tests.nanochat.conftest import random_notebook
 
 

@@ -2,10 +2,10 @@ import json
 
 import torch
 
-from nanochat.checkpoint import load_checkpoint
-from lab.evaluation import parse_seeds
-from nanochat.data import NotebookBatches, encode_all, read_shards, write_shards
-from nanochat.train import evaluate_bpb, preset, train
+from loopylab.nanochat.checkpoint import load_checkpoint
+from loopylab.lab.evaluation import parse_seeds
+from loopylab.nanochat.data import NotebookBatches, encode_all, read_shards, write_shards
+from loopylab.nanochat.train import evaluate_bpb, preset, train
 
 
 def test_tiny_preset_loss_decreases_and_checkpoint_loads(tmp_path, notebooks, tokenizer):
@@ -48,7 +48,7 @@ def test_shards_round_trip_and_seed_specs(tmp_path):
 
 
 def test_journal_resume_and_dataset_split(tmp_path):
-    from nanochat.data import read_journal, write_dataset
+    from loopylab.nanochat.data import read_journal, write_dataset
     journal = tmp_path / "journal.jsonl"
     recs = [{"seed": s, "kind": "mass", "text": f"t{s}", "success": s % 2 == 0} for s in (1, 9, 19, 20)]
     recs.append({"seed": 3, "kind": "mass", "failed": "crash"})

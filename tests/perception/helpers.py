@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pybullet as p
 
-from perception.camera_config import CameraCalibration, save_calibration
-from perception.geometry import look_at, make_T
-from perception.synthetic import SyntheticScene
+from loopylab.perception.camera_config import CameraCalibration, save_calibration
+from loopylab.perception.geometry import look_at, make_T
+from loopylab.perception.synthetic import SyntheticScene
 
 TABLE_RGBA = (0.75, 0.65, 0.5, 1.0)
 COLOURED = [  # label, shape, size, rgba, centre

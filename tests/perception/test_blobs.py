@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from perception.blobs import BlobTracker, ColourObject, hue_window
-from perception.synthetic import pinhole_K
+from loopylab.perception.blobs import BlobTracker, ColourObject, hue_window
+from loopylab.perception.synthetic import pinhole_K
 
 from .helpers import COLOURED, coloured_scene, view_from
 
@@ -44,7 +44,7 @@ def test_naive_back_projection_is_biased_and_ours_is_not(views):
     rgb, depth, T = views[1]
     bt = tracker()
     obj = bt.objects[0]  # red_block
-    from perception.blobs import hsv_mask, largest_component
+    from loopylab.perception.blobs import hsv_mask, largest_component
     import cv2
     blob = largest_component(hsv_mask(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV), obj))
     P, _ = bt._points(blob, depth, K, T)
@@ -82,8 +82,8 @@ def test_unknown_colour_is_a_clear_error():
 
 def test_partly_hidden_object_is_refused_not_misplaced():
     """The arm above a block hides part of its top face: the visible part's centre is not the block's."""
-    from perception.geometry import make_T
-    from perception.synthetic import SyntheticScene
+    from loopylab.perception.geometry import make_T
+    from loopylab.perception.synthetic import SyntheticScene
     from .helpers import TABLE_RGBA
     with SyntheticScene(floor_rgba=TABLE_RGBA) as s:
         s.add_box("red_block", 0.05, (0.85, 0.1, 0.1, 1), make_T(t=[0.5, 0.0, 0.025]))
@@ -96,7 +96,7 @@ def test_partly_hidden_object_is_refused_not_misplaced():
 
 
 def test_lighting_changes_noise_and_blur_keep_blobs_within_5mm(views):
-    from perception.augment import ImageAugment
+    from loopylab.perception.augment import ImageAugment
     truth = {label: np.array(c) for label, _, _, _, c in COLOURED}
     rgb, depth, T = views[1]
     for seed in range(3):

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from perception.calibration import (BoardDetector, BoardSpec, CalibrationError, calibrate_handeye,
+from loopylab.perception.calibration import (BoardDetector, BoardSpec, CalibrationError, calibrate_handeye,
                                     calibrate_intrinsics, render_board_view)
-from perception.geometry import invert, look_at, make_T, rotation_angle, rvec_to_R
+from loopylab.perception.geometry import invert, look_at, make_T, rotation_angle, rvec_to_R
 
 SPEC = BoardSpec()
 K_TRUE = np.array([[600.0, 0, 322.0], [0, 605.0, 238.0], [0, 0, 1]])

@@ -5,11 +5,11 @@ import pytest
 import tomli_w
 from typer.testing import CliRunner
 
-from lab.cli import app
-from perception.calibration import BoardSpec, render_board_view
-from perception.camera_config import CameraCalibration, load_calibration, save_calibration
-from perception.geometry import invert, make_T, pose_from_T, rotation_angle
-from perception.synthetic import SyntheticScene, pinhole_K
+from loopylab.lab.cli import app
+from loopylab.perception.calibration import BoardSpec, render_board_view
+from loopylab.perception.camera_config import CameraCalibration, load_calibration, save_calibration
+from loopylab.perception.geometry import invert, make_T, pose_from_T, rotation_angle
+from loopylab.perception.synthetic import SyntheticScene, pinhole_K
 
 from .helpers import view_from, write_table_camera
 from .test_calibration import D_TRUE, K_TRUE, board_views, synthetic_handeye
@@ -106,8 +106,8 @@ def test_board_is_printable(tmp_path):
 def test_view_reads_a_camera_on_the_bus(tmp_path, monkeypatch):
     """`camera view bus:NAME`: frames and calibration (K, T_base_camera) straight from a running graph."""
     import uuid
-    from bus import Node
-    from perception.sources import run_camera
+    from loopylab.bus import Node
+    from loopylab.perception.sources import run_camera
     K = pinhole_K(320, 240, 60)
     T = view_from(0.6, 20, 1.0, (0.5, 0, 0))
     folder = write_table_camera(tmp_path, T, K)

@@ -3,12 +3,12 @@ import cv2
 import numpy as np
 import pytest
 
-from perception.camera_config import CameraCalibration
-from perception.geometry import T_from_rvec, invert, make_T, rotation_angle
-from perception.markers import MarkerDetector, MarkerDetectorConfig, marker_object_points, refine_corners_by_edges
-from perception.pipeline import Frame, Perception, PerceptionConfig
-from perception.synthetic import SyntheticScene, pinhole_K
-from perception.tracking import ROT_UNKNOWN_VAR
+from loopylab.perception.camera_config import CameraCalibration
+from loopylab.perception.geometry import T_from_rvec, invert, make_T, rotation_angle
+from loopylab.perception.markers import MarkerDetector, MarkerDetectorConfig, marker_object_points, refine_corners_by_edges
+from loopylab.perception.pipeline import Frame, Perception, PerceptionConfig
+from loopylab.perception.synthetic import SyntheticScene, pinhole_K
+from loopylab.perception.tracking import ROT_UNKNOWN_VAR
 
 from .helpers import view_from
 
@@ -113,7 +113,7 @@ def test_track_and_expected_normal_resolve_ambiguity():
     assert d.resolved_by == "unresolved" and not d.orientation_known
     assert np.trace(d.covariance[3:, 3:]) >= ROT_UNKNOWN_VAR
     # 2) an established track (from an unambiguous close view) picks the right one
-    from perception.tracking import Measurement
+    from loopylab.perception.tracking import Measurement
     cov = np.diag([1e-6] * 3 + [1e-4] * 3)
     per.tracker.update("m", Measurement(1, truth, cov))
     d = per._marker_detection(o, per.config.markers[0], cal)

@@ -7,11 +7,11 @@ import uuid
 import numpy as np
 import pytest
 
-from bus import CameraInfo, Image, Node, ObjectPoses
-from perception.displacement import DisplacementProbe
-from perception.geometry import make_T
-from perception.node import run_perception
-from perception.synthetic import SyntheticScene, pinhole_K
+from loopylab.bus import CameraInfo, Image, Node, ObjectPoses
+from loopylab.perception.displacement import DisplacementProbe
+from loopylab.perception.geometry import make_T
+from loopylab.perception.node import run_perception
+from loopylab.perception.synthetic import SyntheticScene, pinhole_K
 
 from tests.waiting import wait_until
 
@@ -109,7 +109,7 @@ def test_lost_and_reacquired_states_over_the_bus(graph):
 
 
 def test_measure_unknown_object_is_a_clear_error(graph):
-    from bus import ServiceError
+    from loopylab.bus import ServiceError
     cam, pn, client = graph
     with pytest.raises(ServiceError, match="purple_thing"):
         client.call("perception/measure", {"label": "purple_thing", "timeout": 0.3}, timeout=3)

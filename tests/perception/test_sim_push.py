@@ -6,18 +6,18 @@ import uuid
 import numpy as np
 import pytest
 
-from bus import Node, ObjectPoses
-from perception.displacement import DisplacementProbe
-from perception.node import run_perception
+from loopylab.bus import Node, ObjectPoses
+from loopylab.perception.displacement import DisplacementProbe
+from loopylab.perception.node import run_perception
 
-sim_scene = pytest.importorskip("sim.scene", reason="needs the simulator package")
+sim_scene = pytest.importorskip("loopylab.sim.scene", reason="needs the simulator package")
 
 
 @pytest.fixture
 def bench(tmp_path):
-    from actuation.gate import run_gate
-    from actuation.skills import Skills
-    from sim.node import run_sim_arm
+    from loopylab.actuation.gate import run_gate
+    from loopylab.actuation.skills import Skills
+    from loopylab.sim.node import run_sim_arm
     spec = sim_scene.scene_from_seed(3, n_objects=1)
     # TinyRenderer draws the Panda's meshes slowly on a CPU (~0.5 s a frame): one camera at 2 Hz keeps the
     # lockstep sim moving; the gate and skills get patience to match.

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bus import Node, ObjectPoses
-from perception.camera_config import (CalibrationFileError, CameraCalibration, load_calibration,
+from loopylab.bus import Node, ObjectPoses
+from loopylab.perception.camera_config import (CalibrationFileError, CameraCalibration, load_calibration,
                                       save_calibration)
-from perception.geometry import make_T, quat_to_R
-from perception.node import run_perception
-from perception.sources import CameraError, DeviceSource, open_source, run_camera
-from perception.synthetic import pinhole_K
+from loopylab.perception.geometry import make_T, quat_to_R
+from loopylab.perception.node import run_perception
+from loopylab.perception.sources import CameraError, DeviceSource, open_source, run_camera
+from loopylab.perception.synthetic import pinhole_K
 
 from .helpers import view_from, write_table_camera
 

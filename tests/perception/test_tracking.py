@@ -1,8 +1,8 @@
 """Tracks: filtering, restart on a jump, LOST after silence, REACQUIRED with timestamps."""
 import numpy as np
 
-from perception.geometry import make_T
-from perception.tracking import LOST, TRACKING, Measurement, Tracker, TrackerConfig
+from loopylab.perception.geometry import make_T
+from loopylab.perception.tracking import LOST, TRACKING, Measurement, Tracker, TrackerConfig
 
 S = 1_000_000_000
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from sim.arm import ArmSim
-from sim.scene import scene_from_seed
-from sim.world import World
+from loopylab.sim.arm import ArmSim
+from loopylab.sim.scene import scene_from_seed
+from loopylab.sim.world import World
 
 
 @pytest.fixture(scope="module")

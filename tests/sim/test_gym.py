@@ -2,7 +2,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env
 
-import sim.gym_env  # noqa: F401  (registers loopylab/Bench-v0)
+import loopylab.sim.gym_env  # noqa: F401  (registers loopylab/Bench-v0)
 
 
 def test_env_passes_check_env_and_reset_is_reproducible():

@@ -5,9 +5,9 @@ import numpy as np
 import pybullet as p
 import pytest
 
-from bus.directory import DirectoryUnavailable
-from bus import CameraInfo, Image, JointCommand, JointState, Node, ObjectPoses, Wrench
-from sim.node import run_sim_arm
+from loopylab.bus.directory import DirectoryUnavailable
+from loopylab.bus import CameraInfo, Image, JointCommand, JointState, Node, ObjectPoses, Wrench
+from loopylab.sim.node import run_sim_arm
 
 
 def _call(node, service, request, tries=5):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sim.scene import PLACEMENT, HIDDEN, SceneSpec, scene_from_seed
+from loopylab.sim.scene import PLACEMENT, HIDDEN, SceneSpec, scene_from_seed
 
 
 def test_seed_gives_the_same_scene_and_different_seeds_differ():

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from actuation.protocols import G
-from sim.scene import scene_from_seed
-from sim.twin import Twin, TwinPool
+from loopylab.actuation.protocols import G
+from loopylab.sim.scene import scene_from_seed
+from loopylab.sim.twin import Twin, TwinPool
 
 SCENE = scene_from_seed(2, n_objects=2)
 LABEL = SCENE.objects[0].label

@@ -6,14 +6,14 @@ import numpy as np
 import pybullet as p
 import pytest
 
-from sim.scene import ObjectSpec, SceneSpec, scene_from_seed
-from sim.world import World
+from loopylab.sim.scene import ObjectSpec, SceneSpec, scene_from_seed
+from loopylab.sim.world import World
 
 SCRIPT = textwrap.dedent("""
     import hashlib, numpy as np
-    from sim.scene import scene_from_seed
-    from sim.world import World
-    from sim.arm import ArmSim
+    from loopylab.sim.scene import scene_from_seed
+    from loopylab.sim.world import World
+    from loopylab.sim.arm import ArmSim
     w = World(scene_from_seed(5, n_objects=4))
     arm = ArmSim(w)
     q = np.asarray(w.robot.spec.home)
