@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test check bench install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -23,7 +23,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/loopylab demo
 
-test: $(STAMP) .system-deps
+# The rules that run: ruff lint and format, the import layers (arrows point down), mypy. Same hooks as pre-commit.
+check: $(STAMP)
+	scripts/check.sh $(PY)
+
+test: $(STAMP) .system-deps check
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)
