@@ -20,10 +20,10 @@ from typing import Callable, Protocol, Union
 
 import numpy as np
 
-from loopylab.lab import grammar as g
 from loopylab.lab.beliefs import DEFAULT_PRIOR
 from loopylab.lab.design import Decision, DesignConfig, choose, sigmas_seen
 from loopylab.lab.notebook import NotebookView
+from loopylab.world import notebook as g
 
 Proposal = Union[g.Hypothesis, g.Experiment, g.Conclusion]
 

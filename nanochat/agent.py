@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from loopylab.lab import grammar as g
+from loopylab.world import notebook as g
 
 from loopylab.nanochat.checkpoint import SHIPPED_DIR, load_cached
 from loopylab.nanochat.engine import Engine, SampleConfig, allowed_kinds

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from loopylab.lab import grammar as g
+from loopylab.world import notebook as g
 
 log = logging.getLogger("loopylab.nanochat.node")
 
