@@ -41,6 +41,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import regex  # the `regex` module: partial matching for prefix checks (re has none)
 
@@ -109,6 +110,16 @@ def _alt(words: Iterable[str]) -> str:
     return "(?:" + "|".join(re.escape(w) for w in sorted(set(words), key=lambda w: (-len(w), w))) + ")"
 
 
+T = TypeVar("T")
+
+
+def _given(value: T | None, what: str) -> T:
+    """A field the section needs (a push's distance, a prediction's action): an object without it has no text."""
+    if value is None:
+        raise GrammarError(f"{what} is missing")
+    return value
+
+
 def _num(text: str, decimals: int, what: str) -> float:
     if re.fullmatch(num_re(decimals), text) is None:
         raise GrammarError(f"{what}: {text!r} is not a number with {decimals} decimals")
@@ -167,13 +178,15 @@ class Experiment:
     def render(self) -> str:
         parts = [self.skill, self.object]
         if self.skill == "push":
-            parts += [self.direction, fmt(self.distance, 2), fmt(self.speed, 2)]
+            parts += [_given(self.direction, "push direction"), fmt(_given(self.distance, "push distance"), 2),
+                      fmt(_given(self.speed, "push speed"), 2)]
         elif self.skill == "strike":
-            parts += [self.direction, fmt(self.speed, 2)]
+            parts += [_given(self.direction, "strike direction"), fmt(_given(self.speed, "strike speed"), 2)]
         elif self.skill in ("drop", "lift"):
-            parts += [fmt(self.height, 2)]
+            parts += [fmt(_given(self.height, f"{self.skill} height"), 2)]
         elif self.skill == "place":
-            parts += [fmt(self.position[0], 2), fmt(self.position[1], 2)]
+            x, y = _given(self.position, "place position")
+            parts += [fmt(x, 2), fmt(y, 2)]
         return " ".join(parts)
 
     def args(self) -> dict:
@@ -217,8 +230,8 @@ class Question:
         elif self.kind == "rank":
             s = f"rank {' '.join(self.objects)} by mass"
         elif self.kind == "predict":
-            a = self.action
-            s = (f"predict slide of {self.object} after strike {a.direction} {fmt(a.speed, 2)} "
+            a = _given(self.action, "predict action")
+            s = (f"predict slide of {self.object} after strike {a.direction} {fmt(_given(a.speed, 'strike speed'), 2)} "
                  f"within {fmt(self.tolerance, 3)}")
         else:
             raise GrammarError(f"unknown question kind {self.kind!r}")
@@ -281,7 +294,7 @@ class Observation:
         extra = None
         if skill in OBS_OPTIONAL:
             _, keys, d, least = OBS_OPTIONAL[skill]
-            xs = [measurements.get(k) for k in keys]
+            xs: list[Any] = [measurements.get(k) for k in keys]
             n = next((i for i, v in enumerate(xs) if v is None or not math.isfinite(float(v))), len(xs))
             if n >= least:  # the leading keys that are there (a drop without a tilt has no z)
                 extra = tuple(float(fmt(float(v), d)) for v in xs[:n])
@@ -460,13 +473,13 @@ def _parse_body(kind: str, body: str) -> Body:
         raise GrammarError(f"question: {body!r} is none of: estimate friction|mass|restitution of OBJ within TOL, "
                            "rank OBJ OBJ... by mass, predict slide of OBJ after strike DIR SPEED within TOL")
     if kind == "scene":
-        objs = []
+        placed = []
         for c in _split(body):
             m = _check("scene", rf"{n} ({_alt(SHAPES)}) ({num_re(2)}) at ({num_re(2, True)}) ({num_re(2, True)})", c)
-            objs.append(SceneObject(m[1], m[2], float(m[3]), float(m[4]), float(m[5])))
-        if len({o.name for o in objs}) != len(objs):
+            placed.append(SceneObject(m[1], m[2], float(m[3]), float(m[4]), float(m[5])))
+        if len({o.name for o in placed}) != len(placed):
             raise GrammarError(f"scene: an object is named twice in {body!r}")
-        return Scene(tuple(objs))
+        return Scene(tuple(placed))
     if kind == "hypothesis":
         out = []
         for c in _split(body):

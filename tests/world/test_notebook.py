@@ -181,3 +181,10 @@ def test_the_text_format_imports_no_other_loopylab_package():
             "print(sorted(m for m in sys.modules if m.startswith('loopylab.') and not m.startswith('loopylab.world')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_section_missing_a_field_it_needs_has_no_text():
+    with pytest.raises(g.GrammarError, match="push distance is missing"):
+        g.Experiment("push", "a", "+x", speed=0.05).render()
+    with pytest.raises(g.GrammarError, match="predict action is missing"):
+        g.Question("predict", ("a",), 0.01).render()
