@@ -8,7 +8,7 @@ multilinearly in log space afterwards. Most responses are power laws of the para
 ~ mu*m*g, slide ~ v^2/(2*mu*g), bounce ~ e^2*h), which log-log interpolation reproduces almost exactly.
 
 Why the direction can be left out: the grid only offers pushes and strikes along directions whose path
-is clear (`loopylab.lab.grammar.path_clear`), and on an isotropic table an unobstructed object responds the same
+is clear (`loopylab.lab.experiments.path_clear`), and on an isotropic table an unobstructed object responds the same
 way in every direction. Why some parameters are left out of a skill's table (`SKILL_DEPENDS`): e.g. a
 strike's slide does not depend on the mass; tests/lab/test_beliefs.py checks each claim on the Twin
 itself.
@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from loopylab.lab import grammar as g
+from loopylab.world import notebook as g
 
 PARAM_INDEX = {"friction": 0, "mass": 1, "restitution": 2}   # theta columns: log mu, log m, log e
 

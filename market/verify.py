@@ -229,7 +229,7 @@ def run(ctx: Context) -> Result:
                 parse_ok = False
                 details.append(f"{path}: not a readable MCAP file ({type(e).__name__}: {e})")
         elif path.endswith(NOTEBOOK_SUFFIXES):
-            from loopylab.lab import grammar
+            from loopylab.world import notebook as grammar
             try:
                 text = p.read_text()
                 sections = grammar.parse(text)

@@ -134,11 +134,12 @@ def test_drop_measures_the_whole_centre_of_mass_offset_and_the_twin_then_agrees(
 def test_place_carries_a_boxed_in_block_to_a_clear_spot():
     """Seed 100015's red block has a neighbour within the hand's clearance on every side: the grid offers
     only a place, and after it every push and strike level is possible."""
-    from loopylab.lab import grammar as g
+    from loopylab.lab.experiments import candidate_experiments
+    from loopylab.world import notebook as g
     from loopylab.lab.investigation import grammar_scene
     with sim_bench(robot="panda", seed=100015, mocap_noise=0.0005) as bench:
         q = g.Question("friction", ("red_block",), 0.05)
-        before = g.candidate_experiments(grammar_scene(bench.sim.scene.perceived()), q)
+        before = candidate_experiments(grammar_scene(bench.sim.scene.perceived()), q)
         (place,) = [c for c in before if c.skill == "place"]
         assert not any(c.skill in ("push", "strike") for c in before)
         start, _ = bench.sim.world.object_pose("red_block")
@@ -150,7 +151,7 @@ def test_place_carries_a_boxed_in_block_to_a_clear_spot():
         assert pos[2] == pytest.approx(start[2], abs=0.003)   # set down on its face, not dropped or tipped
         moved = g.Scene(tuple(g.SceneObject(o.name, o.shape, o.size, *place.position) if o.name == "red_block"
                               else o for o in grammar_scene(bench.sim.scene.perceived()).objects))
-        assert {c.skill for c in g.candidate_experiments(moved, q)} >= {"push", "strike"}
+        assert {c.skill for c in candidate_experiments(moved, q)} >= {"push", "strike"}
         for bad, why in (({"position": [0.5]}, "position must be"), ({"position": [1.4, 0.0]}, "cannot reach")):
             r = bench.execute("place", {"object": "red_block", **bad})
             assert not r["ok"] and why in r["error"], r
