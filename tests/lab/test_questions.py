@@ -4,7 +4,7 @@ import pytest
 from loopylab.lab import grammar as g
 from loopylab.lab.investigation import grammar_scene
 from loopylab.lab.questions import KINDS, all_questions, grade, make_question, parse_question
-from loopylab.sim.scene import scene_from_seed
+from loopylab.world.scene import scene_from_seed
 
 TRUTH = {"red_block": {"mass": 0.30, "friction": 0.40, "restitution": 0.5},
          "blue_ball": {"mass": 0.10, "friction": 0.70, "restitution": 0.2}}
