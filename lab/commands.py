@@ -32,7 +32,7 @@ def run_investigation(question_text: str, seed: int = 0, agent_name: str = "eig"
     from loopylab.lab.notebook import bus_sink, console_sink, jsonl_sink
     from loopylab.lab.questions import grade, parse_question
     from loopylab.lab.report import write_run_report
-    from loopylab.sim.twin import TwinPool
+    from loopylab.lab.twin import TwinPool
 
     question = parse_question(question_text)
     console = Console()

@@ -72,7 +72,7 @@ def moved_scene(scene: g.Scene, poses: dict | None, threshold: float = 0.01) -> 
 
 
 def grammar_scene(spec) -> g.Scene:
-    """The notebook's scene line from a (perceived) `loopylab.sim.scene.SceneSpec`."""
+    """The notebook's scene line from a (perceived) `loopylab.world.scene.SceneSpec`."""
     return g.Scene(tuple(g.SceneObject(o.label, o.shape, float(g.fmt(o.size, 2)), float(g.fmt(o.position[0], 2)),
                                        float(g.fmt(o.position[1], 2))) for o in spec.objects))
 

@@ -62,7 +62,7 @@ def run_one(seed: int, kind: str, checkpoint: str | Path | None = None, temperat
     from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
     from loopylab.lab.notebook import console_sink
     from loopylab.lab.questions import grade, make_question
-    from loopylab.sim.twin import TwinPool
+    from loopylab.lab.twin import TwinPool
 
     agent = NanochatAgent(seed=seed, checkpoint=checkpoint, temperature=temperature)
     with Bench.sim(robot=robot) as bench:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from loopylab.actuation.bench import sim_bench
-from loopylab.sim.twin import Twin
+from loopylab.lab.twin import Twin
 from tests.waiting import wait_until
 
 SKILLS = [("move_to", {}), ("push", {"direction": "+x", "distance": 0.04, "speed": 0.05}),
@@ -203,7 +203,7 @@ def test_an_object_fixed_to_the_table_is_not_weighed_or_dropped_as_if_held():
     Lift still measures: "lifted 0.000" is its answer."""
     import dataclasses
 
-    from loopylab.sim.scene import scene_from_seed
+    from loopylab.world.scene import scene_from_seed
     base = scene_from_seed(0, n_objects=1)
     fixed = dataclasses.replace(base.objects[0], shape="cube", size=0.04, position=(0.55, 0.0, 0.02), mass=0.0,
                                 com_offset=(0.0, 0.0, 0.0))

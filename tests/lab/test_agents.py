@@ -14,8 +14,8 @@ from loopylab.lab.experiments import candidate_experiments
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
 from loopylab.lab.investigation import BusRunner, InvestigationConfig, grammar_scene, investigate
 from loopylab.lab.notebook import NotebookView
-from loopylab.sim.scene import SceneSpec, scene_from_seed
-from loopylab.sim.twin import TwinPool
+from loopylab.world.scene import SceneSpec, scene_from_seed
+from loopylab.lab.twin import TwinPool
 from loopylab.world import notebook as g
 
 

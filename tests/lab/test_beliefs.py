@@ -13,8 +13,8 @@ from loopylab.lab.experiments import candidate_experiments
 from loopylab.lab.forward import SKILL_DEPENDS, Axes, ForwardModel
 from loopylab.lab.investigation import grammar_scene
 from loopylab.lab.notebook import NotebookView
-from loopylab.sim.scene import scene_from_seed
-from loopylab.sim.twin import TwinPool
+from loopylab.world.scene import scene_from_seed
+from loopylab.lab.twin import TwinPool
 from loopylab.world import notebook as g
 
 TRUE = {"friction": 0.45, "mass": 0.30, "restitution": 0.55}

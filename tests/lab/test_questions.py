@@ -4,7 +4,7 @@ import pytest
 from loopylab.lab.experiments import path_clear, strike_travel
 from loopylab.lab.investigation import grammar_scene
 from loopylab.lab.questions import KINDS, all_questions, grade, make_question, parse_question
-from loopylab.sim.scene import scene_from_seed
+from loopylab.world.scene import scene_from_seed
 from loopylab.world import notebook as g
 
 TRUTH = {"red_block": {"mass": 0.30, "friction": 0.40, "restitution": 0.5},
