@@ -7,10 +7,12 @@ and verified with forward kinematics; a target it cannot reach within `tol` rais
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pybullet as p
+from numpy.typing import ArrayLike
 
 
 class Unreachable(ValueError):
@@ -26,7 +28,7 @@ class JointLimits:
     effort: np.ndarray
 
 
-def quat_angle(q1, q2) -> float:
+def quat_angle(q1: ArrayLike, q2: ArrayLike) -> float:
     """Angle (rad) between two xyzw quaternions."""
     d = abs(float(np.dot(np.asarray(q1, float), np.asarray(q2, float))))
     return 2.0 * float(np.arccos(min(1.0, d)))
@@ -39,7 +41,7 @@ class Kinematics:
     pos, quat = kin.fk(q);  q = kin.ik(pos, quat, q0=q);  J = kin.jacobian(q)  # 6 x n, linear then angular
     """
 
-    def __init__(self, urdf: str, ee_link: str, joint_names: list[str] | None = None, seed: int = 0):
+    def __init__(self, urdf: str, ee_link: str, joint_names: Sequence[str] | None = None, seed: int = 0) -> None:
         self._cid = p.connect(p.DIRECT)
         self._lock = threading.Lock()  # one PyBullet client: calls must not interleave across threads
         try:
@@ -77,11 +79,11 @@ class Kinematics:
     def n(self) -> int:
         return len(self.joints)
 
-    def _set(self, q) -> None:
+    def _set(self, q: Sequence[float] | np.ndarray) -> None:
         # one call for every joint (5x cheaper than a resetJointState each: FK runs on every gated command)
         p.resetJointStatesMultiDof(self.body, self.joints, [[float(v)] for v in q], physicsClientId=self._cid)
 
-    def fk(self, q, link: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def fk(self, q: Sequence[float] | np.ndarray, link: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """End-effector (or `link`'s frame: see `link_index`) (position [3], orientation xyzw [4]) in the
         base frame."""
         with self._lock:
@@ -96,7 +98,7 @@ class Kinematics:
             raise ValueError(f"no joint {joint_name!r} in the URDF")
         return self._joint_index[joint_name]
 
-    def jacobian(self, q) -> np.ndarray:
+    def jacobian(self, q: ArrayLike) -> np.ndarray:
         """6 x n geometric Jacobian of the EE frame origin (rows: linear xyz, angular xyz)."""
         q = np.asarray(q, float)
         with self._lock:
@@ -108,8 +110,9 @@ class Kinematics:
                                            [0.0] * len(full), physicsClientId=self._cid)
         return np.vstack([np.asarray(lin)[:, self._cols], np.asarray(ang)[:, self._cols]])
 
-    def ik(self, position, orientation=None, q0=None, tol: float = 1e-3, ang_tol: float = 1e-2,
-           restarts: int = 8, iterations: int = 100) -> np.ndarray:
+    def ik(self, position: Sequence[float] | np.ndarray, orientation: Sequence[float] | np.ndarray | None = None,
+           q0: ArrayLike | None = None, tol: float = 1e-3, ang_tol: float = 1e-2, restarts: int = 8,
+           iterations: int = 100) -> np.ndarray:
         """Joint positions that put the EE at `position` (and `orientation`, xyzw), within the limits.
 
         Seeded from `q0` (the current configuration, for smooth paths), then from random seeds.
@@ -148,7 +151,8 @@ class Kinematics:
                           + f": best miss {best[0] * 1000:.1f} mm / {np.degrees(best[1]):.1f} deg "
                             f"after {restarts + 1} tries (tolerance {tol * 1000:.1f} mm)")
 
-    def _polish(self, q, pos, orn, tol, ang_tol, iters: int = 60, damping: float = 1e-3) -> np.ndarray:
+    def _polish(self, q: np.ndarray, pos: Sequence[float], orn: Sequence[float] | None, tol: float, ang_tol: float,
+                iters: int = 60, damping: float = 1e-3) -> np.ndarray:
         """Damped least-squares steps on the full pose error, inside the joint limits."""
         lo, hi = self.limits.lower, self.limits.upper
         for _ in range(iters):
@@ -165,7 +169,7 @@ class Kinematics:
             q = np.clip(q + dq, lo, hi)
         return q
 
-    def _error(self, q, pos, orn) -> tuple[float, float]:
+    def _error(self, q: np.ndarray, pos: Sequence[float], orn: Sequence[float] | None) -> tuple[float, float]:
         fp, fo = self.fk(q)
         perr = float(np.linalg.norm(fp - np.asarray(pos)))
         return perr, (0.0 if orn is None else quat_angle(fo, orn))
@@ -175,14 +179,14 @@ class Kinematics:
             p.disconnect(self._cid)
         self._cid = None
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:
             pass
 
 
-def _rot_error(q_from, q_to) -> np.ndarray:
+def _rot_error(q_from: Sequence[float] | np.ndarray, q_to: Sequence[float] | np.ndarray) -> np.ndarray:
     """Rotation vector (base frame) taking orientation q_from to q_to."""
     dq = p.multiplyTransforms([0, 0, 0], q_to, [0, 0, 0], p.invertTransform([0, 0, 0], q_from)[1])[1]
     axis, angle = p.getAxisAngleFromQuaternion(dq)
@@ -191,7 +195,7 @@ def _rot_error(q_from, q_to) -> np.ndarray:
     return np.asarray(axis) * angle
 
 
-def _wrap_into(q, lo, hi):
+def _wrap_into(q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Move each angle by multiples of 2*pi into [lo, hi] when that is possible."""
     q = q.copy()
     for i in range(len(q)):

@@ -7,14 +7,19 @@ graph asks for on top of a URDF's limits. The bus node that applies them is `loo
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from loopylab.world.config import load_table
 from loopylab.world.robots import CONTROL_HZ
+
+if TYPE_CHECKING:  # for annotations only: kinematics loads PyBullet
+    from loopylab.world.kinematics import Kinematics
 
 
 @dataclass
@@ -33,8 +38,8 @@ class GateConfig:
                                              # command, something else moved it (a sim reset, a push): the stream
                                              # restarts at rest from where it is
     control_hz: float = CONTROL_HZ           # expected target rate (velocity/acceleration per command period)
-    workspace_min: tuple = (-1.0, -1.0, -0.005)  # end-effector box in the base frame, m
-    workspace_max: tuple = (1.0, 1.0, 1.2)
+    workspace_min: Sequence[float] = (-1.0, -1.0, -0.005)  # end-effector box in the base frame, m
+    workspace_max: Sequence[float] = (1.0, 1.0, 1.2)
     deadman_ms: float = 500.0                # no fresh target for this long -> hold position
     heartbeat_ms: float = 1000.0             # no arm/joint_state for this long -> protective stop
     state_hz: float = 10.0                   # periodic safety/state
@@ -72,7 +77,7 @@ class SafetyLimits:
     last_target: np.ndarray | None = None    # the last target asked for (its motion: see _braking)
     last_measured: np.ndarray | None = None  # the arm's position when the last command was let through
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.mode not in ("clamp", "reject"):
             raise ValueError(f"gate mode must be clamp or reject, not {self.mode!r}")
         n = len(self.lower)
@@ -84,27 +89,31 @@ class SafetyLimits:
                                                                                  self.workspace_max))
 
     @classmethod
-    def from_kinematics(cls, kin, cfg: GateConfig, acc_limit: float) -> "SafetyLimits":
+    def from_kinematics(cls, kin: Kinematics, cfg: GateConfig, acc_limit: float) -> "SafetyLimits":
         lim = kin.limits
         return cls(lim.lower + cfg.position_margin, lim.upper - cfg.position_margin,
-                   lim.velocity * cfg.velocity_scale, cfg.acceleration or acc_limit, lim.effort * cfg.effort_scale,
-                   cfg.max_step, 1.0 / cfg.control_hz, cfg.workspace_min, cfg.workspace_max,
+                   lim.velocity * cfg.velocity_scale, np.asarray(cfg.acceleration or acc_limit, float),
+                   lim.effort * cfg.effort_scale, np.asarray(cfg.max_step, float), 1.0 / cfg.control_hz,
+                   np.asarray(cfg.workspace_min, float), np.asarray(cfg.workspace_max, float),
                    fk=lambda q: kin.fk(q)[0], mode=cfg.mode, settle_tolerance=cfg.settle_tolerance)
 
-    def reset(self, position=None) -> None:
+    def reset(self, position: ArrayLike | None = None) -> None:
         """Forget the command history (after a stop): the next command starts from rest at `position`."""
-        self.last = None if position is None else np.asarray(position, float).copy()
-        self.last_vel = None if position is None else np.zeros_like(self.last)
         self.last_target = None
-        self.last_measured = None if position is None else self.last.copy()
+        if position is None:
+            self.last = self.last_vel = self.last_measured = None
+            return
+        self.last = np.asarray(position, float).copy()
+        self.last_vel = np.zeros_like(self.last)
+        self.last_measured = self.last.copy()
 
-    def in_workspace(self, q) -> bool:
+    def in_workspace(self, q: np.ndarray) -> bool:
         if self.fk is None:
             return True
         x = np.asarray(self.fk(q))
         return bool((x >= self.workspace_min).all() and (x <= self.workspace_max).all())
 
-    def _bounds(self, x):
+    def _bounds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[str, np.ndarray, np.ndarray]]]:
         """Allowed interval per joint: intersection of the position, step, velocity and acceleration bounds."""
         n, dt = len(self.lower), self.dt
         last = x if self.last is None else self.last
@@ -118,8 +127,8 @@ class SafetyLimits:
                   ("acceleration", last + vlo * dt, last + vhi * dt)]
         return np.maximum.reduce([b[1] for b in bounds]), np.minimum.reduce([b[2] for b in bounds]), bounds
 
-    def filter(self, target, position, effort=None, paused: bool = False) -> tuple[np.ndarray | None,
-                                                                                  list[Intervention]]:
+    def filter(self, target: ArrayLike, position: ArrayLike, effort: ArrayLike | None = None,
+               paused: bool = False) -> tuple[np.ndarray | None, list[Intervention]]:
         """The command to send for `target` given the measured `position` (and `effort`), or None to send
         nothing. Clamps (mode=clamp) or rejects (mode=reject) anything outside the limits. A refused target
         ends the command stream: the arm comes to rest at the last command it got, and the next stream
@@ -131,7 +140,8 @@ class SafetyLimits:
             self.last_vel = np.zeros_like(self.last)
         return cmd, out
 
-    def _filter(self, target, position, effort, paused=False) -> tuple[np.ndarray | None, list[Intervention]]:
+    def _filter(self, target: ArrayLike, position: ArrayLike, effort: ArrayLike | None,
+                paused: bool = False) -> tuple[np.ndarray | None, list[Intervention]]:
         n = len(self.lower)
         t = np.asarray(target, float)
         x = np.asarray(position, float)
@@ -179,7 +189,7 @@ class SafetyLimits:
             if self.mode == "reject":
                 return None, out
             cmd = self._scaled_step(goal, lo, hi)
-        if not self.in_workspace(cmd):
+        if self.fk is not None and not self.in_workspace(cmd):
             return None, out + [Intervention("workspace", f"end effector would leave the workspace box "
                                                           f"at {np.round(self.fk(cmd), 3).tolist()}")]
         last = x if self.last is None else self.last
@@ -189,13 +199,14 @@ class SafetyLimits:
         self.last_measured = x.copy()
         return cmd, out
 
-    def _moved_elsewhere(self, x) -> bool:
+    def _moved_elsewhere(self, x: np.ndarray) -> bool:
         """Whether the arm stands outside the span from where it was at the last command to that command
         (widened by `settle_tolerance` for a servo's overshoot and sag): where a paused stream left it."""
         a, b, tol = self.last_measured, self.last, self.settle_tolerance
+        assert a is not None and b is not None  # the caller checks: a paused stream has a history
         return bool(((x < np.minimum(a, b) - tol) | (x > np.maximum(a, b) + tol)).any())
 
-    def _braking(self, goal, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    def _braking(self, goal: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Tighten (lo, hi) so that a lagging stream can still stop at `goal` within the acceleration limit.
 
         A clamped stream lags its targets and builds up speed; without this bound it would overshoot a target
@@ -217,7 +228,7 @@ class SafetyLimits:
         lo = np.where(dist < 0, np.minimum(np.maximum(lo, self.last + target_step - s), hi), lo)
         return lo, hi
 
-    def _scaled_step(self, goal, lo, hi) -> np.ndarray:
+    def _scaled_step(self, goal: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """The command nearest `goal` (the target clipped to the position limits) that keeps the joints in
         proportion: the farthest point towards `goal` on the line from the last command that every bound
         allows. Moving all joints along one line keeps the end effector near its path; clipping joint by
@@ -239,17 +250,17 @@ class SafetyLimits:
         return np.clip(p0 + s * (goal - p0), lo, hi)
 
     @staticmethod
-    def _room(origin, d, lo, hi) -> float | None:
+    def _room(origin: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float | None:
         """The largest s in [0, 1] with origin + s·d inside [lo, hi], or None when no such s exists."""
         d = np.where(np.abs(d) < 1e-12, 0.0, d)  # a joint already at its goal only has to stay in bounds
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             a, b = (lo - origin) / d, (hi - origin) / d
             s_lo = np.where(d > 0, a, np.where(d < 0, b, np.where((origin >= lo) & (origin <= hi), -np.inf, np.inf)))
             s_hi = np.where(d > 0, b, np.where(d < 0, a, np.inf))
-        s_lo, s_hi = max(float(np.max(s_lo)), 0.0), min(float(np.min(s_hi)), 1.0)
-        return s_hi if s_lo <= s_hi + 1e-12 else None
+        first, final = max(float(np.max(s_lo)), 0.0), min(float(np.min(s_hi)), 1.0)
+        return final if first <= final + 1e-12 else None
 
-    def check(self, cmd, prev, prev_vel, position) -> list[str]:
+    def check(self, cmd: np.ndarray, prev: np.ndarray, prev_vel: np.ndarray, position: np.ndarray) -> list[str]:
         """Violations of `cmd` given the previous command (for tests and audits)."""
         v = []
         tol = 1e-9

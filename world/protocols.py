@@ -14,9 +14,11 @@ Physics each protocol exposes (flat table, the table's coefficients are 1, so th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.spatial.transform import Rotation
 
 from loopylab.world.robots import CONTROL_HZ
@@ -80,8 +82,8 @@ class PushPlan:
     brake_s: float = 0.0       # strike: path position where braking starts
 
 
-def push_plan(obj_pos, size: float, dir_name: str, distance: float, speed: float, pad: float,
-              hz: float = CONTROL_HZ) -> PushPlan:
+def push_plan(obj_pos: Sequence[float] | np.ndarray, size: float, dir_name: str, distance: float, speed: float,
+              pad: float, hz: float = CONTROL_HZ) -> PushPlan:
     d = direction(dir_name)
     start = np.array([obj_pos[0], obj_pos[1], TIP_Z]) - d * (size / 2 + PUSH_GAP + pad)
     travel = PUSH_GAP + distance
@@ -90,7 +92,8 @@ def push_plan(obj_pos, size: float, dir_name: str, distance: float, speed: float
     return PushPlan(start, start + d * travel, path, steady)
 
 
-def strike_plan(obj_pos, size: float, dir_name: str, speed: float, pad: float, hz: float = CONTROL_HZ) -> PushPlan:
+def strike_plan(obj_pos: Sequence[float] | np.ndarray, size: float, dir_name: str, speed: float, pad: float,
+                hz: float = CONTROL_HZ) -> PushPlan:
     d = direction(dir_name)
     start = np.array([obj_pos[0], obj_pos[1], TIP_Z]) - d * (size / 2 + PUSH_GAP + pad)
     contact = PUSH_GAP + 0.002
@@ -102,7 +105,8 @@ def strike_plan(obj_pos, size: float, dir_name: str, speed: float, pad: float, h
     return PushPlan(start, start + d * travel, path, (contact + accel - STRIKE_CRUISE, contact + accel), contact + accel)
 
 
-def analyze_push(path_s, force_along, pos_before, pos_after, steady, sigma: float, force_up=None) -> dict:
+def analyze_push(path_s: ArrayLike, force_along: ArrayLike, pos_before: ArrayLike, pos_after: ArrayLike,
+                 steady: tuple[float, float], sigma: float, force_up: ArrayLike | None = None) -> dict:
     """path_s[i]: pusher path position at sample i; force_along[i]: contact force along the push (N);
     force_up[i] (optional): the contacts' vertical force on the hand (N, up > 0), i.e. the hand pressing
     down on the object, reported as `load_N` over the same window: friction is mu (m g + load)."""
@@ -120,7 +124,7 @@ def analyze_push(path_s, force_along, pos_before, pos_after, steady, sigma: floa
             "displacement_sigma_m": float(np.sqrt(2) * sigma)}
 
 
-def analyze_strike(t, xy, t_brake: float, speed: float, sigma: float) -> dict:
+def analyze_strike(t: ArrayLike, xy: ArrayLike, t_brake: float, speed: float, sigma: float) -> dict:
     """t, xy: object track (s, [N,2]); t_brake: when the pusher starts braking after cruising at `speed`.
     Launch speed: a line fit over the cruise; slide: from the object's position at braking to its rest."""
     t, xy = np.asarray(t, float), np.asarray(xy, float)
@@ -134,7 +138,7 @@ def analyze_strike(t, xy, t_brake: float, speed: float, sigma: float) -> dict:
             "launch_speed_mps": v}
 
 
-def analyze_drop(t, z, sigma: float, size: float) -> dict:
+def analyze_drop(t: ArrayLike, z: ArrayLike, sigma: float, size: float) -> dict:
     """z: object centre height from release. Bounce = how far the centre rises from the first impact (the
     end of the fall) to the apex of the first rebound.
 
@@ -157,8 +161,9 @@ def analyze_drop(t, z, sigma: float, size: float) -> dict:
     return {"bounce_m": float(max(0.0, top - low)), "bounce_sigma_m": float(np.sqrt(2) * sigma)}
 
 
-def analyze_com(wrench_base, wrench_held, sensor_pos, centre, orientation_xyzw, min_force: float = 0.2,
-                tilted: tuple | None = None) -> dict:
+def analyze_com(wrench_base: ArrayLike, wrench_held: ArrayLike, sensor_pos: ArrayLike, centre: ArrayLike,
+                orientation_xyzw: ArrayLike, min_force: float = 0.2,
+                tilted: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike, ArrayLike] | None = None) -> dict:
     """Centre-of-mass offset of a held object (m) in the frame of its faces as it is held, z up.
 
     wrench_*: (N, 6) samples [force xyz, torque xyz about the sensor, base frame] with the hand empty and
@@ -182,7 +187,7 @@ def analyze_com(wrench_base, wrench_held, sensor_pos, centre, orientation_xyzw, 
     if R[2, k] < 0:
         i, j = j, i                           # (e_j, e_i, -e_k) is, with z up
     tilt = _com_lever(*tilted[:4], min_force) if tilted is not None else None
-    if tilt is not None:
+    if tilted is not None and tilt is not None:
         Rt = Rotation.from_quat(np.asarray(tilted[4], float)).as_matrix()
         A = np.vstack([R[:2], Rt[:2]])        # horizontal rows of (R o): the levers each hold measured
         # the smallest singular value of A is sqrt(2) sin(angle between the holds / 2)
@@ -193,7 +198,8 @@ def analyze_com(wrench_base, wrench_held, sensor_pos, centre, orientation_xyzw, 
     return {"com_x_m": float(offset @ R[:, i]), "com_y_m": float(offset @ R[:, j])}
 
 
-def _com_lever(wrench_base, wrench_held, sensor_pos, centre, min_force: float) -> np.ndarray | None:
+def _com_lever(wrench_base: ArrayLike, wrench_held: ArrayLike, sensor_pos: ArrayLike, centre: ArrayLike,
+               min_force: float) -> np.ndarray | None:
     """The horizontal vector from the object's geometric centre to its centre of mass (base frame), from
     the torque of its weight about the sensor; None when the weight is too small to resolve."""
     d = np.mean(np.asarray(wrench_held, float), axis=0) - np.mean(np.asarray(wrench_base, float), axis=0)
@@ -203,7 +209,7 @@ def _com_lever(wrench_base, wrench_held, sensor_pos, centre, min_force: float) -
     return np.asarray(sensor_pos, float)[:2] + np.array([-d[4] / fz, d[3] / fz]) - np.asarray(centre, float)[:2]
 
 
-def analyze_weigh(fz_base, fz_held) -> dict:
+def analyze_weigh(fz_base: ArrayLike, fz_held: ArrayLike) -> dict:
     b, h = np.asarray(fz_base, float), np.asarray(fz_held, float)
     m = -(h.mean() - b.mean()) / G
     sig = float(np.sqrt(b.var() / max(1, len(b)) + h.var() / max(1, len(h))) / G) + 0.002

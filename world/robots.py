@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pybullet_data
 
 ASSETS = Path(__file__).parent / "assets"
@@ -52,9 +55,9 @@ class RobotSpec:
     clearance: float = 0.08                 # m above objects for approaches
     acc_limit: float = 60.0                 # rad/s^2 the sim servos allow (URDFs carry none; the gate config tightens)
     hardware: MotorLayout | None = None     # the motors of a bus-servo arm; None: no hardware driver
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    def down_orientation(self, position) -> tuple[float, float, float, float]:
+    def down_orientation(self, position: Sequence[float] | np.ndarray) -> tuple[float, float, float, float]:
         """Quaternion (xyzw) pointing the tool straight down at `position` (base frame)."""
         r, pch, y = self.down_rpy
         if self.down_yaw_follows_base:
@@ -62,7 +65,7 @@ class RobotSpec:
         return _quat_from_euler(r, pch, y)
 
 
-def _quat_from_euler(r, p, y):
+def _quat_from_euler(r: float, p: float, y: float) -> tuple[float, float, float, float]:
     cr, sr, cp, sp, cy, sy = (math.cos(r / 2), math.sin(r / 2), math.cos(p / 2), math.sin(p / 2),
                               math.cos(y / 2), math.sin(y / 2))
     return (sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy,
@@ -74,6 +77,7 @@ def _quat_from_euler(r, p, y):
 # ~2.9 N·m stall at 12 V, ~4.7 rad/s no-load). Simplified planar chain: base pan, shoulder lift, elbow,
 # wrist flex, wrist roll, jaw. Zero pose: the arm points straight up (LeRobot calibrates a bent L pose
 # as zero, so the published ±1.7 rad elbow range is re-centred here to -0.2..3.0 rad).
+SO101: dict[str, Any]  # mixed values: figures, and tables of limits and masses
 SO101 = dict(shoulder_height=0.1160, upper_arm=0.1160, forearm=0.1350, wrist_to_tip=0.1000,
              effort=2.9, velocity=4.7,
              limits=dict(shoulder_pan=(-1.92, 1.92), shoulder_lift=(-1.75, 1.75), elbow_flex=(-0.2, 3.0),
@@ -82,11 +86,12 @@ SO101 = dict(shoulder_height=0.1160, upper_arm=0.1160, forearm=0.1350, wrist_to_
                        jaw=0.03))
 
 
-def _box_inertia(m, x, y, z):
+def _box_inertia(m: float, x: float, y: float, z: float) -> tuple[float, float, float]:
     return m * (y * y + z * z) / 12, m * (x * x + z * z) / 12, m * (x * x + y * y) / 12
 
 
-def _link(name, mass, size, xyz, rgba="0.95 0.95 0.95 1"):
+def _link(name: str, mass: float, size: tuple[float, float, float], xyz: Sequence[float],
+          rgba: str = "0.95 0.95 0.95 1") -> str:
     ix, iy, iz = _box_inertia(mass, *size)
     s = " ".join(f"{v:.4f}" for v in size)
     o = " ".join(f"{v:.4f}" for v in xyz)
@@ -99,7 +104,7 @@ def _link(name, mass, size, xyz, rgba="0.95 0.95 0.95 1"):
 """
 
 
-def _joint(name, parent, child, xyz, axis, kind="revolute"):
+def _joint(name: str, parent: str, child: str, xyz: Sequence[float], axis: str, kind: str = "revolute") -> str:
     lo, hi = SO101["limits"].get(name, (0, 0))
     lim = (f'<limit lower="{lo}" upper="{hi}" effort="{SO101["effort"]}" velocity="{SO101["velocity"]}"/>'
            if kind == "revolute" else "")

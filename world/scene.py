@@ -11,11 +11,14 @@ import copy
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import tomli_w
 
 from loopylab.world.config import check_keys, field_names, from_mapping
+
+_T = TypeVar("_T")
 
 SHAPES = ("cube", "cylinder", "sphere")
 SHAPE_WORD = {"cube": "block", "cylinder": "cylinder", "sphere": "ball"}
@@ -43,7 +46,7 @@ class ObjectSpec:
     restitution: float | None = None            # coefficient (table has 1.0)
     com_offset: tuple | None = None             # centre of mass relative to the geometric centre, m
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.shape not in SHAPES:
             raise ValueError(f"object {self.label!r}: shape must be one of {SHAPES}, not {self.shape!r}")
         if not 0.01 <= self.size <= 0.2:
@@ -76,7 +79,7 @@ class CameraSpec:
     far: float = 3.0
     hz: float = 10.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.position, self.target, self.up = (tuple(map(float, v)) for v in (self.position, self.target, self.up))
 
 
@@ -86,7 +89,7 @@ class TableSpec:
     restitution: float = 1.0
     rgba: tuple = (0.75, 0.65, 0.5, 1.0)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.rgba = tuple(map(float, self.rgba))
 
 
@@ -144,7 +147,7 @@ class SceneSpec:
     def from_dict(cls, d: dict) -> "SceneSpec":
         check_keys(d, field_names(cls), "scene")
 
-        def each(kind, key):
+        def each(kind: type[_T], key: str) -> list[_T]:
             return [from_mapping(kind, v, f"scene: {key}[{i}]") for i, v in enumerate(d.get(key, []))]
 
         return cls(robot=d.get("robot", "panda"), seed=d.get("seed"), objects=each(ObjectSpec, "objects"),

@@ -8,13 +8,23 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # for annotations only: kinematics loads PyBullet
+    from loopylab.world.kinematics import Kinematics
+
+Quaternion = Sequence[float] | np.ndarray  # xyzw
 
 MIN_JERK_V = 1.875    # peak velocity of a min-jerk move = 1.875 * d / T
 MIN_JERK_A = 5.7735   # peak acceleration = 5.7735 * d / T^2
 
 
-def min_jerk(q0, q1, vmax, amax, hz: float, min_time: float = 0.05) -> np.ndarray:
+def min_jerk(q0: ArrayLike, q1: ArrayLike, vmax: ArrayLike, amax: ArrayLike, hz: float,
+             min_time: float = 0.05) -> np.ndarray:
     """Waypoints (N, n) from q0 (excluded) to q1 (included) on a minimum-jerk profile."""
     q0, q1 = np.asarray(q0, float), np.asarray(q1, float)
     d = np.abs(q1 - q0)
@@ -26,7 +36,7 @@ def min_jerk(q0, q1, vmax, amax, hz: float, min_time: float = 0.05) -> np.ndarra
     return q0 + blend[:, None] * (q1 - q0)
 
 
-def trapezoid(q0, q1, vmax, amax, hz: float) -> np.ndarray:
+def trapezoid(q0: ArrayLike, q1: ArrayLike, vmax: ArrayLike, amax: ArrayLike, hz: float) -> np.ndarray:
     """Waypoints (N, n) with a trapezoidal velocity profile, all joints synchronised to the slowest."""
     q0, q1 = np.asarray(q0, float), np.asarray(q1, float)
     d = np.abs(q1 - q0)
@@ -40,7 +50,7 @@ def trapezoid(q0, q1, vmax, amax, hz: float) -> np.ndarray:
     return q0 + s[:, None] * (q1 - q0)
 
 
-def speed_profile(segments: list[tuple[float, float, float]], hz: float, v0: float = 0.0) -> np.ndarray:
+def speed_profile(segments: Sequence[tuple[float, float, float]], hz: float, v0: float = 0.0) -> np.ndarray:
     """Path positions at the control rate for consecutive segments (length, cruise speed, acceleration):
     each segment accelerates (or decelerates) from the previous speed to its cruise speed, then cruises;
     the final segment ends at rest. Returns cumulative path positions (excluding 0)."""
@@ -67,7 +77,9 @@ def speed_profile(segments: list[tuple[float, float, float]], hz: float, v0: flo
     return np.asarray(out)
 
 
-def cartesian_line(kin, start, end, orientation, path: np.ndarray, q0) -> np.ndarray:
+def cartesian_line(kin: Kinematics, start: ArrayLike, end: ArrayLike,
+                   orientation: Quaternion | Callable[[np.ndarray], Quaternion], path: np.ndarray,
+                   q0: ArrayLike) -> np.ndarray:
     """Joint waypoints for the tool moving along start->end at path positions `path` (metres from start).
     `orientation` is a quaternion or a function of the position. Raises kinematics.Unreachable (with the
     failing point) when any point cannot be reached."""
