@@ -1,8 +1,8 @@
 """SimArm: the simulated arm as a bus driver, interchangeable with a real arm's driver node.
 
 Publishes arm/joint_state (with efforts), wrist/wrench, gripper/state, camera/<name>/image|depth|info,
-and (unless disabled) perception/objects as a simulated motion-capture system with noise (source
-"mocap"). Consumes arm/joint_command (from the safety gate only) and gripper/command. Serves sim/reset
+the latched sim/scene (the perceived scene of the current world, for every node that needs one), and
+(unless disabled) perception/objects as a simulated motion-capture system with noise (source "mocap"). Consumes arm/joint_command (from the safety gate only) and gripper/command. Serves sim/reset
 and the privileged sim/oracle (ground truth, for evaluation only).
 
 Clocks:
@@ -49,7 +49,8 @@ class SimArm:
         self.wrench_pub = node.publisher("wrist/wrench", Wrench)
         self.grip_pub = node.publisher("gripper/state", GripperState)
         self.obj_pub = node.publisher("perception/objects", ObjectPoses) if mocap else None
-        # what a lab may know of the current world (latched; the skills node follows it across resets)
+        # what a lab may know of the current world (latched): the skills and perception nodes learn it here,
+        # across resets; "epoch_ns" is the new world's first stamp (states stamped earlier are the old one's)
         self.scene_pub = node.publisher("sim/scene", None, latched=True)
         self.scene_pub.publish({"scene": scene.perceived().to_dict(), "epoch_ns": self._stamp()})
         self.cam_pubs = {}
@@ -113,14 +114,16 @@ class SimArm:
             for k in ("scene", "world", "arm", "steps_per_tick", "names", "_rng", "_next_render", "_renderer"):
                 setattr(self, k, getattr(fresh, k))
             old.close()
-            self.scene_pub.publish({"scene": scene.perceived().to_dict(), "epoch_ns": self._stamp()})
+            epoch = self._stamp()
+            self.scene_pub.publish({"scene": scene.perceived().to_dict(), "epoch_ns": epoch})
             while True:  # commands for the old world must not move the new one
                 try:
                     self.cmd_sub.get(timeout=0)
                 except TimeoutError:
                     break
             self._publish()
-        return {"ok": True, "scene": scene.perceived().to_dict()}
+        # the epoch names the new world: a skill requested with it waits for this sim/scene (see docs/sim.md)
+        return {"ok": True, "scene": scene.perceived().to_dict(), "epoch_ns": epoch}
 
     def _on_oracle(self, req) -> dict:
         with self._lock:
