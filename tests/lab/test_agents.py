@@ -9,7 +9,7 @@ from loopylab.bus import Node
 from loopylab.bus.node import Publisher, ServiceClient
 from loopylab.lab import grammar as g
 from loopylab.lab.agents import AGENTS, GridAgent, RandomAgent, make_agent, prior_hypothesis, register_agent
-from loopylab.lab.bench import Bench
+from loopylab.lab.bench import Bench, sim_bench
 from loopylab.lab.beliefs import Posterior
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
 from loopylab.lab.investigation import BusRunner, InvestigationConfig, grammar_scene, investigate
@@ -57,7 +57,7 @@ class CountingRunner:
 
 @pytest.fixture(scope="module")
 def bench():
-    with Bench.sim(seed=4, n_objects=2) as b:
+    with sim_bench(seed=4, n_objects=2) as b:
         yield b
 
 
