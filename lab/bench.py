@@ -21,6 +21,8 @@ from loopylab.lab.investigation import BusRunner
 
 
 class Bench:
+    """A bench graph running in this process (the launcher's in-process mode) and the lab's node on it."""
+
     def __init__(self, graph: GraphSpec, wait_s: float = 60.0, quiet: bool = True):
         self.graph = start_graph(graph, wait_for=["skills/execute"], timeout=wait_s, quiet=quiet, client="lab")
         self.node = self.graph.node

@@ -2,8 +2,9 @@
 
 Publishes arm/joint_state (with efforts), wrist/wrench, gripper/state, camera/<name>/image|depth|info,
 the latched sim/scene (the perceived scene of the current world, for every node that needs one), and
-(unless disabled) perception/objects as a simulated motion-capture system with noise (source "mocap"). Consumes arm/joint_command (from the safety gate only) and gripper/command. Serves sim/reset
-and the privileged sim/oracle (ground truth, for evaluation only).
+(unless disabled) perception/objects as a simulated motion-capture system with noise (source "mocap").
+Consumes arm/joint_command (from the safety gate only) and gripper/command. Serves sim/reset and the
+privileged sim/oracle (ground truth, for evaluation only).
 
 Clocks:
 - lockstep (default): each arm/joint_command advances the world by one control period, at once, and the
