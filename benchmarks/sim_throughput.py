@@ -181,7 +181,7 @@ def paired_step_ratio(pairs: int, ticks: int) -> dict:
 
 def simarm_inproc_steps_per_s() -> tuple[float, float]:
     """The same, with the subscriber a thread node on an inproc graph (how `loopylab run` and `eval` wire
-    the bench: actuation.bench.sim_bench). CPU time is the whole process: the subscriber's too."""
+    the bench: lab.bench.sim_bench). CPU time is the whole process: the subscriber's too."""
     import threading
     url = f"inproc://bench-{uuid.uuid4().hex[:8]}"
     node = Node("sim_arm", url)
@@ -215,7 +215,7 @@ def simarm_inproc_steps_per_s() -> tuple[float, float]:
 
 
 def push_ms() -> tuple[float, float]:
-    from loopylab.actuation.bench import sim_bench
+    from loopylab.lab.bench import sim_bench
     walls, ok = [], 0
     with sim_bench(robot="panda", seed=0, mocap_noise=0.0005) as bench:
         for _ in range(REPS):

@@ -26,7 +26,7 @@ def run_investigation(question_text: str, seed: int = 0, agent_name: str = "eig"
 
     from loopylab.lab.experiments import path_clear, strike_travel
     from loopylab.lab.agents import make_agent
-    from loopylab.lab.bench import Bench
+    from loopylab.lab.bench import Bench, sim_bench
     from loopylab.lab.forward import ForwardModel
     from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
     from loopylab.lab.notebook import bus_sink, console_sink, jsonl_sink
@@ -39,7 +39,7 @@ def run_investigation(question_text: str, seed: int = 0, agent_name: str = "eig"
     out = _out_dir(out, "run")
     if out.exists() and (out / "notebook.jsonl").exists():
         (out / "notebook.jsonl").unlink()  # the live sink appends
-    bench = Bench.from_file(graph) if graph else Bench.sim(robot=robot, seed=seed, n_objects=n_objects)
+    bench = Bench.from_file(graph) if graph else sim_bench(robot=robot, seed=seed, n_objects=n_objects)
     twins = TwinPool(workers=twin_workers)
     try:
         if not bench.has_sim:

@@ -37,14 +37,23 @@ class BusRunner:
     """Runs experiments through the `skills/execute` service (the actuation skills, safety gate, driver)."""
 
     def __init__(self, node, timeout: float = 120.0):
-        # the one service the lab's experiments use; a client of its own, so that a restarted skills
-        # node is looked up afresh by a new runner
+        # the one service the lab's experiments use, on a client of its own (closed with the runner)
         self._client = ServiceClient(node, "skills/execute")
         self.timeout = timeout
         self._objects = node.subscribe("perception/objects", ObjectPoses, mode="latest")
+        # the world the experiments are for (the sim/scene epoch a sim/reset replied): the skills node waits
+        # for that world's scene before it moves; 0 = whatever world it knows (set by lab.bench.Bench.reset)
+        self.epoch_ns = 0
+
+    def request(self, req: dict) -> dict:
+        """A skills/execute request for the current world."""
+        return {**req, "epoch_ns": self.epoch_ns} if self.epoch_ns else req
 
     def execute(self, exp: g.Experiment) -> dict:
-        return self._client.call(exp.request(), timeout=self.timeout)
+        return self.call(exp.request())
+
+    def call(self, req: dict, timeout: float | None = None) -> dict:
+        return self._client.call(self.request(req), timeout=self.timeout if timeout is None else timeout)
 
     def close(self) -> None:
         """Close the client's socket here and now (left to the garbage collector, a ZeroMQ socket may be

@@ -56,7 +56,7 @@ class NanochatAgent:
 def run_one(seed: int, kind: str, checkpoint: str | Path | None = None, temperature: float = 0.0,
             console: bool = False, robot: str = "panda") -> dict:
     """One simulated world investigated by the policy and graded (what `loopylab policy sample` prints)."""
-    from loopylab.lab.bench import Bench
+    from loopylab.lab.bench import sim_bench
     from loopylab.lab.evaluation import world_objects
     from loopylab.lab.forward import ForwardModel
     from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
@@ -65,7 +65,7 @@ def run_one(seed: int, kind: str, checkpoint: str | Path | None = None, temperat
     from loopylab.lab.twin import TwinPool
 
     agent = NanochatAgent(seed=seed, checkpoint=checkpoint, temperature=temperature)
-    with Bench.sim(robot=robot) as bench:
+    with sim_bench(robot=robot) as bench:
         scene = bench.reset(seed, world_objects(kind, seed))
         question = make_question(kind, grammar_scene(scene), seed)
         twins = TwinPool(workers=1)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from loopylab.actuation.bench import sim_bench
+from loopylab.lab.bench import sim_bench
 from loopylab.lab.twin import Twin
 from tests.waiting import wait_until
 
@@ -44,7 +44,7 @@ def test_each_skill_on_each_robot_where_reachable(robot, seed, need):
             if skill == "move_to":
                 pos = np.asarray(truth["position"]) + [0.0, 0.0, 0.08]
                 args = {"position": pos.tolist()}
-            sent0 = bench.skills.target_pub.sent
+            sent0 = bench.skills.arm.target_pub.sent
             r = bench.execute(skill, args)
             m = r["measurements"]
             assert m["source"] in ("mocap", "scene") and m["duration_s"] >= 0
@@ -52,7 +52,7 @@ def test_each_skill_on_each_robot_where_reachable(robot, seed, need):
                 # only reach (or a speed the arm cannot follow) may stop a skill here, and then the arm
                 # was never commanded to move
                 assert "cannot reach" in r["error"] or "cannot follow" in r["error"], r["error"]
-                assert bench.skills.target_pub.sent == sent0
+                assert bench.skills.arm.target_pub.sent == sent0
                 continue
             try:
                 _check(skill, m, truth, args, robot)
@@ -64,23 +64,23 @@ def test_each_skill_on_each_robot_where_reachable(robot, seed, need):
 
 def test_unreachable_and_estop_fail_cleanly_and_leave_the_arm_still():
     with sim_bench(robot="panda", seed=0, n_objects=1) as bench:
-        sent0 = bench.skills.target_pub.sent
+        sent0 = bench.skills.arm.target_pub.sent
         r = bench.execute("move_to", {"position": [2.0, 0.0, 0.3]})
         assert not r["ok"] and "cannot reach" in r["error"]
-        assert bench.skills.target_pub.sent == sent0  # not a single target was sent
+        assert bench.skills.arm.target_pub.sent == sent0  # not a single target was sent
         r = bench.execute("push", {"object": "red_block", "direction": "+z", "distance": 0.1})
         assert not r["ok"] and "direction must be one of" in r["error"]
         pos0 = _truth(bench, "red_block")["position"]
         r = bench.execute("strike", {"object": "red_block", "direction": "+x", "speed": 0.6})
         assert not r["ok"] and "cannot follow" in r["error"], r
-        assert bench.skills.target_pub.sent == sent0
+        assert bench.skills.arm.target_pub.sent == sent0
         assert np.allclose(_truth(bench, "red_block")["position"], pos0, atol=1e-4)  # nothing moved
         r = bench.execute("fly", {})
         assert not r["ok"] and "unknown skill" in r["error"]
         bench.call("safety/estop", {}, timeout=10)
         r = bench.execute("push", {"object": "red_block", "direction": "+x", "distance": 0.05})
         assert not r["ok"] and "e-stop" in r["error"]
-        assert bench.skills.target_pub.sent == sent0
+        assert bench.skills.arm.target_pub.sent == sent0
         bench.call("safety/reset", {}, timeout=10)
         assert bench.execute("move_to", {"position": [0.5, 0.0, 0.3]})["ok"]
 
@@ -159,14 +159,31 @@ def test_place_carries_a_boxed_in_block_to_a_clear_spot():
 
 def test_skills_follow_the_sims_scene_across_resets():
     with sim_bench(robot="panda", seed=0, n_objects=1) as bench:
-        bench.call("sim/reset", {"seed": 5, "n_objects": 2}, timeout=30)  # not via Bench.reset
+        bench.call("sim/reset", {"seed": 5, "n_objects": 2}, timeout=30)  # not via Bench.reset: no epoch given
         want = bench.sim.scene.perceived()
-        msg = bench.client.subscribe("sim/scene", None, mode="latest").wait_for(
+        msg = bench.node.subscribe("sim/scene", None, mode="latest").wait_for(
             lambda m: m["scene"].get("seed") == 5, timeout=10)
         assert msg["scene"]["objects"][0]["label"] == want.objects[0].label
         assert "mass" not in msg["scene"]["objects"][0]
         # the skills node's subscription sees the same latched message
-        assert wait_until(lambda: bench.skills.scene == want, 10), bench.skills.scene
+        assert wait_until(lambda: bench.skills.arm.scene == want, 10), bench.skills.arm.scene
+
+
+def test_a_skill_right_after_a_reset_to_another_world_works_on_that_worlds_object():
+    """The skills learn the world from the latched sim/scene, which travels on another socket than the
+    sim/reset reply: a skill requested at once names the new world (the reply's epoch) and waits for its
+    scene. Without a pose source the scene is all the skills know of where the block is: with seed 1's
+    scene kept, the hand would close 30 cm from seed 2's block, and weigh nothing."""
+    with sim_bench(robot="panda", seed=1, n_objects=1, mocap=False) as bench:
+        old = bench.sim.scene.object("red_block")
+        new = bench.reset(2, n_objects=1).object("red_block")
+        assert np.linalg.norm(np.subtract(new.position, old.position)[:2]) > 0.2
+        r = bench.execute("weigh", {"object": "red_block"})
+        assert r["ok"], r["error"]
+        assert r["measurements"]["source"] == "scene"
+        truth = _truth(bench, "red_block")
+        assert np.allclose(truth["position"][:2], new.position[:2], atol=2e-3)  # put back where it was
+        assert r["measurements"]["mass_kg"] == pytest.approx(truth["mass"], rel=0.05)
 
 
 def test_push_reports_the_hands_load_and_friction_is_mu_times_weight_plus_load():
@@ -210,7 +227,7 @@ def test_an_object_fixed_to_the_table_is_not_weighed_or_dropped_as_if_held():
     spec = dataclasses.replace(base, objects=[fixed])
     with sim_bench(robot="panda", seed=0, n_objects=1, mocap_noise=0.0) as bench:
         bench.call("sim/reset", {"scene": spec.to_dict()}, timeout=30)
-        assert wait_until(lambda: bench.skills.scene == bench.sim.scene.perceived(), 10)
+        assert wait_until(lambda: bench.skills.arm.scene == bench.sim.scene.perceived(), 10)
         label = fixed.label
         for skill, args in (("weigh", {}), ("drop", {"height": 0.1})):
             r = bench.execute(skill, {"object": label, **args})

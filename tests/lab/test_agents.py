@@ -8,6 +8,7 @@ import pytest
 from loopylab.bus import Node
 from loopylab.bus.node import Publisher, ServiceClient
 from loopylab.lab.agents import AGENTS, GridAgent, RandomAgent, make_agent, prior_hypothesis, register_agent
+from loopylab.lab.bench import Bench, sim_bench
 from loopylab.lab.beliefs import Posterior
 from loopylab.lab.bench import Bench
 from loopylab.lab.experiments import candidate_experiments
@@ -58,7 +59,7 @@ class CountingRunner:
 
 @pytest.fixture(scope="module")
 def bench():
-    with Bench.sim(seed=4, n_objects=2) as b:
+    with sim_bench(seed=4, n_objects=2) as b:
         yield b
 
 
