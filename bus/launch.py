@@ -30,7 +30,7 @@ import tomllib
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable, cast
 
 from loopylab.bus.config import BusConfig
 from loopylab.bus.directory import DirectoryUnavailable, ensure_directory, release_directory, stop_local
@@ -516,7 +516,7 @@ class RunningGraph:
     node of its own on the graph. A context manager; `close()` stops the client, then the graph."""
 
     def __init__(self, spec: GraphSpec, quiet: bool = True, client: str = "client"):
-        sink = _Discard() if quiet else None
+        sink = cast(IO[str], _Discard()) if quiet else None  # a text stream that writes nowhere
         self.spec = spec
         self.launcher = Launcher(spec, stdout=sink, stderr=sink, in_process=True)
         self._thread = threading.Thread(target=self._run, name=f"launch:{spec.name}", daemon=True)
@@ -587,7 +587,7 @@ class RunningGraph:
     def __enter__(self) -> RunningGraph:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
