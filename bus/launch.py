@@ -34,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, cast
 
 from loopylab.bus.config import BusConfig
 from loopylab.bus.directory import DirectoryUnavailable, ensure_directory, release_directory, stop_local
+from loopylab.world.config import ConfigError, check_keys, read_document
 
 if TYPE_CHECKING:
     from loopylab.bus.node import Node
@@ -46,7 +47,7 @@ STOP_GRACE_S = 5.0       # SIGTERM -> SIGKILL
 BACKOFF_S = (0.2, 5.0)   # restart delay: first, longest (doubles on each quick failure)
 
 
-class GraphError(ValueError):
+class GraphError(ConfigError):
     """The graph file is not valid; the message says where."""
 
 
@@ -80,21 +81,23 @@ class GraphSpec:
 
 
 def load_graph(path: str | Path) -> GraphSpec:
-    path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise GraphError(f"{path}: no such graph file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise GraphError(f"{path}: not valid TOML: {e}") from None
+        doc = read_document(path, "graph file")
+    except ConfigError as e:
+        raise GraphError(str(e)) from None
     return parse_graph(doc, str(path))
+
+
+def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+    try:
+        check_keys(table, allowed, where)
+    except ConfigError as e:
+        raise GraphError(str(e)) from None
 
 
 def parse_graph(doc: dict, where: str = "graph") -> GraphSpec:
     g = doc.get("graph", {})
-    unknown = set(g) - GRAPH_KEYS
-    if unknown:
-        raise GraphError(f"{where}: unknown [graph] keys {sorted(unknown)}; allowed: {sorted(GRAPH_KEYS)}")
+    _check_keys(g, GRAPH_KEYS, f"{where}: [graph]")
     transport = g.get("transport", "ipc")
     if transport not in ("inproc", "ipc", "tcp"):
         raise GraphError(f"{where}: [graph].transport must be inproc, ipc or tcp, not {transport!r}")
@@ -108,9 +111,7 @@ def parse_graph(doc: dict, where: str = "graph") -> GraphSpec:
     if not tables:
         raise GraphError(f"{where}: no [nodes.NAME] tables")
     for name, t in tables.items():
-        unknown = set(t) - NODE_KEYS
-        if unknown:
-            raise GraphError(f"{where}: [nodes.{name}] unknown keys {sorted(unknown)}; allowed: {sorted(NODE_KEYS)}")
+        _check_keys(t, NODE_KEYS, f"{where}: [nodes.{name}]")
         if ":" not in str(t.get("run", "")):
             raise GraphError(f"{where}: [nodes.{name}].run must be 'package.module:function', got {t.get('run')!r}")
         restart = t.get("restart", "never")

@@ -9,13 +9,12 @@ decimal strings, as on the wire and in the table: JSON numbers lose digits past 
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from loopylab.world.config import ConfigError, check_keys
+from loopylab.world.config import ConfigError, check_keys, read_document
 
 WEI_PATTERN = r"^[1-9][0-9]{0,40}$"   # a positive whole number of wei, at most 41 digits
 
@@ -85,12 +84,7 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     """The terms a spec file sets (description, [task_spec], [[acceptance]]). A key that is not one of them, or
     a value the terms refuse, is a ConfigError that names the file and the key."""
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    data = read_document(p)
     check_keys(data, SPEC_FIELDS, str(p))
     try:
         return BountySpec.model_validate(data).model_dump(exclude_unset=True)
