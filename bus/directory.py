@@ -52,17 +52,37 @@ class Directory:
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> Directory:
+        """Serve on a thread of its own, which creates, binds, uses and closes both sockets; returns once
+        they are bound (raises the bind's error, e.g. EADDRINUSE when another process serves the graph)."""
+        self._bound = threading.Event()
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name=f"directory-{self.config.graph}", daemon=True)
+        self._thread.start()
+        self._bound.wait()
+        if self._error is not None:
+            self._thread.join()
+            self._stop.close()
+            raise self._error
+        log.debug("directory for %s at %s", self.config.url, self.req_ep)
+        return self
+
+    def _open(self) -> bool:
         ctx: zmq.Context[Any] = zmq.Context.instance()
         self._router = ctx.socket(zmq.ROUTER)
         self._feed = ctx.socket(zmq.PUB)
-        for s in (self._router, self._feed):
-            s.setsockopt(zmq.LINGER, 0)
-        self._router.bind(self.req_ep)
-        self._feed.bind(self.feed_ep)
-        self._thread = threading.Thread(target=self._run, name=f"directory-{self.config.graph}", daemon=True)
-        self._thread.start()
-        log.debug("directory for %s at %s", self.config.url, self.req_ep)
-        return self
+        try:
+            for s in (self._router, self._feed):
+                s.setsockopt(zmq.LINGER, 0)
+            self._router.bind(self.req_ep)
+            self._feed.bind(self.feed_ep)
+            return True
+        except Exception as e:
+            self._error = e
+            self._router.close()
+            self._feed.close()
+            return False
+        finally:
+            self._bound.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -148,6 +168,8 @@ class Directory:
         return {"ok": False, "error": f"unknown op {op!r}"}
 
     def _run(self) -> None:
+        if not self._open():
+            return
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._stop.fd, zmq.POLLIN)

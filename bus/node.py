@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -80,6 +81,9 @@ class Node:
         self._services: list[Service] = []
         self._timers: list[Timer] = []
         self._clients: dict[str, ServiceClient] = {}
+        # every client made for this node, also outside client() (a lab runner's): closed by close(), never
+        # left to the garbage collector (which closes a socket on whatever thread it happens to run)
+        self._client_refs: weakref.WeakSet[ServiceClient] = weakref.WeakSet()
         self._announce_lock = threading.Lock()
         self._old_handlers: dict[int, _SignalHandler] = {}
         self._closed = False
@@ -316,7 +320,7 @@ class Node:
                 th.join(2)
         for p in self._publishers:
             p.close()
-        for c in self._clients.values():
+        for c in list(self._client_refs):
             c.close()
         self._receiver.close()
         if not any(th.is_alive() for th in threads if th is not threading.current_thread()):

@@ -176,7 +176,9 @@ class Subscription:
         self.bytes = 0
         self.endpoints: set[str] = set()
         self._seen: set[bytes] = set()  # publishers we have had a message from
-        self.sock: zmq.Socket[Any] | None = None  # created by the I/O thread
+        # the I/O thread's: one SUB socket per publisher endpoint (see loopylab.bus.receiver)
+        self.socks: dict[str, zmq.Socket[Any]] = {}
+        self._registered = False
         self.queue_size = queue_size
 
     # -- I/O thread side --------------------------------------------------

@@ -2,16 +2,22 @@
 arrival order.
 
 ZeroMQ sockets must not change threads, so the others never touch these sockets: they queue a command (add a
-subscription's socket, connect it to the publishers' endpoints, remove it) and wake the thread through an
-inproc pipe. The thread blocks on its sockets and the node's stop flag, with no poll timeout: an idle node
-does not wake up.
+subscription, connect it to the publishers' endpoints, remove it) and wake the thread through a pipe (an OS
+pipe, not a ZeroMQ socket: nothing of ZeroMQ's is shared). The thread blocks on its sockets, the wake-up pipe
+and the node's stop flag, with no poll timeout: an idle node does not wake up.
+
+One SUB socket per (subscription, publisher endpoint), and never `disconnect()`: a publisher that goes away
+has its socket closed. libzmq 4.3.5 aborts (`Assertion failed: !_more (src/fq.cpp:80)`) when a SUB socket
+that disconnected one of its pipes goes on reading multipart messages from its other pipes: the termination's
+acknowledgement is processed in the middle of a message (every 100th recv), `fq_t::pipe_terminated` moves the
+pipe being read to another slot but points `_current` at slot 0, and the next part is looked for in the wrong
+pipe. A socket with one pipe that it never terminates itself cannot get there (tests/bus/test_stress.py).
 """
 from __future__ import annotations
 
 import logging
 import queue
 import threading
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,26 +36,20 @@ class Receiver:
     def __init__(self, ctx: zmq.Context[Any], name: str, stop: StopFlag, log: logging.Logger):
         self.ctx, self._stop, self.log = ctx, stop, log
         self._cmds: queue.Queue[Command] = queue.Queue()
-        # the wake-up pipe: the tx end is shared by the commanding threads (under the lock), rx is the thread's
-        wake_addr = f"inproc://loopylab-wake-{uuid.uuid4().hex}"
-        self._wake_rx = ctx.socket(zmq.PAIR)
-        self._wake_rx.bind(wake_addr)
-        self._wake_tx = ctx.socket(zmq.PAIR)
-        self._wake_tx.connect(wake_addr)
-        self._wake_lock = threading.Lock()
+        self._wake = StopFlag()  # a pipe the thread polls: readable while commands wait
         self.thread = threading.Thread(target=self._loop, name=f"{name}:io", daemon=True)
         self.thread.start()
 
     # -- any thread ------------------------------------------------------------
     def add(self, sub: Subscription, timeout: float = 5.0) -> None:
-        """Create `sub`'s socket on the I/O thread; returns once it exists (or after `timeout`)."""
+        """Register `sub` with the I/O thread; returns once it has (or after `timeout`)."""
         done = threading.Event()
         self._command(("add", sub, done))
         done.wait(timeout)
 
     def connect(self, sub: Subscription, endpoints: Iterable[str]) -> None:
         """Connect `sub` to exactly `endpoints` (the publishers of its topic now)."""
-        self._command(("connect", sub, endpoints))
+        self._command(("connect", sub, list(endpoints)))
 
     def remove(self, sub: Subscription) -> None:
         self._command(("remove", sub))
@@ -59,53 +59,47 @@ class Receiver:
         self._command(("wake", None))
 
     def close(self) -> None:
-        """Close the commanding end of the wake-up pipe (the thread closes its own sockets as it ends)."""
-        with self._wake_lock:
-            self._wake_tx.close()
+        """Nothing of ZeroMQ's to close here (the thread closes its sockets as it ends); the wake-up pipe
+        is released by the thread itself."""
 
     def _command(self, cmd: Command) -> None:
         self._cmds.put(cmd)
-        with self._wake_lock:
-            if not self._wake_tx.closed:
-                try:
-                    self._wake_tx.send(b"", zmq.NOBLOCK)
-                except zmq.Again:  # the I/O thread has ended (node stopping): nobody to wake
-                    pass
+        self._wake.set()
 
     # -- the I/O thread ----------------------------------------------------------
     def _loop(self) -> None:
         poller = zmq.Poller()
-        poller.register(self._wake_rx, zmq.POLLIN)
+        poller.register(self._wake.fd, zmq.POLLIN)
         poller.register(self._stop.fd, zmq.POLLIN)
         by_sock: dict[zmq.Socket[Any], Subscription] = {}
-        while not self._stop.is_set():
-            try:
-                events = poller.poll()  # the stop flag wakes it: no timeout needed
-            except zmq.ZMQError:
-                break
-            if self._stop.is_set():  # closing: read no more. Peers close too, and a multipart read whose
-                break                # pipe terminates halfway is where libzmq can abort (fq.cpp:80)
-            for sock, _ in events:
-                if sock is self._wake_rx:
-                    while True:
-                        try:
-                            self._wake_rx.recv(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                    self._run_commands(poller, by_sock)
-                    continue
-                sub = by_sock.get(sock)
-                if sub is None:
-                    continue
+        try:
+            while not self._stop.is_set():
                 try:
-                    self._read(sock, sub)
-                except zmq.Again:  # readable went away (a racing disconnect): nothing to read
-                    pass
-                except Exception:  # never let one topic's trouble stop the node's I/O thread
-                    self.log.exception("reading %s failed", sub.topic)
-        for s in by_sock:  # this thread's sockets die with it: libzmq sockets must not change hands
-            s.close()
-        self._wake_rx.close()
+                    events = poller.poll()  # the stop flag wakes it: no timeout needed
+                except zmq.ZMQError:
+                    break
+                if self._stop.is_set():  # closing: read no more
+                    break
+                for sock, _ in events:
+                    if sock == self._wake.fd:
+                        self._wake.clear()
+                        self._run_commands(poller, by_sock)
+                        continue
+                    sub = by_sock.get(sock)
+                    if sub is None:
+                        continue
+                    try:
+                        self._read(sock, sub)
+                    except zmq.Again:  # readable went away: nothing to read
+                        pass
+                    except Exception:  # never let one topic's trouble stop the node's I/O thread
+                        self.log.exception("reading %s failed", sub.topic)
+        finally:
+            for s in by_sock:  # this thread's sockets die with it: libzmq sockets must not change hands
+                s.close()
+            for sub in set(by_sock.values()):
+                sub.socks = {}
+            self._wake.close()
 
     @staticmethod
     def _read(sock: zmq.Socket[Any], sub: Subscription) -> None:
@@ -123,6 +117,14 @@ class Receiver:
                 if not _has_more(sock):
                     break
 
+    def _open(self, sub: Subscription, endpoint: str) -> zmq.Socket[Any]:
+        s = self.ctx.socket(zmq.SUB)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVHWM, 2 if sub.mode == "latest" else max(1000, sub.queue_size))
+        s.setsockopt(zmq.SUBSCRIBE, f"{sub.topic}\0".encode())
+        s.connect(endpoint)
+        return s
+
     def _run_commands(self, poller: zmq.Poller, by_sock: dict[zmq.Socket[Any], Subscription]) -> None:
         while True:
             try:
@@ -131,26 +133,26 @@ class Receiver:
                 return
             op, sub = cmd[0], cmd[1]
             if op == "add":
-                s = self.ctx.socket(zmq.SUB)
-                s.setsockopt(zmq.LINGER, 0)
-                s.setsockopt(zmq.RCVHWM, 2 if sub.mode == "latest" else max(1000, sub.queue_size))
-                s.setsockopt(zmq.SUBSCRIBE, f"{sub.topic}\0".encode())
-                sub.sock = s
-                by_sock[s] = sub
-                poller.register(s, zmq.POLLIN)
+                sub._registered = True
                 cmd[2].set()
-            elif op == "connect" and sub.sock is not None:
+            elif op == "connect" and sub._registered:
                 eps = set(cmd[2])
                 for ep in eps - sub.endpoints:
-                    sub.sock.connect(ep)
-                for ep in sub.endpoints - eps:
-                    try:
-                        sub.sock.disconnect(ep)
-                    except zmq.ZMQError:
-                        pass
+                    s = sub.socks[ep] = self._open(sub, ep)
+                    by_sock[s] = sub
+                    poller.register(s, zmq.POLLIN)
+                for ep in sub.endpoints - eps:  # the publisher has gone: close its socket (no disconnect)
+                    self._close(sub.socks.pop(ep), poller, by_sock)
                 sub.endpoints = eps
-            elif op == "remove" and sub.sock is not None:
-                poller.unregister(sub.sock)
-                by_sock.pop(sub.sock, None)
-                sub.sock.close()
-                sub.sock = None
+            elif op == "remove" and sub._registered:
+                sub._registered = False
+                for s in sub.socks.values():
+                    self._close(s, poller, by_sock)
+                sub.socks = {}
+
+    @staticmethod
+    def _close(s: zmq.Socket[Any], poller: zmq.Poller, by_sock: dict[zmq.Socket[Any], Subscription]) -> None:
+        poller.unregister(s)
+        by_sock.pop(s, None)
+        s.close()
+

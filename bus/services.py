@@ -35,15 +35,29 @@ class Service:
 
     def __init__(self, node: Node, name: str, handler: Callable[[Any], Any]):
         self.node, self.name, self.handler = node, name, handler
-        self._sock = node.ctx.socket(zmq.ROUTER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self.endpoint = node._bind(self._sock, "s")
+        self.endpoint = ""
         self.calls = 0
+        self._bound = threading.Event()
+        self._error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name=f"{node.name}:{name}", daemon=True)
         self._thread.start()
+        self._bound.wait()  # the endpoint (or the bind's error) is known before anyone announces it
+        if self._error is not None:
+            raise self._error
 
     def _run(self) -> None:
-        sock, stop = self._sock, self.node._stop
+        # the ROUTER socket lives and dies on this thread (created, bound, read and closed here)
+        stop = self.node._stop
+        sock = self.node.ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            self.endpoint = self.node._bind(sock, "s")
+        except Exception as e:
+            self._error = e
+            sock.close()
+            return
+        finally:
+            self._bound.set()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(stop.fd, zmq.POLLIN)  # no timeout to wake for: close() makes this readable
@@ -82,6 +96,7 @@ class ServiceClient:
         self._sock: zmq.Socket[Any] | None = None
         self._endpoints: set[str] = set()
         self._ids = itertools.count(1)
+        node._client_refs.add(self)
 
     def _connect(self, deadline: float) -> zmq.Socket[Any]:
         """A socket connected to every server of the service, looked up until `deadline`."""

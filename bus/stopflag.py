@@ -17,6 +17,7 @@ class StopFlag:
         self._event = threading.Event()
         self._r, self._w = os.pipe()
         os.set_blocking(self._w, False)
+        os.set_blocking(self._r, False)  # clear() drains it without blocking
         self._closed = False
         self._lock = threading.RLock()  # re-entrant: a signal handler may set the flag while close() runs
 
@@ -33,6 +34,17 @@ class StopFlag:
                 try:
                     os.write(self._w, b"x")
                 except OSError:  # the pipe is full (set many times): it is readable anyway
+                    pass
+
+    def clear(self) -> None:
+        """Unset the flag and empty the pipe (only the thread that polls `fd` calls this)."""
+        self._event.clear()
+        with self._lock:
+            if not self._closed:
+                try:
+                    while os.read(self._r, 4096):
+                        pass
+                except BlockingIOError:
                     pass
 
     def is_set(self) -> bool:
