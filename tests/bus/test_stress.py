@@ -1,0 +1,123 @@
+"""Nodes opened and closed, many times in one process, while publishers stream, subscribers read multipart
+messages with array frames, services are called and latched topics replay: the process must never abort.
+
+Before the fix this aborted within seconds (`Assertion failed: !_more (src/fq.cpp:80)`, in the I/O thread's
+`recv_multipart`): a subscription disconnected a departed publisher from a SUB socket that went on reading
+the others' multipart messages (see loopylab.bus.receiver). The churn runs in a child process, so an abort
+fails this test (exit code -6, with faulthandler's thread stacks in the output) instead of killing pytest.
+"""
+from __future__ import annotations
+
+import faulthandler
+import itertools
+import os
+import random
+import sys
+import threading
+import time
+
+import numpy as np
+
+from loopylab.bus import Image, JointState, Node
+from loopylab.bus.directory import stop_local
+from tests.bus import helpers
+
+SECONDS = 6.0      # of churn per transport (bounded: the whole test stays well under a minute under load)
+STREAMERS = 4      # publishers of one topic at a time, each in a node that comes and goes
+
+
+def _streamer(url: str, i: int, stop: threading.Event, stats: dict) -> None:
+    """Open a node that publishes joint states and images and serves a service, stream for a moment, close it;
+    again and again."""
+    rng = random.Random(i)
+    for cycle in itertools.count():
+        if stop.is_set():
+            return
+        with Node(f"streamer{i}", url, heartbeat_hz=50) as node:
+            arm = node.publisher("stress/arm", JointState)
+            cam = node.publisher("stress/camera", Image)
+            node.publisher("stress/state", JointState, latched=True).publish(helpers.joint_state(cycle))
+            node.service(f"stress/echo{i}", lambda req: req)
+            until = time.monotonic() + rng.uniform(0.05, 0.3)
+            n = 0
+            while time.monotonic() < until and not stop.is_set():
+                arm.publish(helpers.joint_state(n))
+                if n % 5 == 0:
+                    cam.publish(Image.from_array(helpers.frame(n, 24, 32)))
+                n += 1
+                time.sleep(0.0005)
+            stats["sent"] += n
+            stats["cycles"] += 1
+
+
+def _visitor(url: str, i: int, stop: threading.Event, stats: dict) -> None:
+    """Open a node that subscribes (gets the latched value replayed), calls a service, closes; again and again."""
+    for _ in itertools.count():
+        if stop.is_set():
+            return
+        with Node(f"visitor{i}", url, heartbeat_hz=0) as node:
+            state = node.subscribe("stress/state", JointState, mode="latest")
+            arm = node.subscribe("stress/arm", JointState, queue_size=50)
+            try:
+                state.wait_for(timeout=2)
+                stats["latched"] += 1
+            except TimeoutError:  # the streamers were all between two nodes
+                pass
+            try:
+                arm.get(timeout=0.5)
+                stats["visits"] += 1
+            except TimeoutError:
+                pass
+            for name in [s for s in node.graph()["services"] if s.startswith("stress/echo")][:1]:
+                try:
+                    if node.call(name, {"x": np.arange(3.0)}, timeout=1.0)["x"].tolist() == [0.0, 1.0, 2.0]:
+                        stats["calls"] += 1
+                except (TimeoutError, RuntimeError):  # the service's node closed meanwhile: expected here
+                    pass
+
+
+def churn(url: str, seconds: float = SECONDS) -> None:
+    """Run in a child process: a long-lived listener reads everything while streamers and visitors churn."""
+    faulthandler.enable()
+    stats = {"sent": 0, "cycles": 0, "latched": 0, "visits": 0, "calls": 0}
+    stop = threading.Event()
+    with Node("listener", url) as listener:
+        arm = listener.subscribe("stress/arm", JointState, queue_size=10_000)
+        cam = listener.subscribe("stress/camera", Image, callback=lambda m: None)
+        threads = [threading.Thread(target=_streamer, args=(url, i, stop, stats)) for i in range(STREAMERS)]
+        threads += [threading.Thread(target=_visitor, args=(url, i, stop, stats)) for i in range(2)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                msg = arm.get(timeout=0.2)
+                assert len(msg.position) == 7
+            except TimeoutError:
+                pass
+        stop.set()
+        for t in threads:
+            t.join(30)
+        if any(t.is_alive() for t in threads):  # stuck: show where, and end (a thread left would hold exit)
+            faulthandler.dump_traceback(all_threads=True)
+            os._exit(3)
+        got, malformed = arm.count, listener.stats["malformed"]
+    stop_local(url)
+    print(f"churn {url}: {stats}, listener got {got} joint states and {cam.count} images", flush=True)
+    if any(t.is_alive() for t in threads) or stats["cycles"] < STREAMERS or got == 0 or malformed:
+        sys.exit(f"churn did not run as expected: {stats}, got {got}, malformed {malformed}")
+
+
+def _run(spawn, url: str) -> None:
+    child = spawn(churn, url)
+    child.join(SECONDS + 90)
+    assert child.exitcode == 0, (f"the churning process ended with {child.exitcode} (-6: libzmq aborted; "
+                                 f"3: a thread was stuck; None: still running)")
+
+
+def test_nodes_open_and_close_while_publishers_stream_inproc(spawn, inproc_url):
+    _run(spawn, inproc_url)
+
+
+def test_nodes_open_and_close_while_publishers_stream_ipc(spawn, ipc_url):
+    _run(spawn, ipc_url)
