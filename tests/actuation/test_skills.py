@@ -196,7 +196,11 @@ def test_push_reports_the_hands_load_and_friction_is_mu_times_weight_plus_load()
         m, mg = r["measurements"], truth["mass"] * 9.81
         assert m["load_N"] > 0.2 * mg
         assert m["force_mean_N"] > 1.3 * truth["friction"] * mg                      # read as mu m g: far off
-        assert m["force_mean_N"] == pytest.approx(truth["friction"] * (mg + m["load_N"]), rel=0.1)
+        # force / (mu (mg + load)), measured over 31 pushes of this block (fresh benches, seed 1020): 0.91-0.96
+        # on a quiet machine, 0.78-0.94 with two CPU hogs beside it (lowest when the push took 13+ s of wall
+        # time; the deadman and pause watchdogs made long enough did not change that). Friction read as mu m g
+        # alone would put it at 1 / (1 + load / mg) ~ 0.45-0.6: the band below the spread still tells them apart.
+        assert 0.7 <= m["force_mean_N"] / (truth["friction"] * (mg + m["load_N"])) <= 1.1
 
 
 def test_a_skill_right_after_a_reset_waits_for_the_arm_to_be_still():
