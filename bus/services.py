@@ -128,13 +128,21 @@ class ServiceClient:
             rid = next(self._ids).to_bytes(8, "little")
             header, bufs = codec.encode({} if request is None else request)
             frames: list[Any] = [b"", rid, header, *bufs]
-            sock.send_multipart(frames, copy=False)
+            # A DEALER whose servers have all gone has nowhere to queue a request, and a blocking send would
+            # wait for one forever, past the timeout: wait until it can send, as long as the call may take.
+            try:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sock.poll(int(left * 1000) + 1, zmq.POLLOUT):
+                    raise zmq.Again()
+                sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                self._forget(sock)
+                raise ServiceTimeout(f"service {self.name!r} took no request within {timeout:.2f} s "
+                                     f"(its servers have gone)") from None
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0 or not sock.poll(int(left * 1000) + 1):
-                    self._endpoints = set()  # look the service up again next time (it may have moved)
-                    sock.close()
-                    self._sock = None
+                    self._forget(sock)
                     raise ServiceTimeout(f"service {self.name!r} did not answer within {timeout:.2f} s")
                 frames = sock.recv_multipart(copy=False)
                 if len(frames) < 4 or frames[1].bytes != rid:
@@ -143,6 +151,11 @@ class ServiceClient:
                 if status == b"ok":
                     return codec.decode(frames[3].bytes, frames[4:])
                 raise ServiceError(f"{self.name}: {msgpack.unpackb(frames[3].bytes)}")
+
+    def _forget(self, sock: zmq.Socket[Any]) -> None:  # caller holds the lock
+        self._endpoints = set()  # look the service up again next time (it may have moved)
+        sock.close()
+        self._sock = None
 
     def close(self) -> None:
         with self._lock:

@@ -17,10 +17,12 @@ import threading
 import time
 
 import numpy as np
+import zmq
 
 from loopylab.bus import Image, JointState, Node
 from loopylab.bus.directory import stop_local
 from tests.bus import helpers
+from tests.waiting import wait_until
 
 SECONDS = 6.0      # of churn per transport (bounded: the whole test stays well under a minute under load)
 STREAMERS = 4      # publishers of one topic at a time, each in a node that comes and goes
@@ -121,3 +123,33 @@ def test_nodes_open_and_close_while_publishers_stream_inproc(spawn, inproc_url):
 
 def test_nodes_open_and_close_while_publishers_stream_ipc(spawn, ipc_url):
     _run(spawn, ipc_url)
+
+
+def test_a_call_whose_servers_have_gone_times_out_instead_of_blocking(inproc_url):
+    """The churn above once hung a visitor: its client's DEALER had lost every server, and a blocking send
+    has nowhere to queue a request, so it waited forever, past the call's timeout."""
+    from loopylab.bus import ServiceTimeout
+
+    with Node("caller", inproc_url) as caller:
+        server = Node("server", inproc_url)
+        server.service("stress/echo", lambda req: req)
+        assert caller.call("stress/echo", {"x": 1}, timeout=10) == {"x": 1}
+        server.close()
+        client = caller.client("stress/echo")
+
+        def nowhere_to_send() -> bool:  # the server's end of the pipe is gone (libzmq tells it asynchronously)
+            with client._lock:
+                return client._sock is not None and not client._sock.poll(0, zmq.POLLOUT)
+        assert wait_until(nowhere_to_send, 10)
+        outcome: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                caller.call("stress/echo", {"x": 2}, timeout=1.0)
+            except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+                outcome.append(e)
+        t = threading.Thread(target=call, daemon=True)
+        t.start()
+        t.join(30)
+        assert not t.is_alive(), "the call blocked past its timeout"
+        assert len(outcome) == 1 and isinstance(outcome[0], ServiceTimeout), outcome
