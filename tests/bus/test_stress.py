@@ -26,6 +26,12 @@ from tests.waiting import wait_until
 
 SECONDS = 6.0      # of churn per transport (bounded: the whole test stays well under a minute under load)
 STREAMERS = 4      # publishers of one topic at a time, each in a node that comes and goes
+_stats_lock = threading.Lock()
+
+
+def _add(stats: dict, key: str, n: int = 1) -> None:
+    with _stats_lock:  # `+=` on a dict item is not atomic between threads
+        stats[key] += n
 
 
 def _streamer(url: str, i: int, stop: threading.Event, stats: dict) -> None:
@@ -48,8 +54,8 @@ def _streamer(url: str, i: int, stop: threading.Event, stats: dict) -> None:
                     cam.publish(Image.from_array(helpers.frame(n, 24, 32)))
                 n += 1
                 time.sleep(0.0005)
-            stats["sent"] += n
-            stats["cycles"] += 1
+            _add(stats, "sent", n)
+            _add(stats, "cycles")
 
 
 def _visitor(url: str, i: int, stop: threading.Event, stats: dict) -> None:
@@ -62,18 +68,18 @@ def _visitor(url: str, i: int, stop: threading.Event, stats: dict) -> None:
             arm = node.subscribe("stress/arm", JointState, queue_size=50)
             try:
                 state.wait_for(timeout=2)
-                stats["latched"] += 1
+                _add(stats, "latched")
             except TimeoutError:  # the streamers were all between two nodes
                 pass
             try:
                 arm.get(timeout=0.5)
-                stats["visits"] += 1
+                _add(stats, "visits")
             except TimeoutError:
                 pass
             for name in [s for s in node.graph()["services"] if s.startswith("stress/echo")][:1]:
                 try:
                     if node.call(name, {"x": np.arange(3.0)}, timeout=1.0)["x"].tolist() == [0.0, 1.0, 2.0]:
-                        stats["calls"] += 1
+                        _add(stats, "calls")
                 except (TimeoutError, RuntimeError):  # the service's node closed meanwhile: expected here
                     pass
 
@@ -146,7 +152,7 @@ def test_a_call_whose_servers_have_gone_times_out_instead_of_blocking(inproc_url
         def call() -> None:
             try:
                 caller.call("stress/echo", {"x": 2}, timeout=1.0)
-            except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+            except BaseException as e:  # handed to the test's thread
                 outcome.append(e)
         t = threading.Thread(target=call, daemon=True)
         t.start()
