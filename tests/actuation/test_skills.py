@@ -37,7 +37,7 @@ def test_each_skill_on_each_robot_where_reachable(robot, seed, need):
     done = []
     # The sim runs in lockstep, but the gate's deadman counts wall time between targets: on a loaded machine
     # the skills node is simply not scheduled for 500 ms at times, and the hold then changes the motion (a push
-    # ended out of reach under two CPU hogs). A deadman a loaded machine meets; tests/actuation/test_gate.py covers the deadman.
+    # ended out of reach under two CPU hogs). A deadman a loaded machine meets here; test_gate.py covers it.
     with sim_bench(robot=robot, seed=seed, n_objects=1, mocap_noise=0.0, gate={"deadman_ms": 5000.0}) as bench:
         for skill, extra in SKILLS:
             bench.reset(seed, n_objects=1)
