@@ -259,6 +259,14 @@ class Ring:
             self.stats.published += 1
             return msgpack.packb((slot.name, self._seq, spans))
 
+    def held(self) -> int:
+        """How many slots subscribers hold now."""
+        with self._mutex:
+            free = [s for s in self._slots if _lock(s.fd, fcntl.F_WRLCK)]
+            for s in free:
+                _lock(s.fd, fcntl.F_UNLCK)
+            return len(self._slots) - len(free)
+
     def _take(self, size: int, now: float) -> _Slot | None:
         """A slot of at least `size` bytes, exclusively locked; see the module docstring for the order."""
         for s in self._slots:  # 1. the oldest free slot whose subscribers had their time
@@ -499,9 +507,11 @@ class Reader:
         with self._lock:
             return sorted(self._maps)
 
-    def collect(self) -> None:
-        """Forget idle mappings of segments their publisher has unlinked (at most every EVICT_S; a node's
-        housekeeping calls it, so memory of a publisher that went away is returned without new traffic)."""
+    def collect(self, force: bool = False) -> None:
+        """Forget idle mappings of segments their publisher has unlinked (at most every EVICT_S unless
+        `force`; a node's housekeeping calls it, so a publisher that went away leaves no memory behind)."""
+        if force:
+            self._next_evict = 0.0
         if self._maps and time.monotonic() >= self._next_evict:
             self._pending.append("")  # a no-op release: _drain evicts when it is due
             self._drain()

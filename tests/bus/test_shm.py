@@ -3,29 +3,78 @@
 Every test checks that it leaves no segment behind (`no_leaks`)."""
 from __future__ import annotations
 
+import dataclasses
 import gc
+import itertools
+import mmap
+import multiprocessing as mp
 import os
 import signal
+import socket
 import time
 
 import numpy as np
 import pytest
 
-from loopylab.bus import shm
+from loopylab.bus import Image, Node, shm
+from loopylab.bus.directory import stop_local
+from loopylab.bus.record import Recorder, read_messages
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not shm.available(), reason="needs Linux shared memory (/dev/shm, OFD locks)")
 
 
+_children: set[int] = set()  # pids this test started: the segments it answers for are theirs and its own
+
+
+def ours() -> set[str]:
+    mine = {os.getpid(), *_children}
+    return {n for n in shm.segments() if int(n[len(shm.PREFIX):].split(".")[0]) in mine}
+
+
 @pytest.fixture(autouse=True)
 def no_leaks():
     """No test may leave a segment under /dev/shm, nor a mapping in this process."""
-    before = set(shm.segments())
+    _children.clear()
     yield
     gc.collect()
     shm.reader.clear()
-    assert wait_until(lambda: not (set(shm.segments()) - before), 10), set(shm.segments()) - before
+    assert wait_until(lambda: not ours(), 10), ours()
     assert shm.reader.holds() == 0
+
+
+@pytest.fixture
+def spawn():
+    """Start a function in a fresh interpreter (its pid recorded for no_leaks); killed at teardown."""
+    ctx = mp.get_context("spawn")
+    children = []
+
+    def start(target, *args):
+        p = ctx.Process(target=target, args=args, daemon=True)
+        p.start()
+        children.append(p)
+        _children.add(p.pid)
+        return p
+
+    yield start
+    for p in children:
+        p.join(10)  # each test lets its children finish: a kill here would leave their segments
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+
+
+def _free_port() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as s2:
+                s2.bind(("127.0.0.1", port + 1))  # the directory's feed
+            return port
+        except OSError:
+            continue
 
 
 def frames(i: int, n: int = 300_000) -> list[np.ndarray]:
@@ -228,3 +277,272 @@ def test_exit_removes_the_segments_of_rings_left_open(spawn):
     child.join(10)
     assert names and child.exitcode == 0
     assert not set(names) & set(shm.segments())
+
+
+# -- through the bus: nodes in real processes, real sockets -------------------------------------------
+
+TOPIC = "camera/big/image"
+
+
+def pattern(i: int, nbytes: int) -> Image:
+    """Frame i: every byte i % 251, so a torn or overwritten frame shows."""
+    return Image.from_array(np.full((1, nbytes) if nbytes % 1024 else (nbytes // 1024, 1024), i % 251, np.uint8))
+
+
+def intact(img: Image) -> bool:
+    return bool((img.data == (img.seq - 1) % 251).all())
+
+
+def in_shared_memory(a: np.ndarray) -> bool:
+    base = a
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
+
+
+def publish_frames(url: str, sizes: list[int], hz: float, subscribers: int, report, gate) -> None:
+    """Publish one frame per size (sizes may repeat), report how long publish() took at worst and the
+    ring's figures, then wait for `gate` (a clean exit: the ring's segments go with it)."""
+    with Node("camera", url) as node:
+        pub = node.publisher(TOPIC, Image)
+        if not pub.wait_for_subscribers(subscribers, 30):
+            raise SystemExit(3)
+        worst = 0.0
+        for i, size in enumerate(sizes):
+            t = time.perf_counter()
+            pub.publish(pattern(i, size))
+            worst = max(worst, time.perf_counter() - t)
+            time.sleep(1 / hz)
+        ring = pub.shm
+        report.put({"worst_s": worst, "stats": dataclasses.asdict(ring.stats) if ring else None,
+                    "names": ring.names if ring else []})
+        gate.wait(60)
+
+
+def publish_until_killed(url: str, nbytes: int, report) -> None:
+    node = Node("camera", url)
+    pub = node.publisher(TOPIC, Image)
+    pub.wait_for_subscribers(1, 30)
+    for i in itertools.count():
+        pub.publish(pattern(i, nbytes))
+        if i == 3:
+            report.put(pub.shm.names if pub.shm else [])
+        time.sleep(0.01)
+
+
+def view_frames(url: str, n: int, report, gate, delay_s: float = 0.0) -> None:
+    """Subscribe, check every frame, sleep `delay_s` in each callback; report what arrived and was lost."""
+    seqs, bad = [], []
+
+    def on_frame(img: Image) -> None:
+        (seqs if intact(img) and in_shared_memory(img.data) else bad).append(img.seq)
+        time.sleep(delay_s)
+
+    with Node("viewer", url) as node:
+        sub = node.subscribe(TOPIC, Image, callback=on_frame, queue_size=n)
+        wait_until(lambda: len(seqs) + len(bad) + node.stats["shm_late"] >= n, 30)
+        report.put({"seqs": seqs, "bad": bad, "late": node.stats["shm_late"], "count": sub.count})
+        gate.wait(60)
+
+
+def hoard_frames(url: str, ready, n: int) -> None:
+    """Keep every frame (a queue nobody reads), say so after n, and wait to be killed."""
+    node = Node("hoarder", url)
+    sub = node.subscribe(TOPIC, Image, queue_size=1000)
+    wait_until(lambda: sub.count >= n, 30)
+    ready.set()
+    time.sleep(60)
+
+
+def spin_publisher(url: str, report) -> None:
+    node = Node("camera", url)
+    node.handle_signals()
+    pub = node.publisher(TOPIC, Image)
+    pub.wait_for_subscribers(1, 30)
+    pub.publish(pattern(0, shm.THRESHOLD))
+    report.put(pub.shm.names if pub.shm else [])
+    node.spin()
+
+
+@pytest.fixture
+def mpctx():
+    return mp.get_context("spawn")
+
+
+def _collect(report, n: int = 1, timeout: float = 60) -> list:
+    return [report.get(timeout=timeout) for _ in range(n)]
+
+
+def test_payloads_just_below_the_threshold_go_as_frames_and_from_it_through_shared_memory(ipc_url, spawn, mpctx):
+    report, gate = mpctx.Queue(), mpctx.Event()
+    got: list[Image] = []
+    with Node("viewer", ipc_url) as node:
+        sub = node.subscribe(TOPIC, Image, callback=got.append, queue_size=10)
+        spawn(publish_frames, ipc_url, [shm.THRESHOLD - 1, shm.THRESHOLD, shm.THRESHOLD - 1, shm.THRESHOLD],
+              50.0, 1, report, gate)
+        assert wait_until(lambda: len(got) == 4, 30), len(got)
+        (result,) = _collect(report)
+        gate.set()
+        assert [img.data.nbytes for img in got] == [shm.THRESHOLD - 1, shm.THRESHOLD] * 2
+        assert all(intact(img) for img in got)
+        assert [in_shared_memory(img.data) for img in got] == [False, True, False, True]
+        assert all(not img.data.flags.writeable for img in got)
+        assert result["stats"]["published"] == 2 and result["stats"]["fallback"] == 0
+        assert sub.bytes > sum(img.data.nbytes for img in got)  # counted as the frames they stand for
+        assert node.stats["shm_late"] == 0
+
+
+def test_a_slow_subscriber_drops_and_counts_but_never_sees_a_torn_frame_nor_slows_anyone(ipc_url, spawn, mpctx):
+    n = 60
+    report, gate = mpctx.Queue(), mpctx.Event()
+    fast: list[tuple[int, bool, bool]] = []  # keeps no frame: holding every one would fill the ring
+    with Node("fast", ipc_url) as node:
+        node.subscribe(TOPIC, Image, queue_size=n,
+                       callback=lambda img: fast.append((img.seq, intact(img), in_shared_memory(img.data))))
+        spawn(view_frames, ipc_url, n, report, gate, 0.05)  # 50 ms per frame, at 100 frames/s
+        spawn(publish_frames, ipc_url, [1_000_000] * n, 100.0, 2, report, gate)
+        results = _collect(report, 2)
+        gate.set()
+        slow = next(r for r in results if "seqs" in r)
+        pub = next(r for r in results if "worst_s" in r)
+        assert wait_until(lambda: len(fast) == n, 10), len(fast)
+        assert fast == [(i, True, True) for i in range(1, n + 1)]
+    assert slow["bad"] == []  # every frame it did see was whole and in shared memory
+    assert slow["late"] > 0 and len(slow["seqs"]) + slow["late"] == n  # the rest are counted drops
+    assert slow["seqs"] == sorted(slow["seqs"])
+    assert pub["worst_s"] < 0.5  # the publisher never waited for the slow one
+    assert pub["stats"]["published"] + pub["stats"]["fallback"] == n
+
+
+def test_a_killed_subscriber_never_blocks_the_publisher_and_frees_its_slots(ipc_url, spawn, mpctx):
+    ready = mpctx.Event()
+    with Node("camera", ipc_url) as node:
+        pub = node.publisher(TOPIC, Image)
+        hoarder = spawn(hoard_frames, ipc_url, ready, 20)
+        assert pub.wait_for_subscribers(1, 30)
+        for i in range(20):
+            t = time.perf_counter()
+            pub.publish(pattern(i, 1_000_000))
+            assert time.perf_counter() - t < 0.5
+            time.sleep(0.005)
+        assert ready.wait(30)
+        ring = pub.shm
+        assert ring is not None and ring.held() > 0  # it keeps every frame it got
+        os.kill(hoarder.pid, signal.SIGKILL)
+        hoarder.join(10)
+        assert wait_until(lambda: ring.held() == 0, 10)  # the kernel released its locks
+        before = ring.stats.published
+        pub.publish(pattern(20, 1_000_000))
+        assert ring.stats.published == before + 1
+
+
+def test_a_killed_publisher_leaves_its_frames_readable_and_its_segments_go_at_the_next_start(ipc_url, spawn,
+                                                                                           mpctx):
+    report, gate = mpctx.Queue(), mpctx.Event()
+    with Node("viewer", ipc_url) as node:
+        sub = node.subscribe(TOPIC, Image, mode="latest")
+        publisher = spawn(publish_until_killed, ipc_url, 500_000, report)
+        names = report.get(timeout=30)
+        held = sub.wait_for(lambda img: img.seq >= 4, timeout=30)
+        os.kill(publisher.pid, signal.SIGKILL)
+        publisher.join(10)
+        assert names and set(names) <= set(shm.segments()) and all(shm.is_stale(n) for n in names)
+        assert intact(held) and in_shared_memory(held.data)  # still readable after its publisher died
+        # the next start of a publisher on this host removes what the killed one left
+        report = mpctx.Queue()  # not the killed child's: it may have died holding the queue's lock
+        spawn(publish_frames, ipc_url, [500_000] * 3, 50.0, 1, report, gate)
+        after = sub.wait_for(lambda img: img.seq == 3, timeout=30)
+        assert intact(after)
+        assert not set(names) & set(shm.segments())
+        report.get(timeout=30)
+        gate.set()
+
+
+def test_many_subscribers_each_get_every_frame_whole(ipc_url, spawn, mpctx):
+    n, subscribers = 30, 4
+    report, gate = mpctx.Queue(), mpctx.Event()
+    for _ in range(subscribers):
+        spawn(view_frames, ipc_url, n, report, gate)
+    spawn(publish_frames, ipc_url, [2_000_000] * n, 30.0, subscribers, report, gate)
+    results = _collect(report, subscribers + 1)
+    gate.set()
+    views = [r for r in results if "seqs" in r]
+    assert len(views) == subscribers
+    for r in views:
+        assert r["seqs"] == list(range(1, n + 1)) and r["bad"] == [] and r["late"] == 0
+    pub = next(r for r in results if "worst_s" in r)
+    assert pub["stats"]["published"] == n
+
+
+def test_sigterm_to_a_spinning_publisher_removes_its_segments(ipc_url, spawn, mpctx):
+    report = mpctx.Queue()
+    with Node("viewer", ipc_url) as node:
+        sub = node.subscribe(TOPIC, Image)
+        child = spawn(spin_publisher, ipc_url, report)
+        names = report.get(timeout=30)
+        assert intact(sub.get(timeout=30))
+        assert names and set(names) <= set(shm.segments())
+        os.kill(child.pid, signal.SIGTERM)
+        child.join(10)
+        assert child.exitcode == 0  # a clean shutdown
+        assert not set(names) & set(shm.segments())
+
+
+def test_tcp_and_inproc_send_big_frames_as_frames(spawn, mpctx, inproc_url):
+    before = set(shm.segments())
+    with Node("a", inproc_url) as a, Node("b", inproc_url) as b:
+        pub = a.publisher(TOPIC, Image)
+        sub = b.subscribe(TOPIC, Image)
+        assert pub.wait_for_subscribers(1, 5)
+        pub.publish(pattern(0, 2_000_000))
+        img = sub.get(timeout=5)
+        assert intact(img) and not in_shared_memory(img.data) and pub.shm is None
+    url = f"tcp://127.0.0.1:{_free_port()}"
+    report, gate = mpctx.Queue(), mpctx.Event()
+    try:
+        with Node("viewer", url) as node:
+            got: list[Image] = []
+            node.subscribe(TOPIC, Image, callback=got.append)
+            spawn(publish_frames, url, [2_000_000] * 3, 30.0, 1, report, gate)
+            (result,) = _collect(report)
+            assert wait_until(lambda: len(got) == 3, 10)
+            gate.set()
+    finally:
+        stop_local(url)
+    assert all(intact(img) and not in_shared_memory(img.data) for img in got)
+    assert result["stats"] is None and set(shm.segments()) == before
+
+
+def test_a_latched_big_frame_reaches_a_late_joiner(ipc_url):
+    with Node("camera", ipc_url) as cam:
+        pub = cam.publisher(TOPIC, Image, latched=True)
+        pub.publish(pattern(0, 1_000_000))
+        for i in range(1, 20):  # the ring moves on: the replay must not point at a reused slot
+            pub.publish(pattern(i, 1_000_000))
+        with Node("late", ipc_url) as late:
+            img = late.subscribe(TOPIC, Image).get(timeout=10)
+            assert img.seq == 20 and intact(img)
+
+
+def test_the_recorder_writes_the_same_messages_with_and_without_shared_memory(ipc_url, spawn, mpctx, tmp_path,
+                                                                            monkeypatch):
+    recordings = []
+    for mode in ("off", str(shm.THRESHOLD)):
+        monkeypatch.setenv(shm.ENV_MIN, mode)  # the spawned publisher inherits it
+        report, gate = mpctx.Queue(), mpctx.Event()
+        path = tmp_path / f"{mode}.mcap"
+        with Node("recorder", ipc_url) as node:
+            rec = Recorder(node, path, topics=[TOPIC])
+            spawn(publish_frames, ipc_url, [1_000_000, 300_000, 100_000], 20.0, 1, report, gate)
+            (result,) = _collect(report)
+            assert wait_until(lambda: rec.written == 3, 20), rec.summary()
+            summary = rec.close()
+            gate.set()
+        assert summary["errors"] == summary["dropped_queue"] == summary["dropped_transit"] == 0
+        assert (result["stats"] is None) == (mode == "off")
+        recordings.append([(t, m) for t, _, m in read_messages(path)])
+    plain, shared = recordings
+    assert len(plain) == len(shared) == 3
+    for (t1, m1), (t2, m2) in zip(plain, shared):
+        assert t1 == t2 and m1.seq == m2.seq and m1.encoding == m2.encoding
+        np.testing.assert_array_equal(m1.data, m2.data)
