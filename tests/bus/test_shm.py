@@ -535,7 +535,7 @@ def test_the_recorder_writes_the_same_messages_with_and_without_shared_memory(ip
             rec = Recorder(node, path, topics=[TOPIC])
             spawn(publish_frames, ipc_url, [1_000_000, 300_000, 100_000], 20.0, 1, report, gate)
             (result,) = _collect(report)
-            assert wait_until(lambda: rec.written == 3, 20), rec.summary()
+            assert wait_until(lambda rec=rec: rec.written == 3, 20), rec.summary()
             summary = rec.close()
             gate.set()
         assert summary["errors"] == summary["dropped_queue"] == summary["dropped_transit"] == 0
