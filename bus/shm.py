@@ -67,7 +67,8 @@ _MAGIC = b"llshm\x00\x00\x01"
 _SEQ = struct.Struct("<Q")
 _FLOCK = struct.Struct("hhqqi4x")  # struct flock on Linux (64-bit off_t); OFD locks need l_pid == 0
 _NO_DATA = np.empty(0, np.uint8)
-_GROW = 64 * 1024  # slot capacities are rounded up to this: a payload that grows a little reuses its slot
+_GROW = 64 * 1024
+NO_SPACE_S = 5.0  # after /dev/shm ran out: how long a ring makes do with the slots it has  # slot capacities are rounded up to this: a payload that grows a little reuses its slot
 
 
 def available() -> bool:
@@ -212,9 +213,11 @@ class RingStats:
 class Ring:
     """A publisher's slots. Not thread-safe: the publisher calls it under its own lock."""
 
-    grace_s: float = 0.1
-    hold_s: float = 1.0
-    max_slots: int = 16
+    # A subscriber takes a slot within a millisecond of its publication on a quiet host; on a loaded one its I/O
+    # thread can stall for a few hundred. 0.5 s keeps 15 slots of a 30 Hz stream (93 MB of 1080p colour).
+    grace_s: float = 0.5
+    hold_s: float = 2.0
+    max_slots: int = 32
     max_bytes: int = 256 * 1024 * 1024
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     stats: RingStats = field(default_factory=RingStats)
@@ -223,6 +226,7 @@ class Ring:
         self._slots: list[_Slot] = []  # oldest publication first
         self._seq = 0
         self._count = 0  # slots ever added (names their index)
+        self._grow_after = 0.0  # after /dev/shm was full: no new slot (nor a warning per message) before then
         self._closed = False
         self._mutex = threading.Lock()  # write vs close (at exit or on a signal, from another thread)
         self._pid = os.getpid()
@@ -272,7 +276,8 @@ class Ring:
         for s in self._slots:  # 1. the oldest free slot whose subscribers had their time
             if now - s.published >= self.grace_s and _lock(s.fd, fcntl.F_WRLCK):
                 return self._fit(s, size)
-        if len(self._slots) < self.max_slots and self._bytes() + size <= self.max_bytes:  # 2. grow
+        if (len(self._slots) < self.max_slots and self._bytes() + size <= self.max_bytes  # 2. grow
+                and now >= self._grow_after):
             self._count += 1
             return self._new(self._count - 1, 0, size)
         for s in self._slots:  # 3. the oldest free slot: subscribers that have not taken it yet drop it
@@ -312,9 +317,10 @@ class Ring:
             os.posix_fallocate(fd, 0, capacity)  # reserve it now: a full /dev/shm fails here, not with SIGBUS later
             mm = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
         except OSError as e:
-            log.warning("no shared memory for %d bytes (%s): sending frames", capacity, e)
+            log.warning("no shared memory for %d bytes (%s): sending frames for %.0f s", capacity, e, NO_SPACE_S)
             os.close(fd)
             os.unlink(path)
+            self._grow_after = time.monotonic() + NO_SPACE_S
             return None
         mm[:len(_MAGIC)] = _MAGIC
         slot = _Slot(index, gen, name, fd, mm, np.frombuffer(mm, np.uint8), capacity)
