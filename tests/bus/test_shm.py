@@ -546,3 +546,21 @@ def test_the_recorder_writes_the_same_messages_with_and_without_shared_memory(ip
     for (t1, m1), (t2, m2) in zip(plain, shared):
         assert t1 == t2 and m1.seq == m2.seq and m1.encoding == m2.encoding
         np.testing.assert_array_equal(m1.data, m2.data)
+
+
+def test_subscribers_let_go_of_the_memory_of_a_publisher_that_closed(ipc_url):
+    with Node("viewer", ipc_url) as viewer:
+        sub = viewer.subscribe(TOPIC, Image)
+        with Node("camera", ipc_url) as cam:
+            pub = cam.publisher(TOPIC, Image)
+            assert pub.wait_for_subscribers(1, 10)
+            pub.publish(pattern(0, 1_000_000))
+            img = sub.get(timeout=10)
+            names = set(pub.shm.names if pub.shm else [])
+            assert names and names <= set(shm.reader.mapped())
+            pub.publish(pattern(1, 1000))  # so that sub.latest() no longer holds the big one
+            sub.get(timeout=10)
+        assert intact(img)  # the frame outlives its publisher
+        del img
+        # unlinked, and nothing views it any more: the viewer's housekeeping unmaps it
+        assert wait_until(lambda: not names & set(shm.reader.mapped()), 5)
