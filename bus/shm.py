@@ -1,6 +1,6 @@
 """Shared memory for big payloads between the processes of one host (ipc graphs).
 
-Above `THRESHOLD` bytes of array frames, a publisher on an ipc graph copies the frames into a slot of its
+From `THRESHOLD` bytes of array frames on, a publisher on an ipc graph copies the frames into a slot of its
 own ring of shared-memory segments and sends only a descriptor over ZeroMQ (segment name, sequence number,
 where each frame lies). Subscribers map the segment once and hand out read-only numpy views of it: no
 kernel copy on either side and no copy at all on the subscriber.
@@ -17,7 +17,7 @@ Lifetimes are explicit, and kept by the kernel, not by messages:
 - The publisher reuses the oldest unlocked slot once `grace_s` has passed since its publication (time for
   every subscriber to take it), else grows the ring (up to `max_slots` and `max_bytes`), else reuses the
   oldest unlocked slot anyway: a subscriber that had not taken it by then drops that message and counts
-  it (`stats["shm_late"]`). A slot that a live subscriber holds for longer than `hold_s` is handed over:
+  it (`node.stats["shm_late"]`). A slot that a live subscriber holds for longer than `hold_s` is handed over:
   the publisher unlinks it (the holder's mapping stays valid until it lets go) and makes a new one
   (`reclaimed`). When every slot is held and none for that long, the message goes as ordinary frames
   (`fallback`). The publisher never waits.
@@ -211,7 +211,8 @@ class RingStats:
 
 @dataclass(eq=False)  # compared (and hashed) by identity
 class Ring:
-    """A publisher's slots. Not thread-safe: the publisher calls it under its own lock."""
+    """A publisher's slots. Its publisher writes under the publisher's lock; the ring's own mutex is for
+    close() at exit or on a signal, which may come from another thread."""
 
     # A subscriber takes a slot within a millisecond of its publication on a quiet host; on a loaded one its I/O
     # thread can stall for a few hundred. 0.5 s keeps 15 slots of a 30 Hz stream (93 MB of 1080p colour).
