@@ -1,6 +1,6 @@
 """`loopylab skill`: run one experiment skill and print its measurements.
 
-    loopylab skill push red_block +x 0.1 --sim          # in-process simulated bench (seed 0)
+    loopylab skill push red_block +x 0.1 --sim          # the sim bench graph, in-process (seed 0)
     loopylab skill weigh red_block                      # on a running graph (skills/execute on $LOOPYLAB_BUS)
 """
 from __future__ import annotations
@@ -74,15 +74,12 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         t0 = time.monotonic()
         if sim:
-            from loopylab.actuation.bench import sim_bench
+            from loopylab.actuation.graphs import sim_bench_graph
+            from loopylab.bus.launch import start_graph
             with console.status(f"starting the simulated bench ({robot}, seed {seed})…"):
-                ctx = sim_bench(robot=robot, seed=seed)
-                bench = ctx.__enter__()
-            try:
-                with console.status(f"{skill} {json.dumps(args)}…"):
-                    reply = bench.execute(skill, args, timeout=timeout)
-            finally:
-                ctx.__exit__(None, None, None)
+                graph = start_graph(sim_bench_graph(robot=robot, seed=seed), wait_for=["skills/execute"])
+            with graph, console.status(f"{skill} {json.dumps(args)}…"):
+                reply = graph.call("skills/execute", {"skill": skill, "args": args}, timeout=timeout)
         else:
             from loopylab.bus import Node
             with Node("skill_cli") as node, console.status(f"{skill} {json.dumps(args)} on {node.config.url}…"):

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from loopylab.bus import JointState, Node  # noqa: E402
 from loopylab.sim.node import SimArm  # noqa: E402
-from loopylab.sim.scene import scene_from_seed  # noqa: E402
+from loopylab.world.scene import scene_from_seed  # noqa: E402
 from loopylab.sim.world import World  # noqa: E402
 
 QUICK = "--quick" in sys.argv
@@ -181,7 +181,7 @@ def paired_step_ratio(pairs: int, ticks: int) -> dict:
 
 def simarm_inproc_steps_per_s() -> tuple[float, float]:
     """The same, with the subscriber a thread node on an inproc graph (how `loopylab run` and `eval` wire
-    the bench: actuation.bench.sim_bench). CPU time is the whole process: the subscriber's too."""
+    the bench: lab.bench.sim_bench). CPU time is the whole process: the subscriber's too."""
     import threading
     url = f"inproc://bench-{uuid.uuid4().hex[:8]}"
     node = Node("sim_arm", url)
@@ -215,7 +215,7 @@ def simarm_inproc_steps_per_s() -> tuple[float, float]:
 
 
 def push_ms() -> tuple[float, float]:
-    from loopylab.actuation.bench import sim_bench
+    from loopylab.lab.bench import sim_bench
     walls, ok = [], 0
     with sim_bench(robot="panda", seed=0, mocap_noise=0.0005) as bench:
         for _ in range(REPS):
@@ -230,7 +230,7 @@ def push_ms() -> tuple[float, float]:
 
 
 def twin_rates() -> tuple[float, float, float]:
-    from loopylab.sim.twin import Twin, TwinPool
+    from loopylab.lab.twin import Twin, TwinPool
     seen = SCENE.perceived()
     rng = np.random.default_rng(0)
     n = 16 if QUICK else 48

@@ -4,6 +4,14 @@ The launcher owns the graph's directory, gives every child the graph's URL in `L
 every output line with `[node] `, restarts nodes by policy (never | on-failure | always), stops the
 whole graph cleanly on SIGINT/SIGTERM, and exits non-zero naming the node when a node without a
 restart policy fails. The graph file format is in docs/contracts.md ("Graph files").
+
+In-process mode, for programs that run a graph and talk to it (tests, benchmarks, the lab, `loopylab
+skill --sim`): `start_graph(spec)` runs the launcher on a background thread, leaves this process's stdout,
+signals and environment alone, and returns a `RunningGraph` handle with a client node on the graph:
+
+    with start_graph(spec, wait_for=["skills/execute"]) as graph:   # inproc graphs: every node a thread
+        reply = graph.call("skills/execute", {"skill": "move_to", "args": {...}})
+        sim = graph.result("sim_arm")                                # what a thread node's function returned
 """
 from __future__ import annotations
 
@@ -22,10 +30,11 @@ import tomllib
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable, cast
 
 from loopylab.bus.config import BusConfig
 from loopylab.bus.directory import DirectoryUnavailable, ensure_directory, release_directory, stop_local
+from loopylab.world.config import ConfigError, check_keys, read_document
 
 if TYPE_CHECKING:
     from loopylab.bus.node import Node
@@ -38,7 +47,7 @@ STOP_GRACE_S = 5.0       # SIGTERM -> SIGKILL
 BACKOFF_S = (0.2, 5.0)   # restart delay: first, longest (doubles on each quick failure)
 
 
-class GraphError(ValueError):
+class GraphError(ConfigError):
     """The graph file is not valid; the message says where."""
 
 
@@ -72,21 +81,23 @@ class GraphSpec:
 
 
 def load_graph(path: str | Path) -> GraphSpec:
-    path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise GraphError(f"{path}: no such graph file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise GraphError(f"{path}: not valid TOML: {e}") from None
+        doc = read_document(path, "graph file")
+    except ConfigError as e:
+        raise GraphError(str(e)) from None
     return parse_graph(doc, str(path))
+
+
+def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+    try:
+        check_keys(table, allowed, where)
+    except ConfigError as e:
+        raise GraphError(str(e)) from None
 
 
 def parse_graph(doc: dict, where: str = "graph") -> GraphSpec:
     g = doc.get("graph", {})
-    unknown = set(g) - GRAPH_KEYS
-    if unknown:
-        raise GraphError(f"{where}: unknown [graph] keys {sorted(unknown)}; allowed: {sorted(GRAPH_KEYS)}")
+    _check_keys(g, GRAPH_KEYS, f"{where}: [graph]")
     transport = g.get("transport", "ipc")
     if transport not in ("inproc", "ipc", "tcp"):
         raise GraphError(f"{where}: [graph].transport must be inproc, ipc or tcp, not {transport!r}")
@@ -100,9 +111,7 @@ def parse_graph(doc: dict, where: str = "graph") -> GraphSpec:
     if not tables:
         raise GraphError(f"{where}: no [nodes.NAME] tables")
     for name, t in tables.items():
-        unknown = set(t) - NODE_KEYS
-        if unknown:
-            raise GraphError(f"{where}: [nodes.{name}] unknown keys {sorted(unknown)}; allowed: {sorted(NODE_KEYS)}")
+        _check_keys(t, NODE_KEYS, f"{where}: [nodes.{name}]")
         if ":" not in str(t.get("run", "")):
             raise GraphError(f"{where}: [nodes.{name}].run must be 'package.module:function', got {t.get('run')!r}")
         restart = t.get("restart", "never")
@@ -223,6 +232,7 @@ class _Running:
         self.thread: threading.Thread | None = None
         self.node: Node | None = None
         self.result: Any = None
+        self.error = ""                     # a thread node's exception, for the failure message
         self.exit_code: int | None = None   # set when it ended
         self.started_at = 0.0
         self.starts = 0
@@ -270,8 +280,9 @@ class _Running:
         def body() -> None:
             try:
                 self.result = fn(self.node, **self.spec.params)
-            except Exception:
+            except Exception as e:
                 traceback.print_exc()
+                self.error = f"{type(e).__name__}: {e}"
                 self.exit_code = 1
         self.thread = threading.Thread(target=body, name=f"{self.spec.name}:main", daemon=True)
         self.thread.start()
@@ -326,11 +337,13 @@ class Launcher:
     """Runs a GraphSpec until SIGINT/SIGTERM, `duration` seconds, `stop()`, or a fatal node failure."""
 
     def __init__(self, spec: GraphSpec, duration: float | None = None, stdout: IO[str] | None = None,
-                 stderr: IO[str] | None = None, capture_thread_output: bool = True):
-        """`capture_thread_output=False` leaves sys.stdout alone while thread nodes run (their lines
-        then carry no `[node]` prefix): for embedding a launcher in a program that prints itself."""
+                 stderr: IO[str] | None = None,
+                 in_process: bool = False):
+        """`in_process=True` embeds the launcher in a program with its own use of this process (see
+        `start_graph`): sys.stdout, signal handlers and $LOOPYLAB_BUS are left alone (thread nodes' lines
+        then carry no `[node]` prefix, and several graphs may run side by side)."""
         self.spec, self.duration = spec, duration
-        self.capture_thread_output = capture_thread_output
+        self.in_process = in_process
         self.url = spec.url
         color = (stdout or sys.stdout).isatty() if hasattr(stdout or sys.stdout, "isatty") else False
         self.out = _Prefixer(stdout or sys.stdout, color)
@@ -339,6 +352,7 @@ class Launcher:
         self.failure: str = ""
         self.exit_code: int | None = None
         self._stop = threading.Event()
+        self.started = threading.Event()   # every node has been started (or the run ended before)
         self.nodes = [_Running(n, self) for n in spec.nodes]
 
     def stop(self) -> None:
@@ -348,7 +362,8 @@ class Launcher:
         """0 when the graph stopped cleanly, 1 when a node failed without a restart policy."""
         config = BusConfig.parse(self.url)
         old_env = os.environ.get("LOOPYLAB_BUS")
-        os.environ["LOOPYLAB_BUS"] = self.url  # for nodes that thread nodes create themselves
+        if not self.in_process:
+            os.environ["LOOPYLAB_BUS"] = self.url  # for nodes that thread nodes create themselves
         try:
             owned = ensure_directory(config)
             where = "" if owned else ", directory served by another process"
@@ -360,8 +375,10 @@ class Launcher:
         try:
             for r in self.nodes:
                 self._start(r)
+            self.started.set()
             return self._supervise()
         finally:
+            self.started.set()
             self._shutdown()
             restore()
             for sig, h in old_handlers.items():
@@ -370,10 +387,11 @@ class Launcher:
                 stop_local(config)
             else:
                 release_directory(config)
-            if old_env is None:
-                os.environ.pop("LOOPYLAB_BUS", None)
-            else:
-                os.environ["LOOPYLAB_BUS"] = old_env
+            if not self.in_process:
+                if old_env is None:
+                    os.environ.pop("LOOPYLAB_BUS", None)
+                else:
+                    os.environ["LOOPYLAB_BUS"] = old_env
 
     def _start(self, r: _Running) -> None:
         try:
@@ -382,6 +400,7 @@ class Launcher:
         except Exception as e:
             # a thread node whose function cannot be loaded fails like a crashing process would
             self.err.line(r.spec.name, f"{type(e).__name__}: {e}")
+            r.error = f"{type(e).__name__}: {e}"
             r.exit_code = 1
 
     def _supervise(self) -> int:
@@ -426,7 +445,8 @@ class Launcher:
             return True
         if failed:
             self.failed_node = r.spec.name
-            self.failure = f"node {r.spec.name!r} failed ({what}) and its restart policy is {policy!r}"
+            self.failure = (f"node {r.spec.name!r} failed ({what}{': ' + r.error if r.error else ''}) and its "
+                            f"restart policy is {policy!r}")
             self.err.line("launch", self.failure + ": stopping the graph")
             r.finished = True
             return False
@@ -445,7 +465,7 @@ class Launcher:
             self.err.line("launch", f"stopped {', '.join(r.spec.name for r in live)}")
 
     def _install_signals(self) -> dict:
-        if threading.current_thread() is not threading.main_thread():
+        if self.in_process or threading.current_thread() is not threading.main_thread():
             return {}
         old = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -454,7 +474,7 @@ class Launcher:
 
     def _capture_thread_output(self) -> Callable[[], None]:
         threads = {n.name for n in self.spec.nodes if not n.process}
-        if not threads or not self.capture_thread_output:
+        if not threads or self.in_process:
             return lambda: None
         saved = sys.stdout, sys.stderr
         out, err = _ThreadStream(self.out, threads), _ThreadStream(self.err, threads)
@@ -481,6 +501,109 @@ def launch(path: str | Path, duration: float | None = None, bus: str | None = No
     launcher = Launcher(spec, duration)
     launcher.exit_code = launcher.run()
     return launcher
+
+
+# -- in-process mode -----------------------------------------------------------------------------------------
+
+class _Discard(io.TextIOBase):
+    """A quiet graph's launcher lines go nowhere."""
+
+    def write(self, s: str) -> int:
+        return len(s)
+
+
+class RunningGraph:
+    """A graph run by a launcher on a background thread of this process (see `start_graph`), with a client
+    node of its own on the graph. A context manager; `close()` stops the client, then the graph."""
+
+    def __init__(self, spec: GraphSpec, quiet: bool = True, client: str = "client"):
+        sink = cast(IO[str], _Discard()) if quiet else None  # a text stream that writes nowhere
+        self.spec = spec
+        self.launcher = Launcher(spec, stdout=sink, stderr=sink, in_process=True)
+        self._thread = threading.Thread(target=self._run, name=f"launch:{spec.name}", daemon=True)
+        self._thread.start()
+        self.launcher.started.wait()   # the directory is up and every node has been started
+        from loopylab.bus.node import Node
+        self.node = Node(client, spec.url)
+        self._closed = False
+
+    def _run(self) -> None:
+        self.launcher.exit_code = self.launcher.run()
+
+    @property
+    def failure(self) -> str:
+        """Why the graph stopped (a node failed), or "" while it runs."""
+        if self.launcher.failure:
+            return self.launcher.failure
+        return "" if self._thread.is_alive() else "the graph has stopped"
+
+    def has_service(self, name: str) -> bool:
+        try:
+            return bool(self.node.lookup("service", name))
+        except DirectoryUnavailable:
+            return False
+
+    def wait_for_services(self, names: list[str] | tuple[str, ...], timeout: float = 60.0) -> None:
+        """Return once each service is announced; raise RuntimeError if a node fails first or time runs out."""
+        deadline = time.monotonic() + timeout
+        missing = list(names)
+        while missing:
+            if self.failure:
+                raise RuntimeError(f"graph {self.spec.name!r} failed: {self.failure}")
+            missing = [n for n in missing if not self.has_service(n)]
+            if missing and time.monotonic() > deadline:
+                raise RuntimeError(f"graph {self.spec.name!r} has no {', '.join(missing)} after {timeout:.0f} s "
+                                   f"(nodes: {', '.join(n.name for n in self.spec.nodes)})")
+            if missing:
+                time.sleep(0.05)  # the services announce themselves to the directory
+
+    def call(self, service: str, request: Any = None, timeout: float = 30.0) -> Any:
+        """A service call that rides out the graph directory's slow answers on a loaded host."""
+        for attempt in range(4):
+            try:
+                return self.node.call(service, request, timeout=timeout)
+            except DirectoryUnavailable:
+                time.sleep(0.2 * (attempt + 1))
+        return self.node.call(service, request, timeout=timeout)
+
+    def result(self, name: str, timeout: float = 10.0) -> Any:
+        """What thread node `name`'s function returned (its node object: for tests and benchmarks), once
+        it has returned; None for a process node or a function that runs until shutdown."""
+        r = next((r for r in self.launcher.nodes if r.spec.name == name), None)
+        if r is None:
+            raise KeyError(f"no node {name!r} in graph {self.spec.name!r}")
+        if r.thread is not None and r.thread is not threading.current_thread():
+            r.thread.join(timeout)
+        return r.result
+
+    def close(self) -> None:
+        """Subscribers before publishers: the client first, then the graph's nodes."""
+        if self._closed:
+            return
+        self._closed = True
+        self.node.close()
+        self.launcher.stop()
+        self._thread.join(STOP_GRACE_S * 3)
+
+    def __enter__(self) -> RunningGraph:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_graph(spec: GraphSpec, wait_for: list[str] | tuple[str, ...] = (), timeout: float = 60.0,
+                quiet: bool = True, client: str = "client") -> RunningGraph:
+    """Run `spec` in this process (in-process mode) and return its handle once the services `wait_for`
+    are announced. An inproc graph's nodes are threads; another transport's process nodes are children.
+    `quiet` discards the launcher's own lines (node output is never redirected)."""
+    graph = RunningGraph(spec, quiet, client)
+    try:
+        graph.wait_for_services(wait_for, timeout)
+    except BaseException:
+        graph.close()
+        raise
+    return graph
 
 
 # -- the child side of a process node -------------------------------------------------------------------------

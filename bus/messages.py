@@ -1,4 +1,4 @@
-"""Message types of the bus contract (DESIGN.md, "Bus contract").
+"""Message types of the bus contract (docs/design.md, "Bus contract").
 
 Field names follow ROS `sensor_msgs` / Foxglove. Every message carries `seq`, `stamp_ns` (nanoseconds,
 wall clock or sim clock) and `frame_id`; the publisher fills `seq` and `stamp_ns` when they are left at 0.

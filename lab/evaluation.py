@@ -2,8 +2,8 @@
 graded against the ground truth that only this module reads (`sim/oracle`).
 
 Worlds run in parallel: a process pool by default, Ray when an address is given (`"local"` starts a
-local Ray instance). Each world gets a fresh inproc bench graph (the skills node reads the sizes of the
-world's objects from its seed); each worker process keeps one twin pool for all its worlds.
+local Ray instance). Each world gets a fresh inproc bench graph (`lab.bench.sim_bench`: the launcher's
+in-process mode); each worker process keeps one twin pool for all its worlds.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from loopylab.lab import grammar as g
+from loopylab.world import notebook as g
 from loopylab.lab.questions import KINDS, grade, make_question
 
 log = logging.getLogger("loopylab.eval")
@@ -97,13 +97,13 @@ def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> 
 
 def run_world(task: WorldTask) -> dict:
     """Investigate one seeded world and grade it. Never raises: a crash is a row with crashed=True."""
-    from loopylab.lab.bench import Bench
+    from loopylab.lab.bench import sim_bench
     t0 = time.perf_counter()
     row = {**asdict(task), "crashed": False, "success": False, "error": None, "experiments": 0}
     try:
         twins = _worker_twins()
         n_obj = world_objects(task.kind, task.seed)
-        with Bench.sim(robot=task.robot, seed=task.seed, n_objects=n_obj) as bench:
+        with sim_bench(robot=task.robot, seed=task.seed, n_objects=n_obj) as bench:
             row.update(_investigate_world(task, bench, twins, n_obj))
     except Exception as e:
         row.update(crashed=True, exception=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())

@@ -17,7 +17,8 @@ import numpy as np
 
 from loopylab.bus import ObjectPoses
 from loopylab.bus.node import ServiceClient
-from loopylab.lab import grammar as g
+from loopylab.lab.experiments import candidate_experiments
+from loopylab.world import notebook as g
 from loopylab.lab.beliefs import Measurement, NoiseModel, Posterior
 from loopylab.lab.design import eig_scores, regret, sigmas_seen
 from loopylab.lab.forward import ForwardModel
@@ -36,14 +37,23 @@ class BusRunner:
     """Runs experiments through the `skills/execute` service (the actuation skills, safety gate, driver)."""
 
     def __init__(self, node, timeout: float = 120.0):
-        # the one service the lab's experiments use; a client of its own, so that a restarted skills
-        # node is looked up afresh by a new runner
+        # the one service the lab's experiments use, on a client of its own (closed with the runner)
         self._client = ServiceClient(node, "skills/execute")
         self.timeout = timeout
         self._objects = node.subscribe("perception/objects", ObjectPoses, mode="latest")
+        # the world the experiments are for (the sim/scene epoch a sim/reset replied): the skills node waits
+        # for that world's scene before it moves; 0 = whatever world it knows (set by lab.bench.Bench.reset)
+        self.epoch_ns = 0
+
+    def request(self, req: dict) -> dict:
+        """A skills/execute request for the current world."""
+        return {**req, "epoch_ns": self.epoch_ns} if self.epoch_ns else req
 
     def execute(self, exp: g.Experiment) -> dict:
-        return self._client.call(exp.request(), timeout=self.timeout)
+        return self.call(exp.request())
+
+    def call(self, req: dict, timeout: float | None = None) -> dict:
+        return self._client.call(self.request(req), timeout=self.timeout if timeout is None else timeout)
 
     def close(self) -> None:
         """Close the client's socket here and now (left to the garbage collector, a ZeroMQ socket may be
@@ -71,7 +81,7 @@ def moved_scene(scene: g.Scene, poses: dict | None, threshold: float = 0.01) -> 
 
 
 def grammar_scene(spec) -> g.Scene:
-    """The notebook's scene line from a (perceived) `loopylab.sim.scene.SceneSpec`."""
+    """The notebook's scene line from a (perceived) `loopylab.world.scene.SceneSpec`."""
     return g.Scene(tuple(g.SceneObject(o.label, o.shape, float(g.fmt(o.size, 2)), float(g.fmt(o.position[0], 2)),
                                        float(g.fmt(o.position[1], 2))) for o in spec.objects))
 
@@ -130,7 +140,7 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
     t0 = time.perf_counter()
     gscene = grammar_scene(scene)
     failed: set[g.Experiment] = set()   # failed where the objects are now: not offered again
-    candidates = tuple(g.candidate_experiments(gscene, question))
+    candidates = tuple(candidate_experiments(gscene, question))
     nb = Notebook(question, investigation, sinks)
     nb.add(question)
     nb.add(gscene)
@@ -163,7 +173,7 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
                 gscene = now
                 nb.add(gscene)
                 failed.clear()
-            candidates = tuple(g.candidate_experiments(gscene, question, exclude=failed))
+            candidates = tuple(candidate_experiments(gscene, question, exclude=failed))
         elif isinstance(proposal, g.Conclusion):
             conclusion = proposal
             break

@@ -182,7 +182,8 @@ def faucet(url: str = UrlOpt, key: str = KeyOpt):
 def post(title: str = typer.Option(..., help="Short title."),
          reward: str = typer.Option(..., help="Reward per accepted submission: ETH ('0.01') or wei ('5000wei')."),
          slots: int = typer.Option(1, help="Number of submissions wanted."),
-         spec: Path = typer.Option(None, help="TOML with description, [task_spec] and [[acceptance]] checks."),
+         spec: Path = typer.Option(None, help="TOML with description, [task_spec] and [[acceptance]] checks "
+                                              "(the fields of market.terms.BountyTerms a spec may set)."),
          description: str = typer.Option("", help="What to record and how."),
          topic: list[str] = typer.Option(None, help="Required MCAP topic (repeatable)."),
          hours: float = typer.Option(168, help="Deadline, hours from now."),
@@ -191,11 +192,16 @@ def post(title: str = typer.Option(..., help="Short title."),
          fund: bool = typer.Option(True, help="Sign and send the escrow funding transaction now."),
          url: str = UrlOpt, key: str = KeyOpt):
     """Post a bounty and lock slots x reward in the escrow."""
-    import tomllib
+    from rich.markup import escape
+    from loopylab.market.terms import load_spec
+    from loopylab.world.config import ConfigError
     terms: dict = {"description": description, "task_spec": {}, "acceptance": []}
     if spec:
-        data = tomllib.loads(spec.read_text())
-        terms.update({k: data[k] for k in ("description", "task_spec", "acceptance") if k in data})
+        try:
+            terms.update(load_spec(spec))
+        except ConfigError as e:
+            console.print(f"[red]{escape(str(e))}[/]")
+            raise typer.Exit(2)
     if topic:
         terms["task_spec"]["topics"] = list(topic)
     c = _client(url, key)

@@ -100,6 +100,7 @@ class MarketClient:
 
     # ------------------------------------------------------------------ requester
     def post_bounty(self, **terms) -> dict:
+        """POST /bounties with the fields of `market.terms.BountyTerms` (reward_wei may be an int here)."""
         terms.setdefault("deadline", time.time() + 7 * 86400)
         terms["reward_wei"] = str(terms["reward_wei"])
         return self.request("POST", "/bounties", json=terms)

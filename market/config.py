@@ -6,9 +6,10 @@ Environment variables override the defaults (`LOOPYLAB_MARKET_DB`, `LOOPYLAB_CHA
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+from loopylab.world.config import check_keys, read_table
 
 
 def _default_home() -> Path:
@@ -55,10 +56,8 @@ class MarketConfig:
         names = {f.name: f.type for f in fields(cls)}
         values = {}
         if path is not None:
-            data = tomllib.loads(Path(path).read_text()).get("market", {})
-            unknown = set(data) - set(names)
-            if unknown:
-                raise ValueError(f"unknown [market] keys in {path}: {sorted(unknown)}")
+            data = read_table(path, "market")
+            check_keys(data, names, f"{path}: [market]")
             values.update(data)
         for name in names:
             env = os.environ.get(f"LOOPYLAB_MARKET_{name.upper()}")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select, update
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from web3 import Web3
 
@@ -27,6 +27,7 @@ from loopylab.market.db import (Blob, BlobOwner, Bounty, Claim, Payout, Reputati
 from loopylab.market.states import (SLOT_TAKEN, BountyState, ClaimState, PayoutState, SubmissionState,
                            TransitionError, advance, can, reputation_score)
 from loopylab.market.storage import BlobStore
+from loopylab.market.terms import BountyTerms, first_error
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +63,12 @@ def checksum(address: str, what: str = "address") -> str:
     return Web3.to_checksum_address(address)
 
 
-@dataclass
-class BountyTerms:
-    title: str
-    description: str
-    task_spec: dict
-    acceptance: list
-    slots: int
-    reward_wei: int
-    deadline: float
-    auto_approve_s: float
-    claim_ttl_s: float
+def checked_terms(data: dict) -> BountyTerms:
+    """Terms from plain values, or a 422 MarketError naming the first field they break."""
+    try:
+        return BountyTerms.model_validate(data)
+    except ValidationError as e:
+        raise MarketError(first_error(e), 422) from None
 
 
 class Market:
@@ -88,7 +84,7 @@ class Market:
             raise MarketError("title must not be empty", 422)
         if not 1 <= t.slots <= self.config.max_slots:
             raise MarketError(f"slots must be between 1 and {self.config.max_slots}", 422)
-        if t.reward_wei <= 0 or t.reward_wei * t.slots >= 2**255:
+        if t.reward <= 0 or t.reward * t.slots >= 2**255:
             raise MarketError("reward_wei must be positive (and the total below 2**255)", 422)
         if not math.isfinite(t.deadline) or t.deadline <= now or t.deadline > now + 10 * 365 * 86400:
             raise MarketError("deadline must be a unix time in the future (within ten years)", 422)
@@ -119,21 +115,22 @@ class Market:
         with self.store.write() as s:
             b = Bounty(requester=requester, state=BountyState.draft.value, created_at=now,
                        refund_after=terms.deadline + terms.claim_ttl_s + terms.auto_approve_s + REFUND_GRACE_S,
-                       **terms.__dict__)
+                       **terms.columns())
             s.add(b)
             s.flush()
             log.info("bounty %d posted by %s: %d x %d wei", b.id, requester, b.slots, b.reward_wei)
             return b
 
     def update_bounty(self, requester: str, bounty_id: int, changes: dict) -> Bounty:
+        """Change some terms of a draft (`changes`: term name -> new value; None keeps the old one)."""
         with self.store.write() as s:
             b = self._own_bounty(s, requester, bounty_id)
             if b.state != BountyState.draft.value:
                 raise Conflict(f"bounty is {b.state}: terms are frozen once funded")
-            terms = BountyTerms(**{k: changes.get(k, getattr(b, k)) if changes.get(k) is not None
-                                   else getattr(b, k) for k in BountyTerms.__dataclass_fields__})
+            given = {k: v for k, v in changes.items() if v is not None}
+            terms = checked_terms({**BountyTerms.of(b).model_dump(), **given})
             self.validate_terms(terms, time.time())
-            for k, v in terms.__dict__.items():
+            for k, v in terms.columns().items():
                 setattr(b, k, v)
             b.refund_after = b.deadline + b.claim_ttl_s + b.auto_approve_s + REFUND_GRACE_S
             return b
@@ -483,10 +480,8 @@ class Market:
             counts = self._slot_counts(s, [b.id]).get(b.id, {})
         now = time.time()
         taken = sum(n for st, n in counts.items() if st in SLOT_TAKEN)
-        return {"id": b.id, "requester": b.requester, "title": b.title, "description": b.description,
-                "task_spec": b.task_spec, "acceptance": b.acceptance, "slots": b.slots,
-                "reward_wei": str(b.reward_wei), "deadline": b.deadline, "auto_approve_s": b.auto_approve_s,
-                "claim_ttl_s": b.claim_ttl_s, "state": b.state, "created_at": b.created_at,
+        return {"id": b.id, "requester": b.requester, **BountyTerms.of(b).model_dump(),
+                "state": b.state, "created_at": b.created_at,
                 "slots_taken": taken, "slots_free": max(0, b.slots - taken) if b.deadline > now else 0,
                 "approved": counts.get(ClaimState.approved.value, 0), "funded_wei": str(b.funded_wei or 0),
                 "escrow_address": b.escrow_address, "refund_after": b.refund_after}

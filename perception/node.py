@@ -7,13 +7,14 @@
 
 Subscribes `camera/<name>/image`, `/depth` (when published) and `/info` (K, D, T_base_camera) for each
 camera; processes the newest frame of each camera at `hz`; publishes `perception/objects` (ObjectPoses,
-base frame, tracked objects only). Services:
+base frame, tracked objects only). Without `objects`, on a simulated bench, the colour objects are those of
+the sim's latched `sim/scene` (labels, shapes, sizes, colours), followed across resets. Services:
 - `perception/measure` {label, frames=3, after_ns | fresh=true, timeout=2.0} -> one pose fused over
   frames stamped after `after_ns` (fresh: after the newest frame received when the request came; works
   with any clock, sim time included; pass `after_ns` when you know when motion stopped), with its
   covariance (what displacement measurement uses);
 - `perception/configure` {objects: [...]} or {scene: SceneSpec dict} -> replaces the colour objects
-  (after sim/reset to another world) and drops every track;
+  and drops every track;
 - `perception/tracks` {} -> every track with its state (tracking | lost), timestamps, reacquisitions.
 """
 from __future__ import annotations
@@ -122,7 +123,7 @@ class CameraInput:
 class PerceptionNode:
     def __init__(self, node: Node, cameras=("overhead",), hz: float = 10.0, calibrations: dict | None = None,
                  augment: ImageAugment | None = None, config: PerceptionConfig | None = None,
-                 systematic_sigma: float = 0.001, silent_after_s: float = 2.0):
+                 systematic_sigma: float = 0.001, silent_after_s: float = 2.0, follow_scene: bool = False):
         self.node = node
         self.silent_after_s = silent_after_s
         self.perception = Perception(config)
@@ -142,6 +143,9 @@ class PerceptionNode:
         node.service("perception/measure", self._measure)
         node.service("perception/tracks", self._tracks)
         node.service("perception/configure", self._configure)
+        self.scene_epoch_ns: int | None = None
+        if follow_scene:  # the colour objects of the simulated world, across resets
+            node.subscribe("sim/scene", None, callback=self._on_scene)
         self.timer = node.timer(hz, self.step, name="perception")
 
     def step(self) -> int:
@@ -215,6 +219,17 @@ class PerceptionNode:
         self.node.log.info("perception: now looking for %s", [o.label for o in new.objects])
         return {"ok": True, "objects": [o.label for o in new.objects]}
 
+    def _on_scene(self, msg) -> None:
+        epoch = int(msg.get("epoch_ns", 0))
+        if epoch == self.scene_epoch_ns:
+            return
+        try:
+            self._configure({"scene": msg["scene"]})
+        except Exception as e:
+            self.node.log.warning("ignoring a malformed sim/scene: %s", e)
+            return
+        self.scene_epoch_ns = epoch
+
     def _tracks(self, req: dict) -> dict:
         with self._lock:
             return {"tracks": [t.summary() for t in self.perception.tracker.tracks.values()]}
@@ -230,33 +245,24 @@ def objects_from_scene(scene) -> list[dict]:
              "id": i + 1} for i, o in enumerate(objs)]
 
 
-def _scene_objects(seed, robot, n_objects, scene) -> list[dict]:
-    from loopylab.sim.scene import SceneSpec, scene_from_seed  # only the scene description, never the simulator
-    spec = SceneSpec.from_toml(scene) if scene else scene_from_seed(int(seed), n_objects, robot)
-    return objects_from_scene(spec.perceived())
-
-
 def run_perception(node: Node, cameras=("overhead",), hz: float = 10.0, objects=(), markers=(),
                    dictionary: str = "DICT_4X4_50", calibration: dict | None = None, graph_dir: str | None = None,
                    noise_sigma: float = 0.0, blur_px: float = 0.0, lighting: float = 0.0, gamma: float = 0.0,
                    noise_seed: int = 0, lost_after_s: float = 0.5, systematic_sigma: float = 0.001,
-                   silent_after_s: float = 2.0,
-                   seed: int | None = None, robot: str = "panda", n_objects: int | None = None,
-                   scene: str | None = None) -> PerceptionNode:
+                   silent_after_s: float = 2.0) -> PerceptionNode:
     """Graph entry point. `calibration` maps camera names to TOML files (relative to `graph_dir`);
     cameras without one take K, D and T_base_camera from their `info` topic (the sim's cameras).
 
-    Objects: `objects` (list of tables), or on the sim bench the perceived scene of (`seed`, `robot`,
-    `n_objects`) or of the `scene` TOML, as the skills node reads it: labels, shapes, sizes, colours.
+    Objects: `objects` (list of tables); without them, the objects of the sim's latched `sim/scene`, as the
+    skills node reads it: labels, shapes, sizes, colours.
     """
-    if not objects and (seed is not None or scene):
-        objects = _scene_objects(seed, robot, n_objects, scene)
     cfg = PerceptionConfig.from_dict({"objects": list(objects), "markers": list(markers),
                                       "detector": {"dictionary": dictionary},
                                       "tracker": {"lost_after_s": lost_after_s}})
     cals = {name: load_calibration(path, graph_dir) for name, path in (calibration or {}).items()}
     aug = ImageAugment(noise_sigma, blur_px, lighting, gamma, noise_seed)
-    pn = PerceptionNode(node, list(cameras), hz, cals, aug, cfg, systematic_sigma, silent_after_s)
+    pn = PerceptionNode(node, list(cameras), hz, cals, aug, cfg, systematic_sigma, silent_after_s,
+                        follow_scene=not objects)
     node.log.info("perception: cameras %s, %d colour objects, %d markers, augment %s", list(cameras),
                   len(cfg.objects), len(cfg.markers), aug if aug.active else "off")
     return pn

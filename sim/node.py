@@ -1,9 +1,10 @@
 """SimArm: the simulated arm as a bus driver, interchangeable with a real arm's driver node.
 
 Publishes arm/joint_state (with efforts), wrist/wrench, gripper/state, camera/<name>/image|depth|info,
-and (unless disabled) perception/objects as a simulated motion-capture system with noise (source
-"mocap"). Consumes arm/joint_command (from the safety gate only) and gripper/command. Serves sim/reset
-and the privileged sim/oracle (ground truth, for evaluation only).
+the latched sim/scene (the perceived scene of the current world, for every node that needs one), and
+(unless disabled) perception/objects as a simulated motion-capture system with noise (source "mocap").
+Consumes arm/joint_command (from the safety gate only) and gripper/command. Serves sim/reset and the
+privileged sim/oracle (ground truth, for evaluation only).
 
 Clocks:
 - lockstep (default): each arm/joint_command advances the world by one control period, at once, and the
@@ -25,14 +26,16 @@ from loopylab.bus import (CameraInfo, GripperCommand, GripperState, Image, Joint
                  ObjectPoses, Wrench)
 from loopylab.sim.arm import ArmSim
 from loopylab.sim.cameras import gpu_present, render, use_egl
-from loopylab.sim.scene import SceneSpec, scene_from_seed
 from loopylab.sim.world import World
+from loopylab.world.scene import SceneSpec, scene_from_seed
+from loopylab.world.joints import JointMismatch, reorder
+from loopylab.world.robots import CONTROL_HZ
 
 log = logging.getLogger("loopylab.sim")
 
 
 class SimArm:
-    def __init__(self, node: Node, scene: SceneSpec, clock: str = "lockstep", control_hz: float = 120.0,
+    def __init__(self, node: Node, scene: SceneSpec, clock: str = "lockstep", control_hz: float = CONTROL_HZ,
                  cameras: bool = True, mocap: bool = True, mocap_noise: float = 0.0005, renderer: str = "auto",
                  start: bool = True):
         if clock not in ("lockstep", "realtime"):
@@ -49,7 +52,8 @@ class SimArm:
         self.wrench_pub = node.publisher("wrist/wrench", Wrench)
         self.grip_pub = node.publisher("gripper/state", GripperState)
         self.obj_pub = node.publisher("perception/objects", ObjectPoses) if mocap else None
-        # what a lab may know of the current world (latched; the skills node follows it across resets)
+        # what a lab may know of the current world (latched): the skills and perception nodes learn it here,
+        # across resets; "epoch_ns" is the new world's first stamp (states stamped earlier are the old one's)
         self.scene_pub = node.publisher("sim/scene", None, latched=True)
         self.scene_pub.publish({"scene": scene.perceived().to_dict(), "epoch_ns": self._stamp()})
         self.cam_pubs = {}
@@ -113,14 +117,16 @@ class SimArm:
             for k in ("scene", "world", "arm", "steps_per_tick", "names", "_rng", "_next_render", "_renderer"):
                 setattr(self, k, getattr(fresh, k))
             old.close()
-            self.scene_pub.publish({"scene": scene.perceived().to_dict(), "epoch_ns": self._stamp()})
+            epoch = self._stamp()
+            self.scene_pub.publish({"scene": scene.perceived().to_dict(), "epoch_ns": epoch})
             while True:  # commands for the old world must not move the new one
                 try:
                     self.cmd_sub.get(timeout=0)
                 except TimeoutError:
                     break
             self._publish()
-        return {"ok": True, "scene": scene.perceived().to_dict()}
+        # the epoch names the new world: a skill requested with it waits for this sim/scene (see docs/sim.md)
+        return {"ok": True, "scene": scene.perceived().to_dict(), "epoch_ns": epoch}
 
     def _on_oracle(self, req) -> dict:
         with self._lock:
@@ -131,11 +137,11 @@ class SimArm:
     def apply_command(self, msg: JointCommand) -> None:
         q, names = msg.position, msg.name
         if len(names) and names != self.names:  # (a tuple in the same order goes the long way, to the same end)
-            idx = {n: i for i, n in enumerate(names)}
-            if sorted(idx) != sorted(self.names):
-                log.warning("joint command for %s ignored (arm joints %s)", list(names), self.names)
+            try:
+                q = reorder(q, names, self.names, exact=True)
+            except JointMismatch as e:
+                log.warning("joint command ignored: %s", e)
                 return
-            q = [q[idx[n]] for n in self.names]
         try:
             self.arm.command_positions(q, 1.0 / self.control_hz)
         except ValueError as e:
@@ -237,7 +243,7 @@ class SimArm:
 
 
 def run_sim_arm(node: Node, robot: str = "panda", seed: int = 0, n_objects: int | None = None,
-                scene: str | None = None, clock: str = "lockstep", control_hz: float = 120.0, cameras: bool = True,
+                scene: str | None = None, clock: str = "lockstep", control_hz: float = CONTROL_HZ, cameras: bool = True,
                 mocap: bool = True, mocap_noise: float = 0.0005, renderer: str = "auto") -> SimArm:
     """Graph entry point (`loopylab.sim.node:run_sim_arm`): the scene from a TOML file, else from (seed, robot)."""
     spec = SceneSpec.from_toml(scene) if scene else scene_from_seed(seed, n_objects, robot)

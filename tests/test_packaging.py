@@ -1,6 +1,7 @@
 """The install puts one name into site-packages: `loopylab`. The folders stay at the top of the repository and
 map onto `loopylab.<folder>` (pyproject's package-dir); these tests build the real wheel and import from it."""
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -30,9 +31,17 @@ def test_the_package_list_names_every_package_folder_and_nothing_else():
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # Built from a copy of the tracked files: setuptools writes build/ and an .egg-info into the source tree, and
+    # an .egg-info left in the repository would shadow the installed metadata (entry points) of later runs.
+    src = tmp_path_factory.mktemp("src")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, check=True, capture_output=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (REPO / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, src / name)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-                    str(REPO)], check=True, capture_output=True, timeout=600)
+                    str(src)], check=True, capture_output=True, timeout=600)
     (whl,) = out.glob("loopylab-*.whl")
     return whl
 

@@ -38,19 +38,22 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], where: str) -> T:
         raise ConfigError(f"{where}: {e}") from None
 
 
-def read_table(path: str | Path, table: str) -> dict[str, Any]:
-    """Table `table` of TOML file `path` ({} when the file has none); a missing or malformed file is a
-    ConfigError that names it."""
+def read_document(path: str | Path, what: str = "file") -> dict[str, Any]:
+    """The whole TOML document at `path`; a missing or malformed file is a ConfigError that names it."""
     p = Path(path)
     try:
-        doc = tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{p}: no such file") from None
+        raise ConfigError(f"{p}: no such {what}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    value = doc.get(table, {})
+
+
+def read_table(path: str | Path, table: str) -> dict[str, Any]:
+    """Table `table` of TOML file `path` ({} when the file has none)."""
+    value = read_document(path).get(table, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"{p}: [{table}] must be a table, not {type(value).__name__}")
+        raise ConfigError(f"{path}: [{table}] must be a table, not {type(value).__name__}")
     return value
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from loopylab.actuation.bench import sim_bench
-from loopylab.sim.twin import Twin
+from loopylab.lab.bench import sim_bench
+from loopylab.lab.twin import Twin
 from tests.waiting import wait_until
 
 SKILLS = [("move_to", {}), ("push", {"direction": "+x", "distance": 0.04, "speed": 0.05}),
@@ -44,7 +44,7 @@ def test_each_skill_on_each_robot_where_reachable(robot, seed, need):
             if skill == "move_to":
                 pos = np.asarray(truth["position"]) + [0.0, 0.0, 0.08]
                 args = {"position": pos.tolist()}
-            sent0 = bench.skills.target_pub.sent
+            sent0 = bench.skills.arm.target_pub.sent
             r = bench.execute(skill, args)
             m = r["measurements"]
             assert m["source"] in ("mocap", "scene") and m["duration_s"] >= 0
@@ -52,7 +52,7 @@ def test_each_skill_on_each_robot_where_reachable(robot, seed, need):
                 # only reach (or a speed the arm cannot follow) may stop a skill here, and then the arm
                 # was never commanded to move
                 assert "cannot reach" in r["error"] or "cannot follow" in r["error"], r["error"]
-                assert bench.skills.target_pub.sent == sent0
+                assert bench.skills.arm.target_pub.sent == sent0
                 continue
             try:
                 _check(skill, m, truth, args, robot)
@@ -64,23 +64,23 @@ def test_each_skill_on_each_robot_where_reachable(robot, seed, need):
 
 def test_unreachable_and_estop_fail_cleanly_and_leave_the_arm_still():
     with sim_bench(robot="panda", seed=0, n_objects=1) as bench:
-        sent0 = bench.skills.target_pub.sent
+        sent0 = bench.skills.arm.target_pub.sent
         r = bench.execute("move_to", {"position": [2.0, 0.0, 0.3]})
         assert not r["ok"] and "cannot reach" in r["error"]
-        assert bench.skills.target_pub.sent == sent0  # not a single target was sent
+        assert bench.skills.arm.target_pub.sent == sent0  # not a single target was sent
         r = bench.execute("push", {"object": "red_block", "direction": "+z", "distance": 0.1})
         assert not r["ok"] and "direction must be one of" in r["error"]
         pos0 = _truth(bench, "red_block")["position"]
         r = bench.execute("strike", {"object": "red_block", "direction": "+x", "speed": 0.6})
         assert not r["ok"] and "cannot follow" in r["error"], r
-        assert bench.skills.target_pub.sent == sent0
+        assert bench.skills.arm.target_pub.sent == sent0
         assert np.allclose(_truth(bench, "red_block")["position"], pos0, atol=1e-4)  # nothing moved
         r = bench.execute("fly", {})
         assert not r["ok"] and "unknown skill" in r["error"]
         bench.call("safety/estop", {}, timeout=10)
         r = bench.execute("push", {"object": "red_block", "direction": "+x", "distance": 0.05})
         assert not r["ok"] and "e-stop" in r["error"]
-        assert bench.skills.target_pub.sent == sent0
+        assert bench.skills.arm.target_pub.sent == sent0
         bench.call("safety/reset", {}, timeout=10)
         assert bench.execute("move_to", {"position": [0.5, 0.0, 0.3]})["ok"]
 
@@ -134,11 +134,12 @@ def test_drop_measures_the_whole_centre_of_mass_offset_and_the_twin_then_agrees(
 def test_place_carries_a_boxed_in_block_to_a_clear_spot():
     """Seed 100015's red block has a neighbour within the hand's clearance on every side: the grid offers
     only a place, and after it every push and strike level is possible."""
-    from loopylab.lab import grammar as g
+    from loopylab.lab.experiments import candidate_experiments
+    from loopylab.world import notebook as g
     from loopylab.lab.investigation import grammar_scene
     with sim_bench(robot="panda", seed=100015, mocap_noise=0.0005) as bench:
         q = g.Question("friction", ("red_block",), 0.05)
-        before = g.candidate_experiments(grammar_scene(bench.sim.scene.perceived()), q)
+        before = candidate_experiments(grammar_scene(bench.sim.scene.perceived()), q)
         (place,) = [c for c in before if c.skill == "place"]
         assert not any(c.skill in ("push", "strike") for c in before)
         start, _ = bench.sim.world.object_pose("red_block")
@@ -150,7 +151,7 @@ def test_place_carries_a_boxed_in_block_to_a_clear_spot():
         assert pos[2] == pytest.approx(start[2], abs=0.003)   # set down on its face, not dropped or tipped
         moved = g.Scene(tuple(g.SceneObject(o.name, o.shape, o.size, *place.position) if o.name == "red_block"
                               else o for o in grammar_scene(bench.sim.scene.perceived()).objects))
-        assert {c.skill for c in g.candidate_experiments(moved, q)} >= {"push", "strike"}
+        assert {c.skill for c in candidate_experiments(moved, q)} >= {"push", "strike"}
         for bad, why in (({"position": [0.5]}, "position must be"), ({"position": [1.4, 0.0]}, "cannot reach")):
             r = bench.execute("place", {"object": "red_block", **bad})
             assert not r["ok"] and why in r["error"], r
@@ -158,14 +159,31 @@ def test_place_carries_a_boxed_in_block_to_a_clear_spot():
 
 def test_skills_follow_the_sims_scene_across_resets():
     with sim_bench(robot="panda", seed=0, n_objects=1) as bench:
-        bench.call("sim/reset", {"seed": 5, "n_objects": 2}, timeout=30)  # not via Bench.reset
+        bench.call("sim/reset", {"seed": 5, "n_objects": 2}, timeout=30)  # not via Bench.reset: no epoch given
         want = bench.sim.scene.perceived()
-        msg = bench.client.subscribe("sim/scene", None, mode="latest").wait_for(
+        msg = bench.node.subscribe("sim/scene", None, mode="latest").wait_for(
             lambda m: m["scene"].get("seed") == 5, timeout=10)
         assert msg["scene"]["objects"][0]["label"] == want.objects[0].label
         assert "mass" not in msg["scene"]["objects"][0]
         # the skills node's subscription sees the same latched message
-        assert wait_until(lambda: bench.skills.scene == want, 10), bench.skills.scene
+        assert wait_until(lambda: bench.skills.arm.scene == want, 10), bench.skills.arm.scene
+
+
+def test_a_skill_right_after_a_reset_to_another_world_works_on_that_worlds_object():
+    """The skills learn the world from the latched sim/scene, which travels on another socket than the
+    sim/reset reply: a skill requested at once names the new world (the reply's epoch) and waits for its
+    scene. Without a pose source the scene is all the skills know of where the block is: with seed 1's
+    scene kept, the hand would close 30 cm from seed 2's block, and weigh nothing."""
+    with sim_bench(robot="panda", seed=1, n_objects=1, mocap=False) as bench:
+        old = bench.sim.scene.object("red_block")
+        new = bench.reset(2, n_objects=1).object("red_block")
+        assert np.linalg.norm(np.subtract(new.position, old.position)[:2]) > 0.2
+        r = bench.execute("weigh", {"object": "red_block"})
+        assert r["ok"], r["error"]
+        assert r["measurements"]["source"] == "scene"
+        truth = _truth(bench, "red_block")
+        assert np.allclose(truth["position"][:2], new.position[:2], atol=2e-3)  # put back where it was
+        assert r["measurements"]["mass_kg"] == pytest.approx(truth["mass"], rel=0.05)
 
 
 def test_push_reports_the_hands_load_and_friction_is_mu_times_weight_plus_load():
@@ -202,14 +220,14 @@ def test_an_object_fixed_to_the_table_is_not_weighed_or_dropped_as_if_held():
     Lift still measures: "lifted 0.000" is its answer."""
     import dataclasses
 
-    from loopylab.sim.scene import scene_from_seed
+    from loopylab.world.scene import scene_from_seed
     base = scene_from_seed(0, n_objects=1)
     fixed = dataclasses.replace(base.objects[0], shape="cube", size=0.04, position=(0.55, 0.0, 0.02), mass=0.0,
                                 com_offset=(0.0, 0.0, 0.0))
     spec = dataclasses.replace(base, objects=[fixed])
     with sim_bench(robot="panda", seed=0, n_objects=1, mocap_noise=0.0) as bench:
         bench.call("sim/reset", {"scene": spec.to_dict()}, timeout=30)
-        assert wait_until(lambda: bench.skills.scene == bench.sim.scene.perceived(), 10)
+        assert wait_until(lambda: bench.skills.arm.scene == bench.sim.scene.perceived(), 10)
         label = fixed.label
         for skill, args in (("weigh", {}), ("drop", {"height": 0.1})):
             r = bench.execute(skill, {"object": label, **args})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loopylab.bus.launch import GraphError, Launcher, apply_overrides, parse_graph
+from loopylab.bus.launch import GraphError, Launcher, apply_overrides, parse_graph, start_graph
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -134,3 +134,42 @@ def test_same_graph_on_another_transport():
     assert threads.url == "inproc://t1" and [n.process for n in threads.nodes] == [False, False]
     tcp = spec.with_bus("tcp://10.0.0.5:7500")
     assert tcp.url == "tcp://10.0.0.5:7500" and [n.process for n in tcp.nodes] == [True, False]
+
+
+class Echo:
+    """A thread node's object: serves test/echo; the launcher closes it at shutdown."""
+
+    def __init__(self, node):
+        self.closed = False
+        node.service("test/echo", lambda req: {"echo": req})
+        print("echo ready", flush=True)
+
+    def close(self):
+        self.closed = True
+
+
+def test_start_graph_runs_a_graph_in_this_process_and_leaves_stdout_and_env_alone(capsys, monkeypatch):
+    spec = parse_graph({"graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
+                        "nodes": {"echo": {"run": "tests.bus.test_launch:Echo"},
+                                  "steady": {"run": "tests.bus.helpers:steady"}}})
+    monkeypatch.setenv("LOOPYLAB_BUS", "ipc://elsewhere")
+    stdout = sys.stdout
+    with start_graph(spec, wait_for=["test/echo"]) as graph:
+        assert sys.stdout is stdout and os.environ["LOOPYLAB_BUS"] == "ipc://elsewhere"
+        assert graph.call("test/echo", {"x": 1}) == {"echo": {"x": 1}}
+        echo = graph.result("echo")
+        assert isinstance(echo, Echo) and not echo.closed and graph.failure == ""
+        assert graph.node.subscribe("test/steady").wait_for(timeout=10) is not None
+    assert echo.closed  # stopped with the graph
+    out, err = capsys.readouterr()
+    assert "echo ready" in out and "[echo]" not in out  # the node's own line, unprefixed
+    assert "[launch]" not in err                         # a quiet launcher says nothing
+
+
+def test_start_graph_raises_with_the_failing_node_and_its_error():
+    spec = parse_graph({"graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
+                        "nodes": {"steady": {"run": "tests.bus.helpers:steady"},
+                                  "crasher": {"run": "tests.bus.helpers:crash", "params": {"message": "no arm"},
+                                              "restart": "never"}}})
+    with pytest.raises(RuntimeError, match=r"node 'crasher' failed.*RuntimeError: no arm"):
+        start_graph(spec, wait_for=["test/never"], timeout=30)

@@ -20,7 +20,7 @@ def open_bounty(market: Market, chain: Chain, slots: int, reward: int, **over):
     requester = Account.create()
     chain.faucet(requester.address, slots * reward + 10**18)
     terms = dict(title="direct", description="", task_spec={"topics": ["wrist/wrench"]}, acceptance=[],
-                 slots=slots, reward_wei=reward, deadline=time.time() + 3600, auto_approve_s=3600, claim_ttl_s=3600)
+                 slots=slots, reward_wei=str(reward), deadline=time.time() + 3600, auto_approve_s=3600, claim_ttl_s=3600)
     terms.update(over)
     b = market.post_bounty(requester.address, BountyTerms(**terms))
     raw = chain.fund_tx(requester, b.id, requester.address, math.ceil(b.refund_after), slots * reward)

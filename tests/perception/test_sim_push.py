@@ -1,41 +1,29 @@
 """The lab's push experiment in the simulator, measured through perception: SimArm renders the overhead
 camera (mocap off), the perception node turns images into poses, and the displacement it measures
 agrees with the simulator's ground truth within the uncertainty it reports."""
-import uuid
-
 import numpy as np
 import pytest
 
-from loopylab.bus import Node, ObjectPoses
+from loopylab.bus import ObjectPoses
 from loopylab.perception.displacement import DisplacementProbe
-from loopylab.perception.node import run_perception
 
-sim_scene = pytest.importorskip("loopylab.sim.scene", reason="needs the simulator package")
+sim_scene = pytest.importorskip("loopylab.world.scene", reason="needs the simulator package")
 
 
 @pytest.fixture
 def bench(tmp_path):
-    from loopylab.actuation.gate import run_gate
-    from loopylab.actuation.skills import Skills
-    from loopylab.sim.node import run_sim_arm
+    from loopylab.lab.bench import sim_bench
     spec = sim_scene.scene_from_seed(3, n_objects=1)
     # TinyRenderer draws the Panda's meshes slowly on a CPU (~0.5 s a frame): one camera at 2 Hz keeps the
-    # lockstep sim moving; the gate and skills get patience to match.
+    # lockstep sim moving; the gate gets patience to match.
     spec.cameras = [c for c in spec.cameras if c.name == "overhead"]
     spec.cameras[0].hz = 2.0
     path = tmp_path / "scene.toml"
     path.write_text(spec.to_toml())
-    url = f"inproc://{uuid.uuid4().hex}"
-    nodes = {n: Node(n, url) for n in ("sim_arm", "safety_gate", "skills", "perception", "lab")}
-    parts = [run_sim_arm(nodes["sim_arm"], scene=str(path), cameras=True, mocap=False, clock="lockstep"),
-             run_gate(nodes["safety_gate"], robot="panda", heartbeat_ms=3000),
-             Skills(nodes["skills"], "panda", spec.perceived(), tick_timeout=5.0),
-             run_perception(nodes["perception"], cameras=["overhead"], scene=str(path), hz=20)]
-    yield nodes["lab"]
-    for part in reversed(parts):
-        part.close()
-    for n in nodes.values():
-        n.close()
+    # the objects reach the perception node (and the skills) on the sim's sim/scene
+    with sim_bench(scene=str(path), cameras=True, mocap=False, gate={"heartbeat_ms": 3000},
+                   perception={"cameras": ["overhead"], "hz": 20}) as bench:
+        yield bench.node
 
 
 def test_push_displacement_through_perception_matches_ground_truth(bench):

@@ -1,0 +1,115 @@
+"""push and strike: the closed hand moves an object along the table, slowly (the force it takes: friction)
+or fast and stopping short (how far it slides on: friction and launch speed)."""
+from __future__ import annotations
+
+import numpy as np
+
+from loopylab.world import protocols as P
+from loopylab.world.limits import GateConfig
+from loopylab.world.kinematics import Unreachable
+from loopylab.actuation.skills.motion import Motion
+from loopylab.actuation.skills.session import ArmSession, SkillFailed
+from loopylab.world.trajectory import cartesian_line
+
+FOLLOW_MARGIN = 0.8   # the share of the gate's velocity limit a fast plan may use (see check_followable)
+
+
+def push(arm: ArmSession, mo: Motion, args: dict) -> dict:
+    return _push_like(arm, mo, args, strike=False)
+
+
+def strike(arm: ArmSession, mo: Motion, args: dict) -> dict:
+    return _push_like(arm, mo, args, strike=True)
+
+
+def _approach(arm: ArmSession, mo: Motion, tip, dir_name=None) -> tuple[np.ndarray, np.ndarray]:
+    """Plan: joints to above `tip`, then a line down to it. Returns (joint path, line path)."""
+    q0 = arm.q()
+    above = mo.ee(tip) + [0, 0, mo.rs.clearance]
+    q_above = mo.kin.ik(above, mo.orientation(above, dir_name), q0=q0)
+    down = mo.line(above, mo.ee(tip), 0.1, q_above, dir_name)
+    return mo.joint_path(q0, q_above), down
+
+
+def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
+    label = str(args.get("object", ""))
+    dir_name = str(args.get("direction", "+x"))
+    P.direction(dir_name)
+    if strike:
+        speed = P.number(args, "speed", 0.05, P.STRIKE_MAX_SPEED)
+        distance = 0.0
+    else:
+        distance = P.number(args, "distance", 0.005, 0.3)
+        speed = P.number(args, "speed", 0.005, 0.3, default=0.05)
+    pos0 = arm.obj_now(label)
+    _, size, _ = arm.object(label)
+    probe = arm.q()
+    q_probe = mo.kin.ik(mo.ee([pos0[0], pos0[1], P.TIP_Z + mo.rs.clearance]),
+                        mo.orientation(pos0, dir_name), q0=probe)
+    pad = mo.pad(q_probe, dir_name)
+    plan = (P.strike_plan(pos0, size, dir_name, speed, pad, mo.hz) if strike else
+            P.push_plan(pos0, size, dir_name, distance, speed, pad, mo.hz))
+    to_above, down = _approach(arm, mo, plan.start, dir_name)
+    line = cartesian_line(mo.kin, mo.ee(plan.start), mo.ee(plan.end),
+                          lambda x: mo.orientation(x, dir_name), plan.path, down[-1])
+    up = mo.line(mo.ee(plan.end), mo.ee(plan.end) + [0, 0, mo.rs.clearance], 0.1, line[-1], dir_name)
+    if strike:
+        check_followable(mo, line, down[-1] if len(down) else probe, f"strike {dir_name} at {speed:.2f} m/s")
+    # everything is planned: move
+    arm.last_q = probe
+    # closed in the air: a closed gripper pushes, never grasps
+    arm.gripper(0.0, wait_for=lambda g: g.position < 0.2 * mo.opening and not g.object_detected)
+    arm.run(to_above, down)
+    arm.record(True)
+    base_stamps = arm.hold(P.SETTLE_S)
+    clamps = arm.clamped()
+    stamps = arm.stream(line)
+    clamps = arm.clamped() - clamps
+    arm.last_q = line[-1]
+    if strike:
+        stamps += arm.settle_object(label)
+    else:
+        stamps += arm.hold(0.15)
+    arm.wait_stamps(arm.wrench, stamps)
+    arm.wait_objects(stamps[-1])
+    arm.record(False)
+    pos1 = arm.obj_now(label)
+    arm.run(up)
+    d = P.direction(dir_name)
+    if strike:
+        t, xy = arm.track(label, stamps)
+        if len(t) < 5:
+            raise SkillFailed("no object track during the strike (is perception/objects running?)")
+        i_brake = min(int(np.searchsorted(plan.path, plan.brake_s - 1e-9)), len(stamps) - 1)
+        t_brake = (stamps[i_brake] - stamps[0]) / 1e9
+        m = P.analyze_strike(t, xy, t_brake, speed, arm.sigma(label))
+    else:
+        w = arm.wrench
+        base = np.mean([w[s] for s in base_stamps if s in w], axis=0)
+        pushed = stamps[:len(line)]
+        f = np.array([-(w[s][:3] - base[:3]) @ d if s in w else 0.0 for s in pushed])
+        up = np.array([w[s][2] - base[2] if s in w else 0.0 for s in pushed])
+        m = P.analyze_push(plan.path[:len(f)], f, pos0, pos1, plan.steady, arm.sigma(label), force_up=up)
+        if not P.PUSH_LOAD_RANGE[0] <= m.get("load_N", 0.0) <= P.PUSH_LOAD_RANGE[1]:
+            raise SkillFailed(f"the hand hit something besides {label} (vertical force "
+                              f"{m['load_N']:.1f} N while pushing): the force reading is not the object's")
+    m["gate_clamps"] = int(clamps)  # > 0: the gate slowed the motion; the reading may be off
+    return m
+
+
+def check_followable(mo: Motion, qs, q_before, what: str) -> None:
+    """Refuse, before moving, a fast motion whose joint speeds exceed the gate's default velocity limit
+    (velocity_scale x the URDF's): the gate would slow it down, and the measurement would be of another
+    experiment than the one asked for. (Accelerations are left to the gate: second differences of IK
+    waypoints carry the redundant arm's null-space jitter, and the gate scales such steps smoothly.)
+    A plan must keep FOLLOW_MARGIN below the limit: the gate checks each step from the *measured* state,
+    a tick or two behind the plan, so a plan at 91 % of it (an SO-101 strike at 0.25 m/s) was clamped 4-7
+    times and now and then missed its block or was rejected mid-strike."""
+    v = np.abs(np.diff(np.vstack([q_before, qs]), axis=0)) * mo.hz
+    limit = mo.kin.limits.velocity * GateConfig().velocity_scale * FOLLOW_MARGIN
+    frac = v / limit
+    if frac.max() > 1.0:
+        i, j = np.unravel_index(int(np.argmax(frac)), frac.shape)
+        raise Unreachable(f"{what}: the arm cannot follow it here (joint {j} would turn at {v[i, j]:.2f} "
+                          f"rad/s; plans may use {limit[j]:.2f} rad/s, {FOLLOW_MARGIN:.0%} of the gate's limit); "
+                          f"try a lower speed or another direction")

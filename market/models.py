@@ -1,0 +1,205 @@
+"""The API's request and response bodies (pydantic). The bounty's models are built from `terms.BountyTerms`, the
+one definition of a bounty's terms; the rest are written here once. The OpenAPI document at /openapi.json is
+generated from these, so every route's answer is typed there.
+
+A response model forbids extra keys too: a service view that grows a key the model does not list fails the
+tests loudly instead of vanishing from the API.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopylab.market.terms import BountyTerms, Strict, derive
+
+
+class Out(BaseModel):
+    """A response body: every key always present (so the OpenAPI schema marks them all required)."""
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+
+# ---------------------------------------------------------------------- bounties (from the one definition)
+
+BountyPatch = derive("BountyPatch", optional=True, doc="Edit a draft bounty: name only the terms that change.")
+
+
+class _BountyKey(Out):
+    id: int
+    requester: str
+
+
+class BountyOut(BountyTerms, _BountyKey):
+    """A bounty: its id and requester, its terms, then what the market knows about it. (Field order follows
+    the bases right to left: id, requester, the terms, then these.)"""
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+    state: str
+    created_at: float
+    slots_taken: int
+    slots_free: int
+    approved: int
+    funded_wei: str
+    escrow_address: str
+    refund_after: float
+
+
+class FundIn(Strict):
+    raw_tx: str | None = Field(None, max_length=20_000, pattern=r"^(0x)?[0-9a-fA-F]*$",
+                               description="the requester's signed escrow.fund transaction; omit if already sent")
+
+
+class FundingOut(Out):
+    """The escrow.fund transaction the requester's wallet signs."""
+    to: str
+    value: str
+    data: str
+    chain_id: int
+    nonce: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    gas: int
+    refund_after: int
+
+
+# ---------------------------------------------------------------------- sign-in
+
+class LoginIn(Strict):
+    message: str = Field(max_length=8192, description="the EIP-4361 message text that was signed")
+    signature: str = Field(max_length=200, description="0x-prefixed 65-byte EIP-191 signature")
+
+
+class NonceOut(Out):
+    nonce: str
+    expires_at: float
+    domain: str
+    uri: str
+    chain_id: int
+
+
+class LoginOut(Out):
+    token: str
+    address: str
+    expires_at: float
+
+
+class OkOut(Out):
+    ok: bool
+
+
+class AddressOut(Out):
+    address: str
+
+
+# ---------------------------------------------------------------------- claims, rigs, uploads, submissions
+
+class ClaimOut(Out):
+    id: int
+    bounty_id: int
+    state: str
+    created_at: float
+    expires_at: float
+
+
+class RigIn(Strict):
+    address: str = Field(max_length=42)
+    signature: str = Field(max_length=200, description="rig key's EIP-191 signature of "
+                                                       "'loopylab rig <rig> belongs to <your address>'")
+    label: str = Field("", max_length=200)
+
+
+class RigOut(Out):
+    address: str
+    owner: str
+    label: str
+
+
+class BlobOut(Out):
+    sha256: str
+    size: int
+
+
+class SubmissionIn(Strict):
+    manifest: dict[str, Any] = Field(description="{version, bounty_id, rig, created_at, files: [{path, sha256, size}]}")
+    signature: str = Field(max_length=200, description="rig key's EIP-191 signature of the canonical manifest JSON")
+
+
+class ReviewIn(Strict):
+    approve: bool
+    reason: str = Field("", max_length=2000, description="required when rejecting")
+
+
+class PayoutOut(Out):
+    payout_id: str
+    bounty_id: int
+    submission_id: int
+    payee: str
+    amount_wei: str
+    state: str
+    tx_hash: str
+    block_number: int
+    error: str
+    created_at: float
+
+
+class SubmissionOut(Out):
+    id: int
+    bounty_id: int
+    bounty_title: str
+    claim_id: int
+    contributor: str
+    rig: str
+    state: str
+    checks: list[dict[str, Any]] = Field(description="[{name, ok, detail}], the verification pipeline's results")
+    reason: str
+    reviewed_by: str = Field(description="the reviewer's address, or 'auto'")
+    created_at: float
+    reviewed_at: float
+    manifest: dict[str, Any]
+    auto_approve_at: float | None = Field(description="while pending review: when it is approved unless reviewed")
+    payout: PayoutOut | None
+
+
+# ---------------------------------------------------------------------- money, standings, chain
+
+class WithdrawOut(Out):
+    address: str
+    amount_wei: str
+
+
+class PayoutsOut(Out):
+    payouts: list[PayoutOut]
+    withdrawable_wei: str
+    paid_wei: str
+
+
+class LeaderOut(Out):
+    rank: int
+    address: str
+    approved: int
+    rejected: int
+    invalid: int
+    earned_wei: str
+    reputation: float
+
+
+class ChainOut(Out):
+    chain_id: int
+    escrow_address: str
+    embedded: bool
+    operator: str
+    confirmations: int
+
+
+class FaucetOut(Out):
+    address: str
+    value_wei: str
+
+
+class ReconcileOut(Out):
+    ok: bool
+    mismatches: list[str]
+
+
+class HealthOut(Out):
+    ok: bool
+    time: float

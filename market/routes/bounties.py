@@ -1,0 +1,60 @@
+"""Bounties: post (a draft), list, read, edit and cancel while a draft, the escrow transaction that funds one,
+funding (which opens it), and the refund of what is left after settlement. Bodies and answers are built from
+the one definition of a bounty's terms (market/terms.py)."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from loopylab.market.models import BountyOut, BountyPatch, FundingOut, FundIn
+from loopylab.market.routes.deps import Id, MarketDep, User
+from loopylab.market.terms import BountyTerms
+
+router = APIRouter(prefix="/bounties", tags=["bounties"])
+State = Annotated[str | None, Query(pattern="^(draft|open|closed|refunded|cancelled)$")]
+
+
+@router.post("", status_code=201, summary="Post a bounty (draft until funded)", response_model=BountyOut)
+def post_bounty(body: BountyTerms, address: User, market: MarketDep):
+    return market.get_bounty(market.post_bounty(address, body).id)
+
+
+@router.get("", response_model=list[BountyOut])
+def list_bounties(market: MarketDep, state: State = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                  offset: Annotated[int, Query(ge=0, le=10**6)] = 0):
+    return market.list_bounties(state, limit, offset)
+
+
+@router.get("/{bounty_id}", response_model=BountyOut)
+def get_bounty(bounty_id: Id, market: MarketDep):
+    return market.get_bounty(bounty_id)
+
+
+@router.patch("/{bounty_id}", summary="Edit a draft bounty (terms freeze at funding)", response_model=BountyOut)
+def patch_bounty(bounty_id: Id, body: BountyPatch, address: User, market: MarketDep):
+    market.update_bounty(address, bounty_id, body.model_dump(exclude_none=True))
+    return market.get_bounty(bounty_id)
+
+
+@router.delete("/{bounty_id}", summary="Cancel a draft bounty", response_model=BountyOut)
+def cancel_bounty(bounty_id: Id, address: User, market: MarketDep):
+    market.cancel_bounty(address, bounty_id)
+    return market.get_bounty(bounty_id)
+
+
+@router.get("/{bounty_id}/funding", summary="The escrow transaction to sign", response_model=FundingOut)
+def funding(bounty_id: Id, address: User, market: MarketDep):
+    return market.funding_request(address, bounty_id)
+
+
+@router.post("/{bounty_id}/fund", summary="Broadcast the funding tx; open the bounty", response_model=BountyOut)
+def fund(bounty_id: Id, body: FundIn, address: User, market: MarketDep):
+    market.fund(address, bounty_id, body.raw_tx)
+    return market.get_bounty(bounty_id)
+
+
+@router.post("/{bounty_id}/refund", summary="Return the unspent escrow after settlement", response_model=BountyOut)
+def refund(bounty_id: Id, address: User, market: MarketDep):
+    market.refund(address, bounty_id)
+    return market.get_bounty(bounty_id)

@@ -1,0 +1,596 @@
+"""The notebook's text format: the exact text the policy reads and writes (docs/lab.md, "The notebook grammar").
+
+A notebook is a sequence of sections, one per line, each wrapped in its special tokens:
+
+    <|question_start|>estimate friction of red_block within 0.05<|question_end|>
+    <|scene_start|>red_block cube 0.05 at 0.55 0.00; blue_block cube 0.05 at 0.45 0.12<|scene_end|>
+    <|hypothesis_start|>friction red_block in 0.10 1.00<|hypothesis_end|>
+    <|experiment_start|>push red_block +x 0.10 0.05<|experiment_end|>
+    <|observation_start|>force 1.83 moved 0.099<|observation_end|>
+    <|belief_start|>friction red_block 0.41 0.09; mass red_block 0.450 0.100<|belief_end|>
+    <|conclusion_start|>friction red_block 0.38 0.03<|conclusion_end|>
+
+Every number has a fixed number of decimals, so each text has exactly one spelling:
+`render(parse(text)) == text` for every text `parse` accepts, and `parse` rejects the rest with a
+`GrammarError` that says where. Section bodies:
+
+    question     estimate friction|restitution of OBJ within T.TT [budget N]
+                 estimate mass of OBJ within P% [budget N]              (relative tolerance)
+                 rank OBJ OBJ [OBJ ...] by mass [budget N]
+                 predict slide of OBJ after strike DIR S.SS within T.TTT [budget N]
+    scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
+    hypothesis   PARAM OBJ in LO HI (; ...)
+    experiment   push OBJ DIR DIST SPEED | strike OBJ DIR SPEED | weigh OBJ | drop OBJ HEIGHT | lift OBJ HEIGHT
+                 | place OBJ X Y                                         (move it to X Y on the table)
+    observation  force F.FF moved M.MMM [load L.LL] | slide S.SSS | mass M.MMM
+                 | bounce B.BBB [com X.XXX Y.YYY [Z.ZZZ]] | lifted L.LLL | placed D.DDD | failed WORDS
+                                                      (com: the held object's centre-of-mass offset, m;
+                                                       load: the hand's vertical push on the object, N;
+                                                       placed: how far the object moved, m)
+    belief       QTY OBJ MEAN SD (; ...)                                 QTY friction|mass|restitution|slide
+    conclusion   QTY OBJ VALUE HALFWIDTH (; ...) | mass order OBJ > OBJ [> OBJ ...]   (heaviest first)
+
+For constrained decoding a decoder asks `prefix_ok(kind, partial_body, scene)` (can this still
+become a valid body?) and `body_complete(...)` (may the end token come now?), with object names taken
+from the scene. Which experiments are sensible where the objects stand (the finite experiment grid) is
+not part of the text format; the lab narrows experiment bodies to it.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import regex  # the `regex` module: partial matching for prefix checks (re has none)
+
+KINDS = ("question", "scene", "hypothesis", "experiment", "observation", "belief", "conclusion")
+PARAMS = ("friction", "mass", "restitution")          # hidden object properties
+QUANTITIES = PARAMS + ("slide",)                      # what beliefs and conclusions talk about
+SKILLS = ("push", "strike", "weigh", "drop", "lift", "place")  # the experiments the lab may run
+DIRECTIONS = ("+x", "-x", "+y", "-y")
+SHAPES = ("cube", "cylinder", "sphere")
+DECIMALS = {"friction": 2, "mass": 3, "restitution": 2, "slide": 3}
+OBS_FIELDS = {  # skill -> ((text key, measurement key, decimals), ...) in text order
+    "push": (("force", "force_mean_N", 2), ("moved", "moved_m", 3)),
+    "strike": (("slide", "slide_m", 3),),
+    "weigh": (("mass", "mass_kg", 3),),
+    "drop": (("bounce", "bounce_m", 3),),
+    "lift": (("lifted", "lifted_m", 3),),
+    "place": (("placed", "placed_m", 3),),
+}
+# optional trailing fields, reported when the arm has a wrist F/T sensor: a drop the centre-of-mass offset
+# (object frame, x y, and z when the arm could tilt the object) that the wrist torque showed while the
+# object was held; a push the vertical force the hand put on the object while pushing it (down > 0), which
+# adds mu x load to the friction (a tall block meets the palm of a hand pushing it low).
+# skill -> (word, measurement keys, decimals, how many of the keys at least)
+OBS_OPTIONAL = {"drop": ("com", ("com_x_m", "com_y_m", "com_z_m"), 3, 2), "push": ("load", ("load_N",), 2, 1)}
+DEFAULT_BUDGET = 10
+
+
+def start_token(kind: str) -> str:
+    return f"<|{kind}_start|>"
+
+
+def end_token(kind: str) -> str:
+    return f"<|{kind}_end|>"
+
+
+SPECIAL_TOKENS = [t for k in KINDS for t in (start_token(k), end_token(k))]
+
+
+class GrammarError(ValueError):
+    """Text that is not in the notebook grammar (the message says which part and why)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# numbers: one spelling each
+
+def fmt(x: float, decimals: int) -> str:
+    """Fixed-decimal spelling without '-0.00' (so that every number has exactly one text)."""
+    s = f"{x:.{decimals}f}"
+    return s[1:] if s.startswith("-") and float(s) == 0 else s
+
+
+def num_re(decimals: int, signed: bool = False) -> str:
+    """Regex of fmt()'s output: no leading zeros, at most 3 integer digits, never '-0.00'."""
+    unsigned = rf"(?:0|[1-9]\d{{0,2}})\.\d{{{decimals}}}"
+    if not signed:
+        return unsigned
+    nonzero = rf"(?:0\.(?!0{{{decimals}}})\d{{{decimals}}}|[1-9]\d{{0,2}}\.\d{{{decimals}}})"
+    return rf"(?:-{nonzero}|{unsigned})"
+
+
+NAME_RE = r"[a-z][a-z0-9_]{0,23}"
+WORDS_RE = r"[a-z0-9_.]+(?: [a-z0-9_.]+){0,15}"
+
+
+def _alt(words: Iterable[str]) -> str:
+    return "(?:" + "|".join(re.escape(w) for w in sorted(set(words), key=lambda w: (-len(w), w))) + ")"
+
+
+T = TypeVar("T")
+
+
+def _given(value: T | None, what: str) -> T:
+    """A field the section needs (a push's distance, a prediction's action): an object without it has no text."""
+    if value is None:
+        raise GrammarError(f"{what} is missing")
+    return value
+
+
+def _num(text: str, decimals: int, what: str) -> float:
+    if re.fullmatch(num_re(decimals), text) is None:
+        raise GrammarError(f"{what}: {text!r} is not a number with {decimals} decimals")
+    value = float(text)
+    if fmt(value, decimals) != text:
+        raise GrammarError(f"{what}: {text!r} is not written canonically (want {fmt(value, decimals)!r})")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# section bodies
+
+@dataclass(frozen=True)
+class SceneObject:
+    name: str
+    shape: str = "cube"
+    size: float = 0.05     # edge / diameter, metres
+    x: float = 0.0         # position on the table, robot base frame, metres
+    y: float = 0.0
+
+    def render(self) -> str:
+        return f"{self.name} {self.shape} {fmt(self.size, 2)} at {fmt(self.x, 2)} {fmt(self.y, 2)}"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What the lab may know about a world: names, shapes, sizes, positions; no hidden properties."""
+    objects: tuple[SceneObject, ...]
+    kind = "scene"
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.objects]
+
+    def get(self, name: str) -> SceneObject:
+        for o in self.objects:
+            if o.name == name:
+                return o
+        raise KeyError(f"no object {name!r} in the scene (have {self.names})")
+
+    def render(self) -> str:
+        return "; ".join(o.render() for o in self.objects)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    skill: str
+    object: str
+    direction: str | None = None   # push, strike
+    distance: float | None = None  # push, metres
+    speed: float | None = None     # push, strike; m/s
+    height: float | None = None    # drop, lift; metres
+    position: tuple[float, float] | None = None  # place: where on the table (base frame x, y; metres)
+    kind = "experiment"
+
+    def render(self) -> str:
+        parts = [self.skill, self.object]
+        if self.skill == "push":
+            parts += [_given(self.direction, "push direction"), fmt(_given(self.distance, "push distance"), 2),
+                      fmt(_given(self.speed, "push speed"), 2)]
+        elif self.skill == "strike":
+            parts += [_given(self.direction, "strike direction"), fmt(_given(self.speed, "strike speed"), 2)]
+        elif self.skill in ("drop", "lift"):
+            parts += [fmt(_given(self.height, f"{self.skill} height"), 2)]
+        elif self.skill == "place":
+            x, y = _given(self.position, "place position")
+            parts += [fmt(x, 2), fmt(y, 2)]
+        return " ".join(parts)
+
+    def args(self) -> dict:
+        """The `skills/execute` args of this experiment (docs/contracts.md, "Skills")."""
+        a: dict = {"object": self.object}
+        for k in ("direction", "distance", "speed", "height"):
+            if getattr(self, k) is not None:
+                a[k] = getattr(self, k)
+        if self.position is not None:
+            a["position"] = list(self.position)
+        return a
+
+    def request(self) -> dict:
+        return {"skill": self.skill, "args": self.args()}
+
+
+@dataclass(frozen=True)
+class Question:
+    """`kind` is friction|mass|restitution (estimate), rank (by mass) or predict (a held-out strike).
+    `tolerance` is absolute (friction, restitution, predicted slide in metres) or relative (mass)."""
+    kind: str
+    objects: tuple[str, ...]
+    tolerance: float = 0.0
+    budget: int | None = None             # None: DEFAULT_BUDGET, and not written in the text
+    action: Experiment | None = None      # predict: the held-out action
+    section = "question"
+
+    @property
+    def max_experiments(self) -> int:
+        return DEFAULT_BUDGET if self.budget is None else self.budget
+
+    @property
+    def object(self) -> str:
+        return self.objects[0]
+
+    def render(self) -> str:
+        if self.kind in ("friction", "restitution"):
+            s = f"estimate {self.kind} of {self.object} within {fmt(self.tolerance, 2)}"
+        elif self.kind == "mass":
+            s = f"estimate mass of {self.object} within {round(self.tolerance * 100)}%"
+        elif self.kind == "rank":
+            s = f"rank {' '.join(self.objects)} by mass"
+        elif self.kind == "predict":
+            a = _given(self.action, "predict action")
+            s = (f"predict slide of {self.object} after strike {a.direction} {fmt(_given(a.speed, 'strike speed'), 2)} "
+                 f"within {fmt(self.tolerance, 3)}")
+        else:
+            raise GrammarError(f"unknown question kind {self.kind!r}")
+        return s if self.budget is None else f"{s} budget {self.budget}"
+
+
+@dataclass(frozen=True)
+class Range:
+    param: str
+    object: str
+    lo: float
+    hi: float
+
+    def render(self) -> str:
+        d = DECIMALS[self.param]
+        return f"{self.param} {self.object} in {fmt(self.lo, d)} {fmt(self.hi, d)}"
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    ranges: tuple[Range, ...]
+    kind = "hypothesis"
+
+    def render(self) -> str:
+        return "; ".join(r.render() for r in self.ranges)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What an experiment measured: (text key, value) pairs in grammar order, or why it failed."""
+    values: tuple[tuple[str, float], ...] = ()
+    error: str | None = None
+    com: tuple[float, ...] | None = None       # a drop's centre-of-mass offset x y [z] (OBS_OPTIONAL), m
+    load: float | None = None                  # a push's vertical load on the object (OBS_OPTIONAL), N
+    kind = "observation"
+
+    def render(self) -> str:
+        if self.error is not None:
+            return f"failed {self.error}"
+        dec = {k: d for fields_ in OBS_FIELDS.values() for k, _, d in fields_}
+        text = " ".join(f"{k} {fmt(v, dec[k])}" for k, v in self.values)
+        if self.com is not None:
+            d = OBS_OPTIONAL["drop"][2]
+            text += " com " + " ".join(fmt(v, d) for v in self.com)
+        if self.load is not None:
+            text += f" load {fmt(self.load, OBS_OPTIONAL['push'][2])}"
+        return text
+
+    def get(self, key: str) -> float:
+        return dict(self.values)[key]
+
+    @classmethod
+    def from_measurements(cls, skill: str, measurements: dict) -> Observation:
+        vals = []
+        for key, mkey, d in OBS_FIELDS[skill]:
+            v = float(measurements[mkey])
+            if not math.isfinite(v):
+                return cls.failure(f"{mkey} not finite")
+            vals.append((key, float(fmt(abs(v) if key != "moved" else max(v, 0.0), d))))
+        extra = None
+        if skill in OBS_OPTIONAL:
+            _, keys, d, least = OBS_OPTIONAL[skill]
+            xs: list[Any] = [measurements.get(k) for k in keys]
+            n = next((i for i, v in enumerate(xs) if v is None or not math.isfinite(float(v))), len(xs))
+            if n >= least:  # the leading keys that are there (a drop without a tilt has no z)
+                extra = tuple(float(fmt(float(v), d)) for v in xs[:n])
+        return cls._with_optional(tuple(vals), skill, extra)
+
+    @classmethod
+    def _with_optional(cls, values: tuple, skill: str, extra: tuple | None) -> Observation:
+        if extra is None:
+            return cls(values)
+        word = OBS_OPTIONAL[skill][0]
+        return cls(values, com=extra) if word == "com" else cls(values, load=extra[0])
+
+    @classmethod
+    def failure(cls, reason: str) -> Observation:
+        words = re.sub(r"[^a-z0-9_.]+", " ", reason.lower()).split()[:16] or ["unknown"]
+        return cls(error=" ".join(w[:40] for w in words))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """`quantity object value spread`: spread is the SD in beliefs and the half-width in conclusions."""
+    quantity: str
+    object: str
+    value: float
+    spread: float
+
+    def render(self) -> str:
+        d = DECIMALS[self.quantity]
+        return f"{self.quantity} {self.object} {fmt(self.value, d)} {fmt(self.spread, d)}"
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Objects ordered by a quantity, largest first (`mass order a > b > c`)."""
+    quantity: str
+    objects: tuple[str, ...]
+
+    def render(self) -> str:
+        return f"{self.quantity} order {' > '.join(self.objects)}"
+
+
+@dataclass(frozen=True)
+class Belief:
+    estimates: tuple[Estimate, ...]
+    kind = "belief"
+
+    def render(self) -> str:
+        return "; ".join(e.render() for e in self.estimates)
+
+    def get(self, quantity: str, obj: str) -> Estimate:
+        return next(e for e in self.estimates if e.quantity == quantity and e.object == obj)
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    answers: tuple[Estimate | Ranking, ...]
+    kind = "conclusion"
+
+    def render(self) -> str:
+        return "; ".join(a.render() for a in self.answers)
+
+
+Body = Question | Scene | Hypothesis | Experiment | Observation | Belief | Conclusion
+
+
+# ---------------------------------------------------------------------------------------------
+# body regexes (names from the scene when given, for constrained decoding)
+
+def _names(scene: Scene | None, objects: Iterable[str] | None = None) -> str:
+    if objects is not None:
+        return _alt(objects)
+    return _alt(scene.names) if scene is not None and scene.objects else NAME_RE
+
+
+def _list(clause: str) -> str:
+    return rf"{clause}(?:; {clause})*"
+
+
+def _budget() -> str:
+    return r"(?: budget [1-9]\d{0,2})?"
+
+
+def _optional_re(skill: str) -> str:
+    """The optional trailing fields of a skill's observation (OBS_OPTIONAL), as a non-capturing group."""
+    if skill not in OBS_OPTIONAL:
+        return ""
+    word, keys, d, least = OBS_OPTIONAL[skill]
+    more = f"(?: {num_re(d, True)}" * (len(keys) - least) + ")?" * (len(keys) - least)
+    return f"(?: {word}" + f" {num_re(d, True)}" * least + more + ")?"
+
+
+def body_regex(kind: str, scene: Scene | None = None) -> str:
+    """The regular expression (module `regex` / `re` syntax) of one section body."""
+    n = _names(scene)
+    d = _alt(DIRECTIONS)
+    if kind == "question":
+        return (rf"(?:estimate (?:friction|restitution) of {n} within {num_re(2)}"
+                rf"|estimate mass of {n} within [1-9]\d?%"
+                rf"|rank {n}(?: {n})+ by mass"
+                rf"|predict slide of {n} after strike {d} {num_re(2)} within {num_re(3)}){_budget()}")
+    if kind == "scene":
+        return _list(rf"{n} {_alt(SHAPES)} {num_re(2)} at {num_re(2, True)} {num_re(2, True)}")
+    if kind == "hypothesis":
+        return _list("(?:" + "|".join(rf"{p} {n} in {num_re(DECIMALS[p])} {num_re(DECIMALS[p])}"
+                                      for p in PARAMS) + ")")
+    if kind == "experiment":
+        return (rf"(?:push {n} {d} {num_re(2)} {num_re(2)}|strike {n} {d} {num_re(2)}|weigh {n}"
+                rf"|drop {n} {num_re(2)}|lift {n} {num_re(2)}|place {n} {num_re(2, True)} {num_re(2, True)})")
+    if kind == "observation":
+        alts = [" ".join(f"{k} {num_re(dd)}" for k, _, dd in fs) + _optional_re(sk) for sk, fs in OBS_FIELDS.items()]
+        return "(?:" + "|".join(alts) + rf"|failed {WORDS_RE})"
+    if kind in ("belief", "conclusion"):
+        est = "(?:" + "|".join(rf"{q} {n} {num_re(DECIMALS[q])} {num_re(DECIMALS[q])}" for q in QUANTITIES) + ")"
+        if kind == "belief":
+            return _list(est)
+        return rf"(?:{_list(est)}|mass order {n}(?: > {n})+)"
+    raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(KINDS)})")
+
+
+_COMPILED: dict[str, regex.Pattern] = {}
+
+
+def _compiled(kind: str, scene: Scene | None) -> regex.Pattern:
+    key = kind if scene is None else f"{kind}|{scene.render()}"
+    if key not in _COMPILED:
+        if len(_COMPILED) > 512:
+            _COMPILED.clear()
+        _COMPILED[key] = regex.compile(body_regex(kind, scene))
+    return _COMPILED[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+def _split(body: str) -> list[str]:
+    parts = body.split("; ")
+    if any(not p for p in parts):
+        raise GrammarError(f"empty clause in {body!r}")
+    return parts
+
+
+def _check(what: str, pattern: str, text: str) -> re.Match:
+    m = re.fullmatch(pattern, text)
+    if m is None:
+        raise GrammarError(f"{what}: {text!r} does not match the grammar")
+    return m
+
+
+def parse_body(kind: str, body: str) -> Body:
+    """Parse one section body into its dataclass; GrammarError if it is not canonical grammar."""
+    parsed = _parse_body(kind, body)
+    if parsed.render() != body:  # belt and braces: the grammar has one spelling per value
+        raise GrammarError(f"{kind}: {body!r} is not canonical (canonical: {parsed.render()!r})")
+    return parsed
+
+
+def _parse_body(kind: str, body: str) -> Body:
+    n, d = f"({NAME_RE})", f"({_alt(DIRECTIONS)})"
+    if kind == "question":
+        budget = None
+        mb = re.fullmatch(r"(.*) budget ([1-9]\d{0,2})", body)
+        if mb:
+            body, budget = mb.group(1), int(mb.group(2))
+        if m := re.fullmatch(rf"estimate (friction|restitution) of {n} within ({num_re(2)})", body):
+            return Question(m[1], (m[2],), _num(m[3], 2, "tolerance"), budget)
+        if m := re.fullmatch(rf"estimate mass of {n} within ([1-9]\d?)%", body):
+            return Question("mass", (m[1],), int(m[2]) / 100, budget)
+        if m := re.fullmatch(rf"rank {n}((?: {NAME_RE})+) by mass", body):
+            objs = (m[1],) + tuple(m[2].split())
+            if len(set(objs)) != len(objs):
+                raise GrammarError(f"question: an object is named twice in {body!r}")
+            return Question("rank", objs, 0.0, budget)
+        if m := re.fullmatch(rf"predict slide of {n} after strike {d} ({num_re(2)}) within ({num_re(3)})", body):
+            act = Experiment("strike", m[1], direction=m[2], speed=_num(m[3], 2, "speed"))
+            return Question("predict", (m[1],), _num(m[4], 3, "tolerance"), budget, act)
+        raise GrammarError(f"question: {body!r} is none of: estimate friction|mass|restitution of OBJ within TOL, "
+                           "rank OBJ OBJ... by mass, predict slide of OBJ after strike DIR SPEED within TOL")
+    if kind == "scene":
+        placed = []
+        for c in _split(body):
+            m = _check("scene", rf"{n} ({_alt(SHAPES)}) ({num_re(2)}) at ({num_re(2, True)}) ({num_re(2, True)})", c)
+            placed.append(SceneObject(m[1], m[2], float(m[3]), float(m[4]), float(m[5])))
+        if len({o.name for o in placed}) != len(placed):
+            raise GrammarError(f"scene: an object is named twice in {body!r}")
+        return Scene(tuple(placed))
+    if kind == "hypothesis":
+        out = []
+        for c in _split(body):
+            m = _check("hypothesis", rf"({'|'.join(PARAMS)}) {n} in (\S+) (\S+)", c)
+            dd = DECIMALS[m[1]]
+            lo, hi = _num(m[3], dd, "lower bound"), _num(m[4], dd, "upper bound")
+            if lo > hi:
+                raise GrammarError(f"hypothesis: empty range {lo} > {hi} in {c!r}")
+            out.append(Range(m[1], m[2], lo, hi))
+        return Hypothesis(tuple(out))
+    if kind == "experiment":
+        if m := re.fullmatch(rf"push {n} {d} ({num_re(2)}) ({num_re(2)})", body):
+            return Experiment("push", m[1], direction=m[2], distance=float(m[3]), speed=float(m[4]))
+        if m := re.fullmatch(rf"strike {n} {d} ({num_re(2)})", body):
+            return Experiment("strike", m[1], direction=m[2], speed=float(m[3]))
+        if m := re.fullmatch(rf"weigh {n}", body):
+            return Experiment("weigh", m[1])
+        if m := re.fullmatch(rf"(drop|lift) {n} ({num_re(2)})", body):
+            return Experiment(m[1], m[2], height=float(m[3]))
+        if m := re.fullmatch(rf"place {n} ({num_re(2, True)}) ({num_re(2, True)})", body):
+            return Experiment("place", m[1], position=(float(m[2]), float(m[3])))
+        raise GrammarError(f"experiment: {body!r} is none of: push OBJ DIR DIST SPEED, strike OBJ DIR SPEED, "
+                           f"weigh OBJ, drop OBJ HEIGHT, lift OBJ HEIGHT, place OBJ X Y")
+    if kind == "observation":
+        if m := re.fullmatch(rf"failed ({WORDS_RE})", body):
+            return Observation(error=m[1])
+        for sk, fs in OBS_FIELDS.items():
+            pat = " ".join(f"{k} ({num_re(dd)})" for k, _, dd in fs)
+            if m := re.fullmatch(pat + f"({_optional_re(sk)})", body):
+                extra = tuple(float(v) for v in m[len(fs) + 1].split()[1:]) if m[len(fs) + 1] else None
+                return Observation._with_optional(tuple((k, float(m[i + 1])) for i, (k, _, _) in enumerate(fs)),
+                                                  sk, extra)
+        raise GrammarError(f"observation: {body!r} does not match the grammar")
+    if kind in ("belief", "conclusion"):
+        if kind == "conclusion" and (m := re.fullmatch(rf"mass order {n}((?: > {NAME_RE})+)", body)):
+            objs = (m[1],) + tuple(m[2].split(" > ")[1:])
+            if len(set(objs)) != len(objs):
+                raise GrammarError(f"conclusion: an object is ranked twice in {body!r}")
+            return Conclusion((Ranking("mass", objs),))
+        ests = []
+        for c in _split(body):
+            m = _check(kind, rf"({'|'.join(QUANTITIES)}) {n} (\S+) (\S+)", c)
+            dd = DECIMALS[m[1]]
+            ests.append(Estimate(m[1], m[2], _num(m[3], dd, "value"), _num(m[4], dd, "spread")))
+            if ests[-1].value < 0 or ests[-1].spread < 0:
+                raise GrammarError(f"{kind}: negative number in {c!r}")
+        return Belief(tuple(ests)) if kind == "belief" else Conclusion(tuple(ests))
+    raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(KINDS)})")
+
+
+@dataclass(frozen=True)
+class Section:
+    kind: str
+    body: Body
+
+    def render(self) -> str:
+        return f"{start_token(self.kind)}{self.body.render()}{end_token(self.kind)}"
+
+
+_SECTION_RE = re.compile(r"<\|([a-z]+)_start\|>(.*?)<\|([a-z]+)_end\|>")
+
+
+def parse(text: str) -> list[Section]:
+    """Parse a whole notebook (one section per line) into sections."""
+    out = []
+    for i, line in enumerate(text.split("\n")):
+        if i == len(text.split("\n")) - 1 and line == "":
+            break  # a final newline
+        m = _SECTION_RE.fullmatch(line)
+        if m is None or m[1] != m[3] or m[1] not in KINDS:
+            raise GrammarError(f"line {i + 1}: {line[:80]!r} is not <|kind_start|>body<|kind_end|>")
+        try:
+            out.append(Section(m[1], parse_body(m[1], m[2])))
+        except GrammarError as e:
+            raise GrammarError(f"line {i + 1}: {e}") from None
+    return out
+
+
+def render(sections: Iterable[Section | Body]) -> str:
+    """Notebook text: one section per line, each line ending in a newline."""
+    lines = []
+    for s in sections:
+        if not isinstance(s, Section):
+            s = Section(kind_of(s), s)
+        lines.append(s.render() + "\n")
+    return "".join(lines)
+
+
+def kind_of(body: Body) -> str:
+    return "question" if isinstance(body, Question) else body.kind
+
+
+def section_text(body: Body) -> str:
+    return Section(kind_of(body), body).render()
+
+
+# ---------------------------------------------------------------------------------------------
+# constrained decoding: is a partial body still grammatical, is a body whole?
+
+def prefix_ok(kind: str, partial: str, scene: Scene | None = None) -> bool:
+    """Can `partial` still be extended into a valid body of `kind` (names from `scene` when given)?
+    Numbers may be half written."""
+    return _compiled(kind, scene).fullmatch(partial, partial=True) is not None
+
+
+def body_complete(kind: str, text: str, scene: Scene | None = None) -> bool:
+    """Is `text` a whole valid body (may the end token follow)?"""
+    if _compiled(kind, scene).fullmatch(text) is None:
+        return False
+    try:
+        parse_body(kind, text)
+    except GrammarError:
+        return False
+    return True
