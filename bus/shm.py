@@ -215,8 +215,9 @@ class Ring:
     close() at exit or on a signal, which may come from another thread."""
 
     # A subscriber takes a slot within a millisecond of its publication on a quiet host; on a loaded one its I/O
-    # thread can stall for a few hundred. 0.5 s keeps 15 slots of a 30 Hz stream (93 MB of 1080p colour).
-    grace_s: float = 0.5
+    # thread can stall for a hundred or more. 0.25 s keeps 8 slots of a 30 Hz stream (50 MB of 1080p colour); a
+    # longer grace means a bigger ring, colder slots and more slots made while a stream starts (each ~1 ms).
+    grace_s: float = 0.25
     hold_s: float = 2.0
     max_slots: int = 32
     max_bytes: int = 256 * 1024 * 1024

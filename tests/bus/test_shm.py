@@ -302,9 +302,13 @@ def in_shared_memory(a: np.ndarray) -> bool:
 
 def publish_frames(url: str, sizes: list[int], hz: float, subscribers: int, report, gate) -> None:
     """Publish one frame per size (sizes may repeat), report how long publish() took at worst and the
-    ring's figures, then wait for `gate` (a clean exit: the ring's segments go with it)."""
+    ring's figures, then wait for `gate` (a clean exit: the ring's segments go with it). The ring keeps
+    each slot for its subscribers for 5 s, not 0.25: on a host loaded with other work a subscriber can
+    stall longer than that, and these tests are about delivery, not about the grace time."""
     with Node("camera", url) as node:
         pub = node.publisher(TOPIC, Image)
+        if shm.min_bytes(node.config.transport) is not None:
+            pub.shm = shm.Ring(grace_s=5.0)
         if not pub.wait_for_subscribers(subscribers, 30):
             raise SystemExit(3)
         worst = 0.0
@@ -349,7 +353,7 @@ def hoard_frames(url: str, ready, n: int) -> None:
     """Keep every frame (a queue nobody reads), say so after n, and wait to be killed."""
     node = Node("hoarder", url)
     sub = node.subscribe(TOPIC, Image, queue_size=1000)
-    wait_until(lambda: sub.count >= n, 30)
+    wait_until(lambda: sub.count + node.stats["shm_late"] >= n, 30)
     ready.set()
     time.sleep(60)
 
@@ -418,22 +422,25 @@ def test_a_killed_subscriber_never_blocks_the_publisher_and_frees_its_slots(ipc_
     ready = mpctx.Event()
     with Node("camera", ipc_url) as node:
         pub = node.publisher(TOPIC, Image)
+        # a small ring that hands nothing over for a minute: a publisher that waited for its subscriber
+        # would take that long; one that never waits sends the frames that find no slot as frames
+        ring = pub.shm = shm.Ring(max_slots=4, hold_s=60)
         hoarder = spawn(hoard_frames, ipc_url, ready, 20)
         assert pub.wait_for_subscribers(1, 30)
+        t = time.perf_counter()
         for i in range(20):
-            t = time.perf_counter()
             pub.publish(pattern(i, 1_000_000))
-            assert time.perf_counter() - t < 0.5
             time.sleep(0.005)
+        assert time.perf_counter() - t < 20
         assert ready.wait(30)
-        ring = pub.shm
-        assert ring is not None and ring.held() > 0  # it keeps every frame it got
+        assert ring.held() > 0 and ring.stats.fallback > 0  # it keeps every frame it got; the rest went as frames
+        assert ring.stats.published + ring.stats.fallback == 20
         os.kill(hoarder.pid, signal.SIGKILL)
         hoarder.join(10)
         assert wait_until(lambda: ring.held() == 0, 10)  # the kernel released its locks
         before = ring.stats.published
         pub.publish(pattern(20, 1_000_000))
-        assert ring.stats.published == before + 1
+        assert ring.stats.published == before + 1 and ring.stats.reclaimed == 0
 
 
 def test_a_killed_publisher_leaves_its_frames_readable_and_its_segments_go_at_the_next_start(ipc_url, spawn,
