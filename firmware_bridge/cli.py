@@ -146,40 +146,61 @@ def status(robot: str = typer.Option("so101", help=ROBOT_HELP), port: str = type
     console.print(table)
 
 
-def _start_emulator(kind: str, robot: str, link: Optional[str]):
+def _start_emulator(kind: str, robot: str, link: Optional[str], faults=None):
     if kind in ("feetech", "dynamixel"):
         from loopylab.firmware_bridge.arm_node import PRESET_MODEL_NUMBERS
         from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
         robot = robot or {"feetech": "so101", "dynamixel": "koch"}[kind]
-        return ServoArmEmulator(kind, link=link, model=PRESET_MODEL_NUMBERS.get(robot)).start()
+        return ServoArmEmulator(kind, link=link, model=PRESET_MODEL_NUMBERS.get(robot), faults=faults).start()
     if kind == "mcu":
         from loopylab.firmware_bridge.emulators.mcu import McuEmulator
-        return McuEmulator(link=link).start()
+        return McuEmulator(link=link, faults=faults).start()
     if kind == "robotiq":
         from loopylab.firmware_bridge.emulators.robotiq import RobotiqEmulator
-        return RobotiqEmulator("rtu", object_at=140, link=link).start()
+        return RobotiqEmulator("rtu", object_at=140, link=link, faults=faults).start()
     if kind == "ft300":
         from loopylab.firmware_bridge.emulators.ft300 import FT300Emulator
-        return FT300Emulator(link=link).start()
+        return FT300Emulator(link=link, faults=faults).start()
     _fail(f"unknown emulator kind {kind!r}; choose feetech, dynamixel, mcu, robotiq or ft300")
+
+
+FAULT_HELP = ("Faults to inject, e.g. drop=0.05,corrupt=0.05,delay_ms=5,silent=3,port_loss_after=10s "
+              "(drop: replies lost whole; corrupt: bad checksum; truncate: a byte lost; silent: motor IDs, "
+              "'+'-separated).")
 
 
 @arm.command("emulate")
 def emulate(kind: str = typer.Option("feetech", help="feetech | dynamixel (6-motor arms), mcu, robotiq, ft300."),
             robot: str = typer.Option("", help="Motor models of this arm layout (so101, koch)."),
-            link: Optional[str] = typer.Option(None, help="Stable path for the pty (a symlink), e.g. /tmp/ttyARM.")):
-    """Run a device emulator on a pty and print its path; use that path as --port. Ctrl-C stops it."""
-    emu = _start_emulator(kind, robot, link)
-    console.print(f"{kind} emulator on [bold]{emu.path}[/bold] (Ctrl-C to stop)")
-    console.print(f"  try: loopylab arm status --port {emu.path} --robot {robot or ('koch' if kind == 'dynamixel' else 'so101')}"
-                  if kind in ("feetech", "dynamixel") else "")
+            link: Optional[str] = typer.Option(None, help="Stable path for the pty (a symlink), e.g. /tmp/ttyARM."),
+            fault: str = typer.Option("", help=FAULT_HELP),
+            seed: int = typer.Option(0, help="Seed of the fault draws.")):
+    """Run a device emulator on a pty and print its path; use that path as --port. Ctrl-C or SIGTERM stops
+    it (and removes the --link)."""
+    import signal
+
+    from loopylab.firmware_bridge.emulators.pty_device import Faults, schedule_port_loss
     try:
-        while True:
-            time.sleep(1)
+        faults = Faults.parse(fault, seed) if fault else None
+    except ValueError as e:
+        _fail(str(e))
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())   # a service manager's stop: clean up too
+    emu = _start_emulator(kind, robot, link, faults)
+    try:
+        if faults is not None:
+            schedule_port_loss(emu, faults)
+        console.print(f"{kind} emulator on [bold]{emu.path}[/bold] (Ctrl-C to stop)")
+        if kind in ("feetech", "dynamixel"):
+            default = "koch" if kind == "dynamixel" else "so101"
+            console.print(f"  try: loopylab arm status --port {emu.path} --robot {robot or default}")
+        while not stop.wait(0.5):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
         emu.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 @arm.command("launch")

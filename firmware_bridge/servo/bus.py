@@ -1,16 +1,27 @@
 """A motor bus over pyserial: one serial port, one protocol, named motors.
 
 Every transaction gets a deadline computed from the bytes on the wire at the port's baud rate, the
-motors' return delay and the USB adapter's latency; transient failures (no reply, a corrupted reply)
-are retried at once (LeRobot's most common complaint is a loop killed by one lost status packet), and
-what finally fails names the motors that did not answer. A status error from a motor (overload,
-overheating...) is not transient: it raises MotorFaultError at once.
+motors' return delay and the USB adapter's latency. Replies are matched to their request: a status
+packet from a motor that was not asked, or of another length than the request's (a late answer to an
+earlier request), is stale and skipped, never taken as this request's answer. After any failed try the
+next request is preceded by a barrier: a small READ of a length no other request uses (a new one each
+time); a motor answers in order, so everything before the barrier's answer is stale. A reply that
+arrives after its deadline is never mistaken for a later request's.
+
+Faults fall into the classes the arm driver reports (`fault_class`, `label`):
+- transient, retried at once: `no_response(id)` (no reply in time), `corrupt` (bad checksum or
+  framing), `protocol_error(id, code)` (the motor answered that it could not carry out the request,
+  e.g. Dynamixel error 3: the instruction reached it with a bad CRC);
+- `motor_error(id, bits)`: the motor reports its own hardware error (overload, overheating...): raised
+  at once, never retried;
+- `port_lost`: the adapter went away.
 """
 from __future__ import annotations
 
 import logging
 import os
 import select
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -20,31 +31,73 @@ from loopylab.firmware_bridge.servo.protocol import (BROADCAST_ID, CorruptPacket
 
 log = logging.getLogger("loopylab.motorbus")
 
+BARRIER_LENGTHS = (5, 7, 11, 13)   # READ lengths of the barrier (from address 0): none used by a request
+
 
 class MotorBusError(RuntimeError):
     """Anything that went wrong on the bus."""
+    fault_class = "bus"
+
+    @property
+    def label(self) -> str:
+        return self.fault_class
 
 
 class NoResponseError(MotorBusError):
+    fault_class = "no_response"
+
     def __init__(self, message: str, motor_ids: list[int]):
         super().__init__(message)
         self.motor_ids = motor_ids
 
+    @property
+    def label(self) -> str:
+        return f"no_response({','.join(map(str, self.motor_ids))})"
+
 
 class CorruptResponseError(MotorBusError):
-    pass
+    fault_class = "corrupt"
+
+
+class ProtocolError(MotorBusError):
+    """A motor answered with a protocol error number: it could not carry out this request."""
+    fault_class = "protocol_error"
+
+    def __init__(self, message: str, motor_id: int, code: int):
+        super().__init__(message)
+        self.motor_id, self.code = motor_id, code
+
+    @property
+    def motor_ids(self) -> list[int]:
+        return [self.motor_id]
+
+    @property
+    def label(self) -> str:
+        return f"protocol_error({self.motor_id}, 0x{self.code:02X})"
 
 
 class MotorFaultError(MotorBusError):
-    """A motor reported a hardware problem (its status error byte / alert)."""
+    """A motor reported a hardware problem (its status error byte / alert); `bits` are its hardware
+    error bits (Dynamixel Hardware_Error_Status, Feetech status), `error` the raw status byte."""
+    fault_class = "motor_error"
 
-    def __init__(self, message: str, motor_id: int, error: int):
+    def __init__(self, message: str, motor_id: int, error: int, bits: int | None = None):
         super().__init__(message)
         self.motor_id, self.error = motor_id, error
+        self.bits = error if bits is None else bits
+
+    @property
+    def motor_ids(self) -> list[int]:
+        return [self.motor_id]
+
+    @property
+    def label(self) -> str:
+        return f"motor_error({self.motor_id}, 0x{self.bits:02X})"
 
 
 class PortLostError(MotorBusError):
     """The serial port went away (unplugged adapter, powered-down hub)."""
+    fault_class = "port_lost"
 
 
 def open_serial(port: str, baudrate: int, advice: str = "", **options) -> serial.Serial:
@@ -85,7 +138,10 @@ class MotorBus:
         self.latency_s, self.return_delay_s = latency_s, return_delay_s
         self.ser: serial.Serial | None = None
         self._fd = -1
-        self.stats = {"transactions": 0, "retries": 0, "timeouts": 0, "corrupt": 0}
+        self.stats = {"transactions": 0, "retries": 0, "timeouts": 0, "corrupt": 0, "protocol_errors": 0,
+                      "stale": 0, "resyncs": 0}
+        self._dirty = False      # a reply may still be in flight from a failed try: send a barrier first
+        self._barriers = 0
 
     # -- port -----------------------------------------------------------------------
     @property
@@ -97,6 +153,7 @@ class MotorBus:
                                "dialout group? (loopylab arm find-port lists ports)", write_timeout=1)
         self._fd = self.ser.fileno()
         self.ser.reset_input_buffer()
+        self._dirty = False
         return self
 
     def close(self) -> None:
@@ -135,9 +192,11 @@ class MotorBus:
         except OSError as e:
             raise PortLostError(f"{self.port_name} went away: {e}") from e
 
-    def _collect(self, expect: list[tuple[int, int]], timeout: float, what: str) -> dict[int, StatusPacket]:
-        """Read status packets until every (id, data length) in `expect` has answered."""
-        import time
+    def _collect(self, expect: list[tuple[int, int]], timeout: float, what: str,
+                 barrier: tuple[int, int] | None = None) -> dict[int, StatusPacket]:
+        """Read status packets until every (id, data length) in `expect` has answered. Everything before
+        the `barrier`'s answer, and any packet that does not match (another motor, a second answer,
+        another length without an error), is stale: skipped."""
         deadline = time.monotonic() + timeout
         want = dict(expect)
         got: dict[int, StatusPacket] = {}
@@ -163,12 +222,17 @@ class MotorBus:
                     raise CorruptResponseError(f"{what}: corrupted reply ({e})") from None
                 if pkt is None:
                     break
+                if barrier is not None:       # (a motor may answer the barrier with an error and no data)
+                    if pkt.id == barrier[0] and (len(pkt.params) == barrier[1] or (pkt.error and not pkt.params)):
+                        barrier = None
+                    else:
+                        self.stats["stale"] += 1
+                    continue
                 n = want.get(pkt.id)
-                if n is None or pkt.id in got:
-                    continue                       # a late answer to an earlier transaction
-                if len(pkt.params) != n:
-                    raise CorruptResponseError(f"{what}: motor {pkt.id} sent {len(pkt.params)} bytes, "
-                                               f"{n} expected")
+                # an error status may come without its data; anything else of the wrong size is stale
+                if n is None or pkt.id in got or (len(pkt.params) != n and not (pkt.error and not pkt.params)):
+                    self.stats["stale"] += 1
+                    continue
                 got[pkt.id] = pkt
         if len(got) < len(want):
             missing = [i for i in want if i not in got]
@@ -176,6 +240,15 @@ class MotorBus:
                                   f"{timeout * 1e3:.1f} ms on {self.port_name} at {self.baudrate} baud",
                                   missing)
         return got
+
+    def _send_barrier(self, id: int) -> tuple[tuple[int, int], int]:
+        """Send the barrier READ to `id`: ((id, its answer's length), bytes on the wire both ways)."""
+        self.stats["resyncs"] += 1
+        n = BARRIER_LENGTHS[self._barriers % len(BARRIER_LENGTHS)]
+        self._barriers += 1
+        pkt = self.proto.read(id, 0, n)
+        self._write(pkt)
+        return (id, n), len(pkt) + self.proto.status_size(n)
 
     def _describe(self, ids: list[int]) -> str:
         return ", ".join(f"motor {i}" + (f" ({self.names[i]})" if i in self.names else "") for i in ids)
@@ -188,47 +261,70 @@ class MotorBus:
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats["retries"] += 1
-                log.debug("retrying %s after: %s", what, last)
+                log.debug("retrying %s after %s: %s", what, last.label if last else "", last)
             self._flush_input()
+            barrier, extra = None, 0
+            if self._dirty and expect:
+                barrier, extra = self._send_barrier(expect[0][0])
             self._write(packet)
             if not expect:
                 return {}
             try:
-                replies = self._collect(expect, timeout, what)
+                replies = self._collect(expect, timeout + self.timeout_for(extra, 0, 1) - self.latency_s, what,
+                                        barrier)
+                self._dirty = False
+                self._check_errors(replies, what)
+                return replies
             except NoResponseError as e:
                 self.stats["timeouts"] += 1
                 last = e
-                continue
             except CorruptResponseError as e:
                 self.stats["corrupt"] += 1
                 last = e
-                continue
-            self._check_errors(replies, what)
-            return replies
+            except ProtocolError as e:
+                self.stats["protocol_errors"] += 1
+                last = e
+            self._dirty = True
         if isinstance(last, NoResponseError):
             raise NoResponseError(f"{last} (after {self.retries + 1} tries). Check the cable, the power "
                                   f"supply and that the motor was set up (loopylab arm setup-motors)",
                                   last.motor_ids)
+        if isinstance(last, ProtocolError):
+            raise ProtocolError(f"{last} (after {self.retries + 1} tries)", last.motor_id, last.code)
         raise CorruptResponseError(f"{last} (after {self.retries + 1} tries)")
 
     def _check_errors(self, replies: dict[int, StatusPacket], what: str) -> None:
+        """A hardware error (any motor) outranks a protocol error: it is raised at once, never retried."""
+        protocol = None
         for id, pkt in replies.items():
-            if pkt.error:
+            if not pkt.error:
+                continue
+            code, bits = self.proto.split_error(pkt.error)
+            if bits:
                 detail = self.proto.describe_error(pkt.error)
-                if self.proto.is_alert_only(pkt.error):
-                    detail = self._hardware_error_detail(id) or detail
-                raise MotorFaultError(f"{what}: {self._describe([id])} reports {detail}", id, pkt.error)
+                if self.kind == "dynamixel":   # the alert bit only says "look at Hardware_Error_Status"
+                    from loopylab.firmware_bridge.servo.dynamixel import describe_hardware_error
+                    hw = self._hardware_error_bits(id)
+                    if hw == 0:
+                        continue                      # cleared since (the answer to a REBOOT)
+                    if hw is not None:
+                        bits, detail = hw, f"hardware error: {describe_hardware_error(hw)}"
+                raise MotorFaultError(f"{what}: {self._describe([id])} reports {detail}", id, pkt.error, bits)
+            if protocol is None:
+                protocol = ProtocolError(f"{what}: {self._describe([id])} answered "
+                                         f"{self.proto.describe_error(code)} (0x{code:02X})", id, code)
+        if protocol is not None:
+            raise protocol
 
-    def _hardware_error_detail(self, id: int) -> str:
-        from loopylab.firmware_bridge.servo.dynamixel import describe_hardware_error
+    def _hardware_error_bits(self, id: int) -> int | None:
         reg = self.proto.table["Hardware_Error_Status"]
         try:
             self._flush_input()
             self._write(self.proto.read(id, reg.address, 1))
             pkt = self._collect([(id, 1)], self.timeout_for(14, 12, 1), "read Hardware_Error_Status")[id]
-            return f"hardware error: {describe_hardware_error(pkt.params[0])}"
+            return pkt.params[0] if pkt.params else None
         except MotorBusError:
-            return ""
+            return None
 
     # -- instructions ---------------------------------------------------------------------------
     def _id(self, motor: str | int) -> int:
@@ -254,7 +350,6 @@ class MotorBus:
 
     def broadcast_ping(self, timeout: float = 0.05) -> dict[int, int]:
         """{id: model number} of every motor that answers a broadcast ping (motor setup, scans)."""
-        import time
         self._flush_input()
         self._write(self.proto.ping(BROADCAST_ID))
         found, buf, start = {}, bytearray(), 0
@@ -298,10 +393,10 @@ class MotorBus:
         what = f"WRITE {name}={value}"
         try:
             self.transact(self.proto.write(id, reg.address, data), [(id, 0)], what)
-        except MotorFaultError as e:
-            if reg.eeprom and e.error & 0x7F == 7:
-                raise MotorFaultError(f"{e}; EEPROM registers need torque off (bus.torque_disabled())",
-                                      e.motor_id, e.error) from None
+        except ProtocolError as e:
+            if reg.eeprom and e.code == 7:
+                raise ProtocolError(f"{e}; EEPROM registers need torque off (bus.torque_disabled())",
+                                    e.motor_id, e.code) from None
             raise
         if self.kind == "feetech" and reg.eeprom:
             self.write("Lock", id, 1)
@@ -353,8 +448,13 @@ class MotorBus:
         return {(m, r): self.proto.decode_value(reg, replies[i].params) for (m, r), (i, reg) in zip(items, ids)}
 
     def reboot(self, motor: str | int) -> None:
+        """REBOOT one motor: clears its hardware error (torque comes back off; EEPROM is kept). Its
+        answer still carries the error it is clearing."""
         id = self._id(motor)
-        self.transact(self.proto.reboot(id), [(id, 0)], "REBOOT")
+        try:
+            self.transact(self.proto.reboot(id), [(id, 0)], "REBOOT")
+        except MotorFaultError:
+            pass
 
     # -- whole-arm helpers ------------------------------------------------------------------------
     def connect(self) -> dict[str, int]:
