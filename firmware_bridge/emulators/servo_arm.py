@@ -28,6 +28,7 @@ log = logging.getLogger("loopylab.emulator.servo")
 DEFAULT_MODELS = {"dynamixel": 1060, "feetech": 777}   # XL430-W250, STS3215
 FACTORY_BAUD_CODE = {"dynamixel": 1, "feetech": 0}     # 57600 / 1M
 SPEED_TICKS_PER_S = 3000.0                             # ~4.6 rad/s: brisk but finite
+POSITION_MODE = {"dynamixel": 3, "feetech": 0}
 CLEAR = 0x10                                           # Dynamixel: clear the multi-turn count
 CLEAR_MULTI_TURN = bytes((0x01, 0x44, 0x58, 0x4C, 0x22))
 # status error codes per family: (instruction error, CRC error as sent for a damaged instruction)
@@ -133,11 +134,10 @@ class EmulatedMotor:
             return 7                                             # EEPROM needs torque off
         was_torque = self.torque
         self.mem[address:address + len(data)] = data
-        for name, lo_hi in (("Goal_Position", None),):
-            r = self.t[name]
-            if r in touched:
-                lo, hi = self._get("Min_Position_Limit"), self._get("Max_Position_Limit")
-                self._set(name, max(lo, min(hi, self._get(name))))
+        # the position limits hold in position mode only (Dynamixel 3, Feetech 0), as on the motors
+        if self.t["Goal_Position"] in touched and self._get("Operating_Mode") == POSITION_MODE[self.kind]:
+            lo, hi = self._get("Min_Position_Limit"), self._get("Max_Position_Limit")
+            self._set("Goal_Position", max(lo, min(hi, self._get("Goal_Position"))))
         if self.torque and not was_torque:
             self._last = time.monotonic()
         if eeprom and (self.kind == "dynamixel" or self._get("Lock") == 0):

@@ -122,6 +122,7 @@ def close_serial(ser: serial.Serial | None) -> None:
 class Motor:
     id: int
     model: str = ""          # expected model name; empty = accept any of the protocol's models
+    mode: str = ""           # expected operating mode (servo.models.OPERATING_MODES); empty = not checked
 
 
 class MotorBus:
@@ -471,12 +472,31 @@ class MotorBus:
             raise NoResponseError(f"missing motors on {self.port_name}: {self._describe(missing)} "
                                   f"(found {sorted(models)}). Check cables and power, or run "
                                   f"`loopylab arm setup-motors`", missing)
+        wrong = []
         for name, number in models.items():
             want = self.motors[name].model
             have = self.proto.models.get(number, f"model {number}")
             if want and want != have:
-                raise MotorBusError(f"motor {self.motors[name].id} ({name}) is a {have}, expected {want}")
+                wrong.append(f"{self._describe([self.motors[name].id])} is a {have}, expected {want}")
+        if wrong:
+            raise MotorBusError("; ".join(wrong) + ": describe the motors fitted (`--motors joint=model,...` or "
+                                "the arm node's `motors` table)")
+        self.check_modes()
         return models
+
+    def check_modes(self) -> None:
+        """Refuse motors whose Operating_Mode is not the one described (e.g. left in extended position by
+        another tool: their position limits are then inactive)."""
+        from loopylab.firmware_bridge.servo.models import mode_name, mode_value
+        wrong = []
+        for name, m in self.motors.items():
+            if m.mode:
+                have = self.read("Operating_Mode", name)
+                if have != mode_value(self.kind, m.mode):
+                    wrong.append(f"{self._describe([m.id])} is in {mode_name(self.kind, have)} mode, expected {m.mode}")
+        if wrong:
+            raise MotorBusError("; ".join(wrong) + ": run `loopylab arm setup-motors --configure-only` to write "
+                                "the described modes")
 
     def set_torque(self, on: bool, motors: list[str] | None = None) -> None:
         self.sync_write("Torque_Enable", {m: int(on) for m in (motors or self.motors)})
