@@ -22,6 +22,7 @@ import logging
 import os
 import select
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -194,16 +195,18 @@ class MotorBus:
             raise PortLostError(f"{self.port_name} went away: {e}") from e
 
     def _collect(self, expect: list[tuple[int, int]], timeout: float, what: str,
-                 barrier: tuple[int, int] | None = None) -> dict[int, StatusPacket]:
-        """Read status packets until every (id, data length) in `expect` has answered. Everything before
-        the `barrier`'s answer, and any packet that does not match (another motor, a second answer,
-        another length without an error), is stale: skipped."""
+                 barrier: tuple[int, int] | None = None) -> tuple[dict[int, StatusPacket], list[str]]:
+        """Read status packets until every (id, data length) in `expect` has answered, or every expected
+        packet has come (some corrupt), or the deadline. Returns (good replies, what was corrupt).
+        Everything before the `barrier`'s answer, and any packet that does not match (another motor, a
+        second answer, another length without an error), is stale: skipped."""
         deadline = time.monotonic() + timeout
         want = dict(expect)
         got: dict[int, StatusPacket] = {}
+        corrupt: list[str] = []
         buf, start = bytearray(), 0
         fd, parse = self._fd, self.proto.parse
-        while len(got) < len(want):
+        while len(got) + len(corrupt) < len(want):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -219,8 +222,10 @@ class MotorBus:
             while True:
                 try:
                     pkt, start = parse(buf, start)
-                except CorruptPacket as e:
-                    raise CorruptResponseError(f"{what}: corrupted reply ({e})") from None
+                except CorruptPacket as e:      # skip it; the other motors' answers still count
+                    start = e.resume
+                    corrupt.append(str(e))
+                    continue
                 if pkt is None:
                     break
                 if barrier is not None:       # (a motor may answer the barrier with an error and no data)
@@ -235,12 +240,7 @@ class MotorBus:
                     self.stats["stale"] += 1
                     continue
                 got[pkt.id] = pkt
-        if len(got) < len(want):
-            missing = [i for i in want if i not in got]
-            raise NoResponseError(f"{self._describe(missing)} did not answer {what} within "
-                                  f"{timeout * 1e3:.1f} ms on {self.port_name} at {self.baudrate} baud",
-                                  missing)
-        return got
+        return got, corrupt
 
     def _send_barrier(self, id: int) -> tuple[tuple[int, int], int]:
         """Send the barrier READ to `id`: ((id, its answer's length), bytes on the wire both ways)."""
@@ -254,38 +254,49 @@ class MotorBus:
     def _describe(self, ids: list[int]) -> str:
         return ", ".join(f"motor {i}" + (f" ({self.names[i]})" if i in self.names else "") for i in ids)
 
-    def transact(self, packet: bytes, expect: list[tuple[int, int]], what: str) -> dict[int, StatusPacket]:
-        """Send `packet`, collect the expected replies; retry transient failures `retries` times."""
+    def transact(self, packet: bytes, expect: list[tuple[int, int]], what: str,
+                 subset: Callable[[list[int]], bytes] | None = None) -> dict[int, StatusPacket]:
+        """Send `packet`, collect the expected replies; retry transient failures `retries` times. With
+        `subset` (ids -> the same request for those motors only, e.g. a SYNC READ), a retry asks only the
+        motors whose answer is still missing."""
         self.stats["transactions"] += 1
-        timeout = self.timeout_for(len(packet), sum(self.proto.status_size(n) for _, n in expect), len(expect))
+        done: dict[int, StatusPacket] = {}
+        pending = list(expect)
         last: MotorBusError | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats["retries"] += 1
                 log.debug("retrying %s after %s: %s", what, last.label if last else "", last)
+                if subset is not None:
+                    packet = subset([i for i, _ in pending])
             self._flush_input()
             barrier, extra = None, 0
-            if self._dirty and expect:
-                barrier, extra = self._send_barrier(expect[0][0])
+            if self._dirty and pending:
+                barrier, extra = self._send_barrier(pending[0][0])
             self._write(packet)
-            if not expect:
+            if not pending:
                 return {}
-            try:
-                replies = self._collect(expect, timeout + self.timeout_for(extra, 0, 1) - self.latency_s, what,
-                                        barrier)
+            timeout = self.timeout_for(len(packet) + extra, sum(self.proto.status_size(n) for _, n in pending),
+                                       len(pending) + (barrier is not None))
+            replies, corrupt = self._collect(pending, timeout, what, barrier)
+            protocol = self._check_errors(replies, what)   # raises at once on a hardware error
+            done.update({i: p for i, p in replies.items() if i not in protocol})
+            pending = [(i, n) for i, n in pending if i not in done]
+            if not pending:
                 self._dirty = False
-                self._check_errors(replies, what)
-                return replies
-            except NoResponseError as e:
-                self.stats["timeouts"] += 1
-                last = e
-            except CorruptResponseError as e:
-                self.stats["corrupt"] += 1
-                last = e
-            except ProtocolError as e:
-                self.stats["protocol_errors"] += 1
-                last = e
+                return done
             self._dirty = True
+            missing = [i for i, _ in pending if i not in protocol]
+            if protocol and not missing:
+                self.stats["protocol_errors"] += 1
+                last = next(iter(protocol.values()))
+            elif corrupt:
+                self.stats["corrupt"] += 1
+                last = CorruptResponseError(f"{what}: corrupted reply ({corrupt[0]})")
+            else:
+                self.stats["timeouts"] += 1
+                last = NoResponseError(f"{self._describe(missing)} did not answer {what} within "
+                                       f"{timeout * 1e3:.1f} ms on {self.port_name} at {self.baudrate} baud", missing)
         if isinstance(last, NoResponseError):
             raise NoResponseError(f"{last} (after {self.retries + 1} tries). Check the cable, the power "
                                   f"supply and that the motor was set up (loopylab arm setup-motors)",
@@ -294,9 +305,10 @@ class MotorBus:
             raise ProtocolError(f"{last} (after {self.retries + 1} tries)", last.motor_id, last.code)
         raise CorruptResponseError(f"{last} (after {self.retries + 1} tries)")
 
-    def _check_errors(self, replies: dict[int, StatusPacket], what: str) -> None:
-        """A hardware error (any motor) outranks a protocol error: it is raised at once, never retried."""
-        protocol = None
+    def _check_errors(self, replies: dict[int, StatusPacket], what: str) -> dict[int, ProtocolError]:
+        """Raise a hardware error (any motor) at once, never retried; return the protocol errors by motor
+        (those answers do not count: the request is retried)."""
+        protocol = {}
         for id, pkt in replies.items():
             if not pkt.error:
                 continue
@@ -311,21 +323,18 @@ class MotorBus:
                     if hw is not None:
                         bits, detail = hw, f"hardware error: {describe_hardware_error(hw)}"
                 raise MotorFaultError(f"{what}: {self._describe([id])} reports {detail}", id, pkt.error, bits)
-            if protocol is None:
-                protocol = ProtocolError(f"{what}: {self._describe([id])} answered "
-                                         f"{self.proto.describe_error(code)} (0x{code:02X})", id, code)
-        if protocol is not None:
-            raise protocol
+            if code:
+                protocol[id] = ProtocolError(f"{what}: {self._describe([id])} answered "
+                                             f"{self.proto.describe_error(code)} (0x{code:02X})", id, code)
+        return protocol
 
     def _hardware_error_bits(self, id: int) -> int | None:
         reg = self.proto.table["Hardware_Error_Status"]
-        try:
-            self._flush_input()
-            self._write(self.proto.read(id, reg.address, 1))
-            pkt = self._collect([(id, 1)], self.timeout_for(14, 12, 1), "read Hardware_Error_Status")[id]
-            return pkt.params[0] if pkt.params else None
-        except MotorBusError:
-            return None
+        self._flush_input()
+        self._write(self.proto.read(id, reg.address, 1))
+        got, _ = self._collect([(id, 1)], self.timeout_for(14, 12, 1), "read Hardware_Error_Status")
+        pkt = got.get(id)
+        return pkt.params[0] if pkt is not None and pkt.params else None
 
     # -- instructions ---------------------------------------------------------------------------
     def _id(self, motor: str | int) -> int:
@@ -415,7 +424,7 @@ class MotorBus:
 
     def sync_read_raw(self, address: int, length: int, ids: list[int], what: str = "") -> dict[int, bytes]:
         r = self.transact(self.proto.sync_read(address, length, ids), [(i, length) for i in ids],
-                          what or f"SYNC READ @{address}+{length}")
+                          what or f"SYNC READ @{address}+{length}", lambda some: self.proto.sync_read(address, length, some))
         return {i: r[i].params for i in ids}
 
     def sync_read(self, names: str | list[str], motors: list[str] | None = None) -> dict[str, dict[str, int] | int]:
