@@ -224,7 +224,10 @@ class MotorBus:
                     pkt, start = parse(buf, start)
                 except CorruptPacket as e:      # skip it; the other motors' answers still count
                     start = e.resume
-                    corrupt.append(str(e))
+                    if barrier is not None:     # most likely the barrier's answer: what follows is ours
+                        barrier = None
+                    else:
+                        corrupt.append(str(e))
                     continue
                 if pkt is None:
                     break
