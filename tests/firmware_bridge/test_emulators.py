@@ -152,7 +152,12 @@ def test_robotiq_takes_fc06_and_partial_writes_from_minimalmodbus():
         inst = minimalmodbus.Instrument(emu.path, 9)
         inst.serial.baudrate, inst.serial.timeout = 115200, 1.0
         try:
-            inst.write_register(1000, 0x0100, functioncode=6)                     # rACT by FC06
+            for _ in range(10):            # the server may still be opening its end of the pty
+                try:
+                    inst.write_register(1000, 0x0100, functioncode=6)             # rACT by FC06
+                    break
+                except minimalmodbus.NoResponseError:
+                    continue
             assert wait_until(lambda: inst.read_registers(2000, 1)[0] >> 8 == 0x31, 3)
             inst.write_registers(1001, [0x00C8, 0xFF80])                         # position 200, speed, force
             inst.write_register(1000, 0x0900, functioncode=6)                     # rGTO | rACT
