@@ -45,6 +45,7 @@ class EmulatedMotor:
         self.velocity = 0.0
         self.hw_error = 0            # Dynamixel hardware error bits / Feetech status bits
         self.pending: tuple[int, bytes] | None = None   # a REG_WRITE waiting for ACTION
+        self.torque_offs = 0                            # times torque went from on to off (benchmarks count drops)
         self.model = model
         self._last = time.monotonic()
         self._set("Model_Number", model)
@@ -140,6 +141,8 @@ class EmulatedMotor:
             self._set("Goal_Position", max(lo, min(hi, self._get("Goal_Position"))))
         if self.torque and not was_torque:
             self._last = time.monotonic()
+        if was_torque and not self.torque:
+            self.torque_offs += 1
         if eeprom and (self.kind == "dynamixel" or self._get("Lock") == 0):
             self.saved[:64] = self.mem[:64]
         return 0

@@ -114,6 +114,12 @@ def from_lerobot(path: str | os.PathLike, joints: list[str] | None = None) -> di
     return out
 
 
+def identity(ids: dict[str, int]) -> dict[str, MotorCalibration]:
+    """The calibration of motors as they leave the factory (no offset, full range, 2048 is 0 rad): what an
+    emulated arm holds until it is calibrated."""
+    return {n: MotorCalibration(id=i) for n, i in ids.items()}
+
+
 def to_lerobot(calib: dict[str, MotorCalibration]) -> dict[str, dict[str, int]]:
     """The LeRobot file's content for our calibration (without `zero`, which LeRobot does not keep)."""
     return {n: {k: getattr(c, k) for k in LEROBOT_KEYS} for n, c in calib.items()}
