@@ -18,11 +18,11 @@ import numpy as np
 import pybullet as p
 from scipy.spatial.transform import Rotation
 
-from loopylab.actuation import protocols as P
-from loopylab.actuation.gate import GateConfig
-from loopylab.actuation.kinematics import Kinematics, Unreachable
-from loopylab.actuation.trajectory import cartesian_line, min_jerk, speed_profile
 from loopylab.bus import GripperCommand, GripperState, JointCommand, JointState, Node, ObjectPoses, SafetyState, Wrench
+from loopylab.world import protocols as P
+from loopylab.world.kinematics import Kinematics, Unreachable
+from loopylab.world.limits import GateConfig
+from loopylab.world.trajectory import cartesian_line, min_jerk, speed_profile
 
 FOLLOW_MARGIN = 0.8   # the share of the gate's velocity limit a fast plan may use (see _check_followable)
 
@@ -36,7 +36,7 @@ class SkillFailed(RuntimeError):
 class Skills:
     def __init__(self, node: Node, robot: str = "panda", scene=None, control_hz: float = P.CONTROL_HZ,
                  velocity_scale: float = 0.4, acceleration: float = 4.0, tick_timeout: float = 5.0):
-        from loopylab.sim.robots import robot_spec  # the catalogue of arm descriptions (URDF, tool, grasp style)
+        from loopylab.world.robots import robot_spec  # the catalogue of arm descriptions (URDF, tool, grasp style)
         self.node, self.rs, self.scene = node, robot_spec(robot), scene
         self.kin = Kinematics(self.rs.urdf, self.rs.ee_link, list(self.rs.arm_joints))
         self.names = list(self.kin.joint_names)
@@ -95,7 +95,7 @@ class Skills:
                 self._wrench[msg.stamp_ns] = np.concatenate([msg.force, msg.torque])  # [f xyz, torque xyz]
 
     def _on_scene(self, msg) -> None:
-        from loopylab.sim.scene import SceneSpec
+        from loopylab.world.scene import SceneSpec
         try:
             self.scene = SceneSpec.from_dict(msg["scene"]).perceived()
             self._epoch_ns = int(msg.get("epoch_ns", 0))  # poses stamped earlier belong to a previous world
@@ -700,7 +700,7 @@ def run_skills(node: Node, robot: str = "panda", seed: int | None = 0, n_objects
                scene: str | None = None, control_hz: float = P.CONTROL_HZ) -> Skills:
     """Graph entry point (`loopylab.actuation.skills:run_skills`). The scene (perceived: sizes, shapes) gives object
     sizes and fallback positions; live positions come from perception/objects."""
-    from loopylab.sim.scene import SceneSpec, scene_from_seed
+    from loopylab.world.scene import SceneSpec, scene_from_seed
     spec = None
     if scene:
         spec = SceneSpec.from_toml(scene).perceived()

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loopylab.lab.evaluation import EvalConfig, run_eval  # noqa: E402
-from loopylab.lab.grammar import DEFAULT_BUDGET  # noqa: E402
+from loopylab.world.notebook import DEFAULT_BUDGET  # noqa: E402
 from loopylab.lab.questions import KINDS  # noqa: E402
 from loopylab.lab.report import summary_markdown, write_eval_report  # noqa: E402
 

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from loopylab.lab import grammar as g  # noqa: E402
+from loopylab.lab.experiments import candidate_experiments  # noqa: E402
+from loopylab.world import notebook as g  # noqa: E402
 
 GRID_REFUSAL = "not in the experiment grid"
 
@@ -79,7 +80,7 @@ def replay_decisions(notebooks: list[str], checkpoint: str | None, reps: int, th
                     continue
                 prefix = sections[:i]
                 left = question.max_experiments - sum(p.kind == "experiment" for p in prefix)
-                candidates = [c.render() for c in g.candidate_experiments(scene, question)]
+                candidates = [c.render() for c in candidate_experiments(scene, question)]
                 t0 = time.perf_counter()
                 engine.propose(prefix, allowed=allowed_kinds(prefix, left, bool(candidates)), candidates=candidates)
                 times.append(1000 * (time.perf_counter() - t0))

@@ -39,8 +39,8 @@ STALLS = {"count": 0}   # cycles lost to a starved emulator process on a loaded 
 NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 BLOCK = {"dynamixel": ["Present_Current", "Present_Velocity", "Present_Position"],
          "feetech": ["Present_Position", "Present_Velocity", "Present_Load"]}
-EMULATOR = ("import sys; from firmware_bridge.emulators.servo_arm import ServoArmEmulator; "
-            "from firmware_bridge.arm_node import PRESET_MODEL_NUMBERS as M; "
+EMULATOR = ("import sys; from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator; "
+            "from loopylab.firmware_bridge.arm_node import PRESET_MODEL_NUMBERS as M; "
             "e = ServoArmEmulator(sys.argv[1], check_baud=False, "
             "model=M['koch' if sys.argv[1] == 'dynamixel' else 'so101']).start(); print(e.path, flush=True); "
             "sys.stdin.read(); e.stop()")

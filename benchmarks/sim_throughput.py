@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from loopylab.bus import JointState, Node  # noqa: E402
 from loopylab.sim.node import SimArm  # noqa: E402
-from loopylab.sim.scene import scene_from_seed  # noqa: E402
+from loopylab.world.scene import scene_from_seed  # noqa: E402
 from loopylab.sim.world import World  # noqa: E402
 
 QUICK = "--quick" in sys.argv
@@ -230,7 +230,7 @@ def push_ms() -> tuple[float, float]:
 
 
 def twin_rates() -> tuple[float, float, float]:
-    from loopylab.sim.twin import Twin, TwinPool
+    from loopylab.lab.twin import Twin, TwinPool
     seen = SCENE.perceived()
     rng = np.random.default_rng(0)
     n = 16 if QUICK else 48

@@ -8,12 +8,46 @@ record/replay. It knows nothing about robots, models or money.
     sub = node.subscribe("arm/joint_command", JointCommand, callback=print)
 """
 from loopylab.bus.config import BusConfig
-from loopylab.bus.messages import (CameraInfo, GripperCommand, GripperState, Heartbeat, Image, JointCommand,
-                          JointState, Message, NotebookEntry, ObjectPose, ObjectPoses, SafetyState,
-                          Wrench, register_message)
-from loopylab.bus.node import Node, Publisher, ServiceClient, ServiceError, ServiceTimeout, Subscription
+from loopylab.bus.messages import (
+    CameraInfo,
+    GripperCommand,
+    GripperState,
+    Heartbeat,
+    Image,
+    JointCommand,
+    JointState,
+    Message,
+    NotebookEntry,
+    ObjectPose,
+    ObjectPoses,
+    SafetyState,
+    Wrench,
+    register_message,
+)
+from loopylab.bus.node import Node
+from loopylab.bus.pubsub import Publisher, Subscription
+from loopylab.bus.services import ServiceClient, ServiceError, ServiceTimeout
 
-__all__ = ["BusConfig", "Node", "Publisher", "Subscription", "ServiceClient", "ServiceError",
-           "ServiceTimeout", "Message", "JointState", "JointCommand", "GripperState", "GripperCommand",
-           "Wrench", "Image", "CameraInfo", "ObjectPose", "ObjectPoses", "SafetyState", "NotebookEntry",
-           "Heartbeat", "register_message"]
+__all__ = [
+    "BusConfig",
+    "CameraInfo",
+    "GripperCommand",
+    "GripperState",
+    "Heartbeat",
+    "Image",
+    "JointCommand",
+    "JointState",
+    "Message",
+    "Node",
+    "NotebookEntry",
+    "ObjectPose",
+    "ObjectPoses",
+    "Publisher",
+    "SafetyState",
+    "ServiceClient",
+    "ServiceError",
+    "ServiceTimeout",
+    "Subscription",
+    "Wrench",
+    "register_message",
+]

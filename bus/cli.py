@@ -3,23 +3,26 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from loopylab.bus.node import Node
+
 BUS_HELP = "Bus URL: inproc://NAME, ipc://NAME or tcp://HOST:PORT (default: $LOOPYLAB_BUS, else ipc://default)."
 console = Console()
 err_console = Console(stderr=True)
 
 
-def _bus_option():
+def _bus_option() -> Any:
     return typer.Option(None, "--bus", envvar="LOOPYLAB_BUS", help=BUS_HELP, show_envvar=False)
 
 
-def _tool_node(bus: str | None, name: str):
+def _tool_node(bus: str | None, name: str) -> Node:
     """A node for looking at a graph: no heartbeat, and it does not start a directory of its own."""
     from loopylab.bus.config import BusConfig
     from loopylab.bus.directory import DirectoryUnavailable, request
@@ -40,7 +43,7 @@ def launch(graph: Path = typer.Argument(..., help="Graph file (TOML): a graph ta
                                              "transport (inproc://NAME turns every node into a thread)."),
            set_: Optional[list[str]] = typer.Option(None, "--set", metavar="NODE.PARAM=VALUE",
                                                     help="Override a node parameter, e.g. --set arm.port=/dev/ttyUSB0 "
-                                                         "(repeatable).")):
+                                                         "(repeatable).")) -> None:
     """Run a graph: nodes as processes or threads, restarts by policy, output prefixed by node name.
 
     Exits non-zero, naming the node, when a node without a restart policy fails. Ctrl-C stops all.
@@ -60,15 +63,17 @@ def launch(graph: Path = typer.Argument(..., help="Graph file (TOML): a graph ta
 def topics(bus: Optional[str] = _bus_option(),
            window: float = typer.Option(1.0, "--window", "-w", help="Seconds to measure each round."),
            watch: bool = typer.Option(False, "--watch", help="Keep measuring until Ctrl-C."),
-           heartbeats: bool = typer.Option(False, "--heartbeats", help="Include heartbeat/* topics.")):
+           heartbeats: bool = typer.Option(False, "--heartbeats", help="Include heartbeat/* topics.")) -> None:
     """List live topics with type, publishers, message rate (Hz) and bandwidth."""
     from loopylab.bus.introspect import human_bytes, measure_topics
     node = _tool_node(bus, "topics")
 
     def table() -> Table:
         t = Table(title=f"topics on {node.config.url} ({window:g} s window)")
-        for col, just in (("topic", "left"), ("type", "left"), ("pubs", "right"), ("rate", "right"),
-                          ("bandwidth", "right"), ("msg size", "right")):
+        columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+            ("topic", "left"), ("type", "left"), ("pubs", "right"), ("rate", "right"), ("bandwidth", "right"),
+            ("msg size", "right"))
+        for col, just in columns:
             t.add_column(col, justify=just)
         for r in measure_topics(node, window, heartbeats):
             t.add_row(r.topic, r.type, str(r.publishers), f"{r.hz:.1f} Hz" if r.messages > 1 else "-",
@@ -90,7 +95,7 @@ def topics(bus: Optional[str] = _bus_option(),
 
 def echo(topic: str = typer.Argument(..., help="Topic to print, e.g. arm/joint_state."),
          count: Optional[int] = typer.Option(None, "--count", "-n", help="Stop after N messages."),
-         bus: Optional[str] = _bus_option()):
+         bus: Optional[str] = _bus_option()) -> None:
     """Print the messages of a topic as they arrive (large arrays are summarised)."""
     from loopylab.bus.introspect import format_message
     node = _tool_node(bus, "echo")
@@ -113,7 +118,7 @@ def echo(topic: str = typer.Argument(..., help="Topic to print, e.g. arm/joint_s
         err_console.print(f"({sub.dropped} messages dropped: printing is slower than the topic)")
 
 
-def nodes(bus: Optional[str] = _bus_option()):
+def nodes(bus: Optional[str] = _bus_option()) -> None:
     """List the graph's nodes with their pid, host, topics and services."""
     node = _tool_node(bus, "nodes")
     try:
@@ -138,7 +143,7 @@ def record(output: Path = typer.Option(..., "--output", "-o", help="MCAP file to
                                                          help="Topics or globs (camera/*); default: all."),
            duration: Optional[float] = typer.Option(None, "--duration", help="Stop after S seconds."),
            queue: int = typer.Option(2000, "--queue", help="Messages buffered for the writer before drops."),
-           bus: Optional[str] = _bus_option()):
+           bus: Optional[str] = _bus_option()) -> None:
     """Record topics to MCAP (images as foxglove.RawImage) until Ctrl-C or --duration."""
     from loopylab.bus.config import BusConfig
     from loopylab.bus.introspect import human_bytes
@@ -178,7 +183,7 @@ def replay(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="M
            wait_subscribers: int = typer.Option(0, "--wait-subscribers",
                                                 help="Wait (up to 5 s) for N subscribers per topic first."),
            restamp: bool = typer.Option(False, "--restamp", help="Stamp messages with the replay time."),
-           bus: Optional[str] = _bus_option()):
+           bus: Optional[str] = _bus_option()) -> None:
     """Republish a recording with its original timing (or --rate X)."""
     from rich.progress import Progress
     from loopylab.bus.config import BusConfig
@@ -200,7 +205,7 @@ def replay(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="M
 
 
 def demo_bus(duration: float = typer.Option(5.0, "--duration", help="Seconds to run."),
-             bus: Optional[str] = typer.Option(None, "--bus", help="Run on this bus URL (default ipc://demo).")):
+             bus: Optional[str] = typer.Option(None, "--bus", help="Run on this bus URL (default ipc://demo).")) -> None:
     """Run the bus demo graph (synthetic arm at 100 Hz, camera at 30 Hz, a rate monitor) and exit."""
     import tomllib
     from loopylab.bus.demo import DEMO_TOML, demo_graph_path

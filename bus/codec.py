@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
@@ -40,12 +41,12 @@ def _names(cls: type) -> tuple[str, ...]:
     return names
 
 
-_NAME_SETS: dict[type, frozenset] = {}
-_DTYPES: dict[str, np.dtype] = {}  # dtype strings seen on the wire (np.dtype() parses each one anew)
-_DTYPE_STRS: dict[np.dtype, str] = {}  # and the other way, for sending
+_NAME_SETS: dict[type, frozenset[str]] = {}
+_DTYPES: dict[str, np.dtype[Any]] = {}  # dtype strings seen on the wire (np.dtype() parses each one anew)
+_DTYPE_STRS: dict[np.dtype[Any], str] = {}  # and the other way, for sending
 
 
-def _names_set(cls: type) -> frozenset:
+def _names_set(cls: type) -> frozenset[str]:
     names = _NAME_SETS.get(cls)
     if names is None:
         names = _NAME_SETS[cls] = frozenset(_names(cls))
@@ -72,16 +73,16 @@ class _Encoder(threading.local):
     field, and a new packer per message, cost several times more on every publish."""
 
     def __init__(self) -> None:
-        self.buffers: list = []
+        self.buffers: list[np.ndarray] = []
         self.packer = msgpack.Packer(default=self.convert, use_bin_type=True)
 
-    def convert(self, v):
+    def convert(self, v: Any) -> Any:
         if isinstance(v, np.ndarray):
             return self.array(v)
         t = type(v)
         names = _dataclass_names(t)
         if names is not None:
-            d = {_MSG: t.__name__}
+            d: dict[str, Any] = {_MSG: t.__name__}
             for n in names:
                 x = getattr(v, n)
                 d[n] = self.array(x) if type(x) is np.ndarray else x  # saves the packer a call back per array
@@ -90,7 +91,7 @@ class _Encoder(threading.local):
             return v.item()
         raise TypeError(f"{t.__name__} cannot travel on the bus")
 
-    def array(self, v: np.ndarray) -> dict:
+    def array(self, v: np.ndarray) -> dict[str, list[Any]]:
         dt = _DTYPE_STRS.get(v.dtype)  # dtype.str builds a new string each time
         if dt is None:
             if v.dtype.hasobject:
@@ -107,19 +108,20 @@ class _Encoder(threading.local):
 _encoder = _Encoder()
 
 
-def encode(obj: Any) -> tuple[bytes, list]:
+def encode(obj: Any) -> tuple[bytes, list[np.ndarray]]:
     """Encode a message (or any msgpack-able tree of dicts, lists, arrays, messages) -> (header, buffers)."""
     enc = _encoder
-    enc.buffers = buffers = []
+    buffers: list[np.ndarray] = []
+    enc.buffers = buffers
     return enc.packer.pack(obj), buffers  # a failed pack leaves nothing behind in the packer (msgpack resets it)
 
 
 _F64_STR = np.dtype(np.float64).str  # "<f8" on every platform numpy ships for
 _VECTOR_PACKERS: dict[int, struct.Struct] = {}
-_PLANS: dict[type, tuple] = {}  # message type -> ((field, default, is a vector), ...) for encode_fields
+_PLANS: dict[type, tuple[tuple[str, Any, bool], ...]] = {}  # message type -> ((field, default, is a vector), ...) for encode_fields
 
 
-def _plan(cls: type) -> tuple:
+def _plan(cls: type) -> tuple[tuple[str, Any, bool], ...]:
     """How `encode_fields` writes a message type: its fields in order, with their defaults (built once; only
     ever read and packed, never handed out) and whether each is a vector."""
     plan = _PLANS.get(cls)
@@ -131,7 +133,7 @@ def _plan(cls: type) -> tuple:
     return plan
 
 
-def _vector(values) -> dict | None:
+def _vector(values: Any) -> dict[str, list[Any]] | None:
     """The inline wire form of a 1-D float64 array, packed from a sequence of numbers without numpy (what
     `encode` writes for the array the message would have made of it), or None if it is not one."""
     try:
@@ -146,7 +148,7 @@ def _vector(values) -> dict | None:
         return None
 
 
-def encode_fields(cls: type, fields: dict) -> tuple[bytes, list]:
+def encode_fields(cls: type, fields: dict[str, Any]) -> tuple[bytes, list[np.ndarray]]:
     """`encode(cls(**fields))` without building the message: the same bytes, for a driver's hot path.
     Vector fields (`cls.VECTORS`) given as plain sequences of numbers are packed straight to the wire; on a
     few values, numpy's array building and `tobytes` cost more than the rest of the encode."""
@@ -154,8 +156,9 @@ def encode_fields(cls: type, fields: dict) -> tuple[bytes, list]:
     if not _names_set(cls).issuperset(fields):
         raise TypeError(f"{cls.__name__} has no field {sorted(fields.keys() - _names_set(cls))[0]!r}")
     enc = _encoder
-    enc.buffers = buffers = []
-    d = {_MSG: cls.__name__}
+    buffers: list[np.ndarray] = []
+    enc.buffers = buffers
+    d: dict[str, Any] = {_MSG: cls.__name__}
     for n, default, vector in plan:
         v = fields.get(n, default)
         if vector:
@@ -165,9 +168,9 @@ def encode_fields(cls: type, fields: dict) -> tuple[bytes, list]:
     return enc.packer.pack(d), buffers
 
 
-def decode(header, buffers=()) -> Any:
+def decode(header: bytes, buffers: Sequence[Any] = ()) -> Any:
     """Inverse of `encode`. Raises DecodeError (or UnknownType) on anything malformed."""
-    def hook(d):
+    def hook(d: dict[str, Any]) -> Any:
         nd = d.get(_ND)
         if nd is not None:
             try:
@@ -209,10 +212,10 @@ def decode(header, buffers=()) -> Any:
         raise DecodeError(f"bad header: {e}") from None
 
 
-def inline(header, buffers=()) -> bytes:
+def inline(header: bytes, buffers: Sequence[Any] = ()) -> bytes:
     """One self-contained msgpack document of a message: every array frame folded back into the header
     (what recordings store; `decode(inline(h, b))` equals `decode(h, b)`)."""
-    def fold(v):
+    def fold(v: Any) -> Any:
         if isinstance(v, dict):
             nd = v.get(_ND)
             if nd is not None and isinstance(nd, list) and len(nd) == 3 and isinstance(nd[2], int):
@@ -229,19 +232,19 @@ def inline(header, buffers=()) -> bytes:
     return msgpack.packb(fold(tree), use_bin_type=True)
 
 
-def _buffer(buffers, i):
+def _buffer(buffers: Sequence[Any], i: Any) -> Any:
     if not isinstance(i, int) or not 0 <= i < len(buffers):
         raise DecodeError(f"array refers to missing frame {i}")
     b = buffers[i]
     return b.buffer if hasattr(b, "buffer") else b
 
 
-def to_frames(topic: str, obj: Any) -> list:
+def to_frames(topic: str, obj: Any) -> list[Any]:
     header, buffers = encode(obj)
     return [topic.encode(), header, *buffers]
 
 
-def from_frames(frames: list) -> tuple[str, Any]:
+def from_frames(frames: Sequence[Any]) -> tuple[str, Any]:
     """frames as received (bytes or zmq.Frame) -> (topic, message)."""
     if len(frames) < 2:
         raise DecodeError(f"expected at least 2 frames, got {len(frames)}")
@@ -253,6 +256,6 @@ def from_frames(frames: list) -> tuple[str, Any]:
     return topic, decode(raw[1], raw[2:])
 
 
-def nbytes(frames: list) -> int:
+def nbytes(frames: Sequence[Any]) -> int:
     return sum(len(f) if isinstance(f, (bytes, bytearray)) else
                (f.nbytes if isinstance(f, np.ndarray) else len(f.buffer)) for f in frames)

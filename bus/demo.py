@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ def joint_states(node: Node, hz: float = 100.0, joints: int = 7) -> None:
     freq = np.linspace(0.2, 0.5, joints)
     t0 = time.monotonic()
 
-    def tick():
+    def tick() -> None:
         t = time.monotonic() - t0
         pub.publish(JointState(name=names, position=0.5 * np.sin(2 * np.pi * freq * t),
                                velocity=np.pi * freq * np.cos(2 * np.pi * freq * t), effort=np.zeros(joints)))
@@ -50,12 +51,12 @@ def camera(node: Node, hz: float = 30.0, width: int = 640, height: int = 480, na
     pub = node.publisher(f"camera/{name}/image", Image)
     f = 0.8 * width
     node.publisher(f"camera/{name}/info", CameraInfo, latched=True).publish(
-        CameraInfo(width=width, height=height, K=[[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], frame_id=name))
+        CameraInfo(width=width, height=height, K=np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]]), frame_id=name))
     x = np.arange(width, dtype=np.uint16)[None, :]
     y = np.arange(height, dtype=np.uint16)[:, None]
     count = [0]
 
-    def tick():
+    def tick() -> None:
         k = count[0] = count[0] + 1
         frame = np.empty((height, width, 3), np.uint8)  # a new buffer per frame: sends are zero-copy
         frame[..., 0] = (x + 4 * k) % 256
@@ -71,23 +72,24 @@ def rate_monitor(node: Node, topics: list[str] | None = None, period: float = 1.
     counts = {t: 0 for t in topics}
     sizes = {t: 0 for t in topics}
     for t in topics:
-        def on_msg(msg, t=t):
+        def on_msg(msg: Any, t: str = t) -> None:
             counts[t] += 1
             sizes[t] = msg.data.nbytes if isinstance(msg, Image) else sizes[t]
         node.subscribe(t, callback=on_msg)
-    last = [time.monotonic(), dict(counts)]
+    last_t, last_counts = time.monotonic(), dict(counts)
 
-    def report():
+    def report() -> None:
+        nonlocal last_t, last_counts
         now = time.monotonic()
-        dt = now - last[0]
+        dt = now - last_t
         if dt < 0.5 * period:  # the timer's first tick comes at once: nothing to report yet
             return
         parts = []
         for t in topics:
-            hz = (counts[t] - last[1][t]) / dt
+            hz = (counts[t] - last_counts[t]) / dt
             parts.append(f"{t} {hz:6.1f} Hz" + (f" ({human_bytes(sizes[t])}/msg)" if sizes[t] else ""))
         print(" | ".join(parts), flush=True)
-        last[0], last[1] = now, dict(counts)
+        last_t, last_counts = now, dict(counts)
     node.timer(1.0 / period, report, "report")
 
 

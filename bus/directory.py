@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+from typing import IO, Any
 
 import msgpack
 import zmq
@@ -44,14 +45,14 @@ class Directory:
         self.config = config
         self.req_ep, self.feed_ep = config.directory_endpoints()
         # node instance (name, or name#uid) -> {name, pid, host, seen, entries: [{kind, name, endpoint, type}]}
-        self.nodes: dict[str, dict] = {}
+        self.nodes: dict[str, dict[str, Any]] = {}
         self._stop = StopFlag()
         self._thread: threading.Thread | None = None
-        self._lockfile = None
+        self._lockfile: IO[str] | None = None  # the ipc owner's flock, held while it serves
 
     # -- lifecycle -------------------------------------------------------
-    def start(self) -> "Directory":
-        ctx = zmq.Context.instance()
+    def start(self) -> Directory:
+        ctx: zmq.Context[Any] = zmq.Context.instance()
         self._router = ctx.socket(zmq.ROUTER)
         self._feed = ctx.socket(zmq.PUB)
         for s in (self._router, self._feed):
@@ -63,7 +64,7 @@ class Directory:
         log.debug("directory for %s at %s", self.config.url, self.req_ep)
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join(2)
@@ -76,7 +77,7 @@ class Directory:
             self._lockfile.close()
 
     # -- state -----------------------------------------------------------
-    def _alive(self, info: dict, now: float) -> bool:
+    def _alive(self, info: dict[str, Any], now: float) -> bool:
         if now - info["seen"] > EXPIRE_S:
             return False
         if info.get("host") == socket.gethostname() and info.get("pid"):
@@ -88,21 +89,21 @@ class Directory:
                 pass
         return True
 
-    def _prune(self):
+    def _prune(self) -> None:
         now = time.monotonic()
         dead = [n for n, info in self.nodes.items() if not self._alive(info, now)]
         for n in dead:
             self._set_node(n, None)
 
-    def table(self, kind: str) -> dict[str, list[dict]]:
-        out: dict[str, list[dict]] = {}
+    def table(self, kind: str) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
         for node, info in self.nodes.items():
             for e in info["entries"]:
                 if e["kind"] == kind:
                     out.setdefault(e["name"], []).append({**e, "node": info.get("name", node)})
         return out
 
-    def _set_node(self, node: str, info: dict | None):
+    def _set_node(self, node: str, info: dict[str, Any] | None) -> None:
         before = {(e["kind"], e["name"]) for e in self.nodes.get(node, {}).get("entries", [])}
         old_eps = {(e["kind"], e["name"], e["endpoint"]) for e in self.nodes.get(node, {}).get("entries", [])}
         if info is None:
@@ -146,7 +147,7 @@ class Directory:
             return {"ok": True, "topics": self.table("topic"), "services": self.table("service"), "nodes": nodes}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
-    def _run(self):
+    def _run(self) -> None:
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._stop.fd, zmq.POLLIN)
@@ -167,15 +168,15 @@ class Directory:
         self._feed.close()
 
 
-def _key(req: dict) -> str:
+def _key(req: dict[str, Any]) -> str:
     """Nodes are told apart by name plus a per-instance id, so two nodes that share a name (two
     recorders, a restarted node whose old self has not expired yet) never overwrite each other."""
     return f"{req['node']}#{req['uid']}" if req.get("uid") else str(req["node"])
 
 
-def request(config: BusConfig, req: dict, timeout: float = 1.0) -> dict:
+def request(config: BusConfig, req: dict[str, Any], timeout: float = 1.0) -> dict[str, Any]:
     """One request to the directory on a throw-away REQ socket (never left in a broken state)."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[Any] = zmq.Context.instance()
     s = ctx.socket(zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)
     try:
@@ -223,7 +224,8 @@ def ensure_directory(config: BusConfig, wait_s: float = 5.0) -> Directory | None
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 lock.close()
-                return _wait_for_other(config, wait_s)
+                _wait_for_other(config, wait_s)
+                return None
             for f in ("dir.sock", "feed.sock"):  # stale files of a dead owner
                 (config.run_dir() / f).unlink(missing_ok=True)
             d = Directory(config)
@@ -237,10 +239,12 @@ def ensure_directory(config: BusConfig, wait_s: float = 5.0) -> Directory | None
             d = Directory(config).start()
         except zmq.ZMQError as e:
             if e.errno == errno.EADDRINUSE:
-                return _wait_for_other(config, wait_s)
+                _wait_for_other(config, wait_s)
+                return None
             if e.errno in (errno.EADDRNOTAVAIL, errno.EINVAL, errno.ENODEV):  # the directory's host is not us
-                return _wait_for_other(config, wait_s, f"{config.host} is another machine: start the graph "
-                                                       f"(loopylab launch) there first")
+                _wait_for_other(config, wait_s, f"{config.host} is another machine: start the graph "
+                                                f"(loopylab launch) there first")
+                return None
             raise
         _local[config.url] = d
         return d
@@ -277,6 +281,7 @@ def stop_local(config: BusConfig | str) -> bool:
 
 
 def _wait_for_other(config: BusConfig, wait_s: float, why: str = "") -> None:
+    """Return once the directory another process holds answers; raise DirectoryUnavailable after `wait_s`."""
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if _ping(config, 0.2):

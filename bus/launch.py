@@ -22,10 +22,13 @@ import tomllib
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from loopylab.bus.config import BusConfig
 from loopylab.bus.directory import DirectoryUnavailable, ensure_directory, release_directory, stop_local
+
+if TYPE_CHECKING:
+    from loopylab.bus.node import Node
 
 log = logging.getLogger("loopylab.launch")
 RESTART_POLICIES = ("never", "on-failure", "always")
@@ -164,7 +167,7 @@ _COLORS = ["36", "33", "35", "32", "34", "91", "96", "93"]
 class _Prefixer:
     """Writes whole lines as `[node] line`; thread-safe; optional colour on a terminal."""
 
-    def __init__(self, stream, color: bool):
+    def __init__(self, stream: IO[str], color: bool):
         self.stream, self.color = stream, color
         self.lock = threading.Lock()
         self.names: dict[str, str] = {}
@@ -218,7 +221,7 @@ class _Running:
         self.proc: subprocess.Popen | None = None
         self.pumps: list[threading.Thread] = []   # copy the child's stdout/stderr, prefixed
         self.thread: threading.Thread | None = None
-        self.node = None
+        self.node: Node | None = None
         self.result: Any = None
         self.exit_code: int | None = None   # set when it ended
         self.started_at = 0.0
@@ -255,7 +258,7 @@ class _Running:
         for t in self.pumps:
             t.join(timeout)
 
-    def _pump(self, pipe, prefixer: _Prefixer) -> None:
+    def _pump(self, pipe: IO[str], prefixer: _Prefixer) -> None:
         for ln in pipe:
             prefixer.line(self.spec.name, ln)
 
@@ -264,7 +267,7 @@ class _Running:
         fn = resolve(self.spec.run)
         self.node = Node(self.spec.name, self.launcher.url)
 
-        def body():
+        def body() -> None:
             try:
                 self.result = fn(self.node, **self.spec.params)
             except Exception:
@@ -322,8 +325,8 @@ class _Running:
 class Launcher:
     """Runs a GraphSpec until SIGINT/SIGTERM, `duration` seconds, `stop()`, or a fatal node failure."""
 
-    def __init__(self, spec: GraphSpec, duration: float | None = None, stdout=None, stderr=None,
-                 capture_thread_output: bool = True):
+    def __init__(self, spec: GraphSpec, duration: float | None = None, stdout: IO[str] | None = None,
+                 stderr: IO[str] | None = None, capture_thread_output: bool = True):
         """`capture_thread_output=False` leaves sys.stdout alone while thread nodes run (their lines
         then carry no `[node]` prefix): for embedding a launcher in a program that prints itself."""
         self.spec, self.duration = spec, duration
@@ -462,7 +465,7 @@ class Launcher:
             h.setStream(out if h.stream is saved[0] else err)
         sys.stdout, sys.stderr = out, err
 
-        def restore():
+        def restore() -> None:
             sys.stdout, sys.stderr = saved
             for h, s in zip(handlers, old_streams):
                 h.setStream(s)
@@ -495,7 +498,7 @@ def _child(payload: str) -> int:
     if early.is_set():
         node.shutdown()
 
-    def orphan_guard():  # the launcher holds our stdin: EOF means it is gone, so stop too
+    def orphan_guard() -> None:  # the launcher holds our stdin: EOF means it is gone, so stop too
         sys.stdin.read()
         node.shutdown()
     threading.Thread(target=orphan_guard, name=f"{spec['name']}:guard", daemon=True).start()
@@ -533,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     except GraphError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return launcher.exit_code
+    return launcher.exit_code or 0  # run() set it; sys.exit(None) meant 0 too
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import numpy as np
 _F64 = np.dtype(np.float64)
 
 
-def _f64(x) -> np.ndarray:
+def _f64(x: Any) -> np.ndarray:
     if type(x) is np.ndarray and x.dtype is _F64:  # already what it should be: a driver's hot path
         return x
     return np.zeros(0) if x is None else np.asarray(x, dtype=np.float64)
@@ -30,7 +30,7 @@ class Message:
     # sequences straight to the wire: `codec.encode_fields`, `Publisher.publish_fields`)
     VECTORS: ClassVar[tuple[str, ...]] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in self.VECTORS:
             setattr(self, name, _f64(getattr(self, name)))
 
@@ -87,7 +87,7 @@ class Image(Message):
     data: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3), np.uint8))
 
     @classmethod
-    def from_array(cls, arr: np.ndarray, encoding: str | None = None, **kw) -> "Image":
+    def from_array(cls, arr: np.ndarray, encoding: str | None = None, **kw: Any) -> Image:
         arr = np.ascontiguousarray(arr)
         if encoding is None:
             encoding = {np.dtype(np.uint8): "rgb8" if arr.ndim == 3 else "mono8",
@@ -105,7 +105,7 @@ class CameraInfo(Message):
     distortion_model: str = "plumb_bob"
     T_base_camera: np.ndarray = field(default_factory=lambda: np.eye(4))  # camera pose in the robot base frame
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.K = np.asarray(self.K, np.float64).reshape(3, 3)
         self.D = _f64(self.D)
         self.T_base_camera = np.asarray(self.T_base_camera, np.float64).reshape(4, 4)
@@ -119,7 +119,7 @@ class ObjectPose:
     orientation: np.ndarray = field(default_factory=lambda: np.array([0, 0, 0, 1.0]))  # xyzw
     covariance: np.ndarray = field(default_factory=lambda: np.zeros((6, 6)))    # x y z rx ry rz
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.position, self.orientation = _f64(self.position), _f64(self.orientation)
         self.covariance = np.asarray(self.covariance, np.float64).reshape(6, 6)
 

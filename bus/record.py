@@ -35,6 +35,8 @@ from typing import Any, Callable, Iterable, Iterator
 import msgpack
 import numpy as np
 from mcap.reader import make_reader
+from mcap.records import Channel, Schema
+from mcap.records import Message as McapMessage
 from mcap.writer import CompressionType, Writer
 
 from loopylab.bus import codec
@@ -73,7 +75,7 @@ def json_schema(cls: type) -> dict:
     """A JSON-schema description of a message dataclass (what `loopylab.<Type>` schemas hold)."""
     defs: dict[str, dict] = {}
 
-    def of(tp) -> dict:
+    def of(tp: Any) -> dict:
         origin, args = typing.get_origin(tp), typing.get_args(tp)
         if tp is np.ndarray:
             return _ND_SCHEMA
@@ -89,7 +91,7 @@ def json_schema(cls: type) -> dict:
             return {"type": "array", "items": of(args[0]) if args else {}}
         if origin is dict:
             return {"type": "object"}
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             if tp.__name__ not in defs:
                 defs[tp.__name__] = {}
                 defs[tp.__name__] = obj(tp)
@@ -313,7 +315,7 @@ def _is_glob(pattern: str) -> bool:
 
 # -- reading ------------------------------------------------------------------------------------------------
 
-def decode_record(schema, channel, message) -> Any:
+def decode_record(schema: Schema | None, channel: Channel, message: McapMessage) -> Any:
     """One MCAP message of a loopylab recording -> the bus message it was."""
     if schema is not None and schema.name == RAW_IMAGE and channel.message_encoding == "json":
         return raw_image_to_image(json.loads(message.data), seq=message.sequence)
@@ -360,15 +362,15 @@ def replay(path: str | Path, node: Node | None = None, rate: float = 1.0, topics
             if wait_subscribers and not pub.wait_for_subscribers(wait_subscribers, wait_s):
                 log.warning("%s: fewer than %d subscribers after %.1f s; replaying anyway", pub.topic,
                             wait_subscribers, wait_s)
-        sent, t0_wall, t0_log = 0, None, None
+        sent, start = 0, None  # start: (monotonic time, log time) of the first message
         fast = not rate or rate == float("inf")
         for topic, log_time, msg in read_messages(path, wanted):
             if not node.running:
                 break
-            if t0_wall is None:
-                t0_wall, t0_log = time.monotonic(), log_time
+            if start is None:
+                start = (time.monotonic(), log_time)
             if not fast:
-                delay = t0_wall + (log_time - t0_log) / 1e9 / rate - time.monotonic()
+                delay = start[0] + (log_time - start[1]) / 1e9 / rate - time.monotonic()
                 if delay > 0 and node._stop.wait(delay):
                     break
             if hasattr(msg, "seq"):

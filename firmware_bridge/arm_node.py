@@ -29,34 +29,30 @@ from loopylab.firmware_bridge.servo.bus import (Motor, MotorBus, MotorBusError, 
                                        PortLostError)
 from loopylab.firmware_bridge.servo.dynamixel import X_CURRENT_UNIT, X_MODELS, X_TORQUE_CONSTANT
 from loopylab.firmware_bridge.servo.feetech import STS_MODELS, STS_STALL_TORQUE
+from loopylab.world.joints import JointMismatch, indices, reorder
+from loopylab.world.robots import CATALOGUE, hardware_robots, robot_spec
 
 log = logging.getLogger("loopylab.arm")
 TWO_PI = 2.0 * math.pi
 CENTRE = 2048
 
-# LeRobot-compatible arm layouts: joint -> (motor ID, model)
-PRESETS: dict[str, dict] = {
-    "so101": dict(kind="feetech", motors={"shoulder_pan": (1, "sts3215"), "shoulder_lift": (2, "sts3215"),
-                                          "elbow_flex": (3, "sts3215"), "wrist_flex": (4, "sts3215"),
-                                          "wrist_roll": (5, "sts3215"), "gripper": (6, "sts3215")}),
-    "koch": dict(kind="dynamixel", motors={"shoulder_pan": (1, "xl430-w250"), "shoulder_lift": (2, "xl430-w250"),
-                                           "elbow_flex": (3, "xl330-m288"), "wrist_flex": (4, "xl330-m288"),
-                                           "wrist_roll": (5, "xl330-m288"), "gripper": (6, "xl330-m288")}),
-}
-PRESET_MODEL_NUMBERS = {name: {i: {v: k for k, v in {**X_MODELS, **STS_MODELS}.items()}[m]
-                               for i, m in p["motors"].values()} for name, p in PRESETS.items()}
+# model name -> model number (what each motor answers to a PING), both servo families
+MODEL_NUMBERS = {name: number for number, name in {**X_MODELS, **STS_MODELS}.items()}
+# per catalogue arm on bus servos: motor id -> model number (the emulators answer as these motors)
+PRESET_MODEL_NUMBERS = {name: {i: MODEL_NUMBERS[m] for i, m in robot_spec(name).hardware.motors.values()}
+                        for name in hardware_robots()}
 
 
 @dataclass
 class ArmConfig:
     port: str = "/dev/ttyUSB0"
-    robot: str = "so101"                       # preset: motor layout and protocol
-    kind: str = ""                             # feetech | dynamixel; default from the preset
-    motors: dict[str, tuple[int, str]] = field(default_factory=dict)   # default from the preset
+    robot: str = "so101"                       # catalogue arm (`loopylab.world.robots`): motor layout and gripper
+    kind: str = ""                             # feetech | dynamixel; default from the catalogue
+    motors: dict[str, tuple[int, str]] = field(default_factory=dict)   # default from the catalogue
     gripper: str = "gripper"                   # motor driven by gripper/command ("" = a plain joint)
-    gripper_open_rad: float = 1.2              # joint angle of the fully open gripper
-    gripper_closed_rad: float = 0.0
-    gripper_max_opening_m: float = 0.06
+    gripper_open_rad: float | None = None      # joint angle of the fully open gripper; default from the catalogue
+    gripper_closed_rad: float | None = None    # (1.2, 0.0 and 0.06 for an arm outside it)
+    gripper_max_opening_m: float | None = None
     rate_hz: float = 100.0
     baudrate: int = 1_000_000
     retries: int = 2
@@ -66,13 +62,21 @@ class ArmConfig:
     hold_on_connect: bool = True               # torque on, goal = present pose, after (re)connecting
 
     def __post_init__(self):
-        preset = PRESETS.get(self.robot)
-        if preset is None and not (self.kind and self.motors):
-            raise ValueError(f"unknown robot {self.robot!r}: pick one of {sorted(PRESETS)} or give kind and motors")
-        self.kind = self.kind or preset["kind"]
-        self.motors = {n: tuple(v) for n, v in (self.motors or preset["motors"]).items()}
+        rs = CATALOGUE.get(self.robot)
+        layout = rs.hardware if rs is not None else None
+        if layout is None and not (self.kind and self.motors):
+            known = f"pick one of {hardware_robots()} or give kind and motors"
+            raise ValueError(f"unknown robot {self.robot!r}: {known}" if rs is None else
+                             f"robot {self.robot!r} has no bus-servo motors in the catalogue: {known}")
+        self.kind = self.kind or layout.kind
+        self.motors = {n: tuple(v) for n, v in (self.motors or layout.motors).items()}
         if self.gripper and self.gripper not in self.motors:
             raise ValueError(f"gripper motor {self.gripper!r} is not one of {list(self.motors)}")
+        grip = ((rs.gripper_open[0], rs.gripper_closed[0], rs.max_opening) if rs is not None and rs.gripper_joints
+                else (1.2, 0.0, 0.06))
+        for name, default in zip(("gripper_open_rad", "gripper_closed_rad", "gripper_max_opening_m"), grip):
+            if getattr(self, name) is None:
+                setattr(self, name, default)
 
 
 class ArmDriver:
@@ -127,7 +131,7 @@ class ArmDriver:
         self.ids = [self.cfg.motors[n][0] for n in self.names]
         self.sign_arr = np.array([self.sign[n] for n in self.names])
         self.eff_arr = np.array([self.eff_scale[n] for n in self.names])
-        self.arm_idx = [self.names.index(n) for n in self.arm_joints]
+        self.arm_idx = indices(self.names, self.arm_joints)
 
     def _decode_block(self, raw: dict[int, bytes]) -> dict[str, np.ndarray]:
         rec = np.frombuffer(b"".join(raw[i] for i in self.ids), dtype=self.block_dtype)
@@ -221,13 +225,7 @@ class ArmDriver:
             key = self._cmd_key(msg)
             if msg is not None and key != self._last_cmd_seq:
                 self._last_cmd_seq = key
-                names = list(msg.name) or self.arm_joints
-                if len(msg.position) == 0 and len(msg.velocity):
-                    log.warning("velocity commands are not supported: the servos run in position mode; ignored")
-                elif len(names) != len(msg.position) or any(n not in self.cfg.motors for n in names):
-                    log.warning("joint command %s does not match the arm's joints %s: ignored", names, self.names)
-                else:
-                    goals.update({n: self.to_ticks(n, float(q)) for n, q in zip(names, msg.position)})
+                goals.update(self._goals(msg))
             if self.grip_sub is not None:
                 gm = self.grip_sub.latest()
                 gkey = self._cmd_key(gm)
@@ -239,6 +237,20 @@ class ArmDriver:
                 self.bus.sync_write("Goal_Position", goals)
                 self.commands_applied += 1
         self.cycles += 1
+
+    def _goals(self, msg: JointCommand) -> dict[str, int]:
+        """Goal ticks for the motors `msg` commands (any of them, by name; unnamed: the arm joints in order)."""
+        if len(msg.position) == 0 and len(msg.velocity):
+            log.warning("velocity commands are not supported: the servos run in position mode; ignored")
+            return {}
+        names = list(msg.name) or self.arm_joints
+        commanded = [n for n in self.names if n in set(names)]  # bus order
+        try:
+            q = reorder(msg.position, names, commanded, exact=True)
+        except JointMismatch as e:
+            log.warning("joint command ignored: %s (the arm's joints: %s)", e, self.names)
+            return {}
+        return {n: self.to_ticks(n, float(v)) for n, v in zip(commanded, q)}
 
     def _loop(self) -> None:
         period = 1.0 / self.cfg.rate_hz

@@ -28,14 +28,20 @@ def _fail(msg: str, code: int = 1):
 
 
 def _bus(robot: str, port: str, baudrate: int):
-    from loopylab.firmware_bridge.arm_node import PRESETS
     from loopylab.firmware_bridge.servo.bus import Motor, MotorBus
-    if robot not in PRESETS:
-        _fail(f"unknown robot {robot!r}; choose one of {sorted(PRESETS)}")
-    p = PRESETS[robot]
+    layout = _layout(robot)
     # interactive tools favour patience over speed: a generous allowance for slow adapters and busy hosts
-    return MotorBus(port, p["kind"], {n: Motor(i, m) for n, (i, m) in p["motors"].items()}, baudrate=baudrate,
+    return MotorBus(port, layout.kind, {n: Motor(i, m) for n, (i, m) in layout.motors.items()}, baudrate=baudrate,
                     latency_s=0.1)
+
+
+def _layout(robot: str):
+    """The catalogue's motor layout of `robot` (exits with the arms there are when it has none)."""
+    from loopylab.world.robots import CATALOGUE, hardware_robots
+    layout = CATALOGUE[robot].hardware if robot in CATALOGUE else None
+    if layout is None:
+        _fail(f"unknown robot {robot!r}; choose one of {hardware_robots()}")
+    return layout
 
 
 @arm.command("find-port")
@@ -218,7 +224,7 @@ def launch(graph: Path = typer.Argument(..., help="Hardware graph, e.g. graphs/s
     if emulate_arm:
         arm_node = next((n for n in spec.nodes if n.run.endswith("arm_node:run_arm")), None)
         robot = (arm_node.params.get("robot", "so101") if arm_node else "so101")
-        emu = _start_emulator("dynamixel" if robot == "koch" else "feetech", robot, None)
+        emu = _start_emulator(_layout(robot).kind, robot, None)
         port = emu.path
         console.print(f"emulated {robot} arm on {port}")
     if port:

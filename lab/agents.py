@@ -7,7 +7,8 @@
 All three share the scientific routine: state a hypothesis (the prior box) first, experiment until the
 belief engine says the answer is within tolerance with the required confidence or the budget is
 spent, then conclude with the belief engine's answer. They differ only in which experiment they pick.
-Other agents (the nanochat policy) join with `register_agent(name, factory)`.
+Other packages offer agents (the nanochat policy) through the `loopylab.agents` entry points, loaded
+by name on first use; `register_agent(name, factory)` adds one at run time.
 
 An agent sees a `loopylab.lab.notebook.NotebookView` and nothing else: no bus node, no service client, no ground
 truth. It cannot run experiments itself; the investigation runs what it proposes.
@@ -16,14 +17,16 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from importlib.metadata import EntryPoint
 from typing import Callable, Protocol, Union
 
 import numpy as np
 
-from loopylab.lab import grammar as g
 from loopylab.lab.beliefs import DEFAULT_PRIOR
 from loopylab.lab.design import Decision, DesignConfig, choose, sigmas_seen
 from loopylab.lab.notebook import NotebookView
+from loopylab.lab.plugins import AGENT_GROUP, load, plugins
+from loopylab.world import notebook as g
 
 Proposal = Union[g.Hypothesis, g.Experiment, g.Conclusion]
 
@@ -113,16 +116,23 @@ def register_agent(name: str, factory: Callable[..., Agent]) -> None:
     AGENTS[name] = factory
 
 
-# agents that live in other packages register themselves when their module is imported
-PLUGINS = {"nanochat": "loopylab.nanochat.agent"}
+# agents that other packages offer through the `loopylab.agents` entry points, by name; loaded on first use
+PLUGINS: dict[str, EntryPoint] = plugins(AGENT_GROUP)
+
+
+def agent_names() -> list[str]:
+    """Every agent `make_agent` knows: registered ones and those plugins offer."""
+    return sorted(set(AGENTS) | set(PLUGINS))
 
 
 def make_agent(name: str, seed: int = 0, **kw) -> Agent:
     if name not in AGENTS and name in PLUGINS:
-        import importlib
-        importlib.import_module(PLUGINS[name])
+        factory = load(PLUGINS[name])   # logs one line if the plugin is broken
+        if factory is None:
+            raise KeyError(f"agent {name!r} failed to load from {PLUGINS[name].value} (see the log line above)")
+        register_agent(name, factory)
     if name not in AGENTS:
-        raise KeyError(f"unknown agent {name!r} (known: {', '.join(sorted(AGENTS))})")
+        raise KeyError(f"unknown agent {name!r} (known: {', '.join(agent_names())})")
     return AGENTS[name](seed=seed, **kw)
 
 

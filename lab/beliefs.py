@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from loopylab.lab import grammar as g
 from loopylab.lab.forward import MEASURED, PARAM_INDEX, Axes, ForwardModel
+from loopylab.world import notebook as g
 
 # the skills' own error bars (docs/contracts.md, "Skills"), by the measurement they belong to
 REPORTED_SIGMA = {"moved_m": "displacement_sigma_m", "slide_m": "slide_sigma_m", "mass_kg": "mass_sigma_kg",

@@ -149,7 +149,7 @@ class Bench:
 
     def reset(self, seed: int, n_objects: int | None = None, robot: str | None = None):
         """Load the world of `seed`; returns its perceived SceneSpec (hidden properties stripped)."""
-        from loopylab.sim.scene import SceneSpec
+        from loopylab.world.scene import SceneSpec
         req = {"seed": int(seed)}
         if n_objects is not None:
             req["n_objects"] = int(n_objects)

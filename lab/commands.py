@@ -24,7 +24,7 @@ def run_investigation(question_text: str, seed: int = 0, agent_name: str = "eig"
     """One investigation end to end on a bus graph; returns the report summary (also in result.json)."""
     from rich.console import Console
 
-    from loopylab.lab import grammar as g
+    from loopylab.lab.experiments import path_clear, strike_travel
     from loopylab.lab.agents import make_agent
     from loopylab.lab.bench import Bench
     from loopylab.lab.forward import ForwardModel
@@ -32,7 +32,7 @@ def run_investigation(question_text: str, seed: int = 0, agent_name: str = "eig"
     from loopylab.lab.notebook import bus_sink, console_sink, jsonl_sink
     from loopylab.lab.questions import grade, parse_question
     from loopylab.lab.report import write_run_report
-    from loopylab.sim.twin import TwinPool
+    from loopylab.lab.twin import TwinPool
 
     question = parse_question(question_text)
     console = Console()
@@ -51,8 +51,8 @@ def run_investigation(question_text: str, seed: int = 0, agent_name: str = "eig"
         if missing:
             raise typer.BadParameter(f"no {', '.join(missing)} in the world of seed {seed}; it has "
                                      f"{', '.join(gscene.names)}", param_hint="--question")
-        if question.kind == "predict" and not g.path_clear(gscene, question.object, question.action.direction,
-                                                           g.strike_travel(question.action.speed)):
+        if question.kind == "predict" and not path_clear(gscene, question.object, question.action.direction,
+                                                         strike_travel(question.action.speed)):
             raise typer.BadParameter(f"{question.object} cannot be struck along {question.action.direction} "
                                      "in this world (path blocked or off the table)", param_hint="--question")
         sinks = [bus_sink(bench.notebook_pub), jsonl_sink(out / "notebook.jsonl")]
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="Do not print the notebook live."),
     ):
         """Answer one physical question about an unknown world by running experiments on the robot."""
-        from loopylab.lab import grammar as g
+        from loopylab.world import notebook as g
         if not sim and graph is None:
             raise typer.BadParameter("--no-sim needs --graph FILE", param_hint="--graph")
         try:

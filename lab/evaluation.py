@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from loopylab.lab import grammar as g
+from loopylab.world import notebook as g
 from loopylab.lab.questions import KINDS, grade, make_question
 
 log = logging.getLogger("loopylab.eval")

@@ -8,7 +8,7 @@ multilinearly in log space afterwards. Most responses are power laws of the para
 ~ mu*m*g, slide ~ v^2/(2*mu*g), bounce ~ e^2*h), which log-log interpolation reproduces almost exactly.
 
 Why the direction can be left out: the grid only offers pushes and strikes along directions whose path
-is clear (`loopylab.lab.grammar.path_clear`), and on an isotropic table an unobstructed object responds the same
+is clear (`loopylab.lab.experiments.path_clear`), and on an isotropic table an unobstructed object responds the same
 way in every direction. Why some parameters are left out of a skill's table (`SKILL_DEPENDS`): e.g. a
 strike's slide does not depend on the mass; tests/lab/test_beliefs.py checks each claim on the Twin
 itself.
@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from loopylab.lab import grammar as g
+from loopylab.world import notebook as g
 
 PARAM_INDEX = {"friction": 0, "mass": 1, "restitution": 2}   # theta columns: log mu, log m, log e
 
@@ -81,7 +81,7 @@ POINTS = {"drop": (8, 7)}   # points per axis where the default is too many Twin
 
 
 class TwinLike(Protocol):
-    """What the forward model needs from `loopylab.sim.twin.TwinPool`."""
+    """What the forward model needs from `loopylab.lab.twin.TwinPool`."""
 
     def predict_many(self, scene, skill: str, args: dict, params: list[dict]) -> list[dict]: ...
 
@@ -153,8 +153,8 @@ def level_key(exp: g.Experiment) -> tuple:
 class ForwardModel:
     """Twin-backed, tabulated predictions for the objects of one (perceived) scene.
 
-    `scene` is the perceived `loopylab.sim.scene.SceneSpec` (hidden properties unknown); `twins` anything with
-    `predict_many(scene, skill, args, params)` — a `loopylab.sim.twin.TwinPool`.
+    `scene` is the perceived `loopylab.world.scene.SceneSpec` (hidden properties unknown); `twins` anything with
+    `predict_many(scene, skill, args, params)` — a `loopylab.lab.twin.TwinPool`.
     """
 
     def __init__(self, scene, twins: TwinLike, axes: Axes = Axes()):
@@ -243,7 +243,7 @@ class ForwardModel:
 
 
 class InlineTwins:
-    """Twin predictions in this process, one `loopylab.sim.twin.Twin` per scene: for evaluation workers, which are
+    """Twin predictions in this process, one `loopylab.lab.twin.Twin` per scene: for evaluation workers, which are
     already parallel (a pool of pools would only add start-up and pickling)."""
 
     def __init__(self, max_scenes: int = 4):
@@ -251,7 +251,7 @@ class InlineTwins:
         self._twins: OrderedDict[str, object] = OrderedDict()
 
     def predict_many(self, scene, skill: str, args: dict, params: list[dict]) -> list[dict]:
-        from loopylab.sim.twin import Twin
+        from loopylab.lab.twin import Twin
         key = scene.to_toml()
         twin = self._twins.get(key)
         if twin is None:

@@ -17,7 +17,8 @@ import numpy as np
 
 from loopylab.bus import ObjectPoses
 from loopylab.bus.node import ServiceClient
-from loopylab.lab import grammar as g
+from loopylab.lab.experiments import candidate_experiments
+from loopylab.world import notebook as g
 from loopylab.lab.beliefs import Measurement, NoiseModel, Posterior
 from loopylab.lab.design import eig_scores, regret, sigmas_seen
 from loopylab.lab.forward import ForwardModel
@@ -71,7 +72,7 @@ def moved_scene(scene: g.Scene, poses: dict | None, threshold: float = 0.01) -> 
 
 
 def grammar_scene(spec) -> g.Scene:
-    """The notebook's scene line from a (perceived) `loopylab.sim.scene.SceneSpec`."""
+    """The notebook's scene line from a (perceived) `loopylab.world.scene.SceneSpec`."""
     return g.Scene(tuple(g.SceneObject(o.label, o.shape, float(g.fmt(o.size, 2)), float(g.fmt(o.position[0], 2)),
                                        float(g.fmt(o.position[1], 2))) for o in spec.objects))
 
@@ -130,7 +131,7 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
     t0 = time.perf_counter()
     gscene = grammar_scene(scene)
     failed: set[g.Experiment] = set()   # failed where the objects are now: not offered again
-    candidates = tuple(g.candidate_experiments(gscene, question))
+    candidates = tuple(candidate_experiments(gscene, question))
     nb = Notebook(question, investigation, sinks)
     nb.add(question)
     nb.add(gscene)
@@ -163,7 +164,7 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
                 gscene = now
                 nb.add(gscene)
                 failed.clear()
-            candidates = tuple(g.candidate_experiments(gscene, question, exclude=failed))
+            candidates = tuple(candidate_experiments(gscene, question, exclude=failed))
         elif isinstance(proposal, g.Conclusion):
             conclusion = proposal
             break

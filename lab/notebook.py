@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from loopylab.bus import NotebookEntry
-from loopylab.lab import grammar as g
+from loopylab.world import notebook as g
 
 Sink = Callable[[NotebookEntry], None]
 
@@ -44,7 +44,7 @@ class Notebook:
         self.sections: list[g.Section] = []
 
     def add(self, body: g.Body, data: dict | None = None) -> NotebookEntry:
-        section = g.Section(g._kind_of(body), body)
+        section = g.Section(g.kind_of(body), body)
         entry = NotebookEntry(investigation=self.investigation, step=len(self.entries), kind=section.kind,
                               text=section.render(), data=_plain(data or {}), stamp_ns=time.time_ns())
         self.entries.append(entry)

@@ -1,6 +1,6 @@
 """Questions: what an investigation must answer, how sure it must be, and how an answer is graded.
 
-A question's text and parsed forms are `loopylab.lab.grammar.Question`. This module adds the semantics: the
+A question's text and parsed forms are `loopylab.world.notebook.Question`. This module adds the semantics: the
 default tolerances and budgets, making a question for a seeded world, the stopping rule's confidence,
 and grading a conclusion against the ground truth that only the evaluator may read (`sim/oracle`).
 """
@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loopylab.lab import grammar as g
+from loopylab.lab.experiments import path_clear, strike_travel
+from loopylab.world import notebook as g
 
 KINDS = ("friction", "mass", "restitution", "rank", "predict")
 DEFAULT_TOLERANCE = {"friction": 0.05, "mass": 0.10, "restitution": 0.05, "rank": 0.0, "predict": 0.01}
@@ -40,11 +41,11 @@ def make_question(kind: str, scene: g.Scene, seed: int = 0, tolerance: float | N
         rng = np.random.default_rng([seed, 0x9E7])
         speed = float(rng.choice(PREDICT_SPEEDS))
         # an arm strikes faster across its reach (y) than along it (x)
-        across = [d for d in ("+y", "-y") if g.path_clear(scene, subject, d, g.strike_travel(speed))]
+        across = [d for d in ("+y", "-y") if path_clear(scene, subject, d, strike_travel(speed))]
         if across:
             act = g.Experiment("strike", subject, str(rng.choice(across)), speed=speed)
         else:
-            along = [d for d in ("+x", "-x") if g.path_clear(scene, subject, d, g.strike_travel(PREDICT_SPEED_ALONG_X))]
+            along = [d for d in ("+x", "-x") if path_clear(scene, subject, d, strike_travel(PREDICT_SPEED_ALONG_X))]
             act = g.Experiment("strike", subject, str(rng.choice(along or ["+x"])), speed=PREDICT_SPEED_ALONG_X)
         return g.Question("predict", (subject,), round(tol, 3), budget, act)
     return g.Question(kind, (subject,), round(tol, 2), budget)

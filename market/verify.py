@@ -5,7 +5,7 @@ Checks, in order (each yields one `{"name", "ok", "detail"}` result, all stored 
              stored bytes hash to the declared sha256 and size
   signature  the manifest is signed by a rig key registered to the contributor
   parse      every .mcap parses and carries the bounty's declared topics; every notebook parses under
-             the lab grammar (lab.grammar)
+             the lab grammar (world.notebook)
   plausible  the physical checks the bounty declared (ranges, monotonic timestamps, sensor rates,
              notebook values in range)
   duplicate  no file identical to one in an earlier submission; content not a near-copy (MinHash of
@@ -229,7 +229,7 @@ def run(ctx: Context) -> Result:
                 parse_ok = False
                 details.append(f"{path}: not a readable MCAP file ({type(e).__name__}: {e})")
         elif path.endswith(NOTEBOOK_SUFFIXES):
-            from loopylab.lab import grammar
+            from loopylab.world import notebook as grammar
             try:
                 text = p.read_text()
                 sections = grammar.parse(text)

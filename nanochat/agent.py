@@ -5,6 +5,7 @@ lab's scientific routine is kept as protocol, the model fills it in: the first s
 a hypothesis (the investigation resets the belief engine on every hypothesis, so only one is allowed),
 then experiments or a conclusion; with the budget spent or no candidates left, only a conclusion.
 
+The lab finds it through the `loopylab.agents` entry point `nanochat` (pyproject.toml): `--agent nanochat`.
 Loading a checkpoint costs a second, and the lab makes one agent per investigation, so loaded
 checkpoints are cached per process.
 """
@@ -14,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from loopylab.lab import grammar as g
+from loopylab.world import notebook as g
 
 from loopylab.nanochat.checkpoint import SHIPPED_DIR, load_cached
 from loopylab.nanochat.engine import Engine, SampleConfig, allowed_kinds
@@ -61,7 +62,7 @@ def run_one(seed: int, kind: str, checkpoint: str | Path | None = None, temperat
     from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
     from loopylab.lab.notebook import console_sink
     from loopylab.lab.questions import grade, make_question
-    from loopylab.sim.twin import TwinPool
+    from loopylab.lab.twin import TwinPool
 
     agent = NanochatAgent(seed=seed, checkpoint=checkpoint, temperature=temperature)
     with Bench.sim(robot=robot) as bench:
@@ -84,14 +85,3 @@ def run_one(seed: int, kind: str, checkpoint: str | Path | None = None, temperat
             "experiments": result.experiments, "notebook": result.notebook.text(),
             "parse_failures": agent.invalid_calls,
             "fallbacks": agent.stats.fallbacks, "decision_s": agent.decision_s}
-
-
-def register() -> None:
-    """Add `nanochat` to the lab's agent registry (idempotent)."""
-    from loopylab.lab.agents import AGENTS, register_agent
-
-    if "nanochat" not in AGENTS:
-        register_agent("nanochat", NanochatAgent)
-
-
-register()

@@ -159,7 +159,7 @@ class ExploringExpert:
         self.last_decision = None
 
     def propose(self, notebook):
-        from loopylab.lab import grammar as g
+        from loopylab.world import notebook as g
 
         proposal = self.expert.propose(notebook)
         self.last_decision = self.expert.last_decision

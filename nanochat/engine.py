@@ -8,12 +8,12 @@ nanochat forces calculator output after `<|python_end|>`.
 Decoding is constrained so that whatever the weights say, the text parses:
 - the next section may only start with a marker the notebook allows at that point;
 - experiment bodies come from a token trie over the tokenizations of the lab's finite candidate grid
-  (`loopylab.lab.grammar.candidate_experiments`): existing objects, skill arguments within the grid's limits;
+  (`loopylab.lab.experiments.candidate_experiments`): existing objects, skill arguments within the grid's limits;
 - conclusions must answer the question with an answer the notebook's beliefs support (an estimate a
   belief reported, or the order of a belief's means); before any belief, its quantity and object with
   canonical numbers, or a permutation of the objects for a ranking;
 - hypotheses are ranges of the parameters of the question's objects, at most one clause per pair,
-  checked on partial text with the `regex` module's partial matching (as `loopylab.lab.grammar.prefix_ok` does),
+  checked on partial text with the `regex` module's partial matching (as `loopylab.world.notebook.prefix_ok` does),
   and only one hypothesis per notebook (the lab resets its belief engine on each).
 A free-form body that runs into a dead end or past `max_body_tokens` is replaced by a safe default and
 counted in `stats.fallbacks`; the engine never raises on model output.
@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 import regex
 import torch
 
-from loopylab.lab import grammar
-from loopylab.lab.grammar import Belief, Conclusion, Experiment, Hypothesis, Observation, Question, Scene, Section
+from loopylab.lab.experiments import valid_bodies
 from loopylab.nanochat.gpt import GPT, KVCache
 from loopylab.nanochat.tokenizer import Tokenizer, encode_notebook
+from loopylab.world import notebook as grammar
+from loopylab.world.notebook import Belief, Conclusion, Experiment, Hypothesis, Observation, Question, Scene, Section
 
 # which sections the model may open after each kind of line
 NEXT_KINDS = {
@@ -235,7 +236,7 @@ class Engine:
     def _write_body(self, kind: str, logits: torch.Tensor, question: Question, scene: Scene,
                     sections: Sequence[Section], candidates: Sequence[str] | None = None) -> str:
         if kind == "experiment":
-            bodies = list(candidates) if candidates is not None else grammar.valid_bodies("experiment", scene, question)
+            bodies = list(candidates) if candidates is not None else valid_bodies("experiment", scene, question)
             if not bodies:  # nothing in the grid is safe here: weighing moves nothing sideways
                 bodies = [Experiment("weigh", question.object).render()]
             key = f"exp|{scene.render()}|{question.render()}|{hash(tuple(bodies))}"

@@ -11,7 +11,8 @@ Graph entry:
     run = "loopylab.nanochat.node:run_policy"
     params = { checkpoint = "nanochat/checkpoints", device = "cuda" }
 
-and `loopylab run --agent nanochat-remote` (agent `RemotePolicyAgent`) on the lab's machine.
+and `loopylab run --agent nanochat-remote` (agent `RemotePolicyAgent`, the `loopylab.agents` entry point
+`nanochat-remote`) on the lab's machine.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from loopylab.lab import grammar as g
+from loopylab.world import notebook as g
 
 log = logging.getLogger("loopylab.nanochat.node")
 
@@ -100,13 +101,3 @@ class RemotePolicyAgent:
 
     def close(self) -> None:
         self.node.close()
-
-
-def register() -> None:
-    from loopylab.lab.agents import AGENTS, register_agent
-
-    if RemotePolicyAgent.name not in AGENTS:
-        register_agent(RemotePolicyAgent.name, RemotePolicyAgent)
-
-
-register()

@@ -1,7 +1,7 @@
 """The notebook tokenizer: a byte-level BPE trained with `rustbpe`, run with `tiktoken`.
 
 Special tokens are `<|bos|>` plus the start/end markers of every notebook section (question, scene,
-hypothesis, experiment, observation, belief, conclusion), taken from `loopylab.lab.grammar` so the two never
+hypothesis, experiment, observation, belief, conclusion), taken from `loopylab.world.notebook` so the two never
 drift apart. Specials sit at the top of the vocabulary, as in nanochat. The encoding is pickled beside a
 checkpoint (`<dir>/tokenizer/tokenizer.pkl`) with `token_bytes.pt`, the byte length of every token,
 which val bpb needs.
@@ -26,7 +26,7 @@ BOS = "<|bos|>"
 
 def special_tokens() -> list[str]:
     """<|bos|> then each grammar section's start and end marker, in notebook order."""
-    from loopylab.lab import grammar
+    from loopylab.world import notebook as grammar
     return [BOS] + list(grammar.SPECIAL_TOKENS)
 
 

@@ -160,9 +160,9 @@ def _poses_file(path: Path, urdf: Optional[str], ee_link: Optional[str], robot: 
 
 
 def _kinematics(urdf, ee_link, robot, joint_names=None):
-    from loopylab.actuation.kinematics import Kinematics
+    from loopylab.world.kinematics import Kinematics
     if robot:
-        from loopylab.sim.robots import robot_spec
+        from loopylab.world.robots import robot_spec
         spec = robot_spec(robot)
         urdf, ee_link, joint_names = urdf or spec.urdf, ee_link or spec.ee_link, joint_names or list(spec.arm_joints)
     if not (urdf and ee_link):
@@ -240,6 +240,7 @@ def handeye(intrinsics: Path = typer.Option(..., "--intrinsics", "-i", help="Cal
 def _live_pairs(source, bus, count, det, cal, urdf, ee_link, robot):
     from loopylab.bus import JointState, Node
     from loopylab.perception.geometry import T_from_pose
+    from loopylab.world.joints import JointMismatch, reorder
     src = _open(source, cal.width, cal.height)
     node = Node(f"handeye-{int(time.time()) % 100000}", bus) if bus else Node(f"handeye-{int(time.time()) % 100000}")
     sub = node.subscribe("arm/joint_state", JointState, mode="latest")
@@ -254,7 +255,10 @@ def _live_pairs(source, bus, count, det, cal, urdf, ee_link, robot):
         while len(T_bf) < count:
             input(f"[{len(T_bf) + 1}/{count}] move the robot (rotate about different axes), then press Enter ")
             js, f = sub.latest(), src.read()
-            q = np.array([js.position[list(js.name).index(n)] for n in kin.joint_names])
+            try:
+                q = reorder(js.position, js.name, kin.joint_names)
+            except JointMismatch as e:
+                _fail(f"arm/joint_state does not fit the kinematic model: {e}")
             res = det.pose(f.rgb, cal.K, cal.D)
             if res is None:
                 err.print("[yellow]board not found in this frame; try again[/yellow]")

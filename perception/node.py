@@ -231,7 +231,7 @@ def objects_from_scene(scene) -> list[dict]:
 
 
 def _scene_objects(seed, robot, n_objects, scene) -> list[dict]:
-    from loopylab.sim.scene import SceneSpec, scene_from_seed  # only the scene description, never the simulator
+    from loopylab.world.scene import SceneSpec, scene_from_seed  # only the scene description, never the simulator
     spec = SceneSpec.from_toml(scene) if scene else scene_from_seed(int(seed), n_objects, robot)
     return objects_from_scene(spec.perceived())
 

@@ -13,7 +13,7 @@ import pkgutil
 import numpy as np
 import pybullet as p
 
-from loopylab.sim.scene import CameraSpec
+from loopylab.world.scene import CameraSpec
 
 _GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 

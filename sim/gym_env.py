@@ -12,12 +12,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from loopylab.actuation.gate import GateConfig, SafetyLimits
-from loopylab.actuation.kinematics import Kinematics
 from loopylab.sim.arm import ArmSim
-from loopylab.sim.robots import robot_spec
-from loopylab.sim.scene import scene_from_seed
 from loopylab.sim.world import World
+from loopylab.world.kinematics import Kinematics
+from loopylab.world.limits import GateConfig, SafetyLimits
+from loopylab.world.robots import robot_spec
+from loopylab.world.scene import scene_from_seed
 
 MAX_OBJECTS = 4
 

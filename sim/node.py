@@ -25,8 +25,8 @@ from loopylab.bus import (CameraInfo, GripperCommand, GripperState, Image, Joint
                  ObjectPoses, Wrench)
 from loopylab.sim.arm import ArmSim
 from loopylab.sim.cameras import gpu_present, render, use_egl
-from loopylab.sim.scene import SceneSpec, scene_from_seed
 from loopylab.sim.world import World
+from loopylab.world.scene import SceneSpec, scene_from_seed
 
 log = logging.getLogger("loopylab.sim")
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as p
 
-from loopylab.sim.robots import RobotSpec, robot_spec
-from loopylab.sim.scene import ObjectSpec, SceneSpec
+from loopylab.world.robots import RobotSpec, robot_spec
+from loopylab.world.scene import ObjectSpec, SceneSpec
 
 DEFAULT_MASS = 0.2          # kg, for objects whose mass the spec leaves unknown (perceived scenes)
 DEFAULT_FRICTION = 0.5

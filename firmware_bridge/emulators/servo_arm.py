@@ -18,10 +18,10 @@ import threading
 import time
 
 from loopylab.firmware_bridge.emulators.pty_device import Faults, PtyDevice
+from loopylab.firmware_bridge.servo.codecs import get_protocol
 from loopylab.firmware_bridge.servo.feetech import INSTRUCTION_ERROR as FEETECH_INSTRUCTION_ERROR
 from loopylab.firmware_bridge.servo.protocol import (ACTION, BROADCAST_ID, BULK_READ, FACTORY_RESET, PING, READ,
-                                                     REBOOT, REG_WRITE, SYNC_READ, SYNC_WRITE, WRITE, CorruptPacket,
-                                                     get_protocol)
+                                                     REBOOT, REG_WRITE, SYNC_READ, SYNC_WRITE, WRITE, CorruptPacket)
 
 log = logging.getLogger("loopylab.emulator.servo")
 

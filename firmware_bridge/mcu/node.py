@@ -19,6 +19,7 @@ from loopylab.firmware_bridge.mcu.link import McuLink, McuTimeout
 from loopylab.firmware_bridge.mcu.protocol import McuError
 from loopylab.firmware_bridge.messages import DeviceFault, Readings
 from loopylab.firmware_bridge.servo.bus import PortLostError
+from loopylab.world.joints import JointMismatch, reorder
 
 log = logging.getLogger("loopylab.mcu")
 
@@ -98,12 +99,13 @@ class McuDriver:
         key = self._key(msg)
         if msg is not None and key != self._last_cmd and not want_estop:
             self._last_cmd = key
-            idx = {n: i for i, n in enumerate(msg.name or self.cfg.joints)}
-            if sorted(idx) != sorted(self.cfg.joints) or len(msg.position) != len(idx):
-                log.warning("joint command for %s ignored (board joints %s)", list(msg.name), self.cfg.joints)
+            try:
+                q = reorder(msg.position, msg.name, self.cfg.joints, exact=True)
+            except JointMismatch as e:
+                log.warning("joint command ignored: %s (board joints %s)", e, self.cfg.joints)
                 state = self.link.heartbeat()
             else:
-                state = self.link.send_targets([int(round(msg.position[idx[n]] * 1000)) for n in self.cfg.joints])
+                state = self.link.send_targets([int(round(v * 1000)) for v in q])
         else:
             state = self.link.heartbeat()
         stamp = time.time_ns()

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import serial
 
-from loopylab.firmware_bridge.servo.protocol import (BROADCAST_ID, CorruptPacket, Register, StatusPacket, get_protocol)
+from loopylab.firmware_bridge.servo.codecs import get_protocol
+from loopylab.firmware_bridge.servo.protocol import BROADCAST_ID, CorruptPacket, Register, StatusPacket
 
 log = logging.getLogger("loopylab.motorbus")
 

@@ -2,7 +2,8 @@
 
 A protocol object turns instructions into bytes and finds packets in a byte stream. It never touches
 a port (that is `servo.bus`), so the codecs are pure functions that can be property-tested and
-compared byte for byte with the vendor SDKs.
+compared byte for byte with the vendor SDKs. The codecs themselves (`dynamixel`, `feetech`) build on this
+module; `servo.codecs` picks one by family name.
 """
 from __future__ import annotations
 
@@ -158,12 +159,3 @@ class ServoProtocol(ABC):
     def split_error(self, error: int) -> tuple[int, int]:
         """(protocol error code: the motor could not carry out this request, hardware error bits)."""
         return 0, error
-
-
-def get_protocol(kind: str) -> ServoProtocol:
-    from loopylab.firmware_bridge.servo.dynamixel import DynamixelProtocol
-    from loopylab.firmware_bridge.servo.feetech import FeetechProtocol
-    kinds = {"dynamixel": DynamixelProtocol, "feetech": FeetechProtocol}
-    if kind not in kinds:
-        raise ValueError(f"unknown servo kind {kind!r}; choose one of {sorted(kinds)}")
-    return kinds[kind]()

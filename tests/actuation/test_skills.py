@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from loopylab.actuation.bench import sim_bench
-from loopylab.sim.twin import Twin
+from loopylab.lab.twin import Twin
 from tests.waiting import wait_until
 
 SKILLS = [("move_to", {}), ("push", {"direction": "+x", "distance": 0.04, "speed": 0.05}),
@@ -134,11 +134,12 @@ def test_drop_measures_the_whole_centre_of_mass_offset_and_the_twin_then_agrees(
 def test_place_carries_a_boxed_in_block_to_a_clear_spot():
     """Seed 100015's red block has a neighbour within the hand's clearance on every side: the grid offers
     only a place, and after it every push and strike level is possible."""
-    from loopylab.lab import grammar as g
+    from loopylab.lab.experiments import candidate_experiments
+    from loopylab.world import notebook as g
     from loopylab.lab.investigation import grammar_scene
     with sim_bench(robot="panda", seed=100015, mocap_noise=0.0005) as bench:
         q = g.Question("friction", ("red_block",), 0.05)
-        before = g.candidate_experiments(grammar_scene(bench.sim.scene.perceived()), q)
+        before = candidate_experiments(grammar_scene(bench.sim.scene.perceived()), q)
         (place,) = [c for c in before if c.skill == "place"]
         assert not any(c.skill in ("push", "strike") for c in before)
         start, _ = bench.sim.world.object_pose("red_block")
@@ -150,7 +151,7 @@ def test_place_carries_a_boxed_in_block_to_a_clear_spot():
         assert pos[2] == pytest.approx(start[2], abs=0.003)   # set down on its face, not dropped or tipped
         moved = g.Scene(tuple(g.SceneObject(o.name, o.shape, o.size, *place.position) if o.name == "red_block"
                               else o for o in grammar_scene(bench.sim.scene.perceived()).objects))
-        assert {c.skill for c in g.candidate_experiments(moved, q)} >= {"push", "strike"}
+        assert {c.skill for c in candidate_experiments(moved, q)} >= {"push", "strike"}
         for bad, why in (({"position": [0.5]}, "position must be"), ({"position": [1.4, 0.0]}, "cannot reach")):
             r = bench.execute("place", {"object": "red_block", **bad})
             assert not r["ok"] and why in r["error"], r
@@ -202,7 +203,7 @@ def test_an_object_fixed_to_the_table_is_not_weighed_or_dropped_as_if_held():
     Lift still measures: "lifted 0.000" is its answer."""
     import dataclasses
 
-    from loopylab.sim.scene import scene_from_seed
+    from loopylab.world.scene import scene_from_seed
     base = scene_from_seed(0, n_objects=1)
     fixed = dataclasses.replace(base.objects[0], shape="cube", size=0.04, position=(0.55, 0.0, 0.02), mass=0.0,
                                 com_offset=(0.0, 0.0, 0.0))

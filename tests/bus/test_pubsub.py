@@ -202,3 +202,21 @@ def test_publish_fields_delivers_the_message_publish_would(inproc_url):
         untyped = a.publisher("misc/blob", None)
         with pytest.raises(TypeError, match="no message type"):
             untyped.publish_fields(x=1)
+
+
+def test_unsubscribe_stops_delivery_and_leaves_other_subscriptions(inproc_url):
+    """The I/O thread closes an unsubscribed topic's socket; a second subscription of the topic carries on."""
+    with Node("a", inproc_url) as a, Node("b", inproc_url) as b:
+        pub = a.publisher("arm/joint_state", JointState)
+        gone = b.subscribe("arm/joint_state", JointState)
+        kept = b.subscribe("arm/joint_state", JointState)
+        assert pub.wait_for_subscribers(2, timeout=5)
+        pub.publish(helpers.joint_state(1))
+        assert gone.get(timeout=5).seq == 1 and kept.get(timeout=5).seq == 1
+        b.unsubscribe(gone)
+        assert wait_until(lambda: gone.sock is None, 5)  # closed by the thread that owns it
+        pub.publish(helpers.joint_state(2))
+        assert kept.get(timeout=5).seq == 2
+        with pytest.raises(TimeoutError):
+            gone.get(timeout=0.2)
+        assert gone.count == 1 and gone not in b._subs

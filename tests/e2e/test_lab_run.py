@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loopylab.lab import grammar as g
+from loopylab.world import notebook as g
 
 ROOT = Path(__file__).resolve().parents[2]
 

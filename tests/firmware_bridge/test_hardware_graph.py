@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("robot, kind", [("so101", "feetech"), ("koch", "dynamixel")])
 def test_graph_moves_the_emulated_arm_through_the_gate(robot, kind, monkeypatch):
-    monkeypatch.chdir(ROOT)
     emu = ServoArmEmulator(kind, model=PRESET_MODEL_NUMBERS[robot]).start()
     monkeypatch.setenv("LOOPYLAB_ARM_PORT", emu.path)
     spec = load_graph(ROOT / "graphs" / f"{robot}.toml").with_bus(f"inproc://{uuid.uuid4().hex}")

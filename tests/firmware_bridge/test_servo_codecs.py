@@ -218,3 +218,14 @@ def test_dynamixel_stuffing_follows_the_spec_where_the_python_sdk_does_not():
     unstuffed = b"\xff\xff\xfd\x00\x05\x09\x00\x03\x74\x00\xff\xff\xfd\x00"
     c = crc16_dynamixel(unstuffed)
     assert sent == unstuffed + bytes((c & 0xFF, c >> 8))
+
+
+def test_the_protocol_base_never_imports_a_codec_back():
+    """servo.protocol is what the codecs build on; the registry by name lives in servo.codecs (no module cycle)."""
+    import ast
+    from loopylab.firmware_bridge.servo import protocol
+    tree = ast.parse(open(protocol.__file__).read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {m for m in imported if m and m.startswith("loopylab")}
+    with pytest.raises(ValueError, match="unknown servo kind 'can'"):
+        get_protocol("can")

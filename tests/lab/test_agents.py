@@ -7,15 +7,16 @@ import pytest
 
 from loopylab.bus import Node
 from loopylab.bus.node import Publisher, ServiceClient
-from loopylab.lab import grammar as g
 from loopylab.lab.agents import AGENTS, GridAgent, RandomAgent, make_agent, prior_hypothesis, register_agent
-from loopylab.lab.bench import Bench
 from loopylab.lab.beliefs import Posterior
+from loopylab.lab.bench import Bench
+from loopylab.lab.experiments import candidate_experiments
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
 from loopylab.lab.investigation import BusRunner, InvestigationConfig, grammar_scene, investigate
 from loopylab.lab.notebook import NotebookView
-from loopylab.sim.scene import SceneSpec, scene_from_seed
-from loopylab.sim.twin import TwinPool
+from loopylab.world.scene import SceneSpec, scene_from_seed
+from loopylab.lab.twin import TwinPool
+from loopylab.world import notebook as g
 
 
 def _reachable(root, limit=200_000):
@@ -101,7 +102,7 @@ def test_routine_and_registry():
     spec = scene_from_seed(1, n_objects=2).perceived()
     scene = grammar_scene(spec)
     q = g.Question("friction", (scene.names[0],), 0.05)
-    cands = tuple(g.candidate_experiments(scene, q))
+    cands = tuple(candidate_experiments(scene, q))
     post = Posterior(q, ForwardModel(spec, InlineTwins()), prior_hypothesis(q), n_particles=300)
     hyp = g.Section("hypothesis", prior_hypothesis(q))
     assert isinstance(RandomAgent().propose(NotebookView(q, scene, cands, (), post)), g.Hypothesis)

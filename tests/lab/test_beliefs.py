@@ -6,15 +6,16 @@ and what is tested is the inference: which experiments pin down which parameters
 import numpy as np
 import pytest
 
-from loopylab.lab import grammar as g
 from loopylab.lab.agents import EIGAgent, prior_hypothesis
 from loopylab.lab.beliefs import LOAD_COL, LOAD_SHARE, Measurement, Posterior
 from loopylab.lab.design import DesignConfig, choose, eig_scores
+from loopylab.lab.experiments import candidate_experiments
 from loopylab.lab.forward import SKILL_DEPENDS, Axes, ForwardModel
 from loopylab.lab.investigation import grammar_scene
 from loopylab.lab.notebook import NotebookView
-from loopylab.sim.scene import scene_from_seed
-from loopylab.sim.twin import TwinPool
+from loopylab.world.scene import scene_from_seed
+from loopylab.lab.twin import TwinPool
+from loopylab.world import notebook as g
 
 TRUE = {"friction": 0.45, "mass": 0.30, "restitution": 0.55}
 AXES = Axes(points=7)  # coarser tables than the default: the tests build many of them
@@ -167,7 +168,7 @@ def test_expert_picks_the_informative_skill(world, kind, skill):
     scene, pool, fm = world
     q = g.Question(kind, ("red_block",), 0.05 if kind != "mass" else 0.10)
     post = Posterior(q, fm, prior_hypothesis(q), n_particles=800)
-    cands = g.candidate_experiments(grammar_scene(scene), q)
+    cands = candidate_experiments(grammar_scene(scene), q)
     assert choose(post, cands).experiment.skill == skill
 
 
@@ -196,7 +197,7 @@ def test_the_expert_places_a_boxed_in_object_before_a_friction_question_but_not_
     for kind, skill in (("friction", "place"), ("restitution", "drop")):
         q = g.Question(kind, ("red_block",), 0.05)
         post = Posterior(q, fm, prior_hypothesis(q), n_particles=800)
-        cands = g.candidate_experiments(boxed, q)
+        cands = candidate_experiments(boxed, q)
         assert "place" in {c.skill for c in cands} and "strike" not in {c.skill for c in cands}
         d = choose(post, cands)
         assert d.experiment.skill == skill, (kind, d.experiment.render())
@@ -210,7 +211,7 @@ def test_expert_combines_weighing_and_pushing_for_friction(world):
     force together give the friction."""
     scene, pool, fm = world
     q = g.Question("friction", ("red_block",), 0.05)
-    cands = tuple(g.candidate_experiments(grammar_scene(scene), q))
+    cands = tuple(candidate_experiments(grammar_scene(scene), q))
     post = Posterior(q, fm, prior_hypothesis(q), n_particles=1500)
     agent, rng, used = EIGAgent(seed=0), np.random.default_rng(1), []
     for _ in range(6):

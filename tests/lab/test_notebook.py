@@ -6,8 +6,8 @@ import numpy as np
 from rich.console import Console
 
 from loopylab.bus import Node, NotebookEntry
-from loopylab.lab import grammar as g
 from loopylab.lab.notebook import Notebook, bus_sink, console_sink, jsonl_sink, load_jsonl
+from loopylab.world import notebook as g
 
 BODIES = [
     g.Question("friction", ("red_block",), 0.05),

@@ -1,10 +1,11 @@
 """Questions: making them for seeded worlds, and grading conclusions against the truth."""
 import pytest
 
-from loopylab.lab import grammar as g
+from loopylab.lab.experiments import path_clear, strike_travel
 from loopylab.lab.investigation import grammar_scene
 from loopylab.lab.questions import KINDS, all_questions, grade, make_question, parse_question
-from loopylab.sim.scene import scene_from_seed
+from loopylab.world.scene import scene_from_seed
+from loopylab.world import notebook as g
 
 TRUTH = {"red_block": {"mass": 0.30, "friction": 0.40, "restitution": 0.5},
          "blue_ball": {"mass": 0.10, "friction": 0.70, "restitution": 0.2}}
@@ -22,7 +23,7 @@ def test_every_kind_for_seeded_worlds_round_trips_through_text():
         for q in qs:
             assert parse_question(q.render()) == q
         pred = qs[-1]
-        assert g.path_clear(scene, pred.object, pred.action.direction, g.strike_travel(pred.action.speed))
+        assert path_clear(scene, pred.object, pred.action.direction, strike_travel(pred.action.speed))
 
 
 def test_rank_needs_two_objects():

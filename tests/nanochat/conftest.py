@@ -6,8 +6,9 @@ import random
 
 import pytest
 
-from loopylab.lab import grammar
-from loopylab.lab.grammar import (Belief, Conclusion, Estimate, Experiment, Hypothesis, Observation, Question, Range,
+from loopylab.lab.experiments import candidate_experiments
+from loopylab.world import notebook as grammar
+from loopylab.world.notebook import (Belief, Conclusion, Estimate, Experiment, Hypothesis, Observation, Question, Range,
                          Ranking, Scene, SceneObject, Section)
 
 NAMES = ["red_block", "blue_block", "green_puck", "steel_ball", "cork_cube"]
@@ -34,7 +35,7 @@ def random_notebook(rng: random.Random) -> list[Section]:
     scene = random_scene(rng)
     q = random_question(rng, scene)
     secs = [Section("question", q), Section("scene", scene)]
-    grid = grammar.candidate_experiments(scene, q)
+    grid = candidate_experiments(scene, q)
     for _ in range(rng.randint(1, 4)):
         if rng.random() < 0.5:
             secs.append(Section("hypothesis", Hypothesis((Range("friction", q.object, 0.1, rng.choice([0.5, 1.0])),))))

@@ -4,11 +4,12 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from loopylab.lab import grammar
-from loopylab.lab.grammar import Belief, Estimate, Observation, Section
+from loopylab.lab.experiments import candidate_experiments
 from loopylab.nanochat.engine import Engine, SampleConfig, TokenTrie
 from loopylab.nanochat.gpt import GPT, GPTConfig
 from loopylab.nanochat.tokenizer import encode_notebook
+from loopylab.world import notebook as grammar
+from loopylab.world.notebook import Belief, Estimate, Observation, Section
 from tests.nanochat.conftest import random_question, random_scene
 
 
@@ -50,7 +51,7 @@ def test_random_weights_never_write_an_invalid_notebook(wild_model, tokenizer, s
     text = grammar.render(sections)
     assert grammar.render(grammar.parse(text)) == text  # the whole notebook parses
     assert sections[-1].kind == "conclusion"
-    grid = {e.render() for e in grammar.candidate_experiments(scene, question)}
+    grid = {e.render() for e in candidate_experiments(scene, question)}
     assert all(c.render() in grid for c in calls)
     assert len(calls) <= 4  # the question's budget
     ans = sections[-1].body.answers[0]
@@ -67,7 +68,7 @@ def test_trie_decoding_follows_the_model_when_it_can(tokenizer, wild_model):
     engine = Engine(wild_model, tokenizer)
     sections = [Section("question", question), Section("scene", scene)]
     sec = engine.propose(sections, allowed=["experiment"])
-    assert sec.kind == "experiment" and sec.body in grammar.candidate_experiments(scene, question)
+    assert sec.kind == "experiment" and sec.body in candidate_experiments(scene, question)
     trie = TokenTrie([[1, 2, 9], [1, 3, 9]])
     assert set(trie.root[1]) == {2, 3}
 
@@ -93,7 +94,7 @@ def test_kv_cache_reuse_matches_fresh_engine(tokenizer, wild_model):
 def test_notebook_ending_in_an_experiment_is_refused(tokenizer, wild_model):
     scene = random_scene(random.Random(1))
     q = grammar.Question("friction", (scene.names[0],), 0.05)
-    exp = grammar.candidate_experiments(scene, q)[0]
+    exp = candidate_experiments(scene, q)[0]
     with pytest.raises(ValueError, match="observation must come first"):
         Engine(wild_model, tokenizer).propose([Section("question", q), Section("scene", scene), Section("experiment", exp)])
 

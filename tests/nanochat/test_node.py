@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from loopylab.bus import Node
-from loopylab.lab import grammar
-from loopylab.lab.grammar import Section
+from loopylab.lab.experiments import candidate_experiments
 from loopylab.nanochat.checkpoint import save_checkpoint
 from loopylab.nanochat.gpt import GPT, GPTConfig
 from loopylab.nanochat.node import SERVICE, run_policy
+from loopylab.world import notebook as grammar
+from loopylab.world.notebook import Section
 from tests.nanochat.conftest import random_question, random_scene
 
 
@@ -37,7 +38,7 @@ def test_policy_node_serves_valid_sections(random_checkpoint):
         assert reply["ok"] and reply["kind"] == "hypothesis"  # protocol: a hypothesis comes first
         hyp = grammar.parse_body("hypothesis", reply["text"])
         text += grammar.section_text(hyp)
-        grid = [e.render() for e in grammar.candidate_experiments(scene, question)]
+        grid = [e.render() for e in candidate_experiments(scene, question)]
         reply = lab.call(SERVICE, {"notebook": text, "allowed": ["experiment"], "candidates": grid[:3]}, timeout=30)
         assert reply["ok"] and reply["kind"] == "experiment" and reply["text"] in grid[:3]
         assert reply["decision_ms"] > 0

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loopylab.lab import grammar as g
 from loopylab.nanochat.checkpoint import SHIPPED_DIR, load_meta
+from loopylab.world import notebook as g
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,8 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from loopylab.lab import grammar
 from loopylab.nanochat.tokenizer import Tokenizer, encode_notebook, special_tokens
+from loopylab.world import notebook as grammar
 from tests.nanochat.conftest import random_notebook
 
 

@@ -10,7 +10,7 @@ from loopylab.bus import Node, ObjectPoses
 from loopylab.perception.displacement import DisplacementProbe
 from loopylab.perception.node import run_perception
 
-sim_scene = pytest.importorskip("loopylab.sim.scene", reason="needs the simulator package")
+sim_scene = pytest.importorskip("loopylab.world.scene", reason="needs the simulator package")
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from loopylab.sim.arm import ArmSim
-from loopylab.sim.scene import scene_from_seed
+from loopylab.world.scene import scene_from_seed
 from loopylab.sim.world import World
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import pybullet as p
 import pytest
 
-from loopylab.sim.scene import ObjectSpec, SceneSpec, scene_from_seed
+from loopylab.world.scene import ObjectSpec, SceneSpec, scene_from_seed
 from loopylab.sim.world import World
 
 SCRIPT = textwrap.dedent("""
     import hashlib, numpy as np
-    from loopylab.sim.scene import scene_from_seed
+    from loopylab.world.scene import scene_from_seed
     from loopylab.sim.world import World
     from loopylab.sim.arm import ArmSim
     w = World(scene_from_seed(5, n_objects=4))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from loopylab.actuation.kinematics import Kinematics, Unreachable
-from loopylab.sim.robots import robot_spec
+from loopylab.world.kinematics import Kinematics, Unreachable
+from loopylab.world.robots import robot_spec
 
 
 @pytest.fixture(scope="module", params=["panda", "kuka_iiwa", "xarm6", "so101"])

@@ -1,8 +1,12 @@
-"""The notebook grammar: exact round trips, clear rejections, prefix checks for constrained decoding."""
-import pytest
-from hypothesis import given, settings, strategies as st
+"""The notebook's text format: exact round trips, clear rejections, prefix checks for constrained decoding."""
+import subprocess
+import sys
 
-from loopylab.lab import grammar as g
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loopylab.world import notebook as g
 
 DESIGN_EXAMPLE = (
     "<|question_start|>estimate friction of red_block within 0.05<|question_end|>\n"
@@ -13,10 +17,6 @@ DESIGN_EXAMPLE = (
     "<|belief_start|>friction red_block 0.41 0.09; mass red_block 0.450 0.100<|belief_end|>\n"
     "<|conclusion_start|>friction red_block 0.38 0.03<|conclusion_end|>\n"
 )
-
-SCENE = g.Scene((g.SceneObject("red_block", "cube", 0.05, 0.55, 0.0),
-                 g.SceneObject("blue_block", "cube", 0.05, 0.45, 0.12)))
-
 
 def test_design_example_round_trips_and_parses_to_the_right_values():
     sections = g.parse(DESIGN_EXAMPLE)
@@ -71,7 +71,8 @@ def test_drop_observation_carries_an_optional_centre_of_mass_offset():
                                                       "com_z_m": -0.0032})
     assert tilted.render() == "bounce 0.023 com -0.004 0.002 -0.003" and tilted.com == (-0.004, 0.002, -0.003)
     assert g.parse_body("observation", tilted.render()) == tilted
-    assert g.body_complete("observation", tilted.render()) and g.prefix_ok("observation", "bounce 0.023 com -0.004 0.002 -0.0")
+    assert g.body_complete("observation", tilted.render())
+    assert g.prefix_ok("observation", "bounce 0.023 com -0.004 0.002 -0.0")
     bare = g.Observation.from_measurements("drop", {"bounce_m": 0.0231})  # no wrist sensor: no com
     assert bare.render() == "bounce 0.023" and g.parse_body("observation", "bounce 0.023") == bare
     for bad in ("bounce 0.023 com 0.004", "bounce 0.023 com -0.000 0.001", "mass 0.200 com 0.001 0.001",
@@ -154,7 +155,7 @@ def test_render_parse_round_trip(bodies_):
 @settings(max_examples=100, deadline=None)
 @given(bodies, st.data())
 def test_every_prefix_of_a_valid_body_is_accepted(body, data):
-    kind = g.Section(g._kind_of(body), body).kind
+    kind = g.Section(g.kind_of(body), body).kind
     text = body.render()
     cut = data.draw(st.integers(0, len(text)))
     assert g.prefix_ok(kind, text[:cut])
@@ -163,12 +164,10 @@ def test_every_prefix_of_a_valid_body_is_accepted(body, data):
 
 @settings(max_examples=100, deadline=None)
 @given(scenes, st.data())
-def test_prefix_ok_with_a_scene_accepts_grid_prefixes_and_rejects_strangers(scene, data):
-    cands = g.valid_bodies("experiment", scene)
-    assert all(g.prefix_ok("experiment", c, scene) and g.body_complete("experiment", c, scene) for c in cands)
-    assert not g.prefix_ok("experiment", "weigh zz_not_here", scene)
-    assert not g.prefix_ok("experiment", "push ", scene) or any(c.startswith("push ") for c in cands)
+def test_prefix_ok_with_a_scene_takes_names_from_the_scene(scene, data):
     name = data.draw(st.sampled_from(scene.names))
+    assert g.prefix_ok("experiment", f"weigh {name}", scene) and g.body_complete("experiment", f"weigh {name}", scene)
+    assert not g.prefix_ok("experiment", "weigh zz_not_here", scene)
     partial = f"friction {name} 0."
     assert g.prefix_ok("belief", partial, scene)            # a half-written number
     assert not g.prefix_ok("belief", f"friction {name} 0.x", scene)
@@ -176,47 +175,16 @@ def test_prefix_ok_with_a_scene_accepts_grid_prefixes_and_rejects_strangers(scen
     assert not g.prefix_ok("hypothesis", f"friction {name} in 1.00 2.000", scene)
 
 
-def test_candidate_grid_respects_obstacles_and_workspace():
-    cands = g.candidate_experiments(SCENE, g.Question("friction", ("red_block",), 0.05))
-    assert {c.object for c in cands} == {"red_block"}
-    assert {c.skill for c in cands} == set(g.SKILLS) - {"place"}   # it has room: nothing to place
-    # blue_block sits at -x/+y of red_block (0.10 back, 0.12 across): pushes along +x stay clear
-    assert any(c.skill == "push" and c.direction == "+x" for c in cands)
-    crowded = g.Scene((g.SceneObject("a", "cube", 0.05, 0.50, 0.0), g.SceneObject("b", "cube", 0.05, 0.58, 0.0)))
-    assert not any(c.direction == "+x" for c in g.candidate_experiments(crowded, g.Question("mass", ("a",), 0.1)))
-    edge = g.Scene((g.SceneObject("a", "cube", 0.05, 0.78, 0.0),))
-    assert not any(c.direction == "+x" for c in g.candidate_experiments(edge))
+def test_the_text_format_imports_no_other_loopylab_package():
+    """world is the bottom package: loading the notebook format pulls in nothing above it."""
+    code = ("import sys, loopylab.world.notebook; "
+            "print(sorted(m for m in sys.modules if m.startswith('loopylab.') and not m.startswith('loopylab.world')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
-def test_strikes_along_the_reach_are_capped_at_a_speed_the_arm_can_follow():
-    alone = g.Scene((g.SceneObject("a", "cube", 0.05, 0.55, 0.0),))
-    strikes = [c for c in g.candidate_experiments(alone) if c.skill == "strike"]
-    capped = {s for s in g.STRIKE_SPEEDS if s <= g.STRIKE_MAX_SPEED_ALONG_X}
-    assert {c.speed for c in strikes if c.direction == "-x"} == capped
-    assert {c.speed for c in strikes if c.direction == "+x"} == capped
-    assert {c.speed for c in strikes if c.direction == "+y"} == set(g.STRIKE_SPEEDS) > capped
-
-
-def test_a_boxed_in_object_can_be_placed_where_every_push_and_strike_is_clear():
-    """Neighbours on three sides within the hand's clearance and the reach's edge on the fourth: no push or
-    strike is possible, so the grid offers one `place` to the nearest spot from which all of them are."""
-    boxed = g.Scene((g.SceneObject("a", "cube", 0.05, 0.48, 0.14), g.SceneObject("n", "cube", 0.05, 0.58, 0.14),
-                     g.SceneObject("e", "cube", 0.05, 0.48, 0.24), g.SceneObject("w", "cube", 0.05, 0.48, 0.04)))
-    q = g.Question("friction", ("a",), 0.05)
-    cands = g.candidate_experiments(boxed, q)
-    assert not any(c.skill in ("push", "strike") for c in cands)
-    (place,) = [c for c in cands if c.skill == "place"]
-    assert place.render() == f"place a {g.fmt(place.position[0], 2)} {g.fmt(place.position[1], 2)}"
-    assert g.parse_body("experiment", place.render()) == place and place.args()["position"] == list(place.position)
-    assert g.body_complete("experiment", place.render(), boxed, q)
-    x, y = place.position
-    assert g.PLACE_X[0] <= x <= g.PLACE_X[1] and g.PLACE_Y[0] <= y <= g.PLACE_Y[1]
-    moved = g.Scene(tuple(g.SceneObject("a", "cube", 0.05, x, y) if o.name == "a" else o for o in boxed.objects))
-    after = g.candidate_experiments(moved, q)
-    levels = {(c.skill, c.distance, c.speed) for c in after if c.skill in ("push", "strike")}
-    assert levels == {(c.skill, c.distance, c.speed) for c in g.sliding_levels("a")}
-    assert not any(c.skill == "place" for c in after)
-    # and an object with room is never offered one
-    alone = g.Scene((g.SceneObject("a", "cube", 0.05, 0.52, 0.0),))
-    assert not any(c.skill == "place" for c in g.candidate_experiments(alone, q))
-    assert g.clear_spot(alone, "a") == (0.52, 0.0)   # where it is: already clear
+def test_a_section_missing_a_field_it_needs_has_no_text():
+    with pytest.raises(g.GrammarError, match="push distance is missing"):
+        g.Experiment("push", "a", "+x", speed=0.05).render()
+    with pytest.raises(g.GrammarError, match="predict action is missing"):
+        g.Question("predict", ("a",), 0.01).render()

@@ -1,7 +1,7 @@
 """Experiment protocols: the geometry and timing of each skill and how its raw signals become measurements.
 
-Shared by the arm-driven skills (`loopylab.actuation.skills`) and the object-level twin (`loopylab.sim.twin`), so that a
-prediction and a measurement are computed the same way. Pure numpy (and scipy rotations): no bus, no simulator.
+Shared by the arm-driven skills (`loopylab.actuation.skills`) and the object-level twin (`loopylab.lab.twin`), so
+that a prediction and a measurement are computed the same way. Pure numpy (and scipy rotations): no bus, no simulator.
 
 Physics each protocol exposes (flat table, the table's coefficients are 1, so the object's show):
 - push at constant speed: steady sliding force ≈ μ·m·g (force_mean_N over the middle of the contact);
@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from loopylab.world.robots import CONTROL_HZ
+from loopylab.world.trajectory import speed_profile
+
 G = 9.81
-CONTROL_HZ = 120.0
 TIP_Z = 0.006             # m: height of the tool's lowest point while pushing/striking
 PUSH_GAP = 0.02           # m: free travel before contact (room to reach the push speed)
 PUSH_ACCEL = 1.0          # m/s^2 along the push path
@@ -83,14 +85,12 @@ def push_plan(obj_pos, size: float, dir_name: str, distance: float, speed: float
     d = direction(dir_name)
     start = np.array([obj_pos[0], obj_pos[1], TIP_Z]) - d * (size / 2 + PUSH_GAP + pad)
     travel = PUSH_GAP + distance
-    from loopylab.actuation.trajectory import speed_profile
     path = speed_profile([(travel, speed, PUSH_ACCEL)], hz)
     steady = (PUSH_GAP + STEADY[0] * distance, PUSH_GAP + STEADY[1] * distance)
     return PushPlan(start, start + d * travel, path, steady)
 
 
 def strike_plan(obj_pos, size: float, dir_name: str, speed: float, pad: float, hz: float = CONTROL_HZ) -> PushPlan:
-    from loopylab.actuation.trajectory import speed_profile
     d = direction(dir_name)
     start = np.array([obj_pos[0], obj_pos[1], TIP_Z]) - d * (size / 2 + PUSH_GAP + pad)
     contact = PUSH_GAP + 0.002

@@ -1,10 +1,10 @@
-"""Protocol analysis functions shared by skills and twin (actuation/protocols.py)."""
+"""Protocol analysis functions shared by skills and twin (world/protocols.py)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 from scipy.spatial.transform import Rotation
 
-from loopylab.actuation import protocols as P
+from loopylab.world import protocols as P
 from loopylab.perception.geometry import quat_to_R
 
 finite = st.floats(-1.0, 1.0, allow_nan=False)

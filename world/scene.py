@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
+from loopylab.world.config import check_keys, field_names, from_mapping
+
 SHAPES = ("cube", "cylinder", "sphere")
 SHAPE_WORD = {"cube": "block", "cylinder": "cylinder", "sphere": "ball"}
 COLOURS = {"red": (0.85, 0.1, 0.1, 1.0), "blue": (0.1, 0.2, 0.85, 1.0), "green": (0.1, 0.7, 0.2, 1.0),
@@ -140,16 +142,14 @@ class SceneSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SceneSpec":
-        d = dict(d)
-        known = {"robot", "seed", "objects", "cameras", "table", "dt", "gravity"}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown scene keys: {sorted(unknown)}")
-        return cls(robot=d.get("robot", "panda"), seed=d.get("seed"),
-                   objects=[ObjectSpec(**o) for o in d.get("objects", [])],
-                   cameras=[CameraSpec(**c) for c in d.get("cameras", [])],
-                   table=TableSpec(**d.get("table", {})), dt=float(d.get("dt", 1 / 240)),
-                   gravity=float(d.get("gravity", -9.81)))
+        check_keys(d, field_names(cls), "scene")
+
+        def each(kind, key):
+            return [from_mapping(kind, v, f"scene: {key}[{i}]") for i, v in enumerate(d.get(key, []))]
+
+        return cls(robot=d.get("robot", "panda"), seed=d.get("seed"), objects=each(ObjectSpec, "objects"),
+                   cameras=each(CameraSpec, "cameras"),
+                   table=from_mapping(TableSpec, d.get("table", {}), "scene: table"), dt=float(d.get("dt", 1 / 240)), gravity=float(d.get("gravity", -9.81)))
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())

@@ -1,4 +1,4 @@
-"""The notebook grammar: the exact text the policy reads and writes (DESIGN.md, "The notebook").
+"""The notebook's text format: the exact text the policy reads and writes (docs/lab.md, "The notebook grammar").
 
 A notebook is a sequence of sections, one per line, each wrapped in its special tokens:
 
@@ -30,18 +30,19 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
     belief       QTY OBJ MEAN SD (; ...)                                 QTY friction|mass|restitution|slide
     conclusion   QTY OBJ VALUE HALFWIDTH (; ...) | mass order OBJ > OBJ [> OBJ ...]   (heaviest first)
 
-For constrained decoding the engine asks `prefix_ok(kind, partial_body, scene)` (can this still
-become a valid body?) and `body_complete(...)` (may the end token come now?); experiment bodies are
-restricted to the finite grid `candidate_experiments(scene, question)`.
+For constrained decoding a decoder asks `prefix_ok(kind, partial_body, scene)` (can this still
+become a valid body?) and `body_complete(...)` (may the end token come now?), with object names taken
+from the scene. Which experiments are sensible where the objects stand (the finite experiment grid) is
+not part of the text format; the lab narrows experiment bodies to it.
 """
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Iterable, Union
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-import numpy as np
 import regex  # the `regex` module: partial matching for prefix checks (re has none)
 
 KINDS = ("question", "scene", "hypothesis", "experiment", "observation", "belief", "conclusion")
@@ -109,6 +110,16 @@ def _alt(words: Iterable[str]) -> str:
     return "(?:" + "|".join(re.escape(w) for w in sorted(set(words), key=lambda w: (-len(w), w))) + ")"
 
 
+T = TypeVar("T")
+
+
+def _given(value: T | None, what: str) -> T:
+    """A field the section needs (a push's distance, a prediction's action): an object without it has no text."""
+    if value is None:
+        raise GrammarError(f"{what} is missing")
+    return value
+
+
 def _num(text: str, decimals: int, what: str) -> float:
     if re.fullmatch(num_re(decimals), text) is None:
         raise GrammarError(f"{what}: {text!r} is not a number with {decimals} decimals")
@@ -167,13 +178,15 @@ class Experiment:
     def render(self) -> str:
         parts = [self.skill, self.object]
         if self.skill == "push":
-            parts += [self.direction, fmt(self.distance, 2), fmt(self.speed, 2)]
+            parts += [_given(self.direction, "push direction"), fmt(_given(self.distance, "push distance"), 2),
+                      fmt(_given(self.speed, "push speed"), 2)]
         elif self.skill == "strike":
-            parts += [self.direction, fmt(self.speed, 2)]
+            parts += [_given(self.direction, "strike direction"), fmt(_given(self.speed, "strike speed"), 2)]
         elif self.skill in ("drop", "lift"):
-            parts += [fmt(self.height, 2)]
+            parts += [fmt(_given(self.height, f"{self.skill} height"), 2)]
         elif self.skill == "place":
-            parts += [fmt(self.position[0], 2), fmt(self.position[1], 2)]
+            x, y = _given(self.position, "place position")
+            parts += [fmt(x, 2), fmt(y, 2)]
         return " ".join(parts)
 
     def args(self) -> dict:
@@ -217,8 +230,8 @@ class Question:
         elif self.kind == "rank":
             s = f"rank {' '.join(self.objects)} by mass"
         elif self.kind == "predict":
-            a = self.action
-            s = (f"predict slide of {self.object} after strike {a.direction} {fmt(a.speed, 2)} "
+            a = _given(self.action, "predict action")
+            s = (f"predict slide of {self.object} after strike {a.direction} {fmt(_given(a.speed, 'strike speed'), 2)} "
                  f"within {fmt(self.tolerance, 3)}")
         else:
             raise GrammarError(f"unknown question kind {self.kind!r}")
@@ -271,7 +284,7 @@ class Observation:
         return dict(self.values)[key]
 
     @classmethod
-    def from_measurements(cls, skill: str, measurements: dict) -> "Observation":
+    def from_measurements(cls, skill: str, measurements: dict) -> Observation:
         vals = []
         for key, mkey, d in OBS_FIELDS[skill]:
             v = float(measurements[mkey])
@@ -281,21 +294,21 @@ class Observation:
         extra = None
         if skill in OBS_OPTIONAL:
             _, keys, d, least = OBS_OPTIONAL[skill]
-            xs = [measurements.get(k) for k in keys]
+            xs: list[Any] = [measurements.get(k) for k in keys]
             n = next((i for i, v in enumerate(xs) if v is None or not math.isfinite(float(v))), len(xs))
             if n >= least:  # the leading keys that are there (a drop without a tilt has no z)
                 extra = tuple(float(fmt(float(v), d)) for v in xs[:n])
         return cls._with_optional(tuple(vals), skill, extra)
 
     @classmethod
-    def _with_optional(cls, values: tuple, skill: str, extra: tuple | None) -> "Observation":
+    def _with_optional(cls, values: tuple, skill: str, extra: tuple | None) -> Observation:
         if extra is None:
             return cls(values)
         word = OBS_OPTIONAL[skill][0]
         return cls(values, com=extra) if word == "com" else cls(values, load=extra[0])
 
     @classmethod
-    def failure(cls, reason: str) -> "Observation":
+    def failure(cls, reason: str) -> Observation:
         words = re.sub(r"[^a-z0-9_.]+", " ", reason.lower()).split()[:16] or ["unknown"]
         return cls(error=" ".join(w[:40] for w in words))
 
@@ -337,14 +350,14 @@ class Belief:
 
 @dataclass(frozen=True)
 class Conclusion:
-    answers: tuple[Union[Estimate, Ranking], ...]
+    answers: tuple[Estimate | Ranking, ...]
     kind = "conclusion"
 
     def render(self) -> str:
         return "; ".join(a.render() for a in self.answers)
 
 
-Body = Union[Question, Scene, Hypothesis, Experiment, Observation, Belief, Conclusion]
+Body = Question | Scene | Hypothesis | Experiment | Observation | Belief | Conclusion
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,10 +414,10 @@ def body_regex(kind: str, scene: Scene | None = None) -> str:
     raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(KINDS)})")
 
 
-_COMPILED: dict[str, "regex.Pattern"] = {}
+_COMPILED: dict[str, regex.Pattern] = {}
 
 
-def _compiled(kind: str, scene: Scene | None) -> "regex.Pattern":
+def _compiled(kind: str, scene: Scene | None) -> regex.Pattern:
     key = kind if scene is None else f"{kind}|{scene.render()}"
     if key not in _COMPILED:
         if len(_COMPILED) > 512:
@@ -457,16 +470,16 @@ def _parse_body(kind: str, body: str) -> Body:
         if m := re.fullmatch(rf"predict slide of {n} after strike {d} ({num_re(2)}) within ({num_re(3)})", body):
             act = Experiment("strike", m[1], direction=m[2], speed=_num(m[3], 2, "speed"))
             return Question("predict", (m[1],), _num(m[4], 3, "tolerance"), budget, act)
-        raise GrammarError(f"question: {body!r} is none of: estimate friction|mass|restitution of OBJ "
-                           f"within TOL, rank OBJ OBJ... by mass, predict slide of OBJ after strike DIR SPEED within TOL")
+        raise GrammarError(f"question: {body!r} is none of: estimate friction|mass|restitution of OBJ within TOL, "
+                           "rank OBJ OBJ... by mass, predict slide of OBJ after strike DIR SPEED within TOL")
     if kind == "scene":
-        objs = []
+        placed = []
         for c in _split(body):
             m = _check("scene", rf"{n} ({_alt(SHAPES)}) ({num_re(2)}) at ({num_re(2, True)}) ({num_re(2, True)})", c)
-            objs.append(SceneObject(m[1], m[2], float(m[3]), float(m[4]), float(m[5])))
-        if len({o.name for o in objs}) != len(objs):
+            placed.append(SceneObject(m[1], m[2], float(m[3]), float(m[4]), float(m[5])))
+        if len({o.name for o in placed}) != len(placed):
             raise GrammarError(f"scene: an object is named twice in {body!r}")
-        return Scene(tuple(objs))
+        return Scene(tuple(placed))
     if kind == "hypothesis":
         out = []
         for c in _split(body):
@@ -550,170 +563,30 @@ def render(sections: Iterable[Section | Body]) -> str:
     lines = []
     for s in sections:
         if not isinstance(s, Section):
-            s = Section(_kind_of(s), s)
+            s = Section(kind_of(s), s)
         lines.append(s.render() + "\n")
     return "".join(lines)
 
 
-def _kind_of(body: Body) -> str:
+def kind_of(body: Body) -> str:
     return "question" if isinstance(body, Question) else body.kind
 
 
 def section_text(body: Body) -> str:
-    return Section(_kind_of(body), body).render()
+    return Section(kind_of(body), body).render()
 
 
 # ---------------------------------------------------------------------------------------------
-# the finite experiment grid
+# constrained decoding: is a partial body still grammatical, is a body whole?
 
-PUSH_DISTANCES = (0.10,)
-PUSH_SPEEDS = (0.05, 0.10)
-STRIKE_SPEEDS = (0.30, 0.45, 0.60)   # slower strikes hardly launch the object
-# Strikes along the arm's reach (+x, -x) are capped: there the joints turn fastest per m/s of the hand
-# (a Panda's hand at x = 0.55 m reaches the gate's velocity limit at about 0.45 m/s along x, 1.0 m/s
-# along y; a strike also overshoots its speed while it accelerates). A faster strike is clamped by the
-# gate, launches slower than asked and brakes late, and the slide misleads the lab (benchmark eig runs,
-# 50 worlds: -x at 0.60 slid 1.34x v^2/(2 mu g) at the median, 3.8x at p90; other directions 0.90x).
-# The skill refuses, before moving, any strike its arm cannot follow.
-STRIKE_MAX_SPEED_ALONG_X = 0.30
-DROP_HEIGHTS = (0.10, 0.20)
-LIFT_HEIGHTS = (0.10,)
-WORKSPACE_X = (0.30, 0.74)   # reachable table area (base frame, metres) for pushes: the pusher's start
-WORKSPACE_Y = (-0.30, 0.30)  # behind the object and the object's end point must both lie inside
-CLEARANCE = 0.06             # free margin around a pushed or struck object's path
-PLACE_X = (0.40, 0.64)       # where `place` may put an object (well inside the arm's reach)
-PLACE_Y = (-0.20, 0.20)
-
-
-def _unit(direction: str) -> tuple[float, float]:
-    return {"+x": (1, 0), "-x": (-1, 0), "+y": (0, 1), "-y": (0, -1)}[direction]
-
-
-def path_clear(scene: Scene, obj: str, direction: str, travel: float) -> bool:
-    """True when `obj` can travel `travel` metres along `direction` without leaving the workspace or
-    coming near another object (the twin's surrogate assumes an unobstructed, isotropic table)."""
-    o = scene.get(obj)
-    ux, uy = _unit(direction)
-    behind = o.size / 2 + 0.05   # where the pusher starts
-    for px, py in ((o.x + ux * travel, o.y + uy * travel), (o.x - ux * behind, o.y - uy * behind)):
-        if not (WORKSPACE_X[0] <= px <= WORKSPACE_X[1] and WORKSPACE_Y[0] <= py <= WORKSPACE_Y[1]):
-            return False
-    for other in scene.objects:
-        if other.name == obj:
-            continue
-        dx, dy = other.x - o.x, other.y - o.y
-        along, across = dx * ux + dy * uy, abs(dx * uy - dy * ux)
-        reach = (o.size + other.size) / 2 + CLEARANCE
-        if -reach < along < travel + reach and across < reach:
-            return False
-    return True
-
-
-def _centre_first(o: SceneObject) -> list[str]:
-    """Directions ordered towards the middle of the workspace first: an agent that takes the first of
-    equally good experiments keeps its objects away from the edges, where nothing can be done."""
-    cx, cy = sum(WORKSPACE_X) / 2, sum(WORKSPACE_Y) / 2
-    return sorted(DIRECTIONS, key=lambda d: (o.x + _unit(d)[0] * 0.1 - cx) ** 2 + (o.y + _unit(d)[1] * 0.1 - cy) ** 2)
-
-
-def strike_travel(speed: float) -> float:
-    """Metres a strike at `speed` may carry its object, reserved clear ahead of it: pushed while the pusher
-    speeds up (4 m/s^2 from contact) and cruises 3 cm, then the free slide v^2/(2 mu g) on the slipperiest
-    surface the prior allows (mu 0.2), plus 2 cm. (A flat 12 cm let a light block struck at 0.6 m/s slide
-    out of the arm's reach, and the rest of its investigation fail.)"""
-    return speed ** 2 / (2 * 4.0) + 0.03 + speed ** 2 / (2 * 0.2 * 9.81) + 0.02
-
-
-def _strike_directions(speed: float) -> tuple[str, ...]:
-    """The directions a strike at `speed` may take (along the reach it is capped: STRIKE_MAX_SPEED_ALONG_X)."""
-    return tuple(d for d in DIRECTIONS if d in ("+y", "-y") or speed <= STRIKE_MAX_SPEED_ALONG_X)
-
-
-def _sliding(scene: Scene, name: str) -> list[Experiment]:
-    """The pushes and strikes of `name` whose path is clear where the objects are now."""
-    out: list[Experiment] = []
-    dirs = _centre_first(scene.get(name))
-    for dr in dirs:
-        for dist in PUSH_DISTANCES:
-            if path_clear(scene, name, dr, dist):
-                out += [Experiment("push", name, dr, dist, sp) for sp in PUSH_SPEEDS]
-    for dr in dirs:
-        out += [Experiment("strike", name, dr, speed=sp) for sp in STRIKE_SPEEDS
-                if dr in _strike_directions(sp) and path_clear(scene, name, dr, strike_travel(sp))]
-    return out
-
-
-def clear_spot(scene: Scene, name: str) -> tuple[float, float] | None:
-    """Where to put `name` so that it can be pushed and struck: of the spots on a 2 cm grid over the
-    reachable table (PLACE_X, PLACE_Y) clear of the other objects, the nearest to where it is from which
-    every push and strike level of the grid has a clear path in some direction; None if none."""
-    o = scene.get(name)
-    others = [q for q in scene.objects if q.name != name]
-    # each level's travel and the directions it may take (a path clear this far is clear for less)
-    levels = [(d, tuple(DIRECTIONS)) for d in PUSH_DISTANCES] + [
-        (strike_travel(sp), _strike_directions(sp)) for sp in STRIKE_SPEEDS]
-    spots = sorted((math.hypot(x - o.x, y - o.y), x, y)
-                   for x in (round(float(v), 2) + 0.0 for v in np.arange(PLACE_X[0], PLACE_X[1] + 1e-9, 0.02))
-                   for y in (round(float(v), 2) + 0.0 for v in np.arange(PLACE_Y[0], PLACE_Y[1] + 1e-9, 0.02)))
-    for _, x, y in spots:   # nearest first
-        if any(math.hypot(x - q.x, y - q.y) < (o.size + q.size) / 2 + CLEARANCE for q in others):
-            continue
-        moved = Scene(tuple(SceneObject(q.name, q.shape, q.size, x, y) if q.name == name else q
-                            for q in scene.objects))
-        if all(any(path_clear(moved, name, d, travel) for d in dirs) for travel, dirs in levels):
-            return (x, y)
-    return None
-
-
-def candidate_experiments(scene: Scene, question: Question | None = None,
-                          exclude: Iterable[Experiment] = ()) -> list[Experiment]:
-    """The finite, sensible grid of experiments on the objects of `question` (all objects if None):
-    every skill at every parameter level, pushes and strikes only along directions with a clear path;
-    minus `exclude` (e.g. experiments that already failed where the objects are now). An object boxed
-    in by its neighbours (no push or strike path at all) can be placed at its nearest clear spot."""
-    objs = list(question.objects) if question is not None else scene.names
-    out: list[Experiment] = []
-    for name in objs:
-        sliding = _sliding(scene, name)
-        out += sliding
-        out.append(Experiment("weigh", name))
-        out += [Experiment("drop", name, height=h) for h in DROP_HEIGHTS]
-        out += [Experiment("lift", name, height=h) for h in LIFT_HEIGHTS]
-        if not sliding and (spot := clear_spot(scene, name)) is not None:
-            out.append(Experiment("place", name, position=spot))
-    skip = set(exclude)
-    return [e for e in out if e not in skip]
-
-
-def sliding_levels(name: str) -> list[Experiment]:
-    """Every push and strike level of the grid for `name`, as from a clear spot: what placing it there
-    makes possible (the expert values a place by these)."""
-    centre = (sum(PLACE_X) / 2, sum(PLACE_Y) / 2)
-    return _sliding(Scene((SceneObject(name, "cube", 0.05, *centre),)), name)
-
-
-# ---------------------------------------------------------------------------------------------
-# constrained decoding helpers
-
-def valid_bodies(kind: str, scene: Scene, question: Question | None = None) -> list[str]:
-    """All valid bodies of a finite kind: experiments from the grid. Other kinds hold free numbers
-    (use `prefix_ok`/`body_complete`), and asking for them here is an error."""
-    if kind != "experiment":
-        raise GrammarError(f"{kind} bodies are not a finite set; use prefix_ok/body_complete")
-    return [e.render() for e in candidate_experiments(scene, question)]
-
-
-def prefix_ok(kind: str, partial: str, scene: Scene | None = None, question: Question | None = None) -> bool:
-    """Can `partial` still be extended into a valid body of `kind`? Numbers may be half written."""
-    if kind == "experiment" and scene is not None:
-        return any(b.startswith(partial) for b in valid_bodies(kind, scene, question))
+def prefix_ok(kind: str, partial: str, scene: Scene | None = None) -> bool:
+    """Can `partial` still be extended into a valid body of `kind` (names from `scene` when given)?
+    Numbers may be half written."""
     return _compiled(kind, scene).fullmatch(partial, partial=True) is not None
 
 
-def body_complete(kind: str, text: str, scene: Scene | None = None, question: Question | None = None) -> bool:
+def body_complete(kind: str, text: str, scene: Scene | None = None) -> bool:
     """Is `text` a whole valid body (may the end token follow)?"""
-    if kind == "experiment" and scene is not None:
-        return text in valid_bodies(kind, scene, question)
     if _compiled(kind, scene).fullmatch(text) is None:
         return False
     try:

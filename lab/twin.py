@@ -3,8 +3,8 @@
 The belief engine asks "what would this experiment show if friction were 0.4": `Twin.predict` replays
 the skill at object level — a kinematic pusher pad on the skill's exact path and timing for push and
 strike, a release from the skill's height for drop, the mass itself for weigh — and turns the simulated
-signals into measurements with the same functions the skills use (`loopylab.actuation.protocols`). The world is
-built once and reset between predictions. `TwinPool` spreads predictions over processes.
+signals into measurements with the same functions the skills use (`loopylab.world.protocols`). The world
+is built once and reset between predictions. `TwinPool` spreads predictions over processes.
 
     twin = Twin(scene.perceived())
     twin.predict("push", {"object": "red_block", "direction": "+x", "distance": 0.1, "speed": 0.05},
@@ -19,9 +19,10 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pybullet as p
 
-from loopylab.actuation import protocols as P
-from loopylab.sim.scene import SceneSpec
 from loopylab.sim.world import HAND_FRICTION, World
+from loopylab.world import protocols as P
+from loopylab.world.robots import CONTROL_HZ
+from loopylab.world.scene import SceneSpec
 
 PAD = 0.0145            # m: half-thickness of the pusher pad (a Panda finger pair, seen from the side)
 PAD_WIDTH = 0.02        # m: half-width across the push
@@ -30,7 +31,7 @@ PARK = (5.0, 5.0, 1.0)  # where the pad waits between experiments
 
 
 class Twin:
-    def __init__(self, scene: SceneSpec, control_hz: float = P.CONTROL_HZ):
+    def __init__(self, scene: SceneSpec, control_hz: float = CONTROL_HZ):
         self.scene = scene
         self.hz = control_hz
         self.world = World(scene, with_robot=False)

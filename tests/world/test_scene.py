@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from loopylab.sim.scene import PLACEMENT, HIDDEN, SceneSpec, scene_from_seed
+from loopylab.world.config import ConfigError
+from loopylab.world.scene import PLACEMENT, HIDDEN, SceneSpec, scene_from_seed
 
 
 def test_seed_gives_the_same_scene_and_different_seeds_differ():
@@ -45,7 +46,9 @@ def test_bad_input_is_refused_clearly():
         scene_from_seed(0, robot="ur5")
     with pytest.raises(ValueError, match="shape"):
         SceneSpec.from_dict({"objects": [{"label": "x", "shape": "cone", "size": 0.05}]})
-    with pytest.raises(ValueError, match="unknown scene keys"):
+    with pytest.raises(ConfigError, match=r"scene: unknown keys \['robots'\]"):
         SceneSpec.from_dict({"robots": "panda"})
+    with pytest.raises(ConfigError, match=r"scene: objects\[0\]: unknown keys \['colour'\]"):
+        SceneSpec.from_dict({"objects": [{"label": "x", "shape": "cube", "size": 0.05, "colour": "red"}]})
     with pytest.raises(KeyError, match="no object"):
         scene_from_seed(0).object("pink_elephant")

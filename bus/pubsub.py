@@ -1,0 +1,283 @@
+"""Topics: a Publisher sends one topic's messages; a Subscription receives one topic from every publisher of it.
+
+Who runs what (see `loopylab.bus.node` for the node's threads):
+- a Publisher's XPUB socket belongs to the threads that publish, serialised by its lock (no hand-off, no added
+  latency); the node's housekeeping thread only reads its subscription events, under the same lock;
+- a Subscription's SUB socket belongs to the node's I/O thread (`loopylab.bus.receiver`), which decodes each
+  message and calls `_deliver`; the user's threads read the result through `latest`, `get` and `wait_for`.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from loopylab.bus import codec
+from loopylab.bus.messages import Message
+
+if TYPE_CHECKING:
+    from loopylab.bus.node import Node
+
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: enum arithmetic costs on every publish
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+def _has_more(sock: zmq.Socket[Any]) -> bool:
+    """Whether a message is waiting on `sock`: EVENTS, not recv(NOBLOCK) + zmq.Again, which costs an exception."""
+    return bool(sock.get(_EVENTS) & _POLLIN)  # type: ignore[operator]  # EVENTS is an int option, never bytes
+
+
+class Publisher:
+    """Sends one topic's messages from the threads that call `publish` (one lock, no hand-off)."""
+
+    def __init__(self, node: Node, topic: str, msg_type: type | None, latched: bool, hwm: int):
+        self.node, self.topic, self.msg_type, self.latched = node, topic, msg_type, latched
+        self.id = uuid.uuid4().hex[:8]
+        self._prefix = f"{topic}\0{self.id}".encode()
+        self._lock = threading.Lock()
+        self._sock = node.ctx.socket(zmq.XPUB)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SNDHWM, hwm)
+        self._sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # see every (un)subscription, also repeated ones
+        self.endpoint = node._bind(self._sock, "p")
+        self._seq = itertools.count(1)
+        self._last: list[Any] | None = None  # latched: the last message, as a replay (see Subscription._deliver)
+        self.subscribers = 0
+        self.sent = 0
+        self.bytes_sent = 0
+        self._next_poll = 0.0  # monotonic time of the next subscription check on the publish path
+
+    def publish(self, msg: Any, stamp_ns: int | None = None) -> None:
+        """Send a message. `seq` and `stamp_ns` are filled in when left at 0."""
+        if self.msg_type is not None and not isinstance(msg, self.msg_type):
+            raise TypeError(f"{self.topic} carries {self.msg_type.__name__}, not {type(msg).__name__}")
+        if isinstance(msg, Message):
+            if not msg.seq:
+                msg.seq = next(self._seq)
+            if not msg.stamp_ns:
+                msg.stamp_ns = stamp_ns or _now_ns()
+        header, buffers = codec.encode(msg)
+        self._send(header, buffers)
+
+    def publish_fields(self, **fields: Any) -> None:
+        """`publish(msg_type(**fields))` without building the message: the same bytes on the wire, for a
+        driver's hot path (a sim arm's joint state every tick). Vector fields may be plain tuples of floats,
+        which are packed without numpy. `seq` and `stamp_ns` are filled in when left out."""
+        if self.msg_type is None:
+            raise TypeError(f"{self.topic} has no message type: use publish()")
+        if not fields.get("seq"):
+            fields["seq"] = next(self._seq)
+        if not fields.get("stamp_ns"):
+            fields["stamp_ns"] = _now_ns()
+        header, buffers = codec.encode_fields(self.msg_type, fields)
+        self._send(header, buffers)
+
+    def _send(self, header: bytes, buffers: list[Any]) -> None:
+        sock = self._sock
+        with self._lock:
+            self._maybe_drain()
+            if buffers:  # array frames go zero-copy
+                sock.send_multipart([self._prefix, header, *buffers], copy=False)
+            else:  # two small frames: plain sends skip send_multipart's per-frame bookkeeping
+                sock.send(self._prefix, zmq.SNDMORE)
+                sock.send(header)
+            if self.latched:
+                self._last = [self._prefix + b"\0r", header, *buffers]
+        self.sent += 1
+        self.bytes_sent += len(header) + (sum(b.nbytes for b in buffers) if buffers else 0)
+
+    def _drain_subscriptions(self) -> None:  # caller holds the lock
+        # EVENTS, not recv(NOBLOCK) + zmq.Again: an exception per publish costs more than the send
+        while self._sock.get(_EVENTS) & _POLLIN:
+            ev = self._sock.recv(zmq.NOBLOCK)
+            if ev[:1] == b"\x01":
+                self.subscribers += 1
+                if self._last is not None:  # last-value cache: the new subscriber gets the state now
+                    self._sock.send_multipart(self._last, copy=False)
+            elif ev[:1] == b"\x00":
+                self.subscribers = max(0, self.subscribers - 1)
+
+    # Subscriptions come and go rarely, but a driver asks on every tick and every publish: checking the
+    # socket (a getsockopt, ~4 us) at most every POLL_S keeps the answer fresh to a few ms for a
+    # fraction of the cost. A subscriber joining in between misses at most that long of a stream,
+    # which ZeroMQ's slow-joiner behaviour allows anyway; wait_for_subscribers always checks.
+    POLL_S = 0.005
+
+    def _maybe_drain(self) -> None:  # caller holds the lock
+        now = time.monotonic()
+        if now >= self._next_poll:
+            self._next_poll = now + self.POLL_S
+            self._drain_subscriptions()
+
+    def poll_subscriptions(self) -> None:
+        with self._lock:
+            if not self._sock.closed:
+                self._drain_subscriptions()
+
+    def has_subscribers(self) -> bool:
+        """Whether anyone listens now (as of the last few ms: POLL_S): a driver can skip computing a
+        message nobody would receive (ZeroMQ would drop it at the socket anyway; a subscription arriving
+        later sees the next one)."""
+        if time.monotonic() >= self._next_poll:  # checked without the lock first: most calls need no check
+            with self._lock:
+                if not self._sock.closed:
+                    self._maybe_drain()
+        return self.subscribers > 0
+
+    def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll_subscriptions()
+            if self.subscribers >= n:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        with self._lock:
+            self._sock.close()
+
+
+class Subscription:
+    """Messages of one topic from every publisher of it.
+
+    mode="queue": every message, in order; a callback runs for each, otherwise they wait for `get()`
+    in a queue of `queue_size` (the oldest is dropped, and counted, when full).
+    mode="latest": only the newest matters (sensor streams): a tiny receive buffer, drained to the
+    newest on each wake-up; older ones are skipped and counted in `skipped`.
+    raw=True hands `(topic, frames, recv_ns)` to the callback without decoding (recorders, tools).
+    """
+
+    def __init__(self, node: Node, topic: str, msg_type: type | None, callback: Callable[..., Any] | None,
+                 mode: str, queue_size: int, raw: bool):
+        if mode not in ("queue", "latest"):
+            raise ValueError(f"mode must be 'queue' or 'latest', not {mode!r}")
+        self.node, self.topic, self.msg_type = node, topic, msg_type
+        self.callback, self.mode, self.raw = callback, mode, raw
+        self._queue: deque[Any] = deque(maxlen=max(1, queue_size))
+        self._cond = threading.Condition()
+        self._waiters = 0  # threads in get()/wait_for(): no notify (and its cost) when there are none
+        self._latest: Any = None
+        self._latest_t = 0.0
+        self.count = 0          # messages accepted
+        self._waited = 0        # count when wait_for last returned
+        self.dropped = 0        # queue overflow
+        self.skipped = 0        # latest mode: superseded before they were looked at
+        self.bytes = 0
+        self.endpoints: set[str] = set()
+        self._seen: set[bytes] = set()  # publishers we have had a message from
+        self.sock: zmq.Socket[Any] | None = None  # created by the I/O thread
+        self.queue_size = queue_size
+
+    # -- I/O thread side --------------------------------------------------
+    def _deliver(self, frames: list[zmq.Frame]) -> None:
+        # frame 0 is "topic\0pubid", or "topic\0pubid\0r" for a latched value replayed because a
+        # subscriber joined: every subscriber gets that replay, and only those that have nothing yet
+        # from that publisher keep it. (Not judged by seq: a node may forward messages with their seq.)
+        pub, _, flag = frames[0].bytes.partition(b"\0")[2].partition(b"\0")
+        if flag == b"r" and pub in self._seen:
+            return
+        self.bytes += sum(map(len, frames))
+        if self.raw:
+            self._seen.add(pub)
+            self._accept(frames, pub, None)
+            return
+        try:
+            _, msg = codec.from_frames(frames)
+        except codec.UnknownType as e:
+            self.node._count("unknown_type", f"{self.topic}: {e}")
+            return
+        except codec.DecodeError as e:
+            self.node._count("malformed", f"{self.topic}: {e}")
+            return
+        if self.msg_type is not None and not isinstance(msg, self.msg_type):
+            self.node._count("wrong_type", f"{self.topic}: got {type(msg).__name__}, "
+                                           f"expected {self.msg_type.__name__}")
+            return
+        self._seen.add(pub)
+        self._accept(msg, pub, frames)
+
+    def _accept(self, msg: Any, pub: bytes, frames: list[zmq.Frame] | None) -> None:
+        with self._cond:
+            self._latest, self._latest_t = msg, time.monotonic()
+            self.count += 1
+            if self.callback is None and self.mode == "queue":
+                if len(self._queue) == self._queue.maxlen:
+                    self.dropped += 1
+                self._queue.append(msg)
+            if self._waiters:
+                self._cond.notify_all()
+        if self.callback is not None:
+            try:
+                if self.raw:
+                    self.callback(self.topic, msg, time.time_ns())
+                else:
+                    self.callback(msg)
+            except Exception:
+                self.node.log.exception("callback for %s failed", self.topic)
+
+    # -- user side ---------------------------------------------------------
+    def latest(self) -> Any:
+        """The newest message, or None before the first one."""
+        return self._latest
+
+    def age(self) -> float:
+        """Seconds since the newest message arrived (inf before the first)."""
+        return time.monotonic() - self._latest_t if self.count else float("inf")
+
+    def is_stale(self, max_age_s: float) -> bool:
+        return self.age() > max_age_s
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Next message in arrival order (queue mode without callback). Raises TimeoutError."""
+        with self._cond:
+            self._waiters += 1
+            try:
+                ok = self._cond.wait_for(lambda: self._queue, timeout)
+            finally:
+                self._waiters -= 1
+            if not ok:
+                raise TimeoutError(f"no message on {self.topic} within {timeout} s")
+            return self._queue.popleft()
+
+    def wait_for(self, predicate: Callable[[Any], bool] | None = None, timeout: float = 5.0) -> Any:
+        """Wait until the newest message satisfies `predicate`, and return it.
+
+        Without a predicate: a message that no earlier `wait_for` returned (the first call returns at
+        once if something arrived since subscribing: no race between `subscribe` and `wait_for`).
+        """
+        with self._cond:
+            seen = self._waited
+            self._waiters += 1
+            try:
+                ok = self._cond.wait_for(
+                    lambda: self._latest is not None and (predicate(self._latest) if predicate is not None
+                                                          else self.count > seen), timeout)
+            finally:
+                self._waiters -= 1
+            if not ok:
+                raise TimeoutError(f"no matching message on {self.topic} within {timeout} s")
+            self._waited = self.count
+            return self._latest
+
+    def publisher_count(self) -> int:
+        return len(self.endpoints)
+
+    def wait_for_publishers(self, n: int = 1, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.endpoints) < n:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
+

@@ -1,0 +1,81 @@
+"""The experiment grid: clear paths, the workspace, capped strikes, places for boxed-in objects, and the
+grid-narrowed prefix checks the engine decodes experiments with."""
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loopylab.lab import experiments as grid
+from loopylab.world import notebook as g
+
+SCENE = g.Scene((g.SceneObject("red_block", "cube", 0.05, 0.55, 0.0),
+                 g.SceneObject("blue_block", "cube", 0.05, 0.45, 0.12)))
+
+names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+coords = st.integers(-100, 100).map(lambda i: i / 100)
+scenes = st.lists(st.builds(g.SceneObject, names, st.sampled_from(g.SHAPES), st.integers(1, 20).map(lambda i: i / 100),
+                            coords, coords), min_size=1, max_size=4,
+                  unique_by=lambda o: o.name).map(lambda objs: g.Scene(tuple(objs)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(scenes)
+def test_prefix_ok_with_a_scene_accepts_grid_prefixes_and_rejects_strangers(scene):
+    cands = grid.valid_bodies("experiment", scene)
+    assert all(grid.prefix_ok("experiment", c, scene) and grid.body_complete("experiment", c, scene) for c in cands)
+    assert not grid.prefix_ok("experiment", "weigh zz_not_here", scene)
+    assert not grid.prefix_ok("experiment", "push ", scene) or any(c.startswith("push ") for c in cands)
+    # other kinds are the text format's own checks
+    name = scene.names[0]
+    assert grid.prefix_ok("belief", f"friction {name} 0.", scene) == g.prefix_ok("belief", f"friction {name} 0.", scene)
+
+
+def test_the_grid_narrows_experiments_the_text_format_allows():
+    far = "push red_block +x 0.90 0.90"   # grammatical, but not a level of the grid
+    assert g.body_complete("experiment", far, SCENE)
+    assert not grid.body_complete("experiment", far, SCENE)
+    assert not grid.prefix_ok("experiment", "push red_block +x 0.9", SCENE)
+
+
+def test_candidate_grid_respects_obstacles_and_workspace():
+    cands = grid.candidate_experiments(SCENE, g.Question("friction", ("red_block",), 0.05))
+    assert {c.object for c in cands} == {"red_block"}
+    assert {c.skill for c in cands} == set(g.SKILLS) - {"place"}   # it has room: nothing to place
+    # blue_block sits at -x/+y of red_block (0.10 back, 0.12 across): pushes along +x stay clear
+    assert any(c.skill == "push" and c.direction == "+x" for c in cands)
+    crowded = g.Scene((g.SceneObject("a", "cube", 0.05, 0.50, 0.0), g.SceneObject("b", "cube", 0.05, 0.58, 0.0)))
+    assert not any(c.direction == "+x" for c in grid.candidate_experiments(crowded, g.Question("mass", ("a",), 0.1)))
+    edge = g.Scene((g.SceneObject("a", "cube", 0.05, 0.78, 0.0),))
+    assert not any(c.direction == "+x" for c in grid.candidate_experiments(edge))
+
+
+def test_strikes_along_the_reach_are_capped_at_a_speed_the_arm_can_follow():
+    alone = g.Scene((g.SceneObject("a", "cube", 0.05, 0.55, 0.0),))
+    strikes = [c for c in grid.candidate_experiments(alone) if c.skill == "strike"]
+    capped = {s for s in grid.STRIKE_SPEEDS if s <= grid.STRIKE_MAX_SPEED_ALONG_X}
+    assert {c.speed for c in strikes if c.direction == "-x"} == capped
+    assert {c.speed for c in strikes if c.direction == "+x"} == capped
+    assert {c.speed for c in strikes if c.direction == "+y"} == set(grid.STRIKE_SPEEDS) > capped
+
+
+def test_a_boxed_in_object_can_be_placed_where_every_push_and_strike_is_clear():
+    """Neighbours on three sides within the hand's clearance and the reach's edge on the fourth: no push or
+    strike is possible, so the grid offers one `place` to the nearest spot from which all of them are."""
+    boxed = g.Scene((g.SceneObject("a", "cube", 0.05, 0.48, 0.14), g.SceneObject("n", "cube", 0.05, 0.58, 0.14),
+                     g.SceneObject("e", "cube", 0.05, 0.48, 0.24), g.SceneObject("w", "cube", 0.05, 0.48, 0.04)))
+    q = g.Question("friction", ("a",), 0.05)
+    cands = grid.candidate_experiments(boxed, q)
+    assert not any(c.skill in ("push", "strike") for c in cands)
+    (place,) = [c for c in cands if c.skill == "place"]
+    assert place.render() == f"place a {g.fmt(place.position[0], 2)} {g.fmt(place.position[1], 2)}"
+    assert g.parse_body("experiment", place.render()) == place and place.args()["position"] == list(place.position)
+    assert grid.body_complete("experiment", place.render(), boxed, q)
+    x, y = place.position
+    assert grid.PLACE_X[0] <= x <= grid.PLACE_X[1] and grid.PLACE_Y[0] <= y <= grid.PLACE_Y[1]
+    moved = g.Scene(tuple(g.SceneObject("a", "cube", 0.05, x, y) if o.name == "a" else o for o in boxed.objects))
+    after = grid.candidate_experiments(moved, q)
+    levels = {(c.skill, c.distance, c.speed) for c in after if c.skill in ("push", "strike")}
+    assert levels == {(c.skill, c.distance, c.speed) for c in grid.sliding_levels("a")}
+    assert not any(c.skill == "place" for c in after)
+    # and an object with room is never offered one
+    alone = g.Scene((g.SceneObject("a", "cube", 0.05, 0.52, 0.0),))
+    assert not any(c.skill == "place" for c in grid.candidate_experiments(alone, q))
+    assert grid.clear_spot(alone, "a") == (0.52, 0.0)   # where it is: already clear
