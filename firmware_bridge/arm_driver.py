@@ -17,6 +17,7 @@ Services: `arm/torque` {on}, `arm/reboot` {ids}. The driver never clamps: limits
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ from loopylab.firmware_bridge.messages import DeviceFault
 from loopylab.firmware_bridge.servo import calibration as calib_mod
 from loopylab.firmware_bridge.servo.bus import Motor, MotorBus, MotorBusError, MotorFaultError, PortLostError
 from loopylab.firmware_bridge.servo.setup import write_gains
+from loopylab.world.joints import JointMismatch, indices, reorder
 
 if TYPE_CHECKING:
     from loopylab.firmware_bridge.arm_node import ArmConfig
@@ -44,20 +46,20 @@ class NotCalibrated(ValueError):
 class ArmDriver:
     def __init__(self, node: Node, cfg: ArmConfig, start: bool = True):
         self.node, self.cfg = node, cfg
-        if not cfg.calibration:
-            raise NotCalibrated(f"arm {cfg.robot} on {cfg.port} has no calibration: run `loopylab arm calibrate "
-                                f"--robot {cfg.robot} --port {cfg.port}` (or import LeRobot's with --from-lerobot "
-                                "FILE) and give the file as the arm node's `calibration`")
-        modes = getattr(cfg, "modes", {}) or {}
-        self.bus = MotorBus(cfg.port, cfg.kind, {n: Motor(i, m, modes.get(n, "")) for n, (i, m) in cfg.motors.items()},
+        calib_path = cfg.calibration or str(calib_mod.default_path(cfg.robot))
+        if not os.path.exists(calib_path):
+            raise NotCalibrated(f"arm {cfg.robot} on {cfg.port} is not calibrated (no {calib_path}): run `loopylab arm "
+                                f"calibrate --robot {cfg.robot} --port {cfg.port}` (or import LeRobot's with "
+                                "--from-lerobot FILE), or give the file as the arm node's `calibration`")
+        self.bus = MotorBus(cfg.port, cfg.kind, {n: Motor(i, m, cfg.modes.get(n, "")) for n, (i, m) in cfg.motors.items()},
                             baudrate=cfg.baudrate, retries=cfg.retries, latency_s=cfg.latency_s)
         self.names = list(cfg.motors)
         self.arm_joints = [n for n in self.names if n != cfg.gripper]
-        self.arm_idx = [self.names.index(n) for n in self.arm_joints]
-        self.calib = calib_mod.load(cfg.calibration)
+        self.arm_idx = indices(self.names, self.arm_joints)
+        self.calib = calib_mod.load(calib_path)
         missing = [n for n in self.names if n not in self.calib]
         if missing:
-            raise NotCalibrated(f"calibration {cfg.calibration} has no entry for {missing}")
+            raise NotCalibrated(f"calibration {calib_path} has no entry for {missing}")
         self.codec = ArmCodec(self.bus, self.names, {n: m for n, (_, m) in cfg.motors.items()}, self.calib)
         self.js_pub = node.publisher("arm/joint_state", JointState)
         self.fault_pub = node.publisher("arm/fault", DeviceFault, latched=True)
@@ -161,7 +163,7 @@ class ArmDriver:
         with self._io:
             raw = self.bus.sync_read_raw(self.codec.addr, self.codec.length, self.codec.ids, "SYNC READ state")
             stamp = time.time_ns()
-            ticks, pos, vel, eff = self.codec.decode(raw)
+            _, pos, vel, eff = self.codec.decode(raw)
             a = self.arm_idx
             self.js_pub.publish(JointState(name=self.arm_joints, position=pos[a], velocity=vel[a], effort=eff[a],
                                            stamp_ns=stamp, frame_id="base"))
@@ -170,7 +172,7 @@ class ArmDriver:
                 self.grip_pub.publish(GripperState(position=self._opening(float(pos[g])), velocity=0.0,
                                                    effort=abs(float(eff[g])), ready=True, stamp_ns=stamp))
             if self.window.active:
-                self._recovered(ticks)
+                self._recovered()
             if not self.estopped:
                 self._apply_commands()
         self.cycles += 1
@@ -195,15 +197,18 @@ class ArmDriver:
             self.commands_applied += 1
 
     def _goals(self, msg: JointCommand) -> dict[str, int]:
-        """Goal ticks for the motors `msg` commands (by name; unnamed: the arm joints in order)."""
-        names = list(msg.name) or self.arm_joints
+        """Goal ticks for the motors `msg` commands (any of them, by name; unnamed: the arm joints in order)."""
         if len(msg.position) == 0 and len(msg.velocity):
             log.warning("velocity commands are not supported: the servos run in position mode; ignored")
-        elif len(names) != len(msg.position) or any(n not in self.cfg.motors for n in names):
-            log.warning("joint command %s does not match the arm's joints %s: ignored", names, self.names)
-        else:
-            return {n: self.to_ticks(n, float(q)) for n, q in zip(names, msg.position)}
-        return {}
+            return {}
+        names = list(msg.name) or self.arm_joints
+        commanded = [n for n in self.names if n in set(names)]  # bus order
+        try:
+            q = reorder(msg.position, names, commanded, exact=True)
+        except JointMismatch as e:
+            log.warning("joint command ignored: %s (the arm's joints: %s)", e, self.names)
+            return {}
+        return {n: self.to_ticks(n, float(v)) for n, v in zip(commanded, q)}
 
     # -- transient faults and the protective stop -------------------------------------------------
     def _transient(self, err: MotorBusError, now: float) -> None:
@@ -246,10 +251,10 @@ class ArmDriver:
         if self.stop is not None:
             self.goal.update(goals)
 
-    def _recovered(self, ticks: np.ndarray) -> None:
+    def _recovered(self) -> None:
         """Called with the lock held after a good read that ends a run of failed cycles."""
-        if self.stop is not None:   # stay where the stop has brought the arm
-            present = {n: int(t) for n, t in zip(self.names, ticks)}
+        if self.stop is not None:   # stay where the stop has brought the arm (a fresh read: a retried
+            present = self.bus.sync_read("Present_Position")    # read's first answers may be older)
             self.bus.sync_write("Goal_Position", present)
             self.goal = present
             self._last_cmd_seq = self._cmd_key(self.cmd_sub.latest())

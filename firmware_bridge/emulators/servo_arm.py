@@ -231,6 +231,24 @@ class ServoArmEmulator:
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def for_robot(cls, robot: str, **kw) -> "ServoArmEmulator":
+        """The catalogue arm `robot` (`loopylab.world.robots`) as set up by `loopylab arm setup-motors`: its
+        motor models, IDs and operating modes."""
+        from loopylab.firmware_bridge.servo.models import mode_value
+        from loopylab.world.robots import robot_spec
+        layout = robot_spec(robot).hardware
+        if layout is None:
+            raise ValueError(f"robot {robot!r} has no bus-servo motors in the catalogue")
+        numbers = {name: number for number, name in get_protocol(layout.kind).models.items()}
+        emu = cls(layout.kind, ids=tuple(i for i, _ in layout.motors.values()),
+                  model={i: numbers[m] for i, m in layout.motors.values()}, **kw)
+        for joint, mode in layout.modes.items():
+            m = emu.motors[layout.motors[joint][0]]
+            m._set("Operating_Mode", mode_value(layout.kind, mode))
+            m.saved[:] = m.mem
+        return emu
+
     @property
     def path(self) -> str:
         return self.port.path

@@ -92,11 +92,13 @@ def setup_motor(bus: MotorBus, new_id: int, baudrate: int = 1_000_000) -> tuple[
     return old_id, old_baud
 
 
-def write_gains(bus: MotorBus, ram_only: bool = False) -> dict[str, dict[str, int]]:
-    """The recommended position-loop gains (servo.models.GAINS) of each described motor. Dynamixel gains
-    live in RAM (lost at power-off: the arm driver writes them at every connect); Feetech's in EEPROM."""
+def write_gains(bus: MotorBus, ram_only: bool = False, names: list[str] | None = None) -> dict[str, dict[str, int]]:
+    """The recommended position-loop gains (servo.models.GAINS) of each described motor (or of `names`).
+    Dynamixel gains live in RAM (lost at power-off: the arm driver writes them at every connect); Feetech's
+    in EEPROM."""
     written = {}
-    for name, m in bus.motors.items():
+    for name in names or list(bus.motors):
+        m = bus.motors[name]
         g = {r: v for r, v in gains(bus.kind, m.model).items() if not (ram_only and bus.reg(r).eeprom)}
         for reg, value in g.items():
             bus.write(reg, name, value)
@@ -105,17 +107,19 @@ def write_gains(bus: MotorBus, ram_only: bool = False) -> dict[str, dict[str, in
     return written
 
 
-def configure_motors(bus: MotorBus) -> dict[str, str]:
-    """Write each described motor's operating mode (EEPROM, so torque goes off first) and its gains.
-    Returns {joint: what was written}."""
-    bus.set_torque(False)
+def configure_motors(bus: MotorBus, names: list[str] | None = None) -> dict[str, str]:
+    """Write each described motor's (or `names`') operating mode (EEPROM, so torque goes off first) and its
+    gains. Returns {joint: what was written}."""
+    names = names or list(bus.motors)
+    bus.set_torque(False, names)
     done = {}
-    for name, m in bus.motors.items():
+    for name in names:
+        m = bus.motors[name]
         parts = []
         if m.mode:
             bus.write("Operating_Mode", name, mode_value(bus.kind, m.mode))
             parts.append(f"{m.mode} mode")
         done[name] = ", ".join(parts)
-    for name, g in write_gains(bus).items():
+    for name, g in write_gains(bus, names=names).items():
         done[name] = ", ".join(filter(None, [done[name], " ".join(f"{r}={v}" for r, v in g.items())]))
     return done
