@@ -33,10 +33,9 @@ FAULTY = "corrupt=0.05,drop=0.01"
 
 def emulator_main(kind: str, robot: str) -> None:
     """The emulator process: prints its path, then answers `faults SPEC`, `hold`, `stats` lines on stdin."""
-    from loopylab.firmware_bridge.arm_node import PRESET_MODEL_NUMBERS
     from loopylab.firmware_bridge.emulators.pty_device import Faults
     from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
-    emu = ServoArmEmulator(kind, check_baud=False, model=PRESET_MODEL_NUMBERS[robot]).start()
+    emu = ServoArmEmulator.for_robot(robot, check_baud=False).start()
     hold: dict[int, float] = {}
     worst = [0.0]
 
@@ -164,7 +163,7 @@ def run(robot: str, seconds: float, calib_path: str) -> dict:
 def lerobot_error(robot: str) -> float:
     """Write a LeRobot calibration for an emulated arm whose true angles we know, import it, read angles."""
     from loopylab.bus import JointState, Node
-    from loopylab.firmware_bridge.arm_node import PRESET_MODEL_NUMBERS, ArmConfig, ArmDriver
+    from loopylab.firmware_bridge.arm_node import ArmConfig, ArmDriver
     from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
     from loopylab.firmware_bridge.servo import calibration
     kind = ROBOTS[robot]
@@ -172,7 +171,7 @@ def lerobot_error(robot: str) -> float:
     zero = {1: 1800.0, 2: 2300.0, 3: 2048.0, 4: 1500.0, 5: 2600.0, 6: 2100.0}      # actual ticks of the URDF zero
     half = {1: 900, 2: 700, 3: 1000, 4: 800, 5: 1200, 6: 600}
     truth = {1: 0.4, 2: -0.3, 3: 0.25, 4: -0.5, 5: 1.0, 6: 0.1}
-    emu = ServoArmEmulator(kind, model=PRESET_MODEL_NUMBERS[robot]).start()
+    emu = ServoArmEmulator.for_robot(robot).start()
     tmp = Path(tempfile.mkdtemp())
     lerobot = {}
     for i, name in enumerate(names, start=1):

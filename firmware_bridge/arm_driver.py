@@ -159,9 +159,16 @@ class ArmDriver:
         return None if msg is None else (msg.seq, msg.stamp_ns)
 
     def cycle(self) -> None:
-        """One sync read -> publish; then, unless stopped, one sync write if a new command came in."""
+        """One write to the port per cycle: the SYNC WRITE of any new goals (unless stopped), then the
+        SYNC READ of the state, which is published."""
         with self._io:
-            raw = self.bus.sync_read_raw(self.codec.addr, self.codec.length, self.codec.ids, "SYNC READ state")
+            goals = {} if self.estopped or self.stop is not None else self._new_goals()
+            prefix = self.bus.sync_write_packet("Goal_Position", goals) if goals else b""
+            if goals:
+                self.goal.update(goals)
+                self.commands_applied += 1
+            raw = self.bus.sync_read_raw(self.codec.addr, self.codec.length, self.codec.ids, "SYNC READ state",
+                                         prefix)
             stamp = time.time_ns()
             _, pos, vel, eff = self.codec.decode(raw)
             a = self.arm_idx
@@ -173,11 +180,10 @@ class ArmDriver:
                                                    effort=abs(float(eff[g])), ready=True, stamp_ns=stamp))
             if self.window.active:
                 self._recovered()
-            if not self.estopped:
-                self._apply_commands()
         self.cycles += 1
 
-    def _apply_commands(self) -> None:
+    def _new_goals(self) -> dict[str, int]:
+        """Goal ticks of the commands that came in since the last cycle (never one from before a connect)."""
         goals = {}
         msg = self.cmd_sub.latest()
         key = self._cmd_key(msg)
@@ -191,10 +197,7 @@ class ArmDriver:
                 self._last_grip_seq = gkey
                 g = self.cfg.gripper
                 goals[g] = self.to_ticks(g, self._gripper_rad(gm.position))
-        if goals:
-            self.bus.sync_write("Goal_Position", goals)
-            self.goal.update(goals)
-            self.commands_applied += 1
+        return goals
 
     def _goals(self, msg: JointCommand) -> dict[str, int]:
         """Goal ticks for the motors `msg` commands (any of them, by name; unnamed: the arm joints in order)."""

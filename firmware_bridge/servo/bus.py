@@ -246,23 +246,23 @@ class MotorBus:
                 got[pkt.id] = pkt
         return got, corrupt
 
-    def _send_barrier(self, id: int) -> tuple[tuple[int, int], int]:
-        """Send the barrier READ to `id`: ((id, its answer's length), bytes on the wire both ways)."""
+    def _barrier(self, id: int) -> tuple[bytes, tuple[int, int], int]:
+        """The barrier READ to `id`: (packet, (id, its answer's length), bytes on the wire both ways)."""
         self.stats["resyncs"] += 1
         n = BARRIER_LENGTHS[self._barriers % len(BARRIER_LENGTHS)]
         self._barriers += 1
         pkt = self.proto.read(id, 0, n)
-        self._write(pkt)
-        return (id, n), len(pkt) + self.proto.status_size(n)
+        return pkt, (id, n), len(pkt) + self.proto.status_size(n)
 
     def _describe(self, ids: list[int]) -> str:
         return ", ".join(f"motor {i}" + (f" ({self.names[i]})" if i in self.names else "") for i in ids)
 
     def transact(self, packet: bytes, expect: list[tuple[int, int]], what: str,
-                 subset: Callable[[list[int]], bytes] | None = None) -> dict[int, StatusPacket]:
+                 subset: Callable[[list[int]], bytes] | None = None, prefix: bytes = b"") -> dict[int, StatusPacket]:
         """Send `packet`, collect the expected replies; retry transient failures `retries` times. With
         `subset` (ids -> the same request for those motors only, e.g. a SYNC READ), a retry asks only the
-        motors whose answer is still missing."""
+        motors whose answer is still missing. `prefix` (packets that need no reply, e.g. a SYNC WRITE) goes
+        out first in the same write: one system call per control cycle."""
         self.stats["transactions"] += 1
         done: dict[int, StatusPacket] = {}
         pending = list(expect)
@@ -274,10 +274,11 @@ class MotorBus:
                 if subset is not None:
                     packet = subset([i for i, _ in pending])
             self._flush_input()
-            barrier, extra = None, 0
+            out, barrier, extra = b"" if attempt else prefix, None, 0
             if self._dirty and pending:
-                barrier, extra = self._send_barrier(pending[0][0])
-            self._write(packet)
+                pkt, barrier, extra = self._barrier(pending[0][0])
+                out += pkt
+            self._write(out + packet)
             if not pending:
                 return {}
             timeout = self.timeout_for(len(packet) + extra, sum(self.proto.status_size(n) for _, n in pending),
@@ -426,9 +427,12 @@ class MotorBus:
         lo = min(r.address for r in regs)
         return lo, max(r.address + r.size for r in regs) - lo
 
-    def sync_read_raw(self, address: int, length: int, ids: list[int], what: str = "") -> dict[int, bytes]:
+    def sync_read_raw(self, address: int, length: int, ids: list[int], what: str = "",
+                      prefix: bytes = b"") -> dict[int, bytes]:
+        """SYNC READ of `length` bytes at `address` from `ids`; `prefix` goes out first (see transact)."""
         r = self.transact(self.proto.sync_read(address, length, ids), [(i, length) for i in ids],
-                          what or f"SYNC READ @{address}+{length}", lambda some: self.proto.sync_read(address, length, some))
+                          what or f"SYNC READ @{address}+{length}", lambda some: self.proto.sync_read(address, length, some),
+                          prefix)
         return {i: r[i].params for i in ids}
 
     def sync_read(self, names: str | list[str], motors: list[str] | None = None) -> dict[str, dict[str, int] | int]:
@@ -448,11 +452,13 @@ class MotorBus:
             out[m] = vals[regs[0]] if single else vals
         return out
 
-    def sync_write(self, name: str, values: dict[str, int]) -> None:
+    def sync_write_packet(self, name: str, values: dict[str, int]) -> bytes:
         reg = self.reg(name)
         enc = self.proto.encode_value
-        data = {self.ids[m]: enc(reg, v) for m, v in values.items()}
-        self.transact(self.proto.sync_write(reg.address, reg.size, data), [], f"SYNC WRITE {name}")
+        return self.proto.sync_write(reg.address, reg.size, {self.ids[m]: enc(reg, v) for m, v in values.items()})
+
+    def sync_write(self, name: str, values: dict[str, int]) -> None:
+        self.transact(self.sync_write_packet(name, values), [], f"SYNC WRITE {name}")
 
     def bulk_read(self, items: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Dynamixel BULK READ of (motor, register) pairs: different registers per motor, one packet."""
