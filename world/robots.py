@@ -155,12 +155,12 @@ _LEROBOT_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", 
 SO101_MOTORS = MotorLayout("feetech", {"shoulder_pan": (1, "sts3215"), "shoulder_lift": (2, "sts3215"),
                                        "elbow_flex": (3, "sts3215"), "wrist_flex": (4, "sts3215"),
                                        "wrist_roll": (5, "sts3215"), "gripper": (6, "sts3215")},
-                           modes={j: "position" for j in _LEROBOT_JOINTS},
+                           modes=dict.fromkeys(_LEROBOT_JOINTS, "position"),
                            rest={"shoulder_pan": 0.0, "shoulder_lift": -1.7, "elbow_flex": 2.9, "wrist_flex": 0.8})
 KOCH_MOTORS = MotorLayout("dynamixel", {"shoulder_pan": (1, "xl430-w250"), "shoulder_lift": (2, "xl430-w250"),
                                         "elbow_flex": (3, "xl330-m288"), "wrist_flex": (4, "xl330-m288"),
                                         "wrist_roll": (5, "xl330-m288"), "gripper": (6, "xl330-m288")},
-                          modes={**{j: "position" for j in _LEROBOT_JOINTS}, "gripper": "current_based_position"},
+                          modes={**dict.fromkeys(_LEROBOT_JOINTS, "position"), "gripper": "current_based_position"},
                           rest={"shoulder_pan": 0.0, "shoulder_lift": -1.6, "elbow_flex": 1.6, "wrist_flex": 1.2})
 
 CATALOGUE: dict[str, RobotSpec] = {rs.name: rs for rs in (

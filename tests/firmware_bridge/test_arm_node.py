@@ -14,7 +14,6 @@ from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
 from loopylab.firmware_bridge.messages import DeviceFault
 from loopylab.firmware_bridge.servo import calibration
 from loopylab.firmware_bridge.servo.bus import MotorBus
-
 from tests.waiting import wait_until
 
 ROBOT = {"feetech": "so101", "dynamixel": "koch"}

@@ -14,7 +14,6 @@ from loopylab.firmware_bridge.emulators.pty_device import Faults, schedule_port_
 from loopylab.firmware_bridge.emulators.robotiq import RobotiqEmulator
 from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
 from loopylab.firmware_bridge.servo.bus import MotorBus, PortLostError
-
 from tests.waiting import wait_until
 
 GOAL = {"dynamixel": (116, 4), "feetech": (42, 2)}
