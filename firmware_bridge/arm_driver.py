@@ -109,17 +109,22 @@ class ArmDriver:
                 self.bus.connect()
                 calib_mod.check(self.bus, self.calib)
                 write_gains(self.bus, ram_only=True)
-                if self.cfg.hold_on_connect:
+                estop = self._estop_requested()
+                if estop:                      # e.g. the port came back during an e-stop: torque stays off
+                    self.bus.set_torque(False)
+                elif self.cfg.hold_on_connect:
                     self._hold_present()
             except BaseException:
                 self.bus.close()
                 raise
-        self.connected, self.motor_error, self.stop = True, None, None
+        self.connected, self.motor_error, self.stop, self.estopped = True, None, None, estop
         self.window.ok()
         self._last_cmd_seq = self._cmd_key(self.cmd_sub.latest())   # never replay a command from before
         self._last_grip_seq = self._cmd_key(self.grip_sub.latest()) if self.grip_sub else None
         log.info("arm on %s: %d %s motors connected", self.cfg.port, len(self.names), self.cfg.kind)
         self._clear_fault()
+        if estop:
+            self._publish_fault("estop", "estop: torque off until safety/reset")
 
     def _hold_present(self) -> None:
         present = self.bus.sync_read("Present_Position")
@@ -287,9 +292,12 @@ class ArmDriver:
             log.error("arm cannot start (%s): %s", code, err)
             self._publish_fault(code, f"{code}: {err}", ids)
 
-    def _follow_estop(self) -> None:
+    def _estop_requested(self) -> bool:
         safety = self.safety_sub.latest()
-        want = bool(safety is not None and safety.estop)
+        return bool(safety is not None and safety.estop)
+
+    def _follow_estop(self) -> None:
+        want = self._estop_requested()
         if want == self.estopped or not self.connected:
             return
         with self._io:
