@@ -142,11 +142,12 @@ class ArmDriver:
                                                motor_ids=self.fault.motor_ids, message=f"recovered: {self.fault.message}"))
             self.fault = None
 
-    def _drop(self, code: str, err: Exception, ids: list[int] | None = None, torque_off: bool = True) -> None:
-        """The cases where torque goes off (motor hardware error, lost port) or the arm cannot start."""
-        log.error("arm fault %s: %s", getattr(err, "label", code), err)
+    def _drop(self, code: str, err: MotorBusError, ids: list[int] | None = None) -> None:
+        """The two faults that take torque off: a motor's own hardware error (torque off on every motor, the
+        port stays open for `arm/reboot`) and a lost port (closed; reopened by the loop)."""
+        log.error("arm fault %s: %s", err.label, err)
         with self._io:
-            if torque_off and not isinstance(err, PortLostError) and self.bus.is_open:
+            if not isinstance(err, PortLostError) and self.bus.is_open:
                 try:
                     self.bus.write_broadcast("Torque_Enable", 0)
                 except MotorBusError as e:
@@ -156,7 +157,7 @@ class ArmDriver:
                 self.connected = False
         self.stop = None
         self.window.ok()
-        self._publish_fault(code, f"{getattr(err, 'label', code)}: {err}", ids)
+        self._publish_fault(code, f"{err.label}: {err}", ids)
 
     # -- the cycle --------------------------------------------------------------------------------
     @staticmethod

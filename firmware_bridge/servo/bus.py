@@ -207,10 +207,13 @@ class MotorBus:
         corrupt: list[str] = []
         buf, start = bytearray(), 0
         fd, parse = self._fd, self.proto.parse
-        while len(got) + len(corrupt) < len(want):
+        last_look = False
+        while len(got) + len(corrupt) < len(want) and not last_look:
+            # past the deadline, still look once: on a busy host this thread may wake up late, with the
+            # answers already waiting (a host stall is not a motor that did not answer)
             left = deadline - time.monotonic()
-            if left <= 0:
-                break
+            last_look = left <= 0
+            left = max(0.0, left)
             try:
                 if not select.select([fd], [], [], left)[0]:
                     break
