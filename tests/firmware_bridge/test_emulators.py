@@ -32,10 +32,12 @@ def _sdk(kind, path):
     return sdk, ph, port
 
 
-def _retry(call, *args):
-    """The vendor SDKs have no retries and fixed timeouts: on a loaded machine, try again."""
+def _retry(call, *args, deadline_s: float = 15.0):
+    """The vendor SDKs have no retries and fixed timeouts of a few tens of ms: on a loaded machine the emulator's
+    thread can be off the CPU for longer than that, so try again until a deadline sized for a busy host."""
     out = None
-    for _ in range(10):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
         try:
             out = call(*args)
         except IndexError:      # the SDK can index past a half-read packet
