@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint, PackageNotFoundError, version
 from pathlib import Path
