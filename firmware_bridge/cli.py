@@ -23,7 +23,8 @@ PORT_HELP = "Serial port of the arm's adapter, e.g. /dev/ttyUSB0 (see `loopylab 
 
 
 def _fail(msg: str, code: int = 1):
-    err.print(f"[red]error:[/red] {msg}")
+    from rich.markup import escape   # a message may hold [brackets] (TOML tables, lists)
+    err.print(f"[red]error:[/red] {escape(msg)}")
     raise typer.Exit(code)
 
 
@@ -40,7 +41,7 @@ def _layout(robot: str):
     from loopylab.world.robots import CATALOGUE, hardware_robots
     layout = CATALOGUE[robot].hardware if robot in CATALOGUE else None
     if layout is None:
-        _fail(f"unknown robot {robot!r}; choose one of {hardware_robots()}")
+        _fail(f"unknown robot {robot!r}; choose one of {hardware_robots()}", 2)
     return layout
 
 
@@ -167,7 +168,7 @@ def _start_emulator(kind: str, robot: str, link: Optional[str]):
     if kind == "ft300":
         from loopylab.firmware_bridge.emulators.ft300 import FT300Emulator
         return FT300Emulator(link=link).start()
-    _fail(f"unknown emulator kind {kind!r}; choose feetech, dynamixel, mcu, robotiq or ft300")
+    _fail(f"unknown emulator kind {kind!r}; choose feetech, dynamixel, mcu, robotiq or ft300", 2)
 
 
 @arm.command("emulate")

@@ -15,7 +15,8 @@ DEMO_SEED = 2
 
 
 def _out_dir(out: Path | None, what: str) -> Path:
-    return out or Path("reports") / f"{what}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from loopylab.lab.outputs import REPORTS, check_output   # never into the installed package
+    return check_output(out or REPORTS / f"{what}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def run_investigation(question_text: str, seed: int = 0, agent_name: str = "eig", graph: Path | None = None,

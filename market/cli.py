@@ -148,7 +148,11 @@ def _run(fn):
     except MarketHTTPError as e:
         _fail(f"refused ({e.status}): {e.detail}")
     except httpx.TransportError as e:
-        _fail(f"cannot reach the market: {e or type(e).__name__} (is `loopylab market serve` running?)")
+        try:
+            where = f" at {e.request.url}"
+        except RuntimeError:   # no request attached
+            where = ""
+        _fail(f"cannot reach the market{where}: {e or type(e).__name__} (is `loopylab market serve` running?)")
 
 
 def _eth(wei) -> str:

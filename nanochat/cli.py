@@ -29,12 +29,12 @@ def data_cmd(
     kinds: str = typer.Option("all", "--kinds", help="Question kinds, comma-separated, or 'all'."),
 ):
     """Run the lab's eig expert over seeded sim worlds and write its notebooks as training shards."""
-    from loopylab.lab.evaluation import parse_seeds
+    from loopylab.lab.evaluation import parse_kinds, parse_seeds
     from loopylab.nanochat.data import generate
 
     check_output(out)
     summary = generate(parse_seeds(seeds), out, workers=workers or None, noise=noise,
-                       kinds=None if kinds == "all" else [k.strip() for k in kinds.split(",")])
+                       kinds=None if kinds == "all" else parse_kinds(kinds))
     typer.echo(f"wrote {summary['train']} train and {summary['val']} val notebooks to {out} "
                f"({summary['failed']} worlds failed; expert success {summary['success_rate']:.0%}); "
                f"train on them with: loopylab policy train --data {out}")
@@ -93,8 +93,11 @@ def sample_cmd(
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
 ):
     """Let the policy investigate one sim world and print its notebook as it is written."""
+    from loopylab.lab.evaluation import parse_kinds
     from loopylab.nanochat.agent import run_one
 
+    if parse_kinds(kind) != [kind]:   # an unknown kind is named before the simulator starts
+        raise typer.BadParameter(f"one question kind, not {kind!r}", param_hint="--kind")
     result = run_one(seed, kind, checkpoint=checkpoint, temperature=temperature, console=True)
     typer.echo(f"success={result['success']} experiments={result['experiments']} "
                f"parse_failures={result['parse_failures']} fallbacks={result['fallbacks']}")
