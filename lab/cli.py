@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint, PackageNotFoundError, version
 from pathlib import Path
@@ -58,6 +59,18 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (a test runner swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def configure_logging(verbose: bool = False, log_file: Path | None = None) -> None:
     """Our loggers (`loopylab.*`) at INFO ($LOOPYLAB_LOG overrides), everyone else's (httpx, alembic,
     urllib3, web3, ...) at WARNING; `verbose` lowers both a step (ours DEBUG, theirs INFO). `log_file`
@@ -66,7 +79,7 @@ def configure_logging(verbose: bool = False, log_file: Path | None = None) -> No
     for h in [h for h in root.handlers if getattr(h, "_loopylab", False)]:   # called again (tests): replace
         root.removeHandler(h)
         h.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    handlers: list[logging.Handler] = [_Stderr()]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))

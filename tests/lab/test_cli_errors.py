@@ -139,7 +139,7 @@ def invoke(args: list[str]):
 
 
 @pytest.mark.parametrize("bad", TABLE, ids=str)
-def test_a_bad_input_gets_one_line_naming_it(bad: Bad, paths, tmp_path, monkeypatch):
+def test_a_bad_input_gets_one_line_naming_it(bad: Bad, paths, tmp_path, monkeypatch, logging_restored):
     monkeypatch.chdir(tmp_path)   # whatever a verb writes by default lands here
     shipped = {p.name: p.stat().st_mtime_ns for p in SHIPPED_DATA.iterdir()}
     r = invoke(shlex.split(bad.args.format(**paths)))
@@ -152,7 +152,7 @@ def test_a_bad_input_gets_one_line_naming_it(bad: Bad, paths, tmp_path, monkeypa
     assert {p.name: p.stat().st_mtime_ns for p in SHIPPED_DATA.iterdir()} == shipped
 
 
-def test_debug_shows_the_traceback_instead():
+def test_debug_shows_the_traceback_instead(logging_restored):
     r = invoke(["--debug", "topics", "--bus", "garbage://x"])
     assert isinstance(r.exception, ValueError) and "garbage://x" in str(r.exception)
 
