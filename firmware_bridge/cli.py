@@ -41,7 +41,7 @@ def _layout(robot: str):
     from loopylab.world.robots import CATALOGUE, hardware_robots
     layout = CATALOGUE[robot].hardware if robot in CATALOGUE else None
     if layout is None:
-        _fail(f"unknown robot {robot!r}; choose one of {hardware_robots()}", 2)
+        _fail(f"unknown robot {robot!r}; choose one of {hardware_robots()}")
     return layout
 
 
@@ -168,7 +168,7 @@ def _start_emulator(kind: str, robot: str, link: Optional[str]):
     if kind == "ft300":
         from loopylab.firmware_bridge.emulators.ft300 import FT300Emulator
         return FT300Emulator(link=link).start()
-    _fail(f"unknown emulator kind {kind!r}; choose feetech, dynamixel, mcu, robotiq or ft300", 2)
+    _fail(f"unknown emulator kind {kind!r}; choose feetech, dynamixel, mcu, robotiq or ft300")
 
 
 @arm.command("emulate")
