@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -23,8 +24,7 @@ PORT_HELP = "Serial port of the arm's adapter, e.g. /dev/ttyUSB0 (see `loopylab 
 
 
 def _fail(msg: str, code: int = 1):
-    from rich.markup import escape   # a message may hold [brackets] (TOML tables, lists)
-    err.print(f"[red]error:[/red] {escape(msg)}")
+    err.print(f"[red]error:[/red] {escape(msg)}")   # escaped: a message may hold [brackets] (TOML tables)
     raise typer.Exit(code)
 
 

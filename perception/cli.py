@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -32,8 +33,7 @@ def _board_opts():
 
 
 def _fail(msg: str, code: int = 1):
-    from rich.markup import escape   # a message may hold [brackets] (TOML tables, lists)
-    err.print(f"[red]error:[/red] {escape(msg)}")
+    err.print(f"[red]error:[/red] {escape(msg)}")   # escaped: a message may hold [brackets] (TOML tables)
     raise typer.Exit(code)
 
 
