@@ -94,8 +94,9 @@ def register(app: typer.Typer) -> None:
 
 def _print(reply: dict, skill: str, wall: float) -> None:
     out = Console()
-    if not reply.get("ok"):
-        out.print(f"[red]{skill} failed:[/red] {reply.get('error')}")
+    if not reply.get("ok"):   # one line, no table of what little was measured
+        Console(stderr=True).print(f"[red]error:[/red] {skill} failed: {reply.get('error')}", highlight=False)
+        return
     table = Table(title=f"{skill}: measurements", show_header=True)
     table.add_column("quantity")
     table.add_column("value", justify="right")

@@ -54,7 +54,7 @@ def launch(graph: Path = typer.Argument(..., help="Graph file (TOML): a graph ta
         if bus:
             spec = spec.with_bus(bus)
     except GraphError as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        typer.echo(f"error: {e}", err=True)   # plain: rich markup would eat [nodes.NAME]
         raise typer.Exit(2)
     code = Launcher(spec, duration).run()
     raise typer.Exit(code)

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -23,7 +24,7 @@ PORT_HELP = "Serial port of the arm's adapter, e.g. /dev/ttyUSB0 (see `loopylab 
 
 
 def _fail(msg: str, code: int = 1):
-    err.print(f"[red]error:[/red] {msg}", soft_wrap=True)   # one line, never wrapped: it is the message
+    err.print(f"[red]error:[/red] {escape(msg)}", soft_wrap=True)   # one line, never wrapped; escaped: a message may hold [brackets]
     raise typer.Exit(code)
 
 

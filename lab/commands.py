@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from loopylab.lab.outputs import REPORTS, check_output
+
 log = logging.getLogger("loopylab.lab")
 
 DEMO_QUESTION = "estimate mass of red_block within 10%"
@@ -15,7 +17,7 @@ DEMO_SEED = 2
 
 
 def _out_dir(out: Path | None, what: str) -> Path:
-    return out or Path("reports") / f"{what}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return check_output(out or REPORTS / f"{what}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def run_investigation(question_text: str, seed: int = 0, agent_name: str = "eig", graph: Path | None = None,
