@@ -66,6 +66,8 @@ TABLE = [
     Bad("arm status --port {tmp}/no-such-tty", "no-such-tty"),
     Bad("arm emulate --kind toaster", "toaster"),
     Bad("arm launch {tmp}/missing.toml", "missing.toml"),
+    Bad("arm reboot --port /dev/null --id three", "--id"),
+    Bad("arm reboot --robot ur5 --port /dev/null", "ur5"),
     # cameras
     Bad("camera list --all", "--all"),
     Bad("camera board {tmp}/no/such/folder/board.png", "board.png"),
