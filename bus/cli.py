@@ -61,6 +61,14 @@ def _tool_node(bus: str | None, name: str) -> Node:
     return Node(f"{name}-{int(time.time() * 1000) % 100000}", config, heartbeat_hz=0, start_directory=False)
 
 
+def _close(node: Node) -> None:
+    """Close a node that may have started a directory in this process (replay on its own bus, a recorder
+    that outlived its graph): that directory goes too, socket files included."""
+    from loopylab.bus.directory import stop_local
+    node.close()
+    stop_local(node.config)
+
+
 def launch(graph: Path = typer.Argument(..., help="Graph file (TOML): a graph table and one nodes.NAME table per node (docs/bus.md)."),
            duration: Optional[float] = typer.Option(None, "--duration", help="Stop the graph after S seconds."),
            bus: Optional[str] = typer.Option(None, "--bus", help="Run on this bus URL instead of the file's "
@@ -198,7 +206,7 @@ def record(output: Path = typer.Option(..., "--output", "-o", help="MCAP file to
         pass
     finally:
         s = rec.close()
-        node.close()
+        _close(node)
     if not s["messages"] and not allow_empty:
         partial.unlink(missing_ok=True)
         what = f"on {', '.join(topics_)} " if topics_ else ""
@@ -242,7 +250,7 @@ def replay(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="M
     except KeyboardInterrupt:
         result = None
     finally:
-        node.close()
+        _close(node)
     if result:
         console.print(f"replayed {result['messages']} of {result['total']} messages on {len(result['topics'])} topics "
                       f"at {node.config.url}")
