@@ -45,7 +45,7 @@ def test_the_readme_walkthrough_works_without_bus(env, tmp_path):
         # topics, until the arm publishes (a busy machine starts three PyBullet processes slowly)
         deadline = time.monotonic() + 180
         while True:
-            topics = loopylab(env, "topics", "--window", "0.5")
+            topics = loopylab(env, "topics")
             if "arm/joint_state" in topics.stdout or time.monotonic() > deadline or graph.poll() is not None:
                 break
             time.sleep(1)
@@ -56,7 +56,7 @@ def test_the_readme_walkthrough_works_without_bus(env, tmp_path):
         assert echo.returncode == 0 and "--- arm/joint_state [JointState]" in echo.stdout, _said(echo, log)
 
         mcap = tmp_path / "run.mcap"
-        record = loopylab(env, "record", "-o", str(mcap), "--duration", "2", "arm/joint_state")
+        record = loopylab(env, "record", "-o", str(mcap), "--duration", "3", "arm/joint_state")
         assert record.returncode == 0 and mcap.stat().st_size > 0, _said(record, log)
         recorded = int(record.stdout.split(f"{mcap}: ")[1].split(" messages")[0])
         assert recorded > 0
