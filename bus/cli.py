@@ -62,11 +62,13 @@ def _tool_node(bus: str | None, name: str) -> Node:
 
 
 def _close(node: Node) -> None:
-    """Close a node that may have started a directory in this process (replay on its own bus, a recorder
-    that outlived its graph): that directory goes too, socket files included."""
+    """Close the command's node; an ipc/tcp directory it started in this process (replay on its own bus, a
+    recorder that outlived its graph) goes too, socket files included. An inproc graph's directory stops
+    with its last node by itself, and may serve other nodes of this process."""
     from loopylab.bus.directory import stop_local
     node.close()
-    stop_local(node.config)
+    if node.config.transport != "inproc":
+        stop_local(node.config)
 
 
 def launch(graph: Path = typer.Argument(..., help="Graph file (TOML): a graph table and one nodes.NAME table per node (docs/bus.md)."),
