@@ -139,14 +139,13 @@ def _on_graph(console: Console, bus: str | None, skill: str, args: dict, timeout
     (the old way waited out the whole --timeout for a service that nobody offered)."""
     from loopylab.bus import Node, ServiceError, ServiceTimeout
     from loopylab.bus.cli import find_graph
-    from loopylab.bus.directory import DirectoryUnavailable
     config = find_graph(bus)
     with Node(f"skill_cli-{int(time.time() * 1000) % 100000}", config, heartbeat_hz=0, start_directory=False) as node:
         deadline = time.monotonic() + wait
         with console.status(f"waiting for {SERVICE} on {config.url}…"):
-            while not _offered(node, DirectoryUnavailable):
+            while not _offered(node):
                 if time.monotonic() > deadline:
-                    names = sorted(n for n in _nodes(node, DirectoryUnavailable) if not n.startswith("skill_cli"))
+                    names = sorted(n for n in _nodes(node) if not n.startswith("skill_cli"))
                     raise _fail(f"the graph at {config.url} offers no {SERVICE} after {wait:g} s (its nodes: "
                                 f"{', '.join(names) or 'none'}); a graph with a skills node, e.g. "
                                 f"`loopylab launch graphs/sim_bench.toml`, serves it")
@@ -160,17 +159,19 @@ def _on_graph(console: Console, bus: str | None, skill: str, args: dict, timeout
             raise _fail(str(e)) from None
 
 
-def _offered(node: Any, unavailable: type[Exception]) -> bool:
+def _offered(node: Any) -> bool:
+    from loopylab.bus.directory import DirectoryUnavailable
     try:
         return bool(node.lookup("service", SERVICE))
-    except unavailable:
+    except DirectoryUnavailable:
         return False
 
 
-def _nodes(node: Any, unavailable: type[Exception]) -> list[str]:
+def _nodes(node: Any) -> list[str]:
+    from loopylab.bus.directory import DirectoryUnavailable
     try:
         return list(node.graph()["nodes"])
-    except unavailable:
+    except DirectoryUnavailable:
         return []
 
 
