@@ -10,6 +10,7 @@ import os
 import pty
 import random
 import select
+import shutil
 import tempfile
 import termios
 import threading
@@ -115,6 +116,7 @@ class PtyDevice:
     """A pty whose master we hold. `read()`/`write()` talk to whoever opened `path`."""
 
     def __init__(self, link: str | os.PathLike | None = None):
+        self._tmp = ""  # the folder made for the link, removed on close
         if link is None:
             self._tmp = tempfile.mkdtemp(prefix="loopylab-pty-")
             link = Path(self._tmp) / "tty"
@@ -202,6 +204,9 @@ class PtyDevice:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
+        if self._tmp:  # an empty folder per emulator used to pile up in /tmp
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = ""
 
 
 class PtyRelay:
