@@ -89,7 +89,8 @@ def _grade_and_report(bench, question, result, seed: int, n_objects: int | None,
         bench.reset(seed, n_objects)
         reply = bench.runner.execute(question.action)
         outcome = float(reply["measurements"]["slide_m"]) if reply.get("ok") else None
-    gr = grade(question, result.conclusion, truth, outcome) if (question.kind != "predict" or outcome is not None) else None
+    gradable = question.kind != "predict" or outcome is not None
+    gr = grade(question, result.conclusion, truth, outcome) if gradable else None
     simple_truth = {o: {k: truth[o][k] for k in ("mass", "friction", "restitution")} for o in truth}
     write_run_report(out, result, simple_truth, gr)
     summary = json.loads((out / "result.json").read_text())

@@ -178,7 +178,8 @@ def story_sink(console=None, confidence: float = 0.9) -> Sink:
                           "experiment left is worth running.")
         elif isinstance(body, g.Scene) and not state["scene"]:
             state["scene"] = True
-            things = "; ".join(f"{o.name}, a {o.size:.2f} m {o.shape} at ({o.x:.2f}, {o.y:.2f}) m" for o in body.objects)
+            things = "; ".join(f"{o.name}, a {o.size:.2f} m {o.shape} at ({o.x:.2f}, {o.y:.2f}) m"
+                               for o in body.objects)
             console.print(f"[cyan]The world:[/] {escape(things)} (hidden: its mass, friction and bounciness)")
         elif isinstance(body, g.Hypothesis):
             console.print(f"[yellow]Prior:[/] {escape(story.hypothesis_text(body, q))}")

@@ -68,7 +68,8 @@ def question_text(q: g.Question) -> str:
 def experiment_text(e: g.Experiment) -> str:
     """What the robot does, with units."""
     if e.skill == "push":
-        return f"push {e.object} {e.distance:.2f} m toward {e.direction} at {e.speed:.2f} m/s, reading the force it takes"
+        return (f"push {e.object} {e.distance:.2f} m toward {e.direction} at {e.speed:.2f} m/s, "
+                "reading the force it takes")
     if e.skill == "strike":
         return f"strike {e.object} toward {e.direction} at {e.speed:.2f} m/s and watch how far it slides"
     if e.skill == "weigh":
@@ -139,9 +140,9 @@ def why_text(why: dict, q: g.Question, chosen: g.Experiment, k: int = 3) -> str:
                 f"expected to shrink the spread of the belief about {sym} by {narrowing(why['plan']['eig'])} "
                 f"together, more per experiment than any single one (alone: {narrowing(why['eig'])})")
     else:
-        text = (f"of the {n} experiments it could run, this one promised the most about {sym} for its "
-                f"cost in robot time: it should shrink the spread of the belief by {narrowing(why['eig'])} (expected information gain "
-                f"{why['eig']:.2f} nats)")
+        text = (f"of the {n} experiments it could run, this one promised the most about {sym} for its cost "
+                f"in robot time: it should shrink the spread of the belief by {narrowing(why['eig'])} "
+                f"(expected information gain {why['eig']:.2f} nats)")
     return text + (f"; next best: {versus}" if versus else "")
 
 
@@ -195,6 +196,6 @@ def hypothesis_text(h: g.Hypothesis, q: g.Question) -> str:
     return "before any experiment, all it knows: " + ", ".join(parts)
 
 
-__all__ = ["QUANTITIES", "Quantity", "belief_text", "conclusion_text", "experiment_text", "hypothesis_text", "interval", "narrowing",
-          
-           "observation_text", "prior_bounds", "quantity_of", "question_text", "short_text", "tolerance_text", "value_text", "why_text"]
+__all__ = ["QUANTITIES", "Quantity", "belief_text", "conclusion_text", "experiment_text", "hypothesis_text",
+           "interval", "narrowing", "observation_text", "prior_bounds", "quantity_of", "question_text", "short_text",
+           "tolerance_text", "value_text", "why_text"]

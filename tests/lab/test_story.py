@@ -12,9 +12,10 @@ from loopylab.lab.beliefs import Posterior
 from loopylab.lab.design import choose
 from loopylab.lab.experiments import candidate_experiments
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
-from loopylab.lab.investigation import grammar_scene, stop_reason
+from loopylab.lab.investigation import grammar_scene
 from loopylab.lab.notebook import Notebook, story_sink
 from loopylab.lab.report import belief_trace, plot_belief
+from loopylab.lab.stopping import stop_reason
 from loopylab.world import notebook as g
 from loopylab.world.scene import scene_from_seed
 
