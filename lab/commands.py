@@ -219,8 +219,10 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         out: Path | None = typer.Option(None, "--out", help="Report folder (default reports/demo-TIMESTAMP)."),
     ):
-        """One short investigation on the built-in sim bench, told as a story: the robot measures how
-        slippery an unknown block is, choosing each experiment by how much it expects to learn."""
+        """One short investigation on the sim bench, told as a story for newcomers.
+
+        The robot measures how slippery an unknown block is, choosing each experiment by how much it expects
+        to learn; each step is explained, and the answer is checked against the simulator's hidden truth."""
         typer.echo(f"loopylab demo: a simulated Panda arm and one block (world seed {DEMO_SEED}); the expert "
                    f"agent (eig) chooses the experiments. The notebook's question: {DEMO_QUESTION!r}")
         run_investigation(DEMO_QUESTION, DEMO_SEED, "eig", out=_out_dir(out, "demo"), story=True)
