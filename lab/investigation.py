@@ -96,11 +96,11 @@ class InvestigationConfig:
     seed: int = 0
 
 
-def _stop_of(question, post: Posterior, cfg: InvestigationConfig, steps: list, candidates: tuple, agent,
-             concluded: bool) -> Stop:
+def _stop_of(question, post: Posterior, p_within: float, cfg: InvestigationConfig, steps: list, candidates: tuple,
+             agent, concluded: bool) -> Stop:
     dec = getattr(agent, "last_decision", None)
     best = (dec.experiment, dec.eig, dec.cost) if dec is not None and getattr(dec, "score", 1.0) <= 0 else None
-    return stop_reason(question, post.answer(cfg.confidence).confidence, cfg.confidence, len(steps),
+    return stop_reason(question, p_within, cfg.confidence, len(steps),
                        len(candidates), best, max_steps_hit=not concluded,
                        systematic=dominant_systematic(post, question) if best is not None else None)
 
@@ -174,7 +174,10 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
             decision_s.append(time.perf_counter() - td)
         if isinstance(proposal, g.Hypothesis):
             post.reset(proposal)
-            nb.add(proposal, data=_answer_data(post.answer(cfg.confidence)))
+            # the answer before any experiment (estimates only: a ranking's or prediction's draws the
+            # belief engine's random numbers, which would change the rest of the investigation)
+            prior = _answer_data(post.answer(cfg.confidence)) if question.kind in g.PARAMS else {}
+            nb.add(proposal, data=prior)
         elif isinstance(proposal, g.Experiment):
             steps.append(_run_experiment(proposal, agent, nb, post, runner, candidates, cfg, rng))
             if not steps[-1].ok:
@@ -197,7 +200,7 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
         log.warning("agent did not conclude within %d steps; concluding with the belief engine", cfg.max_steps)
         conclusion = post.answer(cfg.confidence).conclusion
     ans = post.answer(cfg.confidence)
-    stop = _stop_of(question, post, cfg, steps, candidates, agent, concluded)
+    stop = _stop_of(question, post, ans.confidence, cfg, steps, candidates, agent, concluded)
     nb.add(conclusion, data={"p_within": ans.confidence, "experiments": len(steps), "stop": stop.code,
                              "stop_text": stop.text})
     return InvestigationResult(question, conclusion, nb, steps, time.perf_counter() - t0, decision_s, post, tables_s,

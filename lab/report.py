@@ -48,12 +48,12 @@ def plot_posterior(posterior, path: Path, truth: dict | None = None) -> Path:
 def belief_trace(entries) -> list[dict]:
     """The belief engine's answer before any experiment and after each: [{label, answer, half_width,
     p_within}], from the notebook's records (hypothesis and belief entries)."""
-    trace, label = [], "prior"
+    trace, label, n = [], "prior", 0
     for e in entries:
         if e.kind == "experiment":
-            label = e.text[len(g.start_token("experiment")):].split()[0]
+            label, n = e.text[len(g.start_token("experiment")):].split()[0], n + 1
         elif e.kind in ("hypothesis", "belief") and "half_width" in e.data:
-            trace.append({"label": label, **{k: e.data[k] for k in ("answer", "half_width", "p_within")}})
+            trace.append({"n": n, "label": label, **{k: e.data[k] for k in ("answer", "half_width", "p_within")}})
     return trace
 
 
@@ -68,7 +68,7 @@ def plot_belief(entries, question: g.Question, path: Path, truth_value: float | 
     hyp = next((g.parse_body("hypothesis", e.text[len(g.start_token(e.kind)):-len(g.end_token(e.kind))])
                 for e in entries if e.kind == "hypothesis"), None)
     bounds = story.prior_bounds(hyp, question) if hyp is not None else None
-    x = np.arange(len(trace))
+    x = np.array([t["n"] for t in trace])
     y = np.array([t["answer"] for t in trace], float)
     lo, hi = np.array([story.interval(t["answer"], t["half_width"], bounds) for t in trace]).T
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -79,10 +79,10 @@ def plot_belief(entries, question: g.Question, path: Path, truth_value: float | 
         ax.axhline(truth_value, color="tab:green", lw=1.5, ls="--", label="truth (grader's check)")
     ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o-", color="tab:blue", capsize=4,
                 label=f"belief: estimate ± half-width ({level:.0%} of the belief within)")
-    for xi, t in zip(x, trace):
-        ax.annotate(f"{t['p_within']:.0%}", (xi, hi[xi]), textcoords="offset points", xytext=(0, 4),
+    for i, t in enumerate(trace):
+        ax.annotate(f"{t['p_within']:.0%}", (x[i], hi[i]), textcoords="offset points", xytext=(0, 4),
                     ha="center", fontsize=7, color="tab:blue")
-    ax.set_xticks(x, [f"{i}\n{t['label']}" if i else "prior" for i, t in enumerate(trace)])
+    ax.set_xticks(x, [f"{t['n']}\n{t['label']}" if t["n"] else "prior" for t in trace])
     ax.set_xlabel("experiments run (the belief after each; above each point: how sure it is of the tolerance)")
     ax.set_ylabel(f"{qty.name} ({qty.unit or 'no unit'})")
     ax.set_title(story.question_text(question), fontsize=10)
