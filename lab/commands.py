@@ -12,7 +12,7 @@ log = logging.getLogger("loopylab.lab")
 
 # The demo's question: the expert needs experiments of three kinds to answer it (a strike for a first
 # look at mu, then a push, whose force is mu times the weight, and weighing to tell the two apart); about
-# 15 s on a 2-core machine. Seed 2's red block: mu 0.371.
+# 15 s of investigation on a 2-core machine. Seed 2's red block: mu 0.389.
 DEMO_QUESTION = "estimate friction of red_block within 0.10"
 DEMO_SEED = 2
 
@@ -103,7 +103,8 @@ def _grade_and_report(bench, question, result, seed: int, n_objects: int | None,
                       f"(truth {gr.truth}) with {result.experiments} experiments in {result.wall_s:.1f} s; "
                       f"report in {out}")
     if not story and result.stop is not None:
-        console.print(f"[{'dim' if result.stop.met else 'bold yellow'}]stopped:[/] because {result.stop.text}.")
+        from rich.markup import escape
+        console.print(f"[{'dim' if result.stop.met else 'bold yellow'}]stopped:[/] because {escape(result.stop.text)}.")
     return summary
 
 
@@ -125,8 +126,9 @@ def _tell_ending(console, question, result, gr, out: Path) -> None:
     elif gr is not None:
         console.print(f"[bold]Grader's check[/] (the hidden truth): true order {' > '.join(gr.truth)}: "
                       f"{'[bold green]right[/]' if gr.success else '[bold red]wrong[/]'}.")
-    console.print(f"{result.experiments} experiments in {result.wall_s:.1f} s. Plot of the belief over the "
-                  f"experiments: {out / 'belief.png'}")
+    plot = out / "belief.png"
+    console.print(f"{result.experiments} experiments in {result.wall_s:.1f} s."
+                  + (f" Plot of the belief over the experiments: {plot}" if plot.exists() else ""))
     console.print(f"Report (notebook, plots, result.json): {out}")
 
 
