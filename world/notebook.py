@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -451,83 +451,113 @@ def parse_body(kind: str, body: str) -> Body:
     return parsed
 
 
+_N, _D = f"({NAME_RE})", f"({_alt(DIRECTIONS)})"  # an object name and a push/strike direction, as groups
+
+
+def _parse_question(body: str) -> Question:
+    n, d = _N, _D
+    budget = None
+    mb = re.fullmatch(r"(.*) budget ([1-9]\d{0,2})", body)
+    if mb:
+        body, budget = mb.group(1), int(mb.group(2))
+    if m := re.fullmatch(rf"estimate (friction|restitution) of {n} within ({num_re(2)})", body):
+        return Question(m[1], (m[2],), _num(m[3], 2, "tolerance"), budget)
+    if m := re.fullmatch(rf"estimate mass of {n} within ([1-9]\d?)%", body):
+        return Question("mass", (m[1],), int(m[2]) / 100, budget)
+    if m := re.fullmatch(rf"rank {n}((?: {NAME_RE})+) by mass", body):
+        objs = (m[1], *m[2].split())
+        if len(set(objs)) != len(objs):
+            raise GrammarError(f"question: an object is named twice in {body!r}")
+        return Question("rank", objs, 0.0, budget)
+    if m := re.fullmatch(rf"predict slide of {n} after strike {d} ({num_re(2)}) within ({num_re(3)})", body):
+        act = Experiment("strike", m[1], direction=m[2], speed=_num(m[3], 2, "speed"))
+        return Question("predict", (m[1],), _num(m[4], 3, "tolerance"), budget, act)
+    raise GrammarError(f"question: {body!r} is none of: estimate friction|mass|restitution of OBJ within TOL, "
+                       "rank OBJ OBJ... by mass, predict slide of OBJ after strike DIR SPEED within TOL")
+
+
+def _parse_scene(body: str) -> Scene:
+    placed = []
+    for c in _split(body):
+        m = _check("scene", rf"{_N} ({_alt(SHAPES)}) ({num_re(2)}) at ({num_re(2, True)}) ({num_re(2, True)})", c)
+        placed.append(SceneObject(m[1], m[2], float(m[3]), float(m[4]), float(m[5])))
+    if len({o.name for o in placed}) != len(placed):
+        raise GrammarError(f"scene: an object is named twice in {body!r}")
+    return Scene(tuple(placed))
+
+
+def _parse_hypothesis(body: str) -> Hypothesis:
+    out = []
+    for c in _split(body):
+        m = _check("hypothesis", rf"({'|'.join(PARAMS)}) {_N} in (\S+) (\S+)", c)
+        dd = DECIMALS[m[1]]
+        lo, hi = _num(m[3], dd, "lower bound"), _num(m[4], dd, "upper bound")
+        if lo > hi:
+            raise GrammarError(f"hypothesis: empty range {lo} > {hi} in {c!r}")
+        out.append(Range(m[1], m[2], lo, hi))
+    return Hypothesis(tuple(out))
+
+
+def _parse_experiment(body: str) -> Experiment:
+    n, d = _N, _D
+    if m := re.fullmatch(rf"push {n} {d} ({num_re(2)}) ({num_re(2)})", body):
+        return Experiment("push", m[1], direction=m[2], distance=float(m[3]), speed=float(m[4]))
+    if m := re.fullmatch(rf"strike {n} {d} ({num_re(2)})", body):
+        return Experiment("strike", m[1], direction=m[2], speed=float(m[3]))
+    if m := re.fullmatch(rf"weigh {n}", body):
+        return Experiment("weigh", m[1])
+    if m := re.fullmatch(rf"(drop|lift) {n} ({num_re(2)})", body):
+        return Experiment(m[1], m[2], height=float(m[3]))
+    if m := re.fullmatch(rf"place {n} ({num_re(2, True)}) ({num_re(2, True)})", body):
+        return Experiment("place", m[1], position=(float(m[2]), float(m[3])))
+    raise GrammarError(f"experiment: {body!r} is none of: push OBJ DIR DIST SPEED, strike OBJ DIR SPEED, "
+                       f"weigh OBJ, drop OBJ HEIGHT, lift OBJ HEIGHT, place OBJ X Y")
+
+
+def _parse_observation(body: str) -> Observation:
+    if m := re.fullmatch(rf"failed ({WORDS_RE})", body):
+        return Observation(error=m[1])
+    for sk, fs in OBS_FIELDS.items():
+        pat = " ".join(f"{k} ({num_re(dd)})" for k, _, dd in fs)
+        if m := re.fullmatch(pat + f"({_optional_re(sk)})", body):
+            extra = tuple(float(v) for v in m[len(fs) + 1].split()[1:]) if m[len(fs) + 1] else None
+            return Observation._with_optional(tuple((k, float(m[i + 1])) for i, (k, _, _) in enumerate(fs)),
+                                              sk, extra)
+    raise GrammarError(f"observation: {body!r} does not match the grammar")
+
+
+def _parse_estimates(kind: str, body: str) -> Belief | Conclusion:
+    if kind == "conclusion" and (m := re.fullmatch(rf"mass order {_N}((?: > {NAME_RE})+)", body)):
+        objs = (m[1], *m[2].split(" > ")[1:])
+        if len(set(objs)) != len(objs):
+            raise GrammarError(f"conclusion: an object is ranked twice in {body!r}")
+        return Conclusion((Ranking("mass", objs),))
+    ests = []
+    for c in _split(body):
+        m = _check(kind, rf"({'|'.join(QUANTITIES)}) {_N} (\S+) (\S+)", c)
+        dd = DECIMALS[m[1]]
+        ests.append(Estimate(m[1], m[2], _num(m[3], dd, "value"), _num(m[4], dd, "spread")))
+        if ests[-1].value < 0 or ests[-1].spread < 0:
+            raise GrammarError(f"{kind}: negative number in {c!r}")
+    return Belief(tuple(ests)) if kind == "belief" else Conclusion(tuple(ests))
+
+
+_PARSERS: dict[str, Callable[[str], Body]] = {
+    "question": _parse_question,
+    "scene": _parse_scene,
+    "hypothesis": _parse_hypothesis,
+    "experiment": _parse_experiment,
+    "observation": _parse_observation,
+    "belief": lambda body: _parse_estimates("belief", body),
+    "conclusion": lambda body: _parse_estimates("conclusion", body),
+}
+
+
 def _parse_body(kind: str, body: str) -> Body:
-    n, d = f"({NAME_RE})", f"({_alt(DIRECTIONS)})"
-    if kind == "question":
-        budget = None
-        mb = re.fullmatch(r"(.*) budget ([1-9]\d{0,2})", body)
-        if mb:
-            body, budget = mb.group(1), int(mb.group(2))
-        if m := re.fullmatch(rf"estimate (friction|restitution) of {n} within ({num_re(2)})", body):
-            return Question(m[1], (m[2],), _num(m[3], 2, "tolerance"), budget)
-        if m := re.fullmatch(rf"estimate mass of {n} within ([1-9]\d?)%", body):
-            return Question("mass", (m[1],), int(m[2]) / 100, budget)
-        if m := re.fullmatch(rf"rank {n}((?: {NAME_RE})+) by mass", body):
-            objs = (m[1],) + tuple(m[2].split())
-            if len(set(objs)) != len(objs):
-                raise GrammarError(f"question: an object is named twice in {body!r}")
-            return Question("rank", objs, 0.0, budget)
-        if m := re.fullmatch(rf"predict slide of {n} after strike {d} ({num_re(2)}) within ({num_re(3)})", body):
-            act = Experiment("strike", m[1], direction=m[2], speed=_num(m[3], 2, "speed"))
-            return Question("predict", (m[1],), _num(m[4], 3, "tolerance"), budget, act)
-        raise GrammarError(f"question: {body!r} is none of: estimate friction|mass|restitution of OBJ within TOL, "
-                           "rank OBJ OBJ... by mass, predict slide of OBJ after strike DIR SPEED within TOL")
-    if kind == "scene":
-        placed = []
-        for c in _split(body):
-            m = _check("scene", rf"{n} ({_alt(SHAPES)}) ({num_re(2)}) at ({num_re(2, True)}) ({num_re(2, True)})", c)
-            placed.append(SceneObject(m[1], m[2], float(m[3]), float(m[4]), float(m[5])))
-        if len({o.name for o in placed}) != len(placed):
-            raise GrammarError(f"scene: an object is named twice in {body!r}")
-        return Scene(tuple(placed))
-    if kind == "hypothesis":
-        out = []
-        for c in _split(body):
-            m = _check("hypothesis", rf"({'|'.join(PARAMS)}) {n} in (\S+) (\S+)", c)
-            dd = DECIMALS[m[1]]
-            lo, hi = _num(m[3], dd, "lower bound"), _num(m[4], dd, "upper bound")
-            if lo > hi:
-                raise GrammarError(f"hypothesis: empty range {lo} > {hi} in {c!r}")
-            out.append(Range(m[1], m[2], lo, hi))
-        return Hypothesis(tuple(out))
-    if kind == "experiment":
-        if m := re.fullmatch(rf"push {n} {d} ({num_re(2)}) ({num_re(2)})", body):
-            return Experiment("push", m[1], direction=m[2], distance=float(m[3]), speed=float(m[4]))
-        if m := re.fullmatch(rf"strike {n} {d} ({num_re(2)})", body):
-            return Experiment("strike", m[1], direction=m[2], speed=float(m[3]))
-        if m := re.fullmatch(rf"weigh {n}", body):
-            return Experiment("weigh", m[1])
-        if m := re.fullmatch(rf"(drop|lift) {n} ({num_re(2)})", body):
-            return Experiment(m[1], m[2], height=float(m[3]))
-        if m := re.fullmatch(rf"place {n} ({num_re(2, True)}) ({num_re(2, True)})", body):
-            return Experiment("place", m[1], position=(float(m[2]), float(m[3])))
-        raise GrammarError(f"experiment: {body!r} is none of: push OBJ DIR DIST SPEED, strike OBJ DIR SPEED, "
-                           f"weigh OBJ, drop OBJ HEIGHT, lift OBJ HEIGHT, place OBJ X Y")
-    if kind == "observation":
-        if m := re.fullmatch(rf"failed ({WORDS_RE})", body):
-            return Observation(error=m[1])
-        for sk, fs in OBS_FIELDS.items():
-            pat = " ".join(f"{k} ({num_re(dd)})" for k, _, dd in fs)
-            if m := re.fullmatch(pat + f"({_optional_re(sk)})", body):
-                extra = tuple(float(v) for v in m[len(fs) + 1].split()[1:]) if m[len(fs) + 1] else None
-                return Observation._with_optional(tuple((k, float(m[i + 1])) for i, (k, _, _) in enumerate(fs)),
-                                                  sk, extra)
-        raise GrammarError(f"observation: {body!r} does not match the grammar")
-    if kind in ("belief", "conclusion"):
-        if kind == "conclusion" and (m := re.fullmatch(rf"mass order {n}((?: > {NAME_RE})+)", body)):
-            objs = (m[1],) + tuple(m[2].split(" > ")[1:])
-            if len(set(objs)) != len(objs):
-                raise GrammarError(f"conclusion: an object is ranked twice in {body!r}")
-            return Conclusion((Ranking("mass", objs),))
-        ests = []
-        for c in _split(body):
-            m = _check(kind, rf"({'|'.join(QUANTITIES)}) {n} (\S+) (\S+)", c)
-            dd = DECIMALS[m[1]]
-            ests.append(Estimate(m[1], m[2], _num(m[3], dd, "value"), _num(m[4], dd, "spread")))
-            if ests[-1].value < 0 or ests[-1].spread < 0:
-                raise GrammarError(f"{kind}: negative number in {c!r}")
-        return Belief(tuple(ests)) if kind == "belief" else Conclusion(tuple(ests))
-    raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(KINDS)})")
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(KINDS)})")
+    return parser(body)
 
 
 @dataclass(frozen=True)
