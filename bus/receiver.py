@@ -13,6 +13,7 @@ acknowledgement is processed in the middle of a message (every 100th recv), `fq_
 pipe being read to another slot but points `_current` at slot 0, and the next part is looked for in the wrong
 pipe. A socket with one pipe that it never terminates itself cannot get there (tests/bus/test_stress.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -155,4 +156,3 @@ class Receiver:
         poller.unregister(s)
         by_sock.pop(s, None)
         s.close()
-

@@ -6,6 +6,7 @@ Before the fix this aborted within seconds (`Assertion failed: !_more (src/fq.cp
 the others' multipart messages (see loopylab.bus.receiver). The churn runs in a child process, so an abort
 fails this test (exit code -6, with faulthandler's thread stacks in the output) instead of killing pytest.
 """
+
 from __future__ import annotations
 
 import faulthandler
@@ -24,8 +25,8 @@ from loopylab.bus.directory import stop_local
 from tests.bus import helpers
 from tests.waiting import wait_until
 
-SECONDS = 6.0      # of churn per transport (bounded: the whole test stays well under a minute under load)
-STREAMERS = 4      # publishers of one topic at a time, each in a node that comes and goes
+SECONDS = 6.0  # of churn per transport (bounded: the whole test stays well under a minute under load)
+STREAMERS = 4  # publishers of one topic at a time, each in a node that comes and goes
 _stats_lock = threading.Lock()
 
 
@@ -119,8 +120,10 @@ def churn(url: str, seconds: float = SECONDS) -> None:
 def _run(spawn, url: str) -> None:
     child = spawn(churn, url)
     child.join(SECONDS + 90)
-    assert child.exitcode == 0, (f"the churning process ended with {child.exitcode} (-6: libzmq aborted; "
-                                 f"3: a thread was stuck; None: still running)")
+    assert child.exitcode == 0, (
+        f"the churning process ended with {child.exitcode} (-6: libzmq aborted; "
+        f"3: a thread was stuck; None: still running)"
+    )
 
 
 def test_nodes_open_and_close_while_publishers_stream_inproc(spawn, inproc_url):
@@ -146,6 +149,7 @@ def test_a_call_whose_servers_have_gone_times_out_instead_of_blocking(inproc_url
         def nowhere_to_send() -> bool:  # the server's end of the pipe is gone (libzmq tells it asynchronously)
             with client._lock:
                 return client._sock is not None and not client._sock.poll(0, zmq.POLLOUT)
+
         assert wait_until(nowhere_to_send, 10)
         outcome: list[BaseException] = []
 
@@ -154,6 +158,7 @@ def test_a_call_whose_servers_have_gone_times_out_instead_of_blocking(inproc_url
                 caller.call("stress/echo", {"x": 2}, timeout=1.0)
             except BaseException as e:  # handed to the test's thread
                 outcome.append(e)
+
         t = threading.Thread(target=call, daemon=True)
         t.start()
         t.join(30)
