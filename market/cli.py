@@ -280,13 +280,21 @@ def submit(claim_id: int, folder: Path = typer.Argument(..., exists=True, help="
 def review(submission_id: int, approve: bool = typer.Option(None, "--approve/--reject", help="Your decision."),
            reason: str = typer.Option("", help="Required with --reject: what the contributor should fix."),
            url: str = UrlOpt, key: str = KeyOpt):
-    """Approve a submission (its payout is queued) or reject it with a reason."""
+    """Approve a submission (signs its EIP-712 payout approval; the payout is queued) or reject it with a reason."""
     if approve is None:
         console.print("[red]say --approve or --reject[/]")
         raise typer.Exit(2)
     c = _client(url, key)
     s = _run(lambda: c.review(submission_id, approve, reason))
     console.print(f"submission {submission_id}: {s['state']}" + (f", payout {s['payout']['state']}" if s["payout"] else ""))
+
+
+@bounty_app.command()
+def refund(bounty_id: int, url: str = UrlOpt, key: str = KeyOpt):
+    """Take back a settled bounty's unspent escrow (signs escrow.refund; refused while payouts are unpaid)."""
+    c = _client(url, key)
+    b = _run(lambda: c.refund(bounty_id))
+    console.print(f"bounty {bounty_id}: {b['state']}; run `loopylab bounty withdraw` to collect the refund")
 
 
 @bounty_app.command()

@@ -133,6 +133,8 @@ class Payout(Base):
     block_number: Mapped[int] = mapped_column(Integer, default=-1)
     block_hash: Mapped[str] = mapped_column(String(66), default="")
     error: Mapped[str] = mapped_column(Text, default="")
+    approval: Mapped[str] = mapped_column(String(140), default="")   # the requester's EIP-712 Release signature
+    attempts: Mapped[int] = mapped_column(Integer, default=0)        # signed transactions that reverted
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
 

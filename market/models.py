@@ -45,11 +45,17 @@ class BountyOut(BountyTerms, _BountyKey):
 
 class FundIn(Strict):
     raw_tx: str | None = Field(None, max_length=20_000, pattern=r"^(0x)?[0-9a-fA-F]*$",
-                               description="the requester's signed escrow.fund transaction; omit if already sent")
+                               description="the requester's signed escrow.fund transaction; omit if already sent. "
+                                           "The server broadcasts only the requester's own call of this "
+                                           "bounty's fund (or refund) on its escrow.")
 
 
-class FundingOut(Out):
-    """The escrow.fund transaction the requester's wallet signs."""
+class RefundIn(FundIn):
+    """The requester's signed escrow.refund(bounty_id) transaction (from GET /bounties/{id}/refunding)."""
+
+
+class TxOut(Out):
+    """An escrow transaction for the requester's wallet to sign (from the requester's own address)."""
     to: str
     value: str
     data: str
@@ -58,6 +64,10 @@ class FundingOut(Out):
     max_fee_per_gas: int
     max_priority_fee_per_gas: int
     gas: int
+
+
+class FundingOut(TxOut):
+    """The escrow.fund(bounty_id, refund_after) transaction the requester's wallet signs."""
     refund_after: int
 
 
@@ -123,9 +133,26 @@ class SubmissionIn(Strict):
     signature: str = Field(max_length=200, description="rig key's EIP-191 signature of the canonical manifest JSON")
 
 
+_SIG = r"^0x[0-9a-fA-F]{130}$"
+
+
 class ReviewIn(Strict):
     approve: bool
     reason: str = Field("", max_length=2000, description="required when rejecting")
+    signature: str | None = Field(None, pattern=_SIG, description="required when approving: the requester's "
+                                  "EIP-712 signature of the Release approval from GET /submissions/{id}/approval")
+
+
+class ApprovalIn(Strict):
+    signature: str = Field(pattern=_SIG, description="the requester's EIP-712 signature of the Release approval")
+
+
+class ApprovalOut(Out):
+    """EIP-712 typed data (eth_signTypedData_v4's argument): the requester's approval of one payout."""
+    types: dict[str, list[dict[str, str]]]
+    primaryType: str
+    domain: dict[str, Any]
+    message: dict[str, Any]
 
 
 class PayoutOut(Out):
@@ -138,6 +165,8 @@ class PayoutOut(Out):
     tx_hash: str
     block_number: int
     error: str
+    approval: str = Field(description="the requester's signed Release approval: anyone, the payee too, may "
+                                      "submit it to the escrow's release()")
     created_at: float
 
 

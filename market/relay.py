@@ -1,12 +1,14 @@
 """Payout relay and reconciler.
 
-An approval leaves a `pending` payout row (the outbox). The relay pays it in crash-safe phases:
+An approval leaves a `pending` payout row (the outbox) carrying the requester's EIP-712 Release signature (the
+escrow pays nothing without it; the relay account only pays gas). The relay pays it in crash-safe phases:
 
-    1. sign      allocate a nonce, sign escrow.release(...), store the raw tx and its hash -> `signed`
+    1. sign      allocate a nonce, sign escrow.release(..., approval), store the raw tx and its hash -> `signed`
                  (committed BEFORE anything reaches the chain)
     2. send      look for a receipt of the stored hash; none: (re)broadcast the stored raw tx
     3. settle    receipt ok -> `mined`; reverted because the payout was already released (a twin tx
-                 landed first) -> `mined` with the twin's tx; otherwise -> `failed`
+                 landed first) -> `mined` with the twin's tx; otherwise -> `failed`, retried (back to
+                 `pending`) up to MAX_ATTEMPTS times; a failed payout also blocks the bounty's refund
     4. confirm   `confirmations` blocks deep -> `final`; a block hash that changed (reorg) -> `signed`
                  again, so step 2 re-broadcasts
 
@@ -31,6 +33,7 @@ from loopylab.market.states import PayoutState, advance
 
 log = logging.getLogger(__name__)
 RELEASE_GAS = 200_000
+MAX_ATTEMPTS = 5
 
 
 class RelayCrash(RuntimeError):
@@ -51,19 +54,32 @@ class Relay:
         with self.chain.lock:
             before = self.stats.copy()
             self.confirm()          # first: a reorged payout goes back to signed and is re-sent below
+            self.retry_failed()
             self.sign_pending()
             self.send_signed()
             self.confirm()
             return self.stats - before
 
     # ------------------------------------------------------------------ 1. sign
+    def retry_failed(self) -> int:
+        """A reverted release (a refund raced it, a node hiccup) goes back to pending, a few times."""
+        with self.store.write() as s:
+            rows = list(s.scalars(select(Payout).where(Payout.state == PayoutState.failed.value,
+                                                       Payout.attempts < MAX_ATTEMPTS)))
+            for p in rows:
+                advance(p, PayoutState, PayoutState.pending)
+                p.updated_at = time.time()
+        self.stats["retried"] += len(rows)
+        return len(rows)
+
     def sign_pending(self) -> int:
         sender = self.chain.operator.address
         with self.store.write() as s:
-            q = select(Payout).where(Payout.state == PayoutState.pending.value).order_by(Payout.id).limit(self.batch)
+            q = select(Payout, Bounty.requester).join(Bounty, Bounty.id == Payout.bounty_id).where(
+                Payout.state == PayoutState.pending.value, Payout.approval != "").order_by(Payout.id).limit(self.batch)
             if not self.store.is_sqlite:
-                q = q.with_for_update(skip_locked=True)
-            payouts = list(s.scalars(q))
+                q = q.with_for_update(skip_locked=True, of=Payout)
+            payouts = list(s.execute(q).all())
             if not payouts:
                 return 0
             acct = lock(s, ChainAccount, sender)
@@ -73,17 +89,19 @@ class Relay:
                 s.add(acct)
             acct.next_nonce = max(acct.next_nonce, chain_next)  # other operator txs (withdraw_for) moved it
             fees = self.chain.tx_params(sender, acct.next_nonce)   # one fee quote per batch
-            for p in payouts:
-                self._sign(p, acct.next_nonce, fees)
+            for p, requester in payouts:
+                self._sign(p, requester, acct.next_nonce, fees)
                 acct.next_nonce += 1
                 advance(p, PayoutState, PayoutState.signed)
         self.stats["signed"] += len(payouts)
         self._maybe_crash("signed")
         return len(payouts)
 
-    def _sign(self, p: Payout, nonce: int, params=None) -> None:
+    def _sign(self, p: Payout, requester: str, nonce: int, params=None) -> None:
         params = params or self.chain.tx_params(self.chain.operator.address, nonce)
-        tx = self.chain.escrow.functions.release(p.bounty_id, p.submission_id, p.payee, p.amount_wei) \
+        approval = bytes.fromhex(p.approval.removeprefix("0x"))
+        tx = self.chain.escrow.functions.release(requester, p.bounty_id, p.submission_id, p.payee, p.amount_wei,
+                                                 approval) \
             .build_transaction({"from": self.chain.operator.address, "nonce": nonce, "gas": RELEASE_GAS,
                                 "chainId": params.chain_id, "maxFeePerGas": params.max_fee_per_gas,
                                 "maxPriorityFeePerGas": params.max_priority_fee_per_gas})
@@ -138,6 +156,7 @@ class Relay:
             with self.store.write() as s:
                 p = lock(s, Payout, row_id)
                 advance(p, PayoutState, PayoutState.failed)
+                p.attempts += 1
                 p.error = f"release reverted in tx {p.tx_hash} (escrow balance, bounty refunded?)"
                 p.updated_at = time.time()
             self.stats["failed"] += 1
@@ -171,7 +190,7 @@ class Relay:
             p = lock(s, Payout, row_id)
             acct = lock(s, ChainAccount, p.sender)
             acct.next_nonce = max(acct.next_nonce, self.chain.w3.eth.get_transaction_count(p.sender, "pending"))
-            self._sign(p, acct.next_nonce)
+            self._sign(p, s.get(Bounty, p.bounty_id).requester, acct.next_nonce)
             acct.next_nonce += 1
         self.stats["resigned"] += 1
 
@@ -242,7 +261,7 @@ def reconcile(store: Store, chain: Chain) -> list[str]:
         if p.state in ("mined", "final") and pid not in released:
             problems.append(f"payout {pid} is {p.state} in the DB but has no Released event")
     for bid, b in bounties.items():
-        oc = chain.bounty_onchain(bid)
+        oc = chain.bounty_onchain(b.requester, bid)
         paid = sum(p.amount_wei for p in payouts.values() if p.bounty_id == bid and p.payout_id in released)
         if oc["released"] != paid:
             problems.append(f"bounty {bid}: escrow released {oc['released']} wei, DB payouts on chain sum to {paid}")
@@ -250,14 +269,19 @@ def reconcile(store: Store, chain: Chain) -> list[str]:
             problems.append(f"bounty {bid}: escrow funded {oc['funded']} wei, DB says {b.funded_wei}")
         if oc["refunded"] != (b.state == "refunded"):
             problems.append(f"bounty {bid}: escrow refunded={oc['refunded']}, DB state {b.state}")
-    # the escrow's ether must equal every unspent bounty balance plus every credited, unwithdrawn amount
-    funded_ids = {e.args.bounty_id for e in chain.escrow.events.Funded().get_logs(from_block=0)}
+    # the escrow's ether must cover every unspent bounty balance plus every credited, unwithdrawn amount. It
+    # may hold more: ether forced in by a self-destructing sender is nobody's and is not a mismatch.
+    slots = {(e.args.requester, e.args.bounty_id) for e in chain.escrow.events.Funded().get_logs(from_block=0)}
     unspent = 0
-    for bid in funded_ids:
-        oc = chain.bounty_onchain(bid)
+    for requester, bid in slots:
+        oc = chain.bounty_onchain(requester, bid)
         if not oc["refunded"]:
             unspent += oc["funded"] - oc["released"]
     total_pending = chain.escrow.functions.total_pending().call()
-    if chain.balance() != unspent + total_pending:
+    if unspent != chain.escrow.functions.total_unspent().call():
+        problems.append(f"escrow's total_unspent differs from its bounties' unspent sum {unspent}")
+    if chain.balance() < unspent + total_pending:
         problems.append(f"escrow holds {chain.balance()} wei, bounties + credits account for {unspent + total_pending}")
+    elif chain.balance() > unspent + total_pending:
+        log.info("escrow holds %d wei of forced ether beyond its books", chain.balance() - unspent - total_pending)
     return problems

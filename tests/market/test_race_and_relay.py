@@ -15,7 +15,7 @@ from loopylab.market.sample import write_recording
 from loopylab.market.service import Conflict
 
 from .conftest import make_market
-from .helpers import approved_bounty, open_bounty, submit_direct
+from .helpers import approve, approved_bounty, open_bounty, submit_direct
 
 REWARD = 10**15
 
@@ -43,12 +43,12 @@ def test_100_contributors_race_for_10_slots(any_store, chain, tmp_path):
         sub = submit_direct(market, acct, c.id, b.id, write_recording(tmp_path / f"r{i}", seed=100 + i, seconds=0.3,
                                                                       notebook=False))
         assert sub.state == "pending_review", sub.checks
-        market.review(requester.address, sub.id, True)
+        approve(market, requester, sub.id)
     relay = Relay(any_store, chain)
     relay.run_once()
     assert relay.stats["final"] == 10
     assert market.get_bounty(b.id)["state"] == "closed"
-    onchain = chain.bounty_onchain(b.id)
+    onchain = chain.bounty_onchain(b.requester, b.id)
     assert onchain["released"] == onchain["funded"] == 10 * REWARD
     assert chain.balance() == 10 * REWARD                      # credited, not yet withdrawn
     assert all(chain.pending_of(a.address) == REWARD for a, _ in winners)
@@ -69,7 +69,7 @@ def test_relay_killed_between_signing_and_receipt_pays_exactly_once(sqlite_store
     with sqlite_store.read() as s:
         rows = s.query(Payout).all()
     assert {p.state for p in rows} == {"signed"} and all(p.raw_tx and p.tx_hash for p in rows)
-    assert chain.bounty_onchain(b.id)["released"] == 0
+    assert chain.bounty_onchain(b.requester, b.id)["released"] == 0
     # restart (a new process would open the DB afresh): re-sends the stored transactions
     restarted = Relay(Store(sqlite_store.url), chain)
     restarted.run_once()
@@ -80,7 +80,7 @@ def test_relay_killed_between_signing_and_receipt_pays_exactly_once(sqlite_store
     b2, payees2 = _approved(market, chain, tmp_path, 3, "b")
     with pytest.raises(RelayCrash):
         Relay(sqlite_store, chain, crash_at="broadcast").run_once()
-    assert chain.bounty_onchain(b2.id)["released"] == REWARD       # one tx made it
+    assert chain.bounty_onchain(b2.requester, b2.id)["released"] == REWARD       # one tx made it
     again = Relay(Store(sqlite_store.url), chain)
     again.run_once()
     assert again.stats["final"] == 3 and again.stats["broadcast"] == 2   # the mined one was only read back
