@@ -188,7 +188,7 @@ def run_attacks(tmp: Path) -> dict:
     hijack_blocked = (endless == 0 and b.id == 1 and market.get_bounty(b.id)["state"] == "open"
                       and slot["funded"] == 3 * REWARD and slot["refund_after"] == int(b.refund_after + 0.999999))
     print(f"attack fund hijack: endless refund time {'refused' if endless == 0 else 'ACCEPTED'}, pre-funding "
-          f"{'landed in the attacker's own slot' if early == 1 else 'refused'}; victim's bounty opened: {hijack_blocked}")
+          f"{'landed in a slot keyed by the hijacker' if early == 1 else 'refused'}; victim's bounty opened: {hijack_blocked}")
 
     # 2. refund race: approved, relay down past the refund time, requester asks for the refund
     market = fresh_market(tmp / "race2")
@@ -274,17 +274,22 @@ def run_siwe(tmp: Path) -> dict:
 
 # ---------------------------------------------------------------------- fuzz
 
-def run_fuzz(tmp: Path, examples: int) -> dict:
+def run_fuzz(tmp: Path, examples: int, db: str = "sqlite", db_url: str = "") -> dict:
+    """schemathesis with a real SIWE session: 5xx answers, and answers the OpenAPI document does not describe
+    (an undocumented status, a body off its schema, a wrong content type) as spec violations."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
     from hypothesis.errors import Unsatisfiable
     from fastapi.testclient import TestClient
-    market = fresh_market(tmp / "fuzz", domain="testserver", base_url="http://testserver")
+    from schemathesis.specs.openapi import checks as oc
+    market = fresh_market(tmp / f"fuzz-{db}", domain="testserver", base_url="http://testserver",
+                          **({"db_url": db_url} if db_url else {}))
     app = create_app(market.config, market, Relay(market.store, market.chain))
     user = MarketClient(TestClient(app), Account.create())
     user.login()
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    errors, calls = [], 0
+    spec_checks = [oc.status_code_conformance, oc.response_schema_conformance, oc.content_type_conformance]
+    errors, violations, calls = [], [], 0
     for result in schema.get_all_operations():
         op = result.ok()
         for mode in schemathesis.GenerationMode:
@@ -296,12 +301,20 @@ def run_fuzz(tmp: Path, examples: int) -> dict:
                 calls += 1
                 if r.status_code >= 500:
                     errors.append(f"{case.method} {case.formatted_path} -> {r.status_code}")
+                try:
+                    case.validate_response(r, checks=spec_checks)
+                except (Exception, BaseExceptionGroup) as e:   # schemathesis's FailureGroup is a BaseExceptionGroup
+                    violations.append(f"{case.method} {case.formatted_path} -> {r.status_code}: "
+                                      f"{str(e).splitlines()[0][:120] if str(e) else type(e).__name__}")
             try:
                 fuzz()
             except Unsatisfiable:
                 pass
-    print(f"fuzz: {calls} generated requests, {len(errors)} answered 5xx {errors[:3]}")
-    return {"fuzz_requests": calls, "fuzz_5xx": len(errors)}
+            except (Exception, BaseExceptionGroup) as e:   # a failed check re-raised through hypothesis
+                violations.append(f"{op.method.upper()} {op.path}: {type(e).__name__} {str(e)[:200]!r}")
+    print(f"fuzz ({db}): {calls} generated requests, {len(errors)} answered 5xx {errors[:3]}, "
+          f"{len(violations)} spec violations {violations[:3]}")
+    return {f"fuzz_requests_{db}": calls, f"fuzz_5xx_{db}": len(errors), f"spec_violations_{db}": len(violations)}
 
 
 # ---------------------------------------------------------------------- load (2 uvicorn workers)
@@ -441,6 +454,13 @@ def main() -> None:
                 out.update(run(tmp))
         if want("fuzz"):
             out.update(run_fuzz(tmp, 3 if args.quick else 5))
+            pg = pg_schema()
+            if pg:
+                try:
+                    out.update(run_fuzz(tmp, 3 if args.quick else 5, "postgres", pg[1]))
+                finally:
+                    drop_pg(pg[0])
+            out["spec_violations"] = out.get("spec_violations_sqlite", 0) + out.get("spec_violations_postgres", 0)
         if want("load"):
             out.update(run_load(tmp, "sqlite", "", n_submit, n_list, reps))
             pg = pg_schema()

@@ -95,11 +95,10 @@ def deploy(chain_url: str = typer.Option(..., help="EVM JSON-RPC URL."),
 
 
 @market_app.command()
-def reconcile(url: str = UrlOpt):
-    """Ask a running market to compare its DB payouts with the escrow's events and balance."""
-    import httpx
-    with httpx.Client(timeout=60) as h:
-        r = _run(lambda: h.get(f"{url}/chain/reconcile").json())
+def reconcile(url: str = UrlOpt, key: str = KeyOpt):
+    """Ask a running market to compare its DB payouts with the escrow's events and balance (signs in)."""
+    c = _client(url, key)
+    r = _run(lambda: c.request("GET", "/chain/reconcile"))
     if r.get("ok"):
         console.print("[green]books agree with the chain[/]")
         return

@@ -229,6 +229,22 @@ class ReconcileOut(Out):
     mismatches: list[str]
 
 
+# ---------------------------------------------------------------------- errors
+
+class ErrorItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    loc: list[str] = Field(description="where: 'body', 'path', 'query' and the field names")
+    msg: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer (4xx, and 503 when the server has no chain): `detail` says what went wrong; a 422
+    from a malformed request also lists each field it refused in `errors`."""
+    model_config = ConfigDict(extra="forbid")
+    detail: str
+    errors: list[ErrorItem] | None = None
+
+
 class HealthOut(Out):
     ok: bool
     time: float

@@ -36,6 +36,7 @@ REFUND_GRACE_S = 3600.0
 MAX_DEADLINE_S = 365 * 86400.0          # with claim time, review time and grace: inside the escrow's
                                         # refund horizon (MAX_REFUND_HORIZON, 400 days)
 UNPAID = ("pending", "signed", "failed")  # approved payouts not yet released on chain
+MAX_TOPICS = 100
 
 
 class MarketError(Exception):
@@ -58,6 +59,14 @@ class Forbidden(MarketError):
 
 class Conflict(MarketError):
     status = 409
+
+
+class TooMany(MarketError):
+    status = 429
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = max(1, round(retry_after + 0.5))
 
 
 def checksum(address: str, what: str = "address") -> str:
@@ -96,8 +105,9 @@ class Market:
         if not 1 <= t.claim_ttl_s <= 30 * 86400:
             raise MarketError("claim_ttl_s must be between 1 s and 30 days", 422)
         topics = t.task_spec.get("topics", [])
-        if not isinstance(topics, list) or not all(isinstance(x, str) and x for x in topics):
-            raise MarketError("task_spec.topics must be a list of topic names", 422)
+        if not isinstance(topics, list) or len(topics) > MAX_TOPICS or not all(
+                isinstance(x, str) and 0 < len(x) <= 200 for x in topics):
+            raise MarketError(f"task_spec.topics must be a list of at most {MAX_TOPICS} topic names", 422)
         for i, c in enumerate(t.acceptance):
             kind = c.get("check") if isinstance(c, dict) else None
             if kind not in verify.CHECK_KINDS:
@@ -107,6 +117,9 @@ class Market:
             missing = [k for k in need if k not in c]
             if missing:
                 raise MarketError(f"acceptance[{i}] ({kind}) needs {', '.join(missing)}", 422)
+            for k in ("topic", "field", "quantity"):   # names: a list or a number here used to be a 500
+                if k in c and not (isinstance(c[k], str) and 0 < len(c[k]) <= 200):
+                    raise MarketError(f"acceptance[{i}].{k} must be a name (a string of 1 to 200 characters)", 422)
             for k in ("min", "max", "hz", "tolerance", "count"):
                 if k in c and not (isinstance(c[k], (int, float)) and not isinstance(c[k], bool)
                                    and math.isfinite(c[k])):
@@ -665,4 +678,4 @@ class Market:
         return self.chain
 
 
-__all__ = ["Market", "MarketError", "NotFound", "Forbidden", "Conflict", "BountyTerms", "TransitionError"]
+__all__ = ["Market", "MarketError", "NotFound", "Forbidden", "Conflict", "TooMany", "BountyTerms", "TransitionError"]

@@ -20,8 +20,9 @@ WEI_PATTERN = r"^[1-9][0-9]{0,40}$"   # a positive whole number of wei, at most 
 
 
 class Strict(BaseModel):
-    """A body that names a key the model does not know is refused (422), never silently trimmed."""
-    model_config = ConfigDict(extra="forbid")
+    """A body that names a key the model does not know is refused (422), never silently trimmed; no float is
+    NaN or infinite."""
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class BountyTerms(Strict):
