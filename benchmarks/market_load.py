@@ -12,6 +12,7 @@
   load      requests/s for GET /bounties and POST submission with 2 uvicorn workers on SQLite and on
             PostgreSQL (when reachable), against GET /health on the same server as the baseline;
             payouts/s of the relay on the embedded chain against plain signed transfers/s
+  scaling   relay payouts/s at chain height 5,000 over at height 50 (payout_rate_ratio_late_vs_early)
 
 Prints figures as it goes; the LAST line is one JSON object.
     .venv/bin/python benchmarks/market_load.py [--quick]
@@ -437,11 +438,38 @@ def run_payouts(tmp: Path, n: int, reps: int) -> dict:
     return {"payouts_per_s": round(pr, 1), "transfers_per_s_baseline": round(br, 1)}
 
 
+def run_payout_scaling(tmp: Path, n: int, reps: int = 3, early: int = 50, late: int = 5000) -> dict:
+    """Relay payouts/s with the chain at `early` blocks and again at `late` blocks (same market, same relay;
+    medians of `reps` batches of `n`): per-payout work must not grow with the chain."""
+    market = fresh_market(tmp / "scaling")
+    store, chain = market.store, market.chain
+    tester = chain.w3.provider.ethereum_tester
+    rates = {}
+    for label, height in (("early", early), ("late", late)):
+        if chain.w3.eth.block_number < height:
+            tester.mine_blocks(height - chain.w3.eth.block_number)
+        batch = []
+        for r in range(reps):
+            approved_bounty(market, chain, n, REWARD, lambda i: write_recording(
+                tmp / "scaling" / f"{label}-{r}-{i}", seed=30_000 + height + r * n + i, seconds=0.2, notebook=False))
+            relay = Relay(store, chain)
+            t0 = time.perf_counter()
+            relay.run_once()
+            batch.append(relay.stats["final"] / (time.perf_counter() - t0))
+        rates[label] = statistics.median(batch)
+    assert double_pays(chain) == 0 and reconcile(store, chain) == []
+    ratio = rates["late"] / rates["early"]
+    print(f"payout scaling: {rates['early']:.1f} payouts/s from block {early}, {rates['late']:.1f}/s from block "
+          f"{late} (medians of {reps} x {n}): ratio {ratio:.2f}")
+    return {"payouts_per_s_early": round(rates["early"], 1), "payouts_per_s_late": round(rates["late"], 1),
+            "payout_rate_ratio_late_vs_early": round(ratio, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller load figures (smoke run)")
     ap.add_argument("--only", default="", help="comma-separated parts to run (race,crash,attacks,siwe,fuzz,load,"
-                                               "payouts); default all")
+                                               "payouts,scaling); default all")
     args = ap.parse_args()
     n_submit, n_list, reps = (20, 200, 3) if args.quick else (60, 600, 3)
     only = set(filter(None, args.only.split(",")))
@@ -471,6 +499,8 @@ def main() -> None:
                     drop_pg(pg[0])
         if want("payouts"):
             out.update(run_payouts(tmp, 30 if args.quick else 60, reps))
+        if want("scaling"):
+            out.update(run_payout_scaling(tmp, 20 if args.quick else 40))
     print(json.dumps(out))
 
 

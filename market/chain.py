@@ -6,7 +6,9 @@ The relay's key comes from an environment variable (hex) or an encrypted keystor
 embedded chain a fresh one is generated and funded from eth-tester's unlocked accounts. The relay account
 only pays gas: the escrow gives it no power (a payout needs the requester's EIP-712 `Release` signature,
 built and checked by `release_typed_data` / `recover_release` here and by the contract on chain).
-Calls go through one lock: eth-tester is not thread-safe and the relay and API share the chain.
+On the embedded chain every RPC request holds one lock for its own duration (eth-tester is not thread-safe
+and the relay and the API share it); nothing holds it across a sequence of chain calls except the few
+read-then-send steps that need it (`operator_call`, `send_signed`).
 """
 from __future__ import annotations
 
@@ -109,6 +111,17 @@ def load_key(key_env: str = "LOOPYLAB_CHAIN_KEY", keystore: str = "",
     return Account.from_key(key)
 
 
+def locked_tester_provider(lock):
+    """eth-tester's provider with each request under `lock` (one request at a time, never a whole relay pass)."""
+    from web3 import EthereumTesterProvider
+
+    class LockedTesterProvider(EthereumTesterProvider):
+        def make_request(self, method, params):
+            with lock:
+                return super().make_request(method, params)
+    return LockedTesterProvider()
+
+
 @dataclass
 class TxParams:
     chain_id: int
@@ -135,11 +148,12 @@ class Chain:
     # ------------------------------------------------------------ construction
     @classmethod
     def embedded_chain(cls, deploy: bool = True) -> "Chain":
-        from web3 import EthereumTesterProvider
-        w3 = Web3(EthereumTesterProvider())
+        lock = threading.RLock()
+        w3 = Web3(locked_tester_provider(lock))
         operator = Account.create()
         w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": operator.address, "value": 10**23})
         chain = cls(w3, operator, embedded=True)
+        chain.lock = lock
         if deploy:
             chain.deploy_escrow()
         return chain
@@ -170,14 +184,13 @@ class Chain:
 
     # ------------------------------------------------------------ transactions
     def tx_params(self, address: str, nonce: int | None = None) -> TxParams:
-        with self.lock:
-            block = self.w3.eth.get_block("latest")
-            base = block.get("baseFeePerGas", 0) or 0
-            tip = 10**9
-            return TxParams(self.chain_id,
-                            self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending")
-                            if nonce is None else nonce,
-                            2 * base + tip, tip)
+        block = self.w3.eth.get_block("latest")
+        base = block.get("baseFeePerGas", 0) or 0
+        tip = 10**9
+        return TxParams(self.chain_id,
+                        self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending")
+                        if nonce is None else nonce,
+                        2 * base + tip, tip)
 
     def _base_tx(self, sender: str, nonce: int | None = None, gas: int | None = None) -> dict:
         p = self.tx_params(sender, nonce)
@@ -218,8 +231,7 @@ class Chain:
 
     def bounty_onchain(self, requester: str, bounty_id: int) -> dict:
         """The escrow slot of (requester, bounty id): refund_after, funded, released, refunded."""
-        with self.lock:
-            r = self.escrow.functions.bounties(Web3.to_checksum_address(requester), bounty_id).call()
+        r = self.escrow.functions.bounties(Web3.to_checksum_address(requester), bounty_id).call()
         return dict(zip(("refund_after", "funded", "released", "refunded"), r))
 
     def release_typed_data(self, bounty_id: int, submission_id: int, payee: str, amount: int) -> dict:
@@ -252,20 +264,16 @@ class Chain:
         return out
 
     def is_released(self, payout_id: str) -> bool:
-        with self.lock:
-            return self.escrow.functions.released(bytes.fromhex(payout_id.removeprefix("0x"))).call()
+        return self.escrow.functions.released(bytes.fromhex(payout_id.removeprefix("0x"))).call()
 
     def pending_of(self, address: str) -> int:
-        with self.lock:
-            return self.escrow.functions.pending(Web3.to_checksum_address(address)).call()
+        return self.escrow.functions.pending(Web3.to_checksum_address(address)).call()
 
     def balance(self, address: str | None = None) -> int:
-        with self.lock:
-            return self.w3.eth.get_balance(address or self.escrow.address)
+        return self.w3.eth.get_balance(address or self.escrow.address)
 
     def events(self, name: str, from_block: int = 0) -> list:
-        with self.lock:
-            return list(getattr(self.escrow.events, name)().get_logs(from_block=from_block))
+        return list(getattr(self.escrow.events, name)().get_logs(from_block=from_block))
 
     def fund_tx(self, sender: LocalAccount, bounty_id: int, refund_after: int, value: int,
                 nonce: int | None = None) -> bytes:

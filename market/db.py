@@ -135,6 +135,8 @@ class Payout(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     approval: Mapped[str] = mapped_column(String(140), default="")   # the requester's EIP-712 Release signature
     attempts: Mapped[int] = mapped_column(Integer, default=0)        # signed transactions that reverted
+    signed_block: Mapped[int] = mapped_column(Integer, default=-1)   # chain head when first signed: where
+                                                                     # the search for its Released event starts
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
 

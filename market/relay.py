@@ -13,7 +13,10 @@ escrow pays nothing without it; the relay account only pays gas). The relay pays
                  again, so step 2 re-broadcasts
 
 A crash anywhere leaves either `pending` (nothing signed) or `signed` (stored tx, re-sent or its
-receipt read on restart). The escrow refuses a second release of the same payout id, so even a lost
+receipt read on restart). Per-payout work does not grow with the chain: a receipt is looked up by hash
+only once the payout's nonce is used (a node, eth-tester included, may scan every block to say "not
+found"), and event queries start at the block the payout was signed at. No lock is held across a pass:
+the embedded chain locks each request (chain.py), the database locks rows. The escrow refuses a second release of the same payout id, so even a lost
 DB update cannot pay twice. The chain is the record of who was paid: `reconcile()` compares it with
 the DB and reports every mismatch.
 """
@@ -51,14 +54,13 @@ class Relay:
     stats: Counter = field(default_factory=Counter)
 
     def run_once(self) -> Counter:
-        with self.chain.lock:
-            before = self.stats.copy()
-            self.confirm()          # first: a reorged payout goes back to signed and is re-sent below
-            self.retry_failed()
-            self.sign_pending()
-            self.send_signed()
-            self.confirm()
-            return self.stats - before
+        before = self.stats.copy()
+        self.confirm()          # first: a reorged payout goes back to signed and is re-sent below
+        self.retry_failed()
+        self.sign_pending()
+        self.send_signed()
+        self.confirm()
+        return self.stats - before
 
     # ------------------------------------------------------------------ 1. sign
     def retry_failed(self) -> int:
@@ -89,8 +91,10 @@ class Relay:
                 s.add(acct)
             acct.next_nonce = max(acct.next_nonce, chain_next)  # other operator txs (withdraw_for) moved it
             fees = self.chain.tx_params(sender, acct.next_nonce)   # one fee quote per batch
+            head = self.chain.w3.eth.block_number
             for p, requester in payouts:
                 self._sign(p, requester, acct.next_nonce, fees)
+                p.signed_block = head if p.signed_block < 0 else p.signed_block
                 acct.next_nonce += 1
                 advance(p, PayoutState, PayoutState.signed)
         self.stats["signed"] += len(payouts)
@@ -129,19 +133,26 @@ class Relay:
     def _send_one(self, row_id: int) -> None:
         with self.store.read() as s:
             p = s.get(Payout, row_id)
-        rcpt = self._receipt(p.tx_hash)
+        # a receipt can exist only once the nonce is used; asking before costs a scan of the whole chain
+        used = self.chain.w3.eth.get_transaction_count(p.sender, "latest") > p.tx_nonce
+        rcpt = self._receipt(p.tx_hash) if used else None
         if rcpt is None:
             try:
                 self.chain.w3.eth.send_raw_transaction(p.raw_tx)
                 self.stats["broadcast"] += 1
+                refused = False
             except Exception as e:  # "already known", "nonce too low", node down ...
                 log.info("payout %s: broadcast of %s refused: %s", p.payout_id, p.tx_hash, e)
                 self.stats["broadcast_refused"] += 1
+                refused = True
             self._maybe_crash("broadcast")
-            try:
-                rcpt = self.chain.w3.eth.wait_for_transaction_receipt(p.tx_hash, timeout=self.receipt_timeout_s)
-            except (TimeExhausted, TransactionNotFound):
-                rcpt = None
+            if refused and self.chain.w3.eth.get_transaction_count(p.sender, "latest") > p.tx_nonce:
+                rcpt = self._receipt(p.tx_hash)     # the nonce is spent: mined already, or by another tx
+            else:                                   # sent, or "already known": it is on its way
+                try:
+                    rcpt = self.chain.w3.eth.wait_for_transaction_receipt(p.tx_hash, timeout=self.receipt_timeout_s)
+                except (TimeExhausted, TransactionNotFound):
+                    rcpt = None
         if rcpt is None:
             if self.chain.is_released(p.payout_id):
                 self._settle_from_event(row_id)
@@ -178,7 +189,9 @@ class Relay:
     def _settle_from_event(self, row_id: int) -> None:
         with self.store.read() as s:
             p = s.get(Payout, row_id)
-        ev = self.released_events(argument_filters={"payout_id": bytes.fromhex(p.payout_id[2:])})
+        pid = {"payout_id": bytes.fromhex(p.payout_id[2:])}
+        # from where it was signed; a twin released before that (a lost DB update) needs the whole chain once
+        ev = self.released_events(pid, from_block=max(0, p.signed_block)) or self.released_events(pid)
         if not ev:
             return
         tx_hash = "0x" + bytes(ev[0].transactionHash).hex()
@@ -191,11 +204,16 @@ class Relay:
             acct = lock(s, ChainAccount, p.sender)
             acct.next_nonce = max(acct.next_nonce, self.chain.w3.eth.get_transaction_count(p.sender, "pending"))
             self._sign(p, s.get(Bounty, p.bounty_id).requester, acct.next_nonce)
+            if p.signed_block < 0:
+                p.signed_block = self.chain.w3.eth.block_number
             acct.next_nonce += 1
         self.stats["resigned"] += 1
 
-    def released_events(self, argument_filters: dict | None = None) -> list:
-        return list(self.chain.escrow.events.Released().get_logs(from_block=0, argument_filters=argument_filters))
+    def released_events(self, argument_filters: dict | None = None, from_block: int = 0) -> list:
+        """Released events from `from_block` on: a payout's own search starts where it was signed (its
+        release cannot be older), so it does not grow with the chain."""
+        return list(self.chain.escrow.events.Released().get_logs(from_block=from_block,
+                                                                 argument_filters=argument_filters))
 
     # ------------------------------------------------------------------ 4. confirm
     def confirm(self) -> int:

@@ -82,9 +82,10 @@ class StrictJSON:
     def __init__(self, app, max_bytes: int = MAX_JSON_BYTES):
         self.app, self.max_bytes = app, max_bytes
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not _is_json(scope):
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         chunks, size, more = [], 0, True
         while more:
             msg = await receive()
@@ -93,7 +94,8 @@ class StrictJSON:
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                return await _error(send, 413, f"body: a JSON body is limited to {self.max_bytes} bytes")
+                await _error(send, 413, f"body: a JSON body is limited to {self.max_bytes} bytes")
+                return
             chunks.append(chunk)
             more = msg.get("more_body", False)
         body = b"".join(chunks)
@@ -101,7 +103,8 @@ class StrictJSON:
             try:
                 strict_loads(body)
             except StrictJSONError as e:
-                return await _error(send, 422, f"body: {e}")
+                await _error(send, 422, f"body: {e}")
+                return
         replayed = False
 
         async def replay():

@@ -14,9 +14,8 @@ from loopylab.market.client import MarketHTTPError
 from loopylab.market.db import Payout
 from loopylab.market.relay import double_pays, reconcile
 from loopylab.market.sample import standard_bounty, write_recording
-
-from .conftest import World, make_market
-from .test_escrow import HERE, call_from
+from tests.market.conftest import World, make_market
+from tests.market.test_escrow import HERE, call_from
 
 REWARD = 10**16
 

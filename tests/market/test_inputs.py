@@ -150,6 +150,7 @@ def test_maintenance_routes_need_sign_in_and_are_rate_limited(world):
     assert w.http.get("/chain/reconcile", headers=_auth(w.user())).status_code == 429
     # while the relay holds the chain, the reconciler answers 503 instead of waiting in line
     import threading
+
     from loopylab.market.routes import chain as chain_routes
     w.app.state.rate_limits.pop("reconcile:all")
     w.app.state.rate_limits.pop("reconcile")
