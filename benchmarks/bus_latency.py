@@ -1,19 +1,25 @@
 """One-way latency of the loopylab bus against raw pyzmq doing the same work.
 
-Cases: (a) a 7-joint JointState at 1 kHz, (b) a 640x480x3 uint8 Image at 30 Hz, (c) a 4 MB frame at 30 Hz.
-"ours" = `Node.publisher().publish()` in one process -> `Node.subscribe(callback=...)` in another;
+Cases: (a) a 7-joint JointState at 1 kHz, (b) a 640x480x3 uint8 Image at 30 Hz, (c) a 4 MiB frame at 30 Hz,
+(d) a 1920x1080x3 frame (6 MB) at 30 Hz.
+"ours" = `Node.publisher().publish()` in one process -> `Node.subscribe(callback=...)` in another (on ipc,
+payloads from the shared-memory threshold go through bus/shm.py: only a descriptor crosses the socket);
 "raw"  = pyzmq XPUB -> SUB with the same serialization (bus.codec, zero-copy frames), blocking recv.
 Latency = receive wall clock - stamp taken just before encoding, on one host. Each case alternates
 ours/raw for --reps repetitions; we report medians over repetitions of per-run p50/p99, plus late and
-too-late counts (iRobot ros2-performance: late > min(0.2 period, 5 ms), too late > min(period, 50 ms)).
+too-late counts (iRobot ros2-performance: late > min(0.2 period, 5 ms), too late > min(period, 50 ms)),
+and the subscriber's CPU time per message (its whole process, every thread, after the warm-up).
 
     .venv/bin/python benchmarks/bus_latency.py [--reps 3] [--transports ipc,inproc,tcp] [--quick]
+    .venv/bin/python benchmarks/bus_latency.py --threshold [--reps 3]   # where shared memory starts to pay
 
-The last line is JSON: p50_ratio_small, p50_ratio_frame, p50_ratio_4mb (ours / raw, ipc) and details.
+The last line is JSON: p50_ratio_small, p50_ratio_frame, p50_ratio_4mb, p50_ratio_6mb (ours / raw, ipc),
+cpu_us_per_msg (subscriber, ours and raw per case) and details; with --threshold, the sweep instead.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -32,9 +38,9 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loopylab.bus import Image, JointState, Node, codec  # noqa: E402
-from loopylab.bus.config import BusConfig  # noqa: E402
-from loopylab.bus.directory import stop_local  # noqa: E402
+from loopylab.bus import Image, JointState, Node, codec, shm
+from loopylab.bus.config import BusConfig
+from loopylab.bus.directory import stop_local
 
 TOPIC = "bench/data"
 JOINTS = [f"joint{i}" for i in range(1, 8)]
@@ -42,7 +48,10 @@ CASES = {  # name: (rate Hz, messages, warm-up messages discarded)
     "small": (1000.0, 1500, 100),
     "frame": (30.0, 90, 5),
     "4mb": (30.0, 60, 5),
+    "6mb": (30.0, 60, 5),
 }
+TARGETS = {"small": 1.1, "frame": 1.1, "4mb": 0.5}  # ours / raw p50 on ipc (issue 27)
+SWEEP_BYTES = [32_768, 65_536, 131_072, 262_144, 524_288, 1_048_576, 2_097_152]  # --threshold payload sizes
 
 
 def make_msg(case: str, i: int):
@@ -50,7 +59,11 @@ def make_msg(case: str, i: int):
         return JointState(name=JOINTS, position=np.full(7, i * 1e-3), velocity=np.zeros(7), effort=np.zeros(7))
     if case == "frame":
         return Image.from_array(np.full((480, 640, 3), i % 256, np.uint8))
-    return Image.from_array(np.full((1024, 1024, 4), i % 256, np.uint8), encoding="rgba8")  # 4 MiB
+    if case == "4mb":
+        return Image.from_array(np.full((1024, 1024, 4), i % 256, np.uint8), encoding="rgba8")  # 4 MiB
+    if case == "6mb":
+        return Image.from_array(np.full((1080, 1920, 3), i % 256, np.uint8))  # 1080p colour, 6,220,800 B
+    return Image.from_array(np.full((int(case) // 1024, 1024), i % 256, np.uint8))  # --threshold: N bytes
 
 
 def _pace(t_next: float) -> None:
@@ -108,13 +121,32 @@ def publish_raw(endpoint: str, case: str, stop, hz: float, n: int, lag) -> None:
 
 # -- receivers (this process) --------------------------------------------------------------------------------
 
-def receive_ours(url: str, case: str, start_publisher) -> list[int]:
-    hz, n, _ = CASES[case]
+class _Cpu:
+    """The process's CPU time (every thread: ZeroMQ's I/O thread and the node's too) from the end of the
+    warm-up to the last message, per message."""
+
+    def __init__(self, warm: int):
+        self.warm, self.t0, self.t1, self.count = warm, 0.0, 0.0, 0
+
+    def tick(self, received: int) -> None:
+        if received == self.warm:
+            self.t0 = time.process_time()
+        elif received > self.warm:
+            self.t1, self.count = time.process_time(), received - self.warm
+
+    def per_msg_us(self) -> float:
+        return (self.t1 - self.t0) / self.count * 1e6 if self.count else float("nan")
+
+
+def receive_ours(url: str, case: str, start_publisher) -> tuple[list[int], float]:
+    hz, n, warm = CASES[case]
     lat: list[int] = []
     done = threading.Event()
+    cpu = _Cpu(warm)
 
     def on_msg(msg):
         lat.append(time.time_ns() - msg.stamp_ns)
+        cpu.tick(len(lat))
         if len(lat) >= n:
             done.set()
 
@@ -123,11 +155,12 @@ def receive_ours(url: str, case: str, start_publisher) -> list[int]:
         stop = start_publisher()
         done.wait(n / hz + 20)
         stop()
-    return lat
+    return lat, cpu.per_msg_us()
 
 
-def receive_raw(endpoint: str, case: str, start_publisher) -> list[int]:
-    hz, n, _ = CASES[case]
+def receive_raw(endpoint: str, case: str, start_publisher) -> tuple[list[int], float]:
+    hz, n, warm = CASES[case]
+    cpu = _Cpu(warm)
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
@@ -143,9 +176,10 @@ def receive_raw(endpoint: str, case: str, start_publisher) -> list[int]:
         frames = sock.recv_multipart(copy=False)
         _, msg = codec.from_frames(frames)
         lat.append(time.time_ns() - msg.stamp_ns)
+        cpu.tick(len(lat))
     stop()
     sock.close()
-    return lat
+    return lat, cpu.per_msg_us()
 
 
 # -- one run ---------------------------------------------------------------------------------------------------
@@ -154,8 +188,9 @@ class _Lag:
     value = 0.0
 
 
-def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float]:
-    """Latencies (ns) of one run, and how far (s) the publisher fell behind its schedule."""
+def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float, float]:
+    """Latencies (ns) of one run, how far (s) the publisher fell behind its schedule, and the subscriber's
+    CPU time per message (us)."""
     spawn = mp.get_context("spawn")
     if transport == "inproc":
         url = f"inproc://bench{uuid.uuid4().hex[:8]}"
@@ -167,8 +202,8 @@ def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float]:
             return stop.set
         lag = _Lag()
         try:
-            lat = receive_ours(url, case, start) if impl == "ours" else receive_raw(arg, case, start)
-            return lat, lag.value
+            lat, cpu = receive_ours(url, case, start) if impl == "ours" else receive_raw(arg, case, start)
+            return lat, lag.value, cpu
         finally:
             stop_local(url)
     if transport == "ipc":
@@ -194,8 +229,8 @@ def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float]:
         return finish
     lag = spawn.Value("d", 0.0, lock=False)
     try:
-        lat = receive_ours(url, case, start) if impl == "ours" else receive_raw(raw_ep, case, start)
-        return lat, lag.value
+        lat, cpu = receive_ours(url, case, start) if impl == "ours" else receive_raw(raw_ep, case, start)
+        return lat, lag.value, cpu
     finally:
         stop_local(url)
         if transport == "ipc":
@@ -215,8 +250,8 @@ def _free_port_pair() -> int:
             continue
 
 
-def summarize(run: tuple[list[int], float], case: str) -> dict:
-    lat_ns, lag_s = run
+def summarize(run: tuple[list[int], float, float], case: str) -> dict:
+    lat_ns, lag_s, cpu_us = run
     hz, n, warm = CASES[case]
     us = np.array(lat_ns[warm:], dtype=np.float64) / 1e3
     period_ms = 1e3 / hz
@@ -225,14 +260,57 @@ def summarize(run: tuple[list[int], float], case: str) -> dict:
             "p50_us": float(np.percentile(us, 50)) if us.size else float("nan"),
             "p99_us": float(np.percentile(us, 99)) if us.size else float("nan"),
             "late": int((us > late_ms * 1e3).sum()), "too_late": int((us > too_late_ms * 1e3).sum()),
-            "pub_lag_ms": lag_s * 1e3}
+            "pub_lag_ms": lag_s * 1e3, "cpu_us": cpu_us}
 
 
 def median_of(runs: list[dict]) -> dict:
-    out = {k: float(statistics.median(r[k] for r in runs)) for k in ("p50_us", "p99_us")}
+    out = {k: float(statistics.median(r[k] for r in runs)) for k in ("p50_us", "p99_us", "cpu_us")}
     out.update({k: int(sum(r[k] for r in runs)) for k in ("n", "lost", "late", "too_late")})
     out["pub_lag_ms"] = float(max(r["pub_lag_ms"] for r in runs))
     return out
+
+
+@contextlib.contextmanager
+def shm_min(value: str):
+    """Publishers started inside use shared memory from `value` bytes ("off": never); spawned children
+    inherit the environment."""
+    old = os.environ.get(shm.ENV_MIN)
+    os.environ[shm.ENV_MIN] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[shm.ENV_MIN]
+        else:
+            os.environ[shm.ENV_MIN] = old
+
+
+def sweep(reps: int) -> dict:
+    """Where the shared-memory path starts to pay: `ours` with every payload in shared memory against
+    `ours` with none, alternating, on ipc, per payload size. The threshold is the smallest size from
+    which shared memory costs the subscriber less CPU and is no slower at p50 (within 5 %), at that size
+    and every larger one."""
+    out: dict = {}
+    print(f"{'bytes':>9} {'shm p50':>9} {'sock p50':>9} {'ratio':>6} {'shm cpu':>8} {'sock cpu':>8}")
+    for size in SWEEP_BYTES:
+        case = str(size)
+        CASES[case] = (50.0, 100, 10)
+        runs: dict[str, list[dict]] = {"shm": [], "socket": []}
+        for _ in range(reps):
+            for mode, value in (("socket", "off"), ("shm", "1")):
+                with shm_min(value):
+                    runs[mode].append(summarize(run_once("ours", case, "ipc"), case))
+        r = out[size] = {mode: median_of(v) for mode, v in runs.items()}
+        r["p50_ratio"] = r["shm"]["p50_us"] / r["socket"]["p50_us"]
+        print(f"{size:9d} {r['shm']['p50_us']:9.1f} {r['socket']['p50_us']:9.1f} {r['p50_ratio']:6.2f} "
+              f"{r['shm']['cpu_us']:8.1f} {r['socket']['cpu_us']:8.1f}", flush=True)
+    def pays(size: int) -> bool:  # less subscriber CPU, and no slower at p50 (5 %: the runs' noise)
+        r = out[size]
+        return r["p50_ratio"] <= 1.05 and r["shm"]["cpu_us"] < r["socket"]["cpu_us"]
+
+    wins = [size for size in SWEEP_BYTES if all(pays(s) for s in SWEEP_BYTES if s >= size)]
+    return {"threshold_bytes": wins[0] if wins else None, "current": shm.THRESHOLD, "reps": reps,
+            "cpus": os.cpu_count(), "load_avg": round(os.getloadavg()[0], 1), "sweep": out}
 
 
 def main() -> None:
@@ -240,29 +318,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3, help="repetitions per case (ipc); medians are reported")
     ap.add_argument("--transports", default="ipc,inproc,tcp", help="comma list; ipc is the target")
+    ap.add_argument("--cases", default=",".join(CASES), help="comma list of " + ", ".join(CASES))
     ap.add_argument("--quick", action="store_true", help="fewer messages (smoke run)")
+    ap.add_argument("--threshold", action="store_true", help="measure where shared memory starts to pay")
     args = ap.parse_args()
     if args.quick:
         for k, (hz, n, w) in CASES.items():
             CASES[k] = (hz, max(w + 20, n // 5), w)
+    if args.threshold:
+        print(json.dumps(sweep(args.reps)))
+        return
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     results: dict = {}
     print(f"{'transport':9} {'case':6} {'impl':5} {'p50 us':>9} {'p99 us':>9} {'late':>5} {'too_late':>8} {'lost':>5} "
-          f"{'pub lag ms':>10}")
+          f"{'pub lag ms':>10} {'rx cpu us':>9}")
     for transport in [t.strip() for t in args.transports.split(",") if t.strip()]:
         reps = args.reps if transport == "ipc" else 1
-        for case in CASES:
-            runs = {"ours": [], "raw": []}
+        for case in cases:
+            runs: dict[str, list[dict]] = {"ours": [], "raw": []}
             for _ in range(reps):
                 for impl in ("raw", "ours"):
                     runs[impl].append(summarize(run_once(impl, case, transport), case))
             for impl in ("ours", "raw"):
                 m = results.setdefault(transport, {}).setdefault(case, {})[impl] = median_of(runs[impl])
                 print(f"{transport:9} {case:6} {impl:5} {m['p50_us']:9.1f} {m['p99_us']:9.1f} {m['late']:5d} "
-                      f"{m['too_late']:8d} {m['lost']:5d} {m['pub_lag_ms']:10.1f}", flush=True)
+                      f"{m['too_late']:8d} {m['lost']:5d} {m['pub_lag_ms']:10.1f} {m['cpu_us']:9.1f}", flush=True)
             r = results[transport][case]
             r["p50_ratio"] = r["ours"]["p50_us"] / r["raw"]["p50_us"]
             r["p99_ratio"] = r["ours"]["p99_us"] / r["raw"]["p99_us"]
-            print(f"{transport:9} {case:6} ratio p50 {r['p50_ratio']:.2f}  p99 {r['p99_ratio']:.2f}", flush=True)
+            r["cpu_ratio"] = r["ours"]["cpu_us"] / r["raw"]["cpu_us"]
+            print(f"{transport:9} {case:6} ratio p50 {r['p50_ratio']:.2f}  p99 {r['p99_ratio']:.2f}  "
+                  f"rx cpu {r['cpu_ratio']:.2f}", flush=True)
     main_t = "ipc" if "ipc" in results else next(iter(results))
     # A publisher that fell a whole period behind its schedule means the machine could not keep up:
     # latencies then measure queueing on an overloaded host, not the bus. Say so instead of hiding it.
@@ -271,12 +357,15 @@ def main() -> None:
     if overloaded:
         print(f"warning: publishers fell behind schedule in {', '.join(overloaded)} "
               f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): those figures are unreliable")
+    main_r = results[main_t]
     summary = {"transport": main_t, "reps": args.reps,
-               "p50_ratio_small": round(results[main_t]["small"]["p50_ratio"], 3),
-               "p50_ratio_frame": round(results[main_t]["frame"]["p50_ratio"], 3),
-               "p50_ratio_4mb": round(results[main_t]["4mb"]["p50_ratio"], 3),
-               "target": 1.3, "cpus": os.cpu_count(), "load_avg": round(os.getloadavg()[0], 1),
+               **{f"p50_ratio_{c}": round(main_r[c]["p50_ratio"], 3) for c in cases},
+               "cpu_us_per_msg": {c: {"ours": round(main_r[c]["ours"]["cpu_us"], 1),
+                                      "raw": round(main_r[c]["raw"]["cpu_us"], 1)} for c in cases},
+               "targets": TARGETS, "target": 1.3, "shm_threshold_bytes": shm.THRESHOLD,
+               "cpus": os.cpu_count(), "load_avg": round(os.getloadavg()[0], 1),
                "overloaded": overloaded, "results": results}
+    summary["targets_met"] = all(summary[f"p50_ratio_{c}"] <= t for c, t in TARGETS.items() if c in cases)
     print(json.dumps(summary))
 
 

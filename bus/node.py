@@ -30,6 +30,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from loopylab.bus import shm
 from loopylab.bus.config import BusConfig, _local_ip
 from loopylab.bus.directory import (
     ANNOUNCE_S,
@@ -72,7 +73,8 @@ class Node:
         self.config = BusConfig.parse(config) if isinstance(config, str) else (config or BusConfig.from_env())
         self.log = logging.getLogger(f"loopylab.{name}")
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
-        self.stats: dict[str, int] = {"malformed": 0, "unknown_type": 0, "wrong_type": 0}
+        # messages dropped and counted; shm_late: a shared-memory slot was reused before this node took it
+        self.stats: dict[str, int] = {"malformed": 0, "unknown_type": 0, "wrong_type": 0, "shm_late": 0}
         self._last_warn: dict[str, float] = {}
         self._stop = StopFlag()
         self._publishers: list[Publisher] = []
@@ -220,6 +222,7 @@ class Node:
             for p in list(self._publishers):
                 if p.latched:
                     p.poll_subscriptions()
+            shm.reader.collect()  # let go of the mappings of shared memory whose publisher went away
             now = time.monotonic()
             if self._hb_pub is not None and now >= next_hb:
                 try:
@@ -316,6 +319,7 @@ class Node:
                 th.join(2)
         for p in self._publishers:
             p.close()
+        shm.reader.collect(force=True)
         for c in self._clients.values():
             c.close()
         self._receiver.close()

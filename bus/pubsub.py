@@ -9,6 +9,7 @@ Who runs what (see `loopylab.bus.node` for the node's threads):
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from loopylab.bus import codec
+from loopylab.bus import codec, shm
 from loopylab.bus.messages import Message
 
 if TYPE_CHECKING:
@@ -55,6 +56,14 @@ class Publisher:
         self.sent = 0
         self.bytes_sent = 0
         self._next_poll = 0.0  # monotonic time of the next subscription check on the publish path
+        # Big payloads on an ipc graph go through shared memory (`loopylab.bus.shm`), into a ring made at the
+        # first one; below the threshold, and on tcp and inproc, messages are frames as always.
+        shm_min = shm.min_bytes(node.config.transport)
+        self._shm_min = shm_min if shm_min is not None else sys.maxsize
+        self._shm_prefix = self._prefix + b"\0s"
+        self.shm: shm.Ring | None = None
+        if shm_min is not None:
+            shm.sweep_once()  # the first start after a crash removes the segments the crashed process left
 
     def publish(self, msg: Any, stamp_ns: int | None = None) -> None:
         """Send a message. `seq` and `stamp_ns` are filled in when left at 0."""
@@ -83,17 +92,32 @@ class Publisher:
 
     def _send(self, header: bytes, buffers: list[Any]) -> None:
         sock = self._sock
+        size = len(header)
         with self._lock:
             self._maybe_drain()
-            if buffers:  # array frames go zero-copy
-                sock.send_multipart([self._prefix, header, *buffers], copy=False)
+            if buffers:
+                nbytes = sum(b.nbytes for b in buffers)
+                size += nbytes
+                desc = self._to_shm(buffers) if nbytes >= self._shm_min else None  # the one size check
+                if desc is not None:  # only a descriptor travels; subscribers map the slot
+                    sock.send_multipart([self._shm_prefix, header, desc])
+                else:  # array frames go zero-copy
+                    sock.send_multipart([self._prefix, header, *buffers], copy=False)
             else:  # two small frames: plain sends skip send_multipart's per-frame bookkeeping
                 sock.send(self._prefix, zmq.SNDMORE)
                 sock.send(header)
-            if self.latched:
+            if self.latched:  # a replay goes as frames: by then the slot may hold another message
                 self._last = [self._prefix + b"\0r", header, *buffers]
         self.sent += 1
-        self.bytes_sent += len(header) + (sum(b.nbytes for b in buffers) if buffers else 0)
+        self.bytes_sent += size
+
+    def _to_shm(self, buffers: list[Any]) -> bytes | None:  # caller holds the lock
+        """The payload written into the ring, as the descriptor to send; None: send it as frames."""
+        if self.shm is None:
+            if self._sock.closed:
+                return None
+            self.shm = shm.Ring()
+        return self.shm.write(buffers)
 
     def _drain_subscriptions(self) -> None:  # caller holds the lock
         # EVENTS, not recv(NOBLOCK) + zmq.Again: an exception per publish costs more than the send
@@ -146,6 +170,8 @@ class Publisher:
     def close(self) -> None:
         with self._lock:
             self._sock.close()
+            if self.shm is not None:
+                self.shm.close()
 
 
 class Subscription:
@@ -180,13 +206,21 @@ class Subscription:
         self.queue_size = queue_size
 
     # -- I/O thread side --------------------------------------------------
-    def _deliver(self, frames: list[zmq.Frame]) -> None:
+    def _deliver(self, frames: list[Any]) -> None:
         # frame 0 is "topic\0pubid", or "topic\0pubid\0r" for a latched value replayed because a
         # subscriber joined: every subscriber gets that replay, and only those that have nothing yet
         # from that publisher keep it. (Not judged by seq: a node may forward messages with their seq.)
+        # "topic\0pubid\0s": the payload is in shared memory, and frame 2 says where.
         pub, _, flag = frames[0].bytes.partition(b"\0")[2].partition(b"\0")
-        if flag == b"r" and pub in self._seen:
-            return
+        if flag:
+            if flag == b"r":
+                if pub in self._seen:
+                    return
+            elif flag == b"s":
+                resolved = self._from_shm(frames)
+                if resolved is None:
+                    return
+                frames = resolved
         self.bytes += sum(map(len, frames))
         if self.raw:
             self._seen.add(pub)
@@ -207,7 +241,23 @@ class Subscription:
         self._seen.add(pub)
         self._accept(msg, pub, frames)
 
-    def _accept(self, msg: Any, pub: bytes, frames: list[zmq.Frame] | None) -> None:
+    def _from_shm(self, frames: list[zmq.Frame]) -> list[Any] | None:
+        """The frames as they would have come over the socket: [b"topic\0pubid", header, *read-only views of
+        the slot] (raw subscribers, the recorder and `topics` see the same). None, counted, when the slot
+        was reused before we took it (`shm_late`) or the descriptor is garbage (`malformed`)."""
+        try:
+            if len(frames) != 3:
+                raise ValueError(f"a shared-memory message has 3 frames, not {len(frames)}")
+            views = shm.reader.open(frames[2].bytes)
+        except shm.Gone:
+            self.node._count("shm_late", f"{self.topic}: the publisher reused a slot before we took it")
+            return None
+        except ValueError as e:
+            self.node._count("malformed", f"{self.topic}: {e}")
+            return None
+        return [frames[0].bytes[:-2], frames[1].bytes, *views]
+
+    def _accept(self, msg: Any, pub: bytes, frames: list[Any] | None) -> None:
         with self._cond:
             self._latest, self._latest_t = msg, time.monotonic()
             self.count += 1
