@@ -10,6 +10,7 @@ On the embedded chain every RPC request holds one lock for its own duration (eth
 and the relay and the API share it); nothing holds it across a sequence of chain calls except the few
 read-then-send steps that need it (`operator_call`, `send_signed`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,6 +40,7 @@ def _cache_dir() -> Path:
 def compile_contract(path: Path | str) -> dict:
     """{"abi", "bytecode"} of a Vyper source, compiled once per (source, compiler) and cached."""
     import vyper
+
     src = Path(path).read_text()
     if vyper.__version__.split("+")[0] != VYPER_VERSION:
         raise RuntimeError(f"escrow is pinned to vyper {VYPER_VERSION}, found {vyper.__version__}")
@@ -64,42 +66,65 @@ def escrow_artifact() -> dict:
 def payout_id(requester: str, bounty_id: int, submission_id: int) -> str:
     """The escrow's key for one payout: keccak256(abi.encode(requester, bounty_id, submission_id))."""
     from eth_abi import encode
-    return "0x" + Web3.keccak(encode(["address", "uint256", "uint256"],
-                                     [Web3.to_checksum_address(requester), bounty_id, submission_id])).hex().removeprefix("0x")
+
+    return "0x" + Web3.keccak(
+        encode(["address", "uint256", "uint256"], [Web3.to_checksum_address(requester), bounty_id, submission_id])
+    ).hex().removeprefix("0x")
 
 
-def release_typed_data(chain_id: int, escrow: str, bounty_id: int, submission_id: int, payee: str,
-                       amount: int) -> dict:
+def release_typed_data(chain_id: int, escrow: str, bounty_id: int, submission_id: int, payee: str, amount: int) -> dict:
     """The EIP-712 message a requester signs to approve one payout (eth_signTypedData_v4's argument)."""
-    return {"types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                                       {"name": "chainId", "type": "uint256"},
-                                       {"name": "verifyingContract", "type": "address"}],
-                      "Release": [{"name": "bountyId", "type": "uint256"}, {"name": "submissionId", "type": "uint256"},
-                                  {"name": "payee", "type": "address"}, {"name": "amount", "type": "uint256"}]},
-            "primaryType": "Release",
-            "domain": {"name": "loopylab escrow", "version": "2", "chainId": chain_id,
-                       "verifyingContract": Web3.to_checksum_address(escrow)},
-            "message": {"bountyId": bounty_id, "submissionId": submission_id,
-                        "payee": Web3.to_checksum_address(payee), "amount": int(amount)}}
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Release": [
+                {"name": "bountyId", "type": "uint256"},
+                {"name": "submissionId", "type": "uint256"},
+                {"name": "payee", "type": "address"},
+                {"name": "amount", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Release",
+        "domain": {
+            "name": "loopylab escrow",
+            "version": "2",
+            "chainId": chain_id,
+            "verifyingContract": Web3.to_checksum_address(escrow),
+        },
+        "message": {
+            "bountyId": bounty_id,
+            "submissionId": submission_id,
+            "payee": Web3.to_checksum_address(payee),
+            "amount": int(amount),
+        },
+    }
 
 
 def sign_release(account, typed: dict) -> str:
     """0x-hex signature of a Release approval (what a wallet's eth_signTypedData_v4 returns)."""
     from eth_account.messages import encode_typed_data
+
     return "0x" + account.sign_message(encode_typed_data(full_message=typed)).signature.hex().removeprefix("0x")
 
 
 def recover_release(typed: dict, signature: str) -> str:
     """The address that signed a Release approval (raises ValueError on a malformed signature)."""
     from eth_account.messages import encode_typed_data
+
     try:
         return Account.recover_message(encode_typed_data(full_message=typed), signature=signature)
     except Exception as e:
         raise ValueError(f"signature does not decode: {e}") from None
 
 
-def load_key(key_env: str = "LOOPYLAB_CHAIN_KEY", keystore: str = "",
-             password_env: str = "LOOPYLAB_KEYSTORE_PASSWORD") -> LocalAccount:
+def load_key(
+    key_env: str = "LOOPYLAB_CHAIN_KEY", keystore: str = "", password_env: str = "LOOPYLAB_KEYSTORE_PASSWORD"
+) -> LocalAccount:
     if keystore:
         password = os.environ.get(password_env)
         if password is None:
@@ -119,6 +144,7 @@ def locked_tester_provider(lock):
         def make_request(self, method, params):
             with lock:
                 return super().make_request(method, params)
+
     return LockedTesterProvider()
 
 
@@ -147,7 +173,7 @@ class Chain:
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def embedded_chain(cls, deploy: bool = True) -> "Chain":
+    def embedded_chain(cls, deploy: bool = True) -> Chain:
         lock = threading.RLock()
         w3 = Web3(locked_tester_provider(lock))
         operator = Account.create()
@@ -159,7 +185,7 @@ class Chain:
         return chain
 
     @classmethod
-    def from_config(cls, cfg) -> "Chain":
+    def from_config(cls, cfg) -> Chain:
         if not cfg.chain_url:
             chain = cls.embedded_chain(deploy=not cfg.escrow_address)
             return chain
@@ -167,8 +193,9 @@ class Chain:
         operator = load_key(cfg.chain_key_env, cfg.keystore, cfg.keystore_password_env)
         chain = cls(w3, operator, cfg.escrow_address)
         if chain.escrow is None:
-            raise RuntimeError("on a JSON-RPC chain give the escrow address (deploy it once with "
-                               "`loopylab market deploy`)")
+            raise RuntimeError(
+                "on a JSON-RPC chain give the escrow address (deploy it once with `loopylab market deploy`)"
+            )
         return chain
 
     def deploy_escrow(self) -> str:
@@ -187,15 +214,22 @@ class Chain:
         block = self.w3.eth.get_block("latest")
         base = block.get("baseFeePerGas", 0) or 0
         tip = 10**9
-        return TxParams(self.chain_id,
-                        self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending")
-                        if nonce is None else nonce,
-                        2 * base + tip, tip)
+        return TxParams(
+            self.chain_id,
+            self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending") if nonce is None else nonce,
+            2 * base + tip,
+            tip,
+        )
 
     def _base_tx(self, sender: str, nonce: int | None = None, gas: int | None = None) -> dict:
         p = self.tx_params(sender, nonce)
-        tx = {"from": sender, "chainId": p.chain_id, "nonce": p.nonce, "maxFeePerGas": p.max_fee_per_gas,
-              "maxPriorityFeePerGas": p.max_priority_fee_per_gas}
+        tx = {
+            "from": sender,
+            "chainId": p.chain_id,
+            "nonce": p.nonce,
+            "maxFeePerGas": p.max_fee_per_gas,
+            "maxPriorityFeePerGas": p.max_priority_fee_per_gas,
+        }
         if gas:
             tx["gas"] = gas
         return tx
@@ -216,8 +250,9 @@ class Chain:
         if not self.embedded:
             raise RuntimeError("the faucet exists only on the embedded chain")
         with self.lock:
-            self.w3.eth.send_transaction({"from": self.w3.eth.accounts[0],
-                                          "to": Web3.to_checksum_address(to), "value": value})
+            self.w3.eth.send_transaction(
+                {"from": self.w3.eth.accounts[0], "to": Web3.to_checksum_address(to), "value": value}
+            )
 
     def time_travel(self, ts: int) -> None:
         """Embedded chain only: move block time forward (tests of refunds after the deadline)."""
@@ -242,6 +277,7 @@ class Chain:
         not a call of this escrow. Raises ValueError when the bytes are not a signed transaction."""
         from eth_account.typed_transactions import TypedTransaction
         from hexbytes import HexBytes
+
         try:
             raw = HexBytes(raw)
             sender = Account.recover_transaction(raw)
@@ -249,12 +285,19 @@ class Chain:
                 tx = TypedTransaction.from_bytes(raw).as_dict()
             else:
                 from eth_account._utils.legacy_transactions import Transaction
+
                 tx = Transaction.from_bytes(raw).as_dict()
         except Exception as e:
             raise ValueError(f"not a signed transaction: {e}") from None
         to = Web3.to_checksum_address(tx["to"]) if tx.get("to") else ""
-        out = {"sender": sender, "to": to, "value": int(tx.get("value", 0)), "function": "", "args": {},
-               "chain_id": tx.get("chainId")}
+        out = {
+            "sender": sender,
+            "to": to,
+            "value": int(tx.get("value", 0)),
+            "function": "",
+            "args": {},
+            "chain_id": tx.get("chainId"),
+        }
         if to == self.escrow.address:
             try:
                 fn, args = self.escrow.decode_function_input(bytes(tx.get("data", b"")))
@@ -275,15 +318,18 @@ class Chain:
     def events(self, name: str, from_block: int = 0) -> list:
         return list(getattr(self.escrow.events, name)().get_logs(from_block=from_block))
 
-    def fund_tx(self, sender: LocalAccount, bounty_id: int, refund_after: int, value: int,
-                nonce: int | None = None) -> bytes:
+    def fund_tx(
+        self, sender: LocalAccount, bounty_id: int, refund_after: int, value: int, nonce: int | None = None
+    ) -> bytes:
         """A signed escrow.fund transaction (what a requester's client sends; the sender is the requester)."""
-        tx = self.escrow.functions.fund(bounty_id, int(refund_after)) \
-            .build_transaction({**self._base_tx(sender.address, nonce, gas=200_000), "value": value})
+        tx = self.escrow.functions.fund(bounty_id, int(refund_after)).build_transaction(
+            {**self._base_tx(sender.address, nonce, gas=200_000), "value": value}
+        )
         return sender.sign_transaction(tx).raw_transaction
 
     def refund_tx(self, sender: LocalAccount, bounty_id: int, nonce: int | None = None) -> bytes:
         """A signed escrow.refund transaction (only the requester's own refunds it)."""
-        tx = self.escrow.functions.refund(bounty_id).build_transaction(self._base_tx(sender.address, nonce,
-                                                                                     gas=150_000))
+        tx = self.escrow.functions.refund(bounty_id).build_transaction(
+            self._base_tx(sender.address, nonce, gas=150_000)
+        )
         return sender.sign_transaction(tx).raw_transaction

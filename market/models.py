@@ -5,6 +5,7 @@ generated from these, so every route's answer is typed there.
 A response model forbids extra keys too: a service view that grows a key the model does not list fails the
 tests loudly instead of vanishing from the API.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,6 +17,7 @@ from loopylab.market.terms import BountyTerms, Strict, derive
 
 class Out(BaseModel):
     """A response body: every key always present (so the OpenAPI schema marks them all required)."""
+
     model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
@@ -32,6 +34,7 @@ class _BountyKey(Out):
 class BountyOut(BountyTerms, _BountyKey):
     """A bounty: its id and requester, its terms, then what the market knows about it. (Field order follows
     the bases right to left: id, requester, the terms, then these.)"""
+
     model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
     state: str
     created_at: float
@@ -44,10 +47,14 @@ class BountyOut(BountyTerms, _BountyKey):
 
 
 class FundIn(Strict):
-    raw_tx: str | None = Field(None, max_length=20_000, pattern=r"^(0x)?[0-9a-fA-F]*$",
-                               description="the requester's signed escrow.fund transaction; omit if already sent. "
-                                           "The server broadcasts only the requester's own call of this "
-                                           "bounty's fund (or refund) on its escrow.")
+    raw_tx: str | None = Field(
+        None,
+        max_length=20_000,
+        pattern=r"^(0x)?[0-9a-fA-F]*$",
+        description="the requester's signed escrow.fund transaction; omit if already sent. "
+        "The server broadcasts only the requester's own call of this "
+        "bounty's fund (or refund) on its escrow.",
+    )
 
 
 class RefundIn(FundIn):
@@ -56,6 +63,7 @@ class RefundIn(FundIn):
 
 class TxOut(Out):
     """An escrow transaction for the requester's wallet to sign (from the requester's own address)."""
+
     to: str
     value: str
     data: str
@@ -68,10 +76,12 @@ class TxOut(Out):
 
 class FundingOut(TxOut):
     """The escrow.fund(bounty_id, refund_after) transaction the requester's wallet signs."""
+
     refund_after: int
 
 
 # ---------------------------------------------------------------------- sign-in
+
 
 class LoginIn(Strict):
     message: str = Field(max_length=8192, description="the EIP-4361 message text that was signed")
@@ -102,6 +112,7 @@ class AddressOut(Out):
 
 # ---------------------------------------------------------------------- claims, rigs, uploads, submissions
 
+
 class ClaimOut(Out):
     id: int
     bounty_id: int
@@ -112,8 +123,9 @@ class ClaimOut(Out):
 
 class RigIn(Strict):
     address: str = Field(max_length=42)
-    signature: str = Field(max_length=200, description="rig key's EIP-191 signature of "
-                                                       "'loopylab rig <rig> belongs to <your address>'")
+    signature: str = Field(
+        max_length=200, description="rig key's EIP-191 signature of 'loopylab rig <rig> belongs to <your address>'"
+    )
     label: str = Field("", max_length=200)
 
 
@@ -139,8 +151,12 @@ _SIG = r"^0x[0-9a-fA-F]{130}$"
 class ReviewIn(Strict):
     approve: bool
     reason: str = Field("", max_length=2000, description="required when rejecting")
-    signature: str | None = Field(None, pattern=_SIG, description="required when approving: the requester's "
-                                  "EIP-712 signature of the Release approval from GET /submissions/{id}/approval")
+    signature: str | None = Field(
+        None,
+        pattern=_SIG,
+        description="required when approving: the requester's "
+        "EIP-712 signature of the Release approval from GET /submissions/{id}/approval",
+    )
 
 
 class ApprovalIn(Strict):
@@ -149,6 +165,7 @@ class ApprovalIn(Strict):
 
 class ApprovalOut(Out):
     """EIP-712 typed data (eth_signTypedData_v4's argument): the requester's approval of one payout."""
+
     types: dict[str, list[dict[str, str]]]
     primaryType: str
     domain: dict[str, Any]
@@ -165,8 +182,10 @@ class PayoutOut(Out):
     tx_hash: str
     block_number: int
     error: str
-    approval: str = Field(description="the requester's signed Release approval: anyone, the payee too, may "
-                                      "submit it to the escrow's release()")
+    approval: str = Field(
+        description="the requester's signed Release approval: anyone, the payee too, may "
+        "submit it to the escrow's release()"
+    )
     created_at: float
 
 
@@ -189,6 +208,7 @@ class SubmissionOut(Out):
 
 
 # ---------------------------------------------------------------------- money, standings, chain
+
 
 class WithdrawOut(Out):
     address: str
@@ -231,6 +251,7 @@ class ReconcileOut(Out):
 
 # ---------------------------------------------------------------------- errors
 
+
 class ErrorItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     loc: list[str] = Field(description="where: 'body', 'path', 'query' and the field names")
@@ -240,6 +261,7 @@ class ErrorItem(BaseModel):
 class ErrorOut(BaseModel):
     """Every error answer (4xx, and 503 when the server has no chain): `detail` says what went wrong; a 422
     from a malformed request also lists each field it refused in `errors`."""
+
     model_config = ConfigDict(extra="forbid")
     detail: str
     errors: list[ErrorItem] | None = None

@@ -20,6 +20,7 @@ the embedded chain locks each request (chain.py), the database locks rows. The e
 DB update cannot pay twice. The chain is the record of who was paid: `reconcile()` compares it with
 the DB and reports every mismatch.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,14 +49,14 @@ class Relay:
     store: Store
     chain: Chain
     confirmations: int = 0
-    crash_at: str | None = None          # "signed" | "broadcast": die right after that step
+    crash_at: str | None = None  # "signed" | "broadcast": die right after that step
     batch: int = 100
     receipt_timeout_s: float = 120.0
     stats: Counter = field(default_factory=Counter)
 
     def run_once(self) -> Counter:
         before = self.stats.copy()
-        self.confirm()          # first: a reorged payout goes back to signed and is re-sent below
+        self.confirm()  # first: a reorged payout goes back to signed and is re-sent below
         self.retry_failed()
         self.sign_pending()
         self.send_signed()
@@ -66,8 +67,11 @@ class Relay:
     def retry_failed(self) -> int:
         """A reverted release (a refund raced it, a node hiccup) goes back to pending, a few times."""
         with self.store.write() as s:
-            rows = list(s.scalars(select(Payout).where(Payout.state == PayoutState.failed.value,
-                                                       Payout.attempts < MAX_ATTEMPTS)))
+            rows = list(
+                s.scalars(
+                    select(Payout).where(Payout.state == PayoutState.failed.value, Payout.attempts < MAX_ATTEMPTS)
+                )
+            )
             for p in rows:
                 advance(p, PayoutState, PayoutState.pending)
                 p.updated_at = time.time()
@@ -77,8 +81,13 @@ class Relay:
     def sign_pending(self) -> int:
         sender = self.chain.operator.address
         with self.store.write() as s:
-            q = select(Payout, Bounty.requester).join(Bounty, Bounty.id == Payout.bounty_id).where(
-                Payout.state == PayoutState.pending.value, Payout.approval != "").order_by(Payout.id).limit(self.batch)
+            q = (
+                select(Payout, Bounty.requester)
+                .join(Bounty, Bounty.id == Payout.bounty_id)
+                .where(Payout.state == PayoutState.pending.value, Payout.approval != "")
+                .order_by(Payout.id)
+                .limit(self.batch)
+            )
             if not self.store.is_sqlite:
                 q = q.with_for_update(skip_locked=True, of=Payout)
             payouts = list(s.execute(q).all())
@@ -90,7 +99,7 @@ class Relay:
                 acct = ChainAccount(address=sender, next_nonce=chain_next)
                 s.add(acct)
             acct.next_nonce = max(acct.next_nonce, chain_next)  # other operator txs (withdraw_for) moved it
-            fees = self.chain.tx_params(sender, acct.next_nonce)   # one fee quote per batch
+            fees = self.chain.tx_params(sender, acct.next_nonce)  # one fee quote per batch
             head = self.chain.w3.eth.block_number
             for p, requester in payouts:
                 self._sign(p, requester, acct.next_nonce, fees)
@@ -104,11 +113,18 @@ class Relay:
     def _sign(self, p: Payout, requester: str, nonce: int, params=None) -> None:
         params = params or self.chain.tx_params(self.chain.operator.address, nonce)
         approval = bytes.fromhex(p.approval.removeprefix("0x"))
-        tx = self.chain.escrow.functions.release(requester, p.bounty_id, p.submission_id, p.payee, p.amount_wei,
-                                                 approval) \
-            .build_transaction({"from": self.chain.operator.address, "nonce": nonce, "gas": RELEASE_GAS,
-                                "chainId": params.chain_id, "maxFeePerGas": params.max_fee_per_gas,
-                                "maxPriorityFeePerGas": params.max_priority_fee_per_gas})
+        tx = self.chain.escrow.functions.release(
+            requester, p.bounty_id, p.submission_id, p.payee, p.amount_wei, approval
+        ).build_transaction(
+            {
+                "from": self.chain.operator.address,
+                "nonce": nonce,
+                "gas": RELEASE_GAS,
+                "chainId": params.chain_id,
+                "maxFeePerGas": params.max_fee_per_gas,
+                "maxPriorityFeePerGas": params.max_priority_fee_per_gas,
+            }
+        )
         signed = self.chain.operator.sign_transaction(tx)
         p.sender, p.tx_nonce = self.chain.operator.address, nonce
         p.raw_tx = "0x" + signed.raw_transaction.hex().removeprefix("0x")
@@ -118,8 +134,9 @@ class Relay:
     # ------------------------------------------------------------------ 2 + 3. send and settle
     def send_signed(self) -> int:
         with self.store.read() as s:
-            ids = list(s.scalars(select(Payout.id).where(Payout.state == PayoutState.signed.value)
-                                 .order_by(Payout.tx_nonce)))
+            ids = list(
+                s.scalars(select(Payout.id).where(Payout.state == PayoutState.signed.value).order_by(Payout.tx_nonce))
+            )
         for pid in ids:
             self._send_one(pid)
         return len(ids)
@@ -147,8 +164,8 @@ class Relay:
                 refused = True
             self._maybe_crash("broadcast")
             if refused and self.chain.w3.eth.get_transaction_count(p.sender, "latest") > p.tx_nonce:
-                rcpt = self._receipt(p.tx_hash)     # the nonce is spent: mined already, or by another tx
-            else:                                   # sent, or "already known": it is on its way
+                rcpt = self._receipt(p.tx_hash)  # the nonce is spent: mined already, or by another tx
+            else:  # sent, or "already known": it is on its way
                 try:
                     rcpt = self.chain.w3.eth.wait_for_transaction_receipt(p.tx_hash, timeout=self.receipt_timeout_s)
                 except (TimeExhausted, TransactionNotFound):
@@ -157,12 +174,12 @@ class Relay:
             if self.chain.is_released(p.payout_id):
                 self._settle_from_event(row_id)
             elif self.chain.w3.eth.get_transaction_count(p.sender, "latest") > p.tx_nonce:
-                self._resign(row_id)   # our nonce was used by another tx: sign again with a new one
+                self._resign(row_id)  # our nonce was used by another tx: sign again with a new one
             return
         if rcpt.status == 1:
             self._mark_mined(row_id, rcpt)
         elif self.chain.is_released(p.payout_id):
-            self._settle_from_event(row_id)   # a twin tx released it first: paid once, by the twin
+            self._settle_from_event(row_id)  # a twin tx released it first: paid once, by the twin
         else:
             with self.store.write() as s:
                 p = lock(s, Payout, row_id)
@@ -212,8 +229,9 @@ class Relay:
     def released_events(self, argument_filters: dict | None = None, from_block: int = 0) -> list:
         """Released events from `from_block` on: a payout's own search starts where it was signed (its
         release cannot be older), so it does not grow with the chain."""
-        return list(self.chain.escrow.events.Released().get_logs(from_block=from_block,
-                                                                 argument_filters=argument_filters))
+        return list(
+            self.chain.escrow.events.Released().get_logs(from_block=from_block, argument_filters=argument_filters)
+        )
 
     # ------------------------------------------------------------------ 4. confirm
     def confirm(self) -> int:
@@ -223,14 +241,15 @@ class Relay:
 
         def block_hash(number: int) -> str | None:
             if number not in hashes:
-                hashes[number] = ("0x" + bytes(self.chain.w3.eth.get_block(number).hash).hex()
-                                  if number <= head else None)
+                hashes[number] = (
+                    "0x" + bytes(self.chain.w3.eth.get_block(number).hash).hex() if number <= head else None
+                )
             return hashes[number]
 
         with self.store.write() as s:
             for p in s.scalars(select(Payout).where(Payout.state == PayoutState.mined.value)):
                 if block_hash(p.block_number) != p.block_hash:
-                    advance(p, PayoutState, PayoutState.signed)   # reorged away: send again
+                    advance(p, PayoutState, PayoutState.signed)  # reorged away: send again
                     p.block_number, p.block_hash = -1, ""
                     self.stats["reorged"] += 1
                 elif head - p.block_number >= self.confirmations:
@@ -245,6 +264,7 @@ class Relay:
 
 
 # ---------------------------------------------------------------------- reconciliation
+
 
 def double_pays(chain: Chain) -> int:
     """Released events beyond the first per payout id (the escrow should make this 0)."""
@@ -268,11 +288,19 @@ def reconcile(store: Store, chain: Chain) -> list[str]:
     for pid, ev in released.items():
         p = payouts.get(pid)
         if p is None:
-            problems.append(f"chain released {pid} (bounty {ev.bounty_id}, submission {ev.submission_id}) "
-                            f"with no payout in the DB")
+            problems.append(
+                f"chain released {pid} (bounty {ev.bounty_id}, submission {ev.submission_id}) with no payout in the DB"
+            )
             continue
-        if (p.bounty_id, p.submission_id, p.payee, p.amount_wei) != (ev.bounty_id, ev.submission_id, ev.payee, ev.amount):
-            problems.append(f"payout {pid}: DB ({p.payee}, {p.amount_wei}) differs from chain ({ev.payee}, {ev.amount})")
+        if (p.bounty_id, p.submission_id, p.payee, p.amount_wei) != (
+            ev.bounty_id,
+            ev.submission_id,
+            ev.payee,
+            ev.amount,
+        ):
+            problems.append(
+                f"payout {pid}: DB ({p.payee}, {p.amount_wei}) differs from chain ({ev.payee}, {ev.amount})"
+            )
         if p.state not in ("mined", "final"):
             problems.append(f"payout {pid} is paid on chain but {p.state} in the DB")
     for pid, p in payouts.items():

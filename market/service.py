@@ -6,6 +6,7 @@ Every state change goes through `states.advance`; every write is one DB transact
 writes the payout's outbox row in the same transaction (the relay pays it later, exactly once).
 Errors are `MarketError`s carrying the HTTP status the API answers with.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,8 @@ import math
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select, update
 from pydantic import ValidationError
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from web3 import Web3
 
@@ -22,19 +23,39 @@ from loopylab.market import manifest as mf
 from loopylab.market import verify
 from loopylab.market.chain import Chain, payout_id, recover_release
 from loopylab.market.config import MarketConfig
-from loopylab.market.db import (Blob, BlobOwner, Bounty, Claim, Payout, Reputation, Rig, Store, Submission,
-                       SubmissionFile, lock)
-from loopylab.market.states import (SLOT_TAKEN, BountyState, ClaimState, PayoutState, SubmissionState,
-                           TransitionError, advance, can, reputation_score)
+from loopylab.market.db import (
+    Blob,
+    BlobOwner,
+    Bounty,
+    Claim,
+    Payout,
+    Reputation,
+    Rig,
+    Store,
+    Submission,
+    SubmissionFile,
+    lock,
+)
+from loopylab.market.states import (
+    SLOT_TAKEN,
+    BountyState,
+    ClaimState,
+    PayoutState,
+    SubmissionState,
+    TransitionError,
+    advance,
+    can,
+    reputation_score,
+)
 from loopylab.market.storage import BlobStore
 from loopylab.market.terms import BountyTerms, first_error
 
 log = logging.getLogger(__name__)
 
-MAX_AUTO_APPROVE_S = 30 * 24 * 3600.0   # MTurk's upper bound; shorter is better for contributors
+MAX_AUTO_APPROVE_S = 30 * 24 * 3600.0  # MTurk's upper bound; shorter is better for contributors
 REFUND_GRACE_S = 3600.0
-MAX_DEADLINE_S = 365 * 86400.0          # with claim time, review time and grace: inside the escrow's
-                                        # refund horizon (MAX_REFUND_HORIZON, 400 days)
+MAX_DEADLINE_S = 365 * 86400.0  # with claim time, review time and grace: inside the escrow's
+# refund horizon (MAX_REFUND_HORIZON, 400 days)
 UNPAID = ("pending", "signed", "failed")  # approved payouts not yet released on chain
 MAX_TOPICS = 100
 
@@ -105,33 +126,46 @@ class Market:
         if not 1 <= t.claim_ttl_s <= 30 * 86400:
             raise MarketError("claim_ttl_s must be between 1 s and 30 days", 422)
         topics = t.task_spec.get("topics", [])
-        if not isinstance(topics, list) or len(topics) > MAX_TOPICS or not all(
-                isinstance(x, str) and 0 < len(x) <= 200 for x in topics):
+        if (
+            not isinstance(topics, list)
+            or len(topics) > MAX_TOPICS
+            or not all(isinstance(x, str) and 0 < len(x) <= 200 for x in topics)
+        ):
             raise MarketError(f"task_spec.topics must be a list of at most {MAX_TOPICS} topic names", 422)
         for i, c in enumerate(t.acceptance):
             kind = c.get("check") if isinstance(c, dict) else None
             if kind not in verify.CHECK_KINDS:
                 raise MarketError(f"acceptance[{i}].check must be one of {', '.join(verify.CHECK_KINDS)}", 422)
-            need = {"range": ("field",), "rate": ("hz", "topic"), "notebook_range": ("quantity",),
-                    "min_messages": ("count",), "monotonic": ()}[kind]
+            need = {
+                "range": ("field",),
+                "rate": ("hz", "topic"),
+                "notebook_range": ("quantity",),
+                "min_messages": ("count",),
+                "monotonic": (),
+            }[kind]
             missing = [k for k in need if k not in c]
             if missing:
                 raise MarketError(f"acceptance[{i}] ({kind}) needs {', '.join(missing)}", 422)
-            for k in ("topic", "field", "quantity"):   # names: a list or a number here used to be a 500
+            for k in ("topic", "field", "quantity"):  # names: a list or a number here used to be a 500
                 if k in c and not (isinstance(c[k], str) and 0 < len(c[k]) <= 200):
                     raise MarketError(f"acceptance[{i}].{k} must be a name (a string of 1 to 200 characters)", 422)
             for k in ("min", "max", "hz", "tolerance", "count"):
-                if k in c and not (isinstance(c[k], (int, float)) and not isinstance(c[k], bool)
-                                   and math.isfinite(c[k])):
+                if k in c and not (
+                    isinstance(c[k], (int, float)) and not isinstance(c[k], bool) and math.isfinite(c[k])
+                ):
                     raise MarketError(f"acceptance[{i}].{k} must be a finite number", 422)
 
     def post_bounty(self, requester: str, terms: BountyTerms) -> Bounty:
         now = time.time()
         self.validate_terms(terms, now)
         with self.store.write() as s:
-            b = Bounty(requester=requester, state=BountyState.draft.value, created_at=now,
-                       refund_after=terms.deadline + terms.claim_ttl_s + terms.auto_approve_s + REFUND_GRACE_S,
-                       **terms.columns())
+            b = Bounty(
+                requester=requester,
+                state=BountyState.draft.value,
+                created_at=now,
+                refund_after=terms.deadline + terms.claim_ttl_s + terms.auto_approve_s + REFUND_GRACE_S,
+                **terms.columns(),
+            )
             s.add(b)
             s.flush()
             log.info("bounty %d posted by %s: %d x %d wei", b.id, requester, b.slots, b.reward_wei)
@@ -164,8 +198,10 @@ class Market:
         with self.store.read() as s:
             b = self._own_bounty(s, requester, bounty_id)
         data = chain.escrow.encode_abi("fund", args=[b.id, math.ceil(b.refund_after)])
-        return {**self._tx_request(chain, requester, data, b.slots * b.reward_wei, 200_000),
-                "refund_after": math.ceil(b.refund_after)}
+        return {
+            **self._tx_request(chain, requester, data, b.slots * b.reward_wei, 200_000),
+            "refund_after": math.ceil(b.refund_after),
+        }
 
     def refunding_request(self, requester: str, bounty_id: int) -> dict:
         """What the requester's wallet must send to take back a settled bounty's rest: escrow.refund(bounty_id)."""
@@ -177,9 +213,16 @@ class Market:
     @staticmethod
     def _tx_request(chain: Chain, sender: str, data: str, value: int, gas: int) -> dict:
         p = chain.tx_params(sender)
-        return {"to": chain.escrow.address, "value": str(value), "data": data, "chain_id": p.chain_id,
-                "nonce": p.nonce, "max_fee_per_gas": p.max_fee_per_gas,
-                "max_priority_fee_per_gas": p.max_priority_fee_per_gas, "gas": gas}
+        return {
+            "to": chain.escrow.address,
+            "value": str(value),
+            "data": data,
+            "chain_id": p.chain_id,
+            "nonce": p.nonce,
+            "max_fee_per_gas": p.max_fee_per_gas,
+            "max_priority_fee_per_gas": p.max_priority_fee_per_gas,
+            "gas": gas,
+        }
 
     def _broadcast_own(self, chain: Chain, raw_tx: str, requester: str, function: str, bounty_id: int) -> None:
         """Broadcast a signed transaction only if it is the requester's own `function` call of this escrow
@@ -194,8 +237,9 @@ class Market:
         if tx["sender"] != requester:
             raise MarketError("the transaction must be signed by the bounty's requester", 422)
         if tx["function"] != function or tx["args"].get("bounty_id") != bounty_id:
-            raise MarketError(f"the transaction must call {function}({bounty_id}, ...) on the escrow "
-                              f"{chain.escrow.address}", 422)
+            raise MarketError(
+                f"the transaction must call {function}({bounty_id}, ...) on the escrow {chain.escrow.address}", 422
+            )
         try:
             rcpt = chain.send_signed(raw)
         except Exception as e:
@@ -239,21 +283,29 @@ class Market:
             b = self._own_bounty(s, requester, bounty_id)
             if b.state != BountyState.closed.value:
                 raise Conflict(f"bounty is {b.state}; only a closed bounty is refunded")
-            unpaid = s.scalar(select(func.count()).select_from(Payout).where(
-                Payout.bounty_id == bounty_id, Payout.state.in_(UNPAID)))
-            waiting = s.scalar(select(func.count()).select_from(Submission).where(
-                Submission.bounty_id == bounty_id, Submission.state == SubmissionState.pending_review.value))
+            unpaid = s.scalar(
+                select(func.count()).select_from(Payout).where(Payout.bounty_id == bounty_id, Payout.state.in_(UNPAID))
+            )
+            waiting = s.scalar(
+                select(func.count())
+                .select_from(Submission)
+                .where(Submission.bounty_id == bounty_id, Submission.state == SubmissionState.pending_review.value)
+            )
         if unpaid or waiting:
-            raise Conflict(f"{waiting} submissions await review and {unpaid} approved payouts are not yet "
-                           f"released on chain; they are paid before any refund")
+            raise Conflict(
+                f"{waiting} submissions await review and {unpaid} approved payouts are not yet "
+                f"released on chain; they are paid before any refund"
+            )
         onchain = chain.bounty_onchain(requester, bounty_id)
         if not onchain["refunded"] and chain.w3.eth.get_block("latest").timestamp <= onchain["refund_after"]:
             raise Conflict(f"the escrow's refund time is not reached (unix time {onchain['refund_after']})")
         if raw_tx:
             self._broadcast_own(chain, raw_tx, requester, "refund", bounty_id)
         if not chain.bounty_onchain(requester, bounty_id)["refunded"]:
-            raise Conflict("the escrow has not refunded this bounty (send the signed refund transaction "
-                           "from GET /bounties/{id}/refunding after its refund time)")
+            raise Conflict(
+                "the escrow has not refunded this bounty (send the signed refund transaction "
+                "from GET /bounties/{id}/refunding after its refund time)"
+            )
         with self.store.write() as s:
             b = lock(s, Bounty, bounty_id)
             advance(b, BountyState, BountyState.refunded)
@@ -273,16 +325,25 @@ class Market:
             if now >= b.deadline:
                 raise Conflict("bounty deadline has passed")
             self._expire_claims(s, now, bounty_id)
-            mine = s.scalar(select(Claim.id).where(Claim.bounty_id == bounty_id, Claim.contributor == contributor,
-                                                   Claim.state.in_(SLOT_TAKEN)))
+            mine = s.scalar(
+                select(Claim.id).where(
+                    Claim.bounty_id == bounty_id, Claim.contributor == contributor, Claim.state.in_(SLOT_TAKEN)
+                )
+            )
             if mine is not None:
                 raise Conflict(f"you already hold claim {mine} on this bounty")
-            taken = s.scalar(select(func.count()).select_from(Claim).where(
-                Claim.bounty_id == bounty_id, Claim.state.in_(SLOT_TAKEN)))
+            taken = s.scalar(
+                select(func.count()).select_from(Claim).where(Claim.bounty_id == bounty_id, Claim.state.in_(SLOT_TAKEN))
+            )
             if taken >= b.slots:
                 raise Conflict(f"all {b.slots} slots are taken")
-            c = Claim(bounty_id=bounty_id, contributor=contributor, state=ClaimState.active.value,
-                      created_at=now, expires_at=min(now + b.claim_ttl_s, b.deadline))
+            c = Claim(
+                bounty_id=bounty_id,
+                contributor=contributor,
+                state=ClaimState.active.value,
+                created_at=now,
+                expires_at=min(now + b.claim_ttl_s, b.deadline),
+            )
             s.add(c)
             s.flush()
             return c
@@ -309,8 +370,10 @@ class Market:
         try:
             from eth_account import Account
             from eth_account.messages import encode_defunct
-            signer = Account.recover_message(encode_defunct(text=mf.rig_registration_text(rig, owner)),
-                                             signature=signature)
+
+            signer = Account.recover_message(
+                encode_defunct(text=mf.rig_registration_text(rig, owner)), signature=signature
+            )
         except Exception:
             raise MarketError("signature does not decode") from None
         if signer != rig:
@@ -347,11 +410,17 @@ class Market:
             raise MarketError(str(e), 422) from None
         with self.store.read() as s:
             if s.get(BlobOwner, (sha256, viewer)) is None:
-                ok = s.scalar(select(Submission.id).join(SubmissionFile, SubmissionFile.submission_id == Submission.id)
-                              .join(Bounty, Bounty.id == Submission.bounty_id)
-                              .where(SubmissionFile.sha256 == sha256, Bounty.requester == viewer,
-                                     Submission.state.in_((SubmissionState.pending_review.value,
-                                                           SubmissionState.approved.value))).limit(1))
+                ok = s.scalar(
+                    select(Submission.id)
+                    .join(SubmissionFile, SubmissionFile.submission_id == Submission.id)
+                    .join(Bounty, Bounty.id == Submission.bounty_id)
+                    .where(
+                        SubmissionFile.sha256 == sha256,
+                        Bounty.requester == viewer,
+                        Submission.state.in_((SubmissionState.pending_review.value, SubmissionState.approved.value)),
+                    )
+                    .limit(1)
+                )
                 if ok is None:
                     if s.get(Blob, sha256) is None:
                         raise NotFound("no such blob")
@@ -370,20 +439,36 @@ class Market:
             self._check_claim_usable(c, now)
             b = s.get(Bounty, c.bounty_id)
             owned = set(s.scalars(select(BlobOwner.sha256).where(BlobOwner.owner == contributor)))
-            prior = [(sid, fp) for sid, fp in s.execute(
-                select(Submission.id, Submission.fingerprint).where(Submission.state != SubmissionState.invalid.value)
-                .order_by(Submission.id.desc()).limit(5000)) if fp]
+            prior = [
+                (sid, fp)
+                for sid, fp in s.execute(
+                    select(Submission.id, Submission.fingerprint)
+                    .where(Submission.state != SubmissionState.invalid.value)
+                    .order_by(Submission.id.desc())
+                    .limit(5000)
+                )
+                if fp
+            ]
 
         def rig_owner(address: str) -> str | None:
             with self.store.read() as s:
                 r = s.get(Rig, address)
                 return r.owner if r else None
 
-        ctx = verify.Context(bounty_id=b.id, contributor=contributor, task_spec=b.task_spec or {},
-                             acceptance=b.acceptance or [], manifest=manifest, signature=signature,
-                             blob_path=self.blobs.path, owned_blobs=owned, rig_owner=rig_owner,
-                             duplicate_files=self._duplicate_files, prior_fingerprints=prior,
-                             near_threshold=self.config.near_duplicate_threshold)
+        ctx = verify.Context(
+            bounty_id=b.id,
+            contributor=contributor,
+            task_spec=b.task_spec or {},
+            acceptance=b.acceptance or [],
+            manifest=manifest,
+            signature=signature,
+            blob_path=self.blobs.path,
+            owned_blobs=owned,
+            rig_owner=rig_owner,
+            duplicate_files=self._duplicate_files,
+            prior_fingerprints=prior,
+            near_threshold=self.config.near_duplicate_threshold,
+        )
         result = verify.run(ctx)
         files = [f for f in (manifest.get("files") or []) if isinstance(f, dict)] if isinstance(manifest, dict) else []
         with self.store.write() as s:
@@ -391,15 +476,24 @@ class Market:
             self._check_claim_usable(c, time.time())
             shas = [f.get("sha256") for f in files if isinstance(f.get("sha256"), str)]
             if result.ok and self._duplicate_files(shas, s):  # a concurrent twin got in first
-                result.checks.append({"name": "duplicate", "ok": False, "detail": "identical file submitted concurrently"})
+                result.checks.append(
+                    {"name": "duplicate", "ok": False, "detail": "identical file submitted concurrently"}
+                )
             state = SubmissionState.pending_review if result.ok else SubmissionState.invalid
-            sub = Submission(claim_id=c.id, bounty_id=c.bounty_id, contributor=contributor,
-                             rig=str(manifest.get("rig", ""))[:42] if isinstance(manifest, dict) else "",
-                             manifest=manifest, manifest_sha256=mf.manifest_sha256(manifest),
-                             signature=signature[:140], state=state.value, checks=result.checks,
-                             fingerprint=result.fingerprint if result.ok else [],
-                             reason="" if result.ok else f"verification failed: {result.failures()}"[:2000],
-                             created_at=time.time())
+            sub = Submission(
+                claim_id=c.id,
+                bounty_id=c.bounty_id,
+                contributor=contributor,
+                rig=str(manifest.get("rig", ""))[:42] if isinstance(manifest, dict) else "",
+                manifest=manifest,
+                manifest_sha256=mf.manifest_sha256(manifest),
+                signature=signature[:140],
+                state=state.value,
+                checks=result.checks,
+                fingerprint=result.fingerprint if result.ok else [],
+                reason="" if result.ok else f"verification failed: {result.failures()}"[:2000],
+                created_at=time.time(),
+            )
             s.add(sub)
             s.flush()
             if result.ok:
@@ -420,8 +514,11 @@ class Market:
     def _duplicate_files(self, shas: list[str], s=None) -> list[int]:
         if not shas:
             return []
-        q = (select(SubmissionFile.submission_id).join(Submission, Submission.id == SubmissionFile.submission_id)
-             .where(SubmissionFile.sha256.in_(shas), Submission.state != SubmissionState.invalid.value))
+        q = (
+            select(SubmissionFile.submission_id)
+            .join(Submission, Submission.id == SubmissionFile.submission_id)
+            .where(SubmissionFile.sha256.in_(shas), Submission.state != SubmissionState.invalid.value)
+        )
         if s is not None:
             return list(s.scalars(q))
         with self.store.read() as s2:
@@ -447,8 +544,11 @@ class Market:
         if self.chain is None or self.chain.escrow is None:
             return signature or ""
         if not signature:
-            raise MarketError("approving pays: sign the Release approval from GET /submissions/"
-                              f"{sub.id}/approval with your key and send it as `signature`", 422)
+            raise MarketError(
+                "approving pays: sign the Release approval from GET /submissions/"
+                f"{sub.id}/approval with your key and send it as `signature`",
+                422,
+            )
         typed = self.chain.release_typed_data(b.id, sub.id, sub.contributor, b.reward_wei)
         try:
             signer = recover_release(typed, signature)
@@ -473,8 +573,9 @@ class Market:
             p.approval, p.error = self._checked_approval(b, sub, signature), ""
             return p
 
-    def review(self, reviewer: str, submission_id: int, approve: bool, reason: str = "",
-               signature: str | None = None) -> Submission:
+    def review(
+        self, reviewer: str, submission_id: int, approve: bool, reason: str = "", signature: str | None = None
+    ) -> Submission:
         if not approve and not (reason or "").strip():
             raise MarketError("a rejection needs a reason the contributor can act on", 422)
         with self.store.write() as s:
@@ -502,14 +603,26 @@ class Market:
         advance(s.get(Claim, sub.claim_id), ClaimState, ClaimState.approved)
         # the outbox row: committed with the approval, paid by the relay once it carries the requester's
         # signed Release approval (an auto-approval waits for it: no server key can pay on its own)
-        s.add(Payout(payout_id=payout_id(b.requester, b.id, sub.id), bounty_id=b.id, submission_id=sub.id,
-                     payee=sub.contributor, amount_wei=b.reward_wei, state=PayoutState.pending.value,
-                     approval=approval, error="" if approval else "awaiting the requester's signed approval"))
+        s.add(
+            Payout(
+                payout_id=payout_id(b.requester, b.id, sub.id),
+                bounty_id=b.id,
+                submission_id=sub.id,
+                payee=sub.contributor,
+                amount_wei=b.reward_wei,
+                state=PayoutState.pending.value,
+                approval=approval,
+                error="" if approval else "awaiting the requester's signed approval",
+            )
+        )
         rep = self._reputation(s, sub.contributor)
         rep.approved += 1
         rep.earned_wei = (rep.earned_wei or 0) + b.reward_wei
-        approved = s.scalar(select(func.count()).select_from(Submission).where(
-            Submission.bounty_id == b.id, Submission.state == SubmissionState.approved.value))
+        approved = s.scalar(
+            select(func.count())
+            .select_from(Submission)
+            .where(Submission.bounty_id == b.id, Submission.state == SubmissionState.approved.value)
+        )
         if approved >= b.slots and b.state == BountyState.open.value:
             advance(b, BountyState, BountyState.closed)
 
@@ -527,8 +640,11 @@ class Market:
         counts = {"expired": 0, "auto_approved": 0, "closed": 0}
         with self.store.write() as s:
             counts["expired"] = self._expire_claims(s, now)
-            due = s.execute(select(Submission, Bounty).join(Bounty, Bounty.id == Submission.bounty_id).where(
-                Submission.state == SubmissionState.pending_review.value)).all()
+            due = s.execute(
+                select(Submission, Bounty)
+                .join(Bounty, Bounty.id == Submission.bounty_id)
+                .where(Submission.state == SubmissionState.pending_review.value)
+            ).all()
             for sub, b in due:
                 if sub.created_at + b.auto_approve_s <= now:
                     self._approve(s, sub, b, "auto")
@@ -570,8 +686,11 @@ class Market:
     def _slot_counts(self, s, ids: list[int]) -> dict[int, dict]:
         out: dict[int, dict] = {}
         if ids:
-            for bid, state, n in s.execute(select(Claim.bounty_id, Claim.state, func.count())
-                                           .where(Claim.bounty_id.in_(ids)).group_by(Claim.bounty_id, Claim.state)):
+            for bid, state, n in s.execute(
+                select(Claim.bounty_id, Claim.state, func.count())
+                .where(Claim.bounty_id.in_(ids))
+                .group_by(Claim.bounty_id, Claim.state)
+            ):
                 out.setdefault(bid, {})[state] = n
         return out
 
@@ -580,11 +699,19 @@ class Market:
             counts = self._slot_counts(s, [b.id]).get(b.id, {})
         now = time.time()
         taken = sum(n for st, n in counts.items() if st in SLOT_TAKEN)
-        return {"id": b.id, "requester": b.requester, **BountyTerms.of(b).model_dump(),
-                "state": b.state, "created_at": b.created_at,
-                "slots_taken": taken, "slots_free": max(0, b.slots - taken) if b.deadline > now else 0,
-                "approved": counts.get(ClaimState.approved.value, 0), "funded_wei": str(b.funded_wei or 0),
-                "escrow_address": b.escrow_address, "refund_after": b.refund_after}
+        return {
+            "id": b.id,
+            "requester": b.requester,
+            **BountyTerms.of(b).model_dump(),
+            "state": b.state,
+            "created_at": b.created_at,
+            "slots_taken": taken,
+            "slots_free": max(0, b.slots - taken) if b.deadline > now else 0,
+            "approved": counts.get(ClaimState.approved.value, 0),
+            "funded_wei": str(b.funded_wei or 0),
+            "escrow_address": b.escrow_address,
+            "refund_after": b.refund_after,
+        }
 
     def get_submission(self, viewer: str, submission_id: int) -> dict:
         with self.store.read() as s:
@@ -598,12 +725,23 @@ class Market:
             return self._submission_view(sub, b, payout)
 
     def _submission_view(self, sub: Submission, b: Bounty, payout: Payout | None) -> dict:
-        return {"id": sub.id, "bounty_id": sub.bounty_id, "bounty_title": b.title, "claim_id": sub.claim_id,
-                "contributor": sub.contributor, "rig": sub.rig, "state": sub.state, "checks": sub.checks,
-                "reason": sub.reason, "reviewed_by": sub.reviewed_by, "created_at": sub.created_at,
-                "reviewed_at": sub.reviewed_at, "manifest": sub.manifest,
-                "auto_approve_at": sub.created_at + b.auto_approve_s if sub.state == "pending_review" else None,
-                "payout": self._payout_view(payout) if payout else None}
+        return {
+            "id": sub.id,
+            "bounty_id": sub.bounty_id,
+            "bounty_title": b.title,
+            "claim_id": sub.claim_id,
+            "contributor": sub.contributor,
+            "rig": sub.rig,
+            "state": sub.state,
+            "checks": sub.checks,
+            "reason": sub.reason,
+            "reviewed_by": sub.reviewed_by,
+            "created_at": sub.created_at,
+            "reviewed_at": sub.reviewed_at,
+            "manifest": sub.manifest,
+            "auto_approve_at": sub.created_at + b.auto_approve_s if sub.state == "pending_review" else None,
+            "payout": self._payout_view(payout) if payout else None,
+        }
 
     def list_submissions(self, viewer: str, bounty_id: int) -> list[dict]:
         with self.store.read() as s:
@@ -619,38 +757,73 @@ class Market:
 
     def my_claims(self, address: str) -> list[dict]:
         with self.store.read() as s:
-            return [{"id": c.id, "bounty_id": c.bounty_id, "state": c.state, "created_at": c.created_at,
-                     "expires_at": c.expires_at}
-                    for c in s.scalars(select(Claim).where(Claim.contributor == address).order_by(Claim.id.desc()))]
+            return [
+                {
+                    "id": c.id,
+                    "bounty_id": c.bounty_id,
+                    "state": c.state,
+                    "created_at": c.created_at,
+                    "expires_at": c.expires_at,
+                }
+                for c in s.scalars(select(Claim).where(Claim.contributor == address).order_by(Claim.id.desc()))
+            ]
 
     def get_claim(self, address: str, claim_id: int) -> dict:
         with self.store.read() as s:
             c = s.get(Claim, claim_id)
             if c is None or c.contributor != address:
                 raise NotFound(f"you hold no claim {claim_id}")
-            return {"id": c.id, "bounty_id": c.bounty_id, "state": c.state, "created_at": c.created_at,
-                    "expires_at": c.expires_at}
+            return {
+                "id": c.id,
+                "bounty_id": c.bounty_id,
+                "state": c.state,
+                "created_at": c.created_at,
+                "expires_at": c.expires_at,
+            }
 
     @staticmethod
     def _payout_view(p: Payout) -> dict:
-        return {"payout_id": p.payout_id, "bounty_id": p.bounty_id, "submission_id": p.submission_id,
-                "payee": p.payee, "amount_wei": str(p.amount_wei), "state": p.state, "tx_hash": p.tx_hash,
-                "block_number": p.block_number, "error": p.error, "approval": p.approval, "created_at": p.created_at}
+        return {
+            "payout_id": p.payout_id,
+            "bounty_id": p.bounty_id,
+            "submission_id": p.submission_id,
+            "payee": p.payee,
+            "amount_wei": str(p.amount_wei),
+            "state": p.state,
+            "tx_hash": p.tx_hash,
+            "block_number": p.block_number,
+            "error": p.error,
+            "approval": p.approval,
+            "created_at": p.created_at,
+        }
 
     def my_payouts(self, address: str) -> dict:
         with self.store.read() as s:
-            rows = [self._payout_view(p) for p in
-                    s.scalars(select(Payout).where(Payout.payee == address).order_by(Payout.id.desc()))]
+            rows = [
+                self._payout_view(p)
+                for p in s.scalars(select(Payout).where(Payout.payee == address).order_by(Payout.id.desc()))
+            ]
         withdrawable = self.chain.pending_of(address) if self.chain and self.chain.escrow else 0
-        return {"payouts": rows, "withdrawable_wei": str(withdrawable),
-                "paid_wei": str(sum(int(r["amount_wei"]) for r in rows if r["state"] in ("mined", "final")))}
+        return {
+            "payouts": rows,
+            "withdrawable_wei": str(withdrawable),
+            "paid_wei": str(sum(int(r["amount_wei"]) for r in rows if r["state"] in ("mined", "final"))),
+        }
 
     def leaderboard(self, limit: int = 20) -> list[dict]:
         with self.store.read() as s:
             reps = list(s.scalars(select(Reputation)))
-        rows = [{"address": r.address, "approved": r.approved, "rejected": r.rejected, "invalid": r.invalid,
-                 "earned_wei": str(r.earned_wei or 0),
-                 "reputation": round(reputation_score(r.approved, r.rejected, r.invalid), 4)} for r in reps]
+        rows = [
+            {
+                "address": r.address,
+                "approved": r.approved,
+                "rejected": r.rejected,
+                "invalid": r.invalid,
+                "earned_wei": str(r.earned_wei or 0),
+                "reputation": round(reputation_score(r.approved, r.rejected, r.invalid), 4),
+            }
+            for r in reps
+        ]
         rows.sort(key=lambda r: (-r["approved"], -int(r["earned_wei"]), -r["reputation"], r["address"]))
         return [{"rank": i + 1, **r} for i, r in enumerate(rows[:limit])]
 
@@ -660,8 +833,13 @@ class Market:
         if self.chain is None or self.chain.escrow is None:
             return []
         with self.store.read() as s:
-            return list(s.scalars(select(Bounty.id).where(Bounty.state.in_(("open", "closed")),
-                                                         Bounty.escrow_address != self.chain.escrow.address)))
+            return list(
+                s.scalars(
+                    select(Bounty.id).where(
+                        Bounty.state.in_(("open", "closed")), Bounty.escrow_address != self.chain.escrow.address
+                    )
+                )
+            )
 
     # ------------------------------------------------------------------ helpers
     def _own_bounty(self, s, requester: str, bounty_id: int) -> Bounty:
@@ -678,4 +856,4 @@ class Market:
         return self.chain
 
 
-__all__ = ["Market", "MarketError", "NotFound", "Forbidden", "Conflict", "TooMany", "BountyTerms", "TransitionError"]
+__all__ = ["BountyTerms", "Conflict", "Forbidden", "Market", "MarketError", "NotFound", "TooMany", "TransitionError"]

@@ -1,13 +1,14 @@
 """Bounties: post (a draft), list, read, edit and cancel while a draft, the escrow transaction that funds one,
 funding (which opens it), and the refund of what is left after settlement. Bodies and answers are built from
 the one definition of a bounty's terms (market/terms.py)."""
+
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from loopylab.market.models import BountyOut, BountyPatch, FundingOut, FundIn, RefundIn, TxOut
+from loopylab.market.models import BountyOut, BountyPatch, FundIn, FundingOut, RefundIn, TxOut
 from loopylab.market.routes.deps import Id, MarketDep, User
 from loopylab.market.terms import BountyTerms
 
@@ -21,8 +22,12 @@ def post_bounty(body: BountyTerms, address: User, market: MarketDep):
 
 
 @router.get("", response_model=list[BountyOut])
-def list_bounties(market: MarketDep, state: State = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                  offset: Annotated[int, Query(ge=0, le=10**6)] = 0):
+def list_bounties(
+    market: MarketDep,
+    state: State = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
+):
     return market.list_bounties(state, limit, offset)
 
 
@@ -59,8 +64,11 @@ def refunding(bounty_id: Id, address: User, market: MarketDep):
     return market.refunding_request(address, bounty_id)
 
 
-@router.post("/{bounty_id}/refund", summary="Broadcast the refund tx once every approved payout is paid",
-             response_model=BountyOut)
+@router.post(
+    "/{bounty_id}/refund",
+    summary="Broadcast the refund tx once every approved payout is paid",
+    response_model=BountyOut,
+)
 def refund(bounty_id: Id, address: User, market: MarketDep, body: RefundIn | None = None):
     market.refund(address, bounty_id, body.raw_tx if body else None)
     return market.get_bounty(bounty_id)

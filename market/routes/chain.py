@@ -2,6 +2,7 @@
 (DB payouts) compared with the escrow's events and balance. The faucet and the reconciler are for signed-in
 callers only and rate-limited; the reconciler waits briefly for the chain lock and answers 503 rather than
 queueing behind (or holding up) the relay."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
@@ -15,9 +16,11 @@ from loopylab.market.service import Market, MarketError, TooMany
 
 router = APIRouter(prefix="/chain", tags=["chain"])
 FAUCET_WEI = 100 * 10**18
-LIMITS = {"reconcile": (1 / 10, 2),     # per caller: calls a second, burst
-          "reconcile:all": (1 / 2, 3),  # all callers together
-          "faucet": (1 / 5, 3)}
+LIMITS = {
+    "reconcile": (1 / 10, 2),  # per caller: calls a second, burst
+    "reconcile:all": (1 / 2, 3),  # all callers together
+    "faucet": (1 / 5, 3),
+}
 LOCK_WAIT_S = 2.0
 
 
@@ -29,7 +32,7 @@ def _limit(request: Request, name: str, key: str) -> None:
         buckets[name] = RateLimit(per_s, burst)
     wait = buckets[name].wait_s(key)
     if wait:
-        raise TooMany(f"{name.split(':')[0]}: too many calls, retry in {wait:.0f} s", wait)
+        raise TooMany(f"{name.split(':', maxsplit=1)[0]}: too many calls, retry in {wait:.0f} s", wait)
 
 
 def _escrow_chain(market: Market) -> Chain:
@@ -42,8 +45,13 @@ def _escrow_chain(market: Market) -> Chain:
 @router.get("", summary="Which chain and escrow this market pays on", response_model=ChainOut)
 def chain_info(market: MarketDep, config: ConfigDep):
     chain = _escrow_chain(market)
-    return {"chain_id": chain.chain_id, "escrow_address": chain.escrow.address, "embedded": chain.embedded,
-            "operator": chain.operator.address, "confirmations": config.confirmations}
+    return {
+        "chain_id": chain.chain_id,
+        "escrow_address": chain.escrow.address,
+        "embedded": chain.embedded,
+        "operator": chain.operator.address,
+        "confirmations": config.confirmations,
+    }
 
 
 @router.post("/faucet", summary="Embedded chain only: 100 test ETH to the caller", response_model=FaucetOut)
@@ -56,8 +64,9 @@ def faucet(request: Request, address: User, market: MarketDep):
     return {"address": address, "value_wei": str(FAUCET_WEI)}
 
 
-@router.get("/reconcile", summary="Compare DB payouts with the escrow's events and balance",
-            response_model=ReconcileOut)
+@router.get(
+    "/reconcile", summary="Compare DB payouts with the escrow's events and balance", response_model=ReconcileOut
+)
 def chain_reconcile(request: Request, address: User, market: MarketDep):
     chain = _escrow_chain(market)
     _limit(request, "reconcile", address)

@@ -1,5 +1,6 @@
 """What the routes depend on (FastAPI `Depends`): the market, sign-in and settings from the app's state, and the
 signed-in address from the session token (a bearer header from clients, the session cookie from browsers)."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -11,7 +12,7 @@ from loopylab.market.config import MarketConfig
 from loopylab.market.service import Market, MarketError
 
 SESSION_COOKIE = "loopylab_session"
-MAX_ID = 2**31 - 1     # the id columns are 32-bit INTEGER on PostgreSQL: a larger id is a 422, never a 500
+MAX_ID = 2**31 - 1  # the id columns are 32-bit INTEGER on PostgreSQL: a larger id is a 422, never a 500
 Id = Annotated[int, Path(ge=1, le=MAX_ID, description="row id")]
 
 

@@ -8,6 +8,7 @@ for everyone). The body is then replayed to the app unchanged.
 
 `RateLimit` is a per-key token bucket for maintenance and test-money routes.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ def nesting_depth(body: bytes) -> int:
     if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
         return 0
     import numpy as np
+
     b = np.frombuffer(_STRING.sub(b'""', body), dtype=np.uint8)
-    step = (np.isin(b, (ord("["), ord("{"))).astype(np.int32) - np.isin(b, (ord("]"), ord("}"))).astype(np.int32))
+    step = np.isin(b, (ord("["), ord("{"))).astype(np.int32) - np.isin(b, (ord("]"), ord("}"))).astype(np.int32)
     return int(np.cumsum(step).max(initial=0))
 
 
@@ -59,7 +61,7 @@ def strict_loads(body: bytes):
         raise
     except RecursionError:
         raise StrictJSONError("nested too deeply") from None
-    except ValueError as e:   # JSONDecodeError, UnicodeDecodeError, an int past Python's digit limit
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an int past Python's digit limit
         raise StrictJSONError(str(e)) from None
 
 
@@ -73,8 +75,13 @@ def _is_json(scope) -> bool:
 
 async def _error(send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail, "errors": [{"loc": ["body"], "msg": detail}]}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -90,7 +97,7 @@ class StrictJSON:
         while more:
             msg = await receive()
             if msg["type"] != "http.request":
-                return   # the client went away
+                return  # the client went away
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
@@ -113,12 +120,14 @@ class StrictJSON:
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
+
         await self.app(scope, replay, send)
 
 
 @dataclass
 class RateLimit:
     """At most `burst` calls at once per key, refilled at `per_s` calls a second."""
+
     per_s: float
     burst: int = 1
     _buckets: dict = field(default_factory=dict)

@@ -1,6 +1,7 @@
 """Attacks on the market's money (issue 26), through the real HTTP API, the real escrow on the embedded EVM and
 real SQLite: a `/fund` that relays someone else's transaction, a refund racing an approved payout, a server
 whose relay key or database is in a thief's hands, and ether forced into the escrow."""
+
 from __future__ import annotations
 
 import time
@@ -51,15 +52,27 @@ def test_fund_broadcasts_only_the_requesters_funding_of_that_bounty(world):
         return "0x" + acct.sign_transaction(full).raw_transaction.hex().removeprefix("0x")
 
     transfer = signed(requester.account, to=mallory.address, value=10**18)
-    other_fund = signed(requester.account, to=chain.escrow.address, value=REWARD,
-                        data=chain.escrow.encode_abi("fund", args=[other["id"], int(time.time()) + 86400]))
-    foreign = signed(mallory.account, to=chain.escrow.address, value=REWARD,
-                     data=chain.escrow.encode_abi("fund", args=[mine["id"], int(time.time()) + 86400]))
-    for raw, why in ((transfer, "must call fund"), (other_fund, "must call fund"), (foreign, "signed by the bounty"),
-                     ("0x" + "ab" * 40, "not a signed transaction")):
+    other_fund = signed(
+        requester.account,
+        to=chain.escrow.address,
+        value=REWARD,
+        data=chain.escrow.encode_abi("fund", args=[other["id"], int(time.time()) + 86400]),
+    )
+    foreign = signed(
+        mallory.account,
+        to=chain.escrow.address,
+        value=REWARD,
+        data=chain.escrow.encode_abi("fund", args=[mine["id"], int(time.time()) + 86400]),
+    )
+    for raw, why in (
+        (transfer, "must call fund"),
+        (other_fund, "must call fund"),
+        (foreign, "signed by the bounty"),
+        ("0x" + "ab" * 40, "not a signed transaction"),
+    ):
         status, detail = _status(requester.request, "POST", f"/bounties/{mine['id']}/fund", json={"raw_tx": raw})
         assert status == 422 and why in detail, detail
-    assert chain.w3.eth.get_transaction_count(requester.address) == nonce0   # nothing was broadcast
+    assert chain.w3.eth.get_transaction_count(requester.address) == nonce0  # nothing was broadcast
     assert requester.fund(mine["id"])["state"] == "open"
 
 
@@ -82,23 +95,23 @@ def test_refund_never_takes_an_approved_payout(sqlite_store, tmp_path):
     """Attack (the refund race): the relay is down past the refund time and the requester asks for the refund
     of money owed to an approved submission. The market refuses until the payout is on chain, retries a
     reverted payout, and the payee holds the signed approval to release it without the market."""
-    chain = Chain.embedded_chain()              # its own chain: this test moves block time forward
+    chain = Chain.embedded_chain()  # its own chain: this test moves block time forward
     w = World(make_market(sqlite_store, chain, tmp_path), chain)
     requester = w.user(eth=10)
     b, alice, sub = _submitted(w, requester, tmp_path, 61, slots=2, deadline=time.time() + 60)
-    reviewed = requester.review(sub["id"], True)                 # approved; the relay is down
+    reviewed = requester.review(sub["id"], True)  # approved; the relay is down
     approval = reviewed["payout"]["approval"]
     assert approval and reviewed["payout"]["state"] == "pending"
     w.market.sweep(now=time.time() + 61)
-    chain.time_travel(int(b["refund_after"]) + 10)                # past the escrow's refund time
+    chain.time_travel(int(b["refund_after"]) + 10)  # past the escrow's refund time
     status, detail = _status(requester.refund, b["id"])
     assert status == 409 and "1 approved payouts are not yet released on chain" in detail
     # a release that reverted (e.g. sent while a node was failing) is not forgotten: it blocks the refund
     # and the relay retries it
     with sqlite_store.write() as s:
         s.execute(update(Payout).values(state="failed", attempts=1, error="release reverted"))
-    assert _status(requester.refund, b["id"])[0] == 409         # failed payouts block the refund too
-    w.relay.run_once()                                           # the relay comes back: retried, paid
+    assert _status(requester.refund, b["id"])[0] == 409  # failed payouts block the refund too
+    w.relay.run_once()  # the relay comes back: retried, paid
     assert w.relay.stats["retried"] == 1 and alice.payouts()["payouts"][0]["state"] == "final"
     assert requester.refund(b["id"])["state"] == "refunded"
     assert chain.pending_of(alice.address) == REWARD and chain.pending_of(requester.address) == REWARD
@@ -112,11 +125,12 @@ def test_payee_releases_with_the_signed_approval_when_the_relay_is_down(world, t
     p = requester.review(sub["id"], True)["payout"]
     alice_eth = Account.from_key(alice.account.key)
     w.chain.faucet(alice.address, 10**18)
-    fn = w.chain.escrow.functions.release(requester.address, b["id"], sub["id"], alice.address, REWARD,
-                                          bytes.fromhex(p["approval"][2:]))
+    fn = w.chain.escrow.functions.release(
+        requester.address, b["id"], sub["id"], alice.address, REWARD, bytes.fromhex(p["approval"][2:])
+    )
     assert call_from(w.chain, alice_eth, fn).status == 1
     assert w.chain.pending_of(alice.address) == REWARD
-    w.relay.run_once()                           # the relay's own tx reverts as already released: settled
+    w.relay.run_once()  # the relay's own tx reverts as already released: settled
     assert alice.payouts()["payouts"][0]["state"] == "final" and double_pays(w.chain) == 0
 
 
@@ -148,12 +162,15 @@ def test_auto_approved_payout_waits_for_the_requesters_signature(world, tmp_path
     w.relay.run_once()
     p = alice.request("GET", f"/submissions/{sub['id']}")["payout"]
     assert p["state"] == "pending" and "awaiting the requester's signed approval" in p["error"]
-    assert _status(alice.request, "POST", f"/submissions/{sub['id']}/approval",
-                   json={"signature": "0x" + "11" * 65})[0] == 403
+    assert (
+        _status(alice.request, "POST", f"/submissions/{sub['id']}/approval", json={"signature": "0x" + "11" * 65})[0]
+        == 403
+    )
     bad = "0x" + "22" * 65
     assert _status(requester.request, "POST", f"/submissions/{sub['id']}/approval", json={"signature": bad})[0] == 422
-    requester.request("POST", f"/submissions/{sub['id']}/approval",
-                      json={"signature": requester.sign_approval(sub["id"])})
+    requester.request(
+        "POST", f"/submissions/{sub['id']}/approval", json={"signature": requester.sign_approval(sub["id"])}
+    )
     w.relay.run_once()
     assert alice.payouts()["payouts"][0]["state"] == "final"
     assert w.chain.pending_of(alice.address) == REWARD

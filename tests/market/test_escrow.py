@@ -2,6 +2,7 @@
 requester's EIP-712 approval and exactly once, pull withdrawals, refunds after a bounded refund time, events,
 and hostile parties: a hijacker pre-funding a victim's bounty id, a thief holding the relay key, a
 re-entrant payee."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -67,6 +68,7 @@ def test_artifact_matches_source():
 
 def test_python_and_contract_agree_on_the_approval_hash(chain):
     from eth_account.messages import encode_typed_data
+
     typed = chain.release_typed_data(5, 6, chain.operator.address, 7)
     signable = encode_typed_data(full_message=typed)
     ours = Web3.keccak(b"\x19" + signable.version + signable.header + signable.body)
@@ -81,8 +83,13 @@ def test_fund_release_withdraw_exactly_once(chain):
     rcpt = release(chain, requester, 1, 7, payee.address, ETH)
     assert rcpt.status == 1
     ev = chain.escrow.events.Released().process_receipt(rcpt)[0].args
-    assert (ev.bounty_id, ev.submission_id, ev.payee, ev.amount, ev.requester) == (1, 7, payee.address, ETH,
-                                                                                   requester.address)
+    assert (ev.bounty_id, ev.submission_id, ev.payee, ev.amount, ev.requester) == (
+        1,
+        7,
+        payee.address,
+        ETH,
+        requester.address,
+    )
     assert "0x" + ev.payout_id.hex().removeprefix("0x") == chain.payout_id(requester.address, 1, 7)
     # the same (bounty, submission) again, even with a fresh approval: refused, nothing credited twice
     assert release(chain, requester, 1, 7, payee.address, ETH).status == 0
@@ -106,10 +113,12 @@ def test_fund_hijack_is_impossible(chain):
     victim, attacker = new_account(chain), new_account(chain)
     endless = 2**256 - 1
     assert call_from(chain, attacker, chain.escrow.functions.fund(11, endless), value=1).status == 0
-    assert call_from(chain, attacker, chain.escrow.functions.fund(11, chain_now(chain) + HORIZON + 60),
-                     value=1).status == 0
+    assert (
+        call_from(chain, attacker, chain.escrow.functions.fund(11, chain_now(chain) + HORIZON + 60), value=1).status
+        == 0
+    )
     assert call_from(chain, attacker, chain.escrow.functions.fund(11, chain_now(chain) + 60), value=1).status == 1
-    assert chain.bounty_onchain(victim.address, 11)["funded"] == 0       # the victim's slot is untouched
+    assert chain.bounty_onchain(victim.address, 11)["funded"] == 0  # the victim's slot is untouched
     rcpt = chain.send_signed(chain.fund_tx(victim, 11, chain_now(chain) + 3600, 3 * ETH // 100))
     assert rcpt.status == 1
     slot = chain.bounty_onchain(victim.address, 11)
@@ -156,10 +165,10 @@ def test_refund_only_after_refund_time_only_by_the_requester_only_the_unspent_pa
     requester = funded_bounty(chain, 3, 5 * ETH, refund_in_s=600)
     payee = new_account(chain, 1)
     assert release(chain, requester, 3, 1, payee.address, 2 * ETH).status == 1
-    assert call_from(chain, requester, chain.escrow.functions.refund(3)).status == 0   # too early
+    assert call_from(chain, requester, chain.escrow.functions.refund(3)).status == 0  # too early
     chain.time_travel(chain_now(chain) + 3600)
     stranger = new_account(chain, 1)
-    assert call_from(chain, stranger, chain.escrow.functions.refund(3)).status == 0    # not theirs
+    assert call_from(chain, stranger, chain.escrow.functions.refund(3)).status == 0  # not theirs
     assert call_from(chain, chain.operator, chain.escrow.functions.refund(3)).status == 0
     # an approval signed earlier is still good after the refund time, until the refund is made
     assert release(chain, requester, 3, 2, payee.address, ETH).status == 1
@@ -168,9 +177,9 @@ def test_refund_only_after_refund_time_only_by_the_requester_only_the_unspent_pa
     ev = chain.escrow.events.Refunded().process_receipt(rcpt)[0].args
     assert (ev.bounty_id, ev.requester, ev.amount) == (3, requester.address, 2 * ETH)
     assert chain.pending_of(requester.address) == 2 * ETH
-    assert call_from(chain, requester, chain.escrow.functions.refund(3)).status == 0   # once
+    assert call_from(chain, requester, chain.escrow.functions.refund(3)).status == 0  # once
     assert release(chain, requester, 3, 3, payee.address, 1).status == 0
-    assert chain.pending_of(payee.address) == 3 * ETH     # the earlier credits survive the refund
+    assert chain.pending_of(payee.address) == 3 * ETH  # the earlier credits survive the refund
 
 
 def test_reentrant_payee_gets_paid_once(chain):
