@@ -7,7 +7,8 @@ payloads from the shared-memory threshold go through bus/shm.py: only a descript
 "raw"  = pyzmq XPUB -> SUB with the same serialization (bus.codec, zero-copy frames), blocking recv.
 The producer makes every image frame anew on both sides, the same way (fill an array): raw into a new
 `np.empty`, ours into `pub.loan(...)` (a slot of its shared-memory ring on ipc, so publish() copies nothing;
-a plain `np.empty` elsewhere); how long that took is reported as `make us`, outside the latency.
+a plain `np.empty` elsewhere); how long that took (median after the warm-up) is reported as `make us`,
+outside the latency.
 Latency = receive wall clock - stamp taken just before encoding, on one host. Each case alternates
 ours/raw for --reps repetitions; we report medians over repetitions of per-run p50/p99, plus late and
 too-late counts (iRobot ros2-performance: late > min(0.2 period, 5 ms), too late > min(period, 50 ms)),
@@ -104,7 +105,7 @@ def publish_ours(url: str, case: str, stop, hz: float, n: int, lag, make) -> Non
         if shape:  # the frame is made in a loan: in shared memory on ipc, where publish() finds it
             t = time.perf_counter()
             msg = make_frame(case, i, pub.loan(shape, np.uint8))
-            make.value += time.perf_counter() - t
+            make[i] = time.perf_counter() - t
         else:
             msg = msgs[i % len(msgs)]
             msg.seq = msg.stamp_ns = 0  # publish() stamps it
@@ -133,7 +134,7 @@ def publish_raw(endpoint: str, case: str, stop, hz: float, n: int, lag, make) ->
         if shape:  # a new frame, as a driver hands pyzmq (zero-copy: the socket keeps it until sent)
             t = time.perf_counter()
             msg = make_frame(case, i, np.empty(shape, np.uint8))
-            make.value += time.perf_counter() - t
+            make[i] = time.perf_counter() - t
         else:
             msg = msgs[i % len(msgs)]
         msg.seq, msg.stamp_ns = i + 1, time.time_ns()
@@ -213,6 +214,12 @@ class _Value:  # a thread publisher's figure (a child process gets an mp.Value)
     value = 0.0
 
 
+def _make_us(make, case: str) -> float:
+    """The producer's median time to make a frame after the warm-up (us); 0 when it made none."""
+    _, n, warm = CASES[case]
+    return float(np.median(make[warm:n])) * 1e6
+
+
 def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float, float, float, int]:
     """Latencies (ns) of one run, how far (s) the publisher fell behind its schedule, the subscriber's CPU
     time per message (us), the producer's time to make a frame (us, image cases) and how many messages the
@@ -227,10 +234,10 @@ def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float, fl
             threading.Thread(target=target, args=(arg, case, stop, *CASES[case][:2], lag, make),
                              daemon=True).start()
             return stop.set
-        lag, make = _Value(), _Value()
+        lag, make = _Value(), [0.0] * CASES[case][1]
         try:
             lat, cpu, late = receive_ours(url, case, start) if impl == "ours" else receive_raw(arg, case, start)
-            return lat, lag.value, cpu, make.value / CASES[case][1] * 1e6, late
+            return lat, lag.value, cpu, _make_us(make, case), late
         finally:
             stop_local(url)
     if transport == "ipc":
@@ -254,10 +261,10 @@ def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float, fl
             if child.is_alive():
                 child.kill()
         return finish
-    lag, make = spawn.Value("d", 0.0, lock=False), spawn.Value("d", 0.0, lock=False)
+    lag, make = spawn.Value("d", 0.0, lock=False), spawn.Array("d", CASES[case][1], lock=False)
     try:
         lat, cpu, late = receive_ours(url, case, start) if impl == "ours" else receive_raw(raw_ep, case, start)
-        return lat, lag.value, cpu, make.value / CASES[case][1] * 1e6, late
+        return lat, lag.value, cpu, _make_us(make, case), late
     finally:
         stop_local(url)
         if transport == "ipc":

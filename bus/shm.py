@@ -318,7 +318,7 @@ class Ring:
             slot.loan = loan = _Loan(slot, slot.addr + HEADER, slot.addr + HEADER + nbytes)
             self._loans.append(loan)
             self.stats.loaned += 1
-        weakref.finalize(root, self._returned, loan)
+        weakref.finalize(root, self._returned, loan).atexit = False  # at exit the ring closes: nothing to give back
         return root
 
     def release(self, arr: np.ndarray) -> bool:
