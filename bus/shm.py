@@ -234,8 +234,8 @@ class RingStats:
 
 @dataclass(eq=False)  # compared (and hashed) by identity
 class Ring:
-    """A publisher's slots. Its publisher writes under the publisher's lock; the ring's own mutex is for
-    close() at exit or on a signal, which may come from another thread."""
+    """A publisher's slots. Its publisher writes and lends under the publisher's lock; the ring's own mutex is
+    for close() at exit or on a signal, and for loans that come back from finalizers, on any thread."""
 
     # A subscriber takes a slot within a millisecond of its publication on a quiet host; on a loaded one its I/O
     # thread can stall for a hundred or more. 0.25 s keeps 8 slots of a 30 Hz stream (50 MB of 1080p colour); a

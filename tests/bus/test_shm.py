@@ -626,6 +626,27 @@ def msgpack_descriptor(name: str, seq: int, n: int) -> bytes:
     return msgpack.packb((name, seq, [(shm.HEADER, n)]))
 
 
+def test_frames_in_place_only_when_all_lie_in_one_loan_and_a_loan_publishes_once():
+    ring = shm.Ring(grace_s=0.0)
+    try:
+        lent = ring.loan(600_000)
+        halves = [lent[:300_000], lent[300_000:].view(">f8")[:300_000 // 8]]  # a message of two views of one loan
+        halves[0][:] = 4
+        halves[1][:] = np.arange(300_000 // 8) + 4
+        views = shm.reader.open(ring.write(halves))
+        check(views, 4)
+        assert ring.stats.in_place == 1 and len(ring.names) == 1
+        assert ring.write(halves) is not None and ring.stats.in_place == 1  # published already: this one is copied
+        mixed = ring.loan(400_000)
+        assert ring.write([mixed, np.zeros(300_000, np.uint8)]) is not None  # not all in the loan: copied
+        assert ring.stats.in_place == 1 and ring.stats.published == 3
+        del views, mixed
+        gc.collect()
+        assert ring.stats.returned == 1  # the loan that was only copied from is given back when dropped
+    finally:
+        ring.close()
+
+
 def test_a_loan_held_across_an_exhausted_ring_is_still_published_in_place():
     ring = shm.Ring(grace_s=0.0, hold_s=60.0, max_slots=1)
     try:
