@@ -16,6 +16,7 @@ and the subscriber's CPU time per message (its whole process, every thread, afte
 
     .venv/bin/python benchmarks/bus_latency.py [--reps 3] [--transports ipc,inproc,tcp] [--quick]
     .venv/bin/python benchmarks/bus_latency.py --threshold [--reps 3]   # where shared memory starts to pay
+    .venv/bin/python benchmarks/bus_latency.py --copy ...   # ours fills a new np.empty too: publish() copies it
 
 The last line is JSON: p50_ratio_small, p50_ratio_frame, p50_ratio_4mb, p50_ratio_6mb (ours / raw, ipc),
 cpu_us_per_msg (subscriber, ours and raw per case), make_us_per_frame (producer) and details; with --threshold, the sweep instead.
@@ -55,6 +56,7 @@ CASES = {  # name: (rate Hz, messages, warm-up messages discarded)
     "6mb": (30.0, 60, 5),
 }
 TARGETS = {"small": 1.1, "frame": 1.1, "4mb": 0.5}  # ours / raw p50 on ipc (issue 27)
+ENV_COPY = "BUS_LATENCY_COPY"  # set (by --copy): ours makes its frames in np.empty, not in loans
 SWEEP_BYTES = [32_768, 65_536, 131_072, 262_144, 524_288, 1_048_576, 2_097_152]  # --threshold payload sizes
 
 
@@ -97,6 +99,7 @@ def publish_ours(url: str, case: str, stop, hz: float, n: int, lag, make) -> Non
         raise SystemExit("no subscriber")
     shape = FRAMES[case][0] if case in FRAMES else None
     msgs = [] if shape else [make_msg(case, i) for i in range(min(n, 8))]  # built outside the clock
+    loan = np.empty if os.environ.get(ENV_COPY) else pub.loan
     t_next = time.perf_counter()
     for i in range(n):
         t_next += 1.0 / hz
@@ -104,7 +107,7 @@ def publish_ours(url: str, case: str, stop, hz: float, n: int, lag, make) -> Non
         lag.value = max(lag.value, time.perf_counter() - t_next)  # behind schedule: the machine is overloaded
         if shape:  # the frame is made in a loan: in shared memory on ipc, where publish() finds it
             t = time.perf_counter()
-            msg = make_frame(case, i, pub.loan(shape, np.uint8))
+            msg = make_frame(case, i, loan(shape, np.uint8))
             make[i] = time.perf_counter() - t
         else:
             msg = msgs[i % len(msgs)]
@@ -355,6 +358,7 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES), help="comma list of " + ", ".join(CASES))
     ap.add_argument("--quick", action="store_true", help="fewer messages (smoke run)")
     ap.add_argument("--threshold", action="store_true", help="measure where shared memory starts to pay")
+    ap.add_argument("--copy", action="store_true", help="ours makes frames in np.empty (publish copies), no loans")
     args = ap.parse_args()
     if args.quick:
         for k, (hz, n, w) in CASES.items():
@@ -362,6 +366,8 @@ def main() -> None:
     if args.threshold:
         print(json.dumps(sweep(args.reps)))
         return
+    if args.copy:
+        os.environ[ENV_COPY] = "1"  # spawned publishers inherit it
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     load_start = round(os.getloadavg()[0], 1)
     results: dict = {}
@@ -394,7 +400,7 @@ def main() -> None:
         print(f"warning: publishers fell behind schedule in {', '.join(overloaded)} "
               f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): those figures are unreliable")
     main_r = results[main_t]
-    summary = {"transport": main_t, "reps": args.reps,
+    summary = {"transport": main_t, "reps": args.reps, "loans": not args.copy,
                **{f"p50_ratio_{c}": round(main_r[c]["p50_ratio"], 3) for c in cases},
                "cpu_us_per_msg": {c: {"ours": round(main_r[c]["ours"]["cpu_us"], 1),
                                       "raw": round(main_r[c]["raw"]["cpu_us"], 1)} for c in cases},
