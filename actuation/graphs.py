@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from loopylab.bus.launch import GraphSpec, NodeSpec
+from loopylab.world.scene import PLACEMENT
 
 SIM_ARM = "loopylab.sim.node:run_sim_arm"
 SAFETY_GATE = "loopylab.actuation.gate:run_gate"
@@ -25,6 +26,8 @@ def sim_bench_graph(robot: str = "panda", seed: int = 0, n_objects: int | None =
     """SimArm (the world of `seed`, or of the `scene` TOML), safety gate (`gate`: its parameters), skills, and
     with `perception` (its parameters) a perception node. The skills and perception learn the world from the
     sim's latched `sim/scene` topic. `url`: another bus (ipc/tcp: the nodes run as processes)."""
+    if robot not in PLACEMENT:   # say so here, in one line, rather than in three failing nodes
+        raise ValueError(f"unknown robot {robot!r} for the simulated bench (known: {', '.join(PLACEMENT)})")
     sim = {"robot": robot, "seed": seed, "n_objects": n_objects, "scene": scene, "cameras": cameras,
            "mocap": mocap, "mocap_noise": mocap_noise, "clock": clock}
     nodes = [NodeSpec("sim_arm", SIM_ARM, params={k: v for k, v in sim.items() if v is not None}),

@@ -40,10 +40,8 @@ NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_rol
 BLOCK = {"dynamixel": ["Present_Current", "Present_Velocity", "Present_Position"],
          "feetech": ["Present_Position", "Present_Velocity", "Present_Load"]}
 EMULATOR = ("import sys; from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator; "
-            "from loopylab.firmware_bridge.arm_node import PRESET_MODEL_NUMBERS as M; "
-            "e = ServoArmEmulator(sys.argv[1], check_baud=False, "
-            "model=M['koch' if sys.argv[1] == 'dynamixel' else 'so101']).start(); print(e.path, flush=True); "
-            "sys.stdin.read(); e.stop()")
+            "e = ServoArmEmulator.for_robot('koch' if sys.argv[1] == 'dynamixel' else 'so101', check_baud=False)"
+            ".start(); print(e.path, flush=True); sys.stdin.read(); e.stop()")
 
 
 def start_emulator(kind: str):
@@ -95,9 +93,14 @@ def driver(path: str, kind: str, cycles: int) -> tuple[float, float]:
 
     from loopylab.bus import JointCommand, Node
     from loopylab.firmware_bridge.arm_node import ArmConfig, ArmDriver
+    import tempfile
+
+    from loopylab.firmware_bridge.servo import calibration
     robot = "koch" if kind == "dynamixel" else "so101"
+    calib = calibration.save(Path(tempfile.mkdtemp()) / "arm.json",
+                             calibration.identity({n: i + 1 for i, n in enumerate(NAMES)}))
     node = Node("bench_arm", f"inproc://{uuid.uuid4().hex}", heartbeat_hz=0)
-    drv = ArmDriver(node, ArmConfig(port=path, robot=robot, latency_s=0.2), start=False)
+    drv = ArmDriver(node, ArmConfig(port=path, robot=robot, latency_s=0.2, calibration=str(calib)), start=False)
     try:
         drv.connect()
         pub = node.publisher("arm/joint_command", JointCommand)

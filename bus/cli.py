@@ -1,4 +1,8 @@
-"""Bus commands of the `loopylab` CLI: launch, topics, echo, nodes, record, replay, demo-bus."""
+"""Bus commands of the `loopylab` CLI: launch, topics, echo, nodes, record, replay, demo-bus.
+
+The tools that look at a graph (topics, echo, nodes, record; `skill` too) find it: `--bus`, else $LOOPYLAB_BUS,
+else the one graph `loopylab launch` runs (`loopylab.bus.registry`).
+"""
 from __future__ import annotations
 
 import time
@@ -11,30 +15,60 @@ from rich.live import Live
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from loopylab.bus.config import BusConfig
     from loopylab.bus.node import Node
 
-BUS_HELP = "Bus URL: inproc://NAME, ipc://NAME or tcp://HOST:PORT (default: $LOOPYLAB_BUS, else ipc://default)."
+BUS_HELP = ("Bus URL: inproc://NAME, ipc://NAME or tcp://HOST:PORT (default: $LOOPYLAB_BUS, else the graph "
+            "that `loopylab launch` runs).")
+REPLAY_BUS_HELP = "Bus URL: inproc://NAME, ipc://NAME or tcp://HOST:PORT (default: $LOOPYLAB_BUS, else ipc://default)."
 console = Console()
 err_console = Console(stderr=True)
 
 
-def _bus_option() -> Any:
-    return typer.Option(None, "--bus", envvar="LOOPYLAB_BUS", help=BUS_HELP, show_envvar=False)
+def _bus_option(help: str = BUS_HELP) -> Any:
+    return typer.Option(None, "--bus", envvar="LOOPYLAB_BUS", help=help, show_envvar=False)
+
+
+def _fail(message: str) -> typer.Exit:
+    """Print `message` as one `error:` line (a listing may follow on its own lines); the Exit to raise."""
+    from rich.markup import escape
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def find_graph(bus: str | None) -> BusConfig:
+    """The running graph a tool talks to (see the module docstring); exits with one clear line when there
+    is none, when several run and no --bus picks one, or when nothing answers at the URL given."""
+    from loopylab.bus.config import BusConfig
+    from loopylab.bus.directory import DirectoryUnavailable, request
+    from loopylab.bus.registry import GraphNotFound, resolve_bus
+    try:
+        config = BusConfig.parse(resolve_bus(bus))
+    except (GraphNotFound, ValueError) as e:
+        raise _fail(str(e)) from None
+    try:
+        request(config, {"op": "ping"}, timeout=1.0)
+    except DirectoryUnavailable:
+        raise _fail(f"no graph is running at {config.url} (no directory answered); start one with "
+                    f"`loopylab launch GRAPH.toml`, or pass the --bus it prints") from None
+    return config
 
 
 def _tool_node(bus: str | None, name: str) -> Node:
     """A node for looking at a graph: no heartbeat, and it does not start a directory of its own."""
-    from loopylab.bus.config import BusConfig
-    from loopylab.bus.directory import DirectoryUnavailable, request
     from loopylab.bus.node import Node
-    config = BusConfig.parse(bus) if bus else BusConfig.from_env()
-    try:
-        request(config, {"op": "ping"}, timeout=1.0)
-    except DirectoryUnavailable:
-        err_console.print(f"[red]no graph is running at {config.url}[/red] (no directory answered); "
-                          f"start one with `loopylab launch GRAPH.toml` or pass --bus")
-        raise typer.Exit(1)
+    config = find_graph(bus)
     return Node(f"{name}-{int(time.time() * 1000) % 100000}", config, heartbeat_hz=0, start_directory=False)
+
+
+def _close(node: Node) -> None:
+    """Close the command's node; an ipc/tcp directory it started in this process (replay on its own bus, a
+    recorder that outlived its graph) goes too, socket files included. An inproc graph's directory stops
+    with its last node by itself, and may serve other nodes of this process."""
+    from loopylab.bus.directory import stop_local
+    node.close()
+    if node.config.transport != "inproc":
+        stop_local(node.config)
 
 
 def launch(graph: Path = typer.Argument(..., help="Graph file (TOML): a graph table and one nodes.NAME table per node (docs/bus.md)."),
@@ -53,8 +87,8 @@ def launch(graph: Path = typer.Argument(..., help="Graph file (TOML): a graph ta
         spec = apply_overrides(load_graph(graph), set_ or [])
         if bus:
             spec = spec.with_bus(bus)
-    except GraphError as e:
-        err_console.print(f"[red]error:[/red] {e}")
+    except (GraphError, ValueError) as e:  # ValueError: a bad --bus URL
+        typer.echo(f"error: {e}", err=True)   # plain: rich markup would eat [nodes.NAME]
         raise typer.Exit(2)
     code = Launcher(spec, duration).run()
     raise typer.Exit(code)
@@ -143,15 +177,24 @@ def record(output: Path = typer.Option(..., "--output", "-o", help="MCAP file to
                                                          help="Topics or globs (camera/*); default: all."),
            duration: Optional[float] = typer.Option(None, "--duration", help="Stop after S seconds."),
            queue: int = typer.Option(2000, "--queue", help="Messages buffered for the writer before drops."),
+           allow_empty: bool = typer.Option(False, "--allow-empty",
+                                            help="Write the file even when no message was recorded."),
            bus: Optional[str] = _bus_option()) -> None:
     """Record topics to MCAP (images as foxglove.RawImage) until Ctrl-C or --duration."""
-    from loopylab.bus.config import BusConfig
+    import os
     from loopylab.bus.introspect import human_bytes
     from loopylab.bus.node import Node
     from loopylab.bus.record import Recorder
-    node = Node("recorder", BusConfig.parse(bus) if bus else None)
+    config = find_graph(bus)
+    # written aside and moved into place at the end: a refused or failed recording leaves OUTPUT as it was
+    partial = output.with_name(output.name + ".part")
+    node = Node("recorder", config)
     node.handle_signals()  # Ctrl-C or SIGTERM end the recording cleanly: the file gets its summary
-    rec = Recorder(node, output, topics_ or None, queue_size=queue)
+    try:
+        rec = Recorder(node, partial, topics_ or None, queue_size=queue)
+    except OSError as e:
+        node.close()
+        raise _fail(f"cannot write {output}: {e.strerror or e}") from None
     deadline = time.monotonic() + duration if duration else None
     try:
         with console.status("") as status:
@@ -165,7 +208,13 @@ def record(output: Path = typer.Option(..., "--output", "-o", help="MCAP file to
         pass
     finally:
         s = rec.close()
-        node.close()
+        _close(node)
+    if not s["messages"] and not allow_empty:
+        partial.unlink(missing_ok=True)
+        what = f"on {', '.join(topics_)} " if topics_ else ""
+        raise _fail(f"nothing was published {what}at {config.url} while recording: {output} not written "
+                    f"(--allow-empty writes it anyway)")
+    os.replace(partial, output)
     t = Table(title=f"{output}: {s['messages']} messages")
     for col in ("topic", "type", "messages", "size", "dropped in transit"):
         t.add_column(col)
@@ -183,8 +232,12 @@ def replay(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="M
            wait_subscribers: int = typer.Option(0, "--wait-subscribers",
                                                 help="Wait (up to 5 s) for N subscribers per topic first."),
            restamp: bool = typer.Option(False, "--restamp", help="Stamp messages with the replay time."),
-           bus: Optional[str] = _bus_option()) -> None:
-    """Republish a recording with its original timing (or --rate X)."""
+           bus: Optional[str] = _bus_option(REPLAY_BUS_HELP)) -> None:
+    """Republish a recording with its original timing (or --rate X).
+
+    It plays onto its own bus (ipc://default unless --bus or $LOOPYLAB_BUS say otherwise), not onto the running
+    graph: recorded joint states mixed into a live arm's would mislead its safety gate.
+    """
     from rich.progress import Progress
     from loopylab.bus.config import BusConfig
     from loopylab.bus.node import Node
@@ -193,15 +246,16 @@ def replay(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="M
     node.handle_signals()
     try:
         with Progress(console=console) as progress:
-            task = progress.add_task(f"replaying {path.name} at x{rate:g}", total=None)
+            task = progress.add_task(f"replaying {path.name} at x{rate:g} on {node.config.url}", total=None)
             result = do_replay(path, node, rate, topic or None, wait_subscribers, restamp=restamp,
                                on_progress=lambda n, total: progress.update(task, completed=n, total=total or None))
     except KeyboardInterrupt:
         result = None
     finally:
-        node.close()
+        _close(node)
     if result:
-        console.print(f"replayed {result['messages']} of {result['total']} messages on {len(result['topics'])} topics")
+        console.print(f"replayed {result['messages']} of {result['total']} messages on {len(result['topics'])} topics "
+                      f"at {node.config.url}")
 
 
 def demo_bus(duration: float = typer.Option(5.0, "--duration", help="Seconds to run."),

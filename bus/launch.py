@@ -5,6 +5,10 @@ every output line with `[node] `, restarts nodes by policy (never | on-failure |
 whole graph cleanly on SIGINT/SIGTERM, and exits non-zero naming the node when a node without a
 restart policy fails. The graph file format is in docs/contracts.md ("Graph files").
 
+While it runs, a launched ipc/tcp graph is listed in this user's registry of running graphs
+(`loopylab.bus.registry`), which is how `loopylab topics`, `echo`, `record`, `nodes` and `skill` find it
+without `--bus`. When it stops (SIGTERM included) it leaves no registry entry and no socket files.
+
 In-process mode, for programs that run a graph and talk to it (tests, benchmarks, the lab, `loopylab
 skill --sim`): `start_graph(spec)` runs the launcher on a background thread, leaves this process's stdout,
 signals and environment alone, and returns a `RunningGraph` handle with a client node on the graph:
@@ -32,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, cast
 
-from loopylab.bus.config import BusConfig
+from loopylab.bus import registry
+from loopylab.bus.config import BusConfig, sweep_run_dir
 from loopylab.bus.directory import DirectoryUnavailable, ensure_directory, release_directory, stop_local
 from loopylab.world.config import ConfigError, check_keys, read_document
 
@@ -67,6 +72,7 @@ class GraphSpec:
     transport: str = "ipc"            # inproc | ipc | tcp
     directory: str = "127.0.0.1:7447"  # tcp only: HOST:PORT of the directory
     nodes: list[NodeSpec] = field(default_factory=list)
+    source: str = ""                  # the graph file it was loaded from, if any
 
     @property
     def url(self) -> str:
@@ -77,7 +83,7 @@ class GraphSpec:
         cfg = BusConfig.parse(url)
         nodes = [NodeSpec(**{**n.__dict__, "process": n.process and cfg.transport != "inproc"}) for n in self.nodes]
         return GraphSpec(name=cfg.graph if cfg.transport != "tcp" else self.name, transport=cfg.transport,
-                         directory=f"{cfg.host}:{cfg.port}", nodes=nodes)
+                         directory=f"{cfg.host}:{cfg.port}", nodes=nodes, source=self.source)
 
 
 def load_graph(path: str | Path) -> GraphSpec:
@@ -85,7 +91,9 @@ def load_graph(path: str | Path) -> GraphSpec:
         doc = read_document(path, "graph file")
     except ConfigError as e:
         raise GraphError(str(e)) from None
-    return parse_graph(doc, str(path))
+    spec = parse_graph(doc, str(path))
+    spec.source = str(path)
+    return spec
 
 
 def _check_keys(table: dict, allowed: set[str], where: str) -> None:
@@ -370,8 +378,9 @@ class Launcher:
         except DirectoryUnavailable as e:  # a tcp graph whose main host is not up yet: nodes keep trying
             owned, where = None, f"; {e}; the nodes will keep trying"
         self.err.line("launch", f"graph {self.spec.name!r} on {self.url} ({len(self.nodes)} nodes{where})")
+        old_handlers = self._install_signals()  # first: a SIGTERM from here on stops the graph cleanly
+        entry = self._register()
         restore = self._capture_thread_output()
-        old_handlers = self._install_signals()
         try:
             for r in self.nodes:
                 self._start(r)
@@ -387,11 +396,34 @@ class Launcher:
                 stop_local(config)
             else:
                 release_directory(config)
+            if entry is not None:
+                registry.unregister(entry)
+            sweep_run_dir(config)  # socket files of nodes that were killed rather than stopped
             if not self.in_process:
                 if old_env is None:
                     os.environ.pop("LOOPYLAB_BUS", None)
                 else:
                     os.environ["LOOPYLAB_BUS"] = old_env
+
+    def _register(self) -> Path | None:
+        """List a launched graph in the registry of running graphs and say how tools reach it. Graphs run
+        in-process (tests, the lab) and inproc graphs (no other process can join them) are not listed."""
+        if self.in_process or self.spec.transport == "inproc":
+            return None
+        others = [g for g in registry.running() if g.url != self.url]
+        try:
+            entry = registry.register(self.spec.name, self.url, self.spec.source)
+        except OSError as e:
+            self.err.line("launch", f"cannot list the graph in {registry.registry_dir()} ({e}): "
+                                    f"tools need --bus {self.url}")
+            return None
+        if others:
+            self.err.line("launch", f"{len(others)} other graph{'s' if len(others) > 1 else ''} running: point tools "
+                                    f"at this one with --bus {self.url} (or export LOOPYLAB_BUS={self.url})")
+        else:
+            self.err.line("launch", f"tools find it by itself (loopylab topics, echo TOPIC, nodes, record, skill); "
+                                    f"or point them at it with --bus {self.url} / LOOPYLAB_BUS={self.url}")
+        return entry
 
     def _start(self, r: _Running) -> None:
         try:

@@ -20,11 +20,13 @@ transport dropped before us (`dropped_transit`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import fnmatch
 import json
 import logging
 import queue
+import struct
 import threading
 import time
 import typing
@@ -34,6 +36,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import msgpack
 import numpy as np
+from mcap.exceptions import McapError
 from mcap.reader import make_reader
 from mcap.records import Channel, Schema
 from mcap.records import Message as McapMessage
@@ -326,9 +329,25 @@ def decode_record(schema: Schema | None, channel: Channel, message: McapMessage)
     raise codec.DecodeError(f"{channel.topic}: unsupported message encoding {channel.message_encoding!r}")
 
 
+class RecordingError(ValueError):
+    """A file that is not a readable MCAP recording (corrupt, truncated, or not MCAP at all)."""
+
+
+@contextlib.contextmanager
+def _readable(path: str | Path) -> Iterator[None]:
+    """Turn the MCAP reader's errors (and the struct errors of a file cut short) into one RecordingError
+    that names the file."""
+    try:
+        yield
+    except (McapError, struct.error, EOFError, UnicodeDecodeError) as e:
+        why = " ".join(str(e).split()) or type(e).__name__
+        raise RecordingError(f"{path} is not a readable MCAP recording (corrupt or truncated?): {why}") from e
+
+
 def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[tuple[str, int, Any]]:
-    """Yield (topic, log_time_ns, message) from a recording, in log-time order."""
-    with open(path, "rb") as f:
+    """Yield (topic, log_time_ns, message) from a recording, in log-time order (RecordingError if it is
+    not a readable MCAP file)."""
+    with open(path, "rb") as f, _readable(path):
         reader = make_reader(f)
         for schema, channel, message in reader.iter_messages(topics=list(topics) if topics else None,
                                                              log_time_order=True):
@@ -349,7 +368,7 @@ def replay(path: str | Path, node: Node | None = None, rate: float = 1.0, topics
     own = node is None
     node = node or Node("replay")
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb") as f, _readable(path):
             summary = make_reader(f).get_summary()
         total = sum(summary.statistics.channel_message_counts.values()) if summary and summary.statistics else 0
         wanted = set(topics) if topics else None

@@ -18,7 +18,8 @@ from loopylab.bus import Message, register_message
 class DeviceFault(Message):
     device: str = ""              # arm | gripper | mcu | wrist | <modbus device name>
     active: bool = False          # False: the device is healthy again
-    code: str = ""                # no_response | corrupt | motor_fault | port_lost | calibration | watchdog | estop | device_fault
+    code: str = ""                # no_response | corrupt | protocol_error | motor_error | port_lost | calibration |
+                                  # configuration | estop | watchdog | device_fault
     motor_ids: list[int] = field(default_factory=list)
     message: str = ""
 

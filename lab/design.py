@@ -152,6 +152,34 @@ class Decision:
     score: float                 # eig - cost (or half the best pair's, when looking ahead pays)
     scores: np.ndarray           # eig of every candidate (same order as the candidates)
     lookahead: bool = False      # chosen as the first half of a two-experiment plan
+    # what the choice was made against, for explaining it (`summary`); read-only
+    candidates: tuple[g.Experiment, ...] = ()
+    costs: np.ndarray | None = None       # cost of every candidate (nats)
+    partner: g.Experiment | None = None   # the plan's other half (lookahead)
+    plan_eig: float | None = None         # EIG of the whole plan (lookahead)
+
+    @property
+    def cost(self) -> float:
+        """The chosen experiment's cost (nats of robot time and risk)."""
+        if self.costs is None or self.experiment not in self.candidates:
+            return 0.0
+        return float(self.costs[self.candidates.index(self.experiment)])
+
+    def alternatives(self) -> list[tuple[g.Experiment, float, float]]:
+        """Every experiment level considered, once each (directions share a level), highest EIG first:
+        (experiment, eig, cost)."""
+        seen: dict[tuple, tuple[g.Experiment, float, float]] = {}
+        for i, e in enumerate(self.candidates):
+            cost = float(self.costs[i]) if self.costs is not None else 0.0
+            seen.setdefault(level_key(e), (e, float(self.scores[i]), cost))
+        return sorted(seen.values(), key=lambda a: -a[1])
+
+    def summary(self) -> dict:
+        """The choice and what it was weighed against, as plain data (the notebook records it with the
+        experiment; lab/story.py puts it in words)."""
+        return {"eig": self.eig, "cost": self.cost, "score": self.score, "options": len(self.candidates),
+                "plan": None if self.partner is None else {"with": self.partner.render(), "eig": self.plan_eig},
+                "alternatives": [[e.render(), eig, cost] for e, eig, cost in self.alternatives()]}
 
 
 def choose(post: Posterior, candidates: list[g.Experiment], cfg: DesignConfig | None = None,
@@ -168,14 +196,14 @@ def choose(post: Posterior, candidates: list[g.Experiment], cfg: DesignConfig | 
         if e.skill == "place":
             net[ci] = place_value(post, e, float(cost[ci]), cfg, rng, last_sigma, scorers)
     i = int(np.argmax(net))
-    best, lookahead = float(net[i]), False
+    best, lookahead, partner, plan_eig = float(net[i]), False, None, None
     if cfg.lookahead:
         for (a, b), gain in pair_scores(post, candidates, scorers).items():
             per = (gain - cost[a] - cost[b]) / 2
             if per > best + 1e-3 and per > net[i]:
-                i = a if net[a] >= net[b] else b
-                best, lookahead = per, True
-    return Decision(candidates[i], float(eig[i]), best, eig, lookahead)
+                i, j = (a, b) if net[a] >= net[b] else (b, a)
+                best, lookahead, partner, plan_eig = per, True, candidates[j], float(gain)
+    return Decision(candidates[i], float(eig[i]), best, eig, lookahead, tuple(candidates), cost, partner, plan_eig)
 
 
 def place_value(post: Posterior, place: g.Experiment, cost: float, cfg: DesignConfig, rng, last_sigma,

@@ -54,11 +54,14 @@ def parse_seeds(text: str) -> list[int]:
                 a, b = part.split(":", 1)
                 lo, hi = int(a or 0), int(b)
                 if hi <= lo:
-                    raise ValueError
+                    raise ValueError(f"seeds {part!r} in {text!r}: start {lo} is not below end {hi} "
+                                     "(a range is half-open, start:end)")
                 out += range(lo, hi)
             else:
                 out.append(int(part))
-        except ValueError:
+        except ValueError as e:
+            if str(e).startswith("seeds "):
+                raise
             raise ValueError(f"seeds must look like 0:50, 7, 1,5,9 or 0:10,50:60; got {part!r} in {text!r}") from None
     if not out:
         raise ValueError(f"no seeds in {text!r}")

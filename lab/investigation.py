@@ -23,6 +23,7 @@ from loopylab.lab.beliefs import Measurement, NoiseModel, Posterior
 from loopylab.lab.design import eig_scores, regret, sigmas_seen
 from loopylab.lab.forward import ForwardModel
 from loopylab.lab.notebook import Notebook, NotebookView, Sink
+from loopylab.lab.stopping import Stop, dominant_systematic, stop_reason
 
 log = logging.getLogger("loopylab.lab")
 
@@ -95,6 +96,15 @@ class InvestigationConfig:
     seed: int = 0
 
 
+def _stop_of(question, post: Posterior, p_within: float, cfg: InvestigationConfig, steps: list, candidates: tuple,
+             agent, concluded: bool) -> Stop:
+    dec = getattr(agent, "last_decision", None)
+    best = (dec.experiment, dec.eig, dec.cost) if dec is not None and getattr(dec, "score", 1.0) <= 0 else None
+    return stop_reason(question, p_within, cfg.confidence, len(steps),
+                       len(candidates), best, max_steps_hit=not concluded,
+                       systematic=dominant_systematic(post, question) if best is not None else None)
+
+
 @dataclass
 class StepRecord:
     experiment: str
@@ -103,6 +113,7 @@ class StepRecord:
     regret: float | None = None
     answer: object = None          # the belief engine's answer after this experiment
     p_within: float = 0.0
+    half_width: float | None = None   # of the answer's interval holding `confidence` of the belief
 
 
 @dataclass
@@ -115,6 +126,7 @@ class InvestigationResult:
     decision_s: list[float] = field(default_factory=list)
     posterior: Posterior | None = None
     tables_s: float = 0.0          # building the twin tables (before the first decision)
+    stop: Stop | None = None       # why it stopped
 
     @property
     def experiments(self) -> int:
@@ -161,8 +173,11 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
         if isinstance(proposal, g.Experiment):
             decision_s.append(time.perf_counter() - td)
         if isinstance(proposal, g.Hypothesis):
-            nb.add(proposal)
             post.reset(proposal)
+            # the answer before any experiment (estimates only: a ranking's or prediction's draws the
+            # belief engine's random numbers, which would change the rest of the investigation)
+            prior = _answer_data(post.answer(cfg.confidence)) if question.kind in g.PARAMS else {}
+            nb.add(proposal, data=prior)
         elif isinstance(proposal, g.Experiment):
             steps.append(_run_experiment(proposal, agent, nb, post, runner, candidates, cfg, rng))
             if not steps[-1].ok:
@@ -180,26 +195,39 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
         else:
             raise TypeError(f"agent {getattr(agent, 'name', agent)!r} proposed {type(proposal).__name__}, "
                             "not a Hypothesis, Experiment or Conclusion")
+    concluded = conclusion is not None
     if conclusion is None:  # the agent never concluded: the belief engine answers for it
         log.warning("agent did not conclude within %d steps; concluding with the belief engine", cfg.max_steps)
         conclusion = post.answer(cfg.confidence).conclusion
     ans = post.answer(cfg.confidence)
-    nb.add(conclusion, data={"p_within": ans.confidence, "experiments": len(steps)})
-    return InvestigationResult(question, conclusion, nb, steps, time.perf_counter() - t0, decision_s, post, tables_s)
+    stop = _stop_of(question, post, ans.confidence, cfg, steps, candidates, agent, concluded)
+    nb.add(conclusion, data={"p_within": ans.confidence, "experiments": len(steps), "stop": stop.code,
+                             "stop_text": stop.text})
+    return InvestigationResult(question, conclusion, nb, steps, time.perf_counter() - t0, decision_s, post, tables_s,
+                               stop)
+
+
+def _answer_data(ans) -> dict:
+    """The belief engine's answer as the notebook records it: value (or order), half-width, P(within)."""
+    a = ans.conclusion.answers[0]
+    if isinstance(a, g.Ranking):
+        return {"answer": list(a.objects), "p_within": ans.confidence}
+    return {"answer": a.value, "half_width": a.spread, "p_within": ans.confidence}
 
 
 def _run_experiment(exp: g.Experiment, agent, nb: Notebook, post: Posterior, runner: ExperimentRunner,
                     candidates: tuple, cfg: InvestigationConfig, rng: np.random.Generator) -> StepRecord:
     rec = StepRecord(exp.render(), ok=False)
+    dec = getattr(agent, "last_decision", None)
+    why = dec.summary() if dec is not None and dec.experiment is exp and hasattr(dec, "summary") else None
     if cfg.record_regret and candidates:
-        dec = getattr(agent, "last_decision", None)
         if dec is not None and dec.experiment == exp:
             scores, rec.eig = dec.scores, dec.eig
         else:
             scores = eig_scores(post, list(candidates), rng=rng, last_sigma=sigmas_seen(post))
             rec.eig = float(scores[candidates.index(exp)]) if exp in candidates else 0.0
         rec.regret = regret(rec.eig, scores, rng)
-    nb.add(exp, data={k: v for k, v in (("eig", rec.eig), ("regret", rec.regret)) if v is not None})
+    nb.add(exp, data={k: v for k, v in (("eig", rec.eig), ("regret", rec.regret), ("why", why)) if v is not None})
     if exp not in candidates:
         reply = {"ok": False, "measurements": {}, "error": "not in the experiment grid of this scene"}
     else:
@@ -221,6 +249,7 @@ def _run_experiment(exp: g.Experiment, agent, nb: Notebook, post: Posterior, run
     nb.add(obs, data={"measurements": _measurement_data(reply), "error": reply.get("error", "")})
     ans = post.answer(cfg.confidence)
     rec.answer, rec.p_within = _answer_value(ans.conclusion), ans.confidence
-    nb.add(post.belief(), data={"ess": {o: p.ess for o, p in post.objects.items()},
-                                "answer": rec.answer, "p_within": ans.confidence})
+    data = _answer_data(ans)
+    rec.half_width = data.get("half_width")
+    nb.add(post.belief(), data={"ess": {o: p.ess for o, p in post.objects.items()}, **data})
     return rec

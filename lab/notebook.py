@@ -148,3 +148,58 @@ def console_sink(console=None) -> Sink:
         body = entry.text[len(g.start_token(entry.kind)):-len(g.end_token(entry.kind))]
         console.print(f"[dim]{entry.step:>3}[/dim] [{STYLE.get(entry.kind, '')}]{entry.kind:<11}[/] {escape(body)}")
     return show
+
+
+def story_sink(console=None, confidence: float = 0.9) -> Sink:
+    """Tell the investigation as a story a newcomer follows (`loopylab demo`): the question with its units,
+    each experiment with the reason it was chosen, what it measured and how the belief narrowed, and the
+    conclusion with why it stopped. Reads only the notebook's records (text and data)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from loopylab.lab import story
+    console = console or Console()
+    state: dict = {"question": None, "experiment": None, "n": 0, "scene": False, "bounds": None}
+
+    def say(label: str, text: str, style: str = "") -> None:
+        console.print(f"  [{style or 'bold'}]{label:<9}[/] {escape(text)}")
+
+    def show(entry: NotebookEntry) -> None:
+        body = g.parse_body(entry.kind, entry.text[len(g.start_token(entry.kind)):-len(g.end_token(entry.kind))])
+        q, d = state["question"], entry.data
+        if isinstance(body, g.Question):
+            state["question"] = body
+            console.print(f"[bold magenta]Question:[/] {escape(story.question_text(body))}")
+            qty = story.quantity_of(body)
+            if qty.meaning:
+                console.print(f"  ({qty.symbol} has {escape(qty.meaning)}.)")
+            console.print(f"  The robot may run up to {body.max_experiments} experiments. It stops when it is "
+                          f"{confidence:.0%} sure its answer is within {story.tolerance_text(body)}, or when no "
+                          "experiment left is worth running.")
+        elif isinstance(body, g.Scene) and not state["scene"]:
+            state["scene"] = True
+            things = "; ".join(f"{o.name}, a {o.size:.2f} m {o.shape} at ({o.x:.2f}, {o.y:.2f}) m"
+                               for o in body.objects)
+            console.print(f"[cyan]The world:[/] {escape(things)} (hidden: its mass, friction and bounciness)")
+        elif isinstance(body, g.Hypothesis):
+            console.print(f"[yellow]Prior:[/] {escape(story.hypothesis_text(body, q))}")
+            state["bounds"] = story.prior_bounds(body, q)
+            if "answer" in d:
+                say("belief", story.belief_text(q, d["answer"], d.get("half_width", 0.0), d["p_within"],
+                                                confidence, state["bounds"]), "blue")
+        elif isinstance(body, g.Experiment):
+            state["experiment"], state["n"] = body, state["n"] + 1
+            console.print(f"[bold green]Experiment {state['n']}:[/] {escape(story.experiment_text(body))}")
+            if d.get("why"):
+                say("why", story.why_text(d["why"], q, body))
+        elif isinstance(body, g.Observation):
+            say("saw", story.observation_text(state["experiment"].skill, body), "green")
+        elif isinstance(body, g.Belief) and "answer" in d:
+            say("belief", story.belief_text(q, d["answer"], d.get("half_width", 0.0), d["p_within"], confidence,
+                                            state["bounds"]), "blue")
+        elif isinstance(body, g.Conclusion):
+            text = story.conclusion_text(q, body, d, confidence, state["bounds"])
+            console.print(f"[bold magenta]Conclusion:[/] {escape(text)}")
+            if d.get("stop_text"):
+                say("stopped", f"because {d['stop_text']}.", "magenta")
+    return show

@@ -1,6 +1,7 @@
 """Report folders: one investigation (`loopylab run`) or a whole evaluation (`loopylab eval`).
 
-    run report:   notebook.jsonl, notebook.txt, posterior.png, result.json (conclusion vs truth)
+    run report:   notebook.jsonl, notebook.txt, posterior.png, belief.png (the answer and its interval after
+                  each experiment, against the tolerance band and the truth), result.json (conclusion vs truth)
     eval report:  results.jsonl (one line per world and agent), summary.md / summary.json (a table per
                   question kind), error_vs_experiments.png (median error after k experiments, per agent)
 """
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from loopylab.lab import story
 from loopylab.lab.forward import PARAM_INDEX
+from loopylab.world import notebook as g
 
 import matplotlib  # noqa: E402
 
@@ -32,22 +35,79 @@ def plot_posterior(posterior, path: Path, truth: dict | None = None) -> Path:
             if truth and o in truth and p in truth[o]:
                 ax.axvline(truth[o][p], color="tab:red", lw=2, label="truth")
             ax.set_title(f"{o} {p}", fontsize=9)
+            ax.set_xlabel(f"{p} ({story.QUANTITIES[p].unit or 'no unit'})", fontsize=8)
+            ax.set_ylabel("belief (particle weight)", fontsize=8)
             ax.set_yticks([])
+    fig.suptitle("The final belief about each hidden property" + (" (red: the truth)" if truth else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 
 
-def write_run_report(folder: str | Path, result, truth: dict | None = None, grade=None) -> Path:
+def belief_trace(entries) -> list[dict]:
+    """The belief engine's answer before any experiment and after each: [{label, answer, half_width,
+    p_within}], from the notebook's records (hypothesis and belief entries)."""
+    trace, label, n = [], "prior", 0
+    for e in entries:
+        if e.kind == "experiment":
+            label, n = e.text[len(g.start_token("experiment")):].split()[0], n + 1
+        elif e.kind in ("hypothesis", "belief") and "half_width" in e.data:
+            trace.append({"n": n, "label": label, **{k: e.data[k] for k in ("answer", "half_width", "p_within")}})
+    return trace
+
+
+def plot_belief(entries, question: g.Question, path: Path, truth_value: float | None = None,
+                level: float = 0.9) -> Path | None:
+    """The answer and its interval (holding `level` of the belief) before any experiment and after each,
+    with the tolerance band around the truth (where an answer counts as correct). None for a ranking."""
+    trace = belief_trace(entries)
+    if question.kind == "rank" or not trace:
+        return None
+    qty = story.quantity_of(question)
+    hyp = next((g.parse_body("hypothesis", e.text[len(g.start_token(e.kind)):-len(g.end_token(e.kind))])
+                for e in entries if e.kind == "hypothesis"), None)
+    bounds = story.prior_bounds(hyp, question) if hyp is not None else None
+    x = np.array([t["n"] for t in trace])
+    y = np.array([t["answer"] for t in trace], float)
+    lo, hi = np.array([story.interval(t["answer"], t["half_width"], bounds) for t in trace]).T
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    if truth_value is not None:
+        tol = question.tolerance * truth_value if question.kind == "mass" else question.tolerance
+        ax.axhspan(truth_value - tol, truth_value + tol, color="tab:green", alpha=0.15,
+                   label=f"tolerance band: answers within {story.tolerance_text(question)} of the truth count")
+        ax.axhline(truth_value, color="tab:green", lw=1.5, ls="--", label="truth (grader's check)")
+    ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o-", color="tab:blue", capsize=4,
+                label=f"belief: estimate ± half-width ({level:.0%} of the belief within)")
+    for i, t in enumerate(trace):
+        ax.annotate(f"{t['p_within']:.0%}", (x[i], hi[i]), textcoords="offset points", xytext=(0, 4),
+                    ha="center", fontsize=7, color="tab:blue")
+    ax.set_xticks(x, [f"{t['n']}\n{t['label']}" if t["n"] else "prior" for t in trace])
+    ax.set_xlabel("experiments run (the belief after each; above each point: how sure it is of the tolerance)")
+    ax.set_ylabel(f"{qty.name} ({qty.unit or 'no unit'})")
+    ax.set_title(story.question_text(question), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_run_report(folder: str | Path, result, truth: dict | None = None, grade=None,
+                     confidence: float = 0.9) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     result.notebook.save(folder)
     if result.posterior is not None:
         plot_posterior(result.posterior, folder / "posterior.png", truth)
+    truth_value = grade.truth if grade is not None and not isinstance(grade.truth, tuple) else None
+    plot_belief(result.notebook.entries, result.question, folder / "belief.png", truth_value, confidence)
     summary = {"question": result.question.render(), "conclusion": result.conclusion.render(),
                "experiments": result.experiments, "wall_s": round(result.wall_s, 3),
                "decision_s_median": float(np.median(result.decision_s)) if result.decision_s else None}
+    if getattr(result, "stop", None) is not None:
+        summary.update(stop=result.stop.code, stop_reason=result.stop.text)
     if truth is not None:
         summary["truth"] = truth
     if grade is not None:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 log = logging.getLogger("loopylab.market.cli")
 console = Console(soft_wrap=True)   # long addresses and paths stay on one line
+err = Console(soft_wrap=True, stderr=True)
 
 DEFAULT_URL = os.environ.get("LOOPYLAB_MARKET_URL", "http://127.0.0.1:8000")
 DEFAULT_KEY = os.environ.get("LOOPYLAB_KEY", str(Path.home() / ".loopylab" / "key"))
@@ -25,6 +26,13 @@ bounty_app = typer.Typer(help="Post, claim, submit to and review data bounties (
 
 UrlOpt = typer.Option(DEFAULT_URL, "--url", help="Market server URL ($LOOPYLAB_MARKET_URL).")
 KeyOpt = typer.Option(DEFAULT_KEY, "--key", help="Your key file: hex private key or keystore JSON ($LOOPYLAB_KEY).")
+
+
+def _fail(msg: str, code: int = 1):
+    """One line on stderr, then exit (2: bad input, 1: refused or unreachable)."""
+    from rich.markup import escape
+    err.print(f"[red]error:[/] {escape(msg)}", highlight=False)
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
@@ -116,8 +124,7 @@ def _client(url: str, key: str, rig_key: str | None = None):
         account = load_key_file(key)
         rig = load_key_file(rig_key) if rig_key else None
     except FileNotFoundError as e:
-        console.print(f"[red]no key file {e.filename}[/]: create one with `loopylab bounty keygen`")
-        raise typer.Exit(2)
+        _fail(f"no key file {e.filename}: create one with `loopylab bounty keygen` (or pass --key)", 2)
     c = MarketClient(url, account, rig)
     _current_context().call_on_close(c.close)   # no sockets left open when the command ends
     _run(c.login)
@@ -139,11 +146,13 @@ def _run(fn):
     try:
         return fn()
     except MarketHTTPError as e:
-        console.print(f"[red]refused ({e.status})[/]: {e.detail}")
-        raise typer.Exit(1)
-    except httpx.ConnectError as e:
-        console.print(f"[red]cannot reach the market[/]: {e} (is `loopylab market serve` running?)")
-        raise typer.Exit(1)
+        _fail(f"refused ({e.status}): {e.detail}")
+    except httpx.TransportError as e:
+        try:
+            where = f" at {e.request.url}"
+        except RuntimeError:   # no request attached
+            where = ""
+        _fail(f"cannot reach the market{where}: {e or type(e).__name__} (is `loopylab market serve` running?)")
 
 
 def _eth(wei) -> str:
@@ -154,9 +163,14 @@ def _eth(wei) -> str:
 def _wei(amount: str) -> int:
     """'0.01' or '0.01eth' -> wei; '123wei' -> 123."""
     a = amount.strip().lower()
-    if a.endswith("wei"):
-        return int(a[:-3])
-    return int(Decimal(a.removesuffix("eth")) * 10**18)
+    try:
+        wei = int(a[:-3]) if a.endswith("wei") else int(Decimal(a.removesuffix("eth")) * 10**18)
+    except (ValueError, ArithmeticError):
+        raise typer.BadParameter(f"{amount!r} is not an amount: say 0.01 (ETH), 0.01eth or 5000wei",
+                                 param_hint="--reward") from None
+    if wei <= 0:
+        raise typer.BadParameter(f"{amount!r}: a reward must be more than 0", param_hint="--reward")
+    return wei
 
 
 @bounty_app.command()
@@ -166,8 +180,7 @@ def keygen(key: str = KeyOpt):
     try:
         console.print(f"{key}: address {new_key_file(key)}")
     except FileExistsError as e:
-        console.print(f"[red]{e}[/]")
-        raise typer.Exit(1)
+        _fail(str(e))
 
 
 @bounty_app.command()
@@ -192,20 +205,19 @@ def post(title: str = typer.Option(..., help="Short title."),
          fund: bool = typer.Option(True, help="Sign and send the escrow funding transaction now."),
          url: str = UrlOpt, key: str = KeyOpt):
     """Post a bounty and lock slots x reward in the escrow."""
-    from rich.markup import escape
     from loopylab.market.terms import load_spec
     from loopylab.world.config import ConfigError
+    reward_wei = _wei(reward)
     terms: dict = {"description": description, "task_spec": {}, "acceptance": []}
     if spec:
         try:
             terms.update(load_spec(spec))
         except ConfigError as e:
-            console.print(f"[red]{escape(str(e))}[/]")
-            raise typer.Exit(2)
+            _fail(str(e), 2)
     if topic:
         terms["task_spec"]["topics"] = list(topic)
     c = _client(url, key)
-    b = _run(lambda: c.post_bounty(title=title, reward_wei=_wei(reward), slots=slots,
+    b = _run(lambda: c.post_bounty(title=title, reward_wei=reward_wei, slots=slots,
                                    deadline=time.time() + hours * 3600, auto_approve_s=auto_approve_hours * 3600,
                                    claim_ttl_s=claim_minutes * 60, **terms))
     console.print(f"bounty {b['id']} posted (draft)")
@@ -282,8 +294,7 @@ def review(submission_id: int, approve: bool = typer.Option(None, "--approve/--r
            url: str = UrlOpt, key: str = KeyOpt):
     """Approve a submission (its payout is queued) or reject it with a reason."""
     if approve is None:
-        console.print("[red]say --approve or --reject[/]")
-        raise typer.Exit(2)
+        _fail("say --approve or --reject", 2)
     c = _client(url, key)
     s = _run(lambda: c.review(submission_id, approve, reason))
     console.print(f"submission {submission_id}: {s['state']}" + (f", payout {s['payout']['state']}" if s["payout"] else ""))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from loopylab.lab.outputs import RUNS, check_output
 from loopylab.nanochat.checkpoint import SHIPPED_DIR
 from loopylab.nanochat.data import SHIPPED_DATA
 
@@ -20,20 +21,23 @@ policy = typer.Typer(help="The nanochat policy: a small GPT that writes hypothes
 def data_cmd(
     seeds: str = typer.Option("0:400", "--seeds", help="World seeds, e.g. 0:400 or 0:100,500:600. Seeds ending "
                                                        "in 9 are held out for validation."),
-    out: Path = typer.Option(SHIPPED_DATA, "--out", help="Folder for the train_/val_ JSONL shards."),
+    out: Path = typer.Option(RUNS / "data", "--out", help="Folder for the train_/val_ JSONL shards (never the "
+                             "shipped data inside the package)."),
     workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per CPU core)."),
     noise: float = typer.Option(0.15, "--noise", help="Probability that the expert's experiment is replaced by "
                                                       "a random candidate (exploration)."),
     kinds: str = typer.Option("all", "--kinds", help="Question kinds, comma-separated, or 'all'."),
 ):
     """Run the lab's eig expert over seeded sim worlds and write its notebooks as training shards."""
-    from loopylab.lab.evaluation import parse_seeds
+    from loopylab.lab.evaluation import parse_kinds, parse_seeds
     from loopylab.nanochat.data import generate
 
+    check_output(out)
     summary = generate(parse_seeds(seeds), out, workers=workers or None, noise=noise,
-                       kinds=None if kinds == "all" else [k.strip() for k in kinds.split(",")])
+                       kinds=None if kinds == "all" else parse_kinds(kinds))
     typer.echo(f"wrote {summary['train']} train and {summary['val']} val notebooks to {out} "
-               f"({summary['failed']} worlds failed; expert success {summary['success_rate']:.0%})")
+               f"({summary['failed']} worlds failed; expert success {summary['success_rate']:.0%}); "
+               f"train on them with: loopylab policy train --data {out}")
 
 
 @policy.command("train")
@@ -42,7 +46,8 @@ def train_cmd(
                                                              "or gpu (CUDA, bf16, larger)."),
     steps: int = typer.Option(None, "--steps", help="Override the preset's number of steps."),
     data: Path = typer.Option(SHIPPED_DATA, "--data", help="Folder with train_/val_ shards from `policy data`."),
-    out: Path = typer.Option(None, "--out", help="Checkpoint folder (default runs/policy/<preset>)."),
+    out: Path = typer.Option(None, "--out", help="Checkpoint folder, with history.csv and history.png "
+                             "(default runs/policy/<preset>)."),
     device: str = typer.Option(None, "--device", help="Override the preset's device (cpu, cuda, cuda:1)."),
     depth: int = typer.Option(None, "--depth", help="Override the preset's depth."),
     batch_size: int = typer.Option(None, "--batch-size", help="Notebooks per step."),
@@ -53,7 +58,8 @@ def train_cmd(
                                        "(default: train one with rustbpe, or the shipped one if rustbpe is missing)."),
     seed: int = typer.Option(None, "--seed"),
 ):
-    """Train the policy on notebooks; prints loss, tokens/s (and MFU on a GPU) and the final val bpb."""
+    """Train the policy on notebooks; prints loss, tokens/s (and MFU on a GPU) and the final val bpb, and
+    writes the loss and val bpb history beside the checkpoint (history.csv, history.png)."""
     import importlib.util
 
     from loopylab.nanochat.data import read_shards
@@ -69,14 +75,14 @@ def train_cmd(
                  compile=compile_model, save_dtype=save_dtype, seed=seed)
     train_records = read_shards(data, "train")[:max_notebooks]
     val_records = read_shards(data, "val")
-    out = out or Path("runs/policy") / cfg.preset
+    out = check_output(out or RUNS / "policy" / cfg.preset)
     result = train(cfg, train_records, val_records, out_dir=out, tokenizer=tokenizer)
     mfu = f"{100 * result.mfu:.1f}%" if result.mfu is not None else "n/a (no known GPU peak)"
     typer.echo(f"preset {cfg.preset}: {result.params / 1e6:.2f}M params, {cfg.steps} steps, "
                f"final loss {result.losses[-1]:.4f}, val bpb " +
                (f"{result.val_bpb:.4f}" if result.val_bpb is not None else "n/a (no val notebooks)"))
     typer.echo(f"tokens/s {result.tokens_per_s:,.0f}  MFU {mfu}  device {cfg.device}")
-    typer.echo(f"checkpoint: {out}")
+    typer.echo(f"checkpoint: {out} (loss and val bpb history: {out / 'history.csv'}, {out / 'history.png'})")
 
 
 @policy.command("sample")
@@ -87,8 +93,11 @@ def sample_cmd(
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
 ):
     """Let the policy investigate one sim world and print its notebook as it is written."""
+    from loopylab.lab.evaluation import parse_kinds
     from loopylab.nanochat.agent import run_one
 
+    if parse_kinds(kind) != [kind]:   # an unknown kind is named before the simulator starts
+        raise typer.BadParameter(f"one question kind, not {kind!r}", param_hint="--kind")
     result = run_one(seed, kind, checkpoint=checkpoint, temperature=temperature, console=True)
     typer.echo(f"success={result['success']} experiments={result['experiments']} "
                f"parse_failures={result['parse_failures']} fallbacks={result['fallbacks']}")

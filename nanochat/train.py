@@ -23,6 +23,7 @@ import torch
 from loopylab.nanochat.checkpoint import save_checkpoint
 from loopylab.nanochat.data import NotebookBatches, collate, encode_all
 from loopylab.nanochat.gpt import GPT, GPTConfig
+from loopylab.nanochat.history import write_history
 from loopylab.nanochat.optim import MuonAdamW, Schedule
 from loopylab.nanochat.tokenizer import Tokenizer
 
@@ -76,6 +77,7 @@ class TrainResult:
     step: int
     losses: list[float] = field(default_factory=list)
     val_bpb: float | None = None
+    val_history: list[tuple[int, float]] = field(default_factory=list)   # (step, val bpb) at each eval
     tokens_per_s: float = 0.0
     mfu: float | None = None
     params: int = 0
@@ -119,7 +121,8 @@ def train(cfg: TrainConfig, train_texts: Sequence[str | dict], val_texts: Sequen
           tokenizer: Tokenizer | None = None, progress: bool = True,
           on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train a policy from notebooks (texts or shard records); save a checkpoint in `out_dir` (when given)
-    at the end. Without a tokenizer one is trained on the training notebooks."""
+    at the end, with the loss and val bpb history beside it (history.csv, history.png). Without a tokenizer
+    one is trained on the training notebooks."""
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("preset asks for CUDA but torch sees no GPU (use --preset tiny|small or --device cpu)")
@@ -183,10 +186,13 @@ def train(cfg: TrainConfig, train_texts: Sequence[str | dict], val_texts: Sequen
                 bar.update(task, advance=1, info=info)
             if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps and val_rows:
                 bpb = evaluate_bpb(model, val_rows, token_bytes, pad_id)
+                result.val_history.append((step + 1, bpb))
                 log.info("step %d/%d: %s, val bpb %.4f", step + 1, cfg.steps, info, bpb)
     result.tokens_per_s = timed_tokens / timed_s if timed_s else 0.0
     result.mfu = flops_per_token * result.tokens_per_s / peak if peak else None
     result.val_bpb = evaluate_bpb(model, val_rows, token_bytes, pad_id) if val_rows else None
+    if result.val_bpb is not None:
+        result.val_history.append((cfg.steps, result.val_bpb))
     mfu_text = f", MFU {100 * result.mfu:.1f}%" if result.mfu is not None else ""
     log.info("done: %d steps, final loss %.4f, val bpb %s, %.0f tokens/s%s", cfg.steps, result.losses[-1],
              f"{result.val_bpb:.4f}" if result.val_bpb is not None else "n/a", result.tokens_per_s, mfu_text)
@@ -196,7 +202,9 @@ def train(cfg: TrainConfig, train_texts: Sequence[str | dict], val_texts: Sequen
                 "notebooks": {"train": len(train_rows), "val": len(val_rows)}}
         save_checkpoint(out_dir, cfg.steps, model, tokenizer, optimizer=opt if cfg.save_dtype == "float32" else None,
                         meta=meta, dtype=getattr(torch, cfg.save_dtype))
-        log.info("checkpoint written to %s", out_dir)
+        write_history(out_dir, result.losses, result.val_history, title=f"policy training ({cfg.preset} preset, "
+                      f"{n_params / 1e6:.2f}M parameters)")
+        log.info("checkpoint written to %s (history.csv and history.png beside it)", out_dir)
     result.model, result.tokenizer = model, tokenizer
     return result
 

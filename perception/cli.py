@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -32,7 +33,7 @@ def _board_opts():
 
 
 def _fail(msg: str, code: int = 1):
-    err.print(f"[red]error:[/red] {msg}")
+    err.print(f"[red]error:[/red] {escape(msg)}")   # escaped: a message may hold [brackets] (TOML tables)
     raise typer.Exit(code)
 
 
@@ -66,7 +67,8 @@ def board(out: Path = typer.Argument(Path("charuco.png"), help="PNG to write."),
     from loopylab.perception.calibration import BoardSpec
     spec = BoardSpec(squares_x, squares_y, square, marker, dictionary)
     img = spec.image(px_per_m=dpi / 0.0254, margin_px=int(dpi * 0.4))
-    cv2.imwrite(str(out), img)
+    if not cv2.imwrite(str(out), img):   # OpenCV says nothing itself
+        _fail(f"could not write {out} (does its folder exist, and does the name end in .png?)", 2)
     console.print(f"wrote {out} ({img.shape[1]}x{img.shape[0]} px at {dpi} dpi, squares {square * 1000:.1f} mm)")
 
 

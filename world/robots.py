@@ -32,9 +32,16 @@ CONTROL_HZ = 120.0
 
 @dataclass(frozen=True)
 class MotorLayout:
-    """A hardware arm's joints on bus servos (LeRobot-compatible layouts)."""
+    """A hardware arm's joints on bus servos (LeRobot-compatible layouts). `modes`: each motor's operating
+    mode (checked at connect, written by `loopylab arm setup-motors`): `position` keeps the motors' own
+    position limits active; a gripper in `current_based_position` cannot squeeze past its current limit.
+    `rest`: where a protective stop lowers the arm (rad, joints not named hold); `brakes`: False when the
+    arm falls with torque off (so a protective stop lowers it instead of letting go)."""
     kind: str                                                   # servo family: feetech | dynamixel
     motors: dict[str, tuple[int, str]] = field(hash=False)      # joint -> (motor id, model), bus order
+    modes: dict[str, str] = field(default_factory=dict, hash=False)
+    rest: dict[str, float] = field(default_factory=dict, hash=False)
+    brakes: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,12 +155,18 @@ def write_so101_urdf(path: Path = ASSETS / "so101.urdf") -> Path:
 
 # -- the catalogue ------------------------------------------------------------------------------
 LEROBOT_ARM = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll")  # so101 and koch
+_LEROBOT_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+# Rest poses: folded back and low (each within the URDF limits), where a protective stop lowers a brakeless arm.
 SO101_MOTORS = MotorLayout("feetech", {"shoulder_pan": (1, "sts3215"), "shoulder_lift": (2, "sts3215"),
                                        "elbow_flex": (3, "sts3215"), "wrist_flex": (4, "sts3215"),
-                                       "wrist_roll": (5, "sts3215"), "gripper": (6, "sts3215")})
+                                       "wrist_roll": (5, "sts3215"), "gripper": (6, "sts3215")},
+                           modes=dict.fromkeys(_LEROBOT_JOINTS, "position"),
+                           rest={"shoulder_pan": 0.0, "shoulder_lift": -1.7, "elbow_flex": 2.9, "wrist_flex": 0.8})
 KOCH_MOTORS = MotorLayout("dynamixel", {"shoulder_pan": (1, "xl430-w250"), "shoulder_lift": (2, "xl430-w250"),
                                         "elbow_flex": (3, "xl330-m288"), "wrist_flex": (4, "xl330-m288"),
-                                        "wrist_roll": (5, "xl330-m288"), "gripper": (6, "xl330-m288")})
+                                        "wrist_roll": (5, "xl330-m288"), "gripper": (6, "xl330-m288")},
+                          modes={**dict.fromkeys(_LEROBOT_JOINTS, "position"), "gripper": "current_based_position"},
+                          rest={"shoulder_pan": 0.0, "shoulder_lift": -1.6, "elbow_flex": 1.6, "wrist_flex": 1.2})
 
 CATALOGUE: dict[str, RobotSpec] = {rs.name: rs for rs in (
     RobotSpec("panda", str(_PD / "franka_panda/panda.urdf"),

@@ -41,7 +41,8 @@ class McuEmulator:
     """`McuEmulator().start()`: the firmware running on the host; the host side opens `.path`."""
 
     def __init__(self, joints: int = 4, sensors: int = 2, watchdog_ms: int = 200, binary: Path | None = None,
-                 link: str | None = None):
+                 link: str | None = None, faults: Faults | None = None):
+        self.faults_at_start = faults
         self.args = ["--joints", str(joints), "--sensors", str(sensors), "--watchdog", str(watchdog_ms)]
         self.binary = binary
         self.link = link
@@ -54,7 +55,7 @@ class McuEmulator:
         device_path = self.proc.stdout.readline().strip()
         if not device_path:
             raise BuildError(f"the MCU emulator exited with code {self.proc.wait()}")
-        self.relay = PtyRelay(device_path, self.link)
+        self.relay = PtyRelay(device_path, self.link, faults=self.faults_at_start)
         return self
 
     @property

@@ -116,6 +116,15 @@ class ModbusEmulator:
     def stop(self) -> None:
         self.server.stop()
 
+    def vanish(self) -> None:
+        """Unplug the RTU cable (TCP: nothing to unplug)."""
+        if self.server.relay is not None:
+            self.server.relay.vanish()
+
+    def restore(self) -> None:
+        if self.server.relay is not None:
+            self.server.relay.restore()
+
     def __enter__(self):
         return self.start()
 

@@ -10,6 +10,7 @@ import os
 import pty
 import random
 import select
+import shutil
 import tempfile
 import termios
 import threading
@@ -27,13 +28,21 @@ _SPEEDS = {getattr(termios, f"B{b}"): b for b in (9600, 19200, 38400, 57600, 115
 
 @dataclass
 class Faults:
-    """What goes wrong next. Counters are consumed one reply at a time; rates draw from a seeded RNG."""
+    """What goes wrong next. Counters are consumed one reply at a time; rates draw from a seeded RNG.
+    `Faults.parse("drop=0.05,corrupt=0.05,delay_ms=5,silent=3,port_loss_after=10s")` reads the
+    `loopylab arm emulate --fault` spec."""
     drop_bytes: int = 0                 # the next N replies each lose one byte
     corrupt: int = 0                    # the next N replies each get a flipped checksum byte
     silent_ids: set[int] = field(default_factory=set)   # devices that no longer answer
     latency_s: float = 0.0              # added before every reply
     drop_rate: float = 0.0              # probability that a reply loses a byte
     corrupt_rate: float = 0.0           # probability that a reply is corrupted
+    lose: int = 0                       # the next N replies are lost whole
+    lose_rate: float = 0.0              # probability that a reply is lost whole
+    late: int = 0                       # the next N replies come `late_s` late (after the host gave up)
+    late_s: float = 0.0
+    protocol_error: int = 0             # servo emulators: the next N replies say "your instruction had a bad CRC"
+    port_loss_after_s: float | None = None   # the port vanishes this long after the emulator starts
     seed: int = 0
     injected: int = 0                   # how many faults were actually applied
 
@@ -44,6 +53,10 @@ class Faults:
         """Return the reply as it will reach the host."""
         if not reply:
             return reply
+        if self.lose > 0 or (self.lose_rate and self._rng.random() < self.lose_rate):
+            self.lose = max(0, self.lose - 1)
+            self.injected += 1
+            return b""
         if self.drop_bytes > 0 or (self.drop_rate and self._rng.random() < self.drop_rate):
             self.drop_bytes = max(0, self.drop_bytes - 1)
             self.injected += 1
@@ -55,11 +68,55 @@ class Faults:
             reply = reply[:-1] + bytes((reply[-1] ^ 0x5A,))
         return reply
 
+    def hold_s(self) -> float:
+        """How long to hold the next answer back (latency, plus `late_s` while `late` lasts)."""
+        if self.late > 0:
+            self.late -= 1
+            self.injected += 1
+            return self.latency_s + self.late_s
+        return self.latency_s
+
+    @classmethod
+    def parse(cls, spec: str, seed: int = 0) -> "Faults":
+        """`drop=P` (replies lost whole), `corrupt=P` (bad checksum), `truncate=P` (a byte lost),
+        `delay_ms=MS`, `silent=ID[+ID...]`, `port_loss_after=S[s]`; comma-separated."""
+        f = cls(seed=seed)
+        for item in filter(None, (x.strip() for x in spec.split(","))):
+            key, sep, value = item.partition("=")
+            try:
+                if not sep:
+                    raise ValueError("no value")
+                if key == "drop":
+                    f.lose_rate = _rate(value)
+                elif key == "corrupt":
+                    f.corrupt_rate = _rate(value)
+                elif key == "truncate":
+                    f.drop_rate = _rate(value)
+                elif key == "delay_ms":
+                    f.latency_s = float(value) / 1000.0
+                elif key == "silent":
+                    f.silent_ids = {int(v) for v in value.split("+")}
+                elif key == "port_loss_after":
+                    f.port_loss_after_s = float(value.removesuffix("s"))
+                else:
+                    raise ValueError("unknown fault; use drop, corrupt, truncate, delay_ms, silent, port_loss_after")
+            except ValueError as e:
+                raise ValueError(f"fault {item!r}: {e}") from None
+        return f
+
+
+def _rate(value: str) -> float:
+    p = float(value)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"a probability is 0..1, got {p}")
+    return p
+
 
 class PtyDevice:
     """A pty whose master we hold. `read()`/`write()` talk to whoever opened `path`."""
 
     def __init__(self, link: str | os.PathLike | None = None):
+        self._tmp = ""  # the folder made for the link, removed on close
         if link is None:
             self._tmp = tempfile.mkdtemp(prefix="loopylab-pty-")
             link = Path(self._tmp) / "tty"
@@ -147,6 +204,9 @@ class PtyDevice:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
+        if self._tmp:  # an empty folder per emulator used to pile up in /tmp
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = ""
 
 
 class PtyRelay:
@@ -184,8 +244,9 @@ class PtyRelay:
     def from_device(self, data: bytes) -> None:
         if self.faults.silent_ids:
             return
-        if self.faults.latency_s:
-            time.sleep(self.faults.latency_s)
+        hold = self.faults.hold_s()
+        if hold:
+            time.sleep(hold)
         self.to_host(self.faults.apply(data))
 
     def from_host(self, data: bytes) -> None:
@@ -233,3 +294,13 @@ class PtyRelay:
         else:
             os.close(self._dev)
         self.host.close()
+
+
+def schedule_port_loss(emulator, faults: Faults) -> threading.Timer | None:
+    """Vanish `emulator`'s port `faults.port_loss_after_s` from now (the unplugged-cable fault)."""
+    if faults.port_loss_after_s is None:
+        return None
+    timer = threading.Timer(faults.port_loss_after_s, emulator.vanish)
+    timer.daemon = True
+    timer.start()
+    return timer

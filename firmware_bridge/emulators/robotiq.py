@@ -1,6 +1,7 @@
 """A Robotiq 2F gripper on a real pymodbus server: activation, go-to with speed, object detection,
 faults (including the 1 s communication watchdog). `object_at` puts an object between the fingers:
-closing stops there with gOBJ = 2."""
+closing stops there with gOBJ = 2. Like the gripper, it takes a write of any part of the command
+registers (FC16) or of one register (FC06)."""
 from __future__ import annotations
 
 import threading
@@ -105,8 +106,13 @@ class RobotiqEmulator(ModbusEmulator):
         with m.lock:
             m.update(now)
             m.last_comm = now
-            if set_values is not None and address == COMMAND and len(set_values) == 3:
-                m.on_command(list(set_values), now)
+            if set_values is not None and COMMAND <= address < COMMAND + 3:
+                # FC16 of any part of the command block, or FC06 of one register: the gripper acts on
+                # the whole block as it stands after the write
+                cmd = list(regs[COMMAND - start:COMMAND - start + 3])
+                off = address - COMMAND
+                cmd[off:off + len(set_values)] = list(set_values)[:3 - off]
+                m.on_command(cmd, now)
             status = m.status_registers()
             regs[STATUS - start:STATUS - start + 3] = status
         return None

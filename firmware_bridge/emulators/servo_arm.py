@@ -5,6 +5,11 @@ written unlocked / with torque off), a hidden actual position that moves toward 
 speed while torque is on, and reports position, velocity and load/current from it. The conventions
 are the real ones: Dynamixel Present = Actual + Homing_Offset (two's complement), Feetech
 Present = Actual - Homing_Offset (sign-magnitude); goals are clamped to the position limits.
+
+As strict as the motors: REG_WRITE only takes effect on ACTION; REBOOT reloads EEPROM and resets RAM
+(torque off, hardware error cleared); Dynamixel FACTORY_RESET (all / all but ID / all but ID and baud)
+and CLEAR (multi-turn count); an unknown instruction is answered with the instruction error (Dynamixel
+error 2, Feetech bit 0x40); a broadcast READ (which no motor answers) is ignored.
 """
 from __future__ import annotations
 
@@ -14,14 +19,21 @@ import time
 
 from loopylab.firmware_bridge.emulators.pty_device import Faults, PtyDevice
 from loopylab.firmware_bridge.servo.codecs import get_protocol
-from loopylab.firmware_bridge.servo.protocol import (ACTION, BROADCAST_ID, BULK_READ, PING, READ, REBOOT, REG_WRITE,
-                                                     SYNC_READ, SYNC_WRITE, WRITE, CorruptPacket)
+from loopylab.firmware_bridge.servo.feetech import INSTRUCTION_ERROR as FEETECH_INSTRUCTION_ERROR
+from loopylab.firmware_bridge.servo.protocol import (ACTION, BROADCAST_ID, BULK_READ, FACTORY_RESET, PING, READ,
+                                                     REBOOT, REG_WRITE, SYNC_READ, SYNC_WRITE, WRITE, CorruptPacket)
 
 log = logging.getLogger("loopylab.emulator.servo")
 
 DEFAULT_MODELS = {"dynamixel": 1060, "feetech": 777}   # XL430-W250, STS3215
 FACTORY_BAUD_CODE = {"dynamixel": 1, "feetech": 0}     # 57600 / 1M
 SPEED_TICKS_PER_S = 3000.0                             # ~4.6 rad/s: brisk but finite
+POSITION_MODE = {"dynamixel": 3, "feetech": 0}
+CLEAR = 0x10                                           # Dynamixel: clear the multi-turn count
+CLEAR_MULTI_TURN = bytes((0x01, 0x44, 0x58, 0x4C, 0x22))
+# status error codes per family: (instruction error, CRC error as sent for a damaged instruction)
+INSTRUCTION_ERROR = {"dynamixel": 2, "feetech": FEETECH_INSTRUCTION_ERROR}
+CRC_ERROR = {"dynamixel": 3, "feetech": FEETECH_INSTRUCTION_ERROR}
 
 
 class EmulatedMotor:
@@ -32,6 +44,9 @@ class EmulatedMotor:
         self.actual = float(actual)
         self.velocity = 0.0
         self.hw_error = 0            # Dynamixel hardware error bits / Feetech status bits
+        self.pending: tuple[int, bytes] | None = None   # a REG_WRITE waiting for ACTION
+        self.torque_offs = 0                            # times torque went from on to off (benchmarks count drops)
+        self.model = model
         self._last = time.monotonic()
         self._set("Model_Number", model)
         self._set("ID", id)
@@ -120,13 +135,14 @@ class EmulatedMotor:
             return 7                                             # EEPROM needs torque off
         was_torque = self.torque
         self.mem[address:address + len(data)] = data
-        for name, lo_hi in (("Goal_Position", None),):
-            r = self.t[name]
-            if r in touched:
-                lo, hi = self._get("Min_Position_Limit"), self._get("Max_Position_Limit")
-                self._set(name, max(lo, min(hi, self._get(name))))
+        # the position limits hold in position mode only (Dynamixel 3, Feetech 0), as on the motors
+        if self.t["Goal_Position"] in touched and self._get("Operating_Mode") == POSITION_MODE[self.kind]:
+            lo, hi = self._get("Min_Position_Limit"), self._get("Max_Position_Limit")
+            self._set("Goal_Position", max(lo, min(hi, self._get("Goal_Position"))))
         if self.torque and not was_torque:
             self._last = time.monotonic()
+        if was_torque and not self.torque:
+            self.torque_offs += 1
         if eeprom and (self.kind == "dynamixel" or self._get("Lock") == 0):
             self.saved[:64] = self.mem[:64]
         return 0
@@ -148,8 +164,49 @@ class EmulatedMotor:
         self._set("Goal_Position", self.present_position())
 
     def reboot(self) -> None:
-        self.hw_error = 0
-        self._set("Torque_Enable", 0)
+        """What a reboot does: EEPROM reloaded, RAM back to defaults, hardware error cleared."""
+        self.pending = None
+        self.power_cycle()
+
+    def reg_write(self, address: int, data: bytes) -> int:
+        """Register a write for the next ACTION; refused now for what a WRITE would refuse."""
+        touched = [r for r in self.t.values() if r.address < address + len(data) and address < r.address + r.size]
+        if any(not r.writable for r in touched):
+            return 7 if self.kind == "dynamixel" else 0
+        self.pending = (address, bytes(data))
+        if self.kind == "dynamixel":
+            self._set("Registered_Instruction", 1)
+        return 0
+
+    def action(self) -> int:
+        if self.pending is None:
+            return 0
+        (address, data), self.pending = self.pending, None
+        if self.kind == "dynamixel":
+            self._set("Registered_Instruction", 0)
+        return self.write(address, data)
+
+    def factory_reset(self, level: int) -> None:
+        """Dynamixel FACTORY_RESET: 0xFF everything, 0x01 all but ID, 0x02 all but ID and baud."""
+        keep_id = self.id if level in (0x01, 0x02) else 1
+        keep_baud = self._get("Baud_Rate") if level == 0x02 else FACTORY_BAUD_CODE[self.kind]
+        fresh = EmulatedMotor(self.kind, keep_id, self.model, keep_baud, self.actual)
+        if self.kind == "dynamixel":
+            fresh._set("Return_Delay_Time", 250)                 # factory: 500 µs
+        self.mem[:], self.saved[:] = fresh.mem, fresh.mem
+        self.pending, self.hw_error = None, 0
+        self._refresh()
+
+    def clear(self, params: bytes) -> int:
+        """Dynamixel CLEAR 0x01: fold the multi-turn position back into one turn (motor at rest only)."""
+        if bytes(params) != CLEAR_MULTI_TURN:
+            return 4
+        self.update()
+        if abs(self.velocity) > 0:
+            return 1                                              # result fail: only while stopped
+        self.actual %= 4096
+        self._refresh()
+        return 0
 
 
 class ServoArmEmulator:
@@ -173,6 +230,24 @@ class ServoArmEmulator:
         self._stop = threading.Event()
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_robot(cls, robot: str, **kw) -> "ServoArmEmulator":
+        """The catalogue arm `robot` (`loopylab.world.robots`) as set up by `loopylab arm setup-motors`: its
+        motor models, IDs and operating modes."""
+        from loopylab.firmware_bridge.servo.models import mode_value
+        from loopylab.world.robots import robot_spec
+        layout = robot_spec(robot).hardware
+        if layout is None:
+            raise ValueError(f"robot {robot!r} has no bus-servo motors in the catalogue")
+        numbers = {name: number for number, name in get_protocol(layout.kind).models.items()}
+        emu = cls(layout.kind, ids=tuple(i for i, _ in layout.motors.values()),
+                  model={i: numbers[m] for i, m in layout.motors.values()}, **kw)
+        for joint, mode in layout.modes.items():
+            m = emu.motors[layout.motors[joint][0]]
+            m._set("Operating_Mode", mode_value(layout.kind, mode))
+            m.saved[:] = m.mem
+        return emu
 
     @property
     def path(self) -> str:
@@ -244,17 +319,22 @@ class ServoArmEmulator:
             while True:
                 try:
                     pkt, start = self.proto.parse(buf, start, status=False)
-                except CorruptPacket as e:  # a real servo stays silent: the host times out and retries
+                except CorruptPacket as e:  # no valid ID to answer to: the host times out and retries
                     start = e.resume
                     continue
                 if pkt is None:
                     break
                 self.requests += 1
-                with self._lock:
-                    reply = self._handle(pkt)
+                try:
+                    with self._lock:
+                        reply = self._handle(pkt)
+                except Exception:  # whatever the host sends, the motors keep serving
+                    log.exception("emulator: request %r failed", pkt)
+                    reply = b""
                 if reply:
-                    if self.faults.latency_s:
-                        time.sleep(self.faults.latency_s)
+                    hold = self.faults.hold_s()
+                    if hold:
+                        time.sleep(hold)
                     self.port.write(reply)
             del buf[:start]
 
@@ -270,36 +350,81 @@ class ServoArmEmulator:
         delay = m._get("Return_Delay_Time") * 2e-6
         if delay > 1e-4:
             time.sleep(delay)
+        if self.faults.protocol_error > 0:      # the instruction reached the motor damaged: it says so
+            self.faults.protocol_error -= 1
+            self.faults.injected += 1
+            error, params = CRC_ERROR[self.kind], b""
         return self.faults.apply(self.proto.status(m.id if id is None else id, error | m.status_error(), params))
 
     def _handle(self, pkt) -> bytes:
         p, inst, a = pkt.params, pkt.instruction, self.proto.addr_size
         u = lambda b: int.from_bytes(b, "little")  # noqa: E731
-        if inst in (SYNC_WRITE, SYNC_READ, BULK_READ) or pkt.id == BROADCAST_ID:
-            targets = None
-        else:
-            targets = self._answering(pkt.id)
-            if targets is None:
-                return b""
+        broadcast = pkt.id == BROADCAST_ID
+        if inst in (SYNC_WRITE, SYNC_READ) or (inst == BULK_READ and self.kind == "dynamixel"):
+            return self._handle_group(inst, p, a, u)
+        if broadcast:
+            return self._handle_broadcast(inst, p, a, u)
+        m = self._answering(pkt.id)
+        if m is None:
+            return b""
         if inst == PING:
-            ids = sorted(self.motors) if pkt.id == BROADCAST_ID else [pkt.id]
+            info = m.read(0, 2) + m.read(6, 1) if self.kind == "dynamixel" else b""
+            return self._status(m, 0, info)
+        if inst == READ:
+            return self._status(m, 0, m.read(u(p[:a]), u(p[a:2 * a])))
+        if inst == WRITE:
+            err = m.write(u(p[:a]), p[a:])
+            self.motors = {x.id: x for x in self.motors.values()}
+            # the reply still carries the ID the instruction was sent to (also after an ID change)
+            return self._status(m, err, id=pkt.id)
+        if inst == REG_WRITE:
+            return self._status(m, m.reg_write(u(p[:a]), p[a:]))
+        if inst == ACTION:
+            err = m.action()
+            self.motors = {x.id: x for x in self.motors.values()}
+            return self._status(m, err, id=pkt.id)
+        if inst == REBOOT:
+            reply = self._status(m, 0)           # answers first, then restarts
+            m.reboot()
+            return reply
+        if inst == FACTORY_RESET and self.kind == "dynamixel":
+            level = p[0] if p else 0xFF
+            if level not in (0xFF, 0x01, 0x02):
+                return self._status(m, 4)        # data range error
+            reply = self._status(m, 0)           # answers with its old ID, then resets
+            m.factory_reset(level)
+            self.motors = {x.id: x for x in self.motors.values()}
+            return reply
+        if inst == CLEAR and self.kind == "dynamixel":
+            return self._status(m, m.clear(p))
+        return self._status(m, INSTRUCTION_ERROR[self.kind])
+
+    def _handle_broadcast(self, inst: int, p: bytes, a: int, u) -> bytes:
+        """Broadcast instructions: every motor acts, none answers (except to PING, one after another)."""
+        if inst == PING:
             out = b""
-            for i in ids:
+            for i in sorted(self.motors):
                 m = self._answering(i)
                 if m is not None:
                     info = m.read(0, 2) + m.read(6, 1) if self.kind == "dynamixel" else b""
                     out += self._status(m, 0, info)
             return out
-        if inst == READ:
-            return self._status(targets, 0, targets.read(u(p[:a]), u(p[a:2 * a])))
-        if inst in (WRITE, REG_WRITE):
-            targets_all = list(self.motors.values()) if pkt.id == BROADCAST_ID else [targets]
-            err = 0
-            for m in targets_all:
-                err = m.write(u(p[:a]), p[a:])
-            self.motors = {m.id: m for m in self.motors.values()}
-            # the reply still carries the ID the instruction was sent to (also after an ID change)
-            return b"" if pkt.id == BROADCAST_ID else self._status(targets, err, id=pkt.id)
+        for m in list(self.motors.values()):
+            if inst == WRITE:
+                m.write(u(p[:a]), p[a:])
+            elif inst == REG_WRITE:
+                m.reg_write(u(p[:a]), p[a:])
+            elif inst == ACTION:
+                m.action()
+            elif inst == REBOOT:
+                m.reboot()
+            elif inst == CLEAR and self.kind == "dynamixel":
+                m.clear(p)
+            # READ, FACTORY_RESET and anything unknown: ignored (no motor answers a broadcast READ)
+        self.motors = {x.id: x for x in self.motors.values()}
+        return b""
+
+    def _handle_group(self, inst: int, p: bytes, a: int, u) -> bytes:
         if inst == SYNC_WRITE:
             addr, n = u(p[:a]), u(p[a:2 * a])
             for k in range(2 * a, len(p) - n, n + 1):
@@ -307,24 +432,16 @@ class ServoArmEmulator:
                 if m is not None:
                     m.write(addr, p[k + 1:k + 1 + n])
             return b""
+        out = b""
         if inst == SYNC_READ:
             addr, n = u(p[:a]), u(p[a:2 * a])
-            out = b""
             for i in p[2 * a:]:
                 m = self._answering(i)
                 if m is not None:
                     out += self._status(m, 0, m.read(addr, n))
             return out
-        if inst == BULK_READ and self.kind == "dynamixel":
-            out = b""
-            for k in range(0, len(p) - 4, 5):
-                m = self._answering(p[k])
-                if m is not None:
-                    out += self._status(m, 0, m.read(u(p[k + 1:k + 3]), u(p[k + 3:k + 5])))
-            return out
-        if inst == REBOOT:
-            targets.reboot()
-            return self._status(targets, 0)
-        if inst == ACTION:
-            return b""
-        return self._status(targets, 2 if self.kind == "dynamixel" else 0)  # instruction error
+        for k in range(0, len(p) - 4, 5):          # BULK_READ: (id, address, length) per motor
+            m = self._answering(p[k])
+            if m is not None:
+                out += self._status(m, 0, m.read(u(p[k + 1:k + 3]), u(p[k + 3:k + 5])))
+        return out

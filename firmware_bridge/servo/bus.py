@@ -1,16 +1,28 @@
 """A motor bus over pyserial: one serial port, one protocol, named motors.
 
 Every transaction gets a deadline computed from the bytes on the wire at the port's baud rate, the
-motors' return delay and the USB adapter's latency; transient failures (no reply, a corrupted reply)
-are retried at once (LeRobot's most common complaint is a loop killed by one lost status packet), and
-what finally fails names the motors that did not answer. A status error from a motor (overload,
-overheating...) is not transient: it raises MotorFaultError at once.
+motors' return delay and the USB adapter's latency. Replies are matched to their request: a status
+packet from a motor that was not asked, or of another length than the request's (a late answer to an
+earlier request), is stale and skipped, never taken as this request's answer. After any failed try the
+next request is preceded by a barrier: a small READ of a length no other request uses (a new one each
+time); a motor answers in order, so everything before the barrier's answer is stale. A reply that
+arrives after its deadline is never mistaken for a later request's.
+
+Faults fall into the classes the arm driver reports (`fault_class`, `label`):
+- transient, retried at once: `no_response(id)` (no reply in time), `corrupt` (bad checksum or
+  framing), `protocol_error(id, code)` (the motor answered that it could not carry out the request,
+  e.g. Dynamixel error 3: the instruction reached it with a bad CRC);
+- `motor_error(id, bits)`: the motor reports its own hardware error (overload, overheating...): raised
+  at once, never retried;
+- `port_lost`: the adapter went away.
 """
 from __future__ import annotations
 
 import logging
 import os
 import select
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -21,31 +33,73 @@ from loopylab.firmware_bridge.servo.protocol import BROADCAST_ID, CorruptPacket,
 
 log = logging.getLogger("loopylab.motorbus")
 
+BARRIER_LENGTHS = (5, 7, 11, 13)   # READ lengths of the barrier (from address 0): none used by a request
+
 
 class MotorBusError(RuntimeError):
     """Anything that went wrong on the bus."""
+    fault_class = "bus"
+
+    @property
+    def label(self) -> str:
+        return self.fault_class
 
 
 class NoResponseError(MotorBusError):
+    fault_class = "no_response"
+
     def __init__(self, message: str, motor_ids: list[int]):
         super().__init__(message)
         self.motor_ids = motor_ids
 
+    @property
+    def label(self) -> str:
+        return f"no_response({','.join(map(str, self.motor_ids))})"
+
 
 class CorruptResponseError(MotorBusError):
-    pass
+    fault_class = "corrupt"
+
+
+class ProtocolError(MotorBusError):
+    """A motor answered with a protocol error number: it could not carry out this request."""
+    fault_class = "protocol_error"
+
+    def __init__(self, message: str, motor_id: int, code: int):
+        super().__init__(message)
+        self.motor_id, self.code = motor_id, code
+
+    @property
+    def motor_ids(self) -> list[int]:
+        return [self.motor_id]
+
+    @property
+    def label(self) -> str:
+        return f"protocol_error({self.motor_id}, 0x{self.code:02X})"
 
 
 class MotorFaultError(MotorBusError):
-    """A motor reported a hardware problem (its status error byte / alert)."""
+    """A motor reported a hardware problem (its status error byte / alert); `bits` are its hardware
+    error bits (Dynamixel Hardware_Error_Status, Feetech status), `error` the raw status byte."""
+    fault_class = "motor_error"
 
-    def __init__(self, message: str, motor_id: int, error: int):
+    def __init__(self, message: str, motor_id: int, error: int, bits: int | None = None):
         super().__init__(message)
         self.motor_id, self.error = motor_id, error
+        self.bits = error if bits is None else bits
+
+    @property
+    def motor_ids(self) -> list[int]:
+        return [self.motor_id]
+
+    @property
+    def label(self) -> str:
+        return f"motor_error({self.motor_id}, 0x{self.bits:02X})"
 
 
 class PortLostError(MotorBusError):
     """The serial port went away (unplugged adapter, powered-down hub)."""
+    fault_class = "port_lost"
 
 
 def open_serial(port: str, baudrate: int, advice: str = "", **options) -> serial.Serial:
@@ -70,6 +124,7 @@ def close_serial(ser: serial.Serial | None) -> None:
 class Motor:
     id: int
     model: str = ""          # expected model name; empty = accept any of the protocol's models
+    mode: str = ""           # expected operating mode (servo.models.OPERATING_MODES); empty = not checked
 
 
 class MotorBus:
@@ -86,7 +141,10 @@ class MotorBus:
         self.latency_s, self.return_delay_s = latency_s, return_delay_s
         self.ser: serial.Serial | None = None
         self._fd = -1
-        self.stats = {"transactions": 0, "retries": 0, "timeouts": 0, "corrupt": 0}
+        self.stats = {"transactions": 0, "retries": 0, "timeouts": 0, "corrupt": 0, "protocol_errors": 0,
+                      "stale": 0, "resyncs": 0}
+        self._dirty = False      # a reply may still be in flight from a failed try: send a barrier first
+        self._barriers = 0
 
     # -- port -----------------------------------------------------------------------
     @property
@@ -98,6 +156,7 @@ class MotorBus:
                                "dialout group? (loopylab arm find-port lists ports)", write_timeout=1)
         self._fd = self.ser.fileno()
         self.ser.reset_input_buffer()
+        self._dirty = False
         return self
 
     def close(self) -> None:
@@ -136,18 +195,25 @@ class MotorBus:
         except OSError as e:
             raise PortLostError(f"{self.port_name} went away: {e}") from e
 
-    def _collect(self, expect: list[tuple[int, int]], timeout: float, what: str) -> dict[int, StatusPacket]:
-        """Read status packets until every (id, data length) in `expect` has answered."""
-        import time
+    def _collect(self, expect: list[tuple[int, int]], timeout: float, what: str,
+                 barrier: tuple[int, int] | None = None) -> tuple[dict[int, StatusPacket], list[str]]:
+        """Read status packets until every (id, data length) in `expect` has answered, or every expected
+        packet has come (some corrupt), or the deadline. Returns (good replies, what was corrupt).
+        Everything before the `barrier`'s answer, and any packet that does not match (another motor, a
+        second answer, another length without an error), is stale: skipped."""
         deadline = time.monotonic() + timeout
         want = dict(expect)
         got: dict[int, StatusPacket] = {}
+        corrupt: list[str] = []
         buf, start = bytearray(), 0
         fd, parse = self._fd, self.proto.parse
-        while len(got) < len(want):
+        last_look = False
+        while len(got) + len(corrupt) < len(want) and not last_look:
+            # past the deadline, still look once: on a busy host this thread may wake up late, with the
+            # answers already waiting (a host stall is not a motor that did not answer)
             left = deadline - time.monotonic()
-            if left <= 0:
-                break
+            last_look = left <= 0
+            left = max(0.0, left)
             try:
                 if not select.select([fd], [], [], left)[0]:
                     break
@@ -160,76 +226,123 @@ class MotorBus:
             while True:
                 try:
                     pkt, start = parse(buf, start)
-                except CorruptPacket as e:
-                    raise CorruptResponseError(f"{what}: corrupted reply ({e})") from None
+                except CorruptPacket as e:      # skip it; the other motors' answers still count
+                    start = e.resume
+                    if barrier is not None:     # most likely the barrier's answer: what follows is ours
+                        barrier = None
+                    else:
+                        corrupt.append(str(e))
+                    continue
                 if pkt is None:
                     break
+                if barrier is not None:       # (a motor may answer the barrier with an error and no data)
+                    if pkt.id == barrier[0] and (len(pkt.params) == barrier[1] or (pkt.error and not pkt.params)):
+                        barrier = None
+                    else:
+                        self.stats["stale"] += 1
+                    continue
                 n = want.get(pkt.id)
-                if n is None or pkt.id in got:
-                    continue                       # a late answer to an earlier transaction
-                if len(pkt.params) != n:
-                    raise CorruptResponseError(f"{what}: motor {pkt.id} sent {len(pkt.params)} bytes, "
-                                               f"{n} expected")
+                # an error status may come without its data; anything else of the wrong size is stale
+                if n is None or pkt.id in got or (len(pkt.params) != n and not (pkt.error and not pkt.params)):
+                    self.stats["stale"] += 1
+                    continue
                 got[pkt.id] = pkt
-        if len(got) < len(want):
-            missing = [i for i in want if i not in got]
-            raise NoResponseError(f"{self._describe(missing)} did not answer {what} within "
-                                  f"{timeout * 1e3:.1f} ms on {self.port_name} at {self.baudrate} baud",
-                                  missing)
-        return got
+        return got, corrupt
+
+    def _barrier(self, id: int) -> tuple[bytes, tuple[int, int], int]:
+        """The barrier READ to `id`: (packet, (id, its answer's length), bytes on the wire both ways)."""
+        self.stats["resyncs"] += 1
+        n = BARRIER_LENGTHS[self._barriers % len(BARRIER_LENGTHS)]
+        self._barriers += 1
+        pkt = self.proto.read(id, 0, n)
+        return pkt, (id, n), len(pkt) + self.proto.status_size(n)
 
     def _describe(self, ids: list[int]) -> str:
         return ", ".join(f"motor {i}" + (f" ({self.names[i]})" if i in self.names else "") for i in ids)
 
-    def transact(self, packet: bytes, expect: list[tuple[int, int]], what: str) -> dict[int, StatusPacket]:
-        """Send `packet`, collect the expected replies; retry transient failures `retries` times."""
+    def transact(self, packet: bytes, expect: list[tuple[int, int]], what: str,
+                 subset: Callable[[list[int]], bytes] | None = None, prefix: bytes = b"") -> dict[int, StatusPacket]:
+        """Send `packet`, collect the expected replies; retry transient failures `retries` times. With
+        `subset` (ids -> the same request for those motors only, e.g. a SYNC READ), a retry asks only the
+        motors whose answer is still missing. `prefix` (packets that need no reply, e.g. a SYNC WRITE) goes
+        out first in the same write: one system call per control cycle."""
         self.stats["transactions"] += 1
-        timeout = self.timeout_for(len(packet), sum(self.proto.status_size(n) for _, n in expect), len(expect))
+        done: dict[int, StatusPacket] = {}
+        pending = list(expect)
         last: MotorBusError | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats["retries"] += 1
-                log.debug("retrying %s after: %s", what, last)
+                log.debug("retrying %s after %s: %s", what, last.label if last else "", last)
+                if subset is not None:
+                    packet = subset([i for i, _ in pending])
             self._flush_input()
-            self._write(packet)
-            if not expect:
+            out, barrier, extra = b"" if attempt else prefix, None, 0
+            if self._dirty and pending:
+                pkt, barrier, extra = self._barrier(pending[0][0])
+                out += pkt
+            self._write(out + packet)
+            if not pending:
                 return {}
-            try:
-                replies = self._collect(expect, timeout, what)
-            except NoResponseError as e:
-                self.stats["timeouts"] += 1
-                last = e
-                continue
-            except CorruptResponseError as e:
+            timeout = self.timeout_for(len(packet) + extra, sum(self.proto.status_size(n) for _, n in pending),
+                                       len(pending) + (barrier is not None))
+            replies, corrupt = self._collect(pending, timeout, what, barrier)
+            protocol = self._check_errors(replies, what)   # raises at once on a hardware error
+            done.update({i: p for i, p in replies.items() if i not in protocol})
+            pending = [(i, n) for i, n in pending if i not in done]
+            if not pending:
+                self._dirty = False
+                return done
+            self._dirty = True
+            missing = [i for i, _ in pending if i not in protocol]
+            if protocol and not missing:
+                self.stats["protocol_errors"] += 1
+                last = next(iter(protocol.values()))
+            elif corrupt:
                 self.stats["corrupt"] += 1
-                last = e
-                continue
-            self._check_errors(replies, what)
-            return replies
+                last = CorruptResponseError(f"{what}: corrupted reply ({corrupt[0]})")
+            else:
+                self.stats["timeouts"] += 1
+                last = NoResponseError(f"{self._describe(missing)} did not answer {what} within "
+                                       f"{timeout * 1e3:.1f} ms on {self.port_name} at {self.baudrate} baud", missing)
         if isinstance(last, NoResponseError):
             raise NoResponseError(f"{last} (after {self.retries + 1} tries). Check the cable, the power "
                                   f"supply and that the motor was set up (loopylab arm setup-motors)",
                                   last.motor_ids)
+        if isinstance(last, ProtocolError):
+            raise ProtocolError(f"{last} (after {self.retries + 1} tries)", last.motor_id, last.code)
         raise CorruptResponseError(f"{last} (after {self.retries + 1} tries)")
 
-    def _check_errors(self, replies: dict[int, StatusPacket], what: str) -> None:
+    def _check_errors(self, replies: dict[int, StatusPacket], what: str) -> dict[int, ProtocolError]:
+        """Raise a hardware error (any motor) at once, never retried; return the protocol errors by motor
+        (those answers do not count: the request is retried)."""
+        protocol = {}
         for id, pkt in replies.items():
-            if pkt.error:
+            if not pkt.error:
+                continue
+            code, bits = self.proto.split_error(pkt.error)
+            if bits:
                 detail = self.proto.describe_error(pkt.error)
-                if self.proto.is_alert_only(pkt.error):
-                    detail = self._hardware_error_detail(id) or detail
-                raise MotorFaultError(f"{what}: {self._describe([id])} reports {detail}", id, pkt.error)
+                if self.kind == "dynamixel":   # the alert bit only says "look at Hardware_Error_Status"
+                    from loopylab.firmware_bridge.servo.dynamixel import describe_hardware_error
+                    hw = self._hardware_error_bits(id)
+                    if hw == 0:
+                        continue                      # cleared since (the answer to a REBOOT)
+                    if hw is not None:
+                        bits, detail = hw, f"hardware error: {describe_hardware_error(hw)}"
+                raise MotorFaultError(f"{what}: {self._describe([id])} reports {detail}", id, pkt.error, bits)
+            if code:
+                protocol[id] = ProtocolError(f"{what}: {self._describe([id])} answered "
+                                             f"{self.proto.describe_error(code)} (0x{code:02X})", id, code)
+        return protocol
 
-    def _hardware_error_detail(self, id: int) -> str:
-        from loopylab.firmware_bridge.servo.dynamixel import describe_hardware_error
+    def _hardware_error_bits(self, id: int) -> int | None:
         reg = self.proto.table["Hardware_Error_Status"]
-        try:
-            self._flush_input()
-            self._write(self.proto.read(id, reg.address, 1))
-            pkt = self._collect([(id, 1)], self.timeout_for(14, 12, 1), "read Hardware_Error_Status")[id]
-            return f"hardware error: {describe_hardware_error(pkt.params[0])}"
-        except MotorBusError:
-            return ""
+        self._flush_input()
+        self._write(self.proto.read(id, reg.address, 1))
+        got, _ = self._collect([(id, 1)], self.timeout_for(14, 12, 1), "read Hardware_Error_Status")
+        pkt = got.get(id)
+        return pkt.params[0] if pkt is not None and pkt.params else None
 
     # -- instructions ---------------------------------------------------------------------------
     def _id(self, motor: str | int) -> int:
@@ -255,7 +368,6 @@ class MotorBus:
 
     def broadcast_ping(self, timeout: float = 0.05) -> dict[int, int]:
         """{id: model number} of every motor that answers a broadcast ping (motor setup, scans)."""
-        import time
         self._flush_input()
         self._write(self.proto.ping(BROADCAST_ID))
         found, buf, start = {}, bytearray(), 0
@@ -299,10 +411,10 @@ class MotorBus:
         what = f"WRITE {name}={value}"
         try:
             self.transact(self.proto.write(id, reg.address, data), [(id, 0)], what)
-        except MotorFaultError as e:
-            if reg.eeprom and e.error & 0x7F == 7:
-                raise MotorFaultError(f"{e}; EEPROM registers need torque off (bus.torque_disabled())",
-                                      e.motor_id, e.error) from None
+        except ProtocolError as e:
+            if reg.eeprom and e.code == 7:
+                raise ProtocolError(f"{e}; EEPROM registers need torque off (bus.torque_disabled())",
+                                    e.motor_id, e.code) from None
             raise
         if self.kind == "feetech" and reg.eeprom:
             self.write("Lock", id, 1)
@@ -318,9 +430,12 @@ class MotorBus:
         lo = min(r.address for r in regs)
         return lo, max(r.address + r.size for r in regs) - lo
 
-    def sync_read_raw(self, address: int, length: int, ids: list[int], what: str = "") -> dict[int, bytes]:
+    def sync_read_raw(self, address: int, length: int, ids: list[int], what: str = "",
+                      prefix: bytes = b"") -> dict[int, bytes]:
+        """SYNC READ of `length` bytes at `address` from `ids`; `prefix` goes out first (see transact)."""
         r = self.transact(self.proto.sync_read(address, length, ids), [(i, length) for i in ids],
-                          what or f"SYNC READ @{address}+{length}")
+                          what or f"SYNC READ @{address}+{length}", lambda some: self.proto.sync_read(address, length, some),
+                          prefix)
         return {i: r[i].params for i in ids}
 
     def sync_read(self, names: str | list[str], motors: list[str] | None = None) -> dict[str, dict[str, int] | int]:
@@ -340,11 +455,13 @@ class MotorBus:
             out[m] = vals[regs[0]] if single else vals
         return out
 
-    def sync_write(self, name: str, values: dict[str, int]) -> None:
+    def sync_write_packet(self, name: str, values: dict[str, int]) -> bytes:
         reg = self.reg(name)
         enc = self.proto.encode_value
-        data = {self.ids[m]: enc(reg, v) for m, v in values.items()}
-        self.transact(self.proto.sync_write(reg.address, reg.size, data), [], f"SYNC WRITE {name}")
+        return self.proto.sync_write(reg.address, reg.size, {self.ids[m]: enc(reg, v) for m, v in values.items()})
+
+    def sync_write(self, name: str, values: dict[str, int]) -> None:
+        self.transact(self.sync_write_packet(name, values), [], f"SYNC WRITE {name}")
 
     def bulk_read(self, items: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Dynamixel BULK READ of (motor, register) pairs: different registers per motor, one packet."""
@@ -354,8 +471,13 @@ class MotorBus:
         return {(m, r): self.proto.decode_value(reg, replies[i].params) for (m, r), (i, reg) in zip(items, ids)}
 
     def reboot(self, motor: str | int) -> None:
+        """REBOOT one motor: clears its hardware error (torque comes back off; EEPROM is kept). Its
+        answer still carries the error it is clearing."""
         id = self._id(motor)
-        self.transact(self.proto.reboot(id), [(id, 0)], "REBOOT")
+        try:
+            self.transact(self.proto.reboot(id), [(id, 0)], "REBOOT")
+        except MotorFaultError:
+            pass
 
     # -- whole-arm helpers ------------------------------------------------------------------------
     def connect(self) -> dict[str, int]:
@@ -372,12 +494,31 @@ class MotorBus:
             raise NoResponseError(f"missing motors on {self.port_name}: {self._describe(missing)} "
                                   f"(found {sorted(models)}). Check cables and power, or run "
                                   f"`loopylab arm setup-motors`", missing)
+        wrong = []
         for name, number in models.items():
             want = self.motors[name].model
             have = self.proto.models.get(number, f"model {number}")
             if want and want != have:
-                raise MotorBusError(f"motor {self.motors[name].id} ({name}) is a {have}, expected {want}")
+                wrong.append(f"{self._describe([self.motors[name].id])} is a {have}, expected {want}")
+        if wrong:
+            raise MotorBusError("; ".join(wrong) + ": describe the motors fitted (`--motors joint=model,...` or "
+                                "the arm node's `motors` table)")
+        self.check_modes()
         return models
+
+    def check_modes(self) -> None:
+        """Refuse motors whose Operating_Mode is not the one described (e.g. left in extended position by
+        another tool: their position limits are then inactive)."""
+        from loopylab.firmware_bridge.servo.models import mode_name, mode_value
+        wrong = []
+        for name, m in self.motors.items():
+            if m.mode:
+                have = self.read("Operating_Mode", name)
+                if have != mode_value(self.kind, m.mode):
+                    wrong.append(f"{self._describe([m.id])} is in {mode_name(self.kind, have)} mode, expected {m.mode}")
+        if wrong:
+            raise MotorBusError("; ".join(wrong) + ": run `loopylab arm setup-motors --configure-only` to write "
+                                "the described modes")
 
     def set_torque(self, on: bool, motors: list[str] | None = None) -> None:
         self.sync_write("Torque_Enable", {m: int(on) for m in (motors or self.motors)})

@@ -55,6 +55,7 @@ OPERATING_MODES = {"current": 0, "velocity": 1, "position": 3, "extended_positio
                    "current_based_position": 5, "pwm": 16}
 ERRORS = {1: "result fail", 2: "instruction error", 3: "CRC error", 4: "data range error",
           5: "data length error", 6: "data limit error", 7: "access error"}
+ALERT_BITS = 0x80   # split_error's stand-in for "hardware alert: bits in Hardware_Error_Status"
 HARDWARE_ERRORS = {0: "input voltage", 2: "overheating", 3: "motor encoder", 4: "electrical shock",
                    5: "overload"}
 
@@ -143,3 +144,8 @@ class DynamixelProtocol(ServoProtocol):
 
     def is_alert_only(self, error: int) -> bool:
         return error == 0x80
+
+    def split_error(self, error: int) -> tuple[int, int]:
+        """Bits 0-6: the error number of this request; bit 7: the alert (ALERT_BITS: read
+        Hardware_Error_Status for the hardware error bits)."""
+        return error & 0x7F, ALERT_BITS if error & 0x80 else 0

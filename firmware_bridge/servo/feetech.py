@@ -43,6 +43,9 @@ STS_STALL_TORQUE = {"sts3215": 1.9, "sts3250": 4.9}     # N·m at 12 V / 7.4 V (
 # Vendor SDK table (authoritative; LeRobot's codes 5-7 differ): code -> baud
 BAUD_CODES = {0: 1_000_000, 1: 500_000, 2: 250_000, 3: 128_000, 4: 115_200, 5: 76_800, 6: 57_600, 7: 38_400}
 STATUS_BITS = {0: "input voltage", 1: "angle sensor", 2: "overheating", 3: "overcurrent", 5: "overload"}
+# Protocol 1.0's instruction-error bit, which no STS hardware status bit uses: the reply to an unknown
+# instruction (the vendor SDK names only the hardware bits).
+INSTRUCTION_ERROR = 0x40
 
 
 class FeetechProtocol(ServoProtocol):
@@ -96,4 +99,9 @@ class FeetechProtocol(ServoProtocol):
 
     def describe_error(self, error: int) -> str:
         names = [name for bit, name in STATUS_BITS.items() if error & (1 << bit)]
+        if error & INSTRUCTION_ERROR:
+            names.append("instruction error")
         return ", ".join(names) or f"status 0x{error:02X}"
+
+    def split_error(self, error: int) -> tuple[int, int]:
+        return error & INSTRUCTION_ERROR, error & ~INSTRUCTION_ERROR

@@ -156,3 +156,6 @@ class ServoProtocol(ABC):
         """True when the status error means 'data valid, but the motor has a hardware problem'."""
         return False
 
+    def split_error(self, error: int) -> tuple[int, int]:
+        """(protocol error code: the motor could not carry out this request, hardware error bits)."""
+        return 0, error

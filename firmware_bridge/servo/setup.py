@@ -1,4 +1,5 @@
-"""Finding the adapter's port and giving each new motor its ID and baud rate, one motor at a time."""
+"""Finding the adapter's port, giving each new motor its ID and baud rate (one motor at a time), and
+writing the operating modes and gains the robot description asks for."""
 from __future__ import annotations
 
 import glob
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopylab.firmware_bridge.servo.bus import MotorBus, MotorBusError, NoResponseError
+from loopylab.firmware_bridge.servo.models import gains, mode_value
 from loopylab.firmware_bridge.servo.protocol import WRITE
 
 log = logging.getLogger("loopylab.setup")
@@ -88,3 +90,36 @@ def setup_motor(bus: MotorBus, new_id: int, baudrate: int = 1_000_000) -> tuple[
         write(new_id, "Lock", 1)
     log.info("motor %d @ %d baud -> ID %d @ %d baud", old_id, old_baud, new_id, baudrate)
     return old_id, old_baud
+
+
+def write_gains(bus: MotorBus, ram_only: bool = False, names: list[str] | None = None) -> dict[str, dict[str, int]]:
+    """The recommended position-loop gains (servo.models.GAINS) of each described motor (or of `names`).
+    Dynamixel gains live in RAM (lost at power-off: the arm driver writes them at every connect); Feetech's
+    in EEPROM."""
+    written = {}
+    for name in names or list(bus.motors):
+        m = bus.motors[name]
+        g = {r: v for r, v in gains(bus.kind, m.model).items() if not (ram_only and bus.reg(r).eeprom)}
+        for reg, value in g.items():
+            bus.write(reg, name, value)
+        if g:
+            written[name] = g
+    return written
+
+
+def configure_motors(bus: MotorBus, names: list[str] | None = None) -> dict[str, str]:
+    """Write each described motor's (or `names`') operating mode (EEPROM, so torque goes off first) and its
+    gains. Returns {joint: what was written}."""
+    names = names or list(bus.motors)
+    bus.set_torque(False, names)
+    done = {}
+    for name in names:
+        m = bus.motors[name]
+        parts = []
+        if m.mode:
+            bus.write("Operating_Mode", name, mode_value(bus.kind, m.mode))
+            parts.append(f"{m.mode} mode")
+        done[name] = ", ".join(parts)
+    for name, g in write_gains(bus, names=names).items():
+        done[name] = ", ".join(filter(None, [done[name], " ".join(f"{r}={v}" for r, v in g.items())]))
+    return done

@@ -10,16 +10,19 @@ import pytest
 
 from loopylab.bus import JointCommand, JointState, Node, SafetyState
 from loopylab.bus.launch import Launcher, load_graph
-from loopylab.firmware_bridge.arm_node import PRESET_MODEL_NUMBERS
 from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
+from loopylab.firmware_bridge.servo import calibration
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("robot, kind", [("so101", "feetech"), ("koch", "dynamixel")])
-def test_graph_moves_the_emulated_arm_through_the_gate(robot, kind, monkeypatch):
-    emu = ServoArmEmulator(kind, model=PRESET_MODEL_NUMBERS[robot]).start()
+def test_graph_moves_the_emulated_arm_through_the_gate(robot, kind, monkeypatch, tmp_path):
+    emu = ServoArmEmulator.for_robot(robot).start()
     monkeypatch.setenv("LOOPYLAB_ARM_PORT", emu.path)
+    factory = calibration.identity({n: i for i, n in enumerate(
+        ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"], 1)})
+    monkeypatch.setenv("LOOPYLAB_ARM_CALIBRATION", str(calibration.save(tmp_path / f"{robot}.json", factory)))
     spec = load_graph(ROOT / "graphs" / f"{robot}.toml").with_bus(f"inproc://{uuid.uuid4().hex}")
     arm = next(n for n in spec.nodes if n.run == "loopylab.firmware_bridge.arm_node:run_arm")
     arm.params["latency_s"] = 0.25   # a loaded CI machine is slower than an FTDI adapter

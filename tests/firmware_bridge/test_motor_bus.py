@@ -4,7 +4,7 @@ import pytest
 from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
 from loopylab.firmware_bridge.servo import calibration
 from loopylab.firmware_bridge.servo.bus import (CorruptResponseError, MotorBus, MotorFaultError, NoResponseError,
-                                       PortLostError)
+                                                PortLostError, ProtocolError)
 from loopylab.firmware_bridge.servo.setup import setup_motor
 
 from tests.waiting import wait_until
@@ -40,7 +40,7 @@ def test_dynamixel_bulk_read_reads_different_registers_per_motor():
         bus.close()
 
 
-@pytest.mark.parametrize("fault", ["drop_bytes", "corrupt"])
+@pytest.mark.parametrize("fault", ["drop_bytes", "corrupt", "lose", "protocol_error"])
 def test_a_transient_fault_is_retried_and_succeeds(bus, emulator, fault):
     setattr(emulator.faults, fault, 1)
     before = bus.stats["retries"]
@@ -57,11 +57,37 @@ def test_a_persistent_fault_ends_in_a_clear_error(bus, emulator, fault):
         bus.read("ID", "shoulder_pan")
 
 
+def test_a_persistent_protocol_error_is_its_own_class_never_a_motor_fault(bus, emulator, kind):
+    emulator.faults.protocol_error = 1000     # every answer: "your instruction arrived damaged"
+    with pytest.raises(ProtocolError, match="after 3 tries") as e:
+        bus.read("Present_Position", "elbow_flex")
+    code = {"dynamixel": 0x03, "feetech": 0x40}[kind]
+    assert e.value.label == f"protocol_error(3, 0x{code:02X})" and e.value.fault_class == "protocol_error"
+    assert bus.stats["protocol_errors"] == 3
+
+
+def test_a_late_reply_is_never_taken_as_the_answer_to_the_next_request(bus, emulator):
+    """The reply to a timed-out READ arrives while the next READ (same motor, same size) waits: it is
+    stale and skipped, and the next READ gets its own answer."""
+    bus.set_torque(False)
+    bus.write("Goal_Position", "shoulder_pan", 1234)            # torque off: goal != present
+    present = emulator.register(1, "Present_Position")
+    assert present != 1234
+    bus.latency_s, bus.retries = 0.15, 0
+    emulator.faults.late, emulator.faults.late_s = 1, 0.25
+    with pytest.raises(NoResponseError):
+        bus.read("Present_Position", "shoulder_pan")
+    bus.retries = 2
+    assert bus.read("Goal_Position", "shoulder_pan") == 1234
+    assert bus.read("Present_Position", "shoulder_pan") == present
+    assert bus.read("Goal_Position", "shoulder_pan") == 1234
+
+
 def test_silent_motor_is_named(bus, emulator):
     emulator.faults.silent_ids = {4}
     with pytest.raises(NoResponseError, match=r"motor 4 \(wrist_flex\) did not answer SYNC READ") as e:
         bus.sync_read("Present_Position")
-    assert e.value.motor_ids == [4]
+    assert e.value.motor_ids == [4] and e.value.label == "no_response(4)"
     bus.close()
     with pytest.raises(NoResponseError, match=r"missing motors.*motor 4 \(wrist_flex\)"):
         bus.connect()
@@ -92,7 +118,8 @@ def test_hardware_error_is_a_motor_fault_not_a_retry(bus, emulator, kind):
     emulator.set_hardware_error(2, 0b100000)  # overload (Dynamixel bit 5 / Feetech bit 5)
     with pytest.raises(MotorFaultError, match=r"motor 2 \(shoulder_lift\) reports .*overload") as e:
         bus.sync_read("Present_Position")
-    assert e.value.motor_id == 2
+    assert e.value.motor_id == 2 and e.value.label == "motor_error(2, 0x20)"
+    assert bus.stats["retries"] == 0
     if kind == "dynamixel":  # REBOOT clears a Dynamixel hardware error
         bus.reboot("shoulder_lift")
         assert bus.read("Hardware_Error_Status", "shoulder_lift") == 0
@@ -102,7 +129,7 @@ def test_dynamixel_eeprom_write_with_torque_on_names_the_fix():
     with ServoArmEmulator("dynamixel") as emu:
         bus = MotorBus(emu.path, "dynamixel", {"a": 1}, latency_s=0.2).open()
         bus.write("Torque_Enable", "a", 1)
-        with pytest.raises(MotorFaultError, match="access error.*torque off"):
+        with pytest.raises(ProtocolError, match="access error.*torque off"):
             bus.write("Homing_Offset", "a", 10)
         with bus.torque_disabled():
             bus.write("Homing_Offset", "a", 10)

@@ -21,6 +21,20 @@ def test_tiny_preset_loss_decreases_and_checkpoint_loads(tmp_path, notebooks, to
     assert abs(evaluate_bpb(model, rows, tok.token_bytes(), tok.bos_id) - result.val_bpb) < 1e-4
 
 
+def test_training_writes_its_loss_and_bpb_history_beside_the_checkpoint(tmp_path, notebooks, tokenizer):
+    import csv
+    cfg = preset("tiny", steps=6, eval_every=3, batch_size=4)
+    result = train(cfg, notebooks[:40], notebooks[120:140], out_dir=tmp_path, tokenizer=tokenizer, progress=False)
+    with open(tmp_path / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == list(range(1, 7))
+    assert [float(r["train_loss"]) for r in rows] == [round(v, 6) for v in result.losses]
+    bpbs = {int(r["step"]): float(r["val_bpb"]) for r in rows if r["val_bpb"]}
+    assert sorted(bpbs) == [3, 6] and abs(bpbs[6] - result.val_bpb) < 1e-5
+    png = (tmp_path / "history.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
 def test_batches_mask_only_model_written_targets(tokenizer, notebooks):
     rows = encode_all(tokenizer, notebooks[:10], 1024)
     x, y, m = next(iter(NotebookBatches(rows, 4, tokenizer.bos_id)))

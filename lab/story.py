@@ -1,0 +1,201 @@
+"""An investigation in words a newcomer reads: the question with its units, each experiment and why it was
+chosen, what it measured, how the belief narrowed, and why the investigation stopped.
+
+Pure text from the notebook's records (`loopylab.world.notebook` bodies and the data the investigation
+stores with them); the demo's console sink (lab/notebook.py) and the stop reasons (lab/investigation.py)
+use it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from loopylab.world import notebook as g
+
+
+@dataclass(frozen=True)
+class Quantity:
+    name: str            # in a sentence: "the friction coefficient μ"
+    symbol: str
+    unit: str            # "" for a ratio
+    meaning: str = ""    # what a unitless number is a ratio of
+
+
+QUANTITIES = {
+    "friction": Quantity("friction coefficient μ", "μ", "", "no unit: the force it takes to slide the block "
+                         "divided by the block's weight"),
+    "mass": Quantity("mass", "m", "kg"),
+    "restitution": Quantity("coefficient of restitution e", "e", "", "no unit: the speed it bounces back "
+                            "with divided by the speed it hits the table with"),
+    "slide": Quantity("slide", "d", "m"),
+}
+
+
+def quantity_of(q: g.Question) -> Quantity:
+    return QUANTITIES["slide" if q.kind == "predict" else "mass" if q.kind == "rank" else q.kind]
+
+
+def value_text(quantity: str, v: float) -> str:
+    """A value with its grammar decimals and its unit: '0.38', '0.092 kg'."""
+    unit = QUANTITIES[quantity].unit
+    return g.fmt(v, g.DECIMALS[quantity]) + (f" {unit}" if unit else "")
+
+
+def tolerance_text(q: g.Question) -> str:
+    """'±0.05', '±10 %', '±0.010 m'; for a ranking, 'the right order'."""
+    if q.kind == "rank":
+        return "the right order"
+    if q.kind == "mass":
+        return f"±{q.tolerance:.0%}"
+    if q.kind == "predict":
+        return f"±{q.tolerance:.3f} m"
+    return f"±{g.fmt(q.tolerance, g.DECIMALS[q.kind])}"
+
+
+def question_text(q: g.Question) -> str:
+    """The question as a person would ask it, with its units."""
+    if q.kind == "rank":
+        return f"Which is heaviest? Order {', '.join(q.objects)} by mass."
+    if q.kind == "predict":
+        a = q.action
+        return (f"How far will {q.object} slide when struck toward {a.direction} at {a.speed:.2f} m/s, "
+                f"to within {tolerance_text(q)}?")
+    qty = QUANTITIES[q.kind]
+    unit = f" in {qty.unit}" if qty.unit else ""
+    return f"What is the {qty.name} of {q.object}{unit}, to within {tolerance_text(q)}?"
+
+
+def experiment_text(e: g.Experiment) -> str:
+    """What the robot does, with units."""
+    if e.skill == "push":
+        return (f"push {e.object} {e.distance:.2f} m toward {e.direction} at {e.speed:.2f} m/s, "
+                "reading the force it takes")
+    if e.skill == "strike":
+        return f"strike {e.object} toward {e.direction} at {e.speed:.2f} m/s and watch how far it slides"
+    if e.skill == "weigh":
+        return f"weigh {e.object} (lift it and read the wrist's force sensor)"
+    if e.skill == "drop":
+        return f"drop {e.object} from {e.height:.2f} m and watch how high it bounces"
+    if e.skill == "lift":
+        return f"lift {e.object} {e.height:.2f} m"
+    if e.skill == "place":
+        return f"move {e.object} to ({e.position[0]:.2f}, {e.position[1]:.2f}) m on the table"
+    return e.render()
+
+
+def short_text(e: g.Experiment) -> str:
+    """An experiment in a few words, for lists of alternatives."""
+    return {"push": lambda: f"a push at {e.speed:.2f} m/s", "strike": lambda: f"a strike at {e.speed:.2f} m/s",
+            "weigh": lambda: "weighing", "drop": lambda: f"a drop from {e.height:.2f} m",
+            "lift": lambda: f"a lift of {e.height:.2f} m", "place": lambda: "moving it elsewhere"}.get(
+        e.skill, e.render)()
+
+
+def observation_text(skill: str, obs: g.Observation) -> str:
+    """The raw measurement, with units."""
+    if obs.error is not None:
+        return f"the experiment failed: {obs.error}"
+    v = dict(obs.values)
+    if skill == "push":
+        text = f"it took {v['force']:.2f} N to push it; it moved {v['moved']:.3f} m"
+        return text + (f" (the hand also pressed down on it with {obs.load:.2f} N)" if obs.load else "")
+    if skill == "strike":
+        return f"it slid {v['slide']:.3f} m"
+    if skill == "weigh":
+        return f"the scale read {v['mass']:.3f} kg"
+    if skill == "drop":
+        return f"it bounced {v['bounce']:.3f} m high"
+    if skill == "lift":
+        return f"it was lifted {v['lifted']:.3f} m"
+    if skill == "place":
+        return f"it moved {v['placed']:.3f} m"
+    return obs.render()
+
+
+def narrowing(eig: float) -> str:
+    """An expected information gain (nats) as how much it should shrink the belief's spread: for a
+    near-Gaussian belief EIG = log(sd before / sd after) on average, so the spread shrinks by 1 - e^-EIG."""
+    return f"{1 - math.exp(-max(eig, 0.0)):.0%}"
+
+
+def why_text(why: dict, q: g.Question, chosen: g.Experiment, k: int = 3) -> str:
+    """Why the expert chose `chosen`: its expected gain against the best alternatives it considered
+    (`why` is `lab.design.Decision.summary()`)."""
+    sym = quantity_of(q).symbol
+    picked: dict[tuple, tuple[g.Experiment, float]] = {}
+    for t, eig, _ in why.get("alternatives", []):   # best first: the best other level of each kind
+        e = g.parse_body("experiment", t)
+        if level(e) != level(chosen):
+            picked.setdefault((e.skill, e.object), (e, eig))
+    several = len(q.objects) > 1
+    versus = ", ".join(f"{short_text(e)}{f' of {e.object}' if several else ''} ({narrowing(eig)})"
+                       for e, eig in sorted(picked.values(), key=lambda a: -a[1])[:k])
+    n = why.get("options", 0)
+    if chosen.skill == "place":
+        text = ("it measures nothing itself, but from where it puts the block a push or strike can do more "
+                "than any experiment possible where the block stands")
+    elif why.get("plan"):
+        partner = g.parse_body("experiment", why["plan"]["with"])
+        text = (f"it is the first half of a two-step plan ({short_text(chosen)}, then {short_text(partner)}) "
+                f"expected to shrink the spread of the belief about {sym} by {narrowing(why['plan']['eig'])} "
+                f"together, more per experiment than any single one (alone: {narrowing(why['eig'])})")
+    else:
+        text = (f"of the {n} experiments it could run, this one promised the most about {sym} for its cost "
+                f"in robot time: it should shrink the spread of the belief by {narrowing(why['eig'])} "
+                f"(expected information gain {why['eig']:.2f} nats)")
+    return text + (f"; next best: {versus}" if versus else "")
+
+
+def level(e: g.Experiment) -> tuple:
+    """Experiments that differ only by direction are one level (as `lab.forward.level_key`)."""
+    return (e.object, e.skill, e.distance, e.speed, e.height, e.position)
+
+
+def belief_text(q: g.Question, value, half: float, p_within: float, level_: float,
+                bounds: tuple[float, float] | None = None) -> str:
+    """The belief engine's answer now: estimate ± half-width, what the half-width means (the interval,
+    cut to `bounds`, the range the prior allows), and how sure it is of meeting the tolerance."""
+    if q.kind == "rank":
+        return f"most likely order {' > '.join(value)}, {p_within:.0%} sure of it"
+    qty = "slide" if q.kind == "predict" else q.kind
+    lo, hi = interval(value, half, bounds)
+    return (f"{quantity_of(q).symbol} ≈ {value_text(qty, value)} ± {value_text(qty, half)} ({level_:.0%} of the "
+            f"belief lies within {g.fmt(lo, g.DECIMALS[qty])} – {value_text(qty, hi)}); "
+            f"{p_within:.0%} sure it is within {tolerance_text(q)}")
+
+
+def interval(value: float, half: float, bounds: tuple[float, float] | None = None) -> tuple[float, float]:
+    """value ± half, inside `bounds` (no belief lies outside the prior's range) and never below zero."""
+    lo, hi = bounds or (0.0, math.inf)
+    return max(value - half, lo, 0.0), min(value + half, hi)
+
+
+def conclusion_text(q: g.Question, c: g.Conclusion, data: dict, level_: float,
+                    bounds: tuple[float, float] | None = None) -> str:
+    """The answer with its unit and interval, after how many experiments."""
+    n = data.get("experiments")
+    after = f" after {n} experiment{'s' if n != 1 else ''}" if n is not None else ""
+    a = c.answers[0]
+    if isinstance(a, g.Ranking):
+        return f"mass order {' > '.join(a.objects)}{after}"
+    lo, hi = interval(a.value, a.spread, bounds)
+    return (f"{QUANTITIES[a.quantity].symbol} = {value_text(a.quantity, a.value)} ± "
+            f"{value_text(a.quantity, a.spread)}{after} ({level_:.0%} of the belief lies within "
+            f"{g.fmt(lo, g.DECIMALS[a.quantity])} – {value_text(a.quantity, hi)})")
+
+
+def prior_bounds(h: g.Hypothesis, q: g.Question) -> tuple[float, float] | None:
+    """The range the hypothesis allows for the question's quantity (None where it says nothing)."""
+    return next(((r.lo, r.hi) for r in h.ranges if r.object == q.objects[0] and r.param == q.kind), None)
+
+
+def hypothesis_text(h: g.Hypothesis, q: g.Question) -> str:
+    """The prior: the range the question's quantity is known to lie in."""
+    parts = [f"{QUANTITIES[r.param].symbol} between {value_text(r.param, r.lo)} and {value_text(r.param, r.hi)}"
+             for r in h.ranges if r.object in q.objects[:1] and r.param in ("friction", "mass", "restitution")]
+    return "before any experiment, all it knows: " + ", ".join(parts)
+
+
+__all__ = ["QUANTITIES", "Quantity", "belief_text", "conclusion_text", "experiment_text", "hypothesis_text",
+           "interval", "narrowing", "observation_text", "prior_bounds", "quantity_of", "question_text", "short_text",
+           "tolerance_text", "value_text", "why_text"]

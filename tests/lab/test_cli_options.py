@@ -1,0 +1,40 @@
+"""The root options users expect: --version, shell completion, --log-file, and quiet third-party logs."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+from typer.testing import CliRunner
+
+from loopylab.lab.cli import app, configure_logging, package_version
+
+
+def test_version():
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"loopylab {package_version()}"
+    assert package_version() != "unknown"
+
+
+def test_shell_completion_script():
+    r = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="loopylab")
+    assert r.exit_code == 0 and "complete" in r.output and "loopylab" in r.output.lower()
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_our_logs_at_info_theirs_at_warning_unless_verbose(tmp_path, verbose, logging_restored):
+    log_file = tmp_path / "logs" / "loopylab.log"
+    configure_logging(verbose, log_file)
+    logging.getLogger("loopylab.lab.test").info("ours at info")
+    logging.getLogger("loopylab.lab.test").debug("ours at debug")
+    logging.getLogger("httpx").info("theirs at info")
+    logging.getLogger("alembic.runtime").warning("theirs at warning")
+    text = log_file.read_text()
+    assert "ours at info" in text and "theirs at warning" in text
+    assert ("ours at debug" in text) == verbose and ("theirs at info" in text) == verbose
+
+
+def test_log_file_option_gets_the_commands_log(tmp_path, logging_restored):
+    log_file = tmp_path / "run.log"
+    r = CliRunner().invoke(app, ["--log-file", str(log_file), "policy", "train", "--preset", "huge"])
+    assert r.exit_code == 2 and "huge" in r.output
+    assert log_file.exists()   # created even when the command logged nothing before failing
