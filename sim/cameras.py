@@ -4,6 +4,7 @@ TinyRenderer (CPU) by default; the EGL plugin when a GPU is present (`use_egl`).
 OpenCV (pixel centres at integers): f = (H/2)/tan(fov_v/2), cx = (W-1)/2, cy = (H-1)/2.
 `T_base_camera` is the camera pose in the base frame in OpenCV axes (x right, y down, z forward).
 """
+
 from __future__ import annotations
 
 import glob
@@ -50,16 +51,22 @@ def camera_world_pose(cam: CameraSpec, ee_pose=None) -> tuple[np.ndarray, np.nda
     return eye, tgt, up
 
 
-def render(cid: int, cam: CameraSpec, ee_pose=None, renderer: int = p.ER_TINY_RENDERER,
-           out: tuple[np.ndarray, np.ndarray] | None = None):
+def render(
+    cid: int,
+    cam: CameraSpec,
+    ee_pose=None,
+    renderer: int = p.ER_TINY_RENDERER,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
+):
     """-> rgb (H,W,3) uint8, depth (H,W) float32 metres, K (3,3), T_base_camera (4,4).
 
     `out`: the (rgb, depth) arrays to write the images into (a publisher's loans: `Publisher.loan`), else new ones."""
     eye, tgt, up = camera_world_pose(cam, ee_pose)
     view = p.computeViewMatrix(eye.tolist(), tgt.tolist(), up.tolist(), physicsClientId=cid)
     proj = p.computeProjectionMatrixFOV(cam.fov_deg, cam.width / cam.height, cam.near, cam.far, physicsClientId=cid)
-    _, _, rgba, zbuf, _ = p.getCameraImage(cam.width, cam.height, view, proj, renderer=renderer,
-                                          flags=p.ER_NO_SEGMENTATION_MASK, physicsClientId=cid)
+    _, _, rgba, zbuf, _ = p.getCameraImage(
+        cam.width, cam.height, view, proj, renderer=renderer, flags=p.ER_NO_SEGMENTATION_MASK, physicsClientId=cid
+    )
     hw = (cam.height, cam.width)
     rgb, depth = out if out is not None else (np.empty((*hw, 3), np.uint8), np.empty(hw, np.float32))
     np.copyto(rgb, np.asarray(rgba, np.uint8).reshape(*hw, 4)[:, :, :3])

@@ -1,5 +1,6 @@
 """`loopylab run --agent nanochat` end to end with the shipped checkpoint: the lab's CLI starts the sim
 bench, the policy writes the hypothesis, the experiments and the conclusion, the lab runs every call."""
+
 import json
 import subprocess
 import sys
@@ -20,10 +21,29 @@ def test_shipped_checkpoint_is_small_and_complete():
 
 def test_loopylab_run_with_the_nanochat_agent(tmp_path):
     out = tmp_path / "report"
-    cmd = [sys.executable, "-m", "loopylab.lab.cli", "run", "-q", "estimate mass of red_block within 10%", "--seed", "2",
-           "--agent", "nanochat", "--out", str(out), "--quiet"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "loopylab.lab.cli",
+        "run",
+        "-q",
+        "estimate mass of red_block within 10%",
+        "--seed",
+        "2",
+        "--agent",
+        "nanochat",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     sections = g.parse((out / "notebook.txt").read_text())
