@@ -7,6 +7,7 @@
 Directions start with a sign, which the command line would take for an option: the command lets unknown
 `-x`-like words through as arguments (negative numbers too, e.g. `place red_block 0.55 -0.10`).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,15 +33,15 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _direction(skill: str, direction: str | None, option: str | None, amount: float | None
-               ) -> tuple[str | None, float | None]:
+def _direction(
+    skill: str, direction: str | None, option: str | None, amount: float | None
+) -> tuple[str | None, float | None]:
     """(direction, amount) from the positional words and --direction. `push red_block 0.1` is a distance
     (default direction); with --direction, the word in the direction's place is the amount."""
     if option is not None:
         if direction is not None:
             if amount is not None or _number(direction) is None:
-                raise typer.BadParameter(f"--direction {option} was given, so {direction!r} is one argument "
-                                         f"too many")
+                raise typer.BadParameter(f"--direction {option} was given, so {direction!r} is one argument too many")
             amount = _number(direction)
         direction = option
     if skill not in ("push", "strike") or direction is None:
@@ -53,8 +54,9 @@ def _direction(skill: str, direction: str | None, option: str | None, amount: fl
     return signed, amount
 
 
-def _args(skill: str, target: str | None, direction: str | None, amount: float | None, speed: float | None,
-          z: float | None) -> dict:
+def _args(
+    skill: str, target: str | None, direction: str | None, amount: float | None, speed: float | None, z: float | None
+) -> dict:
     if skill == "move_to":
         try:
             xyz = [float(v) for v in (target or "").replace(",", " ").split()]
@@ -96,9 +98,12 @@ def register(app: typer.Typer) -> None:
         skill: str = typer.Argument(..., help=f"One of: {', '.join(SKILLS)}."),
         target: str = typer.Argument(None, help="Object label (red_block …), or 'x y z' for move_to."),
         direction: str = typer.Argument(None, help="push/strike direction: +x -x +y -y (robot base frame); place: x."),
-        amount: float = typer.Argument(None, help="push: distance m; lift/drop: height m; strike: speed m/s; place: y."),
-        direction_opt: str = typer.Option(None, "--direction", "-d",
-                                          help="push/strike direction, as an option: --direction -x."),
+        amount: float = typer.Argument(
+            None, help="push: distance m; lift/drop: height m; strike: speed m/s; place: y."
+        ),
+        direction_opt: str = typer.Option(
+            None, "--direction", "-d", help="push/strike direction, as an option: --direction -x."
+        ),
         speed: float = typer.Option(None, "--speed", help="push speed (m/s, default 0.05) or strike speed."),
         sim: bool = typer.Option(False, "--sim", help="Run on an in-process simulated bench (no graph needed)."),
         robot: str = typer.Option("panda", "--robot", help="Simulated robot: panda, kuka_iiwa, xarm6, so101."),
@@ -106,9 +111,13 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the raw reply as JSON."),
         timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for the skill."),
         wait: float = typer.Option(30.0, "--wait", help="Seconds to wait for a starting graph's skills node."),
-        bus: str = typer.Option(None, "--bus", envvar="LOOPYLAB_BUS", show_envvar=False,
-                                help="Bus URL of the graph (default: $LOOPYLAB_BUS, else the graph that "
-                                     "`loopylab launch` runs)."),
+        bus: str = typer.Option(
+            None,
+            "--bus",
+            envvar="LOOPYLAB_BUS",
+            show_envvar=False,
+            help="Bus URL of the graph (default: $LOOPYLAB_BUS, else the graph that `loopylab launch` runs).",
+        ),
     ):
         """Run one experiment skill (push, lift, weigh, drop, strike, place, move_to) and print its measurements."""
         if skill not in SKILLS:
@@ -120,6 +129,7 @@ def register(app: typer.Typer) -> None:
         if sim:
             from loopylab.actuation.graphs import sim_bench_graph
             from loopylab.bus.launch import start_graph
+
             with console.status(f"starting the simulated bench ({robot}, seed {seed})…"):
                 graph = start_graph(sim_bench_graph(robot=robot, seed=seed), wait_for=["skills/execute"])
             with graph, console.status(f"{skill} {json.dumps(args)}…"):
@@ -139,6 +149,7 @@ def _on_graph(console: Console, bus: str | None, skill: str, args: dict, timeout
     (the old way waited out the whole --timeout for a service that nobody offered)."""
     from loopylab.bus import Node, ServiceError, ServiceTimeout
     from loopylab.bus.cli import find_graph
+
     config = find_graph(bus)
     with Node(f"skill_cli-{int(time.time() * 1000) % 100000}", config, heartbeat_hz=0, start_directory=False) as node:
         deadline = time.monotonic() + wait
@@ -146,9 +157,11 @@ def _on_graph(console: Console, bus: str | None, skill: str, args: dict, timeout
             while not _offered(node):
                 if time.monotonic() > deadline:
                     names = sorted(n for n in _nodes(node) if not n.startswith("skill_cli"))
-                    raise _fail(f"the graph at {config.url} offers no {SERVICE} after {wait:g} s (its nodes: "
-                                f"{', '.join(names) or 'none'}); a graph with a skills node, e.g. "
-                                f"`loopylab launch graphs/sim_bench.toml`, serves it")
+                    raise _fail(
+                        f"the graph at {config.url} offers no {SERVICE} after {wait:g} s (its nodes: "
+                        f"{', '.join(names) or 'none'}); a graph with a skills node, e.g. "
+                        f"`loopylab launch graphs/sim_bench.toml`, serves it"
+                    )
                 time.sleep(0.2)
         try:
             with console.status(f"{skill} {json.dumps(args)} on {config.url}…"):
@@ -161,6 +174,7 @@ def _on_graph(console: Console, bus: str | None, skill: str, args: dict, timeout
 
 def _offered(node: Any) -> bool:
     from loopylab.bus.directory import DirectoryUnavailable
+
     try:
         return bool(node.lookup("service", SERVICE))
     except DirectoryUnavailable:
@@ -169,6 +183,7 @@ def _offered(node: Any) -> bool:
 
 def _nodes(node: Any) -> list[str]:
     from loopylab.bus.directory import DirectoryUnavailable
+
     try:
         return list(node.graph()["nodes"])
     except DirectoryUnavailable:
@@ -182,7 +197,7 @@ def _fail(message: str) -> typer.Exit:
 
 def _print(reply: dict, skill: str, wall: float) -> None:
     out = Console()
-    if not reply.get("ok"):   # one line, no table of what little was measured
+    if not reply.get("ok"):  # one line, no table of what little was measured
         Console(stderr=True).print(f"[red]error:[/red] {skill} failed: {reply.get('error')}", highlight=False)
         return
     table = Table(title=f"{skill}: measurements", show_header=True)

@@ -5,6 +5,7 @@
 protective stop), and the e-stop latch (`safety/estop`, released only by `safety/reset`). Every intervention
 is reported on `safety/state`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,9 +67,16 @@ class GateNode:
         s = self.state
         if reason is not None:
             s.reason = reason
-        self.state_pub.publish(SafetyState(estop=self.estop, reason=s.reason, deadman_ok=not self.holding,
-                                           clamped_count=s.clamped_count, rejected_count=s.rejected_count,
-                                           protective_stop=self.protective))
+        self.state_pub.publish(
+            SafetyState(
+                estop=self.estop,
+                reason=s.reason,
+                deadman_ok=not self.holding,
+                clamped_count=s.clamped_count,
+                rejected_count=s.rejected_count,
+                protective_stop=self.protective,
+            )
+        )
 
     def _send(self, q: np.ndarray) -> None:
         self.cmd_pub.publish(JointCommand(name=self.names, position=q))
@@ -89,8 +97,9 @@ class GateNode:
             self._last_target_t = now
             if self.estop or self.protective:
                 self.state.rejected_count += 1
-                self._publish_state("e-stop latched: target ignored" if self.estop else
-                                    "protective stop: no arm/joint_state")
+                self._publish_state(
+                    "e-stop latched: target ignored" if self.estop else "protective stop: no arm/joint_state"
+                )
                 return
             x = self._position()
             if x is None:
@@ -129,8 +138,9 @@ class GateNode:
                 if self.js.count == 0:
                     self._publish_state("protective stop: waiting for the first arm/joint_state")
                 else:
-                    self._publish_state(f"protective stop: arm/joint_state heartbeat lost "
-                                        f"({self.js.age() * 1000:.0f} ms)")
+                    self._publish_state(
+                        f"protective stop: arm/joint_state heartbeat lost ({self.js.age() * 1000:.0f} ms)"
+                    )
                     log.warning("protective stop: no arm/joint_state for %.0f ms", self.js.age() * 1000)
             elif not stale and self.protective:
                 self.protective = False
@@ -138,8 +148,12 @@ class GateNode:
                 # it comes (at start-up the arm may still be settling, and a sim reset may move it before then)
                 self.limits.reset()
                 self._publish_state("arm/joint_state back: protective stop cleared")
-            if (self._last_target_t and not self.holding and not self.estop
-                    and (now - self._last_target_t) * 1000 > self.cfg.deadman_ms):
+            if (
+                self._last_target_t
+                and not self.holding
+                and not self.estop
+                and (now - self._last_target_t) * 1000 > self.cfg.deadman_ms
+            ):
                 self.holding = True
                 self._hold(f"deadman: no arm/joint_target for {self.cfg.deadman_ms:.0f} ms")
             self._publish_state()
@@ -162,8 +176,15 @@ class GateNode:
         self._timer.cancel()
 
 
-def run_gate(node: Node, robot: str = "panda", urdf: str = "", ee_link: str = "", joints: list | None = None,
-             config: str | None = None, **overrides) -> GateNode:
+def run_gate(
+    node: Node,
+    robot: str = "panda",
+    urdf: str = "",
+    ee_link: str = "",
+    joints: list | None = None,
+    config: str | None = None,
+    **overrides,
+) -> GateNode:
     """Graph entry point: the gate for `robot` (a catalogue name) or any URDF given with ee_link and joints."""
     cfg = GateConfig.from_toml(config)
     check_keys(overrides, field_names(GateConfig), "gate parameters")

@@ -5,6 +5,7 @@ Tests, benchmarks, the evaluator, the lab and `loopylab skill --sim` start it wi
 mode (`loopylab.bus.launch.start_graph`, or the lab's `sim_bench`); `loopylab launch graphs/sim_bench.toml`
 runs the file. tests/actuation/test_graphs.py checks that the two name the same nodes.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -19,20 +20,39 @@ SKILLS = "loopylab.actuation.skills:run_skills"
 PERCEPTION = "loopylab.perception.node:run_perception"
 
 
-def sim_bench_graph(robot: str = "panda", seed: int = 0, n_objects: int | None = None, scene: str | None = None,
-                    cameras: bool = False, mocap: bool = True, mocap_noise: float = 0.0005, clock: str = "lockstep",
-                    gate: dict[str, Any] | None = None, perception: dict[str, Any] | None = None,
-                    url: str | None = None) -> GraphSpec:
+def sim_bench_graph(
+    robot: str = "panda",
+    seed: int = 0,
+    n_objects: int | None = None,
+    scene: str | None = None,
+    cameras: bool = False,
+    mocap: bool = True,
+    mocap_noise: float = 0.0005,
+    clock: str = "lockstep",
+    gate: dict[str, Any] | None = None,
+    perception: dict[str, Any] | None = None,
+    url: str | None = None,
+) -> GraphSpec:
     """SimArm (the world of `seed`, or of the `scene` TOML), safety gate (`gate`: its parameters), skills, and
     with `perception` (its parameters) a perception node. The skills and perception learn the world from the
     sim's latched `sim/scene` topic. `url`: another bus (ipc/tcp: the nodes run as processes)."""
-    if robot not in PLACEMENT:   # say so here, in one line, rather than in three failing nodes
+    if robot not in PLACEMENT:  # say so here, in one line, rather than in three failing nodes
         raise ValueError(f"unknown robot {robot!r} for the simulated bench (known: {', '.join(PLACEMENT)})")
-    sim = {"robot": robot, "seed": seed, "n_objects": n_objects, "scene": scene, "cameras": cameras,
-           "mocap": mocap, "mocap_noise": mocap_noise, "clock": clock}
-    nodes = [NodeSpec("sim_arm", SIM_ARM, params={k: v for k, v in sim.items() if v is not None}),
-             NodeSpec("safety_gate", SAFETY_GATE, params={"robot": robot, **(gate or {})}),
-             NodeSpec("skills", SKILLS, params={"robot": robot})]
+    sim = {
+        "robot": robot,
+        "seed": seed,
+        "n_objects": n_objects,
+        "scene": scene,
+        "cameras": cameras,
+        "mocap": mocap,
+        "mocap_noise": mocap_noise,
+        "clock": clock,
+    }
+    nodes = [
+        NodeSpec("sim_arm", SIM_ARM, params={k: v for k, v in sim.items() if v is not None}),
+        NodeSpec("safety_gate", SAFETY_GATE, params={"robot": robot, **(gate or {})}),
+        NodeSpec("skills", SKILLS, params={"robot": robot}),
+    ]
     if perception is not None:
         nodes.append(NodeSpec("perception", PERCEPTION, params=dict(perception)))
     spec = GraphSpec(name="sim_bench", transport="ipc", nodes=nodes)

@@ -16,6 +16,7 @@ and the subscriber's CPU time per message (its whole process, every thread, afte
 The last line is JSON: p50_ratio_small, p50_ratio_frame, p50_ratio_4mb, p50_ratio_6mb (ours / raw, ipc),
 cpu_us_per_msg (subscriber, ours and raw per case) and details; with --threshold, the sweep instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,6 +79,7 @@ def _pace(t_next: float) -> None:
 
 # -- publishers (run in a child process, or a thread for inproc) ------------------------------------------
 
+
 def publish_ours(url: str, case: str, stop, hz: float, n: int, lag) -> None:
     node = Node("bench_tx", url)
     pub = node.publisher(TOPIC, JointState if case == "small" else Image)
@@ -120,6 +122,7 @@ def publish_raw(endpoint: str, case: str, stop, hz: float, n: int, lag) -> None:
 
 
 # -- receivers (this process) --------------------------------------------------------------------------------
+
 
 class _Cpu:
     """The process's CPU time (every thread: ZeroMQ's I/O thread and the node's too) from the end of the
@@ -184,6 +187,7 @@ def receive_raw(endpoint: str, case: str, start_publisher) -> tuple[list[int], f
 
 # -- one run ---------------------------------------------------------------------------------------------------
 
+
 class _Lag:
     value = 0.0
 
@@ -200,6 +204,7 @@ def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float, fl
         def start():
             threading.Thread(target=target, args=(arg, case, stop, *CASES[case][:2], lag), daemon=True).start()
             return stop.set
+
         lag = _Lag()
         try:
             lat, cpu = receive_ours(url, case, start) if impl == "ours" else receive_raw(arg, case, start)
@@ -226,7 +231,9 @@ def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float, fl
             child.join(10)
             if child.is_alive():
                 child.kill()
+
         return finish
+
     lag = spawn.Value("d", 0.0, lock=False)
     try:
         lat, cpu = receive_ours(url, case, start) if impl == "ours" else receive_raw(raw_ep, case, start)
@@ -256,11 +263,16 @@ def summarize(run: tuple[list[int], float, float], case: str) -> dict:
     us = np.array(lat_ns[warm:], dtype=np.float64) / 1e3
     period_ms = 1e3 / hz
     late_ms, too_late_ms = min(0.2 * period_ms, 5.0), min(period_ms, 50.0)
-    return {"n": int(us.size), "lost": int(n - len(lat_ns)),
-            "p50_us": float(np.percentile(us, 50)) if us.size else float("nan"),
-            "p99_us": float(np.percentile(us, 99)) if us.size else float("nan"),
-            "late": int((us > late_ms * 1e3).sum()), "too_late": int((us > too_late_ms * 1e3).sum()),
-            "pub_lag_ms": lag_s * 1e3, "cpu_us": cpu_us}
+    return {
+        "n": int(us.size),
+        "lost": int(n - len(lat_ns)),
+        "p50_us": float(np.percentile(us, 50)) if us.size else float("nan"),
+        "p99_us": float(np.percentile(us, 99)) if us.size else float("nan"),
+        "late": int((us > late_ms * 1e3).sum()),
+        "too_late": int((us > too_late_ms * 1e3).sum()),
+        "pub_lag_ms": lag_s * 1e3,
+        "cpu_us": cpu_us,
+    }
 
 
 def median_of(runs: list[dict]) -> dict:
@@ -302,15 +314,25 @@ def sweep(reps: int) -> dict:
                     runs[mode].append(summarize(run_once("ours", case, "ipc"), case))
         r = out[size] = {mode: median_of(v) for mode, v in runs.items()}
         r["p50_ratio"] = r["shm"]["p50_us"] / r["socket"]["p50_us"]
-        print(f"{size:9d} {r['shm']['p50_us']:9.1f} {r['socket']['p50_us']:9.1f} {r['p50_ratio']:6.2f} "
-              f"{r['shm']['cpu_us']:8.1f} {r['socket']['cpu_us']:8.1f}", flush=True)
+        print(
+            f"{size:9d} {r['shm']['p50_us']:9.1f} {r['socket']['p50_us']:9.1f} {r['p50_ratio']:6.2f} "
+            f"{r['shm']['cpu_us']:8.1f} {r['socket']['cpu_us']:8.1f}",
+            flush=True,
+        )
+
     def pays(size: int) -> bool:  # less subscriber CPU, and no slower at p50 (5 %: the runs' noise)
         r = out[size]
         return r["p50_ratio"] <= 1.05 and r["shm"]["cpu_us"] < r["socket"]["cpu_us"]
 
     wins = [size for size in SWEEP_BYTES if all(pays(s) for s in SWEEP_BYTES if s >= size)]
-    return {"threshold_bytes": wins[0] if wins else None, "current": shm.THRESHOLD, "reps": reps,
-            "cpus": os.cpu_count(), "load_avg": round(os.getloadavg()[0], 1), "sweep": out}
+    return {
+        "threshold_bytes": wins[0] if wins else None,
+        "current": shm.THRESHOLD,
+        "reps": reps,
+        "cpus": os.cpu_count(),
+        "load_avg": round(os.getloadavg()[0], 1),
+        "sweep": out,
+    }
 
 
 def main() -> None:
@@ -330,8 +352,10 @@ def main() -> None:
         return
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     results: dict = {}
-    print(f"{'transport':9} {'case':6} {'impl':5} {'p50 us':>9} {'p99 us':>9} {'late':>5} {'too_late':>8} {'lost':>5} "
-          f"{'pub lag ms':>10} {'rx cpu us':>9}")
+    print(
+        f"{'transport':9} {'case':6} {'impl':5} {'p50 us':>9} {'p99 us':>9} {'late':>5} {'too_late':>8} {'lost':>5} "
+        f"{'pub lag ms':>10} {'rx cpu us':>9}"
+    )
     for transport in [t.strip() for t in args.transports.split(",") if t.strip()]:
         reps = args.reps if transport == "ipc" else 1
         for case in cases:
@@ -341,30 +365,53 @@ def main() -> None:
                     runs[impl].append(summarize(run_once(impl, case, transport), case))
             for impl in ("ours", "raw"):
                 m = results.setdefault(transport, {}).setdefault(case, {})[impl] = median_of(runs[impl])
-                print(f"{transport:9} {case:6} {impl:5} {m['p50_us']:9.1f} {m['p99_us']:9.1f} {m['late']:5d} "
-                      f"{m['too_late']:8d} {m['lost']:5d} {m['pub_lag_ms']:10.1f} {m['cpu_us']:9.1f}", flush=True)
+                print(
+                    f"{transport:9} {case:6} {impl:5} {m['p50_us']:9.1f} {m['p99_us']:9.1f} {m['late']:5d} "
+                    f"{m['too_late']:8d} {m['lost']:5d} {m['pub_lag_ms']:10.1f} {m['cpu_us']:9.1f}",
+                    flush=True,
+                )
             r = results[transport][case]
             r["p50_ratio"] = r["ours"]["p50_us"] / r["raw"]["p50_us"]
             r["p99_ratio"] = r["ours"]["p99_us"] / r["raw"]["p99_us"]
             r["cpu_ratio"] = r["ours"]["cpu_us"] / r["raw"]["cpu_us"]
-            print(f"{transport:9} {case:6} ratio p50 {r['p50_ratio']:.2f}  p99 {r['p99_ratio']:.2f}  "
-                  f"rx cpu {r['cpu_ratio']:.2f}", flush=True)
+            print(
+                f"{transport:9} {case:6} ratio p50 {r['p50_ratio']:.2f}  p99 {r['p99_ratio']:.2f}  "
+                f"rx cpu {r['cpu_ratio']:.2f}",
+                flush=True,
+            )
     main_t = "ipc" if "ipc" in results else next(iter(results))
     # A publisher that fell a whole period behind its schedule means the machine could not keep up:
     # latencies then measure queueing on an overloaded host, not the bus. Say so instead of hiding it.
-    overloaded = sorted({f"{t}/{c}" for t, cs in results.items() for c, r in cs.items()
-                         if max(r["ours"]["pub_lag_ms"], r["raw"]["pub_lag_ms"]) > 1e3 / CASES[c][0]})
+    overloaded = sorted(
+        {
+            f"{t}/{c}"
+            for t, cs in results.items()
+            for c, r in cs.items()
+            if max(r["ours"]["pub_lag_ms"], r["raw"]["pub_lag_ms"]) > 1e3 / CASES[c][0]
+        }
+    )
     if overloaded:
-        print(f"warning: publishers fell behind schedule in {', '.join(overloaded)} "
-              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): those figures are unreliable")
+        print(
+            f"warning: publishers fell behind schedule in {', '.join(overloaded)} "
+            f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): those figures are unreliable"
+        )
     main_r = results[main_t]
-    summary = {"transport": main_t, "reps": args.reps,
-               **{f"p50_ratio_{c}": round(main_r[c]["p50_ratio"], 3) for c in cases},
-               "cpu_us_per_msg": {c: {"ours": round(main_r[c]["ours"]["cpu_us"], 1),
-                                      "raw": round(main_r[c]["raw"]["cpu_us"], 1)} for c in cases},
-               "targets": TARGETS, "target": 1.3, "shm_threshold_bytes": shm.THRESHOLD,
-               "cpus": os.cpu_count(), "load_avg": round(os.getloadavg()[0], 1),
-               "overloaded": overloaded, "results": results}
+    summary = {
+        "transport": main_t,
+        "reps": args.reps,
+        **{f"p50_ratio_{c}": round(main_r[c]["p50_ratio"], 3) for c in cases},
+        "cpu_us_per_msg": {
+            c: {"ours": round(main_r[c]["ours"]["cpu_us"], 1), "raw": round(main_r[c]["raw"]["cpu_us"], 1)}
+            for c in cases
+        },
+        "targets": TARGETS,
+        "target": 1.3,
+        "shm_threshold_bytes": shm.THRESHOLD,
+        "cpus": os.cpu_count(),
+        "load_avg": round(os.getloadavg()[0], 1),
+        "overloaded": overloaded,
+        "results": results,
+    }
     summary["targets_met"] = all(summary[f"p50_ratio_{c}"] <= t for c, t in TARGETS.items() if c in cases)
     print(json.dumps(summary))
 

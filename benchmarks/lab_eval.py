@@ -17,6 +17,7 @@ file for a fresh run).
 The seeds are the benchmark's own (1000 + i), never tuned. Last line: a JSON object with eig_success
 (per kind), eig_success_min, eig_vs_random_experiments, decision_s and the rest.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loopylab.lab.evaluation import EvalConfig, run_eval  # noqa: E402
-from loopylab.world.notebook import DEFAULT_BUDGET  # noqa: E402
-from loopylab.lab.questions import KINDS  # noqa: E402
-from loopylab.lab.report import summary_markdown, write_eval_report  # noqa: E402
+from loopylab.lab.evaluation import EvalConfig, run_eval
+from loopylab.lab.questions import KINDS
+from loopylab.lab.report import summary_markdown, write_eval_report
+from loopylab.world.notebook import DEFAULT_BUDGET
 
 SEED_BASE = 1000
 
@@ -55,14 +56,24 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--out", type=Path, default=Path("reports/bench-lab-eval"))
-    ap.add_argument("--journal", type=Path, default=None,
-                    help="rows.jsonl to append each finished world to and to resume from (default OUT/rows.jsonl)")
+    ap.add_argument(
+        "--journal",
+        type=Path,
+        default=None,
+        help="rows.jsonl to append each finished world to and to resume from (default OUT/rows.jsonl)",
+    )
     args = ap.parse_args()
     kinds = args.kinds.split(",")
     seeds = list(range(SEED_BASE, SEED_BASE + args.worlds))
     t0 = time.perf_counter()
-    cfg = EvalConfig(agents=["eig", "random"], kinds=kinds, seeds=seeds, workers=args.workers,
-                     budget={"random": 2 * DEFAULT_BUDGET}, record_regret=True)
+    cfg = EvalConfig(
+        agents=["eig", "random"],
+        kinds=kinds,
+        seeds=seeds,
+        workers=args.workers,
+        budget={"random": 2 * DEFAULT_BUDGET},
+        record_regret=True,
+    )
     # resumable: worlds already in the journal are not run again (seeded worlds are deterministic)
     journal = args.journal or args.out / "rows.jsonl"
     journal.parent.mkdir(parents=True, exist_ok=True)
@@ -70,8 +81,9 @@ def main() -> None:
     old = [r for r in _read_rows(journal) if (r["agent"], r["kind"], r["seed"]) in wanted]
     have = {(r["agent"], r["kind"], r["seed"]) for r in old}
     # seed-major order: an interrupted run has seen every kind and both agents alike
-    todo = sorted((t for t in cfg.tasks() if (t.agent, t.kind, t.seed) not in have),
-                  key=lambda t: (t.seed, t.kind, t.agent))
+    todo = sorted(
+        (t for t in cfg.tasks() if (t.agent, t.kind, t.seed) not in have), key=lambda t: (t.seed, t.kind, t.agent)
+    )
     done, total = [len(old)], len(wanted)
     if old:
         print(f"  resuming: {len(old)} of {total} worlds already in {journal}", file=sys.stderr)
@@ -82,6 +94,7 @@ def main() -> None:
         done[0] += 1
         if done[0] % 10 == 0 or done[0] == total:
             print(f"  {done[0]}/{total} worlds, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
     rows = old + run_eval(cfg, progress, tasks=todo)
     rows.sort(key=lambda r: (r["agent"], r["kind"], r["seed"]))
     table = write_eval_report(args.out, rows)
@@ -103,8 +116,12 @@ def main() -> None:
         "eig_success_min": min(eig_success.values()),
         "eig_vs_random_experiments_per_kind": ratios,
         "eig_vs_random_experiments": round(float(np.median(list(ratios.values()))), 3),
-        "eig_experiments_median": {k: float(np.median([x["experiments"] for x in by.get(("eig", k), [])])) for k in kinds},
-        "random_success": {k: round(float(np.mean([x["success"] for x in by.get(("random", k), [])])), 3) for k in kinds},
+        "eig_experiments_median": {
+            k: float(np.median([x["experiments"] for x in by.get(("eig", k), [])])) for k in kinds
+        },
+        "random_success": {
+            k: round(float(np.mean([x["success"] for x in by.get(("random", k), [])])), 3) for k in kinds
+        },
         "decision_s": round(float(np.median(dec)), 4) if dec else None,
         "decision_s_p90": round(float(np.percentile(dec, 90)), 4) if dec else None,
         "crashed": crashed,

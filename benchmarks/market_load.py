@@ -13,6 +13,7 @@
 Prints figures as it goes; the LAST line is one JSON object.
     .venv/bin/python benchmarks/market_load.py [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,6 +80,7 @@ def fresh_market(home: Path, **cfg) -> Market:
 
 # ---------------------------------------------------------------------- race (real HTTP)
 
+
 def run_race(tmp: Path) -> dict:
     market = fresh_market(tmp / "race")
     cfg, store, chain = market.config, market.store, market.chain
@@ -87,6 +89,7 @@ def run_race(tmp: Path) -> dict:
     cfg.domain, cfg.base_url = f"127.0.0.1:{port}", f"http://127.0.0.1:{port}"
     app = create_app(cfg, market, relay)
     import uvicorn
+
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     threading.Thread(target=server.run, daemon=True).start()
     wait_http(f"{cfg.base_url}/health")
@@ -94,8 +97,11 @@ def run_race(tmp: Path) -> dict:
         requester = MarketClient(cfg.base_url, Account.create())
         requester.login()
         chain.faucet(requester.address, 10**19)
-        b = requester.fund(requester.post_bounty(title="race", reward_wei=REWARD, slots=10,
-                                                 task_spec={"topics": ["wrist/wrench"]})["id"])
+        b = requester.fund(
+            requester.post_bounty(title="race", reward_wei=REWARD, slots=10, task_spec={"topics": ["wrist/wrench"]})[
+                "id"
+            ]
+        )
         people = [MarketClient(cfg.base_url, Account.create()) for _ in range(100)]
         with ThreadPoolExecutor(16) as ex:
             list(ex.map(lambda c: c.login(), people))
@@ -110,6 +116,7 @@ def run_race(tmp: Path) -> dict:
                 return c, c.claim(b["id"])
             except Exception:
                 return c, None
+
         t0 = time.perf_counter()
         with ThreadPoolExecutor(32) as ex:
             results = list(ex.map(race, people))
@@ -117,14 +124,16 @@ def run_race(tmp: Path) -> dict:
         winners = [(c, cl) for c, cl in results if cl]
         for i, (c, cl) in enumerate(winners):
             c.register_rig()
-            sub = c.submit_folder(cl["id"], write_recording(tmp / "race" / f"r{i}", seed=500 + i, seconds=0.3,
-                                                            notebook=False), bounty_id=b["id"])
+            sub = c.submit_folder(
+                cl["id"],
+                write_recording(tmp / "race" / f"r{i}", seed=500 + i, seconds=0.3, notebook=False),
+                bounty_id=b["id"],
+            )
             requester.review(sub["id"], True)
         relay.run_once()
         paid = sum(1 for c, _ in winners if chain.pending_of(c.address) == REWARD)
         onchain = chain.bounty_onchain(b["id"])
-        exact = (chain.balance() == 10 * REWARD and onchain["released"] == 10 * REWARD
-                 and reconcile(store, chain) == [])
+        exact = chain.balance() == 10 * REWARD and onchain["released"] == 10 * REWARD and reconcile(store, chain) == []
         for c in people + [requester]:
             c.close()
         print(f"race: {len(winners)} of 100 claims granted in {race_s:.2f} s, {paid} paid, escrow exact: {exact}")
@@ -135,27 +144,36 @@ def run_race(tmp: Path) -> dict:
 
 # ---------------------------------------------------------------------- relay crash
 
+
 def run_crash(tmp: Path) -> dict:
     market = fresh_market(tmp / "crash")
     store, chain = market.store, market.chain
-    _, payees = approved_bounty(market, chain, 10, REWARD, lambda i: write_recording(
-        tmp / "crash" / f"r{i}", seed=700 + i, seconds=0.3, notebook=False))
+    _, payees = approved_bounty(
+        market,
+        chain,
+        10,
+        REWARD,
+        lambda i: write_recording(tmp / "crash" / f"r{i}", seed=700 + i, seconds=0.3, notebook=False),
+    )
     crashes = 0
     for point in ("signed", "broadcast"):
         try:
             Relay(store, chain, crash_at=point, batch=5).run_once()
         except RelayCrash:
             crashes += 1
-    restarted = Relay(Store(store.url), chain)   # a fresh process: new engine, new relay
+    restarted = Relay(Store(store.url), chain)  # a fresh process: new engine, new relay
     restarted.run_once()
     once = sum(1 for a in payees if chain.pending_of(a.address) == REWARD)
     dp = double_pays(chain)
-    print(f"crash: relay killed {crashes}x between signing and receipt; after restart {once}/10 paid exactly once, "
-          f"double pays {dp}, reconcile {reconcile(store, chain) or 'clean'}")
+    print(
+        f"crash: relay killed {crashes}x between signing and receipt; after restart {once}/10 paid exactly once, "
+        f"double pays {dp}, reconcile {reconcile(store, chain) or 'clean'}"
+    )
     return {"crash_paid_once": once, "crash_double_pays": dp}
 
 
 # ---------------------------------------------------------------------- SIWE attacks
+
 
 def run_siwe(tmp: Path) -> dict:
     cfg = MarketConfig(home=tmp / "siwe", run_background=False, domain="testserver", base_url="http://testserver")
@@ -166,8 +184,19 @@ def run_siwe(tmp: Path) -> dict:
 
     def message(**over):
         n, _ = auth.new_nonce()
-        return siwe.SiweMessage(**{**dict(domain="testserver", address=alice.address, uri="http://testserver",
-                                          chain_id=1, nonce=n, issued_at=siwe.iso(time.time())), **over})
+        return siwe.SiweMessage(
+            **{
+                **dict(
+                    domain="testserver",
+                    address=alice.address,
+                    uri="http://testserver",
+                    chain_id=1,
+                    nonce=n,
+                    issued_at=siwe.iso(time.time()),
+                ),
+                **over,
+            }
+        )
 
     attacks = {}
     m = message()
@@ -195,11 +224,13 @@ def run_siwe(tmp: Path) -> dict:
 
 # ---------------------------------------------------------------------- fuzz
 
+
 def run_fuzz(tmp: Path, examples: int) -> dict:
     import schemathesis
+    from fastapi.testclient import TestClient
     from hypothesis import HealthCheck, given, settings
     from hypothesis.errors import Unsatisfiable
-    from fastapi.testclient import TestClient
+
     market = fresh_market(tmp / "fuzz", domain="testserver", base_url="http://testserver")
     app = create_app(market.config, market, Relay(market.store, market.chain))
     user = MarketClient(TestClient(app), Account.create())
@@ -209,6 +240,7 @@ def run_fuzz(tmp: Path, examples: int) -> dict:
     for result in schema.get_all_operations():
         op = result.ok()
         for mode in schemathesis.GenerationMode:
+
             @given(case=op.as_strategy(mode))
             @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
             def fuzz(case):
@@ -217,6 +249,7 @@ def run_fuzz(tmp: Path, examples: int) -> dict:
                 calls += 1
                 if r.status_code >= 500:
                     errors.append(f"{case.method} {case.formatted_path} -> {r.status_code}")
+
             try:
                 fuzz()
             except Unsatisfiable:
@@ -227,11 +260,15 @@ def run_fuzz(tmp: Path, examples: int) -> dict:
 
 # ---------------------------------------------------------------------- load (2 uvicorn workers)
 
+
 def pg_schema() -> tuple[str, str] | None:
     try:
         import psycopg
+
         schema = f"market_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True, connect_timeout=2) as c:
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True, connect_timeout=2
+        ) as c:
             c.execute(f"CREATE SCHEMA {schema}")
         return schema, f"{PG_BASE}?options=-csearch_path%3D{schema}"
     except Exception as e:
@@ -241,6 +278,7 @@ def pg_schema() -> tuple[str, str] | None:
 
 def drop_pg(schema: str) -> None:
     import psycopg
+
     with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True) as c:
         c.execute(f"DROP SCHEMA {schema} CASCADE")
 
@@ -256,6 +294,7 @@ def hammer(url: str, requests: list[tuple[str, str, dict | None, dict]], threads
                 r = h.request(method, path, json=body, headers=headers)
                 if r.status_code >= 300:
                     bad.append((path, r.status_code, r.text[:200]))
+
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as ex:
         list(ex.map(work, chunks))
@@ -269,7 +308,7 @@ def run_load(tmp: Path, db_name: str, db_url: str, n_submit: int, n_list: int, r
     home = tmp / f"load-{db_name}"
     market = fresh_market(home, db_url=db_url)
     cfg, store, chain = market.config, market.store, market.chain
-    for _ in range(30):                                    # a realistic list page
+    for _ in range(30):  # a realistic list page
         open_bounty(market, chain, slots=5, reward=REWARD)
     _, big = open_bounty(market, chain, slots=n_submit * reps + 10, reward=REWARD)
     port = free_port()
@@ -279,42 +318,78 @@ def run_load(tmp: Path, db_name: str, db_url: str, n_submit: int, n_list: int, r
     for i in range(n_submit * reps):
         a = Account.create()
         c = market.claim(a.address, big.id)
-        body = prepared_submission(market, a, big.id, write_recording(home / "recs" / f"r{i}", seed=10_000 + i,
-                                                                       seconds=0.3, notebook=False))
+        body = prepared_submission(
+            market, a, big.id, write_recording(home / "recs" / f"r{i}", seed=10_000 + i, seconds=0.3, notebook=False)
+        )
         n, _ = auth.new_nonce()
-        m = siwe.SiweMessage(domain=domain, address=a.address, uri=f"http://{domain}", chain_id=chain.chain_id,
-                             nonce=n, issued_at=siwe.iso(time.time()))
+        m = siwe.SiweMessage(
+            domain=domain,
+            address=a.address,
+            uri=f"http://{domain}",
+            chain_id=chain.chain_id,
+            nonce=n,
+            issued_at=siwe.iso(time.time()),
+        )
         token, _, _ = auth.login(m.to_text(), siwe.sign(m, a))
         jobs.append(("POST", f"/claims/{c.id}/submission", body, {"Authorization": f"Bearer {token}"}))
-    env = {**os.environ, "LOOPYLAB_MARKET_DB_URL": cfg.database_url, "LOOPYLAB_MARKET_HOME": str(home),
-           "LOOPYLAB_MARKET_DOMAIN": domain, "LOOPYLAB_MARKET_RUN_BACKGROUND": "0", "LOOPYLAB_LOG": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "loopylab.market.api:app_from_env", "--factory",
-                             "--workers", "2", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                            env=env, cwd=ROOT)
+    env = {
+        **os.environ,
+        "LOOPYLAB_MARKET_DB_URL": cfg.database_url,
+        "LOOPYLAB_MARKET_HOME": str(home),
+        "LOOPYLAB_MARKET_DOMAIN": domain,
+        "LOOPYLAB_MARKET_RUN_BACKGROUND": "0",
+        "LOOPYLAB_LOG": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "loopylab.market.api:app_from_env",
+            "--factory",
+            "--workers",
+            "2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
     url = f"http://{domain}"
     try:
         wait_http(f"{url}/health", timeout=120)
-        hammer(url, [("GET", "/bounties", None, {})] * 50, 4)          # warm both workers
+        hammer(url, [("GET", "/bounties", None, {})] * 50, 4)  # warm both workers
         health, lists, submits = [], [], []
         for r in range(reps):
             health.append(hammer(url, [("GET", "/health", None, {})] * n_list, 8))
             lists.append(hammer(url, [("GET", "/bounties?limit=50", None, {})] * n_list, 8))
-            submits.append(hammer(url, jobs[r * n_submit:(r + 1) * n_submit], 8))
+            submits.append(hammer(url, jobs[r * n_submit : (r + 1) * n_submit], 8))
         with store.read() as s:
             from sqlalchemy import func, select
+
             from loopylab.market.db import Submission
+
             ok = s.scalar(select(func.count()).select_from(Submission).where(Submission.state == "pending_review"))
         assert ok == n_submit * reps, f"only {ok} submissions passed verification"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     h, li, su = statistics.median(health), statistics.median(lists), statistics.median(submits)
-    print(f"load[{db_name}, 2 workers]: GET /bounties {li:.0f} req/s, POST submission {su:.0f} req/s "
-          f"(baseline GET /health {h:.0f} req/s; list/health {li / h:.2f}, submit/health {su / h:.3f}; "
-          f"medians of {reps})")
+    print(
+        f"load[{db_name}, 2 workers]: GET /bounties {li:.0f} req/s, POST submission {su:.0f} req/s "
+        f"(baseline GET /health {h:.0f} req/s; list/health {li / h:.2f}, submit/health {su / h:.3f}; "
+        f"medians of {reps})"
+    )
     store.dispose()
-    return {f"list_rps_{db_name}": round(li, 1), f"submit_rps_{db_name}": round(su, 1),
-            f"health_rps_{db_name}": round(h, 1)}
+    return {
+        f"list_rps_{db_name}": round(li, 1),
+        f"submit_rps_{db_name}": round(su, 1),
+        f"health_rps_{db_name}": round(h, 1),
+    }
 
 
 def run_payouts(tmp: Path, n: int, reps: int) -> dict:
@@ -322,8 +397,15 @@ def run_payouts(tmp: Path, n: int, reps: int) -> dict:
     store, chain = market.store, market.chain
     rates, base = [], []
     for r in range(reps):
-        approved_bounty(market, chain, n, REWARD, lambda i: write_recording(
-            tmp / "payouts" / f"{r}-{i}", seed=20_000 + r * n + i, seconds=0.2, notebook=False))
+        approved_bounty(
+            market,
+            chain,
+            n,
+            REWARD,
+            lambda i: write_recording(
+                tmp / "payouts" / f"{r}-{i}", seed=20_000 + r * n + i, seconds=0.2, notebook=False
+            ),
+        )
         relay = Relay(store, chain)
         t0 = time.perf_counter()
         relay.run_once()
@@ -334,14 +416,23 @@ def run_payouts(tmp: Path, n: int, reps: int) -> dict:
         nonce = chain.w3.eth.get_transaction_count(sender.address, "pending")
         for i in range(n):
             p = chain.tx_params(sender.address, nonce + i)
-            tx = {"to": Account.create().address, "value": 1, "gas": 21_000, "nonce": p.nonce, "chainId": p.chain_id,
-                  "maxFeePerGas": p.max_fee_per_gas, "maxPriorityFeePerGas": p.max_priority_fee_per_gas}
+            tx = {
+                "to": Account.create().address,
+                "value": 1,
+                "gas": 21_000,
+                "nonce": p.nonce,
+                "chainId": p.chain_id,
+                "maxFeePerGas": p.max_fee_per_gas,
+                "maxPriorityFeePerGas": p.max_priority_fee_per_gas,
+            }
             chain.send_signed(sender.sign_transaction(tx).raw_transaction)
         base.append(n / (time.perf_counter() - t0))
     assert double_pays(chain) == 0 and reconcile(store, chain) == []
     pr, br = statistics.median(rates), statistics.median(base)
-    print(f"payouts: {pr:.1f} payouts/s on the embedded chain (sign, store, broadcast, receipt, confirm); "
-          f"plain transfers {br:.1f}/s; ratio {pr / br:.2f} (medians of {reps} x {n})")
+    print(
+        f"payouts: {pr:.1f} payouts/s on the embedded chain (sign, store, broadcast, receipt, confirm); "
+        f"plain transfers {br:.1f}/s; ratio {pr / br:.2f} (medians of {reps} x {n})"
+    )
     return {"payouts_per_s": round(pr, 1), "transfers_per_s_baseline": round(br, 1)}
 
 

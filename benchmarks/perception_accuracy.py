@@ -19,6 +19,7 @@ Renders are cached within the run (TinyRenderer is ~0.1-0.3 s a frame on a CPU).
 Last line JSON: marker_err_mm_0_5m (worst view at <= 0.5 m), marker_flips_accepted, blob_err_mm (worst
 view), handeye_err_mm, handeye_err_deg (medians), ms_per_frame (median, one core), and the baselines.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,15 +35,14 @@ import pybullet as p
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loopylab.perception.augment import ImageAugment  # noqa: E402
-from loopylab.perception.blobs import BlobTracker, ColourObject, hsv_mask, largest_component  # noqa: E402
-from loopylab.perception.calibration import calibrate_handeye  # noqa: E402
-from loopylab.perception.camera_config import CameraCalibration  # noqa: E402
-from loopylab.perception.geometry import (T_from_rvec, invert, look_at, make_T, rotation_angle,  # noqa: E402
-                                 rvec_to_R)
-from loopylab.perception.markers import marker_object_points  # noqa: E402
-from loopylab.perception.pipeline import Frame, Perception, PerceptionConfig  # noqa: E402
-from loopylab.perception.synthetic import SyntheticScene, pinhole_K  # noqa: E402
+from loopylab.perception.augment import ImageAugment
+from loopylab.perception.blobs import BlobTracker, ColourObject, hsv_mask, largest_component
+from loopylab.perception.calibration import calibrate_handeye
+from loopylab.perception.camera_config import CameraCalibration
+from loopylab.perception.geometry import T_from_rvec, invert, look_at, make_T, rotation_angle, rvec_to_R
+from loopylab.perception.markers import marker_object_points
+from loopylab.perception.pipeline import Frame, Perception, PerceptionConfig
+from loopylab.perception.synthetic import SyntheticScene, pinhole_K
 
 W, H = 640, 480
 K = pinhole_K(W, H, 60.0)
@@ -50,9 +50,11 @@ DISTANCES = [0.3, 0.5, 0.8, 1.0]
 TILTS = [0, 20, 40, 60]
 MARKER_SIZE, MARKER_Z = 0.06, 0.002
 FLIP_DEG = 20.0
-OBJECTS = [("red_block", "cube", 0.05, (0.85, 0.1, 0.1, 1.0), (0.0, 0.0, 0.025)),
-           ("blue_ball", "sphere", 0.06, (0.1, 0.2, 0.85, 1.0), (-0.06, 0.07, 0.03)),
-           ("green_cylinder", "cylinder", 0.05, (0.1, 0.7, 0.2, 1.0), (0.07, -0.05, 0.025))]
+OBJECTS = [
+    ("red_block", "cube", 0.05, (0.85, 0.1, 0.1, 1.0), (0.0, 0.0, 0.025)),
+    ("blue_ball", "sphere", 0.06, (0.1, 0.2, 0.85, 1.0), (-0.06, 0.07, 0.03)),
+    ("green_cylinder", "cylinder", 0.05, (0.1, 0.7, 0.2, 1.0), (0.07, -0.05, 0.025)),
+]
 
 
 def camera(distance, tilt_deg, azimuth, target):
@@ -73,8 +75,9 @@ def baseline_marker(gray):
     corners, ids, _ = det.detectMarkers(gray)
     if ids is None:
         return None
-    ok, rvec, tvec = cv2.solvePnP(marker_object_points(MARKER_SIZE), corners[0].reshape(4, 1, 2), K, None,
-                                  flags=cv2.SOLVEPNP_IPPE_SQUARE)
+    ok, rvec, tvec = cv2.solvePnP(
+        marker_object_points(MARKER_SIZE), corners[0].reshape(4, 1, 2), K, None, flags=cv2.SOLVEPNP_IPPE_SQUARE
+    )
     return T_from_rvec(rvec, tvec)
 
 
@@ -92,8 +95,10 @@ def marker_bench(views: int, rng) -> tuple[dict, list]:
     cfg = PerceptionConfig.from_dict({"markers": [{"label": "tag", "marker_id": 3, "size": MARKER_SIZE}]})
     rows = {}
     for dist, tilt, T_wc, rgb in frames:
-        r = rows.setdefault((dist, tilt), {"t": [], "r": [], "flip": 0, "unknown": 0, "miss": 0,
-                                           "bt": [], "br": [], "bflip": 0, "bmiss": 0})
+        r = rows.setdefault(
+            (dist, tilt),
+            {"t": [], "r": [], "flip": 0, "unknown": 0, "miss": 0, "bt": [], "br": [], "bflip": 0, "bmiss": 0},
+        )
         per = Perception(cfg)  # a fresh pipeline: single-frame accuracy, no help from tracking
         dets = per.detect(Frame(rgb, None, CameraCalibration(K=K, T_base_camera=T_wc), 1))
         if not dets:
@@ -125,8 +130,11 @@ def print_marker_table(rows):
             return "missed".rjust(24)
         rot = f"{max(rs):4.1f}deg" if rs else "  n/a "
         return f"{max(ts):5.1f}mm {rot} f{flips}{extra}".rjust(24)
-    print("\nmarker, worst view per cell: translation error, rotation error (trusted orientations), "
-          "flips accepted [u = orientation reported unknown]")
+
+    print(
+        "\nmarker, worst view per cell: translation error, rotation error (trusted orientations), "
+        "flips accepted [u = orientation reported unknown]"
+    )
     for who, keys in (("ours", ("t", "r", "flip")), ("usual recipe", ("bt", "br", "bflip"))):
         print(f"  {who}")
         print("    dist\\tilt" + "".join(f"{t:>22d}deg" for t in TILTS))
@@ -149,11 +157,14 @@ def blob_bench(views: int, rng):
             if shape == "cube":
                 s.add_box(label, size, rgba, make_T(rvec_to_R([0, 0, 0.4]), pos))
             elif shape == "sphere":
-                vis = p.createVisualShape(p.GEOM_SPHERE, radius=size / 2, rgbaColor=list(rgba), physicsClientId=s.client)
+                vis = p.createVisualShape(
+                    p.GEOM_SPHERE, radius=size / 2, rgbaColor=list(rgba), physicsClientId=s.client
+                )
                 p.createMultiBody(0, -1, vis, basePosition=list(pos), physicsClientId=s.client)
             else:
-                vis = p.createVisualShape(p.GEOM_CYLINDER, radius=size / 2, length=size, rgbaColor=list(rgba),
-                                          physicsClientId=s.client)
+                vis = p.createVisualShape(
+                    p.GEOM_CYLINDER, radius=size / 2, length=size, rgbaColor=list(rgba), physicsClientId=s.client
+                )
                 p.createMultiBody(0, -1, vis, basePosition=list(pos), physicsClientId=s.client)
         bt = BlobTracker(objs)
         for dist in DISTANCES:
@@ -167,7 +178,9 @@ def blob_bench(views: int, rng):
                     for obj in objs:
                         key = (dist, tilt)
                         if obj.label in found:
-                            ours.setdefault(key, []).append(1000 * np.linalg.norm(found[obj.label].position - truth[obj.label]))
+                            ours.setdefault(key, []).append(
+                                1000 * np.linalg.norm(found[obj.label].position - truth[obj.label])
+                            )
                         blob = largest_component(hsv_mask(hsv, obj))
                         if blob.sum() > 25:
                             P, _ = bt._points(blob, r.depth, K, T)
@@ -175,8 +188,10 @@ def blob_bench(views: int, rng):
     print("\ncolour blobs (cube, sphere, cylinder), worst position error per cell, mm: ours | naive mean of points")
     print("    dist\\tilt" + "".join(f"{t:>15d}deg" for t in TILTS))
     for dist in DISTANCES:
-        cells = [f"{max(ours.get((dist, t), [np.nan])):6.1f} | {max(naive.get((dist, t), [np.nan])):5.1f}".rjust(18)
-                 for t in TILTS]
+        cells = [
+            f"{max(ours.get((dist, t), [np.nan])):6.1f} | {max(naive.get((dist, t), [np.nan])):5.1f}".rjust(18)
+            for t in TILTS
+        ]
         print(f"    {dist:4.1f} m   " + "".join(cells))
     all_ours = [e for v in ours.values() for e in v]
     all_naive = [e for v in naive.values() for e in v]
@@ -202,10 +217,14 @@ def handeye_bench(seeds: int):
             B.append(invert(X) @ invert(T) @ T_bt @ noise)
         for out, refine in ((errs, True), (base, False)):
             r = calibrate_handeye(A, B, "eye_in_hand", "park", refine=refine)
-            out.append((1000 * np.linalg.norm(r.T[:3, 3] - X[:3, 3]), np.degrees(rotation_angle(r.T[:3, :3], X[:3, :3]))))
+            out.append(
+                (1000 * np.linalg.norm(r.T[:3, 3] - X[:3, 3]), np.degrees(rotation_angle(r.T[:3, :3], X[:3, :3])))
+            )
     e, b = np.median(errs, axis=0), np.median(base, axis=0)
-    print(f"\nhand-eye, 20 poses, 1 mm / 0.1 deg noise, median of {seeds} seeds: ours {e[0]:.2f} mm / {e[1]:.3f} deg; "
-          f"cv2.calibrateHandEye(PARK) alone {b[0]:.2f} mm / {b[1]:.3f} deg")
+    print(
+        f"\nhand-eye, 20 poses, 1 mm / 0.1 deg noise, median of {seeds} seeds: ours {e[0]:.2f} mm / {e[1]:.3f} deg; "
+        f"cv2.calibrateHandEye(PARK) alone {b[0]:.2f} mm / {b[1]:.3f} deg"
+    )
     return e, b
 
 
@@ -232,9 +251,11 @@ def timing(frames, reps: int):
             base_cpu.append(1000 * (c2 - c1))
     cv2.setNumThreads(threads)
     med = statistics.median
-    print(f"\ndetection + pose per 640x480 frame (median of {len(ours)}), one core: ours {med(ours_cpu):.2f} ms CPU "
-          f"({med(ours):.2f} ms wall), usual recipe {med(base_cpu):.2f} ms CPU ({med(base):.2f} ms wall), "
-          f"ratio {med(ours_cpu) / med(base_cpu):.2f}")
+    print(
+        f"\ndetection + pose per 640x480 frame (median of {len(ours)}), one core: ours {med(ours_cpu):.2f} ms CPU "
+        f"({med(ours):.2f} ms wall), usual recipe {med(base_cpu):.2f} ms CPU ({med(base):.2f} ms wall), "
+        f"ratio {med(ours_cpu) / med(base_cpu):.2f}"
+    )
     return med(ours_cpu), med(base_cpu), med(ours)
 
 
@@ -259,9 +280,15 @@ def main():
     a = ap.parse_args()
     if a.timing_only:
         ms, ms_b, ms_wall = timing(timing_frames(), 5)
-        print(json.dumps({"ms_per_frame": round(ms, 3), "baseline_ms_per_frame": round(ms_b, 3),
-                      "ms_per_frame_wall": round(ms_wall, 3),
-                          "ms_per_frame_wall": round(ms_wall, 3)}))
+        print(
+            json.dumps(
+                {
+                    "ms_per_frame": round(ms, 3),
+                    "baseline_ms_per_frame": round(ms_b, 3),
+                    "ms_per_frame_wall": round(ms_wall, 3),
+                }
+            )
+        )
         return
     views, seeds = (1, 5) if a.quick else (a.views, a.seeds)
     rng = np.random.default_rng(0)
@@ -272,21 +299,36 @@ def main():
     near_b = [e for (d, _), r in rows.items() if d <= 0.5 for e in r["bt"]]
     flips = sum(r["flip"] for r in rows.values())
     flips_b = sum(r["bflip"] for r in rows.values())
-    print(f"  worst translation at <= 0.5 m: ours {max(near):.2f} mm, usual recipe {max(near_b):.2f} mm; "
-          f"flips accepted: ours {flips}, usual recipe {flips_b}")
+    print(
+        f"  worst translation at <= 0.5 m: ours {max(near):.2f} mm, usual recipe {max(near_b):.2f} mm; "
+        f"flips accepted: ours {flips}, usual recipe {flips_b}"
+    )
     blob_max, blob_med, naive_max, blob_missing = blob_bench(views, rng)
     print(f"  worst: ours {blob_max:.1f} mm (median {blob_med:.1f}), naive {naive_max:.1f} mm; missed {blob_missing}")
     he, he_b = handeye_bench(seeds)
     ms, ms_b, ms_wall = timing(frames, 5)
     print(f"\n(total {time.time() - t0:.0f} s)")
-    print(json.dumps({"marker_err_mm_0_5m": round(max(near), 3), "marker_flips_accepted": int(flips),
-                      "blob_err_mm": round(blob_max, 3), "handeye_err_mm": round(float(he[0]), 3),
-                      "handeye_err_deg": round(float(he[1]), 4), "ms_per_frame": round(ms, 3),
-                      "baseline_marker_err_mm_0_5m": round(max(near_b), 3), "baseline_flips": int(flips_b),
-                      "baseline_blob_err_mm": round(naive_max, 3), "baseline_handeye_err_mm": round(float(he_b[0]), 3),
-                      "baseline_handeye_err_deg": round(float(he_b[1]), 4), "baseline_ms_per_frame": round(ms_b, 3),
-                      "ms_per_frame_wall": round(ms_wall, 3),
-                      "blob_err_mm_median": round(blob_med, 3), "blob_missed": int(blob_missing)}))
+    print(
+        json.dumps(
+            {
+                "marker_err_mm_0_5m": round(max(near), 3),
+                "marker_flips_accepted": int(flips),
+                "blob_err_mm": round(blob_max, 3),
+                "handeye_err_mm": round(float(he[0]), 3),
+                "handeye_err_deg": round(float(he[1]), 4),
+                "ms_per_frame": round(ms, 3),
+                "baseline_marker_err_mm_0_5m": round(max(near_b), 3),
+                "baseline_flips": int(flips_b),
+                "baseline_blob_err_mm": round(naive_max, 3),
+                "baseline_handeye_err_mm": round(float(he_b[0]), 3),
+                "baseline_handeye_err_deg": round(float(he_b[1]), 4),
+                "baseline_ms_per_frame": round(ms_b, 3),
+                "ms_per_frame_wall": round(ms_wall, 3),
+                "blob_err_mm_median": round(blob_med, 3),
+                "blob_missed": int(blob_missing),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ The eig expert's own decision time is measured in the same run as the baseline a
 
 The last line is JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from loopylab.lab.experiments import candidate_experiments  # noqa: E402
-from loopylab.world import notebook as g  # noqa: E402
+from loopylab.lab.experiments import candidate_experiments
+from loopylab.world import notebook as g
 
 GRID_REFUSAL = "not in the experiment grid"
 
@@ -59,10 +60,8 @@ def call_stats(notebook_text: str) -> tuple[int, int]:
 def replay_decisions(notebooks: list[str], checkpoint: str | None, reps: int, threads: int = 2) -> list[float]:
     """Time every experiment decision of the given notebooks again, in order, on `threads` CPU threads:
     the agent's code path (engine with a KV cache carried from decision to decision), without the bus."""
-    from loopylab.nanochat.checkpoint import load_cached
-    from loopylab.nanochat.engine import allowed_kinds
-    from loopylab.nanochat.checkpoint import SHIPPED_DIR
-    from loopylab.nanochat.engine import Engine
+    from loopylab.nanochat.checkpoint import SHIPPED_DIR, load_cached
+    from loopylab.nanochat.engine import Engine, allowed_kinds
 
     torch.set_num_threads(threads)
     model, tokenizer, _ = load_cached(checkpoint or SHIPPED_DIR)
@@ -89,36 +88,60 @@ def replay_decisions(notebooks: list[str], checkpoint: str | None, reps: int, th
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", default="100000:100020",
-                    help="held-out world seeds (default: the 100 worlds per agent of the reported figures)")
+    ap.add_argument(
+        "--seeds",
+        default="100000:100020",
+        help="held-out world seeds (default: the 100 worlds per agent of the reported figures)",
+    )
     ap.add_argument("--kinds", default="all")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the decision-time replay")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for the decision-time replay")
-    ap.add_argument("--agents", default="nanochat,eig,random", help="agents to run now (eig,random alone only "
-                    "fills the baseline cache)")
-    ap.add_argument("--baseline-cache", default="reports/policy_eval_baselines.jsonl",
-                    help="eig and random rows are reused from here (they do not depend on the checkpoint)")
-    ap.add_argument("--notebooks-out", default="reports/policy_eval_notebooks.jsonl",
-                    help="where the policy's notebooks are saved (for --decisions-only)")
-    ap.add_argument("--decisions-only", default=None, metavar="JSONL",
-                    help="only time decisions, replaying the notebooks of this file (needs torch, tiktoken, regex)")
+    ap.add_argument(
+        "--agents",
+        default="nanochat,eig,random",
+        help="agents to run now (eig,random alone only fills the baseline cache)",
+    )
+    ap.add_argument(
+        "--baseline-cache",
+        default="reports/policy_eval_baselines.jsonl",
+        help="eig and random rows are reused from here (they do not depend on the checkpoint)",
+    )
+    ap.add_argument(
+        "--notebooks-out",
+        default="reports/policy_eval_notebooks.jsonl",
+        help="where the policy's notebooks are saved (for --decisions-only)",
+    )
+    ap.add_argument(
+        "--decisions-only",
+        default=None,
+        metavar="JSONL",
+        help="only time decisions, replaying the notebooks of this file (needs torch, tiktoken, regex)",
+    )
     args = ap.parse_args()
     if args.decisions_only:
         import gzip
+
         path = Path(args.decisions_only)
         lines = (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)).read().splitlines()
         notebooks = [(r.get("notebook") or r["text"]) for r in map(json.loads, filter(None, lines))]
         times = replay_decisions(notebooks, args.checkpoint, args.reps, args.threads)
-        print(f"{len(times)} decisions on {args.threads} threads: median {statistics.median(times):.2f} ms, "
-              f"p90 {sorted(times)[int(0.9 * len(times))]:.2f} ms")
-        print(json.dumps({"decision_ms": round(statistics.median(times), 2), "threads": args.threads,
-                          "decisions": len(times)}))
+        print(
+            f"{len(times)} decisions on {args.threads} threads: median {statistics.median(times):.2f} ms, "
+            f"p90 {sorted(times)[int(0.9 * len(times))]:.2f} ms"
+        )
+        print(
+            json.dumps(
+                {"decision_ms": round(statistics.median(times), 2), "threads": args.threads, "decisions": len(times)}
+            )
+        )
         return
     from loopylab.lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval
+
     if args.checkpoint:
         import os
+
         os.environ["LOOPYLAB_POLICY_CHECKPOINT"] = str(Path(args.checkpoint).resolve())  # for the workers
 
     agents = ["nanochat", "eig", "random"]
@@ -166,11 +189,14 @@ def main() -> None:
         rs = by[a]
         succ = 100 * sum(r["success"] for r in rs) / max(1, len(rs))
         med = statistics.median([r["experiments"] for r in rs]) if rs else float("nan")
-        kinds = {k: 100 * sum(r["success"] for r in rs if r["kind"] == k) / max(1, sum(r["kind"] == k for r in rs))
-                 for k in cfg.kinds}
+        kinds = {
+            k: 100 * sum(r["success"] for r in rs if r["kind"] == k) / max(1, sum(r["kind"] == k for r in rs))
+            for k in cfg.kinds
+        }
         summary[a] = {"success": succ, "median_experiments": med, "worlds": len(rs), "by_kind": kinds}
-        print(f"{a:<10} {len(rs):>6} {succ:>7.1f}% {med:>10.1f}   " +
-              " ".join(f"{k} {v:.0f}" for k, v in kinds.items()))
+        print(
+            f"{a:<10} {len(rs):>6} {succ:>7.1f}% {med:>10.1f}   " + " ".join(f"{k} {v:.0f}" for k, v in kinds.items())
+        )
 
     calls = executed = 0
     for r in by["nanochat"]:
@@ -192,17 +218,31 @@ def main() -> None:
     vs_eig = summary["nanochat"]["median_experiments"] / max(summary["eig"]["median_experiments"], 1e-9)
     vs_random = summary["nanochat"]["median_experiments"] / max(summary["random"]["median_experiments"], 1e-9)
     print(f"experiment calls: {executed}/{calls} parsed and executed ({100 * parse_rate:.1f}%)")
-    print(f"decision time on 2 threads: nanochat {decision_ms:.1f} ms (median of {len(times)}; in the eval workers "
-          f"{statistics.median(n_ms) if n_ms else float('nan'):.1f} ms), eig expert {eig_decision_ms:.1f} ms "
-          f"-> ratio {decision_ms / eig_decision_ms if eig_ms else float('nan'):.2f}")
-    print(f"success gap {gap:+.1f} points (target <= 10); experiments vs eig {vs_eig:.2f} (<= 1.25), "
-          f"vs random {vs_random:.2f} (<= 0.5); wall {time.time() - t0:.0f} s; crashed {len(crashed)}")
-    print(json.dumps({"success_gap_points": round(gap, 2), "experiments_vs_eig": round(vs_eig, 3),
-                      "experiments_vs_random": round(vs_random, 3), "parse_rate": round(parse_rate, 4),
-                      "decision_ms": round(decision_ms, 2), "eig_decision_ms": round(eig_decision_ms, 2),
-                      "success": {a: round(summary[a]["success"], 1) for a in agents},
-                      "median_experiments": {a: summary[a]["median_experiments"] for a in agents},
-                      "worlds_per_agent": len(cfg.seeds) * len(cfg.kinds), "crashed": len(crashed)}))
+    print(
+        f"decision time on 2 threads: nanochat {decision_ms:.1f} ms (median of {len(times)}; in the eval workers "
+        f"{statistics.median(n_ms) if n_ms else float('nan'):.1f} ms), eig expert {eig_decision_ms:.1f} ms "
+        f"-> ratio {decision_ms / eig_decision_ms if eig_ms else float('nan'):.2f}"
+    )
+    print(
+        f"success gap {gap:+.1f} points (target <= 10); experiments vs eig {vs_eig:.2f} (<= 1.25), "
+        f"vs random {vs_random:.2f} (<= 0.5); wall {time.time() - t0:.0f} s; crashed {len(crashed)}"
+    )
+    print(
+        json.dumps(
+            {
+                "success_gap_points": round(gap, 2),
+                "experiments_vs_eig": round(vs_eig, 3),
+                "experiments_vs_random": round(vs_random, 3),
+                "parse_rate": round(parse_rate, 4),
+                "decision_ms": round(decision_ms, 2),
+                "eig_decision_ms": round(eig_decision_ms, 2),
+                "success": {a: round(summary[a]["success"], 1) for a in agents},
+                "median_experiments": {a: summary[a]["median_experiments"] for a in agents},
+                "worlds_per_agent": len(cfg.seeds) * len(cfg.kinds),
+                "crashed": len(crashed),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

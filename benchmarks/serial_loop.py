@@ -19,6 +19,7 @@ Last line JSON: cycle_hz, cpu_us_per_cycle, wire_limit_hz, cpu_fraction_of_wire 
 the Dynamixel arm, the headline), the same with a feetech_ prefix, the bare bus cycle (bus_*) and the
 vendor-SDK baseline (vendor_*).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,22 +33,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loopylab.firmware_bridge.servo.bus import MotorBus, MotorBusError  # noqa: E402
+from loopylab.firmware_bridge.servo.bus import MotorBus, MotorBusError
 
-STALLS = {"count": 0}   # cycles lost to a starved emulator process on a loaded machine (reported)
+STALLS = {"count": 0}  # cycles lost to a starved emulator process on a loaded machine (reported)
 
 NAMES = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
-BLOCK = {"dynamixel": ["Present_Current", "Present_Velocity", "Present_Position"],
-         "feetech": ["Present_Position", "Present_Velocity", "Present_Load"]}
-EMULATOR = ("import sys; from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator; "
-            "e = ServoArmEmulator.for_robot('koch' if sys.argv[1] == 'dynamixel' else 'so101', check_baud=False)"
-            ".start(); print(e.path, flush=True); sys.stdin.read(); e.stop()")
+BLOCK = {
+    "dynamixel": ["Present_Current", "Present_Velocity", "Present_Position"],
+    "feetech": ["Present_Position", "Present_Velocity", "Present_Load"],
+}
+EMULATOR = (
+    "import sys; from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator; "
+    "e = ServoArmEmulator.for_robot('koch' if sys.argv[1] == 'dynamixel' else 'so101', check_baud=False)"
+    ".start(); print(e.path, flush=True); sys.stdin.read(); e.stop()"
+)
 
 
 def start_emulator(kind: str):
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen([sys.executable, "-c", EMULATOR, kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, cwd=root)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EMULATOR, kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root
+    )
     return proc, proc.stdout.readline().strip()
 
 
@@ -66,14 +72,14 @@ def ours(path: str, kind: str, cycles: int) -> tuple[float, float]:
         bus.set_torque(True)
         block = BLOCK[kind]
         scale, centre = 2 * math.pi / 4096, 2048
-        goal = {n: 2048 for n in NAMES}
+        goal = dict.fromkeys(NAMES, 2048)
         wall = cpu = 0.0
         done = 0
         for k in range(cycles):
             t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 state = bus.sync_read(block)
-                _ = [(s["Present_Position"] - centre) * scale for s in state.values()]   # what the driver publishes
+                _ = [(s["Present_Position"] - centre) * scale for s in state.values()]  # what the driver publishes
                 for i, n in enumerate(NAMES):
                     goal[n] = 2048 + ((k + i) % 200) - 100
                 bus.sync_write("Goal_Position", goal)
@@ -89,16 +95,17 @@ def ours(path: str, kind: str, cycles: int) -> tuple[float, float]:
 
 def driver(path: str, kind: str, cycles: int) -> tuple[float, float]:
     """The real ArmDriver.cycle(): only the cycle itself is timed (publishing the commands is not)."""
+    import tempfile
     import uuid
 
     from loopylab.bus import JointCommand, Node
     from loopylab.firmware_bridge.arm_node import ArmConfig, ArmDriver
-    import tempfile
-
     from loopylab.firmware_bridge.servo import calibration
+
     robot = "koch" if kind == "dynamixel" else "so101"
-    calib = calibration.save(Path(tempfile.mkdtemp()) / "arm.json",
-                             calibration.identity({n: i + 1 for i, n in enumerate(NAMES)}))
+    calib = calibration.save(
+        Path(tempfile.mkdtemp()) / "arm.json", calibration.identity({n: i + 1 for i, n in enumerate(NAMES)})
+    )
     node = Node("bench_arm", f"inproc://{uuid.uuid4().hex}", heartbeat_hz=0)
     drv = ArmDriver(node, ArmConfig(port=path, robot=robot, latency_s=0.2, calibration=str(calib)), start=False)
     try:
@@ -128,9 +135,11 @@ def driver(path: str, kind: str, cycles: int) -> tuple[float, float]:
 def vendor(path: str, kind: str, cycles: int) -> tuple[float, float]:
     if kind == "dynamixel":
         import dynamixel_sdk as sdk
+
         ph, addr, length, goal_addr, goal_len = sdk.PacketHandler(2.0), 126, 10, 116, 4
     else:
         import scservo_sdk as sdk
+
         ph, addr, length, goal_addr, goal_len = sdk.PacketHandler(0), 56, 6, 42, 2
     port = sdk.PortHandler(path)
     port.openPort()
@@ -144,8 +153,10 @@ def vendor(path: str, kind: str, cycles: int) -> tuple[float, float]:
     for k in range(cycles):
         if reader.txRxPacket() == 0:
             ok += 1
-        _ = [(reader.getData(i, addr + (6 if kind == "dynamixel" else 0), goal_len) - 2048) * 2 * math.pi / 4096
-             for i in range(1, 7)]
+        _ = [
+            (reader.getData(i, addr + (6 if kind == "dynamixel" else 0), goal_len) - 2048) * 2 * math.pi / 4096
+            for i in range(1, 7)
+        ]
         writer.clearParam()
         for i in range(1, 7):
             writer.addParam(i, list((2048 + ((k + i) % 200) - 100).to_bytes(goal_len, "little")))
@@ -169,7 +180,7 @@ def main() -> None:
             wire_us = nbytes * 10 / 1_000_000 * 1e6
             ours(path, kind, 50)  # warm up (imports, caches, the emulator's first packets)
             runs = {"driver": [], "ours": [], "vendor": []}
-            for _ in range(args.reps):   # alternate, so drifts in machine load hit all alike
+            for _ in range(args.reps):  # alternate, so drifts in machine load hit all alike
                 runs["driver"].append(driver(path, kind, args.cycles))
                 runs["ours"].append(ours(path, kind, args.cycles))
                 runs["vendor"].append(vendor(path, kind, args.cycles))
@@ -182,19 +193,30 @@ def main() -> None:
         cpu = statistics.median(r[1] for r in runs["ours"])
         vhz = statistics.median(r[0] for r in runs["vendor"])
         vcpu = statistics.median(r[1] for r in runs["vendor"])
-        print(f"{kind:9s}: {nbytes} bytes/cycle on the wire = {wire_us:.0f} us at 1 Mbps ({1e6 / wire_us:.0f} Hz limit)")
-        print(f"{'':9s}  driver {dhz:7.0f} Hz on a pty, {dcpu:6.1f} us CPU/cycle = {dcpu / wire_us:5.1%} of the wire time"
-              f"   (ArmDriver.cycle, bus publish included)")
+        print(
+            f"{kind:9s}: {nbytes} bytes/cycle on the wire = {wire_us:.0f} us at 1 Mbps ({1e6 / wire_us:.0f} Hz limit)"
+        )
+        print(
+            f"{'':9s}  driver {dhz:7.0f} Hz on a pty, {dcpu:6.1f} us CPU/cycle = {dcpu / wire_us:5.1%} of the wire time"
+            f"   (ArmDriver.cycle, bus publish included)"
+        )
         print(f"{'':9s}  bus    {hz:7.0f} Hz on a pty, {cpu:6.1f} us CPU/cycle = {cpu / wire_us:5.1%} of the wire time")
         print(f"{'':9s}  vendor {vhz:7.0f} Hz on a pty, {vcpu:6.1f} us CPU/cycle   (bus/vendor CPU: {cpu / vcpu:.2f})")
         prefix = "" if kind == "dynamixel" else "feetech_"
-        result.update({f"{prefix}cycle_hz": round(dhz, 1), f"{prefix}cpu_us_per_cycle": round(dcpu, 1),
-                       f"{prefix}wire_limit_hz": round(1e6 / wire_us, 1),
-                       f"{prefix}cpu_fraction_of_wire": round(dcpu / wire_us, 3),
-                       f"{prefix}bus_cycle_hz": round(hz, 1), f"{prefix}bus_cpu_us_per_cycle": round(cpu, 1),
-                       f"{prefix}wire_bytes_per_cycle": nbytes,
-                       f"{prefix}vendor_cycle_hz": round(vhz, 1), f"{prefix}vendor_cpu_us_per_cycle": round(vcpu, 1),
-                       f"{prefix}bus_cpu_ratio_vs_vendor": round(cpu / vcpu, 3)})
+        result.update(
+            {
+                f"{prefix}cycle_hz": round(dhz, 1),
+                f"{prefix}cpu_us_per_cycle": round(dcpu, 1),
+                f"{prefix}wire_limit_hz": round(1e6 / wire_us, 1),
+                f"{prefix}cpu_fraction_of_wire": round(dcpu / wire_us, 3),
+                f"{prefix}bus_cycle_hz": round(hz, 1),
+                f"{prefix}bus_cpu_us_per_cycle": round(cpu, 1),
+                f"{prefix}wire_bytes_per_cycle": nbytes,
+                f"{prefix}vendor_cycle_hz": round(vhz, 1),
+                f"{prefix}vendor_cpu_us_per_cycle": round(vcpu, 1),
+                f"{prefix}bus_cpu_ratio_vs_vendor": round(cpu / vcpu, 3),
+            }
+        )
     result["stalled_cycles"] = STALLS["count"]
     result["target_cpu_fraction"] = 0.25
     result["meets_target"] = result["cpu_fraction_of_wire"] < 0.25 and result["feetech_cpu_fraction_of_wire"] < 0.25

@@ -18,6 +18,7 @@ gate and the skills are in graphs/sim_bench.toml); `step_ratio` uses CPU time, `
 Last line: JSON with step_ratio (ours/raw, target >= 0.8), push_ms and more.
     .venv/bin/python benchmarks/sim_throughput.py [--quick]
 """
+
 from __future__ import annotations
 
 import json
@@ -32,10 +33,10 @@ import pybullet as p
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from loopylab.bus import JointState, Node  # noqa: E402
-from loopylab.sim.node import SimArm  # noqa: E402
-from loopylab.world.scene import scene_from_seed  # noqa: E402
-from loopylab.sim.world import World  # noqa: E402
+from loopylab.bus import JointState, Node
+from loopylab.sim.node import SimArm
+from loopylab.sim.world import World
+from loopylab.world.scene import scene_from_seed
 
 QUICK = "--quick" in sys.argv
 REPS = 3 if QUICK else 5
@@ -52,8 +53,14 @@ def _raw_ticks(w: World, ticks: int, each=None) -> None:
     r = w.robot
     q, forces = np.asarray(r.spec.home), r.effort.tolist()
     for k in range(ticks):
-        p.setJointMotorControlArray(r.body, r.arm, p.POSITION_CONTROL, targetPositions=(q + 1e-4 * k).tolist(),
-                                    forces=forces, physicsClientId=w.cid)
+        p.setJointMotorControlArray(
+            r.body,
+            r.arm,
+            p.POSITION_CONTROL,
+            targetPositions=(q + 1e-4 * k).tolist(),
+            forces=forces,
+            physicsClientId=w.cid,
+        )
         for _ in range(STEPS_PER_TICK):
             p.stepSimulation(physicsClientId=w.cid)
         if each is not None:
@@ -83,12 +90,14 @@ def _subscriber(url: str, n: int, ready, done, all_sensors: bool) -> None:
     """Another process on the graph, receiving joint states (as the gate would) until the last; with
     all_sensors also the wrench, gripper and mocap streams (as the skills node does)."""
     import threading
+
     node = Node("probe", url)
     last = threading.Event()
 
     def on_state(msg: JointState) -> None:  # on the node's I/O thread, as a driver's consumer would
         if msg.seq >= n:
             last.set()
+
     node.subscribe("arm/joint_state", JointState, callback=on_state)
     for topic in SENSORS if all_sensors else ():
         node.subscribe(topic, None, mode="latest")
@@ -100,6 +109,7 @@ def _subscriber(url: str, n: int, ready, done, all_sensors: bool) -> None:
 
 def simarm_steps_per_s(all_sensors: bool = False) -> tuple[float, float]:
     import multiprocessing as mp
+
     url = f"ipc://bench-{uuid.uuid4().hex[:8]}"
     node = Node("sim_arm", url)
     sim = SimArm(node, SCENE, cameras=False, start=False)
@@ -111,6 +121,7 @@ def simarm_steps_per_s(all_sensors: bool = False) -> tuple[float, float]:
     for pub in [sim.js_pub] + ([sim.wrench_pub, sim.grip_pub, sim.obj_pub] if all_sensors else []):
         pub.wait_for_subscribers(1, 30)
     from loopylab.bus import JointCommand
+
     cmd = JointCommand(name=sim.names, position=np.asarray(sim.world.robot.spec.home))
     t0, c0 = time.perf_counter(), time.process_time()
     _simarm_ticks(sim, cmd, TICKS)
@@ -133,8 +144,11 @@ def paired_step_ratio(pairs: int, ticks: int) -> dict:
     same subscriber (PyBullet and ZeroMQ, none of our code). -> medians: ratios in CPU and wall time, the
     floor's CPU ratio, SimArm against the floor, raw and SimArm steps per CPU second."""
     import multiprocessing as mp
+
     import zmq
+
     from loopylab.bus import JointCommand, codec
+
     url = f"ipc://bench-{uuid.uuid4().hex[:8]}"
     node = Node("sim_arm", url)
     sim = SimArm(node, SCENE, cameras=False, start=False)
@@ -150,8 +164,9 @@ def paired_step_ratio(pairs: int, ticks: int) -> dict:
     assert n == STEPS_PER_TICK
     sock, prefix = sim.js_pub._sock, sim.js_pub._prefix  # the floor's sends: same socket, raw pyzmq
     q0 = np.asarray(sim.world.robot.spec.home)
-    header, _ = codec.encode(JointState(name=sim.names, position=q0, velocity=0 * q0, effort=0 * q0, seq=1,
-                                        stamp_ns=1, frame_id="base"))  # seq 1: the subscriber waits for the last
+    header, _ = codec.encode(
+        JointState(name=sim.names, position=q0, velocity=0 * q0, effort=0 * q0, seq=1, stamp_ns=1, frame_id="base")
+    )  # seq 1: the subscriber waits for the last
 
     def send():
         sock.send(prefix, zmq.SNDMORE)
@@ -167,8 +182,9 @@ def paired_step_ratio(pairs: int, ticks: int) -> dict:
         raw_w, raw_c = block(lambda: _raw_ticks(w, ticks))
         our_w, our_c = block(lambda: _simarm_ticks(sim, cmd, ticks))
         _, floor_c = block(lambda: _raw_ticks(w, ticks, each=send))
-        rows.append((raw_c / our_c, raw_w / our_w, raw_c / floor_c, floor_c / our_c, ticks * n / raw_c,
-                     ticks * n / our_c))
+        rows.append(
+            (raw_c / our_c, raw_w / our_w, raw_c / floor_c, floor_c / our_c, ticks * n / raw_c, ticks * n / our_c)
+        )
     if not done.wait(30):
         raise SystemExit("the subscriber did not receive the last joint state")
     proc.join(10)
@@ -183,6 +199,7 @@ def simarm_inproc_steps_per_s() -> tuple[float, float]:
     """The same, with the subscriber a thread node on an inproc graph (how `loopylab run` and `eval` wire
     the bench: lab.bench.sim_bench). CPU time is the whole process: the subscriber's too."""
     import threading
+
     url = f"inproc://bench-{uuid.uuid4().hex[:8]}"
     node = Node("sim_arm", url)
     sim = SimArm(node, SCENE, cameras=False, start=False)
@@ -198,9 +215,11 @@ def simarm_inproc_steps_per_s() -> tuple[float, float]:
             except TimeoutError:
                 break
         got.set()
+
     threading.Thread(target=receive, daemon=True).start()
     sim.js_pub.wait_for_subscribers(1, 30)
     from loopylab.bus import JointCommand
+
     cmd = JointCommand(name=sim.names, position=np.asarray(sim.world.robot.spec.home))
     t0, c0 = time.perf_counter(), time.process_time()
     _simarm_ticks(sim, cmd, TICKS)
@@ -216,6 +235,7 @@ def simarm_inproc_steps_per_s() -> tuple[float, float]:
 
 def push_ms() -> tuple[float, float]:
     from loopylab.lab.bench import sim_bench
+
     walls, ok = [], 0
     with sim_bench(robot="panda", seed=0, mocap_noise=0.0005) as bench:
         for _ in range(REPS):
@@ -231,11 +251,14 @@ def push_ms() -> tuple[float, float]:
 
 def twin_rates() -> tuple[float, float, float]:
     from loopylab.lab.twin import Twin, TwinPool
+
     seen = SCENE.perceived()
     rng = np.random.default_rng(0)
     n = 16 if QUICK else 48
-    params = [{"red_block": {"mass": float(m), "friction": float(f)}}
-              for m, f in zip(rng.uniform(0.05, 0.6, n), rng.uniform(0.2, 0.9, n))]
+    params = [
+        {"red_block": {"mass": float(m), "friction": float(f)}}
+        for m, f in zip(rng.uniform(0.05, 0.6, n), rng.uniform(0.2, 0.9, n))
+    ]
     args = {"object": "red_block", "direction": "+x", "distance": 0.1, "speed": 0.05}
     twin = Twin(seen)
     twin.predict("push", args, params[0])  # warm
@@ -266,34 +289,54 @@ def main() -> None:
     raw_w, raw_c = (statistics.median(v) for v in zip(*raw))
     full_w, full_c = (statistics.median(v) for v in zip(*full))
     inproc_w, inproc_c = (statistics.median(v) for v in zip(*inproc))
-    print(f"raw PyBullet vs SimArm lockstep publishing joint states to a subscriber process (ipc), {pairs} rounds"
-          f" of {block}-tick blocks:")
+    print(
+        f"raw PyBullet vs SimArm lockstep publishing joint states to a subscriber process (ipc), {pairs} rounds"
+        f" of {block}-tick blocks:"
+    )
     print(f"  raw {paired['raw_rate']:8.0f} steps per CPU-second, SimArm {paired['our_rate']:8.0f} (medians)")
     print(f"  -> ratio {ratio_c:.2f} in CPU time, {ratio_w:.2f} in wall time (median of the pairs; target >= 0.8)")
-    print(f"  floor (raw PyBullet + one raw pyzmq send per tick to the same subscriber, in the same rounds): "
-          f"{paired['floor']:.2f} of raw; SimArm reaches {paired['vs_floor']:.2f} of the floor")
+    print(
+        f"  floor (raw PyBullet + one raw pyzmq send per tick to the same subscriber, in the same rounds): "
+        f"{paired['floor']:.2f} of raw; SimArm reaches {paired['vs_floor']:.2f} of the floor"
+    )
     print(f"raw PyBullet stepping      : {raw_w:8.0f} steps/s wall, {raw_c:8.0f} per CPU-second (median of {REPS})")
-    print(f"SimArm lockstep, joint states + wrench + gripper + mocap all subscribed (what the skills graph does):")
-    print(f"                             {full_w:8.0f} steps/s wall, {full_c:8.0f} per CPU-second"
-          f" -> ratio {full_c / raw_c:.2f}")
-    print(f"SimArm lockstep, joint states to a thread node (inproc, the lab's bench):")
-    print(f"                             {inproc_w:8.0f} steps/s wall, {inproc_c:8.0f} per CPU-second"
-          f" -> ratio {inproc_c / raw_c:.2f}")
+    print("SimArm lockstep, joint states + wrench + gripper + mocap all subscribed (what the skills graph does):")
+    print(
+        f"                             {full_w:8.0f} steps/s wall, {full_c:8.0f} per CPU-second"
+        f" -> ratio {full_c / raw_c:.2f}"
+    )
+    print("SimArm lockstep, joint states to a thread node (inproc, the lab's bench):")
+    print(
+        f"                             {inproc_w:8.0f} steps/s wall, {inproc_c:8.0f} per CPU-second"
+        f" -> ratio {inproc_c / raw_c:.2f}"
+    )
     pm, sim_s = push_ms()
     print(f"push 0.1 m @ 0.05 m/s, end to end through skills/execute: {pm:.0f} ms wall (median of {REPS})")
     one, pooled, per = twin_rates()
-    print(f"twin push rollouts: {one:.1f}/s in one process ({per:.1f} CPU ms each), {pooled:.1f}/s in the pool "
-          f"({os.cpu_count()} workers) -> x{pooled / one:.2f}")
-    print(json.dumps({"step_ratio": round(ratio_c, 3), "step_ratio_wall": round(ratio_w, 3),
-                      "step_ratio_all_sensors": round(full_c / raw_c, 3),
-                      "step_ratio_inproc": round(inproc_c / raw_c, 3),
-                      "floor_ratio_ipc": round(paired["floor"], 3),
-                      "step_ratio_vs_floor": round(paired["vs_floor"], 3),
-                      "push_ms": round(pm, 1),
-                      "raw_steps_per_cpu_s": round(paired["raw_rate"]), "simarm_steps_per_cpu_s": round(paired["our_rate"]),
-                      "twin_rollouts_per_s": round(one, 1), "twin_pool_rollouts_per_s": round(pooled, 1),
-                      "twin_cpu_ms_per_push": round(per, 2), "cpus": os.cpu_count(),
-                      "load_avg_1min": round(os.getloadavg()[0], 1)}))
+    print(
+        f"twin push rollouts: {one:.1f}/s in one process ({per:.1f} CPU ms each), {pooled:.1f}/s in the pool "
+        f"({os.cpu_count()} workers) -> x{pooled / one:.2f}"
+    )
+    print(
+        json.dumps(
+            {
+                "step_ratio": round(ratio_c, 3),
+                "step_ratio_wall": round(ratio_w, 3),
+                "step_ratio_all_sensors": round(full_c / raw_c, 3),
+                "step_ratio_inproc": round(inproc_c / raw_c, 3),
+                "floor_ratio_ipc": round(paired["floor"], 3),
+                "step_ratio_vs_floor": round(paired["vs_floor"], 3),
+                "push_ms": round(pm, 1),
+                "raw_steps_per_cpu_s": round(paired["raw_rate"]),
+                "simarm_steps_per_cpu_s": round(paired["our_rate"]),
+                "twin_rollouts_per_s": round(one, 1),
+                "twin_pool_rollouts_per_s": round(pooled, 1),
+                "twin_cpu_ms_per_push": round(per, 2),
+                "cpus": os.cpu_count(),
+                "load_avg_1min": round(os.getloadavg()[0], 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

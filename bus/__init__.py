@@ -7,6 +7,7 @@ record/replay. It knows nothing about robots, models or money.
     pub = node.publisher("arm/joint_state", JointState)
     sub = node.subscribe("arm/joint_command", JointCommand, callback=print)
 """
+
 from loopylab.bus.config import BusConfig
 from loopylab.bus.messages import (
     CameraInfo,

@@ -3,11 +3,12 @@
 The tools that look at a graph (topics, echo, nodes, record; `skill` too) find it: `--bus`, else $LOOPYLAB_BUS,
 else the one graph `loopylab launch` runs (`loopylab.bus.registry`).
 """
+
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 from rich.console import Console
@@ -18,8 +19,10 @@ if TYPE_CHECKING:
     from loopylab.bus.config import BusConfig
     from loopylab.bus.node import Node
 
-BUS_HELP = ("Bus URL: inproc://NAME, ipc://NAME or tcp://HOST:PORT (default: $LOOPYLAB_BUS, else the graph "
-            "that `loopylab launch` runs).")
+BUS_HELP = (
+    "Bus URL: inproc://NAME, ipc://NAME or tcp://HOST:PORT (default: $LOOPYLAB_BUS, else the graph "
+    "that `loopylab launch` runs)."
+)
 REPLAY_BUS_HELP = "Bus URL: inproc://NAME, ipc://NAME or tcp://HOST:PORT (default: $LOOPYLAB_BUS, else ipc://default)."
 console = Console()
 err_console = Console(stderr=True)
@@ -32,6 +35,7 @@ def _bus_option(help: str = BUS_HELP) -> Any:
 def _fail(message: str) -> typer.Exit:
     """Print `message` as one `error:` line (a listing may follow on its own lines); the Exit to raise."""
     from rich.markup import escape
+
     err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
@@ -42,6 +46,7 @@ def find_graph(bus: str | None) -> BusConfig:
     from loopylab.bus.config import BusConfig
     from loopylab.bus.directory import DirectoryUnavailable, request
     from loopylab.bus.registry import GraphNotFound, resolve_bus
+
     try:
         config = BusConfig.parse(resolve_bus(bus))
     except (GraphNotFound, ValueError) as e:
@@ -49,14 +54,17 @@ def find_graph(bus: str | None) -> BusConfig:
     try:
         request(config, {"op": "ping"}, timeout=1.0)
     except DirectoryUnavailable:
-        raise _fail(f"no graph is running at {config.url} (no directory answered); start one with "
-                    f"`loopylab launch GRAPH.toml`, or pass the --bus it prints") from None
+        raise _fail(
+            f"no graph is running at {config.url} (no directory answered); start one with "
+            f"`loopylab launch GRAPH.toml`, or pass the --bus it prints"
+        ) from None
     return config
 
 
 def _tool_node(bus: str | None, name: str) -> Node:
     """A node for looking at a graph: no heartbeat, and it does not start a directory of its own."""
     from loopylab.bus.node import Node
+
     config = find_graph(bus)
     return Node(f"{name}-{int(time.time() * 1000) % 100000}", config, heartbeat_hz=0, start_directory=False)
 
@@ -66,54 +74,80 @@ def _close(node: Node) -> None:
     recorder that outlived its graph) goes too, socket files included. An inproc graph's directory stops
     with its last node by itself, and may serve other nodes of this process."""
     from loopylab.bus.directory import stop_local
+
     node.close()
     if node.config.transport != "inproc":
         stop_local(node.config)
 
 
-def launch(graph: Path = typer.Argument(..., help="Graph file (TOML): a graph table and one nodes.NAME table per node (docs/bus.md)."),
-           duration: Optional[float] = typer.Option(None, "--duration", help="Stop the graph after S seconds."),
-           bus: Optional[str] = typer.Option(None, "--bus", help="Run on this bus URL instead of the file's "
-                                             "transport (inproc://NAME turns every node into a thread)."),
-           set_: Optional[list[str]] = typer.Option(None, "--set", metavar="NODE.PARAM=VALUE",
-                                                    help="Override a node parameter, e.g. --set arm.port=/dev/ttyUSB0 "
-                                                         "(repeatable).")) -> None:
+def launch(
+    graph: Path = typer.Argument(
+        ..., help="Graph file (TOML): a graph table and one nodes.NAME table per node (docs/bus.md)."
+    ),
+    duration: float | None = typer.Option(None, "--duration", help="Stop the graph after S seconds."),
+    bus: str | None = typer.Option(
+        None,
+        "--bus",
+        help="Run on this bus URL instead of the file's transport (inproc://NAME turns every node into a thread).",
+    ),
+    set_: list[str] | None = typer.Option(
+        None,
+        "--set",
+        metavar="NODE.PARAM=VALUE",
+        help="Override a node parameter, e.g. --set arm.port=/dev/ttyUSB0 (repeatable).",
+    ),
+) -> None:
     """Run a graph: nodes as processes or threads, restarts by policy, output prefixed by node name.
 
     Exits non-zero, naming the node, when a node without a restart policy fails. Ctrl-C stops all.
     """
     from loopylab.bus.launch import GraphError, Launcher, apply_overrides, load_graph
+
     try:
         spec = apply_overrides(load_graph(graph), set_ or [])
         if bus:
             spec = spec.with_bus(bus)
     except (GraphError, ValueError) as e:  # ValueError: a bad --bus URL
-        typer.echo(f"error: {e}", err=True)   # plain: rich markup would eat [nodes.NAME]
-        raise typer.Exit(2)
+        typer.echo(f"error: {e}", err=True)  # plain: rich markup would eat [nodes.NAME]
+        raise typer.Exit(2) from None
     code = Launcher(spec, duration).run()
     raise typer.Exit(code)
 
 
-def topics(bus: Optional[str] = _bus_option(),
-           window: float = typer.Option(1.0, "--window", "-w", help="Seconds to measure each round."),
-           watch: bool = typer.Option(False, "--watch", help="Keep measuring until Ctrl-C."),
-           heartbeats: bool = typer.Option(False, "--heartbeats", help="Include heartbeat/* topics.")) -> None:
+def topics(
+    bus: str | None = _bus_option(),
+    window: float = typer.Option(1.0, "--window", "-w", help="Seconds to measure each round."),
+    watch: bool = typer.Option(False, "--watch", help="Keep measuring until Ctrl-C."),
+    heartbeats: bool = typer.Option(False, "--heartbeats", help="Include heartbeat/* topics."),
+) -> None:
     """List live topics with type, publishers, message rate (Hz) and bandwidth."""
     from loopylab.bus.introspect import human_bytes, measure_topics
+
     node = _tool_node(bus, "topics")
 
     def table() -> Table:
         t = Table(title=f"topics on {node.config.url} ({window:g} s window)")
         columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
-            ("topic", "left"), ("type", "left"), ("pubs", "right"), ("rate", "right"), ("bandwidth", "right"),
-            ("msg size", "right"))
+            ("topic", "left"),
+            ("type", "left"),
+            ("pubs", "right"),
+            ("rate", "right"),
+            ("bandwidth", "right"),
+            ("msg size", "right"),
+        )
         for col, just in columns:
             t.add_column(col, justify=just)
         for r in measure_topics(node, window, heartbeats):
-            t.add_row(r.topic, r.type, str(r.publishers), f"{r.hz:.1f} Hz" if r.messages > 1 else "-",
-                      f"{human_bytes(r.bytes_per_s)}/s" if r.messages else "-",
-                      human_bytes(r.mean_size) if r.messages else "-")
+            t.add_row(
+                r.topic,
+                r.type,
+                str(r.publishers),
+                f"{r.hz:.1f} Hz" if r.messages > 1 else "-",
+                f"{human_bytes(r.bytes_per_s)}/s" if r.messages else "-",
+                human_bytes(r.mean_size) if r.messages else "-",
+            )
         return t
+
     try:
         if not watch:
             console.print(table())
@@ -127,11 +161,14 @@ def topics(bus: Optional[str] = _bus_option(),
         node.close()
 
 
-def echo(topic: str = typer.Argument(..., help="Topic to print, e.g. arm/joint_state."),
-         count: Optional[int] = typer.Option(None, "--count", "-n", help="Stop after N messages."),
-         bus: Optional[str] = _bus_option()) -> None:
+def echo(
+    topic: str = typer.Argument(..., help="Topic to print, e.g. arm/joint_state."),
+    count: int | None = typer.Option(None, "--count", "-n", help="Stop after N messages."),
+    bus: str | None = _bus_option(),
+) -> None:
     """Print the messages of a topic as they arrive (large arrays are summarised)."""
     from loopylab.bus.introspect import format_message
+
     node = _tool_node(bus, "echo")
     sub = node.subscribe(topic, queue_size=100)
     seen = 0
@@ -152,7 +189,7 @@ def echo(topic: str = typer.Argument(..., help="Topic to print, e.g. arm/joint_s
         err_console.print(f"({sub.dropped} messages dropped: printing is slower than the topic)")
 
 
-def nodes(bus: Optional[str] = _bus_option()) -> None:
+def nodes(bus: str | None = _bus_option()) -> None:
     """List the graph's nodes with their pid, host, topics and services."""
     node = _tool_node(bus, "nodes")
     try:
@@ -165,26 +202,31 @@ def nodes(bus: Optional[str] = _bus_option()) -> None:
     for name, info in sorted(g["nodes"].items()):
         if name == node.name:
             continue
-        pubs = sorted(tp for tp, es in g["topics"].items() for e in es if e["node"] == name
-                      and not tp.startswith("heartbeat/"))
+        pubs = sorted(
+            tp for tp, es in g["topics"].items() for e in es if e["node"] == name and not tp.startswith("heartbeat/")
+        )
         srvs = sorted(s for s, es in g["services"].items() for e in es if e["node"] == name)
         t.add_row(name, str(info["pid"]), info["host"], "\n".join(pubs) or "-", "\n".join(srvs) or "-")
     console.print(t)
 
 
-def record(output: Path = typer.Option(..., "--output", "-o", help="MCAP file to write."),
-           topics_: Optional[list[str]] = typer.Argument(None, metavar="TOPICS",
-                                                         help="Topics or globs (camera/*); default: all."),
-           duration: Optional[float] = typer.Option(None, "--duration", help="Stop after S seconds."),
-           queue: int = typer.Option(2000, "--queue", help="Messages buffered for the writer before drops."),
-           allow_empty: bool = typer.Option(False, "--allow-empty",
-                                            help="Write the file even when no message was recorded."),
-           bus: Optional[str] = _bus_option()) -> None:
+def record(
+    output: Path = typer.Option(..., "--output", "-o", help="MCAP file to write."),
+    topics_: list[str] | None = typer.Argument(
+        None, metavar="TOPICS", help="Topics or globs (camera/*); default: all."
+    ),
+    duration: float | None = typer.Option(None, "--duration", help="Stop after S seconds."),
+    queue: int = typer.Option(2000, "--queue", help="Messages buffered for the writer before drops."),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="Write the file even when no message was recorded."),
+    bus: str | None = _bus_option(),
+) -> None:
     """Record topics to MCAP (images as foxglove.RawImage) until Ctrl-C or --duration."""
     import os
+
     from loopylab.bus.introspect import human_bytes
     from loopylab.bus.node import Node
     from loopylab.bus.record import Recorder
+
     config = find_graph(bus)
     # written aside and moved into place at the end: a refused or failed recording leaves OUTPUT as it was
     partial = output.with_name(output.name + ".part")
@@ -200,9 +242,11 @@ def record(output: Path = typer.Option(..., "--output", "-o", help="MCAP file to
         with console.status("") as status:
             while node.running and (deadline is None or time.monotonic() < deadline):
                 s = rec.summary()
-                status.update(f"recording {len(s['topics'])} topics to {output}: {s['messages']} messages, "
-                              f"{human_bytes(sum(t['bytes'] for t in s['topics'].values()))}, "
-                              f"dropped {s['dropped_queue'] + s['dropped_transit']}")
+                status.update(
+                    f"recording {len(s['topics'])} topics to {output}: {s['messages']} messages, "
+                    f"{human_bytes(sum(t['bytes'] for t in s['topics'].values()))}, "
+                    f"dropped {s['dropped_queue'] + s['dropped_transit']}"
+                )
                 node._stop.wait(0.25)
     except KeyboardInterrupt:
         pass
@@ -212,8 +256,10 @@ def record(output: Path = typer.Option(..., "--output", "-o", help="MCAP file to
     if not s["messages"] and not allow_empty:
         partial.unlink(missing_ok=True)
         what = f"on {', '.join(topics_)} " if topics_ else ""
-        raise _fail(f"nothing was published {what}at {config.url} while recording: {output} not written "
-                    f"(--allow-empty writes it anyway)")
+        raise _fail(
+            f"nothing was published {what}at {config.url} while recording: {output} not written "
+            f"(--allow-empty writes it anyway)"
+        )
     os.replace(partial, output)
     t = Table(title=f"{output}: {s['messages']} messages")
     for col in ("topic", "type", "messages", "size", "dropped in transit"):
@@ -222,48 +268,68 @@ def record(output: Path = typer.Option(..., "--output", "-o", help="MCAP file to
         t.add_row(name, ts["type"], str(ts["messages"]), human_bytes(ts["bytes"]), str(ts["dropped_transit"]))
     console.print(t)
     if s["dropped_queue"]:
-        err_console.print(f"[yellow]{s['dropped_queue']} messages dropped: the writer could not keep up "
-                          f"(raise --queue, record fewer topics, or use a faster disk)[/yellow]")
+        err_console.print(
+            f"[yellow]{s['dropped_queue']} messages dropped: the writer could not keep up "
+            f"(raise --queue, record fewer topics, or use a faster disk)[/yellow]"
+        )
 
 
-def replay(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="MCAP file recorded by loopylab."),
-           rate: float = typer.Option(1.0, "--rate", "-r", help="Speed factor (2 = twice as fast; 0 = no waiting)."),
-           topic: Optional[list[str]] = typer.Option(None, "--topic", "-t", help="Only these topics (repeatable)."),
-           wait_subscribers: int = typer.Option(0, "--wait-subscribers",
-                                                help="Wait (up to 5 s) for N subscribers per topic first."),
-           restamp: bool = typer.Option(False, "--restamp", help="Stamp messages with the replay time."),
-           bus: Optional[str] = _bus_option(REPLAY_BUS_HELP)) -> None:
+def replay(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="MCAP file recorded by loopylab."),
+    rate: float = typer.Option(1.0, "--rate", "-r", help="Speed factor (2 = twice as fast; 0 = no waiting)."),
+    topic: list[str] | None = typer.Option(None, "--topic", "-t", help="Only these topics (repeatable)."),
+    wait_subscribers: int = typer.Option(
+        0, "--wait-subscribers", help="Wait (up to 5 s) for N subscribers per topic first."
+    ),
+    restamp: bool = typer.Option(False, "--restamp", help="Stamp messages with the replay time."),
+    bus: str | None = _bus_option(REPLAY_BUS_HELP),
+) -> None:
     """Republish a recording with its original timing (or --rate X).
 
     It plays onto its own bus (ipc://default unless --bus or $LOOPYLAB_BUS say otherwise), not onto the running
     graph: recorded joint states mixed into a live arm's would mislead its safety gate.
     """
     from rich.progress import Progress
+
     from loopylab.bus.config import BusConfig
     from loopylab.bus.node import Node
     from loopylab.bus.record import replay as do_replay
+
     node = Node("replay", BusConfig.parse(bus) if bus else None)
     node.handle_signals()
     try:
         with Progress(console=console) as progress:
             task = progress.add_task(f"replaying {path.name} at x{rate:g} on {node.config.url}", total=None)
-            result = do_replay(path, node, rate, topic or None, wait_subscribers, restamp=restamp,
-                               on_progress=lambda n, total: progress.update(task, completed=n, total=total or None))
+            result = do_replay(
+                path,
+                node,
+                rate,
+                topic or None,
+                wait_subscribers,
+                restamp=restamp,
+                on_progress=lambda n, total: progress.update(task, completed=n, total=total or None),
+            )
     except KeyboardInterrupt:
         result = None
     finally:
         _close(node)
     if result:
-        console.print(f"replayed {result['messages']} of {result['total']} messages on {len(result['topics'])} topics "
-                      f"at {node.config.url}")
+        console.print(
+            f"replayed {result['messages']} of {result['total']} messages on {len(result['topics'])} topics "
+            f"at {node.config.url}"
+        )
 
 
-def demo_bus(duration: float = typer.Option(5.0, "--duration", help="Seconds to run."),
-             bus: Optional[str] = typer.Option(None, "--bus", help="Run on this bus URL (default ipc://demo).")) -> None:
+def demo_bus(
+    duration: float = typer.Option(5.0, "--duration", help="Seconds to run."),
+    bus: str | None = typer.Option(None, "--bus", help="Run on this bus URL (default ipc://demo)."),
+) -> None:
     """Run the bus demo graph (synthetic arm at 100 Hz, camera at 30 Hz, a rate monitor) and exit."""
     import tomllib
+
     from loopylab.bus.demo import DEMO_TOML, demo_graph_path
     from loopylab.bus.launch import Launcher, load_graph, parse_graph
+
     path = demo_graph_path()
     spec = load_graph(path) if path else parse_graph(tomllib.loads(DEMO_TOML), "demo")
     raise typer.Exit(Launcher(spec.with_bus(bus) if bus else spec, duration).run())

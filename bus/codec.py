@@ -8,6 +8,7 @@ memory travels as frame `index` (zero-copy on send from pyzmq's 64 KiB threshold
 views on receipt). Smaller arrays are inlined as msgpack bytes: an extra ZeroMQ frame costs more than
 copying a few hundred bytes, and a 7-joint JointState stays a two-frame message.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -118,7 +119,9 @@ def encode(obj: Any) -> tuple[bytes, list[np.ndarray]]:
 
 _F64_STR = np.dtype(np.float64).str  # "<f8" on every platform numpy ships for
 _VECTOR_PACKERS: dict[int, struct.Struct] = {}
-_PLANS: dict[type, tuple[tuple[str, Any, bool], ...]] = {}  # message type -> ((field, default, is a vector), ...) for encode_fields
+_PLANS: dict[
+    type, tuple[tuple[str, Any, bool], ...]
+] = {}  # message type -> ((field, default, is a vector), ...) for encode_fields
 
 
 def _plan(cls: type) -> tuple[tuple[str, Any, bool], ...]:
@@ -170,6 +173,7 @@ def encode_fields(cls: type, fields: dict[str, Any]) -> tuple[bytes, list[np.nda
 
 def decode(header: bytes, buffers: Sequence[Any] = ()) -> Any:
     """Inverse of `encode`. Raises DecodeError (or UnknownType) on anything malformed."""
+
     def hook(d: dict[str, Any]) -> Any:
         nd = d.get(_ND)
         if nd is not None:
@@ -215,6 +219,7 @@ def decode(header: bytes, buffers: Sequence[Any] = ()) -> Any:
 def inline(header: bytes, buffers: Sequence[Any] = ()) -> bytes:
     """One self-contained msgpack document of a message: every array frame folded back into the header
     (what recordings store; `decode(inline(h, b))` equals `decode(h, b)`)."""
+
     def fold(v: Any) -> Any:
         if isinstance(v, dict):
             nd = v.get(_ND)
@@ -257,5 +262,7 @@ def from_frames(frames: Sequence[Any]) -> tuple[str, Any]:
 
 
 def nbytes(frames: Sequence[Any]) -> int:
-    return sum(len(f) if isinstance(f, (bytes, bytearray)) else
-               (f.nbytes if isinstance(f, np.ndarray) else len(f.buffer)) for f in frames)
+    return sum(
+        len(f) if isinstance(f, (bytes, bytearray)) else (f.nbytes if isinstance(f, np.ndarray) else len(f.buffer))
+        for f in frames
+    )

@@ -11,6 +11,7 @@ ipc socket files outlive their sockets (libzmq unlinks them only on an explicit 
 keeps the paths it handed out to this process and removes them when the process exits; `sweep_run_dir`
 removes the files of processes that died without exiting cleanly (the launcher calls it when it stops).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -30,22 +31,26 @@ DEFAULT_TCP_PORT = 7447
 
 @dataclass(frozen=True)
 class BusConfig:
-    transport: str = "ipc"       # inproc | ipc | tcp
-    graph: str = "default"       # name of the graph (inproc/ipc); ignored for tcp
-    host: str = "127.0.0.1"      # tcp: directory host
+    transport: str = "ipc"  # inproc | ipc | tcp
+    graph: str = "default"  # name of the graph (inproc/ipc); ignored for tcp
+    host: str = "127.0.0.1"  # tcp: directory host
     port: int = DEFAULT_TCP_PORT  # tcp: directory port (its change feed uses port + 1)
-    bind_host: str = ""          # tcp: interface this process binds and advertises; default: the directory's host
+    bind_host: str = ""  # tcp: interface this process binds and advertises; default: the directory's host
 
     @classmethod
-    def parse(cls, url: str) -> "BusConfig":
+    def parse(cls, url: str) -> BusConfig:
         scheme, sep, rest = url.partition("://")
         if not sep or scheme not in ("inproc", "ipc", "tcp"):
             raise ValueError(f"bus URL must be inproc://NAME, ipc://NAME or tcp://HOST:PORT, got {url!r}")
         if scheme == "tcp":
             host, _, port = rest.partition(":")
             try:
-                return cls("tcp", host=host or "127.0.0.1", port=int(port or DEFAULT_TCP_PORT),
-                           bind_host=os.environ.get("LOOPYLAB_BIND_HOST", ""))
+                return cls(
+                    "tcp",
+                    host=host or "127.0.0.1",
+                    port=int(port or DEFAULT_TCP_PORT),
+                    bind_host=os.environ.get("LOOPYLAB_BIND_HOST", ""),
+                )
             except ValueError:
                 raise ValueError(f"bad port in bus URL {url!r}") from None
         if not rest or "/" in rest:
@@ -53,7 +58,7 @@ class BusConfig:
         return cls(scheme, graph=rest)
 
     @classmethod
-    def from_env(cls) -> "BusConfig":
+    def from_env(cls) -> BusConfig:
         return cls.parse(os.environ.get("LOOPYLAB_BUS", DEFAULT_URL))
 
     @property
@@ -103,7 +108,7 @@ def runtime_dir() -> Path:
 
 _files_lock = threading.Lock()
 _own_files: dict[Path, set[Path]] = {}  # run dir -> ipc socket paths this process handed out
-_owner_pid = os.getpid()                # a forked child inherits the set but does not own the files
+_owner_pid = os.getpid()  # a forked child inherits the set but does not own the files
 
 
 def _remember(run_dir: Path, path: Path | None) -> None:
@@ -117,7 +122,7 @@ def release_endpoint(endpoint: str) -> None:
     """Remove the socket file of an ipc endpoint this process bound and has closed (no-op otherwise)."""
     if not endpoint.startswith("ipc://"):
         return
-    path = Path(endpoint[len("ipc://"):])
+    path = Path(endpoint[len("ipc://") :])
     with _files_lock:
         for files in _own_files.values():
             files.discard(path)

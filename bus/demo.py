@@ -1,10 +1,11 @@
 """Demo nodes for graphs/demo.toml (`loopylab demo-bus`): a 7-joint arm at 100 Hz, a VGA camera at
 30 Hz, and a monitor that prints what it receives. Synthetic data; no hardware, no simulator."""
+
 from __future__ import annotations
 
 import time
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,15 @@ def joint_states(node: Node, hz: float = 100.0, joints: int = 7) -> None:
 
     def tick() -> None:
         t = time.monotonic() - t0
-        pub.publish(JointState(name=names, position=0.5 * np.sin(2 * np.pi * freq * t),
-                               velocity=np.pi * freq * np.cos(2 * np.pi * freq * t), effort=np.zeros(joints)))
+        pub.publish(
+            JointState(
+                name=names,
+                position=0.5 * np.sin(2 * np.pi * freq * t),
+                velocity=np.pi * freq * np.cos(2 * np.pi * freq * t),
+                effort=np.zeros(joints),
+            )
+        )
+
     node.timer(hz, tick, "joint_state")
 
 
@@ -51,7 +59,10 @@ def camera(node: Node, hz: float = 30.0, width: int = 640, height: int = 480, na
     pub = node.publisher(f"camera/{name}/image", Image)
     f = 0.8 * width
     node.publisher(f"camera/{name}/info", CameraInfo, latched=True).publish(
-        CameraInfo(width=width, height=height, K=np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]]), frame_id=name))
+        CameraInfo(
+            width=width, height=height, K=np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]]), frame_id=name
+        )
+    )
     x = np.arange(width, dtype=np.uint16)[None, :]
     y = np.arange(height, dtype=np.uint16)[:, None]
     count = [0]
@@ -63,18 +74,21 @@ def camera(node: Node, hz: float = 30.0, width: int = 640, height: int = 480, na
         frame[..., 1] = (y + 2 * k) % 256
         frame[..., 2] = 128
         pub.publish(Image.from_array(frame, frame_id=name))
+
     node.timer(hz, tick, "image")
 
 
 def rate_monitor(node: Node, topics: list[str] | None = None, period: float = 1.0) -> None:
     """Print each topic's rate and message size every `period` seconds."""
     topics = topics or ["arm/joint_state", "camera/front/image"]
-    counts = {t: 0 for t in topics}
-    sizes = {t: 0 for t in topics}
+    counts = dict.fromkeys(topics, 0)
+    sizes = dict.fromkeys(topics, 0)
     for t in topics:
+
         def on_msg(msg: Any, t: str = t) -> None:
             counts[t] += 1
             sizes[t] = msg.data.nbytes if isinstance(msg, Image) else sizes[t]
+
         node.subscribe(t, callback=on_msg)
     last_t, last_counts = time.monotonic(), dict(counts)
 
@@ -90,6 +104,7 @@ def rate_monitor(node: Node, topics: list[str] | None = None, period: float = 1.
             parts.append(f"{t} {hz:6.1f} Hz" + (f" ({human_bytes(sizes[t])}/msg)" if sizes[t] else ""))
         print(" | ".join(parts), flush=True)
         last_t, last_counts = now, dict(counts)
+
     node.timer(1.0 / period, report, "report")
 
 

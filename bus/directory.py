@@ -9,6 +9,7 @@ directory pushes changes on a feed so subscribers connect to new publishers at o
 The directory runs inside `loopylab launch`; a node that finds none starts one in its own process
 (elected with a file lock for ipc, by binding the port for tcp), so a single script needs nothing else.
 """
+
 from __future__ import annotations
 
 import errno
@@ -30,7 +31,7 @@ log = logging.getLogger("loopylab.directory")
 ANNOUNCE_S = 1.0
 EXPIRE_S = 5.0 * ANNOUNCE_S
 _local_lock = threading.Lock()
-_local: dict[str, "Directory"] = {}
+_local: dict[str, Directory] = {}
 _inproc_users: dict[str, int] = {}  # inproc graph -> nodes of this process in it
 
 
@@ -127,23 +128,41 @@ class Directory:
             entries = [{k: e[k] for k in ("kind", "name", "endpoint", "type")} for e in req["entries"]]
             key = _key(req)
             if key not in self.nodes and any(i["name"] == req["node"] for i in self.nodes.values()):
-                log.warning("two nodes are named %r (pid %s on %s and another); both are kept",
-                            req["node"], req.get("pid"), req.get("host"))
-            self._set_node(key, {"name": req["node"], "pid": req.get("pid", 0), "host": req.get("host", ""),
-                                 "seen": time.monotonic(), "entries": entries, "extra": req.get("extra", {})})
+                log.warning(
+                    "two nodes are named %r (pid %s on %s and another); both are kept",
+                    req["node"],
+                    req.get("pid"),
+                    req.get("host"),
+                )
+            self._set_node(
+                key,
+                {
+                    "name": req["node"],
+                    "pid": req.get("pid", 0),
+                    "host": req.get("host", ""),
+                    "seen": time.monotonic(),
+                    "entries": entries,
+                    "extra": req.get("extra", {}),
+                },
+            )
             return {"ok": True}
         if op == "bye":
             self._set_node(_key(req), None)
             return {"ok": True}
         self._prune()
         if op == "lookup":
-            return {"ok": True, "endpoints": {n: [e["endpoint"] for e in self.table(req["kind"]).get(n, [])]
-                                              for n in req["names"]}}
+            return {
+                "ok": True,
+                "endpoints": {n: [e["endpoint"] for e in self.table(req["kind"]).get(n, [])] for n in req["names"]},
+            }
         if op == "list":
             nodes: dict[str, dict] = {}
             for key, i in self.nodes.items():  # by name; a duplicated name shows as name#uid
                 nodes[i["name"] if i["name"] not in nodes else key] = {
-                    "pid": i["pid"], "host": i["host"], "extra": i.get("extra", {})}
+                    "pid": i["pid"],
+                    "host": i["host"],
+                    "extra": i.get("extra", {}),
+                }
             return {"ok": True, "topics": self.table("topic"), "services": self.table("service"), "nodes": nodes}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
@@ -242,8 +261,9 @@ def ensure_directory(config: BusConfig, wait_s: float = 5.0) -> Directory | None
                 _wait_for_other(config, wait_s)
                 return None
             if e.errno in (errno.EADDRNOTAVAIL, errno.EINVAL, errno.ENODEV):  # the directory's host is not us
-                _wait_for_other(config, wait_s, f"{config.host} is another machine: start the graph "
-                                                f"(loopylab launch) there first")
+                _wait_for_other(
+                    config, wait_s, f"{config.host} is another machine: start the graph (loopylab launch) there first"
+                )
                 return None
             raise
         _local[config.url] = d
@@ -285,6 +305,7 @@ def _wait_for_other(config: BusConfig, wait_s: float, why: str = "") -> None:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if _ping(config, 0.2):
-            return None
-    raise DirectoryUnavailable(f"no directory answers at {config.url}: "
-                               + (why or "another process holds it but does not answer"))
+            return
+    raise DirectoryUnavailable(
+        f"no directory answers at {config.url}: " + (why or "another process holds it but does not answer")
+    )

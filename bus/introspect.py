@@ -1,4 +1,5 @@
 """Looking at a running graph: topic rates and bandwidth (like `ros2 topic hz/bw`), readable messages."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,19 +20,21 @@ class TopicRate:
     type: str
     publishers: int
     messages: int = 0
-    hz: float = 0.0            # mean rate over the inter-arrival times seen in the window
+    hz: float = 0.0  # mean rate over the inter-arrival times seen in the window
     bytes_per_s: float = 0.0
-    mean_size: float = 0.0     # bytes per message (header + array frames)
+    mean_size: float = 0.0  # bytes per message (header + array frames)
 
 
-def measure_topics(node: Node, window: float = 1.0, heartbeats: bool = False,
-                   topics: list[str] | None = None) -> list[TopicRate]:
+def measure_topics(
+    node: Node, window: float = 1.0, heartbeats: bool = False, topics: list[str] | None = None
+) -> list[TopicRate]:
     """Subscribe raw to every live topic (or `topics`) for `window` seconds and measure it."""
     table = node.graph()["topics"]
-    names = sorted(t for t in table if (topics is None or t in topics)
-                   and (heartbeats or not t.startswith("heartbeat/")))
+    names = sorted(
+        t for t in table if (topics is None or t in topics) and (heartbeats or not t.startswith("heartbeat/"))
+    )
     arrivals: dict[str, list[float]] = {t: [] for t in names}
-    sizes: dict[str, int] = {t: 0 for t in names}
+    sizes: dict[str, int] = dict.fromkeys(names, 0)
     lock = threading.Lock()
 
     def counter(topic: str, frames: list, _recv_ns: int) -> None:

@@ -17,6 +17,7 @@ signals and environment alone, and returns a `RunningGraph` handle with a client
         reply = graph.call("skills/execute", {"skill": "move_to", "args": {...}})
         sim = graph.result("sim_arm")                                # what a thread node's function returned
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,10 @@ import threading
 import time
 import tomllib
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from loopylab.bus import registry
 from loopylab.bus.config import BusConfig, sweep_run_dir
@@ -48,8 +50,8 @@ log = logging.getLogger("loopylab.launch")
 RESTART_POLICIES = ("never", "on-failure", "always")
 GRAPH_KEYS = {"name", "transport", "directory", "description"}
 NODE_KEYS = {"run", "process", "restart", "params", "env"}
-STOP_GRACE_S = 5.0       # SIGTERM -> SIGKILL
-BACKOFF_S = (0.2, 5.0)   # restart delay: first, longest (doubles on each quick failure)
+STOP_GRACE_S = 5.0  # SIGTERM -> SIGKILL
+BACKOFF_S = (0.2, 5.0)  # restart delay: first, longest (doubles on each quick failure)
 
 
 class GraphError(ConfigError):
@@ -59,7 +61,7 @@ class GraphError(ConfigError):
 @dataclass
 class NodeSpec:
     name: str
-    run: str                          # "package.module:function", called as function(node, **params)
+    run: str  # "package.module:function", called as function(node, **params)
     process: bool = True
     restart: str = "never"
     params: dict[str, Any] = field(default_factory=dict)
@@ -69,21 +71,26 @@ class NodeSpec:
 @dataclass
 class GraphSpec:
     name: str
-    transport: str = "ipc"            # inproc | ipc | tcp
+    transport: str = "ipc"  # inproc | ipc | tcp
     directory: str = "127.0.0.1:7447"  # tcp only: HOST:PORT of the directory
     nodes: list[NodeSpec] = field(default_factory=list)
-    source: str = ""                  # the graph file it was loaded from, if any
+    source: str = ""  # the graph file it was loaded from, if any
 
     @property
     def url(self) -> str:
         return f"tcp://{self.directory}" if self.transport == "tcp" else f"{self.transport}://{self.name}"
 
-    def with_bus(self, url: str) -> "GraphSpec":
+    def with_bus(self, url: str) -> GraphSpec:
         """The same graph on another transport (`--bus`): inproc turns every node into a thread."""
         cfg = BusConfig.parse(url)
         nodes = [NodeSpec(**{**n.__dict__, "process": n.process and cfg.transport != "inproc"}) for n in self.nodes]
-        return GraphSpec(name=cfg.graph if cfg.transport != "tcp" else self.name, transport=cfg.transport,
-                         directory=f"{cfg.host}:{cfg.port}", nodes=nodes, source=self.source)
+        return GraphSpec(
+            name=cfg.graph if cfg.transport != "tcp" else self.name,
+            transport=cfg.transport,
+            directory=f"{cfg.host}:{cfg.port}",
+            nodes=nodes,
+            source=self.source,
+        )
 
 
 def load_graph(path: str | Path) -> GraphSpec:
@@ -109,8 +116,11 @@ def parse_graph(doc: dict, where: str = "graph") -> GraphSpec:
     transport = g.get("transport", "ipc")
     if transport not in ("inproc", "ipc", "tcp"):
         raise GraphError(f"{where}: [graph].transport must be inproc, ipc or tcp, not {transport!r}")
-    spec = GraphSpec(name=str(g.get("name") or Path(where).stem), transport=transport,
-                     directory=str(g.get("directory", "127.0.0.1:7447")))
+    spec = GraphSpec(
+        name=str(g.get("name") or Path(where).stem),
+        transport=transport,
+        directory=str(g.get("directory", "127.0.0.1:7447")),
+    )
     try:
         BusConfig.parse(spec.url)
     except ValueError as e:
@@ -127,13 +137,22 @@ def parse_graph(doc: dict, where: str = "graph") -> GraphSpec:
             raise GraphError(f"{where}: [nodes.{name}].restart must be one of {RESTART_POLICIES}, not {restart!r}")
         process = bool(t.get("process", transport != "inproc"))
         if process and transport == "inproc":
-            raise GraphError(f"{where}: [nodes.{name}] asks for a process, but inproc graphs run nodes as threads "
-                             f"(use transport = 'ipc')")
+            raise GraphError(
+                f"{where}: [nodes.{name}] asks for a process, but inproc graphs run nodes as threads "
+                f"(use transport = 'ipc')"
+            )
         if not isinstance(t.get("params", {}), dict) or not isinstance(t.get("env", {}), dict):
             raise GraphError(f"{where}: [nodes.{name}].params and .env must be tables")
-        spec.nodes.append(NodeSpec(name=name, run=t["run"], process=process, restart=restart,
-                                   params=dict(t.get("params", {})),
-                                   env={k: str(v) for k, v in t.get("env", {}).items()}))
+        spec.nodes.append(
+            NodeSpec(
+                name=name,
+                run=t["run"],
+                process=process,
+                restart=restart,
+                params=dict(t.get("params", {})),
+                env={k: str(v) for k, v in t.get("env", {}).items()},
+            )
+        )
     return spec
 
 
@@ -230,23 +249,24 @@ class _ThreadStream(io.TextIOBase):
 
 # -- running nodes --------------------------------------------------------------------------------------------
 
+
 class _Running:
     """One node of the graph, as a child process or a thread of the launcher."""
 
-    def __init__(self, spec: NodeSpec, launcher: "Launcher"):
+    def __init__(self, spec: NodeSpec, launcher: Launcher):
         self.spec, self.launcher = spec, launcher
         self.proc: subprocess.Popen | None = None
-        self.pumps: list[threading.Thread] = []   # copy the child's stdout/stderr, prefixed
+        self.pumps: list[threading.Thread] = []  # copy the child's stdout/stderr, prefixed
         self.thread: threading.Thread | None = None
         self.node: Node | None = None
         self.result: Any = None
-        self.error = ""                     # a thread node's exception, for the failure message
-        self.exit_code: int | None = None   # set when it ended
+        self.error = ""  # a thread node's exception, for the failure message
+        self.exit_code: int | None = None  # set when it ended
         self.started_at = 0.0
         self.starts = 0
         self.restart_at: float | None = None
         self.backoff = BACKOFF_S[0]
-        self.finished = False               # ended cleanly and will not be restarted
+        self.finished = False  # ended cleanly and will not be restarted
 
     def start(self) -> None:
         self.starts += 1
@@ -261,13 +281,22 @@ class _Running:
     def _start_process(self) -> None:
         env = {**os.environ, **self.spec.env, "LOOPYLAB_BUS": self.launcher.url, "PYTHONUNBUFFERED": "1"}
         payload = json.dumps({"name": self.spec.name, "run": self.spec.run, "params": self.spec.params})
-        self.proc = subprocess.Popen([sys.executable, "-u", "-m", "loopylab.bus.launch", "--child", payload],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env, text=True, bufsize=1, start_new_session=True)
-        self.pumps = [threading.Thread(target=self._pump, args=(pipe, prefixer), daemon=True,
-                                       name=f"launch:pump:{self.spec.name}")
-                      for pipe, prefixer in ((self.proc.stdout, self.launcher.out),
-                                             (self.proc.stderr, self.launcher.err))]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "loopylab.bus.launch", "--child", payload],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+        self.pumps = [
+            threading.Thread(
+                target=self._pump, args=(pipe, prefixer), daemon=True, name=f"launch:pump:{self.spec.name}"
+            )
+            for pipe, prefixer in ((self.proc.stdout, self.launcher.out), (self.proc.stderr, self.launcher.err))
+        ]
         for t in self.pumps:
             t.start()
 
@@ -282,6 +311,7 @@ class _Running:
 
     def _start_thread(self) -> None:
         from loopylab.bus.node import Node
+
         fn = resolve(self.spec.run)
         self.node = Node(self.spec.name, self.launcher.url)
 
@@ -292,6 +322,7 @@ class _Running:
                 traceback.print_exc()
                 self.error = f"{type(e).__name__}: {e}"
                 self.exit_code = 1
+
         self.thread = threading.Thread(target=body, name=f"{self.spec.name}:main", daemon=True)
         self.thread.start()
 
@@ -330,7 +361,9 @@ class _Running:
             try:
                 self.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.launcher.err.line("launch", f"{self.spec.name} ignored SIGTERM for {STOP_GRACE_S:.0f} s: killing it")
+                self.launcher.err.line(
+                    "launch", f"{self.spec.name} ignored SIGTERM for {STOP_GRACE_S:.0f} s: killing it"
+                )
                 try:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -344,9 +377,14 @@ class _Running:
 class Launcher:
     """Runs a GraphSpec until SIGINT/SIGTERM, `duration` seconds, `stop()`, or a fatal node failure."""
 
-    def __init__(self, spec: GraphSpec, duration: float | None = None, stdout: IO[str] | None = None,
-                 stderr: IO[str] | None = None,
-                 in_process: bool = False):
+    def __init__(
+        self,
+        spec: GraphSpec,
+        duration: float | None = None,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+        in_process: bool = False,
+    ):
         """`in_process=True` embeds the launcher in a program with its own use of this process (see
         `start_graph`): sys.stdout, signal handlers and $LOOPYLAB_BUS are left alone (thread nodes' lines
         then carry no `[node]` prefix, and several graphs may run side by side)."""
@@ -360,7 +398,7 @@ class Launcher:
         self.failure: str = ""
         self.exit_code: int | None = None
         self._stop = threading.Event()
-        self.started = threading.Event()   # every node has been started (or the run ended before)
+        self.started = threading.Event()  # every node has been started (or the run ended before)
         self.nodes = [_Running(n, self) for n in spec.nodes]
 
     def stop(self) -> None:
@@ -414,15 +452,22 @@ class Launcher:
         try:
             entry = registry.register(self.spec.name, self.url, self.spec.source)
         except OSError as e:
-            self.err.line("launch", f"cannot list the graph in {registry.registry_dir()} ({e}): "
-                                    f"tools need --bus {self.url}")
+            self.err.line(
+                "launch", f"cannot list the graph in {registry.registry_dir()} ({e}): tools need --bus {self.url}"
+            )
             return None
         if others:
-            self.err.line("launch", f"{len(others)} other graph{'s' if len(others) > 1 else ''} running: point tools "
-                                    f"at this one with --bus {self.url} (or export LOOPYLAB_BUS={self.url})")
+            self.err.line(
+                "launch",
+                f"{len(others)} other graph{'s' if len(others) > 1 else ''} running: point tools "
+                f"at this one with --bus {self.url} (or export LOOPYLAB_BUS={self.url})",
+            )
         else:
-            self.err.line("launch", f"tools find it by itself (loopylab topics, echo TOPIC, nodes, record, skill); "
-                                    f"or point them at it with --bus {self.url} / LOOPYLAB_BUS={self.url}")
+            self.err.line(
+                "launch",
+                f"tools find it by itself (loopylab topics, echo TOPIC, nodes, record, skill); "
+                f"or point them at it with --bus {self.url} / LOOPYLAB_BUS={self.url}",
+            )
         return entry
 
     def _start(self, r: _Running) -> None:
@@ -477,8 +522,10 @@ class Launcher:
             return True
         if failed:
             self.failed_node = r.spec.name
-            self.failure = (f"node {r.spec.name!r} failed ({what}{': ' + r.error if r.error else ''}) and its "
-                            f"restart policy is {policy!r}")
+            self.failure = (
+                f"node {r.spec.name!r} failed ({what}{': ' + r.error if r.error else ''}) and its "
+                f"restart policy is {policy!r}"
+            )
             self.err.line("launch", self.failure + ": stopping the graph")
             r.finished = True
             return False
@@ -510,8 +557,9 @@ class Launcher:
             return lambda: None
         saved = sys.stdout, sys.stderr
         out, err = _ThreadStream(self.out, threads), _ThreadStream(self.err, threads)
-        handlers = [h for h in logging.getLogger().handlers
-                    if isinstance(h, logging.StreamHandler) and h.stream in saved]
+        handlers = [
+            h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler) and h.stream in saved
+        ]
         old_streams = [h.stream for h in handlers]
         for h in handlers:
             h.setStream(out if h.stream is saved[0] else err)
@@ -521,11 +569,13 @@ class Launcher:
             sys.stdout, sys.stderr = saved
             for h, s in zip(handlers, old_streams):
                 h.setStream(s)
+
         return restore
 
 
-def launch(path: str | Path, duration: float | None = None, bus: str | None = None,
-           overrides: list[str] | None = None) -> Launcher:
+def launch(
+    path: str | Path, duration: float | None = None, bus: str | None = None, overrides: list[str] | None = None
+) -> Launcher:
     """Load and run a graph file; returns the finished Launcher (see `.failed_node`)."""
     spec = apply_overrides(load_graph(path), overrides or [])
     if bus:
@@ -536,6 +586,7 @@ def launch(path: str | Path, duration: float | None = None, bus: str | None = No
 
 
 # -- in-process mode -----------------------------------------------------------------------------------------
+
 
 class _Discard(io.TextIOBase):
     """A quiet graph's launcher lines go nowhere."""
@@ -554,8 +605,9 @@ class RunningGraph:
         self.launcher = Launcher(spec, stdout=sink, stderr=sink, in_process=True)
         self._thread = threading.Thread(target=self._run, name=f"launch:{spec.name}", daemon=True)
         self._thread.start()
-        self.launcher.started.wait()   # the directory is up and every node has been started
+        self.launcher.started.wait()  # the directory is up and every node has been started
         from loopylab.bus.node import Node
+
         self.node = Node(client, spec.url)
         self._closed = False
 
@@ -584,8 +636,10 @@ class RunningGraph:
                 raise RuntimeError(f"graph {self.spec.name!r} failed: {self.failure}")
             missing = [n for n in missing if not self.has_service(n)]
             if missing and time.monotonic() > deadline:
-                raise RuntimeError(f"graph {self.spec.name!r} has no {', '.join(missing)} after {timeout:.0f} s "
-                                   f"(nodes: {', '.join(n.name for n in self.spec.nodes)})")
+                raise RuntimeError(
+                    f"graph {self.spec.name!r} has no {', '.join(missing)} after {timeout:.0f} s "
+                    f"(nodes: {', '.join(n.name for n in self.spec.nodes)})"
+                )
             if missing:
                 time.sleep(0.05)  # the services announce themselves to the directory
 
@@ -624,8 +678,13 @@ class RunningGraph:
         self.close()
 
 
-def start_graph(spec: GraphSpec, wait_for: list[str] | tuple[str, ...] = (), timeout: float = 60.0,
-                quiet: bool = True, client: str = "client") -> RunningGraph:
+def start_graph(
+    spec: GraphSpec,
+    wait_for: list[str] | tuple[str, ...] = (),
+    timeout: float = 60.0,
+    quiet: bool = True,
+    client: str = "client",
+) -> RunningGraph:
     """Run `spec` in this process (in-process mode) and return its handle once the services `wait_for`
     are announced. An inproc graph's nodes are threads; another transport's process nodes are children.
     `quiet` discards the launcher's own lines (node output is never redirected)."""
@@ -640,11 +699,14 @@ def start_graph(spec: GraphSpec, wait_for: list[str] | tuple[str, ...] = (), tim
 
 # -- the child side of a process node -------------------------------------------------------------------------
 
+
 def _child(payload: str) -> int:
     spec = json.loads(payload)
-    logging.basicConfig(level=os.environ.get("LOOPYLAB_LOG", "INFO"),
-                        format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=os.environ.get("LOOPYLAB_LOG", "INFO"), format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr
+    )
     from loopylab.bus.node import Node
+
     early = threading.Event()  # a stop request that comes while the node is still being built
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: early.set())
@@ -656,6 +718,7 @@ def _child(payload: str) -> int:
     def orphan_guard() -> None:  # the launcher holds our stdin: EOF means it is gone, so stop too
         sys.stdin.read()
         node.shutdown()
+
     threading.Thread(target=orphan_guard, name=f"{spec['name']}:guard", daemon=True).start()
     result, code = None, 0
     try:
@@ -676,16 +739,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("graph", nargs="?", help="GRAPH.toml")
     ap.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     ap.add_argument("--bus", default=None, help="run on this bus URL instead of the file's transport")
-    ap.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
-                    help="override a node parameter (repeatable)")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a node parameter (repeatable)"
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return _child(args.child)
     if not args.graph:
         ap.error("GRAPH.toml is required")
-    logging.basicConfig(level=os.environ.get("LOOPYLAB_LOG", "INFO"),
-                        format="%(asctime)s %(levelname).1s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=os.environ.get("LOOPYLAB_LOG", "INFO"),
+        format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     try:
         launcher = launch(args.graph, args.duration, args.bus, args.set)
     except GraphError as e:

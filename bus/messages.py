@@ -4,13 +4,13 @@ Field names follow ROS `sensor_msgs` / Foxglove. Every message carries `seq`, `s
 wall clock or sim clock) and `frame_id`; the publisher fills `seq` and `stamp_ns` when they are left at 0.
 Arrays are numpy arrays; on receipt they are read-only views of the received buffers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
-
 
 _F64 = np.dtype(np.float64)
 
@@ -47,6 +47,7 @@ class JointState(Message):
 @dataclass
 class JointCommand(Message):
     """Target for named joints: `position` (rad or m) or `velocity` (rad/s); the other is left empty."""
+
     name: list[str] = field(default_factory=list)
     position: np.ndarray = field(default_factory=lambda: np.zeros(0))
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -55,24 +56,24 @@ class JointCommand(Message):
 
 @dataclass
 class GripperState(Message):
-    position: float = 0.0          # finger opening, metres
-    velocity: float = 0.0          # m/s
-    effort: float = 0.0            # grip force, newtons
+    position: float = 0.0  # finger opening, metres
+    velocity: float = 0.0  # m/s
+    effort: float = 0.0  # grip force, newtons
     object_detected: bool = False
-    ready: bool = False            # activated and not faulted
-    fault: str = ""                # empty when healthy
+    ready: bool = False  # activated and not faulted
+    fault: str = ""  # empty when healthy
 
 
 @dataclass
 class GripperCommand(Message):
-    position: float = 0.0          # requested opening, metres
-    speed: float = 0.05            # m/s
-    force: float = 20.0            # newtons
+    position: float = 0.0  # requested opening, metres
+    speed: float = 0.05  # m/s
+    force: float = 20.0  # newtons
 
 
 @dataclass
 class Wrench(Message):
-    force: np.ndarray = field(default_factory=lambda: np.zeros(3))   # N, in frame_id
+    force: np.ndarray = field(default_factory=lambda: np.zeros(3))  # N, in frame_id
     torque: np.ndarray = field(default_factory=lambda: np.zeros(3))  # N·m
     VECTORS: ClassVar[tuple[str, ...]] = ("force", "torque")
 
@@ -80,6 +81,7 @@ class Wrench(Message):
 @dataclass
 class Image(Message):
     """Raw image. `data` is an (H, W[, C]) array; `encoding` as in ROS/Foxglove: rgb8, bgr8, mono8, 32FC1."""
+
     height: int = 0
     width: int = 0
     encoding: str = "rgb8"
@@ -90,18 +92,20 @@ class Image(Message):
     def from_array(cls, arr: np.ndarray, encoding: str | None = None, **kw: Any) -> Image:
         arr = np.ascontiguousarray(arr)
         if encoding is None:
-            encoding = {np.dtype(np.uint8): "rgb8" if arr.ndim == 3 else "mono8",
-                        np.dtype(np.float32): "32FC1", np.dtype(np.uint16): "16UC1"}[arr.dtype]
-        return cls(height=arr.shape[0], width=arr.shape[1], encoding=encoding,
-                   step=arr.strides[0], data=arr, **kw)
+            encoding = {
+                np.dtype(np.uint8): "rgb8" if arr.ndim == 3 else "mono8",
+                np.dtype(np.float32): "32FC1",
+                np.dtype(np.uint16): "16UC1",
+            }[arr.dtype]
+        return cls(height=arr.shape[0], width=arr.shape[1], encoding=encoding, step=arr.strides[0], data=arr, **kw)
 
 
 @dataclass
 class CameraInfo(Message):
     width: int = 0
     height: int = 0
-    K: np.ndarray = field(default_factory=lambda: np.eye(3))          # 3x3 intrinsics
-    D: np.ndarray = field(default_factory=lambda: np.zeros(5))        # plumb_bob k1 k2 p1 p2 k3
+    K: np.ndarray = field(default_factory=lambda: np.eye(3))  # 3x3 intrinsics
+    D: np.ndarray = field(default_factory=lambda: np.zeros(5))  # plumb_bob k1 k2 p1 p2 k3
     distortion_model: str = "plumb_bob"
     T_base_camera: np.ndarray = field(default_factory=lambda: np.eye(4))  # camera pose in the robot base frame
 
@@ -115,9 +119,9 @@ class CameraInfo(Message):
 class ObjectPose:
     id: int = 0
     label: str = ""
-    position: np.ndarray = field(default_factory=lambda: np.zeros(3))           # metres, base frame
+    position: np.ndarray = field(default_factory=lambda: np.zeros(3))  # metres, base frame
     orientation: np.ndarray = field(default_factory=lambda: np.array([0, 0, 0, 1.0]))  # xyzw
-    covariance: np.ndarray = field(default_factory=lambda: np.zeros((6, 6)))    # x y z rx ry rz
+    covariance: np.ndarray = field(default_factory=lambda: np.zeros((6, 6)))  # x y z rx ry rz
 
     def __post_init__(self) -> None:
         self.position, self.orientation = _f64(self.position), _f64(self.orientation)
@@ -134,17 +138,18 @@ class ObjectPoses(Message):
 
 @dataclass
 class SafetyState(Message):
-    estop: bool = False              # latched until safety/reset
-    reason: str = ""                 # why the last intervention happened
+    estop: bool = False  # latched until safety/reset
+    reason: str = ""  # why the last intervention happened
     deadman_ok: bool = True
     clamped_count: int = 0
     rejected_count: int = 0
-    protective_stop: bool = False    # joint_state heartbeat lost
+    protective_stop: bool = False  # joint_state heartbeat lost
 
 
 @dataclass
 class NotebookEntry(Message):
     """One step of an investigation: `kind` is question|scene|hypothesis|experiment|observation|belief|conclusion."""
+
     investigation: str = ""
     step: int = 0
     kind: str = ""
@@ -161,8 +166,21 @@ class Heartbeat(Message):
 
 
 MESSAGE_TYPES: dict[str, type] = {
-    c.__name__: c for c in (JointState, JointCommand, GripperState, GripperCommand, Wrench, Image,
-                            CameraInfo, ObjectPose, ObjectPoses, SafetyState, NotebookEntry, Heartbeat)
+    c.__name__: c
+    for c in (
+        JointState,
+        JointCommand,
+        GripperState,
+        GripperCommand,
+        Wrench,
+        Image,
+        CameraInfo,
+        ObjectPose,
+        ObjectPoses,
+        SafetyState,
+        NotebookEntry,
+        Heartbeat,
+    )
 }
 
 

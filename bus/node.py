@@ -14,6 +14,7 @@ Threads of a node (each owns its sockets; ZeroMQ sockets are never shared withou
 Background threads block on their sockets and the node's stop flag (`loopylab.bus.stopflag`), not on short poll
 timeouts: an idle node does not wake up, and does not take the GIL from the thread doing the work.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,8 +66,9 @@ _SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 class Node:
     """A participant of a graph. Create publishers/subscriptions/services, then `spin()` or just use it."""
 
-    def __init__(self, name: str, config: BusConfig | str | None = None, heartbeat_hz: float = 10.0,
-                 start_directory: bool = True):
+    def __init__(
+        self, name: str, config: BusConfig | str | None = None, heartbeat_hz: float = 10.0, start_directory: bool = True
+    ):
         """`start_directory=False` for tools that only look at a running graph (topics, echo)."""
         self.name = name
         self.uid = uuid.uuid4().hex[:8]  # tells apart two nodes that share a name
@@ -102,15 +104,21 @@ class Node:
         self._dir.start()
 
     # -- creation ----------------------------------------------------------
-    def publisher(self, topic: str, msg_type: type | None = None, latched: bool = False,
-                  hwm: int = 1000) -> Publisher:
+    def publisher(self, topic: str, msg_type: type | None = None, latched: bool = False, hwm: int = 1000) -> Publisher:
         pub = Publisher(self, topic, msg_type, latched, hwm)
         self._publishers.append(pub)
         self._announce()
         return pub
 
-    def subscribe(self, topic: str, msg_type: type | None = None, callback: Callable[..., Any] | None = None,
-                  mode: str = "queue", queue_size: int = 100, raw: bool = False) -> Subscription:
+    def subscribe(
+        self,
+        topic: str,
+        msg_type: type | None = None,
+        callback: Callable[..., Any] | None = None,
+        mode: str = "queue",
+        queue_size: int = 100,
+        raw: bool = False,
+    ) -> Subscription:
         sub = Subscription(self, topic, msg_type, callback, mode, queue_size, raw)
         self._subs.append(sub)
         self._receiver.add(sub)
@@ -148,8 +156,9 @@ class Node:
     # -- directory -----------------------------------------------------------
     def lookup(self, kind: str, name: str, timeout: float = 1.0) -> list[str]:
         """Endpoints of a topic's publishers (kind="topic") or of a service's servers ("service")."""
-        eps: list[str] = request(self.config, {"op": "lookup", "kind": kind, "names": [name]},
-                                 timeout)["endpoints"][name]
+        eps: list[str] = request(self.config, {"op": "lookup", "kind": kind, "names": [name]}, timeout)["endpoints"][
+            name
+        ]
         return eps
 
     def graph(self) -> dict[str, Any]:
@@ -157,16 +166,30 @@ class Node:
         return request(self.config, {"op": "list"})
 
     def _entries(self) -> list[dict[str, str]]:
-        return ([{"kind": "topic", "name": p.topic, "endpoint": p.endpoint,
-                  "type": p.msg_type.__name__ if p.msg_type else ""} for p in self._publishers]
-                + [{"kind": "service", "name": s.name, "endpoint": s.endpoint, "type": ""}
-                   for s in self._services])
+        return [
+            {
+                "kind": "topic",
+                "name": p.topic,
+                "endpoint": p.endpoint,
+                "type": p.msg_type.__name__ if p.msg_type else "",
+            }
+            for p in self._publishers
+        ] + [{"kind": "service", "name": s.name, "endpoint": s.endpoint, "type": ""} for s in self._services]
 
     def _announce(self) -> bool:
         with self._announce_lock:
             try:
-                request(self.config, {"op": "announce", "node": self.name, "uid": self.uid, "pid": os.getpid(),
-                                      "host": socket.gethostname(), "entries": self._entries()})
+                request(
+                    self.config,
+                    {
+                        "op": "announce",
+                        "node": self.name,
+                        "uid": self.uid,
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "entries": self._entries(),
+                    },
+                )
                 return True
             except DirectoryUnavailable as e:
                 self._warn("directory", str(e))
@@ -194,8 +217,9 @@ class Node:
             return ep
         bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         if "://0.0.0.0:" in bound:  # bound on every interface: advertise the one that reaches the directory
-            bound = bound.replace("0.0.0.0", _local_ip(self.config.host if self.config.host != "0.0.0.0"
-                                                       else "127.0.0.1"))
+            bound = bound.replace(
+                "0.0.0.0", _local_ip(self.config.host if self.config.host != "0.0.0.0" else "127.0.0.1")
+            )
         return bound
 
     # -- background threads ------------------------------------------------------
@@ -215,8 +239,10 @@ class Node:
         next_hb = time.monotonic()
         while not self._stop.is_set():
             # wake for the feed, the next heartbeat, and (only with latched topics) new subscribers
-            wait = min(next_hb - time.monotonic() if self._hb_pub is not None else 1.0,
-                       self.LATCHED_POLL_S if any(p.latched for p in self._publishers) else 1.0)
+            wait = min(
+                next_hb - time.monotonic() if self._hb_pub is not None else 1.0,
+                self.LATCHED_POLL_S if any(p.latched for p in self._publishers) else 1.0,
+            )
             if feed in dict(poller.poll(max(1, int(wait * 1000) + 1))):
                 self._read_feed(feed)
             for p in list(self._publishers):
@@ -237,7 +263,7 @@ class Node:
         while _has_more(feed):
             try:
                 key, body = feed.recv_multipart(zmq.NOBLOCK)
-                topic, eps = key.decode()[len("topic/"):], msgpack.unpackb(body)
+                topic, eps = key.decode()[len("topic/") :], msgpack.unpackb(body)
             except (ValueError, UnicodeDecodeError, zmq.Again):
                 continue
             for sub in list(self._subs):
@@ -312,8 +338,13 @@ class Node:
             request(self.config, {"op": "bye", "node": self.name, "uid": self.uid}, 0.5)
         except DirectoryUnavailable:
             pass
-        threads = [self._io, self._hk, self._dir, *[s._thread for s in self._services],
-                   *[t._thread for t in self._timers]]
+        threads = [
+            self._io,
+            self._hk,
+            self._dir,
+            *[s._thread for s in self._services],
+            *[t._thread for t in self._timers],
+        ]
         for th in threads:
             if th is not threading.current_thread():
                 th.join(2)

@@ -6,6 +6,7 @@ Who runs what (see `loopylab.bus.node` for the node's threads):
 - a Subscription's SUB socket belongs to the node's I/O thread (`loopylab.bus.receiver`), which decodes each
   message and calls `_deliver`; the user's threads read the result through `latest`, `get` and `wait_for`.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -184,8 +185,16 @@ class Subscription:
     raw=True hands `(topic, frames, recv_ns)` to the callback without decoding (recorders, tools).
     """
 
-    def __init__(self, node: Node, topic: str, msg_type: type | None, callback: Callable[..., Any] | None,
-                 mode: str, queue_size: int, raw: bool):
+    def __init__(
+        self,
+        node: Node,
+        topic: str,
+        msg_type: type | None,
+        callback: Callable[..., Any] | None,
+        mode: str,
+        queue_size: int,
+        raw: bool,
+    ):
         if mode not in ("queue", "latest"):
             raise ValueError(f"mode must be 'queue' or 'latest', not {mode!r}")
         self.node, self.topic, self.msg_type = node, topic, msg_type
@@ -195,10 +204,10 @@ class Subscription:
         self._waiters = 0  # threads in get()/wait_for(): no notify (and its cost) when there are none
         self._latest: Any = None
         self._latest_t = 0.0
-        self.count = 0          # messages accepted
-        self._waited = 0        # count when wait_for last returned
-        self.dropped = 0        # queue overflow
-        self.skipped = 0        # latest mode: superseded before they were looked at
+        self.count = 0  # messages accepted
+        self._waited = 0  # count when wait_for last returned
+        self.dropped = 0  # queue overflow
+        self.skipped = 0  # latest mode: superseded before they were looked at
         self.bytes = 0
         self.endpoints: set[str] = set()
         self._seen: set[bytes] = set()  # publishers we have had a message from
@@ -235,8 +244,7 @@ class Subscription:
             self.node._count("malformed", f"{self.topic}: {e}")
             return
         if self.msg_type is not None and not isinstance(msg, self.msg_type):
-            self.node._count("wrong_type", f"{self.topic}: got {type(msg).__name__}, "
-                                           f"expected {self.msg_type.__name__}")
+            self.node._count("wrong_type", f"{self.topic}: got {type(msg).__name__}, expected {self.msg_type.__name__}")
             return
         self._seen.add(pub)
         self._accept(msg, pub, frames)
@@ -311,8 +319,12 @@ class Subscription:
             self._waiters += 1
             try:
                 ok = self._cond.wait_for(
-                    lambda: self._latest is not None and (predicate(self._latest) if predicate is not None
-                                                          else self.count > seen), timeout)
+                    lambda: (
+                        self._latest is not None
+                        and (predicate(self._latest) if predicate is not None else self.count > seen)
+                    ),
+                    timeout,
+                )
             finally:
                 self._waiters -= 1
             if not ok:
@@ -330,4 +342,3 @@ class Subscription:
                 return False
             time.sleep(0.002)
         return True
-

@@ -6,6 +6,7 @@ subscription's socket, connect it to the publishers' endpoints, remove it) and w
 inproc pipe. The thread blocks on its sockets and the node's stop flag, with no poll timeout: an idle node
 does not wake up.
 """
+
 from __future__ import annotations
 
 import logging
@@ -84,7 +85,7 @@ class Receiver:
             except zmq.ZMQError:
                 break
             if self._stop.is_set():  # closing: read no more. Peers close too, and a multipart read whose
-                break                # pipe terminates halfway is where libzmq can abort (fq.cpp:80)
+                break  # pipe terminates halfway is where libzmq can abort (fq.cpp:80)
             for sock, _ in events:
                 if sock is self._wake_rx:
                     while True:

@@ -17,6 +17,7 @@ transport dropped before us (`dropped_transit`).
     for topic, log_time_ns, msg in read_messages("run.mcap"): ...
     replay("run.mcap", rate=2.0)
 """
+
 from __future__ import annotations
 
 import base64
@@ -31,8 +32,9 @@ import threading
 import time
 import typing
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -52,15 +54,32 @@ SCHEMA_PREFIX = "loopylab."
 DISCOVER_S = 0.5
 
 # Foxglove RawImage encodings -> (numpy dtype, channels)
-IMAGE_LAYOUT = {"rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
-                "8UC3": (np.uint8, 3), "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1),
-                "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1), "32FC1": (np.float32, 1)}
+IMAGE_LAYOUT = {
+    "rgb8": (np.uint8, 3),
+    "bgr8": (np.uint8, 3),
+    "rgba8": (np.uint8, 4),
+    "bgra8": (np.uint8, 4),
+    "8UC3": (np.uint8, 3),
+    "mono8": (np.uint8, 1),
+    "8UC1": (np.uint8, 1),
+    "mono16": (np.uint16, 1),
+    "16UC1": (np.uint16, 1),
+    "32FC1": (np.float32, 1),
+}
 
 RAW_IMAGE_SCHEMA = {
-    "title": RAW_IMAGE, "description": "A raw image", "type": "object",
+    "title": RAW_IMAGE,
+    "description": "A raw image",
+    "type": "object",
     "properties": {
-        "timestamp": {"type": "object", "title": "time", "properties": {
-            "sec": {"type": "integer", "minimum": 0}, "nsec": {"type": "integer", "minimum": 0, "maximum": 999999999}}},
+        "timestamp": {
+            "type": "object",
+            "title": "time",
+            "properties": {
+                "sec": {"type": "integer", "minimum": 0},
+                "nsec": {"type": "integer", "minimum": 0, "maximum": 999999999},
+            },
+        },
         "frame_id": {"type": "string"},
         "width": {"type": "integer", "minimum": 0},
         "height": {"type": "integer", "minimum": 0},
@@ -70,8 +89,11 @@ RAW_IMAGE_SCHEMA = {
     },
 }
 
-_ND_SCHEMA = {"type": "object", "description": "numpy array",
-              "properties": {"__nd__": {"type": "array", "description": "[dtype (numpy str), shape, raw bytes]"}}}
+_ND_SCHEMA = {
+    "type": "object",
+    "description": "numpy array",
+    "properties": {"__nd__": {"type": "array", "description": "[dtype (numpy str), shape, raw bytes]"}},
+}
 
 
 def json_schema(cls: type) -> dict:
@@ -105,8 +127,12 @@ def json_schema(cls: type) -> dict:
         hints = typing.get_type_hints(c)
         props = {"__m__": {"const": c.__name__}}
         props.update({f.name: of(hints[f.name]) for f in dataclasses.fields(c)})
-        return {"type": "object", "title": c.__name__, "description": (c.__doc__ or "").strip().split("\n")[0],
-                "properties": props}
+        return {
+            "type": "object",
+            "title": c.__name__,
+            "description": (c.__doc__ or "").strip().split("\n")[0],
+            "properties": props,
+        }
 
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **obj(cls)}
     if defs:
@@ -116,10 +142,15 @@ def json_schema(cls: type) -> dict:
 
 def image_to_raw_image(img: Image) -> dict:
     data = np.ascontiguousarray(img.data)
-    return {"timestamp": {"sec": img.stamp_ns // 1_000_000_000, "nsec": img.stamp_ns % 1_000_000_000},
-            "frame_id": img.frame_id, "width": int(img.width), "height": int(img.height),
-            "encoding": img.encoding, "step": int(img.step or (data.strides[0] if data.ndim else 0)),
-            "data": base64.b64encode(data.data).decode("ascii")}
+    return {
+        "timestamp": {"sec": img.stamp_ns // 1_000_000_000, "nsec": img.stamp_ns % 1_000_000_000},
+        "frame_id": img.frame_id,
+        "width": int(img.width),
+        "height": int(img.height),
+        "encoding": img.encoding,
+        "step": int(img.step or (data.strides[0] if data.ndim else 0)),
+        "data": base64.b64encode(data.data).decode("ascii"),
+    }
 
 
 def raw_image_to_image(d: dict, seq: int = 0) -> Image:
@@ -131,9 +162,16 @@ def raw_image_to_image(d: dict, seq: int = 0) -> Image:
     else:
         data = buf.reshape((h, w, ch) if ch > 1 else (h, w))
     ts = d.get("timestamp", {})
-    return Image(seq=seq, stamp_ns=int(ts.get("sec", 0)) * 1_000_000_000 + int(ts.get("nsec", 0)),
-                 frame_id=d.get("frame_id", ""), height=h, width=w, encoding=d["encoding"],
-                 step=int(d.get("step", 0)), data=data)
+    return Image(
+        seq=seq,
+        stamp_ns=int(ts.get("sec", 0)) * 1_000_000_000 + int(ts.get("nsec", 0)),
+        frame_id=d.get("frame_id", ""),
+        height=h,
+        width=w,
+        encoding=d["encoding"],
+        step=int(d.get("step", 0)),
+        data=data,
+    )
 
 
 @dataclasses.dataclass
@@ -147,9 +185,16 @@ class TopicStats:
 class Recorder:
     """Records topics of a graph into an MCAP file; see the module docstring."""
 
-    def __init__(self, node: Node, path: str | Path, topics: Iterable[str] | None = None,
-                 queue_size: int = 2000, images_as_foxglove: bool = True,
-                 compression: str = "zstd", heartbeats: bool = False):
+    def __init__(
+        self,
+        node: Node,
+        path: str | Path,
+        topics: Iterable[str] | None = None,
+        queue_size: int = 2000,
+        images_as_foxglove: bool = True,
+        compression: str = "zstd",
+        heartbeats: bool = False,
+    ):
         self.node, self.path = node, Path(path)
         self.patterns = list(topics or [])
         self.images_as_foxglove, self.heartbeats = images_as_foxglove, heartbeats
@@ -164,16 +209,19 @@ class Recorder:
         self._channels: dict[tuple[str, str], int] = {}
         self._stop = threading.Event()
         self._file = open(self.path, "wb")
-        self._writer = Writer(self._file, compression={"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4,
-                                                       "none": CompressionType.NONE}[compression])
+        self._writer = Writer(
+            self._file,
+            compression={"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}[
+                compression
+            ],
+        )
         self._writer.start(profile="", library="loopylab")
         self._write_thread = threading.Thread(target=self._write_loop, name=f"{node.name}:mcap", daemon=True)
         self._write_thread.start()
         for t in self.patterns:  # exact names now (they connect when a publisher appears)
             if not _is_glob(t):
                 self._subscribe(t)
-        self._discover_thread = threading.Thread(target=self._discover_loop, name=f"{node.name}:discover",
-                                                 daemon=True)
+        self._discover_thread = threading.Thread(target=self._discover_loop, name=f"{node.name}:discover", daemon=True)
         self._discover_thread.start()
 
     # -- topics ------------------------------------------------------------------------------------
@@ -186,8 +234,7 @@ class Recorder:
 
     def _subscribe(self, topic: str) -> None:
         self._subscribed.add(topic)
-        self.node.subscribe(topic, raw=True, callback=self._on_frames, mode="queue",
-                            queue_size=self._queue.maxsize)
+        self.node.subscribe(topic, raw=True, callback=self._on_frames, mode="queue", queue_size=self._queue.maxsize)
 
     def discover(self) -> list[str]:
         """Subscribe to topics that appeared in the graph since the last look; returns the new ones."""
@@ -255,7 +302,8 @@ class Recorder:
         key = (topic, type_name)
         if key not in self._channels:
             self._channels[key] = self._writer.register_channel(
-                topic, encoding, schema_id, metadata={"loopylab_type": type_name})
+                topic, encoding, schema_id, metadata={"loopylab_type": type_name}
+            )
         return self._channels[key]
 
     def _write(self, topic: str, frames: list, recv_ns: int) -> None:
@@ -275,20 +323,31 @@ class Recorder:
             data = codec.inline(header, buffers)
             cls = MESSAGE_TYPES.get(type_name)
             schema = json_schema(cls) if cls else {"type": "object", "title": type_name or "dict"}
-            ch = self._channel_id(topic, type_name, "msgpack",
-                                  self._schema_id(SCHEMA_PREFIX + (type_name or "dict"), schema))
+            ch = self._channel_id(
+                topic, type_name, "msgpack", self._schema_id(SCHEMA_PREFIX + (type_name or "dict"), schema)
+            )
         stamp = stamp if isinstance(stamp, int) and stamp > 0 else recv_ns
-        self._writer.add_message(ch, log_time=recv_ns, data=data, publish_time=stamp,
-                                 sequence=seq if isinstance(seq, int) and 0 <= seq < 2**32 else 0)
+        self._writer.add_message(
+            ch,
+            log_time=recv_ns,
+            data=data,
+            publish_time=stamp,
+            sequence=seq if isinstance(seq, int) and 0 <= seq < 2**32 else 0,
+        )
         st.messages += 1
         st.bytes += len(data)
         self.written += 1
 
     # -- end ---------------------------------------------------------------------------------------------
     def summary(self) -> dict:
-        return {"path": str(self.path), "messages": self.written, "dropped_queue": self.dropped_queue,
-                "dropped_transit": sum(s.dropped_transit for s in self.stats.values()), "errors": self.errors,
-                "topics": {t: dataclasses.asdict(s) for t, s in sorted(self.stats.items())}}
+        return {
+            "path": str(self.path),
+            "messages": self.written,
+            "dropped_queue": self.dropped_queue,
+            "dropped_transit": sum(s.dropped_transit for s in self.stats.values()),
+            "errors": self.errors,
+            "topics": {t: dataclasses.asdict(s) for t, s in sorted(self.stats.items())},
+        }
 
     def close(self) -> dict:
         """Stop recording, write what is queued, finish the file; returns the summary."""
@@ -302,8 +361,14 @@ class Recorder:
         self._writer.finish()
         self._file.close()
         s = self.summary()
-        log.info("recorded %d messages on %d topics to %s (dropped: %d in queue, %d in transit)",
-                 s["messages"], len(s["topics"]), self.path, s["dropped_queue"], s["dropped_transit"])
+        log.info(
+            "recorded %d messages on %d topics to %s (dropped: %d in queue, %d in transit)",
+            s["messages"],
+            len(s["topics"]),
+            self.path,
+            s["dropped_queue"],
+            s["dropped_transit"],
+        )
         return s
 
 
@@ -317,6 +382,7 @@ def _is_glob(pattern: str) -> bool:
 
 
 # -- reading ------------------------------------------------------------------------------------------------
+
 
 def decode_record(schema: Schema | None, channel: Channel, message: McapMessage) -> Any:
     """One MCAP message of a loopylab recording -> the bus message it was."""
@@ -349,16 +415,25 @@ def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iter
     not a readable MCAP file)."""
     with open(path, "rb") as f, _readable(path):
         reader = make_reader(f)
-        for schema, channel, message in reader.iter_messages(topics=list(topics) if topics else None,
-                                                             log_time_order=True):
+        for schema, channel, message in reader.iter_messages(
+            topics=list(topics) if topics else None, log_time_order=True
+        ):
             yield channel.topic, message.log_time, decode_record(schema, channel, message)
 
 
 # -- replay -------------------------------------------------------------------------------------------------
 
-def replay(path: str | Path, node: Node | None = None, rate: float = 1.0, topics: Iterable[str] | None = None,
-           wait_subscribers: int = 0, wait_s: float = 5.0, restamp: bool = False,
-           on_progress: Callable[[int, int], None] | None = None) -> dict:
+
+def replay(
+    path: str | Path,
+    node: Node | None = None,
+    rate: float = 1.0,
+    topics: Iterable[str] | None = None,
+    wait_subscribers: int = 0,
+    wait_s: float = 5.0,
+    restamp: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Republish a recording with its original timing divided by `rate` (0 or inf: as fast as possible).
 
     Publishers for every recorded topic are created first; with `wait_subscribers=N` each waits (up
@@ -373,14 +448,15 @@ def replay(path: str | Path, node: Node | None = None, rate: float = 1.0, topics
         total = sum(summary.statistics.channel_message_counts.values()) if summary and summary.statistics else 0
         wanted = set(topics) if topics else None
         pubs = {}
-        for ch in (summary.channels.values() if summary else []):
+        for ch in summary.channels.values() if summary else []:
             if wanted is None or ch.topic in wanted:
                 type_name = ch.metadata.get("loopylab_type", "")
                 pubs[ch.topic] = node.publisher(ch.topic, MESSAGE_TYPES.get(type_name))
         for pub in pubs.values():
             if wait_subscribers and not pub.wait_for_subscribers(wait_subscribers, wait_s):
-                log.warning("%s: fewer than %d subscribers after %.1f s; replaying anyway", pub.topic,
-                            wait_subscribers, wait_s)
+                log.warning(
+                    "%s: fewer than %d subscribers after %.1f s; replaying anyway", pub.topic, wait_subscribers, wait_s
+                )
         sent, start = 0, None  # start: (monotonic time, log time) of the first message
         fast = not rate or rate == float("inf")
         for topic, log_time, msg in read_messages(path, wanted):

@@ -9,6 +9,7 @@ The tools (topics, echo, nodes, record, skill) pick their bus with `resolve_bus`
 $LOOPYLAB_BUS, else the one graph that runs; several running graphs or none is a `GraphNotFound` whose
 message says what to do.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,9 @@ class GraphEntry:
     name: str
     url: str
     pid: int
-    graph_file: str = ""    # the TOML it was launched from ("" when built in code)
-    started: float = 0.0    # wall-clock time (time.time())
-    proc_start: str = ""    # the process's start time in /proc (tells a reused pid apart)
+    graph_file: str = ""  # the TOML it was launched from ("" when built in code)
+    started: float = 0.0  # wall-clock time (time.time())
+    proc_start: str = ""  # the process's start time in /proc (tells a reused pid apart)
 
     def describe(self) -> str:
         since = time.strftime("%H:%M:%S", time.localtime(self.started))
@@ -104,8 +105,9 @@ def resolve_bus(bus: str | None) -> str:
     if len(graphs) == 1:
         return graphs[0].url
     if not graphs:
-        raise GraphNotFound("no graph is running: start one with `loopylab launch GRAPH.toml` "
-                            "(e.g. graphs/sim_bench.toml), or pass --bus URL")
+        raise GraphNotFound(
+            "no graph is running: start one with `loopylab launch GRAPH.toml` "
+            "(e.g. graphs/sim_bench.toml), or pass --bus URL"
+        )
     listing = "\n".join(f"  {g.describe()}" for g in graphs)
-    raise GraphNotFound(f"{len(graphs)} graphs are running; pick one with --bus URL "
-                        f"(or $LOOPYLAB_BUS):\n{listing}")
+    raise GraphNotFound(f"{len(graphs)} graphs are running; pick one with --bus URL (or $LOOPYLAB_BUS):\n{listing}")

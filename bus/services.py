@@ -4,6 +4,7 @@ Wire: the client's DEALER sends `["", request id, header, *buffers]`; the server
 `[identity, "", request id, b"ok", header, *buffers]` or `[..., b"error", msgpack(text)]`. The request id lets a
 client drop a late answer to a call that already timed out.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -88,8 +89,7 @@ class ServiceClient:
         why = "is not offered by any node"
         while True:
             try:
-                eps = set(self.node.lookup("service", self.name,
-                                           max(0.05, min(1.0, deadline - time.monotonic()))))
+                eps = set(self.node.lookup("service", self.name, max(0.05, min(1.0, deadline - time.monotonic()))))
             except DirectoryUnavailable as e:  # a caller of call() needs to catch ServiceTimeout only
                 eps, why = set(), f"cannot be looked up: {e}"
             if eps:
@@ -134,4 +134,3 @@ class ServiceClient:
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None
-

@@ -29,6 +29,7 @@ Direct files under /dev/shm (what `shm_open` does on Linux) rather than `multipr
 before Python 3.13 its resource tracker unlinks a segment when any process that attached it exits, and
 OFD locks need the file descriptor. Linux only; elsewhere `available()` is False and frames go as before.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -95,6 +96,7 @@ def min_bytes(transport: str) -> int | None:
 
 # -- locks and names ---------------------------------------------------------------------------------------
 
+
 def _lock(fd: int, kind: int) -> bool:
     """Take (F_RDLCK / F_WRLCK) or drop (F_UNLCK) this open file's lock on byte 0, without waiting."""
     try:
@@ -145,7 +147,7 @@ def _owned(entry: os.DirEntry, uid: int) -> bool:
 
 def is_stale(name: str) -> bool:
     """A segment whose creating process no longer runs (its pid is gone or belongs to a newer process)."""
-    parts = name[len(PREFIX):].split(".")
+    parts = name[len(PREFIX) :].split(".")
     if len(parts) < 2 or not parts[0].isdigit():
         return True
     return _start_time(int(parts[0])) != parts[1]
@@ -179,6 +181,7 @@ def sweep_once() -> None:
 
 # -- publisher side ------------------------------------------------------------------------------------
 
+
 @dataclass
 class _Slot:
     index: int
@@ -203,9 +206,9 @@ class _Slot:
 
 @dataclass
 class RingStats:
-    published: int = 0   # messages written into the ring
-    fallback: int = 0    # sent as ordinary frames: every slot was held (or no memory for one)
-    reclaimed: int = 0   # slots held past hold_s, handed over to their holder and replaced
+    published: int = 0  # messages written into the ring
+    fallback: int = 0  # sent as ordinary frames: every slot was held (or no memory for one)
+    reclaimed: int = 0  # slots held past hold_s, handed over to their holder and replaced
     reused_early: int = 0  # slots reused before grace_s: late subscribers drop that message (shm_late)
 
 
@@ -254,7 +257,7 @@ class Ring:
             try:
                 _SEQ.pack_into(slot.mm, 8, 0)  # torn while writing (readers cannot lock it now anyway)
                 for (off, n), b in zip(spans, buffers):
-                    slot.data[off:off + n] = _bytes_of(b)
+                    slot.data[off : off + n] = _bytes_of(b)
                 self._seq += 1
                 _SEQ.pack_into(slot.mm, 8, self._seq)
             finally:
@@ -278,8 +281,11 @@ class Ring:
         for s in self._slots:  # 1. the oldest free slot whose subscribers had their time
             if now - s.published >= self.grace_s and _lock(s.fd, fcntl.F_WRLCK):
                 return self._fit(s, size)
-        if (len(self._slots) < self.max_slots and self._bytes() + size <= self.max_bytes  # 2. grow
-                and now >= self._grow_after):
+        if (
+            len(self._slots) < self.max_slots
+            and self._bytes() + size <= self.max_bytes  # 2. grow
+            and now >= self._grow_after
+        ):
             self._count += 1
             return self._new(self._count - 1, 0, size)
         for s in self._slots:  # 3. the oldest free slot: subscribers that have not taken it yet drop it
@@ -324,7 +330,7 @@ class Ring:
             os.unlink(path)
             self._grow_after = time.monotonic() + NO_SPACE_S
             return None
-        mm[:len(_MAGIC)] = _MAGIC
+        mm[: len(_MAGIC)] = _MAGIC
         slot = _Slot(index, gen, name, fd, mm, np.frombuffer(mm, np.uint8), capacity)
         _lock(fd, fcntl.F_WRLCK)  # nobody else knows its name yet
         self._slots.insert(0, slot)
@@ -401,6 +407,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 # -- subscriber side -----------------------------------------------------------------------------------
 
+
 class Gone(Exception):
     """The slot no longer holds the message (reused or unlinked before we took it): a counted drop."""
 
@@ -453,7 +460,7 @@ class Reader:
             self._drain()
         root = np.frombuffer(m.mm, np.uint8, end - start, start)  # views of it keep it alive (numpy bases)
         weakref.finalize(root, self._release, name)
-        return [root[o - start:o - start + n] for o, n in spans]
+        return [root[o - start : o - start + n] for o, n in spans]
 
     def _attach(self, name: str) -> _Mapping:  # caller holds the lock
         try:
@@ -530,7 +537,6 @@ class Reader:
         with self._lock:
             for n in [n for n, m in self._maps.items() if m.holds == 0]:
                 self._forget(n)
-
 
     def _after_fork(self) -> None:
         """A forked child starts with no mappings (the parent's locks stay the parent's)."""

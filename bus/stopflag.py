@@ -6,6 +6,7 @@ simulator measured 2-3 % of a core per idle node). A `StopFlag` is a `threading.
 `fd` turns readable when the flag is set and stays readable, so `zmq.Poller` can wait on it together with
 its sockets for as long as nothing happens.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Timers: a function called at a fixed rate on its own thread."""
+
 from __future__ import annotations
 
 import threading
@@ -38,4 +39,3 @@ class Timer:
 
     def cancel(self) -> None:
         self._stop.set()
-

@@ -5,6 +5,7 @@ velocity in the family's unit (Dynamixel 0.229 rpm, Feetech ticks/s); effort in 
 register (servo.models: XL430 load 0.1 %, XL330 current, STS3215 load). The whole block is one
 struct.unpack and a few list comprehensions (a few microseconds; numpy's per-call overhead was 50-80 µs).
 """
+
 from __future__ import annotations
 
 import math
@@ -16,14 +17,15 @@ from loopylab.firmware_bridge.servo.bus import MotorBus
 from loopylab.firmware_bridge.servo.calibration import TICK_RAD, MotorCalibration
 from loopylab.firmware_bridge.servo.models import effort_unit
 
-BLOCKS = {"dynamixel": ["Present_Current", "Present_Velocity", "Present_Position"],   # 126 is Present_Load on XL430
-          "feetech": ["Present_Position", "Present_Velocity", "Present_Load"]}
-VELOCITY_UNIT = {"dynamixel": 0.229 * 2.0 * math.pi / 60.0, "feetech": TICK_RAD}      # rad/s per unit
+BLOCKS = {
+    "dynamixel": ["Present_Current", "Present_Velocity", "Present_Position"],  # 126 is Present_Load on XL430
+    "feetech": ["Present_Position", "Present_Velocity", "Present_Load"],
+}
+VELOCITY_UNIT = {"dynamixel": 0.229 * 2.0 * math.pi / 60.0, "feetech": TICK_RAD}  # rad/s per unit
 
 
 class ArmCodec:
-    def __init__(self, bus: MotorBus, names: list[str], models: dict[str, str],
-                 calib: dict[str, MotorCalibration]):
+    def __init__(self, bus: MotorBus, names: list[str], models: dict[str, str], calib: dict[str, MotorCalibration]):
         self.names, self.kind = names, bus.kind
         self.ids = [bus.ids[n] for n in names]
         self.block = BLOCKS[bus.kind]
@@ -32,9 +34,11 @@ class ArmCodec:
         t = bus.proto.table
         regs = sorted(self.block, key=lambda r: t[r].address)
         fmt, at = "", self.addr
-        for r in regs:                          # one struct for the whole block of every motor (pads for gaps)
-            fmt += "x" * (t[r].address - at) + {(2, True): "h", (2, False): "H", (4, True): "i", (4, False): "I"}[
-                (t[r].size, t[r].signed == "twos")]
+        for r in regs:  # one struct for the whole block of every motor (pads for gaps)
+            fmt += (
+                "x" * (t[r].address - at)
+                + {(2, True): "h", (2, False): "H", (4, True): "i", (4, False): "I"}[(t[r].size, t[r].signed == "twos")]
+            )
             at = t[r].address + t[r].size
         fmt += "x" * (self.addr + self.length - at)
         self.struct = struct.Struct("<" + fmt * len(names))

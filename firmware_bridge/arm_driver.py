@@ -14,6 +14,7 @@ and the fault clears. Torque goes off only on an e-stop (`safety/state`), a moto
 (cleared by the `arm/reboot` service) or a lost port (reopened every `reconnect_s`), and on shutdown.
 Services: `arm/torque` {on}, `arm/reboot` {ids}. The driver never clamps: limits live in the gate.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,11 +49,19 @@ class ArmDriver:
         self.node, self.cfg = node, cfg
         calib_path = cfg.calibration or str(calib_mod.default_path(cfg.robot))
         if not os.path.exists(calib_path):
-            raise NotCalibrated(f"arm {cfg.robot} on {cfg.port} is not calibrated (no {calib_path}): run `loopylab arm "
-                                f"calibrate --robot {cfg.robot} --port {cfg.port}` (or import LeRobot's with "
-                                "--from-lerobot FILE), or give the file as the arm node's `calibration`")
-        self.bus = MotorBus(cfg.port, cfg.kind, {n: Motor(i, m, cfg.modes.get(n, "")) for n, (i, m) in cfg.motors.items()},
-                            baudrate=cfg.baudrate, retries=cfg.retries, latency_s=cfg.latency_s)
+            raise NotCalibrated(
+                f"arm {cfg.robot} on {cfg.port} is not calibrated (no {calib_path}): run `loopylab arm "
+                f"calibrate --robot {cfg.robot} --port {cfg.port}` (or import LeRobot's with "
+                "--from-lerobot FILE), or give the file as the arm node's `calibration`"
+            )
+        self.bus = MotorBus(
+            cfg.port,
+            cfg.kind,
+            {n: Motor(i, m, cfg.modes.get(n, "")) for n, (i, m) in cfg.motors.items()},
+            baudrate=cfg.baudrate,
+            retries=cfg.retries,
+            latency_s=cfg.latency_s,
+        )
         self.names = list(cfg.motors)
         self.arm_joints = [n for n in self.names if n != cfg.gripper]
         self.arm_idx = indices(self.names, self.arm_joints)
@@ -71,11 +80,11 @@ class ArmDriver:
         node.service("arm/reboot", self._on_reboot)
         self.fault: DeviceFault | None = None
         self.connected = False
-        self.motor_error: MotorFaultError | None = None     # torque off until `arm/reboot`
+        self.motor_error: MotorFaultError | None = None  # torque off until `arm/reboot`
         self.estopped = False
         self.window = FaultWindow(cfg.fault_window_s)
         self.stop: LowerToRest | None = None
-        self.goal: dict[str, int] = {}                       # the last goal written (ticks): what the motors hold
+        self.goal: dict[str, int] = {}  # the last goal written (ticks): what the motors hold
         self.cycles = self.failed_cycles = self.commands_applied = self.protective_stops = 0
         self._last_cmd_seq = self._last_grip_seq = None
         self._io = threading.Lock()
@@ -110,7 +119,7 @@ class ArmDriver:
                 calib_mod.check(self.bus, self.calib)
                 write_gains(self.bus, ram_only=True)
                 estop = self._estop_requested()
-                if estop:                      # e.g. the port came back during an e-stop: torque stays off
+                if estop:  # e.g. the port came back during an e-stop: torque stays off
                     self.bus.set_torque(False)
                 elif self.cfg.hold_on_connect:
                     self._hold_present()
@@ -119,7 +128,7 @@ class ArmDriver:
                 raise
         self.connected, self.motor_error, self.stop, self.estopped = True, None, None, estop
         self.window.ok()
-        self._last_cmd_seq = self._cmd_key(self.cmd_sub.latest())   # never replay a command from before
+        self._last_cmd_seq = self._cmd_key(self.cmd_sub.latest())  # never replay a command from before
         self._last_grip_seq = self._cmd_key(self.grip_sub.latest()) if self.grip_sub else None
         log.info("arm on %s: %d %s motors connected", self.cfg.port, len(self.names), self.cfg.kind)
         self._clear_fault()
@@ -138,8 +147,15 @@ class ArmDriver:
 
     def _clear_fault(self) -> None:
         if self.fault is not None:
-            self.fault_pub.publish(DeviceFault(device="arm", active=False, code=self.fault.code,
-                                               motor_ids=self.fault.motor_ids, message=f"recovered: {self.fault.message}"))
+            self.fault_pub.publish(
+                DeviceFault(
+                    device="arm",
+                    active=False,
+                    code=self.fault.code,
+                    motor_ids=self.fault.motor_ids,
+                    message=f"recovered: {self.fault.message}",
+                )
+            )
             self.fault = None
 
     def _drop(self, code: str, err: MotorBusError, ids: list[int] | None = None) -> None:
@@ -173,17 +189,31 @@ class ArmDriver:
             if goals:
                 self.goal.update(goals)
                 self.commands_applied += 1
-            raw = self.bus.sync_read_raw(self.codec.addr, self.codec.length, self.codec.ids, "SYNC READ state",
-                                         prefix)
+            raw = self.bus.sync_read_raw(self.codec.addr, self.codec.length, self.codec.ids, "SYNC READ state", prefix)
             stamp = time.time_ns()
             _, pos, vel, eff = self.codec.decode(raw)
             a = self.arm_idx
-            self.js_pub.publish(JointState(name=self.arm_joints, position=pos[a], velocity=vel[a], effort=eff[a],
-                                           stamp_ns=stamp, frame_id="base"))
+            self.js_pub.publish(
+                JointState(
+                    name=self.arm_joints,
+                    position=pos[a],
+                    velocity=vel[a],
+                    effort=eff[a],
+                    stamp_ns=stamp,
+                    frame_id="base",
+                )
+            )
             if self.grip_pub is not None:
                 g = self.names.index(self.cfg.gripper)
-                self.grip_pub.publish(GripperState(position=self._opening(float(pos[g])), velocity=0.0,
-                                                   effort=abs(float(eff[g])), ready=True, stamp_ns=stamp))
+                self.grip_pub.publish(
+                    GripperState(
+                        position=self._opening(float(pos[g])),
+                        velocity=0.0,
+                        effort=abs(float(eff[g])),
+                        ready=True,
+                        stamp_ns=stamp,
+                    )
+                )
             if self.window.active:
                 self._recovered()
         self.cycles += 1
@@ -241,8 +271,10 @@ class ArmDriver:
         mask = np.array([n in c.rest for n in self.names])
         self.stop = LowerToRest(start, rest, now, c.stop_hold_s, c.stop_speed, lower=not c.brakes, mask=mask)
         what = "holding, then lowering to rest" if not c.brakes else "holding"
-        msg = (f"protective stop: {err.label} for {(now - self.window.since) * 1e3:.0f} ms "
-               f"(window {c.fault_window_s * 1e3:.0f} ms), {what}, torque on: {err}")
+        msg = (
+            f"protective stop: {err.label} for {(now - self.window.since) * 1e3:.0f} ms "
+            f"(window {c.fault_window_s * 1e3:.0f} ms), {what}, torque on: {err}"
+        )
         log.error("arm %s", msg)
         self._publish_fault(err.fault_class, msg, getattr(err, "motor_ids", []))
 
@@ -262,8 +294,8 @@ class ArmDriver:
 
     def _recovered(self) -> None:
         """Called with the lock held after a good read that ends a run of failed cycles."""
-        if self.stop is not None:   # stay where the stop has brought the arm (a fresh read: a retried
-            present = self.bus.sync_read("Present_Position")    # read's first answers may be older)
+        if self.stop is not None:  # stay where the stop has brought the arm (a fresh read: a retried
+            present = self.bus.sync_read("Present_Position")  # read's first answers may be older)
             self.bus.sync_write("Goal_Position", present)
             self.goal = present
             self._last_cmd_seq = self._cmd_key(self.cmd_sub.latest())
@@ -344,7 +376,7 @@ class ArmDriver:
             if delay > 0:
                 self._stop.wait(delay)
             else:
-                next_t = time.monotonic()   # overrun: skip, never bunch up
+                next_t = time.monotonic()  # overrun: skip, never bunch up
 
     # -- services -------------------------------------------------------------------------------------
     def _on_torque(self, req) -> dict:
@@ -372,7 +404,7 @@ class ArmDriver:
             except MotorBusError as e:
                 return {"ok": False, "error": f"{e.label}: {e}"}
             self.bus.close()
-            self.connected, self.motor_error = False, None    # the loop reconnects: present pose, torque on
+            self.connected, self.motor_error = False, None  # the loop reconnects: present pose, torque on
         log.info("arm: rebooted motors %s", ids)
         return {"ok": True, "rebooted": ids}
 

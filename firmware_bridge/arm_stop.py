@@ -6,6 +6,7 @@ the last goal with torque on. Only a fault that lasts longer than `window_s` sta
 hold the last goal for `hold_s`, then (brakeless arms) move every joint to its rest pose at no more
 than `speed` rad/s, and stay there — torque on throughout, since a brakeless arm with torque off falls.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ from loopylab.firmware_bridge.servo.bus import MotorBusError
 @dataclass
 class FaultWindow:
     """Consecutive failed cycles, from the first failure of a run of them."""
+
     window_s: float = 0.25
-    since: float | None = None          # monotonic time of the first failure of this run
+    since: float | None = None  # monotonic time of the first failure of this run
     first: MotorBusError | None = None  # what started it (logged and published by class)
     count: int = 0
 
@@ -41,13 +43,14 @@ class FaultWindow:
 @dataclass
 class LowerToRest:
     """Goals (rad, one per motor) of a protective stop started at `t0` from goal `start`."""
+
     start: np.ndarray
     rest: np.ndarray
     t0: float
     hold_s: float = 1.0
-    speed: float = 0.2                  # rad/s: slow enough to be harmless, fast enough to finish
-    lower: bool = True                  # False (arms with brakes): hold only
-    mask: np.ndarray = field(default=None)   # joints that move (others hold); default all
+    speed: float = 0.2  # rad/s: slow enough to be harmless, fast enough to finish
+    lower: bool = True  # False (arms with brakes): hold only
+    mask: np.ndarray = field(default=None)  # joints that move (others hold); default all
 
     def __post_init__(self):
         self.start = np.asarray(self.start, dtype=float)

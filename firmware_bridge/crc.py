@@ -1,4 +1,5 @@
 """The three 16-bit checksums of the devices we speak to."""
+
 from __future__ import annotations
 
 import binascii

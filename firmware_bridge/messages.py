@@ -4,6 +4,7 @@
 `mcu/fault`, the Modbus devices `<name>/fault`. `active=False` says the fault has cleared.
 `Readings` carries named scalar values (analog inputs, Modbus registers).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,10 +17,10 @@ from loopylab.bus import Message, register_message
 @register_message
 @dataclass
 class DeviceFault(Message):
-    device: str = ""              # arm | gripper | mcu | wrist | <modbus device name>
-    active: bool = False          # False: the device is healthy again
-    code: str = ""                # no_response | corrupt | protocol_error | motor_error | port_lost | calibration |
-                                  # configuration | estop | watchdog | device_fault
+    device: str = ""  # arm | gripper | mcu | wrist | <modbus device name>
+    active: bool = False  # False: the device is healthy again
+    code: str = ""  # no_response | corrupt | protocol_error | motor_error | port_lost | calibration |
+    # configuration | estop | watchdog | device_fault
     motor_ids: list[int] = field(default_factory=list)
     message: str = ""
 

@@ -13,12 +13,14 @@ by name on first use; `register_agent(name, factory)` adds one at run time.
 An agent sees a `loopylab.lab.notebook.NotebookView` and nothing else: no bus node, no service client, no ground
 truth. It cannot run experiments itself; the investigation runs what it proposes.
 """
+
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from importlib.metadata import EntryPoint
-from typing import Callable, Protocol, Union
+from typing import Protocol
 
 import numpy as np
 
@@ -28,7 +30,7 @@ from loopylab.lab.notebook import NotebookView
 from loopylab.lab.plugins import AGENT_GROUP, load, plugins
 from loopylab.world import notebook as g
 
-Proposal = Union[g.Hypothesis, g.Experiment, g.Conclusion]
+Proposal = g.Hypothesis | g.Experiment | g.Conclusion
 
 
 class Agent(Protocol):
@@ -44,6 +46,7 @@ def prior_hypothesis(question: g.Question) -> g.Hypothesis:
 
 class ScientistAgent(ABC):
     """The shared routine; subclasses choose the experiment."""
+
     name = "base"
 
     def __init__(self, seed: int = 0):
@@ -72,21 +75,22 @@ class RandomAgent(ScientistAgent):
 
 class GridAgent(ScientistAgent):
     """Sweeps the grid in a fixed order: each skill's levels in turn, interleaved across skills."""
+
     name = "grid"
 
     def experiment(self, notebook: NotebookView) -> g.Experiment:
         by_skill: dict[str, list[g.Experiment]] = {}
         for c in notebook.candidates:
             by_skill.setdefault(c.skill, []).append(c)
-        sweep = [lst[i] for i in range(max(map(len, by_skill.values())))
-                 for lst in by_skill.values() if i < len(lst)]
+        sweep = [lst[i] for i in range(max(map(len, by_skill.values()))) for lst in by_skill.values() if i < len(lst)]
         return sweep[notebook.experiments_used % len(sweep)]
 
 
 class EIGAgent(ScientistAgent):
     """The expert: argmax over the grid of EIG about the question quantity minus cost."""
+
     name = "eig"
-    needs_tables = True   # it scores every candidate, so the investigation builds all tables first
+    needs_tables = True  # it scores every candidate, so the investigation builds all tables first
 
     def __init__(self, seed: int = 0, design: DesignConfig | None = None):
         super().__init__(seed)
@@ -127,7 +131,7 @@ def agent_names() -> list[str]:
 
 def make_agent(name: str, seed: int = 0, **kw) -> Agent:
     if name not in AGENTS and name in PLUGINS:
-        factory = load(PLUGINS[name])   # logs one line if the plugin is broken
+        factory = load(PLUGINS[name])  # logs one line if the plugin is broken
         if factory is None:
             raise KeyError(f"agent {name!r} failed to load from {PLUGINS[name].value} (see the log line above)")
         register_agent(name, factory)

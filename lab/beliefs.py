@@ -9,6 +9,7 @@ When the effective sample size drops below half, the particles are resampled and
 Metropolis-Hastings moves on the full posterior (prior x all likelihoods so far), which is cheap
 because predictions are table look-ups.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -21,8 +22,12 @@ from loopylab.lab.forward import MEASURED, PARAM_INDEX, Axes, ForwardModel
 from loopylab.world import notebook as g
 
 # the skills' own error bars (docs/contracts.md, "Skills"), by the measurement they belong to
-REPORTED_SIGMA = {"moved_m": "displacement_sigma_m", "slide_m": "slide_sigma_m", "mass_kg": "mass_sigma_kg",
-                  "bounce_m": "bounce_sigma_m"}
+REPORTED_SIGMA = {
+    "moved_m": "displacement_sigma_m",
+    "slide_m": "slide_sigma_m",
+    "mass_kg": "mass_sigma_kg",
+    "bounce_m": "bounce_sigma_m",
+}
 DEFAULT_PRIOR = {"friction": (0.2, 0.9), "mass": (0.05, 0.6), "restitution": (0.1, 0.8)}
 
 
@@ -39,14 +44,31 @@ class NoiseModel:
     skill does not report (the wrist force has none); `rel` is the twin-vs-world discrepancy: the twin
     pushes and strikes an object without the arm, so its predictions are only good to a few percent.
     """
+
     # calibrated on the sim bench: skill measurement vs twin prediction at the true parameters (a drop's
     # bounce: at its measured centre-of-mass offset, x y z; 40 drops on seeds 100004-100013 and 1000-1009)
-    floor: dict = field(default_factory=lambda: {"force_mean_N": 0.08, "moved_m": 0.003, "slide_m": 0.004,
-                                                 "mass_kg": 0.003, "bounce_m": 0.0015, "lifted_m": 0.005,
-                                                 "placed_m": 0.01})
-    rel: dict = field(default_factory=lambda: {"force_mean_N": 0.05, "moved_m": 0.05, "slide_m": 0.10,
-                                               "mass_kg": 0.02, "bounce_m": 0.06, "lifted_m": 0.05,
-                                               "placed_m": 0.1})
+    floor: dict = field(
+        default_factory=lambda: {
+            "force_mean_N": 0.08,
+            "moved_m": 0.003,
+            "slide_m": 0.004,
+            "mass_kg": 0.003,
+            "bounce_m": 0.0015,
+            "lifted_m": 0.005,
+            "placed_m": 0.01,
+        }
+    )
+    rel: dict = field(
+        default_factory=lambda: {
+            "force_mean_N": 0.05,
+            "moved_m": 0.05,
+            "slide_m": 0.10,
+            "mass_kg": 0.02,
+            "bounce_m": 0.06,
+            "lifted_m": 0.05,
+            "placed_m": 0.1,
+        }
+    )
     # `rel` of a repeated experiment (the same skill on the same object again) where the first one changes
     # what the twin cannot see: a dropped block lands on another face and may lean or sit askew (bounce vs
     # twin, robust log sd: first drops 0.04, later ones 0.12)
@@ -54,28 +76,37 @@ class NoiseModel:
     # added (in quadrature) where a drop's vertical centre-of-mass offset went unmeasured (the arm could not
     # tilt the object, or has no wrist sensor): it moves the bounce by up to a third
     unseen_com: float = 0.22
-    dof: float = 5.0   # Student-t degrees of freedom
+    dof: float = 5.0  # Student-t degrees of freedom
     # a push whose hand also pressed down on the object (its `load`, N): friction is mu (m g + c load), c
     # a latent of the object (LOAD_SHARE); this is c's scatter from one push to the next
     load_rel: float = 0.06
     # a small share of measurements are nonsense (a lost grasp, an object knocked over): uniform over
     # the measurement's span, so that one of them cannot drag the posterior away
     outlier: float = 0.03
-    span: dict = field(default_factory=lambda: {"force_mean_N": 10.0, "moved_m": 0.3, "slide_m": 0.5,
-                                                "mass_kg": 1.0, "bounce_m": 0.3, "lifted_m": 0.3,
-                                                "placed_m": 0.5})
+    span: dict = field(
+        default_factory=lambda: {
+            "force_mean_N": 10.0,
+            "moved_m": 0.3,
+            "slide_m": 0.5,
+            "mass_kg": 1.0,
+            "bounce_m": 0.3,
+            "lifted_m": 0.3,
+            "placed_m": 0.5,
+        }
+    )
 
-    def sigma(self, key: str, predicted: np.ndarray, reported: float = 0.0, repeat: bool = False,
-              com_seen: bool = True) -> np.ndarray:
+    def sigma(
+        self, key: str, predicted: np.ndarray, reported: float = 0.0, repeat: bool = False, com_seen: bool = True
+    ) -> np.ndarray:
         rel = self.rel_repeat.get(key, self.rel[key]) if repeat else self.rel[key]
         if key == "bounce_m" and not com_seen:
             rel = math.hypot(rel, self.unseen_com)
-        return np.sqrt(reported ** 2 + self.floor[key] ** 2 + (rel * np.abs(predicted)) ** 2)
+        return np.sqrt(reported**2 + self.floor[key] ** 2 + (rel * np.abs(predicted)) ** 2)
 
     def logpdf(self, y: np.ndarray, mean: np.ndarray, sigma: np.ndarray, key: str | None = None) -> np.ndarray:
         nu = self.dof
         r2 = ((y - mean) / sigma) ** 2
-        t = (_T_CONST(nu) - 0.5 * (nu + 1) * np.log1p(r2 / nu) - np.log(sigma))
+        t = _T_CONST(nu) - 0.5 * (nu + 1) * np.log1p(r2 / nu) - np.log(sigma)
         if key is None or self.outlier <= 0:
             return t
         return np.logaddexp(np.log1p(-self.outlier) + t, np.log(self.outlier / self.span[key]))
@@ -87,12 +118,13 @@ class NoiseModel:
 @dataclass
 class Measurement:
     """One experiment's outcome as the likelihood sees it."""
+
     experiment: g.Experiment
-    values: dict[str, float]            # measurement key -> value (keys of forward.MEASURED)
-    reported_sigma: dict[str, float]    # measurement key -> the skill's sigma (0 when not reported)
-    com: tuple[float, ...] | None = None    # a measured centre-of-mass offset (object frame x, y [, z]; m)
-    load: float | None = None               # a push's measured vertical load on the object (N)
-    repeat: bool = False                    # the same skill ran on the object before (set by Posterior)
+    values: dict[str, float]  # measurement key -> value (keys of forward.MEASURED)
+    reported_sigma: dict[str, float]  # measurement key -> the skill's sigma (0 when not reported)
+    com: tuple[float, ...] | None = None  # a measured centre-of-mass offset (object frame x, y [, z]; m)
+    load: float | None = None  # a push's measured vertical load on the object (N)
+    repeat: bool = False  # the same skill ran on the object before (set by Posterior)
 
     @property
     def com_seen(self) -> bool:
@@ -100,7 +132,7 @@ class Measurement:
         return self.com is not None and len(self.com) >= 3
 
     @classmethod
-    def from_reply(cls, exp: g.Experiment, measurements: dict) -> "Measurement":
+    def from_reply(cls, exp: g.Experiment, measurements: dict) -> Measurement:
         vals, sig = {}, {}
         for key in MEASURED[exp.skill]:
             vals[key] = abs(float(measurements[key]))  # magnitudes, as in the notebook (force sign conventions vary)
@@ -110,7 +142,7 @@ class Measurement:
         return cls(exp, vals, sig, obs.com, obs.load)
 
     @classmethod
-    def from_observation(cls, exp: g.Experiment, obs: g.Observation) -> "Measurement":
+    def from_observation(cls, exp: g.Experiment, obs: g.Observation) -> Measurement:
         """From the notebook text alone (sigmas unknown: the noise model's floor applies)."""
         keys = {k: mk for k, mk, _ in g.OBS_FIELDS[exp.skill]}
         return cls(exp, {keys[k]: v for k, v in obs.values}, {}, obs.com, obs.load)
@@ -123,7 +155,7 @@ def box_from_hypothesis(hyp: g.Hypothesis | None, objects: list[str], axes: Axes
     out = {}
     for o in objects:
         box = np.array([DEFAULT_PRIOR[p] for p in PARAM_INDEX], float)
-        for r in (hyp.ranges if hyp else ()):
+        for r in hyp.ranges if hyp else ():
             if r.object == o:
                 box[PARAM_INDEX[r.param]] = (r.lo, r.hi)
         box[:, 0] = np.clip(box[:, 0], lim[:, 0], lim[:, 1])
@@ -159,8 +191,13 @@ def load_share(theta: np.ndarray) -> np.ndarray | float:
     return LOAD_SHARE * np.exp(theta[:, LOAD_COL]) if theta.shape[1] > LOAD_COL else LOAD_SHARE
 
 
-def predict_biased(forward: ForwardModel, exp: g.Experiment, theta: np.ndarray,
-                   com: tuple[float, ...] | None = None, load: float | None = None) -> dict[str, np.ndarray]:
+def predict_biased(
+    forward: ForwardModel,
+    exp: g.Experiment,
+    theta: np.ndarray,
+    com: tuple[float, ...] | None = None,
+    load: float | None = None,
+) -> dict[str, np.ndarray]:
     """What the arm would measure: the twin's prediction times the particle's systematic gain (`com`,
     `load`: what a drop or push measured besides, for its own likelihood; see ForwardModel.predict)."""
     pred = forward.predict(exp, theta[:, :3], com, load, load_share(theta))
@@ -175,8 +212,9 @@ class ObjectPosterior:
     """Weighted particles over theta = (log mu, log m, log e, systematic log gains..., log load share / median)
     of one object."""
 
-    def __init__(self, name: str, box: np.ndarray, forward: ForwardModel, noise: NoiseModel,
-                 n: int, rng: np.random.Generator):
+    def __init__(
+        self, name: str, box: np.ndarray, forward: ForwardModel, noise: NoiseModel, n: int, rng: np.random.Generator
+    ):
         self.name, self.box, self.forward, self.noise, self.rng = name, box, forward, noise, rng
         self.logbox = np.log(box)
         u = rng.random((n, 3))
@@ -198,7 +236,7 @@ class ObjectPosterior:
     @property
     def ess(self) -> float:
         w = self.weights
-        return float(1.0 / np.sum(w ** 2))
+        return float(1.0 / np.sum(w**2))
 
     def log_prior(self, theta: np.ndarray) -> np.ndarray:
         """Uniform in mu and e, log-uniform in m, inside the box; in log coordinates (Jacobian mu*e)."""
@@ -230,8 +268,8 @@ class ObjectPosterior:
         idx = np.minimum(np.searchsorted(cum, (self.rng.random() + np.arange(n)) / n), n - 1)
         theta = self.theta[idx]
         jitter = np.concatenate([0.002 * (self.logbox[:, 1] - self.logbox[:, 0]), 0.002 * LATENT_SD])
-        cov = np.cov(theta.T) + np.diag(jitter ** 2)
-        chol = np.linalg.cholesky(cov * (2.38 ** 2 / theta.shape[1]) * 0.5)
+        cov = np.cov(theta.T) + np.diag(jitter**2)
+        chol = np.linalg.cholesky(cov * (2.38**2 / theta.shape[1]) * 0.5)
         cur = self.log_target(theta)
         for _ in range(moves):
             prop = theta + self.rng.standard_normal(theta.shape) @ chol.T
@@ -268,14 +306,21 @@ class ObjectPosterior:
 @dataclass
 class Answer:
     conclusion: g.Conclusion
-    confidence: float           # posterior probability that the answer is within tolerance (or right)
+    confidence: float  # posterior probability that the answer is within tolerance (or right)
 
 
 class Posterior:
     """The belief about every object of a question, with the question-specific summaries."""
 
-    def __init__(self, question: g.Question, forward: ForwardModel, hypothesis: g.Hypothesis | None = None,
-                 n_particles: int = 1500, noise: NoiseModel | None = None, seed: int = 0):
+    def __init__(
+        self,
+        question: g.Question,
+        forward: ForwardModel,
+        hypothesis: g.Hypothesis | None = None,
+        n_particles: int = 1500,
+        noise: NoiseModel | None = None,
+        seed: int = 0,
+    ):
         self.question, self.forward = question, forward
         self.noise = noise or NoiseModel()
         self.n = n_particles
@@ -286,8 +331,9 @@ class Posterior:
     def reset(self, hypothesis: g.Hypothesis | None) -> None:
         """Start again from the prior a hypothesis states, and replay the measurements so far."""
         boxes = box_from_hypothesis(hypothesis, list(self.question.objects), self.forward.axes)
-        self.objects = {o: ObjectPosterior(o, boxes[o], self.forward, self.noise, self.n, self.rng)
-                        for o in self.question.objects}
+        self.objects = {
+            o: ObjectPosterior(o, boxes[o], self.forward, self.noise, self.n, self.rng) for o in self.question.objects
+        }
         self.hypothesis = hypothesis
         for m in self.measurements:
             self.objects[m.experiment.object].update(m)
@@ -363,7 +409,7 @@ class Posterior:
         """For rank questions: per object, the summed probability of getting each of its pairs wrong."""
         names = list(self.objects)
         draws = {o: self.objects[o].natural("mass")[self.objects[o].draw(k)] for o in names}
-        amb = {o: 0.0 for o in names}
+        amb = dict.fromkeys(names, 0.0)
         for a, b in itertools.combinations(names, 2):
             p = float(np.mean(draws[a] > draws[b]))
             amb[a] += min(p, 1 - p)

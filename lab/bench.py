@@ -9,6 +9,7 @@ present) started by the launcher in this process (in-process mode), plus the lab
 
 The oracle lives on the bench, which belongs to the evaluator. Agents only ever see a NotebookView.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,6 +63,7 @@ class Bench:
         """Load the world of `seed`; returns its perceived SceneSpec (hidden properties stripped). The skills
         after it wait for that world's sim/scene (the reply's epoch), however late it reaches their node."""
         from loopylab.world.scene import SceneSpec
+
         req: dict[str, Any] = {"seed": int(seed)}
         if n_objects is not None:
             req["n_objects"] = int(n_objects)

@@ -6,6 +6,7 @@ reported in one log line while the others keep working.
 
 Every verb shares one error boundary (`LabGroup`): an exception that reaches it becomes `error: <one line>`
 on stderr and exit code 2 (bad input) or 1 (a failure while running); `--debug` shows the traceback."""
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,10 @@ from loopylab.lab.plugins import CLI_GROUP, failure, plugins
 
 log = logging.getLogger("loopylab.cli")
 
-HELP = ("A robot that does science: run investigations in sim or on a real arm, inspect the bus, "
-        "train the policy, and trade data on the bounty market.")
+HELP = (
+    "A robot that does science: run investigations in sim or on a real arm, inspect the bus, "
+    "train the policy, and trade data on the bounty market."
+)
 LOG_FORMAT = "%(asctime)s %(levelname).1s %(name)s: %(message)s"
 
 
@@ -41,7 +44,7 @@ class LabGroup(TyperGroup):
             raise
         except Exception as e:
             if isinstance(e, typer.TyperException) or ctx.params.get("debug"):
-                raise   # usage errors have typer's own message; --debug wants the traceback
+                raise  # usage errors have typer's own message; --debug wants the traceback
             typer.echo(describe(e), err=True)
             raise typer.Exit(exit_code(e)) from None
 
@@ -49,7 +52,7 @@ class LabGroup(TyperGroup):
 def package_version() -> str:
     try:
         return version("loopylab")
-    except PackageNotFoundError:   # running from a tree that was never installed
+    except PackageNotFoundError:  # running from a tree that was never installed
         return "unknown"
 
 
@@ -76,7 +79,7 @@ def configure_logging(verbose: bool = False, log_file: Path | None = None) -> No
     urllib3, web3, ...) at WARNING; `verbose` lowers both a step (ours DEBUG, theirs INFO). `log_file`
     gets the same lines as the terminal."""
     root = logging.getLogger()
-    for h in [h for h in root.handlers if getattr(h, "_loopylab", False)]:   # called again (tests): replace
+    for h in [h for h in root.handlers if getattr(h, "_loopylab", False)]:  # called again (tests): replace
         root.removeHandler(h)
         h.close()
     handlers: list[logging.Handler] = [_Stderr()]
@@ -96,8 +99,9 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (and third-party INFO)."),
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error."),
     log_file: Path | None = typer.Option(None, "--log-file", metavar="PATH", help="Also write the log to PATH."),
-    _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                  help="Print the version and exit."),
+    _version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
 ):
     configure_logging(verbose, log_file)
 
@@ -116,7 +120,7 @@ def add_plugins(app: typer.Typer, eps: Iterable[EntryPoint]) -> list[str]:
             failed.append(ep.name)
             continue
         for info in app.registered_commands[n_cmds:] + app.registered_groups[n_groups:]:
-            if not isinstance(info.rich_help_panel, str):   # unset (typer's default marker): the plugin's panel
+            if not isinstance(info.rich_help_panel, str):  # unset (typer's default marker): the plugin's panel
                 info.rich_help_panel = ep.name
     return failed
 
@@ -124,8 +128,14 @@ def add_plugins(app: typer.Typer, eps: Iterable[EntryPoint]) -> list[str]:
 def make_app(eps: Iterable[EntryPoint] | None = None) -> typer.Typer:
     """The command line: the lab's verbs, then each plugin's (`eps`, default the installed `loopylab.cli`
     entry points, in name order)."""
-    app = typer.Typer(name="loopylab", help=HELP, cls=LabGroup, no_args_is_help=True, add_completion=True,
-                      pretty_exceptions_show_locals=False)
+    app = typer.Typer(
+        name="loopylab",
+        help=HELP,
+        cls=LabGroup,
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_show_locals=False,
+    )
     app.callback()(_root)
     commands.register(app)
     add_plugins(app, plugins(CLI_GROUP).values() if eps is None else eps)

@@ -1,4 +1,5 @@
 """`loopylab run`, `loopylab eval` and `loopylab demo`: the lab's commands (added to the root CLI)."""
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,18 @@ def _out_dir(out: Path | None, what: str) -> Path:
     return check_output(out or REPORTS / f"{what}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def run_investigation(question_text: str, seed: int = 0, agent_name: str = "eig", graph: Path | None = None,
-                      robot: str = "panda", out: Path | None = None, live: bool = True,
-                      n_objects: int | None = None, twin_workers: int = 2, story: bool = False) -> dict:
+def run_investigation(
+    question_text: str,
+    seed: int = 0,
+    agent_name: str = "eig",
+    graph: Path | None = None,
+    robot: str = "panda",
+    out: Path | None = None,
+    live: bool = True,
+    n_objects: int | None = None,
+    twin_workers: int = 2,
+    story: bool = False,
+) -> dict:
     """One investigation end to end on a bus graph; returns the report summary (also in result.json).
     `story`: tell it in words a newcomer follows (the demo) instead of printing the notebook's lines."""
     from rich.console import Console
@@ -64,27 +74,39 @@ def _check_world(bench, question, seed: int, n_objects: int | None):
     """Reset the bench to the world of `seed` and check that the question can be asked there; the scene."""
     from loopylab.lab.experiments import path_clear, strike_travel
     from loopylab.lab.investigation import grammar_scene
+
     if not bench.has_sim:
-        raise typer.BadParameter("the graph has no sim/reset service: the lab needs a simulated bench "
-                                 "(real-arm scenes are not supported by `run` yet)", param_hint="--graph")
+        raise typer.BadParameter(
+            "the graph has no sim/reset service: the lab needs a simulated bench "
+            "(real-arm scenes are not supported by `run` yet)",
+            param_hint="--graph",
+        )
     scene = bench.reset(seed, n_objects)
     gscene = grammar_scene(scene)
     missing = [o for o in question.objects if o not in gscene.names]
     if missing:
-        raise typer.BadParameter(f"no {', '.join(missing)} in the world of seed {seed}; it has "
-                                 f"{', '.join(gscene.names)}", param_hint="--question")
-    if question.kind == "predict" and not path_clear(gscene, question.object, question.action.direction,
-                                                     strike_travel(question.action.speed)):
-        raise typer.BadParameter(f"{question.object} cannot be struck along {question.action.direction} "
-                                 "in this world (path blocked or off the table)", param_hint="--question")
+        raise typer.BadParameter(
+            f"no {', '.join(missing)} in the world of seed {seed}; it has {', '.join(gscene.names)}",
+            param_hint="--question",
+        )
+    if question.kind == "predict" and not path_clear(
+        gscene, question.object, question.action.direction, strike_travel(question.action.speed)
+    ):
+        raise typer.BadParameter(
+            f"{question.object} cannot be struck along {question.action.direction} "
+            "in this world (path blocked or off the table)",
+            param_hint="--question",
+        )
     return scene
 
 
-def _grade_and_report(bench, question, result, seed: int, n_objects: int | None, out: Path, console,
-                      story: bool) -> dict:
+def _grade_and_report(
+    bench, question, result, seed: int, n_objects: int | None, out: Path, console, story: bool
+) -> dict:
     """The evaluator's part: read the truth through the oracle, grade, write the report, say how it went."""
     from loopylab.lab.questions import grade
     from loopylab.lab.report import write_run_report
+
     truth = bench.oracle()
     outcome = None
     if question.kind == "predict":
@@ -101,11 +123,14 @@ def _grade_and_report(bench, question, result, seed: int, n_objects: int | None,
         _tell_ending(console, question, result, gr, out)
     elif gr is not None:
         colour = "green" if gr.success else "red"
-        console.print(f"[bold {colour}]{'correct' if gr.success else 'wrong'}[/]: answered {gr.answer} "
-                      f"(truth {gr.truth}) with {result.experiments} experiments in {result.wall_s:.1f} s; "
-                      f"report in {out}")
+        console.print(
+            f"[bold {colour}]{'correct' if gr.success else 'wrong'}[/]: answered {gr.answer} "
+            f"(truth {gr.truth}) with {result.experiments} experiments in {result.wall_s:.1f} s; "
+            f"report in {out}"
+        )
     if not story and result.stop is not None:
         from rich.markup import escape
+
         console.print(f"[{'dim' if result.stop.met else 'bold yellow'}]stopped:[/] because {escape(result.stop.text)}.")
     return summary
 
@@ -115,22 +140,29 @@ def _tell_ending(console, question, result, gr, out: Path) -> None:
     from rich.markup import escape
 
     from loopylab.lab import story
+
     if gr is not None and question.kind != "rank":
         qty = "slide" if question.kind == "predict" else question.kind
         unit = story.QUANTITIES[qty].unit
         true = f"{gr.truth:.3f}" + (f" {unit}" if unit else "")
         off = f"{gr.error:.1%}" if question.kind == "mass" else f"{gr.error:.3f}" + (f" {unit}" if unit else "")
-        verdict = ("[bold green]met the tolerance[/]" if gr.success else "[bold red]missed the tolerance[/]")
-        console.print(f"[bold]Grader's check[/] (reads the simulator's hidden truth, which the robot never saw): "
-                      f"true {story.quantity_of(question).symbol} = {escape(true)}; "
-                      f"the answer is off by {escape(off)}, tolerance {escape(story.tolerance_text(question))}: "
-                      f"{verdict}.")
+        verdict = "[bold green]met the tolerance[/]" if gr.success else "[bold red]missed the tolerance[/]"
+        console.print(
+            f"[bold]Grader's check[/] (reads the simulator's hidden truth, which the robot never saw): "
+            f"true {story.quantity_of(question).symbol} = {escape(true)}; "
+            f"the answer is off by {escape(off)}, tolerance {escape(story.tolerance_text(question))}: "
+            f"{verdict}."
+        )
     elif gr is not None:
-        console.print(f"[bold]Grader's check[/] (the hidden truth): true order {' > '.join(gr.truth)}: "
-                      f"{'[bold green]right[/]' if gr.success else '[bold red]wrong[/]'}.")
+        console.print(
+            f"[bold]Grader's check[/] (the hidden truth): true order {' > '.join(gr.truth)}: "
+            f"{'[bold green]right[/]' if gr.success else '[bold red]wrong[/]'}."
+        )
     plot = out / "belief.png"
-    console.print(f"{result.experiments} experiments in {result.wall_s:.1f} s."
-                  + (f" Plot of the belief over the experiments: {plot}" if plot.exists() else ""))
+    console.print(
+        f"{result.experiments} experiments in {result.wall_s:.1f} s."
+        + (f" Plot of the belief over the experiments: {plot}" if plot.exists() else "")
+    )
     console.print(f"Report (notebook, plots, result.json): {out}")
 
 
@@ -145,19 +177,30 @@ class _nullctx:
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
-        question: str = typer.Option(..., "--question", "-q", help='The question, in the notebook grammar, e.g. '
-                                     '"estimate friction of red_block within 0.05".'),
+        question: str = typer.Option(
+            ...,
+            "--question",
+            "-q",
+            help='The question, in the notebook grammar, e.g. "estimate friction of red_block within 0.05".',
+        ),
         seed: int = typer.Option(0, "--seed", help="World seed (objects and their hidden properties)."),
-        agent: str = typer.Option("eig", "--agent", help="Agent: eig, random, grid (or a registered one, e.g. nanochat)."),
+        agent: str = typer.Option(
+            "eig", "--agent", help="Agent: eig, random, grid (or a registered one, e.g. nanochat)."
+        ),
         sim: bool = typer.Option(True, "--sim/--no-sim", help="Run on the simulated bench (default)."),
-        graph: Path | None = typer.Option(None, "--graph", help="Run on this bus graph (TOML) instead of the "
-                                          "built-in sim bench; it must serve skills/execute and sim/reset."),
+        graph: Path | None = typer.Option(
+            None,
+            "--graph",
+            help="Run on this bus graph (TOML) instead of the "
+            "built-in sim bench; it must serve skills/execute and sim/reset.",
+        ),
         robot: str = typer.Option("panda", "--robot", help="Simulated robot: panda, kuka_iiwa, xarm6, so101."),
         out: Path | None = typer.Option(None, "--out", help="Report folder (default reports/run-TIMESTAMP)."),
         quiet: bool = typer.Option(False, "--quiet", help="Do not print the notebook live."),
     ):
         """Answer one physical question about an unknown world by running experiments on the robot."""
         from loopylab.world import notebook as g
+
         if not sim and graph is None:
             raise typer.BadParameter("--no-sim needs --graph FILE", param_hint="--graph")
         try:
@@ -172,8 +215,11 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_cmd(
         agent: str = typer.Option("eig", "--agent", help="Agent(s), comma-separated: eig,random,grid."),
-        questions: str = typer.Option("all", "--questions", help="Question kinds, comma-separated "
-                                      "(friction,mass,restitution,rank,predict) or 'all'."),
+        questions: str = typer.Option(
+            "all",
+            "--questions",
+            help="Question kinds, comma-separated (friction,mass,restitution,rank,predict) or 'all'.",
+        ),
         seeds: str = typer.Option("0:50", "--seeds", help="World seeds: 0:50 (half-open), 7, or 1,5,9."),
         workers: int = typer.Option(2, "--workers", help="Parallel worlds (processes, or Ray CPUs)."),
         ray: str | None = typer.Option(None, "--ray", help="Ray cluster address, or 'local' for a local Ray instance."),
@@ -188,23 +234,33 @@ def register(app: typer.Typer) -> None:
 
         from loopylab.lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval
         from loopylab.lab.report import summary_markdown, write_eval_report
+
         try:
             agents = [a.strip() for a in agent.split(",") if a.strip()]
-            cfg = EvalConfig(agents=agents, kinds=parse_kinds(questions), seeds=parse_seeds(seeds),
-                             workers=workers, ray=ray, budget={a: budget for a in agents} if budget else {},
-                             robot=robot)
+            cfg = EvalConfig(
+                agents=agents,
+                kinds=parse_kinds(questions),
+                seeds=parse_seeds(seeds),
+                workers=workers,
+                ray=ray,
+                budget=dict.fromkeys(agents, budget) if budget else {},
+                robot=robot,
+            )
         except ValueError as e:
             raise typer.BadParameter(str(e)) from None
         from loopylab.lab.agents import AGENTS, PLUGINS
+
         unknown = [a for a in agents if a not in AGENTS and a not in PLUGINS]
         if unknown:
-            raise typer.BadParameter(f"unknown agent(s) {unknown}; known: {', '.join(sorted(AGENTS))}",
-                                     param_hint="--agent")
+            raise typer.BadParameter(
+                f"unknown agent(s) {unknown}; known: {', '.join(sorted(AGENTS))}", param_hint="--agent"
+            )
         out = _out_dir(out, "eval")
         console = Console()
         n = len(cfg.tasks())
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as progress:
             bar = progress.add_task(f"{n} worlds on {'Ray ' + ray if ray else f'{workers} processes'}", total=n)
             crashed = []
 
@@ -212,8 +268,10 @@ def register(app: typer.Typer) -> None:
                 progress.advance(bar)
                 if row.get("crashed"):
                     crashed.append(row)
-                    progress.console.print(f"[red]crashed[/] {row['agent']} {row['kind']} seed {row['seed']}: "
-                                           f"{row.get('exception')}")
+                    progress.console.print(
+                        f"[red]crashed[/] {row['agent']} {row['kind']} seed {row['seed']}: {row.get('exception')}"
+                    )
+
             rows = run_eval(cfg, on_row)
         table = write_eval_report(out, rows)
         console.print(Markdown(summary_markdown(table)))
@@ -227,6 +285,8 @@ def register(app: typer.Typer) -> None:
 
         The robot measures how slippery an unknown block is, choosing each experiment by how much it expects
         to learn; each step is explained, and the answer is checked against the simulator's hidden truth."""
-        typer.echo(f"loopylab demo: a simulated Panda arm and one block (world seed {DEMO_SEED}); the expert "
-                   f"agent (eig) chooses the experiments. The notebook's question: {DEMO_QUESTION!r}")
+        typer.echo(
+            f"loopylab demo: a simulated Panda arm and one block (world seed {DEMO_SEED}); the expert "
+            f"agent (eig) chooses the experiments. The notebook's question: {DEMO_QUESTION!r}"
+        )
         run_investigation(DEMO_QUESTION, DEMO_SEED, "eig", out=_out_dir(out, "demo"), story=True)

@@ -14,6 +14,7 @@ Gains below the question's tolerance are worth nothing (the posterior variance i
 Experiments differing only by direction have the same level (`loopylab.lab.forward.level_key`) and are scored
 once. One decision over the whole grid takes tens of milliseconds once the tables exist.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,11 +31,12 @@ from loopylab.world import notebook as g
 class DesignConfig:
     n_outer: int = 128
     n_inner: int = 512
-    cost_per_s: float = 0.005      # nats per second of robot time
-    duration_s: dict = field(default_factory=lambda: {"push": 3.0, "strike": 2.0, "weigh": 4.0, "drop": 4.0,
-                                                     "lift": 3.0, "place": 6.0})
+    cost_per_s: float = 0.005  # nats per second of robot time
+    duration_s: dict = field(
+        default_factory=lambda: {"push": 3.0, "strike": 2.0, "weigh": 4.0, "drop": 4.0, "lift": 3.0, "place": 6.0}
+    )
     risk: dict = field(default_factory=lambda: {"drop": 0.01, "strike": 0.005})  # nats: objects may roll away
-    lookahead: bool = True         # also score pairs of experiments (see pair_scores)
+    lookahead: bool = True  # also score pairs of experiments (see pair_scores)
     # skills the expert does not count as evidence for a kind of question although the tables say they
     # carry some: a drop's bounce depends on friction only through how an off-centre block tips as it
     # lands (modelled so that restitution reads right), a weak handle on mu that moves the block, often
@@ -57,7 +59,7 @@ def quantity(post: Posterior, obj: str, theta: np.ndarray) -> tuple[np.ndarray, 
     if q.kind == "predict":
         return predict_biased(post.forward, q.action, theta)["slide_m"], 1.0, (q.tolerance / 4) ** 2
     if q.kind == "mass":
-        return theta[:, 1], 1.0, (q.tolerance / 4) ** 2        # log mass: relative tolerance
+        return theta[:, 1], 1.0, (q.tolerance / 4) ** 2  # log mass: relative tolerance
     col = {"friction": 0, "restitution": 2}[q.kind]
     return np.exp(theta[:, col]), 1.0, (q.tolerance / 4) ** 2
 
@@ -99,7 +101,7 @@ class _ObjectScorer:
         w = np.exp(loglik - loglik.max(axis=1, keepdims=True))
         w /= w.sum(axis=1, keepdims=True)
         m1 = w @ self.phi
-        var = np.maximum(w @ (self.phi ** 2) - m1 ** 2, self.floor)
+        var = np.maximum(w @ (self.phi**2) - m1**2, self.floor)
         return max(self.weight * float(np.mean(0.5 * np.log(self.var0 / var))), 0.0)
 
 
@@ -108,9 +110,14 @@ def _scorers(post, candidates, cfg, rng, last_sigma) -> dict[str, _ObjectScorer]
     return {o: _ObjectScorer(post, o, cfg, rng, last_sigma) for o in sorted(objs)}
 
 
-def eig_scores(post: Posterior, candidates: list[g.Experiment], cfg: DesignConfig | None = None,
-               rng: np.random.Generator | None = None, last_sigma: dict | None = None,
-               scorers: dict | None = None) -> np.ndarray:
+def eig_scores(
+    post: Posterior,
+    candidates: list[g.Experiment],
+    cfg: DesignConfig | None = None,
+    rng: np.random.Generator | None = None,
+    last_sigma: dict | None = None,
+    scorers: dict | None = None,
+) -> np.ndarray:
     """EIG (nats) about the question quantity for each candidate (no cost subtracted)."""
     cfg = cfg or DesignConfig()
     rng = rng or np.random.default_rng(0)
@@ -149,14 +156,14 @@ def pair_scores(post: Posterior, candidates: list[g.Experiment], scorers: dict) 
 class Decision:
     experiment: g.Experiment
     eig: float
-    score: float                 # eig - cost (or half the best pair's, when looking ahead pays)
-    scores: np.ndarray           # eig of every candidate (same order as the candidates)
-    lookahead: bool = False      # chosen as the first half of a two-experiment plan
+    score: float  # eig - cost (or half the best pair's, when looking ahead pays)
+    scores: np.ndarray  # eig of every candidate (same order as the candidates)
+    lookahead: bool = False  # chosen as the first half of a two-experiment plan
     # what the choice was made against, for explaining it (`summary`); read-only
     candidates: tuple[g.Experiment, ...] = ()
-    costs: np.ndarray | None = None       # cost of every candidate (nats)
-    partner: g.Experiment | None = None   # the plan's other half (lookahead)
-    plan_eig: float | None = None         # EIG of the whole plan (lookahead)
+    costs: np.ndarray | None = None  # cost of every candidate (nats)
+    partner: g.Experiment | None = None  # the plan's other half (lookahead)
+    plan_eig: float | None = None  # EIG of the whole plan (lookahead)
 
     @property
     def cost(self) -> float:
@@ -177,13 +184,23 @@ class Decision:
     def summary(self) -> dict:
         """The choice and what it was weighed against, as plain data (the notebook records it with the
         experiment; lab/story.py puts it in words)."""
-        return {"eig": self.eig, "cost": self.cost, "score": self.score, "options": len(self.candidates),
-                "plan": None if self.partner is None else {"with": self.partner.render(), "eig": self.plan_eig},
-                "alternatives": [[e.render(), eig, cost] for e, eig, cost in self.alternatives()]}
+        return {
+            "eig": self.eig,
+            "cost": self.cost,
+            "score": self.score,
+            "options": len(self.candidates),
+            "plan": None if self.partner is None else {"with": self.partner.render(), "eig": self.plan_eig},
+            "alternatives": [[e.render(), eig, cost] for e, eig, cost in self.alternatives()],
+        }
 
 
-def choose(post: Posterior, candidates: list[g.Experiment], cfg: DesignConfig | None = None,
-           rng: np.random.Generator | None = None, last_sigma: dict | None = None) -> Decision:
+def choose(
+    post: Posterior,
+    candidates: list[g.Experiment],
+    cfg: DesignConfig | None = None,
+    rng: np.random.Generator | None = None,
+    last_sigma: dict | None = None,
+) -> Decision:
     """The candidate with the highest EIG minus cost; when some pair of experiments gains more per
     experiment than any single one, the more informative half of that pair (ties: grid order)."""
     cfg = cfg or DesignConfig()
@@ -206,8 +223,9 @@ def choose(post: Posterior, candidates: list[g.Experiment], cfg: DesignConfig | 
     return Decision(candidates[i], float(eig[i]), best, eig, lookahead, tuple(candidates), cost, partner, plan_eig)
 
 
-def place_value(post: Posterior, place: g.Experiment, cost: float, cfg: DesignConfig, rng, last_sigma,
-                scorers: dict) -> float:
+def place_value(
+    post: Posterior, place: g.Experiment, cost: float, cfg: DesignConfig, rng, last_sigma, scorers: dict
+) -> float:
     """A place measures nothing; it is worth what it makes possible: as a two-experiment plan (place,
     then the best push or strike from the clear spot), half the plan's gain net of both costs."""
     if place.object not in scorers:
@@ -232,4 +250,4 @@ def sigmas_seen(post: Posterior) -> dict[str, float]:
     return out
 
 
-__all__ = ["DesignConfig", "Decision", "choose", "eig_scores", "regret", "sigmas_seen", "REPORTED_SIGMA"]
+__all__ = ["REPORTED_SIGMA", "Decision", "DesignConfig", "choose", "eig_scores", "regret", "sigmas_seen"]

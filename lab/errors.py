@@ -5,10 +5,18 @@ file) exits 2; a failure while running (a timeout, a graph that died, a device t
 Either way the user sees `error: <one line>` on stderr; `loopylab --debug ...` shows the traceback instead.
 An exception of a kind we did not expect is a bug: its line names its type and points at --debug.
 """
+
 from __future__ import annotations
 
-INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, LookupError, FileNotFoundError, FileExistsError,
-                                                 IsADirectoryError, NotADirectoryError, PermissionError)
+INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    LookupError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
 RUN_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, TimeoutError, ConnectionError, OSError)
 
 
@@ -17,7 +25,7 @@ def message(e: BaseException) -> str:
     if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
         text = e.args[0]
     elif isinstance(e, OSError) and e.filename is not None and e.strerror:
-        text = f"{e.filename}: {e.strerror}"   # e.g. 'runs/x: Permission denied', not '[Errno 13] ...'
+        text = f"{e.filename}: {e.strerror}"  # e.g. 'runs/x: Permission denied', not '[Errno 13] ...'
     else:
         text = str(e)
     return " ".join(text.split())

@@ -5,6 +5,7 @@ Worlds run in parallel: a process pool by default, Ray when an address is given 
 local Ray instance). Each world gets a fresh inproc bench graph (`lab.bench.sim_bench`: the launcher's
 in-process mode); each worker process keeps one twin pool for all its worlds.
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,16 +13,16 @@ import math
 import os
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
-from typing import Callable, Iterable
 
 import numpy as np
 
-from loopylab.world import notebook as g
 from loopylab.lab.questions import KINDS, grade, make_question
+from loopylab.world import notebook as g
 
 log = logging.getLogger("loopylab.eval")
 
@@ -54,8 +55,10 @@ def parse_seeds(text: str) -> list[int]:
                 a, b = part.split(":", 1)
                 lo, hi = int(a or 0), int(b)
                 if hi <= lo:
-                    raise ValueError(f"seeds {part!r} in {text!r}: start {lo} is not below end {hi} "
-                                     "(a range is half-open, start:end)")
+                    raise ValueError(
+                        f"seeds {part!r} in {text!r}: start {lo} is not below end {hi} "
+                        "(a range is half-open, start:end)"
+                    )
                 out += range(lo, hi)
             else:
                 out.append(int(part))
@@ -80,27 +83,33 @@ def parse_kinds(text: str) -> list[str]:
 # one world (runs inside a worker process)
 
 _STATE: dict = {}
-WORLDS_PER_WORKER = 1   # worlds a worker process runs before it is replaced (see _run_pool)
+WORLDS_PER_WORKER = 1  # worlds a worker process runs before it is replaced (see _run_pool)
 
 
 def _worker_twins():
     """This process's twins (made once, reused for every world of the worker)."""
     from loopylab.lab.forward import InlineTwins
+
     if "twins" not in _STATE:
         _STATE["twins"] = InlineTwins()
     return _STATE["twins"]
 
 
 def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> float:
-    con = g.Conclusion((g.Ranking("mass", tuple(answer)),) if question.kind == "rank" else
-                       (g.Estimate("slide" if question.kind == "predict" else question.kind, question.object,
-                                   float(answer), 0.0),))
+    con = g.Conclusion(
+        (g.Ranking("mass", tuple(answer)),)
+        if question.kind == "rank"
+        else (
+            g.Estimate("slide" if question.kind == "predict" else question.kind, question.object, float(answer), 0.0),
+        )
+    )
     return grade(question, con, truth, outcome).error
 
 
 def run_world(task: WorldTask) -> dict:
     """Investigate one seeded world and grade it. Never raises: a crash is a row with crashed=True."""
     from loopylab.lab.bench import sim_bench
+
     t0 = time.perf_counter()
     row = {**asdict(task), "crashed": False, "success": False, "error": None, "experiments": 0}
     try:
@@ -120,12 +129,14 @@ def _investigate_world(task: WorldTask, bench, twins, n_obj: int | None) -> dict
     from loopylab.lab.agents import make_agent
     from loopylab.lab.forward import ForwardModel
     from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
+
     scene = bench.reset(task.seed, n_obj)
     question = make_question(task.kind, grammar_scene(scene), task.seed, budget=task.budget)
     forward = ForwardModel(scene, twins)
     agent = make_agent(task.agent, seed=task.seed)
-    cfg = InvestigationConfig(confidence=task.confidence, n_particles=task.n_particles,
-                              record_regret=task.record_regret, seed=task.seed)
+    cfg = InvestigationConfig(
+        confidence=task.confidence, n_particles=task.n_particles, record_regret=task.record_regret, seed=task.seed
+    )
     result = investigate(question, scene, agent, bench.runner, forward, cfg)
     truth = bench.oracle()
     outcome = None
@@ -142,17 +153,32 @@ def _investigate_world(task: WorldTask, bench, twins, n_obj: int | None) -> dict
     budget = question.max_experiments
     to_tol = next((i + 1 for i in range(len(within)) if all(within[i:])), budget + 1)
     regrets = [s.regret for s in result.steps if s.regret is not None]
-    return dict(question=question.render(), conclusion=result.conclusion.render(), success=gr.success,
-               error=None if not math.isfinite(gr.error) else gr.error, experiments=result.experiments,
-               to_tolerance=min(to_tol, result.experiments) if gr.success else budget + 1,
-               error_trace=trace, regret_mean=float(np.mean(regrets)) if regrets else None,
-               decision_s=result.decision_s, truth_value=gr.truth if not isinstance(gr.truth, tuple)
-               else list(gr.truth), notebook=result.notebook.text(), tables_s=result.tables_s)
+    return dict(
+        question=question.render(),
+        conclusion=result.conclusion.render(),
+        success=gr.success,
+        error=None if not math.isfinite(gr.error) else gr.error,
+        experiments=result.experiments,
+        to_tolerance=min(to_tol, result.experiments) if gr.success else budget + 1,
+        error_trace=trace,
+        regret_mean=float(np.mean(regrets)) if regrets else None,
+        decision_s=result.decision_s,
+        truth_value=gr.truth if not isinstance(gr.truth, tuple) else list(gr.truth),
+        notebook=result.notebook.text(),
+        tables_s=result.tables_s,
+    )
 
 
 def _crashed(task: WorldTask, why: str) -> dict:
-    return {**asdict(task), "crashed": True, "success": False, "error": None, "experiments": 0,
-            "exception": why, "wall_s": 0.0}
+    return {
+        **asdict(task),
+        "crashed": True,
+        "success": False,
+        "error": None,
+        "experiments": 0,
+        "exception": why,
+        "wall_s": 0.0,
+    }
 
 
 def _close_worker() -> None:
@@ -164,24 +190,30 @@ def _close_worker() -> None:
 # ------------------------------------------------------------------------------------------------
 # many worlds
 
+
 @dataclass
 class EvalConfig:
     agents: list[str] = field(default_factory=lambda: ["eig"])
     kinds: list[str] = field(default_factory=lambda: list(KINDS))
     seeds: list[int] = field(default_factory=lambda: list(range(50)))
     workers: int = max(1, min(4, (os.cpu_count() or 2)))
-    ray: str | None = None            # Ray address, or "local" for a local instance
-    budget: dict = field(default_factory=dict)   # agent -> experiment budget (default: the question's)
+    ray: str | None = None  # Ray address, or "local" for a local instance
+    budget: dict = field(default_factory=dict)  # agent -> experiment budget (default: the question's)
     robot: str = "panda"
     record_regret: bool = True
 
     def tasks(self) -> list[WorldTask]:
-        return [WorldTask(a, k, s, self.budget.get(a), self.robot, self.record_regret)
-                for a in self.agents for k in self.kinds for s in self.seeds]
+        return [
+            WorldTask(a, k, s, self.budget.get(a), self.robot, self.record_regret)
+            for a in self.agents
+            for k in self.kinds
+            for s in self.seeds
+        ]
 
 
-def run_eval(cfg: EvalConfig, on_row: Callable[[dict], None] | None = None,
-             tasks: list[WorldTask] | None = None) -> list[dict]:
+def run_eval(
+    cfg: EvalConfig, on_row: Callable[[dict], None] | None = None, tasks: list[WorldTask] | None = None
+) -> list[dict]:
     """Every world of `cfg` (or just `tasks`, e.g. those a resumed run still lacks); rows sorted."""
     tasks = cfg.tasks() if tasks is None else tasks
     runner = _run_ray if cfg.ray else _run_pool
@@ -206,11 +238,12 @@ def _run_pool(tasks: list[WorldTask], cfg: EvalConfig, attempts: int = 3) -> Ite
     # memory. A worker killed by a native crash (a libzmq assertion inside the bus, seen under heavy
     # load) breaks the pool: its worlds are not failures of the agent, so they run again in a new pool
     # (seeded worlds are deterministic), up to `attempts` times.
-    todo = [(t, 1) for t in reversed(tasks)]   # a stack: pop() takes them in order
+    todo = [(t, 1) for t in reversed(tasks)]  # a stack: pop() takes them in order
     while todo:
         # at most `workers` worlds in flight, so that a broken pool takes only those down with it
-        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn"),
-                                 max_tasks_per_child=WORLDS_PER_WORKER) as pool:
+        with ProcessPoolExecutor(
+            max_workers=cfg.workers, mp_context=get_context("spawn"), max_tasks_per_child=WORLDS_PER_WORKER
+        ) as pool:
             flying: dict = {}
             broken = False
             while (todo or flying) and not broken:
@@ -229,7 +262,7 @@ def _run_pool(tasks: list[WorldTask], cfg: EvalConfig, attempts: int = 3) -> Ite
                         else:
                             yield _crashed(t, f"worker process died {attempts} times: {e}")
             if broken:
-                for f, (t, n) in flying.items():   # the rest of the broken pool's worlds
+                for t, n in flying.values():  # the rest of the broken pool's worlds
                     if n < attempts:
                         todo.append((t, n + 1))
                     else:
@@ -239,6 +272,7 @@ def _run_pool(tasks: list[WorldTask], cfg: EvalConfig, attempts: int = 3) -> Ite
 
 def _run_ray(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:
     import ray
+
     started = False
     if not ray.is_initialized():
         if cfg.ray == "local":

@@ -6,6 +6,7 @@ nearest clear spot for an object boxed in by its neighbours. The agents choose f
 nanochat engine decodes experiment bodies from it (`valid_bodies`), and the twin's surrogate relies on
 the clear paths it guarantees. The text of each experiment is `loopylab.world.notebook`'s.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,7 +19,7 @@ from loopylab.world.notebook import DIRECTIONS, Experiment, GrammarError, Questi
 
 PUSH_DISTANCES = (0.10,)
 PUSH_SPEEDS = (0.05, 0.10)
-STRIKE_SPEEDS = (0.30, 0.45, 0.60)   # slower strikes hardly launch the object
+STRIKE_SPEEDS = (0.30, 0.45, 0.60)  # slower strikes hardly launch the object
 # Strikes along the arm's reach (+x, -x) are capped: there the joints turn fastest per m/s of the hand
 # (a Panda's hand at x = 0.55 m reaches the gate's velocity limit at about 0.45 m/s along x, 1.0 m/s
 # along y; a strike also overshoots its speed while it accelerates). A faster strike is clamped by the
@@ -28,10 +29,10 @@ STRIKE_SPEEDS = (0.30, 0.45, 0.60)   # slower strikes hardly launch the object
 STRIKE_MAX_SPEED_ALONG_X = 0.30
 DROP_HEIGHTS = (0.10, 0.20)
 LIFT_HEIGHTS = (0.10,)
-WORKSPACE_X = (0.30, 0.74)   # reachable table area (base frame, metres) for pushes: the pusher's start
+WORKSPACE_X = (0.30, 0.74)  # reachable table area (base frame, metres) for pushes: the pusher's start
 WORKSPACE_Y = (-0.30, 0.30)  # behind the object and the object's end point must both lie inside
-CLEARANCE = 0.06             # free margin around a pushed or struck object's path
-PLACE_X = (0.40, 0.64)       # where `place` may put an object (well inside the arm's reach)
+CLEARANCE = 0.06  # free margin around a pushed or struck object's path
+PLACE_X = (0.40, 0.64)  # where `place` may put an object (well inside the arm's reach)
 PLACE_Y = (-0.20, 0.20)
 
 
@@ -44,7 +45,7 @@ def path_clear(scene: Scene, obj: str, direction: str, travel: float) -> bool:
     coming near another object (the twin's surrogate assumes an unobstructed, isotropic table)."""
     o = scene.get(obj)
     ux, uy = _unit(direction)
-    behind = o.size / 2 + 0.05   # where the pusher starts
+    behind = o.size / 2 + 0.05  # where the pusher starts
     for px, py in ((o.x + ux * travel, o.y + uy * travel), (o.x - ux * behind, o.y - uy * behind)):
         if not (WORKSPACE_X[0] <= px <= WORKSPACE_X[1] and WORKSPACE_Y[0] <= py <= WORKSPACE_Y[1]):
             return False
@@ -71,7 +72,7 @@ def strike_travel(speed: float) -> float:
     speeds up (4 m/s^2 from contact) and cruises 3 cm, then the free slide v^2/(2 mu g) on the slipperiest
     surface the prior allows (mu 0.2), plus 2 cm. (A flat 12 cm let a light block struck at 0.6 m/s slide
     out of the arm's reach, and the rest of its investigation fail.)"""
-    return speed ** 2 / (2 * 4.0) + 0.03 + speed ** 2 / (2 * 0.2 * 9.81) + 0.02
+    return speed**2 / (2 * 4.0) + 0.03 + speed**2 / (2 * 0.2 * 9.81) + 0.02
 
 
 def _strike_directions(speed: float) -> tuple[str, ...]:
@@ -88,8 +89,11 @@ def _sliding(scene: Scene, name: str) -> list[Experiment]:
             if path_clear(scene, name, dr, dist):
                 out += [Experiment("push", name, dr, dist, sp) for sp in PUSH_SPEEDS]
     for dr in dirs:
-        out += [Experiment("strike", name, dr, speed=sp) for sp in STRIKE_SPEEDS
-                if dr in _strike_directions(sp) and path_clear(scene, name, dr, strike_travel(sp))]
+        out += [
+            Experiment("strike", name, dr, speed=sp)
+            for sp in STRIKE_SPEEDS
+            if dr in _strike_directions(sp) and path_clear(scene, name, dr, strike_travel(sp))
+        ]
     return out
 
 
@@ -101,22 +105,25 @@ def clear_spot(scene: Scene, name: str) -> tuple[float, float] | None:
     others = [q for q in scene.objects if q.name != name]
     # each level's travel and the directions it may take (a path clear this far is clear for less)
     levels = [(d, tuple(DIRECTIONS)) for d in PUSH_DISTANCES] + [
-        (strike_travel(sp), _strike_directions(sp)) for sp in STRIKE_SPEEDS]
-    spots = sorted((math.hypot(x - o.x, y - o.y), x, y)
-                   for x in (round(float(v), 2) + 0.0 for v in np.arange(PLACE_X[0], PLACE_X[1] + 1e-9, 0.02))
-                   for y in (round(float(v), 2) + 0.0 for v in np.arange(PLACE_Y[0], PLACE_Y[1] + 1e-9, 0.02)))
-    for _, x, y in spots:   # nearest first
+        (strike_travel(sp), _strike_directions(sp)) for sp in STRIKE_SPEEDS
+    ]
+    spots = sorted(
+        (math.hypot(x - o.x, y - o.y), x, y)
+        for x in (round(float(v), 2) + 0.0 for v in np.arange(PLACE_X[0], PLACE_X[1] + 1e-9, 0.02))
+        for y in (round(float(v), 2) + 0.0 for v in np.arange(PLACE_Y[0], PLACE_Y[1] + 1e-9, 0.02))
+    )
+    for _, x, y in spots:  # nearest first
         if any(math.hypot(x - q.x, y - q.y) < (o.size + q.size) / 2 + CLEARANCE for q in others):
             continue
-        moved = Scene(tuple(SceneObject(q.name, q.shape, q.size, x, y) if q.name == name else q
-                            for q in scene.objects))
+        moved = Scene(tuple(SceneObject(q.name, q.shape, q.size, x, y) if q.name == name else q for q in scene.objects))
         if all(any(path_clear(moved, name, d, travel) for d in dirs) for travel, dirs in levels):
             return (x, y)
     return None
 
 
-def candidate_experiments(scene: Scene, question: Question | None = None,
-                          exclude: Iterable[Experiment] = ()) -> list[Experiment]:
+def candidate_experiments(
+    scene: Scene, question: Question | None = None, exclude: Iterable[Experiment] = ()
+) -> list[Experiment]:
     """The finite, sensible grid of experiments on the objects of `question` (all objects if None):
     every skill at every parameter level, pushes and strikes only along directions with a clear path;
     minus `exclude` (e.g. experiments that already failed where the objects are now). An object boxed
@@ -144,6 +151,7 @@ def sliding_levels(name: str) -> list[Experiment]:
 
 # ---------------------------------------------------------------------------------------------
 # constrained decoding on the grid
+
 
 def valid_bodies(kind: str, scene: Scene, question: Question | None = None) -> list[str]:
     """All valid bodies of a finite kind: experiments from the grid. Other kinds hold free numbers

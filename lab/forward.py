@@ -13,6 +13,7 @@ way in every direction. Why some parameters are left out of a skill's table (`SK
 strike's slide does not depend on the mass; tests/lab/test_beliefs.py checks each claim on the Twin
 itself.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -25,12 +26,13 @@ import numpy as np
 
 from loopylab.world import notebook as g
 
-PARAM_INDEX = {"friction": 0, "mass": 1, "restitution": 2}   # theta columns: log mu, log m, log e
+PARAM_INDEX = {"friction": 0, "mass": 1, "restitution": 2}  # theta columns: log mu, log m, log e
 
 
 @dataclass(frozen=True)
 class Axes:
     """Bounds of the parameters the tables cover (natural units) and the points per table axis."""
+
     friction: tuple[float, float] = (0.15, 1.0)
     mass: tuple[float, float] = (0.04, 0.8)
     restitution: tuple[float, float] = (0.05, 0.9)
@@ -44,6 +46,7 @@ class Axes:
 @dataclass(frozen=True)
 class Coord:
     """A table axis: a linear combination of theta = (log mu, log m, log e), e.g. log(mu*m) = (1, 1, 0)."""
+
     name: str
     weights: tuple[float, float, float]
 
@@ -64,11 +67,23 @@ MU_M = Coord("log friction*mass", (1, 1, 0))
 # grip (smoothly: the bounce falls, then rises with mu, flat above ~0.65). Fewer table axes mean far fewer
 # Twin runs.
 SKILL_COORDS = {"push": (MU_M,), "strike": (MU,), "weigh": (M,), "drop": (MU, E), "lift": (M,), "place": ()}
-SKILL_DEPENDS = {"push": ("friction", "mass"), "strike": ("friction",), "weigh": ("mass",),
-                 "drop": ("restitution", "friction"), "lift": (), "place": ()}
+SKILL_DEPENDS = {
+    "push": ("friction", "mass"),
+    "strike": ("friction",),
+    "weigh": ("mass",),
+    "drop": ("restitution", "friction"),
+    "lift": (),
+    "place": (),
+}
 # the measurements of each skill that the likelihood uses, with the floor added before taking logs
-MEASURED = {"push": {"force_mean_N": 0.01}, "strike": {"slide_m": 1e-3}, "weigh": {"mass_kg": 1e-3},
-            "drop": {"bounce_m": 1e-3}, "lift": {"lifted_m": 1e-3}, "place": {"placed_m": 1e-3}}
+MEASURED = {
+    "push": {"force_mean_N": 0.01},
+    "strike": {"slide_m": 1e-3},
+    "weigh": {"mass_kg": 1e-3},
+    "drop": {"bounce_m": 1e-3},
+    "lift": {"lifted_m": 1e-3},
+    "place": {"placed_m": 1e-3},
+}
 MEASURED_FLOOR = {k: v for d in MEASURED.values() for k, v in d.items()}
 NOMINAL = {"friction": 0.5, "mass": 0.2, "restitution": 0.4}
 # Skills whose response depends on the centre-of-mass offset: a block dropped with its COM off-centre
@@ -76,8 +91,8 @@ NOMINAL = {"friction": 0.5, "mass": 0.2, "restitution": 0.4}
 # changes with the height), more than any noise model can absorb. The drop skill measures the offset
 # from the wrist torque while it holds the object, and the drop tables are built with that offset.
 COM_SKILLS = ("drop",)
-COM_STEP = 0.001    # m: offsets are rounded to this before keying tables (one table per distinct offset)
-POINTS = {"drop": (8, 7)}   # points per axis where the default is too many Twin runs
+COM_STEP = 0.001  # m: offsets are rounded to this before keying tables (one table per distinct offset)
+POINTS = {"drop": (8, 7)}  # points per axis where the default is too many Twin runs
 
 
 class TwinLike(Protocol):
@@ -104,7 +119,7 @@ class Table:
 
     def __init__(self, coords: tuple[Coord, ...], grids: list[np.ndarray], values: dict[str, np.ndarray]):
         self.coords, self.grids = coords, grids
-        self.W = np.array([c.weights for c in coords], float)      # (D, 3)
+        self.W = np.array([c.weights for c in coords], float)  # (D, 3)
         self.floor = {k: MEASURED_FLOOR.get(k, 1e-3) for k in values}
         self.logv = {k: np.log(np.maximum(v, 0.0) + self.floor[k]) for k, v in values.items()}
         self.raw = values
@@ -161,8 +176,8 @@ class ForwardModel:
         self.scene, self.twins, self.axes = scene, twins, axes
         self._tables: OrderedDict[tuple, Table] = OrderedDict()
         self._lock = threading.Lock()
-        self._com: dict[str, tuple[float, ...]] = {}    # object -> latest measured offset
-        self._load: dict[str, float] = {}                # object -> latest measured push load, N
+        self._com: dict[str, tuple[float, ...]] = {}  # object -> latest measured offset
+        self._load: dict[str, float] = {}  # object -> latest measured push load, N
         self.twin_calls = 0
 
     def note_com(self, label: str, com: tuple[float, ...]) -> None:
@@ -206,8 +221,14 @@ class ForwardModel:
         for e in experiments:
             self.table(e)
 
-    def predict(self, exp: g.Experiment, theta: np.ndarray, com: tuple[float, ...] | None = None,
-                load: float | None = None, load_share: np.ndarray | float = 1.0) -> dict[str, np.ndarray]:
+    def predict(
+        self,
+        exp: g.Experiment,
+        theta: np.ndarray,
+        com: tuple[float, ...] | None = None,
+        load: float | None = None,
+        load_share: np.ndarray | float = 1.0,
+    ) -> dict[str, np.ndarray]:
         """`com`, `load`: a past measurement's own; None: the object's latest (for experiments to come).
         A push's vertical load L adds mu x c L to the friction force: F = mu (m g + c L), which the twin's
         pad (pushing straight, never pressing down) does not produce; c (`load_share`, per particle) is the
@@ -252,6 +273,7 @@ class InlineTwins:
 
     def predict_many(self, scene, skill: str, args: dict, params: list[dict]) -> list[dict]:
         from loopylab.lab.twin import Twin
+
         key = scene.to_toml()
         twin = self._twins.get(key)
         if twin is None:

@@ -6,6 +6,7 @@ The investigation owns everything with side effects: the notebook and its sinks,
 `NotebookView`. The scene it works on is a *perceived* scene (no hidden properties); the ground truth
 stays with the evaluator (lab/evaluation.py), which reads it through `sim/oracle`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,13 +18,13 @@ import numpy as np
 
 from loopylab.bus import ObjectPoses
 from loopylab.bus.node import ServiceClient
-from loopylab.lab.experiments import candidate_experiments
-from loopylab.world import notebook as g
 from loopylab.lab.beliefs import Measurement, NoiseModel, Posterior
 from loopylab.lab.design import eig_scores, regret, sigmas_seen
+from loopylab.lab.experiments import candidate_experiments
 from loopylab.lab.forward import ForwardModel
 from loopylab.lab.notebook import Notebook, NotebookView, Sink
 from loopylab.lab.stopping import Stop, dominant_systematic, stop_reason
+from loopylab.world import notebook as g
 
 log = logging.getLogger("loopylab.lab")
 
@@ -83,26 +84,51 @@ def moved_scene(scene: g.Scene, poses: dict | None, threshold: float = 0.01) -> 
 
 def grammar_scene(spec) -> g.Scene:
     """The notebook's scene line from a (perceived) `loopylab.world.scene.SceneSpec`."""
-    return g.Scene(tuple(g.SceneObject(o.label, o.shape, float(g.fmt(o.size, 2)), float(g.fmt(o.position[0], 2)),
-                                       float(g.fmt(o.position[1], 2))) for o in spec.objects))
+    return g.Scene(
+        tuple(
+            g.SceneObject(
+                o.label,
+                o.shape,
+                float(g.fmt(o.size, 2)),
+                float(g.fmt(o.position[0], 2)),
+                float(g.fmt(o.position[1], 2)),
+            )
+            for o in spec.objects
+        )
+    )
 
 
 @dataclass
 class InvestigationConfig:
-    confidence: float = 0.9        # required P(answer within tolerance) to conclude
+    confidence: float = 0.9  # required P(answer within tolerance) to conclude
     n_particles: int = 1500
-    record_regret: bool = False    # score every candidate at every step (for evaluation: EIG regret)
-    max_steps: int = 200           # guard against an agent that never concludes
+    record_regret: bool = False  # score every candidate at every step (for evaluation: EIG regret)
+    max_steps: int = 200  # guard against an agent that never concludes
     seed: int = 0
 
 
-def _stop_of(question, post: Posterior, p_within: float, cfg: InvestigationConfig, steps: list, candidates: tuple,
-             agent, concluded: bool) -> Stop:
+def _stop_of(
+    question,
+    post: Posterior,
+    p_within: float,
+    cfg: InvestigationConfig,
+    steps: list,
+    candidates: tuple,
+    agent,
+    concluded: bool,
+) -> Stop:
     dec = getattr(agent, "last_decision", None)
     best = (dec.experiment, dec.eig, dec.cost) if dec is not None and getattr(dec, "score", 1.0) <= 0 else None
-    return stop_reason(question, p_within, cfg.confidence, len(steps),
-                       len(candidates), best, max_steps_hit=not concluded,
-                       systematic=dominant_systematic(post, question) if best is not None else None)
+    return stop_reason(
+        question,
+        p_within,
+        cfg.confidence,
+        len(steps),
+        len(candidates),
+        best,
+        max_steps_hit=not concluded,
+        systematic=dominant_systematic(post, question) if best is not None else None,
+    )
 
 
 @dataclass
@@ -111,9 +137,9 @@ class StepRecord:
     ok: bool
     eig: float | None = None
     regret: float | None = None
-    answer: object = None          # the belief engine's answer after this experiment
+    answer: object = None  # the belief engine's answer after this experiment
     p_within: float = 0.0
-    half_width: float | None = None   # of the answer's interval holding `confidence` of the belief
+    half_width: float | None = None  # of the answer's interval holding `confidence` of the belief
 
 
 @dataclass
@@ -125,8 +151,8 @@ class InvestigationResult:
     wall_s: float = 0.0
     decision_s: list[float] = field(default_factory=list)
     posterior: Posterior | None = None
-    tables_s: float = 0.0          # building the twin tables (before the first decision)
-    stop: Stop | None = None       # why it stopped
+    tables_s: float = 0.0  # building the twin tables (before the first decision)
+    stop: Stop | None = None  # why it stopped
 
     @property
     def experiments(self) -> int:
@@ -144,14 +170,22 @@ def _measurement_data(reply: dict) -> dict:
     return {k: v for k, v in ms.items() if isinstance(v, (int, float, str, bool))}
 
 
-def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, forward: ForwardModel,
-                cfg: InvestigationConfig | None = None, sinks: list[Sink] | None = None,
-                noise: NoiseModel | None = None, investigation: str | None = None) -> InvestigationResult:
+def investigate(
+    question: g.Question,
+    scene,
+    agent,
+    runner: ExperimentRunner,
+    forward: ForwardModel,
+    cfg: InvestigationConfig | None = None,
+    sinks: list[Sink] | None = None,
+    noise: NoiseModel | None = None,
+    investigation: str | None = None,
+) -> InvestigationResult:
     """Run one investigation to its conclusion. `scene` is the perceived SceneSpec."""
     cfg = cfg or InvestigationConfig()
     t0 = time.perf_counter()
     gscene = grammar_scene(scene)
-    failed: set[g.Experiment] = set()   # failed where the objects are now: not offered again
+    failed: set[g.Experiment] = set()  # failed where the objects are now: not offered again
     candidates = tuple(candidate_experiments(gscene, question))
     nb = Notebook(question, investigation, sinks)
     nb.add(question)
@@ -193,18 +227,23 @@ def investigate(question: g.Question, scene, agent, runner: ExperimentRunner, fo
             conclusion = proposal
             break
         else:
-            raise TypeError(f"agent {getattr(agent, 'name', agent)!r} proposed {type(proposal).__name__}, "
-                            "not a Hypothesis, Experiment or Conclusion")
+            raise TypeError(
+                f"agent {getattr(agent, 'name', agent)!r} proposed {type(proposal).__name__}, "
+                "not a Hypothesis, Experiment or Conclusion"
+            )
     concluded = conclusion is not None
     if conclusion is None:  # the agent never concluded: the belief engine answers for it
         log.warning("agent did not conclude within %d steps; concluding with the belief engine", cfg.max_steps)
         conclusion = post.answer(cfg.confidence).conclusion
     ans = post.answer(cfg.confidence)
     stop = _stop_of(question, post, ans.confidence, cfg, steps, candidates, agent, concluded)
-    nb.add(conclusion, data={"p_within": ans.confidence, "experiments": len(steps), "stop": stop.code,
-                             "stop_text": stop.text})
-    return InvestigationResult(question, conclusion, nb, steps, time.perf_counter() - t0, decision_s, post, tables_s,
-                               stop)
+    nb.add(
+        conclusion,
+        data={"p_within": ans.confidence, "experiments": len(steps), "stop": stop.code, "stop_text": stop.text},
+    )
+    return InvestigationResult(
+        question, conclusion, nb, steps, time.perf_counter() - t0, decision_s, post, tables_s, stop
+    )
 
 
 def _answer_data(ans) -> dict:
@@ -215,8 +254,16 @@ def _answer_data(ans) -> dict:
     return {"answer": a.value, "half_width": a.spread, "p_within": ans.confidence}
 
 
-def _run_experiment(exp: g.Experiment, agent, nb: Notebook, post: Posterior, runner: ExperimentRunner,
-                    candidates: tuple, cfg: InvestigationConfig, rng: np.random.Generator) -> StepRecord:
+def _run_experiment(
+    exp: g.Experiment,
+    agent,
+    nb: Notebook,
+    post: Posterior,
+    runner: ExperimentRunner,
+    candidates: tuple,
+    cfg: InvestigationConfig,
+    rng: np.random.Generator,
+) -> StepRecord:
     rec = StepRecord(exp.render(), ok=False)
     dec = getattr(agent, "last_decision", None)
     why = dec.summary() if dec is not None and dec.experiment is exp and hasattr(dec, "summary") else None

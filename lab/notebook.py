@@ -5,14 +5,15 @@ grammar text. Sinks receive each entry as it is written: the bus (`lab/notebook`
 `Notebook` belongs to the investigation. Agents get a `NotebookView`: the question, scene, sections,
 text and the belief engine, and nothing that reaches the bus (see lab/agents.py).
 """
+
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -45,8 +46,14 @@ class Notebook:
 
     def add(self, body: g.Body, data: dict | None = None) -> NotebookEntry:
         section = g.Section(g.kind_of(body), body)
-        entry = NotebookEntry(investigation=self.investigation, step=len(self.entries), kind=section.kind,
-                              text=section.render(), data=_plain(data or {}), stamp_ns=time.time_ns())
+        entry = NotebookEntry(
+            investigation=self.investigation,
+            step=len(self.entries),
+            kind=section.kind,
+            text=section.render(),
+            data=_plain(data or {}),
+            stamp_ns=time.time_ns(),
+        )
         self.entries.append(entry)
         self.sections.append(section)
         for sink in self.sinks:
@@ -92,11 +99,12 @@ def load_jsonl(path: str | Path) -> list[NotebookEntry]:
 class NotebookView:
     """What an agent may see: the question, the perceived scene, the candidate grid, the notebook so
     far (sections and text), the belief engine, and the budget. No bus, no ground truth."""
+
     question: g.Question
     scene: g.Scene
     candidates: tuple[g.Experiment, ...]
     sections: tuple[g.Section, ...]
-    posterior: object = field(repr=False)          # lab.beliefs.Posterior (the agent's calculator)
+    posterior: object = field(repr=False)  # lab.beliefs.Posterior (the agent's calculator)
     confidence: float = 0.9
 
     @property
@@ -118,9 +126,10 @@ class NotebookView:
 # ------------------------------------------------------------------------------------------------
 # sinks
 
+
 def bus_sink(publisher) -> Sink:
     """Publish every entry on `lab/notebook` (publisher of NotebookEntry)."""
-    return lambda entry: publisher.publish(entry)
+    return publisher.publish
 
 
 def jsonl_sink(path: str | Path) -> Sink:
@@ -131,22 +140,32 @@ def jsonl_sink(path: str | Path) -> Sink:
     def write(entry: NotebookEntry) -> None:
         with path.open("a") as f:
             f.write(json.dumps(entry_to_dict(entry)) + "\n")
+
     return write
 
 
-STYLE = {"question": "bold magenta", "scene": "cyan", "hypothesis": "yellow", "experiment": "bold green",
-         "observation": "green", "belief": "blue", "conclusion": "bold magenta"}
+STYLE = {
+    "question": "bold magenta",
+    "scene": "cyan",
+    "hypothesis": "yellow",
+    "experiment": "bold green",
+    "observation": "green",
+    "belief": "blue",
+    "conclusion": "bold magenta",
+}
 
 
 def console_sink(console=None) -> Sink:
     """Print each entry live, coloured by kind."""
     from rich.console import Console
     from rich.markup import escape
+
     console = console or Console()
 
     def show(entry: NotebookEntry) -> None:
-        body = entry.text[len(g.start_token(entry.kind)):-len(g.end_token(entry.kind))]
+        body = entry.text[len(g.start_token(entry.kind)) : -len(g.end_token(entry.kind))]
         console.print(f"[dim]{entry.step:>3}[/dim] [{STYLE.get(entry.kind, '')}]{entry.kind:<11}[/] {escape(body)}")
+
     return show
 
 
@@ -158,6 +177,7 @@ def story_sink(console=None, confidence: float = 0.9) -> Sink:
     from rich.markup import escape
 
     from loopylab.lab import story
+
     console = console or Console()
     state: dict = {"question": None, "experiment": None, "n": 0, "scene": False, "bounds": None}
 
@@ -165,7 +185,7 @@ def story_sink(console=None, confidence: float = 0.9) -> Sink:
         console.print(f"  [{style or 'bold'}]{label:<9}[/] {escape(text)}")
 
     def show(entry: NotebookEntry) -> None:
-        body = g.parse_body(entry.kind, entry.text[len(g.start_token(entry.kind)):-len(g.end_token(entry.kind))])
+        body = g.parse_body(entry.kind, entry.text[len(g.start_token(entry.kind)) : -len(g.end_token(entry.kind))])
         q, d = state["question"], entry.data
         if isinstance(body, g.Question):
             state["question"] = body
@@ -173,20 +193,28 @@ def story_sink(console=None, confidence: float = 0.9) -> Sink:
             qty = story.quantity_of(body)
             if qty.meaning:
                 console.print(f"  ({qty.symbol} has {escape(qty.meaning)}.)")
-            console.print(f"  The robot may run up to {body.max_experiments} experiments. It stops when it is "
-                          f"{confidence:.0%} sure its answer is within {story.tolerance_text(body)}, or when no "
-                          "experiment left is worth running.")
+            console.print(
+                f"  The robot may run up to {body.max_experiments} experiments. It stops when it is "
+                f"{confidence:.0%} sure its answer is within {story.tolerance_text(body)}, or when no "
+                "experiment left is worth running."
+            )
         elif isinstance(body, g.Scene) and not state["scene"]:
             state["scene"] = True
-            things = "; ".join(f"{o.name}, a {o.size:.2f} m {o.shape} at ({o.x:.2f}, {o.y:.2f}) m"
-                               for o in body.objects)
+            things = "; ".join(
+                f"{o.name}, a {o.size:.2f} m {o.shape} at ({o.x:.2f}, {o.y:.2f}) m" for o in body.objects
+            )
             console.print(f"[cyan]The world:[/] {escape(things)} (hidden: its mass, friction and bounciness)")
         elif isinstance(body, g.Hypothesis):
             console.print(f"[yellow]Prior:[/] {escape(story.hypothesis_text(body, q))}")
             state["bounds"] = story.prior_bounds(body, q)
             if "answer" in d:
-                say("belief", story.belief_text(q, d["answer"], d.get("half_width", 0.0), d["p_within"],
-                                                confidence, state["bounds"]), "blue")
+                say(
+                    "belief",
+                    story.belief_text(
+                        q, d["answer"], d.get("half_width", 0.0), d["p_within"], confidence, state["bounds"]
+                    ),
+                    "blue",
+                )
         elif isinstance(body, g.Experiment):
             state["experiment"], state["n"] = body, state["n"] + 1
             console.print(f"[bold green]Experiment {state['n']}:[/] {escape(story.experiment_text(body))}")
@@ -195,11 +223,15 @@ def story_sink(console=None, confidence: float = 0.9) -> Sink:
         elif isinstance(body, g.Observation):
             say("saw", story.observation_text(state["experiment"].skill, body), "green")
         elif isinstance(body, g.Belief) and "answer" in d:
-            say("belief", story.belief_text(q, d["answer"], d.get("half_width", 0.0), d["p_within"], confidence,
-                                            state["bounds"]), "blue")
+            say(
+                "belief",
+                story.belief_text(q, d["answer"], d.get("half_width", 0.0), d["p_within"], confidence, state["bounds"]),
+                "blue",
+            )
         elif isinstance(body, g.Conclusion):
             text = story.conclusion_text(q, body, d, confidence, state["bounds"])
             console.print(f"[bold magenta]Conclusion:[/] {escape(text)}")
             if d.get("stop_text"):
                 say("stopped", f"because {d['stop_text']}.", "magenta")
+
     return show

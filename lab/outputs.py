@@ -6,12 +6,13 @@ training data and checkpoints (`policy data`, `policy train`). The files shipped
 (training shards, the checkpoint, robot models, graphs) are read-only inputs: a verb asked to write
 among them refuses with one line.
 """
+
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-RUNS = Path("runs")        # policy data and checkpoints
+RUNS = Path("runs")  # policy data and checkpoints
 REPORTS = Path("reports")  # investigation and evaluation reports
 
 
@@ -38,6 +39,8 @@ def check_output(path: str | Path, option: str = "--out") -> Path:
     """`path` if it lies outside the installed package; else a ValueError naming it."""
     pkg = inside_package(path)
     if pkg is not None:
-        raise ValueError(f"{option} {path} lies inside the installed package ({pkg}), whose files are read-only "
-                         f"inputs: pass {option} somewhere else (or run from another folder)")
+        raise ValueError(
+            f"{option} {path} lies inside the installed package ({pkg}), whose files are read-only "
+            f"inputs: pass {option} somewhere else (or run from another folder)"
+        )
     return Path(path)

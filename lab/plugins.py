@@ -6,6 +6,7 @@ pyproject.toml), so that no package names one above it, by import or by string.
 
 A plugin that fails to load is reported in one log line and left out; everything else keeps working.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,4 +37,3 @@ def load(ep: EntryPoint) -> Any | None:
     except Exception as e:  # a broken plugin must not take the host down with it
         log.warning(failure(ep, e))
         return None
-

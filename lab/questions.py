@@ -4,6 +4,7 @@ A question's text and parsed forms are `loopylab.world.notebook.Question`. This 
 default tolerances and budgets, making a question for a seeded world, the stopping rule's confidence,
 and grading a conclusion against the ground truth that only the evaluator may read (`sim/oracle`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,9 +16,9 @@ from loopylab.world import notebook as g
 
 KINDS = ("friction", "mass", "restitution", "rank", "predict")
 DEFAULT_TOLERANCE = {"friction": 0.05, "mass": 0.10, "restitution": 0.05, "rank": 0.0, "predict": 0.01}
-DEFAULT_CONFIDENCE = 0.9     # P(answer within tolerance) required before concluding
+DEFAULT_CONFIDENCE = 0.9  # P(answer within tolerance) required before concluding
 PREDICT_SPEEDS = (0.35, 0.40, 0.50)  # held-out strike speeds (never in the experiment grid)
-PREDICT_SPEED_ALONG_X = 0.25         # ... along the arm's reach, where it cannot strike faster than 0.30
+PREDICT_SPEED_ALONG_X = 0.25  # ... along the arm's reach, where it cannot strike faster than 0.30
 
 
 def parse_question(text: str) -> g.Question:
@@ -25,8 +26,9 @@ def parse_question(text: str) -> g.Question:
     return g.parse_body("question", text.strip())
 
 
-def make_question(kind: str, scene: g.Scene, seed: int = 0, tolerance: float | None = None,
-                  budget: int | None = None) -> g.Question:
+def make_question(
+    kind: str, scene: g.Scene, seed: int = 0, tolerance: float | None = None, budget: int | None = None
+) -> g.Question:
     """The question of `kind` for a world: estimates and predictions are about `red_block` (every
     seeded world has one) or the first object; rank is over all objects (needs at least two)."""
     if kind not in KINDS:
@@ -58,8 +60,8 @@ def all_questions(scene: g.Scene, seed: int = 0, kinds=KINDS) -> list[g.Question
 @dataclass
 class Grade:
     success: bool
-    error: float          # absolute error (relative for mass; fraction of wrongly ordered pairs for rank)
-    truth: object         # the true value (or order)
+    error: float  # absolute error (relative for mass; fraction of wrongly ordered pairs for rank)
+    truth: object  # the true value (or order)
     answer: object
 
 
@@ -74,8 +76,9 @@ def answer_of(question: g.Question, conclusion: g.Conclusion):
     return None
 
 
-def grade(question: g.Question, conclusion: g.Conclusion | None, truth: dict[str, dict],
-          outcome: float | None = None) -> Grade:
+def grade(
+    question: g.Question, conclusion: g.Conclusion | None, truth: dict[str, dict], outcome: float | None = None
+) -> Grade:
     """Grade a conclusion. `truth` is the oracle's {label: {mass, friction, restitution}}; for a
     predict question `outcome` is the slide measured by running the held-out action on the hidden world."""
     ans = answer_of(question, conclusion) if conclusion is not None else None
@@ -84,7 +87,7 @@ def grade(question: g.Question, conclusion: g.Conclusion | None, truth: dict[str
         if ans is None or sorted(ans) != sorted(order):
             return Grade(False, 1.0, order, ans)
         pos = {o: i for i, o in enumerate(ans)}
-        pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+        pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1 :]]
         wrong = sum(pos[a] > pos[b] for a, b in pairs)
         return Grade(wrong == 0, wrong / len(pairs), order, ans)
     if question.kind == "predict":

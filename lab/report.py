@@ -1,25 +1,25 @@
 """Report folders: one investigation (`loopylab run`) or a whole evaluation (`loopylab eval`).
 
-    run report:   notebook.jsonl, notebook.txt, posterior.png, belief.png (the answer and its interval after
-                  each experiment, against the tolerance band and the truth), result.json (conclusion vs truth)
-    eval report:  results.jsonl (one line per world and agent), summary.md / summary.json (a table per
-                  question kind), error_vs_experiments.png (median error after k experiments, per agent)
+run report:   notebook.jsonl, notebook.txt, posterior.png, belief.png (the answer and its interval after
+              each experiment, against the tolerance band and the truth), result.json (conclusion vs truth)
+eval report:  results.jsonl (one line per world and agent), summary.md / summary.json (a table per
+              question kind), error_vs_experiments.png (median error after k experiments, per agent)
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 
 from loopylab.lab import story
 from loopylab.lab.forward import PARAM_INDEX
 from loopylab.world import notebook as g
 
-import matplotlib  # noqa: E402
-
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def plot_posterior(posterior, path: Path, truth: dict | None = None) -> Path:
@@ -51,22 +51,29 @@ def belief_trace(entries) -> list[dict]:
     trace, label, n = [], "prior", 0
     for e in entries:
         if e.kind == "experiment":
-            label, n = e.text[len(g.start_token("experiment")):].split()[0], n + 1
+            label, n = e.text[len(g.start_token("experiment")) :].split()[0], n + 1
         elif e.kind in ("hypothesis", "belief") and "half_width" in e.data:
             trace.append({"n": n, "label": label, **{k: e.data[k] for k in ("answer", "half_width", "p_within")}})
     return trace
 
 
-def plot_belief(entries, question: g.Question, path: Path, truth_value: float | None = None,
-                level: float = 0.9) -> Path | None:
+def plot_belief(
+    entries, question: g.Question, path: Path, truth_value: float | None = None, level: float = 0.9
+) -> Path | None:
     """The answer and its interval (holding `level` of the belief) before any experiment and after each,
     with the tolerance band around the truth (where an answer counts as correct). None for a ranking."""
     trace = belief_trace(entries)
     if question.kind == "rank" or not trace:
         return None
     qty = story.quantity_of(question)
-    hyp = next((g.parse_body("hypothesis", e.text[len(g.start_token(e.kind)):-len(g.end_token(e.kind))])
-                for e in entries if e.kind == "hypothesis"), None)
+    hyp = next(
+        (
+            g.parse_body("hypothesis", e.text[len(g.start_token(e.kind)) : -len(g.end_token(e.kind))])
+            for e in entries
+            if e.kind == "hypothesis"
+        ),
+        None,
+    )
     bounds = story.prior_bounds(hyp, question) if hyp is not None else None
     x = np.array([t["n"] for t in trace])
     y = np.array([t["answer"] for t in trace], float)
@@ -74,14 +81,33 @@ def plot_belief(entries, question: g.Question, path: Path, truth_value: float | 
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     if truth_value is not None:
         tol = question.tolerance * truth_value if question.kind == "mass" else question.tolerance
-        ax.axhspan(truth_value - tol, truth_value + tol, color="tab:green", alpha=0.15,
-                   label=f"tolerance band: answers within {story.tolerance_text(question)} of the truth count")
+        ax.axhspan(
+            truth_value - tol,
+            truth_value + tol,
+            color="tab:green",
+            alpha=0.15,
+            label=f"tolerance band: answers within {story.tolerance_text(question)} of the truth count",
+        )
         ax.axhline(truth_value, color="tab:green", lw=1.5, ls="--", label="truth (grader's check)")
-    ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o-", color="tab:blue", capsize=4,
-                label=f"belief: estimate ± half-width ({level:.0%} of the belief within)")
+    ax.errorbar(
+        x,
+        y,
+        yerr=[y - lo, hi - y],
+        fmt="o-",
+        color="tab:blue",
+        capsize=4,
+        label=f"belief: estimate ± half-width ({level:.0%} of the belief within)",
+    )
     for i, t in enumerate(trace):
-        ax.annotate(f"{t['p_within']:.0%}", (x[i], hi[i]), textcoords="offset points", xytext=(0, 4),
-                    ha="center", fontsize=7, color="tab:blue")
+        ax.annotate(
+            f"{t['p_within']:.0%}",
+            (x[i], hi[i]),
+            textcoords="offset points",
+            xytext=(0, 4),
+            ha="center",
+            fontsize=7,
+            color="tab:blue",
+        )
     ax.set_xticks(x, [f"{t['n']}\n{t['label']}" if t["n"] else "prior" for t in trace])
     ax.set_xlabel("experiments run (the belief after each; above each point: how sure it is of the tolerance)")
     ax.set_ylabel(f"{qty.name} ({qty.unit or 'no unit'})")
@@ -94,8 +120,9 @@ def plot_belief(entries, question: g.Question, path: Path, truth_value: float | 
     return path
 
 
-def write_run_report(folder: str | Path, result, truth: dict | None = None, grade=None,
-                     confidence: float = 0.9) -> Path:
+def write_run_report(
+    folder: str | Path, result, truth: dict | None = None, grade=None, confidence: float = 0.9
+) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     result.notebook.save(folder)
@@ -103,16 +130,21 @@ def write_run_report(folder: str | Path, result, truth: dict | None = None, grad
         plot_posterior(result.posterior, folder / "posterior.png", truth)
     truth_value = grade.truth if grade is not None and not isinstance(grade.truth, tuple) else None
     plot_belief(result.notebook.entries, result.question, folder / "belief.png", truth_value, confidence)
-    summary = {"question": result.question.render(), "conclusion": result.conclusion.render(),
-               "experiments": result.experiments, "wall_s": round(result.wall_s, 3),
-               "decision_s_median": float(np.median(result.decision_s)) if result.decision_s else None}
+    summary = {
+        "question": result.question.render(),
+        "conclusion": result.conclusion.render(),
+        "experiments": result.experiments,
+        "wall_s": round(result.wall_s, 3),
+        "decision_s_median": float(np.median(result.decision_s)) if result.decision_s else None,
+    }
     if getattr(result, "stop", None) is not None:
         summary.update(stop=result.stop.code, stop_reason=result.stop.text)
     if truth is not None:
         summary["truth"] = truth
     if grade is not None:
-        summary.update(success=grade.success, error=grade.error, true_value=_jsonable(grade.truth),
-                       answer=_jsonable(grade.answer))
+        summary.update(
+            success=grade.success, error=grade.error, true_value=_jsonable(grade.truth), answer=_jsonable(grade.answer)
+        )
     (folder / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
     return folder
 
@@ -128,6 +160,7 @@ def _jsonable(x):
 # ------------------------------------------------------------------------------------------------
 # evaluation
 
+
 def summarise(rows: list[dict]) -> dict:
     """{kind: {agent: {worlds, success_rate, experiments_median, error_median, regret_mean, wall_s_median}}}"""
     out: dict = {}
@@ -141,7 +174,8 @@ def summarise(rows: list[dict]) -> dict:
             errs = [x["error"] for x in ok if x["error"] is not None and np.isfinite(x["error"])]
             regs = [x["regret_mean"] for x in ok if x.get("regret_mean") is not None]
             table[kind][agent] = {
-                "worlds": len(rs), "crashed": len(rs) - len(ok),
+                "worlds": len(rs),
+                "crashed": len(rs) - len(ok),
                 "success_rate": float(np.mean([x["success"] for x in rs])) if rs else 0.0,
                 "experiments_median": float(np.median([x["experiments"] for x in ok])) if ok else None,
                 "to_tolerance_median": float(np.median([x["to_tolerance"] for x in ok])) if ok else None,
@@ -159,13 +193,19 @@ def _cell(v, fmt="{:.3f}"):
 def summary_markdown(table: dict) -> str:
     lines = []
     for kind, by_agent in table.items():
-        lines += [f"### {kind}", "",
-                  "| agent | worlds | success | experiments (median) | to tolerance (median) | final error (median) "
-                  "| EIG regret (mean, nats) | wall s (median) |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {kind}",
+            "",
+            "| agent | worlds | success | experiments (median) | to tolerance (median) | final error (median) "
+            "| EIG regret (mean, nats) | wall s (median) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for agent, s in sorted(by_agent.items()):
-            lines.append(f"| {agent} | {s['worlds']} | {s['success_rate']:.0%} | {_cell(s['experiments_median'], '{:.1f}')} "
-                         f"| {_cell(s['to_tolerance_median'], '{:.1f}')} | {_cell(s['error_median'])} "
-                         f"| {_cell(s['eig_regret_mean'])} | {_cell(s['wall_s_median'], '{:.2f}')} |")
+            lines.append(
+                f"| {agent} | {s['worlds']} | {s['success_rate']:.0%} | {_cell(s['experiments_median'], '{:.1f}')} "
+                f"| {_cell(s['to_tolerance_median'], '{:.1f}')} | {_cell(s['error_median'])} "
+                f"| {_cell(s['eig_regret_mean'])} | {_cell(s['wall_s_median'], '{:.2f}')} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -176,7 +216,9 @@ def plot_error_curves(rows: list[dict], path: Path) -> Path:
     fig, axes = plt.subplots(1, max(len(kinds), 1), figsize=(3.6 * max(len(kinds), 1), 3.2), squeeze=False)
     for ax, kind in zip(axes[0], kinds):
         for agent in sorted({r["agent"] for r in rows if r["kind"] == kind}):
-            curves = [r["error_trace"] for r in rows if r["kind"] == kind and r["agent"] == agent and r.get("error_trace")]
+            curves = [
+                r["error_trace"] for r in rows if r["kind"] == kind and r["agent"] == agent and r.get("error_trace")
+            ]
             if not curves:
                 continue
             k = max(map(len, curves))

@@ -5,6 +5,7 @@ Pure text from the notebook's records (`loopylab.world.notebook` bodies and the 
 stores with them); the demo's console sink (lab/notebook.py) and the stop reasons (lab/investigation.py)
 use it.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,18 +16,26 @@ from loopylab.world import notebook as g
 
 @dataclass(frozen=True)
 class Quantity:
-    name: str            # in a sentence: "the friction coefficient μ"
+    name: str  # in a sentence: "the friction coefficient μ"
     symbol: str
-    unit: str            # "" for a ratio
-    meaning: str = ""    # what a unitless number is a ratio of
+    unit: str  # "" for a ratio
+    meaning: str = ""  # what a unitless number is a ratio of
 
 
 QUANTITIES = {
-    "friction": Quantity("friction coefficient μ", "μ", "", "no unit: the force it takes to slide the block "
-                         "divided by the block's weight"),
+    "friction": Quantity(
+        "friction coefficient μ",
+        "μ",
+        "",
+        "no unit: the force it takes to slide the block divided by the block's weight",
+    ),
     "mass": Quantity("mass", "m", "kg"),
-    "restitution": Quantity("coefficient of restitution e", "e", "", "no unit: the speed it bounces back "
-                            "with divided by the speed it hits the table with"),
+    "restitution": Quantity(
+        "coefficient of restitution e",
+        "e",
+        "",
+        "no unit: the speed it bounces back with divided by the speed it hits the table with",
+    ),
     "slide": Quantity("slide", "d", "m"),
 }
 
@@ -58,8 +67,10 @@ def question_text(q: g.Question) -> str:
         return f"Which is heaviest? Order {', '.join(q.objects)} by mass."
     if q.kind == "predict":
         a = q.action
-        return (f"How far will {q.object} slide when struck toward {a.direction} at {a.speed:.2f} m/s, "
-                f"to within {tolerance_text(q)}?")
+        return (
+            f"How far will {q.object} slide when struck toward {a.direction} at {a.speed:.2f} m/s, "
+            f"to within {tolerance_text(q)}?"
+        )
     qty = QUANTITIES[q.kind]
     unit = f" in {qty.unit}" if qty.unit else ""
     return f"What is the {qty.name} of {q.object}{unit}, to within {tolerance_text(q)}?"
@@ -68,8 +79,9 @@ def question_text(q: g.Question) -> str:
 def experiment_text(e: g.Experiment) -> str:
     """What the robot does, with units."""
     if e.skill == "push":
-        return (f"push {e.object} {e.distance:.2f} m toward {e.direction} at {e.speed:.2f} m/s, "
-                "reading the force it takes")
+        return (
+            f"push {e.object} {e.distance:.2f} m toward {e.direction} at {e.speed:.2f} m/s, reading the force it takes"
+        )
     if e.skill == "strike":
         return f"strike {e.object} toward {e.direction} at {e.speed:.2f} m/s and watch how far it slides"
     if e.skill == "weigh":
@@ -85,10 +97,14 @@ def experiment_text(e: g.Experiment) -> str:
 
 def short_text(e: g.Experiment) -> str:
     """An experiment in a few words, for lists of alternatives."""
-    return {"push": lambda: f"a push at {e.speed:.2f} m/s", "strike": lambda: f"a strike at {e.speed:.2f} m/s",
-            "weigh": lambda: "weighing", "drop": lambda: f"a drop from {e.height:.2f} m",
-            "lift": lambda: f"a lift of {e.height:.2f} m", "place": lambda: "moving it elsewhere"}.get(
-        e.skill, e.render)()
+    return {
+        "push": lambda: f"a push at {e.speed:.2f} m/s",
+        "strike": lambda: f"a strike at {e.speed:.2f} m/s",
+        "weigh": lambda: "weighing",
+        "drop": lambda: f"a drop from {e.height:.2f} m",
+        "lift": lambda: f"a lift of {e.height:.2f} m",
+        "place": lambda: "moving it elsewhere",
+    }.get(e.skill, e.render)()
 
 
 def observation_text(skill: str, obs: g.Observation) -> str:
@@ -123,26 +139,34 @@ def why_text(why: dict, q: g.Question, chosen: g.Experiment, k: int = 3) -> str:
     (`why` is `lab.design.Decision.summary()`)."""
     sym = quantity_of(q).symbol
     picked: dict[tuple, tuple[g.Experiment, float]] = {}
-    for t, eig, _ in why.get("alternatives", []):   # best first: the best other level of each kind
+    for t, eig, _ in why.get("alternatives", []):  # best first: the best other level of each kind
         e = g.parse_body("experiment", t)
         if level(e) != level(chosen):
             picked.setdefault((e.skill, e.object), (e, eig))
     several = len(q.objects) > 1
-    versus = ", ".join(f"{short_text(e)}{f' of {e.object}' if several else ''} ({narrowing(eig)})"
-                       for e, eig in sorted(picked.values(), key=lambda a: -a[1])[:k])
+    versus = ", ".join(
+        f"{short_text(e)}{f' of {e.object}' if several else ''} ({narrowing(eig)})"
+        for e, eig in sorted(picked.values(), key=lambda a: -a[1])[:k]
+    )
     n = why.get("options", 0)
     if chosen.skill == "place":
-        text = ("it measures nothing itself, but from where it puts the block a push or strike can do more "
-                "than any experiment possible where the block stands")
+        text = (
+            "it measures nothing itself, but from where it puts the block a push or strike can do more "
+            "than any experiment possible where the block stands"
+        )
     elif why.get("plan"):
         partner = g.parse_body("experiment", why["plan"]["with"])
-        text = (f"it is the first half of a two-step plan ({short_text(chosen)}, then {short_text(partner)}) "
-                f"expected to shrink the spread of the belief about {sym} by {narrowing(why['plan']['eig'])} "
-                f"together, more per experiment than any single one (alone: {narrowing(why['eig'])})")
+        text = (
+            f"it is the first half of a two-step plan ({short_text(chosen)}, then {short_text(partner)}) "
+            f"expected to shrink the spread of the belief about {sym} by {narrowing(why['plan']['eig'])} "
+            f"together, more per experiment than any single one (alone: {narrowing(why['eig'])})"
+        )
     else:
-        text = (f"of the {n} experiments it could run, this one promised the most about {sym} for its cost "
-                f"in robot time: it should shrink the spread of the belief by {narrowing(why['eig'])} "
-                f"(expected information gain {why['eig']:.2f} nats)")
+        text = (
+            f"of the {n} experiments it could run, this one promised the most about {sym} for its cost "
+            f"in robot time: it should shrink the spread of the belief by {narrowing(why['eig'])} "
+            f"(expected information gain {why['eig']:.2f} nats)"
+        )
     return text + (f"; next best: {versus}" if versus else "")
 
 
@@ -151,17 +175,20 @@ def level(e: g.Experiment) -> tuple:
     return (e.object, e.skill, e.distance, e.speed, e.height, e.position)
 
 
-def belief_text(q: g.Question, value, half: float, p_within: float, level_: float,
-                bounds: tuple[float, float] | None = None) -> str:
+def belief_text(
+    q: g.Question, value, half: float, p_within: float, level_: float, bounds: tuple[float, float] | None = None
+) -> str:
     """The belief engine's answer now: estimate ± half-width, what the half-width means (the interval,
     cut to `bounds`, the range the prior allows), and how sure it is of meeting the tolerance."""
     if q.kind == "rank":
         return f"most likely order {' > '.join(value)}, {p_within:.0%} sure of it"
     qty = "slide" if q.kind == "predict" else q.kind
     lo, hi = interval(value, half, bounds)
-    return (f"{quantity_of(q).symbol} ≈ {value_text(qty, value)} ± {value_text(qty, half)} ({level_:.0%} of the "
-            f"belief lies within {g.fmt(lo, g.DECIMALS[qty])} – {value_text(qty, hi)}); "
-            f"{p_within:.0%} sure it is within {tolerance_text(q)}")
+    return (
+        f"{quantity_of(q).symbol} ≈ {value_text(qty, value)} ± {value_text(qty, half)} ({level_:.0%} of the "
+        f"belief lies within {g.fmt(lo, g.DECIMALS[qty])} – {value_text(qty, hi)}); "
+        f"{p_within:.0%} sure it is within {tolerance_text(q)}"
+    )
 
 
 def interval(value: float, half: float, bounds: tuple[float, float] | None = None) -> tuple[float, float]:
@@ -170,8 +197,9 @@ def interval(value: float, half: float, bounds: tuple[float, float] | None = Non
     return max(value - half, lo, 0.0), min(value + half, hi)
 
 
-def conclusion_text(q: g.Question, c: g.Conclusion, data: dict, level_: float,
-                    bounds: tuple[float, float] | None = None) -> str:
+def conclusion_text(
+    q: g.Question, c: g.Conclusion, data: dict, level_: float, bounds: tuple[float, float] | None = None
+) -> str:
     """The answer with its unit and interval, after how many experiments."""
     n = data.get("experiments")
     after = f" after {n} experiment{'s' if n != 1 else ''}" if n is not None else ""
@@ -179,9 +207,11 @@ def conclusion_text(q: g.Question, c: g.Conclusion, data: dict, level_: float,
     if isinstance(a, g.Ranking):
         return f"mass order {' > '.join(a.objects)}{after}"
     lo, hi = interval(a.value, a.spread, bounds)
-    return (f"{QUANTITIES[a.quantity].symbol} = {value_text(a.quantity, a.value)} ± "
-            f"{value_text(a.quantity, a.spread)}{after} ({level_:.0%} of the belief lies within "
-            f"{g.fmt(lo, g.DECIMALS[a.quantity])} – {value_text(a.quantity, hi)})")
+    return (
+        f"{QUANTITIES[a.quantity].symbol} = {value_text(a.quantity, a.value)} ± "
+        f"{value_text(a.quantity, a.spread)}{after} ({level_:.0%} of the belief lies within "
+        f"{g.fmt(lo, g.DECIMALS[a.quantity])} – {value_text(a.quantity, hi)})"
+    )
 
 
 def prior_bounds(h: g.Hypothesis, q: g.Question) -> tuple[float, float] | None:
@@ -191,11 +221,29 @@ def prior_bounds(h: g.Hypothesis, q: g.Question) -> tuple[float, float] | None:
 
 def hypothesis_text(h: g.Hypothesis, q: g.Question) -> str:
     """The prior: the range the question's quantity is known to lie in."""
-    parts = [f"{QUANTITIES[r.param].symbol} between {value_text(r.param, r.lo)} and {value_text(r.param, r.hi)}"
-             for r in h.ranges if r.object in q.objects[:1] and r.param in ("friction", "mass", "restitution")]
+    parts = [
+        f"{QUANTITIES[r.param].symbol} between {value_text(r.param, r.lo)} and {value_text(r.param, r.hi)}"
+        for r in h.ranges
+        if r.object in q.objects[:1] and r.param in ("friction", "mass", "restitution")
+    ]
     return "before any experiment, all it knows: " + ", ".join(parts)
 
 
-__all__ = ["QUANTITIES", "Quantity", "belief_text", "conclusion_text", "experiment_text", "hypothesis_text",
-           "interval", "narrowing", "observation_text", "prior_bounds", "quantity_of", "question_text", "short_text",
-           "tolerance_text", "value_text", "why_text"]
+__all__ = [
+    "QUANTITIES",
+    "Quantity",
+    "belief_text",
+    "conclusion_text",
+    "experiment_text",
+    "hypothesis_text",
+    "interval",
+    "narrowing",
+    "observation_text",
+    "prior_bounds",
+    "quantity_of",
+    "question_text",
+    "short_text",
+    "tolerance_text",
+    "value_text",
+    "why_text",
+]

@@ -10,6 +10,7 @@ is built once and reset between predictions. `TwinPool` spreads predictions over
     twin.predict("push", {"object": "red_block", "direction": "+x", "distance": 0.1, "speed": 0.05},
                  {"red_block": {"mass": 0.4, "friction": 0.5, "restitution": 0.3}})
 """
+
 from __future__ import annotations
 
 import os
@@ -24,9 +25,9 @@ from loopylab.world import protocols as P
 from loopylab.world.robots import CONTROL_HZ
 from loopylab.world.scene import SceneSpec
 
-PAD = 0.0145            # m: half-thickness of the pusher pad (a Panda finger pair, seen from the side)
-PAD_WIDTH = 0.02        # m: half-width across the push
-PAD_HEIGHT = 0.02       # m: half-height (bottom at the protocol's tool-tip height)
+PAD = 0.0145  # m: half-thickness of the pusher pad (a Panda finger pair, seen from the side)
+PAD_WIDTH = 0.02  # m: half-width across the push
+PAD_HEIGHT = 0.02  # m: half-height (bottom at the protocol's tool-tip height)
 PARK = (5.0, 5.0, 1.0)  # where the pad waits between experiments
 
 
@@ -40,8 +41,9 @@ class Twin:
         col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[PAD, PAD_WIDTH, PAD_HEIGHT], physicsClientId=c)
         self.pad = p.createMultiBody(1.0, col, -1, basePosition=PARK, physicsClientId=c)
         p.changeDynamics(self.pad, -1, lateralFriction=HAND_FRICTION, restitution=0.0, physicsClientId=c)
-        self.pad_cons = p.createConstraint(self.pad, -1, -1, -1, p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], PARK,
-                                           physicsClientId=c)
+        self.pad_cons = p.createConstraint(
+            self.pad, -1, -1, -1, p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], PARK, physicsClientId=c
+        )
         p.changeConstraint(self.pad_cons, PARK, maxForce=5000, physicsClientId=c)
         self._params: dict[str, dict] = {}
 
@@ -92,7 +94,9 @@ class Twin:
         t0 = time.perf_counter()
         fn = getattr(self, f"_predict_{skill}", None)
         if fn is None:
-            raise ValueError(f"the twin cannot predict {skill!r} (known: move_to, push, lift, weigh, drop, strike, place)")
+            raise ValueError(
+                f"the twin cannot predict {skill!r} (known: move_to, push, lift, weigh, drop, strike, place)"
+            )
         self._apply(params)
         m = fn(args)
         m["source"] = "twin"
@@ -116,8 +120,15 @@ class Twin:
     def _predict_push(self, args) -> dict:
         label, pos0, size = self._obj(args)
         d = P.direction(str(args.get("direction", "+x")))
-        plan = P.push_plan(pos0, size, str(args.get("direction", "+x")), P.number(args, "distance", 0.005, 0.3),
-                           P.number(args, "speed", 0.005, 0.3, default=0.05), PAD, self.hz)
+        plan = P.push_plan(
+            pos0,
+            size,
+            str(args.get("direction", "+x")),
+            P.number(args, "distance", 0.005, 0.3),
+            P.number(args, "speed", 0.005, 0.3, default=0.05),
+            PAD,
+            self.hz,
+        )
         forces, _ = self._run_pad(label, plan.start, d, plan.path)
         for _ in range(int(0.15 * self.hz)):
             self._tick()

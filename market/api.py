@@ -7,6 +7,7 @@ sets for the web pages). Every error is a 4xx JSON `{"detail": "..."}` that says
 This module builds the app's state (market, sign-in, relay, background thread) and includes one router per
 resource from market/routes/; the routes reach the state through FastAPI dependencies (routes/deps.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,13 +22,21 @@ from loopylab.market.chain import Chain
 from loopylab.market.config import MarketConfig
 from loopylab.market.db import Store
 from loopylab.market.relay import Relay
-from loopylab.market.routes import (auth, bounties, chain, claims, errors, health, pages, payouts, submissions,
-                                    uploads)
+from loopylab.market.routes import auth, bounties, chain, claims, errors, health, pages, payouts, submissions, uploads
 from loopylab.market.service import Market
 
 log = logging.getLogger(__name__)
-ROUTERS = (auth.router, chain.router, bounties.router, claims.router, uploads.router, submissions.router,
-           payouts.router, health.router, pages.router)
+ROUTERS = (
+    auth.router,
+    chain.router,
+    bounties.router,
+    claims.router,
+    uploads.router,
+    submissions.router,
+    payouts.router,
+    health.router,
+    pages.router,
+)
 
 
 class Background:
@@ -59,8 +68,7 @@ def build(config: MarketConfig, chain: Chain | None = None, store: Store | None 
     return market, relay
 
 
-def create_app(config: MarketConfig | None = None, market: Market | None = None,
-               relay: Relay | None = None) -> FastAPI:
+def create_app(config: MarketConfig | None = None, market: Market | None = None, relay: Relay | None = None) -> FastAPI:
     config = config or (market.config if market else MarketConfig.load())
     if market is None:
         market, relay = build(config)
@@ -74,13 +82,17 @@ def create_app(config: MarketConfig | None = None, market: Market | None = None,
         yield
         background.stop.set()
 
-    app = FastAPI(title="loopylab data market",
-                  description="Data-collection bounties: post with escrowed rewards, claim a slot, upload a "
-                              "recording, pass verification and review, get paid exactly once on chain.",
-                  version="1", lifespan=lifespan)
+    app = FastAPI(
+        title="loopylab data market",
+        description="Data-collection bounties: post with escrowed rewards, claim a slot, upload a "
+        "recording, pass verification and review, get paid exactly once on chain.",
+        version="1",
+        lifespan=lifespan,
+    )
     app.state.config, app.state.market, app.state.relay, app.state.background = config, market, relay, background
-    app.state.auth = Auth(market.store, config.domain, chain_id, config.nonce_ttl_s, config.session_ttl_s,
-                          config.clock_skew_s)
+    app.state.auth = Auth(
+        market.store, config.domain, chain_id, config.nonce_ttl_s, config.session_ttl_s, config.clock_skew_s
+    )
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)

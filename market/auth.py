@@ -1,6 +1,7 @@
 """Server side of Sign-In with Ethereum: single-use nonces with expiry, and sessions bound to the
 address that signed. Nonces are burned with one conditional UPDATE, so a replay (even a concurrent
 one) finds the nonce used; only a hash of each session token is stored."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,15 @@ def _hash(token: str) -> str:
 
 
 class Auth:
-    def __init__(self, store: Store, domain: str, chain_id: int | None, nonce_ttl_s: float = 300.0,
-                 session_ttl_s: float = 86400.0, skew_s: float = 60.0):
+    def __init__(
+        self,
+        store: Store,
+        domain: str,
+        chain_id: int | None,
+        nonce_ttl_s: float = 300.0,
+        session_ttl_s: float = 86400.0,
+        skew_s: float = 60.0,
+    ):
         self.store, self.domain, self.chain_id = store, domain, chain_id
         self.nonce_ttl_s, self.session_ttl_s, self.skew_s = nonce_ttl_s, session_ttl_s, skew_s
 
@@ -43,15 +51,22 @@ class Auth:
         """Verify a signed EIP-4361 message; returns (session token, address, expiry)."""
         now = time.time()
         try:
-            msg = siwe.verify(message, signature, domain=tuple(self.domain.split(",")), now=now, chain_id=self.chain_id,
-                              skew_s=self.skew_s)
+            msg = siwe.verify(
+                message,
+                signature,
+                domain=tuple(self.domain.split(",")),
+                now=now,
+                chain_id=self.chain_id,
+                skew_s=self.skew_s,
+            )
         except siwe.SiweError as e:
             raise AuthError(str(e)) from None
         with self.store.write() as s:
-            burned = s.execute(update(AuthNonce)
-                               .where(AuthNonce.nonce == msg.nonce, AuthNonce.used_at == 0.0,
-                                      AuthNonce.expires_at > now)
-                               .values(used_at=now)).rowcount
+            burned = s.execute(
+                update(AuthNonce)
+                .where(AuthNonce.nonce == msg.nonce, AuthNonce.used_at == 0.0, AuthNonce.expires_at > now)
+                .values(used_at=now)
+            ).rowcount
             if burned != 1:
                 row = s.get(AuthNonce, msg.nonce)
                 if row is None:

@@ -6,6 +6,7 @@ The relay's key comes from an environment variable (hex) or an encrypted keystor
 embedded chain a fresh operator key is generated and funded from eth-tester's unlocked accounts.
 Calls go through one lock: eth-tester is not thread-safe and the relay and API share the chain.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,6 +36,7 @@ def _cache_dir() -> Path:
 def compile_contract(path: Path | str) -> dict:
     """{"abi", "bytecode"} of a Vyper source, compiled once per (source, compiler) and cached."""
     import vyper
+
     src = Path(path).read_text()
     if vyper.__version__.split("+")[0] != VYPER_VERSION:
         raise RuntimeError(f"escrow is pinned to vyper {VYPER_VERSION}, found {vyper.__version__}")
@@ -60,11 +62,13 @@ def escrow_artifact() -> dict:
 def payout_id(bounty_id: int, submission_id: int) -> str:
     """The escrow's key for one payout: keccak256(abi.encode(bounty_id, submission_id))."""
     from eth_abi import encode
+
     return "0x" + Web3.keccak(encode(["uint256", "uint256"], [bounty_id, submission_id])).hex().removeprefix("0x")
 
 
-def load_key(key_env: str = "LOOPYLAB_CHAIN_KEY", keystore: str = "",
-             password_env: str = "LOOPYLAB_KEYSTORE_PASSWORD") -> LocalAccount:
+def load_key(
+    key_env: str = "LOOPYLAB_CHAIN_KEY", keystore: str = "", password_env: str = "LOOPYLAB_KEYSTORE_PASSWORD"
+) -> LocalAccount:
     if keystore:
         password = os.environ.get(password_env)
         if password is None:
@@ -100,8 +104,9 @@ class Chain:
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def embedded_chain(cls, deploy: bool = True) -> "Chain":
+    def embedded_chain(cls, deploy: bool = True) -> Chain:
         from web3 import EthereumTesterProvider
+
         w3 = Web3(EthereumTesterProvider())
         operator = Account.create()
         w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": operator.address, "value": 10**23})
@@ -111,7 +116,7 @@ class Chain:
         return chain
 
     @classmethod
-    def from_config(cls, cfg) -> "Chain":
+    def from_config(cls, cfg) -> Chain:
         if not cfg.chain_url:
             chain = cls.embedded_chain(deploy=not cfg.escrow_address)
             return chain
@@ -119,8 +124,9 @@ class Chain:
         operator = load_key(cfg.chain_key_env, cfg.keystore, cfg.keystore_password_env)
         chain = cls(w3, operator, cfg.escrow_address)
         if chain.escrow is None:
-            raise RuntimeError("on a JSON-RPC chain give the escrow address (deploy it once with "
-                               "`loopylab market deploy`)")
+            raise RuntimeError(
+                "on a JSON-RPC chain give the escrow address (deploy it once with `loopylab market deploy`)"
+            )
         return chain
 
     def deploy_escrow(self) -> str:
@@ -140,15 +146,24 @@ class Chain:
             block = self.w3.eth.get_block("latest")
             base = block.get("baseFeePerGas", 0) or 0
             tip = 10**9
-            return TxParams(self.chain_id,
-                            self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending")
-                            if nonce is None else nonce,
-                            2 * base + tip, tip)
+            return TxParams(
+                self.chain_id,
+                self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending")
+                if nonce is None
+                else nonce,
+                2 * base + tip,
+                tip,
+            )
 
     def _base_tx(self, sender: str, nonce: int | None = None, gas: int | None = None) -> dict:
         p = self.tx_params(sender, nonce)
-        tx = {"from": sender, "chainId": p.chain_id, "nonce": p.nonce, "maxFeePerGas": p.max_fee_per_gas,
-              "maxPriorityFeePerGas": p.max_priority_fee_per_gas}
+        tx = {
+            "from": sender,
+            "chainId": p.chain_id,
+            "nonce": p.nonce,
+            "maxFeePerGas": p.max_fee_per_gas,
+            "maxPriorityFeePerGas": p.max_priority_fee_per_gas,
+        }
         if gas:
             tx["gas"] = gas
         return tx
@@ -169,8 +184,9 @@ class Chain:
         if not self.embedded:
             raise RuntimeError("the faucet exists only on the embedded chain")
         with self.lock:
-            self.w3.eth.send_transaction({"from": self.w3.eth.accounts[0],
-                                          "to": Web3.to_checksum_address(to), "value": value})
+            self.w3.eth.send_transaction(
+                {"from": self.w3.eth.accounts[0], "to": Web3.to_checksum_address(to), "value": value}
+            )
 
     def time_travel(self, ts: int) -> None:
         """Embedded chain only: move block time forward (tests of refunds after the deadline)."""
@@ -203,9 +219,17 @@ class Chain:
         with self.lock:
             return list(getattr(self.escrow.events, name)().get_logs(from_block=from_block))
 
-    def fund_tx(self, sender: LocalAccount, bounty_id: int, requester: str, refund_after: int,
-                value: int, nonce: int | None = None) -> bytes:
+    def fund_tx(
+        self,
+        sender: LocalAccount,
+        bounty_id: int,
+        requester: str,
+        refund_after: int,
+        value: int,
+        nonce: int | None = None,
+    ) -> bytes:
         """A signed escrow.fund transaction (what a requester's client sends)."""
-        tx = self.escrow.functions.fund(bounty_id, Web3.to_checksum_address(requester), int(refund_after)) \
-            .build_transaction({**self._base_tx(sender.address, nonce, gas=200_000), "value": value})
+        tx = self.escrow.functions.fund(
+            bounty_id, Web3.to_checksum_address(requester), int(refund_after)
+        ).build_transaction({**self._base_tx(sender.address, nonce, gas=200_000), "value": value})
         return sender.sign_transaction(tx).raw_transaction

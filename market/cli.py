@@ -1,4 +1,5 @@
 """`loopylab market ...` (run the service) and `loopylab bounty ...` (use it with a local key file)."""
+
 from __future__ import annotations
 
 import json
@@ -13,16 +14,18 @@ from rich.console import Console
 from rich.table import Table
 
 log = logging.getLogger("loopylab.market.cli")
-console = Console(soft_wrap=True)   # long addresses and paths stay on one line
+console = Console(soft_wrap=True)  # long addresses and paths stay on one line
 err = Console(soft_wrap=True, stderr=True)
 
 DEFAULT_URL = os.environ.get("LOOPYLAB_MARKET_URL", "http://127.0.0.1:8000")
 DEFAULT_KEY = os.environ.get("LOOPYLAB_KEY", str(Path.home() / ".loopylab" / "key"))
 
-market_app = typer.Typer(help="Run the data market: HTTP API + web pages, SQL store, escrow relay.",
-                         no_args_is_help=True)
-bounty_app = typer.Typer(help="Post, claim, submit to and review data bounties (signs in with your key file).",
-                         no_args_is_help=True)
+market_app = typer.Typer(
+    help="Run the data market: HTTP API + web pages, SQL store, escrow relay.", no_args_is_help=True
+)
+bounty_app = typer.Typer(
+    help="Post, claim, submit to and review data bounties (signs in with your key file).", no_args_is_help=True
+)
 
 UrlOpt = typer.Option(DEFAULT_URL, "--url", help="Market server URL ($LOOPYLAB_MARKET_URL).")
 KeyOpt = typer.Option(DEFAULT_KEY, "--key", help="Your key file: hex private key or keystore JSON ($LOOPYLAB_KEY).")
@@ -31,6 +34,7 @@ KeyOpt = typer.Option(DEFAULT_KEY, "--key", help="Your key file: hex private key
 def _fail(msg: str, code: int = 1):
     """One line on stderr, then exit (2: bad input, 1: refused or unreachable)."""
     from rich.markup import escape
+
     err.print(f"[red]error:[/] {escape(msg)}", highlight=False)
     raise typer.Exit(code)
 
@@ -42,61 +46,97 @@ def register(app: typer.Typer) -> None:
 
 # ---------------------------------------------------------------------- market (server side)
 
+
 @market_app.command()
-def serve(host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-          port: int = typer.Option(8000, help="TCP port."),
-          db: str = typer.Option("", help="Database URL (default: SQLite file under --home; "
-                                          "postgresql+psycopg://user@host/db for PostgreSQL)."),
-          home: Path = typer.Option(None, help="Folder for market.db and uploaded blobs (default ~/.loopylab/market)."),
-          chain_url: str = typer.Option("", help="EVM JSON-RPC URL (default: in-process chain). The relay key comes "
-                                                 "from $LOOPYLAB_CHAIN_KEY or --keystore."),
-          keystore: str = typer.Option("", help="Encrypted keystore of the relay account (password in "
-                                                "$LOOPYLAB_KEYSTORE_PASSWORD)."),
-          escrow: str = typer.Option("", help="Escrow contract address on --chain-url (see `market deploy`)."),
-          confirmations: int = typer.Option(None, help="Blocks before a payout counts as final."),
-          config: Path = typer.Option(None, help="TOML file with a [market] table (same names as these options)."),
-          workers: int = typer.Option(1, help="uvicorn worker processes (>1 needs --db and a JSON-RPC chain; run "
-                                              "the relay in one of them with `market relay`).")):
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    db: str = typer.Option(
+        "", help="Database URL (default: SQLite file under --home; postgresql+psycopg://user@host/db for PostgreSQL)."
+    ),
+    home: Path = typer.Option(None, help="Folder for market.db and uploaded blobs (default ~/.loopylab/market)."),
+    chain_url: str = typer.Option(
+        "",
+        help="EVM JSON-RPC URL (default: in-process chain). The relay key comes "
+        "from $LOOPYLAB_CHAIN_KEY or --keystore.",
+    ),
+    keystore: str = typer.Option(
+        "", help="Encrypted keystore of the relay account (password in $LOOPYLAB_KEYSTORE_PASSWORD)."
+    ),
+    escrow: str = typer.Option("", help="Escrow contract address on --chain-url (see `market deploy`)."),
+    confirmations: int = typer.Option(None, help="Blocks before a payout counts as final."),
+    config: Path = typer.Option(None, help="TOML file with a [market] table (same names as these options)."),
+    workers: int = typer.Option(
+        1,
+        help="uvicorn worker processes (>1 needs --db and a JSON-RPC chain; run "
+        "the relay in one of them with `market relay`).",
+    ),
+):
     """Start the market. With no options: SQLite file + in-process EVM + a fresh escrow, nothing to set up."""
     import uvicorn
+
     from loopylab.market.api import create_app
     from loopylab.market.config import MarketConfig
-    cfg = MarketConfig.load(config, db_url=db or None, home=home, chain_url=chain_url or None,
-                            keystore=keystore or None, escrow_address=escrow or None, confirmations=confirmations,
-                            domain=f"{host}:{port}", base_url=f"http://{host}:{port}")
+
+    cfg = MarketConfig.load(
+        config,
+        db_url=db or None,
+        home=home,
+        chain_url=chain_url or None,
+        keystore=keystore or None,
+        escrow_address=escrow or None,
+        confirmations=confirmations,
+        domain=f"{host}:{port}",
+        base_url=f"http://{host}:{port}",
+    )
     if workers > 1:
         # each worker process builds its own app from the environment (uvicorn needs an import string)
-        os.environ.update({"LOOPYLAB_MARKET_DB_URL": cfg.database_url, "LOOPYLAB_MARKET_HOME": str(cfg.home),
-                           "LOOPYLAB_MARKET_DOMAIN": cfg.domain, "LOOPYLAB_MARKET_BASE_URL": cfg.base_url,
-                           "LOOPYLAB_MARKET_ESCROW_ADDRESS": cfg.escrow_address})
+        os.environ.update(
+            {
+                "LOOPYLAB_MARKET_DB_URL": cfg.database_url,
+                "LOOPYLAB_MARKET_HOME": str(cfg.home),
+                "LOOPYLAB_MARKET_DOMAIN": cfg.domain,
+                "LOOPYLAB_MARKET_BASE_URL": cfg.base_url,
+                "LOOPYLAB_MARKET_ESCROW_ADDRESS": cfg.escrow_address,
+            }
+        )
         if cfg.chain_url:
             os.environ["LOOPYLAB_CHAIN_URL"] = cfg.chain_url
         console.print(f"[bold]loopylab market[/] at http://{host}:{port}/ with {workers} workers")
         if not cfg.chain_url:
             console.print("[yellow]each worker gets its own in-process chain: use --chain-url for payouts[/]")
-        uvicorn.run("loopylab.market.api:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning")
+        uvicorn.run(
+            "loopylab.market.api:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning"
+        )
         return
     app = create_app(cfg)
     chain = app.state.market.chain
     console.print(f"[bold]loopylab market[/] at [link]http://{host}:{port}/[/]  (API docs: http://{host}:{port}/docs)")
     console.print(f"  database  {cfg.database_url}")
-    console.print(f"  chain     {'in-process EVM (test money; fresh at every start)' if chain.embedded else cfg.chain_url}"
-                  f"  chain id {chain.chain_id}")
+    console.print(
+        f"  chain     {'in-process EVM (test money; fresh at every start)' if chain.embedded else cfg.chain_url}"
+        f"  chain id {chain.chain_id}"
+    )
     console.print(f"  escrow    {chain.escrow.address}   relay account {chain.operator.address}")
     stale = app.state.market.bounties_on_other_escrows()
     if stale:
-        console.print(f"[yellow]  {len(stale)} open/closed bounties were funded on another escrow "
-                      f"(an earlier in-process chain?): their payouts cannot be paid here[/]")
+        console.print(
+            f"[yellow]  {len(stale)} open/closed bounties were funded on another escrow "
+            f"(an earlier in-process chain?): their payouts cannot be paid here[/]"
+        )
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @market_app.command()
-def deploy(chain_url: str = typer.Option(..., help="EVM JSON-RPC URL."),
-           keystore: str = typer.Option("", help="Keystore of the deploying (operator) account; else $LOOPYLAB_CHAIN_KEY.")):
+def deploy(
+    chain_url: str = typer.Option(..., help="EVM JSON-RPC URL."),
+    keystore: str = typer.Option("", help="Keystore of the deploying (operator) account; else $LOOPYLAB_CHAIN_KEY."),
+):
     """Deploy the escrow contract once on a real chain; prints its address for `serve --escrow`."""
     from web3 import Web3
+
     from loopylab.market.chain import Chain, load_key
+
     w3 = Web3(Web3.HTTPProvider(chain_url))
     chain = Chain(w3, load_key(keystore=keystore))
     console.print(chain.deploy_escrow())
@@ -106,6 +146,7 @@ def deploy(chain_url: str = typer.Option(..., help="EVM JSON-RPC URL."),
 def reconcile(url: str = UrlOpt):
     """Ask a running market to compare its DB payouts with the escrow's events and balance."""
     import httpx
+
     with httpx.Client(timeout=60) as h:
         r = _run(lambda: h.get(f"{url}/chain/reconcile").json())
     if r.get("ok"):
@@ -118,15 +159,17 @@ def reconcile(url: str = UrlOpt):
 
 # ---------------------------------------------------------------------- bounty (client side)
 
+
 def _client(url: str, key: str, rig_key: str | None = None):
     from loopylab.market.client import MarketClient, load_key_file
+
     try:
         account = load_key_file(key)
         rig = load_key_file(rig_key) if rig_key else None
     except FileNotFoundError as e:
         _fail(f"no key file {e.filename}: create one with `loopylab bounty keygen` (or pass --key)", 2)
     c = MarketClient(url, account, rig)
-    _current_context().call_on_close(c.close)   # no sockets left open when the command ends
+    _current_context().call_on_close(c.close)  # no sockets left open when the command ends
     _run(c.login)
     return c
 
@@ -141,8 +184,10 @@ def _current_context():
 
 def _run(fn):
     """Turn HTTP errors into one readable line and exit code 1."""
-    from loopylab.market.client import MarketHTTPError
     import httpx
+
+    from loopylab.market.client import MarketHTTPError
+
     try:
         return fn()
     except MarketHTTPError as e:
@@ -150,7 +195,7 @@ def _run(fn):
     except httpx.TransportError as e:
         try:
             where = f" at {e.request.url}"
-        except RuntimeError:   # no request attached
+        except RuntimeError:  # no request attached
             where = ""
         _fail(f"cannot reach the market{where}: {e or type(e).__name__} (is `loopylab market serve` running?)")
 
@@ -166,8 +211,9 @@ def _wei(amount: str) -> int:
     try:
         wei = int(a[:-3]) if a.endswith("wei") else int(Decimal(a.removesuffix("eth")) * 10**18)
     except (ValueError, ArithmeticError):
-        raise typer.BadParameter(f"{amount!r} is not an amount: say 0.01 (ETH), 0.01eth or 5000wei",
-                                 param_hint="--reward") from None
+        raise typer.BadParameter(
+            f"{amount!r} is not an amount: say 0.01 (ETH), 0.01eth or 5000wei", param_hint="--reward"
+        ) from None
     if wei <= 0:
         raise typer.BadParameter(f"{amount!r}: a reward must be more than 0", param_hint="--reward")
     return wei
@@ -177,6 +223,7 @@ def _wei(amount: str) -> int:
 def keygen(key: str = KeyOpt):
     """Create a new key file (hex private key, mode 600). Use it for --key or --rig-key."""
     from loopylab.market.client import new_key_file
+
     try:
         console.print(f"{key}: address {new_key_file(key)}")
     except FileExistsError as e:
@@ -192,21 +239,28 @@ def faucet(url: str = UrlOpt, key: str = KeyOpt):
 
 
 @bounty_app.command()
-def post(title: str = typer.Option(..., help="Short title."),
-         reward: str = typer.Option(..., help="Reward per accepted submission: ETH ('0.01') or wei ('5000wei')."),
-         slots: int = typer.Option(1, help="Number of submissions wanted."),
-         spec: Path = typer.Option(None, help="TOML with description, [task_spec] and [[acceptance]] checks "
-                                              "(the fields of market.terms.BountyTerms a spec may set)."),
-         description: str = typer.Option("", help="What to record and how."),
-         topic: list[str] = typer.Option(None, help="Required MCAP topic (repeatable)."),
-         hours: float = typer.Option(168, help="Deadline, hours from now."),
-         auto_approve_hours: float = typer.Option(72, help="Submissions not reviewed in time are approved."),
-         claim_minutes: float = typer.Option(60, help="How long a claimed slot is held."),
-         fund: bool = typer.Option(True, help="Sign and send the escrow funding transaction now."),
-         url: str = UrlOpt, key: str = KeyOpt):
+def post(
+    title: str = typer.Option(..., help="Short title."),
+    reward: str = typer.Option(..., help="Reward per accepted submission: ETH ('0.01') or wei ('5000wei')."),
+    slots: int = typer.Option(1, help="Number of submissions wanted."),
+    spec: Path = typer.Option(
+        None,
+        help="TOML with description, [task_spec] and [[acceptance]] checks "
+        "(the fields of market.terms.BountyTerms a spec may set).",
+    ),
+    description: str = typer.Option("", help="What to record and how."),
+    topic: list[str] = typer.Option(None, help="Required MCAP topic (repeatable)."),
+    hours: float = typer.Option(168, help="Deadline, hours from now."),
+    auto_approve_hours: float = typer.Option(72, help="Submissions not reviewed in time are approved."),
+    claim_minutes: float = typer.Option(60, help="How long a claimed slot is held."),
+    fund: bool = typer.Option(True, help="Sign and send the escrow funding transaction now."),
+    url: str = UrlOpt,
+    key: str = KeyOpt,
+):
     """Post a bounty and lock slots x reward in the escrow."""
     from loopylab.market.terms import load_spec
     from loopylab.world.config import ConfigError
+
     reward_wei = _wei(reward)
     terms: dict = {"description": description, "task_spec": {}, "acceptance": []}
     if spec:
@@ -217,9 +271,17 @@ def post(title: str = typer.Option(..., help="Short title."),
     if topic:
         terms["task_spec"]["topics"] = list(topic)
     c = _client(url, key)
-    b = _run(lambda: c.post_bounty(title=title, reward_wei=reward_wei, slots=slots,
-                                   deadline=time.time() + hours * 3600, auto_approve_s=auto_approve_hours * 3600,
-                                   claim_ttl_s=claim_minutes * 60, **terms))
+    b = _run(
+        lambda: c.post_bounty(
+            title=title,
+            reward_wei=reward_wei,
+            slots=slots,
+            deadline=time.time() + hours * 3600,
+            auto_approve_s=auto_approve_hours * 3600,
+            claim_ttl_s=claim_minutes * 60,
+            **terms,
+        )
+    )
     console.print(f"bounty {b['id']} posted (draft)")
     if fund:
         b = _run(lambda: c.fund(b["id"]))
@@ -230,12 +292,20 @@ def post(title: str = typer.Option(..., help="Short title."),
 def list_(state: str = typer.Option(None, help="draft|open|closed|refunded|cancelled"), url: str = UrlOpt):
     """Bounties on the market (no sign-in needed)."""
     import httpx
+
     with httpx.Client(timeout=30) as h:
         rows = _run(lambda: h.get(f"{url}/bounties", params={"state": state} if state else {}).json())
     t = Table("id", "title", "state", "reward", "free", "approved", "deadline")
     for b in rows:
-        t.add_row(str(b["id"]), b["title"], b["state"], _eth(b["reward_wei"]), f"{b['slots_free']}/{b['slots']}",
-                  str(b["approved"]), time.strftime("%Y-%m-%d %H:%M", time.gmtime(b["deadline"])))
+        t.add_row(
+            str(b["id"]),
+            b["title"],
+            b["state"],
+            _eth(b["reward_wei"]),
+            f"{b['slots_free']}/{b['slots']}",
+            str(b["approved"]),
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(b["deadline"])),
+        )
     console.print(t)
 
 
@@ -244,8 +314,26 @@ def show(bounty_id: int, url: str = UrlOpt, key: str = KeyOpt):
     """A bounty's terms and the submissions you may see (all of them if it is yours)."""
     c = _client(url, key)
     b = _run(lambda: c.request("GET", f"/bounties/{bounty_id}"))
-    console.print_json(json.dumps({k: b[k] for k in ("id", "title", "state", "description", "task_spec", "acceptance",
-                                                     "slots", "slots_free", "approved", "reward_wei", "escrow_address")}))
+    console.print_json(
+        json.dumps(
+            {
+                k: b[k]
+                for k in (
+                    "id",
+                    "title",
+                    "state",
+                    "description",
+                    "task_spec",
+                    "acceptance",
+                    "slots",
+                    "slots_free",
+                    "approved",
+                    "reward_wei",
+                    "escrow_address",
+                )
+            }
+        )
+    )
     subs = _run(lambda: c.request("GET", f"/bounties/{bounty_id}/submissions"))
     t = Table("submission", "contributor", "state", "failed checks / reason")
     for s in subs:
@@ -258,18 +346,27 @@ def claim(bounty_id: int, url: str = UrlOpt, key: str = KeyOpt):
     """Reserve a slot on a bounty (held for the bounty's claim time)."""
     c = _client(url, key)
     r = _run(lambda: c.claim(bounty_id))
-    console.print(f"claim {r['id']} on bounty {bounty_id}, held until "
-                  f"{time.strftime('%H:%M:%S UTC', time.gmtime(r['expires_at']))}")
+    console.print(
+        f"claim {r['id']} on bounty {bounty_id}, held until "
+        f"{time.strftime('%H:%M:%S UTC', time.gmtime(r['expires_at']))}"
+    )
 
 
 @bounty_app.command()
-def submit(claim_id: int, folder: Path = typer.Argument(..., exists=True, help="Recording folder from "
-                                                                                 "`loopylab run`, or one .mcap from `loopylab record`."),
-           rig_key: str = typer.Option(None, help="The rig's key file (signs the manifest); default: --key."),
-           url: str = UrlOpt, key: str = KeyOpt):
+def submit(
+    claim_id: int,
+    folder: Path = typer.Argument(
+        ..., exists=True, help="Recording folder from `loopylab run`, or one .mcap from `loopylab record`."
+    ),
+    rig_key: str = typer.Option(None, help="The rig's key file (signs the manifest); default: --key."),
+    url: str = UrlOpt,
+    key: str = KeyOpt,
+):
     """Upload a recording folder, sign its manifest with the rig key and submit it on a claim."""
     from rich.progress import Progress
+
     from loopylab.market import manifest as mf
+
     c = _client(url, key, rig_key)
     _run(lambda: c.register_rig(label=Path(rig_key or key).name))
     bounty_id = _run(lambda: c.request("GET", f"/claims/{claim_id}"))["bounty_id"]
@@ -289,15 +386,21 @@ def submit(claim_id: int, folder: Path = typer.Argument(..., exists=True, help="
 
 
 @bounty_app.command()
-def review(submission_id: int, approve: bool = typer.Option(None, "--approve/--reject", help="Your decision."),
-           reason: str = typer.Option("", help="Required with --reject: what the contributor should fix."),
-           url: str = UrlOpt, key: str = KeyOpt):
+def review(
+    submission_id: int,
+    approve: bool = typer.Option(None, "--approve/--reject", help="Your decision."),
+    reason: str = typer.Option("", help="Required with --reject: what the contributor should fix."),
+    url: str = UrlOpt,
+    key: str = KeyOpt,
+):
     """Approve a submission (its payout is queued) or reject it with a reason."""
     if approve is None:
         _fail("say --approve or --reject", 2)
     c = _client(url, key)
     s = _run(lambda: c.review(submission_id, approve, reason))
-    console.print(f"submission {submission_id}: {s['state']}" + (f", payout {s['payout']['state']}" if s["payout"] else ""))
+    console.print(
+        f"submission {submission_id}: {s['state']}" + (f", payout {s['payout']['state']}" if s["payout"] else "")
+    )
 
 
 @bounty_app.command()

@@ -3,15 +3,16 @@
 It signs in with SIWE using a local key, signs funding transactions and rig manifests itself, uploads
 files and submits recording folders. Any httpx.Client works as transport (FastAPI's TestClient too).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
-from urllib.parse import urlparse
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
@@ -83,17 +84,25 @@ class MarketClient:
         # the domain is the one we connect to (never what the server claims): a phishing server
         # relaying another market's nonce gets a message that market refuses
         domain = urlparse(str(self.http.base_url)).netloc or nonce_info["domain"]
-        fields = dict(domain=domain, address=self.address, uri=nonce_info["uri"],
-                      chain_id=nonce_info["chain_id"], nonce=nonce_info["nonce"], issued_at=siwe.iso(time.time()),
-                      statement="Sign in to the loopylab data market.",
-                      expiration_time=siwe.iso(time.time() + 600))
+        fields = dict(
+            domain=domain,
+            address=self.address,
+            uri=nonce_info["uri"],
+            chain_id=nonce_info["chain_id"],
+            nonce=nonce_info["nonce"],
+            issued_at=siwe.iso(time.time()),
+            statement="Sign in to the loopylab data market.",
+            expiration_time=siwe.iso(time.time() + 600),
+        )
         fields.update(overrides)
         return siwe.SiweMessage(**fields)
 
     def login(self) -> str:
         info = self.request("POST", "/auth/nonce")
         msg = self.siwe_message(info)
-        out = self.request("POST", "/auth/login", json={"message": msg.to_text(), "signature": siwe.sign(msg, self.account)})
+        out = self.request(
+            "POST", "/auth/login", json={"message": msg.to_text(), "signature": siwe.sign(msg, self.account)}
+        )
         self.token = out["token"]
         self.http.cookies.clear()  # the bearer token authenticates this client; the cookie is for browsers
         return self.token
@@ -108,9 +117,16 @@ class MarketClient:
     def fund(self, bounty_id: int) -> dict:
         """Sign the escrow.fund transaction the server describes and let the server broadcast it."""
         req = self.request("GET", f"/bounties/{bounty_id}/funding")
-        tx = {"to": req["to"], "value": int(req["value"]), "data": req["data"], "chainId": req["chain_id"],
-              "nonce": req["nonce"], "gas": req["gas"], "maxFeePerGas": req["max_fee_per_gas"],
-              "maxPriorityFeePerGas": req["max_priority_fee_per_gas"]}
+        tx = {
+            "to": req["to"],
+            "value": int(req["value"]),
+            "data": req["data"],
+            "chainId": req["chain_id"],
+            "nonce": req["nonce"],
+            "gas": req["gas"],
+            "maxFeePerGas": req["max_fee_per_gas"],
+            "maxPriorityFeePerGas": req["max_priority_fee_per_gas"],
+        }
         raw = self.account.sign_transaction(tx).raw_transaction
         return self.request("POST", f"/bounties/{bounty_id}/fund", json={"raw_tx": "0x" + raw.hex().removeprefix("0x")})
 
@@ -124,17 +140,24 @@ class MarketClient:
     def register_rig(self, label: str = "") -> dict:
         text = mf.rig_registration_text(self.rig.address, self.address)
         sig = self.rig.sign_message(encode_defunct(text=text)).signature.hex()
-        return self.request("POST", "/rigs", json={"address": self.rig.address, "signature": "0x" + sig.removeprefix("0x"),
-                                                   "label": label})
+        return self.request(
+            "POST",
+            "/rigs",
+            json={"address": self.rig.address, "signature": "0x" + sig.removeprefix("0x"), "label": label},
+        )
 
     def upload(self, path: Path) -> dict:
         def chunks():
             with open(path, "rb") as f:
                 while chunk := f.read(1 << 20):
                     yield chunk
-        return self.request("PUT", "/blobs", content=chunks(),
-                            headers={"Content-Type": "application/octet-stream",
-                                     "Content-Length": str(Path(path).stat().st_size)})
+
+        return self.request(
+            "PUT",
+            "/blobs",
+            content=chunks(),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(Path(path).stat().st_size)},
+        )
 
     def submit_folder(self, claim_id: int, folder: Path, bounty_id: int | None = None) -> dict:
         if bounty_id is None:
@@ -146,8 +169,11 @@ class MarketClient:
         return self.submit(claim_id, manifest)
 
     def submit(self, claim_id: int, manifest: dict, signature: str | None = None) -> dict:
-        return self.request("POST", f"/claims/{claim_id}/submission",
-                            json={"manifest": manifest, "signature": signature or mf.sign(manifest, self.rig)})
+        return self.request(
+            "POST",
+            f"/claims/{claim_id}/submission",
+            json={"manifest": manifest, "signature": signature or mf.sign(manifest, self.rig)},
+        )
 
     def withdraw(self) -> dict:
         return self.request("POST", "/withdraw")

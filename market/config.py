@@ -3,6 +3,7 @@
 Environment variables override the defaults (`LOOPYLAB_MARKET_DB`, `LOOPYLAB_CHAIN_URL`, ...), and
 `MarketConfig.load(path)` reads the same names from a TOML file's `[market]` table.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,25 +19,25 @@ def _default_home() -> Path:
 
 @dataclass
 class MarketConfig:
-    db_url: str = ""                      # empty: SQLite file under `home`
-    home: Path = field(default_factory=_default_home)   # blobs/ and market.db live here
-    domain: str = "localhost:8000"        # SIWE domain(s) this server answers for: host[:port][,host[:port]...]
+    db_url: str = ""  # empty: SQLite file under `home`
+    home: Path = field(default_factory=_default_home)  # blobs/ and market.db live here
+    domain: str = "localhost:8000"  # SIWE domain(s) this server answers for: host[:port][,host[:port]...]
     base_url: str = "http://localhost:8000"
-    nonce_ttl_s: float = 300.0            # SIWE nonce lifetime
+    nonce_ttl_s: float = 300.0  # SIWE nonce lifetime
     session_ttl_s: float = 24 * 3600.0
-    clock_skew_s: float = 60.0            # tolerated difference in SIWE "Issued At"
+    clock_skew_s: float = 60.0  # tolerated difference in SIWE "Issued At"
     max_upload_bytes: int = 256 * 1024 * 1024
     default_claim_ttl_s: float = 3600.0
     max_slots: int = 10_000
     near_duplicate_threshold: float = 0.9  # estimated Jaccard similarity of content shingles
     # chain: empty URL = in-process EVM (eth-tester / py-evm)
     chain_url: str = ""
-    chain_key_env: str = "LOOPYLAB_CHAIN_KEY"      # hex private key of the relay (operator) account
-    keystore: str = ""                              # or an encrypted keystore file ...
+    chain_key_env: str = "LOOPYLAB_CHAIN_KEY"  # hex private key of the relay (operator) account
+    keystore: str = ""  # or an encrypted keystore file ...
     keystore_password_env: str = "LOOPYLAB_KEYSTORE_PASSWORD"  # ... and where its password is
-    escrow_address: str = ""              # empty: deploy a fresh escrow (embedded chain) on start
-    confirmations: int = 0                # blocks on top of the receipt before a payout is final
-    background_interval_s: float = 1.0    # sweeper (claim expiry, auto-approve) and relay period
+    escrow_address: str = ""  # empty: deploy a fresh escrow (embedded chain) on start
+    confirmations: int = 0  # blocks on top of the receipt before a payout is final
+    background_interval_s: float = 1.0  # sweeper (claim expiry, auto-approve) and relay period
     run_background: bool = True
 
     def __post_init__(self):
@@ -51,7 +52,7 @@ class MarketConfig:
         return self.home / "blobs"
 
     @classmethod
-    def load(cls, path: str | Path | None = None, **overrides) -> "MarketConfig":
+    def load(cls, path: str | Path | None = None, **overrides) -> MarketConfig:
         cfg = cls()
         names = {f.name: f.type for f in fields(cls)}
         values = {}
@@ -63,7 +64,9 @@ class MarketConfig:
             env = os.environ.get(f"LOOPYLAB_MARKET_{name.upper()}")
             if env is not None:
                 default = getattr(cfg, name)
-                values[name] = type(default)(env) if not isinstance(default, bool) else env.lower() in ("1", "true", "yes")
+                values[name] = (
+                    type(default)(env) if not isinstance(default, bool) else env.lower() in ("1", "true", "yes")
+                )
         if os.environ.get("LOOPYLAB_CHAIN_URL"):
             values.setdefault("chain_url", os.environ["LOOPYLAB_CHAIN_URL"])
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -5,20 +5,21 @@ claims never both read "9 of 10 slots taken"); PostgreSQL by URL (rows locked wi
 UPDATE). The schema is created and upgraded only by the Alembic migrations in market/migrations/.
 Times are unix seconds (float); wei amounts are decimal strings (they overflow 64-bit integers).
 """
+
 from __future__ import annotations
 
 import contextlib
 import time
 from pathlib import Path
 
-from sqlalchemy import (JSON, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator,
-                        create_engine, event)
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
 class Wei(TypeDecorator):
     """Non-negative integer of any size, stored as a decimal string."""
+
     impl = String(80)
     cache_ok = True
 
@@ -43,8 +44,8 @@ class Bounty(Base):
     requester: Mapped[str] = mapped_column(String(42), index=True)
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
-    task_spec: Mapped[dict] = mapped_column(JSON, default=dict)      # topics, protocol, data schema
-    acceptance: Mapped[list] = mapped_column(JSON, default=list)     # plausibility checks (verify.py)
+    task_spec: Mapped[dict] = mapped_column(JSON, default=dict)  # topics, protocol, data schema
+    acceptance: Mapped[list] = mapped_column(JSON, default=list)  # plausibility checks (verify.py)
     slots: Mapped[int] = mapped_column(Integer)
     reward_wei: Mapped[int] = mapped_column(Wei)
     deadline: Mapped[float] = mapped_column(Float)
@@ -85,6 +86,7 @@ class Blob(Base):
 
 class BlobOwner(Base):
     """Who uploaded which content (the same bytes may be uploaded by several people)."""
+
     __tablename__ = "blob_owners"
     sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), primary_key=True)
     owner: Mapped[str] = mapped_column(String(42), primary_key=True)
@@ -101,8 +103,8 @@ class Submission(Base):
     manifest_sha256: Mapped[str] = mapped_column(String(64), index=True)
     signature: Mapped[str] = mapped_column(String(140))
     state: Mapped[str] = mapped_column(String(16), index=True)
-    checks: Mapped[list] = mapped_column(JSON, default=list)         # [{name, ok, detail}]
-    fingerprint: Mapped[list] = mapped_column(JSON, default=list)    # MinHash of the content
+    checks: Mapped[list] = mapped_column(JSON, default=list)  # [{name, ok, detail}]
+    fingerprint: Mapped[list] = mapped_column(JSON, default=list)  # MinHash of the content
     reason: Mapped[str] = mapped_column(Text, default="")
     reviewed_by: Mapped[str] = mapped_column(String(42), default="")  # address, or "auto"
     created_at: Mapped[float] = mapped_column(Float, default=now)
@@ -118,9 +120,10 @@ class SubmissionFile(Base):
 
 class Payout(Base):
     """The outbox row of one approved submission, then the record of its transaction."""
+
     __tablename__ = "payouts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    payout_id: Mapped[str] = mapped_column(String(66), unique=True)   # keccak(bounty_id, submission_id)
+    payout_id: Mapped[str] = mapped_column(String(66), unique=True)  # keccak(bounty_id, submission_id)
     bounty_id: Mapped[int] = mapped_column(ForeignKey("bounties.id"), index=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
     payee: Mapped[str] = mapped_column(String(42), index=True)
@@ -162,6 +165,7 @@ class AuthSession(Base):
 
 class ChainAccount(Base):
     """The relay's next transaction nonce per sender: a DB counter, so a crash never reuses one."""
+
     __tablename__ = "chain_accounts"
     address: Mapped[str] = mapped_column(String(42), primary_key=True)
     next_nonce: Mapped[int] = mapped_column(Integer)
@@ -174,6 +178,7 @@ class Setting(Base):
 
 
 # ---------------------------------------------------------------- engines and transactions
+
 
 class Store:
     """Engines and sessions for one database URL. Use `with store.write() as s:` for anything that
@@ -228,7 +233,7 @@ def _sqlite_engine(url: str, immediate: bool, **kwargs) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None           # we issue BEGIN ourselves (pysqlite's is broken)
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (pysqlite's is broken)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
@@ -247,5 +252,6 @@ def lock(session: Session, model, key):
     """Load a row for update: SELECT ... FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE write
     transaction already holds the database's write lock."""
     from sqlalchemy import select
+
     pk = model.__mapper__.primary_key[0]
     return session.execute(select(model).where(pk == key).with_for_update()).scalar_one_or_none()

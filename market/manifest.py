@@ -1,5 +1,6 @@
 """Submission manifests: which files (path, sha256, size) a rig recorded for which bounty, signed by
 the rig's key (EIP-191 over the canonical JSON), so data cannot be swapped after recording."""
+
 from __future__ import annotations
 
 import hashlib
@@ -39,10 +40,16 @@ def build(folder: Path, bounty_id: int, rig: str) -> dict:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
         raise ValueError(f"{folder} holds no files")
-    return {"version": MANIFEST_VERSION, "bounty_id": int(bounty_id), "rig": rig,
-            "created_at": int(time.time()),
-            "files": [{"path": p.relative_to(folder).as_posix(), "sha256": file_sha256(p),
-                       "size": p.stat().st_size} for p in files]}
+    return {
+        "version": MANIFEST_VERSION,
+        "bounty_id": int(bounty_id),
+        "rig": rig,
+        "created_at": int(time.time()),
+        "files": [
+            {"path": p.relative_to(folder).as_posix(), "sha256": file_sha256(p), "size": p.stat().st_size}
+            for p in files
+        ],
+    }
 
 
 def sign(manifest: dict, rig_account) -> str:

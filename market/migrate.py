@@ -1,4 +1,5 @@
 """Schema migrations: bring any database to the newest Alembic revision (market/migrations/)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +22,8 @@ def alembic_config(url: str) -> Config:
 def upgrade(store, revision: str = "head") -> None:
     """Migrate the store's database (uses its write engine, so SQLite gets WAL and a write lock)."""
     import logging
-    logging.getLogger("alembic").setLevel(logging.WARNING)   # one line per plugin is noise at startup
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per plugin is noise at startup
     cfg = alembic_config(store.url)
     with store.engine.begin() as conn:
         cfg.attributes["connection"] = conn

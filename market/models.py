@@ -5,6 +5,7 @@ generated from these, so every route's answer is typed there.
 A response model forbids extra keys too: a service view that grows a key the model does not list fails the
 tests loudly instead of vanishing from the API.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,6 +17,7 @@ from loopylab.market.terms import BountyTerms, Strict, derive
 
 class Out(BaseModel):
     """A response body: every key always present (so the OpenAPI schema marks them all required)."""
+
     model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
@@ -32,6 +34,7 @@ class _BountyKey(Out):
 class BountyOut(BountyTerms, _BountyKey):
     """A bounty: its id and requester, its terms, then what the market knows about it. (Field order follows
     the bases right to left: id, requester, the terms, then these.)"""
+
     model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
     state: str
     created_at: float
@@ -44,12 +47,17 @@ class BountyOut(BountyTerms, _BountyKey):
 
 
 class FundIn(Strict):
-    raw_tx: str | None = Field(None, max_length=20_000, pattern=r"^(0x)?[0-9a-fA-F]*$",
-                               description="the requester's signed escrow.fund transaction; omit if already sent")
+    raw_tx: str | None = Field(
+        None,
+        max_length=20_000,
+        pattern=r"^(0x)?[0-9a-fA-F]*$",
+        description="the requester's signed escrow.fund transaction; omit if already sent",
+    )
 
 
 class FundingOut(Out):
     """The escrow.fund transaction the requester's wallet signs."""
+
     to: str
     value: str
     data: str
@@ -62,6 +70,7 @@ class FundingOut(Out):
 
 
 # ---------------------------------------------------------------------- sign-in
+
 
 class LoginIn(Strict):
     message: str = Field(max_length=8192, description="the EIP-4361 message text that was signed")
@@ -92,6 +101,7 @@ class AddressOut(Out):
 
 # ---------------------------------------------------------------------- claims, rigs, uploads, submissions
 
+
 class ClaimOut(Out):
     id: int
     bounty_id: int
@@ -102,8 +112,9 @@ class ClaimOut(Out):
 
 class RigIn(Strict):
     address: str = Field(max_length=42)
-    signature: str = Field(max_length=200, description="rig key's EIP-191 signature of "
-                                                       "'loopylab rig <rig> belongs to <your address>'")
+    signature: str = Field(
+        max_length=200, description="rig key's EIP-191 signature of 'loopylab rig <rig> belongs to <your address>'"
+    )
     label: str = Field("", max_length=200)
 
 
@@ -160,6 +171,7 @@ class SubmissionOut(Out):
 
 
 # ---------------------------------------------------------------------- money, standings, chain
+
 
 class WithdrawOut(Out):
     address: str

@@ -15,6 +15,7 @@ receipt read on restart). The escrow refuses a second release of the same payout
 DB update cannot pay twice. The chain is the record of who was paid: `reconcile()` compares it with
 the DB and reports every mismatch.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,7 +43,7 @@ class Relay:
     store: Store
     chain: Chain
     confirmations: int = 0
-    crash_at: str | None = None          # "signed" | "broadcast": die right after that step
+    crash_at: str | None = None  # "signed" | "broadcast": die right after that step
     batch: int = 100
     receipt_timeout_s: float = 120.0
     stats: Counter = field(default_factory=Counter)
@@ -50,7 +51,7 @@ class Relay:
     def run_once(self) -> Counter:
         with self.chain.lock:
             before = self.stats.copy()
-            self.confirm()          # first: a reorged payout goes back to signed and is re-sent below
+            self.confirm()  # first: a reorged payout goes back to signed and is re-sent below
             self.sign_pending()
             self.send_signed()
             self.confirm()
@@ -72,7 +73,7 @@ class Relay:
                 acct = ChainAccount(address=sender, next_nonce=chain_next)
                 s.add(acct)
             acct.next_nonce = max(acct.next_nonce, chain_next)  # other operator txs (withdraw_for) moved it
-            fees = self.chain.tx_params(sender, acct.next_nonce)   # one fee quote per batch
+            fees = self.chain.tx_params(sender, acct.next_nonce)  # one fee quote per batch
             for p in payouts:
                 self._sign(p, acct.next_nonce, fees)
                 acct.next_nonce += 1
@@ -83,10 +84,16 @@ class Relay:
 
     def _sign(self, p: Payout, nonce: int, params=None) -> None:
         params = params or self.chain.tx_params(self.chain.operator.address, nonce)
-        tx = self.chain.escrow.functions.release(p.bounty_id, p.submission_id, p.payee, p.amount_wei) \
-            .build_transaction({"from": self.chain.operator.address, "nonce": nonce, "gas": RELEASE_GAS,
-                                "chainId": params.chain_id, "maxFeePerGas": params.max_fee_per_gas,
-                                "maxPriorityFeePerGas": params.max_priority_fee_per_gas})
+        tx = self.chain.escrow.functions.release(p.bounty_id, p.submission_id, p.payee, p.amount_wei).build_transaction(
+            {
+                "from": self.chain.operator.address,
+                "nonce": nonce,
+                "gas": RELEASE_GAS,
+                "chainId": params.chain_id,
+                "maxFeePerGas": params.max_fee_per_gas,
+                "maxPriorityFeePerGas": params.max_priority_fee_per_gas,
+            }
+        )
         signed = self.chain.operator.sign_transaction(tx)
         p.sender, p.tx_nonce = self.chain.operator.address, nonce
         p.raw_tx = "0x" + signed.raw_transaction.hex().removeprefix("0x")
@@ -96,8 +103,9 @@ class Relay:
     # ------------------------------------------------------------------ 2 + 3. send and settle
     def send_signed(self) -> int:
         with self.store.read() as s:
-            ids = list(s.scalars(select(Payout.id).where(Payout.state == PayoutState.signed.value)
-                                 .order_by(Payout.tx_nonce)))
+            ids = list(
+                s.scalars(select(Payout.id).where(Payout.state == PayoutState.signed.value).order_by(Payout.tx_nonce))
+            )
         for pid in ids:
             self._send_one(pid)
         return len(ids)
@@ -128,12 +136,12 @@ class Relay:
             if self.chain.is_released(p.payout_id):
                 self._settle_from_event(row_id)
             elif self.chain.w3.eth.get_transaction_count(p.sender, "latest") > p.tx_nonce:
-                self._resign(row_id)   # our nonce was used by another tx: sign again with a new one
+                self._resign(row_id)  # our nonce was used by another tx: sign again with a new one
             return
         if rcpt.status == 1:
             self._mark_mined(row_id, rcpt)
         elif self.chain.is_released(p.payout_id):
-            self._settle_from_event(row_id)   # a twin tx released it first: paid once, by the twin
+            self._settle_from_event(row_id)  # a twin tx released it first: paid once, by the twin
         else:
             with self.store.write() as s:
                 p = lock(s, Payout, row_id)
@@ -186,14 +194,15 @@ class Relay:
 
         def block_hash(number: int) -> str | None:
             if number not in hashes:
-                hashes[number] = ("0x" + bytes(self.chain.w3.eth.get_block(number).hash).hex()
-                                  if number <= head else None)
+                hashes[number] = (
+                    "0x" + bytes(self.chain.w3.eth.get_block(number).hash).hex() if number <= head else None
+                )
             return hashes[number]
 
         with self.store.write() as s:
             for p in s.scalars(select(Payout).where(Payout.state == PayoutState.mined.value)):
                 if block_hash(p.block_number) != p.block_hash:
-                    advance(p, PayoutState, PayoutState.signed)   # reorged away: send again
+                    advance(p, PayoutState, PayoutState.signed)  # reorged away: send again
                     p.block_number, p.block_hash = -1, ""
                     self.stats["reorged"] += 1
                 elif head - p.block_number >= self.confirmations:
@@ -208,6 +217,7 @@ class Relay:
 
 
 # ---------------------------------------------------------------------- reconciliation
+
 
 def double_pays(chain: Chain) -> int:
     """Released events beyond the first per payout id (the escrow should make this 0)."""
@@ -231,11 +241,19 @@ def reconcile(store: Store, chain: Chain) -> list[str]:
     for pid, ev in released.items():
         p = payouts.get(pid)
         if p is None:
-            problems.append(f"chain released {pid} (bounty {ev.bounty_id}, submission {ev.submission_id}) "
-                            f"with no payout in the DB")
+            problems.append(
+                f"chain released {pid} (bounty {ev.bounty_id}, submission {ev.submission_id}) with no payout in the DB"
+            )
             continue
-        if (p.bounty_id, p.submission_id, p.payee, p.amount_wei) != (ev.bounty_id, ev.submission_id, ev.payee, ev.amount):
-            problems.append(f"payout {pid}: DB ({p.payee}, {p.amount_wei}) differs from chain ({ev.payee}, {ev.amount})")
+        if (p.bounty_id, p.submission_id, p.payee, p.amount_wei) != (
+            ev.bounty_id,
+            ev.submission_id,
+            ev.payee,
+            ev.amount,
+        ):
+            problems.append(
+                f"payout {pid}: DB ({p.payee}, {p.amount_wei}) differs from chain ({ev.payee}, {ev.amount})"
+            )
         if p.state not in ("mined", "final"):
             problems.append(f"payout {pid} is paid on chain but {p.state} in the DB")
     for pid, p in payouts.items():

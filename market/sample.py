@@ -1,6 +1,7 @@
 """Synthetic recordings for tests, benchmarks and the docs' walkthrough: an MCAP file with a wrist
 wrench and joint states at declared rates (JSON channels, readable without the bus), plus a lab
 notebook. `perturb` makes a near-copy (re-timed, tiny noise) to exercise duplicate detection."""
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,19 @@ NOTEBOOK = """<|question_start|>estimate friction of red_block within 0.05<|ques
 """
 
 
-def write_recording(folder: Path, seed: int = 0, seconds: float = 1.0, wrench_hz: float = 100.0,
-                    joint_hz: float = 50.0, friction: float = 0.4, start_ns: int = 1_700_000_000_000_000_000,
-                    noise: float = 0.0, force_offset: float = 0.0, notebook: bool = True,
-                    stamp_glitch_at: int | None = None) -> Path:
+def write_recording(
+    folder: Path,
+    seed: int = 0,
+    seconds: float = 1.0,
+    wrench_hz: float = 100.0,
+    joint_hz: float = 50.0,
+    friction: float = 0.4,
+    start_ns: int = 1_700_000_000_000_000_000,
+    noise: float = 0.0,
+    force_offset: float = 0.0,
+    notebook: bool = True,
+    stamp_glitch_at: int | None = None,
+) -> Path:
     """A recording folder like `loopylab record` leaves: recording.mcap (+ notebook.nb)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -33,15 +43,36 @@ def write_recording(folder: Path, seed: int = 0, seconds: float = 1.0, wrench_hz
     for i, f in enumerate(walk):
         f = f + force_offset + (jitter.normal(0, noise, 3) if noise else 0)
         stamp = start_ns + int((i - (i == stamp_glitch_at)) * 1e9 / wrench_hz)  # a glitch repeats a stamp
-        events.append((start_ns + int(i * 1e9 / wrench_hz), "wrist/wrench",
-                       {"seq": i, "stamp_ns": stamp, "frame_id": "tool0",
-                        "force": [float(x) for x in f], "torque": [0.0, 0.0, 0.0]}))
+        events.append(
+            (
+                start_ns + int(i * 1e9 / wrench_hz),
+                "wrist/wrench",
+                {
+                    "seq": i,
+                    "stamp_ns": stamp,
+                    "frame_id": "tool0",
+                    "force": [float(x) for x in f],
+                    "torque": [0.0, 0.0, 0.0],
+                },
+            )
+        )
     for i, q in enumerate(joints):
         q = q + (jitter.normal(0, noise, 7) if noise else 0)
-        events.append((start_ns + int(i * 1e9 / joint_hz), "arm/joint_state",
-                       {"seq": i, "stamp_ns": start_ns + int(i * 1e9 / joint_hz), "frame_id": "",
-                        "name": [f"j{k}" for k in range(7)], "position": [float(x) for x in q],
-                        "velocity": [0.0] * 7, "effort": [0.0] * 7}))
+        events.append(
+            (
+                start_ns + int(i * 1e9 / joint_hz),
+                "arm/joint_state",
+                {
+                    "seq": i,
+                    "stamp_ns": start_ns + int(i * 1e9 / joint_hz),
+                    "frame_id": "",
+                    "name": [f"j{k}" for k in range(7)],
+                    "position": [float(x) for x in q],
+                    "velocity": [0.0] * 7,
+                    "effort": [0.0] * 7,
+                },
+            )
+        )
     events.sort(key=lambda e: e[0])
     with open(folder / "recording.mcap", "wb") as fh:
         w = Writer(fh)
@@ -60,13 +91,24 @@ def write_recording(folder: Path, seed: int = 0, seconds: float = 1.0, wrench_hz
 
 def standard_bounty(reward_wei: int = 10**16, slots: int = 3, **over) -> dict:
     """Terms asking for the sample recording's topics with plausibility checks it passes."""
-    terms = dict(title="Push friction of household objects", description="Push a block 10 cm at 5 cm/s.",
-                 task_spec={"topics": ["wrist/wrench", "arm/joint_state"], "notebook": True,
-                            "protocol": "push +x 0.10 m at 0.05 m/s"},
-                 acceptance=[{"check": "range", "topic": "wrist/wrench", "field": "force.2", "min": -50, "max": 50},
-                             {"check": "monotonic", "topic": "*"},
-                             {"check": "rate", "topic": "wrist/wrench", "hz": 100, "tolerance": 0.1},
-                             {"check": "notebook_range", "quantity": "friction", "min": 0.05, "max": 1.5}],
-                 slots=slots, reward_wei=reward_wei, auto_approve_s=3600, claim_ttl_s=600)
+    terms = dict(
+        title="Push friction of household objects",
+        description="Push a block 10 cm at 5 cm/s.",
+        task_spec={
+            "topics": ["wrist/wrench", "arm/joint_state"],
+            "notebook": True,
+            "protocol": "push +x 0.10 m at 0.05 m/s",
+        },
+        acceptance=[
+            {"check": "range", "topic": "wrist/wrench", "field": "force.2", "min": -50, "max": 50},
+            {"check": "monotonic", "topic": "*"},
+            {"check": "rate", "topic": "wrist/wrench", "hz": 100, "tolerance": 0.1},
+            {"check": "notebook_range", "quantity": "friction", "min": 0.05, "max": 1.5},
+        ],
+        slots=slots,
+        reward_wei=reward_wei,
+        auto_approve_s=3600,
+        claim_ttl_s=600,
+    )
     terms.update(over)
     return terms

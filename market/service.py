@@ -6,6 +6,7 @@ Every state change goes through `states.advance`; every write is one DB transact
 writes the payout's outbox row in the same transaction (the relay pays it later, exactly once).
 Errors are `MarketError`s carrying the HTTP status the API answers with.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,8 @@ import math
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select, update
 from pydantic import ValidationError
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from web3 import Web3
 
@@ -22,16 +23,36 @@ from loopylab.market import manifest as mf
 from loopylab.market import verify
 from loopylab.market.chain import Chain, payout_id
 from loopylab.market.config import MarketConfig
-from loopylab.market.db import (Blob, BlobOwner, Bounty, Claim, Payout, Reputation, Rig, Store, Submission,
-                       SubmissionFile, lock)
-from loopylab.market.states import (SLOT_TAKEN, BountyState, ClaimState, PayoutState, SubmissionState,
-                           TransitionError, advance, can, reputation_score)
+from loopylab.market.db import (
+    Blob,
+    BlobOwner,
+    Bounty,
+    Claim,
+    Payout,
+    Reputation,
+    Rig,
+    Store,
+    Submission,
+    SubmissionFile,
+    lock,
+)
+from loopylab.market.states import (
+    SLOT_TAKEN,
+    BountyState,
+    ClaimState,
+    PayoutState,
+    SubmissionState,
+    TransitionError,
+    advance,
+    can,
+    reputation_score,
+)
 from loopylab.market.storage import BlobStore
 from loopylab.market.terms import BountyTerms, first_error
 
 log = logging.getLogger(__name__)
 
-MAX_AUTO_APPROVE_S = 30 * 24 * 3600.0   # MTurk's upper bound; shorter is better for contributors
+MAX_AUTO_APPROVE_S = 30 * 24 * 3600.0  # MTurk's upper bound; shorter is better for contributors
 REFUND_GRACE_S = 3600.0
 
 
@@ -99,23 +120,33 @@ class Market:
             kind = c.get("check") if isinstance(c, dict) else None
             if kind not in verify.CHECK_KINDS:
                 raise MarketError(f"acceptance[{i}].check must be one of {', '.join(verify.CHECK_KINDS)}", 422)
-            need = {"range": ("field",), "rate": ("hz", "topic"), "notebook_range": ("quantity",),
-                    "min_messages": ("count",), "monotonic": ()}[kind]
+            need = {
+                "range": ("field",),
+                "rate": ("hz", "topic"),
+                "notebook_range": ("quantity",),
+                "min_messages": ("count",),
+                "monotonic": (),
+            }[kind]
             missing = [k for k in need if k not in c]
             if missing:
                 raise MarketError(f"acceptance[{i}] ({kind}) needs {', '.join(missing)}", 422)
             for k in ("min", "max", "hz", "tolerance", "count"):
-                if k in c and not (isinstance(c[k], (int, float)) and not isinstance(c[k], bool)
-                                   and math.isfinite(c[k])):
+                if k in c and not (
+                    isinstance(c[k], (int, float)) and not isinstance(c[k], bool) and math.isfinite(c[k])
+                ):
                     raise MarketError(f"acceptance[{i}].{k} must be a finite number", 422)
 
     def post_bounty(self, requester: str, terms: BountyTerms) -> Bounty:
         now = time.time()
         self.validate_terms(terms, now)
         with self.store.write() as s:
-            b = Bounty(requester=requester, state=BountyState.draft.value, created_at=now,
-                       refund_after=terms.deadline + terms.claim_ttl_s + terms.auto_approve_s + REFUND_GRACE_S,
-                       **terms.columns())
+            b = Bounty(
+                requester=requester,
+                state=BountyState.draft.value,
+                created_at=now,
+                refund_after=terms.deadline + terms.claim_ttl_s + terms.auto_approve_s + REFUND_GRACE_S,
+                **terms.columns(),
+            )
             s.add(b)
             s.flush()
             log.info("bounty %d posted by %s: %d x %d wei", b.id, requester, b.slots, b.reward_wei)
@@ -149,10 +180,17 @@ class Market:
         value = b.slots * b.reward_wei
         data = chain.escrow.encode_abi("fund", args=[b.id, requester, math.ceil(b.refund_after)])
         p = chain.tx_params(requester)
-        return {"to": chain.escrow.address, "value": str(value), "data": data, "chain_id": p.chain_id,
-                "nonce": p.nonce, "max_fee_per_gas": p.max_fee_per_gas,
-                "max_priority_fee_per_gas": p.max_priority_fee_per_gas, "gas": 200_000,
-                "refund_after": math.ceil(b.refund_after)}
+        return {
+            "to": chain.escrow.address,
+            "value": str(value),
+            "data": data,
+            "chain_id": p.chain_id,
+            "nonce": p.nonce,
+            "max_fee_per_gas": p.max_fee_per_gas,
+            "max_priority_fee_per_gas": p.max_priority_fee_per_gas,
+            "gas": 200_000,
+            "refund_after": math.ceil(b.refund_after),
+        }
 
     def fund(self, requester: str, bounty_id: int, raw_tx: str | None = None) -> Bounty:
         """Broadcast the requester's signed fund transaction (if given), then open the bounty once the
@@ -173,8 +211,11 @@ class Market:
         onchain = chain.bounty_onchain(bounty_id)
         need = b.slots * b.reward_wei
         if onchain["requester"] != requester:
-            raise Conflict("the escrow holds no funding for this bounty from its requester" if
-                           int(onchain["requester"], 16) == 0 else "escrow funding names another requester")
+            raise Conflict(
+                "the escrow holds no funding for this bounty from its requester"
+                if int(onchain["requester"], 16) == 0
+                else "escrow funding names another requester"
+            )
         if onchain["funded"] - onchain["released"] < need or onchain["refunded"]:
             raise Conflict(f"escrow holds {onchain['funded'] - onchain['released']} wei, the bounty needs {need}")
         if onchain["refund_after"] < math.ceil(b.refund_after):
@@ -194,10 +235,16 @@ class Market:
             b = self._own_bounty(s, requester, bounty_id)
             if b.state != BountyState.closed.value:
                 raise Conflict(f"bounty is {b.state}; only a closed bounty is refunded")
-            open_payouts = s.scalar(select(func.count()).select_from(Payout).where(
-                Payout.bounty_id == bounty_id, Payout.state.in_(("pending", "signed"))))
-            waiting = s.scalar(select(func.count()).select_from(Submission).where(
-                Submission.bounty_id == bounty_id, Submission.state == SubmissionState.pending_review.value))
+            open_payouts = s.scalar(
+                select(func.count())
+                .select_from(Payout)
+                .where(Payout.bounty_id == bounty_id, Payout.state.in_(("pending", "signed")))
+            )
+            waiting = s.scalar(
+                select(func.count())
+                .select_from(Submission)
+                .where(Submission.bounty_id == bounty_id, Submission.state == SubmissionState.pending_review.value)
+            )
         if open_payouts or waiting:
             raise Conflict(f"{waiting} submissions await review and {open_payouts} payouts are in flight")
         rcpt = chain.operator_call(chain.escrow.functions.refund(bounty_id))
@@ -222,16 +269,25 @@ class Market:
             if now >= b.deadline:
                 raise Conflict("bounty deadline has passed")
             self._expire_claims(s, now, bounty_id)
-            mine = s.scalar(select(Claim.id).where(Claim.bounty_id == bounty_id, Claim.contributor == contributor,
-                                                   Claim.state.in_(SLOT_TAKEN)))
+            mine = s.scalar(
+                select(Claim.id).where(
+                    Claim.bounty_id == bounty_id, Claim.contributor == contributor, Claim.state.in_(SLOT_TAKEN)
+                )
+            )
             if mine is not None:
                 raise Conflict(f"you already hold claim {mine} on this bounty")
-            taken = s.scalar(select(func.count()).select_from(Claim).where(
-                Claim.bounty_id == bounty_id, Claim.state.in_(SLOT_TAKEN)))
+            taken = s.scalar(
+                select(func.count()).select_from(Claim).where(Claim.bounty_id == bounty_id, Claim.state.in_(SLOT_TAKEN))
+            )
             if taken >= b.slots:
                 raise Conflict(f"all {b.slots} slots are taken")
-            c = Claim(bounty_id=bounty_id, contributor=contributor, state=ClaimState.active.value,
-                      created_at=now, expires_at=min(now + b.claim_ttl_s, b.deadline))
+            c = Claim(
+                bounty_id=bounty_id,
+                contributor=contributor,
+                state=ClaimState.active.value,
+                created_at=now,
+                expires_at=min(now + b.claim_ttl_s, b.deadline),
+            )
             s.add(c)
             s.flush()
             return c
@@ -258,8 +314,10 @@ class Market:
         try:
             from eth_account import Account
             from eth_account.messages import encode_defunct
-            signer = Account.recover_message(encode_defunct(text=mf.rig_registration_text(rig, owner)),
-                                             signature=signature)
+
+            signer = Account.recover_message(
+                encode_defunct(text=mf.rig_registration_text(rig, owner)), signature=signature
+            )
         except Exception:
             raise MarketError("signature does not decode") from None
         if signer != rig:
@@ -296,11 +354,17 @@ class Market:
             raise MarketError(str(e), 422) from None
         with self.store.read() as s:
             if s.get(BlobOwner, (sha256, viewer)) is None:
-                ok = s.scalar(select(Submission.id).join(SubmissionFile, SubmissionFile.submission_id == Submission.id)
-                              .join(Bounty, Bounty.id == Submission.bounty_id)
-                              .where(SubmissionFile.sha256 == sha256, Bounty.requester == viewer,
-                                     Submission.state.in_((SubmissionState.pending_review.value,
-                                                           SubmissionState.approved.value))).limit(1))
+                ok = s.scalar(
+                    select(Submission.id)
+                    .join(SubmissionFile, SubmissionFile.submission_id == Submission.id)
+                    .join(Bounty, Bounty.id == Submission.bounty_id)
+                    .where(
+                        SubmissionFile.sha256 == sha256,
+                        Bounty.requester == viewer,
+                        Submission.state.in_((SubmissionState.pending_review.value, SubmissionState.approved.value)),
+                    )
+                    .limit(1)
+                )
                 if ok is None:
                     if s.get(Blob, sha256) is None:
                         raise NotFound("no such blob")
@@ -319,20 +383,36 @@ class Market:
             self._check_claim_usable(c, now)
             b = s.get(Bounty, c.bounty_id)
             owned = set(s.scalars(select(BlobOwner.sha256).where(BlobOwner.owner == contributor)))
-            prior = [(sid, fp) for sid, fp in s.execute(
-                select(Submission.id, Submission.fingerprint).where(Submission.state != SubmissionState.invalid.value)
-                .order_by(Submission.id.desc()).limit(5000)) if fp]
+            prior = [
+                (sid, fp)
+                for sid, fp in s.execute(
+                    select(Submission.id, Submission.fingerprint)
+                    .where(Submission.state != SubmissionState.invalid.value)
+                    .order_by(Submission.id.desc())
+                    .limit(5000)
+                )
+                if fp
+            ]
 
         def rig_owner(address: str) -> str | None:
             with self.store.read() as s:
                 r = s.get(Rig, address)
                 return r.owner if r else None
 
-        ctx = verify.Context(bounty_id=b.id, contributor=contributor, task_spec=b.task_spec or {},
-                             acceptance=b.acceptance or [], manifest=manifest, signature=signature,
-                             blob_path=self.blobs.path, owned_blobs=owned, rig_owner=rig_owner,
-                             duplicate_files=self._duplicate_files, prior_fingerprints=prior,
-                             near_threshold=self.config.near_duplicate_threshold)
+        ctx = verify.Context(
+            bounty_id=b.id,
+            contributor=contributor,
+            task_spec=b.task_spec or {},
+            acceptance=b.acceptance or [],
+            manifest=manifest,
+            signature=signature,
+            blob_path=self.blobs.path,
+            owned_blobs=owned,
+            rig_owner=rig_owner,
+            duplicate_files=self._duplicate_files,
+            prior_fingerprints=prior,
+            near_threshold=self.config.near_duplicate_threshold,
+        )
         result = verify.run(ctx)
         files = [f for f in (manifest.get("files") or []) if isinstance(f, dict)] if isinstance(manifest, dict) else []
         with self.store.write() as s:
@@ -340,15 +420,24 @@ class Market:
             self._check_claim_usable(c, time.time())
             shas = [f.get("sha256") for f in files if isinstance(f.get("sha256"), str)]
             if result.ok and self._duplicate_files(shas, s):  # a concurrent twin got in first
-                result.checks.append({"name": "duplicate", "ok": False, "detail": "identical file submitted concurrently"})
+                result.checks.append(
+                    {"name": "duplicate", "ok": False, "detail": "identical file submitted concurrently"}
+                )
             state = SubmissionState.pending_review if result.ok else SubmissionState.invalid
-            sub = Submission(claim_id=c.id, bounty_id=c.bounty_id, contributor=contributor,
-                             rig=str(manifest.get("rig", ""))[:42] if isinstance(manifest, dict) else "",
-                             manifest=manifest, manifest_sha256=mf.manifest_sha256(manifest),
-                             signature=signature[:140], state=state.value, checks=result.checks,
-                             fingerprint=result.fingerprint if result.ok else [],
-                             reason="" if result.ok else f"verification failed: {result.failures()}"[:2000],
-                             created_at=time.time())
+            sub = Submission(
+                claim_id=c.id,
+                bounty_id=c.bounty_id,
+                contributor=contributor,
+                rig=str(manifest.get("rig", ""))[:42] if isinstance(manifest, dict) else "",
+                manifest=manifest,
+                manifest_sha256=mf.manifest_sha256(manifest),
+                signature=signature[:140],
+                state=state.value,
+                checks=result.checks,
+                fingerprint=result.fingerprint if result.ok else [],
+                reason="" if result.ok else f"verification failed: {result.failures()}"[:2000],
+                created_at=time.time(),
+            )
             s.add(sub)
             s.flush()
             if result.ok:
@@ -369,8 +458,11 @@ class Market:
     def _duplicate_files(self, shas: list[str], s=None) -> list[int]:
         if not shas:
             return []
-        q = (select(SubmissionFile.submission_id).join(Submission, Submission.id == SubmissionFile.submission_id)
-             .where(SubmissionFile.sha256.in_(shas), Submission.state != SubmissionState.invalid.value))
+        q = (
+            select(SubmissionFile.submission_id)
+            .join(Submission, Submission.id == SubmissionFile.submission_id)
+            .where(SubmissionFile.sha256.in_(shas), Submission.state != SubmissionState.invalid.value)
+        )
         if s is not None:
             return list(s.scalars(q))
         with self.store.read() as s2:
@@ -403,13 +495,24 @@ class Market:
         sub.reviewed_by, sub.reviewed_at = reviewer, time.time()
         advance(s.get(Claim, sub.claim_id), ClaimState, ClaimState.approved)
         # the outbox row: committed with the approval, paid by the relay
-        s.add(Payout(payout_id=payout_id(b.id, sub.id), bounty_id=b.id, submission_id=sub.id,
-                     payee=sub.contributor, amount_wei=b.reward_wei, state=PayoutState.pending.value))
+        s.add(
+            Payout(
+                payout_id=payout_id(b.id, sub.id),
+                bounty_id=b.id,
+                submission_id=sub.id,
+                payee=sub.contributor,
+                amount_wei=b.reward_wei,
+                state=PayoutState.pending.value,
+            )
+        )
         rep = self._reputation(s, sub.contributor)
         rep.approved += 1
         rep.earned_wei = (rep.earned_wei or 0) + b.reward_wei
-        approved = s.scalar(select(func.count()).select_from(Submission).where(
-            Submission.bounty_id == b.id, Submission.state == SubmissionState.approved.value))
+        approved = s.scalar(
+            select(func.count())
+            .select_from(Submission)
+            .where(Submission.bounty_id == b.id, Submission.state == SubmissionState.approved.value)
+        )
         if approved >= b.slots and b.state == BountyState.open.value:
             advance(b, BountyState, BountyState.closed)
 
@@ -427,8 +530,11 @@ class Market:
         counts = {"expired": 0, "auto_approved": 0, "closed": 0}
         with self.store.write() as s:
             counts["expired"] = self._expire_claims(s, now)
-            due = s.execute(select(Submission, Bounty).join(Bounty, Bounty.id == Submission.bounty_id).where(
-                Submission.state == SubmissionState.pending_review.value)).all()
+            due = s.execute(
+                select(Submission, Bounty)
+                .join(Bounty, Bounty.id == Submission.bounty_id)
+                .where(Submission.state == SubmissionState.pending_review.value)
+            ).all()
             for sub, b in due:
                 if sub.created_at + b.auto_approve_s <= now:
                     self._approve(s, sub, b, "auto")
@@ -470,8 +576,11 @@ class Market:
     def _slot_counts(self, s, ids: list[int]) -> dict[int, dict]:
         out: dict[int, dict] = {}
         if ids:
-            for bid, state, n in s.execute(select(Claim.bounty_id, Claim.state, func.count())
-                                           .where(Claim.bounty_id.in_(ids)).group_by(Claim.bounty_id, Claim.state)):
+            for bid, state, n in s.execute(
+                select(Claim.bounty_id, Claim.state, func.count())
+                .where(Claim.bounty_id.in_(ids))
+                .group_by(Claim.bounty_id, Claim.state)
+            ):
                 out.setdefault(bid, {})[state] = n
         return out
 
@@ -480,11 +589,19 @@ class Market:
             counts = self._slot_counts(s, [b.id]).get(b.id, {})
         now = time.time()
         taken = sum(n for st, n in counts.items() if st in SLOT_TAKEN)
-        return {"id": b.id, "requester": b.requester, **BountyTerms.of(b).model_dump(),
-                "state": b.state, "created_at": b.created_at,
-                "slots_taken": taken, "slots_free": max(0, b.slots - taken) if b.deadline > now else 0,
-                "approved": counts.get(ClaimState.approved.value, 0), "funded_wei": str(b.funded_wei or 0),
-                "escrow_address": b.escrow_address, "refund_after": b.refund_after}
+        return {
+            "id": b.id,
+            "requester": b.requester,
+            **BountyTerms.of(b).model_dump(),
+            "state": b.state,
+            "created_at": b.created_at,
+            "slots_taken": taken,
+            "slots_free": max(0, b.slots - taken) if b.deadline > now else 0,
+            "approved": counts.get(ClaimState.approved.value, 0),
+            "funded_wei": str(b.funded_wei or 0),
+            "escrow_address": b.escrow_address,
+            "refund_after": b.refund_after,
+        }
 
     def get_submission(self, viewer: str, submission_id: int) -> dict:
         with self.store.read() as s:
@@ -498,12 +615,23 @@ class Market:
             return self._submission_view(sub, b, payout)
 
     def _submission_view(self, sub: Submission, b: Bounty, payout: Payout | None) -> dict:
-        return {"id": sub.id, "bounty_id": sub.bounty_id, "bounty_title": b.title, "claim_id": sub.claim_id,
-                "contributor": sub.contributor, "rig": sub.rig, "state": sub.state, "checks": sub.checks,
-                "reason": sub.reason, "reviewed_by": sub.reviewed_by, "created_at": sub.created_at,
-                "reviewed_at": sub.reviewed_at, "manifest": sub.manifest,
-                "auto_approve_at": sub.created_at + b.auto_approve_s if sub.state == "pending_review" else None,
-                "payout": self._payout_view(payout) if payout else None}
+        return {
+            "id": sub.id,
+            "bounty_id": sub.bounty_id,
+            "bounty_title": b.title,
+            "claim_id": sub.claim_id,
+            "contributor": sub.contributor,
+            "rig": sub.rig,
+            "state": sub.state,
+            "checks": sub.checks,
+            "reason": sub.reason,
+            "reviewed_by": sub.reviewed_by,
+            "created_at": sub.created_at,
+            "reviewed_at": sub.reviewed_at,
+            "manifest": sub.manifest,
+            "auto_approve_at": sub.created_at + b.auto_approve_s if sub.state == "pending_review" else None,
+            "payout": self._payout_view(payout) if payout else None,
+        }
 
     def list_submissions(self, viewer: str, bounty_id: int) -> list[dict]:
         with self.store.read() as s:
@@ -519,38 +647,72 @@ class Market:
 
     def my_claims(self, address: str) -> list[dict]:
         with self.store.read() as s:
-            return [{"id": c.id, "bounty_id": c.bounty_id, "state": c.state, "created_at": c.created_at,
-                     "expires_at": c.expires_at}
-                    for c in s.scalars(select(Claim).where(Claim.contributor == address).order_by(Claim.id.desc()))]
+            return [
+                {
+                    "id": c.id,
+                    "bounty_id": c.bounty_id,
+                    "state": c.state,
+                    "created_at": c.created_at,
+                    "expires_at": c.expires_at,
+                }
+                for c in s.scalars(select(Claim).where(Claim.contributor == address).order_by(Claim.id.desc()))
+            ]
 
     def get_claim(self, address: str, claim_id: int) -> dict:
         with self.store.read() as s:
             c = s.get(Claim, claim_id)
             if c is None or c.contributor != address:
                 raise NotFound(f"you hold no claim {claim_id}")
-            return {"id": c.id, "bounty_id": c.bounty_id, "state": c.state, "created_at": c.created_at,
-                    "expires_at": c.expires_at}
+            return {
+                "id": c.id,
+                "bounty_id": c.bounty_id,
+                "state": c.state,
+                "created_at": c.created_at,
+                "expires_at": c.expires_at,
+            }
 
     @staticmethod
     def _payout_view(p: Payout) -> dict:
-        return {"payout_id": p.payout_id, "bounty_id": p.bounty_id, "submission_id": p.submission_id,
-                "payee": p.payee, "amount_wei": str(p.amount_wei), "state": p.state, "tx_hash": p.tx_hash,
-                "block_number": p.block_number, "error": p.error, "created_at": p.created_at}
+        return {
+            "payout_id": p.payout_id,
+            "bounty_id": p.bounty_id,
+            "submission_id": p.submission_id,
+            "payee": p.payee,
+            "amount_wei": str(p.amount_wei),
+            "state": p.state,
+            "tx_hash": p.tx_hash,
+            "block_number": p.block_number,
+            "error": p.error,
+            "created_at": p.created_at,
+        }
 
     def my_payouts(self, address: str) -> dict:
         with self.store.read() as s:
-            rows = [self._payout_view(p) for p in
-                    s.scalars(select(Payout).where(Payout.payee == address).order_by(Payout.id.desc()))]
+            rows = [
+                self._payout_view(p)
+                for p in s.scalars(select(Payout).where(Payout.payee == address).order_by(Payout.id.desc()))
+            ]
         withdrawable = self.chain.pending_of(address) if self.chain and self.chain.escrow else 0
-        return {"payouts": rows, "withdrawable_wei": str(withdrawable),
-                "paid_wei": str(sum(int(r["amount_wei"]) for r in rows if r["state"] in ("mined", "final")))}
+        return {
+            "payouts": rows,
+            "withdrawable_wei": str(withdrawable),
+            "paid_wei": str(sum(int(r["amount_wei"]) for r in rows if r["state"] in ("mined", "final"))),
+        }
 
     def leaderboard(self, limit: int = 20) -> list[dict]:
         with self.store.read() as s:
             reps = list(s.scalars(select(Reputation)))
-        rows = [{"address": r.address, "approved": r.approved, "rejected": r.rejected, "invalid": r.invalid,
-                 "earned_wei": str(r.earned_wei or 0),
-                 "reputation": round(reputation_score(r.approved, r.rejected, r.invalid), 4)} for r in reps]
+        rows = [
+            {
+                "address": r.address,
+                "approved": r.approved,
+                "rejected": r.rejected,
+                "invalid": r.invalid,
+                "earned_wei": str(r.earned_wei or 0),
+                "reputation": round(reputation_score(r.approved, r.rejected, r.invalid), 4),
+            }
+            for r in reps
+        ]
         rows.sort(key=lambda r: (-r["approved"], -int(r["earned_wei"]), -r["reputation"], r["address"]))
         return [{"rank": i + 1, **r} for i, r in enumerate(rows[:limit])]
 
@@ -560,8 +722,13 @@ class Market:
         if self.chain is None or self.chain.escrow is None:
             return []
         with self.store.read() as s:
-            return list(s.scalars(select(Bounty.id).where(Bounty.state.in_(("open", "closed")),
-                                                         Bounty.escrow_address != self.chain.escrow.address)))
+            return list(
+                s.scalars(
+                    select(Bounty.id).where(
+                        Bounty.state.in_(("open", "closed")), Bounty.escrow_address != self.chain.escrow.address
+                    )
+                )
+            )
 
     # ------------------------------------------------------------------ helpers
     def _own_bounty(self, s, requester: str, bounty_id: int) -> Bounty:
@@ -578,4 +745,4 @@ class Market:
         return self.chain
 
 
-__all__ = ["Market", "MarketError", "NotFound", "Forbidden", "Conflict", "BountyTerms", "TransitionError"]
+__all__ = ["BountyTerms", "Conflict", "Forbidden", "Market", "MarketError", "NotFound", "TransitionError"]

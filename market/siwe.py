@@ -4,11 +4,12 @@
 The text is signed as an EIP-191 personal message; the server checks the domain, the times, the chain,
 that the signature recovers to the stated address, and then burns the nonce (auth.py).
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -17,9 +18,16 @@ from web3 import Web3
 HEADER = " wants you to sign in with your Ethereum account:"
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _NONCE = re.compile(r"^[A-Za-z0-9]{8,}$")
-_FIELDS = (("uri", "URI"), ("version", "Version"), ("chain_id", "Chain ID"), ("nonce", "Nonce"),
-           ("issued_at", "Issued At"), ("expiration_time", "Expiration Time"),
-           ("not_before", "Not Before"), ("request_id", "Request ID"))
+_FIELDS = (
+    ("uri", "URI"),
+    ("version", "Version"),
+    ("chain_id", "Chain ID"),
+    ("nonce", "Nonce"),
+    ("issued_at", "Issued At"),
+    ("expiration_time", "Expiration Time"),
+    ("not_before", "Not Before"),
+    ("request_id", "Request ID"),
+)
 
 
 class SiweError(ValueError):
@@ -27,7 +35,7 @@ class SiweError(ValueError):
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def parse_time(text: str) -> float:
@@ -68,7 +76,7 @@ class SiweMessage:
         return "\n".join(lines)
 
     @classmethod
-    def parse(cls, text: str) -> "SiweMessage":
+    def parse(cls, text: str) -> SiweMessage:
         if not isinstance(text, str) or len(text) > 8192:
             raise SiweError("message must be text of at most 8192 characters")
         lines = text.split("\n")
@@ -94,7 +102,7 @@ class SiweMessage:
         while i < len(lines):
             line = lines[i]
             if line == "Resources:":
-                resources = [r[2:] for r in lines[i + 1:] if r.startswith("- ")]
+                resources = [r[2:] for r in lines[i + 1 :] if r.startswith("- ")]
                 if len(resources) != len(lines) - i - 1:
                     raise SiweError("each resource line must start with '- '")
                 break
@@ -131,8 +139,15 @@ def recover(text: str, signature: str) -> str:
         raise SiweError(f"signature does not decode: {e}") from None
 
 
-def verify(text: str, signature: str, *, domain: str | tuple[str, ...], now: float, chain_id: int | None = None,
-           skew_s: float = 60.0) -> SiweMessage:
+def verify(
+    text: str,
+    signature: str,
+    *,
+    domain: str | tuple[str, ...],
+    now: float,
+    chain_id: int | None = None,
+    skew_s: float = 60.0,
+) -> SiweMessage:
     """Every check except the nonce (which the caller burns atomically). Returns the parsed message.
     `domain` may list every host[:port] the server is reachable under."""
     msg = SiweMessage.parse(text)

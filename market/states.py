@@ -18,17 +18,18 @@ any transition not listed below. The service layer never assigns `.state` itself
 A slot counts as taken while its claim is active, submitted or approved, so a bounty never has more
 approved submissions than it asked for.
 """
+
 from __future__ import annotations
 
 import enum
 
 
 class BountyState(str, enum.Enum):
-    draft = "draft"            # posted, escrow not funded yet; terms may still be edited
-    open = "open"              # funded; accepting claims; terms frozen
-    closed = "closed"          # deadline passed or all slots approved
-    refunded = "refunded"      # unspent escrow returned to the requester
-    cancelled = "cancelled"    # withdrawn before funding
+    draft = "draft"  # posted, escrow not funded yet; terms may still be edited
+    open = "open"  # funded; accepting claims; terms frozen
+    closed = "closed"  # deadline passed or all slots approved
+    refunded = "refunded"  # unspent escrow returned to the requester
+    cancelled = "cancelled"  # withdrawn before funding
 
 
 class ClaimState(str, enum.Enum):
@@ -41,18 +42,18 @@ class ClaimState(str, enum.Enum):
 
 
 class SubmissionState(str, enum.Enum):
-    invalid = "invalid"                  # verification failed; never reaches a reviewer
-    pending_review = "pending_review"    # verification passed; waiting for the requester
+    invalid = "invalid"  # verification failed; never reaches a reviewer
+    pending_review = "pending_review"  # verification passed; waiting for the requester
     approved = "approved"
     rejected = "rejected"
 
 
 class PayoutState(str, enum.Enum):
-    pending = "pending"    # written in the approving transaction (the outbox row)
-    signed = "signed"      # signed transaction stored; may or may not have reached the chain
-    mined = "mined"        # receipt seen with status 1
-    final = "final"        # `confirmations` blocks deep
-    failed = "failed"      # reverted for a reason other than "already released"
+    pending = "pending"  # written in the approving transaction (the outbox row)
+    signed = "signed"  # signed transaction stored; may or may not have reached the chain
+    mined = "mined"  # receipt seen with status 1
+    final = "final"  # `confirmations` blocks deep
+    failed = "failed"  # reverted for a reason other than "already released"
 
 
 TRANSITIONS: dict[type[enum.Enum], dict[str, set[str]]] = {
@@ -80,7 +81,7 @@ TRANSITIONS: dict[type[enum.Enum], dict[str, set[str]]] = {
     PayoutState: {
         "pending": {"signed"},
         "signed": {"mined", "failed"},
-        "mined": {"final", "signed"},      # back to signed when a reorg drops the block
+        "mined": {"final", "signed"},  # back to signed when a reorg drops the block
         "final": set(),
         "failed": set(),
     },

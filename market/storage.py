@@ -1,13 +1,14 @@
 """Content-addressed blob storage: every upload is streamed to a temporary file while its sha256 is
 computed, refused past the size limit, and then renamed to blobs/<aa>/<sha256> (atomic, so a crash
 never leaves half a blob under a real name; the same content is stored once)."""
+
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import AsyncIterator, Iterable
 
 
 class TooLarge(ValueError):

@@ -6,6 +6,7 @@ response models from it (market/models.py); the service validates and stores it;
 part of it (`load_spec`); a test holds the `bounties` table (market/db.py) to its fields. Amounts of wei are
 decimal strings, as on the wire and in the table: JSON numbers lose digits past 2**53.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,22 +17,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from loopylab.world.config import ConfigError, check_keys, read_document
 
-WEI_PATTERN = r"^[1-9][0-9]{0,40}$"   # a positive whole number of wei, at most 41 digits
+WEI_PATTERN = r"^[1-9][0-9]{0,40}$"  # a positive whole number of wei, at most 41 digits
 
 
 class Strict(BaseModel):
     """A body that names a key the model does not know is refused (422), never silently trimmed."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 class BountyTerms(Strict):
     """The terms of one bounty; they freeze when the bounty is funded."""
+
     title: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=20_000)
-    task_spec: dict[str, Any] = Field(default_factory=dict, description=
-                                      "what to record: {topics: [...], notebook: bool, protocol: str, schema: {...}}")
-    acceptance: list[dict[str, Any]] = Field(default_factory=list, max_length=50, description=
-                                             "plausibility checks: {check: range|monotonic|rate|notebook_range|min_messages, ...}")
+    task_spec: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what to record: {topics: [...], notebook: bool, protocol: str, schema: {...}}",
+    )
+    acceptance: list[dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="plausibility checks: {check: range|monotonic|rate|notebook_range|min_messages, ...}",
+    )
     slots: int = Field(ge=1, le=10_000, description="number of submissions wanted")
     reward_wei: str = Field(pattern=WEI_PATTERN, max_length=41, description="reward per accepted submission, in wei")
     deadline: float = Field(allow_inf_nan=False, description="unix time after which no claims are taken")
@@ -76,7 +84,7 @@ def first_error(e: ValidationError) -> str:
 
 # ---------------------------------------------------------------------- the CLI's spec file
 
-SPEC_FIELDS = ("description", "task_spec", "acceptance")   # too long for the command line; the rest are options
+SPEC_FIELDS = ("description", "task_spec", "acceptance")  # too long for the command line; the rest are options
 BountySpec = derive("BountySpec", SPEC_FIELDS, doc="The terms a bounty spec file (TOML) holds.")
 
 

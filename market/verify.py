@@ -11,14 +11,16 @@ Checks, in order (each yields one `{"name", "ok", "detail"}` result, all stored 
   duplicate  no file identical to one in an earlier submission; content not a near-copy (MinHash of
              content shingles, timestamps left out so a re-timed copy is still caught)
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from web3 import Web3
@@ -36,16 +38,17 @@ _B = _rng.integers(0, 2**63, MINHASH_PERMUTATIONS, dtype=np.uint64)
 @dataclass
 class Context:
     """Everything the pipeline needs, looked up by the service beforehand (no DB access here)."""
+
     bounty_id: int
     contributor: str
     task_spec: dict
     acceptance: list
     manifest: dict
     signature: str
-    blob_path: Callable[[str], Path]            # sha256 -> stored file
-    owned_blobs: set[str]                        # blobs this contributor uploaded
-    rig_owner: Callable[[str], str | None]       # rig address -> registered owner
-    duplicate_files: Callable[[list[str]], list[int]]   # sha256s -> earlier submission ids holding them
+    blob_path: Callable[[str], Path]  # sha256 -> stored file
+    owned_blobs: set[str]  # blobs this contributor uploaded
+    rig_owner: Callable[[str], str | None]  # rig address -> registered owner
+    duplicate_files: Callable[[list[str]], list[int]]  # sha256s -> earlier submission ids holding them
     prior_fingerprints: Iterable[tuple[int, list]] = ()
     near_threshold: float = 0.9
 
@@ -69,6 +72,7 @@ class Result:
 
 # ------------------------------------------------------------------ reading recorded data
 
+
 def read_mcap(path: Path) -> Iterator[tuple[str, int, Any]]:
     """(topic, log_time_ns, message) of a recording, through the bus's own reader (bus.record), which
     decodes its msgpack messages into typed bus messages and JSON channels into dicts. Without the
@@ -82,6 +86,7 @@ def read_mcap(path: Path) -> Iterator[tuple[str, int, Any]]:
         return
     import msgpack
     from mcap.reader import make_reader
+
     with open(path, "rb") as f:
         for _schema, channel, message in make_reader(f).iter_messages(log_time_order=True):
             if channel.message_encoding == "json":
@@ -95,7 +100,7 @@ def read_mcap(path: Path) -> Iterator[tuple[str, int, Any]]:
 def field_value(msg: Any, path: str) -> float:
     """`force.2` -> msg.force[2] (objects, dicts, lists and numpy arrays alike)."""
     cur = msg
-    if isinstance(cur, dict) and "fields" in cur and path.split(".")[0] not in cur:
+    if isinstance(cur, dict) and "fields" in cur and path.split(".", maxsplit=1)[0] not in cur:
         cur = cur["fields"]
     for part in path.split("."):
         if part.lstrip("-").isdigit():
@@ -123,9 +128,7 @@ def _numbers(obj: Any, out: list) -> None:
             _numbers(v, out)
     elif isinstance(obj, np.ndarray):
         out.extend(float(v) for v in obj.ravel()[:64])
-    elif isinstance(obj, bool):
-        out.append(float(obj))
-    elif isinstance(obj, (int, float)):
+    elif isinstance(obj, bool) or isinstance(obj, (int, float)):
         out.append(float(obj))
     elif hasattr(obj, "__dataclass_fields__"):
         _numbers({k: getattr(obj, k) for k in obj.__dataclass_fields__}, out)
@@ -140,12 +143,12 @@ def minhash(tokens: list[int]) -> list[int]:
     if len(tokens) < SHINGLE:
         grams = [tuple(tokens)] if tokens else []
     else:
-        grams = [tuple(tokens[i:i + SHINGLE]) for i in range(len(tokens) - SHINGLE + 1)]
+        grams = [tuple(tokens[i : i + SHINGLE]) for i in range(len(tokens) - SHINGLE + 1)]
     if not grams:
         return []
     x = np.array(sorted({_h64(repr(g).encode()) for g in grams}), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        h = _A[:, None] * x[None, :] + _B[:, None]   # multiply-shift hashing, wraps mod 2**64
+        h = _A[:, None] * x[None, :] + _B[:, None]  # multiply-shift hashing, wraps mod 2**64
     return [int(v) for v in h.min(axis=1)]
 
 
@@ -162,13 +165,22 @@ def _token(topic: str, values: list[float]) -> int:
 
 # ------------------------------------------------------------------ the pipeline
 
+
 def run(ctx: Context) -> Result:
     res = Result()
     m = ctx.manifest
     files = m.get("files") if isinstance(m, dict) else None
-    if not isinstance(files, list) or not files or not all(
-            isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)
-            and isinstance(f.get("size"), int) for f in files):
+    if (
+        not isinstance(files, list)
+        or not files
+        or not all(
+            isinstance(f, dict)
+            and isinstance(f.get("path"), str)
+            and isinstance(f.get("sha256"), str)
+            and isinstance(f.get("size"), int)
+            for f in files
+        )
+    ):
         res.add("manifest", False, "manifest needs a non-empty 'files' list of {path, sha256, size}")
         return res
     if m.get("bounty_id") != ctx.bounty_id:
@@ -230,6 +242,7 @@ def run(ctx: Context) -> Result:
                 details.append(f"{path}: not a readable MCAP file ({type(e).__name__}: {e})")
         elif path.endswith(NOTEBOOK_SUFFIXES):
             from loopylab.world import notebook as grammar
+
             try:
                 text = p.read_text()
                 sections = grammar.parse(text)

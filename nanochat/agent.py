@@ -9,22 +9,30 @@ The lab finds it through the `loopylab.agents` entry point `nanochat` (pyproject
 Loading a checkpoint costs a second, and the lab makes one agent per investigation, so loaded
 checkpoints are cached per process.
 """
+
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
 
-from loopylab.world import notebook as g
-
 from loopylab.nanochat.checkpoint import SHIPPED_DIR, load_cached
 from loopylab.nanochat.engine import Engine, SampleConfig, allowed_kinds
+from loopylab.world import notebook as g
+
 
 class NanochatAgent:
     name = "nanochat"
 
-    def __init__(self, seed: int = 0, checkpoint: str | Path | None = None, temperature: float = 0.0,
-                 top_k: int = 20, device: str = "cpu", threads: int | None = None):
+    def __init__(
+        self,
+        seed: int = 0,
+        checkpoint: str | Path | None = None,
+        temperature: float = 0.0,
+        top_k: int = 20,
+        device: str = "cpu",
+        threads: int | None = None,
+    ):
         import torch
 
         if threads:
@@ -34,7 +42,7 @@ class NanochatAgent:
         self.engine = Engine(model, tokenizer, SampleConfig(temperature=temperature, top_k=top_k, seed=seed))
         self.decision_s: list[float] = []
         self.decision_kinds: list[str] = []
-        self.invalid_calls = 0   # experiments outside the lab's grid (the constraints make this 0)
+        self.invalid_calls = 0  # experiments outside the lab's grid (the constraints make this 0)
 
     @property
     def stats(self):
@@ -44,8 +52,9 @@ class NanochatAgent:
         """notebook: a `loopylab.lab.notebook.NotebookView`."""
         t0 = time.perf_counter()
         kinds = allowed_kinds(notebook.sections, notebook.budget_left, bool(notebook.candidates))
-        section = self.engine.propose(list(notebook.sections), allowed=kinds,
-                                      candidates=[c.render() for c in notebook.candidates])
+        section = self.engine.propose(
+            list(notebook.sections), allowed=kinds, candidates=[c.render() for c in notebook.candidates]
+        )
         self.decision_s.append(time.perf_counter() - t0)
         self.decision_kinds.append(section.kind)
         if section.kind == "experiment" and section.body not in notebook.candidates:
@@ -53,8 +62,14 @@ class NanochatAgent:
         return section.body
 
 
-def run_one(seed: int, kind: str, checkpoint: str | Path | None = None, temperature: float = 0.0,
-            console: bool = False, robot: str = "panda") -> dict:
+def run_one(
+    seed: int,
+    kind: str,
+    checkpoint: str | Path | None = None,
+    temperature: float = 0.0,
+    console: bool = False,
+    robot: str = "panda",
+) -> dict:
     """One simulated world investigated by the policy and graded (what `loopylab policy sample` prints)."""
     from loopylab.lab.bench import sim_bench
     from loopylab.lab.evaluation import world_objects
@@ -70,8 +85,15 @@ def run_one(seed: int, kind: str, checkpoint: str | Path | None = None, temperat
         question = make_question(kind, grammar_scene(scene), seed)
         twins = TwinPool(workers=1)
         try:
-            result = investigate(question, scene, agent, bench.runner, ForwardModel(scene, twins),
-                                 InvestigationConfig(seed=seed), sinks=[console_sink()] if console else None)
+            result = investigate(
+                question,
+                scene,
+                agent,
+                bench.runner,
+                ForwardModel(scene, twins),
+                InvestigationConfig(seed=seed),
+                sinks=[console_sink()] if console else None,
+            )
         finally:
             getattr(twins, "close", lambda: None)()
         outcome = None
@@ -81,7 +103,13 @@ def run_one(seed: int, kind: str, checkpoint: str | Path | None = None, temperat
             outcome = float(reply["measurements"]["slide_m"]) if reply.get("ok") else None
         truth = bench.oracle()
     graded = grade(question, result.conclusion, truth, outcome) if (outcome is not None or kind != "predict") else None
-    return {"seed": seed, "kind": kind, "success": bool(graded and graded.success),
-            "experiments": result.experiments, "notebook": result.notebook.text(),
-            "parse_failures": agent.invalid_calls,
-            "fallbacks": agent.stats.fallbacks, "decision_s": agent.decision_s}
+    return {
+        "seed": seed,
+        "kind": kind,
+        "success": bool(graded and graded.success),
+        "experiments": result.experiments,
+        "notebook": result.notebook.text(),
+        "parse_failures": agent.invalid_calls,
+        "fallbacks": agent.stats.fallbacks,
+        "decision_s": agent.decision_s,
+    }

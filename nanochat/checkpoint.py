@@ -9,6 +9,7 @@
 Loading rebuilds the model from the meta alone and refuses a tokenizer whose vocabulary differs from
 the model's, since every id past the mismatch would mean something else.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint folder that is missing, incomplete or inconsistent."""
 
 
-def save_checkpoint(directory: str | Path, step: int, model: GPT, tokenizer: Tokenizer | None = None,
-                    optimizer=None, meta: dict | None = None, dtype: torch.dtype | None = None) -> Path:
+def save_checkpoint(
+    directory: str | Path,
+    step: int,
+    model: GPT,
+    tokenizer: Tokenizer | None = None,
+    optimizer=None,
+    meta: dict | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Write one step's files; `dtype` (e.g. torch.bfloat16) shrinks the saved weights."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -47,8 +55,9 @@ def save_checkpoint(directory: str | Path, step: int, model: GPT, tokenizer: Tok
 
 
 def last_step(directory: str | Path) -> int:
-    steps = [int(m.group(1)) for p in Path(directory).glob("model_*.pt")
-             if (m := re.fullmatch(r"model_(\d{6})\.pt", p.name))]
+    steps = [
+        int(m.group(1)) for p in Path(directory).glob("model_*.pt") if (m := re.fullmatch(r"model_(\d{6})\.pt", p.name))
+    ]
     if not steps:
         raise CheckpointError(f"no model_<step>.pt in {directory}")
     return max(steps)
@@ -63,8 +72,12 @@ def load_meta(directory: str | Path, step: int | None = None) -> dict:
     return json.loads(path.read_text())
 
 
-def load_checkpoint(directory: str | Path = SHIPPED_DIR, step: int | None = None, device: str | torch.device = "cpu",
-                    tokenizer: Tokenizer | None = None) -> tuple[GPT, Tokenizer, dict]:
+def load_checkpoint(
+    directory: str | Path = SHIPPED_DIR,
+    step: int | None = None,
+    device: str | torch.device = "cpu",
+    tokenizer: Tokenizer | None = None,
+) -> tuple[GPT, Tokenizer, dict]:
     """Rebuild (model, tokenizer, meta) from a checkpoint folder; the model comes back in eval mode."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -77,9 +90,11 @@ def load_checkpoint(directory: str | Path = SHIPPED_DIR, step: int | None = None
         raise CheckpointError(f"bad model_config in {directory}/meta_{step:06d}.json: {e}") from e
     tokenizer = tokenizer or Tokenizer.load(directory)
     if tokenizer.vocab_size != config.vocab_size:
-        raise CheckpointError(f"tokenizer vocabulary ({tokenizer.vocab_size} tokens) does not match the model's "
-                              f"vocab_size {config.vocab_size} in {directory}: the ids would mean different "
-                              f"tokens; use the tokenizer saved beside this checkpoint")
+        raise CheckpointError(
+            f"tokenizer vocabulary ({tokenizer.vocab_size} tokens) does not match the model's "
+            f"vocab_size {config.vocab_size} in {directory}: the ids would mean different "
+            f"tokens; use the tokenizer saved beside this checkpoint"
+        )
     with torch.device("meta"):
         model = GPT(config)
     model.to_empty(device=device)

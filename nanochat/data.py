@@ -9,6 +9,7 @@ Seeds are split by value: every seed with `seed % 10 == 9` is held out for valid
 row (padded, never packed across notebooks, so the model always sees a notebook from its start as
 it will at inference). The mask keeps only model-written target tokens.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -17,9 +18,8 @@ import logging
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from pathlib import Path
-
+from typing import TYPE_CHECKING
 
 from loopylab.nanochat.tokenizer import Tokenizer, encode_notebook
 
@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # data generation runs without torch (a CPU box making expert
 
 log = logging.getLogger("loopylab.nanochat.data")
 
-SHARD_SIZE = 2000            # notebooks per shard file
-SHIPPED_DATA = Path(__file__).parent / "data"   # the small shard set the shipped checkpoint was trained on
+SHARD_SIZE = 2000  # notebooks per shard file
+SHIPPED_DATA = Path(__file__).parent / "data"  # the small shard set the shipped checkpoint was trained on
 
 
 def is_val_seed(seed: int) -> bool:
@@ -37,6 +37,7 @@ def is_val_seed(seed: int) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- shards
+
 
 def write_shards(records: Sequence[dict], out_dir: str | Path, split: str, shard_size: int = SHARD_SIZE) -> list[Path]:
     out_dir = Path(out_dir)
@@ -47,7 +48,7 @@ def write_shards(records: Sequence[dict], out_dir: str | Path, split: str, shard
     for i in range(0, max(len(records), 1), shard_size):
         path = out_dir / f"{split}_{i // shard_size:05d}.jsonl.gz"
         with gzip.open(path, "wt") as f:
-            for r in records[i:i + shard_size]:
+            for r in records[i : i + shard_size]:
                 f.write(json.dumps(r) + "\n")
         paths.append(path)
     return paths
@@ -59,7 +60,7 @@ def read_shards(data_dir: str | Path, split: str) -> list[dict]:
         raise FileNotFoundError(f"no {split}_*.jsonl[.gz] shards in {data_dir} (make them with `loopylab policy data`)")
     records = []
     for p in paths:
-        with (gzip.open(p, "rt") if p.suffix == ".gz" else open(p)) as f:
+        with gzip.open(p, "rt") if p.suffix == ".gz" else open(p) as f:
             for n, line in enumerate(f, 1):
                 line = line.strip()
                 if not line:
@@ -72,6 +73,7 @@ def read_shards(data_dir: str | Path, split: str) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- batches
+
 
 @dataclass
 class Encoded:
@@ -89,14 +91,17 @@ def encode_all(tokenizer: Tokenizer, texts: Sequence[str | dict], max_len: int) 
         if isinstance(t, dict):
             t, skip = t["text"], set(t.get("explore", ()))
         ids, mask = encode_notebook(tokenizer, t, skip)
-        out.append(Encoded(ids[:max_len + 1], mask[:max_len + 1]))
+        out.append(Encoded(ids[: max_len + 1], mask[: max_len + 1]))
     return out
 
 
-def collate(rows: Sequence[Encoded], pad_id: int, device=None, pad_to: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def collate(
+    rows: Sequence[Encoded], pad_id: int, device=None, pad_to: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(inputs, targets, mask) of shape (B, T): targets are inputs shifted by one; padding masked out.
     T is rounded up to a multiple of `pad_to` (fewer distinct shapes for torch.compile)."""
     import torch
+
     T = max(len(r.ids) for r in rows) - 1
     T = -(-T // pad_to) * pad_to
     x = torch.full((len(rows), T), pad_id, dtype=torch.long)
@@ -115,8 +120,9 @@ def collate(rows: Sequence[Encoded], pad_id: int, device=None, pad_to: int = 1) 
 class NotebookBatches:
     """Endless shuffled batches of whole notebooks; similar lengths go together to waste less padding."""
 
-    def __init__(self, rows: Sequence[Encoded], batch_size: int, pad_id: int, seed: int = 0, device=None,
-                 pad_to: int = 1):
+    def __init__(
+        self, rows: Sequence[Encoded], batch_size: int, pad_id: int, seed: int = 0, device=None, pad_to: int = 1
+    ):
         if not rows:
             raise ValueError("no notebooks to train on")
         self.rows, self.batch_size, self.pad_id, self.device = list(rows), batch_size, pad_id, device
@@ -131,8 +137,8 @@ class NotebookBatches:
             window = self.batch_size * 16
             batches = []
             for w in range(0, len(order), window):
-                chunk = sorted(order[w:w + window], key=lambda i: len(self.rows[i].ids))
-                batches += [chunk[b:b + self.batch_size] for b in range(0, len(chunk), self.batch_size)]
+                chunk = sorted(order[w : w + window], key=lambda i: len(self.rows[i].ids))
+                batches += [chunk[b : b + self.batch_size] for b in range(0, len(chunk), self.batch_size)]
             self.rng.shuffle(batches)
             for b in batches:
                 if len(b) == self.batch_size or len(self.rows) < self.batch_size:
@@ -141,20 +147,23 @@ class NotebookBatches:
 
 # ---------------------------------------------------------------------------------------------- generation
 
+
 class ExploringExpert:
     """The lab's `eig` expert, except that with probability `noise` an experiment is replaced by a
     uniformly random candidate. The replaced experiments are remembered so training can leave them out
     of the loss: the policy sees the states they lead to, never learns to make them."""
+
     name = "eig-explore"
 
     def __init__(self, seed: int = 0, noise: float = 0.15, stream: int = 0):
         import numpy as np
+
         from loopylab.lab.agents import EIGAgent
 
         self.expert = EIGAgent(seed=seed)
         self.rng = np.random.default_rng([seed, 0xE1A, stream])
         self.noise = noise
-        self.explored: list[int] = []   # ordinals (0-based) of the random experiments
+        self.explored: list[int] = []  # ordinals (0-based) of the random experiments
         self.n_experiments = 0
         self.last_decision = None
 
@@ -203,12 +212,24 @@ def generate_one(job: tuple[str, int, float]) -> dict:
         return {"seed": seed, "kind": kind, "failed": row.get("exception", "no notebook")}
     exp_sections = experiment_sections(row["notebook"])
     explore = [exp_sections[k] for k in (agent.explored if agent else []) if k < len(exp_sections)]
-    return {"seed": seed, "kind": kind, "text": row["notebook"], "success": bool(row["success"]),
-            "experiments": int(row["experiments"]), "explore": explore}
+    return {
+        "seed": seed,
+        "kind": kind,
+        "text": row["notebook"],
+        "success": bool(row["success"]),
+        "experiments": int(row["experiments"]),
+        "explore": explore,
+    }
 
 
-def generate(seeds: Sequence[int], out_dir: str | Path, workers: int | None = None, noise: float = 0.15,
-             kinds: Sequence[str] | None = None, progress: bool = True) -> dict:
+def generate(
+    seeds: Sequence[int],
+    out_dir: str | Path,
+    workers: int | None = None,
+    noise: float = 0.15,
+    kinds: Sequence[str] | None = None,
+    progress: bool = True,
+) -> dict:
     """Notebooks of the exploring expert for every (question kind, seed), in parallel; shards by seed.
 
     Every finished world is appended to `<out>/journal.jsonl` at once, so an interrupted run loses
@@ -234,6 +255,7 @@ def generate(seeds: Sequence[int], out_dir: str | Path, workers: int | None = No
     bar = None
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         bar = Progress(TextColumn("[bold]notebooks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         task = bar.add_task("notebooks", total=len(jobs))
         bar.start()
@@ -281,8 +303,9 @@ def read_journal(path: str | Path) -> list[dict]:
     return out
 
 
-def write_dataset(records: Sequence[dict], out_dir: str | Path, seeds: set | None = None,
-                  kinds: set | None = None) -> dict:
+def write_dataset(
+    records: Sequence[dict], out_dir: str | Path, seeds: set | None = None, kinds: set | None = None
+) -> dict:
     """Shards from journal records: one notebook per (kind, seed), train/val split by seed."""
     unique = {}
     for r in records:
@@ -293,5 +316,9 @@ def write_dataset(records: Sequence[dict], out_dir: str | Path, seeds: set | Non
     val = [r for r in ok if is_val_seed(r["seed"])]
     write_shards(train, out_dir, "train")
     write_shards(val, out_dir, "val")
-    return {"train": len(train), "val": len(val), "failed": len(unique) - len(ok),
-            "success_rate": sum(r["success"] for r in ok) / max(1, len(ok))}
+    return {
+        "train": len(train),
+        "val": len(val),
+        "failed": len(unique) - len(ok),
+        "success_rate": sum(r["success"] for r in ok) / max(1, len(ok)),
+    }

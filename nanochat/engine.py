@@ -18,6 +18,7 @@ Decoding is constrained so that whatever the weights say, the text parses:
 A free-form body that runs into a dead end or past `max_body_tokens` is replaced by a safe default and
 counted in `stats.fallbacks`; the engine never raises on model output.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -48,7 +49,7 @@ WIDE_RANGES = {"friction": (0.2, 0.9), "mass": (0.05, 0.6), "restitution": (0.1,
 
 @dataclass
 class SampleConfig:
-    temperature: float = 0.0   # 0: argmax
+    temperature: float = 0.0  # 0: argmax
     top_k: int = 20
     max_body_tokens: int = 200  # a hypothesis over three objects is ~110 tokens
     seed: int | None = None
@@ -97,7 +98,7 @@ class Engine:
             b = tokenizer.enc.decode_single_token_bytes(i)
             ok = b.isascii() and b"\n" not in b and b"\r" not in b
             self.token_text.append(b.decode("ascii") if ok else None)
-        self._tokens: list[int] = []       # ids whose keys/values are in the cache
+        self._tokens: list[int] = []  # ids whose keys/values are in the cache
         self._cache: KVCache | None = None
         self._last_logits: torch.Tensor | None = None
         self._tries: dict[str, TokenTrie] = {}
@@ -205,8 +206,14 @@ class Engine:
             body += run
             logits = self._feed(run)
 
-    def _write_free(self, logits: torch.Tensor, kind: str, pattern: "regex.Pattern",
-                    complete: Callable[[str], bool], fallback: Callable[[], str]) -> str:
+    def _write_free(
+        self,
+        logits: torch.Tensor,
+        kind: str,
+        pattern: regex.Pattern,
+        complete: Callable[[str], bool],
+        fallback: Callable[[], str],
+    ) -> str:
         """Token-by-token under a regex checked on partial text; `complete` gates the end token."""
         end = self.end_id[kind]
         text, n = "", 0
@@ -230,11 +237,18 @@ class Engine:
         # dead end or too long: roll the partial body back and write the safe default instead
         self.stats.fallbacks += 1
         self._cache.pos -= n
-        self._tokens = self._tokens[:len(self._tokens) - n]
+        self._tokens = self._tokens[: len(self._tokens) - n]
         return fallback()  # fed by the next sync
 
-    def _write_body(self, kind: str, logits: torch.Tensor, question: Question, scene: Scene,
-                    sections: Sequence[Section], candidates: Sequence[str] | None = None) -> str:
+    def _write_body(
+        self,
+        kind: str,
+        logits: torch.Tensor,
+        question: Question,
+        scene: Scene,
+        sections: Sequence[Section],
+        candidates: Sequence[str] | None = None,
+    ) -> str:
         if kind == "experiment":
             bodies = list(candidates) if candidates is not None else valid_bodies("experiment", scene, question)
             if not bodies:  # nothing in the grid is safe here: weighing moves nothing sideways
@@ -251,16 +265,25 @@ class Engine:
             qty = "slide" if question.kind == "predict" else question.kind
             d = grammar.DECIMALS[qty]
             pattern = _compile(rf"{qty} {regex.escape(question.object)} {grammar.num_re(d)} {grammar.num_re(d)}")
-            return self._write_free(logits, kind, pattern,
-                                    lambda t: pattern.fullmatch(t) is not None and grammar.body_complete(kind, t, scene),
-                                    lambda: default_conclusion(question, sections).render())
+            return self._write_free(
+                logits,
+                kind,
+                pattern,
+                lambda t: pattern.fullmatch(t) is not None and grammar.body_complete(kind, t, scene),
+                lambda: default_conclusion(question, sections).render(),
+            )
         pattern = _compile(hypothesis_regex(question))
-        return self._write_free(logits, kind, pattern,
-                                lambda t: pattern.fullmatch(t) is not None and grammar.body_complete(kind, t, scene),
-                                lambda: default_hypothesis(question).render())
+        return self._write_free(
+            logits,
+            kind,
+            pattern,
+            lambda t: pattern.fullmatch(t) is not None and grammar.body_complete(kind, t, scene),
+            lambda: default_hypothesis(question).render(),
+        )
 
-    def propose(self, sections: Sequence[Section], allowed: Sequence[str] | None = None,
-                candidates: Sequence[str] | None = None) -> Section:
+    def propose(
+        self, sections: Sequence[Section], allowed: Sequence[str] | None = None, candidates: Sequence[str] | None = None
+    ) -> Section:
         """The model's next section (hypothesis, experiment or conclusion) after `sections`. `allowed`
         narrows the kinds the model may open; `candidates` are the experiment bodies it may choose from
         (default: the lab's grid for the scene and question)."""
@@ -299,9 +322,13 @@ class Engine:
             fallback = default_hypothesis(question) if kind == "hypothesis" else default_conclusion(question, sections)
             return Section(fallback.kind, fallback)
 
-    def investigate(self, question: Question, scene: Scene,
-                    execute: Callable[[Experiment], tuple[Observation, Belief | None]],
-                    on_section: Callable[[Section], None] | None = None) -> list[Section]:
+    def investigate(
+        self,
+        question: Question,
+        scene: Scene,
+        execute: Callable[[Experiment], tuple[Observation, Belief | None]],
+        on_section: Callable[[Section], None] | None = None,
+    ) -> list[Section]:
         """Run a whole investigation: the tool-call loop. `execute` runs an experiment and returns the
         observation and the updated belief, which are forced into the context."""
         sections = [Section("question", question), Section("scene", scene)]
@@ -331,10 +358,10 @@ class ContextFull(RuntimeError):
     pass
 
 
-_PATTERNS: dict[str, "regex.Pattern"] = {}
+_PATTERNS: dict[str, regex.Pattern] = {}
 
 
-def _compile(pattern: str) -> "regex.Pattern":
+def _compile(pattern: str) -> regex.Pattern:
     if pattern not in _PATTERNS:
         if len(_PATTERNS) > 256:
             _PATTERNS.clear()
@@ -356,8 +383,14 @@ def hypothesis_regex(question: Question) -> str:
     """Ranges of the hidden parameters of the question's objects: at most one clause per (parameter,
     object), so a body is bounded however the weights behave."""
     objs = "(?:" + "|".join(regex.escape(o) for o in sorted(question.objects, key=lambda o: (-len(o), o))) + ")"
-    clause = "(?:" + "|".join(rf"{p} {objs} in {grammar.num_re(grammar.DECIMALS[p])} {grammar.num_re(grammar.DECIMALS[p])}"
-                              for p in grammar.PARAMS) + ")"
+    clause = (
+        "(?:"
+        + "|".join(
+            rf"{p} {objs} in {grammar.num_re(grammar.DECIMALS[p])} {grammar.num_re(grammar.DECIMALS[p])}"
+            for p in grammar.PARAMS
+        )
+        + ")"
+    )
     n = len(grammar.PARAMS) * len(question.objects)
     return rf"{clause}(?:; {clause}){{0,{n - 1}}}"
 
@@ -418,6 +451,7 @@ def last_belief(sections: Sequence[Section]) -> Belief | None:
 def default_hypothesis(question: Question) -> Hypothesis:
     """The lab's prior box, the hypothesis every built-in agent starts from."""
     from loopylab.lab.agents import prior_hypothesis
+
     return prior_hypothesis(question)
 
 

@@ -6,14 +6,15 @@ head, and a tanh logit softcap. The model is sized by one knob, `depth`: width =
 to the head dimension. Weights are float32 everywhere; on CUDA the trainer runs the forward pass under
 bf16 autocast. Generation uses a `KVCache` so each new token costs one position of attention.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 LOGIT_SOFTCAP = 15.0
 ROPE_BASE = 100_000
@@ -30,12 +31,17 @@ class GPTConfig:
     n_embd: int = 256
 
     @classmethod
-    def from_depth(cls, depth: int, vocab_size: int, sequence_len: int = 1024,
-                   head_dim: int = 64) -> "GPTConfig":
+    def from_depth(cls, depth: int, vocab_size: int, sequence_len: int = 1024, head_dim: int = 64) -> GPTConfig:
         width = math.ceil(64 * depth / head_dim) * head_dim
         n_head = width // head_dim
-        return cls(sequence_len=sequence_len, vocab_size=vocab_size, n_layer=depth,
-                   n_head=n_head, n_kv_head=n_head, n_embd=width)
+        return cls(
+            sequence_len=sequence_len,
+            vocab_size=vocab_size,
+            n_layer=depth,
+            n_head=n_head,
+            n_kv_head=n_head,
+            n_embd=width,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,8 +68,7 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 class KVCache:
     """Keys and values of every layer for rows that advance in lockstep: (L, B, H_kv, T_max, D)."""
 
-    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device=None,
-                 dtype=torch.float32):
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
         head_dim = config.n_embd // config.n_head
         shape = (config.n_layer, batch_size, config.n_kv_head, max_len, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
@@ -83,7 +88,7 @@ class KVCache:
     def advance(self, n: int) -> None:
         self.pos += n
 
-    def clone(self) -> "KVCache":
+    def clone(self) -> KVCache:
         other = KVCache.__new__(KVCache)
         other.k, other.v = self.k.clone(), self.v.clone()
         other.max_len, other.pos = self.max_len, self.pos
@@ -152,10 +157,12 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict({
-            "wte": nn.Embedding(config.vocab_size, config.n_embd),
-            "h": nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
-        })
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(config.vocab_size, config.n_embd),
+                "h": nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
+            }
+        )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # rotary tables cover a generous multiple of the context; they are rebuilt, never saved
         self.rotary_len = config.sequence_len * 4
@@ -170,7 +177,7 @@ class GPT(nn.Module):
         return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
 
     @torch.no_grad()
-    def init_weights(self, seed: int | None = None) -> "GPT":
+    def init_weights(self, seed: int | None = None) -> GPT:
         """nanochat's init: unit-normal embedding, tiny head, uniform block inputs, zero output projections."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         n = self.config.n_embd
@@ -201,16 +208,21 @@ class GPT(nn.Module):
         head_dim = c.n_embd // c.n_head
         return 6 * n_matmul + 12 * c.n_layer * c.n_head * head_dim * c.sequence_len
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                loss_mask: torch.Tensor | None = None, kv_cache: KVCache | None = None,
-                reduction: str = "mean"):
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        loss_mask: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        reduction: str = "mean",
+    ):
         """idx (B, T) token ids. With targets: the cross-entropy (masked where loss_mask == 0);
         otherwise the logits (B, T, V) in float32. With a kv_cache the tokens continue the cached prefix."""
         B, T = idx.shape
         t0 = kv_cache.pos if kv_cache is not None else 0
         if t0 + T > self.rotary_len:
             raise ValueError(f"sequence of {t0 + T} tokens exceeds the rotary table ({self.rotary_len})")
-        cos, sin = self.cos[:, t0:t0 + T], self.sin[:, t0:t0 + T]
+        cos, sin = self.cos[:, t0 : t0 + T], self.sin[:, t0 : t0 + T]
         x = norm(self.transformer.wte(idx))
         for block in self.transformer.h:
             x = block(x, cos, sin, kv_cache)

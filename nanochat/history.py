@@ -1,5 +1,6 @@
 """A training run's history next to its checkpoint: `history.csv` (step, train loss, val bpb where it was
 measured) and `history.png` (both curves against the step, with labelled axes)."""
+
 from __future__ import annotations
 
 import csv
@@ -12,8 +13,9 @@ log = logging.getLogger("loopylab.nanochat.history")
 CSV_NAME, PNG_NAME = "history.csv", "history.png"
 
 
-def write_history(out_dir: str | Path, losses: Sequence[float], val_bpb: Sequence[tuple[int, float]],
-                  title: str = "") -> list[Path]:
+def write_history(
+    out_dir: str | Path, losses: Sequence[float], val_bpb: Sequence[tuple[int, float]], title: str = ""
+) -> list[Path]:
     """Write the CSV and the PNG into `out_dir`; steps count from 1. Returns the files written (the PNG is
     left out, with a log line, where matplotlib is not installed, e.g. on a torch-only GPU box)."""
     out = Path(out_dir)
@@ -34,7 +36,8 @@ def write_history(out_dir: str | Path, losses: Sequence[float], val_bpb: Sequenc
 
 def plot_history(path: Path, losses: Sequence[float], val_bpb: Sequence[tuple[int, float]], title: str = "") -> Path:
     import matplotlib
-    matplotlib.use("Agg")   # files only: no display needed
+
+    matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)

@@ -5,6 +5,7 @@ Newton-Schulz iteration) for the 2-D matrices inside the transformer blocks, Ada
 the head and any scalars. The schedule warms up linearly, holds, then decays linearly to a floor over
 the final `warmdown` fraction of training.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,10 +35,18 @@ def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
 class Muon(torch.optim.Optimizer):
     """Momentum + orthogonalised updates for 2-D weight matrices, with decoupled weight decay."""
 
-    def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
-                 ns_steps: int = 5, weight_decay: float = 0.0):
-        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-                                      weight_decay=weight_decay))
+    def __init__(
+        self,
+        params,
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(
+            params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, weight_decay=weight_decay)
+        )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -68,9 +77,16 @@ class Muon(torch.optim.Optimizer):
 class MuonAdamW:
     """One object holding both optimizers, so the trainer steps, schedules and saves them together."""
 
-    def __init__(self, model: torch.nn.Module, matrix_lr: float = 0.02, embedding_lr: float = 0.2,
-                 unembedding_lr: float = 0.004, scalar_lr: float = 0.02, weight_decay: float = 0.0,
-                 adam_betas: tuple[float, float] = (0.8, 0.95)):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        matrix_lr: float = 0.02,
+        embedding_lr: float = 0.2,
+        unembedding_lr: float = 0.004,
+        scalar_lr: float = 0.02,
+        weight_decay: float = 0.0,
+        adam_betas: tuple[float, float] = (0.8, 0.95),
+    ):
         matrices, embeddings, head, scalars = [], [], [], []
         for name, p in model.named_parameters():
             if not p.requires_grad:
@@ -85,13 +101,14 @@ class MuonAdamW:
                 scalars.append(p)
         # AdamW learning rates scale as 1/sqrt(width), tuned by nanochat at width 768
         dim_scale = (model.config.n_embd / 768) ** -0.5
-        adam_groups = [dict(params=embeddings, lr=embedding_lr * dim_scale),
-                       dict(params=head, lr=unembedding_lr * dim_scale)]
+        adam_groups = [
+            dict(params=embeddings, lr=embedding_lr * dim_scale),
+            dict(params=head, lr=unembedding_lr * dim_scale),
+        ]
         if scalars:
             adam_groups.append(dict(params=scalars, lr=scalar_lr))
         fused = next(model.parameters()).is_cuda
-        self.adamw = torch.optim.AdamW(adam_groups, betas=adam_betas, eps=1e-10, weight_decay=0.0,
-                                       fused=fused)
+        self.adamw = torch.optim.AdamW(adam_groups, betas=adam_betas, eps=1e-10, weight_decay=0.0, fused=fused)
         self.muon = Muon(matrices, lr=matrix_lr, momentum=0.95, weight_decay=weight_decay)
         self.optimizers = [self.adamw, self.muon]
         for opt in self.optimizers:
@@ -122,6 +139,7 @@ class MuonAdamW:
 @dataclass
 class Schedule:
     """Linear warmup for `warmup` steps, flat, then linear warmdown over the last `warmdown` fraction."""
+
     total_steps: int
     warmup: int = 20
     warmdown: float = 0.65

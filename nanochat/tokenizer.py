@@ -6,6 +6,7 @@ drift apart. Specials sit at the top of the vocabulary, as in nanochat. The enco
 checkpoint (`<dir>/tokenizer/tokenizer.pkl`) with `token_bytes.pt`, the byte length of every token,
 which val bpb needs.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -19,14 +20,17 @@ if TYPE_CHECKING:  # torch only for saving token_bytes: notebooks can be made an
     import torch
 
 # GPT-4's split pattern with numbers in chunks of at most two digits (nanochat's choice)
-SPLIT_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
-                 r"""|\s*[\r\n]|\s+(?!\S)|\s+""")
+SPLIT_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
+    r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
+)
 BOS = "<|bos|>"
 
 
 def special_tokens() -> list[str]:
     """<|bos|> then each grammar section's start and end marker, in notebook order."""
     from loopylab.world import notebook as grammar
+
     return [BOS] + list(grammar.SPECIAL_TOKENS)
 
 
@@ -37,8 +41,9 @@ class Tokenizer:
 
     # ---- training and persistence ----
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int, specials: Sequence[str] | None = None,
-              allow_smaller: bool = False) -> "Tokenizer":
+    def train(
+        cls, texts: Iterable[str], vocab_size: int, specials: Sequence[str] | None = None, allow_smaller: bool = False
+    ) -> Tokenizer:
         """Train so that the whole vocabulary (bytes + merges + specials) is exactly `vocab_size`; with
         `allow_smaller`, a corpus that runs out of pairs to merge gives a smaller vocabulary instead."""
         import logging
@@ -49,42 +54,55 @@ class Tokenizer:
         specials = list(specials or special_tokens())
         n_ordinary = vocab_size - len(specials)
         if n_ordinary < 256:
-            raise ValueError(f"vocab_size {vocab_size} leaves fewer than 256 byte tokens "
-                             f"after {len(specials)} special tokens")
+            raise ValueError(
+                f"vocab_size {vocab_size} leaves fewer than 256 byte tokens after {len(specials)} special tokens"
+            )
         bpe = rustbpe.Tokenizer()
         bpe.train_from_iterator(iter(_strip_specials(texts, specials)), n_ordinary, pattern=SPLIT_PATTERN)
         ranks = {bytes(k): v for k, v in bpe.get_mergeable_ranks()}
         if len(ranks) < n_ordinary and allow_smaller:
             n_ordinary = len(ranks)
         elif len(ranks) < n_ordinary:  # a small corpus runs out of pairs to merge
-            raise ValueError(f"corpus too small: {len(ranks)} ordinary tokens learned, {n_ordinary} requested; "
-                             f"lower vocab_size")
+            raise ValueError(
+                f"corpus too small: {len(ranks)} ordinary tokens learned, {n_ordinary} requested; lower vocab_size"
+            )
         special_ids = {s: n_ordinary + i for i, s in enumerate(specials)}
-        enc = tiktoken.Encoding(name="loopylab-notebook", pat_str=bpe.get_pattern(),
-                                mergeable_ranks=ranks, special_tokens=special_ids)
+        enc = tiktoken.Encoding(
+            name="loopylab-notebook", pat_str=bpe.get_pattern(), mergeable_ranks=ranks, special_tokens=special_ids
+        )
         return cls(enc)
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory) / "tokenizer"
         directory.mkdir(parents=True, exist_ok=True)
-        state = {"name": self.enc.name, "pat_str": self.enc._pat_str,
-                 "mergeable_ranks": self.enc._mergeable_ranks, "special_tokens": self.enc._special_tokens}
+        state = {
+            "name": self.enc.name,
+            "pat_str": self.enc._pat_str,
+            "mergeable_ranks": self.enc._mergeable_ranks,
+            "special_tokens": self.enc._special_tokens,
+        }
         with open(directory / "tokenizer.pkl", "wb") as f:
             pickle.dump(state, f)
         import torch
+
         torch.save(self.token_bytes(), directory / "token_bytes.pt")
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Tokenizer":
+    def load(cls, directory: str | Path) -> Tokenizer:
         path = Path(directory) / "tokenizer" / "tokenizer.pkl"
         if not path.exists():
             raise FileNotFoundError(f"no tokenizer at {path}")
         with open(path, "rb") as f:
             state = pickle.load(f)
-        return cls(tiktoken.Encoding(name=state["name"], pat_str=state["pat_str"],
-                                     mergeable_ranks=state["mergeable_ranks"],
-                                     special_tokens=state["special_tokens"]))
+        return cls(
+            tiktoken.Encoding(
+                name=state["name"],
+                pat_str=state["pat_str"],
+                mergeable_ranks=state["mergeable_ranks"],
+                special_tokens=state["special_tokens"],
+            )
+        )
 
     # ---- use ----
     @property
@@ -118,6 +136,7 @@ class Tokenizer:
     def token_bytes(self) -> torch.Tensor:
         """Bytes per token id (0 for specials): val bpb = nats / bytes over ordinary tokens."""
         import torch
+
         out = torch.zeros(self.vocab_size, dtype=torch.int32)
         for i in range(self.vocab_size):
             if not self.is_special(i):
@@ -140,7 +159,9 @@ MODEL_WRITTEN = ("hypothesis", "experiment", "conclusion")  # the rest is prompt
 _LINE_RE = None
 
 
-def encode_notebook(tokenizer: Tokenizer, text: str, skip_sections: Collection[int] = ()) -> tuple[list[int], list[int]]:
+def encode_notebook(
+    tokenizer: Tokenizer, text: str, skip_sections: Collection[int] = ()
+) -> tuple[list[int], list[int]]:
     """Token ids of `<|bos|>` + a notebook, and a mask that is 1 where the model wrote the token:
     the start marker, body and end marker of hypothesis/experiment/conclusion sections. The question,
     scene, forced observations and beliefs, and the newlines between sections are 0 (never trained on),
@@ -154,7 +175,7 @@ def encode_notebook(tokenizer: Tokenizer, text: str, skip_sections: Collection[i
     pos = 0
     for index, m in enumerate(_LINE_RE.finditer(text)):
         if m.start() != pos:
-            raise ValueError(f"text between sections at offset {pos}: {text[pos:m.start()][:60]!r}")
+            raise ValueError(f"text between sections at offset {pos}: {text[pos : m.start()][:60]!r}")
         kind, body, newline = m.group(1), m.group(2), m.group(3)
         start, end = tokenizer.section_ids(kind)
         section = [start] + tokenizer.encode_ordinary(body) + [end]

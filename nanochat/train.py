@@ -8,6 +8,7 @@ The loss covers only model-written tokens (hypotheses, experiments, conclusions)
 scene and the observations and beliefs the lab forces into the context are masked. val bpb follows
 nanochat: summed nats over summed bytes of the scored tokens (special tokens carry no bytes), in bits.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,16 @@ from loopylab.nanochat.tokenizer import Tokenizer
 log = logging.getLogger("loopylab.nanochat.train")
 
 # bf16 dense peak of the accelerators we know, for MFU
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12,
-              "4090": 165e12, "3090": 71e12}
+PEAK_FLOPS = {
+    "H100": 989e12,
+    "H200": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "A10": 125e12,
+    "4090": 165e12,
+    "3090": 71e12,
+}
 
 
 @dataclass
@@ -51,17 +60,19 @@ class TrainConfig:
     device: str = "cpu"
     compile: bool = False
     seed: int = 0
-    save_dtype: str = "float32"   # "bfloat16" halves the checkpoint on disk
+    save_dtype: str = "float32"  # "bfloat16" halves the checkpoint on disk
 
 
 PRESETS = {
     "tiny": TrainConfig(),
     # the shipped checkpoint: 350 steps on its 539 training notebooks (val bpb 0.082); longer training
     # overfits small corpora (300 notebooks: 0.108 at 250 steps, 0.161 at 400)
-    "small": TrainConfig(preset="small", depth=4, vocab_size=768, batch_size=16, steps=350, eval_every=0,
-                         save_dtype="bfloat16"),
-    "gpu": TrainConfig(preset="gpu", depth=8, vocab_size=1024, batch_size=128, steps=2000, eval_every=500,
-                       device="cuda", compile=True),
+    "small": TrainConfig(
+        preset="small", depth=4, vocab_size=768, batch_size=16, steps=350, eval_every=0, save_dtype="bfloat16"
+    ),
+    "gpu": TrainConfig(
+        preset="gpu", depth=8, vocab_size=1024, batch_size=128, steps=2000, eval_every=500, device="cuda", compile=True
+    ),
 }
 
 
@@ -77,7 +88,7 @@ class TrainResult:
     step: int
     losses: list[float] = field(default_factory=list)
     val_bpb: float | None = None
-    val_history: list[tuple[int, float]] = field(default_factory=list)   # (step, val bpb) at each eval
+    val_history: list[tuple[int, float]] = field(default_factory=list)  # (step, val bpb) at each eval
     tokens_per_s: float = 0.0
     mfu: float | None = None
     params: int = 0
@@ -106,7 +117,7 @@ def evaluate_bpb(model: GPT, rows, token_bytes: torch.Tensor, pad_id: int, batch
     token_bytes = token_bytes.to(device)
     nats, nbytes = 0.0, 0
     for i in range(0, len(rows), batch_size):
-        x, y, m = collate(rows[i:i + batch_size], pad_id, device)
+        x, y, m = collate(rows[i : i + batch_size], pad_id, device)
         with autocast_for(device):
             loss = model(x, y, m, reduction="none").view_as(y)
         b = token_bytes[y] * (m > 0)
@@ -116,10 +127,15 @@ def evaluate_bpb(model: GPT, rows, token_bytes: torch.Tensor, pad_id: int, batch
     return nats / (math.log(2) * nbytes) if nbytes else float("nan")
 
 
-def train(cfg: TrainConfig, train_texts: Sequence[str | dict], val_texts: Sequence[str | dict],
-          out_dir: str | Path | None = None,
-          tokenizer: Tokenizer | None = None, progress: bool = True,
-          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    train_texts: Sequence[str | dict],
+    val_texts: Sequence[str | dict],
+    out_dir: str | Path | None = None,
+    tokenizer: Tokenizer | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
     """Train a policy from notebooks (texts or shard records); save a checkpoint in `out_dir` (when given)
     at the end, with the loss and val bpb history beside it (history.csv, history.png). Without a tokenizer
     one is trained on the training notebooks."""
@@ -132,10 +148,15 @@ def train(cfg: TrainConfig, train_texts: Sequence[str | dict], val_texts: Sequen
         torch.backends.cudnn.allow_tf32 = True
     if tokenizer is None:
         t0 = time.time()
-        tokenizer = Tokenizer.train([t["text"] if isinstance(t, dict) else t for t in train_texts], cfg.vocab_size,
-                                    allow_smaller=True)
-        log.info("tokenizer: %d tokens trained on %d notebooks in %.1fs", tokenizer.vocab_size, len(train_texts),
-                 time.time() - t0)
+        tokenizer = Tokenizer.train(
+            [t["text"] if isinstance(t, dict) else t for t in train_texts], cfg.vocab_size, allow_smaller=True
+        )
+        log.info(
+            "tokenizer: %d tokens trained on %d notebooks in %.1fs",
+            tokenizer.vocab_size,
+            len(train_texts),
+            time.time() - t0,
+        )
     pad_id = tokenizer.bos_id  # padding is masked; any id works
     train_rows = encode_all(tokenizer, train_texts, cfg.sequence_len)
     val_rows = encode_all(tokenizer, val_texts, cfg.sequence_len)
@@ -146,21 +167,32 @@ def train(cfg: TrainConfig, train_texts: Sequence[str | dict], val_texts: Sequen
     opt = MuonAdamW(model, matrix_lr=cfg.matrix_lr, embedding_lr=cfg.embedding_lr, unembedding_lr=cfg.unembedding_lr)
     schedule = Schedule(cfg.steps, warmup=min(cfg.warmup, max(1, cfg.steps // 5)), warmdown=cfg.warmdown)
     fwd = torch.compile(model, dynamic=True) if cfg.compile else model
-    batches = iter(NotebookBatches(train_rows, cfg.batch_size, pad_id, seed=cfg.seed, device=device,
-                                   pad_to=128 if cfg.compile else 1))
+    batches = iter(
+        NotebookBatches(
+            train_rows, cfg.batch_size, pad_id, seed=cfg.seed, device=device, pad_to=128 if cfg.compile else 1
+        )
+    )
     flops_per_token = model.flops_per_token()
     peak = peak_flops(device)
     n_params = model.num_params()
-    log.info("model: depth %d, width %d, %d heads, %.2fM parameters, vocab %d, %s; %d train / %d val notebooks",
-             config.n_layer, config.n_embd, config.n_head, n_params / 1e6, config.vocab_size, device,
-             len(train_rows), len(val_rows))
+    log.info(
+        "model: depth %d, width %d, %d heads, %.2fM parameters, vocab %d, %s; %d train / %d val notebooks",
+        config.n_layer,
+        config.n_embd,
+        config.n_head,
+        n_params / 1e6,
+        config.vocab_size,
+        device,
+        len(train_rows),
+        len(val_rows),
+    )
 
     result = TrainResult(out_dir=Path(out_dir) if out_dir else None, step=cfg.steps, params=n_params)
     timed_tokens, timed_s = 0, 0.0
     bar = _progress(progress)
     task = bar.add_task("training", total=cfg.steps, info="") if bar else None
     model.train()
-    with (bar or nullcontext()):
+    with bar or nullcontext():
         for step in range(cfg.steps):
             t0 = time.time()
             x, y, m = next(batches)
@@ -194,16 +226,38 @@ def train(cfg: TrainConfig, train_texts: Sequence[str | dict], val_texts: Sequen
     if result.val_bpb is not None:
         result.val_history.append((cfg.steps, result.val_bpb))
     mfu_text = f", MFU {100 * result.mfu:.1f}%" if result.mfu is not None else ""
-    log.info("done: %d steps, final loss %.4f, val bpb %s, %.0f tokens/s%s", cfg.steps, result.losses[-1],
-             f"{result.val_bpb:.4f}" if result.val_bpb is not None else "n/a", result.tokens_per_s, mfu_text)
+    log.info(
+        "done: %d steps, final loss %.4f, val bpb %s, %.0f tokens/s%s",
+        cfg.steps,
+        result.losses[-1],
+        f"{result.val_bpb:.4f}" if result.val_bpb is not None else "n/a",
+        result.tokens_per_s,
+        mfu_text,
+    )
     if out_dir is not None:
-        meta = {"val_bpb": result.val_bpb, "train_config": asdict(cfg), "final_loss": result.losses[-1],
-                "tokens_per_s": result.tokens_per_s, "mfu": result.mfu,
-                "notebooks": {"train": len(train_rows), "val": len(val_rows)}}
-        save_checkpoint(out_dir, cfg.steps, model, tokenizer, optimizer=opt if cfg.save_dtype == "float32" else None,
-                        meta=meta, dtype=getattr(torch, cfg.save_dtype))
-        write_history(out_dir, result.losses, result.val_history, title=f"policy training ({cfg.preset} preset, "
-                      f"{n_params / 1e6:.2f}M parameters)")
+        meta = {
+            "val_bpb": result.val_bpb,
+            "train_config": asdict(cfg),
+            "final_loss": result.losses[-1],
+            "tokens_per_s": result.tokens_per_s,
+            "mfu": result.mfu,
+            "notebooks": {"train": len(train_rows), "val": len(val_rows)},
+        }
+        save_checkpoint(
+            out_dir,
+            cfg.steps,
+            model,
+            tokenizer,
+            optimizer=opt if cfg.save_dtype == "float32" else None,
+            meta=meta,
+            dtype=getattr(torch, cfg.save_dtype),
+        )
+        write_history(
+            out_dir,
+            result.losses,
+            result.val_history,
+            title=f"policy training ({cfg.preset} preset, {n_params / 1e6:.2f}M parameters)",
+        )
         log.info("checkpoint written to %s (history.csv and history.png beside it)", out_dir)
     result.model, result.tokenizer = model, tokenizer
     return result
@@ -213,5 +267,11 @@ def _progress(enabled: bool):
     if not enabled:
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )

@@ -1,4 +1,5 @@
 """Draw what perception saw: marker outlines and axes, blob centres, labels with their uncertainty."""
+
 from __future__ import annotations
 
 import cv2
@@ -10,8 +11,14 @@ from loopylab.perception.pipeline import Detection
 GREEN, ORANGE, CYAN = (40, 220, 40), (255, 150, 0), (0, 220, 255)
 
 
-def annotate(rgb: np.ndarray, detections: list[Detection], K: np.ndarray, D: np.ndarray,
-             T_base_camera: np.ndarray, axis_len: float = 0.03) -> np.ndarray:
+def annotate(
+    rgb: np.ndarray,
+    detections: list[Detection],
+    K: np.ndarray,
+    D: np.ndarray,
+    T_base_camera: np.ndarray,
+    axis_len: float = 0.03,
+) -> np.ndarray:
     """An RGB copy with every detection drawn; orange = orientation not trusted (ambiguous marker)."""
     img = rgb.copy()
     T_cb = invert(T_base_camera)

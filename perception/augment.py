@@ -1,4 +1,5 @@
 """Image degradations for the sim bench: sensor noise, defocus blur, lighting changes (seeded)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,10 +10,10 @@ import numpy as np
 
 @dataclass
 class ImageAugment:
-    noise_sigma: float = 0.0     # grey levels (0..255), Gaussian, per pixel and channel
-    blur_px: float = 0.0         # Gaussian blur sigma, pixels
-    lighting: float = 0.0        # max relative brightness change per frame (0.2 = +-20 %)
-    gamma: float = 0.0           # max gamma change per frame (0.2 = gamma in 0.8..1.2)
+    noise_sigma: float = 0.0  # grey levels (0..255), Gaussian, per pixel and channel
+    blur_px: float = 0.0  # Gaussian blur sigma, pixels
+    lighting: float = 0.0  # max relative brightness change per frame (0.2 = +-20 %)
+    gamma: float = 0.0  # max gamma change per frame (0.2 = gamma in 0.8..1.2)
     seed: int = 0
 
     def __post_init__(self):

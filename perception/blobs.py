@@ -9,6 +9,7 @@ remove that bias:
 Without depth, the blob centroid's ray is intersected with the horizontal plane at the object's centre
 height (object resting on the table at z = 0), a coarser fallback with a larger covariance.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -17,26 +18,33 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from loopylab.perception.geometry import make_T, R_to_quat
+from loopylab.perception.geometry import R_to_quat, make_T
 
 # OpenCV hue is 0..180. Ranges are lists of (h_lo, h_hi); red wraps around 0.
 NAMED_HUES: dict[str, list[tuple[int, int]]] = {
-    "red": [(0, 8), (172, 180)], "orange": [(9, 20)], "yellow": [(21, 34)], "green": [(35, 85)],
-    "cyan": [(86, 100)], "blue": [(101, 130)], "purple": [(131, 155)], "magenta": [(156, 171)],
+    "red": [(0, 8), (172, 180)],
+    "orange": [(9, 20)],
+    "yellow": [(21, 34)],
+    "green": [(35, 85)],
+    "cyan": [(86, 100)],
+    "blue": [(101, 130)],
+    "purple": [(131, 155)],
+    "magenta": [(156, 171)],
 }
 ROT_UNKNOWN_VAR = 10.0  # rad^2: an angle the view cannot tell (a sphere's or cylinder's yaw)
-OCCLUDED = object()     # marker result: the object is partly hidden (e.g. by the arm), no trustworthy centre
+OCCLUDED = object()  # marker result: the object is partly hidden (e.g. by the arm), no trustworthy centre
 
 
 @dataclass
 class ColourObject:
     """An object the blob tracker looks for."""
+
     label: str
-    shape: str = "cube"                      # cube | cylinder | sphere
-    size: float = 0.05                       # edge / diameter, m (cylinder height = size unless `height`)
+    shape: str = "cube"  # cube | cylinder | sphere
+    size: float = 0.05  # edge / diameter, m (cylinder height = size unless `height`)
     hue: list = field(default_factory=list)  # [(h_lo, h_hi), ...] OpenCV hue; empty: from colour/rgba
-    colour: str = ""                         # a NAMED_HUES key, e.g. "red"
-    rgba: tuple = ()                         # or the rendered colour: a hue window around it
+    colour: str = ""  # a NAMED_HUES key, e.g. "red"
+    rgba: tuple = ()  # or the rendered colour: a hue window around it
     s_min: int = 110
     v_min: int = 40
     height: float | None = None
@@ -48,16 +56,19 @@ class ColourObject:
         if not self.hue:
             if self.colour:
                 if self.colour not in NAMED_HUES:
-                    raise ValueError(f"object {self.label!r}: unknown colour {self.colour!r} "
-                                     f"(known: {', '.join(NAMED_HUES)})")
+                    raise ValueError(
+                        f"object {self.label!r}: unknown colour {self.colour!r} (known: {', '.join(NAMED_HUES)})"
+                    )
                 self.hue = list(NAMED_HUES[self.colour])
             elif self.rgba:
                 self.hue = hue_window(self.rgba)
             else:
                 word = self.label.split("_")[0]
                 if word not in NAMED_HUES:
-                    raise ValueError(f"object {self.label!r}: give `colour`, `rgba` or `hue` "
-                                     f"(its label does not start with a known colour)")
+                    raise ValueError(
+                        f"object {self.label!r}: give `colour`, `rgba` or `hue` "
+                        f"(its label does not start with a known colour)"
+                    )
                 self.hue = list(NAMED_HUES[word])
         self.hue = [tuple(int(v) for v in h) for h in self.hue]
 
@@ -80,11 +91,11 @@ def hue_window(rgba, half_width: int = 10) -> list[tuple[int, int]]:
 @dataclass
 class BlobObservation:
     label: str
-    position: np.ndarray          # object centre, base frame
-    yaw: float | None             # about base z; None when the shape hides it
-    covariance: np.ndarray        # 6x6, base frame
+    position: np.ndarray  # object centre, base frame
+    yaw: float | None  # about base z; None when the shape hides it
+    covariance: np.ndarray  # 6x6, base frame
     pixels: int
-    method: str                   # top-face | sphere-fit | ray-plane
+    method: str  # top-face | sphere-fit | ray-plane
 
     @property
     def T(self) -> np.ndarray:
@@ -99,10 +110,10 @@ class BlobObservation:
 @dataclass
 class BlobTrackerConfig:
     min_pixels: int = 25
-    depth_sigma: float = 0.001        # depth noise per pixel, m (sim: quantisation; RealSense: ~1 % of z)
+    depth_sigma: float = 0.001  # depth noise per pixel, m (sim: quantisation; RealSense: ~1 % of z)
     systematic_sigma: float = 0.0012  # per-axis floor for what averaging cannot remove (edges, calibration)
-    top_band: float = 0.004           # points within this of the top plane belong to the top face
-    min_visible: float = 0.6          # refuse a blob showing less than this fraction of its top face / disc
+    top_band: float = 0.004  # points within this of the top plane belong to the top face
+    min_visible: float = 0.6  # refuse a blob showing less than this fraction of its top face / disc
 
 
 def hsv_mask(hsv: np.ndarray, obj: ColourObject) -> np.ndarray:
@@ -126,8 +137,9 @@ class BlobTracker:
         self.config = config or BlobTrackerConfig()
         self.occluded: dict[str, int] = {}  # observations refused because too little of the object showed
 
-    def observe(self, rgb: np.ndarray, depth: np.ndarray | None, K: np.ndarray,
-                T_base_camera: np.ndarray) -> list[BlobObservation]:
+    def observe(
+        self, rgb: np.ndarray, depth: np.ndarray | None, K: np.ndarray, T_base_camera: np.ndarray
+    ) -> list[BlobObservation]:
         hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
         out = []
         for obj in self.objects:
@@ -166,7 +178,7 @@ class BlobTracker:
         m_per_px = float(np.median(z)) / K[0, 0]
         if obj.shape == "sphere":
             r_px = obj.size / 2 / m_per_px
-            if len(P) < cfg.min_visible * np.pi * r_px ** 2 * 0.9:  # the disc is partly hidden
+            if len(P) < cfg.min_visible * np.pi * r_px**2 * 0.9:  # the disc is partly hidden
                 return OCCLUDED
             return self._sphere(obj, P, T_base_camera[:3, 3], m_per_px, len(P))
         z_top = float(np.percentile(P[:, 2], 95))
@@ -189,14 +201,14 @@ class BlobTracker:
         centre = np.array([cx, cy, z_top - obj.h / 2])
         # Partly hidden (the arm above it, a neighbour in front): the visible top is smaller than the
         # known face, and its centre is not the object's. Refuse, or widen by what is missing.
-        expected = obj.size ** 2 if obj.shape == "cube" else np.pi * obj.size ** 2 / 4
+        expected = obj.size**2 if obj.shape == "cube" else np.pi * obj.size**2 / 4
         visible = min(1.0, cv2.contourArea(cv2.convexHull(pts)) / expected)
         if visible < cfg.min_visible:
             return OCCLUDED
         # An outline edge moves by up to a pixel when the blob gains or loses a column.
         s_xy = np.hypot(np.hypot(cfg.systematic_sigma, 0.5 * m_per_px), max(0.0, 0.9 - visible) * obj.size / 2)
         s_z = np.hypot(cfg.systematic_sigma, cfg.depth_sigma / np.sqrt(len(top)))
-        cov = np.diag([s_xy ** 2, s_xy ** 2, s_z ** 2, 0.02 ** 2, 0.02 ** 2, s_yaw ** 2])
+        cov = np.diag([s_xy**2, s_xy**2, s_z**2, 0.02**2, 0.02**2, s_yaw**2])
         return BlobObservation(obj.label, centre, yaw, cov, len(P), "top-face")
 
     def _sphere(self, obj, P, cam_pos, m_per_px, n) -> BlobObservation:
@@ -214,10 +226,10 @@ class BlobTracker:
             c = c + step
             if np.linalg.norm(step) < 1e-6:
                 break
-        resid = float(np.sqrt(np.mean(res ** 2)))
+        resid = float(np.sqrt(np.mean(res**2)))
         JtJ_inv = np.linalg.pinv(J.T @ J)
         s2 = max(resid, self.config.depth_sigma) ** 2
-        cov3 = s2 * JtJ_inv + np.eye(3) * self.config.systematic_sigma ** 2
+        cov3 = s2 * JtJ_inv + np.eye(3) * self.config.systematic_sigma**2
         cov = np.zeros((6, 6))
         cov[:3, :3] = cov3
         cov[3:, 3:] = np.eye(3) * ROT_UNKNOWN_VAR
@@ -240,5 +252,5 @@ class BlobTracker:
         slant = np.hypot(d[0], d[1]) / abs(d[2])
         # A point-symmetric object's silhouette centroid is its centre's projection, up to perspective.
         s_xy = 0.002 + 0.1 * obj.h * slant
-        cov = np.diag([s_xy ** 2, s_xy ** 2, 0.002 ** 2, 0.02 ** 2, 0.02 ** 2, ROT_UNKNOWN_VAR])
+        cov = np.diag([s_xy**2, s_xy**2, 0.002**2, 0.02**2, 0.02**2, ROT_UNKNOWN_VAR])
         return BlobObservation(obj.label, centre, None, cov, len(xs), "ray-plane")

@@ -5,6 +5,7 @@ stay identifiable when the board is partly out of view, so every view counts. Ha
 `cv2.calibrateHandEye` (OpenCV 4.x; opencv-python 5.0 dropped it) on pairs of robot flange poses
 (base frame) and board poses (camera frame).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,13 +25,14 @@ class CalibrationError(ValueError):
 class BoardSpec:
     squares_x: int = 7
     squares_y: int = 5
-    square: float = 0.04          # m
-    marker: float = 0.03          # m
+    square: float = 0.04  # m
+    marker: float = 0.03  # m
     dictionary: str = "DICT_5X5_100"
 
     def board(self) -> cv2.aruco.CharucoBoard:
-        return cv2.aruco.CharucoBoard((self.squares_x, self.squares_y), self.square, self.marker,
-                                      dictionary_by_name(self.dictionary))
+        return cv2.aruco.CharucoBoard(
+            (self.squares_x, self.squares_y), self.square, self.marker, dictionary_by_name(self.dictionary)
+        )
 
     def image(self, px_per_m: float = 4000.0, margin_px: int = 0) -> np.ndarray:
         """The board as a grey picture (print it at 100 % scale: `loopylab camera board`)."""
@@ -83,13 +85,14 @@ class IntrinsicsResult:
     D: np.ndarray
     rms_px: float
     views: int
-    image_size: tuple[int, int]            # (width, height)
+    image_size: tuple[int, int]  # (width, height)
     per_view_rms_px: list[float] = field(default_factory=list)
-    rejected: int = 0                      # images where the board was not found
+    rejected: int = 0  # images where the board was not found
 
 
-def calibrate_intrinsics(images, spec: BoardSpec, min_views: int = 10, min_corners: int = 8,
-                         max_rms_px: float = 1.5, progress=None) -> IntrinsicsResult:
+def calibrate_intrinsics(
+    images, spec: BoardSpec, min_views: int = 10, min_corners: int = 8, max_rms_px: float = 1.5, progress=None
+) -> IntrinsicsResult:
     """K and D (plumb_bob) from grey or RGB images of the board. Refuses too few views or a bad fit."""
     det = BoardDetector(spec)
     objs, imgs, size, rejected = [], [], None, 0
@@ -110,7 +113,8 @@ def calibrate_intrinsics(images, spec: BoardSpec, min_views: int = 10, min_corne
         raise CalibrationError(
             f"only {len(objs)} usable views (board found with >= {min_corners} corners; {rejected} images "
             f"rejected); need at least {min_views}: capture more, with the board tilted and filling "
-            f"different parts of the image")
+            f"different parts of the image"
+        )
     rms, K, D, rvecs, tvecs = cv2.calibrateCamera(objs, imgs, size, None, None)
     per_view = []
     for o, i, r, t in zip(objs, imgs, rvecs, tvecs):
@@ -118,10 +122,19 @@ def calibrate_intrinsics(images, spec: BoardSpec, min_views: int = 10, min_corne
         per_view.append(float(np.sqrt(np.mean(np.sum((p - i) ** 2, axis=1)))))
     if rms > max_rms_px:
         worst = int(np.argmax(per_view))
-        raise CalibrationError(f"reprojection error {rms:.2f} px exceeds {max_rms_px} px (worst view #{worst}: "
-                               f"{per_view[worst]:.2f} px): blurred or mis-detected captures; retake them")
-    return IntrinsicsResult(K, D.ravel()[:5] if D.size >= 5 else np.pad(D.ravel(), (0, 5 - D.size)), float(rms),
-                            len(objs), size, per_view, rejected)
+        raise CalibrationError(
+            f"reprojection error {rms:.2f} px exceeds {max_rms_px} px (worst view #{worst}: "
+            f"{per_view[worst]:.2f} px): blurred or mis-detected captures; retake them"
+        )
+    return IntrinsicsResult(
+        K,
+        D.ravel()[:5] if D.size >= 5 else np.pad(D.ravel(), (0, 5 - D.size)),
+        float(rms),
+        len(objs),
+        size,
+        per_view,
+        rejected,
+    )
 
 
 # -- synthetic views (tests, dry runs) ------------------------------------------------------------------
@@ -142,16 +155,23 @@ def _normalised_rays(K, D, W, H, n) -> np.ndarray:
     return _RAYS[key]
 
 
-def render_board_view(spec: BoardSpec, K: np.ndarray, D: np.ndarray | None, T_camera_board: np.ndarray,
-                      size=(640, 480), background: int = 100, supersample: int = 2) -> np.ndarray:
+def render_board_view(
+    spec: BoardSpec,
+    K: np.ndarray,
+    D: np.ndarray | None,
+    T_camera_board: np.ndarray,
+    size=(640, 480),
+    background: int = 100,
+    supersample: int = 2,
+) -> np.ndarray:
     """A grey image of the board as a (distorting) camera would see it: exact, anti-aliased."""
     W, H = size
     n = supersample
     D = np.zeros(5) if D is None else np.asarray(D, float)
     norm = _normalised_rays(K, D, W, H, n)
     R, t = T_camera_board[:3, :3], T_camera_board[:3, 3]
-    Hn = np.column_stack([R[:, 0], R[:, 1], t])              # board (x, y, 1) -> normalised image
-    Hi = np.linalg.inv(Hn)                                    # normalised image -> board, per pixel:
+    Hn = np.column_stack([R[:, 0], R[:, 1], t])  # board (x, y, 1) -> normalised image
+    Hi = np.linalg.inv(Hn)  # normalised image -> board, per pixel:
     x, y = norm[:, 0], norm[:, 1]
     w = Hi[2, 0] * x + Hi[2, 1] * y + Hi[2, 2]
     bx = (Hi[0, 0] * x + Hi[0, 1] * y + Hi[0, 2]) / w
@@ -163,24 +183,27 @@ def render_board_view(spec: BoardSpec, K: np.ndarray, D: np.ndarray | None, T_ca
     my = (by * ppm + margin - 0.5).reshape(H * n, W * n).astype(np.float32)
     behind = (w <= 0).reshape(H * n, W * n)  # rays that meet the board's plane behind the camera
     mx[behind] = -1e6
-    hi = cv2.remap(board, mx, my, cv2.INTER_LINEAR,
-                   borderMode=cv2.BORDER_CONSTANT, borderValue=background)
+    hi = cv2.remap(board, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=background)
     return hi.reshape(H, n, W, n).mean(axis=(1, 3)).round().astype(np.uint8)
 
 
 # -- hand-eye -----------------------------------------------------------------------------------------------
-HANDEYE_METHODS = {"tsai": cv2.CALIB_HAND_EYE_TSAI, "park": cv2.CALIB_HAND_EYE_PARK,
-                   "horaud": cv2.CALIB_HAND_EYE_HORAUD, "andreff": cv2.CALIB_HAND_EYE_ANDREFF,
-                   "daniilidis": cv2.CALIB_HAND_EYE_DANIILIDIS}
+HANDEYE_METHODS = {
+    "tsai": cv2.CALIB_HAND_EYE_TSAI,
+    "park": cv2.CALIB_HAND_EYE_PARK,
+    "horaud": cv2.CALIB_HAND_EYE_HORAUD,
+    "andreff": cv2.CALIB_HAND_EYE_ANDREFF,
+    "daniilidis": cv2.CALIB_HAND_EYE_DANIILIDIS,
+}
 
 
 @dataclass
 class HandEyeResult:
-    T: np.ndarray             # eye-in-hand: T_flange_camera; eye-to-hand: T_base_camera
+    T: np.ndarray  # eye-in-hand: T_flange_camera; eye-to-hand: T_base_camera
     mode: str
     method: str
     poses: int
-    spread_mm: float          # how well the fixed transform (target in base / in flange) agrees across poses
+    spread_mm: float  # how well the fixed transform (target in base / in flange) agrees across poses
     spread_deg: float
 
 
@@ -206,9 +229,14 @@ def _refine_handeye(A, B, X0, metres_per_rad: float = 0.5) -> np.ndarray:
     return unpack(sol.x)[0]
 
 
-def calibrate_handeye(T_base_flange: list[np.ndarray], T_camera_target: list[np.ndarray],
-                      mode: str = "eye_in_hand", method: str = "park", min_poses: int = 5,
-                      refine: bool = True) -> HandEyeResult:
+def calibrate_handeye(
+    T_base_flange: list[np.ndarray],
+    T_camera_target: list[np.ndarray],
+    mode: str = "eye_in_hand",
+    method: str = "park",
+    min_poses: int = 5,
+    refine: bool = True,
+) -> HandEyeResult:
     """Solve AX = XB. eye_in_hand: the camera rides on the flange, the board is fixed in the world;
     eye_to_hand: the camera is fixed, the board rides on the flange.
 
@@ -224,16 +252,23 @@ def calibrate_handeye(T_base_flange: list[np.ndarray], T_camera_target: list[np.
     if len(T_base_flange) != len(T_camera_target):
         raise CalibrationError(f"{len(T_base_flange)} robot poses but {len(T_camera_target)} board poses")
     if len(T_base_flange) < min_poses:
-        raise CalibrationError(f"only {len(T_base_flange)} pose pairs; need at least {min_poses} "
-                               f"(15-20 recommended, with rotations about different axes)")
+        raise CalibrationError(
+            f"only {len(T_base_flange)} pose pairs; need at least {min_poses} "
+            f"(15-20 recommended, with rotations about different axes)"
+        )
     A = T_base_flange if mode == "eye_in_hand" else [invert(T) for T in T_base_flange]
     rots = [rotation_angle(A[0][:3, :3], T[:3, :3]) for T in A[1:]]
     if max(rots) < np.radians(10):
-        raise CalibrationError("the robot poses barely rotate (< 10 deg apart): hand-eye needs rotations "
-                               "about at least two different axes")
-    R, t = cv2.calibrateHandEye([T[:3, :3] for T in A], [T[:3, 3] for T in A],
-                                [T[:3, :3] for T in T_camera_target], [T[:3, 3] for T in T_camera_target],
-                                method=HANDEYE_METHODS[method])
+        raise CalibrationError(
+            "the robot poses barely rotate (< 10 deg apart): hand-eye needs rotations about at least two different axes"
+        )
+    R, t = cv2.calibrateHandEye(
+        [T[:3, :3] for T in A],
+        [T[:3, 3] for T in A],
+        [T[:3, :3] for T in T_camera_target],
+        [T[:3, 3] for T in T_camera_target],
+        method=HANDEYE_METHODS[method],
+    )
     X = make_T(R, t)
     if refine:
         X = _refine_handeye(A, T_camera_target, X)
@@ -241,6 +276,7 @@ def calibrate_handeye(T_base_flange: list[np.ndarray], T_camera_target: list[np.
     fixed = [a @ X @ b for a, b in zip(A, T_camera_target)]
     p = np.array([F[:3, 3] for F in fixed])
     spread_mm = float(1000 * np.sqrt(np.mean(np.sum((p - p.mean(0)) ** 2, axis=1))))
-    spread_deg = float(np.degrees(np.sqrt(np.mean([rotation_angle(fixed[0][:3, :3], F[:3, :3]) ** 2
-                                                   for F in fixed[1:]]))))
+    spread_deg = float(
+        np.degrees(np.sqrt(np.mean([rotation_angle(fixed[0][:3, :3], F[:3, :3]) ** 2 for F in fixed[1:]])))
+    )
     return HandEyeResult(X, mode, method, len(A), spread_mm, spread_deg)

@@ -9,6 +9,7 @@
 The uncertainty comes from the trackers' covariances (both poses, independent frames); the lab's noise
 model should use `displacement_sigma_m` rather than a fixed constant.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,17 +23,23 @@ from loopylab.perception.geometry import quat_to_R
 class PoseMeasurement:
     label: str
     position: np.ndarray
-    orientation: np.ndarray      # xyzw
-    covariance: np.ndarray       # 6x6
+    orientation: np.ndarray  # xyzw
+    covariance: np.ndarray  # 6x6
     stamp_ns: int
     frames: int = 1
     source: str = "perception"
 
     @classmethod
-    def from_reply(cls, r: dict) -> "PoseMeasurement":
-        return cls(r["label"], np.asarray(r["position"], float), np.asarray(r["orientation"], float),
-                   np.asarray(r["covariance"], float).reshape(6, 6), int(r["stamp_ns"]), int(r["frames"]),
-                   r.get("source", "perception"))
+    def from_reply(cls, r: dict) -> PoseMeasurement:
+        return cls(
+            r["label"],
+            np.asarray(r["position"], float),
+            np.asarray(r["orientation"], float),
+            np.asarray(r["covariance"], float).reshape(6, 6),
+            int(r["stamp_ns"]),
+            int(r["frames"]),
+            r.get("source", "perception"),
+        )
 
 
 @dataclass
@@ -40,8 +47,8 @@ class Displacement:
     label: str
     before: PoseMeasurement
     after: PoseMeasurement
-    delta: np.ndarray            # after - before, base frame, m
-    covariance: np.ndarray       # 3x3, m^2
+    delta: np.ndarray  # after - before, base frame, m
+    covariance: np.ndarray  # 3x3, m^2
     yaw_change_rad: float
 
     @property
@@ -62,8 +69,12 @@ class Displacement:
         return float(np.sqrt(np.trace(C) / 2))
 
     def measurements(self) -> dict:
-        return {"displacement_m": self.planar.tolist(), "moved_m": self.moved_m,
-                "displacement_sigma_m": self.sigma_m, "source": self.before.source}
+        return {
+            "displacement_m": self.planar.tolist(),
+            "moved_m": self.moved_m,
+            "displacement_sigma_m": self.sigma_m,
+            "source": self.before.source,
+        }
 
 
 def displacement(before: PoseMeasurement, after: PoseMeasurement) -> Displacement:
@@ -71,8 +82,14 @@ def displacement(before: PoseMeasurement, after: PoseMeasurement) -> Displacemen
         raise ValueError(f"displacement between different objects: {before.label!r} and {after.label!r}")
     Ra, Rb = quat_to_R(before.orientation), quat_to_R(after.orientation)
     dyaw = float(np.arctan2((Ra.T @ Rb)[1, 0], (Ra.T @ Rb)[0, 0]))
-    return Displacement(before.label, before, after, after.position - before.position,
-                        before.covariance[:3, :3] + after.covariance[:3, :3], dyaw)
+    return Displacement(
+        before.label,
+        before,
+        after,
+        after.position - before.position,
+        before.covariance[:3, :3] + after.covariance[:3, :3],
+        dyaw,
+    )
 
 
 class DisplacementProbe:

@@ -1,4 +1,5 @@
 """Rigid transforms: 4x4 matrices, quaternions (xyzw, as on the bus) and OpenCV rotation vectors."""
+
 from __future__ import annotations
 
 import cv2

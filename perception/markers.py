@@ -8,6 +8,7 @@ larger than the winner's AND larger than the pixel noise could explain. Ambiguou
 resolved later by the tracker (temporal consistency, an expected normal), or reported with an
 uninformative orientation: a flip is never reported as a confident pose.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -39,10 +40,10 @@ def marker_object_points(size: float) -> np.ndarray:
 @dataclass
 class MarkerObservation:
     id: int
-    corners: np.ndarray                  # (4, 2) pixels, TL TR BR BL
-    T_camera_marker: np.ndarray          # best IPPE solution
-    T_camera_marker_alt: np.ndarray      # the other one
-    reproj_px: float                     # RMS reprojection error of the best solution
+    corners: np.ndarray  # (4, 2) pixels, TL TR BR BL
+    T_camera_marker: np.ndarray  # best IPPE solution
+    T_camera_marker_alt: np.ndarray  # the other one
+    reproj_px: float  # RMS reprojection error of the best solution
     reproj_alt_px: float
     ambiguous: bool
     covariance: np.ndarray = field(default_factory=lambda: np.zeros((6, 6)))  # camera frame: x y z rx ry rz
@@ -56,10 +57,10 @@ class MarkerObservation:
 @dataclass
 class MarkerDetectorConfig:
     dictionary: str = "DICT_4X4_50"
-    pixel_sigma: float = 0.15        # corner noise floor, px (edge-fitted corners on a sharp image)
-    ambiguity_ratio: float = 2.0     # runner-up must fit this many times worse ...
-    ambiguity_sigmas: float = 3.0    # ... and worse than this many pixel sigmas, else ambiguous
-    min_side_px: float = 12.0        # smaller markers are ignored (unreliable corners)
+    pixel_sigma: float = 0.15  # corner noise floor, px (edge-fitted corners on a sharp image)
+    ambiguity_ratio: float = 2.0  # runner-up must fit this many times worse ...
+    ambiguity_sigmas: float = 3.0  # ... and worse than this many pixel sigmas, else ambiguous
+    min_side_px: float = 12.0  # smaller markers are ignored (unreliable corners)
 
 
 def refine_corners_by_edges(gray: np.ndarray, corners: np.ndarray) -> np.ndarray:
@@ -159,7 +160,7 @@ def pose_jacobian(obj: np.ndarray, T: np.ndarray, K: np.ndarray, D: np.ndarray, 
 
 def pose_covariance(obj, T, K, D, sigma_px: float) -> np.ndarray:
     J = pose_jacobian(obj, T, K, D)
-    return sigma_px ** 2 * np.linalg.pinv(J.T @ J)
+    return sigma_px**2 * np.linalg.pinv(J.T @ J)
 
 
 class MarkerDetector:
@@ -177,15 +178,17 @@ class MarkerDetector:
         corners, ids, _ = self.detector.detectMarkers(gray)
         if ids is None:
             return []
-        return [(int(i), refine_corners_by_edges(gray, c.reshape(4, 2).astype(np.float64)))
-                for i, c in zip(ids.ravel(), corners)]
+        return [
+            (int(i), refine_corners_by_edges(gray, c.reshape(4, 2).astype(np.float64)))
+            for i, c in zip(ids.ravel(), corners)
+        ]
 
-    def estimate(self, marker_id: int, corners: np.ndarray, size: float, K: np.ndarray,
-                 D: np.ndarray | None = None) -> MarkerObservation | None:
+    def estimate(
+        self, marker_id: int, corners: np.ndarray, size: float, K: np.ndarray, D: np.ndarray | None = None
+    ) -> MarkerObservation | None:
         D = np.zeros(5) if D is None else np.asarray(D, float)
         obj = marker_object_points(size)
-        n, rvecs, tvecs, errs = cv2.solvePnPGeneric(obj, corners.reshape(4, 1, 2), K, D,
-                                                    flags=cv2.SOLVEPNP_IPPE_SQUARE)
+        n, rvecs, tvecs, errs = cv2.solvePnPGeneric(obj, corners.reshape(4, 1, 2), K, D, flags=cv2.SOLVEPNP_IPPE_SQUARE)
         if n == 0:
             return None
         sols = sorted(zip(np.ravel(errs), rvecs, tvecs), key=lambda s: s[0])
@@ -200,13 +203,23 @@ class MarkerDetector:
         cfg = self.config
         residual = cv2.projectPoints(obj, cv2.Rodrigues(T[:3, :3])[0], T[:3, 3], K, D)[0].reshape(4, 2) - corners
         # 8 measurements, 6 unknowns: the residual alone underestimates noise; keep a floor.
-        sigma = max(cfg.pixel_sigma, float(np.sqrt(np.mean(residual ** 2) * 8 / 2)))
+        sigma = max(cfg.pixel_sigma, float(np.sqrt(np.mean(residual**2) * 8 / 2)))
         ambiguous = not (err_alt > cfg.ambiguity_ratio * err and err_alt > cfg.ambiguity_sigmas * sigma)
-        return MarkerObservation(marker_id, corners, T, T_alt, float(err), float(err_alt), ambiguous,
-                                 pose_covariance(obj, T, K, D, sigma), pose_covariance(obj, T_alt, K, D, sigma))
+        return MarkerObservation(
+            marker_id,
+            corners,
+            T,
+            T_alt,
+            float(err),
+            float(err_alt),
+            ambiguous,
+            pose_covariance(obj, T, K, D, sigma),
+            pose_covariance(obj, T_alt, K, D, sigma),
+        )
 
-    def observe(self, gray: np.ndarray, sizes: dict[int, float], K: np.ndarray,
-                D: np.ndarray | None = None) -> list[MarkerObservation]:
+    def observe(
+        self, gray: np.ndarray, sizes: dict[int, float], K: np.ndarray, D: np.ndarray | None = None
+    ) -> list[MarkerObservation]:
         """Detect and estimate every marker whose id has a known size (others are ignored)."""
         out = []
         for mid, corners in self.detect(gray):
@@ -232,5 +245,14 @@ def offset_pose(T_camera_marker: np.ndarray, cov: np.ndarray, T_marker_object: n
     return T, J @ cov @ J.T
 
 
-__all__ = ["MarkerDetector", "MarkerDetectorConfig", "MarkerObservation", "marker_object_points",
-           "dictionary_by_name", "offset_pose", "pose_covariance", "refine_corners_by_edges", "UNKNOWN_ROT_VAR"]
+__all__ = [
+    "UNKNOWN_ROT_VAR",
+    "MarkerDetector",
+    "MarkerDetectorConfig",
+    "MarkerObservation",
+    "dictionary_by_name",
+    "marker_object_points",
+    "offset_pose",
+    "pose_covariance",
+    "refine_corners_by_edges",
+]

@@ -17,6 +17,7 @@ the sim's latched `sim/scene` (labels, shapes, sizes, colours), followed across 
   and drops every track;
 - `perception/tracks` {} -> every track with its state (tracking | lost), timestamps, reacquisitions.
 """
+
 from __future__ import annotations
 
 import threading
@@ -116,14 +117,22 @@ class CameraInput:
             cal = CameraCalibration.from_info(info, self.name)
         depth = self.depth.wait(img.stamp_ns, wait_s)
         self.last_seq = img.seq
-        return Frame(image_to_rgb(img), None if depth is None else depth_to_metres(depth), cal,
-                     img.stamp_ns, self.name)
+        return Frame(image_to_rgb(img), None if depth is None else depth_to_metres(depth), cal, img.stamp_ns, self.name)
 
 
 class PerceptionNode:
-    def __init__(self, node: Node, cameras=("overhead",), hz: float = 10.0, calibrations: dict | None = None,
-                 augment: ImageAugment | None = None, config: PerceptionConfig | None = None,
-                 systematic_sigma: float = 0.001, silent_after_s: float = 2.0, follow_scene: bool = False):
+    def __init__(
+        self,
+        node: Node,
+        cameras=("overhead",),
+        hz: float = 10.0,
+        calibrations: dict | None = None,
+        augment: ImageAugment | None = None,
+        config: PerceptionConfig | None = None,
+        systematic_sigma: float = 0.001,
+        silent_after_s: float = 2.0,
+        follow_scene: bool = False,
+    ):
         self.node = node
         self.silent_after_s = silent_after_s
         self.perception = Perception(config)
@@ -136,7 +145,7 @@ class PerceptionNode:
         self._lock = threading.Lock()
         self._new = threading.Condition(self._lock)
         floor = np.zeros((6, 6))
-        floor[:3, :3] = np.eye(3) * systematic_sigma ** 2
+        floor[:3, :3] = np.eye(3) * systematic_sigma**2
         self.floor = floor
         self.mocap_seen = False
         node.subscribe("perception/objects", ObjectPoses, callback=self._check_other_publishers, mode="latest")
@@ -178,8 +187,10 @@ class PerceptionNode:
     def _check_other_publishers(self, msg: ObjectPoses) -> None:
         if msg.frame_id == "mocap" and not self.mocap_seen:
             self.mocap_seen = True
-            self.node.log.warning("another node publishes perception/objects as mocap: turn the sim's mocap "
-                                  "off (SimArm param mocap = false) so the skills read only this node")
+            self.node.log.warning(
+                "another node publishes perception/objects as mocap: turn the sim's mocap "
+                "off (SimArm param mocap = false) so the skills read only this node"
+            )
 
     # -- services --------------------------------------------------------------------------
     def _measure(self, req: dict) -> dict:
@@ -200,20 +211,35 @@ class PerceptionNode:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     known = ", ".join(self.perception.tracker.tracks) or "none"
-                    raise TimeoutError(f"{label!r}: fewer than {n} measurements after {after} within the "
-                                       f"timeout (objects seen so far: {known})")
+                    raise TimeoutError(
+                        f"{label!r}: fewer than {n} measurements after {after} within the "
+                        f"timeout (objects seen so far: {known})"
+                    )
                 self._new.wait(left)
         m, count = res
         pos, quat = pose_from_T(m.T)
-        return {"label": label, "position": pos, "orientation": quat, "covariance": m.covariance,
-                "stamp_ns": m.stamp_ns, "frames": count, "source": "perception"}
+        return {
+            "label": label,
+            "position": pos,
+            "orientation": quat,
+            "covariance": m.covariance,
+            "stamp_ns": m.stamp_ns,
+            "frames": count,
+            "source": "perception",
+        }
 
     def _configure(self, req: dict) -> dict:
         objects = objects_from_scene(req["scene"]) if "scene" in req else list(req.get("objects", []))
         cfg = self.perception.config
-        new = PerceptionConfig.from_dict({"objects": objects, "markers": [vars(m) for m in cfg.markers],
-                                          "detector": vars(cfg.detector), "blobs": vars(cfg.blobs),
-                                          "tracker": vars(cfg.tracker)})
+        new = PerceptionConfig.from_dict(
+            {
+                "objects": objects,
+                "markers": [vars(m) for m in cfg.markers],
+                "detector": vars(cfg.detector),
+                "blobs": vars(cfg.blobs),
+                "tracker": vars(cfg.tracker),
+            }
+        )
         with self._lock:
             self.perception = Perception(new)
         self.node.log.info("perception: now looking for %s", [o.label for o in new.objects])
@@ -241,28 +267,54 @@ class PerceptionNode:
 def objects_from_scene(scene) -> list[dict]:
     """Colour objects from a (perceived) SceneSpec or its dict: label, shape, size and rendered colour."""
     objs = scene.get("objects", []) if isinstance(scene, dict) else [vars(o) for o in scene.objects]
-    return [{"label": o["label"], "shape": o["shape"], "size": float(o["size"]), "rgba": tuple(o["rgba"]),
-             "id": i + 1} for i, o in enumerate(objs)]
+    return [
+        {"label": o["label"], "shape": o["shape"], "size": float(o["size"]), "rgba": tuple(o["rgba"]), "id": i + 1}
+        for i, o in enumerate(objs)
+    ]
 
 
-def run_perception(node: Node, cameras=("overhead",), hz: float = 10.0, objects=(), markers=(),
-                   dictionary: str = "DICT_4X4_50", calibration: dict | None = None, graph_dir: str | None = None,
-                   noise_sigma: float = 0.0, blur_px: float = 0.0, lighting: float = 0.0, gamma: float = 0.0,
-                   noise_seed: int = 0, lost_after_s: float = 0.5, systematic_sigma: float = 0.001,
-                   silent_after_s: float = 2.0) -> PerceptionNode:
+def run_perception(
+    node: Node,
+    cameras=("overhead",),
+    hz: float = 10.0,
+    objects=(),
+    markers=(),
+    dictionary: str = "DICT_4X4_50",
+    calibration: dict | None = None,
+    graph_dir: str | None = None,
+    noise_sigma: float = 0.0,
+    blur_px: float = 0.0,
+    lighting: float = 0.0,
+    gamma: float = 0.0,
+    noise_seed: int = 0,
+    lost_after_s: float = 0.5,
+    systematic_sigma: float = 0.001,
+    silent_after_s: float = 2.0,
+) -> PerceptionNode:
     """Graph entry point. `calibration` maps camera names to TOML files (relative to `graph_dir`);
     cameras without one take K, D and T_base_camera from their `info` topic (the sim's cameras).
 
     Objects: `objects` (list of tables); without them, the objects of the sim's latched `sim/scene`, as the
     skills node reads it: labels, shapes, sizes, colours.
     """
-    cfg = PerceptionConfig.from_dict({"objects": list(objects), "markers": list(markers),
-                                      "detector": {"dictionary": dictionary},
-                                      "tracker": {"lost_after_s": lost_after_s}})
+    cfg = PerceptionConfig.from_dict(
+        {
+            "objects": list(objects),
+            "markers": list(markers),
+            "detector": {"dictionary": dictionary},
+            "tracker": {"lost_after_s": lost_after_s},
+        }
+    )
     cals = {name: load_calibration(path, graph_dir) for name, path in (calibration or {}).items()}
     aug = ImageAugment(noise_sigma, blur_px, lighting, gamma, noise_seed)
-    pn = PerceptionNode(node, list(cameras), hz, cals, aug, cfg, systematic_sigma, silent_after_s,
-                        follow_scene=not objects)
-    node.log.info("perception: cameras %s, %d colour objects, %d markers, augment %s", list(cameras),
-                  len(cfg.objects), len(cfg.markers), aug if aug.active else "off")
+    pn = PerceptionNode(
+        node, list(cameras), hz, cals, aug, cfg, systematic_sigma, silent_after_s, follow_scene=not objects
+    )
+    node.log.info(
+        "perception: cameras %s, %d colour objects, %d markers, augment %s",
+        list(cameras),
+        len(cfg.objects),
+        len(cfg.markers),
+        aug if aug.active else "off",
+    )
     return pn

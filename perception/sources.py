@@ -8,6 +8,7 @@
 has depth) and `/info` (K, D, T_base_camera from the calibration TOML). The sim's cameras publish the
 same topics themselves, so the perception node reads all of them alike.
 """
+
 from __future__ import annotations
 
 import abc
@@ -50,14 +51,14 @@ class FrameSource(abc.ABC):
     fps: float = 30.0
     width = height = 0
 
-    def open(self) -> "FrameSource":
+    def open(self) -> FrameSource:
         return self
 
     @abc.abstractmethod
     def read(self) -> CapturedFrame | None:
         """The next frame, or None when a finite source has ended."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a default, not an abstract method: most sources hold nothing)
         """Release the device or file; sources that hold nothing keep this default."""
 
     def __enter__(self):
@@ -78,8 +79,9 @@ def list_video_devices() -> list[str]:
 class VideoCaptureSource(FrameSource):
     """A source read through an OpenCV VideoCapture (`cap`, set by `open`): frames come BGR, numbered
     from 0 in the order read, stamped on arrival."""
+
     cap: cv2.VideoCapture | None = None
-    _n = 0   # frames read so far
+    _n = 0  # frames read so far
 
     def _frame(self, bgr: np.ndarray) -> CapturedFrame:
         self._n += 1
@@ -94,8 +96,15 @@ class VideoCaptureSource(FrameSource):
 class DeviceSource(VideoCaptureSource):
     """A live camera. `exposure`: None = automatic; else the driver's value (V4L2: units of 100 us)."""
 
-    def __init__(self, device: int | str, width: int = 640, height: int = 480, fps: float = 30.0,
-                 exposure: float | None = None, fourcc: str = "MJPG"):
+    def __init__(
+        self,
+        device: int | str,
+        width: int = 640,
+        height: int = 480,
+        fps: float = 30.0,
+        exposure: float | None = None,
+        fourcc: str = "MJPG",
+    ):
         self.device, self.width, self.height, self.fps = device, width, height, fps
         self.exposure, self.fourcc = exposure, fourcc
         self.name = str(device)
@@ -105,17 +114,21 @@ class DeviceSource(VideoCaptureSource):
             return f"/dev/video{self.device}"
         return self.device if isinstance(self.device, str) else None
 
-    def open(self) -> "DeviceSource":
+    def open(self) -> DeviceSource:
         path = self._path()
         if path is not None and not os.path.exists(path):
             avail = ", ".join(list_video_devices()) or "none"
-            raise CameraError(f"camera device {path} not found (video devices on this machine: {avail}); "
-                              f"check the cable, or pick another with `--device`")
+            raise CameraError(
+                f"camera device {path} not found (video devices on this machine: {avail}); "
+                f"check the cable, or pick another with `--device`"
+            )
         cap = cv2.VideoCapture(self.device if isinstance(self.device, int) else str(self.device))
         if not cap.isOpened():
             cap.release()
-            raise CameraError(f"camera {path or self.device} exists but could not be opened: it is busy (another "
-                              f"program is using it) or you lack permission (on Linux, join the 'video' group)")
+            raise CameraError(
+                f"camera {path or self.device} exists but could not be opened: it is busy (another "
+                f"program is using it) or you lack permission (on Linux, join the 'video' group)"
+            )
         cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
         cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
         cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
@@ -127,8 +140,10 @@ class DeviceSource(VideoCaptureSource):
         ok, img = cap.read()
         if not ok or img is None:
             cap.release()
-            raise CameraError(f"camera {path or self.device} opened but delivers no frames (busy, or an "
-                              f"unsupported format; try another --width/--height or fourcc)")
+            raise CameraError(
+                f"camera {path or self.device} opened but delivers no frames (busy, or an "
+                f"unsupported format; try another --width/--height or fourcc)"
+            )
         self.height, self.width = img.shape[:2]
         self.fps = cap.get(cv2.CAP_PROP_FPS) or self.fps
         self.cap = cap
@@ -152,7 +167,7 @@ class VideoFileSource(VideoCaptureSource):
         self.name = self.path.stem
         self._fps = fps
 
-    def open(self) -> "VideoFileSource":
+    def open(self) -> VideoFileSource:
         if not self.path.exists():
             raise CameraError(f"video file {self.path} does not exist")
         self.cap = cv2.VideoCapture(str(self.path))
@@ -185,11 +200,12 @@ class ImageFolderSource(FrameSource):
         self.files: list[Path] = []
         self._i = 0
 
-    def open(self) -> "ImageFolderSource":
+    def open(self) -> ImageFolderSource:
         if not self.folder.is_dir():
             raise CameraError(f"image folder {self.folder} does not exist")
-        self.files = sorted(f for f in self.folder.iterdir()
-                            if f.suffix.lower() in IMAGE_EXTENSIONS and not f.stem.endswith(".depth"))
+        self.files = sorted(
+            f for f in self.folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and not f.stem.endswith(".depth")
+        )
         if not self.files:
             raise CameraError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {self.folder}")
         return self
@@ -224,8 +240,9 @@ class BusCameraSource(FrameSource):
         self.node, self._own_node, self.input = node, node is None, None
         self._n = 0
 
-    def open(self) -> "BusCameraSource":
+    def open(self) -> BusCameraSource:
         from loopylab.perception.node import CameraInput
+
         if self.node is None:
             self.node = Node(f"camera-view-{os.getpid()}", self.bus, heartbeat_hz=0, start_directory=False)
         self.input = CameraInput(self.node, self.name)
@@ -237,8 +254,10 @@ class BusCameraSource(FrameSource):
         deadline = time.monotonic() + self.timeout
         while (f := self.input.next_frame()) is None:
             if time.monotonic() > deadline:
-                raise CameraError(f"no frames on camera/{self.name}/image (with its info) within "
-                                  f"{self.timeout:.0f} s: is the graph running, and the name right?")
+                raise CameraError(
+                    f"no frames on camera/{self.name}/image (with its info) within "
+                    f"{self.timeout:.0f} s: is the graph running, and the name right?"
+                )
             time.sleep(0.005)
         self.height, self.width = f.rgb.shape[:2]
         self._n += 1
@@ -250,8 +269,14 @@ class BusCameraSource(FrameSource):
             self.node = None
 
 
-def open_source(spec: str | int, width: int = 640, height: int = 480, fps: float | None = None,
-                exposure: float | None = None, loop: bool = False) -> FrameSource:
+def open_source(
+    spec: str | int,
+    width: int = 640,
+    height: int = 480,
+    fps: float | None = None,
+    exposure: float | None = None,
+    loop: bool = False,
+) -> FrameSource:
     """A source from what a user types: `0`, `/dev/video2`, `clip.mp4`, `captures/`, `bus:overhead`."""
     s = str(spec)
     if s.startswith("bus:"):
@@ -266,8 +291,10 @@ def open_source(spec: str | int, width: int = 640, height: int = 480, fps: float
     if p.suffix.lower() in VIDEO_EXTENSIONS:
         return VideoFileSource(p, loop, fps)
     if p.suffix.lower() in IMAGE_EXTENSIONS or not p.exists():
-        raise CameraError(f"camera source {s!r}: not a device index, /dev path, video file "
-                          f"({', '.join(VIDEO_EXTENSIONS)}) or image folder" + ("" if p.exists() else " (not found)"))
+        raise CameraError(
+            f"camera source {s!r}: not a device index, /dev path, video file "
+            f"({', '.join(VIDEO_EXTENSIONS)}) or image folder" + ("" if p.exists() else " (not found)")
+        )
     return VideoFileSource(p, loop, fps)
 
 
@@ -279,8 +306,14 @@ class CameraPublisher:
         source.open()
         cal = calibration or CameraCalibration(name=name, width=source.width or 640, height=source.height or 480)
         if source.width and (source.width, source.height) != (cal.width, cal.height):
-            log.warning("camera %s: frames are %dx%d, calibration is %dx%d: scaling K", name,
-                        source.width, source.height, cal.width, cal.height)
+            log.warning(
+                "camera %s: frames are %dx%d, calibration is %dx%d: scaling K",
+                name,
+                source.width,
+                source.height,
+                cal.width,
+                cal.height,
+            )
             cal = cal.scaled(source.width, source.height)
         self.calibration = cal
         self.image = node.publisher(f"camera/{name}/image", Image)
@@ -320,9 +353,18 @@ class CameraPublisher:
         self._thread.join(2)
 
 
-def run_camera(node: Node, source: str | int = 0, name: str = "camera", calibration: str | None = None,
-               graph_dir: str | None = None, width: int = 640, height: int = 480, fps: float | None = None,
-               exposure: float | None = None, loop: bool = False) -> CameraPublisher:
+def run_camera(
+    node: Node,
+    source: str | int = 0,
+    name: str = "camera",
+    calibration: str | None = None,
+    graph_dir: str | None = None,
+    width: int = 640,
+    height: int = 480,
+    fps: float | None = None,
+    exposure: float | None = None,
+    loop: bool = False,
+) -> CameraPublisher:
     """Graph entry point: publish a device, video file or image folder as camera/<name>/*."""
     cal = load_calibration(calibration, graph_dir) if calibration else None
     src = open_source(source, width, height, fps, exposure, loop)

@@ -8,6 +8,7 @@ the segmentation mask. Facts that matter for millimetre accuracy:
 - the depth buffer is non-linear: z = far*near / (far - (far - near) * d);
 - the projection below is built from K directly, so the principal point is where K says it is.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,15 +35,19 @@ def gl_projection(K: np.ndarray, width: int, height: int, near: float, far: floa
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     # TinyRenderer samples pixel column u at window x = u and counts rows from the bottom, so OpenCV
     # row v sits at window y = height - 1 - v (measured: corners land within 0.2 px of the projection).
-    return np.array([
-        [2 * fx / width, 0, 1 - 2 * cx / width, 0],
-        [0, 2 * fy / height, 2 * (cy + 1.0) / height - 1, 0],
-        [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
-        [0, 0, -1, 0]])
+    return np.array(
+        [
+            [2 * fx / width, 0, 1 - 2 * cx / width, 0],
+            [0, 2 * fy / height, 2 * (cy + 1.0) / height - 1, 0],
+            [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
+            [0, 0, -1, 0],
+        ]
+    )
 
 
-def marker_texture(marker_id: int, dictionary: int = cv2.aruco.DICT_4X4_50, px_per_cell: int = 64,
-                   margin_cells: int = 1) -> tuple[np.ndarray, float]:
+def marker_texture(
+    marker_id: int, dictionary: int = cv2.aruco.DICT_4X4_50, px_per_cell: int = 64, margin_cells: int = 1
+) -> tuple[np.ndarray, float]:
     """RGB texture of a marker with a white quiet zone; returns (image, quad side / marker side)."""
     d = cv2.aruco.getPredefinedDictionary(dictionary)
     cells = d.markerSize + 2
@@ -53,9 +58,9 @@ def marker_texture(marker_id: int, dictionary: int = cv2.aruco.DICT_4X4_50, px_p
 
 @dataclass
 class Rendered:
-    rgb: np.ndarray          # (H, W, 3) uint8
-    depth: np.ndarray        # (H, W) float32, metres along the optical axis
-    seg: np.ndarray          # (H, W) int32 body id (-1 background)
+    rgb: np.ndarray  # (H, W, 3) uint8
+    depth: np.ndarray  # (H, W) float32, metres along the optical axis
+    seg: np.ndarray  # (H, W) int32 body id (-1 background)
     K: np.ndarray
     T_world_camera: np.ndarray
 
@@ -64,7 +69,7 @@ class Rendered:
 class SceneObject:
     body: int
     label: str
-    kind: str                # marker | box
+    kind: str  # marker | box
     T_world: np.ndarray
     size: tuple = ()
     marker_id: int = -1
@@ -78,8 +83,9 @@ class SyntheticScene:
         self._tmp = tempfile.TemporaryDirectory(prefix="loopylab-synth-")
         self.objects: dict[str, SceneObject] = {}
         if floor:
-            vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[2, 2, 0.005], rgbaColor=floor_rgba,
-                                      physicsClientId=self.client)
+            vis = p.createVisualShape(
+                p.GEOM_BOX, halfExtents=[2, 2, 0.005], rgbaColor=floor_rgba, physicsClientId=self.client
+            )
             p.createMultiBody(0, -1, vis, basePosition=[0, 0, -0.005], physicsClientId=self.client)
 
     def close(self):
@@ -98,22 +104,23 @@ class SyntheticScene:
         path = os.path.join(self._tmp.name, f"quad_{half:.6f}.obj")
         if not os.path.exists(path):
             with open(path, "w") as f:
-                f.write(f"v {-half} {-half} 0\nv {half} {-half} 0\nv {half} {half} 0\nv {-half} {half} 0\n"
-                        "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nvn 0 0 1\n"
-                        "f 1/1/1 2/2/1 3/3/1\nf 1/1/1 3/3/1 4/4/1\n")
+                f.write(
+                    f"v {-half} {-half} 0\nv {half} {-half} 0\nv {half} {half} 0\nv {-half} {half} 0\n"
+                    "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nvn 0 0 1\n"
+                    "f 1/1/1 2/2/1 3/3/1\nf 1/1/1 3/3/1 4/4/1\n"
+                )
         return path
 
-    def add_marker(self, label: str, marker_id: int, size: float, T_world: np.ndarray,
-                   dictionary: int = cv2.aruco.DICT_4X4_50) -> SceneObject:
+    def add_marker(
+        self, label: str, marker_id: int, size: float, T_world: np.ndarray, dictionary: int = cv2.aruco.DICT_4X4_50
+    ) -> SceneObject:
         """A flat marker of black-square side `size` (m); its frame: x right, y up, z out of the face."""
         tex, ratio = marker_texture(marker_id, dictionary)
         png = os.path.join(self._tmp.name, f"marker_{dictionary}_{marker_id}.png")
         cv2.imwrite(png, cv2.cvtColor(tex, cv2.COLOR_RGB2BGR))
-        vis = p.createVisualShape(p.GEOM_MESH, fileName=self._quad_obj(size * ratio / 2),
-                                  physicsClientId=self.client)
+        vis = p.createVisualShape(p.GEOM_MESH, fileName=self._quad_obj(size * ratio / 2), physicsClientId=self.client)
         pos, quat = pose_from_T(T_world)
-        body = p.createMultiBody(0, -1, vis, basePosition=pos, baseOrientation=quat,
-                                 physicsClientId=self.client)
+        body = p.createMultiBody(0, -1, vis, basePosition=pos, baseOrientation=quat, physicsClientId=self.client)
         tid = p.loadTexture(png, physicsClientId=self.client)
         p.changeVisualShape(body, -1, textureUniqueId=tid, rgbaColor=[1, 1, 1, 1], physicsClientId=self.client)
         obj = SceneObject(body, label, "marker", T_world.copy(), (size,), marker_id)
@@ -122,11 +129,11 @@ class SyntheticScene:
 
     def add_box(self, label: str, size, rgba, T_world: np.ndarray) -> SceneObject:
         size = tuple(float(s) for s in np.broadcast_to(np.asarray(size, float), (3,)))
-        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[s / 2 for s in size], rgbaColor=list(rgba),
-                                  physicsClientId=self.client)
+        vis = p.createVisualShape(
+            p.GEOM_BOX, halfExtents=[s / 2 for s in size], rgbaColor=list(rgba), physicsClientId=self.client
+        )
         pos, quat = pose_from_T(T_world)
-        body = p.createMultiBody(0, -1, vis, basePosition=pos, baseOrientation=quat,
-                                 physicsClientId=self.client)
+        body = p.createMultiBody(0, -1, vis, basePosition=pos, baseOrientation=quat, physicsClientId=self.client)
         obj = SceneObject(body, label, "box", T_world.copy(), size)
         self.objects[label] = obj
         return obj
@@ -137,9 +144,18 @@ class SyntheticScene:
         p.resetBasePositionAndOrientation(obj.body, pos, quat, physicsClientId=self.client)
         obj.T_world = T_world.copy()
 
-    def render(self, T_world_camera: np.ndarray, K: np.ndarray, width: int = 640, height: int = 480,
-               near: float = 0.02, far: float = 5.0, light_direction=(0.3, -0.4, 1.0),
-               shadow: bool = False, supersample: int = 1) -> Rendered:
+    def render(
+        self,
+        T_world_camera: np.ndarray,
+        K: np.ndarray,
+        width: int = 640,
+        height: int = 480,
+        near: float = 0.02,
+        far: float = 5.0,
+        light_direction=(0.3, -0.4, 1.0),
+        shadow: bool = False,
+        supersample: int = 1,
+    ) -> Rendered:
         """Render through an OpenCV camera. `supersample` > 1 renders n times larger and averages
         n x n blocks: edges then carry partial coverage as in a real sensor (TinyRenderer does not
         anti-alias, and staircase edges bias subpixel corners by up to ~1 px)."""
@@ -151,14 +167,20 @@ class SyntheticScene:
             hi = self.render(T_world_camera, Kn, width * n, height * n, near, far, light_direction, shadow)
             rgb = hi.rgb.reshape(height, n, width, n, 3).mean(axis=(1, 3)).round().astype(np.uint8)
             depth = hi.depth.reshape(height, n, width, n).mean(axis=(1, 3))
-            seg = hi.seg[n // 2::n, n // 2::n].copy()
+            seg = hi.seg[n // 2 :: n, n // 2 :: n].copy()
             return Rendered(rgb, depth, seg, K.copy(), T_world_camera.copy())
         view = invert(T_world_camera @ GL_FROM_CV)
         proj = gl_projection(K, width, height, near, far)
         _, _, rgba, zbuf, seg = p.getCameraImage(
-            width, height, viewMatrix=view.T.ravel().tolist(), projectionMatrix=proj.T.ravel().tolist(),
-            renderer=p.ER_TINY_RENDERER, lightDirection=list(light_direction), shadow=int(shadow),
-            physicsClientId=self.client)
+            width,
+            height,
+            viewMatrix=view.T.ravel().tolist(),
+            projectionMatrix=proj.T.ravel().tolist(),
+            renderer=p.ER_TINY_RENDERER,
+            lightDirection=list(light_direction),
+            shadow=int(shadow),
+            physicsClientId=self.client,
+        )
         rgb = np.asarray(rgba, np.uint8).reshape(height, width, 4)[:, :, :3].copy()
         zbuf = np.asarray(zbuf, np.float32).reshape(height, width)
         depth = (far * near / (far - (far - near) * zbuf)).astype(np.float32)

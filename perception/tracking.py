@@ -6,6 +6,7 @@ expected spread (a push moved the object) restarts the track at the measurement 
 the estimate through it. A track with no measurement for `lost_after_s` becomes LOST (kept, not
 published); the next measurement REACQUIRES it, counted and time-stamped, starting afresh.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -22,9 +23,9 @@ ROT_UNKNOWN_VAR = 10.0  # rad^2
 @dataclass
 class Measurement:
     stamp_ns: int
-    T: np.ndarray            # 4x4 base frame
-    covariance: np.ndarray   # 6x6
-    source: str = ""         # e.g. "marker:3@overhead", "blob@overhead"
+    T: np.ndarray  # 4x4 base frame
+    covariance: np.ndarray  # 6x6
+    source: str = ""  # e.g. "marker:3@overhead", "blob@overhead"
 
 
 @dataclass
@@ -47,10 +48,18 @@ class Track:
         return bool(np.trace(self.covariance[3:, 3:]) < ROT_UNKNOWN_VAR)
 
     def summary(self) -> dict:
-        return {"label": self.label, "id": self.id, "state": self.state, "first_seen_ns": self.first_seen_ns,
-                "last_seen_ns": self.last_seen_ns, "lost_since_ns": self.lost_since_ns,
-                "reacquired": self.reacquired, "updates": self.updates, "restarts": self.restarts,
-                "position": self.T[:3, 3].tolist()}
+        return {
+            "label": self.label,
+            "id": self.id,
+            "state": self.state,
+            "first_seen_ns": self.first_seen_ns,
+            "last_seen_ns": self.last_seen_ns,
+            "lost_since_ns": self.lost_since_ns,
+            "reacquired": self.reacquired,
+            "updates": self.updates,
+            "restarts": self.restarts,
+            "position": self.T[:3, 3].tolist(),
+        }
 
 
 @dataclass
@@ -59,10 +68,10 @@ class TrackerConfig:
     # Process noise sets the lag: at 10 Hz with ~1.5 mm measurements the gain is ~0.85, so a pushed
     # object is followed within a frame or two while a still one is smoothed a little. Steady averaging
     # for experiments is `fused()` (the perception/measure service), not this filter.
-    pos_process: float = 0.01       # m / sqrt(s)
-    rot_process: float = 0.05       # rad / sqrt(s)
-    gate_sigmas: float = 3.5        # innovations beyond this restart the track (the object was moved)
-    flip_margin_deg: float = 10.0   # a candidate must be this much closer to the prior to be chosen
+    pos_process: float = 0.01  # m / sqrt(s)
+    rot_process: float = 0.05  # rad / sqrt(s)
+    gate_sigmas: float = 3.5  # innovations beyond this restart the track (the object was moved)
+    flip_margin_deg: float = 10.0  # a candidate must be this much closer to the prior to be chosen
 
 
 class Tracker:
@@ -83,14 +92,14 @@ class Tracker:
             return best
         return None
 
-
     # -- updates -----------------------------------------------------------------------
     def update(self, label: str, m: Measurement, obj_id: int = 0) -> Track:
         cfg = self.config
         tr = self.tracks.get(label)
         if tr is None:
-            tr = self.tracks[label] = Track(label, obj_id, m.T.copy(), m.covariance.copy(),
-                                            first_seen_ns=m.stamp_ns, last_seen_ns=m.stamp_ns)
+            tr = self.tracks[label] = Track(
+                label, obj_id, m.T.copy(), m.covariance.copy(), first_seen_ns=m.stamp_ns, last_seen_ns=m.stamp_ns
+            )
             tr.updates = 1
             tr.recent.append(m)
             return tr
@@ -100,14 +109,14 @@ class Tracker:
         else:
             dt = max(0.0, (m.stamp_ns - tr.last_seen_ns) / 1e9)
             P = tr.covariance.copy()
-            P[:3, :3] += np.eye(3) * cfg.pos_process ** 2 * dt
-            P[3:, 3:] += np.eye(3) * cfg.rot_process ** 2 * dt
+            P[:3, :3] += np.eye(3) * cfg.pos_process**2 * dt
+            P[3:, 3:] += np.eye(3) * cfg.rot_process**2 * dt
             innov = np.concatenate([m.T[:3, 3] - tr.T[:3, 3], R_to_rvec(m.T[:3, :3] @ tr.T[:3, :3].T)])
             S = P + m.covariance
             rot_known = np.trace(m.covariance[3:, 3:]) < ROT_UNKNOWN_VAR and tr.orientation_known
             idx = slice(0, 6) if rot_known else slice(0, 3)
             d2 = float(innov[idx] @ np.linalg.solve(S[idx, idx], innov[idx]))
-            if d2 > cfg.gate_sigmas ** 2 * (6 if rot_known else 3):
+            if d2 > cfg.gate_sigmas**2 * (6 if rot_known else 3):
                 tr.T, tr.covariance = m.T.copy(), m.covariance.copy()
                 tr.restarts += 1
             else:

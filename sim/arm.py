@@ -7,6 +7,7 @@ of 3–8 cm blocks, balls and cylinders are unreliable); opening the gripper rel
 fingers (kuka_iiwa, xarm6) get the same behaviour as a suction tool. The held object's weight and contact
 forces still reach the wrist sensor, because the constraint acts on the hand link after the sensor.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,11 +18,11 @@ import pybullet as p
 from loopylab.bus.messages import _f64
 from loopylab.sim.world import World
 
-VIRTUAL_OPENING = 0.08   # m: the "opening" range of a suction-like tool on robots without fingers
-GRASP_DISTANCE = 0.006   # m: an object this close to the hand when the gripper closes is grasped
+VIRTUAL_OPENING = 0.08  # m: the "opening" range of a suction-like tool on robots without fingers
+GRASP_DISTANCE = 0.006  # m: an object this close to the hand when the gripper closes is grasped
 SUCTION_DISTANCE = 0.015  # m: the same for robots without fingers (a suction cup's reach)
-GRASP_WINDOW_S = 0.5     # s after a close command during which contact makes a grasp (a gripper closed
-                         # in the air stays a closed gripper: pushing with it never picks anything up)
+GRASP_WINDOW_S = 0.5  # s after a close command during which contact makes a grasp (a gripper closed
+# in the air stays a closed gripper: pushing with it never picks anything up)
 
 
 def _cross(a, b) -> np.ndarray:
@@ -47,8 +48,9 @@ class ArmSim:
         self.grasped: str | None = None
         self._constraint: int | None = None
         self._grasp_window = 0.0
-        self._hand_masses = np.array([p.getDynamicsInfo(self.r.body, l, physicsClientId=self.c)[0]
-                                      for l in self.r.hand_links])
+        self._hand_masses = np.array(
+            [p.getDynamicsInfo(self.r.body, link, physicsClientId=self.c)[0] for link in self.r.hand_links]
+        )
         self._hand_mass = max(float(self._hand_masses.sum()), 1e-9)
         self._hand_weight = np.array([0.0, 0.0, self._hand_masses.sum() * world.spec.gravity])
         self._ft_and_hand = [self.r.ft, *self.r.hand_links]
@@ -97,16 +99,30 @@ class ArmSim:
     # -- stepping -------------------------------------------------------------------
     def apply(self) -> None:
         r, c = self.r, self.c
-        p.setJointMotorControlArray(r.body, r.arm, p.POSITION_CONTROL, targetPositions=self._target,
-                                    targetVelocities=self._target_vel, forces=self._efforts,
-                                    positionGains=self._gains, velocityGains=self._vgains, physicsClientId=c)
+        p.setJointMotorControlArray(
+            r.body,
+            r.arm,
+            p.POSITION_CONTROL,
+            targetPositions=self._target,
+            targetVelocities=self._target_vel,
+            forces=self._efforts,
+            positionGains=self._gains,
+            velocityGains=self._vgains,
+            physicsClientId=c,
+        )
         grip = (self.gripper_target, self.gripper_force)
         if r.gripper and self.grasped is None and grip != self._grip_applied:  # motor targets persist
             frac = self.gripper_target / self.max_opening
             rs = r.spec
             q = [lo + (hi - lo) * frac for lo, hi in zip(rs.gripper_closed, rs.gripper_open)]
-            p.setJointMotorControlArray(r.body, r.gripper, p.POSITION_CONTROL, targetPositions=q,
-                                        forces=[self.gripper_force] * len(q), physicsClientId=c)
+            p.setJointMotorControlArray(
+                r.body,
+                r.gripper,
+                p.POSITION_CONTROL,
+                targetPositions=q,
+                forces=[self.gripper_force] * len(q),
+                physicsClientId=c,
+            )
             self._grip_applied = grip
         self._update_grasp()
 
@@ -155,8 +171,9 @@ class ArmSim:
         links, reach = (self.r.gripper, GRASP_DISTANCE) if pinch else (self.r.hand_links, SUCTION_DISTANCE)
         near = all if pinch else any
         for label, body in self.w.objects.items():
-            if near(p.getClosestPoints(self.r.body, body, reach, linkIndexA=link, physicsClientId=self.c)
-                    for link in links):
+            if near(
+                p.getClosestPoints(self.r.body, body, reach, linkIndexA=link, physicsClientId=self.c) for link in links
+            ):
                 return label
         return None
 
@@ -167,15 +184,32 @@ class ArmSim:
         ob_pos, ob_orn = p.getBasePositionAndOrientation(body, physicsClientId=c)
         inv_pos, inv_orn = p.invertTransform(ee_pos, ee_orn)
         rel_pos, rel_orn = p.multiplyTransforms(inv_pos, inv_orn, ob_pos, ob_orn)
-        self._constraint = p.createConstraint(self.r.body, self.r.ee, body, -1, p.JOINT_FIXED, [0, 0, 0],
-                                              rel_pos, [0, 0, 0], rel_orn, [0, 0, 0, 1], physicsClientId=c)
+        self._constraint = p.createConstraint(
+            self.r.body,
+            self.r.ee,
+            body,
+            -1,
+            p.JOINT_FIXED,
+            [0, 0, 0],
+            rel_pos,
+            [0, 0, 0],
+            rel_orn,
+            [0, 0, 0, 1],
+            physicsClientId=c,
+        )
         p.changeConstraint(self._constraint, maxForce=500, physicsClientId=c)
         self.grasped = label
         self._held_v = np.asarray(p.getBaseVelocity(body, physicsClientId=c)[0])
         if self.r.gripper:  # stop closing where the fingers are: squeezing a constrained body only adds strain
             q = [p.getJointState(self.r.body, j, physicsClientId=c)[0] for j in self.r.gripper]
-            p.setJointMotorControlArray(self.r.body, self.r.gripper, p.POSITION_CONTROL, targetPositions=q,
-                                        forces=[self.gripper_force] * len(q), physicsClientId=c)
+            p.setJointMotorControlArray(
+                self.r.body,
+                self.r.gripper,
+                p.POSITION_CONTROL,
+                targetPositions=q,
+                forces=[self.gripper_force] * len(q),
+                physicsClientId=c,
+            )
             self._grip_applied = None  # re-apply the commanded opening once the grasp ends
 
     # -- sensing ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ TinyRenderer (CPU) by default; the EGL plugin when a GPU is present (`use_egl`).
 OpenCV (pixel centres at integers): f = (H/2)/tan(fov_v/2), cx = (W-1)/2, cy = (H-1)/2.
 `T_base_camera` is the camera pose in the base frame in OpenCV axes (x right, y down, z forward).
 """
+
 from __future__ import annotations
 
 import glob
@@ -55,8 +56,9 @@ def render(cid: int, cam: CameraSpec, ee_pose=None, renderer: int = p.ER_TINY_RE
     eye, tgt, up = camera_world_pose(cam, ee_pose)
     view = p.computeViewMatrix(eye.tolist(), tgt.tolist(), up.tolist(), physicsClientId=cid)
     proj = p.computeProjectionMatrixFOV(cam.fov_deg, cam.width / cam.height, cam.near, cam.far, physicsClientId=cid)
-    _, _, rgba, zbuf, _ = p.getCameraImage(cam.width, cam.height, view, proj, renderer=renderer,
-                                          flags=p.ER_NO_SEGMENTATION_MASK, physicsClientId=cid)
+    _, _, rgba, zbuf, _ = p.getCameraImage(
+        cam.width, cam.height, view, proj, renderer=renderer, flags=p.ER_NO_SEGMENTATION_MASK, physicsClientId=cid
+    )
     rgb = np.asarray(rgba, np.uint8).reshape(cam.height, cam.width, 4)[:, :, :3]
     z = np.asarray(zbuf, np.float32).reshape(cam.height, cam.width)
     depth = (cam.far * cam.near / (cam.far - (cam.far - cam.near) * z)).astype(np.float32)

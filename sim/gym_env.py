@@ -6,7 +6,10 @@ bus graph. Actions are joint-position deltas (scaled to `max_delta` rad) plus a 
 through the same `SafetyLimits` as the gate node, so an agent cannot command what the gate would stop.
 Observation: joint positions, tool position, object positions (padded to 4 objects), gripper opening.
 """
+
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -23,10 +26,17 @@ MAX_OBJECTS = 4
 
 
 class BenchEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, robot: str = "panda", n_objects: int | None = None, max_steps: int = 100,
-                 control_hz: float = 30.0, max_delta: float = 0.05, render_mode: str | None = None):
+    def __init__(
+        self,
+        robot: str = "panda",
+        n_objects: int | None = None,
+        max_steps: int = 100,
+        control_hz: float = 30.0,
+        max_delta: float = 0.05,
+        render_mode: str | None = None,
+    ):
         self.robot, self.n_objects, self.max_steps = robot, n_objects, max_steps
         self.control_hz, self.max_delta, self.render_mode = control_hz, max_delta, render_mode
         rs = robot_spec(robot)
@@ -45,7 +55,7 @@ class BenchEnv(gym.Env):
         ee, _ = self.arm.ee_pose()
         objs = np.zeros(3 * MAX_OBJECTS)
         for i, o in enumerate(self.world.spec.objects[:MAX_OBJECTS]):
-            objs[3 * i:3 * i + 3] = self.world.object_pose(o.label)[0]
+            objs[3 * i : 3 * i + 3] = self.world.object_pose(o.label)[0]
         return np.clip(np.concatenate([q, ee, objs, [self.arm.gripper_opening()]]), -10, 10).astype(np.float32)
 
     def _distance(self) -> float:
@@ -85,6 +95,7 @@ class BenchEnv(gym.Env):
         if self.render_mode != "rgb_array" or self.world is None:
             return None
         from loopylab.sim.cameras import render
+
         rgb, _, _, _ = render(self.world.cid, self.world.spec.cameras[0])
         return rgb
 

@@ -13,6 +13,7 @@ Clocks:
 - realtime: one control period per wall-clock period, applying the latest command.
 Cameras render at their configured rate in sim time (EGL on a GPU, TinyRenderer otherwise).
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,27 +23,46 @@ import time
 import numpy as np
 import pybullet as p
 
-from loopylab.bus import (CameraInfo, GripperCommand, GripperState, Image, JointCommand, JointState, Node, ObjectPose,
-                 ObjectPoses, Wrench)
+from loopylab.bus import (
+    CameraInfo,
+    GripperCommand,
+    GripperState,
+    Image,
+    JointCommand,
+    JointState,
+    Node,
+    ObjectPose,
+    ObjectPoses,
+    Wrench,
+)
 from loopylab.sim.arm import ArmSim
 from loopylab.sim.cameras import gpu_present, render, use_egl
 from loopylab.sim.world import World
-from loopylab.world.scene import SceneSpec, scene_from_seed
 from loopylab.world.joints import JointMismatch, reorder
 from loopylab.world.robots import CONTROL_HZ
+from loopylab.world.scene import SceneSpec, scene_from_seed
 
 log = logging.getLogger("loopylab.sim")
 
 
 class SimArm:
-    def __init__(self, node: Node, scene: SceneSpec, clock: str = "lockstep", control_hz: float = CONTROL_HZ,
-                 cameras: bool = True, mocap: bool = True, mocap_noise: float = 0.0005, renderer: str = "auto",
-                 start: bool = True):
+    def __init__(
+        self,
+        node: Node,
+        scene: SceneSpec,
+        clock: str = "lockstep",
+        control_hz: float = CONTROL_HZ,
+        cameras: bool = True,
+        mocap: bool = True,
+        mocap_noise: float = 0.0005,
+        renderer: str = "auto",
+        start: bool = True,
+    ):
         if clock not in ("lockstep", "realtime"):
             raise ValueError(f"clock must be lockstep or realtime, not {clock!r}")
         self.node, self.clock, self.control_hz = node, clock, float(control_hz)
         self.cameras_on, self.mocap_on, self.mocap_noise = cameras, mocap, float(mocap_noise)
-        self._mocap_cov = np.diag([self.mocap_noise ** 2] * 3 + [1e-4] * 3)  # shared by every pose: read-only
+        self._mocap_cov = np.diag([self.mocap_noise**2] * 3 + [1e-4] * 3)  # shared by every pose: read-only
         self._mocap_cov.flags.writeable = False
         self.renderer_name = renderer
         self._lock = threading.RLock()
@@ -58,9 +78,11 @@ class SimArm:
         self.scene_pub.publish({"scene": scene.perceived().to_dict(), "epoch_ns": self._stamp()})
         self.cam_pubs = {}
         for cam in scene.cameras:
-            self.cam_pubs[cam.name] = (node.publisher(f"camera/{cam.name}/image", Image),
-                                       node.publisher(f"camera/{cam.name}/depth", Image),
-                                       node.publisher(f"camera/{cam.name}/info", CameraInfo, latched=True))
+            self.cam_pubs[cam.name] = (
+                node.publisher(f"camera/{cam.name}/image", Image),
+                node.publisher(f"camera/{cam.name}/depth", Image),
+                node.publisher(f"camera/{cam.name}/info", CameraInfo, latched=True),
+            )
         self.cmd_sub = node.subscribe("arm/joint_command", JointCommand, queue_size=1000)
         node.subscribe("gripper/command", GripperCommand, callback=self._on_gripper)
         node.service("sim/reset", self._on_reset)
@@ -106,8 +128,9 @@ class SimArm:
         if "scene" in req:
             scene = SceneSpec.from_dict(req["scene"])
         else:
-            scene = scene_from_seed(int(req.get("seed", self.scene.seed or 0)), req.get("n_objects"),
-                                    req.get("robot", self.scene.robot))
+            scene = scene_from_seed(
+                int(req.get("seed", self.scene.seed or 0)), req.get("n_objects"), req.get("robot", self.scene.robot)
+            )
         fresh = SimArm.__new__(SimArm)  # build the new world aside: the old one keeps ticking meanwhile
         fresh.control_hz, fresh.cameras_on, fresh.renderer_name = self.control_hz, self.cameras_on, self.renderer_name
         fresh._build(scene)
@@ -130,8 +153,13 @@ class SimArm:
 
     def _on_oracle(self, req) -> dict:
         with self._lock:
-            return {"ok": True, "scene": self.scene.to_dict(), "objects": self.world.object_truth(),
-                    "sim_time": self.world.t, "grasped": self.arm.grasped or ""}
+            return {
+                "ok": True,
+                "scene": self.scene.to_dict(),
+                "objects": self.world.object_truth(),
+                "sim_time": self.world.t,
+                "grasped": self.arm.grasped or "",
+            }
 
     # -- stepping ------------------------------------------------------------------------------
     def apply_command(self, msg: JointCommand) -> None:
@@ -161,13 +189,18 @@ class SimArm:
         stamp = self._stamp()
         q, v, e = self.arm.joint_values()
         self.js_pub.publish_fields(name=self.names, position=q, velocity=v, effort=e, stamp_ns=stamp, frame_id="base")
-        if (self.wrench_pub.has_subscribers() if wrench is None else wrench):
+        if self.wrench_pub.has_subscribers() if wrench is None else wrench:
             f, t = self.arm.wrench()
             self.wrench_pub.publish(Wrench(force=f, torque=t, stamp_ns=stamp, frame_id="base"))
         if self.grip_pub.has_subscribers():
-            self.grip_pub.publish(GripperState(position=self.arm.gripper_opening(),
-                                               object_detected=self.arm.grasped is not None, ready=True,
-                                               stamp_ns=stamp))
+            self.grip_pub.publish(
+                GripperState(
+                    position=self.arm.gripper_opening(),
+                    object_detected=self.arm.grasped is not None,
+                    ready=True,
+                    stamp_ns=stamp,
+                )
+            )
         if self.obj_pub is not None and self.obj_pub.has_subscribers():
             self.obj_pub.publish(self.mocap(stamp))
         if self.cameras_on:
@@ -193,8 +226,9 @@ class SimArm:
             img, dep, info = self.cam_pubs[cam.name]
             img.publish(Image.from_array(rgb, "rgb8", stamp_ns=stamp, frame_id=cam.name))
             dep.publish(Image.from_array(depth, "32FC1", stamp_ns=stamp, frame_id=cam.name))
-            info.publish(CameraInfo(width=cam.width, height=cam.height, K=K, T_base_camera=T, stamp_ns=stamp,
-                                    frame_id=cam.name))
+            info.publish(
+                CameraInfo(width=cam.width, height=cam.height, K=K, T_base_camera=T, stamp_ns=stamp, frame_id=cam.name)
+            )
 
     def _loop(self) -> None:
         while self.node.running:
@@ -242,9 +276,19 @@ class SimArm:
             self.world.close()
 
 
-def run_sim_arm(node: Node, robot: str = "panda", seed: int = 0, n_objects: int | None = None,
-                scene: str | None = None, clock: str = "lockstep", control_hz: float = CONTROL_HZ, cameras: bool = True,
-                mocap: bool = True, mocap_noise: float = 0.0005, renderer: str = "auto") -> SimArm:
+def run_sim_arm(
+    node: Node,
+    robot: str = "panda",
+    seed: int = 0,
+    n_objects: int | None = None,
+    scene: str | None = None,
+    clock: str = "lockstep",
+    control_hz: float = CONTROL_HZ,
+    cameras: bool = True,
+    mocap: bool = True,
+    mocap_noise: float = 0.0005,
+    renderer: str = "auto",
+) -> SimArm:
     """Graph entry point (`loopylab.sim.node:run_sim_arm`): the scene from a TOML file, else from (seed, robot)."""
     spec = SceneSpec.from_toml(scene) if scene else scene_from_seed(seed, n_objects, robot)
     return SimArm(node, spec, clock, control_hz, cameras, mocap, mocap_noise, renderer)

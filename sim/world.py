@@ -5,6 +5,7 @@ saveState/restoreState with contacts. The same spec and the same commands give b
 The centre-of-mass offset can only be set at creation (`baseInertialFramePosition`); PyBullet then
 reports the base pose at the centre of mass, so `object_pose` converts back to the geometric centre.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,23 +16,23 @@ import pybullet as p
 from loopylab.world.robots import RobotSpec, robot_spec
 from loopylab.world.scene import ObjectSpec, SceneSpec
 
-DEFAULT_MASS = 0.2          # kg, for objects whose mass the spec leaves unknown (perceived scenes)
+DEFAULT_MASS = 0.2  # kg, for objects whose mass the spec leaves unknown (perceived scenes)
 DEFAULT_FRICTION = 0.5
 DEFAULT_RESTITUTION = 0.3
-ROLLING_FRICTION = 0.001    # keeps balls from rolling forever; known to the lab (not hidden)
+ROLLING_FRICTION = 0.001  # keeps balls from rolling forever; known to the lab (not hidden)
 SPINNING_FRICTION = 0.001
-HAND_FRICTION = 0.0         # the tool's contact surfaces (the twin's pusher has the same)
+HAND_FRICTION = 0.0  # the tool's contact surfaces (the twin's pusher has the same)
 
 
 @dataclass
 class RobotHandle:
     spec: RobotSpec
     body: int
-    arm: list[int]                  # PyBullet joint indices in spec.arm_joints order
+    arm: list[int]  # PyBullet joint indices in spec.arm_joints order
     gripper: list[int]
-    ee: int                         # link index of the tool frame
-    ft: int                         # joint index of the wrist sensor
-    hand_links: list[int]           # links at and after the wrist sensor (what may touch objects)
+    ee: int  # link index of the tool frame
+    ft: int  # joint index of the wrist sensor
+    hand_links: list[int]  # links at and after the wrist sensor (what may touch objects)
     lower: np.ndarray
     upper: np.ndarray
     effort: np.ndarray
@@ -48,15 +49,22 @@ class World:
         self.t = 0.0
         self.steps = 0
         c = self.cid
-        p.setPhysicsEngineParameter(fixedTimeStep=spec.dt, deterministicOverlappingPairs=1,
-                                    numSolverIterations=50, physicsClientId=c)
+        p.setPhysicsEngineParameter(
+            fixedTimeStep=spec.dt, deterministicOverlappingPairs=1, numSolverIterations=50, physicsClientId=c
+        )
         p.setGravity(0, 0, spec.gravity, physicsClientId=c)
         plane = p.createCollisionShape(p.GEOM_PLANE, physicsClientId=c)
-        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[0.6, 0.6, 0.005], rgbaColor=spec.table.rgba,
-                                  visualFramePosition=[0, 0, -0.005], physicsClientId=c)
+        vis = p.createVisualShape(
+            p.GEOM_BOX,
+            halfExtents=[0.6, 0.6, 0.005],
+            rgbaColor=spec.table.rgba,
+            visualFramePosition=[0, 0, -0.005],
+            physicsClientId=c,
+        )
         self.table = p.createMultiBody(0, plane, vis, basePosition=[0.4, 0, 0], physicsClientId=c)
-        p.changeDynamics(self.table, -1, lateralFriction=spec.table.friction, restitution=spec.table.restitution,
-                         physicsClientId=c)
+        p.changeDynamics(
+            self.table, -1, lateralFriction=spec.table.friction, restitution=spec.table.restitution, physicsClientId=c
+        )
         self.objects: dict[str, int] = {}
         self._com: dict[str, np.ndarray] = {}
         self._neg_com: dict[str, tuple] = {}  # the geometric centre in the body (centre-of-mass) frame
@@ -77,24 +85,35 @@ class World:
             col = p.createCollisionShape(p.GEOM_SPHERE, radius=r, physicsClientId=c)
             vis = p.createVisualShape(p.GEOM_SPHERE, radius=r, rgbaColor=o.rgba, physicsClientId=c)
         com = np.asarray(o.com_offset if o.com_offset is not None else (0.0, 0.0, 0.0), float)
-        body = p.createMultiBody(o.mass if o.mass is not None else DEFAULT_MASS, col, vis,
-                                 basePosition=o.position, baseOrientation=o.orientation,
-                                 baseInertialFramePosition=com.tolist(), physicsClientId=c)
+        body = p.createMultiBody(
+            o.mass if o.mass is not None else DEFAULT_MASS,
+            col,
+            vis,
+            basePosition=o.position,
+            baseOrientation=o.orientation,
+            baseInertialFramePosition=com.tolist(),
+            physicsClientId=c,
+        )
         self.objects[o.label] = body
         self._com[o.label] = com
         self._neg_com[o.label] = tuple(-com)
-        self.set_object_params(o.label, friction=o.friction if o.friction is not None else DEFAULT_FRICTION,
-                               restitution=o.restitution if o.restitution is not None else DEFAULT_RESTITUTION)
+        self.set_object_params(
+            o.label,
+            friction=o.friction if o.friction is not None else DEFAULT_FRICTION,
+            restitution=o.restitution if o.restitution is not None else DEFAULT_RESTITUTION,
+        )
         return body
 
-    def set_object_params(self, label: str, mass: float | None = None, friction: float | None = None,
-                          restitution: float | None = None) -> None:
+    def set_object_params(
+        self, label: str, mass: float | None = None, friction: float | None = None, restitution: float | None = None
+    ) -> None:
         kw = {}
         if mass is not None:
             kw["mass"] = float(mass)
         if friction is not None:
-            kw.update(lateralFriction=float(friction), rollingFriction=ROLLING_FRICTION,
-                      spinningFriction=SPINNING_FRICTION)
+            kw.update(
+                lateralFriction=float(friction), rollingFriction=ROLLING_FRICTION, spinningFriction=SPINNING_FRICTION
+            )
         if restitution is not None:
             kw["restitution"] = float(restitution)
         if kw:
@@ -120,11 +139,19 @@ class World:
         for i in info:  # PyBullet adds joint motors by default: switch off all but the commanded ones later
             if i[2] != p.JOINT_FIXED:
                 p.changeDynamics(body, i[0], jointDamping=0.0 if i[0] in arm else 0.1, physicsClientId=c)
-        return RobotHandle(rs, body, arm, grip, links[rs.ee_link], ft, hand,
-                           np.array([by_name[n][8] for n in rs.arm_joints]),
-                           np.array([by_name[n][9] for n in rs.arm_joints]),
-                           np.array([by_name[n][10] for n in rs.arm_joints]),
-                           np.array([by_name[n][11] for n in rs.arm_joints]))
+        return RobotHandle(
+            rs,
+            body,
+            arm,
+            grip,
+            links[rs.ee_link],
+            ft,
+            hand,
+            np.array([by_name[n][8] for n in rs.arm_joints]),
+            np.array([by_name[n][9] for n in rs.arm_joints]),
+            np.array([by_name[n][10] for n in rs.arm_joints]),
+            np.array([by_name[n][11] for n in rs.arm_joints]),
+        )
 
     # -- state -------------------------------------------------------------------
     def step(self, n: int = 1) -> None:
@@ -160,9 +187,16 @@ class World:
         for o in self.spec.objects:
             pos, orn = self.object_pose(o.label)
             dyn = p.getDynamicsInfo(self.objects[o.label], -1, physicsClientId=self.cid)
-            out[o.label] = {"position": pos.tolist(), "orientation": orn.tolist(), "mass": dyn[0],
-                            "friction": dyn[1], "restitution": dyn[5], "com_offset": self._com[o.label].tolist(),
-                            "shape": o.shape, "size": o.size}
+            out[o.label] = {
+                "position": pos.tolist(),
+                "orientation": orn.tolist(),
+                "mass": dyn[0],
+                "friction": dyn[1],
+                "restitution": dyn[5],
+                "com_offset": self._com[o.label].tolist(),
+                "shape": o.shape,
+                "size": o.size,
+            }
         return out
 
     def close(self) -> None:

@@ -40,8 +40,12 @@ def wheel(tmp_path_factory) -> Path:
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, src / name)
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-                    str(src)], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     (whl,) = out.glob("loopylab-*.whl")
     return whl
 
@@ -56,8 +60,12 @@ def test_the_wheel_has_one_top_level_name(wheel):
 
 def test_installed_it_imports_as_loopylab_and_the_folder_names_stay_free(wheel, tmp_path):
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     probe = (
         "import importlib, sys\n"
         "import loopylab.bus, loopylab.world.config\n"
@@ -72,6 +80,12 @@ def test_installed_it_imports_as_loopylab_and_the_folder_names_stay_free(wheel, 
     )
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    r = subprocess.run([sys.executable, "-c", probe], cwd=outside, env={"PYTHONPATH": str(target), "PATH": ""},
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=outside,
+        env={"PYTHONPATH": str(target), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

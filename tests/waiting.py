@@ -2,10 +2,12 @@
 
 A test never sleeps "long enough" for something to happen; it waits until what it expects is
 observable, and gives up at a deadline that is generous because the machine may be busy."""
+
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -20,8 +22,9 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
     return True
 
 
-def wait_for_value(read: Callable[[], T], accept: Callable[[T], object], timeout: float,
-                   interval: float = 0.005) -> T | None:
+def wait_for_value(
+    read: Callable[[], T], accept: Callable[[T], object], timeout: float, interval: float = 0.005
+) -> T | None:
     """The first `read()` result that `accept` takes, or None if none did within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:

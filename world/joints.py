@@ -3,6 +3,7 @@
 A JointState or JointCommand names its joints; the receiver has its own order (the URDF's, the motors').
 Every receiver reorders through `reorder`, so a missing joint is always the same clear error.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,8 +23,11 @@ def indices(have: Sequence[str], want: Sequence[str], exact: bool = False) -> li
     where = {n: i for i, n in enumerate(have)}
     missing = [n for n in want if n not in where]
     if missing:
-        raise JointMismatch(f"joint {missing[0]!r} missing: got {have}, want {want}" if len(missing) == 1 else
-                            f"joints {missing} missing: got {have}, want {want}")
+        raise JointMismatch(
+            f"joint {missing[0]!r} missing: got {have}, want {want}"
+            if len(missing) == 1
+            else f"joints {missing} missing: got {have}, want {want}"
+        )
     wanted = set(want)
     extra = [n for n in have if n not in wanted] if exact else []
     if extra:

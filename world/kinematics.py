@@ -4,6 +4,7 @@ Usable for real hardware too: it loads only the URDF, never a world. PyBullet's 
 by ~0.1 m on the Panda, so every IK answer here is iterated, restarted from random seeds when needed,
 and verified with forward kinematics; a target it cannot reach within `tol` raises `Unreachable`.
 """
+
 from __future__ import annotations
 
 import threading
@@ -49,15 +50,17 @@ class Kinematics:
         except p.error as e:
             p.disconnect(self._cid)
             raise ValueError(f"cannot load URDF {urdf!r}: {e}") from None
-        info = [p.getJointInfo(self.body, j, physicsClientId=self._cid)
-                for j in range(p.getNumJoints(self.body, physicsClientId=self._cid))]
+        info = [
+            p.getJointInfo(self.body, j, physicsClientId=self._cid)
+            for j in range(p.getNumJoints(self.body, physicsClientId=self._cid))
+        ]
         links = {i[12].decode(): i[0] for i in info}
         self._joint_index = {i[1].decode(): i[0] for i in info}  # a joint's index is its child link's
         if ee_link not in links:
             raise ValueError(f"{urdf}: no link {ee_link!r} (links: {', '.join(links)})")
         self.ee = links[ee_link]
         movable = [i for i in info if i[2] != p.JOINT_FIXED]
-        self._movable = [i[0] for i in movable]                    # PyBullet's IK/Jacobian index order
+        self._movable = [i[0] for i in movable]  # PyBullet's IK/Jacobian index order
         by_name = {i[1].decode(): i for i in movable}
         names = list(joint_names) if joint_names else [i[1].decode() for i in movable]
         missing = [n for n in names if n not in by_name]
@@ -70,8 +73,13 @@ class Kinematics:
         hi = np.array([by_name[n][9] for n in names], float)
         unlimited = hi < lo  # continuous joints report lower > upper
         lo[unlimited], hi[unlimited] = -2 * np.pi, 2 * np.pi
-        self.limits = JointLimits(self.joint_names, lo, hi, np.array([by_name[n][11] for n in names], float),
-                                  np.array([by_name[n][10] for n in names], float))
+        self.limits = JointLimits(
+            self.joint_names,
+            lo,
+            hi,
+            np.array([by_name[n][11] for n in names], float),
+            np.array([by_name[n][10] for n in names], float),
+        )
         self._rng = np.random.default_rng(seed)
         self._q = np.clip(np.zeros(len(names)), lo, hi)
 
@@ -88,8 +96,9 @@ class Kinematics:
         base frame."""
         with self._lock:
             self._set(q)
-            s = p.getLinkState(self.body, self.ee if link is None else link, computeForwardKinematics=True,
-                               physicsClientId=self._cid)
+            s = p.getLinkState(
+                self.body, self.ee if link is None else link, computeForwardKinematics=True, physicsClientId=self._cid
+            )
         return np.array(s[4]), np.array(s[5])
 
     def link_index(self, joint_name: str) -> int:
@@ -106,13 +115,27 @@ class Kinematics:
             full = np.zeros(len(self._movable))
             for c, v in zip(self._cols, q):
                 full[c] = v
-            lin, ang = p.calculateJacobian(self.body, self.ee, [0, 0, 0], list(full), [0.0] * len(full),
-                                           [0.0] * len(full), physicsClientId=self._cid)
+            lin, ang = p.calculateJacobian(
+                self.body,
+                self.ee,
+                [0, 0, 0],
+                list(full),
+                [0.0] * len(full),
+                [0.0] * len(full),
+                physicsClientId=self._cid,
+            )
         return np.vstack([np.asarray(lin)[:, self._cols], np.asarray(ang)[:, self._cols]])
 
-    def ik(self, position: Sequence[float] | np.ndarray, orientation: Sequence[float] | np.ndarray | None = None,
-           q0: ArrayLike | None = None, tol: float = 1e-3, ang_tol: float = 1e-2, restarts: int = 8,
-           iterations: int = 100) -> np.ndarray:
+    def ik(
+        self,
+        position: Sequence[float] | np.ndarray,
+        orientation: Sequence[float] | np.ndarray | None = None,
+        q0: ArrayLike | None = None,
+        tol: float = 1e-3,
+        ang_tol: float = 1e-2,
+        restarts: int = 8,
+        iterations: int = 100,
+    ) -> np.ndarray:
         """Joint positions that put the EE at `position` (and `orientation`, xyzw), within the limits.
 
         Seeded from `q0` (the current configuration, for smooth paths), then from random seeds.
@@ -131,8 +154,11 @@ class Kinematics:
                 with self._lock:
                     self._set(q)
                     kw = dict(maxNumIterations=iterations, residualThreshold=1e-5, physicsClientId=self._cid)
-                    sol = (p.calculateInverseKinematics(self.body, self.ee, pos, **kw) if orn is None else
-                           p.calculateInverseKinematics(self.body, self.ee, pos, orn, **kw))
+                    sol = (
+                        p.calculateInverseKinematics(self.body, self.ee, pos, **kw)
+                        if orn is None
+                        else p.calculateInverseKinematics(self.body, self.ee, pos, orn, **kw)
+                    )
                 q = np.asarray(sol, float)[self._cols]
                 q = _wrap_into(q, lo, hi)
                 perr, aerr = self._error(q, pos, orn)
@@ -146,13 +172,23 @@ class Kinematics:
                     self._q = q
                     return q
                 best = min(best, (perr, aerr))
-        raise Unreachable(f"cannot reach position {np.round(pos, 4).tolist()}"
-                          + (f" orientation {np.round(orn, 3).tolist()}" if orn is not None else "")
-                          + f": best miss {best[0] * 1000:.1f} mm / {np.degrees(best[1]):.1f} deg "
-                            f"after {restarts + 1} tries (tolerance {tol * 1000:.1f} mm)")
+        raise Unreachable(
+            f"cannot reach position {np.round(pos, 4).tolist()}"
+            + (f" orientation {np.round(orn, 3).tolist()}" if orn is not None else "")
+            + f": best miss {best[0] * 1000:.1f} mm / {np.degrees(best[1]):.1f} deg "
+            f"after {restarts + 1} tries (tolerance {tol * 1000:.1f} mm)"
+        )
 
-    def _polish(self, q: np.ndarray, pos: Sequence[float], orn: Sequence[float] | None, tol: float, ang_tol: float,
-                iters: int = 60, damping: float = 1e-3) -> np.ndarray:
+    def _polish(
+        self,
+        q: np.ndarray,
+        pos: Sequence[float],
+        orn: Sequence[float] | None,
+        tol: float,
+        ang_tol: float,
+        iters: int = 60,
+        damping: float = 1e-3,
+    ) -> np.ndarray:
         """Damped least-squares steps on the full pose error, inside the joint limits."""
         lo, hi = self.limits.lower, self.limits.upper
         for _ in range(iters):

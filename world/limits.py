@@ -5,6 +5,7 @@ from the measured position (LeRobot's `max_relative_target`), velocity and accel
 stream, the end-effector workspace box (via FK), and measured effort. `GateConfig` is the tightening a
 graph asks for on top of a URDF's limits. The bus node that applies them is `loopylab.actuation.gate`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -25,56 +26,58 @@ if TYPE_CHECKING:  # for annotations only: kinematics loads PyBullet
 @dataclass
 class GateConfig:
     """Tightening on top of the URDF's limits. Fractions scale the URDF values; absolute values are used as is."""
-    mode: str = "clamp"                      # clamp | reject
-    position_margin: float = 0.02            # rad kept clear of each URDF position limit
-    velocity_scale: float = 0.8              # fraction of the URDF velocity limit
-    acceleration: float | None = None        # rad/s^2, default from the robot spec
-    effort_scale: float = 1.0                # measured effort above this fraction of the URDF limit -> reject
-                                             # (sim servos saturate at the URDF limit; real arms set < 1)
-    max_step: float = 0.25                   # rad: |command - measured position| per command
-    pause_ms: float = 100.0                  # a stream resuming after this long without targets checks that the
-                                             # arm is where the stream left it:
-    settle_tolerance: float = 0.01           # rad; farther than this outside the span from where it was to its last
-                                             # command, something else moved it (a sim reset, a push): the stream
-                                             # restarts at rest from where it is
-    control_hz: float = CONTROL_HZ           # expected target rate (velocity/acceleration per command period)
+
+    mode: str = "clamp"  # clamp | reject
+    position_margin: float = 0.02  # rad kept clear of each URDF position limit
+    velocity_scale: float = 0.8  # fraction of the URDF velocity limit
+    acceleration: float | None = None  # rad/s^2, default from the robot spec
+    effort_scale: float = 1.0  # measured effort above this fraction of the URDF limit -> reject
+    # (sim servos saturate at the URDF limit; real arms set < 1)
+    max_step: float = 0.25  # rad: |command - measured position| per command
+    pause_ms: float = 100.0  # a stream resuming after this long without targets checks that the
+    # arm is where the stream left it:
+    settle_tolerance: float = 0.01  # rad; farther than this outside the span from where it was to its last
+    # command, something else moved it (a sim reset, a push): the stream
+    # restarts at rest from where it is
+    control_hz: float = CONTROL_HZ  # expected target rate (velocity/acceleration per command period)
     workspace_min: Sequence[float] = (-1.0, -1.0, -0.005)  # end-effector box in the base frame, m
     workspace_max: Sequence[float] = (1.0, 1.0, 1.2)
-    deadman_ms: float = 500.0                # no fresh target for this long -> hold position
-    heartbeat_ms: float = 1000.0             # no arm/joint_state for this long -> protective stop
-    state_hz: float = 10.0                   # periodic safety/state
+    deadman_ms: float = 500.0  # no fresh target for this long -> hold position
+    heartbeat_ms: float = 1000.0  # no arm/joint_state for this long -> protective stop
+    state_hz: float = 10.0  # periodic safety/state
 
     @classmethod
-    def from_toml(cls, path: str | Path | None) -> "GateConfig":
+    def from_toml(cls, path: str | Path | None) -> GateConfig:
         """The [gate] table of TOML file `path` (defaults when None); an unknown key is a ConfigError."""
         return cls() if path is None else load_table(cls, path, "gate")
 
 
 @dataclass
 class Intervention:
-    kind: str          # position | step | velocity | acceleration | braking | workspace | effort | infeasible
-                       # | invalid | resync
+    kind: str  # position | step | velocity | acceleration | braking | workspace | effort | infeasible
+    # | invalid | resync
     detail: str
 
 
 @dataclass
 class SafetyLimits:
     """Per-joint limits and the EE box. `fk(q) -> position[3]` is needed for the workspace check."""
+
     lower: np.ndarray
     upper: np.ndarray
-    velocity: np.ndarray                     # rad/s
-    acceleration: np.ndarray                 # rad/s^2
-    effort: np.ndarray                       # N·m
-    max_step: np.ndarray                     # rad
-    dt: float                                # command period, s
+    velocity: np.ndarray  # rad/s
+    acceleration: np.ndarray  # rad/s^2
+    effort: np.ndarray  # N·m
+    max_step: np.ndarray  # rad
+    dt: float  # command period, s
     workspace_min: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))
     workspace_max: np.ndarray = field(default_factory=lambda: np.full(3, np.inf))
     fk: Callable[[np.ndarray], np.ndarray] | None = None
     mode: str = "clamp"
-    settle_tolerance: float = 0.01           # rad (see GateConfig)
-    last: np.ndarray | None = None           # last command let through
-    last_vel: np.ndarray | None = None       # its velocity (rad/s)
-    last_target: np.ndarray | None = None    # the last target asked for (its motion: see _braking)
+    settle_tolerance: float = 0.01  # rad (see GateConfig)
+    last: np.ndarray | None = None  # last command let through
+    last_vel: np.ndarray | None = None  # its velocity (rad/s)
+    last_target: np.ndarray | None = None  # the last target asked for (its motion: see _braking)
     last_measured: np.ndarray | None = None  # the arm's position when the last command was let through
 
     def __post_init__(self) -> None:
@@ -85,17 +88,27 @@ class SafetyLimits:
             v = np.broadcast_to(np.asarray(getattr(self, name), float), (n,)).copy()
             setattr(self, name, v)
         self.lower = np.asarray(self.lower, float)
-        self.workspace_min, self.workspace_max = (np.asarray(v, float) for v in (self.workspace_min,
-                                                                                 self.workspace_max))
+        self.workspace_min, self.workspace_max = (
+            np.asarray(v, float) for v in (self.workspace_min, self.workspace_max)
+        )
 
     @classmethod
-    def from_kinematics(cls, kin: Kinematics, cfg: GateConfig, acc_limit: float) -> "SafetyLimits":
+    def from_kinematics(cls, kin: Kinematics, cfg: GateConfig, acc_limit: float) -> SafetyLimits:
         lim = kin.limits
-        return cls(lim.lower + cfg.position_margin, lim.upper - cfg.position_margin,
-                   lim.velocity * cfg.velocity_scale, np.asarray(cfg.acceleration or acc_limit, float),
-                   lim.effort * cfg.effort_scale, np.asarray(cfg.max_step, float), 1.0 / cfg.control_hz,
-                   np.asarray(cfg.workspace_min, float), np.asarray(cfg.workspace_max, float),
-                   fk=lambda q: kin.fk(q)[0], mode=cfg.mode, settle_tolerance=cfg.settle_tolerance)
+        return cls(
+            lim.lower + cfg.position_margin,
+            lim.upper - cfg.position_margin,
+            lim.velocity * cfg.velocity_scale,
+            np.asarray(cfg.acceleration or acc_limit, float),
+            lim.effort * cfg.effort_scale,
+            np.asarray(cfg.max_step, float),
+            1.0 / cfg.control_hz,
+            np.asarray(cfg.workspace_min, float),
+            np.asarray(cfg.workspace_max, float),
+            fk=lambda q: kin.fk(q)[0],
+            mode=cfg.mode,
+            settle_tolerance=cfg.settle_tolerance,
+        )
 
     def reset(self, position: ArrayLike | None = None) -> None:
         """Forget the command history (after a stop): the next command starts from rest at `position`."""
@@ -121,14 +134,17 @@ class SafetyLimits:
         vlo = np.maximum(-self.velocity, vel - self.acceleration * dt)
         vhi = np.minimum(self.velocity, vel + self.acceleration * dt)
         # an arm found outside its (tightened) position limits may only be commanded back towards them
-        bounds = [("position", np.minimum(self.lower, x), np.maximum(self.upper, x)),
-                  ("step", x - self.max_step, x + self.max_step),
-                  ("velocity", last - self.velocity * dt, last + self.velocity * dt),
-                  ("acceleration", last + vlo * dt, last + vhi * dt)]
+        bounds = [
+            ("position", np.minimum(self.lower, x), np.maximum(self.upper, x)),
+            ("step", x - self.max_step, x + self.max_step),
+            ("velocity", last - self.velocity * dt, last + self.velocity * dt),
+            ("acceleration", last + vlo * dt, last + vhi * dt),
+        ]
         return np.maximum.reduce([b[1] for b in bounds]), np.minimum.reduce([b[2] for b in bounds]), bounds
 
-    def filter(self, target: ArrayLike, position: ArrayLike, effort: ArrayLike | None = None,
-               paused: bool = False) -> tuple[np.ndarray | None, list[Intervention]]:
+    def filter(
+        self, target: ArrayLike, position: ArrayLike, effort: ArrayLike | None = None, paused: bool = False
+    ) -> tuple[np.ndarray | None, list[Intervention]]:
         """The command to send for `target` given the measured `position` (and `effort`), or None to send
         nothing. Clamps (mode=clamp) or rejects (mode=reject) anything outside the limits. A refused target
         ends the command stream: the arm comes to rest at the last command it got, and the next stream
@@ -140,8 +156,9 @@ class SafetyLimits:
             self.last_vel = np.zeros_like(self.last)
         return cmd, out
 
-    def _filter(self, target: ArrayLike, position: ArrayLike, effort: ArrayLike | None,
-                paused: bool = False) -> tuple[np.ndarray | None, list[Intervention]]:
+    def _filter(
+        self, target: ArrayLike, position: ArrayLike, effort: ArrayLike | None, paused: bool = False
+    ) -> tuple[np.ndarray | None, list[Intervention]]:
         n = len(self.lower)
         t = np.asarray(target, float)
         x = np.asarray(position, float)
@@ -161,8 +178,9 @@ class SafetyLimits:
         elif paused and self.last is not None and self.last_measured is not None and self._moved_elsewhere(x):
             # (a sim reset to a pose less than max_step away: the old history would clamp the new stream
             # and command the arm back towards where it was)
-            out.append(Intervention("resync", "the arm moved while the stream paused: restarting from the "
-                                              "measured position"))
+            out.append(
+                Intervention("resync", "the arm moved while the stream paused: restarting from the measured position")
+            )
             self.reset(x)
         lo, hi, bounds = self._bounds(x)
         if (lo > hi).any() and self.last is not None:
@@ -173,8 +191,9 @@ class SafetyLimits:
             lo, hi, bounds = self._bounds(x)
         if (lo > hi).any():
             j = int(np.argmax(lo - hi))
-            return None, out + [Intervention("infeasible", f"joint {j}: no command satisfies every limit "
-                                                           f"(measured {x[j]:.3f})")]
+            return None, out + [
+                Intervention("infeasible", f"joint {j}: no command satisfies every limit (measured {x[j]:.3f})")
+            ]
         goal = np.clip(t, bounds[0][1], bounds[0][2])
         lo, hi = self._braking(goal, lo, hi)
         bounds.append(("braking", lo, hi))
@@ -190,8 +209,11 @@ class SafetyLimits:
                 return None, out
             cmd = self._scaled_step(goal, lo, hi)
         if self.fk is not None and not self.in_workspace(cmd):
-            return None, out + [Intervention("workspace", f"end effector would leave the workspace box "
-                                                          f"at {np.round(self.fk(cmd), 3).tolist()}")]
+            return None, out + [
+                Intervention(
+                    "workspace", f"end effector would leave the workspace box at {np.round(self.fk(cmd), 3).tolist()}"
+                )
+            ]
         last = x if self.last is None else self.last
         self.last_vel = (cmd - last) / self.dt
         self.last = cmd.copy()

@@ -35,6 +35,7 @@ become a valid body?) and `body_complete(...)` (may the end token come now?), wi
 from the scene. Which experiments are sensible where the objects stand (the finite experiment grid) is
 not part of the text format; the lab narrows experiment bodies to it.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,8 @@ from typing import Any, TypeVar
 import regex  # the `regex` module: partial matching for prefix checks (re has none)
 
 KINDS = ("question", "scene", "hypothesis", "experiment", "observation", "belief", "conclusion")
-PARAMS = ("friction", "mass", "restitution")          # hidden object properties
-QUANTITIES = PARAMS + ("slide",)                      # what beliefs and conclusions talk about
+PARAMS = ("friction", "mass", "restitution")  # hidden object properties
+QUANTITIES = PARAMS + ("slide",)  # what beliefs and conclusions talk about
 SKILLS = ("push", "strike", "weigh", "drop", "lift", "place")  # the experiments the lab may run
 DIRECTIONS = ("+x", "-x", "+y", "-y")
 SHAPES = ("cube", "cylinder", "sphere")
@@ -86,6 +87,7 @@ class GrammarError(ValueError):
 
 # ---------------------------------------------------------------------------------------------
 # numbers: one spelling each
+
 
 def fmt(x: float, decimals: int) -> str:
     """Fixed-decimal spelling without '-0.00' (so that every number has exactly one text)."""
@@ -132,12 +134,13 @@ def _num(text: str, decimals: int, what: str) -> float:
 # ---------------------------------------------------------------------------------------------
 # section bodies
 
+
 @dataclass(frozen=True)
 class SceneObject:
     name: str
     shape: str = "cube"
-    size: float = 0.05     # edge / diameter, metres
-    x: float = 0.0         # position on the table, robot base frame, metres
+    size: float = 0.05  # edge / diameter, metres
+    x: float = 0.0  # position on the table, robot base frame, metres
     y: float = 0.0
 
     def render(self) -> str:
@@ -147,6 +150,7 @@ class SceneObject:
 @dataclass(frozen=True)
 class Scene:
     """What the lab may know about a world: names, shapes, sizes, positions; no hidden properties."""
+
     objects: tuple[SceneObject, ...]
     kind = "scene"
 
@@ -168,18 +172,21 @@ class Scene:
 class Experiment:
     skill: str
     object: str
-    direction: str | None = None   # push, strike
+    direction: str | None = None  # push, strike
     distance: float | None = None  # push, metres
-    speed: float | None = None     # push, strike; m/s
-    height: float | None = None    # drop, lift; metres
+    speed: float | None = None  # push, strike; m/s
+    height: float | None = None  # drop, lift; metres
     position: tuple[float, float] | None = None  # place: where on the table (base frame x, y; metres)
     kind = "experiment"
 
     def render(self) -> str:
         parts = [self.skill, self.object]
         if self.skill == "push":
-            parts += [_given(self.direction, "push direction"), fmt(_given(self.distance, "push distance"), 2),
-                      fmt(_given(self.speed, "push speed"), 2)]
+            parts += [
+                _given(self.direction, "push direction"),
+                fmt(_given(self.distance, "push distance"), 2),
+                fmt(_given(self.speed, "push speed"), 2),
+            ]
         elif self.skill == "strike":
             parts += [_given(self.direction, "strike direction"), fmt(_given(self.speed, "strike speed"), 2)]
         elif self.skill in ("drop", "lift"):
@@ -207,11 +214,12 @@ class Experiment:
 class Question:
     """`kind` is friction|mass|restitution (estimate), rank (by mass) or predict (a held-out strike).
     `tolerance` is absolute (friction, restitution, predicted slide in metres) or relative (mass)."""
+
     kind: str
     objects: tuple[str, ...]
     tolerance: float = 0.0
-    budget: int | None = None             # None: DEFAULT_BUDGET, and not written in the text
-    action: Experiment | None = None      # predict: the held-out action
+    budget: int | None = None  # None: DEFAULT_BUDGET, and not written in the text
+    action: Experiment | None = None  # predict: the held-out action
     section = "question"
 
     @property
@@ -231,8 +239,10 @@ class Question:
             s = f"rank {' '.join(self.objects)} by mass"
         elif self.kind == "predict":
             a = _given(self.action, "predict action")
-            s = (f"predict slide of {self.object} after strike {a.direction} {fmt(_given(a.speed, 'strike speed'), 2)} "
-                 f"within {fmt(self.tolerance, 3)}")
+            s = (
+                f"predict slide of {self.object} after strike {a.direction} {fmt(_given(a.speed, 'strike speed'), 2)} "
+                f"within {fmt(self.tolerance, 3)}"
+            )
         else:
             raise GrammarError(f"unknown question kind {self.kind!r}")
         return s if self.budget is None else f"{s} budget {self.budget}"
@@ -262,10 +272,11 @@ class Hypothesis:
 @dataclass(frozen=True)
 class Observation:
     """What an experiment measured: (text key, value) pairs in grammar order, or why it failed."""
+
     values: tuple[tuple[str, float], ...] = ()
     error: str | None = None
-    com: tuple[float, ...] | None = None       # a drop's centre-of-mass offset x y [z] (OBS_OPTIONAL), m
-    load: float | None = None                  # a push's vertical load on the object (OBS_OPTIONAL), N
+    com: tuple[float, ...] | None = None  # a drop's centre-of-mass offset x y [z] (OBS_OPTIONAL), m
+    load: float | None = None  # a push's vertical load on the object (OBS_OPTIONAL), N
     kind = "observation"
 
     def render(self) -> str:
@@ -316,6 +327,7 @@ class Observation:
 @dataclass(frozen=True)
 class Estimate:
     """`quantity object value spread`: spread is the SD in beliefs and the half-width in conclusions."""
+
     quantity: str
     object: str
     value: float
@@ -329,6 +341,7 @@ class Estimate:
 @dataclass(frozen=True)
 class Ranking:
     """Objects ordered by a quantity, largest first (`mass order a > b > c`)."""
+
     quantity: str
     objects: tuple[str, ...]
 
@@ -363,6 +376,7 @@ Body = Question | Scene | Hypothesis | Experiment | Observation | Belief | Concl
 # ---------------------------------------------------------------------------------------------
 # body regexes (names from the scene when given, for constrained decoding)
 
+
 def _names(scene: Scene | None, objects: Iterable[str] | None = None) -> str:
     if objects is not None:
         return _alt(objects)
@@ -391,18 +405,21 @@ def body_regex(kind: str, scene: Scene | None = None) -> str:
     n = _names(scene)
     d = _alt(DIRECTIONS)
     if kind == "question":
-        return (rf"(?:estimate (?:friction|restitution) of {n} within {num_re(2)}"
-                rf"|estimate mass of {n} within [1-9]\d?%"
-                rf"|rank {n}(?: {n})+ by mass"
-                rf"|predict slide of {n} after strike {d} {num_re(2)} within {num_re(3)}){_budget()}")
+        return (
+            rf"(?:estimate (?:friction|restitution) of {n} within {num_re(2)}"
+            rf"|estimate mass of {n} within [1-9]\d?%"
+            rf"|rank {n}(?: {n})+ by mass"
+            rf"|predict slide of {n} after strike {d} {num_re(2)} within {num_re(3)}){_budget()}"
+        )
     if kind == "scene":
         return _list(rf"{n} {_alt(SHAPES)} {num_re(2)} at {num_re(2, True)} {num_re(2, True)}")
     if kind == "hypothesis":
-        return _list("(?:" + "|".join(rf"{p} {n} in {num_re(DECIMALS[p])} {num_re(DECIMALS[p])}"
-                                      for p in PARAMS) + ")")
+        return _list("(?:" + "|".join(rf"{p} {n} in {num_re(DECIMALS[p])} {num_re(DECIMALS[p])}" for p in PARAMS) + ")")
     if kind == "experiment":
-        return (rf"(?:push {n} {d} {num_re(2)} {num_re(2)}|strike {n} {d} {num_re(2)}|weigh {n}"
-                rf"|drop {n} {num_re(2)}|lift {n} {num_re(2)}|place {n} {num_re(2, True)} {num_re(2, True)})")
+        return (
+            rf"(?:push {n} {d} {num_re(2)} {num_re(2)}|strike {n} {d} {num_re(2)}|weigh {n}"
+            rf"|drop {n} {num_re(2)}|lift {n} {num_re(2)}|place {n} {num_re(2, True)} {num_re(2, True)})"
+        )
     if kind == "observation":
         alts = [" ".join(f"{k} {num_re(dd)}" for k, _, dd in fs) + _optional_re(sk) for sk, fs in OBS_FIELDS.items()]
         return "(?:" + "|".join(alts) + rf"|failed {WORDS_RE})"
@@ -428,6 +445,7 @@ def _compiled(kind: str, scene: Scene | None) -> regex.Pattern:
 
 # ---------------------------------------------------------------------------------------------
 # parsing
+
 
 def _split(body: str) -> list[str]:
     parts = body.split("; ")
@@ -472,8 +490,10 @@ def _parse_question(body: str) -> Question:
     if m := re.fullmatch(rf"predict slide of {n} after strike {d} ({num_re(2)}) within ({num_re(3)})", body):
         act = Experiment("strike", m[1], direction=m[2], speed=_num(m[3], 2, "speed"))
         return Question("predict", (m[1],), _num(m[4], 3, "tolerance"), budget, act)
-    raise GrammarError(f"question: {body!r} is none of: estimate friction|mass|restitution of OBJ within TOL, "
-                       "rank OBJ OBJ... by mass, predict slide of OBJ after strike DIR SPEED within TOL")
+    raise GrammarError(
+        f"question: {body!r} is none of: estimate friction|mass|restitution of OBJ within TOL, "
+        "rank OBJ OBJ... by mass, predict slide of OBJ after strike DIR SPEED within TOL"
+    )
 
 
 def _parse_scene(body: str) -> Scene:
@@ -510,8 +530,10 @@ def _parse_experiment(body: str) -> Experiment:
         return Experiment(m[1], m[2], height=float(m[3]))
     if m := re.fullmatch(rf"place {n} ({num_re(2, True)}) ({num_re(2, True)})", body):
         return Experiment("place", m[1], position=(float(m[2]), float(m[3])))
-    raise GrammarError(f"experiment: {body!r} is none of: push OBJ DIR DIST SPEED, strike OBJ DIR SPEED, "
-                       f"weigh OBJ, drop OBJ HEIGHT, lift OBJ HEIGHT, place OBJ X Y")
+    raise GrammarError(
+        f"experiment: {body!r} is none of: push OBJ DIR DIST SPEED, strike OBJ DIR SPEED, "
+        f"weigh OBJ, drop OBJ HEIGHT, lift OBJ HEIGHT, place OBJ X Y"
+    )
 
 
 def _parse_observation(body: str) -> Observation:
@@ -521,8 +543,7 @@ def _parse_observation(body: str) -> Observation:
         pat = " ".join(f"{k} ({num_re(dd)})" for k, _, dd in fs)
         if m := re.fullmatch(pat + f"({_optional_re(sk)})", body):
             extra = tuple(float(v) for v in m[len(fs) + 1].split()[1:]) if m[len(fs) + 1] else None
-            return Observation._with_optional(tuple((k, float(m[i + 1])) for i, (k, _, _) in enumerate(fs)),
-                                              sk, extra)
+            return Observation._with_optional(tuple((k, float(m[i + 1])) for i, (k, _, _) in enumerate(fs)), sk, extra)
     raise GrammarError(f"observation: {body!r} does not match the grammar")
 
 
@@ -608,6 +629,7 @@ def section_text(body: Body) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # constrained decoding: is a partial body still grammatical, is a body whole?
+
 
 def prefix_ok(kind: str, partial: str, scene: Scene | None = None) -> bool:
     """Can `partial` still be extended into a valid body of `kind` (names from `scene` when given)?

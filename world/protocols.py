@@ -11,6 +11,7 @@ Physics each protocol exposes (flat table, the table's coefficients are 1, so th
 - hold still: the wrist torque of the held weight about the sensor, τ = r × F, locates the object's
   centre of mass in the horizontal plane (x = -τy/Fz, y = τx/Fz from the sensor).
 """
+
 from __future__ import annotations
 
 import math
@@ -25,25 +26,25 @@ from loopylab.world.robots import CONTROL_HZ
 from loopylab.world.trajectory import speed_profile
 
 G = 9.81
-TIP_Z = 0.006             # m: height of the tool's lowest point while pushing/striking
-PUSH_GAP = 0.02           # m: free travel before contact (room to reach the push speed)
-PUSH_ACCEL = 1.0          # m/s^2 along the push path
-STEADY = (0.25, 0.9)      # fraction of the commanded distance over which the force is averaged
+TIP_Z = 0.006  # m: height of the tool's lowest point while pushing/striking
+PUSH_GAP = 0.02  # m: free travel before contact (room to reach the push speed)
+PUSH_ACCEL = 1.0  # m/s^2 along the push path
+STEADY = (0.25, 0.9)  # fraction of the commanded distance over which the force is averaged
 # a push's vertical load (N, down > 0) outside this range is no pushed object's: the hand met another
 # object or the table (seen: -135 to -40 N when a Panda's hand ran into a neighbour; up to 10 N pressing
 # on a tall block's top, which the load term models)
 PUSH_LOAD_RANGE = (-2.0, 30.0)
-STRIKE_CONTACT_SPEED = 0.03   # m/s: close the gap gently, so the launch is a push, not a collision
-STRIKE_ACCEL = 4.0        # m/s^2 up to the strike speed, in contact
-STRIKE_CRUISE = 0.03      # m at constant strike speed (the launch speed is measured here)
-STRIKE_BRAKE = 20.0       # m/s^2: harder than any friction (μ ≤ 1 -> μg < 10), so the object separates, and
-                          # within an arm's reach: a Panda's hand manages 30+ across its reach; along it
-                          # (10-20) the gate scales the braking steps and the strike brakes a few ms late
-STRIKE_MAX_SPEED = 0.6    # m/s
-WEIGH_LIFT = 0.05         # m
-PLACE_CARRY = 0.10        # m: a placed object is carried this high, above the tallest neighbour (8 cm)
-SETTLE_S = 0.25           # s of holding still before a baseline or a reading
-TILT_RAD = math.radians(35)     # a drop tilts the held object this far to see its vertical COM offset
+STRIKE_CONTACT_SPEED = 0.03  # m/s: close the gap gently, so the launch is a push, not a collision
+STRIKE_ACCEL = 4.0  # m/s^2 up to the strike speed, in contact
+STRIKE_CRUISE = 0.03  # m at constant strike speed (the launch speed is measured here)
+STRIKE_BRAKE = 20.0  # m/s^2: harder than any friction (μ ≤ 1 -> μg < 10), so the object separates, and
+# within an arm's reach: a Panda's hand manages 30+ across its reach; along it
+# (10-20) the gate scales the braking steps and the strike brakes a few ms late
+STRIKE_MAX_SPEED = 0.6  # m/s
+WEIGH_LIFT = 0.05  # m
+PLACE_CARRY = 0.10  # m: a placed object is carried this high, above the tallest neighbour (8 cm)
+SETTLE_S = 0.25  # s of holding still before a baseline or a reading
+TILT_RAD = math.radians(35)  # a drop tilts the held object this far to see its vertical COM offset
 TILT_MIN_RAD = math.radians(10)  # ... and needs at least this much to resolve it
 DIRECTIONS = {"+x": (1.0, 0.0), "-x": (-1.0, 0.0), "+y": (0.0, 1.0), "-y": (0.0, -1.0)}
 
@@ -75,15 +76,22 @@ def number(args: dict, key: str, lo: float, hi: float, default: float | None = N
 
 @dataclass
 class PushPlan:
-    start: np.ndarray          # tool tip start (base frame)
+    start: np.ndarray  # tool tip start (base frame)
     end: np.ndarray
-    path: np.ndarray           # path positions per control tick (m from start)
+    path: np.ndarray  # path positions per control tick (m from start)
     steady: tuple[float, float]  # path interval where the force is averaged
-    brake_s: float = 0.0       # strike: path position where braking starts
+    brake_s: float = 0.0  # strike: path position where braking starts
 
 
-def push_plan(obj_pos: Sequence[float] | np.ndarray, size: float, dir_name: str, distance: float, speed: float,
-              pad: float, hz: float = CONTROL_HZ) -> PushPlan:
+def push_plan(
+    obj_pos: Sequence[float] | np.ndarray,
+    size: float,
+    dir_name: str,
+    distance: float,
+    speed: float,
+    pad: float,
+    hz: float = CONTROL_HZ,
+) -> PushPlan:
     d = direction(dir_name)
     start = np.array([obj_pos[0], obj_pos[1], TIP_Z]) - d * (size / 2 + PUSH_GAP + pad)
     travel = PUSH_GAP + distance
@@ -92,21 +100,32 @@ def push_plan(obj_pos: Sequence[float] | np.ndarray, size: float, dir_name: str,
     return PushPlan(start, start + d * travel, path, steady)
 
 
-def strike_plan(obj_pos: Sequence[float] | np.ndarray, size: float, dir_name: str, speed: float, pad: float,
-                hz: float = CONTROL_HZ) -> PushPlan:
+def strike_plan(
+    obj_pos: Sequence[float] | np.ndarray, size: float, dir_name: str, speed: float, pad: float, hz: float = CONTROL_HZ
+) -> PushPlan:
     d = direction(dir_name)
     start = np.array([obj_pos[0], obj_pos[1], TIP_Z]) - d * (size / 2 + PUSH_GAP + pad)
     contact = PUSH_GAP + 0.002
     accel = (speed**2 - STRIKE_CONTACT_SPEED**2) / (2 * STRIKE_ACCEL) + STRIKE_CRUISE
     brake = speed**2 / (2 * STRIKE_BRAKE) * (1 - 1e-6)  # just under: the profile starts braking at once
-    path = speed_profile([(contact, STRIKE_CONTACT_SPEED, PUSH_ACCEL), (accel, speed, STRIKE_ACCEL),
-                          (brake, speed, STRIKE_BRAKE)], hz)
+    path = speed_profile(
+        [(contact, STRIKE_CONTACT_SPEED, PUSH_ACCEL), (accel, speed, STRIKE_ACCEL), (brake, speed, STRIKE_BRAKE)], hz
+    )
     travel = contact + accel + brake
-    return PushPlan(start, start + d * travel, path, (contact + accel - STRIKE_CRUISE, contact + accel), contact + accel)
+    return PushPlan(
+        start, start + d * travel, path, (contact + accel - STRIKE_CRUISE, contact + accel), contact + accel
+    )
 
 
-def analyze_push(path_s: ArrayLike, force_along: ArrayLike, pos_before: ArrayLike, pos_after: ArrayLike,
-                 steady: tuple[float, float], sigma: float, force_up: ArrayLike | None = None) -> dict:
+def analyze_push(
+    path_s: ArrayLike,
+    force_along: ArrayLike,
+    pos_before: ArrayLike,
+    pos_after: ArrayLike,
+    steady: tuple[float, float],
+    sigma: float,
+    force_up: ArrayLike | None = None,
+) -> dict:
     """path_s[i]: pusher path position at sample i; force_along[i]: contact force along the push (N);
     force_up[i] (optional): the contacts' vertical force on the hand (N, up > 0), i.e. the hand pressing
     down on the object, reported as `load_N` over the same window: friction is mu (m g + load)."""
@@ -117,11 +136,15 @@ def analyze_push(path_s: ArrayLike, force_along: ArrayLike, pos_before: ArrayLik
     extra = {}
     if force_up is not None and win.any():
         extra["load_N"] = float(np.asarray(force_up, float)[win].mean())
-    return {**extra, "force_mean_N": float(f[win].mean()) if win.any() else 0.0,
-            "force_peak_N": float(f.max()) if len(f) else 0.0,
-            "force_profile_N": [round(float(v), 4) for v in f[::step]],
-            "displacement_m": [float(disp[0]), float(disp[1])], "moved_m": float(np.linalg.norm(disp)),
-            "displacement_sigma_m": float(np.sqrt(2) * sigma)}
+    return {
+        **extra,
+        "force_mean_N": float(f[win].mean()) if win.any() else 0.0,
+        "force_peak_N": float(f.max()) if len(f) else 0.0,
+        "force_profile_N": [round(float(v), 4) for v in f[::step]],
+        "displacement_m": [float(disp[0]), float(disp[1])],
+        "moved_m": float(np.linalg.norm(disp)),
+        "displacement_sigma_m": float(np.sqrt(2) * sigma),
+    }
 
 
 def analyze_strike(t: ArrayLike, xy: ArrayLike, t_brake: float, speed: float, sigma: float) -> dict:
@@ -134,8 +157,11 @@ def analyze_strike(t: ArrayLike, xy: ArrayLike, t_brake: float, speed: float, si
         v = float(np.hypot(np.polyfit(t[cruise], xy[cruise, 0], 1)[0], np.polyfit(t[cruise], xy[cruise, 1], 1)[0]))
     i0 = min(int(np.searchsorted(t, t_brake - 1e-9)), len(xy) - 1)
     rest = np.median(xy[-5:], axis=0)
-    return {"slide_m": float(np.linalg.norm(rest - xy[i0])), "slide_sigma_m": float(np.sqrt(2) * sigma),
-            "launch_speed_mps": v}
+    return {
+        "slide_m": float(np.linalg.norm(rest - xy[i0])),
+        "slide_sigma_m": float(np.sqrt(2) * sigma),
+        "launch_speed_mps": v,
+    }
 
 
 def analyze_drop(t: ArrayLike, z: ArrayLike, sigma: float, size: float) -> dict:
@@ -148,22 +174,28 @@ def analyze_drop(t: ArrayLike, z: ArrayLike, sigma: float, size: float) -> dict:
     z = np.asarray(z, float)
     if len(z) < 3 or not np.all(np.isfinite(z)):
         return {"bounce_m": 0.0, "bounce_sigma_m": float(sigma)}
-    tol = max(0.001, 3 * sigma)   # a dip this deep ends the rebound's rise (noise does not)
-    falling = np.nonzero(z < z[0] - 0.5 * (z[0] - z.min()))[0]   # well into the fall
+    tol = max(0.001, 3 * sigma)  # a dip this deep ends the rebound's rise (noise does not)
+    falling = np.nonzero(z < z[0] - 0.5 * (z[0] - z.min()))[0]  # well into the fall
     i = int(falling[0]) if len(falling) else 0
     while i + 1 < len(z) and z[i + 1] < z[i]:
-        i += 1                                 # the first impact: the fall's lowest point
+        i += 1  # the first impact: the fall's lowest point
     low = top = z[i]
-    for v in z[i + 1:]:
+    for v in z[i + 1 :]:
         if v < top - tol:
-            break                              # past the rebound's apex, falling again
+            break  # past the rebound's apex, falling again
         top = max(top, v)
     return {"bounce_m": float(max(0.0, top - low)), "bounce_sigma_m": float(np.sqrt(2) * sigma)}
 
 
-def analyze_com(wrench_base: ArrayLike, wrench_held: ArrayLike, sensor_pos: ArrayLike, centre: ArrayLike,
-                orientation_xyzw: ArrayLike, min_force: float = 0.2,
-                tilted: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike, ArrayLike] | None = None) -> dict:
+def analyze_com(
+    wrench_base: ArrayLike,
+    wrench_held: ArrayLike,
+    sensor_pos: ArrayLike,
+    centre: ArrayLike,
+    orientation_xyzw: ArrayLike,
+    min_force: float = 0.2,
+    tilted: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike, ArrayLike] | None = None,
+) -> dict:
     """Centre-of-mass offset of a held object (m) in the frame of its faces as it is held, z up.
 
     wrench_*: (N, 6) samples [force xyz, torque xyz about the sensor, base frame] with the hand empty and
@@ -182,24 +214,25 @@ def analyze_com(wrench_base: ArrayLike, wrench_held: ArrayLike, sensor_pos: Arra
     if level is None:
         return {}
     R = Rotation.from_quat(np.asarray(orientation_xyzw, float)).as_matrix()
-    k = int(np.argmax(np.abs(R[2])))          # the body axis that points (most nearly) up or down
-    i, j = (k + 1) % 3, (k + 2) % 3           # (e_i, e_j, e_k) is right-handed
+    k = int(np.argmax(np.abs(R[2])))  # the body axis that points (most nearly) up or down
+    i, j = (k + 1) % 3, (k + 2) % 3  # (e_i, e_j, e_k) is right-handed
     if R[2, k] < 0:
-        i, j = j, i                           # (e_j, e_i, -e_k) is, with z up
+        i, j = j, i  # (e_j, e_i, -e_k) is, with z up
     tilt = _com_lever(*tilted[:4], min_force) if tilted is not None else None
     if tilted is not None and tilt is not None:
         Rt = Rotation.from_quat(np.asarray(tilted[4], float)).as_matrix()
-        A = np.vstack([R[:2], Rt[:2]])        # horizontal rows of (R o): the levers each hold measured
+        A = np.vstack([R[:2], Rt[:2]])  # horizontal rows of (R o): the levers each hold measured
         # the smallest singular value of A is sqrt(2) sin(angle between the holds / 2)
         if np.linalg.svd(A, compute_uv=False)[-1] >= math.sqrt(2) * math.sin(TILT_MIN_RAD / 2):
-            o = np.linalg.lstsq(A, np.concatenate([level, tilt]), rcond=None)[0]   # body frame
+            o = np.linalg.lstsq(A, np.concatenate([level, tilt]), rcond=None)[0]  # body frame
             return {"com_x_m": float(o[i]), "com_y_m": float(o[j]), "com_z_m": float(np.sign(R[2, k]) * o[k])}
     offset = np.array([*level, 0.0])
     return {"com_x_m": float(offset @ R[:, i]), "com_y_m": float(offset @ R[:, j])}
 
 
-def _com_lever(wrench_base: ArrayLike, wrench_held: ArrayLike, sensor_pos: ArrayLike, centre: ArrayLike,
-               min_force: float) -> np.ndarray | None:
+def _com_lever(
+    wrench_base: ArrayLike, wrench_held: ArrayLike, sensor_pos: ArrayLike, centre: ArrayLike, min_force: float
+) -> np.ndarray | None:
     """The horizontal vector from the object's geometric centre to its centre of mass (base frame), from
     the torque of its weight about the sensor; None when the weight is too small to resolve."""
     d = np.mean(np.asarray(wrench_held, float), axis=0) - np.mean(np.asarray(wrench_base, float), axis=0)

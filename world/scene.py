@@ -5,6 +5,7 @@ Poses are in the robot base frame (the world frame of the simulation; the table 
 Hidden properties (mass, friction, restitution, com_offset) are what the lab must discover;
 `SceneSpec.perceived()` strips them, leaving what a camera could tell.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,37 +23,46 @@ _T = TypeVar("_T")
 
 SHAPES = ("cube", "cylinder", "sphere")
 SHAPE_WORD = {"cube": "block", "cylinder": "cylinder", "sphere": "ball"}
-COLOURS = {"red": (0.85, 0.1, 0.1, 1.0), "blue": (0.1, 0.2, 0.85, 1.0), "green": (0.1, 0.7, 0.2, 1.0),
-           "yellow": (0.9, 0.8, 0.1, 1.0)}
+COLOURS = {
+    "red": (0.85, 0.1, 0.1, 1.0),
+    "blue": (0.1, 0.2, 0.85, 1.0),
+    "green": (0.1, 0.7, 0.2, 1.0),
+    "yellow": (0.9, 0.8, 0.1, 1.0),
+}
 HIDDEN = ("mass", "friction", "restitution", "com_offset")
 
 # Where objects may be placed for each robot: x range, |y| max (metres, base frame). Well inside reach
 # with a top-down tool and room to push 10 cm in any direction.
-PLACEMENT = {"panda": ((0.42, 0.62), 0.18), "kuka_iiwa": ((0.45, 0.62), 0.18),
-             "xarm6": ((0.28, 0.47), 0.2), "so101": ((0.14, 0.22), 1.0)}  # so101: radius range and |bearing| max (rad): its reach is a ring
+PLACEMENT = {
+    "panda": ((0.42, 0.62), 0.18),
+    "kuka_iiwa": ((0.45, 0.62), 0.18),
+    "xarm6": ((0.28, 0.47), 0.2),
+    "so101": ((0.14, 0.22), 1.0),
+}  # so101: radius range and |bearing| max (rad): its reach is a ring
 
 
 @dataclass
 class ObjectSpec:
-    label: str                                  # e.g. red_block, blue_cylinder, green_ball
-    shape: str                                  # cube | cylinder | sphere
-    size: float                                 # edge length / diameter (cylinder height = diameter), m
+    label: str  # e.g. red_block, blue_cylinder, green_ball
+    shape: str  # cube | cylinder | sphere
+    size: float  # edge length / diameter (cylinder height = diameter), m
     rgba: tuple = (0.5, 0.5, 0.5, 1.0)
-    position: tuple = (0.5, 0.0, 0.025)         # geometric centre, m
-    orientation: tuple = (0.0, 0.0, 0.0, 1.0)   # xyzw
+    position: tuple = (0.5, 0.0, 0.025)  # geometric centre, m
+    orientation: tuple = (0.0, 0.0, 0.0, 1.0)  # xyzw
     # hidden properties: None in a perceived scene
-    mass: float | None = None                   # kg
-    friction: float | None = None               # lateral friction coefficient (table has 1.0)
-    restitution: float | None = None            # coefficient (table has 1.0)
-    com_offset: tuple | None = None             # centre of mass relative to the geometric centre, m
+    mass: float | None = None  # kg
+    friction: float | None = None  # lateral friction coefficient (table has 1.0)
+    restitution: float | None = None  # coefficient (table has 1.0)
+    com_offset: tuple | None = None  # centre of mass relative to the geometric centre, m
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
             raise ValueError(f"object {self.label!r}: shape must be one of {SHAPES}, not {self.shape!r}")
         if not 0.01 <= self.size <= 0.2:
             raise ValueError(f"object {self.label!r}: size {self.size} m outside 0.01..0.2")
-        self.rgba, self.position, self.orientation = map(lambda v: tuple(map(float, v)),
-                                                        (self.rgba, self.position, self.orientation))
+        self.rgba, self.position, self.orientation = (
+            tuple(map(float, v)) for v in (self.rgba, self.position, self.orientation)
+        )
         if self.com_offset is not None:
             self.com_offset = tuple(map(float, self.com_offset))
 
@@ -68,11 +78,11 @@ class ObjectSpec:
 @dataclass
 class CameraSpec:
     name: str
-    mount: str = "world"                        # world: pose in base frame | wrist: pose in the EE frame
+    mount: str = "world"  # world: pose in base frame | wrist: pose in the EE frame
     position: tuple = (0.5, 0.0, 1.0)
-    target: tuple = (0.5, 0.0, 0.0)             # point looked at (same frame as position)
+    target: tuple = (0.5, 0.0, 0.0)  # point looked at (same frame as position)
     up: tuple = (1.0, 0.0, 0.0)
-    fov_deg: float = 60.0                       # vertical field of view
+    fov_deg: float = 60.0  # vertical field of view
     width: int = 320
     height: int = 240
     near: float = 0.02
@@ -85,7 +95,7 @@ class CameraSpec:
 
 @dataclass
 class TableSpec:
-    friction: float = 1.0       # Bullet multiplies coefficients: the object's own value is what shows
+    friction: float = 1.0  # Bullet multiplies coefficients: the object's own value is what shows
     restitution: float = 1.0
     rgba: tuple = (0.75, 0.65, 0.5, 1.0)
 
@@ -113,7 +123,7 @@ class SceneSpec:
     def labels(self) -> list[str]:
         return [o.label for o in self.objects]
 
-    def perceived(self) -> "SceneSpec":
+    def perceived(self) -> SceneSpec:
         """What the lab may know: labels, shapes, sizes, colours, poses; hidden properties removed."""
         s = copy.deepcopy(self)
         for o in s.objects:
@@ -121,7 +131,7 @@ class SceneSpec:
                 setattr(o, k, None)
         return s
 
-    def with_params(self, params: dict[str, dict]) -> "SceneSpec":
+    def with_params(self, params: dict[str, dict]) -> SceneSpec:
         """A copy with hidden properties set from {label: {mass, friction, restitution, com_offset}}."""
         s = copy.deepcopy(self)
         for label, props in params.items():
@@ -144,21 +154,27 @@ class SceneSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SceneSpec":
+    def from_dict(cls, d: dict) -> SceneSpec:
         check_keys(d, field_names(cls), "scene")
 
         def each(kind: type[_T], key: str) -> list[_T]:
             return [from_mapping(kind, v, f"scene: {key}[{i}]") for i, v in enumerate(d.get(key, []))]
 
-        return cls(robot=d.get("robot", "panda"), seed=d.get("seed"), objects=each(ObjectSpec, "objects"),
-                   cameras=each(CameraSpec, "cameras"),
-                   table=from_mapping(TableSpec, d.get("table", {}), "scene: table"), dt=float(d.get("dt", 1 / 240)), gravity=float(d.get("gravity", -9.81)))
+        return cls(
+            robot=d.get("robot", "panda"),
+            seed=d.get("seed"),
+            objects=each(ObjectSpec, "objects"),
+            cameras=each(CameraSpec, "cameras"),
+            table=from_mapping(TableSpec, d.get("table", {}), "scene: table"),
+            dt=float(d.get("dt", 1 / 240)),
+            gravity=float(d.get("gravity", -9.81)),
+        )
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
 
     @classmethod
-    def from_toml(cls, text_or_path: str | Path) -> "SceneSpec":
+    def from_toml(cls, text_or_path: str | Path) -> SceneSpec:
         p = Path(text_or_path)
         text = p.read_text() if "\n" not in str(text_or_path) and p.exists() else str(text_or_path)
         return cls.from_dict(tomllib.loads(text))
@@ -169,10 +185,14 @@ def default_cameras(robot: str) -> list[CameraSpec]:
     cx = (x0 + x1) / 2
     h = 0.7 if robot != "so101" else 0.45
     # oblique, from beyond the workspace (straight overhead, the arm's hand hides the middle of the table)
-    return [CameraSpec("overhead", "world", (cx + 0.5 * h, 0.0, h), (cx, 0.0, 0.0), (-1.0, 0.0, 0.0), 60.0, 320, 240,
-                       hz=10.0),
-            CameraSpec("wrist", "wrist", (0.05, 0.0, 0.0), (0.05, 0.0, 0.3), (1.0, 0.0, 0.0), 70.0, 160, 120,
-                       near=0.01, hz=10.0)]
+    return [
+        CameraSpec(
+            "overhead", "world", (cx + 0.5 * h, 0.0, h), (cx, 0.0, 0.0), (-1.0, 0.0, 0.0), 60.0, 320, 240, hz=10.0
+        ),
+        CameraSpec(
+            "wrist", "wrist", (0.05, 0.0, 0.0), (0.05, 0.0, 0.3), (1.0, 0.0, 0.0), 70.0, 160, 120, near=0.01, hz=10.0
+        ),
+    ]
 
 
 def scene_from_seed(seed: int, n_objects: int | None = None, robot: str = "panda") -> SceneSpec:
@@ -201,15 +221,27 @@ def scene_from_seed(seed: int, n_objects: int | None = None, robot: str = "panda
                 xy = (r * np.cos(a), r * np.sin(a))
             else:
                 xy = (float(rng.uniform(x0, x1)), float(rng.uniform(-ymax, ymax)))
-            if all(np.hypot(xy[0] - o.position[0], xy[1] - o.position[1]) > (size + o.size) / 2 + spacing
-                   for o in objects):
+            if all(
+                np.hypot(xy[0] - o.position[0], xy[1] - o.position[1]) > (size + o.size) / 2 + spacing for o in objects
+            ):
                 break
         else:
             if n_objects is not None:
                 raise RuntimeError(f"seed {seed}: could not place {n} objects apart for {robot}")
             break  # a crowded draw: this world has fewer objects
 
-        objects.append(ObjectSpec(f"{colour}_{SHAPE_WORD[shape]}", shape, size, COLOURS[colour],
-                                  (round(xy[0], 4), round(xy[1], 4), size / 2), (0.0, 0.0, 0.0, 1.0),
-                                  mass, friction, restitution, com))
+        objects.append(
+            ObjectSpec(
+                f"{colour}_{SHAPE_WORD[shape]}",
+                shape,
+                size,
+                COLOURS[colour],
+                (round(xy[0], 4), round(xy[1], 4), size / 2),
+                (0.0, 0.0, 0.0, 1.0),
+                mass,
+                friction,
+                restitution,
+                com,
+            )
+        )
     return SceneSpec(robot=robot, seed=int(seed), objects=objects, cameras=default_cameras(robot))

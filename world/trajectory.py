@@ -6,6 +6,7 @@
 - `cartesian_line(kin, ...)`: a straight tool path with a given speed profile, solved by IK point by point
   (seeded from the previous point, so the arm never flips configuration mid-line).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -19,17 +20,21 @@ if TYPE_CHECKING:  # for annotations only: kinematics loads PyBullet
 
 Quaternion = Sequence[float] | np.ndarray  # xyzw
 
-MIN_JERK_V = 1.875    # peak velocity of a min-jerk move = 1.875 * d / T
-MIN_JERK_A = 5.7735   # peak acceleration = 5.7735 * d / T^2
+MIN_JERK_V = 1.875  # peak velocity of a min-jerk move = 1.875 * d / T
+MIN_JERK_A = 5.7735  # peak acceleration = 5.7735 * d / T^2
 
 
-def min_jerk(q0: ArrayLike, q1: ArrayLike, vmax: ArrayLike, amax: ArrayLike, hz: float,
-             min_time: float = 0.05) -> np.ndarray:
+def min_jerk(
+    q0: ArrayLike, q1: ArrayLike, vmax: ArrayLike, amax: ArrayLike, hz: float, min_time: float = 0.05
+) -> np.ndarray:
     """Waypoints (N, n) from q0 (excluded) to q1 (included) on a minimum-jerk profile."""
     q0, q1 = np.asarray(q0, float), np.asarray(q1, float)
     d = np.abs(q1 - q0)
-    T = max(min_time, float(np.max(MIN_JERK_V * d / np.asarray(vmax))),
-            float(np.max(np.sqrt(MIN_JERK_A * d / np.asarray(amax)))))
+    T = max(
+        min_time,
+        float(np.max(MIN_JERK_V * d / np.asarray(vmax))),
+        float(np.max(np.sqrt(MIN_JERK_A * d / np.asarray(amax)))),
+    )
     n = max(1, int(np.ceil(T * hz)))
     s = np.arange(1, n + 1) / n
     blend = 10 * s**3 - 15 * s**4 + 6 * s**5
@@ -61,7 +66,7 @@ def speed_profile(segments: Sequence[tuple[float, float, float]], hz: float, v0:
         s, end = 0.0, length
         while s < end - 1e-12:
             remaining = end - s
-            if last and v * v / (2 * a) >= remaining:      # time to brake to rest at the end
+            if last and v * v / (2 * a) >= remaining:  # time to brake to rest at the end
                 v = max(v - a * dt, 0.0)
                 if v == 0.0:
                     s = end
@@ -77,9 +82,14 @@ def speed_profile(segments: Sequence[tuple[float, float, float]], hz: float, v0:
     return np.asarray(out)
 
 
-def cartesian_line(kin: Kinematics, start: ArrayLike, end: ArrayLike,
-                   orientation: Quaternion | Callable[[np.ndarray], Quaternion], path: np.ndarray,
-                   q0: ArrayLike) -> np.ndarray:
+def cartesian_line(
+    kin: Kinematics,
+    start: ArrayLike,
+    end: ArrayLike,
+    orientation: Quaternion | Callable[[np.ndarray], Quaternion],
+    path: np.ndarray,
+    q0: ArrayLike,
+) -> np.ndarray:
     """Joint waypoints for the tool moving along start->end at path positions `path` (metres from start).
     `orientation` is a quaternion or a function of the position. Raises kinematics.Unreachable (with the
     failing point) when any point cannot be reached."""

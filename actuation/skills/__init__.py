@@ -13,6 +13,7 @@ poses from `perception/objects` (or the scene spec when nothing publishes them; 
     move_to.py, push.py (push and strike), lift.py, weigh.py, drop.py, place.py: one skill each
     node.py      the `skills/execute` service and the graph entry `run_skills`
 """
+
 from loopylab.actuation.skills.node import SKILLS, Skills, run_skills
 from loopylab.actuation.skills.session import ArmSession, SkillFailed
 

@@ -1,15 +1,16 @@
 """drop: lift the object by `height`, let go from rest and follow its fall and bounce (restitution); while it
 is held, the wrist torque level and tilted gives its centre-of-mass offset."""
+
 from __future__ import annotations
 
 import logging
 
 import numpy as np
 
-from loopylab.world import protocols as P
 from loopylab.actuation.skills.grasp import ensure_lifted, grasp, plan_grasp
 from loopylab.actuation.skills.motion import Motion
 from loopylab.actuation.skills.session import ArmSession, SkillFailed
+from loopylab.world import protocols as P
 
 log = logging.getLogger("loopylab.skills")
 
@@ -37,7 +38,7 @@ def drop(arm: ArmSession, mo: Motion, args: dict) -> dict:
     stamps += arm.stream(away)
     arm.last_q = away[-1]
     stamps += arm.settle_object(label, max_s=2.0)
-    base = arm.hold(P.SETTLE_S)    # the empty hand at the holding orientation: the torque baseline
+    base = arm.hold(P.SETTLE_S)  # the empty hand at the holding orientation: the torque baseline
     base_tilt = _hold_tilted(arm, mo, q_tilt_away) if held_tilt else []
     arm.wait_objects(stamps[-1])
     arm.wait_stamps(arm.wrench, base + base_tilt)
@@ -47,8 +48,9 @@ def drop(arm: ArmSession, mo: Motion, args: dict) -> dict:
         raise SkillFailed("no object track during the drop (is perception/objects running?)")
     out = P.analyze_drop(t, xyz[:, 2], arm.sigma(label), plan["size"])
     tilted = (held_tilt, base_tilt, q_tilt) if held_tilt else None
-    out.update(_com_offset(arm, mo, label, plan["size"], held[len(held) // 2:], base[len(base) // 2:], q_held,
-                           tilted))
+    out.update(
+        _com_offset(arm, mo, label, plan["size"], held[len(held) // 2 :], base[len(base) // 2 :], q_held, tilted)
+    )
     return out
 
 
@@ -59,14 +61,23 @@ def _hold_tilted(arm: ArmSession, mo: Motion, q_tilt) -> list[int]:
     stamps = arm.hold(P.SETTLE_S * 2)
     arm.run(mo.joint_path(q_tilt, q_level))
     arm.hold(P.SETTLE_S)
-    return stamps[len(stamps) // 2:]
+    return stamps[len(stamps) // 2 :]
 
 
-def _com_offset(arm: ArmSession, mo: Motion, label: str, size: float, held: list[int], base: list[int], q_held,
-                tilted: tuple | None = None) -> dict:
+def _com_offset(
+    arm: ArmSession,
+    mo: Motion,
+    label: str,
+    size: float,
+    held: list[int],
+    base: list[int],
+    q_held,
+    tilted: tuple | None = None,
+) -> dict:
     """The held object's centre-of-mass offset from the wrist torque (`protocols.analyze_com`), held
     level and, with `tilted` = (held stamps, baseline stamps, joints), tilted too;
     {} when a signal is missing (no wrist sensor, no object pose)."""
+
     def reading(held: list[int], base: list[int], q) -> tuple | None:
         w_held, w_base = arm.recorded(arm.wrench, held), arm.recorded(arm.wrench, base)
         poses = [o for o in (m.get(label) for m in arm.recorded(arm.object_poses, held)) if o is not None]

@@ -1,5 +1,6 @@
 """Grasping, shared by lift, weigh, drop and place: plan every path of a grasp-and-lift before the arm moves,
 take the object, check it rose with the hand, put it back down."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,8 @@ from loopylab.actuation.skills.session import ArmSession, SkillFailed
 
 def grasp_tip(mo: Motion, pos, size) -> np.ndarray:
     if mo.rs.gripper_joints and mo.rs.name == "panda":
-        return np.array([pos[0], pos[1], max(size / 2, 0.012)])    # pinch: fingers around the middle
-    return np.array([pos[0], pos[1], size + 0.002])                 # contact/suction from the top
+        return np.array([pos[0], pos[1], max(size / 2, 0.012)])  # pinch: fingers around the middle
+    return np.array([pos[0], pos[1], size + 0.002])  # contact/suction from the top
 
 
 def plan_grasp(arm: ArmSession, mo: Motion, label: str, lift: float, speed: float = 0.1, q0=None) -> dict:
@@ -58,8 +59,10 @@ def ensure_lifted(arm: ArmSession, mo: Motion, label: str, plan: dict, stamps: l
         return
     arm.record(False)
     release_and_retreat(arm, mo, plan)
-    raise SkillFailed(f"{label!r} did not rise with the hand ({1000 * risen:.0f} of {1000 * rise:.0f} mm): it is "
-                      f"fixed down, or the hand took something else")
+    raise SkillFailed(
+        f"{label!r} did not rise with the hand ({1000 * risen:.0f} of {1000 * rise:.0f} mm): it is "
+        f"fixed down, or the hand took something else"
+    )
 
 
 def release_and_retreat(arm: ArmSession, mo: Motion, plan: dict) -> None:

@@ -1,10 +1,11 @@
 """lift: grasp the object, raise it by `height`, hold, and put it back; reports how far it rose."""
+
 from __future__ import annotations
 
-from loopylab.world import protocols as P
 from loopylab.actuation.skills.grasp import grasp, plan_grasp, release_and_retreat
 from loopylab.actuation.skills.motion import Motion
 from loopylab.actuation.skills.session import ArmSession
+from loopylab.world import protocols as P
 
 
 def lift(arm: ArmSession, mo: Motion, args: dict) -> dict:

@@ -1,6 +1,7 @@
 """Motion planning for the skills: the tool's orientation, joint-space and Cartesian paths, tilted holds and
 the tool's reach, from the robot description and the arm's kinematics (no bus: plans are made before the
 arm moves, so an unreachable point fails first)."""
+
 from __future__ import annotations
 
 import math
@@ -15,9 +16,15 @@ from loopylab.world.trajectory import cartesian_line, min_jerk, speed_profile
 
 
 class Motion:
-    def __init__(self, robot: str = "panda", control_hz: float = P.CONTROL_HZ, velocity_scale: float = 0.4,
-                 acceleration: float = 4.0):
+    def __init__(
+        self,
+        robot: str = "panda",
+        control_hz: float = P.CONTROL_HZ,
+        velocity_scale: float = 0.4,
+        acceleration: float = 4.0,
+    ):
         from loopylab.world.robots import robot_spec  # the catalogue of arm descriptions (URDF, tool, grasp style)
+
         self.rs = robot_spec(robot)
         self.kin = Kinematics(self.rs.urdf, self.rs.ee_link, list(self.rs.arm_joints))
         self.hz = control_hz
@@ -81,12 +88,17 @@ class Motion:
         with self.kin._lock:
             self.kin._set(q)
             if self._probe is None:
-                self._probe = p.createMultiBody(0, p.createCollisionShape(p.GEOM_SPHERE, radius=0.001,
-                                                                          physicsClientId=c), physicsClientId=c)
+                self._probe = p.createMultiBody(
+                    0, p.createCollisionShape(p.GEOM_SPHERE, radius=0.001, physicsClientId=c), physicsClientId=c
+                )
+
             def touches(s):
                 p.resetBasePositionAndOrientation(self._probe, (tip + d * s).tolist(), [0, 0, 0, 1], physicsClientId=c)
-                return any(p.getClosestPoints(body, self._probe, 0.0, linkIndexA=link, physicsClientId=c)
-                           for link in self._hand_links)
+                return any(
+                    p.getClosestPoints(body, self._probe, 0.0, linkIndexA=link, physicsClientId=c)
+                    for link in self._hand_links
+                )
+
             lo, hi = 0.0, 0.15
             if not touches(lo):
                 return 0.0

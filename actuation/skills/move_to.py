@@ -1,11 +1,12 @@
 """move_to: the tool to a position (and orientation), along a joint-space path; reports how close it got."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from loopylab.world import protocols as P
 from loopylab.actuation.skills.motion import Motion
 from loopylab.actuation.skills.session import ArmSession
+from loopylab.world import protocols as P
 
 
 def move_to(arm: ArmSession, mo: Motion, args: dict) -> dict:

@@ -1,13 +1,14 @@
 """place: pick the object up, carry it above its neighbours and set it down at a table position (to give a
 boxed-in object room to be pushed and struck); reports how far it moved and how close it landed."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from loopylab.world import protocols as P
 from loopylab.actuation.skills.grasp import grasp, grasp_tip, plan_grasp
 from loopylab.actuation.skills.motion import Motion
 from loopylab.actuation.skills.session import ArmSession
+from loopylab.world import protocols as P
 
 
 def place(arm: ArmSession, mo: Motion, args: dict) -> dict:
@@ -30,5 +31,7 @@ def place(arm: ArmSession, mo: Motion, args: dict) -> dict:
     arm.settle_object(label, max_s=1.0)
     arm.record(False)
     pos = arm.obj_now(label)
-    return {"placed_m": float(np.linalg.norm(pos[:2] - plan["pos0"][:2])),
-            "position_error_m": float(np.linalg.norm(pos[:2] - target))}
+    return {
+        "placed_m": float(np.linalg.norm(pos[:2] - plan["pos0"][:2])),
+        "position_error_m": float(np.linalg.norm(pos[:2] - target)),
+    }

@@ -1,17 +1,18 @@
 """push and strike: the closed hand moves an object along the table, slowly (the force it takes: friction)
 or fast and stopping short (how far it slides on: friction and launch speed)."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from loopylab.world import protocols as P
-from loopylab.world.limits import GateConfig
-from loopylab.world.kinematics import Unreachable
 from loopylab.actuation.skills.motion import Motion
 from loopylab.actuation.skills.session import ArmSession, SkillFailed
+from loopylab.world import protocols as P
+from loopylab.world.kinematics import Unreachable
+from loopylab.world.limits import GateConfig
 from loopylab.world.trajectory import cartesian_line
 
-FOLLOW_MARGIN = 0.8   # the share of the gate's velocity limit a fast plan may use (see check_followable)
+FOLLOW_MARGIN = 0.8  # the share of the gate's velocity limit a fast plan may use (see check_followable)
 
 
 def push(arm: ArmSession, mo: Motion, args: dict) -> dict:
@@ -44,14 +45,17 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
     pos0 = arm.obj_now(label)
     _, size, _ = arm.object(label)
     probe = arm.q()
-    q_probe = mo.kin.ik(mo.ee([pos0[0], pos0[1], P.TIP_Z + mo.rs.clearance]),
-                        mo.orientation(pos0, dir_name), q0=probe)
+    q_probe = mo.kin.ik(mo.ee([pos0[0], pos0[1], P.TIP_Z + mo.rs.clearance]), mo.orientation(pos0, dir_name), q0=probe)
     pad = mo.pad(q_probe, dir_name)
-    plan = (P.strike_plan(pos0, size, dir_name, speed, pad, mo.hz) if strike else
-            P.push_plan(pos0, size, dir_name, distance, speed, pad, mo.hz))
+    plan = (
+        P.strike_plan(pos0, size, dir_name, speed, pad, mo.hz)
+        if strike
+        else P.push_plan(pos0, size, dir_name, distance, speed, pad, mo.hz)
+    )
     to_above, down = _approach(arm, mo, plan.start, dir_name)
-    line = cartesian_line(mo.kin, mo.ee(plan.start), mo.ee(plan.end),
-                          lambda x: mo.orientation(x, dir_name), plan.path, down[-1])
+    line = cartesian_line(
+        mo.kin, mo.ee(plan.start), mo.ee(plan.end), lambda x: mo.orientation(x, dir_name), plan.path, down[-1]
+    )
     up = mo.line(mo.ee(plan.end), mo.ee(plan.end) + [0, 0, mo.rs.clearance], 0.1, line[-1], dir_name)
     if strike:
         check_followable(mo, line, down[-1] if len(down) else probe, f"strike {dir_name} at {speed:.2f} m/s")
@@ -86,13 +90,15 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
     else:
         w = arm.wrench
         base = np.mean([w[s] for s in base_stamps if s in w], axis=0)
-        pushed = stamps[:len(line)]
+        pushed = stamps[: len(line)]
         f = np.array([-(w[s][:3] - base[:3]) @ d if s in w else 0.0 for s in pushed])
         up = np.array([w[s][2] - base[2] if s in w else 0.0 for s in pushed])
-        m = P.analyze_push(plan.path[:len(f)], f, pos0, pos1, plan.steady, arm.sigma(label), force_up=up)
+        m = P.analyze_push(plan.path[: len(f)], f, pos0, pos1, plan.steady, arm.sigma(label), force_up=up)
         if not P.PUSH_LOAD_RANGE[0] <= m.get("load_N", 0.0) <= P.PUSH_LOAD_RANGE[1]:
-            raise SkillFailed(f"the hand hit something besides {label} (vertical force "
-                              f"{m['load_N']:.1f} N while pushing): the force reading is not the object's")
+            raise SkillFailed(
+                f"the hand hit something besides {label} (vertical force "
+                f"{m['load_N']:.1f} N while pushing): the force reading is not the object's"
+            )
     m["gate_clamps"] = int(clamps)  # > 0: the gate slowed the motion; the reading may be off
     return m
 
@@ -110,6 +116,8 @@ def check_followable(mo: Motion, qs, q_before, what: str) -> None:
     frac = v / limit
     if frac.max() > 1.0:
         i, j = np.unravel_index(int(np.argmax(frac)), frac.shape)
-        raise Unreachable(f"{what}: the arm cannot follow it here (joint {j} would turn at {v[i, j]:.2f} "
-                          f"rad/s; plans may use {limit[j]:.2f} rad/s, {FOLLOW_MARGIN:.0%} of the gate's limit); "
-                          f"try a lower speed or another direction")
+        raise Unreachable(
+            f"{what}: the arm cannot follow it here (joint {j} would turn at {v[i, j]:.2f} "
+            f"rad/s; plans may use {limit[j]:.2f} rad/s, {FOLLOW_MARGIN:.0%} of the gate's limit); "
+            f"try a lower speed or another direction"
+        )

@@ -6,6 +6,7 @@ commands the gripper, records the wrist wrench and object poses by stamp, checks
 knows the world: the perceived scene from the sim's latched `sim/scene` (or a scene file) and object poses
 from `perception/objects`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,7 @@ from loopylab.world.joints import reorder
 
 log = logging.getLogger("loopylab.skills")
 
-FIRST_SCENE_WAIT_S = 2.0   # a freshly started bench's latched sim/scene may still be on its way to the first skill
+FIRST_SCENE_WAIT_S = 2.0  # a freshly started bench's latched sim/scene may still be on its way to the first skill
 
 
 class SkillFailed(RuntimeError):
@@ -27,19 +28,18 @@ class SkillFailed(RuntimeError):
 
 
 class ArmSession:
-    def __init__(self, node: Node, names: list[str], scene=None, control_hz: float = 120.0,
-                 tick_timeout: float = 5.0):
+    def __init__(self, node: Node, names: list[str], scene=None, control_hz: float = 120.0, tick_timeout: float = 5.0):
         self.node, self.names, self.scene = node, list(names), scene
         self.hz, self.tick_timeout = control_hz, tick_timeout
-        self.source = "scene"                   # where the last object position came from
-        self.last_q: np.ndarray | None = None   # the joints the arm was last sent to
+        self.source = "scene"  # where the last object position came from
+        self.last_q: np.ndarray | None = None  # the joints the arm was last sent to
         self._rec_lock = threading.Lock()
         self._recording = False
-        self.wrench: dict[int, np.ndarray] = {}          # recorded: stamp -> [f xyz, torque xyz]
-        self.object_poses: dict[int, ObjectPoses] = {}   # recorded: stamp -> pose set
+        self.wrench: dict[int, np.ndarray] = {}  # recorded: stamp -> [f xyz, torque xyz]
+        self.object_poses: dict[int, ObjectPoses] = {}  # recorded: stamp -> pose set
         self._scene_cond = threading.Condition()
         self._first_scene_waited = scene is not None
-        self.epoch_ns = 0   # the first stamp of the scene's world: states stamped earlier belong to a previous one
+        self.epoch_ns = 0  # the first stamp of the scene's world: states stamped earlier belong to a previous one
         self.target_pub = node.publisher("arm/joint_target", JointCommand)
         self.grip_pub = node.publisher("gripper/command", GripperCommand)
         self.js = node.subscribe("arm/joint_state", JointState, mode="latest")
@@ -52,6 +52,7 @@ class ArmSession:
     # -- the world --------------------------------------------------------------------------------
     def _on_scene(self, msg) -> None:
         from loopylab.world.scene import SceneSpec
+
         try:
             scene = SceneSpec.from_dict(msg["scene"]).perceived()
             epoch = int(msg.get("epoch_ns", 0))
@@ -69,8 +70,9 @@ class ArmSession:
         with self._scene_cond:
             if epoch_ns:
                 if not self._scene_cond.wait_for(lambda: self.epoch_ns >= epoch_ns, self.tick_timeout * 2):
-                    raise SkillFailed(f"no sim/scene of the requested world (epoch {epoch_ns}) within "
-                                      f"{self.tick_timeout * 2:.0f} s")
+                    raise SkillFailed(
+                        f"no sim/scene of the requested world (epoch {epoch_ns}) within {self.tick_timeout * 2:.0f} s"
+                    )
             elif not self._first_scene_waited:
                 self._scene_cond.wait_for(lambda: self.scene is not None, FIRST_SCENE_WAIT_S)
             self._first_scene_waited = True
@@ -143,8 +145,13 @@ class ArmSession:
         still_since = None  # stamp of the first of the current run of still states
         while time.monotonic() < deadline:
             s, js = self.safety.latest(), self.js.latest()
-            ready = (js is not None and js.stamp_ns >= self.epoch_ns and s is not None and not s.protective_stop
-                     and not (len(js.velocity) and float(np.max(np.abs(js.velocity))) >= still))
+            ready = (
+                js is not None
+                and js.stamp_ns >= self.epoch_ns
+                and s is not None
+                and not s.protective_stop
+                and not (len(js.velocity) and float(np.max(np.abs(js.velocity))) >= still)
+            )
             if not ready:
                 still_since = None
             elif still_since is None:

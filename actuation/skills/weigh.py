@@ -1,10 +1,11 @@
 """weigh: the wrist's vertical force with the object held, less the empty tool's at the very same pose."""
+
 from __future__ import annotations
 
-from loopylab.world import protocols as P
 from loopylab.actuation.skills.grasp import ensure_lifted, grasp, plan_grasp, release_and_retreat
 from loopylab.actuation.skills.motion import Motion
 from loopylab.actuation.skills.session import ArmSession
+from loopylab.world import protocols as P
 
 
 def weigh(arm: ArmSession, mo: Motion, args: dict) -> dict:
@@ -16,11 +17,11 @@ def weigh(arm: ArmSession, mo: Motion, args: dict) -> dict:
     arm.last_q = q0
     arm.gripper(mo.opening)
     arm.run(mo.joint_path(q0, q_read))
-    arm.record(True)   # baseline: the empty tool at the very pose of the reading
+    arm.record(True)  # baseline: the empty tool at the very pose of the reading
     base = arm.hold(P.SETTLE_S * 2)
     arm.wait_stamps(arm.wrench, base)
     arm.record(False)
-    fz_base = [arm.wrench[s][2] for s in base[len(base) // 2:] if s in arm.wrench]
+    fz_base = [arm.wrench[s][2] for s in base[len(base) // 2 :] if s in arm.wrench]
     grasp(arm, mo, plan, label)
     arm.run(plan["up"])
     arm.record(True)
@@ -28,6 +29,6 @@ def weigh(arm: ArmSession, mo: Motion, args: dict) -> dict:
     ensure_lifted(arm, mo, label, plan, held, P.WEIGH_LIFT)
     arm.wait_stamps(arm.wrench, held)
     arm.record(False)
-    fz_held = [arm.wrench[s][2] for s in held[len(held) // 2:] if s in arm.wrench]
+    fz_held = [arm.wrench[s][2] for s in held[len(held) // 2 :] if s in arm.wrench]
     release_and_retreat(arm, mo, plan)
     return P.analyze_weigh(fz_base, fz_held)

@@ -1,6 +1,7 @@
 """A Robotiq FT300 on a real pymodbus RTU server behind a pty relay that also plays streaming mode:
 after 0x0200 is written to register 410 the relay sends 16-byte frames at `stream_hz` until the
 host sends fifty 0xFF bytes. `faults` damage frames and answers alike."""
+
 from __future__ import annotations
 
 import time
@@ -14,10 +15,10 @@ from loopylab.firmware_bridge.modbus.ft300 import DATA, FIRMWARE, SERIAL, STREAM
 
 
 class _StreamingRelay(PtyRelay):
-    emulator: "FT300Emulator" = None
+    emulator: FT300Emulator = None
 
     def __init__(self, *a, **kw):
-        self.streaming = False   # set before the relay thread starts
+        self.streaming = False  # set before the relay thread starts
         self.pending = False
         self._ff = 0
         self._next = 0.0
@@ -25,13 +26,14 @@ class _StreamingRelay(PtyRelay):
 
     def from_device(self, data: bytes) -> None:
         super().from_device(data)
-        if self.pending:                       # the write's answer went out: now stream
+        if self.pending:  # the write's answer went out: now stream
             self.pending, self.streaming, self._next = False, True, time.monotonic()
 
     def from_host(self, data: bytes) -> None:
         if not self.streaming:
-            return super().from_host(data)
-        for b in data:                         # in streaming mode only the stop sequence matters
+            super().from_host(data)
+            return
+        for b in data:  # in streaming mode only the stop sequence matters
             self._ff = self._ff + 1 if b == 0xFF else 0
             if self._ff >= 50:
                 self.streaming, self._ff = False, 0
@@ -51,27 +53,37 @@ class _StreamingRelay(PtyRelay):
 
 
 class FT300Emulator(ModbusEmulator):
-    def __init__(self, device_id: int = 9, stream_hz: float = 100.0, faults: Faults | None = None,
-                 firmware: str = "V3.0.5", serial_number: str = "EMU00042", link: str | None = None):
+    def __init__(
+        self,
+        device_id: int = 9,
+        stream_hz: float = 100.0,
+        faults: Faults | None = None,
+        firmware: str = "V3.0.5",
+        serial_number: str = "EMU00042",
+        link: str | None = None,
+    ):
         self.stream_hz = stream_hz
         self.wrench = (np.array([1.25, -0.5, 9.81]), np.array([0.012, -0.034, 0.005]))
-        regs = lambda s, n: [int.from_bytes(s.encode().ljust(2 * n, b"\0")[2 * i:2 * i + 2], "big") for i in range(n)]  # noqa: E731
-        dev = SimDevice(id=device_id, simdata=[
-            SimData(DATA, count=6, datatype=DataType.REGISTERS),
-            SimData(STREAM, count=1, datatype=DataType.REGISTERS),
-            SimData(FIRMWARE, values=regs(firmware, 3), datatype=DataType.REGISTERS),
-            SimData(SERIAL, values=regs(serial_number, 4), datatype=DataType.REGISTERS)],
-            action=self._action)
+        regs = lambda s, n: [int.from_bytes(s.encode().ljust(2 * n, b"\0")[2 * i : 2 * i + 2], "big") for i in range(n)]  # noqa: E731
+        dev = SimDevice(
+            id=device_id,
+            simdata=[
+                SimData(DATA, count=6, datatype=DataType.REGISTERS),
+                SimData(STREAM, count=1, datatype=DataType.REGISTERS),
+                SimData(FIRMWARE, values=regs(firmware, 3), datatype=DataType.REGISTERS),
+                SimData(SERIAL, values=regs(serial_number, 4), datatype=DataType.REGISTERS),
+            ],
+            action=self._action,
+        )
         relay_cls = type("FT300Relay", (_StreamingRelay,), {"emulator": self})
         super().__init__(dev, "rtu", 19200, faults, relay_cls=relay_cls, link=link)
 
     async def _action(self, fc, start, address, count, regs, set_values):
         f, t = self.wrench
         vals = [int(round(x * 100)) for x in f] + [int(round(x * 1000)) for x in t]
-        regs[DATA - start:DATA - start + 6] = [v & 0xFFFF for v in vals]
+        regs[DATA - start : DATA - start + 6] = [v & 0xFFFF for v in vals]
         if set_values is not None and address == STREAM and list(set_values)[:1] == [STREAM_START]:
             self.server.relay.pending = True
-        return None
 
     @property
     def streaming(self) -> bool:

@@ -1,5 +1,6 @@
 """The MCU board emulator: the firmware's C protocol core compiled for the host with gcc, serving on
 a pty, behind a `PtyRelay` so faults can be injected on the cable."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,9 +30,8 @@ def build_firmware(out_dir: str | Path | None = None, cc: str = "gcc") -> Path:
     binary = out_dir / f"loopylab_mcu_host-{digest}"
     if binary.exists():
         return binary
-    cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", str(binary),
-           *map(str, srcs)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", str(binary), *map(str, srcs)]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)  # the error is reported below
     if r.returncode != 0:
         raise BuildError(f"building the MCU firmware failed:\n{' '.join(cmd)}\n{r.stderr}")
     return binary
@@ -40,8 +40,15 @@ def build_firmware(out_dir: str | Path | None = None, cc: str = "gcc") -> Path:
 class McuEmulator:
     """`McuEmulator().start()`: the firmware running on the host; the host side opens `.path`."""
 
-    def __init__(self, joints: int = 4, sensors: int = 2, watchdog_ms: int = 200, binary: Path | None = None,
-                 link: str | None = None, faults: Faults | None = None):
+    def __init__(
+        self,
+        joints: int = 4,
+        sensors: int = 2,
+        watchdog_ms: int = 200,
+        binary: Path | None = None,
+        link: str | None = None,
+        faults: Faults | None = None,
+    ):
         self.faults_at_start = faults
         self.args = ["--joints", str(joints), "--sensors", str(sensors), "--watchdog", str(watchdog_ms)]
         self.binary = binary
@@ -49,7 +56,7 @@ class McuEmulator:
         self.proc: subprocess.Popen | None = None
         self.relay: PtyRelay | None = None
 
-    def start(self) -> "McuEmulator":
+    def start(self) -> McuEmulator:
         self.binary = self.binary or build_firmware()
         self.proc = subprocess.Popen([str(self.binary), *self.args], stdout=subprocess.PIPE, text=True)
         device_path = self.proc.stdout.readline().strip()

@@ -1,5 +1,6 @@
 """A real pymodbus server (TCP, or RTU on a pty behind a faulty-cable relay) on a background thread,
 with fault injection on what it sends."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,15 @@ def free_port() -> int:
 class ModbusServerThread:
     """Serve `device` over `transport` ("tcp" or "rtu"). RTU: the host opens `.path`."""
 
-    def __init__(self, device: SimDevice, transport: str = "tcp", baudrate: int = 115200,
-                 faults: Faults | None = None, relay_cls: type[PtyRelay] = PtyRelay, link: str | None = None):
+    def __init__(
+        self,
+        device: SimDevice,
+        transport: str = "tcp",
+        baudrate: int = 115200,
+        faults: Faults | None = None,
+        relay_cls: type[PtyRelay] = PtyRelay,
+        link: str | None = None,
+    ):
         self.device, self.transport, self.baudrate = device, transport, baudrate
         self.faults = faults or Faults()
         self.port = free_port() if transport == "tcp" else None
@@ -55,8 +63,9 @@ class ModbusServerThread:
             if self.transport == "tcp":
                 self.server = ModbusTcpServer(self.device, address=("127.0.0.1", self.port), trace_packet=self._trace)
             else:
-                self.server = ModbusSerialServer(self.device, framer=FramerType.RTU, port=self.relay.device_side,
-                                                 baudrate=self.baudrate)
+                self.server = ModbusSerialServer(
+                    self.device, framer=FramerType.RTU, port=self.relay.device_side, baudrate=self.baudrate
+                )
             self._ready.set()
             await self.server.serve_forever()
 
@@ -66,7 +75,7 @@ class ModbusServerThread:
             log.exception("modbus server stopped")
             self._ready.set()
 
-    def start(self) -> "ModbusServerThread":
+    def start(self) -> ModbusServerThread:
         self._thread.start()
         self._ready.wait(5)
         if self.transport == "tcp":  # wait until it accepts
@@ -100,8 +109,15 @@ class ModbusEmulator:
     """A device emulator served by a `ModbusServerThread`: the host opens `.path` (RTU) or connects to
     it (TCP, `host:port`); `faults` damage what the server sends."""
 
-    def __init__(self, device: SimDevice, transport: str, baudrate: int, faults: Faults | None = None,
-                 relay_cls: type[PtyRelay] = PtyRelay, link: str | None = None):
+    def __init__(
+        self,
+        device: SimDevice,
+        transport: str,
+        baudrate: int,
+        faults: Faults | None = None,
+        relay_cls: type[PtyRelay] = PtyRelay,
+        link: str | None = None,
+    ):
         self.server = ModbusServerThread(device, transport, baudrate, faults, relay_cls=relay_cls, link=link)
         self.faults = self.server.faults
 
@@ -109,7 +125,7 @@ class ModbusEmulator:
     def path(self) -> str:
         return self.server.path
 
-    def start(self) -> "ModbusEmulator":
+    def start(self) -> ModbusEmulator:
         self.server.start()
         return self
 

@@ -4,6 +4,7 @@ The host opens `path`: a symlink we own (like `socat ... link=`) to the current 
 name stays the same when the port "vanishes" (both ends closed, link removed — what an unplugged
 USB adapter looks like to the host) and comes back (a new pty behind the same link).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,10 +21,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # termios speed constants -> baud (ptys keep the host's setting; the device can see it on the master)
-_SPEEDS = {getattr(termios, f"B{b}"): b for b in (9600, 19200, 38400, 57600, 115200, 230400, 460800,
-                                                   500000, 576000, 921600, 1000000, 1152000, 1500000,
-                                                   2000000, 2500000, 3000000, 3500000, 4000000)
-           if hasattr(termios, f"B{b}")}
+_SPEEDS = {
+    getattr(termios, f"B{b}"): b
+    for b in (
+        9600,
+        19200,
+        38400,
+        57600,
+        115200,
+        230400,
+        460800,
+        500000,
+        576000,
+        921600,
+        1000000,
+        1152000,
+        1500000,
+        2000000,
+        2500000,
+        3000000,
+        3500000,
+        4000000,
+    )
+    if hasattr(termios, f"B{b}")
+}
 
 
 @dataclass
@@ -31,20 +52,21 @@ class Faults:
     """What goes wrong next. Counters are consumed one reply at a time; rates draw from a seeded RNG.
     `Faults.parse("drop=0.05,corrupt=0.05,delay_ms=5,silent=3,port_loss_after=10s")` reads the
     `loopylab arm emulate --fault` spec."""
-    drop_bytes: int = 0                 # the next N replies each lose one byte
-    corrupt: int = 0                    # the next N replies each get a flipped checksum byte
-    silent_ids: set[int] = field(default_factory=set)   # devices that no longer answer
-    latency_s: float = 0.0              # added before every reply
-    drop_rate: float = 0.0              # probability that a reply loses a byte
-    corrupt_rate: float = 0.0           # probability that a reply is corrupted
-    lose: int = 0                       # the next N replies are lost whole
-    lose_rate: float = 0.0              # probability that a reply is lost whole
-    late: int = 0                       # the next N replies come `late_s` late (after the host gave up)
+
+    drop_bytes: int = 0  # the next N replies each lose one byte
+    corrupt: int = 0  # the next N replies each get a flipped checksum byte
+    silent_ids: set[int] = field(default_factory=set)  # devices that no longer answer
+    latency_s: float = 0.0  # added before every reply
+    drop_rate: float = 0.0  # probability that a reply loses a byte
+    corrupt_rate: float = 0.0  # probability that a reply is corrupted
+    lose: int = 0  # the next N replies are lost whole
+    lose_rate: float = 0.0  # probability that a reply is lost whole
+    late: int = 0  # the next N replies come `late_s` late (after the host gave up)
     late_s: float = 0.0
-    protocol_error: int = 0             # servo emulators: the next N replies say "your instruction had a bad CRC"
-    port_loss_after_s: float | None = None   # the port vanishes this long after the emulator starts
+    protocol_error: int = 0  # servo emulators: the next N replies say "your instruction had a bad CRC"
+    port_loss_after_s: float | None = None  # the port vanishes this long after the emulator starts
     seed: int = 0
-    injected: int = 0                   # how many faults were actually applied
+    injected: int = 0  # how many faults were actually applied
 
     def __post_init__(self):
         self._rng = random.Random(self.seed)
@@ -61,7 +83,7 @@ class Faults:
             self.drop_bytes = max(0, self.drop_bytes - 1)
             self.injected += 1
             i = len(reply) // 2
-            reply = reply[:i] + reply[i + 1:]
+            reply = reply[:i] + reply[i + 1 :]
         if self.corrupt > 0 or (self.corrupt_rate and self._rng.random() < self.corrupt_rate):
             self.corrupt = max(0, self.corrupt - 1)
             self.injected += 1
@@ -77,7 +99,7 @@ class Faults:
         return self.latency_s
 
     @classmethod
-    def parse(cls, spec: str, seed: int = 0) -> "Faults":
+    def parse(cls, spec: str, seed: int = 0) -> Faults:
         """`drop=P` (replies lost whole), `corrupt=P` (bad checksum), `truncate=P` (a byte lost),
         `delay_ms=MS`, `silent=ID[+ID...]`, `port_loss_after=S[s]`; comma-separated."""
         f = cls(seed=seed)
@@ -123,13 +145,13 @@ class PtyDevice:
         self.path = str(link)
         self.master = self.slave = -1
         self.lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()   # vanish/restore wake a reader blocked in select
+        self._wake_r, self._wake_w = os.pipe()  # vanish/restore wake a reader blocked in select
         self.open()
 
     def open(self) -> None:
         with self.lock:
             self.master, self.slave = pty.openpty()
-            tty.setraw(self.slave)          # no echo, no line editing: a byte is a byte
+            tty.setraw(self.slave)  # no echo, no line editing: a byte is a byte
             self.pts = os.ttyname(self.slave)
             tmp = self.path + ".new"
             if os.path.lexists(tmp):
@@ -216,8 +238,14 @@ class PtyRelay:
     the device sends (`silent_ids` non-empty swallows its answers), `host_faults` to what the host sends.
     Subclasses may override `from_host` / `from_device` / `idle` to play a part in the conversation."""
 
-    def __init__(self, device_path: str | None = None, link: str | None = None, faults: Faults | None = None,
-                 host_faults: Faults | None = None, idle_s: float = 0.05):
+    def __init__(
+        self,
+        device_path: str | None = None,
+        link: str | None = None,
+        faults: Faults | None = None,
+        host_faults: Faults | None = None,
+        idle_s: float = 0.05,
+    ):
         self.faults, self.host_faults = faults or Faults(), host_faults or Faults()
         self.idle_s = idle_s
         self.host = PtyDevice(link)

@@ -2,6 +2,7 @@
 faults (including the 1 s communication watchdog). `object_at` puts an object between the fingers:
 closing stops there with gOBJ = 2. Like the gripper, it takes a write of any part of the command
 registers (FC16) or of one register (FC06)."""
+
 from __future__ import annotations
 
 import threading
@@ -13,12 +14,17 @@ from loopylab.firmware_bridge.emulators.modbus_server import ModbusEmulator
 from loopylab.firmware_bridge.emulators.pty_device import Faults
 from loopylab.firmware_bridge.modbus.robotiq import ACT, COMMAND, STATUS
 
-WATCHDOG_S = 1.0   # Robotiq: fault 9 after 1 s without communication
+WATCHDOG_S = 1.0  # Robotiq: fault 9 after 1 s without communication
 
 
 class RobotiqModel:
-    def __init__(self, object_at: int | None = None, activation_s: float = 0.15, stroke_mm: float = 85.0,
-                 watchdog_s: float = WATCHDOG_S):
+    def __init__(
+        self,
+        object_at: int | None = None,
+        activation_s: float = 0.15,
+        stroke_mm: float = 85.0,
+        watchdog_s: float = WATCHDOG_S,
+    ):
         self.object_at, self.activation_s, self.stroke_mm = object_at, activation_s, stroke_mm
         self.watchdog_s = watchdog_s
         self.rACT = self.rGTO = 0
@@ -37,7 +43,7 @@ class RobotiqModel:
     def update(self, now: float) -> None:
         dt, self._last = now - self._last, now
         if self.gACT and now - self.last_comm > self.watchdog_s and self.gFLT == 0:
-            self.gFLT = 0x9            # host went quiet: stop and report
+            self.gFLT = 0x9  # host went quiet: stop and report
             self.rGTO = 0
         if self.gSTA == 1 and now >= self.activating_until:
             self.gSTA = 3
@@ -59,17 +65,17 @@ class RobotiqModel:
     def on_command(self, regs: list[int], now: float) -> None:
         act = regs[0] >> 8
         rACT, rGTO = act & ACT, (act >> 3) & 1
-        if rACT and not self.rACT:           # rising edge: (re)activate, clears faults
+        if rACT and not self.rACT:  # rising edge: (re)activate, clears faults
             self.gACT, self.gSTA, self.gFLT, self.gOBJ = 1, 1, 0, 0
             self.activating_until = now + self.activation_s
-        if not rACT:                          # reset
+        if not rACT:  # reset
             self.gACT = self.gSTA = self.gOBJ = 0
             self.gFLT = 0
         elif rGTO and self.gSTA != 3:
             self.gFLT = 0x5
         if rGTO and not rACT:
             self.gFLT = 0x7
-        if self.gFLT == 0x9 and rACT:       # a fresh command clears the communication fault
+        if self.gFLT == 0x9 and rACT:  # a fresh command clears the communication fault
             self.gFLT = 0
         if self.gFLT == 0x5 and self.gSTA == 3:
             self.gFLT = 0
@@ -87,19 +93,32 @@ class RobotiqModel:
 
 
 class RobotiqEmulator(ModbusEmulator):
-    def __init__(self, transport: str = "tcp", object_at: int | None = None, device_id: int = 9,
-                 faults: Faults | None = None, activation_s: float = 0.15, link: str | None = None,
-                 watchdog_s: float = WATCHDOG_S):
+    def __init__(
+        self,
+        transport: str = "tcp",
+        object_at: int | None = None,
+        device_id: int = 9,
+        faults: Faults | None = None,
+        activation_s: float = 0.15,
+        link: str | None = None,
+        watchdog_s: float = WATCHDOG_S,
+    ):
         self.model = RobotiqModel(object_at, activation_s, watchdog_s=watchdog_s)
         self.device_id = device_id
-        dev = SimDevice(id=device_id, simdata=[SimData(COMMAND, count=3, datatype=DataType.REGISTERS),
-                                               SimData(STATUS, count=3, datatype=DataType.REGISTERS)],
-                        action=self._action)
+        dev = SimDevice(
+            id=device_id,
+            simdata=[
+                SimData(COMMAND, count=3, datatype=DataType.REGISTERS),
+                SimData(STATUS, count=3, datatype=DataType.REGISTERS),
+            ],
+            action=self._action,
+        )
         super().__init__(dev, transport, 115200, faults, link=link)
 
     async def _action(self, fc, start, address, count, regs, set_values):
         if self.faults.latency_s:
             import asyncio
+
             await asyncio.sleep(self.faults.latency_s)
         now = time.monotonic()
         m = self.model
@@ -109,13 +128,12 @@ class RobotiqEmulator(ModbusEmulator):
             if set_values is not None and COMMAND <= address < COMMAND + 3:
                 # FC16 of any part of the command block, or FC06 of one register: the gripper acts on
                 # the whole block as it stands after the write
-                cmd = list(regs[COMMAND - start:COMMAND - start + 3])
+                cmd = list(regs[COMMAND - start : COMMAND - start + 3])
                 off = address - COMMAND
-                cmd[off:off + len(set_values)] = list(set_values)[:3 - off]
+                cmd[off : off + len(set_values)] = list(set_values)[: 3 - off]
                 m.on_command(cmd, now)
             status = m.status_registers()
-            regs[STATUS - start:STATUS - start + 3] = status
-        return None
+            regs[STATUS - start : STATUS - start + 3] = status
 
     @property
     def tcp_port(self) -> int:

@@ -11,6 +11,7 @@ As strict as the motors: REG_WRITE only takes effect on ACTION; REBOOT reloads E
 and CLEAR (multi-turn count); an unknown instruction is answered with the instruction error (Dynamixel
 error 2, Feetech bit 0x40); a broadcast READ (which no motor answers) is ignored.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,16 +21,28 @@ import time
 from loopylab.firmware_bridge.emulators.pty_device import Faults, PtyDevice
 from loopylab.firmware_bridge.servo.codecs import get_protocol
 from loopylab.firmware_bridge.servo.feetech import INSTRUCTION_ERROR as FEETECH_INSTRUCTION_ERROR
-from loopylab.firmware_bridge.servo.protocol import (ACTION, BROADCAST_ID, BULK_READ, FACTORY_RESET, PING, READ,
-                                                     REBOOT, REG_WRITE, SYNC_READ, SYNC_WRITE, WRITE, CorruptPacket)
+from loopylab.firmware_bridge.servo.protocol import (
+    ACTION,
+    BROADCAST_ID,
+    BULK_READ,
+    FACTORY_RESET,
+    PING,
+    READ,
+    REBOOT,
+    REG_WRITE,
+    SYNC_READ,
+    SYNC_WRITE,
+    WRITE,
+    CorruptPacket,
+)
 
 log = logging.getLogger("loopylab.emulator.servo")
 
-DEFAULT_MODELS = {"dynamixel": 1060, "feetech": 777}   # XL430-W250, STS3215
-FACTORY_BAUD_CODE = {"dynamixel": 1, "feetech": 0}     # 57600 / 1M
-SPEED_TICKS_PER_S = 3000.0                             # ~4.6 rad/s: brisk but finite
+DEFAULT_MODELS = {"dynamixel": 1060, "feetech": 777}  # XL430-W250, STS3215
+FACTORY_BAUD_CODE = {"dynamixel": 1, "feetech": 0}  # 57600 / 1M
+SPEED_TICKS_PER_S = 3000.0  # ~4.6 rad/s: brisk but finite
 POSITION_MODE = {"dynamixel": 3, "feetech": 0}
-CLEAR = 0x10                                           # Dynamixel: clear the multi-turn count
+CLEAR = 0x10  # Dynamixel: clear the multi-turn count
 CLEAR_MULTI_TURN = bytes((0x01, 0x44, 0x58, 0x4C, 0x22))
 # status error codes per family: (instruction error, CRC error as sent for a damaged instruction)
 INSTRUCTION_ERROR = {"dynamixel": 2, "feetech": FEETECH_INSTRUCTION_ERROR}
@@ -43,9 +56,9 @@ class EmulatedMotor:
         self.mem = bytearray(256)
         self.actual = float(actual)
         self.velocity = 0.0
-        self.hw_error = 0            # Dynamixel hardware error bits / Feetech status bits
-        self.pending: tuple[int, bytes] | None = None   # a REG_WRITE waiting for ACTION
-        self.torque_offs = 0                            # times torque went from on to off (benchmarks count drops)
+        self.hw_error = 0  # Dynamixel hardware error bits / Feetech status bits
+        self.pending: tuple[int, bytes] | None = None  # a REG_WRITE waiting for ACTION
+        self.torque_offs = 0  # times torque went from on to off (benchmarks count drops)
         self.model = model
         self._last = time.monotonic()
         self._set("Model_Number", model)
@@ -63,16 +76,16 @@ class EmulatedMotor:
             self._set("Firmware_Minor_Version", 10)
             self._set("Lock", 1)
         self._set("Goal_Position", self.present_position())
-        self.saved = bytearray(self.mem)        # EEPROM contents that survive a power cycle
+        self.saved = bytearray(self.mem)  # EEPROM contents that survive a power cycle
 
     # -- registers ---------------------------------------------------------------
     def _get(self, name: str) -> int:
         r = self.t[name]
-        return self.proto.decode_value(r, self.mem[r.address:r.address + r.size])
+        return self.proto.decode_value(r, self.mem[r.address : r.address + r.size])
 
     def _set(self, name: str, value: int) -> None:
         r = self.t[name]
-        self.mem[r.address:r.address + r.size] = self.proto.encode_value(r, value)
+        self.mem[r.address : r.address + r.size] = self.proto.encode_value(r, value)
 
     @property
     def id(self) -> int:
@@ -109,8 +122,8 @@ class EmulatedMotor:
     def _refresh(self) -> None:
         self._set("Present_Position", self.present_position())
         if self.kind == "dynamixel":
-            self._set("Present_Velocity", round(self.velocity / 4096 * 60 / 0.229))   # 0.229 rpm units
-            self._set("Present_Current", round(self.velocity * 0.05))                 # stand-in for load
+            self._set("Present_Velocity", round(self.velocity / 4096 * 60 / 0.229))  # 0.229 rpm units
+            self._set("Present_Current", round(self.velocity * 0.05))  # stand-in for load
             self._set("Hardware_Error_Status", self.hw_error)
         else:
             self._set("Present_Velocity", max(-32767, min(32767, round(self.velocity))))  # ticks/s
@@ -122,19 +135,19 @@ class EmulatedMotor:
 
     def read(self, address: int, length: int) -> bytes:
         self.update()
-        return bytes(self.mem[address:address + length])
+        return bytes(self.mem[address : address + length])
 
     def write(self, address: int, data: bytes) -> int:
         """Apply a write; returns the status error byte (0 = fine)."""
         self.update()
         touched = [r for r in self.t.values() if r.address < address + len(data) and address < r.address + r.size]
         if any(not r.writable for r in touched):
-            return 7 if self.kind == "dynamixel" else 0           # access error / ignored
+            return 7 if self.kind == "dynamixel" else 0  # access error / ignored
         eeprom = any(r.eeprom for r in touched)
         if self.kind == "dynamixel" and eeprom and self.torque:
-            return 7                                             # EEPROM needs torque off
+            return 7  # EEPROM needs torque off
         was_torque = self.torque
-        self.mem[address:address + len(data)] = data
+        self.mem[address : address + len(data)] = data
         # the position limits hold in position mode only (Dynamixel 3, Feetech 0), as on the motors
         if self.t["Goal_Position"] in touched and self._get("Operating_Mode") == POSITION_MODE[self.kind]:
             lo, hi = self._get("Min_Position_Limit"), self._get("Max_Position_Limit")
@@ -192,7 +205,7 @@ class EmulatedMotor:
         keep_baud = self._get("Baud_Rate") if level == 0x02 else FACTORY_BAUD_CODE[self.kind]
         fresh = EmulatedMotor(self.kind, keep_id, self.model, keep_baud, self.actual)
         if self.kind == "dynamixel":
-            fresh._set("Return_Delay_Time", 250)                 # factory: 500 µs
+            fresh._set("Return_Delay_Time", 250)  # factory: 500 µs
         self.mem[:], self.saved[:] = fresh.mem, fresh.mem
         self.pending, self.hw_error = None, 0
         self._refresh()
@@ -203,7 +216,7 @@ class EmulatedMotor:
             return 4
         self.update()
         if abs(self.velocity) > 0:
-            return 1                                              # result fail: only while stopped
+            return 1  # result fail: only while stopped
         self.actual %= 4096
         self._refresh()
         return 0
@@ -212,17 +225,26 @@ class EmulatedMotor:
 class ServoArmEmulator:
     """`ServoArmEmulator("feetech").start()` -> a 6-motor arm at `.path` until `.stop()`."""
 
-    def __init__(self, kind: str = "feetech", ids=(1, 2, 3, 4, 5, 6), link: str | None = None,
-                 model: int | dict[int, int] | None = None, baud_code: int | None = None, check_baud: bool = True,
-                 positions: dict[int, float] | None = None, faults: Faults | None = None):
+    def __init__(
+        self,
+        kind: str = "feetech",
+        ids=(1, 2, 3, 4, 5, 6),
+        link: str | None = None,
+        model: int | dict[int, int] | None = None,
+        baud_code: int | None = None,
+        check_baud: bool = True,
+        positions: dict[int, float] | None = None,
+        faults: Faults | None = None,
+    ):
         self.kind = kind
         self.proto = get_protocol(kind)
         model = model or DEFAULT_MODELS[kind]
-        models = model if isinstance(model, dict) else {i: model for i in ids}
+        models = model if isinstance(model, dict) else dict.fromkeys(ids, model)
         baud_code = {"dynamixel": 3, "feetech": 0}[kind] if baud_code is None else baud_code
         positions = positions or {}
         self.motors: dict[int, EmulatedMotor] = {
-            i: EmulatedMotor(kind, i, models[i], baud_code, positions.get(i, 2048.0 + 40 * (i - 3))) for i in ids}
+            i: EmulatedMotor(kind, i, models[i], baud_code, positions.get(i, 2048.0 + 40 * (i - 3))) for i in ids
+        }
         self.check_baud = check_baud
         self.faults = faults or Faults()
         self.port = PtyDevice(link)
@@ -232,17 +254,22 @@ class ServoArmEmulator:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def for_robot(cls, robot: str, **kw) -> "ServoArmEmulator":
+    def for_robot(cls, robot: str, **kw) -> ServoArmEmulator:
         """The catalogue arm `robot` (`loopylab.world.robots`) as set up by `loopylab arm setup-motors`: its
         motor models, IDs and operating modes."""
         from loopylab.firmware_bridge.servo.models import mode_value
         from loopylab.world.robots import robot_spec
+
         layout = robot_spec(robot).hardware
         if layout is None:
             raise ValueError(f"robot {robot!r} has no bus-servo motors in the catalogue")
         numbers = {name: number for number, name in get_protocol(layout.kind).models.items()}
-        emu = cls(layout.kind, ids=tuple(i for i, _ in layout.motors.values()),
-                  model={i: numbers[m] for i, m in layout.motors.values()}, **kw)
+        emu = cls(
+            layout.kind,
+            ids=tuple(i for i, _ in layout.motors.values()),
+            model={i: numbers[m] for i, m in layout.motors.values()},
+            **kw,
+        )
         for joint, mode in layout.modes.items():
             m = emu.motors[layout.motors[joint][0]]
             m._set("Operating_Mode", mode_value(layout.kind, mode))
@@ -253,7 +280,7 @@ class ServoArmEmulator:
     def path(self) -> str:
         return self.port.path
 
-    def start(self) -> "ServoArmEmulator":
+    def start(self) -> ServoArmEmulator:
         self._thread = threading.Thread(target=self._serve, name=f"emulator:{self.kind}", daemon=True)
         self._thread.start()
         return self
@@ -294,7 +321,7 @@ class ServoArmEmulator:
             m = self.motors[id]
             m.hw_error = bits
             if bits:
-                m._set("Torque_Enable", 0)   # both families drop torque on a protective shutdown
+                m._set("Torque_Enable", 0)  # both families drop torque on a protective shutdown
             m.update()
 
     def register(self, id: int, name: str) -> int:
@@ -350,7 +377,7 @@ class ServoArmEmulator:
         delay = m._get("Return_Delay_Time") * 2e-6
         if delay > 1e-4:
             time.sleep(delay)
-        if self.faults.protocol_error > 0:      # the instruction reached the motor damaged: it says so
+        if self.faults.protocol_error > 0:  # the instruction reached the motor damaged: it says so
             self.faults.protocol_error -= 1
             self.faults.injected += 1
             error, params = CRC_ERROR[self.kind], b""
@@ -371,7 +398,7 @@ class ServoArmEmulator:
             info = m.read(0, 2) + m.read(6, 1) if self.kind == "dynamixel" else b""
             return self._status(m, 0, info)
         if inst == READ:
-            return self._status(m, 0, m.read(u(p[:a]), u(p[a:2 * a])))
+            return self._status(m, 0, m.read(u(p[:a]), u(p[a : 2 * a])))
         if inst == WRITE:
             err = m.write(u(p[:a]), p[a:])
             self.motors = {x.id: x for x in self.motors.values()}
@@ -384,14 +411,14 @@ class ServoArmEmulator:
             self.motors = {x.id: x for x in self.motors.values()}
             return self._status(m, err, id=pkt.id)
         if inst == REBOOT:
-            reply = self._status(m, 0)           # answers first, then restarts
+            reply = self._status(m, 0)  # answers first, then restarts
             m.reboot()
             return reply
         if inst == FACTORY_RESET and self.kind == "dynamixel":
             level = p[0] if p else 0xFF
             if level not in (0xFF, 0x01, 0x02):
-                return self._status(m, 4)        # data range error
-            reply = self._status(m, 0)           # answers with its old ID, then resets
+                return self._status(m, 4)  # data range error
+            reply = self._status(m, 0)  # answers with its old ID, then resets
             m.factory_reset(level)
             self.motors = {x.id: x for x in self.motors.values()}
             return reply
@@ -426,22 +453,22 @@ class ServoArmEmulator:
 
     def _handle_group(self, inst: int, p: bytes, a: int, u) -> bytes:
         if inst == SYNC_WRITE:
-            addr, n = u(p[:a]), u(p[a:2 * a])
+            addr, n = u(p[:a]), u(p[a : 2 * a])
             for k in range(2 * a, len(p) - n, n + 1):
                 m = self.motors.get(p[k])
                 if m is not None:
-                    m.write(addr, p[k + 1:k + 1 + n])
+                    m.write(addr, p[k + 1 : k + 1 + n])
             return b""
         out = b""
         if inst == SYNC_READ:
-            addr, n = u(p[:a]), u(p[a:2 * a])
-            for i in p[2 * a:]:
+            addr, n = u(p[:a]), u(p[a : 2 * a])
+            for i in p[2 * a :]:
                 m = self._answering(i)
                 if m is not None:
                     out += self._status(m, 0, m.read(addr, n))
             return out
-        for k in range(0, len(p) - 4, 5):          # BULK_READ: (id, address, length) per motor
+        for k in range(0, len(p) - 4, 5):  # BULK_READ: (id, address, length) per motor
             m = self._answering(p[k])
             if m is not None:
-                out += self._status(m, 0, m.read(u(p[k + 1:k + 3]), u(p[k + 3:k + 5])))
+                out += self._status(m, 0, m.read(u(p[k + 1 : k + 3]), u(p[k + 3 : k + 5])))
         return out

@@ -1,4 +1,5 @@
 """Talking to an MCU bridge board over serial: handshake, targets, heartbeats, e-stop."""
+
 from __future__ import annotations
 
 import logging
@@ -26,10 +27,10 @@ class McuLink:
         self._buf = bytearray()
         self._seq = 0
         self.info: P.HelloAck | None = None
-        self.errors: list[P.McuError] = []      # every ERROR frame the board sent, oldest first
+        self.errors: list[P.McuError] = []  # every ERROR frame the board sent, oldest first
         self.bad_frames = 0
 
-    def open(self) -> "McuLink":
+    def open(self) -> McuLink:
         self.ser = open_serial(self.port_name, self.baudrate)
         self._fd = self.ser.fileno()
         self._buf.clear()
@@ -58,7 +59,7 @@ class McuLink:
                 if end < 0:
                     break
                 wire = bytes(self._buf[:end])
-                del self._buf[:end + 1]
+                del self._buf[: end + 1]
                 if not wire:
                     continue
                 try:
@@ -81,7 +82,7 @@ class McuLink:
 
     def request(self, type: int, body: bytes = b"", expect: int = P.STATE):
         """Send a frame, return the decoded answer with the same seq; retry on silence or bad frames."""
-        for attempt in range(self.retries + 1):
+        for _attempt in range(self.retries + 1):
             seq = self._next_seq()
             self.send_raw(P.encode_frame(type, seq, body))
             for t, s, b in self._frames(time.monotonic() + self.timeout_s):
@@ -93,8 +94,7 @@ class McuLink:
                     continue
                 if s == seq and t == expect:
                     return msg
-        raise McuTimeout(f"MCU on {self.port_name} did not answer message 0x{type:02X} "
-                         f"after {self.retries + 1} tries")
+        raise McuTimeout(f"MCU on {self.port_name} did not answer message 0x{type:02X} after {self.retries + 1} tries")
 
     # -- operations ---------------------------------------------------------------------
     def hello(self) -> P.HelloAck:
@@ -105,6 +105,7 @@ class McuLink:
 
     def send_targets(self, mrad: list[int]) -> P.McuState:
         import struct
+
         return self.request(P.TARGETS, bytes((len(mrad),)) + struct.pack(f"<{len(mrad)}h", *mrad))
 
     def heartbeat(self) -> P.McuState:

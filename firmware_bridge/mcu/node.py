@@ -7,6 +7,7 @@
 - `mcu/fault` (DeviceFault, latched): lost port, no answer, board-side errors (watchdog, e-stop, range).
 The topic prefix (`arm`) is a parameter so a board can also be a second device on the same bus.
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,8 +63,11 @@ class McuDriver:
 
     def _clear_fault(self) -> None:
         if self.fault is not None:
-            self.fault_pub.publish(DeviceFault(device="mcu", active=False, code=self.fault.code,
-                                               message=f"recovered: {self.fault.message}"))
+            self.fault_pub.publish(
+                DeviceFault(
+                    device="mcu", active=False, code=self.fault.code, message=f"recovered: {self.fault.message}"
+                )
+            )
             self.fault = None
 
     def connect(self) -> None:
@@ -75,10 +79,12 @@ class McuDriver:
             raise
         if info.n_joints != len(self.cfg.joints) or info.n_sensors != len(self.cfg.sensors):
             self.link.close()
-            raise RuntimeError(f"board has {info.n_joints} joints / {info.n_sensors} sensors, config names "
-                               f"{len(self.cfg.joints)} / {len(self.cfg.sensors)}")
+            raise RuntimeError(
+                f"board has {info.n_joints} joints / {info.n_sensors} sensors, config names "
+                f"{len(self.cfg.joints)} / {len(self.cfg.sensors)}"
+            )
         self.connected, self.board_estop = True, False
-        self._last_cmd = self._key(self.cmd_sub.latest())   # never replay a command from before
+        self._last_cmd = self._key(self.cmd_sub.latest())  # never replay a command from before
         log.info("MCU on %s: firmware %s, watchdog %d ms", self.cfg.port, info.firmware, info.watchdog_ms)
         self._clear_fault()
 
@@ -109,10 +115,16 @@ class McuDriver:
         else:
             state = self.link.heartbeat()
         stamp = time.time_ns()
-        self.js_pub.publish(JointState(name=self.cfg.joints, position=[p / 1000 for p in state.position_mrad],
-                                       velocity=[v / 1000 for v in state.velocity_mrad_s], stamp_ns=stamp))
+        self.js_pub.publish(
+            JointState(
+                name=self.cfg.joints,
+                position=[p / 1000 for p in state.position_mrad],
+                velocity=[v / 1000 for v in state.velocity_mrad_s],
+                stamp_ns=stamp,
+            )
+        )
         self.sensor_pub.publish(Readings(name=self.cfg.sensors, value=state.sensors, stamp_ns=stamp))
-        new = self.link.errors[self._seen_errors:]
+        new = self.link.errors[self._seen_errors :]
         self._seen_errors = len(self.link.errors)
         for err in new:
             self._report(err)
@@ -147,7 +159,7 @@ class McuDriver:
             self._thread.join(2)
         if self.connected:
             try:
-                self.link.estop()   # the board stops driving its outputs now, not when the watchdog fires
+                self.link.estop()  # the board stops driving its outputs now, not when the watchdog fires
             except (PortLostError, McuTimeout):
                 pass
         self.link.close()

@@ -2,6 +2,7 @@
 
 Frame = COBS(type | seq | body | crc16 LE) + 0x00, crc16 = CRC-16/CCITT-FALSE over type, seq, body.
 """
+
 from __future__ import annotations
 
 import struct
@@ -13,9 +14,17 @@ PROTOCOL_VERSION = 1
 MAX_BODY = 64
 HELLO, TARGETS, HEARTBEAT, ESTOP, CLEAR = 0x01, 0x02, 0x03, 0x04, 0x05
 HELLO_ACK, STATE, ERROR = 0x81, 0x82, 0x83
-ERRORS = {1: "bad CRC", 2: "bad frame", 3: "unknown message type", 4: "bad length", 5: "protocol version mismatch",
-          6: "not ready (no handshake yet)", 7: "e-stop active", 8: "watchdog: host went quiet, motion stopped",
-          9: "target out of range (clamped)"}
+ERRORS = {
+    1: "bad CRC",
+    2: "bad frame",
+    3: "unknown message type",
+    4: "bad length",
+    5: "protocol version mismatch",
+    6: "not ready (no handshake yet)",
+    7: "e-stop active",
+    8: "watchdog: host went quiet, motion stopped",
+    9: "target out of range (clamped)",
+}
 F_ESTOP, F_WATCHDOG, F_OUTPUTS_ON, F_READY = 1, 2, 4, 8
 
 
@@ -48,7 +57,7 @@ def cobs_decode(data: bytes) -> bytes:
         i += 1
         if code == 0 or i + code - 1 > n:
             raise FrameError("malformed COBS block")
-        chunk = data[i:i + code - 1]
+        chunk = data[i : i + code - 1]
         if 0 in chunk:
             raise FrameError("zero byte inside a COBS block")
         out += chunk

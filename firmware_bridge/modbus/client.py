@@ -1,5 +1,6 @@
 """A small wrapper over pymodbus's sync clients: one way to open RTU or TCP, and errors that say
 which device did not answer what."""
+
 from __future__ import annotations
 
 import logging
@@ -11,9 +12,17 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 log = logging.getLogger("loopylab.modbus")
-EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value", 4: "device failure",
-              5: "acknowledge", 6: "device busy", 8: "memory parity error", 10: "gateway path unavailable",
-              11: "gateway target failed to respond"}
+EXCEPTIONS = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge",
+    6: "device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
 
 
 class ModbusDeviceError(RuntimeError):
@@ -22,9 +31,9 @@ class ModbusDeviceError(RuntimeError):
 
 @dataclass
 class Endpoint:
-    transport: str = "rtu"          # rtu | tcp
-    port: str = "/dev/ttyUSB0"      # rtu: serial port
-    host: str = "127.0.0.1"         # tcp
+    transport: str = "rtu"  # rtu | tcp
+    port: str = "/dev/ttyUSB0"  # rtu: serial port
+    host: str = "127.0.0.1"  # tcp
     tcp_port: int = 502
     baudrate: int = 115200
     parity: str = "N"
@@ -46,12 +55,18 @@ class ModbusClient:
         self.ep, self.name = ep, name
         self._lock = threading.Lock()
         if ep.transport == "rtu":
-            self.client = ModbusSerialClient(ep.port, framer=FramerType.RTU, baudrate=ep.baudrate, parity=ep.parity,
-                                             timeout=ep.timeout_s, retries=ep.retries)
+            self.client = ModbusSerialClient(
+                ep.port,
+                framer=FramerType.RTU,
+                baudrate=ep.baudrate,
+                parity=ep.parity,
+                timeout=ep.timeout_s,
+                retries=ep.retries,
+            )
         else:
             self.client = ModbusTcpClient(ep.host, port=ep.tcp_port, timeout=ep.timeout_s, retries=ep.retries)
 
-    def connect(self) -> "ModbusClient":
+    def connect(self) -> ModbusClient:
         with self._lock:
             if not self.client.connect():
                 raise ModbusDeviceError(f"{self.name}: cannot open {self.ep.describe()}")
@@ -69,24 +84,28 @@ class ModbusClient:
                 raise ModbusDeviceError(f"{self.name} ({self.ep.describe()}) did not answer {what}: {e}") from None
         if r.isError():
             code = getattr(r, "exception_code", 0)
-            raise ModbusDeviceError(f"{self.name} ({self.ep.describe()}) refused {what}: "
-                                    f"{EXCEPTIONS.get(code, f'exception {code}')}")
+            raise ModbusDeviceError(
+                f"{self.name} ({self.ep.describe()}) refused {what}: {EXCEPTIONS.get(code, f'exception {code}')}"
+            )
         return r
 
     def read_holding(self, address: int, count: int) -> list[int]:
-        return self._call(f"read holding {address}+{count}", self.client.read_holding_registers, address,
-                          count=count).registers
+        return self._call(
+            f"read holding {address}+{count}", self.client.read_holding_registers, address, count=count
+        ).registers
 
     def read_input(self, address: int, count: int) -> list[int]:
-        return self._call(f"read input {address}+{count}", self.client.read_input_registers, address,
-                          count=count).registers
+        return self._call(
+            f"read input {address}+{count}", self.client.read_input_registers, address, count=count
+        ).registers
 
     def read_coils(self, address: int, count: int) -> list[bool]:
         return self._call(f"read coils {address}+{count}", self.client.read_coils, address, count=count).bits[:count]
 
     def read_discrete(self, address: int, count: int) -> list[bool]:
-        return self._call(f"read discrete inputs {address}+{count}", self.client.read_discrete_inputs, address,
-                          count=count).bits[:count]
+        return self._call(
+            f"read discrete inputs {address}+{count}", self.client.read_discrete_inputs, address, count=count
+        ).bits[:count]
 
     def write_registers(self, address: int, values: list[int]) -> None:
         self._call(f"write {address}+{len(values)}", self.client.write_registers, address, values)

@@ -20,10 +20,10 @@
 Readable registers are read in as few requests as possible (contiguous runs per table) and published
 scaled; a `<name>/command` Readings message writes writable registers (value / scale, rounded).
 """
+
 from __future__ import annotations
 
 import abc
-
 import logging
 import struct
 import threading
@@ -65,7 +65,7 @@ class DeviceMap:
     word_order: str = "big"
 
     @classmethod
-    def load(cls, path: str | Path) -> "DeviceMap":
+    def load(cls, path: str | Path) -> DeviceMap:
         try:
             doc = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
@@ -73,7 +73,7 @@ class DeviceMap:
         return cls.parse(doc, str(path))
 
     @classmethod
-    def parse(cls, doc: dict, where: str = "register map") -> "DeviceMap":
+    def parse(cls, doc: dict, where: str = "register map") -> DeviceMap:
         d = dict(doc.get("device", {}))
         name = d.pop("name", None)
         if not name:
@@ -125,11 +125,16 @@ class ModbusDevice:
         """Contiguous runs of readable registers per table: (table, start, count, registers)."""
         runs = []
         for table in TABLES:
-            regs = sorted((r for r in self.spec.registers if r.table == table and "r" in r.access),
-                          key=lambda r: r.address)
+            regs = sorted(
+                (r for r in self.spec.registers if r.table == table and "r" in r.access), key=lambda r: r.address
+            )
             for r in regs:
-                if runs and runs[-1][0] == table and r.address <= runs[-1][1] + runs[-1][2] and \
-                        r.address + r.words - runs[-1][1] <= 120:
+                if (
+                    runs
+                    and runs[-1][0] == table
+                    and r.address <= runs[-1][1] + runs[-1][2]
+                    and r.address + r.words - runs[-1][1] <= 120
+                ):
                     t, start, count, members = runs[-1]
                     runs[-1] = (t, start, max(count, r.address + r.words - start), members + [r])
                 else:
@@ -152,7 +157,7 @@ class ModbusDevice:
             raw = struct.pack(fmt, v if r.type == "float32" else int(round(v)))
         except struct.error:
             raise ValueError(f"{r.name}: {value} does not fit {r.type} (scale {r.scale})") from None
-        words = [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+        words = [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
         return words[::-1] if r.words == 2 and self.spec.word_order == "little" else words
 
     def read_all(self) -> dict[str, float]:
@@ -166,7 +171,7 @@ class ModbusDevice:
             else:
                 words = (c.read_holding if table == "holding" else c.read_input)(start, count)
                 for r in regs:
-                    out[r.name] = self._decode(r, words[r.address - start:r.address - start + r.words])
+                    out[r.name] = self._decode(r, words[r.address - start : r.address - start + r.words])
         return out
 
     def write(self, name: str, value: float) -> None:
@@ -200,8 +205,9 @@ class DeviceNode(abc.ABC):
         """Publish the fault only when it changes; an empty message says the device is healthy again."""
         if message != self.fault:
             self.fault = message
-            self.fault_pub.publish(DeviceFault(device=self.device_name, active=bool(message), code=code,
-                                               message=message))
+            self.fault_pub.publish(
+                DeviceFault(device=self.device_name, active=bool(message), code=code, message=message)
+            )
 
     def close(self) -> None:
         self._stop.set()

@@ -5,6 +5,7 @@ version 500-502 and serial number 510-513 (ASCII). Writing 0x0200 to register 41
 16-byte frames `20 4E` + 6 x int16 LE + CRC-16/MODBUS (LE) over the first 14 bytes, ~100 Hz.
 Fifty 0xFF bytes stop the stream and give the port back to Modbus.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,18 +47,18 @@ def parse_stream(buf: bytearray) -> tuple[list[tuple[np.ndarray, np.ndarray]], i
     while True:
         i = buf.find(FRAME_HEADER)
         if i < 0:
-            del buf[:max(0, len(buf) - 1)]
+            del buf[: max(0, len(buf) - 1)]
             return out, bad
         if len(buf) < i + FRAME_LEN:
             del buf[:i]
             return out, bad
-        frame = bytes(buf[i:i + FRAME_LEN])
+        frame = bytes(buf[i : i + FRAME_LEN])
         if crc16_modbus(frame[:14]) == struct.unpack("<H", frame[14:])[0]:
             out.append(decode_wrench(struct.unpack("<6h", frame[2:14])))
-            del buf[:i + FRAME_LEN]
+            del buf[: i + FRAME_LEN]
         else:
             bad += 1
-            del buf[:i + 1]   # resync one byte on
+            del buf[: i + 1]  # resync one byte on
 
 
 class FT300:
@@ -68,7 +69,7 @@ class FT300:
         self._buf = bytearray()
         self.bad_frames = 0
 
-    def connect(self) -> "FT300":
+    def connect(self) -> FT300:
         """Stop a stream left running (the sensor keeps streaming across a host restart or an unplugged
         adapter, as the ROS driver's stop-after-boot also assumes), then talk Modbus."""
         try:
@@ -83,8 +84,11 @@ class FT300:
     def info(self) -> dict[str, str]:
         def text(regs):
             return b"".join(r.to_bytes(2, "big") for r in regs).rstrip(b"\x00").decode("ascii", "replace")
-        return {"firmware": text(self.client.read_holding(FIRMWARE, 3)),
-                "serial": text(self.client.read_holding(SERIAL, 4))}
+
+        return {
+            "firmware": text(self.client.read_holding(FIRMWARE, 3)),
+            "serial": text(self.client.read_holding(SERIAL, 4)),
+        }
 
     def read_wrench(self) -> tuple[np.ndarray, np.ndarray]:
         return decode_wrench(self.client.read_holding(DATA, 6))
@@ -133,8 +137,9 @@ class FT300:
 class FT300Node(DeviceNode):
     """`wrist/wrench` for every streamed frame; `wrist/fault` when the stream stops or the port goes."""
 
-    def __init__(self, node: Node, sensor: FT300, frame_id: str = "ft300", silence_s: float = 0.2,
-                 reconnect_s: float = 0.5):
+    def __init__(
+        self, node: Node, sensor: FT300, frame_id: str = "ft300", silence_s: float = 0.2, reconnect_s: float = 0.5
+    ):
         super().__init__(node, "wrist", "ft300:loop")
         self.sensor, self.frame_id = sensor, frame_id
         self.silence_s, self.reconnect_s = silence_s, reconnect_s
@@ -166,7 +171,8 @@ class FT300Node(DeviceNode):
         self.sensor.close()
 
 
-def run_ft300(node: Node, port: str = "/dev/ttyUSB2", baudrate: int = 19200, device_id: int = 9,
-              frame_id: str = "ft300") -> FT300Node:
+def run_ft300(
+    node: Node, port: str = "/dev/ttyUSB2", baudrate: int = 19200, device_id: int = 9, frame_id: str = "ft300"
+) -> FT300Node:
     """Graph entry point (`loopylab.firmware_bridge.modbus.ft300:run_ft300`)."""
     return FT300Node(node, FT300(port, baudrate, device_id), frame_id)

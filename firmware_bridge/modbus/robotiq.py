@@ -7,6 +7,7 @@ byte 4 speed, byte 5 force. Status block at 2000 (0x07D0): byte 0 gACT bit 0, gG
 byte 2 faults (gFLT low nibble, kFLT high), byte 3 position echo, byte 4 position, byte 5 current x 10 mA.
 Fault 9: no communication for at least 1 s — poll at least every second (the node polls at 50 Hz).
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,12 +21,19 @@ from loopylab.firmware_bridge.modbus.device import DeviceNode
 log = logging.getLogger("loopylab.robotiq")
 COMMAND, STATUS = 1000, 2000
 ACT, GTO, ATR, ARD = 0x01, 0x08, 0x10, 0x20
-FAULTS = {0x0: "", 0x5: "action delayed: activation (reactivation) must complete first",
-          0x7: "the activation bit must be set before an action", 0x8: "maximum operating temperature exceeded",
-          0x9: "no communication for at least 1 second (communication watchdog)",
-          0xA: "under minimum operating voltage", 0xB: "automatic release in progress",
-          0xC: "internal fault: contact support", 0xD: "activation fault: check for obstructions",
-          0xE: "overcurrent triggered", 0xF: "automatic release completed"}
+FAULTS = {
+    0x0: "",
+    0x5: "action delayed: activation (reactivation) must complete first",
+    0x7: "the activation bit must be set before an action",
+    0x8: "maximum operating temperature exceeded",
+    0x9: "no communication for at least 1 second (communication watchdog)",
+    0xA: "under minimum operating voltage",
+    0xB: "automatic release in progress",
+    0xC: "internal fault: contact support",
+    0xD: "activation fault: check for obstructions",
+    0xE: "overcurrent triggered",
+    0xF: "automatic release completed",
+}
 OBJECT = {0: "moving", 1: "object detected while opening", 2: "object detected while closing", 3: "at position"}
 MODELS = {  # stroke m, speed m/s (min, max), force N (min, max)
     "2f85": (0.085, (0.020, 0.150), (20.0, 235.0)),
@@ -50,10 +58,11 @@ class RobotiqStatus:
     current_ma: int
 
     @classmethod
-    def from_registers(cls, regs: list[int]) -> "RobotiqStatus":
+    def from_registers(cls, regs: list[int]) -> RobotiqStatus:
         b = [regs[0] >> 8, regs[0] & 0xFF, regs[1] >> 8, regs[1] & 0xFF, regs[2] >> 8, regs[2] & 0xFF]
-        return cls(b[0] & 1, (b[0] >> 3) & 1, (b[0] >> 4) & 3, (b[0] >> 6) & 3, b[2] & 0x0F, b[2] >> 4,
-                   b[3], b[4], b[5] * 10)
+        return cls(
+            b[0] & 1, (b[0] >> 3) & 1, (b[0] >> 4) & 3, (b[0] >> 6) & 3, b[2] & 0x0F, b[2] >> 4, b[3], b[4], b[5] * 10
+        )
 
     @property
     def activated(self) -> bool:
@@ -83,7 +92,7 @@ class RobotiqGripper:
         self.model = model
         self.stroke, self.speeds, self.forces = MODELS[model]
 
-    def connect(self) -> "RobotiqGripper":
+    def connect(self) -> RobotiqGripper:
         self.client.connect()
         return self
 
@@ -115,6 +124,7 @@ class RobotiqGripper:
     def to_units(self, cmd: GripperCommand) -> tuple[int, int, int]:
         def scale(v, lo, hi):
             return int(round(255 * min(1.0, max(0.0, (v - lo) / (hi - lo)))))
+
         pos = int(round(255 * (1.0 - min(1.0, max(0.0, cmd.position / self.stroke)))))
         return pos, scale(cmd.speed, *self.speeds), scale(cmd.force, *self.forces)
 
@@ -126,8 +136,14 @@ class RobotiqNode(DeviceNode):
     """`gripper/state` at `rate_hz` (polling also feeds the gripper's 1 s watchdog), `gripper/command`
     -> go-to, `gripper/fault` (DeviceFault, latched) for communication and gripper faults."""
 
-    def __init__(self, node: Node, gripper: RobotiqGripper, rate_hz: float = 50.0, activate: bool = True,
-                 reconnect_s: float = 0.5):
+    def __init__(
+        self,
+        node: Node,
+        gripper: RobotiqGripper,
+        rate_hz: float = 50.0,
+        activate: bool = True,
+        reconnect_s: float = 0.5,
+    ):
         super().__init__(node, "gripper", "robotiq:loop")
         self.g, self.period, self.auto_activate = gripper, 1.0 / rate_hz, activate
         self.reconnect_s = reconnect_s
@@ -154,10 +170,15 @@ class RobotiqNode(DeviceNode):
                     self.g.goto(*self.g.to_units(msg))
                     self.last_force = msg.force
                 s = self.g.status()
-                self.state_pub.publish(GripperState(position=self.g.opening(s.position),
-                                                    effort=self.last_force if s.object_detected else 0.0,
-                                                    object_detected=s.object_detected,
-                                                    ready=s.activated and not s.gFLT, fault=s.fault))
+                self.state_pub.publish(
+                    GripperState(
+                        position=self.g.opening(s.position),
+                        effort=self.last_force if s.object_detected else 0.0,
+                        object_detected=s.object_detected,
+                        ready=s.activated and not s.gFLT,
+                        fault=s.fault,
+                    )
+                )
                 self._report("device_fault" if s.gFLT else "", s.fault)
             except ModbusDeviceError as e:
                 self.connected = False
@@ -172,9 +193,18 @@ class RobotiqNode(DeviceNode):
         self.g.close()
 
 
-def run_robotiq(node: Node, transport: str = "rtu", port: str = "/dev/ttyUSB1", host: str = "127.0.0.1",
-                tcp_port: int = 502, baudrate: int = 115200, device_id: int = 9, model: str = "2f85",
-                rate_hz: float = 50.0, activate: bool = True) -> RobotiqNode:
+def run_robotiq(
+    node: Node,
+    transport: str = "rtu",
+    port: str = "/dev/ttyUSB1",
+    host: str = "127.0.0.1",
+    tcp_port: int = 502,
+    baudrate: int = 115200,
+    device_id: int = 9,
+    model: str = "2f85",
+    rate_hz: float = 50.0,
+    activate: bool = True,
+) -> RobotiqNode:
     """Graph entry point (`loopylab.firmware_bridge.modbus.robotiq:run_robotiq`)."""
     ep = Endpoint(transport=transport, port=port, host=host, tcp_port=tcp_port, baudrate=baudrate, device_id=device_id)
     return RobotiqNode(node, RobotiqGripper(ep, model), rate_hz, activate)

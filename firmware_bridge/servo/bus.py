@@ -16,6 +16,7 @@ Faults fall into the classes the arm driver reports (`fault_class`, `label`):
   at once, never retried;
 - `port_lost`: the adapter went away.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,11 +34,12 @@ from loopylab.firmware_bridge.servo.protocol import BROADCAST_ID, CorruptPacket,
 
 log = logging.getLogger("loopylab.motorbus")
 
-BARRIER_LENGTHS = (5, 7, 11, 13)   # READ lengths of the barrier (from address 0): none used by a request
+BARRIER_LENGTHS = (5, 7, 11, 13)  # READ lengths of the barrier (from address 0): none used by a request
 
 
 class MotorBusError(RuntimeError):
     """Anything that went wrong on the bus."""
+
     fault_class = "bus"
 
     @property
@@ -63,6 +65,7 @@ class CorruptResponseError(MotorBusError):
 
 class ProtocolError(MotorBusError):
     """A motor answered with a protocol error number: it could not carry out this request."""
+
     fault_class = "protocol_error"
 
     def __init__(self, message: str, motor_id: int, code: int):
@@ -81,6 +84,7 @@ class ProtocolError(MotorBusError):
 class MotorFaultError(MotorBusError):
     """A motor reported a hardware problem (its status error byte / alert); `bits` are its hardware
     error bits (Dynamixel Hardware_Error_Status, Feetech status), `error` the raw status byte."""
+
     fault_class = "motor_error"
 
     def __init__(self, message: str, motor_id: int, error: int, bits: int | None = None):
@@ -99,6 +103,7 @@ class MotorFaultError(MotorBusError):
 
 class PortLostError(MotorBusError):
     """The serial port went away (unplugged adapter, powered-down hub)."""
+
     fault_class = "port_lost"
 
 
@@ -123,13 +128,21 @@ def close_serial(ser: serial.Serial | None) -> None:
 @dataclass(frozen=True)
 class Motor:
     id: int
-    model: str = ""          # expected model name; empty = accept any of the protocol's models
-    mode: str = ""           # expected operating mode (servo.models.OPERATING_MODES); empty = not checked
+    model: str = ""  # expected model name; empty = accept any of the protocol's models
+    mode: str = ""  # expected operating mode (servo.models.OPERATING_MODES); empty = not checked
 
 
 class MotorBus:
-    def __init__(self, port: str, kind: str, motors: dict[str, Motor | int], baudrate: int = 1_000_000,
-                 retries: int = 2, latency_s: float = 0.02, return_delay_s: float = 0.0005):
+    def __init__(
+        self,
+        port: str,
+        kind: str,
+        motors: dict[str, Motor | int],
+        baudrate: int = 1_000_000,
+        retries: int = 2,
+        latency_s: float = 0.02,
+        return_delay_s: float = 0.0005,
+    ):
         """`latency_s`: USB adapter allowance per transaction (FTDI default latency timer is 16 ms;
         2-4 ms once it is set to 1 ms). `return_delay_s`: each motor's Return_Delay_Time."""
         self.port_name, self.kind = port, kind
@@ -141,9 +154,16 @@ class MotorBus:
         self.latency_s, self.return_delay_s = latency_s, return_delay_s
         self.ser: serial.Serial | None = None
         self._fd = -1
-        self.stats = {"transactions": 0, "retries": 0, "timeouts": 0, "corrupt": 0, "protocol_errors": 0,
-                      "stale": 0, "resyncs": 0}
-        self._dirty = False      # a reply may still be in flight from a failed try: send a barrier first
+        self.stats = {
+            "transactions": 0,
+            "retries": 0,
+            "timeouts": 0,
+            "corrupt": 0,
+            "protocol_errors": 0,
+            "stale": 0,
+            "resyncs": 0,
+        }
+        self._dirty = False  # a reply may still be in flight from a failed try: send a barrier first
         self._barriers = 0
 
     # -- port -----------------------------------------------------------------------
@@ -151,9 +171,13 @@ class MotorBus:
     def is_open(self) -> bool:
         return self.ser is not None
 
-    def open(self) -> "MotorBus":
-        self.ser = open_serial(self.port_name, self.baudrate, "Is the adapter plugged in, and are you in the "
-                               "dialout group? (loopylab arm find-port lists ports)", write_timeout=1)
+    def open(self) -> MotorBus:
+        self.ser = open_serial(
+            self.port_name,
+            self.baudrate,
+            "Is the adapter plugged in, and are you in the dialout group? (loopylab arm find-port lists ports)",
+            write_timeout=1,
+        )
         self._fd = self.ser.fileno()
         self.ser.reset_input_buffer()
         self._dirty = False
@@ -176,7 +200,7 @@ class MotorBus:
 
     # -- transactions --------------------------------------------------------------------
     def timeout_for(self, tx_bytes: int, rx_bytes: int, replies: int) -> float:
-        byte_s = 10.0 / self.baudrate            # 8N1: 10 bits a byte
+        byte_s = 10.0 / self.baudrate  # 8N1: 10 bits a byte
         return (tx_bytes + rx_bytes) * byte_s + replies * self.return_delay_s + self.latency_s
 
     def _write(self, data: bytes) -> None:
@@ -195,8 +219,9 @@ class MotorBus:
         except OSError as e:
             raise PortLostError(f"{self.port_name} went away: {e}") from e
 
-    def _collect(self, expect: list[tuple[int, int]], timeout: float, what: str,
-                 barrier: tuple[int, int] | None = None) -> tuple[dict[int, StatusPacket], list[str]]:
+    def _collect(
+        self, expect: list[tuple[int, int]], timeout: float, what: str, barrier: tuple[int, int] | None = None
+    ) -> tuple[dict[int, StatusPacket], list[str]]:
         """Read status packets until every (id, data length) in `expect` has answered, or every expected
         packet has come (some corrupt), or the deadline. Returns (good replies, what was corrupt).
         Everything before the `barrier`'s answer, and any packet that does not match (another motor, a
@@ -226,16 +251,16 @@ class MotorBus:
             while True:
                 try:
                     pkt, start = parse(buf, start)
-                except CorruptPacket as e:      # skip it; the other motors' answers still count
+                except CorruptPacket as e:  # skip it; the other motors' answers still count
                     start = e.resume
-                    if barrier is not None:     # most likely the barrier's answer: what follows is ours
+                    if barrier is not None:  # most likely the barrier's answer: what follows is ours
                         barrier = None
                     else:
                         corrupt.append(str(e))
                     continue
                 if pkt is None:
                     break
-                if barrier is not None:       # (a motor may answer the barrier with an error and no data)
+                if barrier is not None:  # (a motor may answer the barrier with an error and no data)
                     if pkt.id == barrier[0] and (len(pkt.params) == barrier[1] or (pkt.error and not pkt.params)):
                         barrier = None
                     else:
@@ -260,8 +285,14 @@ class MotorBus:
     def _describe(self, ids: list[int]) -> str:
         return ", ".join(f"motor {i}" + (f" ({self.names[i]})" if i in self.names else "") for i in ids)
 
-    def transact(self, packet: bytes, expect: list[tuple[int, int]], what: str,
-                 subset: Callable[[list[int]], bytes] | None = None, prefix: bytes = b"") -> dict[int, StatusPacket]:
+    def transact(
+        self,
+        packet: bytes,
+        expect: list[tuple[int, int]],
+        what: str,
+        subset: Callable[[list[int]], bytes] | None = None,
+        prefix: bytes = b"",
+    ) -> dict[int, StatusPacket]:
         """Send `packet`, collect the expected replies; retry transient failures `retries` times. With
         `subset` (ids -> the same request for those motors only, e.g. a SYNC READ), a retry asks only the
         motors whose answer is still missing. `prefix` (packets that need no reply, e.g. a SYNC WRITE) goes
@@ -284,10 +315,13 @@ class MotorBus:
             self._write(out + packet)
             if not pending:
                 return {}
-            timeout = self.timeout_for(len(packet) + extra, sum(self.proto.status_size(n) for _, n in pending),
-                                       len(pending) + (barrier is not None))
+            timeout = self.timeout_for(
+                len(packet) + extra,
+                sum(self.proto.status_size(n) for _, n in pending),
+                len(pending) + (barrier is not None),
+            )
             replies, corrupt = self._collect(pending, timeout, what, barrier)
-            protocol = self._check_errors(replies, what)   # raises at once on a hardware error
+            protocol = self._check_errors(replies, what)  # raises at once on a hardware error
             done.update({i: p for i, p in replies.items() if i not in protocol})
             pending = [(i, n) for i, n in pending if i not in done]
             if not pending:
@@ -303,12 +337,17 @@ class MotorBus:
                 last = CorruptResponseError(f"{what}: corrupted reply ({corrupt[0]})")
             else:
                 self.stats["timeouts"] += 1
-                last = NoResponseError(f"{self._describe(missing)} did not answer {what} within "
-                                       f"{timeout * 1e3:.1f} ms on {self.port_name} at {self.baudrate} baud", missing)
+                last = NoResponseError(
+                    f"{self._describe(missing)} did not answer {what} within "
+                    f"{timeout * 1e3:.1f} ms on {self.port_name} at {self.baudrate} baud",
+                    missing,
+                )
         if isinstance(last, NoResponseError):
-            raise NoResponseError(f"{last} (after {self.retries + 1} tries). Check the cable, the power "
-                                  f"supply and that the motor was set up (loopylab arm setup-motors)",
-                                  last.motor_ids)
+            raise NoResponseError(
+                f"{last} (after {self.retries + 1} tries). Check the cable, the power "
+                f"supply and that the motor was set up (loopylab arm setup-motors)",
+                last.motor_ids,
+            )
         if isinstance(last, ProtocolError):
             raise ProtocolError(f"{last} (after {self.retries + 1} tries)", last.motor_id, last.code)
         raise CorruptResponseError(f"{last} (after {self.retries + 1} tries)")
@@ -323,17 +362,21 @@ class MotorBus:
             code, bits = self.proto.split_error(pkt.error)
             if bits:
                 detail = self.proto.describe_error(pkt.error)
-                if self.kind == "dynamixel":   # the alert bit only says "look at Hardware_Error_Status"
+                if self.kind == "dynamixel":  # the alert bit only says "look at Hardware_Error_Status"
                     from loopylab.firmware_bridge.servo.dynamixel import describe_hardware_error
+
                     hw = self._hardware_error_bits(id)
                     if hw == 0:
-                        continue                      # cleared since (the answer to a REBOOT)
+                        continue  # cleared since (the answer to a REBOOT)
                     if hw is not None:
                         bits, detail = hw, f"hardware error: {describe_hardware_error(hw)}"
                 raise MotorFaultError(f"{what}: {self._describe([id])} reports {detail}", id, pkt.error, bits)
             if code:
-                protocol[id] = ProtocolError(f"{what}: {self._describe([id])} answered "
-                                             f"{self.proto.describe_error(code)} (0x{code:02X})", id, code)
+                protocol[id] = ProtocolError(
+                    f"{what}: {self._describe([id])} answered {self.proto.describe_error(code)} (0x{code:02X})",
+                    id,
+                    code,
+                )
         return protocol
 
     def _hardware_error_bits(self, id: int) -> int | None:
@@ -392,8 +435,7 @@ class MotorBus:
         return found
 
     def read_raw(self, id: int, address: int, length: int) -> bytes:
-        r = self.transact(self.proto.read(id, address, length), [(id, length)],
-                          f"READ @{address}+{length}")
+        r = self.transact(self.proto.read(id, address, length), [(id, length)], f"READ @{address}+{length}")
         return r[id].params
 
     def read(self, name: str, motor: str | int) -> int:
@@ -413,16 +455,20 @@ class MotorBus:
             self.transact(self.proto.write(id, reg.address, data), [(id, 0)], what)
         except ProtocolError as e:
             if reg.eeprom and e.code == 7:
-                raise ProtocolError(f"{e}; EEPROM registers need torque off (bus.torque_disabled())",
-                                    e.motor_id, e.code) from None
+                raise ProtocolError(
+                    f"{e}; EEPROM registers need torque off (bus.torque_disabled())", e.motor_id, e.code
+                ) from None
             raise
         if self.kind == "feetech" and reg.eeprom:
             self.write("Lock", id, 1)
 
     def write_broadcast(self, name: str, value: int) -> None:
         reg = self.reg(name)
-        self.transact(self.proto.write(BROADCAST_ID, reg.address, self.proto.encode_value(reg, value)), [],
-                      f"broadcast WRITE {name}")
+        self.transact(
+            self.proto.write(BROADCAST_ID, reg.address, self.proto.encode_value(reg, value)),
+            [],
+            f"broadcast WRITE {name}",
+        )
 
     def block(self, names: list[str]) -> tuple[int, int]:
         """(address, length) of the contiguous span covering the named registers."""
@@ -430,12 +476,17 @@ class MotorBus:
         lo = min(r.address for r in regs)
         return lo, max(r.address + r.size for r in regs) - lo
 
-    def sync_read_raw(self, address: int, length: int, ids: list[int], what: str = "",
-                      prefix: bytes = b"") -> dict[int, bytes]:
+    def sync_read_raw(
+        self, address: int, length: int, ids: list[int], what: str = "", prefix: bytes = b""
+    ) -> dict[int, bytes]:
         """SYNC READ of `length` bytes at `address` from `ids`; `prefix` goes out first (see transact)."""
-        r = self.transact(self.proto.sync_read(address, length, ids), [(i, length) for i in ids],
-                          what or f"SYNC READ @{address}+{length}", lambda some: self.proto.sync_read(address, length, some),
-                          prefix)
+        r = self.transact(
+            self.proto.sync_read(address, length, ids),
+            [(i, length) for i in ids],
+            what or f"SYNC READ @{address}+{length}",
+            lambda some: self.proto.sync_read(address, length, some),
+            prefix,
+        )
         return {i: r[i].params for i in ids}
 
     def sync_read(self, names: str | list[str], motors: list[str] | None = None) -> dict[str, dict[str, int] | int]:
@@ -450,8 +501,10 @@ class MotorBus:
         table = self.proto.table
         for m in motors:
             data = raw[self.ids[m]]
-            vals = {r: dec(table[r], data[table[r].address - address:table[r].address - address + table[r].size])
-                    for r in regs}
+            vals = {
+                r: dec(table[r], data[table[r].address - address : table[r].address - address + table[r].size])
+                for r in regs
+            }
             out[m] = vals[regs[0]] if single else vals
         return out
 
@@ -491,9 +544,12 @@ class MotorBus:
             except NoResponseError:
                 missing.append(m.id)
         if missing:
-            raise NoResponseError(f"missing motors on {self.port_name}: {self._describe(missing)} "
-                                  f"(found {sorted(models)}). Check cables and power, or run "
-                                  f"`loopylab arm setup-motors`", missing)
+            raise NoResponseError(
+                f"missing motors on {self.port_name}: {self._describe(missing)} "
+                f"(found {sorted(models)}). Check cables and power, or run "
+                f"`loopylab arm setup-motors`",
+                missing,
+            )
         wrong = []
         for name, number in models.items():
             want = self.motors[name].model
@@ -501,8 +557,10 @@ class MotorBus:
             if want and want != have:
                 wrong.append(f"{self._describe([self.motors[name].id])} is a {have}, expected {want}")
         if wrong:
-            raise MotorBusError("; ".join(wrong) + ": describe the motors fitted (`--motors joint=model,...` or "
-                                "the arm node's `motors` table)")
+            raise MotorBusError(
+                "; ".join(wrong) + ": describe the motors fitted (`--motors joint=model,...` or "
+                "the arm node's `motors` table)"
+            )
         self.check_modes()
         return models
 
@@ -510,6 +568,7 @@ class MotorBus:
         """Refuse motors whose Operating_Mode is not the one described (e.g. left in extended position by
         another tool: their position limits are then inactive)."""
         from loopylab.firmware_bridge.servo.models import mode_name, mode_value
+
         wrong = []
         for name, m in self.motors.items():
             if m.mode:
@@ -517,8 +576,9 @@ class MotorBus:
                 if have != mode_value(self.kind, m.mode):
                     wrong.append(f"{self._describe([m.id])} is in {mode_name(self.kind, have)} mode, expected {m.mode}")
         if wrong:
-            raise MotorBusError("; ".join(wrong) + ": run `loopylab arm setup-motors --configure-only` to write "
-                                "the described modes")
+            raise MotorBusError(
+                "; ".join(wrong) + ": run `loopylab arm setup-motors --configure-only` to write the described modes"
+            )
 
     def set_torque(self, on: bool, motors: list[str] | None = None) -> None:
         self.sync_write("Torque_Enable", {m: int(on) for m in (motors or self.motors)})

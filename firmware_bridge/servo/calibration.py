@@ -13,21 +13,22 @@ measures angles from the middle of each joint's recorded range (its DEGREES mode
 -100..100 and RANGE_0_100 the gripper to 0..100), so the import keeps offsets and ranges as they are
 and sets zero = (range_min + range_max) / 2.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from loopylab.firmware_bridge.servo.bus import MotorBus
 from loopylab.world.config import ConfigError, check_keys
 
 CENTRE = 2047
-UNCALIBRATED_ZERO = 2048.0       # the zero of files written before `zero` existed (and of uncalibrated arms)
+UNCALIBRATED_ZERO = 2048.0  # the zero of files written before `zero` existed (and of uncalibrated arms)
 LEROBOT_KEYS = ("id", "drive_mode", "homing_offset", "range_min", "range_max")
 
 
@@ -38,11 +39,11 @@ class CalibrationMismatch(RuntimeError):
 @dataclass
 class MotorCalibration:
     id: int
-    drive_mode: int = 0          # 1 = reversed (radians negated)
+    drive_mode: int = 0  # 1 = reversed (radians negated)
     homing_offset: int = 0
     range_min: int = 0
     range_max: int = 4095
-    zero: float = UNCALIBRATED_ZERO   # present position (ticks) of 0 rad
+    zero: float = UNCALIBRATED_ZERO  # present position (ticks) of 0 rad
 
 
 TICK_RAD = 2.0 * math.pi / 4096
@@ -108,9 +109,14 @@ def from_lerobot(path: str | os.PathLike, joints: list[str] | None = None) -> di
             raise ConfigError(f"{path}: {name}: missing {missing}")
         if not c["range_min"] < c["range_max"]:
             raise ConfigError(f"{path}: {name}: range_min {c['range_min']} is not below range_max {c['range_max']}")
-        out[name] = MotorCalibration(id=int(c["id"]), drive_mode=int(c["drive_mode"]),
-                                     homing_offset=int(c["homing_offset"]), range_min=int(c["range_min"]),
-                                     range_max=int(c["range_max"]), zero=(c["range_min"] + c["range_max"]) / 2)
+        out[name] = MotorCalibration(
+            id=int(c["id"]),
+            drive_mode=int(c["drive_mode"]),
+            homing_offset=int(c["homing_offset"]),
+            range_min=int(c["range_min"]),
+            range_max=int(c["range_max"]),
+            zero=(c["range_min"] + c["range_max"]) / 2,
+        )
     return out
 
 
@@ -142,14 +148,20 @@ def check(bus: MotorBus, calib: dict[str, MotorCalibration]) -> None:
             continue
         if c.id != bus.ids[name]:
             problems.append(f"{name}: file says ID {c.id}, bus uses {bus.ids[name]}")
-        for reg, want in (("Homing_Offset", c.homing_offset), ("Min_Position_Limit", c.range_min),
-                          ("Max_Position_Limit", c.range_max)):
+        for reg, want in (
+            ("Homing_Offset", c.homing_offset),
+            ("Min_Position_Limit", c.range_min),
+            ("Max_Position_Limit", c.range_max),
+        ):
             if regs[reg] != want:
                 problems.append(f"{name} (motor {bus.ids[name]}): {reg} is {regs[reg]}, file says {want}")
     if problems:
-        raise CalibrationMismatch("calibration does not match the motors (" + "; ".join(problems) +
-                                  "): run `loopylab arm calibrate` again, or import the calibration the motors "
-                                  "hold (`--from-lerobot FILE`)")
+        raise CalibrationMismatch(
+            "calibration does not match the motors ("
+            + "; ".join(problems)
+            + "): run `loopylab arm calibrate` again, or import the calibration the motors "
+            "hold (`--from-lerobot FILE`)"
+        )
 
 
 def write_to_motors(bus: MotorBus, calib: dict[str, MotorCalibration]) -> None:
@@ -167,15 +179,16 @@ def record_homing(bus: MotorBus) -> dict[str, int]:
     for m in bus.motors:
         bus.write("Homing_Offset", m, 0)
     actual = bus.sync_read("Present_Position")
-    sign = 1 if bus.kind == "dynamixel" else -1   # Dynamixel adds the offset, Feetech subtracts it
+    sign = 1 if bus.kind == "dynamixel" else -1  # Dynamixel adds the offset, Feetech subtracts it
     return {m: sign * (CENTRE - actual[m]) for m in bus.motors}
 
 
-def record_ranges(bus: MotorBus, done: Callable[[], bool], period_s: float = 0.02,
-                  full_turn: tuple[str, ...] = ()) -> dict[str, tuple[int, int]]:
+def record_ranges(
+    bus: MotorBus, done: Callable[[], bool], period_s: float = 0.02, full_turn: tuple[str, ...] = ()
+) -> dict[str, tuple[int, int]]:
     """Sample positions every `period_s` while the user sweeps each joint, until `done()`."""
-    lo = {m: 1 << 30 for m in bus.motors}
-    hi = {m: -(1 << 30) for m in bus.motors}
+    lo = dict.fromkeys(bus.motors, 1 << 30)
+    hi = dict.fromkeys(bus.motors, -(1 << 30))
     while True:
         for m, p in bus.sync_read("Present_Position").items():
             lo[m], hi[m] = min(lo[m], p), max(hi[m], p)
@@ -189,8 +202,13 @@ def record_ranges(bus: MotorBus, done: Callable[[], bool], period_s: float = 0.0
     return out
 
 
-def calibrate(bus: MotorBus, wait_centred: Callable[[], None], sweep_done: Callable[[], bool],
-              reversed_joints: tuple[str, ...] = (), full_turn: tuple[str, ...] = ()) -> dict[str, MotorCalibration]:
+def calibrate(
+    bus: MotorBus,
+    wait_centred: Callable[[], None],
+    sweep_done: Callable[[], bool],
+    reversed_joints: tuple[str, ...] = (),
+    full_turn: tuple[str, ...] = (),
+) -> dict[str, MotorCalibration]:
     """The full flow: centre -> homing offsets -> sweep -> ranges -> written to the motors."""
     bus.set_torque(False)
     for m in bus.motors:  # limits wide open while the user moves the arm
@@ -201,8 +219,17 @@ def calibrate(bus: MotorBus, wait_centred: Callable[[], None], sweep_done: Calla
     for m, off in offsets.items():
         bus.write("Homing_Offset", m, off)
     ranges = record_ranges(bus, sweep_done, full_turn=full_turn)
-    calib = {m: MotorCalibration(id=bus.ids[m], drive_mode=int(m in reversed_joints), homing_offset=offsets[m],
-                                 range_min=ranges[m][0], range_max=ranges[m][1], zero=CENTRE) for m in bus.motors}
+    calib = {
+        m: MotorCalibration(
+            id=bus.ids[m],
+            drive_mode=int(m in reversed_joints),
+            homing_offset=offsets[m],
+            range_min=ranges[m][0],
+            range_max=ranges[m][1],
+            zero=CENTRE,
+        )
+        for m in bus.motors
+    }
     for m, c in calib.items():
         bus.write("Min_Position_Limit", m, c.range_min)
         bus.write("Max_Position_Limit", m, c.range_max)

@@ -1,5 +1,6 @@
 """The servo codecs by family name. The registry lives apart from `servo.protocol`, which the codecs build on,
 so that no module imports one that imports it back."""
+
 from __future__ import annotations
 
 from loopylab.firmware_bridge.servo.dynamixel import DynamixelProtocol

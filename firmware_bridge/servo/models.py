@@ -7,6 +7,7 @@ Effort (N·m per raw unit of the register read next to position and velocity):
   the torque constant;
 - STS3215 / STS3250: Present_Load (60), 0.1 % of the stall torque, sign in bit 10.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class EffortUnit:
-    quantity: str           # "load" (0.1 % of max torque) | "current"
-    nm_per_unit: float      # N·m per raw register unit
+    quantity: str  # "load" (0.1 % of max torque) | "current"
+    nm_per_unit: float  # N·m per raw register unit
 
 
 # stall torques (N·m) at the arms' supply voltages and torque constants (N·m/A), from the datasheets
@@ -35,8 +36,14 @@ DEFAULT_EFFORT = {"dynamixel": EffortUnit("current", 0.00269 * 1.0), "feetech": 
 
 # Operating_Mode values by name (Dynamixel X-series register 11; Feetech STS register 33)
 OPERATING_MODES: dict[str, dict[str, int]] = {
-    "dynamixel": {"current": 0, "velocity": 1, "position": 3, "extended_position": 4,
-                  "current_based_position": 5, "pwm": 16},
+    "dynamixel": {
+        "current": 0,
+        "velocity": 1,
+        "position": 3,
+        "extended_position": 4,
+        "current_based_position": 5,
+        "pwm": 16,
+    },
     "feetech": {"position": 0, "velocity": 1, "pwm": 2, "step": 3},
 }
 

@@ -5,10 +5,12 @@ a port (that is `servo.bus`), so the codecs are pure functions that can be prope
 compared byte for byte with the vendor SDKs. The codecs themselves (`dynamixel`, `feetech`) build on this
 module; `servo.codecs` picks one by family name.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 class CorruptPacket(ValueError):
@@ -38,6 +40,7 @@ class StatusPacket:
 class Register:
     """One control-table entry. `signed` is the sign convention: None (unsigned), "twos" (Dynamixel)
     or the sign bit index of a sign-magnitude value (Feetech: 15 for positions, 11 for the offset)."""
+
     name: str
     address: int
     size: int
@@ -46,29 +49,43 @@ class Register:
     signed: str | int | None = None
 
 
-def make_table(rows: list[tuple], eeprom_end: int, read_only: set[str], signed: dict[str, str | int]
-               ) -> dict[str, Register]:
-    return {name: Register(name, addr, size, addr < eeprom_end, name not in read_only, signed.get(name))
-            for name, addr, size in rows}
+def make_table(
+    rows: list[tuple], eeprom_end: int, read_only: set[str], signed: dict[str, str | int]
+) -> dict[str, Register]:
+    return {
+        name: Register(name, addr, size, addr < eeprom_end, name not in read_only, signed.get(name))
+        for name, addr, size in rows
+    }
 
 
 # Instruction codes shared by both families (Feetech has no BULK_READ, Dynamixel no RESET/OFSCAL).
 PING, READ, WRITE, REG_WRITE, ACTION, FACTORY_RESET, REBOOT = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x08
 SYNC_READ, SYNC_WRITE, BULK_READ, BULK_WRITE = 0x82, 0x83, 0x92, 0x93
 BROADCAST_ID = 0xFE
-INSTRUCTION_NAMES = {PING: "PING", READ: "READ", WRITE: "WRITE", REG_WRITE: "REG_WRITE", ACTION: "ACTION",
-                     FACTORY_RESET: "FACTORY_RESET", REBOOT: "REBOOT", SYNC_READ: "SYNC_READ",
-                     SYNC_WRITE: "SYNC_WRITE", BULK_READ: "BULK_READ", BULK_WRITE: "BULK_WRITE"}
+INSTRUCTION_NAMES = {
+    PING: "PING",
+    READ: "READ",
+    WRITE: "WRITE",
+    REG_WRITE: "REG_WRITE",
+    ACTION: "ACTION",
+    FACTORY_RESET: "FACTORY_RESET",
+    REBOOT: "REBOOT",
+    SYNC_READ: "SYNC_READ",
+    SYNC_WRITE: "SYNC_WRITE",
+    BULK_READ: "BULK_READ",
+    BULK_WRITE: "BULK_WRITE",
+}
 
 
 class ServoProtocol(ABC):
     """Base of the two codecs. Subclasses set the class attributes and the framing methods."""
+
     name: str = ""
-    table: dict[str, Register] = {}
-    models: dict[int, str] = {}            # model number -> model name
-    baud_codes: dict[int, int] = {}        # register code -> baud rate
-    resolution: int = 4096                 # ticks per turn
-    addr_size: int = 1                     # bytes of an address / length field in SYNC_* params
+    table: ClassVar[dict[str, Register]] = {}
+    models: ClassVar[dict[int, str]] = {}  # model number -> model name
+    baud_codes: ClassVar[dict[int, int]] = {}  # register code -> baud rate
+    resolution: int = 4096  # ticks per turn
+    addr_size: int = 1  # bytes of an address / length field in SYNC_* params
     has_bulk_read: bool = False
     min_status_len: int = 6
 

@@ -1,5 +1,6 @@
 """Finding the adapter's port, giving each new motor its ID and baud rate (one motor at a time), and
 writing the operating modes and gains the robot description asks for."""
+
 from __future__ import annotations
 
 import glob
@@ -19,7 +20,7 @@ class PortInfo:
     device: str
     description: str = ""
     hwid: str = ""
-    latency_timer_ms: int | None = None   # FTDI adapters only
+    latency_timer_ms: int | None = None  # FTDI adapters only
 
 
 def latency_timer(device: str) -> int | None:
@@ -32,6 +33,7 @@ def latency_timer(device: str) -> int | None:
 
 def list_ports() -> list[PortInfo]:
     from serial.tools import list_ports
+
     found = {p.device: PortInfo(p.device, p.description or "", p.hwid or "") for p in list_ports.comports()}
     for dev in glob.glob("/dev/ttyUSB*") + glob.glob("/dev/ttyACM*"):
         found.setdefault(dev, PortInfo(dev))
@@ -55,10 +57,11 @@ def find_motor(bus: MotorBus, bauds: list[int] | None = None) -> tuple[int, int,
         bus.set_baudrate(baud)
         found = bus.broadcast_ping()
         if len(found) > 1:
-            raise MotorBusError(f"{len(found)} motors answer at {baud} baud (IDs {sorted(found)}): connect only "
-                                "the motor being set up")
+            raise MotorBusError(
+                f"{len(found)} motors answer at {baud} baud (IDs {sorted(found)}): connect only the motor being set up"
+            )
         if found:
-            (id, model), = found.items()
+            ((id, model),) = found.items()
             return baud, id, model
     raise NoResponseError(f"no motor answered on {bus.port_name} at any of {bauds} baud; check power and cable", [])
 
@@ -75,13 +78,16 @@ def setup_motor(bus: MotorBus, new_id: int, baudrate: int = 1_000_000) -> tuple[
 
     def write(id, reg, value):
         r = t[reg]
-        bus.transact(proto.instruction(id, WRITE, proto._addr(r.address) + proto.encode_value(r, value)),
-                     [(id, 0)], f"WRITE {reg}")
+        bus.transact(
+            proto.instruction(id, WRITE, proto._addr(r.address) + proto.encode_value(r, value)),
+            [(id, 0)],
+            f"WRITE {reg}",
+        )
 
     write(old_id, "Torque_Enable", 0)
     if bus.kind == "feetech":
         write(old_id, "Lock", 0)
-    write(old_id, "Return_Delay_Time", 0)   # replies at once: the sync-read loop depends on it
+    write(old_id, "Return_Delay_Time", 0)  # replies at once: the sync-read loop depends on it
     if old_id != new_id:
         write(old_id, "ID", new_id)
     write(new_id, "Baud_Rate", codes[baudrate])

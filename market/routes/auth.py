@@ -1,12 +1,20 @@
 """Sign in with Ethereum: a single-use nonce, the signed EIP-4361 message exchanged for a session (a bearer
 token, and the HttpOnly cookie the web pages use), sign-out, and who am I."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
 from loopylab.market.models import AddressOut, LoginIn, LoginOut, NonceOut, OkOut
-from loopylab.market.routes.deps import (SESSION_COOKIE, AuthDep, AuthorizationHeader, ConfigDep, MarketDep, User,
-                                         session_token)
+from loopylab.market.routes.deps import (
+    SESSION_COOKIE,
+    AuthDep,
+    AuthorizationHeader,
+    ConfigDep,
+    MarketDep,
+    User,
+    session_token,
+)
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -15,8 +23,13 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 def nonce(auth: AuthDep, config: ConfigDep, market: MarketDep):
     n, expires = auth.new_nonce()
     chain = market.chain
-    return {"nonce": n, "expires_at": expires, "domain": config.domain, "uri": config.base_url,
-            "chain_id": chain.chain_id if chain else 1}
+    return {
+        "nonce": n,
+        "expires_at": expires,
+        "domain": config.domain,
+        "uri": config.base_url,
+        "chain_id": chain.chain_id if chain else 1,
+    }
 
 
 @router.post("/login", summary="Exchange a signed EIP-4361 message for a session", response_model=LoginOut)

@@ -1,13 +1,14 @@
 """Bounties: post (a draft), list, read, edit and cancel while a draft, the escrow transaction that funds one,
 funding (which opens it), and the refund of what is left after settlement. Bodies and answers are built from
 the one definition of a bounty's terms (market/terms.py)."""
+
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from loopylab.market.models import BountyOut, BountyPatch, FundingOut, FundIn
+from loopylab.market.models import BountyOut, BountyPatch, FundIn, FundingOut
 from loopylab.market.routes.deps import Id, MarketDep, User
 from loopylab.market.terms import BountyTerms
 
@@ -21,8 +22,12 @@ def post_bounty(body: BountyTerms, address: User, market: MarketDep):
 
 
 @router.get("", response_model=list[BountyOut])
-def list_bounties(market: MarketDep, state: State = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                  offset: Annotated[int, Query(ge=0, le=10**6)] = 0):
+def list_bounties(
+    market: MarketDep,
+    state: State = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
+):
     return market.list_bounties(state, limit, offset)
 
 

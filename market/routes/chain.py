@@ -1,5 +1,6 @@
 """The chain the market pays on: which chain and escrow, test money on the embedded chain, and the books
 (DB payouts) compared with the escrow's events and balance."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
@@ -24,8 +25,13 @@ def _escrow_chain(market: Market) -> Chain:
 @router.get("", summary="Which chain and escrow this market pays on", response_model=ChainOut)
 def chain_info(market: MarketDep, config: ConfigDep):
     chain = _escrow_chain(market)
-    return {"chain_id": chain.chain_id, "escrow_address": chain.escrow.address, "embedded": chain.embedded,
-            "operator": chain.operator.address, "confirmations": config.confirmations}
+    return {
+        "chain_id": chain.chain_id,
+        "escrow_address": chain.escrow.address,
+        "embedded": chain.embedded,
+        "operator": chain.operator.address,
+        "confirmations": config.confirmations,
+    }
 
 
 @router.post("/faucet", summary="Embedded chain only: 100 test ETH to the caller", response_model=FaucetOut)
@@ -37,8 +43,9 @@ def faucet(address: User, market: MarketDep):
     return {"address": address, "value_wei": str(FAUCET_WEI)}
 
 
-@router.get("/reconcile", summary="Compare DB payouts with the escrow's events and balance",
-            response_model=ReconcileOut)
+@router.get(
+    "/reconcile", summary="Compare DB payouts with the escrow's events and balance", response_model=ReconcileOut
+)
 def chain_reconcile(market: MarketDep):
     chain = _escrow_chain(market)
     with chain.lock:

@@ -1,4 +1,5 @@
 """Claims: reserve a slot on an open bounty, list and read your claims, give a slot back."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter

@@ -1,5 +1,6 @@
 """What the routes depend on (FastAPI `Depends`): the market, sign-in and settings from the app's state, and the
 signed-in address from the session token (a bearer header from clients, the session cookie from browsers)."""
+
 from __future__ import annotations
 
 from typing import Annotated

@@ -1,4 +1,5 @@
 """The health probe load balancers and the load benchmark ask."""
+
 from __future__ import annotations
 
 import time

@@ -1,6 +1,7 @@
 """Server-rendered pages (Jinja2, no build step): bounty list and detail, submission status,
 leaderboard, my payouts. They read the same service views as the API and obey the same access
 rules; the session comes from the `loopylab_session` cookie set by POST /auth/login."""
+
 from __future__ import annotations
 
 import time
@@ -63,8 +64,13 @@ def error(request: Request, me: str | None, exc: MarketError):
 
 @router.get("/")
 def bounty_list(request: Request, market: MarketDep, me: Viewer, state: str | None = None):
-    return page(request, me, "bounties.html",
-                bounties=market.list_bounties(state if state in STATES else None, 200), state=state)
+    return page(
+        request,
+        me,
+        "bounties.html",
+        bounties=market.list_bounties(state if state in STATES else None, 200),
+        state=state,
+    )
 
 
 @router.get("/bounty/{bounty_id}")

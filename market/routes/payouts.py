@@ -1,4 +1,5 @@
 """Money and standings: withdraw what the escrow credited you, your payouts, the leaderboard."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -24,4 +25,3 @@ def my_payouts(address: User, market: MarketDep):
 @router.get("/leaderboard", response_model=list[LeaderOut])
 def leaderboard(market: MarketDep, limit: Annotated[int, Query(ge=1, le=500)] = 20):
     return market.leaderboard(limit)
-

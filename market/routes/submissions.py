@@ -1,5 +1,6 @@
 """Submissions: submit a claim's uploaded files (the verification pipeline runs), read one or a bounty's
 (the requester sees all, a contributor their own), and the requester's review: approve, or reject with a reason."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
@@ -10,15 +11,21 @@ from loopylab.market.routes.deps import Id, MarketDep, User
 router = APIRouter(tags=["submissions"])
 
 
-@router.get("/bounties/{bounty_id}/submissions",
-            summary="The requester sees all submissions, a contributor only their own",
-            response_model=list[SubmissionOut])
+@router.get(
+    "/bounties/{bounty_id}/submissions",
+    summary="The requester sees all submissions, a contributor only their own",
+    response_model=list[SubmissionOut],
+)
 def bounty_submissions(bounty_id: Id, address: User, market: MarketDep):
     return market.list_submissions(address, bounty_id)
 
 
-@router.post("/claims/{claim_id}/submission", status_code=201,
-             summary="Submit the uploaded files of a claim; runs verification", response_model=SubmissionOut)
+@router.post(
+    "/claims/{claim_id}/submission",
+    status_code=201,
+    summary="Submit the uploaded files of a claim; runs verification",
+    response_model=SubmissionOut,
+)
 def submit(claim_id: Id, body: SubmissionIn, address: User, market: MarketDep):
     sub = market.submit(address, claim_id, body.manifest, body.signature)
     return market.get_submission(address, sub.id)
@@ -29,8 +36,11 @@ def get_submission(submission_id: Id, address: User, market: MarketDep):
     return market.get_submission(address, submission_id)
 
 
-@router.post("/submissions/{submission_id}/review", summary="Approve, or reject with a reason (bounty requester only)",
-             response_model=SubmissionOut)
+@router.post(
+    "/submissions/{submission_id}/review",
+    summary="Approve, or reject with a reason (bounty requester only)",
+    response_model=SubmissionOut,
+)
 def review(submission_id: Id, body: ReviewIn, address: User, market: MarketDep):
     market.review(address, submission_id, body.approve, body.reason)
     return market.get_submission(address, submission_id)

@@ -1,5 +1,6 @@
 """What a contributor's rig brings: its signing key (registered to the contributor's account) and its files
 (streamed up, stored under their sha256; downloaded by their uploader or the reviewing requester)."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -14,20 +15,34 @@ from loopylab.market.service import MarketError
 from loopylab.market.storage import TooLarge
 
 router = APIRouter()
-RAW_BODY = {"requestBody": {"required": True, "content": {
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 
-@router.post("/rigs", status_code=201, tags=["rigs"], summary="Register a rig's signing key to your account",
-             response_model=RigOut)
+@router.post(
+    "/rigs",
+    status_code=201,
+    tags=["rigs"],
+    summary="Register a rig's signing key to your account",
+    response_model=RigOut,
+)
 def register_rig(body: RigIn, address: User, market: MarketDep):
     r = market.register_rig(address, body.address, body.signature, body.label)
     return {"address": r.address, "owner": r.owner, "label": r.label}
 
 
-@router.put("/blobs", status_code=201, tags=["uploads"],
-            summary="Upload one file (raw body, streamed); stored under its sha256", openapi_extra=RAW_BODY,
-            response_model=BlobOut)
+@router.put(
+    "/blobs",
+    status_code=201,
+    tags=["uploads"],
+    summary="Upload one file (raw body, streamed); stored under its sha256",
+    openapi_extra=RAW_BODY,
+    response_model=BlobOut,
+)
 async def upload(request: Request, address: User, market: MarketDep, config: ConfigDep):
     limit = config.max_upload_bytes
     declared = request.headers.get("content-length")
@@ -41,7 +56,11 @@ async def upload(request: Request, address: User, market: MarketDep, config: Con
     return {"sha256": sha, "size": size}
 
 
-@router.get("/blobs/{sha256}", tags=["uploads"], summary="Download a file you uploaded or were submitted",
-            response_class=FileResponse)
+@router.get(
+    "/blobs/{sha256}",
+    tags=["uploads"],
+    summary="Download a file you uploaded or were submitted",
+    response_class=FileResponse,
+)
 def download(sha256: Annotated[str, Path(pattern="^[0-9a-f]{64}$")], address: User, market: MarketDep):
     return FileResponse(market.blob_for(address, sha256), media_type="application/octet-stream")

@@ -1,5 +1,6 @@
 """The gate node (`loopylab.actuation.gate`) on a bus graph with a fake arm: deadman, e-stop, heartbeat,
 resync after a pause, and targets whose joints come in another order."""
+
 import time
 import uuid
 from contextlib import contextmanager
@@ -17,22 +18,37 @@ def gate_graph(**gate_kw):
     """A gate on an inproc graph with a fake arm publishing `arm_at["q"]` at 100 Hz and a probe node."""
     url = f"inproc://{uuid.uuid4().hex}"
     arm, gate_node, probe = Node("fake_arm", url), Node("safety_gate", url), Node("probe", url)
-    gate = run_gate(gate_node, robot="panda", **{"deadman_ms": 150.0, "heartbeat_ms": 300.0, "state_hz": 20.0,
-                                                 **gate_kw})
+    gate = run_gate(
+        gate_node, robot="panda", **{"deadman_ms": 150.0, "heartbeat_ms": 300.0, "state_hz": 20.0, **gate_kw}
+    )
     names = gate.names
     home = np.array([0.0, 0.0, 0.0, -2.2, 0.0, 2.2, 0.785])
     js_pub = arm.publisher("arm/joint_state", JointState)
     alive, arm_at = {"on": True}, {"q": home}
-    arm.timer(100, lambda: alive["on"] and js_pub.publish(JointState(name=names, position=arm_at["q"],
-                                                                     velocity=np.zeros(7), effort=np.zeros(7))))
+    arm.timer(
+        100,
+        lambda: (
+            alive["on"]
+            and js_pub.publish(JointState(name=names, position=arm_at["q"], velocity=np.zeros(7), effort=np.zeros(7)))
+        ),
+    )
     cmds = probe.subscribe("arm/joint_command", JointCommand)
     state = probe.subscribe("safety/state", SafetyState, mode="latest")
     target = probe.publisher("arm/joint_target", JointCommand)
     try:
         state.wait_for(lambda s: not s.protective_stop, timeout=5)
         assert target.wait_for_subscribers(1, 5)
-        yield dict(gate=gate, names=names, home=home, cmds=cmds, state=state, target=target, probe=probe,
-                   alive=alive, arm_at=arm_at)
+        yield dict(
+            gate=gate,
+            names=names,
+            home=home,
+            cmds=cmds,
+            state=state,
+            target=target,
+            probe=probe,
+            alive=alive,
+            arm_at=arm_at,
+        )
     finally:
         gate.close()
         for n in (probe, gate_node, arm):

@@ -1,4 +1,5 @@
 """The sim bench graph built in code names the nodes of the graph files that `loopylab launch` runs."""
+
 from pathlib import Path
 
 from loopylab.actuation.graphs import sim_bench_graph

@@ -5,9 +5,14 @@ from loopylab.lab.bench import sim_bench
 from loopylab.lab.twin import Twin
 from tests.waiting import wait_until
 
-SKILLS = [("move_to", {}), ("push", {"direction": "+x", "distance": 0.04, "speed": 0.05}),
-          ("weigh", {}), ("lift", {"height": 0.04}), ("drop", {"height": 0.05}),
-          ("strike", {"direction": "+y", "speed": 0.25})]
+SKILLS = [
+    ("move_to", {}),
+    ("push", {"direction": "+x", "distance": 0.04, "speed": 0.05}),
+    ("weigh", {}),
+    ("lift", {"height": 0.04}),
+    ("drop", {"height": 0.05}),
+    ("strike", {"direction": "+y", "speed": 0.25}),
+]
 
 
 def _truth(bench, label):
@@ -95,11 +100,14 @@ def test_twin_agrees_with_the_arm():
     with sim_bench(robot="panda", seed=3, n_objects=1, mocap_noise=0.0) as bench:
         scene = bench.sim.scene
         o = scene.objects[0]
-        params = {o.label: {"mass": o.mass, "friction": o.friction, "restitution": o.restitution,
-                            "com_offset": o.com_offset}}
+        params = {
+            o.label: {"mass": o.mass, "friction": o.friction, "restitution": o.restitution, "com_offset": o.com_offset}
+        }
         twin = Twin(scene.perceived())
-        for skill, args, key, tol in [("push", {"direction": "+x", "distance": 0.06, "speed": 0.05}, "force_mean_N", 0.1),
-                                      ("drop", {"height": 0.08}, "bounce_m", 0.1)]:
+        for skill, args, key, tol in [
+            ("push", {"direction": "+x", "distance": 0.06, "speed": 0.05}, "force_mean_N", 0.1),
+            ("drop", {"height": 0.08}, "bounce_m", 0.1),
+        ]:
             bench.reset(3, n_objects=1)
             args = dict(args, object=o.label)
             reply = bench.execute(skill, args)
@@ -120,12 +128,15 @@ def test_drop_measures_the_whole_centre_of_mass_offset_and_the_twin_then_agrees(
         m = r["measurements"]
         measured = (m["com_x_m"], m["com_y_m"], m["com_z_m"])
         assert measured == pytest.approx(o.com_offset, abs=0.001)
-        assert abs(o.com_offset[2]) > 0.003   # a block whose vertical offset matters
+        assert abs(o.com_offset[2]) > 0.003  # a block whose vertical offset matters
         twin = Twin(bench.sim.scene.perceived())
         truth = {"mass": o.mass, "friction": o.friction, "restitution": o.restitution}
-        at = {k: twin.predict("drop", {"object": "red_block", "height": 0.2},
-                              {"red_block": dict(truth, com_offset=c)})["bounce_m"]
-              for k, c in (("measured", measured), ("level", (*measured[:2], 0.0)))}
+        at = {
+            k: twin.predict("drop", {"object": "red_block", "height": 0.2}, {"red_block": dict(truth, com_offset=c)})[
+                "bounce_m"
+            ]
+            for k, c in (("measured", measured), ("level", (*measured[:2], 0.0)))
+        }
         twin.close()
         assert m["bounce_m"] == pytest.approx(at["measured"], rel=0.1)
         assert abs(m["bounce_m"] - at["level"]) > 2 * abs(m["bounce_m"] - at["measured"])
@@ -135,8 +146,9 @@ def test_place_carries_a_boxed_in_block_to_a_clear_spot():
     """Seed 100015's red block has a neighbour within the hand's clearance on every side: the grid offers
     only a place, and after it every push and strike level is possible."""
     from loopylab.lab.experiments import candidate_experiments
-    from loopylab.world import notebook as g
     from loopylab.lab.investigation import grammar_scene
+    from loopylab.world import notebook as g
+
     with sim_bench(robot="panda", seed=100015, mocap_noise=0.0005) as bench:
         q = g.Question("friction", ("red_block",), 0.05)
         before = candidate_experiments(grammar_scene(bench.sim.scene.perceived()), q)
@@ -148,9 +160,13 @@ def test_place_carries_a_boxed_in_block_to_a_clear_spot():
         pos, orn = bench.sim.world.object_pose("red_block")
         assert np.linalg.norm(pos[:2] - place.position) < 0.005 and r["measurements"]["position_error_m"] < 0.005
         assert r["measurements"]["placed_m"] == pytest.approx(np.linalg.norm(pos[:2] - start[:2]), abs=0.003)
-        assert pos[2] == pytest.approx(start[2], abs=0.003)   # set down on its face, not dropped or tipped
-        moved = g.Scene(tuple(g.SceneObject(o.name, o.shape, o.size, *place.position) if o.name == "red_block"
-                              else o for o in grammar_scene(bench.sim.scene.perceived()).objects))
+        assert pos[2] == pytest.approx(start[2], abs=0.003)  # set down on its face, not dropped or tipped
+        moved = g.Scene(
+            tuple(
+                g.SceneObject(o.name, o.shape, o.size, *place.position) if o.name == "red_block" else o
+                for o in grammar_scene(bench.sim.scene.perceived()).objects
+            )
+        )
         assert {c.skill for c in candidate_experiments(moved, q)} >= {"push", "strike"}
         for bad, why in (({"position": [0.5]}, "position must be"), ({"position": [1.4, 0.0]}, "cannot reach")):
             r = bench.execute("place", {"object": "red_block", **bad})
@@ -162,7 +178,8 @@ def test_skills_follow_the_sims_scene_across_resets():
         bench.call("sim/reset", {"seed": 5, "n_objects": 2}, timeout=30)  # not via Bench.reset: no epoch given
         want = bench.sim.scene.perceived()
         msg = bench.node.subscribe("sim/scene", None, mode="latest").wait_for(
-            lambda m: m["scene"].get("seed") == 5, timeout=10)
+            lambda m: m["scene"].get("seed") == 5, timeout=10
+        )
         assert msg["scene"]["objects"][0]["label"] == want.objects[0].label
         assert "mass" not in msg["scene"]["objects"][0]
         # the skills node's subscription sees the same latched message
@@ -195,7 +212,7 @@ def test_push_reports_the_hands_load_and_friction_is_mu_times_weight_plus_load()
         assert r["ok"], r["error"]
         m, mg = r["measurements"], truth["mass"] * 9.81
         assert m["load_N"] > 0.2 * mg
-        assert m["force_mean_N"] > 1.3 * truth["friction"] * mg                      # read as mu m g: far off
+        assert m["force_mean_N"] > 1.3 * truth["friction"] * mg  # read as mu m g: far off
         assert m["force_mean_N"] == pytest.approx(truth["friction"] * (mg + m["load_N"]), rel=0.1)
 
 
@@ -221,9 +238,11 @@ def test_an_object_fixed_to_the_table_is_not_weighed_or_dropped_as_if_held():
     import dataclasses
 
     from loopylab.world.scene import scene_from_seed
+
     base = scene_from_seed(0, n_objects=1)
-    fixed = dataclasses.replace(base.objects[0], shape="cube", size=0.04, position=(0.55, 0.0, 0.02), mass=0.0,
-                                com_offset=(0.0, 0.0, 0.0))
+    fixed = dataclasses.replace(
+        base.objects[0], shape="cube", size=0.04, position=(0.55, 0.0, 0.02), mass=0.0, com_offset=(0.0, 0.0, 0.0)
+    )
     spec = dataclasses.replace(base, objects=[fixed])
     with sim_bench(robot="panda", seed=0, n_objects=1, mocap_noise=0.0) as bench:
         bench.call("sim/reset", {"scene": spec.to_dict()}, timeout=30)
@@ -243,6 +262,7 @@ def test_a_pinch_takes_what_is_between_its_fingers_not_what_its_palm_touches():
     away. The grasp used to attach whatever touched any hand link first, and weighing (or dropping) the
     small block measured the big one."""
     from loopylab.lab.evaluation import world_objects
+
     n = world_objects("restitution", 1044)
     with sim_bench(robot="panda", seed=1044, n_objects=n, mocap_noise=0.0005) as bench:
         bench.reset(1044, n)

@@ -1,5 +1,6 @@
 """Node functions that tests run in child processes (spawned, so each is a fresh interpreter) and in
 launched graphs. They talk only through the bus, like real nodes do."""
+
 from __future__ import annotations
 
 import itertools
@@ -15,8 +16,7 @@ JOINTS = [f"joint{i}" for i in range(1, 8)]
 
 
 def joint_state(i: int) -> JointState:
-    return JointState(name=JOINTS, position=np.arange(7) * 0.1 + i, velocity=np.full(7, i * 0.5),
-                      effort=np.zeros(7))
+    return JointState(name=JOINTS, position=np.arange(7) * 0.1 + i, velocity=np.full(7, i * 0.5), effort=np.zeros(7))
 
 
 def frame(i: int, h: int = 48, w: int = 64) -> np.ndarray:
@@ -53,6 +53,7 @@ def spin_until_signal(url: str) -> None:
 
 
 # -- graph nodes for the launcher tests ---------------------------------------------------------------
+
 
 def steady(node: Node, hz: float = 50.0):
     pub = node.publisher("test/steady", JointState)

@@ -1,5 +1,6 @@
 """The bus commands of the CLI against live graphs: topics, echo, nodes, record, replay, demo-bus; how the
 tools find the running graph (the registry), and a launched graph leaving nothing behind after SIGTERM."""
+
 import json
 import os
 import re
@@ -102,11 +103,11 @@ def test_record_then_replay_commands(inproc_url, tmp_path):
 
     url2 = inproc_url + "b"
     from loopylab.bus.directory import stop_local
+
     try:
         with Node("listener", url2) as listener:
             sub = listener.subscribe("arm/joint_state", JointState, queue_size=1000)
-            result = runner.invoke(app, ["replay", str(out), "--rate", "0", "--wait-subscribers", "1",
-                                         "--bus", url2])
+            result = runner.invoke(app, ["replay", str(out), "--rate", "0", "--wait-subscribers", "1", "--bus", url2])
             assert result.exit_code == 0, result.output
             assert f"replayed {len(recorded)} of {len(recorded)} messages" in result.output
             first = sub.get(timeout=5)
@@ -118,8 +119,13 @@ def test_record_then_replay_commands(inproc_url, tmp_path):
 def test_demo_graph_runs_and_reports_rates():
     """The demo graph's three processes talk: the monitor reports both streams; SIGTERM ends it cleanly."""
     url = f"ipc://demo{uuid.uuid4().hex[:8]}"
-    proc = subprocess.Popen([sys.executable, "-m", "loopylab.bus.launch", "graphs/demo.toml", "--bus", url], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopylab.bus.launch", "graphs/demo.toml", "--bus", url],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     report = ""
     try:
         deadline = time.monotonic() + 60
@@ -145,11 +151,13 @@ def test_demo_graph_runs_and_reports_rates():
 
 # -- finding the running graph ----------------------------------------------------------------------------
 
+
 def _entry(runtime: Path, name: str, url: str, pid: int) -> None:
     """A registry entry as another launcher would write it."""
     (runtime / "graphs").mkdir(exist_ok=True)
-    (runtime / "graphs" / f"{name}.{pid}.json").write_text(json.dumps(
-        {"name": name, "url": url, "pid": pid, "graph_file": f"graphs/{name}.toml", "started": time.time()}))
+    (runtime / "graphs" / f"{name}.{pid}.json").write_text(
+        json.dumps({"name": name, "url": url, "pid": pid, "graph_file": f"graphs/{name}.toml", "started": time.time()})
+    )
 
 
 def test_tools_find_the_one_running_graph_without_bus(runtime, inproc_url):
@@ -210,7 +218,8 @@ def test_each_tool_says_in_one_line_that_no_graph_runs(runtime, verb, tmp_path, 
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         "error: no graph is running: start one with `loopylab launch GRAPH.toml` (e.g. graphs/sim_bench.toml), "
-        "or pass --bus URL"]
+        "or pass --bus URL"
+    ]
     assert not list(tmp_path.iterdir())  # record wrote nothing
 
 
@@ -219,11 +228,14 @@ def test_record_refuses_an_empty_file_unless_asked(runtime, inproc_url, tmp_path
     with Node("quiet", inproc_url):
         refused = runner.invoke(app, ["record", "-o", str(out), "nothing/*", "--duration", "0.3", "--bus", inproc_url])
         assert refused.exit_code == 1
-        assert (f"error: nothing was published on nothing/* at {inproc_url} while recording: {out} not written "
-                f"(--allow-empty writes it anyway)") in refused.output
+        assert (
+            f"error: nothing was published on nothing/* at {inproc_url} while recording: {out} not written "
+            f"(--allow-empty writes it anyway)"
+        ) in refused.output
         assert not list(tmp_path.iterdir())
-        allowed = runner.invoke(app, ["record", "-o", str(out), "nothing/*", "--duration", "0.3", "--allow-empty",
-                                      "--bus", inproc_url])
+        allowed = runner.invoke(
+            app, ["record", "-o", str(out), "nothing/*", "--duration", "0.3", "--allow-empty", "--bus", inproc_url]
+        )
     assert allowed.exit_code == 0, allowed.output
     assert list(read_messages(out)) == [] and [f.name for f in tmp_path.iterdir()] == ["empty.mcap"]
 
@@ -231,9 +243,14 @@ def test_record_refuses_an_empty_file_unless_asked(runtime, inproc_url, tmp_path
 def test_a_launched_graph_stopped_by_sigterm_leaves_no_sockets_and_no_registry_entry(runtime):
     """The launcher registers the graph and says how tools reach it; SIGTERM stops it and removes its entry,
     every node's socket files and its run dir."""
-    proc = subprocess.Popen([sys.executable, "-m", "loopylab.bus.launch", "graphs/demo.toml"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "LOOPYLAB_RUNTIME_DIR": str(runtime)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopylab.bus.launch", "graphs/demo.toml"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LOOPYLAB_RUNTIME_DIR": str(runtime)},
+    )
     try:
         deadline = time.monotonic() + 60
         for line in proc.stdout:  # the monitor hears both streams: every node has bound its sockets

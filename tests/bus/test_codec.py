@@ -1,16 +1,30 @@
 """Property tests of the wire codec: every message type round-trips; garbage only ever raises DecodeError."""
+
 import dataclasses
 
 import msgpack
-import pytest
 import numpy as np
-from hypothesis import given, settings, strategies as st
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from loopylab.bus import codec
-from loopylab.bus.messages import (MESSAGE_TYPES, CameraInfo, GripperCommand, GripperState, Heartbeat, Image,
-                          JointCommand, JointState, NotebookEntry, ObjectPose, ObjectPoses, SafetyState,
-                          Wrench)
+from loopylab.bus.messages import (
+    MESSAGE_TYPES,
+    CameraInfo,
+    GripperCommand,
+    GripperState,
+    Heartbeat,
+    Image,
+    JointCommand,
+    JointState,
+    NotebookEntry,
+    ObjectPose,
+    ObjectPoses,
+    SafetyState,
+    Wrench,
+)
 
 text = st.text(max_size=20)
 f64 = st.floats(allow_nan=False, width=64)
@@ -27,46 +41,91 @@ def header():
 
 
 def joint_state():
-    return st.integers(0, 12).flatmap(lambda n: st.builds(
-        JointState, name=st.lists(text, min_size=n, max_size=n), position=vec(n), velocity=vec(n),
-        effort=vec(n), **header()))
+    return st.integers(0, 12).flatmap(
+        lambda n: st.builds(
+            JointState,
+            name=st.lists(text, min_size=n, max_size=n),
+            position=vec(n),
+            velocity=vec(n),
+            effort=vec(n),
+            **header(),
+        )
+    )
 
 
 def image():
-    dtype_enc = st.sampled_from([(np.uint8, 3, "rgb8"), (np.uint8, 0, "mono8"), (np.float32, 0, "32FC1"),
-                                 (np.uint16, 0, "16UC1")])
+    dtype_enc = st.sampled_from(
+        [(np.uint8, 3, "rgb8"), (np.uint8, 0, "mono8"), (np.float32, 0, "32FC1"), (np.uint16, 0, "16UC1")]
+    )
     shape = st.tuples(st.integers(1, 80), st.integers(1, 80))
     return st.tuples(dtype_enc, shape, st.integers(0, 255)).map(
-        lambda t: Image.from_array(np.full((*t[1], t[0][1]) if t[0][1] else t[1], t[2], t[0][0]),
-                                   encoding=t[0][2]))
+        lambda t: Image.from_array(np.full((*t[1], t[0][1]) if t[0][1] else t[1], t[2], t[0][0]), encoding=t[0][2])
+    )
 
 
 def object_pose():
-    return st.builds(ObjectPose, id=st.integers(0, 1000), label=text, position=vec(3), orientation=vec(4),
-                     covariance=hnp.arrays(np.float64, (6, 6), elements=f64))
+    return st.builds(
+        ObjectPose,
+        id=st.integers(0, 1000),
+        label=text,
+        position=vec(3),
+        orientation=vec(4),
+        covariance=hnp.arrays(np.float64, (6, 6), elements=f64),
+    )
 
 
-json_like = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | f64 | text,
-                         lambda kids: st.lists(kids, max_size=4) | st.dictionaries(text, kids, max_size=4),
-                         max_leaves=12)
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | f64 | text,
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(text, kids, max_size=4),
+    max_leaves=12,
+)
 
 MESSAGES = st.one_of(
     joint_state(),
     st.builds(JointCommand, name=st.lists(text, max_size=7), position=vec(), velocity=vec(), **header()),
-    st.builds(GripperState, position=f64, velocity=f64, effort=f64, object_detected=st.booleans(),
-              ready=st.booleans(), fault=text, **header()),
+    st.builds(
+        GripperState,
+        position=f64,
+        velocity=f64,
+        effort=f64,
+        object_detected=st.booleans(),
+        ready=st.booleans(),
+        fault=text,
+        **header(),
+    ),
     st.builds(GripperCommand, position=f64, speed=f64, force=f64, **header()),
     st.builds(Wrench, force=vec(3), torque=vec(3), **header()),
     image(),
-    st.builds(CameraInfo, width=st.integers(0, 4096), height=st.integers(0, 4096),
-              K=hnp.arrays(np.float64, (3, 3), elements=f64), D=vec(5), distortion_model=text,
-              T_base_camera=hnp.arrays(np.float64, (4, 4), elements=f64), **header()),
+    st.builds(
+        CameraInfo,
+        width=st.integers(0, 4096),
+        height=st.integers(0, 4096),
+        K=hnp.arrays(np.float64, (3, 3), elements=f64),
+        D=vec(5),
+        distortion_model=text,
+        T_base_camera=hnp.arrays(np.float64, (4, 4), elements=f64),
+        **header(),
+    ),
     st.builds(ObjectPoses, objects=st.lists(object_pose(), max_size=4), **header()),
-    st.builds(SafetyState, estop=st.booleans(), reason=text, deadman_ok=st.booleans(),
-              clamped_count=st.integers(0, 10**6), rejected_count=st.integers(0, 10**6),
-              protective_stop=st.booleans(), **header()),
-    st.builds(NotebookEntry, investigation=text, step=st.integers(0, 1000), kind=text, text=text,
-              data=st.dictionaries(text, json_like, max_size=5), **header()),
+    st.builds(
+        SafetyState,
+        estop=st.booleans(),
+        reason=text,
+        deadman_ok=st.booleans(),
+        clamped_count=st.integers(0, 10**6),
+        rejected_count=st.integers(0, 10**6),
+        protective_stop=st.booleans(),
+        **header(),
+    ),
+    st.builds(
+        NotebookEntry,
+        investigation=text,
+        step=st.integers(0, 1000),
+        kind=text,
+        text=text,
+        data=st.dictionaries(text, json_like, max_size=5),
+        **header(),
+    ),
     st.builds(Heartbeat, node=text, pid=st.integers(0, 2**31), period_s=f64, status=text, **header()),
 )
 
@@ -94,8 +153,20 @@ def assert_same(a, b):
 def test_every_bus_message_type_is_covered():
     # Other packages register their own types (firmware_bridge.messages) and test them there; which of
     # those are imported depends on test order, so only the contract's own types are checked here.
-    covered = {JointState, JointCommand, GripperState, GripperCommand, Wrench, Image, CameraInfo, ObjectPose,
-               ObjectPoses, SafetyState, NotebookEntry, Heartbeat}
+    covered = {
+        JointState,
+        JointCommand,
+        GripperState,
+        GripperCommand,
+        Wrench,
+        Image,
+        CameraInfo,
+        ObjectPose,
+        ObjectPoses,
+        SafetyState,
+        NotebookEntry,
+        Heartbeat,
+    }
     assert covered == {cls for cls in MESSAGE_TYPES.values() if cls.__module__ == "loopylab.bus.messages"}
 
 
@@ -151,11 +222,21 @@ def test_corrupted_messages_only_raise_decode_error(msg, data):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["__m__", "__nd__", "seq", "position", "data", "x"]),
-                       st.one_of(json_like, st.lists(st.one_of(text, st.integers(-5, 2**40), st.binary(max_size=16),
-                                                               st.lists(st.integers(-3, 10**9), max_size=4)),
-                                                     max_size=4)),
-                       max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from(["__m__", "__nd__", "seq", "position", "data", "x"]),
+        st.one_of(
+            json_like,
+            st.lists(
+                st.one_of(
+                    text, st.integers(-5, 2**40), st.binary(max_size=16), st.lists(st.integers(-3, 10**9), max_size=4)
+                ),
+                max_size=4,
+            ),
+        ),
+        max_size=4,
+    )
+)
 def test_hostile_structures_only_raise_decode_error(tree):
     """Well-formed msgpack that lies about types, dtypes, shapes and frame indexes."""
     try:
@@ -198,13 +279,16 @@ def test_a_failed_encode_leaves_the_next_one_clean():
 
 # -- encode_fields: a message's bytes without the message (a driver's hot path) --------------------------
 
-numbers = st.one_of(st.floats(width=64), st.integers(-2**53, 2**53), st.booleans())
+numbers = st.one_of(st.floats(width=64), st.integers(-(2**53), 2**53), st.booleans())
 
 
 def vector_value(n):
     """What a driver may hand over for a vector field: a tuple or list of numbers, an array of any dtype."""
-    return st.one_of(st.lists(numbers, min_size=n, max_size=n).map(tuple), st.lists(numbers, min_size=n, max_size=n),
-                     hnp.arrays(st.sampled_from([np.float64, np.float32, np.int32, ">f8"]), n))
+    return st.one_of(
+        st.lists(numbers, min_size=n, max_size=n).map(tuple),
+        st.lists(numbers, min_size=n, max_size=n),
+        hnp.arrays(st.sampled_from([np.float64, np.float32, np.int32, ">f8"]), n),
+    )
 
 
 @st.composite
@@ -212,8 +296,12 @@ def fields_of(draw, cls):
     """Some of the fields of `cls` (the rest stay at their defaults), vectors in any accepted form."""
     n = draw(st.integers(0, 12))
     chosen = {
-        JointState: dict(name=st.lists(text, min_size=n, max_size=n), position=vector_value(n),
-                         velocity=vector_value(n), effort=vector_value(n)),
+        JointState: dict(
+            name=st.lists(text, min_size=n, max_size=n),
+            position=vector_value(n),
+            velocity=vector_value(n),
+            effort=vector_value(n),
+        ),
         JointCommand: dict(name=st.lists(text, max_size=7), position=vector_value(n), velocity=vector_value(n)),
         Wrench: dict(force=vector_value(3), torque=vector_value(3)),
     }[cls] | header()

@@ -1,4 +1,5 @@
 """Discovery: the directory survives the death of its process, and same-named nodes coexist."""
+
 import os
 import signal
 
@@ -59,6 +60,7 @@ def test_many_short_inproc_graphs_leave_nothing_behind():
     import uuid
 
     from loopylab.bus import directory
+
     threads_before = threading.active_count()
     fds_before = len(os.listdir("/proc/self/fd"))
     for _ in range(30):

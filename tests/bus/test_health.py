@@ -1,4 +1,5 @@
 """Heartbeats, staleness of dead nodes, timers and clean shutdown."""
+
 import os
 import signal
 import time

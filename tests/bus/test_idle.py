@@ -1,5 +1,6 @@
 """An idle node sleeps: its background threads wait on their sockets and the stop flag, not on poll
 timeouts, and closing it wakes them at once."""
+
 import os
 import threading
 
@@ -27,6 +28,7 @@ def test_a_stop_flag_wakes_a_poll_that_has_no_timeout():
         poller.register(flag.fd, zmq.POLLIN)
         if flag.fd in dict(poller.poll(-1)):
             woke.set()
+
     t = threading.Thread(target=wait, daemon=True)
     t.start()
     assert not woke.wait(0.2)  # nothing happened: it sleeps
@@ -48,8 +50,7 @@ def test_an_idle_node_does_not_wake_its_service_and_io_threads(inproc_url):
         assert wait_until(lambda: all(node.lookup("service", s) for s in ("idle/a", "idle/b")), 10)
         beats = watcher.watch("idle")
         first = beats.wait_for(lambda m: True, timeout=10).seq
-        watched = [t for t in threading.enumerate()
-                   if t.name in ("idle:idle/a", "idle:idle/b", "idle:io")]
+        watched = [t for t in threading.enumerate() if t.name in ("idle:idle/a", "idle:idle/b", "idle:io")]
         assert len(watched) == 3
         before = [_switches(t) for t in watched]
         beats.wait_for(lambda m: m.seq >= first + 16, timeout=20)  # 15 heartbeat periods (1.5 s) of idling

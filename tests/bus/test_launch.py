@@ -1,4 +1,5 @@
 """`loopylab launch`: a real launcher process running real node processes and threads."""
+
 import os
 import signal
 import subprocess
@@ -21,8 +22,13 @@ def _graph(tmp_path: Path, body: str, transport: str = "ipc") -> Path:
 
 
 def _launch(graph: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "loopylab.bus.launch", str(graph), *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "loopylab.bus.launch", str(graph), *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -37,7 +43,9 @@ def _alive(pid: int) -> bool:
 
 def test_crashing_node_fails_the_graph_and_names_it(tmp_path):
     pidfile = tmp_path / "talker.pid"
-    graph = _graph(tmp_path, f'''
+    graph = _graph(
+        tmp_path,
+        f'''
 [nodes.talker]
 run = "tests.bus.helpers:write_pid"
 params = {{ path = "{pidfile}" }}
@@ -46,7 +54,8 @@ params = {{ path = "{pidfile}" }}
 run = "tests.bus.helpers:crash"
 restart = "never"
 params = {{ message = "gripper on fire", after_file = "{pidfile}" }}
-''')
+''',
+    )
     proc = _launch(graph, "--duration", "30")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, (out, err)
@@ -59,12 +68,15 @@ params = {{ message = "gripper on fire", after_file = "{pidfile}" }}
 
 def test_on_failure_restarts_until_healthy_and_sigterm_stops_cleanly(tmp_path):
     counter = tmp_path / "starts"
-    graph = _graph(tmp_path, f'''
+    graph = _graph(
+        tmp_path,
+        f'''
 [nodes.flaky]
 run = "tests.bus.helpers:crash_first"
 restart = "on-failure"
 params = {{ counter = "{counter}", failures = 2 }}
-''')
+''',
+    )
     proc = _launch(graph)
     try:
         deadline = time.monotonic() + 30
@@ -82,10 +94,19 @@ params = {{ counter = "{counter}", failures = 2 }}
 
 
 def test_thread_nodes_in_process_graph(tmp_path, capsys):
-    spec = parse_graph({"graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
-                        "nodes": {"steady": {"run": "tests.bus.helpers:steady", "params": {"hz": 100}},
-                                  "crasher": {"run": "tests.bus.helpers:crash", "restart": "never",
-                                              "params": {"after_topic": "test/steady"}}}})
+    spec = parse_graph(
+        {
+            "graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
+            "nodes": {
+                "steady": {"run": "tests.bus.helpers:steady", "params": {"hz": 100}},
+                "crasher": {
+                    "run": "tests.bus.helpers:crash",
+                    "restart": "never",
+                    "params": {"after_topic": "test/steady"},
+                },
+            },
+        }
+    )
     assert [n.process for n in spec.nodes] == [False, False]
     launcher = Launcher(spec, duration=20)
     assert launcher.run() == 1
@@ -95,21 +116,31 @@ def test_thread_nodes_in_process_graph(tmp_path, capsys):
 
 
 def test_duration_stops_a_healthy_graph_with_success(tmp_path):
-    spec = parse_graph({"graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
-                        "nodes": {"steady": {"run": "tests.bus.helpers:steady"}}})
+    spec = parse_graph(
+        {
+            "graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
+            "nodes": {"steady": {"run": "tests.bus.helpers:steady"}},
+        }
+    )
     t0 = time.monotonic()
     assert Launcher(spec, duration=0.3).run() == 0
     assert time.monotonic() - t0 < 5
 
 
-@pytest.mark.parametrize("doc, message", [
-    ({"graph": {"transport": "carrier-pigeon"}, "nodes": {"a": {"run": "x:y"}}}, "transport must be"),
-    ({"graph": {}, "nodes": {}}, "no [nodes.NAME]"),
-    ({"graph": {}, "nodes": {"a": {"run": "no_colon"}}}, "package.module:function"),
-    ({"graph": {}, "nodes": {"a": {"run": "x:y", "restart": "sometimes"}}}, "restart must be one of"),
-    ({"graph": {}, "nodes": {"a": {"run": "x:y", "prams": {}}}}, "unknown keys ['prams']"),
-    ({"graph": {"transport": "inproc"}, "nodes": {"a": {"run": "x:y", "process": True}}}, "inproc graphs run nodes as threads"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"graph": {"transport": "carrier-pigeon"}, "nodes": {"a": {"run": "x:y"}}}, "transport must be"),
+        ({"graph": {}, "nodes": {}}, "no [nodes.NAME]"),
+        ({"graph": {}, "nodes": {"a": {"run": "no_colon"}}}, "package.module:function"),
+        ({"graph": {}, "nodes": {"a": {"run": "x:y", "restart": "sometimes"}}}, "restart must be one of"),
+        ({"graph": {}, "nodes": {"a": {"run": "x:y", "prams": {}}}}, "unknown keys ['prams']"),
+        (
+            {"graph": {"transport": "inproc"}, "nodes": {"a": {"run": "x:y", "process": True}}},
+            "inproc graphs run nodes as threads",
+        ),
+    ],
+)
 def test_bad_graph_files_get_clear_errors(doc, message):
     with pytest.raises(GraphError) as e:
         parse_graph(doc, "bad.toml")
@@ -127,8 +158,12 @@ def test_set_overrides_node_params():
 
 
 def test_same_graph_on_another_transport():
-    spec = parse_graph({"graph": {"name": "bench", "transport": "ipc"},
-                        "nodes": {"a": {"run": "x:y"}, "b": {"run": "x:z", "process": False}}})
+    spec = parse_graph(
+        {
+            "graph": {"name": "bench", "transport": "ipc"},
+            "nodes": {"a": {"run": "x:y"}, "b": {"run": "x:z", "process": False}},
+        }
+    )
     assert spec.url == "ipc://bench" and [n.process for n in spec.nodes] == [True, False]
     threads = spec.with_bus("inproc://t1")
     assert threads.url == "inproc://t1" and [n.process for n in threads.nodes] == [False, False]
@@ -149,9 +184,12 @@ class Echo:
 
 
 def test_start_graph_runs_a_graph_in_this_process_and_leaves_stdout_and_env_alone(capsys, monkeypatch):
-    spec = parse_graph({"graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
-                        "nodes": {"echo": {"run": "tests.bus.test_launch:Echo"},
-                                  "steady": {"run": "tests.bus.helpers:steady"}}})
+    spec = parse_graph(
+        {
+            "graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
+            "nodes": {"echo": {"run": "tests.bus.test_launch:Echo"}, "steady": {"run": "tests.bus.helpers:steady"}},
+        }
+    )
     monkeypatch.setenv("LOOPYLAB_BUS", "ipc://elsewhere")
     stdout = sys.stdout
     with start_graph(spec, wait_for=["test/echo"]) as graph:
@@ -163,13 +201,18 @@ def test_start_graph_runs_a_graph_in_this_process_and_leaves_stdout_and_env_alon
     assert echo.closed  # stopped with the graph
     out, err = capsys.readouterr()
     assert "echo ready" in out and "[echo]" not in out  # the node's own line, unprefixed
-    assert "[launch]" not in err                         # a quiet launcher says nothing
+    assert "[launch]" not in err  # a quiet launcher says nothing
 
 
 def test_start_graph_raises_with_the_failing_node_and_its_error():
-    spec = parse_graph({"graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
-                        "nodes": {"steady": {"run": "tests.bus.helpers:steady"},
-                                  "crasher": {"run": "tests.bus.helpers:crash", "params": {"message": "no arm"},
-                                              "restart": "never"}}})
+    spec = parse_graph(
+        {
+            "graph": {"name": f"t{uuid.uuid4().hex[:8]}", "transport": "inproc"},
+            "nodes": {
+                "steady": {"run": "tests.bus.helpers:steady"},
+                "crasher": {"run": "tests.bus.helpers:crash", "params": {"message": "no arm"}, "restart": "never"},
+            },
+        }
+    )
     with pytest.raises(RuntimeError, match=r"node 'crasher' failed.*RuntimeError: no arm"):
         start_graph(spec, wait_for=["test/never"], timeout=30)

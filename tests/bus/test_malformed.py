@@ -1,5 +1,6 @@
 """Garbage on the wire: counted, logged, never fatal. A raw ZeroMQ publisher registers itself in the
 directory like a node would, then sends broken frames to a real subscriber."""
+
 import logging
 import os
 import socket
@@ -21,8 +22,16 @@ def _rogue_publisher(url: str):
     sock.setsockopt(zmq.LINGER, 0)
     endpoint = config.new_endpoint("p")
     sock.bind(endpoint)
-    request(config, {"op": "announce", "node": "rogue", "pid": os.getpid(), "host": socket.gethostname(),
-                     "entries": [{"kind": "topic", "name": TOPIC, "endpoint": endpoint, "type": "JointState"}]})
+    request(
+        config,
+        {
+            "op": "announce",
+            "node": "rogue",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "entries": [{"kind": "topic", "name": TOPIC, "endpoint": endpoint, "type": "JointState"}],
+        },
+    )
     return sock
 
 
@@ -37,20 +46,20 @@ def test_malformed_truncated_and_unknown_frames_are_counted(inproc_url, caplog):
         good_header, _ = codec.encode(helpers.joint_state(3))
         img_header, img_bufs = codec.encode(Image.from_array(helpers.frame(0, 100, 100)))
         malformed = [
-            [prefix],                                          # no header at all
-            [prefix, b"\xc1"],                                 # invalid msgpack byte
-            [prefix, good_header[: len(good_header) // 2]],    # truncated header
-            [prefix, b"\x93\x01\x02"],                         # truncated array
+            [prefix],  # no header at all
+            [prefix, b"\xc1"],  # invalid msgpack byte
+            [prefix, good_header[: len(good_header) // 2]],  # truncated header
+            [prefix, b"\x93\x01\x02"],  # truncated array
             [prefix, msgpack.packb({"__m__": "JointState", "position": {"__nd__": ["<f8", [7], 0]}})],  # missing frame
-            [prefix, img_header, bytes(img_bufs[0])[:1000]],   # truncated image buffer
+            [prefix, img_header, bytes(img_bufs[0])[:1000]],  # truncated image buffer
             [prefix, msgpack.packb({"__m__": "JointState", "position": {"__nd__": ["|O", [1], b"x"]}})],  # object dtype
             [prefix, msgpack.packb({"__m__": "JointState", "position": "not numbers"})],
         ]
         for frames in malformed:
             rogue.send_multipart(frames)
         rogue.send_multipart([prefix, msgpack.packb({"__m__": "WarpDrive", "seq": 1})])  # unknown type
-        rogue.send_multipart([prefix, img_header, *img_bufs])                          # wrong type
-        rogue.send_multipart([prefix, good_header])                                    # and a good one
+        rogue.send_multipart([prefix, img_header, *img_bufs])  # wrong type
+        rogue.send_multipart([prefix, good_header])  # and a good one
         msg = sub.get(timeout=5)
         rogue.close()
     assert msg.seq == 0 and msg.position[0] == 3.0

@@ -1,4 +1,5 @@
 """Publish/subscribe between threads (inproc), processes (ipc) and over tcp, with real sockets."""
+
 import socket
 import threading
 import time
@@ -88,6 +89,7 @@ def test_ipc_frames_arrive_zero_copy_and_read_only(ipc_url, spawn):
 def test_tcp_between_processes(spawn, monkeypatch):
     url = f"tcp://127.0.0.1:{_free_port()}"
     from loopylab.bus.directory import stop_local
+
     try:
         got, _ = _receive_series(url, spawn, 100)
     finally:

@@ -1,4 +1,5 @@
 """MCAP record/replay: record a live graph, read it back with the `mcap` library, replay it."""
+
 import base64
 import json
 import threading
@@ -19,18 +20,32 @@ def _sample_messages():
     depth = Image.from_array(np.linspace(0.2, 2.0, 120 * 160, dtype=np.float32).reshape(120, 160))
     mono = Image.from_array(np.arange(30 * 40, dtype=np.uint16).reshape(30, 40).astype(np.uint8))
     objects = ObjectPoses(objects=[ObjectPose(id=3, label="red_block", position=[0.5, 0.0, 0.02])])
-    note = NotebookEntry(investigation="inv1", step=2, kind="observation", text="force 1.83 moved 0.099",
-                         data={"force": 1.83, "nested": {"ok": True}})
-    return {"camera/front/image": [rgb, mono], "camera/front/depth": [depth],
-            "arm/joint_state": [helpers.joint_state(i) for i in range(20)],
-            "perception/objects": [objects], "lab/notebook": [note]}
+    note = NotebookEntry(
+        investigation="inv1",
+        step=2,
+        kind="observation",
+        text="force 1.83 moved 0.099",
+        data={"force": 1.83, "nested": {"ok": True}},
+    )
+    return {
+        "camera/front/image": [rgb, mono],
+        "camera/front/depth": [depth],
+        "arm/joint_state": [helpers.joint_state(i) for i in range(20)],
+        "perception/objects": [objects],
+        "lab/notebook": [note],
+    }
 
 
 def test_mcap_round_trip(inproc_url, tmp_path):
     path = tmp_path / "run.mcap"
     sent = _sample_messages()
-    types = {"camera/front/image": Image, "camera/front/depth": Image, "arm/joint_state": JointState,
-             "perception/objects": ObjectPoses, "lab/notebook": NotebookEntry}
+    types = {
+        "camera/front/image": Image,
+        "camera/front/depth": Image,
+        "arm/joint_state": JointState,
+        "perception/objects": ObjectPoses,
+        "lab/notebook": NotebookEntry,
+    }
     with Node("robot", inproc_url) as robot, Node("recorder", inproc_url) as rec_node:
         pubs = {t: robot.publisher(t, types[t]) for t in sent}
         rec = Recorder(rec_node, path)  # every topic, discovered through the directory
@@ -97,15 +112,16 @@ def test_replay_keeps_order_content_and_timing(inproc_url, tmp_path):
         rec.close()
 
     from loopylab.bus.directory import stop_local
+
     url2 = inproc_url + "r"
     try:
         with Node("listener", url2) as listener, Node("replay", url2) as player:
             arrivals = []
-            sub = listener.subscribe("arm/joint_state", JointState,
-                                     callback=lambda m: arrivals.append((time.monotonic(), m)))
+            sub = listener.subscribe(
+                "arm/joint_state", JointState, callback=lambda m: arrivals.append((time.monotonic(), m))
+            )
             result = {}
-            t = threading.Thread(target=lambda: result.update(
-                replay(path, node=player, rate=2.0, wait_subscribers=1)))
+            t = threading.Thread(target=lambda: result.update(replay(path, node=player, rate=2.0, wait_subscribers=1)))
             t.start()
             t.join(10)
             assert wait_until(lambda: sub.count == 10, 5)
@@ -146,11 +162,20 @@ def test_recorder_as_a_graph_node(tmp_path):
     import uuid
 
     from loopylab.bus.launch import Launcher, parse_graph
+
     path = tmp_path / "graph.mcap"
-    spec = parse_graph({"graph": {"name": f"rec{uuid.uuid4().hex[:8]}", "transport": "inproc"},
-                        "nodes": {"steady": {"run": "tests.bus.helpers:steady", "params": {"hz": 100}},
-                                  "recorder": {"run": "loopylab.bus.record:record_node",
-                                               "params": {"path": str(path), "topics": ["test/*"]}}}})
+    spec = parse_graph(
+        {
+            "graph": {"name": f"rec{uuid.uuid4().hex[:8]}", "transport": "inproc"},
+            "nodes": {
+                "steady": {"run": "tests.bus.helpers:steady", "params": {"hz": 100}},
+                "recorder": {
+                    "run": "loopylab.bus.record:record_node",
+                    "params": {"path": str(path), "topics": ["test/*"]},
+                },
+            },
+        }
+    )
     assert Launcher(spec, duration=2.0).run() == 0
     msgs = list(read_messages(path))
     assert msgs and {t for t, _, _ in msgs} == {"test/steady"}

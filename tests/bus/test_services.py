@@ -1,4 +1,5 @@
 """Request/reply services: answers, errors, timeouts and recovery after a timeout."""
+
 import threading
 
 import numpy as np
@@ -56,6 +57,7 @@ def test_timeout_then_recovery(inproc_url):
 
 def test_service_survives_garbage_requests(inproc_url):
     import zmq
+
     with Node("srv", inproc_url) as a, Node("cli", inproc_url) as b:
         srv = a.service("echo", lambda r: r)
         raw = zmq.Context.instance().socket(zmq.DEALER)
@@ -77,6 +79,7 @@ def test_call_without_any_directory_is_a_service_timeout():
     import uuid
 
     from loopylab.bus.config import BusConfig
+
     url = f"ipc://nodir{uuid.uuid4().hex[:8]}"
     node = Node("lonely", url, heartbeat_hz=0, start_directory=False)
     try:

@@ -1,6 +1,7 @@
 """The shared-memory path for big payloads: real segments under /dev/shm, real processes, real locks.
 
 Every test checks that it leaves no segment behind (`no_leaks`)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,7 +30,7 @@ _children: set[int] = set()  # pids this test started: the segments it answers f
 
 def ours() -> set[str]:
     mine = {os.getpid(), *_children}
-    return {n for n in shm.segments() if int(n[len(shm.PREFIX):].split(".")[0]) in mine}
+    return {n for n in shm.segments() if int(n[len(shm.PREFIX) :].split(".")[0]) in mine}
 
 
 @pytest.fixture(autouse=True)
@@ -88,6 +89,7 @@ def check(views: list[np.ndarray], i: int, n: int = 300_000) -> None:
 
 # -- child processes (spawned: fresh interpreters) ---------------------------------------------------
 
+
 def hold_slot(descriptor: bytes, ready, gate) -> None:
     """Map a message, say so, and keep its arrays until `gate` is set (or the process is killed)."""
     views = shm.reader.open(descriptor)
@@ -113,6 +115,7 @@ def publish_and_return(queue) -> None:
 
 
 # -- the ring and the reader in one process ------------------------------------------------------------
+
 
 def test_a_message_round_trips_as_read_only_views_of_one_segment():
     ring = shm.Ring()
@@ -202,6 +205,7 @@ def test_bad_descriptors_are_refused():
     ring = shm.Ring()
     try:
         import msgpack
+
         name = ring.names[0] if ring.write(frames(1)) and ring.names else ""
         with pytest.raises(ValueError):  # spans past the end of the segment
             shm.reader.open(msgpack.packb((name, 1, [(shm.HEADER, 1 << 40)])))
@@ -223,8 +227,10 @@ def test_only_ipc_uses_shared_memory(monkeypatch):
 
 # -- across processes -------------------------------------------------------------------------------------
 
+
 def test_a_killed_reader_releases_its_slot(spawn):
     import multiprocessing as mp
+
     ctx = mp.get_context("spawn")
     ready, gate = ctx.Event(), ctx.Event()
     ring = shm.Ring(grace_s=0.0, max_slots=1, hold_s=60)
@@ -242,6 +248,7 @@ def test_a_killed_reader_releases_its_slot(spawn):
 
 def test_segments_of_a_killed_process_are_removed_at_the_next_start(spawn):
     import multiprocessing as mp
+
     ctx = mp.get_context("spawn")
     q, gate = ctx.Queue(), ctx.Event()
     child = spawn(publish_ring, q, gate, True)
@@ -258,6 +265,7 @@ def test_segments_of_a_killed_process_are_removed_at_the_next_start(spawn):
 
 def test_sigterm_removes_the_segments_and_still_kills(spawn):
     import multiprocessing as mp
+
     ctx = mp.get_context("spawn")
     q, gate = ctx.Queue(), ctx.Event()
     child = spawn(publish_ring, q, gate, False)
@@ -271,6 +279,7 @@ def test_sigterm_removes_the_segments_and_still_kills(spawn):
 
 def test_exit_removes_the_segments_of_rings_left_open(spawn):
     import multiprocessing as mp
+
     q = mp.get_context("spawn").Queue()
     child = spawn(publish_and_return, q)
     names = q.get(timeout=30)
@@ -318,8 +327,13 @@ def publish_frames(url: str, sizes: list[int], hz: float, subscribers: int, repo
             worst = max(worst, time.perf_counter() - t)
             time.sleep(1 / hz)
         ring = pub.shm
-        report.put({"worst_s": worst, "stats": dataclasses.asdict(ring.stats) if ring else None,
-                    "names": ring.names if ring else []})
+        report.put(
+            {
+                "worst_s": worst,
+                "stats": dataclasses.asdict(ring.stats) if ring else None,
+                "names": ring.names if ring else [],
+            }
+        )
         gate.wait(60)
 
 
@@ -382,8 +396,15 @@ def test_payloads_just_below_the_threshold_go_as_frames_and_from_it_through_shar
     got: list[Image] = []
     with Node("viewer", ipc_url) as node:
         sub = node.subscribe(TOPIC, Image, callback=got.append, queue_size=10)
-        spawn(publish_frames, ipc_url, [shm.THRESHOLD - 1, shm.THRESHOLD, shm.THRESHOLD - 1, shm.THRESHOLD],
-              50.0, 1, report, gate)
+        spawn(
+            publish_frames,
+            ipc_url,
+            [shm.THRESHOLD - 1, shm.THRESHOLD, shm.THRESHOLD - 1, shm.THRESHOLD],
+            50.0,
+            1,
+            report,
+            gate,
+        )
         assert wait_until(lambda: len(got) == 4, 30), len(got)
         (result,) = _collect(report)
         gate.set()
@@ -401,8 +422,12 @@ def test_a_slow_subscriber_drops_and_counts_but_never_sees_a_torn_frame_nor_slow
     report, gate = mpctx.Queue(), mpctx.Event()
     fast: list[tuple[int, bool, bool]] = []  # keeps no frame: holding every one would fill the ring
     with Node("fast", ipc_url) as node:
-        node.subscribe(TOPIC, Image, queue_size=n,
-                       callback=lambda img: fast.append((img.seq, intact(img), in_shared_memory(img.data))))
+        node.subscribe(
+            TOPIC,
+            Image,
+            queue_size=n,
+            callback=lambda img: fast.append((img.seq, intact(img), in_shared_memory(img.data))),
+        )
         spawn(view_frames, ipc_url, n, report, gate, 0.05)  # 50 ms per frame, at 100 frames/s
         spawn(publish_frames, ipc_url, [1_000_000] * n, 100.0, 2, report, gate)
         results = _collect(report, 2)
@@ -443,8 +468,7 @@ def test_a_killed_subscriber_never_blocks_the_publisher_and_frees_its_slots(ipc_
         assert ring.stats.published == before + 1 and ring.stats.reclaimed == 0
 
 
-def test_a_killed_publisher_leaves_its_frames_readable_and_its_segments_go_at_the_next_start(ipc_url, spawn,
-                                                                                           mpctx):
+def test_a_killed_publisher_leaves_its_frames_readable_and_its_segments_go_at_the_next_start(ipc_url, spawn, mpctx):
     report, gate = mpctx.Queue(), mpctx.Event()
     with Node("viewer", ipc_url) as node:
         sub = node.subscribe(TOPIC, Image, mode="latest")
@@ -531,8 +555,9 @@ def test_a_latched_big_frame_reaches_a_late_joiner(ipc_url):
             assert img.seq == 20 and intact(img)
 
 
-def test_the_recorder_writes_the_same_messages_with_and_without_shared_memory(ipc_url, spawn, mpctx, tmp_path,
-                                                                            monkeypatch):
+def test_the_recorder_writes_the_same_messages_with_and_without_shared_memory(
+    ipc_url, spawn, mpctx, tmp_path, monkeypatch
+):
     recordings = []
     for mode in ("off", str(shm.THRESHOLD)):
         monkeypatch.setenv(shm.ENV_MIN, mode)  # the spawned publisher inherits it

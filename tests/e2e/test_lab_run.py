@@ -1,5 +1,6 @@
 """`loopylab run` end to end: the CLI starts the sim bench (lockstep), runs one investigation over the
 bus, and writes a report whose notebook parses and whose conclusion is graded against the oracle."""
+
 import json
 import subprocess
 import sys
@@ -12,13 +13,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_loopylab_run_answers_a_question_end_to_end(tmp_path):
     out = tmp_path / "report"
-    cmd = [sys.executable, "-m", "loopylab.lab.cli", "run", "-q", "estimate mass of red_block within 10%", "--seed", "2",
-           "--out", str(out), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "loopylab.lab.cli",
+        "run",
+        "-q",
+        "estimate mass of red_block within 10%",
+        "--seed",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["success"] is True and summary["experiments"] >= 1
-    assert set(p.name for p in out.iterdir()) >= {"notebook.jsonl", "notebook.txt", "posterior.png", "result.json"}
+    assert {p.name for p in out.iterdir()} >= {"notebook.jsonl", "notebook.txt", "posterior.png", "result.json"}
     sections = g.parse((out / "notebook.txt").read_text())
     kinds = [s.kind for s in sections]
     assert kinds[:3] == ["question", "scene", "hypothesis"] and kinds[-1] == "conclusion"
@@ -34,6 +46,7 @@ def test_loopylab_run_rejects_a_bad_question_clearly():
     from typer.testing import CliRunner
 
     from loopylab.lab.commands import register
+
     app = typer.Typer()
     register(app)
     res = CliRunner().invoke(app, ["run", "-q", "how heavy is it?"])

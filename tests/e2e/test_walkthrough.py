@@ -7,6 +7,7 @@ Real processes on a real ipc graph, each step bounded in time; the graph is stop
 and must leave no registry entry and no socket files. The registry and run dirs are this test's own
 ($LOOPYLAB_RUNTIME_DIR), so graphs that other tests launch meanwhile are not found instead.
 """
+
 import json
 import os
 import shutil
@@ -32,15 +33,28 @@ def env():
 
 
 def loopylab(env: dict, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "loopylab.lab.cli", *argv], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "loopylab.lab.cli", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_the_readme_walkthrough_works_without_bus(env, tmp_path):
     runtime = Path(env["LOOPYLAB_RUNTIME_DIR"])
     with open(tmp_path / "launch.log", "w+") as log:
-        graph = subprocess.Popen([sys.executable, "-m", "loopylab.lab.cli", "launch", "graphs/sim_bench.toml"], cwd=ROOT,
-                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        graph = subprocess.Popen(
+            [sys.executable, "-m", "loopylab.lab.cli", "launch", "graphs/sim_bench.toml"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             # topics, until the arm publishes (a busy machine starts three PyBullet processes slowly)
             deadline = time.monotonic() + 180
@@ -84,8 +98,10 @@ def test_the_readme_walkthrough_works_without_bus(env, tmp_path):
         assert "--bus ipc://sim_bench" in text  # the launcher says where it runs
         assert list(runtime.rglob("*.sock")) == [] and list((runtime / "graphs").iterdir()) == []
 
+
 def _said(proc: subprocess.CompletedProcess | None, log) -> str:
     log.seek(0)
     launched = log.read()[-3000:]
-    return (f"{proc.args}\n--- stdout\n{proc.stdout[-2000:]}\n--- stderr\n{proc.stderr[-2000:]}\n" if proc else "") + \
-        f"--- launch\n{launched}"
+    return (
+        f"{proc.args}\n--- stdout\n{proc.stdout[-2000:]}\n--- stderr\n{proc.stderr[-2000:]}\n" if proc else ""
+    ) + f"--- launch\n{launched}"

@@ -20,7 +20,9 @@ def emulator(kind):
 
 @pytest.fixture
 def bus(emulator, kind):
-    b = MotorBus(emulator.path, kind, {n: i + 1 for i, n in enumerate(JOINTS)}, latency_s=0.2)  # generous: CI machines are loaded
+    b = MotorBus(
+        emulator.path, kind, {n: i + 1 for i, n in enumerate(JOINTS)}, latency_s=0.2
+    )  # generous: CI machines are loaded
     b.connect()
     yield b
     b.close()

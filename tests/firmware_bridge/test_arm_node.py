@@ -1,6 +1,7 @@
 """The hardware arm driver on the bus against the pty emulators: states, commands, and faults that never drop
 the arm (transient faults held with torque on, a protective stop that holds then lowers, torque off only on an
 e-stop, a hardware error or a lost port), reboot, calibration and configuration refusals, units."""
+
 import math
 import uuid
 
@@ -31,8 +32,18 @@ def rig(kind, tmp_path, request):
     graph = f"inproc://{uuid.uuid4().hex}"
     drv_node, test_node = Node("arm", graph), Node("probe", graph)
     options = dict(getattr(request, "param", {}))
-    driver = ArmDriver(drv_node, ArmConfig(port=emu.path, robot=robot, rate_hz=100, latency_s=0.2, reconnect_s=0.05,
-                                           calibration=identity_calibration(tmp_path), **options))
+    driver = ArmDriver(
+        drv_node,
+        ArmConfig(
+            port=emu.path,
+            robot=robot,
+            rate_hz=100,
+            latency_s=0.2,
+            reconnect_s=0.05,
+            calibration=identity_calibration(tmp_path),
+            **options,
+        ),
+    )
     js = test_node.subscribe("arm/joint_state", JointState, mode="latest")
     faults = test_node.subscribe("arm/fault", DeviceFault, queue_size=100)
     yield emu, driver, test_node, js, faults
@@ -95,7 +106,7 @@ def test_a_persistent_fault_holds_then_lowers_to_rest_with_torque_on(rig):
     f = _fault(faults, True)
     assert f.code == "no_response" and f.motor_ids == [3] and "no_response(3)" in f.message
     assert "protective stop" in f.message and "lowering to rest" in f.message
-    assert emu.register(2, "Goal_Position") == start                       # first it holds
+    assert emu.register(2, "Goal_Position") == start  # first it holds
     rest = driver.to_ticks("shoulder_lift", driver.cfg.rest["shoulder_lift"])
     assert wait_until(lambda: emu.register(2, "Goal_Position") == rest, 10)  # then lowers, slowly, to rest
     assert wait_until(lambda: emu.register(2, "Present_Position") == rest, 3)
@@ -104,7 +115,7 @@ def test_a_persistent_fault_holds_then_lowers_to_rest_with_torque_on(rig):
     emu.faults.silent_ids = set()
     assert _fault(faults, False).message.startswith("recovered")
     assert js.wait_for(lambda m: m.seq > seen + 1, timeout=3)
-    assert emu.register(2, "Goal_Position") == rest                         # stays where the stop left it
+    assert emu.register(2, "Goal_Position") == rest  # stays where the stop left it
 
 
 def test_a_hardware_error_turns_torque_off_and_reboot_clears_it(rig):
@@ -163,7 +174,7 @@ def test_bad_config_is_a_clear_error():
 
 
 def test_an_uncalibrated_arm_is_refused_in_one_line(tmp_path, monkeypatch):
-    monkeypatch.setenv("LOOPYLAB_CALIBRATION", str(tmp_path))          # no calibration saved there
+    monkeypatch.setenv("LOOPYLAB_CALIBRATION", str(tmp_path))  # no calibration saved there
     node = Node("arm", f"inproc://{uuid.uuid4().hex}")
     try:
         with pytest.raises(NotCalibrated, match=r"arm so101 on /dev/ttyX is not calibrated.*--from-lerobot") as e:
@@ -180,8 +191,12 @@ def test_motors_left_in_another_mode_are_refused_with_one_clear_line(tmp_path):
     graph = f"inproc://{uuid.uuid4().hex}"
     drv_node, test_node = Node("arm", graph), Node("probe", graph)
     faults = test_node.subscribe("arm/fault", DeviceFault, queue_size=10)
-    driver = ArmDriver(drv_node, ArmConfig(port=emu.path, robot="koch", latency_s=0.2, reconnect_s=0.05,
-                                           calibration=identity_calibration(tmp_path)))
+    driver = ArmDriver(
+        drv_node,
+        ArmConfig(
+            port=emu.path, robot="koch", latency_s=0.2, reconnect_s=0.05, calibration=identity_calibration(tmp_path)
+        ),
+    )
     try:
         f = _fault(faults, True)
         assert f.code == "configuration" and "\n" not in f.message
@@ -200,12 +215,13 @@ def test_effort_units_per_model_through_the_codec():
         bus = MotorBus(emu.path, "dynamixel", {n: i for i, n in enumerate(JOINTS, 1)})
         models = {n: m for n, (_, m) in ArmConfig(robot="koch").motors.items()}
         codec = ArmCodec(bus, JOINTS, models, calibration.identity({n: i for i, n in enumerate(JOINTS, 1)}))
-        raw = {i: (100).to_bytes(2, "little", signed=True) + bytes(4) + (2048).to_bytes(4, "little")
-               for i in range(1, 7)}                      # Present_Current/Load 100, velocity 0, position 2048
+        raw = {
+            i: (100).to_bytes(2, "little", signed=True) + bytes(4) + (2048).to_bytes(4, "little") for i in range(1, 7)
+        }  # Present_Current/Load 100, velocity 0, position 2048
         _, pos, _, eff = codec.decode(raw)
     assert np.allclose(pos, 0.0)
-    assert eff[0] == pytest.approx(0.15) and eff[1] == pytest.approx(0.15)   # 10 % of the XL430's 1.5 N·m
-    assert eff[2] == pytest.approx(0.035)                                    # 100 mA x 0.35 N·m/A
+    assert eff[0] == pytest.approx(0.15) and eff[1] == pytest.approx(0.15)  # 10 % of the XL430's 1.5 N·m
+    assert eff[2] == pytest.approx(0.035)  # 100 mA x 0.35 N·m/A
 
 
 def test_commands_that_do_not_fit_the_arm_are_ignored(rig):
@@ -214,8 +230,8 @@ def test_commands_that_do_not_fit_the_arm_are_ignored(rig):
     goals = {i: emu.register(i, "Goal_Position") for i in emu.motors}
     pub = node.publisher("arm/joint_command", JointCommand)
     assert pub.wait_for_subscribers(1, 3)
-    pub.publish(JointCommand(name=["elbow", "wrist"], position=[1.0, 1.0]))            # unknown joints
-    pub.publish(JointCommand(name=first.name, velocity=[0.5] * 5))                    # velocity mode
+    pub.publish(JointCommand(name=["elbow", "wrist"], position=[1.0, 1.0]))  # unknown joints
+    pub.publish(JointCommand(name=first.name, velocity=[0.5] * 5))  # velocity mode
     seen = js.latest().seq
-    assert js.wait_for(lambda m: m.seq > seen + 5, timeout=3)                          # still running
+    assert js.wait_for(lambda m: m.seq > seen + 5, timeout=3)  # still running
     assert {i: emu.register(i, "Goal_Position") for i in emu.motors} == goals and faults.latest() is None

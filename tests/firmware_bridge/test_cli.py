@@ -1,4 +1,5 @@
 """`loopylab arm ...` through typer's runner against the emulators."""
+
 import json
 
 import typer
@@ -31,13 +32,14 @@ def test_status_names_missing_motors():
 
 
 def test_other_motor_models_are_described_not_refused():
-    models = {1: 1060, 2: 1060, 3: 1060, 4: 1200, 5: 1200, 6: 1200}   # an XL430 elbow on a Koch
+    models = {1: 1060, 2: 1060, 3: 1060, 4: 1200, 5: 1200, 6: 1200}  # an XL430 elbow on a Koch
     with ServoArmEmulator("dynamixel", model=models) as emu:
         for m in emu.motors.values():
             m._set("Operating_Mode", 5 if m.id == 6 else 3)
         refused = CliRunner().invoke(_app(), ["arm", "status", "--robot", "koch", "--port", emu.path])
-        described = CliRunner().invoke(_app(), ["arm", "status", "--robot", "koch", "--port", emu.path,
-                                                "--motors", "elbow_flex=xl430-w250"])
+        described = CliRunner().invoke(
+            _app(), ["arm", "status", "--robot", "koch", "--port", emu.path, "--motors", "elbow_flex=xl430-w250"]
+        )
     assert refused.exit_code == 1 and "motor 3 (elbow_flex) is a xl430-w250, expected xl330-m288" in refused.output
     assert "--motors" in refused.output
     assert described.exit_code == 0, described.output
@@ -46,8 +48,7 @@ def test_other_motor_models_are_described_not_refused():
 def test_setup_motors_walks_through_each_motor_and_writes_modes_and_gains():
     # the same single factory-fresh motor is plugged in for each prompt; each pass renames it
     with ServoArmEmulator("feetech", ids=(1,), baud_code=6) as emu:
-        r = CliRunner().invoke(_app(), ["arm", "setup-motors", "--robot", "so101", "--port", emu.path],
-                               input="\n" * 6)
+        r = CliRunner().invoke(_app(), ["arm", "setup-motors", "--robot", "so101", "--port", emu.path], input="\n" * 6)
         assert r.exit_code == 0, r.output
         assert list(emu.motors) == [1] and emu.motors[1].baud == 1_000_000
         assert emu.register(1, "P_Coefficient") == 16 and emu.register(1, "Operating_Mode") == 0
@@ -58,9 +59,10 @@ def test_setup_motors_walks_through_each_motor_and_writes_modes_and_gains():
 def test_configure_only_fixes_modes_left_by_another_tool():
     with ServoArmEmulator.for_robot("koch") as emu:
         for m in emu.motors.values():
-            m._set("Operating_Mode", 4)                      # LeRobot's Koch: extended position everywhere
-        r = CliRunner().invoke(_app(), ["arm", "setup-motors", "--robot", "koch", "--port", emu.path,
-                                        "--configure-only"])
+            m._set("Operating_Mode", 4)  # LeRobot's Koch: extended position everywhere
+        r = CliRunner().invoke(
+            _app(), ["arm", "setup-motors", "--robot", "koch", "--port", emu.path, "--configure-only"]
+        )
         assert r.exit_code == 0, r.output
         assert [emu.register(i, "Operating_Mode") for i in range(1, 7)] == [3, 3, 3, 3, 3, 5]
         assert emu.register(3, "Position_P_Gain") == 1500
@@ -68,21 +70,38 @@ def test_configure_only_fixes_modes_left_by_another_tool():
 
 def test_calibrate_from_lerobot_checks_the_motors_and_saves_ours(tmp_path):
     with ServoArmEmulator.for_robot("so101") as emu:
-        lerobot = {n: {"id": i, "drive_mode": 0, "homing_offset": 0, "range_min": 0, "range_max": 4095}
-                   for i, n in enumerate(JOINTS, 1)}
+        lerobot = {
+            n: {"id": i, "drive_mode": 0, "homing_offset": 0, "range_min": 0, "range_max": 4095}
+            for i, n in enumerate(JOINTS, 1)
+        }
         lerobot["elbow_flex"].update(range_min=1000, range_max=3000)
         emu.motors[3]._set("Min_Position_Limit", 1000)
         emu.motors[3]._set("Max_Position_Limit", 3000)
         src, out = tmp_path / "so101.json", tmp_path / "ours.json"
         src.write_text(json.dumps(lerobot))
-        ok = CliRunner().invoke(_app(), ["arm", "calibrate", "--robot", "so101", "--port", emu.path,
-                                         "--from-lerobot", str(src), "--out", str(out)])
+        ok = CliRunner().invoke(
+            _app(),
+            ["arm", "calibrate", "--robot", "so101", "--port", emu.path, "--from-lerobot", str(src), "--out", str(out)],
+        )
         assert ok.exit_code == 0, ok.output
         assert calibration.load(out)["elbow_flex"].zero == 2000
-        lerobot["wrist_flex"]["homing_offset"] = 55                 # not what the motor holds
+        lerobot["wrist_flex"]["homing_offset"] = 55  # not what the motor holds
         src.write_text(json.dumps(lerobot))
-        bad = CliRunner().invoke(_app(), ["arm", "calibrate", "--robot", "so101", "--port", emu.path,
-                                          "--from-lerobot", str(src), "--out", str(tmp_path / "no.json")])
+        bad = CliRunner().invoke(
+            _app(),
+            [
+                "arm",
+                "calibrate",
+                "--robot",
+                "so101",
+                "--port",
+                emu.path,
+                "--from-lerobot",
+                str(src),
+                "--out",
+                str(tmp_path / "no.json"),
+            ],
+        )
     assert bad.exit_code == 1 and "wrist_flex (motor 4): Homing_Offset is 0, file says 55" in bad.output
     assert not (tmp_path / "no.json").exists()
 

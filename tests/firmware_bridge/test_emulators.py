@@ -2,6 +2,7 @@
 feetech-servo-sdk, minimalmodbus) on real ptys: REG_WRITE waits for ACTION, REBOOT / FACTORY_RESET /
 CLEAR, unknown instructions get the instruction error, a broadcast READ is ignored, Robotiq FC06 and
 partial writes, the `--fault` spec, and `arm emulate` cleaning up after SIGTERM."""
+
 import os
 import signal
 import subprocess
@@ -23,9 +24,11 @@ TORQUE = {"dynamixel": 64, "feetech": 40}
 def _sdk(kind, path):
     if kind == "dynamixel":
         import dynamixel_sdk as sdk
+
         ph = sdk.PacketHandler(2.0)
     else:
         import scservo_sdk as sdk
+
         ph = sdk.PacketHandler(0)
     port = sdk.PortHandler(path)
     assert port.openPort() and port.setBaudRate(1_000_000)
@@ -40,7 +43,7 @@ def _retry(call, *args, deadline_s: float = 15.0):
     while time.monotonic() < deadline:
         try:
             out = call(*args)
-        except IndexError:      # the SDK can index past a half-read packet
+        except IndexError:  # the SDK can index past a half-read packet
             continue
         result = out[1] if isinstance(out, tuple) and len(out) == 3 else (out[0] if isinstance(out, tuple) else out)
         if result == 0:
@@ -63,10 +66,10 @@ def test_reg_write_takes_effect_only_on_action(vendor, kind):
     before = emu.register(1, "Goal_Position")
     result, error = _retry(ph.regWriteTxRx, port, 1, addr, size, list((before + 300).to_bytes(size, "little")))
     assert (result, error) == (0, 0)
-    assert emu.register(1, "Goal_Position") == before           # registered, not applied
+    assert emu.register(1, "Goal_Position") == before  # registered, not applied
     if kind == "dynamixel":
         assert emu.register(1, "Registered_Instruction") == 1
-        ph.action(port, 0xFE)                                    # broadcast ACTION, as the SDK sends it
+        ph.action(port, 0xFE)  # broadcast ACTION, as the SDK sends it
     else:
         assert _retry(ph.action, port, 1) == 0
     assert wait_until(lambda: emu.register(1, "Goal_Position") == before + 300, 2)
@@ -78,8 +81,8 @@ def test_unknown_instruction_gets_the_instruction_error(vendor, kind):
     emu, sdk, ph, port = vendor
     if kind == "dynamixel":
         tx = [0] * 10
-        tx[4], tx[5], tx[6], tx[7] = 1, 3, 0, 0x07               # ID 1, LEN 3, instruction 0x07 (none)
-        want = 2                                                  # Dynamixel error 2: instruction error
+        tx[4], tx[5], tx[6], tx[7] = 1, 3, 0, 0x07  # ID 1, LEN 3, instruction 0x07 (none)
+        want = 2  # Dynamixel error 2: instruction error
     else:
         tx = [0] * 6
         tx[2], tx[3], tx[4] = 1, 2, 0x07
@@ -91,7 +94,7 @@ def test_unknown_instruction_gets_the_instruction_error(vendor, kind):
 def test_broadcast_read_is_ignored_and_the_emulator_keeps_serving(vendor, kind):
     emu, sdk, ph, port = vendor
     addr, size = GOAL[kind]
-    ph.readTx(port, 0xFE, addr, size)                            # no motor answers a broadcast READ
+    ph.readTx(port, 0xFE, addr, size)  # no motor answers a broadcast READ
     time.sleep(0.05)
     number, result, error = _retry(ph.ping, port, 2)
     assert (result, error) == (0, 0) and number == emu.motors[2].model
@@ -101,7 +104,7 @@ def test_dynamixel_reboot_factory_reset_and_clear_with_the_vendor_sdk():
     with ServoArmEmulator("dynamixel", ids=(2, 3)) as emu:
         sdk, ph, port = _sdk("dynamixel", emu.path)
         try:
-            emu.set_hardware_error(2, 0b100000)                  # overload
+            emu.set_hardware_error(2, 0b100000)  # overload
             assert _retry(ph.reboot, port, 2)[0] == 0
             assert emu.register(2, "Hardware_Error_Status") == 0 and emu.register(2, "Torque_Enable") == 0
             # CLEAR folds a multi-turn position back into one turn (motor at rest)
@@ -109,10 +112,10 @@ def test_dynamixel_reboot_factory_reset_and_clear_with_the_vendor_sdk():
             assert _retry(ph.clearMultiTurn, port, 3) == (0, 0)
             assert emu.register(3, "Present_Position") == 100
             # FACTORY_RESET 0x02 keeps ID and baud, resets the rest of EEPROM
-            assert _retry(ph.write4ByteTxRx, port, 3, 20, 500) == (0, 0)       # Homing_Offset
+            assert _retry(ph.write4ByteTxRx, port, 3, 20, 500) == (0, 0)  # Homing_Offset
             assert _retry(ph.factoryReset, port, 3, 0x02) == (0, 0)
             assert emu.register(3, "Homing_Offset") == 0 and emu.register(3, "ID") == 3
-            assert emu.register(3, "Return_Delay_Time") == 250                 # factory: 500 µs
+            assert emu.register(3, "Return_Delay_Time") == 250  # factory: 500 µs
             # FACTORY_RESET 0xFF: ID 1 and 57600 baud, as from the factory
             assert _retry(ph.factoryReset, port, 3, 0xFF) == (0, 0)
             assert sorted(emu.motors) == [1, 2] and emu.motors[1].baud == 57600
@@ -122,7 +125,13 @@ def test_dynamixel_reboot_factory_reset_and_clear_with_the_vendor_sdk():
 
 def test_faults_spec_parses_every_option_and_refuses_nonsense():
     f = Faults.parse("drop=0.05,corrupt=0.05,delay_ms=5,silent=3,port_loss_after=10s")
-    assert (f.lose_rate, f.corrupt_rate, f.latency_s, f.silent_ids, f.port_loss_after_s) == (0.05, 0.05, 0.005, {3}, 10.0)
+    assert (f.lose_rate, f.corrupt_rate, f.latency_s, f.silent_ids, f.port_loss_after_s) == (
+        0.05,
+        0.05,
+        0.005,
+        {3},
+        10.0,
+    )
     assert Faults.parse("silent=2+4,truncate=0.1").silent_ids == {2, 4}
     for bad, msg in (("drop=2", "0..1"), ("bogus=1", "unknown fault"), ("drop", "no value")):
         with pytest.raises(ValueError, match=msg):
@@ -149,20 +158,21 @@ def test_dropped_replies_are_lost_whole_and_port_loss_comes_on_time(kind):
 
 def test_robotiq_takes_fc06_and_partial_writes_from_minimalmodbus():
     import minimalmodbus
+
     with RobotiqEmulator("rtu", activation_s=0.0) as emu:
         inst = minimalmodbus.Instrument(emu.path, 9)
         inst.serial.baudrate, inst.serial.timeout = 115200, 1.0
         try:
-            for _ in range(10):            # the server may still be opening its end of the pty
+            for _ in range(10):  # the server may still be opening its end of the pty
                 try:
-                    inst.write_register(1000, 0x0100, functioncode=6)             # rACT by FC06
+                    inst.write_register(1000, 0x0100, functioncode=6)  # rACT by FC06
                     break
                 except minimalmodbus.NoResponseError:
                     continue
             assert wait_until(lambda: inst.read_registers(2000, 1)[0] >> 8 == 0x31, 3)
-            inst.write_registers(1001, [0x00C8, 0xFF80])                         # position 200, speed, force
-            inst.write_register(1000, 0x0900, functioncode=6)                     # rGTO | rACT
-            assert inst.read_registers(2001, 1)[0] & 0xFF == 200                  # the echo of the request
+            inst.write_registers(1001, [0x00C8, 0xFF80])  # position 200, speed, force
+            inst.write_register(1000, 0x0900, functioncode=6)  # rGTO | rACT
+            assert inst.read_registers(2001, 1)[0] & 0xFF == 200  # the echo of the request
             assert wait_until(lambda: inst.read_registers(2002, 1)[0] >> 8 == 200, 5)
         finally:
             inst.serial.close()
@@ -170,9 +180,24 @@ def test_robotiq_takes_fc06_and_partial_writes_from_minimalmodbus():
 
 def test_arm_emulate_with_faults_cleans_up_its_link_on_sigterm(tmp_path):
     link = tmp_path / "ttyARM"
-    proc = subprocess.Popen([sys.executable, "-c", "from loopylab.lab.cli import main; main()", "arm", "emulate", "--kind", "dynamixel",
-                             "--link", str(link), "--fault", "drop=0.05,corrupt=0.05,delay_ms=1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from loopylab.lab.cli import main; main()",
+            "arm",
+            "emulate",
+            "--kind",
+            "dynamixel",
+            "--link",
+            str(link),
+            "--fault",
+            "drop=0.05,corrupt=0.05,delay_ms=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert wait_until(lambda: os.path.lexists(link), 20)
         bus = MotorBus(str(link), "dynamixel", {"a": 1}, latency_s=0.2, retries=5).open()

@@ -1,5 +1,6 @@
 """The hardware graphs (graphs/so101.toml, graphs/koch.toml) on an emulated arm: driver + safety gate
 over the bus, joints moved through arm/joint_target, limits enforced by the gate."""
+
 import threading
 import time
 import uuid
@@ -20,12 +21,18 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_graph_moves_the_emulated_arm_through_the_gate(robot, kind, monkeypatch, tmp_path):
     emu = ServoArmEmulator.for_robot(robot).start()
     monkeypatch.setenv("LOOPYLAB_ARM_PORT", emu.path)
-    factory = calibration.identity({n: i for i, n in enumerate(
-        ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"], 1)})
+    factory = calibration.identity(
+        {
+            n: i
+            for i, n in enumerate(
+                ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"], 1
+            )
+        }
+    )
     monkeypatch.setenv("LOOPYLAB_ARM_CALIBRATION", str(calibration.save(tmp_path / f"{robot}.json", factory)))
     spec = load_graph(ROOT / "graphs" / f"{robot}.toml").with_bus(f"inproc://{uuid.uuid4().hex}")
     arm = next(n for n in spec.nodes if n.run == "loopylab.firmware_bridge.arm_node:run_arm")
-    arm.params["latency_s"] = 0.25   # a loaded CI machine is slower than an FTDI adapter
+    arm.params["latency_s"] = 0.25  # a loaded CI machine is slower than an FTDI adapter
     launcher = Launcher(spec)
     runner = threading.Thread(target=launcher.run, daemon=True)
     runner.start()
@@ -37,7 +44,7 @@ def test_graph_moves_the_emulated_arm_through_the_gate(robot, kind, monkeypatch,
         pub = node.publisher("arm/joint_target", JointCommand)
         assert pub.wait_for_subscribers(1, 10)
         # a smooth stream of targets (the gate's deadman wants fresh ones), paced by the driver's states
-        goal = np.array([0.0, 0.3, 0.4, -0.2, 0.1])   # inside both arms' URDF limits
+        goal = np.array([0.0, 0.3, 0.4, -0.2, 0.1])  # inside both arms' URDF limits
         start = np.asarray(first.position)
         goal[0] = start[0]
         deadline, k, final = time.monotonic() + 30, 0, first
@@ -60,9 +67,9 @@ def test_graph_moves_the_emulated_arm_through_the_gate(robot, kind, monkeypatch,
             pub.publish(JointCommand(name=list(first.name), position=jump))
             js.wait_for(timeout=2)
             lead = rad(emu.register(1, "Goal_Position")) - rad(emu.register(1, "Present_Position"))
-            assert lead <= 0.25 + 0.005                        # the gate's max step, never more
+            assert lead <= 0.25 + 0.005  # the gate's max step, never more
         assert safety.wait_for(lambda s: s.clamped_count > clamped, timeout=3)
-        assert rad(emu.register(1, "Present_Position")) > final.position[0] + 0.05   # it did move
+        assert rad(emu.register(1, "Present_Position")) > final.position[0] + 0.05  # it did move
     finally:
         node.close()
         launcher.stop()

@@ -1,11 +1,13 @@
 """The MCU bridge: Python codec properties, and the C firmware core (built with gcc, on a pty) driven
 from Python: handshake, targets, sensors, watchdog, e-stop, bad frames, faults, the driver node."""
+
 import shutil
 import uuid
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopylab.bus import JointCommand, JointState, Node, SafetyState
 from loopylab.firmware_bridge.emulators.mcu import McuEmulator, build_firmware
@@ -14,7 +16,6 @@ from loopylab.firmware_bridge.mcu.link import McuLink, McuTimeout
 from loopylab.firmware_bridge.mcu.node import McuConfig, McuDriver
 from loopylab.firmware_bridge.messages import DeviceFault, Readings
 from loopylab.firmware_bridge.servo.bus import PortLostError
-
 from tests.waiting import wait_for_value, wait_until
 
 
@@ -50,7 +51,7 @@ def mcu(firmware, request):
     # machine pausing this process does not trip it
     watchdog = getattr(request, "param", 2000)
     emu = McuEmulator(joints=4, sensors=2, watchdog_ms=watchdog, binary=firmware).start()
-    link = McuLink(emu.path, timeout_s=0.5).open()   # generous: CI machines are loaded
+    link = McuLink(emu.path, timeout_s=0.5).open()  # generous: CI machines are loaded
     yield emu, link
     link.close()
     emu.stop()
@@ -65,7 +66,7 @@ def test_handshake_targets_and_sensors(mcu):
     s = wait_for_value(link.heartbeat, lambda s: s.position_mrad == [400, -300, 0, 100], 10)
     assert s is not None
     pot = lambda mrad, i: 512 + int(mrad * 512 / 1571) + i  # noqa: E731  (C division truncates)
-    assert s.sensors == [pot(400, 0), pot(-300, 1)]          # pots follow joints 0 and 1
+    assert s.sensors == [pot(400, 0), pot(-300, 1)]  # pots follow joints 0 and 1
 
 
 def test_targets_before_handshake_are_refused(mcu):
@@ -84,15 +85,15 @@ def test_version_mismatch_is_a_clear_error(mcu):
 def test_firmware_watchdog_stops_motion_when_the_host_goes_quiet(mcu):
     _, link = mcu
     link.hello()
-    link.send_targets([1500, 0, 0, 0])   # 0.5 s of travel at 3 rad/s
-    errors = link.drain_errors(0.6)      # host silent for 600 ms (> 200 ms watchdog)
+    link.send_targets([1500, 0, 0, 0])  # 0.5 s of travel at 3 rad/s
+    errors = link.drain_errors(0.6)  # host silent for 600 ms (> 200 ms watchdog)
     assert P.McuError(8, 0) in errors
     s = link.heartbeat()
     assert s.watchdog_tripped and not s.outputs_on
-    assert 0 < s.position_mrad[0] < 1500            # stopped part way
+    assert 0 < s.position_mrad[0] < 1500  # stopped part way
     frozen = s.position_mrad[0]
     assert wait_for_value(link.heartbeat, lambda x: x.position_mrad[0] != frozen, 0.2) is None
-    s = link.send_targets([frozen + 100, 0, 0, 0])    # fresh targets move again
+    s = link.send_targets([frozen + 100, 0, 0, 0])  # fresh targets move again
     assert not s.watchdog_tripped and s.outputs_on
     assert wait_for_value(link.heartbeat, lambda x: x.position_mrad[0] > frozen, 10)
 
@@ -120,8 +121,8 @@ def test_out_of_range_target_is_clamped_and_reported(mcu):
 def test_bad_frames_from_the_host_are_reported_and_retried(mcu):
     emu, link = mcu
     link.hello()
-    emu.host_faults.corrupt = 1                 # the board gets a frame with a bad last byte
-    assert link.heartbeat().flags & P.F_READY    # retried, answered
+    emu.host_faults.corrupt = 1  # the board gets a frame with a bad last byte
+    assert link.heartbeat().flags & P.F_READY  # retried, answered
     assert any(e.code in (1, 2) for e in link.errors)
     link.send_raw(P.encode_frame(0x42, 3))
     assert P.McuError(3, 0x42) in link.drain_errors(0.3)
@@ -167,7 +168,7 @@ def test_driver_node_moves_joints_follows_the_gate_estop_and_reconnects(firmware
         safety.publish(SafetyState(estop=True, reason="test"))
         assert wait_until(lambda: drv.board_estop, 2)
         cmd.publish(JointCommand(name=["joint0", "joint1", "joint2", "joint3"], position=[0.0] * 4))
-        with pytest.raises(TimeoutError):     # e-stopped: the board does not move
+        with pytest.raises(TimeoutError):  # e-stopped: the board does not move
             js.wait_for(lambda m: m.position[0] < 0.19, timeout=0.3)
         safety.publish(SafetyState(estop=False))
         assert wait_until(lambda: not drv.board_estop, 2)

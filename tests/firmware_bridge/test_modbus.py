@@ -1,5 +1,6 @@
 """Modbus devices against real pymodbus servers (TCP, and RTU on ptys): Robotiq 2F gripper, FT300,
 generic TOML register maps; minimalmodbus as an independent RTU client."""
+
 import time
 import uuid
 
@@ -16,7 +17,6 @@ from loopylab.firmware_bridge.modbus import ft300 as ft
 from loopylab.firmware_bridge.modbus.client import Endpoint, ModbusDeviceError
 from loopylab.firmware_bridge.modbus.device import DeviceMap, ModbusDevice, ModbusDeviceNode
 from loopylab.firmware_bridge.modbus.robotiq import RobotiqGripper, RobotiqNode, RobotiqStatus, command_registers
-
 from tests.waiting import wait_for_value, wait_until
 
 
@@ -31,10 +31,10 @@ def test_robotiq_activation_and_grasp(transport):
         g = _gripper(emu, transport)
         s = g.activate()
         assert s.activated and s.gFLT == 0
-        g.goto(255, speed=255, force=100)                        # close on the object
-        s = wait_for_value(g.status, lambda s: s.gOBJ != 0, 10)   # the fingers stopped
+        g.goto(255, speed=255, force=100)  # close on the object
+        s = wait_for_value(g.status, lambda s: s.gOBJ != 0, 10)  # the fingers stopped
         assert (s.gOBJ, s.position, s.object_detected) == (2, 140, True) and s.current_ma > 0
-        g.goto(0, speed=255, force=100)                          # open: no object on the way
+        g.goto(0, speed=255, force=100)  # open: no object on the way
         s = wait_for_value(g.status, lambda s: s.gOBJ != 0, 10)
         assert (s.gOBJ, s.position, s.object_detected) == (3, 0, False)
         g.close()
@@ -43,19 +43,20 @@ def test_robotiq_activation_and_grasp(transport):
 def test_robotiq_faults_are_decoded():
     with RobotiqEmulator("tcp", watchdog_s=0.15) as emu:
         g = _gripper(emu, "tcp")
-        g.client.write_registers(1000, command_registers(0x08, 255, 255, 255))   # go-to without activation
+        g.client.write_registers(1000, command_registers(0x08, 255, 255, 255))  # go-to without activation
         assert g.status().fault == "the activation bit must be set before an action"
         g.activate()
-        time.sleep(0.25)   # the stimulus under test: the host stays silent past the watchdog
+        time.sleep(0.25)  # the stimulus under test: the host stays silent past the watchdog
         s = g.status()
         assert s.gFLT == 9 and "communication watchdog" in s.fault
-        g.goto(100)                                               # a fresh command clears it
+        g.goto(100)  # a fresh command clears it
         assert g.status().gFLT == 0
         g.close()
 
 
 def test_minimalmodbus_reads_the_gripper_emulator_over_rtu():
     import minimalmodbus
+
     with RobotiqEmulator("rtu") as emu:
         g = _gripper(emu, "rtu")
         ours = g.activate()
@@ -65,9 +66,9 @@ def test_minimalmodbus_reads_the_gripper_emulator_over_rtu():
         try:
             regs = inst.read_registers(2000, 3, functioncode=3)
             assert RobotiqStatus.from_registers(regs) == ours
-            assert regs[0] >> 8 == 0x31   # "activated" status byte, as on the real gripper
+            assert regs[0] >> 8 == 0x31  # "activated" status byte, as on the real gripper
             inst.write_registers(1000, command_registers(0x09, 200, 255, 50))
-            assert inst.read_registers(2001, 1)[0] & 0xFF == 200        # position request echo
+            assert inst.read_registers(2001, 1)[0] & 0xFF == 200  # position request echo
         finally:
             inst.serial.close()
 
@@ -82,7 +83,9 @@ def test_modbus_faults_retry_or_fail_clearly(transport):
         emu.faults.drop_bytes = 1
         assert g.status().gSTA == 0
         emu.faults.silent_ids = {9}
-        with pytest.raises(ModbusDeviceError, match=r"Robotiq 2f85 \(device 9 on .*\) did not answer read holding 2000\+3"):
+        with pytest.raises(
+            ModbusDeviceError, match=r"Robotiq 2f85 \(device 9 on .*\) did not answer read holding 2000\+3"
+        ):
             g.status()
         g.close()
 
@@ -130,7 +133,7 @@ def test_ft300_registers_streaming_and_stop():
         s.stop_stream()
         assert wait_until(lambda: not emu.streaming, 2)
         s.connect()
-        assert np.allclose(s.read_wrench()[0], [0, 0, -3.5])     # back to Modbus
+        assert np.allclose(s.read_wrench()[0], [0, 0, -3.5])  # back to Modbus
         s.close()
 
 
@@ -141,7 +144,7 @@ def test_ft300_stream_parser_resyncs_after_garbage():
     buf = bytearray(b"\x20\x4e\x01" + bytes(bad) + good + good[:7])
     frames, nbad = ft.parse_stream(buf)
     assert len(frames) == 1 and nbad >= 1 and np.allclose(frames[0][1], [0.1, 0.2, 0.3])
-    assert bytes(buf) == good[:7]                                # the partial frame waits for more
+    assert bytes(buf) == good[:7]  # the partial frame waits for more
 
 
 def test_ft300_node_publishes_wrench_and_faults_on_unplug():
@@ -178,8 +181,15 @@ MAP = {
 def test_generic_device_from_a_register_map():
     regs = [(-215) & 0xFFFF, 0, 0, 0x0002, 0x0001]  # temperature -21.5; counter 0x00010002 (low word first)
     bits = [SimData(0, count=8, values=False, datatype=DataType.BITS)]
-    dev = SimDevice(id=1, simdata=(bits, bits, [SimData(10, values=regs, datatype=DataType.REGISTERS)],
-                                   [SimData(0, count=1, datatype=DataType.REGISTERS)]))
+    dev = SimDevice(
+        id=1,
+        simdata=(
+            bits,
+            bits,
+            [SimData(10, values=regs, datatype=DataType.REGISTERS)],
+            [SimData(0, count=1, datatype=DataType.REGISTERS)],
+        ),
+    )
     with ModbusServerThread(dev, "tcp") as server:
         spec = DeviceMap.parse({**MAP, "device": {**MAP["device"], "tcp_port": server.port}})
         device = ModbusDevice(spec)
@@ -203,12 +213,15 @@ def test_generic_device_from_a_register_map():
             device.write("temperature", 3)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"table": "input", "access": "rw"}, "input registers are read-only"),
-    ({"type": "float64"}, "type must be one of"),
-    ({"table": "coil", "type": "int16"}, "coils and discrete inputs are type bool"),
-    ({"colour": "red"}, "unexpected keyword"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"table": "input", "access": "rw"}, "input registers are read-only"),
+        ({"type": "float64"}, "type must be one of"),
+        ({"table": "coil", "type": "int16"}, "coils and discrete inputs are type bool"),
+        ({"colour": "red"}, "unexpected keyword"),
+    ],
+)
 def test_bad_register_maps_are_clear_errors(change, message):
     bad = {**MAP, "register": [{**MAP["register"][0], **change}]}
     with pytest.raises(ValueError, match=message):

@@ -1,15 +1,20 @@
 """The motor bus against the pty emulators: transactions, retries, clear errors, vendor-SDK cross-checks."""
+
 import pytest
 
 from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
 from loopylab.firmware_bridge.servo import calibration
-from loopylab.firmware_bridge.servo.bus import (CorruptResponseError, MotorBus, MotorFaultError, NoResponseError,
-                                                PortLostError, ProtocolError)
+from loopylab.firmware_bridge.servo.bus import (
+    CorruptResponseError,
+    MotorBus,
+    MotorFaultError,
+    NoResponseError,
+    PortLostError,
+    ProtocolError,
+)
 from loopylab.firmware_bridge.servo.setup import setup_motor
-
+from tests.firmware_bridge.conftest import JOINTS
 from tests.waiting import wait_until
-
-from .conftest import JOINTS
 
 
 def test_sync_write_moves_joints_and_sync_read_sees_them(bus, emulator):
@@ -20,8 +25,10 @@ def test_sync_write_moves_joints_and_sync_read_sees_them(bus, emulator):
 
     def settled():  # at the goal the last sub-tick step may still read as motion; a servo then comes to rest
         state = bus.sync_read(["Present_Position", "Present_Velocity"])
-        return ({n: s["Present_Position"] for n, s in state.items()} == goals
-                and all(s["Present_Velocity"] == 0 for s in state.values()))
+        return {n: s["Present_Position"] for n, s in state.items()} == goals and all(
+            s["Present_Velocity"] == 0 for s in state.values()
+        )
+
     assert wait_until(settled, 3)
 
 
@@ -35,8 +42,10 @@ def test_dynamixel_bulk_read_reads_different_registers_per_motor():
     with ServoArmEmulator("dynamixel") as emu:
         bus = MotorBus(emu.path, "dynamixel", {"a": 1, "b": 2}, latency_s=0.2).open()
         out = bus.bulk_read([("a", "Present_Position"), ("b", "Hardware_Error_Status")])
-        assert out == {("a", "Present_Position"): emu.register(1, "Present_Position"),
-                       ("b", "Hardware_Error_Status"): 0}
+        assert out == {
+            ("a", "Present_Position"): emu.register(1, "Present_Position"),
+            ("b", "Hardware_Error_Status"): 0,
+        }
         bus.close()
 
 
@@ -58,7 +67,7 @@ def test_a_persistent_fault_ends_in_a_clear_error(bus, emulator, fault):
 
 
 def test_a_persistent_protocol_error_is_its_own_class_never_a_motor_fault(bus, emulator, kind):
-    emulator.faults.protocol_error = 1000     # every answer: "your instruction arrived damaged"
+    emulator.faults.protocol_error = 1000  # every answer: "your instruction arrived damaged"
     with pytest.raises(ProtocolError, match="after 3 tries") as e:
         bus.read("Present_Position", "elbow_flex")
     code = {"dynamixel": 0x03, "feetech": 0x40}[kind]
@@ -70,7 +79,7 @@ def test_a_late_reply_is_never_taken_as_the_answer_to_the_next_request(bus, emul
     """The reply to a timed-out READ arrives while the next READ (same motor, same size) waits: it is
     stale and skipped, and the next READ gets its own answer."""
     bus.set_torque(False)
-    bus.write("Goal_Position", "shoulder_pan", 1234)            # torque off: goal != present
+    bus.write("Goal_Position", "shoulder_pan", 1234)  # torque off: goal != present
     present = emulator.register(1, "Present_Position")
     assert present != 1234
     bus.latency_s, bus.retries = 0.15, 0
@@ -140,18 +149,18 @@ def test_dynamixel_eeprom_write_with_torque_on_names_the_fix():
 def test_feetech_eeprom_writes_unlock_then_lock():
     with ServoArmEmulator("feetech") as emu:
         bus = MotorBus(emu.path, "feetech", {"a": 1, "b": 2}, latency_s=0.2).open()
-        bus.write("Homing_Offset", "a", -25)                                 # ours: unlock, write, lock
+        bus.write("Homing_Offset", "a", -25)  # ours: unlock, write, lock
         proto = bus.proto
         bus.transact(proto.write(2, 31, proto.encode_value(proto.table["Homing_Offset"], 40)), [(2, 0)], "raw")
         assert emu.register(1, "Lock") == 1
         emu.power_cycle()
-        assert bus.read("Homing_Offset", "a") == -25                        # saved
-        assert bus.read("Homing_Offset", "b") == 0                          # written locked: lost
+        assert bus.read("Homing_Offset", "a") == -25  # saved
+        assert bus.read("Homing_Offset", "b") == 0  # written locked: lost
         bus.close()
 
 
 def test_setup_motor_assigns_id_and_baud_that_survive_power_off(kind):
-    factory = {"dynamixel": 1, "feetech": 6}[kind]   # 57600 baud both
+    factory = {"dynamixel": 1, "feetech": 6}[kind]  # 57600 baud both
     with ServoArmEmulator(kind, ids=(1,), baud_code=factory) as emu:
         bus = MotorBus(emu.path, kind, {"wrist_flex": 4}, latency_s=0.05)
         bus.open()
@@ -179,15 +188,14 @@ def test_calibration_round_trip_and_mismatch(bus, emulator, kind, tmp_path):
         return False
 
     calib = calibration.calibrate(bus, centred, sweep, reversed_joints=("elbow_flex",), full_turn=("wrist_roll",))
-    assert all(c.range_min == 2047 - 200 and c.range_max == 2047 + 300
-               for n, c in calib.items() if n != "wrist_roll")
+    assert all(c.range_min == 2047 - 200 and c.range_max == 2047 + 300 for n, c in calib.items() if n != "wrist_roll")
     assert (calib["wrist_roll"].range_min, calib["wrist_roll"].range_max) == (0, 4095)
     assert calib["elbow_flex"].drive_mode == 1
     for i, a in centre.items():
         emulator.move_by_hand(i, a)
     assert set(bus.sync_read("Present_Position").values()) == {2047}
     path = calibration.save(tmp_path / "arm.json", calib)
-    calibration.check(bus, calibration.load(path))          # matches
+    calibration.check(bus, calibration.load(path))  # matches
     bus.write("Max_Position_Limit", "gripper", 4000)
     with pytest.raises(calibration.CalibrationMismatch, match=r"gripper \(motor 6\): Max_Position_Limit is 4000"):
         calibration.check(bus, calibration.load(path))
@@ -196,10 +204,12 @@ def test_calibration_round_trip_and_mismatch(bus, emulator, kind, tmp_path):
 def test_vendor_sdk_ping_read_sync_read_sync_write_against_our_emulators(emulator, kind):
     if kind == "dynamixel":
         import dynamixel_sdk as sdk
+
         ph = sdk.PacketHandler(2.0)
         pos, size, model = 132, 4, 1060
     else:
         import scservo_sdk as sdk
+
         ph = sdk.PacketHandler(0)
         pos, size, model = 56, 2, 777
     port = sdk.PortHandler(emulator.path)
@@ -241,6 +251,7 @@ def test_vendor_sdk_ping_read_sync_read_sync_write_against_our_emulators(emulato
             if vendor(r.txRxPacket) != 0:
                 return False
             return {i: r.getData(i, pos, size) for i in emulator.motors} == targets
+
         assert wait_until(arrived, 10)
     finally:
         port.closePort()

@@ -1,10 +1,12 @@
 """Servo packet codecs: round trips, single-byte corruption, value encodings, vendor-SDK byte identity."""
+
 import os
 import pty
 import select
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopylab.firmware_bridge.servo import CorruptPacket, Instruction, StatusPacket, get_protocol
 from loopylab.firmware_bridge.servo.dynamixel import X_SERIES, describe_hardware_error
@@ -14,8 +16,9 @@ KINDS = ["dynamixel", "feetech"]
 ids = st.integers(0, 0xFD)
 payload = st.binary(max_size=60)
 # Dynamixel bodies rich in FF FF FD so that stuffing is exercised
-dxl_payload = st.lists(st.sampled_from([b"\xff", b"\xfd", b"\x00", b"\xff\xff\xfd"]) | st.binary(max_size=3),
-                       max_size=20).map(b"".join)
+dxl_payload = st.lists(
+    st.sampled_from([b"\xff", b"\xfd", b"\x00", b"\xff\xff\xfd"]) | st.binary(max_size=3), max_size=20
+).map(b"".join)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -48,8 +51,10 @@ def test_any_single_corrupted_byte_is_rejected(kind, id, error, params, data):
 
 @pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=60, deadline=None)
-@given(packets=st.lists(st.tuples(ids, st.integers(0, 0x7F), payload | dxl_payload), min_size=1, max_size=5),
-       noise=st.binary(max_size=8))
+@given(
+    packets=st.lists(st.tuples(ids, st.integers(0, 0x7F), payload | dxl_payload), min_size=1, max_size=5),
+    noise=st.binary(max_size=8),
+)
 def test_stream_parsing_skips_noise_and_finds_every_packet(kind, packets, noise):
     """Leading garbage (noise from a half-sent packet) never hides or alters the packets after it."""
     proto = get_protocol(kind)
@@ -106,6 +111,7 @@ def test_error_descriptions():
 
 # ---- byte identity with the vendor SDKs (they write to a real pty; we read the master side) ----
 
+
 def _capture(open_port, send) -> bytes:
     master, slave = pty.openpty()
     path = os.ttyname(slave)
@@ -124,6 +130,7 @@ def _capture(open_port, send) -> bytes:
 
 def _dxl_port(path):
     import dynamixel_sdk as sdk
+
     port = sdk.PortHandler(path)
     assert port.openPort()
     return port
@@ -131,6 +138,7 @@ def _dxl_port(path):
 
 def _ft_port(path):
     import scservo_sdk as sdk
+
     port = sdk.PortHandler(path)
     assert port.openPort()
     return port
@@ -138,6 +146,7 @@ def _ft_port(path):
 
 def test_dynamixel_packets_match_the_vendor_sdk():
     import dynamixel_sdk as sdk
+
     ph, ours = sdk.PacketHandler(2.0), get_protocol("dynamixel")
     goal = {1: 2048, 2: 1000, 3: -5}
 
@@ -161,8 +170,7 @@ def test_dynamixel_packets_match_the_vendor_sdk():
 
     cases = [
         (lambda p: ph.readTx(p, 3, 132, 4), ours.read(3, 132, 4)),
-        (lambda p: ph.writeTxOnly(p, 5, 116, 4, [0x00, 0xFF, 0xFD, 0x00]),
-         ours.write(5, 116, b"\x00\xff\xfd\x00")),
+        (lambda p: ph.writeTxOnly(p, 5, 116, 4, [0x00, 0xFF, 0xFD, 0x00]), ours.write(5, 116, b"\x00\xff\xfd\x00")),
         (lambda p: ph.write1ByteTxOnly(p, 254, 64, 1), ours.write(254, 64, b"\x01")),
         (sync_write, ours.sync_write(116, 4, {i: (v & 0xFFFFFFFF).to_bytes(4, "little") for i, v in goal.items()})),
         (sync_read, ours.sync_read(126, 10, [1, 2, 3, 4, 5, 6])),
@@ -176,6 +184,7 @@ def test_dynamixel_packets_match_the_vendor_sdk():
 
 def test_feetech_packets_match_the_vendor_sdk():
     import scservo_sdk as sdk
+
     ph, ours = sdk.PacketHandler(0), get_protocol("feetech")
 
     def sync_write(port):
@@ -207,7 +216,9 @@ def test_dynamixel_stuffing_follows_the_spec_where_the_python_sdk_does_not():
     `txPacket` discards, so FF FF FD goes out unstuffed with the CRC over the unstuffed bytes. We follow
     the protocol (and the vendor's C SDK); this test pins both so a fixed SDK shows up here."""
     import dynamixel_sdk as sdk
+
     from loopylab.firmware_bridge.crc import crc16_dynamixel
+
     ph, ours = sdk.PacketHandler(2.0), get_protocol("dynamixel")
     sent = _capture(_dxl_port, lambda p: ph.writeTxOnly(p, 5, 116, 4, [0xFF, 0xFF, 0xFD, 0x00]))
     ours_pkt = ours.write(5, 116, b"\xff\xff\xfd\x00")
@@ -223,7 +234,9 @@ def test_dynamixel_stuffing_follows_the_spec_where_the_python_sdk_does_not():
 def test_the_protocol_base_never_imports_a_codec_back():
     """servo.protocol is what the codecs build on; the registry by name lives in servo.codecs (no module cycle)."""
     import ast
+
     from loopylab.firmware_bridge.servo import protocol
+
     tree = ast.parse(open(protocol.__file__).read())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not {m for m in imported if m and m.startswith("loopylab")}

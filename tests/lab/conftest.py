@@ -1,4 +1,5 @@
 """Fixtures of the lab's tests."""
+
 from __future__ import annotations
 
 import logging

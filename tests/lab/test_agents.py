@@ -1,4 +1,5 @@
 """Agents: the shared routine, the registry, and that an agent cannot reach the bus or the ground truth."""
+
 import gc
 import threading
 import types
@@ -8,16 +9,15 @@ import pytest
 from loopylab.bus import Node
 from loopylab.bus.node import Publisher, ServiceClient
 from loopylab.lab.agents import AGENTS, GridAgent, RandomAgent, make_agent, prior_hypothesis, register_agent
-from loopylab.lab.bench import Bench, sim_bench
 from loopylab.lab.beliefs import Posterior
-from loopylab.lab.bench import Bench
+from loopylab.lab.bench import Bench, sim_bench
 from loopylab.lab.experiments import candidate_experiments
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
 from loopylab.lab.investigation import BusRunner, InvestigationConfig, grammar_scene, investigate
 from loopylab.lab.notebook import NotebookView
-from loopylab.world.scene import SceneSpec, scene_from_seed
 from loopylab.lab.twin import TwinPool
 from loopylab.world import notebook as g
+from loopylab.world.scene import SceneSpec, scene_from_seed
 
 
 def _reachable(root, limit=200_000):
@@ -27,8 +27,11 @@ def _reachable(root, limit=200_000):
     seen, stack, out = set(), [root], []
     while stack and len(out) < limit:
         o = stack.pop()
-        if id(o) in seen or callable(o) or isinstance(o, (types.ModuleType, types.FrameType, types.CellType,
-                                                           types.GeneratorType, threading.Thread)):
+        if (
+            id(o) in seen
+            or callable(o)
+            or isinstance(o, (types.ModuleType, types.FrameType, types.CellType, types.GeneratorType, threading.Thread))
+        ):
             continue
         seen.add(id(o))
         out.append(o)
@@ -38,6 +41,7 @@ def _reachable(root, limit=200_000):
 
 class Spy:
     """An agent that records every view it got and proposes a fixed plan."""
+
     name = "spy"
 
     def __init__(self, plan):
@@ -66,11 +70,13 @@ def bench():
 def test_agent_sees_no_bus_and_no_ground_truth(bench):
     scene = bench.reset(4, 2)
     q = g.Question("mass", (scene.objects[0].label,), 0.1)
-    spy = Spy([prior_hypothesis(q), g.Experiment("weigh", q.object),
-               g.Conclusion((g.Estimate("mass", q.object, 0.2, 0.05),))])
+    spy = Spy(
+        [prior_hypothesis(q), g.Experiment("weigh", q.object), g.Conclusion((g.Estimate("mass", q.object, 0.2, 0.05),))]
+    )
     pool = TwinPool(workers=1)
-    investigate(q, scene, spy, bench.runner, ForwardModel(scene, pool, Axes(points=5)),
-                InvestigationConfig(n_particles=200))
+    investigate(
+        q, scene, spy, bench.runner, ForwardModel(scene, pool, Axes(points=5)), InvestigationConfig(n_particles=200)
+    )
     assert len(spy.views) == 3 and all(isinstance(v, NotebookView) for v in spy.views)
     for view in spy.views:
         for o in _reachable(view):
@@ -90,8 +96,9 @@ def test_experiments_outside_the_grid_never_reach_the_bus(bench):
     spy = Spy([prior_hypothesis(q), *sneaky, g.Conclusion((g.Estimate("mass", q.object, 0.2, 0.05),))])
     runner = CountingRunner(bench.runner)
     pool = TwinPool(workers=1)
-    res = investigate(q, scene, spy, runner, ForwardModel(scene, pool, Axes(points=5)),
-                      InvestigationConfig(n_particles=200))
+    res = investigate(
+        q, scene, spy, runner, ForwardModel(scene, pool, Axes(points=5)), InvestigationConfig(n_particles=200)
+    )
     assert runner.calls == []
     obs = [s.body for s in res.notebook.sections if s.kind == "observation"]
     assert len(obs) == 2 and all(o.error and "grid" in o.error for o in obs)

@@ -5,6 +5,7 @@ answer must contain — the input it names. A row passes when the verb exits non
 and says what is wrong in a line that names the input. To cover a new verb, add a row: the last test fails
 for any verb that has none.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,8 +23,8 @@ from loopylab.nanochat.data import SHIPPED_DATA
 
 @dataclass(frozen=True)
 class Bad:
-    args: str      # the command line after `loopylab`, with {placeholders} from `paths`
-    names: str     # text the answer must contain: the input it is about, or what is wrong with it
+    args: str  # the command line after `loopylab`, with {placeholders} from `paths`
+    names: str  # text the answer must contain: the input it is about, or what is wrong with it
 
     def __str__(self) -> str:
         return self.args
@@ -109,6 +110,7 @@ def paths(tmp_path_factory) -> dict[str, str]:
     from mcap.writer import Writer
 
     from loopylab.market.client import new_key_file
+
     tmp = tmp_path_factory.mktemp("bad-inputs")
     (tmp / "bad.toml").write_text("[graph\nname = 'x'\n")
     (tmp / "unknown_key.toml").write_text("colour = 'red'\n")
@@ -118,8 +120,9 @@ def paths(tmp_path_factory) -> dict[str, str]:
     with open(tmp / "whole.mcap", "wb") as f:
         w = Writer(f)
         w.start()
-        channel = w.register_channel(topic="t", message_encoding="json",
-                                     schema_id=w.register_schema(name="x", encoding="jsonschema", data=b"{}"))
+        channel = w.register_channel(
+            topic="t", message_encoding="json", schema_id=w.register_schema(name="x", encoding="jsonschema", data=b"{}")
+        )
         for i in range(200):
             w.add_message(channel_id=channel, log_time=i, publish_time=i, data=b'{"i": %d}' % i)
         w.finish()
@@ -127,8 +130,12 @@ def paths(tmp_path_factory) -> dict[str, str]:
     (tmp / "truncated.mcap").write_bytes(whole[: len(whole) // 2])
     (tmp / "empty").mkdir()
     new_key_file(str(tmp / "key"))
-    return {"tmp": str(tmp), "key": str(tmp / "key"), "pkg": str(SHIPPED_DATA.parent),
-            "shipped_data": str(SHIPPED_DATA)}
+    return {
+        "tmp": str(tmp),
+        "key": str(tmp / "key"),
+        "pkg": str(SHIPPED_DATA.parent),
+        "shipped_data": str(SHIPPED_DATA),
+    }
 
 
 def squeeze(text: str) -> str:
@@ -142,7 +149,7 @@ def invoke(args: list[str]):
 
 @pytest.mark.parametrize("bad", TABLE, ids=str)
 def test_a_bad_input_gets_one_line_naming_it(bad: Bad, paths, tmp_path, monkeypatch, logging_restored):
-    monkeypatch.chdir(tmp_path)   # whatever a verb writes by default lands here
+    monkeypatch.chdir(tmp_path)  # whatever a verb writes by default lands here
     shipped = {p.name: p.stat().st_mtime_ns for p in SHIPPED_DATA.iterdir()}
     r = invoke(shlex.split(bad.args.format(**paths)))
     out = r.output
@@ -163,6 +170,7 @@ def test_every_verb_has_a_row():
     def verbs(group, prefix=""):
         for name, cmd in group.commands.items():
             yield from verbs(cmd, f"{prefix}{name} ") if hasattr(cmd, "commands") else [f"{prefix}{name}"]
+
     covered = {" ".join(shlex.split(b.args)[:2]) for b in TABLE} | {shlex.split(b.args)[0] for b in TABLE}
     missing = sorted(v for v in verbs(typer.main.get_command(app)) if v not in covered)
     assert not missing, f"verbs with no bad-input row in TABLE: {missing}"
@@ -171,7 +179,8 @@ def test_every_verb_has_a_row():
 def test_no_verb_writes_into_the_installed_package_by_default(tmp_path, monkeypatch):
     """Every output option's default lies outside the package (relative ones: from wherever you run)."""
     from loopylab.lab.outputs import check_output, inside_package
-    assert inside_package(SHIPPED_DATA) is not None   # the check can see the package at all
+
+    assert inside_package(SHIPPED_DATA) is not None  # the check can see the package at all
     monkeypatch.chdir(tmp_path)
 
     def params(group, prefix=""):
@@ -180,6 +189,7 @@ def test_no_verb_writes_into_the_installed_package_by_default(tmp_path, monkeypa
                 yield from params(cmd, f"{prefix}{name} ")
             else:
                 yield from ((f"{prefix}{name}", p) for p in cmd.params)
+
     outputs = [(verb, p) for verb, p in params(typer.main.get_command(app)) if "out" in (p.name or "")]
     assert {"policy data", "policy train", "run", "eval", "demo", "record", "camera board"} <= {v for v, _ in outputs}
     for verb, p in outputs:

@@ -1,4 +1,5 @@
 """The root options users expect: --version, shell completion, --log-file, and quiet third-party logs."""
+
 from __future__ import annotations
 
 import logging
@@ -37,4 +38,4 @@ def test_log_file_option_gets_the_commands_log(tmp_path, logging_restored):
     log_file = tmp_path / "run.log"
     r = CliRunner().invoke(app, ["--log-file", str(log_file), "policy", "train", "--preset", "huge"])
     assert r.exit_code == 2 and "huge" in r.output
-    assert log_file.exists()   # created even when the command logged nothing before failing
+    assert log_file.exists()  # created even when the command logged nothing before failing

@@ -1,4 +1,5 @@
 """Evaluation on a tiny seed range: process pool and a local Ray instance, report folder contents."""
+
 import json
 
 import pytest
@@ -24,8 +25,12 @@ def test_eval_on_a_process_pool_writes_a_report(tmp_path):
     _check(rows, 2)
     table = write_eval_report(tmp_path, rows)
     assert table["mass"]["eig"]["success_rate"] == 1.0 and table["mass"]["eig"]["worlds"] == 2
-    assert {p.name for p in tmp_path.iterdir()} >= {"results.jsonl", "summary.md", "summary.json",
-                                                     "error_vs_experiments.png"}
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "results.jsonl",
+        "summary.md",
+        "summary.json",
+        "error_vs_experiments.png",
+    }
     assert json.loads((tmp_path / "summary.json").read_text())["mass"]["eig"]["experiments_median"] >= 1
     assert "| eig | 2 | 100% |" in (tmp_path / "summary.md").read_text()
 
@@ -50,9 +55,16 @@ def test_seed_and_kind_parsing():
         parse_kinds("mass,colour")
 
 
-@given(st.lists(st.one_of(st.integers(0, 10_000).map(lambda a: (a,)),
-                          st.tuples(st.integers(0, 10_000), st.integers(1, 40)).map(lambda t: (t[0], t[0] + t[1]))),
-                min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(0, 10_000).map(lambda a: (a,)),
+            st.tuples(st.integers(0, 10_000), st.integers(1, 40)).map(lambda t: (t[0], t[0] + t[1])),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_seed_specs_parse_to_what_they_say(parts):
     """Any mix of single seeds and half-open ranges, written as the CLI takes them, parses back to
     exactly those seeds in that order."""

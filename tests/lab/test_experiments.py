@@ -1,19 +1,26 @@
 """The experiment grid: clear paths, the workspace, capped strikes, places for boxed-in objects, and the
 grid-narrowed prefix checks the engine decodes experiments with."""
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopylab.lab import experiments as grid
 from loopylab.world import notebook as g
 
-SCENE = g.Scene((g.SceneObject("red_block", "cube", 0.05, 0.55, 0.0),
-                 g.SceneObject("blue_block", "cube", 0.05, 0.45, 0.12)))
+SCENE = g.Scene(
+    (g.SceneObject("red_block", "cube", 0.05, 0.55, 0.0), g.SceneObject("blue_block", "cube", 0.05, 0.45, 0.12))
+)
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
 coords = st.integers(-100, 100).map(lambda i: i / 100)
-scenes = st.lists(st.builds(g.SceneObject, names, st.sampled_from(g.SHAPES), st.integers(1, 20).map(lambda i: i / 100),
-                            coords, coords), min_size=1, max_size=4,
-                  unique_by=lambda o: o.name).map(lambda objs: g.Scene(tuple(objs)))
+scenes = st.lists(
+    st.builds(
+        g.SceneObject, names, st.sampled_from(g.SHAPES), st.integers(1, 20).map(lambda i: i / 100), coords, coords
+    ),
+    min_size=1,
+    max_size=4,
+    unique_by=lambda o: o.name,
+).map(lambda objs: g.Scene(tuple(objs)))
 
 
 @settings(max_examples=100, deadline=None)
@@ -29,7 +36,7 @@ def test_prefix_ok_with_a_scene_accepts_grid_prefixes_and_rejects_strangers(scen
 
 
 def test_the_grid_narrows_experiments_the_text_format_allows():
-    far = "push red_block +x 0.90 0.90"   # grammatical, but not a level of the grid
+    far = "push red_block +x 0.90 0.90"  # grammatical, but not a level of the grid
     assert g.body_complete("experiment", far, SCENE)
     assert not grid.body_complete("experiment", far, SCENE)
     assert not grid.prefix_ok("experiment", "push red_block +x 0.9", SCENE)
@@ -38,7 +45,7 @@ def test_the_grid_narrows_experiments_the_text_format_allows():
 def test_candidate_grid_respects_obstacles_and_workspace():
     cands = grid.candidate_experiments(SCENE, g.Question("friction", ("red_block",), 0.05))
     assert {c.object for c in cands} == {"red_block"}
-    assert {c.skill for c in cands} == set(g.SKILLS) - {"place"}   # it has room: nothing to place
+    assert {c.skill for c in cands} == set(g.SKILLS) - {"place"}  # it has room: nothing to place
     # blue_block sits at -x/+y of red_block (0.10 back, 0.12 across): pushes along +x stay clear
     assert any(c.skill == "push" and c.direction == "+x" for c in cands)
     crowded = g.Scene((g.SceneObject("a", "cube", 0.05, 0.50, 0.0), g.SceneObject("b", "cube", 0.05, 0.58, 0.0)))
@@ -59,8 +66,14 @@ def test_strikes_along_the_reach_are_capped_at_a_speed_the_arm_can_follow():
 def test_a_boxed_in_object_can_be_placed_where_every_push_and_strike_is_clear():
     """Neighbours on three sides within the hand's clearance and the reach's edge on the fourth: no push or
     strike is possible, so the grid offers one `place` to the nearest spot from which all of them are."""
-    boxed = g.Scene((g.SceneObject("a", "cube", 0.05, 0.48, 0.14), g.SceneObject("n", "cube", 0.05, 0.58, 0.14),
-                     g.SceneObject("e", "cube", 0.05, 0.48, 0.24), g.SceneObject("w", "cube", 0.05, 0.48, 0.04)))
+    boxed = g.Scene(
+        (
+            g.SceneObject("a", "cube", 0.05, 0.48, 0.14),
+            g.SceneObject("n", "cube", 0.05, 0.58, 0.14),
+            g.SceneObject("e", "cube", 0.05, 0.48, 0.24),
+            g.SceneObject("w", "cube", 0.05, 0.48, 0.04),
+        )
+    )
     q = g.Question("friction", ("a",), 0.05)
     cands = grid.candidate_experiments(boxed, q)
     assert not any(c.skill in ("push", "strike") for c in cands)
@@ -78,4 +91,4 @@ def test_a_boxed_in_object_can_be_placed_where_every_push_and_strike_is_clear():
     # and an object with room is never offered one
     alone = g.Scene((g.SceneObject("a", "cube", 0.05, 0.52, 0.0),))
     assert not any(c.skill == "place" for c in grid.candidate_experiments(alone, q))
-    assert grid.clear_spot(alone, "a") == (0.52, 0.0)   # where it is: already clear
+    assert grid.clear_spot(alone, "a") == (0.52, 0.0)  # where it is: already clear

@@ -1,4 +1,5 @@
 """The notebook: records and text agree, files round-trip, entries go out on lab/notebook."""
+
 import io
 import uuid
 
@@ -61,4 +62,3 @@ def test_bad_jsonl_line_is_named(tmp_path):
         assert "nb.jsonl:2" in str(e)
     else:
         raise AssertionError("a broken line must be reported")
-

@@ -1,5 +1,6 @@
 """Plugins by entry points: the groups resolve, `loopylab --help` lists every verb, and a broken plugin is
 reported in one line without taking the command line down."""
+
 import logging
 import os
 import subprocess
@@ -17,8 +18,24 @@ from loopylab.lab.cli import make_app
 from loopylab.lab.plugins import AGENT_GROUP, CLI_GROUP, plugins
 
 REPO = Path(loopylab.lab.__file__).resolve().parents[1]
-VERBS = ["run", "eval", "demo", "skill", "launch", "topics", "echo", "nodes", "record", "replay", "demo-bus",
-         "arm", "market", "bounty", "policy", "camera"]
+VERBS = [
+    "run",
+    "eval",
+    "demo",
+    "skill",
+    "launch",
+    "topics",
+    "echo",
+    "nodes",
+    "record",
+    "replay",
+    "demo-bus",
+    "arm",
+    "market",
+    "bounty",
+    "policy",
+    "camera",
+]
 
 
 def half_register(app: typer.Typer) -> None:
@@ -39,8 +56,14 @@ def test_every_package_with_a_cli_registers_it_and_every_entry_point_resolves():
 
 def _help(env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200", "TERM": "dumb", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "loopylab.lab.cli", "--help"], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "loopylab.lab.cli", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def _verbs(help_text: str) -> list[str]:
@@ -76,26 +99,40 @@ def test_an_installed_broken_plugin_is_one_log_line_and_the_rest_still_work(tmp_
 
 
 def test_a_plugin_that_fails_halfway_leaves_no_verbs_behind(caplog):
-    eps = [EntryPoint("bus", "loopylab.bus.cli:register", CLI_GROUP),
-           EntryPoint("half", f"{__name__}:half_register", CLI_GROUP),
-           EntryPoint("missing", "loopylab.bus.cli:no_such_function", CLI_GROUP)]
+    eps = [
+        EntryPoint("bus", "loopylab.bus.cli:register", CLI_GROUP),
+        EntryPoint("half", f"{__name__}:half_register", CLI_GROUP),
+        EntryPoint("missing", "loopylab.bus.cli:no_such_function", CLI_GROUP),
+    ]
     with caplog.at_level(logging.WARNING, logger="loopylab.cli"):
         app = make_app(eps)
     failed = [rec.getMessage() for rec in caplog.records if "failed to load" in rec.getMessage()]
     assert len(failed) == 2 and "no config file for the half plugin" in failed[0] and "AttributeError" in failed[1]
     r = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200", "TERM": "dumb"})
     assert r.exit_code == 0
-    assert _verbs(r.output) == ["run", "eval", "demo", "launch", "topics", "echo", "nodes", "record", "replay",
-                                "demo-bus"]
+    assert _verbs(r.output) == [
+        "run",
+        "eval",
+        "demo",
+        "launch",
+        "topics",
+        "echo",
+        "nodes",
+        "record",
+        "replay",
+        "demo-bus",
+    ]
 
 
 def test_a_broken_agent_plugin_is_a_clear_error_when_asked_for(caplog):
     PLUGINS["broken_agent"] = EntryPoint("broken_agent", "loopylab_not_installed.agent:Agent", AGENT_GROUP)
     try:
-        with caplog.at_level(logging.WARNING, logger="loopylab.plugins"), \
-                pytest.raises(KeyError, match="broken_agent.*failed to load"):
+        with (
+            caplog.at_level(logging.WARNING, logger="loopylab.plugins"),
+            pytest.raises(KeyError, match="broken_agent.*failed to load"),
+        ):
             make_agent("broken_agent")
         assert any("loopylab_not_installed.agent:Agent" in rec.getMessage() for rec in caplog.records)
-        assert hasattr(make_agent("eig"), "propose")   # the other agents are unaffected
+        assert hasattr(make_agent("eig"), "propose")  # the other agents are unaffected
     finally:
         PLUGINS.pop("broken_agent")

@@ -1,14 +1,17 @@
 """Questions: making them for seeded worlds, and grading conclusions against the truth."""
+
 import pytest
 
 from loopylab.lab.experiments import path_clear, strike_travel
 from loopylab.lab.investigation import grammar_scene
 from loopylab.lab.questions import KINDS, all_questions, grade, make_question, parse_question
-from loopylab.world.scene import scene_from_seed
 from loopylab.world import notebook as g
+from loopylab.world.scene import scene_from_seed
 
-TRUTH = {"red_block": {"mass": 0.30, "friction": 0.40, "restitution": 0.5},
-         "blue_ball": {"mass": 0.10, "friction": 0.70, "restitution": 0.2}}
+TRUTH = {
+    "red_block": {"mass": 0.30, "friction": 0.40, "restitution": 0.5},
+    "blue_ball": {"mass": 0.10, "friction": 0.70, "restitution": 0.2},
+}
 
 
 def _c(text):
@@ -37,8 +40,8 @@ def test_grading_estimates_uses_absolute_or_relative_tolerance():
     assert grade(fq, _c("friction red_block 0.44 0.02"), TRUTH).success
     assert not grade(fq, _c("friction red_block 0.46 0.02"), TRUTH).success
     mq = g.Question("mass", ("red_block",), 0.10)
-    assert grade(mq, _c("mass red_block 0.325 0.010"), TRUTH).success       # 8 % off
-    r = grade(mq, _c("mass red_block 0.340 0.010"), TRUTH)                  # 13 % off
+    assert grade(mq, _c("mass red_block 0.325 0.010"), TRUTH).success  # 8 % off
+    r = grade(mq, _c("mass red_block 0.340 0.010"), TRUTH)  # 13 % off
     assert not r.success and r.error == pytest.approx(0.1333, abs=1e-3)
     assert not grade(mq, _c("friction red_block 0.40 0.01"), TRUTH).success  # answers another question
 

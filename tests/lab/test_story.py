@@ -1,5 +1,6 @@
 """An investigation told in words: why it stopped, the experiments' reasons, units, the belief's meaning,
 the demo's console story and its belief plot."""
+
 import io
 import re
 
@@ -61,19 +62,27 @@ def test_tolerances_in_stop_reasons_carry_the_questions_units():
 
 
 def test_questions_observations_and_beliefs_in_words_with_units():
-    assert story.question_text(g.Question("friction", ("red_block",), 0.10)) == \
-        "What is the friction coefficient μ of red_block, to within ±0.10?"
-    assert story.question_text(g.Question("mass", ("red_block",), 0.10)) == \
-        "What is the mass of red_block in kg, to within ±10%?"
+    assert (
+        story.question_text(g.Question("friction", ("red_block",), 0.10))
+        == "What is the friction coefficient μ of red_block, to within ±0.10?"
+    )
+    assert (
+        story.question_text(g.Question("mass", ("red_block",), 0.10))
+        == "What is the mass of red_block in kg, to within ±10%?"
+    )
     strike = g.Experiment("strike", "red_block", "+y", speed=0.4)
     assert "0.40 m/s" in story.question_text(g.Question("predict", ("red_block",), 0.01, action=strike))
     assert "±0.010 m" in story.question_text(g.Question("predict", ("red_block",), 0.01, action=strike))
     assert story.experiment_text(PUSH).startswith("push red_block 0.10 m toward +y at 0.05 m/s")
     push_obs = g.Observation.from_measurements("push", {"force_mean_N": 1.104, "moved_m": 0.1092, "load_N": 0.29})
-    assert story.observation_text("push", push_obs) == \
-        "it took 1.10 N to push it; it moved 0.109 m (the hand also pressed down on it with 0.29 N)"
-    assert story.observation_text("weigh", g.Observation.from_measurements("weigh", {"mass_kg": 0.2821})) == \
-        "the scale read 0.282 kg"
+    assert (
+        story.observation_text("push", push_obs)
+        == "it took 1.10 N to push it; it moved 0.109 m (the hand also pressed down on it with 0.29 N)"
+    )
+    assert (
+        story.observation_text("weigh", g.Observation.from_measurements("weigh", {"mass_kg": 0.2821}))
+        == "the scale read 0.282 kg"
+    )
     assert story.observation_text("strike", g.Observation.failure("lost contact")).startswith("the experiment failed")
     text = story.belief_text(FRICTION, 0.38, 0.08, 0.96, 0.9)
     assert text == "μ ≈ 0.38 ± 0.08 (90% of the belief lies within 0.30 – 0.46); 96% sure it is within ±0.05"
@@ -84,10 +93,18 @@ def test_questions_observations_and_beliefs_in_words_with_units():
 
 
 def test_why_names_the_expected_gain_against_the_alternatives():
-    why = {"eig": 0.548, "options": 20, "plan": None,
-           "alternatives": [["strike red_block -y 0.60", 0.548, 0.015], ["strike red_block -y 0.45", 0.371, 0.015],
-                            ["push red_block -y 0.10 0.05", 0.188, 0.015], ["weigh red_block", 0.02, 0.02]]}
-    chosen = g.parse_body("experiment", "strike red_block +y 0.60")   # same level as -y
+    why = {
+        "eig": 0.548,
+        "options": 20,
+        "plan": None,
+        "alternatives": [
+            ["strike red_block -y 0.60", 0.548, 0.015],
+            ["strike red_block -y 0.45", 0.371, 0.015],
+            ["push red_block -y 0.10 0.05", 0.188, 0.015],
+            ["weigh red_block", 0.02, 0.02],
+        ],
+    }
+    chosen = g.parse_body("experiment", "strike red_block +y 0.60")  # same level as -y
     text = story.why_text(why, FRICTION, chosen)
     assert "of the 20 experiments it could run" in text and "by 42%" in text and "0.55 nats" in text
     assert "next best: a strike at 0.45 m/s (31%), a push at 0.05 m/s (17%), weighing (2%)" in text
@@ -99,8 +116,9 @@ def test_why_names_the_expected_gain_against_the_alternatives():
 
 def test_the_experts_decision_lists_every_level_it_weighed_once_best_first():
     spec = scene_from_seed(5, n_objects=1).perceived()
-    post = Posterior(FRICTION, ForwardModel(spec, InlineTwins(), Axes(points=5)), prior_hypothesis(FRICTION),
-                     n_particles=300)
+    post = Posterior(
+        FRICTION, ForwardModel(spec, InlineTwins(), Axes(points=5)), prior_hypothesis(FRICTION), n_particles=300
+    )
     cands = candidate_experiments(grammar_scene(spec), FRICTION)
     d = choose(post, cands)
     s = d.summary()
@@ -126,11 +144,18 @@ BODIES = [
     g.Belief((g.Estimate("friction", "red_block", 0.39, 0.03),)),
     g.Conclusion((g.Estimate("friction", "red_block", 0.38, 0.04),)),
 ]
-DATA = [None, None, {"answer": 0.73, "half_width": 0.45, "p_within": 0.16},
-        {"why": {"eig": 0.548, "options": 20, "plan": None, "alternatives": [["weigh red_block", 0.0, 0.02]]}},
-        None, {"answer": 0.41, "half_width": 0.20, "p_within": 0.40}, {"eig": 0.1},
-        None, {"answer": 0.38, "half_width": 0.04, "p_within": 0.93},
-        {"experiments": 2, "p_within": 0.93, "stop": "confident", "stop_text": "the belief is 93% sure"}]
+DATA = [
+    None,
+    None,
+    {"answer": 0.73, "half_width": 0.45, "p_within": 0.16},
+    {"why": {"eig": 0.548, "options": 20, "plan": None, "alternatives": [["weigh red_block", 0.0, 0.02]]}},
+    None,
+    {"answer": 0.41, "half_width": 0.20, "p_within": 0.40},
+    {"eig": 0.1},
+    None,
+    {"answer": 0.38, "half_width": 0.04, "p_within": 0.93},
+    {"experiments": 2, "p_within": 0.93, "stop": "confident", "stop_text": "the belief is 93% sure"},
+]
 
 
 def _notebook(sinks=()):
@@ -147,10 +172,10 @@ def test_the_story_sink_tells_question_experiments_reasons_beliefs_and_conclusio
     assert "Question: What is the friction coefficient μ of red_block, to within ±0.05?" in out
     assert "no unit" in out and "up to 10 experiments" in out
     assert "0.06 m cube at (0.58, -0.02) m" in out
-    assert "μ between 0.20 and 0.90" in out and "0.28 – 0.90" in out   # the prior's interval stays in its range
+    assert "μ between 0.20 and 0.90" in out and "0.28 – 0.90" in out  # the prior's interval stays in its range
     assert re.search(r"Experiment 1: strike red_block toward \+y at 0.60 m/s", out)
     assert "why       of the 20 experiments" in out and "by 42%" in out
-    assert "Experiment 2: push red_block 0.10 m" in out      # no decision recorded: no reason made up
+    assert "Experiment 2: push red_block 0.10 m" in out  # no decision recorded: no reason made up
     assert out.count("why ") == 1
     assert "saw       it slid 0.038 m" in out and "saw       it took 1.10 N to push it; it moved 0.109 m" in out
     assert "μ ≈ 0.41 ± 0.20 (90% of the belief lies within 0.21 – 0.61); 40% sure it is within ±0.05" in out

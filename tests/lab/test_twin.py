@@ -1,9 +1,8 @@
-import numpy as np
 import pytest
 
+from loopylab.lab.twin import Twin, TwinPool
 from loopylab.world.protocols import G
 from loopylab.world.scene import scene_from_seed
-from loopylab.lab.twin import Twin, TwinPool
 
 SCENE = scene_from_seed(2, n_objects=2)
 LABEL = SCENE.objects[0].label

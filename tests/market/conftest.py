@@ -1,5 +1,6 @@
 """Fixtures: a real embedded EVM (one per session, a fresh escrow per test), real SQLite files and a
 fresh schema in the real PostgreSQL at 127.0.0.1:5432 (skipped, with the reason, where it is absent)."""
+
 from __future__ import annotations
 
 import uuid
@@ -8,12 +9,12 @@ import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
 
+from loopylab.market import migrate
 from loopylab.market.api import create_app
 from loopylab.market.chain import Chain
 from loopylab.market.client import MarketClient
 from loopylab.market.config import MarketConfig
 from loopylab.market.db import Store
-from loopylab.market import migrate
 from loopylab.market.relay import Relay
 from loopylab.market.service import Market
 from tests.waiting import wait_until
@@ -24,6 +25,7 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 def postgres_reason() -> str | None:
     try:
         import psycopg
+
         with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", connect_timeout=2):
             return None
     except Exception as e:  # not installed, not running, auth refused ...
@@ -53,6 +55,7 @@ def make_store(kind: str, tmp_path):
     if PG_SKIP:
         pytest.skip(PG_SKIP)
     import psycopg
+
     schema = f"market_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True) as c:
         c.execute(f"CREATE SCHEMA {schema}")
@@ -62,6 +65,7 @@ def make_store(kind: str, tmp_path):
         store.dispose()
         with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True) as c:
             c.execute(f"DROP SCHEMA {schema} CASCADE")
+
     return store, drop
 
 
@@ -82,8 +86,7 @@ def sqlite_store(tmp_path):
 
 
 def make_market(store, chain, tmp_path, **cfg) -> Market:
-    config = MarketConfig(home=tmp_path, domain="testserver", base_url="http://testserver",
-                          run_background=False, **cfg)
+    config = MarketConfig(home=tmp_path, domain="testserver", base_url="http://testserver", run_background=False, **cfg)
     return Market(config, store, chain)
 
 
@@ -105,6 +108,7 @@ class World:
 
     def funded_bounty(self, requester: MarketClient, **terms) -> dict:
         from loopylab.market.sample import standard_bounty
+
         b = requester.post_bounty(**standard_bounty(**terms))
         return requester.fund(b["id"])
 
@@ -119,13 +123,14 @@ def served(world):
     """The world's app on a real uvicorn server (thread), reachable as 127.0.0.1:PORT."""
     import socket
     import threading
+
     import uvicorn
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     world.app.state.auth.domain = f"testserver,127.0.0.1:{port}"
-    server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(world.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started or not thread.is_alive(), 20)  # a server that died ends the wait early

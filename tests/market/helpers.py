@@ -1,11 +1,12 @@
 """Service-level market helpers (no HTTP): funded bounties and signed submissions, made the way real
 requesters and rigs make them. Shared by the tests and benchmarks/market_load.py."""
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -19,8 +20,17 @@ def open_bounty(market: Market, chain: Chain, slots: int, reward: int, **over):
     """A bounty posted through the service and funded by a real signed escrow transaction."""
     requester = Account.create()
     chain.faucet(requester.address, slots * reward + 10**18)
-    terms = dict(title="direct", description="", task_spec={"topics": ["wrist/wrench"]}, acceptance=[],
-                 slots=slots, reward_wei=str(reward), deadline=time.time() + 3600, auto_approve_s=3600, claim_ttl_s=3600)
+    terms = dict(
+        title="direct",
+        description="",
+        task_spec={"topics": ["wrist/wrench"]},
+        acceptance=[],
+        slots=slots,
+        reward_wei=str(reward),
+        deadline=time.time() + 3600,
+        auto_approve_s=3600,
+        claim_ttl_s=3600,
+    )
     terms.update(over)
     b = market.post_bounty(requester.address, BountyTerms(**terms))
     raw = chain.fund_tx(requester, b.id, requester.address, math.ceil(b.refund_after), slots * reward)

@@ -1,5 +1,6 @@
 """The `loopylab market` / `loopylab bounty` commands against a real uvicorn server: keygen, faucet,
 post (funded), list, show, claim, submit a recording folder, review, withdraw."""
+
 from __future__ import annotations
 
 import re
@@ -25,12 +26,28 @@ def test_bounty_commands_end_to_end(served, tmp_path):
     for who, path in keys.items():
         r = run(app, ["bounty", "keygen", "--key", path])
         assert r.exit_code == 0 and re.search(r"address 0x[0-9a-fA-F]{40}", r.output), r.output
-    assert run(app, ["bounty", "keygen", "--key", keys["rig"]]).exit_code == 1      # never overwrites a key
+    assert run(app, ["bounty", "keygen", "--key", keys["rig"]]).exit_code == 1  # never overwrites a key
     req = ["--url", url, "--key", keys["requester"]]
     ali = ["--url", url, "--key", keys["alice"]]
     assert "received 100 ETH" in run(app, ["bounty", "faucet", *req]).output
-    r = run(app, ["bounty", "post", "--title", "Wrench traces", "--reward", "0.01", "--slots", "2",
-                  "--topic", "wrist/wrench", "--topic", "arm/joint_state", *req])
+    r = run(
+        app,
+        [
+            "bounty",
+            "post",
+            "--title",
+            "Wrench traces",
+            "--reward",
+            "0.01",
+            "--slots",
+            "2",
+            "--topic",
+            "wrist/wrench",
+            "--topic",
+            "arm/joint_state",
+            *req,
+        ],
+    )
     assert r.exit_code == 0 and "bounty 1 funded with 0.02 ETH: open" in r.output, r.output
     r = run(app, ["bounty", "list", "--url", url])
     assert "Wrench traces" in r.output and "2/2" in r.output

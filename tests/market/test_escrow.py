@@ -1,5 +1,6 @@
 """The Vyper escrow on the embedded EVM: exactly-once release, pull withdrawals, refunds after the
 refund time, events, and a hostile re-entrant payee."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,9 @@ def chain_now(chain: Chain) -> int:
 
 def funded_bounty(chain: Chain, bounty_id: int, amount: int, refund_in_s: float = 3600):
     requester = new_account(chain)
-    rcpt = chain.send_signed(chain.fund_tx(requester, bounty_id, requester.address,
-                                           chain_now(chain) + int(refund_in_s), amount))
+    rcpt = chain.send_signed(
+        chain.fund_tx(requester, bounty_id, requester.address, chain_now(chain) + int(refund_in_s), amount)
+    )
     assert rcpt.status == 1
     return requester
 
@@ -91,16 +93,16 @@ def test_refund_only_after_refund_time_and_only_the_unspent_part(chain):
     requester = funded_bounty(chain, 3, 5 * ETH, refund_in_s=600)
     payee = new_account(chain, 1)
     assert chain.operator_call(chain.escrow.functions.release(3, 1, payee.address, 2 * ETH)).status == 1
-    assert call_from(chain, requester, chain.escrow.functions.refund(3)).status == 0   # too early
+    assert call_from(chain, requester, chain.escrow.functions.refund(3)).status == 0  # too early
     chain.time_travel(chain_now(chain) + 3600)
     stranger = new_account(chain, 1)
-    assert call_from(chain, stranger, chain.escrow.functions.refund(3)).status == 0    # not theirs
+    assert call_from(chain, stranger, chain.escrow.functions.refund(3)).status == 0  # not theirs
     rcpt = call_from(chain, requester, chain.escrow.functions.refund(3))
     assert rcpt.status == 1
     ev = chain.escrow.events.Refunded().process_receipt(rcpt)[0].args
     assert (ev.bounty_id, ev.requester, ev.amount) == (3, requester.address, 3 * ETH)
     assert chain.pending_of(requester.address) == 3 * ETH
-    assert call_from(chain, requester, chain.escrow.functions.refund(3)).status == 0   # once
+    assert call_from(chain, requester, chain.escrow.functions.refund(3)).status == 0  # once
     assert chain.operator_call(chain.escrow.functions.release(3, 2, payee.address, 1)).status == 0
     # the payee's earlier credit survives the refund
     assert chain.pending_of(payee.address) == 2 * ETH

@@ -1,5 +1,6 @@
 """schemathesis against the API's own OpenAPI document: whatever the fuzzer sends, signed in or not,
 the server answers below 500 (every error is a 4xx with a message)."""
+
 from __future__ import annotations
 
 import itertools
@@ -8,20 +9,21 @@ from collections import Counter
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 
 from loopylab.market.sample import write_recording
 
-EXAMPLES = 4   # per operation and mode: the file stays near 10 s on an idle 2-core machine
+EXAMPLES = 4  # per operation and mode: the file stays near 10 s on an idle 2-core machine
 
 
 @pytest.fixture(scope="module")
 def fuzz_world(base_chain, tmp_path_factory):
-    from .conftest import World, make_market, make_store
     from loopylab.market import migrate
     from loopylab.market.chain import Chain
+    from tests.market.conftest import World, make_market, make_store
+
     tmp = tmp_path_factory.mktemp("fuzz")
     store, _ = make_store("sqlite", tmp)
     migrate.upgrade(store)
@@ -51,8 +53,9 @@ def test_no_server_errors(fuzz_world):
             # logging out would end the fuzzer's own session: that one runs signed out
             response = case.call(headers=headers if operation.path != "/auth/logout" else {})
             statuses[response.status_code // 100] += 1
-            assert response.status_code < 500, \
+            assert response.status_code < 500, (
                 f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
+            )
             if response.status_code >= 400:
                 body = json.loads(response.content)
                 assert body.get("detail"), f"{case.method} {case.formatted_path}: an error must say what went wrong"
@@ -60,8 +63,8 @@ def test_no_server_errors(fuzz_world):
         try:
             fuzz()
         except Unsatisfiable:
-            assert mode is GenerationMode.NEGATIVE   # no parameters or body: nothing to make invalid
+            assert mode is GenerationMode.NEGATIVE  # no parameters or body: nothing to make invalid
             continue
         tried += 1
-    assert tried >= 25 + 15                       # every operation positive, those with inputs negative too
-    assert statuses[2] > 15 and statuses[4] > 60, statuses   # valid requests got through, bad ones 4xx
+    assert tried >= 25 + 15  # every operation positive, those with inputs negative too
+    assert statuses[2] > 15 and statuses[4] > 60, statuses  # valid requests got through, bad ones 4xx

@@ -1,6 +1,7 @@
 """The server-rendered pages in a real headless Chromium against a real uvicorn server: bounty list,
 bounty detail, submission status with its checks, leaderboard and my payouts. A screenshot of each
 page lands in $LOOPYLAB_ARTIFACTS/market/ (default /tmp/loopylab-artifacts/market/)."""
+
 from __future__ import annotations
 
 import os
@@ -11,15 +12,24 @@ import pytest
 from loopylab.market.sample import write_recording
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"{CHROMIUM} is absent: install Debian's chromium "
-                                       "(scripts/install-chromium.sh) to run the browser test")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason=f"{CHROMIUM} is absent: install Debian's chromium (scripts/install-chromium.sh) to run the browser test",
+)
 
 
 def test_pages_in_headless_chromium(served, tmp_path):
     from playwright.sync_api import sync_playwright
+
     world, url = served
     requester, alice, bob = world.user(eth=10), world.user(), world.user()
     b = world.funded_bounty(requester, reward_wei=2 * 10**16, slots=3, title="Slide distance of wooden blocks")
@@ -53,7 +63,7 @@ def test_pages_in_headless_chromium(served, tmp_path):
             checks = page.locator("#checks").inner_text()
             assert "manifest" in checks and "FAIL" not in checks and checks.count("pass") == 8
             page.screenshot(path=str(out / "submission.png"), full_page=True)
-            page.goto(url + f"/submission/{bad['id']}")                     # bob's: not alice's to read
+            page.goto(url + f"/submission/{bad['id']}")  # bob's: not alice's to read
             assert "only the contributor and the bounty's requester" in page.locator("h1").inner_text()
             page.goto(url + "/payouts")
             assert "final" in page.locator("#payouts").inner_text()
@@ -69,7 +79,7 @@ def test_pages_in_headless_chromium(served, tmp_path):
             rpage = rctx.new_page()
             rpage.goto(url + f"/bounty/{b['id']}")
             subs = rpage.locator("#submissions").inner_text()
-            assert "approved" in subs and "invalid" in subs                   # the requester sees both
+            assert "approved" in subs and "invalid" in subs  # the requester sees both
             rpage.goto(url + f"/submission/{bad['id']}")
             assert "FAIL" in rpage.locator("#checks").inner_text()
             rpage.screenshot(path=str(out / "bounty_review.png"), full_page=True)

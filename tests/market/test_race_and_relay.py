@@ -1,5 +1,6 @@
 """Reliability: 100 contributors racing for 10 slots (SQLite and PostgreSQL), and a payout relay
 killed between signing and receipt, restarted: every approved submission paid exactly once."""
+
 from __future__ import annotations
 
 import threading
@@ -13,9 +14,8 @@ from loopylab.market.db import Payout, Store
 from loopylab.market.relay import Relay, RelayCrash, double_pays, reconcile
 from loopylab.market.sample import write_recording
 from loopylab.market.service import Conflict
-
-from .conftest import make_market
-from .helpers import approved_bounty, open_bounty, submit_direct
+from tests.market.conftest import make_market
+from tests.market.helpers import approved_bounty, open_bounty, submit_direct
 
 REWARD = 10**15
 
@@ -40,8 +40,9 @@ def test_100_contributors_race_for_10_slots(any_store, chain, tmp_path):
     assert len(winners) == 10
     assert market.get_bounty(b.id)["slots_free"] == 0
     for i, (acct, c) in enumerate(winners):
-        sub = submit_direct(market, acct, c.id, b.id, write_recording(tmp_path / f"r{i}", seed=100 + i, seconds=0.3,
-                                                                      notebook=False))
+        sub = submit_direct(
+            market, acct, c.id, b.id, write_recording(tmp_path / f"r{i}", seed=100 + i, seconds=0.3, notebook=False)
+        )
         assert sub.state == "pending_review", sub.checks
         market.review(requester.address, sub.id, True)
     relay = Relay(any_store, chain)
@@ -50,14 +51,19 @@ def test_100_contributors_race_for_10_slots(any_store, chain, tmp_path):
     assert market.get_bounty(b.id)["state"] == "closed"
     onchain = chain.bounty_onchain(b.id)
     assert onchain["released"] == onchain["funded"] == 10 * REWARD
-    assert chain.balance() == 10 * REWARD                      # credited, not yet withdrawn
+    assert chain.balance() == 10 * REWARD  # credited, not yet withdrawn
     assert all(chain.pending_of(a.address) == REWARD for a, _ in winners)
     assert double_pays(chain) == 0 and reconcile(any_store, chain) == []
 
 
 def _approved(market, chain, tmp_path, n, tag):
-    return approved_bounty(market, chain, n, REWARD, lambda i: write_recording(
-        tmp_path / f"{tag}{i}", seed=ord(tag) * 10 + i, seconds=0.3, notebook=False))
+    return approved_bounty(
+        market,
+        chain,
+        n,
+        REWARD,
+        lambda i: write_recording(tmp_path / f"{tag}{i}", seed=ord(tag) * 10 + i, seconds=0.3, notebook=False),
+    )
 
 
 def test_relay_killed_between_signing_and_receipt_pays_exactly_once(sqlite_store, chain, tmp_path):
@@ -80,10 +86,10 @@ def test_relay_killed_between_signing_and_receipt_pays_exactly_once(sqlite_store
     b2, payees2 = _approved(market, chain, tmp_path, 3, "b")
     with pytest.raises(RelayCrash):
         Relay(sqlite_store, chain, crash_at="broadcast").run_once()
-    assert chain.bounty_onchain(b2.id)["released"] == REWARD       # one tx made it
+    assert chain.bounty_onchain(b2.id)["released"] == REWARD  # one tx made it
     again = Relay(Store(sqlite_store.url), chain)
     again.run_once()
-    assert again.stats["final"] == 3 and again.stats["broadcast"] == 2   # the mined one was only read back
+    assert again.stats["final"] == 3 and again.stats["broadcast"] == 2  # the mined one was only read back
     assert [chain.pending_of(p.address) for p in payees2] == [REWARD] * 3
 
     # 3. a lost DB update: a paid payout is pending again; the escrow refuses to pay it twice
@@ -121,7 +127,7 @@ def test_confirmations_hold_payouts_until_deep_enough(sqlite_store, chain, tmp_p
     chain.w3.provider.ethereum_tester.mine_blocks(2)
     relay.run_once()
     with sqlite_store.read() as s:
-        assert s.query(Payout).one().state == "mined"       # 2 blocks on top: not yet
+        assert s.query(Payout).one().state == "mined"  # 2 blocks on top: not yet
     chain.w3.provider.ethereum_tester.mine_blocks(1)
     relay.run_once()
     with sqlite_store.read() as s:
@@ -130,8 +136,10 @@ def test_confirmations_hold_payouts_until_deep_enough(sqlite_store, chain, tmp_p
 
 def test_relay_key_from_env_or_keystore(tmp_path, monkeypatch):
     import json
+
     from loopylab.market.chain import Chain, load_key
     from loopylab.market.config import MarketConfig
+
     acct = Account.create()
     monkeypatch.setenv("MY_RELAY_KEY", acct.key.hex())
     assert load_key("MY_RELAY_KEY").address == acct.address
@@ -148,7 +156,8 @@ def test_relay_key_from_env_or_keystore(tmp_path, monkeypatch):
 
 def test_reorg_sends_a_mined_payout_again(sqlite_store, tmp_path):
     from loopylab.market.chain import Chain
-    chain = Chain.embedded_chain()          # its own chain: this test rewinds it
+
+    chain = Chain.embedded_chain()  # its own chain: this test rewinds it
     market = make_market(sqlite_store, chain, tmp_path)
     b, payees = _approved(market, chain, tmp_path, 1, "e")
     tester = chain.w3.provider.ethereum_tester
@@ -158,10 +167,10 @@ def test_reorg_sends_a_mined_payout_again(sqlite_store, tmp_path):
     with sqlite_store.read() as s:
         first = s.query(Payout).one()
     assert first.state == "mined" and chain.pending_of(payees[0].address) == REWARD
-    tester.revert_to_snapshot(snapshot)    # the block holding the release is gone ...
-    tester.mine_blocks(3)                  # ... and another chain grew past its height
+    tester.revert_to_snapshot(snapshot)  # the block holding the release is gone ...
+    tester.mine_blocks(3)  # ... and another chain grew past its height
     assert chain.pending_of(payees[0].address) == 0
-    relay.run_once()                       # sees the changed block hash, re-sends the stored tx
+    relay.run_once()  # sees the changed block hash, re-sends the stored tx
     assert relay.stats["reorged"] == 1
     tester.mine_blocks(5)
     relay.run_once()

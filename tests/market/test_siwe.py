@@ -1,39 +1,62 @@
 """Sign-In with Ethereum: message round trip (property test) and every rejection the server owes."""
+
 from __future__ import annotations
 
 import time
 
 import pytest
 from eth_account import Account
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopylab.market import siwe
 from loopylab.market.client import MarketClient
 
 
 def _msg(**over) -> siwe.SiweMessage:
-    fields = dict(domain="market.example:8000", address=Account.create().address, uri="https://market.example/",
-                  chain_id=1, nonce="abcDEF12345", issued_at=siwe.iso(time.time()))
+    fields = dict(
+        domain="market.example:8000",
+        address=Account.create().address,
+        uri="https://market.example/",
+        chain_id=1,
+        nonce="abcDEF12345",
+        issued_at=siwe.iso(time.time()),
+    )
     fields.update(over)
     return siwe.SiweMessage(**fields)
 
 
 @settings(max_examples=60, deadline=None)
-@given(statement=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80).map(str.strip),
-       chain_id=st.integers(1, 2**40), nonce=st.text("abcXYZ0189", min_size=8, max_size=32),
-       expiry=st.booleans(), resources=st.lists(st.from_regex(r"ipfs://[a-z0-9]{4,20}", fullmatch=True), max_size=3))
+@given(
+    statement=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80).map(str.strip),
+    chain_id=st.integers(1, 2**40),
+    nonce=st.text("abcXYZ0189", min_size=8, max_size=32),
+    expiry=st.booleans(),
+    resources=st.lists(st.from_regex(r"ipfs://[a-z0-9]{4,20}", fullmatch=True), max_size=3),
+)
 def test_message_text_round_trips(statement, chain_id, nonce, expiry, resources):
-    m = _msg(statement=statement, chain_id=chain_id, nonce=nonce, resources=resources,
-             expiration_time=siwe.iso(time.time() + 60) if expiry else "")
+    m = _msg(
+        statement=statement,
+        chain_id=chain_id,
+        nonce=nonce,
+        resources=resources,
+        expiration_time=siwe.iso(time.time() + 60) if expiry else "",
+    )
     text = m.to_text()
     assert siwe.SiweMessage.parse(text) == m
     assert text.splitlines()[0] == "market.example:8000 wants you to sign in with your Ethereum account:"
 
 
-@pytest.mark.parametrize("bad,why", [
-    ("hello", "first line"),
-    ("x wants you to sign in with your Ethereum account:\n0x12\n\n\nURI: a\nVersion: 1\nChain ID: 1\nNonce: abcdefgh\nIssued At: 2024-01-01T00:00:00Z", "address"),
-])
+@pytest.mark.parametrize(
+    "bad,why",
+    [
+        ("hello", "first line"),
+        (
+            "x wants you to sign in with your Ethereum account:\n0x12\n\n\nURI: a\nVersion: 1\nChain ID: 1\nNonce: abcdefgh\nIssued At: 2024-01-01T00:00:00Z",
+            "address",
+        ),
+    ],
+)
 def test_malformed_messages_are_refused(bad, why):
     with pytest.raises(siwe.SiweError, match=why):
         siwe.SiweMessage.parse(bad)
@@ -66,7 +89,10 @@ def test_server_rejects_replay_expiry_domain_and_foreign_signatures(world):
     assert h.get("/auth/me", headers={"Authorization": f"Bearer {token}"}).json() == {"address": alice.address}
     # wrong domain (a phishing site relaying our nonce)
     m = alice.siwe_message(h.post("/auth/nonce").json(), domain="evil.example")
-    assert login(m, alice.account) == (401, "sign-in refused: message is for domain 'evil.example', this server is 'testserver'")
+    assert login(m, alice.account) == (
+        401,
+        "sign-in refused: message is for domain 'evil.example', this server is 'testserver'",
+    )
     # signature by another key than the address in the message
     m = alice.siwe_message(h.post("/auth/nonce").json())
     code, detail = login(m, mallory)

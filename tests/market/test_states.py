@@ -1,13 +1,23 @@
 """The life cycles: only the transitions in states.TRANSITIONS happen, and the reputation score."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from loopylab.market.states import (TRANSITIONS, BountyState, ClaimState, PayoutState, SubmissionState,
-                           TransitionError, advance, reputation_score)
+from loopylab.market.states import (
+    TRANSITIONS,
+    BountyState,
+    ClaimState,
+    PayoutState,
+    SubmissionState,
+    TransitionError,
+    advance,
+    reputation_score,
+)
 
 KINDS = [BountyState, ClaimState, SubmissionState, PayoutState]
 

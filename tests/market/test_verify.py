@@ -1,5 +1,6 @@
 """The verification pipeline through the real API: each check fails on the data it exists to catch
 and passes on good data; a failed submission leaves the claim usable for a corrected one."""
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ def setup(world):
         if register:
             u.register_rig()
         return u, u.claim(b["id"])["id"]
+
     return world, b, contributor
 
 
@@ -36,8 +38,16 @@ def test_good_data_passes_every_check(setup, tmp_path):
     sub = u.submit_folder(cid, write_recording(tmp_path / "r", seed=11))
     got = checks(sub)
     assert sub["state"] == "pending_review"
-    assert set(got) == {"manifest", "signature", "parse", "range wrist/wrench.force.2", "monotonic *",
-                        "rate wrist/wrench", "notebook friction", "duplicate"}
+    assert set(got) == {
+        "manifest",
+        "signature",
+        "parse",
+        "range wrist/wrench.force.2",
+        "monotonic *",
+        "rate wrist/wrench",
+        "notebook friction",
+        "duplicate",
+    }
     assert all(ok for ok, _ in got.values())
     assert "101 values within [-50, 50]" in got["range wrist/wrench.force.2"][1]
 
@@ -50,7 +60,7 @@ def test_manifest_must_match_the_uploaded_bytes(setup, tmp_path):
     for f in manifest["files"]:
         u.upload(rec / f["path"])
     forged = json.loads(json.dumps(manifest))
-    forged["files"][0]["sha256"] = "ab" * 32                         # a file nobody uploaded
+    forged["files"][0]["sha256"] = "ab" * 32  # a file nobody uploaded
     sub = u.submit(cid, forged)
     assert sub["state"] == "invalid" and "no upload with sha256" in checks(sub)["manifest"][1]
     forged = json.loads(json.dumps(manifest))
@@ -61,7 +71,7 @@ def test_manifest_must_match_the_uploaded_bytes(setup, tmp_path):
     # the claim is still active: the honest manifest goes through
     assert u.submit(cid, manifest)["state"] == "pending_review"
     rep = w.http.get("/leaderboard").json()
-    assert rep[0]["invalid"] == 3 and rep[0]["reputation"] == 0.2   # (0 + 1) / (3 + 2)
+    assert rep[0]["invalid"] == 3 and rep[0]["reputation"] == 0.2  # (0 + 1) / (3 + 2)
 
 
 def test_rig_signature_must_come_from_a_registered_rig(setup, tmp_path):
@@ -73,19 +83,23 @@ def test_rig_signature_must_come_from_a_registered_rig(setup, tmp_path):
     u.register_rig()
     manifest = mf.build(rec, b["id"], u.rig.address)
     from eth_account import Account
+
     other = Account.create()
-    sub = u.submit(cid, manifest, signature=mf.sign(manifest, other))   # signed by a different key
+    sub = u.submit(cid, manifest, signature=mf.sign(manifest, other))  # signed by a different key
     assert "manifest names rig" in checks(sub)["signature"][1]
     assert u.submit(cid, manifest)["state"] == "pending_review"
 
 
-@pytest.mark.parametrize("kwargs,check,fragment", [
-    (dict(force_offset=100.0), "range wrist/wrench.force.2", "outside [-50, 50]"),
-    (dict(stamp_glitch_at=40), "monotonic *", "does not increase"),
-    (dict(wrench_hz=80.0), "rate wrist/wrench", "declared 100 Hz"),
-    (dict(friction=1.9), "notebook friction", "outside [0.05, 1.5]"),
-    (dict(notebook=False), "parse", "asks for a lab notebook"),
-])
+@pytest.mark.parametrize(
+    "kwargs,check,fragment",
+    [
+        (dict(force_offset=100.0), "range wrist/wrench.force.2", "outside [-50, 50]"),
+        (dict(stamp_glitch_at=40), "monotonic *", "does not increase"),
+        (dict(wrench_hz=80.0), "rate wrist/wrench", "declared 100 Hz"),
+        (dict(friction=1.9), "notebook friction", "outside [0.05, 1.5]"),
+        (dict(notebook=False), "parse", "asks for a lab notebook"),
+    ],
+)
 def test_plausibility_checks_catch_implausible_data(setup, tmp_path, kwargs, check, fragment):
     w, b, contributor = setup
     u, cid = contributor()
@@ -106,6 +120,7 @@ def test_unparseable_files_and_missing_topics(setup, tmp_path):
     assert "not a notebook under the lab grammar" in checks(u.submit_folder(cid, rec))["parse"][1]
     requester = w.user(eth=10)
     from loopylab.market.sample import standard_bounty
+
     terms = standard_bounty(reward_wei=REWARD, slots=1)
     terms["task_spec"]["topics"].append("camera/top/image")
     b2 = requester.fund(requester.post_bounty(**terms)["id"])
@@ -120,7 +135,7 @@ def test_duplicates_exact_and_near(setup, tmp_path):
     carol, c_claim = contributor()
     original = write_recording(tmp_path / "orig", seed=21)
     assert alice.submit_folder(a_claim, original)["state"] == "pending_review"
-    sub = bob.submit_folder(b_claim, original)                              # the very same bytes
+    sub = bob.submit_folder(b_claim, original)  # the very same bytes
     assert "identical file already submitted" in checks(sub)["duplicate"][1]
     # re-timed by an hour, with sensor-level noise, no notebook: still the same data
     copy = write_recording(tmp_path / "copy", seed=21, start_ns=1_700_003_600_000_000_000, noise=1e-7)
@@ -134,8 +149,10 @@ def test_duplicates_exact_and_near(setup, tmp_path):
 def test_a_real_bus_recording_verifies(setup, tmp_path):
     """A folder written by the bus recorder (what `loopylab record` leaves) goes through the checks."""
     import uuid
+
     from loopylab.bus import Node, Wrench
     from loopylab.bus.record import Recorder
+
     w, b, contributor = setup
     folder = tmp_path / "run-bus"
     folder.mkdir()
@@ -151,6 +168,7 @@ def test_a_real_bus_recording_verifies(setup, tmp_path):
     (folder / "notebook.nb").write_text(write_recording(tmp_path / "nb", seed=61).joinpath("notebook.nb").read_text())
     requester = w.user(eth=10)
     from loopylab.market.sample import standard_bounty
+
     terms = standard_bounty(reward_wei=REWARD, slots=1)
     terms["task_spec"]["topics"] = ["wrist/wrench"]
     terms["acceptance"][2] = {"check": "min_messages", "topic": "wrist/wrench", "count": 101}
@@ -167,6 +185,7 @@ def test_a_single_recording_file_can_be_submitted(setup, tmp_path):
     w, b, contributor = setup
     requester = w.user(eth=10)
     from loopylab.market.sample import standard_bounty
+
     terms = standard_bounty(reward_wei=REWARD, slots=1)
     terms["task_spec"]["notebook"] = False
     terms["acceptance"] = terms["acceptance"][:3]

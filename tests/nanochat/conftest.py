@@ -1,5 +1,6 @@
 """Shared fixtures: grammar-valid notebooks written from the lab's grammar dataclasses, a tokenizer
 trained on them, and a small random-weight model."""
+
 from __future__ import annotations
 
 import random
@@ -8,16 +9,32 @@ import pytest
 
 from loopylab.lab.experiments import candidate_experiments
 from loopylab.world import notebook as grammar
-from loopylab.world.notebook import (Belief, Conclusion, Estimate, Experiment, Hypothesis, Observation, Question, Range,
-                         Ranking, Scene, SceneObject, Section)
+from loopylab.world.notebook import (
+    Belief,
+    Conclusion,
+    Estimate,
+    Experiment,
+    Hypothesis,
+    Observation,
+    Question,
+    Range,
+    Ranking,
+    Scene,
+    SceneObject,
+    Section,
+)
 
 NAMES = ["red_block", "blue_block", "green_puck", "steel_ball", "cork_cube"]
 
 
 def random_scene(rng: random.Random) -> Scene:
     names = rng.sample(NAMES, rng.randint(2, 3))
-    objs = [SceneObject(n, rng.choice(grammar.SHAPES), rng.choice([0.04, 0.05, 0.06]),
-                        0.40 + 0.15 * i, rng.choice([-0.1, 0.0, 0.1])) for i, n in enumerate(names)]
+    objs = [
+        SceneObject(
+            n, rng.choice(grammar.SHAPES), rng.choice([0.04, 0.05, 0.06]), 0.40 + 0.15 * i, rng.choice([-0.1, 0.0, 0.1])
+        )
+        for i, n in enumerate(names)
+    ]
     return Scene(tuple(objs))
 
 
@@ -41,11 +58,27 @@ def random_notebook(rng: random.Random) -> list[Section]:
             secs.append(Section("hypothesis", Hypothesis((Range("friction", q.object, 0.1, rng.choice([0.5, 1.0])),))))
         e = rng.choice(grid)
         secs.append(Section("experiment", e))
-        meas = {"force_mean_N": rng.uniform(0, 5), "moved_m": rng.uniform(0, 0.1), "slide_m": rng.uniform(0, 0.3),
-                "mass_kg": rng.uniform(0.05, 2), "bounce_m": rng.uniform(0, 0.1), "lifted_m": rng.uniform(0, 0.1)}
+        meas = {
+            "force_mean_N": rng.uniform(0, 5),
+            "moved_m": rng.uniform(0, 0.1),
+            "slide_m": rng.uniform(0, 0.3),
+            "mass_kg": rng.uniform(0.05, 2),
+            "bounce_m": rng.uniform(0, 0.1),
+            "lifted_m": rng.uniform(0, 0.1),
+        }
         secs.append(Section("observation", Observation.from_measurements(e.skill, meas)))
-        secs.append(Section("belief", Belief(tuple(Estimate(p, o, rng.uniform(0, 1), rng.uniform(0, 0.3))
-                                                   for o in q.objects for p in ("friction", "mass")))))
+        secs.append(
+            Section(
+                "belief",
+                Belief(
+                    tuple(
+                        Estimate(p, o, rng.uniform(0, 1), rng.uniform(0, 0.3))
+                        for o in q.objects
+                        for p in ("friction", "mass")
+                    )
+                ),
+            )
+        )
     if q.kind == "rank":
         ans = Ranking("mass", tuple(rng.sample(q.objects, len(q.objects))))
     else:
@@ -60,6 +93,7 @@ def one_torch_thread():
     """Small models gain nothing from threads, and on a loaded 2-core machine OpenMP spinning makes
     them many times slower."""
     import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -75,4 +109,5 @@ def notebooks() -> list[str]:
 @pytest.fixture(scope="session")
 def tokenizer(notebooks):
     from loopylab.nanochat.tokenizer import Tokenizer
+
     return Tokenizer.train(notebooks, vocab_size=400)

@@ -3,7 +3,13 @@ import json
 import pytest
 import torch
 
-from loopylab.nanochat.checkpoint import CheckpointError, last_step, load_checkpoint, load_optimizer_state, save_checkpoint
+from loopylab.nanochat.checkpoint import (
+    CheckpointError,
+    last_step,
+    load_checkpoint,
+    load_optimizer_state,
+    save_checkpoint,
+)
 from loopylab.nanochat.gpt import GPT, GPTConfig
 from loopylab.nanochat.optim import MuonAdamW
 from loopylab.nanochat.tokenizer import Tokenizer
@@ -18,8 +24,15 @@ def test_round_trip_gives_identical_logits(tmp_path, tokenizer):
     save_checkpoint(tmp_path, 7, model, tokenizer, opt, meta={"val_bpb": 1.25})
     save_checkpoint(tmp_path, 12, model, tokenizer, opt, meta={"val_bpb": 1.0})
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["meta_000007.json", "meta_000012.json", "model_000007.pt", "model_000012.pt",
-                     "optim_000007.pt", "optim_000012.pt", "tokenizer"]
+    assert names == [
+        "meta_000007.json",
+        "meta_000012.json",
+        "model_000007.pt",
+        "model_000012.pt",
+        "optim_000007.pt",
+        "optim_000012.pt",
+        "tokenizer",
+    ]
     meta = json.loads((tmp_path / "meta_000012.json").read_text())
     assert meta["step"] == 12 and meta["val_bpb"] == 1.0
     assert set(meta["model_config"]) == {"sequence_len", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd"}

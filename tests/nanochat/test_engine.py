@@ -2,7 +2,8 @@ import random
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopylab.lab.experiments import candidate_experiments
 from loopylab.nanochat.engine import Engine, SampleConfig, TokenTrie
@@ -31,10 +32,13 @@ def fake_lab(scene):
     def execute(exp):
         grammar.parse_body("experiment", exp.render())
         calls.append(exp)
-        obs = Observation.from_measurements(exp.skill, {"force_mean_N": 1.5, "moved_m": 0.04, "slide_m": 0.1,
-                                                         "mass_kg": 0.4, "bounce_m": 0.02, "lifted_m": 0.05})
+        obs = Observation.from_measurements(
+            exp.skill,
+            {"force_mean_N": 1.5, "moved_m": 0.04, "slide_m": 0.1, "mass_kg": 0.4, "bounce_m": 0.02, "lifted_m": 0.05},
+        )
         belief = Belief(tuple(Estimate("mass", o, 0.4, 0.05) for o in scene.names))
         return obs, belief
+
     return execute, calls
 
 
@@ -96,11 +100,14 @@ def test_notebook_ending_in_an_experiment_is_refused(tokenizer, wild_model):
     q = grammar.Question("friction", (scene.names[0],), 0.05)
     exp = candidate_experiments(scene, q)[0]
     with pytest.raises(ValueError, match="observation must come first"):
-        Engine(wild_model, tokenizer).propose([Section("question", q), Section("scene", scene), Section("experiment", exp)])
+        Engine(wild_model, tokenizer).propose(
+            [Section("question", q), Section("scene", scene), Section("experiment", exp)]
+        )
 
 
 def test_conclusions_report_what_a_belief_supports(tokenizer, wild_model):
     from loopylab.nanochat.engine import conclusion_candidates
+
     rng = random.Random(4)
     scene = random_scene(rng)
     for question in (grammar.Question("mass", (scene.names[0],), 0.1), grammar.Question("rank", tuple(scene.names))):
@@ -110,9 +117,15 @@ def test_conclusions_report_what_a_belief_supports(tokenizer, wild_model):
         concl = sections[-1].body.render()
         if any(s.kind == "belief" for s in sections):
             assert concl in conclusion_candidates(question, sections[:-1])
-    beliefs = [Section("belief", Belief((Estimate("mass", "a", 0.2, 0.01), Estimate("mass", "b", 0.3, 0.02)))),
-               Section("belief", Belief((Estimate("mass", "a", 0.4, 0.01), Estimate("mass", "b", 0.3, 0.02))))]
+    beliefs = [
+        Section("belief", Belief((Estimate("mass", "a", 0.2, 0.01), Estimate("mass", "b", 0.3, 0.02)))),
+        Section("belief", Belief((Estimate("mass", "a", 0.4, 0.01), Estimate("mass", "b", 0.3, 0.02)))),
+    ]
     assert conclusion_candidates(grammar.Question("rank", ("a", "b")), beliefs) == [
-        "mass order b > a", "mass order a > b"]
+        "mass order b > a",
+        "mass order a > b",
+    ]
     assert conclusion_candidates(grammar.Question("mass", ("a",), 0.1), beliefs) == [
-        "mass a 0.200 0.016", "mass a 0.400 0.016"]
+        "mass a 0.200 0.016",
+        "mass a 0.400 0.016",
+    ]

@@ -52,9 +52,12 @@ def test_kv_cache_equals_full_recomputation():
     with torch.no_grad():
         full = model(x)
         cache = KVCache(model.config, 2, 64)
-        parts = [model(x[:, :13], kv_cache=cache), model(x[:, 13:14], kv_cache=cache),
-                 model(x[:, 14:30], kv_cache=cache)]
-        parts += [model(x[:, t:t + 1], kv_cache=cache) for t in range(30, 40)]
+        parts = [
+            model(x[:, :13], kv_cache=cache),
+            model(x[:, 13:14], kv_cache=cache),
+            model(x[:, 14:30], kv_cache=cache),
+        ]
+        parts += [model(x[:, t : t + 1], kv_cache=cache) for t in range(30, 40)]
     assert cache.pos == 40
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
     # rolling back the cache and continuing differently matches recomputation of the new sequence

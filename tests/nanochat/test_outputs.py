@@ -1,5 +1,6 @@
 """`loopylab policy data` writes where it is run (runs/data), never over the training data shipped in the
 package (it once overwrote a 59 kB shard with a 407-byte one)."""
+
 from __future__ import annotations
 
 from typer.testing import CliRunner

@@ -1,7 +1,8 @@
 import random
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopylab.nanochat.tokenizer import Tokenizer, encode_notebook, special_tokens
 from loopylab.world import notebook as grammar

@@ -2,8 +2,8 @@ import json
 
 import torch
 
-from loopylab.nanochat.checkpoint import load_checkpoint
 from loopylab.lab.evaluation import parse_seeds
+from loopylab.nanochat.checkpoint import load_checkpoint
 from loopylab.nanochat.data import NotebookBatches, encode_all, read_shards, write_shards
 from loopylab.nanochat.train import evaluate_bpb, preset, train
 
@@ -23,6 +23,7 @@ def test_tiny_preset_loss_decreases_and_checkpoint_loads(tmp_path, notebooks, to
 
 def test_training_writes_its_loss_and_bpb_history_beside_the_checkpoint(tmp_path, notebooks, tokenizer):
     import csv
+
     cfg = preset("tiny", steps=6, eval_every=3, batch_size=4)
     result = train(cfg, notebooks[:40], notebooks[120:140], out_dir=tmp_path, tokenizer=tokenizer, progress=False)
     with open(tmp_path / "history.csv") as f:
@@ -63,6 +64,7 @@ def test_shards_round_trip_and_seed_specs(tmp_path):
 
 def test_journal_resume_and_dataset_split(tmp_path):
     from loopylab.nanochat.data import read_journal, write_dataset
+
     journal = tmp_path / "journal.jsonl"
     recs = [{"seed": s, "kind": "mass", "text": f"t{s}", "success": s % 2 == 0} for s in (1, 9, 19, 20)]
     recs.append({"seed": 3, "kind": "mass", "failed": "crash"})

@@ -1,4 +1,5 @@
 """Rendered scenes shared by the perception tests (PyBullet TinyRenderer, exact ground truth)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,8 +32,9 @@ def add_coloured(scene: SyntheticScene, label, shape, size, rgba, centre, yaw=0.
     if shape == "sphere":
         vis = p.createVisualShape(p.GEOM_SPHERE, radius=size / 2, rgbaColor=list(rgba), physicsClientId=cid)
     else:
-        vis = p.createVisualShape(p.GEOM_CYLINDER, radius=size / 2, length=size, rgbaColor=list(rgba),
-                                  physicsClientId=cid)
+        vis = p.createVisualShape(
+            p.GEOM_CYLINDER, radius=size / 2, length=size, rgbaColor=list(rgba), physicsClientId=cid
+        )
     return p.createMultiBody(0, -1, vis, basePosition=list(centre), physicsClientId=cid)
 
 
@@ -51,8 +53,9 @@ def view_from(distance: float, tilt_deg: float, azimuth: float, target=(0, 0, 0)
     return look_at(np.asarray(target) + distance * d, target, up=up)
 
 
-def write_table_camera(folder: Path, T: np.ndarray, K: np.ndarray, frames: int = 1, width: int = 320,
-                       height: int = 240) -> Path:
+def write_table_camera(
+    folder: Path, T: np.ndarray, K: np.ndarray, frames: int = 1, width: int = 320, height: int = 240
+) -> Path:
     """The coloured scene seen by camera "table" at pose T, as a camera source replays it: RGB png and
     depth .npy frames in `folder`/frames, the calibration in `folder`/table.toml. Returns the frames folder."""
     frames_dir = folder / "frames"

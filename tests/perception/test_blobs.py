@@ -1,11 +1,13 @@
 """Colour blobs: centres of cubes, spheres and cylinders from rendered RGB-D, visible-face bias removed."""
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopylab.perception.blobs import BlobTracker, ColourObject, hue_window
 from loopylab.perception.synthetic import pinhole_K
-
-from .helpers import COLOURED, coloured_scene, view_from
+from tests.perception.helpers import COLOURED, coloured_scene, view_from
 
 K = pinhole_K(320, 240, 60)
 
@@ -44,8 +46,10 @@ def test_naive_back_projection_is_biased_and_ours_is_not(views):
     rgb, depth, T = views[1]
     bt = tracker()
     obj = bt.objects[0]  # red_block
-    from loopylab.perception.blobs import hsv_mask, largest_component
     import cv2
+
+    from loopylab.perception.blobs import hsv_mask, largest_component
+
     blob = largest_component(hsv_mask(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV), obj))
     P, _ = bt._points(blob, depth, K, T)
     naive = np.linalg.norm(P.mean(axis=0) - COLOURED[0][4])
@@ -69,7 +73,7 @@ def test_without_depth_falls_back_to_ray_plane(views):
 
 def test_hue_window_wraps_red():
     assert hue_window((0.85, 0.1, 0.1)) == [(0, 10), (170, 180)]
-    (lo, hi), = hue_window((0.1, 0.2, 0.85))
+    ((lo, hi),) = hue_window((0.1, 0.2, 0.85))
     assert lo < 116 < hi
 
 
@@ -84,7 +88,8 @@ def test_partly_hidden_object_is_refused_not_misplaced():
     """The arm above a block hides part of its top face: the visible part's centre is not the block's."""
     from loopylab.perception.geometry import make_T
     from loopylab.perception.synthetic import SyntheticScene
-    from .helpers import TABLE_RGBA
+    from tests.perception.helpers import TABLE_RGBA
+
     with SyntheticScene(floor_rgba=TABLE_RGBA) as s:
         s.add_box("red_block", 0.05, (0.85, 0.1, 0.1, 1), make_T(t=[0.5, 0.0, 0.025]))
         s.add_box("arm", (0.04, 0.2, 0.04), (0.9, 0.9, 0.9, 1), make_T(t=[0.49, 0.0, 0.2]))
@@ -97,6 +102,7 @@ def test_partly_hidden_object_is_refused_not_misplaced():
 
 def test_lighting_changes_noise_and_blur_keep_blobs_within_5mm(views):
     from loopylab.perception.augment import ImageAugment
+
     truth = {label: np.array(c) for label, _, _, _, c in COLOURED}
     rgb, depth, T = views[1]
     for seed in range(3):
@@ -107,13 +113,11 @@ def test_lighting_changes_noise_and_blur_keep_blobs_within_5mm(views):
             assert np.linalg.norm(o.position - truth[o.label]) < 0.005
 
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1))
 def test_hue_window_contains_the_colour_and_stays_in_range(r, g, b):
     import colorsys
+
     ranges = hue_window((r, g, b))
     h = colorsys.rgb_to_hsv(r, g, b)[0] * 180
     assert all(0 <= lo <= hi <= 180 for lo, hi in ranges)

@@ -1,9 +1,16 @@
 """Intrinsics recovered from synthetic ChArUco views; hand-eye recovered from synthetic poses."""
+
 import numpy as np
 import pytest
 
-from loopylab.perception.calibration import (BoardDetector, BoardSpec, CalibrationError, calibrate_handeye,
-                                    calibrate_intrinsics, render_board_view)
+from loopylab.perception.calibration import (
+    BoardDetector,
+    BoardSpec,
+    CalibrationError,
+    calibrate_handeye,
+    calibrate_intrinsics,
+    render_board_view,
+)
 from loopylab.perception.geometry import invert, look_at, make_T, rotation_angle, rvec_to_R
 
 SPEC = BoardSpec()
@@ -67,16 +74,18 @@ def synthetic_handeye(mode, n, noise_mm, noise_deg, seed):
     if mode == "eye_in_hand":  # the unknown X: camera on the flange; the board lies on the table
         X = make_T(rvec_to_R([0.1, -0.2, 1.4]), [0.04, -0.02, 0.06])
         T_fixed = make_T(rvec_to_R([np.pi, 0.1, 0.3]), [0.55, 0.05, 0.0])
-    else:                      # X: camera on a stand looking at the workspace; the board is on the flange
+    else:  # X: camera on a stand looking at the workspace; the board is on the flange
         X = look_at([0.5, 0.55, 0.6], [0.5, 0.0, 0.4])
         T_fixed = make_T(rvec_to_R([0.0, 0.2, 0.1]), [0.0, 0.0, 0.05])
     T_bf, T_ct = [], []
     for _ in range(n):
-        T = make_T(_random_rotation(rng, 50) @ rvec_to_R([np.pi, 0, 0]),
-                   [0.5 + rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1), 0.45 + rng.uniform(-0.05, 0.1)])
-        if mode == "eye_in_hand":   # camera on flange: T_camera_target = inv(X) inv(T_bf) T_base_target
+        T = make_T(
+            _random_rotation(rng, 50) @ rvec_to_R([np.pi, 0, 0]),
+            [0.5 + rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1), 0.45 + rng.uniform(-0.05, 0.1)],
+        )
+        if mode == "eye_in_hand":  # camera on flange: T_camera_target = inv(X) inv(T_bf) T_base_target
             ct = invert(X) @ invert(T) @ T_fixed
-        else:                       # camera fixed (X = T_base_camera), board on flange
+        else:  # camera fixed (X = T_base_camera), board on flange
             ct = invert(X) @ T @ T_fixed
         # noise of the stated size (1 mm, 0.1 deg), in a random direction
         noise = make_T(rvec_to_R(_unit(rng) * np.radians(noise_deg)), _unit(rng) * noise_mm / 1000)

@@ -1,4 +1,5 @@
 """`loopylab camera ...` end to end on synthetic captures."""
+
 import cv2
 import numpy as np
 import pytest
@@ -10,9 +11,8 @@ from loopylab.perception.calibration import BoardSpec, render_board_view
 from loopylab.perception.camera_config import CameraCalibration, load_calibration, save_calibration
 from loopylab.perception.geometry import invert, make_T, pose_from_T, rotation_angle
 from loopylab.perception.synthetic import SyntheticScene, pinhole_K
-
-from .helpers import view_from, write_table_camera
-from .test_calibration import D_TRUE, K_TRUE, board_views, synthetic_handeye
+from tests.perception.helpers import view_from, write_table_camera
+from tests.perception.test_calibration import D_TRUE, K_TRUE, board_views, synthetic_handeye
 
 runner = CliRunner()
 
@@ -66,8 +66,19 @@ def test_handeye_from_files(tmp_path):
         poses.append({"image": f"{i:02d}.png", "position": pos.tolist(), "orientation_xyzw": quat.tolist()})
     (tmp_path / "poses.toml").write_text(tomli_w.dumps({"pose": poses}))
     save_calibration(CameraCalibration("wrist", 640, 480, K_TRUE, D_TRUE), tmp_path / "wrist.toml")
-    r = runner.invoke(app, ["camera", "handeye", "-i", str(tmp_path / "wrist.toml"), "--images", str(imgs),
-                            "--poses", str(tmp_path / "poses.toml")])
+    r = runner.invoke(
+        app,
+        [
+            "camera",
+            "handeye",
+            "-i",
+            str(tmp_path / "wrist.toml"),
+            "--images",
+            str(imgs),
+            "--poses",
+            str(tmp_path / "poses.toml"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     cal = load_calibration(tmp_path / "wrist.toml")
     assert cal.mount == "wrist"
@@ -85,8 +96,20 @@ def test_view_writes_annotated_frames(tmp_path):
         s.add_marker("tag", 3, 0.05, make_T(t=[0, 0, 0.002]))
         cv2.imwrite(str(folder / "a.png"), cv2.cvtColor(s.render(T, K).rgb, cv2.COLOR_RGB2BGR))
     save_calibration(CameraCalibration("c", 640, 480, K, np.zeros(5), "world", T), tmp_path / "c.toml")
-    r = runner.invoke(app, ["camera", "view", str(folder), "-c", str(tmp_path / "c.toml"), "--marker", "3:0.05:tag",
-                            "-o", str(tmp_path / "out")])
+    r = runner.invoke(
+        app,
+        [
+            "camera",
+            "view",
+            str(folder),
+            "-c",
+            str(tmp_path / "c.toml"),
+            "--marker",
+            "3:0.05:tag",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "tag" in r.output and "marker" in r.output
     out = cv2.imread(str(tmp_path / "out" / "frame_0000.png"))
@@ -106,8 +129,10 @@ def test_board_is_printable(tmp_path):
 def test_view_reads_a_camera_on_the_bus(tmp_path, monkeypatch):
     """`camera view bus:NAME`: frames and calibration (K, T_base_camera) straight from a running graph."""
     import uuid
+
     from loopylab.bus import Node
     from loopylab.perception.sources import run_camera
+
     K = pinhole_K(320, 240, 60)
     T = view_from(0.6, 20, 1.0, (0.5, 0, 0))
     folder = write_table_camera(tmp_path, T, K)
@@ -115,12 +140,15 @@ def test_view_reads_a_camera_on_the_bus(tmp_path, monkeypatch):
     monkeypatch.setenv("LOOPYLAB_BUS", url)
     with Node("cam", url) as cam_node:
         pub = run_camera(cam_node, str(folder), "table", calibration=str(tmp_path / "table.toml"), fps=20, loop=True)
-        r = runner.invoke(app, ["camera", "view", "bus:table", "--object", "red_block:cube:0.05", "-n", "2",
-                                "-o", str(tmp_path / "out")])
+        r = runner.invoke(
+            app,
+            ["camera", "view", "bus:table", "--object", "red_block:cube:0.05", "-n", "2", "-o", str(tmp_path / "out")],
+        )
         pub.close()
     assert r.exit_code == 0, r.output
     assert "red_block" in r.output, r.output
     import re
+
     xyz = [float(v) for v in re.search(r"red_block\s*│\s*blob\s*│\s*([-\d.]+) ([-\d.]+) ([-\d.]+)", r.output).groups()]
     assert np.linalg.norm(np.subtract(xyz, [0.5, 0.0, 0.025])) < 0.003  # base frame: calibration from the bus
     assert (tmp_path / "out" / "frame_0001.png").exists()

@@ -1,16 +1,21 @@
 """Marker poses recovered from rendered images; ambiguous far views never yield a confident flip."""
+
 import cv2
 import numpy as np
 import pytest
 
 from loopylab.perception.camera_config import CameraCalibration
 from loopylab.perception.geometry import T_from_rvec, invert, make_T, rotation_angle
-from loopylab.perception.markers import MarkerDetector, MarkerDetectorConfig, marker_object_points, refine_corners_by_edges
+from loopylab.perception.markers import (
+    MarkerDetector,
+    MarkerDetectorConfig,
+    marker_object_points,
+    refine_corners_by_edges,
+)
 from loopylab.perception.pipeline import Frame, Perception, PerceptionConfig
 from loopylab.perception.synthetic import SyntheticScene, pinhole_K
 from loopylab.perception.tracking import ROT_UNKNOWN_VAR
-
-from .helpers import view_from
+from tests.perception.helpers import view_from
 
 K = pinhole_K(640, 480, 60)
 MARKER_Z = 0.002  # above the floor: no z-fighting
@@ -48,8 +53,9 @@ def test_edge_refinement_beats_detector_corners(marker_scene):
     r = marker_scene.render(T_wc, K)
     gray = cv2.cvtColor(r.rgb, cv2.COLOR_RGB2GRAY)
     truth = invert(T_wc) @ marker_scene.objects["tag"].T_world
-    uv = cv2.projectPoints(marker_object_points(0.06), cv2.Rodrigues(truth[:3, :3])[0], truth[:3, 3], K,
-                           None)[0].reshape(4, 2)
+    uv = cv2.projectPoints(marker_object_points(0.06), cv2.Rodrigues(truth[:3, :3])[0], truth[:3, 3], K, None)[
+        0
+    ].reshape(4, 2)
     params = cv2.aruco.DetectorParameters()
     params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
     det = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50), params)
@@ -74,8 +80,9 @@ def test_ambiguous_far_markers_never_report_a_flip_as_valid():
         axis[2] = 0
         rvec = axis / np.linalg.norm(axis) * tilt + [np.pi, 0, 0]  # facing the camera, tilted
         truth = T_from_rvec(rvec, [rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1), dist])
-        uv = cv2.projectPoints(marker_object_points(size), cv2.Rodrigues(truth[:3, :3])[0], truth[:3, 3], K,
-                               None)[0].reshape(4, 2) + rng.normal(0, 0.3, (4, 2))
+        uv = cv2.projectPoints(marker_object_points(size), cv2.Rodrigues(truth[:3, :3])[0], truth[:3, 3], K, None)[
+            0
+        ].reshape(4, 2) + rng.normal(0, 0.3, (4, 2))
         o = det.estimate(1, uv, size, K)
         if rotation_angle(o.T_camera_marker[:3, :3], truth[:3, :3]) > np.radians(20):
             raw_flips += 1
@@ -93,8 +100,9 @@ def test_ambiguous_far_markers_never_report_a_flip_as_valid():
 def _ambiguous_observation(rng, truth, size=0.04):
     det = MarkerDetector(MarkerDetectorConfig(pixel_sigma=0.3))
     for _ in range(200):
-        uv = cv2.projectPoints(marker_object_points(size), cv2.Rodrigues(truth[:3, :3])[0], truth[:3, 3], K,
-                               None)[0].reshape(4, 2) + rng.normal(0, 0.3, (4, 2))
+        uv = cv2.projectPoints(marker_object_points(size), cv2.Rodrigues(truth[:3, :3])[0], truth[:3, 3], K, None)[
+            0
+        ].reshape(4, 2) + rng.normal(0, 0.3, (4, 2))
         o = det.estimate(1, uv, size, K)
         if o.ambiguous and rotation_angle(o.T_camera_marker[:3, :3], o.T_camera_marker_alt[:3, :3]) > np.radians(20):
             return o
@@ -114,6 +122,7 @@ def test_track_and_expected_normal_resolve_ambiguity():
     assert np.trace(d.covariance[3:, 3:]) >= ROT_UNKNOWN_VAR
     # 2) an established track (from an unambiguous close view) picks the right one
     from loopylab.perception.tracking import Measurement
+
     cov = np.diag([1e-6] * 3 + [1e-4] * 3)
     per.tracker.update("m", Measurement(1, truth, cov))
     d = per._marker_detection(o, per.config.markers[0], cal)
@@ -133,8 +142,19 @@ def test_marker_on_cube_through_pipeline_in_base_frame():
         s.add_marker("tag", 7, 0.045, make_T(t=[0.5, -0.1, 0.0505]))
         T_bc = view_from(0.45, 30, 2.0, (0.5, -0.1, 0.05))
         r = s.render(T_bc, K)
-    cfg = PerceptionConfig.from_dict({"markers": [{"label": "tag_block", "marker_id": 7, "size": 0.045,
-                                                   "offset": [0, 0, -0.0255], "expected_normal": [0, 0, 1]}]})
+    cfg = PerceptionConfig.from_dict(
+        {
+            "markers": [
+                {
+                    "label": "tag_block",
+                    "marker_id": 7,
+                    "size": 0.045,
+                    "offset": [0, 0, -0.0255],
+                    "expected_normal": [0, 0, 1],
+                }
+            ]
+        }
+    )
     per = Perception(cfg)
     dets = per.process(Frame(r.rgb, r.depth, CameraCalibration(K=K, T_base_camera=T_bc), 1_000_000_000))
     assert [d.label for d in dets] == ["tag_block"]

@@ -1,5 +1,6 @@
 """The perception node on a real bus: rendered camera topics in, perception/objects out; displacement
 measured through the `perception/measure` service; tracks go lost and are reacquired."""
+
 import threading
 import time
 import uuid
@@ -12,10 +13,8 @@ from loopylab.perception.displacement import DisplacementProbe
 from loopylab.perception.geometry import make_T
 from loopylab.perception.node import run_perception
 from loopylab.perception.synthetic import SyntheticScene, pinhole_K
-
+from tests.perception.helpers import TABLE_RGBA, view_from
 from tests.waiting import wait_until
-
-from .helpers import TABLE_RGBA, view_from
 
 K = pinhole_K(320, 240, 60)
 
@@ -63,8 +62,16 @@ def graph():
     url = f"inproc://{uuid.uuid4().hex}"
     nodes = {name: Node(name, url) for name in ("camera", "perception", "client")}
     cam = RenderedCamera(nodes["camera"])
-    pn = run_perception(nodes["perception"], cameras=["overhead"], hz=20.0, lost_after_s=0.3, silent_after_s=0.5,
-                        objects=[{"label": "red_block", "shape": "cube", "size": 0.05}], noise_sigma=2.0, noise_seed=1)
+    pn = run_perception(
+        nodes["perception"],
+        cameras=["overhead"],
+        hz=20.0,
+        lost_after_s=0.3,
+        silent_after_s=0.5,
+        objects=[{"label": "red_block", "shape": "cube", "size": 0.05}],
+        noise_sigma=2.0,
+        noise_seed=1,
+    )
     yield cam, pn, nodes["client"]
     cam.close()
     pn.close()
@@ -110,6 +117,7 @@ def test_lost_and_reacquired_states_over_the_bus(graph):
 
 def test_measure_unknown_object_is_a_clear_error(graph):
     from loopylab.bus import ServiceError
+
     cam, pn, client = graph
     with pytest.raises(ServiceError, match="purple_thing"):
         client.call("perception/measure", {"label": "purple_thing", "timeout": 0.3}, timeout=3)

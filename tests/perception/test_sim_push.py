@@ -1,6 +1,7 @@
 """The lab's push experiment in the simulator, measured through perception: SimArm renders the overhead
 camera (mocap off), the perception node turns images into poses, and the displacement it measures
 agrees with the simulator's ground truth within the uncertainty it reports."""
+
 import numpy as np
 import pytest
 
@@ -13,6 +14,7 @@ sim_scene = pytest.importorskip("loopylab.world.scene", reason="needs the simula
 @pytest.fixture
 def bench(tmp_path):
     from loopylab.lab.bench import sim_bench
+
     spec = sim_scene.scene_from_seed(3, n_objects=1)
     # TinyRenderer draws the Panda's meshes slowly on a CPU (~0.5 s a frame): one camera at 2 Hz keeps the
     # lockstep sim moving; the gate gets patience to match.
@@ -21,8 +23,13 @@ def bench(tmp_path):
     path = tmp_path / "scene.toml"
     path.write_text(spec.to_toml())
     # the objects reach the perception node (and the skills) on the sim's sim/scene
-    with sim_bench(scene=str(path), cameras=True, mocap=False, gate={"heartbeat_ms": 3000},
-                   perception={"cameras": ["overhead"], "hz": 20}) as bench:
+    with sim_bench(
+        scene=str(path),
+        cameras=True,
+        mocap=False,
+        gate={"heartbeat_ms": 3000},
+        perception={"cameras": ["overhead"], "hz": 20},
+    ) as bench:
         yield bench.node
 
 

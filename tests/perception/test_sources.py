@@ -1,21 +1,26 @@
 """Camera sources and calibration files: clear errors for absent devices, image-folder replay over the bus
 into the perception node, TOML round trips."""
+
 import uuid
 
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopylab.bus import Node, ObjectPoses
-from loopylab.perception.camera_config import (CalibrationFileError, CameraCalibration, load_calibration,
-                                      save_calibration)
+from loopylab.perception.camera_config import (
+    CalibrationFileError,
+    CameraCalibration,
+    load_calibration,
+    save_calibration,
+)
 from loopylab.perception.geometry import make_T, quat_to_R
 from loopylab.perception.node import run_perception
 from loopylab.perception.sources import CameraError, DeviceSource, open_source, run_camera
 from loopylab.perception.synthetic import pinhole_K
-
-from .helpers import view_from, write_table_camera
+from tests.perception.helpers import view_from, write_table_camera
 
 
 def test_missing_camera_device_gives_a_clear_error():
@@ -50,17 +55,31 @@ finite = st.floats(-2, 2, allow_nan=False)
 
 
 @settings(max_examples=40, deadline=None)
-@given(f=st.floats(100, 2000), cx=st.floats(100, 700), k=st.lists(st.floats(-0.5, 0.5), min_size=5, max_size=5),
-       pos=st.lists(finite, min_size=3, max_size=3), q=st.lists(st.floats(-1, 1), min_size=4, max_size=4),
-       mount=st.sampled_from(["world", "wrist"]))
+@given(
+    f=st.floats(100, 2000),
+    cx=st.floats(100, 700),
+    k=st.lists(st.floats(-0.5, 0.5), min_size=5, max_size=5),
+    pos=st.lists(finite, min_size=3, max_size=3),
+    q=st.lists(st.floats(-1, 1), min_size=4, max_size=4),
+    mount=st.sampled_from(["world", "wrist"]),
+)
 def test_calibration_toml_round_trip(tmp_path_factory, f, cx, k, pos, q, mount):
     q = np.asarray(q)
     if np.linalg.norm(q) < 0.1:
         q = np.array([0, 0, 0, 1.0])
     T = make_T(quat_to_R(q / np.linalg.norm(q)), pos)
-    cal = CameraCalibration("cam", 800, 600, [[f, 0, cx], [0, f * 1.01, 300], [0, 0, 1]], k, mount,
-                            T_base_camera=T if mount == "world" else np.eye(4),
-                            T_flange_camera=T if mount == "wrist" else np.eye(4), reprojection_error_px=0.3, views=12)
+    cal = CameraCalibration(
+        "cam",
+        800,
+        600,
+        [[f, 0, cx], [0, f * 1.01, 300], [0, 0, 1]],
+        k,
+        mount,
+        T_base_camera=T if mount == "world" else np.eye(4),
+        T_flange_camera=T if mount == "wrist" else np.eye(4),
+        reprojection_error_px=0.3,
+        views=12,
+    )
     path = save_calibration(cal, tmp_path_factory.mktemp("c") / "cam.toml")
     back = load_calibration(path)
     assert np.allclose(back.K, cal.K) and np.allclose(back.D, cal.D)
@@ -77,10 +96,12 @@ def test_image_folder_replayed_into_the_perception_node(tmp_path):
     url = f"inproc://{uuid.uuid4().hex}"
     with Node("cam", url) as cam_node, Node("perception", url) as per_node, Node("client", url) as client:
         sub = client.subscribe("perception/objects", ObjectPoses, mode="latest")
-        pn = run_perception(per_node, cameras=["table"], hz=20,
-                            objects=[{"label": "red_block", "shape": "cube", "size": 0.05}])
-        pub = run_camera(cam_node, str(folder), "table", calibration="table.toml", graph_dir=str(tmp_path),
-                         fps=20, loop=True)
+        pn = run_perception(
+            per_node, cameras=["table"], hz=20, objects=[{"label": "red_block", "shape": "cube", "size": 0.05}]
+        )
+        pub = run_camera(
+            cam_node, str(folder), "table", calibration="table.toml", graph_dir=str(tmp_path), fps=20, loop=True
+        )
         msg = sub.wait_for(lambda m: m.get("red_block") is not None, timeout=10)
         assert np.linalg.norm(msg.get("red_block").position - [0.5, 0, 0.025]) < 0.004
         assert pub.calibration.width == 320 and pub.error is None

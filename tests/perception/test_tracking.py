@@ -1,4 +1,5 @@
 """Tracks: filtering, restart on a jump, LOST after silence, REACQUIRED with timestamps."""
+
 import numpy as np
 
 from loopylab.perception.geometry import make_T
@@ -8,7 +9,7 @@ S = 1_000_000_000
 
 
 def meas(t_s, xyz, sigma=0.002):
-    return Measurement(int(t_s * S), make_T(t=xyz), np.diag([sigma ** 2] * 3 + [0.01] * 3))
+    return Measurement(int(t_s * S), make_T(t=xyz), np.diag([sigma**2] * 3 + [0.01] * 3))
 
 
 def test_static_object_filter_shrinks_uncertainty_and_averages_noise():
@@ -59,5 +60,5 @@ def test_fused_measurement_needs_enough_fresh_frames_and_keeps_a_floor():
     floor = np.diag([1e-6] * 3 + [0] * 3)
     m, n = tr.fused("a", after_ns=0, n=4, floor=floor)
     assert n == 4
-    assert np.isclose(m.covariance[0, 0], 0.002 ** 2 / 4 + 1e-6)
+    assert np.isclose(m.covariance[0, 0], 0.002**2 / 4 + 1e-6)
     assert tr.fused("nothing") is None

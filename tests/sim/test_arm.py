@@ -2,11 +2,12 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from loopylab.sim.arm import ArmSim
-from loopylab.world.scene import scene_from_seed
 from loopylab.sim.world import World
+from loopylab.world.scene import scene_from_seed
 
 
 @pytest.fixture(scope="module")
@@ -16,12 +17,19 @@ def arm():
     w.close()
 
 
-values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10, 10), st.text(max_size=2),
-                   st.none(), st.lists(st.floats(-1, 1), max_size=2))
-commands = st.one_of(st.lists(values, min_size=0, max_size=9),
-                     st.lists(st.floats(-3, 3), min_size=7, max_size=7).map(np.array),
-                     st.lists(st.floats(-3, 3), min_size=7, max_size=7).map(lambda q: np.array(q).reshape(7, 1)),
-                     st.lists(st.floats(-3, 3), min_size=7, max_size=7).map(lambda q: np.array(q, ">f4")))
+values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-10, 10),
+    st.text(max_size=2),
+    st.none(),
+    st.lists(st.floats(-1, 1), max_size=2),
+)
+commands = st.one_of(
+    st.lists(values, min_size=0, max_size=9),
+    st.lists(st.floats(-3, 3), min_size=7, max_size=7).map(np.array),
+    st.lists(st.floats(-3, 3), min_size=7, max_size=7).map(lambda q: np.array(q).reshape(7, 1)),
+    st.lists(st.floats(-3, 3), min_size=7, max_size=7).map(lambda q: np.array(q, ">f4")),
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -5,8 +5,8 @@ import numpy as np
 import pybullet as p
 import pytest
 
-from loopylab.bus.directory import DirectoryUnavailable
 from loopylab.bus import CameraInfo, Image, JointCommand, JointState, Node, ObjectPoses, Wrench
+from loopylab.bus.directory import DirectoryUnavailable
 from loopylab.sim.node import run_sim_arm
 
 
@@ -18,6 +18,7 @@ def _call(node, service, request, tries=5):
         except DirectoryUnavailable:
             if attempt == tries - 1:
                 raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 @pytest.fixture
@@ -30,6 +31,7 @@ def sim_graph():
         sim = run_sim_arm(node, **kw)
         made.append((sim, node, probe))
         return sim, probe
+
     yield start
     for sim, node, probe in made:
         probe.close()
@@ -87,8 +89,9 @@ def test_cameras_render_rgb_depth_and_consistent_intrinsics(sim_graph):
         pw = k.T_base_camera[:3, :3] @ pc + k.T_base_camera[:3, 3]
         eye = k.T_base_camera[:3, 3]
         with sim._lock:  # the sim thread owns the PyBullet client
-            hit = p.rayTest(eye.tolist(), (eye + 3 * (pw - eye) / np.linalg.norm(pw - eye)).tolist(),
-                            physicsClientId=sim.world.cid)[0][3]
+            hit = p.rayTest(
+                eye.tolist(), (eye + 3 * (pw - eye) / np.linalg.norm(pw - eye)).tolist(), physicsClientId=sim.world.cid
+            )[0][3]
         assert np.linalg.norm(np.asarray(hit) - pw) < 0.01 * z
     # project the red block's centre with K and T_base_camera: it lands on red pixels
     red = np.asarray(sim.scene.object("red_block").position)
@@ -115,7 +118,7 @@ def test_realtime_clock_runs_at_wall_speed(sim_graph):
     js = probe.subscribe("arm/joint_state", JointState, mode="latest")
     a = js.wait_for(timeout=5)
     t0 = time.monotonic()
-    b = js.wait_for(lambda m: m.stamp_ns - a.stamp_ns > 0.5e9, timeout=5)
+    js.wait_for(lambda m: m.stamp_ns - a.stamp_ns > 0.5e9, timeout=5)
     wall = time.monotonic() - t0
     assert 0.3 < wall < 2.0
     assert sim.world.t == pytest.approx(sim.ticks * sim.steps_per_tick * sim.world.dt)

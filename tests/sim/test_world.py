@@ -6,8 +6,8 @@ import numpy as np
 import pybullet as p
 import pytest
 
-from loopylab.world.scene import ObjectSpec, SceneSpec, scene_from_seed
 from loopylab.sim.world import World
+from loopylab.world.scene import ObjectSpec, SceneSpec, scene_from_seed
 
 SCRIPT = textwrap.dedent("""
     import hashlib, numpy as np
@@ -26,14 +26,26 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_bit_identical_in_two_fresh_processes():
-    out = [subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True).stdout
-           .strip().splitlines()[-1] for _ in range(2)]
+    out = [
+        subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+        for _ in range(2)
+    ]
     assert out[0] == out[1] and len(out[0]) == 64
 
 
 def _cube(**kw):
-    d = dict(label="red_block", shape="cube", size=0.05, position=(0.5, 0.0, 0.025), mass=0.2, friction=0.5,
-             restitution=0.2, com_offset=(0.0, 0.0, 0.0))
+    d = dict(
+        label="red_block",
+        shape="cube",
+        size=0.05,
+        position=(0.5, 0.0, 0.025),
+        mass=0.2,
+        friction=0.5,
+        restitution=0.2,
+        com_offset=(0.0, 0.0, 0.0),
+    )
     d.update(kw)
     return SceneSpec(objects=[ObjectSpec(**d)])
 
@@ -70,8 +82,14 @@ def test_mass_restitution_and_com_offset_are_applied():
 
 def test_restitution_shows_in_the_bounce():
     def bounce(e):
-        with World(SceneSpec(objects=[ObjectSpec("b", "sphere", 0.05, position=(0.5, 0, 0.125), mass=0.1,
-                                                 friction=0.5, restitution=e)]), with_robot=False) as w:
+        with World(
+            SceneSpec(
+                objects=[
+                    ObjectSpec("b", "sphere", 0.05, position=(0.5, 0, 0.125), mass=0.1, friction=0.5, restitution=e)
+                ]
+            ),
+            with_robot=False,
+        ) as w:
             zs = []
             for _ in range(240):
                 w.step(1)
@@ -79,6 +97,7 @@ def test_restitution_shows_in_the_bounce():
             zs = np.asarray(zs)
             first = int(np.argmax(zs < 0.0252))
             return zs[first:].max() - 0.025
+
     lo, hi = bounce(0.3), bounce(0.7)
     assert hi > 2 * lo
     assert hi == pytest.approx(0.49 * 0.1, rel=0.15)

@@ -17,14 +17,14 @@ class Rig:
 
 def test_a_known_table_loads_and_defaults_fill_the_rest(tmp_path):
     p = tmp_path / "rig.toml"
-    p.write_text('[rig]\nrate_hz = 50.0\n')
+    p.write_text("[rig]\nrate_hz = 50.0\n")
     assert load_table(Rig, p, "rig") == Rig(rate_hz=50.0)
     assert load_table(Rig, p, "other") == Rig()
 
 
 def test_a_typo_names_the_file_the_table_and_what_is_allowed(tmp_path):
     p = tmp_path / "rig.toml"
-    p.write_text('[rig]\nrate_hz = 50.0\nrat_hz = 5\n')
+    p.write_text("[rig]\nrate_hz = 50.0\nrat_hz = 5\n")
     with pytest.raises(ConfigError) as e:
         load_table(Rig, p, "rig")
     assert str(p) in str(e.value) and "[rig]" in str(e.value)

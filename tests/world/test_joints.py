@@ -1,7 +1,9 @@
 """Joint-name reordering (`loopylab.world.joints`): the one helper every receiver of joint values uses."""
+
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from loopylab.world.joints import JointMismatch, indices, reorder
 

@@ -1,8 +1,10 @@
 """The gate's pure limits (`loopylab.world.limits`): property tests of `SafetyLimits.filter` on a toy arm,
 and the strict [gate] config table."""
+
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopylab.world.config import ConfigError
 from loopylab.world.limits import GateConfig, SafetyLimits
@@ -17,16 +19,29 @@ def planar_fk(q):  # a toy 3-link arm: the workspace check needs some FK
 
 
 def make_limits(mode="clamp"):
-    return SafetyLimits(lower=np.array([-1.5, -1.0, -2.0]), upper=np.array([1.5, 2.0, 2.0]),
-                        velocity=np.array([1.0, 2.0, 0.5]), acceleration=np.array([20.0, 30.0, 10.0]),
-                        effort=np.array([10.0, 10.0, 5.0]), max_step=0.2, dt=0.01,
-                        workspace_min=WS_MIN, workspace_max=WS_MAX, fk=planar_fk, mode=mode)
+    return SafetyLimits(
+        lower=np.array([-1.5, -1.0, -2.0]),
+        upper=np.array([1.5, 2.0, 2.0]),
+        velocity=np.array([1.0, 2.0, 0.5]),
+        acceleration=np.array([20.0, 30.0, 10.0]),
+        effort=np.array([10.0, 10.0, 5.0]),
+        max_step=0.2,
+        dt=0.01,
+        workspace_min=WS_MIN,
+        workspace_max=WS_MAX,
+        fk=planar_fk,
+        mode=mode,
+    )
 
 
 finite = st.floats(-5, 5, allow_nan=False)
-targets = st.lists(st.one_of(st.lists(finite, min_size=N, max_size=N),
-                             st.lists(st.sampled_from([np.nan, np.inf]), min_size=N, max_size=N)),
-                   min_size=1, max_size=40)
+targets = st.lists(
+    st.one_of(
+        st.lists(finite, min_size=N, max_size=N), st.lists(st.sampled_from([np.nan, np.inf]), min_size=N, max_size=N)
+    ),
+    min_size=1,
+    max_size=40,
+)
 
 
 pauses = st.lists(st.one_of(st.none(), st.lists(st.floats(-0.3, 0.3), min_size=N, max_size=N)), max_size=40)
@@ -109,8 +124,8 @@ def test_clamp_reports_and_reject_refuses():
 def test_clamping_scales_the_whole_step_so_the_joints_keep_their_proportions():
     lim = make_limits("clamp")
     x = np.array([0.0, 0.8, 0.0])
-    assert lim.filter(x, x)[0] is not None          # the stream starts at rest at x
-    want = np.array([0.5, 0.25, 0.05])              # far more than one step's acceleration allows
+    assert lim.filter(x, x)[0] is not None  # the stream starts at rest at x
+    want = np.array([0.5, 0.25, 0.05])  # far more than one step's acceleration allows
     cmd, iv = lim.filter(x + want, x)
     assert any(i.kind == "acceleration" for i in iv)
     step = cmd - x
@@ -121,17 +136,20 @@ def test_a_refused_target_ends_the_stream_and_the_next_starts_from_rest():
     lim = make_limits("reject")
     x = np.array([0.0, 0.8, 0.0])
     q = x.copy()
-    for _ in range(25):                              # accelerate joint 0 to 0.5 rad/s within the limits
+    for _ in range(25):  # accelerate joint 0 to 0.5 rad/s within the limits
         q = q + np.array([min(0.005, lim.last_vel[0] * lim.dt + 0.0019 if lim.last_vel is not None else 0.0019), 0, 0])
         assert lim.filter(q, q)[0] is not None
     assert lim.last_vel[0] > 0.15
-    assert lim.filter(q + [1.0, 0.0, 0.0], q)[0] is None    # refused: nothing is sent, the arm stops at q
-    assert lim.filter(q, q)[0] is not None                   # holding q is a stream from rest, not a hard brake
+    assert lim.filter(q + [1.0, 0.0, 0.0], q)[0] is None  # refused: nothing is sent, the arm stops at q
+    assert lim.filter(q, q)[0] is not None  # holding q is a stream from rest, not a hard brake
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.floats(-0.9, 0.9), min_size=N, max_size=N), st.lists(st.floats(0.1, 3.0), min_size=N, max_size=N),
-       st.floats(0.3, 1.0))
+@given(
+    st.lists(st.floats(-0.9, 0.9), min_size=N, max_size=N),
+    st.lists(st.floats(0.1, 3.0), min_size=N, max_size=N),
+    st.floats(0.3, 1.0),
+)
 def test_a_clamped_stream_stops_where_its_target_stopped(goal_offset, speed, track):
     """Each joint's target moves towards its goal at its own speed (often faster than the gate allows, so
     the stream is clamped and lags behind) and stops there, as a teleoperated leader arm would. The
@@ -153,9 +171,9 @@ def test_a_clamped_stream_stops_where_its_target_stopped(goal_offset, speed, tra
         v_stop[now], stopped = np.abs(lim.last_vel[now]), stopped | now
         far = np.where(way * (cmd - far) > 0, cmd, far)
         x = x + track * (cmd - x)
-    delta = lim.acceleration * lim.dt ** 2
+    delta = lim.acceleration * lim.dt**2
     overshoot = way * (far - goal)
-    assert np.all(overshoot <= v_stop ** 2 / (2 * lim.acceleration) + 3 * delta + 1e-9), (overshoot, v_stop)
+    assert np.all(overshoot <= v_stop**2 / (2 * lim.acceleration) + 3 * delta + 1e-9), (overshoot, v_stop)
     assert np.allclose(cmd, goal, atol=1e-6), (cmd, goal)
 
 
@@ -164,7 +182,7 @@ def test_braking_never_touches_a_stream_let_through_as_it_was():
     lim = make_limits("clamp")
     x = np.array([0.0, 0.8, 0.0])
     s = np.linspace(0, 1, 121)
-    profile = 10 * s ** 3 - 15 * s ** 4 + 6 * s ** 5  # minimum jerk, 1.2 s, 0.3 rad on joint 0
+    profile = 10 * s**3 - 15 * s**4 + 6 * s**5  # minimum jerk, 1.2 s, 0.3 rad on joint 0
     for k in range(121):
         t = x + np.array([0.3 * profile[k], 0.0, 0.0])
         cmd, iv = lim.filter(t, t if k == 0 else lim.last)

@@ -1,11 +1,13 @@
 """Protocol analysis functions shared by skills and twin (world/protocols.py)."""
+
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from loopylab.world import protocols as P
 from loopylab.perception.geometry import quat_to_R
+from loopylab.world import protocols as P
 
 finite = st.floats(-1.0, 1.0, allow_nan=False)
 
@@ -18,27 +20,36 @@ def _wrench(point_force_pairs, sensor):
 
 
 @settings(max_examples=200, deadline=None)
-@given(offset=st.tuples(*[st.floats(-0.01, 0.01)] * 3), yaw=st.floats(-np.pi, np.pi),
-       mass=st.floats(0.05, 1.0), centre=st.tuples(finite, finite, st.floats(0.0, 0.5)),
-       sensor_off=st.tuples(*[st.floats(-0.05, 0.05)] * 2 + [st.floats(0.05, 0.2)]),
-       hand=st.tuples(*[st.floats(-0.05, 0.05)] * 3))
+@given(
+    offset=st.tuples(*[st.floats(-0.01, 0.01)] * 3),
+    yaw=st.floats(-np.pi, np.pi),
+    mass=st.floats(0.05, 1.0),
+    centre=st.tuples(finite, finite, st.floats(0.0, 0.5)),
+    sensor_off=st.tuples(*[st.floats(-0.05, 0.05)] * 2 + [st.floats(0.05, 0.2)]),
+    hand=st.tuples(*[st.floats(-0.05, 0.05)] * 3),
+)
 def test_com_offset_is_recovered_from_the_wrist_torque(offset, yaw, mass, centre, sensor_off, hand):
     q = np.array([0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)])
     centre = np.asarray(centre)
-    com = centre + quat_to_R(q) @ np.asarray(offset)              # offset is in the object's frame
+    com = centre + quat_to_R(q) @ np.asarray(offset)  # offset is in the object's frame
     sensor = centre + np.asarray(sensor_off)
     hand_weight = (sensor + np.asarray(hand), (0.0, 0.0, -0.9 * P.G))
     base = np.tile(_wrench([hand_weight], sensor), (5, 1))
     held = np.tile(_wrench([hand_weight, (com, (0.0, 0.0, -mass * P.G))], sensor), (5, 1))
     out = P.analyze_com(base, held, sensor, centre, q)
     assert out["com_x_m"] == pytest.approx(offset[0], abs=1e-9)
-    assert out["com_y_m"] == pytest.approx(offset[1], abs=1e-9)   # the vertical offset does not leak in
+    assert out["com_y_m"] == pytest.approx(offset[1], abs=1e-9)  # the vertical offset does not leak in
 
 
 @settings(max_examples=200, deadline=None)
-@given(offset=st.tuples(*[st.floats(-0.01, 0.01)] * 3), yaw=st.floats(-np.pi, np.pi),
-       tilt=st.floats(np.radians(15), np.radians(60)), axis=st.floats(-np.pi, np.pi), mass=st.floats(0.05, 1.0),
-       hand=st.tuples(*[st.floats(-0.05, 0.05)] * 3))
+@given(
+    offset=st.tuples(*[st.floats(-0.01, 0.01)] * 3),
+    yaw=st.floats(-np.pi, np.pi),
+    tilt=st.floats(np.radians(15), np.radians(60)),
+    axis=st.floats(-np.pi, np.pi),
+    mass=st.floats(0.05, 1.0),
+    hand=st.tuples(*[st.floats(-0.05, 0.05)] * 3),
+)
 def test_holding_the_object_tilted_too_reveals_its_vertical_offset(offset, yaw, tilt, axis, mass, hand):
     """Level, the weight's torque shows only the horizontal offset; tilted about a horizontal axis, the
     vertical one gets a lever too, and both holds together give all three (in the level hold's face frame)."""
@@ -48,7 +59,7 @@ def test_holding_the_object_tilted_too_reveals_its_vertical_offset(offset, yaw, 
     tilted_q = (Rotation.from_quat(tilted) * Rotation.from_quat(level)).as_quat()
     readings = []
     for q, centre in ((level, np.array([0.5, 0.1, 0.25])), (tilted_q, np.array([0.5, 0.12, 0.24]))):
-        sensor = centre + quat_to_R(q) @ np.array([0.0, 0.0, 0.1])      # the sensor turns with the hand
+        sensor = centre + quat_to_R(q) @ np.array([0.0, 0.0, 0.1])  # the sensor turns with the hand
         hand_weight = (sensor + quat_to_R(q) @ np.asarray(hand), (0.0, 0.0, -0.9 * P.G))
         com = centre + quat_to_R(q) @ np.asarray(offset)
         base = np.tile(_wrench([hand_weight], sensor), (4, 1))
@@ -78,7 +89,7 @@ def test_com_offset_of_a_tumbled_block_is_in_the_frame_of_the_face_it_stands_on(
 def test_com_offset_needs_a_resolvable_weight():
     z = np.zeros((4, 6))
     light = z.copy()
-    light[:, 2] = -0.05   # 5 g: below the default 0.2 N
+    light[:, 2] = -0.05  # 5 g: below the default 0.2 N
     assert P.analyze_com(z, light, [0, 0, 0.3], [0, 0, 0], [0, 0, 0, 1]) == {}
     nan = z.copy()
     nan[:, 2] = np.nan
@@ -92,7 +103,7 @@ def _bounce_trace(h, e, rest, settle_dz=0.0, hz=120.0, noise=0.0, seed=0):
     v_in = np.sqrt(2 * g * h)
     t_fall, t_up = v_in / g, 2 * e * v_in / g
     t = np.arange(0.0, t_fall + t_up + 0.5, dt)
-    z = np.where(t < t_fall, rest + h - 0.5 * g * t ** 2, 0.0)
+    z = np.where(t < t_fall, rest + h - 0.5 * g * t**2, 0.0)
     s = t - t_fall
     up = (t >= t_fall) & (s < t_up)
     z[up] = rest + e * v_in * s[up] - 0.5 * g * s[up] ** 2
@@ -102,14 +113,13 @@ def _bounce_trace(h, e, rest, settle_dz=0.0, hz=120.0, noise=0.0, seed=0):
 
 
 @settings(max_examples=200, deadline=None)
-@given(h=st.floats(0.05, 0.3), e=st.floats(0.2, 0.9), rest=st.floats(0.015, 0.05),
-       settle=st.floats(-0.005, 0.015))
+@given(h=st.floats(0.05, 0.3), e=st.floats(0.2, 0.9), rest=st.floats(0.015, 0.05), settle=st.floats(-0.005, 0.015))
 def test_drop_bounce_is_the_rebound_from_the_impact(h, e, rest, settle):
     # where the block comes to rest afterwards (flat, or leaning up to 15 mm higher) does not matter
     t, z = _bounce_trace(h, e, rest, settle)
-    v = np.sqrt(2 * P.G * e * e * h)      # rebound speed
+    v = np.sqrt(2 * P.G * e * e * h)  # rebound speed
     # sampled at 120 Hz, the impact and the apex are seen within one sample's travel
-    err = v / 120.0 + 0.5 * P.G / 120.0 ** 2
+    err = v / 120.0 + 0.5 * P.G / 120.0**2
     assert P.analyze_drop(t, z, 0.0, 0.05)["bounce_m"] == pytest.approx(e * e * h, abs=err)
 
 
@@ -118,7 +128,7 @@ def test_drop_bounce_ignores_a_block_that_ends_leaning_higher_than_it_landed():
     # tumbled and came to rest leaning on a cylinder 10 mm higher than it had landed)
     t, z = _bounce_trace(0.2, 0.25, 0.0235, settle_dz=0.010)
     # within one 120 Hz sample's travel of the 0.5 m/s rebound
-    assert P.analyze_drop(t, z, 0.0, 0.047)["bounce_m"] == pytest.approx(0.25 ** 2 * 0.2, abs=0.0045)
+    assert P.analyze_drop(t, z, 0.0, 0.047)["bounce_m"] == pytest.approx(0.25**2 * 0.2, abs=0.0045)
 
 
 def test_drop_bounce_of_a_dead_landing_is_within_the_noise():

@@ -1,4 +1,5 @@
 """The robot catalogue (`loopylab.world.robots`) and the rule that `world` stands on nothing else of loopylab."""
+
 import ast
 from pathlib import Path
 
@@ -45,8 +46,14 @@ def test_the_catalogue_knows_so101_and_koch_on_servos_and_names_the_known_on_a_t
 def test_world_imports_no_other_loopylab_package():
     for path in sorted(WORLD.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            mods = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            mods = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             for m in mods:
-                assert not m.startswith("loopylab") or m == "loopylab.world" or m.startswith("loopylab.world."), \
+                assert not m.startswith("loopylab") or m == "loopylab.world" or m.startswith("loopylab.world."), (
                     f"{path.name} imports {m}"
+                )

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from loopylab.world.config import ConfigError
-from loopylab.world.scene import PLACEMENT, HIDDEN, SceneSpec, scene_from_seed
+from loopylab.world.scene import HIDDEN, PLACEMENT, SceneSpec, scene_from_seed
 
 
 def test_seed_gives_the_same_scene_and_different_seeds_differ():
@@ -23,7 +23,7 @@ def test_objects_are_apart_in_range_and_on_the_table(robot):
             assert 0.03 <= a.size <= 0.07
             assert a.position[2] == pytest.approx(a.size / 2)
             assert 0.05 <= a.mass <= 0.6 and 0.2 <= a.friction <= 0.9 and 0.1 <= a.restitution <= 0.8
-            for b in s.objects[i + 1:]:
+            for b in s.objects[i + 1 :]:
                 assert np.hypot(a.position[0] - b.position[0], a.position[1] - b.position[1]) > (a.size + b.size) / 2
 
 
