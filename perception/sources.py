@@ -58,7 +58,7 @@ class FrameSource(abc.ABC):
     def read(self) -> CapturedFrame | None:
         """The next frame, or None when a finite source has ended."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a default, not an abstract method: most sources hold nothing)
         """Release the device or file; sources that hold nothing keep this default."""
 
     def __enter__(self):
