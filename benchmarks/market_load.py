@@ -608,7 +608,10 @@ def main() -> None:
     args = ap.parse_args()
     n_submit, n_list, reps = (20, 200, 3) if args.quick else (60, 600, 3)
     only = set(filter(None, args.only.split(",")))
-    want = lambda part: not only or part in only
+
+    def want(part: str) -> bool:
+        return not only or part in only
+
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="market-bench-") as d:
         tmp = Path(d)

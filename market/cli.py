@@ -373,7 +373,7 @@ def submit(
     with Progress(console=console) as progress:
         task = progress.add_task("uploading", total=sum(f["size"] for f in m["files"]))
         for f in m["files"]:
-            _run(lambda: c.upload(base / f["path"]))
+            _run(lambda f=f: c.upload(base / f["path"]))
             progress.advance(task, f["size"])
     s = _run(lambda: c.submit(claim_id, m))
     for chk in s["checks"]:

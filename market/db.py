@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
@@ -31,7 +32,7 @@ class Wei(TypeDecorator):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict: JSON, list: JSON}
+    type_annotation_map: ClassVar[dict[type, Any]] = {dict: JSON, list: JSON}
 
 
 def now() -> float:

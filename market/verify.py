@@ -139,7 +139,7 @@ def _numbers(obj: Any, out: list) -> None:
             _numbers(v, out)
     elif isinstance(obj, np.ndarray):
         out.extend(float(v) for v in obj.ravel()[:64])
-    elif isinstance(obj, bool) or isinstance(obj, (int, float)):
+    elif isinstance(obj, (bool, int, float)):
         out.append(float(obj))
     elif hasattr(obj, "__dataclass_fields__"):
         _numbers({k: getattr(obj, k) for k in obj.__dataclass_fields__}, out)
@@ -253,7 +253,7 @@ def run(ctx: Context) -> Result:
                 for topic, log_time, msg in read_mcap(p):
                     messages.setdefault(topic, []).append((int(log_time), msg))
                     vals: list = []
-                    _numbers(msg if not hasattr(msg, "__dataclass_fields__") else msg, vals)
+                    _numbers(msg, vals)
                     tokens.append(_token(topic, vals))
                     n += 1
                 details.append(f"{path}: {n} messages")

@@ -169,7 +169,7 @@ def test_upload_is_content_addressed_and_size_limited(world, tmp_path):
 def test_server_background_loop_pays_approved_submissions(sqlite_store, chain, tmp_path):
     from fastapi.testclient import TestClient
 
-    from .conftest import World, make_market
+    from tests.market.conftest import World, make_market
 
     w = World(make_market(sqlite_store, chain, tmp_path, background_interval_s=0.05), chain)
     w.market.config.run_background = True
@@ -189,8 +189,7 @@ def test_server_background_loop_pays_approved_submissions(sqlite_store, chain, t
 
 def test_refund_after_settlement_returns_the_unspent_escrow(sqlite_store, tmp_path):
     from loopylab.market.chain import Chain
-
-    from .conftest import World, make_market
+    from tests.market.conftest import World, make_market
 
     chain = Chain.embedded_chain()  # its own chain: this test moves block time forward
     w = World(make_market(sqlite_store, chain, tmp_path), chain)

@@ -15,9 +15,8 @@ from loopylab.market.db import Payout, Store
 from loopylab.market.relay import Relay, RelayCrash, double_pays, reconcile
 from loopylab.market.sample import write_recording
 from loopylab.market.service import Conflict
-
-from .conftest import make_market
-from .helpers import approve, approved_bounty, open_bounty, submit_direct
+from tests.market.conftest import make_market
+from tests.market.helpers import approve, approved_bounty, open_bounty, submit_direct
 
 REWARD = 10**15
 
