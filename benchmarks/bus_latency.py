@@ -5,6 +5,10 @@ Cases: (a) a 7-joint JointState at 1 kHz, (b) a 640x480x3 uint8 Image at 30 Hz, 
 "ours" = `Node.publisher().publish()` in one process -> `Node.subscribe(callback=...)` in another (on ipc,
 payloads from the shared-memory threshold go through bus/shm.py: only a descriptor crosses the socket);
 "raw"  = pyzmq XPUB -> SUB with the same serialization (bus.codec, zero-copy frames), blocking recv.
+The producer makes every image frame anew on both sides, the same way (fill an array): raw into a new
+`np.empty`, ours into `pub.loan(...)` (a slot of its shared-memory ring on ipc, so publish() copies nothing;
+a plain `np.empty` elsewhere); how long that took (median after the warm-up) is reported as `make us`,
+outside the latency.
 Latency = receive wall clock - stamp taken just before encoding, on one host. Each case alternates
 ours/raw for --reps repetitions; we report medians over repetitions of per-run p50/p99, plus late and
 too-late counts (iRobot ros2-performance: late > min(0.2 period, 5 ms), too late > min(period, 50 ms)),
@@ -12,9 +16,10 @@ and the subscriber's CPU time per message (its whole process, every thread, afte
 
     .venv/bin/python benchmarks/bus_latency.py [--reps 3] [--transports ipc,inproc,tcp] [--quick]
     .venv/bin/python benchmarks/bus_latency.py --threshold [--reps 3]   # where shared memory starts to pay
+    .venv/bin/python benchmarks/bus_latency.py --copy ...   # ours fills a new np.empty too: publish() copies it
 
 The last line is JSON: p50_ratio_small, p50_ratio_frame, p50_ratio_4mb, p50_ratio_6mb (ours / raw, ipc),
-cpu_us_per_msg (subscriber, ours and raw per case) and details; with --threshold, the sweep instead.
+cpu_us_per_msg (subscriber, ours and raw per case), make_us_per_frame (producer) and details; with --threshold, the sweep instead.
 """
 
 from __future__ import annotations
@@ -52,19 +57,28 @@ CASES = {  # name: (rate Hz, messages, warm-up messages discarded)
     "6mb": (30.0, 60, 5),
 }
 TARGETS = {"small": 1.1, "frame": 1.1, "4mb": 0.5}  # ours / raw p50 on ipc (issue 27)
+ENV_COPY = "BUS_LATENCY_COPY"  # set (by --copy): ours makes its frames in np.empty, not in loans
 SWEEP_BYTES = [32_768, 65_536, 131_072, 262_144, 524_288, 1_048_576, 2_097_152]  # --threshold payload sizes
 
 
+FRAMES = {  # image cases: shape, encoding (the frame is filled anew for every message)
+    "frame": ((480, 640, 3), "rgb8"),
+    "4mb": ((1024, 1024, 4), "rgba8"),  # 4 MiB
+    "6mb": ((1080, 1920, 3), "rgb8"),  # 1080p colour, 6,220,800 B
+}
+
+
 def make_msg(case: str, i: int):
+    """The small message, or a --threshold payload of N bytes (built once per run, outside the clock)."""
     if case == "small":
         return JointState(name=JOINTS, position=np.full(7, i * 1e-3), velocity=np.zeros(7), effort=np.zeros(7))
-    if case == "frame":
-        return Image.from_array(np.full((480, 640, 3), i % 256, np.uint8))
-    if case == "4mb":
-        return Image.from_array(np.full((1024, 1024, 4), i % 256, np.uint8), encoding="rgba8")  # 4 MiB
-    if case == "6mb":
-        return Image.from_array(np.full((1080, 1920, 3), i % 256, np.uint8))  # 1080p colour, 6,220,800 B
-    return Image.from_array(np.full((int(case) // 1024, 1024), i % 256, np.uint8))  # --threshold: N bytes
+    return Image.from_array(np.full((int(case) // 1024, 1024), i % 256, np.uint8))
+
+
+def make_frame(case: str, i: int, out: np.ndarray) -> Image:
+    """Frame i of an image case, filled into `out`: the producer's work, the same on both sides."""
+    out.fill(i % 256)
+    return Image.from_array(out, encoding=FRAMES[case][1])
 
 
 def _pace(t_next: float) -> None:
@@ -80,25 +94,33 @@ def _pace(t_next: float) -> None:
 # -- publishers (run in a child process, or a thread for inproc) ------------------------------------------
 
 
-def publish_ours(url: str, case: str, stop, hz: float, n: int, lag) -> None:
+def publish_ours(url: str, case: str, stop, hz: float, n: int, lag, make) -> None:
     node = Node("bench_tx", url)
     pub = node.publisher(TOPIC, JointState if case == "small" else Image)
     if not pub.wait_for_subscribers(1, timeout=20):
         raise SystemExit("no subscriber")
-    msgs = [make_msg(case, i) for i in range(min(n, 8))]  # a few distinct frames, built outside the clock
+    shape = FRAMES[case][0] if case in FRAMES else None
+    msgs = [] if shape else [make_msg(case, i) for i in range(min(n, 8))]  # built outside the clock
+    loan = np.empty if os.environ.get(ENV_COPY) else pub.loan
     t_next = time.perf_counter()
     for i in range(n):
         t_next += 1.0 / hz
         _pace(t_next)
         lag.value = max(lag.value, time.perf_counter() - t_next)  # behind schedule: the machine is overloaded
-        msg = msgs[i % len(msgs)]
-        msg.seq = msg.stamp_ns = 0  # publish() stamps it
+        if shape:  # the frame is made in a loan: in shared memory on ipc, where publish() finds it
+            t = time.perf_counter()
+            msg = make_frame(case, i, loan(shape, np.uint8))
+            make[i] = time.perf_counter() - t
+        else:
+            msg = msgs[i % len(msgs)]
+            msg.seq = msg.stamp_ns = 0  # publish() stamps it
         pub.publish(msg)
+        del msg  # the loan goes back to the ring now, not when the next one replaces it
     stop.wait(60)
     node.close()
 
 
-def publish_raw(endpoint: str, case: str, stop, hz: float, n: int, lag) -> None:
+def publish_raw(endpoint: str, case: str, stop, hz: float, n: int, lag, make) -> None:
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.XPUB)  # XPUB only to see the subscriber arrive (no sleep); sends like PUB
     sock.setsockopt(zmq.LINGER, 0)
@@ -107,13 +129,19 @@ def publish_raw(endpoint: str, case: str, stop, hz: float, n: int, lag) -> None:
         raise SystemExit("no subscriber")
     sock.recv()
     prefix = f"{TOPIC}\0raw".encode()
-    msgs = [make_msg(case, i) for i in range(min(n, 8))]
+    shape = FRAMES[case][0] if case in FRAMES else None
+    msgs = [] if shape else [make_msg(case, i) for i in range(min(n, 8))]
     t_next = time.perf_counter()
     for i in range(n):
         t_next += 1.0 / hz
         _pace(t_next)
         lag.value = max(lag.value, time.perf_counter() - t_next)  # behind schedule: the machine is overloaded
-        msg = msgs[i % len(msgs)]
+        if shape:  # a new frame, as a driver hands pyzmq (zero-copy: the socket keeps it until sent)
+            t = time.perf_counter()
+            msg = make_frame(case, i, np.empty(shape, np.uint8))
+            make[i] = time.perf_counter() - t
+        else:
+            msg = msgs[i % len(msgs)]
         msg.seq, msg.stamp_ns = i + 1, time.time_ns()
         header, buffers = codec.encode(msg)
         sock.send_multipart([prefix, header, *buffers], copy=False)
@@ -141,7 +169,7 @@ class _Cpu:
         return (self.t1 - self.t0) / self.count * 1e6 if self.count else float("nan")
 
 
-def receive_ours(url: str, case: str, start_publisher) -> tuple[list[int], float]:
+def receive_ours(url: str, case: str, start_publisher) -> tuple[list[int], float, int]:
     hz, n, warm = CASES[case]
     lat: list[int] = []
     done = threading.Event()
@@ -158,10 +186,11 @@ def receive_ours(url: str, case: str, start_publisher) -> tuple[list[int], float
         stop = start_publisher()
         done.wait(n / hz + 20)
         stop()
-    return lat, cpu.per_msg_us()
+        late = node.stats["shm_late"]  # of the lost: slots reused before this subscriber took them
+    return lat, cpu.per_msg_us(), late
 
 
-def receive_raw(endpoint: str, case: str, start_publisher) -> tuple[list[int], float]:
+def receive_raw(endpoint: str, case: str, start_publisher) -> tuple[list[int], float, int]:
     hz, n, warm = CASES[case]
     cpu = _Cpu(warm)
     ctx = zmq.Context.instance()
@@ -182,19 +211,26 @@ def receive_raw(endpoint: str, case: str, start_publisher) -> tuple[list[int], f
         cpu.tick(len(lat))
     stop()
     sock.close()
-    return lat, cpu.per_msg_us()
+    return lat, cpu.per_msg_us(), 0
 
 
 # -- one run ---------------------------------------------------------------------------------------------------
 
 
-class _Lag:
+class _Value:  # a thread publisher's figure (a child process gets an mp.Value)
     value = 0.0
 
 
-def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float, float]:
-    """Latencies (ns) of one run, how far (s) the publisher fell behind its schedule, and the subscriber's
-    CPU time per message (us)."""
+def _make_us(make, case: str) -> float:
+    """The producer's median time to make a frame after the warm-up (us); 0 when it made none."""
+    _, n, warm = CASES[case]
+    return float(np.median(make[warm:n])) * 1e6
+
+
+def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float, float, float, int]:
+    """Latencies (ns) of one run, how far (s) the publisher fell behind its schedule, the subscriber's CPU
+    time per message (us), the producer's time to make a frame (us, image cases) and how many messages the
+    subscriber dropped because their slot was reused first (shm_late)."""
     spawn = mp.get_context("spawn")
     if transport == "inproc":
         url = f"inproc://bench{uuid.uuid4().hex[:8]}"
@@ -202,13 +238,13 @@ def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float, fl
         target, arg = (publish_ours, url) if impl == "ours" else (publish_raw, f"inproc://raw{uuid.uuid4().hex}")
 
         def start():
-            threading.Thread(target=target, args=(arg, case, stop, *CASES[case][:2], lag), daemon=True).start()
+            threading.Thread(target=target, args=(arg, case, stop, *CASES[case][:2], lag, make), daemon=True).start()
             return stop.set
 
-        lag = _Lag()
+        lag, make = _Value(), [0.0] * CASES[case][1]
         try:
-            lat, cpu = receive_ours(url, case, start) if impl == "ours" else receive_raw(arg, case, start)
-            return lat, lag.value, cpu
+            lat, cpu, late = receive_ours(url, case, start) if impl == "ours" else receive_raw(arg, case, start)
+            return lat, lag.value, cpu, _make_us(make, case), late
         finally:
             stop_local(url)
     if transport == "ipc":
@@ -223,7 +259,7 @@ def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float, fl
     def start():
         nonlocal child
         target, arg = (publish_ours, url) if impl == "ours" else (publish_raw, raw_ep)
-        child = spawn.Process(target=target, args=(arg, case, stop, *CASES[case][:2], lag), daemon=True)
+        child = spawn.Process(target=target, args=(arg, case, stop, *CASES[case][:2], lag, make), daemon=True)
         child.start()
 
         def finish():
@@ -234,10 +270,10 @@ def run_once(impl: str, case: str, transport: str) -> tuple[list[int], float, fl
 
         return finish
 
-    lag = spawn.Value("d", 0.0, lock=False)
+    lag, make = spawn.Value("d", 0.0, lock=False), spawn.Array("d", CASES[case][1], lock=False)
     try:
-        lat, cpu = receive_ours(url, case, start) if impl == "ours" else receive_raw(raw_ep, case, start)
-        return lat, lag.value, cpu
+        lat, cpu, late = receive_ours(url, case, start) if impl == "ours" else receive_raw(raw_ep, case, start)
+        return lat, lag.value, cpu, _make_us(make, case), late
     finally:
         stop_local(url)
         if transport == "ipc":
@@ -257,8 +293,8 @@ def _free_port_pair() -> int:
             continue
 
 
-def summarize(run: tuple[list[int], float, float], case: str) -> dict:
-    lat_ns, lag_s, cpu_us = run
+def summarize(run: tuple[list[int], float, float, float, int], case: str) -> dict:
+    lat_ns, lag_s, cpu_us, make_us, shm_late = run
     hz, n, warm = CASES[case]
     us = np.array(lat_ns[warm:], dtype=np.float64) / 1e3
     period_ms = 1e3 / hz
@@ -272,12 +308,14 @@ def summarize(run: tuple[list[int], float, float], case: str) -> dict:
         "too_late": int((us > too_late_ms * 1e3).sum()),
         "pub_lag_ms": lag_s * 1e3,
         "cpu_us": cpu_us,
+        "make_us": make_us,
+        "shm_late": shm_late,
     }
 
 
 def median_of(runs: list[dict]) -> dict:
-    out = {k: float(statistics.median(r[k] for r in runs)) for k in ("p50_us", "p99_us", "cpu_us")}
-    out.update({k: int(sum(r[k] for r in runs)) for k in ("n", "lost", "late", "too_late")})
+    out = {k: float(statistics.median(r[k] for r in runs)) for k in ("p50_us", "p99_us", "cpu_us", "make_us")}
+    out.update({k: int(sum(r[k] for r in runs)) for k in ("n", "lost", "late", "too_late", "shm_late")})
     out["pub_lag_ms"] = float(max(r["pub_lag_ms"] for r in runs))
     return out
 
@@ -343,6 +381,7 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES), help="comma list of " + ", ".join(CASES))
     ap.add_argument("--quick", action="store_true", help="fewer messages (smoke run)")
     ap.add_argument("--threshold", action="store_true", help="measure where shared memory starts to pay")
+    ap.add_argument("--copy", action="store_true", help="ours makes frames in np.empty (publish copies), no loans")
     args = ap.parse_args()
     if args.quick:
         for k, (hz, n, w) in CASES.items():
@@ -350,11 +389,14 @@ def main() -> None:
     if args.threshold:
         print(json.dumps(sweep(args.reps)))
         return
+    if args.copy:
+        os.environ[ENV_COPY] = "1"  # spawned publishers inherit it
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    load_start = round(os.getloadavg()[0], 1)
     results: dict = {}
     print(
         f"{'transport':9} {'case':6} {'impl':5} {'p50 us':>9} {'p99 us':>9} {'late':>5} {'too_late':>8} {'lost':>5} "
-        f"{'pub lag ms':>10} {'rx cpu us':>9}"
+        f"{'pub lag ms':>10} {'rx cpu us':>9} {'make us':>8} {'shm late':>8}"
     )
     for transport in [t.strip() for t in args.transports.split(",") if t.strip()]:
         reps = args.reps if transport == "ipc" else 1
@@ -367,7 +409,8 @@ def main() -> None:
                 m = results.setdefault(transport, {}).setdefault(case, {})[impl] = median_of(runs[impl])
                 print(
                     f"{transport:9} {case:6} {impl:5} {m['p50_us']:9.1f} {m['p99_us']:9.1f} {m['late']:5d} "
-                    f"{m['too_late']:8d} {m['lost']:5d} {m['pub_lag_ms']:10.1f} {m['cpu_us']:9.1f}",
+                    f"{m['too_late']:8d} {m['lost']:5d} {m['pub_lag_ms']:10.1f} {m['cpu_us']:9.1f} "
+                    f"{m['make_us']:8.1f} {m['shm_late']:8d}",
                     flush=True,
                 )
             r = results[transport][case]
@@ -399,16 +442,23 @@ def main() -> None:
     summary = {
         "transport": main_t,
         "reps": args.reps,
+        "loans": not args.copy,
         **{f"p50_ratio_{c}": round(main_r[c]["p50_ratio"], 3) for c in cases},
         "cpu_us_per_msg": {
             c: {"ours": round(main_r[c]["ours"]["cpu_us"], 1), "raw": round(main_r[c]["raw"]["cpu_us"], 1)}
             for c in cases
+        },
+        "make_us_per_frame": {
+            c: {"ours": round(main_r[c]["ours"]["make_us"], 1), "raw": round(main_r[c]["raw"]["make_us"], 1)}
+            for c in cases
+            if c in FRAMES
         },
         "targets": TARGETS,
         "target": 1.3,
         "shm_threshold_bytes": shm.THRESHOLD,
         "cpus": os.cpu_count(),
         "load_avg": round(os.getloadavg()[0], 1),
+        "load_avg_start": load_start,
         "overloaded": overloaded,
         "results": results,
     }

@@ -286,7 +286,6 @@ def main():
                     "ms_per_frame": round(ms, 3),
                     "baseline_ms_per_frame": round(ms_b, 3),
                     "ms_per_frame_wall": round(ms_wall, 3),
-                    "ms_per_frame_wall": round(ms_wall, 3),
                 }
             )
         )

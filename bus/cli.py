@@ -109,7 +109,7 @@ def launch(
             spec = spec.with_bus(bus)
     except (GraphError, ValueError) as e:  # ValueError: a bad --bus URL
         typer.echo(f"error: {e}", err=True)  # plain: rich markup would eat [nodes.NAME]
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     code = Launcher(spec, duration).run()
     raise typer.Exit(code)
 

@@ -10,6 +10,7 @@ Who runs what (see `loopylab.bus.node` for the node's threads):
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import zmq
 
 from loopylab.bus import codec, shm
@@ -78,6 +80,31 @@ class Publisher:
         header, buffers = codec.encode(msg)
         self._send(header, buffers)
 
+    def loan(self, shape: int | tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
+        """A writable array to build a big payload in, for a message published next (`Image(data=...)`,
+        `Image.from_array(...)`): on an ipc graph, from the shared-memory threshold on, it lies in a slot of this
+        publisher's ring, and `publish` sends it where it is, with no copy. Otherwise (tcp, inproc, a smaller
+        payload, `LOOPYLAB_SHM_MIN=off`, every slot held) it is a plain `np.empty`, published as always.
+
+        The slot is the publisher's until the message is published, or until the array is garbage or
+        `release`d unpublished. Once published, the array is read-only (its readers see it as sent), and its
+        slot is not reused while the array lives: keep it no longer than the message would be kept."""
+        dt = np.dtype(dtype)
+        dims = (shape,) if isinstance(shape, int) else tuple(shape)
+        nbytes = math.prod(dims) * dt.itemsize
+        if nbytes >= self._shm_min and not dt.hasobject:
+            with self._lock:
+                ring = self._ring()
+                raw = ring.loan(nbytes) if ring is not None else None
+            if raw is not None:
+                return raw.view(dt).reshape(dims)
+        return np.empty(dims, dt)
+
+    def release(self, arr: np.ndarray) -> bool:
+        """Give back a loan that will not be published, now (dropping the array does it too). The array turns
+        read-only and must not be used after. False when `arr` is no open loan (a plain array, or published)."""
+        return self.shm is not None and self.shm.release(arr)
+
     def publish_fields(self, **fields: Any) -> None:
         """`publish(msg_type(**fields))` without building the message: the same bytes on the wire, for a
         driver's hot path (a sim arm's joint state every tick). Vector fields may be plain tuples of floats,
@@ -113,12 +140,18 @@ class Publisher:
         self.bytes_sent += size
 
     def _to_shm(self, buffers: list[Any]) -> bytes | None:  # caller holds the lock
-        """The payload written into the ring, as the descriptor to send; None: send it as frames."""
+        """The payload written into the ring (or found there: a loan), as the descriptor to send; None: send it
+        as frames."""
+        ring = self._ring()
+        return ring.write(buffers) if ring is not None else None
+
+    def _ring(self) -> shm.Ring | None:  # caller holds the lock
+        """The shared-memory ring, made at its first use; None once the publisher is closed."""
         if self.shm is None:
             if self._sock.closed:
                 return None
             self.shm = shm.Ring()
-        return self.shm.write(buffers)
+        return self.shm
 
     def _drain_subscriptions(self) -> None:  # caller holds the lock
         # EVENTS, not recv(NOBLOCK) + zmq.Again: an exception per publish costs more than the send

@@ -3,7 +3,8 @@
 From `THRESHOLD` bytes of array frames on, a publisher on an ipc graph copies the frames into a slot of its
 own ring of shared-memory segments and sends only a descriptor over ZeroMQ (segment name, sequence number,
 where each frame lies). Subscribers map the segment once and hand out read-only numpy views of it: no
-kernel copy on either side and no copy at all on the subscriber.
+kernel copy on either side and no copy at all on the subscriber. A producer that builds its payload in a
+loaned slot in the first place (`Ring.loan`, `Publisher.loan`) saves the publisher's copy too.
 
     /dev/shm/loopylab.<pid>.<start>.<ring>.<slot>.<gen>      one segment per slot; the pid and start time of
                                                               its creator say whether it is stale
@@ -21,6 +22,10 @@ Lifetimes are explicit, and kept by the kernel, not by messages:
   the publisher unlinks it (the holder's mapping stays valid until it lets go) and makes a new one
   (`reclaimed`). When every slot is held and none for that long, the message goes as ordinary frames
   (`fallback`). The publisher never waits.
+- A loaned slot is the publisher's own (exclusively locked, sequence number 0) until the message holding the
+  loaned array is published, in place, or until the array is garbage or released unpublished: then it is
+  free at once. After publication the slot follows the rules above, and is not reused either while the
+  publisher's own array still views it (it is a reader like the others; past `hold_s` it is handed over).
 - No segment outlives the graph: a ring unlinks its segments when its publisher closes, at exit and on
   SIGTERM; segments of a process that was killed are found by their creator's pid and start time and
   removed at the next start (`sweep_stale`).
@@ -191,7 +196,9 @@ class _Slot:
     mm: mmap.mmap
     data: np.ndarray  # the whole mapping, writable, as bytes
     capacity: int
+    addr: int  # where the mapping starts in this process: finds the slot a loaned array lives in
     published: float = -1e9  # monotonic time of the last publication; never: long ago
+    loan: _Loan | None = None  # lent out (not yet published), or published while the loaned array lives
 
     def close(self, unlink: bool = True) -> None:
         if unlink:
@@ -200,8 +207,22 @@ class _Slot:
             except OSError:
                 pass
         self.data = _NO_DATA  # the mapping can close only once nothing exports its buffer
-        self.mm.close()
+        self.loan = None
+        try:
+            self.mm.close()
+        except BufferError:  # a loaned array still views it: the mapping goes with its last view
+            pass
         os.close(self.fd)
+
+
+@dataclass(eq=False)
+class _Loan:
+    """The bytes [start, end) (addresses in this process) of a slot lent to a producer."""
+
+    slot: _Slot
+    start: int
+    end: int
+    published: bool = False
 
 
 @dataclass
@@ -210,12 +231,15 @@ class RingStats:
     fallback: int = 0  # sent as ordinary frames: every slot was held (or no memory for one)
     reclaimed: int = 0  # slots held past hold_s, handed over to their holder and replaced
     reused_early: int = 0  # slots reused before grace_s: late subscribers drop that message (shm_late)
+    loaned: int = 0  # slots lent out (`loan`)
+    in_place: int = 0  # of `published`: sent from a loaned slot, with no copy
+    returned: int = 0  # loans given back unpublished (garbage or released)
 
 
 @dataclass(eq=False)  # compared (and hashed) by identity
 class Ring:
-    """A publisher's slots. Its publisher writes under the publisher's lock; the ring's own mutex is for
-    close() at exit or on a signal, which may come from another thread."""
+    """A publisher's slots. Its publisher writes and lends under the publisher's lock; the ring's own mutex is
+    for close() at exit or on a signal, and for loans that come back from finalizers, on any thread."""
 
     # A subscriber takes a slot within a millisecond of its publication on a quiet host; on a loaded one its I/O
     # thread can stall for a hundred or more. 0.25 s keeps 8 slots of a 30 Hz stream (50 MB of 1080p colour); a
@@ -234,6 +258,8 @@ class Ring:
         self._grow_after = 0.0  # after /dev/shm was full: no new slot (nor a warning per message) before then
         self._closed = False
         self._mutex = threading.Lock()  # write vs close (at exit or on a signal, from another thread)
+        self._loans: list[_Loan] = []  # lent out, not yet published
+        self._returns: collections.deque[_Loan] = collections.deque()  # loaned arrays that became garbage
         self._pid = os.getpid()
         _register(self)
 
@@ -242,10 +268,16 @@ class Ring:
         return [s.name for s in self._slots]
 
     def write(self, buffers: list[Any]) -> bytes | None:
-        """Copy the frames into a free slot; the descriptor to send, or None to send them as frames."""
+        """Copy the frames into a free slot (or none, when they all lie in a loaned slot already); the
+        descriptor to send, or None to send them as frames."""
         with self._mutex:
             if self._closed:
                 return None
+            self._settle()
+            if self._loans:
+                desc = self._in_place(buffers)
+                if desc is not None:
+                    return desc
             spans, end = [], HEADER
             for b in buffers:
                 spans.append((end, b.nbytes))
@@ -258,28 +290,122 @@ class Ring:
                 _SEQ.pack_into(slot.mm, 8, 0)  # torn while writing (readers cannot lock it now anyway)
                 for (off, n), b in zip(spans, buffers):
                     slot.data[off : off + n] = _bytes_of(b)
-                self._seq += 1
-                _SEQ.pack_into(slot.mm, 8, self._seq)
-            finally:
+            except BaseException:
                 _lock(slot.fd, fcntl.F_UNLCK)
-            slot.published = time.monotonic()
-            self._slots.remove(slot)
-            self._slots.append(slot)
-            self.stats.published += 1
-            return msgpack.packb((slot.name, self._seq, spans))
+                raise
+            return self._publish(slot, spans)
+
+    def _publish(self, slot: _Slot, spans: list[tuple[int, int]]) -> bytes:  # caller holds the mutex
+        """Stamp the slot with the next sequence number and hand it to readers; the descriptor to send."""
+        self._seq += 1
+        _SEQ.pack_into(slot.mm, 8, self._seq)
+        _lock(slot.fd, fcntl.F_UNLCK)
+        slot.published = time.monotonic()
+        self._slots.remove(slot)
+        self._slots.append(slot)
+        self.stats.published += 1
+        return msgpack.packb((slot.name, self._seq, spans))
+
+    def loan(self, nbytes: int) -> np.ndarray | None:
+        """A writable uint8 array of `nbytes` in a free slot, the caller's until a message whose frames lie in
+        it is written (`write` then copies nothing), or until the array is garbage or `release`d; None when no
+        slot is free (the caller makes do with its own memory). The same rules choose the slot as for `write`."""
+        with self._mutex:
+            if self._closed:
+                return None
+            self._settle()
+            slot = self._take(HEADER + nbytes, time.monotonic())
+            if slot is None:
+                return None
+            _SEQ.pack_into(slot.mm, 8, 0)  # no descriptor of its last message matches it any more
+            root = np.frombuffer(slot.mm, np.uint8, nbytes, HEADER)  # views of it keep it alive (numpy bases)
+            slot.loan = loan = _Loan(slot, slot.addr + HEADER, slot.addr + HEADER + nbytes)
+            self._loans.append(loan)
+            self.stats.loaned += 1
+        weakref.finalize(root, self._returned, loan).atexit = False  # at exit the ring closes: nothing to give back
+        return root
+
+    def release(self, arr: np.ndarray) -> bool:
+        """Give a loan back unpublished, now rather than when the array is garbage (which does the same). The
+        array turns read-only: its slot may soon hold another message. False if `arr` is not an open loan."""
+        addr = _address(arr)
+        with self._mutex:
+            loan = self._loan_at(addr)
+            if loan is None:
+                return False
+            arr.flags.writeable = False
+            self._returns.append(loan)
+            self._settle()
+            return True
+
+    def _loan_at(self, addr: int) -> _Loan | None:  # caller holds the mutex
+        return next((loan for loan in self._loans if loan.start <= addr < loan.end), None)
+
+    def _in_place(self, buffers: list[Any]) -> bytes | None:  # caller holds the mutex
+        """The descriptor for frames that all lie in one loaned slot, published where they are; else None."""
+        loan, spans = None, []
+        for b in buffers:
+            if not isinstance(b, np.ndarray):
+                return None
+            addr = _address(b)
+            loan = loan or self._loan_at(addr)
+            if loan is None or not loan.start <= addr <= addr + b.nbytes <= loan.end:
+                return None
+            spans.append((addr - loan.slot.addr, b.nbytes))
+        if loan is None:
+            return None
+        for b in buffers:  # what was sent must not change under its readers
+            b.flags.writeable = False
+        self._loans.remove(loan)
+        loan.published = True  # the slot stays pinned until the loaned array is garbage
+        self.stats.in_place += 1
+        return self._publish(loan.slot, spans)
+
+    def _returned(self, loan: _Loan) -> None:
+        # A finalizer: runs when the loaned array is garbage, on whatever thread (or inside the GC, perhaps in
+        # the middle of a write on this thread): queue it, settle it now only if the mutex is free.
+        self._returns.append(loan)
+        if self._mutex.acquire(blocking=False):
+            try:
+                self._settle()
+            finally:
+                self._mutex.release()
+
+    def _settle(self) -> None:  # caller holds the mutex
+        """Loaned arrays that are garbage (or released): an unpublished slot is free at once, a published one
+        is no longer pinned by the publisher."""
+        while self._returns:
+            loan = self._returns.popleft()
+            slot = loan.slot
+            if slot.loan is not loan or self._closed:  # handed over or closed since: nothing to give back
+                continue
+            slot.loan = None
+            if not loan.published:
+                self._loans.remove(loan)
+                slot.published = -1e9  # it holds no message: first in line
+                self._slots.remove(slot)
+                self._slots.insert(0, slot)
+                _lock(slot.fd, fcntl.F_UNLCK)
+                self.stats.returned += 1
 
     def held(self) -> int:
         """How many slots subscribers hold now."""
         with self._mutex:
-            free = [s for s in self._slots if _lock(s.fd, fcntl.F_WRLCK)]
+            self._settle()
+            # locking a slot we hold ourselves (a loan) would succeed, and unlocking it would end the loan
+            ours = [s for s in self._slots if s.loan is not None and not s.loan.published]
+            free = [s for s in self._slots if s.loan is None or s.loan.published]
+            free = [s for s in free if _lock(s.fd, fcntl.F_WRLCK)]
             for s in free:
                 _lock(s.fd, fcntl.F_UNLCK)
-            return len(self._slots) - len(free)
+            return len(self._slots) - len(ours) - len(free)
 
     def _take(self, size: int, now: float) -> _Slot | None:
         """A slot of at least `size` bytes, exclusively locked; see the module docstring for the order."""
+        # a slot lent out, or still viewed by the publisher's own loaned array, is skipped before any lock is
+        # tried: the ring's own lock on it would be taken again (and then dropped) rather than refused
         for s in self._slots:  # 1. the oldest free slot whose subscribers had their time
-            if now - s.published >= self.grace_s and _lock(s.fd, fcntl.F_WRLCK):
+            if s.loan is None and now - s.published >= self.grace_s and _lock(s.fd, fcntl.F_WRLCK):
                 return self._fit(s, size)
         if (
             len(self._slots) < self.max_slots
@@ -289,12 +415,13 @@ class Ring:
             self._count += 1
             return self._new(self._count - 1, 0, size)
         for s in self._slots:  # 3. the oldest free slot: subscribers that have not taken it yet drop it
-            if _lock(s.fd, fcntl.F_WRLCK):
+            if s.loan is None and _lock(s.fd, fcntl.F_WRLCK):
                 self.stats.reused_early += 1
                 return self._fit(s, size)
-        if self._slots and now - self._slots[0].published >= self.hold_s:  # 4. held too long: hand it over
+        oldest = next((s for s in self._slots if s.loan is None or s.loan.published), None)  # not lent out
+        if oldest is not None and now - oldest.published >= self.hold_s:  # 4. held too long: hand it over
             self.stats.reclaimed += 1
-            return self._replace(self._slots[0], size)
+            return self._replace(oldest, size)
         return None  # 5. every slot is held: the caller sends frames
 
     def _bytes(self) -> int:
@@ -331,7 +458,8 @@ class Ring:
             self._grow_after = time.monotonic() + NO_SPACE_S
             return None
         mm[: len(_MAGIC)] = _MAGIC
-        slot = _Slot(index, gen, name, fd, mm, np.frombuffer(mm, np.uint8), capacity)
+        data = np.frombuffer(mm, np.uint8)
+        slot = _Slot(index, gen, name, fd, mm, data, capacity, _address(data))
         _lock(fd, fcntl.F_WRLCK)  # nobody else knows its name yet
         self._slots.insert(0, slot)
         if self._closed:  # closed by a signal while writing: leave nothing behind
@@ -356,6 +484,11 @@ class Ring:
                 self._slots.clear()
             finally:
                 self._mutex.release()
+
+
+def _address(a: np.ndarray) -> int:
+    """Where an array's data starts in this process."""
+    return int(a.__array_interface__["data"][0])
 
 
 def _bytes_of(b: Any) -> np.ndarray:

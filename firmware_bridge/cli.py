@@ -25,9 +25,8 @@ PORT_HELP = "Serial port of the arm's adapter, e.g. /dev/ttyUSB0 (see `loopylab 
 
 
 def _fail(msg: str, code: int = 1):
-    err.print(
-        f"[red]error:[/red] {escape(msg)}", soft_wrap=True
-    )  # one line, never wrapped; escaped: a message may hold [brackets]
+    # one line, never wrapped; escaped: a message may hold [brackets] (TOML tables)
+    err.print(f"[red]error:[/red] {escape(msg)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -328,7 +327,7 @@ def _start_emulator(kind: str, robot: str, link: str | None, faults=None):
         from loopylab.firmware_bridge.emulators.ft300 import FT300Emulator
 
         return FT300Emulator(link=link, faults=faults).start()
-    _fail(f"unknown emulator kind {kind!r}; choose feetech, dynamixel, mcu, robotiq or ft300")
+    return _fail(f"unknown emulator kind {kind!r}; choose feetech, dynamixel, mcu, robotiq or ft300")
 
 
 FAULT_HELP = (

@@ -20,7 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from importlib.metadata import EntryPoint
-from typing import Protocol, Union
+from typing import Protocol
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from loopylab.lab.notebook import NotebookView
 from loopylab.lab.plugins import AGENT_GROUP, load, plugins
 from loopylab.world import notebook as g
 
-Proposal = Union[g.Hypothesis, g.Experiment, g.Conclusion]
+Proposal = g.Hypothesis | g.Experiment | g.Conclusion
 
 
 class Agent(Protocol):

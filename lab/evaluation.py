@@ -262,7 +262,7 @@ def _run_pool(tasks: list[WorldTask], cfg: EvalConfig, attempts: int = 3) -> Ite
                         else:
                             yield _crashed(t, f"worker process died {attempts} times: {e}")
             if broken:
-                for f, (t, n) in flying.items():  # the rest of the broken pool's worlds
+                for t, n in flying.values():  # the rest of the broken pool's worlds
                     if n < attempts:
                         todo.append((t, n + 1))
                     else:

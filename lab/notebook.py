@@ -129,7 +129,7 @@ class NotebookView:
 
 def bus_sink(publisher) -> Sink:
     """Publish every entry on `lab/notebook` (publisher of NotebookEntry)."""
-    return lambda entry: publisher.publish(entry)
+    return publisher.publish
 
 
 def jsonl_sink(path: str | Path) -> Sink:

@@ -2,7 +2,8 @@
 
 Sign in with Ethereum first (`POST /auth/nonce`, sign the EIP-4361 message, `POST /auth/login`), then
 send the session token as `Authorization: Bearer <token>` (or the `loopylab_session` cookie the login
-sets for the web pages). Every error is a 4xx JSON `{"detail": "..."}` that says what went wrong.
+sets for the web pages). Every error is a 4xx JSON `{"detail": "..."}` that says what went wrong. JSON bodies
+are strict (no NaN/Infinity, at most 1 MiB: routes/strict.py).
 
 This module builds the app's state (market, sign-in, relay, background thread) and includes one router per
 resource from market/routes/; the routes reach the state through FastAPI dependencies (routes/deps.py).
@@ -23,6 +24,7 @@ from loopylab.market.config import MarketConfig
 from loopylab.market.db import Store
 from loopylab.market.relay import Relay
 from loopylab.market.routes import auth, bounties, chain, claims, errors, health, pages, payouts, submissions, uploads
+from loopylab.market.routes.strict import StrictJSON
 from loopylab.market.service import Market
 
 log = logging.getLogger(__name__)
@@ -90,12 +92,14 @@ def create_app(config: MarketConfig | None = None, market: Market | None = None,
         lifespan=lifespan,
     )
     app.state.config, app.state.market, app.state.relay, app.state.background = config, market, relay, background
+    app.state.rate_limits = {}  # routes/chain.py's token buckets, per app
     app.state.auth = Auth(
         market.store, config.domain, chain_id, config.nonce_ttl_s, config.session_ttl_s, config.clock_skew_s
     )
     errors.install(app)
+    app.add_middleware(StrictJSON)
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=errors.RESPONSES)
     pages.mount_static(app)
     return app
 

@@ -3,8 +3,12 @@ endpoint in production. Also the escrow contract: compiled from market/contracts
 pinned Vyper (artifact cached on disk by source hash), deployed, and wrapped.
 
 The relay's key comes from an environment variable (hex) or an encrypted keystore file; on the
-embedded chain a fresh operator key is generated and funded from eth-tester's unlocked accounts.
-Calls go through one lock: eth-tester is not thread-safe and the relay and API share the chain.
+embedded chain a fresh one is generated and funded from eth-tester's unlocked accounts. The relay account
+only pays gas: the escrow gives it no power (a payout needs the requester's EIP-712 `Release` signature,
+built and checked by `release_typed_data` / `recover_release` here and by the contract on chain).
+On the embedded chain every RPC request holds one lock for its own duration (eth-tester is not thread-safe
+and the relay and the API share it); nothing holds it across a sequence of chain calls except the few
+read-then-send steps that need it (`operator_call`, `send_signed`).
 """
 
 from __future__ import annotations
@@ -59,11 +63,63 @@ def escrow_artifact() -> dict:
     return compile_contract(CONTRACTS / "Escrow.vy")
 
 
-def payout_id(bounty_id: int, submission_id: int) -> str:
-    """The escrow's key for one payout: keccak256(abi.encode(bounty_id, submission_id))."""
+def payout_id(requester: str, bounty_id: int, submission_id: int) -> str:
+    """The escrow's key for one payout: keccak256(abi.encode(requester, bounty_id, submission_id))."""
     from eth_abi import encode
 
-    return "0x" + Web3.keccak(encode(["uint256", "uint256"], [bounty_id, submission_id])).hex().removeprefix("0x")
+    return "0x" + Web3.keccak(
+        encode(["address", "uint256", "uint256"], [Web3.to_checksum_address(requester), bounty_id, submission_id])
+    ).hex().removeprefix("0x")
+
+
+def release_typed_data(chain_id: int, escrow: str, bounty_id: int, submission_id: int, payee: str, amount: int) -> dict:
+    """The EIP-712 message a requester signs to approve one payout (eth_signTypedData_v4's argument)."""
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Release": [
+                {"name": "bountyId", "type": "uint256"},
+                {"name": "submissionId", "type": "uint256"},
+                {"name": "payee", "type": "address"},
+                {"name": "amount", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Release",
+        "domain": {
+            "name": "loopylab escrow",
+            "version": "2",
+            "chainId": chain_id,
+            "verifyingContract": Web3.to_checksum_address(escrow),
+        },
+        "message": {
+            "bountyId": bounty_id,
+            "submissionId": submission_id,
+            "payee": Web3.to_checksum_address(payee),
+            "amount": int(amount),
+        },
+    }
+
+
+def sign_release(account, typed: dict) -> str:
+    """0x-hex signature of a Release approval (what a wallet's eth_signTypedData_v4 returns)."""
+    from eth_account.messages import encode_typed_data
+
+    return "0x" + account.sign_message(encode_typed_data(full_message=typed)).signature.hex().removeprefix("0x")
+
+
+def recover_release(typed: dict, signature: str) -> str:
+    """The address that signed a Release approval (raises ValueError on a malformed signature)."""
+    from eth_account.messages import encode_typed_data
+
+    try:
+        return Account.recover_message(encode_typed_data(full_message=typed), signature=signature)
+    except Exception as e:
+        raise ValueError(f"signature does not decode: {e}") from None
 
 
 def load_key(
@@ -80,6 +136,18 @@ def load_key(
     return Account.from_key(key)
 
 
+def locked_tester_provider(lock):
+    """eth-tester's provider with each request under `lock` (one request at a time, never a whole relay pass)."""
+    from web3 import EthereumTesterProvider
+
+    class LockedTesterProvider(EthereumTesterProvider):
+        def make_request(self, method, params):
+            with lock:
+                return super().make_request(method, params)
+
+    return LockedTesterProvider()
+
+
 @dataclass
 class TxParams:
     chain_id: int
@@ -89,7 +157,8 @@ class TxParams:
 
 
 class Chain:
-    """A Web3 connection, the operator account and the escrow contract."""
+    """A Web3 connection, the relay account (`operator`: it pays gas, the escrow gives it no power) and the
+    escrow contract."""
 
     def __init__(self, w3: Web3, operator: LocalAccount, escrow_address: str = "", embedded: bool = False):
         self.w3 = w3
@@ -105,12 +174,12 @@ class Chain:
     # ------------------------------------------------------------ construction
     @classmethod
     def embedded_chain(cls, deploy: bool = True) -> Chain:
-        from web3 import EthereumTesterProvider
-
-        w3 = Web3(EthereumTesterProvider())
+        lock = threading.RLock()
+        w3 = Web3(locked_tester_provider(lock))
         operator = Account.create()
         w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": operator.address, "value": 10**23})
         chain = cls(w3, operator, embedded=True)
+        chain.lock = lock
         if deploy:
             chain.deploy_escrow()
         return chain
@@ -132,7 +201,7 @@ class Chain:
     def deploy_escrow(self) -> str:
         with self.lock:
             c = self.w3.eth.contract(abi=self.artifact["abi"], bytecode=self.artifact["bytecode"])
-            tx = c.constructor(self.operator.address).build_transaction(self._base_tx(self.operator.address))
+            tx = c.constructor().build_transaction(self._base_tx(self.operator.address))
             rcpt = self.send_signed(self.operator.sign_transaction(tx).raw_transaction)
             if rcpt.status != 1:
                 raise RuntimeError("escrow deployment reverted")
@@ -142,18 +211,15 @@ class Chain:
 
     # ------------------------------------------------------------ transactions
     def tx_params(self, address: str, nonce: int | None = None) -> TxParams:
-        with self.lock:
-            block = self.w3.eth.get_block("latest")
-            base = block.get("baseFeePerGas", 0) or 0
-            tip = 10**9
-            return TxParams(
-                self.chain_id,
-                self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending")
-                if nonce is None
-                else nonce,
-                2 * base + tip,
-                tip,
-            )
+        block = self.w3.eth.get_block("latest")
+        base = block.get("baseFeePerGas", 0) or 0
+        tip = 10**9
+        return TxParams(
+            self.chain_id,
+            self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending") if nonce is None else nonce,
+            2 * base + tip,
+            tip,
+        )
 
     def _base_tx(self, sender: str, nonce: int | None = None, gas: int | None = None) -> dict:
         p = self.tx_params(sender, nonce)
@@ -195,41 +261,75 @@ class Chain:
 
     # ------------------------------------------------------------ escrow views
     @staticmethod
-    def payout_id(bounty_id: int, submission_id: int) -> str:
-        return payout_id(bounty_id, submission_id)
+    def payout_id(requester: str, bounty_id: int, submission_id: int) -> str:
+        return payout_id(requester, bounty_id, submission_id)
 
-    def bounty_onchain(self, bounty_id: int) -> dict:
-        with self.lock:
-            r = self.escrow.functions.bounties(bounty_id).call()
-        return dict(zip(("requester", "refund_after", "funded", "released", "refunded"), r))
+    def bounty_onchain(self, requester: str, bounty_id: int) -> dict:
+        """The escrow slot of (requester, bounty id): refund_after, funded, released, refunded."""
+        r = self.escrow.functions.bounties(Web3.to_checksum_address(requester), bounty_id).call()
+        return dict(zip(("refund_after", "funded", "released", "refunded"), r))
+
+    def release_typed_data(self, bounty_id: int, submission_id: int, payee: str, amount: int) -> dict:
+        return release_typed_data(self.chain_id, self.escrow.address, bounty_id, submission_id, payee, amount)
+
+    def decode_escrow_tx(self, raw: bytes) -> dict:
+        """What a signed transaction does: {sender, to, value, function, args}; function is "" when it is
+        not a call of this escrow. Raises ValueError when the bytes are not a signed transaction."""
+        from eth_account.typed_transactions import TypedTransaction
+        from hexbytes import HexBytes
+
+        try:
+            raw = HexBytes(raw)
+            sender = Account.recover_transaction(raw)
+            if raw[:1] < b"\x7f":
+                tx = TypedTransaction.from_bytes(raw).as_dict()
+            else:
+                from eth_account._utils.legacy_transactions import Transaction
+
+                tx = Transaction.from_bytes(raw).as_dict()
+        except Exception as e:
+            raise ValueError(f"not a signed transaction: {e}") from None
+        to = Web3.to_checksum_address(tx["to"]) if tx.get("to") else ""
+        out = {
+            "sender": sender,
+            "to": to,
+            "value": int(tx.get("value", 0)),
+            "function": "",
+            "args": {},
+            "chain_id": tx.get("chainId"),
+        }
+        if to == self.escrow.address:
+            try:
+                fn, args = self.escrow.decode_function_input(bytes(tx.get("data", b"")))
+                out["function"], out["args"] = fn.fn_name, dict(args)
+            except Exception:
+                pass
+        return out
 
     def is_released(self, payout_id: str) -> bool:
-        with self.lock:
-            return self.escrow.functions.released(bytes.fromhex(payout_id.removeprefix("0x"))).call()
+        return self.escrow.functions.released(bytes.fromhex(payout_id.removeprefix("0x"))).call()
 
     def pending_of(self, address: str) -> int:
-        with self.lock:
-            return self.escrow.functions.pending(Web3.to_checksum_address(address)).call()
+        return self.escrow.functions.pending(Web3.to_checksum_address(address)).call()
 
     def balance(self, address: str | None = None) -> int:
-        with self.lock:
-            return self.w3.eth.get_balance(address or self.escrow.address)
+        return self.w3.eth.get_balance(address or self.escrow.address)
 
     def events(self, name: str, from_block: int = 0) -> list:
-        with self.lock:
-            return list(getattr(self.escrow.events, name)().get_logs(from_block=from_block))
+        return list(getattr(self.escrow.events, name)().get_logs(from_block=from_block))
 
     def fund_tx(
-        self,
-        sender: LocalAccount,
-        bounty_id: int,
-        requester: str,
-        refund_after: int,
-        value: int,
-        nonce: int | None = None,
+        self, sender: LocalAccount, bounty_id: int, refund_after: int, value: int, nonce: int | None = None
     ) -> bytes:
-        """A signed escrow.fund transaction (what a requester's client sends)."""
-        tx = self.escrow.functions.fund(
-            bounty_id, Web3.to_checksum_address(requester), int(refund_after)
-        ).build_transaction({**self._base_tx(sender.address, nonce, gas=200_000), "value": value})
+        """A signed escrow.fund transaction (what a requester's client sends; the sender is the requester)."""
+        tx = self.escrow.functions.fund(bounty_id, int(refund_after)).build_transaction(
+            {**self._base_tx(sender.address, nonce, gas=200_000), "value": value}
+        )
+        return sender.sign_transaction(tx).raw_transaction
+
+    def refund_tx(self, sender: LocalAccount, bounty_id: int, nonce: int | None = None) -> bytes:
+        """A signed escrow.refund transaction (only the requester's own refunds it)."""
+        tx = self.escrow.functions.refund(bounty_id).build_transaction(
+            self._base_tx(sender.address, nonce, gas=150_000)
+        )
         return sender.sign_transaction(tx).raw_transaction

@@ -143,12 +143,10 @@ def deploy(
 
 
 @market_app.command()
-def reconcile(url: str = UrlOpt):
-    """Ask a running market to compare its DB payouts with the escrow's events and balance."""
-    import httpx
-
-    with httpx.Client(timeout=60) as h:
-        r = _run(lambda: h.get(f"{url}/chain/reconcile").json())
+def reconcile(url: str = UrlOpt, key: str = KeyOpt):
+    """Ask a running market to compare its DB payouts with the escrow's events and balance (signs in)."""
+    c = _client(url, key)
+    r = _run(lambda: c.request("GET", "/chain/reconcile"))
     if r.get("ok"):
         console.print("[green]books agree with the chain[/]")
         return
@@ -375,7 +373,7 @@ def submit(
     with Progress(console=console) as progress:
         task = progress.add_task("uploading", total=sum(f["size"] for f in m["files"]))
         for f in m["files"]:
-            _run(lambda: c.upload(base / f["path"]))
+            _run(lambda f=f: c.upload(base / f["path"]))
             progress.advance(task, f["size"])
     s = _run(lambda: c.submit(claim_id, m))
     for chk in s["checks"]:
@@ -393,7 +391,7 @@ def review(
     url: str = UrlOpt,
     key: str = KeyOpt,
 ):
-    """Approve a submission (its payout is queued) or reject it with a reason."""
+    """Approve a submission (signs its EIP-712 payout approval; the payout is queued) or reject it with a reason."""
     if approve is None:
         _fail("say --approve or --reject", 2)
     c = _client(url, key)
@@ -401,6 +399,14 @@ def review(
     console.print(
         f"submission {submission_id}: {s['state']}" + (f", payout {s['payout']['state']}" if s["payout"] else "")
     )
+
+
+@bounty_app.command()
+def refund(bounty_id: int, url: str = UrlOpt, key: str = KeyOpt):
+    """Take back a settled bounty's unspent escrow (signs escrow.refund; refused while payouts are unpaid)."""
+    c = _client(url, key)
+    b = _run(lambda: c.refund(bounty_id))
+    console.print(f"bounty {bounty_id}: {b['state']}; run `loopylab bounty withdraw` to collect the refund")
 
 
 @bounty_app.command()

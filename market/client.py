@@ -117,6 +117,14 @@ class MarketClient:
     def fund(self, bounty_id: int) -> dict:
         """Sign the escrow.fund transaction the server describes and let the server broadcast it."""
         req = self.request("GET", f"/bounties/{bounty_id}/funding")
+        return self.request("POST", f"/bounties/{bounty_id}/fund", json={"raw_tx": self._sign_tx(req)})
+
+    def refund(self, bounty_id: int) -> dict:
+        """Sign escrow.refund for a settled bounty and let the server broadcast it (after every payout)."""
+        req = self.request("GET", f"/bounties/{bounty_id}/refunding")
+        return self.request("POST", f"/bounties/{bounty_id}/refund", json={"raw_tx": self._sign_tx(req)})
+
+    def _sign_tx(self, req: dict) -> str:
         tx = {
             "to": req["to"],
             "value": int(req["value"]),
@@ -127,11 +135,19 @@ class MarketClient:
             "maxFeePerGas": req["max_fee_per_gas"],
             "maxPriorityFeePerGas": req["max_priority_fee_per_gas"],
         }
-        raw = self.account.sign_transaction(tx).raw_transaction
-        return self.request("POST", f"/bounties/{bounty_id}/fund", json={"raw_tx": "0x" + raw.hex().removeprefix("0x")})
+        return "0x" + self.account.sign_transaction(tx).raw_transaction.hex().removeprefix("0x")
+
+    def sign_approval(self, submission_id: int) -> str:
+        """Sign the EIP-712 Release approval of a submission's payout with this client's key."""
+        from loopylab.market.chain import sign_release
+
+        return sign_release(self.account, self.request("GET", f"/submissions/{submission_id}/approval"))
 
     def review(self, submission_id: int, approve: bool, reason: str = "") -> dict:
-        return self.request("POST", f"/submissions/{submission_id}/review", json={"approve": approve, "reason": reason})
+        body: dict = {"approve": approve, "reason": reason}
+        if approve:
+            body["signature"] = self.sign_approval(submission_id)
+        return self.request("POST", f"/submissions/{submission_id}/review", json=body)
 
     # ------------------------------------------------------------------ contributor
     def claim(self, bounty_id: int) -> dict:

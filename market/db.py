@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
@@ -31,7 +32,7 @@ class Wei(TypeDecorator):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict: JSON, list: JSON}
+    type_annotation_map: ClassVar[dict[type, Any]] = {dict: JSON, list: JSON}
 
 
 def now() -> float:
@@ -136,6 +137,10 @@ class Payout(Base):
     block_number: Mapped[int] = mapped_column(Integer, default=-1)
     block_hash: Mapped[str] = mapped_column(String(66), default="")
     error: Mapped[str] = mapped_column(Text, default="")
+    approval: Mapped[str] = mapped_column(String(140), default="")  # the requester's EIP-712 Release signature
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # signed transactions that reverted
+    signed_block: Mapped[int] = mapped_column(Integer, default=-1)  # chain head when first signed: where
+    # the search for its Released event starts
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
 

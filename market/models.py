@@ -51,12 +51,18 @@ class FundIn(Strict):
         None,
         max_length=20_000,
         pattern=r"^(0x)?[0-9a-fA-F]*$",
-        description="the requester's signed escrow.fund transaction; omit if already sent",
+        description="the requester's signed escrow.fund transaction; omit if already sent. "
+        "The server broadcasts only the requester's own call of this "
+        "bounty's fund (or refund) on its escrow.",
     )
 
 
-class FundingOut(Out):
-    """The escrow.fund transaction the requester's wallet signs."""
+class RefundIn(FundIn):
+    """The requester's signed escrow.refund(bounty_id) transaction (from GET /bounties/{id}/refunding)."""
+
+
+class TxOut(Out):
+    """An escrow transaction for the requester's wallet to sign (from the requester's own address)."""
 
     to: str
     value: str
@@ -66,6 +72,11 @@ class FundingOut(Out):
     max_fee_per_gas: int
     max_priority_fee_per_gas: int
     gas: int
+
+
+class FundingOut(TxOut):
+    """The escrow.fund(bounty_id, refund_after) transaction the requester's wallet signs."""
+
     refund_after: int
 
 
@@ -134,9 +145,31 @@ class SubmissionIn(Strict):
     signature: str = Field(max_length=200, description="rig key's EIP-191 signature of the canonical manifest JSON")
 
 
+_SIG = r"^0x[0-9a-fA-F]{130}$"
+
+
 class ReviewIn(Strict):
     approve: bool
     reason: str = Field("", max_length=2000, description="required when rejecting")
+    signature: str | None = Field(
+        None,
+        pattern=_SIG,
+        description="required when approving: the requester's "
+        "EIP-712 signature of the Release approval from GET /submissions/{id}/approval",
+    )
+
+
+class ApprovalIn(Strict):
+    signature: str = Field(pattern=_SIG, description="the requester's EIP-712 signature of the Release approval")
+
+
+class ApprovalOut(Out):
+    """EIP-712 typed data (eth_signTypedData_v4's argument): the requester's approval of one payout."""
+
+    types: dict[str, list[dict[str, str]]]
+    primaryType: str
+    domain: dict[str, Any]
+    message: dict[str, Any]
 
 
 class PayoutOut(Out):
@@ -149,6 +182,10 @@ class PayoutOut(Out):
     tx_hash: str
     block_number: int
     error: str
+    approval: str = Field(
+        description="the requester's signed Release approval: anyone, the payee too, may "
+        "submit it to the escrow's release()"
+    )
     created_at: float
 
 
@@ -210,6 +247,24 @@ class FaucetOut(Out):
 class ReconcileOut(Out):
     ok: bool
     mismatches: list[str]
+
+
+# ---------------------------------------------------------------------- errors
+
+
+class ErrorItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    loc: list[str] = Field(description="where: 'body', 'path', 'query' and the field names")
+    msg: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer (4xx, and 503 when the server has no chain): `detail` says what went wrong; a 422
+    from a malformed request also lists each field it refused in `errors`."""
+
+    model_config = ConfigDict(extra="forbid")
+    detail: str
+    errors: list[ErrorItem] | None = None
 
 
 class HealthOut(Out):

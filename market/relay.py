@@ -1,17 +1,22 @@
 """Payout relay and reconciler.
 
-An approval leaves a `pending` payout row (the outbox). The relay pays it in crash-safe phases:
+An approval leaves a `pending` payout row (the outbox) carrying the requester's EIP-712 Release signature (the
+escrow pays nothing without it; the relay account only pays gas). The relay pays it in crash-safe phases:
 
-    1. sign      allocate a nonce, sign escrow.release(...), store the raw tx and its hash -> `signed`
+    1. sign      allocate a nonce, sign escrow.release(..., approval), store the raw tx and its hash -> `signed`
                  (committed BEFORE anything reaches the chain)
     2. send      look for a receipt of the stored hash; none: (re)broadcast the stored raw tx
     3. settle    receipt ok -> `mined`; reverted because the payout was already released (a twin tx
-                 landed first) -> `mined` with the twin's tx; otherwise -> `failed`
+                 landed first) -> `mined` with the twin's tx; otherwise -> `failed`, retried (back to
+                 `pending`) up to MAX_ATTEMPTS times; a failed payout also blocks the bounty's refund
     4. confirm   `confirmations` blocks deep -> `final`; a block hash that changed (reorg) -> `signed`
                  again, so step 2 re-broadcasts
 
 A crash anywhere leaves either `pending` (nothing signed) or `signed` (stored tx, re-sent or its
-receipt read on restart). The escrow refuses a second release of the same payout id, so even a lost
+receipt read on restart). Per-payout work does not grow with the chain: a receipt is looked up by hash
+only once the payout's nonce is used (a node, eth-tester included, may scan every block to say "not
+found"), and event queries start at the block the payout was signed at. No lock is held across a pass:
+the embedded chain locks each request (chain.py), the database locks rows. The escrow refuses a second release of the same payout id, so even a lost
 DB update cannot pay twice. The chain is the record of who was paid: `reconcile()` compares it with
 the DB and reports every mismatch.
 """
@@ -32,6 +37,7 @@ from loopylab.market.states import PayoutState, advance
 
 log = logging.getLogger(__name__)
 RELEASE_GAS = 200_000
+MAX_ATTEMPTS = 5
 
 
 class RelayCrash(RuntimeError):
@@ -49,22 +55,42 @@ class Relay:
     stats: Counter = field(default_factory=Counter)
 
     def run_once(self) -> Counter:
-        with self.chain.lock:
-            before = self.stats.copy()
-            self.confirm()  # first: a reorged payout goes back to signed and is re-sent below
-            self.sign_pending()
-            self.send_signed()
-            self.confirm()
-            return self.stats - before
+        before = self.stats.copy()
+        self.confirm()  # first: a reorged payout goes back to signed and is re-sent below
+        self.retry_failed()
+        self.sign_pending()
+        self.send_signed()
+        self.confirm()
+        return self.stats - before
 
     # ------------------------------------------------------------------ 1. sign
+    def retry_failed(self) -> int:
+        """A reverted release (a refund raced it, a node hiccup) goes back to pending, a few times."""
+        with self.store.write() as s:
+            rows = list(
+                s.scalars(
+                    select(Payout).where(Payout.state == PayoutState.failed.value, Payout.attempts < MAX_ATTEMPTS)
+                )
+            )
+            for p in rows:
+                advance(p, PayoutState, PayoutState.pending)
+                p.updated_at = time.time()
+        self.stats["retried"] += len(rows)
+        return len(rows)
+
     def sign_pending(self) -> int:
         sender = self.chain.operator.address
         with self.store.write() as s:
-            q = select(Payout).where(Payout.state == PayoutState.pending.value).order_by(Payout.id).limit(self.batch)
+            q = (
+                select(Payout, Bounty.requester)
+                .join(Bounty, Bounty.id == Payout.bounty_id)
+                .where(Payout.state == PayoutState.pending.value, Payout.approval != "")
+                .order_by(Payout.id)
+                .limit(self.batch)
+            )
             if not self.store.is_sqlite:
-                q = q.with_for_update(skip_locked=True)
-            payouts = list(s.scalars(q))
+                q = q.with_for_update(skip_locked=True, of=Payout)
+            payouts = list(s.execute(q).all())
             if not payouts:
                 return 0
             acct = lock(s, ChainAccount, sender)
@@ -74,17 +100,22 @@ class Relay:
                 s.add(acct)
             acct.next_nonce = max(acct.next_nonce, chain_next)  # other operator txs (withdraw_for) moved it
             fees = self.chain.tx_params(sender, acct.next_nonce)  # one fee quote per batch
-            for p in payouts:
-                self._sign(p, acct.next_nonce, fees)
+            head = self.chain.w3.eth.block_number
+            for p, requester in payouts:
+                self._sign(p, requester, acct.next_nonce, fees)
+                p.signed_block = head if p.signed_block < 0 else p.signed_block
                 acct.next_nonce += 1
                 advance(p, PayoutState, PayoutState.signed)
         self.stats["signed"] += len(payouts)
         self._maybe_crash("signed")
         return len(payouts)
 
-    def _sign(self, p: Payout, nonce: int, params=None) -> None:
+    def _sign(self, p: Payout, requester: str, nonce: int, params=None) -> None:
         params = params or self.chain.tx_params(self.chain.operator.address, nonce)
-        tx = self.chain.escrow.functions.release(p.bounty_id, p.submission_id, p.payee, p.amount_wei).build_transaction(
+        approval = bytes.fromhex(p.approval.removeprefix("0x"))
+        tx = self.chain.escrow.functions.release(
+            requester, p.bounty_id, p.submission_id, p.payee, p.amount_wei, approval
+        ).build_transaction(
             {
                 "from": self.chain.operator.address,
                 "nonce": nonce,
@@ -119,19 +150,26 @@ class Relay:
     def _send_one(self, row_id: int) -> None:
         with self.store.read() as s:
             p = s.get(Payout, row_id)
-        rcpt = self._receipt(p.tx_hash)
+        # a receipt can exist only once the nonce is used; asking before costs a scan of the whole chain
+        used = self.chain.w3.eth.get_transaction_count(p.sender, "latest") > p.tx_nonce
+        rcpt = self._receipt(p.tx_hash) if used else None
         if rcpt is None:
             try:
                 self.chain.w3.eth.send_raw_transaction(p.raw_tx)
                 self.stats["broadcast"] += 1
+                refused = False
             except Exception as e:  # "already known", "nonce too low", node down ...
                 log.info("payout %s: broadcast of %s refused: %s", p.payout_id, p.tx_hash, e)
                 self.stats["broadcast_refused"] += 1
+                refused = True
             self._maybe_crash("broadcast")
-            try:
-                rcpt = self.chain.w3.eth.wait_for_transaction_receipt(p.tx_hash, timeout=self.receipt_timeout_s)
-            except (TimeExhausted, TransactionNotFound):
-                rcpt = None
+            if refused and self.chain.w3.eth.get_transaction_count(p.sender, "latest") > p.tx_nonce:
+                rcpt = self._receipt(p.tx_hash)  # the nonce is spent: mined already, or by another tx
+            else:  # sent, or "already known": it is on its way
+                try:
+                    rcpt = self.chain.w3.eth.wait_for_transaction_receipt(p.tx_hash, timeout=self.receipt_timeout_s)
+                except (TimeExhausted, TransactionNotFound):
+                    rcpt = None
         if rcpt is None:
             if self.chain.is_released(p.payout_id):
                 self._settle_from_event(row_id)
@@ -146,6 +184,7 @@ class Relay:
             with self.store.write() as s:
                 p = lock(s, Payout, row_id)
                 advance(p, PayoutState, PayoutState.failed)
+                p.attempts += 1
                 p.error = f"release reverted in tx {p.tx_hash} (escrow balance, bounty refunded?)"
                 p.updated_at = time.time()
             self.stats["failed"] += 1
@@ -167,7 +206,9 @@ class Relay:
     def _settle_from_event(self, row_id: int) -> None:
         with self.store.read() as s:
             p = s.get(Payout, row_id)
-        ev = self.released_events(argument_filters={"payout_id": bytes.fromhex(p.payout_id[2:])})
+        pid = {"payout_id": bytes.fromhex(p.payout_id[2:])}
+        # from where it was signed; a twin released before that (a lost DB update) needs the whole chain once
+        ev = self.released_events(pid, from_block=max(0, p.signed_block)) or self.released_events(pid)
         if not ev:
             return
         tx_hash = "0x" + bytes(ev[0].transactionHash).hex()
@@ -179,12 +220,18 @@ class Relay:
             p = lock(s, Payout, row_id)
             acct = lock(s, ChainAccount, p.sender)
             acct.next_nonce = max(acct.next_nonce, self.chain.w3.eth.get_transaction_count(p.sender, "pending"))
-            self._sign(p, acct.next_nonce)
+            self._sign(p, s.get(Bounty, p.bounty_id).requester, acct.next_nonce)
+            if p.signed_block < 0:
+                p.signed_block = self.chain.w3.eth.block_number
             acct.next_nonce += 1
         self.stats["resigned"] += 1
 
-    def released_events(self, argument_filters: dict | None = None) -> list:
-        return list(self.chain.escrow.events.Released().get_logs(from_block=0, argument_filters=argument_filters))
+    def released_events(self, argument_filters: dict | None = None, from_block: int = 0) -> list:
+        """Released events from `from_block` on: a payout's own search starts where it was signed (its
+        release cannot be older), so it does not grow with the chain."""
+        return list(
+            self.chain.escrow.events.Released().get_logs(from_block=from_block, argument_filters=argument_filters)
+        )
 
     # ------------------------------------------------------------------ 4. confirm
     def confirm(self) -> int:
@@ -260,7 +307,7 @@ def reconcile(store: Store, chain: Chain) -> list[str]:
         if p.state in ("mined", "final") and pid not in released:
             problems.append(f"payout {pid} is {p.state} in the DB but has no Released event")
     for bid, b in bounties.items():
-        oc = chain.bounty_onchain(bid)
+        oc = chain.bounty_onchain(b.requester, bid)
         paid = sum(p.amount_wei for p in payouts.values() if p.bounty_id == bid and p.payout_id in released)
         if oc["released"] != paid:
             problems.append(f"bounty {bid}: escrow released {oc['released']} wei, DB payouts on chain sum to {paid}")
@@ -268,14 +315,19 @@ def reconcile(store: Store, chain: Chain) -> list[str]:
             problems.append(f"bounty {bid}: escrow funded {oc['funded']} wei, DB says {b.funded_wei}")
         if oc["refunded"] != (b.state == "refunded"):
             problems.append(f"bounty {bid}: escrow refunded={oc['refunded']}, DB state {b.state}")
-    # the escrow's ether must equal every unspent bounty balance plus every credited, unwithdrawn amount
-    funded_ids = {e.args.bounty_id for e in chain.escrow.events.Funded().get_logs(from_block=0)}
+    # the escrow's ether must cover every unspent bounty balance plus every credited, unwithdrawn amount. It
+    # may hold more: ether forced in by a self-destructing sender is nobody's and is not a mismatch.
+    slots = {(e.args.requester, e.args.bounty_id) for e in chain.escrow.events.Funded().get_logs(from_block=0)}
     unspent = 0
-    for bid in funded_ids:
-        oc = chain.bounty_onchain(bid)
+    for requester, bid in slots:
+        oc = chain.bounty_onchain(requester, bid)
         if not oc["refunded"]:
             unspent += oc["funded"] - oc["released"]
     total_pending = chain.escrow.functions.total_pending().call()
-    if chain.balance() != unspent + total_pending:
+    if unspent != chain.escrow.functions.total_unspent().call():
+        problems.append(f"escrow's total_unspent differs from its bounties' unspent sum {unspent}")
+    if chain.balance() < unspent + total_pending:
         problems.append(f"escrow holds {chain.balance()} wei, bounties + credits account for {unspent + total_pending}")
+    elif chain.balance() > unspent + total_pending:
+        log.info("escrow holds %d wei of forced ether beyond its books", chain.balance() - unspent - total_pending)
     return problems

@@ -21,7 +21,7 @@ from web3 import Web3
 
 from loopylab.market import manifest as mf
 from loopylab.market import verify
-from loopylab.market.chain import Chain, payout_id
+from loopylab.market.chain import Chain, payout_id, recover_release
 from loopylab.market.config import MarketConfig
 from loopylab.market.db import (
     Blob,
@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 
 MAX_AUTO_APPROVE_S = 30 * 24 * 3600.0  # MTurk's upper bound; shorter is better for contributors
 REFUND_GRACE_S = 3600.0
+MAX_DEADLINE_S = 365 * 86400.0  # with claim time, review time and grace: inside the escrow's
+# refund horizon (MAX_REFUND_HORIZON, 400 days)
+UNPAID = ("pending", "signed", "failed")  # approved payouts not yet released on chain
+MAX_TOPICS = 100
 
 
 class MarketError(Exception):
@@ -76,6 +80,14 @@ class Forbidden(MarketError):
 
 class Conflict(MarketError):
     status = 409
+
+
+class TooMany(MarketError):
+    status = 429
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = max(1, round(retry_after + 0.5))
 
 
 def checksum(address: str, what: str = "address") -> str:
@@ -107,15 +119,19 @@ class Market:
             raise MarketError(f"slots must be between 1 and {self.config.max_slots}", 422)
         if t.reward <= 0 or t.reward * t.slots >= 2**255:
             raise MarketError("reward_wei must be positive (and the total below 2**255)", 422)
-        if not math.isfinite(t.deadline) or t.deadline <= now or t.deadline > now + 10 * 365 * 86400:
-            raise MarketError("deadline must be a unix time in the future (within ten years)", 422)
+        if not math.isfinite(t.deadline) or t.deadline <= now or t.deadline > now + MAX_DEADLINE_S:
+            raise MarketError("deadline must be a unix time in the future (within 365 days)", 422)
         if not 0 <= t.auto_approve_s <= MAX_AUTO_APPROVE_S:
             raise MarketError("auto_approve_s must be between 0 and 30 days", 422)
         if not 1 <= t.claim_ttl_s <= 30 * 86400:
             raise MarketError("claim_ttl_s must be between 1 s and 30 days", 422)
         topics = t.task_spec.get("topics", [])
-        if not isinstance(topics, list) or not all(isinstance(x, str) and x for x in topics):
-            raise MarketError("task_spec.topics must be a list of topic names", 422)
+        if (
+            not isinstance(topics, list)
+            or len(topics) > MAX_TOPICS
+            or not all(isinstance(x, str) and 0 < len(x) <= 200 for x in topics)
+        ):
+            raise MarketError(f"task_spec.topics must be a list of at most {MAX_TOPICS} topic names", 422)
         for i, c in enumerate(t.acceptance):
             kind = c.get("check") if isinstance(c, dict) else None
             if kind not in verify.CHECK_KINDS:
@@ -130,6 +146,9 @@ class Market:
             missing = [k for k in need if k not in c]
             if missing:
                 raise MarketError(f"acceptance[{i}] ({kind}) needs {', '.join(missing)}", 422)
+            for k in ("topic", "field", "quantity"):  # names: a list or a number here used to be a 500
+                if k in c and not (isinstance(c[k], str) and 0 < len(c[k]) <= 200):
+                    raise MarketError(f"acceptance[{i}].{k} must be a name (a string of 1 to 200 characters)", 422)
             for k in ("min", "max", "hz", "tolerance", "count"):
                 if k in c and not (
                     isinstance(c[k], (int, float)) and not isinstance(c[k], bool) and math.isfinite(c[k])
@@ -173,13 +192,27 @@ class Market:
             return b
 
     def funding_request(self, requester: str, bounty_id: int) -> dict:
-        """What the requester's wallet must send: escrow.fund(bounty_id, requester, refund_after)."""
+        """What the requester's wallet must send: escrow.fund(bounty_id, refund_after) from the requester's
+        own address (the escrow keys the slot by its sender)."""
         chain = self._chain()
         with self.store.read() as s:
             b = self._own_bounty(s, requester, bounty_id)
-        value = b.slots * b.reward_wei
-        data = chain.escrow.encode_abi("fund", args=[b.id, requester, math.ceil(b.refund_after)])
-        p = chain.tx_params(requester)
+        data = chain.escrow.encode_abi("fund", args=[b.id, math.ceil(b.refund_after)])
+        return {
+            **self._tx_request(chain, requester, data, b.slots * b.reward_wei, 200_000),
+            "refund_after": math.ceil(b.refund_after),
+        }
+
+    def refunding_request(self, requester: str, bounty_id: int) -> dict:
+        """What the requester's wallet must send to take back a settled bounty's rest: escrow.refund(bounty_id)."""
+        chain = self._chain()
+        with self.store.read() as s:
+            b = self._own_bounty(s, requester, bounty_id)
+        return self._tx_request(chain, requester, chain.escrow.encode_abi("refund", args=[b.id]), 0, 150_000)
+
+    @staticmethod
+    def _tx_request(chain: Chain, sender: str, data: str, value: int, gas: int) -> dict:
+        p = chain.tx_params(sender)
         return {
             "to": chain.escrow.address,
             "value": str(value),
@@ -188,9 +221,31 @@ class Market:
             "nonce": p.nonce,
             "max_fee_per_gas": p.max_fee_per_gas,
             "max_priority_fee_per_gas": p.max_priority_fee_per_gas,
-            "gas": 200_000,
-            "refund_after": math.ceil(b.refund_after),
+            "gas": gas,
         }
+
+    def _broadcast_own(self, chain: Chain, raw_tx: str, requester: str, function: str, bounty_id: int) -> None:
+        """Broadcast a signed transaction only if it is the requester's own `function` call of this escrow
+        for this bounty: the server relays nothing else (no arbitrary transactions through /fund)."""
+        try:
+            raw = bytes.fromhex(raw_tx.removeprefix("0x"))
+            tx = chain.decode_escrow_tx(raw)
+        except ValueError as e:
+            raise MarketError(str(e), 422) from None
+        if tx["chain_id"] not in (None, chain.chain_id):
+            raise MarketError(f"the transaction is for chain {tx['chain_id']}, the escrow is on {chain.chain_id}", 422)
+        if tx["sender"] != requester:
+            raise MarketError("the transaction must be signed by the bounty's requester", 422)
+        if tx["function"] != function or tx["args"].get("bounty_id") != bounty_id:
+            raise MarketError(
+                f"the transaction must call {function}({bounty_id}, ...) on the escrow {chain.escrow.address}", 422
+            )
+        try:
+            rcpt = chain.send_signed(raw)
+        except Exception as e:
+            raise MarketError(f"the chain refused the transaction: {e}") from None
+        if rcpt.status != 1:
+            raise MarketError(f"the {function} transaction reverted")
 
     def fund(self, requester: str, bounty_id: int, raw_tx: str | None = None) -> Bounty:
         """Broadcast the requester's signed fund transaction (if given), then open the bounty once the
@@ -201,21 +256,11 @@ class Market:
             if b.state != BountyState.draft.value:
                 raise Conflict(f"bounty is {b.state}, not draft")
         if raw_tx:
-            try:
-                raw = bytes.fromhex(raw_tx.removeprefix("0x"))
-                rcpt = chain.send_signed(raw)
-            except Exception as e:
-                raise MarketError(f"the chain refused the transaction: {e}") from None
-            if rcpt.status != 1:
-                raise MarketError("the fund transaction reverted (check value, requester and refund time)")
-        onchain = chain.bounty_onchain(bounty_id)
+            self._broadcast_own(chain, raw_tx, requester, "fund", bounty_id)
+        onchain = chain.bounty_onchain(requester, bounty_id)
         need = b.slots * b.reward_wei
-        if onchain["requester"] != requester:
-            raise Conflict(
-                "the escrow holds no funding for this bounty from its requester"
-                if int(onchain["requester"], 16) == 0
-                else "escrow funding names another requester"
-            )
+        if onchain["funded"] == 0:
+            raise Conflict("the escrow holds no funding for this bounty from its requester")
         if onchain["funded"] - onchain["released"] < need or onchain["refunded"]:
             raise Conflict(f"escrow holds {onchain['funded'] - onchain['released']} wei, the bounty needs {need}")
         if onchain["refund_after"] < math.ceil(b.refund_after):
@@ -228,28 +273,39 @@ class Market:
             log.info("bounty %d funded with %d wei", bounty_id, b.funded_wei)
             return b
 
-    def refund(self, requester: str, bounty_id: int) -> Bounty:
+    def refund(self, requester: str, bounty_id: int, raw_tx: str | None = None) -> Bounty:
+        """Broadcast the requester's signed escrow.refund (if given) once every approved payout of the bounty is
+        released on chain, then record the refund the escrow made. An approved payout never loses to a
+        refund: while one is unpaid (pending, in flight, or failed and being retried) this answers 409."""
         chain = self._chain()
         self.sweep()
         with self.store.read() as s:
             b = self._own_bounty(s, requester, bounty_id)
             if b.state != BountyState.closed.value:
                 raise Conflict(f"bounty is {b.state}; only a closed bounty is refunded")
-            open_payouts = s.scalar(
-                select(func.count())
-                .select_from(Payout)
-                .where(Payout.bounty_id == bounty_id, Payout.state.in_(("pending", "signed")))
+            unpaid = s.scalar(
+                select(func.count()).select_from(Payout).where(Payout.bounty_id == bounty_id, Payout.state.in_(UNPAID))
             )
             waiting = s.scalar(
                 select(func.count())
                 .select_from(Submission)
                 .where(Submission.bounty_id == bounty_id, Submission.state == SubmissionState.pending_review.value)
             )
-        if open_payouts or waiting:
-            raise Conflict(f"{waiting} submissions await review and {open_payouts} payouts are in flight")
-        rcpt = chain.operator_call(chain.escrow.functions.refund(bounty_id))
-        if rcpt.status != 1:
-            raise Conflict("the escrow refused the refund (refund time not reached?)")
+        if unpaid or waiting:
+            raise Conflict(
+                f"{waiting} submissions await review and {unpaid} approved payouts are not yet "
+                f"released on chain; they are paid before any refund"
+            )
+        onchain = chain.bounty_onchain(requester, bounty_id)
+        if not onchain["refunded"] and chain.w3.eth.get_block("latest").timestamp <= onchain["refund_after"]:
+            raise Conflict(f"the escrow's refund time is not reached (unix time {onchain['refund_after']})")
+        if raw_tx:
+            self._broadcast_own(chain, raw_tx, requester, "refund", bounty_id)
+        if not chain.bounty_onchain(requester, bounty_id)["refunded"]:
+            raise Conflict(
+                "the escrow has not refunded this bounty (send the signed refund transaction "
+                "from GET /bounties/{id}/refunding after its refund time)"
+            )
         with self.store.write() as s:
             b = lock(s, Bounty, bounty_id)
             advance(b, BountyState, BountyState.refunded)
@@ -469,7 +525,57 @@ class Market:
             return list(s2.scalars(q))
 
     # ------------------------------------------------------------------ reviews
-    def review(self, reviewer: str, submission_id: int, approve: bool, reason: str = "") -> Submission:
+    def approval_request(self, requester: str, submission_id: int) -> dict:
+        """The EIP-712 Release approval the requester signs to pay a submission (eth_signTypedData_v4)."""
+        chain = self._chain()
+        with self.store.read() as s:
+            sub = s.get(Submission, submission_id)
+            if sub is None:
+                raise NotFound(f"no submission {submission_id}")
+            b = s.get(Bounty, sub.bounty_id)
+            if sub.contributor == requester:
+                raise Forbidden("you cannot review your own submission")
+            if b.requester != requester:
+                raise Forbidden("only the bounty's requester reviews its submissions")
+        return chain.release_typed_data(b.id, sub.id, sub.contributor, b.reward_wei)
+
+    def _checked_approval(self, b: Bounty, sub: Submission, signature: str | None) -> str:
+        """The requester's Release signature for this payout, verified here as the escrow will on chain."""
+        if self.chain is None or self.chain.escrow is None:
+            return signature or ""
+        if not signature:
+            raise MarketError(
+                "approving pays: sign the Release approval from GET /submissions/"
+                f"{sub.id}/approval with your key and send it as `signature`",
+                422,
+            )
+        typed = self.chain.release_typed_data(b.id, sub.id, sub.contributor, b.reward_wei)
+        try:
+            signer = recover_release(typed, signature)
+        except ValueError as e:
+            raise MarketError(str(e), 422) from None
+        if signer != b.requester:
+            raise MarketError(f"the Release approval must be signed by the requester; it was signed by {signer}", 422)
+        return signature
+
+    def add_approval(self, requester: str, submission_id: int, signature: str) -> Payout:
+        """Sign an auto-approved submission's payout: the escrow pays nothing without the requester's approval."""
+        with self.store.write() as s:
+            p = s.scalar(select(Payout).where(Payout.submission_id == submission_id).with_for_update())
+            sub = s.get(Submission, submission_id)
+            if sub is None:
+                raise NotFound(f"no submission {submission_id}")
+            b = self._own_bounty(s, requester, sub.bounty_id)
+            if p is None:
+                raise Conflict(f"submission {submission_id} is {sub.state}: no payout to approve")
+            if p.approval:
+                raise Conflict("this payout already carries your approval")
+            p.approval, p.error = self._checked_approval(b, sub, signature), ""
+            return p
+
+    def review(
+        self, reviewer: str, submission_id: int, approve: bool, reason: str = "", signature: str | None = None
+    ) -> Submission:
         if not approve and not (reason or "").strip():
             raise MarketError("a rejection needs a reason the contributor can act on", 422)
         with self.store.write() as s:
@@ -482,7 +588,8 @@ class Market:
             if b.requester != reviewer:
                 raise Forbidden("only the bounty's requester reviews its submissions")
             if approve:
-                self._approve(s, sub, b, reviewer)
+                approval = self._checked_approval(b, sub, signature) if sub.state == "pending_review" else ""
+                self._approve(s, sub, b, reviewer, approval)
             else:
                 advance(sub, SubmissionState, SubmissionState.rejected)
                 sub.reason, sub.reviewed_by, sub.reviewed_at = reason.strip()[:2000], reviewer, time.time()
@@ -490,19 +597,22 @@ class Market:
                 self._reputation(s, sub.contributor).rejected += 1
             return sub
 
-    def _approve(self, s, sub: Submission, b: Bounty, reviewer: str) -> None:
+    def _approve(self, s, sub: Submission, b: Bounty, reviewer: str, approval: str = "") -> None:
         advance(sub, SubmissionState, SubmissionState.approved)
         sub.reviewed_by, sub.reviewed_at = reviewer, time.time()
         advance(s.get(Claim, sub.claim_id), ClaimState, ClaimState.approved)
-        # the outbox row: committed with the approval, paid by the relay
+        # the outbox row: committed with the approval, paid by the relay once it carries the requester's
+        # signed Release approval (an auto-approval waits for it: no server key can pay on its own)
         s.add(
             Payout(
-                payout_id=payout_id(b.id, sub.id),
+                payout_id=payout_id(b.requester, b.id, sub.id),
                 bounty_id=b.id,
                 submission_id=sub.id,
                 payee=sub.contributor,
                 amount_wei=b.reward_wei,
                 state=PayoutState.pending.value,
+                approval=approval,
+                error="" if approval else "awaiting the requester's signed approval",
             )
         )
         rep = self._reputation(s, sub.contributor)
@@ -683,6 +793,7 @@ class Market:
             "tx_hash": p.tx_hash,
             "block_number": p.block_number,
             "error": p.error,
+            "approval": p.approval,
             "created_at": p.created_at,
         }
 
@@ -745,4 +856,4 @@ class Market:
         return self.chain
 
 
-__all__ = ["BountyTerms", "Conflict", "Forbidden", "Market", "MarketError", "NotFound", "TransitionError"]
+__all__ = ["BountyTerms", "Conflict", "Forbidden", "Market", "MarketError", "NotFound", "TooMany", "TransitionError"]

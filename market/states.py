@@ -13,7 +13,7 @@ any transition not listed below. The service layer never assigns `.state` itself
                   └──reject (reason required)──▶ rejected
                 invalid                     (failed verification; terminal; the claim stays active)
     payout      pending ──sign──▶ signed ──mined──▶ mined ──confirmations──▶ final
-                  signed ──reverted──▶ failed                      (needs an operator; never re-signed)
+                  signed ──reverted──▶ failed ──retry──▶ pending    (the relay re-signs it, a few times)
 
 A slot counts as taken while its claim is active, submitted or approved, so a bounty never has more
 approved submissions than it asked for.
@@ -83,7 +83,7 @@ TRANSITIONS: dict[type[enum.Enum], dict[str, set[str]]] = {
         "signed": {"mined", "failed"},
         "mined": {"final", "signed"},  # back to signed when a reorg drops the block
         "final": set(),
-        "failed": set(),
+        "failed": {"pending"},
     },
 }
 

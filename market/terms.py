@@ -21,9 +21,10 @@ WEI_PATTERN = r"^[1-9][0-9]{0,40}$"  # a positive whole number of wei, at most 4
 
 
 class Strict(BaseModel):
-    """A body that names a key the model does not know is refused (422), never silently trimmed."""
+    """A body that names a key the model does not know is refused (422), never silently trimmed; no float is
+    NaN or infinite."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class BountyTerms(Strict):

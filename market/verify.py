@@ -1,8 +1,8 @@
 """The verification pipeline every submission goes through before a human sees it.
 
 Checks, in order (each yields one `{"name", "ok", "detail"}` result, all stored and shown):
-  manifest   the manifest is for this bounty, lists files uploaded by the contributor, and each file's
-             stored bytes hash to the declared sha256 and size
+  manifest   the manifest is for this bounty, lists at most MAX_FILES distinct files uploaded by the
+             contributor, and each file's stored bytes hash to the declared sha256 and size
   signature  the manifest is signed by a rig key registered to the contributor
   parse      every .mcap parses and carries the bounty's declared topics; every notebook parses under
              the lab grammar (world.notebook)
@@ -28,6 +28,7 @@ from web3 import Web3
 from loopylab.market import manifest as mf
 
 NOTEBOOK_SUFFIXES = (".nb", ".notebook")
+MAX_FILES = 64  # per manifest; each file is hashed and parsed, so the list is the cost
 MINHASH_PERMUTATIONS = 64
 SHINGLE = 4
 _rng = np.random.default_rng(20240611)
@@ -112,9 +113,19 @@ def field_value(msg: Any, path: str) -> float:
     return float(cur)
 
 
+class BadStamp(ValueError):
+    pass
+
+
 def _stamp(msg: Any, log_time: int) -> int:
+    """A message's own stamp_ns, else its log time. A stamp that is not an integer (a string, NaN, a float)
+    is the data's fault: the check fails, the server does not."""
     s = msg.get("stamp_ns") if isinstance(msg, dict) else getattr(msg, "stamp_ns", None)
-    return int(s) if s else int(log_time)
+    if s is None or s == 0:
+        return int(log_time)
+    if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+        raise BadStamp(f"stamp_ns {str(s)[:40]!r} is not an integer")
+    return int(s)
 
 
 def _numbers(obj: Any, out: list) -> None:
@@ -128,7 +139,7 @@ def _numbers(obj: Any, out: list) -> None:
             _numbers(v, out)
     elif isinstance(obj, np.ndarray):
         out.extend(float(v) for v in obj.ravel()[:64])
-    elif isinstance(obj, bool) or isinstance(obj, (int, float)):
+    elif isinstance(obj, (bool, int, float)):
         out.append(float(obj))
     elif hasattr(obj, "__dataclass_fields__"):
         _numbers({k: getattr(obj, k) for k in obj.__dataclass_fields__}, out)
@@ -186,8 +197,17 @@ def run(ctx: Context) -> Result:
     if m.get("bounty_id") != ctx.bounty_id:
         res.add("manifest", False, f"manifest is for bounty {m.get('bounty_id')}, not {ctx.bounty_id}")
         return res
+    if len(files) > MAX_FILES:
+        res.add("manifest", False, f"manifest lists {len(files)} files, at most {MAX_FILES} are taken")
+        return res
     if len({f["path"] for f in files}) != len(files):
         res.add("manifest", False, "manifest lists a path twice")
+        return res
+    if len({f["sha256"] for f in files}) != len(files):  # one file listed many times was parsed many times
+        res.add("manifest", False, "manifest lists the same content twice")
+        return res
+    if any(not 0 < len(f["path"]) <= 500 or f["size"] < 0 for f in files):
+        res.add("manifest", False, "a file's path must have 1 to 500 characters and its size be >= 0")
         return res
     paths: dict[str, Path] = {}
     for f in files:
@@ -233,7 +253,7 @@ def run(ctx: Context) -> Result:
                 for topic, log_time, msg in read_mcap(p):
                     messages.setdefault(topic, []).append((int(log_time), msg))
                     vals: list = []
-                    _numbers(msg if not hasattr(msg, "__dataclass_fields__") else msg, vals)
+                    _numbers(msg, vals)
                     tokens.append(_token(topic, vals))
                     n += 1
                 details.append(f"{path}: {n} messages")
@@ -267,7 +287,10 @@ def run(ctx: Context) -> Result:
 
     # plausibility checks declared by the bounty
     for check in ctx.acceptance:
-        name, ok, detail = plausibility(check, messages, notebooks)
+        try:
+            name, ok, detail = plausibility(check, messages, notebooks)
+        except (BadStamp, TypeError, ValueError, KeyError, OverflowError) as e:  # the data's values, not ours
+            name, ok, detail = f"{check.get('check')} {check.get('topic', '*')}", False, f"cannot check: {e}"
         res.add(name, ok, detail)
 
     # duplicates

@@ -49,7 +49,7 @@ class ArmSim:
         self._constraint: int | None = None
         self._grasp_window = 0.0
         self._hand_masses = np.array(
-            [p.getDynamicsInfo(self.r.body, l, physicsClientId=self.c)[0] for l in self.r.hand_links]
+            [p.getDynamicsInfo(self.r.body, link, physicsClientId=self.c)[0] for link in self.r.hand_links]
         )
         self._hand_mass = max(float(self._hand_masses.sum()), 1e-9)
         self._hand_weight = np.array([0.0, 0.0, self._hand_masses.sum() * world.spec.gravity])

@@ -51,17 +51,27 @@ def camera_world_pose(cam: CameraSpec, ee_pose=None) -> tuple[np.ndarray, np.nda
     return eye, tgt, up
 
 
-def render(cid: int, cam: CameraSpec, ee_pose=None, renderer: int = p.ER_TINY_RENDERER):
-    """-> rgb (H,W,3) uint8, depth (H,W) float32 metres, K (3,3), T_base_camera (4,4)."""
+def render(
+    cid: int,
+    cam: CameraSpec,
+    ee_pose=None,
+    renderer: int = p.ER_TINY_RENDERER,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
+):
+    """-> rgb (H,W,3) uint8, depth (H,W) float32 metres, K (3,3), T_base_camera (4,4).
+
+    `out`: the (rgb, depth) arrays to write the images into (a publisher's loans: `Publisher.loan`), else new ones."""
     eye, tgt, up = camera_world_pose(cam, ee_pose)
     view = p.computeViewMatrix(eye.tolist(), tgt.tolist(), up.tolist(), physicsClientId=cid)
     proj = p.computeProjectionMatrixFOV(cam.fov_deg, cam.width / cam.height, cam.near, cam.far, physicsClientId=cid)
     _, _, rgba, zbuf, _ = p.getCameraImage(
         cam.width, cam.height, view, proj, renderer=renderer, flags=p.ER_NO_SEGMENTATION_MASK, physicsClientId=cid
     )
-    rgb = np.asarray(rgba, np.uint8).reshape(cam.height, cam.width, 4)[:, :, :3]
-    z = np.asarray(zbuf, np.float32).reshape(cam.height, cam.width)
-    depth = (cam.far * cam.near / (cam.far - (cam.far - cam.near) * z)).astype(np.float32)
+    hw = (cam.height, cam.width)
+    rgb, depth = out if out is not None else (np.empty((*hw, 3), np.uint8), np.empty(hw, np.float32))
+    np.copyto(rgb, np.asarray(rgba, np.uint8).reshape(*hw, 4)[:, :, :3])
+    z = np.asarray(zbuf, np.float32).reshape(hw)
+    np.divide(cam.far * cam.near, cam.far - (cam.far - cam.near) * z, out=depth)
     V = np.asarray(view).reshape(4, 4).T  # PyBullet matrices are column-major
     T = np.linalg.inv(V) @ _GL_TO_CV
-    return np.ascontiguousarray(rgb), depth, intrinsics(cam), T
+    return rgb, depth, intrinsics(cam), T

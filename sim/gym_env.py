@@ -9,6 +9,8 @@ Observation: joint positions, tool position, object positions (padded to 4 objec
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -24,7 +26,7 @@ MAX_OBJECTS = 4
 
 
 class BenchEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(
         self,

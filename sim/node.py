@@ -222,8 +222,17 @@ class SimArm:
             if self.world.t + 1e-9 < self._next_render[cam.name]:
                 continue
             self._next_render[cam.name] = self.world.t + 1.0 / cam.hz
-            rgb, depth, K, T = render(self.world.cid, cam, self.arm.ee_pose(), self._renderer)
             img, dep, info = self.cam_pubs[cam.name]
+            # rendered straight into the publishers' loans: on an ipc graph, into shared memory that publish()
+            # sends as it is (elsewhere they are plain arrays)
+            hw = (cam.height, cam.width)
+            rgb, depth, K, T = render(
+                self.world.cid,
+                cam,
+                self.arm.ee_pose(),
+                self._renderer,
+                out=(img.loan((*hw, 3), np.uint8), dep.loan(hw, np.float32)),
+            )
             img.publish(Image.from_array(rgb, "rgb8", stamp_ns=stamp, frame_id=cam.name))
             dep.publish(Image.from_array(depth, "32FC1", stamp_ns=stamp, frame_id=cam.name))
             info.publish(

@@ -60,8 +60,8 @@ class ObjectSpec:
             raise ValueError(f"object {self.label!r}: shape must be one of {SHAPES}, not {self.shape!r}")
         if not 0.01 <= self.size <= 0.2:
             raise ValueError(f"object {self.label!r}: size {self.size} m outside 0.01..0.2")
-        self.rgba, self.position, self.orientation = map(
-            lambda v: tuple(map(float, v)), (self.rgba, self.position, self.orientation)
+        self.rgba, self.position, self.orientation = (
+            tuple(map(float, v)) for v in (self.rgba, self.position, self.orientation)
         )
         if self.com_offset is not None:
             self.com_offset = tuple(map(float, self.com_offset))

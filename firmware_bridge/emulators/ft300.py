@@ -31,7 +31,8 @@ class _StreamingRelay(PtyRelay):
 
     def from_host(self, data: bytes) -> None:
         if not self.streaming:
-            return super().from_host(data)
+            super().from_host(data)
+            return
         for b in data:  # in streaming mode only the stop sequence matters
             self._ff = self._ff + 1 if b == 0xFF else 0
             if self._ff >= 50:

@@ -82,7 +82,7 @@ class McuLink:
 
     def request(self, type: int, body: bytes = b"", expect: int = P.STATE):
         """Send a frame, return the decoded answer with the same seq; retry on silence or bad frames."""
-        for attempt in range(self.retries + 1):
+        for _attempt in range(self.retries + 1):
             seq = self._next_seq()
             self.send_raw(P.encode_frame(type, seq, body))
             for t, s, b in self._frames(time.monotonic() + self.timeout_s):

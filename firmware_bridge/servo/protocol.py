@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 class CorruptPacket(ValueError):
@@ -80,9 +81,9 @@ class ServoProtocol(ABC):
     """Base of the two codecs. Subclasses set the class attributes and the framing methods."""
 
     name: str = ""
-    table: dict[str, Register] = {}
-    models: dict[int, str] = {}  # model number -> model name
-    baud_codes: dict[int, int] = {}  # register code -> baud rate
+    table: ClassVar[dict[str, Register]] = {}
+    models: ClassVar[dict[int, str]] = {}  # model number -> model name
+    baud_codes: ClassVar[dict[int, int]] = {}  # register code -> baud rate
     resolution: int = 4096  # ticks per turn
     addr_size: int = 1  # bytes of an address / length field in SYNC_* params
     has_bulk_read: bool = False

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from loopylab.market.models import BountyOut, BountyPatch, FundIn, FundingOut
+from loopylab.market.models import BountyOut, BountyPatch, FundIn, FundingOut, RefundIn, TxOut
 from loopylab.market.routes.deps import Id, MarketDep, User
 from loopylab.market.terms import BountyTerms
 
@@ -59,7 +59,16 @@ def fund(bounty_id: Id, body: FundIn, address: User, market: MarketDep):
     return market.get_bounty(bounty_id)
 
 
-@router.post("/{bounty_id}/refund", summary="Return the unspent escrow after settlement", response_model=BountyOut)
-def refund(bounty_id: Id, address: User, market: MarketDep):
-    market.refund(address, bounty_id)
+@router.get("/{bounty_id}/refunding", summary="The escrow refund transaction to sign", response_model=TxOut)
+def refunding(bounty_id: Id, address: User, market: MarketDep):
+    return market.refunding_request(address, bounty_id)
+
+
+@router.post(
+    "/{bounty_id}/refund",
+    summary="Broadcast the refund tx once every approved payout is paid",
+    response_model=BountyOut,
+)
+def refund(bounty_id: Id, address: User, market: MarketDep, body: RefundIn | None = None):
+    market.refund(address, bounty_id, body.raw_tx if body else None)
     return market.get_bounty(bounty_id)

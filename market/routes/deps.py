@@ -12,7 +12,8 @@ from loopylab.market.config import MarketConfig
 from loopylab.market.service import Market, MarketError
 
 SESSION_COOKIE = "loopylab_session"
-Id = Annotated[int, Path(ge=1, le=2**53, description="row id")]
+MAX_ID = 2**31 - 1  # the id columns are 32-bit INTEGER on PostgreSQL: a larger id is a 422, never a 500
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="row id")]
 
 
 def get_market(request: Request) -> Market:

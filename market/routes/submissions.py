@@ -1,11 +1,12 @@
 """Submissions: submit a claim's uploaded files (the verification pipeline runs), read one or a bounty's
-(the requester sees all, a contributor their own), and the requester's review: approve, or reject with a reason."""
+(the requester sees all, a contributor their own), and the requester's review: approve (with the signed EIP-712
+Release approval the escrow checks), or reject with a reason."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from loopylab.market.models import ReviewIn, SubmissionIn, SubmissionOut
+from loopylab.market.models import ApprovalIn, ApprovalOut, PayoutOut, ReviewIn, SubmissionIn, SubmissionOut
 from loopylab.market.routes.deps import Id, MarketDep, User
 
 router = APIRouter(tags=["submissions"])
@@ -42,5 +43,23 @@ def get_submission(submission_id: Id, address: User, market: MarketDep):
     response_model=SubmissionOut,
 )
 def review(submission_id: Id, body: ReviewIn, address: User, market: MarketDep):
-    market.review(address, submission_id, body.approve, body.reason)
+    market.review(address, submission_id, body.approve, body.reason, body.signature)
     return market.get_submission(address, submission_id)
+
+
+@router.get(
+    "/submissions/{submission_id}/approval",
+    summary="The EIP-712 Release approval to sign (requester only)",
+    response_model=ApprovalOut,
+)
+def approval(submission_id: Id, address: User, market: MarketDep):
+    return market.approval_request(address, submission_id)
+
+
+@router.post(
+    "/submissions/{submission_id}/approval",
+    summary="Sign an auto-approved submission's payout",
+    response_model=PayoutOut,
+)
+def add_approval(submission_id: Id, body: ApprovalIn, address: User, market: MarketDep):
+    return market._payout_view(market.add_approval(address, submission_id, body.signature))

@@ -596,3 +596,212 @@ def test_subscribers_let_go_of_the_memory_of_a_publisher_that_closed(ipc_url):
         del img
         # unlinked, and nothing views it any more: the viewer's housekeeping unmaps it
         assert wait_until(lambda: not names & set(shm.reader.mapped()), 5)
+
+
+# -- loans: the producer builds the payload in a slot, and publish() copies nothing --------------------------
+
+
+def test_a_loaned_slot_is_published_where_it_is_and_pinned_while_the_array_lives():
+    ring = shm.Ring(grace_s=0.0)
+    try:
+        arr = ring.loan(1_000_000)
+        assert arr is not None and arr.flags.writeable and in_shared_memory(arr) and ring.names
+        arr[:] = 9
+        slot = ring.names[0]
+        desc = ring.write([arr])
+        assert desc is not None and ring.names == [slot]  # no second slot: nothing was copied
+        assert ring.stats.in_place == ring.stats.published == 1
+        assert not arr.flags.writeable  # sent: it must not change under its readers
+        views = shm.reader.open(desc)
+        assert (views[0] == 9).all() and views[0].nbytes == 1_000_000
+        del views
+        other = ring.write(frames(1))  # not in a loan: copied, and not into the slot the array still views
+        assert other is not None and len(ring.names) == 2 and (arr == 9).all()
+        check(shm.reader.open(other), 1)
+        del arr
+        gc.collect()
+        ring.write(frames(2))
+        assert len(ring.names) == 2  # the loaned array is garbage: its slot is back in use
+    finally:
+        ring.close()
+
+
+def test_a_loan_dropped_or_released_unpublished_frees_its_slot_at_once():
+    ring = shm.Ring(grace_s=60.0)  # a published slot would wait a minute; a loan that was never published does not
+    try:
+        arr = ring.loan(700_000)  # room for frames(3) below
+        slot = ring.names
+        with pytest.raises(shm.Gone):  # nothing readable in it while it is lent out
+            shm.reader.open(msgpack_descriptor(slot[0], 0, 700_000))
+        del arr
+        gc.collect()
+        assert ring.stats.returned == 1
+        again = ring.loan(700_000)
+        assert again is not None and ring.names == slot
+        assert ring.release(again) and not again.flags.writeable
+        assert not ring.release(again) and not ring.release(np.zeros(10))  # once, and only loans
+        assert ring.stats.returned == 2
+        check(shm.reader.open(ring.write(frames(3))), 3)
+        assert ring.names == slot and ring.stats.in_place == 0
+    finally:
+        ring.close()
+
+
+def msgpack_descriptor(name: str, seq: int, n: int) -> bytes:
+    import msgpack
+
+    return msgpack.packb((name, seq, [(shm.HEADER, n)]))
+
+
+def test_frames_in_place_only_when_all_lie_in_one_loan_and_a_loan_publishes_once():
+    ring = shm.Ring(grace_s=0.0)
+    try:
+        lent = ring.loan(600_000)
+        halves = [lent[:300_000], lent[300_000:].view(">f8")[: 300_000 // 8]]  # a message of two views of one loan
+        halves[0][:] = 4
+        halves[1][:] = np.arange(300_000 // 8) + 4
+        views = shm.reader.open(ring.write(halves))
+        check(views, 4)
+        assert ring.stats.in_place == 1 and len(ring.names) == 1
+        assert ring.write(halves) is not None and ring.stats.in_place == 1  # published already: this one is copied
+        mixed = ring.loan(400_000)
+        assert ring.write([mixed, np.zeros(300_000, np.uint8)]) is not None  # not all in the loan: copied
+        assert ring.stats.in_place == 1 and ring.stats.published == 3
+        del views, mixed
+        gc.collect()
+        assert ring.stats.returned == 1  # the loan that was only copied from is given back when dropped
+    finally:
+        ring.close()
+
+
+def test_a_loan_held_across_an_exhausted_ring_is_still_published_in_place():
+    ring = shm.Ring(grace_s=0.0, hold_s=60.0, max_slots=1)
+    try:
+        lent = ring.loan(400_000)
+        assert lent is not None
+        lent[:] = 5
+        assert ring.write(frames(1)) is None  # the only slot is lent out: never handed over, frames instead
+        assert ring.loan(400_000) is None  # and no second loan: the caller uses its own memory
+        views = shm.reader.open(ring.write([lent]))
+        assert (views[0] == 5).all() and ring.stats.in_place == 1 and ring.stats.fallback == 1
+        del views
+        assert ring.write(frames(2)) is None  # no reader holds it, but the publisher's own array still views it
+        assert (lent == 5).all()
+        del lent
+        gc.collect()
+        check(shm.reader.open(ring.write(frames(3))), 3)  # now it is free
+        assert ring.stats.fallback == 2 and ring.stats.reclaimed == 0 and len(ring.names) == 1
+    finally:
+        ring.close()
+
+
+def test_a_published_loan_kept_too_long_is_handed_over_and_a_ring_closes_with_loans_out():
+    ring = shm.Ring(grace_s=0.0, hold_s=0.0, max_slots=1)
+    try:
+        lent = ring.loan(400_000)
+        assert lent is not None
+        lent[:] = 5
+        first = ring.names[0]
+        ring.write([lent])
+        check(shm.reader.open(ring.write(frames(2))), 2)  # kept past hold_s: a new segment in its place
+        assert ring.stats.reclaimed == 1 and first not in ring.names and first not in shm.segments()
+        assert (lent == 5).all()  # the array keeps its mapping
+        last = ring.loan(400_000)
+        assert last is not None
+    finally:
+        ring.close()  # with a loan out: the segments go, the array stays valid until it is garbage
+    last[:] = 1
+    assert not set(ring.names) & set(shm.segments())
+    assert ring.write([last]) is None and (lent == 5).all()
+
+
+def publish_loaned(url: str, n: int, nbytes: int, report, gate) -> None:
+    """Publish n frames built in loans (pattern i), then report the ring's figures."""
+    with Node("camera", url) as node:
+        pub = node.publisher(TOPIC, Image)
+        if not pub.wait_for_subscribers(1, 30):
+            raise SystemExit(3)
+        plain = []
+        for i in range(n):
+            arr = pub.loan((nbytes // 1000, 1000))
+            plain.append(not in_shared_memory(arr))
+            arr.fill(i % 251)
+            pub.publish(Image.from_array(arr))
+            time.sleep(0.02)
+        ring = pub.shm
+        report.put(
+            {
+                "plain": plain,
+                "stats": dataclasses.asdict(ring.stats) if ring else None,
+                "names": ring.names if ring else [],
+            }
+        )
+        gate.wait(60)
+
+
+def test_loaned_frames_reach_another_process_with_no_copy(ipc_url, spawn, mpctx):
+    n = 10
+    report, gate = mpctx.Queue(), mpctx.Event()
+    got: list[Image] = []
+    with Node("viewer", ipc_url) as node:
+        node.subscribe(TOPIC, Image, callback=got.append, queue_size=n)
+        spawn(publish_loaned, ipc_url, n, 2_000_000, report, gate)
+        (result,) = _collect(report)
+        assert wait_until(lambda: len(got) == n, 30), len(got)
+        gate.set()
+        assert [img.seq for img in got] == list(range(1, n + 1))
+        assert all(intact(img) and in_shared_memory(img.data) for img in got)
+        stats = result["stats"]
+        assert result["plain"] == [False] * n
+        assert stats["loaned"] == stats["in_place"] == stats["published"] == n  # every one sent where it was made
+        assert stats["returned"] == stats["fallback"] == 0
+        assert node.stats["shm_late"] == 0
+        got.clear()  # the frames go (and their slots) before the no_leaks check
+
+
+def test_a_loan_in_one_process_round_trips_and_counts(ipc_url):
+    with Node("camera", ipc_url) as cam, Node("viewer", ipc_url) as viewer:
+        pub = cam.publisher(TOPIC, Image)
+        sub = viewer.subscribe(TOPIC, Image)
+        assert pub.wait_for_subscribers(1, 10)
+        arr = pub.loan((600, 1000, 3), np.uint8)
+        assert arr.shape == (600, 1000, 3) and in_shared_memory(arr) and pub.shm is not None
+        arr[:] = 0  # pattern 0
+        pub.publish(Image.from_array(arr))
+        img = sub.get(timeout=10)
+        assert intact(img) and img.data.shape == (600, 1000, 3) and in_shared_memory(img.data)
+        assert pub.shm.stats.in_place == 1 and len(pub.shm.names) == 1
+        depth = pub.loan((400, 500), np.float32)  # any plain dtype
+        assert depth.dtype == np.float32 and in_shared_memory(depth)
+        assert pub.release(depth) and pub.shm.stats.returned == 1
+        small = pub.loan(1000)  # below the threshold: a plain array, published as frames
+        assert not in_shared_memory(small) and not pub.release(small)
+        small[:] = 1
+        pub.publish(Image.from_array(small.reshape(1, 1000)))
+        assert intact(sub.get(timeout=10)) and pub.shm.stats.published == 1
+        del img
+
+
+def test_loans_on_tcp_inproc_or_with_shared_memory_off_are_plain_arrays(inproc_url, ipc_url, monkeypatch):
+    def round_trip(url: str) -> None:
+        with Node("a", url) as a, Node("b", url) as b:
+            pub = a.publisher(TOPIC, Image)
+            sub = b.subscribe(TOPIC, Image)
+            assert pub.wait_for_subscribers(1, 10)
+            arr = pub.loan((1000, 1000))
+            assert arr.flags.owndata and not in_shared_memory(arr)
+            arr[:] = 0
+            pub.publish(Image.from_array(arr))
+            img = sub.get(timeout=10)
+            assert intact(img) and not in_shared_memory(img.data) and pub.shm is None
+
+    before = set(shm.segments())
+    round_trip(inproc_url)
+    tcp = f"tcp://127.0.0.1:{_free_port()}"
+    try:
+        round_trip(tcp)
+    finally:
+        stop_local(tcp)
+    monkeypatch.setenv(shm.ENV_MIN, "off")
+    round_trip(ipc_url)
+    assert set(shm.segments()) == before

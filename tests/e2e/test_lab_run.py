@@ -30,7 +30,7 @@ def test_loopylab_run_answers_a_question_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["success"] is True and summary["experiments"] >= 1
-    assert set(p.name for p in out.iterdir()) >= {"notebook.jsonl", "notebook.txt", "posterior.png", "result.json"}
+    assert {p.name for p in out.iterdir()} >= {"notebook.jsonl", "notebook.txt", "posterior.png", "result.json"}
     sections = g.parse((out / "notebook.txt").read_text())
     kinds = [s.kind for s in sections]
     assert kinds[:3] == ["question", "scene", "hypothesis"] and kinds[-1] == "conclusion"

@@ -12,8 +12,7 @@ from loopylab.firmware_bridge.servo.bus import Motor, MotorBus, MotorBusError
 from loopylab.firmware_bridge.servo.models import effort_unit
 from loopylab.firmware_bridge.servo.setup import configure_motors
 from loopylab.world.config import ConfigError
-
-from .conftest import JOINTS
+from tests.firmware_bridge.conftest import JOINTS
 
 ZERO = {1: 1800.0, 2: 2300.0, 3: 2048.0, 4: 1500.0, 5: 2600.0, 6: 2100.0}  # actual ticks of the URDF zero
 HALF_RANGE = {1: 900, 2: 700, 3: 1000, 4: 800, 5: 1200, 6: 600}

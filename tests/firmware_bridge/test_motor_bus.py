@@ -15,9 +15,8 @@ from loopylab.firmware_bridge.servo.bus import (
     ProtocolError,
 )
 from loopylab.firmware_bridge.servo.setup import setup_motor
+from tests.firmware_bridge.conftest import JOINTS
 from tests.waiting import wait_until
-
-from .conftest import JOINTS
 
 
 def test_sync_write_moves_joints_and_sync_read_sees_them(bus, emulator):

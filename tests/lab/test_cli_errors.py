@@ -89,7 +89,8 @@ TABLE = [
     # the market
     Bad("market serve --config {tmp}/bad.toml", "bad.toml"),
     Bad("market deploy --chain-url http://127.0.0.1:9", "LOOPYLAB_CHAIN_KEY"),
-    Bad("market reconcile --url http://127.0.0.1:9", "cannot reach the market"),
+    Bad("market reconcile --key {key} --url http://127.0.0.1:9", "cannot reach the market"),
+    Bad("market reconcile --key {tmp}/no-key", "no-key"),
     Bad("bounty keygen --key {key}", "key"),
     Bad("bounty faucet --key {tmp}/no-key", "no-key"),
     Bad("bounty post --title t --reward lots --key {key}", "lots"),
@@ -101,6 +102,8 @@ TABLE = [
     Bad("bounty submit 1 {tmp}/no-such-recording", "no-such-recording"),
     Bad("bounty review 1", "--approve or --reject"),
     Bad("bounty withdraw --key {tmp}/no-key", "no-key"),
+    Bad("bounty refund 1 --key {tmp}/no-key", "no-key"),
+    Bad("bounty refund 1 --key {key} --url http://127.0.0.1:9", "cannot reach the market"),
 ]
 
 

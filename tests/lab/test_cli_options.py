@@ -18,7 +18,7 @@ def test_version():
 
 def test_shell_completion_script():
     r = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="loopylab")
-    assert r.exit_code == 0 and "complete" in r.output and "loopylab" in r.output.lower()
+    assert r.exit_code == 0 and "complete" in r.output and "loopylab" in r.output.lower(), (r.output, r.exception)
 
 
 @pytest.mark.parametrize("verbose", [False, True])

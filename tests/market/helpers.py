@@ -12,7 +12,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from loopylab.market import manifest as mf
-from loopylab.market.chain import Chain
+from loopylab.market.chain import Chain, sign_release
 from loopylab.market.service import BountyTerms, Market
 
 
@@ -33,7 +33,7 @@ def open_bounty(market: Market, chain: Chain, slots: int, reward: int, **over):
     )
     terms.update(over)
     b = market.post_bounty(requester.address, BountyTerms(**terms))
-    raw = chain.fund_tx(requester, b.id, requester.address, math.ceil(b.refund_after), slots * reward)
+    raw = chain.fund_tx(requester, b.id, math.ceil(b.refund_after), slots * reward)
     market.fund(requester.address, b.id, raw.hex())
     return requester, b
 
@@ -55,6 +55,12 @@ def submit_direct(market: Market, contributor, claim_id: int, bounty_id: int, fo
     return market.submit(contributor.address, claim_id, **prepared_submission(market, contributor, bounty_id, folder))
 
 
+def approve(market: Market, requester, submission_id: int):
+    """The requester approves a submission with a signed EIP-712 Release approval, as a wallet would."""
+    typed = market.approval_request(requester.address, submission_id)
+    return market.review(requester.address, submission_id, True, signature=sign_release(requester, typed))
+
+
 def approved_bounty(market: Market, chain: Chain, n: int, reward: int, recording: Callable[[int], Path]):
     """A funded bounty with `n` contributors' submissions (recording(i) each) approved: the relay's work."""
     requester, b = open_bounty(market, chain, slots=n, reward=reward)
@@ -62,6 +68,6 @@ def approved_bounty(market: Market, chain: Chain, n: int, reward: int, recording
     for i in range(n):
         a = Account.create()
         c = market.claim(a.address, b.id)
-        market.review(requester.address, submit_direct(market, a, c.id, b.id, recording(i)).id, True)
+        approve(market, requester, submit_direct(market, a, c.id, b.id, recording(i)).id)
         payees.append(a)
     return b, payees

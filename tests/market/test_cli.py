@@ -68,7 +68,7 @@ def test_bounty_commands_end_to_end(served, tmp_path):
     world.relay.run_once()
     r = run(app, ["bounty", "withdraw", *ali])
     assert r.exit_code == 0 and "withdrew 0.01 ETH" in r.output, r.output
-    r = run(app, ["market", "reconcile", "--url", url])
+    r = run(app, ["market", "reconcile", *req])
     assert r.exit_code == 0 and "books agree" in r.output
     r = run(app, ["bounty", "claim", "99", *ali])
     assert r.exit_code == 1 and "refused (404): no bounty 99" in r.output

@@ -169,7 +169,7 @@ def test_upload_is_content_addressed_and_size_limited(world, tmp_path):
 def test_server_background_loop_pays_approved_submissions(sqlite_store, chain, tmp_path):
     from fastapi.testclient import TestClient
 
-    from .conftest import World, make_market
+    from tests.market.conftest import World, make_market
 
     w = World(make_market(sqlite_store, chain, tmp_path, background_interval_s=0.05), chain)
     w.market.config.run_background = True
@@ -189,8 +189,7 @@ def test_server_background_loop_pays_approved_submissions(sqlite_store, chain, t
 
 def test_refund_after_settlement_returns_the_unspent_escrow(sqlite_store, tmp_path):
     from loopylab.market.chain import Chain
-
-    from .conftest import World, make_market
+    from tests.market.conftest import World, make_market
 
     chain = Chain.embedded_chain()  # its own chain: this test moves block time forward
     w = World(make_market(sqlite_store, chain, tmp_path), chain)
@@ -205,13 +204,16 @@ def test_refund_after_settlement_returns_the_unspent_escrow(sqlite_store, tmp_pa
     w.market.sweep(now=time.time() + 121)  # deadline passed: closed
     with pytest.raises(MarketHTTPError) as e:
         requester.request("POST", f"/bounties/{b['id']}/refund")
-    assert e.value.status == 409 and "payouts are in flight" in e.value.detail
+    assert e.value.status == 409 and "1 approved payouts are not yet released" in e.value.detail
     w.relay.run_once()
     with pytest.raises(MarketHTTPError) as e:  # the escrow's refund time is later
-        requester.request("POST", f"/bounties/{b['id']}/refund")
-    assert e.value.status == 409 and "refund time not reached" in e.value.detail
+        requester.refund(b["id"])
+    assert e.value.status == 409 and "refund time is not reached" in e.value.detail
     chain.time_travel(int(b["refund_after"]) + 10)
-    assert requester.request("POST", f"/bounties/{b['id']}/refund")["state"] == "refunded"
+    with pytest.raises(MarketHTTPError) as e:  # the server makes no refund itself
+        requester.request("POST", f"/bounties/{b['id']}/refund")
+    assert e.value.status == 409 and "has not refunded" in e.value.detail
+    assert requester.refund(b["id"])["state"] == "refunded"
     assert chain.pending_of(requester.address) == 2 * REWARD  # the two unfilled slots
     assert chain.pending_of(alice.address) == REWARD  # the paid one is untouched
     assert reconcile(w.market.store, chain) == []

@@ -22,8 +22,7 @@ EXAMPLES = 4  # per operation and mode: the file stays near 10 s on an idle 2-co
 def fuzz_world(base_chain, tmp_path_factory):
     from loopylab.market import migrate
     from loopylab.market.chain import Chain
-
-    from .conftest import World, make_market, make_store
+    from tests.market.conftest import World, make_market, make_store
 
     tmp = tmp_path_factory.mktemp("fuzz")
     store, _ = make_store("sqlite", tmp)

@@ -10,13 +10,13 @@ import pytest
 from eth_account import Account
 from sqlalchemy import update
 
+from loopylab.market.chain import Chain
 from loopylab.market.db import Payout, Store
 from loopylab.market.relay import Relay, RelayCrash, double_pays, reconcile
 from loopylab.market.sample import write_recording
 from loopylab.market.service import Conflict
-
-from .conftest import make_market
-from .helpers import approved_bounty, open_bounty, submit_direct
+from tests.market.conftest import make_market
+from tests.market.helpers import approve, approved_bounty, open_bounty, submit_direct
 
 REWARD = 10**15
 
@@ -45,12 +45,12 @@ def test_100_contributors_race_for_10_slots(any_store, chain, tmp_path):
             market, acct, c.id, b.id, write_recording(tmp_path / f"r{i}", seed=100 + i, seconds=0.3, notebook=False)
         )
         assert sub.state == "pending_review", sub.checks
-        market.review(requester.address, sub.id, True)
+        approve(market, requester, sub.id)
     relay = Relay(any_store, chain)
     relay.run_once()
     assert relay.stats["final"] == 10
     assert market.get_bounty(b.id)["state"] == "closed"
-    onchain = chain.bounty_onchain(b.id)
+    onchain = chain.bounty_onchain(b.requester, b.id)
     assert onchain["released"] == onchain["funded"] == 10 * REWARD
     assert chain.balance() == 10 * REWARD  # credited, not yet withdrawn
     assert all(chain.pending_of(a.address) == REWARD for a, _ in winners)
@@ -76,7 +76,7 @@ def test_relay_killed_between_signing_and_receipt_pays_exactly_once(sqlite_store
     with sqlite_store.read() as s:
         rows = s.query(Payout).all()
     assert {p.state for p in rows} == {"signed"} and all(p.raw_tx and p.tx_hash for p in rows)
-    assert chain.bounty_onchain(b.id)["released"] == 0
+    assert chain.bounty_onchain(b.requester, b.id)["released"] == 0
     # restart (a new process would open the DB afresh): re-sends the stored transactions
     restarted = Relay(Store(sqlite_store.url), chain)
     restarted.run_once()
@@ -87,7 +87,7 @@ def test_relay_killed_between_signing_and_receipt_pays_exactly_once(sqlite_store
     b2, payees2 = _approved(market, chain, tmp_path, 3, "b")
     with pytest.raises(RelayCrash):
         Relay(sqlite_store, chain, crash_at="broadcast").run_once()
-    assert chain.bounty_onchain(b2.id)["released"] == REWARD  # one tx made it
+    assert chain.bounty_onchain(b2.requester, b2.id)["released"] == REWARD  # one tx made it
     again = Relay(Store(sqlite_store.url), chain)
     again.run_once()
     assert again.stats["final"] == 3 and again.stats["broadcast"] == 2  # the mined one was only read back
@@ -180,3 +180,39 @@ def test_reorg_sends_a_mined_payout_again(sqlite_store, tmp_path):
     assert again.state == "final" and again.block_hash != first.block_hash
     assert chain.pending_of(payees[0].address) == REWARD and double_pays(chain) == 0
     assert reconcile(sqlite_store, chain) == []
+
+
+def test_relay_work_per_payout_does_not_grow_with_the_chain(sqlite_store, tmp_path):
+    """Issue 26: the relay slowed as the chain grew (73 payouts/s at block 64, 5.6/s at block 312): each unsent
+    payout asked for a receipt that could not exist yet, and the node scanned every block to say so; the whole
+    pass held the chain lock. Now no request of a pass misses, none asks for logs, and the chain lock is held
+    only for the request in flight (count 1), never across the pass."""
+    import re as _re
+
+    chain = Chain.embedded_chain()
+    market = make_market(sqlite_store, chain, tmp_path)
+    _approved(market, chain, tmp_path, 4, "s")
+    chain.w3.provider.ethereum_tester.mine_blocks(300)
+    provider, calls = chain.w3.provider, []
+    inner = provider.make_request
+
+    def recorded(method, params):
+        depth = int(_re.search(r"count=(\d+)", repr(chain.lock)).group(1))
+        try:
+            r = inner(method, params)
+        except Exception:
+            calls.append((method, True, depth))
+            raise
+        calls.append((method, "error" in r or r.get("result") is None, depth))
+        return r
+
+    provider.make_request = recorded
+    provider._request_func_cache = (None, None)  # web3 caches the bound method: take the recording one
+    relay = Relay(sqlite_store, chain)
+    relay.run_once()
+    assert relay.stats["final"] == 4
+    assert [m for m, missed, _ in calls if missed] == []
+    assert "eth_getLogs" not in {m for m, _, _ in calls}
+    assert [(m, d) for m, _, d in calls if d] == []  # no lock held when a request starts: each takes its own
+    with sqlite_store.read() as s:
+        assert all(p.signed_block >= 300 for p in s.query(Payout).all())

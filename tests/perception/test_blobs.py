@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopylab.perception.blobs import BlobTracker, ColourObject, hue_window
 from loopylab.perception.synthetic import pinhole_K
-
-from .helpers import COLOURED, coloured_scene, view_from
+from tests.perception.helpers import COLOURED, coloured_scene, view_from
 
 K = pinhole_K(320, 240, 60)
 
@@ -87,8 +88,7 @@ def test_partly_hidden_object_is_refused_not_misplaced():
     """The arm above a block hides part of its top face: the visible part's centre is not the block's."""
     from loopylab.perception.geometry import make_T
     from loopylab.perception.synthetic import SyntheticScene
-
-    from .helpers import TABLE_RGBA
+    from tests.perception.helpers import TABLE_RGBA
 
     with SyntheticScene(floor_rgba=TABLE_RGBA) as s:
         s.add_box("red_block", 0.05, (0.85, 0.1, 0.1, 1), make_T(t=[0.5, 0.0, 0.025]))
@@ -111,10 +111,6 @@ def test_lighting_changes_noise_and_blur_keep_blobs_within_5mm(views):
         assert {o.label for o in obs} == set(truth)
         for o in obs:
             assert np.linalg.norm(o.position - truth[o.label]) < 0.005
-
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st
 
 
 @settings(max_examples=200, deadline=None)

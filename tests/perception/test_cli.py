@@ -11,9 +11,8 @@ from loopylab.perception.calibration import BoardSpec, render_board_view
 from loopylab.perception.camera_config import CameraCalibration, load_calibration, save_calibration
 from loopylab.perception.geometry import invert, make_T, pose_from_T, rotation_angle
 from loopylab.perception.synthetic import SyntheticScene, pinhole_K
-
-from .helpers import view_from, write_table_camera
-from .test_calibration import D_TRUE, K_TRUE, board_views, synthetic_handeye
+from tests.perception.helpers import view_from, write_table_camera
+from tests.perception.test_calibration import D_TRUE, K_TRUE, board_views, synthetic_handeye
 
 runner = CliRunner()
 

@@ -15,8 +15,7 @@ from loopylab.perception.markers import (
 from loopylab.perception.pipeline import Frame, Perception, PerceptionConfig
 from loopylab.perception.synthetic import SyntheticScene, pinhole_K
 from loopylab.perception.tracking import ROT_UNKNOWN_VAR
-
-from .helpers import view_from
+from tests.perception.helpers import view_from
 
 K = pinhole_K(640, 480, 60)
 MARKER_Z = 0.002  # above the floor: no z-fighting

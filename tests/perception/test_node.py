@@ -13,9 +13,8 @@ from loopylab.perception.displacement import DisplacementProbe
 from loopylab.perception.geometry import make_T
 from loopylab.perception.node import run_perception
 from loopylab.perception.synthetic import SyntheticScene, pinhole_K
+from tests.perception.helpers import TABLE_RGBA, view_from
 from tests.waiting import wait_until
-
-from .helpers import TABLE_RGBA, view_from
 
 K = pinhole_K(320, 240, 60)
 

@@ -20,8 +20,7 @@ from loopylab.perception.geometry import make_T, quat_to_R
 from loopylab.perception.node import run_perception
 from loopylab.perception.sources import CameraError, DeviceSource, open_source, run_camera
 from loopylab.perception.synthetic import pinhole_K
-
-from .helpers import view_from, write_table_camera
+from tests.perception.helpers import view_from, write_table_camera
 
 
 def test_missing_camera_device_gives_a_clear_error():
