@@ -71,7 +71,7 @@ class _Stderr(logging.StreamHandler):
 
     @stream.setter
     def stream(self, _value) -> None:
-        pass
+        """logging.StreamHandler assigns its stream at creation; ours is always the current sys.stderr."""
 
 
 def configure_logging(verbose: bool = False, log_file: Path | None = None) -> None:
