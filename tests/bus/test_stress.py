@@ -54,7 +54,7 @@ def _streamer(url: str, i: int, stop: threading.Event, stats: dict) -> None:
                 if n % 5 == 0:
                     cam.publish(Image.from_array(helpers.frame(n, 24, 32)))
                 n += 1
-                time.sleep(0.0005)
+                time.sleep(0.0005)  # pacing: a stream at ~2 kHz, not a wait for anything
             _add(stats, "sent", n)
             _add(stats, "cycles")
 
@@ -117,7 +117,7 @@ def churn(url: str, seconds: float = SECONDS) -> None:
         sys.exit(f"churn did not run as expected: {stats}, got {got}, malformed {malformed}")
 
 
-def _run(spawn, url: str) -> None:
+def check_churn_survives(spawn, url: str) -> None:
     child = spawn(churn, url)
     child.join(SECONDS + 90)
     assert child.exitcode == 0, (
@@ -127,11 +127,11 @@ def _run(spawn, url: str) -> None:
 
 
 def test_nodes_open_and_close_while_publishers_stream_inproc(spawn, inproc_url):
-    _run(spawn, inproc_url)
+    check_churn_survives(spawn, inproc_url)
 
 
 def test_nodes_open_and_close_while_publishers_stream_ipc(spawn, ipc_url):
-    _run(spawn, ipc_url)
+    check_churn_survives(spawn, ipc_url)
 
 
 def test_a_call_whose_servers_have_gone_times_out_instead_of_blocking(inproc_url):
