@@ -3,7 +3,10 @@
 `GateNode` applies the pure limits of `loopylab.world.limits` (`SafetyLimits`) on the bus with the deadman
 (no fresh `arm/joint_target` within `deadman_ms` -> hold), the `arm/joint_state` heartbeat (lost ->
 protective stop), and the e-stop latch (`safety/estop`, released only by `safety/reset`). Every intervention
-is reported on `safety/state`.
+is reported on `safety/state`, and so is the arm driver's fault (`arm/fault`, by class: `no_response(id)`,
+`corrupt`, `protocol_error(id, code)`, `motor_error(id, bits)`, `port_lost`...): while one is active the
+arm does not follow commands (the driver holds, lowers to rest or has torque off), so the gate reports a
+protective stop and ignores targets until it clears; the next stream then starts from where the arm is.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 
 import numpy as np
 
-from loopylab.bus import JointCommand, JointState, Node, SafetyState
+from loopylab.bus import DeviceFault, JointCommand, JointState, Node, SafetyState
 from loopylab.world.config import check_keys, field_names
 from loopylab.world.joints import JointMismatch, reorder
 from loopylab.world.kinematics import Kinematics
@@ -35,11 +38,13 @@ class GateNode:
         self.estop = False
         self.protective = False
         self.holding = False
+        self.device_fault: DeviceFault | None = None  # the arm driver's active fault
         self._last_target_t = 0.0
         self.cmd_pub = node.publisher("arm/joint_command", JointCommand)
         self.state_pub = node.publisher("safety/state", SafetyState, latched=True)
         self.js = node.subscribe("arm/joint_state", JointState, mode="latest")
         node.subscribe("arm/joint_target", JointCommand, callback=self._on_target)
+        node.subscribe("arm/fault", DeviceFault, callback=self._on_fault)
         node.service("safety/estop", self._on_estop)
         node.service("safety/reset", self._on_reset)
         self._publish_state()
@@ -63,8 +68,12 @@ class GateNode:
     def _effort(self) -> np.ndarray | None:
         return self._measured("effort")
 
+    def _fault_stop(self) -> bool:
+        """An arm fault that stops the arm (the driver's own report of an e-stop is the gate's latch)."""
+        return self.device_fault is not None and self.device_fault.code != "estop"
+
     def _publish_state(self, reason: str | None = None) -> None:
-        s = self.state
+        s, f = self.state, self.device_fault
         if reason is not None:
             s.reason = reason
         self.state_pub.publish(
@@ -74,7 +83,8 @@ class GateNode:
                 deadman_ok=not self.holding,
                 clamped_count=s.clamped_count,
                 rejected_count=s.rejected_count,
-                protective_stop=self.protective,
+                protective_stop=self.protective or self._fault_stop(),
+                fault=f"{f.device}: {f.describe()}" if f is not None else "",
             )
         )
 
@@ -95,11 +105,15 @@ class GateNode:
         with self._lock:
             now, previous_t = time.monotonic(), self._last_target_t
             self._last_target_t = now
-            if self.estop or self.protective:
+            if self.estop or self.protective or self._fault_stop():
                 self.state.rejected_count += 1
-                self._publish_state(
-                    "e-stop latched: target ignored" if self.estop else "protective stop: no arm/joint_state"
-                )
+                if self.estop:
+                    why = "e-stop latched: target ignored"
+                elif self.protective:
+                    why = "protective stop: no arm/joint_state"
+                else:
+                    why = f"protective stop: arm fault {self.device_fault.describe()}: target ignored"
+                self._publish_state(why)
                 return
             x = self._position()
             if x is None:
@@ -152,11 +166,28 @@ class GateNode:
                 self._last_target_t
                 and not self.holding
                 and not self.estop
+                and not self._fault_stop()  # the driver takes no command then: nothing to hold
                 and (now - self._last_target_t) * 1000 > self.cfg.deadman_ms
             ):
                 self.holding = True
                 self._hold(f"deadman: no arm/joint_target for {self.cfg.deadman_ms:.0f} ms")
             self._publish_state()
+
+    def _on_fault(self, msg: DeviceFault) -> None:
+        """Relay the arm driver's fault (by class) on safety/state; while it is active the arm is stopped."""
+        with self._lock:
+            label = msg.describe()
+            if msg.active:
+                self.device_fault = msg
+                log.warning("arm fault %s: %s", label, msg.message)
+                self._publish_state(f"arm fault {label}: {msg.message}")
+                return
+            if self.device_fault is None:
+                return
+            self.device_fault = None
+            self.limits.reset()  # the arm may have been lowered meanwhile: the next stream starts where it is
+            log.info("arm fault %s cleared", label)
+            self._publish_state(f"arm fault {label} cleared: {msg.message}")
 
     def _on_estop(self, req) -> dict:
         with self._lock:

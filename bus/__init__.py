@@ -11,6 +11,7 @@ record/replay. It knows nothing about robots, models or money.
 from loopylab.bus.config import BusConfig
 from loopylab.bus.messages import (
     CameraInfo,
+    DeviceFault,
     GripperCommand,
     GripperState,
     Heartbeat,
@@ -32,6 +33,7 @@ from loopylab.bus.services import ServiceClient, ServiceError, ServiceTimeout
 __all__ = [
     "BusConfig",
     "CameraInfo",
+    "DeviceFault",
     "GripperCommand",
     "GripperState",
     "Heartbeat",

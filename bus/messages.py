@@ -143,7 +143,28 @@ class SafetyState(Message):
     deadman_ok: bool = True
     clamped_count: int = 0
     rejected_count: int = 0
-    protective_stop: bool = False  # joint_state heartbeat lost
+    protective_stop: bool = False  # joint_state heartbeat lost, or a device fault (below) stops the arm
+    fault: str = ""  # the active device fault by class, e.g. "arm: no_response(3)"; "" when none
+
+
+@dataclass
+class DeviceFault(Message):
+    """`<device>/fault` (latched): a driver's fault by class; `active=False` says it has cleared. The gate
+    relays the arm's on `safety/state`."""
+
+    device: str = ""  # arm | gripper | mcu | wrist | <modbus device name>
+    active: bool = False  # False: the device is healthy again
+    code: str = ""  # no_response | corrupt | protocol_error | motor_error | port_lost | calibration |
+    # configuration | estop | watchdog | device_fault
+    motor_ids: list[int] = field(default_factory=list)
+    message: str = ""
+    label: str = ""  # the class with its details: no_response(3), protocol_error(3, 0x03), motor_error(1, 0x20)
+
+    def describe(self) -> str:
+        """The class with its details (`label`, else `code` with the motors)."""
+        if self.label:
+            return self.label
+        return f"{self.code}({','.join(map(str, self.motor_ids))})" if self.motor_ids else self.code
 
 
 @dataclass
@@ -178,6 +199,7 @@ MESSAGE_TYPES: dict[str, type] = {
         ObjectPose,
         ObjectPoses,
         SafetyState,
+        DeviceFault,
         NotebookEntry,
         Heartbeat,
     )

@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from loopylab.bus import GripperCommand, GripperState, JointCommand, JointState, Node, SafetyState
+from loopylab.bus import DeviceFault, GripperCommand, GripperState, JointCommand, JointState, Node, SafetyState
 from loopylab.firmware_bridge.arm_codec import ArmCodec
 from loopylab.firmware_bridge.arm_stop import FaultWindow, LowerToRest
-from loopylab.firmware_bridge.messages import DeviceFault
 from loopylab.firmware_bridge.servo import calibration as calib_mod
 from loopylab.firmware_bridge.servo.bus import Motor, MotorBus, MotorBusError, MotorFaultError, PortLostError
 from loopylab.firmware_bridge.servo.setup import write_gains
@@ -141,8 +140,11 @@ class ArmDriver:
         self.goal = dict(present)
         self.bus.set_torque(True)
 
-    def _publish_fault(self, code: str, err: Exception | str, ids: list[int] | None = None) -> None:
-        self.fault = DeviceFault(device="arm", active=True, code=code, motor_ids=list(ids or []), message=str(err))
+    def _publish_fault(self, code: str, err: Exception | str, ids: list[int] | None = None, label: str = "") -> None:
+        """`label`: the class with its details (no_response(3), protocol_error(3, 0x03)...); default `code`."""
+        self.fault = DeviceFault(
+            device="arm", active=True, code=code, motor_ids=list(ids or []), message=str(err), label=label or code
+        )
         self.fault_pub.publish(self.fault)
 
     def _clear_fault(self) -> None:
@@ -154,6 +156,7 @@ class ArmDriver:
                     code=self.fault.code,
                     motor_ids=self.fault.motor_ids,
                     message=f"recovered: {self.fault.message}",
+                    label=self.fault.label,
                 )
             )
             self.fault = None
@@ -173,7 +176,7 @@ class ArmDriver:
                 self.connected = False
         self.stop = None
         self.window.ok()
-        self._publish_fault(code, f"{err.label}: {err}", ids)
+        self._publish_fault(code, f"{err.label}: {err}", ids, err.label)
 
     # -- the cycle --------------------------------------------------------------------------------
     @staticmethod
@@ -276,7 +279,7 @@ class ArmDriver:
             f"(window {c.fault_window_s * 1e3:.0f} ms), {what}, torque on: {err}"
         )
         log.error("arm %s", msg)
-        self._publish_fault(err.fault_class, msg, getattr(err, "motor_ids", []))
+        self._publish_fault(err.fault_class, msg, getattr(err, "motor_ids", []), err.label)
 
     def _write_goal(self, goals: dict[str, int]) -> None:
         """Best effort (a SYNC WRITE needs no reply, so it often gets through a bus that loses replies)."""
@@ -323,7 +326,8 @@ class ArmDriver:
     def _refused(self, code: str, err: Exception, ids: list[int] | None = None) -> None:
         if self.fault is None or self.fault.code != code or self.fault.message != f"{code}: {err}":
             log.error("arm cannot start (%s): %s", code, err)
-            self._publish_fault(code, f"{code}: {err}", ids)
+            label = err.label if isinstance(err, MotorBusError) and err.fault_class == code else code
+            self._publish_fault(code, f"{code}: {err}", ids, label)
 
     def _estop_requested(self) -> bool:
         safety = self.safety_sub.latest()

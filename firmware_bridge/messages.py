@@ -1,7 +1,8 @@
 """Bus messages the hardware drivers add to the contract (registered with the bus codec on import).
 
-`DeviceFault` on `<device>/fault` (latched): the arm driver publishes `arm/fault`, the MCU bridge
-`mcu/fault`, the Modbus devices `<name>/fault`. `active=False` says the fault has cleared.
+`DeviceFault` (defined in `loopylab.bus.messages`, so that the gate can read it; re-exported here) on
+`<device>/fault` (latched): the arm driver publishes `arm/fault`, the MCU bridge `mcu/fault`, the Modbus
+devices `<name>/fault`. `active=False` says the fault has cleared.
 `Readings` carries named scalar values (analog inputs, Modbus registers).
 """
 
@@ -11,18 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from loopylab.bus import Message, register_message
+from loopylab.bus import DeviceFault, Message, register_message
 
-
-@register_message
-@dataclass
-class DeviceFault(Message):
-    device: str = ""  # arm | gripper | mcu | wrist | <modbus device name>
-    active: bool = False  # False: the device is healthy again
-    code: str = ""  # no_response | corrupt | protocol_error | motor_error | port_lost | calibration |
-    # configuration | estop | watchdog | device_fault
-    motor_ids: list[int] = field(default_factory=list)
-    message: str = ""
+__all__ = ["DeviceFault", "Readings"]
 
 
 @register_message

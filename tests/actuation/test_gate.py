@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from loopylab.actuation.gate import run_gate
-from loopylab.bus import JointCommand, JointState, Node, SafetyState
+from loopylab.bus import DeviceFault, JointCommand, JointState, Node, SafetyState
 from tests.waiting import wait_until
 
 
@@ -151,3 +151,45 @@ def test_a_stream_resuming_after_the_arm_was_moved_starts_where_the_arm_is():
         assert np.allclose(g["cmds"].get(timeout=5).position, moved)
         s = g["state"].wait_for(lambda s: "paused" in s.reason, timeout=5)
         assert s.clamped_count == 0 and s.reason.startswith("resync")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        DeviceFault(device="arm", active=True, code="no_response", motor_ids=[3], label="no_response(3)"),
+        DeviceFault(device="arm", active=True, code="corrupt", label="corrupt"),
+        DeviceFault(device="arm", active=True, code="protocol_error", motor_ids=[2], label="protocol_error(2, 0x03)"),
+        DeviceFault(device="arm", active=True, code="motor_error", motor_ids=[5], label="motor_error(5, 0x04)"),
+        DeviceFault(device="arm", active=True, code="port_lost", label="port_lost"),
+    ],
+    ids=lambda f: f.code,
+)
+def test_the_arm_drivers_fault_is_named_by_class_on_safety_state_and_stops_targets_until_it_clears(graph, fault):
+    """The gate relays `arm/fault`: safety/state names the class (with its motor and code), reports a
+    protective stop and ignores targets (the driver is holding, lowering or has torque off) until it clears."""
+    g = graph
+    faults = g["probe"].publisher("arm/fault", DeviceFault, latched=True)
+    fault.message = f"{fault.label}: from the driver"
+    faults.publish(fault)
+    s = g["state"].wait_for(lambda s: s.fault, timeout=5)
+    assert s.fault == f"arm: {fault.label}" and s.protective_stop and fault.label in s.reason
+    _send(g, g["home"] + 0.001)
+    s = g["state"].wait_for(lambda s: s.rejected_count >= 1, timeout=5)
+    assert "protective stop" in s.reason and fault.label in s.reason
+    with pytest.raises(TimeoutError):
+        g["cmds"].get(timeout=0.3)  # nothing reached the arm
+    faults.publish(DeviceFault(device="arm", active=False, code=fault.code, label=fault.label, message="recovered"))
+    s = g["state"].wait_for(lambda s: not s.fault and not s.protective_stop, timeout=5)
+    assert "cleared" in s.reason
+    _send(g, g["home"] + 0.001)
+    assert np.allclose(g["cmds"].get(timeout=5).position, g["home"] + 0.001)
+
+
+def test_the_drivers_report_of_the_gates_own_e_stop_is_named_but_is_no_second_stop(graph):
+    g = graph
+    faults = g["probe"].publisher("arm/fault", DeviceFault, latched=True)
+    faults.publish(DeviceFault(device="arm", active=True, code="estop", label="estop", message="torque off"))
+    s = g["state"].wait_for(lambda s: s.fault, timeout=5)
+    assert s.fault == "arm: estop" and not s.protective_stop
+    _send(g, g["home"] + 0.001)
+    assert np.allclose(g["cmds"].get(timeout=5).position, g["home"] + 0.001)

@@ -13,6 +13,7 @@ from loopylab.bus import codec
 from loopylab.bus.messages import (
     MESSAGE_TYPES,
     CameraInfo,
+    DeviceFault,
     GripperCommand,
     GripperState,
     Heartbeat,
@@ -115,6 +116,17 @@ MESSAGES = st.one_of(
         clamped_count=st.integers(0, 10**6),
         rejected_count=st.integers(0, 10**6),
         protective_stop=st.booleans(),
+        fault=text,
+        **header(),
+    ),
+    st.builds(
+        DeviceFault,
+        device=text,
+        active=st.booleans(),
+        code=text,
+        motor_ids=st.lists(st.integers(0, 253), max_size=6),
+        message=text,
+        label=text,
         **header(),
     ),
     st.builds(
@@ -164,6 +176,7 @@ def test_every_bus_message_type_is_covered():
         ObjectPose,
         ObjectPoses,
         SafetyState,
+        DeviceFault,
         NotebookEntry,
         Heartbeat,
     }
