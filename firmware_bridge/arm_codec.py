@@ -3,15 +3,14 @@
 Per joint: rad = sign * (present - zero) * 2π/4096 with the calibration's drive mode (sign) and zero;
 velocity in the family's unit (Dynamixel 0.229 rpm, Feetech ticks/s); effort in N·m from each model's
 register (servo.models: XL430 load 0.1 %, XL330 current, STS3215 load). The whole block is one
-struct.unpack and a few list comprehensions (a few microseconds; numpy's per-call overhead was 50-80 µs).
+struct.unpack and a few list comprehensions into plain lists (a few microseconds; numpy's per-call overhead
+was 50-80 µs), which `Publisher.publish_fields` packs straight to the wire.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-
-import numpy as np
 
 from loopylab.firmware_bridge.servo.bus import MotorBus
 from loopylab.firmware_bridge.servo.calibration import TICK_RAD, MotorCalibration
@@ -42,32 +41,41 @@ class ArmCodec:
             at = t[r].address + t[r].size
         fmt += "x" * (self.addr + self.length - at)
         self.struct = struct.Struct("<" + fmt * len(names))
-        self.fields = {r: regs.index(r) for r in self.block}
-        self.sign_bits = {r: t[r].signed for r in self.block if isinstance(t[r].signed, int)}
+        self.k = len(regs)
+        self.at = {r: regs.index(r) for r in self.block}  # each register's place in a motor's unpacked values
+        self.sign_bits = {self.at[r]: t[r].signed for r in self.block if isinstance(t[r].signed, int)}
         self.calib = calib
         self.sign = [-1.0 if calib[n].drive_mode else 1.0 for n in names]
         self.zero = [float(calib[n].zero) for n in names]
+        self.index = {n: i for i, n in enumerate(names)}
         self.vel_scale = VELOCITY_UNIT[bus.kind]
         self.eff_scale = [effort_unit(bus.kind, models.get(n, "")).nm_per_unit for n in names]
+        # per joint, the factors from raw units to rad, rad/s and N·m (the calibration's sign folded in)
+        self.pos_k = [s * TICK_RAD for s in self.sign]
+        self.vel_k = [s * self.vel_scale for s in self.sign]
+        self.eff_k = [s * e for s, e in zip(self.sign, self.eff_scale)]
 
-    def decode(self, raw: dict[int, bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(present ticks, position rad, velocity rad/s, effort N·m), one entry per joint in `names` order."""
-        vals = self.struct.unpack(b"".join(raw[i] for i in self.ids))
-        k = len(self.block)
-        v = {r: vals[j::k] for r, j in self.fields.items()}
-        for r, bit in self.sign_bits.items():  # Feetech sign-magnitude
+    def decode(self, raw: bytes | dict[int, bytes]) -> tuple[list[int], list[float], list[float], list[float]]:
+        """(present ticks, position rad, velocity rad/s, effort N·m), one entry per joint in `names` order.
+        `raw`: the block of every motor joined in `ids` order (or {id: block})."""
+        if not isinstance(raw, (bytes, bytearray)):
+            raw = b"".join(raw[i] for i in self.ids)
+        vals = self.struct.unpack(raw)
+        k, at = self.k, self.at
+        cols = {j: vals[j::k] for j in (at["Present_Position"], at["Present_Velocity"], at[self.effort_reg])}
+        for j, bit in self.sign_bits.items():  # Feetech sign-magnitude
             mask = (1 << bit) - 1
-            v[r] = [-(x & mask) if x >> bit & 1 else x for x in v[r]]
-        ticks = v["Present_Position"]
-        pos = [s * (t - z) * TICK_RAD for s, t, z in zip(self.sign, ticks, self.zero)]
-        vel = [s * x * self.vel_scale for s, x in zip(self.sign, v["Present_Velocity"])]
-        eff = [s * x * e for s, x, e in zip(self.sign, v[self.effort_reg], self.eff_scale)]
-        return np.array(ticks), np.array(pos), np.array(vel), np.array(eff)
+            cols[j] = [-(x & mask) if x >> bit & 1 else x for x in cols[j]]
+        ticks = list(cols[at["Present_Position"]])
+        pos = [c * (t - z) for c, t, z in zip(self.pos_k, ticks, self.zero)]
+        vel = [c * x for c, x in zip(self.vel_k, cols[at["Present_Velocity"]])]
+        eff = [c * x for c, x in zip(self.eff_k, cols[at[self.effort_reg]])]
+        return ticks, pos, vel, eff
 
     def to_rad(self, name: str, ticks: float) -> float:
-        i = self.names.index(name)
+        i = self.index[name]
         return float(self.sign[i] * (ticks - self.zero[i]) * TICK_RAD)
 
     def to_ticks(self, name: str, rad: float) -> int:
-        i = self.names.index(name)
+        i = self.index[name]
         return int(round(self.zero[i] + self.sign[i] * rad / TICK_RAD))

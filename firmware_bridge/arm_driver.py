@@ -30,8 +30,10 @@ from loopylab.firmware_bridge.arm_codec import ArmCodec
 from loopylab.firmware_bridge.arm_stop import FaultWindow, LowerToRest
 from loopylab.firmware_bridge.servo import calibration as calib_mod
 from loopylab.firmware_bridge.servo.bus import Motor, MotorBus, MotorBusError, MotorFaultError, PortLostError
+from loopylab.firmware_bridge.servo.calibration import TICK_RAD
+from loopylab.firmware_bridge.servo.cycle import CyclicSyncRead
 from loopylab.firmware_bridge.servo.setup import write_gains
-from loopylab.world.joints import JointMismatch, indices, reorder
+from loopylab.world.joints import JointMismatch, indices
 
 if TYPE_CHECKING:
     from loopylab.firmware_bridge.arm_node import ArmConfig
@@ -69,6 +71,11 @@ class ArmDriver:
         if missing:
             raise NotCalibrated(f"calibration {calib_path} has no entry for {missing}")
         self.codec = ArmCodec(self.bus, self.names, {n: m for n, (_, m) in cfg.motors.items()}, self.calib)
+        self.reader = CyclicSyncRead(self.bus, self.codec.addr, self.codec.length, self.codec.ids, "SYNC READ state")
+        self._grip_i = self.names.index(cfg.gripper) if cfg.gripper else -1
+        # command names -> per motor commanded (name, index in the command, zero ticks, ticks per rad), or why not
+        self._plans: dict[tuple[str, ...], list[tuple[str, int, float, float]] | str] = {}
+        self._packet: tuple[tuple, bytes] = ((), b"")  # the last SYNC WRITE built (a held goal is re-sent)
         self.js_pub = node.publisher("arm/joint_state", JointState)
         self.fault_pub = node.publisher("arm/fault", DeviceFault, latched=True)
         self.grip_pub = node.publisher("gripper/state", GripperState) if cfg.gripper else None
@@ -102,11 +109,11 @@ class ArmDriver:
     def _opening(self, rad: float) -> float:
         c = self.cfg
         frac = (rad - c.gripper_closed_rad) / (c.gripper_open_rad - c.gripper_closed_rad)
-        return float(np.clip(frac, 0.0, 1.0) * c.gripper_max_opening_m)
+        return min(max(frac, 0.0), 1.0) * c.gripper_max_opening_m
 
     def _gripper_rad(self, opening_m: float) -> float:
         c = self.cfg
-        frac = float(np.clip(opening_m / c.gripper_max_opening_m, 0.0, 1.0))
+        frac = min(max(float(opening_m) / c.gripper_max_opening_m, 0.0), 1.0)
         return c.gripper_closed_rad + frac * (c.gripper_open_rad - c.gripper_closed_rad)
 
     # -- connection ----------------------------------------------------------------------------------
@@ -188,34 +195,27 @@ class ArmDriver:
         SYNC READ of the state, which is published."""
         with self._io:
             goals = {} if self.estopped or self.stop is not None else self._new_goals()
-            prefix = self.bus.sync_write_packet("Goal_Position", goals) if goals else b""
+            prefix = self._goal_packet(goals) if goals else b""
             if goals:
                 self.goal.update(goals)
                 self.commands_applied += 1
-            raw = self.bus.sync_read_raw(self.codec.addr, self.codec.length, self.codec.ids, "SYNC READ state", prefix)
+            raw = self.reader(prefix)
             stamp = time.time_ns()
             _, pos, vel, eff = self.codec.decode(raw)
             a = self.arm_idx
-            self.js_pub.publish(
-                JointState(
-                    name=self.arm_joints,
-                    position=pos[a],
-                    velocity=vel[a],
-                    effort=eff[a],
-                    stamp_ns=stamp,
-                    frame_id="base",
-                )
+            # the bytes publish(JointState(...)) would send, without building the message and its arrays
+            self.js_pub.publish_fields(
+                name=self.arm_joints,
+                position=[pos[i] for i in a],
+                velocity=[vel[i] for i in a],
+                effort=[eff[i] for i in a],
+                stamp_ns=stamp,
+                frame_id="base",
             )
             if self.grip_pub is not None:
-                g = self.names.index(self.cfg.gripper)
-                self.grip_pub.publish(
-                    GripperState(
-                        position=self._opening(float(pos[g])),
-                        velocity=0.0,
-                        effort=abs(float(eff[g])),
-                        ready=True,
-                        stamp_ns=stamp,
-                    )
+                g = self._grip_i
+                self.grip_pub.publish_fields(
+                    position=self._opening(pos[g]), velocity=0.0, effort=abs(eff[g]), ready=True, stamp_ns=stamp
                 )
             if self.window.active:
                 self._recovered()
@@ -243,14 +243,34 @@ class ArmDriver:
         if len(msg.position) == 0 and len(msg.velocity):
             log.warning("velocity commands are not supported: the servos run in position mode; ignored")
             return {}
-        names = list(msg.name) or self.arm_joints
-        commanded = [n for n in self.names if n in set(names)]  # bus order
-        try:
-            q = reorder(msg.position, names, commanded, exact=True)
-        except JointMismatch as e:
-            log.warning("joint command ignored: %s (the arm's joints: %s)", e, self.names)
+        key = tuple(msg.name)
+        plan = self._plans.get(key)
+        if plan is None:  # once per list of names: which motors, from which of the command's values
+            names = list(msg.name) or self.arm_joints
+            commanded = [n for n in self.names if n in set(names)]  # bus order
+            try:
+                where = indices(names, commanded, exact=True)
+                c = self.codec
+                plan = [(n, j, c.zero[c.index[n]], c.sign[c.index[n]] / TICK_RAD) for n, j in zip(commanded, where)]
+            except JointMismatch as e:
+                plan = str(e)
+            if len(self._plans) < 64:
+                self._plans[key] = plan
+        if isinstance(plan, str):
+            log.warning("joint command ignored: %s (the arm's joints: %s)", plan, self.names)
             return {}
-        return {n: self.to_ticks(n, float(v)) for n, v in zip(commanded, q)}
+        if len(msg.position) != len(msg.name or self.arm_joints):
+            log.warning("joint command ignored: %d values for joints %s", len(msg.position), list(msg.name))
+            return {}
+        q = msg.position.tolist()
+        return {n: int(round(zero + k * q[j])) for n, j, zero, k in plan}
+
+    def _goal_packet(self, goals: dict[str, int]) -> bytes:
+        """The SYNC WRITE of `goals` (the last one built is kept: a held goal goes out again as it was)."""
+        key = tuple(goals.items())
+        if key != self._packet[0]:
+            self._packet = (key, self.bus.sync_write_packet("Goal_Position", goals))
+        return self._packet[1]
 
     # -- transient faults and the protective stop -------------------------------------------------
     def _transient(self, err: MotorBusError, now: float) -> None:
@@ -378,7 +398,8 @@ class ArmDriver:
             next_t += period
             delay = next_t - time.monotonic()
             if delay > 0:
-                self._stop.wait(delay)
+                # a plain sleep costs less than an Event's wait; close() waits for at most one period of it
+                time.sleep(delay) if delay < 0.05 else self._stop.wait(delay)
             else:
                 next_t = time.monotonic()  # overrun: skip, never bunch up
 

@@ -220,34 +220,43 @@ class MotorBus:
             raise PortLostError(f"{self.port_name} went away: {e}") from e
 
     def _collect(
-        self, expect: list[tuple[int, int]], timeout: float, what: str, barrier: tuple[int, int] | None = None
+        self,
+        expect: list[tuple[int, int]],
+        timeout: float,
+        what: str,
+        barrier: tuple[int, int] | None = None,
+        received: bytes = b"",
     ) -> tuple[dict[int, StatusPacket], list[str]]:
         """Read status packets until every (id, data length) in `expect` has answered, or every expected
         packet has come (some corrupt), or the deadline. Returns (good replies, what was corrupt).
         Everything before the `barrier`'s answer, and any packet that does not match (another motor, a
-        second answer, another length without an error), is stale: skipped."""
+        second answer, another length without an error), is stale: skipped. `received`: bytes already read
+        for this request (the cyclic read's fast path), parsed first."""
         deadline = time.monotonic() + timeout
         want = dict(expect)
         got: dict[int, StatusPacket] = {}
         corrupt: list[str] = []
-        buf, start = bytearray(), 0
+        buf, start = bytearray(received), 0
         fd, parse = self._fd, self.proto.parse
-        last_look = False
+        last_look, fresh = False, bool(buf)
         while len(got) + len(corrupt) < len(want) and not last_look:
-            # past the deadline, still look once: on a busy host this thread may wake up late, with the
-            # answers already waiting (a host stall is not a motor that did not answer)
-            left = deadline - time.monotonic()
-            last_look = left <= 0
-            left = max(0.0, left)
-            try:
-                if not select.select([fd], [], [], left)[0]:
-                    break
-                chunk = os.read(fd, 4096)
-            except OSError as e:
-                raise PortLostError(f"{self.port_name} went away while reading: {e}") from e
-            if not chunk:
-                raise PortLostError(f"{self.port_name} went away (device disconnected)")
-            buf += chunk
+            if fresh:  # parse what the fast path read before reading more
+                fresh = False
+            else:
+                # past the deadline, still look once: on a busy host this thread may wake up late, with the
+                # answers already waiting (a host stall is not a motor that did not answer)
+                left = deadline - time.monotonic()
+                last_look = left <= 0
+                left = max(0.0, left)
+                try:
+                    if not select.select([fd], [], [], left)[0]:
+                        break
+                    chunk = os.read(fd, 4096)
+                except OSError as e:
+                    raise PortLostError(f"{self.port_name} went away while reading: {e}") from e
+                if not chunk:
+                    raise PortLostError(f"{self.port_name} went away (device disconnected)")
+                buf += chunk
             while True:
                 try:
                     pkt, start = parse(buf, start)
@@ -292,12 +301,16 @@ class MotorBus:
         what: str,
         subset: Callable[[list[int]], bytes] | None = None,
         prefix: bytes = b"",
+        received: tuple[bytes, float] | None = None,
     ) -> dict[int, StatusPacket]:
         """Send `packet`, collect the expected replies; retry transient failures `retries` times. With
         `subset` (ids -> the same request for those motors only, e.g. a SYNC READ), a retry asks only the
         motors whose answer is still missing. `prefix` (packets that need no reply, e.g. a SYNC WRITE) goes
-        out first in the same write: one system call per control cycle."""
-        self.stats["transactions"] += 1
+        out first in the same write: one system call per control cycle. `received` = (bytes, seconds left):
+        the first try was already sent and this much of its answer read (`cycle.CyclicSyncRead`, which
+        counted the transaction): it is collected from there."""
+        if received is None:
+            self.stats["transactions"] += 1
         done: dict[int, StatusPacket] = {}
         pending = list(expect)
         last: MotorBusError | None = None
@@ -307,20 +320,24 @@ class MotorBus:
                 log.debug("retrying %s after %s: %s", what, last.label if last else "", last)
                 if subset is not None:
                     packet = subset([i for i, _ in pending])
-            self._flush_input()
-            out, barrier, extra = b"" if attempt else prefix, None, 0
-            if self._dirty and pending:
-                pkt, barrier, extra = self._barrier(pending[0][0])
-                out += pkt
-            self._write(out + packet)
-            if not pending:
-                return {}
-            timeout = self.timeout_for(
-                len(packet) + extra,
-                sum(self.proto.status_size(n) for _, n in pending),
-                len(pending) + (barrier is not None),
-            )
-            replies, corrupt = self._collect(pending, timeout, what, barrier)
+            if received is not None and not attempt:
+                data, timeout = received
+                replies, corrupt = self._collect(pending, timeout, what, None, data)
+            else:
+                self._flush_input()
+                out, barrier, extra = b"" if attempt else prefix, None, 0
+                if self._dirty and pending:
+                    pkt, barrier, extra = self._barrier(pending[0][0])
+                    out += pkt
+                self._write(out + packet)
+                if not pending:
+                    return {}
+                timeout = self.timeout_for(
+                    len(packet) + extra,
+                    sum(self.proto.status_size(n) for _, n in pending),
+                    len(pending) + (barrier is not None),
+                )
+                replies, corrupt = self._collect(pending, timeout, what, barrier)
             protocol = self._check_errors(replies, what)  # raises at once on a hardware error
             done.update({i: p for i, p in replies.items() if i not in protocol})
             pending = [(i, n) for i, n in pending if i not in done]

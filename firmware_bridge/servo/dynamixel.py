@@ -226,6 +226,28 @@ class DynamixelProtocol(ServoProtocol):
                 raise CorruptPacket("dynamixel: expected an instruction, got a status packet", end)
             return Instruction(id, first, body[1:]), end
 
+    def block_checker(self, ids: list[int], n: int):
+        """For the exact answer to a SYNC READ of `n` bytes from `ids`: bytes -> the motors' data joined in
+        order, or None unless every packet is there, error-free and unstuffed, from the right motor, in order,
+        with a good CRC (then the general parser decides). The headers and their CRC are computed once."""
+        size = self.status_size(n)
+        spans = []
+        for k, i in enumerate(ids):
+            head = self.status(i, 0, bytes(n))[:9]
+            spans.append((k * size, head, crc16_dynamixel(head)))
+        crc = crc16_dynamixel
+
+        def check(buf: bytes) -> bytes | None:
+            out = []
+            for at, head, init in spans:
+                d = buf[at + 9 : at + 9 + n]
+                if buf[at : at + 9] != head or crc(d, init) != buf[at + 9 + n] | buf[at + 10 + n] << 8:
+                    return None
+                out.append(d)
+            return b"".join(out)
+
+        return check
+
     def bulk_read(self, items: list[tuple[int, int, int]]) -> bytes:
         """BULK READ of (id, address, length) triples: each motor answers in turn."""
         body = b"".join(bytes((id,)) + addr.to_bytes(2, "little") + n.to_bytes(2, "little") for id, addr, n in items)

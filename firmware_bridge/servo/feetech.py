@@ -144,6 +144,24 @@ class FeetechProtocol(ServoProtocol):
             params = bytes(buf[i + 5 : end - 1])
             return (StatusPacket(id, first, params) if status else Instruction(id, first, params)), end
 
+    def block_checker(self, ids: list[int], n: int):
+        """For the exact answer to a SYNC READ of `n` bytes from `ids`: bytes -> the motors' data joined in
+        order, or None unless every packet is there, error-free, from the right motor, in order, with a good
+        checksum (then the general parser decides). The headers are built once."""
+        size = self.status_size(n)
+        spans = [(k * size, self.status(i, 0, bytes(n))[:5], i + n + 2) for k, i in enumerate(ids)]
+
+        def check(buf: bytes) -> bytes | None:
+            out = []
+            for at, head, base in spans:
+                d = buf[at + 5 : at + 5 + n]
+                if buf[at : at + 5] != head or (~(base + sum(d)) & 0xFF) != buf[at + 5 + n]:
+                    return None
+                out.append(d)
+            return b"".join(out)
+
+        return check
+
     def bulk_read(self, items):
         raise ValueError("Feetech STS has no BULK READ instruction; use sync_read")
 

@@ -9,6 +9,7 @@ module; `servo.codecs` picks one by family name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -106,6 +107,11 @@ class ServoProtocol(ABC):
     @abstractmethod
     def status_size(self, n_data: int) -> int:
         """Bytes on the wire of a status packet carrying n_data bytes (before any stuffing)."""
+
+    @abstractmethod
+    def block_checker(self, ids: list[int], n: int) -> Callable[[bytes], bytes | None]:
+        """A fast check of the exact, error-free answer to a SYNC READ of `n` bytes from `ids` (the control
+        cycle's): bytes -> the motors' data joined in order, or None (the general parser then decides)."""
 
     # -- exact decoding (tests, emulators) ------------------------------------------
     def decode(self, data: bytes, status: bool = True):
