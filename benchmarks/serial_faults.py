@@ -16,11 +16,13 @@ realtime or not. A silence past the fault window is then a real protective stop.
 
 cpu_share_of_wire = the driver's CPU time per cycle / the cycle's time on the wire at the configured baud rate
 (the SYNC WRITE of 6 goals, the SYNC READ and its 6 answers, 10 bits a byte, no return delay or USB latency).
-The driver's CPU is that of the driver node's own threads (its control loop, and its bus I/O and
-housekeeping threads: `arm:*`), read from their thread clocks: not the emulator's, nor the benchmark's
-commander or probe. `loop_share_of_wire` is the control loop's alone. The same run measures a raw baseline: a
-bare pyserial loop doing the same transfers at the same rate against the same emulator (one write of the
-prebuilt packets, then reads until the answer's exact length is in), and reports the driver/raw CPU ratio.
+The driver runs in a process of its own, as a launched graph runs it (the arm node alone, on an ipc graph,
+its commands from the benchmark's process), and its CPU is that process's (every thread: the control loop,
+the bus's receiving and housekeeping threads, ZeroMQ's): not the emulator's, nor the benchmark's commander
+or probe. `loop_share_of_wire` is the control loop thread's alone. The same run measures a raw baseline in
+the driver's process: a bare pyserial loop on its port doing the same transfers at the same rate against
+the same emulator (one write of the prebuilt packets, then poll and read until the answer's exact length is
+in; it receives no commands and publishes nothing), and reports the driver/raw CPU ratio.
 On a loaded shared machine every cycle runs with cold caches, so each figure is several times what a tight
 loop costs (benchmarks/serial_loop.py); the raw baseline shows how much of that the machine takes anyway.
 
@@ -145,18 +147,6 @@ def can_raise_priority() -> bool:
     return True
 
 
-def node_cpu(prefix: str) -> float:
-    """CPU seconds of the live threads named `prefix*` (a node's threads: `arm:loop`, `arm:io`, `arm:hk`...)."""
-    total = 0.0
-    for t in threading.enumerate():
-        if t.name.startswith(prefix) and t.ident is not None:
-            try:
-                total += time.clock_gettime(time.pthread_getcpuclockid(t.ident))
-            except OSError:  # ended meanwhile
-                pass
-    return total
-
-
 def raw_loop(bus, drv, seconds: float) -> tuple[float, float]:
     """The baseline: a bare loop on the driver's open port doing the cycle's transfers at the driver's rate
     (one write of the prebuilt SYNC WRITE + SYNC READ, then poll and read until the answer's length is in).
@@ -204,42 +194,97 @@ def wire_us_per_cycle(bus, names: list[str]) -> float:
     return nbytes * 10.0  # µs at 1 Mbps, 10 bits a byte
 
 
-def run(robot: str, seconds: float, calib_path: str) -> dict:
-    from loopylab.bus import GripperState, JointCommand, JointState, Node
+def driver_main(robot: str, calib_path: str, url: str, port: str) -> None:
+    """The driver process: the arm node alone, as a launched graph runs it. Prints a line once connected, then
+    answers `stats` (its counters and CPU times) and `raw SECONDS` (the baseline, on its own port) on stdin."""
+    from loopylab.bus import Node
     from loopylab.firmware_bridge.arm_node import ArmConfig, ArmDriver
-    from loopylab.firmware_bridge.messages import DeviceFault
+
+    node = Node("arm", url, heartbeat_hz=0)
+    drv = ArmDriver(node, ArmConfig(port=port, robot=robot, calibration=calib_path))
+    deadline = time.monotonic() + 20
+    while not drv.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(
+        json.dumps({"connected": drv.connected, "arm_joints": drv.arm_joints, "rate_hz": drv.cfg.rate_hz}), flush=True
+    )
+    for line in sys.stdin:
+        cmd, _, arg = line.strip().partition(" ")
+        if cmd == "stats":
+            t = os.times()
+            reader = getattr(drv, "reader", None)
+            out = {
+                "cycles": drv.cycles,
+                "failed_cycles": drv.failed_cycles,
+                "protective_stops": drv.protective_stops,
+                "process_cpu_s": t.user + t.system,  # every thread of the driver's process, ZeroMQ's included
+                "loop_cpu_s": time.clock_gettime(time.pthread_getcpuclockid(drv._thread.ident)),
+                "fast_reads": getattr(reader, "fast", None),
+                "bus_stats": dict(drv.bus.stats),
+                "wire_us_per_cycle": wire_us_per_cycle(drv.bus, drv.names),
+            }
+        elif cmd == "raw":
+            with drv._io:  # the driver's loop waits meanwhile
+                raw_us, short = raw_loop(drv.bus, drv, float(arg))
+            out = {"raw_cpu_us_per_cycle": raw_us, "raw_incomplete": short}
+        else:
+            out = {"error": f"unknown command {cmd!r}"}
+        print(json.dumps(out), flush=True)
+    drv.close()
+    node.close()
+
+
+class Driver:
+    def __init__(self, robot: str, calib_path: str, url: str, port: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--driver", robot, calib_path, url, port],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.info = json.loads(self.proc.stdout.readline())
+
+    def ask(self, line: str) -> dict:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(15)
+
+
+def run(robot: str, seconds: float, calib_path: str) -> dict:
+    from loopylab.bus import DeviceFault, GripperState, JointCommand, JointState, Node
 
     emu = Emulator(robot)
-    graph = f"inproc://{uuid.uuid4().hex}"
-    node, probe = Node("arm", graph, heartbeat_hz=0), Node("bench", graph, heartbeat_hz=0)
-    drv = ArmDriver(node, ArmConfig(port=emu.path, robot=robot, calibration=calib_path))
+    url = f"ipc://serial-faults-{uuid.uuid4().hex[:8]}"
+    probe = Node("bench", url, heartbeat_hz=0)
     faults = probe.subscribe("arm/fault", DeviceFault, queue_size=1000)
     pub = probe.publisher("arm/joint_command", JointCommand)
     # the gate's and the skills' subscriptions: the driver's publishes are real sends
     probe.subscribe("arm/joint_state", JointState, mode="latest")
     probe.subscribe("gripper/state", GripperState, mode="latest")
+    drv = Driver(robot, calib_path, url, emu.path)
     out: dict = {"emulator_priority": emu.priority}
     stop = threading.Event()
+    joints, rate = drv.info["arm_joints"], drv.info["rate_hz"]
 
     def commander():  # the gate's stream: the hold pose, at the driver's rate
-        pose = [0.0] * len(drv.arm_joints)
+        pose = [0.0] * len(joints)
         while not stop.is_set():
-            pub.publish(JointCommand(name=drv.arm_joints, position=pose))
-            stop.wait(1.0 / drv.cfg.rate_hz)
+            pub.publish(JointCommand(name=joints, position=pose))
+            stop.wait(1.0 / rate)
 
     try:
-        deadline = time.monotonic() + 10
-        while not drv.connected and time.monotonic() < deadline:
-            time.sleep(0.05)
+        if not drv.info["connected"]:
+            raise RuntimeError(f"the {robot} driver did not connect to the emulator")
         threading.Thread(target=commander, daemon=True).start()
         time.sleep(1.0)  # settle at the hold pose
-        clock = time.pthread_getcpuclockid(drv._thread.ident)
         for label, spec in (("clean", ""), ("transient", FAULTY)):
             emu.send(f"faults {spec}")
             emu.send("hold")
-            stops0 = drv.protective_stops
-            c0, n0, t0, f0 = time.clock_gettime(clock), drv.cycles, time.monotonic(), drv.failed_cycles
-            k0 = node_cpu("arm:")
+            s0, t0 = drv.ask("stats"), time.monotonic()
             seen = []
             end = t0 + seconds
             while (left := end - time.monotonic()) > 0:
@@ -249,38 +294,37 @@ def run(robot: str, seconds: float, calib_path: str) -> dict:
                     continue
                 if f.active:
                     seen.append(f.code)
-            n, dt, cpu = drv.cycles - n0, time.monotonic() - t0, time.clock_gettime(clock) - c0
-            node_s = node_cpu("arm:") - k0
+            s1, dt = drv.ask("stats"), time.monotonic() - t0
+            n = max(s1["cycles"] - s0["cycles"], 1)
             stats = emu.stats()
             out[label] = {
                 "faults": len(seen),
                 "fault_codes": sorted(set(seen)),
-                "protective_stops": drv.protective_stops - stops0,
+                "protective_stops": s1["protective_stops"] - s0["protective_stops"],
                 "torque_drops": stats["torque_offs"],
                 "max_hold_error_rad": round(stats["max_hold_error_rad"], 4),
                 "injected": stats["injected"],
                 "cycle_hz": round(n / dt, 1),
-                "failed_cycles": drv.failed_cycles - f0,
-                "loop_cpu_us_per_cycle": round(cpu / max(n, 1) * 1e6, 1),
-                "node_cpu_us_per_cycle": round(node_s / max(n, 1) * 1e6, 1),
+                "failed_cycles": s1["failed_cycles"] - s0["failed_cycles"],
+                "fast_reads": None if s1["fast_reads"] is None else s1["fast_reads"] - s0["fast_reads"],
+                "process_cpu_us_per_cycle": round((s1["process_cpu_s"] - s0["process_cpu_s"]) / n * 1e6, 1),
+                "loop_cpu_us_per_cycle": round((s1["loop_cpu_s"] - s0["loop_cpu_s"]) / n * 1e6, 1),
             }
-        wire = wire_us_per_cycle(drv.bus, drv.names)
+        wire = s1["wire_us_per_cycle"]
         out["wire_us_per_cycle"] = wire
-        out["cpu_share_of_wire"] = round(out["clean"]["node_cpu_us_per_cycle"] / wire, 3)
+        out["cpu_share_of_wire"] = round(out["clean"]["process_cpu_us_per_cycle"] / wire, 3)
         out["loop_share_of_wire"] = round(out["clean"]["loop_cpu_us_per_cycle"] / wire, 3)
-        out["bus_stats"] = dict(drv.bus.stats)
-        # the raw baseline on the same port, emulator and load: the driver's loop paused (its I/O lock held)
+        out["bus_stats"] = s1["bus_stats"]
+        # the raw baseline in the driver's process, on its port, against the same emulator under the same load
         emu.send("faults ")
-        with drv._io:
-            raw_us, short = raw_loop(drv.bus, drv, min(seconds, 10.0))
-        out["raw_cpu_us_per_cycle"] = round(raw_us, 1)
-        out["raw_incomplete"] = round(short, 4)
-        out["raw_share_of_wire"] = round(raw_us / wire, 3)
-        out["driver_vs_raw_cpu"] = round(out["clean"]["node_cpu_us_per_cycle"] / raw_us, 2)
+        raw = drv.ask(f"raw {min(seconds, 10.0)}")
+        out["raw_cpu_us_per_cycle"] = round(raw["raw_cpu_us_per_cycle"], 1)
+        out["raw_incomplete"] = round(raw["raw_incomplete"], 4)
+        out["raw_share_of_wire"] = round(raw["raw_cpu_us_per_cycle"] / wire, 3)
+        out["driver_vs_raw_cpu"] = round(out["clean"]["process_cpu_us_per_cycle"] / raw["raw_cpu_us_per_cycle"], 2)
     finally:
         stop.set()
         drv.close()
-        node.close()
         probe.close()
         emu.close()
     return out
@@ -331,13 +375,16 @@ def lerobot_error(robot: str) -> float:
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's loopylab, in every process
     if len(sys.argv) > 1 and sys.argv[1] == "--emulator":
         emulator_main(sys.argv[2], sys.argv[3])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--driver":
+        driver_main(*sys.argv[2:6])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0)
     args = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from loopylab.firmware_bridge.servo import calibration
 
     tmp = Path(tempfile.mkdtemp())

@@ -18,6 +18,7 @@ Services: `arm/torque` {on}, `arm/reboot` {ids}. The driver never clamps: limits
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -136,7 +137,14 @@ class ArmDriver:
         self.window.ok()
         self._last_cmd_seq = self._cmd_key(self.cmd_sub.latest())  # never replay a command from before
         self._last_grip_seq = self._cmd_key(self.grip_sub.latest()) if self.grip_sub else None
-        log.info("arm on %s: %d %s motors connected", self.cfg.port, len(self.names), self.cfg.kind)
+        log.info(
+            "arm on %s: %d %s motors connected (latency allowance %.0f ms, fault window %.0f ms)",
+            self.cfg.port,
+            len(self.names),
+            self.cfg.kind,
+            self.cfg.latency_s * 1e3,
+            self.cfg.fault_window_s * 1e3,
+        )
         self._clear_fault()
         if estop:
             self._publish_fault("estop", "estop: torque off until safety/reset")
@@ -263,6 +271,9 @@ class ArmDriver:
             log.warning("joint command ignored: %d values for joints %s", len(msg.position), list(msg.name))
             return {}
         q = msg.position.tolist()
+        if not all(map(math.isfinite, q)):  # (the gate passes none; never let one end the loop)
+            log.warning("joint command ignored: not a finite position in %s", q)
+            return {}
         return {n: int(round(zero + k * q[j])) for n, j, zero, k in plan}
 
     def _goal_packet(self, goals: dict[str, int]) -> bytes:

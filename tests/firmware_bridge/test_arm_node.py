@@ -234,4 +234,8 @@ def test_commands_that_do_not_fit_the_arm_are_ignored(rig):
     pub.publish(JointCommand(name=first.name, velocity=[0.5] * 5))  # velocity mode
     seen = js.latest().seq
     assert js.wait_for(lambda m: m.seq > seen + 5, timeout=3)  # still running
+    for bad in ([0.1, float("nan"), 0.0, 0.0, 0.0], [0.1, 0.2, 0.3]):  # not finite; too few values
+        pub.publish(JointCommand(name=first.name, position=bad))
+        seen = js.latest().seq
+        assert js.wait_for(lambda m, seen=seen: m.seq > seen + 5, timeout=3)  # still running
     assert {i: emu.register(i, "Goal_Position") for i in emu.motors} == goals and faults.latest() is None

@@ -117,3 +117,18 @@ def test_reboot_clears_a_hardware_error():
 def test_unknown_robot_is_a_clear_error():
     r = CliRunner().invoke(_app(), ["arm", "status", "--robot", "ur5", "--port", "/dev/null"])
     assert r.exit_code == 1 and "unknown robot 'ur5'" in r.output
+
+
+def test_launch_takes_the_latency_and_fault_window_allowances(tmp_path, monkeypatch):
+    """`arm launch --latency-ms --fault-window-ms` reach the arm node (over the graph's own latency_s)."""
+    for key in ("PORT", "CALIBRATION", "LATENCY_S", "FAULT_WINDOW_S"):  # the CLI sets them: restored after
+        monkeypatch.setenv(f"LOOPYLAB_ARM_{key}", "")
+    graph = tmp_path / "arm.toml"
+    graph.write_text(
+        '[graph]\nname = "arm_only"\ntransport = "ipc"\n\n[nodes.arm]\n'
+        'run = "loopylab.firmware_bridge.arm_node:run_arm"\n'
+        'params = { robot = "so101", latency_s = 0.02 }\n'
+    )
+    args = ["arm", "launch", str(graph), "--emulate", "--latency-ms", "40", "--fault-window-ms", "600"]
+    result = CliRunner().invoke(_app(), [*args, "--duration", "10"])
+    assert "6 feetech motors connected (latency allowance 40 ms, fault window 600 ms)" in result.output, result.output
