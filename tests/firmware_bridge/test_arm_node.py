@@ -2,6 +2,7 @@
 the arm (transient faults held with torque on, a protective stop that holds then lowers, torque off only on an
 e-stop, a hardware error or a lost port), reboot, calibration and configuration refusals, units."""
 
+import dataclasses
 import math
 import uuid
 
@@ -239,3 +240,25 @@ def test_commands_that_do_not_fit_the_arm_are_ignored(rig):
         seen = js.latest().seq
         assert js.wait_for(lambda m, seen=seen: m.seq > seen + 5, timeout=3)  # still running
     assert {i: emu.register(i, "Goal_Position") for i in emu.motors} == goals and faults.latest() is None
+
+
+def test_feetech_sign_magnitude_velocity_and_load_and_a_reversed_joint_through_the_codec():
+    """SO-101: velocity (sign bit 15) and load (sign bit 10) are sign-magnitude; a reversed joint (drive
+    mode 1) flips position, velocity and effort. Load 100 = 10 % of the STS3215's 1.9 N·m."""
+    with ServoArmEmulator.for_robot("so101") as emu:
+        bus = MotorBus(emu.path, "feetech", {n: i for i, n in enumerate(JOINTS, 1)})
+        models = {n: m for n, (_, m) in ArmConfig(robot="so101").motors.items()}
+        cal = calibration.identity({n: i for i, n in enumerate(JOINTS, 1)})
+        cal["elbow_flex"] = dataclasses.replace(cal["elbow_flex"], drive_mode=1)
+        codec = ArmCodec(bus, JOINTS, models, cal)
+        block = (
+            (2048 + 100).to_bytes(2, "little")
+            + (0x8000 | 40).to_bytes(2, "little")
+            + (0x400 | 100).to_bytes(2, "little")
+        )
+        ticks, pos, vel, eff = codec.decode(block * 6)
+    tick = 2 * math.pi / 4096
+    assert ticks == [2148] * 6
+    assert pos[0] == pytest.approx(100 * tick) and pos[2] == pytest.approx(-100 * tick)
+    assert vel[0] == pytest.approx(-40 * tick) and vel[2] == pytest.approx(40 * tick)
+    assert eff[0] == pytest.approx(-0.19) and eff[2] == pytest.approx(0.19)
