@@ -21,7 +21,8 @@ def weigh(arm: ArmSession, mo: Motion, args: dict) -> dict:
     base = arm.hold(P.SETTLE_S * 2)
     arm.wait_stamps(arm.wrench, base)
     arm.record(False)
-    fz_base = [arm.wrench[s][2] for s in base[len(base) // 2 :] if s in arm.wrench]
+    # the second half of each hold (settled), every sample in it: the wrist sensor may run on its own clock
+    fz_base = [w[2] for w in arm.recorded(arm.wrench, base[len(base) // 2 :])]
     grasp(arm, mo, plan, label)
     arm.run(plan["up"])
     arm.record(True)
@@ -29,6 +30,6 @@ def weigh(arm: ArmSession, mo: Motion, args: dict) -> dict:
     ensure_lifted(arm, mo, label, plan, held, P.WEIGH_LIFT)
     arm.wait_stamps(arm.wrench, held)
     arm.record(False)
-    fz_held = [arm.wrench[s][2] for s in held[len(held) // 2 :] if s in arm.wrench]
+    fz_held = [w[2] for w in arm.recorded(arm.wrench, held[len(held) // 2 :])]
     release_and_retreat(arm, mo, plan)
     return P.analyze_weigh(fz_base, fz_held)
