@@ -39,6 +39,8 @@ log = logging.getLogger("loopylab.rig")
 
 FT_NOISE_N = 0.03  # FT300 force noise (N, 1 sigma; its datasheet's noise-free resolution is 0.1 N)
 FT_NOISE_NM = 0.002  # torque noise (N·m)
+EMULATED_LATENCY_S = 0.1  # the arm node's allowance per transaction on the emulated rig
+EMULATED_FAULT_WINDOW_S = 1.0
 
 
 @dataclass
@@ -105,6 +107,9 @@ class Rig:
     def overrides(self) -> list[str]:
         """`--set NODE.PARAM=VALUE` for graphs/<robot>.toml: this rig's ports and files."""
         sets = [f'arm.port="{self.motors.path}"', f'arm.calibration="{self.files["calibration"]}"']
+        # the emulated servos answer from a Python process that shares the machine (and holds the GIL while
+        # it steps or renders the world): allow it what a slow USB adapter gets, not an FTDI at 1 ms
+        sets += [f"arm.latency_s={EMULATED_LATENCY_S}", f"arm.fault_window_s={EMULATED_FAULT_WINDOW_S}"]
         if self.gripper is not None:
             sets.append(f'gripper.port="{self.gripper.path}"')
         if self.ft is not None:
