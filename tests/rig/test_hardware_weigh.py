@@ -1,13 +1,19 @@
 """A mass question answered on the hardware path: the real arm driver, gate and skills over the emulated
-SO-101's serial port, the Robotiq over Modbus RTU, the mass from the emulated FT300's stream. No simulator
-node in the graph: nothing offers or asks for sim/oracle or sim/reset."""
+SO-101's serial port, the Robotiq over Modbus RTU, the mass from the emulated FT300's stream, the scene from
+the camera. No simulator node in the graph: nothing offers or asks for sim/oracle or sim/reset."""
 
 import uuid
 from pathlib import Path
 
 import pytest
 
+from loopylab.bus import Node
 from loopylab.bus.launch import apply_overrides, load_graph, start_graph
+from loopylab.lab.agents import make_agent
+from loopylab.lab.forward import ForwardModel, InlineTwins
+from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
+from loopylab.lab.questions import grade, make_question
+from loopylab.lab.rig_bench import HardwareBench
 from loopylab.rig.rig import Rig, RigConfig
 from loopylab.world.splits import seeds
 
@@ -48,3 +54,36 @@ def test_weigh_over_serial_reads_the_mass_from_the_ft300(tmp_path):
         assert m["source"] == "scene"  # no pose source in this graph: positions from the bench's scene file
     finally:
         rig.stop()
+
+
+def test_a_mass_investigation_on_the_hardware_path(tmp_path):
+    """The eig agent answers a mass question on the emulated rig: the scene measured by the camera (rendered by
+    the rig, carried by the graph's camera node, tracked by perception), the masses weighed with the FT300."""
+    cam_bus = f"inproc://rig-{uuid.uuid4().hex}"
+    cam_node = Node("rig", cam_bus)
+    rig = Rig(RigConfig(robot="so101", seed=WORLD, n_objects=1, out_dir=str(tmp_path)), node=cam_node).start()
+    spec = load_graph(ROOT / "graphs" / "so101.toml").with_bus(f"inproc://{uuid.uuid4().hex}")
+    spec = apply_overrides(spec, rig.overrides() + [f'camera.source="bus:overhead@{cam_bus}"'])
+    try:
+        with HardwareBench(spec, rig.files["scene"], place=lambda scene: None) as bench:
+            scene = bench.reset()  # the emulated rig's builder placed the objects: the camera measures them
+            truth = rig.truth()
+            for o in scene.objects:  # the lab starts from the camera's positions, not the world's
+                assert o.mass is None
+                assert abs(o.position[0] - truth[o.label]["position"][0]) < 0.01
+                assert abs(o.position[1] - truth[o.label]["position"][1]) < 0.01
+            question = make_question("mass", grammar_scene(scene), WORLD)
+            result = investigate(
+                question,
+                scene,
+                make_agent("eig", seed=WORLD),
+                bench.runner,
+                ForwardModel(scene, InlineTwins()),
+                InvestigationConfig(seed=WORLD),
+            )
+            assert not bench.graph.has_service("sim/oracle") and not bench.graph.has_service("sim/reset")
+        assert result.experiments >= 1 and "weigh" in result.notebook.text()
+        assert grade(question, result.conclusion, truth).success, result.notebook.text()
+    finally:
+        rig.stop()
+        cam_node.close()
