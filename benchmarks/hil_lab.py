@@ -66,8 +66,7 @@ def hil_world(seed: int, kinds: list[str]) -> dict:
             out["weigh_s"] = time.monotonic() - t0
             out.update(_graded(r, rig.truth()["red_block"]["mass"]))
             for kind in kinds:  # a whole investigation, the scene measured by the camera
-                scene = bench.reset()
-                out[kind] = _investigate(kind, seed, scene, bench.runner, rig.truth())
+                out[kind] = _guarded(lambda k=kind: _investigate(k, seed, bench.reset(), bench.runner, rig.truth()))
     finally:
         rig.stop()
         node.close()
@@ -112,9 +111,16 @@ def sim_world(seed: int, kinds: list[str]) -> dict:
         r = bench.execute("weigh", {"object": "red_block"})
         out = {"seed": seed, "weigh_s": time.monotonic() - t0, **_graded(r, truth["red_block"]["mass"])}
         for kind in kinds:
-            scene = bench.reset(seed)
-            out[kind] = _investigate(kind, seed, scene, bench.runner, bench.oracle())
+            out[kind] = _guarded(lambda k=kind: _investigate(k, seed, bench.reset(seed), bench.runner, bench.oracle()))
     return out
+
+
+def _guarded(fn) -> dict:
+    """An investigation that could not run (e.g. the camera does not see an object) is a failure, with why."""
+    try:
+        return fn()
+    except Exception as e:
+        return {"success": False, "error": float("nan"), "experiments": 0, "failed": f"{type(e).__name__}: {e}"}
 
 
 def _investigate(kind: str, seed: int, scene, runner, truth: dict) -> dict:
