@@ -9,6 +9,7 @@ from loopylab.firmware_bridge.modbus.ft300 import FT300
 from loopylab.firmware_bridge.modbus.robotiq import RobotiqGripper
 from loopylab.firmware_bridge.servo import calibration as cal
 from loopylab.firmware_bridge.servo.bus import Motor, MotorBus
+from loopylab.firmware_bridge.servo.models import effort_unit
 from loopylab.rig.rig import Rig, RigConfig
 from loopylab.world.robots import robot_spec
 from tests.waiting import wait_for_value, wait_until
@@ -61,6 +62,13 @@ def test_a_goal_over_serial_moves_the_simulated_joint(rig):
         assert wait_until(lambda: abs(rig.physics.joint(0)[0] - goal_rad) < 0.01, 20)
         at = cal.to_rad(calib["shoulder_pan"], bus.read("Present_Position", "shoulder_pan"))
         assert at == pytest.approx(goal_rad, abs=0.01)
+        # the shoulder holds the arm up against gravity: its load register carries the simulated torque
+        layout = robot_spec(rig.cfg.robot).hardware
+        reg = "Present_Load" if layout.kind == "feetech" else "Present_Current"
+        unit = effort_unit(layout.kind, layout.motors["shoulder_lift"][1]).nm_per_unit
+        effort = rig.physics.joint(1)[2]
+        assert abs(effort) > 0.02
+        assert bus.read(reg, "shoulder_lift") * unit == pytest.approx(effort, abs=0.05 + 0.2 * abs(effort))
         bus.set_torque(False)
     finally:
         bus.close()
