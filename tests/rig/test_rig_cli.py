@@ -21,7 +21,7 @@ def test_physics_emulator_serves_the_rig_at_stable_links(tmp_path, capsys):
     t.start()
     try:
         assert wait_until(lambda: all((links / n).exists() for n in ("arm", "gripper", "ft")), 30)
-        assert wait_until(lambda: (files / "scene.toml").exists(), 30)  # written once the rig is built
+        assert wait_until((files / "scene.toml").exists, 30)  # written once the rig is built
         calib = cal.load(files / "so101.json")
         bus = MotorBus(
             str(links / "arm"), "feetech", {n: Motor(c.id, "sts3215") for n, c in calib.items()}, latency_s=0.25
