@@ -25,6 +25,7 @@ from loopylab.world.scene import SceneSpec
 
 log = logging.getLogger("loopylab.rig")
 
+LOAD_FILTER_S = 0.05  # s: time constant of the servos' load (current) reading
 BACKDRIVE_NM = 0.6  # N·m: what a 1:345 servo gearbox resists with torque off (the arm barely sags)
 
 
@@ -115,7 +116,11 @@ class RigPhysics:
 
     def _snapshot(self) -> None:
         q, v, e = self.arm.joint_values()
-        self.q, self.v, self.effort = np.array(q), np.array(v), np.array(e)
+        self.q, self.v = np.array(q), np.array(v)
+        # what a servo reports as load is its filtered current, not the solver's per-step impulse (PyBullet's
+        # position motors hit their force limit for a step whenever a new goal arrives)
+        a = min(1.0, self.period / LOAD_FILTER_S)
+        self.effort = np.array(e) if self.ticks == 0 else self.effort + a * (np.array(e) - self.effort)
         self.force, self.torque = self.arm.wrench()
         r = self.world.robot
         if r.gripper:
