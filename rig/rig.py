@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,7 +145,7 @@ class Rig:
                     continue
                 with self.physics.lock:
                     rgb, depth, K, T = render(self.physics.world.cid, c, self.physics.arm.ee_pose())
-                stamp = _now()
+                stamp = time.time_ns()
                 info.publish(CameraInfo(width=c.width, height=c.height, K=K, T_base_camera=T, stamp_ns=stamp))
                 dep.publish(Image.from_array(depth, "32FC1", stamp_ns=stamp, frame_id=c.name))
                 img.publish(Image.from_array(rgb, "rgb8", stamp_ns=stamp, frame_id=c.name))
@@ -175,12 +176,6 @@ class Rig:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _now() -> int:
-    import time
-
-    return time.time_ns()
 
 
 def _write(path: Path, text: str) -> Path:
