@@ -337,6 +337,17 @@ FAULT_HELP = (
 )
 
 
+def _physics_emulator():
+    """The rig's runner, found through the `loopylab.emulators` entry point (the rig sits above this package:
+    it puts `loopylab.sim`'s physics behind these emulators)."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group="loopylab.emulators")}
+    if "physics" not in found:
+        _fail("no physics emulator installed (entry point loopylab.emulators: physics); reinstall loopylab")
+    return found["physics"].load()
+
+
 @arm.command("emulate")
 def emulate(
     kind: str = typer.Option("feetech", help="feetech | dynamixel (6-motor arms), mcu, robotiq, ft300."),
@@ -344,12 +355,31 @@ def emulate(
     link: str | None = typer.Option(None, help="Stable path for the pty (a symlink), e.g. /tmp/ttyARM."),
     fault: str = typer.Option("", help=FAULT_HELP),
     seed: int = typer.Option(0, help="Seed of the fault draws."),
+    physics: bool = typer.Option(
+        False,
+        "--physics",
+        help="The whole rig with a simulated arm and world behind the ports: the --robot's servos, a Robotiq "
+        "2F-85 and an FT300 on their own ptys (--link: a folder for stable links), cameras on a bus.",
+    ),
+    world: int = typer.Option(0, help="With --physics: the world's seed (its objects, and the arm's assembly)."),
+    gripper: str = typer.Option("robotiq", help="With --physics: robotiq (Modbus RTU) or motor (the arm's servo)."),
+    bus: str = typer.Option("", help="With --physics: the bus the cameras publish on (default ipc://loopylab-rig)."),
+    out: str = typer.Option("", help="With --physics: folder for the calibration and scene files."),
 ):
     """Run a device emulator on a pty and print its path; use that path as --port. Ctrl-C or SIGTERM stops
     it (and removes the --link)."""
     import signal
 
     from loopylab.firmware_bridge.emulators.pty_device import Faults, schedule_port_loss
+
+    if physics:
+        if fault:
+            _fail("--physics takes no --fault (run a plain emulator for fault injection)")
+        try:
+            _physics_emulator()(robot=robot or "so101", world=world, link=link, gripper=gripper, bus=bus, out=out)
+        except ValueError as e:
+            _fail(str(e))
+        return
 
     try:
         faults = Faults.parse(fault, seed) if fault else None

@@ -290,13 +290,19 @@ def run_perception(
     lost_after_s: float = 0.5,
     systematic_sigma: float = 0.001,
     silent_after_s: float = 2.0,
+    scene: str | None = None,
 ) -> PerceptionNode:
     """Graph entry point. `calibration` maps camera names to TOML files (relative to `graph_dir`);
     cameras without one take K, D and T_base_camera from their `info` topic (the sim's cameras).
 
-    Objects: `objects` (list of tables); without them, the objects of the sim's latched `sim/scene`, as the
-    skills node reads it: labels, shapes, sizes, colours.
+    Objects: `objects` (list of tables), or those of `scene` (a scene TOML naming what is on the bench, as
+    the skills node takes it: a hardware bench has no simulator to say); without either, the objects of the
+    sim's latched `sim/scene`, as the skills node reads it: labels, shapes, sizes, colours.
     """
+    if scene and not objects:
+        from loopylab.world.scene import SceneSpec
+
+        objects = objects_from_scene(SceneSpec.from_toml(scene).perceived())
     cfg = PerceptionConfig.from_dict(
         {
             "objects": list(objects),

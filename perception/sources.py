@@ -277,10 +277,12 @@ def open_source(
     exposure: float | None = None,
     loop: bool = False,
 ) -> FrameSource:
-    """A source from what a user types: `0`, `/dev/video2`, `clip.mp4`, `captures/`, `bus:overhead`."""
+    """A source from what a user types: `0`, `/dev/video2`, `clip.mp4`, `captures/`, `bus:overhead`,
+    `bus:overhead@ipc://loopylab-rig`."""
     s = str(spec)
-    if s.startswith("bus:"):
-        return BusCameraSource(s[4:])
+    if s.startswith("bus:"):  # bus:NAME, or bus:NAME@URL for a camera on another graph's bus (an emulated rig's)
+        name, _, url = s[4:].partition("@")
+        return BusCameraSource(name, url or None)
     if s.isdigit():
         return DeviceSource(int(s), width, height, fps or 30.0, exposure)
     p = Path(s).expanduser()
@@ -316,6 +318,7 @@ class CameraPublisher:
             )
             cal = cal.scaled(source.width, source.height)
         self.calibration = cal
+        self._forward_info = calibration is None
         self.image = node.publisher(f"camera/{name}/image", Image)
         self.depth = node.publisher(f"camera/{name}/depth", Image)
         self.info = node.publisher(f"camera/{name}/info", CameraInfo, latched=True)
@@ -334,7 +337,9 @@ class CameraPublisher:
                 if f is None:
                     break
                 stamp = f.stamp_ns
-                self.info.publish(self.calibration.to_info(stamp_ns=stamp))
+                # a camera from another bus brings its own calibration (its info) unless a file was given
+                cal = f.calibration if self._forward_info and f.calibration is not None else self.calibration
+                self.info.publish(cal.to_info(stamp_ns=stamp))
                 if f.depth is not None:  # converted into a loan: on ipc, shared memory that publish() sends as is
                     depth = self.depth.loan(f.depth.shape, np.float32)
                     np.copyto(depth, f.depth, casting="unsafe")  # what astype(np.float32) does

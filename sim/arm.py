@@ -85,6 +85,10 @@ class ArmSim:
         self._target_vel = [(a - b) / period for a, b in zip(q, self._target)] if period else [0.0] * len(q)
         self._target = q
 
+    def set_efforts(self, efforts) -> None:
+        """Per-joint torque limits of the position servos (default: the URDF's efforts)."""
+        self._efforts = [float(x) for x in efforts]
+
     def hold_still(self) -> None:
         """No velocity feed-forward: the servos hold the current targets."""
         self._target_vel = [0.0] * len(self._target)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = ("world", "bus", "sim", "firmware_bridge", "actuation", "perception", "lab", "nanochat", "market")
+FOLDERS = ("world", "bus", "sim", "firmware_bridge", "actuation", "perception", "rig", "lab", "nanochat", "market")
 SETUPTOOLS = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
 
 

@@ -38,7 +38,9 @@ PLACEMENT = {
     "kuka_iiwa": ((0.45, 0.62), 0.18),
     "xarm6": ((0.28, 0.47), 0.2),
     "so101": ((0.14, 0.22), 1.0),
-}  # so101: radius range and |bearing| max (rad): its reach is a ring
+    "koch": ((0.14, 0.2), 1.0),
+}  # so101, koch: radius range and |bearing| max (rad): their reach is a ring
+SMALL_ARMS = ("so101", "koch")  # desk arms: smaller, lighter objects, placed on a ring
 
 
 @dataclass
@@ -183,7 +185,7 @@ class SceneSpec:
 def default_cameras(robot: str) -> list[CameraSpec]:
     (x0, x1), _ = PLACEMENT.get(robot, PLACEMENT["panda"])
     cx = (x0 + x1) / 2
-    h = 0.7 if robot != "so101" else 0.45
+    h = 0.7 if robot not in SMALL_ARMS else 0.45
     # oblique, from beyond the workspace (straight overhead, the arm's hand hides the middle of the table)
     return [
         CameraSpec(
@@ -204,7 +206,7 @@ def scene_from_seed(seed: int, n_objects: int | None = None, robot: str = "panda
     if not 1 <= n <= 4:
         raise ValueError(f"n_objects must be 1..4, got {n}")
     (x0, x1), ymax = PLACEMENT[robot]
-    small = robot == "so101"
+    small = robot in SMALL_ARMS
     objects: list[ObjectSpec] = []
     spacing = 0.03 if small else 0.07  # a gripper's width between objects
     for i, colour in enumerate(list(COLOURS)[:n]):

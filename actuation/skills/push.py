@@ -88,11 +88,11 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
         t_brake = (stamps[i_brake] - stamps[0]) / 1e9
         m = P.analyze_strike(t, xy, t_brake, speed, arm.sigma(label))
     else:
-        w = arm.wrench
-        base = np.mean([w[s] for s in base_stamps if s in w], axis=0)
-        pushed = stamps[: len(line)]
-        f = np.array([-(w[s][:3] - base[:3]) @ d if s in w else 0.0 for s in pushed])
-        up = np.array([w[s][2] - base[2] if s in w else 0.0 for s in pushed])
+        # per tick, the wrench of that tick (or the sensor's newest before it: it may run on its own clock)
+        base = np.mean([w for w in arm.sampled(arm.wrench, base_stamps) if w is not None], axis=0)
+        pushed = arm.sampled(arm.wrench, stamps[: len(line)])
+        f = np.array([-(w[:3] - base[:3]) @ d if w is not None else 0.0 for w in pushed])
+        up = np.array([w[2] - base[2] if w is not None else 0.0 for w in pushed])
         m = P.analyze_push(plan.path[: len(f)], f, pos0, pos1, plan.steady, arm.sigma(label), force_up=up)
         if not P.PUSH_LOAD_RANGE[0] <= m.get("load_N", 0.0) <= P.PUSH_LOAD_RANGE[1]:
             raise SkillFailed(

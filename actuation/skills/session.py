@@ -9,6 +9,7 @@ from `perception/objects`.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -295,9 +296,28 @@ class ArmSession:
             return [v for s, v in sorted(table.items()) if stamps[0] <= s <= stamps[-1]]
 
     def wait_stamps(self, table: dict, stamps: list[int], timeout: float = 10.0) -> None:
+        """Wait until the recorded `table` holds the sample of the last tick, or (a sensor on a clock of its
+        own, such as a wrist sensor on its own serial port) one stamped at or after it."""
         deadline = time.monotonic() + timeout
-        while stamps and stamps[-1] not in table and time.monotonic() < deadline:
+        while stamps and time.monotonic() < deadline:
+            with self._rec_lock:
+                if stamps[-1] in table or (table and max(table) >= stamps[-1]):
+                    return
             time.sleep(0.001)  # the sample of the last tick is in flight on another socket
+
+    def sampled(self, table: dict, stamps: list[int]) -> list:
+        """Per tick, the recorded sample of that stamp, else the newest one before it (a sensor on its own
+        clock); None where there is none yet."""
+        with self._rec_lock:
+            keys = sorted(table)
+            out = []
+            for s in stamps:
+                if s in table:
+                    out.append(table[s])
+                    continue
+                i = bisect.bisect_right(keys, s)
+                out.append(table[keys[i - 1]] if i else None)
+            return out
 
     def wait_objects(self, stamp: int, timeout: float = 5.0) -> None:
         """Motion capture publishes a pose set every tick, stamped like the tick: wait for this tick's

@@ -10,6 +10,10 @@ As strict as the motors: REG_WRITE only takes effect on ACTION; REBOOT reloads E
 (torque off, hardware error cleared); Dynamixel FACTORY_RESET (all / all but ID / all but ID and baud)
 and CLEAR (multi-turn count); an unknown instruction is answered with the instruction error (Dynamixel
 error 2, Feetech bit 0x40); a broadcast READ (which no motor answers) is ignored.
+
+A motor's `body` hook puts something else behind its registers (the hardware-in-the-loop rig gives it a
+simulated joint): called on every access with the goal as an actual position (ticks; None with torque off
+or a hardware error), it returns (actual ticks, velocity ticks/s, load in the effort register's units).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from loopylab.firmware_bridge.emulators.pty_device import Faults, PtyDevice
 from loopylab.firmware_bridge.servo.codecs import get_protocol
@@ -59,6 +64,8 @@ class EmulatedMotor:
         self.hw_error = 0  # Dynamixel hardware error bits / Feetech status bits
         self.pending: tuple[int, bytes] | None = None  # a REG_WRITE waiting for ACTION
         self.torque_offs = 0  # times torque went from on to off (benchmarks count drops)
+        self.body: Callable[[float | None], tuple[float, float, float]] | None = None  # see the module docstring
+        self.load: float | None = None  # effort register value from the body (None: a stand-in from velocity)
         self.model = model
         self._last = time.monotonic()
         self._set("Model_Number", model)
@@ -109,7 +116,13 @@ class EmulatedMotor:
     def update(self) -> None:
         now = time.monotonic()
         dt, self._last = now - self._last, now
-        if self.torque and not self.hw_error:
+        if self.body is not None:
+            target = None
+            if self.torque and not self.hw_error:
+                goal, off = self._get("Goal_Position"), self._get("Homing_Offset")
+                target = float(goal - off if self.kind == "dynamixel" else goal + off)
+            self.actual, self.velocity, self.load = self.body(target)
+        elif self.torque and not self.hw_error:
             goal, off = self._get("Goal_Position"), self._get("Homing_Offset")
             target = goal - off if self.kind == "dynamixel" else goal + off
             step = max(-SPEED_TICKS_PER_S * dt, min(SPEED_TICKS_PER_S * dt, target - self.actual))
@@ -123,11 +136,13 @@ class EmulatedMotor:
         self._set("Present_Position", self.present_position())
         if self.kind == "dynamixel":
             self._set("Present_Velocity", round(self.velocity / 4096 * 60 / 0.229))  # 0.229 rpm units
-            self._set("Present_Current", round(self.velocity * 0.05))  # stand-in for load
+            load = self.velocity * 0.05 if self.load is None else self.load  # a stand-in without a body
+            self._set("Present_Current", max(-32767, min(32767, round(load))))
             self._set("Hardware_Error_Status", self.hw_error)
         else:
             self._set("Present_Velocity", max(-32767, min(32767, round(self.velocity))))  # ticks/s
-            self._set("Present_Load", max(-1000, min(1000, round(self.velocity * 0.2))))  # 0.1 % units
+            load = self.velocity * 0.2 if self.load is None else self.load  # 0.1 % units
+            self._set("Present_Load", max(-1000, min(1000, round(load))))
             self._set("Present_Current", abs(round(self.velocity * 0.02)))
             self._set("Status", self.hw_error)
             self._set("Present_Temperature", 31)

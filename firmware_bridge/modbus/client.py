@@ -89,15 +89,24 @@ class ModbusClient:
             )
         return r
 
+    def _registers(self, what: str, r, count: int) -> list[int]:
+        """The reply's registers, if there are as many as asked for: on a busy line a late answer to an
+        earlier request (a write's, with none) can be taken for this one's, and must be a retry, not a crash."""
+        regs = list(getattr(r, "registers", None) or [])
+        if len(regs) != count:
+            raise ModbusDeviceError(
+                f"{self.name} ({self.ep.describe()}) answered {what} with {len(regs)} registers "
+                "(a stale or damaged reply)"
+            )
+        return regs
+
     def read_holding(self, address: int, count: int) -> list[int]:
-        return self._call(
-            f"read holding {address}+{count}", self.client.read_holding_registers, address, count=count
-        ).registers
+        what = f"read holding {address}+{count}"
+        return self._registers(what, self._call(what, self.client.read_holding_registers, address, count=count), count)
 
     def read_input(self, address: int, count: int) -> list[int]:
-        return self._call(
-            f"read input {address}+{count}", self.client.read_input_registers, address, count=count
-        ).registers
+        what = f"read input {address}+{count}"
+        return self._registers(what, self._call(what, self.client.read_input_registers, address, count=count), count)
 
     def read_coils(self, address: int, count: int) -> list[bool]:
         return self._call(f"read coils {address}+{count}", self.client.read_coils, address, count=count).bits[:count]

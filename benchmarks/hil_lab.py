@@ -1,0 +1,206 @@
+"""The hardware path against the simulator's own sensors, on the same worlds: the emulated SO-101 rig
+(`loopylab.rig`: servos over a pty, Robotiq over Modbus RTU, FT300 stream, a rendered camera on a bus)
+driven by the hardware graph (graphs/so101.toml: driver, gate, gripper, F/T, camera, perception, skills),
+next to the sim bench (SimArm, mocap) as the baseline.
+
+Per test world: the camera's object positions against the physics (`camera_pose_err_mm`, every object, a few
+seconds of perception/objects while the arm holds still), the FT300's stream against the physics' wrench at
+the same moment (`wrench_err_n`, |Δf| per frame), then a weigh of `red_block` on each path (success: the skill
+ran and the mass is within the mass question's tolerance, 10 %), then an investigation per question kind by
+the eig agent (`--kinds`, default mass) on each path: on the hardware path through `lab.rig_bench.HardwareBench`
+(no oracle, no reset: the scene measured by the camera; graded here against the rig's truth).
+
+    .venv/bin/python benchmarks/hil_lab.py [--worlds 4]
+
+Last line JSON: camera_pose_err_mm, wrench_err_n (medians), hil_weigh_success, sim_weigh_success,
+hil_vs_sim_success, hil_mass_err_rel, sim_mass_err_rel (medians), experiment_s (median seconds per weigh,
+HIL), sim_experiment_s; hil_success / sim_success per question kind (the eig agent, the scene measured by the
+camera on the hardware path), hil_success_min, hil_vs_sim_success (the lowest ratio over kinds); oracle_calls,
+reset_calls (sim services on the hardware graph: none offered, so none can be called).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from loopylab.bus import ObjectPoses, Wrench  # noqa: E402
+from loopylab.bus.launch import apply_overrides, load_graph  # noqa: E402
+from loopylab.lab.bench import sim_bench  # noqa: E402
+from loopylab.lab.rig_bench import HardwareBench  # noqa: E402
+from loopylab.rig.rig import Rig, RigConfig  # noqa: E402
+from loopylab.world.splits import seeds  # noqa: E402
+
+MASS_TOLERANCE = 0.10  # relative: the mass question's default (lab/questions.py)
+OBSERVE_S = 4.0
+
+
+def hil_world(seed: int, kinds: list[str]) -> dict:
+    from loopylab.bus import Node
+
+    cam_bus = f"inproc://rig-{uuid.uuid4().hex}"
+    node = Node("rig", cam_bus)
+    rig = Rig(RigConfig(robot="so101", seed=seed), node=node).start()
+    spec = load_graph(ROOT / "graphs" / "so101.toml").with_bus(f"inproc://{uuid.uuid4().hex}")
+    spec = apply_overrides(spec, rig.overrides() + [f'camera.source="bus:overhead@{cam_bus}"'])
+    out: dict = {"seed": seed}
+    try:
+        # the emulated rig's world builder has placed the objects: nobody to prompt
+        with HardwareBench(spec, rig.files["scene"], place=lambda scene: None) as bench:
+            out["oracle"] = int(bench.graph.has_service("sim/oracle"))
+            out["reset"] = int(bench.graph.has_service("sim/reset"))
+            out.update(_sensor_errors(bench.node, rig))
+            t0 = time.monotonic()
+            r = bench.execute("weigh", {"object": "red_block"}, timeout=180)
+            out["weigh_s"] = time.monotonic() - t0
+            out.update(_graded(r, rig.truth()["red_block"]["mass"]))
+            for kind in kinds:  # a whole investigation, the scene measured by the camera
+                out[kind] = _guarded(lambda k=kind: _investigate(k, seed, bench.reset(), bench.runner, rig.truth()))
+    finally:
+        rig.stop()
+        node.close()
+    return out
+
+
+def _sensor_errors(client, rig: Rig) -> dict:
+    """Camera positions and FT300 forces against the physics while the arm holds still."""
+    pose_err, wrench_err = [], []
+    lock = threading.Lock()
+
+    def on_wrench(msg: Wrench) -> None:
+        f, _ = rig.physics.wrench()
+        with lock:
+            wrench_err.append(float(np.linalg.norm(np.asarray(msg.force) - f)))
+
+    def on_objects(msg: ObjectPoses) -> None:
+        truth = rig.truth()
+        with lock:
+            for o in msg.objects:
+                if o.label in truth:
+                    pose_err.append(1000 * float(np.linalg.norm(np.asarray(o.position) - truth[o.label]["position"])))
+
+    client.subscribe("wrist/wrench", Wrench, callback=on_wrench)
+    objs = client.subscribe("perception/objects", ObjectPoses, callback=on_objects)
+    try:
+        objs.wait_for(timeout=30)
+    except TimeoutError:
+        pass
+    time.sleep(OBSERVE_S)
+    with lock:
+        return {
+            "pose_err_mm": statistics.median(pose_err) if pose_err else float("nan"),
+            "wrench_err_n": statistics.median(wrench_err) if wrench_err else float("nan"),
+        }
+
+
+def sim_world(seed: int, kinds: list[str]) -> dict:
+    with sim_bench(robot="so101", seed=seed) as bench:
+        truth = bench.oracle()
+        t0 = time.monotonic()
+        r = bench.execute("weigh", {"object": "red_block"})
+        out = {"seed": seed, "weigh_s": time.monotonic() - t0, **_graded(r, truth["red_block"]["mass"])}
+        for kind in kinds:
+            out[kind] = _guarded(lambda k=kind: _investigate(k, seed, bench.reset(seed), bench.runner, bench.oracle()))
+    return out
+
+
+def _guarded(fn) -> dict:
+    """An investigation that could not run (e.g. the camera does not see an object) is a failure, with why."""
+    try:
+        return fn()
+    except Exception as e:
+        return {"success": False, "error": float("nan"), "experiments": 0, "failed": f"{type(e).__name__}: {e}"}
+
+
+def _investigate(kind: str, seed: int, scene, runner, truth: dict) -> dict:
+    """The eig agent's investigation of `kind` from `scene`, graded against `truth` (read outside the lab)."""
+    from loopylab.lab.agents import make_agent
+    from loopylab.lab.forward import ForwardModel, InlineTwins
+    from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
+    from loopylab.lab.questions import grade, make_question
+
+    t0 = time.monotonic()
+    question = make_question(kind, grammar_scene(scene), seed)
+    result = investigate(
+        question,
+        scene,
+        make_agent("eig", seed=seed),
+        runner,
+        ForwardModel(scene, InlineTwins()),
+        InvestigationConfig(seed=seed),
+    )
+    gr = grade(question, result.conclusion, truth)
+    return {
+        "success": bool(gr.success),
+        "error": float(gr.error),
+        "experiments": result.experiments,
+        "s_per_experiment": (time.monotonic() - t0) / max(1, result.experiments),
+    }
+
+
+def _graded(r: dict, truth: float) -> dict:
+    m = r["measurements"].get("mass_kg") if r["ok"] else None
+    err = abs(m - truth) / truth if m is not None and np.isfinite(m) else float("nan")
+    return {"ok": bool(r["ok"]), "mass_err_rel": err, "success": bool(r["ok"] and err <= MASS_TOLERANCE)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worlds", type=int, default=4)
+    ap.add_argument("--kinds", default="mass", help="question kinds investigated on both paths (comma-separated)")
+    args = ap.parse_args()
+    worlds = seeds("test", args.worlds)
+    kinds = [k for k in args.kinds.split(",") if k]
+    hil, sim = [], []
+    for s in worlds:
+        hil.append(hil_world(s, kinds))
+        print("hil", json.dumps(hil[-1]), flush=True)
+        sim.append(sim_world(s, kinds))
+        print("sim", json.dumps(sim[-1]), flush=True)
+
+    def med(rows, key):
+        vals = [r[key] for r in rows if key in r and np.isfinite(r[key])]
+        return round(statistics.median(vals), 4) if vals else None
+
+    def rate(rows, kind=None):
+        return sum((r[kind]["success"] if kind else r["success"]) for r in rows) / len(rows)
+
+    hil_success = {k: rate(hil, k) for k in kinds}
+    sim_success = {k: rate(sim, k) for k in kinds}
+    ratio = [hil_success[k] / sim_success[k] for k in kinds if sim_success[k]]
+    print(
+        json.dumps(
+            {
+                "worlds": worlds,
+                "hil_success": hil_success,
+                "sim_success": sim_success,
+                "hil_success_min": min(hil_success.values()) if kinds else None,
+                "hil_vs_sim_success": round(min(ratio), 3) if ratio else None,
+                "camera_pose_err_mm": med(hil, "pose_err_mm"),
+                "wrench_err_n": med(hil, "wrench_err_n"),
+                "hil_weigh_success": rate(hil),
+                "sim_weigh_success": rate(sim),
+                "hil_mass_err_rel": med(hil, "mass_err_rel"),
+                "sim_mass_err_rel": med(sim, "mass_err_rel"),
+                "experiment_s": med(hil, "weigh_s"),
+                "sim_experiment_s": med(sim, "weigh_s"),
+                "oracle_calls": sum(r["oracle"] for r in hil),
+                "reset_calls": sum(r["reset"] for r in hil),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

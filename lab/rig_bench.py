@@ -1,0 +1,110 @@
+"""The hardware bench: the lab on a rig where nobody can read the truth.
+
+A hardware graph (graphs/so101.toml, graphs/koch.toml: driver, gate, gripper, F/T, camera, perception, skills;
+on a real rig or the emulated one) started in this process, and the lab's node on it. There is no `sim/oracle`
+and no `sim/reset`: a world reset is a request to the person at the bench (`place`, shown the objects to put
+down; by default a console prompt: press Enter), and the scene the lab starts from is measured by the camera
+(perception/objects), with the labels, shapes and sizes of the bench's scene file. Grading belongs to whoever
+knows the truth: on the emulated rig, a benchmark reads it from the rig, outside the lab.
+
+    with HardwareBench(spec, "bench.toml") as bench:
+        scene = bench.reset()                      # the person places the objects; the camera measures them
+        result = investigate(question, scene, agent, bench.runner, forward)
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from loopylab.bus import NotebookEntry, ObjectPoses
+from loopylab.bus.launch import GraphSpec, start_graph
+from loopylab.lab.investigation import BusRunner
+from loopylab.world.scene import SceneSpec
+
+MEASURE_FRAMES = 5  # pose sets averaged into the scene the lab starts from
+
+
+def console_prompt(scene: SceneSpec) -> None:
+    """What the person at the bench is asked before each world."""
+    print("Place on the bench, then press Enter:")
+    for o in scene.objects:
+        print(f"  {o.label}: {o.shape} {o.size * 100:.1f} cm, in view of the camera and in reach of the arm")
+    input()
+
+
+class HardwareBench:
+    """A hardware graph running in this process and the lab's node on it; the scene from the camera."""
+
+    def __init__(
+        self,
+        graph: GraphSpec,
+        scene: str | Path | SceneSpec,
+        place: Callable[[SceneSpec], None] | None = None,
+        wait_s: float = 90.0,
+        quiet: bool = True,
+    ):
+        spec = scene if isinstance(scene, SceneSpec) else SceneSpec.from_toml(str(scene))
+        self.bench_scene = spec.perceived()  # what the person at the bench knows: labels, shapes, sizes
+        self.place = place or console_prompt
+        self.graph = start_graph(graph, wait_for=["skills/execute"], timeout=wait_s, quiet=quiet, client="lab")
+        self.node = self.graph.node
+        self.notebook_pub = self.node.publisher("lab/notebook", NotebookEntry)
+        self.runner = BusRunner(self.node)
+        self._objects = self.node.subscribe("perception/objects", ObjectPoses, mode="latest")
+
+    has_sim = False
+
+    def reset(self, timeout: float = 30.0) -> SceneSpec:
+        """A new world: the person places the objects, then the camera measures where they are."""
+        self.place(self.bench_scene)
+        return self.measure_scene(timeout)
+
+    def measure_scene(self, timeout: float = 30.0, frames: int = MEASURE_FRAMES) -> SceneSpec:
+        """The bench's scene with every object where the camera sees it now (the mean of `frames` pose sets
+        taken after this call). Raises TimeoutError naming the objects the camera does not see."""
+        labels = set(self.bench_scene.labels)
+        after = time.time_ns()
+        seen: dict[str, list[np.ndarray]] = {lb: [] for lb in labels}
+        last_seq = -1
+        deadline = time.monotonic() + timeout
+        while min(len(v) for v in seen.values()) < frames:
+            if time.monotonic() > deadline:
+                missing = sorted(lb for lb, v in seen.items() if len(v) < frames)
+                raise TimeoutError(
+                    f"the camera does not see {', '.join(missing)} (perception/objects for {timeout:.0f} s): "
+                    "are they in view, and is the camera node running?"
+                )
+            msg = self._objects.latest()
+            if msg is None or msg.seq == last_seq or msg.stamp_ns < after:
+                time.sleep(0.02)
+                continue
+            last_seq = msg.seq
+            for o in msg.objects:
+                if o.label in seen:
+                    seen[o.label].append(np.asarray(o.position, float))
+        out = copy.deepcopy(self.bench_scene)
+        for o in out.objects:
+            p = np.mean(seen[o.label], axis=0)
+            o.position = (round(float(p[0]), 4), round(float(p[1]), 4), round(o.size / 2, 4))  # resting on the table
+        return out
+
+    def call(self, service: str, request: dict, timeout: float = 30.0):
+        return self.graph.call(service, request, timeout)
+
+    def execute(self, skill: str, args: dict, timeout: float = 120.0) -> dict:
+        return self.call("skills/execute", self.runner.request({"skill": skill, "args": args}), timeout)
+
+    def close(self) -> None:
+        self.runner.close()
+        self.graph.close()
+
+    def __enter__(self) -> HardwareBench:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

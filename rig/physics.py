@@ -1,0 +1,153 @@
+"""The body behind the ports: one PyBullet world (`loopylab.sim`) stepped in real time on its own thread.
+
+Each joint is driven the way a position-mode servo drives it: with torque on, its set point moves toward
+the goal no faster than the joint's rated speed (the URDF's velocity limit, STS3215 ~4.7 rad/s) and the
+motor pushes with at most its rated torque (the URDF's effort); with torque off the gearbox's friction
+(`backdrive_nm`) is all that holds it. Until a host first turns torque on, the arm rests at its home pose
+(as a powered-down arm rests where it was put). The wrist wrench is the sim's sensor model, averaged over
+each control period; the devices read snapshots of all this under one lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pybullet as p
+
+from loopylab.sim.arm import ArmSim
+from loopylab.sim.world import World
+from loopylab.world.robots import CONTROL_HZ
+from loopylab.world.scene import SceneSpec
+
+log = logging.getLogger("loopylab.rig")
+
+LOAD_FILTER_S = 0.05  # s: time constant of the servos' load (current) reading
+BACKDRIVE_NM = 0.6  # N·m: what a 1:345 servo gearbox resists with torque off (the arm barely sags)
+
+
+class RigPhysics:
+    """`RigPhysics(scene).start()`: the world ticking at `control_hz` until `.stop()`."""
+
+    def __init__(self, scene: SceneSpec, control_hz: float = CONTROL_HZ, backdrive_nm: float = BACKDRIVE_NM):
+        self.scene, self.control_hz, self.backdrive_nm = scene, float(control_hz), float(backdrive_nm)
+        self.world = World(scene)
+        self.arm = ArmSim(self.world)
+        r = self.world.robot
+        self.names = list(r.spec.arm_joints)
+        self.steps_per_tick = max(1, round(1.0 / (self.control_hz * scene.dt)))
+        self.period = self.steps_per_tick * scene.dt
+        self._rated_speed = r.velocity.copy()
+        self._rated_effort = r.effort.tolist()
+        n = len(self.names)
+        self.goal: list[float | None] = [float(x) for x in self.arm.target]  # rad per joint; None: torque off
+        self._powered = False  # no host has turned torque on yet: the arm rests at home
+        self._setpoint = np.array(self.arm.target)
+        self.q, self.v, self.effort = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.gripper_q = 0.0
+        self.force, self.torque = np.zeros(3), np.zeros(3)
+        self.lock = threading.RLock()
+        self.ticks = 0
+        self.listeners: list[Callable[[RigPhysics], None]] = []  # called after every tick, lock held
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._snapshot()
+
+    # -- what the devices say ---------------------------------------------------------------------
+    def set_goal(self, joint: int, rad: float | None) -> None:
+        """The servo of `joint` holds `rad` (None: torque off)."""
+        with self.lock:
+            if rad is not None:
+                self._powered = True
+            self.goal[joint] = None if rad is None else float(rad)
+
+    def command_gripper(self, opening: float, force: float) -> None:
+        with self.lock:
+            self.arm.command_gripper(opening, force)
+
+    # -- what the devices read -------------------------------------------------------------------
+    def joint(self, joint: int) -> tuple[float, float, float]:
+        """(position rad, velocity rad/s, motor torque N·m) of the last tick."""
+        with self.lock:
+            return float(self.q[joint]), float(self.v[joint]), float(self.effort[joint])
+
+    def gripper_opening(self) -> float:
+        with self.lock:
+            return self.arm.gripper_opening()
+
+    def grasped(self) -> str | None:
+        with self.lock:
+            return self.arm.grasped
+
+    def wrench(self) -> tuple[np.ndarray, np.ndarray]:
+        """The wrist wrench (base frame, N and N·m) over the last tick."""
+        with self.lock:
+            return self.force.copy(), self.torque.copy()
+
+    def truth(self) -> dict:
+        """Ground truth of the objects (for tests and benchmarks: nothing on the ports carries it)."""
+        with self.lock:
+            return self.world.object_truth()
+
+    # -- stepping -----------------------------------------------------------------------------------
+    def tick(self) -> None:
+        with self.lock:
+            q = self.q
+            step = self._rated_speed * self.period
+            efforts = list(self._rated_effort)
+            for i, g in enumerate(self.goal):
+                if not self._powered:
+                    continue  # resting where it was put (the initial targets)
+                if g is None:  # torque off: the gearbox's friction holds against whatever pushes
+                    self._setpoint[i] = q[i]
+                    efforts[i] = self.backdrive_nm
+                else:
+                    self._setpoint[i] += np.clip(g - self._setpoint[i], -step[i], step[i])
+            self.arm.set_efforts(efforts)
+            self.arm.command_positions(self._setpoint, self.period)
+            self.arm.step(self.steps_per_tick, wrench=True)
+            self.ticks += 1
+            self._snapshot()
+            for fn in self.listeners:
+                fn(self)
+
+    def _snapshot(self) -> None:
+        q, v, e = self.arm.joint_values()
+        self.q, self.v = np.array(q), np.array(v)
+        # what a servo reports as load is its filtered current, not the solver's per-step impulse (PyBullet's
+        # position motors hit their force limit for a step whenever a new goal arrives)
+        a = min(1.0, self.period / LOAD_FILTER_S)
+        self.effort = np.array(e) if self.ticks == 0 else self.effort + a * (np.array(e) - self.effort)
+        self.force, self.torque = self.arm.wrench()
+        r = self.world.robot
+        if r.gripper:
+            self.gripper_q = p.getJointState(r.body, r.gripper[0], physicsClientId=self.world.cid)[0]
+
+    def _loop(self) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the world keeps its clock whatever one tick did
+                log.exception("rig physics tick failed; continuing")
+            next_t += self.period
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            elif delay < -0.25:
+                next_t = time.monotonic()  # far behind (a stalled host): resume real time, never race
+
+    def start(self) -> RigPhysics:
+        self._thread = threading.Thread(target=self._loop, name="rig:physics", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        with self.lock:
+            self.world.close()

@@ -1,0 +1,183 @@
+"""The whole emulated rig: one world, its devices on their own ports, the files a maker's bench would have.
+
+    with Rig(RigConfig(robot="so101", seed=7)) as rig:
+        rig.ports      # {"arm": "/dev/pts/5", "gripper": "/dev/pts/6", "ft": "/dev/pts/7"}
+        rig.files      # {"calibration": ".../so101.json", "scene": ".../scene.toml"}
+
+- the arm's servos (Feetech STS3215 for so101, Dynamixel X for koch) on a pty (`rig.motors`);
+- a Robotiq 2F-85 on Modbus RTU on its own pty whose fingers are the sim's (`gripper = "robotiq"`), or the
+  arm's own gripper motor (`gripper = "motor"`);
+- an FT300 streaming the physics' wrist wrench (base frame) with sensor noise on its own pty;
+- the scene's cameras rendered from the same world and published on a bus (`node`, when given) as
+  `<camera_prefix><name>/image|depth|info`, the way a camera driver on another machine would;
+- `files`: the calibration the motors hold (for the arm node) and the perceived scene (labels, shapes,
+  sizes, colours: what the person at the bench knows; for the skills and perception nodes).
+
+Nothing on the ports or in the files carries a hidden property; `truth()` is for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from loopylab.bus import CameraInfo, Image, Node
+from loopylab.firmware_bridge.emulators.ft300 import FT300Emulator
+from loopylab.firmware_bridge.servo import calibration as cal
+from loopylab.rig.gripper import physics_robotiq
+from loopylab.rig.motors import physics_arm
+from loopylab.rig.physics import RigPhysics
+from loopylab.sim.cameras import render
+from loopylab.world.scene import SceneSpec, scene_from_seed
+
+log = logging.getLogger("loopylab.rig")
+
+FT_NOISE_N = 0.03  # FT300 force noise (N, 1 sigma; its datasheet's noise-free resolution is 0.1 N)
+FT_NOISE_NM = 0.002  # torque noise (N·m)
+EMULATED_LATENCY_S = 0.1  # the arm node's allowance per transaction on the emulated rig
+EMULATED_FAULT_WINDOW_S = 1.0
+
+
+@dataclass
+class RigConfig:
+    robot: str = "so101"
+    seed: int = 0  # the world (scene_from_seed) and the arm's assembly (motor mounts)
+    n_objects: int | None = None
+    scene: str = ""  # a scene TOML instead of the seed's world
+    gripper: str = "robotiq"  # robotiq | motor
+    ft: bool = True
+    ft_hz: float = 100.0
+    ft_noise_n: float = FT_NOISE_N
+    cameras: list[str] = field(default_factory=lambda: ["overhead"])  # rendered when a node is given
+    camera_prefix: str = "camera/"
+    out_dir: str = ""  # where the calibration and scene files go (default: a new temporary folder)
+    link_dir: str = ""  # stable symlinks arm, gripper, ft to the ptys there (e.g. /tmp/rig)
+
+    def __post_init__(self):
+        if self.gripper not in ("robotiq", "motor"):
+            raise ValueError(f"gripper must be robotiq or motor, not {self.gripper!r}")
+
+
+class Rig:
+    def __init__(self, cfg: RigConfig | None = None, node: Node | None = None, **kw):
+        self.cfg = cfg = cfg or RigConfig(**kw)
+        self.scene = (
+            SceneSpec.from_toml(cfg.scene) if cfg.scene else scene_from_seed(cfg.seed, cfg.n_objects, cfg.robot)
+        )
+        if self.scene.robot != cfg.robot:
+            raise ValueError(f"scene is for {self.scene.robot}, the rig is a {cfg.robot}")
+        self.physics = RigPhysics(self.scene)
+        link = (lambda name: str(Path(cfg.link_dir) / name)) if cfg.link_dir else (lambda name: None)
+        if cfg.link_dir:
+            Path(cfg.link_dir).mkdir(parents=True, exist_ok=True)
+        self.motors, self.calibration = physics_arm(
+            self.physics, cfg.robot, cfg.seed, gripper_motor=cfg.gripper == "motor", link=link("arm")
+        )
+        self.gripper = physics_robotiq(self.physics, link=link("gripper")) if cfg.gripper == "robotiq" else None
+        self.ft = FT300Emulator(stream_hz=cfg.ft_hz, link=link("ft")) if cfg.ft else None
+        self._rng = np.random.default_rng([cfg.seed, 0xF7])
+        if self.ft is not None:
+            self.physics.listeners.append(self._feed_ft)
+            self._feed_ft(self.physics)
+        out = Path(cfg.out_dir or tempfile.mkdtemp(prefix="loopylab-rig-"))
+        out.mkdir(parents=True, exist_ok=True)
+        self.files = {
+            "calibration": str(cal.save(out / f"{cfg.robot}.json", self.calibration)),
+            "scene": str(_write(out / "scene.toml", self.scene.perceived().to_toml())),
+        }
+        self.node = node
+        self._camera_stop = threading.Event()
+        self._camera_thread: threading.Thread | None = None
+
+    # -- the ports -----------------------------------------------------------------------------
+    @property
+    def ports(self) -> dict[str, str]:
+        out = {"arm": self.motors.path}
+        if self.gripper is not None:
+            out["gripper"] = self.gripper.path
+        if self.ft is not None:
+            out["ft"] = self.ft.path
+        return out
+
+    def overrides(self) -> list[str]:
+        """`--set NODE.PARAM=VALUE` for graphs/<robot>.toml: this rig's ports and files."""
+        sets = [f'arm.port="{self.motors.path}"', f'arm.calibration="{self.files["calibration"]}"']
+        # the emulated servos answer from a Python process that shares the machine (and holds the GIL while
+        # it steps or renders the world): allow it what a slow USB adapter gets, not an FTDI at 1 ms
+        sets += [f"arm.latency_s={EMULATED_LATENCY_S}", f"arm.fault_window_s={EMULATED_FAULT_WINDOW_S}"]
+        if self.gripper is not None:
+            sets.append(f'gripper.port="{self.gripper.path}"')
+        if self.ft is not None:
+            sets.append(f'ft.port="{self.ft.path}"')
+        sets += [f'skills.scene="{self.files["scene"]}"', f'perception.scene="{self.files["scene"]}"']
+        return sets
+
+    def truth(self) -> dict:
+        return self.physics.truth()
+
+    # -- sensors fed by the physics ---------------------------------------------------------------
+    def _feed_ft(self, physics: RigPhysics) -> None:
+        f, t = physics.force, physics.torque
+        n = self._rng.normal(0.0, 1.0, 6)
+        self.ft.wrench = (f + n[:3] * self.cfg.ft_noise_n, t + n[3:] * FT_NOISE_NM)
+
+    def _cameras(self) -> None:
+        cams = [c for c in self.scene.cameras if c.name in self.cfg.cameras]
+        pubs = {
+            c.name: (
+                self.node.publisher(f"{self.cfg.camera_prefix}{c.name}/image", Image),
+                self.node.publisher(f"{self.cfg.camera_prefix}{c.name}/depth", Image),
+                self.node.publisher(f"{self.cfg.camera_prefix}{c.name}/info", CameraInfo, latched=True),
+            )
+            for c in cams
+        }
+        period = 1.0 / max(c.hz for c in cams) if cams else 1.0
+        while not self._camera_stop.wait(period):
+            for c in cams:
+                img, dep, info = pubs[c.name]
+                if not img.has_subscribers():
+                    continue
+                with self.physics.lock:
+                    rgb, depth, K, T = render(self.physics.world.cid, c, self.physics.arm.ee_pose())
+                stamp = time.time_ns()
+                info.publish(CameraInfo(width=c.width, height=c.height, K=K, T_base_camera=T, stamp_ns=stamp))
+                dep.publish(Image.from_array(depth, "32FC1", stamp_ns=stamp, frame_id=c.name))
+                img.publish(Image.from_array(rgb, "rgb8", stamp_ns=stamp, frame_id=c.name))
+
+    # -- lifetime -----------------------------------------------------------------------------------
+    def start(self) -> Rig:
+        self.physics.start()
+        self.motors.start()
+        for dev in (self.gripper, self.ft):
+            if dev is not None:
+                dev.start()
+        if self.node is not None and self.cfg.cameras:
+            self._camera_thread = threading.Thread(target=self._cameras, name="rig:cameras", daemon=True)
+            self._camera_thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._camera_stop.set()
+        if self._camera_thread is not None:
+            self._camera_thread.join(5)
+        for dev in (self.ft, self.gripper, self.motors):
+            if dev is not None:
+                dev.stop()
+        self.physics.stop()
+
+    def __enter__(self) -> Rig:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
