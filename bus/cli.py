@@ -45,12 +45,14 @@ def find_graph(bus: str | None) -> BusConfig:
     is none, when several run and no --bus picks one, or when nothing answers at the URL given."""
     from loopylab.bus.config import BusConfig
     from loopylab.bus.directory import DirectoryUnavailable, request
-    from loopylab.bus.registry import GraphNotFound, resolve_bus
+    from loopylab.bus.registry import GraphNotFound, resolve_bus, tool_keys
 
     try:
         config = BusConfig.parse(resolve_bus(bus))
     except (GraphNotFound, ValueError) as e:
         raise _fail(str(e)) from None
+    # a sealed graph launched by this user left the operator's keys for its tools (else $LOOPYLAB_BUS_KEYS_FD)
+    config = config.with_keys(tool_keys(config.url) or BusConfig.from_env().keys)
     try:
         request(config, {"op": "ping"}, timeout=1.0)
     except DirectoryUnavailable:

@@ -24,6 +24,7 @@ from typing import IO, Any
 import msgpack
 import zmq
 
+from loopylab.bus import access
 from loopylab.bus.config import BusConfig
 from loopylab.bus.stopflag import StopFlag
 
@@ -74,6 +75,7 @@ class Directory:
         try:
             for s in (self._router, self._feed):
                 s.setsockopt(zmq.LINGER, 0)
+                access.serve(s, self.config.keys, self.config.transport)  # a sealed graph admits its keys only
             self._router.bind(self.req_ep)
             self._feed.bind(self.feed_ep)
             return True
@@ -221,10 +223,12 @@ def request(config: BusConfig, req: dict[str, Any], timeout: float = 1.0) -> dic
     s = ctx.socket(zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)
     try:
+        access.join(s, config.keys, config.transport)
         s.connect(config.directory_endpoints()[0])
         s.send(msgpack.packb(req))
         if not s.poll(int(timeout * 1000)):
-            raise DirectoryUnavailable(f"no directory answered at {config.url} within {timeout:.1f} s")
+            hint = "" if config.keys else " (a sealed graph answers only processes that hold its keys)"
+            raise DirectoryUnavailable(f"no directory answered at {config.url} within {timeout:.1f} s{hint}")
         reply = msgpack.unpackb(s.recv(), strict_map_key=False)
     finally:
         s.close()
