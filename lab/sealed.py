@@ -171,7 +171,7 @@ def _investigate(job: AgentJob) -> AgentReport:
     from loopylab.world.scene import SceneSpec
 
     scene = SceneSpec.from_dict(job.scene)
-    node = Node("lab", BusConfig.parse(job.url).with_keys(GraphKeys.loads(job.keys)))
+    node = Node("agent", BusConfig.parse(job.url).with_keys(GraphKeys.loads(job.keys)))
     runner = BusRunner(node)
     runner.epoch_ns = job.epoch_ns
     twins = InlineTwins()
