@@ -173,7 +173,12 @@ def foreign_oracle(url: str, timeout: float = 5.0) -> Truth | None:
     """Another process, with no keys, joins the graph at `url` and asks `sim/oracle`; None if it got nothing."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPYLAB_BUS")}
     r = subprocess.run(
-        [sys.executable, "-c", FOREIGN, url, str(timeout)], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-c", FOREIGN, url, str(timeout)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     if r.returncode != 0:
         return None
