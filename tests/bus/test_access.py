@@ -13,7 +13,6 @@ from loopylab.bus.access import AccessError, refusals
 from loopylab.bus.directory import DirectoryUnavailable, stop_local
 from loopylab.bus.launch import GraphError, parse_graph, start_graph
 from loopylab.bus.services import ServiceTimeout
-
 from tests.bus.helpers import serve_secret
 
 
