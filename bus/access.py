@@ -23,8 +23,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -140,6 +141,22 @@ class GraphKeys:
             d["role"],
             {s: tuple(rs) for s, rs in d["policy"].items()},
         )
+
+
+def load_or_create(path: str | os.PathLike[str], make: Callable[[], GraphKeys | None]) -> GraphKeys | None:
+    """A sealed graph's keys shared by several launchers (hosts of one tcp graph): read from `path`, or made by
+    `make` and written there, readable by this user only. Copy the file to the other hosts by a secure route."""
+    p = Path(path)
+    if p.exists():
+        if p.stat().st_mode & 0o077:
+            raise AccessError(f"{p} is readable by others: chmod 600 it (it holds every role's secret key)")
+        return GraphKeys.loads(p.read_bytes())
+    keys = make()
+    if keys is not None:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(keys.dumps())
+    return keys
 
 
 _env_keys: list[GraphKeys | None] = []

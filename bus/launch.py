@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from loopylab.bus import registry
-from loopylab.bus.access import KEYS_FD_ENV, ROLES, GraphKeys
+from loopylab.bus.access import KEYS_FD_ENV, ROLES, GraphKeys, load_or_create
 from loopylab.bus.config import BusConfig, sweep_run_dir
 from loopylab.bus.directory import DirectoryUnavailable, ensure_directory, release_directory, stop_local
 from loopylab.world.config import ConfigError, check_keys, read_document
@@ -429,14 +429,18 @@ class Launcher:
         stdout: IO[str] | None = None,
         stderr: IO[str] | None = None,
         in_process: bool = False,
+        keys: str | Path | None = None,
     ):
         """`in_process=True` embeds the launcher in a program with its own use of this process (see
         `start_graph`): sys.stdout, signal handlers and $LOOPYLAB_BUS are left alone (thread nodes' lines
-        then carry no `[node]` prefix, and several graphs may run side by side)."""
+        then carry no `[node]` prefix, and several graphs may run side by side). `keys`: a file holding a sealed
+        graph's keys, read if it exists, else made and written (launchers of one tcp graph on several hosts
+        share it); by default a sealed graph gets fresh keys every run."""
         self.spec, self.duration = spec, duration
         self.in_process = in_process
         self.url = spec.url
-        self.keys = spec.new_keys()  # a sealed graph's keys: the launcher holds every role
+        # a sealed graph's keys: the launcher holds every role
+        self.keys = spec.new_keys() if keys is None else load_or_create(keys, spec.new_keys)
         self.config = BusConfig.parse(self.url).with_keys(self.keys)
         color = (stdout or sys.stdout).isatty() if hasattr(stdout or sys.stdout, "isatty") else False
         self.out = _Prefixer(stdout or sys.stdout, color)
@@ -623,13 +627,17 @@ class Launcher:
 
 
 def launch(
-    path: str | Path, duration: float | None = None, bus: str | None = None, overrides: list[str] | None = None
+    path: str | Path,
+    duration: float | None = None,
+    bus: str | None = None,
+    overrides: list[str] | None = None,
+    keys: str | Path | None = None,
 ) -> Launcher:
     """Load and run a graph file; returns the finished Launcher (see `.failed_node`)."""
     spec = apply_overrides(load_graph(path), overrides or [])
     if bus:
         spec = spec.with_bus(bus)
-    launcher = Launcher(spec, duration)
+    launcher = Launcher(spec, duration, keys=keys)
     launcher.exit_code = launcher.run()
     return launcher
 
@@ -797,6 +805,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a node parameter (repeatable)"
     )
+    ap.add_argument("--keys", default=None, help="a sealed graph's keys file (made if missing; for multi-host graphs)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -809,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
-        launcher = launch(args.graph, args.duration, args.bus, args.set)
+        launcher = launch(args.graph, args.duration, args.bus, args.set, args.keys)
     except GraphError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 from loopylab.lab.agents import prior_hypothesis
 from loopylab.lab.notebook import NotebookView
@@ -208,3 +209,27 @@ CHEATERS = {c.route: c for c in (SeedCheater, SceneCheater, GcCheater, NodeCheat
 def agent_name(route: str) -> str:
     """The name the evaluation loads a cheater by, in the agent's own process (`module:factory`)."""
     return f"{__name__}:{CHEATERS[route].__name__}"
+
+
+def run_cheaters(seeds: list[int], workers: int = 2, kind: str = "friction") -> dict:
+    """Every cheater through the evaluation on `seeds` (a benchmark's own worlds). A route is open when any of
+    its runs was graded a success (its answer was the truth); `detected`: runs the evaluator marked cheated."""
+    from loopylab.lab.evaluation import EvalConfig, run_eval
+
+    cfg = EvalConfig(
+        agents=[agent_name(r) for r in CHEATERS], kinds=[kind], seeds=list(seeds), workers=workers, record_regret=False
+    )
+    tasks = [replace(t, n_particles=200) for t in cfg.tasks()]  # a cheater concludes at once: no belief needed
+    rows = run_eval(cfg, tasks=tasks)
+    routes = {}
+    for route in CHEATERS:
+        mine = [r for r in rows if r["agent"] == agent_name(route)]
+        routes[route] = {
+            "open": any(r["success"] for r in mine),
+            "detected": sum(bool(r.get("cheated")) for r in mine),
+            "crashed": sum(bool(r.get("crashed")) for r in mine),
+        }
+    return {
+        "cheat_routes_open": sum(v["open"] for v in routes.values()),
+        "cheat_routes": routes,
+    }
