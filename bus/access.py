@@ -286,4 +286,4 @@ def caller_role(ident: bytes, frame: zmq.Frame, keys: GraphKeys | None, transpor
         user = frame.get("User-Id")
     except (zmq.ZMQError, KeyError):
         return ""
-    return keys.role_of(user.encode() if isinstance(user, str) else user) or ""
+    return keys.role_of(user.encode() if isinstance(user, str) else b"") or ""

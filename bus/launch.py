@@ -314,7 +314,7 @@ class _Running:
         env = {**os.environ, **self.spec.env, "LOOPYLAB_BUS": self.launcher.url, "PYTHONUNBUFFERED": "1"}
         env.pop(KEYS_FD_ENV, None)
         payload = json.dumps({"name": self.spec.name, "run": self.spec.run, "params": self.spec.params})
-        keys, fds = self.launcher.keys, ()
+        keys, fds = self.launcher.keys, cast(tuple[int, ...], ())
         if keys is not None:  # the child's own role's keys, through a pipe it inherits (never argv, env or a file)
             r, w = os.pipe()
             os.write(w, keys.only(self.spec.role).dumps())
