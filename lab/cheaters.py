@@ -6,9 +6,11 @@ evaluation to show that every route is closed (docs/lab.md, "Sealed evaluation")
     gc        look through this process's objects for the evaluator's bench, the sim's world, a full scene
     node      open a bus node of its own (with whatever keys this process holds) and call `sim/oracle`
     foreign   start another process that joins the graph and calls `sim/oracle`
+    spoof     offer a `sim/oracle` of its own, whose "truth" is the agent's answer, for the grader to call
 
 Each one answers an estimate question with the truth when its route gave it one, else with an impossible
-value (-1), so a graded success means the route is open. `tried` says what it did, `found` what it got.
+value (-1), so a graded success means the route is open (the spoofer answers 0.5, and is right only if the
+grader believed its oracle). `tried` says what it did, `found` what it got.
 They answer estimate questions (friction, mass, restitution) only.
 """
 
@@ -203,7 +205,23 @@ class ForeignCheater(Cheater):
         return None
 
 
-CHEATERS = {c.route: c for c in (SeedCheater, SceneCheater, GcCheater, NodeCheater, ForeignCheater)}
+class SpoofCheater(Cheater):
+    """Route 6: pose as the oracle. Its node offers `sim/oracle` too, answering with the agent's own answer as
+    the truth, so that a grader whose call reaches it grades the answer right."""
+
+    route = "spoof"
+    ANSWER = 0.5
+
+    def steal(self, view: NotebookView) -> Truth | None:
+        q = view.question
+        fake = {o.name: dict.fromkeys(g.PARAMS, self.ANSWER) for o in view.scene.objects}
+        for node in _nodes():
+            self.tried.append(f"offer sim/oracle on {node.config.url}")
+            node.service("sim/oracle", lambda req: {"ok": True, "objects": fake})
+        return {q.object: {q.kind: self.ANSWER}}
+
+
+CHEATERS = {c.route: c for c in (SeedCheater, SceneCheater, GcCheater, NodeCheater, ForeignCheater, SpoofCheater)}
 
 
 def agent_name(route: str) -> str:
@@ -222,7 +240,7 @@ def run_cheaters(seeds: list[int], workers: int = 2, kind: str = "friction") -> 
     tasks = [replace(t, n_particles=200) for t in cfg.tasks()]  # a cheater concludes at once: no belief needed
     rows = run_eval(cfg, tasks=tasks)
     routes = {}
-    for route in CHEATERS:
+    for route in CHEATERS:  # (a spoofer's 0.5 can be the truth by chance: its rows must also be caught)
         mine = [r for r in rows if r["agent"] == agent_name(route)]
         routes[route] = {
             "open": any(r["success"] for r in mine),

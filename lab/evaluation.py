@@ -17,12 +17,11 @@ import os
 import secrets
 import time
 import traceback
-import uuid
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 
 import numpy as np
@@ -114,15 +113,16 @@ def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> 
 def run_world(task: WorldTask, sealed: bool = True) -> dict:
     """Investigate one seeded world and grade it. Never raises: a crash is a row with crashed=True.
     `sealed=False` runs a trusted agent in this process (generating expert data, not evaluating)."""
-    from loopylab.lab.sealed import AgentProcess, LocalAgent
+    from loopylab.lab.bench import sim_bench
+    from loopylab.lab.sealed import AgentProcess, LabGateway, LocalAgent
 
     t0 = time.perf_counter()
     row = {**asdict(task), "crashed": False, "success": False, "error": None, "experiments": 0, "cheated": False}
     agent = AgentProcess.start() if sealed else LocalAgent()  # first: it imports while the bench starts
     try:
         n_obj = world_objects(task.kind, task.seed)
-        with sealed_bench(task) as bench:
-            row.update(_investigate_world(task, bench, agent, n_obj))
+        with sim_bench(robot=task.robot, seed=task.seed, n_objects=n_obj) as bench, LabGateway(bench) as gateway:
+            row.update(_investigate_world(task, bench, gateway, agent, n_obj))
     except Exception as e:
         row.update(crashed=True, exception=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         log.error("world %s/%s/%d crashed: %s", task.agent, task.kind, task.seed, e)
@@ -132,23 +132,7 @@ def run_world(task: WorldTask, sealed: bool = True) -> dict:
     return row
 
 
-def sealed_bench(task: WorldTask):
-    """The world's bench, sealed: its nodes are threads of this (the grader's) process on an ipc graph of its
-    own, so that the agent's process can reach it over the bus, with the lab's keys, and nothing else."""
-    from loopylab.actuation.graphs import sim_bench_graph
-    from loopylab.lab.bench import Bench
-
-    spec = sim_bench_graph(
-        robot=task.robot,
-        seed=task.seed,
-        n_objects=world_objects(task.kind, task.seed),
-        url=f"ipc://w{uuid.uuid4().hex[:12]}",
-    )
-    spec.nodes = [replace(n, process=False) for n in spec.nodes]
-    return Bench(spec)
-
-
-def _investigate_world(task: WorldTask, bench, agent_proc, n_obj: int | None) -> dict:
+def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int | None) -> dict:
     """The investigation (in the agent's process) and its grading (here, the evaluator's: it may read the
     oracle). A run whose agent touched the bus beyond the lab's role is not graded."""
     from loopylab.bus.access import refusals
@@ -163,15 +147,15 @@ def _investigate_world(task: WorldTask, bench, agent_proc, n_obj: int | None) ->
         seed,
         question,
         scene.to_dict(),
-        bench.graph.spec.url,
-        bench.graph.keys.only("lab").dumps(),
+        gateway.url,
+        gateway.keys.only("lab").dumps(),
         bench.runner.epoch_ns,
         task.confidence,
         task.n_particles,
         task.record_regret,
     )
     result = agent_proc.run(job)
-    refused = refusals(bench.graph.keys.domain)
+    refused = refusals(gateway.keys.domain)
     if refused:
         log.warning(
             "world %s/%s/%d: the agent's process was refused %d time(s): not graded",

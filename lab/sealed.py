@@ -23,6 +23,7 @@ import os
 import pickle
 import subprocess
 import sys
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -153,6 +154,48 @@ class LocalAgent:
 
     def kill(self) -> None:
         pass
+
+
+class LabGateway:
+    """What the agent's process can reach of a bench: a sealed ipc graph of its own (fresh keys) with one node,
+    in this (the grader's) process, that forwards `skills/execute` to the bench and republishes
+    `perception/objects`, and offers `sim/reset` (evaluator) and `sim/oracle` (grader) to those roles only. The
+    bench itself stays an inproc graph (its lockstep traffic stays in memory); the agent holds the gateway
+    graph's `lab` keys, and every refusal on it is recorded here (`refusals(gateway.keys.domain)`)."""
+
+    LAB = "skills/execute"  # the one thing a lab asks of a bench
+
+    def __init__(self, bench: Any, url: str | None = None):
+        from loopylab.bus import GraphKeys, Node, ObjectPoses
+
+        self.bench = bench
+        self.url = url or f"ipc://lab{uuid.uuid4().hex[:12]}"
+        self.keys = GraphKeys.generate(f"lab-{uuid.uuid4().hex[:12]}")
+        self.node = Node("bench_gateway", self.url, keys=self.keys.only("node"))
+        self.node.service(self.LAB, self._forward(self.LAB))
+        self.node.service("sim/reset", self._forward("sim/reset"), allow=("evaluator",))
+        self.node.service("sim/oracle", self._forward("sim/oracle"), allow=("grader",))
+        pub = self.node.publisher("perception/objects", ObjectPoses)
+        self._sub = bench.node.subscribe("perception/objects", ObjectPoses, callback=pub.publish, mode="latest")
+
+    def _forward(self, service: str):
+        def handler(req: Any) -> Any:
+            return self.bench.call(service, req, timeout=300.0)
+
+        return handler
+
+    def close(self) -> None:
+        self.bench.node.unsubscribe(self._sub)
+        self.node.close()
+        from loopylab.bus.directory import stop_local
+
+        stop_local(self.url)  # this process served the gateway graph's directory
+
+    def __enter__(self) -> LabGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _last_line(out: bytes) -> str:

@@ -146,3 +146,21 @@ def test_bad_access_tables_get_clear_errors(access, message):
     doc = {"graph": {"name": "x"}, "access": access, "nodes": {"a": {"run": "m:f"}}}
     with pytest.raises(GraphError, match=message):
         parse_graph(doc)
+
+
+def test_a_member_cannot_pose_as_another_roles_service(ipc_url):
+    """A service is offered by nodes of one role: an agent's node (role lab) that offers sim/oracle too is not
+    listed, so the grader's calls never reach it; the directory records the attempt."""
+    keys = GraphKeys.generate(f"g{uuid.uuid4().hex[:8]}")
+    server = Node("server", ipc_url, heartbeat_hz=0, keys=keys.only("node"))
+    lab = Node("lab", ipc_url, heartbeat_hz=0, keys=keys.only("lab"))
+    grader = Node("grader", ipc_url, heartbeat_hz=0, keys=keys.only("grader"))
+    try:
+        serve_secret(server)
+        lab.service("test/secret", lambda req: {"secret": "forged"})
+        assert all(grader.call("test/secret", {}, timeout=20) == {"secret": 42} for _ in range(6))
+        assert grader.lookup("service", "test/secret") == [server._services[0].endpoint]
+        assert any(r.service == "offer of test/secret" and r.role == "lab" for r in refusals(keys.domain))
+    finally:
+        for n in (grader, lab, server):
+            n.close()

@@ -46,6 +46,12 @@ def test_a_cheater_that_asks_the_bus_is_refused_and_not_graded(route):
         assert row.get("truth_value") is None  # not graded
 
 
+def test_a_cheater_posing_as_the_oracle_is_not_believed():
+    row = _run("spoof")
+    assert row["cheated"] and any(r.startswith("offer of sim/oracle as lab") for r in row["refusals"]), row
+    assert not row["success"] and row.get("truth_value") is None
+
+
 def test_an_unrelated_process_cannot_read_a_launched_graphs_truth():
     """The issue's route 5 as it was found: a sim_bench graph launched on ipc, and another process (no keys)
     joining it to call sim/oracle."""
