@@ -3,10 +3,10 @@ graded against the ground truth that only this module reads (`sim/oracle`).
 
 Worlds run in parallel: a process pool by default, Ray when an address is given (`"local"` starts a
 local Ray instance). Each world runs sealed (`lab.sealed`): the worker process is the grader; it runs the
-bench's nodes as its own threads on a sealed ipc graph and holds the evaluator's and grader's keys; the agent
-and its belief engine run in a child process with the lab's keys only, its own RNG seed (drawn from the
-run's seed, never the world's) and the perceived scene. A row whose agent asked the bus for anything beyond
-the lab's role is marked `cheated` and not graded.
+bench (an inproc graph, every node a thread) and a gateway to it on a sealed ipc graph, and holds every key;
+the agent and its belief engine run in a child process with the gateway graph's lab keys only, its own RNG
+seed (drawn from the run's seed, never the world's) and the perceived scene. A row whose agent asked the bus
+for anything beyond the lab's role is marked `cheated` and not graded.
 """
 
 from __future__ import annotations
