@@ -121,6 +121,8 @@ class AgentProcess:
     @classmethod
     def start(cls) -> AgentProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPYLAB_BUS")}  # no graph, no keys
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, "1")  # worlds run in parallel already: BLAS threads would only spin against them
         proc = subprocess.Popen(
             [sys.executable, "-m", "loopylab.lab.sealed"],
             stdin=subprocess.PIPE,
