@@ -26,6 +26,7 @@ from loopylab.world.limits import GateConfig, SafetyLimits
 from loopylab.world.robots import robot_spec
 
 log = logging.getLogger("loopylab.gate")
+RESET_ROLES = ("operator",)  # who may release a latched e-stop (safety/reset)
 
 
 class GateNode:
@@ -46,7 +47,7 @@ class GateNode:
         node.subscribe("arm/joint_target", JointCommand, callback=self._on_target)
         node.subscribe("arm/fault", DeviceFault, callback=self._on_fault)
         node.service("safety/estop", self._on_estop)
-        node.service("safety/reset", self._on_reset)
+        node.service("safety/reset", self._on_reset, allow=RESET_ROLES)  # a person releases an e-stop
         self._publish_state()
         self._timer = node.timer(max(cfg.state_hz, 1000.0 / max(cfg.deadman_ms, 1) * 2), self._watchdog, "watchdog")
 

@@ -14,6 +14,9 @@ from typing import Any
 from loopylab.bus.launch import GraphSpec, NodeSpec
 from loopylab.world.scene import PLACEMENT
 
+# who may call what on the simulated bench (as graphs/sim_bench.toml's [access]): the truth to the grader, the
+# choice of world to the evaluator, the e-stop's release to an operator. The graph is sealed (bus/access.py).
+ACCESS = {"sim/oracle": ["grader"], "sim/reset": ["evaluator"], "safety/reset": ["operator"]}
 SIM_ARM = "loopylab.sim.node:run_sim_arm"
 SAFETY_GATE = "loopylab.actuation.gate:run_gate"
 SKILLS = "loopylab.actuation.skills:run_skills"
@@ -55,5 +58,5 @@ def sim_bench_graph(
     ]
     if perception is not None:
         nodes.append(NodeSpec("perception", PERCEPTION, params=dict(perception)))
-    spec = GraphSpec(name="sim_bench", transport="ipc", nodes=nodes)
+    spec = GraphSpec(name="sim_bench", transport="ipc", nodes=nodes, access=dict(ACCESS))
     return spec.with_bus(url or f"inproc://sim-bench-{uuid.uuid4().hex[:12]}")

@@ -15,7 +15,9 @@ Each finished world is appended to OUT/rows.jsonl; running the command again res
 file for a fresh run).
 
 The seeds are the benchmark's own (1000 + i), never tuned. Last line: a JSON object with eig_success
-(per kind), eig_success_min, eig_vs_random_experiments, decision_s and the rest.
+(per kind), eig_success_min, eig_vs_random_experiments, decision_s and the rest; `cheat_routes_open` (target 0):
+how many routes to the truth (lab/cheaters.py: seed, scene, gc, node, foreign) a cheating agent found open
+on test-split worlds, run through the same sealed evaluation.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from loopylab.lab.cheaters import run_cheaters
 from loopylab.lab.evaluation import EvalConfig, run_eval
 from loopylab.lab.questions import KINDS
 from loopylab.lab.report import summary_markdown, write_eval_report
 from loopylab.world.notebook import DEFAULT_BUDGET
+from loopylab.world.splits import seeds as seeds_of
 
 SEED_BASE = 1000
 
@@ -55,6 +59,7 @@ def main() -> None:
     ap.add_argument("--worlds", type=int, default=50, help="worlds per question kind (target: 50)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--cheat-worlds", type=int, default=2, help="test-split worlds each cheating agent tries")
     ap.add_argument("--out", type=Path, default=Path("reports/bench-lab-eval"))
     ap.add_argument(
         "--journal",
@@ -125,6 +130,7 @@ def main() -> None:
         "decision_s": round(float(np.median(dec)), 4) if dec else None,
         "decision_s_p90": round(float(np.percentile(dec, 90)), 4) if dec else None,
         "crashed": crashed,
+        **run_cheaters(seeds_of("test", args.cheat_worlds), args.workers),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(result))

@@ -8,6 +8,7 @@ record/replay. It knows nothing about robots, models or money.
     sub = node.subscribe("arm/joint_command", JointCommand, callback=print)
 """
 
+from loopylab.bus.access import GraphKeys
 from loopylab.bus.config import BusConfig
 from loopylab.bus.messages import (
     CameraInfo,
@@ -28,12 +29,14 @@ from loopylab.bus.messages import (
 )
 from loopylab.bus.node import Node
 from loopylab.bus.pubsub import Publisher, Subscription
-from loopylab.bus.services import ServiceClient, ServiceError, ServiceTimeout
+from loopylab.bus.services import AccessDenied, ServiceClient, ServiceError, ServiceTimeout
 
 __all__ = [
+    "AccessDenied",
     "BusConfig",
     "CameraInfo",
     "DeviceFault",
+    "GraphKeys",
     "GripperCommand",
     "GripperState",
     "Heartbeat",

@@ -45,12 +45,14 @@ def find_graph(bus: str | None) -> BusConfig:
     is none, when several run and no --bus picks one, or when nothing answers at the URL given."""
     from loopylab.bus.config import BusConfig
     from loopylab.bus.directory import DirectoryUnavailable, request
-    from loopylab.bus.registry import GraphNotFound, resolve_bus
+    from loopylab.bus.registry import GraphNotFound, resolve_bus, tool_keys
 
     try:
         config = BusConfig.parse(resolve_bus(bus))
     except (GraphNotFound, ValueError) as e:
         raise _fail(str(e)) from None
+    # a sealed graph launched by this user left the operator's keys for its tools (else $LOOPYLAB_BUS_KEYS_FD)
+    config = config.with_keys(tool_keys(config.url) or BusConfig.from_env().keys)
     try:
         request(config, {"op": "ping"}, timeout=1.0)
     except DirectoryUnavailable:
@@ -96,6 +98,12 @@ def launch(
         metavar="NODE.PARAM=VALUE",
         help="Override a node parameter, e.g. --set arm.port=/dev/ttyUSB0 (repeatable).",
     ),
+    keys: Path | None = typer.Option(
+        None,
+        "--keys",
+        help="A sealed graph's keys file: read if it exists, else made (mode 600). Launchers of one tcp graph "
+        "on several hosts share it; by default a sealed graph gets fresh keys every run.",
+    ),
 ) -> None:
     """Run a graph: nodes as processes or threads, restarts by policy, output prefixed by node name.
 
@@ -110,7 +118,12 @@ def launch(
     except (GraphError, ValueError) as e:  # ValueError: a bad --bus URL
         typer.echo(f"error: {e}", err=True)  # plain: rich markup would eat [nodes.NAME]
         raise typer.Exit(2) from None
-    code = Launcher(spec, duration).run()
+    try:
+        launcher = Launcher(spec, duration, keys=keys)
+    except (OSError, RuntimeError, ValueError) as e:  # an unreadable or too-open keys file
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    code = launcher.run()
     raise typer.Exit(code)
 
 

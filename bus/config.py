@@ -22,8 +22,10 @@ import socket
 import tempfile
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from loopylab.bus.access import GraphKeys, keys_from_env
 
 DEFAULT_URL = "ipc://default"
 DEFAULT_TCP_PORT = 7447
@@ -36,6 +38,9 @@ class BusConfig:
     host: str = "127.0.0.1"  # tcp: directory host
     port: int = DEFAULT_TCP_PORT  # tcp: directory port (its change feed uses port + 1)
     bind_host: str = ""  # tcp: interface this process binds and advertises; default: the directory's host
+    # a sealed graph's keys as this process holds them (bus/access.py); None: an unsealed graph. Not part of
+    # the graph's identity (two nodes of one graph may hold different roles), never printed.
+    keys: GraphKeys | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def parse(cls, url: str) -> BusConfig:
@@ -59,7 +64,12 @@ class BusConfig:
 
     @classmethod
     def from_env(cls) -> BusConfig:
-        return cls.parse(os.environ.get("LOOPYLAB_BUS", DEFAULT_URL))
+        """The graph of `$LOOPYLAB_BUS`, with the keys a launcher handed this process (if any)."""
+        return cls.parse(os.environ.get("LOOPYLAB_BUS", DEFAULT_URL)).with_keys(keys_from_env())
+
+    def with_keys(self, keys: GraphKeys | None) -> BusConfig:
+        """The same graph, joined with `keys` (a sealed graph's, as this process holds them)."""
+        return replace(self, keys=keys)
 
     @property
     def url(self) -> str:

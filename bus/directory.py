@@ -24,6 +24,7 @@ from typing import IO, Any
 import msgpack
 import zmq
 
+from loopylab.bus import access
 from loopylab.bus.config import BusConfig
 from loopylab.bus.stopflag import StopFlag
 
@@ -74,6 +75,7 @@ class Directory:
         try:
             for s in (self._router, self._feed):
                 s.setsockopt(zmq.LINGER, 0)
+                access.serve(s, self.config.keys, self.config.transport)  # a sealed graph admits its keys only
             self._router.bind(self.req_ep)
             self._feed.bind(self.feed_ep)
             return True
@@ -140,13 +142,37 @@ class Directory:
             eps = [e["endpoint"] for e in self.table(kind).get(name, [])]
             self._feed.send_multipart([f"{kind}/{name}".encode(), msgpack.packb(eps)])
 
-    def _handle(self, req: dict) -> dict:
+    def _offers(self, key: str, role: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """On a sealed graph a service is offered by nodes of one role: the first to offer it. Another role's
+        offer of the same name (an agent posing as the oracle, or as the skills, to whoever calls them) is
+        dropped, and recorded as a refusal."""
+        keys = self.config.keys
+        if keys is None or self.config.transport == "inproc":  # inproc: one process, one trust domain
+            return entries
+        offered = {
+            e["name"]: i.get("role", "")
+            for k, i in self.nodes.items()
+            if k != key
+            for e in i["entries"]
+            if e["kind"] == "service"
+        }
+        kept = []
+        for e in entries:
+            owner = offered.get(e["name"])
+            if e["kind"] == "service" and owner is not None and owner != role:
+                access.refuse(keys.domain, f"offer of {e['name']}", role, (owner,))
+                continue
+            kept.append(e)
+        return kept
+
+    def _handle(self, req: dict, role: str = "") -> dict:
         op = req.get("op")
         if op == "ping":
             return {"ok": True, "pid": os.getpid()}
         if op == "announce":
             entries = [{k: e[k] for k in ("kind", "name", "endpoint", "type")} for e in req["entries"]]
             key = _key(req)
+            entries = self._offers(key, role, entries)
             if key not in self.nodes and any(i["name"] == req["node"] for i in self.nodes.values()):
                 log.warning(
                     "two nodes are named %r (pid %s on %s and another); both are kept",
@@ -163,6 +189,7 @@ class Directory:
                     "seen": time.monotonic(),
                     "entries": entries,
                     "extra": req.get("extra", {}),
+                    "role": role,  # proven by its key (sealed ipc/tcp graphs), else ""
                 },
             )
             return {"ok": True}
@@ -196,9 +223,12 @@ class Directory:
         while not self._stop.is_set():
             wait_ms = max(1, int(1000 * (last_prune + ANNOUNCE_S - time.monotonic())) + 1)
             if self._router in dict(poller.poll(wait_ms)):  # a request, or the stop flag, or prune time
-                frames = self._router.recv_multipart()
+                msg = self._router.recv_multipart(copy=False)
+                frames = [f.bytes for f in msg]
+                cfg = self.config
+                role = access.caller_role(frames[0], msg[-1], cfg.keys, cfg.transport) if cfg.keys else ""
                 try:
-                    reply = self._handle(msgpack.unpackb(frames[-1]))
+                    reply = self._handle(msgpack.unpackb(frames[-1]), role)
                 except Exception as e:  # a bad request must not kill the directory
                     reply = {"ok": False, "error": f"bad request: {e}"}
                 self._router.send_multipart([*frames[:-1], msgpack.packb(reply)])
@@ -221,10 +251,12 @@ def request(config: BusConfig, req: dict[str, Any], timeout: float = 1.0) -> dic
     s = ctx.socket(zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)
     try:
+        access.join(s, config.keys, config.transport)
         s.connect(config.directory_endpoints()[0])
         s.send(msgpack.packb(req))
         if not s.poll(int(timeout * 1000)):
-            raise DirectoryUnavailable(f"no directory answered at {config.url} within {timeout:.1f} s")
+            hint = "" if config.keys else " (a sealed graph answers only processes that hold its keys)"
+            raise DirectoryUnavailable(f"no directory answered at {config.url} within {timeout:.1f} s{hint}")
         reply = msgpack.unpackb(s.recv(), strict_map_key=False)
     finally:
         s.close()

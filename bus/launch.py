@@ -33,12 +33,14 @@ import threading
 import time
 import tomllib
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from loopylab.bus import registry
+from loopylab.bus.access import KEYS_FD_ENV, ROLES, GraphKeys, load_or_create
 from loopylab.bus.config import BusConfig, sweep_run_dir
 from loopylab.bus.directory import DirectoryUnavailable, ensure_directory, release_directory, stop_local
 from loopylab.world.config import ConfigError, check_keys, read_document
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("loopylab.launch")
 RESTART_POLICIES = ("never", "on-failure", "always")
 GRAPH_KEYS = {"name", "transport", "directory", "description"}
-NODE_KEYS = {"run", "process", "restart", "params", "env"}
+NODE_KEYS = {"run", "process", "restart", "params", "env", "role"}
 STOP_GRACE_S = 5.0  # SIGTERM -> SIGKILL
 BACKOFF_S = (0.2, 5.0)  # restart delay: first, longest (doubles on each quick failure)
 
@@ -66,6 +68,7 @@ class NodeSpec:
     restart: str = "never"
     params: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    role: str = "node"  # on a sealed graph: the one role this node's keys prove (bus/access.py)
 
 
 @dataclass
@@ -75,6 +78,20 @@ class GraphSpec:
     directory: str = "127.0.0.1:7447"  # tcp only: HOST:PORT of the directory
     nodes: list[NodeSpec] = field(default_factory=list)
     source: str = ""  # the graph file it was loaded from, if any
+    # [access]: service -> the roles that may call it. A graph with an access policy is sealed: the launcher
+    # generates its keys, and only processes it hands them to can join (see loopylab.bus.access).
+    access: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def sealed(self) -> bool:
+        return bool(self.access)
+
+    def new_keys(self) -> GraphKeys | None:
+        """Fresh keys for one run of this graph (None when it is not sealed); this process holds every role."""
+        if not self.sealed:
+            return None
+        roles = [*ROLES, *(n.role for n in self.nodes), *(r for rs in self.access.values() for r in rs)]
+        return GraphKeys.generate(f"{self.name}-{uuid.uuid4().hex[:12]}", roles, self.access)
 
     @property
     def url(self) -> str:
@@ -90,6 +107,7 @@ class GraphSpec:
             directory=f"{cfg.host}:{cfg.port}",
             nodes=nodes,
             source=self.source,
+            access=self.access,
         )
 
 
@@ -125,6 +143,7 @@ def parse_graph(doc: dict, where: str = "graph") -> GraphSpec:
         BusConfig.parse(spec.url)
     except ValueError as e:
         raise GraphError(f"{where}: {e}") from None
+    spec.access = _parse_access(doc.get("access", {}), where)
     tables = doc.get("nodes", {})
     if not tables:
         raise GraphError(f"{where}: no [nodes.NAME] tables")
@@ -151,9 +170,22 @@ def parse_graph(doc: dict, where: str = "graph") -> GraphSpec:
                 restart=restart,
                 params=dict(t.get("params", {})),
                 env={k: str(v) for k, v in t.get("env", {}).items()},
+                role=str(t.get("role", "node")),
             )
         )
     return spec
+
+
+def _parse_access(table: Any, where: str) -> dict[str, list[str]]:
+    """`[access]`: `"SERVICE" = ["ROLE", ...]` (who may call it; an empty list: nobody)."""
+    if not isinstance(table, dict):
+        raise GraphError(f"{where}: [access] must be a table of SERVICE = [ROLE, ...]")
+    out = {}
+    for service, roles in table.items():
+        if not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles):
+            raise GraphError(f'{where}: [access] "{service}" must be a list of role names, got {roles!r}')
+        out[service] = list(roles)
+    return out
 
 
 def apply_overrides(spec: GraphSpec, assignments: list[str]) -> GraphSpec:
@@ -280,17 +312,29 @@ class _Running:
 
     def _start_process(self) -> None:
         env = {**os.environ, **self.spec.env, "LOOPYLAB_BUS": self.launcher.url, "PYTHONUNBUFFERED": "1"}
+        env.pop(KEYS_FD_ENV, None)
         payload = json.dumps({"name": self.spec.name, "run": self.spec.run, "params": self.spec.params})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "loopylab.bus.launch", "--child", payload],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
+        keys, fds = self.launcher.keys, cast(tuple[int, ...], ())
+        if keys is not None:  # the child's own role's keys, through a pipe it inherits (never argv, env or a file)
+            r, w = os.pipe()
+            os.write(w, keys.only(self.spec.role).dumps())
+            os.close(w)
+            env[KEYS_FD_ENV], fds = str(r), (r,)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-u", "-m", "loopylab.bus.launch", "--child", payload],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+                bufsize=1,
+                start_new_session=True,
+                pass_fds=fds,
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
         self.pumps = [
             threading.Thread(
                 target=self._pump, args=(pipe, prefixer), daemon=True, name=f"launch:pump:{self.spec.name}"
@@ -313,7 +357,8 @@ class _Running:
         from loopylab.bus.node import Node
 
         fn = resolve(self.spec.run)
-        self.node = Node(self.spec.name, self.launcher.url)
+        keys = self.launcher.keys.only(self.spec.role) if self.launcher.keys else None
+        self.node = Node(self.spec.name, self.launcher.config.with_keys(keys))
 
         def body() -> None:
             try:
@@ -384,13 +429,19 @@ class Launcher:
         stdout: IO[str] | None = None,
         stderr: IO[str] | None = None,
         in_process: bool = False,
+        keys: str | Path | None = None,
     ):
         """`in_process=True` embeds the launcher in a program with its own use of this process (see
         `start_graph`): sys.stdout, signal handlers and $LOOPYLAB_BUS are left alone (thread nodes' lines
-        then carry no `[node]` prefix, and several graphs may run side by side)."""
+        then carry no `[node]` prefix, and several graphs may run side by side). `keys`: a file holding a sealed
+        graph's keys, read if it exists, else made and written (launchers of one tcp graph on several hosts
+        share it); by default a sealed graph gets fresh keys every run."""
         self.spec, self.duration = spec, duration
         self.in_process = in_process
         self.url = spec.url
+        # a sealed graph's keys: the launcher holds every role
+        self.keys = spec.new_keys() if keys is None else load_or_create(keys, spec.new_keys)
+        self.config = BusConfig.parse(self.url).with_keys(self.keys)
         color = (stdout or sys.stdout).isatty() if hasattr(stdout or sys.stdout, "isatty") else False
         self.out = _Prefixer(stdout or sys.stdout, color)
         self.err = _Prefixer(stderr or sys.stderr, color)
@@ -406,7 +457,7 @@ class Launcher:
 
     def run(self) -> int:
         """0 when the graph stopped cleanly, 1 when a node failed without a restart policy."""
-        config = BusConfig.parse(self.url)
+        config = self.config
         old_env = os.environ.get("LOOPYLAB_BUS")
         if not self.in_process:
             os.environ["LOOPYLAB_BUS"] = self.url  # for nodes that thread nodes create themselves
@@ -450,7 +501,9 @@ class Launcher:
             return None
         others = [g for g in registry.running() if g.url != self.url]
         try:
-            entry = registry.register(self.spec.name, self.url, self.spec.source)
+            # the operator's keys go beside the entry (this user only) for the tools: never the grader's
+            tools = self.keys.only("operator") if self.keys else None
+            entry = registry.register(self.spec.name, self.url, self.spec.source, tools)
         except OSError as e:
             self.err.line(
                 "launch", f"cannot list the graph in {registry.registry_dir()} ({e}): tools need --bus {self.url}"
@@ -574,13 +627,17 @@ class Launcher:
 
 
 def launch(
-    path: str | Path, duration: float | None = None, bus: str | None = None, overrides: list[str] | None = None
+    path: str | Path,
+    duration: float | None = None,
+    bus: str | None = None,
+    overrides: list[str] | None = None,
+    keys: str | Path | None = None,
 ) -> Launcher:
     """Load and run a graph file; returns the finished Launcher (see `.failed_node`)."""
     spec = apply_overrides(load_graph(path), overrides or [])
     if bus:
         spec = spec.with_bus(bus)
-    launcher = Launcher(spec, duration)
+    launcher = Launcher(spec, duration, keys=keys)
     launcher.exit_code = launcher.run()
     return launcher
 
@@ -608,7 +665,10 @@ class RunningGraph:
         self.launcher.started.wait()  # the directory is up and every node has been started
         from loopylab.bus.node import Node
 
-        self.node = Node(client, spec.url)
+        # the program that started the graph owns it: its node holds every role (and calls as the one a
+        # service's [access] entry names: see call)
+        self.keys = self.launcher.keys
+        self.node = Node(client, self.launcher.config)
         self._closed = False
 
     def _run(self) -> None:
@@ -643,14 +703,17 @@ class RunningGraph:
             if missing:
                 time.sleep(0.05)  # the services announce themselves to the directory
 
-    def call(self, service: str, request: Any = None, timeout: float = 30.0) -> Any:
-        """A service call that rides out the graph directory's slow answers on a loaded host."""
+    def call(self, service: str, request: Any = None, timeout: float = 30.0, role: str | None = None) -> Any:
+        """A service call that rides out the graph directory's slow answers on a loaded host. `role`: the
+        role to call as (default: the first one the graph's [access] allows for `service`, else operator)."""
+        if role is None and self.keys is not None:
+            role = next(iter(self.keys.policy.get(service, ())), None)
         for attempt in range(4):
             try:
-                return self.node.call(service, request, timeout=timeout)
+                return self.node.call(service, request, timeout=timeout, role=role)
             except DirectoryUnavailable:
                 time.sleep(0.2 * (attempt + 1))
-        return self.node.call(service, request, timeout=timeout)
+        return self.node.call(service, request, timeout=timeout, role=role)
 
     def result(self, name: str, timeout: float = 10.0) -> Any:
         """What thread node `name`'s function returned (its node object: for tests and benchmarks), once
@@ -742,6 +805,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a node parameter (repeatable)"
     )
+    ap.add_argument("--keys", default=None, help="a sealed graph's keys file (made if missing; for multi-host graphs)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -754,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
-        launcher = launch(args.graph, args.duration, args.bus, args.set)
+        launcher = launch(args.graph, args.duration, args.bus, args.set, args.keys)
     except GraphError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

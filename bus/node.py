@@ -25,14 +25,14 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
 
 import msgpack
 import zmq
 
-from loopylab.bus import shm
+from loopylab.bus import access, shm
 from loopylab.bus.config import BusConfig, _local_ip
 from loopylab.bus.directory import (
     ANNOUNCE_S,
@@ -45,12 +45,13 @@ from loopylab.bus.directory import (
 from loopylab.bus.messages import Heartbeat
 from loopylab.bus.pubsub import Publisher, Subscription, _has_more
 from loopylab.bus.receiver import Receiver
-from loopylab.bus.services import Service, ServiceClient, ServiceError, ServiceTimeout
+from loopylab.bus.services import AccessDenied, Service, ServiceClient, ServiceError, ServiceTimeout
 from loopylab.bus.stopflag import StopFlag
 from loopylab.bus.timer import Timer
 
 # The names other packages import from here (the classes live in their own modules now).
 __all__ = [
+    "AccessDenied",
     "Node",
     "Publisher",
     "Service",
@@ -68,12 +69,20 @@ class Node:
     """A participant of a graph. Create publishers/subscriptions/services, then `spin()` or just use it."""
 
     def __init__(
-        self, name: str, config: BusConfig | str | None = None, heartbeat_hz: float = 10.0, start_directory: bool = True
+        self,
+        name: str,
+        config: BusConfig | str | None = None,
+        heartbeat_hz: float = 10.0,
+        start_directory: bool = True,
+        keys: access.GraphKeys | None = None,
     ):
-        """`start_directory=False` for tools that only look at a running graph (topics, echo)."""
+        """`start_directory=False` for tools that only look at a running graph (topics, echo). `keys`: a
+        sealed graph's keys as this process holds them (else the config's; see `loopylab.bus.access`)."""
         self.name = name
         self.uid = uuid.uuid4().hex[:8]  # tells apart two nodes that share a name
         self.config = BusConfig.parse(config) if isinstance(config, str) else (config or BusConfig.from_env())
+        if keys is not None:
+            self.config = self.config.with_keys(keys)
         self.log = logging.getLogger(f"loopylab.{name}")
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
         # messages dropped and counted; shm_late: a shared-memory slot was reused before this node took it
@@ -98,7 +107,7 @@ class Node:
                 self._owned_directory = ensure_directory(self.config)
             except DirectoryUnavailable as e:  # e.g. a tcp graph whose main host is not up yet
                 self.log.warning("%s; carrying on and trying again every %.0f s", e, ANNOUNCE_S)
-        self._receiver = Receiver(self.ctx, name, self._stop, self.log)
+        self._receiver = Receiver(self.ctx, name, self._stop, self.log, self._join)
         self._io = self._receiver.thread
         self._hb_period = 1.0 / heartbeat_hz if heartbeat_hz > 0 else 0.0
         self._hb_pub = self.publisher(f"heartbeat/{name}", Heartbeat) if heartbeat_hz > 0 else None
@@ -134,19 +143,32 @@ class Node:
         self._receiver.connect(sub, eps)
         return sub
 
-    def service(self, name: str, handler: Callable[[Any], Any]) -> Service:
-        srv = Service(self, name, handler)
+    def service(self, name: str, handler: Callable[[Any], Any], allow: Iterable[str] | None = None) -> Service:
+        """Serve `name`. `allow`: the roles that may call it (None: every member of the graph); the graph
+        file's [access] table overrides it. Others get `AccessDenied` (see `loopylab.bus.access`)."""
+        srv = Service(self, name, handler, allow)
         self._services.append(srv)
         self._announce()
         return srv
 
-    def client(self, name: str) -> ServiceClient:
-        if name not in self._clients:
-            self._clients[name] = ServiceClient(self, name)
-        return self._clients[name]
+    def client(self, name: str, role: str | None = None) -> ServiceClient:
+        """A client of service `name`, calling as `role` (one this process holds; default: the node's)."""
+        key = f"{name}\0{role or ''}"
+        if key not in self._clients:
+            self._clients[key] = ServiceClient(self, name, role)
+        return self._clients[key]
 
-    def call(self, name: str, request: Any = None, timeout: float = 5.0) -> Any:
-        return self.client(name).call(request, timeout)
+    def call(self, name: str, request: Any = None, timeout: float = 5.0, role: str | None = None) -> Any:
+        return self.client(name, role).call(request, timeout)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles this node may call as (none on an unsealed graph)."""
+        return tuple(self.config.keys.held) if self.config.keys else ()
+
+    def _join(self, sock: zmq.Socket[Any], role: str | None = None) -> None:
+        """Make `sock` a client of this graph (as `role`) before it connects."""
+        access.join(sock, self.config.keys, self.config.transport, role)
 
     def timer(self, hz: float, fn: Callable[[], Any], name: str = "") -> Timer:
         t = Timer(self, hz, fn, name)
@@ -216,6 +238,7 @@ class Node:
     def _bind(self, sock: zmq.Socket[Any], kind: str) -> str:
         """Bind `sock` to a new endpoint of this graph; returns the address other nodes connect to."""
         ep = self.config.new_endpoint(kind)
+        access.serve(sock, self.config.keys, self.config.transport)  # a sealed graph's members only
         sock.bind(ep)
         if not ep.endswith(":*"):
             return ep
@@ -236,6 +259,7 @@ class Node:
         feed = self.ctx.socket(zmq.SUB)
         feed.setsockopt(zmq.LINGER, 0)
         feed.setsockopt(zmq.SUBSCRIBE, b"topic/")
+        self._join(feed)
         feed.connect(self.config.directory_endpoints()[1])
         poller = zmq.Poller()
         poller.register(feed, zmq.POLLIN)

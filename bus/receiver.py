@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import zmq
@@ -34,8 +34,16 @@ Command = tuple[Any, ...]
 class Receiver:
     """The I/O thread of node `name` and the SUB sockets it owns; commands come from any thread."""
 
-    def __init__(self, ctx: zmq.Context[Any], name: str, stop: StopFlag, log: logging.Logger):
-        self.ctx, self._stop, self.log = ctx, stop, log
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        name: str,
+        stop: StopFlag,
+        log: logging.Logger,
+        join: Callable[[zmq.Socket[Any]], None] = lambda s: None,
+    ):
+        """`join` makes a new SUB socket a client of the graph (its keys, on a sealed graph)."""
+        self.ctx, self._stop, self.log, self._join = ctx, stop, log, join
         self._cmds: queue.Queue[Command] = queue.Queue()
         self._wake = StopFlag()  # a pipe the thread polls: readable while commands wait
         self.thread = threading.Thread(target=self._loop, name=f"{name}:io", daemon=True)
@@ -123,6 +131,7 @@ class Receiver:
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.RCVHWM, 2 if sub.mode == "latest" else max(1000, sub.queue_size))
         s.setsockopt(zmq.SUBSCRIBE, f"{sub.topic}\0".encode())
+        self._join(s)
         s.connect(endpoint)
         return s
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from loopylab.bus.access import GraphKeys
 from loopylab.bus.config import BusConfig, runtime_dir
 
 
@@ -63,13 +64,19 @@ def _alive(entry: GraphEntry) -> bool:
     return not entry.proc_start or _proc_start(entry.pid) in ("", entry.proc_start)
 
 
-def register(name: str, url: str, graph_file: str = "") -> Path:
-    """Record this process as running graph `name` at `url`; returns the file to `unregister`."""
+def register(name: str, url: str, graph_file: str = "", keys: GraphKeys | None = None) -> Path:
+    """Record this process as running graph `name` at `url`; returns the file to `unregister`. `keys`: of a
+    sealed graph, the ones this user's tools may use (the operator's), kept beside the entry, owner-only."""
     d = registry_dir()
     d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
     pid = os.getpid()
     entry = GraphEntry(name, url, pid, str(graph_file), time.time(), _proc_start(pid))
     path = d / f"{name}.{pid}.json"
+    if keys is not None:
+        fd = os.open(path.with_suffix(".keys"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(keys.dumps())
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(entry)))
     os.replace(tmp, path)  # readers never see half a file
@@ -77,7 +84,20 @@ def register(name: str, url: str, graph_file: str = "") -> Path:
 
 
 def unregister(path: Path) -> None:
+    path.with_suffix(".keys").unlink(missing_ok=True)
     path.unlink(missing_ok=True)
+
+
+def tool_keys(url: str) -> GraphKeys | None:
+    """The keys a launched sealed graph at `url` left for this user's tools (None: none, or not sealed)."""
+    for f in sorted(registry_dir().glob("*.keys")) if registry_dir().is_dir() else ():
+        entry = f.with_suffix(".json")
+        try:
+            if json.loads(entry.read_text()).get("url") == url:
+                return GraphKeys.loads(f.read_bytes())
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
 
 
 def running() -> list[GraphEntry]:
@@ -90,6 +110,7 @@ def running() -> list[GraphEntry]:
         except (OSError, ValueError, TypeError):
             entry = None  # unreadable: a crash mid-write, or an older format
         if entry is None or not _alive(entry):
+            f.with_suffix(".keys").unlink(missing_ok=True)
             f.unlink(missing_ok=True)
             continue
         out.append(entry)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 import zmq
 
-from loopylab.bus import codec
+from loopylab.bus import access, codec
 from loopylab.bus.directory import DirectoryUnavailable
 
 if TYPE_CHECKING:
@@ -27,17 +27,25 @@ class ServiceError(RuntimeError):
     """The service answered with an error."""
 
 
+class AccessDenied(ServiceError):
+    """The service refused the caller: its role may not call it (see `loopylab.bus.access`)."""
+
+
 class ServiceTimeout(TimeoutError):
     """The service did not answer in time (or is not running)."""
 
 
 class Service:
-    """Answers requests on its own thread; the handler takes a dict and returns a dict."""
+    """Answers requests on its own thread; the handler takes a dict and returns a dict. `allow`: the roles
+    that may call it (None: every member of the graph); the graph's [access] policy overrides it."""
 
-    def __init__(self, node: Node, name: str, handler: Callable[[Any], Any]):
+    def __init__(self, node: Node, name: str, handler: Callable[[Any], Any], allow: Iterable[str] | None = None):
         self.node, self.name, self.handler = node, name, handler
+        keys = node.config.keys
+        self.allow = keys.allowed(name, allow) if keys else (None if allow is None else tuple(allow))
         self.endpoint = ""
         self.calls = 0
+        self.refused = 0
         self._bound = threading.Event()
         self._error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name=f"{node.name}:{name}", daemon=True)
@@ -73,10 +81,14 @@ class Service:
             try:
                 if len(frames) < 4:
                     raise codec.DecodeError("short request")
+                if self.allow is not None:
+                    self._check(ident, frames[1])
                 request = codec.decode(frames[3].bytes, frames[4:])
                 reply = self.handler(request)
                 header, bufs = codec.encode(reply)
                 out = [ident, b"", rid, b"ok", header, *bufs]
+            except AccessDenied as e:  # logged (and recorded) by access.refuse
+                out = [ident, b"", rid, b"error", msgpack.packb(f"AccessDenied: {e}")]
             except Exception as e:
                 self.node.log.warning("service %s: %s: %s", self.name, type(e).__name__, e)
                 out = [ident, b"", rid, b"error", msgpack.packb(f"{type(e).__name__}: {e}")]
@@ -87,12 +99,23 @@ class Service:
                 break
         sock.close()
 
+    def _check(self, ident: bytes, frame: zmq.Frame) -> None:
+        """Raise AccessDenied unless the caller's proven role is allowed (checked before decoding)."""
+        cfg = self.node.config
+        role = access.caller_role(ident, frame, cfg.keys, cfg.transport)
+        if role not in (self.allow or ()):
+            self.refused += 1
+            raise AccessDenied(access.refuse(cfg.keys.domain if cfg.keys else "", self.name, role, self.allow or ()))
+
 
 class ServiceClient:
     """Calls a service; safe from several threads. A timeout never leaves the client unusable."""
 
-    def __init__(self, node: Node, name: str):
-        self.node, self.name = node, name
+    def __init__(self, node: Node, name: str, role: str | None = None):
+        """`role`: the role to call as (one whose key this process holds; default: the node's)."""
+        self.node, self.name, self.role = node, name, role
+        if role is not None and node.config.keys is not None:
+            node.config.keys.keypair(role)  # AccessError now, not at the first call
         self._lock = threading.Lock()
         self._sock: zmq.Socket[Any] | None = None
         self._endpoints: set[str] = set()
@@ -114,6 +137,7 @@ class ServiceClient:
             time.sleep(0.01)
         sock = self.node.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        self.node._join(sock, self.role)
         for ep in eps:
             sock.connect(ep)
         self._sock, self._endpoints = sock, eps
@@ -151,15 +175,20 @@ class ServiceClient:
                 status = frames[2].bytes
                 if status == b"ok":
                     return codec.decode(frames[3].bytes, frames[4:])
-                raise ServiceError(f"{self.name}: {msgpack.unpackb(frames[3].bytes)}")
+                text = msgpack.unpackb(frames[3].bytes)
+                if isinstance(text, str) and text.startswith("AccessDenied: "):
+                    raise AccessDenied(text[len("AccessDenied: ") :])
+                raise ServiceError(f"{self.name}: {text}")
 
     def _forget(self, sock: zmq.Socket[Any]) -> None:  # caller holds the lock
         self._endpoints = set()  # look the service up again next time (it may have moved)
+        access.forget(sock)
         sock.close()
         self._sock = None
 
     def close(self) -> None:
         with self._lock:
             if self._sock is not None:
+                access.forget(self._sock)
                 self._sock.close()
                 self._sock = None

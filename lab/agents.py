@@ -16,6 +16,7 @@ truth. It cannot run experiments itself; the investigation runs what it proposes
 
 from __future__ import annotations
 
+import importlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -130,6 +131,13 @@ def agent_names() -> list[str]:
 
 
 def make_agent(name: str, seed: int = 0, **kw) -> Agent:
+    """The agent `name` (registered, a plugin's, or `package.module:factory`), with its own RNG `seed`."""
+    if name not in AGENTS and ":" in name:  # e.g. an agent of a test suite, in the agent's own process
+        module, _, attr = name.partition(":")
+        try:
+            register_agent(name, getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError) as e:
+            raise KeyError(f"agent {name!r} cannot be loaded: {e}") from None
     if name not in AGENTS and name in PLUGINS:
         factory = load(PLUGINS[name])  # logs one line if the plugin is broken
         if factory is None:

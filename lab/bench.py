@@ -7,7 +7,10 @@ present) started by the launcher in this process (in-process mode), plus the lab
         reply = bench.execute("push", {...})       # the same, by skill name
         truth = bench.oracle()                     # privileged: evaluation code only
 
-The oracle lives on the bench, which belongs to the evaluator. Agents only ever see a NotebookView.
+The oracle lives on the bench, which belongs to the evaluator: the bench's graph is sealed (its [access] table,
+docs/bus.md) and this process, which started it, holds every role; `call` picks the one a service's policy
+names (`sim/reset`: evaluator, `sim/oracle`: grader). An agent under evaluation runs in a process of its own
+with the lab's role only (lab/sealed.py); here agents only ever see a NotebookView.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from pathlib import Path
 
@@ -35,9 +36,12 @@ def run_investigation(
     n_objects: int | None = None,
     twin_workers: int = 2,
     story: bool = False,
+    agent_seed: int | None = None,
 ) -> dict:
     """One investigation end to end on a bus graph; returns the report summary (also in result.json).
-    `story`: tell it in words a newcomer follows (the demo) instead of printing the notebook's lines."""
+    `story`: tell it in words a newcomer follows (the demo) instead of printing the notebook's lines.
+    `agent_seed`: the agent's and belief engine's own RNG seed (drawn when None, recorded in result.json):
+    never the world's seed, from which `scene_from_seed` rebuilds every hidden property."""
     from rich.console import Console
 
     from loopylab.lab.agents import make_agent
@@ -55,16 +59,22 @@ def run_investigation(
         (out / "notebook.jsonl").unlink()  # the live sink appends
     bench = Bench.from_file(graph) if graph else sim_bench(robot=robot, seed=seed, n_objects=n_objects)
     twins = TwinPool(workers=twin_workers)
-    cfg = InvestigationConfig(seed=seed)
+    agent_seed = secrets.randbits(32) if agent_seed is None else int(agent_seed)
+    cfg = InvestigationConfig(seed=agent_seed)
     try:
         scene = _check_world(bench, question, seed, n_objects)
         sinks = [bus_sink(bench.notebook_pub), jsonl_sink(out / "notebook.jsonl")]
         if live:
             sinks.insert(0, story_sink(console, cfg.confidence) if story else console_sink(console))
-        agent = make_agent(agent_name, seed=seed)
+        agent = make_agent(agent_name, seed=agent_seed)
         with console.status("building twin tables and investigating…", spinner="dots") if not live else _nullctx():
             result = investigate(question, scene, agent, bench.runner, ForwardModel(scene, twins), cfg, sinks)
-        return _grade_and_report(bench, question, result, seed, n_objects, out, console, story)
+        summary = _grade_and_report(bench, question, result, seed, n_objects, out, console, story)
+        summary["agent_seed"] = agent_seed
+        (out / "result.json").write_text(
+            json.dumps({k: v for k, v in summary.items() if k != "report"}, indent=2) + "\n"
+        )
+        return summary
     finally:
         twins.close()
         bench.close()

@@ -2,8 +2,11 @@
 graded against the ground truth that only this module reads (`sim/oracle`).
 
 Worlds run in parallel: a process pool by default, Ray when an address is given (`"local"` starts a
-local Ray instance). Each world gets a fresh inproc bench graph (`lab.bench.sim_bench`: the launcher's
-in-process mode); each worker process keeps one twin pool for all its worlds.
+local Ray instance). Each world runs sealed (`lab.sealed`): the worker process is the grader; it runs the
+bench (an inproc graph, every node a thread) and a gateway to it on a sealed ipc graph, and holds every key;
+the agent and its belief engine run in a child process with the gateway graph's lab keys only, its own RNG
+seed (drawn from the run's seed, never the world's) and the perceived scene. A row whose agent asked the bus
+for anything beyond the lab's role is marked `cheated` and not graded.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
 import time
 import traceback
+import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -37,6 +42,15 @@ class WorldTask:
     record_regret: bool = True
     confidence: float = 0.9
     n_particles: int = 1500
+    run_seed: int | None = None  # the run's own seed: the agents' RNG seeds come from it (None: drawn now)
+
+
+def agent_seed(task: WorldTask) -> int:
+    """The agent's RNG seed for one world: from the run's seed and the task, never the world's seed alone (the
+    agent cannot invert it without the run's seed, which stays with the evaluator)."""
+    base = task.run_seed if task.run_seed is not None else secrets.randbits(63)
+    tag = zlib.crc32(f"{task.agent}/{task.kind}".encode())
+    return int(np.random.SeedSequence([base, task.seed, tag]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def world_objects(kind: str, seed: int) -> int | None:
@@ -80,19 +94,9 @@ def parse_kinds(text: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------
-# one world (runs inside a worker process)
+# one world (runs inside a worker process: the grader's)
 
-_STATE: dict = {}
 WORLDS_PER_WORKER = 1  # worlds a worker process runs before it is replaced (see _run_pool)
-
-
-def _worker_twins():
-    """This process's twins (made once, reused for every world of the worker)."""
-    from loopylab.lab.forward import InlineTwins
-
-    if "twins" not in _STATE:
-        _STATE["twins"] = InlineTwins()
-    return _STATE["twins"]
 
 
 def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> float:
@@ -106,38 +110,69 @@ def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> 
     return grade(question, con, truth, outcome).error
 
 
-def run_world(task: WorldTask) -> dict:
-    """Investigate one seeded world and grade it. Never raises: a crash is a row with crashed=True."""
+def run_world(task: WorldTask, sealed: bool = True) -> dict:
+    """Investigate one seeded world and grade it. Never raises: a crash is a row with crashed=True.
+    `sealed=False` runs a trusted agent in this process (generating expert data, not evaluating)."""
     from loopylab.lab.bench import sim_bench
+    from loopylab.lab.sealed import AgentProcess, LabGateway, LocalAgent
 
     t0 = time.perf_counter()
-    row = {**asdict(task), "crashed": False, "success": False, "error": None, "experiments": 0}
+    row = {**asdict(task), "crashed": False, "success": False, "error": None, "experiments": 0, "cheated": False}
+    agent = AgentProcess.start() if sealed else LocalAgent()  # first: it imports while the bench starts
     try:
-        twins = _worker_twins()
         n_obj = world_objects(task.kind, task.seed)
-        with sim_bench(robot=task.robot, seed=task.seed, n_objects=n_obj) as bench:
-            row.update(_investigate_world(task, bench, twins, n_obj))
+        with sim_bench(robot=task.robot, seed=task.seed, n_objects=n_obj) as bench, LabGateway(bench) as gateway:
+            row.update(_investigate_world(task, bench, gateway, agent, n_obj))
     except Exception as e:
         row.update(crashed=True, exception=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         log.error("world %s/%s/%d crashed: %s", task.agent, task.kind, task.seed, e)
+    finally:
+        agent.kill()
     row["wall_s"] = time.perf_counter() - t0
     return row
 
 
-def _investigate_world(task: WorldTask, bench, twins, n_obj: int | None) -> dict:
-    """The investigation and its grading, on a running bench (the evaluator's: it may read the oracle)."""
-    from loopylab.lab.agents import make_agent
-    from loopylab.lab.forward import ForwardModel
-    from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
+def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int | None) -> dict:
+    """The investigation (in the agent's process) and its grading (here, the evaluator's: it may read the
+    oracle). A run whose agent touched the bus beyond the lab's role is not graded."""
+    from loopylab.bus.access import refusals
+    from loopylab.lab.investigation import grammar_scene
+    from loopylab.lab.sealed import AgentJob
 
     scene = bench.reset(task.seed, n_obj)
     question = make_question(task.kind, grammar_scene(scene), task.seed, budget=task.budget)
-    forward = ForwardModel(scene, twins)
-    agent = make_agent(task.agent, seed=task.seed)
-    cfg = InvestigationConfig(
-        confidence=task.confidence, n_particles=task.n_particles, record_regret=task.record_regret, seed=task.seed
+    seed = agent_seed(task)
+    job = AgentJob(
+        task.agent,
+        seed,
+        question,
+        scene.to_dict(),
+        gateway.url,
+        gateway.keys.only("lab").dumps(),
+        bench.runner.epoch_ns,
+        task.confidence,
+        task.n_particles,
+        task.record_regret,
     )
-    result = investigate(question, scene, agent, bench.runner, forward, cfg)
+    result = agent_proc.run(job)
+    refused = refusals(gateway.keys.domain)
+    if refused:
+        log.warning(
+            "world %s/%s/%d: the agent's process was refused %d time(s): not graded",
+            task.agent,
+            task.kind,
+            task.seed,
+            len(refused),
+        )
+        return dict(
+            agent_seed=seed,
+            cheated=True,
+            refusals=[f"{r.service} as {r.role or 'no role'}" for r in refused],
+            question=question.render(),
+            conclusion=result.conclusion.render(),
+            experiments=result.experiments,
+            notebook=result.notebook_text,
+        )
     truth = bench.oracle()
     outcome = None
     if question.kind == "predict":  # graded by running the held-out action on the same hidden world
@@ -154,6 +189,7 @@ def _investigate_world(task: WorldTask, bench, twins, n_obj: int | None) -> dict
     to_tol = next((i + 1 for i in range(len(within)) if all(within[i:])), budget + 1)
     regrets = [s.regret for s in result.steps if s.regret is not None]
     return dict(
+        agent_seed=seed,
         question=question.render(),
         conclusion=result.conclusion.render(),
         success=gr.success,
@@ -164,7 +200,7 @@ def _investigate_world(task: WorldTask, bench, twins, n_obj: int | None) -> dict
         regret_mean=float(np.mean(regrets)) if regrets else None,
         decision_s=result.decision_s,
         truth_value=gr.truth if not isinstance(gr.truth, tuple) else list(gr.truth),
-        notebook=result.notebook.text(),
+        notebook=result.notebook_text,
         tables_s=result.tables_s,
     )
 
@@ -181,12 +217,6 @@ def _crashed(task: WorldTask, why: str) -> dict:
     }
 
 
-def _close_worker() -> None:
-    twins = _STATE.pop("twins", None)
-    if twins is not None and hasattr(twins, "close"):
-        twins.close()
-
-
 # ------------------------------------------------------------------------------------------------
 # many worlds
 
@@ -201,10 +231,11 @@ class EvalConfig:
     budget: dict = field(default_factory=dict)  # agent -> experiment budget (default: the question's)
     robot: str = "panda"
     record_regret: bool = True
+    run_seed: int = field(default_factory=lambda: secrets.randbits(32))  # the agents' seeds come from it
 
     def tasks(self) -> list[WorldTask]:
         return [
-            WorldTask(a, k, s, self.budget.get(a), self.robot, self.record_regret)
+            WorldTask(a, k, s, self.budget.get(a), self.robot, self.record_regret, run_seed=self.run_seed)
             for a in self.agents
             for k in self.kinds
             for s in self.seeds
@@ -228,11 +259,8 @@ def run_eval(
 
 def _run_pool(tasks: list[WorldTask], cfg: EvalConfig, attempts: int = 3) -> Iterable[dict]:
     if cfg.workers <= 1:
-        try:
-            for t in tasks:
-                yield run_world(t)
-        finally:
-            _close_worker()
+        for t in tasks:
+            yield run_world(t)
         return
     # One world per worker process: benches started and closed one after another in a process leak
     # memory. A worker killed by a native crash (a libzmq assertion inside the bus, seen under heavy

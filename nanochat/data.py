@@ -206,7 +206,8 @@ def generate_one(job: tuple[str, int, float]) -> dict:
     if ExploringExpert.name not in AGENTS:
         register_agent(ExploringExpert.name, _explorer_factory)
     _WORKER.pop("agent", None)
-    row = run_world(WorldTask(ExploringExpert.name, kind, seed, record_regret=False))
+    # the expert is trusted (it writes training data): it runs in this process, where its choices can be read
+    row = run_world(WorldTask(ExploringExpert.name, kind, seed, record_regret=False, run_seed=0), sealed=False)
     agent = _WORKER.pop("agent", None)
     if row.get("crashed") or not row.get("notebook"):
         return {"seed": seed, "kind": kind, "failed": row.get("exception", "no notebook")}

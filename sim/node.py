@@ -43,6 +43,8 @@ from loopylab.world.robots import CONTROL_HZ
 from loopylab.world.scene import SceneSpec, scene_from_seed
 
 log = logging.getLogger("loopylab.sim")
+ORACLE_ROLES = ("grader",)  # the truth: the grader only
+RESET_ROLES = ("evaluator",)  # which world is loaded: the evaluator's choice, never the agent's
 
 
 class SimArm:
@@ -85,8 +87,9 @@ class SimArm:
             )
         self.cmd_sub = node.subscribe("arm/joint_command", JointCommand, queue_size=1000)
         node.subscribe("gripper/command", GripperCommand, callback=self._on_gripper)
-        node.service("sim/reset", self._on_reset)
-        node.service("sim/oracle", self._on_oracle)
+        # who may load a world and who may read its truth (a graph file's [access] table may say otherwise)
+        node.service("sim/reset", self._on_reset, allow=RESET_ROLES)
+        node.service("sim/oracle", self._on_oracle, allow=ORACLE_ROLES)
         self.ticks = 0
         self._thread = None
         if start:

@@ -126,8 +126,10 @@ class SceneSpec:
         return [o.label for o in self.objects]
 
     def perceived(self) -> SceneSpec:
-        """What the lab may know: labels, shapes, sizes, colours, poses; hidden properties removed."""
+        """What the lab may know: labels, shapes, sizes, colours, poses; hidden properties removed, and the
+        seed too (`scene_from_seed` would rebuild every hidden property from it)."""
         s = copy.deepcopy(self)
+        s.seed = None
         for o in s.objects:
             for k in HIDDEN:
                 setattr(o, k, None)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from loopylab.actuation.gate import run_gate
-from loopylab.bus import DeviceFault, JointCommand, JointState, Node, SafetyState
+from loopylab.bus import AccessDenied, DeviceFault, GraphKeys, JointCommand, JointState, Node, SafetyState
 from tests.waiting import wait_until
 
 
@@ -17,7 +17,9 @@ from tests.waiting import wait_until
 def gate_graph(**gate_kw):
     """A gate on an inproc graph with a fake arm publishing `arm_at["q"]` at 100 Hz and a probe node."""
     url = f"inproc://{uuid.uuid4().hex}"
-    arm, gate_node, probe = Node("fake_arm", url), Node("safety_gate", url), Node("probe", url)
+    keys = GraphKeys.generate(f"gate-{uuid.uuid4().hex[:8]}")  # sealed: the probe is the operator
+    arm, gate_node = Node("fake_arm", url, keys=keys.only("node")), Node("safety_gate", url, keys=keys.only("node"))
+    probe = Node("probe", url, keys=keys.only("operator", "lab"))
     gate = run_gate(
         gate_node, robot="panda", **{"deadman_ms": 150.0, "heartbeat_ms": 300.0, "state_hz": 20.0, **gate_kw}
     )
@@ -100,6 +102,8 @@ def test_estop_latches_until_reset(graph):
     assert s.estop and "e-stop" in s.reason
     with pytest.raises(TimeoutError):
         g["cmds"].get(timeout=0.5)  # nothing reached the arm
+    with pytest.raises(AccessDenied, match="safety/reset may be called by operator only; refused to role 'lab'"):
+        g["probe"].call("safety/reset", {}, timeout=10, role="lab")  # only an operator releases an e-stop
     assert g["probe"].call("safety/reset", {}, timeout=10)["was_estopped"]
     g["state"].wait_for(lambda s: not s.estop, timeout=5)
     _send(g, g["home"] + 0.001)

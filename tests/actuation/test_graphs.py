@@ -19,6 +19,12 @@ def test_code_graph_has_the_nodes_of_the_graph_files():
         resolve(node.run)  # every entry loads
 
 
+def test_code_graph_and_graph_files_are_sealed_with_one_access_policy():
+    want = {"sim/oracle": ["grader"], "sim/reset": ["evaluator"], "safety/reset": ["operator"]}
+    for spec in (sim_bench_graph(), *(load_graph(p) for p in GRAPHS.glob("sim_bench*.toml"))):
+        assert spec.sealed and spec.access == want
+
+
 def test_code_graph_runs_in_process_by_default_and_as_processes_elsewhere():
     a, b = sim_bench_graph(), sim_bench_graph()
     assert a.transport == "inproc" and a.url != b.url and not any(n.process for n in a.nodes)

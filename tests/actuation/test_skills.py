@@ -3,6 +3,7 @@ import pytest
 
 from loopylab.lab.bench import sim_bench
 from loopylab.lab.twin import Twin
+from loopylab.world.scene import SceneSpec
 from tests.waiting import wait_until
 
 SKILLS = [
@@ -181,10 +182,10 @@ def test_skills_follow_the_sims_scene_across_resets():
         bench.call("sim/reset", {"seed": 5, "n_objects": 2}, timeout=30)  # not via Bench.reset: no epoch given
         want = bench.sim.scene.perceived()
         msg = bench.node.subscribe("sim/scene", None, mode="latest").wait_for(
-            lambda m: m["scene"].get("seed") == 5, timeout=10
+            lambda m: SceneSpec.from_dict(m["scene"]) == want, timeout=10
         )
         assert msg["scene"]["objects"][0]["label"] == want.objects[0].label
-        assert "mass" not in msg["scene"]["objects"][0]
+        assert "mass" not in msg["scene"]["objects"][0] and "seed" not in msg["scene"]  # nothing to rebuild it from
         # the skills node's subscription sees the same latched message
         assert wait_until(lambda: bench.skills.arm.scene == want, 10), bench.skills.arm.scene
 

@@ -90,3 +90,9 @@ def own_directory_and_publish(url: str, topic: str) -> None:
     node.handle_signals()
     node.publisher(topic, JointState, latched=True).publish(joint_state(1))
     node.spin()
+
+
+def serve_secret(node: Node, allow: tuple = ("grader",)):
+    """A node with a privileged service (`test/secret`, for `allow` only) and an open one (`test/open`)."""
+    node.service("test/secret", lambda req: {"secret": 42}, allow=allow)
+    node.service("test/open", lambda req: {"role": node.config.keys.role if node.config.keys else ""})

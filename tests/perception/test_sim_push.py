@@ -47,13 +47,13 @@ def test_push_displacement_through_perception_matches_ground_truth(bench):
     msg = objects.wait_for(lambda m: m.get("red_block") is not None, timeout=20)
     assert msg.frame_id == "base"  # from the perception node: the sim's mocap is off
     probe = DisplacementProbe(lab, frames=2, timeout=15)
-    truth0 = np.array(lab.call("sim/oracle", {})["objects"]["red_block"]["position"])
+    truth0 = np.array(lab.call("sim/oracle", {}, role="grader")["objects"]["red_block"]["position"])
     before = probe.measure("red_block")
     assert np.linalg.norm(before.position - truth0) < 0.005
 
     execute("push", object="red_block", direction="+x", distance=0.04, speed=0.08)
     execute("move_to", position=park)
-    truth1 = np.array(lab.call("sim/oracle", {})["objects"]["red_block"]["position"])
+    truth1 = np.array(lab.call("sim/oracle", {}, role="grader")["objects"]["red_block"]["position"])
     d = probe.displacement("red_block", before)
     true = (truth1 - truth0)[:2]
     assert np.linalg.norm(true) > 0.02  # the push really moved it

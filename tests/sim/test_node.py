@@ -5,16 +5,16 @@ import numpy as np
 import pybullet as p
 import pytest
 
-from loopylab.bus import CameraInfo, Image, JointCommand, JointState, Node, ObjectPoses, Wrench
+from loopylab.bus import AccessDenied, CameraInfo, GraphKeys, Image, JointCommand, JointState, Node, ObjectPoses, Wrench
 from loopylab.bus.directory import DirectoryUnavailable
 from loopylab.sim.node import run_sim_arm
 
 
-def _call(node, service, request, tries=5):
+def _call(node, service, request, tries=5, role=None):
     """The graph directory answers slowly on a loaded host (bus lookups give up after 1 s): try again."""
     for attempt in range(tries):
         try:
-            return node.call(service, request, timeout=30)
+            return node.call(service, request, timeout=30, role=role)
         except DirectoryUnavailable:
             if attempt == tries - 1:
                 raise
@@ -26,8 +26,10 @@ def sim_graph():
     url = f"inproc://{uuid.uuid4().hex}"
     made = []
 
+    keys = GraphKeys.generate(f"sim-{uuid.uuid4().hex[:8]}")  # sealed: the probe holds every role
+
     def start(**kw):
-        node, probe = Node("sim_arm", url), Node("probe", url)
+        node, probe = Node("sim_arm", url, keys=keys.only("node")), Node("probe", url, keys=keys)
         sim = run_sim_arm(node, **kw)
         made.append((sim, node, probe))
         return sim, probe
@@ -105,12 +107,16 @@ def test_cameras_render_rgb_depth_and_consistent_intrinsics(sim_graph):
 
 def test_reset_and_oracle_services(sim_graph):
     sim, probe = sim_graph(seed=0, cameras=False)
-    reply = _call(probe, "sim/reset", {"seed": 4, "n_objects": 2})
+    reply = _call(probe, "sim/reset", {"seed": 4, "n_objects": 2}, role="evaluator")
     assert reply["ok"] and len(reply["scene"]["objects"]) == 2
     assert "mass" not in reply["scene"]["objects"][0]  # what the lab gets is the perceived scene
-    truth = _call(probe, "sim/oracle", {})
+    assert "seed" not in reply["scene"]  # nor the seed that would rebuild the world
+    truth = _call(probe, "sim/oracle", {}, role="grader")
     label = reply["scene"]["objects"][0]["label"]
     assert truth["objects"][label]["mass"] == pytest.approx(sim.scene.object(label).mass)
+    for role, service in (("lab", "sim/oracle"), ("operator", "sim/oracle"), ("lab", "sim/reset")):
+        with pytest.raises(AccessDenied, match=f"{service} may be called by .* only; refused to role '{role}'"):
+            _call(probe, service, {}, role=role)
 
 
 def test_realtime_clock_runs_at_wall_speed(sim_graph):

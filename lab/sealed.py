@@ -1,0 +1,277 @@
+"""The agent's own process: how the evaluator runs an investigation out of the truth's reach.
+
+The evaluator's process holds the world (the sim bench's nodes run there, on a sealed ipc graph) and every
+key that matters: it resets the world (role "evaluator") and reads the truth (role "grader"). The agent and
+the lab's belief engine run in a child process that gets only what a lab may know:
+
+- the question, the perceived scene (no seed, no hidden property), the graph's URL and the "lab" keys;
+- an RNG seed of its own, drawn independently of the world's seed (recorded in the evaluation's row).
+
+It runs the experiments over the bus (skills/execute), as any lab would, and sends back its conclusion and
+steps as JSON: the evaluator never unpickles anything the agent's process wrote. Whatever the agent tries
+in its own process finds no truth there; whatever it asks of the bus beyond the lab's role is refused, and
+the refusal is recorded in the evaluator's process (`loopylab.bus.access.refusals`).
+
+    proc = AgentProcess.start()          # early: the child imports while the bench starts
+    report = proc.run(AgentJob(...))     # the investigation, in the child; an AgentReport back
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from loopylab.world import notebook as g
+
+AGENT_TIMEOUT_S = 1800.0  # one investigation, at most (a stuck agent must not hold a worker forever)
+
+
+@dataclass
+class AgentJob:
+    """Everything the agent's process is given (and nothing else)."""
+
+    agent: str
+    agent_seed: int  # its own RNG seed: not the world's
+    question: g.Question
+    scene: dict  # the perceived SceneSpec, as a dict
+    url: str  # the sealed graph
+    keys: bytes  # GraphKeys.only("lab").dumps()
+    epoch_ns: int  # the world the experiments are for (the reset's reply)
+    confidence: float = 0.9
+    n_particles: int = 1500
+    record_regret: bool = True
+
+
+@dataclass
+class StepReport:
+    experiment: str
+    ok: bool
+    eig: float | None = None
+    regret: float | None = None
+    answer: Any = None
+    p_within: float = 0.0
+    half_width: float | None = None
+
+
+@dataclass
+class AgentReport:
+    """What the agent's process sends back (read from JSON, checked here)."""
+
+    conclusion: g.Conclusion
+    steps: list[StepReport] = field(default_factory=list)
+    decision_s: list[float] = field(default_factory=list)
+    notebook_text: str = ""
+    tables_s: float = 0.0
+    stop: dict = field(default_factory=dict)  # {code, text, met}
+    wall_s: float = 0.0
+
+    @property
+    def experiments(self) -> int:
+        return len(self.steps)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["conclusion"] = [_answer_json(a) for a in self.conclusion.answers]
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> AgentReport:
+        d = json.loads(text)
+        if not isinstance(d, dict) or not isinstance(d.get("conclusion"), list):
+            raise ValueError("the agent's process sent no conclusion")
+        answers = tuple(_answer_from(a) for a in d["conclusion"])
+        return cls(
+            g.Conclusion(answers),
+            [StepReport(**s) for s in d.get("steps", [])],
+            [float(x) for x in d.get("decision_s", [])],
+            str(d.get("notebook_text", "")),
+            float(d.get("tables_s", 0.0)),
+            dict(d.get("stop") or {}),
+            float(d.get("wall_s", 0.0)),
+        )
+
+
+def _answer_json(a: g.Estimate | g.Ranking) -> dict:
+    if isinstance(a, g.Ranking):
+        return {"ranking": [a.quantity, list(a.objects)]}
+    return {"estimate": [a.quantity, a.object, float(a.value), float(a.spread)]}
+
+
+def _answer_from(d: dict) -> g.Estimate | g.Ranking:
+    if "ranking" in d:
+        q, objs = d["ranking"]
+        return g.Ranking(str(q), tuple(str(o) for o in objs))
+    q, obj, value, spread = d["estimate"]
+    return g.Estimate(str(q), str(obj), float(value), float(spread))
+
+
+class AgentProcess:
+    """A child process waiting for one AgentJob on its stdin; its JSON report comes back on its stdout."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    @classmethod
+    def start(cls) -> AgentProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPYLAB_BUS")}  # no graph, no keys
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, "1")  # worlds run in parallel already: BLAS threads would only spin against them
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loopylab.lab.sealed"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # the evaluator's signals are not the agent's business
+        )
+        return cls(proc)
+
+    def run(self, job: AgentJob, timeout: float = AGENT_TIMEOUT_S) -> AgentReport:
+        try:
+            out, _ = self.proc.communicate(pickle.dumps(job), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TimeoutError(f"the agent's process ran past {timeout:.0f} s") from None
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"the agent's process failed (exit {self.proc.returncode}): {_last_line(out)}")
+        return AgentReport.from_json(out.decode().strip().splitlines()[-1])
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class LocalAgent:
+    """The same investigation in this process: for a trusted agent (generating expert data), never for grading
+    an agent under test."""
+
+    def run(self, job: AgentJob, timeout: float = AGENT_TIMEOUT_S) -> AgentReport:
+        return _investigate(job)
+
+    def kill(self) -> None:
+        pass
+
+
+class LabGateway:
+    """What the agent's process can reach of a bench: a sealed ipc graph of its own (fresh keys) with one node,
+    in this (the grader's) process, that forwards `skills/execute` to the bench and republishes
+    `perception/objects`, and offers `sim/reset` (evaluator) and `sim/oracle` (grader) to those roles only. The
+    bench itself stays an inproc graph (its lockstep traffic stays in memory); the agent holds the gateway
+    graph's `lab` keys, and every refusal on it is recorded here (`refusals(gateway.keys.domain)`)."""
+
+    LAB = "skills/execute"  # the one thing a lab asks of a bench
+
+    def __init__(self, bench: Any, url: str | None = None):
+        from loopylab.bus import GraphKeys, Node, ObjectPoses
+
+        self.bench = bench
+        self.url = url or f"ipc://lab{uuid.uuid4().hex[:12]}"
+        self.keys = GraphKeys.generate(f"lab-{uuid.uuid4().hex[:12]}")
+        self.node = Node("bench_gateway", self.url, keys=self.keys.only("node"))
+        self.node.service(self.LAB, self._forward(self.LAB))
+        self.node.service("sim/reset", self._forward("sim/reset"), allow=("evaluator",))
+        self.node.service("sim/oracle", self._forward("sim/oracle"), allow=("grader",))
+        self._poses = self.node.publisher("perception/objects", ObjectPoses)
+        self._next = 0.0
+        self._sub = bench.node.subscribe("perception/objects", ObjectPoses, callback=self._relay, mode="latest")
+
+    POSES_HZ = 30.0  # the lab reads where objects are after each experiment: no need for the sim's full rate
+
+    def _relay(self, msg: Any) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + 1.0 / self.POSES_HZ
+            self._poses.publish(msg)
+
+    def _forward(self, service: str):
+        def handler(req: Any) -> Any:
+            return self.bench.call(service, req, timeout=300.0)
+
+        return handler
+
+    def close(self) -> None:
+        self.bench.node.unsubscribe(self._sub)
+        self.node.close()
+        from loopylab.bus.directory import stop_local
+
+        stop_local(self.url)  # this process served the gateway graph's directory
+
+    def __enter__(self) -> LabGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _last_line(out: bytes) -> str:
+    lines = out.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "(no output)"
+
+
+# -- the child ----------------------------------------------------------------------------------------------
+
+
+def _investigate(job: AgentJob) -> AgentReport:
+    from loopylab.bus import BusConfig, GraphKeys, Node
+    from loopylab.lab.agents import make_agent
+    from loopylab.lab.forward import ForwardModel, InlineTwins
+    from loopylab.lab.investigation import BusRunner, InvestigationConfig, investigate
+    from loopylab.world.scene import SceneSpec
+
+    scene = SceneSpec.from_dict(job.scene)
+    node = Node("agent", BusConfig.parse(job.url).with_keys(GraphKeys.loads(job.keys)))
+    runner = BusRunner(node)
+    runner.epoch_ns = job.epoch_ns
+    twins = InlineTwins()
+    try:
+        agent = make_agent(job.agent, seed=job.agent_seed)
+        cfg = InvestigationConfig(
+            confidence=job.confidence,
+            n_particles=job.n_particles,
+            record_regret=job.record_regret,
+            seed=job.agent_seed,  # the belief engine's random numbers: the lab's own, not the world's
+        )
+        result = investigate(job.question, scene, agent, runner, ForwardModel(scene, twins), cfg)
+    finally:
+        runner.close()
+        node.close()
+        if hasattr(twins, "close"):
+            twins.close()
+    steps = [
+        StepReport(s.experiment, s.ok, s.eig, s.regret, _plain(s.answer), s.p_within, s.half_width)
+        for s in result.steps
+    ]
+    stop = {"code": result.stop.code, "text": result.stop.text, "met": result.stop.met} if result.stop else {}
+    return AgentReport(
+        result.conclusion, steps, result.decision_s, result.notebook.text(), result.tables_s, stop, result.wall_s
+    )
+
+
+def _plain(x: Any) -> Any:
+    """An answer as JSON carries it (a ranking's order as a list of names, a value as a float)."""
+    if isinstance(x, (list, tuple)):
+        return [str(v) for v in x]
+    return None if x is None else float(x)
+
+
+def main() -> int:
+    out = os.fdopen(os.dup(1), "w")  # the report's channel; everything else the agent prints goes to stderr
+    os.dup2(2, 1)
+    import loopylab.lab.investigation  # noqa: F401  (imported while the evaluator starts the bench)
+
+    job = pickle.loads(sys.stdin.buffer.read())  # from the evaluator, the trusted side
+    report = _investigate(job)
+    out.write(report.to_json() + "\n")
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""A cheater for every route to the truth (lab/cheaters.py), each through the evaluation as any agent under
+test: none gets the truth, and the evaluation refuses to grade a run whose agent asked the bus for it.
+
+On the old code (agent made with the world's seed, the perceived scene keeping the seed, the agent in the
+bench's process, a bus without access control) every one of these got the truth and was graded a success.
+"""
+
+import uuid
+
+import pytest
+
+from loopylab.lab import cheaters
+from loopylab.lab.agents import register_agent
+from loopylab.lab.evaluation import WorldTask, run_world
+
+SEED = 3  # any world: its red_block's friction is the question
+
+
+def _run(route: str) -> dict:
+    name = cheaters.agent_name(route)
+    register_agent(name, cheaters.CHEATERS[route])  # (where the agent runs in this process)
+    row = run_world(WorldTask(name, "friction", SEED, record_regret=False, n_particles=200, run_seed=11))
+    assert not row["crashed"], row.get("traceback")
+    return row
+
+
+@pytest.mark.parametrize("route", ["seed", "scene", "gc"])
+def test_a_cheater_in_its_own_process_finds_no_truth(route):
+    row = _run(route)
+    assert row["conclusion"].startswith("friction red_block -1.00"), row["conclusion"]  # it found nothing
+    assert not row["success"]
+
+
+def test_the_agent_is_not_given_the_world_seed():
+    row = _run("seed")
+    assert row["agent_seed"] != SEED and row["run_seed"] == 11
+
+
+@pytest.mark.parametrize("route", ["node", "foreign"])
+def test_a_cheater_that_asks_the_bus_is_refused_and_not_graded(route):
+    row = _run(route)
+    assert not row["success"]
+    assert row["conclusion"].startswith("friction red_block -1.00"), row["conclusion"]
+    if route == "node":  # its own node holds the lab's keys only: refused, and the refusal reaches the grader
+        assert row["cheated"] and any(r.startswith("sim/oracle as lab") for r in row["refusals"]), row
+        assert row.get("truth_value") is None  # not graded
+
+
+def test_a_cheater_posing_as_the_oracle_is_not_believed():
+    row = _run("spoof")
+    assert row["cheated"] and any(r.startswith("offer of sim/oracle as lab") for r in row["refusals"]), row
+    assert not row["success"] and row.get("truth_value") is None
+
+
+def test_an_unrelated_process_cannot_read_a_launched_graphs_truth():
+    """The issue's route 5 as it was found: a sim_bench graph launched on ipc, and another process (no keys)
+    joining it to call sim/oracle."""
+    from loopylab.actuation.graphs import sim_bench_graph
+    from loopylab.lab.bench import Bench
+
+    spec = sim_bench_graph(seed=SEED, url=f"ipc://cheat-{uuid.uuid4().hex[:8]}")
+    spec.nodes = [n.__class__(**{**n.__dict__, "process": False}) for n in spec.nodes]  # threads: quicker
+    with Bench(spec) as bench:
+        assert bench.oracle()["red_block"]["friction"] > 0  # the owner (the grader) may
+        assert cheaters.foreign_oracle(spec.url, timeout=3.0) is None
