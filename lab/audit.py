@@ -23,6 +23,7 @@ def code_version() -> tuple[str, str | None]:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--tags"],
+            check=False,
             cwd=Path(loopylab.__file__).resolve().parent,
             capture_output=True,
             text=True,

@@ -55,7 +55,7 @@ def run_investigation(
         (out / "notebook.jsonl").unlink()  # the live sink appends
     bench = Bench.from_file(graph) if graph else sim_bench(robot=robot, seed=seed, n_objects=n_objects)
     twins = TwinPool(workers=twin_workers)
-    cfg = InvestigationConfig(seed=seed)
+    cfg = InvestigationConfig(seed=seed, graph=str(graph) if graph else f"sim_bench:{robot}")
     try:
         scene = _check_world(bench, question, seed, n_objects)
         sinks = [bus_sink(bench.notebook_pub), jsonl_sink(out / "notebook.jsonl")]

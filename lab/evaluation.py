@@ -135,7 +135,11 @@ def _investigate_world(task: WorldTask, bench, twins, n_obj: int | None) -> dict
     forward = ForwardModel(scene, twins)
     agent = make_agent(task.agent, seed=task.seed)
     cfg = InvestigationConfig(
-        confidence=task.confidence, n_particles=task.n_particles, record_regret=task.record_regret, seed=task.seed
+        confidence=task.confidence,
+        n_particles=task.n_particles,
+        record_regret=task.record_regret,
+        seed=task.seed,
+        graph=f"sim_bench:{task.robot}",
     )
     result = investigate(question, scene, agent, bench.runner, forward, cfg)
     truth = bench.oracle()
@@ -165,6 +169,7 @@ def _investigate_world(task: WorldTask, bench, twins, n_obj: int | None) -> dict
         decision_s=result.decision_s,
         truth_value=gr.truth if not isinstance(gr.truth, tuple) else list(gr.truth),
         notebook=result.notebook.text(),
+        notebook_audit=result.notebook.full_text(),  # with its audit lines: what `loopylab notebook replay` reads
         tables_s=result.tables_s,
     )
 

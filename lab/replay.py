@@ -238,6 +238,14 @@ def replay_text(text: str, where: str = "notebook", twins=None) -> ReplayReport:
     return replay_sections(parse_numbered(text, where), where, twins)
 
 
+def mismatches(text: str) -> int:
+    """How many lines of a notebook's text differ on replay (a notebook that cannot be replayed: 1)."""
+    try:
+        return len(replay_text(text).differences)
+    except ReplayError:
+        return 1
+
+
 def replay_file(path: str | Path, twins=None) -> ReplayReport:
     return replay_sections(read_sections(path), str(path), twins)
 
@@ -247,6 +255,7 @@ __all__ = [
     "ReplayError",
     "ReplayReport",
     "header",
+    "mismatches",
     "read_sections",
     "replay_file",
     "replay_text",

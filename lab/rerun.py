@@ -100,9 +100,7 @@ def rerun_sections(
         scene = bench.reset(world_seed, n_objects)
     else:
         scene = audit.scene_of(twin)  # where the notebook saw things: the best guess on a real bench
-    post = Posterior(
-        question, ForwardModel(scene, twins or InlineTwins()), None, prov.particles, None, prov.run_seed
-    )
+    post = Posterior(question, ForwardModel(scene, twins or InlineTwins()), None, prov.particles, None, prov.run_seed)
     report = RerunReport(where)
     steps, after = plan(sections)
     for i, st in enumerate(steps, start=1):
@@ -117,7 +115,9 @@ def rerun_sections(
             post.update(measurement)
         now = audit.answer_now(post.answer(prov.confidence)).render()
         report.steps.append(
-            RerunStep(i, st.experiment.render(), st.observation, obs.render(), delta(st.observation, obs), st.answer, now)
+            RerunStep(
+                i, st.experiment.render(), st.observation, obs.render(), delta(st.observation, obs), st.answer, now
+            )
         )
     for h in after:
         post.reset(h)

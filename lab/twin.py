@@ -40,9 +40,7 @@ class Twin:
         self._params: dict[str, dict] = {}
 
     def _build(self, spec: SceneSpec) -> None:
-        """A fresh world of `spec` and the pad, always built in the same order: a prediction is then a function
-        of the scene and its arguments alone, never of what the twin ran before (a body removed and added
-        again lands elsewhere in the solver's order, and a push after an off-centre drop read 0.4 % off)."""
+        """A fresh world of `spec` and the pad, always built in the same order."""
         if getattr(self, "world", None) is not None:
             self.world.close()
         self.world = World(spec, with_robot=False)
@@ -57,11 +55,17 @@ class Twin:
 
     # -- parameters -------------------------------------------------------------------------------
     def _apply(self, params: dict | None) -> None:
+        """A fresh world with these parameters: a prediction is a function of its scene, skill, arguments and
+        parameters alone, never of what the twin simulated before (the solver keeps state that no reset of
+        poses, velocities or saved state clears: a strike after a 2 cm drop slid 2 cm further). A build
+        costs ~7 ms, a strike ~18 ms (2-core VM)."""
+        spec = self.scene
         for label, props in (params or {}).items():
             self.scene.object(label)  # KeyError for an unknown label
-            com = props.get("com_offset")
-            if com is not None and tuple(map(float, com)) != tuple(self.world._com[label]):
-                self._build(self.scene.with_params({label: {"com_offset": com}}))
+            if props.get("com_offset") is not None:
+                spec = spec.with_params({label: {"com_offset": props["com_offset"]}})
+        self._build(spec)
+        for label, props in (params or {}).items():
             self.world.set_object_params(label, props.get("mass"), props.get("friction"), props.get("restitution"))
         self.world.reset_objects()
         self._park()

@@ -240,9 +240,7 @@ def _parse_provenance(body: str) -> Provenance:
             f"provenance: {body!r} is not: code VERSION [git DESCRIBE] agent NAME graph NAME run_seed N "
             "particles N confidence X"
         )
-    return Provenance(
-        m[1], m[3], m[4], _int(m[5], "run_seed"), _int(m[6], "particles"), _raw(m[7], "confidence"), m[2]
-    )
+    return Provenance(m[1], m[3], m[4], _int(m[5], "run_seed"), _int(m[6], "particles"), _raw(m[7], "confidence"), m[2])
 
 
 def _parse_twin(body: str) -> Twin:
@@ -252,7 +250,9 @@ def _parse_twin(body: str) -> Twin:
         raise g.GrammarError(f"twin: {clauses[-1]!r} is not: robot NAME dt X gravity X table X X")
     objs = []
     for c in clauses[:-1]:
-        o = re.fullmatch(rf"({g.NAME_RE}) ({'|'.join(g.SHAPES)}) (\S+) at (\S+) (\S+) (\S+) turn (\S+) (\S+) (\S+) (\S+)", c)
+        o = re.fullmatch(
+            rf"({g.NAME_RE}) ({'|'.join(g.SHAPES)}) (\S+) at (\S+) (\S+) (\S+) turn (\S+) (\S+) (\S+) (\S+)", c
+        )
         if o is None:
             raise g.GrammarError(f"twin: {c!r} is not: OBJ SHAPE SIZE at X Y Z turn QX QY QZ QW")
         n = [_raw(v, "twin") for v in o.groups()[2:]]

@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 
 from loopylab.world import audit as a
 from loopylab.world import notebook as g
-
-from .test_notebook import _num, bodies, estimates, experiments, names
+from tests.world.test_notebook import _num, bodies, estimates, experiments, names
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 eigs = _num(-1, 10, a.EIG_DECIMALS)
@@ -61,9 +60,7 @@ audit_bodies = st.one_of(
         st.lists(alternatives, max_size=3).map(tuple),
     ),
     st.builds(lambda e, x, ag: a.Reason(ag, 12, x, 0.015, e, round(x + 1, 3)), experiments, eigs, tokens),
-    st.builds(
-        a.Raw, st.lists(st.tuples(keys, st.floats(allow_nan=False)), min_size=1, max_size=8).map(tuple)
-    ),
+    st.builds(a.Raw, st.lists(st.tuples(keys, st.floats(allow_nan=False)), min_size=1, max_size=8).map(tuple)),
     st.builds(a.AnswerNow, estimates, probabilities),
     st.builds(
         lambda o, p: a.AnswerNow(g.Ranking("mass", tuple(o)), p),
