@@ -21,6 +21,7 @@ cost are in nats, three decimals, signed (a Monte Carlo EIG may come out a hair 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from loopylab.world import notebook as g
@@ -309,7 +310,7 @@ def _parse_answer(body: str) -> AnswerNow:
     if m is None:
         raise g.GrammarError(f"answer: {body!r} is not: ESTIMATE p P or mass order A > B ... p P")
     con = g._parse_estimates("conclusion", m[1])
-    if len(con.answers) != 1:
+    if not isinstance(con, g.Conclusion) or len(con.answers) != 1:
         raise g.GrammarError(f"answer: {body!r} holds more than one answer")
     p = g._num(m[2], 3, "p")
     if p > 1:
@@ -329,7 +330,7 @@ def _parse_stop(body: str) -> StopLine:
     return StopLine(m[1], float(m[2]), float(m[4]), int(m[5]), int(m[6]), m[3] == ">=", best)
 
 
-PARSERS = {
+PARSERS: dict[str, Callable[[str], AuditBody]] = {
     "provenance": _parse_provenance,
     "twin": _parse_twin,
     "reason": _parse_reason,

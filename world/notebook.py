@@ -585,13 +585,13 @@ _PARSERS: dict[str, Callable[[str], Body]] = {
 
 def _parse_body(kind: str, body: str) -> Body | AuditBody:
     parser = _PARSERS.get(kind)
-    if parser is None and kind in AUDIT_KINDS:
+    if parser is not None:
+        return parser(body)
+    if kind in AUDIT_KINDS:
         from loopylab.world.audit import PARSERS  # the audit lines' module builds on this one
 
-        parser = PARSERS[kind]
-    if parser is None:
-        raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(ALL_KINDS)})")
-    return parser(body)
+        return PARSERS[kind](body)
+    raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(ALL_KINDS)})")
 
 
 @dataclass(frozen=True)
