@@ -54,6 +54,20 @@ def _read_rows(path: Path) -> list[dict]:
     return rows
 
 
+def replay_mismatches(rows: list[dict], workers: int = 2) -> int:
+    """Lines that differ when every notebook the run wrote is replayed from its own records (target 0); a
+    notebook missing from a row that did not crash counts as one."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from loopylab.lab.replay import mismatches
+
+    texts = [r["notebook_audit"] for r in rows if r.get("notebook_audit")]
+    missing = sum(1 for r in rows if not r.get("crashed") and not r.get("notebook_audit"))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        return missing + sum(pool.map(mismatches, texts, chunksize=4))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worlds", type=int, default=50, help="worlds per question kind (target: 50)")
@@ -131,6 +145,7 @@ def main() -> None:
         "decision_s_p90": round(float(np.percentile(dec, 90)), 4) if dec else None,
         "crashed": crashed,
         **run_cheaters(seeds_of("test", args.cheat_worlds), args.workers),
+        "replay_mismatches": replay_mismatches(rows, args.workers),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps(result))

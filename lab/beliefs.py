@@ -143,9 +143,14 @@ class Measurement:
 
     @classmethod
     def from_observation(cls, exp: g.Experiment, obs: g.Observation) -> Measurement:
-        """From the notebook text alone (sigmas unknown: the noise model's floor applies)."""
+        """From the rounded notebook text alone (sigmas unknown: the noise model's floor applies); only the
+        measurements the likelihood uses (a push's `moved` is written, not modelled). A notebook's raw line
+        (`Measurement.from_reply` of its values) gives the exact measurement instead."""
+        if obs.error is not None:
+            raise ValueError(f"a failed experiment ({obs.error}) measured nothing")
         keys = {k: mk for k, mk, _ in g.OBS_FIELDS[exp.skill]}
-        return cls(exp, {keys[k]: v for k, v in obs.values}, {}, obs.com, obs.load)
+        vals = {keys[k]: v for k, v in obs.values if keys[k] in MEASURED[exp.skill]}
+        return cls(exp, vals, {}, obs.com, obs.load)
 
 
 def box_from_hypothesis(hyp: g.Hypothesis | None, objects: list[str], axes: Axes) -> dict[str, np.ndarray]:
@@ -213,9 +218,19 @@ class ObjectPosterior:
     of one object."""
 
     def __init__(
-        self, name: str, box: np.ndarray, forward: ForwardModel, noise: NoiseModel, n: int, rng: np.random.Generator
+        self,
+        name: str,
+        box: np.ndarray,
+        forward: ForwardModel,
+        noise: NoiseModel,
+        n: int,
+        rng: np.random.Generator,
+        draw_rng: np.random.Generator | None = None,
     ):
+        # `rng` draws the particles and moves them (the belief's own stream: a replay of the same measurements
+        # draws the same numbers); `draw_rng` serves everyone who samples from the belief (an agent's EIG)
         self.name, self.box, self.forward, self.noise, self.rng = name, box, forward, noise, rng
+        self.draw_rng = draw_rng if draw_rng is not None else rng
         self.logbox = np.log(box)
         u = rng.random((n, 3))
         nat = np.empty((n, 3))
@@ -297,10 +312,11 @@ class ObjectPosterior:
         mu = float(np.sum(w * values))
         return mu, float(np.sqrt(max(np.sum(w * (values - mu) ** 2), 0.0)))
 
-    def draw(self, k: int) -> np.ndarray:
+    def draw(self, k: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """k particle indices drawn by weight (systematic)."""
         cum = np.cumsum(self.weights)
-        return np.minimum(np.searchsorted(cum, (self.rng.random() + np.arange(k)) / k), len(cum) - 1)
+        u = (rng or self.draw_rng).random()
+        return np.minimum(np.searchsorted(cum, (u + np.arange(k)) / k), len(cum) - 1)
 
 
 @dataclass
@@ -324,15 +340,34 @@ class Posterior:
         self.question, self.forward = question, forward
         self.noise = noise or NoiseModel()
         self.n = n_particles
+        # The belief is a function of (seed, hypotheses, measurements) alone, so that a notebook replays to the
+        # same numbers (lab/replay.py): its particles and moves draw from streams of their own, its summaries
+        # (answer, belief) from a stream keyed by the state they summarise; `rng` serves other samplers.
+        self.seed = seed
         self.rng = np.random.default_rng([seed, 0xBE11EF])
+        self.resets = 0
         self.measurements: list[Measurement] = []
         self.reset(hypothesis)
+
+    def state_rng(self, purpose: int) -> np.random.Generator:
+        """Random numbers for a summary of the belief as it stands (the same state gives the same numbers)."""
+        return np.random.default_rng([self.seed, 0x5A3E, purpose, self.resets, len(self.measurements)])
 
     def reset(self, hypothesis: g.Hypothesis | None) -> None:
         """Start again from the prior a hypothesis states, and replay the measurements so far."""
         boxes = box_from_hypothesis(hypothesis, list(self.question.objects), self.forward.axes)
+        self.resets += 1
         self.objects = {
-            o: ObjectPosterior(o, boxes[o], self.forward, self.noise, self.n, self.rng) for o in self.question.objects
+            o: ObjectPosterior(
+                o,
+                boxes[o],
+                self.forward,
+                self.noise,
+                self.n,
+                np.random.default_rng([self.seed, 0xBE11EF, self.resets, i]),
+                self.rng,
+            )
+            for i, o in enumerate(self.question.objects)
         }
         self.hypothesis = hypothesis
         for m in self.measurements:
@@ -360,13 +395,17 @@ class Posterior:
         return any(m.experiment.object == exp.object and m.experiment.skill == exp.skill for m in self.measurements)
 
     # -- question quantities ----------------------------------------------------
-    def predictive(self, obj: str, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(particle indices, predicted held-out slide including measurement noise) for predict questions."""
+    def predictive(
+        self, obj: str, k: int | None = None, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(particle indices, predicted held-out slide including measurement noise) for predict questions
+        (`rng`: default, the stream of the belief as it stands)."""
+        rng = rng or self.state_rng(1)
         post = self.objects[obj]
-        idx = post.draw(k or self.n)
+        idx = post.draw(k or self.n, rng)
         mean = predict_biased(self.forward, self.question.action, post.theta[idx])["slide_m"]
         sig = self.noise.sigma("slide_m", mean)
-        return idx, self.noise.sample(mean, sig, self.rng)
+        return idx, self.noise.sample(mean, sig, rng)
 
     def belief(self) -> g.Belief:
         q = self.question
@@ -399,8 +438,8 @@ class Posterior:
         return Answer(g.Conclusion((est,)), cover)
 
     def _rank_answer(self, k: int = 2000) -> Answer:
-        names = list(self.objects)
-        draws = np.stack([self.objects[o].natural("mass")[self.objects[o].draw(k)] for o in names], axis=1)
+        names, rng = list(self.objects), self.state_rng(2)
+        draws = np.stack([self.objects[o].natural("mass")[self.objects[o].draw(k, rng)] for o in names], axis=1)
         orders, counts = np.unique(np.argsort(-draws, axis=1), axis=0, return_counts=True)
         best = orders[np.argmax(counts)]
         return Answer(g.Conclusion((g.Ranking("mass", tuple(names[i] for i in best)),)), float(counts.max() / k))

@@ -1,4 +1,4 @@
-"""The `loopylab` command line: one typer app. The lab's own verbs (run, eval, demo) come first; every other
+"""The `loopylab` command line: one typer app. The lab's own verbs (run, eval, demo, notebook) come first; every other
 package adds its verbs from its own `cli.py` through the `loopylab.cli` entry-point group
 (`NAME = "loopylab.PACKAGE.cli:register"`, `register(app)`), each under a help panel named after it. The lab
 names none of them: a package that is not installed is simply absent, and one that fails to load is
@@ -20,7 +20,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from loopylab.lab import commands
+from loopylab.lab import commands, notebook_cmd
 from loopylab.lab.errors import describe, exit_code
 from loopylab.lab.plugins import CLI_GROUP, failure, plugins
 
@@ -138,6 +138,7 @@ def make_app(eps: Iterable[EntryPoint] | None = None) -> typer.Typer:
     )
     app.callback()(_root)
     commands.register(app)
+    notebook_cmd.register(app)
     add_plugins(app, plugins(CLI_GROUP).values() if eps is None else eps)
     return app
 

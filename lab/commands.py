@@ -60,7 +60,7 @@ def run_investigation(
     bench = Bench.from_file(graph) if graph else sim_bench(robot=robot, seed=seed, n_objects=n_objects)
     twins = TwinPool(workers=twin_workers)
     agent_seed = secrets.randbits(32) if agent_seed is None else int(agent_seed)
-    cfg = InvestigationConfig(seed=agent_seed)
+    cfg = InvestigationConfig(seed=agent_seed, graph=str(graph) if graph else f"sim_bench:{robot}")
     try:
         scene = _check_world(bench, question, seed, n_objects)
         sinks = [bus_sink(bench.notebook_pub), jsonl_sink(out / "notebook.jsonl")]

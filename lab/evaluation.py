@@ -153,6 +153,7 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         task.confidence,
         task.n_particles,
         task.record_regret,
+        f"sim_bench:{task.robot}",
     )
     result = agent_proc.run(job)
     refused = refusals(gateway.keys.domain)
@@ -201,6 +202,7 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         decision_s=result.decision_s,
         truth_value=gr.truth if not isinstance(gr.truth, tuple) else list(gr.truth),
         notebook=result.notebook_text,
+        notebook_audit=result.notebook_audit,  # with its audit lines: what `loopylab notebook replay` reads
         tables_s=result.tables_s,
     )
 

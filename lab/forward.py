@@ -178,6 +178,7 @@ class ForwardModel:
         self._lock = threading.Lock()
         self._com: dict[str, tuple[float, ...]] = {}  # object -> latest measured offset
         self._load: dict[str, float] = {}  # object -> latest measured push load, N
+        self._gscene: g.Scene | None = None  # the scene as the experiment grid sees it (see `representative`)
         self.twin_calls = 0
 
     def note_com(self, label: str, com: tuple[float, ...]) -> None:
@@ -211,10 +212,32 @@ class ForwardModel:
         with self._lock:
             if key in self._tables:
                 return self._tables[key]
-        table = self._build(exp, key[-1] if exp.skill in COM_SKILLS else (0.0, 0.0, 0.0))
+        table = self._build(self.representative(exp), key[-1] if exp.skill in COM_SKILLS else (0.0, 0.0, 0.0))
         with self._lock:
             self._tables[key] = table
         return table
+
+    def representative(self, exp: g.Experiment) -> g.Experiment:
+        """The experiment that builds its level's table: a push or strike along the first direction (in
+        DIRECTIONS order) with a clear path in this scene, whichever direction asked first. A table is then a
+        function of the scene and the level alone, and a replayed notebook builds the same one (the twin's
+        pad is not square: a push along y reads differently from one along x)."""
+        if exp.direction is None:
+            return exp
+        from dataclasses import replace
+
+        from loopylab.lab.experiments import path_clear, strike_travel
+
+        if self._gscene is None:
+            self._gscene = g.Scene(
+                tuple(
+                    g.SceneObject(o.label, o.shape, o.size, float(o.position[0]), float(o.position[1]))
+                    for o in self.scene.objects
+                )
+            )
+        travel = exp.distance if exp.skill == "push" and exp.distance is not None else strike_travel(exp.speed or 0.0)
+        clear = [d for d in g.DIRECTIONS if path_clear(self._gscene, exp.object, d, travel)]
+        return replace(exp, direction=(clear or list(g.DIRECTIONS))[0])
 
     def prepare(self, experiments: list[g.Experiment]) -> None:
         """Build the tables of many experiments (all levels of the candidate grid) up front."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from loopylab.bus import ObjectPoses
 from loopylab.bus.node import ServiceClient
+from loopylab.lab import audit
 from loopylab.lab.beliefs import Measurement, NoiseModel, Posterior
 from loopylab.lab.design import eig_scores, regret, sigmas_seen
 from loopylab.lab.experiments import candidate_experiments
@@ -25,6 +26,7 @@ from loopylab.lab.forward import ForwardModel
 from loopylab.lab.notebook import Notebook, NotebookView, Sink
 from loopylab.lab.stopping import Stop, dominant_systematic, stop_reason
 from loopylab.world import notebook as g
+from loopylab.world.audit import Raw as AuditRaw
 
 log = logging.getLogger("loopylab.lab")
 
@@ -104,7 +106,8 @@ class InvestigationConfig:
     n_particles: int = 1500
     record_regret: bool = False  # score every candidate at every step (for evaluation: EIG regret)
     max_steps: int = 200  # guard against an agent that never concludes
-    seed: int = 0
+    seed: int = 0  # the run's own random numbers (the belief's particles): never the world's seed
+    graph: str = "unknown"  # the bench graph it ran on, for the notebook's provenance (a name or a path)
 
 
 def _stop_of(
@@ -116,10 +119,11 @@ def _stop_of(
     candidates: tuple,
     agent,
     concluded: bool,
-) -> Stop:
+) -> tuple[Stop, tuple | None]:
+    """Why it stopped, and the expert's last choice (experiment, eig, cost) when it judged it not worth running."""
     dec = getattr(agent, "last_decision", None)
     best = (dec.experiment, dec.eig, dec.cost) if dec is not None and getattr(dec, "score", 1.0) <= 0 else None
-    return stop_reason(
+    stop = stop_reason(
         question,
         p_within,
         cfg.confidence,
@@ -129,6 +133,7 @@ def _stop_of(
         max_steps_hit=not concluded,
         systematic=dominant_systematic(post, question) if best is not None else None,
     )
+    return stop, best
 
 
 @dataclass
@@ -189,7 +194,9 @@ def investigate(
     candidates = tuple(candidate_experiments(gscene, question))
     nb = Notebook(question, investigation, sinks)
     nb.add(question)
+    nb.add(audit.provenance(agent, cfg.graph, cfg.seed, cfg.n_particles, cfg.confidence))
     nb.add(gscene)
+    nb.add(audit.twin(forward.scene))  # what the belief engine's twin simulates, for a replay to build again
     t_tables = time.perf_counter()
     if getattr(agent, "needs_tables", False) or cfg.record_regret:
         # the expert scores the whole grid: build every level's twin table up front, not inside a decision
@@ -201,7 +208,7 @@ def investigate(
     decision_s: list[float] = []
     conclusion = None
     for _ in range(cfg.max_steps):
-        view = NotebookView(question, gscene, candidates, tuple(nb.sections), post, cfg.confidence)
+        view = NotebookView(question, gscene, candidates, tuple(nb.policy_sections), post, cfg.confidence)
         td = time.perf_counter()
         proposal = agent.propose(view)
         if isinstance(proposal, g.Experiment):
@@ -210,8 +217,10 @@ def investigate(
             post.reset(proposal)
             # the answer before any experiment (estimates only: a ranking's or prediction's draws the
             # belief engine's random numbers, which would change the rest of the investigation)
-            prior = _answer_data(post.answer(cfg.confidence)) if question.kind in g.PARAMS else {}
-            nb.add(proposal, data=prior)
+            prior = post.answer(cfg.confidence) if question.kind in g.PARAMS else None
+            nb.add(proposal, data=_answer_data(prior) if prior is not None else {})
+            if prior is not None:
+                nb.add(audit.answer_now(prior))
         elif isinstance(proposal, g.Experiment):
             steps.append(_run_experiment(proposal, agent, nb, post, runner, candidates, cfg, rng))
             if not steps[-1].ok:
@@ -236,11 +245,12 @@ def investigate(
         log.warning("agent did not conclude within %d steps; concluding with the belief engine", cfg.max_steps)
         conclusion = post.answer(cfg.confidence).conclusion
     ans = post.answer(cfg.confidence)
-    stop = _stop_of(question, post, ans.confidence, cfg, steps, candidates, agent, concluded)
+    stop, best = _stop_of(question, post, ans.confidence, cfg, steps, candidates, agent, concluded)
     nb.add(
         conclusion,
         data={"p_within": ans.confidence, "experiments": len(steps), "stop": stop.code, "stop_text": stop.text},
     )
+    nb.add(audit.stop_line(stop, question, ans.confidence, cfg.confidence, len(steps), best))
     return InvestigationResult(
         question, conclusion, nb, steps, time.perf_counter() - t0, decision_s, post, tables_s, stop
     )
@@ -252,6 +262,18 @@ def _answer_data(ans) -> dict:
     if isinstance(a, g.Ranking):
         return {"answer": list(a.objects), "p_within": ans.confidence}
     return {"answer": a.value, "half_width": a.spread, "p_within": ans.confidence}
+
+
+def observe(exp: g.Experiment, reply: dict) -> tuple[g.Observation, Measurement | None]:
+    """A `skills/execute` reply as the notebook writes it and as the belief engine takes it (None: it failed,
+    and teaches nothing)."""
+    if not reply.get("ok"):
+        return g.Observation.failure(reply.get("error") or "failed"), None
+    try:
+        obs = g.Observation.from_measurements(exp.skill, reply["measurements"])
+        return obs, (Measurement.from_reply(exp, reply["measurements"]) if obs.error is None else None)
+    except KeyError as e:
+        return g.Observation.failure(f"missing measurement {e}"), None
 
 
 def _run_experiment(
@@ -275,6 +297,7 @@ def _run_experiment(
             rec.eig = float(scores[candidates.index(exp)]) if exp in candidates else 0.0
         rec.regret = regret(rec.eig, scores, rng)
     nb.add(exp, data={k: v for k, v in (("eig", rec.eig), ("regret", rec.regret), ("why", why)) if v is not None})
+    nb.add(audit.reason(agent, exp, len(candidates), why, rec.eig))
     if exp not in candidates:
         reply = {"ok": False, "measurements": {}, "error": "not in the experiment grid of this scene"}
     else:
@@ -282,21 +305,20 @@ def _run_experiment(
             reply = runner.execute(exp)
         except Exception as e:  # a timeout or a dead service is an observation, not a crash of the lab
             reply = {"ok": False, "measurements": {}, "error": f"{type(e).__name__}: {e}"}
-    if reply.get("ok"):
-        try:
-            obs = g.Observation.from_measurements(exp.skill, reply["measurements"])
-            if obs.error is None:
-                post.update(Measurement.from_reply(exp, reply["measurements"]))
-                rec.ok = True
-        except KeyError as e:
-            obs = g.Observation.failure(f"missing measurement {e}")
-    else:
-        obs = g.Observation.failure(reply.get("error") or "failed")
+    obs, measurement = observe(exp, reply)
+    if measurement is not None:
+        post.update(measurement)
+        rec.ok = True
+    elif not reply.get("ok"):
         log.info("experiment %s failed: %s", exp.render(), reply.get("error"))
     nb.add(obs, data={"measurements": _measurement_data(reply), "error": reply.get("error", "")})
+    raw = AuditRaw.from_measurements(reply.get("measurements") or {})
+    if raw is not None:  # the measurements unrounded, signs kept: what the belief engine used
+        nb.add(raw)
     ans = post.answer(cfg.confidence)
     rec.answer, rec.p_within = _answer_value(ans.conclusion), ans.confidence
     data = _answer_data(ans)
     rec.half_width = data.get("half_width")
     nb.add(post.belief(), data={"ess": {o: p.ess for o, p in post.objects.items()}, **data})
+    nb.add(audit.answer_now(ans))
     return rec

@@ -2,6 +2,11 @@
 grammar text. Sinks receive each entry as it is written: the bus (`lab/notebook`), the live console
 (rich) and files (JSONL of the records, and the plain notebook text).
 
+A notebook holds the policy's lines and the audit lines (`loopylab.world.audit`: provenance, the twin's scene,
+the reason for each experiment, raw measurements, answers, the stopping reason). `text()` is what the policy
+reads (no audit lines); `full_text()` is the whole record, saved as notebook.txt and replayable
+(`loopylab notebook replay`).
+
 `Notebook` belongs to the investigation. Agents get a `NotebookView`: the question, scene, sections,
 text and the belief engine, and nothing that reaches the bus (see lab/agents.py).
 """
@@ -19,6 +24,7 @@ import numpy as np
 
 from loopylab.bus import NotebookEntry
 from loopylab.world import notebook as g
+from loopylab.world.audit import AuditBody
 
 Sink = Callable[[NotebookEntry], None]
 
@@ -44,7 +50,7 @@ class Notebook:
         self.entries: list[NotebookEntry] = []
         self.sections: list[g.Section] = []
 
-    def add(self, body: g.Body, data: dict | None = None) -> NotebookEntry:
+    def add(self, body: g.Body | AuditBody, data: dict | None = None) -> NotebookEntry:
         section = g.Section(g.kind_of(body), body)
         entry = NotebookEntry(
             investigation=self.investigation,
@@ -61,9 +67,18 @@ class Notebook:
         return entry
 
     def text(self) -> str:
+        """The notebook as the policy reads it (audit lines left out)."""
+        return g.render(self.policy_sections)
+
+    def full_text(self) -> str:
+        """Every line, the audit lines included (notebook.txt; what `loopylab notebook replay` reads)."""
         return g.render(self.sections)
 
-    def last(self, kind: str) -> g.Body | None:
+    @property
+    def policy_sections(self) -> list[g.Section]:
+        return g.policy_sections(self.sections)
+
+    def last(self, kind: str) -> g.Body | AuditBody | None:
         return next((s.body for s in reversed(self.sections) if s.kind == kind), None)
 
     @property
@@ -71,12 +86,12 @@ class Notebook:
         return sum(s.kind == "experiment" for s in self.sections)
 
     def save(self, folder: str | Path) -> tuple[Path, Path]:
-        """Write notebook.jsonl (records) and notebook.txt (grammar text)."""
+        """Write notebook.jsonl (records) and notebook.txt (grammar text, audit lines included)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         jl, txt = folder / "notebook.jsonl", folder / "notebook.txt"
         jl.write_text("".join(json.dumps(entry_to_dict(e)) + "\n" for e in self.entries))
-        txt.write_text(self.text())
+        txt.write_text(self.full_text())
         return jl, txt
 
 
@@ -152,17 +167,20 @@ STYLE = {
     "observation": "green",
     "belief": "blue",
     "conclusion": "bold magenta",
+    **dict.fromkeys(g.AUDIT_KINDS, "dim"),
 }
 
 
-def console_sink(console=None) -> Sink:
-    """Print each entry live, coloured by kind."""
+def console_sink(console=None, hide: tuple[str, ...] = ("twin", "raw")) -> Sink:
+    """Print each entry live, coloured by kind (`hide`: kinds not printed; the long audit lines by default)."""
     from rich.console import Console
     from rich.markup import escape
 
     console = console or Console()
 
     def show(entry: NotebookEntry) -> None:
+        if entry.kind in hide:
+            return
         body = entry.text[len(g.start_token(entry.kind)) : -len(g.end_token(entry.kind))]
         console.print(f"[dim]{entry.step:>3}[/dim] [{STYLE.get(entry.kind, '')}]{entry.kind:<11}[/] {escape(body)}")
 

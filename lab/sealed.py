@@ -47,6 +47,7 @@ class AgentJob:
     confidence: float = 0.9
     n_particles: int = 1500
     record_regret: bool = True
+    graph: str = "unknown"  # the bench graph, for the notebook's provenance
 
 
 @dataclass
@@ -67,7 +68,8 @@ class AgentReport:
     conclusion: g.Conclusion
     steps: list[StepReport] = field(default_factory=list)
     decision_s: list[float] = field(default_factory=list)
-    notebook_text: str = ""
+    notebook_text: str = ""  # the policy's view
+    notebook_audit: str = ""  # with its audit lines (`loopylab notebook replay` reads these)
     tables_s: float = 0.0
     stop: dict = field(default_factory=dict)  # {code, text, met}
     wall_s: float = 0.0
@@ -92,6 +94,7 @@ class AgentReport:
             [StepReport(**s) for s in d.get("steps", [])],
             [float(x) for x in d.get("decision_s", [])],
             str(d.get("notebook_text", "")),
+            str(d.get("notebook_audit", "")),
             float(d.get("tables_s", 0.0)),
             dict(d.get("stop") or {}),
             float(d.get("wall_s", 0.0)),
@@ -236,6 +239,7 @@ def _investigate(job: AgentJob) -> AgentReport:
             confidence=job.confidence,
             n_particles=job.n_particles,
             record_regret=job.record_regret,
+            graph=job.graph,
             seed=job.agent_seed,  # the belief engine's random numbers: the lab's own, not the world's
         )
         result = investigate(job.question, scene, agent, runner, ForwardModel(scene, twins), cfg)
@@ -250,7 +254,14 @@ def _investigate(job: AgentJob) -> AgentReport:
     ]
     stop = {"code": result.stop.code, "text": result.stop.text, "met": result.stop.met} if result.stop else {}
     return AgentReport(
-        result.conclusion, steps, result.decision_s, result.notebook.text(), result.tables_s, stop, result.wall_s
+        result.conclusion,
+        steps,
+        result.decision_s,
+        result.notebook.text(),
+        result.notebook.full_text(),
+        result.tables_s,
+        stop,
+        result.wall_s,
     )
 
 

@@ -42,11 +42,15 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import regex  # the `regex` module: partial matching for prefix checks (re has none)
 
 KINDS = ("question", "scene", "hypothesis", "experiment", "observation", "belief", "conclusion")
+# lines for the scientist who audits and replays a notebook (loopylab.world.audit): parsed and rendered here,
+# never shown to or written by the policy (`policy_sections`), and no tokenizer's special tokens
+AUDIT_KINDS = ("provenance", "twin", "reason", "raw", "answer", "stop")
+ALL_KINDS = KINDS + AUDIT_KINDS
 PARAMS = ("friction", "mass", "restitution")  # hidden object properties
 QUANTITIES = PARAMS + ("slide",)  # what beliefs and conclusions talk about
 SKILLS = ("push", "strike", "weigh", "drop", "lift", "place")  # the experiments the lab may run
@@ -105,7 +109,9 @@ def num_re(decimals: int, signed: bool = False) -> str:
 
 
 NAME_RE = r"[a-z][a-z0-9_]{0,23}"
-WORDS_RE = r"[a-z0-9_.]+(?: [a-z0-9_.]+){0,15}"
+# a failure's words: lower case, numbers keep their signs and units their slashes (-0.1797 m, 0.45 m/s, 12%)
+WORD_CHARS = "a-z0-9_.%/+-"
+WORDS_RE = rf"[{WORD_CHARS}]+(?: [{WORD_CHARS}]+){{0,15}}"
 
 
 def _alt(words: Iterable[str]) -> str:
@@ -320,7 +326,8 @@ class Observation:
 
     @classmethod
     def failure(cls, reason: str) -> Observation:
-        words = re.sub(r"[^a-z0-9_.]+", " ", reason.lower()).split()[:16] or ["unknown"]
+        text = reason.lower().replace("\u2212", "-")  # a typographic minus is still a minus
+        words = re.sub(rf"[^{WORD_CHARS}]+", " ", text).split()[:16] or ["unknown"]
         return cls(error=" ".join(w[:40] for w in words))
 
 
@@ -371,6 +378,8 @@ class Conclusion:
 
 
 Body = Question | Scene | Hypothesis | Experiment | Observation | Belief | Conclusion
+if TYPE_CHECKING:
+    from loopylab.world.audit import AuditBody
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,7 +470,7 @@ def _check(what: str, pattern: str, text: str) -> re.Match:
     return m
 
 
-def parse_body(kind: str, body: str) -> Body:
+def parse_body(kind: str, body: str) -> Body | AuditBody:
     """Parse one section body into its dataclass; GrammarError if it is not canonical grammar."""
     parsed = _parse_body(kind, body)
     if parsed.render() != body:  # belt and braces: the grammar has one spelling per value
@@ -574,17 +583,26 @@ _PARSERS: dict[str, Callable[[str], Body]] = {
 }
 
 
-def _parse_body(kind: str, body: str) -> Body:
+def _parse_body(kind: str, body: str) -> Body | AuditBody:
     parser = _PARSERS.get(kind)
-    if parser is None:
-        raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(KINDS)})")
-    return parser(body)
+    if parser is not None:
+        return parser(body)
+    if kind in AUDIT_KINDS:
+        from loopylab.world.audit import PARSERS  # the audit lines' module builds on this one
+
+        return PARSERS[kind](body)
+    raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(ALL_KINDS)})")
 
 
 @dataclass(frozen=True)
 class Section:
     kind: str
-    body: Body
+    body: Body | AuditBody
+
+    @property
+    def audit(self) -> bool:
+        """Whether this is an audit line (for the scientist, never the policy's)."""
+        return self.kind in AUDIT_KINDS
 
     def render(self) -> str:
         return f"{start_token(self.kind)}{self.body.render()}{end_token(self.kind)}"
@@ -600,7 +618,7 @@ def parse(text: str) -> list[Section]:
         if i == len(text.split("\n")) - 1 and line == "":
             break  # a final newline
         m = _SECTION_RE.fullmatch(line)
-        if m is None or m[1] != m[3] or m[1] not in KINDS:
+        if m is None or m[1] != m[3] or m[1] not in ALL_KINDS:
             raise GrammarError(f"line {i + 1}: {line[:80]!r} is not <|kind_start|>body<|kind_end|>")
         try:
             out.append(Section(m[1], parse_body(m[1], m[2])))
@@ -609,7 +627,7 @@ def parse(text: str) -> list[Section]:
     return out
 
 
-def render(sections: Iterable[Section | Body]) -> str:
+def render(sections: Iterable[Section | Body | AuditBody]) -> str:
     """Notebook text: one section per line, each line ending in a newline."""
     lines = []
     for s in sections:
@@ -619,11 +637,21 @@ def render(sections: Iterable[Section | Body]) -> str:
     return "".join(lines)
 
 
-def kind_of(body: Body) -> str:
+def policy_sections(sections: Iterable[Section]) -> list[Section]:
+    """The sections the policy reads and writes: the notebook without its audit lines."""
+    return [s for s in sections if not s.audit]
+
+
+def policy_text(text: str) -> str:
+    """A notebook's text as the policy sees it (audit lines dropped)."""
+    return render(policy_sections(parse(text)))
+
+
+def kind_of(body: Body | AuditBody) -> str:
     return "question" if isinstance(body, Question) else body.kind
 
 
-def section_text(body: Body) -> str:
+def section_text(body: Body | AuditBody) -> str:
     return Section(kind_of(body), body).render()
 
 

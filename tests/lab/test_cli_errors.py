@@ -40,6 +40,8 @@ TABLE = [
     Bad("eval --questions colour", "colour"),
     Bad("eval --agent oracle --seeds 0", "oracle"),
     Bad("demo --out {pkg}/reports", "installed package"),
+    Bad("notebook replay {tmp}/missing.txt", "no notebook"),
+    Bad("notebook rerun {tmp}/missing.txt --seed 3", "no notebook"),
     # a skill
     Bad("skill fly red_block", "fly"),
     Bad("skill push", "object label"),
