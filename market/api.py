@@ -24,6 +24,7 @@ from loopylab.market.config import MarketConfig
 from loopylab.market.db import Store
 from loopylab.market.relay import Relay
 from loopylab.market.routes import auth, bounties, chain, claims, errors, health, pages, payouts, submissions, uploads
+from loopylab.market.routes.listing import ListingCache
 from loopylab.market.routes.strict import StrictJSON
 from loopylab.market.service import Market
 
@@ -92,6 +93,7 @@ def create_app(config: MarketConfig | None = None, market: Market | None = None,
         lifespan=lifespan,
     )
     app.state.config, app.state.market, app.state.relay, app.state.background = config, market, relay, background
+    app.state.listing = ListingCache(market)
     app.state.rate_limits = {}  # routes/chain.py's token buckets, per app
     app.state.auth = Auth(
         market.store, config.domain, chain_id, config.nonce_ttl_s, config.session_ttl_s, config.clock_skew_s

@@ -41,7 +41,12 @@ class BountyOut(BountyTerms, _BountyKey):
     slots_taken: int
     slots_free: int
     approved: int
-    funded_wei: str
+    funded_wei: str = Field(description="what the requester put into the escrow for this bounty")
+    paid_wei: str = Field(description="payouts released on chain (credited to their payees)")
+    owed_wei: str = Field(description="approved payouts not yet released on chain")
+    escrow_wei: str = Field(
+        description="what the escrow still holds for this bounty: funded less paid (0 once refunded)"
+    )
     escrow_address: str
     refund_after: float
 
