@@ -317,6 +317,10 @@ def run_siwe(tmp: Path) -> dict:
     attacks["wrong_domain"] = (m.to_text(), siwe.sign(m, alice))
     m = message()
     attacks["other_address"] = (m.to_text(), siwe.sign(m, mallory))
+    m = message(uri="https://evil.example/")
+    attacks["uri_elsewhere"] = (m.to_text(), siwe.sign(m, alice))
+    m = message(address=alice.address.lower())
+    attacks["lower_case_address"] = (m.to_text(), siwe.sign(m, alice))
     rejected = {}
     for name, (text, sig) in attacks.items():
         try:

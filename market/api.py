@@ -24,6 +24,7 @@ from loopylab.market.config import MarketConfig
 from loopylab.market.db import Store
 from loopylab.market.relay import Relay
 from loopylab.market.routes import auth, bounties, chain, claims, errors, health, pages, payouts, submissions, uploads
+from loopylab.market.routes.csrf import CSRFGuard, origins_of
 from loopylab.market.routes.listing import ListingCache
 from loopylab.market.routes.strict import StrictJSON
 from loopylab.market.service import Market
@@ -100,6 +101,7 @@ def create_app(config: MarketConfig | None = None, market: Market | None = None,
     )
     errors.install(app)
     app.add_middleware(StrictJSON)
+    app.add_middleware(CSRFGuard, allowed_origins=lambda: origins_of(app.state.auth.domain, config.base_url))
     for router in ROUTERS:
         app.include_router(router, responses=errors.RESPONSES)
     pages.mount_static(app)

@@ -93,12 +93,23 @@ class LoginIn(Strict):
     signature: str = Field(max_length=200, description="0x-prefixed 65-byte EIP-191 signature")
 
 
+class NonceIn(Strict):
+    address: str | None = Field(
+        None,
+        max_length=42,
+        pattern="^0x[0-9a-fA-F]{40}$",
+        description="the account about to sign in: its EIP-55 spelling comes back in `address` "
+        "(wallets report lower-case addresses; the EIP-4361 message must carry the checksummed one)",
+    )
+
+
 class NonceOut(Out):
     nonce: str
     expires_at: float
     domain: str
     uri: str
     chain_id: int
+    address: str = Field("", description="the EIP-55 form of the address sent, if one was")
 
 
 class LoginOut(Out):

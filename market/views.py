@@ -11,7 +11,7 @@ import time
 
 from sqlalchemy import func, select
 
-from loopylab.market.db import Bounty, Claim, Payout, Reputation, Submission
+from loopylab.market.db import Bounty, Claim, Payout, Reputation, Rig, Submission
 from loopylab.market.errors import Forbidden, NotFound
 from loopylab.market.states import SLOT_TAKEN, ClaimState, reputation_score
 from loopylab.market.terms import BountyTerms
@@ -155,6 +155,13 @@ class Views:
             if c is None or c.contributor != address:
                 raise NotFound(f"you hold no claim {claim_id}")
             return self._claim_view(c)
+
+    def has_rig(self, owner: str | None, rig: str | None) -> bool:
+        if not owner or not rig:
+            return False
+        with self.store.read() as s:
+            r = s.get(Rig, rig)
+            return r is not None and r.owner == owner
 
     # ------------------------------------------------------------------ money
     @staticmethod
