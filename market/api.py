@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 
 from fastapi import FastAPI
@@ -22,6 +23,7 @@ from loopylab.market.auth import Auth
 from loopylab.market.chain import Chain
 from loopylab.market.config import MarketConfig
 from loopylab.market.db import Store
+from loopylab.market.devchain import TEST_CHAIN_ENV
 from loopylab.market.relay import Relay
 from loopylab.market.routes import auth, bounties, chain, claims, errors, health, pages, payouts, submissions, uploads
 from loopylab.market.routes.csrf import CSRFGuard, origins_of
@@ -49,9 +51,9 @@ class Background:
     def __init__(self, market: Market, relay: Relay | None, interval: float):
         self.market, self.relay, self.interval = market, relay, interval
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="market-background", daemon=True)
+        self.thread = threading.Thread(target=self.run, name="market-background", daemon=True)
 
-    def _loop(self):
+    def run(self):
         while not self.stop.is_set():
             try:
                 self.market.sweep()
@@ -67,6 +69,8 @@ def build(config: MarketConfig, chain: Chain | None = None, store: Store | None 
     migrate.upgrade(store)
     if chain is None:
         chain = Chain.from_config(config)
+        if config.chain_url and os.environ.get(TEST_CHAIN_ENV) == "1":
+            chain.embedded = True  # the shared test chain of `serve --workers` (devchain.py): its faucet works
     market = Market(config, store, chain)
     relay = Relay(store, chain, confirmations=config.confirmations) if chain is not None else None
     return market, relay
