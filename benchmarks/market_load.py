@@ -379,11 +379,44 @@ def run_fuzz(tmp: Path, examples: int, db: str = "sqlite", db_url: str = "") -> 
                 pass
             except (Exception, BaseExceptionGroup) as e:  # a failed check re-raised through hypothesis
                 violations.append(f"{op.method.upper()} {op.path}: {type(e).__name__} {str(e)[:200]!r}")
-    print(
-        f"fuzz ({db}): {calls} generated requests, {len(errors)} answered 5xx {errors[:3]}, "
-        f"{len(violations)} spec violations {violations[:3]}"
+    stateless = calls
+    # stateful mode: sequences of calls chained by the links schemathesis infers (POST /bounties -> its id ->
+    # PATCH / claims / funding ...), with the same session, so ids that exist reach the deeper code
+    machine = schema.as_state_machine()
+
+    class Signed(machine):
+        def get_call_kwargs(self, case):
+            return {"headers": {"Authorization": f"Bearer {user.token}"}} if case.path != "/auth/logout" else {}
+
+        def validate_response(self, response, case, additional_checks=(), **kw):
+            nonlocal calls
+            calls += 1
+            if response.status_code >= 500:
+                errors.append(f"stateful {case.method} {case.formatted_path} -> {response.status_code}")
+            try:
+                case.validate_response(response, checks=spec_checks)
+            except (Exception, BaseExceptionGroup) as e:
+                violations.append(f"stateful {case.method} {case.formatted_path} -> {response.status_code}: {e!s:.120}")
+
+    Signed.run(
+        settings=settings(
+            max_examples=examples * 8,
+            stateful_step_count=8,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
     )
-    return {f"fuzz_requests_{db}": calls, f"fuzz_5xx_{db}": len(errors), f"spec_violations_{db}": len(violations)}
+    print(
+        f"fuzz ({db}): {stateless} generated requests and {calls - stateless} in stateful sequences, "
+        f"{len(errors)} answered 5xx {errors[:3]}, {len(violations)} spec violations {violations[:3]}"
+    )
+    return {
+        f"fuzz_requests_{db}": calls,
+        f"fuzz_stateful_requests_{db}": calls - stateless,
+        f"fuzz_5xx_{db}": len(errors),
+        f"spec_violations_{db}": len(violations),
+    }
 
 
 # ---------------------------------------------------------------------- load (2 uvicorn workers)
