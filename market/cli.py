@@ -113,10 +113,9 @@ def serve(
 
 def _serve_workers(cfg, host: str, port: int, workers: int, relay: bool) -> None:
     """N API workers (no background thread each), one relay process, one chain and escrow for all of them."""
+    import signal
     import subprocess
     import sys
-
-    import uvicorn
 
     from loopylab.market import migrate
     from loopylab.market.db import Store
@@ -150,14 +149,21 @@ def _serve_workers(cfg, host: str, port: int, workers: int, relay: bool) -> None
     if relay:
         relay_proc = subprocess.Popen([sys.executable, "-m", "loopylab.market.cli", "relay"], env=os.environ.copy())
         console.print(f"  relay     process {relay_proc.pid}")
+    # the workers come from `python -m uvicorn`, a fresh interpreter: uvicorn.run(workers=N) called from this
+    # CLI process saw every worker die at start (uvicorn 0.55)
+    api = [sys.executable, "-m", "uvicorn", "loopylab.market.api:app_from_env", "--factory"]
+    api += ["--workers", str(workers), "--host", host, "--port", str(port), "--log-level", "warning"]
+    api_proc = subprocess.Popen(api, env=os.environ.copy())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the finally below stops what was started
     try:
-        uvicorn.run(
-            "loopylab.market.api:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning"
-        )
+        api_proc.wait()
+    except KeyboardInterrupt:
+        pass
     finally:
-        if relay_proc is not None:
-            relay_proc.terminate()
-            relay_proc.wait(timeout=30)
+        for proc in (api_proc, relay_proc):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
         if devchain is not None:
             devchain.stop()
 
