@@ -225,3 +225,39 @@ def test_whole_flow_from_a_browser_wallet(served, tmp_path):
             assert page.locator("#submission-state").inner_text() == "approved"
         finally:
             browser.close()
+
+
+def test_the_pages_sign_the_manifest_bytes_the_server_checks():
+    """market.js's canonical JSON (what the wallet signs as the rig) equals manifest.canonical for any file
+    names, non-ASCII and astral characters included (property test, in Chromium)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from playwright.sync_api import sync_playwright
+
+    from loopylab.market.manifest import canonical
+
+    script = Path(__file__).parents[2] / "market" / "static" / "market.js"
+    files = st.lists(
+        st.fixed_dictionaries(
+            {"path": st.text(min_size=1, max_size=20), "sha256": st.just("ab" * 32), "size": st.integers(0, 2**40)}
+        ),
+        min_size=1,
+        max_size=4,
+    )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.set_content("<body></body>")
+            page.add_script_tag(path=str(script))
+
+            @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            @given(files=files, bounty_id=st.integers(1, 2**31 - 1), created_at=st.integers(0, 2**33))
+            def same(files, bounty_id, created_at):
+                m = {"version": 1, "bounty_id": bounty_id, "rig": "0x" + "Ab" * 20, "created_at": created_at}
+                m["files"] = files
+                assert page.evaluate("m => canonical(m)", m).encode() == canonical(m)
+
+            same()
+        finally:
+            browser.close()
