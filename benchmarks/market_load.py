@@ -12,6 +12,8 @@
   load      requests/s for GET /bounties and POST submission with 2 uvicorn workers on SQLite and on
             PostgreSQL (when reachable), against GET /health on the same server as the baseline;
             payouts/s of the relay on the embedded chain against plain signed transfers/s
+  list      GET /bounties against the smallest FastAPI app serving the same JSON from the same database
+            (benchmarks/market_ceiling.py), both on 2 uvicorn workers, SQLite and PostgreSQL (list_ratio_vs_ceiling)
   scaling   relay payouts/s at chain height 5,000 over at height 50 (payout_rate_ratio_late_vs_early)
 
 Prints figures as it goes; the LAST line is one JSON object.
@@ -315,6 +317,10 @@ def run_siwe(tmp: Path) -> dict:
     attacks["wrong_domain"] = (m.to_text(), siwe.sign(m, alice))
     m = message()
     attacks["other_address"] = (m.to_text(), siwe.sign(m, mallory))
+    m = message(uri="https://evil.example/")
+    attacks["uri_elsewhere"] = (m.to_text(), siwe.sign(m, alice))
+    m = message(address=alice.address.lower())
+    attacks["lower_case_address"] = (m.to_text(), siwe.sign(m, alice))
     rejected = {}
     for name, (text, sig) in attacks.items():
         try:
@@ -373,11 +379,44 @@ def run_fuzz(tmp: Path, examples: int, db: str = "sqlite", db_url: str = "") -> 
                 pass
             except (Exception, BaseExceptionGroup) as e:  # a failed check re-raised through hypothesis
                 violations.append(f"{op.method.upper()} {op.path}: {type(e).__name__} {str(e)[:200]!r}")
-    print(
-        f"fuzz ({db}): {calls} generated requests, {len(errors)} answered 5xx {errors[:3]}, "
-        f"{len(violations)} spec violations {violations[:3]}"
+    stateless = calls
+    # stateful mode: sequences of calls chained by the links schemathesis infers (POST /bounties -> its id ->
+    # PATCH / claims / funding ...), with the same session, so ids that exist reach the deeper code
+    machine = schema.as_state_machine()
+
+    class Signed(machine):
+        def get_call_kwargs(self, case):
+            return {"headers": {"Authorization": f"Bearer {user.token}"}} if case.path != "/auth/logout" else {}
+
+        def validate_response(self, response, case, additional_checks=(), **kw):
+            nonlocal calls
+            calls += 1
+            if response.status_code >= 500:
+                errors.append(f"stateful {case.method} {case.formatted_path} -> {response.status_code}")
+            try:
+                case.validate_response(response, checks=spec_checks)
+            except (Exception, BaseExceptionGroup) as e:
+                violations.append(f"stateful {case.method} {case.formatted_path} -> {response.status_code}: {e!s:.120}")
+
+    Signed.run(
+        settings=settings(
+            max_examples=examples * 8,
+            stateful_step_count=8,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
     )
-    return {f"fuzz_requests_{db}": calls, f"fuzz_5xx_{db}": len(errors), f"spec_violations_{db}": len(violations)}
+    print(
+        f"fuzz ({db}): {stateless} generated requests and {calls - stateless} in stateful sequences, "
+        f"{len(errors)} answered 5xx {errors[:3]}, {len(violations)} spec violations {violations[:3]}"
+    )
+    return {
+        f"fuzz_requests_{db}": calls,
+        f"fuzz_stateful_requests_{db}": calls - stateless,
+        f"fuzz_5xx_{db}": len(errors),
+        f"spec_violations_{db}": len(violations),
+    }
 
 
 # ---------------------------------------------------------------------- load (2 uvicorn workers)
@@ -514,6 +553,76 @@ def run_load(tmp: Path, db_name: str, db_url: str, n_submit: int, n_list: int, r
     }
 
 
+# ---------------------------------------------------------------------- list vs a minimal app (issue 26, item 6)
+
+
+def serve_uvicorn(target: str, env: dict, port: int) -> subprocess.Popen:
+    """`target` (a factory) with the settings both sides of a comparison share: 2 workers, warning logs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", target, "--factory", "--workers", "2", "--host", "127.0.0.1"]
+        + ["--port", str(port), "--log-level", "warning", "--no-access-log"],
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def run_list_ceiling(tmp: Path, db_name: str, db_url: str, n: int, rounds: int) -> dict:
+    """GET /bounties of the market (2 workers) against benchmarks/market_ceiling.py (2 workers: the same JSON
+    from the same database by the smallest FastAPI app), same client, same 30 bounties of ~26 kB, alternating
+    rounds; the figure is the median of the per-round ratios."""
+    home = tmp / f"ceiling-{db_name}"
+    market = fresh_market(home, db_url=db_url)
+    chain = market.chain
+    for i in range(30):  # the issue's page: 30 bounties, ~26 kB; some claimed, one paid in part
+        _, b = open_bounty(market, chain, slots=5, reward=REWARD, description=f"Bounty {i}: " + "push the block. " * 40)
+        for _ in range(i % 3):
+            market.claim(Account.create().address, b.id)
+    env = {
+        **os.environ,
+        "LOOPYLAB_MARKET_DB_URL": market.config.database_url,
+        "LOOPYLAB_MARKET_HOME": str(home),
+        "LOOPYLAB_MARKET_RUN_BACKGROUND": "0",
+        "LOOPYLAB_LOG": "WARNING",
+    }
+    ports = {"market": free_port(), "ceiling": free_port()}
+    env["LOOPYLAB_MARKET_DOMAIN"] = f"127.0.0.1:{ports['market']}"
+    procs = [
+        serve_uvicorn("loopylab.market.api:app_from_env", env, ports["market"]),
+        serve_uvicorn("benchmarks.market_ceiling:app_from_env", env, ports["ceiling"]),
+    ]
+    urls = {k: f"http://127.0.0.1:{p}" for k, p in ports.items()}
+    try:
+        wait_http(f"{urls['market']}/health", timeout=120)
+        wait_http(f"{urls['ceiling']}/bounties", timeout=120)
+        ours, theirs = (httpx.get(f"{u}/bounties?limit=50", timeout=30) for u in urls.values())
+        assert ours.json() == theirs.json(), "the ceiling app must serve the same JSON"
+        size = len(ours.content)
+        rates: dict = {"market": [], "ceiling": []}
+        for u in urls.values():
+            hammer(u, [("GET", "/bounties?limit=50", None, {})] * 100, 8)  # warm both workers
+        for r in range(rounds):
+            order = ("market", "ceiling") if r % 2 == 0 else ("ceiling", "market")
+            for k in order:
+                rates[k].append(hammer(urls[k], [("GET", "/bounties?limit=50", None, {})] * n, 8))
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+        market.store.dispose()
+    ratios = [m / c for m, c in zip(rates["market"], rates["ceiling"], strict=True)]
+    ratio = statistics.median(ratios)
+    print(
+        f"list vs ceiling [{db_name}, 2 workers each, {size} B body]: market {statistics.median(rates['market']):.0f} "
+        f"req/s, minimal FastAPI app {statistics.median(rates['ceiling']):.0f} req/s; ratio {ratio:.2f} "
+        f"(median of {rounds} alternating rounds of {n}: {', '.join(f'{x:.2f}' for x in ratios)})"
+    )
+    return {
+        f"list_rps_vs_ceiling_{db_name}": round(statistics.median(rates["market"]), 1),
+        f"ceiling_rps_{db_name}": round(statistics.median(rates["ceiling"]), 1),
+        f"list_ratio_vs_ceiling_{db_name}": round(ratio, 2),
+    }
+
+
 def run_payouts(tmp: Path, n: int, reps: int) -> dict:
     market = fresh_market(tmp / "payouts")
     store, chain = market.store, market.chain
@@ -603,7 +712,7 @@ def main() -> None:
     ap.add_argument(
         "--only",
         default="",
-        help="comma-separated parts to run (race,crash,attacks,siwe,fuzz,load,payouts,scaling); default all",
+        help="comma-separated parts to run (race,crash,attacks,siwe,fuzz,load,list,payouts,scaling); default all",
     )
     args = ap.parse_args()
     n_submit, n_list, reps = (20, 200, 3) if args.quick else (60, 600, 3)
@@ -635,6 +744,15 @@ def main() -> None:
                     out.update(run_load(tmp, "postgres", pg[1], n_submit, n_list, reps))
                 finally:
                     drop_pg(pg[0])
+        if want("list"):
+            out.update(run_list_ceiling(tmp, "sqlite", "", 300 if args.quick else 600, 5))
+            pg = pg_schema()
+            if pg:
+                try:
+                    out.update(run_list_ceiling(tmp, "postgres", pg[1], 300 if args.quick else 600, 5))
+                finally:
+                    drop_pg(pg[0])
+            out["list_ratio_vs_ceiling"] = min(v for k, v in out.items() if k.startswith("list_ratio_vs_ceiling_"))
         if want("payouts"):
             out.update(run_payouts(tmp, 30 if args.quick else 60, reps))
         if want("scaling"):

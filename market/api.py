@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 
 from fastapi import FastAPI
@@ -22,8 +23,11 @@ from loopylab.market.auth import Auth
 from loopylab.market.chain import Chain
 from loopylab.market.config import MarketConfig
 from loopylab.market.db import Store
+from loopylab.market.devchain import TEST_CHAIN_ENV
 from loopylab.market.relay import Relay
 from loopylab.market.routes import auth, bounties, chain, claims, errors, health, pages, payouts, submissions, uploads
+from loopylab.market.routes.csrf import CSRFGuard, origins_of
+from loopylab.market.routes.listing import ListingCache
 from loopylab.market.routes.strict import StrictJSON
 from loopylab.market.service import Market
 
@@ -47,9 +51,9 @@ class Background:
     def __init__(self, market: Market, relay: Relay | None, interval: float):
         self.market, self.relay, self.interval = market, relay, interval
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="market-background", daemon=True)
+        self.thread = threading.Thread(target=self.run, name="market-background", daemon=True)
 
-    def _loop(self):
+    def run(self):
         while not self.stop.is_set():
             try:
                 self.market.sweep()
@@ -65,6 +69,8 @@ def build(config: MarketConfig, chain: Chain | None = None, store: Store | None 
     migrate.upgrade(store)
     if chain is None:
         chain = Chain.from_config(config)
+        if config.chain_url and os.environ.get(TEST_CHAIN_ENV) == "1":
+            chain.embedded = True  # the shared test chain of `serve --workers` (devchain.py): its faucet works
     market = Market(config, store, chain)
     relay = Relay(store, chain, confirmations=config.confirmations) if chain is not None else None
     return market, relay
@@ -92,12 +98,14 @@ def create_app(config: MarketConfig | None = None, market: Market | None = None,
         lifespan=lifespan,
     )
     app.state.config, app.state.market, app.state.relay, app.state.background = config, market, relay, background
+    app.state.listing = ListingCache(market)
     app.state.rate_limits = {}  # routes/chain.py's token buckets, per app
     app.state.auth = Auth(
         market.store, config.domain, chain_id, config.nonce_ttl_s, config.session_ttl_s, config.clock_skew_s
     )
     errors.install(app)
     app.add_middleware(StrictJSON)
+    app.add_middleware(CSRFGuard, allowed_origins=lambda: origins_of(app.state.auth.domain, config.base_url))
     for router in ROUTERS:
         app.include_router(router, responses=errors.RESPONSES)
     pages.mount_static(app)

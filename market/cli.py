@@ -68,9 +68,10 @@ def serve(
     config: Path = typer.Option(None, help="TOML file with a [market] table (same names as these options)."),
     workers: int = typer.Option(
         1,
-        help="uvicorn worker processes (>1 needs --db and a JSON-RPC chain; run "
-        "the relay in one of them with `market relay`).",
+        help="uvicorn worker processes. Beside them run one relay process (started here unless --no-relay) and, "
+        "without --chain-url, one shared in-process test chain served over JSON-RPC.",
     ),
+    relay: bool = typer.Option(True, help="With --workers > 1: start the relay process (`market relay`) too."),
 ):
     """Start the market. With no options: SQLite file + in-process EVM + a fresh escrow, nothing to set up."""
     import uvicorn
@@ -90,24 +91,7 @@ def serve(
         base_url=f"http://{host}:{port}",
     )
     if workers > 1:
-        # each worker process builds its own app from the environment (uvicorn needs an import string)
-        os.environ.update(
-            {
-                "LOOPYLAB_MARKET_DB_URL": cfg.database_url,
-                "LOOPYLAB_MARKET_HOME": str(cfg.home),
-                "LOOPYLAB_MARKET_DOMAIN": cfg.domain,
-                "LOOPYLAB_MARKET_BASE_URL": cfg.base_url,
-                "LOOPYLAB_MARKET_ESCROW_ADDRESS": cfg.escrow_address,
-            }
-        )
-        if cfg.chain_url:
-            os.environ["LOOPYLAB_CHAIN_URL"] = cfg.chain_url
-        console.print(f"[bold]loopylab market[/] at http://{host}:{port}/ with {workers} workers")
-        if not cfg.chain_url:
-            console.print("[yellow]each worker gets its own in-process chain: use --chain-url for payouts[/]")
-        uvicorn.run(
-            "loopylab.market.api:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning"
-        )
+        _serve_workers(cfg, host, port, workers, relay)
         return
     app = create_app(cfg)
     chain = app.state.market.chain
@@ -125,6 +109,107 @@ def serve(
             f"(an earlier in-process chain?): their payouts cannot be paid here[/]"
         )
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def _serve_workers(cfg, host: str, port: int, workers: int, relay: bool) -> None:
+    """N API workers (no background thread each), one relay process, one chain and escrow for all of them."""
+    import signal
+    import subprocess
+    import sys
+
+    from loopylab.market import migrate
+    from loopylab.market.db import Store
+
+    env = {
+        "LOOPYLAB_MARKET_DB_URL": cfg.database_url,
+        "LOOPYLAB_MARKET_HOME": str(cfg.home),
+        "LOOPYLAB_MARKET_DOMAIN": cfg.domain,
+        "LOOPYLAB_MARKET_BASE_URL": cfg.base_url,
+        "LOOPYLAB_MARKET_ESCROW_ADDRESS": cfg.escrow_address,
+        "LOOPYLAB_MARKET_RUN_BACKGROUND": "0",  # the sweeper and the relay run in the relay process only
+    }
+    devchain = None
+    if cfg.chain_url:
+        env["LOOPYLAB_CHAIN_URL"] = cfg.chain_url
+    else:
+        from loopylab.market.devchain import DevChain
+
+        devchain = DevChain().start()
+        env.update(devchain.env())
+    os.environ.update(env)
+    store = Store(cfg.database_url)
+    migrate.upgrade(store)  # once, before the workers race to
+    store.dispose()
+    console.print(f"[bold]loopylab market[/] at http://{host}:{port}/ with {workers} workers")
+    console.print(f"  database  {cfg.database_url}")
+    if devchain:
+        console.print(f"  chain     shared test chain at {devchain.url} (test money; fresh at every start)")
+    console.print(f"  escrow    {env['LOOPYLAB_MARKET_ESCROW_ADDRESS']}")
+    relay_proc = None
+    if relay:
+        relay_proc = subprocess.Popen([sys.executable, "-m", "loopylab.market.cli", "relay"], env=os.environ.copy())
+        console.print(f"  relay     process {relay_proc.pid}")
+    # the workers come from `python -m uvicorn`, a fresh interpreter: uvicorn.run(workers=N) called from this
+    # CLI process saw every worker die at start (uvicorn 0.55)
+    api = [sys.executable, "-m", "uvicorn", "loopylab.market.api:app_from_env", "--factory"]
+    api += ["--workers", str(workers), "--host", host, "--port", str(port), "--log-level", "warning"]
+    api_proc = subprocess.Popen(api, env=os.environ.copy())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the finally below stops what was started
+    try:
+        api_proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in (api_proc, relay_proc):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+        if devchain is not None:
+            devchain.stop()
+
+
+@market_app.command("relay")
+def relay_cmd(
+    db: str = typer.Option(
+        "", help="Database URL (as for serve; default: $LOOPYLAB_MARKET_DB_URL or the SQLite file)."
+    ),
+    home: Path = typer.Option(None, help="Folder of market.db and blobs (as for serve)."),
+    chain_url: str = typer.Option("", help="EVM JSON-RPC URL (the relay key from $LOOPYLAB_CHAIN_KEY or --keystore)."),
+    keystore: str = typer.Option("", help="Encrypted keystore of the relay account."),
+    escrow: str = typer.Option("", help="Escrow contract address on --chain-url."),
+    confirmations: int = typer.Option(None, help="Blocks before a payout counts as final."),
+    interval: float = typer.Option(None, help="Seconds between passes (default: background_interval_s)."),
+    config: Path = typer.Option(None, help="TOML file with a [market] table."),
+):
+    """Run the payout relay and the sweeper (claim expiry, auto-approve, deadlines) as their own process.
+
+    For multi-worker deployments: the API workers run with run_background off, and this one process signs and
+    sends every payout (several relays would only contend for the same rows)."""
+    import signal
+
+    from loopylab.market.api import Background, build
+    from loopylab.market.config import MarketConfig
+
+    cfg = MarketConfig.load(
+        config,
+        db_url=db or None,
+        home=home,
+        chain_url=chain_url or None,
+        keystore=keystore or None,
+        escrow_address=escrow or None,
+        confirmations=confirmations,
+    )
+    if not cfg.chain_url:
+        _fail("the relay needs the chain the API uses: --chain-url (or $LOOPYLAB_CHAIN_URL) and --escrow", 2)
+    market, relay = build(cfg)
+    bg = Background(market, relay, interval if interval is not None else cfg.background_interval_s)
+    signal.signal(signal.SIGTERM, lambda *_: bg.stop.set())
+    console.print(f"relay: {cfg.database_url} -> escrow {market.chain.escrow.address} on {cfg.chain_url}")
+    try:
+        bg.run()
+    except KeyboardInterrupt:
+        pass
+    console.print(f"relay: stopped ({relay.stats})")
 
 
 @market_app.command()
@@ -423,3 +508,7 @@ def withdraw(url: str = UrlOpt, key: str = KeyOpt):
         return
     r = _run(c.withdraw)
     console.print(f"withdrew {_eth(r['amount_wei'])} to {r['address']}")
+
+
+if __name__ == "__main__":  # `python -m loopylab.market.cli relay`: how serve --workers starts the relay process
+    market_app()

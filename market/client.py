@@ -83,11 +83,12 @@ class MarketClient:
     def siwe_message(self, nonce_info: dict, **overrides) -> siwe.SiweMessage:
         # the domain is the one we connect to (never what the server claims): a phishing server
         # relaying another market's nonce gets a message that market refuses
-        domain = urlparse(str(self.http.base_url)).netloc or nonce_info["domain"]
+        base = urlparse(str(self.http.base_url))
+        domain = base.netloc or nonce_info["domain"]
         fields = dict(
             domain=domain,
             address=self.address,
-            uri=nonce_info["uri"],
+            uri=f"{base.scheme}://{domain}/" if base.netloc else nonce_info["uri"],
             chain_id=nonce_info["chain_id"],
             nonce=nonce_info["nonce"],
             issued_at=siwe.iso(time.time()),

@@ -9,11 +9,26 @@ Times are unix seconds (float); wei amounts are decimal strings (they overflow 6
 from __future__ import annotations
 
 import contextlib
+import itertools
+import secrets
 import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    text,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -207,6 +222,7 @@ class Store:
             self.read_engine = self.engine
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
+        _count_generations(self._write)
 
     @contextlib.contextmanager
     def write(self):
@@ -227,10 +243,53 @@ class Store:
         with self.write() as s:
             s.merge(Setting(key=key, value=value))
 
+    def generation(self) -> str | None:
+        """A token that changes whenever a write transaction changes bounties, claims or payouts (any worker
+        process, the relay process included): what caches of listings compare. None before `seed_generation`."""
+        with self.read_engine.connect() as c:
+            return c.execute(_GENERATION_SQL).scalar()
+
+    def seed_generation(self) -> None:
+        """Create the generation row (once per database; a concurrent seeder's duplicate is ignored)."""
+        from sqlalchemy.exc import IntegrityError
+
+        with contextlib.suppress(IntegrityError), self.write() as s:
+            if s.get(Setting, GENERATION) is None:
+                s.add(Setting(key=GENERATION, value=secrets.token_hex(8)))
+
     def dispose(self) -> None:
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
+
+
+GENERATION = "generation"
+WATCHED_TABLES = frozenset({"bounties", "claims", "payouts"})  # what a bounty listing is made of
+_GENERATION_SQL = text("SELECT value FROM settings WHERE key = 'generation'")
+
+
+def _count_generations(factory: sessionmaker) -> None:
+    """Write sessions that touch WATCHED_TABLES replace the generation token in the same transaction, so a
+    reader that sees the new rows sees the new token too (and a cached listing built before is dropped)."""
+
+    @event.listens_for(factory, "after_flush")
+    def _flushed(session, _ctx):
+        for obj in itertools.chain(session.new, session.dirty, session.deleted):
+            if getattr(obj, "__tablename__", None) in WATCHED_TABLES:
+                session.info["changed"] = True
+                return
+
+    @event.listens_for(factory, "do_orm_execute")
+    def _executed(state):
+        if state.is_insert or state.is_update or state.is_delete:
+            if getattr(state.statement.table, "name", None) in WATCHED_TABLES:
+                state.session.info["changed"] = True
+
+    @event.listens_for(factory, "before_commit")
+    def _committing(session):
+        session.flush()  # the last flush runs after this event: see what it writes now
+        if session.info.pop("changed", False):
+            session.execute(update(Setting).where(Setting.key == GENERATION).values(value=secrets.token_hex(8)))
 
 
 def _sqlite_engine(url: str, immediate: bool, **kwargs) -> Engine:

@@ -41,7 +41,12 @@ class BountyOut(BountyTerms, _BountyKey):
     slots_taken: int
     slots_free: int
     approved: int
-    funded_wei: str
+    funded_wei: str = Field(description="what the requester put into the escrow for this bounty")
+    paid_wei: str = Field(description="payouts released on chain (credited to their payees)")
+    owed_wei: str = Field(description="approved payouts not yet released on chain")
+    escrow_wei: str = Field(
+        description="what the escrow still holds for this bounty: funded less paid (0 once refunded)"
+    )
     escrow_address: str
     refund_after: float
 
@@ -88,12 +93,23 @@ class LoginIn(Strict):
     signature: str = Field(max_length=200, description="0x-prefixed 65-byte EIP-191 signature")
 
 
+class NonceIn(Strict):
+    address: str | None = Field(
+        None,
+        max_length=42,
+        pattern="^0x[0-9a-fA-F]{40}$",
+        description="the account about to sign in: its EIP-55 spelling comes back in `address` "
+        "(wallets report lower-case addresses; the EIP-4361 message must carry the checksummed one)",
+    )
+
+
 class NonceOut(Out):
     nonce: str
     expires_at: float
     domain: str
     uri: str
     chain_id: int
+    address: str = Field("", description="the EIP-55 form of the address sent, if one was")
 
 
 class LoginOut(Out):

@@ -36,6 +36,7 @@ from loopylab.market.db import (
     SubmissionFile,
     lock,
 )
+from loopylab.market.errors import Conflict, Forbidden, MarketError, NotFound, TooMany
 from loopylab.market.states import (
     SLOT_TAKEN,
     BountyState,
@@ -45,10 +46,10 @@ from loopylab.market.states import (
     TransitionError,
     advance,
     can,
-    reputation_score,
 )
 from loopylab.market.storage import BlobStore
 from loopylab.market.terms import BountyTerms, first_error
+from loopylab.market.views import Views
 
 log = logging.getLogger(__name__)
 
@@ -58,36 +59,6 @@ MAX_DEADLINE_S = 365 * 86400.0  # with claim time, review time and grace: inside
 # refund horizon (MAX_REFUND_HORIZON, 400 days)
 UNPAID = ("pending", "signed", "failed")  # approved payouts not yet released on chain
 MAX_TOPICS = 100
-
-
-class MarketError(Exception):
-    status = 400
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        self.message = message
-        if status is not None:
-            self.status = status
-
-
-class NotFound(MarketError):
-    status = 404
-
-
-class Forbidden(MarketError):
-    status = 403
-
-
-class Conflict(MarketError):
-    status = 409
-
-
-class TooMany(MarketError):
-    status = 429
-
-    def __init__(self, message: str, retry_after: float):
-        super().__init__(message)
-        self.retry_after = max(1, round(retry_after + 0.5))
 
 
 def checksum(address: str, what: str = "address") -> str:
@@ -104,12 +75,13 @@ def checked_terms(data: dict) -> BountyTerms:
         raise MarketError(first_error(e), 422) from None
 
 
-class Market:
+class Market(Views):
     def __init__(self, config: MarketConfig, store: Store, chain: Chain | None = None):
         self.config = config
         self.store = store
         self.chain = chain
         self.blobs = BlobStore(config.blob_dir)
+        store.seed_generation()
 
     # ------------------------------------------------------------------ bounties
     def validate_terms(self, t: BountyTerms, now: float) -> None:
@@ -665,167 +637,6 @@ class Market:
         if rcpt.status != 1:
             raise Conflict("the escrow refused the withdrawal")
         return amount
-
-    # ------------------------------------------------------------------ views
-    def get_bounty(self, bounty_id: int) -> dict:
-        with self.store.read() as s:
-            b = s.get(Bounty, bounty_id)
-            if b is None:
-                raise NotFound(f"no bounty {bounty_id}")
-            return self._bounty_view(s, b)
-
-    def list_bounties(self, state: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
-        with self.store.read() as s:
-            q = select(Bounty).order_by(Bounty.id.desc()).limit(limit).offset(offset)
-            if state:
-                q = q.where(Bounty.state == state)
-            bounties = list(s.scalars(q))
-            counts = self._slot_counts(s, [b.id for b in bounties])
-            return [self._bounty_view(s, b, counts.get(b.id, {})) for b in bounties]
-
-    def _slot_counts(self, s, ids: list[int]) -> dict[int, dict]:
-        out: dict[int, dict] = {}
-        if ids:
-            for bid, state, n in s.execute(
-                select(Claim.bounty_id, Claim.state, func.count())
-                .where(Claim.bounty_id.in_(ids))
-                .group_by(Claim.bounty_id, Claim.state)
-            ):
-                out.setdefault(bid, {})[state] = n
-        return out
-
-    def _bounty_view(self, s, b: Bounty, counts: dict | None = None) -> dict:
-        if counts is None:
-            counts = self._slot_counts(s, [b.id]).get(b.id, {})
-        now = time.time()
-        taken = sum(n for st, n in counts.items() if st in SLOT_TAKEN)
-        return {
-            "id": b.id,
-            "requester": b.requester,
-            **BountyTerms.of(b).model_dump(),
-            "state": b.state,
-            "created_at": b.created_at,
-            "slots_taken": taken,
-            "slots_free": max(0, b.slots - taken) if b.deadline > now else 0,
-            "approved": counts.get(ClaimState.approved.value, 0),
-            "funded_wei": str(b.funded_wei or 0),
-            "escrow_address": b.escrow_address,
-            "refund_after": b.refund_after,
-        }
-
-    def get_submission(self, viewer: str, submission_id: int) -> dict:
-        with self.store.read() as s:
-            sub = s.get(Submission, submission_id)
-            if sub is None:
-                raise NotFound(f"no submission {submission_id}")
-            b = s.get(Bounty, sub.bounty_id)
-            if viewer not in (sub.contributor, b.requester):
-                raise Forbidden("only the contributor and the bounty's requester see a submission")
-            payout = s.scalar(select(Payout).where(Payout.submission_id == sub.id))
-            return self._submission_view(sub, b, payout)
-
-    def _submission_view(self, sub: Submission, b: Bounty, payout: Payout | None) -> dict:
-        return {
-            "id": sub.id,
-            "bounty_id": sub.bounty_id,
-            "bounty_title": b.title,
-            "claim_id": sub.claim_id,
-            "contributor": sub.contributor,
-            "rig": sub.rig,
-            "state": sub.state,
-            "checks": sub.checks,
-            "reason": sub.reason,
-            "reviewed_by": sub.reviewed_by,
-            "created_at": sub.created_at,
-            "reviewed_at": sub.reviewed_at,
-            "manifest": sub.manifest,
-            "auto_approve_at": sub.created_at + b.auto_approve_s if sub.state == "pending_review" else None,
-            "payout": self._payout_view(payout) if payout else None,
-        }
-
-    def list_submissions(self, viewer: str, bounty_id: int) -> list[dict]:
-        with self.store.read() as s:
-            b = s.get(Bounty, bounty_id)
-            if b is None:
-                raise NotFound(f"no bounty {bounty_id}")
-            q = select(Submission).where(Submission.bounty_id == bounty_id).order_by(Submission.id)
-            if viewer != b.requester:
-                q = q.where(Submission.contributor == viewer)
-            subs = list(s.scalars(q))
-            payouts = {p.submission_id: p for p in s.scalars(select(Payout).where(Payout.bounty_id == bounty_id))}
-            return [self._submission_view(x, b, payouts.get(x.id)) for x in subs]
-
-    def my_claims(self, address: str) -> list[dict]:
-        with self.store.read() as s:
-            return [
-                {
-                    "id": c.id,
-                    "bounty_id": c.bounty_id,
-                    "state": c.state,
-                    "created_at": c.created_at,
-                    "expires_at": c.expires_at,
-                }
-                for c in s.scalars(select(Claim).where(Claim.contributor == address).order_by(Claim.id.desc()))
-            ]
-
-    def get_claim(self, address: str, claim_id: int) -> dict:
-        with self.store.read() as s:
-            c = s.get(Claim, claim_id)
-            if c is None or c.contributor != address:
-                raise NotFound(f"you hold no claim {claim_id}")
-            return {
-                "id": c.id,
-                "bounty_id": c.bounty_id,
-                "state": c.state,
-                "created_at": c.created_at,
-                "expires_at": c.expires_at,
-            }
-
-    @staticmethod
-    def _payout_view(p: Payout) -> dict:
-        return {
-            "payout_id": p.payout_id,
-            "bounty_id": p.bounty_id,
-            "submission_id": p.submission_id,
-            "payee": p.payee,
-            "amount_wei": str(p.amount_wei),
-            "state": p.state,
-            "tx_hash": p.tx_hash,
-            "block_number": p.block_number,
-            "error": p.error,
-            "approval": p.approval,
-            "created_at": p.created_at,
-        }
-
-    def my_payouts(self, address: str) -> dict:
-        with self.store.read() as s:
-            rows = [
-                self._payout_view(p)
-                for p in s.scalars(select(Payout).where(Payout.payee == address).order_by(Payout.id.desc()))
-            ]
-        withdrawable = self.chain.pending_of(address) if self.chain and self.chain.escrow else 0
-        return {
-            "payouts": rows,
-            "withdrawable_wei": str(withdrawable),
-            "paid_wei": str(sum(int(r["amount_wei"]) for r in rows if r["state"] in ("mined", "final"))),
-        }
-
-    def leaderboard(self, limit: int = 20) -> list[dict]:
-        with self.store.read() as s:
-            reps = list(s.scalars(select(Reputation)))
-        rows = [
-            {
-                "address": r.address,
-                "approved": r.approved,
-                "rejected": r.rejected,
-                "invalid": r.invalid,
-                "earned_wei": str(r.earned_wei or 0),
-                "reputation": round(reputation_score(r.approved, r.rejected, r.invalid), 4),
-            }
-            for r in reps
-        ]
-        rows.sort(key=lambda r: (-r["approved"], -int(r["earned_wei"]), -r["reputation"], r["address"]))
-        return [{"rank": i + 1, **r} for i, r in enumerate(rows[:limit])]
 
     def bounties_on_other_escrows(self) -> list[int]:
         """Funded, unsettled bounties whose escrow is not this server's (e.g. after restarting an

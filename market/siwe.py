@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -139,6 +140,14 @@ def recover(text: str, signature: str) -> str:
         raise SiweError(f"signature does not decode: {e}") from None
 
 
+def check_uri(msg: SiweMessage) -> None:
+    """The URI must be an http(s) address on the signed domain: a message signed for one origin's page says so,
+    and cannot be presented as a sign-in to a resource elsewhere."""
+    uri = urlsplit(msg.uri)
+    if uri.scheme not in ("http", "https") or uri.netloc != msg.domain:
+        raise SiweError(f"URI {msg.uri[:80]!r} is not an http(s) address on the signed domain {msg.domain!r}")
+
+
 def verify(
     text: str,
     signature: str,
@@ -162,7 +171,14 @@ def verify(
         raise SiweError("message has expired")
     if msg.not_before and parse_time(msg.not_before) > now:
         raise SiweError("message is not valid yet (Not Before)")
+    check_uri(msg)
+    if msg.address != Web3.to_checksum_address(msg.address):
+        # EIP-4361: the address MUST be EIP-55 mixed-case; one spelling per account keeps sessions, claims and
+        # payouts keyed alike
+        raise SiweError(
+            f"address {msg.address} is not EIP-55 checksummed (expected {Web3.to_checksum_address(msg.address)})"
+        )
     signer = recover(text, signature)
-    if signer != Web3.to_checksum_address(msg.address):
+    if signer != msg.address:
         raise SiweError("signature was made by another address than the one in the message")
     return msg

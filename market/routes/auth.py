@@ -4,8 +4,9 @@ token, and the HttpOnly cookie the web pages use), sign-out, and who am I."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from web3 import Web3
 
-from loopylab.market.models import AddressOut, LoginIn, LoginOut, NonceOut, OkOut
+from loopylab.market.models import AddressOut, LoginIn, LoginOut, NonceIn, NonceOut, OkOut
 from loopylab.market.routes.deps import (
     SESSION_COOKIE,
     AuthDep,
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 @router.post("/nonce", summary="A fresh single-use sign-in nonce", response_model=NonceOut)
-def nonce(auth: AuthDep, config: ConfigDep, market: MarketDep):
+def nonce(auth: AuthDep, config: ConfigDep, market: MarketDep, body: NonceIn | None = None):
     n, expires = auth.new_nonce()
     chain = market.chain
     return {
@@ -29,6 +30,7 @@ def nonce(auth: AuthDep, config: ConfigDep, market: MarketDep):
         "domain": config.domain,
         "uri": config.base_url,
         "chain_id": chain.chain_id if chain else 1,
+        "address": Web3.to_checksum_address(body.address) if body and body.address else "",
     }
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from loopylab.market.models import BountyOut, BountyPatch, FundIn, FundingOut, RefundIn, TxOut
-from loopylab.market.routes.deps import Id, MarketDep, User
+from loopylab.market.routes.deps import MAX_ID, Id, MarketDep, User
+from loopylab.market.routes.listing import etag_matches
 from loopylab.market.terms import BountyTerms
 
 router = APIRouter(prefix="/bounties", tags=["bounties"])
@@ -21,14 +22,28 @@ def post_bounty(body: BountyTerms, address: User, market: MarketDep):
     return market.get_bounty(market.post_bounty(address, body).id)
 
 
-@router.get("", response_model=list[BountyOut])
+@router.get(
+    "",
+    response_model=list[BountyOut],
+    summary="Bounties, newest first (ETag; keyset pages: the Link header's next page)",
+    responses={304: {"description": "not modified since the ETag sent in If-None-Match"}},
+)
 def list_bounties(
-    market: MarketDep,
+    request: Request,
     state: State = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="only bounties with a smaller id")] = None,
 ):
-    return market.list_bounties(state, limit, offset)
+    # served from a cached body (routes/listing.py): the answer model's schema, encoded once per change
+    entry = request.app.state.listing.get(state, limit, offset, before)
+    headers = {"ETag": entry.etag, "Cache-Control": "no-cache"}
+    if entry.next_before is not None:
+        query = f"limit={limit}&before={entry.next_before}" + (f"&state={state}" if state else "")
+        headers["Link"] = f'</bounties?{query}>; rel="next"'
+    if etag_matches(request.headers.get("if-none-match"), entry.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(entry.body, media_type="application/json", headers=headers)
 
 
 @router.get("/{bounty_id}", response_model=BountyOut)

@@ -1,6 +1,10 @@
 """Server-rendered pages (Jinja2, no build step): bounty list and detail, submission status,
 leaderboard, my payouts. They read the same service views as the API and obey the same access
-rules; the session comes from the `loopylab_session` cookie set by POST /auth/login."""
+rules; the session comes from the `loopylab_session` cookie set by POST /auth/login.
+
+What a person does (sign in with a browser wallet, claim, upload and submit, review with a reason, withdraw)
+static/market.js does through the JSON API, signing with the wallet (EIP-1193 `personal_sign`,
+`eth_signTypedData_v4`) and sending the page's CSRF token."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from loopylab.market.routes.csrf import csrf_token
 from loopylab.market.routes.deps import SESSION_COOKIE, AuthDep, MarketDep
 from loopylab.market.service import MarketError
 
@@ -55,7 +60,11 @@ Viewer = Annotated[str | None, Depends(viewer)]
 
 
 def page(request: Request, me: str | None, name: str, status: int = 200, **ctx):
-    return templates.TemplateResponse(request, name, {"me": me, "now": time.time(), **ctx}, status_code=status)
+    # the page's CSRF token (routes/csrf.py) goes in a <meta> tag that market.js sends back as a header
+    token = csrf_token(request.cookies[SESSION_COOKIE]) if me else ""
+    return templates.TemplateResponse(
+        request, name, {"me": me, "now": time.time(), "csrf": token, **ctx}, status_code=status
+    )
 
 
 def error(request: Request, me: str | None, exc: MarketError):
@@ -80,7 +89,11 @@ def bounty_detail(request: Request, bounty_id: int, market: MarketDep, me: Viewe
     except MarketError as e:
         return error(request, me, e)
     subs = market.list_submissions(me, bounty_id) if me else []
-    return page(request, me, "bounty.html", b=b, submissions=subs)
+    mine = [c for c in market.my_claims(me) if c["bounty_id"] == bounty_id] if me else []
+    claim = next((c for c in mine if c["state"] == "active"), None)
+    return page(
+        request, me, "bounty.html", b=b, submissions=subs, claim=claim, held=bool(mine), rig=market.has_rig(me, me)
+    )
 
 
 @router.get("/submission/{submission_id}")
@@ -91,7 +104,7 @@ def submission_status(request: Request, submission_id: int, market: MarketDep, m
         sub = market.get_submission(me, submission_id)
     except MarketError as e:
         return error(request, me, e)
-    return page(request, me, "submission.html", s=sub)
+    return page(request, me, "submission.html", s=sub, requester=market.get_bounty(sub["bounty_id"])["requester"])
 
 
 @router.get("/board")

@@ -68,3 +68,31 @@ def test_no_server_errors(fuzz_world):
         tried += 1
     assert tried >= 25 + 15  # every operation positive, those with inputs negative too
     assert statuses[2] > 15 and statuses[4] > 60, statuses  # valid requests got through, bad ones 4xx
+
+
+def test_no_server_errors_in_stateful_sequences(fuzz_world):
+    """schemathesis's stateful mode: call sequences chained by the links it infers from the document (a posted
+    bounty's id into PATCH, funding, claims ...), signed in with a real SIWE session."""
+    from hypothesis import settings as hsettings
+
+    schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_world.app)
+    token, calls = fuzz_world.token, Counter()
+
+    class Signed(schema.as_state_machine()):
+        def get_call_kwargs(self, case):
+            return {"headers": {"Authorization": f"Bearer {token}"}} if case.path != "/auth/logout" else {}
+
+        def validate_response(self, response, case, additional_checks=(), **kw):
+            calls[case.method, case.path] += 1
+            assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.text[:300]}"
+
+    Signed.run(
+        settings=hsettings(
+            max_examples=12,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+    )
+    assert sum(calls.values()) > 30 and ("POST", "/bounties") in calls, calls

@@ -19,7 +19,7 @@ from loopylab.world.config import ConfigError
 
 TERMS = list(BountyTerms.model_fields)
 SERVER_COLUMNS = ["id", "requester", "state", "created_at", "funded_wei", "escrow_address", "refund_after"]
-COUNTED = ["slots_taken", "slots_free", "approved"]  # computed from the claims, not stored
+COUNTED = ["slots_taken", "slots_free", "approved", "paid_wei", "owed_wei", "escrow_wei"]  # from claims and payouts
 # the JSON keys of a bounty, in the order the API has always sent them
 BOUNTY_KEYS = [
     "id",
@@ -39,6 +39,9 @@ BOUNTY_KEYS = [
     "slots_free",
     "approved",
     "funded_wei",
+    "paid_wei",
+    "owed_wei",
+    "escrow_wei",
     "escrow_address",
     "refund_after",
 ]

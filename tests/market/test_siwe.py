@@ -114,6 +114,16 @@ def test_server_rejects_replay_expiry_domain_and_foreign_signatures(world):
     assert "future" in login(m, alice.account)[1]
     m = alice.siwe_message(h.post("/auth/nonce").json(), chain_id=5)
     assert "chain 5" in login(m, alice.account)[1]
+    # a URI on another host than the signed domain (issue 26: the sign-in URI was not checked)
+    m = alice.siwe_message(h.post("/auth/nonce").json(), uri="https://evil.example/login")
+    code, detail = login(m, alice.account)
+    assert code == 401 and "not an http(s) address on the signed domain" in detail
+    m = alice.siwe_message(h.post("/auth/nonce").json(), uri="javascript://testserver/")
+    assert "URI" in login(m, alice.account)[1]
+    # a lower-case (not EIP-55) address is refused: one spelling per account (issue 26: it was accepted)
+    m = alice.siwe_message(h.post("/auth/nonce").json(), address=alice.address.lower())
+    code, detail = login(m, alice.account)
+    assert code == 401 and "not EIP-55 checksummed" in detail
     # garbage signature
     m = alice.siwe_message(h.post("/auth/nonce").json())
     r = h.post("/auth/login", json={"message": m.to_text(), "signature": "0x1234"})
