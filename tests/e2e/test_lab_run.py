@@ -32,7 +32,8 @@ def test_loopylab_run_answers_a_question_end_to_end(tmp_path):
     assert summary["success"] is True and summary["experiments"] >= 1
     assert {p.name for p in out.iterdir()} >= {"notebook.jsonl", "notebook.txt", "posterior.png", "result.json"}
     sections = g.parse((out / "notebook.txt").read_text())
-    kinds = [s.kind for s in sections]
+    kinds = [s.kind for s in g.policy_sections(sections)]  # audit lines (provenance, reasons, raw, stop) aside
+    assert "provenance" in [s.kind for s in sections] and sections[-1].kind == "stop"
     assert kinds[:3] == ["question", "scene", "hypothesis"] and kinds[-1] == "conclusion"
     assert kinds.count("experiment") == kinds.count("observation") == summary["experiments"]
     records = [json.loads(line) for line in (out / "notebook.jsonl").read_text().splitlines()]
