@@ -122,8 +122,11 @@ class Node:
         mode: str = "queue",
         queue_size: int = 100,
         raw: bool = False,
+        polled: bool = False,
     ) -> Subscription:
-        sub = Subscription(self, topic, msg_type, callback, mode, queue_size, raw)
+        """`polled=True`: no background receiving; the one thread that reads it calls `sub.poll()` (see
+        `Subscription`). A callback runs on that thread, inside `poll()`."""
+        sub = Subscription(self, topic, msg_type, callback, mode, queue_size, raw, polled)
         self._subs.append(sub)
         self._receiver.add(sub)
         try:
@@ -354,6 +357,9 @@ class Node:
                 th.join(2)
         for p in self._publishers:
             p.close()
+        for sub in self._subs:
+            if sub.polled:
+                sub._close_polled()
         shm.reader.collect(force=True)
         for c in list(self._client_refs):
             c.close()
