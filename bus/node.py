@@ -80,6 +80,7 @@ class Node:
         self.stats: dict[str, int] = {"malformed": 0, "unknown_type": 0, "wrong_type": 0, "shm_late": 0}
         self._last_warn: dict[str, float] = {}
         self._stop = StopFlag()
+        self._hk_wake = StopFlag()  # readable: a new latched publisher for the housekeeping thread to watch
         self._publishers: list[Publisher] = []
         self._subs: list[Subscription] = []
         self._services: list[Service] = []
@@ -111,6 +112,8 @@ class Node:
     def publisher(self, topic: str, msg_type: type | None = None, latched: bool = False, hwm: int = 1000) -> Publisher:
         pub = Publisher(self, topic, msg_type, latched, hwm)
         self._publishers.append(pub)
+        if latched:  # the housekeeping thread watches its socket's events from now on
+            self._hk_wake.set()
         self._announce()
         return pub
 
@@ -230,10 +233,6 @@ class Node:
         return bound
 
     # -- background threads ------------------------------------------------------
-    # how soon a new subscriber of a latched topic gets its last value (XPUB subscriptions are read by
-    # polling: the publisher's socket belongs to the threads that publish)
-    LATCHED_POLL_S = 0.02
-
     def _housekeeping(self) -> None:
         """Fast chores that never wait on the directory: its change feed, latched replies, heartbeats."""
         feed = self.ctx.socket(zmq.SUB)
@@ -243,18 +242,26 @@ class Node:
         poller = zmq.Poller()
         poller.register(feed, zmq.POLLIN)
         poller.register(self._stop.fd, zmq.POLLIN)
+        poller.register(self._hk_wake.fd, zmq.POLLIN)
+        latched: list[Publisher] = []
         next_hb = time.monotonic()
         while not self._stop.is_set():
-            # wake for the feed, the next heartbeat, and (only with latched topics) new subscribers
-            wait = min(
-                next_hb - time.monotonic() if self._hb_pub is not None else 1.0,
-                self.LATCHED_POLL_S if any(p.latched for p in self._publishers) else 1.0,
-            )
-            if feed in dict(poller.poll(max(1, int(wait * 1000) + 1))):
+            # wake for the feed, the next heartbeat, a new latched publisher, and a latched publisher's socket
+            # events (a new subscriber gets the last value now; the publisher's socket belongs to the threads
+            # that publish, so only its events fd is watched here, and it is read under the publisher's lock)
+            wait = next_hb - time.monotonic() if self._hb_pub is not None else 1.0
+            events = dict(poller.poll(max(1, int(wait * 1000) + 1)))
+            if feed in events:
                 self._read_feed(feed)
-            for p in list(self._publishers):
-                if p.latched:
+            if self._hk_wake.fd in events:
+                self._hk_wake.clear()
+            for p in latched:
+                if p.events_fd in events:
                     p.poll_subscriptions()
+            for p in [p for p in self._publishers if p.latched and p not in latched]:
+                latched.append(p)  # watched from now on; looked at once (it may have subscribers already)
+                poller.register(p.events_fd, zmq.POLLIN)
+                p.poll_subscriptions()
             shm.reader.collect()  # let go of the mappings of shared memory whose publisher went away
             now = time.monotonic()
             if self._hb_pub is not None and now >= next_hb:
@@ -366,6 +373,7 @@ class Node:
         self._receiver.close()
         if not any(th.is_alive() for th in threads if th is not threading.current_thread()):
             self._stop.close()  # no thread polls its pipe any more
+            self._hk_wake.close()
         if self._start_directory:
             release_directory(self.config)
         if self._old_handlers and threading.current_thread() is threading.main_thread():

@@ -55,6 +55,9 @@ class Publisher:
         self._sock.setsockopt(zmq.SNDHWM, hwm)
         self._sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # see every (un)subscription, also repeated ones
         self.endpoint = node._bind(self._sock, "p")
+        # readable when commands reach the socket (a subscriber joins, ...): the housekeeping thread waits on it
+        # for latched publishers instead of polling them (polling an fd touches nothing of the socket's)
+        self.events_fd: int = self._sock.getsockopt(zmq.FD)  # type: ignore[assignment]  # FD is an int option
         self._seq = itertools.count(1)
         self._last: list[Any] | None = None  # latched: the last message, as a replay (see Subscription._deliver)
         self.subscribers = 0
@@ -138,6 +141,9 @@ class Publisher:
                 sock.send(header)
             if self.latched:  # a replay goes as frames: by then the slot may hold another message
                 self._last = [self._prefix + b"\0r", header, *buffers]
+                # the send may have taken the commands that made `events_fd` readable, leaving a subscription
+                # unread that nothing would wake the housekeeping thread for: read it now
+                self._drain_subscriptions()
         self.sent += 1
         self.bytes_sent += size
 
