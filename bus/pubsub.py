@@ -57,7 +57,7 @@ class Publisher:
         self.endpoint = node._bind(self._sock, "p")
         # readable when commands reach the socket (a subscriber joins, ...): the housekeeping thread waits on it
         # for latched publishers instead of polling them (polling an fd touches nothing of the socket's)
-        self.events_fd: int = self._sock.getsockopt(zmq.FD)  # type: ignore[assignment]  # FD is an int option
+        self.events_fd: int = self._sock.getsockopt(zmq.FD)
         self._seq = itertools.count(1)
         self._last: list[Any] | None = None  # latched: the last message, as a replay (see Subscription._deliver)
         self.subscribers = 0
