@@ -89,6 +89,7 @@ class Node:
         self.stats: dict[str, int] = {"malformed": 0, "unknown_type": 0, "wrong_type": 0, "shm_late": 0}
         self._last_warn: dict[str, float] = {}
         self._stop = StopFlag()
+        self._hk_wake = StopFlag()  # readable: a new latched publisher for the housekeeping thread to watch
         self._publishers: list[Publisher] = []
         self._subs: list[Subscription] = []
         self._services: list[Service] = []
@@ -107,7 +108,7 @@ class Node:
                 self._owned_directory = ensure_directory(self.config)
             except DirectoryUnavailable as e:  # e.g. a tcp graph whose main host is not up yet
                 self.log.warning("%s; carrying on and trying again every %.0f s", e, ANNOUNCE_S)
-        self._receiver = Receiver(self.ctx, name, self._stop, self.log, self._join)
+        self._receiver = Receiver(self.ctx, name, self._stop, self.log)
         self._io = self._receiver.thread
         self._hb_period = 1.0 / heartbeat_hz if heartbeat_hz > 0 else 0.0
         self._hb_pub = self.publisher(f"heartbeat/{name}", Heartbeat) if heartbeat_hz > 0 else None
@@ -120,6 +121,8 @@ class Node:
     def publisher(self, topic: str, msg_type: type | None = None, latched: bool = False, hwm: int = 1000) -> Publisher:
         pub = Publisher(self, topic, msg_type, latched, hwm)
         self._publishers.append(pub)
+        if latched:  # the housekeeping thread watches its socket's events from now on
+            self._hk_wake.set()
         self._announce()
         return pub
 
@@ -131,8 +134,11 @@ class Node:
         mode: str = "queue",
         queue_size: int = 100,
         raw: bool = False,
+        polled: bool = False,
     ) -> Subscription:
-        sub = Subscription(self, topic, msg_type, callback, mode, queue_size, raw)
+        """`polled=True`: no background receiving; the one thread that reads it calls `sub.poll()` (see
+        `Subscription`). A callback runs on that thread, inside `poll()`."""
+        sub = Subscription(self, topic, msg_type, callback, mode, queue_size, raw, polled)
         self._subs.append(sub)
         self._receiver.add(sub)
         try:
@@ -250,10 +256,6 @@ class Node:
         return bound
 
     # -- background threads ------------------------------------------------------
-    # how soon a new subscriber of a latched topic gets its last value (XPUB subscriptions are read by
-    # polling: the publisher's socket belongs to the threads that publish)
-    LATCHED_POLL_S = 0.02
-
     def _housekeeping(self) -> None:
         """Fast chores that never wait on the directory: its change feed, latched replies, heartbeats."""
         feed = self.ctx.socket(zmq.SUB)
@@ -264,18 +266,26 @@ class Node:
         poller = zmq.Poller()
         poller.register(feed, zmq.POLLIN)
         poller.register(self._stop.fd, zmq.POLLIN)
+        poller.register(self._hk_wake.fd, zmq.POLLIN)
+        latched: list[Publisher] = []
         next_hb = time.monotonic()
         while not self._stop.is_set():
-            # wake for the feed, the next heartbeat, and (only with latched topics) new subscribers
-            wait = min(
-                next_hb - time.monotonic() if self._hb_pub is not None else 1.0,
-                self.LATCHED_POLL_S if any(p.latched for p in self._publishers) else 1.0,
-            )
-            if feed in dict(poller.poll(max(1, int(wait * 1000) + 1))):
+            # wake for the feed, the next heartbeat, a new latched publisher, and a latched publisher's socket
+            # events (a new subscriber gets the last value now; the publisher's socket belongs to the threads
+            # that publish, so only its events fd is watched here, and it is read under the publisher's lock)
+            wait = next_hb - time.monotonic() if self._hb_pub is not None else 1.0
+            events = dict(poller.poll(max(1, int(wait * 1000) + 1)))
+            if feed in events:
                 self._read_feed(feed)
-            for p in list(self._publishers):
-                if p.latched:
+            if self._hk_wake.fd in events:
+                self._hk_wake.clear()
+            for p in latched:
+                if p.events_fd in events:
                     p.poll_subscriptions()
+            for p in [p for p in self._publishers if p.latched and p not in latched]:
+                latched.append(p)  # watched from now on; looked at once (it may have subscribers already)
+                poller.register(p.events_fd, zmq.POLLIN)
+                p.poll_subscriptions()
             shm.reader.collect()  # let go of the mappings of shared memory whose publisher went away
             now = time.monotonic()
             if self._hb_pub is not None and now >= next_hb:
@@ -378,12 +388,16 @@ class Node:
                 th.join(2)
         for p in self._publishers:
             p.close()
+        for sub in self._subs:
+            if sub.polled:
+                sub._close_polled()
         shm.reader.collect(force=True)
         for c in list(self._client_refs):
             c.close()
         self._receiver.close()
         if not any(th.is_alive() for th in threads if th is not threading.current_thread()):
             self._stop.close()  # no thread polls its pipe any more
+            self._hk_wake.close()
         if self._start_directory:
             release_directory(self.config)
         if self._old_handlers and threading.current_thread() is threading.main_thread():

@@ -4,7 +4,9 @@ Who runs what (see `loopylab.bus.node` for the node's threads):
 - a Publisher's XPUB socket belongs to the threads that publish, serialised by its lock (no hand-off, no added
   latency); the node's housekeeping thread only reads its subscription events, under the same lock;
 - a Subscription's SUB socket belongs to the node's I/O thread (`loopylab.bus.receiver`), which decodes each
-  message and calls `_deliver`; the user's threads read the result through `latest`, `get` and `wait_for`.
+  message and calls `_deliver`; the user's threads read the result through `latest`, `get` and `wait_for`;
+- a polled Subscription (`polled=True`) has its SUB sockets on the one thread that calls its `poll()` (a driver's
+  control loop): no thread wakes up for a message, the loop takes what came once per cycle, without blocking.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class Publisher:
         self._sock.setsockopt(zmq.SNDHWM, hwm)
         self._sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # see every (un)subscription, also repeated ones
         self.endpoint = node._bind(self._sock, "p")
+        # readable when commands reach the socket (a subscriber joins, ...): the housekeeping thread waits on it
+        # for latched publishers instead of polling them (polling an fd touches nothing of the socket's)
+        self.events_fd: int = self._sock.getsockopt(zmq.FD)
         self._seq = itertools.count(1)
         self._last: list[Any] | None = None  # latched: the last message, as a replay (see Subscription._deliver)
         self.subscribers = 0
@@ -136,6 +141,9 @@ class Publisher:
                 sock.send(header)
             if self.latched:  # a replay goes as frames: by then the slot may hold another message
                 self._last = [self._prefix + b"\0r", header, *buffers]
+                # the send may have taken the commands that made `events_fd` readable, leaving a subscription
+                # unread that nothing would wake the housekeeping thread for: read it now
+                self._drain_subscriptions()
         self.sent += 1
         self.bytes_sent += size
 
@@ -216,6 +224,10 @@ class Subscription:
     mode="latest": only the newest matters (sensor streams): a tiny receive buffer, drained to the
     newest on each wake-up; older ones are skipped and counted in `skipped`.
     raw=True hands `(topic, frames, recv_ns)` to the callback without decoding (recorders, tools).
+    polled=True: nothing receives in the background; one thread (always the same: it owns the sockets) calls
+    `poll()`, which takes what has arrived without blocking, then reads `latest()` or `get(timeout=0)`. For a
+    loop that looks at its inputs once a cycle anyway (a driver): waking the node's I/O thread for each message
+    costs more than the message (tens of µs on a busy host). `age()` counts from the poll that took it.
     """
 
     def __init__(
@@ -227,6 +239,7 @@ class Subscription:
         mode: str,
         queue_size: int,
         raw: bool,
+        polled: bool = False,
     ):
         if mode not in ("queue", "latest"):
             raise ValueError(f"mode must be 'queue' or 'latest', not {mode!r}")
@@ -248,6 +261,74 @@ class Subscription:
         self.socks: dict[str, zmq.Socket[Any]] = {}
         self._registered = False
         self.queue_size = queue_size
+        self.polled = polled
+        self._want: set[str] | None = None  # polled: the endpoints to connect at the next poll (set by any thread)
+        self._want_lock = threading.Lock()
+
+    def _open(self, endpoint: str) -> zmq.Socket[Any]:
+        """A SUB socket for this topic, connected to one publisher (on the thread that will read it)."""
+        s = self.node.ctx.socket(zmq.SUB)
+        s.setsockopt(zmq.LINGER, 0)
+        # latest mode keeps a tiny buffer, drained on every wake-up; a polled one is looked at once a cycle or
+        # after a stall, and a full buffer would hold back the newer messages (ZeroMQ keeps the oldest, the
+        # rest wait in the kernel): it takes all that came, and the poll drains them to the newest
+        s.setsockopt(zmq.RCVHWM, 2 if self.mode == "latest" and not self.polled else max(1000, self.queue_size))
+        s.setsockopt(zmq.SUBSCRIBE, f"{self.topic}\0".encode())
+        self.node._join(s)  # a client of the graph: its keys, on a sealed graph
+        s.connect(endpoint)
+        return s
+
+    def _read(self, sock: zmq.Socket[Any]) -> None:
+        """One message is waiting on `sock` (poll or EVENTS said so): take it, and in latest mode drain to the
+        newest; EVENTS says whether more are (cheaper than a recv that ends in zmq.Again, an exception)."""
+        if self.mode == "latest":
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            while _has_more(sock):  # drain to the newest
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                self.skipped += 1
+            self._deliver(frames)
+        else:
+            for _ in range(1000):  # a bounded burst, then the other sockets get their turn
+                self._deliver(sock.recv_multipart(zmq.NOBLOCK, copy=False))
+                if not _has_more(sock):
+                    break
+
+    # -- polled subscriptions: the polling thread's side ----------------------------------
+    def _connect_later(self, endpoints: set[str]) -> None:
+        """(any thread) Connect to exactly `endpoints` at the next `poll()`."""
+        with self._want_lock:
+            if not self.node._closed:
+                self._want = endpoints
+
+    def poll(self) -> int:
+        """Take what has arrived since the last poll, without blocking (polled subscriptions; always from the same
+        thread). Returns how many of its sockets had messages; then `latest()`, `get(timeout=0)` see them."""
+        if not self.polled:
+            raise RuntimeError(f"{self.topic}: poll() is for subscriptions made with polled=True")
+        with self._want_lock:  # (uncontended but for a connect or the node's close: their sockets stay whole)
+            want, self._want = self._want, None
+            if want is not None:  # the directory named other publishers: (re)connect on this thread
+                for ep in want - self.endpoints:
+                    self.socks[ep] = self._open(ep)
+                for ep in self.endpoints - want:  # the publisher has gone: close its socket (no disconnect)
+                    self.socks.pop(ep).close()
+                self.endpoints = want
+            n = 0
+            for sock in self.socks.values():
+                if _has_more(sock):
+                    n += 1
+                    try:
+                        self._read(sock)
+                    except zmq.Again:  # readable went away: nothing to read
+                        pass
+        return n
+
+    def _close_polled(self) -> None:
+        """The node is closing: close the sockets (a poll after this finds none)."""
+        with self._want_lock:
+            for sock in self.socks.values():
+                sock.close()
+            self.socks, self.endpoints, self._want = {}, set(), None
 
     # -- I/O thread side --------------------------------------------------
     def _deliver(self, frames: list[Any]) -> None:

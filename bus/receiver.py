@@ -19,12 +19,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import zmq
 
-from loopylab.bus.pubsub import Subscription, _has_more
+from loopylab.bus.pubsub import Subscription
 from loopylab.bus.stopflag import StopFlag
 
 # ("add", sub, done event) | ("connect", sub, endpoints) | ("remove", sub) | ("wake", None)
@@ -40,10 +40,8 @@ class Receiver:
         name: str,
         stop: StopFlag,
         log: logging.Logger,
-        join: Callable[[zmq.Socket[Any]], None] = lambda s: None,
     ):
-        """`join` makes a new SUB socket a client of the graph (its keys, on a sealed graph)."""
-        self.ctx, self._stop, self.log, self._join = ctx, stop, log, join
+        self.ctx, self._stop, self.log = ctx, stop, log
         self._cmds: queue.Queue[Command] = queue.Queue()
         self._wake = StopFlag()  # a pipe the thread polls: readable while commands wait
         self.thread = threading.Thread(target=self._loop, name=f"{name}:io", daemon=True)
@@ -51,16 +49,28 @@ class Receiver:
 
     # -- any thread ------------------------------------------------------------
     def add(self, sub: Subscription, timeout: float = 5.0) -> None:
-        """Register `sub` with the I/O thread; returns once it has (or after `timeout`)."""
+        """Register `sub` with the I/O thread; returns once it has (or after `timeout`). A polled subscription
+        is its poller's, not the thread's: it only takes the endpoints at its next poll."""
+        if sub.polled:
+            sub._registered = True
+            return
         done = threading.Event()
         self._command(("add", sub, done))
         done.wait(timeout)
 
     def connect(self, sub: Subscription, endpoints: Iterable[str]) -> None:
         """Connect `sub` to exactly `endpoints` (the publishers of its topic now)."""
+        if sub.polled:
+            if sub._registered:
+                sub._connect_later(set(endpoints))
+            return
         self._command(("connect", sub, list(endpoints)))
 
     def remove(self, sub: Subscription) -> None:
+        if sub.polled:  # its sockets close at its next poll (or when the node closes)
+            sub._connect_later(set())
+            sub._registered = False
+            return
         self._command(("remove", sub))
 
     def wake(self) -> None:
@@ -98,7 +108,7 @@ class Receiver:
                     if sub is None:
                         continue
                     try:
-                        self._read(sock, sub)
+                        sub._read(sock)
                     except zmq.Again:  # readable went away: nothing to read
                         pass
                     except Exception:  # never let one topic's trouble stop the node's I/O thread
@@ -109,31 +119,6 @@ class Receiver:
             for sub in set(by_sock.values()):
                 sub.socks = {}
             self._wake.close()
-
-    @staticmethod
-    def _read(sock: zmq.Socket[Any], sub: Subscription) -> None:
-        """Poll said readable, so one message is there; EVENTS says whether more are (cheaper than a
-        recv that ends in zmq.Again, which costs an exception per wake-up)."""
-        if sub.mode == "latest":
-            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            while _has_more(sock):  # drain to the newest
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                sub.skipped += 1
-            sub._deliver(frames)
-        else:
-            for _ in range(1000):  # a bounded burst, then the other sockets get their turn
-                sub._deliver(sock.recv_multipart(zmq.NOBLOCK, copy=False))
-                if not _has_more(sock):
-                    break
-
-    def _open(self, sub: Subscription, endpoint: str) -> zmq.Socket[Any]:
-        s = self.ctx.socket(zmq.SUB)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVHWM, 2 if sub.mode == "latest" else max(1000, sub.queue_size))
-        s.setsockopt(zmq.SUBSCRIBE, f"{sub.topic}\0".encode())
-        self._join(s)
-        s.connect(endpoint)
-        return s
 
     def _run_commands(self, poller: zmq.Poller, by_sock: dict[zmq.Socket[Any], Subscription]) -> None:
         while True:
@@ -148,7 +133,7 @@ class Receiver:
             elif op == "connect" and sub._registered:
                 eps = set(cmd[2])
                 for ep in eps - sub.endpoints:
-                    s = sub.socks[ep] = self._open(sub, ep)
+                    s = sub.socks[ep] = sub._open(ep)
                     by_sock[s] = sub
                     poller.register(s, zmq.POLLIN)
                 for ep in sub.endpoints - eps:  # the publisher has gone: close its socket (no disconnect)

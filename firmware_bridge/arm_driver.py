@@ -80,9 +80,13 @@ class ArmDriver:
         self.js_pub = node.publisher("arm/joint_state", JointState)
         self.fault_pub = node.publisher("arm/fault", DeviceFault, latched=True)
         self.grip_pub = node.publisher("gripper/state", GripperState) if cfg.gripper else None
-        self.cmd_sub = node.subscribe("arm/joint_command", JointCommand, mode="latest")
-        self.grip_sub = node.subscribe("gripper/command", GripperCommand, mode="latest") if cfg.gripper else None
-        self.safety_sub = node.subscribe("safety/state", SafetyState, mode="latest")
+        # the loop takes its inputs once a cycle (polled: no thread wakes up for each command)
+        self.cmd_sub = node.subscribe("arm/joint_command", JointCommand, mode="latest", polled=True)
+        self.grip_sub = (
+            node.subscribe("gripper/command", GripperCommand, mode="latest", polled=True) if cfg.gripper else None
+        )
+        self.safety_sub = node.subscribe("safety/state", SafetyState, mode="latest", polled=True)
+        self._inputs = [s for s in (self.safety_sub, self.cmd_sub, self.grip_sub) if s is not None]
         node.service("arm/torque", self._on_torque)
         node.service("arm/reboot", self._on_reboot)
         self.fault: DeviceFault | None = None
@@ -120,6 +124,7 @@ class ArmDriver:
     # -- connection ----------------------------------------------------------------------------------
     def connect(self) -> None:
         """Open, ping every motor, check models, modes and calibration, then hold the present pose."""
+        self._poll_inputs()  # the e-stop as it is now; the commands from before are not replayed
         with self._io:
             try:
                 self.bus.connect()
@@ -194,6 +199,11 @@ class ArmDriver:
         self._publish_fault(code, f"{err.label}: {err}", ids, err.label)
 
     # -- the cycle --------------------------------------------------------------------------------
+    def _poll_inputs(self) -> None:
+        """Take the commands and the safety state that came since the last look (on the loop's thread)."""
+        for sub in self._inputs:
+            sub.poll()
+
     @staticmethod
     def _cmd_key(msg):
         return None if msg is None else (msg.seq, msg.stamp_ns)
@@ -394,6 +404,7 @@ class ArmDriver:
                     next_t = time.monotonic()
                     continue
             try:
+                self._poll_inputs()
                 self._follow_estop()
                 self.cycle()
             except PortLostError as e:

@@ -6,7 +6,7 @@ import threading
 
 import zmq
 
-from loopylab.bus import Node
+from loopylab.bus import JointState, Node
 from loopylab.bus.stopflag import StopFlag
 from tests.waiting import wait_until
 
@@ -60,3 +60,18 @@ def test_an_idle_node_does_not_wake_its_service_and_io_threads(inproc_url):
         assert max(woke) <= 8, woke
         assert node.call("idle/a", {"x": 1}, timeout=5) == {"x": 1}  # and they still answer at once
     assert not any(t.is_alive() for t in watched)  # close() woke and ended them
+
+
+def test_a_latched_publisher_wakes_housekeeping_only_for_a_new_subscriber(inproc_url):
+    """The housekeeping thread waits on a latched publisher's socket events, not on a 20 ms poll of it (~75
+    wake-ups in 1.5 s), and a late joiner still gets the last value at once."""
+    with Node("quiet", inproc_url, heartbeat_hz=0) as node, Node("late", inproc_url, heartbeat_hz=0) as late:
+        pub = node.publisher("quiet/state", JointState, latched=True)
+        pub.publish(JointState(name=["a"], position=[1.0]))
+        assert wait_until(lambda: node.lookup("topic", "quiet/state"), 10)
+        before = _switches(node._hk)
+        threading.Event().wait(1.5)  # idling (nothing to wait for: this is what is measured)
+        woke = _switches(node._hk) - before
+        assert woke <= 10, woke
+        sub = late.subscribe("quiet/state", JointState)
+        assert sub.get(timeout=10).position.tolist() == [1.0]
