@@ -159,6 +159,52 @@ def eval_cmd(
     )
 
 
+@policy.command("export")
+def export_cmd(
+    nanochat_dir: Path = typer.Option(..., "--nanochat", help="nanochat base folder to write (NANOCHAT_BASE_DIR)."),
+    checkpoint: Path = typer.Option(SHIPPED_DIR, "--checkpoint", help="Our checkpoint folder."),
+    source: str = typer.Option("sft", "--source", help="base, sft or rl: which <source>_checkpoints folder."),
+):
+    """Write a checkpoint in nanochat's layout: its model code loads it strictly and computes the same logits."""
+    from loopylab.nanochat.checkpoint import CheckpointError
+    from loopylab.nanochat.interop import NANOCHAT_REVISION, export_nanochat
+
+    check_output(nanochat_dir)
+    try:
+        ck_dir, tok_dir = export_nanochat(checkpoint, nanochat_dir, source=source)
+    except (CheckpointError, ValueError) as e:
+        raise typer.BadParameter(str(e)) from None
+    typer.echo(
+        f"wrote {ck_dir} and {tok_dir} (nanochat {NANOCHAT_REVISION[:7]}); load with "
+        f"NANOCHAT_BASE_DIR={nanochat_dir} and nanochat.checkpoint_manager.load_model({source!r}, ...)"
+    )
+
+
+@policy.command("import")
+def import_cmd(
+    nanochat_dir: Path = typer.Option(
+        ..., "--nanochat", help="nanochat base folder, or one checkpoint folder (model_*.pt) inside it."
+    ),
+    out: Path = typer.Option(RUNS / "policy" / "imported", "--out", help="Our checkpoint folder to write."),
+    source: str = typer.Option("sft", "--source", help="base, sft or rl (for a base folder)."),
+    tag: str = typer.Option(None, "--tag", help="Model tag such as d4 (default: the largest d<N>)."),
+    revision: str = typer.Option(
+        None, "--revision", help="nanochat revision it was trained with, when the files cannot tell (e.g. d575940)."
+    ),
+):
+    """Read a nanochat checkpoint back; refuses one whose function this GPT would not reproduce."""
+    from loopylab.nanochat.checkpoint import CheckpointError
+    from loopylab.nanochat.interop import import_nanochat
+
+    check_output(out)
+    try:
+        path = import_nanochat(nanochat_dir, out, source=source, tag=tag, revision=revision)
+    except (CheckpointError, ValueError, FileNotFoundError) as e:
+        typer.echo(f"refused: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"imported into {path}; run it with: loopylab policy sample --checkpoint {path}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(policy, name="policy")
 
