@@ -71,7 +71,10 @@ def train_cmd(
     ),
     device: str = typer.Option(None, "--device", help="Override the preset's device (cpu, cuda, cuda:1)."),
     depth: int = typer.Option(None, "--depth", help="Override the preset's depth."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Notebooks per step."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Notebooks per optimizer step (all processes)."),
+    grad_accum: int = typer.Option(
+        None, "--grad-accum", help="Micro-batches per step (the same gradient as one batch, in less memory)."
+    ),
     compile_model: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
     max_notebooks: int = typer.Option(None, "--max-notebooks", help="Use at most this many training notebooks."),
     save_dtype: str = typer.Option(None, "--save-dtype", help="float32 (with optimizer state) or bfloat16 (smaller)."),
@@ -102,6 +105,7 @@ def train_cmd(
         device=device,
         depth=depth,
         batch_size=batch_size,
+        grad_accum=grad_accum,
         compile=compile_model,
         save_dtype=save_dtype,
         seed=seed,
@@ -116,7 +120,10 @@ def train_cmd(
         f"final loss {result.losses[-1]:.4f}, val bpb "
         + (f"{result.val_bpb:.4f}" if result.val_bpb is not None else "n/a (no val notebooks)")
     )
-    typer.echo(f"tokens/s {result.tokens_per_s:,.0f}  MFU {mfu}  device {cfg.device}")
+    typer.echo(
+        f"tokens/s {result.tokens_per_s:,.0f} (real tokens; {100 * result.padding:.0f}% of the computed "
+        f"positions were padding)  MFU {mfu}  device {cfg.device}"
+    )
     typer.echo(f"checkpoint: {out} (loss and val bpb history: {out / 'history.csv'}, {out / 'history.png'})")
 
 

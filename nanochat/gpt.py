@@ -241,11 +241,21 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def flops_per_token(self) -> float:
-        """Forward+backward FLOPs per token (6N for the matmuls plus attention), as nanochat estimates MFU."""
+        """nanochat's estimate: forward+backward FLOPs per token at the full sequence_len (6N for the
+        matmuls, 12*h*q*window per layer for attention). An upper bound for short notebooks: MFU
+        uses `train_flops` at the real lengths."""
+        return self.train_flops([self.config.sequence_len]) / self.config.sequence_len
+
+    def train_flops(self, lengths) -> float:
+        """Forward+backward FLOPs of one batch of notebooks of these real (unpadded) lengths: 6 per
+        matmul parameter per real token, plus nanochat's attention term with each token attending over
+        min(its notebook's length, the layer's window) instead of the padded or configured length."""
         c = self.config
         n_matmul = sum(p.numel() for name, p in self.named_parameters() if "wte" not in name)
-        head_dim = c.n_embd // c.n_head
-        return 6 * n_matmul + 12 * c.n_layer * c.n_head * head_dim * c.sequence_len
+        h, q = c.n_head, c.n_embd // c.n_head
+        tokens = sum(lengths)
+        attn = sum(12 * h * q * n * min(n, w) for n in lengths for w in c.window_sizes())
+        return 6 * n_matmul * tokens + attn
 
     def forward(
         self,
