@@ -166,6 +166,69 @@ def eval_cmd(
     )
 
 
+@policy.command("dagger")
+def dagger_cmd(
+    seeds: str = typer.Option("0:20", "--seeds", help="Training-split world seeds to roll the policy out on."),
+    kinds: str = typer.Option("all", "--kinds", help="Question kinds, comma-separated, or 'all'."),
+    checkpoint: Path = typer.Option(SHIPPED_DIR, "--checkpoint", help="The policy to roll out."),
+    beta: float = typer.Option(0.0, "--beta", help="Probability that the expert acts instead of the policy."),
+    out: Path = typer.Option(RUNS / "dagger", "--out", help="Folder for the labelled shards (journal.jsonl)."),
+):
+    """Roll the policy out; the eig expert labels every state it reaches; write the labels as shards.
+    Retrain on them together with the expert's data: `policy train --data` of a folder holding both."""
+    import json
+
+    from loopylab.lab.evaluation import parse_kinds, parse_seeds
+    from loopylab.lab.questions import KINDS
+    from loopylab.nanochat.data import write_shards
+    from loopylab.nanochat.onpolicy import dagger_world
+    from loopylab.world.splits import SplitError, check_split
+
+    check_output(out)
+    try:
+        check_split(parse_seeds(seeds), "train")  # learning from dev or test worlds would be tuning on them
+    except SplitError as e:
+        raise typer.BadParameter(str(e), param_hint="--seeds") from None
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for seed in parse_seeds(seeds):
+        for kind in KINDS if kinds == "all" else parse_kinds(kinds):
+            got = dagger_world(seed, kind, checkpoint, beta)
+            records += got
+            with open(out / "journal.jsonl", "a") as f:
+                f.writelines(json.dumps(r) + "\n" for r in got)
+    write_shards(records, out, "train")
+    typer.echo(f"{len(records)} expert labels of the policy's states in {out}")
+
+
+@policy.command("rl")
+def rl_cmd(
+    seeds: str = typer.Option("0:4", "--seeds", help="Training-split world seeds (one group per world and kind)."),
+    kinds: str = typer.Option("all", "--kinds", help="Question kinds, comma-separated, or 'all'."),
+    checkpoint: Path = typer.Option(SHIPPED_DIR, "--checkpoint", help="Where RL starts."),
+    iterations: int = typer.Option(10, "--iterations"),
+    group: int = typer.Option(4, "--group", help="Sampled notebooks per world (the advantage's group)."),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    out: Path = typer.Option(RUNS / "rl", "--out", help="Folder for iter_NNN/, final/, rl_history.csv/png."),
+):
+    """On-policy RL from the experiments themselves (nanochat chat_rl style); a real run wants a GPU box."""
+    from loopylab.lab.evaluation import parse_kinds, parse_seeds
+    from loopylab.lab.questions import KINDS
+    from loopylab.nanochat.onpolicy import rl_loop
+    from loopylab.world.splits import SplitError, check_split
+
+    check_output(out)
+    try:
+        check_split(parse_seeds(seeds), "train")
+    except SplitError as e:
+        raise typer.BadParameter(str(e), param_hint="--seeds") from None
+    ks = KINDS if kinds == "all" else parse_kinds(kinds)
+    worlds = [(s, k) for s in parse_seeds(seeds) for k in ks]
+    history = rl_loop(checkpoint, worlds, out, iterations=iterations, group=group, temperature=temperature)
+    typer.echo("mean reward per iteration: " + " ".join(f"{h['mean_reward']:.3f}" for h in history))
+    typer.echo(f"checkpoint: {out / 'final'}; curve: {out / 'rl_history.png'}")
+
+
 @policy.command("export")
 def export_cmd(
     nanochat_dir: Path = typer.Option(..., "--nanochat", help="nanochat base folder to write (NANOCHAT_BASE_DIR)."),

@@ -89,3 +89,13 @@ def test_rl_loop_smoke_on_one_sim_world(tmp_path):
     assert (tmp_path / "rl_history.png").read_bytes().startswith(b"\x89PNG")
     model, _, meta = load_checkpoint(tmp_path / "final")
     assert meta["rl_iterations"] == 1 and meta["architecture"]["rope_base"] == 100_000
+
+
+def test_learning_verbs_refuse_worlds_outside_the_train_split(tmp_path):
+    from typer.testing import CliRunner
+
+    from loopylab.nanochat.cli import policy
+
+    for verb in ("rl", "dagger"):
+        r = CliRunner().invoke(policy, [verb, "--seeds", "2000000:2000002", "--out", str(tmp_path / verb)])
+        assert r.exit_code != 0 and "not in the train split" in r.output
