@@ -132,20 +132,21 @@ def find_nanochat_checkpoint(directory: str | Path, source: str = "sft", tag: st
     return ck_dir, tok
 
 
-def _knobs(meta: dict, state: dict, revision: str | None, where: str) -> dict:
+def _knobs(meta: dict, state: dict, revision: str | None, where: str) -> tuple[dict, str]:
+    """(knobs, where they came from)."""
     if ARCH_KEY in meta:  # one of ours: trust nothing but the block itself
         try:
             config, _ = config_from_meta(meta, where)
         except ArchitectureError as e:
             raise CheckpointError(str(e)) from None
-        return config.knobs()
+        return config.knobs(), "architecture block"
     if revision is not None:
         key = next((k for k in REVISIONS if revision.startswith(k) or k.startswith(revision[:7])), None)
         if key is None:
             raise CheckpointError(f"nanochat revision {revision!r} unknown (known: {', '.join(REVISIONS)})")
-        return REVISIONS[key]
+        return REVISIONS[key], f"revision {key} (given)"
     if all(k in state for k in SINCE_A825E63):
-        return REVISIONS["92d63d4"]
+        return REVISIONS["92d63d4"], "revision a825e63 or later (smear/backout tensors present)"
     raise CheckpointError(
         f"{where}: a nanochat checkpoint from before revision a825e63 (no smear/backout tensors): its rope base, "
         f"QK scale and softcap cannot be told from the file; pass the revision it was trained with"
@@ -190,7 +191,7 @@ def import_nanochat(
     meta = json.loads((ck_dir / f"meta_{step:06d}.json").read_text())
     state = torch.load(ck_dir / f"model_{step:06d}.pt", map_location="cpu", weights_only=True)
     state = {k.removeprefix("_orig_mod."): v.float() for k, v in state.items()}
-    knobs = _knobs(meta, state, revision, where)
+    knobs, source_of_knobs = _knobs(meta, state, revision, where)
     _check_neutral(state, where)
     mc = {**meta["model_config"]}
     mc.setdefault("window_pattern", "L")  # nanochat patches old metas the same way
@@ -214,5 +215,5 @@ def import_nanochat(
         model.load_state_dict(keep, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{ck_dir}/model_{step:06d}.pt does not fit its model_config: {e}") from None
-    extra = {"val_bpb": meta.get("val_bpb"), "imported_from": str(ck_dir), "nanochat_revision": revision}
+    extra = {"val_bpb": meta.get("val_bpb"), "imported_from": str(ck_dir), "knobs_from": source_of_knobs}
     return save_checkpoint(out, step, model, tokenizer, meta=extra)
