@@ -115,10 +115,21 @@ def load_checkpoint(
         for key in ("transformer.wte.weight", "lm_head.weight"):
             if key in state and state[key].shape[0] > config.vocab_size:
                 state[key] = state[key][: config.vocab_size]
+    want = set(model.state_dict())
+    extra, missing = sorted(set(state) - want), sorted(want - set(state))
+    if extra or missing:  # one line, not torch's page of keys
+        hint = (
+            " (nanochat's layout: read it with `loopylab policy import --nanochat`)" if "smear_lambda" in extra else ""
+        )
+        raise CheckpointError(
+            f"model_{step:06d}.pt does not fit its meta's model_config: {len(extra)} unexpected tensor(s) "
+            f"{', '.join(extra[:3])}; {len(missing)} missing {', '.join(missing[:3])}{hint}"
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"model_{step:06d}.pt does not fit its meta's model_config: {e}") from e
+        first = str(e).strip().splitlines()[-1].strip()
+        raise CheckpointError(f"model_{step:06d}.pt does not fit its meta's model_config: {first}") from None
     return model.eval(), tokenizer, meta
 
 

@@ -237,3 +237,12 @@ def test_cli_export_then_import(tmp_path, ours):
     assert r.exit_code == 0, r.output
     r = runner.invoke(policy, ["import", "--nanochat", str(tmp_path / "missing"), "--out", str(tmp_path / "b2")])
     assert r.exit_code == 1 and "refused:" in r.output
+
+
+def test_our_loader_names_nanochat_layout_in_one_line(tmp_path, ours):
+    src, _ = ours
+    ck_dir, _ = export_nanochat(src, tmp_path / "nc")
+    (ck_dir / "tokenizer").symlink_to(tmp_path / "nc" / "tokenizer")
+    with pytest.raises(CheckpointError, match="policy import --nanochat") as e:
+        load_checkpoint(ck_dir)
+    assert "\n" not in str(e.value)
