@@ -33,6 +33,10 @@ INFORMS["drop"] = ("restitution",)
 SETTLED_OF_TOLERANCE = 0.25  # a 90 % half-width this small against the tolerance: another reading adds nothing
 SETTLED_OF_GAP = 0.1  # for a ranking: against the gap to the nearest other object's mean
 Z90 = 1.645
+# the planner samples the skills' paths at 30 Hz instead of the control rate: 4x faster (64 against
+# 261 ms per candidate on the loaded 2-core VM) with the same verdicts on the 48 candidates of five
+# poses compared; the skill itself re-plans at the control rate before it moves
+PLAN_HZ = 30.0
 
 
 class _Planned(Exception):
@@ -81,7 +85,7 @@ class Feasibility:
             from loopylab.actuation.skills.motion import Motion
             from loopylab.world.robots import robot_spec
 
-            self._motion = Motion(self.robot)
+            self._motion = Motion(self.robot, control_hz=PLAN_HZ)
             self._home = np.asarray(robot_spec(self.robot).home, float)
         return self._motion
 
