@@ -242,9 +242,9 @@ def train(
     log.info(
         "model: depth %d, width %d, %d heads, %.2fM parameters, vocab %d, %s x %d processes, %d micro-batches; "
         "%d train / %d val notebooks",
-        config.n_layer, config.n_embd, config.n_head, n_params / 1e6, config.vocab_size, device, info.world,
-        cfg.grad_accum, len(train_rows), len(val_rows),
-    )  # fmt: skip
+        *(config.n_layer, config.n_embd, config.n_head, n_params / 1e6, config.vocab_size, device),
+        *(info.world, cfg.grad_accum, len(train_rows), len(val_rows)),
+    )
 
     result = TrainResult(out_dir=Path(out_dir) if out_dir else None, step=cfg.steps, params=n_params)
     timed = {"tokens": 0, "flops": 0.0, "s": 0.0, "real": 0, "computed": 0}
@@ -258,8 +258,8 @@ def train(
             rows = [train_rows[i] for i in batch]
             n_scored = float(sum(sum(r.mask[1:]) for r in rows))
             pad_to = 128 if cfg.compile else 1
-            micro = [collate([train_rows[i] for i in b], pad_id, device, pad_to) for b in shares(batch, info.rank,
-                     info.world, cfg.grad_accum)]  # fmt: skip
+            mine = shares(batch, info.rank, info.world, cfg.grad_accum)
+            micro = [collate([train_rows[i] for i in b], pad_id, device, pad_to) for b in mine]
             local = accumulate(fwd, micro, max(n_scored, 1.0), info.world, getattr(wrapped, "no_sync", None))
             opt.set_lr_multiplier(schedule(step))
             opt.step()
@@ -374,8 +374,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
     ap.add_argument("--out", type=Path, default=None, help="checkpoint folder (default runs/policy/<preset>)")
     ap.add_argument("--tokenizer", type=Path, default=None, help="reuse the tokenizer of this checkpoint folder")
     ap.add_argument("--max-notebooks", type=int, default=None)
-    for name, typ in (("steps", int), ("depth", int), ("batch-size", int), ("grad-accum", int), ("device", str),
-                      ("seed", int), ("eval-every", int), ("save-dtype", str)):  # fmt: skip
+    typed = {"steps": int, "depth": int, "batch-size": int, "grad-accum": int, "device": str, "seed": int}
+    for name, typ in {**typed, "eval-every": int, "save-dtype": str}.items():
         ap.add_argument(f"--{name}", type=typ, default=None)
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--no-progress", action="store_true")
@@ -384,8 +384,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
     info = ddp.env_info()
     if not info.main:
         logging.getLogger().setLevel(logging.WARNING)  # one process reports
-    overrides = {k: getattr(args, k) for k in ("steps", "depth", "batch_size", "grad_accum", "device", "seed",
-                                               "eval_every", "save_dtype", "compile")}  # fmt: skip
+    names = ("steps", "depth", "batch_size", "grad_accum", "device", "seed", "eval_every", "save_dtype", "compile")
+    overrides = {k: getattr(args, k) for k in names}
     cfg = preset(args.preset, **overrides)
     tok_dir = args.tokenizer
     if tok_dir is None and importlib.util.find_spec("rustbpe") is None:
