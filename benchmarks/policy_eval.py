@@ -4,13 +4,20 @@ Every agent investigates the same held-out seeds (never used for training data: 
 below 100000) for each of the lab's question kinds, on the simulated bench, graded by the lab's
 evaluator against the oracle. Reported:
 
-  success_gap_points      eig success rate minus nanochat's, in percentage points   (target <= 10)
-  experiments_vs_eig      median experiments, nanochat / eig                          (target <= 1.25)
-  experiments_vs_random   median experiments, nanochat / random                       (target <= 0.5)
-  parse_rate              fraction of nanochat's experiment calls that parse under the grammar and that
-                          the lab executed (in the grid of the scene)                 (target 1.0)
+  success_gap_points      eig success rate minus nanochat's, in percentage points   (target <= 5)
+  experiments_vs_eig      median experiments, nanochat / eig                          (target <= 1.1)
+  beats_random_points     nanochat success rate minus random's, in points             (target >= 10)
+  experiments_vs_random   median experiments, nanochat / random
+  parse_rate              fraction of nanochat's experiment calls that parse under the grammar
+                                                                                      (target 1.0)
+  executed_rate           fraction of its experiment calls the arm carried out (an observation that is
+                          not `failed ...`): a call refused by the grid or the skill ("cannot reach",
+                          "arm cannot follow") is an experiment that failed. Failed calls count in the
+                          experiments of every agent.                                 (target >= 0.97)
   decision_ms             median wall time of one nanochat experiment decision on 2 CPU threads,
-                          replaying its notebooks in order (KV cache reused as in a run) (target <= 100)
+                          replaying its notebooks in order (KV cache reused as in a run), the feasibility
+                          mask included (its plans cached per pose after the first rep)   (target <= 50)
+  mask_ms_uncached        median time of the feasibility mask in the first rep (plans not yet cached)
 
 The eig expert's own decision time is measured in the same run as the baseline and printed as a ratio.
 
@@ -27,6 +34,7 @@ import json
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,37 +44,72 @@ import torch
 from loopylab.lab.experiments import candidate_experiments
 from loopylab.world import notebook as g
 
-GRID_REFUSAL = "not in the experiment grid"
 
-
-def call_stats(notebook_text: str) -> tuple[int, int]:
-    """(experiment calls, calls that parsed and were executed) in one notebook."""
+def call_stats(notebook_text: str) -> dict:
+    """Experiment calls of one notebook: how many, how many parsed, how many the arm carried out, and
+    the reasons of those that failed (the observation after a call is `failed WORDS`)."""
     lines = notebook_text.splitlines()
-    calls = ok = 0
+    out = {"calls": 0, "parsed": 0, "executed": 0, "failures": Counter()}
     for i, line in enumerate(lines):
         if not line.startswith("<|experiment_start|>"):
             continue
-        calls += 1
+        out["calls"] += 1
         try:
             g.parse(line + "\n")
         except g.GrammarError:
+            out["failures"]["does not parse"] += 1
             continue
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        if GRID_REFUSAL not in nxt and "failed servicetimeout" not in nxt:
-            ok += 1
-    return calls, ok
+        out["parsed"] += 1
+        nxt = ""
+        for x in lines[i + 1 :]:  # this call's observation comes before the next call
+            if x.startswith("<|experiment_start|>"):
+                break
+            if x.startswith("<|observation_start|>"):
+                nxt = x
+                break
+        body = nxt.removeprefix("<|observation_start|>").removesuffix("<|observation_end|>")
+        if nxt and not body.startswith("failed"):
+            out["executed"] += 1
+        else:
+            out["failures"][_reason(body) if nxt else "no observation"] += 1
+    return out
 
 
-def replay_decisions(notebooks: list[str], checkpoint: str | None, reps: int, threads: int = 2) -> list[float]:
+def _reason(failed_body: str) -> str:
+    """The kind of a failure, without its numbers (`failed cannot reach position [...]` -> cannot reach)."""
+    words = failed_body.removeprefix("failed").strip().split()
+    return " ".join(w for w in words[:4] if not any(c.isdigit() for c in w)) or "failed"
+
+
+def rates(rows: list[dict]) -> dict:
+    """parse_rate, executed_rate and the failure reasons over the notebooks of `rows`."""
+    total = {"calls": 0, "parsed": 0, "executed": 0, "failures": Counter()}
+    for r in rows:
+        st = call_stats(r.get("notebook") or "")
+        for k in ("calls", "parsed", "executed"):
+            total[k] += st[k]
+        total["failures"].update(st["failures"])
+    n = max(total["calls"], 1)
+    return {**total, "parse_rate": total["parsed"] / n, "executed_rate": total["executed"] / n}
+
+
+def replay_decisions(
+    notebooks: list[str], checkpoint: str | None, reps: int, threads: int = 2, robot: str | None = "panda"
+) -> tuple[list[float], list[float]]:
     """Time every experiment decision of the given notebooks again, in order, on `threads` CPU threads:
-    the agent's code path (engine with a KV cache carried from decision to decision), without the bus."""
+    the agent's code path (the feasibility mask, then the engine with a KV cache carried from decision
+    to decision), without the bus. Returns (decision ms, mask ms of the first repetition, whose plans are
+    not cached yet)."""
     from loopylab.nanochat.checkpoint import SHIPPED_DIR, load_cached
     from loopylab.nanochat.engine import Engine, allowed_kinds
+    from loopylab.nanochat.feasible import Feasibility, feasible_candidates
 
     torch.set_num_threads(threads)
     model, tokenizer, _ = load_cached(checkpoint or SHIPPED_DIR)
+    feasibility = Feasibility(robot) if robot else None
     times: list[float] = []
-    for _ in range(reps):
+    mask_first: list[float] = []
+    for rep in range(reps):
         for text in notebooks:
             sections = g.parse(text)
             question = sections[0].body
@@ -79,11 +122,15 @@ def replay_decisions(notebooks: list[str], checkpoint: str | None, reps: int, th
                     continue
                 prefix = sections[:i]
                 left = question.max_experiments - sum(p.kind == "experiment" for p in prefix)
-                candidates = [c.render() for c in candidate_experiments(scene, question)]
+                grid = candidate_experiments(scene, question)
                 t0 = time.perf_counter()
+                feasible = feasible_candidates(prefix, question, scene, grid, feasibility)
+                if rep == 0:
+                    mask_first.append(1000 * (time.perf_counter() - t0))
+                candidates = [c.render() for c in feasible]
                 engine.propose(prefix, allowed=allowed_kinds(prefix, left, bool(candidates)), candidates=candidates)
                 times.append(1000 * (time.perf_counter() - t0))
-    return times
+    return times, mask_first
 
 
 def main() -> None:
@@ -126,14 +173,19 @@ def main() -> None:
         path = Path(args.decisions_only)
         lines = (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)).read().splitlines()
         notebooks = [(r.get("notebook") or r["text"]) for r in map(json.loads, filter(None, lines))]
-        times = replay_decisions(notebooks, args.checkpoint, args.reps, args.threads)
+        times, mask_first = replay_decisions(notebooks, args.checkpoint, args.reps, args.threads)
         print(
             f"{len(times)} decisions on {args.threads} threads: median {statistics.median(times):.2f} ms, "
             f"p90 {sorted(times)[int(0.9 * len(times))]:.2f} ms"
         )
         print(
             json.dumps(
-                {"decision_ms": round(statistics.median(times), 2), "threads": args.threads, "decisions": len(times)}
+                {
+                    "decision_ms": round(statistics.median(times), 2),
+                    "mask_ms_uncached": round(statistics.median(mask_first), 2) if mask_first else None,
+                    "threads": args.threads,
+                    "decisions": len(times),
+                }
             )
         )
         return
@@ -198,17 +250,16 @@ def main() -> None:
             f"{a:<10} {len(rs):>6} {succ:>7.1f}% {med:>10.1f}   " + " ".join(f"{k} {v:.0f}" for k, v in kinds.items())
         )
 
-    calls = executed = 0
-    for r in by["nanochat"]:
-        c, o = call_stats(r["notebook"])
-        calls, executed = calls + c, executed + o
-    parse_rate = executed / calls if calls else 0.0
+    call = {a: rates(by[a]) for a in agents}
+    parse_rate, executed_rate = call["nanochat"]["parse_rate"], call["nanochat"]["executed_rate"]
 
     Path(args.notebooks_out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.notebooks_out, "w") as f:
         for r in by["nanochat"]:
             f.write(json.dumps({"seed": r["seed"], "kind": r["kind"], "notebook": r["notebook"]}) + "\n")
-    times = replay_decisions([r["notebook"] for r in by["nanochat"]], args.checkpoint, args.reps, args.threads)
+    times, mask_first = replay_decisions(
+        [r["notebook"] for r in by["nanochat"]], args.checkpoint, args.reps, args.threads
+    )
     decision_ms = statistics.median(times) if times else float("nan")
     eig_ms = [1000 * s for r in by["eig"] for s in (r.get("decision_s") or [])]
     eig_decision_ms = statistics.median(eig_ms) if eig_ms else float("nan")
@@ -217,24 +268,36 @@ def main() -> None:
     gap = summary["eig"]["success"] - summary["nanochat"]["success"]
     vs_eig = summary["nanochat"]["median_experiments"] / max(summary["eig"]["median_experiments"], 1e-9)
     vs_random = summary["nanochat"]["median_experiments"] / max(summary["random"]["median_experiments"], 1e-9)
-    print(f"experiment calls: {executed}/{calls} parsed and executed ({100 * parse_rate:.1f}%)")
+    for a in agents:
+        c = call[a]
+        reasons = ", ".join(f"{k} {v}" for k, v in c["failures"].most_common(4))
+        print(
+            f"{a} experiment calls: {c['parsed']}/{c['calls']} parsed, {c['executed']}/{c['calls']} executed "
+            f"({100 * c['executed_rate']:.1f}%)" + (f"; failed: {reasons}" if reasons else "")
+        )
+    beats_random = summary["nanochat"]["success"] - summary["random"]["success"]
     print(
         f"decision time on 2 threads: nanochat {decision_ms:.1f} ms (median of {len(times)}; in the eval workers "
         f"{statistics.median(n_ms) if n_ms else float('nan'):.1f} ms), eig expert {eig_decision_ms:.1f} ms "
         f"-> ratio {decision_ms / eig_decision_ms if eig_ms else float('nan'):.2f}"
     )
     print(
-        f"success gap {gap:+.1f} points (target <= 10); experiments vs eig {vs_eig:.2f} (<= 1.25), "
-        f"vs random {vs_random:.2f} (<= 0.5); wall {time.time() - t0:.0f} s; crashed {len(crashed)}"
+        f"success gap {gap:+.1f} points (target <= 5); experiments vs eig {vs_eig:.2f} (<= 1.1); beats random by "
+        f"{beats_random:+.1f} points (>= 10); vs random {vs_random:.2f}; wall {time.time() - t0:.0f} s; "
+        f"crashed {len(crashed)}"
     )
     print(
         json.dumps(
             {
                 "success_gap_points": round(gap, 2),
                 "experiments_vs_eig": round(vs_eig, 3),
+                "beats_random_points": round(beats_random, 2),
                 "experiments_vs_random": round(vs_random, 3),
                 "parse_rate": round(parse_rate, 4),
+                "executed_rate": round(executed_rate, 4),
+                "executed_rate_by_agent": {a: round(call[a]["executed_rate"], 4) for a in agents},
                 "decision_ms": round(decision_ms, 2),
+                "mask_ms_uncached": round(statistics.median(mask_first), 2) if mask_first else None,
                 "eig_decision_ms": round(eig_decision_ms, 2),
                 "success": {a: round(summary[a]["success"], 1) for a in agents},
                 "median_experiments": {a: summary[a]["median_experiments"] for a in agents},

@@ -18,7 +18,16 @@ from pathlib import Path
 
 from loopylab.nanochat.checkpoint import SHIPPED_DIR, load_cached
 from loopylab.nanochat.engine import Engine, SampleConfig, allowed_kinds
+from loopylab.nanochat.feasible import Feasibility, feasible_candidates
 from loopylab.world import notebook as g
+
+_FEASIBILITY: dict[str, Feasibility] = {}  # one planner per robot and process (its IK plans are cached)
+
+
+def shared_feasibility(robot: str) -> Feasibility:
+    if robot not in _FEASIBILITY:
+        _FEASIBILITY[robot] = Feasibility(robot)
+    return _FEASIBILITY[robot]
 
 
 class NanochatAgent:
@@ -32,7 +41,10 @@ class NanochatAgent:
         top_k: int = 20,
         device: str = "cpu",
         threads: int | None = None,
+        robot: str | None = os.environ.get("LOOPYLAB_POLICY_ROBOT", "panda"),
     ):
+        """`robot`: whose skills plan the candidates (calls its arm cannot carry out are masked); None
+        offers the lab's grid unfiltered."""
         import torch
 
         if threads:
@@ -43,6 +55,8 @@ class NanochatAgent:
         self.decision_s: list[float] = []
         self.decision_kinds: list[str] = []
         self.invalid_calls = 0  # experiments outside the lab's grid (the constraints make this 0)
+        self.feasibility = shared_feasibility(robot) if robot else None
+        self.masked = 0  # candidates masked as infeasible or uninformative, over all decisions
 
     @property
     def stats(self):
@@ -51,9 +65,13 @@ class NanochatAgent:
     def propose(self, notebook) -> g.Hypothesis | g.Experiment | g.Conclusion:
         """notebook: a `loopylab.lab.notebook.NotebookView`."""
         t0 = time.perf_counter()
-        kinds = allowed_kinds(notebook.sections, notebook.budget_left, bool(notebook.candidates))
+        candidates = feasible_candidates(
+            notebook.sections, notebook.question, notebook.scene, notebook.candidates, self.feasibility
+        )
+        self.masked += len(notebook.candidates) - len(candidates)
+        kinds = allowed_kinds(notebook.sections, notebook.budget_left, bool(candidates))
         section = self.engine.propose(
-            list(notebook.sections), allowed=kinds, candidates=[c.render() for c in notebook.candidates]
+            list(notebook.sections), allowed=kinds, candidates=[c.render() for c in candidates]
         )
         self.decision_s.append(time.perf_counter() - t0)
         self.decision_kinds.append(section.kind)
@@ -79,7 +97,7 @@ def run_one(
     from loopylab.lab.questions import grade, make_question
     from loopylab.lab.twin import TwinPool
 
-    agent = NanochatAgent(seed=seed, checkpoint=checkpoint, temperature=temperature)
+    agent = NanochatAgent(seed=seed, checkpoint=checkpoint, temperature=temperature, robot=robot)
     with sim_bench(robot=robot) as bench:
         scene = bench.reset(seed, world_objects(kind, seed))
         question = make_question(kind, grammar_scene(scene), seed)
@@ -111,5 +129,6 @@ def run_one(
         "notebook": result.notebook.text(),
         "parse_failures": agent.invalid_calls,
         "fallbacks": agent.stats.fallbacks,
+        "masked": agent.masked,
         "decision_s": agent.decision_s,
     }

@@ -2,12 +2,15 @@
 
     <dir>/model_<step:06d>.pt    torch state dict (keys as in nanochat: transformer.wte, transformer.h.N..., lm_head)
     <dir>/meta_<step:06d>.json   {"step", "val_bpb", "model_config": {sequence_len, vocab_size, n_layer,
-                                  n_head, n_kv_head, n_embd}, ...training details}
+                                  n_head, n_kv_head, n_embd, window_pattern}, "architecture": {rope_base,
+                                  qk_scale, logit_softcap, vocab_padded_to, ...}, ...training details}
     <dir>/optim_<step:06d>.pt    optimizer state (optional: the shipped checkpoint leaves it out)
     <dir>/tokenizer/             tokenizer.pkl and token_bytes.pt
 
-Loading rebuilds the model from the meta alone and refuses a tokenizer whose vocabulary differs from
-the model's, since every id past the mismatch would mean something else.
+Loading rebuilds the model from the meta alone, refuses (in one line) a meta whose knobs this GPT does
+not implement (`loopylab.nanochat.arch`), and refuses a tokenizer whose vocabulary differs from the
+model's, since every id past the mismatch would mean something else. nanochat's own layout (padded
+vocabulary, its extra tensors) goes through `loopylab.nanochat.interop`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from loopylab.nanochat.gpt import GPT, GPTConfig
+from loopylab.nanochat.arch import ARCH_KEY, ArchitectureError, architecture, config_from_meta
+from loopylab.nanochat.gpt import GPT
 from loopylab.nanochat.tokenizer import Tokenizer
 
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
@@ -45,7 +49,13 @@ def save_checkpoint(
     if dtype is not None:
         state = {k: v.to(dtype) for k, v in state.items()}
     torch.save(state, directory / f"model_{step:06d}.pt")
-    full_meta = {"step": step, "val_bpb": None, **(meta or {}), "model_config": model.config.to_dict()}
+    full_meta = {
+        "step": step,
+        "val_bpb": None,
+        **(meta or {}),
+        "model_config": model.config.to_dict(),
+        ARCH_KEY: architecture(model.config),
+    }
     (directory / f"meta_{step:06d}.json").write_text(json.dumps(full_meta, indent=2) + "\n")
     if optimizer is not None:
         torch.save(optimizer.state_dict(), directory / f"optim_{step:06d}.pt")
@@ -85,9 +95,9 @@ def load_checkpoint(
     step = last_step(directory) if step is None else step
     meta = load_meta(directory, step)
     try:
-        config = GPTConfig(**meta["model_config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"bad model_config in {directory}/meta_{step:06d}.json: {e}") from e
+        config, pad = config_from_meta(meta, where=f"{directory}/meta_{step:06d}.json")
+    except ArchitectureError as e:
+        raise CheckpointError(str(e)) from None
     tokenizer = tokenizer or Tokenizer.load(directory)
     if tokenizer.vocab_size != config.vocab_size:
         raise CheckpointError(
@@ -101,10 +111,25 @@ def load_checkpoint(
     model.init_weights()  # recreates the rotary tables, which are not saved
     state = torch.load(directory / f"model_{step:06d}.pt", map_location=device, weights_only=True)
     state = {k.removeprefix("_orig_mod."): v.float() for k, v in state.items()}
+    if pad > 1:  # padded rows are never looked up (wte) or are cropped from the logits (lm_head)
+        for key in ("transformer.wte.weight", "lm_head.weight"):
+            if key in state and state[key].shape[0] > config.vocab_size:
+                state[key] = state[key][: config.vocab_size]
+    want = set(model.state_dict())
+    extra, missing = sorted(set(state) - want), sorted(want - set(state))
+    if extra or missing:  # one line, not torch's page of keys
+        hint = (
+            " (nanochat's layout: read it with `loopylab policy import --nanochat`)" if "smear_lambda" in extra else ""
+        )
+        raise CheckpointError(
+            f"model_{step:06d}.pt does not fit its meta's model_config: {len(extra)} unexpected tensor(s) "
+            f"{', '.join(extra[:3])}; {len(missing)} missing {', '.join(missing[:3])}{hint}"
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"model_{step:06d}.pt does not fit its meta's model_config: {e}") from e
+        first = str(e).strip().splitlines()[-1].strip()
+        raise CheckpointError(f"model_{step:06d}.pt does not fit its meta's model_config: {first}") from None
     return model.eval(), tokenizer, meta
 
 

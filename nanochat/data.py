@@ -130,6 +130,12 @@ class NotebookBatches:
         self.rng = random.Random(seed)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for b in self.index_batches():
+            yield collate([self.rows[i] for i in b], self.pad_id, self.device, self.pad_to)
+
+    def index_batches(self) -> Iterator[list[int]]:
+        """The same batches as row indices: every process under torchrun draws the same global batches
+        (same seed) and takes its own slice of each."""
         while True:
             order = list(range(len(self.rows)))
             self.rng.shuffle(order)
@@ -142,7 +148,7 @@ class NotebookBatches:
             self.rng.shuffle(batches)
             for b in batches:
                 if len(b) == self.batch_size or len(self.rows) < self.batch_size:
-                    yield collate([self.rows[i] for i in b], self.pad_id, self.device, self.pad_to)
+                    yield b
 
 
 # ---------------------------------------------------------------------------------------------- generation

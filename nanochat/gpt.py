@@ -16,9 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# nanochat's values (revision 92d63d4); every one changes the function, so each is a config field that a
+# checkpoint's meta records (see nanochat/arch.py), never a constant a loader silently assumes
 LOGIT_SOFTCAP = 15.0
-ROPE_BASE = 100_000
+ROPE_BASE = 100_000.0
 QK_SCALE = 1.2  # nanochat multiplies normalised q and k by 1.2: a slightly sharper attention at init
+NANOCHAT_CONFIG_KEYS = ("sequence_len", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "window_pattern")
 
 
 @dataclass
@@ -29,9 +32,17 @@ class GPTConfig:
     n_head: int = 4
     n_kv_head: int = 4
     n_embd: int = 256
+    # nanochat's sliding windows, tiled over the layers (the last is always L): L attends to sequence_len
+    # tokens back, S to a quarter of it (rounded up to 128); "L" is full attention for any notebook we train on
+    window_pattern: str = "L"
+    rope_base: float = ROPE_BASE
+    qk_scale: float = QK_SCALE
+    logit_softcap: float = LOGIT_SOFTCAP
 
     @classmethod
-    def from_depth(cls, depth: int, vocab_size: int, sequence_len: int = 1024, head_dim: int = 64) -> GPTConfig:
+    def from_depth(
+        cls, depth: int, vocab_size: int, sequence_len: int = 1024, head_dim: int = 64, **knobs
+    ) -> GPTConfig:
         width = math.ceil(64 * depth / head_dim) * head_dim
         n_head = width // head_dim
         return cls(
@@ -41,12 +52,34 @@ class GPTConfig:
             n_head=n_head,
             n_kv_head=n_head,
             n_embd=width,
+            **knobs,
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """nanochat's `model_config` (exactly its GPTConfig fields, so its loader accepts it)."""
+        d = asdict(self)
+        return {k: d[k] for k in NANOCHAT_CONFIG_KEYS}
+
+    def knobs(self) -> dict:
+        """The numbers that change the function but are not in nanochat's model_config."""
+        return {"rope_base": self.rope_base, "qk_scale": self.qk_scale, "logit_softcap": self.logit_softcap}
+
+    def window_sizes(self) -> list[int]:
+        """Keys each layer attends back to (nanochat's rule: the window is `left`, keys row-left..row)."""
+        short = -(-self.sequence_len // 4 // 128) * 128
+        sizes = [
+            self.sequence_len if self.window_pattern[i % len(self.window_pattern)] == "L" else short
+            for i in range(self.n_layer)
+        ]
+        sizes[-1] = self.sequence_len
+        return sizes
 
     def __post_init__(self):
+        if not self.window_pattern or set(self.window_pattern.upper()) - {"S", "L"}:
+            raise ValueError(f"window_pattern {self.window_pattern!r} must be S and L characters")
+        self.window_pattern = self.window_pattern.upper()
+        if not (self.rope_base > 1 and self.qk_scale > 0 and self.logit_softcap > 0):
+            raise ValueError(f"rope_base, qk_scale and logit_softcap must be positive: {self.knobs()}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
         if self.n_head % self.n_kv_head:
@@ -99,6 +132,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer_idx: int):
         super().__init__()
         self.layer_idx = layer_idx
+        self.window = config.window_sizes()[layer_idx]
+        self.qk_scale = config.qk_scale
         self.n_head, self.n_kv_head = config.n_head, config.n_kv_head
         self.head_dim = config.n_embd // config.n_head
         self.c_q = nn.Linear(config.n_embd, self.n_head * self.head_dim, bias=False)
@@ -112,7 +147,7 @@ class CausalSelfAttention(nn.Module):
         k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)
         v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        q, k = norm(q) * QK_SCALE, norm(k) * QK_SCALE
+        q, k = norm(q) * self.qk_scale, norm(k) * self.qk_scale
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
         past = 0
         if kv_cache is not None:
@@ -120,13 +155,15 @@ class CausalSelfAttention(nn.Module):
             k, v = kv_cache.insert(self.layer_idx, k.to(kv_cache.k.dtype), v.to(kv_cache.v.dtype))
             k, v = k.to(q.dtype), v.to(q.dtype)
         enable_gqa = self.n_head != self.n_kv_head
-        if past == 0:
+        Tk = k.size(2)
+        if past == 0 and self.window >= T:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=enable_gqa)
-        elif T == 1:  # one new token sees everything cached
+        elif T == 1 and Tk <= self.window + 1:  # one new token sees everything cached
             y = F.scaled_dot_product_attention(q, k, v, enable_gqa=enable_gqa)
-        else:  # a chunk after a prefix: query i (at past+i) sees keys 0..past+i
-            Tk = k.size(2)
-            mask = torch.ones(T, Tk, dtype=torch.bool, device=q.device).tril(diagonal=past)
+        else:  # query i (at past+i) sees keys past+i-window .. past+i, as nanochat's SDPA path
+            row = torch.arange(past, past + T, device=q.device)[:, None]
+            col = torch.arange(Tk, device=q.device)[None, :]
+            mask = (col <= row) & (row - col <= self.window)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=enable_gqa)
         y = y.transpose(1, 2).contiguous().view(B, T, -1)
         return self.c_proj(y)
@@ -172,7 +209,9 @@ class GPT(nn.Module):
 
     def _rotary_tables(self, length: int, device=None):
         head_dim = self.config.n_embd // self.config.n_head
-        inv_freq = 1.0 / (ROPE_BASE ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
+        inv_freq = 1.0 / (
+            self.config.rope_base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
+        )
         freqs = torch.outer(torch.arange(length, dtype=torch.float32, device=device), inv_freq)
         return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
 
@@ -202,11 +241,21 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def flops_per_token(self) -> float:
-        """Forward+backward FLOPs per token (6N for the matmuls plus attention), as nanochat estimates MFU."""
+        """nanochat's estimate: forward+backward FLOPs per token at the full sequence_len (6N for the
+        matmuls, 12*h*q*window per layer for attention). An upper bound for short notebooks: MFU
+        uses `train_flops` at the real lengths."""
+        return self.train_flops([self.config.sequence_len]) / self.config.sequence_len
+
+    def train_flops(self, lengths) -> float:
+        """Forward+backward FLOPs of one batch of notebooks of these real (unpadded) lengths: 6 per
+        matmul parameter per real token, plus nanochat's attention term with each token attending over
+        min(its notebook's length, the layer's window) instead of the padded or configured length."""
         c = self.config
         n_matmul = sum(p.numel() for name, p in self.named_parameters() if "wte" not in name)
-        head_dim = c.n_embd // c.n_head
-        return 6 * n_matmul + 12 * c.n_layer * c.n_head * head_dim * c.sequence_len
+        h, q = c.n_head, c.n_embd // c.n_head
+        tokens = sum(lengths)
+        attn = sum(12 * h * q * n * min(n, w) for n in lengths for w in c.window_sizes())
+        return 6 * n_matmul * tokens + attn
 
     def forward(
         self,
@@ -230,7 +279,8 @@ class GPT(nn.Module):
             kv_cache.advance(T)
         x = norm(x)
         logits = self.lm_head(x).float()
-        logits = LOGIT_SOFTCAP * torch.tanh(logits / LOGIT_SOFTCAP)
+        cap = self.config.logit_softcap
+        logits = cap * torch.tanh(logits / cap)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction="none")

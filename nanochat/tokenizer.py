@@ -73,16 +73,12 @@ class Tokenizer:
         return cls(enc)
 
     def save(self, directory: str | Path) -> Path:
+        """`<directory>/tokenizer/tokenizer.pkl` (the pickled `tiktoken.Encoding`, as nanochat writes and
+        reads it) and `token_bytes.pt`."""
         directory = Path(directory) / "tokenizer"
         directory.mkdir(parents=True, exist_ok=True)
-        state = {
-            "name": self.enc.name,
-            "pat_str": self.enc._pat_str,
-            "mergeable_ranks": self.enc._mergeable_ranks,
-            "special_tokens": self.enc._special_tokens,
-        }
         with open(directory / "tokenizer.pkl", "wb") as f:
-            pickle.dump(state, f)
+            pickle.dump(self.enc, f)
         import torch
 
         torch.save(self.token_bytes(), directory / "token_bytes.pt")
@@ -90,19 +86,29 @@ class Tokenizer:
 
     @classmethod
     def load(cls, directory: str | Path) -> Tokenizer:
+        """Read `<directory>/tokenizer/tokenizer.pkl`: a pickled `tiktoken.Encoding` (nanochat's format and
+        ours) or the dict of its fields that loopylab wrote before."""
         path = Path(directory) / "tokenizer" / "tokenizer.pkl"
         if not path.exists():
             raise FileNotFoundError(f"no tokenizer at {path}")
         with open(path, "rb") as f:
             state = pickle.load(f)
-        return cls(
-            tiktoken.Encoding(
+        if isinstance(state, dict):
+            state = tiktoken.Encoding(
                 name=state["name"],
                 pat_str=state["pat_str"],
                 mergeable_ranks=state["mergeable_ranks"],
                 special_tokens=state["special_tokens"],
             )
-        )
+        if not isinstance(state, tiktoken.Encoding):
+            raise ValueError(f"{path} holds a {type(state).__name__}, not a tiktoken Encoding")
+        if BOS not in state._special_tokens:
+            raise ValueError(f"{path} has no {BOS} token: not a nanochat-style tokenizer")
+        return cls(state)
+
+    def missing_markers(self) -> list[str]:
+        """The notebook grammar's special tokens this tokenizer lacks (a chat tokenizer lacks them all)."""
+        return [s for s in special_tokens() if s not in self.enc._special_tokens]
 
     # ---- use ----
     @property

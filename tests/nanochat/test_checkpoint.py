@@ -35,7 +35,16 @@ def test_round_trip_gives_identical_logits(tmp_path, tokenizer):
     ]
     meta = json.loads((tmp_path / "meta_000012.json").read_text())
     assert meta["step"] == 12 and meta["val_bpb"] == 1.0
-    assert set(meta["model_config"]) == {"sequence_len", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd"}
+    assert set(meta["model_config"]) == {
+        "sequence_len",
+        "vocab_size",
+        "n_layer",
+        "n_head",
+        "n_kv_head",
+        "n_embd",
+        "window_pattern",
+    }
+    assert meta["architecture"]["rope_base"] == 100_000 and meta["architecture"]["logit_softcap"] == 15
     assert last_step(tmp_path) == 12
     loaded, tok, meta2 = load_checkpoint(tmp_path)
     assert meta2 == meta and tok.vocab_size == tokenizer.vocab_size

@@ -113,3 +113,44 @@ def test_orthogonalize_and_optimizer_step():
         opt.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_sliding_windows_as_nanochat_defines_them():
+    """window_pattern tiles S (a quarter of sequence_len, rounded up to 128) and L over the layers, the
+    last always L; below the short window it is plain causal attention, above it the cached path agrees."""
+    cfg = GPTConfig.from_depth(3, 128, 256, window_pattern="sl")
+    assert cfg.window_pattern == "SL" and cfg.window_sizes() == [128, 256, 256]
+    assert GPTConfig.from_depth(4, 128, 2048, window_pattern="SSSL").window_sizes() == [
+        512,
+        512,
+        512,
+        2048,
+    ]  # its code, not its comment (768)
+    with pytest.raises(ValueError, match="window_pattern"):
+        GPTConfig(window_pattern="SXL")
+    torch.manual_seed(0)
+    full = make_model(depth=3, seq=256)
+    windowed = GPT(GPTConfig.from_depth(3, 128, 256, window_pattern="S")).eval()
+    windowed.load_state_dict(full.state_dict())
+    short, long = torch.randint(0, 128, (1, 120)), torch.randint(0, 128, (1, 300))
+    with torch.no_grad():
+        assert torch.equal(windowed(short), full(short))
+        assert not torch.allclose(windowed(long)[:, 200:], full(long)[:, 200:], atol=1e-4)
+        whole = windowed(long)
+        cache = KVCache(windowed.config, 1, 320)
+        parts = [windowed(long[:, :150], kv_cache=cache), windowed(long[:, 150:260], kv_cache=cache)]
+        parts += [windowed(long[:, t : t + 1], kv_cache=cache) for t in range(260, 300)]
+    torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-4, rtol=1e-4)
+
+
+def test_training_flops_count_real_tokens_at_real_lengths():
+    """MFU's numerator: 6 FLOPs per matmul weight per real token, and attention over each notebook's own
+    length (capped by the layer's window), not the configured 2048 nor the padding."""
+    model = GPT(GPTConfig.from_depth(2, 600, 2048))
+    n_matmul = sum(p.numel() for n, p in model.named_parameters() if "wte" not in n)
+    h, q = model.config.n_head, model.config.n_embd // model.config.n_head
+    assert model.train_flops([670]) == 6 * n_matmul * 670 + 2 * 12 * h * q * 670 * 670
+    padded_estimate = model.flops_per_token() * 2 * 900  # two rows padded to 900 at the configured length
+    assert model.train_flops([400, 900]) < 0.75 * padded_estimate
+    windowed = GPT(GPTConfig.from_depth(2, 600, 2048, window_pattern="S"))  # 512 then 2048
+    assert windowed.train_flops([1000]) == 6 * n_matmul * 1000 + 12 * h * q * 1000 * (512 + 1000)
