@@ -92,7 +92,7 @@ class _ObjectScorer:
             repeat, seen = self.post.repeats(exp), self.post.com_seen(exp.object)
             for mkey in MEASURED[exp.skill]:
                 sig = self.post.noise.sigma(mkey, pred[mkey], self.last_sigma.get(mkey, 0.0), repeat, seen)
-                y = self.post.noise.sample(pred[mkey][self.outer], sig[self.outer], self.rng)
+                y = self.post.noise.sample(pred[mkey][self.outer], sig[self.outer], self.rng, mkey)
                 out += self.post.noise.logpdf(y[:, None], pred[mkey][None, :], sig[None, :], mkey)
             self.loglik[key] = out
         return self.loglik[key]

@@ -16,6 +16,7 @@ finite = st.floats(-100, 100, allow_nan=False)
 Y = norm.ppf((np.arange(20000) + 0.5) / 20000)
 
 
+@settings(deadline=None)  # a busy machine: no per-example deadline
 @given(lo=finite, width=st.floats(0, 50), y=finite, alpha=st.floats(0.01, 0.99))
 def test_interval_score_is_the_width_plus_the_penalty_of_a_miss(lo, width, y, alpha):
     hi = lo + width
@@ -49,6 +50,7 @@ def test_the_true_quantiles_minimise_the_expected_interval_score(d_lo, d_hi):
         assert other > best
 
 
+@settings(deadline=None)
 @given(x=finite, y=finite)
 def test_crps_of_a_point_mass_is_the_absolute_error(x, y):
     assert crps([x], y) == pytest.approx(abs(x - y), abs=1e-9)
@@ -67,6 +69,7 @@ def _crps_by_integral(x, w, y):
     return total
 
 
+@settings(deadline=None)
 @given(
     st.lists(st.tuples(st.floats(-10, 10), st.floats(0.01, 1)), min_size=1, max_size=30),
     st.floats(-12, 12),
