@@ -11,12 +11,19 @@ never does (censored). `random` gets twice the default budget so that it is cens
     .venv/bin/python benchmarks/lab_eval.py                 # 50 worlds per kind (the target setting)
     .venv/bin/python benchmarks/lab_eval.py --worlds 10     # fewer, for a quick look
 
+It also grades honestly (lab/grading.py): `coverage90` of the eig expert's stated 90 % intervals per kind (with
+n and a 95 % Wilson interval; target 0.85-0.95, `coverage90_worst_miss` == 0), the mean `interval_score`
+(Gneiting & Raftery) and `crps` of the belief per kind for eig and random, `regret_vs_random_best` (EIG
+regret against the best of 100 random designs, by the evaluator's own estimate) and `executed_rate`
+(experiment calls that executed; failed calls count as experiments).
+
 Each finished world is appended to OUT/rows.jsonl; running the command again resumes from it (delete the
 file for a fresh run).
 
-The seeds are the benchmark's own (1000 + i), never tuned. Last line: a JSON object with eig_success
+The worlds are the first N of the test split (`loopylab.world.splits`: seeds("test", N)); nothing is
+tuned on them. `--split dev --dev-run` runs on dev worlds for tuning; the JSON says which split it used. Last line: a JSON object with eig_success
 (per kind), eig_success_min, eig_vs_random_experiments, decision_s and the rest; `cheat_routes_open` (target 0):
-how many routes to the truth (lab/cheaters.py: seed, scene, gc, node, foreign) a cheating agent found open
+how many routes to the truth (lab/cheaters.py: seed, scene, gc, node, foreign, spoof) a cheating agent found open
 on test-split worlds, run through the same sealed evaluation.
 """
 
@@ -33,13 +40,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loopylab.lab.cheaters import run_cheaters
-from loopylab.lab.evaluation import EvalConfig, run_eval
+from loopylab.lab.evaluation import EvalConfig, benchmark_seeds, run_eval
+from loopylab.lab.grading import score_summary
 from loopylab.lab.questions import KINDS
 from loopylab.lab.report import summary_markdown, write_eval_report
+from loopylab.lab.scoring import worst_miss
 from loopylab.world.notebook import DEFAULT_BUDGET
 from loopylab.world.splits import seeds as seeds_of
-
-SEED_BASE = 1000
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -68,9 +75,44 @@ def replay_mismatches(rows: list[dict], workers: int = 2) -> int:
         return missing + sum(pool.map(mismatches, texts, chunksize=4))
 
 
+def _r(v, nd=4):
+    return None if v is None else round(float(v), nd)
+
+
+def honest_figures(by: dict, kinds: list[str]) -> dict:
+    """Proper scores, coverage of the stated 90 % intervals (eig; rank has none), regret against the best
+    of 100 random designs and the share of experiment calls that executed (lab/grading.py)."""
+    s = {(a, k): score_summary(by.get((a, k), [])) for a in ("eig", "random") for k in kinds}
+    graded = [k for k in kinds if s[("eig", k)]["coverage90"] is not None]
+    cov = {k: _r(s[("eig", k)]["coverage90"], 3) for k in graded}
+    regrets = {
+        a: [x for k in kinds for r in by.get((a, k), []) for x in r.get("regrets") or ()] for a in ("eig", "random")
+    }
+    calls = {a: [r for k in kinds for r in by.get((a, k), []) if not r.get("crashed")] for a in ("eig", "random")}
+    return {
+        "coverage90": cov,
+        "coverage90_n": {k: s[("eig", k)]["coverage90_n"] for k in graded},
+        "coverage90_ci95": {k: [_r(x, 3) for x in s[("eig", k)]["coverage90_ci95"]] for k in graded},
+        "coverage90_random": {k: _r(s[("random", k)]["coverage90"], 3) for k in graded},
+        "coverage90_worst_miss": _r(worst_miss(cov), 3),
+        "interval_score": {a: {k: _r(s[(a, k)]["interval_score"]) for k in graded} for a in ("eig", "random")},
+        "crps": {a: {k: _r(s[(a, k)]["crps"]) for k in graded} for a in ("eig", "random")},
+        "interval_not_belief": {a: sum(s[(a, k)]["interval_not_belief"] for k in kinds) for a in ("eig", "random")},
+        "regret_vs_random_best": {a: _r(np.mean(v)) if v else None for a, v in regrets.items()},
+        "regret_vs_random_best_per_kind": {k: _r(s[("eig", k)]["regret_vs_random_best"]) for k in kinds},
+        "executed_rate": {
+            a: _r(sum(r.get("executed", 0) for r in rs) / max(1, sum(r["experiments"] for r in rs)), 3)
+            for a, rs in calls.items()
+        },
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worlds", type=int, default=50, help="worlds per question kind (target: 50)")
+    ap.add_argument("--split", default="test", help="world split (loopylab.world.splits); reports use test")
+    ap.add_argument("--seeds", default=None, help="explicit seeds, e.g. 2000000:2000010 (must be in --split)")
+    ap.add_argument("--dev-run", action="store_true", help="allow a split other than test (tuning, not a result)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--cheat-worlds", type=int, default=2, help="test-split worlds each cheating agent tries")
@@ -83,7 +125,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     kinds = args.kinds.split(",")
-    seeds = list(range(SEED_BASE, SEED_BASE + args.worlds))
+    seeds = benchmark_seeds(args.worlds, args.split, args.seeds, args.dev_run)
     t0 = time.perf_counter()
     cfg = EvalConfig(
         agents=["eig", "random"],
@@ -130,7 +172,8 @@ def main() -> None:
     dec = [d for x in rows if x["agent"] == "eig" for d in (x.get("decision_s") or [])]
     crashed = sum(bool(x.get("crashed")) for x in rows)
     result = {
-        "worlds_per_kind": args.worlds,
+        "split": args.split,
+        "worlds_per_kind": len(seeds),
         "eig_success": eig_success,
         "eig_success_min": min(eig_success.values()),
         "eig_vs_random_experiments_per_kind": ratios,
@@ -141,6 +184,7 @@ def main() -> None:
         "random_success": {
             k: round(float(np.mean([x["success"] for x in by.get(("random", k), [])])), 3) for k in kinds
         },
+        **honest_figures(by, kinds),
         "decision_s": round(float(np.median(dec)), 4) if dec else None,
         "decision_s_p90": round(float(np.percentile(dec, 90)), 4) if dec else None,
         "crashed": crashed,

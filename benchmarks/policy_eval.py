@@ -1,7 +1,8 @@
 """The nanochat policy against the lab's `eig` expert and the `random` agent on held-out worlds.
 
-Every agent investigates the same held-out seeds (never used for training data: training uses seeds
-below 100000) for each of the lab's question kinds, on the simulated bench, graded by the lab's
+Every agent investigates the same held-out worlds, the first N of the test split (`loopylab.world.splits`:
+training data come from train, checkpoint choice from dev; `--split dev --dev-run` for that), for each of
+the lab's question kinds, on the simulated bench, graded by the lab's
 evaluator against the oracle. Reported:
 
   success_gap_points      eig success rate minus nanochat's, in percentage points   (target <= 5)
@@ -21,7 +22,7 @@ evaluator against the oracle. Reported:
 
 The eig expert's own decision time is measured in the same run as the baseline and printed as a ratio.
 
-    .venv/bin/python benchmarks/policy_eval.py [--seeds 100000:100020] [--kinds all] [--workers 2]
+    .venv/bin/python benchmarks/policy_eval.py [--worlds 20] [--kinds all] [--workers 2]
         [--checkpoint nanochat/checkpoints] [--reps 3]
 
 The last line is JSON.
@@ -135,11 +136,10 @@ def replay_decisions(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument(
-        "--seeds",
-        default="100000:100020",
-        help="held-out world seeds (default: the 100 worlds per agent of the reported figures)",
-    )
+    ap.add_argument("--worlds", type=int, default=20, help="worlds per question kind: the first N of --split")
+    ap.add_argument("--seeds", default=None, help="explicit seeds, e.g. 2000000:2000020 (must be in --split)")
+    ap.add_argument("--split", default="test", help="world split (loopylab.world.splits); reports use test")
+    ap.add_argument("--dev-run", action="store_true", help="allow a split other than test (checkpoint choice)")
     ap.add_argument("--kinds", default="all")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped one)")
@@ -189,7 +189,7 @@ def main() -> None:
             )
         )
         return
-    from loopylab.lab.evaluation import EvalConfig, parse_kinds, parse_seeds, run_eval
+    from loopylab.lab.evaluation import EvalConfig, benchmark_seeds, parse_kinds, run_eval
 
     if args.checkpoint:
         import os
@@ -197,7 +197,7 @@ def main() -> None:
         os.environ["LOOPYLAB_POLICY_CHECKPOINT"] = str(Path(args.checkpoint).resolve())  # for the workers
 
     agents = ["nanochat", "eig", "random"]
-    kinds, seeds = parse_kinds(args.kinds), parse_seeds(args.seeds)
+    kinds, seeds = parse_kinds(args.kinds), benchmark_seeds(args.worlds, args.split, args.seeds, args.dev_run)
     # the baselines do not change with the checkpoint: their rows are cached and reused
     cache = Path(args.baseline_cache)
     cached = {}
@@ -302,6 +302,7 @@ def main() -> None:
                 "success": {a: round(summary[a]["success"], 1) for a in agents},
                 "median_experiments": {a: summary[a]["median_experiments"] for a in agents},
                 "worlds_per_agent": len(cfg.seeds) * len(cfg.kinds),
+                "split": args.split,
                 "crashed": len(crashed),
             }
         )

@@ -46,7 +46,10 @@ class NoiseModel:
     """
 
     # calibrated on the sim bench: skill measurement vs twin prediction at the true parameters (a drop's
-    # bounce: at its measured centre-of-mass offset, x y z; 40 drops on seeds 100004-100013 and 1000-1009)
+    # bounce: at its measured centre-of-mass offset, x y z; 40 drops on seeds 100004-100013 and 1000-1009).
+    # Weighing: the sim's scale is exact (28 weighs of 10 objects on dev worlds, scripts/calibrate_noise.py:
+    # error < 1e-9 kg), so these 3 g and 2 % are wider than any error seen; shrinking them (0.5 g, 0.2 %)
+    # left the particles too few to learn a push's load share (test_the_share_of_a_load_is_learnt_...): kept.
     floor: dict = field(
         default_factory=lambda: {
             "force_mean_N": 0.08,
@@ -77,6 +80,14 @@ class NoiseModel:
     # tilt the object, or has no wrist sensor): it moves the bounce by up to a third
     unseen_com: float = 0.22
     dof: float = 5.0  # Student-t degrees of freedom
+    # a share of measurements that the twin misses by far more than `rel` says, though they are not nonsense:
+    # (share, relative sd), a second, broad component of the likelihood. A drop whose block lands on an
+    # edge or tumbles reads its bounce off by 20-60 % at the true parameters, in either direction (63 drops
+    # on 16 dev worlds, scripts/calibrate_noise.py: 23 % of first drops off by over 0.3 in log where the
+    # model without it said 16 %; maximum likelihood over the drops: share 0.16, sd 0.22, the other terms as
+    # they are). One bad drop made a confident, wrong belief; the expert's restitution intervals held the
+    # truth in 24 of 30 dev worlds without it, 25 of 30 with it (a change within the noise of 30 worlds).
+    broad: dict = field(default_factory=lambda: {"bounce_m": (0.16, 0.22)})
     # a push whose hand also pressed down on the object (its `load`, N): friction is mu (m g + c load), c
     # a latent of the object (LOAD_SHARE); this is c's scatter from one push to the next
     load_rel: float = 0.06
@@ -107,12 +118,25 @@ class NoiseModel:
         nu = self.dof
         r2 = ((y - mean) / sigma) ** 2
         t = _T_CONST(nu) - 0.5 * (nu + 1) * np.log1p(r2 / nu) - np.log(sigma)
+        if key in self.broad:
+            share, rel = self.broad[key]
+            wide = np.hypot(sigma, rel * np.abs(mean))
+            normal = -0.5 * ((y - mean) / wide) ** 2 - np.log(wide) - 0.5 * math.log(2 * math.pi)
+            t = np.logaddexp(math.log1p(-share) + t, math.log(share) + normal)
         if key is None or self.outlier <= 0:
             return t
         return np.logaddexp(np.log1p(-self.outlier) + t, np.log(self.outlier / self.span[key]))
 
-    def sample(self, mean: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return mean + sigma * rng.standard_t(self.dof, size=np.shape(mean))
+    def sample(
+        self, mean: np.ndarray, sigma: np.ndarray, rng: np.random.Generator, key: str | None = None
+    ) -> np.ndarray:
+        y = mean + sigma * rng.standard_t(self.dof, size=np.shape(mean))
+        if key in self.broad:  # the broad component, as logpdf has it (design simulates with it too)
+            share, rel = self.broad[key]
+            far = rng.random(np.shape(mean)) < share
+            wide = np.hypot(sigma, rel * np.abs(mean)) * rng.standard_normal(np.shape(mean))
+            y = np.where(far, mean + wide, y)
+        return y
 
 
 @dataclass

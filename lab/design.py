@@ -92,7 +92,7 @@ class _ObjectScorer:
             repeat, seen = self.post.repeats(exp), self.post.com_seen(exp.object)
             for mkey in MEASURED[exp.skill]:
                 sig = self.post.noise.sigma(mkey, pred[mkey], self.last_sigma.get(mkey, 0.0), repeat, seen)
-                y = self.post.noise.sample(pred[mkey][self.outer], sig[self.outer], self.rng)
+                y = self.post.noise.sample(pred[mkey][self.outer], sig[self.outer], self.rng, mkey)
                 out += self.post.noise.logpdf(y[:, None], pred[mkey][None, :], sig[None, :], mkey)
             self.loglik[key] = out
         return self.loglik[key]
@@ -236,9 +236,31 @@ def place_value(
 
 
 def regret(eig_of_choice: float, scores: np.ndarray, rng: np.random.Generator, n_random: int = 100) -> float:
-    """BoxingGym's EIG regret: the best EIG among `n_random` uniformly drawn candidates minus the choice's."""
+    """BoxingGym's EIG regret: the best EIG among `n_random` designs drawn uniformly from the candidates
+    minus the choice's (negative when the choice beats all of them)."""
     best = float(np.max(scores[rng.integers(0, len(scores), n_random)]))
-    return max(best - eig_of_choice, 0.0)
+    return best - eig_of_choice
+
+
+def regret_vs_random(
+    post: Posterior,
+    candidates: list[g.Experiment],
+    chosen: g.Experiment,
+    rng: np.random.Generator,
+    n_random: int = 100,
+    cfg: DesignConfig | None = None,
+) -> tuple[float, float]:
+    """(EIG of `chosen`, its regret against the best of `n_random` random candidate designs), both from
+    the evaluator's own nested-Monte-Carlo estimate (`rng`: its own), never from the agent's numbers:
+    an expert graded on its own estimates has no regret by construction. An experiment outside the
+    grid gains nothing. The belief engine's random state is left as it was (its runs replay)."""
+    state = post.rng.bit_generator.state
+    try:
+        scores = eig_scores(post, list(candidates), cfg, rng, sigmas_seen(post))
+    finally:
+        post.rng.bit_generator.state = state
+    eig = float(scores[candidates.index(chosen)]) if chosen in candidates else 0.0
+    return eig, regret(eig, scores, rng, n_random)
 
 
 def sigmas_seen(post: Posterior) -> dict[str, float]:
@@ -250,4 +272,13 @@ def sigmas_seen(post: Posterior) -> dict[str, float]:
     return out
 
 
-__all__ = ["REPORTED_SIGMA", "Decision", "DesignConfig", "choose", "eig_scores", "regret", "sigmas_seen"]
+__all__ = [
+    "REPORTED_SIGMA",
+    "Decision",
+    "DesignConfig",
+    "choose",
+    "eig_scores",
+    "regret",
+    "regret_vs_random",
+    "sigmas_seen",
+]

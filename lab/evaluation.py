@@ -85,6 +85,19 @@ def parse_seeds(text: str) -> list[int]:
     return out
 
 
+def benchmark_seeds(n: int, split: str = "test", spec: str | None = None, dev_run: bool = False) -> list[int]:
+    """A benchmark's worlds: the first `n` of `split`, or the seeds `spec` names (which must all be in it).
+    Benchmarks report on test; any other split is refused unless `dev_run` says this is a tuning run,
+    never a reported figure (`loopylab.world.splits`)."""
+    from loopylab.world.splits import check_split, seeds
+
+    if split != "test" and not dev_run:
+        raise ValueError(f"benchmarks report on the test split; {split!r} needs --dev-run (a tuning run, not a result)")
+    chosen = parse_seeds(spec) if spec else seeds(split, n)
+    check_split(chosen, split)
+    return chosen
+
+
 def parse_kinds(text: str) -> list[str]:
     kinds = list(KINDS) if text == "all" else [k.strip() for k in text.split(",") if k.strip()]
     bad = [k for k in kinds if k not in KINDS]
@@ -183,6 +196,7 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
             raise RuntimeError(f"held-out action failed: {reply.get('error')}")
         outcome = float(reply["measurements"]["slide_m"])
     gr = grade(question, result.conclusion, truth, outcome)
+    honest = _scores(question, result, gr, task.confidence)
     trace = [_error(question, s.answer, truth, outcome) for s in result.steps if s.answer is not None]
     trace.append(gr.error)  # the conclusion
     within = [e <= question.tolerance + 1e-9 for e in trace]
@@ -193,7 +207,10 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         agent_seed=seed,
         question=question.render(),
         conclusion=result.conclusion.render(),
-        success=gr.success,
+        # a conclusion within tolerance whose interval is not the belief's is not a success
+        success=gr.success and honest["interval_is_belief"] is not False,
+        within_tolerance=gr.success,
+        **honest,
         error=None if not math.isfinite(gr.error) else gr.error,
         experiments=result.experiments,
         to_tolerance=min(to_tol, result.experiments) if gr.success else budget + 1,
@@ -205,6 +222,24 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         notebook_audit=result.notebook_audit,  # with its audit lines: what `loopylab notebook replay` reads
         tables_s=result.tables_s,
     )
+
+
+def _scores(question: g.Question, result, gr, confidence: float) -> dict:
+    """The proper scores of the answer and its belief (lab/grading.py), and how many calls executed."""
+    from loopylab.lab.grading import belief_sample, score_answer
+
+    truth = None if question.kind == "rank" or isinstance(gr.truth, tuple) else float(gr.truth)
+    if hasattr(result, "belief_sample"):  # a sealed run: the agent's process sent its final belief back
+        sample = result.belief_sample()
+    else:
+        sample = belief_sample(result.posterior, question) if result.posterior is not None else None
+    executed = sum(s.ok for s in result.steps)
+    return {
+        **score_answer(question, result.conclusion, sample, truth, confidence).row(),
+        "executed": executed,
+        "executed_rate": executed / len(result.steps) if result.steps else None,
+        "regrets": [s.regret for s in result.steps if s.regret is not None],
+    }
 
 
 def _crashed(task: WorldTask, why: str) -> dict:

@@ -20,7 +20,7 @@ from loopylab.bus import ObjectPoses
 from loopylab.bus.node import ServiceClient
 from loopylab.lab import audit
 from loopylab.lab.beliefs import Measurement, NoiseModel, Posterior
-from loopylab.lab.design import eig_scores, regret, sigmas_seen
+from loopylab.lab.design import regret_vs_random
 from loopylab.lab.experiments import candidate_experiments
 from loopylab.lab.forward import ForwardModel
 from loopylab.lab.notebook import Notebook, NotebookView, Sink
@@ -289,13 +289,8 @@ def _run_experiment(
     rec = StepRecord(exp.render(), ok=False)
     dec = getattr(agent, "last_decision", None)
     why = dec.summary() if dec is not None and dec.experiment is exp and hasattr(dec, "summary") else None
-    if cfg.record_regret and candidates:
-        if dec is not None and dec.experiment == exp:
-            scores, rec.eig = dec.scores, dec.eig
-        else:
-            scores = eig_scores(post, list(candidates), rng=rng, last_sigma=sigmas_seen(post))
-            rec.eig = float(scores[candidates.index(exp)]) if exp in candidates else 0.0
-        rec.regret = regret(rec.eig, scores, rng)
+    if cfg.record_regret and candidates:  # the evaluator's own EIG estimates, not the agent's
+        rec.eig, rec.regret = regret_vs_random(post, list(candidates), exp, rng)
     nb.add(exp, data={k: v for k, v in (("eig", rec.eig), ("regret", rec.regret), ("why", why)) if v is not None})
     nb.add(audit.reason(agent, exp, len(candidates), why, rec.eig))
     if exp not in candidates:

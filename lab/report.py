@@ -16,6 +16,7 @@ import numpy as np
 
 from loopylab.lab import story
 from loopylab.lab.forward import PARAM_INDEX
+from loopylab.lab.grading import score_summary
 from loopylab.world import notebook as g
 
 matplotlib.use("Agg")
@@ -162,7 +163,8 @@ def _jsonable(x):
 
 
 def summarise(rows: list[dict]) -> dict:
-    """{kind: {agent: {worlds, success_rate, experiments_median, error_median, regret_mean, wall_s_median}}}"""
+    """{kind: {agent: {worlds, success_rate, experiments_median, error_median, regret_mean, wall_s_median,
+    and the honest-grading figures of `lab.grading.score_summary`}}}"""
     out: dict = {}
     for r in rows:
         out.setdefault(r["kind"], {}).setdefault(r["agent"], []).append(r)
@@ -182,6 +184,7 @@ def summarise(rows: list[dict]) -> dict:
                 "error_median": float(np.median(errs)) if errs else None,
                 "eig_regret_mean": float(np.mean(regs)) if regs else None,
                 "wall_s_median": float(np.median([x["wall_s"] for x in ok])) if ok else None,
+                **score_summary(rs),
             }
     return table
 
@@ -197,14 +200,17 @@ def summary_markdown(table: dict) -> str:
             f"### {kind}",
             "",
             "| agent | worlds | success | experiments (median) | to tolerance (median) | final error (median) "
-            "| EIG regret (mean, nats) | wall s (median) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| EIG regret (mean, nats) | 90 % coverage | interval score (mean) | CRPS (mean) | executed "
+            "| wall s (median) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for agent, s in sorted(by_agent.items()):
             lines.append(
                 f"| {agent} | {s['worlds']} | {s['success_rate']:.0%} | {_cell(s['experiments_median'], '{:.1f}')} "
                 f"| {_cell(s['to_tolerance_median'], '{:.1f}')} | {_cell(s['error_median'])} "
-                f"| {_cell(s['eig_regret_mean'])} | {_cell(s['wall_s_median'], '{:.2f}')} |"
+                f"| {_cell(s['eig_regret_mean'])} | {_cell(s.get('coverage90'), '{:.0%}')} "
+                f"| {_cell(s.get('interval_score'), '{:.4f}')} | {_cell(s.get('crps'), '{:.4f}')} "
+                f"| {_cell(s.get('executed_rate'), '{:.0%}')} | {_cell(s['wall_s_median'], '{:.2f}')} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -28,6 +28,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from loopylab.world import notebook as g
 
 AGENT_TIMEOUT_S = 1800.0  # one investigation, at most (a stuck agent must not hold a worker forever)
@@ -73,6 +75,17 @@ class AgentReport:
     tables_s: float = 0.0
     stop: dict = field(default_factory=dict)  # {code, text, met}
     wall_s: float = 0.0
+    # the final belief about the question's quantity (lab/grading.belief_sample), for the proper scores
+    belief_values: list[float] = field(default_factory=list)
+    belief_weights: list[float] = field(default_factory=list)
+
+    def belief_sample(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if not self.belief_values or len(self.belief_values) != len(self.belief_weights):
+            return None
+        values, weights = np.asarray(self.belief_values, float), np.asarray(self.belief_weights, float)
+        if not (np.all(np.isfinite(values)) and np.all(weights >= 0) and weights.sum() > 0):
+            return None  # the grader takes nothing malformed from the agent's side
+        return values, weights / weights.sum()
 
     @property
     def experiments(self) -> int:
@@ -98,6 +111,8 @@ class AgentReport:
             float(d.get("tables_s", 0.0)),
             dict(d.get("stop") or {}),
             float(d.get("wall_s", 0.0)),
+            [float(x) for x in d.get("belief_values", [])],
+            [float(x) for x in d.get("belief_weights", [])],
         )
 
 
@@ -252,6 +267,9 @@ def _investigate(job: AgentJob) -> AgentReport:
         StepReport(s.experiment, s.ok, s.eig, s.regret, _plain(s.answer), s.p_within, s.half_width)
         for s in result.steps
     ]
+    from loopylab.lab.grading import belief_sample
+
+    sample = belief_sample(result.posterior, job.question) if result.posterior is not None else None
     stop = {"code": result.stop.code, "text": result.stop.text, "met": result.stop.met} if result.stop else {}
     return AgentReport(
         result.conclusion,
@@ -262,6 +280,8 @@ def _investigate(job: AgentJob) -> AgentReport:
         result.tables_s,
         stop,
         result.wall_s,
+        [float(x) for x in sample[0]] if sample is not None else [],
+        [float(x) for x in sample[1]] if sample is not None else [],
     )
 
 

@@ -16,7 +16,7 @@ def _check(rows, n):
         assert not r["crashed"], r.get("traceback")
         assert r["question"].startswith("estimate mass") and r["experiments"] >= 1
         assert r["success"] and r["error"] <= 0.10
-        assert r["regret_mean"] is not None and r["regret_mean"] >= 0
+        assert r["regret_mean"] is not None and r["interval_is_belief"] and r["executed_rate"] == 1.0
         assert "<|conclusion_start|>" in r["notebook"]
 
 
@@ -71,3 +71,15 @@ def test_seed_specs_parse_to_what_they_say(parts):
     text = ",".join(str(p[0]) if len(p) == 1 else f"{p[0]}:{p[1]}" for p in parts)
     expected = [s for p in parts for s in ((p[0],) if len(p) == 1 else range(p[0], p[1]))]
     assert parse_seeds(text) == expected
+
+
+def test_benchmarks_report_on_the_test_split_unless_told_it_is_a_dev_run():
+    from loopylab.lab.evaluation import benchmark_seeds
+    from loopylab.world.splits import SplitError, seeds
+
+    assert benchmark_seeds(3) == seeds("test", 3)
+    with pytest.raises(ValueError, match="--dev-run"):
+        benchmark_seeds(3, "dev")
+    assert benchmark_seeds(2, "dev", dev_run=True) == seeds("dev", 2)
+    with pytest.raises(SplitError, match="not in the test split"):
+        benchmark_seeds(2, "test", "1000:1002")  # the old benchmark seeds: the worlds tuned on

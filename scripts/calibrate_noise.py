@@ -1,0 +1,161 @@
+"""Measure the belief engine's noise model against the sim bench, on DEV worlds only.
+
+For each world: an agent investigates a question on the simulated bench; afterwards every measurement the
+belief engine used is compared with the twin's prediction at the TRUE parameters (read from `sim/oracle`,
+as the evaluator may): the log ratio world/twin is what the noise model (lab/beliefs.py: NoiseModel, BIAS)
+must cover. Printed per measurement (first and repeated experiments on an object): the measured spread
+of the log ratio (sd, robust sd, between-object sd of the per-object mean) against the model's own
+(relative error, floor, systematic gain), and the share of measurements inside the model's 90 % band.
+
+    .venv/bin/python scripts/calibrate_noise.py --kinds restitution,mass --worlds 20 --agent eig,random
+
+Tuning reads dev worlds (`loopylab.world.splits`); the test split is refused: figures from it are reports,
+never inputs. Rows go to OUT/rows.jsonl (resumable), the summary is the last line (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from loopylab.world.splits import check_split, seeds
+
+Z90 = 1.6449  # two-sided 90 % of a standard normal
+
+
+def measure_world(task: tuple[str, str, int, int]) -> list[dict]:
+    """Investigate one world; one row per measurement: value, twin prediction at the truth, model sigma."""
+    from loopylab.lab.agents import make_agent
+    from loopylab.lab.beliefs import BIAS, LATENT_SD, predict_biased
+    from loopylab.lab.bench import sim_bench
+    from loopylab.lab.evaluation import world_objects
+    from loopylab.lab.forward import ForwardModel, InlineTwins
+    from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
+    from loopylab.lab.questions import make_question
+
+    agent_name, kind, seed, n_particles = task
+    n_obj = world_objects(kind, seed)
+    twins = InlineTwins()
+    rows = []
+    try:
+        with sim_bench(seed=seed, n_objects=n_obj) as bench:
+            scene = bench.reset(seed, n_obj)
+            question = make_question(kind, grammar_scene(scene), seed)
+            forward = ForwardModel(scene, twins)
+            cfg = InvestigationConfig(n_particles=n_particles, seed=seed)
+            result = investigate(question, scene, make_agent(agent_name, seed=seed), bench.runner, forward, cfg)
+            truth = bench.oracle()
+        post = result.posterior
+        for m in post.measurements:
+            t = truth[m.experiment.object]
+            theta = np.zeros((1, 3 + len(LATENT_SD)))
+            theta[0, :3] = np.log([t["friction"], t["mass"], t["restitution"]])
+            pred = predict_biased(forward, m.experiment, theta, m.com, m.load)
+            first = not m.repeat
+            for key, y in m.values.items():
+                p = float(pred[key][0])
+                sig = float(
+                    post.noise.sigma(key, np.array([p]), m.reported_sigma.get(key, 0.0), m.repeat, m.com_seen)[0]
+                )
+                rows.append(
+                    dict(
+                        agent=agent_name,
+                        kind=kind,
+                        seed=seed,
+                        object=m.experiment.object,
+                        experiment=m.experiment.render(),
+                        key=key,
+                        first=first,
+                        y=float(y),
+                        pred=p,
+                        sigma=sig,
+                        bias_sd=float(BIAS.get(key, 0.0)),
+                        reported=float(m.reported_sigma.get(key, 0.0)),
+                        truth=t,
+                    )
+                )
+    finally:
+        twins.close()
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Per (measurement, first/repeat): the measured log-ratio spread against the model's."""
+    out: dict[str, dict] = {}
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["pred"] <= 0 or r["y"] <= 0:
+            continue
+        groups.setdefault(f"{r['key']}/{'first' if r['first'] else 'repeat'}", []).append(r)
+        groups.setdefault(f"{r['key']}/all", []).append(r)
+    for name, rs in sorted(groups.items()):
+        lr = np.array([math.log(r["y"] / r["pred"]) for r in rs])
+        # the model's log-scale sd of one measurement about the twin at the truth: its sigma plus the gain
+        model = np.array([math.hypot(r["sigma"] / r["pred"], r["bias_sd"]) for r in rs])
+        by_obj: dict[tuple, list[float]] = {}
+        for r, v in zip(rs, lr):
+            by_obj.setdefault((r["seed"], r["object"]), []).append(v)
+        means = [np.mean(v) for v in by_obj.values()]
+        within = [v - np.mean(vs) for vs in by_obj.values() if len(vs) > 1 for v in vs]
+        mad = float(np.median(np.abs(lr - np.median(lr))) * 1.4826)
+        out[name] = {
+            "n": len(rs),
+            "objects": len(by_obj),
+            "log_ratio_median": round(float(np.median(lr)), 4),
+            "log_ratio_sd": round(float(np.std(lr)), 4),
+            "log_ratio_robust_sd": round(mad, 4),
+            "between_object_sd": round(float(np.std(means)), 4) if len(means) > 1 else None,
+            "within_object_sd": round(float(np.std(within)), 4) if within else None,
+            "model_sd_median": round(float(np.median(model)), 4),
+            "inside_model_90": round(float(np.mean(np.abs(lr) <= Z90 * model)), 3),
+            "ratio_sd_to_model": round(float(np.std(lr) / np.median(model)), 3),
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kinds", default="restitution,mass")
+    ap.add_argument("--agent", default="eig", help="agents, comma-separated (random gives more repeats)")
+    ap.add_argument("--worlds", type=int, default=20, help="dev worlds per kind")
+    ap.add_argument("--offset", type=int, default=0, help="skip this many dev seeds")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--particles", type=int, default=1500)
+    ap.add_argument("--out", type=Path, default=Path("reports/calibrate-noise"))
+    args = ap.parse_args()
+    world_seeds = seeds("dev", args.worlds, args.offset)
+    check_split(world_seeds, "dev")  # tuning never reads test worlds
+    args.out.mkdir(parents=True, exist_ok=True)
+    journal = args.out / "rows.jsonl"
+    rows = [json.loads(x) for x in journal.read_text().splitlines()] if journal.exists() else []
+    have = {(r["agent"], r["kind"], r["seed"]) for r in rows}
+    tasks = [
+        (a, k, s, args.particles)
+        for s in world_seeds
+        for k in args.kinds.split(",")
+        for a in args.agent.split(",")
+        if (a, k, s) not in have
+    ]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        for i, got in enumerate(pool.map(measure_world, tasks)):
+            with open(journal, "a") as f:
+                f.writelines(json.dumps(r) + "\n" for r in got)
+            rows += got
+            print(f"  {i + 1}/{len(tasks)} worlds, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    summary = summarise(rows)
+    for name, s in summary.items():
+        print(name, s, file=sys.stderr)
+    print(json.dumps({"split": "dev", "summary": summary}))
+
+
+if __name__ == "__main__":
+    main()
