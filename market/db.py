@@ -105,7 +105,7 @@ class Submission(Base):
     signature: Mapped[str] = mapped_column(String(140))
     state: Mapped[str] = mapped_column(String(16), index=True)
     checks: Mapped[list] = mapped_column(JSON, default=list)  # [{name, ok, detail}]
-    fingerprint: Mapped[list] = mapped_column(JSON, default=list)  # MinHash of the content
+    fingerprint: Mapped[dict] = mapped_column(JSON, default=dict)  # near-duplicate fingerprint (verify/dupes.py)
     reason: Mapped[str] = mapped_column(Text, default="")
     reviewed_by: Mapped[str] = mapped_column(String(42), default="")  # address, or "auto"
     created_at: Mapped[float] = mapped_column(Float, default=now)

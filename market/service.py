@@ -57,6 +57,9 @@ REFUND_GRACE_S = 3600.0
 MAX_DEADLINE_S = 365 * 86400.0  # with claim time, review time and grace: inside the escrow's
 # refund horizon (MAX_REFUND_HORIZON, 400 days)
 UNPAID = ("pending", "signed", "failed")  # approved payouts not yet released on chain
+# submissions whose files and fingerprints count against later ones: invalid ones were never data, and a
+# rejected one's files were withheld from the requester, so the contributor may offer them elsewhere
+COUNTED = (SubmissionState.pending_review.value, SubmissionState.approved.value)
 MAX_TOPICS = 100
 
 
@@ -443,7 +446,7 @@ class Market:
                 (sid, fp)
                 for sid, fp in s.execute(
                     select(Submission.id, Submission.fingerprint)
-                    .where(Submission.state != SubmissionState.invalid.value)
+                    .where(Submission.state.in_(COUNTED))
                     .order_by(Submission.id.desc())
                     .limit(5000)
                 )
@@ -467,7 +470,6 @@ class Market:
             rig_owner=rig_owner,
             duplicate_files=self._duplicate_files,
             prior_fingerprints=prior,
-            near_threshold=self.config.near_duplicate_threshold,
         )
         result = verify.run(ctx)
         files = [f for f in (manifest.get("files") or []) if isinstance(f, dict)] if isinstance(manifest, dict) else []
@@ -490,7 +492,7 @@ class Market:
                 signature=signature[:140],
                 state=state.value,
                 checks=result.checks,
-                fingerprint=result.fingerprint if result.ok else [],
+                fingerprint=result.fingerprint if result.ok else {},
                 reason="" if result.ok else f"verification failed: {result.failures()}"[:2000],
                 created_at=time.time(),
             )
@@ -517,7 +519,7 @@ class Market:
         q = (
             select(SubmissionFile.submission_id)
             .join(Submission, Submission.id == SubmissionFile.submission_id)
-            .where(SubmissionFile.sha256.in_(shas), Submission.state != SubmissionState.invalid.value)
+            .where(SubmissionFile.sha256.in_(shas), Submission.state.in_(COUNTED))
         )
         if s is not None:
             return list(s.scalars(q))
