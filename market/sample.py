@@ -13,10 +13,22 @@ from mcap.writer import Writer
 NOTEBOOK = """<|question_start|>estimate friction of red_block within 0.05<|question_end|>
 <|scene_start|>red_block cube 0.05 at 0.55 0.00<|scene_end|>
 <|experiment_start|>push red_block +x 0.10 0.05<|experiment_end|>
-<|observation_start|>force {force:.2f} moved 0.099<|observation_end|>
-<|belief_start|>friction red_block {mu:.2f} 0.05<|belief_end|>
-<|conclusion_start|>friction red_block {mu:.2f} 0.03<|conclusion_end|>
+<|observation_start|>force {force:.2f} moved {moved:.3f}<|observation_end|>
+<|belief_start|>friction red_block {mu_b:.2f} {sd:.2f}<|belief_end|>
+<|conclusion_start|>friction red_block {mu_c:.2f} {hw:.2f}<|conclusion_end|>
 """
+
+
+def notebook_text(seed: int, friction: float) -> str:
+    """A lab notebook of one push: its measured values vary from run to run as real measurements do."""
+    return NOTEBOOK.format(
+        force=1.0 + friction + (seed % 97) / 100,
+        moved=0.090 + (seed % 17) / 1000,
+        mu_b=max(0.01, friction + ((seed * 37) % 11 - 5) / 100),
+        sd=0.03 + (seed % 5) / 100,
+        mu_c=max(0.01, friction + ((seed * 53) % 7 - 3) / 100),
+        hw=0.02 + (seed % 3) / 100,
+    )
 
 
 def write_recording(
@@ -85,7 +97,7 @@ def write_recording(
             w.add_message(channels[topic], log_time=t, data=json.dumps(msg).encode(), publish_time=t)
         w.finish()
     if notebook:
-        (folder / "notebook.nb").write_text(NOTEBOOK.format(force=1.0 + friction + (seed % 97) / 100, mu=friction))
+        (folder / "notebook.nb").write_text(notebook_text(seed, friction))
     return folder
 
 
