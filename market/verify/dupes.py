@@ -14,10 +14,10 @@ plus the measured numbers of its notebooks (observations, beliefs, conclusions; 
 are the same in every honest run and left out) and a MinHash of content-defined chunks of every file's
 bytes (a byte-level backstop for files the market does not decode).
 
-A channel is copied when its fine sketches agree (cosine >= FINE_COPY), or, for a series too smooth to
+A channel is copied when its fine sketches agree (cosine >= FINE_COPY), or, for two series too smooth to
 carry independent noise (a simulated run), when the standardised shapes agree within SHAPE_COPY. A
-submission is a near-duplicate of an earlier one when at least COPIED_SHARE of their common channels are
-copied, when its notebook's measured numbers are the earlier one's but for one in five, or when their
+submission is a near-duplicate of an earlier one when FINE_ENOUGH of their common channels share their
+noise, or at least COPIED_SHARE of them are copied either way, when its notebook's measured numbers are the earlier one's but for one in five, or when their
 bytes share at least CHUNK_COPY of their chunks.
 """
 
@@ -32,14 +32,15 @@ import numpy as np
 
 SHAPE_POINTS = 32
 SHAPE_SCALE = 1000  # shape values are stored as integers (z-score x 1000)
-SKETCH = 32
+SKETCH = 64
 SKETCH_MAX = 20_000  # samples of a channel that enter its sketch (the cost stays bounded)
 MIN_SAMPLES = 16  # shorter channels are not fingerprinted
 MAX_CHANNELS = 48
-FINE_COPY = 0.8  # cosine of two sketches; independent ones: sd 1/sqrt(32) ~ 0.18, so 4.5 sd
-SMOOTH = 0.01  # rough below this: no independent noise to tell two runs apart
+FINE_COPY = 0.6  # cosine of two sketches; independent ones: sd 1/sqrt(64) = 0.125, so 4.8 sd
+SMOOTH = 0.005  # rough below this (both series): no independent noise to tell two runs apart
 SHAPE_COPY = 0.02  # rms difference of standardised shapes (in sd of the series)
 COPIED_SHARE = 0.5
+FINE_ENOUGH = 2  # channels whose noise is the same: chance odds ~1e-6 each, so two are proof
 NOTEBOOK_COPY = 0.8
 NOTEBOOK_MIN = 5
 CHUNK_COPY = 0.9
@@ -108,17 +109,18 @@ def fingerprint(series: dict[str, list[float]], notebook_numbers: list[float], c
     }
 
 
-def channel_copied(a: dict, b: dict) -> bool:
-    if a["n"] == b["n"] and min(a["rough"], b["rough"]) >= SMOOTH:
+def channel_copied(a: dict, b: dict) -> str:
+    """ "fine" (the fine structure is the same: strong evidence), "shape" (two noise-free series of the same
+    shape: weaker), or "" (not a copy)."""
+    if a["n"] == b["n"] and min(a["rough"], b["rough"]) >= SMOOTH:  # fine structure that is noise, not a kink
         fa, fb = np.asarray(a["fine"]), np.asarray(b["fine"])
         denom = float(np.linalg.norm(fa) * np.linalg.norm(fb))
-        return denom > 0 and float(fa @ fb) / denom >= FINE_COPY
-    if min(a["rough"], b["rough"]) >= SMOOTH:
-        return False  # both carry their own noise, and different counts: not comparable by fine structure
-    if abs(a["n"] - b["n"]) > 0.1 * max(a["n"], b["n"]):
-        return False
+        if denom > 0 and float(fa @ fb) / denom >= FINE_COPY:
+            return "fine"
+    if max(a["rough"], b["rough"]) >= SMOOTH or abs(a["n"] - b["n"]) > 0.1 * max(a["n"], b["n"]):
+        return ""  # one carries noise of its own (or the counts differ): shapes alone prove nothing
     diff = (np.asarray(a["shape"]) - np.asarray(b["shape"])) / SHAPE_SCALE
-    return float(np.sqrt(np.mean(diff**2))) <= SHAPE_COPY
+    return "shape" if float(np.sqrt(np.mean(diff**2))) <= SHAPE_COPY else ""
 
 
 def compare(a: dict, b: dict) -> tuple[float, str]:
@@ -127,10 +129,10 @@ def compare(a: dict, b: dict) -> tuple[float, str]:
         return 0.0, ""
     common = sorted(set(a["channels"]) & set(b["channels"]))
     if common:
-        copied = [k for k in common if channel_copied(a["channels"][k], b["channels"][k])]
-        share = len(copied) / len(common)
-        if share >= COPIED_SHARE:
-            return 1.0, f"{len(copied)} of {len(common)} recorded channels copied"
+        how = [channel_copied(a["channels"][k], b["channels"][k]) for k in common]
+        fine, copied = how.count("fine"), sum(1 for h in how if h)
+        if fine >= min(FINE_ENOUGH, len(common)) or copied >= COPIED_SHARE * len(common):
+            return 1.0, f"{copied} of {len(common)} recorded channels copied ({fine} to the sensor noise)"
     na, nb = a["notebook"], b["notebook"]
     if len(na) == len(nb) >= NOTEBOOK_MIN:
         same = sum(x == y for x, y in zip(na, nb)) / len(na)

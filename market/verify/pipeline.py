@@ -231,3 +231,9 @@ def run(ctx: Context) -> Result:
     else:
         res.add("duplicate", True, "no identical or near-identical earlier submission")
     return res
+
+
+def fingerprint_files(paths: dict[str, Path]) -> dict:
+    """The near-duplicate fingerprint of a set of files (name -> path), as a submission of them gets."""
+    d, _ok, _details = _decode(paths, {})
+    return dupes.fingerprint(d.series, [x for s in d.notebooks for x in dupes.notebook_numbers(s)], d.chunks)
