@@ -197,7 +197,10 @@ class SubmissionOut(Out):
     contributor: str
     rig: str
     state: str
-    checks: list[dict[str, Any]] = Field(description="[{name, ok, detail}], the verification pipeline's results")
+    checks: list[dict[str, Any]] = Field(
+        description="[{name, ok, detail, status}], the verification pipeline's results; status pass | fail | "
+        "unavailable (a check that could not run here, e.g. the twin replay without its plug-in)"
+    )
     reason: str
     reviewed_by: str = Field(description="the reviewer's address, or 'auto'")
     created_at: float

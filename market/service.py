@@ -36,6 +36,7 @@ from loopylab.market.db import (
     SubmissionFile,
     lock,
 )
+from loopylab.market.preview import preview_files
 from loopylab.market.states import (
     SLOT_TAKEN,
     BountyState,
@@ -420,17 +421,41 @@ class Market:
                     .where(
                         SubmissionFile.sha256 == sha256,
                         Bounty.requester == viewer,
-                        Submission.state.in_((SubmissionState.pending_review.value, SubmissionState.approved.value)),
+                        # withheld until approval: before it the requester sees the preview only
+                        Submission.state == SubmissionState.approved.value,
                     )
                     .limit(1)
                 )
                 if ok is None:
                     if s.get(Blob, sha256) is None:
                         raise NotFound("no such blob")
-                    raise Forbidden("this data belongs to another contributor and was not submitted to you")
+                    raise Forbidden(
+                        "this data belongs to another contributor: a requester downloads it once the submission is "
+                        "approved (before that, GET /submissions/{id}/preview)"
+                    )
         if not path.exists():
             raise NotFound("blob content missing from storage")
         return path
+
+    def preview(self, viewer: str, submission_id: int) -> dict:
+        """A submission's preview (market/preview.py): what the requester judges it by before deciding."""
+        with self.store.read() as s:
+            sub = s.get(Submission, submission_id)
+            if sub is None:
+                raise NotFound(f"no submission {submission_id}")
+            b = s.get(Bounty, sub.bounty_id)
+            if viewer not in (sub.contributor, b.requester):
+                raise Forbidden("only the contributor and the bounty's requester see a submission")
+            files = [
+                (f.path, f.sha256)
+                for f in s.scalars(select(SubmissionFile).where(SubmissionFile.submission_id == sub.id))
+            ]
+        return {
+            "submission_id": sub.id,
+            "state": sub.state,
+            "withheld": sub.state != SubmissionState.approved.value,
+            **preview_files([(name, self.blobs.path(sha)) for name, sha in sorted(files)]),
+        }
 
     # ------------------------------------------------------------------ submissions
     def submit(self, contributor: str, claim_id: int, manifest: dict, signature: str) -> Submission:
@@ -648,7 +673,9 @@ class Market:
                 .where(Submission.state == SubmissionState.pending_review.value)
             ).all()
             for sub, b in due:
-                if sub.created_at + b.auto_approve_s <= now:
+                # only what passed every automatic check (the twin replay included) is approved unreviewed;
+                # the rest waits for its reviewer (and blocks the refund until reviewed)
+                if sub.created_at + b.auto_approve_s <= now and verify.complete(sub.checks):
                     self._approve(s, sub, b, "auto")
                     counts["auto_approved"] += 1
             for b in s.scalars(select(Bounty).where(Bounty.state == BountyState.open.value, Bounty.deadline <= now)):

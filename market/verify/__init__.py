@@ -19,6 +19,16 @@ Modules: decode (reading recordings), bounds, declared, twin, dupes, pipeline (t
 
 from loopylab.market.verify.declared import CHECK_KINDS, plausibility
 from loopylab.market.verify.decode import field_value, read_mcap
-from loopylab.market.verify.pipeline import MAX_FILES, Context, Result, run
+from loopylab.market.verify.pipeline import MAX_FILES, Context, Result, complete, run
 
-__all__ = ["CHECK_KINDS", "MAX_FILES", "Context", "Result", "field_value", "plausibility", "read_mcap", "run"]
+__all__ = [
+    "CHECK_KINDS",
+    "MAX_FILES",
+    "Context",
+    "Result",
+    "complete",
+    "field_value",
+    "plausibility",
+    "read_mcap",
+    "run",
+]

@@ -12,7 +12,7 @@ from web3 import Web3
 from loopylab.market import manifest as mf
 from loopylab.market.verify import bounds, dupes, twin
 from loopylab.market.verify.declared import plausibility
-from loopylab.market.verify.decode import BadStamp, leaves, plain, read_mcap, stamp
+from loopylab.market.verify.decode import BadStamp, leaves, plain, read_mcap
 
 NOTEBOOK_SUFFIXES = (".nb", ".notebook")
 MAX_FILES = 64  # per manifest; each file is hashed and parsed, so the list is the cost
@@ -50,7 +50,7 @@ class Result:
     @property
     def complete(self) -> bool:
         """Every automatic check ran and passed (none unavailable): what auto-approval needs."""
-        return self.ok and all(c.get("status", "pass") == "pass" for c in self.checks)
+        return complete(self.checks)
 
     def add(self, name: str, ok: bool, detail: str, status: str | None = None) -> bool:
         self.checks.append(
@@ -60,6 +60,12 @@ class Result:
 
     def failures(self) -> str:
         return "; ".join(f"{c['name']}: {c['detail']}" for c in self.checks if not c["ok"])
+
+
+def complete(checks: list[dict]) -> bool:
+    """Stored check results that all ran and passed (none unavailable): what auto-approval needs. Results
+    stored before checks had a status are not complete (they predate the bounds and the twin replay)."""
+    return bool(checks) and all(c.get("ok") and c.get("status") == "pass" for c in checks)
 
 
 @dataclass
@@ -73,13 +79,9 @@ class Decoded:
     chunks: set[int] = field(default_factory=set)
 
     def plain_streams(self) -> dict:
-        out = {}
-        for topic, rows in self.messages.items():
-            try:
-                out[topic] = [(stamp(m, lt), plain(m)) for lt, m in rows]
-            except BadStamp:
-                out[topic] = [(int(lt), plain(m)) for lt, m in rows]
-        return out
+        """topic -> [(log_time_ns, message as plain data)]: log times order the topics against each other
+        (one recorder's clock), each message keeps its own stamp_ns."""
+        return {topic: [(int(lt), plain(m)) for lt, m in rows] for topic, rows in self.messages.items()}
 
 
 def _manifest_files(res: Result, ctx: Context) -> dict[str, Path] | None:

@@ -4,7 +4,8 @@ registers `twin`). A verifier is a plain-data function:
 
     verify(streams, context) -> {"ok": True | False | None, "detail": str}
 
-`streams`: topic -> [(stamp_ns, message as plain dicts/lists/numbers)], in recorded order; `context`: the
+`streams`: topic -> [(log_time_ns, message as plain dicts/lists/numbers)], in recorded order (log times:
+the recorder's one clock, which orders topics against each other; messages keep their stamp_ns); `context`: the
 bounty's task_spec under "task_spec". ok None: the recording holds nothing this verifier can check (no
 recorded commands, say). Without any verifier installed the check reads "unavailable": shown on the
 submission, never a pass, and such a submission is not auto-approved (it waits for its reviewer)."""
