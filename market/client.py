@@ -120,7 +120,8 @@ class MarketClient:
         return self.request("POST", f"/bounties/{bounty_id}/fund", json={"raw_tx": self._sign_tx(req)})
 
     def refund(self, bounty_id: int) -> dict:
-        """Sign escrow.refund for a settled bounty and let the server broadcast it (after every payout)."""
+        """Sign the escrow transaction the refund needs next and let the server broadcast it (after every payout):
+        announce_refund first (the bounty stays closed), then, once the escrow's notice is over, refund."""
         req = self.request("GET", f"/bounties/{bounty_id}/refunding")
         return self.request("POST", f"/bounties/{bounty_id}/refund", json={"raw_tx": self._sign_tx(req)})
 

@@ -74,6 +74,13 @@ class TxOut(Out):
     gas: int
 
 
+class RefundingOut(TxOut):
+    """escrow.announce_refund(bounty_id) until the refund is announced, then escrow.refund(bounty_id)."""
+
+    function: str = Field(description="announce_refund (starts the escrow's notice) or refund")
+    refund_at: int = Field(description="unix time from which the escrow refunds (0: not announced yet)")
+
+
 class FundingOut(TxOut):
     """The escrow.fund(bounty_id, refund_after) transaction the requester's wallet signs."""
 

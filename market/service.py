@@ -208,11 +208,19 @@ class Market:
         }
 
     def refunding_request(self, requester: str, bounty_id: int) -> dict:
-        """What the requester's wallet must send to take back a settled bounty's rest: escrow.refund(bounty_id)."""
+        """What the requester's wallet sends next to take back a settled bounty's rest: escrow.announce_refund
+        (which starts the escrow's notice, during which signed approvals can still be released), then, once
+        the notice is over, escrow.refund(bounty_id)."""
         chain = self._chain()
         with self.store.read() as s:
             b = self._own_bounty(s, requester, bounty_id)
-        return self._tx_request(chain, requester, chain.escrow.encode_abi("refund", args=[b.id]), 0, 150_000)
+        refund_at = chain.bounty_onchain(requester, b.id)["refund_at"]
+        fn = "refund" if refund_at else "announce_refund"
+        return {
+            **self._tx_request(chain, requester, chain.escrow.encode_abi(fn, args=[b.id]), 0, 150_000),
+            "function": fn,
+            "refund_at": refund_at,
+        }
 
     @staticmethod
     def _tx_request(chain: Chain, sender: str, data: str, value: int, gas: int) -> dict:
@@ -228,7 +236,9 @@ class Market:
             "gas": gas,
         }
 
-    def _broadcast_own(self, chain: Chain, raw_tx: str, requester: str, function: str, bounty_id: int) -> None:
+    def _broadcast_own(
+        self, chain: Chain, raw_tx: str, requester: str, function: str | tuple[str, ...], bounty_id: int
+    ) -> str:
         """Broadcast a signed transaction only if it is the requester's own `function` call of this escrow
         for this bounty: the server relays nothing else (no arbitrary transactions through /fund)."""
         try:
@@ -240,16 +250,20 @@ class Market:
             raise MarketError(f"the transaction is for chain {tx['chain_id']}, the escrow is on {chain.chain_id}", 422)
         if tx["sender"] != requester:
             raise MarketError("the transaction must be signed by the bounty's requester", 422)
-        if tx["function"] != function or tx["args"].get("bounty_id") != bounty_id:
+        allowed = (function,) if isinstance(function, str) else function
+        if tx["function"] not in allowed or tx["args"].get("bounty_id") != bounty_id:
             raise MarketError(
-                f"the transaction must call {function}({bounty_id}, ...) on the escrow {chain.escrow.address}", 422
+                f"the transaction must call {' or '.join(allowed)}({bounty_id}, ...) on the escrow "
+                f"{chain.escrow.address}",
+                422,
             )
         try:
             rcpt = chain.send_signed(raw)
         except Exception as e:
             raise MarketError(f"the chain refused the transaction: {e}") from None
         if rcpt.status != 1:
-            raise MarketError(f"the {function} transaction reverted")
+            raise MarketError(f"the {tx['function']} transaction reverted")
+        return tx["function"]
 
     def fund(self, requester: str, bounty_id: int, raw_tx: str | None = None) -> Bounty:
         """Broadcast the requester's signed fund transaction (if given), then open the bounty once the
@@ -278,8 +292,9 @@ class Market:
             return b
 
     def refund(self, requester: str, bounty_id: int, raw_tx: str | None = None) -> Bounty:
-        """Broadcast the requester's signed escrow.refund (if given) once every approved payout of the bounty is
-        released on chain, then record the refund the escrow made. An approved payout never loses to a
+        """Broadcast the requester's signed escrow.announce_refund or escrow.refund (if given) once every approved
+        payout of the bounty is released on chain, then record the refund the escrow made (after an announcement
+        the bounty stays closed: the escrow refunds REFUND_NOTICE later). An approved payout never loses to a
         refund: while one is unpaid (pending, in flight, or failed and being retried) this answers 409."""
         chain = self._chain()
         self.sweep()
@@ -304,11 +319,21 @@ class Market:
         if not onchain["refunded"] and chain.w3.eth.get_block("latest").timestamp <= onchain["refund_after"]:
             raise Conflict(f"the escrow's refund time is not reached (unix time {onchain['refund_after']})")
         if raw_tx:
-            self._broadcast_own(chain, raw_tx, requester, "refund", bounty_id)
-        if not chain.bounty_onchain(requester, bounty_id)["refunded"]:
+            fn = self._broadcast_own(chain, raw_tx, requester, ("announce_refund", "refund"), bounty_id)
+            if fn == "announce_refund":  # step one done: the bounty stays closed until the notice is over
+                with self.store.read() as s:
+                    return s.get(Bounty, bounty_id)
+        onchain = chain.bounty_onchain(requester, bounty_id)
+        if not onchain["refunded"] and onchain["refund_at"]:
             raise Conflict(
-                "the escrow has not refunded this bounty (send the signed refund transaction "
-                "from GET /bounties/{id}/refunding after its refund time)"
+                f"the refund is announced on chain: the escrow refunds from unix time {onchain['refund_at']} "
+                "(its notice lets every signed approval be released first); then send the refund transaction "
+                "from GET /bounties/{id}/refunding"
+            )
+        if not onchain["refunded"]:
+            raise Conflict(
+                "the escrow has not refunded this bounty (send the signed transactions from "
+                "GET /bounties/{id}/refunding after its refund time: announce_refund, then refund)"
             )
         with self.store.write() as s:
             b = lock(s, Bounty, bounty_id)

@@ -115,6 +115,8 @@ def test_refund_never_takes_an_approved_payout(sqlite_store, tmp_path):
     assert _status(requester.refund, b["id"])[0] == 409  # failed payouts block the refund too
     w.relay.run_once()  # the relay comes back: retried, paid
     assert w.relay.stats["retried"] == 1 and alice.payouts()["payouts"][0]["state"] == "final"
+    assert requester.refund(b["id"])["state"] == "closed"  # announced; the escrow refunds after its notice
+    chain.time_travel(chain.bounty_onchain(requester.address, b["id"])["refund_at"] + 1)
     assert requester.refund(b["id"])["state"] == "refunded"
     assert chain.pending_of(alice.address) == REWARD and chain.pending_of(requester.address) == REWARD
     assert reconcile(sqlite_store, chain) == [] and double_pays(chain) == 0

@@ -216,6 +216,13 @@ def test_refund_after_settlement_returns_the_unspent_escrow(sqlite_store, tmp_pa
     with pytest.raises(MarketHTTPError) as e:  # the server makes no refund itself
         requester.request("POST", f"/bounties/{b['id']}/refund")
     assert e.value.status == 409 and "has not refunded" in e.value.detail
+    assert requester.refund(b["id"])["state"] == "closed"  # announced: the escrow's notice runs
+    with pytest.raises(MarketHTTPError) as e:
+        requester.refund(b["id"])  # within the notice the escrow refuses: the server says so
+    assert e.value.status == 400 and "refund transaction reverted" in e.value.detail
+    notice = requester.request("GET", f"/bounties/{b['id']}/refunding")
+    assert notice["function"] == "refund" and notice["refund_at"] > 0
+    chain.time_travel(notice["refund_at"] + 1)
     assert requester.refund(b["id"])["state"] == "refunded"
     assert chain.pending_of(requester.address) == 2 * REWARD  # the two unfilled slots
     assert chain.pending_of(alice.address) == REWARD  # the paid one is untouched
