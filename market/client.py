@@ -151,17 +151,19 @@ class MarketClient:
         return self.request("POST", f"/submissions/{submission_id}/review", json=body)
 
     # ------------------------------------------------------------------ contributor
-    def claim(self, bounty_id: int) -> dict:
-        return self.request("POST", f"/bounties/{bounty_id}/claims")
+    def claim(self, bounty_id: int, rig: str | None = None) -> dict:
+        """Reserve a slot; `rig`: the verified rig it is for (markets that verify rigs ask for one)."""
+        return self.request("POST", f"/bounties/{bounty_id}/claims", **({"json": {"rig": rig}} if rig else {}))
 
-    def register_rig(self, label: str = "") -> dict:
+    def register_rig(self, label: str = "", attestation: dict | None = None) -> dict:
+        """Register this client's rig key; `attestation` {device, signature}: a trusted attester's signature of
+        manifest.rig_attestation_text(rig, device), which makes it a verified rig."""
         text = mf.rig_registration_text(self.rig.address, self.address)
         sig = self.rig.sign_message(encode_defunct(text=text)).signature.hex()
-        return self.request(
-            "POST",
-            "/rigs",
-            json={"address": self.rig.address, "signature": "0x" + sig.removeprefix("0x"), "label": label},
-        )
+        body = {"address": self.rig.address, "signature": "0x" + sig.removeprefix("0x"), "label": label}
+        if attestation:
+            body["attestation"] = attestation
+        return self.request("POST", "/rigs", json=body)
 
     def upload(self, path: Path) -> dict:
         def chunks():

@@ -67,6 +67,8 @@ class Claim(Base):
     state: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[float] = mapped_column(Float, default=now)
     expires_at: Mapped[float] = mapped_column(Float)
+    rig: Mapped[str] = mapped_column(String(42), default="")  # the verified rig the slot is for ("" in open mode)
+    device: Mapped[str | None] = mapped_column(String(66), nullable=True)  # its attested device: one slot each
     __table_args__ = (Index("ix_claims_bounty_state", "bounty_id", "state"),)
 
 
@@ -76,6 +78,9 @@ class Rig(Base):
     owner: Mapped[str] = mapped_column(String(42), index=True)
     label: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    # a verified rig: a trusted attester signed that this key is device `device` (one key per device)
+    device: Mapped[str | None] = mapped_column(String(66), nullable=True, unique=True)
+    attested_by: Mapped[str] = mapped_column(String(42), default="")
 
 
 class Blob(Base):

@@ -126,6 +126,15 @@ class ClaimOut(Out):
     state: str
     created_at: float
     expires_at: float
+    rig: str = Field("", description="the verified rig the slot is for (empty in an open market)")
+
+
+class AttestationIn(Strict):
+    device: str = Field(min_length=1, max_length=66, description="the device's identity as the attester knows it")
+    signature: str = Field(
+        max_length=200,
+        description="the attester's EIP-191 signature of 'loopylab rig attestation\\nrig: <rig>\\ndevice: <device>'",
+    )
 
 
 class RigIn(Strict):
@@ -134,12 +143,21 @@ class RigIn(Strict):
         max_length=200, description="rig key's EIP-191 signature of 'loopylab rig <rig> belongs to <your address>'"
     )
     label: str = Field("", max_length=200)
+    attestation: AttestationIn | None = Field(
+        None, description="a trusted attester's word that this key is one physical device (a verified rig)"
+    )
+
+
+class ClaimIn(Strict):
+    rig: str | None = Field(None, max_length=42, description="the verified rig the slot is for")
 
 
 class RigOut(Out):
     address: str
     owner: str
     label: str
+    device: str | None = Field(None, description="the attested device (null: not verified)")
+    attested_by: str = ""
 
 
 class BlobOut(Out):

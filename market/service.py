@@ -341,8 +341,14 @@ class Market:
             return b
 
     # ------------------------------------------------------------------ claims
-    def claim(self, contributor: str, bounty_id: int) -> Claim:
+    def claim(self, contributor: str, bounty_id: int, rig: str | None = None) -> Claim:
+        """Reserve a slot. Where the market verifies rigs (config.rig_attesters) the slot is for one of the
+        contributor's verified rigs, and a device holds one slot per bounty: one person with three keys (or
+        three accounts) and one rig gets one slot."""
         now = time.time()
+        device = None
+        if rig is not None or self.verified_rigs_only:
+            rig, device = self._slot_rig(contributor, rig)
         with self.store.write() as s:
             b = lock(s, Bounty, bounty_id)
             if b is None:
@@ -361,6 +367,14 @@ class Market:
             )
             if mine is not None:
                 raise Conflict(f"you already hold claim {mine} on this bounty")
+            if device is not None:
+                held = s.scalar(
+                    select(Claim.id).where(
+                        Claim.bounty_id == bounty_id, Claim.device == device, Claim.state.in_(SLOT_TAKEN)
+                    )
+                )
+                if held is not None:
+                    raise Conflict("this rig's device already holds a slot on this bounty (one slot per rig)")
             taken = s.scalar(
                 select(func.count()).select_from(Claim).where(Claim.bounty_id == bounty_id, Claim.state.in_(SLOT_TAKEN))
             )
@@ -372,10 +386,29 @@ class Market:
                 state=ClaimState.active.value,
                 created_at=now,
                 expires_at=min(now + b.claim_ttl_s, b.deadline),
+                rig=rig or "",
+                device=device,
             )
             s.add(c)
             s.flush()
             return c
+
+    def _slot_rig(self, contributor: str, rig: str | None) -> tuple[str, str | None]:
+        """(rig, device) a claim is for: the contributor's own rig, verified where the market verifies rigs."""
+        if rig is None:
+            raise MarketError(
+                "this market gives one slot per verified rig: claim with `rig`, one of your rigs verified by an "
+                "attester (POST /rigs with an attestation)",
+                422,
+            )
+        rig = checksum(rig, "rig")
+        with self.store.read() as s:
+            r = s.get(Rig, rig)
+        if r is None or r.owner != contributor:
+            raise Forbidden(f"rig {rig} is not registered to you")
+        if self.verified_rigs_only and r.device is None:
+            raise Forbidden(f"rig {rig} is not verified: register it with an attestation from a trusted attester")
+        return rig, r.device
 
     def release_claim(self, contributor: str, claim_id: int) -> Claim:
         with self.store.write() as s:
@@ -394,7 +427,12 @@ class Market:
         return s.execute(q.values(state=ClaimState.expired.value)).rowcount
 
     # ------------------------------------------------------------------ rigs and uploads
-    def register_rig(self, owner: str, rig: str, signature: str, label: str = "") -> Rig:
+    def register_rig(
+        self, owner: str, rig: str, signature: str, label: str = "", attestation: dict | None = None
+    ) -> Rig:
+        """Register a rig key to its owner (the key's own signature proves it), optionally verified: an
+        attestation {device, signature} signed by one of the market's trusted attesters binds the key to one
+        physical device, and a device has one key."""
         rig = checksum(rig, "rig")
         try:
             from eth_account import Account
@@ -407,15 +445,41 @@ class Market:
             raise MarketError("signature does not decode") from None
         if signer != rig:
             raise MarketError(f"the registration must be signed by the rig key itself; it was signed by {signer}")
+        device, attester = self._checked_attestation(rig, attestation) if attestation else (None, "")
         with self.store.write() as s:
             existing = s.get(Rig, rig)
+            if existing is not None and existing.owner != owner:
+                raise Conflict("this rig key is registered to another account")
+            if device is not None:
+                other = s.scalar(select(Rig).where(Rig.device == device))
+                if other is not None and other.address != rig:
+                    raise Conflict(f"device {device[:18]} is already registered as rig {other.address}")
             if existing is not None:
-                if existing.owner != owner:
-                    raise Conflict("this rig key is registered to another account")
+                if device is not None and existing.device is None:
+                    existing.device, existing.attested_by = device, attester
                 return existing
-            r = Rig(address=rig, owner=owner, label=label[:200])
+            r = Rig(address=rig, owner=owner, label=label[:200], device=device, attested_by=attester)
             s.add(r)
             return r
+
+    def _checked_attestation(self, rig: str, attestation: dict) -> tuple[str, str]:
+        from eth_account import Account
+        from eth_account.messages import encode_defunct
+
+        device, sig = attestation.get("device"), attestation.get("signature")
+        if not (isinstance(device, str) and 0 < len(device) <= 66 and isinstance(sig, str)):
+            raise MarketError("attestation needs a device (1 to 66 characters) and an attester's signature", 422)
+        try:
+            attester = Account.recover_message(encode_defunct(text=mf.rig_attestation_text(rig, device)), signature=sig)
+        except Exception:
+            raise MarketError("attestation signature does not decode", 422) from None
+        if attester not in self.config.attesters:
+            raise Forbidden(f"{attester} is not one of this market's rig attesters")
+        return device, attester
+
+    @property
+    def verified_rigs_only(self) -> bool:
+        return bool(self.config.attesters)
 
     def record_upload(self, owner: str, sha256: str, size: int) -> None:
         for attempt in range(3):  # two uploads of the same bytes may race to insert the blob row
@@ -508,6 +572,16 @@ class Market:
                 r = s.get(Rig, address)
                 return r.owner if r else None
 
+        def rig_verified(address: str) -> str | None:
+            if c.rig and address != c.rig:
+                return f"claim {c.id} is for rig {c.rig}; the data is signed by rig {address}"
+            if self.verified_rigs_only:
+                with self.store.read() as s:
+                    r = s.get(Rig, address)
+                if r is None or r.device is None:
+                    return f"rig {address} is not verified (this market pays verified rigs only)"
+            return None
+
         ctx = verify.Context(
             bounty_id=b.id,
             contributor=contributor,
@@ -518,6 +592,7 @@ class Market:
             blob_path=self.blobs.path,
             owned_blobs=owned,
             rig_owner=rig_owner,
+            rig_verified=rig_verified,
             duplicate_files=self._duplicate_files,
             prior_fingerprints=prior,
         )
@@ -818,6 +893,7 @@ class Market:
                     "state": c.state,
                     "created_at": c.created_at,
                     "expires_at": c.expires_at,
+                    "rig": c.rig or "",
                 }
                 for c in s.scalars(select(Claim).where(Claim.contributor == address).order_by(Claim.id.desc()))
             ]
@@ -833,6 +909,7 @@ class Market:
                 "state": c.state,
                 "created_at": c.created_at,
                 "expires_at": c.expires_at,
+                "rig": c.rig or "",
             }
 
     @staticmethod
