@@ -14,7 +14,8 @@ plus the measured numbers of its notebooks (observations, beliefs, conclusions; 
 are the same in every honest run and left out) and a MinHash of content-defined chunks of every file's
 bytes (a byte-level backstop for files the market does not decode).
 
-A channel is copied when its fine sketches agree (cosine >= FINE_COPY), or, for two series too smooth to
+A channel is copied when its fine sketches agree (a cosine FINE_Z sd above independent sketches'), or, for two
+series too smooth to
 carry independent noise (a simulated run), when the standardised shapes agree within SHAPE_COPY. A
 submission is a near-duplicate of an earlier one when FINE_ENOUGH of their common channels share their
 noise, or at least COPIED_SHARE of them are copied either way, when its notebook's measured numbers are the earlier one's but for one in five, or when their
@@ -36,7 +37,8 @@ SKETCH = 64
 SKETCH_MAX = 20_000  # samples of a channel that enter its sketch (the cost stays bounded)
 MIN_SAMPLES = 16  # shorter channels are not fingerprinted
 MAX_CHANNELS = 48
-FINE_COPY = 0.6  # cosine of two sketches; independent ones: sd 1/sqrt(64) = 0.125, so 4.8 sd
+FINE_Z = 4.8  # cosine of two sketches in sd of independent ones' (1/sqrt(dims), dims = min(SKETCH, samples - 2)):
+# 0.6 for long series; a series of under 25 samples has too few dimensions to tell (a copy's cosine is ~0.99)
 SMOOTH = 0.005  # rough below this (both series): no independent noise to tell two runs apart
 SHAPE_COPY = 0.02  # rms difference of standardised shapes (in sd of the series)
 COPIED_SHARE = 0.5
@@ -115,7 +117,7 @@ def channel_copied(a: dict, b: dict) -> str:
     if a["n"] == b["n"] and min(a["rough"], b["rough"]) >= SMOOTH:  # fine structure that is noise, not a kink
         fa, fb = np.asarray(a["fine"]), np.asarray(b["fine"])
         denom = float(np.linalg.norm(fa) * np.linalg.norm(fb))
-        if denom > 0 and float(fa @ fb) / denom >= FINE_COPY:
+        if denom > 0 and float(fa @ fb) / denom * math.sqrt(min(SKETCH, a["n"] - 2)) >= FINE_Z:
             return "fine"
     if max(a["rough"], b["rough"]) >= SMOOTH or abs(a["n"] - b["n"]) > 0.1 * max(a["n"], b["n"]):
         return ""  # one carries noise of its own (or the counts differ): shapes alone prove nothing

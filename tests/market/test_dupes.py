@@ -92,10 +92,11 @@ def test_one_edited_notebook_value_is_caught(tmp_path):
 
 def test_independent_honest_runs_of_the_same_experiment_are_not_flagged(tmp_path):
     """Eight runs of one push (the same smooth profile within 2 %, each with its own sensor noise), and eight
-    random walks: no pair is a near-duplicate, so honest contributors are not turned away."""
+    random walks, and eight 0.3 s ones: no pair is a near-duplicate, so honest contributors are not turned away."""
     for gen in (
         lambda i: write_push(tmp_path / f"p{i}", run=100 + i),
         lambda i: write_recording(tmp_path / f"w{i}", seed=100 + i),
+        lambda i: write_recording(tmp_path / f"s{i}", seed=200 + i, seconds=0.3),  # 16-31 messages a topic
     ):
         fps = [fp(gen(i)) for i in range(8)]
         flagged = [(i, j, dupes.compare(a, b)[1]) for (i, a), (j, b) in itertools.combinations(enumerate(fps), 2)]
