@@ -2,7 +2,8 @@
 bench reports and no arm does. Every number finite and within any sensor's range, stamps neither in the
 future nor going backwards, wrist wrenches within the largest wrist sensors' range, joints within their
 robot's URDF limits (world.robots; an arm the catalogue does not know gets generic bounds), joint speeds,
-measured or implied by successive positions, within what the motors can do.
+measured or implied by successive positions, within what the motors can do, gripper openings and forces,
+object poses on the bench with unit quaternions.
 
 The margins are generous on purpose: the bounds catch the impossible (1e6 N, 1000 rad, year 2100, a
 teleporting joint), and the twin replay and the bounty's own checks judge the merely unlikely."""
@@ -27,6 +28,9 @@ VELOCITY_FACTOR = 1.5  # measured speed past the URDF limit (encoder noise at a 
 IMPLIED_FACTOR = 2.0  # speed from successive positions (stamps jitter)
 EFFORT_FACTOR = 2.0
 GENERIC = (-4 * math.pi, 4 * math.pi, 30.0, 1000.0)  # lower, upper, velocity, effort of an unknown joint
+MAX_OPENING_M = 0.5  # a gripper's opening
+MAX_GRIP_N = 1000.0
+MAX_POSE_M = 100.0  # an object pose on a bench, from the base
 MIN_DT_NS = 1_000_000  # successive positions closer than this in time are not differentiated
 MAX_REPORTED = 3
 
@@ -119,6 +123,11 @@ def check(
             names, pos = _get(msg, "name"), _seq(_get(msg, "position"))
             if isinstance(names, (list, tuple)) and pos is not None:
                 prev = _joints(topic, i, lt, msg, [str(n) for n in names], pos, prev, v)
+            elif _get(msg, "object_detected") is not None or _get(msg, "speed") is not None:
+                _gripper(topic, i, msg, v)
+            objects = _get(msg, "objects")
+            if isinstance(objects, (list, tuple)):
+                _poses(topic, i, objects, v)
     if v.count:
         more = f" (+{v.count - len(v.found)} more)" if v.count > len(v.found) else ""
         return False, "; ".join(v.found) + more
@@ -169,6 +178,31 @@ def _wrench(topic: str, i: int, force: list, torque: list, v: Violations) -> Non
         v.add(f"{topic}[{i}]: force {f:g} N beyond any wrist sensor's range ({MAX_FORCE_N:g} N)")
     elif t > MAX_TORQUE_NM:
         v.add(f"{topic}[{i}]: torque {t:g} N·m beyond any wrist sensor's range ({MAX_TORQUE_NM:g} N·m)")
+
+
+def _gripper(topic: str, i: int, msg: Any, v: Violations) -> None:
+    """GripperState / GripperCommand: an opening in metres, a force in newtons."""
+    try:
+        pos, force = float(_get(msg, "position") or 0.0), float(_get(msg, "effort") or _get(msg, "force") or 0.0)
+    except (TypeError, ValueError):
+        v.add(f"{topic}[{i}]: gripper position/force are not numbers")
+        return
+    if not -0.01 <= pos <= MAX_OPENING_M:
+        v.add(f"{topic}[{i}]: gripper opening {pos:g} m outside [0, {MAX_OPENING_M:g}]")
+    elif abs(force) > MAX_GRIP_N:
+        v.add(f"{topic}[{i}]: grip force {force:g} N beyond any gripper's ({MAX_GRIP_N:g} N)")
+
+
+def _poses(topic: str, i: int, objects: list | tuple, v: Violations) -> None:
+    """ObjectPoses: positions on a bench, unit quaternions."""
+    for o in objects:
+        p, q = _seq(_get(o, "position")), _seq(_get(o, "orientation"))
+        if p is not None and any(abs(x) > MAX_POSE_M for x in p):
+            v.add(f"{topic}[{i}]: object {_get(o, 'label')} at {max(abs(x) for x in p):g} m from the base")
+            return
+        if q is not None and len(q) == 4 and not 0.9 <= math.sqrt(sum(x * x for x in q)) <= 1.1:
+            v.add(f"{topic}[{i}]: object {_get(o, 'label')} orientation is not a unit quaternion")
+            return
 
 
 def _joints(topic, i, lt, msg, names, pos, prev, v: Violations):

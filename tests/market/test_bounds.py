@@ -46,3 +46,20 @@ def test_stamps_pass_exactly_when_not_in_the_future_and_never_back(stamps):
         b >= a for a, b in itertools.pairwise(stamps)
     )
     assert ok == expected, detail
+
+
+@given(st.floats(-1, 1), st.floats(-2000, 2000))
+def test_a_gripper_passes_exactly_within_an_opening_and_force_a_gripper_has(opening, force):
+    msg = {"stamp_ns": T0, "position": opening, "effort": force, "object_detected": False, "ready": True}
+    ok, detail = check("gripper/state", [msg])
+    assert ok == (-0.01 <= opening <= bounds.MAX_OPENING_M and abs(force) <= bounds.MAX_GRIP_N), detail
+
+
+def test_object_poses_on_the_bench_with_unit_quaternions():
+    def poses(position, orientation):
+        obj = {"id": 0, "label": "red_block", "position": position, "orientation": orientation}
+        return check("perception/objects", [{"stamp_ns": T0, "objects": [obj]}])
+
+    assert poses([0.5, 0.0, 0.02], [0, 0, 0, 1])[0]
+    assert "m from the base" in poses([5e3, 0.0, 0.02], [0, 0, 0, 1])[1]
+    assert "not a unit quaternion" in poses([0.5, 0.0, 0.02], [0, 0, 0, 3])[1]
