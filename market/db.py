@@ -13,7 +13,19 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -115,6 +127,15 @@ class Submission(Base):
     reviewed_by: Mapped[str] = mapped_column(String(42), default="")  # address, or "auto"
     created_at: Mapped[float] = mapped_column(Float, default=now)
     reviewed_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class FingerprintBand(Base):
+    """The near-duplicate index: each counted submission's LSH keys (verify/dupes.bands), so a new submission
+    loads only the earlier ones sharing a key, not every fingerprint."""
+
+    __tablename__ = "fingerprint_bands"
+    band: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
 
 
 class SubmissionFile(Base):

@@ -28,6 +28,7 @@ from loopylab.market.db import (
     BlobOwner,
     Bounty,
     Claim,
+    FingerprintBand,
     Payout,
     Reputation,
     Rig,
@@ -50,6 +51,7 @@ from loopylab.market.states import (
 )
 from loopylab.market.storage import BlobStore
 from loopylab.market.terms import BountyTerms, first_error
+from loopylab.market.verify import dupes
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ MAX_DEADLINE_S = 365 * 86400.0  # with claim time, review time and grace: inside
 UNPAID = ("pending", "signed", "failed")  # approved payouts not yet released on chain
 # submissions whose files and fingerprints count against later ones: invalid ones were never data, and a
 # rejected one's files were withheld from the requester, so the contributor may offer them elsewhere
+MAX_CANDIDATES = 1000  # earlier submissions compared in full per submission (those sharing a band, newest)
 COUNTED = (SubmissionState.pending_review.value, SubmissionState.approved.value)
 MAX_TOPICS = 100
 
@@ -556,16 +559,6 @@ class Market:
             self._check_claim_usable(c, now)
             b = s.get(Bounty, c.bounty_id)
             owned = set(s.scalars(select(BlobOwner.sha256).where(BlobOwner.owner == contributor)))
-            prior = [
-                (sid, fp)
-                for sid, fp in s.execute(
-                    select(Submission.id, Submission.fingerprint)
-                    .where(Submission.state.in_(COUNTED))
-                    .order_by(Submission.id.desc())
-                    .limit(5000)
-                )
-                if fp
-            ]
 
         def rig_owner(address: str) -> str | None:
             with self.store.read() as s:
@@ -594,7 +587,7 @@ class Market:
             rig_owner=rig_owner,
             rig_verified=rig_verified,
             duplicate_files=self._duplicate_files,
-            prior_fingerprints=prior,
+            prior_for=self._near_candidates,
         )
         result = verify.run(ctx)
         files = [f for f in (manifest.get("files") or []) if isinstance(f, dict)] if isinstance(manifest, dict) else []
@@ -627,10 +620,30 @@ class Market:
                 advance(c, ClaimState, ClaimState.submitted)
                 for f in files:
                     s.add(SubmissionFile(submission_id=sub.id, path=str(f["path"])[:500], sha256=f["sha256"]))
+                for band in dupes.bands(result.fingerprint):
+                    s.add(FingerprintBand(band=band, submission_id=sub.id))
             else:
                 self._reputation(s, contributor).invalid += 1
             log.info("submission %d on bounty %d: %s", sub.id, sub.bounty_id, sub.state)
             return sub
+
+    def _near_candidates(self, fp: dict) -> list[tuple[int, dict]]:
+        """Earlier pending or approved submissions sharing a band (verify/dupes.bands) with `fp`: the only ones
+        a near-copy can be of. The index keeps the cost per submission independent of how many there are."""
+        keys = dupes.bands(fp)
+        ids: set[int] = set()
+        with self.store.read() as s:
+            for i in range(0, len(keys), 500):
+                q = select(FingerprintBand.submission_id).where(FingerprintBand.band.in_(keys[i : i + 500]))
+                ids.update(s.scalars(q))
+            if not ids:
+                return []
+            rows = s.execute(
+                select(Submission.id, Submission.fingerprint)
+                .where(Submission.id.in_(sorted(ids)[-MAX_CANDIDATES:]), Submission.state.in_(COUNTED))
+                .order_by(Submission.id)
+            )
+            return [(sid, f) for sid, f in rows if f]
 
     def _check_claim_usable(self, c: Claim, now: float) -> None:
         if c.state != ClaimState.active.value:

@@ -147,6 +147,43 @@ def compare(a: dict, b: dict) -> tuple[float, str]:
     return 0.0, ""
 
 
+def bands(fp: dict) -> list[int]:
+    """Locality-sensitive keys of a fingerprint (63-bit ints, stored in an index): a near-copy shares at least
+    one with its original (with near certainty), an unrelated recording almost never does, so only the few
+    earlier submissions sharing a key are loaded and compared.
+      fine sketch   per channel, 4 bands of 16 sign bits (a copy's sketch: cosine ~0.99, ~half its bands equal;
+                    an independent one: 1 in 65,536 a band)
+      shape         per smooth channel, 2 bands of the signs of its 31 steps
+      notebook      the measured numbers with each one left out in turn (an edited value leaves one equal)
+      chunks        16 bands of 4 MinHash values"""
+    if not isinstance(fp, dict) or fp.get("v") != 2:
+        return []
+    keys: set[int] = set()
+    for name, ch in fp["channels"].items():
+        tag = f"{name}|{ch['n']}"
+        bits = [x >= 0 for x in ch["fine"]]
+        if ch["rough"] >= SMOOTH and any(ch["fine"]):
+            for b in range(0, len(bits), 16):
+                keys.add(_band(f"f|{tag}|{b}", bits[b : b + 16]))
+        else:
+            steps = [y >= x for x, y in itertools.pairwise(ch["shape"])]
+            for b in (0, 16):
+                keys.add(_band(f"s|{name}|{b}", steps[b : b + 16]))
+    nb = fp["notebook"][:16]
+    if len(nb) >= NOTEBOOK_MIN:
+        for i in range(len(nb)):
+            keys.add(_band(f"n|{len(nb)}|{i}", nb[:i] + nb[i + 1 :]))
+    mh = fp["chunks"]
+    if fp["n_chunks"] >= CHUNK_MIN:
+        for b in range(0, len(mh), 4):
+            keys.add(_band(f"c|{b}", mh[b : b + 4]))
+    return sorted(keys)
+
+
+def _band(tag: str, values: list) -> int:
+    return _h64(repr((tag, values)).encode()) >> 1  # 63 bits: fits a signed BIGINT
+
+
 def near_duplicates(fp: dict, prior: Iterable[tuple[int, dict]]) -> list[tuple[int, str]]:
     out = []
     for sid, other in prior:

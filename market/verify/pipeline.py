@@ -33,6 +33,8 @@ class Context:
     rig_owner: Callable[[str], str | None]  # rig address -> registered owner
     duplicate_files: Callable[[list[str]], list[int]]  # sha256s -> earlier submission ids holding them
     prior_fingerprints: Iterable[tuple[int, Any]] = ()
+    # or, given the new fingerprint, the earlier ones worth comparing (the service's band index)
+    prior_for: Callable[[dict], Iterable[tuple[int, Any]]] | None = None
     rig_verified: Callable[[str], str | None] | None = None  # rig -> why it may not fill a slot (None: it may)
     verifiers: dict | None = None  # twin-replay plug-ins (None: the installed ones)
     now_ns: int | None = None
@@ -226,7 +228,8 @@ def run(ctx: Context) -> Result:
     if dups:
         res.add("duplicate", False, f"identical file already submitted in submission(s) {sorted(set(dups))}")
         return res
-    near = dupes.near_duplicates(res.fingerprint, ctx.prior_fingerprints)
+    prior = ctx.prior_for(res.fingerprint) if ctx.prior_for else ctx.prior_fingerprints
+    near = dupes.near_duplicates(res.fingerprint, prior)
     if near:
         sid, why = near[0]
         res.add("duplicate", False, f"a near-copy of submission {sid}: {why}")

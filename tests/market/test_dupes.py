@@ -32,8 +32,11 @@ def originals(tmp_path_factory):
 
 
 def caught(copy: Path, original_fp: dict) -> str:
-    score, why = dupes.compare(fp(copy), original_fp)
+    """The copy is a near-duplicate, and the band index finds its original (it shares an LSH key)."""
+    copy_fp = fp(copy)
+    score, why = dupes.compare(copy_fp, original_fp)
     assert score >= 1.0, f"copy not caught: {why!r}"
+    assert set(dupes.bands(copy_fp)) & set(dupes.bands(original_fp)), "the index would not find the original"
     return why
 
 
