@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 
+from loopylab.market.chain import Chain
 from loopylab.market.sample import copy_recording, notebook_text, standard_bounty, write_mcap, write_recording
 from loopylab.market.verify import twin
 from tests.market.helpers import write_replayable_recording
@@ -40,6 +41,21 @@ def rewrite(src: Path, dst: Path, edit) -> Path:
         if extra.name != "recording.mcap":
             (dst / extra.name).write_bytes(extra.read_bytes())
     return dst
+
+
+@pytest.fixture(scope="module")
+def own_chain():
+    """This module's own chain: its many fundings stay off the session chain, whose length other modules'
+    whole-chain event scans (the reconcile endpoint under the fuzzer) pay for."""
+    return Chain.embedded_chain(deploy=False)
+
+
+@pytest.fixture
+def chain(own_chain):
+    c = Chain(own_chain.w3, own_chain.operator, embedded=True)
+    c.lock = own_chain.lock
+    c.deploy_escrow()
+    return c
 
 
 @pytest.fixture
