@@ -265,9 +265,10 @@ class Chain:
         return payout_id(requester, bounty_id, submission_id)
 
     def bounty_onchain(self, requester: str, bounty_id: int) -> dict:
-        """The escrow slot of (requester, bounty id): refund_after, funded, released, refunded."""
+        """The escrow slot of (requester, bounty id): refund_after, funded, released, refunded, refund_at (0
+        until the requester announces the refund; then when refund() may run)."""
         r = self.escrow.functions.bounties(Web3.to_checksum_address(requester), bounty_id).call()
-        return dict(zip(("refund_after", "funded", "released", "refunded"), r))
+        return dict(zip(("refund_after", "funded", "released", "refunded", "refund_at"), r))
 
     def release_typed_data(self, bounty_id: int, submission_id: int, payee: str, amount: int) -> dict:
         return release_typed_data(self.chain_id, self.escrow.address, bounty_id, submission_id, payee, amount)
@@ -324,6 +325,13 @@ class Chain:
         """A signed escrow.fund transaction (what a requester's client sends; the sender is the requester)."""
         tx = self.escrow.functions.fund(bounty_id, int(refund_after)).build_transaction(
             {**self._base_tx(sender.address, nonce, gas=200_000), "value": value}
+        )
+        return sender.sign_transaction(tx).raw_transaction
+
+    def announce_refund_tx(self, sender: LocalAccount, bounty_id: int, nonce: int | None = None) -> bytes:
+        """A signed escrow.announce_refund transaction: the refund may follow REFUND_NOTICE later."""
+        tx = self.escrow.functions.announce_refund(bounty_id).build_transaction(
+            self._base_tx(sender.address, nonce, gas=150_000)
         )
         return sender.sign_transaction(tx).raw_transaction
 

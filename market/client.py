@@ -121,7 +121,8 @@ class MarketClient:
         return self.request("POST", f"/bounties/{bounty_id}/fund", json={"raw_tx": self._sign_tx(req)})
 
     def refund(self, bounty_id: int) -> dict:
-        """Sign escrow.refund for a settled bounty and let the server broadcast it (after every payout)."""
+        """Sign the escrow transaction the refund needs next and let the server broadcast it (after every payout):
+        announce_refund first (the bounty stays closed), then, once the escrow's notice is over, refund."""
         req = self.request("GET", f"/bounties/{bounty_id}/refunding")
         return self.request("POST", f"/bounties/{bounty_id}/refund", json={"raw_tx": self._sign_tx(req)})
 
@@ -151,17 +152,19 @@ class MarketClient:
         return self.request("POST", f"/submissions/{submission_id}/review", json=body)
 
     # ------------------------------------------------------------------ contributor
-    def claim(self, bounty_id: int) -> dict:
-        return self.request("POST", f"/bounties/{bounty_id}/claims")
+    def claim(self, bounty_id: int, rig: str | None = None) -> dict:
+        """Reserve a slot; `rig`: the verified rig it is for (markets that verify rigs ask for one)."""
+        return self.request("POST", f"/bounties/{bounty_id}/claims", **({"json": {"rig": rig}} if rig else {}))
 
-    def register_rig(self, label: str = "") -> dict:
+    def register_rig(self, label: str = "", attestation: dict | None = None) -> dict:
+        """Register this client's rig key; `attestation` {device, signature}: a trusted attester's signature of
+        manifest.rig_attestation_text(rig, device), which makes it a verified rig."""
         text = mf.rig_registration_text(self.rig.address, self.address)
         sig = self.rig.sign_message(encode_defunct(text=text)).signature.hex()
-        return self.request(
-            "POST",
-            "/rigs",
-            json={"address": self.rig.address, "signature": "0x" + sig.removeprefix("0x"), "label": label},
-        )
+        body = {"address": self.rig.address, "signature": "0x" + sig.removeprefix("0x"), "label": label}
+        if attestation:
+            body["attestation"] = attestation
+        return self.request("POST", "/rigs", json=body)
 
     def upload(self, path: Path) -> dict:
         def chunks():

@@ -29,7 +29,11 @@ class MarketConfig:
     max_upload_bytes: int = 256 * 1024 * 1024
     default_claim_ttl_s: float = 3600.0
     max_slots: int = 10_000
-    near_duplicate_threshold: float = 0.9  # estimated Jaccard similarity of content shingles
+    # verified rigs: addresses (comma-separated) whose signed attestation makes a rig key a verified device
+    # (its maker, a calibration lab, the market's onboarding). With any set, a slot needs a verified rig and a
+    # device fills one slot per bounty, however many keys or accounts its owner has. Empty: an open market,
+    # where a slot is one per account (and three keys can be three "rigs").
+    rig_attesters: str = ""
     # chain: empty URL = in-process EVM (eth-tester / py-evm)
     chain_url: str = ""
     chain_key_env: str = "LOOPYLAB_CHAIN_KEY"  # hex private key of the relay (operator) account
@@ -46,6 +50,12 @@ class MarketConfig:
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.home / 'market.db'}"
+
+    @property
+    def attesters(self) -> set[str]:
+        from web3 import Web3
+
+        return {Web3.to_checksum_address(a.strip()) for a in self.rig_attesters.split(",") if a.strip()}
 
     @property
     def blob_dir(self) -> Path:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Float,
     ForeignKey,
     Index,
@@ -82,6 +83,8 @@ class Claim(Base):
     state: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[float] = mapped_column(Float, default=now)
     expires_at: Mapped[float] = mapped_column(Float)
+    rig: Mapped[str] = mapped_column(String(42), default="")  # the verified rig the slot is for ("" in open mode)
+    device: Mapped[str | None] = mapped_column(String(66), nullable=True)  # its attested device: one slot each
     __table_args__ = (Index("ix_claims_bounty_state", "bounty_id", "state"),)
 
 
@@ -91,6 +94,9 @@ class Rig(Base):
     owner: Mapped[str] = mapped_column(String(42), index=True)
     label: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    # a verified rig: a trusted attester signed that this key is device `device` (one key per device)
+    device: Mapped[str | None] = mapped_column(String(66), nullable=True, unique=True)
+    attested_by: Mapped[str] = mapped_column(String(42), default="")
 
 
 class Blob(Base):
@@ -120,11 +126,20 @@ class Submission(Base):
     signature: Mapped[str] = mapped_column(String(140))
     state: Mapped[str] = mapped_column(String(16), index=True)
     checks: Mapped[list] = mapped_column(JSON, default=list)  # [{name, ok, detail}]
-    fingerprint: Mapped[list] = mapped_column(JSON, default=list)  # MinHash of the content
+    fingerprint: Mapped[dict] = mapped_column(JSON, default=dict)  # near-duplicate fingerprint (verify/dupes.py)
     reason: Mapped[str] = mapped_column(Text, default="")
     reviewed_by: Mapped[str] = mapped_column(String(42), default="")  # address, or "auto"
     created_at: Mapped[float] = mapped_column(Float, default=now)
     reviewed_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class FingerprintBand(Base):
+    """The near-duplicate index: each counted submission's LSH keys (verify/dupes.bands), so a new submission
+    loads only the earlier ones sharing a key, not every fingerprint."""
+
+    __tablename__ = "fingerprint_bands"
+    band: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
 
 
 class SubmissionFile(Base):

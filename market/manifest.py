@@ -64,3 +64,10 @@ def signer(manifest: dict, signature: str) -> str:
 def rig_registration_text(rig: str, owner: str) -> str:
     """What a rig key signs to prove it belongs to an owner's account."""
     return f"loopylab rig {rig} belongs to {owner}"
+
+
+def rig_attestation_text(rig: str, device: str) -> str:
+    """What a trusted attester signs (EIP-191) to vouch that a rig key lives in one physical device: `device` is
+    the device's identity as the attester knows it (a secure element's serial, the hash of its factory
+    calibration)."""
+    return f"loopylab rig attestation\nrig: {rig}\ndevice: {device}"

@@ -79,6 +79,13 @@ class TxOut(Out):
     gas: int
 
 
+class RefundingOut(TxOut):
+    """escrow.announce_refund(bounty_id) until the refund is announced, then escrow.refund(bounty_id)."""
+
+    function: str = Field(description="announce_refund (starts the escrow's notice) or refund")
+    refund_at: int = Field(description="unix time from which the escrow refunds (0: not announced yet)")
+
+
 class FundingOut(TxOut):
     """The escrow.fund(bounty_id, refund_after) transaction the requester's wallet signs."""
 
@@ -135,6 +142,15 @@ class ClaimOut(Out):
     state: str
     created_at: float
     expires_at: float
+    rig: str = Field("", description="the verified rig the slot is for (empty in an open market)")
+
+
+class AttestationIn(Strict):
+    device: str = Field(min_length=1, max_length=66, description="the device's identity as the attester knows it")
+    signature: str = Field(
+        max_length=200,
+        description="the attester's EIP-191 signature of 'loopylab rig attestation\\nrig: <rig>\\ndevice: <device>'",
+    )
 
 
 class RigIn(Strict):
@@ -143,12 +159,21 @@ class RigIn(Strict):
         max_length=200, description="rig key's EIP-191 signature of 'loopylab rig <rig> belongs to <your address>'"
     )
     label: str = Field("", max_length=200)
+    attestation: AttestationIn | None = Field(
+        None, description="a trusted attester's word that this key is one physical device (a verified rig)"
+    )
+
+
+class ClaimIn(Strict):
+    rig: str | None = Field(None, max_length=42, description="the verified rig the slot is for")
 
 
 class RigOut(Out):
     address: str
     owner: str
     label: str
+    device: str | None = Field(None, description="the attested device (null: not verified)")
+    attested_by: str = ""
 
 
 class BlobOut(Out):
@@ -213,7 +238,10 @@ class SubmissionOut(Out):
     contributor: str
     rig: str
     state: str
-    checks: list[dict[str, Any]] = Field(description="[{name, ok, detail}], the verification pipeline's results")
+    checks: list[dict[str, Any]] = Field(
+        description="[{name, ok, detail, status}], the verification pipeline's results; status pass | fail | "
+        "unavailable (a check that could not run here, e.g. the twin replay without its plug-in)"
+    )
     reason: str
     reviewed_by: str = Field(description="the reviewer's address, or 'auto'")
     created_at: float

@@ -28,6 +28,7 @@ from loopylab.market.db import (
     BlobOwner,
     Bounty,
     Claim,
+    FingerprintBand,
     Payout,
     Reputation,
     Rig,
@@ -37,6 +38,7 @@ from loopylab.market.db import (
     lock,
 )
 from loopylab.market.errors import Conflict, Forbidden, MarketError, NotFound, TooMany
+from loopylab.market.preview import preview_files
 from loopylab.market.states import (
     SLOT_TAKEN,
     BountyState,
@@ -49,6 +51,7 @@ from loopylab.market.states import (
 )
 from loopylab.market.storage import BlobStore
 from loopylab.market.terms import BountyTerms, first_error
+from loopylab.market.verify import dupes
 from loopylab.market.views import Views
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,10 @@ REFUND_GRACE_S = 3600.0
 MAX_DEADLINE_S = 365 * 86400.0  # with claim time, review time and grace: inside the escrow's
 # refund horizon (MAX_REFUND_HORIZON, 400 days)
 UNPAID = ("pending", "signed", "failed")  # approved payouts not yet released on chain
+# submissions whose files and fingerprints count against later ones: invalid ones were never data, and a
+# rejected one's files were withheld from the requester, so the contributor may offer them elsewhere
+MAX_CANDIDATES = 1000  # earlier submissions compared in full per submission (those sharing a band, newest)
+COUNTED = (SubmissionState.pending_review.value, SubmissionState.approved.value)
 MAX_TOPICS = 100
 
 
@@ -176,11 +183,19 @@ class Market(Views):
         }
 
     def refunding_request(self, requester: str, bounty_id: int) -> dict:
-        """What the requester's wallet must send to take back a settled bounty's rest: escrow.refund(bounty_id)."""
+        """What the requester's wallet sends next to take back a settled bounty's rest: escrow.announce_refund
+        (which starts the escrow's notice, during which signed approvals can still be released), then, once
+        the notice is over, escrow.refund(bounty_id)."""
         chain = self._chain()
         with self.store.read() as s:
             b = self._own_bounty(s, requester, bounty_id)
-        return self._tx_request(chain, requester, chain.escrow.encode_abi("refund", args=[b.id]), 0, 150_000)
+        refund_at = chain.bounty_onchain(requester, b.id)["refund_at"]
+        fn = "refund" if refund_at else "announce_refund"
+        return {
+            **self._tx_request(chain, requester, chain.escrow.encode_abi(fn, args=[b.id]), 0, 150_000),
+            "function": fn,
+            "refund_at": refund_at,
+        }
 
     @staticmethod
     def _tx_request(chain: Chain, sender: str, data: str, value: int, gas: int) -> dict:
@@ -196,7 +211,9 @@ class Market(Views):
             "gas": gas,
         }
 
-    def _broadcast_own(self, chain: Chain, raw_tx: str, requester: str, function: str, bounty_id: int) -> None:
+    def _broadcast_own(
+        self, chain: Chain, raw_tx: str, requester: str, function: str | tuple[str, ...], bounty_id: int
+    ) -> str:
         """Broadcast a signed transaction only if it is the requester's own `function` call of this escrow
         for this bounty: the server relays nothing else (no arbitrary transactions through /fund)."""
         try:
@@ -208,16 +225,20 @@ class Market(Views):
             raise MarketError(f"the transaction is for chain {tx['chain_id']}, the escrow is on {chain.chain_id}", 422)
         if tx["sender"] != requester:
             raise MarketError("the transaction must be signed by the bounty's requester", 422)
-        if tx["function"] != function or tx["args"].get("bounty_id") != bounty_id:
+        allowed = (function,) if isinstance(function, str) else function
+        if tx["function"] not in allowed or tx["args"].get("bounty_id") != bounty_id:
             raise MarketError(
-                f"the transaction must call {function}({bounty_id}, ...) on the escrow {chain.escrow.address}", 422
+                f"the transaction must call {' or '.join(allowed)}({bounty_id}, ...) on the escrow "
+                f"{chain.escrow.address}",
+                422,
             )
         try:
             rcpt = chain.send_signed(raw)
         except Exception as e:
             raise MarketError(f"the chain refused the transaction: {e}") from None
         if rcpt.status != 1:
-            raise MarketError(f"the {function} transaction reverted")
+            raise MarketError(f"the {tx['function']} transaction reverted")
+        return tx["function"]
 
     def fund(self, requester: str, bounty_id: int, raw_tx: str | None = None) -> Bounty:
         """Broadcast the requester's signed fund transaction (if given), then open the bounty once the
@@ -246,8 +267,9 @@ class Market(Views):
             return b
 
     def refund(self, requester: str, bounty_id: int, raw_tx: str | None = None) -> Bounty:
-        """Broadcast the requester's signed escrow.refund (if given) once every approved payout of the bounty is
-        released on chain, then record the refund the escrow made. An approved payout never loses to a
+        """Broadcast the requester's signed escrow.announce_refund or escrow.refund (if given) once every approved
+        payout of the bounty is released on chain, then record the refund the escrow made (after an announcement
+        the bounty stays closed: the escrow refunds REFUND_NOTICE later). An approved payout never loses to a
         refund: while one is unpaid (pending, in flight, or failed and being retried) this answers 409."""
         chain = self._chain()
         self.sweep()
@@ -272,11 +294,21 @@ class Market(Views):
         if not onchain["refunded"] and chain.w3.eth.get_block("latest").timestamp <= onchain["refund_after"]:
             raise Conflict(f"the escrow's refund time is not reached (unix time {onchain['refund_after']})")
         if raw_tx:
-            self._broadcast_own(chain, raw_tx, requester, "refund", bounty_id)
-        if not chain.bounty_onchain(requester, bounty_id)["refunded"]:
+            fn = self._broadcast_own(chain, raw_tx, requester, ("announce_refund", "refund"), bounty_id)
+            if fn == "announce_refund":  # step one done: the bounty stays closed until the notice is over
+                with self.store.read() as s:
+                    return s.get(Bounty, bounty_id)
+        onchain = chain.bounty_onchain(requester, bounty_id)
+        if not onchain["refunded"] and onchain["refund_at"]:
             raise Conflict(
-                "the escrow has not refunded this bounty (send the signed refund transaction "
-                "from GET /bounties/{id}/refunding after its refund time)"
+                f"the refund is announced on chain: the escrow refunds from unix time {onchain['refund_at']} "
+                "(its notice lets every signed approval be released first); then send the refund transaction "
+                "from GET /bounties/{id}/refunding"
+            )
+        if not onchain["refunded"]:
+            raise Conflict(
+                "the escrow has not refunded this bounty (send the signed transactions from "
+                "GET /bounties/{id}/refunding after its refund time: announce_refund, then refund)"
             )
         with self.store.write() as s:
             b = lock(s, Bounty, bounty_id)
@@ -284,8 +316,14 @@ class Market(Views):
             return b
 
     # ------------------------------------------------------------------ claims
-    def claim(self, contributor: str, bounty_id: int) -> Claim:
+    def claim(self, contributor: str, bounty_id: int, rig: str | None = None) -> Claim:
+        """Reserve a slot. Where the market verifies rigs (config.rig_attesters) the slot is for one of the
+        contributor's verified rigs, and a device holds one slot per bounty: one person with three keys (or
+        three accounts) and one rig gets one slot."""
         now = time.time()
+        device = None
+        if rig is not None or self.verified_rigs_only:
+            rig, device = self._slot_rig(contributor, rig)
         with self.store.write() as s:
             b = lock(s, Bounty, bounty_id)
             if b is None:
@@ -304,6 +342,14 @@ class Market(Views):
             )
             if mine is not None:
                 raise Conflict(f"you already hold claim {mine} on this bounty")
+            if device is not None:
+                held = s.scalar(
+                    select(Claim.id).where(
+                        Claim.bounty_id == bounty_id, Claim.device == device, Claim.state.in_(SLOT_TAKEN)
+                    )
+                )
+                if held is not None:
+                    raise Conflict("this rig's device already holds a slot on this bounty (one slot per rig)")
             taken = s.scalar(
                 select(func.count()).select_from(Claim).where(Claim.bounty_id == bounty_id, Claim.state.in_(SLOT_TAKEN))
             )
@@ -315,10 +361,29 @@ class Market(Views):
                 state=ClaimState.active.value,
                 created_at=now,
                 expires_at=min(now + b.claim_ttl_s, b.deadline),
+                rig=rig or "",
+                device=device,
             )
             s.add(c)
             s.flush()
             return c
+
+    def _slot_rig(self, contributor: str, rig: str | None) -> tuple[str, str | None]:
+        """(rig, device) a claim is for: the contributor's own rig, verified where the market verifies rigs."""
+        if rig is None:
+            raise MarketError(
+                "this market gives one slot per verified rig: claim with `rig`, one of your rigs verified by an "
+                "attester (POST /rigs with an attestation)",
+                422,
+            )
+        rig = checksum(rig, "rig")
+        with self.store.read() as s:
+            r = s.get(Rig, rig)
+        if r is None or r.owner != contributor:
+            raise Forbidden(f"rig {rig} is not registered to you")
+        if self.verified_rigs_only and r.device is None:
+            raise Forbidden(f"rig {rig} is not verified: register it with an attestation from a trusted attester")
+        return rig, r.device
 
     def release_claim(self, contributor: str, claim_id: int) -> Claim:
         with self.store.write() as s:
@@ -337,7 +402,12 @@ class Market(Views):
         return s.execute(q.values(state=ClaimState.expired.value)).rowcount
 
     # ------------------------------------------------------------------ rigs and uploads
-    def register_rig(self, owner: str, rig: str, signature: str, label: str = "") -> Rig:
+    def register_rig(
+        self, owner: str, rig: str, signature: str, label: str = "", attestation: dict | None = None
+    ) -> Rig:
+        """Register a rig key to its owner (the key's own signature proves it), optionally verified: an
+        attestation {device, signature} signed by one of the market's trusted attesters binds the key to one
+        physical device, and a device has one key."""
         rig = checksum(rig, "rig")
         try:
             from eth_account import Account
@@ -350,15 +420,41 @@ class Market(Views):
             raise MarketError("signature does not decode") from None
         if signer != rig:
             raise MarketError(f"the registration must be signed by the rig key itself; it was signed by {signer}")
+        device, attester = self._checked_attestation(rig, attestation) if attestation else (None, "")
         with self.store.write() as s:
             existing = s.get(Rig, rig)
+            if existing is not None and existing.owner != owner:
+                raise Conflict("this rig key is registered to another account")
+            if device is not None:
+                other = s.scalar(select(Rig).where(Rig.device == device))
+                if other is not None and other.address != rig:
+                    raise Conflict(f"device {device[:18]} is already registered as rig {other.address}")
             if existing is not None:
-                if existing.owner != owner:
-                    raise Conflict("this rig key is registered to another account")
+                if device is not None and existing.device is None:
+                    existing.device, existing.attested_by = device, attester
                 return existing
-            r = Rig(address=rig, owner=owner, label=label[:200])
+            r = Rig(address=rig, owner=owner, label=label[:200], device=device, attested_by=attester)
             s.add(r)
             return r
+
+    def _checked_attestation(self, rig: str, attestation: dict) -> tuple[str, str]:
+        from eth_account import Account
+        from eth_account.messages import encode_defunct
+
+        device, sig = attestation.get("device"), attestation.get("signature")
+        if not (isinstance(device, str) and 0 < len(device) <= 66 and isinstance(sig, str)):
+            raise MarketError("attestation needs a device (1 to 66 characters) and an attester's signature", 422)
+        try:
+            attester = Account.recover_message(encode_defunct(text=mf.rig_attestation_text(rig, device)), signature=sig)
+        except Exception:
+            raise MarketError("attestation signature does not decode", 422) from None
+        if attester not in self.config.attesters:
+            raise Forbidden(f"{attester} is not one of this market's rig attesters")
+        return device, attester
+
+    @property
+    def verified_rigs_only(self) -> bool:
+        return bool(self.config.attesters)
 
     def record_upload(self, owner: str, sha256: str, size: int) -> None:
         for attempt in range(3):  # two uploads of the same bytes may race to insert the blob row
@@ -389,17 +485,41 @@ class Market(Views):
                     .where(
                         SubmissionFile.sha256 == sha256,
                         Bounty.requester == viewer,
-                        Submission.state.in_((SubmissionState.pending_review.value, SubmissionState.approved.value)),
+                        # withheld until approval: before it the requester sees the preview only
+                        Submission.state == SubmissionState.approved.value,
                     )
                     .limit(1)
                 )
                 if ok is None:
                     if s.get(Blob, sha256) is None:
                         raise NotFound("no such blob")
-                    raise Forbidden("this data belongs to another contributor and was not submitted to you")
+                    raise Forbidden(
+                        "this data belongs to another contributor: a requester downloads it once the submission is "
+                        "approved (before that, GET /submissions/{id}/preview)"
+                    )
         if not path.exists():
             raise NotFound("blob content missing from storage")
         return path
+
+    def preview(self, viewer: str, submission_id: int) -> dict:
+        """A submission's preview (market/preview.py): what the requester judges it by before deciding."""
+        with self.store.read() as s:
+            sub = s.get(Submission, submission_id)
+            if sub is None:
+                raise NotFound(f"no submission {submission_id}")
+            b = s.get(Bounty, sub.bounty_id)
+            if viewer not in (sub.contributor, b.requester):
+                raise Forbidden("only the contributor and the bounty's requester see a submission")
+            files = [
+                (f.path, f.sha256)
+                for f in s.scalars(select(SubmissionFile).where(SubmissionFile.submission_id == sub.id))
+            ]
+        return {
+            "submission_id": sub.id,
+            "state": sub.state,
+            "withheld": sub.state != SubmissionState.approved.value,
+            **preview_files([(name, self.blobs.path(sha)) for name, sha in sorted(files)]),
+        }
 
     # ------------------------------------------------------------------ submissions
     def submit(self, contributor: str, claim_id: int, manifest: dict, signature: str) -> Submission:
@@ -411,21 +531,21 @@ class Market(Views):
             self._check_claim_usable(c, now)
             b = s.get(Bounty, c.bounty_id)
             owned = set(s.scalars(select(BlobOwner.sha256).where(BlobOwner.owner == contributor)))
-            prior = [
-                (sid, fp)
-                for sid, fp in s.execute(
-                    select(Submission.id, Submission.fingerprint)
-                    .where(Submission.state != SubmissionState.invalid.value)
-                    .order_by(Submission.id.desc())
-                    .limit(5000)
-                )
-                if fp
-            ]
 
         def rig_owner(address: str) -> str | None:
             with self.store.read() as s:
                 r = s.get(Rig, address)
                 return r.owner if r else None
+
+        def rig_verified(address: str) -> str | None:
+            if c.rig and address != c.rig:
+                return f"claim {c.id} is for rig {c.rig}; the data is signed by rig {address}"
+            if self.verified_rigs_only:
+                with self.store.read() as s:
+                    r = s.get(Rig, address)
+                if r is None or r.device is None:
+                    return f"rig {address} is not verified (this market pays verified rigs only)"
+            return None
 
         ctx = verify.Context(
             bounty_id=b.id,
@@ -437,9 +557,9 @@ class Market(Views):
             blob_path=self.blobs.path,
             owned_blobs=owned,
             rig_owner=rig_owner,
+            rig_verified=rig_verified,
             duplicate_files=self._duplicate_files,
-            prior_fingerprints=prior,
-            near_threshold=self.config.near_duplicate_threshold,
+            prior_for=self._near_candidates,
         )
         result = verify.run(ctx)
         files = [f for f in (manifest.get("files") or []) if isinstance(f, dict)] if isinstance(manifest, dict) else []
@@ -462,7 +582,7 @@ class Market(Views):
                 signature=signature[:140],
                 state=state.value,
                 checks=result.checks,
-                fingerprint=result.fingerprint if result.ok else [],
+                fingerprint=result.fingerprint if result.ok else {},
                 reason="" if result.ok else f"verification failed: {result.failures()}"[:2000],
                 created_at=time.time(),
             )
@@ -472,10 +592,30 @@ class Market(Views):
                 advance(c, ClaimState, ClaimState.submitted)
                 for f in files:
                     s.add(SubmissionFile(submission_id=sub.id, path=str(f["path"])[:500], sha256=f["sha256"]))
+                for band in dupes.bands(result.fingerprint):
+                    s.add(FingerprintBand(band=band, submission_id=sub.id))
             else:
                 self._reputation(s, contributor).invalid += 1
             log.info("submission %d on bounty %d: %s", sub.id, sub.bounty_id, sub.state)
             return sub
+
+    def _near_candidates(self, fp: dict) -> list[tuple[int, dict]]:
+        """Earlier pending or approved submissions sharing a band (verify/dupes.bands) with `fp`: the only ones
+        a near-copy can be of. The index keeps the cost per submission independent of how many there are."""
+        keys = dupes.bands(fp)
+        ids: set[int] = set()
+        with self.store.read() as s:
+            for i in range(0, len(keys), 500):
+                q = select(FingerprintBand.submission_id).where(FingerprintBand.band.in_(keys[i : i + 500]))
+                ids.update(s.scalars(q))
+            if not ids:
+                return []
+            rows = s.execute(
+                select(Submission.id, Submission.fingerprint)
+                .where(Submission.id.in_(sorted(ids)[-MAX_CANDIDATES:]), Submission.state.in_(COUNTED))
+                .order_by(Submission.id)
+            )
+            return [(sid, f) for sid, f in rows if f]
 
     def _check_claim_usable(self, c: Claim, now: float) -> None:
         if c.state != ClaimState.active.value:
@@ -489,7 +629,7 @@ class Market(Views):
         q = (
             select(SubmissionFile.submission_id)
             .join(Submission, Submission.id == SubmissionFile.submission_id)
-            .where(SubmissionFile.sha256.in_(shas), Submission.state != SubmissionState.invalid.value)
+            .where(SubmissionFile.sha256.in_(shas), Submission.state.in_(COUNTED))
         )
         if s is not None:
             return list(s.scalars(q))
@@ -618,7 +758,9 @@ class Market(Views):
                 .where(Submission.state == SubmissionState.pending_review.value)
             ).all()
             for sub, b in due:
-                if sub.created_at + b.auto_approve_s <= now:
+                # only what passed every automatic check (the twin replay included) is approved unreviewed;
+                # the rest waits for its reviewer (and blocks the refund until reviewed)
+                if sub.created_at + b.auto_approve_s <= now and verify.complete(sub.checks):
                     self._approve(s, sub, b, "auto")
                     counts["auto_approved"] += 1
             for b in s.scalars(select(Bounty).where(Bounty.state == BountyState.open.value, Bounty.deadline <= now)):

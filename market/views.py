@@ -142,6 +142,7 @@ class Views:
             "state": c.state,
             "created_at": c.created_at,
             "expires_at": c.expires_at,
+            "rig": c.rig or "",
         }
 
     def my_claims(self, address: str) -> list[dict]:

@@ -8,7 +8,10 @@
         the requester's EIP-712 `Release` signature, checked here: anyone (the market's relay, the payee)
         may submit it, and no server key can pay anyone. Payees pull their money (withdraw). The unspent
         balance goes back to the requester after the bounty's refund time, which is at most
-        MAX_REFUND_HORIZON ahead of the first funding. There is no operator. The EVM version is pinned to
+        MAX_REFUND_HORIZON ahead of the first funding, and only REFUND_NOTICE after the requester announced
+        the refund on chain: an approval the requester signed and nobody has released yet (the relay was
+        down, say) cannot be beaten by a refund sent straight to the contract, because during the notice
+        the payee (who holds the signed approval) or the relay releases it. There is no operator. The EVM version is pinned to
         the one the embedded chain (py-evm via eth-tester) runs.
 """
 
@@ -17,6 +20,7 @@ struct Bounty:
     funded: uint256
     released: uint256
     refunded: bool
+    refund_at: uint256       # 0: no refund announced; else the time from which refund() may run
 
 event Funded:
     bounty_id: indexed(uint256)
@@ -36,12 +40,18 @@ event Withdrawn:
     payee: indexed(address)
     amount: uint256
 
+event RefundAnnounced:
+    bounty_id: indexed(uint256)
+    requester: indexed(address)
+    refund_at: uint256
+
 event Refunded:
     bounty_id: indexed(uint256)
     requester: indexed(address)
     amount: uint256
 
 MAX_REFUND_HORIZON: public(constant(uint256)) = 400 * 86400
+REFUND_NOTICE: public(constant(uint256)) = 7 * 86400  # a week for every signed approval to be released
 DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
     "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
 RELEASE_TYPEHASH: constant(bytes32) = keccak256(
@@ -134,12 +144,29 @@ def release(requester: address, bounty_id: uint256, submission_id: uint256, paye
 
 @external
 @nonreentrant
-def refund(bounty_id: uint256):
-    """After the refund time, credit the caller's unspent balance of a bounty to the caller (pull)."""
+def announce_refund(bounty_id: uint256):
+    """After the refund time, start the caller's refund notice: refund() may run REFUND_NOTICE later, and
+    until then every approval the caller signed can still be released."""
     b: Bounty = self.bounties[msg.sender][bounty_id]
     assert b.funded > 0, "bounty not funded"
     assert not b.refunded, "bounty already refunded"
     assert block.timestamp > b.refund_after, "refund time not reached"
+    assert b.refund_at == 0, "refund already announced"
+    b.refund_at = block.timestamp + REFUND_NOTICE
+    self.bounties[msg.sender][bounty_id] = b
+    log RefundAnnounced(bounty_id=bounty_id, requester=msg.sender, refund_at=b.refund_at)
+
+
+@external
+@nonreentrant
+def refund(bounty_id: uint256):
+    """After the announced notice, credit the caller's unspent balance of a bounty to the caller (pull)."""
+    b: Bounty = self.bounties[msg.sender][bounty_id]
+    assert b.funded > 0, "bounty not funded"
+    assert not b.refunded, "bounty already refunded"
+    assert block.timestamp > b.refund_after, "refund time not reached"
+    assert b.refund_at != 0, "announce the refund first (announce_refund)"
+    assert block.timestamp >= b.refund_at, "refund notice not over"
     amount: uint256 = b.funded - b.released
     b.refunded = True
     self.bounties[msg.sender][bounty_id] = b

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from loopylab.market.models import BountyOut, BountyPatch, FundIn, FundingOut, RefundIn, TxOut
+from loopylab.market.models import BountyOut, BountyPatch, FundIn, FundingOut, RefundIn, RefundingOut
 from loopylab.market.routes.deps import MAX_ID, Id, MarketDep, User
 from loopylab.market.routes.listing import etag_matches
 from loopylab.market.terms import BountyTerms
@@ -74,7 +74,11 @@ def fund(bounty_id: Id, body: FundIn, address: User, market: MarketDep):
     return market.get_bounty(bounty_id)
 
 
-@router.get("/{bounty_id}/refunding", summary="The escrow refund transaction to sign", response_model=TxOut)
+@router.get(
+    "/{bounty_id}/refunding",
+    summary="The escrow transaction to sign next: announce_refund, then (after the escrow's notice) refund",
+    response_model=RefundingOut,
+)
 def refunding(bounty_id: Id, address: User, market: MarketDep):
     return market.refunding_request(address, bounty_id)
 

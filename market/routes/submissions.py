@@ -4,6 +4,8 @@ Release approval the escrow checks), or reject with a reason."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from loopylab.market.models import ApprovalIn, ApprovalOut, PayoutOut, ReviewIn, SubmissionIn, SubmissionOut
@@ -35,6 +37,16 @@ def submit(claim_id: Id, body: SubmissionIn, address: User, market: MarketDep):
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut)
 def get_submission(submission_id: Id, address: User, market: MarketDep):
     return market.get_submission(address, submission_id)
+
+
+@router.get(
+    "/submissions/{submission_id}/preview",
+    summary="What the requester judges a submission by: per topic counts, rates, field ranges and a few sample "
+    "messages, a notebook's protocol; the files themselves are withheld until approval",
+    response_model=dict[str, Any],
+)
+def preview(submission_id: Id, address: User, market: MarketDep):
+    return market.preview(address, submission_id)
 
 
 @router.post(

@@ -31,8 +31,9 @@ RAW_BODY = {
     response_model=RigOut,
 )
 def register_rig(body: RigIn, address: User, market: MarketDep):
-    r = market.register_rig(address, body.address, body.signature, body.label)
-    return {"address": r.address, "owner": r.owner, "label": r.label}
+    att = body.attestation.model_dump() if body.attestation else None
+    r = market.register_rig(address, body.address, body.signature, body.label, att)
+    return {"address": r.address, "owner": r.owner, "label": r.label, "device": r.device, "attested_by": r.attested_by}
 
 
 @router.put(

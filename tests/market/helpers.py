@@ -71,3 +71,26 @@ def approved_bounty(market: Market, chain: Chain, n: int, reward: int, recording
         approve(market, requester, submit_direct(market, a, c.id, b.id, recording(i)).id)
         payees.append(a)
     return b, payees
+
+
+def write_replayable_recording(folder: Path, seed: int = 0, seconds: float = 1.0) -> Path:
+    """A recording the twin can replay: the sample's wrist wrench and notebook, with the joint commands and
+    joint states of a Panda reach recorded in the simulator (what a rig on a real graph records)."""
+    import json
+
+    from mcap.reader import make_reader
+
+    from loopylab.market.sample import write_mcap, write_recording
+    from loopylab.sim.verifier import recorded_run
+
+    folder = write_recording(folder, seed=seed, seconds=seconds)
+    with open(folder / "recording.mcap", "rb") as f:
+        events = [
+            (m.log_time, c.topic, json.loads(m.data))
+            for _s, c, m in make_reader(f).iter_messages()
+            if c.topic == "wrist/wrench"
+        ]
+    for topic, rows in recorded_run("panda", seconds=seconds, seed=seed).items():
+        events += [(lt, topic, msg) for lt, msg in rows]
+    write_mcap(folder / "recording.mcap", sorted(events, key=lambda e: e[0]))
+    return folder

@@ -16,6 +16,7 @@ from loopylab.market.db import Payout
 from loopylab.market.relay import double_pays, reconcile
 from loopylab.market.sample import standard_bounty, write_recording
 from tests.market.conftest import World, make_market
+from tests.market.helpers import write_replayable_recording
 from tests.market.test_escrow import HERE, call_from
 
 REWARD = 10**16
@@ -27,11 +28,12 @@ def _status(fn, *a, **k):
     return e.value.status, e.value.detail
 
 
-def _submitted(w: World, requester, tmp_path, seed: int, **terms):
+def _submitted(w: World, requester, tmp_path, seed: int, replayable: bool = False, **terms):
     b = w.funded_bounty(requester, reward_wei=REWARD, **terms)
     alice = w.user()
     alice.register_rig()
-    sub = alice.submit_folder(alice.claim(b["id"])["id"], write_recording(tmp_path / f"r{seed}", seed=seed))
+    write = write_replayable_recording if replayable else write_recording
+    sub = alice.submit_folder(alice.claim(b["id"])["id"], write(tmp_path / f"r{seed}", seed=seed))
     assert sub["state"] == "pending_review", sub["checks"]
     return b, alice, sub
 
@@ -113,6 +115,8 @@ def test_refund_never_takes_an_approved_payout(sqlite_store, tmp_path):
     assert _status(requester.refund, b["id"])[0] == 409  # failed payouts block the refund too
     w.relay.run_once()  # the relay comes back: retried, paid
     assert w.relay.stats["retried"] == 1 and alice.payouts()["payouts"][0]["state"] == "final"
+    assert requester.refund(b["id"])["state"] == "closed"  # announced; the escrow refunds after its notice
+    chain.time_travel(chain.bounty_onchain(requester.address, b["id"])["refund_at"] + 1)
     assert requester.refund(b["id"])["state"] == "refunded"
     assert chain.pending_of(alice.address) == REWARD and chain.pending_of(requester.address) == REWARD
     assert reconcile(sqlite_store, chain) == [] and double_pays(chain) == 0
@@ -157,7 +161,7 @@ def test_a_stolen_server_cannot_redirect_or_invent_payouts(world, tmp_path):
 def test_auto_approved_payout_waits_for_the_requesters_signature(world, tmp_path):
     w = world
     requester = w.user(eth=10)
-    b, alice, sub = _submitted(w, requester, tmp_path, 64, slots=1, auto_approve_s=60)
+    b, alice, sub = _submitted(w, requester, tmp_path, 64, replayable=True, slots=1, auto_approve_s=60)
     assert w.market.sweep(now=time.time() + 61)["auto_approved"] == 1
     w.relay.run_once()
     p = alice.request("GET", f"/submissions/{sub['id']}")["payout"]

@@ -17,6 +17,7 @@ from loopylab.market.chain import Chain, compile_contract, sign_release
 ETH = 10**18
 HERE = Path(__file__).parent
 HORIZON = 400 * 86400
+NOTICE = 7 * 86400
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,7 @@ def test_python_and_contract_agree_on_the_approval_hash(chain):
     ours = Web3.keccak(b"\x19" + signable.version + signable.header + signable.body)
     assert chain.escrow.functions.release_digest(5, 6, chain.operator.address, 7).call() == ours
     assert chain.escrow.functions.MAX_REFUND_HORIZON().call() == HORIZON
+    assert chain.escrow.functions.REFUND_NOTICE().call() == NOTICE
 
 
 def test_fund_release_withdraw_exactly_once(chain):
@@ -125,6 +127,8 @@ def test_fund_hijack_is_impossible(chain):
     assert slot["funded"] == 3 * ETH // 100 and slot["refund_after"] <= chain_now(chain) + 3600
     # the attacker's 1 wei sits in the attacker's own slot, refundable to the attacker only
     chain.time_travel(chain_now(chain) + 120)
+    assert call_from(chain, attacker, chain.escrow.functions.announce_refund(11)).status == 1
+    chain.time_travel(chain_now(chain) + NOTICE + 1)
     assert call_from(chain, attacker, chain.escrow.functions.refund(11)).status == 1
     assert chain.pending_of(attacker.address) == 1
     assert chain.bounty_onchain(victim.address, 11)["refunded"] is False
@@ -172,6 +176,12 @@ def test_refund_only_after_refund_time_only_by_the_requester_only_the_unspent_pa
     assert call_from(chain, chain.operator, chain.escrow.functions.refund(3)).status == 0
     # an approval signed earlier is still good after the refund time, until the refund is made
     assert release(chain, requester, 3, 2, payee.address, ETH).status == 1
+    assert call_from(chain, requester, chain.escrow.functions.refund(3)).status == 0  # not announced
+    assert call_from(chain, stranger, chain.escrow.functions.announce_refund(3)).status == 0  # not theirs
+    assert call_from(chain, requester, chain.escrow.functions.announce_refund(3)).status == 1
+    assert call_from(chain, requester, chain.escrow.functions.announce_refund(3)).status == 0  # once
+    assert call_from(chain, requester, chain.escrow.functions.refund(3)).status == 0  # notice not over
+    chain.time_travel(chain.bounty_onchain(requester.address, 3)["refund_at"] + 1)
     rcpt = call_from(chain, requester, chain.escrow.functions.refund(3))
     assert rcpt.status == 1
     ev = chain.escrow.events.Refunded().process_receipt(rcpt)[0].args
@@ -180,6 +190,52 @@ def test_refund_only_after_refund_time_only_by_the_requester_only_the_unspent_pa
     assert call_from(chain, requester, chain.escrow.functions.refund(3)).status == 0  # once
     assert release(chain, requester, 3, 3, payee.address, 1).status == 0
     assert chain.pending_of(payee.address) == 3 * ETH  # the earlier credits survive the refund
+
+
+def _escrow_without_notice(tmp_path) -> Chain:
+    """A chain whose escrow is ours with the refund notice taken out (refund() right after the refund time,
+    as before): to show the race test attacks for real."""
+    src = (Path(__import__("market").__file__).parent / "contracts" / "Escrow.vy").read_text()
+    for line in (
+        'assert b.refund_at != 0, "announce the refund first (announce_refund)"',
+        'assert block.timestamp >= b.refund_at, "refund notice not over"',
+    ):
+        assert line in src
+        src = src.replace(line, "pass")
+    (tmp_path / "EscrowNoNotice.vy").write_text(src)
+    c = Chain.embedded_chain(deploy=False)
+    c.artifact = compile_contract(tmp_path / "EscrowNoNotice.vy")
+    c.deploy_escrow()
+    return c
+
+
+def _race(chain: Chain) -> tuple[int, int]:
+    """The refund race on chain: the requester approved a payout (signed the Release, which the payee and the
+    relay hold) but nobody released it yet (the relay is down); past the refund time the requester calls the
+    escrow's refund directly. Returns (what the payee can withdraw, what the requester got back)."""
+    requester = funded_bounty(chain, 21, ETH, refund_in_s=600)
+    payee = new_account(chain, 1)
+    sig = approval(chain, requester, 21, 1, payee.address, ETH // 4)
+    chain.time_travel(chain_now(chain) + 3600)  # past the refund time, the relay still down
+    refund = chain.escrow.functions.refund(21)
+    if call_from(chain, requester, refund).status != 1:  # the notice: announce, and the approval is released
+        assert call_from(chain, requester, chain.escrow.functions.announce_refund(21)).status == 1
+        assert call_from(chain, requester, refund).status == 0  # still within the notice
+        chain.time_travel(chain_now(chain) + 3 * 86400)  # the payee notices within days ...
+    fn = chain.escrow.functions.release(requester.address, 21, 1, payee.address, ETH // 4, sig)
+    call_from(chain, payee, fn)  # ... and releases with the approval they hold
+    chain.time_travel(chain_now(chain) + NOTICE)
+    call_from(chain, requester, refund)
+    return chain.pending_of(payee.address), chain.pending_of(requester.address)
+
+
+def test_a_direct_refund_cannot_beat_an_approved_payout(tmp_path):
+    """Attack (issue 26, the refund race): with the relay down past the refund time, the requester calls the
+    escrow's refund() directly and takes money owed to a payout it approved. Now refund() runs only
+    REFUND_NOTICE after announce_refund(), and the signed approval is released within the notice. Against the
+    same escrow without the notice the attack wins (the test attacks for real)."""
+    assert _race(_escrow_without_notice(tmp_path)) == (0, ETH)  # before: the payee's quarter refunded
+    assert _race(Chain.embedded_chain()) == (ETH // 4, ETH - ETH // 4)
 
 
 def test_reentrant_payee_gets_paid_once(chain):
@@ -218,7 +274,7 @@ def test_forced_ether_is_surplus_not_debt(chain):
 
 def test_events_cover_every_state_change(chain):
     names = {e["name"] for e in chain.artifact["abi"] if e["type"] == "event"}
-    assert names == {"Funded", "Released", "Withdrawn", "Refunded"}
+    assert names == {"Funded", "Released", "Withdrawn", "RefundAnnounced", "Refunded"}
     funded = chain.events("Funded")
     assert {e.args.bounty_id for e in funded} >= {1, 2, 3, 4}
     assert all(Web3.is_checksum_address(e.args.requester) for e in funded)

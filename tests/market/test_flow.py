@@ -10,6 +10,7 @@ import pytest
 from loopylab.market.client import MarketHTTPError
 from loopylab.market.relay import double_pays, reconcile
 from loopylab.market.sample import write_recording
+from tests.market.helpers import write_replayable_recording
 from tests.waiting import wait_until
 
 REWARD = 10**16
@@ -69,7 +70,9 @@ def test_authorization_rules(world, tmp_path):
     assert status(requester.review, sub["id"], False, " ")[0] == 422  # rejection needs a reason
     assert bob.request("GET", f"/bounties/{b['id']}/submissions") == []
     assert len(requester.request("GET", f"/bounties/{b['id']}/submissions")) == 1
-    assert requester.request("GET", f"/blobs/{sha}") == (rec / "recording.mcap").read_bytes()  # to review it
+    # the requester reviews the preview; the files are withheld until approval
+    assert status(requester.request, "GET", f"/blobs/{sha}")[0] == 403
+    assert requester.request("GET", f"/submissions/{sub['id']}/preview")["withheld"] is True
     assert alice.request("GET", f"/blobs/{sha}") == (rec / "recording.mcap").read_bytes()
     r = w.http.get(f"/submissions/{sub['id']}")
     assert r.status_code == 401 and "sign in" in r.json()["detail"]
@@ -107,7 +110,7 @@ def test_slots_claims_expiry_and_auto_approve(world, tmp_path):
     assert a.request("DELETE", f"/claims/{a.request('GET', '/claims')[0]['id']}")["state"] == "released"
     assert extra.claim(b["id"])["state"] == "active"  # ... and gives it back for extra
     d.register_rig()
-    sub = d.submit_folder(d_claim["id"], write_recording(tmp_path / "d", seed=3))
+    sub = d.submit_folder(d_claim["id"], write_replayable_recording(tmp_path / "d", seed=3))
     assert sub["state"] == "pending_review" and sub["auto_approve_at"] == pytest.approx(sub["created_at"] + 60)
     assert w.market.sweep(now=time.time() + 61)["auto_approved"] == 1
     got = d.request("GET", f"/submissions/{sub['id']}")
@@ -213,6 +216,13 @@ def test_refund_after_settlement_returns_the_unspent_escrow(sqlite_store, tmp_pa
     with pytest.raises(MarketHTTPError) as e:  # the server makes no refund itself
         requester.request("POST", f"/bounties/{b['id']}/refund")
     assert e.value.status == 409 and "has not refunded" in e.value.detail
+    assert requester.refund(b["id"])["state"] == "closed"  # announced: the escrow's notice runs
+    with pytest.raises(MarketHTTPError) as e:
+        requester.refund(b["id"])  # within the notice the escrow refuses: the server says so
+    assert e.value.status == 400 and "refund transaction reverted" in e.value.detail
+    notice = requester.request("GET", f"/bounties/{b['id']}/refunding")
+    assert notice["function"] == "refund" and notice["refund_at"] > 0
+    chain.time_travel(notice["refund_at"] + 1)
     assert requester.refund(b["id"])["state"] == "refunded"
     assert chain.pending_of(requester.address) == 2 * REWARD  # the two unfilled slots
     assert chain.pending_of(alice.address) == REWARD  # the paid one is untouched

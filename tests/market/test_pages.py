@@ -61,7 +61,7 @@ def test_pages_in_headless_chromium(served, tmp_path):
             page.goto(url + f"/submission/{good['id']}")
             assert page.locator("#submission-state").inner_text() == "approved"
             checks = page.locator("#checks").inner_text()
-            assert "manifest" in checks and "FAIL" not in checks and checks.count("pass") == 8
+            assert "manifest" in checks and "FAIL" not in checks and checks.count("pass") == 10
             page.screenshot(path=str(out / "submission.png"), full_page=True)
             page.goto(url + f"/submission/{bad['id']}")  # bob's: not alice's to read
             assert "only the contributor and the bounty's requester" in page.locator("h1").inner_text()

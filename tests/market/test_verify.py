@@ -42,10 +42,12 @@ def test_good_data_passes_every_check(setup, tmp_path):
         "manifest",
         "signature",
         "parse",
+        "bounds",
         "range wrist/wrench.force.2",
         "monotonic *",
         "rate wrist/wrench",
         "notebook friction",
+        "twin",
         "duplicate",
     }
     assert all(ok for ok, _ in got.values())
@@ -141,7 +143,7 @@ def test_duplicates_exact_and_near(setup, tmp_path):
     copy = write_recording(tmp_path / "copy", seed=21, start_ns=1_700_003_600_000_000_000, noise=1e-7)
     (copy / "notebook.nb").write_text((original / "notebook.nb").read_text() + "\n")
     sub = bob.submit_folder(b_claim, copy)
-    assert sub["state"] == "invalid" and "similar to submission" in checks(sub)["duplicate"][1]
+    assert sub["state"] == "invalid" and "a near-copy of submission" in checks(sub)["duplicate"][1]
     fresh = carol.submit_folder(c_claim, write_recording(tmp_path / "new", seed=22))
     assert fresh["state"] == "pending_review", checks(fresh)["duplicate"]
 
