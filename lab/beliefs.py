@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from loopylab.lab import twin_fit
 from loopylab.lab.forward import MEASURED, PARAM_INDEX, Axes, ForwardModel
 from loopylab.world import notebook as g
 
@@ -322,7 +323,7 @@ class Posterior:
         seed: int = 0,
     ):
         self.question, self.forward = question, forward
-        self.noise = noise or NoiseModel()
+        self.noise = noise or twin_fit.calibrated(NoiseModel())  # a rig's fitted figures, when one is in use
         self.n = n_particles
         self.rng = np.random.default_rng([seed, 0xBE11EF])
         self.measurements: list[Measurement] = []
