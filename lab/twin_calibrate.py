@@ -2,7 +2,8 @@
 hardware bench (`loopylab.lab.rig_bench.HardwareBench`, real or emulated), fitted by `loopylab.lab.twin_fit`.
 
 1. the wrist sensor's stream while the arm stands still (`still_s` seconds) -> its force noise;
-2. `weighs` weighs of every object whose mass is known -> the weigh's sd and bias against the known masses;
+2. `weighs` weighs of every object whose mass is known -> the weigh's sd and bias against the known masses (and
+   the rms of the sigma the skill reported, the sensor noise it already accounts for);
 3. the gate's joint commands and the driver's joint readings during those weighs -> the arm's tracking lag.
 """
 
@@ -86,13 +87,14 @@ def calibrate(bench, objects: list[KnownObject], plan: Plan = Plan(), rig: str =
 
     cmds = Recorder(node, "arm/joint_command", JointCommand, lambda m: np.asarray(m.position, float))
     states = Recorder(node, "arm/joint_state", JointState, lambda m: np.asarray(m.position, float))
-    measured, truth = [], []
+    measured, truth, reported = [], [], []
     try:
         for o in weighed:
             for k in range(plan.weighs):
-                m = _weigh(bench, o.label, plan.attempts)
+                m, sig = _weigh(bench, o.label, plan.attempts)
                 measured.append(m)
                 truth.append(o.mass)
+                reported.append(sig)
                 say(f"weigh {o.label} #{k + 1}: {m * 1000:.1f} g (known {o.mass * 1000:.1f} g)")
     finally:
         cmds.close()
@@ -100,17 +102,20 @@ def calibrate(bench, objects: list[KnownObject], plan: Plan = Plan(), rig: str =
     bias, sd = offset(measured, truth)
     fields |= {"weigh_sd_kg": sd.value, "weigh_sd_lo": sd.lo, "weigh_sd_hi": sd.hi, "weighs": sd.n}
     fields |= {"weigh_bias_kg": bias.value, "weigh_bias_lo": bias.lo, "weigh_bias_hi": bias.hi}
+    fields["weigh_reported_kg"] = float(np.sqrt(np.mean(np.square(reported))))
     lag = _lag(cmds, states)
     if lag is not None:
         fields["tracking_lag_s"] = lag
     return TwinCalibration(**fields)
 
 
-def _weigh(bench, label: str, attempts: int) -> float:
+def _weigh(bench, label: str, attempts: int) -> tuple[float, float]:
+    """(mass, the sigma the skill reported) of one weigh."""
     err = ""
     for _ in range(attempts):
         r = bench.execute("weigh", {"object": label})
         if r.get("ok"):
-            return float(r["measurements"]["mass_kg"])
+            m = r["measurements"]
+            return float(m["mass_kg"]), float(m.get("mass_sigma_kg", 0.0) or 0.0)
         err = r.get("error", "")
     raise RuntimeError(f"weigh {label} failed {attempts} times: {err}")

@@ -166,14 +166,18 @@ class TwinCalibration:
     weigh_bias_lo: float | None = None
     weigh_bias_hi: float | None = None
     weighs: int = 0
+    weigh_reported_kg: float | None = None  # rms of the sigma the weigh skill reported itself (sensor noise)
     tracking_lag_s: float | None = None
 
     def noise_overrides(self) -> dict[str, dict[str, float]]:
-        """{NoiseModel field: {measurement: value}} for the figures the noise model has a place for: a weigh's
-        floor is its whole scatter about the true mass (its sd and its bias, which the twin does not model)."""
+        """{NoiseModel field: {measurement: value}} for the figures the noise model has a place for. A weigh's
+        floor is what its scatter about the true mass holds beyond the sigma the skill reports (the noise model
+        adds that one itself), and its bias (which the twin does not model): floor² = max(0, sd² - reported²)
+        + bias²."""
         out: dict[str, dict[str, float]] = {}
         if self.weigh_sd_kg is not None:
-            out.setdefault("floor", {})["mass_kg"] = math.hypot(self.weigh_sd_kg, self.weigh_bias_kg or 0.0)
+            unreported = max(0.0, self.weigh_sd_kg**2 - (self.weigh_reported_kg or 0.0) ** 2)
+            out.setdefault("floor", {})["mass_kg"] = math.sqrt(unreported + (self.weigh_bias_kg or 0.0) ** 2)
         return out
 
     def to_toml(self) -> str:

@@ -105,6 +105,12 @@ def test_the_belief_engine_reads_the_fitted_figures_through_the_hook(tmp_path, m
     try:
         noise = twin_fit.calibrated(NoiseModel())
         assert noise.floor["mass_kg"] == pytest.approx(math.hypot(0.0012, 0.0005))
+        # the sigma the skill reports is added by the noise model itself: the floor holds only the rest
+        quiet = twin_fit.TwinCalibration(weigh_sd_kg=0.0013, weigh_bias_kg=0.0, weigh_reported_kg=0.0005)
+        assert quiet.noise_overrides()["floor"]["mass_kg"] == pytest.approx(0.0012)
+        assert twin_fit.TwinCalibration(weigh_sd_kg=0.001, weigh_reported_kg=0.002).noise_overrides() == {
+            "floor": {"mass_kg": 0.0}
+        }
         assert noise.floor["force_mean_N"] == base.floor["force_mean_N"]  # figures it did not fit stay
         assert base.floor["mass_kg"] == 0.003  # the default model is not touched
         post = Posterior(Question("mass", ("red_block",), 0.1), SimpleNamespace(axes=Axes()), n_particles=10)

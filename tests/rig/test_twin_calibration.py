@@ -23,6 +23,8 @@ def test_calibrate_twin_on_the_emulated_rig_recovers_the_ft300_noise(tmp_path):
     # the weigh: two weighs of a known mass, each within the skill's tolerance of the truth
     assert cal.weighs == 2 and abs(cal.weigh_bias_kg) < TOLERANCE_KG and cal.weigh_sd_kg < TOLERANCE_KG
     assert cal.weigh_sd_lo <= cal.weigh_sd_kg <= cal.weigh_sd_hi
+    # the sigma the weigh reports itself (~3 g here, from the spread of its FT300 readings) is recorded
+    assert 0 < cal.weigh_reported_kg < TOLERANCE_KG
     # the joints trail the gate's commands, by less than a second on any machine
     assert cal.tracking_lag_s is not None and 0.0 <= cal.tracking_lag_s < 1.0
     path = cal.save(tmp_path / "so101.twin.toml")
