@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from loopylab.lab import twin_fit
 from loopylab.lab.forward import MEASURED, PARAM_INDEX, Axes, ForwardModel
 from loopylab.world import notebook as g
 
@@ -362,7 +363,7 @@ class Posterior:
         seed: int = 0,
     ):
         self.question, self.forward = question, forward
-        self.noise = noise or NoiseModel()
+        self.noise = noise or twin_fit.calibrated(NoiseModel())  # a rig's fitted figures, when one is in use
         self.n = n_particles
         # The belief is a function of (seed, hypotheses, measurements) alone, so that a notebook replays to the
         # same numbers (lab/replay.py): its particles and moves draw from streams of their own, its summaries

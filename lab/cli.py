@@ -20,7 +20,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from loopylab.lab import commands, notebook_cmd
+from loopylab.lab import commands, notebook_cmd, twin_fit
 from loopylab.lab.errors import describe, exit_code
 from loopylab.lab.plugins import CLI_GROUP, failure, plugins
 
@@ -99,11 +99,16 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging (and third-party INFO)."),
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error."),
     log_file: Path | None = typer.Option(None, "--log-file", metavar="PATH", help="Also write the log to PATH."),
+    twin_calibration: Path | None = typer.Option(
+        None, "--twin-calibration", metavar="FILE", help="The twin's figures fitted to a rig (lab calibrate-twin)."
+    ),
     _version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
 ):
     configure_logging(verbose, log_file)
+    if twin_calibration is not None:
+        twin_fit.use(twin_calibration)
 
 
 def add_plugins(app: typer.Typer, eps: Iterable[EntryPoint]) -> list[str]:

@@ -90,6 +90,7 @@ class Rig:
         self.files = {
             "calibration": str(cal.save(out / f"{cfg.robot}.json", self.calibration)),
             "scene": str(_write(out / "scene.toml", self.scene.perceived().to_toml())),
+            "known": str(_write(out / "known.toml", known_objects(self.scene))),
         }
         self.node = node
         self._camera_stop = threading.Event()
@@ -176,6 +177,17 @@ class Rig:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def known_objects(scene: SceneSpec) -> str:
+    """The objects' true properties as a maker's known-objects file (`loopylab lab calibrate-twin --objects`),
+    as if weighed on a kitchen scale."""
+    lines = []
+    for o in scene.objects:
+        lines += ["[[object]]", f'label = "{o.label}"']
+        lines += [f"{k} = {getattr(o, k)!r}" for k in ("mass", "friction", "restitution") if getattr(o, k) is not None]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _write(path: Path, text: str) -> Path:

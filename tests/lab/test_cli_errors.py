@@ -78,6 +78,9 @@ TABLE = [
     Bad("camera handeye --intrinsics {tmp}/missing.toml --poses {tmp}/missing.csv", "missing"),
     Bad("camera view {tmp}/no-such-video.mp4 --marker 0:0.05", "no-such-video.mp4"),
     Bad("camera view {tmp}/no-such-video.mp4", "nothing to look for"),
+    # the lab's twin
+    Bad("lab calibrate-twin --graph {tmp}/bad.toml --objects {tmp}/bad.toml", "bad.toml"),
+    Bad("lab calibrate-twin --graph {tmp}/missing.toml --objects {tmp}/bad.toml", "missing.toml"),
     # the policy
     Bad("policy data --seeds 5:2", "start 5 is not below end 2"),
     Bad("policy data --seeds 0:1 --out {shipped_data}", "installed package"),

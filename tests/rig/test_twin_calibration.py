@@ -1,0 +1,31 @@
+"""`lab calibrate-twin` on the emulated SO-101: the fitted figures land near the ones the emulator uses."""
+
+from loopylab.lab import twin_fit
+from loopylab.lab.rig_bench import HardwareBench
+from loopylab.lab.twin_calibrate import Plan, calibrate
+from loopylab.rig.rig import FT_NOISE_N, Rig, RigConfig
+from tests.rig.test_hardware_path import TOLERANCE_KG, WORLD, hardware_graph
+
+
+def test_calibrate_twin_on_the_emulated_rig_recovers_the_ft300_noise(tmp_path):
+    rig = Rig(RigConfig(robot="so101", seed=WORLD, n_objects=1, cameras=[], out_dir=str(tmp_path))).start()
+    try:
+        known = twin_fit.load_objects(rig.files["known"])  # the rig's truth, as a maker's kitchen scale gives it
+        assert [o.label for o in known] == ["red_block"] and known[0].mass == rig.truth()["red_block"]["mass"]
+        with HardwareBench(hardware_graph("so101", rig), rig.files["scene"], place=lambda s: None, wait_s=60) as b:
+            cal = calibrate(b, known, Plan(weighs=2, still_s=2.0), rig="so101", say=lambda s: None)
+    finally:
+        rig.stop()
+    # the FT300's noise: the emulator adds FT_NOISE_N per axis; the reading is quantised to 0.01 N (sd 0.003 N
+    # more in quadrature) and a loaded machine may re-send a reading, so allow 20 % beyond the fit's own interval
+    assert cal.force_samples >= 50
+    assert cal.force_noise_lo * 0.8 <= FT_NOISE_N <= cal.force_noise_hi * 1.2, cal
+    # the weigh: two weighs of a known mass, each within the skill's tolerance of the truth
+    assert cal.weighs == 2 and abs(cal.weigh_bias_kg) < TOLERANCE_KG and cal.weigh_sd_kg < TOLERANCE_KG
+    assert cal.weigh_sd_lo <= cal.weigh_sd_kg <= cal.weigh_sd_hi
+    # the sigma the weigh reports itself (~3 g here, from the spread of its FT300 readings) is recorded
+    assert 0 < cal.weigh_reported_kg < TOLERANCE_KG
+    # the joints trail the gate's commands, by less than a second on any machine
+    assert cal.tracking_lag_s is not None and 0.0 <= cal.tracking_lag_s < 1.0
+    path = cal.save(tmp_path / "so101.twin.toml")
+    assert twin_fit.TwinCalibration.load(path) == cal
