@@ -40,6 +40,7 @@ def run_investigation(
     sets: list[str] | None = None,
     scene_file: Path | None = None,
     place=None,
+    bus: str | None = None,
 ) -> dict:
     """One investigation end to end on a bus graph; returns the report summary (also in result.json).
 
@@ -61,6 +62,8 @@ def run_investigation(
     _known_agent(agent_name)
     console = Console()
     spec = apply_overrides(load_graph(graph), list(sets or [])) if graph else None
+    if spec is not None and bus:
+        spec = spec.with_bus(bus)
     hardware = spec is not None and not any(n.run.startswith("loopylab.sim") for n in spec.nodes)
     if hardware and scene_file is None:
         raise typer.BadParameter(
@@ -325,6 +328,9 @@ def register(app: typer.Typer) -> None:
         sets: list[str] = typer.Option(
             [], "--set", help="NODE.PARAM=VALUE for the graph's nodes, e.g. arm.port=/dev/ttyUSB0 (repeatable)."
         ),
+        bus: str | None = typer.Option(
+            None, "--bus", help="Run the graph on this bus URL instead of its own (inproc://NAME: every node a thread)."
+        ),
         port: str | None = typer.Option(None, "--port", help="The arm's serial port (the same as --set arm.port=...)."),
         scene: Path | None = typer.Option(
             None, "--scene", help="On a rig: the objects on the bench (scene TOML: labels, shapes, sizes)."
@@ -344,12 +350,22 @@ def register(app: typer.Typer) -> None:
 
         if not sim and graph is None:
             raise typer.BadParameter("--no-sim needs --graph FILE", param_hint="--graph")
-        if (sets or port or scene) and graph is None:
-            raise typer.BadParameter("--set, --port and --scene need --graph FILE", param_hint="--graph")
+        if (sets or port or scene or bus) and graph is None:
+            raise typer.BadParameter("--set, --port, --scene and --bus need --graph FILE", param_hint="--graph")
         sets = list(sets) + ([f'arm.port="{port}"'] if port else [])
         try:
             summary = run_investigation(
-                question, seed, agent, graph, robot, out, live=not quiet, run_seed=run_seed, sets=sets, scene_file=scene
+                question,
+                seed,
+                agent,
+                graph,
+                robot,
+                out,
+                live=not quiet,
+                run_seed=run_seed,
+                sets=sets,
+                scene_file=scene,
+                bus=bus,
             )
         except GraphError as e:
             raise typer.BadParameter(str(e), param_hint="--graph/--set") from None
