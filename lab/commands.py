@@ -105,20 +105,19 @@ def run_investigation(
 
 
 def _known_agent(name: str) -> None:
-    from loopylab.lab.agents import AGENTS, PLUGINS
+    """Named before anything starts (the agent itself is made in its own process)."""
+    from loopylab.lab.agents import AGENTS, PLUGINS, agent_names
 
-    if name not in AGENTS and name not in PLUGINS:
-        raise KeyError(f"unknown agent {name!r}; known: {', '.join(sorted(AGENTS))}")
+    if name not in AGENTS and name not in PLUGINS and ":" not in name:  # or package.module:factory
+        raise KeyError(f"unknown agent {name!r}; known: {', '.join(agent_names())}")
 
 
 def _investigate_sealed(bench, question, scene, agent_name: str, run_seed: int, agent_proc, sinks):
     """The investigation in the agent's process, through a LabGateway; its notebook entries reach `sinks` as
     they are written. Returns (the result as the report needs it, the agent's refused bus calls)."""
     from loopylab.bus.access import refusals
-    from loopylab.lab.notebook import Notebook
-    from loopylab.lab.sealed import AgentJob, LabGateway, ReceivedPosterior
+    from loopylab.lab.sealed import AgentJob, LabGateway, ReceivedNotebook, ReceivedPosterior
     from loopylab.lab.stopping import Stop
-    from loopylab.world import notebook as g
 
     entries = []
 
@@ -141,8 +140,7 @@ def _investigate_sealed(bench, question, scene, agent_name: str, run_seed: int, 
         )
         report = agent_proc.run(job, on_entry=on_entry)
         refused = refusals(gateway.keys.domain)
-    notebook = Notebook(question, entries[0].investigation if entries else None)
-    notebook.entries, notebook.sections = entries, g.parse(report.notebook_text)
+    notebook = ReceivedNotebook(question, entries, report.notebook_text)
     result = _SealedResult(
         question,
         report.conclusion,

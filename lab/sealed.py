@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from loopylab.lab.notebook import Notebook
 from loopylab.world import notebook as g
 
 AGENT_TIMEOUT_S = 1800.0  # one investigation, at most (a stuck agent must not hold a worker forever)
@@ -320,6 +321,17 @@ def _posterior_json(posterior: Any) -> dict:
         }
         for o, post in posterior.objects.items()
     }
+
+
+class ReceivedNotebook(Notebook):
+    """The agent's notebook as its process wrote it (the entries streamed, its text): what the report saves."""
+
+    def __init__(self, question: g.Question, entries: list, text: str):
+        super().__init__(question, entries[0].investigation if entries else None)
+        self.entries, self._text = list(entries), text
+
+    def text(self) -> str:
+        return self._text
 
 
 class ReceivedPosterior:
