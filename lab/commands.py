@@ -63,7 +63,10 @@ def run_investigation(
     console = Console()
     spec = apply_overrides(load_graph(graph), list(sets or [])) if graph else None
     if spec is not None and bus:
-        spec = spec.with_bus(bus)
+        try:
+            spec = spec.with_bus(bus)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--bus") from None
     hardware = spec is not None and not any(n.run.startswith("loopylab.sim") for n in spec.nodes)
     if hardware and scene_file is None:
         raise typer.BadParameter(
