@@ -52,7 +52,6 @@ def run_investigation(
     graded: nobody here knows the truth. `story`: tell it in words a newcomer follows (the demo)."""
     from rich.console import Console
 
-    from loopylab.bus.launch import apply_overrides, load_graph
     from loopylab.lab.bench import Bench, sim_bench
     from loopylab.lab.notebook import bus_sink, console_sink, jsonl_sink, story_sink
     from loopylab.lab.questions import parse_question
@@ -61,18 +60,7 @@ def run_investigation(
     question = parse_question(question_text)
     _known_agent(agent_name)
     console = Console()
-    spec = apply_overrides(load_graph(graph), list(sets or [])) if graph else None
-    if spec is not None and bus:
-        try:
-            spec = spec.with_bus(bus)
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--bus") from None
-    hardware = spec is not None and not any(n.run.startswith("loopylab.sim") for n in spec.nodes)
-    if hardware and scene_file is None:
-        raise typer.BadParameter(
-            "a hardware graph needs the objects on the bench: --scene bench.toml (labels, shapes, sizes)",
-            param_hint="--scene",
-        )
+    spec, hardware = _graph_spec(graph, sets, bus, scene_file)
     out = _out_dir(out, "run")
     if out.exists() and (out / "notebook.jsonl").exists():
         (out / "notebook.jsonl").unlink()  # the live sink appends
@@ -105,6 +93,28 @@ def run_investigation(
     summary.update(agent=agent_name, run_seed=run_seed, graph=str(graph) if graph else "sim_bench")
     (out / "result.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "report"}, indent=2) + "\n")
     return summary
+
+
+def _graph_spec(graph: Path | None, sets: list[str] | None, bus: str | None, scene_file: Path | None):
+    """(the graph file's spec with --set and --bus applied, whether it is a rig's: no simulator node); (None,
+    False) for the built-in sim bench."""
+    from loopylab.bus.launch import apply_overrides, load_graph
+
+    if graph is None:
+        return None, False
+    spec = apply_overrides(load_graph(graph), list(sets or []))
+    if bus:
+        try:
+            spec = spec.with_bus(bus)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--bus") from None
+    hardware = not any(n.run.startswith("loopylab.sim") for n in spec.nodes)
+    if hardware and scene_file is None:
+        raise typer.BadParameter(
+            "a hardware graph needs the objects on the bench: --scene bench.toml (labels, shapes, sizes)",
+            param_hint="--scene",
+        )
+    return spec, hardware
 
 
 def _known_agent(name: str) -> None:
