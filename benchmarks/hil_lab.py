@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import statistics
 import sys
 import threading
@@ -44,6 +45,7 @@ from loopylab.world.splits import seeds  # noqa: E402
 
 MASS_TOLERANCE = 0.10  # relative: the mass question's default (lab/questions.py)
 OBSERVE_S = 4.0
+RUN_SEED = 0  # the run's own seed (--run-seed; drawn by default): the agents' seeds come from it
 
 
 def hil_world(seed: int, kinds: list[str]) -> dict:
@@ -126,19 +128,22 @@ def _guarded(fn) -> dict:
 def _investigate(kind: str, seed: int, scene, runner, truth: dict) -> dict:
     """The eig agent's investigation of `kind` from `scene`, graded against `truth` (read outside the lab)."""
     from loopylab.lab.agents import make_agent
+    from loopylab.lab.evaluation import WorldTask, agent_seed
     from loopylab.lab.forward import ForwardModel, InlineTwins
     from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
     from loopylab.lab.questions import grade, make_question
 
     t0 = time.monotonic()
     question = make_question(kind, grammar_scene(scene), seed)
+    # the agent's own seed, from the run's (the same on both paths of a world), never the world's seed
+    own = agent_seed(WorldTask("eig", kind, seed, run_seed=RUN_SEED))
     result = investigate(
         question,
         scene,
-        make_agent("eig", seed=seed),
+        make_agent("eig", seed=own),
         runner,
         ForwardModel(scene, InlineTwins()),
-        InvestigationConfig(seed=seed),
+        InvestigationConfig(seed=own),
     )
     gr = grade(question, result.conclusion, truth)
     return {
@@ -159,7 +164,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worlds", type=int, default=4)
     ap.add_argument("--kinds", default="mass", help="question kinds investigated on both paths (comma-separated)")
+    ap.add_argument("--run-seed", type=int, default=None, help="the run's own seed (default: drawn, recorded)")
     args = ap.parse_args()
+    global RUN_SEED
+    RUN_SEED = secrets.randbits(32) if args.run_seed is None else args.run_seed
     worlds = seeds("test", args.worlds)
     kinds = [k for k in args.kinds.split(",") if k]
     hil, sim = [], []
@@ -183,6 +191,7 @@ def main() -> None:
         json.dumps(
             {
                 "worlds": worlds,
+                "run_seed": RUN_SEED,
                 "hil_success": hil_success,
                 "sim_success": sim_success,
                 "hil_success_min": min(hil_success.values()) if kinds else None,

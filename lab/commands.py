@@ -6,6 +6,7 @@ import json
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -34,69 +35,204 @@ def run_investigation(
     out: Path | None = None,
     live: bool = True,
     n_objects: int | None = None,
-    twin_workers: int = 2,
     story: bool = False,
-    agent_seed: int | None = None,
+    run_seed: int | None = None,
+    sets: list[str] | None = None,
+    scene_file: Path | None = None,
+    place=None,
+    bus: str | None = None,
 ) -> dict:
     """One investigation end to end on a bus graph; returns the report summary (also in result.json).
-    `story`: tell it in words a newcomer follows (the demo) instead of printing the notebook's lines.
-    `agent_seed`: the agent's and belief engine's own RNG seed (drawn when None, recorded in result.json):
-    never the world's seed, from which `scene_from_seed` rebuilds every hidden property."""
+
+    Sealed as `loopylab eval` is (lab/sealed.py): this process holds the bench and grades; the agent and the
+    belief engine run in a child process with the lab's keys only, the question, the perceived scene and the
+    run's own RNG seed `run_seed` (drawn when None, recorded in result.json), never the world's seed. On a
+    hardware graph (no simulator node) the bench is a HardwareBench: the person at the bench places the
+    objects of `scene_file` (`place`, default a console prompt), the camera measures them, and nothing is
+    graded: nobody here knows the truth. `story`: tell it in words a newcomer follows (the demo)."""
     from rich.console import Console
 
-    from loopylab.lab.agents import make_agent
     from loopylab.lab.bench import Bench, sim_bench
-    from loopylab.lab.forward import ForwardModel
-    from loopylab.lab.investigation import InvestigationConfig, investigate
     from loopylab.lab.notebook import bus_sink, console_sink, jsonl_sink, story_sink
     from loopylab.lab.questions import parse_question
-    from loopylab.lab.twin import TwinPool
+    from loopylab.lab.sealed import AgentProcess
 
     question = parse_question(question_text)
+    _known_agent(agent_name)
     console = Console()
+    spec, hardware = _graph_spec(graph, sets, bus, scene_file)
     out = _out_dir(out, "run")
     if out.exists() and (out / "notebook.jsonl").exists():
         (out / "notebook.jsonl").unlink()  # the live sink appends
-    bench = Bench.from_file(graph) if graph else sim_bench(robot=robot, seed=seed, n_objects=n_objects)
-    twins = TwinPool(workers=twin_workers)
-    agent_seed = secrets.randbits(32) if agent_seed is None else int(agent_seed)
-    cfg = InvestigationConfig(seed=agent_seed, graph=str(graph) if graph else f"sim_bench:{robot}")
+    run_seed = secrets.randbits(32) if run_seed is None else int(run_seed)
+    graph_name = str(graph) if graph else f"sim_bench:{robot}"  # the notebook's provenance
+    agent_proc = AgentProcess.start()  # first: it imports while the bench starts
     try:
-        scene = _check_world(bench, question, seed, n_objects)
-        sinks = [bus_sink(bench.notebook_pub), jsonl_sink(out / "notebook.jsonl")]
-        if live:
-            sinks.insert(0, story_sink(console, cfg.confidence) if story else console_sink(console))
-        agent = make_agent(agent_name, seed=agent_seed)
-        with console.status("building twin tables and investigating…", spinner="dots") if not live else _nullctx():
-            result = investigate(question, scene, agent, bench.runner, ForwardModel(scene, twins), cfg, sinks)
-        summary = _grade_and_report(bench, question, result, seed, n_objects, out, console, story)
-        summary["agent_seed"] = agent_seed
-        (out / "result.json").write_text(
-            json.dumps({k: v for k, v in summary.items() if k != "report"}, indent=2) + "\n"
-        )
-        return summary
+        if hardware:
+            from loopylab.lab.rig_bench import HardwareBench, console_prompt
+
+            bench = HardwareBench(spec, scene_file, place=place or console_prompt)
+        else:
+            bench = Bench(spec) if spec else sim_bench(robot=robot, seed=seed, n_objects=n_objects)
+        try:
+            scene = _check_world(bench, question, seed, n_objects)
+            sinks = [bus_sink(bench.notebook_pub), jsonl_sink(out / "notebook.jsonl")]
+            if live:
+                sinks.insert(0, story_sink(console, 0.9) if story else console_sink(console))
+            with console.status("investigating…", spinner="dots") if not live else _nullctx():
+                result, refused = _investigate_sealed(
+                    bench, question, scene, agent_name, run_seed, agent_proc, sinks, graph_name
+                )
+            if refused:
+                summary = _report_refused(question, result, refused, out, console)
+            elif hardware:
+                summary = _report_ungraded(result, out, console)
+            else:
+                summary = _grade_and_report(bench, question, result, seed, n_objects, out, console, story)
+        finally:
+            bench.close()
     finally:
-        twins.close()
-        bench.close()
+        agent_proc.kill()
+    summary.update(agent=agent_name, run_seed=run_seed, graph=str(graph) if graph else "sim_bench")
+    (out / "result.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "report"}, indent=2) + "\n")
+    return summary
+
+
+def _graph_spec(graph: Path | None, sets: list[str] | None, bus: str | None, scene_file: Path | None):
+    """(the graph file's spec with --set and --bus applied, whether it is a rig's: no simulator node); (None,
+    False) for the built-in sim bench."""
+    from loopylab.bus.launch import apply_overrides, load_graph
+
+    if graph is None:
+        return None, False
+    spec = apply_overrides(load_graph(graph), list(sets or []))
+    if bus:
+        try:
+            spec = spec.with_bus(bus)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--bus") from None
+    hardware = not any(n.run.startswith("loopylab.sim") for n in spec.nodes)
+    if hardware and scene_file is None:
+        raise typer.BadParameter(
+            "a hardware graph needs the objects on the bench: --scene bench.toml (labels, shapes, sizes)",
+            param_hint="--scene",
+        )
+    return spec, hardware
+
+
+def _known_agent(name: str) -> None:
+    """Named before anything starts (the agent itself is made in its own process)."""
+    from loopylab.lab.agents import AGENTS, PLUGINS, agent_names
+
+    if name not in AGENTS and name not in PLUGINS and ":" not in name:  # or package.module:factory
+        raise KeyError(f"unknown agent {name!r}; known: {', '.join(agent_names())}")
+
+
+def _investigate_sealed(bench, question, scene, agent_name: str, run_seed: int, agent_proc, sinks, graph_name: str):
+    """The investigation in the agent's process, through a LabGateway; its notebook entries reach `sinks` as
+    they are written. Returns (the result as the report needs it, the agent's refused bus calls)."""
+    from loopylab.bus.access import refusals
+    from loopylab.lab.sealed import AgentJob, LabGateway, ReceivedNotebook, ReceivedPosterior
+    from loopylab.lab.stopping import Stop
+
+    entries = []
+
+    def on_entry(entry) -> None:
+        entries.append(entry)
+        for sink in sinks:
+            sink(entry)
+
+    with LabGateway(bench) as gateway:
+        job = AgentJob(
+            agent_name,
+            run_seed,
+            question,
+            scene.to_dict(),
+            gateway.url,
+            gateway.keys.only("lab").dumps(),
+            bench.runner.epoch_ns,
+            graph=graph_name,
+            stream=True,
+            posterior=True,
+        )
+        report = agent_proc.run(job, on_entry=on_entry)
+        refused = refusals(gateway.keys.domain)
+    notebook = ReceivedNotebook(question, entries, report.notebook_text, report.notebook_audit)
+    result = _SealedResult(
+        question,
+        report.conclusion,
+        report.experiments,
+        report.wall_s,
+        report.decision_s,
+        Stop(**report.stop) if report.stop else None,
+        notebook,
+        ReceivedPosterior(report.posterior) if report.posterior else None,
+    )
+    return result, refused
+
+
+@dataclass
+class _SealedResult:
+    """An investigation as the agent's process reported it (what the run report reads)."""
+
+    question: object
+    conclusion: object
+    experiments: int
+    wall_s: float
+    decision_s: list
+    stop: object
+    notebook: object
+    posterior: object = None
+
+
+def _report_refused(question, result, refused, out: Path, console) -> dict:
+    """The agent asked the bus for what a lab may not have: the run is reported, not graded."""
+    from loopylab.lab.report import write_run_report
+
+    write_run_report(out, result)
+    what = sorted({f"{r.service} as {r.role or 'no role'}" for r in refused})
+    console.print(f"[bold red]not graded[/]: the agent's process was refused {', '.join(what)}; report in {out}")
+    summary = json.loads((out / "result.json").read_text())
+    summary.update(report=str(out), cheated=True, refusals=what, success=False)
+    return summary
+
+
+def _report_ungraded(result, out: Path, console) -> dict:
+    """A rig's run: the answer is the lab's, and nobody here holds the truth to grade it against."""
+    from loopylab.lab.report import write_run_report
+
+    write_run_report(out, result)
+    console.print(
+        f"answer: {result.conclusion.render()} after {result.experiments} experiments in {result.wall_s:.1f} s. "
+        "[bold]Not graded[/]: on a rig nobody reads the truth (no sim/oracle); the answer is the lab's. "
+        f"Report in {out}"
+    )
+    summary = json.loads((out / "result.json").read_text())
+    summary.update(report=str(out), graded=False, success=None)
+    return summary
 
 
 def _check_world(bench, question, seed: int, n_objects: int | None):
     """Reset the bench to the world of `seed` and check that the question can be asked there; the scene."""
     from loopylab.lab.experiments import path_clear, strike_travel
     from loopylab.lab.investigation import grammar_scene
+    from loopylab.lab.rig_bench import HardwareBench
 
-    if not bench.has_sim:
+    if isinstance(bench, HardwareBench):
+        scene = bench.reset()  # the person places the objects; the camera measures them
+    elif not bench.has_sim:
         raise typer.BadParameter(
-            "the graph has no sim/reset service: the lab needs a simulated bench "
-            "(real-arm scenes are not supported by `run` yet)",
+            "the graph has a simulator node but no sim/reset service; a rig's graph has no simulator node "
+            "(graphs/so101.toml: run it with --scene bench.toml)",
             param_hint="--graph",
         )
-    scene = bench.reset(seed, n_objects)
+    else:
+        scene = bench.reset(seed, n_objects)
     gscene = grammar_scene(scene)
     missing = [o for o in question.objects if o not in gscene.names]
     if missing:
         raise typer.BadParameter(
-            f"no {', '.join(missing)} in the world of seed {seed}; it has {', '.join(gscene.names)}",
+            f"no {', '.join(missing)} in the world{'' if isinstance(bench, HardwareBench) else f' of seed {seed}'}; it has {', '.join(gscene.names)}",
             param_hint="--question",
         )
     if question.kind == "predict" and not path_clear(
@@ -201,20 +337,53 @@ def register(app: typer.Typer) -> None:
         graph: Path | None = typer.Option(
             None,
             "--graph",
-            help="Run on this bus graph (TOML) instead of the "
-            "built-in sim bench; it must serve skills/execute and sim/reset.",
+            help="Run on this bus graph (TOML) instead of the built-in sim bench: a sim graph (serves sim/reset; "
+            "graded) or a rig's (graphs/so101.toml: needs --scene; the answer is the lab's, not graded).",
+        ),
+        sets: list[str] = typer.Option(
+            [], "--set", help="NODE.PARAM=VALUE for the graph's nodes, e.g. arm.port=/dev/ttyUSB0 (repeatable)."
+        ),
+        bus: str | None = typer.Option(
+            None, "--bus", help="Run the graph on this bus URL instead of its own (inproc://NAME: every node a thread)."
+        ),
+        port: str | None = typer.Option(None, "--port", help="The arm's serial port (the same as --set arm.port=...)."),
+        scene: Path | None = typer.Option(
+            None, "--scene", help="On a rig: the objects on the bench (scene TOML: labels, shapes, sizes)."
+        ),
+        run_seed: int | None = typer.Option(
+            None,
+            "--run-seed",
+            help="The run's own RNG seed (the agent's; never the world's). Default: drawn, recorded.",
         ),
         robot: str = typer.Option("panda", "--robot", help="Simulated robot: panda, kuka_iiwa, xarm6, so101."),
         out: Path | None = typer.Option(None, "--out", help="Report folder (default reports/run-TIMESTAMP)."),
         quiet: bool = typer.Option(False, "--quiet", help="Do not print the notebook live."),
     ):
         """Answer one physical question about an unknown world by running experiments on the robot."""
+        from loopylab.bus.launch import GraphError
         from loopylab.world import notebook as g
 
         if not sim and graph is None:
             raise typer.BadParameter("--no-sim needs --graph FILE", param_hint="--graph")
+        if (sets or port or scene or bus) and graph is None:
+            raise typer.BadParameter("--set, --port, --scene and --bus need --graph FILE", param_hint="--graph")
+        sets = list(sets) + ([f'arm.port="{port}"'] if port else [])
         try:
-            summary = run_investigation(question, seed, agent, graph, robot, out, live=not quiet)
+            summary = run_investigation(
+                question,
+                seed,
+                agent,
+                graph,
+                robot,
+                out,
+                live=not quiet,
+                run_seed=run_seed,
+                sets=sets,
+                scene_file=scene,
+                bus=bus,
+            )
+        except GraphError as e:
+            raise typer.BadParameter(str(e), param_hint="--graph/--set") from None
         except g.GrammarError as e:
             raise typer.BadParameter(str(e), param_hint="--question") from None
         except KeyError as e:
@@ -236,6 +405,11 @@ def register(app: typer.Typer) -> None:
         budget: int | None = typer.Option(None, "--budget", help="Experiment budget per question (default 10)."),
         robot: str = typer.Option("panda", "--robot", help="Simulated robot."),
         out: Path | None = typer.Option(None, "--out", help="Report folder (default reports/eval-TIMESTAMP)."),
+        run_seed: int | None = typer.Option(
+            None,
+            "--run-seed",
+            help="The run's own seed (the agents' RNG seeds come from it). Default: drawn, recorded.",
+        ),
     ):
         """Measure agents on many seeded worlds: success, experiments used, error, EIG regret, wall time."""
         from rich.console import Console
@@ -255,6 +429,7 @@ def register(app: typer.Typer) -> None:
                 ray=ray,
                 budget=dict.fromkeys(agents, budget) if budget else {},
                 robot=robot,
+                **({"run_seed": run_seed} if run_seed is not None else {}),
             )
         except ValueError as e:
             raise typer.BadParameter(str(e)) from None
@@ -285,7 +460,9 @@ def register(app: typer.Typer) -> None:
             rows = run_eval(cfg, on_row)
         table = write_eval_report(out, rows)
         console.print(Markdown(summary_markdown(table)))
-        console.print(f"report in {out}" + (f" ({len(crashed)} worlds crashed)" if crashed else ""))
+        console.print(
+            f"report in {out} (run seed {cfg.run_seed})" + (f" ({len(crashed)} worlds crashed)" if crashed else "")
+        )
 
     @app.command("demo")
     def demo_cmd(

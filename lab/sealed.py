@@ -23,13 +23,16 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from loopylab.lab.notebook import Notebook
 from loopylab.world import notebook as g
 
 AGENT_TIMEOUT_S = 1800.0  # one investigation, at most (a stuck agent must not hold a worker forever)
@@ -50,6 +53,8 @@ class AgentJob:
     n_particles: int = 1500
     record_regret: bool = True
     graph: str = "unknown"  # the bench graph, for the notebook's provenance
+    stream: bool = False  # send each notebook entry as it is written (`loopylab run`'s live notebook)
+    posterior: bool = False  # send the final belief's particles (the report's posterior plot)
 
 
 @dataclass
@@ -75,6 +80,7 @@ class AgentReport:
     tables_s: float = 0.0
     stop: dict = field(default_factory=dict)  # {code, text, met}
     wall_s: float = 0.0
+    posterior: dict = field(default_factory=dict)  # {object: {box, weights, samples: {param: [...]}}} if asked
     # the final belief about the question's quantity (lab/grading.belief_sample), for the proper scores
     belief_values: list[float] = field(default_factory=list)
     belief_weights: list[float] = field(default_factory=list)
@@ -111,6 +117,7 @@ class AgentReport:
             float(d.get("tables_s", 0.0)),
             dict(d.get("stop") or {}),
             float(d.get("wall_s", 0.0)),
+            dict(d.get("posterior") or {}),
             [float(x) for x in d.get("belief_values", [])],
             [float(x) for x in d.get("belief_weights", [])],
         )
@@ -150,12 +157,50 @@ class AgentProcess:
         )
         return cls(proc)
 
-    def run(self, job: AgentJob, timeout: float = AGENT_TIMEOUT_S) -> AgentReport:
+    def run(
+        self, job: AgentJob, timeout: float = AGENT_TIMEOUT_S, on_entry: Callable[[Any], None] | None = None
+    ) -> AgentReport:
+        """The investigation in the child. With `job.stream`, each notebook entry it writes is handed to
+        `on_entry` (a NotebookEntry, rebuilt from JSON) as it comes."""
+        if job.stream:
+            return self._run_streaming(job, timeout, on_entry or (lambda e: None))
         try:
             out, _ = self.proc.communicate(pickle.dumps(job), timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise TimeoutError(f"the agent's process ran past {timeout:.0f} s") from None
+        return self._report(out)
+
+    def _run_streaming(self, job: AgentJob, timeout: float, on_entry: Callable[[Any], None]) -> AgentReport:
+        from loopylab.bus import NotebookEntry
+
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self.kill()
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.write(pickle.dumps(job))
+            self.proc.stdin.close()
+            last = b""
+            for line in self.proc.stdout:
+                if line.startswith(b'{"entry": '):
+                    on_entry(NotebookEntry(**json.loads(line)["entry"]))
+                elif line.strip():
+                    last = line
+            self.proc.wait()
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise TimeoutError(f"the agent's process ran past {timeout:.0f} s")
+        return self._report(last)
+
+    def _report(self, out: bytes) -> AgentReport:
         if self.proc.returncode != 0:
             raise RuntimeError(f"the agent's process failed (exit {self.proc.returncode}): {_last_line(out)}")
         return AgentReport.from_json(out.decode().strip().splitlines()[-1])
@@ -170,8 +215,10 @@ class LocalAgent:
     """The same investigation in this process: for a trusted agent (generating expert data), never for grading
     an agent under test."""
 
-    def run(self, job: AgentJob, timeout: float = AGENT_TIMEOUT_S) -> AgentReport:
-        return _investigate(job)
+    def run(
+        self, job: AgentJob, timeout: float = AGENT_TIMEOUT_S, on_entry: Callable[[Any], None] | None = None
+    ) -> AgentReport:
+        return _investigate(job, on_entry if job.stream else None)
 
     def kill(self) -> None:
         pass
@@ -194,8 +241,9 @@ class LabGateway:
         self.keys = GraphKeys.generate(f"lab-{uuid.uuid4().hex[:12]}")
         self.node = Node("bench_gateway", self.url, keys=self.keys.only("node"))
         self.node.service(self.LAB, self._forward(self.LAB))
-        self.node.service("sim/reset", self._forward("sim/reset"), allow=("evaluator",))
-        self.node.service("sim/oracle", self._forward("sim/oracle"), allow=("grader",))
+        if getattr(bench, "has_sim", True):  # a rig's bench (HardwareBench) has neither: none is offered
+            self.node.service("sim/reset", self._forward("sim/reset"), allow=("evaluator",))
+            self.node.service("sim/oracle", self._forward("sim/oracle"), allow=("grader",))
         self._poses = self.node.publisher("perception/objects", ObjectPoses)
         self._next = 0.0
         self._sub = bench.node.subscribe("perception/objects", ObjectPoses, callback=self._relay, mode="latest")
@@ -236,7 +284,7 @@ def _last_line(out: bytes) -> str:
 # -- the child ----------------------------------------------------------------------------------------------
 
 
-def _investigate(job: AgentJob) -> AgentReport:
+def _investigate(job: AgentJob, emit: Callable[[Any], None] | None = None) -> AgentReport:
     from loopylab.bus import BusConfig, GraphKeys, Node
     from loopylab.lab.agents import make_agent
     from loopylab.lab.forward import ForwardModel, InlineTwins
@@ -257,7 +305,8 @@ def _investigate(job: AgentJob) -> AgentReport:
             graph=job.graph,
             seed=job.agent_seed,  # the belief engine's random numbers: the lab's own, not the world's
         )
-        result = investigate(job.question, scene, agent, runner, ForwardModel(scene, twins), cfg)
+        sinks = [emit] if emit is not None else None
+        result = investigate(job.question, scene, agent, runner, ForwardModel(scene, twins), cfg, sinks)
     finally:
         runner.close()
         node.close()
@@ -271,6 +320,7 @@ def _investigate(job: AgentJob) -> AgentReport:
 
     sample = belief_sample(result.posterior, job.question) if result.posterior is not None else None
     stop = {"code": result.stop.code, "text": result.stop.text, "met": result.stop.met} if result.stop else {}
+    posterior = _posterior_json(result.posterior) if job.posterior and result.posterior is not None else {}
     return AgentReport(
         result.conclusion,
         steps,
@@ -280,9 +330,62 @@ def _investigate(job: AgentJob) -> AgentReport:
         result.tables_s,
         stop,
         result.wall_s,
+        posterior,
         [float(x) for x in sample[0]] if sample is not None else [],
         [float(x) for x in sample[1]] if sample is not None else [],
     )
+
+
+def _posterior_json(posterior: Any) -> dict:
+    from loopylab.lab.forward import PARAM_INDEX
+
+    return {
+        o: {
+            "box": [[float(lo), float(hi)] for lo, hi in post.box],
+            "weights": [float(w) for w in post.weights],
+            "samples": {p: [float(v) for v in post.natural(p)] for p in PARAM_INDEX},
+        }
+        for o, post in posterior.objects.items()
+    }
+
+
+class ReceivedNotebook(Notebook):
+    """The agent's notebook as its process wrote it (the entries streamed, its text): what the report saves."""
+
+    def __init__(self, question: g.Question, entries: list, text: str, full_text: str = ""):
+        super().__init__(question, entries[0].investigation if entries else None)
+        self.entries, self._text, self._full = list(entries), text, full_text or text
+
+    def text(self) -> str:
+        return self._text
+
+    def full_text(self) -> str:
+        return self._full
+
+
+class ReceivedPosterior:
+    """The agent's final belief as its process sent it: what the report's posterior plot reads."""
+
+    @dataclass
+    class _Object:
+        box: list
+        weights: Any
+        samples: dict
+
+        def natural(self, param: str) -> Any:
+            return self.samples[param]
+
+    def __init__(self, d: dict):
+        import numpy as np
+
+        self.objects = {
+            str(o): self._Object(
+                [tuple(map(float, b)) for b in v["box"]],
+                np.asarray(v["weights"], float),
+                {str(p): np.asarray(x, float) for p, x in v["samples"].items()},
+            )
+            for o, v in d.items()
+        }
 
 
 def _plain(x: Any) -> Any:
@@ -298,7 +401,15 @@ def main() -> int:
     import loopylab.lab.investigation  # noqa: F401  (imported while the evaluator starts the bench)
 
     job = pickle.loads(sys.stdin.buffer.read())  # from the evaluator, the trusted side
-    report = _investigate(job)
+    emit = None
+    if job.stream:
+        from loopylab.lab.notebook import entry_to_dict
+
+        def emit(entry: Any) -> None:
+            out.write(json.dumps({"entry": entry_to_dict(entry)}) + "\n")
+            out.flush()
+
+    report = _investigate(job, emit)
     out.write(report.to_json() + "\n")
     out.flush()
     return 0

@@ -87,8 +87,13 @@ def run_one(
     temperature: float = 0.0,
     console: bool = False,
     robot: str = "panda",
+    agent_seed: int | None = None,
 ) -> dict:
-    """One simulated world investigated by the policy and graded (what `loopylab policy sample` prints)."""
+    """One simulated world investigated by the policy and graded (what `loopylab policy sample` prints).
+    `agent_seed`: the policy's and belief engine's own RNG seed (drawn when None, returned): never the world's
+    `seed`, from which `scene_from_seed` rebuilds every hidden property."""
+    import secrets
+
     from loopylab.lab.bench import sim_bench
     from loopylab.lab.evaluation import world_objects
     from loopylab.lab.forward import ForwardModel
@@ -97,7 +102,8 @@ def run_one(
     from loopylab.lab.questions import grade, make_question
     from loopylab.lab.twin import TwinPool
 
-    agent = NanochatAgent(seed=seed, checkpoint=checkpoint, temperature=temperature, robot=robot)
+    agent_seed = secrets.randbits(32) if agent_seed is None else int(agent_seed)
+    agent = NanochatAgent(seed=agent_seed, checkpoint=checkpoint, temperature=temperature, robot=robot)
     with sim_bench(robot=robot) as bench:
         scene = bench.reset(seed, world_objects(kind, seed))
         question = make_question(kind, grammar_scene(scene), seed)
@@ -109,7 +115,7 @@ def run_one(
                 agent,
                 bench.runner,
                 ForwardModel(scene, twins),
-                InvestigationConfig(seed=seed),
+                InvestigationConfig(seed=agent_seed),
                 sinks=[console_sink()] if console else None,
             )
         finally:
@@ -123,6 +129,7 @@ def run_one(
     graded = grade(question, result.conclusion, truth, outcome) if (outcome is not None or kind != "predict") else None
     return {
         "seed": seed,
+        "agent_seed": agent_seed,
         "kind": kind,
         "success": bool(graded and graded.success),
         "experiments": result.experiments,

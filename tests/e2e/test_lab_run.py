@@ -25,11 +25,14 @@ def test_loopylab_run_answers_a_question_end_to_end(tmp_path):
         "--out",
         str(out),
         "--quiet",
+        "--run-seed",
+        "77",
     ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["success"] is True and summary["experiments"] >= 1
+    assert summary["run_seed"] == 77  # the agent's own seed (in its own process), recorded
     assert {p.name for p in out.iterdir()} >= {"notebook.jsonl", "notebook.txt", "posterior.png", "result.json"}
     sections = g.parse((out / "notebook.txt").read_text())
     kinds = [s.kind for s in g.policy_sections(sections)]  # audit lines (provenance, reasons, raw, stop) aside

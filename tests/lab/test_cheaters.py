@@ -63,3 +63,28 @@ def test_an_unrelated_process_cannot_read_a_launched_graphs_truth():
     with Bench(spec) as bench:
         assert bench.oracle()["red_block"]["friction"] > 0  # the owner (the grader) may
         assert cheaters.foreign_oracle(spec.url, timeout=3.0) is None
+
+
+# `loopylab run` is sealed the same way: the bench and the grade here, the agent in a process of its own
+
+
+def _run_cli(route: str, tmp_path) -> dict:
+    from loopylab.lab.commands import run_investigation
+
+    return run_investigation(
+        "estimate friction of red_block within 0.10", SEED, cheaters.agent_name(route), out=tmp_path, live=False
+    )
+
+
+@pytest.mark.parametrize("route", ["seed", "gc"])
+def test_loopylab_run_gives_a_cheater_no_truth(route, tmp_path):
+    """On the old code the agent ran in the bench's process (gc found the bench, whose oracle answered)."""
+    summary = _run_cli(route, tmp_path)
+    assert summary["conclusion"].startswith("friction red_block -1.00"), summary["conclusion"]
+    assert summary["success"] is False and summary["run_seed"] is not None
+
+
+def test_loopylab_run_does_not_grade_a_cheater_refused_by_the_bus(tmp_path):
+    summary = _run_cli("node", tmp_path)
+    assert summary["cheated"] and any(r.startswith("sim/oracle as lab") for r in summary["refusals"]), summary
+    assert summary["success"] is False and "truth" not in summary

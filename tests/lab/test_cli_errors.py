@@ -36,6 +36,11 @@ TABLE = [
     Bad("run -q 'estimate the mass of everything'", "--question"),
     Bad("run -q 'estimate mass of red_block within 10%' --no-sim", "--graph"),
     Bad("run -q 'estimate mass of red_block within 10%' --out {pkg}/reports", "installed package"),
+    Bad("run -q 'estimate mass of red_block within 10%' --set arm.port=/dev/ttyUSB0", "--graph"),
+    Bad("run -q 'estimate mass of red_block within 10%' --graph {graphs}/so101.toml", "--scene"),
+    Bad("run -q 'estimate mass of red_block within 10%' --graph {graphs}/so101.toml --set wing.port=x", "wing"),
+    Bad("run -q 'estimate mass of red_block within 10%' --graph {graphs}/so101.toml --bus garbage://x", "garbage://x"),
+    Bad("run -q 'estimate mass of red_block within 10%' --agent oracle", "oracle"),
     Bad("eval --seeds 5:2", "start 5 is not below end 2"),
     Bad("eval --questions colour", "colour"),
     Bad("eval --agent oracle --seeds 0", "oracle"),
@@ -143,6 +148,7 @@ def paths(tmp_path_factory) -> dict[str, str]:
         "key": str(tmp / "key"),
         "pkg": str(SHIPPED_DATA.parent),
         "shipped_data": str(SHIPPED_DATA),
+        "graphs": str(Path(__file__).resolve().parents[2] / "graphs"),
     }
 
 

@@ -39,3 +39,20 @@ def test_log_file_option_gets_the_commands_log(tmp_path, logging_restored):
     r = CliRunner().invoke(app, ["--log-file", str(log_file), "policy", "train", "--preset", "huge"])
     assert r.exit_code == 2 and "huge" in r.output
     assert log_file.exists()  # created even when the command logged nothing before failing
+
+
+def test_eval_run_seed_is_the_agents_seeds_source_and_is_said(tmp_path, monkeypatch):
+    """`eval --run-seed N` reaches every world's task (the agents' seeds come from it) and the output names it;
+    without it a seed is drawn, and said too."""
+    from loopylab.lab import evaluation, report
+
+    seen = []
+    monkeypatch.setattr(evaluation, "run_eval", lambda cfg, on_row: seen.append(cfg) or [])
+    monkeypatch.setattr(report, "write_eval_report", lambda out, rows: {})
+    monkeypatch.setattr(report, "summary_markdown", lambda table: "")
+    args = ["eval", "--seeds", "0:2", "--questions", "mass", "--out", str(tmp_path / "a")]
+    r = CliRunner().invoke(app, [*args, "--run-seed", "1234"])
+    assert r.exit_code == 0, r.output
+    assert {t.run_seed for t in seen[0].tasks()} == {1234} and "run seed 1234" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["eval", "--seeds", "0:2", "--questions", "mass", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0 and f"run seed {seen[1].run_seed}" in " ".join(r.output.split())
