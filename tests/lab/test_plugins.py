@@ -22,6 +22,7 @@ VERBS = [
     "run",
     "eval",
     "demo",
+    "notebook",
     "skill",
     "launch",
     "topics",
@@ -80,7 +81,7 @@ def test_help_lists_every_verb_the_lab_first_then_each_plugin_under_its_own_pane
     assert r.returncode == 0, r.stderr
     verbs = _verbs(r.stdout)
     assert sorted(verbs) == sorted(VERBS), verbs
-    assert verbs[:3] == ["run", "eval", "demo"]
+    assert verbs[:4] == ["run", "eval", "demo", "notebook"]
     for panel in ("bus", "market", "nanochat", "perception", "actuation", "firmware_bridge", "lab"):
         assert f"─ {panel} ─" in r.stdout
     assert "failed to load" not in r.stderr
@@ -117,6 +118,7 @@ def test_a_plugin_that_fails_halfway_leaves_no_verbs_behind(caplog):
         "run",
         "eval",
         "demo",
+        "notebook",
         "launch",
         "topics",
         "echo",
