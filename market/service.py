@@ -504,12 +504,7 @@ class Market(Views):
     def preview(self, viewer: str, submission_id: int) -> dict:
         """A submission's preview (market/preview.py): what the requester judges it by before deciding."""
         with self.store.read() as s:
-            sub = s.get(Submission, submission_id)
-            if sub is None:
-                raise NotFound(f"no submission {submission_id}")
-            b = s.get(Bounty, sub.bounty_id)
-            if viewer not in (sub.contributor, b.requester):
-                raise Forbidden("only the contributor and the bounty's requester see a submission")
+            sub, _ = self._visible_submission(s, viewer, submission_id)
             files = [
                 (f.path, f.sha256)
                 for f in s.scalars(select(SubmissionFile).where(SubmissionFile.submission_id == sub.id))

@@ -91,14 +91,20 @@ class Views:
         }
 
     # ------------------------------------------------------------------ submissions
+    @staticmethod
+    def _visible_submission(s, viewer: str, submission_id: int) -> tuple[Submission, Bounty]:
+        """The submission and its bounty, for its contributor and the bounty's requester only."""
+        sub = s.get(Submission, submission_id)
+        if sub is None:
+            raise NotFound(f"no submission {submission_id}")
+        b = s.get(Bounty, sub.bounty_id)
+        if viewer not in (sub.contributor, b.requester):
+            raise Forbidden("only the contributor and the bounty's requester see a submission")
+        return sub, b
+
     def get_submission(self, viewer: str, submission_id: int) -> dict:
         with self.store.read() as s:
-            sub = s.get(Submission, submission_id)
-            if sub is None:
-                raise NotFound(f"no submission {submission_id}")
-            b = s.get(Bounty, sub.bounty_id)
-            if viewer not in (sub.contributor, b.requester):
-                raise Forbidden("only the contributor and the bounty's requester see a submission")
+            sub, b = self._visible_submission(s, viewer, submission_id)
             payout = s.scalar(select(Payout).where(Payout.submission_id == sub.id))
             return self._submission_view(sub, b, payout)
 
