@@ -221,7 +221,7 @@ class LocalAgent:
         return _investigate(job, on_entry if job.stream else None)
 
     def kill(self) -> None:
-        pass
+        """Nothing to stop: the investigation ran in this process."""
 
 
 class LabGateway:

@@ -77,16 +77,15 @@ def serve(
     import uvicorn
 
     from loopylab.market.api import create_app
-    from loopylab.market.config import MarketConfig
 
-    cfg = MarketConfig.load(
+    cfg = _config(
         config,
-        db_url=db or None,
-        home=home,
-        chain_url=chain_url or None,
-        keystore=keystore or None,
-        escrow_address=escrow or None,
-        confirmations=confirmations,
+        db,
+        home,
+        chain_url,
+        keystore,
+        escrow,
+        confirmations,
         domain=f"{host}:{port}",
         base_url=f"http://{host}:{port}",
     )
@@ -168,6 +167,22 @@ def _serve_workers(cfg, host: str, port: int, workers: int, relay: bool) -> None
             devchain.stop()
 
 
+def _config(config, db: str, home, chain_url: str, keystore: str, escrow: str, confirmations, **more):
+    """The market's config from serve's and relay's shared options (empty strings mean "not given")."""
+    from loopylab.market.config import MarketConfig
+
+    return MarketConfig.load(
+        config,
+        db_url=db or None,
+        home=home,
+        chain_url=chain_url or None,
+        keystore=keystore or None,
+        escrow_address=escrow or None,
+        confirmations=confirmations,
+        **more,
+    )
+
+
 @market_app.command("relay")
 def relay_cmd(
     db: str = typer.Option(
@@ -188,17 +203,8 @@ def relay_cmd(
     import signal
 
     from loopylab.market.api import Background, build
-    from loopylab.market.config import MarketConfig
 
-    cfg = MarketConfig.load(
-        config,
-        db_url=db or None,
-        home=home,
-        chain_url=chain_url or None,
-        keystore=keystore or None,
-        escrow_address=escrow or None,
-        confirmations=confirmations,
-    )
+    cfg = _config(config, db, home, chain_url, keystore, escrow, confirmations)
     if not cfg.chain_url:
         _fail("the relay needs the chain the API uses: --chain-url (or $LOOPYLAB_CHAIN_URL) and --escrow", 2)
     market, relay = build(cfg)

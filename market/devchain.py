@@ -47,8 +47,8 @@ class DevChain:
         rpc = combine_middleware(provider._middleware, self.chain.w3, provider.make_request)
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # requests are not news
-                pass
+            def log_message(self, *args):
+                """Silent: a request is not news (the handler logs each one to stderr by default)."""
 
             def do_POST(self):
                 size = int(self.headers.get("content-length") or 0)

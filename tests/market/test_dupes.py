@@ -31,7 +31,7 @@ def originals(tmp_path_factory):
     return {"walk": (walk, fp(walk)), "push": (push, fp(push))}
 
 
-def caught(copy: Path, original_fp: dict) -> str:
+def assert_caught(copy: Path, original_fp: dict) -> str:
     """The copy is a near-duplicate, and the band index finds its original (it shares an LSH key)."""
     copy_fp = fp(copy)
     score, why = dupes.compare(copy_fp, original_fp)
@@ -44,14 +44,14 @@ def caught(copy: Path, original_fp: dict) -> str:
 @given(kind=st.sampled_from(["walk", "push"]), noise=st.floats(1e-4, 1e-3), seed=st.integers(0, 2**16))
 def test_a_copy_with_sensor_level_noise_is_caught(originals, tmp_path, kind, noise, seed):
     src, ofp = originals[kind]
-    caught(copy_recording(src, tmp_path / f"c{seed}", noise=noise, seed=seed), ofp)
+    assert_caught(copy_recording(src, tmp_path / f"c{seed}", noise=noise, seed=seed), ofp)
 
 
 @SETTINGS
 @given(kind=st.sampled_from(["walk", "push"]), offset=st.floats(-0.01, 0.01).filter(lambda x: abs(x) > 1e-6))
 def test_a_copy_with_a_constant_offset_is_caught(originals, tmp_path, kind, offset):
     src, ofp = originals[kind]
-    caught(copy_recording(src, tmp_path / f"c{offset}", offset=offset), ofp)
+    assert_caught(copy_recording(src, tmp_path / f"c{offset}", offset=offset), ofp)
 
 
 @SETTINGS
@@ -63,7 +63,7 @@ def test_a_copy_with_a_constant_offset_is_caught(originals, tmp_path, kind, offs
 def test_a_retimed_copy_is_caught(originals, tmp_path, kind, shift_s, scale):
     """Stamps shifted by up to 11 days and stretched or squeezed 4x: fingerprints go by message order."""
     src, ofp = originals[kind]
-    caught(copy_recording(src, tmp_path / f"c{shift_s}", shift_ns=shift_s * 10**9, scale=scale), ofp)
+    assert_caught(copy_recording(src, tmp_path / f"c{shift_s}", shift_ns=shift_s * 10**9, scale=scale), ofp)
 
 
 @SETTINGS
@@ -77,7 +77,7 @@ def test_a_digit_edited_inside_an_uncompressed_mcap_is_caught(originals, tmp_pat
     pos = pos + 1 if data[pos : pos + 1] == b"-" else pos  # the first digit of a force value
     data[pos] = ord(digit)
     (copy / "recording.mcap").write_bytes(bytes(data))
-    caught(copy, ofp)
+    assert_caught(copy, ofp)
 
 
 def test_one_edited_notebook_value_is_caught(tmp_path):
@@ -90,7 +90,7 @@ def test_one_edited_notebook_value_is_caught(tmp_path):
     (tmp_path / "c" / "notebook.nb").write_text(edited)
     (tmp_path / "oo").mkdir()
     (tmp_path / "oo" / "notebook.nb").write_text(text)
-    caught(tmp_path / "c", fp(tmp_path / "oo"))
+    assert_caught(tmp_path / "c", fp(tmp_path / "oo"))
 
 
 def test_independent_honest_runs_of_the_same_experiment_are_not_flagged(tmp_path):
@@ -112,6 +112,6 @@ def test_a_copy_of_a_noise_free_recording_is_caught_by_its_shape(tmp_path):
     the same experiment are duplicates by design: nothing in the second is independent of the first.)"""
     a = write_push(tmp_path / "a", run=7, sensor_noise=0.0, encoder_noise=0.0)
     ofp = fp(a)
-    caught(copy_recording(a, tmp_path / "c", noise=1e-3, offset=1e-3, seed=1), ofp)
+    assert_caught(copy_recording(a, tmp_path / "c", noise=1e-3, offset=1e-3, seed=1), ofp)
     other = write_push(tmp_path / "b", run=8, sensor_noise=0.0, encoder_noise=0.0, contact_s=0.8)
     assert dupes.compare(fp(other), ofp)[0] == 0.0
