@@ -230,7 +230,7 @@ def test_whole_flow_from_a_browser_wallet(served, tmp_path):
 def test_the_pages_sign_the_manifest_bytes_the_server_checks():
     """market.js's canonical JSON (what the wallet signs as the rig) equals manifest.canonical for any file
     names, non-ASCII and astral characters included (property test, in Chromium)."""
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import HealthCheck, example, given, settings
     from hypothesis import strategies as st
     from playwright.sync_api import sync_playwright
 
@@ -253,6 +253,11 @@ def test_the_pages_sign_the_manifest_bytes_the_server_checks():
 
             @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
             @given(files=files, bounty_id=st.integers(1, 2**31 - 1), created_at=st.integers(0, 2**33))
+            @example(
+                files=[{"path": "a\x7fb\x80\u00e9\U0001f600", "sha256": "ab" * 32, "size": 0}],
+                bounty_id=1,
+                created_at=0,
+            )
             def same(files, bounty_id, created_at):
                 m = {"version": 1, "bounty_id": bounty_id, "rig": "0x" + "Ab" * 20, "created_at": created_at}
                 m["files"] = files
