@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from loopylab.world import notebook as g
+from loopylab.world.source import Source, parse_source
 
 AUDIT_KINDS = g.AUDIT_KINDS
 STOP_CODES = ("confident", "budget", "no_candidates", "not_worth", "max_steps", "agent")
@@ -224,7 +225,7 @@ class StopLine:
         return s + (f" best {self.best.render()}" if self.best is not None else "")
 
 
-AuditBody = Provenance | Twin | Reason | Raw | AnswerNow | StopLine
+AuditBody = Provenance | Twin | Reason | Raw | AnswerNow | StopLine | Source
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,4 +338,5 @@ PARSERS: dict[str, Callable[[str], AuditBody]] = {
     "raw": _parse_raw,
     "answer": _parse_answer,
     "stop": _parse_stop,
+    "source": parse_source,  # a bought observation's origin (world/source.py)
 }

@@ -49,7 +49,7 @@ import regex  # the `regex` module: partial matching for prefix checks (re has n
 KINDS = ("question", "scene", "hypothesis", "experiment", "observation", "belief", "conclusion")
 # lines for the scientist who audits and replays a notebook (loopylab.world.audit): parsed and rendered here,
 # never shown to or written by the policy (`policy_sections`), and no tokenizer's special tokens
-AUDIT_KINDS = ("provenance", "twin", "reason", "raw", "answer", "stop")
+AUDIT_KINDS = ("provenance", "twin", "reason", "raw", "answer", "stop", "source")  # source: world/source.py
 ALL_KINDS = KINDS + AUDIT_KINDS
 PARAMS = ("friction", "mass", "restitution")  # hidden object properties
 QUANTITIES = PARAMS + ("slide",)  # what beliefs and conclusions talk about
