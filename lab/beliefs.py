@@ -150,6 +150,7 @@ class Measurement:
     com: tuple[float, ...] | None = None  # a measured centre-of-mass offset (object frame x, y [, z]; m)
     load: float | None = None  # a push's measured vertical load on the object (N)
     repeat: bool = False  # the same skill ran on the object before (set by Posterior)
+    noise: float = 1.0  # another rig's noise factor (lab/rig_noise.py): its sigma is this times the lab's own
 
     @property
     def com_seen(self) -> bool:
@@ -288,7 +289,7 @@ class ObjectPosterior:
         pred = predict_biased(self.forward, m.experiment, theta, m.com, m.load)
         total = np.zeros(theta.shape[0])
         for key, y in m.values.items():
-            sig = self.noise.sigma(key, pred[key], m.reported_sigma.get(key, 0.0), m.repeat, m.com_seen)
+            sig = self.noise.sigma(key, pred[key], m.reported_sigma.get(key, 0.0), m.repeat, m.com_seen) * m.noise
             if key == "force_mean_N" and m.load:
                 sig = np.hypot(sig, self.noise.load_rel * np.exp(theta[:, 0]) * load_share(theta) * abs(m.load))
             total += self.noise.logpdf(y, pred[key], sig, key)

@@ -6,7 +6,7 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
@@ -41,6 +41,10 @@ def run_investigation(
     scene_file: Path | None = None,
     place=None,
     bus: str | None = None,
+    lacks: tuple[str, ...] = (),
+    buy=None,
+    market: str | None = None,
+    key: Path | None = None,
 ) -> dict:
     """One investigation end to end on a bus graph; returns the report summary (also in result.json).
 
@@ -49,7 +53,11 @@ def run_investigation(
     run's own RNG seed `run_seed` (drawn when None, recorded in result.json), never the world's seed. On a
     hardware graph (no simulator node) the bench is a HardwareBench: the person at the bench places the
     objects of `scene_file` (`place`, default a console prompt), the camera measures them, and nothing is
-    graded: nobody here knows the truth. `story`: tell it in words a newcomer follows (the demo)."""
+    graded: nobody here knows the truth. `story`: tell it in words a newcomer follows (the demo).
+
+    `lacks`: skills this rig does not have (its candidates leave them out, the bench refuses them). `buy` (a
+    lab.buying.BuyConfig): draft a bounty for what it cannot run when that is worth more (bounty.json in the report);
+    with `market` (URL) and `key` (the requester's key file) it is posted and funded (lab/market_link.py)."""
     from rich.console import Console
 
     from loopylab.lab.bench import Bench, sim_bench
@@ -81,7 +89,7 @@ def run_investigation(
                 sinks.insert(0, story_sink(console, 0.9) if story else console_sink(console))
             with console.status("investigating…", spinner="dots") if not live else _nullctx():
                 result, refused = _investigate_sealed(
-                    bench, question, scene, agent_name, run_seed, agent_proc, sinks, graph_name
+                    bench, question, scene, agent_name, run_seed, agent_proc, sinks, graph_name, lacks, buy
                 )
             if refused:
                 summary = _report_refused(question, result, refused, out, console)
@@ -94,6 +102,10 @@ def run_investigation(
     finally:
         agent_proc.kill()
     summary.update(agent=agent_name, run_seed=run_seed, graph=str(graph) if graph else "sim_bench")
+    if buy is not None:
+        from loopylab.lab.market_link import after_run
+
+        summary["bounty"] = after_run(result.bounty, out, market, key, console)
     (out / "result.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "report"}, indent=2) + "\n")
     return summary
 
@@ -128,7 +140,9 @@ def _known_agent(name: str) -> None:
         raise KeyError(f"unknown agent {name!r}; known: {', '.join(agent_names())}")
 
 
-def _investigate_sealed(bench, question, scene, agent_name: str, run_seed: int, agent_proc, sinks, graph_name: str):
+def _investigate_sealed(
+    bench, question, scene, agent_name: str, run_seed: int, agent_proc, sinks, graph_name: str, lacks=(), buy=None
+):
     """The investigation in the agent's process, through a LabGateway; its notebook entries reach `sinks` as
     they are written. Returns (the result as the report needs it, the agent's refused bus calls)."""
     from loopylab.bus.access import refusals
@@ -142,7 +156,7 @@ def _investigate_sealed(bench, question, scene, agent_name: str, run_seed: int, 
         for sink in sinks:
             sink(entry)
 
-    with LabGateway(bench) as gateway:
+    with LabGateway(bench, lacks=tuple(lacks)) as gateway:
         job = AgentJob(
             agent_name,
             run_seed,
@@ -154,6 +168,8 @@ def _investigate_sealed(bench, question, scene, agent_name: str, run_seed: int, 
             graph=graph_name,
             stream=True,
             posterior=True,
+            lacks=tuple(lacks),
+            buy=buy.to_dict() if buy is not None else None,
         )
         report = agent_proc.run(job, on_entry=on_entry)
         refused = refusals(gateway.keys.domain)
@@ -167,6 +183,7 @@ def _investigate_sealed(bench, question, scene, agent_name: str, run_seed: int, 
         Stop(**report.stop) if report.stop else None,
         notebook,
         ReceivedPosterior(report.posterior) if report.posterior else None,
+        report.bounty,
     )
     return result, refused
 
@@ -183,6 +200,7 @@ class _SealedResult:
     stop: object
     notebook: object
     posterior: object = None
+    bounty: dict = field(default_factory=dict)  # the bounty the lab drafted (lab.buying), if any
 
 
 def _report_refused(question, result, refused, out: Path, console) -> dict:

@@ -108,6 +108,7 @@ class InvestigationConfig:
     max_steps: int = 200  # guard against an agent that never concludes
     seed: int = 0  # the run's own random numbers (the belief's particles): never the world's seed
     graph: str = "unknown"  # the bench graph it ran on, for the notebook's provenance (a name or a path)
+    lacks: tuple[str, ...] = ()  # skills the lab's rig does not have (no gripper: weigh, lift, drop, place)
 
 
 def _stop_of(
@@ -191,7 +192,7 @@ def investigate(
     t0 = time.perf_counter()
     gscene = grammar_scene(scene)
     failed: set[g.Experiment] = set()  # failed where the objects are now: not offered again
-    candidates = tuple(candidate_experiments(gscene, question))
+    candidates = _grid(gscene, question, failed, cfg.lacks)
     nb = Notebook(question, investigation, sinks)
     nb.add(question)
     nb.add(audit.provenance(agent, cfg.graph, cfg.seed, cfg.n_particles, cfg.confidence))
@@ -231,7 +232,7 @@ def investigate(
                 gscene = now
                 nb.add(gscene)
                 failed.clear()
-            candidates = tuple(candidate_experiments(gscene, question, exclude=failed))
+            candidates = _grid(gscene, question, failed, cfg.lacks)
         elif isinstance(proposal, g.Conclusion):
             conclusion = proposal
             break
@@ -254,6 +255,11 @@ def investigate(
     return InvestigationResult(
         question, conclusion, nb, steps, time.perf_counter() - t0, decision_s, post, tables_s, stop
     )
+
+
+def _grid(scene: g.Scene, question: g.Question, failed: set, lacks: tuple[str, ...]) -> tuple[g.Experiment, ...]:
+    """The experiments the lab's own rig can run now (the grid, less what failed here and the skills it lacks)."""
+    return tuple(e for e in candidate_experiments(scene, question, exclude=failed) if e.skill not in lacks)
 
 
 def _answer_data(ans) -> dict:

@@ -234,6 +234,14 @@ def replay_sections(sections: list[tuple[int, g.Section]], where: str = "noteboo
     return report
 
 
+def belief_at_end(sections: list[tuple[int, g.Section]], twins=None) -> tuple[g.Question, a.Provenance, Posterior]:
+    """The question, provenance and the belief engine as it stood at the end of a notebook (every measurement
+    replayed): where an investigation goes on from (lab/collect.py, with the data it bought)."""
+    replayer = _Replayer(sections, ReplayReport("notebook", lines=len(sections)), twins)
+    replayer.run()
+    return replayer.question, replayer.prov, replayer.post
+
+
 def replay_text(text: str, where: str = "notebook", twins=None) -> ReplayReport:
     return replay_sections(parse_numbered(text, where), where, twins)
 
@@ -252,6 +260,7 @@ def replay_file(path: str | Path, twins=None) -> ReplayReport:
 
 __all__ = [
     "Difference",
+    "belief_at_end",
     "ReplayError",
     "ReplayReport",
     "header",

@@ -55,6 +55,8 @@ class AgentJob:
     graph: str = "unknown"  # the bench graph, for the notebook's provenance
     stream: bool = False  # send each notebook entry as it is written (`loopylab run`'s live notebook)
     posterior: bool = False  # send the final belief's particles (the report's posterior plot)
+    lacks: tuple[str, ...] = ()  # skills the lab's rig does not have (its candidates leave them out)
+    buy: dict | None = None  # lab.buying.BuyConfig fields: draft a bounty for what the rig cannot run
 
 
 @dataclass
@@ -84,6 +86,7 @@ class AgentReport:
     # the final belief about the question's quantity (lab/grading.belief_sample), for the proper scores
     belief_values: list[float] = field(default_factory=list)
     belief_weights: list[float] = field(default_factory=list)
+    bounty: dict = field(default_factory=dict)  # a drafted bounty (lab.buying.BountyDraft.to_dict), if any
 
     def belief_sample(self) -> tuple[np.ndarray, np.ndarray] | None:
         if not self.belief_values or len(self.belief_values) != len(self.belief_weights):
@@ -120,6 +123,7 @@ class AgentReport:
             dict(d.get("posterior") or {}),
             [float(x) for x in d.get("belief_values", [])],
             [float(x) for x in d.get("belief_weights", [])],
+            dict(d.get("bounty") or {}),
         )
 
 
@@ -233,10 +237,10 @@ class LabGateway:
 
     LAB = "skills/execute"  # the one thing a lab asks of a bench
 
-    def __init__(self, bench: Any, url: str | None = None):
+    def __init__(self, bench: Any, url: str | None = None, lacks: tuple[str, ...] = ()):
         from loopylab.bus import GraphKeys, Node, ObjectPoses
 
-        self.bench = bench
+        self.bench, self.lacks = bench, tuple(lacks)
         self.url = url or f"ipc://lab{uuid.uuid4().hex[:12]}"
         self.keys = GraphKeys.generate(f"lab-{uuid.uuid4().hex[:12]}")
         self.node = Node("bench_gateway", self.url, keys=self.keys.only("node"))
@@ -258,6 +262,8 @@ class LabGateway:
 
     def _forward(self, service: str):
         def handler(req: Any) -> Any:
+            if service == self.LAB and isinstance(req, dict) and req.get("skill") in self.lacks:
+                return {"ok": False, "measurements": {}, "error": f"this rig cannot {req['skill']}"}
             return self.bench.call(service, req, timeout=300.0)
 
         return handler
@@ -304,6 +310,7 @@ def _investigate(job: AgentJob, emit: Callable[[Any], None] | None = None) -> Ag
             record_regret=job.record_regret,
             graph=job.graph,
             seed=job.agent_seed,  # the belief engine's random numbers: the lab's own, not the world's
+            lacks=tuple(job.lacks),
         )
         sinks = [emit] if emit is not None else None
         result = investigate(job.question, scene, agent, runner, ForwardModel(scene, twins), cfg, sinks)
@@ -333,7 +340,19 @@ def _investigate(job: AgentJob, emit: Callable[[Any], None] | None = None) -> Ag
         posterior,
         [float(x) for x in sample[0]] if sample is not None else [],
         [float(x) for x in sample[1]] if sample is not None else [],
+        _bounty_draft(job, result),
     )
+
+
+def _bounty_draft(job: AgentJob, result: Any) -> dict:
+    """The bounty the lab would post for what its rig cannot run ({} when none is worth it, or it is sure)."""
+    if job.buy is None or not job.lacks or result.posterior is None or (result.stop and result.stop.met):
+        return {}
+    from loopylab.lab.buying import BuyConfig, draft_bounty
+
+    scene = result.notebook.last("scene")
+    draft = draft_bounty(result.posterior, scene, frozenset(job.lacks), BuyConfig(**job.buy), seed=job.agent_seed)
+    return draft.to_dict() if draft is not None else {}
 
 
 def _posterior_json(posterior: Any) -> dict:
