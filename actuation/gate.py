@@ -90,7 +90,12 @@ class GateNode:
         )
 
     def _send(self, q: np.ndarray) -> None:
-        self.cmd_pub.publish(JointCommand(name=self.names, position=q))
+        # stamped with the arm's clock (the latest state's stamp: the state it answers), so a recording's
+        # commands keep the arm's time base; a lockstep sim runs faster than the wall clock, and log times
+        # alone make an honest recording's commands look faster than the motors (market/verify/bounds.py)
+        js = self.js.latest()
+        stamp = int(js.stamp_ns) if js is not None and js.stamp_ns else 0
+        self.cmd_pub.publish(JointCommand(name=self.names, position=q, stamp_ns=stamp))
 
     def _hold(self, reason: str) -> None:
         """Stop where the arm is: command the measured position once, forget the command history."""

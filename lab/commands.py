@@ -330,6 +330,24 @@ def _tell_ending(console, question, result, gr, out: Path) -> None:
     console.print(f"Report (notebook, plots, result.json): {out}")
 
 
+def _buying_options(without: str | None, market: str | None, budget: float, key: Path | None):
+    """(the skills the rig lacks, a lab.buying.BuyConfig or None) from `run`'s options."""
+    from loopylab.lab.buying import BuyConfig
+    from loopylab.world import notebook as g
+
+    lacks = tuple(s.strip() for s in (without or "").split(",") if s.strip())
+    unknown = [s for s in lacks if s not in g.SKILLS]
+    if unknown:
+        raise typer.BadParameter(f"unknown skills {unknown}; known: {', '.join(g.SKILLS)}", param_hint="--without")
+    if market is not None and not lacks:
+        raise typer.BadParameter("--market needs --without SKILLS (what the lab would buy)", param_hint="--market")
+    if market is not None and key is None:
+        raise typer.BadParameter("--market needs --key FILE (the requester's key)", param_hint="--key")
+    if not budget > 0 or budget != budget:
+        raise typer.BadParameter(f"{budget} is not a positive amount of ETH", param_hint="--budget")
+    return lacks, (BuyConfig(budget_eth=budget) if lacks else None)
+
+
 class _nullctx:
     def __enter__(self):
         return self
@@ -376,6 +394,15 @@ def register(app: typer.Typer) -> None:
         robot: str = typer.Option("panda", "--robot", help="Simulated robot: panda, kuka_iiwa, xarm6, so101."),
         out: Path | None = typer.Option(None, "--out", help="Report folder (default reports/run-TIMESTAMP)."),
         quiet: bool = typer.Option(False, "--quiet", help="Do not print the notebook live."),
+        without: str | None = typer.Option(
+            None,
+            "--without",
+            help="Skills this rig lacks, comma-separated (no gripper: weigh,lift,drop,place); the lab then drafts a "
+            "bounty for one when it is worth more than its own experiments (bounty.json in the report).",
+        ),
+        market: str | None = typer.Option(None, "--market", help="Post the drafted bounty on this market (URL)."),
+        budget: float = typer.Option(0.05, "--budget", help="ETH the lab may spend on the bounty (all slots)."),
+        key: Path | None = typer.Option(None, "--key", help="The requester's key file (with --market)."),
     ):
         """Answer one physical question about an unknown world by running experiments on the robot."""
         from loopylab.bus.launch import GraphError
@@ -386,6 +413,7 @@ def register(app: typer.Typer) -> None:
         if (sets or port or scene or bus) and graph is None:
             raise typer.BadParameter("--set, --port, --scene and --bus need --graph FILE", param_hint="--graph")
         sets = list(sets) + ([f'arm.port="{port}"'] if port else [])
+        lacks, buy = _buying_options(without, market, budget, key)
         try:
             summary = run_investigation(
                 question,
@@ -399,6 +427,10 @@ def register(app: typer.Typer) -> None:
                 sets=sets,
                 scene_file=scene,
                 bus=bus,
+                lacks=lacks,
+                buy=buy,
+                market=market,
+                key=key,
             )
         except GraphError as e:
             raise typer.BadParameter(str(e), param_hint="--graph/--set") from None
