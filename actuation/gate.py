@@ -41,6 +41,7 @@ class GateNode:
         self.holding = False
         self.device_fault: DeviceFault | None = None  # the arm driver's active fault
         self._last_target_t = 0.0
+        self._cmd_stamp = 0  # the last command's stamp (the arm's clock)
         self.cmd_pub = node.publisher("arm/joint_command", JointCommand)
         self.state_pub = node.publisher("safety/state", SafetyState, latched=True)
         self.js = node.subscribe("arm/joint_state", JointState, mode="latest")
@@ -93,8 +94,10 @@ class GateNode:
         # stamped with the arm's clock (the latest state's stamp: the state it answers), so a recording's
         # commands keep the arm's time base; a lockstep sim runs faster than the wall clock, and log times
         # alone make an honest recording's commands look faster than the motors (market/verify/bounds.py)
+        # (and strictly increasing: two commands may answer the same state)
         js = self.js.latest()
-        stamp = int(js.stamp_ns) if js is not None and js.stamp_ns else 0
+        stamp = max(int(js.stamp_ns), self._cmd_stamp + 1) if js is not None and js.stamp_ns else 0
+        self._cmd_stamp = stamp
         self.cmd_pub.publish(JointCommand(name=self.names, position=q, stamp_ns=stamp))
 
     def _hold(self, reason: str) -> None:
