@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import logging
 import secrets
 import time
@@ -343,7 +344,7 @@ def _buying_options(without: str | None, market: str | None, budget: float, key:
         raise typer.BadParameter("--market needs --without SKILLS (what the lab would buy)", param_hint="--market")
     if market is not None and key is None:
         raise typer.BadParameter("--market needs --key FILE (the requester's key)", param_hint="--key")
-    if not budget > 0 or budget != budget:
+    if not (math.isfinite(budget) and budget > 0):
         raise typer.BadParameter(f"{budget} is not a positive amount of ETH", param_hint="--budget")
     return lacks, (BuyConfig(budget_eth=budget) if lacks else None)
 

@@ -16,7 +16,9 @@ MARKET_HELP = "The market's URL (default: the one the bounty was posted on, in b
 
 
 def fulfil_cmd(
-    bounty: int = typer.Argument(..., help="The bounty's id (a lab's request: task_spec protocol loopylab/experiment-v1)."),
+    bounty: int = typer.Argument(
+        ..., help="The bounty's id (a lab's request: task_spec protocol loopylab/experiment-v1)."
+    ),
     market: str = typer.Option(..., "--market", help="The market's URL."),
     key: Path = typer.Option(..., "--key", exists=True, dir_okay=False, help="Your account's key file."),
     rig_key: Path | None = typer.Option(

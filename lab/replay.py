@@ -260,9 +260,9 @@ def replay_file(path: str | Path, twins=None) -> ReplayReport:
 
 __all__ = [
     "Difference",
-    "belief_at_end",
     "ReplayError",
     "ReplayReport",
+    "belief_at_end",
     "header",
     "mismatches",
     "read_sections",
