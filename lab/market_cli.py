@@ -7,6 +7,7 @@ Registered through the `loopylab.cli` entry point `lab_market`, under the `lab` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -34,27 +35,30 @@ def fulfil_cmd(
     from loopylab.lab.bench import Bench, sim_bench
     from loopylab.lab.bounty_request import ExperimentRequest
     from loopylab.lab.fulfil import fulfil
+    from loopylab.lab.market_link import reaching
     from loopylab.market.client import MarketClient, load_key_file
 
     c = MarketClient(market, load_key_file(key), load_key_file(rig_key) if rig_key else None)
-    try:
+    with reaching(market), contextlib.closing(c):
         c.login()
         b = c.request("GET", f"/bounties/{bounty}")
         request = ExperimentRequest.from_task_spec(b["task_spec"])
         folder = out or Path("runs") / f"bounty-{bounty}"
-        bench = Bench.from_file(graph) if graph else sim_bench(robot=robot, seed=seed)
-        with bench:
-            scene = bench.reset(seed)
-            done = fulfil(request, folder, bench, scene)
-        words = ", ".join(o.render() for o in done.observations)
-        typer.echo(f"ran {request.experiment.render()} x{request.repetitions} on {done.object}: {words}")
-        if any(o.error is not None for o in done.observations):
-            raise RuntimeError(f"an experiment failed on this bench; nothing submitted ({folder})")
         c.register_rig("loopylab lab fulfil")  # again is fine: the same key for the same account
-        claim = c.claim(bounty)
+        claim = c.claim(bounty)  # the slot first: nobody records for a bounty that is full
+        try:
+            bench = Bench.from_file(graph) if graph else sim_bench(robot=robot, seed=seed)
+            with bench:
+                scene = bench.reset(seed)
+                done = fulfil(request, folder, bench, scene)
+            words = ", ".join(o.render() for o in done.observations)
+            typer.echo(f"ran {request.experiment.render()} x{request.repetitions} on {done.object}: {words}")
+            if any(o.error is not None for o in done.observations):
+                raise RuntimeError(f"an experiment failed on this bench; nothing submitted ({folder})")
+        except BaseException:
+            c.request("DELETE", f"/claims/{claim['id']}")  # the slot goes back to the others
+            raise
         sub = c.submit_folder(claim["id"], folder, bounty)
-    finally:
-        c.close()
     for ch in sub["checks"]:
         typer.echo(f"  {ch.get('status', 'pass' if ch['ok'] else 'fail'):11s} {ch['name']}: {ch['detail']}")
     typer.echo(f"submission {sub['id']}: {sub['state']}")
@@ -69,7 +73,7 @@ def collect_cmd(
     """Review the bounty's submissions (approve those that passed every check: the escrow pays them), take their
     observations into the belief, flag outliers, and conclude again: notebook_bought.txt, result.json's market."""
     from loopylab.lab.collect import CollectError, collect_into
-    from loopylab.lab.market_link import client, review_and_fetch
+    from loopylab.lab.market_link import client, reaching, review_and_fetch
     from loopylab.lab.rig_noise import RigNoise
 
     path = report / "bounty.json"
@@ -78,11 +82,11 @@ def collect_cmd(
     posted = json.loads(path.read_text())
     if not posted.get("posted"):
         raise CollectError(f"{path}: the bounty was drafted, never posted (run with --market URL --key FILE)")
-    c = client(market or posted["market"], key)
-    try:
-        got = review_and_fetch(c, int(posted["id"]))
-    finally:
-        c.close()
+    url = market or posted["market"]
+    with reaching(url):
+        c = client(url, key)
+        with contextlib.closing(c):
+            got = review_and_fetch(c, int(posted["id"]))
     book = RigNoise.load(rigs)
     bought = {s["id"]: (s["rig"], got.notebooks.get(s["id"], [])) for s in got.approved}
     res, summary = collect_into(report, bought, book)

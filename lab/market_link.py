@@ -9,8 +9,10 @@ approve one that failed (the market marks those invalid anyway).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,17 @@ from loopylab.market.client import MarketClient, load_key_file
 
 DEADLINE_S = 7 * 86400
 AUTO_APPROVE_S = 3 * 86400
+
+
+@contextlib.contextmanager
+def reaching(market: str | None) -> Iterator[None]:
+    """A market that does not answer is one line (ConnectionError: exit 1), as `loopylab bounty` says it."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TransportError as e:
+        raise ConnectionError(f"cannot reach the market at {market}: {e or type(e).__name__}") from None
 
 
 def client(market: str | Any, key: Path | str) -> MarketClient:
@@ -56,11 +69,12 @@ def after_run(draft: dict, out: Path, market: str | None, key: Path | None, cons
     if market is not None:
         if key is None:
             raise ValueError("--market needs --key FILE (the requester's key: `loopylab bounty keygen`)")
-        c = client(market, key)
-        try:
-            b = post_draft(draft, c)
-        finally:
-            c.close()
+        with reaching(market):
+            c = client(market, key)
+            try:
+                b = post_draft(draft, c)
+            finally:
+                c.close()
         record.update(posted=True, market=str(market), id=b["id"], state=b["state"])
         say(f"posted bounty {b['id']} on {market} ({b['state']}); collect with: loopylab lab collect {out}")
     (out / "bounty.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -86,6 +86,13 @@ TABLE = [
     # the lab's twin
     Bad("lab calibrate-twin --graph {tmp}/bad.toml --objects {tmp}/bad.toml", "bad.toml"),
     Bad("lab calibrate-twin --graph {tmp}/missing.toml --objects {tmp}/bad.toml", "missing.toml"),
+    Bad("lab fulfil 1 --market http://127.0.0.1:9 --key {key}", "cannot reach the market"),
+    Bad("lab fulfil 1 --market http://127.0.0.1:9 --key {tmp}/no-key", "no-key"),
+    Bad("lab collect {tmp}/empty --key {key}", "no bounty.json"),
+    Bad("lab collect {tmp}/missing --key {key}", "missing"),
+    Bad("run -q 'estimate mass of red_block within 10%' --without fly", "fly"),
+    Bad("run -q 'estimate mass of red_block within 10%' --market http://127.0.0.1:9", "--without"),
+    Bad("run -q 'estimate mass of red_block within 10%' --without weigh --budget -1", "--budget"),
     # the policy
     Bad("policy data --seeds 5:2", "start 5 is not below end 2"),
     Bad("policy data --seeds 0:1 --out {shipped_data}", "installed package"),
