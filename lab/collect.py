@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loopylab.lab import audit
-from loopylab.lab.beliefs import Measurement, Posterior
+from loopylab.lab.beliefs import REPORTED_SIGMA, Measurement, Posterior
 from loopylab.lab.bounty_request import ExperimentRequest
 from loopylab.lab.replay import belief_at_end, parse_numbered
 from loopylab.lab.rig_noise import RigNoise, weigh_in
@@ -134,10 +134,21 @@ def _take(post: Posterior, m: Measurement, rig: str, bounty: int, sid: int, book
         res.used += 1
     else:
         res.outliers += 1
-    out: list = [m.experiment, obs, src]
+    out: list = [m.experiment, obs, _raw(m), src]
     if z is None:
         out += [post.belief(), audit.answer_now(post.answer())]
     return out
+
+
+def _raw(m: Measurement) -> a.Raw:
+    """The measurement exactly as the belief took it (values, the rig's reported sigmas, a drop's offset, a
+    push's load): what a replay reads."""
+    pairs = [*m.values.items(), *((REPORTED_SIGMA[k], s) for k, s in m.reported_sigma.items() if k in REPORTED_SIGMA)]
+    if m.com is not None:
+        pairs += list(zip(g.OBS_OPTIONAL["drop"][1], m.com))
+    if m.load is not None:
+        pairs.append((g.OBS_OPTIONAL["push"][1][0], m.load))
+    return a.Raw(tuple((k, float(v)) for k, v in pairs))
 
 
 def _observed(m: Measurement) -> list[tuple[str, float]]:

@@ -25,6 +25,7 @@ from loopylab.lab.forward import ForwardModel, InlineTwins
 from loopylab.lab.notebook import load_jsonl
 from loopylab.world import audit as a
 from loopylab.world import notebook as g
+from loopylab.world.source import Source
 
 
 class ReplayError(ValueError):
@@ -126,6 +127,7 @@ class _Replayer:
         self.experiment: g.Experiment | None = None
         self.pending: tuple[int, g.Observation] | None = None  # an observation waiting for its raw line
         self.experiments = 0
+        self.source: Source | None = None  # the current experiment's, when it was bought (world/source.py)
 
     def compare(self, line: int, section: g.Section, replayed: str) -> None:
         self.report.checked += 1
@@ -134,7 +136,9 @@ class _Replayer:
             self.report.differences.append(Difference(line, section.kind, recorded, replayed))
 
     def run(self) -> None:
-        for line, s in self.sections:
+        for i, (line, s) in enumerate(self.sections):
+            if s.kind == "experiment":
+                self.source = _source_of(self.sections, i)
             if s.kind != "raw":
                 self.flush()
             handler = getattr(self, f"on_{s.kind}", None)
@@ -177,6 +181,14 @@ class _Replayer:
             return
         if rounded.render() != obs.render():
             self.report.differences.append(Difference(obs_line, "observation", obs.render(), rounded.render()))
+        self.take(m)
+
+    def take(self, m: Measurement) -> None:
+        """A measurement into the belief: a bought one with its rig's noise factor, a flagged one not at all."""
+        if self.source is not None:
+            if not self.source.used:
+                return
+            m.noise = self.source.noise
         self.post.update(m)
 
     def flush(self) -> None:
@@ -185,8 +197,9 @@ class _Replayer:
             return
         line, obs = self.pending
         self.pending = None
-        self.report.notes.append(f"line {line}: no raw line; replayed from the rounded observation")
-        self.post.update(Measurement.from_observation(self.experiment, obs))
+        if self.source is None:
+            self.report.notes.append(f"line {line}: no raw line; replayed from the rounded observation")
+        self.take(Measurement.from_observation(self.experiment, obs))
 
     def on_belief(self, line: int, s: g.Section) -> None:
         self.compare(line, s, self.post.belief().render())
@@ -219,6 +232,17 @@ class _Replayer:
         if scene is not None and not candidate_experiments(scene, self.question, exclude=self.failed):
             return "no_candidates"
         return recorded if recorded in ("not_worth", "agent") else "not_worth"
+
+
+def _source_of(sections: list[tuple[int, g.Section]], i: int) -> Source | None:
+    """The source line of the experiment at `i` (before the next experiment), if it was bought."""
+    for _, s in sections[i + 1 :]:
+        if s.kind == "experiment":
+            return None
+        if s.kind == "source":
+            assert isinstance(s.body, Source)
+            return s.body
+    return None
 
 
 def replay_sections(sections: list[tuple[int, g.Section]], where: str = "notebook", twins=None) -> ReplayReport:

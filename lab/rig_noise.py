@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from loopylab.lab.beliefs import Measurement, Posterior, predict_biased
+from loopylab.world import notebook as g
 
 PRIOR_FACTOR = 2.0  # an unknown rig: twice the lab's own sigma
 PRIOR_WEIGHT = 3.0  # pseudo-observations behind the prior
@@ -103,7 +104,7 @@ class RigNoise:
 def weigh_in(post: Posterior, m: Measurement, rig: str, book: RigNoise) -> tuple[float, float | None]:
     """Take one bought measurement into the belief, weighted by its rig's factor, unless it is an outlier
     against the belief; the rig's book learns from it either way. Returns (the factor applied, z if flagged)."""
-    k = book.factor(rig)
+    k = float(g.fmt(book.factor(rig), 2))  # as the source line writes it: a replay applies the same
     a = book.agreement(post, m, rig)
     outlier = abs(a.z) > OUTLIER_Z
     book.learn(rig, a, outlier)

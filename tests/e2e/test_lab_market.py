@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loopylab.lab.cli import app
+from loopylab.lab.replay import replay_file
 from loopylab.market.client import MarketClient, load_key_file, new_key_file
 from loopylab.world import notebook as g
 from loopylab.world.source import Source
@@ -71,6 +72,8 @@ def test_a_lab_without_a_gripper_buys_a_weighing_and_answers(served, tmp_path): 
     assert len(sources) == 3 and all(isinstance(s, Source) and s.bounty == bounty["id"] for s in sources)
     assert sources[0].rig == load_key_file(rig_key).address and sources[0].used
     assert lines[-2].kind == "conclusion" and lines[-1].kind == "stop"
+    replayed = replay_file(report / "notebook_bought.txt")  # the bought data replay as the lab's own do
+    assert replayed.ok, replayed.summary()
 
     # the escrow pays the contributor: the relay releases the requester's signed approval
     w.relay.run_once()
