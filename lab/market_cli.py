@@ -1,5 +1,5 @@
 """`loopylab lab fulfil` and `loopylab lab collect`: the two ends of a lab's bounty (docs/lab.md, "Buying data").
-Registered through the `loopylab.cli` entry point `lab_market`, under the `lab` group (lab/twin_cli.py).
+Added to the `lab` group by lab/twin_cli.py, which the `loopylab.cli` entry point `lab` registers.
 
     loopylab lab fulfil 3 --market URL --key ~/.loopylab/key --rig-key ~/.loopylab/rig --seed 1003
     loopylab lab collect reports/run-.../ --key ~/.loopylab/requester
@@ -99,8 +99,9 @@ def collect_cmd(
     typer.echo(f"conclusion: {res.conclusion.render()} p {res.p_within:.3f}{graded}; {summary['notebook']}")
 
 
-def register(app: typer.Typer) -> None:
-    from loopylab.lab.twin_cli import lab_app
-
-    lab_app.command("fulfil")(fulfil_cmd)
-    lab_app.command("collect")(collect_cmd)
+def register(lab_app: typer.Typer) -> None:
+    """Add the verbs to the `lab` group (lab/twin_cli.py registers that group through the `loopylab.cli`
+    entry point `lab`)."""
+    if not any(c.name == "fulfil" for c in lab_app.registered_commands):  # the app is made more than once in tests
+        lab_app.command("fulfil")(fulfil_cmd)
+        lab_app.command("collect")(collect_cmd)

@@ -50,4 +50,7 @@ def calibrate_twin(
 
 
 def register(app: typer.Typer) -> None:
+    from loopylab.lab import market_cli  # lab fulfil / lab collect: the two ends of a lab's bounty
+
+    market_cli.register(lab_app)
     app.add_typer(lab_app, name="lab")
