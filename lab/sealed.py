@@ -233,7 +233,8 @@ class LabGateway:
     in this (the grader's) process, that forwards `skills/execute` to the bench and republishes
     `perception/objects`, and offers `sim/reset` (evaluator) and `sim/oracle` (grader) to those roles only. The
     bench itself stays an inproc graph (its lockstep traffic stays in memory); the agent holds the gateway
-    graph's `lab` keys, and every refusal on it is recorded here (`refusals(gateway.keys.domain)`)."""
+    graph's `lab` keys, and every refusal on it is recorded here (`refusals(gateway.keys.domain)`). A skill the
+    lab's rig lacks (`lacks`: no gripper, so no weigh) is answered `this rig cannot ...` here, whatever the agent asks."""
 
     LAB = "skills/execute"  # the one thing a lab asks of a bench
 

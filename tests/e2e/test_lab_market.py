@@ -65,7 +65,7 @@ def test_a_lab_without_a_gripper_buys_a_weighing_and_answers(served, tmp_path): 
     result = json.loads((report / "result.json").read_text())
     market = result["market"]
     assert market["success"] is True, market  # the truth is 0.438 kg
-    assert not result["success"] or result["conclusion"] != market["conclusion"]  # the bought data changed it
+    assert market["conclusion"] != result["conclusion"] and market["p_within"] >= 0.9  # the bought data answered
 
     lines = g.parse((report / "notebook_bought.txt").read_text())
     sources = [s.body for s in lines if s.kind == "source"]
