@@ -31,7 +31,7 @@ def test_a_source_line_round_trips(bounty, submission, rig, noise, z):
     "body, fragment",
     [
         (f"bounty 0 submission 1 rig {RIG} noise 1.00", "is not: bounty N"),  # ids start at 1
-        (f"bounty 1 submission 1 rig 0x123 noise 1.00", "is not: bounty N"),  # not an address
+        ("bounty 1 submission 1 rig 0x123 noise 1.00", "is not: bounty N"),  # not an address
         (f"bounty 1 submission 1 rig {RIG} noise 1.5", "is not: bounty N"),  # two decimals, one spelling
         (f"bounty 1 submission 1 rig {RIG} noise 0.00", "not positive"),
         (f"bounty 1 submission 1 rig {RIG} noise 1.00 outlier z -0.00", "is not: bounty N"),  # no -0.00
