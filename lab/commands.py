@@ -103,12 +103,17 @@ def run_investigation(
     finally:
         agent_proc.kill()
     summary.update(agent=agent_name, run_seed=run_seed, graph=str(graph) if graph else "sim_bench")
-    if buy is not None:
+    _write_result(out, summary)
+    if buy is not None:  # after the report is safe: a market that refuses the bounty loses none of it
         from loopylab.lab.market_link import after_run
 
         summary["bounty"] = after_run(result.bounty, out, market, key, console)
-    (out / "result.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "report"}, indent=2) + "\n")
+        _write_result(out, summary)
     return summary
+
+
+def _write_result(out: Path, summary: dict) -> None:
+    (out / "result.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "report"}, indent=2) + "\n")
 
 
 def _graph_spec(graph: Path | None, sets: list[str] | None, bus: str | None, scene_file: Path | None):

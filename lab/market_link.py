@@ -53,10 +53,12 @@ def post_draft(draft: dict, c: MarketClient) -> dict:
 
 def after_run(draft: dict, out: Path, market: str | None, key: Path | None, console: Any = None) -> dict:
     """What `loopylab run` does with a drafted bounty: write it (bounty.json in the report), and post it when a
-    market is named. Returns what result.json records: {drafted, posted, id, reward_eth, ...}."""
+    market is named. Returns what result.json records: {drafted, posted[, market, id, state]}."""
     say = console.print if console is not None else print
     if not draft:
-        say("no bounty: the rig's own experiments are worth as much, or no experiment it lacks is worth its price")
+        say(
+            "no bounty: the lab is sure enough, its own experiments are worth more, or nothing it lacks is worth the price"
+        )
         return {"drafted": False}
     record: dict[str, Any] = {"drafted": True, "posted": False, **draft}
     reward = int(draft["terms"]["reward_wei"]) / WEI_PER_ETH
@@ -66,6 +68,7 @@ def after_run(draft: dict, out: Path, market: str | None, key: Path | None, cons
         f"{draft['terms']['slots']} rigs at {reward:.4g} ETH each (expected gain {why['eig']:.2f} nats; own best "
         f"{why['own_best']} {why['own_eig']:.2f} nats for {why['own_cost']:.3f})"
     )
+    (out / "bounty.json").write_text(json.dumps(record, indent=2) + "\n")  # the draft, whatever the market says
     if market is not None:
         if key is None:
             raise ValueError("--market needs --key FILE (the requester's key: `loopylab bounty keygen`)")
@@ -76,8 +79,8 @@ def after_run(draft: dict, out: Path, market: str | None, key: Path | None, cons
             finally:
                 c.close()
         record.update(posted=True, market=str(market), id=b["id"], state=b["state"])
+        (out / "bounty.json").write_text(json.dumps(record, indent=2) + "\n")
         say(f"posted bounty {b['id']} on {market} ({b['state']}); collect with: loopylab lab collect {out}")
-    (out / "bounty.json").write_text(json.dumps(record, indent=2) + "\n")
     return {k: v for k, v in record.items() if k not in ("terms", "why")}
 
 
