@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from eth_account import Account
 
 from loopylab.lab.bounty_request import ExperimentRequest, ObjectDescription
@@ -79,3 +80,18 @@ def test_the_lab_approves_and_pays_only_what_passed_every_check(world, tmp_path)
         paid = [p for p in u.payouts()["payouts"] if p["state"] in ("mined", "final")]
         assert len(paid) == (kind == "honest"), (kind, u.payouts())
     assert review_and_fetch(lab, bounty["id"]).approved[0]["id"] == subs["honest"][1]["id"]  # once, not twice
+
+
+def test_a_market_that_cannot_be_reached_loses_no_draft(tmp_path):
+    from loopylab.lab.market_link import after_run
+    from loopylab.market.client import new_key_file
+
+    new_key_file(tmp_path / "key")
+    request = ExperimentRequest(WEIGH, ObjectDescription("red_block", "cube", 0.05))
+    terms = {"title": "t", "task_spec": request.task_spec(), "acceptance": [], "slots": 2, "reward_wei": "1000"}
+    why = {"experiment": "weigh red_block", "eig": 2.0, "own_best": None, "own_eig": 0.0, "own_cost": 0.0}
+    with pytest.raises(ConnectionError, match="cannot reach the market at http://127.0.0.1:9"):
+        after_run({"terms": terms, "why": why}, tmp_path, "http://127.0.0.1:9", tmp_path / "key", None)
+    kept = json.loads((tmp_path / "bounty.json").read_text())
+    assert kept["drafted"] and not kept["posted"] and kept["terms"] == terms
+    assert after_run({}, tmp_path, None, None) == {"drafted": False}
