@@ -135,10 +135,12 @@ class Node:
         queue_size: int = 100,
         raw: bool = False,
         polled: bool = False,
+        fields: bool = False,
     ) -> Subscription:
         """`polled=True`: no background receiving; the one thread that reads it calls `sub.poll()` (see
-        `Subscription`). A callback runs on that thread, inside `poll()`."""
-        sub = Subscription(self, topic, msg_type, callback, mode, queue_size, raw, polled)
+        `Subscription`). A callback runs on that thread, inside `poll()`. `fields=True`: messages arrive as the
+        dicts of their fields (`codec.decode_fields`), not as messages."""
+        sub = Subscription(self, topic, msg_type, callback, mode, queue_size, raw, polled, fields)
         self._subs.append(sub)
         self._receiver.add(sub)
         try:

@@ -37,6 +37,11 @@ def _now_ns() -> int:
     return time.time_ns()
 
 
+def _bytes(frame: Any) -> bytes:
+    """A received frame's bytes (a zmq.Frame's, or the frame itself when it was received as bytes)."""
+    return frame if type(frame) is bytes else frame.bytes
+
+
 def _has_more(sock: zmq.Socket[Any]) -> bool:
     """Whether a message is waiting on `sock`: EVENTS, not recv(NOBLOCK) + zmq.Again, which costs an exception."""
     return bool(sock.get(_EVENTS) & _POLLIN)  # type: ignore[operator]  # EVENTS is an int option, never bytes
@@ -227,7 +232,10 @@ class Subscription:
     polled=True: nothing receives in the background; one thread (always the same: it owns the sockets) calls
     `poll()`, which takes what has arrived without blocking, then reads `latest()` or `get(timeout=0)`. For a
     loop that looks at its inputs once a cycle anyway (a driver): waking the node's I/O thread for each message
-    costs more than the message (tens of µs on a busy host). `age()` counts from the poll that took it.
+    costs more than the message (tens of µs on a busy host). `age()` counts from the poll that took it. A loop
+    with several reads them together with a `loopylab.bus.polled.PollGroup` (one system call for all).
+    fields=True: each message is handed over as the dict of its fields that `codec.decode_fields` gives (vectors
+    as lists of floats), never built as a message: for a driver that reads a few numbers out of it.
     """
 
     def __init__(
@@ -240,9 +248,14 @@ class Subscription:
         queue_size: int,
         raw: bool,
         polled: bool = False,
+        fields: bool = False,
     ):
         if mode not in ("queue", "latest"):
             raise ValueError(f"mode must be 'queue' or 'latest', not {mode!r}")
+        if fields and (raw or msg_type is None):
+            raise ValueError(f"{topic}: fields=True needs a message type and raw=False")
+        if fields:
+            codec.decode_fields_plan(msg_type)  # a TypeError now for a type whose fields it cannot give
         self.node, self.topic, self.msg_type = node, topic, msg_type
         self.callback, self.mode, self.raw = callback, mode, raw
         self._queue: deque[Any] = deque(maxlen=max(1, queue_size))
@@ -264,6 +277,11 @@ class Subscription:
         self.polled = polled
         self._want: set[str] | None = None  # polled: the endpoints to connect at the next poll (set by any thread)
         self._want_lock = threading.Lock()
+        self.fields = fields
+        # polled: sockets that may hold messages no wake-up will announce (new ones, a burst cut short); every other
+        # socket was read until ZeroMQ said it was empty, so its ZMQ_FD turns readable when the next one comes
+        self._undrained: set[zmq.Socket[Any]] = set()
+        self.sockets_changed = 0  # polled: bumped when the sockets change (a PollGroup registers them anew)
 
     def _open(self, endpoint: str) -> zmq.Socket[Any]:
         """A SUB socket for this topic, connected to one publisher (on the thread that will read it)."""
@@ -278,20 +296,23 @@ class Subscription:
         s.connect(endpoint)
         return s
 
-    def _read(self, sock: zmq.Socket[Any]) -> None:
+    def _read(self, sock: zmq.Socket[Any]) -> bool:
         """One message is waiting on `sock` (poll or EVENTS said so): take it, and in latest mode drain to the
-        newest; EVENTS says whether more are (cheaper than a recv that ends in zmq.Again, an exception)."""
+        newest; EVENTS says whether more are (cheaper than a recv that ends in zmq.Again, an exception).
+        Returns whether the socket was read empty (False: a bounded burst left some for the next look)."""
+        copy = self.fields  # a few hundred bytes decoded at once: copies cost less than zmq.Frame objects
         if self.mode == "latest":
-            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
             while _has_more(sock):  # drain to the newest
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
                 self.skipped += 1
             self._deliver(frames)
-        else:
-            for _ in range(1000):  # a bounded burst, then the other sockets get their turn
-                self._deliver(sock.recv_multipart(zmq.NOBLOCK, copy=False))
-                if not _has_more(sock):
-                    break
+            return True
+        for _ in range(1000):  # a bounded burst, then the other sockets get their turn
+            self._deliver(sock.recv_multipart(zmq.NOBLOCK, copy=copy))
+            if not _has_more(sock):
+                return True
+        return False
 
     # -- polled subscriptions: the polling thread's side ----------------------------------
     def _connect_later(self, endpoints: set[str]) -> None:
@@ -306,21 +327,40 @@ class Subscription:
         if not self.polled:
             raise RuntimeError(f"{self.topic}: poll() is for subscriptions made with polled=True")
         with self._want_lock:  # (uncontended but for a connect or the node's close: their sockets stay whole)
-            want, self._want = self._want, None
-            if want is not None:  # the directory named other publishers: (re)connect on this thread
-                for ep in want - self.endpoints:
-                    self.socks[ep] = self._open(ep)
-                for ep in self.endpoints - want:  # the publisher has gone: close its socket (no disconnect)
-                    self.socks.pop(ep).close()
-                self.endpoints = want
-            n = 0
-            for sock in self.socks.values():
-                if _has_more(sock):
-                    n += 1
-                    try:
-                        self._read(sock)
-                    except zmq.Again:  # readable went away: nothing to read
-                        pass
+            self._take_endpoints()
+            return self._look(list(self.socks.values()))
+
+    def _take_endpoints(self) -> None:  # the polling thread, holding _want_lock
+        want, self._want = self._want, None
+        if want is not None:  # the directory named other publishers: (re)connect on this thread
+            for ep in want - self.endpoints:
+                self.socks[ep] = sock = self._open(ep)
+                self._undrained.add(sock)
+            for ep in self.endpoints - want:  # the publisher has gone: close its socket (no disconnect)
+                sock = self.socks.pop(ep)
+                self._undrained.discard(sock)
+                sock.close()
+            self.endpoints = want
+            self.sockets_changed += 1
+
+    def _look(self, socks: list[zmq.Socket[Any]]) -> int:  # the polling thread, holding _want_lock
+        """Read what waits on `socks` (of this subscription's, open ones); how many had messages."""
+        n = 0
+        for sock in socks:
+            if sock.closed:
+                continue
+            if not _has_more(sock):
+                self._undrained.discard(sock)
+                continue
+            n += 1
+            try:
+                drained = self._read(sock)
+            except zmq.Again:  # readable went away: nothing to read
+                drained = True
+            if drained:
+                self._undrained.discard(sock)
+            else:
+                self._undrained.add(sock)
         return n
 
     def _close_polled(self) -> None:
@@ -329,6 +369,8 @@ class Subscription:
             for sock in self.socks.values():
                 sock.close()
             self.socks, self.endpoints, self._want = {}, set(), None
+            self._undrained.clear()
+            self.sockets_changed += 1
 
     # -- I/O thread side --------------------------------------------------
     def _deliver(self, frames: list[Any]) -> None:
@@ -336,7 +378,7 @@ class Subscription:
         # subscriber joined: every subscriber gets that replay, and only those that have nothing yet
         # from that publisher keep it. (Not judged by seq: a node may forward messages with their seq.)
         # "topic\0pubid\0s": the payload is in shared memory, and frame 2 says where.
-        pub, _, flag = frames[0].bytes.partition(b"\0")[2].partition(b"\0")
+        pub, _, flag = _bytes(frames[0]).partition(b"\0")[2].partition(b"\0")
         if flag:
             if flag == b"r":
                 if pub in self._seen:
@@ -352,14 +394,22 @@ class Subscription:
             self._accept(frames, pub, None)
             return
         try:
-            _, msg = codec.from_frames(frames)
+            if self.fields:
+                if len(frames) < 2:
+                    raise codec.DecodeError(f"expected at least 2 frames, got {len(frames)}")
+                msg = codec.decode_fields(self.msg_type, _bytes(frames[1]), frames[2:])  # type: ignore[arg-type]
+            else:
+                _, msg = codec.from_frames(frames)
+        except codec.WrongType as e:
+            self.node._count("wrong_type", f"{self.topic}: {e}")
+            return
         except codec.UnknownType as e:
             self.node._count("unknown_type", f"{self.topic}: {e}")
             return
         except codec.DecodeError as e:
             self.node._count("malformed", f"{self.topic}: {e}")
             return
-        if self.msg_type is not None and not isinstance(msg, self.msg_type):
+        if self.msg_type is not None and not self.fields and not isinstance(msg, self.msg_type):
             self.node._count("wrong_type", f"{self.topic}: got {type(msg).__name__}, expected {self.msg_type.__name__}")
             return
         self._seen.add(pub)
@@ -372,14 +422,14 @@ class Subscription:
         try:
             if len(frames) != 3:
                 raise ValueError(f"a shared-memory message has 3 frames, not {len(frames)}")
-            views = shm.reader.open(frames[2].bytes)
+            views = shm.reader.open(_bytes(frames[2]))
         except shm.Gone:
             self.node._count("shm_late", f"{self.topic}: the publisher reused a slot before we took it")
             return None
         except ValueError as e:
             self.node._count("malformed", f"{self.topic}: {e}")
             return None
-        return [frames[0].bytes[:-2], frames[1].bytes, *views]
+        return [_bytes(frames[0])[:-2], _bytes(frames[1]), *views]
 
     def _accept(self, msg: Any, pub: bytes, frames: list[Any] | None) -> None:
         with self._cond:
