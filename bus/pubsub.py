@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from loopylab.bus.messages import Message
 
 if TYPE_CHECKING:
     from loopylab.bus.node import Node
+    from loopylab.bus.template import FieldsTemplate
 
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: enum arithmetic costs on every publish
 
@@ -127,6 +128,15 @@ class Publisher:
             fields["stamp_ns"] = _now_ns()
         header, buffers = codec.encode_fields(self.msg_type, fields)
         self._send(header, buffers)
+
+    def publish_template(self, template: FieldsTemplate, values: Sequence[Any], stamp_ns: int = 0) -> None:
+        """`publish_fields` of a stream whose messages differ only in their numbers: `template`
+        (`loopylab.bus.template.FieldsTemplate`) holds the rest, packed once; `values` are its dynamic fields'."""
+        if template.cls is not self.msg_type:
+            raise TypeError(
+                f"{self.topic} carries {getattr(self.msg_type, '__name__', None)}, not {template.cls.__name__}"
+            )
+        self._send(template.encode(next(self._seq), stamp_ns or _now_ns(), values), [])
 
     def _send(self, header: bytes, buffers: list[Any]) -> None:
         sock = self._sock

@@ -28,6 +28,7 @@ import numpy as np
 
 from loopylab.bus import DeviceFault, GripperCommand, GripperState, JointCommand, JointState, Node, SafetyState
 from loopylab.bus.polled import PollGroup
+from loopylab.bus.template import FieldsTemplate
 from loopylab.firmware_bridge.arm_codec import ArmCodec
 from loopylab.firmware_bridge.arm_stop import FaultWindow, LowerToRest
 from loopylab.firmware_bridge.servo import calibration as calib_mod
@@ -81,6 +82,14 @@ class ArmDriver:
         self.js_pub = node.publisher("arm/joint_state", JointState)
         self.fault_pub = node.publisher("arm/fault", DeviceFault, latched=True)
         self.grip_pub = node.publisher("gripper/state", GripperState) if cfg.gripper else None
+        # their messages differ only in the numbers: the rest is packed once
+        k = len(self.arm_joints)
+        self._js_template = FieldsTemplate(
+            JointState, {"position": k, "velocity": k, "effort": k}, name=self.arm_joints, frame_id="base"
+        )
+        self._grip_template = FieldsTemplate(GripperState, {"position": None, "effort": None}, velocity=0.0, ready=True)
+        # the arm joints' places in the bus order: a slice when they come first, as they do on every catalogue arm
+        self._arm_slice = slice(0, k) if self.arm_idx == list(range(k)) else None
         # the loop takes its inputs once a cycle (polled: no thread wakes up for each command; one poll for all of
         # them); the commands as their fields (`codec.decode_fields`: plain floats, no message, no arrays)
         self.cmd_sub = node.subscribe("arm/joint_command", JointCommand, mode="latest", polled=True, fields=True)
@@ -223,21 +232,16 @@ class ArmDriver:
             raw = self.reader(prefix)
             stamp = time.time_ns()
             _, pos, vel, eff = self.codec.decode(raw)
-            a = self.arm_idx
             # the bytes publish(JointState(...)) would send, without building the message and its arrays
-            self.js_pub.publish_fields(
-                name=self.arm_joints,
-                position=[pos[i] for i in a],
-                velocity=[vel[i] for i in a],
-                effort=[eff[i] for i in a],
-                stamp_ns=stamp,
-                frame_id="base",
-            )
+            a = self._arm_slice
+            if a is not None:
+                arm = (pos[a], vel[a], eff[a])
+            else:
+                arm = tuple([x[i] for i in self.arm_idx] for x in (pos, vel, eff))
+            self.js_pub.publish_template(self._js_template, arm, stamp)
             if self.grip_pub is not None:
                 g = self._grip_i
-                self.grip_pub.publish_fields(
-                    position=self._opening(pos[g]), velocity=0.0, effort=abs(eff[g]), ready=True, stamp_ns=stamp
-                )
+                self.grip_pub.publish_template(self._grip_template, (self._opening(pos[g]), abs(eff[g])), stamp)
             if self.window.active:
                 self._recovered()
         self.cycles += 1
