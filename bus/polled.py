@@ -67,5 +67,5 @@ class PollGroup:
         n = 0
         for sub, socks in look.items():
             with sub._want_lock:  # the node's close may have closed them meanwhile: `_look` skips those
-                n += sub._look(socks)
+                n += sub._look(socks, woke=True)
         return n

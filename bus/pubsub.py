@@ -69,7 +69,7 @@ class Publisher:
         self.subscribers = 0
         self.sent = 0
         self.bytes_sent = 0
-        self._next_poll = 0.0  # monotonic time of the next subscription check on the publish path
+        self._drained_at = -1e9  # monotonic time of the last subscription check
         # Big payloads on an ipc graph go through shared memory (`loopylab.bus.shm`), into a ring made at the
         # first one; below the threshold, and on tcp and inproc, messages are frames as always.
         shm_min = shm.min_bytes(node.config.transport)
@@ -142,7 +142,7 @@ class Publisher:
         sock = self._sock
         size = len(header)
         with self._lock:
-            self._maybe_drain()
+            self._maybe_drain(self.SEND_POLL_S)
             if buffers:
                 nbytes = sum(b.nbytes for b in buffers)
                 size += nbytes
@@ -192,11 +192,15 @@ class Publisher:
     # fraction of the cost. A subscriber joining in between misses at most that long of a stream,
     # which ZeroMQ's slow-joiner behaviour allows anyway; wait_for_subscribers always checks.
     POLL_S = 0.005
+    # Publishing alone needs the events read only so that they do not pile up (ZeroMQ sends to whoever
+    # subscribed, counted or not): every SEND_POLL_S. Each check is two system calls (a poll, a getpid),
+    # every cycle of a 100 Hz driver at POLL_S; `has_subscribers` still checks every POLL_S.
+    SEND_POLL_S = 0.1
 
-    def _maybe_drain(self) -> None:  # caller holds the lock
+    def _maybe_drain(self, period: float) -> None:  # caller holds the lock
         now = time.monotonic()
-        if now >= self._next_poll:
-            self._next_poll = now + self.POLL_S
+        if now >= self._drained_at + period:
+            self._drained_at = now
             self._drain_subscriptions()
 
     def poll_subscriptions(self) -> None:
@@ -208,10 +212,10 @@ class Publisher:
         """Whether anyone listens now (as of the last few ms: POLL_S): a driver can skip computing a
         message nobody would receive (ZeroMQ would drop it at the socket anyway; a subscription arriving
         later sees the next one)."""
-        if time.monotonic() >= self._next_poll:  # checked without the lock first: most calls need no check
+        if time.monotonic() >= self._drained_at + self.POLL_S:  # without the lock first: most calls need no check
             with self._lock:
                 if not self._sock.closed:
-                    self._maybe_drain()
+                    self._maybe_drain(self.POLL_S)
         return self.subscribers > 0
 
     def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> bool:
@@ -338,7 +342,7 @@ class Subscription:
             raise RuntimeError(f"{self.topic}: poll() is for subscriptions made with polled=True")
         with self._want_lock:  # (uncontended but for a connect or the node's close: their sockets stay whole)
             self._take_endpoints()
-            return self._look(list(self.socks.values()))
+            return self._look(list(self.socks.values()), woke=False)
 
     def _take_endpoints(self) -> None:  # the polling thread, holding _want_lock
         want, self._want = self._want, None
@@ -353,19 +357,20 @@ class Subscription:
             self.endpoints = want
             self.sockets_changed += 1
 
-    def _look(self, socks: list[zmq.Socket[Any]]) -> int:  # the polling thread, holding _want_lock
-        """Read what waits on `socks` (of this subscription's, open ones); how many had messages."""
+    def _look(self, socks: list[zmq.Socket[Any]], woke: bool) -> int:  # the polling thread, holding _want_lock
+        """Read what waits on `socks` (of this subscription's, open ones); how many had messages. `woke`: their
+        descriptors said something came (a message, most likely: receive at once, no ZMQ_EVENTS first)."""
         n = 0
         for sock in socks:
             if sock.closed:
                 continue
-            if not _has_more(sock):
+            if not woke and not _has_more(sock):
                 self._undrained.discard(sock)
                 continue
-            n += 1
             try:
                 drained = self._read(sock)
-            except zmq.Again:  # readable went away: nothing to read
+                n += 1
+            except zmq.Again:  # nothing to read after all (readable went away, or the wake-up was another event)
                 drained = True
             if drained:
                 self._undrained.discard(sock)
