@@ -300,7 +300,7 @@ def decode_fields(cls: type, header: bytes, buffers: Sequence[Any] = ()) -> dict
         if v is d:
             v = default.copy() if type(default) in _CONTAINERS else default
         elif vector:
-            v = _float_list(v, buffers, name)
+            v = _float_list(v, buffers, got.__name__)
         elif type(v) in _CONTAINERS:
             v = _walk(v, buffers)
         out[n] = v

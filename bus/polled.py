@@ -39,7 +39,7 @@ class PollGroup:
             with sub._want_lock:
                 self._seen[k] = sub.sockets_changed
                 for sock in sub.socks.values():
-                    fd = sock.get(zmq.FD)
+                    fd = int(sock.get(zmq.FD))  # (an int option: never bytes)
                     self._by_fd[fd] = (sub, sock)
                     self._poller.register(fd, select.POLLIN)
                     sub._undrained.add(sock)  # looked at once: what came before registering woke nobody

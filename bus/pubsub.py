@@ -266,9 +266,9 @@ class Subscription:
     ):
         if mode not in ("queue", "latest"):
             raise ValueError(f"mode must be 'queue' or 'latest', not {mode!r}")
-        if fields and (raw or msg_type is None):
-            raise ValueError(f"{topic}: fields=True needs a message type and raw=False")
         if fields:
+            if raw or msg_type is None:
+                raise ValueError(f"{topic}: fields=True needs a message type and raw=False")
             codec.decode_fields_plan(msg_type)  # a TypeError now for a type whose fields it cannot give
         self.node, self.topic, self.msg_type = node, topic, msg_type
         self.callback, self.mode, self.raw = callback, mode, raw

@@ -34,7 +34,7 @@ class FieldsTemplate:
             raise TypeError(f"{cls.__name__}: bad template fields {unknown or sorted(set(dynamic) & set(static))}")
         self.cls, self.static, self.dynamic = cls, dict(static), dict(dynamic)
         for n, size in dynamic.items():
-            if (size is None) == (n in cls.VECTORS):
+            if (size is None) == (n in getattr(cls, "VECTORS", ())):
                 raise TypeError(f"{cls.__name__}.{n}: give a length for a vector field, None for a float field")
         packer = codec._encoder.packer
         fields = {n: static.get(n, default) for n, default, _ in plan}
