@@ -25,6 +25,9 @@ the same emulator (one write of the prebuilt packets, then poll and read until t
 in; it receives no commands and publishes nothing), and reports the driver/raw CPU ratio.
 On a loaded shared machine every cycle runs with cold caches, so each figure is several times what a tight
 loop costs (benchmarks/serial_loop.py); the raw baseline shows how much of that the machine takes anyway.
+A driver that misses its rate there (a user's priority gets a sliver of a core at load 30) spreads what it
+does per command (the commander sends 100 a second) over fewer cycles: each arm's `process_cpu_ms_per_s`
+is its CPU per second of the run, which does not depend on how many cycles made it.
 
     .venv/bin/python benchmarks/serial_faults.py [--seconds 60]
 
