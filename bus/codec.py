@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -171,49 +172,139 @@ def encode_fields(cls: type, fields: dict[str, Any]) -> tuple[bytes, list[np.nda
     return enc.packer.pack(d), buffers
 
 
+def _hook(d: dict[str, Any], buffers: Sequence[Any]) -> Any:
+    """msgpack's object hook: an encoded array or message back to what was encoded; other dicts as they are."""
+    nd = d.get(_ND)
+    if nd is not None:
+        try:
+            dtype, shape, ref = nd
+            dt = _DTYPES.get(dtype) if type(dtype) is str else None
+            if dt is None:
+                dt = np.dtype(dtype)
+                if dt.hasobject:
+                    raise DecodeError("object dtype refused")
+                if type(dtype) is str and len(_DTYPES) < 64:
+                    _DTYPES[dtype] = dt
+            buf = ref if isinstance(ref, (bytes, bytearray)) else _buffer(buffers, ref)
+            arr = np.frombuffer(buf, dtype=dt).reshape(shape)
+        except DecodeError:
+            raise
+        except Exception as e:  # bad dtype, wrong size, bad index
+            raise DecodeError(f"bad array field: {e}") from None
+        arr.flags.writeable = False
+        return arr
+    name = d.get(_MSG)
+    if name is not None:
+        cls = MESSAGE_TYPES.get(name)
+        if cls is None:
+            raise UnknownType(f"unknown message type {name!r}")
+        del d[_MSG]
+        if not d.keys() <= _names_set(cls):  # a newer sender's fields: keep the ones this version knows
+            d = {k: v for k, v in d.items() if k in _names_set(cls)}
+        try:
+            return cls(**d)
+        except Exception as e:
+            raise DecodeError(f"bad {name} fields: {e}") from None
+    return d
+
+
 def decode(header: bytes, buffers: Sequence[Any] = ()) -> Any:
     """Inverse of `encode`. Raises DecodeError (or UnknownType) on anything malformed."""
-
-    def hook(d: dict[str, Any]) -> Any:
-        nd = d.get(_ND)
-        if nd is not None:
-            try:
-                dtype, shape, ref = nd
-                dt = _DTYPES.get(dtype) if type(dtype) is str else None
-                if dt is None:
-                    dt = np.dtype(dtype)
-                    if dt.hasobject:
-                        raise DecodeError("object dtype refused")
-                    if type(dtype) is str and len(_DTYPES) < 64:
-                        _DTYPES[dtype] = dt
-                buf = ref if isinstance(ref, (bytes, bytearray)) else _buffer(buffers, ref)
-                arr = np.frombuffer(buf, dtype=dt).reshape(shape)
-            except DecodeError:
-                raise
-            except Exception as e:  # bad dtype, wrong size, bad index
-                raise DecodeError(f"bad array field: {e}") from None
-            arr.flags.writeable = False
-            return arr
-        name = d.get(_MSG)
-        if name is not None:
-            cls = MESSAGE_TYPES.get(name)
-            if cls is None:
-                raise UnknownType(f"unknown message type {name!r}")
-            del d[_MSG]
-            if not d.keys() <= _names_set(cls):  # a newer sender's fields: keep the ones this version knows
-                d = {k: v for k, v in d.items() if k in _names_set(cls)}
-            try:
-                return cls(**d)
-            except Exception as e:
-                raise DecodeError(f"bad {name} fields: {e}") from None
-        return d
-
     try:
-        return msgpack.unpackb(header, object_hook=hook, raw=False, strict_map_key=False)
+        return msgpack.unpackb(header, object_hook=lambda d: _hook(d, buffers), raw=False, strict_map_key=False)
     except DecodeError:
         raise
     except Exception as e:  # truncated / garbage msgpack
         raise DecodeError(f"bad header: {e}") from None
+
+
+class WrongType(DecodeError):
+    """A well-formed message of another type than the one asked for."""
+
+
+_LITTLE = sys.byteorder == "little"  # the wire's float64 is "<f8": a memoryview reads it as is on such hosts
+_CONTAINERS = (list, dict)
+# message type -> ((field, default as decode_fields gives it, is a vector), ...)
+_FIELD_PLANS: dict[type, tuple[tuple[str, Any, bool], ...]] = {}
+
+
+def decode_fields_plan(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """How `decode_fields` fills a `cls`: its fields in order, each with the value a left-out one takes and whether
+    it is a vector. A TypeError for a type with conversions of its own (those `encode_fields` refuses too)."""
+    plan = _FIELD_PLANS.get(cls)
+    if plan is None:
+        plan = _FIELD_PLANS[cls] = tuple((n, d.tolist() if v else d, v) for n, d, v in _plan(cls))
+    return plan
+
+
+def _walk(v: Any, buffers: Sequence[Any]) -> Any:
+    """What `decode`'s hook makes of a nested value (its arrays and messages), in place, inner values first."""
+    if type(v) is list:
+        for i, x in enumerate(v):
+            if type(x) in _CONTAINERS:
+                v[i] = _walk(x, buffers)
+        return v
+    if type(v) is dict:
+        for k, x in v.items():
+            if type(x) in _CONTAINERS:
+                v[k] = _walk(x, buffers)
+        return _hook(v, buffers)
+    return v
+
+
+def _float_list(v: Any, buffers: Sequence[Any], name: str) -> Any:
+    """A vector field as the message's `.tolist()` gives it: a 1-D float64 array read without numpy; anything else
+    (another dtype or shape, a plain list, a fault) the way `decode` and the message's conversion take it."""
+    nd = v.get(_ND) if type(v) is dict else None
+    if type(nd) is list and len(nd) == 3 and nd[0] == _F64_STR and _LITTLE:
+        shape, ref = nd[1], nd[2]
+        if type(shape) is list and len(shape) == 1 and type(shape[0]) is int:
+            try:
+                buf = ref if type(ref) is bytes else _buffer(buffers, ref)
+                floats = memoryview(buf).cast("d").tolist()
+                if len(floats) == shape[0]:
+                    return floats
+            except Exception:  # not a whole number of float64s, a bad reference: decode's own words below
+                pass
+    v = _walk(v, buffers) if type(v) in _CONTAINERS else v
+    try:
+        return _f64(v).tolist()
+    except Exception as e:
+        raise DecodeError(f"bad {name} fields: {e}") from None
+
+
+def decode_fields(cls: type, header: bytes, buffers: Sequence[Any] = ()) -> dict[str, Any]:
+    """The fields of the `cls` message `decode(header, buffers)` would give, without building it or any array:
+    a dict of every field, vectors (`cls.VECTORS`) as lists of floats (the array's `tolist()`). The mirror of
+    `encode_fields`, for a driver's hot path. Raises DecodeError on anything malformed, UnknownType on a type
+    this process does not know, WrongType on a message that is not a `cls`."""
+    try:
+        d = msgpack.unpackb(header, raw=False, strict_map_key=False)
+    except Exception as e:  # truncated / garbage msgpack
+        raise DecodeError(f"bad header: {e}") from None
+    name = d.get(_MSG) if type(d) is dict else None
+    got = MESSAGE_TYPES.get(name) if type(name) is str else None
+    if got is None or not issubclass(got, cls):
+        if got is None and name is not None:
+            raise UnknownType(f"unknown message type {name!r}")
+        what = got.__name__ if got is not None else type(_walk(d, buffers) if type(d) in _CONTAINERS else d).__name__
+        raise WrongType(f"got {what}, expected {cls.__name__}")
+    plan = decode_fields_plan(got)
+    if len(d) != len(plan) + 1:  # a field left out or a newer sender's: decode would still unpack the extras
+        for k in d.keys() - _names_set(got) - {_MSG}:
+            if type(d[k]) in _CONTAINERS:
+                _walk(d[k], buffers)
+    out: dict[str, Any] = {}
+    for n, default, vector in plan:
+        v = d.get(n, d)  # (d itself: the field was left out)
+        if v is d:
+            v = default.copy() if type(default) in _CONTAINERS else default
+        elif vector:
+            v = _float_list(v, buffers, got.__name__)
+        elif type(v) in _CONTAINERS:
+            v = _walk(v, buffers)
+        out[n] = v
+    return out
 
 
 def inline(header: bytes, buffers: Sequence[Any] = ()) -> bytes:

@@ -37,10 +37,10 @@ from loopylab.bus.config import BusConfig, _local_ip
 from loopylab.bus.directory import (
     ANNOUNCE_S,
     Directory,
+    DirectoryClient,
     DirectoryUnavailable,
     ensure_directory,
     release_directory,
-    request,
 )
 from loopylab.bus.messages import Heartbeat
 from loopylab.bus.pubsub import Publisher, Subscription, _has_more
@@ -101,6 +101,7 @@ class Node:
         self._announce_lock = threading.Lock()
         self._old_handlers: dict[int, _SignalHandler] = {}
         self._closed = False
+        self._directory = DirectoryClient(self.config)  # one socket for all of this node's requests
         self._start_directory = start_directory
         self._owned_directory: Directory | None = None
         if start_directory:
@@ -135,10 +136,12 @@ class Node:
         queue_size: int = 100,
         raw: bool = False,
         polled: bool = False,
+        fields: bool = False,
     ) -> Subscription:
         """`polled=True`: no background receiving; the one thread that reads it calls `sub.poll()` (see
-        `Subscription`). A callback runs on that thread, inside `poll()`."""
-        sub = Subscription(self, topic, msg_type, callback, mode, queue_size, raw, polled)
+        `Subscription`). A callback runs on that thread, inside `poll()`. `fields=True`: messages arrive as the
+        dicts of their fields (`codec.decode_fields`), not as messages."""
+        sub = Subscription(self, topic, msg_type, callback, mode, queue_size, raw, polled, fields)
         self._subs.append(sub)
         self._receiver.add(sub)
         try:
@@ -188,14 +191,14 @@ class Node:
     # -- directory -----------------------------------------------------------
     def lookup(self, kind: str, name: str, timeout: float = 1.0) -> list[str]:
         """Endpoints of a topic's publishers (kind="topic") or of a service's servers ("service")."""
-        eps: list[str] = request(self.config, {"op": "lookup", "kind": kind, "names": [name]}, timeout)["endpoints"][
+        eps: list[str] = self._directory.request({"op": "lookup", "kind": kind, "names": [name]}, timeout)["endpoints"][
             name
         ]
         return eps
 
     def graph(self) -> dict[str, Any]:
         """Everything the directory knows: topics, services, nodes."""
-        return request(self.config, {"op": "list"})
+        return self._directory.request({"op": "list"})
 
     def _entries(self) -> list[dict[str, str]]:
         return [
@@ -211,8 +214,7 @@ class Node:
     def _announce(self) -> bool:
         with self._announce_lock:
             try:
-                request(
-                    self.config,
+                self._directory.request(
                     {
                         "op": "announce",
                         "node": self.name,
@@ -318,7 +320,7 @@ class Node:
             if self._subs:  # the feed is fast; this is the safety net
                 try:
                     names = sorted({s.topic for s in self._subs})
-                    eps = request(self.config, {"op": "lookup", "kind": "topic", "names": names}, 0.5)
+                    eps = self._directory.request({"op": "lookup", "kind": "topic", "names": names}, 0.5)
                     for sub in list(self._subs):
                         self._receiver.connect(sub, eps["endpoints"].get(sub.topic, []))
                 except DirectoryUnavailable:
@@ -373,7 +375,7 @@ class Node:
         for t in self._timers:
             t.cancel()
         try:
-            request(self.config, {"op": "bye", "node": self.name, "uid": self.uid}, 0.5)
+            self._directory.request({"op": "bye", "node": self.name, "uid": self.uid}, 0.5)
         except DirectoryUnavailable:
             pass
         threads = [
@@ -394,6 +396,7 @@ class Node:
         shm.reader.collect(force=True)
         for c in list(self._client_refs):
             c.close()
+        self._directory.close()
         self._receiver.close()
         if not any(th.is_alive() for th in threads if th is not threading.current_thread()):
             self._stop.close()  # no thread polls its pipe any more

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,12 +29,18 @@ from loopylab.bus.messages import Message
 
 if TYPE_CHECKING:
     from loopylab.bus.node import Node
+    from loopylab.bus.template import FieldsTemplate
 
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: enum arithmetic costs on every publish
 
 
 def _now_ns() -> int:
     return time.time_ns()
+
+
+def _bytes(frame: Any) -> bytes:
+    """A received frame's bytes (a zmq.Frame's, or the frame itself when it was received as bytes)."""
+    return frame if type(frame) is bytes else frame.bytes
 
 
 def _has_more(sock: zmq.Socket[Any]) -> bool:
@@ -63,7 +69,7 @@ class Publisher:
         self.subscribers = 0
         self.sent = 0
         self.bytes_sent = 0
-        self._next_poll = 0.0  # monotonic time of the next subscription check on the publish path
+        self._drained_at = -1e9  # monotonic time of the last subscription check
         # Big payloads on an ipc graph go through shared memory (`loopylab.bus.shm`), into a ring made at the
         # first one; below the threshold, and on tcp and inproc, messages are frames as always.
         shm_min = shm.min_bytes(node.config.transport)
@@ -123,11 +129,20 @@ class Publisher:
         header, buffers = codec.encode_fields(self.msg_type, fields)
         self._send(header, buffers)
 
+    def publish_template(self, template: FieldsTemplate, values: Sequence[Any], stamp_ns: int = 0) -> None:
+        """`publish_fields` of a stream whose messages differ only in their numbers: `template`
+        (`loopylab.bus.template.FieldsTemplate`) holds the rest, packed once; `values` are its dynamic fields'."""
+        if template.cls is not self.msg_type:
+            raise TypeError(
+                f"{self.topic} carries {getattr(self.msg_type, '__name__', None)}, not {template.cls.__name__}"
+            )
+        self._send(template.encode(next(self._seq), stamp_ns or _now_ns(), values), [])
+
     def _send(self, header: bytes, buffers: list[Any]) -> None:
         sock = self._sock
         size = len(header)
         with self._lock:
-            self._maybe_drain()
+            self._maybe_drain(self.SEND_POLL_S)
             if buffers:
                 nbytes = sum(b.nbytes for b in buffers)
                 size += nbytes
@@ -177,11 +192,15 @@ class Publisher:
     # fraction of the cost. A subscriber joining in between misses at most that long of a stream,
     # which ZeroMQ's slow-joiner behaviour allows anyway; wait_for_subscribers always checks.
     POLL_S = 0.005
+    # Publishing alone needs the events read only so that they do not pile up (ZeroMQ sends to whoever
+    # subscribed, counted or not): every SEND_POLL_S. Each check is two system calls (a poll, a getpid),
+    # every cycle of a 100 Hz driver at POLL_S; `has_subscribers` still checks every POLL_S.
+    SEND_POLL_S = 0.1
 
-    def _maybe_drain(self) -> None:  # caller holds the lock
+    def _maybe_drain(self, period: float) -> None:  # caller holds the lock
         now = time.monotonic()
-        if now >= self._next_poll:
-            self._next_poll = now + self.POLL_S
+        if now >= self._drained_at + period:
+            self._drained_at = now
             self._drain_subscriptions()
 
     def poll_subscriptions(self) -> None:
@@ -193,10 +212,10 @@ class Publisher:
         """Whether anyone listens now (as of the last few ms: POLL_S): a driver can skip computing a
         message nobody would receive (ZeroMQ would drop it at the socket anyway; a subscription arriving
         later sees the next one)."""
-        if time.monotonic() >= self._next_poll:  # checked without the lock first: most calls need no check
+        if time.monotonic() >= self._drained_at + self.POLL_S:  # without the lock first: most calls need no check
             with self._lock:
                 if not self._sock.closed:
-                    self._maybe_drain()
+                    self._maybe_drain(self.POLL_S)
         return self.subscribers > 0
 
     def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> bool:
@@ -227,7 +246,10 @@ class Subscription:
     polled=True: nothing receives in the background; one thread (always the same: it owns the sockets) calls
     `poll()`, which takes what has arrived without blocking, then reads `latest()` or `get(timeout=0)`. For a
     loop that looks at its inputs once a cycle anyway (a driver): waking the node's I/O thread for each message
-    costs more than the message (tens of µs on a busy host). `age()` counts from the poll that took it.
+    costs more than the message (tens of µs on a busy host). `age()` counts from the poll that took it. A loop
+    with several reads them together with a `loopylab.bus.polled.PollGroup` (one system call for all).
+    fields=True: each message is handed over as the dict of its fields that `codec.decode_fields` gives (vectors
+    as lists of floats), never built as a message: for a driver that reads a few numbers out of it.
     """
 
     def __init__(
@@ -240,9 +262,14 @@ class Subscription:
         queue_size: int,
         raw: bool,
         polled: bool = False,
+        fields: bool = False,
     ):
         if mode not in ("queue", "latest"):
             raise ValueError(f"mode must be 'queue' or 'latest', not {mode!r}")
+        if fields:
+            if raw or msg_type is None:
+                raise ValueError(f"{topic}: fields=True needs a message type and raw=False")
+            codec.decode_fields_plan(msg_type)  # a TypeError now for a type whose fields it cannot give
         self.node, self.topic, self.msg_type = node, topic, msg_type
         self.callback, self.mode, self.raw = callback, mode, raw
         self._queue: deque[Any] = deque(maxlen=max(1, queue_size))
@@ -264,6 +291,11 @@ class Subscription:
         self.polled = polled
         self._want: set[str] | None = None  # polled: the endpoints to connect at the next poll (set by any thread)
         self._want_lock = threading.Lock()
+        self.fields = fields
+        # polled: sockets that may hold messages no wake-up will announce (new ones, a burst cut short); every other
+        # socket was read until ZeroMQ said it was empty, so its ZMQ_FD turns readable when the next one comes
+        self._undrained: set[zmq.Socket[Any]] = set()
+        self.sockets_changed = 0  # polled: bumped when the sockets change (a PollGroup registers them anew)
 
     def _open(self, endpoint: str) -> zmq.Socket[Any]:
         """A SUB socket for this topic, connected to one publisher (on the thread that will read it)."""
@@ -278,20 +310,23 @@ class Subscription:
         s.connect(endpoint)
         return s
 
-    def _read(self, sock: zmq.Socket[Any]) -> None:
+    def _read(self, sock: zmq.Socket[Any]) -> bool:
         """One message is waiting on `sock` (poll or EVENTS said so): take it, and in latest mode drain to the
-        newest; EVENTS says whether more are (cheaper than a recv that ends in zmq.Again, an exception)."""
+        newest; EVENTS says whether more are (cheaper than a recv that ends in zmq.Again, an exception).
+        Returns whether the socket was read empty (False: a bounded burst left some for the next look)."""
+        copy = self.fields  # a few hundred bytes decoded at once: copies cost less than zmq.Frame objects
         if self.mode == "latest":
-            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
             while _has_more(sock):  # drain to the newest
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
                 self.skipped += 1
             self._deliver(frames)
-        else:
-            for _ in range(1000):  # a bounded burst, then the other sockets get their turn
-                self._deliver(sock.recv_multipart(zmq.NOBLOCK, copy=False))
-                if not _has_more(sock):
-                    break
+            return True
+        for _ in range(1000):  # a bounded burst, then the other sockets get their turn
+            self._deliver(sock.recv_multipart(zmq.NOBLOCK, copy=copy))
+            if not _has_more(sock):
+                return True
+        return False
 
     # -- polled subscriptions: the polling thread's side ----------------------------------
     def _connect_later(self, endpoints: set[str]) -> None:
@@ -306,21 +341,41 @@ class Subscription:
         if not self.polled:
             raise RuntimeError(f"{self.topic}: poll() is for subscriptions made with polled=True")
         with self._want_lock:  # (uncontended but for a connect or the node's close: their sockets stay whole)
-            want, self._want = self._want, None
-            if want is not None:  # the directory named other publishers: (re)connect on this thread
-                for ep in want - self.endpoints:
-                    self.socks[ep] = self._open(ep)
-                for ep in self.endpoints - want:  # the publisher has gone: close its socket (no disconnect)
-                    self.socks.pop(ep).close()
-                self.endpoints = want
-            n = 0
-            for sock in self.socks.values():
-                if _has_more(sock):
-                    n += 1
-                    try:
-                        self._read(sock)
-                    except zmq.Again:  # readable went away: nothing to read
-                        pass
+            self._take_endpoints()
+            return self._look(list(self.socks.values()), woke=False)
+
+    def _take_endpoints(self) -> None:  # the polling thread, holding _want_lock
+        want, self._want = self._want, None
+        if want is not None:  # the directory named other publishers: (re)connect on this thread
+            for ep in want - self.endpoints:
+                self.socks[ep] = sock = self._open(ep)
+                self._undrained.add(sock)
+            for ep in self.endpoints - want:  # the publisher has gone: close its socket (no disconnect)
+                sock = self.socks.pop(ep)
+                self._undrained.discard(sock)
+                sock.close()
+            self.endpoints = want
+            self.sockets_changed += 1
+
+    def _look(self, socks: list[zmq.Socket[Any]], woke: bool) -> int:  # the polling thread, holding _want_lock
+        """Read what waits on `socks` (of this subscription's, open ones); how many had messages. `woke`: their
+        descriptors said something came (a message, most likely: receive at once, no ZMQ_EVENTS first)."""
+        n = 0
+        for sock in socks:
+            if sock.closed:
+                continue
+            if not woke and not _has_more(sock):
+                self._undrained.discard(sock)
+                continue
+            try:
+                drained = self._read(sock)
+                n += 1
+            except zmq.Again:  # nothing to read after all (readable went away, or the wake-up was another event)
+                drained = True
+            if drained:
+                self._undrained.discard(sock)
+            else:
+                self._undrained.add(sock)
         return n
 
     def _close_polled(self) -> None:
@@ -329,6 +384,8 @@ class Subscription:
             for sock in self.socks.values():
                 sock.close()
             self.socks, self.endpoints, self._want = {}, set(), None
+            self._undrained.clear()
+            self.sockets_changed += 1
 
     # -- I/O thread side --------------------------------------------------
     def _deliver(self, frames: list[Any]) -> None:
@@ -336,7 +393,7 @@ class Subscription:
         # subscriber joined: every subscriber gets that replay, and only those that have nothing yet
         # from that publisher keep it. (Not judged by seq: a node may forward messages with their seq.)
         # "topic\0pubid\0s": the payload is in shared memory, and frame 2 says where.
-        pub, _, flag = frames[0].bytes.partition(b"\0")[2].partition(b"\0")
+        pub, _, flag = _bytes(frames[0]).partition(b"\0")[2].partition(b"\0")
         if flag:
             if flag == b"r":
                 if pub in self._seen:
@@ -352,14 +409,22 @@ class Subscription:
             self._accept(frames, pub, None)
             return
         try:
-            _, msg = codec.from_frames(frames)
+            if self.fields:
+                if len(frames) < 2:
+                    raise codec.DecodeError(f"expected at least 2 frames, got {len(frames)}")
+                msg = codec.decode_fields(self.msg_type, _bytes(frames[1]), frames[2:])  # type: ignore[arg-type]
+            else:
+                _, msg = codec.from_frames(frames)
+        except codec.WrongType as e:
+            self.node._count("wrong_type", f"{self.topic}: {e}")
+            return
         except codec.UnknownType as e:
             self.node._count("unknown_type", f"{self.topic}: {e}")
             return
         except codec.DecodeError as e:
             self.node._count("malformed", f"{self.topic}: {e}")
             return
-        if self.msg_type is not None and not isinstance(msg, self.msg_type):
+        if self.msg_type is not None and not self.fields and not isinstance(msg, self.msg_type):
             self.node._count("wrong_type", f"{self.topic}: got {type(msg).__name__}, expected {self.msg_type.__name__}")
             return
         self._seen.add(pub)
@@ -372,14 +437,14 @@ class Subscription:
         try:
             if len(frames) != 3:
                 raise ValueError(f"a shared-memory message has 3 frames, not {len(frames)}")
-            views = shm.reader.open(frames[2].bytes)
+            views = shm.reader.open(_bytes(frames[2]))
         except shm.Gone:
             self.node._count("shm_late", f"{self.topic}: the publisher reused a slot before we took it")
             return None
         except ValueError as e:
             self.node._count("malformed", f"{self.topic}: {e}")
             return None
-        return [frames[0].bytes[:-2], frames[1].bytes, *views]
+        return [_bytes(frames[0])[:-2], _bytes(frames[1]), *views]
 
     def _accept(self, msg: Any, pub: bytes, frames: list[Any] | None) -> None:
         with self._cond:

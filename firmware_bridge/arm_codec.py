@@ -54,23 +54,26 @@ class ArmCodec:
         self.pos_k = [s * TICK_RAD for s in self.sign]
         self.vel_k = [s * self.vel_scale for s in self.sign]
         self.eff_k = [s * e for s, e in zip(self.sign, self.eff_scale)]
+        # decode's columns (position, velocity, effort) in a motor's unpacked values, and the sign-magnitude ones
+        self._cols = (self.at["Present_Position"], self.at["Present_Velocity"], self.at[self.effort_reg])
+        self._signed = [
+            (c, self.sign_bits[j], (1 << self.sign_bits[j]) - 1)
+            for c, j in enumerate(self._cols)
+            if j in self.sign_bits
+        ]
 
     def decode(self, raw: bytes | dict[int, bytes]) -> tuple[list[int], list[float], list[float], list[float]]:
         """(present ticks, position rad, velocity rad/s, effort N·m), one entry per joint in `names` order.
         `raw`: the block of every motor joined in `ids` order (or {id: block})."""
         if not isinstance(raw, (bytes, bytearray)):
             raw = b"".join(raw[i] for i in self.ids)
-        vals = self.struct.unpack(raw)
-        k, at = self.k, self.at
-        cols = {j: vals[j::k] for j in (at["Present_Position"], at["Present_Velocity"], at[self.effort_reg])}
-        for j, bit in self.sign_bits.items():  # Feetech sign-magnitude
-            mask = (1 << bit) - 1
-            cols[j] = [-(x & mask) if x >> bit & 1 else x for x in cols[j]]
-        ticks = list(cols[at["Present_Position"]])
+        vals, k = self.struct.unpack(raw), self.k
+        cols = [vals[j::k] for j in self._cols]
+        for c, bit, mask in self._signed:  # Feetech sign-magnitude
+            cols[c] = [-(x & mask) if x >> bit & 1 else x for x in cols[c]]
+        ticks = list(cols[0])
         pos = [c * (t - z) for c, t, z in zip(self.pos_k, ticks, self.zero)]
-        vel = [c * x for c, x in zip(self.vel_k, cols[at["Present_Velocity"]])]
-        eff = [c * x for c, x in zip(self.eff_k, cols[at[self.effort_reg]])]
-        return ticks, pos, vel, eff
+        return ticks, pos, [c * x for c, x in zip(self.vel_k, cols[1])], [c * x for c, x in zip(self.eff_k, cols[2])]
 
     def to_rad(self, name: str, ticks: float) -> float:
         i = self.index[name]

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from loopylab.bus import DeviceFault, GripperCommand, GripperState, JointCommand, JointState, Node, SafetyState
+from loopylab.bus.polled import PollGroup
+from loopylab.bus.template import FieldsTemplate
 from loopylab.firmware_bridge.arm_codec import ArmCodec
 from loopylab.firmware_bridge.arm_stop import FaultWindow, LowerToRest
 from loopylab.firmware_bridge.servo import calibration as calib_mod
@@ -80,13 +82,24 @@ class ArmDriver:
         self.js_pub = node.publisher("arm/joint_state", JointState)
         self.fault_pub = node.publisher("arm/fault", DeviceFault, latched=True)
         self.grip_pub = node.publisher("gripper/state", GripperState) if cfg.gripper else None
-        # the loop takes its inputs once a cycle (polled: no thread wakes up for each command)
-        self.cmd_sub = node.subscribe("arm/joint_command", JointCommand, mode="latest", polled=True)
+        # their messages differ only in the numbers: the rest is packed once
+        k = len(self.arm_joints)
+        self._js_template = FieldsTemplate(
+            JointState, {"position": k, "velocity": k, "effort": k}, name=self.arm_joints, frame_id="base"
+        )
+        self._grip_template = FieldsTemplate(GripperState, {"position": None, "effort": None}, velocity=0.0, ready=True)
+        # the arm joints' places in the bus order: a slice when they come first, as they do on every catalogue arm
+        self._arm_slice = slice(0, k) if self.arm_idx == list(range(k)) else None
+        # the loop takes its inputs once a cycle (polled: no thread wakes up for each command; one poll for all of
+        # them); the commands as their fields (`codec.decode_fields`: plain floats, no message, no arrays)
+        self.cmd_sub = node.subscribe("arm/joint_command", JointCommand, mode="latest", polled=True, fields=True)
         self.grip_sub = (
-            node.subscribe("gripper/command", GripperCommand, mode="latest", polled=True) if cfg.gripper else None
+            node.subscribe("gripper/command", GripperCommand, mode="latest", polled=True, fields=True)
+            if cfg.gripper
+            else None
         )
         self.safety_sub = node.subscribe("safety/state", SafetyState, mode="latest", polled=True)
-        self._inputs = [s for s in (self.safety_sub, self.cmd_sub, self.grip_sub) if s is not None]
+        self._inputs = PollGroup([s for s in (self.safety_sub, self.cmd_sub, self.grip_sub) if s is not None])
         node.service("arm/torque", self._on_torque)
         node.service("arm/reboot", self._on_reboot)
         self.fault: DeviceFault | None = None
@@ -201,12 +214,11 @@ class ArmDriver:
     # -- the cycle --------------------------------------------------------------------------------
     def _poll_inputs(self) -> None:
         """Take the commands and the safety state that came since the last look (on the loop's thread)."""
-        for sub in self._inputs:
-            sub.poll()
+        self._inputs.poll()
 
     @staticmethod
-    def _cmd_key(msg):
-        return None if msg is None else (msg.seq, msg.stamp_ns)
+    def _cmd_key(fields: dict | None) -> tuple[int, int] | None:
+        return None if fields is None else (fields["seq"], fields["stamp_ns"])
 
     def cycle(self) -> None:
         """One write to the port per cycle: the SYNC WRITE of any new goals (unless stopped), then the
@@ -220,21 +232,16 @@ class ArmDriver:
             raw = self.reader(prefix)
             stamp = time.time_ns()
             _, pos, vel, eff = self.codec.decode(raw)
-            a = self.arm_idx
             # the bytes publish(JointState(...)) would send, without building the message and its arrays
-            self.js_pub.publish_fields(
-                name=self.arm_joints,
-                position=[pos[i] for i in a],
-                velocity=[vel[i] for i in a],
-                effort=[eff[i] for i in a],
-                stamp_ns=stamp,
-                frame_id="base",
-            )
+            a = self._arm_slice
+            if a is not None:
+                arm = (pos[a], vel[a], eff[a])
+            else:
+                arm = tuple([x[i] for i in self.arm_idx] for x in (pos, vel, eff))
+            self.js_pub.publish_template(self._js_template, arm, stamp)
             if self.grip_pub is not None:
                 g = self._grip_i
-                self.grip_pub.publish_fields(
-                    position=self._opening(pos[g]), velocity=0.0, effort=abs(eff[g]), ready=True, stamp_ns=stamp
-                )
+                self.grip_pub.publish_template(self._grip_template, (self._opening(pos[g]), abs(eff[g])), stamp)
             if self.window.active:
                 self._recovered()
         self.cycles += 1
@@ -253,18 +260,20 @@ class ArmDriver:
             if gm is not None and gkey != self._last_grip_seq:
                 self._last_grip_seq = gkey
                 g = self.cfg.gripper
-                goals[g] = self.to_ticks(g, self._gripper_rad(gm.position))
+                goals[g] = self.to_ticks(g, self._gripper_rad(gm["position"]))
         return goals
 
-    def _goals(self, msg: JointCommand) -> dict[str, int]:
-        """Goal ticks for the motors `msg` commands (any of them, by name; unnamed: the arm joints in order)."""
-        if len(msg.position) == 0 and len(msg.velocity):
+    def _goals(self, msg: dict) -> dict[str, int]:
+        """Goal ticks for the motors a JointCommand (its fields) commands (any of them, by name; unnamed: the arm
+        joints in order)."""
+        q, named = msg["position"], msg["name"]
+        if not q and msg["velocity"]:
             log.warning("velocity commands are not supported: the servos run in position mode; ignored")
             return {}
-        key = tuple(msg.name)
+        key = tuple(named)
         plan = self._plans.get(key)
         if plan is None:  # once per list of names: which motors, from which of the command's values
-            names = list(msg.name) or self.arm_joints
+            names = list(named) or self.arm_joints
             commanded = [n for n in self.names if n in set(names)]  # bus order
             try:
                 where = indices(names, commanded, exact=True)
@@ -277,11 +286,14 @@ class ArmDriver:
         if isinstance(plan, str):
             log.warning("joint command ignored: %s (the arm's joints: %s)", plan, self.names)
             return {}
-        if len(msg.position) != len(msg.name or self.arm_joints):
-            log.warning("joint command ignored: %d values for joints %s", len(msg.position), list(msg.name))
+        if type(q) is not list or len(q) != len(named or self.arm_joints):  # (a 2-D array's rows: not a command)
+            log.warning("joint command ignored: %s values for joints %s", np.shape(q), list(named))
             return {}
-        q = msg.position.tolist()
-        if not all(map(math.isfinite, q)):  # (the gate passes none; never let one end the loop)
+        try:
+            finite = all(map(math.isfinite, q))
+        except TypeError:  # rows of a 2-D array
+            finite = False
+        if not finite:  # (the gate passes none; never let one end the loop)
             log.warning("joint command ignored: not a finite position in %s", q)
             return {}
         return {n: int(round(zero + k * q[j])) for n, j, zero, k in plan}

@@ -8,6 +8,8 @@ The status byte is a bit field. EEPROM writes need Lock (55) = 0 first; Present 
 
 from __future__ import annotations
 
+import struct
+
 from loopylab.firmware_bridge.servo.protocol import CorruptPacket, Instruction, ServoProtocol, StatusPacket, make_table
 
 HEADER = b"\xff\xff"
@@ -148,17 +150,19 @@ class FeetechProtocol(ServoProtocol):
         """For the exact answer to a SYNC READ of `n` bytes from `ids`: bytes -> the motors' data joined in
         order, or None unless every packet is there, error-free, from the right motor, in order, with a good
         checksum (then the general parser decides). The headers are built once."""
-        size = self.status_size(n)
-        spans = [(k * size, self.status(i, 0, bytes(n))[:5], i + n + 2) for k, i in enumerate(ids)]
+        heads = tuple(self.status(i, 0, bytes(n))[:5] for i in ids)
+        bases = [i + n + 2 for i in ids]  # the checksum's id, length and (zero) error bytes
+        whole = struct.Struct(f"{len(ids) * f'5s{n}sB'}")  # every packet's header, data and checksum at once
 
         def check(buf: bytes) -> bytes | None:
-            out = []
-            for at, head, base in spans:
-                d = buf[at + 5 : at + 5 + n]
-                if buf[at : at + 5] != head or (~(base + sum(d)) & 0xFF) != buf[at + 5 + n]:
-                    return None
-                out.append(d)
-            return b"".join(out)
+            try:
+                vals = whole.unpack(buf)
+            except struct.error:
+                return None
+            data = vals[1::3]
+            if vals[0::3] != heads or [~(b + sum(d)) & 0xFF for b, d in zip(bases, data)] != list(vals[2::3]):
+                return None
+            return b"".join(data)
 
         return check
 

@@ -2,10 +2,15 @@
 
 import os
 import signal
+import threading
+
+import msgpack
+import pytest
+import zmq
 
 from loopylab.bus import JointState, Node
 from loopylab.bus.config import BusConfig
-from loopylab.bus.directory import DirectoryUnavailable, request
+from loopylab.bus.directory import DirectoryClient, DirectoryUnavailable, request
 from tests.bus import helpers
 from tests.waiting import wait_until
 
@@ -73,3 +78,42 @@ def test_many_short_inproc_graphs_leave_nothing_behind():
         assert url not in directory._local
     assert wait_until(lambda: threading.active_count() <= threads_before + 2, 5), threading.enumerate()
     assert len(os.listdir("/proc/self/fd")) < fds_before + 20
+
+
+def test_a_nodes_directory_client_takes_only_its_own_answer_and_recovers_from_a_timeout(inproc_url):
+    """One DEALER for all of a node's requests: an answer that comes after its request timed out is never
+    taken for the next request's, and the client works again once the directory answers."""
+    config = BusConfig.parse(inproc_url)
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.bind(config.directory_endpoints()[0])
+    done, gave_up, late_sent = threading.Event(), threading.Event(), threading.Event()
+
+    def late_then_prompt():  # answers the first request after the client gave up, the rest at once
+        first = True
+        while not done.is_set():
+            if not router.poll(50):
+                continue
+            *envelope, body = router.recv_multipart()
+            if first:  # late: only once the client has given up on it
+                gave_up.wait(10)
+            router.send_multipart([*envelope, msgpack.packb({"ok": True, "echo": msgpack.unpackb(body)["n"]})])
+            if first:
+                first = False
+                late_sent.set()
+
+    server = threading.Thread(target=late_then_prompt, daemon=True)
+    server.start()
+    client = DirectoryClient(config)
+    try:
+        with pytest.raises(DirectoryUnavailable):
+            client.request({"op": "ping", "n": 1}, timeout=0.1)
+        gave_up.set()
+        assert late_sent.wait(10)
+        assert [client.request({"op": "ping", "n": n}, timeout=2)["echo"] for n in (2, 3)] == [2, 3]
+    finally:
+        done.set()
+        server.join(2)
+        client.close()
+        router.close()
+    with pytest.raises(DirectoryUnavailable, match="closed"):
+        client.request({"op": "ping", "n": 4})

@@ -16,7 +16,7 @@ from tests.bus import helpers
 TOPIC = "arm/joint_state"
 
 
-def _rogue_publisher(url: str):
+def _rogue_publisher(url: str, topic: str = TOPIC, type_name: str = "JointState"):
     config = BusConfig.parse(url)
     sock = zmq.Context.instance().socket(zmq.XPUB)
     sock.setsockopt(zmq.LINGER, 0)
@@ -29,7 +29,7 @@ def _rogue_publisher(url: str):
             "node": "rogue",
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "entries": [{"kind": "topic", "name": TOPIC, "endpoint": endpoint, "type": "JointState"}],
+            "entries": [{"kind": "topic", "name": topic, "endpoint": endpoint, "type": type_name}],
         },
     )
     return sock

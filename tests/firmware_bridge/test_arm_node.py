@@ -6,16 +6,18 @@ import dataclasses
 import math
 import uuid
 
+import msgpack
 import numpy as np
 import pytest
 
-from loopylab.bus import GripperCommand, GripperState, JointCommand, JointState, Node, SafetyState
+from loopylab.bus import GripperCommand, GripperState, JointCommand, JointState, Node, SafetyState, codec
 from loopylab.firmware_bridge.arm_codec import ArmCodec
 from loopylab.firmware_bridge.arm_node import ArmConfig, ArmDriver, NotCalibrated
 from loopylab.firmware_bridge.emulators.servo_arm import ServoArmEmulator
 from loopylab.firmware_bridge.messages import DeviceFault
 from loopylab.firmware_bridge.servo import calibration
 from loopylab.firmware_bridge.servo.bus import MotorBus
+from tests.bus.test_malformed import _rogue_publisher
 from tests.waiting import wait_until
 
 ROBOT = {"feetech": "so101", "dynamixel": "koch"}
@@ -235,7 +237,7 @@ def test_commands_that_do_not_fit_the_arm_are_ignored(rig):
     pub.publish(JointCommand(name=first.name, velocity=[0.5] * 5))  # velocity mode
     seen = js.latest().seq
     assert js.wait_for(lambda m: m.seq > seen + 5, timeout=3)  # still running
-    for bad in ([0.1, float("nan"), 0.0, 0.0, 0.0], [0.1, 0.2, 0.3]):  # not finite; too few values
+    for bad in ([0.1, float("nan"), 0.0, 0.0, 0.0], [0.1, 0.2, 0.3], np.zeros((5, 5))):  # not finite; too few; 2-D
         pub.publish(JointCommand(name=first.name, position=bad))
         seen = js.latest().seq
         assert js.wait_for(lambda m, seen=seen: m.seq > seen + 5, timeout=3)  # still running
@@ -262,3 +264,36 @@ def test_feetech_sign_magnitude_velocity_and_load_and_a_reversed_joint_through_t
     assert pos[0] == pytest.approx(100 * tick) and pos[2] == pytest.approx(-100 * tick)
     assert vel[0] == pytest.approx(-40 * tick) and vel[2] == pytest.approx(40 * tick)
     assert eff[0] == pytest.approx(-0.19) and eff[2] == pytest.approx(0.19)
+
+
+@pytest.mark.parametrize("kind", ["feetech"])
+def test_garbage_on_the_command_topic_is_counted_and_the_loop_runs_on(rig):
+    """A truncated, undecodable or wrong-type message on arm/joint_command: dropped and counted by the bus, the
+    driver keeps cycling, holds its goal, and takes the next good command."""
+    emu, driver, node, js, faults = rig
+    first = js.wait_for(timeout=3)
+    goals = {i: emu.register(i, "Goal_Position") for i in emu.motors}
+    rogue = _rogue_publisher(driver.node.config.url, "arm/joint_command", "JointCommand")
+    assert wait_until(lambda: rogue.poll(0) and rogue.recv().startswith(b"\x01arm/joint_command"), 5)
+    prefix = b"arm/joint_command\0rogue"
+    good, _ = codec.encode(JointCommand(name=first.name, position=[0.2, 0.1, -0.1, 0.0, 0.3], seq=9, stamp_ns=1))
+    stats = driver.node.stats
+    for frames, what in (
+        ([prefix, good[: len(good) // 2]], "malformed"),
+        ([prefix, b"\xc1"], "malformed"),
+        (
+            [prefix, msgpack.packb({"__m__": "JointCommand", "name": first.name, "position": "not numbers"})],
+            "malformed",
+        ),
+        ([prefix, codec.encode(JointState(name=first.name, position=[1.0] * 5))[0]], "wrong_type"),
+        ([prefix, msgpack.packb({"__m__": "WarpDrive"})], "unknown_type"),
+    ):
+        before = stats[what]
+        rogue.send_multipart(frames)  # one at a time: a latest-mode poll decodes only the newest
+        assert wait_until(lambda what=what, before=before: stats[what] == before + 1, 5), (what, stats)
+        seen = js.latest().seq
+        assert js.wait_for(lambda m, seen=seen: m.seq > seen + 3, timeout=3)  # still cycling
+    assert {i: emu.register(i, "Goal_Position") for i in emu.motors} == goals and faults.latest() is None
+    rogue.send_multipart([prefix, good])
+    assert js.wait_for(lambda m: np.allclose(m.position, [0.2, 0.1, -0.1, 0.0, 0.3], atol=3e-3), timeout=3)
+    rogue.close()
