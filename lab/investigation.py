@@ -21,7 +21,7 @@ from loopylab.bus.node import ServiceClient
 from loopylab.lab import audit
 from loopylab.lab.beliefs import Measurement, NoiseModel, Posterior
 from loopylab.lab.design import regret_vs_random
-from loopylab.lab.experiments import candidate_experiments
+from loopylab.lab.experiments import candidate_experiments, workspace
 from loopylab.lab.forward import ForwardModel
 from loopylab.lab.notebook import Notebook, NotebookView, Sink
 from loopylab.lab.stopping import Stop, dominant_systematic, stop_reason
@@ -190,8 +190,9 @@ def investigate(
     cfg = cfg or InvestigationConfig()
     t0 = time.perf_counter()
     gscene = grammar_scene(scene)
+    ws = workspace(getattr(scene, "robot", None))  # the table this arm reaches, and the levels it can run
     failed: set[g.Experiment] = set()  # failed where the objects are now: not offered again
-    candidates = tuple(candidate_experiments(gscene, question))
+    candidates = tuple(candidate_experiments(gscene, question, ws=ws))
     nb = Notebook(question, investigation, sinks)
     nb.add(question)
     nb.add(audit.provenance(agent, cfg.graph, cfg.seed, cfg.n_particles, cfg.confidence))
@@ -231,7 +232,7 @@ def investigate(
                 gscene = now
                 nb.add(gscene)
                 failed.clear()
-            candidates = tuple(candidate_experiments(gscene, question, exclude=failed))
+            candidates = tuple(candidate_experiments(gscene, question, exclude=failed, ws=ws))
         elif isinstance(proposal, g.Conclusion):
             conclusion = proposal
             break

@@ -46,17 +46,17 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
     _, size, _ = arm.object(label)
     probe = arm.q()
     q_probe = mo.kin.ik(mo.ee([pos0[0], pos0[1], P.TIP_Z + mo.rs.clearance]), mo.orientation(pos0, dir_name), q0=probe)
-    pad = mo.pad(q_probe, dir_name)
+    pad = mo.pad(q_probe, dir_name, size)
+    lift = np.array([0.0, 0.0, mo.below_tip(q_probe)])  # the hand's lowest point at P.TIP_Z, not the tip
     plan = (
         P.strike_plan(pos0, size, dir_name, speed, pad, mo.hz)
         if strike
         else P.push_plan(pos0, size, dir_name, distance, speed, pad, mo.hz)
     )
-    to_above, down = _approach(arm, mo, plan.start, dir_name)
-    line = cartesian_line(
-        mo.kin, mo.ee(plan.start), mo.ee(plan.end), lambda x: mo.orientation(x, dir_name), plan.path, down[-1]
-    )
-    up = mo.line(mo.ee(plan.end), mo.ee(plan.end) + [0, 0, mo.rs.clearance], 0.1, line[-1], dir_name)
+    start, end = plan.start + lift, plan.end + lift
+    to_above, down = _approach(arm, mo, start, dir_name)
+    line = cartesian_line(mo.kin, mo.ee(start), mo.ee(end), lambda x: mo.orientation(x, dir_name), plan.path, down[-1])
+    up = mo.line(mo.ee(end), mo.ee(end) + [0, 0, mo.rs.clearance], 0.1, line[-1], dir_name)
     if strike:
         check_followable(mo, line, down[-1] if len(down) else probe, f"strike {dir_name} at {speed:.2f} m/s")
     # everything is planned: move
