@@ -53,6 +53,7 @@ class Workspace:
     place_ring: tuple[float, float] | None = None
     push_distances: tuple[float, ...] = PUSH_DISTANCES
     strike_speeds: tuple[float, ...] = STRIKE_SPEEDS
+    drop_heights: tuple[float, ...] = DROP_HEIGHTS
 
     def reaches(self, x: float, y: float) -> bool:
         """True when a push may start or end at (x, y)."""
@@ -88,7 +89,12 @@ PANDA = Workspace()
 # The Koch reaches tool-down at both heights only within 0.14-0.17 m: no room for a push at all.
 SMALL_ARMS = {
     "so101": Workspace(
-        ring=(0.09, 0.24), bearing=1.15, place_ring=(0.13, 0.20), push_distances=(0.06,), strike_speeds=()
+        ring=(0.09, 0.24),
+        bearing=1.15,
+        place_ring=(0.13, 0.20),
+        push_distances=(0.06,),
+        strike_speeds=(),
+        drop_heights=(0.03,),
     ),
     "koch": Workspace(ring=(0.14, 0.17), bearing=1.15, place_ring=(0.14, 0.17), push_distances=(), strike_speeds=()),
 }
@@ -208,7 +214,7 @@ def candidate_experiments(
         sliding = _sliding(scene, name, ws)
         out += sliding
         out.append(Experiment("weigh", name))
-        out += [Experiment("drop", name, height=h) for h in DROP_HEIGHTS]
+        out += [Experiment("drop", name, height=h) for h in ws.drop_heights]
         out += [Experiment("lift", name, height=h) for h in LIFT_HEIGHTS]
         if not sliding and (spot := clear_spot(scene, name, ws)) is not None:
             out.append(Experiment("place", name, position=spot))
