@@ -7,15 +7,17 @@ Per test world: the camera's object positions against the physics (`camera_pose_
 seconds of perception/objects while the arm holds still), the FT300's stream against the physics' wrench at
 the same moment (`wrench_err_n`, |Δf| per frame), then a weigh of `red_block` on each path (success: the skill
 ran and the mass is within the mass question's tolerance, 10 %), then an investigation per question kind by
-the eig agent (`--kinds`, default mass) on each path: on the hardware path through `lab.rig_bench.HardwareBench`
+the eig agent (`--kinds`, default mass, friction, rank; a kind the arm cannot answer is left out with its
+reason, EXCLUDED) on each path: on the hardware path through `lab.rig_bench.HardwareBench`
 (no oracle, no reset: the scene measured by the camera; graded here against the rig's truth).
 
-    .venv/bin/python benchmarks/hil_lab.py [--worlds 4]
+    .venv/bin/python benchmarks/hil_lab.py [--worlds 4] [--kinds mass,friction,rank] [--robot so101]
 
 Last line JSON: camera_pose_err_mm, wrench_err_n (medians), hil_weigh_success, sim_weigh_success,
 hil_vs_sim_success, hil_mass_err_rel, sim_mass_err_rel (medians), experiment_s (median seconds per weigh,
 HIL), sim_experiment_s; hil_success / sim_success per question kind (the eig agent, the scene measured by the
-camera on the hardware path), hil_success_min, hil_vs_sim_success (the lowest ratio over kinds); oracle_calls,
+camera on the hardware path; a rank only where a world has two objects: `asked`), `excluded` (kind: why),
+hil_success_min, hil_vs_sim_success (the lowest ratio over kinds); oracle_calls,
 reset_calls (sim services on the hardware graph: none offered, so none can be called).
 """
 
