@@ -83,6 +83,10 @@ class Motion:
                 return list(range(j, p.getNumJoints(b, physicsClientId=c)))
         return []
 
+    def sensor_rotation(self, q) -> np.ndarray:
+        """The wrist sensor's axes in the base frame at joints `q` (3x3: base = R @ sensor)."""
+        return np.array(p.getMatrixFromQuaternion(self.kin.fk(q, self.ft_link)[1].tolist())).reshape(3, 3)
+
     def below_tip(self, q) -> float:
         """How far the hand reaches below the tool's tip (the EE frame less `tool_length`) at joints `q`: 0
         where the tip is its lowest point. An SO-101's closed jaw hangs 8 mm below it, 3 cm off the tool
