@@ -96,7 +96,7 @@ def _sensor_errors(client, rig: Rig) -> dict:
     lock = threading.Lock()
 
     def on_wrench(msg: Wrench) -> None:
-        f, _ = rig.physics.wrench()
+        f, _ = rig.physics.sensor_wrench()  # the FT300 on the wrist reports in its own frame
         with lock:
             wrench_err.append(float(np.linalg.norm(np.asarray(msg.force) - f)))
 
