@@ -6,8 +6,12 @@ over the pushed face, and the hand keeps one yaw along the push."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopylab.actuation.skills.motion import Motion
+from loopylab.actuation.skills.push import check_contact
+from loopylab.actuation.skills.session import SkillFailed
 from loopylab.lab.bench import sim_bench
 from loopylab.world import protocols as P
 from loopylab.world.scene import scene_from_seed
@@ -64,3 +68,19 @@ def test_so101_pushes_across_and_along_its_reach_read_the_friction(tmp_path):
             assert m["force_mean_N"] == pytest.approx(want, rel=0.1), (direction, m["force_mean_N"])
             assert abs(m["load_N"]) < 0.5, (direction, m["load_N"])
             assert m["moved_m"] == pytest.approx(0.06, abs=0.01)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(0.05, 5.0), st.floats(0.0, 0.3), st.integers(0, 2**31))
+def test_a_steady_push_passes_the_contact_check_and_a_knocking_one_fails(force, noise, seed):
+    """Steady contact (noise up to 30 % of the force, every reading) passes; a hand that knocks the block
+    (mostly 0 N between spikes, the same mean) is refused with a clear reason."""
+    rng = np.random.default_rng(seed)
+    s = np.linspace(0.0, 0.08, 160)
+    steady = (0.035, 0.074)
+    f = force * (1 + noise * rng.uniform(-1, 1, len(s)))
+    check_contact(s, f, steady, "red_block")
+    knocks = np.zeros(len(s))
+    knocks[::6] = force * 6  # one reading in six carries it all
+    with pytest.raises(SkillFailed, match="kept losing red_block"):
+        check_contact(s, knocks, steady, "red_block")
