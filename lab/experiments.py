@@ -80,13 +80,15 @@ def _inside(x, y, xs, ys, ring, bearing) -> bool:
 
 
 PANDA = Workspace()
-# The desk arms, measured with their IK (tool pointing down at the push height and at the skills' clearance
-# above it; scripts in docs/hardware.md): the SO-101 reaches radius 0.06-0.24 m at any bearing its pan allows
-# (+-1.92 rad), so pushes start and end within 0.09-0.24 m (clear of the base) and |bearing| <= 1.7. Its
-# objects stand 0.14-0.22 m out (world.scene.PLACEMENT): a 10 cm push rarely fits, 6 cm does from most spots.
-# Strikes are left out: at 0.30 m/s (the slowest level that launches an object) its elbow would turn at
-# 3.3-3.5 rad/s, past the 3.0 the gate lets a plan use (the skill refuses them), and slower ones hardly launch.
-# The Koch reaches tool-down at both heights only within 0.14-0.17 m: no room for a push at all.
+# The desk arms, measured with their IK (`Motion`: tool pointing down at the push height and at the skills'
+# clearance above it, on a grid of radii and bearings). The SO-101 reaches 0.06-0.24 m out, and no higher than
+# ~15 cm: pushes start and end 0.09-0.24 m out (clear of the base), within +-1.15 rad (beyond, its wrist roll
+# cannot keep the hand's yaw fixed along a push across the reach: `Motion.orientation`). Its objects stand
+# 0.14-0.22 m out (world.scene.PLACEMENT): a 6 cm push fits from about half of its dev worlds' red blocks (10 cm:
+# 41 %), a place nearer gives the rest room. Strikes are left out: at 0.30 m/s (the slowest level that launches an
+# object) its elbow would turn at 3.3-3.5 rad/s, past the 3.0 the gate lets a plan use, and the skill refuses
+# them. It drops from 3 cm (a drop's hand rises by the height again; 5 cm was out of reach past 0.16 m).
+# The Koch holds its tool down at both heights only 0.14-0.17 m out: no 6 cm push fits (docs/hardware.md).
 SMALL_ARMS = {
     "so101": Workspace(
         ring=(0.09, 0.24),
