@@ -94,7 +94,12 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
         m = P.analyze_strike(t, xy, t_brake, speed, arm.sigma(label))
     else:
         # per tick, the wrench of that tick (or the sensor's newest before it: it may run on its own clock)
-        base = np.mean([w for w in arm.sampled(arm.wrench, base_stamps) if w is not None], axis=0)
+        still = [w for w in arm.sampled(arm.wrench, base_stamps) if w is not None]
+        if not still:  # the stream paused through the hold (a sensor restarting under a starved host)
+            raise SkillFailed(
+                "no wrist/wrench readings while the hand held still before the push: no zero to read from"
+            )
+        base = np.mean(still, axis=0)
         pushed = arm.sampled(arm.wrench, stamps[: len(line)])
         f = np.array([-(w[:3] - base[:3]) @ d if w is not None else 0.0 for w in pushed])
         up = np.array([w[2] - base[2] if w is not None else 0.0 for w in pushed])
