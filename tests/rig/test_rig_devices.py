@@ -85,10 +85,16 @@ def test_ft300_streams_the_physics_wrench_and_robotiq_moves_the_sim_fingers(rig)
     ft.connect()
     try:
         ft.start_stream()
-        frames = []
-        assert wait_until(lambda: frames.extend(ft.read_frames(1.0)) or len(frames) >= 20, 20)
-        force, _ = rig.physics.wrench()
-        own, _ = rig.physics.sensor_wrench()
+        frames, physics = [], []  # the physics' wrench sampled alongside: the arm may still settle at start-up
+
+        def read() -> bool:
+            frames.extend(ft.read_frames(1.0))
+            physics.append((rig.physics.wrench()[0], rig.physics.sensor_wrench()[0]))
+            return len(frames) >= 40
+
+        assert wait_until(read, 20)
+        force = np.mean([b for b, _ in physics[-5:]], axis=0)
+        own = np.mean([s for _, s in physics[-5:]], axis=0)
         measured = np.mean([f for f, _ in frames[-20:]], axis=0)
         # the hand's own weight, within the sensor's noise (0.03 N) and its 0.01 N resolution, in the sensor's
         # own axes (on the wrist they turn with it: pointing down, its z axis is the base's -z)
