@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from loopylab.lab.beliefs import REPORTED_SIGMA, Posterior, predict_biased
-from loopylab.lab.experiments import sliding_levels
+from loopylab.lab.experiments import sliding_levels, workspace
 from loopylab.lab.forward import MEASURED, level_key
 from loopylab.world import notebook as g
 
@@ -230,7 +230,7 @@ def place_value(
     then the best push or strike from the clear spot), half the plan's gain net of both costs."""
     if place.object not in scorers:
         return -cost
-    unlocked = sliding_levels(place.object)
+    unlocked = sliding_levels(place.object, workspace(getattr(post.forward.scene, "robot", None)))
     gains = eig_scores(post, unlocked, cfg, rng, last_sigma, scorers)
     return max((gain - cost - cfg.cost(u)) / 2 for gain, u in zip(gains, unlocked))
 

@@ -1,8 +1,9 @@
 """The finite experiment grid: which experiments are sensible on a scene where its objects stand now.
 
 Every skill at a few parameter levels (PUSH_DISTANCES ... LIFT_HEIGHTS), pushes and strikes only along
-directions with a clear path inside the reachable table (WORKSPACE_X/Y, CLEARANCE), and `place` to the
-nearest clear spot for an object boxed in by its neighbours. The agents choose from this grid, the
+directions with a clear path inside the table the arm reaches (its `Workspace`: WORKSPACE_X/Y for the
+large arms, a ring for the desk arms; CLEARANCE), and `place` to the nearest clear spot for an object boxed
+in by its neighbours. The agents choose from this grid, the
 nanochat engine decodes experiment bodies from it (`valid_bodies`), and the twin's surrogate relies on
 the clear paths it guarantees. The text of each experiment is `loopylab.world.notebook`'s.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,18 +38,87 @@ PLACE_X = (0.40, 0.64)  # where `place` may put an object (well inside the arm's
 PLACE_Y = (-0.20, 0.20)
 
 
+@dataclass(frozen=True)
+class Workspace:
+    """The table an arm reaches with its tool pointing down, and the levels it can run there: a rectangle
+    (`x`, `y`) for the large arms, a ring (`ring`: radius range, `bearing`: |angle| max, rad) for the desk
+    arms, whose reach is a ring around the base; `place_*` the same for where `place` may put an object."""
+
+    x: tuple[float, float] = WORKSPACE_X
+    y: tuple[float, float] = WORKSPACE_Y
+    ring: tuple[float, float] | None = None
+    bearing: float = math.pi
+    place_x: tuple[float, float] = PLACE_X
+    place_y: tuple[float, float] = PLACE_Y
+    place_ring: tuple[float, float] | None = None
+    push_distances: tuple[float, ...] = PUSH_DISTANCES
+    strike_speeds: tuple[float, ...] = STRIKE_SPEEDS
+    drop_heights: tuple[float, ...] = DROP_HEIGHTS
+
+    def reaches(self, x: float, y: float) -> bool:
+        """True when a push may start or end at (x, y)."""
+        return _inside(x, y, self.x, self.y, self.ring, self.bearing)
+
+    def may_place(self, x: float, y: float) -> bool:
+        return _inside(x, y, self.place_x, self.place_y, self.place_ring, self.bearing)
+
+    def place_centre(self) -> tuple[float, float]:
+        """A spot in the middle of the place area (where `sliding_levels` imagines a placed object)."""
+        if self.place_ring is not None:
+            return (sum(self.place_ring) / 2, 0.0)
+        return (sum(self.place_x) / 2, sum(self.place_y) / 2)
+
+    def centre(self) -> tuple[float, float]:
+        """The middle of the reachable table (directions towards it are tried first)."""
+        return (sum(self.ring) / 2, 0.0) if self.ring is not None else (sum(self.x) / 2, sum(self.y) / 2)
+
+
+def _inside(x, y, xs, ys, ring, bearing) -> bool:
+    if ring is not None:
+        return ring[0] <= math.hypot(x, y) <= ring[1] and abs(math.atan2(y, x)) <= bearing
+    return xs[0] <= x <= xs[1] and ys[0] <= y <= ys[1]
+
+
+PANDA = Workspace()
+# The desk arms, measured with their IK (`Motion`: tool pointing down at the push height and at the skills'
+# clearance above it, on a grid of radii and bearings). The SO-101 reaches 0.06-0.24 m out, and no higher than
+# ~15 cm: pushes start and end 0.09-0.24 m out (clear of the base), within +-1.15 rad (beyond, its wrist roll
+# cannot keep the hand's yaw fixed along a push across the reach: `Motion.orientation`). Its objects stand
+# 0.14-0.22 m out (world.scene.PLACEMENT): a 6 cm push fits from about half of its dev worlds' red blocks (10 cm:
+# 41 %), a place nearer gives the rest room. Strikes are left out: at 0.30 m/s (the slowest level that launches an
+# object) its elbow would turn at 3.3-3.5 rad/s, past the 3.0 the gate lets a plan use, and the skill refuses
+# them. It drops from 3 cm (a drop's hand rises by the height again; 5 cm was out of reach past 0.16 m).
+# The Koch holds its tool down at both heights only 0.14-0.17 m out: no 6 cm push fits (docs/hardware.md).
+SMALL_ARMS = {
+    "so101": Workspace(
+        ring=(0.09, 0.24),
+        bearing=1.15,
+        place_ring=(0.13, 0.20),
+        push_distances=(0.06,),
+        strike_speeds=(),
+        drop_heights=(0.03,),
+    ),
+    "koch": Workspace(ring=(0.14, 0.17), bearing=1.15, place_ring=(0.14, 0.17), push_distances=(), strike_speeds=()),
+}
+
+
+def workspace(robot: str | None) -> Workspace:
+    """The workspace of `robot` (the catalogue's name; the large arms share the Panda's)."""
+    return SMALL_ARMS.get(robot or "panda", PANDA)
+
+
 def _unit(direction: str) -> tuple[float, float]:
     return {"+x": (1, 0), "-x": (-1, 0), "+y": (0, 1), "-y": (0, -1)}[direction]
 
 
-def path_clear(scene: Scene, obj: str, direction: str, travel: float) -> bool:
-    """True when `obj` can travel `travel` metres along `direction` without leaving the workspace or
+def path_clear(scene: Scene, obj: str, direction: str, travel: float, ws: Workspace = PANDA) -> bool:
+    """True when `obj` can travel `travel` metres along `direction` without leaving the workspace `ws` or
     coming near another object (the twin's surrogate assumes an unobstructed, isotropic table)."""
     o = scene.get(obj)
     ux, uy = _unit(direction)
     behind = o.size / 2 + 0.05  # where the pusher starts
     for px, py in ((o.x + ux * travel, o.y + uy * travel), (o.x - ux * behind, o.y - uy * behind)):
-        if not (WORKSPACE_X[0] <= px <= WORKSPACE_X[1] and WORKSPACE_Y[0] <= py <= WORKSPACE_Y[1]):
+        if not ws.reaches(px, py):
             return False
     for other in scene.objects:
         if other.name == obj:
@@ -60,10 +131,10 @@ def path_clear(scene: Scene, obj: str, direction: str, travel: float) -> bool:
     return True
 
 
-def _centre_first(o: SceneObject) -> list[str]:
+def _centre_first(o: SceneObject, ws: Workspace = PANDA) -> list[str]:
     """Directions ordered towards the middle of the workspace first: an agent that takes the first of
     equally good experiments keeps its objects away from the edges, where nothing can be done."""
-    cx, cy = sum(WORKSPACE_X) / 2, sum(WORKSPACE_Y) / 2
+    cx, cy = ws.centre()
     return sorted(DIRECTIONS, key=lambda d: (o.x + _unit(d)[0] * 0.1 - cx) ** 2 + (o.y + _unit(d)[1] * 0.1 - cy) ** 2)
 
 
@@ -80,73 +151,84 @@ def _strike_directions(speed: float) -> tuple[str, ...]:
     return tuple(d for d in DIRECTIONS if d in ("+y", "-y") or speed <= STRIKE_MAX_SPEED_ALONG_X)
 
 
-def _sliding(scene: Scene, name: str) -> list[Experiment]:
+def _sliding(scene: Scene, name: str, ws: Workspace = PANDA) -> list[Experiment]:
     """The pushes and strikes of `name` whose path is clear where the objects are now."""
     out: list[Experiment] = []
-    dirs = _centre_first(scene.get(name))
+    dirs = _centre_first(scene.get(name), ws)
     for dr in dirs:
-        for dist in PUSH_DISTANCES:
-            if path_clear(scene, name, dr, dist):
+        for dist in ws.push_distances:
+            if path_clear(scene, name, dr, dist, ws):
                 out += [Experiment("push", name, dr, dist, sp) for sp in PUSH_SPEEDS]
     for dr in dirs:
         out += [
             Experiment("strike", name, dr, speed=sp)
-            for sp in STRIKE_SPEEDS
-            if dr in _strike_directions(sp) and path_clear(scene, name, dr, strike_travel(sp))
+            for sp in ws.strike_speeds
+            if dr in _strike_directions(sp) and path_clear(scene, name, dr, strike_travel(sp), ws)
         ]
     return out
 
 
-def clear_spot(scene: Scene, name: str) -> tuple[float, float] | None:
+def clear_spot(scene: Scene, name: str, ws: Workspace = PANDA) -> tuple[float, float] | None:
     """Where to put `name` so that it can be pushed and struck: of the spots on a 2 cm grid over the
-    reachable table (PLACE_X, PLACE_Y) clear of the other objects, the nearest to where it is from which
-    every push and strike level of the grid has a clear path in some direction; None if none."""
+    place area of `ws` clear of the other objects, the nearest to where it is from which every push and
+    strike level of the grid has a clear path in some direction; None if none (or the arm has no such
+    levels: then a place makes nothing possible)."""
     o = scene.get(name)
     others = [q for q in scene.objects if q.name != name]
     # each level's travel and the directions it may take (a path clear this far is clear for less)
-    levels = [(d, tuple(DIRECTIONS)) for d in PUSH_DISTANCES] + [
-        (strike_travel(sp), _strike_directions(sp)) for sp in STRIKE_SPEEDS
+    levels = [(d, tuple(DIRECTIONS)) for d in ws.push_distances] + [
+        (strike_travel(sp), _strike_directions(sp)) for sp in ws.strike_speeds
     ]
+    if not levels:
+        return None
+    if ws.place_ring is not None:
+        r = ws.place_ring[1]
+        xs = ys = np.arange(-r, r + 1e-9, 0.02)
+    else:
+        xs = np.arange(ws.place_x[0], ws.place_x[1] + 1e-9, 0.02)
+        ys = np.arange(ws.place_y[0], ws.place_y[1] + 1e-9, 0.02)
     spots = sorted(
         (math.hypot(x - o.x, y - o.y), x, y)
-        for x in (round(float(v), 2) + 0.0 for v in np.arange(PLACE_X[0], PLACE_X[1] + 1e-9, 0.02))
-        for y in (round(float(v), 2) + 0.0 for v in np.arange(PLACE_Y[0], PLACE_Y[1] + 1e-9, 0.02))
+        for x in (round(float(v), 2) + 0.0 for v in xs)
+        for y in (round(float(v), 2) + 0.0 for v in ys)
+        if ws.may_place(x, y)
     )
     for _, x, y in spots:  # nearest first
         if any(math.hypot(x - q.x, y - q.y) < (o.size + q.size) / 2 + CLEARANCE for q in others):
             continue
         moved = Scene(tuple(SceneObject(q.name, q.shape, q.size, x, y) if q.name == name else q for q in scene.objects))
-        if all(any(path_clear(moved, name, d, travel) for d in dirs) for travel, dirs in levels):
+        if all(any(path_clear(moved, name, d, travel, ws) for d in dirs) for travel, dirs in levels):
             return (x, y)
     return None
 
 
 def candidate_experiments(
-    scene: Scene, question: Question | None = None, exclude: Iterable[Experiment] = ()
+    scene: Scene, question: Question | None = None, exclude: Iterable[Experiment] = (), ws: Workspace = PANDA
 ) -> list[Experiment]:
     """The finite, sensible grid of experiments on the objects of `question` (all objects if None):
-    every skill at every parameter level, pushes and strikes only along directions with a clear path;
-    minus `exclude` (e.g. experiments that already failed where the objects are now). An object boxed
-    in by its neighbours (no push or strike path at all) can be placed at its nearest clear spot."""
+    every skill at every parameter level, pushes and strikes only along directions with a clear path in
+    the arm's workspace `ws`; minus `exclude` (e.g. experiments that already failed where the objects are
+    now). An object boxed in by its neighbours (no push or strike path at all) can be placed at its
+    nearest clear spot."""
     objs = list(question.objects) if question is not None else scene.names
     out: list[Experiment] = []
     for name in objs:
-        sliding = _sliding(scene, name)
+        sliding = _sliding(scene, name, ws)
         out += sliding
         out.append(Experiment("weigh", name))
-        out += [Experiment("drop", name, height=h) for h in DROP_HEIGHTS]
+        out += [Experiment("drop", name, height=h) for h in ws.drop_heights]
         out += [Experiment("lift", name, height=h) for h in LIFT_HEIGHTS]
-        if not sliding and (spot := clear_spot(scene, name)) is not None:
+        if not sliding and (spot := clear_spot(scene, name, ws)) is not None:
             out.append(Experiment("place", name, position=spot))
     skip = set(exclude)
     return [e for e in out if e not in skip]
 
 
-def sliding_levels(name: str) -> list[Experiment]:
+def sliding_levels(name: str, ws: Workspace = PANDA) -> list[Experiment]:
     """Every push and strike level of the grid for `name`, as from a clear spot: what placing it there
     makes possible (the expert values a place by these)."""
-    centre = (sum(PLACE_X) / 2, sum(PLACE_Y) / 2)
-    return _sliding(Scene((SceneObject(name, "cube", 0.05, *centre),)), name)
+    size = 0.05 if ws.ring is None else 0.03  # the desk arms' objects are smaller (world.scene)
+    return _sliding(Scene((SceneObject(name, "cube", size, *ws.place_centre()),)), name, ws)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -226,7 +226,7 @@ class ForwardModel:
             return exp
         from dataclasses import replace
 
-        from loopylab.lab.experiments import path_clear, strike_travel
+        from loopylab.lab.experiments import path_clear, strike_travel, workspace
 
         if self._gscene is None:
             self._gscene = g.Scene(
@@ -236,7 +236,8 @@ class ForwardModel:
                 )
             )
         travel = exp.distance if exp.skill == "push" and exp.distance is not None else strike_travel(exp.speed or 0.0)
-        clear = [d for d in g.DIRECTIONS if path_clear(self._gscene, exp.object, d, travel)]
+        ws = workspace(getattr(self.scene, "robot", None))
+        clear = [d for d in g.DIRECTIONS if path_clear(self._gscene, exp.object, d, travel, ws)]
         return replace(exp, direction=(clear or list(g.DIRECTIONS))[0])
 
     def prepare(self, experiments: list[g.Experiment]) -> None:

@@ -21,7 +21,7 @@ from loopylab.bus.node import ServiceClient
 from loopylab.lab import audit
 from loopylab.lab.beliefs import Measurement, NoiseModel, Posterior
 from loopylab.lab.design import regret_vs_random
-from loopylab.lab.experiments import candidate_experiments
+from loopylab.lab.experiments import candidate_experiments, workspace
 from loopylab.lab.forward import ForwardModel
 from loopylab.lab.notebook import Notebook, NotebookView, Sink
 from loopylab.lab.stopping import Stop, dominant_systematic, stop_reason
@@ -191,8 +191,9 @@ def investigate(
     cfg = cfg or InvestigationConfig()
     t0 = time.perf_counter()
     gscene = grammar_scene(scene)
+    ws = workspace(getattr(scene, "robot", None))  # the table this arm reaches, and the levels it can run
     failed: set[g.Experiment] = set()  # failed where the objects are now: not offered again
-    candidates = _grid(gscene, question, failed, cfg.lacks)
+    candidates = _grid(gscene, question, failed, cfg.lacks, ws)
     nb = Notebook(question, investigation, sinks)
     nb.add(question)
     nb.add(audit.provenance(agent, cfg.graph, cfg.seed, cfg.n_particles, cfg.confidence))
@@ -232,7 +233,7 @@ def investigate(
                 gscene = now
                 nb.add(gscene)
                 failed.clear()
-            candidates = _grid(gscene, question, failed, cfg.lacks)
+            candidates = _grid(gscene, question, failed, cfg.lacks, ws)
         elif isinstance(proposal, g.Conclusion):
             conclusion = proposal
             break
@@ -257,9 +258,10 @@ def investigate(
     )
 
 
-def _grid(scene: g.Scene, question: g.Question, failed: set, lacks: tuple[str, ...]) -> tuple[g.Experiment, ...]:
-    """The experiments the lab's own rig can run now (the grid, less what failed here and the skills it lacks)."""
-    return tuple(e for e in candidate_experiments(scene, question, exclude=failed) if e.skill not in lacks)
+def _grid(scene: g.Scene, question: g.Question, failed: set, lacks: tuple[str, ...], ws) -> tuple[g.Experiment, ...]:
+    """The experiments the lab's own rig can run now (the grid in its arm's workspace, less what failed here and
+    the skills it lacks)."""
+    return tuple(e for e in candidate_experiments(scene, question, exclude=failed, ws=ws) if e.skill not in lacks)
 
 
 def _answer_data(ans) -> dict:

@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pybullet as p
 
+from loopylab.lab import twin_fit
 from loopylab.sim.world import HAND_FRICTION, World
 from loopylab.world import protocols as P
 from loopylab.world.robots import CONTROL_HZ
@@ -33,9 +34,12 @@ PARK = (5.0, 5.0, 1.0)  # where the pad waits between experiments
 
 
 class Twin:
-    def __init__(self, scene: SceneSpec, control_hz: float = CONTROL_HZ):
+    def __init__(self, scene: SceneSpec, control_hz: float = CONTROL_HZ, lag_s: float | None = None):
+        """`lag_s`: how far the pusher trails the skill's path (the rig's fitted tracking lag, `twin_fit.lag_s`,
+        by default: 0 unless a `--twin-calibration` is in use)."""
         self.scene = scene
         self.hz = control_hz
+        self.lag_ticks = round((twin_fit.lag_s() if lag_s is None else lag_s) * control_hz)
         self.substeps = max(1, round(1.0 / (control_hz * scene.dt)))
         self._build(scene)
         self._params: dict[str, dict] = {}
@@ -129,11 +133,16 @@ class Twin:
         return label, self.world.object_pose(label)[0], o.size
 
     def _run_pad(self, label, start, d, path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The pad along `path` (one point per tick), trailing it by `lag_ticks` as the rig's hand trails the
+        commands: the readings of the path's ticks, and the object's track until the pad reaches its end."""
         forces, track = [], []
         self._pad_to(start, reset=True)
-        for s in path:
-            self._pad_to(start + d * s)
-            forces.append(self._tick(label))
+        n = len(path)
+        for i in range(n + self.lag_ticks):
+            self._pad_to(start + d * path[min(max(i - self.lag_ticks, 0), n - 1)])
+            f = self._tick(label)
+            if i < n:
+                forces.append(f)
             track.append(self.world.object_pose(label)[0])
         return forces, track
 

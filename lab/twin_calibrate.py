@@ -77,10 +77,12 @@ def calibrate(bench, objects: list[KnownObject], plan: Plan = Plan(), rig: str =
     wrench = Recorder(node, "wrist/wrench", Wrench, lambda m: np.asarray(m.force, float)[:3])
     time.sleep(plan.still_s)
     wrench.close()
-    _, f = wrench.arrays()
+    t, f = wrench.arrays()
     if len(f) >= 25:
         e = noise_sd(f)
         fields |= {"force_noise_N": e.value, "force_noise_lo": e.lo, "force_noise_hi": e.hi, "force_samples": e.n}
+        distinct = 1 + int(np.sum(np.any(np.diff(f, axis=0) != 0, axis=1)))  # re-sent readings are not new ones
+        fields["force_rate_hz"] = distinct / max(float(t[-1] - t[0]), 1e-3)
         say(f"wrist force noise {e.value:.4f} N (95 % {e.lo:.4f}-{e.hi:.4f}, {e.n} samples)")
     else:
         say(f"wrist/wrench: {len(f)} readings in {plan.still_s:.1f} s, too few for its noise: no F/T sensor?")

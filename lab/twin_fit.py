@@ -10,8 +10,10 @@ confidence intervals:
 - `weigh_sd_kg`, `weigh_bias_kg`: the weigh skill's scatter and bias against the known masses;
 - `tracking_lag_s`: how long the joints trail the gate's commands during a move.
 
-The lab reads the file through one hook, `calibrated(noise_model)`: the figures that the noise model has a
-place for replace its sim-fitted ones (today the weigh's floor). Which file: `use(path)` (the CLI's
+The lab reads the file through two hooks. `calibrated(noise_model)`: the weigh's fitted floor replaces the
+sim-fitted one, and the F/T noise, as it reaches a push's mean force (`push_force_noise`), is added in
+quadrature to the force floor. `lag_s()`: the twin's pusher trails the skill's path by the fitted tracking
+lag, as the rig's hand trails the gate's commands (`loopylab.lab.twin`). Which file: `use(path)` (the CLI's
 `--twin-calibration`, or `default_path(graph)` next to a hardware graph), carried in $LOOPYLAB_TWIN_CALIBRATION so
 that worker processes see it too.
 """
@@ -159,6 +161,7 @@ class TwinCalibration:
     force_noise_lo: float | None = None
     force_noise_hi: float | None = None
     force_samples: int = 0
+    force_rate_hz: float | None = None  # distinct readings per second of the still stream
     weigh_sd_kg: float | None = None
     weigh_sd_lo: float | None = None
     weigh_sd_hi: float | None = None
@@ -180,6 +183,14 @@ class TwinCalibration:
             out.setdefault("floor", {})["mass_kg"] = math.sqrt(unreported + (self.weigh_bias_kg or 0.0) ** 2)
         return out
 
+    def noise_additions(self) -> dict[str, float]:
+        """{measurement: sd} the rig adds to the noise model's floor in quadrature: the F/T noise as it reaches
+        a push's mean force (the sim-fitted floor was fitted on the sim's own sensor; adding, not replacing,
+        errs wide)."""
+        if self.force_noise_N is None:
+            return {}
+        return {"force_mean_N": push_force_noise(self.force_noise_N, self.force_rate_hz or DEFAULT_RATE_HZ)}
+
     def to_toml(self) -> str:
         lines = ["# fitted by `loopylab lab calibrate-twin` (docs/hardware.md)", "[twin]"]
         for k, v in asdict(self).items():
@@ -198,6 +209,25 @@ class TwinCalibration:
         if not Path(path).is_file():
             raise ConfigError(f"{path}: no such twin calibration file (run `loopylab lab calibrate-twin`)")
         return load_table(cls, path, "twin")
+
+
+DEFAULT_RATE_HZ = 100.0  # an FT300's stream, where the calibration did not measure it
+
+
+def push_window_s() -> float:
+    """The shortest window a push of the grid averages its force over (seconds): the steady share of its
+    distance at its fastest speed, over every arm's push levels."""
+    from loopylab.lab import experiments
+    from loopylab.world import protocols as P
+
+    dists = [d for ws in (experiments.PANDA, *experiments.SMALL_ARMS.values()) for d in ws.push_distances]
+    return min(dists) * (P.STEADY[1] - P.STEADY[0]) / max(experiments.PUSH_SPEEDS)
+
+
+def push_force_noise(sd_n: float, rate_hz: float) -> float:
+    """The sd a sensor's per-reading force noise `sd_n` (N, per axis) leaves on a push's mean force: the
+    mean of the readings in the shortest push window (at least one)."""
+    return sd_n / math.sqrt(max(1.0, rate_hz * push_window_s()))
 
 
 def default_path(graph: str | Path) -> Path:
@@ -230,12 +260,21 @@ def noise_overrides() -> dict[str, dict[str, float]]:
 
 
 def calibrated(noise):
-    """A copy of a noise model (anything with the dict fields the overrides name) with the active rig
-    calibration's figures in place of its own; the model itself when no calibration is active."""
-    over = noise_overrides()
-    if not over:
+    """A copy of a noise model (anything with the dict fields the overrides name, and `floor`) with the active
+    rig calibration's figures in place of its own, and its sensor noise added to the floor; the model itself
+    when no calibration is active."""
+    cal = active()
+    if cal is None:
         return noise
     out = copy.deepcopy(noise)
-    for name, values in over.items():
+    for name, values in cal.noise_overrides().items():
         getattr(out, name).update(values)
+    for key, sd in cal.noise_additions().items():
+        out.floor[key] = math.hypot(out.floor.get(key, 0.0), sd)
     return out
+
+
+def lag_s() -> float:
+    """The active calibration's tracking lag (seconds; 0 when none is in use or it was not fitted)."""
+    cal = active()
+    return float(cal.tracking_lag_s or 0.0) if cal is not None else 0.0

@@ -5,7 +5,8 @@ the goal no faster than the joint's rated speed (the URDF's velocity limit, STS3
 motor pushes with at most its rated torque (the URDF's effort); with torque off the gearbox's friction
 (`backdrive_nm`) is all that holds it. Until a host first turns torque on, the arm rests at its home pose
 (as a powered-down arm rests where it was put). The wrist wrench is the sim's sensor model, averaged over
-each control period; the devices read snapshots of all this under one lock.
+each control period (in the base frame; `sensor_wrench` turns it into the wrist sensor's own axes, as a
+wrist-mounted FT300 reads it); the devices read snapshots of all this under one lock.
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ class RigPhysics:
         with self.lock:
             return self.force.copy(), self.torque.copy()
 
+    def sensor_wrench(self) -> tuple[np.ndarray, np.ndarray]:
+        """The same wrench in the wrist sensor's own frame (its link's axes, turning with the wrist), as an
+        FT300 mounted on the wrist reports it."""
+        with self.lock:
+            return self.sensor_rot.T @ self.force, self.sensor_rot.T @ self.torque
+
     def truth(self) -> dict:
         """Ground truth of the objects (for tests and benchmarks: nothing on the ports carries it)."""
         with self.lock:
@@ -123,6 +130,8 @@ class RigPhysics:
         self.effort = np.array(e) if self.ticks == 0 else self.effort + a * (np.array(e) - self.effort)
         self.force, self.torque = self.arm.wrench()
         r = self.world.robot
+        orn = p.getLinkState(r.body, r.ft, physicsClientId=self.world.cid)[5]
+        self.sensor_rot = np.array(p.getMatrixFromQuaternion(orn)).reshape(3, 3)  # sensor axes in the base frame
         if r.gripper:
             self.gripper_q = p.getJointState(r.body, r.gripper[0], physicsClientId=self.world.cid)[0]
 

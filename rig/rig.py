@@ -124,7 +124,7 @@ class Rig:
 
     # -- sensors fed by the physics ---------------------------------------------------------------
     def _feed_ft(self, physics: RigPhysics) -> None:
-        f, t = physics.force, physics.torque
+        f, t = physics.sensor_wrench()  # on the wrist: its own axes turn with it (the driver says frame "ft300")
         n = self._rng.normal(0.0, 1.0, 6)
         self.ft.wrench = (f + n[:3] * self.cfg.ft_noise_n, t + n[3:] * FT_NOISE_NM)
 

@@ -20,7 +20,9 @@ def drop(arm: ArmSession, mo: Motion, args: dict) -> dict:
     height = P.number(args, "height", 0.02, 0.3)
     plan = plan_grasp(arm, mo, label, height)
     top = mo.ee(plan["tip"]) + [0, 0, height]
-    away = mo.line(top, top + [0, 0, 0.1], 0.4, plan["up"][-1], accel=8.0)
+    # out of the bounce's way (it rises at most e^2 h < h): 10 cm, or the height itself for a low drop (a desk
+    # arm's hand, pointing down, reaches no higher than 15 cm)
+    away = mo.line(top, top + [0, 0, min(0.1, height)], 0.4, plan["up"][-1], accel=8.0)
     # the held object tilted, for its vertical centre-of-mass offset, and the empty hand the same way
     # above it for the baseline; skipped (no com_z_m) where the arm cannot tilt its hand there
     q_tilt = mo.tilted(top, plan["up"][-1])

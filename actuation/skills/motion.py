@@ -40,7 +40,11 @@ class Motion:
         return self.rs.max_opening or 0.08
 
     def orientation(self, pos, dir_name: str | None = None):
-        if self.rs.down_yaw_follows_base:
+        """The tool pointing down at `pos`; along a push or strike (`dir_name`) every arm presents the same
+        side of its hand to the object wherever it is, and keeps it along the path. (An SO-101 whose hand
+        turned with its base swept a tilted face across the object on a push across its reach: the block
+        slid along it, and the force read 0.05 N of the 0.39 it takes.)"""
+        if self.rs.down_yaw_follows_base and dir_name is None:
             return self.rs.down_orientation(pos)
         r, pch, y = self.rs.down_rpy
         if dir_name in ("+y", "-y"):  # present the same (thin) side of the tool to the object
@@ -79,11 +83,36 @@ class Motion:
                 return list(range(j, p.getNumJoints(b, physicsClientId=c)))
         return []
 
-    def pad(self, q, dir_name: str) -> float:
-        """How far the tool reaches beyond the EE axis towards the push direction, 1 cm above its lowest
-        point (the contact offset): a probe sphere slides in along the direction until it touches."""
+    def sensor_rotation(self, q) -> np.ndarray:
+        """The wrist sensor's axes in the base frame at joints `q` (3x3: base = R @ sensor)."""
+        return np.array(p.getMatrixFromQuaternion(self.kin.fk(q, self.ft_link)[1].tolist())).reshape(3, 3)
+
+    def below_tip(self, q) -> float:
+        """How far the hand reaches below the tool's tip (the EE frame less `tool_length`) at joints `q`: 0
+        where the tip is its lowest point. An SO-101's closed jaw hangs 8 mm below it, 3 cm off the tool
+        axis: a push planned for the tip at P.TIP_Z dragged the jaw 2 mm into the table (its reading was the
+        table's, or the skill refused it). Below 3 mm it is left at 0: mesh bounding boxes run that loose."""
+        tip_z = float(self.kin.fk(q)[0][2]) - self.rs.tool_length
+        with self.kin._lock:
+            self.kin._set(q)
+            low = min(p.getAABB(self.kin.body, link, physicsClientId=self.kin._cid)[0][2] for link in self._hand_links)
+        below = tip_z - low
+        return below if below > 0.003 else 0.0
+
+    def pad(self, q, dir_name: str, width: float = 0.0) -> float:
+        """How far the hand reaches beyond the EE axis towards the push direction, 1 cm above its lowest
+        point (the contact offset), over a band `width` wide across it (the face it pushes): probe spheres
+        slide in along the direction from 15 cm out until they first touch (from outside: a hand whose
+        profile has a gap, such as the SO-101's body and its jaw 3 cm away, leads with its outermost part;
+        a hand turned with the base, as the desk arms' are, may lead with a corner off the axis)."""
+        tip = self.kin.fk(q)[0] - [0.0, 0.0, self.rs.tool_length + self.below_tip(q) - 0.01]
         d = P.direction(dir_name)
-        tip = self.kin.fk(q)[0] - [0.0, 0.0, self.rs.tool_length - 0.01]
+        across = np.array([-d[1], d[0], 0.0])
+        offsets = np.linspace(-width / 2, width / 2, 5) if width > 0 else [0.0]
+        return max(self._pad_line(q, tip + across * o, d) for o in offsets)
+
+    def _pad_line(self, q, tip, d) -> float:
+        """The hand's reach along `d` on the line through `tip` (0 when the line misses the hand)."""
         c, body = self.kin._cid, self.kin.body
         with self.kin._lock:
             self.kin._set(q)
@@ -99,10 +128,14 @@ class Motion:
                     for link in self._hand_links
                 )
 
-            lo, hi = 0.0, 0.15
-            if not touches(lo):
+            step = 0.002
+            for s in np.arange(0.15, -1e-9, -step):  # the first touch from outside ...
+                if touches(s):
+                    lo, hi = float(s), float(s) + step
+                    break
+            else:
                 return 0.0
-            for _ in range(14):
+            for _ in range(8):  # ... refined to 10 um
                 mid = (lo + hi) / 2
                 lo, hi = (mid, hi) if touches(mid) else (lo, mid)
         return lo

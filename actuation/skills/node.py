@@ -46,6 +46,7 @@ class Skills:
         self.node = node
         self.motion = Motion(robot, control_hz, velocity_scale, acceleration)
         self.arm = ArmSession(node, self.motion.kin.joint_names, scene, control_hz, tick_timeout)
+        self.arm.sensor_rotation = self.motion.sensor_rotation  # a wrist FT300 reports in its own axes
         self._lock = threading.Lock()  # one skill at a time
         node.service("skills/execute", self.execute)
 

@@ -22,6 +22,7 @@ from loopylab.world.joints import reorder
 log = logging.getLogger("loopylab.skills")
 
 FIRST_SCENE_WAIT_S = 2.0  # a freshly started bench's latched sim/scene may still be on its way to the first skill
+BASE_FRAMES = ("", "base", "world")  # a wrench in any other frame is the wrist sensor's own (an FT300: "ft300")
 
 
 class SkillFailed(RuntimeError):
@@ -38,6 +39,9 @@ class ArmSession:
         self._recording = False
         self.wrench: dict[int, np.ndarray] = {}  # recorded: stamp -> [f xyz, torque xyz]
         self.object_poses: dict[int, ObjectPoses] = {}  # recorded: stamp -> pose set
+        # joints -> the wrist sensor's axes in the base frame (3x3), for a wrench in the sensor's own frame (the
+        # skills node sets it from the arm's kinematics); None: wrenches are taken as they come
+        self.sensor_rotation = None
         self._scene_cond = threading.Condition()
         self._first_scene_waited = scene is not None
         self.epoch_ns = 0  # the first stamp of the scene's world: states stamped earlier belong to a previous one
@@ -274,8 +278,16 @@ class ArmSession:
     # -- recording ------------------------------------------------------------------------------------
     def _on_wrench(self, msg: Wrench) -> None:
         if self._recording:
+            w = np.concatenate([msg.force, msg.torque])  # [f xyz, torque xyz]
+            if msg.frame_id not in BASE_FRAMES and self.sensor_rotation is not None:
+                # a wrist sensor's own axes turn with the wrist: into the base frame at the arm's newest joints
+                # (the skills read forces while the hand holds still or moves slowly at a fixed orientation)
+                js = self.js.latest()
+                if js is not None:
+                    r = self.sensor_rotation(reorder(js.position, js.name, self.names))
+                    w = np.concatenate([r @ w[:3], r @ w[3:]])
             with self._rec_lock:
-                self.wrench[msg.stamp_ns] = np.concatenate([msg.force, msg.torque])  # [f xyz, torque xyz]
+                self.wrench[msg.stamp_ns] = w
 
     def _on_objects(self, msg: ObjectPoses) -> None:
         if self._recording:

@@ -1,6 +1,8 @@
 """The experiment grid: clear paths, the workspace, capped strikes, places for boxed-in objects, and the
 grid-narrowed prefix checks the engine decodes experiments with."""
 
+import math
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -92,3 +94,66 @@ def test_a_boxed_in_object_can_be_placed_where_every_push_and_strike_is_clear():
     alone = g.Scene((g.SceneObject("a", "cube", 0.05, 0.52, 0.0),))
     assert not any(c.skill == "place" for c in grid.candidate_experiments(alone, q))
     assert grid.clear_spot(alone, "a") == (0.52, 0.0)  # where it is: already clear
+
+
+DESK = grid.workspace("so101")
+ring_scenes = st.lists(
+    st.builds(
+        g.SceneObject,
+        names,
+        st.sampled_from(g.SHAPES),
+        st.integers(3, 5).map(lambda i: i / 100),
+        st.integers(-5, 25).map(lambda i: i / 100),
+        st.integers(-25, 25).map(lambda i: i / 100),
+    ),
+    min_size=1,
+    max_size=4,
+    unique_by=lambda o: o.name,
+).map(lambda objs: g.Scene(tuple(objs)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(ring_scenes)
+def test_a_desk_arms_grid_keeps_every_push_inside_its_ring_and_offers_no_strike(scene):
+    """The SO-101 reaches a ring around its base (0.09-0.24 m, |bearing| <= 1.15 rad here): every push it is
+    offered starts and ends there; it cannot follow a strike that launches an object, so none is offered; a
+    place goes inside its place ring, and its drops are low (its hand reaches no higher than 15 cm)."""
+    for e in grid.candidate_experiments(scene, ws=DESK):
+        assert e.skill != "strike"
+        if e.skill == "push":
+            o = scene.get(e.object)
+            ux, uy = {"+x": (1, 0), "-x": (-1, 0), "+y": (0, 1), "-y": (0, -1)}[e.direction]
+            behind = o.size / 2 + 0.05
+            for x, y in ((o.x + ux * e.distance, o.y + uy * e.distance), (o.x - ux * behind, o.y - uy * behind)):
+                assert 0.09 - 1e-9 <= math.hypot(x, y) <= 0.24 + 1e-9 and abs(math.atan2(y, x)) <= 1.15 + 1e-9
+            assert e.distance in DESK.push_distances
+        if e.skill == "place":
+            assert 0.13 - 1e-9 <= math.hypot(*e.position) <= 0.20 + 1e-9
+        if e.skill == "drop":
+            assert e.height in DESK.drop_heights and e.height <= 0.05
+
+
+def test_the_desk_arms_workspaces_and_the_large_arms_default():
+    assert grid.workspace("panda") is grid.PANDA and grid.workspace("xarm6") is grid.PANDA
+    assert grid.workspace(None) is grid.PANDA
+    # a block 15 cm in front of an SO-101: the Panda's rectangle (from 0.30 m) has no push for it; the ring has
+    # all but +x (whose pusher would start 8 cm from the base, inside the ring)
+    q = g.Question("friction", ("red_block",), 0.05)
+    ahead = g.Scene((g.SceneObject("red_block", "cube", 0.032, 0.15, 0.0),))
+    assert not any(e.skill in ("push", "strike") for e in grid.candidate_experiments(ahead, q))
+    pushes = [e for e in grid.candidate_experiments(ahead, q, ws=DESK) if e.skill == "push"]
+    assert {e.direction for e in pushes} == {"-x", "+y", "-y"} and {e.distance for e in pushes} == {0.06}
+    # dev world 1000000's block, 0.20 m out at -38 deg: every push would leave the ring, so it is placed nearer
+    so101 = g.Scene((g.SceneObject("red_block", "cube", 0.032, 0.157, -0.125),))
+    cands = grid.candidate_experiments(so101, q, ws=DESK)
+    assert not any(e.skill == "push" for e in cands)
+    (place,) = [e for e in cands if e.skill == "place"]
+    moved = g.Scene((g.SceneObject("red_block", "cube", 0.032, *place.position),))
+    assert any(e.skill == "push" for e in grid.candidate_experiments(moved, q, ws=DESK))
+    # the Koch holds its tool down at table and approach heights only 0.14-0.17 m out: no push fits, and a place
+    # would make none possible, so none is offered
+    koch = grid.workspace("koch")
+    cands = grid.candidate_experiments(so101, q, ws=koch)
+    assert {e.skill for e in cands} == {"weigh", "drop", "lift"}
+    assert grid.sliding_levels("red_block", koch) == []
+    assert {e.skill for e in grid.sliding_levels("red_block", DESK)} == {"push"}

@@ -132,3 +132,58 @@ def test_the_cli_verb_is_registered_and_refuses_a_bad_objects_file(tmp_path, mon
     assert r.exit_code == 2 and "mass must be a positive number" in r.output
     r = CliRunner().invoke(make_app(), ["--twin-calibration", str(tmp_path / "none.toml"), "lab", "--help"])
     assert r.exit_code == 2 and "no such twin calibration" in r.output
+
+
+def test_a_noisier_force_sensor_widens_the_beliefs_force_sigma(tmp_path, monkeypatch):
+    """The F/T noise fitted on a rig reaches the push's force sigma: as the mean of the readings in the grid's
+    shortest push window, in quadrature with the sim-fitted floor; a noisier sensor, a wider belief."""
+    monkeypatch.delenv(twin_fit.ENV, raising=False)
+    question = Question("friction", ("red_block",), 0.05)
+    pred = np.array([0.4])
+    base = Posterior(question, SimpleNamespace(axes=Axes()), n_particles=10).noise.sigma("force_mean_N", pred)
+    sigmas = []
+    for sd in (0.01, 0.3):
+        path = twin_fit.TwinCalibration(rig="so101", force_noise_N=sd, force_rate_hz=100.0).save(tmp_path / "c.toml")
+        twin_fit.use(path)
+        try:
+            post = Posterior(question, SimpleNamespace(axes=Axes()), n_particles=10)
+            sigmas.append(float(post.noise.sigma("force_mean_N", pred)[0]))
+        finally:
+            twin_fit.use(None)
+    quiet, noisy = sigmas
+    assert base[0] < quiet < noisy
+    window = twin_fit.push_window_s()
+    assert 0.1 < window < 1.0  # seconds: the steady share of a push at its fastest speed
+    assert noisy**2 == pytest.approx(base[0] ** 2 + 0.3**2 / (100.0 * window))
+    assert quiet**2 == pytest.approx(base[0] ** 2 + 0.01**2 / (100.0 * window))
+
+
+def test_the_twins_pusher_trails_by_the_fitted_lag(tmp_path, monkeypatch):
+    """With a rig's tracking lag in use the twin's pad follows the skill's path that much later: the force
+    rises later along the path, and the steady force it reads is the same."""
+    from loopylab.lab.twin import Twin
+    from loopylab.world.scene import scene_from_seed
+
+    monkeypatch.delenv(twin_fit.ENV, raising=False)
+    scene = scene_from_seed(1_000_000, n_objects=1).perceived()
+    args = {"object": "red_block", "direction": "+y", "distance": 0.1, "speed": 0.05}
+    params = {"red_block": {"mass": 0.2, "friction": 0.5}}
+    twin = Twin(scene)
+    now = twin.predict("push", args, params)
+    twin.close()
+    path = twin_fit.TwinCalibration(rig="so101", tracking_lag_s=0.2).save(tmp_path / "c.toml")
+    twin_fit.use(path)
+    try:
+        late = Twin(scene)
+        assert late.lag_ticks == round(0.2 * late.hz)
+        lagged = late.predict("push", args, params)
+        late.close()
+    finally:
+        twin_fit.use(None)
+
+    def first_contact(m):
+        return int(np.argmax(np.asarray(m["force_profile_N"]) > 0.05))
+
+    assert first_contact(lagged) > first_contact(now)
+    assert lagged["force_mean_N"] == pytest.approx(now["force_mean_N"], rel=0.1)
+    assert lagged["moved_m"] == pytest.approx(now["moved_m"], abs=0.003)  # the pad still goes the whole path

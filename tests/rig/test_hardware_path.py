@@ -110,3 +110,26 @@ def test_koch_moves_over_dynamixel_where_the_skills_send_it(tmp_path):
         assert hand == pytest.approx(goal, abs=0.003)
     finally:
         rig.stop()
+
+
+def test_the_arm_parks_out_of_the_cameras_view_before_the_scene_is_measured(tmp_path):
+    """Dev world 1000003's only block stands 0.16 m in front of the SO-101, under its hand at the home pose: the
+    oblique overhead camera cannot see it there (a clear error names it); `reset` parks the arm over its base
+    first, and the camera then measures the block where it is."""
+    world = seeds("dev", 1, offset=3)[0]
+    cam_bus = f"inproc://rig-{uuid.uuid4().hex}"
+    cam_node = Node("rig", cam_bus)
+    rig = Rig(RigConfig(robot="so101", seed=world, out_dir=str(tmp_path)), node=cam_node).start()
+    spec = load_graph(ROOT / "graphs" / "so101.toml").with_bus(f"inproc://{uuid.uuid4().hex}")
+    spec = apply_overrides(spec, rig.overrides() + [f'camera.source="bus:overhead@{cam_bus}"'])
+    try:
+        with HardwareBench(spec, rig.files["scene"], place=lambda scene: None) as bench:
+            with pytest.raises(TimeoutError, match="does not see red_block"):
+                bench.measure_scene(timeout=5.0)  # the arm where it rests, at home
+            scene = bench.reset()
+            truth = rig.truth()["red_block"]["position"]
+            (block,) = scene.objects
+            assert abs(block.position[0] - truth[0]) < 0.01 and abs(block.position[1] - truth[1]) < 0.01
+    finally:
+        rig.stop()
+        cam_node.close()
