@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from loopylab.world.config import ConfigError, from_mapping, load_table, read_document
 
@@ -93,6 +92,8 @@ class Estimate:
 
 def sd_interval(s: float, dof: int, level: float = LEVEL) -> tuple[float, float]:
     """Chi-square interval of a standard deviation estimated as `s` with `dof` degrees of freedom."""
+    from scipy import stats  # here, not at the top: scipy.stats would add a second to every CLI verb's start
+
     a = (1 - level) / 2
     return s * math.sqrt(dof / stats.chi2.ppf(1 - a, dof)), s * math.sqrt(dof / stats.chi2.ppf(a, dof))
 
@@ -104,6 +105,8 @@ def offset(measured, truth, level: float = LEVEL) -> tuple[Estimate, Estimate]:
     n = r.size
     if n < 2 or not np.all(np.isfinite(r)):
         raise ValueError(f"need two or more finite measurements of known values, got {n}")
+    from scipy import stats
+
     mean, s = float(r.mean()), float(r.std(ddof=1))
     half = float(stats.t.ppf(1 - (1 - level) / 2, n - 1)) * s / math.sqrt(n)
     return Estimate(mean, mean - half, mean + half, n), Estimate(s, *sd_interval(s, n - 1, level), n)

@@ -168,6 +168,9 @@ class Chain:
         self.artifact = escrow_artifact()
         self.chain_id = w3.eth.chain_id
         self.escrow = None
+        # the escrow's deployment block: none of its events is older, so log searches start there instead of
+        # at genesis (0 when the escrow was deployed elsewhere: then the whole chain is searched)
+        self.deploy_block = 0
         if escrow_address:
             self.escrow = w3.eth.contract(address=Web3.to_checksum_address(escrow_address), abi=self.artifact["abi"])
 
@@ -206,6 +209,7 @@ class Chain:
             if rcpt.status != 1:
                 raise RuntimeError("escrow deployment reverted")
             self.escrow = self.w3.eth.contract(address=rcpt.contractAddress, abi=self.artifact["abi"])
+            self.deploy_block = rcpt.blockNumber
             log.info("escrow deployed at %s (chain %d)", rcpt.contractAddress, self.chain_id)
             return rcpt.contractAddress
 
@@ -316,8 +320,10 @@ class Chain:
     def balance(self, address: str | None = None) -> int:
         return self.w3.eth.get_balance(address or self.escrow.address)
 
-    def events(self, name: str, from_block: int = 0) -> list:
-        return list(getattr(self.escrow.events, name)().get_logs(from_block=from_block))
+    def events(self, name: str, from_block: int = 0, argument_filters: dict | None = None) -> list:
+        """The escrow's `name` events from `from_block` on (never before its deployment block)."""
+        event = getattr(self.escrow.events, name)()
+        return list(event.get_logs(from_block=max(from_block, self.deploy_block), argument_filters=argument_filters))
 
     def fund_tx(
         self, sender: LocalAccount, bounty_id: int, refund_after: int, value: int, nonce: int | None = None

@@ -229,9 +229,7 @@ class Relay:
     def released_events(self, argument_filters: dict | None = None, from_block: int = 0) -> list:
         """Released events from `from_block` on: a payout's own search starts where it was signed (its
         release cannot be older), so it does not grow with the chain."""
-        return list(
-            self.chain.escrow.events.Released().get_logs(from_block=from_block, argument_filters=argument_filters)
-        )
+        return self.chain.events("Released", from_block, argument_filters)
 
     # ------------------------------------------------------------------ 4. confirm
     def confirm(self) -> int:
@@ -268,7 +266,7 @@ class Relay:
 
 def double_pays(chain: Chain) -> int:
     """Released events beyond the first per payout id (the escrow should make this 0)."""
-    counts = Counter(bytes(e.args.payout_id) for e in chain.escrow.events.Released().get_logs(from_block=0))
+    counts = Counter(bytes(e.args.payout_id) for e in chain.events("Released"))
     return sum(n - 1 for n in counts.values() if n > 1)
 
 
@@ -277,7 +275,7 @@ def reconcile(store: Store, chain: Chain) -> list[str]:
     mismatches (empty when the books agree)."""
     problems: list[str] = []
     released = {}
-    for e in chain.escrow.events.Released().get_logs(from_block=0):
+    for e in chain.events("Released"):
         pid = "0x" + bytes(e.args.payout_id).hex()
         if pid in released:
             problems.append(f"payout {pid} released twice on chain")
@@ -317,7 +315,7 @@ def reconcile(store: Store, chain: Chain) -> list[str]:
             problems.append(f"bounty {bid}: escrow refunded={oc['refunded']}, DB state {b.state}")
     # the escrow's ether must cover every unspent bounty balance plus every credited, unwithdrawn amount. It
     # may hold more: ether forced in by a self-destructing sender is nobody's and is not a mismatch.
-    slots = {(e.args.requester, e.args.bounty_id) for e in chain.escrow.events.Funded().get_logs(from_block=0)}
+    slots = {(e.args.requester, e.args.bounty_id) for e in chain.events("Funded")}
     unspent = 0
     for requester, bid in slots:
         oc = chain.bounty_onchain(requester, bid)

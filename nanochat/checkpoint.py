@@ -23,10 +23,9 @@ from pathlib import Path
 import torch
 
 from loopylab.nanochat.arch import ARCH_KEY, ArchitectureError, architecture, config_from_meta
+from loopylab.nanochat.data import SHIPPED_DIR
 from loopylab.nanochat.gpt import GPT
 from loopylab.nanochat.tokenizer import Tokenizer
-
-SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 
 
 class CheckpointError(RuntimeError):

@@ -8,8 +8,7 @@ from pathlib import Path
 import typer
 
 from loopylab.lab.outputs import RUNS, check_output
-from loopylab.nanochat.checkpoint import SHIPPED_DIR
-from loopylab.nanochat.data import SHIPPED_DATA
+from loopylab.nanochat.data import SHIPPED_DATA, SHIPPED_DIR
 
 log = logging.getLogger("loopylab.nanochat.cli")
 

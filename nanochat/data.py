@@ -30,6 +30,8 @@ log = logging.getLogger("loopylab.nanochat.data")
 
 SHARD_SIZE = 2000  # notebooks per shard file
 SHIPPED_DATA = Path(__file__).parent / "data"  # the small shard set the shipped checkpoint was trained on
+# the shipped checkpoint: named here, where torch is not imported, so `loopylab --help` and every verb start fast
+SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 
 
 def is_val_seed(seed: int) -> bool:
