@@ -140,12 +140,13 @@ class ArmSession:
                 raise SkillFailed("no arm/joint_state from the current world: is the arm driver running?") from None
         return reorder(js.position, js.name, self.names)
 
-    def wait_ready(self, timeout: float = 2.0, still: float = 0.05, still_s: float = 0.05) -> None:
+    def wait_ready(self, timeout: float = 10.0, still: float = 0.05, still_s: float = 0.05) -> None:
         """Right after start-up the gate waits for the first joint states, and right after a sim reset (or
         a stop) the arm may still be swinging: wait until the current world's states have had every joint
         slower than `still` rad/s for `still_s` (a new world's first state reads still too). A plan starts
         where the arm stands; from a moving arm its first waypoint is already behind, and the gate clamps
-        the whole stream (then overshoots its end)."""
+        the whole stream (then overshoots its end). The deadline is sized for a loaded host, where the sim's
+        states arrive late (2 s was too short at load 20+); past it the skill goes on and says so."""
         deadline = time.monotonic() + timeout
         still_since = None  # stamp of the first of the current run of still states
         while time.monotonic() < deadline:
@@ -164,6 +165,8 @@ class ArmSession:
             elif js.stamp_ns - still_since >= still_s * 1e9:
                 break
             time.sleep(0.005)
+        else:
+            log.warning("arm not still after %.0f s (joint states late or the arm moving): planning from here", timeout)
         self.check_safety()
 
     def check_safety(self, pause_s: float = 0.0) -> None:
