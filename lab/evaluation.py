@@ -26,7 +26,8 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from loopylab.lab.questions import KINDS, grade, make_question
+from loopylab.lab import kinds
+from loopylab.lab.questions import KINDS, grade, grade_answer, make_question
 from loopylab.world import notebook as g
 
 log = logging.getLogger("loopylab.eval")
@@ -54,8 +55,9 @@ def agent_seed(task: WorldTask) -> int:
 
 
 def world_objects(kind: str, seed: int) -> int | None:
-    """Rank questions need two objects or more: those worlds get 2-4 objects; others keep the seed's own."""
-    return 2 + seed % 3 if kind == "rank" else None
+    """How many objects the world of `seed` gets for a question of `kind` (rank questions need two or more: those
+    worlds get 2-4 objects; others keep the seed's own)."""
+    return kinds.get(kind).n_objects(seed)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -99,11 +101,12 @@ def benchmark_seeds(n: int, split: str = "test", spec: str | None = None, dev_ru
 
 
 def parse_kinds(text: str) -> list[str]:
-    kinds = list(KINDS) if text == "all" else [k.strip() for k in text.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in KINDS]
+    known = kinds.names()
+    chosen = list(known) if text == "all" else [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in chosen if k not in known]
     if bad:
-        raise ValueError(f"unknown question kind(s) {bad}; known: {', '.join(KINDS)} or 'all'")
-    return kinds
+        raise ValueError(f"unknown question kind(s) {bad}; known: {', '.join(known)} or 'all'")
+    return chosen
 
 
 # ------------------------------------------------------------------------------------------------
@@ -113,14 +116,7 @@ WORLDS_PER_WORKER = 1  # worlds a worker process runs before it is replaced (see
 
 
 def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> float:
-    con = g.Conclusion(
-        (g.Ranking("mass", tuple(answer)),)
-        if question.kind == "rank"
-        else (
-            g.Estimate("slide" if question.kind == "predict" else question.kind, question.object, float(answer), 0.0),
-        )
-    )
-    return grade(question, con, truth, outcome).error
+    return grade_answer(question, tuple(answer) if isinstance(answer, list) else answer, truth, outcome).error
 
 
 def run_world(task: WorldTask, sealed: bool = True) -> dict:
@@ -152,7 +148,8 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
     from loopylab.lab.investigation import grammar_scene
     from loopylab.lab.sealed import AgentJob
 
-    scene = bench.reset(task.seed, n_obj)
+    structure = kinds.get(task.kind).structure
+    scene = bench.reset(task.seed, n_obj, structure=structure)
     question = make_question(task.kind, grammar_scene(scene), task.seed, budget=task.budget)
     seed = agent_seed(task)
     job = AgentJob(
@@ -189,8 +186,8 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         )
     truth = bench.oracle()
     outcome = None
-    if question.kind == "predict":  # graded by running the held-out action on the same hidden world
-        bench.reset(task.seed, n_obj)
+    if kinds.of(question).needs_outcome:  # graded by running the held-out action on the same hidden world
+        bench.reset(task.seed, n_obj, structure=structure)
         reply = bench.runner.execute(question.action)
         if not reply.get("ok"):
             raise RuntimeError(f"held-out action failed: {reply.get('error')}")
