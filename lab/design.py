@@ -114,6 +114,8 @@ def eig_scores(
     """EIG (nats) about the question quantity for each candidate (no cost subtracted)."""
     cfg = cfg or DesignConfig()
     rng = rng or np.random.default_rng(0)
+    if hasattr(post, "eig_scores"):  # a belief that designs its own experiments (lab/slides.py)
+        return post.eig_scores(candidates, cfg, rng, last_sigma or {})
     scorers = scorers if scorers is not None else _scorers(post, candidates, cfg, rng, last_sigma or {})
     scores = np.zeros(len(candidates))
     by_level: dict[tuple, float] = {}

@@ -265,6 +265,8 @@ def _answer_data(ans) -> dict:
     a = ans.conclusion.answers[0]
     if isinstance(a, g.Ranking):
         return {"answer": list(a.objects), "p_within": ans.confidence}
+    if isinstance(a, (g.ModelProb, g.Unexplained)):  # which model explains it (None: none does)
+        return {"answer": getattr(a, "model", None), "p_within": ans.confidence}
     return {"answer": a.value, "half_width": a.spread, "p_within": ans.confidence}
 
 

@@ -94,11 +94,16 @@ class ModelPosterior(Posterior):
         return Answer(g.Conclusion((head, *self.explanation(obj, top, confidence))), p)
 
     # -- experiment design --------------------------------------------------------------------------------
+    def eig_scores(self, candidates: list[g.Experiment], cfg: DesignConfig, rng, last_sigma: dict, scorer=None):
+        """Each candidate's expected information about the model (nats; one experiment alone)."""
+        scorer = scorer or _ModelScorer(self, self.question.object, cfg, rng, last_sigma or {})
+        return np.array([scorer.gain([e]) if e.object == self.question.object else 0.0 for e in candidates])
+
     def choose(self, candidates: list[g.Experiment], cfg: DesignConfig, rng: np.random.Generator, last_sigma: dict):
         """The candidate worth most information about the model net of its cost, or the first of the pair
         worth most per experiment (see the module docstring)."""
         scorer = _ModelScorer(self, self.question.object, cfg, rng, last_sigma or {})
-        eig = np.array([scorer.gain([e]) if e.object == self.question.object else 0.0 for e in candidates])
+        eig = self.eig_scores(candidates, cfg, rng, last_sigma, scorer)
         cost = np.array([cfg.cost(e) for e in candidates])
         net = eig - cost
         i = int(np.argmax(net))
@@ -177,9 +182,7 @@ class _ModelScorer:
 
     def _joint(self, exps: list[g.Experiment], a: int) -> np.ndarray:
         """log p(y_1..y_k | model b) for outer draws of model a: the same inner particle explains all of them."""
-        return np.stack(
-            [logmeanexp(sum(self.L(e)[a][b] for e in exps), axis=1) for b in range(len(self.live))], axis=1
-        )
+        return np.stack([logmeanexp(sum(self.L(e)[a][b] for e in exps), axis=1) for b in range(len(self.live))], axis=1)
 
 
 # -- the kind -----------------------------------------------------------------------------------------------

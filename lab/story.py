@@ -54,6 +54,8 @@ def tolerance_text(q: g.Question) -> str:
     """'±0.05', '±10 %', '±0.010 m'; for a ranking, 'the right order'."""
     if q.kind == "rank":
         return "the right order"
+    if q.kind == "slides":
+        return "the right model"
     if q.kind == "mass":
         return f"±{q.tolerance:.0%}"
     if q.kind == "predict":
