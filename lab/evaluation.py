@@ -193,6 +193,8 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
             raise RuntimeError(f"held-out action failed: {reply.get('error')}")
         outcome = float(reply["measurements"]["slide_m"])
     gr = grade(question, result.conclusion, truth, outcome)
+    own = kinds.of(question).row
+    extra = own(question, gr, result.notebook_text) if own is not None else {}
     honest = _scores(question, result, gr, task.confidence)
     trace = [_error(question, s.answer, truth, outcome) for s in result.steps if s.answer is not None]
     trace.append(gr.error)  # the conclusion
@@ -218,6 +220,7 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         notebook=result.notebook_text,
         notebook_audit=result.notebook_audit,  # with its audit lines: what `loopylab notebook replay` reads
         tables_s=result.tables_s,
+        **extra,
     )
 
 
@@ -225,7 +228,7 @@ def _scores(question: g.Question, result, gr, confidence: float) -> dict:
     """The proper scores of the answer and its belief (lab/grading.py), and how many calls executed."""
     from loopylab.lab.grading import belief_sample, score_answer
 
-    truth = None if question.kind == "rank" or isinstance(gr.truth, tuple) else float(gr.truth)
+    truth = float(gr.truth) if isinstance(gr.truth, (int, float)) and question.kind != "rank" else None
     if hasattr(result, "belief_sample"):  # a sealed run: the agent's process sent its final belief back
         sample = result.belief_sample()
     else:

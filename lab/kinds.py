@@ -56,6 +56,8 @@ class QuestionKind:
     structure: str | None = None  # the hidden structure its worlds draw (world.scene.STRUCTURES)
     n_objects: Callable[[int], int | None] = _seeded_objects  # how many objects the world of a seed gets
     needs_outcome: bool = False  # graded on a held-out action run on the hidden world (`question.action`)
+    # the kind's own figures for an evaluation row: (question, grade, policy notebook text) -> {name: value}
+    row: Callable[[g.Question, Grade, str], dict] | None = None
 
 
 _KINDS: dict[str, QuestionKind] = {}

@@ -210,12 +210,25 @@ def _grade(question: g.Question, ans, truth: dict, outcome) -> kinds.Grade:
     return kinds.Grade(ans == true, 0.0 if ans == true else 1.0, true, ans)
 
 
+def _row(question: g.Question, gr: kinds.Grade, notebook_text: str) -> dict:
+    """The benchmark's model figures of one world (benchmarks/lab_eval.py: model_id_accuracy, falsified_true_model)."""
+    return {
+        "model_truth": gr.truth,
+        "model_answer": gr.answer,
+        "model_correct": bool(gr.success),
+        "falsified_true_model": falsified(notebook_text, str(gr.truth)),
+        "unexplained": gr.answer is None,
+    }
+
+
 def _posterior(question, forward, hypothesis, n, noise, seed) -> ModelPosterior:
     return ModelPosterior(question, forward, hypothesis, n, noise, seed)
 
 
 SLIDES = kinds.register(
-    kinds.QuestionKind("slides", 0.0, _make, _answer, _grade, posterior=_posterior, structure="friction_model")
+    kinds.QuestionKind(
+        "slides", 0.0, _make, _answer, _grade, posterior=_posterior, structure="friction_model", row=_row
+    )
 )
 
 
