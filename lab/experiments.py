@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from loopylab.lab import kinds
 from loopylab.world import notebook
 from loopylab.world.notebook import DIRECTIONS, Experiment, GrammarError, Question, Scene, SceneObject
 
@@ -126,7 +127,8 @@ def candidate_experiments(
 ) -> list[Experiment]:
     """The finite, sensible grid of experiments on the objects of `question` (all objects if None):
     every skill at every parameter level, pushes and strikes only along directions with a clear path;
-    minus `exclude` (e.g. experiments that already failed where the objects are now). An object boxed
+    minus `exclude` (e.g. experiments that already failed where the objects are now), and only the skills the
+    question's kind allows (`loopylab.lab.kinds.QuestionKind.skills`). An object boxed
     in by its neighbours (no push or strike path at all) can be placed at its nearest clear spot."""
     objs = list(question.objects) if question is not None else scene.names
     out: list[Experiment] = []
@@ -139,7 +141,8 @@ def candidate_experiments(
         if not sliding and (spot := clear_spot(scene, name)) is not None:
             out.append(Experiment("place", name, position=spot))
     skip = set(exclude)
-    return [e for e in out if e not in skip]
+    allowed = kinds.get(question.kind).skills if question is not None else None
+    return [e for e in out if e not in skip and (allowed is None or e.skill in allowed)]
 
 
 def sliding_levels(name: str) -> list[Experiment]:

@@ -56,6 +56,9 @@ class QuestionKind:
     structure: str | None = None  # the hidden structure its worlds draw (world.scene.STRUCTURES)
     n_objects: Callable[[int], int | None] = _seeded_objects  # how many objects the world of a seed gets
     needs_outcome: bool = False  # graded on a held-out action run on the hidden world (`question.action`)
+    # the skills its experiments may use (None: all); e.g. a drop tumbles a block onto another face and turns the
+    # axes a direction-dependent friction is along
+    skills: tuple[str, ...] | None = None
     # the kind's own figures for an evaluation row: (question, grade, policy notebook text) -> {name: value}
     row: Callable[[g.Question, Grade, str], dict] | None = None
 

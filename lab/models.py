@@ -30,6 +30,7 @@ from loopylab.lab.beliefs import Measurement, NoiseModel, ObjectPosterior, predi
 from loopylab.lab.forward import ForwardModel
 from loopylab.world import notebook as g
 
+DIRECTIONAL = ("push", "strike")  # the skills whose measurements depend on the friction along their direction
 PPC_LEVEL = 0.998  # central predictive range a measurement must fall in (dev worlds: see docs/lab.md)
 ANISO_GAP = (1.6, 2.5)  # |the friction ratio between the axes| of the anisotropic model, as the worlds draw it
 FRICTION_BOX = (0.2, 0.9)  # each axis's friction, both models (the seeded worlds' range)
@@ -154,7 +155,10 @@ class ModelSet:
         return out
 
     def check(self, model: str, m: Measurement, k: int = 2000) -> g.Rejection | None:
-        """The posterior predictive check of `m` under `model` (before it learns from `m`)."""
+        """The posterior predictive check of `m` under `model` (before it learns from `m`): only measurements the
+        friction models predict (DIRECTIONAL); the others' predictions are the twin's plan, not a model's."""
+        if m.experiment.skill not in DIRECTIONAL:
+            return None
         op = self.models[model]
         idx = op.draw(k, self._ppc_rng)
         pred = op.predict(m.experiment, op.theta[idx])

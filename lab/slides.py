@@ -227,7 +227,18 @@ def _posterior(question, forward, hypothesis, n, noise, seed) -> ModelPosterior:
 
 SLIDES = kinds.register(
     kinds.QuestionKind(
-        "slides", 0.0, _make, _answer, _grade, posterior=_posterior, structure="friction_model", row=_row
+        "slides",
+        0.0,
+        _make,
+        _answer,
+        _grade,
+        posterior=_posterior,
+        structure="friction_model",
+        # the experiments that slide it, and `place` to free it; a drop, a lift or a weigh picks the block up and
+        # may put it down turned, with its friction's axes turned too (dev world 1000002: a push along x read
+        # the y friction after a drop)
+        skills=("push", "strike", "place"),
+        row=_row,
     )
 )
 
