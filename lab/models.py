@@ -168,7 +168,8 @@ class ModelSet:
             rep = self.noise.sample(pred[key], sig, self._ppc_rng, key)
             lo, hi = np.quantile(rep, [tail, 1 - tail])
             if not lo <= y <= hi:
-                return g.Rejection(self.name, model, TEXT_KEY[key], float(y), max(float(lo), 0.0), max(float(hi), 0.0))
+                v, a, b = (float(g.fmt(max(float(x), 0.0), 3)) for x in (y, lo, hi))  # as the notebook writes them
+                return g.Rejection(self.name, model, TEXT_KEY[key], v, a, b)
         return None
 
     def update(self, m: Measurement) -> None:
