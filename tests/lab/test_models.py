@@ -123,7 +123,7 @@ def test_the_expert_plans_pushes_along_both_axes(world):
     perceived, _, fm = world
     post = _belief(world, "aniso", [])
     q = post.question
-    cands = [e for e in (PUSHES["+x"], PUSHES["+y"], g.Experiment("push", "red_block", "+x", 0.10, 0.10))]
+    cands = [PUSHES["+x"], PUSHES["+y"], g.Experiment("push", "red_block", "+x", 0.10, 0.10)]
     dec = choose(post, cands, DesignConfig(n_outer=64, n_inner=256), np.random.default_rng(0))
     assert dec.lookahead and dec.partner is not None
     axes = {e.direction[1] for e in (dec.experiment, dec.partner)}
