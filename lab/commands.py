@@ -399,7 +399,7 @@ def register(app: typer.Typer) -> None:
         questions: str = typer.Option(
             "all",
             "--questions",
-            help="Question kinds, comma-separated (friction,mass,restitution,rank,predict) or 'all'.",
+            help="Question kinds, comma-separated (friction,mass,restitution,rank,predict,slides) or 'all'.",
         ),
         seeds: str = typer.Option("0:50", "--seeds", help="World seeds: 0:50 (half-open), 7, or 1,5,9."),
         workers: int = typer.Option(2, "--workers", help="Parallel worlds (processes, or Ray CPUs)."),
