@@ -82,8 +82,9 @@ def _r(v, nd=4):
 def model_figures(by: dict, kinds: list[str]) -> dict:
     """Per kind that asks which model explains an object (rows with `model_truth`, lab/slides.py), per agent:
     `model_id_accuracy` (the conclusion's model is the world's true structure; target >= 0.9) and
-    `falsified_true_model` (share of worlds whose notebook rejected the true model; target <= 0.02)."""
-    out: dict = {"model_id_accuracy": {}, "falsified_true_model": {}, "unexplained": {}}
+    `falsified_true_model` (share of worlds whose notebook rejected the true model; target <= 0.02) and
+    `explanation_pred_error` (BoxingGym's communication measure, lab/slides.explanation_check)."""
+    out: dict = {"model_id_accuracy": {}, "falsified_true_model": {}, "unexplained": {}, "explanation_pred_error": {}}
     for a in ("eig", "random"):
         for k in kinds:
             rows = [r for r in by.get((a, k), []) if "model_truth" in r]
@@ -94,6 +95,11 @@ def model_figures(by: dict, kinds: list[str]) -> dict:
                     ("unexplained", "unexplained"),
                 ):
                     out[name].setdefault(a, {})[k] = round(float(np.mean([bool(r[col]) for r in rows])), 3)
+                # |prediction from the explanation alone - held-out outcome| / the strike's sd, median over worlds
+                # (a world whose conclusion explains nothing counts as infinitely wrong)
+                errs = [r.get("explanation_pred_error") for r in rows]
+                errs = [float("inf") if e is None else e for e in errs]
+                out["explanation_pred_error"].setdefault(a, {})[k] = round(float(np.median(errs)), 3)
     return out if out["model_id_accuracy"] else {}
 
 

@@ -194,7 +194,7 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         outcome = float(reply["measurements"]["slide_m"])
     gr = grade(question, result.conclusion, truth, outcome)
     own = kinds.of(question).row
-    extra = own(question, gr, result.notebook_text) if own is not None else {}
+    extra = own(question, gr, result.notebook_text, _world(bench, task, n_obj, scene)) if own is not None else {}
     honest = _scores(question, result, gr, task.confidence)
     trace = [_error(question, s.answer, truth, outcome) for s in result.steps if s.answer is not None]
     trace.append(gr.error)  # the conclusion
@@ -222,6 +222,17 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         tables_s=result.tables_s,
         **extra,
     )
+
+
+def _world(bench, task: WorldTask, n_obj: int | None, scene) -> dict:
+    """What a kind's own figures may ask of the hidden world (QuestionKind.row): run a held-out experiment on it."""
+
+    def run(exp: g.Experiment) -> dict | None:
+        bench.reset(task.seed, n_obj, structure=kinds.get(task.kind).structure)
+        reply = bench.runner.execute(exp)
+        return reply.get("measurements") if reply.get("ok") else None
+
+    return {"scene": scene, "seed": task.seed, "run": run}
 
 
 def _scores(question: g.Question, result, gr, confidence: float) -> dict:

@@ -59,8 +59,10 @@ class QuestionKind:
     # the skills its experiments may use (None: all); e.g. a drop tumbles a block onto another face and turns the
     # axes a direction-dependent friction is along
     skills: tuple[str, ...] | None = None
-    # the kind's own figures for an evaluation row: (question, grade, policy notebook text) -> {name: value}
-    row: Callable[[g.Question, Grade, str], dict] | None = None
+    # the kind's own figures for an evaluation row: (question, grade, policy notebook text, world) -> {name: value};
+    # `world` is the evaluator's: {"scene": the perceived SceneSpec, "seed": int, "run": experiment -> measurements
+    # or None (run on the hidden world, reset first)}
+    row: Callable[[g.Question, Grade, str, dict], dict] | None = None
 
 
 _KINDS: dict[str, QuestionKind] = {}

@@ -125,6 +125,11 @@ def _make_rank(scene: g.Scene, seed: int, tol: float, budget: int | None) -> g.Q
 
 def _make_predict(scene: g.Scene, seed: int, tol: float, budget: int | None) -> g.Question:
     subject = subject_of(scene)
+    return g.Question("predict", (subject,), round(tol, 3), budget, held_out_strike(scene, subject, seed))
+
+
+def held_out_strike(scene: g.Scene, subject: str, seed: int) -> g.Experiment:
+    """A strike of `subject` at a speed the grid never offers (PREDICT_SPEEDS), drawn for the world of `seed`."""
     rng = np.random.default_rng([seed, 0x9E7])
     speed = float(rng.choice(PREDICT_SPEEDS))
     # an arm strikes faster across its reach (y) than along it (x)
@@ -134,7 +139,7 @@ def _make_predict(scene: g.Scene, seed: int, tol: float, budget: int | None) -> 
     else:
         along = [d for d in ("+x", "-x") if path_clear(scene, subject, d, strike_travel(PREDICT_SPEED_ALONG_X))]
         act = g.Experiment("strike", subject, str(rng.choice(along or ["+x"])), speed=PREDICT_SPEED_ALONG_X)
-    return g.Question("predict", (subject,), round(tol, 3), budget, act)
+    return act
 
 
 # design's target per kind: (phi per particle, this object's weight, variance floor)

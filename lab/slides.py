@@ -210,15 +210,61 @@ def _grade(question: g.Question, ans, truth: dict, outcome) -> kinds.Grade:
     return kinds.Grade(ans == true, 0.0 if ans == true else 1.0, true, ans)
 
 
-def _row(question: g.Question, gr: kinds.Grade, notebook_text: str) -> dict:
-    """The benchmark's model figures of one world (benchmarks/lab_eval.py: model_id_accuracy, falsified_true_model)."""
-    return {
+def _row(question: g.Question, gr: kinds.Grade, notebook_text: str, world: dict) -> dict:
+    """The benchmark's model figures of one world (benchmarks/lab_eval.py: model_id_accuracy, falsified_true_model,
+    explanation_pred_error)."""
+    row = {
         "model_truth": gr.truth,
         "model_answer": gr.answer,
         "model_correct": bool(gr.success),
         "falsified_true_model": falsified(notebook_text, str(gr.truth)),
         "unexplained": gr.answer is None,
     }
+    if "run" in world and "scene" in world:
+        row.update(explanation_check(question, notebook_text, world))
+    return row
+
+
+def explanation_friction(conclusion: g.Conclusion, obj: str, direction: str) -> float | None:
+    """The friction along `direction` that a conclusion's explanation states (None: it explains nothing)."""
+    est = {a.quantity: a.value for a in conclusion.answers if isinstance(a, g.Estimate) and a.object == obj}
+    if "friction" in est:
+        return est["friction"]
+    return est.get("friction_y" if direction in ("+y", "-y") else "friction_x")
+
+
+def explanation_check(question: g.Question, notebook_text: str, world: dict) -> dict:
+    """BoxingGym's communication measure on our worlds: another agent, holding a twin of the perceived scene and
+    the conclusion's explanation alone, predicts a held-out strike (a speed the grid never offers); the hidden
+    world runs it. The error is standardised by a strike's measurement sd (NoiseModel: 4 mm and 10 %)."""
+    from loopylab.lab.beliefs import NoiseModel
+    from loopylab.lab.investigation import grammar_scene
+    from loopylab.lab.questions import held_out_strike
+    from loopylab.lab.twin import Twin
+
+    conclusion = next((s.body for s in reversed(g.parse(notebook_text)) if s.kind == "conclusion"), None)
+    act = held_out_strike(grammar_scene(world["scene"]), question.object, int(world.get("seed", 0)))
+    mu = explanation_friction(conclusion, question.object, str(act.direction)) if conclusion else None
+    out: dict = {
+        "held_out": act.render(),
+        "explanation_pred": None,
+        "held_out_slide": None,
+        "explanation_pred_error": None,
+    }
+    if mu is None:
+        return out
+    twin = Twin(world["scene"])
+    try:
+        pred = float(twin.predict("strike", act.args(), {question.object: {"friction": mu}})["slide_m"])
+    finally:
+        twin.close()
+    measured = world["run"](act)
+    out["explanation_pred"] = pred
+    if measured is not None and "slide_m" in measured:
+        y = abs(float(measured["slide_m"]))
+        out["held_out_slide"] = y
+        out["explanation_pred_error"] = abs(pred - y) / float(NoiseModel().sigma("slide_m", np.array(y)))
+    return out
 
 
 def _posterior(question, forward, hypothesis, n, noise, seed) -> ModelPosterior:

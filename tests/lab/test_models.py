@@ -18,7 +18,7 @@ from loopylab.lab.design import DesignConfig, choose
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
 from loopylab.lab.investigation import grammar_scene
 from loopylab.lab.models import ModelSet, logmeanexp
-from loopylab.lab.slides import ModelPosterior, falsified, true_model
+from loopylab.lab.slides import ModelPosterior, explanation_check, falsified, true_model
 from loopylab.lab.twin import Twin
 from loopylab.world import notebook as g
 from loopylab.world.scene import scene_from_seed
@@ -172,3 +172,24 @@ def test_model_sets_replay_to_the_same_numbers(world):
     b = _belief(world, "aniso", ["+x", "+y"], seed=4)
     assert a.belief() == b.belief()
     assert isinstance(a.sets["red_block"], ModelSet)
+
+
+def test_another_agent_predicts_a_held_out_strike_from_the_explanation_alone(world):
+    perceived, twins, _ = world
+    q = g.Question("slides", ("red_block",))
+    hidden = {"scene": perceived, "seed": 5}
+    hidden["run"] = lambda act: twins["aniso"].predict(act.skill, act.args(), {"red_block": TRUE})
+
+    def check(conclusion: str) -> dict:
+        text = g.render([q, g.parse_body("conclusion", conclusion)])
+        return explanation_check(q, text, hidden)
+
+    right = check("model red_block anisotropic 0.95; friction_x red_block 0.70 0.05; friction_y red_block 0.32 0.03")
+    wrong = check("model red_block isotropic 0.95; friction red_block 0.70 0.05")
+    assert right["held_out"].startswith("strike red_block") and right["held_out"] == wrong["held_out"]
+    if right["held_out"].split()[2] in ("+y", "-y"):  # along the slippery axis the wrong model is far off
+        assert right["explanation_pred_error"] < 2.0 < wrong["explanation_pred_error"]
+    else:
+        assert right["explanation_pred_error"] < 2.0
+    none = check("none of my hypotheses explains red_block")
+    assert none["explanation_pred_error"] is None and none["explanation_pred"] is None
