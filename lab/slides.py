@@ -20,6 +20,7 @@ import numpy as np
 from loopylab.lab import kinds
 from loopylab.lab.beliefs import Answer, Measurement, Posterior, box_from_hypothesis, interval_halfwidth
 from loopylab.lab.design import Decision, DesignConfig
+from loopylab.lab.experiments import sliding_levels
 from loopylab.lab.forward import MEASURED, level_key
 from loopylab.lab.models import ModelSet, axis_of, logmeanexp
 from loopylab.lab.questions import subject_of
@@ -106,23 +107,37 @@ class ModelPosterior(Posterior):
         eig = self.eig_scores(candidates, cfg, rng, last_sigma, scorer)
         cost = np.array([cfg.cost(e) for e in candidates])
         net = eig - cost
+        for ci, e in enumerate(candidates):
+            if e.skill == "place":  # measures nothing: worth what it unlocks (then a pair from the clear spot)
+                gain, c, _ = _best_pair(scorer, sliding_levels(e.object), cfg)
+                net[ci] = (gain - c - cost[ci]) / 3 if gain > 0 else -cost[ci]
         i = int(np.argmax(net))
         best, partner, plan_eig = float(net[i]), None, None
-        reps: dict[tuple, int] = {}
-        for ci, e in enumerate(candidates):
-            if e.object == self.question.object:
-                reps.setdefault(scorer.key(e), ci)
-        idx = list(reps.values())
-        for a, ia in enumerate(idx):
-            for ib in idx[a + 1 :]:
-                gain = scorer.gain([candidates[ia], candidates[ib]])
-                per = (gain - cost[ia] - cost[ib]) / 2
-                if per > best + 1e-3:
-                    first, second = (ia, ib) if net[ia] >= net[ib] else (ib, ia)
-                    i, best, partner, plan_eig = first, per, candidates[second], gain
+        gain, c, pair = _best_pair(scorer, candidates, cfg)
+        if pair is not None and (gain - c) / 2 > best + 1e-3:
+            ia, ib = pair
+            i, best, partner, plan_eig = (ia, (gain - c) / 2, candidates[ib], gain)
+            if net[ib] > net[ia]:
+                i, partner = ib, candidates[ia]
         return Decision(
             candidates[i], float(eig[i]), best, eig, partner is not None, tuple(candidates), cost, partner, plan_eig
         )
+
+
+def _best_pair(scorer: _ModelScorer, exps: list[g.Experiment], cfg: DesignConfig):
+    """(gain, summed cost, (i, j)) of the pair of `exps` (one per level and axis) worth most net of its cost."""
+    reps: dict[tuple, int] = {}
+    for ci, e in enumerate(exps):
+        if e.object == scorer.obj and e.skill != "place":
+            reps.setdefault(scorer.key(e), ci)
+    idx = list(reps.values())
+    best: tuple[float, float, tuple[int, int] | None] = (0.0, 0.0, None)
+    for a, ia in enumerate(idx):
+        for ib in idx[a + 1 :]:
+            gain, c = scorer.gain([exps[ia], exps[ib]]), cfg.cost(exps[ia]) + cfg.cost(exps[ib])
+            if best[2] is None or gain - c > best[0] - best[1]:
+                best = (gain, c, (ia, ib))
+    return best
 
 
 class _ModelScorer:
@@ -130,7 +145,7 @@ class _ModelScorer:
 
     def __init__(self, post: ModelPosterior, obj: str, cfg: DesignConfig, rng, last_sigma: dict):
         ms = post.sets[obj]
-        self.post, self.rng, self.last_sigma = post, rng, last_sigma
+        self.post, self.obj, self.rng, self.last_sigma = post, obj, rng, last_sigma
         probs = ms.probabilities()
         self.live = [k for k in ms.live if probs[k] > 1e-6]
         self.prior = np.array([probs[k] for k in self.live])

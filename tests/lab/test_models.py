@@ -193,3 +193,10 @@ def test_another_agent_predicts_a_held_out_strike_from_the_explanation_alone(wor
         assert right["explanation_pred_error"] < 2.0
     none = check("none of my hypotheses explains red_block")
     assert none["explanation_pred_error"] is None and none["explanation_pred"] is None
+
+
+def test_a_boxed_in_block_is_placed_first_for_what_it_unlocks(world):
+    post = _belief(world, "aniso", [])
+    place = g.Experiment("place", "red_block", position=(0.52, 0.0))
+    dec = choose(post, [place], DesignConfig(n_outer=64, n_inner=256), np.random.default_rng(0))
+    assert dec.experiment == place and dec.score > 0  # worth its cost: a pair along both axes follows
