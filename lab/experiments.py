@@ -131,6 +131,7 @@ def candidate_experiments(
     question's kind allows (`loopylab.lab.kinds.QuestionKind.skills`). An object boxed
     in by its neighbours (no push or strike path at all) can be placed at its nearest clear spot."""
     objs = list(question.objects) if question is not None else scene.names
+    both = question is not None and kinds.get(question.kind).both_axes
     out: list[Experiment] = []
     for name in objs:
         sliding = _sliding(scene, name)
@@ -138,7 +139,8 @@ def candidate_experiments(
         out.append(Experiment("weigh", name))
         out += [Experiment("drop", name, height=h) for h in DROP_HEIGHTS]
         out += [Experiment("lift", name, height=h) for h in LIFT_HEIGHTS]
-        if not sliding and (spot := clear_spot(scene, name)) is not None:
+        axes = {e.direction[1] for e in sliding if e.direction}
+        if (not sliding or (both and len(axes) < 2)) and (spot := clear_spot(scene, name)) is not None:
             out.append(Experiment("place", name, position=spot))
     skip = set(exclude)
     allowed = kinds.get(question.kind).skills if question is not None else None

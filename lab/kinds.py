@@ -59,6 +59,9 @@ class QuestionKind:
     # the skills its experiments may use (None: all); e.g. a drop tumbles a block onto another face and turns the
     # axes a direction-dependent friction is along
     skills: tuple[str, ...] | None = None
+    # its answer needs the object slid along both table axes: a block that can slide along one only is offered
+    # `place` too (otherwise only a block with no sliding path at all is)
+    both_axes: bool = False
     # the kind's own figures for an evaluation row: (question, grade, policy notebook text, world) -> {name: value};
     # `world` is the evaluator's: {"scene": the perceived SceneSpec, "seed": int, "run": experiment -> measurements
     # or None (run on the hidden world, reset first)}

@@ -42,3 +42,17 @@ def test_a_model_question_is_asked_and_written_in_the_grammar():
     q = make_question("slides", scene, 5, budget=6)
     assert q.render() == "which model explains how red_block slides budget 6"
     assert g.parse_body("question", q.render()) == q
+
+
+def test_a_block_that_slides_along_one_axis_only_may_be_placed_for_a_model_question():
+    scene = g.Scene(
+        (
+            g.SceneObject("red_block", "cube", 0.05, 0.52, 0.0),
+            g.SceneObject("blue_block", "cube", 0.05, 0.52, 0.13),  # y is blocked both ways, x is clear
+            g.SceneObject("green_block", "cube", 0.05, 0.52, -0.13),
+        )
+    )
+    offered = {k: candidate_experiments(scene, make_question(k, scene, 0)) for k in ("slides", "friction")}
+    assert {e.direction for e in offered["slides"] if e.direction} == {"+x", "-x"}
+    assert any(e.skill == "place" for e in offered["slides"])
+    assert not any(e.skill == "place" for e in offered["friction"])  # it can slide: nothing else needs more
