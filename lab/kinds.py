@@ -59,6 +59,9 @@ class QuestionKind:
     # the skills its experiments may use (None: all); e.g. a drop tumbles a block onto another face and turns the
     # axes a direction-dependent friction is along
     skills: tuple[str, ...] | None = None
+    # what a right answer is, for kinds graded right or wrong rather than within a tolerance ("the right model");
+    # None: the tolerance says it
+    right: str | None = None
     # its answer needs the object slid along both table axes: a block that can slide along one only is offered
     # `place` too (otherwise only a block with no sliding path at all is)
     both_axes: bool = False

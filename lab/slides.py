@@ -299,7 +299,8 @@ SLIDES = kinds.register(
         # may put it down turned, with its friction's axes turned too (dev world 1000002: a push along x read
         # the y friction after a drop)
         skills=("push", "strike", "place"),
-        both_axes=True,  # one push along each axis tells the models apart; along one axis nothing can
+        both_axes=True,
+        right="the right model",  # one push along each axis tells the models apart; along one axis nothing can
         row=_row,
     )
 )
