@@ -79,6 +79,30 @@ def _r(v, nd=4):
     return None if v is None else round(float(v), nd)
 
 
+def model_figures(by: dict, kinds: list[str]) -> dict:
+    """Per kind that asks which model explains an object (rows with `model_truth`, lab/slides.py), per agent:
+    `model_id_accuracy` (the conclusion's model is the world's true structure; target >= 0.9) and
+    `falsified_true_model` (share of worlds whose notebook rejected the true model; target <= 0.02) and
+    `explanation_pred_error` (BoxingGym's communication measure, lab/slides.explanation_check)."""
+    out: dict = {"model_id_accuracy": {}, "falsified_true_model": {}, "unexplained": {}, "explanation_pred_error": {}}
+    for a in ("eig", "random"):
+        for k in kinds:
+            rows = [r for r in by.get((a, k), []) if "model_truth" in r]
+            if rows:
+                for name, col in (
+                    ("model_id_accuracy", "model_correct"),
+                    ("falsified_true_model", "falsified_true_model"),
+                    ("unexplained", "unexplained"),
+                ):
+                    out[name].setdefault(a, {})[k] = round(float(np.mean([bool(r[col]) for r in rows])), 3)
+                # |prediction from the explanation alone - held-out outcome| / the strike's sd, median over worlds
+                # (a world whose conclusion explains nothing counts as infinitely wrong)
+                errs = [r.get("explanation_pred_error") for r in rows]
+                errs = [float("inf") if e is None else e for e in errs]
+                out["explanation_pred_error"].setdefault(a, {})[k] = round(float(np.median(errs)), 3)
+    return out if out["model_id_accuracy"] else {}
+
+
 def honest_figures(by: dict, kinds: list[str]) -> dict:
     """Proper scores, coverage of the stated 90 % intervals (eig; rank has none), regret against the best
     of 100 random designs and the share of experiment calls that executed (lab/grading.py)."""
@@ -185,6 +209,7 @@ def main() -> None:
             k: round(float(np.mean([x["success"] for x in by.get(("random", k), [])])), 3) for k in kinds
         },
         **honest_figures(by, kinds),
+        **model_figures(by, kinds),
         "decision_s": round(float(np.median(dec)), 4) if dec else None,
         "decision_s_p90": round(float(np.percentile(dec, 90)), 4) if dec else None,
         "crashed": crashed,

@@ -308,7 +308,7 @@ class ObjectPosterior:
         cum = np.cumsum(self.weights)
         idx = np.minimum(np.searchsorted(cum, (self.rng.random() + np.arange(n)) / n), n - 1)
         theta = self.theta[idx]
-        jitter = np.concatenate([0.002 * (self.logbox[:, 1] - self.logbox[:, 0]), 0.002 * LATENT_SD])
+        jitter = self.jitter()
         cov = np.cov(theta.T) + np.diag(jitter**2)
         chol = np.linalg.cholesky(cov * (2.38**2 / theta.shape[1]) * 0.5)
         cur = self.log_target(theta)
@@ -319,6 +319,10 @@ class ObjectPosterior:
             theta[accept], cur[accept] = prop[accept], new[accept]
         self.theta, self.logw = theta, np.zeros(n)
         self.resamples += 1
+
+    def jitter(self) -> np.ndarray:
+        """Per column, the smallest spread a move proposes (a collapsed cloud still moves)."""
+        return np.concatenate([0.002 * (self.logbox[:, 1] - self.logbox[:, 0]), 0.002 * LATENT_SD])
 
     def log_target(self, theta: np.ndarray) -> np.ndarray:
         lp = self.log_prior(theta)

@@ -62,8 +62,9 @@ class Bench:
         """One skill, in the world of the last reset (see BusRunner.epoch_ns)."""
         return self.call("skills/execute", self.runner.request({"skill": skill, "args": args}), timeout)
 
-    def reset(self, seed: int, n_objects: int | None = None, robot: str | None = None):
-        """Load the world of `seed`; returns its perceived SceneSpec (hidden properties stripped). The skills
+    def reset(self, seed: int, n_objects: int | None = None, robot: str | None = None, structure: str | None = None):
+        """Load the world of `seed` (with its hidden `structure` drawn, `loopylab.world.scene.with_structure`,
+        for a question about one); returns its perceived SceneSpec (hidden properties stripped). The skills
         after it wait for that world's sim/scene (the reply's epoch), however late it reaches their node."""
         from loopylab.world.scene import SceneSpec
 
@@ -72,6 +73,8 @@ class Bench:
             req["n_objects"] = int(n_objects)
         if robot is not None:
             req["robot"] = robot
+        if structure is not None:
+            req["structure"] = structure
         reply = self.call("sim/reset", req, timeout=30.0)
         if not reply.get("ok"):
             raise RuntimeError(f"sim/reset failed: {reply}")

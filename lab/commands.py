@@ -238,6 +238,7 @@ def _report_ungraded(result, out: Path, console) -> dict:
 
 def _check_world(bench, question, seed: int, n_objects: int | None):
     """Reset the bench to the world of `seed` and check that the question can be asked there; the scene."""
+    from loopylab.lab import kinds
     from loopylab.lab.experiments import path_clear, strike_travel
     from loopylab.lab.investigation import grammar_scene
     from loopylab.lab.rig_bench import HardwareBench
@@ -251,7 +252,7 @@ def _check_world(bench, question, seed: int, n_objects: int | None):
             param_hint="--graph",
         )
     else:
-        scene = bench.reset(seed, n_objects)
+        scene = bench.reset(seed, n_objects, structure=kinds.of(question).structure)
     gscene = grammar_scene(scene)
     missing = [o for o in question.objects if o not in gscene.names]
     if missing:
@@ -274,13 +275,14 @@ def _grade_and_report(
     bench, question, result, seed: int, n_objects: int | None, out: Path, console, story: bool
 ) -> dict:
     """The evaluator's part: read the truth through the oracle, grade, write the report, say how it went."""
+    from loopylab.lab import kinds
     from loopylab.lab.questions import grade
     from loopylab.lab.report import write_run_report
 
     truth = bench.oracle()
     outcome = None
-    if question.kind == "predict":
-        bench.reset(seed, n_objects)
+    if kinds.of(question).needs_outcome:
+        bench.reset(seed, n_objects, structure=kinds.of(question).structure)
         reply = bench.runner.execute(question.action)
         outcome = float(reply["measurements"]["slide_m"]) if reply.get("ok") else None
     gradable = question.kind != "predict" or outcome is not None
@@ -453,7 +455,7 @@ def register(app: typer.Typer) -> None:
         questions: str = typer.Option(
             "all",
             "--questions",
-            help="Question kinds, comma-separated (friction,mass,restitution,rank,predict) or 'all'.",
+            help="Question kinds, comma-separated (friction,mass,restitution,rank,predict,slides) or 'all'.",
         ),
         seeds: str = typer.Option("0:50", "--seeds", help="World seeds: 0:50 (half-open), 7, or 1,5,9."),
         workers: int = typer.Option(2, "--workers", help="Parallel worlds (processes, or Ray CPUs)."),

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from loopylab.lab import kinds
 from loopylab.lab.beliefs import REPORTED_SIGMA, Posterior, predict_biased
 from loopylab.lab.experiments import sliding_levels, workspace
 from loopylab.lab.forward import MEASURED, level_key
@@ -48,20 +49,12 @@ class DesignConfig:
 
 
 def quantity(post: Posterior, obj: str, theta: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """(phi per particle, weight of this object for the question, variance floor) for particles of `obj`."""
-    q = post.question
-    if q.kind == "rank":
-        amb = post.pairwise_ambiguity()
-        total = sum(amb.values()) or 1.0
-        return theta[:, 1], amb.get(obj, 0.0) / total, (0.02) ** 2
-    if obj != q.object:
-        return np.zeros(len(theta)), 0.0, 1.0
-    if q.kind == "predict":
-        return predict_biased(post.forward, q.action, theta)["slide_m"], 1.0, (q.tolerance / 4) ** 2
-    if q.kind == "mass":
-        return theta[:, 1], 1.0, (q.tolerance / 4) ** 2  # log mass: relative tolerance
-    col = {"friction": 0, "restitution": 2}[q.kind]
-    return np.exp(theta[:, col]), 1.0, (q.tolerance / 4) ** 2
+    """(phi per particle, weight of this object for the question, variance floor) for particles of `obj`
+    (the question kind's own, `loopylab.lab.kinds.QuestionKind.quantity`)."""
+    fn = kinds.of(post.question).quantity
+    if fn is None:
+        raise ValueError(f"question kind {post.question.kind!r} has no design quantity (its belief designs)")
+    return fn(post, obj, theta)
 
 
 class _ObjectScorer:
@@ -121,6 +114,8 @@ def eig_scores(
     """EIG (nats) about the question quantity for each candidate (no cost subtracted)."""
     cfg = cfg or DesignConfig()
     rng = rng or np.random.default_rng(0)
+    if hasattr(post, "eig_scores"):  # a belief that designs its own experiments (lab/slides.py)
+        return post.eig_scores(candidates, cfg, rng, last_sigma or {})
     scorers = scorers if scorers is not None else _scorers(post, candidates, cfg, rng, last_sigma or {})
     scores = np.zeros(len(candidates))
     by_level: dict[tuple, float] = {}
@@ -205,6 +200,8 @@ def choose(
     experiment than any single one, the more informative half of that pair (ties: grid order)."""
     cfg = cfg or DesignConfig()
     rng = rng or np.random.default_rng(0)
+    if hasattr(post, "choose"):  # a belief that designs its own experiments (competing models: lab/slides.py)
+        return post.choose(candidates, cfg, rng, last_sigma or {})
     scorers = _scorers(post, candidates, cfg, rng, last_sigma or {})
     eig = eig_scores(post, candidates, cfg, rng, last_sigma, scorers)
     cost = np.array([cfg.cost(e) for e in candidates])

@@ -26,7 +26,8 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from loopylab.lab.questions import KINDS, grade, make_question
+from loopylab.lab import kinds
+from loopylab.lab.questions import KINDS, grade, grade_answer, make_question
 from loopylab.world import notebook as g
 
 log = logging.getLogger("loopylab.eval")
@@ -54,8 +55,9 @@ def agent_seed(task: WorldTask) -> int:
 
 
 def world_objects(kind: str, seed: int) -> int | None:
-    """Rank questions need two objects or more: those worlds get 2-4 objects; others keep the seed's own."""
-    return 2 + seed % 3 if kind == "rank" else None
+    """How many objects the world of `seed` gets for a question of `kind` (rank questions need two or more: those
+    worlds get 2-4 objects; others keep the seed's own)."""
+    return kinds.get(kind).n_objects(seed)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -99,11 +101,12 @@ def benchmark_seeds(n: int, split: str = "test", spec: str | None = None, dev_ru
 
 
 def parse_kinds(text: str) -> list[str]:
-    kinds = list(KINDS) if text == "all" else [k.strip() for k in text.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in KINDS]
+    known = kinds.names()
+    chosen = list(known) if text == "all" else [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in chosen if k not in known]
     if bad:
-        raise ValueError(f"unknown question kind(s) {bad}; known: {', '.join(KINDS)} or 'all'")
-    return kinds
+        raise ValueError(f"unknown question kind(s) {bad}; known: {', '.join(known)} or 'all'")
+    return chosen
 
 
 # ------------------------------------------------------------------------------------------------
@@ -113,14 +116,7 @@ WORLDS_PER_WORKER = 1  # worlds a worker process runs before it is replaced (see
 
 
 def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> float:
-    con = g.Conclusion(
-        (g.Ranking("mass", tuple(answer)),)
-        if question.kind == "rank"
-        else (
-            g.Estimate("slide" if question.kind == "predict" else question.kind, question.object, float(answer), 0.0),
-        )
-    )
-    return grade(question, con, truth, outcome).error
+    return grade_answer(question, tuple(answer) if isinstance(answer, list) else answer, truth, outcome).error
 
 
 def run_world(task: WorldTask, sealed: bool = True) -> dict:
@@ -152,7 +148,8 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
     from loopylab.lab.investigation import grammar_scene
     from loopylab.lab.sealed import AgentJob
 
-    scene = bench.reset(task.seed, n_obj)
+    structure = kinds.get(task.kind).structure
+    scene = bench.reset(task.seed, n_obj, structure=structure)
     question = make_question(task.kind, grammar_scene(scene), task.seed, budget=task.budget)
     seed = agent_seed(task)
     job = AgentJob(
@@ -189,13 +186,15 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         )
     truth = bench.oracle()
     outcome = None
-    if question.kind == "predict":  # graded by running the held-out action on the same hidden world
-        bench.reset(task.seed, n_obj)
+    if kinds.of(question).needs_outcome:  # graded by running the held-out action on the same hidden world
+        bench.reset(task.seed, n_obj, structure=structure)
         reply = bench.runner.execute(question.action)
         if not reply.get("ok"):
             raise RuntimeError(f"held-out action failed: {reply.get('error')}")
         outcome = float(reply["measurements"]["slide_m"])
     gr = grade(question, result.conclusion, truth, outcome)
+    own = kinds.of(question).row
+    extra = own(question, gr, result.notebook_text, _world(bench, task, n_obj, scene)) if own is not None else {}
     honest = _scores(question, result, gr, task.confidence)
     trace = [_error(question, s.answer, truth, outcome) for s in result.steps if s.answer is not None]
     trace.append(gr.error)  # the conclusion
@@ -221,14 +220,26 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         notebook=result.notebook_text,
         notebook_audit=result.notebook_audit,  # with its audit lines: what `loopylab notebook replay` reads
         tables_s=result.tables_s,
+        **extra,
     )
+
+
+def _world(bench, task: WorldTask, n_obj: int | None, scene) -> dict:
+    """What a kind's own figures may ask of the hidden world (QuestionKind.row): run a held-out experiment on it."""
+
+    def run(exp: g.Experiment) -> dict | None:
+        bench.reset(task.seed, n_obj, structure=kinds.get(task.kind).structure)
+        reply = bench.runner.execute(exp)
+        return reply.get("measurements") if reply.get("ok") else None
+
+    return {"scene": scene, "seed": task.seed, "run": run}
 
 
 def _scores(question: g.Question, result, gr, confidence: float) -> dict:
     """The proper scores of the answer and its belief (lab/grading.py), and how many calls executed."""
     from loopylab.lab.grading import belief_sample, score_answer
 
-    truth = None if question.kind == "rank" or isinstance(gr.truth, tuple) else float(gr.truth)
+    truth = float(gr.truth) if isinstance(gr.truth, (int, float)) and question.kind != "rank" else None
     if hasattr(result, "belief_sample"):  # a sealed run: the agent's process sent its final belief back
         sample = result.belief_sample()
     else:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from loopylab.lab import kinds
 from loopylab.world import notebook
 from loopylab.world.notebook import DIRECTIONS, Experiment, GrammarError, Question, Scene, SceneObject
 
@@ -208,9 +209,10 @@ def candidate_experiments(
     """The finite, sensible grid of experiments on the objects of `question` (all objects if None):
     every skill at every parameter level, pushes and strikes only along directions with a clear path in
     the arm's workspace `ws`; minus `exclude` (e.g. experiments that already failed where the objects are
-    now). An object boxed in by its neighbours (no push or strike path at all) can be placed at its
-    nearest clear spot."""
+    now), and only the skills the question's kind allows (`loopylab.lab.kinds.QuestionKind.skills`). An object
+    boxed in by its neighbours (no push or strike path at all) can be placed at its nearest clear spot."""
     objs = list(question.objects) if question is not None else scene.names
+    both = question is not None and kinds.get(question.kind).both_axes
     out: list[Experiment] = []
     for name in objs:
         sliding = _sliding(scene, name, ws)
@@ -218,10 +220,12 @@ def candidate_experiments(
         out.append(Experiment("weigh", name))
         out += [Experiment("drop", name, height=h) for h in ws.drop_heights]
         out += [Experiment("lift", name, height=h) for h in LIFT_HEIGHTS]
-        if not sliding and (spot := clear_spot(scene, name, ws)) is not None:
+        axes = {e.direction[1] for e in sliding if e.direction}
+        if (not sliding or (both and len(axes) < 2)) and (spot := clear_spot(scene, name, ws)) is not None:
             out.append(Experiment("place", name, position=spot))
     skip = set(exclude)
-    return [e for e in out if e not in skip]
+    allowed = kinds.get(question.kind).skills if question is not None else None
+    return [e for e in out if e not in skip and (allowed is None or e.skill in allowed)]
 
 
 def sliding_levels(name: str, ws: Workspace = PANDA) -> list[Experiment]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from loopylab.bus import ObjectPoses
 from loopylab.bus.node import ServiceClient
-from loopylab.lab import audit
+from loopylab.lab import audit, kinds
 from loopylab.lab.beliefs import Measurement, NoiseModel, Posterior
 from loopylab.lab.design import regret_vs_random
 from loopylab.lab.experiments import candidate_experiments, workspace
@@ -167,7 +167,11 @@ class InvestigationResult:
 
 def _answer_value(conclusion: g.Conclusion):
     a = conclusion.answers[0]
-    return list(a.objects) if isinstance(a, g.Ranking) else a.value
+    if isinstance(a, g.Ranking):
+        return list(a.objects)
+    if isinstance(a, g.ModelProb):
+        return a.model
+    return None if isinstance(a, g.Unexplained) else a.value
 
 
 def _measurement_data(reply: dict) -> dict:
@@ -204,7 +208,7 @@ def investigate(
         # the expert scores the whole grid: build every level's twin table up front, not inside a decision
         forward.prepare(list(candidates) + ([question.action] if question.action else []))
     tables_s = time.perf_counter() - t_tables
-    post = Posterior(question, forward, None, cfg.n_particles, noise, cfg.seed)
+    post = kinds.make_posterior(question, forward, None, cfg.n_particles, noise, cfg.seed)
     rng = np.random.default_rng([cfg.seed, 0x4E6])
     steps: list[StepRecord] = []
     decision_s: list[float] = []
@@ -269,6 +273,8 @@ def _answer_data(ans) -> dict:
     a = ans.conclusion.answers[0]
     if isinstance(a, g.Ranking):
         return {"answer": list(a.objects), "p_within": ans.confidence}
+    if isinstance(a, (g.ModelProb, g.Unexplained)):  # which model explains it (None: none does)
+        return {"answer": getattr(a, "model", None), "p_within": ans.confidence}
     return {"answer": a.value, "half_width": a.spread, "p_within": ans.confidence}
 
 

@@ -2,19 +2,21 @@
 
 A question's text and parsed forms are `loopylab.world.notebook.Question`. This module adds the semantics: the
 default tolerances and budgets, making a question for a seeded world, the stopping rule's confidence,
-and grading a conclusion against the ground truth that only the evaluator may read (`sim/oracle`).
+and grading a conclusion against the ground truth that only the evaluator may read (`sim/oracle`), each
+through the kind's entry in the registry (`loopylab.lab.kinds`), where the five built-in kinds register here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from loopylab.lab import kinds
+from loopylab.lab.beliefs import predict_biased
 from loopylab.lab.experiments import path_clear, strike_travel
+from loopylab.lab.kinds import Grade, QuestionKind
 from loopylab.world import notebook as g
 
-KINDS = ("friction", "mass", "restitution", "rank", "predict")
+KINDS = ("friction", "mass", "restitution", "rank", "predict")  # the kinds the nanochat policy knows
 DEFAULT_TOLERANCE = {"friction": 0.05, "mass": 0.10, "restitution": 0.05, "rank": 0.0, "predict": 0.01}
 DEFAULT_CONFIDENCE = 0.9  # P(answer within tolerance) required before concluding
 PREDICT_SPEEDS = (0.35, 0.40, 0.50)  # held-out strike speeds (never in the experiment grid)
@@ -26,77 +28,163 @@ def parse_question(text: str) -> g.Question:
     return g.parse_body("question", text.strip())
 
 
+def subject_of(scene: g.Scene) -> str:
+    """Whom single-object questions are about: `red_block` (every seeded world has one), else the first object."""
+    return "red_block" if "red_block" in scene.names else scene.names[0]
+
+
 def make_question(
     kind: str, scene: g.Scene, seed: int = 0, tolerance: float | None = None, budget: int | None = None
 ) -> g.Question:
-    """The question of `kind` for a world: estimates and predictions are about `red_block` (every
-    seeded world has one) or the first object; rank is over all objects (needs at least two)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown question kind {kind!r} (known: {', '.join(KINDS)})")
-    tol = DEFAULT_TOLERANCE[kind] if tolerance is None else tolerance
-    subject = "red_block" if "red_block" in scene.names else scene.names[0]
-    if kind == "rank":
-        if len(scene.objects) < 2:
-            raise ValueError("a rank question needs a world with at least two objects")
-        return g.Question("rank", tuple(scene.names), 0.0, budget)
-    if kind == "predict":
-        rng = np.random.default_rng([seed, 0x9E7])
-        speed = float(rng.choice(PREDICT_SPEEDS))
-        # an arm strikes faster across its reach (y) than along it (x)
-        across = [d for d in ("+y", "-y") if path_clear(scene, subject, d, strike_travel(speed))]
-        if across:
-            act = g.Experiment("strike", subject, str(rng.choice(across)), speed=speed)
-        else:
-            along = [d for d in ("+x", "-x") if path_clear(scene, subject, d, strike_travel(PREDICT_SPEED_ALONG_X))]
-            act = g.Experiment("strike", subject, str(rng.choice(along or ["+x"])), speed=PREDICT_SPEED_ALONG_X)
-        return g.Question("predict", (subject,), round(tol, 3), budget, act)
-    return g.Question(kind, (subject,), round(tol, 2), budget)
+    """The question of `kind` for a world (see each kind's `make` in lab/kinds.py)."""
+    k = kinds.get(kind)
+    return k.make(scene, seed, k.tolerance if tolerance is None else tolerance, budget)
 
 
 def all_questions(scene: g.Scene, seed: int = 0, kinds=KINDS) -> list[g.Question]:
     return [make_question(k, scene, seed) for k in kinds if k != "rank" or len(scene.objects) >= 2]
 
 
-@dataclass
-class Grade:
-    success: bool
-    error: float  # absolute error (relative for mass; fraction of wrongly ordered pairs for rank)
-    truth: object  # the true value (or order)
-    answer: object
-
-
 def answer_of(question: g.Question, conclusion: g.Conclusion):
-    """The value (or ranking) the conclusion gives for the question; None when it does not answer it."""
-    for a in conclusion.answers:
-        if question.kind == "rank" and isinstance(a, g.Ranking) and a.quantity == "mass":
-            return a.objects
-        want = "slide" if question.kind == "predict" else question.kind
-        if isinstance(a, g.Estimate) and a.quantity == want and a.object == question.object:
-            return a.value
-    return None
+    """The value (or ranking, or model) the conclusion gives for the question; None when it does not answer it."""
+    return kinds.of(question).answer_of(question, conclusion)
 
 
 def grade(
     question: g.Question, conclusion: g.Conclusion | None, truth: dict[str, dict], outcome: float | None = None
 ) -> Grade:
-    """Grade a conclusion. `truth` is the oracle's {label: {mass, friction, restitution}}; for a
+    """Grade a conclusion. `truth` is the oracle's {label: {mass, friction, restitution, ...}}; for a
     predict question `outcome` is the slide measured by running the held-out action on the hidden world."""
-    ans = answer_of(question, conclusion) if conclusion is not None else None
-    if question.kind == "rank":
-        order = tuple(sorted(question.objects, key=lambda o: -truth[o]["mass"]))
-        if ans is None or sorted(ans) != sorted(order):
-            return Grade(False, 1.0, order, ans)
-        pos = {o: i for i, o in enumerate(ans)}
-        pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1 :]]
-        wrong = sum(pos[a] > pos[b] for a, b in pairs)
-        return Grade(wrong == 0, wrong / len(pairs), order, ans)
-    if question.kind == "predict":
-        if outcome is None:
-            raise ValueError("grading a predict question needs the outcome of the held-out action")
-        true = float(outcome)
-    else:
-        true = float(truth[question.object][question.kind])
+    return grade_answer(question, answer_of(question, conclusion) if conclusion is not None else None, truth, outcome)
+
+
+def grade_answer(question: g.Question, answer, truth: dict[str, dict], outcome: float | None = None) -> Grade:
+    """Grade an answer (a value, order or model; None: no answer) as `grade` grades the conclusion giving it."""
+    return kinds.of(question).grade(question, answer, truth, outcome)
+
+
+# -- the built-in kinds ---------------------------------------------------------------------------------------
+
+
+def _estimate(quantity: str):
+    def answer(question: g.Question, conclusion: g.Conclusion):
+        for a in conclusion.answers:
+            if isinstance(a, g.Estimate) and a.quantity == quantity and a.object == question.object:
+                return a.value
+        return None
+
+    return answer
+
+
+def _grade_value(question: g.Question, ans, true: float) -> Grade:
     if ans is None:
         return Grade(False, float("inf"), true, None)
     err = abs(ans - true) / true if question.kind == "mass" else abs(ans - true)
     return Grade(bool(err <= question.tolerance + 1e-9), float(err), true, ans)
+
+
+def _grade_param(question: g.Question, ans, truth: dict, outcome) -> Grade:
+    return _grade_value(question, ans, float(truth[question.object][question.kind]))
+
+
+def _grade_predict(question: g.Question, ans, truth: dict, outcome) -> Grade:
+    if outcome is None:
+        raise ValueError("grading a predict question needs the outcome of the held-out action")
+    return _grade_value(question, ans, float(outcome))
+
+
+def _rank_answer(question: g.Question, conclusion: g.Conclusion):
+    for a in conclusion.answers:
+        if isinstance(a, g.Ranking) and a.quantity == "mass":
+            return a.objects
+    return None
+
+
+def _grade_rank(question: g.Question, ans, truth: dict, outcome) -> Grade:
+    order = tuple(sorted(question.objects, key=lambda o: -truth[o]["mass"]))
+    if ans is None or sorted(ans) != sorted(order):
+        return Grade(False, 1.0, order, ans)
+    pos = {o: i for i, o in enumerate(ans)}
+    pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1 :]]
+    wrong = sum(pos[a] > pos[b] for a, b in pairs)
+    return Grade(wrong == 0, wrong / len(pairs), order, ans)
+
+
+def _make_single(kind: str):
+    def make(scene: g.Scene, seed: int, tol: float, budget: int | None) -> g.Question:
+        return g.Question(kind, (subject_of(scene),), round(tol, 2), budget)
+
+    return make
+
+
+def _make_rank(scene: g.Scene, seed: int, tol: float, budget: int | None) -> g.Question:
+    if len(scene.objects) < 2:
+        raise ValueError("a rank question needs a world with at least two objects")
+    return g.Question("rank", tuple(scene.names), 0.0, budget)
+
+
+def _make_predict(scene: g.Scene, seed: int, tol: float, budget: int | None) -> g.Question:
+    subject = subject_of(scene)
+    return g.Question("predict", (subject,), round(tol, 3), budget, held_out_strike(scene, subject, seed))
+
+
+def held_out_strike(scene: g.Scene, subject: str, seed: int) -> g.Experiment:
+    """A strike of `subject` at a speed the grid never offers (PREDICT_SPEEDS), drawn for the world of `seed`."""
+    rng = np.random.default_rng([seed, 0x9E7])
+    speed = float(rng.choice(PREDICT_SPEEDS))
+    # an arm strikes faster across its reach (y) than along it (x)
+    across = [d for d in ("+y", "-y") if path_clear(scene, subject, d, strike_travel(speed))]
+    if across:
+        act = g.Experiment("strike", subject, str(rng.choice(across)), speed=speed)
+    else:
+        along = [d for d in ("+x", "-x") if path_clear(scene, subject, d, strike_travel(PREDICT_SPEED_ALONG_X))]
+        act = g.Experiment("strike", subject, str(rng.choice(along or ["+x"])), speed=PREDICT_SPEED_ALONG_X)
+    return act
+
+
+# design's target per kind: (phi per particle, this object's weight, variance floor)
+def _param_quantity(post, obj: str, theta: np.ndarray):
+    q = post.question
+    if obj != q.object:
+        return np.zeros(len(theta)), 0.0, 1.0
+    if q.kind == "mass":
+        return theta[:, 1], 1.0, (q.tolerance / 4) ** 2  # log mass: relative tolerance
+    col = {"friction": 0, "restitution": 2}[q.kind]
+    return np.exp(theta[:, col]), 1.0, (q.tolerance / 4) ** 2
+
+
+def _predict_quantity(post, obj: str, theta: np.ndarray):
+    q = post.question
+    if obj != q.object:
+        return np.zeros(len(theta)), 0.0, 1.0
+    return predict_biased(post.forward, q.action, theta)["slide_m"], 1.0, (q.tolerance / 4) ** 2
+
+
+def _rank_quantity(post, obj: str, theta: np.ndarray):
+    amb = post.pairwise_ambiguity()
+    total = sum(amb.values()) or 1.0
+    return theta[:, 1], amb.get(obj, 0.0) / total, (0.02) ** 2
+
+
+for _name in ("friction", "mass", "restitution"):
+    kinds.register(
+        QuestionKind(
+            _name, DEFAULT_TOLERANCE[_name], _make_single(_name), _estimate(_name), _grade_param, _param_quantity
+        )
+    )
+kinds.register(
+    QuestionKind(
+        "rank", 0.0, _make_rank, _rank_answer, _grade_rank, _rank_quantity, n_objects=lambda seed: 2 + seed % 3
+    )
+)
+kinds.register(
+    QuestionKind(
+        "predict",
+        DEFAULT_TOLERANCE["predict"],
+        _make_predict,
+        _estimate("slide"),
+        _grade_predict,
+        _predict_quantity,
+        needs_outcome=True,
+    )
+)

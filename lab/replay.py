@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loopylab.lab import audit
+from loopylab.lab import audit, kinds
 from loopylab.lab.beliefs import Measurement, Posterior
 from loopylab.lab.experiments import candidate_experiments
 from loopylab.lab.forward import ForwardModel, InlineTwins
@@ -113,7 +113,7 @@ def setup(sections: list[tuple[int, g.Section]], twins=None) -> tuple[g.Question
     """The question, provenance and a fresh belief engine as the notebook's run made it."""
     question, prov, twin = header(sections)
     forward = ForwardModel(audit.scene_of(twin), twins if twins is not None else InlineTwins())
-    return question, prov, Posterior(question, forward, None, prov.particles, None, prov.run_seed)
+    return question, prov, kinds.make_posterior(question, forward, None, prov.particles, None, prov.run_seed)
 
 
 class _Replayer:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loopylab.lab import audit
-from loopylab.lab.beliefs import Posterior
+from loopylab.lab import audit, kinds
 from loopylab.lab.forward import ForwardModel, InlineTwins
 from loopylab.lab.investigation import observe
 from loopylab.lab.replay import ReplayError, header
@@ -100,7 +99,9 @@ def rerun_sections(
         scene = bench.reset(world_seed, n_objects)
     else:
         scene = audit.scene_of(twin)  # where the notebook saw things: the best guess on a real bench
-    post = Posterior(question, ForwardModel(scene, twins or InlineTwins()), None, prov.particles, None, prov.run_seed)
+    post = kinds.make_posterior(
+        question, ForwardModel(scene, twins or InlineTwins()), None, prov.particles, None, prov.run_seed
+    )
     report = RerunReport(where)
     steps, after = plan(sections)
     for i, st in enumerate(steps, start=1):

@@ -127,13 +127,20 @@ class AgentReport:
         )
 
 
-def _answer_json(a: g.Estimate | g.Ranking) -> dict:
+def _answer_json(a) -> dict:
     if isinstance(a, g.Ranking):
         return {"ranking": [a.quantity, list(a.objects)]}
+    if isinstance(a, (g.ModelProb, g.Unexplained)):  # a model's answers travel as their one-clause text
+        return {"text": a.render()}
     return {"estimate": [a.quantity, a.object, float(a.value), float(a.spread)]}
 
 
-def _answer_from(d: dict) -> g.Estimate | g.Ranking:
+def _answer_from(d: dict):
+    if "text" in d:
+        clause = g.parse_body("conclusion", str(d["text"])).answers  # type: ignore[union-attr]
+        if len(clause) != 1 or not isinstance(clause[0], (g.ModelProb, g.Unexplained)):
+            raise ValueError(f"the agent's process sent {d['text']!r} where a model's answer belongs")
+        return clause[0]
     if "ranking" in d:
         q, objs = d["ranking"]
         return g.Ranking(str(q), tuple(str(o) for o in objs))
@@ -412,6 +419,8 @@ def _plain(x: Any) -> Any:
     """An answer as JSON carries it (a ranking's order as a list of names, a value as a float)."""
     if isinstance(x, (list, tuple)):
         return [str(v) for v in x]
+    if isinstance(x, str):  # a model's name
+        return x
     return None if x is None else float(x)
 
 

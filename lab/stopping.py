@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from loopylab.lab import kinds
 from loopylab.lab.beliefs import BIAS, LATENT_SD, Posterior
 from loopylab.lab.forward import PARAM_INDEX
 from loopylab.lab.story import narrowing, short_text, tolerance_text
@@ -48,7 +49,7 @@ def stop_reason(
     `systematic`: (latent, its prior sd) that the answer's remaining spread is tied to (`dominant_systematic`)."""
     sure = (
         f"the belief is {p_within:.0%} sure its answer is right"
-        if question.kind == "rank"
+        if question.kind == "rank" or kinds.of(question).right is not None
         else f"the belief is {p_within:.0%} sure its answer is within {tolerance_text(question)}"
     )
     short = f"{sure}, short of the {confidence:.0%} it needs"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from loopylab.lab import kinds
 from loopylab.world import notebook as g
 
 
@@ -54,6 +55,8 @@ def tolerance_text(q: g.Question) -> str:
     """'±0.05', '±10 %', '±0.010 m'; for a ranking, 'the right order'."""
     if q.kind == "rank":
         return "the right order"
+    if (right := kinds.of(q).right) is not None:  # a kind graded right or wrong (lab/kinds.py)
+        return right
     if q.kind == "mass":
         return f"±{q.tolerance:.0%}"
     if q.kind == "predict":

@@ -40,7 +40,7 @@ from loopylab.sim.cameras import gpu_present, render, use_egl
 from loopylab.sim.world import World
 from loopylab.world.joints import JointMismatch, reorder
 from loopylab.world.robots import CONTROL_HZ
-from loopylab.world.scene import SceneSpec, scene_from_seed
+from loopylab.world.scene import SceneSpec, scene_from_seed, with_structure
 
 log = logging.getLogger("loopylab.sim")
 ORACLE_ROLES = ("grader",)  # the truth: the grader only
@@ -134,6 +134,8 @@ class SimArm:
             scene = scene_from_seed(
                 int(req.get("seed", self.scene.seed or 0)), req.get("n_objects"), req.get("robot", self.scene.robot)
             )
+            if req.get("structure"):  # a question about structure: the world draws which model is true
+                scene = with_structure(scene, str(req["structure"]))
         fresh = SimArm.__new__(SimArm)  # build the new world aside: the old one keeps ticking meanwhile
         fresh.control_hz, fresh.cameras_on, fresh.renderer_name = self.control_hz, self.cameras_on, self.renderer_name
         fresh._build(scene)

@@ -102,6 +102,8 @@ class World:
             friction=o.friction if o.friction is not None else DEFAULT_FRICTION,
             restitution=o.restitution if o.restitution is not None else DEFAULT_RESTITUTION,
         )
+        if o.friction_axes is not None:  # scales friction along the object's own x and y (exact for factors <= 1)
+            p.changeDynamics(body, -1, anisotropicFriction=[*o.friction_axes, 1.0], physicsClientId=c)
         return body
 
     def set_object_params(
@@ -194,6 +196,8 @@ class World:
                 "friction": dyn[1],
                 "restitution": dyn[5],
                 "com_offset": self._com[o.label].tolist(),
+                # friction along the object's own x and y axes (equal unless direction-dependent)
+                "friction_xy": [dyn[1] * f for f in (o.friction_axes or (1.0, 1.0))],
                 "shape": o.shape,
                 "size": o.size,
             }

@@ -18,6 +18,7 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                  estimate mass of OBJ within P% [budget N]              (relative tolerance)
                  rank OBJ OBJ [OBJ ...] by mass [budget N]
                  predict slide of OBJ after strike DIR S.SS within T.TTT [budget N]
+                 which model explains how OBJ slides [budget N]         (model identification)
     scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
     hypothesis   PARAM OBJ in LO HI (; ...)
     experiment   push OBJ DIR DIST SPEED | strike OBJ DIR SPEED | weigh OBJ | drop OBJ HEIGHT | lift OBJ HEIGHT
@@ -27,8 +28,15 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                                                       (com: the held object's centre-of-mass offset, m;
                                                        load: the hand's vertical push on the object, N;
                                                        placed: how far the object moved, m)
-    belief       QTY OBJ MEAN SD (; ...)                                 QTY friction|mass|restitution|slide
+    belief       CLAUSE (; ...)   CLAUSE: QTY OBJ MEAN SD                QTY friction|mass|restitution|slide
+                                          | model OBJ MODEL P.PP         (the posterior over explanatory models)
+                                          | rejected OBJ MODEL by KEY V.VVV outside LO.LLL HI.HHH
+                                                        (a posterior predictive check refuted MODEL: the
+                                                         observation's KEY fell outside its 99.8 % range)
     conclusion   QTY OBJ VALUE HALFWIDTH (; ...) | mass order OBJ > OBJ [> OBJ ...]   (heaviest first)
+                 | model OBJ MODEL P.PP (; QTY OBJ VALUE HALFWIDTH)*     (the model and its parameters)
+                 | none of my hypotheses explains OBJ                    (every model was rejected)
+                                          MODEL isotropic|anisotropic; QTY also friction_x|friction_y
 
 For constrained decoding a decoder asks `prefix_ok(kind, partial_body, scene)` (can this still
 become a valid body?) and `body_complete(...)` (may the end token come now?), with object names taken
@@ -52,11 +60,15 @@ KINDS = ("question", "scene", "hypothesis", "experiment", "observation", "belief
 AUDIT_KINDS = ("provenance", "twin", "reason", "raw", "answer", "stop", "source")  # source: world/source.py
 ALL_KINDS = KINDS + AUDIT_KINDS
 PARAMS = ("friction", "mass", "restitution")  # hidden object properties
-QUANTITIES = PARAMS + ("slide",)  # what beliefs and conclusions talk about
+QUANTITIES = PARAMS + ("slide", "friction_x", "friction_y")  # what beliefs and conclusions talk about
+# explanatory models a question may tell apart (loopylab.lab.models): friction the same in every direction,
+# or different along the object's own x and y axes
+MODELS = ("isotropic", "anisotropic")
 SKILLS = ("push", "strike", "weigh", "drop", "lift", "place")  # the experiments the lab may run
 DIRECTIONS = ("+x", "-x", "+y", "-y")
 SHAPES = ("cube", "cylinder", "sphere")
-DECIMALS = {"friction": 2, "mass": 3, "restitution": 2, "slide": 3}
+DECIMALS = {"friction": 2, "mass": 3, "restitution": 2, "slide": 3, "friction_x": 2, "friction_y": 2}
+PROB_DECIMALS = 2  # a model's posterior probability
 OBS_FIELDS = {  # skill -> ((text key, measurement key, decimals), ...) in text order
     "push": (("force", "force_mean_N", 2), ("moved", "moved_m", 3)),
     "strike": (("slide", "slide_m", 3),),
@@ -71,6 +83,7 @@ OBS_FIELDS = {  # skill -> ((text key, measurement key, decimals), ...) in text 
 # adds mu x load to the friction (a tall block meets the palm of a hand pushing it low).
 # skill -> (word, measurement keys, decimals, how many of the keys at least)
 OBS_OPTIONAL = {"drop": ("com", ("com_x_m", "com_y_m", "com_z_m"), 3, 2), "push": ("load", ("load_N",), 2, 1)}
+_OBS_KEYS = tuple(k for fs in OBS_FIELDS.values() for k, _, _ in fs)  # an observation's text keys
 DEFAULT_BUDGET = 10
 
 
@@ -237,21 +250,80 @@ class Question:
         return self.objects[0]
 
     def render(self) -> str:
-        if self.kind in ("friction", "restitution"):
-            s = f"estimate {self.kind} of {self.object} within {fmt(self.tolerance, 2)}"
-        elif self.kind == "mass":
-            s = f"estimate mass of {self.object} within {round(self.tolerance * 100)}%"
-        elif self.kind == "rank":
-            s = f"rank {' '.join(self.objects)} by mass"
-        elif self.kind == "predict":
-            a = _given(self.action, "predict action")
-            s = (
-                f"predict slide of {self.object} after strike {a.direction} {fmt(_given(a.speed, 'strike speed'), 2)} "
-                f"within {fmt(self.tolerance, 3)}"
-            )
-        else:
+        form = QUESTION_FORMS.get(self.kind)
+        if form is None:
             raise GrammarError(f"unknown question kind {self.kind!r}")
+        s = form.render(self)
         return s if self.budget is None else f"{s} budget {self.budget}"
+
+
+@dataclass(frozen=True)
+class QuestionForm:
+    """One question kind's text: its regex (object names `n`, directions `d`, for constrained decoding), the
+    same with groups for parsing (`parse` makes the Question from the match and the budget), and `render`.
+    Adding a kind adds one entry to QUESTION_FORMS; the lab's side is `loopylab.lab.kinds`."""
+
+    pattern: Callable[[str, str], str]
+    parse: Callable[[re.Match, int | None], Question]
+    render: Callable[[Question], str]
+    usage: str  # for the error that lists what a question may be
+
+
+def _predict_question(m: re.Match, budget: int | None) -> Question:
+    act = Experiment("strike", m[1], direction=m[2], speed=_num(m[3], 2, "speed"))
+    return Question("predict", (m[1],), _num(m[4], 3, "tolerance"), budget, act)
+
+
+def _rank_question(m: re.Match, budget: int | None) -> Question:
+    objs = (m[1], *m[2].split())
+    if len(set(objs)) != len(objs):
+        raise GrammarError(f"question: an object is named twice in {m[0]!r}")
+    return Question("rank", objs, 0.0, budget)
+
+
+def _predict_text(q: Question) -> str:
+    a = _given(q.action, "predict action")
+    speed = fmt(_given(a.speed, "strike speed"), 2)
+    return f"predict slide of {q.object} after strike {a.direction} {speed} within {fmt(q.tolerance, 3)}"
+
+
+def _estimate_form(kind: str) -> QuestionForm:
+    return QuestionForm(
+        lambda n, d: rf"estimate {kind} of {n} within ({num_re(2)})",
+        lambda m, b: Question(kind, (m[1],), _num(m[2], 2, "tolerance"), b),
+        lambda q: f"estimate {kind} of {q.object} within {fmt(q.tolerance, 2)}",
+        f"estimate {kind} of OBJ within TOL",
+    )
+
+
+QUESTION_FORMS: dict[str, QuestionForm] = {
+    "friction": _estimate_form("friction"),
+    "mass": QuestionForm(
+        lambda n, d: rf"estimate mass of {n} within ([1-9]\d?)%",
+        lambda m, b: Question("mass", (m[1],), int(m[2]) / 100, b),
+        lambda q: f"estimate mass of {q.object} within {round(q.tolerance * 100)}%",
+        "estimate mass of OBJ within P%",
+    ),
+    "restitution": _estimate_form("restitution"),
+    "rank": QuestionForm(
+        lambda n, d: rf"rank {n}(?: {n})+ by mass",
+        _rank_question,
+        lambda q: f"rank {' '.join(q.objects)} by mass",
+        "rank OBJ OBJ... by mass",
+    ),
+    "predict": QuestionForm(
+        lambda n, d: rf"predict slide of {n} after strike {d} ({num_re(2)}) within ({num_re(3)})",
+        _predict_question,
+        _predict_text,
+        "predict slide of OBJ after strike DIR SPEED within TOL",
+    ),
+    "slides": QuestionForm(
+        lambda n, d: rf"which model explains how {n} slides",
+        lambda m, b: Question("slides", (m[1],), 0.0, b),
+        lambda q: f"which model explains how {q.object} slides",
+        "which model explains how OBJ slides",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -357,20 +429,59 @@ class Ranking:
 
 
 @dataclass(frozen=True)
+class ModelProb:
+    """`model OBJ MODEL P`: the posterior probability that MODEL explains OBJ (0 once rejected)."""
+
+    object: str
+    model: str
+    p: float
+
+    def render(self) -> str:
+        return f"model {self.object} {self.model} {fmt(self.p, PROB_DECIMALS)}"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """`rejected OBJ MODEL by KEY V outside LO HI`: the observation that refuted MODEL (its KEY fell outside the
+    range the model's posterior predictive held it to)."""
+
+    object: str
+    model: str
+    key: str  # an observation's text key (force, slide, ...)
+    value: float
+    lo: float
+    hi: float
+
+    def render(self) -> str:
+        v, lo, hi = (fmt(x, 3) for x in (self.value, self.lo, self.hi))
+        return f"rejected {self.object} {self.model} by {self.key} {v} outside {lo} {hi}"
+
+
+@dataclass(frozen=True)
+class Unexplained:
+    """`none of my hypotheses explains OBJ`: every model was rejected, so the lab answers nothing."""
+
+    object: str
+
+    def render(self) -> str:
+        return f"none of my hypotheses explains {self.object}"
+
+
+@dataclass(frozen=True)
 class Belief:
-    estimates: tuple[Estimate, ...]
+    estimates: tuple[Estimate | ModelProb | Rejection, ...]
     kind = "belief"
 
     def render(self) -> str:
         return "; ".join(e.render() for e in self.estimates)
 
     def get(self, quantity: str, obj: str) -> Estimate:
-        return next(e for e in self.estimates if e.quantity == quantity and e.object == obj)
+        return next(e for e in self.estimates if isinstance(e, Estimate) and e.quantity == quantity and e.object == obj)
 
 
 @dataclass(frozen=True)
 class Conclusion:
-    answers: tuple[Estimate | Ranking, ...]
+    answers: tuple[Estimate | Ranking | ModelProb | Unexplained, ...]
     kind = "conclusion"
 
     def render(self) -> str:
@@ -414,12 +525,7 @@ def body_regex(kind: str, scene: Scene | None = None) -> str:
     n = _names(scene)
     d = _alt(DIRECTIONS)
     if kind == "question":
-        return (
-            rf"(?:estimate (?:friction|restitution) of {n} within {num_re(2)}"
-            rf"|estimate mass of {n} within [1-9]\d?%"
-            rf"|rank {n}(?: {n})+ by mass"
-            rf"|predict slide of {n} after strike {d} {num_re(2)} within {num_re(3)}){_budget()}"
-        )
+        return "(?:" + "|".join(f.pattern(n, d) for f in QUESTION_FORMS.values()) + f"){_budget()}"
     if kind == "scene":
         return _list(rf"{n} {_alt(SHAPES)} {num_re(2)} at {num_re(2, True)} {num_re(2, True)}")
     if kind == "hypothesis":
@@ -434,9 +540,11 @@ def body_regex(kind: str, scene: Scene | None = None) -> str:
         return "(?:" + "|".join(alts) + rf"|failed {WORDS_RE})"
     if kind in ("belief", "conclusion"):
         est = "(?:" + "|".join(rf"{q} {n} {num_re(DECIMALS[q])} {num_re(DECIMALS[q])}" for q in QUANTITIES) + ")"
+        model = rf"model {n} {_alt(MODELS)} {num_re(PROB_DECIMALS)}"
         if kind == "belief":
-            return _list(est)
-        return rf"(?:{_list(est)}|mass order {n}(?: > {n})+)"
+            rejected = rf"rejected {n} {_alt(MODELS)} by {_alt(_OBS_KEYS)} {num_re(3)} outside {num_re(3)} {num_re(3)}"
+            return _list(f"(?:{est}|{model}|{rejected})")
+        return rf"(?:{_list(est)}|mass order {n}(?: > {n})+|{model}(?:; {est})*|none of my hypotheses explains {n})"
     raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(KINDS)})")
 
 
@@ -482,27 +590,15 @@ _N, _D = f"({NAME_RE})", f"({_alt(DIRECTIONS)})"  # an object name and a push/st
 
 
 def _parse_question(body: str) -> Question:
-    n, d = _N, _D
     budget = None
     mb = re.fullmatch(r"(.*) budget ([1-9]\d{0,2})", body)
     if mb:
         body, budget = mb.group(1), int(mb.group(2))
-    if m := re.fullmatch(rf"estimate (friction|restitution) of {n} within ({num_re(2)})", body):
-        return Question(m[1], (m[2],), _num(m[3], 2, "tolerance"), budget)
-    if m := re.fullmatch(rf"estimate mass of {n} within ([1-9]\d?)%", body):
-        return Question("mass", (m[1],), int(m[2]) / 100, budget)
-    if m := re.fullmatch(rf"rank {n}((?: {NAME_RE})+) by mass", body):
-        objs = (m[1], *m[2].split())
-        if len(set(objs)) != len(objs):
-            raise GrammarError(f"question: an object is named twice in {body!r}")
-        return Question("rank", objs, 0.0, budget)
-    if m := re.fullmatch(rf"predict slide of {n} after strike {d} ({num_re(2)}) within ({num_re(3)})", body):
-        act = Experiment("strike", m[1], direction=m[2], speed=_num(m[3], 2, "speed"))
-        return Question("predict", (m[1],), _num(m[4], 3, "tolerance"), budget, act)
-    raise GrammarError(
-        f"question: {body!r} is none of: estimate friction|mass|restitution of OBJ within TOL, "
-        "rank OBJ OBJ... by mass, predict slide of OBJ after strike DIR SPEED within TOL"
-    )
+    for form in QUESTION_FORMS.values():
+        # the same pattern with the names and directions as groups
+        if m := re.fullmatch(form.pattern(_N, _D).replace(f"(?: {_N})+", f"((?: {NAME_RE})+)"), body):
+            return form.parse(m, budget)
+    raise GrammarError(f"question: {body!r} is none of: " + ", ".join(f.usage for f in QUESTION_FORMS.values()))
 
 
 def _parse_scene(body: str) -> Scene:
@@ -562,13 +658,29 @@ def _parse_estimates(kind: str, body: str) -> Belief | Conclusion:
         if len(set(objs)) != len(objs):
             raise GrammarError(f"conclusion: an object is ranked twice in {body!r}")
         return Conclusion((Ranking("mass", objs),))
-    ests = []
-    for c in _split(body):
+    if kind == "conclusion" and (m := re.fullmatch(rf"none of my hypotheses explains {_N}", body)):
+        return Conclusion((Unexplained(m[1]),))
+    ests: list = []
+    for i, c in enumerate(_split(body)):
+        if m := re.fullmatch(rf"model {_N} ({_alt(MODELS)}) (\S+)", c):
+            if kind == "conclusion" and i > 0:
+                raise GrammarError(f"conclusion: the model comes first, in {body!r}")
+            ests.append(ModelProb(m[1], m[2], _num(m[3], PROB_DECIMALS, "probability")))
+            if ests[-1].p > 1:
+                raise GrammarError(f"{kind}: probability above 1 in {c!r}")
+            continue
+        if kind == "belief" and (
+            m := re.fullmatch(rf"rejected {_N} ({_alt(MODELS)}) by ({_alt(_OBS_KEYS)}) (\S+) outside (\S+) (\S+)", c)
+        ):
+            ests.append(Rejection(m[1], m[2], m[3], *(_num(m[k], 3, "value") for k in (4, 5, 6))))
+            continue
         m = _check(kind, rf"({'|'.join(QUANTITIES)}) {_N} (\S+) (\S+)", c)
         dd = DECIMALS[m[1]]
         ests.append(Estimate(m[1], m[2], _num(m[3], dd, "value"), _num(m[4], dd, "spread")))
         if ests[-1].value < 0 or ests[-1].spread < 0:
             raise GrammarError(f"{kind}: negative number in {c!r}")
+    if kind == "conclusion" and any(isinstance(e, ModelProb) for e in ests[1:]):
+        raise GrammarError(f"conclusion: one model per conclusion, first, in {body!r}")
     return Belief(tuple(ests)) if kind == "belief" else Conclusion(tuple(ests))
 
 

@@ -2,8 +2,10 @@
 physical properties, cameras — and `scene_from_seed`, the deterministic seed -> scene map.
 
 Poses are in the robot base frame (the world frame of the simulation; the table top is z = 0).
-Hidden properties (mass, friction, restitution, com_offset) are what the lab must discover;
-`SceneSpec.perceived()` strips them, leaving what a camera could tell.
+Hidden properties (mass, friction, restitution, com_offset, friction_axes) are what the lab must discover;
+`SceneSpec.perceived()` strips them, leaving what a camera could tell. `with_structure` draws a world's hidden
+*structure* (which explanatory model is true, e.g. friction isotropic or direction-dependent) for the question
+kinds that ask about it, from a stream of its own: the seeded worlds of the other kinds stay byte-identical.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ COLOURS = {
     "green": (0.1, 0.7, 0.2, 1.0),
     "yellow": (0.9, 0.8, 0.1, 1.0),
 }
-HIDDEN = ("mass", "friction", "restitution", "com_offset")
+HIDDEN = ("mass", "friction", "restitution", "com_offset", "friction_axes")
 
 # Where objects may be placed for each robot: x range, |y| max (metres, base frame). Well inside reach
 # with a top-down tool and room to push 10 cm in any direction.
@@ -56,6 +58,9 @@ class ObjectSpec:
     friction: float | None = None  # lateral friction coefficient (table has 1.0)
     restitution: float | None = None  # coefficient (table has 1.0)
     com_offset: tuple | None = None  # centre of mass relative to the geometric centre, m
+    # direction-dependent friction: the factors (x, y) of `friction` along the object's own axes (None:
+    # isotropic); the sim applies them as Bullet's anisotropic friction
+    friction_axes: tuple | None = None
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
@@ -67,6 +72,12 @@ class ObjectSpec:
         )
         if self.com_offset is not None:
             self.com_offset = tuple(map(float, self.com_offset))
+        if self.friction_axes is not None:
+            self.friction_axes = tuple(map(float, self.friction_axes))
+            if len(self.friction_axes) != 2 or not all(0.05 <= f <= 1.0 for f in self.friction_axes):
+                raise ValueError(
+                    f"object {self.label!r}: friction_axes must be two factors in 0.05..1, not {self.friction_axes}"
+                )
 
     @property
     def height(self) -> float:
@@ -143,7 +154,7 @@ class SceneSpec:
             for k, v in props.items():
                 if k not in HIDDEN:
                     raise KeyError(f"unknown property {k!r} for {label!r} (known: {', '.join(HIDDEN)})")
-                setattr(o, k, tuple(v) if k == "com_offset" else float(v))
+                setattr(o, k, tuple(v) if k in ("com_offset", "friction_axes") else float(v))
         return s
 
     # -- serialisation -----------------------------------------------------
@@ -249,3 +260,33 @@ def scene_from_seed(seed: int, n_objects: int | None = None, robot: str = "panda
             )
         )
     return SceneSpec(robot=robot, seed=int(seed), objects=objects, cameras=default_cameras(robot))
+
+
+# -- structure: which explanatory model a world's subject follows ------------------------------------------
+STRUCTURES = ("friction_model",)
+# direction-dependent friction: the slippery axis's friction is this share of the other's (a gap from 1, so
+# that the two models make different predictions; Bullet scales friction down exactly, not up)
+ANISO_RATIO = (0.4, 0.625)
+FRICTION_RANGE = (0.2, 0.9)  # every axis's friction stays in the range the seeded worlds draw from
+
+
+def with_structure(spec: SceneSpec, structure: str, subject: str | None = None) -> SceneSpec:
+    """A copy of the seeded world `spec` whose subject (red_block, else the first object) has a structure drawn
+    from its own stream (seed, structure): `friction_model` makes friction direction-dependent in half the
+    worlds (one axis `ANISO_RATIO` as slippery as the other, both in `FRICTION_RANGE`), isotropic in the rest."""
+    if structure not in STRUCTURES:
+        raise ValueError(f"unknown structure {structure!r} (known: {', '.join(STRUCTURES)})")
+    if spec.seed is None or not spec.objects:
+        raise ValueError("a structure is drawn for a seeded world with objects")
+    s = copy.deepcopy(spec)
+    label = subject or ("red_block" if "red_block" in s.labels else s.labels[0])
+    o = s.object(label)
+    rng = np.random.default_rng([int(spec.seed), 0x57C0, STRUCTURES.index(structure)])
+    if rng.random() < 0.5:
+        return s  # isotropic: the seeded world as it is
+    ratio = float(np.exp(rng.uniform(*np.log(ANISO_RATIO))))
+    lo, hi = FRICTION_RANGE
+    o.friction = round(float(rng.uniform(lo / ratio, hi)), 3)  # the grippier axis; the other keeps >= lo
+    slippery = int(rng.integers(0, 2))
+    o.friction_axes = tuple(round(ratio, 3) if i == slippery else 1.0 for i in range(2))
+    return s

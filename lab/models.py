@@ -1,0 +1,204 @@
+"""Hypotheses that compete: explanatory models of one object, their evidence, and their falsification.
+
+A model is a structure plus its own prior over parameters. Each holds a particle set (`ObjectPosterior`, or a
+subclass that adds the structure's parameters); every experiment multiplies each model's evidence by its
+marginal likelihood, estimated as the weighted mean of the particles' likelihoods (sequential Monte Carlo's
+evidence: log sum_i w_i p(y | theta_i), weights normalised before the update). The posterior over models is the
+prior (uniform) times the evidence, with rejected models at zero.
+
+Falsification: before a measurement updates a model, the model's posterior predictive (particles drawn by weight,
+the noise model's own sampler) gives each measured quantity a central range holding `PPC_LEVEL` of it; a
+measurement outside that range refutes the model, which is rejected for good and written down with the
+observation that refuted it. When every model is rejected the belief says "none of my hypotheses explains this".
+
+The friction models (the `slides` question kind, lab/slides.py):
+
+    isotropic     friction mu the same in every direction: (log mu, log m, log e, the systematic latents)
+    anisotropic   friction mu along the object's own x, r mu along its y, with r at least `ANISO_GAP` away from
+                  1 either way: one more column, log r. The twin's tables are isotropic: an experiment along y
+                  reads them at log mu + log r (a push's force and a strike's slide depend on the friction along
+                  the motion only)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from loopylab.lab.beliefs import Measurement, NoiseModel, ObjectPosterior, predict_biased
+from loopylab.lab.forward import ForwardModel
+from loopylab.world import notebook as g
+
+DIRECTIONAL = ("push", "strike")  # the skills whose measurements depend on the friction along their direction
+PPC_LEVEL = 0.998  # central predictive range a measurement must fall in (dev worlds: see docs/lab.md)
+ANISO_GAP = (1.6, 2.5)  # |the friction ratio between the axes| of the anisotropic model, as the worlds draw it
+FRICTION_BOX = (0.2, 0.9)  # each axis's friction, both models (the seeded worlds' range)
+TEXT_KEY = {mk: k for fs in g.OBS_FIELDS.values() for k, mk, _ in fs}  # measurement key -> observation's word
+
+
+def axis_of(exp: g.Experiment) -> float:
+    """How much of the y friction an experiment feels: 0 along x, 1 along y, a half for a drop (it tumbles
+    either way), 0 for the rest (their measurements do not depend on friction)."""
+    if exp.direction is not None:
+        return 1.0 if exp.direction in ("+y", "-y") else 0.0
+    return 0.5 if exp.skill == "drop" else 0.0
+
+
+class AnisotropicPosterior(ObjectPosterior):
+    """Particles of the anisotropic model: the isotropic columns with log mu the friction along x, then log r."""
+
+    def __init__(self, name, box, forward, noise, n, rng, draw_rng=None):
+        super().__init__(name, box, forward, noise, n, rng, draw_rng)
+        self.theta = np.hstack([self.theta, np.zeros((n, 1))])
+        lo, hi = np.log(ANISO_GAP)
+        # prior: log r uniform on both sides of the gap, the y friction inside the box too (rejection per particle)
+        for _ in range(200):
+            bad = ~self._inside(self.theta)
+            if not bad.any():
+                break
+            k = int(bad.sum())
+            self.theta[bad, 0] = np.log(rng.uniform(*FRICTION_BOX, k))
+            self.theta[bad, -1] = rng.choice((-1.0, 1.0), k) * rng.uniform(lo, hi, k)
+
+    @staticmethod
+    def _inside(theta: np.ndarray) -> np.ndarray:
+        lo, hi = np.log(ANISO_GAP)
+        mu_y = theta[:, 0] + theta[:, -1]
+        gap = (np.abs(theta[:, -1]) >= lo) & (np.abs(theta[:, -1]) <= hi)
+        return gap & (mu_y >= math.log(FRICTION_BOX[0])) & (mu_y <= math.log(FRICTION_BOX[1]))
+
+    def log_prior(self, theta: np.ndarray) -> np.ndarray:
+        base = super().log_prior(theta[:, :-1])
+        return np.where(self._inside(theta), base, -np.inf)
+
+    def effective(self, exp: g.Experiment, theta: np.ndarray) -> np.ndarray:
+        """The isotropic particles the twin's tables take for `exp`: friction along its axis."""
+        out = theta[:, :-1].copy()
+        out[:, 0] += axis_of(exp) * theta[:, -1]
+        return out
+
+    def loglik(self, m: Measurement, theta: np.ndarray) -> np.ndarray:
+        return super().loglik(m, self.effective(m.experiment, theta))
+
+    def predict(self, exp: g.Experiment, theta: np.ndarray) -> dict[str, np.ndarray]:
+        return predict_biased(self.forward, exp, self.effective(exp, theta))
+
+    def jitter(self) -> np.ndarray:
+        return np.append(super().jitter(), 0.002 * math.log(ANISO_GAP[1] / ANISO_GAP[0]))
+
+    def friction_xy(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.exp(self.theta[:, 0]), np.exp(self.theta[:, 0] + self.theta[:, -1])
+
+
+class IsotropicPosterior(ObjectPosterior):
+    def predict(self, exp: g.Experiment, theta: np.ndarray) -> dict[str, np.ndarray]:
+        return predict_biased(self.forward, exp, theta)
+
+    def friction_xy(self) -> tuple[np.ndarray, np.ndarray]:
+        mu = np.exp(self.theta[:, 0])
+        return mu, mu
+
+
+FRICTION_MODELS = {"isotropic": IsotropicPosterior, "anisotropic": AnisotropicPosterior}
+
+
+def logmeanexp(x: np.ndarray, w: np.ndarray | None = None, axis: int = -1) -> np.ndarray:
+    """log sum_i w_i exp(x_i) (w: normalised weights; None: uniform), stable."""
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    e = np.exp(x - m)
+    s = np.sum(e * w, axis=axis, keepdims=True) if w is not None else np.mean(e, axis=axis, keepdims=True)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(np.log(s) + m, axis=axis)
+
+
+class ModelSet:
+    """The competing models of one object: their particles, log evidence, and rejections."""
+
+    def __init__(
+        self,
+        name: str,
+        box: np.ndarray,
+        forward: ForwardModel,
+        noise: NoiseModel,
+        n: int,
+        seed: int,
+        resets: int,
+        draw_rng: np.random.Generator,
+        models: dict[str, type[ObjectPosterior]] = FRICTION_MODELS,
+    ):
+        self.name, self.noise = name, noise
+        self.models = {
+            k: cls(name, box, forward, noise, n, np.random.default_rng([seed, 0x40DE1, resets, i]), draw_rng)
+            for i, (k, cls) in enumerate(models.items())
+        }
+        self.log_evidence = dict.fromkeys(self.models, 0.0)
+        self.rejected: dict[str, g.Rejection] = {}
+        self.new_rejections: list[g.Rejection] = []  # by the latest measurement
+        self._ppc_rng = np.random.default_rng([seed, 0x99C, resets])
+
+    @property
+    def live(self) -> list[str]:
+        return [k for k in self.models if k not in self.rejected]
+
+    def probabilities(self) -> dict[str, float]:
+        """The posterior over models (uniform prior x evidence; rejected models 0; all 0 when all are rejected)."""
+        live = self.live
+        if not live:
+            return dict.fromkeys(self.models, 0.0)
+        le = np.array([self.log_evidence[k] for k in live])
+        p = np.exp(le - le.max())
+        p /= p.sum()
+        out = dict.fromkeys(self.models, 0.0)
+        out.update(zip(live, map(float, p)))
+        return out
+
+    def check(self, model: str, m: Measurement, k: int = 2000) -> g.Rejection | None:
+        """The posterior predictive check of `m` under `model` (before it learns from `m`): only measurements the
+        friction models predict (DIRECTIONAL); the others' predictions are the twin's plan, not a model's."""
+        if m.experiment.skill not in DIRECTIONAL:
+            return None
+        op = self.models[model]
+        idx = op.draw(k, self._ppc_rng)
+        pred = op.predict(m.experiment, op.theta[idx])
+        tail = (1 - PPC_LEVEL) / 2
+        for key, y in m.values.items():
+            sig = self.noise.sigma(key, pred[key], m.reported_sigma.get(key, 0.0), m.repeat, m.com_seen)
+            rep = self.noise.sample(pred[key], sig, self._ppc_rng, key)
+            lo, hi = np.quantile(rep, [tail, 1 - tail])
+            if not lo <= y <= hi:
+                v, a, b = (float(g.fmt(max(float(x), 0.0), 3)) for x in (y, lo, hi))  # as the notebook writes them
+                return g.Rejection(self.name, model, TEXT_KEY[key], v, a, b)
+        return None
+
+    def update(self, m: Measurement) -> None:
+        self.new_rejections = []
+        for k in self.live:
+            op = self.models[k]
+            rejection = self.check(k, m)
+            ll = op.loglik(m, op.theta)
+            self.log_evidence[k] += float(logmeanexp(ll, op.weights))
+            op.update(m)
+            if rejection is not None:
+                self.rejected[k] = rejection
+                self.new_rejections.append(rejection)
+
+    def best(self) -> tuple[str | None, float]:
+        probs = self.probabilities()
+        if not self.live:
+            return None, 0.0
+        top = max(self.live, key=lambda k: probs[k])
+        return top, probs[top]
+
+
+__all__ = [
+    "ANISO_GAP",
+    "FRICTION_MODELS",
+    "PPC_LEVEL",
+    "AnisotropicPosterior",
+    "IsotropicPosterior",
+    "ModelSet",
+    "axis_of",
+    "logmeanexp",
+]
