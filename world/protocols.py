@@ -243,7 +243,10 @@ def _com_lever(
 
 
 def analyze_weigh(fz_base: ArrayLike, fz_held: ArrayLike) -> dict:
+    """The held mass from two still holds; its sigma is the standard error of the difference of their means
+    (the sensor's white noise). What drifts between the holds is not in it: the belief engine's noise model
+    holds that (NoiseModel.floor, measured on dev worlds by scripts/calibrate_noise.py)."""
     b, h = np.asarray(fz_base, float), np.asarray(fz_held, float)
     m = -(h.mean() - b.mean()) / G
-    sig = float(np.sqrt(b.var() / max(1, len(b)) + h.var() / max(1, len(h))) / G) + 0.002
+    sig = float(np.sqrt(b.var() / max(1, len(b)) + h.var() / max(1, len(h))) / G)
     return {"mass_kg": float(m), "force_z_N": float(-(h.mean() - b.mean())), "mass_sigma_kg": sig}
