@@ -10,6 +10,8 @@ never does (censored). `random` gets twice the default budget so that it is cens
 
     .venv/bin/python benchmarks/lab_eval.py                 # 50 worlds per kind (the target setting)
     .venv/bin/python benchmarks/lab_eval.py --worlds 10     # fewer, for a quick look
+    .venv/bin/python benchmarks/lab_eval.py --worlds 60 --kinds mass,restitution --agents eig --no-regret
+                                                            # coverage on many worlds: the expert alone
 
 It also grades honestly (lab/grading.py): `coverage90` of the eig expert's stated 90 % intervals per kind (with
 n and a 95 % Wilson interval; target 0.85-0.95, `coverage90_worst_miss` == 0), the mean `interval_score`
