@@ -103,7 +103,7 @@ def honest_figures(by: dict, kinds: list[str]) -> dict:
         "regret_vs_random_best": {a: _r(np.mean(v)) if v else None for a, v in regrets.items()},
         "regret_vs_random_best_per_kind": {k: _r(s[("eig", k)]["regret_vs_random_best"]) for k in kinds},
         "executed_rate": {
-            a: _r(sum(r.get("executed", 0) for r in rs) / max(1, sum(r["experiments"] for r in rs)), 3)
+            a: _r(sum(r.get("executed", 0) for r in rs) / max(1, sum(r["experiments"] for r in rs)), 3) if rs else None
             for a, rs in calls.items()
         },
     }

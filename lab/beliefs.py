@@ -332,8 +332,9 @@ class ObjectPosterior:
         if self.ess < 0.5 * len(self.logw):
             self.resample_move()
 
-    def resample_move(self, moves: int = 4) -> None:
-        """Systematic resampling, then MH moves with a Gaussian proposal scaled to the particle cloud."""
+    def resample_move(self, moves: int = 8) -> None:
+        """Systematic resampling, then MH moves with a Gaussian proposal scaled to the particle cloud (8 moves:
+        with weighs as sharp as the FT 300-S's, 4 left 25 % of the particles distinct after three weighs)."""
         n = len(self.logw)
         cum = np.cumsum(self.weights)
         idx = np.minimum(np.searchsorted(cum, (self.rng.random() + np.arange(n)) / n), n - 1)
