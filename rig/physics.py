@@ -36,7 +36,8 @@ class RigPhysics:
     def __init__(self, scene: SceneSpec, control_hz: float = CONTROL_HZ, backdrive_nm: float = BACKDRIVE_NM):
         self.scene, self.control_hz, self.backdrive_nm = scene, float(control_hz), float(backdrive_nm)
         self.world = World(scene)
-        self.arm = ArmSim(self.world)
+        # the exact wrench: the rig's FT300 device (rig/rig.py) adds the sensor's noise as it streams it
+        self.arm = ArmSim(self.world, ft_noise=None)
         r = self.world.robot
         self.names = list(r.spec.arm_joints)
         self.steps_per_tick = max(1, round(1.0 / (self.control_hz * scene.dt)))

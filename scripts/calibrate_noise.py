@@ -29,6 +29,7 @@ import numpy as np
 from loopylab.world.splits import check_split, seeds
 
 Z90 = 1.6449  # two-sided 90 % of a standard normal
+T90 = 2.0150  # ... and of a Student-t with 5 degrees of freedom (NoiseModel.dof)
 
 
 def measure_world(task: tuple[str, str, int, int]) -> list[dict]:
@@ -116,9 +117,56 @@ def summarise(rows: list[dict]) -> dict:
             "within_object_sd": round(float(np.std(within)), 4) if within else None,
             "model_sd_median": round(float(np.median(model)), 4),
             "inside_model_90": round(float(np.mean(np.abs(lr) <= Z90 * model)), 3),
+            # the band the likelihood uses: a Student-t's (NoiseModel.dof) 90 % band is wider than Z90 sigma
+            "inside_model_t90": round(float(np.mean(np.abs(lr) <= T90 * model)), 3),
             "ratio_sd_to_model": round(float(np.std(lr) / np.median(model)), 3),
         }
     return out
+
+
+def fit_gain_tail(rows: list[dict], key: str = "bounce_m", broad: tuple[float, float] = (0.16, 0.22)) -> dict:
+    """Maximum likelihood (share, log sd) of NoiseModel.gain_tail from every measurement of `key`: each object's
+    log ratios world/twin share one gain b (the core sd is BIAS's; a `share` of objects draw it with `sd`); each
+    measurement adds its own error (the model's sigma, with the `broad` component). b is integrated on a grid."""
+    by_obj: dict[tuple, list[tuple[float, float]]] = {}
+    for r in rows:
+        if r["key"] == key and r["pred"] > 0 and r["y"] > 0:
+            by_obj.setdefault((r["seed"], r["object"]), []).append(
+                (math.log(r["y"] / r["pred"]), r["sigma"] / r["pred"])
+            )
+    if not by_obj:
+        return {}
+    core = next(r["bias_sd"] for r in rows if r["key"] == key)
+    b = np.linspace(-1.5, 1.5, 601)
+    beta, wide = broad
+
+    def per_object(objs) -> np.ndarray:  # (objects, grid): log p(measurements | b)
+        out = np.zeros((len(objs), len(b)))
+        for i, ms in enumerate(objs):
+            for lr, sig in ms:
+                d = lr - b
+                s2 = sig**2 + wide**2
+                narrow = (1 - beta) * np.exp(-0.5 * d**2 / sig**2) / sig
+                far = beta * np.exp(-0.5 * d**2 / s2) / math.sqrt(s2)
+                out[i] += np.log(narrow + far + 1e-300)
+        return out
+
+    lik = per_object(list(by_obj.values()))
+    best = None
+    for share in np.arange(0.0, 0.51, 0.025):
+        for sd in np.arange(0.1, 0.61, 0.025):
+            prior = (1 - share) * np.exp(-0.5 * (b / core) ** 2) / core + share * np.exp(-0.5 * (b / sd) ** 2) / sd
+            ll = float(np.sum(np.log(np.sum(np.exp(lik) * prior, axis=1) + 1e-300)))
+            if best is None or ll > best[0]:
+                best = (ll, share, sd)
+    null = np.exp(-0.5 * (b / core) ** 2) / core
+    ll0 = float(np.sum(np.log(np.sum(np.exp(lik) * null, axis=1) + 1e-300)))
+    return {
+        "objects": len(by_obj),
+        "share": round(best[1], 3),
+        "sd": round(best[2], 3),
+        "loglik_gain_vs_none": round(best[0] - ll0, 2),
+    }
 
 
 def main() -> None:
@@ -154,7 +202,9 @@ def main() -> None:
     summary = summarise(rows)
     for name, s in summary.items():
         print(name, s, file=sys.stderr)
-    print(json.dumps({"split": "dev", "summary": summary}))
+    tail = fit_gain_tail(rows)
+    print("bounce_m gain tail (NoiseModel.gain_tail):", tail, file=sys.stderr)
+    print(json.dumps({"split": "dev", "summary": summary, "gain_tail": {"bounce_m": tail}}))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ gripper closes on an object that touches the hand, a fixed constraint holds it (
 of 3–8 cm blocks, balls and cylinders are unreliable); opening the gripper releases it. Robots without
 fingers (kuka_iiwa, xarm6) get the same behaviour as a suction tool. The held object's weight and contact
 forces still reach the wrist sensor, because the constraint acts on the hand link after the sensor.
+The sensor reads them as a Robotiq FT 300-S would: with its noise, a drifting zero and its resolution
+(sim/ft_noise.py; `ft_noise=None` gives the exact wrench).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pybullet as p
 
 from loopylab.bus.messages import _f64
+from loopylab.sim.ft_noise import FT300, FTNoise, FTNoiseSpec, world_stream
 from loopylab.sim.world import World
 
 VIRTUAL_OPENING = 0.08  # m: the "opening" range of a suction-like tool on robots without fingers
@@ -32,7 +35,7 @@ def _cross(a, b) -> np.ndarray:
 
 
 class ArmSim:
-    def __init__(self, world: World, position_gain: float = 0.3):
+    def __init__(self, world: World, position_gain: float = 0.3, ft_noise: FTNoiseSpec | None = FT300):
         if world.robot is None:
             raise ValueError("ArmSim needs a world with a robot")
         self.w, self.r, self.c = world, world.robot, world.cid
@@ -61,6 +64,7 @@ class ArmSim:
         self._hand_set = set(self.r.hand_links)
         self._steps_since = 1
         self._wrench = None
+        self.ft_noise = FTNoise(ft_noise, world_stream(world.spec)) if ft_noise is not None else None
 
     # -- commands ----------------------------------------------------------------
     @property
@@ -148,7 +152,7 @@ class ArmSim:
                 f += fi
                 t += ti
             fw, tw = self._weight_wrench()
-            self._wrench = (f / n + fw, t / n + tw)
+            self._wrench = self._sensed(f / n + fw, t / n + tw, n * self.w.dt)
         self._grasp_window = max(0.0, self._grasp_window - n * self.w.dt)
 
     def _update_grasp(self) -> None:
@@ -229,8 +233,14 @@ class ArmSim:
     def wrench(self) -> tuple[np.ndarray, np.ndarray]:
         """The wrist wrench averaged over the last `step` (see `_wrench_now`)."""
         if self._wrench is None:
-            self._wrench = self._wrench_now()
+            self._wrench = self._sensed(*self._wrench_now(), self.w.dt)
         return self._wrench[0].copy(), self._wrench[1].copy()
+
+    def _sensed(self, force: np.ndarray, torque: np.ndarray, period: float) -> tuple[np.ndarray, np.ndarray]:
+        """What the sensor reads of the true wrench (averaged over `period` s)."""
+        if self.ft_noise is None:
+            return force, torque
+        return self.ft_noise.sample(force, torque, self.w.t, period)
 
     def _weight_wrench(self) -> tuple[np.ndarray, np.ndarray]:
         """The hand's own weight about the sensor: its force, and the torque of the hand's centre of mass

@@ -37,6 +37,7 @@ from loopylab.bus import (
 )
 from loopylab.sim.arm import ArmSim
 from loopylab.sim.cameras import gpu_present, render, use_egl
+from loopylab.sim.ft_noise import FT300
 from loopylab.sim.world import World
 from loopylab.world.joints import JointMismatch, reorder
 from loopylab.world.robots import CONTROL_HZ
@@ -59,6 +60,7 @@ class SimArm:
         mocap_noise: float = 0.0005,
         renderer: str = "auto",
         start: bool = True,
+        ft_noise: bool = True,
     ):
         if clock not in ("lockstep", "realtime"):
             raise ValueError(f"clock must be lockstep or realtime, not {clock!r}")
@@ -67,6 +69,7 @@ class SimArm:
         self._mocap_cov = np.diag([self.mocap_noise**2] * 3 + [1e-4] * 3)  # shared by every pose: read-only
         self._mocap_cov.flags.writeable = False
         self.renderer_name = renderer
+        self.ft_noise = bool(ft_noise)  # the wrist sensor reads like an FT 300-S (sim/ft_noise.py), or exactly
         self._lock = threading.RLock()
         self._time_offset = 0.0
         self._build(scene)
@@ -100,7 +103,7 @@ class SimArm:
     def _build(self, scene: SceneSpec) -> None:
         self.scene = scene
         self.world = World(scene)
-        self.arm = ArmSim(self.world)
+        self.arm = ArmSim(self.world, ft_noise=FT300 if self.ft_noise else None)
         self.steps_per_tick = max(1, round(1.0 / (self.control_hz * scene.dt)))
         self.names = list(self.world.robot.spec.arm_joints)
         self._rng = np.random.default_rng([scene.seed or 0, 7])
@@ -138,6 +141,7 @@ class SimArm:
                 scene = with_structure(scene, str(req["structure"]))
         fresh = SimArm.__new__(SimArm)  # build the new world aside: the old one keeps ticking meanwhile
         fresh.control_hz, fresh.cameras_on, fresh.renderer_name = self.control_hz, self.cameras_on, self.renderer_name
+        fresh.ft_noise = self.ft_noise
         fresh._build(scene)
         with self._lock:
             old = self.world
@@ -302,7 +306,9 @@ def run_sim_arm(
     mocap: bool = True,
     mocap_noise: float = 0.0005,
     renderer: str = "auto",
+    ft_noise: bool = True,
 ) -> SimArm:
-    """Graph entry point (`loopylab.sim.node:run_sim_arm`): the scene from a TOML file, else from (seed, robot)."""
+    """Graph entry point (`loopylab.sim.node:run_sim_arm`): the scene from a TOML file, else from (seed, robot);
+    `ft_noise=false`: an exact wrist sensor (tests of geometry), else the FT 300-S's noise."""
     spec = SceneSpec.from_toml(scene) if scene else scene_from_seed(seed, n_objects, robot)
-    return SimArm(node, spec, clock, control_hz, cameras, mocap, mocap_noise, renderer)
+    return SimArm(node, spec, clock, control_hz, cameras, mocap, mocap_noise, renderer, ft_noise=ft_noise)

@@ -46,6 +46,10 @@ PLACE_CARRY = 0.10  # m: a placed object is carried this high, above the tallest
 SETTLE_S = 0.25  # s of holding still before a baseline or a reading
 TILT_RAD = math.radians(35)  # a drop tilts the held object this far to see its vertical COM offset
 TILT_MIN_RAD = math.radians(10)  # ... and needs at least this much to resolve it
+# ... and a standard error of the vertical offset (from the torque's white noise) no larger than this: on the
+# FT 300-S (sim/ft_noise.py) a 0.2 kg block's offset scatters by 3-4 mm, which moves the twin's bounce by a
+# third, more than leaving the offset out does (NoiseModel.unseen_com)
+COM_Z_MAX_SD = 0.0015
 DIRECTIONS = {"+x": (1.0, 0.0), "-x": (-1.0, 0.0), "+y": (0.0, 1.0), "-y": (0.0, -1.0)}
 
 
@@ -208,7 +212,7 @@ def analyze_com(
     readings with the object held tilted (at least TILT_MIN_RAD away from the level hold): the vertical
     offset then has a horizontal lever too, and a least-squares fit of both holds adds com_z_m. Returns {}
     when the held weight is too small to resolve (|dFz| < min_force N); a tilted reading that cannot be
-    resolved is left out (no com_z_m).
+    resolved, or whose standard error is over COM_Z_MAX_SD, is left out (no com_z_m).
     """
     level = _com_lever(wrench_base, wrench_held, sensor_pos, centre, min_force)
     if level is None:
@@ -225,9 +229,21 @@ def analyze_com(
         # the smallest singular value of A is sqrt(2) sin(angle between the holds / 2)
         if np.linalg.svd(A, compute_uv=False)[-1] >= math.sqrt(2) * math.sin(TILT_MIN_RAD / 2):
             o = np.linalg.lstsq(A, np.concatenate([level, tilt]), rcond=None)[0]  # body frame
-            return {"com_x_m": float(o[i]), "com_y_m": float(o[j]), "com_z_m": float(np.sign(R[2, k]) * o[k])}
+            lever_sd = np.concatenate([_lever_sd(wrench_base, wrench_held), _lever_sd(*tilted[:2])])
+            z_sd = math.sqrt(np.linalg.pinv((A / lever_sd[:, None]).T @ (A / lever_sd[:, None]))[k, k])
+            if z_sd <= COM_Z_MAX_SD:  # else the sensor's noise swamps it: better unmeasured than wrong
+                return {"com_x_m": float(o[i]), "com_y_m": float(o[j]), "com_z_m": float(np.sign(R[2, k]) * o[k])}
     offset = np.array([*level, 0.0])
     return {"com_x_m": float(offset @ R[:, i]), "com_y_m": float(offset @ R[:, j])}
+
+
+def _lever_sd(wrench_base: ArrayLike, wrench_held: ArrayLike) -> np.ndarray:
+    """Standard errors (m) of the two horizontal levers `_com_lever` finds, from the torque samples' scatter
+    (the sensor's white noise; a floor of 0.1 mm where the samples do not scatter)."""
+    b, h = np.asarray(wrench_base, float), np.asarray(wrench_held, float)
+    fz = abs(h[:, 2].mean() - b[:, 2].mean())
+    se = np.sqrt(b[:, 3:5].var(axis=0) / len(b) + h[:, 3:5].var(axis=0) / len(h))
+    return np.maximum(se[::-1] / max(fz, 1e-9), 1e-4)
 
 
 def _com_lever(
@@ -243,7 +259,10 @@ def _com_lever(
 
 
 def analyze_weigh(fz_base: ArrayLike, fz_held: ArrayLike) -> dict:
+    """The held mass from two still holds; its sigma is the standard error of the difference of their means
+    (the sensor's white noise). What drifts between the holds is not in it: the belief engine's noise model
+    holds that (NoiseModel.floor, measured on dev worlds by scripts/calibrate_noise.py)."""
     b, h = np.asarray(fz_base, float), np.asarray(fz_held, float)
     m = -(h.mean() - b.mean()) / G
-    sig = float(np.sqrt(b.var() / max(1, len(b)) + h.var() / max(1, len(h))) / G) + 0.002
+    sig = float(np.sqrt(b.var() / max(1, len(b)) + h.var() / max(1, len(h))) / G)
     return {"mass_kg": float(m), "force_z_N": float(-(h.mean() - b.mean())), "mass_sigma_kg": sig}

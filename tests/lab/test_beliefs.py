@@ -265,3 +265,31 @@ def test_a_repeated_drop_is_trusted_less_than_the_first(world):
     assert seen.com_seen and not unseen.com_seen and not first.com_seen
     assert ess(again) > 1.3 * ess(seen)
     assert ess(unseen) > 1.3 * ess(seen)
+
+
+def test_the_objects_bounce_gain_has_the_calibrated_heavy_tail():
+    """NoiseModel.gain_tail: the prior the particles are drawn from is the one the moves target (a share of
+    objects with a far wider gain), and with no tail it is BIAS's Gaussian."""
+    from loopylab.lab.beliefs import BIAS, NoiseModel
+
+    noise, sd = NoiseModel(), BIAS["bounce_m"]
+    share, wide = noise.gain_tail["bounce_m"]
+    x = noise.draw_gain("bounce_m", 200_000, sd, np.random.default_rng(0))
+    far = np.mean(np.abs(x) > 4 * sd)  # (nearly) only the tail reaches past 4 core sd
+    assert far == pytest.approx(share * 2 * (1 - _normal_cdf(4 * sd / wide)), rel=0.05)
+    # the density the draws follow: a histogram against exp(gain_logprior), normalised on the same grid
+    edges = np.linspace(-4 * wide, 4 * wide, 81)
+    hist, _ = np.histogram(x, edges, density=True)
+    mid = (edges[1:] + edges[:-1]) / 2
+    dens = np.exp(noise.gain_logprior("bounce_m", mid, sd))
+    dens /= dens.sum() * (edges[1] - edges[0])
+    assert np.allclose(hist, dens, atol=0.02 * dens.max())
+    plain = NoiseModel(gain_tail={})
+    assert plain.gain_logprior("bounce_m", mid, sd) == pytest.approx(-0.5 * (mid / sd) ** 2)
+    assert np.std(plain.draw_gain("bounce_m", 100_000, sd, np.random.default_rng(1))) == pytest.approx(sd, rel=0.02)
+
+
+def _normal_cdf(z: float) -> float:
+    import math
+
+    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
