@@ -291,11 +291,17 @@ def _grid(
     scene: g.Scene, question: g.Question, failed: set, lacks: tuple[str, ...], ws, refused: set = frozenset()
 ) -> tuple[g.Experiment, ...]:
     """The experiments the lab's own rig can run now (the grid in its arm's workspace, less what failed here,
-    what failed on contact anywhere (`contact_key`) and the skills it lacks)."""
+    what failed on contact anywhere (`contact_key`) and the skills it lacks). A skill that failed on contact
+    from two sides of an object is barred from all of them: what refused it is the object, not the side (a
+    6 cm block whose top the hand pressed at 41-49 N from each of its four sides, test world 2000004)."""
+    sides: dict[tuple, int] = {}
+    for obj, skill, _side in refused:
+        sides[(obj, skill)] = sides.get((obj, skill), 0) + 1
     return tuple(
         e
         for e in candidate_experiments(scene, question, exclude=failed, ws=ws)
-        if e.skill not in lacks and not (e.skill in SLIDING and contact_key(e) in refused)
+        if e.skill not in lacks
+        and not (e.skill in SLIDING and (contact_key(e) in refused or sides.get((e.object, e.skill), 0) >= 2))
     )
 
 

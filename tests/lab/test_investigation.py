@@ -16,16 +16,16 @@ from loopylab.world.scene import scene_from_seed
 
 
 class RefusingArm:
-    """Pushes from `side` fail; `nudge` says whether a failed push moved the block (it met it) or not (it was
+    """Pushes from `side` (None: every side) fail; `nudge` says whether a failed push moved the block (it met it) or not (it was
     refused while planning). Every other experiment succeeds with a plausible reading."""
 
-    def __init__(self, scene, name: str, side: str, nudge: bool):
+    def __init__(self, scene, name: str, side: str | None, nudge: bool):
         self.name, self.side, self.nudge, self.calls = name, side, nudge, []
         self.pos = {o.label: (o.position[0], o.position[1]) for o in scene.objects}
 
     def execute(self, exp: g.Experiment) -> dict:
         self.calls.append(exp)
-        if exp.skill == "push" and exp.direction == self.side:
+        if exp.skill == "push" and self.side in (None, exp.direction):
             if self.nudge:
                 x, y = self.pos[self.name]
                 self.pos[self.name] = (x, y + 0.015)
@@ -61,12 +61,12 @@ def world():
     return spec, ForwardModel(spec, InlineTwins())
 
 
-def _run(world, nudge: bool, plan):
+def _run(world, nudge: bool, plan, every_side: bool = False):
     spec, fm = world
     name = grammar_scene(spec).names[0]
     q = g.Question("friction", (name,), 0.05)
     first = next(c.direction for c in _grid_of(spec, q) if c.skill == "push")
-    arm = RefusingArm(spec, name, first, nudge)
+    arm = RefusingArm(spec, name, None if every_side else first, nudge)
     spy = Spy(q, [lambda v, step=step: step(v, first) for step in plan])
     investigate(q, spec, spy, arm, fm, InvestigationConfig(n_particles=200))
     return spy, arm, first
@@ -78,6 +78,10 @@ def _grid_of(spec, q):
 
 def _push(view, first):
     return next(c for c in view.candidates if c.skill == "push" and c.direction == first)
+
+
+def _push_elsewhere(view, first):
+    return next(c for c in view.candidates if c.skill == "push" and c.direction != first)
 
 
 def _weigh(view, first):
@@ -109,3 +113,16 @@ def test_a_push_refused_before_the_hand_met_the_block_comes_back_once_the_scene_
     obj, refused = spy.q.object, arm.calls[0]
     assert refused not in spy.views[2].candidates  # not offered again where the objects stand
     assert any(contact_key(c) == (obj, "push", side) for c in spy.views[2].candidates)  # other levels from there
+
+
+def test_a_push_refused_on_contact_from_two_sides_is_barred_from_every_side(world):
+    """What refuses a tall block's push is the block (the hand presses its top from any side): after two sides
+    failed on contact the grid offers no push of it at all, and the budget goes to what can run."""
+    spy, arm, side = _run(world, nudge=True, plan=[_push, _push_elsewhere, _weigh], every_side=True)
+    obj = spy.q.object
+    assert [c.skill for c in arm.calls] == ["push", "push", "weigh"]
+    assert len({c.direction for c in arm.calls[:2]}) == 2
+    assert any(c.skill == "push" for c in spy.views[2].candidates)  # one side failed: the others stay
+    for view in spy.views[3:]:
+        assert not any(c.skill == "push" and c.object == obj for c in view.candidates)
+        assert any(c.skill == "strike" for c in view.candidates)
