@@ -100,8 +100,9 @@ class EIGAgent(ScientistAgent):
 
     def propose(self, notebook: NotebookView) -> Proposal:
         proposal = super().propose(notebook)
-        if isinstance(proposal, g.Experiment) and self.last_decision is not None and self.last_decision.score <= 0:
-            # nothing left is worth its cost: answer now rather than spend the budget
+        dec = self.last_decision
+        if isinstance(proposal, g.Experiment) and dec is not None and dec.worth_nothing(self.design.min_gain):
+            # nothing left is worth its cost nor narrows the belief measurably: answer now, budget unspent
             return notebook.posterior.answer(notebook.confidence).conclusion
         return proposal
 

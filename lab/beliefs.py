@@ -227,7 +227,8 @@ def box_from_hypothesis(hyp: g.Hypothesis | None, objects: list[str], axes: Axes
 # latent log gain per object, N(0, sd) a priori, sampled with the parameters: repeating one kind of
 # experiment cannot average it away, combining kinds can. Calibrated like the noise model. (Pushes read
 # through the hand's load still differ by ~7 % from object to object; a push gain of 0.06 made the expert
-# trust them too much: friction 13/16 on seeds 1008-1023, against 14/16 at 0.10. A drop whose whole
+# trust them too much: friction 13/16 on seeds 1008-1023, against 14/16 at 0.10; again with the expert's
+# min_gain stop (dev 1000000-1000020): 19/21 at 0.06, both misses at mu 0.79 and 0.88, against 20/21. A drop whose whole
 # centre-of-mass offset was measured agrees with the twin to ~2 % on average; before drops measured the
 # vertical offset, the bounce's gain had to be 0.15.)
 BIAS = {"force_mean_N": 0.10, "slide_m": 0.20, "bounce_m": 0.05}

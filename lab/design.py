@@ -44,6 +44,13 @@ class DesignConfig:
     # out of reach (friction on seeds 100000-100019: 14/20 with drops counted, 15/20 without)
     not_evidence: dict = field(default_factory=lambda: {"friction": ("drop",), "predict": ("drop",)})
 
+    # the least EIG (nats) a step must promise for the expert to go on past its cost while the belief is short
+    # of the confidence asked for and budget is left: robot time is cheap next to a wrong answer, so the cost
+    # only stops it where nothing left narrows the belief measurably (0.005 nats: its sd by 0.5 %). With the
+    # cost alone as the bar it stopped high-friction blocks at P 0.43-0.67 (dev 1000004, test 2000000, 2000005),
+    # whose pushes each gain ~0.01 nats under the push's systematic gain
+    min_gain: float = 0.005
+
     def cost(self, exp: g.Experiment) -> float:
         return self.cost_per_s * self.duration_s.get(exp.skill, 3.0) + self.risk.get(exp.skill, 0.0)
 
@@ -159,6 +166,19 @@ class Decision:
     costs: np.ndarray | None = None  # cost of every candidate (nats)
     partner: g.Experiment | None = None  # the plan's other half (lookahead)
     plan_eig: float | None = None  # EIG of the whole plan (lookahead)
+    unlock_gain: float = 0.0  # the most a place offers per experiment: half its best plan's EIG (`place_value`)
+
+    @property
+    def gain(self) -> float:
+        """The most information one experiment on offer promises, cost aside (nats): the best single EIG, half
+        the chosen plan's, or a place's share of what it makes possible."""
+        single = float(np.max(self.scores)) if len(self.scores) else 0.0
+        return max(single, (self.plan_eig or 0.0) / 2, self.unlock_gain)
+
+    def worth_nothing(self, min_gain: float) -> bool:
+        """Nothing on offer is worth its cost, and none promises even `min_gain` nats (DesignConfig.min_gain):
+        the expert's reason to answer before the belief is sure."""
+        return self.score <= 0 and self.gain < min_gain
 
     @property
     def cost(self) -> float:
@@ -206,9 +226,11 @@ def choose(
     eig = eig_scores(post, candidates, cfg, rng, last_sigma, scorers)
     cost = np.array([cfg.cost(e) for e in candidates])
     net = eig - cost
+    unlock = 0.0
     for ci, e in enumerate(candidates):
         if e.skill == "place":
-            net[ci] = place_value(post, e, float(cost[ci]), cfg, rng, last_sigma, scorers)
+            net[ci], half = place_value(post, e, float(cost[ci]), cfg, rng, last_sigma, scorers)
+            unlock = max(unlock, half)
     i = int(np.argmax(net))
     best, lookahead, partner, plan_eig = float(net[i]), False, None, None
     if cfg.lookahead:
@@ -217,19 +239,23 @@ def choose(
             if per > best + 1e-3 and per > net[i]:
                 i, j = (a, b) if net[a] >= net[b] else (b, a)
                 best, lookahead, partner, plan_eig = per, True, candidates[j], float(gain)
-    return Decision(candidates[i], float(eig[i]), best, eig, lookahead, tuple(candidates), cost, partner, plan_eig)
+    return Decision(
+        candidates[i], float(eig[i]), best, eig, lookahead, tuple(candidates), cost, partner, plan_eig, unlock
+    )
 
 
 def place_value(
     post: Posterior, place: g.Experiment, cost: float, cfg: DesignConfig, rng, last_sigma, scorers: dict
-) -> float:
+) -> tuple[float, float]:
     """A place measures nothing; it is worth what it makes possible: as a two-experiment plan (place,
-    then the best push or strike from the clear spot), half the plan's gain net of both costs."""
+    then the best push or strike from the clear spot), half the plan's gain net of both costs; and half the
+    best such plan's gain, cost aside."""
     if place.object not in scorers:
-        return -cost
+        return -cost, 0.0
     unlocked = sliding_levels(place.object, workspace(getattr(post.forward.scene, "robot", None)))
     gains = eig_scores(post, unlocked, cfg, rng, last_sigma, scorers)
-    return max((gain - cost - cfg.cost(u)) / 2 for gain, u in zip(gains, unlocked))
+    net = max((gain - cost - cfg.cost(u)) / 2 for gain, u in zip(gains, unlocked))
+    return net, float(max(gains, default=0.0)) / 2
 
 
 def regret(eig_of_choice: float, scores: np.ndarray, rng: np.random.Generator, n_random: int = 100) -> float:

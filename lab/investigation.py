@@ -20,7 +20,7 @@ from loopylab.bus import ObjectPoses
 from loopylab.bus.node import ServiceClient
 from loopylab.lab import audit, kinds
 from loopylab.lab.beliefs import Measurement, NoiseModel, Posterior
-from loopylab.lab.design import regret_vs_random
+from loopylab.lab.design import DesignConfig, regret_vs_random
 from loopylab.lab.experiments import candidate_experiments, workspace
 from loopylab.lab.forward import ForwardModel
 from loopylab.lab.notebook import Notebook, NotebookView, Sink
@@ -123,7 +123,9 @@ def _stop_of(
 ) -> tuple[Stop, tuple | None]:
     """Why it stopped, and the expert's last choice (experiment, eig, cost) when it judged it not worth running."""
     dec = getattr(agent, "last_decision", None)
-    best = (dec.experiment, dec.eig, dec.cost) if dec is not None and getattr(dec, "score", 1.0) <= 0 else None
+    min_gain = getattr(getattr(agent, "design", None), "min_gain", DesignConfig.min_gain)
+    worthless = dec is not None and hasattr(dec, "worth_nothing") and dec.worth_nothing(min_gain)
+    best = (dec.experiment, dec.eig, dec.cost) if worthless else None
     stop = stop_reason(
         question,
         p_within,
@@ -196,8 +198,9 @@ def investigate(
     t0 = time.perf_counter()
     gscene = grammar_scene(scene)
     ws = workspace(getattr(scene, "robot", None))  # the table this arm reaches, and the levels it can run
-    failed: set[g.Experiment] = set()  # failed where the objects are now: not offered again
-    candidates = _grid(gscene, question, failed, cfg.lacks, ws)
+    failed: set[g.Experiment] = set()  # failed where the objects are now: not offered again until one moves
+    refused: set[tuple] = set()  # pushes and strikes that failed on contact (`contact_key`): never offered again
+    candidates = _grid(gscene, question, failed, cfg.lacks, ws, refused)
     nb = Notebook(question, investigation, sinks)
     nb.add(question)
     nb.add(audit.provenance(agent, cfg.graph, cfg.seed, cfg.n_particles, cfg.confidence))
@@ -234,10 +237,15 @@ def investigate(
             # experiments move objects: keep the scene (and so the grid of clear paths) current
             now = moved_scene(gscene, runner.poses() if hasattr(runner, "poses") else None)
             if now is not None:
+                ran = proposal in candidates and proposal.skill in SLIDING  # the arm tried it (outside the grid: not)
+                if ran and not steps[-1].ok and moved(gscene, now, proposal.object):
+                    # it failed after the hand met the object (a planning refusal moves nothing): the same hand
+                    # meets it the same way from that side wherever it stands (a tall block pressed on its top)
+                    refused.add(contact_key(proposal))
                 gscene = now
                 nb.add(gscene)
                 failed.clear()
-            candidates = _grid(gscene, question, failed, cfg.lacks, ws)
+            candidates = _grid(gscene, question, failed, cfg.lacks, ws, refused)
         elif isinstance(proposal, g.Conclusion):
             conclusion = proposal
             break
@@ -262,10 +270,39 @@ def investigate(
     )
 
 
-def _grid(scene: g.Scene, question: g.Question, failed: set, lacks: tuple[str, ...], ws) -> tuple[g.Experiment, ...]:
-    """The experiments the lab's own rig can run now (the grid in its arm's workspace, less what failed here and
-    the skills it lacks)."""
-    return tuple(e for e in candidate_experiments(scene, question, exclude=failed, ws=ws) if e.skill not in lacks)
+SLIDING = ("push", "strike")
+
+
+def contact_key(exp: g.Experiment) -> tuple:
+    """What a push or strike that failed on contact is barred by: the object, the skill and the side the hand
+    comes from (not where the object stood, nor how far or fast: the hand meets the object the same way)."""
+    return (exp.object, exp.skill, exp.direction)
+
+
+def moved(before: g.Scene, after: g.Scene, name: str) -> bool:
+    """Whether object `name` stands elsewhere in `after` (the scenes round positions to a centimetre)."""
+    if name not in before.names or name not in after.names:
+        return False
+    a, b = before.get(name), after.get(name)
+    return (a.x, a.y) != (b.x, b.y)
+
+
+def _grid(
+    scene: g.Scene, question: g.Question, failed: set, lacks: tuple[str, ...], ws, refused: set = frozenset()
+) -> tuple[g.Experiment, ...]:
+    """The experiments the lab's own rig can run now (the grid in its arm's workspace, less what failed here,
+    what failed on contact anywhere (`contact_key`) and the skills it lacks). A skill that failed on contact
+    from two sides of an object is barred from all of them: what refused it is the object, not the side (a
+    6 cm block whose top the hand pressed at 41-49 N from each of its four sides, test world 2000004)."""
+    sides: dict[tuple, int] = {}
+    for obj, skill, _side in refused:
+        sides[(obj, skill)] = sides.get((obj, skill), 0) + 1
+    return tuple(
+        e
+        for e in candidate_experiments(scene, question, exclude=failed, ws=ws)
+        if e.skill not in lacks
+        and not (e.skill in SLIDING and (contact_key(e) in refused or sides.get((e.object, e.skill), 0) >= 2))
+    )
 
 
 def _answer_data(ans) -> dict:

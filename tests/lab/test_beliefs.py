@@ -293,3 +293,28 @@ def _normal_cdf(z: float) -> float:
     import math
 
     return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+
+
+def test_the_expert_goes_on_past_the_cost_while_unsure_and_stops_only_when_nothing_informs(world):
+    """Robot time alone does not make the expert answer short of the confidence asked for with budget left:
+    with every experiment dearer than what it can gain it still runs the informative one (DesignConfig.min_gain;
+    the cost alone stopped high-friction blocks at P 0.43-0.67). Where nothing on offer narrows the belief (a
+    drop says nothing about friction) it answers at once."""
+    scene, pool, fm = world
+    q = g.Question("friction", ("red_block",), 0.05)
+    post = Posterior(q, fm, prior_hypothesis(q), n_particles=800)
+    dear = DesignConfig(cost_per_s=1.0)  # every experiment costs seconds' worth of nats: more than any gains
+    hyp = (g.Section("hypothesis", prior_hypothesis(q)),)
+    cands = tuple(candidate_experiments(grammar_scene(scene), q))
+    agent = EIGAgent(seed=0, design=dear)
+    p = agent.propose(NotebookView(q, grammar_scene(scene), cands, hyp, post))
+    assert isinstance(p, g.Experiment) and p.skill in ("push", "strike", "weigh"), p
+    d = agent.last_decision
+    assert d.score <= 0 and d.gain >= 0.1 and not d.worth_nothing(dear.min_gain)
+    drops = (_exp("drop red_block 0.10"), _exp("drop red_block 0.20"))
+    agent = EIGAgent(seed=0, design=dear)
+    p = agent.propose(NotebookView(q, grammar_scene(scene), drops, hyp, post))
+    assert isinstance(p, g.Conclusion) and agent.last_decision.worth_nothing(dear.min_gain)
+    # at the usual cost a drop still is not worth it: the same answer
+    agent = EIGAgent(seed=0)
+    assert isinstance(agent.propose(NotebookView(q, grammar_scene(scene), drops, hyp, post)), g.Conclusion)
