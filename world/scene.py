@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -263,25 +264,15 @@ def scene_from_seed(seed: int, n_objects: int | None = None, robot: str = "panda
 
 
 # -- structure: which explanatory model a world's subject follows ------------------------------------------
-STRUCTURES = ("friction_model",)
 # direction-dependent friction: the slippery axis's friction is this share of the other's (a gap from 1, so
 # that the two models make different predictions; Bullet scales friction down exactly, not up)
 ANISO_RATIO = (0.4, 0.625)
 FRICTION_RANGE = (0.2, 0.9)  # every axis's friction stays in the range the seeded worlds draw from
 
 
-def with_structure(spec: SceneSpec, structure: str, subject: str | None = None) -> SceneSpec:
-    """A copy of the seeded world `spec` whose subject (red_block, else the first object) has a structure drawn
-    from its own stream (seed, structure): `friction_model` makes friction direction-dependent in half the
-    worlds (one axis `ANISO_RATIO` as slippery as the other, both in `FRICTION_RANGE`), isotropic in the rest."""
-    if structure not in STRUCTURES:
-        raise ValueError(f"unknown structure {structure!r} (known: {', '.join(STRUCTURES)})")
-    if spec.seed is None or not spec.objects:
-        raise ValueError("a structure is drawn for a seeded world with objects")
-    s = copy.deepcopy(spec)
-    label = subject or ("red_block" if "red_block" in s.labels else s.labels[0])
-    o = s.object(label)
-    rng = np.random.default_rng([int(spec.seed), 0x57C0, STRUCTURES.index(structure)])
+def _friction_model(s: SceneSpec, o: ObjectSpec, rng: np.random.Generator) -> SceneSpec:
+    """Friction direction-dependent in half the worlds (one axis `ANISO_RATIO` as slippery as the other, both in
+    `FRICTION_RANGE`), isotropic in the rest."""
     if rng.random() < 0.5:
         return s  # isotropic: the seeded world as it is
     ratio = float(np.exp(rng.uniform(*np.log(ANISO_RATIO))))
@@ -290,3 +281,25 @@ def with_structure(spec: SceneSpec, structure: str, subject: str | None = None) 
     slippery = int(rng.integers(0, 2))
     o.friction_axes = tuple(round(ratio, 3) if i == slippery else 1.0 for i in range(2))
     return s
+
+
+# name -> (stream code, drawer): a drawer gets a copy of the seeded world, its subject and the structure's own
+# random stream (seed, 0x57C0, code), and returns the world with the subject's structure drawn. A new structure
+# adds one drawer and one entry with a code of its own (codes never change: they fix the worlds' streams).
+STRUCTURES: dict[str, tuple[int, Callable[[SceneSpec, ObjectSpec, np.random.Generator], SceneSpec]]] = {
+    "friction_model": (0, _friction_model),
+}
+
+
+def with_structure(spec: SceneSpec, structure: str, subject: str | None = None) -> SceneSpec:
+    """A copy of the seeded world `spec` whose subject (red_block, else the first object) has the hidden
+    `structure` (a key of STRUCTURES) drawn from its own stream (seed, structure)."""
+    if structure not in STRUCTURES:
+        raise ValueError(f"unknown structure {structure!r} (known: {', '.join(STRUCTURES)})")
+    if spec.seed is None or not spec.objects:
+        raise ValueError("a structure is drawn for a seeded world with objects")
+    s = copy.deepcopy(spec)
+    label = subject or ("red_block" if "red_block" in s.labels else s.labels[0])
+    code, draw = STRUCTURES[structure]
+    rng = np.random.default_rng([int(spec.seed), 0x57C0, code])
+    return draw(s, s.object(label), rng)
