@@ -284,8 +284,9 @@ def _grade_and_report(
     if kinds.of(question).needs_outcome:
         bench.reset(seed, n_objects, structure=kinds.of(question).structure)
         reply = bench.runner.execute(question.action)
-        outcome = float(reply["measurements"]["slide_m"]) if reply.get("ok") else None
-    gradable = question.kind != "predict" or outcome is not None
+        ok = reply.get("ok")
+        outcome = kinds.held_out_outcome(question, reply["measurements"], bench.oracle) if ok else None
+    gradable = not kinds.of(question).needs_outcome or outcome is not None
     gr = grade(question, result.conclusion, truth, outcome) if gradable else None
     simple_truth = {o: {k: truth[o][k] for k in ("mass", "friction", "restitution")} for o in truth}
     write_run_report(out, result, simple_truth, gr)
@@ -313,7 +314,7 @@ def _tell_ending(console, question, result, gr, out: Path) -> None:
 
     from loopylab.lab import story
 
-    if gr is not None and question.kind != "rank":
+    if gr is not None and isinstance(gr.truth, (int, float)):
         qty = "slide" if question.kind == "predict" else question.kind
         unit = story.QUANTITIES[qty].unit
         true = f"{gr.truth:.3f}" + (f" {unit}" if unit else "")

@@ -24,7 +24,7 @@ from loopylab.lab.plugins import load, plugins
 from loopylab.world import notebook as g
 
 KIND_GROUP = "loopylab.kinds"
-BUILTIN = ("loopylab.lab.questions", "loopylab.lab.slides")  # modules whose import registers their kinds
+BUILTIN = ("loopylab.lab.questions", "loopylab.lab.slides", "loopylab.lab.predict_stop")  # modules registering kinds
 
 
 @dataclass
@@ -69,6 +69,11 @@ class QuestionKind:
     # `world` is the evaluator's: {"scene": the perceived SceneSpec, "seed": int, "run": experiment -> measurements
     # or None (run on the hidden world, reset first)}
     row: Callable[[g.Question, Grade, str, dict], dict] | None = None
+    # a rank kind: the property it orders the objects by, largest first (lab/rank.py); None for the others
+    ranks: str | None = None
+    # a needs_outcome kind's outcome of its held-out action: (question, the action's reply measurements, the
+    # hidden world's truth after it, as the oracle reads it) -> what its grade compares; None: a strike's slide
+    outcome: Callable[[g.Question, dict, dict], Any] | None = None
 
 
 _KINDS: dict[str, QuestionKind] = {}
@@ -116,6 +121,15 @@ def of(question: g.Question) -> QuestionKind:
     return get(question.kind)
 
 
+def held_out_outcome(question: g.Question, measurements: dict, oracle: Callable[[], dict]) -> Any:
+    """What a needs_outcome question is graded on, from its held-out action's reply and the hidden world after
+    it (`oracle`: the evaluator's privileged read, called only where the kind needs it)."""
+    kind = of(question)
+    if kind.outcome is None:
+        return float(measurements["slide_m"])
+    return kind.outcome(question, measurements, oracle())
+
+
 def make_posterior(question: g.Question, forward, hypothesis=None, n_particles: int = 1500, noise=None, seed: int = 0):
     """The belief a question needs (see QuestionKind.posterior)."""
     kind = of(question)
@@ -126,4 +140,15 @@ def make_posterior(question: g.Question, forward, hypothesis=None, n_particles: 
     return Posterior(question, forward, hypothesis, n_particles, noise, seed)
 
 
-__all__ = ["BUILTIN", "KIND_GROUP", "Grade", "QuestionKind", "get", "make_posterior", "names", "of", "register"]
+__all__ = [
+    "BUILTIN",
+    "KIND_GROUP",
+    "Grade",
+    "QuestionKind",
+    "get",
+    "held_out_outcome",
+    "make_posterior",
+    "names",
+    "of",
+    "register",
+]

@@ -1,0 +1,173 @@
+"""The `predict_stop` kind: "predict where OBJ stops after push DIR DIST SPEED within TOL" (table x y, metres).
+
+Graded like `predict`, on a held-out action run on the hidden world (`needs_outcome`): a push at a distance and
+speed the experiment grid never offers; the outcome is where the object rests afterwards, as the oracle reads it,
+and the answer is right when it lies within TOL of that spot (euclidean):
+
+    question     predict where red_block stops after push +y 0.12 0.05 within 0.010
+    belief       friction red_block 0.41 0.09; mass red_block 0.180 0.050; position red_block 0.552 0.131 0.004
+    conclusion   position red_block 0.552 0.131 0.007          (x y, and the radius holding the confidence)
+
+The prediction is the belief's posterior predictive through the twin: the twin pushes the object as the question
+says at points of the belief's friction x mass (the push's own table coordinate), each particle's displacement is
+interpolated there, and the arm's own scatter about the twin is added (ARM). What it found (dev worlds
+1000000-1000005, pushes 0.10 and 0.08 m): the hand keeps contact through the push's 1 m/s^2 stop for every
+friction the worlds draw (mu g > 2 m/s^2), so the object stops where the hand stops. The twin puts it within
+0.5 mm of the commanded distance at any friction and mass; the arm overshoots that by 0-10 mm (mean 3.5 mm)
+and drifts 0-7 mm sideways. The hidden properties hardly move the answer, so a belief that knows nothing about
+them predicts nearly as well, and the lab may conclude without experimenting.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from loopylab.lab import kinds
+from loopylab.lab.beliefs import Answer, Posterior, _canon
+from loopylab.lab.experiments import path_clear
+from loopylab.lab.forward import MU_M, _natural
+from loopylab.lab.kinds import Grade, QuestionKind
+from loopylab.lab.questions import subject_of
+from loopylab.world import notebook as g
+
+DEFAULT_TOLERANCE = 0.010  # m, euclidean
+# (distance, speed) of the held-out pushes: the grid pushes 0.10 m at 0.05 and 0.10 m/s; faster pushes lose
+# contact now and then on a loaded host (3 of 6 at 0.20 m/s on dev worlds), which fails the grading run
+HELD_OUT_PUSHES = ((0.06, 0.05), (0.08, 0.08), (0.12, 0.05), (0.14, 0.08))
+# the arm about the twin (m): (mean along the push, sd along, sd across); 12 pushes on dev worlds 1000000-1000005
+ARM = (0.0035, 0.0035, 0.0040)
+TABLE_POINTS = 5  # twin runs over log(mu m) for the held-out push's table
+_UNIT = {"+x": (1.0, 0.0), "-x": (-1.0, 0.0), "+y": (0.0, 1.0), "-y": (0.0, -1.0)}
+
+
+def held_out_push(scene: g.Scene, subject: str, seed: int) -> g.Experiment:
+    """A push of `subject` at a distance and speed the grid never offers, along a clear direction, drawn for the
+    world of `seed`."""
+    rng = np.random.default_rng([seed, 0x5709])
+    order = [int(i) for i in rng.permutation(len(HELD_OUT_PUSHES))]
+    for i in order:
+        dist, speed = HELD_OUT_PUSHES[i]
+        dirs = [d for d in g.DIRECTIONS if path_clear(scene, subject, d, dist + 0.03)]
+        if dirs:
+            return g.Experiment("push", subject, str(rng.choice(dirs)), dist, speed)
+    dist, speed = HELD_OUT_PUSHES[order[0]]
+    return g.Experiment("push", subject, "+x", dist, speed)
+
+
+class StopPosterior(Posterior):
+    """The particle posterior of the subject, with where the held-out push leaves it."""
+
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(grid over log(mu m), (points, 2) displacement) of the held-out push in the twin, from the question's
+        scene (the hidden world is reset before the push, so its start is the scene's)."""
+        if getattr(self, "_stop_table", None) is None:
+            act = self.question.action
+            grid = np.linspace(*MU_M.bounds(self.forward.axes), TABLE_POINTS)
+            batch = [{act.object: _natural({MU_M.name: float(v)})} for v in grid]
+            replies = self.forward.twins.predict_many(self.forward.scene, "push", act.args(), batch)
+            self.forward.twin_calls += len(batch)
+            disp = np.array([[float(v) for v in r["displacement_m"]] for r in replies])
+            self._stop_table = (grid, disp)
+        return self._stop_table
+
+    def start(self) -> np.ndarray:
+        return np.array(self.forward.scene.object(self.question.object).position[:2], float)
+
+    def predictive(self, obj: str, k: int | None = None, rng: np.random.Generator | None = None):
+        """(particle indices, (k, 2) resting spots including the arm's scatter)."""
+        rng = rng or self.state_rng(1)
+        post = self.objects[obj]
+        idx = post.draw(k or self.n, rng)
+        grid, disp = self._table()
+        x = post.theta[idx, 0] + post.theta[idx, 1]
+        mean = np.stack([np.interp(x, grid, disp[:, i]) for i in range(2)], axis=1)
+        ux, uy = _UNIT[str(self.question.action.direction)]
+        along = ARM[0] + ARM[1] * rng.standard_normal(len(idx))
+        across = ARM[2] * rng.standard_normal(len(idx))
+        arm = np.stack([along * ux - across * uy, along * uy + across * ux], axis=1)
+        return idx, self.start()[None, :] + mean + arm
+
+    def belief(self) -> g.Belief:
+        obj = self.question.object
+        op = self.objects[obj]
+        ests = [_canon(g.Estimate(p, obj, *op.mean_sd(op.natural(p)))) for p in ("friction", "mass")]
+        _, y = self.predictive(obj)
+        centre = y.mean(axis=0)
+        sd = float(np.sqrt(np.mean(np.sum((y - centre) ** 2, axis=1))))
+        return g.Belief((*ests, position(obj, centre, sd)))
+
+    def answer(self, confidence: float = 0.9) -> Answer:
+        """The spot most likely within the tolerance of where the object will rest (the predictive's median,
+        a robust centre), the radius holding `confidence` of the predictive, and P(within the tolerance)."""
+        obj = self.question.object
+        _, y = self.predictive(obj)
+        centre = np.median(y, axis=0)
+        r = np.linalg.norm(y - centre, axis=1)
+        cover = float(np.mean(r <= self.question.tolerance))
+        half = float(np.quantile(r, confidence))
+        return Answer(g.Conclusion((position(obj, centre, half),)), cover)
+
+
+def position(obj: str, xy, spread: float) -> g.Position:
+    """A Position clause rounded to the grammar's decimals (so that the record and the text agree)."""
+    x, y = (float(g.fmt(float(v), 3)) for v in xy)
+    return g.Position(obj, x + 0.0, y + 0.0, float(g.fmt(max(spread, 0.0), 3)))
+
+
+# -- the kind ------------------------------------------------------------------------------------------------
+
+
+def _make(scene: g.Scene, seed: int, tol: float, budget: int | None) -> g.Question:
+    subject = subject_of(scene)
+    return g.Question("predict_stop", (subject,), round(tol, 3), budget, held_out_push(scene, subject, seed))
+
+
+def _answer(question: g.Question, conclusion: g.Conclusion):
+    for a in conclusion.answers:
+        if isinstance(a, g.Position) and a.object == question.object:
+            return (a.x, a.y)
+    return None
+
+
+def _grade(question: g.Question, ans, truth: dict, outcome) -> Grade:
+    if outcome is None:
+        raise ValueError("grading a predict_stop question needs where the held-out push left the object")
+    true = (float(outcome[0]), float(outcome[1]))
+    if ans is None:
+        return Grade(False, float("inf"), true, None)
+    err = float(np.hypot(ans[0] - true[0], ans[1] - true[1]))
+    return Grade(bool(err <= question.tolerance + 1e-9), err, true, (float(ans[0]), float(ans[1])))
+
+
+def _outcome(question: g.Question, measurements: dict, truth: dict) -> tuple[float, float]:
+    """Where the held-out push left the object: the hidden world's own position of it (x, y)."""
+    x, y = truth[question.object]["position"][:2]
+    return (float(x), float(y))
+
+
+def _quantity(post: StopPosterior, obj: str, theta: np.ndarray):
+    """Design's target: the resting spot along the push (the twin's displacement at each particle)."""
+    if obj != post.question.object:
+        return np.zeros(len(theta)), 0.0, 1.0
+    grid, disp = post._table()
+    ux, uy = _UNIT[str(post.question.action.direction)]
+    along = np.interp(theta[:, 0] + theta[:, 1], grid, disp[:, 0] * ux + disp[:, 1] * uy)
+    return along, 1.0, (post.question.tolerance / 4) ** 2
+
+
+PREDICT_STOP = kinds.register(
+    QuestionKind(
+        "predict_stop",
+        DEFAULT_TOLERANCE,
+        _make,
+        _answer,
+        _grade,
+        _quantity,
+        posterior=StopPosterior,
+        needs_outcome=True,
+        skills=("push", "strike", "weigh", "place"),
+        outcome=_outcome,
+    )
+)
+
+__all__ = ["ARM", "HELD_OUT_PUSHES", "PREDICT_STOP", "StopPosterior", "held_out_push", "position"]
