@@ -155,5 +155,14 @@ kinds.register(
         needs_outcome=True,
     )
 )
-# rank by friction: the rank machinery over another property (lab/rank.py); a drop's bounce barely reads mu
-kinds.register(rank.rank_kind("rank_friction", "friction", skills=("push", "strike", "weigh", "place")))
+# rank by friction: the rank machinery over another property (lab/rank.py); a drop's bounce barely reads mu, and
+# no experiment reads a rolling ball's
+kinds.register(
+    rank.rank_kind(
+        "rank_friction",
+        "friction",
+        skills=("push", "strike", "weigh", "place"),
+        shows=("cube", "cylinder"),
+        n_objects=lambda seed: 3 + seed % 2,
+    )
+)
