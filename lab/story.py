@@ -57,7 +57,7 @@ def tolerance_text(q: g.Question) -> str:
         return right
     if q.kind == "mass":
         return f"±{q.tolerance:.0%}"
-    if q.kind == "predict":
+    if kinds.of(q).needs_outcome:  # a held-out action's slide or resting spot
         return f"±{q.tolerance:.3f} m"
     return f"±{g.fmt(q.tolerance, g.DECIMALS[q.kind])}"
 
