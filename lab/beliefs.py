@@ -498,7 +498,6 @@ class Posterior:
         return Answer(g.Conclusion((est,)), cover)
 
 
-
 def best_estimate(values: np.ndarray, w: np.ndarray, tol: float, relative: bool) -> tuple[float, float]:
     """The point estimate that maximises P(|value - estimate| <= tol [* value]) and that probability."""
     order = np.argsort(values)

@@ -598,7 +598,11 @@ def body_regex(kind: str, scene: Scene | None = None) -> str:
         return "(?:" + "|".join(alts) + rf"|failed {WORDS_RE})"
     if kind in ("belief", "conclusion"):
         pos = rf"position {n} {num_re(3, True)} {num_re(3, True)} {num_re(3)}"
-        est = "(?:" + "|".join([*(rf"{q} {n} {num_re(DECIMALS[q])} {num_re(DECIMALS[q])}" for q in QUANTITIES), pos]) + ")"
+        est = (
+            "(?:"
+            + "|".join([*(rf"{q} {n} {num_re(DECIMALS[q])} {num_re(DECIMALS[q])}" for q in QUANTITIES), pos])
+            + ")"
+        )
         model = rf"model {n} {_alt(MODELS)} {num_re(PROB_DECIMALS)}"
         if kind == "belief":
             rejected = rf"rejected {n} {_alt(MODELS)} by {_alt(_OBS_KEYS)} {num_re(3)} outside {num_re(3)} {num_re(3)}"

@@ -17,7 +17,7 @@ from loopylab.lab import kinds
 from loopylab.lab.experiments import PUSH_DISTANCES, path_clear
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
 from loopylab.lab.investigation import grammar_scene
-from loopylab.lab.predict_stop import ARM, StopPosterior, held_out_push
+from loopylab.lab.predict_stop import TALL, StopPosterior, arm_offset, held_out_push
 from loopylab.lab.questions import grade, make_question
 from loopylab.world import notebook as g
 from loopylab.world.scene import scene_from_seed
@@ -100,8 +100,11 @@ def test_the_prediction_is_the_twins_push_plus_the_arms_scatter(belief):
     u = np.array({"+x": (1, 0), "-x": (-1, 0), "+y": (0, 1), "-y": (0, -1)}[q.action.direction], float)
     _, y = post.predictive(q.object)
     centre = y.mean(axis=0)
-    # the hand stays on the block to the end: it stops the commanded distance on, and the arm's overshoot
-    assert np.linalg.norm(centre - (start + u * (q.action.distance + ARM[0]))) < 0.002
+    # the hand stays on the block to the end: it stops the commanded distance on (the twin's pad: 5.5 mm more along
+    # y), and where the arm leaves it about the twin's
+    pad = 0.0055 if q.action.direction[1] == "y" else 0.0
+    along = arm_offset(q.action.direction, perceived.object(q.object).size)[0]
+    assert np.linalg.norm(centre - (start + u * (q.action.distance + pad + along))) < 0.002
     ans = post.answer(0.9)
     (pos,) = ans.conclusion.answers
     assert isinstance(pos, g.Position) and np.hypot(pos.x - centre[0], pos.y - centre[1]) < 0.002
@@ -110,9 +113,16 @@ def test_the_prediction_is_the_twins_push_plus_the_arms_scatter(belief):
     assert g.parse(text)[0].body.estimates[-1].object == q.object  # the belief's text parses, with its position
 
 
+def test_a_block_taller_than_the_gap_under_the_palm_is_carried_further():
+    for d in g.DIRECTIONS:
+        assert arm_offset(d, TALL + 0.005)[0] - arm_offset(d, TALL - 0.005)[0] > 0.005
+
+
 def test_an_object_the_twin_pushes_further_is_predicted_further(belief):
     q, perceived, post = belief
-    far = g.Question("predict_stop", q.objects, q.tolerance, None, g.Experiment(**{**q.action.__dict__, "distance": 0.14}))
+    far = g.Question(
+        "predict_stop", q.objects, q.tolerance, None, g.Experiment(**{**q.action.__dict__, "distance": 0.14})
+    )
     longer = StopPosterior(far, post.forward, None, 800, None, 0)
     d0 = np.linalg.norm(post.predictive(q.object)[1].mean(axis=0) - longer.predictive(q.object)[1].mean(axis=0))
     assert d0 == pytest.approx(abs(0.14 - q.action.distance), abs=0.002)
