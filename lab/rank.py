@@ -53,21 +53,35 @@ class RankPosterior(Posterior):
         return g.Belief(tuple(_canon(e) for e in ests))
 
     def answer(self, confidence: float = 0.9, k: int = 2000) -> Answer:
-        """The most probable order and its posterior probability."""
-        names = list(self.objects)
-        orders, counts = np.unique(np.argsort(-self.draws(k, self.state_rng(2)), axis=1), axis=0, return_counts=True)
+        """The most probable order and the posterior probability that it is right (up to the question's
+        resolution: a pair closer than it may come either way)."""
+        names, d = list(self.objects), self.draws(k, self.state_rng(2))
+        orders, counts = np.unique(np.argsort(-d, axis=1), axis=0, return_counts=True)
         best = orders[np.argmax(counts)]
-        return Answer(g.Conclusion((g.Ranking(self.prop, tuple(names[i] for i in best)),)), float(counts.max() / k))
+        right = np.ones(k, bool)
+        for i, a in enumerate(best):  # each pair in the answer's order: wrong where the draw reverses it clearly
+            for b in best[i + 1 :]:
+                right &= ~_clearly_above(d[:, b], d[:, a], self.question.tolerance)
+        return Answer(g.Conclusion((g.Ranking(self.prop, tuple(names[i] for i in best)),)), float(np.mean(right)))
 
     def pairwise_ambiguity(self, k: int = 1000) -> dict[str, float]:
-        """Per object, the summed probability of getting each of its pairs wrong."""
-        names, d = list(self.objects), self.draws(k)
+        """Per object, the summed probability of getting each of its pairs wrong (the less probable of the two
+        clear orders; a pair closer than the question's resolution is right either way)."""
+        names, d, tol = list(self.objects), self.draws(k), self.question.tolerance
         amb = dict.fromkeys(names, 0.0)
         for (i, a), (j, b) in itertools.combinations(enumerate(names), 2):
-            p = float(np.mean(d[:, i] > d[:, j]))
-            amb[a] += min(p, 1 - p)
-            amb[b] += min(p, 1 - p)
+            p = min(
+                float(np.mean(_clearly_above(d[:, i], d[:, j], tol))),
+                float(np.mean(_clearly_above(d[:, j], d[:, i], tol))),
+            )
+            amb[a] += p
+            amb[b] += p
         return amb
+
+
+def _clearly_above(x, y, tol: float):
+    """x above y by more than the resolution `tol` (relative to the smaller)."""
+    return np.asarray(x) > np.asarray(y) * (1 + tol)
 
 
 def true_order(question: g.Question, truth: dict, prop: str) -> tuple[str, ...]:
@@ -84,6 +98,7 @@ def close_pairs(question: g.Question, truth: dict, prop: str, gap: float = CLOSE
 def rank_kind(
     name: str,
     prop: str,
+    tolerance: float = 0.0,
     skills: tuple[str, ...] | None = None,
     shows: tuple[str, ...] | None = None,
     n_objects=lambda seed: 2 + seed % 3,
@@ -96,7 +111,7 @@ def rank_kind(
         if len(scene.objects) < 2:
             raise ValueError("a rank question needs a world with at least two objects")
         named = [o.name for o in scene.objects if shows is None or o.shape in shows]
-        return g.Question(name, tuple(named if len(named) >= 2 else scene.names), 0.0, budget)
+        return g.Question(name, tuple(named if len(named) >= 2 else scene.names), round(tol, 2), budget)
 
     def answer_of(question: g.Question, conclusion: g.Conclusion):
         for a in conclusion.answers:
@@ -105,12 +120,13 @@ def rank_kind(
         return None
 
     def grade(question: g.Question, ans, truth: dict, outcome) -> Grade:
+        """The share of wrongly ordered pairs (a pair closer than the question's resolution is right either way)."""
         order = true_order(question, truth, prop)
         if ans is None or sorted(ans) != sorted(order):
             return Grade(False, 1.0, order, ans)
-        pos = {o: i for i, o in enumerate(ans)}
+        pos, v = {o: i for i, o in enumerate(ans)}, {o: float(truth[o][prop]) for o in order}
         pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1 :]]
-        wrong = sum(pos[a] > pos[b] for a, b in pairs)
+        wrong = sum(pos[a] > pos[b] and _clearly_above(v[a], v[b], question.tolerance) for a, b in pairs)
         return Grade(wrong == 0, wrong / len(pairs), order, ans)
 
     def quantity(post: RankPosterior, obj: str, theta: np.ndarray):
@@ -121,7 +137,7 @@ def rank_kind(
 
     return QuestionKind(
         name,
-        0.0,
+        tolerance,
         make,
         answer_of,
         grade,

@@ -19,7 +19,7 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                  rank OBJ OBJ [OBJ ...] by mass [budget N]
                  predict slide of OBJ after strike DIR S.SS within T.TTT [budget N]
                  which model explains how OBJ slides [budget N]         (model identification)
-                 rank OBJ OBJ [OBJ ...] by friction [budget N]
+                 rank OBJ OBJ [OBJ ...] by friction [within P%] [budget N]   (closer pairs: either order)
                  predict where OBJ stops after push DIR D.DD S.SS within T.TTT [budget N]   (table x y, m)
     scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
     hypothesis   PARAM OBJ in LO HI (; ...)
@@ -287,20 +287,26 @@ def _predict_question(m: re.Match, budget: int | None) -> Question:
     return Question("predict", (m[1],), _num(m[4], 3, "tolerance"), budget, act)
 
 
-def _rank_form(kind: str, quantity: str) -> QuestionForm:
-    """`rank OBJ OBJ... by QUANTITY`: the objects ordered by a hidden property, largest first."""
+def _rank_form(kind: str, quantity: str, resolution: bool = False) -> QuestionForm:
+    """`rank OBJ OBJ... by QUANTITY`: the objects ordered by a hidden property, largest first; with `resolution`,
+    optionally `within P%`: a pair whose values differ by less than P % (of the smaller) may come in either order."""
+    within = r"(?: within ([1-9]\d?)%)?" if resolution else ""
 
     def parse(m: re.Match, budget: int | None) -> Question:
         objs = (m[1], *m[2].split())
         if len(set(objs)) != len(objs):
             raise GrammarError(f"question: an object is named twice in {m[0]!r}")
-        return Question(kind, objs, 0.0, budget)
+        return Question(kind, objs, int(m[3]) / 100 if resolution and m[3] else 0.0, budget)
+
+    def render(q: Question) -> str:
+        tol = f" within {round(q.tolerance * 100)}%" if q.tolerance else ""
+        return f"rank {' '.join(q.objects)} by {quantity}{tol}"
 
     return QuestionForm(
-        lambda n, d: rf"rank {n}(?: {n})+ by {quantity}",
+        lambda n, d: rf"rank {n}(?: {n})+ by {quantity}{within}",
         parse,
-        lambda q: f"rank {' '.join(q.objects)} by {quantity}",
-        f"rank OBJ OBJ... by {quantity}",
+        render,
+        f"rank OBJ OBJ... by {quantity}" + (" [within P%]" if resolution else ""),
     )
 
 
@@ -352,7 +358,7 @@ QUESTION_FORMS: dict[str, QuestionForm] = {
         lambda q: f"which model explains how {q.object} slides",
         "which model explains how OBJ slides",
     ),
-    "rank_friction": _rank_form("rank_friction", "friction"),
+    "rank_friction": _rank_form("rank_friction", "friction", resolution=True),
     "predict_stop": QuestionForm(  # where a held-out push leaves the object (table x y, metres)
         lambda n, d: rf"predict where {n} stops after push {d} ({num_re(2)}) ({num_re(2)}) within ({num_re(3)})",
         _stop_question,

@@ -39,10 +39,15 @@ def _c(text):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(names, min_size=2, max_size=5, unique=True), st.sampled_from(g.RANKED), st.none() | st.integers(1, 99))
-def test_rank_questions_and_orders_round_trip_through_text(objs, prop, budget):
+@given(
+    st.lists(names, min_size=2, max_size=5, unique=True),
+    st.sampled_from(g.RANKED),
+    st.none() | st.integers(1, 99),
+    st.integers(0, 99),
+)
+def test_rank_questions_and_orders_round_trip_through_text(objs, prop, budget, tol):
     kind = {"mass": "rank", "friction": "rank_friction"}[prop]
-    q = g.Question(kind, tuple(objs), 0.0, budget)
+    q = g.Question(kind, tuple(objs), 0.0 if prop == "mass" else tol / 100, budget)
     text = q.render()
     assert text.startswith(f"rank {' '.join(objs)} by {prop}")
     assert g.parse_body("question", text) == q and g.body_complete("question", text)
@@ -77,11 +82,23 @@ def test_close_pairs_count_the_pairs_the_measurement_cannot_tell_apart():
     assert close_pairs(g.Question("rank_friction", ("a", "b", "c")), truth, "friction") == (1, 3)
 
 
+def test_pairs_closer_than_the_questions_resolution_may_come_either_way():
+    truth = {"a": {"friction": 0.50}, "b": {"friction": 0.53}, "c": {"friction": 0.80}}
+    strict = g.parse_body("question", "rank a b c by friction")
+    within = g.parse_body("question", "rank a b c by friction within 10%")
+    assert strict.tolerance == 0.0 and within.tolerance == 0.10 and within.render().endswith("within 10%")
+    swapped = _c("friction order c > a > b")  # a and b differ by 6 %
+    assert not grade(strict, swapped, truth).success and grade(within, swapped, truth).success
+    wrong = grade(within, _c("friction order a > c > b"), truth)  # a and c differ by 60 %: still wrong
+    assert not wrong.success and wrong.error == pytest.approx(1 / 3)
+    assert make_question("rank_friction", grammar_scene(scene_from_seed(1000004).perceived()), 0).tolerance == 0.10
+
+
 def test_a_friction_rank_names_the_objects_that_slide_and_offers_no_drops():
     scene = grammar_scene(scene_from_seed(4, n_objects=3).perceived())
     assert [o.shape for o in scene.objects] == ["cube", "sphere", "cube"]
     q = make_question("rank_friction", scene, 4)
-    assert q.render() == "rank red_block green_block by friction"  # a ball rolls: no slide shows its friction
+    assert q.render() == "rank red_block green_block by friction within 10%"  # a ball rolls: no slide shows its mu
     assert make_question("rank", scene, 4).objects == tuple(scene.names)  # its mass, weighing shows
     assert kinds.of(q).n_objects(4) == 3 and kinds.of(q).n_objects(5) == 4
     skills = {e.skill for e in candidate_experiments(scene, q)}
