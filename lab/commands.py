@@ -327,10 +327,10 @@ def _tell_ending(console, question, result, gr, out: Path) -> None:
             f"{verdict}."
         )
     elif gr is not None:
-        console.print(
-            f"[bold]Grader's check[/] (the hidden truth): true order {' > '.join(gr.truth)}: "
-            f"{'[bold green]right[/]' if gr.success else '[bold red]wrong[/]'}."
-        )
+        order = isinstance(gr.truth, tuple) and all(isinstance(t, str) for t in gr.truth)
+        truth = f"order {' > '.join(gr.truth)}" if order else f"answer {escape(str(gr.truth))}"
+        verdict = "[bold green]right[/]" if gr.success else "[bold red]wrong[/]"
+        console.print(f"[bold]Grader's check[/] (the hidden truth): true {truth}: {verdict}.")
     plot = out / "belief.png"
     console.print(
         f"{result.experiments} experiments in {result.wall_s:.1f} s."
