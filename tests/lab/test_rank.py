@@ -170,3 +170,17 @@ def test_loopylab_run_ranks_a_sim_world_by_friction(tmp_path):
     assert sections[-1].body.render() == "friction order blue_ball > red_block"
     assert summary["success"] is True and 1 <= summary["experiments"] <= 3
     assert not any(s.body.skill == "drop" for s in sections if s.kind == "experiment")
+
+
+def test_a_pair_closer_than_the_resolution_is_no_ambiguity(bench):
+    gscene, _, fm = bench
+    a, b = gscene.names[:2]
+    rng = np.random.default_rng(1)
+    sure = {}
+    for text in (f"rank {a} {b} by friction", f"rank {a} {b} by friction within 10%"):
+        post = kinds.make_posterior(g.parse_body("question", text), fm, None, 500, None, 0)
+        for op in post.objects.values():  # both believed at mu 0.50, give or take 2 %
+            op.theta[:, 0] = np.log(0.5) + 0.02 * rng.standard_normal(len(op.theta))
+        sure[text.endswith("%")] = (post.answer().confidence, post.pairwise_ambiguity()[a])
+    assert sure[False][0] < 0.7 and sure[False][1] > 0.3  # strictly: a coin toss
+    assert sure[True][0] > 0.99 and sure[True][1] < 0.01  # within 10 %: either order is right
