@@ -188,10 +188,7 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
     outcome = None
     if kinds.of(question).needs_outcome:  # graded by running the held-out action on the same hidden world
         bench.reset(task.seed, n_obj, structure=structure)
-        reply = bench.runner.execute(question.action)
-        if not reply.get("ok"):
-            raise RuntimeError(f"held-out action failed: {reply.get('error')}")
-        outcome = kinds.held_out_outcome(question, reply["measurements"], bench.oracle)
+        outcome = kinds.held_out_outcome(question, bench.runner.execute, bench.oracle)
     gr = grade(question, result.conclusion, truth, outcome)
     own = kinds.of(question).row
     extra = own(question, gr, result.notebook_text, _world(bench, task, n_obj, scene)) if own is not None else {}

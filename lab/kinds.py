@@ -71,9 +71,10 @@ class QuestionKind:
     row: Callable[[g.Question, Grade, str, dict], dict] | None = None
     # a rank kind: the property it orders the objects by, largest first (lab/rank.py); None for the others
     ranks: str | None = None
-    # a needs_outcome kind's outcome of its held-out action: (question, the action's reply measurements, the
-    # hidden world's truth after it, as the oracle reads it) -> what its grade compares; None: a strike's slide
-    outcome: Callable[[g.Question, dict, dict], Any] | None = None
+    # a needs_outcome kind's outcome of its held-out action: (question, the action's reply, the hidden world's
+    # truth before it and after it, as the oracle reads them) -> what its grade compares (a RuntimeError: the
+    # action cannot be graded); None: a strike's slide, from a reply that succeeded
+    outcome: Callable[[g.Question, dict, dict, dict], Any] | None = None
 
 
 _KINDS: dict[str, QuestionKind] = {}
@@ -121,13 +122,19 @@ def of(question: g.Question) -> QuestionKind:
     return get(question.kind)
 
 
-def held_out_outcome(question: g.Question, measurements: dict, oracle: Callable[[], dict]) -> Any:
-    """What a needs_outcome question is graded on, from its held-out action's reply and the hidden world after
-    it (`oracle`: the evaluator's privileged read, called only where the kind needs it)."""
+def held_out_outcome(question: g.Question, execute: Callable[[g.Experiment], dict], oracle: Callable[[], dict]) -> Any:
+    """Run a needs_outcome question's held-out action on the hidden world (reset for it) and read what the
+    question is graded on (`oracle`: the evaluator's privileged read of the truth, called only where the kind
+    needs it). A RuntimeError says why the action cannot be graded."""
     kind = of(question)
     if kind.outcome is None:
-        return float(measurements["slide_m"])
-    return kind.outcome(question, measurements, oracle())
+        reply = execute(question.action)
+        if not reply.get("ok"):
+            raise RuntimeError(f"held-out action failed: {reply.get('error')}")
+        return float(reply["measurements"]["slide_m"])
+    before = oracle()
+    reply = execute(question.action)
+    return kind.outcome(question, reply, before, oracle())
 
 
 def make_posterior(question: g.Question, forward, hypothesis=None, n_particles: int = 1500, noise=None, seed: int = 0):

@@ -66,10 +66,26 @@ def test_a_stop_is_graded_by_its_distance_from_where_the_hidden_world_left_the_o
         grade(q, c, {})
     assert not grade(q, g.parse_body("conclusion", "slide red_block 0.130 0.010"), {}, outcome=(0.55, 0.13)).success
     # the outcome is the hidden world's own position of the object, whatever the push's reply measured
-    truth = {"red_block": {"position": [0.556, 0.137, 0.025]}}
-    assert kinds.held_out_outcome(q, {"moved_m": 0.1}, lambda: truth) == (0.556, 0.137)
+    before, after = ({"red_block": {"position": [0.556, y, 0.025]}} for y in (0.017, 0.137))
+
+    def outcome(reply, oracle=(before, after)):
+        reads = iter(oracle)
+        return kinds.held_out_outcome(
+            q, lambda act: reply if act == q.action else pytest.fail(act), lambda: next(reads)
+        )
+
+    assert outcome({"ok": True, "measurements": {"moved_m": 0.1}}) == (0.556, 0.137)
+    # a push whose reading the skill refused after pushing still left the block somewhere; one that never
+    # moved it cannot be graded
+    refused = {"ok": False, "error": "push: the hand hit something besides red_block"}
+    assert outcome(refused) == (0.556, 0.137)
+    with pytest.raises(RuntimeError, match="before it moved red_block"):
+        outcome(refused, (before, before))
     strike = g.Question("predict", ("red_block",), 0.01, None, g.Experiment("strike", "red_block", "+y", speed=0.4))
-    assert kinds.held_out_outcome(strike, {"slide_m": 0.061}, lambda: pytest.fail("no oracle")) == 0.061
+    reply = {"ok": True, "measurements": {"slide_m": 0.061}}
+    assert kinds.held_out_outcome(strike, lambda act: reply, lambda: pytest.fail("no oracle")) == 0.061
+    with pytest.raises(RuntimeError, match="held-out action failed"):
+        kinds.held_out_outcome(strike, lambda act: {"ok": False, "error": "x"}, lambda: pytest.fail("no oracle"))
 
 
 def test_the_held_out_push_is_one_the_grid_never_offers_with_a_clear_path():
