@@ -126,7 +126,7 @@ def rank_kind(
             return Grade(False, 1.0, order, ans)
         pos, v = {o: i for i, o in enumerate(ans)}, {o: float(truth[o][prop]) for o in order}
         pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1 :]]
-        wrong = sum(pos[a] > pos[b] and _clearly_above(v[a], v[b], question.tolerance) for a, b in pairs)
+        wrong = sum(bool(pos[a] > pos[b] and _clearly_above(v[a], v[b], question.tolerance)) for a, b in pairs)
         return Grade(wrong == 0, wrong / len(pairs), order, ans)
 
     def quantity(post: RankPosterior, obj: str, theta: np.ndarray):

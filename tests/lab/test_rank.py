@@ -91,6 +91,7 @@ def test_pairs_closer_than_the_questions_resolution_may_come_either_way():
     assert not grade(strict, swapped, truth).success and grade(within, swapped, truth).success
     wrong = grade(within, _c("friction order a > c > b"), truth)  # a and c differ by 60 %: still wrong
     assert not wrong.success and wrong.error == pytest.approx(1 / 3)
+    assert type(wrong.success) is bool and type(grade(within, swapped, truth).success) is bool  # rows are JSON
     assert make_question("rank_friction", grammar_scene(scene_from_seed(1000004).perceived()), 0).tolerance == 0.10
 
 
