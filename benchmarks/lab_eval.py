@@ -140,7 +140,7 @@ def main() -> None:
     ap.add_argument("--seeds", default=None, help="explicit seeds, e.g. 2000000:2000010 (must be in --split)")
     ap.add_argument("--dev-run", action="store_true", help="allow a split other than test (tuning, not a result)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--kinds", default=",".join((*KINDS, "rank_friction", "predict_stop")))
     ap.add_argument("--agents", default="eig,random", help="eig alone suffices for coverage (many worlds)")
     ap.add_argument("--no-regret", action="store_true", help="skip the regret figure (100 random designs a step)")
     ap.add_argument("--cheat-worlds", type=int, default=2, help="test-split worlds each cheating agent tries")

@@ -12,7 +12,6 @@ because predictions are table look-ups.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -473,7 +472,7 @@ class Posterior:
     def belief(self) -> g.Belief:
         q = self.question
         ests = []
-        params = ("mass",) if q.kind == "rank" else ("friction", "mass") if q.kind == "predict" else tuple(PARAM_INDEX)
+        params = ("friction", "mass") if q.kind == "predict" else tuple(PARAM_INDEX)
         for o, post in self.objects.items():
             for p in params:
                 mu, sd = post.mean_sd(post.natural(p))
@@ -486,8 +485,6 @@ class Posterior:
     def answer(self, confidence: float = 0.9) -> Answer:
         """The best answer now and the posterior probability that it is within the tolerance."""
         q = self.question
-        if q.kind == "rank":
-            return self._rank_answer()
         post = self.objects[q.object]
         if q.kind == "predict":
             _, values = self.predictive(q.object)
@@ -499,24 +496,6 @@ class Posterior:
         quantity = "slide" if q.kind == "predict" else q.kind
         est = _canon(g.Estimate(quantity, q.object, guess, half))
         return Answer(g.Conclusion((est,)), cover)
-
-    def _rank_answer(self, k: int = 2000) -> Answer:
-        names, rng = list(self.objects), self.state_rng(2)
-        draws = np.stack([self.objects[o].natural("mass")[self.objects[o].draw(k, rng)] for o in names], axis=1)
-        orders, counts = np.unique(np.argsort(-draws, axis=1), axis=0, return_counts=True)
-        best = orders[np.argmax(counts)]
-        return Answer(g.Conclusion((g.Ranking("mass", tuple(names[i] for i in best)),)), float(counts.max() / k))
-
-    def pairwise_ambiguity(self, k: int = 1000) -> dict[str, float]:
-        """For rank questions: per object, the summed probability of getting each of its pairs wrong."""
-        names = list(self.objects)
-        draws = {o: self.objects[o].natural("mass")[self.objects[o].draw(k)] for o in names}
-        amb = dict.fromkeys(names, 0.0)
-        for a, b in itertools.combinations(names, 2):
-            p = float(np.mean(draws[a] > draws[b]))
-            amb[a] += min(p, 1 - p)
-            amb[b] += min(p, 1 - p)
-        return amb
 
 
 def best_estimate(values: np.ndarray, w: np.ndarray, tol: float, relative: bool) -> tuple[float, float]:

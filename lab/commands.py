@@ -283,9 +283,11 @@ def _grade_and_report(
     outcome = None
     if kinds.of(question).needs_outcome:
         bench.reset(seed, n_objects, structure=kinds.of(question).structure)
-        reply = bench.runner.execute(question.action)
-        outcome = float(reply["measurements"]["slide_m"]) if reply.get("ok") else None
-    gradable = question.kind != "predict" or outcome is not None
+        try:
+            outcome = kinds.held_out_outcome(question, bench.runner.execute, bench.oracle)
+        except RuntimeError as e:  # not graded: say why
+            console.print(f"[bold yellow]not graded:[/] {e}")
+    gradable = not kinds.of(question).needs_outcome or outcome is not None
     gr = grade(question, result.conclusion, truth, outcome) if gradable else None
     simple_truth = {o: {k: truth[o][k] for k in ("mass", "friction", "restitution")} for o in truth}
     write_run_report(out, result, simple_truth, gr)
@@ -313,7 +315,7 @@ def _tell_ending(console, question, result, gr, out: Path) -> None:
 
     from loopylab.lab import story
 
-    if gr is not None and question.kind != "rank":
+    if gr is not None and isinstance(gr.truth, (int, float)):
         qty = "slide" if question.kind == "predict" else question.kind
         unit = story.QUANTITIES[qty].unit
         true = f"{gr.truth:.3f}" + (f" {unit}" if unit else "")
@@ -326,10 +328,10 @@ def _tell_ending(console, question, result, gr, out: Path) -> None:
             f"{verdict}."
         )
     elif gr is not None:
-        console.print(
-            f"[bold]Grader's check[/] (the hidden truth): true order {' > '.join(gr.truth)}: "
-            f"{'[bold green]right[/]' if gr.success else '[bold red]wrong[/]'}."
-        )
+        order = isinstance(gr.truth, tuple) and all(isinstance(t, str) for t in gr.truth)
+        truth = f"order {' > '.join(gr.truth)}" if order else f"answer {escape(str(gr.truth))}"
+        verdict = "[bold green]right[/]" if gr.success else "[bold red]wrong[/]"
+        console.print(f"[bold]Grader's check[/] (the hidden truth): true {truth}: {verdict}.")
     plot = out / "belief.png"
     console.print(
         f"{result.experiments} experiments in {result.wall_s:.1f} s."

@@ -188,10 +188,7 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
     outcome = None
     if kinds.of(question).needs_outcome:  # graded by running the held-out action on the same hidden world
         bench.reset(task.seed, n_obj, structure=structure)
-        reply = bench.runner.execute(question.action)
-        if not reply.get("ok"):
-            raise RuntimeError(f"held-out action failed: {reply.get('error')}")
-        outcome = float(reply["measurements"]["slide_m"])
+        outcome = kinds.held_out_outcome(question, bench.runner.execute, bench.oracle)
     gr = grade(question, result.conclusion, truth, outcome)
     own = kinds.of(question).row
     extra = own(question, gr, result.notebook_text, _world(bench, task, n_obj, scene)) if own is not None else {}
@@ -239,7 +236,7 @@ def _scores(question: g.Question, result, gr, confidence: float) -> dict:
     """The proper scores of the answer and its belief (lab/grading.py), and how many calls executed."""
     from loopylab.lab.grading import belief_sample, score_answer
 
-    truth = float(gr.truth) if isinstance(gr.truth, (int, float)) and question.kind != "rank" else None
+    truth = float(gr.truth) if isinstance(gr.truth, (int, float)) else None
     if hasattr(result, "belief_sample"):  # a sealed run: the agent's process sent its final belief back
         sample = result.belief_sample()
     else:

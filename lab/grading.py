@@ -73,7 +73,7 @@ def score_answer(
 ) -> AnswerScore:
     """Score a conclusion and the belief behind it against the true value (None where not gradable)."""
     none = AnswerScore(None, None, None, None, None, None, None)
-    if question.kind == "rank" or truth is None:
+    if not isinstance(truth, (int, float)):  # a ranking, a model, a position: no interval to score
         return none
     est = stated_estimate(question, conclusion)
     score = AnswerScore(None, None, None, None, None, None, None)

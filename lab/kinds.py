@@ -24,7 +24,7 @@ from loopylab.lab.plugins import load, plugins
 from loopylab.world import notebook as g
 
 KIND_GROUP = "loopylab.kinds"
-BUILTIN = ("loopylab.lab.questions", "loopylab.lab.slides")  # modules whose import registers their kinds
+BUILTIN = ("loopylab.lab.questions", "loopylab.lab.slides", "loopylab.lab.predict_stop")  # modules registering kinds
 
 
 @dataclass
@@ -69,6 +69,12 @@ class QuestionKind:
     # `world` is the evaluator's: {"scene": the perceived SceneSpec, "seed": int, "run": experiment -> measurements
     # or None (run on the hidden world, reset first)}
     row: Callable[[g.Question, Grade, str, dict], dict] | None = None
+    # a rank kind: the property it orders the objects by, largest first (lab/rank.py); None for the others
+    ranks: str | None = None
+    # a needs_outcome kind's outcome of its held-out action: (question, the action's reply, the hidden world's
+    # truth before it and after it, as the oracle reads them) -> what its grade compares (a RuntimeError: the
+    # action cannot be graded); None: a strike's slide, from a reply that succeeded
+    outcome: Callable[[g.Question, dict, dict, dict], Any] | None = None
 
 
 _KINDS: dict[str, QuestionKind] = {}
@@ -116,6 +122,21 @@ def of(question: g.Question) -> QuestionKind:
     return get(question.kind)
 
 
+def held_out_outcome(question: g.Question, execute: Callable[[g.Experiment], dict], oracle: Callable[[], dict]) -> Any:
+    """Run a needs_outcome question's held-out action on the hidden world (reset for it) and read what the
+    question is graded on (`oracle`: the evaluator's privileged read of the truth, called only where the kind
+    needs it). A RuntimeError says why the action cannot be graded."""
+    kind = of(question)
+    if kind.outcome is None:
+        reply = execute(question.action)
+        if not reply.get("ok"):
+            raise RuntimeError(f"held-out action failed: {reply.get('error')}")
+        return float(reply["measurements"]["slide_m"])
+    before = oracle()
+    reply = execute(question.action)
+    return kind.outcome(question, reply, before, oracle())
+
+
 def make_posterior(question: g.Question, forward, hypothesis=None, n_particles: int = 1500, noise=None, seed: int = 0):
     """The belief a question needs (see QuestionKind.posterior)."""
     kind = of(question)
@@ -126,4 +147,15 @@ def make_posterior(question: g.Question, forward, hypothesis=None, n_particles: 
     return Posterior(question, forward, hypothesis, n_particles, noise, seed)
 
 
-__all__ = ["BUILTIN", "KIND_GROUP", "Grade", "QuestionKind", "get", "make_posterior", "names", "of", "register"]
+__all__ = [
+    "BUILTIN",
+    "KIND_GROUP",
+    "Grade",
+    "QuestionKind",
+    "get",
+    "held_out_outcome",
+    "make_posterior",
+    "names",
+    "of",
+    "register",
+]

@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from loopylab.lab import story
+from loopylab.lab import kinds, story
 from loopylab.lab.forward import PARAM_INDEX
 from loopylab.lab.grading import score_summary
 from loopylab.world import notebook as g
@@ -64,7 +64,7 @@ def plot_belief(
     """The answer and its interval (holding `level` of the belief) before any experiment and after each,
     with the tolerance band around the truth (where an answer counts as correct). None for a ranking."""
     trace = belief_trace(entries)
-    if question.kind == "rank" or not trace:
+    if not trace or not isinstance(trace[0]["answer"], (int, float)) or kinds.of(question).ranks is not None:
         return None
     qty = story.quantity_of(question)
     hyp = next(
@@ -232,7 +232,7 @@ def plot_error_curves(rows: list[dict], path: Path) -> Path:
             ax.plot(np.arange(k), np.nanmedian(padded, axis=0), marker="o", ms=3, label=agent)
         ax.set_title(kind)
         ax.set_xlabel("experiments")
-        ax.set_ylabel("error" if kind != "rank" else "wrong pairs")
+        ax.set_ylabel("wrong pairs" if kind.startswith("rank") else "error")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -49,7 +49,7 @@ def stop_reason(
     `systematic`: (latent, its prior sd) that the answer's remaining spread is tied to (`dominant_systematic`)."""
     sure = (
         f"the belief is {p_within:.0%} sure its answer is right"
-        if question.kind == "rank" or kinds.of(question).right is not None
+        if kinds.of(question).right is not None
         else f"the belief is {p_within:.0%} sure its answer is within {tolerance_text(question)}"
     )
     short = f"{sure}, short of the {confidence:.0%} it needs"

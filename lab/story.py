@@ -42,7 +42,7 @@ QUANTITIES = {
 
 
 def quantity_of(q: g.Question) -> Quantity:
-    return QUANTITIES["slide" if q.kind == "predict" else "mass" if q.kind == "rank" else q.kind]
+    return QUANTITIES["slide" if q.kind == "predict" else kinds.of(q).ranks or q.kind]
 
 
 def value_text(quantity: str, v: float) -> str:
@@ -53,21 +53,20 @@ def value_text(quantity: str, v: float) -> str:
 
 def tolerance_text(q: g.Question) -> str:
     """'±0.05', '±10 %', '±0.010 m'; for a ranking, 'the right order'."""
-    if q.kind == "rank":
-        return "the right order"
     if (right := kinds.of(q).right) is not None:  # a kind graded right or wrong (lab/kinds.py)
         return right
     if q.kind == "mass":
         return f"±{q.tolerance:.0%}"
-    if q.kind == "predict":
+    if kinds.of(q).needs_outcome:  # a held-out action's slide or resting spot
         return f"±{q.tolerance:.3f} m"
     return f"±{g.fmt(q.tolerance, g.DECIMALS[q.kind])}"
 
 
 def question_text(q: g.Question) -> str:
     """The question as a person would ask it, with its units."""
-    if q.kind == "rank":
-        return f"Which is heaviest? Order {', '.join(q.objects)} by mass."
+    if (prop := kinds.of(q).ranks) is not None:
+        which = {"mass": "heaviest", "friction": "grippiest"}.get(prop, f"largest in {prop}")
+        return f"Which is {which}? Order {', '.join(q.objects)} by {prop}."
     if q.kind == "predict":
         a = q.action
         return (
@@ -183,7 +182,7 @@ def belief_text(
 ) -> str:
     """The belief engine's answer now: estimate ± half-width, what the half-width means (the interval,
     cut to `bounds`, the range the prior allows), and how sure it is of meeting the tolerance."""
-    if q.kind == "rank":
+    if kinds.of(q).ranks is not None:
         return f"most likely order {' > '.join(value)}, {p_within:.0%} sure of it"
     qty = "slide" if q.kind == "predict" else q.kind
     lo, hi = interval(value, half, bounds)
@@ -208,7 +207,7 @@ def conclusion_text(
     after = f" after {n} experiment{'s' if n != 1 else ''}" if n is not None else ""
     a = c.answers[0]
     if isinstance(a, g.Ranking):
-        return f"mass order {' > '.join(a.objects)}{after}"
+        return f"{a.quantity} order {' > '.join(a.objects)}{after}"
     lo, hi = interval(a.value, a.spread, bounds)
     return (
         f"{QUANTITIES[a.quantity].symbol} = {value_text(a.quantity, a.value)} ± "

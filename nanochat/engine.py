@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import regex
 import torch
 
+from loopylab.lab import kinds
 from loopylab.lab.experiments import valid_bodies
 from loopylab.nanochat.gpt import GPT, KVCache
 from loopylab.nanochat.tokenizer import Tokenizer, encode_notebook
@@ -258,8 +259,8 @@ class Engine:
         if kind == "conclusion" and (answers := conclusion_candidates(question, sections)):
             key = f"concl|{hash(tuple(answers))}"
             return self._write_trie(logits, self._trie(key, answers, kind), kind)
-        if kind == "conclusion" and question.kind == "rank":
-            bodies = [grammar.Ranking("mass", p).render() for p in itertools.permutations(question.objects)]
+        if kind == "conclusion" and (prop := kinds.of(question).ranks) is not None:
+            bodies = [grammar.Ranking(prop, p).render() for p in itertools.permutations(question.objects)]
             return self._write_trie(logits, self._trie(f"rank|{question.render()}", bodies, kind), kind)
         if kind == "conclusion":
             qty = "slide" if question.kind == "predict" else question.kind
@@ -427,10 +428,10 @@ def conclusion_candidates(question: Question, sections: Sequence[Section]) -> li
         if s.kind != "belief":
             continue
         est = {(e.quantity, e.object): e for e in s.body.estimates}
-        if question.kind == "rank":
-            if all(("mass", o) in est for o in question.objects):
-                order = sorted(question.objects, key=lambda o: (-est[("mass", o)].value, question.objects.index(o)))
-                body = grammar.Ranking("mass", tuple(order)).render()
+        if (prop := kinds.of(question).ranks) is not None:
+            if all((prop, o) in est for o in question.objects):
+                order = sorted(question.objects, key=lambda o: (-est[(prop, o)].value, question.objects.index(o)))
+                body = grammar.Ranking(prop, tuple(order)).render()
             else:
                 continue
         else:
@@ -467,9 +468,9 @@ def default_conclusion(question: Question, sections: Sequence[Section]) -> Concl
         lo, hi = WIDE_RANGES.get(qty, (0.0, 0.5))
         return grammar.Estimate(qty, obj, (lo + hi) / 2, (hi - lo) / 4)
 
-    if question.kind == "rank":
-        means = {o: estimate("mass", o).value for o in question.objects}
-        return Conclusion((grammar.Ranking("mass", tuple(sorted(question.objects, key=lambda o: -means[o]))),))
+    if (prop := kinds.of(question).ranks) is not None:
+        means = {o: estimate(prop, o).value for o in question.objects}
+        return Conclusion((grammar.Ranking(prop, tuple(sorted(question.objects, key=lambda o: -means[o]))),))
     qty = "slide" if question.kind == "predict" else question.kind
     e = estimate(qty, question.object)
     return Conclusion((grammar.Estimate(qty, question.object, e.value, 2 * e.spread),))

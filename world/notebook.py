@@ -19,6 +19,8 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                  rank OBJ OBJ [OBJ ...] by mass [budget N]
                  predict slide of OBJ after strike DIR S.SS within T.TTT [budget N]
                  which model explains how OBJ slides [budget N]         (model identification)
+                 rank OBJ OBJ [OBJ ...] by friction [within P%] [budget N]   (closer pairs: either order)
+                 predict where OBJ stops after push DIR D.DD S.SS within T.TTT [budget N]   (table x y, m)
     scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
     hypothesis   PARAM OBJ in LO HI (; ...)
     experiment   push OBJ DIR DIST SPEED | strike OBJ DIR SPEED | weigh OBJ | drop OBJ HEIGHT | lift OBJ HEIGHT
@@ -36,6 +38,10 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
     conclusion   QTY OBJ VALUE HALFWIDTH (; ...) | mass order OBJ > OBJ [> OBJ ...]   (heaviest first)
                  | model OBJ MODEL P.PP (; QTY OBJ VALUE HALFWIDTH)*     (the model and its parameters)
                  | none of my hypotheses explains OBJ                    (every model was rejected)
+                 | friction order OBJ > OBJ [> OBJ ...]                  (grippiest first)
+                 | position OBJ X.XXX Y.YYY R.RRR        (where OBJ rests, signed table x y, m; R: the
+                                                          radius holding the answer's confidence; in a
+                                                          belief the radial sd)
                                           MODEL isotropic|anisotropic; QTY also friction_x|friction_y
 
 For constrained decoding a decoder asks `prefix_ok(kind, partial_body, scene)` (can this still
@@ -148,6 +154,13 @@ def _num(text: str, decimals: int, what: str) -> float:
     if fmt(value, decimals) != text:
         raise GrammarError(f"{what}: {text!r} is not written canonically (want {fmt(value, decimals)!r})")
     return value
+
+
+def _signed(text: str, decimals: int, what: str) -> float:
+    """A signed number (no '-0.000'), canonical as `_num`."""
+    if re.fullmatch(num_re(decimals, signed=True), text) is None:
+        raise GrammarError(f"{what}: {text!r} is not a signed number with {decimals} decimals")
+    return -_num(text[1:], decimals, what) if text.startswith("-") else _num(text, decimals, what)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,11 +287,38 @@ def _predict_question(m: re.Match, budget: int | None) -> Question:
     return Question("predict", (m[1],), _num(m[4], 3, "tolerance"), budget, act)
 
 
-def _rank_question(m: re.Match, budget: int | None) -> Question:
-    objs = (m[1], *m[2].split())
-    if len(set(objs)) != len(objs):
-        raise GrammarError(f"question: an object is named twice in {m[0]!r}")
-    return Question("rank", objs, 0.0, budget)
+def _rank_form(kind: str, quantity: str, resolution: bool = False) -> QuestionForm:
+    """`rank OBJ OBJ... by QUANTITY`: the objects ordered by a hidden property, largest first; with `resolution`,
+    optionally `within P%`: a pair whose values differ by less than P % (of the smaller) may come in either order."""
+    within = r"(?: within ([1-9]\d?)%)?" if resolution else ""
+
+    def parse(m: re.Match, budget: int | None) -> Question:
+        objs = (m[1], *m[2].split())
+        if len(set(objs)) != len(objs):
+            raise GrammarError(f"question: an object is named twice in {m[0]!r}")
+        return Question(kind, objs, int(m[3]) / 100 if resolution and m[3] else 0.0, budget)
+
+    def render(q: Question) -> str:
+        tol = f" within {round(q.tolerance * 100)}%" if q.tolerance else ""
+        return f"rank {' '.join(q.objects)} by {quantity}{tol}"
+
+    return QuestionForm(
+        lambda n, d: rf"rank {n}(?: {n})+ by {quantity}{within}",
+        parse,
+        render,
+        f"rank OBJ OBJ... by {quantity}" + (" [within P%]" if resolution else ""),
+    )
+
+
+def _stop_question(m: re.Match, budget: int | None) -> Question:
+    act = Experiment("push", m[1], m[2], _num(m[3], 2, "distance"), _num(m[4], 2, "speed"))
+    return Question("predict_stop", (m[1],), _num(m[5], 3, "tolerance"), budget, act)
+
+
+def _stop_text(q: Question) -> str:
+    a = _given(q.action, "predict action")
+    dist, speed = fmt(_given(a.distance, "push distance"), 2), fmt(_given(a.speed, "push speed"), 2)
+    return f"predict where {q.object} stops after push {a.direction} {dist} {speed} within {fmt(q.tolerance, 3)}"
 
 
 def _predict_text(q: Question) -> str:
@@ -305,12 +345,7 @@ QUESTION_FORMS: dict[str, QuestionForm] = {
         "estimate mass of OBJ within P%",
     ),
     "restitution": _estimate_form("restitution"),
-    "rank": QuestionForm(
-        lambda n, d: rf"rank {n}(?: {n})+ by mass",
-        _rank_question,
-        lambda q: f"rank {' '.join(q.objects)} by mass",
-        "rank OBJ OBJ... by mass",
-    ),
+    "rank": _rank_form("rank", "mass"),
     "predict": QuestionForm(
         lambda n, d: rf"predict slide of {n} after strike {d} ({num_re(2)}) within ({num_re(3)})",
         _predict_question,
@@ -322,6 +357,13 @@ QUESTION_FORMS: dict[str, QuestionForm] = {
         lambda m, b: Question("slides", (m[1],), 0.0, b),
         lambda q: f"which model explains how {q.object} slides",
         "which model explains how OBJ slides",
+    ),
+    "rank_friction": _rank_form("rank_friction", "friction", resolution=True),
+    "predict_stop": QuestionForm(  # where a held-out push leaves the object (table x y, metres)
+        lambda n, d: rf"predict where {n} stops after push {d} ({num_re(2)}) ({num_re(2)}) within ({num_re(3)})",
+        _stop_question,
+        _stop_text,
+        "predict where OBJ stops after push DIR DIST SPEED within TOL",
     ),
 }
 
@@ -468,8 +510,30 @@ class Unexplained:
 
 
 @dataclass(frozen=True)
+class Position:
+    """`position OBJ X Y R`: where an object rests on the table (signed x y, m); R is the spread (the radial sd
+    in beliefs, the radius holding the answer's confidence in conclusions)."""
+
+    object: str
+    x: float
+    y: float
+    spread: float
+    quantity = "position"
+
+    @property
+    def value(self) -> tuple[float, float]:
+        return (self.x, self.y)
+
+    def render(self) -> str:
+        return f"position {self.object} {fmt(self.x, 3)} {fmt(self.y, 3)} {fmt(self.spread, 3)}"
+
+
+RANKED = ("mass", "friction")  # the properties a conclusion may order objects by (`QTY order a > b`)
+
+
+@dataclass(frozen=True)
 class Belief:
-    estimates: tuple[Estimate | ModelProb | Rejection, ...]
+    estimates: tuple[Estimate | ModelProb | Rejection | Position, ...]
     kind = "belief"
 
     def render(self) -> str:
@@ -481,7 +545,7 @@ class Belief:
 
 @dataclass(frozen=True)
 class Conclusion:
-    answers: tuple[Estimate | Ranking | ModelProb | Unexplained, ...]
+    answers: tuple[Estimate | Ranking | ModelProb | Unexplained | Position, ...]
     kind = "conclusion"
 
     def render(self) -> str:
@@ -539,12 +603,17 @@ def body_regex(kind: str, scene: Scene | None = None) -> str:
         alts = [" ".join(f"{k} {num_re(dd)}" for k, _, dd in fs) + _optional_re(sk) for sk, fs in OBS_FIELDS.items()]
         return "(?:" + "|".join(alts) + rf"|failed {WORDS_RE})"
     if kind in ("belief", "conclusion"):
-        est = "(?:" + "|".join(rf"{q} {n} {num_re(DECIMALS[q])} {num_re(DECIMALS[q])}" for q in QUANTITIES) + ")"
+        pos = rf"position {n} {num_re(3, True)} {num_re(3, True)} {num_re(3)}"
+        est = (
+            "(?:"
+            + "|".join([*(rf"{q} {n} {num_re(DECIMALS[q])} {num_re(DECIMALS[q])}" for q in QUANTITIES), pos])
+            + ")"
+        )
         model = rf"model {n} {_alt(MODELS)} {num_re(PROB_DECIMALS)}"
         if kind == "belief":
             rejected = rf"rejected {n} {_alt(MODELS)} by {_alt(_OBS_KEYS)} {num_re(3)} outside {num_re(3)} {num_re(3)}"
             return _list(f"(?:{est}|{model}|{rejected})")
-        return rf"(?:{_list(est)}|mass order {n}(?: > {n})+|{model}(?:; {est})*|none of my hypotheses explains {n})"
+        return rf"(?:{_list(est)}|{_alt(RANKED)} order {n}(?: > {n})+|{model}(?:; {est})*|none of my hypotheses explains {n})"
     raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(KINDS)})")
 
 
@@ -653,11 +722,11 @@ def _parse_observation(body: str) -> Observation:
 
 
 def _parse_estimates(kind: str, body: str) -> Belief | Conclusion:
-    if kind == "conclusion" and (m := re.fullmatch(rf"mass order {_N}((?: > {NAME_RE})+)", body)):
-        objs = (m[1], *m[2].split(" > ")[1:])
+    if kind == "conclusion" and (m := re.fullmatch(rf"({_alt(RANKED)}) order {_N}((?: > {NAME_RE})+)", body)):
+        objs = (m[2], *m[3].split(" > ")[1:])
         if len(set(objs)) != len(objs):
             raise GrammarError(f"conclusion: an object is ranked twice in {body!r}")
-        return Conclusion((Ranking("mass", objs),))
+        return Conclusion((Ranking(m[1], objs),))
     if kind == "conclusion" and (m := re.fullmatch(rf"none of my hypotheses explains {_N}", body)):
         return Conclusion((Unexplained(m[1]),))
     ests: list = []
@@ -673,6 +742,10 @@ def _parse_estimates(kind: str, body: str) -> Belief | Conclusion:
             m := re.fullmatch(rf"rejected {_N} ({_alt(MODELS)}) by ({_alt(_OBS_KEYS)}) (\S+) outside (\S+) (\S+)", c)
         ):
             ests.append(Rejection(m[1], m[2], m[3], *(_num(m[k], 3, "value") for k in (4, 5, 6))))
+            continue
+        if m := re.fullmatch(rf"position {_N} (\S+) (\S+) (\S+)", c):
+            x, y = (_signed(m[k], 3, "position") for k in (2, 3))
+            ests.append(Position(m[1], x, y, _num(m[4], 3, "spread")))
             continue
         m = _check(kind, rf"({'|'.join(QUANTITIES)}) {_N} (\S+) (\S+)", c)
         dd = DECIMALS[m[1]]

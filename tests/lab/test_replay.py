@@ -61,6 +61,8 @@ KINDS = {  # one short investigation per kind of question, every skill that meas
     "restitution": (3, "estimate restitution of red_block within 0.05", ("drop",), None),
     "rank": (4, "rank red_block blue_ball by mass", ("weigh",), 2),
     "predict": (5, "predict slide of red_block after strike +y 0.45 within 0.020", ("strike",), None),
+    "rank_friction": (1000004, "rank red_block blue_cylinder green_block by friction", ("strike",), None),
+    "predict_stop": (5, "predict where red_block stops after push -y 0.12 0.05 within 0.010", ("push",), None),
 }
 
 

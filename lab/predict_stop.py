@@ -1,0 +1,201 @@
+"""The `predict_stop` kind: "predict where OBJ stops after push DIR DIST SPEED within TOL" (table x y, metres).
+
+Graded like `predict`, on a held-out action run on the hidden world (`needs_outcome`): a push at a distance and
+speed the experiment grid never offers; the outcome is where the object rests afterwards, as the oracle reads it,
+and the answer is right when it lies within TOL of that spot (euclidean):
+
+    question     predict where red_block stops after push +y 0.12 0.05 within 0.010
+    belief       friction red_block 0.41 0.09; mass red_block 0.180 0.050; position red_block 0.552 0.131 0.004
+    conclusion   position red_block 0.552 0.131 0.007          (x y, and the radius holding the confidence)
+
+The prediction is the belief's posterior predictive through the twin: the twin pushes the object as the question
+says at points of the belief's friction x mass (the push's own table coordinate), each particle's displacement is
+interpolated there, and where the arm leaves it about the twin is added (ARM, by axis and block height). What it
+found (dev worlds): the hand keeps contact through the push's 1 m/s^2 stop for every friction the worlds draw
+(mu g > 2 m/s^2), so the object stops where the hand stops. The twin puts it at the commanded distance (x) or
+5.5 mm past it (y: its pad is not square) at any friction and mass, within 0.5 mm; the arm differs from the twin by
+a few millimetres that the block's height and the push's axis explain, and drifts 0-7 mm sideways. The hidden
+properties hardly move the answer: the lab concludes without experimenting (nothing it could measure narrows the
+resting spot), and the question tests the twin and its calibration rather than the investigation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from loopylab.lab import kinds
+from loopylab.lab.beliefs import Answer, Posterior, _canon
+from loopylab.lab.experiments import path_clear
+from loopylab.lab.forward import MU_M, _natural
+from loopylab.lab.kinds import Grade, QuestionKind
+from loopylab.lab.questions import subject_of
+from loopylab.world import notebook as g
+
+DEFAULT_TOLERANCE = 0.010  # m, euclidean
+# (distance, speed) of the held-out pushes: the grid pushes 0.10 m at 0.05 and 0.10 m/s; faster pushes lose
+# contact now and then on a loaded host (3 of 6 at 0.20 m/s on dev worlds), which fails the grading run
+HELD_OUT_PUSHES = ((0.06, 0.05), (0.08, 0.08), (0.12, 0.05), (0.14, 0.08))
+# Where the arm leaves the object about where the twin does (m), by the push's axis and the block's height: the
+# twin's pad is not square and carries a block 5.5 mm further along y; the arm's hand meets a block taller than the
+# gap under its palm (TALL) higher up, and carries it further along x (by 5 mm, unevenly) and less short along y.
+# 46 held-out pushes of red blocks (3.4-7.0 cm) at the true parameters on dev worlds 1000000-1000031 (real resting
+# spot minus the twin's): (mean along, sd along) by (axis, tall); across the push sd 2.9 mm, tails to 8 mm (one
+# push in 46 along, across or both off by more than 3 sd): the predictive draws Student-t (ARM_DOF) scatter.
+ARM = {
+    ("x", False): (0.0008, 0.0016),
+    ("y", False): (-0.0056, 0.0022),
+    ("x", True): (0.0060, 0.0044),
+    ("y", True): (-0.0008, 0.0047),
+}
+ARM_ACROSS, ARM_DOF = 0.0029, 4.0
+TALL = 0.0555  # m: 0.055 and lower went as the low ones, 0.056 alike or as the tall ones, 0.057 and higher tall
+TABLE_POINTS = 5  # twin runs over log(mu m) for the held-out push's table
+_UNIT = {"+x": (1.0, 0.0), "-x": (-1.0, 0.0), "+y": (0.0, 1.0), "-y": (0.0, -1.0)}
+
+
+def held_out_push(scene: g.Scene, subject: str, seed: int) -> g.Experiment:
+    """A push of `subject` at a distance and speed the grid never offers, along a clear direction, drawn for the
+    world of `seed`."""
+    rng = np.random.default_rng([seed, 0x5709])
+    order = [int(i) for i in rng.permutation(len(HELD_OUT_PUSHES))]
+    for i in order:
+        dist, speed = HELD_OUT_PUSHES[i]
+        dirs = [d for d in g.DIRECTIONS if path_clear(scene, subject, d, dist + 0.03)]
+        if dirs:
+            return g.Experiment("push", subject, str(rng.choice(dirs)), dist, speed)
+    dist, speed = HELD_OUT_PUSHES[order[0]]
+    return g.Experiment("push", subject, "+x", dist, speed)
+
+
+class StopPosterior(Posterior):
+    """The particle posterior of the subject, with where the held-out push leaves it."""
+
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(grid over log(mu m), (points, 2) displacement) of the held-out push in the twin, from the question's
+        scene (the hidden world is reset before the push, so its start is the scene's)."""
+        if getattr(self, "_stop_table", None) is None:
+            act = self.question.action
+            grid = np.linspace(*MU_M.bounds(self.forward.axes), TABLE_POINTS)
+            batch = [{act.object: _natural({MU_M.name: float(v)})} for v in grid]
+            replies = self.forward.twins.predict_many(self.forward.scene, "push", act.args(), batch)
+            self.forward.twin_calls += len(batch)
+            disp = np.array([[float(v) for v in r["displacement_m"]] for r in replies])
+            self._stop_table = (grid, disp)
+        return self._stop_table
+
+    def start(self) -> np.ndarray:
+        return np.array(self.forward.scene.object(self.question.object).position[:2], float)
+
+    def predictive(self, obj: str, k: int | None = None, rng: np.random.Generator | None = None):
+        """(particle indices, (k, 2) resting spots including the arm's scatter)."""
+        rng = rng or self.state_rng(1)
+        post = self.objects[obj]
+        idx = post.draw(k or self.n, rng)
+        grid, disp = self._table()
+        x = post.theta[idx, 0] + post.theta[idx, 1]
+        mean = np.stack([np.interp(x, grid, disp[:, i]) for i in range(2)], axis=1)
+        direction = str(self.question.action.direction)
+        ux, uy = _UNIT[direction]
+        offset, sd_along, sd_across = arm_offset(direction, self.forward.scene.object(obj).size)
+        unit = np.sqrt((ARM_DOF - 2) / ARM_DOF)  # a t draw of sd 1
+        along = offset + sd_along * unit * rng.standard_t(ARM_DOF, len(idx))
+        across = sd_across * unit * rng.standard_t(ARM_DOF, len(idx))
+        arm = np.stack([along * ux - across * uy, along * uy + across * ux], axis=1)
+        return idx, self.start()[None, :] + mean + arm
+
+    def belief(self) -> g.Belief:
+        obj = self.question.object
+        op = self.objects[obj]
+        ests = [_canon(g.Estimate(p, obj, *op.mean_sd(op.natural(p)))) for p in ("friction", "mass")]
+        _, y = self.predictive(obj)
+        centre = y.mean(axis=0)
+        sd = float(np.sqrt(np.mean(np.sum((y - centre) ** 2, axis=1))))
+        return g.Belief((*ests, position(obj, centre, sd)))
+
+    def answer(self, confidence: float = 0.9) -> Answer:
+        """The spot most likely within the tolerance of where the object will rest (the predictive's median,
+        a robust centre), the radius holding `confidence` of the predictive, and P(within the tolerance)."""
+        obj = self.question.object
+        _, y = self.predictive(obj)
+        centre = np.median(y, axis=0)
+        r = np.linalg.norm(y - centre, axis=1)
+        cover = float(np.mean(r <= self.question.tolerance))
+        half = float(np.quantile(r, confidence))
+        return Answer(g.Conclusion((position(obj, centre, half),)), cover)
+
+
+def arm_offset(direction: str, size: float) -> tuple[float, float, float]:
+    """(mean along, sd along, sd across) of where the arm's push leaves an object of `size` about the twin's."""
+    mean, sd_along = ARM[(direction[1], size >= TALL)]
+    return mean, sd_along, ARM_ACROSS
+
+
+def position(obj: str, xy, spread: float) -> g.Position:
+    """A Position clause rounded to the grammar's decimals (so that the record and the text agree)."""
+    x, y = (float(g.fmt(float(v), 3)) for v in xy)
+    return g.Position(obj, x + 0.0, y + 0.0, float(g.fmt(max(spread, 0.0), 3)))
+
+
+# -- the kind ------------------------------------------------------------------------------------------------
+
+
+def _make(scene: g.Scene, seed: int, tol: float, budget: int | None) -> g.Question:
+    subject = subject_of(scene)
+    return g.Question("predict_stop", (subject,), round(tol, 3), budget, held_out_push(scene, subject, seed))
+
+
+def _answer(question: g.Question, conclusion: g.Conclusion):
+    for a in conclusion.answers:
+        if isinstance(a, g.Position) and a.object == question.object:
+            return (a.x, a.y)
+    return None
+
+
+def _grade(question: g.Question, ans, truth: dict, outcome) -> Grade:
+    if outcome is None:
+        raise ValueError("grading a predict_stop question needs where the held-out push left the object")
+    true = (float(outcome[0]), float(outcome[1]))
+    if ans is None:
+        return Grade(False, float("inf"), true, None)
+    err = float(np.hypot(ans[0] - true[0], ans[1] - true[1]))
+    return Grade(bool(err <= question.tolerance + 1e-9), err, true, (float(ans[0]), float(ans[1])))
+
+
+def _outcome(question: g.Question, reply: dict, before: dict, after: dict) -> tuple[float, float]:
+    """Where the held-out push left the object: the hidden world's own position of it (x, y). A push whose
+    reading the skill refused after pushing (a tall block the hand pressed down on, contact lost now and then)
+    still left the object somewhere, and is graded where it moved at least half the distance asked for."""
+    obj, act = question.object, question.action
+    xy0, xy1 = (np.array(t[obj]["position"][:2], float) for t in (before, after))
+    moved = float((xy1 - xy0) @ np.array(_UNIT[str(act.direction)]))
+    if not reply.get("ok") and moved < 0.5 * float(act.distance or 0.0):
+        raise RuntimeError(f"held-out push failed before it moved {obj}: {reply.get('error')}")
+    return (float(xy1[0]), float(xy1[1]))
+
+
+def _quantity(post: StopPosterior, obj: str, theta: np.ndarray):
+    """Design's target: the resting spot along the push (the twin's displacement at each particle)."""
+    if obj != post.question.object:
+        return np.zeros(len(theta)), 0.0, 1.0
+    grid, disp = post._table()
+    ux, uy = _UNIT[str(post.question.action.direction)]
+    along = np.interp(theta[:, 0] + theta[:, 1], grid, disp[:, 0] * ux + disp[:, 1] * uy)
+    return along, 1.0, (post.question.tolerance / 4) ** 2
+
+
+PREDICT_STOP = kinds.register(
+    QuestionKind(
+        "predict_stop",
+        DEFAULT_TOLERANCE,
+        _make,
+        _answer,
+        _grade,
+        _quantity,
+        posterior=StopPosterior,
+        needs_outcome=True,
+        skills=("push", "strike", "weigh", "place"),
+        outcome=_outcome,
+    )
+)
+
+__all__ = ["ARM", "HELD_OUT_PUSHES", "PREDICT_STOP", "TALL", "StopPosterior", "arm_offset", "held_out_push", "position"]
