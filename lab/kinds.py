@@ -24,7 +24,8 @@ from loopylab.lab.plugins import load, plugins
 from loopylab.world import notebook as g
 
 KIND_GROUP = "loopylab.kinds"
-BUILTIN = ("loopylab.lab.questions", "loopylab.lab.slides")  # modules whose import registers their kinds
+BUILTIN = ("loopylab.lab.questions", "loopylab.lab.slides")
+BUILTIN += ("loopylab.lab.bounces",)  # modules whose import registers their kinds
 
 
 @dataclass
@@ -69,6 +70,9 @@ class QuestionKind:
     # `world` is the evaluator's: {"scene": the perceived SceneSpec, "seed": int, "run": experiment -> measurements
     # or None (run on the hidden world, reset first)}
     row: Callable[[g.Question, Grade, str, dict], dict] | None = None
+    # the heights its drops may fall from on the large arms (None: the arm's workspace's own; the desk arms keep
+    # theirs, their hands reach no higher)
+    drop_heights: tuple[float, ...] | None = None
 
 
 _KINDS: dict[str, QuestionKind] = {}

@@ -19,6 +19,7 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                  rank OBJ OBJ [OBJ ...] by mass [budget N]
                  predict slide of OBJ after strike DIR S.SS within T.TTT [budget N]
                  which model explains how OBJ slides [budget N]         (model identification)
+                 which model explains how OBJ bounces [budget N]        (elastic or sticky contact)
     scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
     hypothesis   PARAM OBJ in LO HI (; ...)
     experiment   push OBJ DIR DIST SPEED | strike OBJ DIR SPEED | weigh OBJ | drop OBJ HEIGHT | lift OBJ HEIGHT
@@ -37,6 +38,8 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                  | model OBJ MODEL P.PP (; QTY OBJ VALUE HALFWIDTH)*     (the model and its parameters)
                  | none of my hypotheses explains OBJ                    (every model was rejected)
                                           MODEL isotropic|anisotropic; QTY also friction_x|friction_y
+                                          MODEL elastic|sticky; QTY also stickiness (sticky: restitution
+                                          at 1 m/s falls as (v / 1 m/s)^-stickiness)
 
 For constrained decoding a decoder asks `prefix_ok(kind, partial_body, scene)` (can this still
 become a valid body?) and `body_complete(...)` (may the end token come now?), with object names taken
@@ -64,10 +67,15 @@ QUANTITIES = PARAMS + ("slide", "friction_x", "friction_y")  # what beliefs and 
 # explanatory models a question may tell apart (loopylab.lab.models): friction the same in every direction,
 # or different along the object's own x and y axes
 MODELS = ("isotropic", "anisotropic")
+# how an object bounces (loopylab.lab.bounces): elastic, the same restitution at every impact speed, or sticky,
+# restitution falling with the speed as (v / 1 m/s)^-stickiness
+MODELS += ("elastic", "sticky")
 SKILLS = ("push", "strike", "weigh", "drop", "lift", "place")  # the experiments the lab may run
 DIRECTIONS = ("+x", "-x", "+y", "-y")
 SHAPES = ("cube", "cylinder", "sphere")
 DECIMALS = {"friction": 2, "mass": 3, "restitution": 2, "slide": 3, "friction_x": 2, "friction_y": 2}
+QUANTITIES += ("stickiness",)  # a sticky object's exponent (restitution is then its value at 1 m/s)
+DECIMALS["stickiness"] = 2
 PROB_DECIMALS = 2  # a model's posterior probability
 OBS_FIELDS = {  # skill -> ((text key, measurement key, decimals), ...) in text order
     "push": (("force", "force_mean_N", 2), ("moved", "moved_m", 3)),
@@ -322,6 +330,12 @@ QUESTION_FORMS: dict[str, QuestionForm] = {
         lambda m, b: Question("slides", (m[1],), 0.0, b),
         lambda q: f"which model explains how {q.object} slides",
         "which model explains how OBJ slides",
+    ),
+    "bounces": QuestionForm(
+        lambda n, d: rf"which model explains how {n} bounces",
+        lambda m, b: Question("bounces", (m[1],), 0.0, b),
+        lambda q: f"which model explains how {q.object} bounces",
+        "which model explains how OBJ bounces",
     ),
 }
 
