@@ -28,8 +28,8 @@ import numpy as np
 from loopylab.lab import kinds
 from loopylab.lab.beliefs import Measurement, ObjectPosterior, box_from_hypothesis, interval_halfwidth, predict_biased
 from loopylab.lab.models import PPC_LEVEL, TEXT_KEY, ModelSet
-from loopylab.lab.slides import ModelPosterior, _answer, falsified
 from loopylab.lab.questions import subject_of
+from loopylab.lab.slides import ModelPosterior, _answer, falsified
 from loopylab.sim.sticky import E_RANGE, V_REF, impact_speed, restitution_at
 from loopylab.world import notebook as g
 
