@@ -63,10 +63,10 @@ KINDS = ("question", "scene", "hypothesis", "experiment", "observation", "belief
 AUDIT_KINDS = ("provenance", "twin", "reason", "raw", "answer", "stop", "source")  # source: world/source.py
 ALL_KINDS = KINDS + AUDIT_KINDS
 PARAMS = ("friction", "mass", "restitution")  # hidden object properties
-QUANTITIES = PARAMS + ("slide", "friction_x", "friction_y")  # what beliefs and conclusions talk about
+QUANTITIES: tuple[str, ...] = PARAMS + ("slide", "friction_x", "friction_y")  # what beliefs and conclusions talk about
 # explanatory models a question may tell apart (loopylab.lab.models): friction the same in every direction,
 # or different along the object's own x and y axes
-MODELS = ("isotropic", "anisotropic")
+MODELS: tuple[str, ...] = ("isotropic", "anisotropic")
 # how an object bounces (loopylab.lab.bounces): elastic, the same restitution at every impact speed, or sticky,
 # restitution falling with the speed as (v / 1 m/s)^-stickiness
 MODELS += ("elastic", "sticky")
