@@ -32,10 +32,13 @@ from loopylab.lab.questions import subject_of
 from loopylab.lab.slides import ModelPosterior, _answer, falsified
 from loopylab.sim.sticky import E_RANGE, V_REF, impact_speed, restitution_at
 from loopylab.world import notebook as g
+from loopylab.world.scene import STICKY_E0, STICKY_RANGE
 
 HEIGHTS = (0.04, 0.10, 0.20, 0.28)  # m: impacts at 0.9-2.3 m/s (a Panda lifts a block 28 cm and clears it)
 HELD_OUT_HEIGHTS = (0.07, 0.15, 0.24)  # the explanation's test: heights the grid never offers
-STICKY_PRIOR = (0.2, 0.8)  # k of the sticky model (the worlds draw 0.3-0.7: world.scene.STICKY_RANGE)
+# the sticky model's prior: k and e0 as the worlds draw them (world.scene: a model is a structure with its prior,
+# and hidden worlds draw from the same set); k away from 0, so the two models predict differently
+STICKY_PRIOR = STICKY_RANGE
 STICKY_TRUTH = 0.05  # a world whose k is above this is sticky
 LOG_E = np.log(E_RANGE)
 
@@ -53,6 +56,10 @@ class StickyPosterior(ObjectPosterior):
     """Particles of the sticky model: the elastic columns with log e the restitution at 1 m/s, then k."""
 
     def __init__(self, name, box, forward, noise, n, rng, draw_rng=None):
+        box = np.array(box, float)  # e0 in the hypothesis's range and the sticky worlds' (where they meet)
+        lo, hi = max(box[2, 0], STICKY_E0[0]), min(box[2, 1], STICKY_E0[1])
+        if lo < hi:
+            box[2] = (lo, hi)
         super().__init__(name, box, forward, noise, n, rng, draw_rng)
         self.theta = np.hstack([self.theta, rng.uniform(*STICKY_PRIOR, (n, 1))])
 
