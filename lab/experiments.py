@@ -218,7 +218,7 @@ def candidate_experiments(
         sliding = _sliding(scene, name, ws)
         out += sliding
         out.append(Experiment("weigh", name))
-        out += [Experiment("drop", name, height=h) for h in ws.drop_heights]
+        out += [Experiment("drop", name, height=h) for h in _drop_heights(question, ws)]
         out += [Experiment("lift", name, height=h) for h in LIFT_HEIGHTS]
         axes = {e.direction[1] for e in sliding if e.direction}
         if (not sliding or (both and len(axes) < 2)) and (spot := clear_spot(scene, name, ws)) is not None:
@@ -226,6 +226,12 @@ def candidate_experiments(
     skip = set(exclude)
     allowed = kinds.get(question.kind).skills if question is not None else None
     return [e for e in out if e not in skip and (allowed is None or e.skill in allowed)]
+
+
+def _drop_heights(question: Question | None, ws: Workspace) -> tuple[float, ...]:
+    """The heights a drop may fall from: the question's kind's own on a large arm, else the workspace's."""
+    own = kinds.get(question.kind).drop_heights if question is not None else None
+    return own if own is not None and ws.ring is None else ws.drop_heights
 
 
 def sliding_levels(name: str, ws: Workspace = PANDA) -> list[Experiment]:

@@ -24,7 +24,13 @@ from loopylab.lab.plugins import load, plugins
 from loopylab.world import notebook as g
 
 KIND_GROUP = "loopylab.kinds"
-BUILTIN = ("loopylab.lab.questions", "loopylab.lab.slides", "loopylab.lab.predict_stop")  # modules registering kinds
+# modules whose import registers their kinds (one a line: a new kind appends its own)
+BUILTIN = (
+    "loopylab.lab.questions",
+    "loopylab.lab.slides",
+    "loopylab.lab.predict_stop",
+    "loopylab.lab.bounces",
+)
 
 
 @dataclass
@@ -75,6 +81,9 @@ class QuestionKind:
     # truth before it and after it, as the oracle reads them) -> what its grade compares (a RuntimeError: the
     # action cannot be graded); None: a strike's slide, from a reply that succeeded
     outcome: Callable[[g.Question, dict, dict, dict], Any] | None = None
+    # the heights its drops may fall from on the large arms (None: the arm's workspace's own; the desk arms keep
+    # theirs, their hands reach no higher)
+    drop_heights: tuple[float, ...] | None = None
 
 
 _KINDS: dict[str, QuestionKind] = {}

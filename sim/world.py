@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as p
 
+from loopylab.sim.sticky import StickyContacts
 from loopylab.world.robots import RobotSpec, robot_spec
 from loopylab.world.scene import ObjectSpec, SceneSpec
 
@@ -68,6 +69,7 @@ class World:
         self.objects: dict[str, int] = {}
         self._com: dict[str, np.ndarray] = {}
         self._neg_com: dict[str, tuple] = {}  # the geometric centre in the body (centre-of-mass) frame
+        self._sticky: StickyContacts | None = None  # objects whose restitution falls with impact speed
         for o in spec.objects:
             self.add_object(o)
         self.robot: RobotHandle | None = self._load_robot(robot_spec(spec.robot)) if with_robot else None
@@ -104,6 +106,9 @@ class World:
         )
         if o.friction_axes is not None:  # scales friction along the object's own x and y (exact for factors <= 1)
             p.changeDynamics(body, -1, anisotropicFriction=[*o.friction_axes, 1.0], physicsClientId=c)
+        if o.sticky is not None:  # restitution set from the approach speed before each step (sim/sticky.py)
+            self._sticky = self._sticky or StickyContacts(c)
+            self._sticky.add(body, o.restitution if o.restitution is not None else DEFAULT_RESTITUTION, o.sticky)
         return body
 
     def set_object_params(
@@ -158,6 +163,8 @@ class World:
     # -- state -------------------------------------------------------------------
     def step(self, n: int = 1) -> None:
         for _ in range(n):
+            if self._sticky is not None:
+                self._sticky.before_step()
             p.stepSimulation(physicsClientId=self.cid)
         self.steps += n
         self.t = self.steps * self.dt
@@ -194,7 +201,9 @@ class World:
                 "orientation": orn.tolist(),
                 "mass": dyn[0],
                 "friction": dyn[1],
-                "restitution": dyn[5],
+                # a sticky object's restitution changes with each impact: its law's e0 (at sim.sticky.V_REF)
+                "restitution": o.restitution if o.sticky is not None else dyn[5],
+                "sticky": o.sticky,  # the law's exponent k (None: elastic, a constant restitution)
                 "com_offset": self._com[o.label].tolist(),
                 # friction along the object's own x and y axes (equal unless direction-dependent)
                 "friction_xy": [dyn[1] * f for f in (o.friction_axes or (1.0, 1.0))],

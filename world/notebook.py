@@ -21,6 +21,7 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                  which model explains how OBJ slides [budget N]         (model identification)
                  rank OBJ OBJ [OBJ ...] by friction [within P%] [budget N]   (closer pairs: either order)
                  predict where OBJ stops after push DIR D.DD S.SS within T.TTT [budget N]   (table x y, m)
+                 which model explains how OBJ bounces [budget N]        (elastic or sticky contact)
     scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
     hypothesis   PARAM OBJ in LO HI (; ...)
     experiment   push OBJ DIR DIST SPEED | strike OBJ DIR SPEED | weigh OBJ | drop OBJ HEIGHT | lift OBJ HEIGHT
@@ -43,6 +44,8 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                                                           radius holding the answer's confidence; in a
                                                           belief the radial sd)
                                           MODEL isotropic|anisotropic; QTY also friction_x|friction_y
+                                          MODEL elastic|sticky; QTY also stickiness (sticky: restitution
+                                          at 1 m/s falls as (v / 1 m/s)^-stickiness)
 
 For constrained decoding a decoder asks `prefix_ok(kind, partial_body, scene)` (can this still
 become a valid body?) and `body_complete(...)` (may the end token come now?), with object names taken
@@ -66,14 +69,19 @@ KINDS = ("question", "scene", "hypothesis", "experiment", "observation", "belief
 AUDIT_KINDS = ("provenance", "twin", "reason", "raw", "answer", "stop", "source")  # source: world/source.py
 ALL_KINDS = KINDS + AUDIT_KINDS
 PARAMS = ("friction", "mass", "restitution")  # hidden object properties
-QUANTITIES = PARAMS + ("slide", "friction_x", "friction_y")  # what beliefs and conclusions talk about
+QUANTITIES: tuple[str, ...] = PARAMS + ("slide", "friction_x", "friction_y")  # what beliefs and conclusions talk about
 # explanatory models a question may tell apart (loopylab.lab.models): friction the same in every direction,
 # or different along the object's own x and y axes
-MODELS = ("isotropic", "anisotropic")
+MODELS: tuple[str, ...] = ("isotropic", "anisotropic")
+# how an object bounces (loopylab.lab.bounces): elastic, the same restitution at every impact speed, or sticky,
+# restitution falling with the speed as (v / 1 m/s)^-stickiness
+MODELS += ("elastic", "sticky")
 SKILLS = ("push", "strike", "weigh", "drop", "lift", "place")  # the experiments the lab may run
 DIRECTIONS = ("+x", "-x", "+y", "-y")
 SHAPES = ("cube", "cylinder", "sphere")
 DECIMALS = {"friction": 2, "mass": 3, "restitution": 2, "slide": 3, "friction_x": 2, "friction_y": 2}
+QUANTITIES += ("stickiness",)  # a sticky object's exponent (restitution is then its value at 1 m/s)
+DECIMALS["stickiness"] = 2
 PROB_DECIMALS = 2  # a model's posterior probability
 OBS_FIELDS = {  # skill -> ((text key, measurement key, decimals), ...) in text order
     "push": (("force", "force_mean_N", 2), ("moved", "moved_m", 3)),
@@ -364,6 +372,12 @@ QUESTION_FORMS: dict[str, QuestionForm] = {
         _stop_question,
         _stop_text,
         "predict where OBJ stops after push DIR DIST SPEED within TOL",
+    ),
+    "bounces": QuestionForm(
+        lambda n, d: rf"which model explains how {n} bounces",
+        lambda m, b: Question("bounces", (m[1],), 0.0, b),
+        lambda q: f"which model explains how {q.object} bounces",
+        "which model explains how OBJ bounces",
     ),
 }
 

@@ -2,7 +2,7 @@
 physical properties, cameras — and `scene_from_seed`, the deterministic seed -> scene map.
 
 Poses are in the robot base frame (the world frame of the simulation; the table top is z = 0).
-Hidden properties (mass, friction, restitution, com_offset, friction_axes) are what the lab must discover;
+Hidden properties (mass, friction, restitution, com_offset, friction_axes, sticky) are what the lab must discover;
 `SceneSpec.perceived()` strips them, leaving what a camera could tell. `with_structure` draws a world's hidden
 *structure* (which explanatory model is true, e.g. friction isotropic or direction-dependent) for the question
 kinds that ask about it, from a stream of its own: the seeded worlds of the other kinds stay byte-identical.
@@ -32,7 +32,7 @@ COLOURS = {
     "green": (0.1, 0.7, 0.2, 1.0),
     "yellow": (0.9, 0.8, 0.1, 1.0),
 }
-HIDDEN = ("mass", "friction", "restitution", "com_offset", "friction_axes")
+HIDDEN = ("mass", "friction", "restitution", "com_offset", "friction_axes", "sticky")
 
 # Where objects may be placed for each robot: x range, |y| max (metres, base frame). Well inside reach
 # with a top-down tool and room to push 10 cm in any direction.
@@ -62,6 +62,9 @@ class ObjectSpec:
     # direction-dependent friction: the factors (x, y) of `friction` along the object's own axes (None:
     # isotropic); the sim applies them as Bullet's anisotropic friction
     friction_axes: tuple | None = None
+    # sticky contact: restitution falls with the impact speed v as (v / 1 m/s)^-sticky, `restitution` its value at
+    # 1 m/s (sim/sticky.py; None: elastic, the same restitution at every speed)
+    sticky: float | None = None
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
@@ -79,6 +82,8 @@ class ObjectSpec:
                 raise ValueError(
                     f"object {self.label!r}: friction_axes must be two factors in 0.05..1, not {self.friction_axes}"
                 )
+        if self.sticky is not None and not 0.0 <= float(self.sticky) <= 2.0:
+            raise ValueError(f"object {self.label!r}: sticky (an exponent) must be in 0..2, not {self.sticky}")
 
     @property
     def height(self) -> float:
@@ -283,11 +288,29 @@ def _friction_model(s: SceneSpec, o: ObjectSpec, rng: np.random.Generator) -> Sc
     return s
 
 
+# sticky contact (sim/sticky.py): the stickiness k of a sticky world and its restitution at 1 m/s, drawn so that
+# every drop from 4 to 28 cm (impacts at 0.9-2.3 m/s) bounces measurably (e 0.17-0.8) and the law's fall over
+# those drops (to 0.78-0.55 of its value at 4 cm) is far from an elastic object's none
+STICKY_RANGE = (0.3, 0.7)
+STICKY_E0 = (0.3, 0.75)
+
+
+def _bounce_model(s: SceneSpec, o: ObjectSpec, rng: np.random.Generator) -> SceneSpec:
+    """Contact sticky in half the worlds (restitution falling with impact speed: `STICKY_RANGE`, `STICKY_E0`),
+    elastic in the rest (the seeded world's constant restitution)."""
+    if rng.random() < 0.5:
+        return s  # elastic: the seeded world as it is
+    o.sticky = round(float(rng.uniform(*STICKY_RANGE)), 3)
+    o.restitution = round(float(rng.uniform(*STICKY_E0)), 3)
+    return s
+
+
 # name -> (stream code, drawer): a drawer gets a copy of the seeded world, its subject and the structure's own
 # random stream (seed, 0x57C0, code), and returns the world with the subject's structure drawn. A new structure
 # adds one drawer and one entry with a code of its own (codes never change: they fix the worlds' streams).
 STRUCTURES: dict[str, tuple[int, Callable[[SceneSpec, ObjectSpec, np.random.Generator], SceneSpec]]] = {
     "friction_model": (0, _friction_model),
+    "bounce_model": (0xB0, _bounce_model),
 }
 
 

@@ -23,7 +23,7 @@ def test_unknown_kinds_and_kinds_without_text_are_refused_in_one_line():
         kinds.get("sticky")
     slides = kinds.get("slides")
     with pytest.raises(ValueError, match="no text form"):
-        kinds.register(kinds.QuestionKind("bounces", 0.0, slides.make, slides.answer_of, slides.grade))
+        kinds.register(kinds.QuestionKind("floats", 0.0, slides.make, slides.answer_of, slides.grade))
     with pytest.raises(ValueError, match="registered twice"):
         kinds.register(kinds.QuestionKind("slides", 0.0, slides.make, slides.answer_of, slides.grade))
 

@@ -64,12 +64,12 @@ def test_the_explanation_reads_as_a_scientist_writes_it():
         ("conclusion", "friction_x a 0.80 0.05; model a anisotropic 0.97"),  # the model comes first
         ("conclusion", "model a anisotropic 0.97; model a isotropic 0.03"),  # one model per conclusion
         ("conclusion", "model a anisotropic 1.50"),  # a probability above 1
-        ("conclusion", "model a sticky 0.50"),  # not a model of the set
+        ("conclusion", "model a bouncy 0.50"),  # not a model of the set
         ("conclusion", "rejected a isotropic by force 1.000 outside 0.000 0.500"),  # rejections are beliefs
         ("belief", "rejected a isotropic by torque 1.000 outside 0.000 0.500"),  # no such observation
         ("belief", "rejected a isotropic by force 1.00 outside 0.000 0.500"),  # three decimals
         ("belief", "model a isotropic 0.5"),
-        ("question", "which model explains how a bounces"),  # not a kind (yet)
+        ("question", "which model explains how a floats"),  # not a kind (yet)
         ("conclusion", "none of my hypotheses explains"),
     ],
 )
