@@ -47,10 +47,17 @@ FLOOR_SD = 0.3e-3  # m: the reading's error however heavy the object
 ROUND_SD = 1e-3 / math.sqrt(12)  # m: the notebook writes the offset to the mm
 DOF = 4.0  # Student-t: a reading after the block tumbled or slipped in the grip is off by more
 GRAVITY = 9.81
-GRID = 61  # cells per axis
-N_MASS = 12  # mass levels (log-spaced over the hypothesis's range)
+GRID = 41  # cells per axis
+N_MASS = 8  # mass levels (log-spaced over the hypothesis's range)
 COM_TOLERANCE = 0.003  # m: the `com` kind's default tolerance per axis
 COM_SKILLS = ("drop", "weigh")  # a drop reads the offset; a weigh the mass, and so the reading's error
+# After its first drop a block may sit in another of a cube's 24 frames (it tumbled, or perception took its yaw a
+# quarter or half turn off: a cube looks the same; dev 1000032, 1000035 read (-cx, -cy) on their second drop):
+# a later drop reads the offset in the frame it sat in the first time with probability 1 - TURNED, in each of the
+# other 23 alike otherwise (6 of 12 later dev drops were turned). A frame's reading is two rows of a signed
+# permutation of (cx, cy, cz); cz, not on the grid, is taken as the seeded worlds' (+-COM_SHARE / 2 of the size).
+TURNED = 0.5
+FRAMES = tuple((a, sa, b, sb) for a in range(3) for b in range(3) if a != b for sa in (1, -1) for sb in (1, -1))
 HELD_OUT_DROP = 0.15  # m: the explanation's held-out drop (between the grid's heights)
 READ_SD = 2.5e-3  # m: a com reading's spread over the dev worlds (all masses): the prediction error's unit
 
@@ -83,9 +90,10 @@ def model_cells(model: str, size: float) -> np.ndarray:
 class ComModel:
     """One model's belief: log weights over its cells x the mass levels, and its log evidence."""
 
-    def __init__(self, name: str, cells: np.ndarray, masses: np.ndarray):
+    def __init__(self, name: str, cells: np.ndarray, masses: np.ndarray, size: float):
         self.name, self.cells, self.masses = name, cells, masses
         self.sd = reading_sd(masses)  # (M,)
+        self.sd_z = 0.0 if name == "centred" else COM_SHARE / 2 * size / math.sqrt(3)  # cz's sd (uniform)
         self.logw = np.full((len(cells), len(masses)), -math.log(len(cells) * len(masses)))
         self.log_evidence = 0.0
 
@@ -97,11 +105,23 @@ class ComModel:
         """log p(measurement | cell, mass), (K, M); zero for what it does not measure."""
         out = np.zeros_like(self.logw)
         if m.com is not None and m.experiment.skill == "drop":
-            for a in (0, 1):
-                out += _t_logpdf(m.com[a] - self.cells[:, a][:, None], self.sd[None, :])
+            out += self._frame_loglik(m.com, FRAMES[0])
+            if m.repeat:  # an earlier drop may have turned it (TURNED)
+                turned = [self._frame_loglik(m.com, f) for f in FRAMES[1:]]
+                out = np.logaddexp(math.log1p(-TURNED) + out, math.log(TURNED) + logmeanexp(np.stack(turned), axis=0))
         if "mass_kg" in m.values:
             sd = np.hypot(0.005, 0.02 * self.masses)  # a scale's reading (NoiseModel's floor and 2 %)
             out += _t_logpdf(m.values["mass_kg"] - self.masses, sd)[None, :]
+        return out
+
+    def _frame_loglik(self, y: tuple[float, ...], frame: tuple[int, int, int, int]) -> np.ndarray:
+        """log p(reading (x, y) | cell, mass) when the block sits in `frame` (a, sa, b, sb): x reads sa c_a, y sb c_b."""
+        out = np.zeros_like(self.logw)
+        for v, ax, sign in ((y[0], frame[0], frame[1]), (y[1], frame[2], frame[3])):
+            if ax < 2:
+                out += _t_logpdf(v - sign * self.cells[:, ax][:, None], self.sd[None, :])
+            else:  # cz: not on the grid, its spread added to the reading's
+                out += _t_logpdf(np.full((1, 1), v), np.hypot(self.sd, self.sd_z)[None, :])
         return out
 
     def update(self, m: Measurement) -> None:
@@ -119,21 +139,27 @@ class ComModel:
         mu = float(np.sum(p * self.masses))
         return mu, float(np.sqrt(np.sum(p * (self.masses - mu) ** 2)))
 
-    def sample_readings(self, k: int, rng: np.random.Generator) -> np.ndarray:
-        """(k, 2) drop readings the model predicts now (noise and the notebook's rounding included)."""
+    def sample_readings(self, k: int, rng: np.random.Generator, repeat: bool) -> np.ndarray:
+        """(k, 2) drop readings the model predicts now (noise, turned frames after a first drop, and the
+        notebook's rounding included)."""
         flat = self.w.ravel()
         idx = rng.choice(flat.size, k, p=flat / flat.sum())
         ci, mi = np.unravel_index(idx, self.logw.shape)
+        xyz = np.hstack([self.cells[ci], self.sd_z * rng.standard_normal((k, 1))])
+        f = np.zeros(k, int)
+        if repeat:
+            f = np.where(rng.random(k) < TURNED, rng.integers(1, len(FRAMES), k), 0)
+        fr = np.array(FRAMES)[f]
+        read = np.stack([fr[:, 1] * xyz[np.arange(k), fr[:, 0]], fr[:, 3] * xyz[np.arange(k), fr[:, 2]]], axis=1)
         sd = np.sqrt(self.sd[mi] ** 2 - ROUND_SD**2)
-        y = self.cells[ci] + sd[:, None] * rng.standard_t(DOF, (k, 2))
-        return np.round(y, 3)
+        return np.round(read + sd[:, None] * rng.standard_t(DOF, (k, 2)), 3)
 
     def check(self, m: Measurement, rng: np.random.Generator) -> g.Rejection | None:
         """The posterior predictive check of a drop's reading (before the model learns from it): its distance
         from the centre outside the model's central PPC_LEVEL range refutes the model."""
         if m.com is None or m.experiment.skill != "drop":
             return None
-        r = np.hypot(*self.sample_readings(4000, rng).T)
+        r = np.hypot(*self.sample_readings(4000, rng, m.repeat).T)
         tail = (1 - PPC_LEVEL) / 2
         lo, hi = np.quantile(r, [tail, 1 - tail])
         y = float(math.hypot(m.com[0], m.com[1]))
@@ -165,7 +191,7 @@ class ComPosterior(Posterior):
         obj = self.question.object
         size = self.forward.scene.object(obj).size
         masses = _mass_levels(hypothesis, obj)
-        self.models = {k: ComModel(k, model_cells(k, size), masses) for k in self.model_names}
+        self.models = {k: ComModel(k, model_cells(k, size), masses, size) for k in self.model_names}
         self.rejected: dict[str, g.Rejection] = {}
         self.new_rejections: list[g.Rejection] = []
         for m in kept:
@@ -256,7 +282,7 @@ class ComPosterior(Posterior):
     def eig_scores(self, candidates: list[g.Experiment], cfg: DesignConfig, rng, last_sigma: dict, scorer=None):
         """Each candidate's expected information about the question's target (nats), by Monte Carlo: outcomes
         simulated from the belief, each outcome's posterior entropy against the prior's."""
-        n_out = max(cfg.n_outer // 4, 16)
+        n_out = max(cfg.n_outer // 8, 16)
         cache: dict[str, float] = {}
         out = []
         for e in candidates:
@@ -270,7 +296,8 @@ class ComPosterior(Posterior):
 
     def _eig(self, exp: g.Experiment, n_out: int, rng: np.random.Generator) -> float:
         live = self.live
-        probs = np.array([self.probabilities()[k] for k in live])
+        prob = self.probabilities()
+        probs = np.array([prob[k] for k in live])
         if not live or probs.sum() <= 0:
             return 0.0
         ops = {k: self.models[k] for k in live}
@@ -278,28 +305,27 @@ class ComPosterior(Posterior):
         total = 0.0
         which = rng.choice(len(live), n_out, p=probs / probs.sum())
         for i in which:
-            y = self._simulate(ops[live[i]], exp, rng)
+            y = self._simulate(ops[live[i]], exp, rng, self.repeats(exp))
             post, le = {}, []
             for k, op in ops.items():
                 lp = op.logw + op.loglik(y)
                 z = float(logmeanexp(lp.ravel()) + math.log(lp.size))
                 post[k] = _copy_with(op, lp - z)
-                le.append(math.log(max(self.probabilities()[k], 1e-300)) + z)
+                le.append(math.log(max(prob[k], 1e-300)) + z)
             le_arr = np.array(le)
             p = np.exp(le_arr - le_arr.max())
             total += self.target_entropy(post, p / p.sum())
         return max(h0 - total / n_out, 0.0)
 
     @staticmethod
-    def _simulate(op: ComModel, exp: g.Experiment, rng: np.random.Generator) -> Measurement:
+    def _simulate(op: ComModel, exp: g.Experiment, rng: np.random.Generator, repeat: bool) -> Measurement:
         flat = op.w.ravel()
         ci, mi = np.unravel_index(rng.choice(flat.size, p=flat / flat.sum()), op.logw.shape)
         if exp.skill == "weigh":
             mass = op.masses[mi] + float(np.hypot(0.005, 0.02 * op.masses[mi])) * rng.standard_normal()
             return Measurement(exp, {"mass_kg": float(mass)}, {})
-        sd = math.sqrt(op.sd[mi] ** 2 - ROUND_SD**2)
-        xy = np.round(op.cells[ci] + sd * rng.standard_normal(2), 3)
-        return Measurement(exp, {}, {}, (float(xy[0]), float(xy[1])))
+        xy = op.sample_readings(1, rng, repeat)[0]
+        return Measurement(exp, {}, {}, (float(xy[0]), float(xy[1])), repeat=repeat)
 
     def choose(self, candidates: list[g.Experiment], cfg: DesignConfig, rng: np.random.Generator, last_sigma: dict):
         """The candidate worth most information net of its cost (a drop's heights read the offset alike)."""
@@ -311,7 +337,8 @@ class ComPosterior(Posterior):
 
 def _copy_with(op: ComModel, logw: np.ndarray) -> ComModel:
     c = ComModel.__new__(ComModel)
-    c.name, c.cells, c.masses, c.sd, c.logw, c.log_evidence = op.name, op.cells, op.masses, op.sd, logw, 0.0
+    c.name, c.cells, c.masses, c.sd, c.sd_z = op.name, op.cells, op.masses, op.sd, op.sd_z
+    c.logw, c.log_evidence = logw, 0.0
     return c
 
 
@@ -371,6 +398,7 @@ def _grade_com(question: g.Question, ans, truth: dict, outcome) -> kinds.Grade:
     true = true_offset(truth, question.object)
     if ans is None:
         return kinds.Grade(False, math.inf, true, None)
+    ans = tuple(float(v) for v in ans)  # a sealed run's steps carry their answers as text
     err = max(abs(a - t) for a, t in zip(ans, true))
     return kinds.Grade(err <= question.tolerance + 1e-9, err, true, tuple(ans))
 
