@@ -51,13 +51,28 @@ GRID = 41  # cells per axis
 N_MASS = 8  # mass levels (log-spaced over the hypothesis's range)
 COM_TOLERANCE = 0.003  # m: the `com` kind's default tolerance per axis
 COM_SKILLS = ("drop", "weigh")  # a drop reads the offset; a weigh the mass, and so the reading's error
-# After its first drop a block may sit in another of a cube's 24 frames (it tumbled, or perception took its yaw a
-# quarter or half turn off: a cube looks the same; dev 1000032, 1000035 read (-cx, -cy) on their second drop):
-# a later drop reads the offset in the frame it sat in the first time with probability 1 - TURNED, in each of the
-# other 23 alike otherwise (6 of 12 later dev drops were turned). A frame's reading is two rows of a signed
-# permutation of (cx, cy, cz); cz, not on the grid, is taken as the seeded worlds' (+-COM_SHARE / 2 of the size).
+# After its first drop a block may sit in another of a cube's 24 frames: perception tells a cube's yaw only modulo
+# a quarter turn, so a block that spun past 45 degrees as it fell reads its offset turned about z (dev 1000032,
+# 1000035 read (-cx, -cy) on their second drop), and one that tumbled reads it about another axis. A later drop
+# reads in the frame of the first with probability 1 - TURNED (about half the later dev drops read turned), in one of
+# the 3 other yaws with TURNED x YAW_SHARE, in one of the 20 tumbled frames otherwise. A frame's reading is two
+# rows (a, sa, b, sb) of a signed permutation of (cx, cy, cz): x reads sa c_a, y reads sb c_b; cz, not on the
+# grid, is taken as the seeded worlds' (+-COM_SHARE / 2 of the size).
 TURNED = 0.5
+YAW_SHARE = 0.8
 FRAMES = tuple((a, sa, b, sb) for a in range(3) for b in range(3) if a != b for sa in (1, -1) for sb in (1, -1))
+
+
+def _is_yaw(f: tuple[int, int, int, int]) -> bool:
+    """Whether frame f turns the block about z alone (its third row, r0 x r1, is +e_z)."""
+    a, sa, b, sb = f
+    return {a, b} == {0, 1} and sa * sb * (1 if a == 0 else -1) > 0
+
+
+_YAW = np.array([_is_yaw(f) for f in FRAMES])
+# each frame's prior for a later drop; FRAMES[0] is the identity
+FRAME_P = np.where(_YAW, TURNED * YAW_SHARE / 3, TURNED * (1 - YAW_SHARE) / 20)
+FRAME_P[0] = 1 - TURNED
 HELD_OUT_DROP = 0.15  # m: the explanation's held-out drop (between the grid's heights)
 READ_SD = 2.5e-3  # m: a com reading's spread over the dev worlds (all masses): the prediction error's unit
 
@@ -105,10 +120,11 @@ class ComModel:
         """log p(measurement | cell, mass), (K, M); zero for what it does not measure."""
         out = np.zeros_like(self.logw)
         if m.com is not None and m.experiment.skill == "drop":
-            out += self._frame_loglik(m.com, FRAMES[0])
-            if m.repeat:  # an earlier drop may have turned it (TURNED)
-                turned = [self._frame_loglik(m.com, f) for f in FRAMES[1:]]
-                out = np.logaddexp(math.log1p(-TURNED) + out, math.log(TURNED) + logmeanexp(np.stack(turned), axis=0))
+            if m.repeat:  # an earlier drop may have turned it (FRAME_P)
+                each = np.stack([self._frame_loglik(m.com, f) for f in FRAMES])
+                out += logmeanexp(each, FRAME_P[:, None, None], axis=0)
+            else:
+                out += self._frame_loglik(m.com, FRAMES[0])
         if "mass_kg" in m.values:
             sd = np.hypot(0.005, 0.02 * self.masses)  # a scale's reading (NoiseModel's floor and 2 %)
             out += _t_logpdf(m.values["mass_kg"] - self.masses, sd)[None, :]
@@ -148,7 +164,7 @@ class ComModel:
         xyz = np.hstack([self.cells[ci], self.sd_z * rng.standard_normal((k, 1))])
         f = np.zeros(k, int)
         if repeat:
-            f = np.where(rng.random(k) < TURNED, rng.integers(1, len(FRAMES), k), 0)
+            f = rng.choice(len(FRAMES), k, p=FRAME_P)
         fr = np.array(FRAMES)[f]
         read = np.stack([fr[:, 1] * xyz[np.arange(k), fr[:, 0]], fr[:, 3] * xyz[np.arange(k), fr[:, 2]]], axis=1)
         sd = np.sqrt(self.sd[mi] ** 2 - ROUND_SD**2)
