@@ -64,8 +64,8 @@ def plot_belief(
     """The answer and its interval (holding `level` of the belief) before any experiment and after each,
     with the tolerance band around the truth (where an answer counts as correct). None for a ranking."""
     trace = belief_trace(entries)
-    if question.kind == "rank" or not trace:
-        return None
+    if question.kind == "rank" or not trace or not all(isinstance(t["answer"], (int, float)) for t in trace):
+        return None  # a ranking, or answers that are no one number (a centre of mass's two offsets)
     qty = story.quantity_of(question)
     hyp = next(
         (
