@@ -73,7 +73,7 @@ _YAW = np.array([_is_yaw(f) for f in FRAMES])
 # each frame's prior for a later drop; FRAMES[0] is the identity
 FRAME_P = np.where(_YAW, TURNED * YAW_SHARE / 3, TURNED * (1 - YAW_SHARE) / 20)
 FRAME_P[0] = 1 - TURNED
-# design simulates and scores outcomes with the yaw frames alone (0.9 of the turned mass): 6x cheaper, so that
+# design simulates and scores outcomes in the 4 yaw frames alone (0.9 of the prior): 6x cheaper, so that
 # more outcomes fit in a decision (16 outcomes gave a light block's drop 0.006-0.09 nats; 64, 0.06-0.09)
 DESIGN_P = np.where(_YAW, FRAME_P, 0.0) / np.where(_YAW, FRAME_P, 0.0).sum()
 HELD_OUT_DROP = 0.15  # m: the explanation's held-out drop (between the grid's heights)
