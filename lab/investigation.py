@@ -173,6 +173,8 @@ def _answer_value(conclusion: g.Conclusion):
         return list(a.objects)
     if isinstance(a, g.ModelProb):
         return a.model
+    if isinstance(a, g.ComOffset):  # signed offsets, m (lab/com.py)
+        return [a.x / 1000, a.y / 1000]
     return None if isinstance(a, g.Unexplained) else a.value
 
 
@@ -312,6 +314,12 @@ def _answer_data(ans) -> dict:
         return {"answer": list(a.objects), "p_within": ans.confidence}
     if isinstance(a, (g.ModelProb, g.Unexplained)):  # which model explains it (None: none does)
         return {"answer": getattr(a, "model", None), "p_within": ans.confidence}
+    if isinstance(a, g.ComOffset):  # signed offsets and the wider axis's half-width, m (lab/com.py)
+        return {
+            "answer": [a.x / 1000, a.y / 1000],
+            "half_width": max(a.x_spread, a.y_spread) / 1000,
+            "p_within": ans.confidence,
+        }
     return {"answer": a.value, "half_width": a.spread, "p_within": ans.confidence}
 
 

@@ -30,6 +30,7 @@ BUILTIN = (
     "loopylab.lab.slides",
     "loopylab.lab.predict_stop",
     "loopylab.lab.bounces",
+    "loopylab.lab.com",
 )
 
 

@@ -64,8 +64,12 @@ def plot_belief(
     """The answer and its interval (holding `level` of the belief) before any experiment and after each,
     with the tolerance band around the truth (where an answer counts as correct). None for a ranking."""
     trace = belief_trace(entries)
-    if not trace or not isinstance(trace[0]["answer"], (int, float)) or kinds.of(question).ranks is not None:
-        return None
+    if (
+        not trace
+        or not all(isinstance(t["answer"], (int, float)) for t in trace)
+        or kinds.of(question).ranks is not None
+    ):
+        return None  # a ranking, or answers that are no one number (a centre of mass's two offsets, a position)
     qty = story.quantity_of(question)
     hyp = next(
         (

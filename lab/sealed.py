@@ -130,7 +130,7 @@ class AgentReport:
 def _answer_json(a) -> dict:
     if isinstance(a, g.Ranking):
         return {"ranking": [a.quantity, list(a.objects)]}
-    if isinstance(a, (g.ModelProb, g.Unexplained, g.Position)):  # these travel as their one-clause text
+    if isinstance(a, (g.ModelProb, g.Unexplained, g.Position, g.ComOffset)):  # these travel as their one-clause text
         return {"text": a.render()}
     return {"estimate": [a.quantity, a.object, float(a.value), float(a.spread)]}
 
@@ -138,7 +138,7 @@ def _answer_json(a) -> dict:
 def _answer_from(d: dict):
     if "text" in d:
         clause = g.parse_body("conclusion", str(d["text"])).answers  # type: ignore[union-attr]
-        if len(clause) != 1 or not isinstance(clause[0], (g.ModelProb, g.Unexplained, g.Position)):
+        if len(clause) != 1 or not isinstance(clause[0], (g.ModelProb, g.Unexplained, g.Position, g.ComOffset)):
             raise ValueError(f"the agent's process sent {d['text']!r} where a model's answer belongs")
         return clause[0]
     if "ranking" in d:

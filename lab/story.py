@@ -59,6 +59,8 @@ def tolerance_text(q: g.Question) -> str:
         return f"±{q.tolerance:.0%}"
     if kinds.of(q).needs_outcome:  # a held-out action's slide or resting spot
         return f"±{q.tolerance:.3f} m"
+    if q.kind == "com":  # signed offsets along both axes (lab/com.py)
+        return f"±{q.tolerance * 1000:.1f} mm on each axis"
     return f"±{g.fmt(q.tolerance, g.DECIMALS[q.kind])}"
 
 
@@ -73,6 +75,8 @@ def question_text(q: g.Question) -> str:
             f"How far will {q.object} slide when struck toward {a.direction} at {a.speed:.2f} m/s, "
             f"to within {tolerance_text(q)}?"
         )
+    if q.kind == "com":
+        return f"Where is the centre of mass of {q.object}, along its own x and y, to within {tolerance_text(q)}?"
     qty = QUANTITIES[q.kind]
     unit = f" in {qty.unit}" if qty.unit else ""
     return f"What is the {qty.name} of {q.object}{unit}, to within {tolerance_text(q)}?"

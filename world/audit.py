@@ -194,7 +194,7 @@ class Raw:
 class AnswerNow:
     """The belief engine's answer at this point and the probability it is within tolerance (or right)."""
 
-    answer: g.Estimate | g.Ranking | g.ModelProb | g.Unexplained | g.Position
+    answer: g.Estimate | g.Ranking | g.ModelProb | g.Unexplained | g.Position | g.ComOffset
     p: float
     kind = "answer"
 

@@ -22,6 +22,8 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                  rank OBJ OBJ [OBJ ...] by friction [within P%] [budget N]   (closer pairs: either order)
                  predict where OBJ stops after push DIR D.DD S.SS within T.TTT [budget N]   (table x y, m)
                  which model explains how OBJ bounces [budget N]        (elastic or sticky contact)
+                 where is the centre of mass of OBJ within T.T mm [budget N]   (signed offsets, per axis)
+                 which model explains how OBJ sits [budget N]           (centre of mass centred or offset)
     scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
     hypothesis   PARAM OBJ in LO HI (; ...)
     experiment   push OBJ DIR DIST SPEED | strike OBJ DIR SPEED | weigh OBJ | drop OBJ HEIGHT | lift OBJ HEIGHT
@@ -46,6 +48,9 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                                           MODEL isotropic|anisotropic; QTY also friction_x|friction_y
                                           MODEL elastic|sticky; QTY also stickiness (sticky: restitution
                                           at 1 m/s falls as (v / 1 m/s)^-stickiness)
+                                          MODEL centred|offset (the centre of mass)
+                 CLAUSE also: com OBJ x X.X S.S y Y.Y S.S mm   (centre-of-mass offset in the object's own frame,
+                              signed, mm: value and SD in beliefs, value and half-width in conclusions)
 
 For constrained decoding a decoder asks `prefix_ok(kind, partial_body, scene)` (can this still
 become a valid body?) and `body_complete(...)` (may the end token come now?), with object names taken
@@ -76,6 +81,7 @@ MODELS: tuple[str, ...] = ("isotropic", "anisotropic")
 # how an object bounces (loopylab.lab.bounces): elastic, the same restitution at every impact speed, or sticky,
 # restitution falling with the speed as (v / 1 m/s)^-stickiness
 MODELS += ("elastic", "sticky")
+MODELS += ("centred", "offset")  # where the centre of mass sits (loopylab.lab.com)
 SKILLS = ("push", "strike", "weigh", "drop", "lift", "place")  # the experiments the lab may run
 DIRECTIONS = ("+x", "-x", "+y", "-y")
 SHAPES = ("cube", "cylinder", "sphere")
@@ -98,6 +104,7 @@ OBS_FIELDS = {  # skill -> ((text key, measurement key, decimals), ...) in text 
 # skill -> (word, measurement keys, decimals, how many of the keys at least)
 OBS_OPTIONAL = {"drop": ("com", ("com_x_m", "com_y_m", "com_z_m"), 3, 2), "push": ("load", ("load_N",), 2, 1)}
 _OBS_KEYS = tuple(k for fs in OBS_FIELDS.values() for k, _, _ in fs)  # an observation's text keys
+REJECT_KEYS = _OBS_KEYS + ("com",)  # what may refute a model: an observation's key, or a drop's |com| (m)
 DEFAULT_BUDGET = 10
 
 
@@ -344,6 +351,16 @@ def _estimate_form(kind: str) -> QuestionForm:
     )
 
 
+COM_DECIMALS = 1  # centre-of-mass offsets and their tolerance, in mm
+
+
+def _com_question(m: re.Match, budget: int | None) -> Question:
+    tol = _num(m[2], COM_DECIMALS, "tolerance")
+    if tol <= 0:
+        raise GrammarError(f"question: a tolerance of {m[2]} mm holds nothing")
+    return Question("com", (m[1],), tol / 1000, budget)  # the tolerance in metres, as the other kinds'
+
+
 QUESTION_FORMS: dict[str, QuestionForm] = {
     "friction": _estimate_form("friction"),
     "mass": QuestionForm(
@@ -378,6 +395,18 @@ QUESTION_FORMS: dict[str, QuestionForm] = {
         lambda m, b: Question("bounces", (m[1],), 0.0, b),
         lambda q: f"which model explains how {q.object} bounces",
         "which model explains how OBJ bounces",
+    ),
+    "com": QuestionForm(
+        lambda n, d: rf"where is the centre of mass of {n} within ({num_re(COM_DECIMALS)}) mm",
+        _com_question,
+        lambda q: f"where is the centre of mass of {q.object} within {fmt(q.tolerance * 1000, COM_DECIMALS)} mm",
+        "where is the centre of mass of OBJ within TOL mm",
+    ),
+    "sits": QuestionForm(
+        lambda n, d: rf"which model explains how {n} sits",
+        lambda m, b: Question("sits", (m[1],), 0.0, b),
+        lambda q: f"which model explains how {q.object} sits",
+        "which model explains how OBJ sits",
     ),
 }
 
@@ -514,6 +543,27 @@ class Rejection:
 
 
 @dataclass(frozen=True)
+class ComOffset:
+    """`com OBJ x X S y Y S mm`: the centre of mass's signed offset from the geometric centre along the object's
+    own x and y (mm), each with its SD (beliefs) or half-width (conclusions)."""
+
+    object: str
+    x: float  # mm
+    x_spread: float
+    y: float
+    y_spread: float
+
+    def render(self) -> str:
+        x, xs, y, ys = (fmt(v, COM_DECIMALS) for v in (self.x, self.x_spread, self.y, self.y_spread))
+        return f"com {self.object} x {x} {xs} y {y} {ys} mm"
+
+
+def _com_re(n: str) -> str:
+    v, s = num_re(COM_DECIMALS, True), num_re(COM_DECIMALS)
+    return rf"com {n} x {v} {s} y {v} {s} mm"
+
+
+@dataclass(frozen=True)
 class Unexplained:
     """`none of my hypotheses explains OBJ`: every model was rejected, so the lab answers nothing."""
 
@@ -547,7 +597,7 @@ RANKED = ("mass", "friction")  # the properties a conclusion may order objects b
 
 @dataclass(frozen=True)
 class Belief:
-    estimates: tuple[Estimate | ModelProb | Rejection | Position, ...]
+    estimates: tuple[Estimate | ModelProb | Rejection | Position | ComOffset, ...]
     kind = "belief"
 
     def render(self) -> str:
@@ -559,7 +609,7 @@ class Belief:
 
 @dataclass(frozen=True)
 class Conclusion:
-    answers: tuple[Estimate | Ranking | ModelProb | Unexplained | Position, ...]
+    answers: tuple[Estimate | Ranking | ModelProb | Unexplained | Position | ComOffset, ...]
     kind = "conclusion"
 
     def render(self) -> str:
@@ -623,9 +673,12 @@ def body_regex(kind: str, scene: Scene | None = None) -> str:
             + "|".join([*(rf"{q} {n} {num_re(DECIMALS[q])} {num_re(DECIMALS[q])}" for q in QUANTITIES), pos])
             + ")"
         )
+        est = f"(?:{est}|{_com_re(n)})"  # a centre-of-mass offset is an estimate too
         model = rf"model {n} {_alt(MODELS)} {num_re(PROB_DECIMALS)}"
         if kind == "belief":
-            rejected = rf"rejected {n} {_alt(MODELS)} by {_alt(_OBS_KEYS)} {num_re(3)} outside {num_re(3)} {num_re(3)}"
+            rejected = (
+                rf"rejected {n} {_alt(MODELS)} by {_alt(REJECT_KEYS)} {num_re(3)} outside {num_re(3)} {num_re(3)}"
+            )
             return _list(f"(?:{est}|{model}|{rejected})")
         return rf"(?:{_list(est)}|{_alt(RANKED)} order {n}(?: > {n})+|{model}(?:; {est})*|none of my hypotheses explains {n})"
     raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(KINDS)})")
@@ -753,13 +806,16 @@ def _parse_estimates(kind: str, body: str) -> Belief | Conclusion:
                 raise GrammarError(f"{kind}: probability above 1 in {c!r}")
             continue
         if kind == "belief" and (
-            m := re.fullmatch(rf"rejected {_N} ({_alt(MODELS)}) by ({_alt(_OBS_KEYS)}) (\S+) outside (\S+) (\S+)", c)
+            m := re.fullmatch(rf"rejected {_N} ({_alt(MODELS)}) by ({_alt(REJECT_KEYS)}) (\S+) outside (\S+) (\S+)", c)
         ):
             ests.append(Rejection(m[1], m[2], m[3], *(_num(m[k], 3, "value") for k in (4, 5, 6))))
             continue
         if m := re.fullmatch(rf"position {_N} (\S+) (\S+) (\S+)", c):
             x, y = (_signed(m[k], 3, "position") for k in (2, 3))
             ests.append(Position(m[1], x, y, _num(m[4], 3, "spread")))
+            continue
+        if m := re.fullmatch(rf"com {_N} x (\S+) (\S+) y (\S+) (\S+) mm", c):
+            ests.append(_com_clause(kind, m))
             continue
         m = _check(kind, rf"({'|'.join(QUANTITIES)}) {_N} (\S+) (\S+)", c)
         dd = DECIMALS[m[1]]
@@ -769,6 +825,18 @@ def _parse_estimates(kind: str, body: str) -> Belief | Conclusion:
     if kind == "conclusion" and any(isinstance(e, ModelProb) for e in ests[1:]):
         raise GrammarError(f"conclusion: one model per conclusion, first, in {body!r}")
     return Belief(tuple(ests)) if kind == "belief" else Conclusion(tuple(ests))
+
+
+def _com_clause(kind: str, m: re.Match) -> ComOffset:
+    vals = []
+    for text, what, signed in zip(m.groups()[1:], ("x", "x spread", "y", "y spread"), (True, False, True, False)):
+        if re.fullmatch(num_re(COM_DECIMALS, signed), text) is None:
+            raise GrammarError(
+                f"{kind}: com {what} {text!r} is not a{'' if signed else ' non-negative'} number "
+                f"with {COM_DECIMALS} decimal(s) of a mm"
+            )
+        vals.append(float(text))
+    return ComOffset(m[1], *vals)
 
 
 _PARSERS: dict[str, Callable[[str], Body]] = {

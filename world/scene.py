@@ -305,12 +305,34 @@ def _bounce_model(s: SceneSpec, o: ObjectSpec, rng: np.random.Generator) -> Scen
     return s
 
 
+# an off-centre centre of mass: the offset along one of the object's own horizontal axes is this share of its size
+# at least (the other's anywhere the seeded worlds draw, up to COM_SHARE), so that a centred model is measurably
+# wrong (the wrist torque reads a light block's offset to a few mm: lab/com.py)
+COM_OFF_SHARE = (0.15, 0.25)
+COM_SHARE = 0.15  # the seeded worlds' |offset| along x or y, as a share of the size
+
+
+def _com_model(s: SceneSpec, o: ObjectSpec, rng: np.random.Generator) -> SceneSpec:
+    """The centre of mass at the geometric centre (0, 0, 0) in half the worlds; in the rest offset horizontally,
+    along one axis by `COM_OFF_SHARE` of the size (either sign), along the other within +-`COM_SHARE`."""
+    if rng.random() < 0.5:
+        o.com_offset = (0.0, 0.0, 0.0)
+        return s
+    far = float(rng.choice((-1.0, 1.0)) * rng.uniform(*COM_OFF_SHARE) * o.size)
+    near = float(rng.uniform(-COM_SHARE, COM_SHARE) * o.size)
+    xy = (far, near) if rng.random() < 0.5 else (near, far)
+    z = o.com_offset[2] if o.com_offset is not None else 0.0
+    o.com_offset = (round(xy[0], 4), round(xy[1], 4), z)
+    return s
+
+
 # name -> (stream code, drawer): a drawer gets a copy of the seeded world, its subject and the structure's own
 # random stream (seed, 0x57C0, code), and returns the world with the subject's structure drawn. A new structure
 # adds one drawer and one entry with a code of its own (codes never change: they fix the worlds' streams).
 STRUCTURES: dict[str, tuple[int, Callable[[SceneSpec, ObjectSpec, np.random.Generator], SceneSpec]]] = {
     "friction_model": (0, _friction_model),
     "bounce_model": (0xB0, _bounce_model),
+    "com_model": (0xC0, _com_model),
 }
 
 

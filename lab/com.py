@@ -1,0 +1,523 @@
+"""Where the centre of mass is: the `com` question kind ("where is the centre of mass of OBJ within TOL mm") and
+the model family `sits` ("which model explains how OBJ sits": the centre of mass at the centre, or offset).
+
+What measures it: a drop holds the object still before letting go, and the wrist torque of its weight gives the
+horizontal offset of its centre of mass in the object's own frame (`world.protocols.analyze_com`; the notebook
+writes it to the mm: `bounce B com X Y [Z]`). The reading's error is the F/T sensor's torque error over the
+lever's weight, so a light object reads worse: on 33 dev drops (16 worlds, 1000010-1000025; seeds' masses
+0.08-0.5 kg) a Student-t (4 dof) fit of the per-axis error gives sd = sqrt(FLOOR^2 + (TORQUE_SD / (m g))^2) with
+TORQUE_SD 2.7 mN m (the FT 300-S's zero drift, which a reading less its baseline cannot average away) and a
+floor of 0.3 mm, plus the notebook's 1 mm rounding. The mass is a latent of the belief (a weigh measures it).
+
+The belief holds signed quantities, which the default posterior's log-space columns cannot: a grid over (cx, cy)
+in the object's frame times a grid of masses (log-spaced), exact Bayes on it (no particles: the same measurements
+give the same numbers, and a 2-D grid is cheap). A model is a set of allowed (cx, cy) cells:
+
+    free      the seeded worlds' box, |cx|, |cy| <= COM_SHARE x size             (the `com` kind)
+    centred   (0, 0) alone                                                       (`sits`)
+    offset    |cx| or |cy| in COM_OFF_SHARE x size, the other within COM_SHARE   (`sits`; as the worlds draw it)
+
+Each drop updates every model's evidence (the log marginal likelihood of its reading) after a posterior
+predictive check of the reading's distance from the centre, |(x, y)|: outside the model's central 99.8 % range
+it refutes the model (`rejected OBJ MODEL by com R outside LO HI`). Experiments are chosen by their expected
+information about (cx, cy) (`com`) or about the model (`sits`), by Monte Carlo over the grid: a drop reads the
+offset, a weigh pins the mass and so how far each reading may be trusted.
+
+    com red_block x -3.2 1.1 y 4.0 1.0 mm                                   (a `com` conclusion, 90 % half-widths)
+    model red_block offset 0.99; com red_block x 8.1 1.3 y -0.4 1.2 mm      (a `sits` conclusion: the explanation)
+    model red_block centred 0.96
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from loopylab.lab import kinds
+from loopylab.lab.beliefs import DEFAULT_PRIOR, Answer, Measurement, Posterior, best_estimate, interval_halfwidth
+from loopylab.lab.design import Decision, DesignConfig
+from loopylab.lab.models import PPC_LEVEL, logmeanexp
+from loopylab.lab.questions import subject_of
+from loopylab.world import notebook as g
+from loopylab.world.scene import COM_OFF_SHARE, COM_SHARE
+
+TORQUE_SD = 2.7e-3  # N m: the torque error of a com reading (dev drops, module docstring)
+FLOOR_SD = 0.3e-3  # m: the reading's error however heavy the object
+ROUND_SD = 1e-3 / math.sqrt(12)  # m: the notebook writes the offset to the mm
+DOF = 4.0  # Student-t: a reading after the block tumbled or slipped in the grip is off by more
+GRAVITY = 9.81
+GRID = 41  # cells per axis
+N_MASS = 8  # mass levels (log-spaced over the hypothesis's range)
+COM_TOLERANCE = 0.003  # m: the `com` kind's default tolerance per axis
+COM_SKILLS = ("drop", "weigh")  # a drop reads the offset; a weigh the mass, and so the reading's error
+# After its first drop a block may sit in another of a cube's 24 frames: perception tells a cube's yaw only modulo
+# a quarter turn, so a block that spun past 45 degrees as it fell reads its offset turned about z (dev 1000032,
+# 1000035 read (-cx, -cy) on their second drop), and one that tumbled reads it about another axis. A later drop
+# reads in the frame of the first with probability 1 - TURNED (about half the later dev drops read turned), in one of
+# the 3 other yaws with TURNED x YAW_SHARE, in one of the 20 tumbled frames otherwise. A frame's reading is two
+# rows (a, sa, b, sb) of a signed permutation of (cx, cy, cz): x reads sa c_a, y reads sb c_b; cz, not on the
+# grid, is taken as the seeded worlds' (+-COM_SHARE / 2 of the size).
+TURNED = 0.5
+YAW_SHARE = 0.8
+FRAMES = tuple((a, sa, b, sb) for a in range(3) for b in range(3) if a != b for sa in (1, -1) for sb in (1, -1))
+
+
+def _is_yaw(f: tuple[int, int, int, int]) -> bool:
+    """Whether frame f turns the block about z alone (its third row, r0 x r1, is +e_z)."""
+    a, sa, b, sb = f
+    return {a, b} == {0, 1} and sa * sb * (1 if a == 0 else -1) > 0
+
+
+_YAW = np.array([_is_yaw(f) for f in FRAMES])
+# each frame's prior for a later drop; FRAMES[0] is the identity
+FRAME_P = np.where(_YAW, TURNED * YAW_SHARE / 3, TURNED * (1 - YAW_SHARE) / 20)
+FRAME_P[0] = 1 - TURNED
+# design simulates and scores outcomes in the 4 yaw frames alone (0.9 of the prior): 6x cheaper, so that
+# more outcomes fit in a decision (16 outcomes gave a light block's drop 0.006-0.09 nats; 64, 0.06-0.09)
+DESIGN_P = np.where(_YAW, FRAME_P, 0.0) / np.where(_YAW, FRAME_P, 0.0).sum()
+HELD_OUT_DROP = 0.15  # m: the explanation's held-out drop (between the grid's heights)
+READ_SD = 2.5e-3  # m: a com reading's spread over the dev worlds (all masses): the prediction error's unit
+
+
+def reading_sd(mass: np.ndarray) -> np.ndarray:
+    """The sd of one axis of a com reading (m) for an object of `mass` (kg)."""
+    return np.sqrt(FLOOR_SD**2 + (TORQUE_SD / (np.asarray(mass) * GRAVITY)) ** 2 + ROUND_SD**2)
+
+
+def _t_logpdf(r: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    c = math.lgamma((DOF + 1) / 2) - math.lgamma(DOF / 2) - 0.5 * math.log(DOF * math.pi)
+    return c - np.log(sd) - 0.5 * (DOF + 1) * np.log1p((r / sd) ** 2 / DOF)
+
+
+def model_cells(model: str, size: float) -> np.ndarray:
+    """(K, 2) the (cx, cy) cells a model allows (m), on one grid shared by the models of a size."""
+    if model == "centred":
+        return np.zeros((1, 2))
+    half = (COM_OFF_SHARE[1] if model == "offset" else COM_SHARE) * size
+    ax = np.linspace(-half, half, GRID)
+    xy = np.stack(np.meshgrid(ax, ax, indexing="ij"), axis=-1).reshape(-1, 2)
+    if model == "offset":
+        a = np.abs(xy) / size
+        far = (a >= COM_OFF_SHARE[0]) & (a <= COM_OFF_SHARE[1])
+        keep = (far[:, 0] & (a[:, 1] <= COM_SHARE)) | (far[:, 1] & (a[:, 0] <= COM_SHARE))
+        xy = xy[keep]
+    return xy
+
+
+class ComModel:
+    """One model's belief: log weights over its cells x the mass levels, and its log evidence."""
+
+    def __init__(self, name: str, cells: np.ndarray, masses: np.ndarray, size: float):
+        self.name, self.cells, self.masses = name, cells, masses
+        self.sd = reading_sd(masses)  # (M,)
+        self.sd_z = 0.0 if name == "centred" else COM_SHARE / 2 * size / math.sqrt(3)  # cz's sd (uniform)
+        self.logw = np.full((len(cells), len(masses)), -math.log(len(cells) * len(masses)))
+        self.log_evidence = 0.0
+
+    @property
+    def w(self) -> np.ndarray:
+        return np.exp(self.logw)
+
+    def loglik(self, m: Measurement, frame_p: np.ndarray = FRAME_P) -> np.ndarray:
+        """log p(measurement | cell, mass), (K, M); zero for what it does not measure."""
+        out = np.zeros_like(self.logw)
+        if m.com is not None and m.experiment.skill == "drop":
+            if m.repeat:  # an earlier drop may have turned it (FRAME_P)
+                use = np.flatnonzero(frame_p)
+                each = np.stack([self._frame_loglik(m.com, FRAMES[i]) for i in use])
+                out += logmeanexp(each, frame_p[use, None, None], axis=0)
+            else:
+                out += self._frame_loglik(m.com, FRAMES[0])
+        if "mass_kg" in m.values:
+            sd = np.hypot(0.005, 0.02 * self.masses)  # a scale's reading (NoiseModel's floor and 2 %)
+            out += _t_logpdf(m.values["mass_kg"] - self.masses, sd)[None, :]
+        return out
+
+    def _frame_loglik(self, y: tuple[float, ...], frame: tuple[int, int, int, int]) -> np.ndarray:
+        """log p(reading (x, y) | cell, mass) when the block sits in `frame` (a, sa, b, sb): x reads sa c_a, y sb c_b."""
+        out = np.zeros_like(self.logw)
+        for v, ax, sign in ((y[0], frame[0], frame[1]), (y[1], frame[2], frame[3])):
+            if ax < 2:
+                out += _t_logpdf(v - sign * self.cells[:, ax][:, None], self.sd[None, :])
+            else:  # cz: not on the grid, its spread added to the reading's
+                out += _t_logpdf(np.full((1, 1), v), np.hypot(self.sd, self.sd_z)[None, :])
+        return out
+
+    def update(self, m: Measurement) -> None:
+        lp = self.logw + self.loglik(m)
+        z = float(logmeanexp(lp.ravel()) + math.log(lp.size))  # log sum
+        self.log_evidence += z
+        self.logw = lp - z
+
+    def xy(self) -> tuple[np.ndarray, np.ndarray]:
+        """(cells (K, 2), their marginal weights (K,))."""
+        return self.cells, self.w.sum(axis=1)
+
+    def mass(self) -> tuple[float, float]:
+        p = self.w.sum(axis=0)
+        mu = float(np.sum(p * self.masses))
+        return mu, float(np.sqrt(np.sum(p * (self.masses - mu) ** 2)))
+
+    def sample_readings(
+        self, k: int, rng: np.random.Generator, repeat: bool, frame_p: np.ndarray = FRAME_P
+    ) -> np.ndarray:
+        """(k, 2) drop readings the model predicts now (noise, turned frames after a first drop, and the
+        notebook's rounding included)."""
+        flat = self.w.ravel()
+        idx = rng.choice(flat.size, k, p=flat / flat.sum())
+        ci, mi = np.unravel_index(idx, self.logw.shape)
+        xyz = np.hstack([self.cells[ci], self.sd_z * rng.standard_normal((k, 1))])
+        f = np.zeros(k, int)
+        if repeat:
+            f = rng.choice(len(FRAMES), k, p=frame_p)
+        fr = np.array(FRAMES)[f]
+        read = np.stack([fr[:, 1] * xyz[np.arange(k), fr[:, 0]], fr[:, 3] * xyz[np.arange(k), fr[:, 2]]], axis=1)
+        sd = np.sqrt(self.sd[mi] ** 2 - ROUND_SD**2)
+        return np.round(read + sd[:, None] * rng.standard_t(DOF, (k, 2)), 3)
+
+    def check(self, m: Measurement, rng: np.random.Generator) -> g.Rejection | None:
+        """The posterior predictive check of a drop's reading (before the model learns from it): its distance
+        from the centre outside the model's central PPC_LEVEL range refutes the model."""
+        if m.com is None or m.experiment.skill != "drop":
+            return None
+        r = np.hypot(*self.sample_readings(4000, rng, m.repeat).T)
+        tail = (1 - PPC_LEVEL) / 2
+        lo, hi = np.quantile(r, [tail, 1 - tail])
+        y = float(math.hypot(m.com[0], m.com[1]))
+        if lo - 1e-9 <= y <= hi + 1e-9:
+            return None
+        v, a, b = (float(g.fmt(x, 3)) for x in (y, lo, hi))
+        return g.Rejection(m.experiment.object, self.name, "com", v, a, b)
+
+
+def _mass_levels(hypothesis: g.Hypothesis | None, obj: str) -> np.ndarray:
+    lo, hi = DEFAULT_PRIOR["mass"]
+    for r in hypothesis.ranges if hypothesis else ():
+        if r.object == obj and r.param == "mass" and r.hi > r.lo > 0:
+            lo, hi = r.lo, r.hi
+    return np.geomspace(lo, hi, N_MASS)
+
+
+class ComPosterior(Posterior):
+    """The belief of a centre-of-mass question: `ComModel`s of the subject (one for `com`, two for `sits`)."""
+
+    model_names: tuple[str, ...] = ("free",)
+
+    def reset(self, hypothesis: g.Hypothesis | None) -> None:
+        # the generic particles (what the notebook's generic readers look at) are not taught drops: a com
+        # reading is this belief's, and a drop's bounce would build a twin table per reading for nothing
+        kept, self.measurements = self.measurements, []
+        super().reset(hypothesis)
+        self.measurements = kept
+        obj = self.question.object
+        size = self.forward.scene.object(obj).size
+        masses = _mass_levels(hypothesis, obj)
+        self.models = {k: ComModel(k, model_cells(k, size), masses, size) for k in self.model_names}
+        self.rejected: dict[str, g.Rejection] = {}
+        self.new_rejections: list[g.Rejection] = []
+        for m in kept:
+            self._learn(m)
+
+    def update(self, m: Measurement) -> None:
+        if m.experiment.object != self.question.object or m.experiment.skill not in COM_SKILLS:
+            return
+        m.repeat = self.repeats(m.experiment)
+        self.measurements.append(m)
+        self._learn(m)
+
+    def _learn(self, m: Measurement) -> None:
+        rng = np.random.default_rng([self.seed, 0xC0C, self.resets, len(self.measurements)])
+        self.new_rejections = []
+        for k in self.live:
+            op = self.models[k]
+            rej = op.check(m, rng) if len(self.model_names) > 1 else None
+            op.update(m)
+            if rej is not None:
+                self.rejected[k] = rej
+                self.new_rejections.append(rej)
+
+    @property
+    def live(self) -> list[str]:
+        return [k for k in self.models if k not in self.rejected]
+
+    def probabilities(self) -> dict[str, float]:
+        out = dict.fromkeys(self.models, 0.0)
+        live = self.live
+        if live:
+            le = np.array([self.models[k].log_evidence for k in live])
+            p = np.exp(le - le.max())
+            out.update(zip(live, map(float, p / p.sum())))
+        return out
+
+    def best(self) -> tuple[str | None, float]:
+        probs = self.probabilities()
+        if not self.live:
+            return None, 0.0
+        top = max(self.live, key=lambda k: probs[k])
+        return top, probs[top]
+
+    # -- what the notebook says -----------------------------------------------------------------------------
+    def com_clause(self, model: str, level: float, tol: float | None = None) -> tuple[g.ComOffset, float]:
+        """The model's (cx, cy) in mm: posterior means and sds (`level` 0), or the point that is most probably
+        within `tol` on both axes with half-widths holding `level` of each; and that probability."""
+        cells, w = self.models[model].xy()
+        obj, est, half = self.question.object, [], []
+        for a in (0, 1):
+            v = cells[:, a]
+            if level:
+                c = best_estimate(v, w, tol, relative=False)[0] if tol else float(np.sum(w * v))
+                est.append(c)
+                half.append(interval_halfwidth(v, w, c, level))
+            else:
+                mu = float(np.sum(w * v))
+                est.append(mu)
+                half.append(float(np.sqrt(np.sum(w * (v - mu) ** 2))))
+        inside = float(w[np.all(np.abs(cells - np.array(est)) <= (tol or 0.0) + 1e-12, axis=1)].sum()) if tol else 0.0
+        mm = [float(g.fmt(v * 1000, g.COM_DECIMALS)) for v in (est[0], half[0], est[1], half[1])]
+        return g.ComOffset(obj, *mm), inside
+
+    def belief(self) -> g.Belief:
+        obj, clauses = self.question.object, []
+        if len(self.model_names) > 1:
+            clauses += [g.ModelProb(obj, k, float(g.fmt(p, 2))) for k, p in self.probabilities().items()]
+            clauses += self.new_rejections
+        for k in self.live:
+            if k != "centred":
+                clauses.append(self.com_clause(k, 0.0)[0])
+        if self.live:
+            mu, sd = self.models[self.live[0]].mass()
+            clauses.append(g.Estimate("mass", obj, float(g.fmt(mu, 3)), float(g.fmt(sd, 3))))
+        return g.Belief(tuple(clauses))
+
+    def answer(self, confidence: float = 0.9) -> Answer:
+        clause, p = self.com_clause("free", confidence, self.question.tolerance)
+        return Answer(g.Conclusion((clause,)), p)
+
+    # -- experiment design ------------------------------------------------------------------------------------
+    def target_entropy(self, ops: dict[str, ComModel], probs: np.ndarray) -> float:
+        """The entropy (nats) of what the question asks: (cx, cy) on the grid for `com`."""
+        p = ops["free"].w.sum(axis=1)
+        p = p[p > 0]
+        return float(-np.sum(p * np.log(p)))
+
+    def eig_scores(self, candidates: list[g.Experiment], cfg: DesignConfig, rng, last_sigma: dict, scorer=None):
+        """Each candidate's expected information about the question's target (nats), by Monte Carlo: outcomes
+        simulated from the belief, each outcome's posterior entropy against the prior's."""
+        n_out = max(cfg.n_outer // 2, 16)
+        cache: dict[str, float] = {}
+        out = []
+        for e in candidates:
+            if e.object != self.question.object or e.skill not in COM_SKILLS:
+                out.append(0.0)
+                continue
+            if e.skill not in cache:
+                cache[e.skill] = self._eig(e, n_out, rng)
+            out.append(cache[e.skill])
+        return np.array(out)
+
+    def _eig(self, exp: g.Experiment, n_out: int, rng: np.random.Generator) -> float:
+        live = self.live
+        prob = self.probabilities()
+        probs = np.array([prob[k] for k in live])
+        if not live or probs.sum() <= 0:
+            return 0.0
+        ops = {k: self.models[k] for k in live}
+        h0 = self.target_entropy(ops, probs)
+        total = 0.0
+        which = rng.choice(len(live), n_out, p=probs / probs.sum())
+        for i in which:
+            y = self._simulate(ops[live[i]], exp, rng, self.repeats(exp))
+            post, le = {}, []
+            for k, op in ops.items():
+                lp = op.logw + op.loglik(y, DESIGN_P)
+                z = float(logmeanexp(lp.ravel()) + math.log(lp.size))
+                post[k] = _copy_with(op, lp - z)
+                le.append(math.log(max(prob[k], 1e-300)) + z)
+            le_arr = np.array(le)
+            p = np.exp(le_arr - le_arr.max())
+            total += self.target_entropy(post, p / p.sum())
+        return max(h0 - total / n_out, 0.0)
+
+    @staticmethod
+    def _simulate(op: ComModel, exp: g.Experiment, rng: np.random.Generator, repeat: bool) -> Measurement:
+        flat = op.w.ravel()
+        ci, mi = np.unravel_index(rng.choice(flat.size, p=flat / flat.sum()), op.logw.shape)
+        if exp.skill == "weigh":
+            mass = op.masses[mi] + float(np.hypot(0.005, 0.02 * op.masses[mi])) * rng.standard_normal()
+            return Measurement(exp, {"mass_kg": float(mass)}, {})
+        xy = op.sample_readings(1, rng, repeat, DESIGN_P)[0]
+        return Measurement(exp, {}, {}, (float(xy[0]), float(xy[1])), repeat=repeat)
+
+    def choose(self, candidates: list[g.Experiment], cfg: DesignConfig, rng: np.random.Generator, last_sigma: dict):
+        """The candidate worth most information net of its cost (a drop's heights read the offset alike)."""
+        eig = self.eig_scores(candidates, cfg, rng, last_sigma)
+        cost = np.array([cfg.cost(e) for e in candidates])
+        i = int(np.argmax(eig - cost))
+        return Decision(candidates[i], float(eig[i]), float(eig[i] - cost[i]), eig, False, tuple(candidates), cost)
+
+
+def _copy_with(op: ComModel, logw: np.ndarray) -> ComModel:
+    c = ComModel.__new__(ComModel)
+    c.name, c.cells, c.masses, c.sd, c.sd_z = op.name, op.cells, op.masses, op.sd, op.sd_z
+    c.logw, c.log_evidence = logw, 0.0
+    return c
+
+
+class SitsPosterior(ComPosterior):
+    """The belief of "which model explains how OBJ sits": the centred and the offset model, with their evidence
+    and rejections; the design targets the model."""
+
+    model_names = ("centred", "offset")
+
+    def target_entropy(self, ops: dict[str, ComModel], probs: np.ndarray) -> float:
+        p = probs[probs > 0]
+        return float(-np.sum(p * np.log(p)))
+
+    def answer(self, confidence: float = 0.9) -> Answer:
+        obj = self.question.object
+        top, p = self.best()
+        if top is None:  # every model was refuted: nothing to answer, and sure of that
+            return Answer(g.Conclusion((g.Unexplained(obj),)), 1.0)
+        head = g.ModelProb(obj, top, float(g.fmt(p, 2)))
+        if top == "centred":
+            return Answer(g.Conclusion((head,)), p)
+        return Answer(g.Conclusion((head, self.com_clause(top, confidence)[0])), p)
+
+
+# -- grading -----------------------------------------------------------------------------------------------------
+
+
+def true_offset(truth: dict, obj: str) -> tuple[float, float]:
+    c = truth[obj].get("com_offset") or (0.0, 0.0, 0.0)
+    return float(c[0]), float(c[1])
+
+
+def true_model(truth: dict, obj: str) -> str:
+    return "centred" if max(map(abs, true_offset(truth, obj))) < 1e-6 else "offset"
+
+
+def stated_offset(conclusion: g.Conclusion, obj: str) -> tuple[float, float] | None:
+    """The (cx, cy) a conclusion states (m); (0, 0) for the centred model; None: it states none."""
+    for a in conclusion.answers:
+        if isinstance(a, g.ComOffset) and a.object == obj:
+            return a.x / 1000, a.y / 1000
+    if any(isinstance(a, g.ModelProb) and a.object == obj and a.model == "centred" for a in conclusion.answers):
+        return 0.0, 0.0
+    return None
+
+
+def _make_com(scene: g.Scene, seed: int, tol: float, budget: int | None) -> g.Question:
+    return g.Question("com", (subject_of(scene),), tol, budget)
+
+
+def _answer_com(question: g.Question, conclusion: g.Conclusion):
+    return stated_offset(conclusion, question.object)
+
+
+def _grade_com(question: g.Question, ans, truth: dict, outcome) -> kinds.Grade:
+    """Right when both axes are within the tolerance; the error is the larger axis's (m)."""
+    true = true_offset(truth, question.object)
+    if ans is None:
+        return kinds.Grade(False, math.inf, true, None)
+    ans = tuple(float(v) for v in ans)  # a sealed run's steps carry their answers as text
+    err = max(abs(a - t) for a, t in zip(ans, true))
+    return kinds.Grade(err <= question.tolerance + 1e-9, err, true, tuple(ans))
+
+
+def _row_com(question: g.Question, gr: kinds.Grade, notebook_text: str, world: dict) -> dict:
+    ans = gr.answer if isinstance(gr.answer, tuple) else None
+    return {
+        "com_truth_mm": [round(v * 1000, 1) for v in gr.truth],
+        "com_error_mm": [round(abs(a - t) * 1000, 1) for a, t in zip(ans, gr.truth)] if ans else None,
+    }
+
+
+def _make_sits(scene: g.Scene, seed: int, tol: float, budget: int | None) -> g.Question:
+    return g.Question("sits", (subject_of(scene),), 0.0, budget)
+
+
+def _answer_sits(question: g.Question, conclusion: g.Conclusion):
+    for a in conclusion.answers:
+        if isinstance(a, g.ModelProb) and a.object == question.object:
+            return a.model
+    return None
+
+
+def _grade_sits(question: g.Question, ans, truth: dict, outcome) -> kinds.Grade:
+    true = true_model(truth, question.object)
+    return kinds.Grade(ans == true, 0.0 if ans == true else 1.0, true, ans)
+
+
+def explanation_check(question: g.Question, notebook_text: str, world: dict) -> dict:
+    """BoxingGym's communication measure: another agent holding the conclusion's explanation alone (the model
+    and its offset) predicts the reading of a held-out drop (HELD_OUT_DROP, a height the grid never offers);
+    the hidden world runs it. The error is the readings' distance in units of READ_SD (a com reading's spread
+    over the dev worlds: the predictor knows nothing of the object's mass)."""
+    conclusion = next((s.body for s in reversed(g.parse(notebook_text)) if s.kind == "conclusion"), None)
+    pred = stated_offset(conclusion, question.object) if isinstance(conclusion, g.Conclusion) else None
+    out: dict = {"held_out": None, "explanation_pred": None, "held_out_com": None, "explanation_pred_error": None}
+    if pred is None:
+        return out
+    act = g.Experiment("drop", question.object, height=HELD_OUT_DROP)
+    out.update(held_out=act.render(), explanation_pred=list(pred))
+    measured = world["run"](act)
+    if measured is not None and measured.get("com_x_m") is not None:
+        y = (float(measured["com_x_m"]), float(measured["com_y_m"]))
+        out["held_out_com"] = list(y)
+        out["explanation_pred_error"] = math.hypot(pred[0] - y[0], pred[1] - y[1]) / (math.sqrt(2) * READ_SD)
+    return out
+
+
+def _row_sits(question: g.Question, gr: kinds.Grade, notebook_text: str, world: dict) -> dict:
+    from loopylab.lab.slides import falsified
+
+    row = {
+        "model_truth": gr.truth,
+        "model_answer": gr.answer,
+        "model_correct": bool(gr.success),
+        "falsified_true_model": falsified(notebook_text, str(gr.truth)),
+        "unexplained": gr.answer is None,
+    }
+    if "run" in world:
+        row.update(explanation_check(question, notebook_text, world))
+    return row
+
+
+def _com_posterior(question, forward, hypothesis, n, noise, seed) -> ComPosterior:
+    return ComPosterior(question, forward, hypothesis, n, noise, seed)
+
+
+def _sits_posterior(question, forward, hypothesis, n, noise, seed) -> SitsPosterior:
+    return SitsPosterior(question, forward, hypothesis, n, noise, seed)
+
+
+COM = kinds.register(
+    kinds.QuestionKind(
+        "com",
+        COM_TOLERANCE,
+        _make_com,
+        _answer_com,
+        _grade_com,
+        posterior=_com_posterior,
+        skills=COM_SKILLS,
+        row=_row_com,
+    )
+)
+
+SITS = kinds.register(
+    kinds.QuestionKind(
+        "sits",
+        0.0,
+        _make_sits,
+        _answer_sits,
+        _grade_sits,
+        posterior=_sits_posterior,
+        structure="com_model",
+        skills=COM_SKILLS,
+        right="the right model",
+        row=_row_sits,
+    )
+)
+
+__all__ = ["COM", "SITS", "ComModel", "ComPosterior", "SitsPosterior", "explanation_check", "reading_sd"]
