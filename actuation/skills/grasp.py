@@ -8,6 +8,8 @@ import numpy as np
 from loopylab.actuation.skills.motion import Motion
 from loopylab.actuation.skills.session import ArmSession, SkillFailed
 
+ARRIVE_S = 0.1  # s: a few of a hobby servo's time constants (the emulated rig's: rig.physics.TRACK_TAU_S)
+
 
 def grasp_tip(mo: Motion, pos, size) -> np.ndarray:
     if mo.rs.gripper_joints and mo.rs.name == "panda":
@@ -36,6 +38,7 @@ def grasp(arm: ArmSession, mo: Motion, plan: dict, label: str) -> None:
     opening = mo.opening
     arm.gripper(opening, wait_for=lambda g: g.position > 0.8 * opening)
     arm.run(mo.joint_path(arm.last_q, plan["q_above"]), plan["down"])
+    arm.hold(ARRIVE_S)  # servos trail their goals: the hand reaches the bottom of its line before it closes
     arm.gripper(0.0, wait_for=lambda g: g.object_detected, max_s=1.0)
     arm.hold(0.1)
     g = arm.fresh_gripper()

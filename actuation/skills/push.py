@@ -18,6 +18,13 @@ FOLLOW_MARGIN = 0.8  # the share of the gate's velocity limit a fast plan may us
 # met at the servo's full speed): readings of 0 N between knocks of 1-8 N, means of 0.09-0.65 N for one block
 # whose steady push reads 0.62. Such a reading is not the friction: the push fails cleanly instead.
 CONTACT_SHARE = 0.6  # of the window's readings that must exceed a quarter of its mean force
+# The zero before a push: its noise enters every reading of the push (the 30 samples of a 0.25 s hold carried
+# an FT 300-S's 0.1 N/sample noise as a 0.02 N sd: 5 % of an SO-101 block's 0.39 N, as much as the push's own
+# noise), so a longer hold, and only its settled part.
+BASELINE_S = 0.5
+BASELINE_USED = 0.7  # the share of the hold at its end that is averaged
+BASELINE_MIN = 10  # readings; fewer: the sensor paused, hold again
+BASELINE_TRIES = 3
 
 
 def push(arm: ArmSession, mo: Motion, args: dict) -> dict:
@@ -70,7 +77,11 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
     arm.gripper(0.0, wait_for=lambda g: g.position < 0.2 * mo.opening and not g.object_detected)
     arm.run(to_above, down)
     arm.record(True)
-    base_stamps = arm.hold(P.SETTLE_S)
+    base = None
+    if strike:
+        arm.hold(P.SETTLE_S)
+    else:
+        base = baseline(arm)
     clamps = arm.clamped()
     stamps = arm.stream(line)
     clamps = arm.clamped() - clamps
@@ -93,12 +104,6 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
         t_brake = (stamps[i_brake] - stamps[0]) / 1e9
         m = P.analyze_strike(t, xy, t_brake, speed, arm.sigma(label))
     else:
-        still = [w for w in arm.sampled(arm.wrench, base_stamps) if w is not None]
-        if not still:  # the stream paused through the hold (a sensor restarting under a starved host)
-            raise SkillFailed(
-                "no wrist/wrench readings while the hand held still before the push: no zero to read from"
-            )
-        base = np.mean(still, axis=0)
         s, f, vert = _force_by_travel(arm, mo, mo.ee(start), d, base, stamps, speed / mo.hz)
         m = P.analyze_push(s, f, pos0, pos1, plan.steady, arm.sigma(label), force_up=vert)
         check_contact(s, f, plan.steady, label)
@@ -109,6 +114,19 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
             )
     m["gate_clamps"] = int(clamps)  # > 0: the gate slowed the motion; the reading may be off
     return m
+
+
+def baseline(arm: ArmSession) -> np.ndarray:
+    """The wrench of the hand held still before a push (its zero): the mean of the readings over the settled
+    part of a hold (BASELINE_S; the servos still close in on the line's end at first). A sensor that paused
+    (a wrist sensor restarting its stream on a starved host) is waited out by holding again."""
+    for _ in range(BASELINE_TRIES):
+        stamps = arm.hold(BASELINE_S)
+        arm.wait_stamps(arm.wrench, stamps)
+        still = arm.recorded(arm.wrench, stamps[int(len(stamps) * (1 - BASELINE_USED)) :])
+        if len(still) >= BASELINE_MIN:
+            return np.mean(still, axis=0)
+    raise SkillFailed("no wrist/wrench readings while the hand held still before the push: no zero to read from")
 
 
 def _force_by_travel(arm: ArmSession, mo: Motion, ee_start, d, base, stamps: list[int], step: float):
