@@ -9,6 +9,11 @@ from loopylab.actuation.skills.motion import Motion
 from loopylab.actuation.skills.session import ArmSession, SkillFailed
 
 ARRIVE_S = 0.1  # s: a few of a hobby servo's time constants (the emulated rig's: rig.physics.TRACK_TAU_S)
+# s of arm time the fingers may take to report a grasp: a Robotiq 2F-85 at full speed is ~0.6 s from open to
+# a 3-4 cm block, and its state comes back over Modbus polls: 1 s could run out on a loaded host before the
+# report did (weigh on the emulated SO-101: "could not grasp" now and then at load 50+). The wait ends as soon
+# as the gripper reports the object, so a longer allowance costs nothing when it does.
+CLOSE_S = 2.5
 
 
 def grasp_tip(mo: Motion, pos, size) -> np.ndarray:
@@ -39,7 +44,7 @@ def grasp(arm: ArmSession, mo: Motion, plan: dict, label: str) -> None:
     arm.gripper(opening, wait_for=lambda g: g.position > 0.8 * opening)
     arm.run(mo.joint_path(arm.last_q, plan["q_above"]), plan["down"])
     arm.hold(ARRIVE_S)  # servos trail their goals: the hand reaches the bottom of its line before it closes
-    arm.gripper(0.0, wait_for=lambda g: g.object_detected, max_s=1.0)
+    arm.gripper(0.0, wait_for=lambda g: g.object_detected, max_s=CLOSE_S)
     arm.hold(0.1)
     g = arm.fresh_gripper()
     if g is None or not g.object_detected:
