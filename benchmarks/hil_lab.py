@@ -74,8 +74,8 @@ def hil_world(seed: int, kinds: list[str], robot: str = "so101") -> dict:
     spec = apply_overrides(spec, rig.overrides() + [f'camera.source="bus:overhead@{cam_bus}"'])
     out: dict = {"seed": seed}
     try:
-        # the emulated rig's world builder has placed the objects: nobody to prompt
-        with HardwareBench(spec, rig.files["scene"], place=lambda scene: None) as bench:
+        # the emulated rig's world builder places the objects (each reset puts them back): nobody to prompt
+        with HardwareBench(spec, rig.files["scene"], place=rig.place) as bench:
             out["oracle"] = int(bench.graph.has_service("sim/oracle"))
             out["reset"] = int(bench.graph.has_service("sim/reset"))
             out.update(_sensor_errors(bench.node, rig))
