@@ -49,7 +49,7 @@ def grasp(arm: ArmSession, mo: Motion, plan: dict, label: str) -> None:
     arm.hold(0.1)
     g = arm.fresh_gripper()
     if g is None or not g.object_detected:
-        arm.gripper(mo.opening)
+        open_hand(arm, mo)
         arm.run(plan["retreat"])
         raise SkillFailed(f"could not grasp {label!r}")
 
@@ -76,6 +76,14 @@ def ensure_lifted(arm: ArmSession, mo: Motion, label: str, plan: dict, stamps: l
 
 def release_and_retreat(arm: ArmSession, mo: Motion, plan: dict) -> None:
     arm.run(plan["back"])
-    arm.gripper(mo.opening)
+    open_hand(arm, mo)
     arm.hold(0.3)
     arm.run(plan["retreat"])
+
+
+def open_hand(arm: ArmSession, mo: Motion) -> None:
+    """Open the gripper and keep the arm still until it reports itself open (at most CLOSE_S of arm time).
+    A hand that left at once carried its object away where the gripper's command was slow to arrive: on the
+    emulated SO-101 at load 80 the Robotiq took 7 s to act on an open, a weighed block rode up with the hand
+    to its parking spot, and the next investigation found it there."""
+    arm.gripper(mo.opening, wait_for=lambda g: g.position > 0.6 * mo.opening and not g.object_detected, max_s=CLOSE_S)
