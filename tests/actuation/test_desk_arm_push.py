@@ -60,8 +60,9 @@ def test_so101_pushes_across_and_along_its_reach_read_the_friction(tmp_path):
     path = tmp_path / "scene.toml"
     path.write_text(scene.to_toml())
     want = MU * MASS * 9.81
-    # an exact wrist sensor: this checks the push's geometry (jaw, probe, yaw). With the FT 300-S noise model the
-    # fourth push (+x) read 11-13 % low in 4 of 4 quiet runs: an open finding (issue 22), not hidden by a tolerance.
+    # an exact wrist sensor: this checks the push's geometry (jaw, probe, yaw). With the FT 300-S noise model a
+    # 0.39 N push's mean reads with ~7 % sd (white noise and the zero's drift; seeded by the world, so the fourth
+    # push read 11-13 % low in every run of this world; five noise streams: 0.82-1.06): docs/hardware.md.
     with sim_bench(
         robot="so101", scene=str(path), mocap_noise=0.0, ft_noise=False, gate={"deadman_ms": 5000.0}
     ) as bench:
