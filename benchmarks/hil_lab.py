@@ -61,6 +61,7 @@ EXCLUDED = {
 }
 OBSERVE_S = 4.0
 RUN_SEED = 0  # the run's own seed (--run-seed; drawn by default): the agents' seeds come from it
+NOTEBOOKS: Path | None = None  # --notebooks DIR: each investigation's notebook saved as DIR/<path>-<seed>-<kind>/
 
 
 def hil_world(seed: int, kinds: list[str], robot: str = "so101") -> dict:
@@ -73,8 +74,8 @@ def hil_world(seed: int, kinds: list[str], robot: str = "so101") -> dict:
     spec = apply_overrides(spec, rig.overrides() + [f'camera.source="bus:overhead@{cam_bus}"'])
     out: dict = {"seed": seed}
     try:
-        # the emulated rig's world builder has placed the objects: nobody to prompt
-        with HardwareBench(spec, rig.files["scene"], place=lambda scene: None) as bench:
+        # the emulated rig's world builder places the objects (each reset puts them back): nobody to prompt
+        with HardwareBench(spec, rig.files["scene"], place=rig.place) as bench:
             out["oracle"] = int(bench.graph.has_service("sim/oracle"))
             out["reset"] = int(bench.graph.has_service("sim/reset"))
             out.update(_sensor_errors(bench.node, rig))
@@ -83,7 +84,9 @@ def hil_world(seed: int, kinds: list[str], robot: str = "so101") -> dict:
             out["weigh_s"] = time.monotonic() - t0
             out.update(_graded(r, rig.truth()["red_block"]["mass"]))
             for kind in kinds:  # a whole investigation, the scene measured by the camera
-                out[kind] = _guarded(lambda k=kind: _investigate(k, seed, bench.reset(), bench.runner, rig.truth()))
+                out[kind] = _guarded(
+                    lambda k=kind: _investigate(k, seed, bench.reset(), bench.runner, rig.truth(), "hil")
+                )
     finally:
         rig.stop()
         node.close()
@@ -128,7 +131,9 @@ def sim_world(seed: int, kinds: list[str], robot: str = "so101") -> dict:
         r = bench.execute("weigh", {"object": "red_block"})
         out = {"seed": seed, "weigh_s": time.monotonic() - t0, **_graded(r, truth["red_block"]["mass"])}
         for kind in kinds:
-            out[kind] = _guarded(lambda k=kind: _investigate(k, seed, bench.reset(seed), bench.runner, bench.oracle()))
+            out[kind] = _guarded(
+                lambda k=kind: _investigate(k, seed, bench.reset(seed), bench.runner, bench.oracle(), "sim")
+            )
     return out
 
 
@@ -140,7 +145,7 @@ def _guarded(fn) -> dict:
         return {"success": False, "error": float("nan"), "experiments": 0, "failed": f"{type(e).__name__}: {e}"}
 
 
-def _investigate(kind: str, seed: int, scene, runner, truth: dict) -> dict:
+def _investigate(kind: str, seed: int, scene, runner, truth: dict, path: str = "") -> dict:
     """The eig agent's investigation of `kind` from `scene`, graded against `truth` (read outside the lab)."""
     from loopylab.lab.agents import make_agent
     from loopylab.lab.evaluation import WorldTask, agent_seed
@@ -163,6 +168,8 @@ def _investigate(kind: str, seed: int, scene, runner, truth: dict) -> dict:
         InvestigationConfig(seed=own),
     )
     gr = grade(question, result.conclusion, truth)
+    if NOTEBOOKS is not None:  # to read why an investigation failed
+        result.notebook.save(NOTEBOOKS / f"{path}-{seed}-{kind}")
     return {
         "success": bool(gr.success),
         "error": float(gr.error),
@@ -185,8 +192,10 @@ def main() -> None:
     )
     ap.add_argument("--robot", default="so101", help="the emulated arm (graphs/<robot>.toml)")
     ap.add_argument("--run-seed", type=int, default=None, help="the run's own seed (default: drawn, recorded)")
+    ap.add_argument("--notebooks", default="", help="save each investigation's notebook under this folder")
     args = ap.parse_args()
-    global RUN_SEED
+    global RUN_SEED, NOTEBOOKS
+    NOTEBOOKS = Path(args.notebooks) if args.notebooks else None
     RUN_SEED = secrets.randbits(32) if args.run_seed is None else args.run_seed
     worlds = seeds("test", args.worlds)
     excluded = {k: why for k, why in EXCLUDED.get(args.robot, {}).items() if k in args.kinds.split(",")}

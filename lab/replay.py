@@ -20,7 +20,7 @@ from pathlib import Path
 
 from loopylab.lab import audit, kinds
 from loopylab.lab.beliefs import Measurement, Posterior
-from loopylab.lab.experiments import candidate_experiments
+from loopylab.lab.experiments import candidate_experiments, workspace
 from loopylab.lab.forward import ForwardModel, InlineTwins
 from loopylab.lab.notebook import load_jsonl
 from loopylab.world import audit as a
@@ -123,6 +123,8 @@ class _Replayer:
         self.sections, self.report = sections, report
         self.question, self.prov, self.post = setup(sections, twins)
         self.scene = _first(sections, "scene")
+        # the grid of the notebook's own arm (its twin line names it): an SO-101's is not the Panda's
+        self.ws = workspace(header(sections)[2].robot)
         self.failed: set[g.Experiment] = set()
         self.experiment: g.Experiment | None = None
         self.pending: tuple[int, g.Observation] | None = None  # an observation waiting for its raw line
@@ -229,7 +231,7 @@ class _Replayer:
         if self.experiments >= self.question.max_experiments:
             return "budget"
         scene = self.scene if isinstance(self.scene, g.Scene) else None
-        if scene is not None and not candidate_experiments(scene, self.question, exclude=self.failed):
+        if scene is not None and not candidate_experiments(scene, self.question, exclude=self.failed, ws=self.ws):
             return "no_candidates"
         return recorded if recorded in ("not_worth", "agent") else "not_worth"
 

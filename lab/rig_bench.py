@@ -64,10 +64,10 @@ class HardwareBench:
     has_sim = False
 
     def reset(self, timeout: float = 30.0) -> SceneSpec:
-        """A new world: the person places the objects, the arm parks out of the camera's view, then the camera
-        measures where they are."""
-        self.place(self.bench_scene)
+        """A new world: the arm parks out of the camera's view (and out of the person's way), the person places
+        the objects, then the camera measures where they are."""
         self.park()
+        self.place(self.bench_scene)
         return self.measure_scene(timeout)
 
     def park(self) -> None:

@@ -1,8 +1,8 @@
 """The body behind the ports: one PyBullet world (`loopylab.sim`) stepped in real time on its own thread.
 
-Each joint is driven the way a position-mode servo drives it: with torque on, its set point moves toward
-the goal no faster than the joint's rated speed (the URDF's velocity limit, STS3215 ~4.7 rad/s) and the
-motor pushes with at most its rated torque (the URDF's effort); with torque off the gearbox's friction
+Each joint is driven the way a position-mode servo drives it: with torque on, its own control loop closes
+the gap to the goal as a first-order lag (`TRACK_TAU_S`), no faster than the joint's rated speed (the URDF's
+velocity limit, STS3215 ~4.7 rad/s), and the motor pushes with at most its rated torque (the URDF's effort); with torque off the gearbox's friction
 (`backdrive_nm`) is all that holds it. Until a host first turns torque on, the arm rests at its home pose
 (as a powered-down arm rests where it was put). The wrist wrench is the sim's sensor model, averaged over
 each control period (in the base frame; `sensor_wrench` turns it into the wrist sensor's own axes, as a
@@ -27,13 +27,25 @@ from loopylab.world.scene import SceneSpec
 log = logging.getLogger("loopylab.rig")
 
 LOAD_FILTER_S = 0.05  # s: time constant of the servos' load (current) reading
+# s: a servo's response to a new goal. A real servo's PID loop (kHz) approaches each goal smoothly; a set point
+# that met every goal within one tick moved the hand in steps and, where a goal came late (the host's 100 Hz
+# stream against this 120 Hz world, or a starved host), stopped it dead for a tick: a steady push then knocked
+# its block ahead in 1-6 N jolts with 0 N between them (contact in 23-47 % of the readings). The lag this adds
+# while tracking a moving goal (~ speed x TRACK_TAU_S) is what `loopylab lab calibrate-twin` fits.
+TRACK_TAU_S = 0.03
 BACKDRIVE_NM = 0.6  # N·m: what a 1:345 servo gearbox resists with torque off (the arm barely sags)
 
 
 class RigPhysics:
     """`RigPhysics(scene).start()`: the world ticking at `control_hz` until `.stop()`."""
 
-    def __init__(self, scene: SceneSpec, control_hz: float = CONTROL_HZ, backdrive_nm: float = BACKDRIVE_NM):
+    def __init__(
+        self,
+        scene: SceneSpec,
+        control_hz: float = CONTROL_HZ,
+        backdrive_nm: float = BACKDRIVE_NM,
+        track_tau_s: float = TRACK_TAU_S,
+    ):
         self.scene, self.control_hz, self.backdrive_nm = scene, float(control_hz), float(backdrive_nm)
         self.world = World(scene)
         # the exact wrench: the rig's FT300 device (rig/rig.py) adds the sensor's noise as it streams it
@@ -42,6 +54,8 @@ class RigPhysics:
         self.names = list(r.spec.arm_joints)
         self.steps_per_tick = max(1, round(1.0 / (self.control_hz * scene.dt)))
         self.period = self.steps_per_tick * scene.dt
+        # the share of the gap to its goal a servo closes per tick (1: at once, rated speed permitting)
+        self._gain = 1.0 - float(np.exp(-self.period / track_tau_s)) if track_tau_s > 0 else 1.0
         self._rated_speed = r.velocity.copy()
         self._rated_effort = r.effort.tolist()
         n = len(self.names)
@@ -113,7 +127,7 @@ class RigPhysics:
                     self._setpoint[i] = q[i]
                     efforts[i] = self.backdrive_nm
                 else:
-                    self._setpoint[i] += np.clip(g - self._setpoint[i], -step[i], step[i])
+                    self._setpoint[i] += np.clip(self._gain * (g - self._setpoint[i]), -step[i], step[i])
             self.arm.set_efforts(efforts)
             self.arm.command_positions(self._setpoint, self.period)
             self.arm.step(self.steps_per_tick, wrench=True)

@@ -122,6 +122,20 @@ class Rig:
     def truth(self) -> dict:
         return self.physics.truth()
 
+    def place(self, _scene=None) -> None:
+        """The emulated bench's answer to "place the objects" (`HardwareBench(place=rig.place)`): the world
+        builder puts every object back where its world starts, at rest. Without it a second investigation on
+        the rig started where the first had pushed its objects (an SO-101 block pushed to 8 cm from the base,
+        where no weigh could take it), while the sim bench's reset restored the world: not the same worlds."""
+        with self.physics.lock:
+            arm = self.physics.arm
+            if arm.grasped is not None:  # what the hand still holds is taken out of it first (a slow gripper
+                # left a weighed block in the hand once: the parked arm carried it off the table)
+                log.warning("the hand still held %s when the objects were placed: taken out of it", arm.grasped)
+                arm.command_gripper(arm.max_opening)
+                arm.apply()  # an open gripper lets go at once
+            self.physics.world.reset_objects()
+
     # -- sensors fed by the physics ---------------------------------------------------------------
     def _feed_ft(self, physics: RigPhysics) -> None:
         f, t = physics.sensor_wrench()  # on the wrist: its own axes turn with it (the driver says frame "ft300")

@@ -8,6 +8,14 @@ import numpy as np
 from loopylab.actuation.skills.motion import Motion
 from loopylab.actuation.skills.session import ArmSession, SkillFailed
 
+ARRIVE_S = 0.1  # s: a few of a hobby servo's time constants (the emulated rig's: rig.physics.TRACK_TAU_S)
+# s of arm time the fingers may take to report a grasp: a Robotiq 2F-85 at full speed is ~0.6 s from open to
+# a 3-4 cm block, and its state comes back over Modbus polls. On the emulated SO-101 at load 80 the polls came
+# a second apart or more (pymodbus retries): the fingers took 2.4 s to close on the block and the report came
+# later still, so a 1 s wait called a held block "could not grasp". The wait ends as soon as the gripper
+# reports the object: the allowance costs time only where the hand closes on nothing.
+CLOSE_S = 5.0
+
 
 def grasp_tip(mo: Motion, pos, size) -> np.ndarray:
     if mo.rs.gripper_joints and mo.rs.name == "panda":
@@ -36,11 +44,12 @@ def grasp(arm: ArmSession, mo: Motion, plan: dict, label: str) -> None:
     opening = mo.opening
     arm.gripper(opening, wait_for=lambda g: g.position > 0.8 * opening)
     arm.run(mo.joint_path(arm.last_q, plan["q_above"]), plan["down"])
-    arm.gripper(0.0, wait_for=lambda g: g.object_detected, max_s=1.0)
+    arm.hold(ARRIVE_S)  # servos trail their goals: the hand reaches the bottom of its line before it closes
+    arm.gripper(0.0, wait_for=lambda g: g.object_detected, max_s=CLOSE_S)
     arm.hold(0.1)
     g = arm.fresh_gripper()
     if g is None or not g.object_detected:
-        arm.gripper(mo.opening)
+        open_hand(arm, mo)
         arm.run(plan["retreat"])
         raise SkillFailed(f"could not grasp {label!r}")
 
@@ -67,6 +76,14 @@ def ensure_lifted(arm: ArmSession, mo: Motion, label: str, plan: dict, stamps: l
 
 def release_and_retreat(arm: ArmSession, mo: Motion, plan: dict) -> None:
     arm.run(plan["back"])
-    arm.gripper(mo.opening)
+    open_hand(arm, mo)
     arm.hold(0.3)
     arm.run(plan["retreat"])
+
+
+def open_hand(arm: ArmSession, mo: Motion) -> None:
+    """Open the gripper and keep the arm still until it reports itself open (at most CLOSE_S of arm time).
+    A hand that left at once carried its object away where the gripper's command was slow to arrive: on the
+    emulated SO-101 at load 80 the Robotiq took 7 s to act on an open, a weighed block rode up with the hand
+    to its parking spot, and the next investigation found it there."""
+    arm.gripper(mo.opening, wait_for=lambda g: g.position > 0.6 * mo.opening and not g.object_detected, max_s=CLOSE_S)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loopylab.actuation.skills.grasp import grasp, grasp_tip, plan_grasp
+from loopylab.actuation.skills.grasp import grasp, grasp_tip, open_hand, plan_grasp
 from loopylab.actuation.skills.motion import Motion
 from loopylab.actuation.skills.session import ArmSession
 from loopylab.world import protocols as P
@@ -38,7 +38,7 @@ def place(arm: ArmSession, mo: Motion, args: dict) -> dict:
     retreat = mo.line(mo.ee(tip) + [0, 0, 0.002], mo.ee(tip) + [0, 0, mo.rs.clearance], 0.1, lower[-1])
     grasp(arm, mo, plan, label)
     arm.run(plan["up"], across, lower)
-    arm.gripper(mo.opening, wait_for=lambda g: not g.object_detected)
+    open_hand(arm, mo)
     arm.hold(0.3)
     arm.record(True)
     arm.run(retreat)

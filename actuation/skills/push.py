@@ -18,6 +18,13 @@ FOLLOW_MARGIN = 0.8  # the share of the gate's velocity limit a fast plan may us
 # met at the servo's full speed): readings of 0 N between knocks of 1-8 N, means of 0.09-0.65 N for one block
 # whose steady push reads 0.62. Such a reading is not the friction: the push fails cleanly instead.
 CONTACT_SHARE = 0.6  # of the window's readings that must exceed a quarter of its mean force
+# The zero before a push: its noise enters every reading of the push (the 30 samples of a 0.25 s hold carried
+# an FT 300-S's 0.1 N/sample noise as a 0.02 N sd: 5 % of an SO-101 block's 0.39 N, as much as the push's own
+# noise), so a longer hold, and only its settled part.
+BASELINE_S = 0.5
+BASELINE_USED = 0.7  # the share of the hold at its end that is averaged
+BASELINE_MIN = 10  # readings; fewer: the sensor paused, hold again
+BASELINE_TRIES = 3
 
 
 def push(arm: ArmSession, mo: Motion, args: dict) -> dict:
@@ -70,7 +77,11 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
     arm.gripper(0.0, wait_for=lambda g: g.position < 0.2 * mo.opening and not g.object_detected)
     arm.run(to_above, down)
     arm.record(True)
-    base_stamps = arm.hold(P.SETTLE_S)
+    base = None
+    if strike:
+        arm.hold(P.SETTLE_S)
+    else:
+        base = baseline(arm)
     clamps = arm.clamped()
     stamps = arm.stream(line)
     clamps = arm.clamped() - clamps
@@ -93,18 +104,9 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
         t_brake = (stamps[i_brake] - stamps[0]) / 1e9
         m = P.analyze_strike(t, xy, t_brake, speed, arm.sigma(label))
     else:
-        # per tick, the wrench of that tick (or the sensor's newest before it: it may run on its own clock)
-        still = [w for w in arm.sampled(arm.wrench, base_stamps) if w is not None]
-        if not still:  # the stream paused through the hold (a sensor restarting under a starved host)
-            raise SkillFailed(
-                "no wrist/wrench readings while the hand held still before the push: no zero to read from"
-            )
-        base = np.mean(still, axis=0)
-        pushed = arm.sampled(arm.wrench, stamps[: len(line)])
-        f = np.array([-(w[:3] - base[:3]) @ d if w is not None else 0.0 for w in pushed])
-        up = np.array([w[2] - base[2] if w is not None else 0.0 for w in pushed])
-        m = P.analyze_push(plan.path[: len(f)], f, pos0, pos1, plan.steady, arm.sigma(label), force_up=up)
-        check_contact(plan.path[: len(f)], f, plan.steady, label)
+        s, f, vert = _force_by_travel(arm, mo, mo.ee(start), d, base, stamps, speed / mo.hz)
+        m = P.analyze_push(s, f, pos0, pos1, plan.steady, arm.sigma(label), force_up=vert)
+        check_contact(s, f, plan.steady, label)
         if not P.PUSH_LOAD_RANGE[0] <= m.get("load_N", 0.0) <= P.PUSH_LOAD_RANGE[1]:
             raise SkillFailed(
                 f"the hand hit something besides {label} (vertical force "
@@ -112,6 +114,70 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
             )
     m["gate_clamps"] = int(clamps)  # > 0: the gate slowed the motion; the reading may be off
     return m
+
+
+def baseline(arm: ArmSession) -> np.ndarray:
+    """The wrench of the hand held still before a push (its zero): the mean of the readings over the settled
+    part of a hold (BASELINE_S; the servos still close in on the line's end at first). A sensor that paused
+    (a wrist sensor restarting its stream on a starved host) is waited out by holding again."""
+    for _ in range(BASELINE_TRIES):
+        stamps = arm.hold(BASELINE_S)
+        arm.wait_stamps(arm.wrench, stamps)
+        still = arm.recorded(arm.wrench, stamps[int(len(stamps) * (1 - BASELINE_USED)) :])
+        if len(still) >= BASELINE_MIN:
+            return np.mean(still, axis=0)
+    raise SkillFailed("no wrist/wrench readings while the hand held still before the push: no zero to read from")
+
+
+def _force_by_travel(arm: ArmSession, mo: Motion, ee_start, d, base, stamps: list[int], step: float):
+    """The push's force along its path, by where the hand really was (every joint state recorded, through
+    the kinematics), not by the tick a waypoint was sent on: returns (path positions, force along the push,
+    force up) on a grid of `step` m, each the work over that stretch of the hand's travel / its length.
+    A host that streams in fits and starts moves the hand in steps and stops: a mean over ticks counted the
+    stops (0 N, the block at rest) as much as the pushing, and a stopped hand's stale sample stood for a
+    whole tick's reading (the emulated SO-101 under load: 0.02 N read for a block that took 1.1 N, and
+    pushes refused for lost contact); the work along the travel is the friction's whatever the timing."""
+    with arm._rec_lock:
+        joints = sorted((t, q) for t, q in arm.joints.items() if stamps[0] <= t <= stamps[-1])
+        ft = sorted((t, w) for t, w in arm.wrench.items() if t <= stamps[-1])
+    if len(joints) < 5 or not ft:
+        raise SkillFailed("too few joint states or wrist readings recorded during the push")
+    t_ft = np.array([t for t, _ in ft])
+    w = np.array([w for _, w in ft]) - base
+    along, vert = -(w[:, :3] @ d), w[:, 2]
+    t_js = np.array([t for t, _ in joints])
+    s_js = np.array([(mo.kin.fk(q)[0] - ee_start) @ d for _, q in joints])
+    return by_travel(t_js, s_js, t_ft, np.column_stack([along, vert]), step)
+
+
+def by_travel(t_js, s_js, t_ft, values, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Readings (`values`: [N, 2] at stamps `t_ft`) against the hand's travel (`s_js` at stamps `t_js`): each
+    interval between joint states with readings inside it takes their mean, and counts by how far the hand
+    moved forward in it (one without a reading, a frame lost, counts for nothing: filled with a neighbour's,
+    a stop's 0 N stood for a stretch of pushing). Resampled onto a grid of `step` m of travel (a stretch no
+    reading covers is left out). Returns (grid midpoints, column 0, column 1)."""
+    t_js, s_js, t_ft = (np.asarray(x, float) for x in (t_js, s_js, t_ft))
+    values = np.asarray(values, float)
+    ds = np.maximum(np.diff(s_js), 0.0)  # forward travel only: a stopped (or settling) hand does no work
+    lo = np.searchsorted(t_ft, t_js[:-1], side="right")  # readings in (t_{i-1}, t_i]
+    hi = np.searchsorted(t_ft, t_js[1:], side="right")
+    csum = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
+    n = hi - lo
+    f = (csum[hi] - csum[lo]) / np.maximum(n, 1)[:, None]
+    seen = np.where(n > 0, ds, 0.0)
+    travel = np.concatenate([[s_js[0]], s_js[0] + np.cumsum(ds)])
+    cover = np.concatenate([[0.0], np.cumsum(seen)])
+    work = np.vstack([np.zeros((1, 2)), np.cumsum(f * seen[:, None], axis=0)])
+    grid = np.arange(travel[0], travel[-1] + 1e-12, step)
+    if len(grid) < 2:
+        raise SkillFailed("the hand hardly moved while pushing")
+    dc = np.diff(np.interp(grid, travel, cover))
+    dw = np.column_stack([np.diff(np.interp(grid, travel, work[:, k])) for k in range(2)])
+    keep = dc > 0.05 * step
+    if not keep.any():
+        raise SkillFailed("no wrist readings while the hand moved")
+    per = dw[keep] / dc[keep, None]
+    return (grid[:-1] + step / 2)[keep], per[:, 0], per[:, 1]
 
 
 def check_contact(path_s, f, steady: tuple[float, float], label: str) -> None:

@@ -39,6 +39,7 @@ class ArmSession:
         self._recording = False
         self.wrench: dict[int, np.ndarray] = {}  # recorded: stamp -> [f xyz, torque xyz]
         self.object_poses: dict[int, ObjectPoses] = {}  # recorded: stamp -> pose set
+        self.joints: dict[int, np.ndarray] = {}  # recorded: stamp -> every joint state's positions (self.names)
         # joints -> the wrist sensor's axes in the base frame (3x3), for a wrench in the sensor's own frame (the
         # skills node sets it from the arm's kinematics); None: wrenches are taken as they come
         self.sensor_rotation = None
@@ -51,6 +52,8 @@ class ArmSession:
         self.grip = node.subscribe("gripper/state", GripperState, mode="latest")
         self.safety = node.subscribe("safety/state", SafetyState, mode="latest")
         self.objects = node.subscribe("perception/objects", ObjectPoses, callback=self._on_objects)
+        # every state while recording, not only those a stream waits for: where the hand really was between
+        node.subscribe("arm/joint_state", JointState, callback=self._on_joints, queue_size=5000)
         node.subscribe("wrist/wrench", Wrench, callback=self._on_wrench, queue_size=5000)
         node.subscribe("sim/scene", None, callback=self._on_scene)  # a simulator says what the world holds
 
@@ -297,11 +300,17 @@ class ArmSession:
             with self._rec_lock:
                 self.object_poses[msg.stamp_ns] = msg
 
+    def _on_joints(self, msg: JointState) -> None:
+        if self._recording:
+            q = reorder(msg.position, msg.name, self.names)
+            with self._rec_lock:
+                self.joints[msg.stamp_ns] = q
+
     def record(self, on: bool) -> None:
-        """Start (afresh) or stop recording the wrench and the object poses."""
+        """Start (afresh) or stop recording the wrench, the object poses and the joint states."""
         with self._rec_lock:
             if on:
-                self.wrench, self.object_poses = {}, {}
+                self.wrench, self.object_poses, self.joints = {}, {}, {}
             self._recording = on
 
     def recorded(self, table: dict, stamps: list[int]) -> list:

@@ -60,8 +60,9 @@ def test_so101_pushes_across_and_along_its_reach_read_the_friction(tmp_path):
     path = tmp_path / "scene.toml"
     path.write_text(scene.to_toml())
     want = MU * MASS * 9.81
-    # an exact wrist sensor: this checks the push's geometry (jaw, probe, yaw). With the FT 300-S noise model the
-    # fourth push (+x) read 11-13 % low in 4 of 4 quiet runs: an open finding (issue 22), not hidden by a tolerance.
+    # an exact wrist sensor: this checks the push's geometry (jaw, probe, yaw). With the FT 300-S noise model a
+    # 0.39 N push's mean reads with ~7 % sd (white noise and the zero's drift; seeded by the world, so the fourth
+    # push read 11-13 % low in every run of this world; five noise streams: 0.82-1.06): docs/hardware.md.
     with sim_bench(
         robot="so101", scene=str(path), mocap_noise=0.0, ft_noise=False, gate={"deadman_ms": 5000.0}
     ) as bench:
@@ -88,3 +89,34 @@ def test_a_steady_push_passes_the_contact_check_and_a_knocking_one_fails(force, 
     knocks[::6] = force * 6  # one reading in six carries it all
     with pytest.raises(SkillFailed, match="kept losing red_block"):
         check_contact(s, knocks, steady, "red_block")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(0.1, 5.0), st.integers(2, 12), st.floats(0.2, 0.8), st.integers(0, 2**31))
+def test_a_push_in_fits_and_starts_reads_its_force_by_the_hands_travel(force, gap, moving, seed):
+    """A hand that moves in steps and stops (a host streaming in fits and starts): pushing, the sensor reads
+    the force; stopped, 0 N. By the hand's travel the reading is the pushing force; a mean over the ticks
+    counted the stops and read low. Readings on their own clock (not the joint states') and a lost one now
+    and then change nothing."""
+    from loopylab.actuation.skills.push import by_travel
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    t = np.cumsum(rng.uniform(0.005, 0.015, n))  # joint-state stamps (s)
+    go = (np.arange(n) % gap) < max(1, round(moving * gap))  # moving on these ticks, stopped on the others
+    ds = np.where(go, 0.0005, 0.0)
+    s = np.concatenate([[0.0], np.cumsum(ds[1:])])
+    t_ft = np.sort(rng.uniform(t[0], t[-1], int(0.7 * n)))  # a sensor at ~70 % of the rate, its own clock
+    i = np.searchsorted(t, t_ft)  # a reading belongs to the interval that ends at the next joint state
+    reading = np.where(go[np.minimum(i, n - 1)], force, 0.0)
+    grid, f, up = by_travel(t, s, t_ft, np.column_stack([reading, 0.3 * reading]), 0.0005)
+    assert np.all(np.diff(grid) > 0) and grid[-1] <= s[-1]
+    steady = (0.2 * s[-1], 0.9 * s[-1])
+    win = (grid >= steady[0]) & (grid <= steady[1])
+    assert f[win].mean() == pytest.approx(force, rel=0.05)
+    assert up[win].mean() == pytest.approx(0.3 * force, rel=0.05)
+    check_contact(grid, f, steady, "red_block")  # the hand never lost the block while it moved
+    if go.mean() < 0.8:  # the mean over the ticks (the newest reading at each joint state) counted the stops
+        j = np.searchsorted(t_ft, t, side="right") - 1
+        per_tick = np.where(j >= 0, reading[np.maximum(j, 0)], 0.0)
+        assert per_tick[(s >= steady[0]) & (s <= steady[1])].mean() < 0.9 * force

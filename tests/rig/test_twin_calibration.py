@@ -3,6 +3,7 @@
 from loopylab.lab import twin_fit
 from loopylab.lab.rig_bench import HardwareBench
 from loopylab.lab.twin_calibrate import Plan, calibrate
+from loopylab.rig.physics import TRACK_TAU_S
 from loopylab.rig.rig import FT_NOISE_N, Rig, RigConfig
 from tests.rig.test_hardware_path import TOLERANCE_KG, WORLD, hardware_graph
 
@@ -25,7 +26,8 @@ def test_calibrate_twin_on_the_emulated_rig_recovers_the_ft300_noise(tmp_path):
     assert cal.weigh_sd_lo <= cal.weigh_sd_kg <= cal.weigh_sd_hi
     # the sigma the weigh reports itself (~3 g here, from the spread of its FT300 readings) is recorded
     assert 0 < cal.weigh_reported_kg < TOLERANCE_KG
-    # the joints trail the gate's commands, by less than a second on any machine
-    assert cal.tracking_lag_s is not None and 0.0 <= cal.tracking_lag_s < 1.0
+    # the joints trail the gate's commands: at least by the emulated servos' own response (30 ms; the fit gave
+    # 36 ms at load 75, the port and the driver's cycle adding the rest), by less than a second on any machine
+    assert cal.tracking_lag_s is not None and 0.8 * TRACK_TAU_S <= cal.tracking_lag_s < 1.0
     path = cal.save(tmp_path / "so101.twin.toml")
     assert twin_fit.TwinCalibration.load(path) == cal
