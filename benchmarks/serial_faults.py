@@ -22,7 +22,11 @@ the bus's receiving and housekeeping threads, ZeroMQ's): not the emulator's, nor
 or probe. `loop_share_of_wire` is the control loop thread's alone. The same run measures a raw baseline in
 the driver's process: a bare pyserial loop on its port doing the same transfers at the same rate against
 the same emulator (one write of the prebuilt packets, then poll and read until the answer's exact length is
-in; it receives no commands and publishes nothing), and reports the driver/raw CPU ratio.
+in; it receives no commands and publishes nothing), and reports the driver/raw CPU ratio. A second baseline,
+the floor of the driver's I/O, adds the bus's part (the commands taken through the driver's own `PollGroup`,
+the joint and gripper states sent as prebuilt bytes through its own publishers) and counts the whole
+process's CPU, ZeroMQ's I/O thread included: `floor_share_of_wire`; `driver_above_floor_us` is what the
+driver's own work (units, goals, encoding, fault handling) adds per cycle.
 On a loaded shared machine every cycle runs with cold caches, so each figure is several times what a tight
 loop costs (benchmarks/serial_loop.py); the raw baseline shows how much of that the machine takes anyway.
 A driver that misses its rate there (a user's priority gets a sliver of a core at load 30) spreads what it
@@ -33,7 +37,7 @@ is its CPU per second of the run, which does not depend on how many cycles made 
 
 Last line JSON (worst of the two arms): torque_drops_transient (target 0), spurious_faults_clean (0),
 protective_stops_transient (0), max_hold_error_rad during the faulty runs, cycle_hz (clean, slowest arm),
-cpu_share_of_wire (target < 0.10), loop_share_of_wire, raw_share_of_wire, driver_vs_raw_cpu and
+cpu_share_of_wire (target < 0.10), loop_share_of_wire, raw_share_of_wire, driver_vs_raw_cpu, floor_share_of_wire and
 lerobot_calibration_error_rad (max joint error after importing a LeRobot file written for the emulated arm;
 target <= 0.002), then the per-arm figures and the machine's load.
 """
@@ -150,10 +154,13 @@ def can_raise_priority() -> bool:
     return True
 
 
-def raw_loop(bus, drv, seconds: float) -> tuple[float, float]:
+def raw_loop(bus, drv, seconds: float, with_bus: bool = False) -> tuple[float, float, float]:
     """The baseline: a bare loop on the driver's open port doing the cycle's transfers at the driver's rate
     (one write of the prebuilt SYNC WRITE + SYNC READ, then poll and read until the answer's length is in).
-    Returns (CPU µs per cycle, share of cycles whose answer was incomplete)."""
+    `with_bus`: the floor of the driver's bus I/O too: each cycle it also takes the commands that came (the
+    driver's own `PollGroup`: receive and decode) and sends the joint and gripper states (prebuilt bytes,
+    through the driver's own publishers): what any driver on this bus does, with none of its own work.
+    Returns (this thread's CPU µs per cycle, the whole process's, share of cycles whose answer was incomplete)."""
     ids = drv.codec.ids
     out = bus.sync_write_packet("Goal_Position", dict(drv.goal)) + bus.proto.sync_read(
         drv.codec.addr, drv.codec.length, ids
@@ -162,10 +169,16 @@ def raw_loop(bus, drv, seconds: float) -> tuple[float, float]:
     fd, period = bus._fd, 1.0 / drv.cfg.rate_hz
     poll = select.poll()
     poll.register(fd, select.POLLIN)
+    k = len(drv.arm_joints)
+    sends = [(drv.js_pub, drv._js_template.encode(1, time.time_ns(), ([0.0] * k,) * 3))]
+    if drv.grip_pub is not None:
+        sends.append((drv.grip_pub, drv._grip_template.encode(1, time.time_ns(), (0.0, 0.0))))
     n = short = 0
-    c0, t = time.thread_time(), time.monotonic()
+    p0, c0, t = sum(os.times()[:2]), time.thread_time(), time.monotonic()
     end = t + seconds
     while t < end:
+        if with_bus:
+            drv._inputs.poll()
         os.write(fd, out)
         got = 0
         while got < expect:
@@ -173,6 +186,9 @@ def raw_loop(bus, drv, seconds: float) -> tuple[float, float]:
                 short += 1
                 break
             got += len(os.read(fd, expect - got))
+        if with_bus:
+            for pub, header in sends:
+                pub._send(header, [])
         n += 1
         t += period
         delay = t - time.monotonic()
@@ -180,7 +196,7 @@ def raw_loop(bus, drv, seconds: float) -> tuple[float, float]:
             time.sleep(delay)
         else:
             t = time.monotonic()
-    return (time.thread_time() - c0) / n * 1e6, short / n
+    return (time.thread_time() - c0) / n * 1e6, (sum(os.times()[:2]) - p0) / n * 1e6, short / n
 
 
 def wire_us_per_cycle(bus, names: list[str]) -> float:
@@ -226,10 +242,10 @@ def driver_main(robot: str, calib_path: str, url: str, port: str) -> None:
                 "bus_stats": dict(drv.bus.stats),
                 "wire_us_per_cycle": wire_us_per_cycle(drv.bus, drv.names),
             }
-        elif cmd == "raw":
-            with drv._io:  # the driver's loop waits meanwhile
-                raw_us, short = raw_loop(drv.bus, drv, float(arg))
-            out = {"raw_cpu_us_per_cycle": raw_us, "raw_incomplete": short}
+        elif cmd in ("raw", "floor"):
+            with drv._io:  # the driver's loop waits meanwhile (having polled its inputs: they are not polled twice)
+                us, process_us, short = raw_loop(drv.bus, drv, float(arg), with_bus=cmd == "floor")
+            out = {"cpu_us_per_cycle": us, "process_cpu_us_per_cycle": process_us, "incomplete": short}
         else:
             out = {"error": f"unknown command {cmd!r}"}
         print(json.dumps(out), flush=True)
@@ -324,10 +340,19 @@ def run(robot: str, seconds: float, calib_path: str) -> dict:
         # the raw baseline in the driver's process, on its port, against the same emulator under the same load
         emu.send("faults ")
         raw = drv.ask(f"raw {min(seconds, 10.0)}")
-        out["raw_cpu_us_per_cycle"] = round(raw["raw_cpu_us_per_cycle"], 1)
-        out["raw_incomplete"] = round(raw["raw_incomplete"], 4)
-        out["raw_share_of_wire"] = round(raw["raw_cpu_us_per_cycle"] / wire, 3)
-        out["driver_vs_raw_cpu"] = round(out["clean"]["process_cpu_us_per_cycle"] / raw["raw_cpu_us_per_cycle"], 2)
+        out["raw_cpu_us_per_cycle"] = round(raw["cpu_us_per_cycle"], 1)
+        out["raw_incomplete"] = round(raw["incomplete"], 4)
+        out["raw_share_of_wire"] = round(raw["cpu_us_per_cycle"] / wire, 3)
+        out["driver_vs_raw_cpu"] = round(out["clean"]["process_cpu_us_per_cycle"] / raw["cpu_us_per_cycle"], 2)
+        # the floor of the driver's I/O: the raw transfers plus the bus's (commands in, two states out), the
+        # whole process's CPU (ZeroMQ's I/O thread included): what is left above it is the driver's own work
+        floor = drv.ask(f"floor {min(seconds, 10.0)}")
+        out["floor_process_cpu_us_per_cycle"] = round(floor["process_cpu_us_per_cycle"], 1)
+        out["floor_loop_cpu_us_per_cycle"] = round(floor["cpu_us_per_cycle"], 1)
+        out["floor_share_of_wire"] = round(floor["process_cpu_us_per_cycle"] / wire, 3)
+        out["driver_above_floor_us"] = round(
+            out["clean"]["process_cpu_us_per_cycle"] - floor["process_cpu_us_per_cycle"], 1
+        )
     finally:
         stop.set()
         drv.close()
@@ -427,6 +452,7 @@ def main() -> None:
         "loop_share_of_wire": max(a["loop_share_of_wire"] for a in arms.values()),
         "raw_share_of_wire": max(a["raw_share_of_wire"] for a in arms.values()),
         "driver_vs_raw_cpu": max(a["driver_vs_raw_cpu"] for a in arms.values()),
+        "floor_share_of_wire": max(a["floor_share_of_wire"] for a in arms.values()),
         "lerobot_calibration_error_rad": max(a["lerobot_calibration_error_rad"] for a in arms.values()),
         "seconds_per_run": args.seconds,
         "busy_cores": 2,

@@ -22,6 +22,7 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -110,6 +111,7 @@ class ArmDriver:
         self.stop: LowerToRest | None = None
         self.goal: dict[str, int] = {}  # the last goal written (ticks): what the motors hold
         self.cycles = self.failed_cycles = self.commands_applied = self.protective_stops = 0
+        self.stop_log: deque[dict] = deque(maxlen=32)  # the last protective stops: when, why, how the cycles went
         self._last_cmd_seq = self._last_grip_seq = None
         self._io = threading.Lock()
         self._stop = threading.Event()
@@ -306,11 +308,12 @@ class ArmDriver:
         return self._packet[1]
 
     # -- transient faults and the protective stop -------------------------------------------------
-    def _transient(self, err: MotorBusError, now: float) -> None:
-        """A failed cycle (after the bus's own retries): hold the last goal; past the window, stop."""
+    def _transient(self, err: MotorBusError, now: float, took: float = 0.0) -> None:
+        """A failed cycle (after the bus's own retries; it took `took` s): hold the last goal; past the window,
+        stop."""
         self.failed_cycles += 1
         first = not self.window.active
-        if not self.window.failed(err, now):
+        if not self.window.failed(err, now, took):
             if first:
                 log.warning("arm transient %s: %s (retrying, torque on, holding the last goal)", err.label, err)
             self._write_goal(self.goal)
@@ -327,9 +330,21 @@ class ArmDriver:
         mask = np.array([n in c.rest for n in self.names])
         self.stop = LowerToRest(start, rest, now, c.stop_hold_s, c.stop_speed, lower=not c.brakes, mask=mask)
         what = "holding, then lowering to rest" if not c.brakes else "holding"
+        w = self.window
+        # how many cycles failed and the longest of them: one far past its tries' deadlines is the host's stall
         msg = (
-            f"protective stop: {err.label} for {(now - self.window.since) * 1e3:.0f} ms "
-            f"(window {c.fault_window_s * 1e3:.0f} ms), {what}, torque on: {err}"
+            f"protective stop: {err.label} for {(now - w.since) * 1e3:.0f} ms "
+            f"(window {c.fault_window_s * 1e3:.0f} ms; {w.count} failed cycles, the longest "
+            f"{w.longest * 1e3:.0f} ms), {what}, torque on: {err}"
+        )
+        self.stop_log.append(
+            {
+                "t": now,
+                "label": err.label,
+                "ms": (now - w.since) * 1e3,
+                "cycles": w.count,
+                "longest_ms": w.longest * 1e3,
+            }
         )
         log.error("arm %s", msg)
         self._publish_fault(err.fault_class, msg, getattr(err, "motor_ids", []), err.label)
@@ -426,7 +441,8 @@ class ArmDriver:
                 self._drop("motor_error", e, e.motor_ids)
             except MotorBusError as e:
                 try:
-                    self._transient(e, time.monotonic())
+                    now = time.monotonic()
+                    self._transient(e, now, now - next_t)  # (next_t: when this cycle was due)
                 except PortLostError as e2:
                     self._drop("port_lost", e2)
             next_t += period

@@ -109,6 +109,12 @@ def test_a_persistent_fault_holds_then_lowers_to_rest_with_torque_on(rig):
     f = _fault(faults, True)
     assert f.code == "no_response" and f.motor_ids == [3] and "no_response(3)" in f.message
     assert "protective stop" in f.message and "lowering to rest" in f.message
+    # why it stopped, for telling a silent motor from a stalled host: how many cycles failed, the longest one
+    (stop,) = driver.stop_log
+    assert stop["label"] == "no_response(3)" and stop["ms"] > 250 and stop["cycles"] >= 2
+    # each failed cycle is 3 tries, each waiting at least the 200 ms latency allowance
+    assert stop["longest_ms"] >= 3 * 200
+    assert f"{stop['cycles']} failed cycles, the longest {stop['longest_ms']:.0f} ms" in f.message
     assert emu.register(2, "Goal_Position") == start  # first it holds
     rest = driver.to_ticks("shoulder_lift", driver.cfg.rest["shoulder_lift"])
     assert wait_until(lambda: emu.register(2, "Goal_Position") == rest, 10)  # then lowers, slowly, to rest
