@@ -45,6 +45,8 @@ target <= 0.002), then the per-arm figures and the machine's load.
 from __future__ import annotations
 
 import argparse
+import collections
+import itertools
 import json
 import math
 import os
@@ -81,10 +83,25 @@ def emulator_main(kind: str, robot: str) -> None:
             time.sleep(0.01)
 
     threading.Thread(target=watch, daemon=True).start()
+    reads = collections.deque(maxlen=100_000)  # when bytes reached the emulator (a pty held up shows as a gap)
+    port_read = emu.port.read
+
+    def read(*args, **kw):
+        data = port_read(*args, **kw)
+        if data:
+            reads.append(time.monotonic())
+        return data
+
+    emu.port.read = read
     print(emu.path, flush=True)
     for line in sys.stdin:
         cmd, _, arg = line.strip().partition(" ")
-        if cmd == "faults":
+        if cmd == "gap":  # the longest time between two reads within [a, b] (monotonic, as the driver's)
+            a, b = map(float, arg.split())
+            times = [a] + [t for t in list(reads) if a <= t <= b] + [b]
+            gap = max(itertools.pairwise(times), key=lambda g: g[1] - g[0])
+            print(json.dumps(gap), flush=True)
+        elif cmd == "faults":
             emu.faults = Faults.parse(arg, seed=1)
         elif cmd == "hold":
             with emu._lock:
@@ -131,7 +148,10 @@ class Emulator:
         self.proc.stdin.flush()
 
     def stats(self) -> dict:
-        self.send("stats")
+        return self.ask("stats")
+
+    def ask(self, line: str):
+        self.send(line)
         return json.loads(self.proc.stdout.readline())
 
     def close(self) -> None:
@@ -227,6 +247,7 @@ def driver_main(robot: str, calib_path: str, url: str, port: str) -> None:
     print(
         json.dumps({"connected": drv.connected, "arm_joints": drv.arm_joints, "rate_hz": drv.cfg.rate_hz}), flush=True
     )
+    writes: collections.deque[float] = collections.deque(maxlen=100_000)
     for line in sys.stdin:
         cmd, _, arg = line.strip().partition(" ")
         if cmd == "stats":
@@ -241,9 +262,25 @@ def driver_main(robot: str, calib_path: str, url: str, port: str) -> None:
                 "fast_reads": getattr(reader, "fast", None),
                 "bus_stats": dict(drv.bus.stats),
                 "wire_us_per_cycle": wire_us_per_cycle(drv.bus, drv.names),
+                "stop_log": list(drv.stop_log),
             }
+        elif cmd == "writes":  # how many requests went out within [a, b]
+            a, b = map(float, arg.split())
+            out = {"writes": sum(a <= t <= b for t in list(writes))}
+        elif cmd == "trace":  # from now on, note when each request goes out (the faulty leg's stops are explained)
+            write = drv.bus._write
+
+            def traced(data: bytes) -> None:
+                writes.append(time.monotonic())
+                write(data)
+
+            drv.bus._write = traced
+            out = {"tracing": True}
         elif cmd in ("raw", "floor"):
-            with drv._io:  # the driver's loop waits meanwhile (having polled its inputs: they are not polled twice)
+            if cmd == "floor":  # the last measurement: the driver's loop ends (its inputs are polled here now)
+                drv._stop.set()
+                drv._thread.join(5)
+            with drv._io:  # the driver's loop waits meanwhile
                 us, process_us, short = raw_loop(drv.bus, drv, float(arg), with_bus=cmd == "floor")
             out = {"cpu_us_per_cycle": us, "process_cpu_us_per_cycle": process_us, "incomplete": short}
         else:
@@ -271,6 +308,23 @@ class Driver:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(15)
+
+
+def explain(stop: dict, drv: Driver, emu: Emulator) -> dict:
+    """Why a protective stop came: its fault, how long it lasted, how many cycles failed and the longest; and
+    the longest time within it that no byte reached the emulator, with how many requests the driver wrote
+    meanwhile (requests written but not delivered: the host's pty held them, not the motors)."""
+    end = stop["t"]
+    start = end - stop["ms"] / 1e3 - stop["longest_ms"] / 1e3  # (the run's first failed cycle began before it)
+    a, b = emu.ask(f"gap {start} {end}")
+    return {
+        "fault": stop["label"],
+        "ms": round(stop["ms"]),
+        "failed_cycles": stop["cycles"],
+        "longest_cycle_ms": round(stop["longest_ms"]),
+        "port_silent_ms": round((b - a) * 1e3),
+        "requests_written_meanwhile": drv.ask(f"writes {a} {b}")["writes"],
+    }
 
 
 def run(robot: str, seconds: float, calib_path: str) -> dict:
@@ -301,6 +355,8 @@ def run(robot: str, seconds: float, calib_path: str) -> dict:
         threading.Thread(target=commander, daemon=True).start()
         time.sleep(1.0)  # settle at the hold pose
         for label, spec in (("clean", ""), ("transient", FAULTY)):
+            if spec:
+                drv.ask("trace")
             emu.send(f"faults {spec}")
             emu.send("hold")
             s0, t0 = drv.ask("stats"), time.monotonic()
@@ -331,6 +387,7 @@ def run(robot: str, seconds: float, calib_path: str) -> dict:
                 # per second of the run: a loop that misses its rate on a loaded host spreads the work that comes
                 # per command (100 a second) over fewer cycles, and each cycle's figure grows with it
                 "process_cpu_ms_per_s": round((s1["process_cpu_s"] - s0["process_cpu_s"]) / dt * 1e3, 2),
+                "stops": [explain(stop, drv, emu) for stop in s1["stop_log"] if stop not in s0["stop_log"]],
             }
         wire = s1["wire_us_per_cycle"]
         out["wire_us_per_cycle"] = wire
