@@ -80,6 +80,7 @@ class ArmDriver:
         # command names -> per motor commanded (name, index in the command, zero ticks, ticks per rad), or why not
         self._plans: dict[tuple[str, ...], list[tuple[str, int, float, float]] | str] = {}
         self._packet: tuple[tuple, bytes] = ((), b"")  # the last SYNC WRITE built (a held goal is re-sent)
+        self._last_goals: tuple[list | None, list | None, dict[str, int]] = (None, None, {})  # (position, name, goals)
         self.js_pub = node.publisher("arm/joint_state", JointState)
         self.fault_pub = node.publisher("arm/fault", DeviceFault, latched=True)
         self.grip_pub = node.publisher("gripper/state", GripperState) if cfg.gripper else None
@@ -269,6 +270,9 @@ class ArmDriver:
         """Goal ticks for the motors a JointCommand (its fields) commands (any of them, by name; unnamed: the arm
         joints in order)."""
         q, named = msg["position"], msg["name"]
+        last = self._last_goals
+        if q == last[0] and named == last[1] and type(q) is list:  # the gate streams the same pose while it holds
+            return last[2]
         if not q and msg["velocity"]:
             log.warning("velocity commands are not supported: the servos run in position mode; ignored")
             return {}
@@ -298,7 +302,9 @@ class ArmDriver:
         if not finite:  # (the gate passes none; never let one end the loop)
             log.warning("joint command ignored: not a finite position in %s", q)
             return {}
-        return {n: int(round(zero + k * q[j])) for n, j, zero, k in plan}
+        goals = {n: int(round(zero + k * q[j])) for n, j, zero, k in plan}
+        self._last_goals = (q, named, goals)  # (read only by its users: the cycle's packet and `goal`)
+        return goals
 
     def _goal_packet(self, goals: dict[str, int]) -> bytes:
         """The SYNC WRITE of `goals` (the last one built is kept: a held goal goes out again as it was)."""
