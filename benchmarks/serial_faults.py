@@ -233,6 +233,23 @@ def wire_us_per_cycle(bus, names: list[str]) -> float:
     return nbytes * 10.0  # µs at 1 Mbps, 10 bits a byte
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds of each thread of this process by name (Python's thread names, ZeroMQ's own), from /proc."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        name = names.get(int(tid), comm)
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def driver_main(robot: str, calib_path: str, url: str, port: str) -> None:
     """The driver process: the arm node alone, as a launched graph runs it. Prints a line once connected, then
     answers `stats` (its counters and CPU times) and `raw SECONDS` (the baseline, on its own port) on stdin."""
@@ -263,6 +280,7 @@ def driver_main(robot: str, calib_path: str, url: str, port: str) -> None:
                 "bus_stats": dict(drv.bus.stats),
                 "wire_us_per_cycle": wire_us_per_cycle(drv.bus, drv.names),
                 "stop_log": list(drv.stop_log),
+                "threads": thread_cpu_s(),
             }
         elif cmd == "writes":  # how many requests went out within [a, b]
             a, b = map(float, arg.split())
@@ -387,6 +405,12 @@ def run(robot: str, seconds: float, calib_path: str) -> dict:
                 # per second of the run: a loop that misses its rate on a loaded host spreads the work that comes
                 # per command (100 a second) over fewer cycles, and each cycle's figure grows with it
                 "process_cpu_ms_per_s": round((s1["process_cpu_s"] - s0["process_cpu_s"]) / dt * 1e3, 2),
+                # per thread (10 ms ticks: meaningful over tens of seconds): the loop, ZeroMQ's I/O thread, the rest
+                "thread_cpu_us_per_cycle": {
+                    name: round((cpu - s0["threads"].get(name, 0.0)) / n * 1e6, 1)
+                    for name, cpu in s1["threads"].items()
+                    if cpu > s0["threads"].get(name, 0.0)
+                },
                 "stops": [explain(stop, drv, emu) for stop in s1["stop_log"] if stop not in s0["stop_log"]],
             }
         wire = s1["wire_us_per_cycle"]
