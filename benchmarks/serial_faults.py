@@ -39,7 +39,11 @@ Last line JSON (worst of the two arms): torque_drops_transient (target 0), spuri
 protective_stops_transient (0), max_hold_error_rad during the faulty runs, cycle_hz (clean, slowest arm),
 cpu_share_of_wire (target < 0.10), loop_share_of_wire, raw_share_of_wire, driver_vs_raw_cpu, floor_share_of_wire and
 lerobot_calibration_error_rad (max joint error after importing a LeRobot file written for the emulated arm;
-target <= 0.002), then the per-arm figures and the machine's load.
+target <= 0.002), then the per-arm figures and the machine's load. Per arm and leg: `thread_cpu_us_per_cycle`
+(the loop, ZeroMQ's I/O thread, the node's others) and `stops`, each protective stop explained: its fault, how
+long it lasted, how many cycles failed and the longest of them, and the longest time within it that no byte
+reached the emulator with how many requests the driver wrote meanwhile (written but not delivered: the
+host's pty held them back, which no driver can help).
 """
 
 from __future__ import annotations
