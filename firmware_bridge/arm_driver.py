@@ -303,7 +303,8 @@ class ArmDriver:
             log.warning("joint command ignored: not a finite position in %s", q)
             return {}
         goals = {n: int(round(zero + k * q[j])) for n, j, zero, k in plan}
-        self._last_goals = (q, named, goals)  # (read only by its users: the cycle's packet and `goal`)
+        # copies: a caller's list changed in place later is a new pose (the goals: read only, by the packet, `goal`)
+        self._last_goals = (list(q), list(named), goals)
         return goals
 
     def _goal_packet(self, goals: dict[str, int]) -> bytes:

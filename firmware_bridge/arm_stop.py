@@ -20,8 +20,8 @@ from loopylab.firmware_bridge.servo.bus import MotorBusError
 class FaultWindow:
     """Consecutive failed cycles, from the first failure of a run of them. `longest` (s) is the longest of those
     cycles, from when it was due to its failure: one far longer than its tries' deadlines (a few tens of ms)
-    means the host held the driver or the port up, not that the motors were silent that long (measured on a 2-core VM at load 60: a pty that
-    passed no byte of nine requests for 356 ms, then all of them at once)."""
+    means the host held the driver or the port up, not that the motors were silent that long (measured on a
+    2-core VM at load 60: a pty that passed no byte of nine requests for 356 ms, then all of them at once)."""
 
     window_s: float = 0.25
     since: float | None = None  # monotonic time of the first failure of this run

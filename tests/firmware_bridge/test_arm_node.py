@@ -329,5 +329,9 @@ def test_a_repeated_pose_keeps_its_goals_and_any_change_is_recomputed(tmp_path):
         assert moved["wrist_roll"] == driver.to_ticks("wrist_roll", 0.6) and goals(JOINTS[:5], list(pose)) == held
         assert goals(JOINTS[:5], [*pose[:4], float("nan")]) == {}  # refused, and not taken for the pose before
         assert goals(JOINTS[:5], list(pose)) == held
+        q = [*pose[:4], 0.7]
+        assert goals(JOINTS[:5], q)["wrist_roll"] == driver.to_ticks("wrist_roll", 0.7)
+        q[4] = 0.8  # the same list, changed in place: a new pose
+        assert goals(JOINTS[:5], q)["wrist_roll"] == driver.to_ticks("wrist_roll", 0.8)
     finally:
         node.close()
