@@ -26,6 +26,7 @@ import zmq
 
 from loopylab.bus import codec, shm
 from loopylab.bus.messages import Message
+from loopylab.bus.template import FieldsReader
 
 if TYPE_CHECKING:
     from loopylab.bus.node import Node
@@ -283,6 +284,8 @@ class Subscription:
             if raw or msg_type is None:
                 raise ValueError(f"{topic}: fields=True needs a message type and raw=False")
             codec.decode_fields_plan(msg_type)  # a TypeError now for a type whose fields it cannot give
+        # fields: a stream of one shape (a gate's commands) is read without unpacking it (see FieldsReader)
+        self._reader = FieldsReader(msg_type) if fields and msg_type is not None else None
         self.node, self.topic, self.msg_type = node, topic, msg_type
         self.callback, self.mode, self.raw = callback, mode, raw
         self._queue: deque[Any] = deque(maxlen=max(1, queue_size))
@@ -425,7 +428,7 @@ class Subscription:
             if self.fields:
                 if len(frames) < 2:
                     raise codec.DecodeError(f"expected at least 2 frames, got {len(frames)}")
-                msg = codec.decode_fields(self.msg_type, _bytes(frames[1]), frames[2:])  # type: ignore[arg-type]
+                msg = self._reader.read(_bytes(frames[1]), frames[2:])  # type: ignore[union-attr]
             else:
                 _, msg = codec.from_frames(frames)
         except codec.WrongType as e:
