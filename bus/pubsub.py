@@ -51,7 +51,7 @@ def _bytes(frame: Any) -> bytes:
 
 def _has_more(sock: zmq.Socket[Any]) -> bool:
     """Whether a message is waiting on `sock`: EVENTS, not recv(NOBLOCK) + zmq.Again, which costs an exception."""
-    return bool(_zget(sock, _EVENTS) & _POLLIN)
+    return bool(_zget(sock, _EVENTS) & _POLLIN)  # type: ignore[operator]  # EVENTS is an int option, never bytes
 
 
 def _recv_frames(sock: zmq.Socket[Any], copy: bool) -> list[Any]:
@@ -192,7 +192,7 @@ class Publisher:
 
     def _drain_subscriptions(self) -> None:  # caller holds the lock
         # EVENTS, not recv(NOBLOCK) + zmq.Again: an exception per publish costs more than the send
-        while _zget(self._sock, _EVENTS) & _POLLIN:
+        while _zget(self._sock, _EVENTS) & _POLLIN:  # type: ignore[operator]  # (an int option)
             ev = self._sock.recv(zmq.NOBLOCK)
             if ev[:1] == b"\x01":
                 self.subscribers += 1
