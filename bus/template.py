@@ -6,6 +6,8 @@ frame, each vector's array header) and, per message, only the numbers: seq and s
 (msgpack's float64, big-endian) and each vector (its float64s, little-endian, as the array's bytes travel).
 The result is byte for byte what `encode_fields` gives for the same fields; a value of another kind than
 the template was made for (an int for a float, a vector of another length) goes through `encode_fields`.
+`FieldsReader` is the other way round, for a subscriber: it learns a stream's template from one message and reads
+the next ones' numbers from their places, checking every other byte (what `codec.decode_fields` would give).
 """
 
 from __future__ import annotations

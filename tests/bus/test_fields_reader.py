@@ -39,7 +39,7 @@ def same_shape(msg: JointCommand, draw) -> JointCommand:
     )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(joint_commands(), joint_commands(), st.data())
 def test_a_stream_reads_like_decode_fields(first, other, data):
     reader = FieldsReader(JointCommand)
@@ -56,7 +56,7 @@ def test_a_stream_reads_like_decode_fields(first, other, data):
         assert_reads_like_decode_fields(reader, header[: data.draw(st.integers(0, len(header)))])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(st.builds(GripperCommand, position=floats, speed=floats, force=floats, seq=ints, stamp_ns=ints)))
 def test_messages_of_floats_only(msgs):
     reader = FieldsReader(GripperCommand)
