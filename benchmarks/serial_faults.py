@@ -22,7 +22,11 @@ the bus's receiving and housekeeping threads, ZeroMQ's): not the emulator's, nor
 or probe. `loop_share_of_wire` is the control loop thread's alone. The same run measures a raw baseline in
 the driver's process: a bare pyserial loop on its port doing the same transfers at the same rate against
 the same emulator (one write of the prebuilt packets, then poll and read until the answer's exact length is
-in; it receives no commands and publishes nothing), and reports the driver/raw CPU ratio.
+in; it receives no commands and publishes nothing), and reports the driver/raw CPU ratio. A second baseline,
+the floor of the driver's I/O, adds the bus's part (the commands taken through the driver's own `PollGroup`,
+the joint and gripper states sent as prebuilt bytes through its own publishers) and counts the whole
+process's CPU, ZeroMQ's I/O thread included: `floor_share_of_wire`; `driver_above_floor_us` is what the
+driver's own work (units, goals, encoding, fault handling) adds per cycle.
 On a loaded shared machine every cycle runs with cold caches, so each figure is several times what a tight
 loop costs (benchmarks/serial_loop.py); the raw baseline shows how much of that the machine takes anyway.
 A driver that misses its rate there (a user's priority gets a sliver of a core at load 30) spreads what it
@@ -33,14 +37,20 @@ is its CPU per second of the run, which does not depend on how many cycles made 
 
 Last line JSON (worst of the two arms): torque_drops_transient (target 0), spurious_faults_clean (0),
 protective_stops_transient (0), max_hold_error_rad during the faulty runs, cycle_hz (clean, slowest arm),
-cpu_share_of_wire (target < 0.10), loop_share_of_wire, raw_share_of_wire, driver_vs_raw_cpu and
+cpu_share_of_wire (target < 0.10), loop_share_of_wire, raw_share_of_wire, driver_vs_raw_cpu, floor_share_of_wire and
 lerobot_calibration_error_rad (max joint error after importing a LeRobot file written for the emulated arm;
-target <= 0.002), then the per-arm figures and the machine's load.
+target <= 0.002), then the per-arm figures and the machine's load. Per arm and leg: `thread_cpu_us_per_cycle`
+(the loop, ZeroMQ's I/O thread, the node's others) and `stops`, each protective stop explained: its fault, how
+long it lasted, how many cycles failed and the longest of them, and the longest time within it that no byte
+reached the emulator with how many requests the driver wrote meanwhile (written but not delivered: the
+host's pty held them back, which no driver can help).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import itertools
 import json
 import math
 import os
@@ -77,10 +87,25 @@ def emulator_main(kind: str, robot: str) -> None:
             time.sleep(0.01)
 
     threading.Thread(target=watch, daemon=True).start()
+    reads = collections.deque(maxlen=100_000)  # when bytes reached the emulator (a pty held up shows as a gap)
+    port_read = emu.port.read
+
+    def read(*args, **kw):
+        data = port_read(*args, **kw)
+        if data:
+            reads.append(time.monotonic())
+        return data
+
+    emu.port.read = read
     print(emu.path, flush=True)
     for line in sys.stdin:
         cmd, _, arg = line.strip().partition(" ")
-        if cmd == "faults":
+        if cmd == "gap":  # the longest time between two reads within [a, b] (monotonic, as the driver's)
+            a, b = map(float, arg.split())
+            times = [a] + [t for t in list(reads) if a <= t <= b] + [b]
+            gap = max(itertools.pairwise(times), key=lambda g: g[1] - g[0])
+            print(json.dumps(gap), flush=True)
+        elif cmd == "faults":
             emu.faults = Faults.parse(arg, seed=1)
         elif cmd == "hold":
             with emu._lock:
@@ -127,7 +152,10 @@ class Emulator:
         self.proc.stdin.flush()
 
     def stats(self) -> dict:
-        self.send("stats")
+        return self.ask("stats")
+
+    def ask(self, line: str):
+        self.send(line)
         return json.loads(self.proc.stdout.readline())
 
     def close(self) -> None:
@@ -150,10 +178,13 @@ def can_raise_priority() -> bool:
     return True
 
 
-def raw_loop(bus, drv, seconds: float) -> tuple[float, float]:
+def raw_loop(bus, drv, seconds: float, with_bus: bool = False) -> tuple[float, float, float]:
     """The baseline: a bare loop on the driver's open port doing the cycle's transfers at the driver's rate
     (one write of the prebuilt SYNC WRITE + SYNC READ, then poll and read until the answer's length is in).
-    Returns (CPU µs per cycle, share of cycles whose answer was incomplete)."""
+    `with_bus`: the floor of the driver's bus I/O too: each cycle it also takes the commands that came (the
+    driver's own `PollGroup`: receive and decode) and sends the joint and gripper states (prebuilt bytes,
+    through the driver's own publishers): what any driver on this bus does, with none of its own work.
+    Returns (this thread's CPU µs per cycle, the whole process's, share of cycles whose answer was incomplete)."""
     ids = drv.codec.ids
     out = bus.sync_write_packet("Goal_Position", dict(drv.goal)) + bus.proto.sync_read(
         drv.codec.addr, drv.codec.length, ids
@@ -162,10 +193,16 @@ def raw_loop(bus, drv, seconds: float) -> tuple[float, float]:
     fd, period = bus._fd, 1.0 / drv.cfg.rate_hz
     poll = select.poll()
     poll.register(fd, select.POLLIN)
+    k = len(drv.arm_joints)
+    sends = [(drv.js_pub, drv._js_template.encode(1, time.time_ns(), ([0.0] * k,) * 3))]
+    if drv.grip_pub is not None:
+        sends.append((drv.grip_pub, drv._grip_template.encode(1, time.time_ns(), (0.0, 0.0))))
     n = short = 0
-    c0, t = time.thread_time(), time.monotonic()
+    p0, c0, t = sum(os.times()[:2]), time.thread_time(), time.monotonic()
     end = t + seconds
     while t < end:
+        if with_bus:
+            drv._inputs.poll()
         os.write(fd, out)
         got = 0
         while got < expect:
@@ -173,6 +210,9 @@ def raw_loop(bus, drv, seconds: float) -> tuple[float, float]:
                 short += 1
                 break
             got += len(os.read(fd, expect - got))
+        if with_bus:
+            for pub, header in sends:
+                pub._send(header, [])
         n += 1
         t += period
         delay = t - time.monotonic()
@@ -180,7 +220,7 @@ def raw_loop(bus, drv, seconds: float) -> tuple[float, float]:
             time.sleep(delay)
         else:
             t = time.monotonic()
-    return (time.thread_time() - c0) / n * 1e6, short / n
+    return (time.thread_time() - c0) / n * 1e6, (sum(os.times()[:2]) - p0) / n * 1e6, short / n
 
 
 def wire_us_per_cycle(bus, names: list[str]) -> float:
@@ -197,6 +237,23 @@ def wire_us_per_cycle(bus, names: list[str]) -> float:
     return nbytes * 10.0  # µs at 1 Mbps, 10 bits a byte
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds of each thread of this process by name (Python's thread names, ZeroMQ's own), from /proc."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        name = names.get(int(tid), comm)
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def driver_main(robot: str, calib_path: str, url: str, port: str) -> None:
     """The driver process: the arm node alone, as a launched graph runs it. Prints a line once connected, then
     answers `stats` (its counters and CPU times) and `raw SECONDS` (the baseline, on its own port) on stdin."""
@@ -211,6 +268,7 @@ def driver_main(robot: str, calib_path: str, url: str, port: str) -> None:
     print(
         json.dumps({"connected": drv.connected, "arm_joints": drv.arm_joints, "rate_hz": drv.cfg.rate_hz}), flush=True
     )
+    writes: collections.deque[float] = collections.deque(maxlen=100_000)
     for line in sys.stdin:
         cmd, _, arg = line.strip().partition(" ")
         if cmd == "stats":
@@ -225,11 +283,28 @@ def driver_main(robot: str, calib_path: str, url: str, port: str) -> None:
                 "fast_reads": getattr(reader, "fast", None),
                 "bus_stats": dict(drv.bus.stats),
                 "wire_us_per_cycle": wire_us_per_cycle(drv.bus, drv.names),
+                "stop_log": list(drv.stop_log),
+                "threads": thread_cpu_s(),
             }
-        elif cmd == "raw":
+        elif cmd == "writes":  # how many requests went out within [a, b]
+            a, b = map(float, arg.split())
+            out = {"writes": sum(a <= t <= b for t in list(writes))}
+        elif cmd == "trace":  # from now on, note when each request goes out (to explain any protective stop)
+            write = drv.bus._write
+
+            def traced(data: bytes) -> None:
+                writes.append(time.monotonic())
+                write(data)
+
+            drv.bus._write = traced
+            out = {"tracing": True}
+        elif cmd in ("raw", "floor"):
+            if cmd == "floor":  # the last measurement: the driver's loop ends (its inputs are polled here now)
+                drv._stop.set()
+                drv._thread.join(5)
             with drv._io:  # the driver's loop waits meanwhile
-                raw_us, short = raw_loop(drv.bus, drv, float(arg))
-            out = {"raw_cpu_us_per_cycle": raw_us, "raw_incomplete": short}
+                us, process_us, short = raw_loop(drv.bus, drv, float(arg), with_bus=cmd == "floor")
+            out = {"cpu_us_per_cycle": us, "process_cpu_us_per_cycle": process_us, "incomplete": short}
         else:
             out = {"error": f"unknown command {cmd!r}"}
         print(json.dumps(out), flush=True)
@@ -255,6 +330,23 @@ class Driver:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(15)
+
+
+def explain(stop: dict, drv: Driver, emu: Emulator) -> dict:
+    """Why a protective stop came: its fault, how long it lasted, how many cycles failed and the longest; and
+    the longest time within it that no byte reached the emulator, with how many requests the driver wrote
+    meanwhile (requests written but not delivered: the host's pty held them, not the motors)."""
+    end = stop["t"]
+    start = end - stop["ms"] / 1e3 - stop["longest_ms"] / 1e3  # (the run's first failed cycle began before it)
+    a, b = emu.ask(f"gap {start} {end}")
+    return {
+        "fault": stop["label"],
+        "ms": round(stop["ms"]),
+        "failed_cycles": stop["cycles"],
+        "longest_cycle_ms": round(stop["longest_ms"]),
+        "port_silent_ms": round((b - a) * 1e3),
+        "requests_written_meanwhile": drv.ask(f"writes {a} {b}")["writes"],
+    }
 
 
 def run(robot: str, seconds: float, calib_path: str) -> dict:
@@ -284,6 +376,8 @@ def run(robot: str, seconds: float, calib_path: str) -> dict:
             raise RuntimeError(f"the {robot} driver did not connect to the emulator")
         threading.Thread(target=commander, daemon=True).start()
         time.sleep(1.0)  # settle at the hold pose
+        explained: list[dict] = []
+        drv.ask("trace")  # (a call and a deque append per request: under 1 % of a cycle's CPU)
         for label, spec in (("clean", ""), ("transient", FAULTY)):
             emu.send(f"faults {spec}")
             emu.send("hold")
@@ -315,7 +409,16 @@ def run(robot: str, seconds: float, calib_path: str) -> dict:
                 # per second of the run: a loop that misses its rate on a loaded host spreads the work that comes
                 # per command (100 a second) over fewer cycles, and each cycle's figure grows with it
                 "process_cpu_ms_per_s": round((s1["process_cpu_s"] - s0["process_cpu_s"]) / dt * 1e3, 2),
+                # per thread (10 ms ticks: meaningful over tens of seconds): the loop, ZeroMQ's I/O thread, the rest
+                "thread_cpu_us_per_cycle": {
+                    name: round((cpu - s0["threads"].get(name, 0.0)) / n * 1e6, 1)
+                    for name, cpu in s1["threads"].items()
+                    if cpu > s0["threads"].get(name, 0.0)
+                },
+                # every stop not yet explained (one while the first leg settled is that leg's: its fault counts there)
+                "stops": [explain(stop, drv, emu) for stop in s1["stop_log"] if stop not in explained],
             }
+            explained += s1["stop_log"]
         wire = s1["wire_us_per_cycle"]
         out["wire_us_per_cycle"] = wire
         out["cpu_share_of_wire"] = round(out["clean"]["process_cpu_us_per_cycle"] / wire, 3)
@@ -324,10 +427,19 @@ def run(robot: str, seconds: float, calib_path: str) -> dict:
         # the raw baseline in the driver's process, on its port, against the same emulator under the same load
         emu.send("faults ")
         raw = drv.ask(f"raw {min(seconds, 10.0)}")
-        out["raw_cpu_us_per_cycle"] = round(raw["raw_cpu_us_per_cycle"], 1)
-        out["raw_incomplete"] = round(raw["raw_incomplete"], 4)
-        out["raw_share_of_wire"] = round(raw["raw_cpu_us_per_cycle"] / wire, 3)
-        out["driver_vs_raw_cpu"] = round(out["clean"]["process_cpu_us_per_cycle"] / raw["raw_cpu_us_per_cycle"], 2)
+        out["raw_cpu_us_per_cycle"] = round(raw["cpu_us_per_cycle"], 1)
+        out["raw_incomplete"] = round(raw["incomplete"], 4)
+        out["raw_share_of_wire"] = round(raw["cpu_us_per_cycle"] / wire, 3)
+        out["driver_vs_raw_cpu"] = round(out["clean"]["process_cpu_us_per_cycle"] / raw["cpu_us_per_cycle"], 2)
+        # the floor of the driver's I/O: the raw transfers plus the bus's (commands in, two states out), the
+        # whole process's CPU (ZeroMQ's I/O thread included): what is left above it is the driver's own work
+        floor = drv.ask(f"floor {min(seconds, 10.0)}")
+        out["floor_process_cpu_us_per_cycle"] = round(floor["process_cpu_us_per_cycle"], 1)
+        out["floor_loop_cpu_us_per_cycle"] = round(floor["cpu_us_per_cycle"], 1)
+        out["floor_share_of_wire"] = round(floor["process_cpu_us_per_cycle"] / wire, 3)
+        out["driver_above_floor_us"] = round(
+            out["clean"]["process_cpu_us_per_cycle"] - floor["process_cpu_us_per_cycle"], 1
+        )
     finally:
         stop.set()
         drv.close()
@@ -427,6 +539,7 @@ def main() -> None:
         "loop_share_of_wire": max(a["loop_share_of_wire"] for a in arms.values()),
         "raw_share_of_wire": max(a["raw_share_of_wire"] for a in arms.values()),
         "driver_vs_raw_cpu": max(a["driver_vs_raw_cpu"] for a in arms.values()),
+        "floor_share_of_wire": max(a["floor_share_of_wire"] for a in arms.values()),
         "lerobot_calibration_error_rad": max(a["lerobot_calibration_error_rad"] for a in arms.values()),
         "seconds_per_run": args.seconds,
         "busy_cores": 2,

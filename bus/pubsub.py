@@ -26,12 +26,18 @@ import zmq
 
 from loopylab.bus import codec, shm
 from loopylab.bus.messages import Message
+from loopylab.bus.template import FieldsReader
 
 if TYPE_CHECKING:
     from loopylab.bus.node import Node
     from loopylab.bus.template import FieldsTemplate
 
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: enum arithmetic costs on every publish
+_RCVMORE, _SNDMORE, _NOBLOCK = int(zmq.RCVMORE), int(zmq.SNDMORE), int(zmq.NOBLOCK)
+# The hot path calls the compiled socket under pyzmq's Python one (`zmq.Socket` subclasses it): the Python layer's
+# send, recv_multipart and get add argument checks and Python frames that cost as much as the call itself on a
+# loaded host (bus_latency.py, serial_profile.py). Only plain bytes go this way; frames and trackers use the sugar.
+_zsend, _zrecv, _zget = zmq.backend.Socket.send, zmq.backend.Socket.recv, zmq.backend.Socket.get
 
 
 def _now_ns() -> int:
@@ -45,7 +51,15 @@ def _bytes(frame: Any) -> bytes:
 
 def _has_more(sock: zmq.Socket[Any]) -> bool:
     """Whether a message is waiting on `sock`: EVENTS, not recv(NOBLOCK) + zmq.Again, which costs an exception."""
-    return bool(sock.get(_EVENTS) & _POLLIN)  # type: ignore[operator]  # EVENTS is an int option, never bytes
+    return bool(_zget(sock, _EVENTS) & _POLLIN)  # type: ignore[operator]  # EVENTS is an int option, never bytes
+
+
+def _recv_frames(sock: zmq.Socket[Any], copy: bool) -> list[Any]:
+    """`sock.recv_multipart(zmq.NOBLOCK, copy=copy)` on the compiled socket: raises zmq.Again when nothing waits."""
+    frames = [_zrecv(sock, _NOBLOCK, copy)]
+    while _zget(sock, _RCVMORE):  # the rest of a message is there once its first frame is
+        frames.append(_zrecv(sock, _NOBLOCK, copy))
+    return frames
 
 
 class Publisher:
@@ -152,8 +166,8 @@ class Publisher:
                 else:  # array frames go zero-copy
                     sock.send_multipart([self._prefix, header, *buffers], copy=False)
             else:  # two small frames: plain sends skip send_multipart's per-frame bookkeeping
-                sock.send(self._prefix, zmq.SNDMORE)
-                sock.send(header)
+                _zsend(sock, self._prefix, _SNDMORE)
+                _zsend(sock, header)
             if self.latched:  # a replay goes as frames: by then the slot may hold another message
                 self._last = [self._prefix + b"\0r", header, *buffers]
                 # the send may have taken the commands that made `events_fd` readable, leaving a subscription
@@ -178,7 +192,7 @@ class Publisher:
 
     def _drain_subscriptions(self) -> None:  # caller holds the lock
         # EVENTS, not recv(NOBLOCK) + zmq.Again: an exception per publish costs more than the send
-        while self._sock.get(_EVENTS) & _POLLIN:
+        while _zget(self._sock, _EVENTS) & _POLLIN:  # type: ignore[operator]  # (an int option)
             ev = self._sock.recv(zmq.NOBLOCK)
             if ev[:1] == b"\x01":
                 self.subscribers += 1
@@ -270,6 +284,8 @@ class Subscription:
             if raw or msg_type is None:
                 raise ValueError(f"{topic}: fields=True needs a message type and raw=False")
             codec.decode_fields_plan(msg_type)  # a TypeError now for a type whose fields it cannot give
+        # fields: a stream of one shape (a gate's commands) is read without unpacking it (see FieldsReader)
+        self._reader = FieldsReader(msg_type) if fields and msg_type is not None else None
         self.node, self.topic, self.msg_type = node, topic, msg_type
         self.callback, self.mode, self.raw = callback, mode, raw
         self._queue: deque[Any] = deque(maxlen=max(1, queue_size))
@@ -316,14 +332,14 @@ class Subscription:
         Returns whether the socket was read empty (False: a bounded burst left some for the next look)."""
         copy = self.fields  # a few hundred bytes decoded at once: copies cost less than zmq.Frame objects
         if self.mode == "latest":
-            frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
+            frames = _recv_frames(sock, copy)
             while _has_more(sock):  # drain to the newest
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
+                frames = _recv_frames(sock, copy)
                 self.skipped += 1
             self._deliver(frames)
             return True
         for _ in range(1000):  # a bounded burst, then the other sockets get their turn
-            self._deliver(sock.recv_multipart(zmq.NOBLOCK, copy=copy))
+            self._deliver(_recv_frames(sock, copy))
             if not _has_more(sock):
                 return True
         return False
@@ -412,7 +428,7 @@ class Subscription:
             if self.fields:
                 if len(frames) < 2:
                     raise codec.DecodeError(f"expected at least 2 frames, got {len(frames)}")
-                msg = codec.decode_fields(self.msg_type, _bytes(frames[1]), frames[2:])  # type: ignore[arg-type]
+                msg = self._reader.read(_bytes(frames[1]), frames[2:])  # type: ignore[union-attr]
             else:
                 _, msg = codec.from_frames(frames)
         except codec.WrongType as e:

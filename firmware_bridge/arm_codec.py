@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import struct
+from operator import mul as _mul
+from operator import sub as _sub
 
 from loopylab.firmware_bridge.servo.bus import MotorBus
 from loopylab.firmware_bridge.servo.calibration import TICK_RAD, MotorCalibration
@@ -72,8 +74,9 @@ class ArmCodec:
         for c, bit, mask in self._signed:  # Feetech sign-magnitude
             cols[c] = [-(x & mask) if x >> bit & 1 else x for x in cols[c]]
         ticks = list(cols[0])
-        pos = [c * (t - z) for c, t, z in zip(self.pos_k, ticks, self.zero)]
-        return ticks, pos, [c * x for c, x in zip(self.vel_k, cols[1])], [c * x for c, x in zip(self.eff_k, cols[2])]
+        # (map with operator's functions: the loops run in C, no frame per list as a comprehension makes)
+        pos = list(map(_mul, self.pos_k, map(_sub, ticks, self.zero)))
+        return ticks, pos, list(map(_mul, self.vel_k, cols[1])), list(map(_mul, self.eff_k, cols[2]))
 
     def to_rad(self, name: str, ticks: float) -> float:
         i = self.index[name]

@@ -22,6 +22,7 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,6 +80,7 @@ class ArmDriver:
         # command names -> per motor commanded (name, index in the command, zero ticks, ticks per rad), or why not
         self._plans: dict[tuple[str, ...], list[tuple[str, int, float, float]] | str] = {}
         self._packet: tuple[tuple, bytes] = ((), b"")  # the last SYNC WRITE built (a held goal is re-sent)
+        self._last_goals: tuple[list | None, list | None, dict[str, int]] = (None, None, {})  # (position, name, goals)
         self.js_pub = node.publisher("arm/joint_state", JointState)
         self.fault_pub = node.publisher("arm/fault", DeviceFault, latched=True)
         self.grip_pub = node.publisher("gripper/state", GripperState) if cfg.gripper else None
@@ -110,6 +112,7 @@ class ArmDriver:
         self.stop: LowerToRest | None = None
         self.goal: dict[str, int] = {}  # the last goal written (ticks): what the motors hold
         self.cycles = self.failed_cycles = self.commands_applied = self.protective_stops = 0
+        self.stop_log: deque[dict] = deque(maxlen=32)  # the last protective stops: when, why, how the cycles went
         self._last_cmd_seq = self._last_grip_seq = None
         self._io = threading.Lock()
         self._stop = threading.Event()
@@ -267,6 +270,9 @@ class ArmDriver:
         """Goal ticks for the motors a JointCommand (its fields) commands (any of them, by name; unnamed: the arm
         joints in order)."""
         q, named = msg["position"], msg["name"]
+        last = self._last_goals
+        if q == last[0] and named == last[1] and type(q) is list:  # the gate streams the same pose while it holds
+            return last[2]
         if not q and msg["velocity"]:
             log.warning("velocity commands are not supported: the servos run in position mode; ignored")
             return {}
@@ -296,7 +302,10 @@ class ArmDriver:
         if not finite:  # (the gate passes none; never let one end the loop)
             log.warning("joint command ignored: not a finite position in %s", q)
             return {}
-        return {n: int(round(zero + k * q[j])) for n, j, zero, k in plan}
+        goals = {n: int(round(zero + k * q[j])) for n, j, zero, k in plan}
+        # copies: a caller's list changed in place later is a new pose (the goals: read only, by the packet, `goal`)
+        self._last_goals = (list(q), list(named), goals)
+        return goals
 
     def _goal_packet(self, goals: dict[str, int]) -> bytes:
         """The SYNC WRITE of `goals` (the last one built is kept: a held goal goes out again as it was)."""
@@ -306,11 +315,12 @@ class ArmDriver:
         return self._packet[1]
 
     # -- transient faults and the protective stop -------------------------------------------------
-    def _transient(self, err: MotorBusError, now: float) -> None:
-        """A failed cycle (after the bus's own retries): hold the last goal; past the window, stop."""
+    def _transient(self, err: MotorBusError, now: float, took: float = 0.0) -> None:
+        """A failed cycle (after the bus's own retries; it took `took` s): hold the last goal; past the window,
+        stop."""
         self.failed_cycles += 1
         first = not self.window.active
-        if not self.window.failed(err, now):
+        if not self.window.failed(err, now, took):
             if first:
                 log.warning("arm transient %s: %s (retrying, torque on, holding the last goal)", err.label, err)
             self._write_goal(self.goal)
@@ -327,9 +337,21 @@ class ArmDriver:
         mask = np.array([n in c.rest for n in self.names])
         self.stop = LowerToRest(start, rest, now, c.stop_hold_s, c.stop_speed, lower=not c.brakes, mask=mask)
         what = "holding, then lowering to rest" if not c.brakes else "holding"
+        w = self.window
+        # how many cycles failed and the longest of them: one far past its tries' deadlines is the host's stall
         msg = (
-            f"protective stop: {err.label} for {(now - self.window.since) * 1e3:.0f} ms "
-            f"(window {c.fault_window_s * 1e3:.0f} ms), {what}, torque on: {err}"
+            f"protective stop: {err.label} for {(now - w.since) * 1e3:.0f} ms "
+            f"(window {c.fault_window_s * 1e3:.0f} ms; {w.count} failed cycles, the longest "
+            f"{w.longest * 1e3:.0f} ms), {what}, torque on: {err}"
+        )
+        self.stop_log.append(
+            {
+                "t": now,
+                "label": err.label,
+                "ms": (now - w.since) * 1e3,
+                "cycles": w.count,
+                "longest_ms": w.longest * 1e3,
+            }
         )
         log.error("arm %s", msg)
         self._publish_fault(err.fault_class, msg, getattr(err, "motor_ids", []), err.label)
@@ -426,7 +448,8 @@ class ArmDriver:
                 self._drop("motor_error", e, e.motor_ids)
             except MotorBusError as e:
                 try:
-                    self._transient(e, time.monotonic())
+                    now = time.monotonic()
+                    self._transient(e, now, now - next_t)  # (next_t: when this cycle was due)
                 except PortLostError as e2:
                     self._drop("port_lost", e2)
             next_t += period

@@ -109,6 +109,12 @@ def test_a_persistent_fault_holds_then_lowers_to_rest_with_torque_on(rig):
     f = _fault(faults, True)
     assert f.code == "no_response" and f.motor_ids == [3] and "no_response(3)" in f.message
     assert "protective stop" in f.message and "lowering to rest" in f.message
+    # why it stopped, for telling a silent motor from a stalled host: how many cycles failed, the longest one
+    (stop,) = driver.stop_log
+    assert stop["label"] == "no_response(3)" and stop["ms"] > 250 and stop["cycles"] >= 2
+    # each failed cycle is 3 tries, each waiting at least the 200 ms latency allowance
+    assert stop["longest_ms"] >= 3 * 200
+    assert f"{stop['cycles']} failed cycles, the longest {stop['longest_ms']:.0f} ms" in f.message
     assert emu.register(2, "Goal_Position") == start  # first it holds
     rest = driver.to_ticks("shoulder_lift", driver.cfg.rest["shoulder_lift"])
     assert wait_until(lambda: emu.register(2, "Goal_Position") == rest, 10)  # then lowers, slowly, to rest
@@ -297,3 +303,35 @@ def test_garbage_on_the_command_topic_is_counted_and_the_loop_runs_on(rig):
     rogue.send_multipart([prefix, good])
     assert js.wait_for(lambda m: np.allclose(m.position, [0.2, 0.1, -0.1, 0.0, 0.3], atol=3e-3), timeout=3)
     rogue.close()
+
+
+def test_a_repeated_pose_keeps_its_goals_and_any_change_is_recomputed(tmp_path):
+    """The driver reuses the goals of a pose the gate streams again; the same values for other joints, a moved
+    joint or a pose with a value it refused are new commands, each computed (no port needed: the cycle's maths)."""
+    node = Node("arm", f"inproc://{uuid.uuid4().hex}")
+    try:
+        cfg = ArmConfig(port="/nonexistent", robot="so101", calibration=identity_calibration(tmp_path))
+        driver = ArmDriver(node, cfg, start=False)
+
+        def goals(names, q):
+            return driver._goals({"name": names, "position": q, "velocity": []})
+
+        pose = [0.1, -0.2, 0.3, 0.0, 0.5]
+        held = goals(JOINTS[:5], list(pose))
+        assert goals(JOINTS[:5], list(pose)) is held  # the same pose again: the same goals
+        assert held == {n: driver.to_ticks(n, q) for n, q in zip(JOINTS[:5], pose)}
+        swapped = goals(JOINTS[1::-1], pose[:2])  # the same values for other joints
+        assert swapped == {
+            "shoulder_lift": driver.to_ticks("shoulder_lift", 0.1),
+            "shoulder_pan": driver.to_ticks("shoulder_pan", -0.2),
+        }
+        moved = goals(JOINTS[:5], [*pose[:4], 0.6])
+        assert moved["wrist_roll"] == driver.to_ticks("wrist_roll", 0.6) and goals(JOINTS[:5], list(pose)) == held
+        assert goals(JOINTS[:5], [*pose[:4], float("nan")]) == {}  # refused, and not taken for the pose before
+        assert goals(JOINTS[:5], list(pose)) == held
+        q = [*pose[:4], 0.7]
+        assert goals(JOINTS[:5], q)["wrist_roll"] == driver.to_ticks("wrist_roll", 0.7)
+        q[4] = 0.8  # the same list, changed in place: a new pose
+        assert goals(JOINTS[:5], q)["wrist_roll"] == driver.to_ticks("wrist_roll", 0.8)
+    finally:
+        node.close()
