@@ -344,6 +344,8 @@ def _run_experiment(
         rec.eig, rec.regret = regret_vs_random(post, list(candidates), exp, rng)
     nb.add(exp, data={k: v for k, v in (("eig", rec.eig), ("regret", rec.regret), ("why", why)) if v is not None})
     nb.add(audit.reason(agent, exp, len(candidates), why, rec.eig))
+    poses = getattr(runner, "poses", lambda: None)
+    before = poses()  # where the objects stood: a belief about how they hang together reads what moved
     if exp not in candidates:
         reply = {"ok": False, "measurements": {}, "error": "not in the experiment grid of this scene"}
     else:
@@ -351,6 +353,8 @@ def _run_experiment(
             reply = runner.execute(exp)
         except Exception as e:  # a timeout or a dead service is an observation, not a crash of the lab
             reply = {"ok": False, "measurements": {}, "error": f"{type(e).__name__}: {e}"}
+    if hasattr(post, "observe_outcome"):  # failures and co-motion are evidence too (lab/attached.py)
+        post.observe_outcome(exp, reply, before, poses())
     obs, measurement = observe(exp, reply)
     if measurement is not None:
         post.update(measurement)

@@ -24,7 +24,11 @@ from loopylab.lab.plugins import load, plugins
 from loopylab.world import notebook as g
 
 KIND_GROUP = "loopylab.kinds"
-BUILTIN = ("loopylab.lab.questions", "loopylab.lab.slides")  # modules whose import registers their kinds
+BUILTIN = (
+    "loopylab.lab.questions",
+    "loopylab.lab.slides",
+    "loopylab.lab.attached",
+)  # modules whose import registers their kinds
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as p
 
+from loopylab.sim.weld import weld_all
 from loopylab.world.robots import RobotSpec, robot_spec
 from loopylab.world.scene import ObjectSpec, SceneSpec
 
@@ -70,6 +71,7 @@ class World:
         self._neg_com: dict[str, tuple] = {}  # the geometric centre in the body (centre-of-mass) frame
         for o in spec.objects:
             self.add_object(o)
+        self.welds = weld_all(self)  # hidden welds (ObjectSpec.attached_to), once every object exists
         self.robot: RobotHandle | None = self._load_robot(robot_spec(spec.robot)) if with_robot else None
 
     # -- building ------------------------------------------------------------
@@ -200,6 +202,7 @@ class World:
                 "friction_xy": [dyn[1] * f for f in (o.friction_axes or (1.0, 1.0))],
                 "shape": o.shape,
                 "size": o.size,
+                "attached_to": o.attached_to,  # a hidden weld: "table", another object, or None (free)
             }
         return out
 

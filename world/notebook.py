@@ -19,6 +19,7 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                  rank OBJ OBJ [OBJ ...] by mass [budget N]
                  predict slide of OBJ after strike DIR S.SS within T.TTT [budget N]
                  which model explains how OBJ slides [budget N]         (model identification)
+                 is OBJ attached to OBJ [budget N]         (free, welded to the table, or welded to the other)
     scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
     hypothesis   PARAM OBJ in LO HI (; ...)
     experiment   push OBJ DIR DIST SPEED | strike OBJ DIR SPEED | weigh OBJ | drop OBJ HEIGHT | lift OBJ HEIGHT
@@ -36,7 +37,8 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
     conclusion   QTY OBJ VALUE HALFWIDTH (; ...) | mass order OBJ > OBJ [> OBJ ...]   (heaviest first)
                  | model OBJ MODEL P.PP (; QTY OBJ VALUE HALFWIDTH)*     (the model and its parameters)
                  | none of my hypotheses explains OBJ                    (every model was rejected)
-                                          MODEL isotropic|anisotropic; QTY also friction_x|friction_y
+                                          MODEL isotropic|anisotropic|free|table|welded;
+                                          QTY also friction_x|friction_y
 
 For constrained decoding a decoder asks `prefix_ok(kind, partial_body, scene)` (can this still
 become a valid body?) and `body_complete(...)` (may the end token come now?), with object names taken
@@ -64,6 +66,9 @@ QUANTITIES = PARAMS + ("slide", "friction_x", "friction_y")  # what beliefs and 
 # explanatory models a question may tell apart (loopylab.lab.models): friction the same in every direction,
 # or different along the object's own x and y axes
 MODELS = ("isotropic", "anisotropic")
+# how A sits (lab/attached.py): free, welded to the table, or welded to the other object a question names
+ATTACH_MODELS = ("free", "table", "welded")
+MODELS += ATTACH_MODELS
 SKILLS = ("push", "strike", "weigh", "drop", "lift", "place")  # the experiments the lab may run
 DIRECTIONS = ("+x", "-x", "+y", "-y")
 SHAPES = ("cube", "cylinder", "sphere")
@@ -281,6 +286,12 @@ def _rank_question(m: re.Match, budget: int | None) -> Question:
     return Question("rank", objs, 0.0, budget)
 
 
+def _attached_question(m: re.Match, budget: int | None) -> Question:
+    if m[1] == m[2]:
+        raise GrammarError(f"question: an object is attached to another, not to itself, in {m[0]!r}")
+    return Question("attached", (m[1], m[2]), 0.0, budget)
+
+
 def _predict_text(q: Question) -> str:
     a = _given(q.action, "predict action")
     speed = fmt(_given(a.speed, "strike speed"), 2)
@@ -322,6 +333,12 @@ QUESTION_FORMS: dict[str, QuestionForm] = {
         lambda m, b: Question("slides", (m[1],), 0.0, b),
         lambda q: f"which model explains how {q.object} slides",
         "which model explains how OBJ slides",
+    ),
+    "attached": QuestionForm(
+        lambda n, d: rf"is {n} attached to {n}",
+        lambda m, b: _attached_question(m, b),
+        lambda q: f"is {q.objects[0]} attached to {q.objects[1]}",
+        "is OBJ attached to OBJ",
     ),
 }
 
