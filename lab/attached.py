@@ -50,7 +50,10 @@ SIGMA_STILL = 0.002  # m: the spread of an untouched object's tracked displaceme
 BUMP = 0.01  # share of outcomes where something else bumps an object (uniform to BUMP_RANGE)
 BUMP_RANGE = 0.3
 DRAG_MEDIAN, DRAG_SD = 0.03, 1.0  # a welded partner's displacement (lognormal): pivoting pairs drag it less
-PIVOT = 0.1  # share of a welded pair's moves that pivot about the partner, leaving it (almost) still
+# share of a welded pair's moves that leave the partner (almost) still: a push or strike that pivots the pair
+# about it (dev worlds: 1 of 13, and that one dragged it 6 mm), a lift that puts the pair back where it stood
+# (dev 1000004, 1000010: B did not move; 1000000, 1000002: 7-9 cm)
+STILL_SHARE = {"push": 0.1, "strike": 0.1, "lift": 0.5}
 # P(the object an experiment is on stays put | model, which object): a free object fails to move only when the
 # skill fails on it for a reason like a held one's (a jerky arm on a starved host: "kept losing")
 P_STUCK = {"free": (0.05, 0.05), "table": (0.95, 0.05), "welded": (0.05, 0.05)}  # (on A, on B)
@@ -68,27 +71,29 @@ def _lognormal(d: float, median: float, sd: float) -> float:
     return math.exp(-0.5 * z * z) / (d * sd * math.sqrt(2 * math.pi))
 
 
-def other_density(model: str, d: float) -> float:
-    """p(the other object's displacement d | the object experimented on moved, model)."""
+def other_density(model: str, d: float, skill: str = "push") -> float:
+    """p(the other object's displacement d | the object experimented on by `skill` moved, model)."""
     still = (1 - BUMP) * _halfnormal(d, SIGMA_STILL) + BUMP / BUMP_RANGE * (d <= BUMP_RANGE)
     if model != "welded":
         return still
-    return (1 - PIVOT) * _lognormal(d, DRAG_MEDIAN, DRAG_SD) + PIVOT * still
+    share = STILL_SHARE[skill]
+    return (1 - share) * _lognormal(d, DRAG_MEDIAN, DRAG_SD) + share * still
 
 
-def _p_together(model: str) -> float:
-    """P(the other object moves at least TOGETHER_M | the one experimented on moved, model)."""
+def _p_together(model: str, skill: str) -> float:
+    """P(the other object moves at least TOGETHER_M | the one experimented on by `skill` moved, model)."""
     still = (1 - BUMP) * math.erfc(TOGETHER_M / (SIGMA_STILL * math.sqrt(2))) + BUMP * (1 - TOGETHER_M / BUMP_RANGE)
     if model != "welded":
         return still
     z = math.log(TOGETHER_M / DRAG_MEDIAN) / DRAG_SD
-    return (1 - PIVOT) * 0.5 * math.erfc(z / math.sqrt(2)) + PIVOT * still
+    share = STILL_SHARE[skill]
+    return (1 - share) * 0.5 * math.erfc(z / math.sqrt(2)) + share * still
 
 
-def outcome_table(model: str, on_subject: bool) -> np.ndarray:
-    """P(stuck, alone, together | model) for an experiment on A (`on_subject`) or on B."""
+def outcome_table(model: str, on_subject: bool, skill: str = "push") -> np.ndarray:
+    """P(stuck, alone, together | model) for an experiment by `skill` on A (`on_subject`) or on B."""
     stuck = P_STUCK[model][0 if on_subject else 1]
-    tog = _p_together(model)
+    tog = _p_together(model, skill)
     return np.array([stuck, (1 - stuck) * (1 - tog), (1 - stuck) * tog])
 
 
@@ -177,7 +182,7 @@ class AttachPosterior(Posterior):
             stuck = P_STUCK[k][0 if on_a else 1]
             ll = math.log(stuck if not moved else 1 - stuck)
             if d_other is not None:
-                ll += math.log(max(other_density(k, d_other), 1e-300))
+                ll += math.log(max(other_density(k, d_other, exp.skill), 1e-300))
             self.log_evidence[k] += ll
             rejection = self._check(k, exp, on_a, key, value, partner, d_other)
             if rejection is not None:
@@ -233,7 +238,7 @@ class AttachPosterior(Posterior):
         if len(live) < 2:
             return 0.0
         p = np.array([probs[k] for k in live])
-        t = np.array([outcome_table(k, exp.object == self.subject) for k in live])  # [model, outcome]
+        t = np.array([outcome_table(k, exp.object == self.subject, exp.skill) for k in live])  # [model, outcome]
         marg = p @ t
         return float(np.sum(p[:, None] * t * (np.log(t) - np.log(marg)[None, :])))
 
