@@ -97,13 +97,6 @@ def outcome_table(model: str, on_subject: bool, skill: str = "push") -> np.ndarr
     return np.array([stuck, (1 - stuck) * (1 - tog), (1 - stuck) * tog])
 
 
-def _displacement(poses_a: dict | None, poses_b: dict | None, label: str) -> float | None:
-    if not poses_a or not poses_b or label not in poses_a or label not in poses_b:
-        return None
-    (x0, y0), (x1, y1) = poses_a[label], poses_b[label]
-    return float(math.hypot(x1 - x0, y1 - y0))
-
-
 class AttachPosterior(Posterior):
     """The belief about how A sits: the three models' log evidence and rejections, beside the particles of the
     base belief (A's and B's friction, mass, restitution: the free model's parameters)."""
@@ -111,7 +104,7 @@ class AttachPosterior(Posterior):
     def reset(self, hypothesis: g.Hypothesis | None) -> None:
         super().reset(hypothesis)
         if not hasattr(self, "outcomes"):
-            self.outcomes: list[tuple] = []  # (experiment, reply, poses before, poses after): replayed on reset
+            self.outcomes: list[tuple] = []  # (experiment, error, values): replayed on reset
         self.log_evidence = dict.fromkeys(MODELS, 0.0)
         self.rejected: dict[str, g.Rejection] = {}
         self.new_rejections: list[g.Rejection] = []
@@ -147,37 +140,38 @@ class AttachPosterior(Posterior):
         return top, probs[top]
 
     # -- evidence -----------------------------------------------------------------------------------------
-    def observe_outcome(self, exp: g.Experiment, reply: dict, before: dict | None, after: dict | None) -> None:
-        """An experiment's outcome as this belief reads it: whether its object moved and how far the other did
-        (`before`, `after`: the tracked poses {label: (x, y)}, None where the runner tracks none)."""
-        self.outcomes.append((exp, reply, before, after))
-        self._weigh(exp, reply, before, after)
+    def observe_outcome(self, exp: g.Experiment, error: str | None, values: dict) -> None:
+        """An experiment's outcome as this belief reads it: `error`, the failed observation's words (None: it
+        ran); `values`, the skill's measurements and, where the runner tracks the objects, how far each moved
+        (`shift_LABEL_m`, lab/investigation.shifts: in the notebook's raw line, so that a replay reads the same)."""
+        self.outcomes.append((exp, error, dict(values)))
+        self._weigh(exp, error, values)
 
-    def moved_self(self, exp: g.Experiment, reply: dict, before, after) -> tuple[bool | None, str, float]:
+    def moved_self(self, exp: g.Experiment, error: str | None, values: dict) -> tuple[bool | None, str, float]:
         """(did the object experimented on move: None when the outcome says nothing, the observation's key
         that shows it, its value)."""
-        m = reply.get("measurements") or {}
-        if not reply.get("ok"):
-            err = str(reply.get("error") or "")
-            return (False, "moved", 0.0) if any(w in err for w in STUCK_WORDS) else (None, "moved", 0.0)
+        if error is not None:
+            return (False, "moved", 0.0) if any(w in error for w in STUCK_WORDS) else (None, "moved", 0.0)
         if exp.skill == "lift":
-            v = abs(float(m.get("lifted_m", 0.0)))
+            v = abs(float(values.get("lifted_m", 0.0)))
             return v >= 0.5 * float(exp.height or 0.0), "lifted", v
-        d = _displacement(before, after, exp.object)
+        d = values.get(f"shift_{exp.object}_m")
         if d is None:  # no tracking: the skill's own reading
-            d = abs(float(m.get("moved_m", m.get("slide_m", 0.0))))
+            d = values.get("moved_m", values.get("slide_m", 0.0))
+        d = abs(float(d))
         return d >= MOVED_M, "moved", d
 
-    def _weigh(self, exp: g.Experiment, reply: dict, before, after) -> None:
+    def _weigh(self, exp: g.Experiment, error: str | None, values: dict) -> None:
         self.new_rejections = []
         if exp.skill not in SKILLS or exp.object not in self.question.objects:
             return
-        moved, key, value = self.moved_self(exp, reply, before, after)
+        moved, key, value = self.moved_self(exp, error, values)
         if moved is None:
             return
         on_a = exp.object == self.subject
         partner = self.other if on_a else self.subject
-        d_other = _displacement(before, after, partner) if moved else None
+        d_other = values.get(f"shift_{partner}_m") if moved else None
+        d_other = None if d_other is None else abs(float(d_other))
         for k in self.live:
             stuck = P_STUCK[k][0 if on_a else 1]
             ll = math.log(stuck if not moved else 1 - stuck)
@@ -323,7 +317,9 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
     elif model == "free" and "friction" in est:
         twin = Twin(world["scene"])
         try:
-            pred = float(twin.predict("strike", act.args(), {question.object: {"friction": est["friction"]}})["slide_m"])
+            pred = float(
+                twin.predict("strike", act.args(), {question.object: {"friction": est["friction"]}})["slide_m"]
+            )
         finally:
             twin.close()
     else:

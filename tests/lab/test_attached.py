@@ -17,23 +17,19 @@ from loopylab.world.scene import scene_from_seed
 
 A, B = "red_block", "blue_cylinder"
 Q = g.Question("attached", (A, B))
-POSES = {A: (0.52, 0.13), B: (0.46, -0.04)}
 PUSH_A = g.Experiment("push", A, "+x", 0.10, 0.05)
 PUSH_B = g.Experiment("push", B, "+x", 0.10, 0.05)
 STRIKE_A = g.Experiment("strike", A, "+x", speed=0.3)
 LIFT_A = g.Experiment("lift", A, height=0.05)
 
 
-def _ok(**m) -> dict:
-    return {"ok": True, "measurements": m, "error": ""}
+def _moved(da: float = 0.0, db: float = 0.0, **m) -> dict:
+    """A skill's measurements and how far the runner saw each object move (lab/investigation.shifts)."""
+    return {**m, f"shift_{A}_m": da, f"shift_{B}_m": db}
 
 
-def _failed(error: str) -> dict:
-    return {"ok": False, "measurements": {}, "error": error}
-
-
-def _after(da=(0.0, 0.0), db=(0.0, 0.0)) -> dict:
-    return {A: (POSES[A][0] + da[0], POSES[A][1] + da[1]), B: (POSES[B][0] + db[0], POSES[B][1] + db[1])}
+def _words(error: str) -> str:
+    return g.Observation.failure(error).error  # as the notebook writes a failure, and the belief reads it
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +69,7 @@ def test_the_question_and_its_answers_are_in_the_one_grammar():
 def test_a_push_that_drags_the_other_object_shows_the_weld(forward):
     post = _post(forward)
     # dev world 1000002: the push moved red_block 12 cm and dragged blue_cylinder 6.4 cm
-    post.observe_outcome(PUSH_A, _ok(force_mean_N=1.06, moved_m=0.119), POSES, _after((0.12, -0.01), (0.046, 0.044)))
+    post.observe_outcome(PUSH_A, None, _moved(0.12, 0.064, force_mean_N=1.06, moved_m=0.119))
     probs = post.probabilities()
     assert probs["welded"] == 1.0 and post.live == ["welded"]
     free, table = post.rejected["free"], post.rejected["table"]
@@ -88,11 +84,11 @@ def test_a_push_that_drags_the_other_object_shows_the_weld(forward):
 def test_a_block_that_will_not_move_is_fixed_to_the_table_and_a_failed_call_says_so(forward):
     post = _post(forward)
     # dev world 1000006: the push skill could not push it ("kept losing"), a strike left it, a lift did not raise it
-    post.observe_outcome(PUSH_A, _failed("push: the hand kept losing red_block during the push"), POSES, POSES)
+    post.observe_outcome(PUSH_A, _words("push: the hand kept losing red_block during the push"), _moved())
     p1 = post.probabilities()
     assert p1["table"] > 0.85 and not post.rejected  # a failure is evidence, never a refutation
-    post.observe_outcome(STRIKE_A, _ok(slide_m=0.0013), POSES, _after((0.0004, 0.0)))
-    post.observe_outcome(LIFT_A, _ok(lifted_m=0.0009), POSES, POSES)
+    post.observe_outcome(STRIKE_A, None, _moved(0.0004, slide_m=0.0013))
+    post.observe_outcome(LIFT_A, None, _moved(lifted_m=0.0009))
     assert post.live == ["table"]
     assert {k: r.key for k, r in post.rejected.items()} == {"free": "lifted", "welded": "lifted"}
     assert post.answer(0.9).conclusion.answers[0] == g.ModelProb(A, "table", 1.0)
@@ -100,9 +96,9 @@ def test_a_block_that_will_not_move_is_fixed_to_the_table_and_a_failed_call_says
 
 def test_a_free_block_moves_alone_and_two_moves_make_the_lab_sure(forward):
     post = _post(forward)
-    post.observe_outcome(PUSH_A, _ok(force_mean_N=0.6, moved_m=0.109), POSES, _after((0.109, 0.0), (0.0005, 0.0)))
+    post.observe_outcome(PUSH_A, None, _moved(0.109, 0.0005, force_mean_N=0.6, moved_m=0.109))
     p1 = post.probabilities()["free"]
-    post.observe_outcome(STRIKE_A, _ok(slide_m=0.014), POSES, _after((0.068, 0.0), (0.0, 0.0004)))
+    post.observe_outcome(STRIKE_A, None, _moved(0.068, 0.0004, slide_m=0.014))
     p2 = post.probabilities()["free"]
     assert 0.5 < p1 < p2 and p2 > 0.95
     assert set(post.rejected) == {"table"}
@@ -112,22 +108,22 @@ def test_a_free_block_moves_alone_and_two_moves_make_the_lab_sure(forward):
 
 def test_when_every_model_is_refuted_the_lab_says_none_explains_it(forward):
     post = _post(forward)
-    post.observe_outcome(LIFT_A, _ok(lifted_m=0.0009), POSES, POSES)  # not free, not welded to a free object
-    post.observe_outcome(PUSH_A, _ok(moved_m=0.1), POSES, _after((0.1, 0.0)))  # ... and not fixed down either
+    post.observe_outcome(LIFT_A, None, _moved(lifted_m=0.0009))  # not free, not welded to a free object
+    post.observe_outcome(PUSH_A, None, _moved(0.1, moved_m=0.1))  # ... and not fixed down either
     assert not post.live
     assert post.answer(0.9).conclusion.render() == "none of my hypotheses explains red_block"
 
 
 def test_failures_that_say_nothing_about_a_weld_change_nothing(forward):
     post = _post(forward)
-    post.observe_outcome(LIFT_A, _failed("lift: could not grasp 'red_block'"), POSES, POSES)
-    post.observe_outcome(PUSH_A, _failed("not in the experiment grid of this scene"), POSES, POSES)
+    post.observe_outcome(LIFT_A, _words("lift: could not grasp 'red_block'"), _moved())
+    post.observe_outcome(PUSH_A, _words("not in the experiment grid of this scene"), {})
     assert post.probabilities() == pytest.approx({"free": 1 / 3, "table": 1 / 3, "welded": 1 / 3})
 
 
 def test_the_evidence_replays_after_a_new_hypothesis(forward):
     post = _post(forward)
-    post.observe_outcome(PUSH_A, _ok(moved_m=0.109), POSES, _after((0.109, 0.0), (0.0005, 0.0)))
+    post.observe_outcome(PUSH_A, None, _moved(0.109, 0.0005, moved_m=0.109))
     before = post.belief()
     post.reset(g.Hypothesis((g.Range("friction", A, 0.2, 0.9),)))
     assert post.probabilities() == pytest.approx({"free": 0.9, "table": 0.0, "welded": 0.1}, abs=0.05)
@@ -140,7 +136,7 @@ def test_experiments_on_the_subject_tell_the_models_apart_best(forward):
     assert eig[PUSH_A] > eig[LIFT_A] > eig[PUSH_B] > 0  # B moves either way unless welded; a lift puts it back
     dec = choose(post, list(eig), DesignConfig(), np.random.default_rng(0))
     assert dec.experiment.object == A and dec.experiment.skill in ("push", "strike") and dec.score > 0
-    post.observe_outcome(PUSH_A, _ok(moved_m=0.119), POSES, _after((0.12, 0.0), (0.05, 0.0)))
+    post.observe_outcome(PUSH_A, None, _moved(0.12, 0.05, moved_m=0.119))
     assert post.eig(STRIKE_A) == 0.0  # one model left: nothing to learn about which
     for m in ("free", "table", "welded"):
         for on in (True, False):
