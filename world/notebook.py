@@ -65,7 +65,7 @@ PARAMS = ("friction", "mass", "restitution")  # hidden object properties
 QUANTITIES = PARAMS + ("slide", "friction_x", "friction_y")  # what beliefs and conclusions talk about
 # explanatory models a question may tell apart (loopylab.lab.models): friction the same in every direction,
 # or different along the object's own x and y axes
-MODELS = ("isotropic", "anisotropic")
+MODELS: tuple[str, ...] = ("isotropic", "anisotropic")
 # how A sits (lab/attached.py): free, welded to the table, or welded to the other object a question names
 ATTACH_MODELS = ("free", "table", "welded")
 MODELS += ATTACH_MODELS
