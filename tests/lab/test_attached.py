@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from loopylab.lab import kinds
 from loopylab.lab.attached import AttachPosterior, explanation_check, outcome_table, true_model
@@ -173,3 +175,13 @@ def test_another_agent_predicts_a_held_out_strike_from_the_explanation(forward):
     assert check("model red_block welded 0.99")["explanation_pred_error"] is None  # names no parameters
     free = check("model red_block free 0.95; friction red_block 0.30 0.05")
     assert free["explanation_pred"] > 0.01 and free["explanation_pred_error"] > table["explanation_pred_error"]
+
+
+@given(
+    st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,14}", fullmatch=True), min_size=2, max_size=2, unique=True),
+    st.one_of(st.none(), st.integers(1, 99)),
+)
+def test_every_attachment_question_round_trips(objs, budget):
+    q = g.Question("attached", tuple(objs), 0.0, budget)
+    text = q.render()
+    assert g.parse_body("question", text) == q and g.parse_body("question", text).render() == text
