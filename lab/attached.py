@@ -31,6 +31,7 @@ for a free A, its friction (the explanation another agent predicts a held-out st
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -299,8 +300,8 @@ def _row(question: g.Question, gr: kinds.Grade, notebook_text: str, world: dict)
 
 def explanation_check(question: g.Question, notebook_text: str, world: dict) -> dict:
     """The held-out strike another agent predicts from the conclusion alone (as `slides.explanation_check`): a
-    free A's slide from its friction on a twin of the perceived scene, a table-fixed A's nil; a welded A's
-    explanation names no parameters of the pair, and predicts nothing (None)."""
+    free A's slide from its friction on a twin of the perceived scene, a table-fixed A's nil, a welded A's on a
+    twin with the weld (the explanation names no parameters of the pair: the twin's defaults)."""
     from loopylab.lab.beliefs import NoiseModel
     from loopylab.lab.investigation import grammar_scene
     from loopylab.lab.questions import held_out_strike
@@ -314,12 +315,16 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
     est = {a.quantity: a.value for a in (conclusion.answers if conclusion else ()) if isinstance(a, g.Estimate)}
     if model == "table":
         pred = 0.0
-    elif model == "free" and "friction" in est:
-        twin = Twin(world["scene"])
+    elif model == "welded" or (model == "free" and "friction" in est):
+        scene, params = world["scene"], None
+        if model == "welded":  # the pair as the explanation has it, its unknowns at the twin's defaults
+            scene = copy.deepcopy(scene)
+            scene.object(question.object).attached_to = question.objects[1]
+        else:
+            params = {question.object: {"friction": est["friction"]}}
+        twin = Twin(scene)
         try:
-            pred = float(
-                twin.predict("strike", act.args(), {question.object: {"friction": est["friction"]}})["slide_m"]
-            )
+            pred = float(twin.predict("strike", act.args(), params)["slide_m"])
         finally:
             twin.close()
     else:

@@ -172,7 +172,9 @@ def test_another_agent_predicts_a_held_out_strike_from_the_explanation(forward):
 
     table = check("model red_block table 0.99")
     assert table["explanation_pred"] == 0.0 and table["explanation_pred_error"] < 1.0
-    assert check("model red_block welded 0.99")["explanation_pred_error"] is None  # names no parameters
+    welded = check("model red_block welded 0.99")  # the pair on a twin with the weld: it barely slides
+    assert 0.0 <= welded["explanation_pred"] < 0.01 and welded["explanation_pred_error"] < 3.0
+    assert check("none of my hypotheses explains red_block")["explanation_pred"] is None
     free = check("model red_block free 0.95; friction red_block 0.30 0.05")
     assert free["explanation_pred"] > 0.01 and free["explanation_pred_error"] > table["explanation_pred_error"]
 
