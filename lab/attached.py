@@ -11,7 +11,8 @@ models of how A sits, each with its evidence and its falsification:
 The evidence is what moved. For an experiment on A or B (push, strike, lift): did the object itself move (a push
 or strike that displaced it, a lift that raised it) or stay put — a failed call counts here, and is written in the
 notebook as the failed observation it is: a push the hand could not carry out on a block that does not give ("hit
-something besides", "kept losing"), a weigh or lift that "did not rise" (see `STUCK_WORDS`); and how far the *other*
+something besides", "kept losing"), a weigh or lift that "did not rise" (see `STUCK_WORDS`; unless the tracked object went anyway: test world
+2000004's push "hit something besides" and moved the pair 10 cm); and how far the *other*
 object moved meanwhile (the runner's tracked poses, `observe_outcome`). Failures of another kind ("could not
 grasp") say nothing about attachment and are ignored.
 
@@ -151,15 +152,16 @@ class AttachPosterior(Posterior):
     def moved_self(self, exp: g.Experiment, error: str | None, values: dict) -> tuple[bool | None, str, float]:
         """(did the object experimented on move: None when the outcome says nothing, the observation's key
         that shows it, its value)."""
+        tracked = values.get(f"shift_{exp.object}_m")
         if error is not None:
+            if tracked is not None and abs(float(tracked)) >= MOVED_M:  # it failed, but the object went: not held
+                return True, "moved", abs(float(tracked))
             return (False, "moved", 0.0) if any(w in error for w in STUCK_WORDS) else (None, "moved", 0.0)
         if exp.skill == "lift":
             v = abs(float(values.get("lifted_m", 0.0)))
             return v >= 0.5 * float(exp.height or 0.0), "lifted", v
-        d = values.get(f"shift_{exp.object}_m")
-        if d is None:  # no tracking: the skill's own reading
-            d = values.get("moved_m", values.get("slide_m", 0.0))
-        d = abs(float(d))
+        # no tracking: the skill's own reading
+        d = abs(float(tracked if tracked is not None else values.get("moved_m", values.get("slide_m", 0.0))))
         return d >= MOVED_M, "moved", d
 
     def _weigh(self, exp: g.Experiment, error: str | None, values: dict) -> None:

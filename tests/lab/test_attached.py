@@ -96,6 +96,17 @@ def test_a_block_that_will_not_move_is_fixed_to_the_table_and_a_failed_call_says
     assert post.answer(0.9).conclusion.answers[0] == g.ModelProb(A, "table", 1.0)
 
 
+def test_a_failed_push_that_moved_the_pair_still_shows_the_weld(forward):
+    post = _post(forward)
+    # test world 2000004: the skill gave up ("hit something besides") after the hand had carried both 10-13 cm
+    words = _words("push: the hand hit something besides red_block (vertical force 33.0 N while pushing)")
+    post.observe_outcome(PUSH_A, words, _moved(0.104, 0.134))
+    assert post.live == ["welded"]
+    post = _post(forward)
+    post.observe_outcome(PUSH_A, words, _moved(0.0005, 0.0))  # the same words, and it stayed put: held down
+    assert post.best()[0] == "table" and not post.rejected
+
+
 def test_a_free_block_moves_alone_and_two_moves_make_the_lab_sure(forward):
     post = _post(forward)
     post.observe_outcome(PUSH_A, None, _moved(0.109, 0.0005, force_mean_N=0.6, moved_m=0.109))
