@@ -88,7 +88,7 @@ def test_a_block_that_will_not_move_is_fixed_to_the_table_and_a_failed_call_says
     # dev world 1000006: the push skill could not push it ("kept losing"), a strike left it, a lift did not raise it
     post.observe_outcome(PUSH_A, _words("push: the hand kept losing red_block during the push"), _moved())
     p1 = post.probabilities()
-    assert p1["table"] > 0.85 and not post.rejected  # a failure is evidence, never a refutation
+    assert 0.8 < p1["table"] < 0.9 and not post.rejected  # a failure is evidence, never a refutation, nor enough
     post.observe_outcome(STRIKE_A, None, _moved(0.0004, slide_m=0.0013))
     post.observe_outcome(LIFT_A, None, _moved(lifted_m=0.0009))
     assert post.live == ["table"]
