@@ -189,11 +189,12 @@ class AttachPosterior(Posterior):
                 self.new_rejections.append(rejection)
 
     def _check(self, model, exp, on_a, key, value, partner, d_other) -> g.Rejection | None:
-        """The model's predictive range for what was seen (see the module docstring); a Rejection when outside."""
+        """The model's predictive range for what was seen (see the module docstring); a Rejection when outside.
+        Only a measurement refutes: a lift that failed ("did not rise") is evidence, as every failure is."""
         r = lambda x: float(g.fmt(max(float(x), 0.0), 3))  # noqa: E731  (as the notebook writes it)
         if model == "table" and on_a and value > STILL_M:
             return g.Rejection(self.subject, model, key, r(value), 0.0, STILL_M)
-        if model in ("free", "welded") and on_a and exp.skill == "lift" and value < 0.5 * float(exp.height or 0):
+        if model in ("free", "welded") and on_a and key == "lifted" and value < 0.5 * float(exp.height or 0):
             h = float(exp.height or 0.0)
             return g.Rejection(self.subject, model, key, r(value), r(0.5 * h), r(1.5 * h))
         if model in ("free", "table") and d_other is not None and d_other > STILL_M:

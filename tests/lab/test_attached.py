@@ -89,6 +89,8 @@ def test_a_block_that_will_not_move_is_fixed_to_the_table_and_a_failed_call_says
     post.observe_outcome(PUSH_A, _words("push: the hand kept losing red_block during the push"), _moved())
     p1 = post.probabilities()
     assert 0.8 < p1["table"] < 0.9 and not post.rejected  # a failure is evidence, never a refutation, nor enough
+    post.observe_outcome(LIFT_A, _words("lift: 'red_block' did not rise with the hand (0 of 50 mm)"), _moved())
+    assert not post.rejected and post.probabilities()["table"] > p1["table"]
     post.observe_outcome(STRIKE_A, None, _moved(0.0004, slide_m=0.0013))
     post.observe_outcome(LIFT_A, None, _moved(lifted_m=0.0009))
     assert post.live == ["table"]
