@@ -200,3 +200,20 @@ def test_every_attachment_question_round_trips(objs, budget):
     q = g.Question("attached", tuple(objs), 0.0, budget)
     text = q.render()
     assert g.parse_body("question", text) == q and g.parse_body("question", text).render() == text
+
+
+def test_a_ball_that_rolls_on_its_own_does_not_refute_a_free_block():
+    scene = scene_from_seed(1000000, n_objects=2).perceived()
+    assert scene.object("blue_ball").shape == "sphere"
+    q = g.Question("attached", (A, "blue_ball"))
+    post = kinds.make_posterior(q, ForwardModel(scene, InlineTwins(), Axes(points=5)), None, 200, None, 0)
+    push = g.Experiment("push", A, "+y", 0.10, 0.10)
+    # test world 2000013: a free block pushed 10 cm while the untouched ball rolled 1.7 cm by itself
+    post.observe_outcome(push, None, {"moved_m": 0.103, f"shift_{A}_m": 0.097, "shift_blue_ball_m": 0.017})
+    assert "free" in post.live and post.probabilities()["welded"] < 0.9
+    assert post.eig(push) > 0.05  # worth another look
+    post.observe_outcome(push, None, {"moved_m": 0.1, f"shift_{A}_m": 0.1, "shift_blue_ball_m": 0.0004})
+    assert post.best()[0] == "free"
+    dragged = kinds.make_posterior(q, post.forward, None, 200, None, 0)
+    dragged.observe_outcome(push, None, {"moved_m": 0.108, f"shift_{A}_m": 0.108, "shift_blue_ball_m": 0.108})
+    assert dragged.live == ["welded"]  # dev world 1000000: the welded ball went all the way with it
