@@ -115,7 +115,7 @@ def test_a_free_block_moves_alone_and_two_moves_make_the_lab_sure(forward):
     p1 = post.probabilities()["free"]
     post.observe_outcome(STRIKE_A, None, _moved(0.068, 0.0004, slide_m=0.014))
     p2 = post.probabilities()["free"]
-    assert 0.5 < p1 < p2 and p2 > 0.95
+    assert 0.5 < p1 < 0.9 < 0.95 < p2  # one still partner is not enough (a welded pair may pivot about it)
     assert set(post.rejected) == {"table"}
     head, *expl = post.answer(0.9).conclusion.answers
     assert head.model == "free" and [e.quantity for e in expl] == ["friction"]  # the free model's parameter
@@ -141,7 +141,7 @@ def test_the_evidence_replays_after_a_new_hypothesis(forward):
     post.observe_outcome(PUSH_A, None, _moved(0.109, 0.0005, moved_m=0.109))
     before = post.belief()
     post.reset(g.Hypothesis((g.Range("friction", A, 0.2, 0.9),)))
-    assert post.probabilities() == pytest.approx({"free": 0.9, "table": 0.0, "welded": 0.1}, abs=0.05)
+    assert post.probabilities() == pytest.approx({"free": 0.87, "table": 0.0, "welded": 0.13}, abs=0.03)
     assert post.belief().estimates[:4] == before.estimates[:4]
 
 
