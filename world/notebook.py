@@ -336,7 +336,7 @@ QUESTION_FORMS: dict[str, QuestionForm] = {
     ),
     "attached": QuestionForm(
         lambda n, d: rf"is {n} attached to {n}",
-        lambda m, b: _attached_question(m, b),
+        _attached_question,
         lambda q: f"is {q.objects[0]} attached to {q.objects[1]}",
         "is OBJ attached to OBJ",
     ),
