@@ -199,7 +199,9 @@ class AttachPosterior(Posterior):
             return
         on_a = exp.object == self.subject
         partner = self.other if on_a else self.subject
-        d_other = values.get(f"shift_{partner}_m") if moved else None
+        # what else moved is evidence only of a skill that ran as planned: a failed one's hand may have gone
+        # anywhere (test world 2000039: a push that "hit something besides" knocked the free partner 9 cm)
+        d_other = values.get(f"shift_{partner}_m") if moved and error is None else None
         d_other = None if d_other is None else abs(float(d_other))
         for k in self.live:
             stuck = P_STUCK[k][0 if on_a else 1]
