@@ -61,12 +61,15 @@ def run_investigation(
     with `market` (URL) and `key` (the requester's key file) it is posted and funded (lab/market_link.py)."""
     from rich.console import Console
 
+    from loopylab.lab import kinds
     from loopylab.lab.bench import Bench, sim_bench
     from loopylab.lab.notebook import bus_sink, console_sink, jsonl_sink, story_sink
     from loopylab.lab.questions import parse_question
     from loopylab.lab.sealed import AgentProcess
 
     question = parse_question(question_text)
+    if n_objects is None:  # a kind may fix its worlds' size (an attachment question's A and B)
+        n_objects = kinds.of(question).n_objects(seed)
     _known_agent(agent_name)
     console = Console()
     spec, hardware = _graph_spec(graph, sets, bus, scene_file)

@@ -72,6 +72,15 @@ class BusRunner:
         return {o.label: (float(o.position[0]), float(o.position[1])) for o in msg.objects}
 
 
+def shifts(before: dict | None, after: dict | None) -> dict[str, float]:
+    """How far each tracked object moved between two `poses()` ({label: (x, y)}): {"shift_LABEL_m": metres}."""
+    if not before or not after:
+        return {}
+    return {
+        f"shift_{k}_m": float(np.hypot(after[k][0] - x, after[k][1] - y)) for k, (x, y) in before.items() if k in after
+    }
+
+
 def moved_scene(scene: g.Scene, poses: dict | None, threshold: float = 0.01) -> g.Scene | None:
     """The scene with the objects where they are now, or None if none moved by `threshold` metres."""
     if not poses:
@@ -352,6 +361,9 @@ def _run_experiment(
         rec.eig, rec.regret = regret_vs_random(post, list(candidates), exp, rng)
     nb.add(exp, data={k: v for k, v in (("eig", rec.eig), ("regret", rec.regret), ("why", why)) if v is not None})
     nb.add(audit.reason(agent, exp, len(candidates), why, rec.eig))
+    # a belief about how objects hang together (lab/attached.py) reads what moved: where they stood before
+    tracks = hasattr(post, "observe_outcome") and hasattr(runner, "poses")
+    before = runner.poses() if tracks else None
     if exp not in candidates:
         reply = {"ok": False, "measurements": {}, "error": "not in the experiment grid of this scene"}
     else:
@@ -360,6 +372,10 @@ def _run_experiment(
         except Exception as e:  # a timeout or a dead service is an observation, not a crash of the lab
             reply = {"ok": False, "measurements": {}, "error": f"{type(e).__name__}: {e}"}
     obs, measurement = observe(exp, reply)
+    if hasattr(post, "observe_outcome"):  # failures and what moved are evidence too (lab/attached.py)
+        if tracks:  # into the raw line, so that a replay reads the same
+            reply = {**reply, "measurements": {**(reply.get("measurements") or {}), **shifts(before, runner.poses())}}
+        post.observe_outcome(exp, obs.error, reply.get("measurements") or {})
     if measurement is not None:
         post.update(measurement)
         rec.ok = True

@@ -31,6 +31,7 @@ BUILTIN = (
     "loopylab.lab.predict_stop",
     "loopylab.lab.bounces",
     "loopylab.lab.com",
+    "loopylab.lab.attached",
 )
 
 

@@ -128,6 +128,7 @@ class _Replayer:
         self.failed: set[g.Experiment] = set()
         self.experiment: g.Experiment | None = None
         self.pending: tuple[int, g.Observation] | None = None  # an observation waiting for its raw line
+        self.outcome: g.Observation | None = None  # the same, for a belief that reads every outcome (failures too)
         self.experiments = 0
         self.source: Source | None = None  # the current experiment's, when it was bought (world/source.py)
 
@@ -162,6 +163,8 @@ class _Replayer:
 
     def on_observation(self, line: int, s: g.Section) -> None:
         assert isinstance(s.body, g.Observation) and self.experiment is not None
+        if hasattr(self.post, "observe_outcome"):
+            self.outcome = s.body
         if s.body.error is not None:
             self.failed.add(self.experiment)
         else:
@@ -169,6 +172,7 @@ class _Replayer:
 
     def on_raw(self, line: int, s: g.Section) -> None:
         assert isinstance(s.body, a.Raw)
+        self.take_outcome(s.body.as_dict())
         if self.pending is None or self.experiment is None:
             return  # the raw measurements of a failed experiment: nothing was learnt from them
         obs_line, obs = self.pending
@@ -193,8 +197,17 @@ class _Replayer:
             m.noise = self.source.noise
         self.post.update(m)
 
+    def take_outcome(self, values: dict) -> None:
+        """An experiment's outcome, failed or not, into a belief that reads them (lab/attached.py)."""
+        if self.outcome is not None and self.experiment is not None:
+            self.post.observe_outcome(self.experiment, self.outcome.error, values)  # type: ignore[attr-defined]
+        self.outcome = None
+
     def flush(self) -> None:
         """An observation without a raw line: replay it from its rounded values (approximately)."""
+        if self.outcome is not None:  # its rounded values, by measurement key
+            keys = {k: mk for fs in g.OBS_FIELDS.values() for k, mk, _ in fs}
+            self.take_outcome({keys[k]: v for k, v in self.outcome.values})
         if self.pending is None or self.experiment is None:
             return
         line, obs = self.pending

@@ -14,6 +14,7 @@ import numpy as np
 import pybullet as p
 
 from loopylab.sim.sticky import StickyContacts
+from loopylab.sim.weld import weld_all
 from loopylab.world.robots import RobotSpec, robot_spec
 from loopylab.world.scene import ObjectSpec, SceneSpec
 
@@ -72,6 +73,7 @@ class World:
         self._sticky: StickyContacts | None = None  # objects whose restitution falls with impact speed
         for o in spec.objects:
             self.add_object(o)
+        self.welds = weld_all(self)  # hidden welds (ObjectSpec.attached_to), once every object exists
         self.robot: RobotHandle | None = self._load_robot(robot_spec(spec.robot)) if with_robot else None
 
     # -- building ------------------------------------------------------------
@@ -209,6 +211,7 @@ class World:
                 "friction_xy": [dyn[1] * f for f in (o.friction_axes or (1.0, 1.0))],
                 "shape": o.shape,
                 "size": o.size,
+                "attached_to": o.attached_to,  # a hidden weld: "table", another object, or None (free)
             }
         return out
 

@@ -24,6 +24,7 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                  which model explains how OBJ bounces [budget N]        (elastic or sticky contact)
                  where is the centre of mass of OBJ within T.T mm [budget N]   (signed offsets, per axis)
                  which model explains how OBJ sits [budget N]           (centre of mass centred or offset)
+                 is OBJ attached to OBJ [budget N]         (free, welded to the table, or welded to the other)
     scene        OBJ SHAPE SIZE at X Y (; ...)                           SHAPE cube|cylinder|sphere
     hypothesis   PARAM OBJ in LO HI (; ...)
     experiment   push OBJ DIR DIST SPEED | strike OBJ DIR SPEED | weigh OBJ | drop OBJ HEIGHT | lift OBJ HEIGHT
@@ -51,6 +52,7 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                                           MODEL centred|offset (the centre of mass)
                  CLAUSE also: com OBJ x X.X S.S y Y.Y S.S mm   (centre-of-mass offset in the object's own frame,
                               signed, mm: value and SD in beliefs, value and half-width in conclusions)
+                                          MODEL free|table|welded (is A attached to B)
 
 For constrained decoding a decoder asks `prefix_ok(kind, partial_body, scene)` (can this still
 become a valid body?) and `body_complete(...)` (may the end token come now?), with object names taken
@@ -82,6 +84,9 @@ MODELS: tuple[str, ...] = ("isotropic", "anisotropic")
 # restitution falling with the speed as (v / 1 m/s)^-stickiness
 MODELS += ("elastic", "sticky")
 MODELS += ("centred", "offset")  # where the centre of mass sits (loopylab.lab.com)
+# how A sits (lab/attached.py): free, welded to the table, or welded to the other object a question names
+ATTACH_MODELS = ("free", "table", "welded")
+MODELS += ATTACH_MODELS
 SKILLS = ("push", "strike", "weigh", "drop", "lift", "place")  # the experiments the lab may run
 DIRECTIONS = ("+x", "-x", "+y", "-y")
 SHAPES = ("cube", "cylinder", "sphere")
@@ -336,6 +341,12 @@ def _stop_text(q: Question) -> str:
     return f"predict where {q.object} stops after push {a.direction} {dist} {speed} within {fmt(q.tolerance, 3)}"
 
 
+def _attached_question(m: re.Match, budget: int | None) -> Question:
+    if m[1] == m[2]:
+        raise GrammarError(f"question: an object is attached to another, not to itself, in {m[0]!r}")
+    return Question("attached", (m[1], m[2]), 0.0, budget)
+
+
 def _predict_text(q: Question) -> str:
     a = _given(q.action, "predict action")
     speed = fmt(_given(a.speed, "strike speed"), 2)
@@ -407,6 +418,12 @@ QUESTION_FORMS: dict[str, QuestionForm] = {
         lambda m, b: Question("sits", (m[1],), 0.0, b),
         lambda q: f"which model explains how {q.object} sits",
         "which model explains how OBJ sits",
+    ),
+    "attached": QuestionForm(
+        lambda n, d: rf"is {n} attached to {n}",
+        _attached_question,
+        lambda q: f"is {q.objects[0]} attached to {q.objects[1]}",
+        "is OBJ attached to OBJ",
     ),
 }
 

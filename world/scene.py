@@ -32,7 +32,7 @@ COLOURS = {
     "green": (0.1, 0.7, 0.2, 1.0),
     "yellow": (0.9, 0.8, 0.1, 1.0),
 }
-HIDDEN = ("mass", "friction", "restitution", "com_offset", "friction_axes", "sticky")
+HIDDEN = ("mass", "friction", "restitution", "com_offset", "friction_axes", "sticky", "attached_to")
 
 # Where objects may be placed for each robot: x range, |y| max (metres, base frame). Well inside reach
 # with a top-down tool and room to push 10 cm in any direction.
@@ -65,6 +65,9 @@ class ObjectSpec:
     # sticky contact: restitution falls with the impact speed v as (v / 1 m/s)^-sticky, `restitution` its value at
     # 1 m/s (sim/sticky.py; None: elastic, the same restitution at every speed)
     sticky: float | None = None
+    # a hidden weld: "table", or another object's label, that this object is rigidly fixed to (None: free); the
+    # sim realises it as a fixed constraint (loopylab.sim.weld)
+    attached_to: str | None = None
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
@@ -84,6 +87,9 @@ class ObjectSpec:
                 )
         if self.sticky is not None and not 0.0 <= float(self.sticky) <= 2.0:
             raise ValueError(f"object {self.label!r}: sticky (an exponent) must be in 0..2, not {self.sticky}")
+
+        if self.attached_to is not None and (not self.attached_to or self.attached_to == self.label):
+            raise ValueError(f"object {self.label!r}: attached_to must be 'table' or another object's label")
 
     @property
     def height(self) -> float:
@@ -160,6 +166,9 @@ class SceneSpec:
             for k, v in props.items():
                 if k not in HIDDEN:
                     raise KeyError(f"unknown property {k!r} for {label!r} (known: {', '.join(HIDDEN)})")
+                if k == "attached_to":
+                    setattr(o, k, None if v is None else str(v))
+                    continue
                 setattr(o, k, tuple(v) if k in ("com_offset", "friction_axes") else float(v))
         return s
 
@@ -326,6 +335,15 @@ def _com_model(s: SceneSpec, o: ObjectSpec, rng: np.random.Generator) -> SceneSp
     return s
 
 
+def _attachment(s: SceneSpec, o: ObjectSpec, rng: np.random.Generator) -> SceneSpec:
+    """The subject free, welded to the table, or welded to the first other object (the one an "is A attached
+    to B" question asks about), a third each; with no other object, free or welded to the table, a half each."""
+    others = [x.label for x in s.objects if x.label != o.label]
+    pick = int(rng.integers(0, 3 if others else 2))
+    o.attached_to = (None, "table", others[0] if others else None)[pick]
+    return s
+
+
 # name -> (stream code, drawer): a drawer gets a copy of the seeded world, its subject and the structure's own
 # random stream (seed, 0x57C0, code), and returns the world with the subject's structure drawn. A new structure
 # adds one drawer and one entry with a code of its own (codes never change: they fix the worlds' streams).
@@ -333,6 +351,7 @@ STRUCTURES: dict[str, tuple[int, Callable[[SceneSpec, ObjectSpec, np.random.Gene
     "friction_model": (0, _friction_model),
     "bounce_model": (0xB0, _bounce_model),
     "com_model": (0xC0, _com_model),
+    "attachment": (1, _attachment),
 }
 
 
