@@ -106,7 +106,7 @@ def test_two_workers_and_a_relay_process_share_one_db_and_one_escrow(db_url, tmp
         wait_until(paid, 120)
         assert int(alice.payouts()["withdrawable_wei"]) == 10**16
         for _ in range(6):  # whichever worker answers, its cached listing has the relay's payout
-            listed = httpx.get(f"{url}/bounties", timeout=30).json()[0]
+            listed = httpx.get(f"{url}/bounties", timeout=120).json()[0]
             assert (listed["paid_wei"], listed["escrow_wei"]) == (str(10**16), str(10**16))
         assert double_pays(chain) == 0 and reconcile(store, chain) == []
     finally:
@@ -114,7 +114,8 @@ def test_two_workers_and_a_relay_process_share_one_db_and_one_escrow(db_url, tmp
             c.close()
         for proc in (relay, api):
             proc.terminate()
-            proc.wait(timeout=30)
+        for proc in (relay, api):  # both stop at once; at load 50+ uvicorn's two workers took over 30 s
+            proc.wait(timeout=180)
         store.dispose()
         devchain.stop()
     assert relay.returncode == 0  # SIGTERM ends the relay's loop cleanly
