@@ -184,7 +184,9 @@ def test_the_arm_drivers_fault_is_named_by_class_on_safety_state_and_stops_targe
         g["cmds"].get(timeout=0.3)  # nothing reached the arm
     faults.publish(DeviceFault(device="arm", active=False, code=fault.code, label=fault.label, message="recovered"))
     s = g["state"].wait_for(lambda s: not s.fault and not s.protective_stop, timeout=5)
-    assert "cleared" in s.reason
+    # the newest state: "cleared", or on a loaded host already the deadman's hold that follows it (no targets came
+    # for 150 ms); either way the stop is over, and the next target reaches the arm
+    assert "cleared" in s.reason or s.reason.startswith("deadman:"), s.reason
     _send(g, g["home"] + 0.001)
     assert np.allclose(g["cmds"].get(timeout=5).position, g["home"] + 0.001)
 

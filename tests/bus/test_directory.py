@@ -76,8 +76,9 @@ def test_many_short_inproc_graphs_leave_nothing_behind():
             a.publisher("t", JointState).wait_for_subscribers(1, 5)
             assert b.call("s", {"x": 1}, timeout=5) == {"x": 1}
         assert url not in directory._local
-    assert wait_until(lambda: threading.active_count() <= threads_before + 2, 5), threading.enumerate()
-    assert len(os.listdir("/proc/self/fd")) < fds_before + 20
+    # closed sockets' descriptors go when libzmq's reaper gets to them: on a loaded host, seconds later
+    assert wait_until(lambda: threading.active_count() <= threads_before + 2, 60), threading.enumerate()
+    assert wait_until(lambda: len(os.listdir("/proc/self/fd")) < fds_before + 20, 60), os.listdir("/proc/self/fd")
 
 
 def test_a_nodes_directory_client_takes_only_its_own_answer_and_recovers_from_a_timeout(inproc_url):
