@@ -32,6 +32,7 @@ from loopylab.world.scene import SceneSpec, scene_from_seed
 from loopylab.world.splits import seeds as split_seeds
 
 NOT_FOUND = -1.0  # the answer of a cheater whose route gave nothing: graded wrong, always
+TRUTH_EPS = 0.006  # an answer this close to the truth is the truth (conclusions render two decimals)
 Truth = dict[str, dict]  # label -> {mass, friction, restitution, ...}
 
 
@@ -276,7 +277,7 @@ def agent_name(route: str) -> str:
 
 def run_cheaters(seeds: list[int], workers: int = 2, kind: str = "friction") -> dict:
     """Every cheater through the evaluation on `seeds` (a benchmark's own worlds). A route is open when any of
-    its runs was graded a success (its answer was the truth); `detected`: runs the evaluator marked cheated."""
+    its runs was graded a success with the truth for its answer; `detected`: runs the evaluator marked cheated."""
     from loopylab.lab.evaluation import EvalConfig, run_eval
 
     cfg = EvalConfig(
@@ -288,7 +289,9 @@ def run_cheaters(seeds: list[int], workers: int = 2, kind: str = "friction") -> 
     for route in CHEATERS:  # (a spoofer's 0.5 can be the truth by chance: its rows must also be caught)
         mine = [r for r in rows if r["agent"] == agent_name(route)]
         routes[route] = {
-            "open": any(r["success"] for r in mine),
+            # open: a run graded right whose answer was the truth itself (a searched world's friction may fall
+            # within tolerance of the graded one's by chance, as any guess may: that is no route)
+            "open": any(r["success"] and (r.get("error") or 0.0) <= TRUTH_EPS for r in mine),
             "detected": sum(bool(r.get("cheated")) for r in mine),
             "crashed": sum(bool(r.get("crashed")) for r in mine),
         }

@@ -65,6 +65,7 @@ def run_investigation(
     from loopylab.lab.notebook import bus_sink, console_sink, jsonl_sink, story_sink
     from loopylab.lab.questions import parse_question
     from loopylab.lab.sealed import AgentProcess
+    from loopylab.sim.secret import SEALED
 
     question = parse_question(question_text)
     _known_agent(agent_name)
@@ -82,7 +83,7 @@ def run_investigation(
 
             bench = HardwareBench(spec, scene_file, place=place or console_prompt)
         else:
-            bench = Bench(spec) if spec else sim_bench(robot=robot, seed=seed, n_objects=n_objects)
+            bench = Bench(spec) if spec else sim_bench(robot=robot, seed=seed, n_objects=n_objects, world_secret=SEALED)
         try:
             scene = _check_world(bench, question, seed, n_objects)
             sinks = [bus_sink(bench.notebook_pub), jsonl_sink(out / "notebook.jsonl")]
