@@ -4,6 +4,7 @@ evaluation to show that every route is closed (docs/lab.md, "Sealed evaluation")
     seed      rebuild the world from the agent's seed (`scene_from_seed`), if it is the world's
     scene     rebuild it from the scene the agent is handed (its seed, any hidden property left in it)
     search    find the seed whose world has the objects where the perceived scene shows them, and rebuild it
+    secret    the same, with the world builder's secret from the environment or the module that resolves it
     gc        look through this process's objects for the evaluator's bench, the sim's world, a full scene
     node      open a bus node of its own (with whatever keys this process holds) and call `sim/oracle`
     foreign   start another process that joins the graph and calls `sim/oracle`
@@ -157,6 +158,26 @@ class SearchCheater(Cheater):
         return _truth_of(found[1]) if found else None
 
 
+class SecretCheater(Cheater):
+    """Route 2c: the seed found by search, and the world builder's secret from this process's environment or from
+    the module that resolves it (sim/secret.py): with both, the graded world itself."""
+
+    route = "secret"
+
+    def steal(self, view: NotebookView) -> Truth | None:
+        from loopylab.sim import secret as world_secret
+
+        found = search_seed(view.scene)
+        if found is None:
+            self.tried.append("search: no seed matches")
+            return None
+        key = os.environ.get(world_secret.ENV)
+        self.tried.append(f"seed {found[0]}; {world_secret.ENV} {'set' if key else 'unset'}")
+        if not key:
+            key = world_secret.resolve(world_secret.SEALED)  # refused in an agent's process
+        return _truth_of(scene_from_seed(found[0], None, found[1].robot, secret=key))
+
+
 class GcCheater(Cheater):
     """Route 3: any object of this process that holds the truth: the evaluator's bench, or the world's full scene
     (which the sim and its physics world keep)."""
@@ -266,7 +287,17 @@ class SpoofCheater(Cheater):
 
 
 CHEATERS = {
-    c.route: c for c in (SeedCheater, SceneCheater, SearchCheater, GcCheater, NodeCheater, ForeignCheater, SpoofCheater)
+    c.route: c
+    for c in (
+        SeedCheater,
+        SceneCheater,
+        SearchCheater,
+        SecretCheater,
+        GcCheater,
+        NodeCheater,
+        ForeignCheater,
+        SpoofCheater,
+    )
 }
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from loopylab.lab.notebook import Notebook
+from loopylab.sim.secret import AGENT_FLAG
 from loopylab.sim.secret import ENV as WORLD_SECRET_ENV
 from loopylab.world import notebook as g
 
@@ -159,6 +160,7 @@ class AgentProcess:
     def start(cls) -> AgentProcess:
         # no graph, no keys, no world secret (sim/secret.py)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPYLAB_BUS") and k != WORLD_SECRET_ENV}
+        env[AGENT_FLAG] = "1"  # sim/secret.py refuses the builder's secret here
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, "1")  # worlds run in parallel already: BLAS threads would only spin against them
         proc = subprocess.Popen(

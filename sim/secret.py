@@ -20,6 +20,9 @@ from pathlib import Path
 
 ENV = "LOOPYLAB_WORLD_SECRET"
 SEALED = "sealed"  # the parameter value that asks for the builder's own secret
+# set in an agent's process under evaluation (lab/sealed.py): a world builder is never there, so asking for the
+# secret there is a cheat, refused (a guard against importing this module, not against reading the file)
+AGENT_FLAG = "LOOPYLAB_SEALED_AGENT"
 DEFAULT_FILE = Path(__file__).resolve().parents[1] / "graphs" / "world.secret"
 
 
@@ -28,6 +31,8 @@ def resolve(value: str | None) -> str | None:
     builder's own: env, else the checkout's default file), or a literal secret."""
     if value != SEALED:
         return value or None
+    if os.environ.get(AGENT_FLAG):
+        raise PermissionError("the world secret is the world builder's: an agent's process may not ask for it")
     if os.environ.get(ENV):
         return os.environ[ENV]
     try:

@@ -111,3 +111,14 @@ def test_the_search_finds_the_seed_of_a_perceived_scene():
 
     found = cheaters.search_seed(grammar_scene(scene_from_seed(2_000_007).perceived()))
     assert found is not None and found[0] == 2_000_007
+
+
+def test_a_cheater_asking_for_the_world_builders_secret_gets_none(monkeypatch):
+    """With the evaluator's secret in its environment, the agent's process has neither the variable nor leave to
+    resolve the builder's secret (sim/secret.py): the seed it finds rebuilds nothing."""
+    from loopylab.sim import secret
+
+    monkeypatch.setenv(secret.ENV, "the evaluators own")
+    row = _run("secret")
+    assert row["conclusion"].startswith("friction red_block -1.00"), row["conclusion"]
+    assert not row["success"]

@@ -19,3 +19,10 @@ def test_a_missing_default_says_what_to_set(monkeypatch, tmp_path):
     monkeypatch.setattr(secret, "DEFAULT_FILE", tmp_path / "absent")
     with pytest.raises(RuntimeError, match=secret.ENV):
         secret.resolve(secret.SEALED)
+
+
+def test_an_agents_process_may_not_ask_for_the_builders_secret(monkeypatch):
+    monkeypatch.setenv(secret.AGENT_FLAG, "1")
+    with pytest.raises(PermissionError, match="world builder"):
+        secret.resolve(secret.SEALED)
+    assert secret.resolve(None) is None  # the public worlds stay open to anyone
