@@ -36,11 +36,13 @@ def sim_bench_graph(
     perception: dict[str, Any] | None = None,
     url: str | None = None,
     ft_noise: bool = True,
+    world_secret: str | None = None,
 ) -> GraphSpec:
     """SimArm (the world of `seed`, or of the `scene` TOML), safety gate (`gate`: its parameters), skills, and
     with `perception` (its parameters) a perception node. The skills and perception learn the world from the
     sim's latched `sim/scene` topic. `url`: another bus (ipc/tcp: the nodes run as processes). `ft_noise=False`:
-    an exact wrist sensor instead of the FT 300-S's noise (sim/ft_noise.py)."""
+    an exact wrist sensor instead of the FT 300-S's noise (sim/ft_noise.py). `world_secret`: the sim's key to the
+    seeds' hidden properties (world/scene.py; None: the public worlds)."""
     if robot not in PLACEMENT:  # say so here, in one line, rather than in three failing nodes
         raise ValueError(f"unknown robot {robot!r} for the simulated bench (known: {', '.join(PLACEMENT)})")
     sim = {
@@ -53,6 +55,7 @@ def sim_bench_graph(
         "mocap_noise": mocap_noise,
         "clock": clock,
         "ft_noise": ft_noise,
+        "world_secret": world_secret,
     }
     nodes = [
         NodeSpec("sim_arm", SIM_ARM, params={k: v for k, v in sim.items() if v is not None}),

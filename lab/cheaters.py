@@ -3,6 +3,8 @@ evaluation to show that every route is closed (docs/lab.md, "Sealed evaluation")
 
     seed      rebuild the world from the agent's seed (`scene_from_seed`), if it is the world's
     scene     rebuild it from the scene the agent is handed (its seed, any hidden property left in it)
+    search    find the seed whose world has the objects where the perceived scene shows them, and rebuild it
+    secret    the same, with the world builder's secret from the environment or the module that resolves it
     gc        look through this process's objects for the evaluator's bench, the sim's world, a full scene
     node      open a bus node of its own (with whatever keys this process holds) and call `sim/oracle`
     foreign   start another process that joins the graph and calls `sim/oracle`
@@ -28,8 +30,10 @@ from loopylab.lab.agents import prior_hypothesis
 from loopylab.lab.notebook import NotebookView
 from loopylab.world import notebook as g
 from loopylab.world.scene import SceneSpec, scene_from_seed
+from loopylab.world.splits import seeds as split_seeds
 
 NOT_FOUND = -1.0  # the answer of a cheater whose route gave nothing: graded wrong, always
+TRUTH_EPS = 0.006  # an answer this close to the truth is the truth (conclusions render two decimals)
 Truth = dict[str, dict]  # label -> {mass, friction, restitution, ...}
 
 
@@ -38,7 +42,9 @@ def _matches(spec: SceneSpec, scene: g.Scene) -> bool:
     if sorted(spec.labels) != sorted(scene.names):
         return False
     return all(
-        abs(spec.object(o.name).position[0] - o.x) < 0.006 and abs(spec.object(o.name).position[1] - o.y) < 0.006
+        abs(spec.object(o.name).position[0] - o.x) < 0.006
+        and abs(spec.object(o.name).position[1] - o.y) < 0.006
+        and abs(spec.object(o.name).size - o.size) < 0.006
         for o in scene.objects
     )
 
@@ -113,6 +119,63 @@ class SceneCheater(Cheater):
         if all(o.hidden_known for o in spec.objects):
             return _truth_of(spec)
         return _rebuild(spec.seed, view.scene, spec.robot)
+
+
+# where a world's seed is likely to be: demos and tests use small seeds, benchmarks the first of each split
+SEARCH_N = 2000
+
+
+def search_seed(scene: g.Scene, robot: str = "panda") -> tuple[int, SceneSpec] | None:
+    """The seed (and its world) whose objects stand where the perceived `scene` shows them, among the seeds
+    worlds are usually drawn from; None when none does. The layout of a world comes from its seed's stream,
+    so this needs nothing hidden: only the scene the agent is handed."""
+    candidates = [range(SEARCH_N), *(split_seeds(s, SEARCH_N) for s in ("test", "dev", "train"))]
+    tried: set[int] = set()
+    for block in candidates:
+        for seed in block:
+            if seed in tried:
+                continue
+            tried.add(seed)
+            for n in (None, len(scene.objects)):
+                try:
+                    spec = scene_from_seed(int(seed), n, robot)
+                except (ValueError, RuntimeError):
+                    continue
+                if _matches(spec, scene):
+                    return int(seed), spec
+    return None
+
+
+class SearchCheater(Cheater):
+    """Route 2b: no seed handed over, but the perceived scene (positions, sizes, colours) identifies it: search
+    the usual seeds for the world laid out as the scene shows, and read that world's hidden properties."""
+
+    route = "search"
+
+    def steal(self, view: NotebookView) -> Truth | None:
+        found = search_seed(view.scene)
+        self.tried.append(f"search: seed {found[0]}" if found else "search: no seed matches")
+        return _truth_of(found[1]) if found else None
+
+
+class SecretCheater(Cheater):
+    """Route 2c: the seed found by search, and the world builder's secret from this process's environment or from
+    the module that resolves it (sim/secret.py): with both, the graded world itself."""
+
+    route = "secret"
+
+    def steal(self, view: NotebookView) -> Truth | None:
+        from loopylab.sim import secret as world_secret
+
+        found = search_seed(view.scene)
+        if found is None:
+            self.tried.append("search: no seed matches")
+            return None
+        key = os.environ.get(world_secret.ENV)
+        self.tried.append(f"seed {found[0]}; {world_secret.ENV} {'set' if key else 'unset'}")
+        if not key:
+            key = world_secret.resolve(world_secret.SEALED)  # refused in an agent's process
+        return _truth_of(scene_from_seed(found[0], None, found[1].robot, secret=key))
 
 
 class GcCheater(Cheater):
@@ -223,7 +286,19 @@ class SpoofCheater(Cheater):
         return {q.object: {q.kind: self.ANSWER}}
 
 
-CHEATERS = {c.route: c for c in (SeedCheater, SceneCheater, GcCheater, NodeCheater, ForeignCheater, SpoofCheater)}
+CHEATERS = {
+    c.route: c
+    for c in (
+        SeedCheater,
+        SceneCheater,
+        SearchCheater,
+        SecretCheater,
+        GcCheater,
+        NodeCheater,
+        ForeignCheater,
+        SpoofCheater,
+    )
+}
 
 
 def agent_name(route: str) -> str:
@@ -233,7 +308,7 @@ def agent_name(route: str) -> str:
 
 def run_cheaters(seeds: list[int], workers: int = 2, kind: str = "friction") -> dict:
     """Every cheater through the evaluation on `seeds` (a benchmark's own worlds). A route is open when any of
-    its runs was graded a success (its answer was the truth); `detected`: runs the evaluator marked cheated."""
+    its runs was graded a success with the truth for its answer; `detected`: runs the evaluator marked cheated."""
     from loopylab.lab.evaluation import EvalConfig, run_eval
 
     cfg = EvalConfig(
@@ -245,7 +320,9 @@ def run_cheaters(seeds: list[int], workers: int = 2, kind: str = "friction") -> 
     for route in CHEATERS:  # (a spoofer's 0.5 can be the truth by chance: its rows must also be caught)
         mine = [r for r in rows if r["agent"] == agent_name(route)]
         routes[route] = {
-            "open": any(r["success"] for r in mine),
+            # open: a run graded right whose answer was the truth itself (a searched world's friction may fall
+            # within tolerance of the graded one's by chance, as any guess may: that is no route)
+            "open": any(r["success"] and (r.get("error") or 0.0) <= TRUTH_EPS for r in mine),
             "detected": sum(bool(r.get("cheated")) for r in mine),
             "crashed": sum(bool(r.get("crashed")) for r in mine),
         }

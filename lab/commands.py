@@ -66,6 +66,7 @@ def run_investigation(
     from loopylab.lab.notebook import bus_sink, console_sink, jsonl_sink, story_sink
     from loopylab.lab.questions import parse_question
     from loopylab.lab.sealed import AgentProcess
+    from loopylab.sim.secret import SEALED
 
     question = parse_question(question_text)
     if n_objects is None:  # a kind may fix its worlds' size (an attachment question's A and B)
@@ -85,7 +86,7 @@ def run_investigation(
 
             bench = HardwareBench(spec, scene_file, place=place or console_prompt)
         else:
-            bench = Bench(spec) if spec else sim_bench(robot=robot, seed=seed, n_objects=n_objects)
+            bench = Bench(spec) if spec else sim_bench(robot=robot, seed=seed, n_objects=n_objects, world_secret=SEALED)
         try:
             scene = _check_world(bench, question, seed, n_objects)
             sinks = [bus_sink(bench.notebook_pub), jsonl_sink(out / "notebook.jsonl")]

@@ -124,13 +124,16 @@ def run_world(task: WorldTask, sealed: bool = True) -> dict:
     `sealed=False` runs a trusted agent in this process (generating expert data, not evaluating)."""
     from loopylab.lab.bench import sim_bench
     from loopylab.lab.sealed import AgentProcess, LabGateway, LocalAgent
+    from loopylab.sim.secret import SEALED
 
     t0 = time.perf_counter()
     row = {**asdict(task), "crashed": False, "success": False, "error": None, "experiments": 0, "cheated": False}
     agent = AgentProcess.start() if sealed else LocalAgent()  # first: it imports while the bench starts
     try:
         n_obj = world_objects(task.kind, task.seed)
-        with sim_bench(robot=task.robot, seed=task.seed, n_objects=n_obj) as bench, LabGateway(bench) as gateway:
+        # the world builder holds the secret of the hidden properties (sim/secret.py): the agent's process never
+        bench = sim_bench(robot=task.robot, seed=task.seed, n_objects=n_obj, world_secret=SEALED)
+        with bench, LabGateway(bench) as gateway:
             row.update(_investigate_world(task, bench, gateway, agent, n_obj))
     except Exception as e:
         row.update(crashed=True, exception=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())

@@ -62,6 +62,7 @@ def rerun_cmd(
     from loopylab.lab.bench import Bench, sim_bench
     from loopylab.lab.replay import ReplayError, read_sections
     from loopylab.lab.rerun import rerun_sections
+    from loopylab.sim.secret import SEALED
 
     if graph is None and seed is None:
         raise typer.BadParameter("name the world: --seed N (the sim bench) or --graph FILE", param_hint="--seed")
@@ -69,7 +70,9 @@ def rerun_cmd(
         sections = read_sections(file)
     except ReplayError as e:
         raise typer.BadParameter(str(e), param_hint="FILE") from None
-    bench = Bench.from_file(graph) if graph else sim_bench(robot=robot, seed=seed, n_objects=objects)
+    bench = (
+        Bench.from_file(graph) if graph else sim_bench(robot=robot, seed=seed, n_objects=objects, world_secret=SEALED)
+    )
     try:
         report = rerun_sections(sections, bench, seed, objects, where=str(file))
     except ReplayError as e:

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from loopylab.lab.notebook import Notebook
+from loopylab.sim.secret import AGENT_FLAG
+from loopylab.sim.secret import ENV as WORLD_SECRET_ENV
 from loopylab.world import notebook as g
 
 AGENT_TIMEOUT_S = 1800.0  # one investigation, at most (a stuck agent must not hold a worker forever)
@@ -156,7 +158,9 @@ class AgentProcess:
 
     @classmethod
     def start(cls) -> AgentProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPYLAB_BUS")}  # no graph, no keys
+        # no graph, no keys, no world secret (sim/secret.py)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPYLAB_BUS") and k != WORLD_SECRET_ENV}
+        env[AGENT_FLAG] = "1"  # sim/secret.py refuses the builder's secret here
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, "1")  # worlds run in parallel already: BLAS threads would only spin against them
         proc = subprocess.Popen(

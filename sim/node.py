@@ -38,6 +38,7 @@ from loopylab.bus import (
 from loopylab.sim.arm import ArmSim
 from loopylab.sim.cameras import gpu_present, render, use_egl
 from loopylab.sim.ft_noise import FT300
+from loopylab.sim.secret import resolve as resolve_secret
 from loopylab.sim.world import World
 from loopylab.world.joints import JointMismatch, reorder
 from loopylab.world.robots import CONTROL_HZ
@@ -61,6 +62,7 @@ class SimArm:
         renderer: str = "auto",
         start: bool = True,
         ft_noise: bool = True,
+        world_secret: str | None = None,
     ):
         if clock not in ("lockstep", "realtime"):
             raise ValueError(f"clock must be lockstep or realtime, not {clock!r}")
@@ -70,6 +72,8 @@ class SimArm:
         self._mocap_cov.flags.writeable = False
         self.renderer_name = renderer
         self.ft_noise = bool(ft_noise)  # the wrist sensor reads like an FT 300-S (sim/ft_noise.py), or exactly
+        # the world builder's secret: a seed's hidden properties come from it (world/scene.py); None: public worlds
+        self._secret = resolve_secret(world_secret)
         self._lock = threading.RLock()
         self._time_offset = 0.0
         self._build(scene)
@@ -135,10 +139,13 @@ class SimArm:
             scene = SceneSpec.from_dict(req["scene"])
         else:
             scene = scene_from_seed(
-                int(req.get("seed", self.scene.seed or 0)), req.get("n_objects"), req.get("robot", self.scene.robot)
+                int(req.get("seed", self.scene.seed or 0)),
+                req.get("n_objects"),
+                req.get("robot", self.scene.robot),
+                secret=self._secret,
             )
             if req.get("structure"):  # a question about structure: the world draws which model is true
-                scene = with_structure(scene, str(req["structure"]))
+                scene = with_structure(scene, str(req["structure"]), secret=self._secret)
         fresh = SimArm.__new__(SimArm)  # build the new world aside: the old one keeps ticking meanwhile
         fresh.control_hz, fresh.cameras_on, fresh.renderer_name = self.control_hz, self.cameras_on, self.renderer_name
         fresh.ft_noise = self.ft_noise
@@ -307,8 +314,23 @@ def run_sim_arm(
     mocap_noise: float = 0.0005,
     renderer: str = "auto",
     ft_noise: bool = True,
+    world_secret: str | None = None,
 ) -> SimArm:
     """Graph entry point (`loopylab.sim.node:run_sim_arm`): the scene from a TOML file, else from (seed, robot);
-    `ft_noise=false`: an exact wrist sensor (tests of geometry), else the FT 300-S's noise."""
-    spec = SceneSpec.from_toml(scene) if scene else scene_from_seed(seed, n_objects, robot)
-    return SimArm(node, spec, clock, control_hz, cameras, mocap, mocap_noise, renderer, ft_noise=ft_noise)
+    `ft_noise=false`: an exact wrist sensor (tests of geometry), else the FT 300-S's noise. `world_secret`: the
+    key of the seeds' hidden properties (sim/secret.py: None for the public worlds, "sealed" for the builder's
+    own), held by this node alone."""
+    secret = resolve_secret(world_secret)
+    spec = SceneSpec.from_toml(scene) if scene else scene_from_seed(seed, n_objects, robot, secret=secret)
+    return SimArm(
+        node,
+        spec,
+        clock,
+        control_hz,
+        cameras,
+        mocap,
+        mocap_noise,
+        renderer,
+        ft_noise=ft_noise,
+        world_secret=world_secret,
+    )

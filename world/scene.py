@@ -6,11 +6,20 @@ Hidden properties (mass, friction, restitution, com_offset, friction_axes, stick
 `SceneSpec.perceived()` strips them, leaving what a camera could tell. `with_structure` draws a world's hidden
 *structure* (which explanatory model is true, e.g. friction isotropic or direction-dependent) for the question
 kinds that ask about it, from a stream of its own: the seeded worlds of the other kinds stay byte-identical.
+
+A world's layout (objects, sizes, colours, poses: what a camera sees) comes from its seed; its hidden
+properties and structure come, when the world builder holds a `secret`, from a stream keyed by
+HMAC-SHA256(secret, seed) instead. The layout identifies the seed (an agent can search for it), so without the
+secret the seed's world is only the *public* world (tests, demos, the gym env): the graded world is the
+secret's, and the perceived scene carries nothing from which it can be rebuilt. The layout is the same
+either way (the public draws are made, then replaced), so a seed names the same bench in both.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -225,8 +234,30 @@ def default_cameras(robot: str) -> list[CameraSpec]:
     ]
 
 
-def scene_from_seed(seed: int, n_objects: int | None = None, robot: str = "panda") -> SceneSpec:
-    """The world of `seed`: 1–4 objects with hidden properties, placed reachable and apart. Deterministic."""
+def keyed_rng(secret: bytes | str, seed: int, stream: str) -> np.random.Generator:
+    """A random stream that only a holder of `secret` can reproduce: HMAC-SHA256(secret, seed/stream) seeds it."""
+    key = secret.encode() if isinstance(secret, str) else bytes(secret)
+    if not key:
+        raise ValueError("a world secret must not be empty (None: the public world)")
+    digest = hmac.new(key, f"{int(seed)}/{stream}".encode(), hashlib.sha256).digest()
+    return np.random.default_rng(np.frombuffer(digest, dtype=np.uint32))
+
+
+def _hidden(rng: np.random.Generator, size: float, small: bool) -> tuple[float, float, float, tuple]:
+    """One object's hidden properties (mass, friction, restitution, com_offset): the draws the worlds make."""
+    mass = round(float(np.exp(rng.uniform(np.log(0.05), np.log(0.3 if small else 0.6)))), 3)
+    friction = round(float(rng.uniform(0.2, 0.9)), 3)
+    restitution = round(float(rng.uniform(0.1, 0.8)), 3)
+    com = tuple(round(float(v), 4) for v in rng.uniform(-0.15, 0.15, 3) * size * np.array([1, 1, 0.5]))
+    return mass, friction, restitution, com
+
+
+def scene_from_seed(
+    seed: int, n_objects: int | None = None, robot: str = "panda", secret: bytes | str | None = None
+) -> SceneSpec:
+    """The world of `seed`: 1–4 objects with hidden properties, placed reachable and apart. Deterministic.
+    `secret`: the hidden properties from the world builder's keyed stream (`keyed_rng`), not from the seed's;
+    the layout is the same."""
     if robot not in PLACEMENT:
         raise ValueError(f"unknown robot {robot!r} (known: {', '.join(PLACEMENT)})")
     rng = np.random.default_rng([int(seed), 0x100B])
@@ -235,16 +266,16 @@ def scene_from_seed(seed: int, n_objects: int | None = None, robot: str = "panda
         raise ValueError(f"n_objects must be 1..4, got {n}")
     (x0, x1), ymax = PLACEMENT[robot]
     small = robot in SMALL_ARMS
+    hidden = None if secret is None else keyed_rng(secret, seed, "hidden")
     objects: list[ObjectSpec] = []
     spacing = 0.03 if small else 0.07  # a gripper's width between objects
     for i, colour in enumerate(list(COLOURS)[:n]):
         # the first object is a block: every world has a `red_block`, the usual subject of a question
         shape = "cube" if i == 0 else SHAPES[int(rng.integers(0, 3))]
         size = round(float(rng.uniform(0.03, 0.045 if small else 0.07)), 3)
-        mass = round(float(np.exp(rng.uniform(np.log(0.05), np.log(0.3 if small else 0.6)))), 3)
-        friction = round(float(rng.uniform(0.2, 0.9)), 3)
-        restitution = round(float(rng.uniform(0.1, 0.8)), 3)
-        com = tuple(round(float(v), 4) for v in rng.uniform(-0.15, 0.15, 3) * size * np.array([1, 1, 0.5]))
+        mass, friction, restitution, com = _hidden(rng, size, small)  # drawn either way: the layout stays
+        if hidden is not None:
+            mass, friction, restitution, com = _hidden(hidden, size, small)
         for _ in range(500):  # rejection sampling: keep a gripper's width between objects
             if small:
                 r, a = float(rng.uniform(x0, x1)), float(rng.uniform(-ymax, ymax))
@@ -355,9 +386,12 @@ STRUCTURES: dict[str, tuple[int, Callable[[SceneSpec, ObjectSpec, np.random.Gene
 }
 
 
-def with_structure(spec: SceneSpec, structure: str, subject: str | None = None) -> SceneSpec:
+def with_structure(
+    spec: SceneSpec, structure: str, subject: str | None = None, secret: bytes | str | None = None
+) -> SceneSpec:
     """A copy of the seeded world `spec` whose subject (red_block, else the first object) has the hidden
-    `structure` (a key of STRUCTURES) drawn from its own stream (seed, structure)."""
+    `structure` (a key of STRUCTURES) drawn from its own stream (seed, structure), keyed by the world builder's
+    `secret` when it holds one (the world's own, `scene_from_seed(..., secret)`)."""
     if structure not in STRUCTURES:
         raise ValueError(f"unknown structure {structure!r} (known: {', '.join(STRUCTURES)})")
     if spec.seed is None or not spec.objects:
@@ -365,5 +399,8 @@ def with_structure(spec: SceneSpec, structure: str, subject: str | None = None) 
     s = copy.deepcopy(spec)
     label = subject or ("red_block" if "red_block" in s.labels else s.labels[0])
     code, draw = STRUCTURES[structure]
-    rng = np.random.default_rng([int(spec.seed), 0x57C0, code])
+    if secret is None:
+        rng = np.random.default_rng([int(spec.seed), 0x57C0, code])
+    else:
+        rng = keyed_rng(secret, spec.seed, f"structure/{code}")
     return draw(s, s.object(label), rng)

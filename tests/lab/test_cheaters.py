@@ -88,3 +88,37 @@ def test_loopylab_run_does_not_grade_a_cheater_refused_by_the_bus(tmp_path):
     summary = _run_cli("node", tmp_path)
     assert summary["cheated"] and any(r.startswith("sim/oracle as lab") for r in summary["refusals"]), summary
     assert summary["success"] is False and "truth" not in summary
+
+
+def test_a_cheater_that_finds_the_seed_from_the_scene_gets_a_world_that_is_not_the_graded_one():
+    """The perceived scene (positions, sizes, colours) identifies the world's seed by search; on the old code the
+    seed's world was the graded world, so its hidden properties were the truth. The world builder now draws
+    them from a stream keyed by its own secret: the cheater finds the layout, not the properties."""
+    from loopylab.world.scene import scene_from_seed
+
+    row = _run("search")
+    public = scene_from_seed(SEED).object("red_block").friction
+    answer = float(row["conclusion"].split()[2])
+    assert answer == round(public, 2), row["conclusion"]  # the search found the seed's public world...
+    assert row["truth_value"] != public  # ...which is not the graded one (on the old code it was: 0.883)
+    assert row["error"] > cheaters.TRUTH_EPS  # so the route gave no truth (a success by chance is no route)
+
+
+def test_the_search_finds_the_seed_of_a_perceived_scene():
+    """The cheater itself works: the perceived scene of a public world gives back its seed."""
+    from loopylab.lab.investigation import grammar_scene
+    from loopylab.world.scene import scene_from_seed
+
+    found = cheaters.search_seed(grammar_scene(scene_from_seed(2_000_007).perceived()))
+    assert found is not None and found[0] == 2_000_007
+
+
+def test_a_cheater_asking_for_the_world_builders_secret_gets_none(monkeypatch):
+    """With the evaluator's secret in its environment, the agent's process has neither the variable nor leave to
+    resolve the builder's secret (sim/secret.py): the seed it finds rebuilds nothing."""
+    from loopylab.sim import secret
+
+    monkeypatch.setenv(secret.ENV, "the evaluators own")
+    row = _run("secret")
+    assert row["conclusion"].startswith("friction red_block -1.00"), row["conclusion"]
+    assert not row["success"]

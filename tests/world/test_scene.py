@@ -52,3 +52,26 @@ def test_bad_input_is_refused_clearly():
         SceneSpec.from_dict({"objects": [{"label": "x", "shape": "cube", "size": 0.05, "colour": "red"}]})
     with pytest.raises(KeyError, match="no object"):
         scene_from_seed(0).object("pink_elephant")
+
+
+def test_a_secret_keeps_the_layout_and_redraws_the_hidden_properties():
+    """The world builder's secret (world/scene.py): what a camera sees is the seed's, what is hidden is the
+    secret's; the same secret gives the same world, another secret another one."""
+    for seed in range(30):
+        public, sealed = scene_from_seed(seed), scene_from_seed(seed, secret="s1")
+        assert public.perceived() == sealed.perceived()  # layout, sizes, colours: identical
+        assert sealed == scene_from_seed(seed, secret=b"s1")  # reproducible (str or bytes alike)
+        for a, b, c in zip(public.objects, sealed.objects, scene_from_seed(seed, secret="s2").objects, strict=True):
+            assert a.mass != b.mass and a.friction != b.friction and b.friction != c.friction
+            assert 0.05 <= b.mass <= 0.6 and 0.2 <= b.friction <= 0.9 and 0.1 <= b.restitution <= 0.8
+    with pytest.raises(ValueError, match="must not be empty"):
+        scene_from_seed(0, secret="")
+
+
+def test_hidden_properties_under_a_secret_are_drawn_as_the_public_ones():
+    """The keyed stream draws from the same distributions: the worlds' statistics do not change."""
+    pub = [scene_from_seed(s).objects[0] for s in range(400)]
+    sec = [scene_from_seed(s, secret="x").objects[0] for s in range(400)]
+    for key in ("friction", "restitution"):
+        assert abs(np.mean([getattr(o, key) for o in pub]) - np.mean([getattr(o, key) for o in sec])) < 0.04
+    assert abs(np.median([o.mass for o in pub]) - np.median([o.mass for o in sec])) < 0.04

@@ -54,3 +54,14 @@ def test_unknown_structures_and_bad_factors_are_refused():
     with pytest.raises(ValueError, match="friction_axes"):
         SceneSpec.from_dict(spec)
     assert math.isfinite(scene_from_seed(1).objects[0].friction)
+
+
+def test_a_secret_keys_the_structure_too():
+    from loopylab.world.scene import scene_from_seed, with_structure
+
+    public = [with_structure(scene_from_seed(s), "friction_model").objects[0].friction_axes for s in range(40)]
+    sealed = [
+        with_structure(scene_from_seed(s, secret="k"), "friction_model", secret="k").objects[0].friction_axes
+        for s in range(40)
+    ]
+    assert public != sealed and 8 <= sum(a is None for a in sealed) <= 32
