@@ -15,6 +15,8 @@ import logging
 import math
 import os
 import secrets
+import signal
+import threading
 import time
 import traceback
 import zlib
@@ -350,11 +352,19 @@ def _run_ray(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:
     import ray
 
     started = False
+    # ray.init installs its own SIGTERM handler (sys.exit) and leaves it after shutdown: the caller's comes back
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     if not ray.is_initialized():
         if cfg.ray == "local":
-            # workers inherit this environment; the project is importable from the working directory
-            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
-            ray.init(num_cpus=cfg.workers, include_dashboard=False, log_to_driver=False)
+            # the workers import agents named module:factory from the working directory, as the pool's do; set
+            # for them only, not in this process's environment (later subprocesses of the caller would inherit it)
+            path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
+            ray.init(
+                num_cpus=cfg.workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"PYTHONPATH": path}},
+            )
         else:
             ray.init(address=cfg.ray, log_to_driver=False)
         started = True
@@ -367,3 +377,7 @@ def _run_ray(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:
     finally:
         if started:
             ray.shutdown()
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in handlers.items():
+                    if handler is not None:  # None: a handler set from C, which Python cannot put back
+                        signal.signal(sig, handler)

@@ -1,6 +1,8 @@
 """Evaluation on a tiny seed range: process pool and a local Ray instance, report folder contents."""
 
 import json
+import os
+import signal
 
 import pytest
 from hypothesis import given
@@ -38,9 +40,13 @@ def test_eval_on_a_process_pool_writes_a_report(tmp_path):
 @pytest.mark.slow
 def test_eval_on_a_local_ray_instance():
     pytest.importorskip("ray")
+    term, path = signal.getsignal(signal.SIGTERM), os.environ.get("PYTHONPATH")
     rows = run_eval(EvalConfig(agents=["eig"], kinds=["mass"], seeds=[2], workers=1, ray="local"))
     assert rows, "Ray evaluation returned no rows"
     _check(rows, 1)
+    # the caller's process is as it was: ray's SIGTERM handler (sys.exit) turned a later SIGTERM into SystemExit(15)
+    # in whatever ran next, and a PYTHONPATH set here leaked into every later subprocess
+    assert signal.getsignal(signal.SIGTERM) is term and os.environ.get("PYTHONPATH") == path
 
 
 def test_seed_and_kind_parsing():
