@@ -262,12 +262,12 @@ def sliding_levels(name: str, ws: Workspace = PANDA) -> list[Experiment]:
 # constrained decoding on the grid
 
 
-def valid_bodies(kind: str, scene: Scene, question: Question | None = None) -> list[str]:
-    """All valid bodies of a finite kind: experiments from the grid. Other kinds hold free numbers
-    (use `prefix_ok`/`body_complete`), and asking for them here is an error."""
+def valid_bodies(kind: str, scene: Scene, question: Question | None = None, ws: Workspace = PANDA) -> list[str]:
+    """All valid bodies of a finite kind: experiments from the grid of the arm whose workspace is `ws`. Other
+    kinds hold free numbers (use `prefix_ok`/`body_complete`), and asking for them here is an error."""
     if kind != "experiment":
         raise GrammarError(f"{kind} bodies are not a finite set; use prefix_ok/body_complete")
-    return [e.render() for e in candidate_experiments(scene, question)]
+    return [e.render() for e in candidate_experiments(scene, question, ws=ws)]
 
 
 def prefix_ok(kind: str, partial: str, scene: Scene | None = None, question: Question | None = None) -> bool:
