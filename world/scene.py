@@ -46,6 +46,17 @@ PLACEMENT = {
 SMALL_ARMS = ("so101", "koch")  # desk arms: smaller, lighter objects, placed on a ring
 
 
+def hidden_ranges(robot: str | None = None) -> dict[str, tuple[float, float]]:
+    """The range each hidden property of a seeded world's objects is drawn from for `robot` (None: a Panda's):
+    what the lab may assume before any experiment (its prior, lab/beliefs.prior_ranges). Mass is log-uniform;
+    the desk arms' objects are lighter (up to 0.3 kg: an SO-101 lifts about 0.3 kg at its reach)."""
+    return {
+        "friction": (0.2, 0.9),
+        "mass": (0.05, 0.3 if robot in SMALL_ARMS else 0.6),
+        "restitution": (0.1, 0.8),
+    }
+
+
 @dataclass
 class ObjectSpec:
     label: str  # e.g. red_block, blue_cylinder, green_ball
@@ -226,15 +237,16 @@ def scene_from_seed(seed: int, n_objects: int | None = None, robot: str = "panda
         raise ValueError(f"n_objects must be 1..4, got {n}")
     (x0, x1), ymax = PLACEMENT[robot]
     small = robot in SMALL_ARMS
+    ranges = hidden_ranges(robot)
     objects: list[ObjectSpec] = []
     spacing = 0.03 if small else 0.07  # a gripper's width between objects
     for i, colour in enumerate(list(COLOURS)[:n]):
         # the first object is a block: every world has a `red_block`, the usual subject of a question
         shape = "cube" if i == 0 else SHAPES[int(rng.integers(0, 3))]
         size = round(float(rng.uniform(0.03, 0.045 if small else 0.07)), 3)
-        mass = round(float(np.exp(rng.uniform(np.log(0.05), np.log(0.3 if small else 0.6)))), 3)
-        friction = round(float(rng.uniform(0.2, 0.9)), 3)
-        restitution = round(float(rng.uniform(0.1, 0.8)), 3)
+        mass = round(float(np.exp(rng.uniform(*np.log(ranges["mass"])))), 3)
+        friction = round(float(rng.uniform(*ranges["friction"])), 3)
+        restitution = round(float(rng.uniform(*ranges["restitution"])), 3)
         com = tuple(round(float(v), 4) for v in rng.uniform(-0.15, 0.15, 3) * size * np.array([1, 1, 0.5]))
         for _ in range(500):  # rejection sampling: keep a gripper's width between objects
             if small:
