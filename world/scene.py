@@ -49,7 +49,7 @@ SMALL_ARMS = ("so101", "koch")  # desk arms: smaller, lighter objects, placed on
 def hidden_ranges(robot: str | None = None) -> dict[str, tuple[float, float]]:
     """The range each hidden property of a seeded world's objects is drawn from for `robot` (None: a Panda's):
     what the lab may assume before any experiment (its prior, lab/beliefs.prior_ranges). Mass is log-uniform;
-    the desk arms' objects are lighter (up to 0.3 kg: an SO-101 lifts about 0.3 kg at its reach)."""
+    the desk arms' objects are lighter (up to 0.3 kg) as well as smaller."""
     return {
         "friction": (0.2, 0.9),
         "mass": (0.05, 0.3 if robot in SMALL_ARMS else 0.6),
