@@ -25,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
-from loopylab.lab.beliefs import DEFAULT_PRIOR
+from loopylab.lab.beliefs import prior_ranges
 from loopylab.lab.design import Decision, DesignConfig, choose, sigmas_seen
 from loopylab.lab.notebook import NotebookView
 from loopylab.lab.plugins import AGENT_GROUP, load, plugins
@@ -40,9 +40,11 @@ class Agent(Protocol):
     def propose(self, notebook: NotebookView) -> Proposal: ...
 
 
-def prior_hypothesis(question: g.Question) -> g.Hypothesis:
-    """The hypothesis every built-in agent starts from: the range each parameter is known to lie in."""
-    return g.Hypothesis(tuple(g.Range(p, o, *DEFAULT_PRIOR[p]) for o in question.objects for p in g.PARAMS))
+def prior_hypothesis(question: g.Question, robot: str | None = None) -> g.Hypothesis:
+    """The hypothesis every built-in agent starts from: the range each parameter is known to lie in on `robot`
+    (None: a large arm)."""
+    prior = prior_ranges(robot)
+    return g.Hypothesis(tuple(g.Range(p, o, *prior[p]) for o in question.objects for p in g.PARAMS))
 
 
 class ScientistAgent(ABC):
@@ -56,7 +58,8 @@ class ScientistAgent(ABC):
 
     def propose(self, notebook: NotebookView) -> Proposal:
         if notebook.last("hypothesis") is None:
-            return prior_hypothesis(notebook.question)
+            scene = getattr(getattr(notebook.posterior, "forward", None), "scene", None)
+            return prior_hypothesis(notebook.question, getattr(scene, "robot", None))
         answer = notebook.posterior.answer(notebook.confidence)
         if answer.confidence >= notebook.confidence or notebook.budget_left <= 0 or not notebook.candidates:
             return answer.conclusion

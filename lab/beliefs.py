@@ -20,6 +20,7 @@ import numpy as np
 from loopylab.lab import twin_fit
 from loopylab.lab.forward import MEASURED, PARAM_INDEX, Axes, ForwardModel
 from loopylab.world import notebook as g
+from loopylab.world.scene import hidden_ranges
 
 # the skills' own error bars (docs/contracts.md, "Skills"), by the measurement they belong to
 REPORTED_SIGMA = {
@@ -28,7 +29,14 @@ REPORTED_SIGMA = {
     "mass_kg": "mass_sigma_kg",
     "bounce_m": "bounce_sigma_m",
 }
-DEFAULT_PRIOR = {"friction": (0.2, 0.9), "mass": (0.05, 0.6), "restitution": (0.1, 0.8)}
+
+
+def prior_ranges(robot: str | None = None) -> dict[str, tuple[float, float]]:
+    """The prior box on `robot` (None: a large arm): the range its seeded worlds draw each property from."""
+    return hidden_ranges(robot)
+
+
+DEFAULT_PRIOR = prior_ranges()  # a large arm's
 
 
 def _T_CONST(nu: float) -> float:
@@ -204,13 +212,16 @@ class Measurement:
         return cls(exp, vals, {}, obs.com, obs.load)
 
 
-def box_from_hypothesis(hyp: g.Hypothesis | None, objects: list[str], axes: Axes) -> dict[str, np.ndarray]:
+def box_from_hypothesis(
+    hyp: g.Hypothesis | None, objects: list[str], axes: Axes, prior: dict[str, tuple[float, float]] | None = None
+) -> dict[str, np.ndarray]:
     """{object: (3, 2) natural-unit [lo, hi] per parameter}: the hypothesis where it says something,
-    the default prior elsewhere, clipped to the grid of the forward model's tables."""
+    the prior (default: a large arm's) elsewhere, clipped to the grid of the forward model's tables."""
     lim = np.exp(axes.log_bounds())
+    prior = prior or DEFAULT_PRIOR
     out = {}
     for o in objects:
-        box = np.array([DEFAULT_PRIOR[p] for p in PARAM_INDEX], float)
+        box = np.array([prior[p] for p in PARAM_INDEX], float)
         for r in hyp.ranges if hyp else ():
             if r.object == o:
                 box[PARAM_INDEX[r.param]] = (r.lo, r.hi)
@@ -417,7 +428,8 @@ class Posterior:
 
     def reset(self, hypothesis: g.Hypothesis | None) -> None:
         """Start again from the prior a hypothesis states, and replay the measurements so far."""
-        boxes = box_from_hypothesis(hypothesis, list(self.question.objects), self.forward.axes)
+        prior = prior_ranges(getattr(getattr(self.forward, "scene", None), "robot", None))  # the arm's own worlds
+        boxes = box_from_hypothesis(hypothesis, list(self.question.objects), self.forward.axes, prior)
         self.resets += 1
         self.objects = {
             o: ObjectPosterior(

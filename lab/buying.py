@@ -26,7 +26,7 @@ import numpy as np
 from loopylab.lab.beliefs import Posterior, predict_biased
 from loopylab.lab.bounty_request import ExperimentRequest, ObjectDescription
 from loopylab.lab.design import DesignConfig, _ObjectScorer, choose
-from loopylab.lab.experiments import candidate_experiments
+from loopylab.lab.experiments import candidate_experiments, workspace
 from loopylab.lab.forward import MEASURED, level_key
 from loopylab.lab.rig_noise import PRIOR_FACTOR
 from loopylab.world import notebook as g
@@ -96,7 +96,8 @@ def draft_bounty(
     run is worth less per unit cost than its own best, or less than the market's price."""
     cfg, design = cfg or BuyConfig(), design or DesignConfig()
     question = post.question
-    every = candidate_experiments(scene, question, exclude=failed)
+    ws = workspace(getattr(post.forward.scene, "robot", None))  # the table this arm reaches, and its levels
+    every = candidate_experiments(scene, question, exclude=failed, ws=ws)
     own = [e for e in every if e.skill not in lacks]
     missing = {level_key(e): e for e in every if e.skill in lacks}  # one experiment per level
     if not missing or question.kind not in g.PARAMS:

@@ -243,7 +243,7 @@ def _report_ungraded(result, out: Path, console) -> dict:
 def _check_world(bench, question, seed: int, n_objects: int | None):
     """Reset the bench to the world of `seed` and check that the question can be asked there; the scene."""
     from loopylab.lab import kinds
-    from loopylab.lab.experiments import path_clear, strike_travel
+    from loopylab.lab.experiments import path_clear, strike_travel, workspace
     from loopylab.lab.investigation import grammar_scene
     from loopylab.lab.rig_bench import HardwareBench
 
@@ -264,8 +264,15 @@ def _check_world(bench, question, seed: int, n_objects: int | None):
             f"no {', '.join(missing)} in the world{'' if isinstance(bench, HardwareBench) else f' of seed {seed}'}; it has {', '.join(gscene.names)}",
             param_hint="--question",
         )
+    robot = getattr(scene, "robot", None)
+    ws = workspace(robot)  # the table this arm reaches, not a Panda's
+    if question.kind == "predict" and not ws.strike_speeds:
+        raise typer.BadParameter(
+            f"the {robot} does not strike, so a predict question (about a strike) cannot be asked on it",
+            param_hint="--question",
+        )
     if question.kind == "predict" and not path_clear(
-        gscene, question.object, question.action.direction, strike_travel(question.action.speed)
+        gscene, question.object, question.action.direction, strike_travel(question.action.speed), ws
     ):
         raise typer.BadParameter(
             f"{question.object} cannot be struck along {question.action.direction} "

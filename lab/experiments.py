@@ -34,7 +34,10 @@ DROP_HEIGHTS = (0.10, 0.20)
 LIFT_HEIGHTS = (0.10,)
 WORKSPACE_X = (0.30, 0.74)  # reachable table area (base frame, metres) for pushes: the pusher's start
 WORKSPACE_Y = (-0.30, 0.30)  # behind the object and the object's end point must both lie inside
-CLEARANCE = 0.06  # free margin around a pushed or struck object's path
+# Free margin around a pushed or struck object's path, edge to edge (a Workspace's `clearance`): the hand
+# passing beside a neighbour, the notebook's 1 cm rounding of two positions, and the object's drift off its line,
+# which grows with the travel. A Panda's 6 cm holds its 10 cm pushes among objects placed 7 cm apart.
+CLEARANCE = 0.06
 PLACE_X = (0.40, 0.64)  # where `place` may put an object (well inside the arm's reach)
 PLACE_Y = (-0.20, 0.20)
 
@@ -55,6 +58,7 @@ class Workspace:
     push_distances: tuple[float, ...] = PUSH_DISTANCES
     strike_speeds: tuple[float, ...] = STRIKE_SPEEDS
     drop_heights: tuple[float, ...] = DROP_HEIGHTS
+    clearance: float = CLEARANCE  # free margin around a path (see CLEARANCE)
 
     def reaches(self, x: float, y: float) -> bool:
         """True when a push may start or end at (x, y)."""
@@ -90,6 +94,11 @@ PANDA = Workspace()
 # object) its elbow would turn at 3.3-3.5 rad/s, past the 3.0 the gate lets a plan use, and the skill refuses
 # them. It drops from 3 cm (a drop's hand rises by the height again; 5 cm was out of reach past 0.16 m).
 # The Koch holds its tool down at both heights only 0.14-0.17 m out: no 6 cm push fits (docs/hardware.md).
+# Their clearance is 3 cm, not the Panda's 6: their objects stand a gripper's width (3 cm, world.scene) apart on a
+# ring 8 cm deep, so 6 cm left a boxed-in block neither a push nor a place (world 2000002). 3 cm holds the SO-101's
+# hand (3.5 cm across, world.robots: 1.75 cm beside the path) plus the 1 cm the notebook's rounding can hide; a
+# 6 cm push drifts less than a 10 cm one.
+DESK_CLEARANCE = 0.03
 SMALL_ARMS = {
     "so101": Workspace(
         ring=(0.09, 0.24),
@@ -98,8 +107,16 @@ SMALL_ARMS = {
         push_distances=(0.06,),
         strike_speeds=(),
         drop_heights=(0.03,),
+        clearance=DESK_CLEARANCE,
     ),
-    "koch": Workspace(ring=(0.14, 0.17), bearing=1.15, place_ring=(0.14, 0.17), push_distances=(), strike_speeds=()),
+    "koch": Workspace(
+        ring=(0.14, 0.17),
+        bearing=1.15,
+        place_ring=(0.14, 0.17),
+        push_distances=(),
+        strike_speeds=(),
+        clearance=DESK_CLEARANCE,
+    ),
 }
 
 
@@ -126,7 +143,7 @@ def path_clear(scene: Scene, obj: str, direction: str, travel: float, ws: Worksp
             continue
         dx, dy = other.x - o.x, other.y - o.y
         along, across = dx * ux + dy * uy, abs(dx * uy - dy * ux)
-        reach = (o.size + other.size) / 2 + CLEARANCE
+        reach = (o.size + other.size) / 2 + ws.clearance
         if -reach < along < travel + reach and across < reach:
             return False
     return True
@@ -195,7 +212,7 @@ def clear_spot(scene: Scene, name: str, ws: Workspace = PANDA) -> tuple[float, f
         if ws.may_place(x, y)
     )
     for _, x, y in spots:  # nearest first
-        if any(math.hypot(x - q.x, y - q.y) < (o.size + q.size) / 2 + CLEARANCE for q in others):
+        if any(math.hypot(x - q.x, y - q.y) < (o.size + q.size) / 2 + ws.clearance for q in others):
             continue
         moved = Scene(tuple(SceneObject(q.name, q.shape, q.size, x, y) if q.name == name else q for q in scene.objects))
         if all(any(path_clear(moved, name, d, travel, ws) for d in dirs) for travel, dirs in levels):
@@ -245,12 +262,12 @@ def sliding_levels(name: str, ws: Workspace = PANDA) -> list[Experiment]:
 # constrained decoding on the grid
 
 
-def valid_bodies(kind: str, scene: Scene, question: Question | None = None) -> list[str]:
-    """All valid bodies of a finite kind: experiments from the grid. Other kinds hold free numbers
-    (use `prefix_ok`/`body_complete`), and asking for them here is an error."""
+def valid_bodies(kind: str, scene: Scene, question: Question | None = None, ws: Workspace = PANDA) -> list[str]:
+    """All valid bodies of a finite kind: experiments from the grid of the arm whose workspace is `ws`. Other
+    kinds hold free numbers (use `prefix_ok`/`body_complete`), and asking for them here is an error."""
     if kind != "experiment":
         raise GrammarError(f"{kind} bodies are not a finite set; use prefix_ok/body_complete")
-    return [e.render() for e in candidate_experiments(scene, question)]
+    return [e.render() for e in candidate_experiments(scene, question, ws=ws)]
 
 
 def prefix_ok(kind: str, partial: str, scene: Scene | None = None, question: Question | None = None) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 
 from loopylab.lab import kinds, rank
 from loopylab.lab.beliefs import predict_biased
-from loopylab.lab.experiments import path_clear, strike_travel
+from loopylab.lab.experiments import PANDA, Workspace, path_clear, strike_travel, workspace
 from loopylab.lab.kinds import Grade, QuestionKind
 from loopylab.world import notebook as g
 
@@ -34,11 +34,20 @@ def subject_of(scene: g.Scene) -> str:
 
 
 def make_question(
-    kind: str, scene: g.Scene, seed: int = 0, tolerance: float | None = None, budget: int | None = None
+    kind: str,
+    scene: g.Scene,
+    seed: int = 0,
+    tolerance: float | None = None,
+    budget: int | None = None,
+    robot: str | None = None,
 ) -> g.Question:
-    """The question of `kind` for a world (see each kind's `make` in lab/kinds.py)."""
+    """The question of `kind` for a world (see each kind's `make` in lab/kinds.py) on the arm `robot` (None: a
+    Panda's workspace, which the large arms share; a predict question's strike must fit the arm's own)."""
     k = kinds.get(kind)
-    return k.make(scene, seed, k.tolerance if tolerance is None else tolerance, budget)
+    tol = k.tolerance if tolerance is None else tolerance
+    if kind == "predict":
+        return _predict_question(scene, seed, tol, budget, workspace(robot))
+    return k.make(scene, seed, tol, budget)
 
 
 def all_questions(scene: g.Scene, seed: int = 0, kinds=KINDS) -> list[g.Question]:
@@ -101,20 +110,30 @@ def _make_single(kind: str):
 
 
 def _make_predict(scene: g.Scene, seed: int, tol: float, budget: int | None) -> g.Question:
+    return _predict_question(scene, seed, tol, budget, PANDA)
+
+
+def _predict_question(scene: g.Scene, seed: int, tol: float, budget: int | None, ws: Workspace) -> g.Question:
     subject = subject_of(scene)
-    return g.Question("predict", (subject,), round(tol, 3), budget, held_out_strike(scene, subject, seed))
+    return g.Question("predict", (subject,), round(tol, 3), budget, held_out_strike(scene, subject, seed, ws))
 
 
-def held_out_strike(scene: g.Scene, subject: str, seed: int) -> g.Experiment:
-    """A strike of `subject` at a speed the grid never offers (PREDICT_SPEEDS), drawn for the world of `seed`."""
+def held_out_strike(scene: g.Scene, subject: str, seed: int, ws: Workspace = PANDA) -> g.Experiment:
+    """A strike of `subject` at a speed the grid never offers (PREDICT_SPEEDS), drawn for the world of `seed`,
+    along a path clear in the workspace `ws`. An arm that does not strike (the desk arms) cannot be asked."""
+    if not ws.strike_speeds:
+        raise ValueError(
+            "this arm does not strike (its grid has no strike levels: lab/experiments.SMALL_ARMS), "
+            "so a predict question, about a held-out strike, cannot be asked on it"
+        )
     rng = np.random.default_rng([seed, 0x9E7])
     speed = float(rng.choice(PREDICT_SPEEDS))
     # an arm strikes faster across its reach (y) than along it (x)
-    across = [d for d in ("+y", "-y") if path_clear(scene, subject, d, strike_travel(speed))]
+    across = [d for d in ("+y", "-y") if path_clear(scene, subject, d, strike_travel(speed), ws)]
     if across:
         act = g.Experiment("strike", subject, str(rng.choice(across)), speed=speed)
     else:
-        along = [d for d in ("+x", "-x") if path_clear(scene, subject, d, strike_travel(PREDICT_SPEED_ALONG_X))]
+        along = [d for d in ("+x", "-x") if path_clear(scene, subject, d, strike_travel(PREDICT_SPEED_ALONG_X), ws)]
         act = g.Experiment("strike", subject, str(rng.choice(along or ["+x"])), speed=PREDICT_SPEED_ALONG_X)
     return act
 

@@ -30,7 +30,7 @@ import regex
 import torch
 
 from loopylab.lab import kinds
-from loopylab.lab.experiments import valid_bodies
+from loopylab.lab.experiments import valid_bodies, workspace
 from loopylab.nanochat.gpt import GPT, KVCache
 from loopylab.nanochat.tokenizer import Tokenizer, encode_notebook
 from loopylab.world import notebook as grammar
@@ -78,12 +78,13 @@ class TokenTrie:
 
 
 class Engine:
-    def __init__(self, model: GPT, tokenizer: Tokenizer, sample: SampleConfig | None = None):
+    def __init__(self, model: GPT, tokenizer: Tokenizer, sample: SampleConfig | None = None, robot: str | None = None):
         if tokenizer.vocab_size != model.config.vocab_size:
             raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens, model {model.config.vocab_size}")
         self.model = model.eval()
         self.tok = tokenizer
         self.sample = sample or SampleConfig()
+        self.workspace = workspace(robot)  # the arm's grid, for bodies when the caller gives no candidates
         self.device = next(model.parameters()).device
         self.stats = EngineStats()
         self.gen = torch.Generator().manual_seed(self.sample.seed if self.sample.seed is not None else 0)
@@ -251,7 +252,11 @@ class Engine:
         candidates: Sequence[str] | None = None,
     ) -> str:
         if kind == "experiment":
-            bodies = list(candidates) if candidates is not None else valid_bodies("experiment", scene, question)
+            bodies = (
+                list(candidates)
+                if candidates is not None
+                else valid_bodies("experiment", scene, question, self.workspace)
+            )
             if not bodies:  # nothing in the grid is safe here: weighing moves nothing sideways
                 bodies = [Experiment("weigh", question.object).render()]
             key = f"exp|{scene.render()}|{question.render()}|{hash(tuple(bodies))}"

@@ -55,6 +55,17 @@ PLACEMENT = {
 SMALL_ARMS = ("so101", "koch")  # desk arms: smaller, lighter objects, placed on a ring
 
 
+def hidden_ranges(robot: str | None = None) -> dict[str, tuple[float, float]]:
+    """The range each hidden property of a seeded world's objects is drawn from for `robot` (None: a Panda's):
+    what the lab may assume before any experiment (its prior, lab/beliefs.prior_ranges). Mass is log-uniform;
+    the desk arms' objects are lighter (up to 0.3 kg) as well as smaller."""
+    return {
+        "friction": (0.2, 0.9),
+        "mass": (0.05, 0.3 if robot in SMALL_ARMS else 0.6),
+        "restitution": (0.1, 0.8),
+    }
+
+
 @dataclass
 class ObjectSpec:
     label: str  # e.g. red_block, blue_cylinder, green_ball
@@ -243,11 +254,12 @@ def keyed_rng(secret: bytes | str, seed: int, stream: str) -> np.random.Generato
     return np.random.default_rng(np.frombuffer(digest, dtype=np.uint32))
 
 
-def _hidden(rng: np.random.Generator, size: float, small: bool) -> tuple[float, float, float, tuple]:
-    """One object's hidden properties (mass, friction, restitution, com_offset): the draws the worlds make."""
-    mass = round(float(np.exp(rng.uniform(np.log(0.05), np.log(0.3 if small else 0.6)))), 3)
-    friction = round(float(rng.uniform(0.2, 0.9)), 3)
-    restitution = round(float(rng.uniform(0.1, 0.8)), 3)
+def _hidden(rng: np.random.Generator, size: float, ranges: dict) -> tuple[float, float, float, tuple]:
+    """One object's hidden properties (mass, friction, restitution, com_offset): the draws the worlds make, from
+    `hidden_ranges` (mass log-uniform)."""
+    mass = round(float(np.exp(rng.uniform(*np.log(ranges["mass"])))), 3)
+    friction = round(float(rng.uniform(*ranges["friction"])), 3)
+    restitution = round(float(rng.uniform(*ranges["restitution"])), 3)
     com = tuple(round(float(v), 4) for v in rng.uniform(-0.15, 0.15, 3) * size * np.array([1, 1, 0.5]))
     return mass, friction, restitution, com
 
@@ -267,15 +279,16 @@ def scene_from_seed(
     (x0, x1), ymax = PLACEMENT[robot]
     small = robot in SMALL_ARMS
     hidden = None if secret is None else keyed_rng(secret, seed, "hidden")
+    ranges = hidden_ranges(robot)
     objects: list[ObjectSpec] = []
     spacing = 0.03 if small else 0.07  # a gripper's width between objects
     for i, colour in enumerate(list(COLOURS)[:n]):
         # the first object is a block: every world has a `red_block`, the usual subject of a question
         shape = "cube" if i == 0 else SHAPES[int(rng.integers(0, 3))]
         size = round(float(rng.uniform(0.03, 0.045 if small else 0.07)), 3)
-        mass, friction, restitution, com = _hidden(rng, size, small)  # drawn either way: the layout stays
+        mass, friction, restitution, com = _hidden(rng, size, ranges)  # drawn either way: the layout stays
         if hidden is not None:
-            mass, friction, restitution, com = _hidden(hidden, size, small)
+            mass, friction, restitution, com = _hidden(hidden, size, ranges)
         for _ in range(500):  # rejection sampling: keep a gripper's width between objects
             if small:
                 r, a = float(rng.uniform(x0, x1)), float(rng.uniform(-ymax, ymax))

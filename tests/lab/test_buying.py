@@ -170,3 +170,19 @@ def test_only_the_requested_experiment_is_taken_from_a_bought_notebook():
     assert got[0].reported_sigma["mass_kg"] == 0.002 and ignored == 3
     with pytest.raises(CollectError, match="does not parse"):
         bought_measurements("mass 0.300 trust me\n", WEIGH)
+
+
+def test_a_desk_arm_weighs_its_own_pushes_against_the_market():
+    """On an SO-101 the lab's own experiments are its grid's (6 cm pushes 0.1-0.2 m out), not a Panda's, whose
+    table starts 0.3 m out and would leave it nothing of its own to compare a bounty with."""
+    from loopylab.lab.experiments import workspace
+
+    spec = scene_from_seed(1000001, n_objects=1, robot="so101").perceived()
+    q = g.Question("mass", ("red_block",), 0.10, budget=3)
+    post = Posterior(q, ForwardModel(spec, InlineTwins(), Axes(points=5)), prior_hypothesis(q), n_particles=600, seed=1)
+    scene = grammar_scene(spec)
+    desk = {e.render() for e in candidate_experiments(scene, q, ws=workspace("so101"))}
+    draft = draft_bounty(post, scene, GRIPPER_SKILLS, BuyConfig(budget_eth=0.01, slots=2, price_eth=0.0002))
+    assert draft is not None and draft.request.experiment.render() in desk
+    assert draft.why["own_best"] in desk and draft.why["own_best"].startswith("push")
+    assert draft.why["rate"] > draft.why["own_rate"] > 0

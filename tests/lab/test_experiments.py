@@ -1,6 +1,7 @@
 """The experiment grid: clear paths, the workspace, capped strikes, places for boxed-in objects, and the
 grid-narrowed prefix checks the engine decodes experiments with."""
 
+import dataclasses
 import math
 
 from hypothesis import given, settings
@@ -157,3 +158,40 @@ def test_the_desk_arms_workspaces_and_the_large_arms_default():
     assert {e.skill for e in cands} == {"weigh", "drop", "lift"}
     assert grid.sliding_levels("red_block", koch) == []
     assert {e.skill for e in grid.sliding_levels("red_block", DESK)} == {"push"}
+
+
+def _desk_scene(seed: int) -> g.Scene:
+    from loopylab.lab.investigation import grammar_scene
+    from loopylab.world.scene import scene_from_seed
+
+    return grammar_scene(scene_from_seed(seed, robot="so101"))
+
+
+def _moves(scene: g.Scene, name: str, ws: grid.Workspace) -> list[g.Experiment]:
+    return [
+        e for e in grid.candidate_experiments(scene, None, ws=ws) if e.object == name and e.skill in ("push", "place")
+    ]
+
+
+def test_a_boxed_in_desk_block_gets_a_push_or_a_place():
+    # world 2000002 on the SO-101: red_block has blue_ball 3 cm beside its +y path and green_block 7 cm across
+    # its -y one; the Panda's 6 cm margin offered it neither a push nor a place (its friction went unasked)
+    scene = _desk_scene(2000002)
+    assert not _moves(scene, "red_block", dataclasses.replace(DESK, clearance=grid.CLEARANCE))
+    moves = _moves(scene, "red_block", DESK)
+    assert moves
+    for e in moves:  # a place lands inside the arm's place ring, clear of the neighbours by the margin
+        if e.skill == "place":
+            x, y = e.position
+            assert DESK.may_place(x, y)
+            for q in scene.objects:
+                if q.name != "red_block":
+                    gap = math.hypot(x - q.x, y - q.y) - (q.size + scene.get("red_block").size) / 2
+                    assert gap >= DESK.clearance - 1e-9
+
+
+def test_every_dev_world_red_block_on_the_so101_has_a_push_or_a_place():
+    from loopylab.world.splits import seeds
+
+    missing = [s for s in seeds("dev", 60) if not _moves(_desk_scene(s), "red_block", DESK)]
+    assert not missing, missing

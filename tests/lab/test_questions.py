@@ -56,3 +56,15 @@ def test_grading_rank_and_predict():
     assert not grade(pq, _c("slide red_block 0.050 0.010"), TRUTH, outcome=0.075).success
     with pytest.raises(ValueError, match="outcome"):
         grade(pq, _c("slide red_block 0.050 0.010"), TRUTH)
+
+
+def test_a_predict_question_needs_an_arm_that_strikes():
+    # the desk arms' grids have no strike levels: a held-out strike on them is refused, plainly, instead of being
+    # drawn along a Panda's table (where an SO-101's objects, 0.14-0.22 m out, are off it in every direction)
+    desk = grammar_scene(scene_from_seed(2000002, robot="so101"))
+    for robot in ("so101", "koch"):
+        with pytest.raises(ValueError, match="does not strike"):
+            make_question("predict", desk, 2000002, robot=robot)
+    panda = grammar_scene(scene_from_seed(1000003))
+    for robot in (None, "panda", "xarm6"):  # the large arms share the Panda's workspace: the same question
+        assert make_question("predict", panda, 1000003, robot=robot) == make_question("predict", panda, 1000003)

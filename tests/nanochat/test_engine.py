@@ -129,3 +129,23 @@ def test_conclusions_report_what_a_belief_supports(tokenizer, wild_model):
         "mass a 0.200 0.016",
         "mass a 0.400 0.016",
     ]
+
+
+def test_a_desk_arm_engine_writes_experiments_from_its_own_grid(tokenizer, wild_model):
+    """Without candidates from the caller, the engine's bodies come from the arm's grid, not a Panda's: on an
+    SO-101 scene (objects 0.14-0.22 m out) the Panda's would offer places 0.4 m out, past the arm's reach."""
+    from loopylab.lab.experiments import workspace
+
+    scene = grammar.Scene(
+        (
+            grammar.SceneObject("red_block", "cube", 0.04, 0.21, 0.0),
+            grammar.SceneObject("blue_ball", "sphere", 0.03, 0.18, 0.07),
+            grammar.SceneObject("green_block", "cube", 0.04, 0.14, -0.05),
+        )
+    )
+    q = grammar.Question("friction", ("red_block",), 0.05)
+    desk = {e.render() for e in candidate_experiments(scene, q, ws=workspace("so101"))}
+    for seed in range(3):
+        engine = Engine(wild_model, tokenizer, SampleConfig(temperature=3.0, seed=seed), robot="so101")
+        sec = engine.propose([Section("question", q), Section("scene", scene)], allowed=["experiment"])
+        assert sec.kind == "experiment" and sec.body.render() in desk
