@@ -37,6 +37,7 @@ def fulfil_cmd(
     from loopylab.lab.fulfil import fulfil
     from loopylab.lab.market_link import reaching
     from loopylab.market.client import MarketClient, load_key_file
+    from loopylab.sim.secret import SEALED
 
     c = MarketClient(market, load_key_file(key), load_key_file(rig_key) if rig_key else None)
     with reaching(market), contextlib.closing(c):
@@ -47,7 +48,9 @@ def fulfil_cmd(
         c.register_rig("loopylab lab fulfil")  # again is fine: the same key for the same account
         claim = c.claim(bounty)  # the slot first: nobody records for a bounty that is full
         try:
-            bench = Bench.from_file(graph) if graph else sim_bench(robot=robot, seed=seed)
+            # the simulated rig holds the world a lab's `loopylab run --seed` builds (the builder's secret world,
+            # sim/secret.py): the same objects on another bench, not the public world of the seed
+            bench = Bench.from_file(graph) if graph else sim_bench(robot=robot, seed=seed, world_secret=SEALED)
             with bench:
                 scene = bench.reset(seed)
                 done = fulfil(request, folder, bench, scene)
