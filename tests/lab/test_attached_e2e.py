@@ -11,7 +11,7 @@ from loopylab.lab.replay import replay_text
 from loopylab.world import notebook as g
 
 ROOT = Path(__file__).resolve().parents[2]
-WORLDS = {1000001: "free", 1000002: "welded", 1000006: "table"}  # dev worlds (world.scene: "attachment")
+WORLDS = {1000002: "free", 1000001: "welded", 1000006: "table"}  # sealed dev worlds (graphs/world.secret)
 
 
 def test_the_expert_tells_how_a_block_sits_in_a_world_of_each_model():
