@@ -41,6 +41,7 @@ import numpy as np
 from loopylab.lab import kinds
 from loopylab.lab.beliefs import Answer, Posterior, interval_halfwidth
 from loopylab.lab.design import Decision, DesignConfig
+from loopylab.lab.models import model_row
 from loopylab.lab.questions import subject_of
 from loopylab.world import notebook as g
 
@@ -317,21 +318,6 @@ def _grade(question: g.Question, ans, truth: dict, outcome) -> kinds.Grade:
     return kinds.Grade(right, 0.0 if right else 1.0, true, ans)
 
 
-def _row(question: g.Question, gr: kinds.Grade, notebook_text: str, world: dict) -> dict:
-    from loopylab.lab.slides import falsified
-
-    row = {
-        "model_truth": gr.truth,
-        "model_answer": gr.answer,
-        "model_correct": gr.answer == gr.truth,
-        "falsified_true_model": falsified(notebook_text, str(gr.truth)),
-        "unexplained": gr.answer is None,
-    }
-    if "run" in world and "scene" in world:
-        row.update(explanation_check(question, notebook_text, world))
-    return row
-
-
 def explanation_check(question: g.Question, notebook_text: str, world: dict) -> dict:
     """The held-out strike another agent predicts from the conclusion alone (as `slides.explanation_check`): a
     free A's slide from its friction on a twin of the perceived scene, a table-fixed A's nil, a welded A's on a
@@ -388,7 +374,7 @@ ATTACHED = kinds.register(
         n_objects=lambda seed: 2,  # A and the B it may be welded to
         skills=SKILLS,
         right="the right yes or no",
-        row=_row,
+        row=model_row(explanation_check),
     )
 )
 

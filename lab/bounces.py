@@ -27,9 +27,9 @@ import numpy as np
 
 from loopylab.lab import kinds
 from loopylab.lab.beliefs import Measurement, ObjectPosterior, box_from_hypothesis, interval_halfwidth, predict_biased
-from loopylab.lab.models import PPC_LEVEL, TEXT_KEY, ModelSet
+from loopylab.lab.models import PPC_LEVEL, TEXT_KEY, ModelSet, model_row
 from loopylab.lab.questions import subject_of
-from loopylab.lab.slides import ModelPosterior, _answer, falsified
+from loopylab.lab.slides import ModelPosterior, _answer
 from loopylab.sim.sticky import E_RANGE, V_REF, impact_speed, restitution_at
 from loopylab.world import notebook as g
 from loopylab.world.scene import STICKY_E0, STICKY_RANGE
@@ -208,20 +208,6 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
     return out
 
 
-def _row(question: g.Question, gr: kinds.Grade, notebook_text: str, world: dict) -> dict:
-    """The benchmark's model figures of one world (as lab/slides.py's)."""
-    row = {
-        "model_truth": gr.truth,
-        "model_answer": gr.answer,
-        "model_correct": bool(gr.success),
-        "falsified_true_model": falsified(notebook_text, str(gr.truth)),
-        "unexplained": gr.answer is None,
-    }
-    if "run" in world and "scene" in world:
-        row.update(explanation_check(question, notebook_text, world))
-    return row
-
-
 def _posterior(question, forward, hypothesis, n, noise, seed) -> BouncePosterior:
     return BouncePosterior(question, forward, hypothesis, n, noise, seed)
 
@@ -237,7 +223,7 @@ BOUNCES = kinds.register(
         structure="bounce_model",
         skills=("drop",),  # the only experiment whose outcome the contact law shapes
         right="the right model",  # drops from two heights tell the models apart; from one nothing can
-        row=_row,
+        row=model_row(explanation_check),
         drop_heights=HEIGHTS,
     )
 )

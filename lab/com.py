@@ -37,7 +37,7 @@ import numpy as np
 from loopylab.lab import kinds
 from loopylab.lab.beliefs import DEFAULT_PRIOR, Answer, Measurement, Posterior, best_estimate, interval_halfwidth
 from loopylab.lab.design import Decision, DesignConfig
-from loopylab.lab.models import PPC_LEVEL, logmeanexp
+from loopylab.lab.models import PPC_LEVEL, logmeanexp, model_row
 from loopylab.lab.questions import subject_of
 from loopylab.world import notebook as g
 from loopylab.world.scene import COM_OFF_SHARE, COM_SHARE
@@ -469,21 +469,6 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
     return out
 
 
-def _row_sits(question: g.Question, gr: kinds.Grade, notebook_text: str, world: dict) -> dict:
-    from loopylab.lab.slides import falsified
-
-    row = {
-        "model_truth": gr.truth,
-        "model_answer": gr.answer,
-        "model_correct": bool(gr.success),
-        "falsified_true_model": falsified(notebook_text, str(gr.truth)),
-        "unexplained": gr.answer is None,
-    }
-    if "run" in world:
-        row.update(explanation_check(question, notebook_text, world))
-    return row
-
-
 def _com_posterior(question, forward, hypothesis, n, noise, seed) -> ComPosterior:
     return ComPosterior(question, forward, hypothesis, n, noise, seed)
 
@@ -516,7 +501,7 @@ SITS = kinds.register(
         structure="com_model",
         skills=COM_SKILLS,
         right="the right model",
-        row=_row_sits,
+        row=model_row(explanation_check),
     )
 )
 

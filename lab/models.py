@@ -23,6 +23,7 @@ The friction models (the `slides` question kind, lab/slides.py):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -192,6 +193,37 @@ class ModelSet:
         return top, probs[top]
 
 
+def falsified(notebook_text: str, model: str) -> bool:
+    """Whether a notebook rejected `model` (a `rejected ... MODEL by ...` clause in any belief)."""
+    return any(
+        isinstance(c, g.Rejection) and c.model == model
+        for s in g.parse(notebook_text)
+        if s.kind == "belief"
+        for c in s.body.estimates  # type: ignore[union-attr]
+    )
+
+
+def model_row(explanation_check: Callable[[g.Question, str, dict], dict]) -> Callable[..., dict]:
+    """A model kind's figures of one world for the evaluator (`QuestionKind.row`; benchmarks/lab_eval.py:
+    model_id_accuracy, falsified_true_model, explanation_pred_error): the model found against the world's, whether
+    the true one was rejected, and, where the evaluator can run the hidden world, the kind's explanation check
+    (another agent predicting a held-out outcome from the conclusion alone)."""
+
+    def row(question: g.Question, gr, notebook_text: str, world: dict) -> dict:
+        out = {
+            "model_truth": gr.truth,
+            "model_answer": gr.answer,
+            "model_correct": gr.answer == gr.truth,  # the very model (a right yes/no may come from another)
+            "falsified_true_model": falsified(notebook_text, str(gr.truth)),
+            "unexplained": gr.answer is None,
+        }
+        if "run" in world and "scene" in world:
+            out.update(explanation_check(question, notebook_text, world))
+        return out
+
+    return row
+
+
 __all__ = [
     "ANISO_GAP",
     "FRICTION_MODELS",
@@ -200,5 +232,7 @@ __all__ = [
     "IsotropicPosterior",
     "ModelSet",
     "axis_of",
+    "falsified",
     "logmeanexp",
+    "model_row",
 ]

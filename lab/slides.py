@@ -22,7 +22,7 @@ from loopylab.lab.beliefs import Answer, Measurement, Posterior, box_from_hypoth
 from loopylab.lab.design import Decision, DesignConfig
 from loopylab.lab.experiments import sliding_levels
 from loopylab.lab.forward import MEASURED, level_key
-from loopylab.lab.models import ModelSet, axis_of, logmeanexp
+from loopylab.lab.models import ModelSet, axis_of, logmeanexp, model_row
 from loopylab.lab.questions import subject_of
 from loopylab.world import notebook as g
 
@@ -225,21 +225,6 @@ def _grade(question: g.Question, ans, truth: dict, outcome) -> kinds.Grade:
     return kinds.Grade(ans == true, 0.0 if ans == true else 1.0, true, ans)
 
 
-def _row(question: g.Question, gr: kinds.Grade, notebook_text: str, world: dict) -> dict:
-    """The benchmark's model figures of one world (benchmarks/lab_eval.py: model_id_accuracy, falsified_true_model,
-    explanation_pred_error)."""
-    row = {
-        "model_truth": gr.truth,
-        "model_answer": gr.answer,
-        "model_correct": bool(gr.success),
-        "falsified_true_model": falsified(notebook_text, str(gr.truth)),
-        "unexplained": gr.answer is None,
-    }
-    if "run" in world and "scene" in world:
-        row.update(explanation_check(question, notebook_text, world))
-    return row
-
-
 def explanation_friction(conclusion: g.Conclusion, obj: str, direction: str) -> float | None:
     """The friction along `direction` that a conclusion's explanation states (None: it explains nothing)."""
     est = {a.quantity: a.value for a in conclusion.answers if isinstance(a, g.Estimate) and a.object == obj}
@@ -301,19 +286,9 @@ SLIDES = kinds.register(
         skills=("push", "strike", "place"),
         both_axes=True,
         right="the right model",  # one push along each axis tells the models apart; along one axis nothing can
-        row=_row,
+        row=model_row(explanation_check),
     )
 )
 
 
-def falsified(notebook_text: str, model: str) -> bool:
-    """Whether a notebook rejected `model` (a `rejected ... MODEL by ...` clause in any belief)."""
-    return any(
-        isinstance(c, g.Rejection) and c.model == model
-        for s in g.parse(notebook_text)
-        if s.kind == "belief"
-        for c in s.body.estimates  # type: ignore[union-attr]
-    )
-
-
-__all__ = ["SLIDES", "ModelPosterior", "falsified", "true_model"]
+__all__ = ["SLIDES", "ModelPosterior", "true_model"]

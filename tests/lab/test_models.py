@@ -17,8 +17,8 @@ from loopylab.lab.beliefs import Measurement
 from loopylab.lab.design import DesignConfig, choose
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
 from loopylab.lab.investigation import grammar_scene
-from loopylab.lab.models import ModelSet, logmeanexp
-from loopylab.lab.slides import ModelPosterior, explanation_check, falsified, true_model
+from loopylab.lab.models import ModelSet, falsified, logmeanexp
+from loopylab.lab.slides import ModelPosterior, explanation_check, true_model
 from loopylab.lab.twin import Twin
 from loopylab.world import notebook as g
 from loopylab.world.scene import scene_from_seed
