@@ -41,7 +41,7 @@ import numpy as np
 from loopylab.lab import kinds
 from loopylab.lab.beliefs import Answer, Posterior, interval_halfwidth
 from loopylab.lab.design import Decision, DesignConfig
-from loopylab.lab.models import model_row
+from loopylab.lab.models import held_out_error, model_row, twin_prediction
 from loopylab.lab.questions import subject_of
 from loopylab.world import notebook as g
 
@@ -322,10 +322,8 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
     """The held-out strike another agent predicts from the conclusion alone (as `slides.explanation_check`): a
     free A's slide from its friction on a twin of the perceived scene, a table-fixed A's nil, a welded A's on a
     twin with the weld (the explanation names no parameters of the pair: the twin's defaults)."""
-    from loopylab.lab.beliefs import NoiseModel
     from loopylab.lab.investigation import grammar_scene
     from loopylab.lab.questions import held_out_strike
-    from loopylab.lab.twin import Twin
 
     conclusion = next((s.body for s in reversed(g.parse(notebook_text)) if s.kind == "conclusion"), None)
     act = held_out_strike(grammar_scene(world["scene"]), question.object, int(world.get("seed", 0)))
@@ -342,19 +340,10 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
             scene.object(question.object).attached_to = question.objects[1]
         else:
             params = {question.object: {"friction": est["friction"]}}
-        twin = Twin(scene)
-        try:
-            pred = float(twin.predict("strike", act.args(), params)["slide_m"])
-        finally:
-            twin.close()
+        pred = twin_prediction(scene, act, params, "slide_m")
     else:
         return out
-    measured = world["run"](act)
-    out["explanation_pred"] = pred
-    if measured is not None and "slide_m" in measured:
-        y = abs(float(measured["slide_m"]))
-        out["held_out_slide"] = y
-        out["explanation_pred_error"] = abs(pred - y) / float(NoiseModel().sigma("slide_m", np.array(y)))
+    out.update(held_out_error(world, act, pred, "slide_m", "held_out_slide"))
     return out
 
 

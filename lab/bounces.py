@@ -27,7 +27,7 @@ import numpy as np
 
 from loopylab.lab import kinds
 from loopylab.lab.beliefs import Measurement, ObjectPosterior, box_from_hypothesis, interval_halfwidth, predict_biased
-from loopylab.lab.models import PPC_LEVEL, TEXT_KEY, ModelSet, model_row
+from loopylab.lab.models import PPC_LEVEL, TEXT_KEY, ModelSet, held_out_error, model_row, twin_prediction
 from loopylab.lab.questions import subject_of
 from loopylab.lab.slides import ModelPosterior, _answer
 from loopylab.sim.sticky import E_RANGE, V_REF, impact_speed, restitution_at
@@ -184,8 +184,6 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
     """BoxingGym's communication measure: another agent, holding a twin of the perceived scene and the
     conclusion's explanation alone, predicts the bounce of a drop from a height the grid never offers; the
     hidden world runs it. The error is standardised by a bounce's measurement sd (NoiseModel: 1.5 mm and 6 %)."""
-    from loopylab.lab.beliefs import NoiseModel
-    from loopylab.lab.twin import Twin
 
     conclusion = next((s.body for s in reversed(g.parse(notebook_text)) if s.kind == "conclusion"), None)
     act = held_out_drop(question.object, int(world.get("seed", 0)))
@@ -194,17 +192,8 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
     out["explanation_pred_error"] = None
     if e is None:
         return out
-    twin = Twin(world["scene"])
-    try:
-        pred = float(twin.predict("drop", act.args(), {question.object: {"restitution": e}})["bounce_m"])
-    finally:
-        twin.close()
-    measured = world["run"](act)
-    out["explanation_pred"] = pred
-    if measured is not None and "bounce_m" in measured:
-        y = abs(float(measured["bounce_m"]))
-        out["held_out_bounce"] = y
-        out["explanation_pred_error"] = abs(pred - y) / float(NoiseModel().sigma("bounce_m", np.array(y)))
+    pred = twin_prediction(world["scene"], act, {question.object: {"restitution": e}}, "bounce_m")
+    out.update(held_out_error(world, act, pred, "bounce_m", "held_out_bounce"))
     return out
 
 

@@ -224,6 +224,29 @@ def model_row(explanation_check: Callable[[g.Question, str, dict], dict]) -> Cal
     return row
 
 
+def twin_prediction(scene, act: g.Experiment, params: dict | None, key: str) -> float:
+    """What a twin of `scene` with `params` (an explanation's values) predicts for `act`'s measurement `key`."""
+    from loopylab.lab.twin import Twin
+
+    twin = Twin(scene)
+    try:
+        return float(twin.predict(act.skill, act.args(), params)[key])
+    finally:
+        twin.close()
+
+
+def held_out_error(world: dict, act: g.Experiment, pred: float, key: str, label: str) -> dict:
+    """An explanation check's figures: the hidden world runs the held-out `act` (`world["run"]`), and the prediction
+    made from the explanation alone is scored in sd of the measurement's noise (BoxingGym's communication measure)."""
+    out: dict = {"explanation_pred": pred, label: None, "explanation_pred_error": None}
+    measured = world["run"](act)
+    if measured is not None and key in measured:
+        y = abs(float(measured[key]))
+        out[label] = y
+        out["explanation_pred_error"] = abs(pred - y) / float(NoiseModel().sigma(key, np.array(y)))
+    return out
+
+
 __all__ = [
     "ANISO_GAP",
     "FRICTION_MODELS",
@@ -233,6 +256,8 @@ __all__ = [
     "ModelSet",
     "axis_of",
     "falsified",
+    "held_out_error",
     "logmeanexp",
     "model_row",
+    "twin_prediction",
 ]

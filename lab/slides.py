@@ -22,7 +22,7 @@ from loopylab.lab.beliefs import Answer, Measurement, Posterior, box_from_hypoth
 from loopylab.lab.design import Decision, DesignConfig
 from loopylab.lab.experiments import sliding_levels
 from loopylab.lab.forward import MEASURED, level_key
-from loopylab.lab.models import ModelSet, axis_of, logmeanexp, model_row
+from loopylab.lab.models import ModelSet, axis_of, held_out_error, logmeanexp, model_row, twin_prediction
 from loopylab.lab.questions import subject_of
 from loopylab.world import notebook as g
 
@@ -237,10 +237,8 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
     """BoxingGym's communication measure on our worlds: another agent, holding a twin of the perceived scene and
     the conclusion's explanation alone, predicts a held-out strike (a speed the grid never offers); the hidden
     world runs it. The error is standardised by a strike's measurement sd (NoiseModel: 4 mm and 10 %)."""
-    from loopylab.lab.beliefs import NoiseModel
     from loopylab.lab.investigation import grammar_scene
     from loopylab.lab.questions import held_out_strike
-    from loopylab.lab.twin import Twin
 
     conclusion = next((s.body for s in reversed(g.parse(notebook_text)) if s.kind == "conclusion"), None)
     act = held_out_strike(grammar_scene(world["scene"]), question.object, int(world.get("seed", 0)))
@@ -253,17 +251,8 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
     }
     if mu is None:
         return out
-    twin = Twin(world["scene"])
-    try:
-        pred = float(twin.predict("strike", act.args(), {question.object: {"friction": mu}})["slide_m"])
-    finally:
-        twin.close()
-    measured = world["run"](act)
-    out["explanation_pred"] = pred
-    if measured is not None and "slide_m" in measured:
-        y = abs(float(measured["slide_m"]))
-        out["held_out_slide"] = y
-        out["explanation_pred_error"] = abs(pred - y) / float(NoiseModel().sigma("slide_m", np.array(y)))
+    pred = twin_prediction(world["scene"], act, {question.object: {"friction": mu}}, "slide_m")
+    out.update(held_out_error(world, act, pred, "slide_m", "held_out_slide"))
     return out
 
 
