@@ -372,6 +372,16 @@ def _com_question(m: re.Match, budget: int | None) -> Question:
     return Question("com", (m[1],), tol / 1000, budget)  # the tolerance in metres, as the other kinds'
 
 
+def _model_form(verb: str) -> QuestionForm:
+    """A model-identification question, "which model explains how OBJ VERB"; the kind is named by its verb."""
+    return QuestionForm(
+        lambda n, d: rf"which model explains how {n} {verb}",
+        lambda m, b: Question(verb, (m[1],), 0.0, b),
+        lambda q: f"which model explains how {q.object} {verb}",
+        f"which model explains how OBJ {verb}",
+    )
+
+
 QUESTION_FORMS: dict[str, QuestionForm] = {
     "friction": _estimate_form("friction"),
     "mass": QuestionForm(
@@ -388,12 +398,7 @@ QUESTION_FORMS: dict[str, QuestionForm] = {
         _predict_text,
         "predict slide of OBJ after strike DIR SPEED within TOL",
     ),
-    "slides": QuestionForm(
-        lambda n, d: rf"which model explains how {n} slides",
-        lambda m, b: Question("slides", (m[1],), 0.0, b),
-        lambda q: f"which model explains how {q.object} slides",
-        "which model explains how OBJ slides",
-    ),
+    "slides": _model_form("slides"),
     "rank_friction": _rank_form("rank_friction", "friction", resolution=True),
     "predict_stop": QuestionForm(  # where a held-out push leaves the object (table x y, metres)
         lambda n, d: rf"predict where {n} stops after push {d} ({num_re(2)}) ({num_re(2)}) within ({num_re(3)})",
@@ -401,24 +406,14 @@ QUESTION_FORMS: dict[str, QuestionForm] = {
         _stop_text,
         "predict where OBJ stops after push DIR DIST SPEED within TOL",
     ),
-    "bounces": QuestionForm(
-        lambda n, d: rf"which model explains how {n} bounces",
-        lambda m, b: Question("bounces", (m[1],), 0.0, b),
-        lambda q: f"which model explains how {q.object} bounces",
-        "which model explains how OBJ bounces",
-    ),
+    "bounces": _model_form("bounces"),
     "com": QuestionForm(
         lambda n, d: rf"where is the centre of mass of {n} within ({num_re(COM_DECIMALS)}) mm",
         _com_question,
         lambda q: f"where is the centre of mass of {q.object} within {fmt(q.tolerance * 1000, COM_DECIMALS)} mm",
         "where is the centre of mass of OBJ within TOL mm",
     ),
-    "sits": QuestionForm(
-        lambda n, d: rf"which model explains how {n} sits",
-        lambda m, b: Question("sits", (m[1],), 0.0, b),
-        lambda q: f"which model explains how {q.object} sits",
-        "which model explains how OBJ sits",
-    ),
+    "sits": _model_form("sits"),
     "attached": QuestionForm(
         lambda n, d: rf"is {n} attached to {n}",
         _attached_question,
