@@ -66,7 +66,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import regex  # the `regex` module: partial matching for prefix checks (re has none)
 
@@ -513,6 +513,14 @@ class Estimate:
         d = DECIMALS[self.quantity]
         return f"{self.quantity} {self.object} {fmt(self.value, d)} {fmt(self.spread, d)}"
 
+    @property
+    def half_width(self) -> float:
+        return self.spread
+
+    def describe(self) -> str:
+        d = DECIMALS[self.quantity]
+        return f"{self.quantity} of {self.object} {fmt(self.value, d)} ± {fmt(self.spread, d)}"
+
 
 @dataclass(frozen=True)
 class Ranking:
@@ -523,6 +531,33 @@ class Ranking:
 
     def render(self) -> str:
         return f"{self.quantity} order {' > '.join(self.objects)}"
+
+    @property
+    def object(self) -> str:
+        return self.objects[0]
+
+    @property
+    def value(self) -> tuple[str, ...]:
+        return self.objects
+
+    half_width = None
+
+    def describe(self) -> str:
+        return f"by {self.quantity}, largest first: {' > '.join(self.objects)}"
+
+
+# what each explanatory model says, for a person (lab/story.py)
+MODEL_WORDS = {
+    "isotropic": "friction the same in every direction",
+    "anisotropic": "friction different along the object's own x and y",
+    "elastic": "the same bounce at every impact speed",
+    "sticky": "a bounce that falls off at higher impact speeds",
+    "centred": "the centre of mass at the geometric centre",
+    "offset": "the centre of mass off the geometric centre",
+    "free": "it stands free",
+    "table": "it is fixed to the table",
+    "welded": "it is fixed to the other object",
+}
 
 
 @dataclass(frozen=True)
@@ -536,11 +571,21 @@ class ModelProb:
     def render(self) -> str:
         return f"model {self.object} {self.model} {fmt(self.p, PROB_DECIMALS)}"
 
+    @property
+    def value(self) -> str:
+        return self.model
+
+    half_width = None
+
+    def describe(self) -> str:
+        words = MODEL_WORDS.get(self.model)
+        return f"the {self.model} model{f' ({words})' if words else ''} explains {self.object}, p {self.p:.2f}"
+
 
 @dataclass(frozen=True)
 class Rejection:
     """`rejected OBJ MODEL by KEY V outside LO HI`: the observation that refuted MODEL (its KEY fell outside the
-    range the model's posterior predictive held it to)."""
+    range the model's posterior predictive held it to). A belief's clause, never an answer."""
 
     object: str
     model: str
@@ -552,6 +597,15 @@ class Rejection:
     def render(self) -> str:
         v, lo, hi = (fmt(x, 3) for x in (self.value, self.lo, self.hi))
         return f"rejected {self.object} {self.model} by {self.key} {v} outside {lo} {hi}"
+
+    half_width = None
+
+    def describe(self) -> str:
+        v, lo, hi = (fmt(x, 3) for x in (self.value, self.lo, self.hi))
+        return (
+            f"the {self.model} model of {self.object} is rejected: it expected {self.key} between {lo} and {hi}, "
+            f"and the robot measured {v}"
+        )
 
 
 @dataclass(frozen=True)
@@ -569,10 +623,19 @@ class ComOffset:
         x, xs, y, ys = (fmt(v, COM_DECIMALS) for v in (self.x, self.x_spread, self.y, self.y_spread))
         return f"com {self.object} x {x} {xs} y {y} {ys} mm"
 
+    @property
+    def value(self) -> tuple[float, float]:
+        return (self.x / 1000, self.y / 1000)  # m, as the other kinds' answers
 
-def _com_re(n: str) -> str:
-    v, s = num_re(COM_DECIMALS, True), num_re(COM_DECIMALS)
-    return rf"com {n} x {v} {s} y {v} {s} mm"
+    @property
+    def half_width(self) -> float:
+        return max(self.x_spread, self.y_spread) / 1000  # the wider axis's, m
+
+    def describe(self) -> str:
+        return (
+            f"the centre of mass of {self.object} sits {self.x:+.1f} ± {self.x_spread:.1f} mm along its own x "
+            f"and {self.y:+.1f} ± {self.y_spread:.1f} mm along its own y"
+        )
 
 
 @dataclass(frozen=True)
@@ -583,6 +646,12 @@ class Unexplained:
 
     def render(self) -> str:
         return f"none of my hypotheses explains {self.object}"
+
+    value = None
+    half_width = None
+
+    def describe(self) -> str:
+        return f"none of my hypotheses explains {self.object}: an observation refuted every model it held"
 
 
 @dataclass(frozen=True)
@@ -600,16 +669,176 @@ class Position:
     def value(self) -> tuple[float, float]:
         return (self.x, self.y)
 
+    @property
+    def half_width(self) -> float:
+        return self.spread
+
     def render(self) -> str:
         return f"position {self.object} {fmt(self.x, 3)} {fmt(self.y, 3)} {fmt(self.spread, 3)}"
+
+    def describe(self) -> str:
+        return f"{self.object} comes to rest at x {self.x:.3f} m, y {self.y:.3f} m, within {self.spread:.3f} m"
 
 
 RANKED = ("mass", "friction")  # the properties a conclusion may order objects by (`QTY order a > b`)
 
 
+class Clause(Protocol):
+    """What the lab reads of a belief's or conclusion's clause, whatever its type: the sealed channel carries it as
+    its text (`render`, parsed back by its ClauseForm), the audit's answer line writes it, the investigation records
+    its `value` (the answer it states, in SI units: a number, a pair, names or a model; None: no answer) and
+    `half_width` (SI; None where it has none), and the story tells it (`describe`)."""
+
+    @property
+    def object(self) -> str: ...
+
+    @property
+    def value(self) -> Any: ...
+
+    @property
+    def half_width(self) -> float | None: ...
+
+    def render(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ClauseForm:
+    """One clause type's text in beliefs and conclusions: its regex (object names `n`, for constrained decoding) and
+    `parse`, which makes the clause from its text (None: the text is not of this type; a GrammarError: it is, and
+    is malformed; `section` is "belief" or "conclusion"); where it may stand (`sections`); and `place` in a
+    conclusion: "any" (in a list of clauses), "first" (leads it, at most once: a model, then its parameters) or
+    "alone" (a conclusion of itself). Adding a clause type is one `register_clause`; nothing else branches on it."""
+
+    name: str
+    pattern: Callable[[str], str]
+    parse: Callable[[str, str], Any]
+    sections: tuple[str, ...] = ("belief", "conclusion")
+    place: str = "any"
+
+
+def _estimate_clause(text: str, section: str) -> Estimate | None:
+    m = re.fullmatch(rf"({'|'.join(QUANTITIES)}) ({NAME_RE}) (\S+) (\S+)", text)
+    if m is None:
+        return None
+    dd = DECIMALS[m[1]]
+    e = Estimate(m[1], m[2], _num(m[3], dd, "value"), _num(m[4], dd, "spread"))
+    if e.value < 0 or e.spread < 0:
+        raise GrammarError(f"{section}: negative number in {text!r}")
+    return e
+
+
+def _model_clause(text: str, section: str) -> ModelProb | None:
+    if (m := re.fullmatch(rf"model ({NAME_RE}) ({_alt(MODELS)}) (\S+)", text)) is None:
+        return None
+    c = ModelProb(m[1], m[2], _num(m[3], PROB_DECIMALS, "probability"))
+    if c.p > 1:
+        raise GrammarError(f"{section}: probability above 1 in {text!r}")
+    return c
+
+
+def _rejected_clause(text: str, section: str) -> Rejection | None:
+    m = re.fullmatch(rf"rejected ({NAME_RE}) ({_alt(MODELS)}) by ({_alt(REJECT_KEYS)}) (\S+) outside (\S+) (\S+)", text)
+    return None if m is None else Rejection(m[1], m[2], m[3], *(_num(m[k], 3, "value") for k in (4, 5, 6)))
+
+
+def _position_clause(text: str, section: str) -> Position | None:
+    if (m := re.fullmatch(rf"position ({NAME_RE}) (\S+) (\S+) (\S+)", text)) is None:
+        return None
+    x, y = (_signed(m[k], 3, "position") for k in (2, 3))
+    return Position(m[1], x, y, _num(m[4], 3, "spread"))
+
+
+def _com_clause(text: str, section: str) -> ComOffset | None:
+    if (m := re.fullmatch(rf"com ({NAME_RE}) x (\S+) (\S+) y (\S+) (\S+) mm", text)) is None:
+        return None
+    vals = []
+    for v, what, signed in zip(m.groups()[1:], ("x", "x spread", "y", "y spread"), (True, False, True, False)):
+        if re.fullmatch(num_re(COM_DECIMALS, signed), v) is None:
+            raise GrammarError(
+                f"{section}: com {what} {v!r} is not a{'' if signed else ' non-negative'} number "
+                f"with {COM_DECIMALS} decimal(s) of a mm"
+            )
+        vals.append(float(v))
+    return ComOffset(m[1], *vals)
+
+
+def _com_re(n: str) -> str:
+    v, s = num_re(COM_DECIMALS, True), num_re(COM_DECIMALS)
+    return rf"com {n} x {v} {s} y {v} {s} mm"
+
+
+def _ranking_clause(text: str, section: str) -> Ranking | None:
+    if (m := re.fullmatch(rf"({_alt(RANKED)}) order ({NAME_RE})((?: > {NAME_RE})+)", text)) is None:
+        return None
+    objs = (m[2], *m[3].split(" > ")[1:])
+    if len(set(objs)) != len(objs):
+        raise GrammarError(f"{section}: an object is ranked twice in {text!r}")
+    return Ranking(m[1], objs)
+
+
+def _unexplained_clause(text: str, section: str) -> Unexplained | None:
+    m = re.fullmatch(rf"none of my hypotheses explains ({NAME_RE})", text)
+    return None if m is None else Unexplained(m[1])
+
+
+def _d(q: str) -> str:
+    return num_re(DECIMALS[q])
+
+
+# in the order parsing tries them
+CLAUSE_FORMS: dict[str, ClauseForm] = {
+    "model": ClauseForm(
+        "model", lambda n: rf"model {n} {_alt(MODELS)} {num_re(PROB_DECIMALS)}", _model_clause, place="first"
+    ),
+    "rejected": ClauseForm(
+        "rejected",
+        lambda n: rf"rejected {n} {_alt(MODELS)} by {_alt(REJECT_KEYS)} {num_re(3)} outside {num_re(3)} {num_re(3)}",
+        _rejected_clause,
+        sections=("belief",),
+    ),
+    "position": ClauseForm(
+        "position", lambda n: rf"position {n} {num_re(3, True)} {num_re(3, True)} {num_re(3)}", _position_clause
+    ),
+    "com": ClauseForm("com", _com_re, _com_clause),  # a centre-of-mass offset is an estimate too
+    "order": ClauseForm(
+        "order", lambda n: rf"{_alt(RANKED)} order {n}(?: > {n})+", _ranking_clause, ("conclusion",), "alone"
+    ),
+    "unexplained": ClauseForm(
+        "unexplained", lambda n: rf"none of my hypotheses explains {n}", _unexplained_clause, ("conclusion",), "alone"
+    ),
+    "estimate": ClauseForm(
+        "estimate", lambda n: "(?:" + "|".join(rf"{q} {n} {_d(q)} {_d(q)}" for q in QUANTITIES) + ")", _estimate_clause
+    ),
+}
+
+
+def register_clause(form: ClauseForm) -> ClauseForm:
+    """Add a clause type to beliefs and conclusions (tried before the estimate, whose words are open-ended)."""
+    if form.name in CLAUSE_FORMS and CLAUSE_FORMS[form.name] is not form:
+        raise ValueError(f"clause type {form.name!r} is registered twice")
+    if form.place not in ("any", "first", "alone"):
+        raise ValueError(f"clause type {form.name!r}: place {form.place!r} is none of any, first, alone")
+    rest = {k: v for k, v in CLAUSE_FORMS.items() if k != "estimate"}
+    CLAUSE_FORMS.clear()
+    CLAUSE_FORMS.update({**rest, form.name: form, "estimate": rest.get("estimate") or _ESTIMATE_FORM})
+    _COMPILED.clear()
+    return form
+
+
+def unregister_clause(name: str) -> None:
+    """Take a clause type out again (a test's own)."""
+    CLAUSE_FORMS.pop(name, None)
+    _COMPILED.clear()
+
+
+_ESTIMATE_FORM = CLAUSE_FORMS["estimate"]
+
+
 @dataclass(frozen=True)
 class Belief:
-    estimates: tuple[Estimate | ModelProb | Rejection | Position | ComOffset, ...]
+    estimates: tuple[Clause, ...]  # Estimate, ModelProb, Rejection, Position, ComOffset, or a registered type
     kind = "belief"
 
     def render(self) -> str:
@@ -621,7 +850,7 @@ class Belief:
 
 @dataclass(frozen=True)
 class Conclusion:
-    answers: tuple[Estimate | Ranking | ModelProb | Unexplained | Position | ComOffset, ...]
+    answers: tuple[Clause, ...]  # Estimate, Ranking, ModelProb, Unexplained, Position, ComOffset, or registered
     kind = "conclusion"
 
     def render(self) -> str:
@@ -679,21 +908,26 @@ def body_regex(kind: str, scene: Scene | None = None) -> str:
         alts = [" ".join(f"{k} {num_re(dd)}" for k, _, dd in fs) + _optional_re(sk) for sk, fs in OBS_FIELDS.items()]
         return "(?:" + "|".join(alts) + rf"|failed {WORDS_RE})"
     if kind in ("belief", "conclusion"):
-        pos = rf"position {n} {num_re(3, True)} {num_re(3, True)} {num_re(3)}"
-        est = (
-            "(?:"
-            + "|".join([*(rf"{q} {n} {num_re(DECIMALS[q])} {num_re(DECIMALS[q])}" for q in QUANTITIES), pos])
-            + ")"
-        )
-        est = f"(?:{est}|{_com_re(n)})"  # a centre-of-mass offset is an estimate too
-        model = rf"model {n} {_alt(MODELS)} {num_re(PROB_DECIMALS)}"
-        if kind == "belief":
-            rejected = (
-                rf"rejected {n} {_alt(MODELS)} by {_alt(REJECT_KEYS)} {num_re(3)} outside {num_re(3)} {num_re(3)}"
-            )
-            return _list(f"(?:{est}|{model}|{rejected})")
-        return rf"(?:{_list(est)}|{_alt(RANKED)} order {n}(?: > {n})+|{model}(?:; {est})*|none of my hypotheses explains {n})"
+        return _clauses_regex(kind, n)
     raise GrammarError(f"unknown section kind {kind!r} (want one of {', '.join(KINDS)})")
+
+
+def _clauses_regex(kind: str, n: str) -> str:
+    """A belief: a list of its clause types; a conclusion: a list of "any" clauses, optionally led by a "first"
+    one (a model, then its parameters), or one "alone" clause (an order, "none of my hypotheses ...")."""
+    forms = [f for f in CLAUSE_FORMS.values() if kind in f.sections]
+
+    def alt(place: str) -> str:
+        return "(?:" + "|".join(f.pattern(n) for f in forms if f.place == place) + ")"
+
+    if kind == "belief":
+        return _list("(?:" + "|".join(f.pattern(n) for f in forms) + ")")
+    alts = [_list(alt("any"))]
+    if any(f.place == "first" for f in forms):
+        alts.append(rf"{alt('first')}(?:; {alt('any')})*")
+    if any(f.place == "alone" for f in forms):
+        alts.append(alt("alone"))
+    return "(?:" + "|".join(alts) + ")"
 
 
 _COMPILED: dict[str, regex.Pattern] = {}
@@ -801,54 +1035,22 @@ def _parse_observation(body: str) -> Observation:
 
 
 def _parse_estimates(kind: str, body: str) -> Belief | Conclusion:
-    if kind == "conclusion" and (m := re.fullmatch(rf"({_alt(RANKED)}) order {_N}((?: > {NAME_RE})+)", body)):
-        objs = (m[2], *m[3].split(" > ")[1:])
-        if len(set(objs)) != len(objs):
-            raise GrammarError(f"conclusion: an object is ranked twice in {body!r}")
-        return Conclusion((Ranking(m[1], objs),))
-    if kind == "conclusion" and (m := re.fullmatch(rf"none of my hypotheses explains {_N}", body)):
-        return Conclusion((Unexplained(m[1]),))
+    forms = [f for f in CLAUSE_FORMS.values() if kind in f.sections]
+    if kind == "conclusion":
+        for f in forms:
+            if f.place == "alone" and (alone := f.parse(body, kind)) is not None:
+                return Conclusion((alone,))
     ests: list = []
     for i, c in enumerate(_split(body)):
-        if m := re.fullmatch(rf"model {_N} ({_alt(MODELS)}) (\S+)", c):
-            if kind == "conclusion" and i > 0:
-                raise GrammarError(f"conclusion: the model comes first, in {body!r}")
-            ests.append(ModelProb(m[1], m[2], _num(m[3], PROB_DECIMALS, "probability")))
-            if ests[-1].p > 1:
-                raise GrammarError(f"{kind}: probability above 1 in {c!r}")
-            continue
-        if kind == "belief" and (
-            m := re.fullmatch(rf"rejected {_N} ({_alt(MODELS)}) by ({_alt(REJECT_KEYS)}) (\S+) outside (\S+) (\S+)", c)
-        ):
-            ests.append(Rejection(m[1], m[2], m[3], *(_num(m[k], 3, "value") for k in (4, 5, 6))))
-            continue
-        if m := re.fullmatch(rf"position {_N} (\S+) (\S+) (\S+)", c):
-            x, y = (_signed(m[k], 3, "position") for k in (2, 3))
-            ests.append(Position(m[1], x, y, _num(m[4], 3, "spread")))
-            continue
-        if m := re.fullmatch(rf"com {_N} x (\S+) (\S+) y (\S+) (\S+) mm", c):
-            ests.append(_com_clause(kind, m))
-            continue
-        m = _check(kind, rf"({'|'.join(QUANTITIES)}) {_N} (\S+) (\S+)", c)
-        dd = DECIMALS[m[1]]
-        ests.append(Estimate(m[1], m[2], _num(m[3], dd, "value"), _num(m[4], dd, "spread")))
-        if ests[-1].value < 0 or ests[-1].spread < 0:
-            raise GrammarError(f"{kind}: negative number in {c!r}")
-    if kind == "conclusion" and any(isinstance(e, ModelProb) for e in ests[1:]):
-        raise GrammarError(f"conclusion: one model per conclusion, first, in {body!r}")
+        form, clause = next(
+            ((f, x) for f in forms if f.place != "alone" and (x := f.parse(c, kind)) is not None), (None, None)
+        )
+        if form is None:
+            raise GrammarError(f"{kind}: {c!r} does not match the grammar")
+        if kind == "conclusion" and form.place == "first" and i > 0:
+            raise GrammarError(f"conclusion: one {form.name} per conclusion, first, in {body!r}")
+        ests.append(clause)
     return Belief(tuple(ests)) if kind == "belief" else Conclusion(tuple(ests))
-
-
-def _com_clause(kind: str, m: re.Match) -> ComOffset:
-    vals = []
-    for text, what, signed in zip(m.groups()[1:], ("x", "x spread", "y", "y spread"), (True, False, True, False)):
-        if re.fullmatch(num_re(COM_DECIMALS, signed), text) is None:
-            raise GrammarError(
-                f"{kind}: com {what} {text!r} is not a{'' if signed else ' non-negative'} number "
-                f"with {COM_DECIMALS} decimal(s) of a mm"
-            )
-        vals.append(float(text))
-    return ComOffset(m[1], *vals)
 
 
 _PARSERS: dict[str, Callable[[str], Body]] = {
