@@ -176,15 +176,14 @@ class InvestigationResult:
         return len(self.steps)
 
 
+def answer_value(clause: g.Clause):
+    """The answer a clause states, as the step records and the kind grades it (a pair or an order as a list)."""
+    v = clause.value
+    return list(v) if isinstance(v, tuple) else v
+
+
 def _answer_value(conclusion: g.Conclusion):
-    a = conclusion.answers[0]
-    if isinstance(a, g.Ranking):
-        return list(a.objects)
-    if isinstance(a, g.ModelProb):
-        return a.model
-    if isinstance(a, g.ComOffset):  # signed offsets, m (lab/com.py)
-        return [a.x / 1000, a.y / 1000]
-    return None if isinstance(a, g.Unexplained) else a.value
+    return answer_value(conclusion.answers[0])
 
 
 def _measurement_data(reply: dict) -> dict:
@@ -317,19 +316,11 @@ def _grid(
 
 
 def _answer_data(ans) -> dict:
-    """The belief engine's answer as the notebook records it: value (or order), half-width, P(within)."""
+    """The belief engine's answer as the notebook records it: value (or order, or model), half-width where the
+    clause has one, P(within) (or P(right))."""
     a = ans.conclusion.answers[0]
-    if isinstance(a, g.Ranking):
-        return {"answer": list(a.objects), "p_within": ans.confidence}
-    if isinstance(a, (g.ModelProb, g.Unexplained)):  # which model explains it (None: none does)
-        return {"answer": getattr(a, "model", None), "p_within": ans.confidence}
-    if isinstance(a, g.ComOffset):  # signed offsets and the wider axis's half-width, m (lab/com.py)
-        return {
-            "answer": [a.x / 1000, a.y / 1000],
-            "half_width": max(a.x_spread, a.y_spread) / 1000,
-            "p_within": ans.confidence,
-        }
-    return {"answer": a.value, "half_width": a.spread, "p_within": ans.confidence}
+    data = {"answer": answer_value(a), "p_within": ans.confidence}
+    return data if a.half_width is None else {**data, "half_width": a.half_width}
 
 
 def observe(exp: g.Experiment, reply: dict) -> tuple[g.Observation, Measurement | None]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from loopylab.bus import NotebookEntry
 from loopylab.world import notebook as g
-from loopylab.world.audit import AuditBody
+from loopylab.world.audit import AnswerNow, AuditBody
 
 Sink = Callable[[NotebookEntry], None]
 
@@ -194,10 +194,14 @@ def story_sink(console=None, confidence: float = 0.9) -> Sink:
     from rich.console import Console
     from rich.markup import escape
 
-    from loopylab.lab import story
+    from loopylab.lab import kinds, story
 
     console = console or Console()
-    state: dict = {"question": None, "experiment": None, "n": 0, "scene": False, "bounds": None}
+    state: dict = {"question": None, "experiment": None, "n": 0, "scene": False, "bounds": None, "rejected": []}
+
+    def told_here(d: dict) -> bool:
+        """A belief's answer told from its record: one number (with its interval) or an order."""
+        return story.scalar(d.get("answer")) or kinds.of(state["question"]).ranks is not None
 
     def say(label: str, text: str, style: str = "") -> None:
         console.print(f"  [{style or 'bold'}]{label:<9}[/] {escape(text)}")
@@ -225,7 +229,7 @@ def story_sink(console=None, confidence: float = 0.9) -> Sink:
         elif isinstance(body, g.Hypothesis):
             console.print(f"[yellow]Prior:[/] {escape(story.hypothesis_text(body, q))}")
             state["bounds"] = story.prior_bounds(body, q)
-            if "answer" in d:
+            if "answer" in d and told_here(d):
                 say(
                     "belief",
                     story.belief_text(
@@ -240,12 +244,18 @@ def story_sink(console=None, confidence: float = 0.9) -> Sink:
                 say("why", story.why_text(d["why"], q, body))
         elif isinstance(body, g.Observation):
             say("saw", story.observation_text(state["experiment"].skill, body), "green")
-        elif isinstance(body, g.Belief) and "answer" in d:
-            say(
-                "belief",
-                story.belief_text(q, d["answer"], d.get("half_width", 0.0), d["p_within"], confidence, state["bounds"]),
-                "blue",
-            )
+        elif isinstance(body, g.Belief):
+            for r in body.estimates:  # each falsified model once, with the observation that refuted it
+                if isinstance(r, g.Rejection) and r not in state["rejected"]:
+                    state["rejected"].append(r)
+                    say("rejected", story.rejection_text(r), "red")
+            if "answer" in d and told_here(d):
+                bounds = state["bounds"]
+                text = story.belief_text(q, d["answer"], d.get("half_width", 0.0), d["p_within"], confidence, bounds)
+                say("belief", text, "blue")
+        elif isinstance(body, AnswerNow) and not told_here({"answer": body.answer.value}):
+            # an answer that is no one number (a model, a pair of numbers, none): told from its clause
+            say("belief", story.answer_text(q, body.answer, body.p), "blue")
         elif isinstance(body, g.Conclusion):
             text = story.conclusion_text(q, body, d, confidence, state["bounds"])
             console.print(f"[bold magenta]Conclusion:[/] {escape(text)}")

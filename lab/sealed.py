@@ -129,25 +129,22 @@ class AgentReport:
         )
 
 
-def _answer_json(a) -> dict:
-    if isinstance(a, g.Ranking):
-        return {"ranking": [a.quantity, list(a.objects)]}
-    if isinstance(a, (g.ModelProb, g.Unexplained, g.Position, g.ComOffset)):  # these travel as their one-clause text
-        return {"text": a.render()}
-    return {"estimate": [a.quantity, a.object, float(a.value), float(a.spread)]}
+def _answer_json(a: g.Clause) -> dict:
+    """Every answer travels as its one-clause text (its ClauseForm parses it back): no clause type needs a branch."""
+    return {"text": a.render()}
 
 
-def _answer_from(d: dict):
-    if "text" in d:
-        clause = g.parse_body("conclusion", str(d["text"])).answers  # type: ignore[union-attr]
-        if len(clause) != 1 or not isinstance(clause[0], (g.ModelProb, g.Unexplained, g.Position, g.ComOffset)):
-            raise ValueError(f"the agent's process sent {d['text']!r} where a model's answer belongs")
-        return clause[0]
-    if "ranking" in d:
-        q, objs = d["ranking"]
-        return g.Ranking(str(q), tuple(str(o) for o in objs))
-    q, obj, value, spread = d["estimate"]
-    return g.Estimate(str(q), str(obj), float(value), float(spread))
+def _answer_from(d: dict) -> g.Clause:
+    if not isinstance(d, dict) or not isinstance(d.get("text"), str):
+        raise ValueError(f"the agent's process sent {d!r} where an answer's text belongs")
+    try:
+        body = g.parse_body("conclusion", d["text"])
+    except g.GrammarError as e:
+        raise ValueError(f"the agent's process sent an answer outside the grammar: {e}") from None
+    assert isinstance(body, g.Conclusion)
+    if len(body.answers) != 1:
+        raise ValueError(f"the agent's process sent {d['text']!r} where one answer belongs")
+    return body.answers[0]
 
 
 class AgentProcess:
@@ -420,9 +417,10 @@ class ReceivedPosterior:
 
 
 def _plain(x: Any) -> Any:
-    """An answer as JSON carries it (a ranking's order as a list of names, a value as a float)."""
+    """An answer as JSON carries it (a ranking's order as a list of names, a pair of numbers as floats, a model's
+    name as text, a value as a float)."""
     if isinstance(x, (list, tuple)):
-        return [str(v) for v in x]
+        return [v if isinstance(v, str) else float(v) for v in x]
     if isinstance(x, str):  # a model's name
         return x
     return None if x is None else float(x)

@@ -41,8 +41,17 @@ QUANTITIES = {
 }
 
 
+# what the story calls the quantity of a kind whose answer is no single property (a model, a pair of numbers)
+ANSWER = Quantity("answer", "the answer", "")
+
+
 def quantity_of(q: g.Question) -> Quantity:
-    return QUANTITIES["slide" if q.kind == "predict" else kinds.of(q).ranks or q.kind]
+    return QUANTITIES.get("slide" if q.kind == "predict" else kinds.of(q).ranks or q.kind, ANSWER)
+
+
+def scalar(value) -> bool:
+    """Whether an answer is one number (an estimate, a slide), the case told with its interval and unit."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def value_text(quantity: str, v: float) -> str:
@@ -61,7 +70,9 @@ def tolerance_text(q: g.Question) -> str:
         return f"±{q.tolerance:.3f} m"
     if q.kind == "com":  # signed offsets along both axes (lab/com.py)
         return f"±{q.tolerance * 1000:.1f} mm on each axis"
-    return f"±{g.fmt(q.tolerance, g.DECIMALS[q.kind])}"
+    if q.kind in g.DECIMALS:
+        return f"±{g.fmt(q.tolerance, g.DECIMALS[q.kind])}"
+    return f"±{q.tolerance:g}"
 
 
 def question_text(q: g.Question) -> str:
@@ -77,6 +88,9 @@ def question_text(q: g.Question) -> str:
         )
     if q.kind == "com":
         return f"Where is the centre of mass of {q.object}, along its own x and y, to within {tolerance_text(q)}?"
+    if q.kind not in QUANTITIES:  # a kind told by its grammar text (a model, where it stops, is it attached)
+        text = g.QUESTION_FORMS[q.kind].render(q)
+        return f"{text[0].upper()}{text[1:]}? An answer counts when it is {tolerance_text(q)}."
     qty = QUANTITIES[q.kind]
     unit = f" in {qty.unit}" if qty.unit else ""
     return f"What is the {qty.name} of {q.object}{unit}, to within {tolerance_text(q)}?"
@@ -188,6 +202,8 @@ def belief_text(
     cut to `bounds`, the range the prior allows), and how sure it is of meeting the tolerance."""
     if kinds.of(q).ranks is not None:
         return f"most likely order {' > '.join(value)}, {p_within:.0%} sure of it"
+    if not scalar(value):  # a model, none, or a pair of numbers (the answer line tells it in its own words)
+        return f"most likely {_plain_answer(q, value)}, {p_within:.0%} sure it is {tolerance_text(q)}"
     qty = "slide" if q.kind == "predict" else q.kind
     lo, hi = interval(value, half, bounds)
     return (
@@ -195,6 +211,25 @@ def belief_text(
         f"belief lies within {g.fmt(lo, g.DECIMALS[qty])} – {value_text(qty, hi)}); "
         f"{p_within:.0%} sure it is within {tolerance_text(q)}"
     )
+
+
+def _plain_answer(q: g.Question, value) -> str:
+    if value is None:
+        return f"none of its hypotheses explains {q.object}"
+    if isinstance(value, str):
+        words = g.MODEL_WORDS.get(value)
+        return f"the {value} model" + (f" ({words})" if words else "")
+    return "(" + ", ".join(f"{v:.3f}" for v in value) + ") m"
+
+
+def answer_text(q: g.Question, clause: g.Clause, p: float) -> str:
+    """The belief engine's answer now (an audit answer line's clause) in words, and how sure it is of it."""
+    return f"{clause.describe()}; {p:.0%} sure it is {tolerance_text(q)}"
+
+
+def rejection_text(r: g.Rejection) -> str:
+    """A falsified model: which observation refuted it, against the range the model held it to."""
+    return r.describe()
 
 
 def interval(value: float, half: float, bounds: tuple[float, float] | None = None) -> tuple[float, float]:
@@ -212,6 +247,10 @@ def conclusion_text(
     a = c.answers[0]
     if isinstance(a, g.Ranking):
         return f"{a.quantity} order {' > '.join(a.objects)}{after}"
+    if len(c.answers) > 1 or not isinstance(a, g.Estimate) or a.quantity not in QUANTITIES:
+        # a model and its parameters, none of the models, a pair of numbers: each clause in its own words
+        text = "; ".join(x.describe() for x in c.answers)
+        return f"{text} ({after.strip()})" if after else text
     lo, hi = interval(a.value, a.spread, bounds)
     return (
         f"{QUANTITIES[a.quantity].symbol} = {value_text(a.quantity, a.value)} ± "
@@ -236,8 +275,10 @@ def hypothesis_text(h: g.Hypothesis, q: g.Question) -> str:
 
 
 __all__ = [
+    "ANSWER",
     "QUANTITIES",
     "Quantity",
+    "answer_text",
     "belief_text",
     "conclusion_text",
     "experiment_text",
@@ -248,6 +289,8 @@ __all__ = [
     "prior_bounds",
     "quantity_of",
     "question_text",
+    "rejection_text",
+    "scalar",
     "short_text",
     "tolerance_text",
     "value_text",

@@ -8,8 +8,9 @@ the policy reads or writes (`notebook.policy_sections` leaves them out; their ma
     reason      by AGENT of N [eig E cost C] [plan EXPERIMENT eig E] (; vs EXPERIMENT eig E cost C)*
                                        (why the experiment above was chosen, against the best alternatives)
     raw         KEY RAW (KEY RAW)*     (the skill's measurements, unrounded, keys with their units: force_mean_N)
-    answer      QTY OBJ VALUE HALFWIDTH p P.PPP | mass order OBJ > OBJ ... p P.PPP
-                                       (the belief engine's answer now and P(within tolerance), or P(order right))
+    answer      CLAUSE p P.PPP         (the belief engine's answer now, any one conclusion clause: QTY OBJ VALUE
+                                        HALFWIDTH, mass order OBJ > OBJ ..., model OBJ MODEL P, position ...;
+                                        and P(within tolerance), or P(right))
     stop        CODE p P.PPP >=|< C.CCC after N of B [best EXPERIMENT eig E cost C]
                                        (why the investigation stopped: confident, budget, no_candidates, not_worth,
                                         max_steps, agent)
@@ -194,7 +195,7 @@ class Raw:
 class AnswerNow:
     """The belief engine's answer at this point and the probability it is within tolerance (or right)."""
 
-    answer: g.Estimate | g.Ranking | g.ModelProb | g.Unexplained | g.Position | g.ComOffset
+    answer: g.Clause  # any conclusion clause (world/notebook.py CLAUSE_FORMS)
     p: float
     kind = "answer"
 
@@ -309,7 +310,7 @@ def _parse_raw(body: str) -> Raw:
 def _parse_answer(body: str) -> AnswerNow:
     m = re.fullmatch(rf"(.+) p ({g.num_re(3)})", body)
     if m is None:
-        raise g.GrammarError(f"answer: {body!r} is not: ESTIMATE p P or mass order A > B ... p P")
+        raise g.GrammarError(f"answer: {body!r} is not: CLAUSE p P (one conclusion clause, then its probability)")
     con = g._parse_estimates("conclusion", m[1])
     if not isinstance(con, g.Conclusion) or len(con.answers) != 1:
         raise g.GrammarError(f"answer: {body!r} holds more than one answer")
