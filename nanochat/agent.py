@@ -16,8 +16,9 @@ import os
 import time
 from pathlib import Path
 
+from loopylab.lab import kinds as question_kinds
 from loopylab.nanochat.checkpoint import SHIPPED_DIR, load_cached
-from loopylab.nanochat.engine import Engine, SampleConfig, allowed_kinds
+from loopylab.nanochat.engine import Engine, SampleConfig, allowed_kinds, answer_quantity
 from loopylab.nanochat.feasible import Feasibility, feasible_candidates
 from loopylab.world import notebook as g
 
@@ -71,13 +72,25 @@ class NanochatAgent:
         self.masked += len(notebook.candidates) - len(candidates)
         kinds = allowed_kinds(notebook.sections, notebook.budget_left, bool(candidates))
         section = self.engine.propose(
-            list(notebook.sections), allowed=kinds, candidates=[c.render() for c in candidates]
+            list(notebook.sections),
+            allowed=kinds,
+            candidates=[c.render() for c in candidates],
+            answers=offered_answers(notebook) if "conclusion" in kinds else (),
         )
         self.decision_s.append(time.perf_counter() - t0)
         self.decision_kinds.append(section.kind)
         if section.kind == "experiment" and section.body not in notebook.candidates:
             self.invalid_calls += 1
         return section.body
+
+
+def offered_answers(notebook) -> list[str]:
+    """The belief engine's answer now, for a question whose answer is no single estimate or order (a model, a
+    position, an offset: the kinds of the registry beyond the scalar ones): the conclusion the policy may give."""
+    post = getattr(notebook, "posterior", None)
+    if post is None or answer_quantity(notebook.question) is not None or question_kinds.of(notebook.question).ranks:
+        return []
+    return [post.answer(notebook.confidence).conclusion.render()]
 
 
 def run_one(
@@ -120,13 +133,15 @@ def run_one(
             )
         finally:
             getattr(twins, "close", lambda: None)()
-        outcome = None
-        if question.kind == "predict":
+        outcome, held_out = None, question_kinds.of(question).needs_outcome
+        if held_out:  # graded on a held-out action run on the hidden world (a strike's slide, where a push stops)
             bench.reset(seed, world_objects(kind, seed))
-            reply = bench.runner.execute(question.action)
-            outcome = float(reply["measurements"]["slide_m"]) if reply.get("ok") else None
+            try:
+                outcome = question_kinds.held_out_outcome(question, bench.runner.execute, bench.oracle)
+            except RuntimeError:
+                outcome = None  # the action could not be run: no grade
         truth = bench.oracle()
-    graded = grade(question, result.conclusion, truth, outcome) if (outcome is not None or kind != "predict") else None
+    graded = grade(question, result.conclusion, truth, outcome) if (outcome is not None or not held_out) else None
     return {
         "seed": seed,
         "agent_seed": agent_seed,

@@ -178,8 +178,7 @@ def dagger_cmd(
     import json
 
     from loopylab.lab.evaluation import parse_kinds, parse_seeds
-    from loopylab.lab.questions import KINDS
-    from loopylab.nanochat.data import write_shards
+    from loopylab.nanochat.data import policy_kinds, write_shards
     from loopylab.nanochat.onpolicy import dagger_world
     from loopylab.world.splits import SplitError, check_split
 
@@ -191,7 +190,7 @@ def dagger_cmd(
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for seed in parse_seeds(seeds):
-        for kind in KINDS if kinds == "all" else parse_kinds(kinds):
+        for kind in policy_kinds() if kinds == "all" else parse_kinds(kinds):
             got = dagger_world(seed, kind, checkpoint, beta)
             records += got
             with open(out / "journal.jsonl", "a") as f:
@@ -212,7 +211,7 @@ def rl_cmd(
 ):
     """On-policy RL from the experiments themselves (nanochat chat_rl style); a real run wants a GPU box."""
     from loopylab.lab.evaluation import parse_kinds, parse_seeds
-    from loopylab.lab.questions import KINDS
+    from loopylab.nanochat.data import policy_kinds
     from loopylab.nanochat.onpolicy import rl_loop
     from loopylab.world.splits import SplitError, check_split
 
@@ -221,7 +220,7 @@ def rl_cmd(
         check_split(parse_seeds(seeds), "train")
     except SplitError as e:
         raise typer.BadParameter(str(e), param_hint="--seeds") from None
-    ks = KINDS if kinds == "all" else parse_kinds(kinds)
+    ks = policy_kinds() if kinds == "all" else parse_kinds(kinds)
     worlds = [(s, k) for s in parse_seeds(seeds) for k in ks]
     history = rl_loop(checkpoint, worlds, out, iterations=iterations, group=group, temperature=temperature)
     typer.echo("mean reward per iteration: " + " ".join(f"{h['mean_reward']:.3f}" for h in history))

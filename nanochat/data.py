@@ -34,6 +34,14 @@ SHIPPED_DATA = Path(__file__).parent / "data"  # the small shard set the shipped
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 
 
+def policy_kinds() -> tuple[str, ...]:
+    """The question kinds the policy's data and grammar cover: every kind in the registry (lab/kinds.py), so a
+    kind registered anywhere is in the next data set without a line here."""
+    from loopylab.lab import kinds
+
+    return kinds.names()
+
+
 def is_val_seed(seed: int) -> bool:
     return seed % 10 == 9
 
@@ -239,7 +247,8 @@ def generate(
     kinds: Sequence[str] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Notebooks of the exploring expert for every (question kind, seed), in parallel; shards by seed.
+    """Notebooks of the exploring expert for every (question kind, seed), in parallel; shards by seed. `kinds`:
+    None for every registered kind (`policy_kinds`).
 
     Every finished world is appended to `<out>/journal.jsonl` at once, so an interrupted run loses
     nothing: running the same command again skips the worlds already in the journal."""
@@ -248,12 +257,10 @@ def generate(
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
-    from loopylab.lab.questions import KINDS
-
-    kinds = list(kinds or KINDS)
-    bad = [k for k in kinds if k not in KINDS]
+    kinds = list(kinds or policy_kinds())
+    bad = [k for k in kinds if k not in policy_kinds()]
     if bad:
-        raise ValueError(f"unknown question kind(s) {bad} (known: {', '.join(KINDS)})")
+        raise ValueError(f"unknown question kind(s) {bad} (known: {', '.join(policy_kinds())})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     journal = out_dir / "journal.jsonl"

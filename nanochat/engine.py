@@ -250,6 +250,7 @@ class Engine:
         scene: Scene,
         sections: Sequence[Section],
         candidates: Sequence[str] | None = None,
+        offered: Sequence[str] = (),
     ) -> str:
         if kind == "experiment":
             bodies = (
@@ -261,14 +262,16 @@ class Engine:
                 bodies = [Experiment("weigh", question.object).render()]
             key = f"exp|{scene.render()}|{question.render()}|{hash(tuple(bodies))}"
             return self._write_trie(logits, self._trie(key, bodies, kind), kind)
-        if kind == "conclusion" and (answers := conclusion_candidates(question, sections)):
+        if kind == "conclusion" and (answers := conclusion_candidates(question, sections, offered)):
             key = f"concl|{hash(tuple(answers))}"
             return self._write_trie(logits, self._trie(key, answers, kind), kind)
         if kind == "conclusion" and (prop := kinds.of(question).ranks) is not None:
             bodies = [grammar.Ranking(prop, p).render() for p in itertools.permutations(question.objects)]
             return self._write_trie(logits, self._trie(f"rank|{question.render()}", bodies, kind), kind)
+        if kind == "conclusion" and (qty := answer_quantity(question)) is None:  # nothing to go on yet: one answer
+            body = default_conclusion(question, sections, offered).render()
+            return self._write_trie(logits, self._trie(f"default|{body}", [body], kind), kind)
         if kind == "conclusion":
-            qty = "slide" if question.kind == "predict" else question.kind
             d = grammar.DECIMALS[qty]
             pattern = _compile(rf"{qty} {regex.escape(question.object)} {grammar.num_re(d)} {grammar.num_re(d)}")
             return self._write_free(
@@ -276,7 +279,7 @@ class Engine:
                 kind,
                 pattern,
                 lambda t: pattern.fullmatch(t) is not None and grammar.body_complete(kind, t, scene),
-                lambda: default_conclusion(question, sections).render(),
+                lambda: default_conclusion(question, sections, offered).render(),
             )
         pattern = _compile(hypothesis_regex(question))
         return self._write_free(
@@ -288,11 +291,16 @@ class Engine:
         )
 
     def propose(
-        self, sections: Sequence[Section], allowed: Sequence[str] | None = None, candidates: Sequence[str] | None = None
+        self,
+        sections: Sequence[Section],
+        allowed: Sequence[str] | None = None,
+        candidates: Sequence[str] | None = None,
+        answers: Sequence[str] = (),
     ) -> Section:
         """The model's next section (hypothesis, experiment or conclusion) after `sections`. `allowed`
         narrows the kinds the model may open; `candidates` are the experiment bodies it may choose from
-        (default: the lab's grid for the scene and question)."""
+        (default: the lab's grid for the scene and question); `answers` are conclusion bodies the belief engine
+        offers now (its answer), which a question whose answer is no single estimate may conclude with."""
         question, scene = question_and_scene(sections)
         n_exp = sum(s.kind == "experiment" for s in sections)
         last = sections[-1].kind
@@ -316,7 +324,7 @@ class Engine:
         kind = kind_of[start]
         self.stats.generated_tokens += 1
         logits = self._feed([start])
-        body = self._write_body(kind, logits, question, scene, sections, candidates)
+        body = self._write_body(kind, logits, question, scene, sections, candidates, answers)
         self.stats.decisions += 1
         self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
         if kind == "experiment":
@@ -325,7 +333,11 @@ class Engine:
             return Section(kind, grammar.parse_body(kind, body))
         except grammar.GrammarError:  # cannot happen under the constraints above; stay safe regardless
             self.stats.fallbacks += 1
-            fallback = default_hypothesis(question) if kind == "hypothesis" else default_conclusion(question, sections)
+            fallback = (
+                default_hypothesis(question)
+                if kind == "hypothesis"
+                else default_conclusion(question, sections, answers)
+            )
             return Section(fallback.kind, fallback)
 
     def investigate(
@@ -423,30 +435,70 @@ def crop_context(tok: Tokenizer, sections: Sequence[Section], max_tokens: int) -
 HALF_WIDTH_Z = 1.645  # a 90 % interval of a normal belief: the half-width a conclusion reports
 
 
-def conclusion_candidates(question: Question, sections: Sequence[Section]) -> list[str]:
+def answer_quantity(question: Question) -> str | None:
+    """The grammar quantity a question's answer is one estimate of (friction, mass, restitution, a predicted
+    slide); None for a ranking and for kinds answered otherwise (a model, a position, an offset, ...)."""
+    if kinds.of(question).ranks is not None:
+        return None
+    qty = "slide" if question.kind == "predict" else question.kind
+    return qty if qty in grammar.DECIMALS else None
+
+
+def _estimates(belief: Belief) -> dict[tuple[str, str], grammar.Estimate]:
+    return {(e.quantity, e.object): e for e in belief.estimates if isinstance(e, grammar.Estimate)}
+
+
+def answers_question(question: Question, conclusion: Conclusion) -> bool:
+    """Whether a conclusion answers the question, as its kind reads conclusions (lab/kinds.py `answer_of`)."""
+    try:
+        return kinds.of(question).answer_of(question, conclusion) is not None
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+def _supporting(question: Question, belief: Belief) -> list:
+    """A belief's clauses that answer the question alone, as the belief wrote them (a model it gives p 0, one an
+    observation refuted, supports nothing)."""
+    return [
+        c
+        for c in belief.estimates
+        if not isinstance(c, grammar.Rejection)
+        and getattr(c, "p", 1.0) > 0
+        and answers_question(question, Conclusion((c,)))
+    ]
+
+
+def conclusion_candidates(question: Question, sections: Sequence[Section], offered: Sequence[str] = ()) -> list[str]:
     """The answers the notebook's beliefs support, oldest first: for an estimate, each belief's value
     of the question's quantity (half-width from its SD); for a ranking, each belief's order of the
     means. The belief engine is the model's calculator: the model decides when to answer and which
-    reported estimate to give, it does not do arithmetic on the numbers."""
+    reported estimate to give, it does not do arithmetic on the numbers.
+
+    Any other kind (from the kind registry: a model, a position, an offset, is it attached) concludes with an
+    answer the belief engine `offered` now, or any one clause of a belief that answers the question as its kind
+    reads it (`answer_of`), as the belief wrote it."""
     out: list[str] = []
+    qty, prop = answer_quantity(question), kinds.of(question).ranks
     for s in sections:
         if s.kind != "belief":
             continue
-        est = {(e.quantity, e.object): e for e in s.body.estimates}
-        if (prop := kinds.of(question).ranks) is not None:
-            if all((prop, o) in est for o in question.objects):
-                order = sorted(question.objects, key=lambda o: (-est[(prop, o)].value, question.objects.index(o)))
-                body = grammar.Ranking(prop, tuple(order)).render()
-            else:
+        assert isinstance(s.body, Belief)
+        est = _estimates(s.body)
+        if prop is not None:
+            if not all((prop, o) in est for o in question.objects):
                 continue
-        else:
-            qty = "slide" if question.kind == "predict" else question.kind
+            order = sorted(question.objects, key=lambda o: (-est[(prop, o)].value, question.objects.index(o)))
+            bodies = [grammar.Ranking(prop, tuple(order)).render()]
+        elif qty is not None:
             e = est.get((qty, question.object))
             if e is None:
                 continue
-            body = grammar.Estimate(qty, question.object, e.value, HALF_WIDTH_Z * e.spread).render()
-        if body not in out:
-            out.append(body)
+            bodies = [grammar.Estimate(qty, question.object, e.value, HALF_WIDTH_Z * e.spread).render()]
+        else:
+            bodies = [Conclusion((c,)).render() for c in _supporting(question, s.body)]
+        out += [b for b in bodies if b not in out]
+    if qty is None and prop is None:
+        out += [b for b in offered if b not in out and grammar.body_complete("conclusion", b)]
     return out
 
 
@@ -461,21 +513,29 @@ def default_hypothesis(question: Question) -> Hypothesis:
     return prior_hypothesis(question)
 
 
-def default_conclusion(question: Question, sections: Sequence[Section]) -> Conclusion:
-    """The belief engine's current answer (or a neutral guess before any belief)."""
+def default_conclusion(question: Question, sections: Sequence[Section], offered: Sequence[str] = ()) -> Conclusion:
+    """The belief engine's current answer (or a neutral guess before any belief); for a kind answered by no
+    single estimate, the latest answer it supports, or before any: that none of the models explains it."""
     belief = last_belief(sections)
 
     def estimate(qty: str, obj: str):
-        if belief is not None:
-            for e in belief.estimates:
-                if e.quantity == qty and e.object == obj:
-                    return e
+        if belief is not None and (qty, obj) in _estimates(belief):
+            return _estimates(belief)[(qty, obj)]
         lo, hi = WIDE_RANGES.get(qty, (0.0, 0.5))
         return grammar.Estimate(qty, obj, (lo + hi) / 2, (hi - lo) / 4)
 
     if (prop := kinds.of(question).ranks) is not None:
         means = {o: estimate(prop, o).value for o in question.objects}
         return Conclusion((grammar.Ranking(prop, tuple(sorted(question.objects, key=lambda o: -means[o]))),))
-    qty = "slide" if question.kind == "predict" else question.kind
+    qty = answer_quantity(question)
+    if qty is None:
+        if offered := [b for b in offered if grammar.body_complete("conclusion", b)]:
+            body = grammar.parse_body("conclusion", offered[-1])
+            assert isinstance(body, Conclusion)
+            return body
+        clauses = _supporting(question, belief) if belief is not None else []
+        if clauses:  # the most probable (a model's p; clauses without one come first as they are)
+            return Conclusion((max(clauses, key=lambda c: getattr(c, "p", 1.0)),))
+        return Conclusion((grammar.Unexplained(question.object),))
     e = estimate(qty, question.object)
     return Conclusion((grammar.Estimate(qty, question.object, e.value, 2 * e.spread),))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from loopylab.lab import kinds
 from loopylab.world import notebook as g
 
 log = logging.getLogger("loopylab.nanochat.feasible")
@@ -138,13 +139,13 @@ def settled(belief: g.Belief | None, question: g.Question, quantity: str, obj: s
         est = belief.get(quantity, obj)
     except StopIteration:
         return False
-    if question.kind == "rank" and quantity == "mass":
+    if kinds.of(question).ranks == quantity:  # a rank kind (by mass, by friction)
         others = []
         for o in question.objects:
             if o == obj:
                 continue
             try:
-                others.append(abs(belief.get("mass", o).value - est.value))
+                others.append(abs(belief.get(quantity, o).value - est.value))
             except StopIteration:
                 return False
         return bool(others) and Z90 * est.spread < SETTLED_OF_GAP * min(others)
