@@ -54,6 +54,10 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                               signed, mm: value and SD in beliefs, value and half-width in conclusions)
                                           MODEL free|table|welded (is A attached to B)
 
+Belief and conclusion clauses are registered forms (`CLAUSE_FORMS`, `register_clause`): each its regex, its parser,
+where it stands; each clause dataclass follows the `Clause` protocol (render, value, half_width, describe), which is
+all the lab reads of it.
+
 For constrained decoding a decoder asks `prefix_ok(kind, partial_body, scene)` (can this still
 become a valid body?) and `body_complete(...)` (may the end token come now?), with object names taken
 from the scene. Which experiments are sensible where the objects stand (the finite experiment grid) is
