@@ -130,11 +130,23 @@ class AgentReport:
 
 
 def _answer_json(a: g.Clause) -> dict:
-    """Every answer travels as its one-clause text (its ClauseForm parses it back): no clause type needs a branch."""
+    """An answer travels as its one-clause text (its ClauseForm parses it back), or as the exact values its form
+    declares (`ClauseForm.exact`): no clause type needs a branch here."""
+    form = g.form_of(a)
+    if form is not None and form.exact is not None:
+        return {"clause": form.name, "exact": form.exact[0](a)}
     return {"text": a.render()}
 
 
 def _answer_from(d: dict) -> g.Clause:
+    if isinstance(d, dict) and "exact" in d:
+        form = g.CLAUSE_FORMS.get(str(d.get("clause")))
+        if form is None or form.exact is None or not isinstance(d["exact"], list):
+            raise ValueError(f"the agent's process sent {d!r}: no clause travels so")
+        try:
+            return form.exact[1](d["exact"])
+        except (IndexError, TypeError, ValueError) as e:
+            raise ValueError(f"the agent's process sent a malformed {form.name}: {d['exact']!r} ({e})") from None
     if not isinstance(d, dict) or not isinstance(d.get("text"), str):
         raise ValueError(f"the agent's process sent {d!r} where an answer's text belongs")
     try:

@@ -66,6 +66,7 @@ not part of the text format; the lab narrows experiment bodies to it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -713,13 +714,19 @@ class ClauseForm:
     `parse`, which makes the clause from its text (None: the text is not of this type; a GrammarError: it is, and
     is malformed; `section` is "belief" or "conclusion"); where it may stand (`sections`); and `place` in a
     conclusion: "any" (in a list of clauses), "first" (leads it, at most once: a model, then its parameters) or
-    "alone" (a conclusion of itself). Adding a clause type is one `register_clause`; nothing else branches on it."""
+    "alone" (a conclusion of itself). Adding a clause type is one `register_clause`; nothing else branches on it.
+
+    A clause travels out of the sealed agent's process as its text, unless its form gives `exact`: (clause -> JSON
+    list, JSON list -> clause), for an answer whose numbers must reach the grader as the agent stated them (an
+    estimate: full precision, or a value outside the grammar that is graded wrong rather than refused)."""
 
     name: str
     pattern: Callable[[str], str]
     parse: Callable[[str, str], Any]
     sections: tuple[str, ...] = ("belief", "conclusion")
     place: str = "any"
+    cls: type | None = None  # the dataclass it parses to (how a clause finds its form: `form_of`)
+    exact: tuple[Callable[[Any], list], Callable[[list], Any]] | None = None
 
 
 def _estimate_clause(text: str, section: str) -> Estimate | None:
@@ -813,9 +820,30 @@ CLAUSE_FORMS: dict[str, ClauseForm] = {
         "unexplained", lambda n: rf"none of my hypotheses explains {n}", _unexplained_clause, ("conclusion",), "alone"
     ),
     "estimate": ClauseForm(
-        "estimate", lambda n: "(?:" + "|".join(rf"{q} {n} {_d(q)} {_d(q)}" for q in QUANTITIES) + ")", _estimate_clause
+        "estimate",
+        lambda n: "(?:" + "|".join(rf"{q} {n} {_d(q)} {_d(q)}" for q in QUANTITIES) + ")",
+        _estimate_clause,
+        cls=Estimate,
+        exact=(
+            lambda e: [e.quantity, e.object, float(e.value), float(e.spread)],
+            lambda v: Estimate(str(v[0]), str(v[1]), float(v[2]), float(v[3])),
+        ),
     ),
 }
+for _name, _cls in (
+    ("model", ModelProb),
+    ("rejected", Rejection),
+    ("position", Position),
+    ("com", ComOffset),
+    ("order", Ranking),
+    ("unexplained", Unexplained),
+):
+    CLAUSE_FORMS[_name] = dataclasses.replace(CLAUSE_FORMS[_name], cls=_cls)
+
+
+def form_of(clause: Any) -> ClauseForm | None:
+    """The registered form of a clause (by its dataclass); None for a type no form names."""
+    return next((f for f in CLAUSE_FORMS.values() if f.cls is not None and isinstance(clause, f.cls)), None)
 
 
 def register_clause(form: ClauseForm) -> ClauseForm:

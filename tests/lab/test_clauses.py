@@ -46,7 +46,7 @@ def _parse_tilt(text: str, section: str) -> Tilt | None:
     return None if m is None else Tilt(m[1], g._num(m[2], 1, "tilt"), g._num(m[3], 1, "spread"))
 
 
-TILT = g.ClauseForm("tilt", lambda n: rf"tilt {n} {g.num_re(1)} {g.num_re(1)} deg", _parse_tilt)
+TILT = g.ClauseForm("tilt", lambda n: rf"tilt {n} {g.num_re(1)} {g.num_re(1)} deg", _parse_tilt, cls=Tilt)
 
 
 @pytest.fixture
@@ -118,6 +118,18 @@ def test_every_builtin_answer_travels_as_its_text_and_comes_back_the_same(conclu
     assert back == conclusion
     head = conclusion.answers[0]
     assert g.parse_body("answer", a.AnswerNow(head, 0.5).render()) == a.AnswerNow(head, 0.5)
+
+
+def test_an_estimate_reaches_the_grader_as_the_agent_stated_it():
+    """Its form declares exact travel: full precision, and a value outside the grammar (a cheater's "found
+    nothing", -1) is graded wrong rather than refused."""
+    for e in (g.Estimate("friction", "red_block", 0.38912, 0.0), g.Estimate("friction", "red_block", -1.0, 0.0)):
+        assert AgentReport.from_json(AgentReport(g.Conclusion((e,))).to_json()).conclusion.answers == (e,)
+    with pytest.raises(ValueError, match="malformed estimate"):
+        AgentReport.from_json('{"conclusion": [{"clause": "estimate", "exact": ["friction", "a", "x", 0]}]}')
+    with pytest.raises(ValueError, match="no clause travels so"):
+        AgentReport.from_json('{"conclusion": [{"clause": "model", "exact": ["a", "isotropic", 1.0]}]}')
+    assert g.form_of(g.ModelProb("a", "isotropic", 0.5)).name == "model" and g.form_of(object()) is None
 
 
 def test_each_builtin_answer_records_its_value_and_half_width_in_si_units():
