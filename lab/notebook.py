@@ -215,10 +215,11 @@ def story_sink(console=None, confidence: float = 0.9) -> Sink:
             qty = story.quantity_of(body)
             if qty.meaning:
                 console.print(f"  ({qty.symbol} has {escape(qty.meaning)}.)")
+            right = kinds.of(body).right  # a kind graded right or wrong: "sure it has the right model"
+            sure = f"it has {right}" if right else f"its answer is within {story.tolerance_text(body)}"
             console.print(
                 f"  The robot may run up to {body.max_experiments} experiments. It stops when it is "
-                f"{confidence:.0%} sure its answer is within {story.tolerance_text(body)}, or when no "
-                "experiment left is worth running."
+                f"{confidence:.0%} sure {sure}, or when no experiment left is worth running."
             )
         elif isinstance(body, g.Scene) and not state["scene"]:
             state["scene"] = True

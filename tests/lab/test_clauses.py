@@ -192,6 +192,7 @@ def test_the_story_sink_tells_a_model_investigation_its_rejections_once_and_none
     nb.add(g.Conclusion((g.Unexplained("red_block"),)), {"experiments": 2})
     out = buf.getvalue()
     assert "Question: Which model explains how red_block slides?" in out
+    assert "It stops when it is 90% sure it has the right model, or when" in out
     assert "the isotropic model (friction the same in every direction) explains red_block, p 0.50; 50% sure" in out
     assert out.count("rejected  the isotropic model of red_block is rejected: it expected force") == 1
     assert out.count("none of my hypotheses explains red_block: an observation refuted every model it held; 100%") == 2
