@@ -16,7 +16,7 @@ from loopylab.lab.experiments import PANDA, Workspace, path_clear, strike_travel
 from loopylab.lab.kinds import Grade, QuestionKind
 from loopylab.world import notebook as g
 
-KINDS = ("friction", "mass", "restitution", "rank", "predict")  # the kinds the nanochat policy knows
+KINDS = ("friction", "mass", "restitution", "rank", "predict")  # the kinds this module registers
 DEFAULT_TOLERANCE = {"friction": 0.05, "mass": 0.10, "restitution": 0.05, "rank": 0.0, "predict": 0.01}
 DEFAULT_CONFIDENCE = 0.9  # P(answer within tolerance) required before concluding
 PREDICT_SPEEDS = (0.35, 0.40, 0.50)  # held-out strike speeds (never in the experiment grid)
