@@ -11,7 +11,9 @@ Decoding is constrained so that whatever the weights say, the text parses:
   (`loopylab.lab.experiments.candidate_experiments`): existing objects, skill arguments within the grid's limits;
 - conclusions must answer the question with an answer the notebook's beliefs support (an estimate a
   belief reported, or the order of a belief's means); before any belief, its quantity and object with
-  canonical numbers, or a permutation of the objects for a ranking;
+  canonical numbers, or a permutation of the objects for a ranking; for every other registered kind (a model,
+  where it stops, a centre of mass, is it attached) the belief engine's answer now or a belief's clause that the
+  kind reads as an answer (`lab.kinds` `answer_of`), and before any, "none of my hypotheses explains OBJ";
 - hypotheses are ranges of the parameters of the question's objects, at most one clause per pair,
   checked on partial text with the `regex` module's partial matching (as `loopylab.world.notebook.prefix_ok` does),
   and only one hypothesis per notebook (the lab resets its belief engine on each).
