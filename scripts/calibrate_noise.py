@@ -240,7 +240,9 @@ def main() -> None:
 def from_notebooks(args) -> None:
     """Calibrate on the notebooks an evaluation wrote (dev worlds only), one world at a time."""
     evals = [json.loads(x) for x in args.notebooks.read_text().splitlines() if x.strip()]
-    evals = [r for r in evals if not r.get("crashed") and r.get("notebook_audit") and r["kind"] in args.kinds]
+    evals = [
+        r for r in evals if not r.get("crashed") and r.get("notebook_audit") and r["kind"] in args.kinds.split(",")
+    ]
     check_split([int(r["seed"]) for r in evals], "dev")
     rows: list[dict] = []
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
