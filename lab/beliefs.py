@@ -105,10 +105,7 @@ class NoiseModel:
     # the twin misses alike, by far more than BIAS says (a block that lands on its edge each time, a centre
     # of mass the wrist sensor misread); a mixture prior on that object's gain, so that its drops move the
     # gain and not the restitution. Calibrated on dev worlds (scripts/calibrate_noise.py, per-object means).
-    # Pushes have one too: of 8 dev objects pushed from a fresh reset (1000021-28), one read +0.29 in log on
-    # every push (a tall, light block of mu 0.72: 1.05 and 1.31 N where the twin said 0.85 and 0.91), the others
-    # -0.01 to +0.08; under BIAS alone its pushes outweigh every strike, and the answer follows them.
-    gain_tail: dict = field(default_factory=lambda: {"bounce_m": (0.125, 0.25), "force_mean_N": (0.125, 0.30)})
+    gain_tail: dict = field(default_factory=lambda: {"bounce_m": (0.125, 0.25)})
     # a push whose hand also pressed down on the object (its `load`, N): friction is mu (m g + c load), c
     # a latent of the object (LOAD_SHARE); this is c's scatter from one push to the next
     load_rel: float = 0.06
