@@ -35,7 +35,6 @@ T90 = 2.0150  # ... and of a Student-t with 5 degrees of freedom (NoiseModel.dof
 def measure_world(task: tuple[str, str, int, int]) -> list[dict]:
     """Investigate one world; one row per measurement: value, twin prediction at the truth, model sigma."""
     from loopylab.lab.agents import make_agent
-    from loopylab.lab.beliefs import BIAS, LATENT_SD, predict_biased
     from loopylab.lab.bench import sim_bench
     from loopylab.lab.evaluation import world_objects
     from loopylab.lab.forward import ForwardModel, InlineTwins
@@ -54,38 +53,65 @@ def measure_world(task: tuple[str, str, int, int]) -> list[dict]:
             cfg = InvestigationConfig(n_particles=n_particles, seed=seed)
             result = investigate(question, scene, make_agent(agent_name, seed=seed), bench.runner, forward, cfg)
             truth = bench.oracle()
-        post = result.posterior
-        for m in post.measurements:
-            t = truth[m.experiment.object]
-            theta = np.zeros((1, 3 + len(LATENT_SD)))
-            theta[0, :3] = np.log([t["friction"], t["mass"], t["restitution"]])
-            pred = predict_biased(forward, m.experiment, theta, m.com, m.load)
-            first = not m.repeat
-            for key, y in m.values.items():
-                p = float(pred[key][0])
-                sig = float(
-                    post.noise.sigma(key, np.array([p]), m.reported_sigma.get(key, 0.0), m.repeat, m.com_seen)[0]
-                )
-                rows.append(
-                    dict(
-                        agent=agent_name,
-                        kind=kind,
-                        seed=seed,
-                        object=m.experiment.object,
-                        experiment=m.experiment.render(),
-                        key=key,
-                        first=first,
-                        y=float(y),
-                        pred=p,
-                        sigma=sig,
-                        bias_sd=float(BIAS.get(key, 0.0)),
-                        reported=float(m.reported_sigma.get(key, 0.0)),
-                        truth=t,
-                    )
-                )
+        rows = measurement_rows(agent_name, kind, seed, result.posterior, forward, truth)
     finally:
         twins.close()
     return rows
+
+
+def measurement_rows(agent_name: str, kind: str, seed: int, post, forward, truth: dict) -> list[dict]:
+    """One row per measurement of the belief `post`: its value, the twin's prediction at the TRUE parameters
+    and the model's sigma."""
+    from loopylab.lab.beliefs import BIAS, LATENT_SD, predict_biased
+
+    rows = []
+    for m in post.measurements:
+        t = truth[m.experiment.object]
+        theta = np.zeros((1, 3 + len(LATENT_SD)))
+        theta[0, :3] = np.log([t["friction"], t["mass"], t["restitution"]])
+        pred = predict_biased(forward, m.experiment, theta, m.com, m.load)
+        for key, y in m.values.items():
+            p = float(pred[key][0])
+            sig = float(post.noise.sigma(key, np.array([p]), m.reported_sigma.get(key, 0.0), m.repeat, m.com_seen)[0])
+            rows.append(
+                dict(
+                    agent=agent_name,
+                    kind=kind,
+                    seed=seed,
+                    object=m.experiment.object,
+                    experiment=m.experiment.render(),
+                    key=key,
+                    first=not m.repeat,
+                    y=float(y),
+                    pred=p,
+                    sigma=sig,
+                    bias_sd=float(BIAS.get(key, 0.0)),
+                    reported=float(m.reported_sigma.get(key, 0.0)),
+                    load=m.load,
+                    truth=t,
+                )
+            )
+    return rows
+
+
+def notebook_world(row: dict) -> list[dict]:
+    """The measurements of one evaluation row's notebook (benchmarks/lab_eval.py's rows.jsonl, dev worlds),
+    replayed, against the truth the world's oracle reads: the same rows as `measure_world` without running
+    the investigation again."""
+    from loopylab.lab.bench import sim_bench
+    from loopylab.lab.evaluation import world_objects
+    from loopylab.lab.replay import belief_at_end, parse_numbered
+
+    kind, seed = row["kind"], int(row["seed"])
+    check_split([seed], "dev")
+    _, _, post = belief_at_end(parse_numbered(row["notebook_audit"]))
+    n_obj = world_objects(kind, seed)
+    from loopylab.sim.secret import SEALED
+
+    with sim_bench(seed=seed, n_objects=n_obj, world_secret=SEALED) as bench:  # the evaluator's worlds
+        bench.reset(seed, n_obj)
+        truth = bench.oracle()
+    return measurement_rows(row["agent"], kind, seed, post, post.forward, truth)
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -178,7 +204,16 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--particles", type=int, default=1500)
     ap.add_argument("--out", type=Path, default=Path("reports/calibrate-noise"))
+    ap.add_argument(
+        "--notebooks",
+        type=Path,
+        help="an evaluation's rows.jsonl (benchmarks/lab_eval.py on dev worlds): replay its notebooks instead of "
+        "running investigations",
+    )
     args = ap.parse_args()
+    if args.notebooks is not None:
+        from_notebooks(args)
+        return
     world_seeds = seeds("dev", args.worlds, args.offset)
     check_split(world_seeds, "dev")  # tuning never reads test worlds
     args.out.mkdir(parents=True, exist_ok=True)
@@ -199,6 +234,26 @@ def main() -> None:
                 f.writelines(json.dumps(r) + "\n" for r in got)
             rows += got
             print(f"  {i + 1}/{len(tasks)} worlds, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    report(rows)
+
+
+def from_notebooks(args) -> None:
+    """Calibrate on the notebooks an evaluation wrote (dev worlds only), one world at a time."""
+    evals = [json.loads(x) for x in args.notebooks.read_text().splitlines() if x.strip()]
+    evals = [
+        r for r in evals if not r.get("crashed") and r.get("notebook_audit") and r["kind"] in args.kinds.split(",")
+    ]
+    check_split([int(r["seed"]) for r in evals], "dev")
+    rows: list[dict] = []
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        for got in pool.map(notebook_world, evals):
+            rows += got
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report(rows)
+
+
+def report(rows: list[dict]) -> None:
     summary = summarise(rows)
     for name, s in summary.items():
         print(name, s, file=sys.stderr)

@@ -1,7 +1,9 @@
 """scripts/calibrate_noise.py's fit of the per-object bounce gain's tail (NoiseModel.gain_tail), on drops drawn
 from a known model: it finds the tail that is there, and none where there is none."""
 
+import argparse
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -43,3 +45,22 @@ def test_the_fit_finds_no_tail_where_there_is_none():
 
 def test_no_drops_no_fit():
     assert calibrate_noise.fit_gain_tail([dict(key="mass_kg", y=0.2, pred=0.2, sigma=0.002, bias_sd=0.0)]) == {}
+
+
+def test_notebooks_of_test_worlds_are_refused_before_anything_runs(tmp_path):
+    """--notebooks calibrates on an evaluation's notebooks: rows of test worlds are refused, not read."""
+    from loopylab.world.splits import SplitError
+
+    rows = tmp_path / "rows.jsonl"
+    row = {
+        "agent": "eig",
+        "kind": "friction",
+        "seed": 2000000,
+        "crashed": False,
+        "notebook_audit": "<|question_start|>",
+    }
+    rows.write_text(json.dumps(row) + "\n")
+    args = argparse.Namespace(notebooks=rows, kinds="friction", workers=1, out=tmp_path / "out")
+    with pytest.raises(SplitError, match="not in the dev split"):
+        calibrate_noise.from_notebooks(args)
+    assert not (tmp_path / "out").exists()
