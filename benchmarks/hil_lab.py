@@ -3,22 +3,27 @@
 driven by the hardware graph (graphs/so101.toml: driver, gate, gripper, F/T, camera, perception, skills),
 next to the sim bench (SimArm, mocap) as the baseline.
 
-Per test world: the camera's object positions against the physics (`camera_pose_err_mm`, every object, a few
-seconds of perception/objects while the arm holds still), the FT300's stream against the physics' wrench at
-the same moment (`wrench_err_n`, |Δf| per frame), then a weigh of `red_block` on each path (success: the skill
-ran and the mass is within the mass question's tolerance, 10 %), then an investigation per question kind by
-the eig agent (`--kinds`, default mass, friction, rank; a kind the arm cannot answer is left out with its
-reason, EXCLUDED) on each path: on the hardware path through `lab.rig_bench.HardwareBench`
-(no oracle, no reset: the scene measured by the camera; graded here against the rig's truth).
+Both paths run the same *sealed* worlds (the world builder's secret, sim/secret.py: the rig and the sim node
+each resolve it as the world builder; nothing the lab is handed carries it), from `--split` (test by default;
+dev to tune). Per world: the camera's object positions against the physics (`camera_pose_err_mm`, every object,
+a few seconds of perception/objects while the arm holds still), the FT300's stream against the physics' wrench
+at the same moment (`wrench_err_n`, |Δf| per frame), then a weigh of `red_block` on each path (success: the
+skill ran and the mass is within the mass question's tolerance, 10 %), then an investigation per question kind
+by the eig agent (`--kinds`, default every registered kind; a kind the arm cannot answer is left out with its
+reason, EXCLUDED), each in the world the evaluator would ask it of (the kind's hidden structure and object
+count: a rig per such world on the hardware path, a reset on the sim bench); on the hardware path through
+`lab.rig_bench.HardwareBench` (no oracle, no reset: the scene measured by the camera; graded here against the
+rig's truth, a held-out action run on the rig for the kinds graded on one).
 
-    .venv/bin/python benchmarks/hil_lab.py [--worlds 4] [--kinds mass,friction,rank] [--robot so101]
+    .venv/bin/python benchmarks/hil_lab.py [--worlds 4] [--offset 0] [--split test] [--kinds mass,friction,rank]
+    .venv/bin/python benchmarks/hil_lab.py --merge run1.log run2.log     # worlds split over processes
 
 Last line JSON: camera_pose_err_mm, wrench_err_n (medians), hil_weigh_success, sim_weigh_success,
-hil_vs_sim_success, hil_mass_err_rel, sim_mass_err_rel (medians), experiment_s (median seconds per weigh,
-HIL), sim_experiment_s; hil_success / sim_success per question kind (the eig agent, the scene measured by the
-camera on the hardware path; a rank only where a world has two objects: `asked`), `excluded` (kind: why),
-hil_success_min, hil_vs_sim_success (the lowest ratio over kinds); oracle_calls,
-reset_calls (sim services on the hardware graph: none offered, so none can be called).
+hil_mass_err_rel, sim_mass_err_rel (medians), experiment_s (median seconds per weigh, HIL), sim_experiment_s,
+s_per_experiment / sim_s_per_experiment per kind (medians over the investigations); hil_success / sim_success
+per question kind (a rank only where a world has two objects: `asked`), `excluded` (kind: why),
+hil_success_min, hil_vs_sim_success (the lowest ratio over kinds); oracle_calls, reset_calls (sim services on
+the hardware graph: none offered, so none can be called).
 """
 
 from __future__ import annotations
@@ -72,7 +77,11 @@ def hil_world(seed: int, kinds: list[str], robot: str = "so101") -> dict:
     on the first."""
     out: dict = {"seed": seed, "oracle": 0, "reset": 0}
     for i, ((structure, n_obj), group) in enumerate(_world_groups(kinds, seed).items()):
-        out.update(_hil_group(seed, group, robot, structure, n_obj, first=i == 0))
+        try:
+            out.update(_hil_group(seed, group, robot, structure, n_obj, first=i == 0))
+        except Exception as e:  # the rig or its graph did not start: each of its kinds failed, with why
+            why = f"{type(e).__name__}: {e}"
+            out.update({k: {"success": False, "experiments": 0, "failed": why} for k in group})
     return out
 
 
@@ -242,6 +251,64 @@ def _graded(r: dict, truth: float) -> dict:
     return {"ok": bool(r["ok"]), "mass_err_rel": err, "success": bool(r["ok"] and err <= MASS_TOLERANCE)}
 
 
+def summary(hil: list[dict], sim: list[dict], kinds: list[str]) -> dict:
+    """The benchmark's figures from its per-world rows (one run's, or several runs' merged: `--merge`)."""
+
+    def med(rows, key):
+        vals = [r[key] for r in rows if key in r and np.isfinite(r[key])]
+        return round(statistics.median(vals), 4) if vals else None
+
+    def rate(rows, kind=None):
+        if kind is None:
+            return sum(r["success"] for r in rows) / len(rows) if rows else None
+        asked = [r[kind] for r in rows if kind in r and "skipped" not in r[kind]]  # a rank needs two objects
+        return sum(r["success"] for r in asked) / len(asked) if asked else None
+
+    def per_experiment(rows, kind):
+        vals = [r[kind]["s_per_experiment"] for r in rows if "s_per_experiment" in r.get(kind, {})]
+        return round(statistics.median(vals), 2) if vals else None
+
+    hil_success = {k: rate(hil, k) for k in kinds}
+    sim_success = {k: rate(sim, k) for k in kinds}
+    ratio = [hil_success[k] / sim_success[k] for k in kinds if sim_success[k] and hil_success[k] is not None]
+    asked = [v for v in hil_success.values() if v is not None]
+    return {
+        "worlds": sorted({r["seed"] for r in hil}),
+        "sealed": True,
+        "hil_success": hil_success,
+        "sim_success": sim_success,
+        "asked": {k: sum(k in r and "skipped" not in r[k] for r in hil) for k in kinds},
+        "hil_success_min": min(asked) if asked else None,
+        "hil_vs_sim_success": round(min(ratio), 3) if ratio else None,
+        "camera_pose_err_mm": med(hil, "pose_err_mm"),
+        "wrench_err_n": med(hil, "wrench_err_n"),
+        "hil_weigh_success": rate(hil),
+        "sim_weigh_success": rate(sim),
+        "hil_mass_err_rel": med(hil, "mass_err_rel"),
+        "sim_mass_err_rel": med(sim, "mass_err_rel"),
+        "experiment_s": med(hil, "weigh_s"),
+        "sim_experiment_s": med(sim, "weigh_s"),
+        "s_per_experiment": {k: per_experiment(hil, k) for k in kinds},
+        "sim_s_per_experiment": {k: per_experiment(sim, k) for k in kinds},
+        "oracle_calls": sum(r["oracle"] for r in hil),
+        "reset_calls": sum(r["reset"] for r in hil),
+    }
+
+
+def merge(logs: list[str]) -> dict:
+    """The summary of several runs' logs (e.g. the worlds split over processes with --offset): their per-world
+    `hil {...}` and `sim {...}` lines."""
+    rows: dict[str, list[dict]] = {"hil": [], "sim": []}
+    for log in logs:
+        for line in Path(log).read_text().splitlines():
+            path, _, rest = line.partition(" ")
+            if path in rows and rest.startswith("{"):
+                rows[path].append(json.loads(rest))
+    meta = {"seed", "oracle", "reset", "pose_err_mm", "wrench_err_n", "weigh_s", "ok", "mass_err_rel", "success"}
+    kinds = sorted({k for r in rows["hil"] for k in r if k not in meta})
+    return {"merged": logs, **summary(rows["hil"], rows["sim"], kinds)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worlds", type=int, default=4)
@@ -253,7 +320,11 @@ def main() -> None:
     ap.add_argument("--robot", default="so101", help="the emulated arm (graphs/<robot>.toml)")
     ap.add_argument("--run-seed", type=int, default=None, help="the run's own seed (default: drawn, recorded)")
     ap.add_argument("--notebooks", default="", help="save each investigation's notebook under this folder")
+    ap.add_argument("--merge", nargs="+", default=[], help="only print the summary of these runs' logs")
     args = ap.parse_args()
+    if args.merge:
+        print(json.dumps(merge(args.merge)))
+        return
     global RUN_SEED, NOTEBOOKS
     NOTEBOOKS = Path(args.notebooks) if args.notebooks else None
     RUN_SEED = secrets.randbits(32) if args.run_seed is None else args.run_seed
@@ -272,44 +343,14 @@ def main() -> None:
         sim.append(sim_world(s, kinds, args.robot))
         print("sim", json.dumps(sim[-1]), flush=True)
 
-    def med(rows, key):
-        vals = [r[key] for r in rows if key in r and np.isfinite(r[key])]
-        return round(statistics.median(vals), 4) if vals else None
-
-    def rate(rows, kind=None):
-        if kind is None:
-            return sum(r["success"] for r in rows) / len(rows)
-        asked = [r[kind] for r in rows if "skipped" not in r[kind]]  # a rank needs two objects
-        return sum(r["success"] for r in asked) / len(asked) if asked else None
-
-    hil_success = {k: rate(hil, k) for k in kinds}
-    sim_success = {k: rate(sim, k) for k in kinds}
-    ratio = [hil_success[k] / sim_success[k] for k in kinds if sim_success[k]]
-    asked = [v for v in hil_success.values() if v is not None]
     print(
         json.dumps(
             {
                 "robot": args.robot,
                 "split": args.split,
-                "worlds": worlds,
-                "sealed": True,
                 "run_seed": RUN_SEED,
-                "hil_success": hil_success,
-                "sim_success": sim_success,
-                "asked": {k: sum("skipped" not in r[k] for r in hil) for k in kinds},
                 "excluded": excluded,
-                "hil_success_min": min(asked) if asked else None,
-                "hil_vs_sim_success": round(min(ratio), 3) if ratio else None,
-                "camera_pose_err_mm": med(hil, "pose_err_mm"),
-                "wrench_err_n": med(hil, "wrench_err_n"),
-                "hil_weigh_success": rate(hil),
-                "sim_weigh_success": rate(sim),
-                "hil_mass_err_rel": med(hil, "mass_err_rel"),
-                "sim_mass_err_rel": med(sim, "mass_err_rel"),
-                "experiment_s": med(hil, "weigh_s"),
-                "sim_experiment_s": med(sim, "weigh_s"),
-                "oracle_calls": sum(r["oracle"] for r in hil),
-                "reset_calls": sum(r["reset"] for r in hil),
+                **summary(hil, sim, kinds),
             }
         )
     )
