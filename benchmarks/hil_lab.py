@@ -320,6 +320,7 @@ def main() -> None:
     ap.add_argument("--robot", default="so101", help="the emulated arm (graphs/<robot>.toml)")
     ap.add_argument("--run-seed", type=int, default=None, help="the run's own seed (default: drawn, recorded)")
     ap.add_argument("--notebooks", default="", help="save each investigation's notebook under this folder")
+    ap.add_argument("--paths", default="hil,sim", help="hil, sim or both (e.g. each in its own process; --merge)")
     ap.add_argument("--merge", nargs="+", default=[], help="only print the summary of these runs' logs")
     args = ap.parse_args()
     if args.merge:
@@ -337,11 +338,14 @@ def main() -> None:
     for k, why in excluded.items():
         print(f"excluded {k} on the {args.robot}: {why}", flush=True)
     hil, sim = [], []
+    paths = args.paths.split(",")
     for s in worlds:
-        hil.append(hil_world(s, kinds, args.robot))
-        print("hil", json.dumps(hil[-1]), flush=True)
-        sim.append(sim_world(s, kinds, args.robot))
-        print("sim", json.dumps(sim[-1]), flush=True)
+        if "hil" in paths:
+            hil.append(hil_world(s, kinds, args.robot))
+            print("hil", json.dumps(hil[-1]), flush=True)
+        if "sim" in paths:
+            sim.append(sim_world(s, kinds, args.robot))
+            print("sim", json.dumps(sim[-1]), flush=True)
 
     print(
         json.dumps(
