@@ -62,6 +62,9 @@ EXCLUDED = {
         "which the twin misses by more than the tolerance (sim bench: 1 of 4 dev worlds)",
         "bounces": "names a bounce model (constant or sticky restitution), which drops from one height fit "
         "either way: the SO-101's tool-down drops are from 3 cm only",
+        "predict_stop": "graded on a held-out push of 6-14 cm drawn for the large arms' workspace "
+        "(lab.predict_stop.HELD_OUT_PUSHES): 6 cm is the SO-101 grid's own push and 12-14 cm leave its ring "
+        "(sealed test world 2000000, sim bench: the held-out push cannot reach); it concludes with no experiment",
         "predict": "asks about a strike at 0.35-0.5 m/s; the SO-101 cannot follow one of 0.30 (elbow past the "
         "gate's velocity limit), so the grid offers it no strike to learn from either",
     },
