@@ -365,6 +365,12 @@ def emulate(
     gripper: str = typer.Option("robotiq", help="With --physics: robotiq (Modbus RTU) or motor (the arm's servo)."),
     bus: str = typer.Option("", help="With --physics: the bus the cameras publish on (default ipc://loopylab-rig)."),
     out: str = typer.Option("", help="With --physics: folder for the calibration and scene files."),
+    sealed: bool = typer.Option(
+        False,
+        "--sealed",
+        help="With --physics: the seed's graded world, its hidden properties keyed by the world builder's secret "
+        "(LOOPYLAB_WORLD_SECRET, else graphs/world.secret), resolved in this process only; no known.toml.",
+    ),
 ):
     """Run a device emulator on a pty and print its path; use that path as --port. Ctrl-C or SIGTERM stops
     it (and removes the --link)."""
@@ -376,7 +382,15 @@ def emulate(
         if fault:
             _fail("--physics takes no --fault (run a plain emulator for fault injection)")
         try:
-            _physics_emulator()(robot=robot or "so101", world=world, link=link, gripper=gripper, bus=bus, out=out)
+            _physics_emulator()(
+                robot=robot or "so101",
+                world=world,
+                link=link,
+                gripper=gripper,
+                bus=bus,
+                out=out,
+                world_secret="sealed" if sealed else None,
+            )
         except ValueError as e:
             _fail(str(e))
         return

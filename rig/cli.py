@@ -34,20 +34,31 @@ def run_physics(
     cameras: str = "overhead",
     out: str = "",
     stop: threading.Event | None = None,
+    world_secret: str | None = None,
 ) -> None:
-    """Start the rig, print where everything is, serve until `stop` (or Ctrl-C / SIGTERM)."""
+    """Start the rig, print where everything is, serve until `stop` (or Ctrl-C / SIGTERM). `world_secret`:
+    "sealed" for the seed's graded world (resolved in this process, the world builder's; sim/secret.py)."""
     from loopylab.bus import Node
     from loopylab.rig.rig import Rig, RigConfig
 
     names = [c for c in cameras.split(",") if c]
-    cfg = RigConfig(robot=robot, seed=world, gripper=gripper, cameras=names, out_dir=out, link_dir=link or "")
+    cfg = RigConfig(
+        robot=robot,
+        seed=world,
+        gripper=gripper,
+        cameras=names,
+        out_dir=out,
+        link_dir=link or "",
+        world_secret=world_secret,
+    )
     url = bus or DEFAULT_BUS
     node = Node("rig", url) if names else None
     stop = stop or threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if _main_thread() else None
     rig = Rig(cfg, node=node).start()
     try:
-        console.print(f"emulated {robot} rig (world {world}), physics behind every port (Ctrl-C to stop):")
+        which = "sealed world" if world_secret else "world"
+        console.print(f"emulated {robot} rig ({which} {world}), physics behind every port (Ctrl-C to stop):")
         for what, path in rig.ports.items():
             console.print(f"  {what:<12} {path}")
         for what, path in rig.files.items():

@@ -6,7 +6,14 @@ velocity limit, STS3215 ~4.7 rad/s), and the motor pushes with at most its rated
 (`backdrive_nm`) is all that holds it. Until a host first turns torque on, the arm rests at its home pose
 (as a powered-down arm rests where it was put). The wrist wrench is the sim's sensor model, averaged over
 each control period (in the base frame; `sensor_wrench` turns it into the wrist sensor's own axes, as a
-wrist-mounted FT300 reads it); the devices read snapshots of all this under one lock.
+wrist-mounted FT300 reads it).
+
+The devices never wait for the world. PyBullet is not thread-safe, so every call into it (a tick, a render, the
+grader's truth, a placement) holds `lock`; the devices' servers instead read the snapshot the last tick left and
+leave their commands (a joint's goal, the fingers' opening) for the next tick to apply. When they took the lock,
+a host at load 40-60 waited 0.5-1.2 s for a Robotiq poll or a servo read (p90 550 ms, p99 1.2 s; the world could
+not keep its 120 Hz, ticked back to back, and a released lock went straight back to the ticking thread), so the
+pymodbus client timed out, retried and read stale replies, and the arm node's state went missing for 1-2 s.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ LOAD_FILTER_S = 0.05  # s: time constant of the servos' load (current) reading
 # its block ahead in 1-6 N jolts with 0 N between them (contact in 23-47 % of the readings). The lag this adds
 # while tracking a moving goal (~ speed x TRACK_TAU_S) is what `loopylab lab calibrate-twin` fits.
 TRACK_TAU_S = 0.03
+YIELD_S = 0.001  # s: the least gap between ticks, even behind time (the camera and the grader get the lock)
 BACKDRIVE_NM = 0.6  # N·m: what a 1:345 servo gearbox resists with torque off (the arm barely sags)
 
 
@@ -65,6 +73,9 @@ class RigPhysics:
         self.q, self.v, self.effort = np.zeros(n), np.zeros(n), np.zeros(n)
         self.gripper_q = 0.0
         self.force, self.torque = np.zeros(3), np.zeros(3)
+        self._gripper_cmd: tuple[float, float] | None = None  # the fingers' (opening, force), for the next tick
+        self._held: str | None = None  # what the hand held at the last tick
+        self._opening = 0.0  # the fingers' opening at the last tick (m)
         self.lock = threading.RLock()
         self.ticks = 0
         self.listeners: list[Callable[[RigPhysics], None]] = []  # called after every tick, lock held
@@ -73,41 +84,39 @@ class RigPhysics:
         self._snapshot()
 
     # -- what the devices say ---------------------------------------------------------------------
+    # (no lock below: one attribute's assignment is atomic, and each tick replaces the snapshot's arrays whole)
     def set_goal(self, joint: int, rad: float | None) -> None:
-        """The servo of `joint` holds `rad` (None: torque off)."""
-        with self.lock:
-            if rad is not None:
-                self._powered = True
-            self.goal[joint] = None if rad is None else float(rad)
+        """The servo of `joint` holds `rad` (None: torque off) from the next tick on."""
+        if rad is not None:
+            self._powered = True
+        self.goal[joint] = None if rad is None else float(rad)
 
     def command_gripper(self, opening: float, force: float) -> None:
-        with self.lock:
-            self.arm.command_gripper(opening, force)
+        """The fingers go to `opening` (m) with `force` (N) from the next tick on."""
+        self._gripper_cmd = (float(opening), float(force))
 
-    # -- what the devices read -------------------------------------------------------------------
+    # -- what the devices read: the last tick's snapshot -----------------------------------------
     def joint(self, joint: int) -> tuple[float, float, float]:
         """(position rad, velocity rad/s, motor torque N·m) of the last tick."""
-        with self.lock:
-            return float(self.q[joint]), float(self.v[joint]), float(self.effort[joint])
+        q, v, e = self._joints
+        return float(q[joint]), float(v[joint]), float(e[joint])
 
     def gripper_opening(self) -> float:
-        with self.lock:
-            return self.arm.gripper_opening()
+        return self._opening
 
     def grasped(self) -> str | None:
-        with self.lock:
-            return self.arm.grasped
+        return self._held
 
     def wrench(self) -> tuple[np.ndarray, np.ndarray]:
         """The wrist wrench (base frame, N and N·m) over the last tick."""
-        with self.lock:
-            return self.force.copy(), self.torque.copy()
+        f, t, _ = self._wrench
+        return f.copy(), t.copy()
 
     def sensor_wrench(self) -> tuple[np.ndarray, np.ndarray]:
         """The same wrench in the wrist sensor's own frame (its link's axes, turning with the wrist), as an
         FT300 mounted on the wrist reports it."""
-        with self.lock:
-            return self.sensor_rot.T @ self.force, self.sensor_rot.T @ self.torque
+        f, t, rot = self._wrench
+        return rot.T @ f, rot.T @ t
 
     def truth(self) -> dict:
         """Ground truth of the objects (for tests and benchmarks: nothing on the ports carries it)."""
@@ -129,6 +138,9 @@ class RigPhysics:
                 else:
                     self._setpoint[i] += np.clip(self._gain * (g - self._setpoint[i]), -step[i], step[i])
             self.arm.set_efforts(efforts)
+            cmd, self._gripper_cmd = self._gripper_cmd, None
+            if cmd is not None:
+                self.arm.command_gripper(*cmd)
             self.arm.command_positions(self._setpoint, self.period)
             self.arm.step(self.steps_per_tick, wrench=True)
             self.ticks += 1
@@ -149,6 +161,9 @@ class RigPhysics:
         self.sensor_rot = np.array(p.getMatrixFromQuaternion(orn)).reshape(3, 3)  # sensor axes in the base frame
         if r.gripper:
             self.gripper_q = p.getJointState(r.body, r.gripper[0], physicsClientId=self.world.cid)[0]
+        self._joints = (self.q, self.v, self.effort)
+        self._wrench = (self.force, self.torque, self.sensor_rot)
+        self._opening, self._held = self.arm.gripper_opening(), self.arm.grasped
 
     def _loop(self) -> None:
         next_t = time.monotonic()
@@ -159,10 +174,9 @@ class RigPhysics:
                 log.exception("rig physics tick failed; continuing")
             next_t += self.period
             delay = next_t - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
-            elif delay < -0.25:
+            if delay < -0.25:
                 next_t = time.monotonic()  # far behind (a stalled host): resume real time, never race
+            self._stop.wait(max(delay, YIELD_S))  # behind or not, the lock's other users get a turn
 
     def start(self) -> RigPhysics:
         self._thread = threading.Thread(target=self._loop, name="rig:physics", daemon=True)

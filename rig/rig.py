@@ -11,9 +11,14 @@
 - the scene's cameras rendered from the same world and published on a bus (`node`, when given) as
   `<camera_prefix><name>/image|depth|info`, the way a camera driver on another machine would;
 - `files`: the calibration the motors hold (for the arm node) and the perceived scene (labels, shapes,
-  sizes, colours: what the person at the bench knows; for the skills and perception nodes).
+  sizes, colours: what the person at the bench knows; for the skills and perception nodes); on a public world
+  also `known`, the objects' true properties as a kitchen scale gives them (`loopylab lab calibrate-twin`).
 
-Nothing on the ports or in the files carries a hidden property; `truth()` is for tests and benchmarks.
+`world_secret = "sealed"` builds the graded world of the seed, as the sim bench's `world_secret` does
+(sim/secret.py): the rig is the world builder, so it alone resolves the secret, in its own process, and its
+hidden properties (and a kind's hidden `structure`) come from the keyed stream. A sealed rig writes no
+`known` file. Nothing on the ports or in the files carries a hidden property of a sealed world; `truth()` is
+for tests and benchmarks (the grader's read).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from loopylab.rig.gripper import physics_robotiq
 from loopylab.rig.motors import physics_arm
 from loopylab.rig.physics import RigPhysics
 from loopylab.sim.cameras import render
-from loopylab.world.scene import SceneSpec, scene_from_seed
+from loopylab.sim.secret import resolve as resolve_secret
+from loopylab.world.scene import SceneSpec, scene_from_seed, with_structure
 
 log = logging.getLogger("loopylab.rig")
 
@@ -50,6 +56,9 @@ class RigConfig:
     seed: int = 0  # the world (scene_from_seed) and the arm's assembly (motor mounts)
     n_objects: int | None = None
     scene: str = ""  # a scene TOML instead of the seed's world
+    # the seeds' hidden properties: None (the public world), "sealed" (the world builder's secret, sim/secret.py)
+    world_secret: str | None = None
+    structure: str | None = None  # a hidden structure drawn for the world (world.scene.STRUCTURES; a model kind's)
     gripper: str = "robotiq"  # robotiq | motor
     ft: bool = True
     ft_hz: float = 100.0
@@ -67,9 +76,7 @@ class RigConfig:
 class Rig:
     def __init__(self, cfg: RigConfig | None = None, node: Node | None = None, **kw):
         self.cfg = cfg = cfg or RigConfig(**kw)
-        self.scene = (
-            SceneSpec.from_toml(cfg.scene) if cfg.scene else scene_from_seed(cfg.seed, cfg.n_objects, cfg.robot)
-        )
+        self.scene = _build_scene(cfg)
         if self.scene.robot != cfg.robot:
             raise ValueError(f"scene is for {self.scene.robot}, the rig is a {cfg.robot}")
         self.physics = RigPhysics(self.scene)
@@ -90,8 +97,9 @@ class Rig:
         self.files = {
             "calibration": str(cal.save(out / f"{cfg.robot}.json", self.calibration)),
             "scene": str(_write(out / "scene.toml", self.scene.perceived().to_toml())),
-            "known": str(_write(out / "known.toml", known_objects(self.scene))),
         }
+        if cfg.world_secret is None:  # a sealed world's truth stays in the builder (the grader reads `truth()`)
+            self.files["known"] = str(_write(out / "known.toml", known_objects(self.scene)))
         self.node = node
         self._camera_stop = threading.Event()
         self._camera_thread: threading.Thread | None = None
@@ -191,6 +199,18 @@ class Rig:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _build_scene(cfg: RigConfig) -> SceneSpec:
+    """The rig's world: the scene file, else the seed's (sealed with the builder's secret, resolved here and
+    kept nowhere else), with the hidden `structure` drawn."""
+    if cfg.scene:
+        if cfg.structure:
+            raise ValueError("a structure is drawn for a seeded world, not for a scene file")
+        return SceneSpec.from_toml(cfg.scene)
+    secret = resolve_secret(cfg.world_secret)
+    scene = scene_from_seed(cfg.seed, cfg.n_objects, cfg.robot, secret=secret)
+    return with_structure(scene, cfg.structure, secret=secret) if cfg.structure else scene
 
 
 def known_objects(scene: SceneSpec) -> str:

@@ -159,15 +159,14 @@ class RobotiqNode(DeviceNode):
             t0 = time.monotonic()
             try:
                 if not self.connected:
-                    self.g.connect()
-                    if self.auto_activate:
-                        self.g.activate()
-                    self.connected = True
+                    self._connect()
                 msg = self.cmd_sub.latest()
                 key = None if msg is None else (msg.seq, msg.stamp_ns)
                 if msg is not None and key != self._last_cmd:
-                    self._last_cmd = key
                     self.g.goto(*self.g.to_units(msg))
+                    # marked sent once written: a write that went unanswered is written again next turn (the
+                    # same go-to twice is harmless; a lost one left an open waiting seconds for the next command)
+                    self._last_cmd = key
                     self.last_force = msg.force
                 s = self.g.status()
                 self.state_pub.publish(
@@ -181,12 +180,27 @@ class RobotiqNode(DeviceNode):
                 )
                 self._report("device_fault" if s.gFLT else "", s.fault)
             except ModbusDeviceError as e:
-                self.connected = False
-                self.g.close()
                 self._report("no_response", str(e))
-                self._stop.wait(self.reconnect_s)
-                continue
+                if not self.connected:  # the port itself would not open: wait before trying again
+                    self.g.close()
+                    self._stop.wait(self.reconnect_s)
+                    continue
+                # an unanswered request on an open line (a busy host, a noisy cable) is tried again at the next
+                # poll; nothing is reset: the gripper keeps its activation and what it holds
             self._stop.wait(max(0.0, self.period - (time.monotonic() - t0)))
+
+    def _connect(self) -> None:
+        """Open the port; activate the gripper only if it is not active already. Activation resets it (a real
+        2F-85 opens and closes its fingers to find its stroke): after a lost answer or a restarted driver, the
+        fingers must keep what they hold. A communication fault (9) clears with the next command."""
+        self.g.connect()
+        if self.auto_activate:
+            s = self.g.status()
+            if not s.activated or (s.gFLT and s.gFLT != 0x9):
+                self.g.activate()
+            elif s.gFLT == 0x9:
+                self._last_cmd = None  # the watchdog stopped it: the latest command again clears the fault
+        self.connected = True
 
     def close(self) -> None:
         super().close()

@@ -160,6 +160,16 @@ def test_the_desk_arms_workspaces_and_the_large_arms_default():
     assert {e.skill for e in grid.sliding_levels("red_block", DESK)} == {"push"}
 
 
+def test_a_desk_arm_lifts_no_higher_than_it_reaches():
+    """The SO-101 lifts by 5 cm (a 10 cm lift of its 4 cm blocks 0.18-0.19 m out failed to plan: sealed dev worlds
+    1000000 and 1000002 on the sim bench, 3 of 6 objects; 5 cm lifted all 6); the large arms keep 10 cm."""
+    scene = g.Scene((g.SceneObject("red_block", "cube", 0.04, 0.18, 0.10),))
+    q = g.Question("friction", ("red_block",), 0.05)
+    lifts = {e.height for e in grid.candidate_experiments(scene, q, ws=DESK) if e.skill == "lift"}
+    assert lifts == {0.05}
+    assert {e.height for e in grid.candidate_experiments(scene, q) if e.skill == "lift"} == set(grid.LIFT_HEIGHTS)
+
+
 def _desk_scene(seed: int) -> g.Scene:
     from loopylab.lab.investigation import grammar_scene
     from loopylab.world.scene import scene_from_seed
