@@ -160,6 +160,13 @@ class AttachedBench(Bench):
 
     @property
     def has_sim(self) -> bool:
+        from loopylab.bus.directory import DirectoryUnavailable
+
+        for attempt in range(4):  # the serving process's directory answers late on a loaded host
+            try:
+                return bool(self.node.lookup("service", "sim/reset"))
+            except DirectoryUnavailable:
+                time.sleep(0.2 * (attempt + 1))
         return bool(self.node.lookup("service", "sim/reset"))
 
     @property
