@@ -84,3 +84,11 @@ def test_loopylab_run_rejects_a_bad_question_clearly():
     res = CliRunner().invoke(app, ["run", "-q", "how heavy is it?"])
     assert res.exit_code == 2
     assert "question" in res.output and "estimate" in res.output
+
+
+def test_a_world_for_another_arm_is_refused_on_a_running_bench(served_bench):
+    from loopylab.lab.evaluation import WorldTask, run_world
+
+    row = run_world(WorldTask("eig", "mass", 2, robot="kuka_iiwa"), bench=served_bench.bench)
+    assert row["crashed"] and "the bench has a panda, the task asks for a kuka_iiwa" in row["exception"], row
+    assert served_bench.bench.graph.failure == ""  # and the bench runs on
