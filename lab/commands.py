@@ -46,6 +46,8 @@ def run_investigation(
     buy=None,
     market: str | None = None,
     key: Path | None = None,
+    attach: str | None = None,
+    bench_keys: Path | None = None,
 ) -> dict:
     """One investigation end to end on a bus graph; returns the report summary (also in result.json).
 
@@ -58,7 +60,10 @@ def run_investigation(
 
     `lacks`: skills this rig does not have (its candidates leave them out, the bench refuses them). `buy` (a
     lab.buying.BuyConfig): draft a bounty for what it cannot run when that is worth more (bounty.json in the report);
-    with `market` (URL) and `key` (the requester's key file) it is posted and funded (lab/market_link.py)."""
+    with `market` (URL) and `key` (the requester's key file) it is posted and funded (lab/market_link.py).
+
+    `attach` (a URL) with `bench_keys` (its keys file): run on a sim bench another process serves
+    (lab.bench.serve_bench) instead of starting one; its world is loaded with sim/reset, and it runs on after."""
     from rich.console import Console
 
     from loopylab.lab import kinds
@@ -78,13 +83,19 @@ def run_investigation(
     if out.exists() and (out / "notebook.jsonl").exists():
         (out / "notebook.jsonl").unlink()  # the live sink appends
     run_seed = secrets.randbits(32) if run_seed is None else int(run_seed)
-    graph_name = str(graph) if graph else f"sim_bench:{robot}"  # the notebook's provenance
+    graph_name = str(graph) if graph else f"sim_bench:{robot}"  # the notebook's provenance (attached: the same graph)
     agent_proc = AgentProcess.start()  # first: it imports while the bench starts
     try:
         if hardware:
             from loopylab.lab.rig_bench import HardwareBench, console_prompt
 
             bench = HardwareBench(spec, scene_file, place=place or console_prompt)
+        elif attach:
+            from loopylab.lab.bench import AttachedBench
+
+            if bench_keys is None:
+                raise ValueError("attach needs bench_keys: the served bench's keys file")
+            bench = AttachedBench(attach, bench_keys, robot=robot)
         else:
             bench = Bench(spec) if spec else sim_bench(robot=robot, seed=seed, n_objects=n_objects, world_secret=SEALED)
         try:
@@ -424,6 +435,15 @@ def register(app: typer.Typer) -> None:
         market: str | None = typer.Option(None, "--market", help="Post the drafted bounty on this market (URL)."),
         budget: float = typer.Option(0.05, "--budget", help="ETH the lab may spend on the bounty (all slots)."),
         key: Path | None = typer.Option(None, "--key", help="The requester's key file (with --market)."),
+        attach: str | None = typer.Option(
+            None,
+            "--attach",
+            help="Run on a sim bench another process serves at this URL (lab.bench.serve_bench) instead of "
+            "starting one: its world is reset to --seed, and it runs on after (one run at a time).",
+        ),
+        bench_keys: Path | None = typer.Option(
+            None, "--bench-keys", help="With --attach: the served bench's keys file (owner-only)."
+        ),
     ):
         """Answer one physical question about an unknown world by running experiments on the robot."""
         from loopylab.bus.launch import GraphError
@@ -433,6 +453,12 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--no-sim needs --graph FILE", param_hint="--graph")
         if (sets or port or scene or bus) and graph is None:
             raise typer.BadParameter("--set, --port, --scene and --bus need --graph FILE", param_hint="--graph")
+        if attach is not None and graph is not None:
+            raise typer.BadParameter(
+                "--attach joins a running bench; --graph starts one: not both", param_hint="--attach"
+            )
+        if (attach is None) != (bench_keys is None):
+            raise typer.BadParameter("--attach URL and --bench-keys FILE go together", param_hint="--attach")
         sets = list(sets) + ([f'arm.port="{port}"'] if port else [])
         lacks, buy = _buying_options(without, market, budget, key)
         try:
@@ -452,7 +478,13 @@ def register(app: typer.Typer) -> None:
                 buy=buy,
                 market=market,
                 key=key,
+                attach=attach,
+                bench_keys=bench_keys,
             )
+        except (FileNotFoundError, PermissionError) as e:  # the bench keys file
+            raise typer.BadParameter(str(e), param_hint="--bench-keys") from None
+        except ConnectionError as e:  # nothing serves a bench there
+            raise typer.BadParameter(str(e), param_hint="--attach") from None
         except GraphError as e:
             raise typer.BadParameter(str(e), param_hint="--graph/--set") from None
         except g.GrammarError as e:

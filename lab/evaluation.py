@@ -121,9 +121,13 @@ def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> 
     return grade_answer(question, tuple(answer) if isinstance(answer, list) else answer, truth, outcome).error
 
 
-def run_world(task: WorldTask, sealed: bool = True) -> dict:
+def run_world(task: WorldTask, sealed: bool = True, bench=None) -> dict:
     """Investigate one seeded world and grade it. Never raises: a crash is a row with crashed=True.
-    `sealed=False` runs a trusted agent in this process (generating expert data, not evaluating)."""
+    `sealed=False` runs a trusted agent in this process (generating expert data, not evaluating). `bench`: a
+    running sealed sim bench of `task.robot` to use (its world is reset to the task's; it runs on after), instead
+    of starting one: several worlds in a row pay for one start-up (lab.bench.Bench or AttachedBench)."""
+    from contextlib import nullcontext
+
     from loopylab.lab.bench import sim_bench
     from loopylab.lab.sealed import AgentProcess, LabGateway, LocalAgent
     from loopylab.sim.secret import SEALED
@@ -134,9 +138,12 @@ def run_world(task: WorldTask, sealed: bool = True) -> dict:
     try:
         n_obj = world_objects(task.kind, task.seed)
         # the world builder holds the secret of the hidden properties (sim/secret.py): the agent's process never
-        bench = sim_bench(robot=task.robot, seed=task.seed, n_objects=n_obj, world_secret=SEALED)
-        with bench, LabGateway(bench) as gateway:
-            row.update(_investigate_world(task, bench, gateway, agent, n_obj))
+        if bench is None:
+            bench = sim_bench(robot=task.robot, seed=task.seed, n_objects=n_obj, world_secret=SEALED)
+        else:
+            bench = nullcontext(bench)  # the caller's: left running
+        with bench as b, LabGateway(b) as gateway:
+            row.update(_investigate_world(task, b, gateway, agent, n_obj))
     except Exception as e:
         row.update(crashed=True, exception=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         log.error("world %s/%s/%d crashed: %s", task.agent, task.kind, task.seed, e)
@@ -155,6 +162,8 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
 
     structure = kinds.get(task.kind).structure
     scene = bench.reset(task.seed, n_obj, structure=structure)
+    if scene.robot != task.robot:  # a bench the caller started (run_world's `bench`) for another arm
+        raise RuntimeError(f"the bench has a {scene.robot}, the task asks for a {task.robot}")
     question = make_question(task.kind, grammar_scene(scene), task.seed, budget=task.budget)
     seed = agent_seed(task)
     job = AgentJob(

@@ -5,6 +5,7 @@
 #        scripts/test-under-load.sh --pytest   # the suite alone: $PY -m pytest -q -p no:cacheprovider tests
 #        HOGS=3 scripts/test-under-load.sh     # more (or fewer) hogs than cores
 #        scripts/test-under-load.sh --pytest tests/bus   # extra arguments go to pytest
+#        DURATIONS=60 scripts/test-under-load.sh    # how many of the slowest tests to list at the end (default 25)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -29,6 +30,9 @@ for _ in $(seq "$HOGS"); do
     hogs+=($!)
 done
 echo "== $HOGS CPU hogs running (pids ${hogs[*]}); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# the slowest tests of this run, under this load, at the end of its log (make test's pytest reads it too)
+export PYTEST_ADDOPTS="${PYTEST_ADDOPTS:-} --durations=${DURATIONS:-25}"
 
 start=$(date +%s)
 if [ "$mode" = make ]; then

@@ -25,7 +25,13 @@ def _check(skill, m, truth, args, robot):
         assert m["position_error_m"] < 2e-3
     elif skill == "push":
         assert m["moved_m"] == pytest.approx(args["distance"], abs=0.015)
-        assert m["force_mean_N"] == pytest.approx(truth["friction"] * truth["mass"] * 9.81, rel=0.35)
+        # friction is mu (m g + load): a round flange (the kuka's) presses down on the block as it pushes, by
+        # 0.27-0.64 N in six pushes (the block's weight: 1.5 N), and the push reports that load; against mu m g
+        # alone its force read 1.10-1.33x, once 1.42x (a flake). Against mu (m g + load), 24 pushes on the four
+        # arms (6 each, host load ~60) read 0.88-0.97x; at a host load of 130 a kuka push the gate clamped once
+        # (the hand caught up in jerks: spikes of 7 N) read 1.23x.
+        expected = truth["friction"] * (truth["mass"] * 9.81 + m["load_N"])
+        assert m["force_mean_N"] == pytest.approx(expected, rel=0.35)
     elif skill == "weigh":
         assert m["mass_kg"] == pytest.approx(truth["mass"], rel=0.05)
     elif skill == "lift":
