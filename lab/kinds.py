@@ -83,6 +83,10 @@ class QuestionKind:
     # truth before it and after it, as the oracle reads them) -> what its grade compares (a RuntimeError: the
     # action cannot be graded); None: a strike's slide, from a reply that succeeded
     outcome: Callable[[g.Question, dict, dict, dict], Any] | None = None
+    # for a kind whose held-out action must fit the arm: (scene, seed, tolerance, budget, the arm's workspace,
+    # lab/experiments.Workspace) -> question, used instead of `make` when the arm is known (a ValueError: the arm
+    # cannot be asked it)
+    make_on: Callable[..., g.Question] | None = None
     # the heights its drops may fall from on the large arms (None: the arm's workspace's own; the desk arms keep
     # theirs, their hands reach no higher)
     drop_heights: tuple[float, ...] | None = None
