@@ -29,7 +29,7 @@ from loopylab.lab.predict_stop import (
     held_out_strike_for,
     strike_carry,
 )
-from loopylab.lab.questions import PREDICT_SPEED_ALONG_X, grade, make_question
+from loopylab.lab.questions import PREDICT_SPEED_ALONG_X, grade, grade_answer, make_question
 from loopylab.world import notebook as g
 from loopylab.world.scene import scene_from_seed
 
@@ -76,7 +76,9 @@ def test_a_stop_is_graded_by_its_distance_from_where_the_hidden_world_left_the_o
     assert grade(q, c, {}, outcome=(0.556, 0.137)).success  # 9.2 mm off
     miss = grade(q, c, {}, outcome=(0.558, 0.137))  # 10.6 mm off
     assert not miss.success and miss.error == pytest.approx(0.01063, abs=1e-4) and miss.truth == (0.558, 0.137)
-    with pytest.raises(ValueError, match="held-out push"):
+    # a step's answer as the agent's process sends it back (text), graded as the conclusion's
+    assert grade_answer(q, ("0.550", "0.130"), {}, (0.556, 0.137)).error == pytest.approx(0.0092, abs=1e-4)
+    with pytest.raises(ValueError, match="held-out action"):
         grade(q, c, {})
     assert not grade(q, g.parse_body("conclusion", "slide red_block 0.130 0.010"), {}, outcome=(0.55, 0.13)).success
     # the outcome is the hidden world's own position of the object, whatever the push's reply measured
@@ -108,7 +110,7 @@ def test_the_held_out_strike_is_fast_one_the_grid_never_offers_with_a_clear_path
         scene = grammar_scene(scene_from_seed(seed).perceived())
         q = make_question("predict_stop", scene, seed)
         a = q.action
-        assert a.skill == "strike" and a.speed not in STRIKE_SPEEDS and q.tolerance == 0.010
+        assert a.skill == "strike" and a.speed not in STRIKE_SPEEDS and q.tolerance == 0.015
         assert a.speed in STOP_SPEEDS if a.direction[1] == "y" else a.speed == PREDICT_SPEED_ALONG_X
         assert path_clear(scene, q.object, a.direction, strike_travel(a.speed))
         assert make_question("predict_stop", scene, seed) == q  # drawn for the seed: the same every time
@@ -204,7 +206,7 @@ def test_a_block_taller_than_the_gap_under_the_palm_is_carried_further():
 
 def test_loopylab_run_predicts_where_a_pushed_block_stops(tmp_path):
     out = tmp_path / "report"
-    question = "predict where red_block stops after strike +y 0.50 within 0.010 budget 3"
+    question = "predict where red_block stops after strike +y 0.50 within 0.015 budget 3"
     cmd = [sys.executable, "-m", "loopylab.lab.cli", "run", "-q", question, "--seed", "1000002", "--run-seed", "3"]
     proc = subprocess.run([*cmd, "--out", str(out), "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
