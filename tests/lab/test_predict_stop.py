@@ -96,7 +96,20 @@ def test_a_stop_is_graded_by_its_distance_from_where_the_hidden_world_left_the_o
     refused = {"ok": False, "error": "push: the hand hit something besides red_block"}
     assert outcome(refused) == (0.556, 0.137)
     with pytest.raises(RuntimeError, match="before it moved red_block"):
-        outcome(refused, (before, before))
+        outcome(refused, (before, before, before, before))  # refused twice, the block untouched: no grade
+
+
+def test_a_held_out_action_refused_before_it_touched_anything_runs_again():
+    act = g.Experiment("strike", "red_block", "+y", speed=0.5)
+    q = g.Question("predict_stop", ("red_block",), 0.015, None, act)
+    at = lambda y: {"red_block": {"position": [0.55, y, 0.025]}}  # noqa: E731
+    late = {"ok": False, "error": "strike: no sim/scene of the requested world within 10 s"}
+    replies, reads = iter([late, {"ok": True, "measurements": {"slide_m": 0.03}}]), iter([at(0.0), at(0.0), at(0.09)])
+    assert kinds.held_out_outcome(q, lambda a: next(replies), lambda: next(reads)) == (0.55, 0.09)
+    # one that failed after it moved the block (1 cm of 6 carried) is not run again from a spot the question never saw
+    replies, reads = iter([late, late]), iter([at(0.0), at(0.01)])
+    with pytest.raises(RuntimeError, match="held-out strike failed"):
+        kinds.held_out_outcome(q, lambda a: next(replies), lambda: next(reads))
     strike = g.Question("predict", ("red_block",), 0.01, None, g.Experiment("strike", "red_block", "+y", speed=0.4))
     reply = {"ok": True, "measurements": {"slide_m": 0.061}}
     assert kinds.held_out_outcome(strike, lambda act: reply, lambda: pytest.fail("no oracle")) == 0.061
