@@ -65,6 +65,11 @@ DRAG_MEDIAN, DRAG_SD = 0.06, 1.0
 # 1000004, 1000010: B did not move; 1000000, 1000002: 7-9 cm). At 0.15 one still partner leaves free at 0.87,
 # short of the 0.9 a conclusion needs: a second move decides
 STILL_SHARE = {"push": 0.15, "strike": 0.15, "lift": 0.5}
+# ... but a lift is no coin tossed afresh: how a welded pair comes down is set by where the weld and the pair's
+# centre of mass are, so a lift of the pair after one that put the partner back puts it back again (dev 1000004: four
+# lifts of a welded pair, each leaving the partner still, carried "free" to 0.94 as four independent draws would).
+# After a first lift of the pair, a welded partner stays still with the share REPEAT_LIFT[still before]
+REPEAT_LIFT = {True: 0.9, False: 0.1}
 # P(the object an experiment is on stays put | model, which object): a free object fails to move only when the
 # skill fails on it for a reason like a held one's (a jerky arm on a starved host: "kept losing"; a tall block
 # the hand presses down on: "hit something besides", slides' test world 2000004). One such failure alone must
@@ -84,24 +89,27 @@ def _lognormal(d: float, median: float, sd: float) -> float:
     return math.exp(-0.5 * z * z) / (d * sd * math.sqrt(2 * math.pi))
 
 
-def other_density(model: str, d: float, skill: str = "push", sigma: float = SIGMA_STILL) -> float:
+def other_density(
+    model: str, d: float, skill: str = "push", sigma: float = SIGMA_STILL, share: float | None = None
+) -> float:
     """p(the other object's displacement d | the object experimented on by `skill` moved, model), `sigma` the
-    spread of the other's own drift (SIGMA_STILL; a ball's, SIGMA_STILL_BALL)."""
+    spread of the other's own drift (SIGMA_STILL; a ball's, SIGMA_STILL_BALL); `share`: a welded partner's chance
+    to stay still (None: STILL_SHARE[skill]; see REPEAT_LIFT)."""
     still = (1 - BUMP) * _halfnormal(d, sigma) + BUMP / BUMP_RANGE * (d <= BUMP_RANGE)
     if model != "welded":
         return still
-    share = STILL_SHARE[skill]
+    share = STILL_SHARE[skill] if share is None else share
     return (1 - share) * _lognormal(d, DRAG_MEDIAN, DRAG_SD) + share * still
 
 
-def _p_together(model: str, skill: str, sigma: float = SIGMA_STILL) -> float:
+def _p_together(model: str, skill: str, sigma: float = SIGMA_STILL, share: float | None = None) -> float:
     """P(the other object moves at least `together_m(sigma)` | the one experimented on by `skill` moved, model)."""
     t = together_m(sigma)
     still = (1 - BUMP) * math.erfc(t / (sigma * math.sqrt(2))) + BUMP * (1 - t / BUMP_RANGE)
     if model != "welded":
         return still
     z = math.log(t / DRAG_MEDIAN) / DRAG_SD
-    share = STILL_SHARE[skill]
+    share = STILL_SHARE[skill] if share is None else share
     return (1 - share) * 0.5 * math.erfc(z / math.sqrt(2)) + share * still
 
 
@@ -110,11 +118,13 @@ def together_m(sigma: float) -> float:
     return max(TOGETHER_M, 3 * sigma)
 
 
-def outcome_table(model: str, on_subject: bool, skill: str = "push", sigma: float = SIGMA_STILL) -> np.ndarray:
+def outcome_table(
+    model: str, on_subject: bool, skill: str = "push", sigma: float = SIGMA_STILL, share: float | None = None
+) -> np.ndarray:
     """P(stuck, alone, together | model) for an experiment by `skill` on A (`on_subject`) or on B (`sigma`: the
-    other object's drift)."""
+    other object's drift; `share`: as other_density's)."""
     stuck = P_STUCK[model][0 if on_subject else 1]
-    tog = _p_together(model, skill, sigma)
+    tog = _p_together(model, skill, sigma, share)
     return np.array([stuck, (1 - stuck) * (1 - tog), (1 - stuck) * tog])
 
 
@@ -127,6 +137,7 @@ class AttachPosterior(Posterior):
         if not hasattr(self, "outcomes"):
             self.outcomes: list[tuple] = []  # (experiment, error, values): replayed on reset
         self.log_evidence = dict.fromkeys(MODELS, 0.0)
+        self.lifts_still: list[bool] = []  # per lift of the pair that ran: did the partner stay still
         self.rejected: dict[str, g.Rejection] = {}
         self.new_rejections: list[g.Rejection] = []
         for args in self.outcomes:
@@ -204,16 +215,26 @@ class AttachPosterior(Posterior):
         # anywhere (test world 2000039: a push that "hit something besides" knocked the free partner 9 cm)
         d_other = values.get(f"shift_{partner}_m") if moved and error is None else None
         d_other = None if d_other is None else abs(float(d_other))
+        share = self.still_share(exp.skill)
+        if exp.skill == "lift" and d_other is not None:
+            self.lifts_still.append(d_other < together_m(self.still(partner)[0]))
         for k in self.live:
             stuck = P_STUCK[k][0 if on_a else 1]
             ll = math.log(stuck if not moved else 1 - stuck)
             if d_other is not None:
-                ll += math.log(max(other_density(k, d_other, exp.skill, self.still(partner)[0]), 1e-300))
+                ll += math.log(max(other_density(k, d_other, exp.skill, self.still(partner)[0], share), 1e-300))
             self.log_evidence[k] += ll
             rejection = self._check(k, exp, on_a, key, value, partner, d_other)
             if rejection is not None:
                 self.rejected[k] = rejection
                 self.new_rejections.append(rejection)
+
+    def still_share(self, skill: str) -> float:
+        """A welded partner's chance to stay still under `skill` given what the pair's lifts did so far (the first
+        lift's outcome repeats: REPEAT_LIFT)."""
+        if skill == "lift" and self.lifts_still:
+            return REPEAT_LIFT[self.lifts_still[0]]
+        return STILL_SHARE[skill]
 
     def _check(self, model, exp, on_a, key, value, partner, d_other) -> g.Rejection | None:
         """The model's predictive range for what was seen (see the module docstring); a Rejection when outside.
@@ -268,7 +289,8 @@ class AttachPosterior(Posterior):
         p = np.array([probs[k] for k in live])
         on_a = exp.object == self.subject
         sigma = self.still(self.other if on_a else self.subject)[0]
-        t = np.array([outcome_table(k, on_a, exp.skill, sigma) for k in live])  # [model, outcome]
+        share = self.still_share(exp.skill)
+        t = np.array([outcome_table(k, on_a, exp.skill, sigma, share) for k in live])  # [model, outcome]
         marg = p @ t
         return float(np.sum(p[:, None] * t * (np.log(t) - np.log(marg)[None, :])))
 

@@ -277,12 +277,13 @@ def _check_world(bench, question, seed: int, n_objects: int | None):
         )
     robot = getattr(scene, "robot", None)
     ws = workspace(robot)  # the table this arm reaches, not a Panda's
-    if question.kind == "predict" and not ws.strike_speeds:
+    struck = question.action is not None and question.action.skill == "strike"  # predict, predict_stop
+    if struck and not ws.strike_speeds:
         raise typer.BadParameter(
-            f"the {robot} does not strike, so a predict question (about a strike) cannot be asked on it",
+            f"the {robot} does not strike, so a {question.kind} question (about a strike) cannot be asked on it",
             param_hint="--question",
         )
-    if question.kind == "predict" and not path_clear(
+    if struck and not path_clear(
         gscene, question.object, question.action.direction, strike_travel(question.action.speed), ws
     ):
         raise typer.BadParameter(

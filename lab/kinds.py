@@ -16,6 +16,7 @@ The built-in kinds register themselves in their modules (`BUILTIN`); other packa
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,10 @@ class QuestionKind:
     # truth before it and after it, as the oracle reads them) -> what its grade compares (a RuntimeError: the
     # action cannot be graded); None: a strike's slide, from a reply that succeeded
     outcome: Callable[[g.Question, dict, dict, dict], Any] | None = None
+    # for a kind whose held-out action must fit the arm: (scene, seed, tolerance, budget, the arm's workspace,
+    # lab/experiments.Workspace) -> question, used instead of `make` when the arm is known (a ValueError: the arm
+    # cannot be asked it)
+    make_on: Callable[..., g.Question] | None = None
     # the heights its drops may fall from on the large arms (None: the arm's workspace's own; the desk arms keep
     # theirs, their hands reach no higher)
     drop_heights: tuple[float, ...] | None = None
@@ -144,8 +149,33 @@ def held_out_outcome(question: g.Question, execute: Callable[[g.Experiment], dic
             raise RuntimeError(f"held-out action failed: {reply.get('error')}")
         return float(reply["measurements"]["slide_m"])
     before = oracle()
-    reply = execute(question.action)
-    return kind.outcome(question, reply, before, oracle())
+    for attempt in range(HELD_OUT_TRIES):
+        reply = execute(question.action)
+        after = oracle()
+        try:
+            return kind.outcome(question, reply, before, after)
+        except RuntimeError:
+            # refused before it touched anything (a world's scene late on a starved host, the gate's check of a
+            # stream that lagged): the world is as it was, so the same action may run again
+            if attempt + 1 == HELD_OUT_TRIES or _moved(question, before, after):
+                raise
+    raise AssertionError("unreachable")
+
+
+HELD_OUT_TRIES = 2
+STILL_M = 0.002  # m: an object of the question moved less than this is where it was
+
+
+def _moved(question: g.Question, before: dict, after: dict) -> bool:
+    """Whether any object of the question moved between two oracle reads (no positions read: assume it did)."""
+    for o in question.objects:
+        try:
+            a, b = before[o]["position"], after[o]["position"]
+        except (KeyError, TypeError):
+            return True
+        if math.hypot(float(a[0]) - float(b[0]), float(a[1]) - float(b[1])) >= STILL_M:
+            return True
+    return False
 
 
 def make_posterior(question: g.Question, forward, hypothesis=None, n_particles: int = 1500, noise=None, seed: int = 0):

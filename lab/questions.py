@@ -42,11 +42,11 @@ def make_question(
     robot: str | None = None,
 ) -> g.Question:
     """The question of `kind` for a world (see each kind's `make` in lab/kinds.py) on the arm `robot` (None: a
-    Panda's workspace, which the large arms share; a predict question's strike must fit the arm's own)."""
+    Panda's workspace, which the large arms share; a held-out strike must fit the arm's own: `QuestionKind.make_on`)."""
     k = kinds.get(kind)
     tol = k.tolerance if tolerance is None else tolerance
-    if kind == "predict":
-        return _predict_question(scene, seed, tol, budget, workspace(robot))
+    if k.make_on is not None:
+        return k.make_on(scene, seed, tol, budget, workspace(robot))
     return k.make(scene, seed, tol, budget)
 
 
@@ -118,16 +118,19 @@ def _predict_question(scene: g.Scene, seed: int, tol: float, budget: int | None,
     return g.Question("predict", (subject,), round(tol, 3), budget, held_out_strike(scene, subject, seed, ws))
 
 
-def held_out_strike(scene: g.Scene, subject: str, seed: int, ws: Workspace = PANDA) -> g.Experiment:
-    """A strike of `subject` at a speed the grid never offers (PREDICT_SPEEDS), drawn for the world of `seed`,
-    along a path clear in the workspace `ws`. An arm that does not strike (the desk arms) cannot be asked."""
+def held_out_strike(
+    scene: g.Scene, subject: str, seed: int, ws: Workspace = PANDA, speeds: tuple[float, ...] = PREDICT_SPEEDS
+) -> g.Experiment:
+    """A strike of `subject` at a speed the grid never offers (`speeds` across the arm's reach), drawn for the
+    world of `seed`, along a path clear in the workspace `ws`. An arm that does not strike (the desk arms) cannot
+    be asked."""
     if not ws.strike_speeds:
         raise ValueError(
             "this arm does not strike (its grid has no strike levels: lab/experiments.SMALL_ARMS), "
             "so a predict question, about a held-out strike, cannot be asked on it"
         )
     rng = np.random.default_rng([seed, 0x9E7])
-    speed = float(rng.choice(PREDICT_SPEEDS))
+    speed = float(rng.choice(speeds))
     # an arm strikes faster across its reach (y) than along it (x)
     across = [d for d in ("+y", "-y") if path_clear(scene, subject, d, strike_travel(speed), ws)]
     if across:
@@ -172,6 +175,7 @@ kinds.register(
         _grade_predict,
         _predict_quantity,
         needs_outcome=True,
+        make_on=_predict_question,
     )
 )
 # rank by friction: the rank machinery over another property (lab/rank.py); a drop's bounce barely reads mu, and

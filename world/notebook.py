@@ -20,7 +20,7 @@ Every number has a fixed number of decimals, so each text has exactly one spelli
                  predict slide of OBJ after strike DIR S.SS within T.TTT [budget N]
                  which model explains how OBJ slides [budget N]         (model identification)
                  rank OBJ OBJ [OBJ ...] by friction [within P%] [budget N]   (closer pairs: either order)
-                 predict where OBJ stops after push DIR D.DD S.SS within T.TTT [budget N]   (table x y, m)
+                 predict where OBJ stops after strike DIR S.SS within T.TTT [budget N]   (table x y, m; or push DIR D.DD S.SS)
                  which model explains how OBJ bounces [budget N]        (elastic or sticky contact)
                  where is the centre of mass of OBJ within T.T mm [budget N]   (signed offsets, per axis)
                  which model explains how OBJ sits [budget N]           (centre of mass centred or offset)
@@ -336,14 +336,21 @@ def _rank_form(kind: str, quantity: str, resolution: bool = False) -> QuestionFo
 
 
 def _stop_question(m: re.Match, budget: int | None) -> Question:
-    act = Experiment("push", m[1], m[2], _num(m[3], 2, "distance"), _num(m[4], 2, "speed"))
-    return Question("predict_stop", (m[1],), _num(m[5], 3, "tolerance"), budget, act)
+    if m[5] is not None:  # a strike: the block slides free of the hand
+        act = Experiment("strike", m[1], direction=m[5], speed=_num(m[6], 2, "speed"))
+    else:
+        act = Experiment("push", m[1], m[2], _num(m[3], 2, "distance"), _num(m[4], 2, "speed"))
+    return Question("predict_stop", (m[1],), _num(m[7], 3, "tolerance"), budget, act)
 
 
 def _stop_text(q: Question) -> str:
     a = _given(q.action, "predict action")
-    dist, speed = fmt(_given(a.distance, "push distance"), 2), fmt(_given(a.speed, "push speed"), 2)
-    return f"predict where {q.object} stops after push {a.direction} {dist} {speed} within {fmt(q.tolerance, 3)}"
+    if a.skill == "strike":
+        how = f"strike {a.direction} {fmt(_given(a.speed, 'strike speed'), 2)}"
+    else:
+        dist, speed = fmt(_given(a.distance, "push distance"), 2), fmt(_given(a.speed, "push speed"), 2)
+        how = f"push {a.direction} {dist} {speed}"
+    return f"predict where {q.object} stops after {how} within {fmt(q.tolerance, 3)}"
 
 
 def _attached_question(m: re.Match, budget: int | None) -> Question:
@@ -405,11 +412,14 @@ QUESTION_FORMS: dict[str, QuestionForm] = {
     ),
     "slides": _model_form("slides"),
     "rank_friction": _rank_form("rank_friction", "friction", resolution=True),
-    "predict_stop": QuestionForm(  # where a held-out push leaves the object (table x y, metres)
-        lambda n, d: rf"predict where {n} stops after push {d} ({num_re(2)}) ({num_re(2)}) within ({num_re(3)})",
+    "predict_stop": QuestionForm(  # where a held-out strike (or push) leaves the object (table x y, metres)
+        lambda n, d: (
+            rf"predict where {n} stops after (?:push {d} ({num_re(2)}) ({num_re(2)})|strike {d} ({num_re(2)}))"
+            rf" within ({num_re(3)})"
+        ),
         _stop_question,
         _stop_text,
-        "predict where OBJ stops after push DIR DIST SPEED within TOL",
+        "predict where OBJ stops after strike DIR SPEED (or push DIR DIST SPEED) within TOL",
     ),
     "bounces": _model_form("bounces"),
     "com": QuestionForm(

@@ -123,6 +123,26 @@ def test_a_free_block_moves_alone_and_two_moves_make_the_lab_sure(forward):
     assert head.model == "free" and [e.quantity for e in expl] == ["friction"]  # the free model's parameter
 
 
+def test_a_welded_pair_that_comes_down_where_it_stood_is_not_taken_for_free_lift_after_lift(forward):
+    """Dev world 1000004: a cube welded to a cylinder, lifted 10 cm four times, put the cylinder back each time;
+    counted as four independent draws the lifts carried "free" to 0.94. A lift of the pair repeats the first one's
+    outcome, so lifts after it add (almost) nothing, and the design then prefers a push, which drags a partner."""
+    lift = g.Experiment("lift", A, height=0.10)
+    post = _post(forward)
+    post.observe_outcome(lift, None, _moved(lifted_m=0.099))
+    first = post.probabilities()["free"]
+    assert post.eig(lift) < 0.5 * post.eig(PUSH_A)
+    for _ in range(3):
+        post.observe_outcome(lift, None, _moved(lifted_m=0.100))
+    assert post.probabilities()["free"] < 0.8 and post.probabilities()["free"] - first < 0.15
+    post.observe_outcome(PUSH_A, None, _moved(0.10, 0.07, force_mean_N=1.0, moved_m=0.10))  # the push drags it
+    assert post.live == ["welded"]
+    # a lift that lifted the partner too shows the weld at once (a free partner stays put)
+    post = _post(forward)
+    post.observe_outcome(lift, None, _moved(lifted_m=0.100, db=0.05))
+    assert post.live == ["welded"]
+
+
 def test_when_every_model_is_refuted_the_lab_says_none_explains_it(forward):
     post = _post(forward)
     post.observe_outcome(LIFT_A, None, _moved(lifted_m=0.0009))  # not free, not welded to a free object

@@ -23,10 +23,17 @@ class SeededWorlds:
 
 
 @pytest.mark.parametrize("robot", ["so101", "koch"])
-def test_a_predict_question_on_a_desk_arm_is_refused_for_what_it_is(robot):
+@pytest.mark.parametrize(
+    "text",
+    [
+        "predict slide of red_block after strike +y 0.40 within 0.010",
+        "predict where red_block stops after strike +y 0.50 within 0.015",
+    ],
+)
+def test_a_predict_question_on_a_desk_arm_is_refused_for_what_it_is(robot, text):
     # its strike is refused because the arm does not strike, not as "off the table" (a Panda's table)
-    q = g.parse_body("question", "predict slide of red_block after strike +y 0.40 within 0.010")
-    with pytest.raises(typer.BadParameter, match=f"the {robot} does not strike"):
+    q = g.parse_body("question", text)
+    with pytest.raises(typer.BadParameter, match=f"the {robot} does not strike, so a {q.kind} question"):
         _check_world(SeededWorlds(robot), q, 1000001, None)
 
 
