@@ -264,7 +264,9 @@ def held_out_error(
     return out
 
 
-PRIOR_DRAWS = 16  # draws of the models' prior per held-out prediction (16 or 64: the unit within ~15 % on dev)
+# draws of the models' prior per held-out prediction: a spread from n draws is off by ~1/sqrt(2n) (12 % at 32; on two
+# dev scenes 16 draws read the unit 15-30 % below 64), each a twin prediction (0.1-0.2 s)
+PRIOR_DRAWS = 32
 
 
 def prior_unit(scene, act: g.Experiment, prior: list[dict], key: str) -> float:
