@@ -97,11 +97,18 @@ def model_figures(by: dict, kinds: list[str]) -> dict:
                     ("unexplained", "unexplained"),
                 ):
                     out[name].setdefault(a, {})[k] = round(float(np.mean([bool(r[col]) for r in rows])), 3)
-                # |prediction from the explanation alone - held-out outcome| / the strike's sd, median over worlds
-                # (a world whose conclusion explains nothing counts as infinitely wrong)
-                errs = [r.get("explanation_pred_error") for r in rows]
+                # |prediction from the explanation alone - held-out outcome| / the kind's unit, median over worlds
+                # (a world whose conclusion explains nothing counts as infinitely wrong; one whose held-out
+                # experiment failed on the hidden world is not scored: that is no fault of the explanation)
+                errs = [
+                    r.get("explanation_pred_error")
+                    for r in rows
+                    if r.get("explanation_pred_error") is not None or r.get("explanation_pred") is None
+                ]
                 errs = [float("inf") if e is None else e for e in errs]
-                out["explanation_pred_error"].setdefault(a, {})[k] = round(float(np.median(errs)), 3)
+                if errs:
+                    out["explanation_pred_error"].setdefault(a, {})[k] = round(float(np.median(errs)), 3)
+                out.setdefault("explanation_unscored", {}).setdefault(a, {})[k] = len(rows) - len(errs)
     return out if out["model_id_accuracy"] else {}
 
 

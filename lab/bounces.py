@@ -22,17 +22,35 @@ parameters, the explanation another agent predicts a held-out drop from:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from loopylab.lab import kinds
-from loopylab.lab.beliefs import Measurement, ObjectPosterior, box_from_hypothesis, interval_halfwidth, predict_biased
-from loopylab.lab.models import PPC_LEVEL, TEXT_KEY, ModelSet, held_out_error, model_row, twin_prediction
+from loopylab.lab.beliefs import (
+    DEFAULT_PRIOR,
+    Answer,
+    Measurement,
+    ObjectPosterior,
+    box_from_hypothesis,
+    interval_halfwidth,
+    predict_biased,
+)
+from loopylab.lab.models import (
+    PPC_LEVEL,
+    PRIOR_DRAWS,
+    TEXT_KEY,
+    ModelSet,
+    held_out_error,
+    model_row,
+    prior_unit,
+    twin_prediction,
+)
 from loopylab.lab.questions import subject_of
 from loopylab.lab.slides import ModelPosterior, _answer
 from loopylab.sim.sticky import E_RANGE, V_REF, impact_speed, restitution_at
 from loopylab.world import notebook as g
-from loopylab.world.scene import STICKY_E0, STICKY_RANGE
+from loopylab.world.scene import COM_SHARE, STICKY_E0, STICKY_RANGE
 
 HEIGHTS = (0.04, 0.10, 0.20, 0.28)  # m: impacts at 0.9-2.3 m/s (a Panda lifts a block 28 cm and clears it)
 HELD_OUT_HEIGHTS = (0.07, 0.15, 0.24)  # the explanation's test: heights the grid never offers
@@ -132,6 +150,23 @@ class BouncePosterior(ModelPosterior):
             self.sets[m.experiment.object].update(m)
         self._sync()
 
+    def update(self, m: Measurement) -> None:
+        """As `ModelPosterior.update`, with a drop's centre of mass taken as what the reading says under the worlds'
+        prior (`com_estimate`) rather than the reading itself: the tables are read at it, and a light block's
+        reading is off by 5 mm (dev world 1000000: a 59 g block at (1.6, 1.7) mm read (1, 11) and (-6, 6); the
+        twin at (-6, 6) bounced it a third lower, and the drop refuted both models)."""
+        if m.com is not None and m.experiment.object in self.sets:
+            size = self.forward.scene.object(m.experiment.object).size
+            m = replace(m, com=com_estimate(m.com, size, self._reading_sd(m.experiment.object)))
+        super().update(m)
+
+    def _reading_sd(self, obj: str) -> float:
+        """A com reading's sd under the belief's masses (rms over the particles: light blocks read worst)."""
+        from loopylab.lab.com import reading_sd
+
+        op = self.objects[obj]
+        return float(np.sqrt(np.sum(op.weights * reading_sd(np.exp(op.theta[:, 1])) ** 2)))
+
     def explanation(self, obj: str, model: str, level: float) -> tuple[g.Estimate, ...]:
         """The model's parameters that say how `obj` bounces: (value, half-width at `level`, or sd)."""
         op = self.sets[obj].models[model]
@@ -144,6 +179,53 @@ class BouncePosterior(ModelPosterior):
             half = interval_halfwidth(v, op.weights, centre, level) if level else float(op.mean_sd(v)[1])
             out.append(g.Estimate(name, obj, *(float(g.fmt(max(x, 0.0), 2)) for x in (centre, half))))
         return tuple(out)
+
+    def answer(self, confidence: float = 0.9) -> Answer:
+        """The model and its parameters, and the centre of mass the drops read (`com_clause`): the tables the
+        model predicted with were read at it, and a block's bounce depends on it as much as on its restitution
+        (an off-centre block lands on an edge), so an explanation without it would not say how the block bounces."""
+        ans = super().answer(confidence)
+        com = self.com_clause(self.question.object)
+        if com is None or isinstance(ans.conclusion.answers[0], g.Unexplained):
+            return ans
+        return Answer(g.Conclusion((*ans.conclusion.answers, com)), ans.confidence)
+
+    def com_clause(self, obj: str) -> g.ComOffset | None:
+        """`com OBJ x X S y Y S mm`: the first drop's reading (the frame the block stands in before any drop turns it;
+        later drops may read in a turned frame) with a 90 % half-width of a reading (com.reading_sd at the belief's
+        mass)."""
+        first = next((m.com for m in self.measurements if m.experiment.object == obj and m.com is not None), None)
+        if first is None:
+            return None
+        from loopylab.lab.com import reading_sd
+
+        op = self.objects[obj]
+        mass = float(np.sum(op.weights * np.exp(op.theta[:, 1])))
+        half = 1.645 * float(reading_sd(np.array(mass))) * 1000
+        x, y = (float(g.fmt(v * 1000, g.COM_DECIMALS)) for v in first[:2])
+        return g.ComOffset(obj, x, float(g.fmt(half, g.COM_DECIMALS)), y, float(g.fmt(half, g.COM_DECIMALS)))
+
+
+def com_estimate(reading: tuple[float, ...], size: float, sd: float) -> tuple[float, ...]:
+    """The posterior mean of a centre-of-mass offset (m) given one reading with Gaussian noise `sd` per axis, under
+    the seeded worlds' prior: uniform within +-COM_SHARE of the size along x and y, half that along z (a normal
+    truncated to the box: its mean). A reading past the box is pulled inside it, a noisy one toward the centre."""
+    out = []
+    for i, r in enumerate(reading):
+        a = COM_SHARE * size * (0.5 if i == 2 else 1.0)
+        lo, hi = (-a - r) / sd, (a - r) / sd
+        mass = _phi_cdf(hi) - _phi_cdf(lo)
+        c = r + sd * (_phi(lo) - _phi(hi)) / mass if mass > 1e-12 else math.copysign(a, r)
+        out.append(float(min(max(c, -a), a)))
+    return tuple(out)
+
+
+def _phi(x: float) -> float:
+    return math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def _phi_cdf(x: float) -> float:
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 
 
 # -- the kind -----------------------------------------------------------------------------------------------
@@ -182,8 +264,10 @@ def held_out_drop(subject: str, seed: int) -> g.Experiment:
 
 def explanation_check(question: g.Question, notebook_text: str, world: dict) -> dict:
     """BoxingGym's communication measure: another agent, holding a twin of the perceived scene and the
-    conclusion's explanation alone, predicts the bounce of a drop from a height the grid never offers; the
-    hidden world runs it. The error is standardised by a bounce's measurement sd (NoiseModel: 1.5 mm and 6 %)."""
+    conclusion's explanation alone (the model's restitution at the drop's impact speed and the centre of mass it
+    states; the rest at the twin's defaults), predicts the bounce of a drop from a height the grid never offers; the
+    hidden world runs it. The error's unit is the bounce's sd under the prior (`models.prior_unit`, `bounce_prior`)."""
+    from loopylab.lab.com import stated_offset
 
     conclusion = next((s.body for s in reversed(g.parse(notebook_text)) if s.kind == "conclusion"), None)
     act = held_out_drop(question.object, int(world.get("seed", 0)))
@@ -192,8 +276,32 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
     out["explanation_pred_error"] = None
     if e is None:
         return out
-    pred = twin_prediction(world["scene"], act, {question.object: {"restitution": e}}, "bounce_m")
-    out.update(held_out_error(world, act, pred, "bounce_m", "held_out_bounce"))
+    params: dict = {"restitution": e}
+    com = stated_offset(conclusion, question.object) if isinstance(conclusion, g.Conclusion) else None
+    if com is not None:
+        params["com_offset"] = (*com, 0.0)
+    pred = twin_prediction(world["scene"], act, {question.object: params}, "bounce_m")
+    size = world["scene"].object(question.object).size
+    prior = bounce_prior(question.object, size, float(act.height or 0.0), int(world.get("seed", 0)))
+    unit = prior_unit(world["scene"], act, prior, "bounce_m")
+    out.update(held_out_error(world, act, pred, "bounce_m", "held_out_bounce", unit))
+    return out
+
+
+def bounce_prior(obj: str, size: float, height: float, seed: int, n: int = PRIOR_DRAWS) -> list[dict]:
+    """Draws of what the explanation states, before any experiment: a model a half each (elastic: e on the prior
+    box; sticky: e0 and k as the worlds draw them, e at the drop's impact speed) and the centre of mass anywhere
+    the seeded worlds put it (+-15 % of the size along x and y)."""
+    rng = np.random.default_rng([seed, 0xB0B])
+    v = impact_speed(height)
+    out = []
+    for i in range(n):
+        if i % 2:
+            e = float(restitution_at(rng.uniform(*STICKY_E0), rng.uniform(*STICKY_PRIOR), v))
+        else:
+            e = float(rng.uniform(*DEFAULT_PRIOR["restitution"]))
+        cx, cy = rng.uniform(-COM_SHARE, COM_SHARE, 2) * size
+        out.append({obj: {"restitution": e, "com_offset": (float(cx), float(cy), 0.0)}})
     return out
 
 
@@ -224,6 +332,7 @@ __all__ = [
     "BouncePosterior",
     "ElasticPosterior",
     "StickyPosterior",
+    "bounce_prior",
     "explanation_check",
     "held_out_drop",
     "true_model",

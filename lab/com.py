@@ -77,7 +77,7 @@ FRAME_P[0] = 1 - TURNED
 # more outcomes fit in a decision (16 outcomes gave a light block's drop 0.006-0.09 nats; 64, 0.06-0.09)
 DESIGN_P = np.where(_YAW, FRAME_P, 0.0) / np.where(_YAW, FRAME_P, 0.0).sum()
 HELD_OUT_DROP = 0.15  # m: the explanation's held-out drop (between the grid's heights)
-READ_SD = 2.5e-3  # m: a com reading's spread over the dev worlds (all masses): the prediction error's unit
+READ_SD = 2.5e-3  # m: a com reading's spread over the dev worlds (all masses): part of the prediction error's unit
 
 
 def reading_sd(mass: np.ndarray) -> np.ndarray:
@@ -452,8 +452,7 @@ def _grade_sits(question: g.Question, ans, truth: dict, outcome) -> kinds.Grade:
 def explanation_check(question: g.Question, notebook_text: str, world: dict) -> dict:
     """BoxingGym's communication measure: another agent holding the conclusion's explanation alone (the model
     and its offset) predicts the reading of a held-out drop (HELD_OUT_DROP, a height the grid never offers);
-    the hidden world runs it. The error is the readings' distance in units of READ_SD (a com reading's spread
-    over the dev worlds: the predictor knows nothing of the object's mass)."""
+    the hidden world runs it. The error's unit is BoxingGym's: the reading's spread under the prior (`sits_unit`)."""
     conclusion = next((s.body for s in reversed(g.parse(notebook_text)) if s.kind == "conclusion"), None)
     pred = stated_offset(conclusion, question.object) if isinstance(conclusion, g.Conclusion) else None
     out: dict = {"held_out": None, "explanation_pred": None, "held_out_com": None, "explanation_pred_error": None}
@@ -465,8 +464,19 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
     if measured is not None and measured.get("com_x_m") is not None:
         y = (float(measured["com_x_m"]), float(measured["com_y_m"]))
         out["held_out_com"] = list(y)
-        out["explanation_pred_error"] = math.hypot(pred[0] - y[0], pred[1] - y[1]) / (math.sqrt(2) * READ_SD)
+        unit = sits_unit(world["scene"].object(question.object).size)
+        out["explanation_pred_unit"] = unit
+        out["explanation_pred_error"] = math.hypot(pred[0] - y[0], pred[1] - y[1]) / unit
     return out
+
+
+def sits_unit(size: float) -> float:
+    """The rms distance of a held-out reading from the prior's mean reading (0, 0): the models a half each, each
+    uniform over its cells, plus a reading's spread on both axes (READ_SD: the predictor knows nothing of the
+    mass). An error of 1 is what a guess knowing nothing the explanation says makes."""
+    offset = model_cells("offset", size)
+    second = 0.5 * float(np.mean(np.sum(offset**2, axis=1)))  # the centred model's cell is (0, 0)
+    return math.sqrt(second + 2 * READ_SD**2)
 
 
 def _com_posterior(question, forward, hypothesis, n, noise, seed) -> ComPosterior:
@@ -505,4 +515,4 @@ SITS = kinds.register(
     )
 )
 
-__all__ = ["COM", "SITS", "ComModel", "ComPosterior", "SitsPosterior", "explanation_check", "reading_sd"]
+__all__ = ["COM", "SITS", "ComModel", "ComPosterior", "SitsPosterior", "explanation_check", "reading_sd", "sits_unit"]

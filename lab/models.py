@@ -235,22 +235,56 @@ def twin_prediction(scene, act: g.Experiment, params: dict | None, key: str) -> 
         twin.close()
 
 
-def held_out_error(world: dict, act: g.Experiment, pred: float, key: str, label: str) -> dict:
+def twin_predictions(scene, act: g.Experiment, params: list[dict], key: str) -> np.ndarray:
+    """What one twin of `scene` predicts for `act`'s measurement `key` with each of `params`."""
+    from loopylab.lab.twin import Twin
+
+    twin = Twin(scene)
+    try:
+        return np.array([float(twin.predict(act.skill, act.args(), prm)[key]) for prm in params])
+    finally:
+        twin.close()
+
+
+def held_out_error(
+    world: dict, act: g.Experiment, pred: float, key: str, label: str, unit: float | None = None
+) -> dict:
     """An explanation check's figures: the hidden world runs the held-out `act` (`world["run"]`), and the prediction
-    made from the explanation alone is scored in sd of the measurement's noise (BoxingGym's communication measure)."""
+    made from the explanation alone is scored in `unit` (`prior_unit`: BoxingGym's standardisation), or where none
+    is given in sd of the measurement's noise at the outcome."""
     out: dict = {"explanation_pred": pred, label: None, "explanation_pred_error": None}
+    if unit is not None:
+        out["explanation_pred_unit"] = unit
     measured = world["run"](act)
     if measured is not None and key in measured:
         y = abs(float(measured[key]))
         out[label] = y
-        out["explanation_pred_error"] = abs(pred - y) / float(NoiseModel().sigma(key, np.array(y)))
+        sd = unit if unit is not None else float(NoiseModel().sigma(key, np.array(y)))
+        out["explanation_pred_error"] = abs(pred - y) / sd
     return out
+
+
+# draws of the models' prior per held-out prediction: a spread from n draws is off by ~1/sqrt(2n) (12 % at 32; on two
+# dev scenes 16 draws read the unit 15-30 % below 64), each a twin prediction (0.1-0.2 s)
+PRIOR_DRAWS = 32
+
+
+def prior_unit(scene, act: g.Experiment, prior: list[dict], key: str) -> float:
+    """The unit of an explanation's prediction error, as BoxingGym standardises it: the sd of the held-out
+    measurement under the prior (the models' prior draws `prior`, each through the twin the other agent holds, plus
+    the measurement's noise at their mean). An error of 1 is what a guess knowing nothing the explanation says makes
+    on average; a world whose outcome the explanation misses cannot read 50 (the noise-sd unit did: a 2 mm
+    bounce's sd is 1.6 mm)."""
+    preds = twin_predictions(scene, act, prior, key)
+    noise = float(NoiseModel().sigma(key, np.array(abs(float(np.mean(preds))))))
+    return float(math.sqrt(float(np.var(preds)) + noise**2))
 
 
 __all__ = [
     "ANISO_GAP",
     "FRICTION_MODELS",
     "PPC_LEVEL",
+    "PRIOR_DRAWS",
     "AnisotropicPosterior",
     "IsotropicPosterior",
     "ModelSet",
@@ -259,5 +293,7 @@ __all__ = [
     "held_out_error",
     "logmeanexp",
     "model_row",
+    "prior_unit",
     "twin_prediction",
+    "twin_predictions",
 ]

@@ -22,7 +22,18 @@ from loopylab.lab.beliefs import Answer, Measurement, Posterior, box_from_hypoth
 from loopylab.lab.design import Decision, DesignConfig
 from loopylab.lab.experiments import sliding_levels
 from loopylab.lab.forward import MEASURED, level_key
-from loopylab.lab.models import ModelSet, axis_of, held_out_error, logmeanexp, model_row, twin_prediction
+from loopylab.lab.models import (
+    ANISO_GAP,
+    FRICTION_BOX,
+    PRIOR_DRAWS,
+    ModelSet,
+    axis_of,
+    held_out_error,
+    logmeanexp,
+    model_row,
+    prior_unit,
+    twin_prediction,
+)
 from loopylab.lab.questions import subject_of
 from loopylab.world import notebook as g
 
@@ -236,7 +247,7 @@ def explanation_friction(conclusion: g.Conclusion, obj: str, direction: str) -> 
 def explanation_check(question: g.Question, notebook_text: str, world: dict) -> dict:
     """BoxingGym's communication measure on our worlds: another agent, holding a twin of the perceived scene and
     the conclusion's explanation alone, predicts a held-out strike (a speed the grid never offers); the hidden
-    world runs it. The error is standardised by a strike's measurement sd (NoiseModel: 4 mm and 10 %)."""
+    world runs it. The error's unit is the slide's sd under the prior (`models.prior_unit`, `slide_prior`)."""
     from loopylab.lab.investigation import grammar_scene
     from loopylab.lab.questions import held_out_strike
 
@@ -252,7 +263,28 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
     if mu is None:
         return out
     pred = twin_prediction(world["scene"], act, {question.object: {"friction": mu}}, "slide_m")
-    out.update(held_out_error(world, act, pred, "slide_m", "held_out_slide"))
+    prior = slide_prior(question.object, str(act.direction), int(world.get("seed", 0)))
+    unit = prior_unit(world["scene"], act, prior, "slide_m")
+    out.update(held_out_error(world, act, pred, "slide_m", "held_out_slide", unit))
+    return out
+
+
+def slide_prior(obj: str, direction: str, seed: int, n: int = PRIOR_DRAWS) -> list[dict]:
+    """Draws of what the explanation states, before any experiment: a model a half each, and the friction along
+    `direction` from its prior (isotropic: mu on the box; anisotropic: the x friction on the box, the ratio r as
+    `AnisotropicPosterior` draws it, the y friction on the box too)."""
+    rng = np.random.default_rng([seed, 0x5D1])
+    along_y = direction in ("+y", "-y")
+    lo, hi = np.log(ANISO_GAP)
+    out = []
+    while len(out) < n:
+        mu = float(rng.uniform(*FRICTION_BOX))
+        if len(out) % 2:  # anisotropic: r on either side of the gap, mu_y inside the box (rejection)
+            mu_y = mu * float(np.exp(rng.choice((-1.0, 1.0)) * rng.uniform(lo, hi)))
+            if not FRICTION_BOX[0] <= mu_y <= FRICTION_BOX[1]:
+                continue
+            mu = mu_y if along_y else mu
+        out.append({obj: {"friction": mu}})
     return out
 
 
@@ -280,4 +312,4 @@ SLIDES = kinds.register(
 )
 
 
-__all__ = ["SLIDES", "ModelPosterior", "true_model"]
+__all__ = ["SLIDES", "ModelPosterior", "slide_prior", "true_model"]

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 from loopylab.lab import kinds
-from loopylab.lab.beliefs import Measurement
-from loopylab.lab.bounces import HEIGHTS, BouncePosterior, explanation_check, true_model
+from loopylab.lab.beliefs import Measurement, NoiseModel
+from loopylab.lab.bounces import HEIGHTS, BouncePosterior, com_estimate, explanation_check, true_model
 from loopylab.lab.design import DesignConfig, choose
 from loopylab.lab.experiments import SMALL_ARMS, candidate_experiments
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
 from loopylab.lab.investigation import grammar_scene
 from loopylab.lab.twin import Twin
 from loopylab.world import notebook as g
-from loopylab.world.scene import scene_from_seed, with_structure
+from loopylab.world.scene import COM_SHARE, scene_from_seed, with_structure
 
 TRUE = {"friction": 0.6, "mass": 0.25, "restitution": 0.55}  # sticky: 0.55 at 1 m/s
 STICKY = 0.5
@@ -133,7 +133,8 @@ def test_another_agent_predicts_a_held_out_drop_from_the_explanation_alone(world
     wrong = check("model red_block elastic 0.95; restitution red_block 0.55 0.05")
     assert right["held_out"] == wrong["held_out"] and right["held_out"].startswith("drop red_block")
     assert float(right["held_out"].split()[-1]) not in HEIGHTS
-    assert right["explanation_pred_error"] < 1.5 < wrong["explanation_pred_error"]
+    # in units of the bounce's spread under the prior (BoxingGym's): the right law leaves little of it
+    assert right["explanation_pred_error"] < 0.3 < 1.0 < wrong["explanation_pred_error"]
     none = check("none of my hypotheses explains red_block")
     assert none["explanation_pred_error"] is None
 
@@ -164,3 +165,64 @@ def test_a_bounce_read_at_a_noisy_centre_of_mass_refutes_no_model():
             )
         assert not post.sets["red_block"].rejected
         assert post.answer(0.9).conclusion.answers[0].model == "elastic"
+
+
+def test_a_com_reading_is_taken_as_the_worlds_prior_says():
+    size, sd = 0.035, 0.0025
+    a = COM_SHARE * size
+    est = com_estimate((0.001, 0.011, 0.004), size, sd)
+    assert 0.0 < est[0] < 0.001  # a noisy reading is pulled toward the centre
+    assert a * 0.5 < est[1] < a  # one past the box (15 % of the size) is pulled inside it
+    assert 0.0 < est[2] < a * 0.5  # z's box is half as wide
+    assert com_estimate((0.0, 0.0), size, sd) == (0.0, 0.0)
+    # a precise reading (a heavy block) is taken nearly as it is
+    assert abs(com_estimate((0.003, 0.0), size, 1e-4)[0] - 0.003) < 1e-4
+
+
+def test_the_conclusion_states_the_centre_of_mass_its_tables_were_read_at(world):
+    post = kinds.make_posterior(Q, world[2], None, 1000, None, 0)
+    size = world[0].object("red_block").size
+    first = Measurement(DROPS[0.10], {"bounce_m": 0.03}, {}, com=(0.002, -0.012))
+    post.update(first)
+    post.update(Measurement(DROPS[0.28], {"bounce_m": 0.06}, {}, com=(-0.004, 0.003)))
+    com = [a for a in post.answer(0.9).conclusion.answers if isinstance(a, g.ComOffset)]
+    assert len(com) == 1 and com[0].object == "red_block"
+    want = com_estimate((0.002, -0.012), size, post._reading_sd("red_block"))
+    assert (com[0].x, com[0].y) == pytest.approx((want[0] * 1000, want[1] * 1000), abs=0.051)  # the first drop's
+    assert abs(com[0].y) <= COM_SHARE * size * 1000 + 0.05 and com[0].x_spread > 0
+    text = g.render([Q, post.answer(0.9).conclusion])
+    assert g.parse(text)[-1].body == post.answer(0.9).conclusion  # the grammar carries it
+
+
+def test_the_other_agents_twin_takes_the_stated_centre_of_mass(world):
+    perceived, twins, _ = world
+    size = perceived.object("red_block").size
+    off = (COM_SHARE * size, -0.5 * COM_SHARE * size, 0.0)
+    hidden = {"scene": perceived, "seed": 11}
+    hidden["run"] = lambda act: twins["sticky"].predict(
+        act.skill, act.args(), {"red_block": {**TRUE, "com_offset": off}}
+    )
+    law = "model red_block sticky 0.95; restitution red_block 0.55 0.05; stickiness red_block 0.50 0.10"
+    mm = f"com red_block x {off[0] * 1000:.1f} 0.5 y {off[1] * 1000:.1f} 0.5 mm"
+
+    def check(conclusion: str) -> dict:
+        return explanation_check(Q, g.render([Q, g.parse_body("conclusion", conclusion)]), hidden)
+
+    with_com, without = check(f"{law}; {mm}"), check(law)
+    assert with_com["explanation_pred"] != without["explanation_pred"]  # the twin dropped it off-centre
+    assert with_com["explanation_pred_error"] < 0.3  # the right law at the right centre of mass
+    assert with_com["explanation_pred_unit"] == without["explanation_pred_unit"]  # the prior's: the same
+
+
+def test_a_wrong_explanation_errs_by_a_few_prior_spreads_not_fifty_noise_sds(world):
+    perceived, twins, _ = world
+    dead = {**TRUE, "restitution": 0.1}  # the prior's low end against its top (0.80): a bounce of a few mm
+    hidden = {"scene": perceived, "seed": 11}
+    hidden["run"] = lambda act: twins["elastic"].predict(act.skill, act.args(), {"red_block": dead})
+    text = g.render([Q, g.parse_body("conclusion", "model red_block elastic 0.95; restitution red_block 0.80 0.05")])
+    row = explanation_check(Q, text, hidden)
+    noise_sds = abs(row["explanation_pred"] - row["held_out_bounce"]) / float(
+        NoiseModel().sigma("bounce_m", np.array(row["held_out_bounce"]))
+    )
+    assert noise_sds > 20  # the old unit
+    assert 1.0 < row["explanation_pred_error"] < 6.0  # the prior's two ends apart: 5.2

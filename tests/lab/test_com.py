@@ -17,9 +17,11 @@ from loopylab.lab.agents import prior_hypothesis
 from loopylab.lab.beliefs import Measurement
 from loopylab.lab.com import (
     COM_SHARE,
+    READ_SD,
     ComPosterior,
     SitsPosterior,
     reading_sd,
+    sits_unit,
     stated_offset,
     true_model,
 )
@@ -211,3 +213,13 @@ def test_grading_a_com_answer_per_axis():
     assert grade(COM_Q, right, truth).success and math.isclose(grade(COM_Q, right, truth).error, 0.002)
     assert not grade(COM_Q, wrong, truth).success
     assert not grade(COM_Q, g.Conclusion((g.ModelProb("red_block", "centred", 0.9),)), truth).success
+
+
+def test_the_sits_error_unit_is_a_readings_spread_under_the_prior():
+    # BoxingGym's standardisation: the rms distance of a held-out reading from the prior's mean reading, so an
+    # explanation that says nothing errs by about 1 and one that is far off by a few, never by tens
+    for size in (0.03, 0.05, 0.07):
+        unit = sits_unit(size)
+        assert unit > math.sqrt(2) * READ_SD  # more than a reading's noise alone: the offsets' spread too
+        assert unit < math.hypot(COM_OFF_SHARE[1] * size, math.sqrt(2) * READ_SD)  # less than the farthest offset
+    assert sits_unit(0.07) > sits_unit(0.03)
