@@ -22,6 +22,9 @@ from loopylab.world.joints import reorder
 log = logging.getLogger("loopylab.skills")
 
 FIRST_SCENE_WAIT_S = 2.0  # a freshly started bench's latched sim/scene may still be on its way to the first skill
+# the scene of a world a reset just built travels on another socket than the reset's reply; at load 100+ it has
+# come more than 10 s late (a skill failed with the world on its way), so the wait is sized for a busy machine
+WORLD_WAIT_S = 30.0
 BASE_FRAMES = ("", "base", "world")  # a wrench in any other frame is the wrist sensor's own (an FT300: "ft300")
 
 
@@ -77,10 +80,9 @@ class ArmSession:
         scene (a bench just started); later ones use the scene they have."""
         with self._scene_cond:
             if epoch_ns:
-                if not self._scene_cond.wait_for(lambda: self.epoch_ns >= epoch_ns, self.tick_timeout * 2):
-                    raise SkillFailed(
-                        f"no sim/scene of the requested world (epoch {epoch_ns}) within {self.tick_timeout * 2:.0f} s"
-                    )
+                wait = max(WORLD_WAIT_S, self.tick_timeout * 2)
+                if not self._scene_cond.wait_for(lambda: self.epoch_ns >= epoch_ns, wait):
+                    raise SkillFailed(f"no sim/scene of the requested world (epoch {epoch_ns}) within {wait:.0f} s")
             elif not self._first_scene_waited:
                 self._scene_cond.wait_for(lambda: self.scene is not None, FIRST_SCENE_WAIT_S)
             self._first_scene_waited = True
