@@ -150,10 +150,18 @@ def _param_quantity(post, obj: str, theta: np.ndarray):
 
 
 def _predict_quantity(post, obj: str, theta: np.ndarray):
+    """The held-out slide's mean per particle, and its scatter about that mean, which no experiment removes: the
+    measurement noise of the held-out strike (the variance of the Student-t the predictive draws). Experiments are
+    worth what they shrink of the outcome's spread, so the expert stops once the mean is known far better than the
+    outcome scatters (the slide's own noise holds most of its spread), where P(within the tolerance) may never
+    reach the confidence asked for: before, it chased the mean to the budget's end (as many experiments as random)."""
     q = post.question
     if obj != q.object:
         return np.zeros(len(theta)), 0.0, 1.0
-    return predict_biased(post.forward, q.action, theta)["slide_m"], 1.0, (q.tolerance / 4) ** 2
+    mean = predict_biased(post.forward, q.action, theta)["slide_m"]
+    nu = post.noise.dof
+    noise_var = post.noise.sigma("slide_m", mean) ** 2 * nu / (nu - 2)
+    return mean, 1.0, (q.tolerance / 4) ** 2, noise_var
 
 
 for _name in ("friction", "mass", "restitution"):
