@@ -19,7 +19,10 @@ from loopylab.world import notebook as g
 KINDS = ("friction", "mass", "restitution", "rank", "predict")  # the kinds the nanochat policy knows
 DEFAULT_TOLERANCE = {"friction": 0.05, "mass": 0.10, "restitution": 0.05, "rank": 0.0, "predict": 0.01}
 DEFAULT_CONFIDENCE = 0.9  # P(answer within tolerance) required before concluding
-PREDICT_SPEEDS = (0.35, 0.40, 0.50)  # held-out strike speeds (never in the experiment grid)
+# held-out strike speeds (never in the experiment grid). At 0.35-0.40 m/s most frictions slide a block 0.7-3 cm, so
+# the belief's answer is within the 1 cm tolerance after any first experiment (often before): `to_tolerance` is 1
+# for every agent there (dev 1000000-1000004: eig and random alike), and only the experiments used tell them apart
+PREDICT_SPEEDS = (0.35, 0.40, 0.50)
 PREDICT_SPEED_ALONG_X = 0.25  # ... along the arm's reach, where it cannot strike faster than 0.30
 
 
