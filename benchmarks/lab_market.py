@@ -7,7 +7,7 @@ the embedded chain's escrow, the twin replay plug-in). Then, in this order, simu
 
     forger   a script's recording: the honest run's joint commands, joint states that follow them perfectly with
              made-up efforts, the wrist as recorded, and a notebook that says the object weighs 40 % less
-    honest   `lab.fulfil` on its own sim bench with a gripper (the same object: the world's seed)
+    honest   `lab.fulfil` on its own sim bench with a gripper (the same object: the world's seed, sealed as the lab's)
     copier   the honest rig's files, re-signed by its own rig key
 
 and the lab collects (`lab collect`: approve what passed every check, take the observations in, flag outliers,
@@ -130,8 +130,9 @@ def one_world(seed: int, url: str, chain, relay, work: Path, budget: int, book: 
     from loopylab.lab.commands import run_investigation
     from loopylab.lab.fulfil import fulfil
     from loopylab.lab.rig_noise import RigNoise
+    from loopylab.sim.secret import SEALED
 
-    label = scene_from_seed(seed).objects[0].label
+    label = scene_from_seed(seed).objects[0].label  # the layout alone: the same in the sealed world
     question = f"estimate mass of {label} within 10% budget {budget}"
     key = work / "requester"
     new_key_file(key)
@@ -153,7 +154,10 @@ def one_world(seed: int, url: str, chain, relay, work: Path, budget: int, book: 
     request = ExperimentRequest.from_task_spec(req)
     kinds: dict[int, str] = {}
     honest_dir = work / "honest"
-    with sim_bench(seed=seed) as bench:
+    # the honest rig holds the very object the lab asked about: the sealed world of the seed, as `run_investigation`
+    # builds it (sim/secret.py); the public world of the seed is another object (its own mass), which the lab's
+    # review would rightly flag as an outlier
+    with sim_bench(seed=seed, world_secret=SEALED) as bench:
         scene = bench.reset(seed)
         fulfil(request, honest_dir, bench, scene)
     for kind, folder in (

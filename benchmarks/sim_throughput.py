@@ -41,6 +41,8 @@ from loopylab.world.scene import scene_from_seed
 QUICK = "--quick" in sys.argv
 REPS = 3 if QUICK else 5
 TICKS = 300 if QUICK else 1200
+# the public world of seed 0: this benchmark times the sim and the skills, grades nothing and hands no agent a world,
+# so the hidden properties' key does not matter (a sealed world runs as fast)
 SCENE = scene_from_seed(0)
 
 

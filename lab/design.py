@@ -55,13 +55,15 @@ class DesignConfig:
         return self.cost_per_s * self.duration_s.get(exp.skill, 3.0) + self.risk.get(exp.skill, 0.0)
 
 
-def quantity(post: Posterior, obj: str, theta: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """(phi per particle, weight of this object for the question, variance floor) for particles of `obj`
-    (the question kind's own, `loopylab.lab.kinds.QuestionKind.quantity`)."""
+def quantity(post: Posterior, obj: str, theta: np.ndarray) -> tuple[np.ndarray, float, float, np.ndarray | float]:
+    """(phi per particle, weight of this object for the question, variance floor, the variance no experiment
+    removes per particle) for particles of `obj` (the question kind's own, `loopylab.lab.kinds.QuestionKind.quantity`;
+    a kind that gives three has none of the last: 0)."""
     fn = kinds.of(post.question).quantity
     if fn is None:
         raise ValueError(f"question kind {post.question.kind!r} has no design quantity (its belief designs)")
-    return fn(post, obj, theta)
+    phi, weight, floor, *rest = fn(post, obj, theta)
+    return phi, weight, floor, (rest[0] if rest else 0.0)
 
 
 class _ObjectScorer:
@@ -72,8 +74,12 @@ class _ObjectScorer:
         op = post.objects[obj]
         self.post, self.cfg, self.rng, self.last_sigma = post, cfg, rng, last_sigma
         self.inner = op.theta[op.draw(cfg.n_inner)]
-        self.phi, self.weight, self.floor = quantity(post, obj, self.inner)
+        self.phi, self.weight, self.floor, self.aleatoric = quantity(post, obj, self.inner)
         self.var0 = max(float(np.var(self.phi)), self.floor)
+        # an outcome's own scatter (a predict question's held-out slide): the entropy of the outcome, not of its
+        # mean, is what an experiment can shrink, so a belief whose mean is known far better than the outcome
+        # scatters gains next to nothing (law of total variance: Var y = Var E[y | theta] + E Var[y | theta])
+        self.noise_var = float(np.mean(self.aleatoric))
         self.outer = rng.choice(len(self.inner), size=min(cfg.n_outer, len(self.inner)), replace=False)
         self.loglik: dict[tuple, np.ndarray] = {}
 
@@ -102,7 +108,9 @@ class _ObjectScorer:
         w /= w.sum(axis=1, keepdims=True)
         m1 = w @ self.phi
         var = np.maximum(w @ (self.phi**2) - m1**2, self.floor)
-        return max(self.weight * float(np.mean(0.5 * np.log(self.var0 / var))), 0.0)
+        var = var + (w @ self.aleatoric if np.ndim(self.aleatoric) else self.aleatoric)
+        ratio = (self.var0 + self.noise_var) / var
+        return max(self.weight * float(np.mean(0.5 * np.log(ratio))), 0.0)
 
 
 def _scorers(post, candidates, cfg, rng, last_sigma) -> dict[str, _ObjectScorer]:

@@ -57,7 +57,8 @@ class QuestionKind:
     make: Callable[[g.Scene, int, float, int | None], g.Question]  # (scene, seed, tolerance, budget) -> question
     answer_of: Callable[[g.Question, g.Conclusion], Any]  # the conclusion's answer to it (None: none)
     grade: Callable[[g.Question, Any, dict, float | None], Grade]  # (question, answer, truth, held-out outcome)
-    # experiment design's target: (posterior, object, particles) -> (phi per particle, weight, variance floor);
+    # experiment design's target: (posterior, object, particles) -> (phi per particle, weight, variance floor[,
+    # the outcome's variance about phi per particle, which no experiment removes: a predict question's noise]);
     # None for kinds whose belief designs its own experiments (a posterior with `choose`)
     quantity: Callable | None = None
     # (question, forward, hypothesis, n_particles, noise, seed) -> the belief; None: `beliefs.Posterior`

@@ -104,21 +104,25 @@ def run_one(
 ) -> dict:
     """One simulated world investigated by the policy and graded (what `loopylab policy sample` prints).
     `agent_seed`: the policy's and belief engine's own RNG seed (drawn when None, returned): never the world's
-    `seed`, from which `scene_from_seed` rebuilds every hidden property."""
+    `seed`. The world is the sealed one (its hidden properties keyed by the world builder's secret, sim/secret.py),
+    as `loopylab eval` builds it: a public world's seed rebuilds every hidden property, and a policy that found the
+    seed from the layout (lab/cheaters.py, `search`) would read the truth. The policy runs in this process (a
+    trusted demo, not an evaluation: `loopylab eval` runs agents in a process of their own, lab/sealed.py)."""
     import secrets
 
-    from loopylab.lab.bench import sim_bench
+    from loopylab.lab import kinds
     from loopylab.lab.evaluation import world_objects
     from loopylab.lab.forward import ForwardModel
     from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
     from loopylab.lab.notebook import console_sink
-    from loopylab.lab.questions import grade, make_question
+    from loopylab.lab.questions import make_question
     from loopylab.lab.twin import TwinPool
 
     agent_seed = secrets.randbits(32) if agent_seed is None else int(agent_seed)
     agent = NanochatAgent(seed=agent_seed, checkpoint=checkpoint, temperature=temperature, robot=robot)
-    with sim_bench(robot=robot) as bench:
-        scene = bench.reset(seed, world_objects(kind, seed))
+    n_obj, structure = world_objects(kind, seed), kinds.get(kind).structure
+    with sealed_bench(robot, seed, n_obj) as bench:
+        scene = bench.reset(seed, n_obj, structure=structure)
         question = make_question(kind, grammar_scene(scene), seed)
         twins = TwinPool(workers=1)
         try:
@@ -133,15 +137,7 @@ def run_one(
             )
         finally:
             getattr(twins, "close", lambda: None)()
-        outcome, held_out = None, question_kinds.of(question).needs_outcome
-        if held_out:  # graded on a held-out action run on the hidden world (a strike's slide, where a push stops)
-            bench.reset(seed, world_objects(kind, seed))
-            try:
-                outcome = question_kinds.held_out_outcome(question, bench.runner.execute, bench.oracle)
-            except RuntimeError:
-                outcome = None  # the action could not be run: no grade
-        truth = bench.oracle()
-    graded = grade(question, result.conclusion, truth, outcome) if (outcome is not None or not held_out) else None
+        graded = _grade(bench, question, result.conclusion, seed, n_obj, structure)
     return {
         "seed": seed,
         "agent_seed": agent_seed,
@@ -154,3 +150,28 @@ def run_one(
         "masked": agent.masked,
         "decision_s": agent.decision_s,
     }
+
+
+def sealed_bench(robot: str, seed: int, n_objects: int | None = None):
+    """The simulated bench of the world of `seed` as `loopylab eval` builds it: sealed (the world builder's secret
+    keys its hidden properties, sim/secret.py), so that the seed rebuilds its layout and nothing it hides."""
+    from loopylab.lab.bench import sim_bench
+    from loopylab.sim.secret import SEALED
+
+    return sim_bench(robot=robot, seed=seed, n_objects=n_objects, world_secret=SEALED)
+
+
+def _grade(bench, question, conclusion, seed: int, n_obj: int | None, structure: str | None):
+    """The conclusion's grade on the bench's hidden world (a needs_outcome kind: by its held-out action run on the
+    world reset for it); None where that action failed, so the run cannot be graded."""
+    from loopylab.lab import kinds
+    from loopylab.lab.questions import grade
+
+    outcome = None
+    if kinds.of(question).needs_outcome:
+        bench.reset(seed, n_obj, structure=structure)
+        try:
+            outcome = kinds.held_out_outcome(question, bench.runner.execute, bench.oracle)
+        except RuntimeError:
+            return None
+    return grade(question, conclusion, bench.oracle(), outcome)

@@ -35,7 +35,14 @@ def _cross(a, b) -> np.ndarray:
 
 
 class ArmSim:
-    def __init__(self, world: World, position_gain: float = 0.3, ft_noise: FTNoiseSpec | None = FT300):
+    def __init__(
+        self,
+        world: World,
+        position_gain: float = 0.3,
+        ft_noise: FTNoiseSpec | None = FT300,
+        secret: bytes | str | None = None,
+    ):
+        """`secret`: the world builder's (sim/secret.py), which keys the wrist sensor's noise; None: the seed's."""
         if world.robot is None:
             raise ValueError("ArmSim needs a world with a robot")
         self.w, self.r, self.c = world, world.robot, world.cid
@@ -64,7 +71,7 @@ class ArmSim:
         self._hand_set = set(self.r.hand_links)
         self._steps_since = 1
         self._wrench = None
-        self.ft_noise = FTNoise(ft_noise, world_stream(world.spec)) if ft_noise is not None else None
+        self.ft_noise = FTNoise(ft_noise, world_stream(world.spec, secret)) if ft_noise is not None else None
 
     # -- commands ----------------------------------------------------------------
     @property

@@ -8,7 +8,9 @@ no zero drift: the zero here wanders as an Ornstein-Uhlenbeck process with half 
 30 s correlation time (an assumption, stated as such): a reading less its baseline taken seconds before
 keeps a few hundredths of a newton of it, which averaging more samples cannot remove.
 
-Seeded per world, so that the same world and the same commands read the same numbers.
+Seeded per world, so that the same world and the same commands read the same numbers; in a sealed world (the
+world builder holds a secret: sim/secret.py) the stream is keyed through that secret, so that whoever knows the
+seed can predict the noise no more than the hidden properties.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from loopylab.world.scene import keyed_rng
 
 DATASHEET_HZ = 100.0
 
@@ -36,13 +40,22 @@ class FTNoiseSpec:
 FT300 = FTNoiseSpec()
 
 
-def world_stream(spec) -> np.random.Generator:
-    """The sensor's random stream of a world: keyed by its seed, or by its whole spec where it has none."""
+def sensor_stream(spec, name: str, code: int, secret: bytes | str | None = None) -> np.random.Generator:
+    """A sensor's random stream of a world (`name`, and `code` for the public worlds' stream): keyed through the
+    world builder's `secret` where it holds one (world/scene.keyed_rng: nobody else can reproduce the noise), else by
+    the world's seed, or by its whole spec where it has none."""
     key = spec.seed
     if key is None:
         digest = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True, default=str).encode()).digest()
         key = int.from_bytes(digest[:8], "little")
-    return np.random.default_rng([int(key), 0xF7])
+    if secret:
+        return keyed_rng(secret, int(key), f"sensor/{name}")
+    return np.random.default_rng([int(key), code])
+
+
+def world_stream(spec, secret: bytes | str | None = None) -> np.random.Generator:
+    """The wrist sensor's random stream of a world (see `sensor_stream`)."""
+    return sensor_stream(spec, "ft", 0xF7, secret)
 
 
 class FTNoise:

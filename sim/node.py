@@ -37,7 +37,7 @@ from loopylab.bus import (
 )
 from loopylab.sim.arm import ArmSim
 from loopylab.sim.cameras import gpu_present, render, use_egl
-from loopylab.sim.ft_noise import FT300
+from loopylab.sim.ft_noise import FT300, sensor_stream
 from loopylab.sim.secret import resolve as resolve_secret
 from loopylab.sim.world import World
 from loopylab.world.joints import JointMismatch, reorder
@@ -107,10 +107,10 @@ class SimArm:
     def _build(self, scene: SceneSpec) -> None:
         self.scene = scene
         self.world = World(scene)
-        self.arm = ArmSim(self.world, ft_noise=FT300 if self.ft_noise else None)
+        self.arm = ArmSim(self.world, ft_noise=FT300 if self.ft_noise else None, secret=self._secret)
         self.steps_per_tick = max(1, round(1.0 / (self.control_hz * scene.dt)))
         self.names = list(self.world.robot.spec.arm_joints)
-        self._rng = np.random.default_rng([scene.seed or 0, 7])
+        self._rng = sensor_stream(scene, "mocap", 7, self._secret)  # mocap noise: as the wrist sensor's
         self._next_render = {c.name: 0.0 for c in scene.cameras}
         self._renderer = p.ER_TINY_RENDERER
         if self.cameras_on and (self.renderer_name == "egl" or (self.renderer_name == "auto" and gpu_present())):
@@ -148,7 +148,7 @@ class SimArm:
                 scene = with_structure(scene, str(req["structure"]), secret=self._secret)
         fresh = SimArm.__new__(SimArm)  # build the new world aside: the old one keeps ticking meanwhile
         fresh.control_hz, fresh.cameras_on, fresh.renderer_name = self.control_hz, self.cameras_on, self.renderer_name
-        fresh.ft_noise = self.ft_noise
+        fresh.ft_noise, fresh._secret = self.ft_noise, self._secret
         fresh._build(scene)
         with self._lock:
             old = self.world

@@ -102,3 +102,38 @@ def test_the_arm_reads_its_wrench_through_the_sensor(world):
     assert np.std(reads[:, 2]) == pytest.approx(0.1 * math.sqrt(1.2), rel=0.15)  # 120 Hz samples
     assert abs(np.mean(reads[:, 2]) - true_f[2]) < 5 * FT300.drift_ratio * 0.1
     assert np.allclose(reads[:, 2] / 0.01, np.round(reads[:, 2] / 0.01))
+
+
+def test_a_sealed_worlds_sensor_noise_is_keyed_by_the_builders_secret(world):
+    """Whoever knows the seed rebuilds the public world's noise stream, not a sealed world's: there the wrist
+    sensor's zero (and every sample after it) comes from the builder's secret, the same for the same secret."""
+    public = FTNoise(FT300, world_stream(world.spec)).bias
+    assert ArmSim(world).ft_noise.bias.tolist() == public.tolist()
+    sealed = ArmSim(world, secret="the builders own").ft_noise.bias
+    assert sealed.tolist() != public.tolist()
+    assert ArmSim(world, secret="the builders own").ft_noise.bias.tolist() == sealed.tolist()
+    assert ArmSim(world, secret="another").ft_noise.bias.tolist() != sealed.tolist()
+
+
+def test_a_sealed_sim_nodes_mocap_noise_is_keyed_by_the_secret_too():
+    """The sim node's mocap noise: the seed's stream in a public world, the secret's in a sealed one (and after a
+    reset, which builds the new world with the same secret)."""
+    import uuid
+
+    from loopylab.bus import Node
+    from loopylab.sim.node import run_sim_arm
+
+    def first_noise(world_secret):
+        node = Node("sim_arm", f"inproc://{uuid.uuid4().hex}")
+        sim = run_sim_arm(node, seed=5, n_objects=1, cameras=False, world_secret=world_secret)
+        try:
+            draws = [sim._rng.normal(size=3).tolist()]
+            sim._on_reset({"seed": 5, "n_objects": 1})
+            return draws + [sim._rng.normal(size=3).tolist()]
+        finally:
+            sim.close()
+
+    seed_stream = np.random.default_rng([5, 7]).normal(size=3).tolist()
+    public, sealed = first_noise(None), first_noise("the builders own")
+    assert public == [seed_stream, seed_stream]
+    assert sealed[0] != seed_stream and sealed[1] == sealed[0]
