@@ -19,6 +19,7 @@ the refusal is recorded in the evaluator's process (`loopylab.bus.access.refusal
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import subprocess
@@ -36,6 +37,8 @@ from loopylab.lab.notebook import Notebook
 from loopylab.sim.secret import AGENT_FLAG
 from loopylab.sim.secret import ENV as WORLD_SECRET_ENV
 from loopylab.world import notebook as g
+
+log = logging.getLogger("loopylab.sealed")
 
 AGENT_TIMEOUT_S = 1800.0  # one investigation, at most (a stuck agent must not hold a worker forever)
 
@@ -438,7 +441,27 @@ def _plain(x: Any) -> Any:
     return None if x is None else float(x)
 
 
+ORPHAN_CHECK_S = 1.0
+
+
+def exit_when_orphaned(interval: float = ORPHAN_CHECK_S) -> threading.Thread:
+    """Exit this process once its parent (the evaluator) is gone: an agent mid-investigation would otherwise go on
+    calling a gateway that died with it (four such agents outlived a killed lab_eval by 17 minutes)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        log.warning("the evaluator (pid %d) is gone: the agent stops", parent)
+        os._exit(3)
+
+    t = threading.Thread(target=watch, name="orphan-watch", daemon=True)
+    t.start()
+    return t
+
+
 def main() -> int:
+    exit_when_orphaned()
     out = os.fdopen(os.dup(1), "w")  # the report's channel; everything else the agent prints goes to stderr
     os.dup2(2, 1)
     import loopylab.lab.investigation  # noqa: F401  (imported while the evaluator starts the bench)
