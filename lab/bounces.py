@@ -40,6 +40,7 @@ from loopylab.lab.models import (
     PPC_LEVEL,
     PRIOR_DRAWS,
     TEXT_KEY,
+    ExtraColumnPosterior,
     ModelSet,
     held_out_error,
     model_row,
@@ -70,8 +71,10 @@ class ElasticPosterior(ObjectPosterior):
         return np.exp(self.theta[:, 2])
 
 
-class StickyPosterior(ObjectPosterior):
+class StickyPosterior(ExtraColumnPosterior):
     """Particles of the sticky model: the elastic columns with log e the restitution at 1 m/s, then k."""
+
+    EXTRA_JITTER = 0.002 * (STICKY_PRIOR[1] - STICKY_PRIOR[0])
 
     def __init__(self, name, box, forward, noise, n, rng, draw_rng=None):
         box = np.array(box, float)  # e0 in the hypothesis's range and the sticky worlds' (where they meet)
@@ -92,15 +95,6 @@ class StickyPosterior(ObjectPosterior):
         if exp.skill == "drop" and exp.height is not None:
             out[:, 2] = np.clip(out[:, 2] - theta[:, -1] * math.log(impact_speed(exp.height) / V_REF), *LOG_E)
         return out
-
-    def loglik(self, m: Measurement, theta: np.ndarray) -> np.ndarray:
-        return super().loglik(m, self.effective(m.experiment, theta))
-
-    def predict(self, exp: g.Experiment, theta: np.ndarray) -> dict[str, np.ndarray]:
-        return predict_biased(self.forward, exp, self.effective(exp, theta))
-
-    def jitter(self) -> np.ndarray:
-        return np.append(super().jitter(), 0.002 * (STICKY_PRIOR[1] - STICKY_PRIOR[0]))
 
     def restitution(self, height: float | None = None) -> np.ndarray:
         """Each particle's restitution at 1 m/s, or of a drop from `height`."""

@@ -46,8 +46,29 @@ def axis_of(exp: g.Experiment) -> float:
     return 0.5 if exp.skill == "drop" else 0.0
 
 
-class AnisotropicPosterior(ObjectPosterior):
+class ExtraColumnPosterior(ObjectPosterior):
+    """A model with one parameter past the default columns (the last one): its particles reach the twin's tables
+    through `effective`, the default columns that parameter makes of them for an experiment."""
+
+    EXTRA_JITTER = 0.0  # the extra column's rejuvenation step
+
+    def effective(self, exp: g.Experiment, theta: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def loglik(self, m: Measurement, theta: np.ndarray) -> np.ndarray:
+        return super().loglik(m, self.effective(m.experiment, theta))
+
+    def predict(self, exp: g.Experiment, theta: np.ndarray) -> dict[str, np.ndarray]:
+        return predict_biased(self.forward, exp, self.effective(exp, theta))
+
+    def jitter(self) -> np.ndarray:
+        return np.append(super().jitter(), self.EXTRA_JITTER)
+
+
+class AnisotropicPosterior(ExtraColumnPosterior):
     """Particles of the anisotropic model: the isotropic columns with log mu the friction along x, then log r."""
+
+    EXTRA_JITTER = 0.002 * math.log(ANISO_GAP[1] / ANISO_GAP[0])
 
     def __init__(self, name, box, forward, noise, n, rng, draw_rng=None):
         super().__init__(name, box, forward, noise, n, rng, draw_rng)
@@ -78,15 +99,6 @@ class AnisotropicPosterior(ObjectPosterior):
         out = theta[:, :-1].copy()
         out[:, 0] += axis_of(exp) * theta[:, -1]
         return out
-
-    def loglik(self, m: Measurement, theta: np.ndarray) -> np.ndarray:
-        return super().loglik(m, self.effective(m.experiment, theta))
-
-    def predict(self, exp: g.Experiment, theta: np.ndarray) -> dict[str, np.ndarray]:
-        return predict_biased(self.forward, exp, self.effective(exp, theta))
-
-    def jitter(self) -> np.ndarray:
-        return np.append(super().jitter(), 0.002 * math.log(ANISO_GAP[1] / ANISO_GAP[0]))
 
     def friction_xy(self) -> tuple[np.ndarray, np.ndarray]:
         return np.exp(self.theta[:, 0]), np.exp(self.theta[:, 0] + self.theta[:, -1])

@@ -187,7 +187,7 @@ def test_bus_and_the_environment_come_before_the_registry(runtime, inproc_url, m
 
 
 def test_several_running_graphs_are_listed_and_bus_asked_for(runtime):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     try:
         _entry(runtime, "sim_bench", "ipc://sim_bench", os.getpid())
         _entry(runtime, "koch", "ipc://koch", sleeper.pid)

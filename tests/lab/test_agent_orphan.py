@@ -13,12 +13,12 @@ from tests.waiting import wait_until
 # The evaluator stand-in starts the agent as lab/sealed.py does, tells its pid, and waits to be killed. The agent's
 # stdin is a pipe whose write end this test holds, so the agent never sees end-of-input: only the watch can end it.
 EVALUATOR = """
-import os, subprocess, sys, time
+import os, signal, subprocess, sys
 rfd = int(sys.argv[1])
 child = subprocess.Popen([sys.executable, "-m", "loopylab.lab.sealed"], stdin=rfd, stdout=subprocess.DEVNULL,
                          start_new_session=True, pass_fds=(rfd,))
 print(child.pid, flush=True)
-time.sleep(600)
+signal.pause()  # until the test kills it
 """
 
 
