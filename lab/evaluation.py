@@ -114,7 +114,54 @@ def parse_kinds(text: str) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 # one world (runs inside a worker process: the grader's)
 
-WORLDS_PER_WORKER = 1  # worlds a worker process runs before it is replaced (see _run_pool)
+# Worlds a worker process runs, on one bench, before it is replaced (see _run_pool). A world's start-up
+# (spawning the worker, its imports, the bench's nodes, the robot's meshes for sim, gate and skills) cost
+# ~4 CPU-s a world when each world had its own (dev mass/sits, lead, load ~20); a reset builds a fresh
+# PyBullet world, so the bench carries nothing of one world into the next but its running nodes.
+WORLDS_PER_WORKER = 8
+
+_worker_benches: dict[str, object] = {}  # robot -> this process's bench, reused world after world
+_bench_worlds: dict[str, int] = {}  # robot -> worlds its current bench has run
+
+
+def _worker_bench(robot: str):
+    """This process's sealed sim bench of `robot`, started on first use and closed when the process exits."""
+    import atexit
+
+    from loopylab.lab.bench import sim_bench
+    from loopylab.sim.secret import SEALED
+
+    bench = _worker_benches.get(robot)
+    if bench is None:
+        bench = _worker_benches[robot] = sim_bench(robot=robot, seed=0, world_secret=SEALED)
+        atexit.register(close_worker_benches, robot)
+    return bench
+
+
+def run_world_reusing_bench(task: WorldTask) -> dict:
+    """`run_world` on this process's bench (`_worker_bench`). A world that crashed takes its bench with it: the
+    next world starts a fresh one rather than inherit whatever broke."""
+    try:
+        bench = _worker_bench(task.robot)
+    except Exception as e:
+        return _crashed(task, f"the bench did not start: {type(e).__name__}: {e}")
+    row = run_world(task, bench=bench)
+    row["bench_world"] = _bench_worlds[task.robot] = _bench_worlds.get(task.robot, 0) + 1  # 1: a fresh bench
+    if row["crashed"]:
+        close_worker_benches(task.robot)
+    return row
+
+
+def close_worker_benches(robot: str | None = None) -> None:
+    """Close this process's bench of `robot` (every robot's if None): an idle bench still ticks."""
+    for r in [robot] if robot is not None else list(_worker_benches):
+        bench = _worker_benches.pop(r, None)
+        _bench_worlds.pop(r, None)
+        if bench is not None:
+            try:
+                bench.close()
+            except Exception as e:  # closing must not turn a graded world into a crash
+                log.warning("closing the %s bench: %s", r, e)
 
 
 def _error(question: g.Question, answer, truth: dict, outcome: float | None) -> float:
@@ -317,12 +364,16 @@ def run_eval(
 
 
 def _run_pool(tasks: list[WorldTask], cfg: EvalConfig, attempts: int = 3) -> Iterable[dict]:
-    if cfg.workers <= 1:
-        for t in tasks:
-            yield run_world(t)
+    if cfg.workers <= 1:  # in this process: its bench lives as long as the run
+        try:
+            for t in tasks:
+                yield run_world_reusing_bench(t)
+        finally:
+            close_worker_benches()
         return
-    # One world per worker process: benches started and closed one after another in a process leak
-    # memory. A worker killed by a native crash (a libzmq assertion inside the bus, seen under heavy
+    # A worker runs WORLDS_PER_WORKER worlds on one bench, then a fresh process takes over: benches started
+    # and closed one after another in a process leak memory, one bench reset many times does not (see
+    # tests/lab/test_evaluation.py). A worker killed by a native crash (a libzmq assertion inside the bus, seen under heavy
     # load) breaks the pool: its worlds are not failures of the agent, so they run again in a new pool
     # (seeded worlds are deterministic), up to `attempts` times.
     todo = [(t, 1) for t in reversed(tasks)]  # a stack: pop() takes them in order
@@ -336,7 +387,7 @@ def _run_pool(tasks: list[WorldTask], cfg: EvalConfig, attempts: int = 3) -> Ite
             while (todo or flying) and not broken:
                 while todo and len(flying) < cfg.workers:
                     t, n = todo.pop()
-                    flying[pool.submit(run_world, t)] = (t, n)
+                    flying[pool.submit(run_world_reusing_bench, t)] = (t, n)
                 done, _ = wait(flying, return_when=FIRST_COMPLETED)
                 for f in done:
                     t, n = flying.pop(f)
@@ -378,7 +429,7 @@ def _run_ray(tasks: list[WorldTask], cfg: EvalConfig) -> Iterable[dict]:
             ray.init(address=cfg.ray, log_to_driver=False)
         started = True
     try:
-        remote = ray.remote(num_cpus=1, max_calls=WORLDS_PER_WORKER)(run_world)
+        remote = ray.remote(num_cpus=1, max_calls=WORLDS_PER_WORKER)(run_world_reusing_bench)
         pending = [remote.remote(t) for t in tasks]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
