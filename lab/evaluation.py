@@ -372,8 +372,8 @@ def _run_pool(tasks: list[WorldTask], cfg: EvalConfig, attempts: int = 3) -> Ite
             close_worker_benches()
         return
     # A worker runs WORLDS_PER_WORKER worlds on one bench, then a fresh process takes over: benches started
-    # and closed one after another in a process leak memory, one bench reset many times does not (see
-    # tests/lab/test_evaluation.py). A worker killed by a native crash (a libzmq assertion inside the bus, seen under heavy
+    # and closed one after another in a process leak memory, one bench reset many times does not (its RSS
+    # stayed at ~500 MB over 16 resets, lead, dev 1000000-15). A worker killed by a native crash (a libzmq assertion inside the bus, seen under heavy
     # load) breaks the pool: its worlds are not failures of the agent, so they run again in a new pool
     # (seeded worlds are deterministic), up to `attempts` times.
     todo = [(t, 1) for t in reversed(tasks)]  # a stack: pop() takes them in order
