@@ -282,7 +282,9 @@ class LabGateway:
         self._cv = threading.Condition()
         self._relayer = threading.Thread(target=self._relay_latest, name="bench_gateway:poses", daemon=True)
         self._relayer.start()
-        self._sub = bench.node.subscribe("perception/objects", ObjectPoses, callback=self._keep, raw=True, mode="latest")
+        self._sub = bench.node.subscribe(
+            "perception/objects", ObjectPoses, callback=self._keep, raw=True, mode="latest"
+        )
 
     POSES_HZ = 30.0  # the lab reads where objects are after each experiment: no need for the sim's full rate
 
