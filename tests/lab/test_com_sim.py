@@ -1,7 +1,6 @@
 """The centre-of-mass kinds on the simulated bench: the sealed evaluation of a seeded world (the wrist F/T sensor
 with its datasheet noise reads the offset while a drop holds the block), graded on the hidden world; and
-`loopylab run` asking where the centre of mass is. All on the module's one sealed bench (`served_bench`), reset to
-each world as `loopylab eval` and `run` reset theirs: a bench per world cost a start-up each and nothing more."""
+`loopylab run` asking where the centre of mass is."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from loopylab.lab.evaluation import WorldTask, run_world
+from loopylab.lab.evaluation import EvalConfig, run_eval
 from loopylab.world import notebook as g
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +24,10 @@ OFFSET_SEED = 23  # a 0.16 kg block whose com_model world puts its centre of mas
 
 
 @pytest.fixture(scope="module")
-def rows(served_bench):
-    """The worlds of the train split above, sealed as `loopylab eval` runs them (run_eval's run_world: the agent in
-    its own process, through a gateway of its own), on the module's bench."""
-    tasks = [WorldTask("eig", "com", SEED), WorldTask("eig", "sits", SEED), WorldTask("eig", "sits", OFFSET_SEED)]
-    out = [run_world(t, bench=served_bench.bench) for t in tasks]
+def rows():
+    """The worlds of the train split above, sealed as `loopylab eval` runs them."""
+    out = run_eval(EvalConfig(agents=["eig"], kinds=["com", "sits"], seeds=[SEED], workers=1))
+    out += run_eval(EvalConfig(agents=["eig"], kinds=["sits"], seeds=[OFFSET_SEED], workers=1))
     return {(r["kind"], r["seed"]): r for r in out}
 
 
@@ -65,11 +63,10 @@ def test_the_expert_finds_an_offset_centre_of_mass_and_states_it(rows):
     assert offset.x < 0 and offset.y < 0  # both signs right: (-13.7, -7.1) mm
 
 
-def test_loopylab_run_answers_where_the_centre_of_mass_is(tmp_path, served_bench):
+def test_loopylab_run_answers_where_the_centre_of_mass_is(tmp_path):
     out = tmp_path / "report"
     q = "where is the centre of mass of red_block within 3.0 mm budget 2"  # two drops at most: the CLI is the point
     cmd = [sys.executable, "-m", "loopylab.lab.cli", "run", "-q", q, "--seed", str(SEED), "--out", str(out), "--quiet"]
-    cmd += served_bench.cli_args()  # (a run that starts its own bench: tests/e2e/test_demo.py, test_rank.py)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
