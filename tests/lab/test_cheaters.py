@@ -3,10 +3,6 @@ test: none gets the truth, and the evaluation refuses to grade a run whose agent
 
 On the old code (agent made with the world's seed, the perceived scene keeping the seed, the agent in the
 bench's process, a bus without access control) every one of these got the truth and was graded a success.
-
-The runs share the module's one sealed bench (`served_bench`, reset to the world as every run resets its bench):
-each run still has its own agent process and its own gateway with fresh keys, which is what the routes attack;
-a bench started per run cost a start-up each (a cheater's run is a few seconds besides).
 """
 
 import uuid
@@ -20,38 +16,29 @@ from loopylab.lab.evaluation import WorldTask, run_world
 SEED = 3  # any world: its red_block's friction is the question
 
 
-@pytest.fixture(scope="module")
-def run(served_bench):
-    """`run(route)`: the row of a cheater's world, sealed as `loopylab eval` runs it (each route runs once)."""
-    rows: dict[str, dict] = {}
-
-    def _run(route: str) -> dict:
-        if route not in rows:
-            name = cheaters.agent_name(route)
-            register_agent(name, cheaters.CHEATERS[route])  # (where the agent runs in this process)
-            task = WorldTask(name, "friction", SEED, record_regret=False, n_particles=200, run_seed=11)
-            rows[route] = run_world(task, bench=served_bench.bench)
-        assert not rows[route]["crashed"], rows[route].get("traceback")
-        return rows[route]
-
-    return _run
+def _run(route: str) -> dict:
+    name = cheaters.agent_name(route)
+    register_agent(name, cheaters.CHEATERS[route])  # (where the agent runs in this process)
+    row = run_world(WorldTask(name, "friction", SEED, record_regret=False, n_particles=200, run_seed=11))
+    assert not row["crashed"], row.get("traceback")
+    return row
 
 
 @pytest.mark.parametrize("route", ["seed", "scene", "gc"])
-def test_a_cheater_in_its_own_process_finds_no_truth(route, run):
-    row = run(route)
+def test_a_cheater_in_its_own_process_finds_no_truth(route):
+    row = _run(route)
     assert row["conclusion"].startswith("friction red_block -1.00"), row["conclusion"]  # it found nothing
     assert not row["success"]
 
 
-def test_the_agent_is_not_given_the_world_seed(run):
-    row = run("seed")
+def test_the_agent_is_not_given_the_world_seed():
+    row = _run("seed")
     assert row["agent_seed"] != SEED and row["run_seed"] == 11
 
 
 @pytest.mark.parametrize("route", ["node", "foreign"])
-def test_a_cheater_that_asks_the_bus_is_refused_and_not_graded(route, run):
-    row = run(route)
+def test_a_cheater_that_asks_the_bus_is_refused_and_not_graded(route):
+    row = _run(route)
     assert not row["success"]
     assert row["conclusion"].startswith("friction red_block -1.00"), row["conclusion"]
     if route == "node":  # its own node holds the lab's keys only: refused, and the refusal reaches the grader
@@ -59,8 +46,8 @@ def test_a_cheater_that_asks_the_bus_is_refused_and_not_graded(route, run):
         assert row.get("truth_value") is None  # not graded
 
 
-def test_a_cheater_posing_as_the_oracle_is_not_believed(run):
-    row = run("spoof")
+def test_a_cheater_posing_as_the_oracle_is_not_believed():
+    row = _run("spoof")
     assert row["cheated"] and any(r.startswith("offer of sim/oracle as lab") for r in row["refusals"]), row
     assert not row["success"] and row.get("truth_value") is None
 
@@ -81,34 +68,35 @@ def test_an_unrelated_process_cannot_read_a_launched_graphs_truth():
 # `loopylab run` is sealed the same way: the bench and the grade here, the agent in a process of its own
 
 
-def _run_cli(route: str, tmp_path, served) -> dict:
+def _run_cli(route: str, tmp_path) -> dict:
     from loopylab.lab.commands import run_investigation
 
-    q, agent = "estimate friction of red_block within 0.10", cheaters.agent_name(route)
-    return run_investigation(q, SEED, agent, out=tmp_path, live=False, attach=served.url, bench_keys=served.keys_file)
+    return run_investigation(
+        "estimate friction of red_block within 0.10", SEED, cheaters.agent_name(route), out=tmp_path, live=False
+    )
 
 
 @pytest.mark.parametrize("route", ["seed", "gc"])
-def test_loopylab_run_gives_a_cheater_no_truth(route, tmp_path, served_bench):
+def test_loopylab_run_gives_a_cheater_no_truth(route, tmp_path):
     """On the old code the agent ran in the bench's process (gc found the bench, whose oracle answered)."""
-    summary = _run_cli(route, tmp_path, served_bench)
+    summary = _run_cli(route, tmp_path)
     assert summary["conclusion"].startswith("friction red_block -1.00"), summary["conclusion"]
     assert summary["success"] is False and summary["run_seed"] is not None
 
 
-def test_loopylab_run_does_not_grade_a_cheater_refused_by_the_bus(tmp_path, served_bench):
-    summary = _run_cli("node", tmp_path, served_bench)
+def test_loopylab_run_does_not_grade_a_cheater_refused_by_the_bus(tmp_path):
+    summary = _run_cli("node", tmp_path)
     assert summary["cheated"] and any(r.startswith("sim/oracle as lab") for r in summary["refusals"]), summary
     assert summary["success"] is False and "truth" not in summary
 
 
-def test_a_cheater_that_finds_the_seed_from_the_scene_gets_a_world_that_is_not_the_graded_one(run):
+def test_a_cheater_that_finds_the_seed_from_the_scene_gets_a_world_that_is_not_the_graded_one():
     """The perceived scene (positions, sizes, colours) identifies the world's seed by search; on the old code the
     seed's world was the graded world, so its hidden properties were the truth. The world builder now draws
     them from a stream keyed by its own secret: the cheater finds the layout, not the properties."""
     from loopylab.world.scene import scene_from_seed
 
-    row = run("search")
+    row = _run("search")
     public = scene_from_seed(SEED).object("red_block").friction
     answer = float(row["conclusion"].split()[2])
     assert answer == round(public, 2), row["conclusion"]  # the search found the seed's public world...
@@ -125,12 +113,12 @@ def test_the_search_finds_the_seed_of_a_perceived_scene():
     assert found is not None and found[0] == 2_000_007
 
 
-def test_a_cheater_asking_for_the_world_builders_secret_gets_none(monkeypatch, run):
+def test_a_cheater_asking_for_the_world_builders_secret_gets_none(monkeypatch):
     """With the evaluator's secret in its environment, the agent's process has neither the variable nor leave to
     resolve the builder's secret (sim/secret.py): the seed it finds rebuilds nothing."""
     from loopylab.sim import secret
 
     monkeypatch.setenv(secret.ENV, "the evaluators own")
-    row = run("secret")
+    row = _run("secret")
     assert row["conclusion"].startswith("friction red_block -1.00"), row["conclusion"]
     assert not row["success"]
