@@ -273,16 +273,50 @@ class LabGateway:
             self.node.service("sim/reset", self._forward("sim/reset"), allow=("evaluator",))
             self.node.service("sim/oracle", self._forward("sim/oracle"), allow=("grader",))
         self._poses = self.node.publisher("perception/objects", ObjectPoses)
-        self._next = 0.0
-        self._sub = bench.node.subscribe("perception/objects", ObjectPoses, callback=self._relay, mode="latest")
+        # the newest poses, undecoded, until the relay thread sends them on: the bench publishes them at the
+        # sim's rate (3,711 in one com world) and decoding each one here cost the bench's I/O thread more than
+        # the lab gains from them
+        self._pending: list[Any] | None = None
+        self._next = 0.0  # monotonic time before which nothing more is relayed
+        self._closed = False
+        self._cv = threading.Condition()
+        self._relayer = threading.Thread(target=self._relay_latest, name="bench_gateway:poses", daemon=True)
+        self._relayer.start()
+        self._sub = bench.node.subscribe(
+            "perception/objects", ObjectPoses, callback=self._keep, raw=True, mode="latest"
+        )
 
     POSES_HZ = 30.0  # the lab reads where objects are after each experiment: no need for the sim's full rate
 
-    def _relay(self, msg: Any) -> None:
-        now = time.monotonic()
-        if now >= self._next:
-            self._next = now + 1.0 / self.POSES_HZ
-            self._poses.publish(msg)
+    def _keep(self, _topic: str, frames: list[Any], _recv_ns: int) -> None:
+        """(the bench node's I/O thread) The newest poses replace any not yet relayed; no decoding here."""
+        with self._cv:
+            first = self._pending is None
+            self._pending = frames
+            if first:  # the relay thread waits for a first one; newer ones need not wake it
+                self._cv.notify()
+
+    def _relay_latest(self) -> None:
+        """Sends on the newest poses at most POSES_HZ times a second, and always the last of a burst (a lab that
+        reads where the objects came to rest must see where they came to rest)."""
+        from loopylab.bus import codec
+
+        while True:
+            with self._cv:
+                while self._pending is None and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                wait = self._next - time.monotonic()
+                if wait > 0:
+                    self._cv.wait(wait)  # newer poses replace the pending ones meanwhile
+                    continue
+                frames, self._pending = self._pending, None
+                self._next = time.monotonic() + 1.0 / self.POSES_HZ
+            try:
+                self._poses.publish(codec.from_frames(frames)[1])
+            except (codec.DecodeError, TypeError) as e:  # (a type other than ObjectPoses: TypeError)
+                log.warning("the bench's perception/objects could not be relayed: %s", e)
 
     def _forward(self, service: str):
         def handler(req: Any) -> Any:
@@ -294,6 +328,10 @@ class LabGateway:
 
     def close(self) -> None:
         self.bench.node.unsubscribe(self._sub)
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._relayer.join(timeout=5.0)  # it may be publishing: the node's sockets close after it
         self.node.close()
         from loopylab.bus.directory import stop_local
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
@@ -56,7 +58,11 @@ def test_the_readme_walkthrough_works_without_bus(env, tmp_path):
             start_new_session=True,
         )
         try:
-            # topics, until the arm publishes (a busy machine starts three PyBullet processes slowly)
+            # topics, until the arm publishes (a busy machine starts three PyBullet processes slowly); not before the
+            # arm's process has imported PyBullet (its first line in the launch log): each `topics` is a whole CLI
+            # start-up, seconds of CPU on a loaded machine, that would only slow the graph's own start
+            started = tmp_path / "launch.log"
+            wait_until(lambda: "[sim_arm] pybullet" in started.read_text() or graph.poll() is not None, 180, 0.2)
             deadline = time.monotonic() + 180
             while True:
                 topics = loopylab(env, "topics")
