@@ -33,7 +33,9 @@ class Ungradable(RuntimeError):
 
     def __init__(self, tries: list[list[str]]):
         self.tries = tries
-        super().__init__(f"held-out action disturbed in all {len(tries)} tries: " + " | ".join("; ".join(t) for t in tries))
+        super().__init__(
+            f"held-out action disturbed in all {len(tries)} tries: " + " | ".join("; ".join(t) for t in tries)
+        )
 
 
 @dataclass

@@ -59,7 +59,9 @@ class FaultOnTarget:
             threading.Thread(target=self._fault, daemon=True).start()
 
     def _fault(self) -> None:
-        self.fault.publish(DeviceFault(device="arm", active=True, code="no_response", motor_ids=[3], label="no_response(3)"))
+        self.fault.publish(
+            DeviceFault(device="arm", active=True, code="no_response", motor_ids=[3], label="no_response(3)")
+        )
         seen = wait_until(lambda: (s := self.gate.latest()) is not None and s.protective_stop, timeout=30)
         self.fault.publish(DeviceFault(device="arm", active=False, code="no_response", motor_ids=[3]))
         self.raised += bool(seen)
