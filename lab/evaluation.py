@@ -222,6 +222,7 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
                 question=question.render(),
                 conclusion=result.conclusion.render(),
                 experiments=result.experiments,
+                executed=sum(s.ok for s in result.steps),
                 notebook=result.notebook_text,
                 notebook_audit=result.notebook_audit,
             )

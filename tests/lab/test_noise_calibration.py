@@ -1,6 +1,7 @@
 """The belief engine's push noise (lab/beliefs.py: NoiseModel's force floor and rel, BIAS's force gain) against
-pushes recorded on dev worlds (tests/lab/data/friction_pushes_dev.json: 37 eig pushes of 12 blocks, measured
-against the twin at the world's true friction and mass, `scripts/calibrate_noise.py --notebooks`). Too wide a
+pushes recorded on dev worlds (tests/lab/data/friction_pushes_dev.json: 63 eig pushes of 24 blocks, measured
+against the twin at the world's true friction and mass, `scripts/calibrate_noise.py --notebooks`; the figures
+were chosen on the 37 of dev 1000000-11, and the 26 of dev 1000012-23 came after). Too wide a
 model made the expert's friction intervals hold the truth in 12 of 12 dev worlds and spend its whole budget."""
 
 import importlib.util
@@ -25,14 +26,16 @@ def test_the_recorded_pushes_are_dev_worlds():
     check_split(sorted({p["seed"] for p in PUSHES["pushes"]}), "dev")
 
 
-def test_the_push_noise_is_as_wide_as_the_recorded_dev_pushes_scatter():
-    fit = calibrate_noise.push_check(PUSHES["pushes"], NoiseModel(), BIAS["force_mean_N"])
-    assert fit["objects"] == 12 and fit["pushes"] == 37
+@pytest.mark.parametrize("which", ["tuned", "checked", "all"])
+def test_the_push_noise_is_as_wide_as_the_recorded_dev_pushes_scatter(which):
+    pushes = [p for p in PUSHES["pushes"] if which in ("all", p["set"])]
+    fit = calibrate_noise.push_check(pushes, NoiseModel(), BIAS["force_mean_N"])
+    assert fit["objects"] == {"tuned": 12, "checked": 12, "all": 24}[which]
     # each push about its block's mean, in the model's scale: a t5's median |x| is 0.73 (the old figures, a
-    # 0.03 N floor and 5 %, gave 0.39: every push counted for a fraction of what it said)
+    # 0.03 N floor and 5 %, gave 0.45 over all 63 pushes: every push counted for a fraction of what it said)
     assert 0.55 <= fit["median_abs_residual"] <= 0.95, fit
     # each block's mean against the twin, over the spread the model gives it (gain and pushes): ~1 if right; a
-    # margin below (an older calibration's 4 blocks had a mean ratio rms 0.05) but not the old gain 0.07's 0.25
+    # margin below (an older calibration's 4 blocks had a mean ratio rms 0.05) but not the old gain 0.07's 0.38
     assert 0.4 <= fit["rms_z"] <= 1.4, fit
 
 
