@@ -200,11 +200,13 @@ def main() -> None:
     by: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         by.setdefault((r["agent"], r["kind"]), []).append(r)
-    eig_success = {k: round(float(np.mean([x["success"] for x in by.get(("eig", k), [])])), 3) for k in kinds}
+    # a world whose held-out action the safety gate disturbed in every try is not graded (lab/held_out.py)
+    graded = {key: [x for x in rs if not x.get("ungradable")] for key, rs in by.items()}
+    eig_success = {k: round(float(np.mean([x["success"] for x in graded.get(("eig", k), [])])), 3) for k in kinds}
     ratios = {}
     for k in kinds if "random" in agents else ():  # the ratio needs the baseline in the same run
-        e = np.median([x.get("to_tolerance", DEFAULT_BUDGET + 1) for x in by.get(("eig", k), [])])
-        r = np.median([x.get("to_tolerance", 2 * DEFAULT_BUDGET + 1) for x in by.get(("random", k), [])])
+        e = np.median([x.get("to_tolerance", DEFAULT_BUDGET + 1) for x in graded.get(("eig", k), [])])
+        r = np.median([x.get("to_tolerance", 2 * DEFAULT_BUDGET + 1) for x in graded.get(("random", k), [])])
         ratios[k] = round(float(e / max(r, 1e-9)), 3)
     dec = [d for x in rows if x["agent"] == "eig" for d in (x.get("decision_s") or [])]
     crashed = sum(bool(x.get("crashed")) for x in rows)
@@ -219,8 +221,11 @@ def main() -> None:
             k: float(np.median([x["experiments"] for x in by.get(("eig", k), [])])) for k in kinds
         },
         "random_success": {
-            k: round(float(np.mean([x["success"] for x in by[("random", k)]])), 3) for k in kinds if ("random", k) in by
+            k: round(float(np.mean([x["success"] for x in graded[("random", k)]])), 3)
+            for k in kinds
+            if graded.get(("random", k))
         },
+        "ungradable": sum(bool(x.get("ungradable")) for x in rows),
         **honest_figures(by, kinds),
         **model_figures(by, kinds),
         "decision_s": round(float(np.median(dec)), 4) if dec else None,

@@ -29,6 +29,7 @@ from multiprocessing import get_context
 import numpy as np
 
 from loopylab.lab import kinds
+from loopylab.lab.held_out import Ungradable, on_bench
 from loopylab.lab.questions import KINDS, grade, grade_answer, make_question
 from loopylab.world import notebook as g
 
@@ -180,7 +181,15 @@ def run_world(task: WorldTask, sealed: bool = True, bench=None) -> dict:
     from loopylab.sim.secret import SEALED
 
     t0 = time.perf_counter()
-    row = {**asdict(task), "crashed": False, "success": False, "error": None, "experiments": 0, "cheated": False}
+    row = {
+        **asdict(task),
+        "crashed": False,
+        "success": False,
+        "error": None,
+        "experiments": 0,
+        "cheated": False,
+        "ungradable": False,
+    }
     agent = AgentProcess.start() if sealed else LocalAgent()  # first: it imports while the bench starts
     try:
         n_obj = world_objects(task.kind, task.seed)
@@ -246,10 +255,25 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
             notebook=result.notebook_text,
         )
     truth = bench.oracle()
-    outcome = None
+    outcome, held_out = None, {}
     if kinds.of(question).needs_outcome:  # graded by running the held-out action on the same hidden world
-        bench.reset(task.seed, n_obj, structure=structure)
-        outcome = kinds.held_out_outcome(question, bench.runner.execute, bench.oracle)
+        try:
+            held = on_bench(question, bench, lambda: bench.reset(task.seed, n_obj, structure=structure))
+        except Ungradable as e:  # every try disturbed by the gate: no grade, and no wrong answer either
+            log.warning("world %s/%s/%d: not gradable: %s", task.agent, task.kind, task.seed, e)
+            return dict(
+                agent_seed=seed,
+                ungradable=True,
+                ungradable_reason=str(e),
+                held_out_disturbed=e.tries,
+                question=question.render(),
+                conclusion=result.conclusion.render(),
+                experiments=result.experiments,
+                executed=sum(s.ok for s in result.steps),
+                notebook=result.notebook_text,
+                notebook_audit=result.notebook_audit,
+            )
+        outcome, held_out = held.outcome, {"held_out_tries": held.tries, "held_out_disturbed": held.disturbed}
     gr = grade(question, result.conclusion, truth, outcome)
     own = kinds.of(question).row
     extra = own(question, gr, result.notebook_text, _world(bench, task, n_obj, scene)) if own is not None else {}
@@ -278,6 +302,7 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         notebook=result.notebook_text,
         notebook_audit=result.notebook_audit,  # with its audit lines: what `loopylab notebook replay` reads
         tables_s=result.tables_s,
+        **held_out,
         **extra,
     )
 

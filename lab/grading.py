@@ -106,7 +106,7 @@ def score_summary(rows: list[dict]) -> dict:
     """Evaluation rows of one (agent, kind) -> the honest-grading figures: 90 % coverage with its 95 %
     Wilson interval and n, mean interval score and CRPS, conclusions whose interval is not the belief's,
     the share of experiment calls that executed, and the mean regret against the best random design."""
-    ok = [r for r in rows if not r.get("crashed")]
+    ok = [r for r in rows if not r.get("crashed") and not r.get("ungradable")]
     cov = [bool(r["covered"]) for r in ok if r.get("covered") is not None]
     calls = sum(r.get("experiments", 0) for r in ok)
     done = sum(r.get("executed", 0) for r in ok)

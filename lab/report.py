@@ -176,13 +176,16 @@ def summarise(rows: list[dict]) -> dict:
     for kind, by_agent in out.items():
         table[kind] = {}
         for agent, rs in by_agent.items():
-            ok = [x for x in rs if not x.get("crashed")]
+            # a world whose held-out action the gate disturbed in every try is no wrong answer (lab/held_out.py)
+            graded = [x for x in rs if not x.get("ungradable")]
+            ok = [x for x in graded if not x.get("crashed")]
             errs = [x["error"] for x in ok if x["error"] is not None and np.isfinite(x["error"])]
             regs = [x["regret_mean"] for x in ok if x.get("regret_mean") is not None]
             table[kind][agent] = {
                 "worlds": len(rs),
-                "crashed": len(rs) - len(ok),
-                "success_rate": float(np.mean([x["success"] for x in rs])) if rs else 0.0,
+                "crashed": len(graded) - len(ok),
+                "ungradable": len(rs) - len(graded),
+                "success_rate": float(np.mean([x["success"] for x in graded])) if graded else 0.0,
                 "experiments_median": float(np.median([x["experiments"] for x in ok])) if ok else None,
                 "to_tolerance_median": float(np.median([x["to_tolerance"] for x in ok])) if ok else None,
                 "error_median": float(np.median(errs)) if errs else None,

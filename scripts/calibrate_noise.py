@@ -195,6 +195,36 @@ def fit_gain_tail(rows: list[dict], key: str = "bounce_m", broad: tuple[float, f
     }
 
 
+T5_MEDIAN_ABS = 0.7267  # the median |x| of a Student-t with 5 degrees of freedom (NoiseModel.dof)
+
+
+def push_check(pushes: list[dict], noise, gain_sd: float) -> dict:
+    """How the noise model's push figures fit pushes measured against the twin at the truth (`y`,
+    `twin_at_truth` in N, per `seed`/`object`): `median_abs_residual`, each push's log ratio about its object's
+    mean in units of the model's scale (floor and rel), against a t5's 0.727 (smaller: the model is too wide);
+    `rms_z`, each object's mean log ratio over the spread the model gives it (the gain's `gain_sd` and its
+    pushes' own), ~1 when the model is right (smaller: too wide)."""
+    by_obj: dict[tuple, list[tuple[float, float]]] = {}
+    for r in pushes:
+        pred = np.array([r["twin_at_truth"]])
+        scale = float(noise.sigma("force_mean_N", pred)[0]) / r["twin_at_truth"]
+        by_obj.setdefault((r["seed"], r["object"]), []).append((math.log(r["y"] / r["twin_at_truth"]), scale))
+    z, resid = [], []
+    t_sd = math.sqrt(noise.dof / (noise.dof - 2))  # a Student-t's sd per unit of scale
+    for ms in by_obj.values():
+        lr, sc = np.array([m[0] for m in ms]), np.array([m[1] for m in ms])
+        n = len(ms)
+        z.append(lr.mean() / math.sqrt(gain_sd**2 + np.mean((t_sd * sc) ** 2) / n))
+        if n > 1:  # about the object's own mean (n - 1 degrees of freedom)
+            resid += list(np.abs(lr - lr.mean()) / sc * math.sqrt(n / (n - 1)))
+    return {
+        "objects": len(by_obj),
+        "pushes": len(pushes),
+        "median_abs_residual": round(float(np.median(resid)), 3) if resid else None,
+        "rms_z": round(float(np.sqrt(np.mean(np.square(z)))), 3),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kinds", default="restitution,mass")

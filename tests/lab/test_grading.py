@@ -116,3 +116,37 @@ def test_a_measurement_outside_the_question_does_not_move_the_score(mass_posteri
     sample2 = belief_sample(post, q)
     s2 = score_answer(q, post.answer(0.9).conclusion, sample2, 0.2)
     assert s2.crps < s1.crps  # a weighing at the truth makes the belief better by the CRPS
+
+
+def test_a_world_the_gate_left_ungradable_is_no_wrong_answer_and_no_miss():
+    """A world whose held-out action the safety gate disturbed in every try (lab/held_out.py) is counted apart:
+    not in the success rate, the coverage or the executed rate."""
+    from loopylab.lab.report import summarise
+
+    graded = dict(
+        agent="eig",
+        kind="predict",
+        crashed=False,
+        success=True,
+        error=0.002,
+        experiments=3,
+        executed=3,
+        to_tolerance=2,
+        wall_s=1.0,
+        covered=True,
+        interval_score=0.01,
+    )
+    lost = dict(
+        agent="eig",
+        kind="predict",
+        crashed=False,
+        success=False,
+        error=None,
+        experiments=4,
+        ungradable=True,
+        ungradable_reason="held-out action disturbed in all 3 tries: protective stop: ...",
+    )
+    row = summarise([graded, lost])["predict"]["eig"]
+    assert row["success_rate"] == 1.0 and row["ungradable"] == 1 and row["worlds"] == 2
+    s = score_summary([graded, lost])
+    assert s["coverage90"] == 1.0 and s["coverage90_n"] == 1 and s["executed_rate"] == 1.0
