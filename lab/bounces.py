@@ -70,6 +70,10 @@ class ElasticPosterior(ObjectPosterior):
         """Each particle's restitution (the same at every height)."""
         return np.exp(self.theta[:, 2])
 
+    def targets(self, theta: np.ndarray) -> np.ndarray:
+        """What the explanation says of a drop, per particle: the restitution (the same from every height)."""
+        return np.exp(theta[:, 2:3])
+
 
 class StickyPosterior(ExtraColumnPosterior):
     """Particles of the sticky model: the elastic columns with log e the restitution at 1 m/s, then k."""
@@ -100,6 +104,12 @@ class StickyPosterior(ExtraColumnPosterior):
         """Each particle's restitution at 1 m/s, or of a drop from `height`."""
         e0 = np.exp(self.theta[:, 2])
         return e0 if height is None else restitution_at(e0, self.theta[:, -1], impact_speed(height))
+
+    def targets(self, theta: np.ndarray) -> np.ndarray:
+        """What the explanation says of a drop, per particle: the restitution from each held-out height (e0 and k
+        may each stay broad along the curve the drops pin down; the bounces they predict may not)."""
+        e0, k = np.exp(theta[:, 2]), theta[:, -1]
+        return np.stack([restitution_at(e0, k, impact_speed(h)) for h in HELD_OUT_HEIGHTS], axis=1)
 
 
 BOUNCE_MODELS: dict[str, type[ObjectPosterior]] = {"elastic": ElasticPosterior, "sticky": StickyPosterior}
