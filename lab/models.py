@@ -308,7 +308,12 @@ def prior_unit(scene, act: g.Experiment, prior: list[dict], key: str) -> float:
     the measurement's noise at their mean). An error of 1 is what a guess knowing nothing the explanation says makes
     on average; a world whose outcome the explanation misses cannot read 50 (the noise-sd unit did: a 2 mm
     bounce's sd is 1.6 mm)."""
-    preds = twin_predictions(scene, act, prior, key)
+    return spread_unit(twin_predictions(scene, act, prior, key), key)
+
+
+def spread_unit(preds: np.ndarray, key: str) -> float:
+    """`prior_unit` from the prior draws' predictions themselves (a kind whose models need more than one twin):
+    their sd, plus the measurement's noise at their mean."""
     noise = float(NoiseModel().sigma(key, np.array(abs(float(np.mean(preds))))))
     return float(math.sqrt(float(np.var(preds)) + noise**2))
 
@@ -330,6 +335,7 @@ __all__ = [
     "model_row",
     "p_known",
     "prior_unit",
+    "spread_unit",
     "twin_prediction",
     "twin_predictions",
 ]
