@@ -413,4 +413,12 @@ ATTACHED = kinds.register(
     )
 )
 
-__all__ = ["ATTACHED", "AttachPosterior", "attach_unit", "explanation_check", "other_density", "outcome_table", "true_model"]
+__all__ = [
+    "ATTACHED",
+    "AttachPosterior",
+    "attach_unit",
+    "explanation_check",
+    "other_density",
+    "outcome_table",
+    "true_model",
+]

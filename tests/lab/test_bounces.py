@@ -226,3 +226,19 @@ def test_a_wrong_explanation_errs_by_a_few_prior_spreads_not_fifty_noise_sds(wor
     )
     assert noise_sds > 20  # the old unit
     assert 1.0 < row["explanation_pred_error"] < 6.0  # the prior's two ends apart: 5.2
+
+
+def test_a_known_model_with_its_restitution_still_broad_is_not_a_sure_answer(world):
+    """Drops from the two far heights tell sticky from elastic; the restitution at the held-out heights (what the
+    explanation predicts from) is still broad, so the answer is not sure and the design drops again."""
+    post = _belief(world, "sticky", (0.04, 0.28))
+    top, p = post.sets["red_block"].best()
+    assert top == "sticky" and p > 0.9
+    ans = post.answer(0.9)
+    assert ans.confidence == pytest.approx(p * post.known("red_block", top)) and ans.confidence < 0.9
+    cfg = DesignConfig(n_outer=64, n_inner=256)
+    dec = choose(post, list(DROPS.values()), cfg, np.random.default_rng(0))
+    assert dec.experiment.skill == "drop" and not dec.worth_nothing(cfg.min_gain)
+    targets = post.sets["red_block"].models["sticky"].targets(post.sets["red_block"].models["sticky"].theta)
+    assert targets.shape == (1000, 3)  # the restitution from each held-out height
+    assert (np.diff(targets, axis=1) <= 1e-12).all()  # sticky: the higher the drop, the lower

@@ -17,7 +17,7 @@ from loopylab.lab.beliefs import Measurement
 from loopylab.lab.design import DesignConfig, choose
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
 from loopylab.lab.investigation import grammar_scene
-from loopylab.lab.models import ModelSet, falsified, logmeanexp
+from loopylab.lab.models import ModelSet, falsified, logmeanexp, p_known
 from loopylab.lab.slides import ModelPosterior, explanation_check, slide_prior, true_model
 from loopylab.lab.twin import Twin
 from loopylab.world import notebook as g
@@ -210,3 +210,28 @@ def test_the_slide_prior_draws_each_model_a_half_inside_the_box():
     assert np.array_equal(mus[0, 0::2], mus[1, 0::2])  # isotropic draws: the same friction either way
     assert not np.allclose(mus[0, 1::2], mus[1, 1::2])  # anisotropic ones: a strike along y reads the y friction
     assert slide_prior("red_block", "+x", 3, 64) == along_x  # the world's seed fixes the draws
+
+
+def test_a_known_model_with_its_friction_still_broad_is_not_a_sure_answer(world):
+    """Pushes along both axes tell the models apart but not the friction (mu m g, the mass unknown): the answer is
+    sure only when its explanation is too, and the design then seeks the friction (strikes) instead of stopping."""
+    post = _belief(world, "aniso", ["+x", "+y", "-x", "-y"])
+    top, p = post.sets["red_block"].best()
+    assert top == "anisotropic" and p > 0.95
+    ans = post.answer(0.9)
+    assert ans.conclusion.answers[0].model == "anisotropic"
+    assert ans.confidence == pytest.approx(p * post.known("red_block", top)) and ans.confidence < 0.5
+    cands = [*PUSHES.values(), *(g.Experiment("strike", "red_block", d, speed=0.6) for d in ("+y", "-x"))]
+    cfg = DesignConfig(n_outer=64, n_inner=256)
+    dec = choose(post, cands, cfg, np.random.default_rng(0))
+    assert dec.experiment.skill == "strike" and not dec.worth_nothing(cfg.min_gain)
+
+
+def test_the_explanation_is_known_when_its_frictions_are_within_the_tolerance():
+    w = np.full(4, 0.25)
+    narrow = np.array([[0.50, 0.30], [0.52, 0.31], [0.49, 0.29], [0.51, 0.30]])
+    assert p_known(narrow, w) == 1.0
+    broad = narrow.copy()
+    broad[0, 1] = 0.45  # one particle's y friction is 0.11 off the stated mean (0.34): its weight is not known
+    assert p_known(broad, w) == pytest.approx(0.75)
+    assert p_known(broad, w, tol=0.2) == 1.0
