@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from loopylab.lab import kinds
-from loopylab.lab.beliefs import Measurement
+from loopylab.lab.beliefs import BIAS_COL, Measurement
 from loopylab.lab.design import DesignConfig, choose
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
 from loopylab.lab.investigation import grammar_scene
-from loopylab.lab.models import ModelSet, falsified, logmeanexp, p_known
+from loopylab.lab.models import ModelSet, falsified, logmeanexp, p_known, twin_friction
 from loopylab.lab.slides import ModelPosterior, explanation_check, slide_prior, true_model
 from loopylab.lab.twin import Twin
 from loopylab.world import notebook as g
@@ -235,3 +235,20 @@ def test_the_explanation_is_known_when_its_frictions_are_within_the_tolerance():
     broad[0, 1] = 0.45  # one particle's y friction is 0.11 off the stated mean (0.34): its weight is not known
     assert p_known(broad, w) == pytest.approx(0.75)
     assert p_known(broad, w, tol=0.2) == 1.0
+
+
+def test_the_explanation_states_the_friction_a_bare_twin_needs():
+    """A particle whose strikes slide 30 % past the twin's (its strike gain) explains them with mu / 1.3: the other
+    agent predicts on a twin without the belief's latents (the twin's free slide goes as 1 / mu)."""
+    theta = np.zeros((2, 8))
+    theta[:, 0] = np.log(0.4)
+    theta[1, BIAS_COL["slide_m"]] = np.log(1.3)
+    assert twin_friction(theta, theta[:, 0]) == pytest.approx([0.4, 0.4 / 1.3])
+    assert twin_friction(theta[:, :3], theta[:, 0]) == pytest.approx([0.4, 0.4])  # no latents: mu itself
+
+
+def test_the_stated_friction_is_the_twins_one(world):
+    post = _belief(world, "iso", ["+x", "+y"])
+    op = post.sets["red_block"].models["isotropic"]
+    stated = post.explanation("red_block", "isotropic", 0.0)[0]
+    assert stated.value == pytest.approx(float(np.sum(op.weights * twin_friction(op.theta, op.theta[:, 0]))), abs=0.006)
