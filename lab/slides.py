@@ -100,6 +100,9 @@ class ModelPosterior(Posterior):
                 clauses += self.explanation(o, k, 0.0)  # mean and sd
         return g.Belief(tuple(clauses))
 
+    # whether the answer waits for its explanation's parameters (`known`) as well as the model
+    explanation_stops = True
+
     def known(self, obj: str, model: str) -> float:
         """P(the model's explanation is within `EXPLAIN_TOL` of what it states) under that model's particles."""
         op = self.sets[obj].models[model]
@@ -113,7 +116,8 @@ class ModelPosterior(Posterior):
         if top is None:  # every model was rejected: nothing to answer, and sure of that
             return Answer(g.Conclusion((g.Unexplained(obj),)), 1.0)
         head = g.ModelProb(obj, top, float(g.fmt(p, 2)))
-        return Answer(g.Conclusion((head, *self.explanation(obj, top, confidence))), p * self.known(obj, top))
+        sure = p * self.known(obj, top) if self.explanation_stops else p
+        return Answer(g.Conclusion((head, *self.explanation(obj, top, confidence))), sure)
 
     # -- experiment design --------------------------------------------------------------------------------
     def eig_scores(self, candidates: list[g.Experiment], cfg: DesignConfig, rng, last_sigma: dict, scorer=None):

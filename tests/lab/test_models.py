@@ -83,7 +83,10 @@ def test_pushes_along_both_axes_identify_direction_dependent_friction(world):
 
 
 def test_the_isotropic_model_is_refuted_by_the_observation_that_contradicts_it(world):
-    post = _belief(world, "aniso", ["+x", "-x", "+y"])
+    once = _belief(world, "aniso", ["+x", "-x", "+y"])
+    assert once.sets["red_block"].outside["isotropic"] == 1  # one reading outside: it may be nonsense
+    assert "isotropic" in once.sets["red_block"].live
+    post = _belief(world, "aniso", ["+x", "-x", "+y", "+x", "-y"])  # a second one refutes it
     rej = post.sets["red_block"].rejected.get("isotropic")
     assert rej is not None and rej.key == "force"
     assert not rej.lo <= rej.value <= rej.hi  # the refuting force lies outside the range the model allowed
@@ -110,9 +113,11 @@ def test_one_push_cannot_tell_the_models_apart(world):
 def test_when_every_model_is_refuted_the_lab_says_none_explains_it(world):
     _, _, fm = world
     post = _belief(world, "iso", ["+x"])
-    # a hostile reading: ten times the force a block of the prior's heaviest and grippiest could need
+    # hostile readings: ten times the force a block of the prior's heaviest and grippiest could need
     liar = Measurement(PUSHES["+y"], {"force_mean_N": 60.0}, {})
     post.update(liar)
+    assert post.sets["red_block"].live == ["isotropic", "anisotropic"]  # one may be nonsense: not yet refuted
+    post.update(Measurement(PUSHES["-y"], {"force_mean_N": 55.0}, {}))
     assert not post.sets["red_block"].live
     ans = post.answer(0.9)
     assert ans.conclusion.answers == (g.Unexplained("red_block"),)
