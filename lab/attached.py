@@ -41,7 +41,15 @@ import numpy as np
 from loopylab.lab import kinds
 from loopylab.lab.beliefs import Answer, Posterior, interval_halfwidth
 from loopylab.lab.design import Decision, DesignConfig
-from loopylab.lab.models import held_out_error, model_row, twin_prediction
+from loopylab.lab.models import (
+    FRICTION_BOX,
+    PRIOR_DRAWS,
+    held_out_error,
+    model_row,
+    spread_unit,
+    twin_prediction,
+    twin_predictions,
+)
 from loopylab.lab.questions import subject_of
 from loopylab.world import notebook as g
 
@@ -365,8 +373,24 @@ def explanation_check(question: g.Question, notebook_text: str, world: dict) -> 
         pred = twin_prediction(scene, act, params, "slide_m")
     else:
         return out
-    out.update(held_out_error(world, act, pred, "slide_m", "held_out_slide"))
+    unit = attach_unit(world["scene"], act, question, int(world.get("seed", 0)))
+    out.update(held_out_error(world, act, pred, "slide_m", "held_out_slide", unit))
     return out
+
+
+def attach_unit(scene, act: g.Experiment, question: g.Question, seed: int, n: int = PRIOR_DRAWS) -> float:
+    """The unit of the explanation's error, as the other model kinds' (`models.prior_unit`): the held-out slide's
+    sd under the prior, the models a third each: free (its friction on the seeded worlds' box), fixed to the table
+    (no slide), welded to B (the pair on a twin with the weld, at the twin's defaults). It had the slide's noise sd
+    (4 mm at rest), a scale of its own that no other kind's figure shares."""
+    obj = question.object
+    rng = np.random.default_rng([seed, 0xA77])
+    free = [{obj: {"friction": float(mu)}} for mu in rng.uniform(*FRICTION_BOX, n - 2 * (n // 3))]
+    welded_scene = copy.deepcopy(scene)
+    welded_scene.object(obj).attached_to = question.objects[1]
+    welded = twin_prediction(welded_scene, act, None, "slide_m")
+    preds = np.concatenate([twin_predictions(scene, act, free, "slide_m"), np.zeros(n // 3), np.full(n // 3, welded)])
+    return spread_unit(preds, "slide_m")
 
 
 def _posterior(question, forward, hypothesis, n, noise, seed) -> AttachPosterior:
@@ -389,4 +413,12 @@ ATTACHED = kinds.register(
     )
 )
 
-__all__ = ["ATTACHED", "AttachPosterior", "explanation_check", "other_density", "outcome_table", "true_model"]
+__all__ = [
+    "ATTACHED",
+    "AttachPosterior",
+    "attach_unit",
+    "explanation_check",
+    "other_density",
+    "outcome_table",
+    "true_model",
+]

@@ -37,7 +37,7 @@ import numpy as np
 from loopylab.lab import kinds
 from loopylab.lab.beliefs import DEFAULT_PRIOR, Answer, Measurement, Posterior, best_estimate, interval_halfwidth
 from loopylab.lab.design import Decision, DesignConfig
-from loopylab.lab.models import PPC_LEVEL, logmeanexp, model_row
+from loopylab.lab.models import MODEL_KNOWN, PPC_LEVEL, logmeanexp, model_row
 from loopylab.lab.questions import subject_of
 from loopylab.world import notebook as g
 from loopylab.world.scene import COM_OFF_SHARE, COM_SHARE
@@ -371,10 +371,18 @@ class SitsPosterior(ComPosterior):
     model_names = ("centred", "offset")
 
     def target_entropy(self, ops: dict[str, ComModel], probs: np.ndarray) -> float:
+        """The model's entropy; once the offset model holds MODEL_KNOWN, its (cx, cy)'s: the explanation's."""
+        top, p_top = self.best()
+        if top == "offset" and p_top >= MODEL_KNOWN and top in ops:
+            cells = ops[top].w.sum(axis=1)
+            cells = cells[cells > 0]
+            return float(-np.sum(cells * np.log(cells)))
         p = probs[probs > 0]
         return float(-np.sum(p * np.log(p)))
 
     def answer(self, confidence: float = 0.9) -> Answer:
+        """The model, and for an offset its (cx, cy); sure as the model times its offset's being within the `com`
+        kind's tolerance (an offset known with its place still broad explains little)."""
         obj = self.question.object
         top, p = self.best()
         if top is None:  # every model was refuted: nothing to answer, and sure of that
@@ -382,7 +390,8 @@ class SitsPosterior(ComPosterior):
         head = g.ModelProb(obj, top, float(g.fmt(p, 2)))
         if top == "centred":
             return Answer(g.Conclusion((head,)), p)
-        return Answer(g.Conclusion((head, self.com_clause(top, confidence)[0])), p)
+        clause, inside = self.com_clause(top, confidence, COM_TOLERANCE)
+        return Answer(g.Conclusion((head, clause)), p * inside)
 
 
 # -- grading -----------------------------------------------------------------------------------------------------

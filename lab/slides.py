@@ -24,13 +24,16 @@ from loopylab.lab.experiments import sliding_levels
 from loopylab.lab.forward import MEASURED, level_key
 from loopylab.lab.models import (
     ANISO_GAP,
+    EXPLAIN_TOL,
     FRICTION_BOX,
+    MODEL_KNOWN,
     PRIOR_DRAWS,
     ModelSet,
     axis_of,
     held_out_error,
     logmeanexp,
     model_row,
+    p_known,
     prior_unit,
     twin_prediction,
 )
@@ -97,13 +100,24 @@ class ModelPosterior(Posterior):
                 clauses += self.explanation(o, k, 0.0)  # mean and sd
         return g.Belief(tuple(clauses))
 
+    # whether the answer waits for its explanation's parameters (`known`) as well as the model
+    explanation_stops = True
+
+    def known(self, obj: str, model: str) -> float:
+        """P(the model's explanation is within `EXPLAIN_TOL` of what it states) under that model's particles."""
+        op = self.sets[obj].models[model]
+        return p_known(op.targets(op.theta), op.weights)  # type: ignore[attr-defined]
+
     def answer(self, confidence: float = 0.9) -> Answer:
+        """The top model and its explanation; sure as the model times its explanation's parameters (a model
+        known with its parameters still broad explains little: stopping there left eig vaguer than random)."""
         obj = self.question.object
         top, p = self.sets[obj].best()
         if top is None:  # every model was rejected: nothing to answer, and sure of that
             return Answer(g.Conclusion((g.Unexplained(obj),)), 1.0)
         head = g.ModelProb(obj, top, float(g.fmt(p, 2)))
-        return Answer(g.Conclusion((head, *self.explanation(obj, top, confidence))), p)
+        sure = p * self.known(obj, top) if self.explanation_stops else p
+        return Answer(g.Conclusion((head, *self.explanation(obj, top, confidence))), sure)
 
     # -- experiment design --------------------------------------------------------------------------------
     def eig_scores(self, candidates: list[g.Experiment], cfg: DesignConfig, rng, last_sigma: dict, scorer=None):
@@ -166,6 +180,9 @@ class _ModelScorer:
         self.inner = [op.theta[op.draw(n_in, rng)] for op in self.ops]
         self.outer = [rng.choice(n_in, n_out, replace=False) for _ in self.ops]
         self.cache: dict[tuple, list[list[np.ndarray]]] = {}
+        # once a model holds MODEL_KNOWN, what is left to learn is its explanation's parameters (`param_gain`)
+        top = int(np.argmax(self.prior)) if self.live else -1
+        self.known = top if top >= 0 and self.prior[top] >= MODEL_KNOWN else None
 
     @staticmethod
     def key(exp: g.Experiment) -> tuple:
@@ -191,7 +208,10 @@ class _ModelScorer:
         return self.cache[key]
 
     def gain(self, exps: list[g.Experiment]) -> float:
-        """Expected drop in the entropy of the model posterior (nats) after all of `exps`."""
+        """Expected drop in the entropy of the model posterior (nats) after all of `exps`; once the model is known,
+        of its explanation's parameters instead."""
+        if self.known is not None:
+            return self.param_gain(exps, self.known)
         if len(self.live) < 2:
             return 0.0
         h0 = -float(np.sum(self.prior * np.log(self.prior)))
@@ -205,6 +225,22 @@ class _ModelScorer:
             h = -np.sum(np.where(post > 0, post * np.log(np.maximum(post, 1e-300)), 0.0), axis=1)
             total += self.prior[a] * float(np.mean(h))
         return max(h0 - total, 0.0)
+
+    def param_gain(self, exps: list[g.Experiment], a: int) -> float:
+        """Expected information (nats, Gaussian) about model `a`'s explanation targets after all of `exps`, each
+        target's variance floored at (EXPLAIN_TOL / 4)^2: precision past the tolerance is worth nothing (as
+        design.py floors a parameter question's)."""
+        ll = sum(self.L(e)[a][a] for e in exps)
+        if not isinstance(ll, np.ndarray):
+            return 0.0
+        t = self.ops[a].targets(self.inner[a])  # type: ignore[attr-defined]
+        floor = (EXPLAIN_TOL / 4) ** 2
+        w = np.exp(ll - ll.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        m1 = w @ t
+        var = np.maximum(w @ t**2 - m1**2, floor)
+        var0 = np.maximum(np.var(t, axis=0), floor)
+        return max(float(np.mean(np.sum(0.5 * np.log(var0[None, :] / var), axis=1))), 0.0)
 
     def _joint(self, exps: list[g.Experiment], a: int) -> np.ndarray:
         """log p(y_1..y_k | model b) for outer draws of model a: the same inner particle explains all of them."""

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loopylab.lab import kinds
-from loopylab.lab.attached import AttachPosterior, explanation_check, outcome_table, true_model
+from loopylab.lab.attached import AttachPosterior, attach_unit, explanation_check, outcome_table, true_model
+from loopylab.lab.beliefs import NoiseModel
 from loopylab.lab.design import DesignConfig, choose
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
 from loopylab.lab.questions import grade, parse_question
@@ -212,6 +213,18 @@ def test_another_agent_predicts_a_held_out_strike_from_the_explanation(forward):
     assert check("none of my hypotheses explains red_block")["explanation_pred"] is None
     free = check("model red_block free 0.95; friction red_block 0.30 0.05")
     assert free["explanation_pred"] > 0.01 and free["explanation_pred_error"] > table["explanation_pred_error"]
+
+
+def test_the_explanations_error_is_in_the_priors_unit_as_the_other_kinds(forward):
+    """The unit is the held-out slide's sd under the three models' prior (`models.prior_unit`'s), not the slide's
+    noise sd (4 mm at rest): a free block of the prior slides millimetres to centimetres, a fixed one not at all."""
+    hidden = {"scene": forward.scene, "seed": 1000002, "run": lambda act: {"slide_m": 0.0013}}
+    row = explanation_check(Q, g.render([Q, g.parse_body("conclusion", "model red_block table 0.99")]), hidden)
+    act = g.parse_body("experiment", row["held_out"])
+    unit = row["explanation_pred_unit"]
+    assert unit == attach_unit(forward.scene, act, Q, 1000002)  # the world's seed fixes the draws
+    assert unit > 1.2 * NoiseModel().sigma("slide_m", np.array(0.0))  # the prior's spread and the noise's
+    assert row["explanation_pred_error"] == pytest.approx(0.0013 / unit)
 
 
 @given(

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from loopylab.lab import kinds
-from loopylab.lab.beliefs import Measurement
+from loopylab.lab.beliefs import BIAS_COL, Measurement
 from loopylab.lab.design import DesignConfig, choose
 from loopylab.lab.forward import Axes, ForwardModel, InlineTwins
 from loopylab.lab.investigation import grammar_scene
-from loopylab.lab.models import ModelSet, falsified, logmeanexp
+from loopylab.lab.models import ModelSet, falsified, logmeanexp, p_known, twin_friction
 from loopylab.lab.slides import ModelPosterior, explanation_check, slide_prior, true_model
 from loopylab.lab.twin import Twin
 from loopylab.world import notebook as g
@@ -83,7 +83,10 @@ def test_pushes_along_both_axes_identify_direction_dependent_friction(world):
 
 
 def test_the_isotropic_model_is_refuted_by_the_observation_that_contradicts_it(world):
-    post = _belief(world, "aniso", ["+x", "-x", "+y"])
+    once = _belief(world, "aniso", ["+x", "-x", "+y"])
+    assert once.sets["red_block"].outside["isotropic"] == 1  # one reading outside: it may be nonsense
+    assert "isotropic" in once.sets["red_block"].live
+    post = _belief(world, "aniso", ["+x", "-x", "+y", "+x", "-y"])  # a second one refutes it
     rej = post.sets["red_block"].rejected.get("isotropic")
     assert rej is not None and rej.key == "force"
     assert not rej.lo <= rej.value <= rej.hi  # the refuting force lies outside the range the model allowed
@@ -110,9 +113,11 @@ def test_one_push_cannot_tell_the_models_apart(world):
 def test_when_every_model_is_refuted_the_lab_says_none_explains_it(world):
     _, _, fm = world
     post = _belief(world, "iso", ["+x"])
-    # a hostile reading: ten times the force a block of the prior's heaviest and grippiest could need
+    # hostile readings: ten times the force a block of the prior's heaviest and grippiest could need
     liar = Measurement(PUSHES["+y"], {"force_mean_N": 60.0}, {})
     post.update(liar)
+    assert post.sets["red_block"].live == ["isotropic", "anisotropic"]  # one may be nonsense: not yet refuted
+    post.update(Measurement(PUSHES["-y"], {"force_mean_N": 55.0}, {}))
     assert not post.sets["red_block"].live
     ans = post.answer(0.9)
     assert ans.conclusion.answers == (g.Unexplained("red_block"),)
@@ -210,3 +215,45 @@ def test_the_slide_prior_draws_each_model_a_half_inside_the_box():
     assert np.array_equal(mus[0, 0::2], mus[1, 0::2])  # isotropic draws: the same friction either way
     assert not np.allclose(mus[0, 1::2], mus[1, 1::2])  # anisotropic ones: a strike along y reads the y friction
     assert slide_prior("red_block", "+x", 3, 64) == along_x  # the world's seed fixes the draws
+
+
+def test_a_known_model_with_its_friction_still_broad_is_not_a_sure_answer(world):
+    """Pushes along both axes tell the models apart but not the friction (mu m g, the mass unknown): the answer is
+    sure only when its explanation is too, and the design then seeks the friction (strikes) instead of stopping."""
+    post = _belief(world, "aniso", ["+x", "+y", "-x", "-y"])
+    top, p = post.sets["red_block"].best()
+    assert top == "anisotropic" and p > 0.95
+    ans = post.answer(0.9)
+    assert ans.conclusion.answers[0].model == "anisotropic"
+    assert ans.confidence == pytest.approx(p * post.known("red_block", top)) and ans.confidence < 0.5
+    cands = [*PUSHES.values(), *(g.Experiment("strike", "red_block", d, speed=0.6) for d in ("+y", "-x"))]
+    cfg = DesignConfig(n_outer=64, n_inner=256)
+    dec = choose(post, cands, cfg, np.random.default_rng(0))
+    assert dec.experiment.skill == "strike" and not dec.worth_nothing(cfg.min_gain)
+
+
+def test_the_explanation_is_known_when_its_frictions_are_within_the_tolerance():
+    w = np.full(4, 0.25)
+    narrow = np.array([[0.50, 0.30], [0.52, 0.31], [0.49, 0.29], [0.51, 0.30]])
+    assert p_known(narrow, w) == 1.0
+    broad = narrow.copy()
+    broad[0, 1] = 0.45  # one particle's y friction is 0.11 off the stated mean (0.34): its weight is not known
+    assert p_known(broad, w) == pytest.approx(0.75)
+    assert p_known(broad, w, tol=0.2) == 1.0
+
+
+def test_the_explanation_states_the_friction_a_bare_twin_needs():
+    """A particle whose strikes slide 30 % past the twin's (its strike gain) explains them with mu / 1.3: the other
+    agent predicts on a twin without the belief's latents (the twin's free slide goes as 1 / mu)."""
+    theta = np.zeros((2, 8))
+    theta[:, 0] = np.log(0.4)
+    theta[1, BIAS_COL["slide_m"]] = np.log(1.3)
+    assert twin_friction(theta, theta[:, 0]) == pytest.approx([0.4, 0.4 / 1.3])
+    assert twin_friction(theta[:, :3], theta[:, 0]) == pytest.approx([0.4, 0.4])  # no latents: mu itself
+
+
+def test_the_stated_friction_is_the_twins_one(world):
+    post = _belief(world, "iso", ["+x", "+y"])
+    op = post.sets["red_block"].models["isotropic"]
+    stated = post.explanation("red_block", "isotropic", 0.0)[0]
+    assert stated.value == pytest.approx(float(np.sum(op.weights * twin_friction(op.theta, op.theta[:, 0]))), abs=0.006)

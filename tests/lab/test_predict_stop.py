@@ -232,3 +232,18 @@ def test_loopylab_run_predicts_where_a_pushed_block_stops(tmp_path):
     along = pos.y - start[1]  # carried 6.3 cm, then a slide of a few centimetres
     assert abs(pos.x - start[0]) < 0.008 and strike_carry(0.50) < along < strike_carry(0.50) + 0.06
     assert "success" in summary and 1 <= summary["experiments"] <= 3
+
+
+def test_a_block_with_a_clear_path_across_is_asked_about_rather_than_a_strike_along_the_reach():
+    """Dev world 1000008: the red block is boxed in across the reach, the blue block is not. Along the reach a
+    strike is capped at 0.25 m/s and slides a few millimetres (the prior alone answers it): ask about the blue one."""
+    scene = grammar_scene(scene_from_seed(1000008).perceived())
+    assert not any(path_clear(scene, "red_block", d, strike_travel(max(STOP_SPEEDS))) for d in ("+y", "-y"))
+    q = make_question("predict_stop", scene, 1000008)
+    assert q.object == "blue_block" and q.action.object == "blue_block"
+    assert q.action.direction in ("+y", "-y") and q.action.speed in STOP_SPEEDS
+    assert path_clear(scene, q.object, q.action.direction, strike_travel(q.action.speed))
+    # a world whose red block has a clear path across keeps asking about it
+    assert make_question("predict_stop", grammar_scene(scene_from_seed(1000002).perceived()), 1000002).object == (
+        "red_block"
+    )
