@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pybullet as p
 
-from loopylab.actuation.skills.grasp import grasp, grasp_tip, open_hand, plan_grasp
+from loopylab.actuation.skills.grasp import ensure_lifted, grasp, grasp_tip, open_hand, plan_grasp
 from loopylab.actuation.skills.motion import Motion
 from loopylab.actuation.skills.session import ArmSession
 from loopylab.world import protocols as P
@@ -58,7 +58,13 @@ def place(arm: ArmSession, mo: Motion, args: dict) -> dict:
     )
     retreat = mo.line(mo.ee(tip) + [0, 0, 0.002], mo.ee(tip) + [0, 0, mo.rs.clearance], 0.1, lower[-1], orientation=orn)
     grasp(arm, mo, plan, label)
-    arm.run(plan["up"], across, lower)
+    arm.run(plan["up"])
+    # the object asked for must be the one in the hand (a SO-101 closing on a block took its neighbour 7 cm off,
+    # dev world 1000001: it was carried off and set down 9 cm away, and the block asked for "placed 0.001")
+    arm.record(True)
+    ensure_lifted(arm, mo, label, plan, arm.hold(P.SETTLE_S), carry)
+    arm.record(False)
+    arm.run(across, lower)
     open_hand(arm, mo)
     arm.hold(0.3)
     arm.record(True)

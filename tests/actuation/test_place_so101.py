@@ -1,4 +1,5 @@
-"""A place by an arm whose hand turns with its base (the SO-101) sets the object down turned as it stood: the
+"""The SO-101's place: it sets the object down turned as it stood (its hand turns with its base), and it checks
+that it carries the object asked for. A place sets the object down turned as it stood: the
 pushes after it take the block square to its faces, as the twin does."""
 
 import math
@@ -29,3 +30,19 @@ def test_a_place_across_the_so101s_reach_keeps_the_blocks_yaw(target):
         after = bench.oracle()["red_block"]
         assert math.dist(after["position"][:2], target) < 0.01
         assert abs(_yaw_deg(after["orientation"]) - _yaw_deg(before["orientation"])) < 5
+
+
+def test_a_place_whose_hand_took_another_object_puts_it_back_and_says_so():
+    """Dev world 1000001 with four objects: the SO-101 closing on the green block takes the red one beside it
+    (the old place carried it off and set it down 9 cm away, and reported the green block "placed 0.001"). The
+    place fails, the red block is back where it stood, and a place of the blue block then goes where it is sent."""
+    with sim_bench(robot="so101", seed=seeds("dev", 1, offset=1)[0], n_objects=4) as bench:
+        before = bench.oracle()
+        r = bench.execute("place", {"object": "green_block", "position": [0.12, -0.08]})
+        assert not r["ok"] and "did not rise with the hand" in r["error"]
+        after = bench.oracle()
+        for label in ("red_block", "green_block", "blue_block"):
+            assert math.dist(after[label]["position"][:2], before[label]["position"][:2]) < 0.005, label
+        r = bench.execute("place", {"object": "blue_block", "position": [0.12, -0.08]})
+        assert r["ok"], r["error"]
+        assert math.dist(bench.oracle()["blue_block"]["position"][:2], (0.12, -0.08)) < 0.01
