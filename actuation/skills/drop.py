@@ -16,7 +16,7 @@ log = logging.getLogger("loopylab.skills")
 
 MIN_TRACK = 5  # pose sets of the object from the release on; fewer: no pose source is running
 # s of arm time the hand holds still, once the object has settled, for a slow pose source to give MIN_TRACK: a
-# camera at 10 Hz gave 3-4 pose sets over a 3 cm drop that settled at once, and every drop on the emulated
+# camera at 10 Hz gave fewer than that over a 3 cm drop that settled at once, and every drop on the emulated
 # SO-101 (and on the sim bench with camera perception) failed "no object track", with it every com question
 POSE_WAIT_S = 1.5
 

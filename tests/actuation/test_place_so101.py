@@ -1,6 +1,5 @@
-"""The SO-101's place: it sets the object down turned as it stood (its hand turns with its base), and it checks
-that it carries the object asked for. A place sets the object down turned as it stood: the
-pushes after it take the block square to its faces, as the twin does."""
+"""The SO-101's place sets the object down turned as it stood (its hand turns with its base; the pushes after it
+take the block square to its faces, as the twin does), and checks that it carries the object asked for."""
 
 import math
 
