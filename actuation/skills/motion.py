@@ -143,35 +143,5 @@ class Motion:
                 lo, hi = (mid, hi) if touches(mid) else (lo, mid)
         return lo
 
-    def hand_hits(self, qs, obstacles: dict[str, tuple[str, float, np.ndarray]]) -> tuple[str, float] | None:
-        """The first of `obstacles` ({label: (shape, size, centre)}) that the hand overlaps at any of the joint
-        poses `qs`, with how deep (m), or None. The obstacles stand as the scene describes them: upright, their
-        faces along the table's axes."""
-        c, body = self.kin._cid, self.kin.body
-        bodies = {}
-        try:
-            with self.kin._lock:
-                for label, (shape, size, centre) in obstacles.items():
-                    r = size / 2
-                    if shape == "sphere":
-                        col = p.createCollisionShape(p.GEOM_SPHERE, radius=r, physicsClientId=c)
-                    elif shape == "cylinder":
-                        col = p.createCollisionShape(p.GEOM_CYLINDER, radius=r, height=size, physicsClientId=c)
-                    else:
-                        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[r] * 3, physicsClientId=c)
-                    bodies[label] = p.createMultiBody(0, col, basePosition=list(map(float, centre)), physicsClientId=c)
-                for q in qs:
-                    self.kin._set(q)
-                    for label, b in bodies.items():
-                        for link in self._hand_links:
-                            hit = p.getClosestPoints(body, b, 0.0, linkIndexA=link, physicsClientId=c)
-                            if hit:
-                                return label, -min(h[8] for h in hit)
-            return None
-        finally:
-            with self.kin._lock:
-                for b in bodies.values():
-                    p.removeBody(b, physicsClientId=c)
-
     def close(self) -> None:
         self.kin.close()

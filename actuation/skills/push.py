@@ -25,7 +25,6 @@ BASELINE_S = 0.5
 BASELINE_USED = 0.7  # the share of the hold at its end that is averaged
 BASELINE_MIN = 10  # readings; fewer: the sensor paused, hold again
 BASELINE_TRIES = 3
-CLEAR_EVERY = 10  # waypoints: the hand is checked against the other objects at every tenth (5 mm apart at 0.05 m/s)
 
 
 def push(arm: ArmSession, mo: Motion, args: dict) -> dict:
@@ -72,7 +71,6 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
     up = mo.line(mo.ee(end), mo.ee(end) + [0, 0, mo.rs.clearance], 0.1, line[-1], dir_name)
     if strike:
         check_followable(mo, line, down[-1] if len(down) else probe, f"strike {dir_name} at {speed:.2f} m/s")
-    check_clear(arm, mo, label, [*down[::CLEAR_EVERY], *line[::CLEAR_EVERY], line[-1]])
     # everything is planned: move
     arm.last_q = probe
     # closed in the air: a closed gripper pushes, never grasps
@@ -116,24 +114,6 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
             )
     m["gate_clamps"] = int(clamps)  # > 0: the gate slowed the motion; the reading may be off
     return m
-
-
-def check_clear(arm: ArmSession, mo: Motion, label: str, qs) -> None:
-    """Refuse, before moving, a push whose hand would come down on (or sweep through) another object: an
-    SO-101's jaw leads its hand by 3.5 cm, and on a push towards the base the hand's body came down on the
-    neighbour behind the start (dev world 1000000: the green block's -y push, 17 mm into the red block; the
-    reading was the neighbour's weight, -17 N, and the neighbour was knocked aside)."""
-    obstacles = {}
-    for o in arm.scene.objects if arm.scene is not None else ():
-        if o.label != label:
-            pos, size, _ = arm.object(o.label)
-            obstacles[o.label] = (o.shape, size, np.array([pos[0], pos[1], size / 2]))
-    hit = mo.hand_hits(qs, obstacles) if obstacles else None
-    if hit is not None:
-        raise SkillFailed(
-            f"the hand would come down on {hit[0]} ({1000 * hit[1]:.0f} mm into it) on its way to push {label}: "
-            "not pushed from this side"
-        )
 
 
 def baseline(arm: ArmSession) -> np.ndarray:
