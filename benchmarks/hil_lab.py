@@ -123,6 +123,7 @@ def _hil_group(seed: int, kinds: list[str], robot: str, structure, n_obj, first:
             out["oracle"] = int(bench.graph.has_service("sim/oracle"))
             out["reset"] = int(bench.graph.has_service("sim/reset"))
             if first:
+                bench.park()  # at its home pose the arm hides a block from the camera (dev world 1000003: no pose)
                 out.update(_sensor_errors(bench.node, rig))
                 t0 = time.monotonic()
                 try:
