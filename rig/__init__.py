@@ -11,5 +11,6 @@ emulate --physics` reaches it through the `loopylab.emulators` entry point.
     physics.py   RigPhysics: the world stepped in real time, joints driven like position servos
     motors.py    the servos' `body` hooks, their assembly offsets and the matching calibration
     gripper.py   the Robotiq whose fingers are the sim gripper
+    render.py    the cameras, rendered in a process of their own (PyBullet holds the GIL through a frame)
     cli.py       `loopylab arm emulate --physics`
 """

@@ -38,6 +38,7 @@ from loopylab.firmware_bridge.servo import calibration as cal
 from loopylab.rig.gripper import physics_robotiq
 from loopylab.rig.motors import physics_arm
 from loopylab.rig.physics import RigPhysics
+from loopylab.rig.render import RenderProcess, snapshot
 from loopylab.sim.cameras import render
 from loopylab.sim.secret import resolve as resolve_secret
 from loopylab.world.scene import SceneSpec, scene_from_seed, with_structure
@@ -64,6 +65,9 @@ class RigConfig:
     ft_hz: float = 100.0
     ft_noise_n: float = FT_NOISE_N
     cameras: list[str] = field(default_factory=lambda: ["overhead"])  # rendered when a node is given
+    # render them in a process of their own (rig/render.py: PyBullet holds the GIL through a frame, and the
+    # devices' answers stood still meanwhile); False: in this process, under the physics lock
+    render_process: bool = True
     camera_prefix: str = "camera/"
     out_dir: str = ""  # where the calibration and scene files go (default: a new temporary folder)
     link_dir: str = ""  # stable symlinks arm, gripper, ft to the ptys there (e.g. /tmp/rig)
@@ -103,6 +107,7 @@ class Rig:
         self.node = node
         self._camera_stop = threading.Event()
         self._camera_thread: threading.Thread | None = None
+        self._renderer: RenderProcess | None = None
 
     # -- the ports -----------------------------------------------------------------------------
     @property
@@ -166,12 +171,23 @@ class Rig:
                 img, dep, info = pubs[c.name]
                 if not img.has_subscribers():
                     continue
-                with self.physics.lock:
-                    rgb, depth, K, T = render(self.physics.world.cid, c, self.physics.arm.ee_pose())
-                stamp = time.time_ns()
+                try:
+                    rgb, depth, K, T, stamp = self._render(c)
+                except (TimeoutError, OSError, EOFError) as e:  # a lost frame, not a camera gone for good
+                    log.warning("camera %s: no frame (%s)", c.name, e)
+                    continue
                 info.publish(CameraInfo(width=c.width, height=c.height, K=K, T_base_camera=T, stamp_ns=stamp))
                 dep.publish(Image.from_array(depth, "32FC1", stamp_ns=stamp, frame_id=c.name))
                 img.publish(Image.from_array(rgb, "rgb8", stamp_ns=stamp, frame_id=c.name))
+
+    def _render(self, cam) -> tuple:
+        """One frame of `cam` and its stamp: the moment the world stood as rendered."""
+        with self.physics.lock:
+            stamp = time.time_ns()
+            if self._renderer is None:
+                return (*render(self.physics.world.cid, cam, self.physics.arm.ee_pose()), stamp)
+            snap = snapshot(self.physics.world, self.physics.arm.ee_pose())
+        return (*self._renderer.render(cam.name, snap), stamp)
 
     # -- lifetime -----------------------------------------------------------------------------------
     def start(self) -> Rig:
@@ -181,6 +197,8 @@ class Rig:
             if dev is not None:
                 dev.start()
         if self.node is not None and self.cfg.cameras:
+            if self.cfg.render_process:
+                self._renderer = RenderProcess(self.scene)
             self._camera_thread = threading.Thread(target=self._cameras, name="rig:cameras", daemon=True)
             self._camera_thread.start()
         return self
@@ -189,6 +207,8 @@ class Rig:
         self._camera_stop.set()
         if self._camera_thread is not None:
             self._camera_thread.join(5)
+        if self._renderer is not None:
+            self._renderer.close()
         for dev in (self.ft, self.gripper, self.motors):
             if dev is not None:
                 dev.stop()

@@ -58,12 +58,15 @@ class Motion:
     def joint_path(self, q_from, q_to) -> np.ndarray:
         return min_jerk(q_from, q_to, self.vmax, self.amax, self.hz)
 
-    def line(self, a, b, speed: float, q0, dir_name=None, accel: float = 0.5) -> np.ndarray:
+    def line(self, a, b, speed: float, q0, dir_name=None, accel: float = 0.5, orientation=None) -> np.ndarray:
+        """A straight line of the tool from `a` to `b`; its orientation `self.orientation` along the way, or
+        `orientation` (xyzw) throughout."""
         length = float(np.linalg.norm(np.asarray(b) - np.asarray(a)))
         if length < 1e-6:
             return np.empty((0, self.kin.n))
         path = speed_profile([(length, speed, accel)], self.hz)
-        return cartesian_line(self.kin, a, b, lambda x: self.orientation(x, dir_name), path, q0)
+        orn = (lambda x: orientation) if orientation is not None else (lambda x: self.orientation(x, dir_name))
+        return cartesian_line(self.kin, a, b, orn, path, q0)
 
     def tilted(self, pos, q0) -> np.ndarray | None:
         """Joints that hold the tool at `pos` turned P.TILT_RAD about its own x axis (across a pinch: the
