@@ -214,7 +214,6 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
     oracle). A run whose agent touched the bus beyond the lab's role is not graded."""
     from loopylab.bus.access import refusals
     from loopylab.lab.investigation import grammar_scene
-    from loopylab.lab.sealed import AgentJob
 
     structure = kinds.get(task.kind).structure
     scene = bench.reset(task.seed, n_obj, structure=structure)
@@ -222,7 +221,47 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         raise RuntimeError(f"the bench has a {scene.robot}, the task asks for a {task.robot}")
     question = make_question(task.kind, grammar_scene(scene), task.seed, budget=task.budget)
     seed = agent_seed(task)
-    job = AgentJob(
+    result = agent_proc.run(_agent_job(task, seed, question, scene, bench, gateway))
+    refused = refusals(gateway.keys.domain)
+    if refused:
+        log.warning(
+            "world %s/%s/%d: the agent's process was refused %d time(s): not graded", *_name(task), len(refused)
+        )
+        refusal_names = [f"{r.service} as {r.role or 'no role'}" for r in refused]
+        return _not_graded(seed, question, result, cheated=True, refusals=refusal_names)
+    truth = bench.oracle()
+    outcome, held_out = None, {}
+    if kinds.of(question).needs_outcome:  # graded by running the held-out action on the same hidden world
+        try:
+            held = on_bench(question, bench, lambda: bench.reset(task.seed, n_obj, structure=structure))
+        except Ungradable as e:  # every try disturbed by the gate: no grade, and no wrong answer either
+            log.warning("world %s/%s/%d: not gradable: %s", *_name(task), e)
+            return _not_graded(
+                seed,
+                question,
+                result,
+                ungradable=True,
+                ungradable_reason=str(e),
+                held_out_disturbed=e.tries,
+                executed=sum(s.ok for s in result.steps),
+                notebook_audit=result.notebook_audit,
+            )
+        outcome, held_out = held.outcome, {"held_out_tries": held.tries, "held_out_disturbed": held.disturbed}
+    gr = grade(question, result.conclusion, truth, outcome)
+    own = kinds.of(question).row
+    extra = own(question, gr, result.notebook_text, _world(bench, task, n_obj, scene)) if own is not None else {}
+    return {**_graded(task, question, result, gr, truth, outcome), "agent_seed": seed, **held_out, **extra}
+
+
+def _name(task: WorldTask) -> tuple[str, str, int]:
+    return task.agent, task.kind, task.seed
+
+
+def _agent_job(task: WorldTask, seed: int, question: g.Question, scene, bench, gateway):
+    """What the agent's process is handed: the question, the perceived scene, the gateway and its lab keys."""
+    from loopylab.lab.sealed import AgentJob
+
+    return AgentJob(
         task.agent,
         seed,
         question,
@@ -235,48 +274,22 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         task.record_regret,
         f"sim_bench:{task.robot}",
     )
-    result = agent_proc.run(job)
-    refused = refusals(gateway.keys.domain)
-    if refused:
-        log.warning(
-            "world %s/%s/%d: the agent's process was refused %d time(s): not graded",
-            task.agent,
-            task.kind,
-            task.seed,
-            len(refused),
-        )
-        return dict(
-            agent_seed=seed,
-            cheated=True,
-            refusals=[f"{r.service} as {r.role or 'no role'}" for r in refused],
-            question=question.render(),
-            conclusion=result.conclusion.render(),
-            experiments=result.experiments,
-            notebook=result.notebook_text,
-        )
-    truth = bench.oracle()
-    outcome, held_out = None, {}
-    if kinds.of(question).needs_outcome:  # graded by running the held-out action on the same hidden world
-        try:
-            held = on_bench(question, bench, lambda: bench.reset(task.seed, n_obj, structure=structure))
-        except Ungradable as e:  # every try disturbed by the gate: no grade, and no wrong answer either
-            log.warning("world %s/%s/%d: not gradable: %s", task.agent, task.kind, task.seed, e)
-            return dict(
-                agent_seed=seed,
-                ungradable=True,
-                ungradable_reason=str(e),
-                held_out_disturbed=e.tries,
-                question=question.render(),
-                conclusion=result.conclusion.render(),
-                experiments=result.experiments,
-                executed=sum(s.ok for s in result.steps),
-                notebook=result.notebook_text,
-                notebook_audit=result.notebook_audit,
-            )
-        outcome, held_out = held.outcome, {"held_out_tries": held.tries, "held_out_disturbed": held.disturbed}
-    gr = grade(question, result.conclusion, truth, outcome)
-    own = kinds.of(question).row
-    extra = own(question, gr, result.notebook_text, _world(bench, task, n_obj, scene)) if own is not None else {}
+
+
+def _not_graded(seed: int, question: g.Question, result, **why) -> dict:
+    """A row for a run that is not graded (`why`: cheated, or ungradable): what it asked, said and did."""
+    return dict(
+        agent_seed=seed,
+        question=question.render(),
+        conclusion=result.conclusion.render(),
+        experiments=result.experiments,
+        notebook=result.notebook_text,
+        **why,
+    )
+
+
+def _graded(task: WorldTask, question: g.Question, result, gr, truth: dict, outcome) -> dict:
+    """A graded run's row: success, the proper scores, the error after each experiment, the notebook."""
     honest = _scores(question, result, gr, task.confidence)
     trace = [_error(question, s.answer, truth, outcome) for s in result.steps if s.answer is not None]
     trace.append(gr.error)  # the conclusion
@@ -285,7 +298,6 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
     to_tol = next((i + 1 for i in range(len(within)) if all(within[i:])), budget + 1)
     regrets = [s.regret for s in result.steps if s.regret is not None]
     return dict(
-        agent_seed=seed,
         question=question.render(),
         conclusion=result.conclusion.render(),
         # a conclusion within tolerance whose interval is not the belief's is not a success
@@ -302,8 +314,6 @@ def _investigate_world(task: WorldTask, bench, gateway, agent_proc, n_obj: int |
         notebook=result.notebook_text,
         notebook_audit=result.notebook_audit,  # with its audit lines: what `loopylab notebook replay` reads
         tables_s=result.tables_s,
-        **held_out,
-        **extra,
     )
 
 
