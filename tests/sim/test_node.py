@@ -128,3 +128,30 @@ def test_realtime_clock_runs_at_wall_speed(sim_graph):
     wall = time.monotonic() - t0
     assert 0.3 < wall < 2.0
     assert sim.world.t == pytest.approx(sim.ticks * sim.steps_per_tick * sim.world.dt)
+
+
+def test_a_command_stamped_before_a_reset_does_not_move_the_new_worlds_arm(sim_graph):
+    """The gate's deadman hold commands the arm's newest state 0.5 s after a skill's last target; a reset within
+    that half second left it the old world's, and the new world's arm swept from home to the old pose through
+    the new objects (a block knocked 50 cm away on a bench reset world after world)."""
+    sim, probe = sim_graph(seed=0, cameras=False, mocap=False)
+    js = probe.subscribe("arm/joint_state", JointState, mode="latest")
+    cmd = probe.publisher("arm/joint_command", JointCommand)
+    assert cmd.wait_for_subscribers(1, 5)
+    home = np.asarray(sim.world.robot.spec.home)
+    away = home + np.array([0.4, 0.3, 0, -0.3, 0, 0.3, 0])
+    for _ in range(240):  # two seconds of sim time: the old world's arm goes away from home
+        cmd.publish(JointCommand(name=sim.names, position=away, stamp_ns=js.latest().stamp_ns if js.latest() else 0))
+    old = js.wait_for(lambda m: np.allclose(m.position, away, atol=0.02), timeout=30)
+    assert _call(probe, "sim/reset", {"seed": 3}, role="evaluator")["ok"]
+    new = js.wait_for(lambda m: m.stamp_ns > old.stamp_ns + 1e9, timeout=10)  # the new world's first states
+    assert np.allclose(new.position, home, atol=0.02)
+    for _ in range(120):  # the hold, stamped from the old world's newest state
+        cmd.publish(JointCommand(name=sim.names, position=away, stamp_ns=old.stamp_ns + 1))
+    later = js.wait_for(lambda m: m.stamp_ns > new.stamp_ns + 1e9, timeout=20)
+    assert np.allclose(later.position, home, atol=0.02), later.position - home
+    assert sim.stale_commands >= 1
+    # a command of the new world moves it
+    for _ in range(240):
+        cmd.publish(JointCommand(name=sim.names, position=away, stamp_ns=js.latest().stamp_ns))
+    assert js.wait_for(lambda m: np.allclose(m.position, away, atol=0.02), timeout=30) is not None
