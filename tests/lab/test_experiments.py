@@ -205,3 +205,22 @@ def test_every_dev_world_red_block_on_the_so101_has_a_push_or_a_place():
 
     missing = [s for s in seeds("dev", 60) if not _moves(_desk_scene(s), "red_block", DESK)]
     assert not missing, missing
+
+
+def test_no_place_is_offered_to_where_the_object_already_stands():
+    """Test world 2000002 on the SO-101: a slides question (both axes) whose block stood at its nearest clear spot
+    was offered a place to that very spot, five times in a row ("placed 0.001"), and spent its budget on them."""
+    ws = grid.workspace("so101")
+    q = g.Question("slides", ("red_block",), 0.0, 10)
+    others = (
+        g.SceneObject("blue_ball", "sphere", 0.03, 0.15, 0.09),
+        g.SceneObject("green_block", "cube", 0.04, 0.14, -0.05),
+    )
+    away = g.Scene((g.SceneObject("red_block", "cube", 0.04, 0.21, 0.00), *others))
+    places = [e for e in grid.candidate_experiments(away, q, ws=ws) if e.skill == "place"]
+    assert places, "a boxed-in block is offered a place"
+    spot = places[0].position
+    there = g.Scene((g.SceneObject("red_block", "cube", 0.04, *spot), *others))
+    offered = grid.candidate_experiments(there, q, ws=ws)
+    assert not [e for e in offered if e.skill == "place"], [e.render() for e in offered]
+    assert [e for e in offered if e.skill == "push"], "from the spot, the pushes it was placed for"
