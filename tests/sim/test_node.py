@@ -138,10 +138,11 @@ def test_a_command_stamped_before_a_reset_does_not_move_the_new_worlds_arm(sim_g
     js = probe.subscribe("arm/joint_state", JointState, mode="latest")
     cmd = probe.publisher("arm/joint_command", JointCommand)
     assert cmd.wait_for_subscribers(1, 5)
+    js.wait_for(timeout=10)  # every command below carries a state's stamp, as the gate's do (0 would be unstamped)
     home = np.asarray(sim.world.robot.spec.home)
     away = home + np.array([0.4, 0.3, 0, -0.3, 0, 0.3, 0])
     for _ in range(240):  # two seconds of sim time: the old world's arm goes away from home
-        cmd.publish(JointCommand(name=sim.names, position=away, stamp_ns=js.latest().stamp_ns if js.latest() else 0))
+        cmd.publish(JointCommand(name=sim.names, position=away, stamp_ns=js.latest().stamp_ns))
     old = js.wait_for(lambda m: np.allclose(m.position, away, atol=0.02), timeout=30)
     assert _call(probe, "sim/reset", {"seed": 3}, role="evaluator")["ok"]
     new = js.wait_for(lambda m: m.stamp_ns > old.stamp_ns + 1e9, timeout=10)  # the new world's first states
