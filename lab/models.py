@@ -24,6 +24,7 @@ The friction models (the `slides` question kind, lab/slides.py):
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import numpy as np
@@ -67,14 +68,15 @@ def twin_friction(theta: np.ndarray, log_mu: np.ndarray) -> np.ndarray:
     return np.exp(log_mu - theta[:, col]) if theta.shape[1] > col else np.exp(log_mu)
 
 
-class ExtraColumnPosterior(ObjectPosterior):
+class ExtraColumnPosterior(ObjectPosterior, ABC):
     """A model with one parameter past the default columns (the last one): its particles reach the twin's tables
     through `effective`, the default columns that parameter makes of them for an experiment."""
 
     EXTRA_JITTER = 0.0  # the extra column's rejuvenation step
 
+    @abstractmethod
     def effective(self, exp: g.Experiment, theta: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The default columns this model's particles are for `exp` (each model says how)."""
 
     def loglik(self, m: Measurement, theta: np.ndarray) -> np.ndarray:
         return super().loglik(m, self.effective(m.experiment, theta))

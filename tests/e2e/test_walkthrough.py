@@ -15,12 +15,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.waiting import wait_until
+from tests.waiting import wait_for_value, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -63,12 +62,14 @@ def test_the_readme_walkthrough_works_without_bus(env, tmp_path):
             # start-up, seconds of CPU on a loaded machine, that would only slow the graph's own start
             started = tmp_path / "launch.log"
             wait_until(lambda: "[sim_arm] pybullet" in started.read_text() or graph.poll() is not None, 180, 0.2)
-            deadline = time.monotonic() + 180
-            while True:
-                topics = loopylab(env, "topics")
-                if "arm/joint_state" in topics.stdout or time.monotonic() > deadline or graph.poll() is not None:
-                    break
-                time.sleep(1)
+            seen = []  # every `topics` answer: the last one explains a failure
+            wait_for_value(
+                lambda: seen.append(loopylab(env, "topics")) or seen[-1],
+                lambda t: "arm/joint_state" in t.stdout or graph.poll() is not None,
+                180,
+                interval=1.0,
+            )
+            topics = seen[-1]
             assert topics.returncode == 0 and "topics on ipc://sim_bench" in topics.stdout, _said(topics, log)
             assert "arm/joint_state" in topics.stdout, _said(topics, log)
 
