@@ -30,6 +30,7 @@ SKILLS = {
     "strike": strike,
     "place": place,
 }
+MOVES_ITS_OBJECT = {"push", "strike", "drop", "place"}  # a lift and a weigh put it back where it stood
 
 
 class Skills:
@@ -73,11 +74,15 @@ class Skills:
             self.arm.wait_ready()
             m = fn(self.arm, self.motion, args)
             ok, err = True, ""
+            moved = True
         except (P.BadArgs, Unreachable, SkillFailed, KeyError, TimeoutError) as e:
             m, ok, err = {}, False, f"{name}: {e}"
+            moved = isinstance(e, SkillFailed)  # it may have failed with the hand on the object; planning did not
             log.warning("%s", err)
         finally:
             self._lock.release()
+        if moved and name in MOVES_ITS_OBJECT and self.arm.source == "scene":
+            self.arm.moved_blind.add(str(args.get("object", "")))
         m["source"] = self.arm.source
         m["duration_s"] = round(time.monotonic() - t0, 4)
         return {"ok": ok, "measurements": m, "error": err}

@@ -37,6 +37,10 @@ class ArmSession:
         self.node, self.names, self.scene = node, list(names), scene
         self.hz, self.tick_timeout = control_hz, tick_timeout
         self.source = "scene"  # where the last object position came from
+        # objects a skill moved while nothing but the scene file said where they stood: the file still says where
+        # they were, so a later skill on one is refused, not run against the old spot (a second push on the
+        # camera-less rig read 0.01 N of a 0.50 N friction and said ok; a sim/scene names a new world and clears it)
+        self.moved_blind: set[str] = set()
         self.last_q: np.ndarray | None = None  # the joints the arm was last sent to
         self._rec_lock = threading.Lock()
         self._recording = False
@@ -72,6 +76,7 @@ class ArmSession:
             return
         with self._scene_cond:
             self.scene, self.epoch_ns = scene, epoch
+            self.moved_blind.clear()
             self._scene_cond.notify_all()
 
     def wait_world(self, epoch_ns: int = 0) -> None:
@@ -105,6 +110,12 @@ class ArmSession:
                 return np.asarray(o.position, float), size, src
         if spec is None:
             raise KeyError(f"unknown object {label!r}: not in perception/objects nor in the scene")
+        if label in self.moved_blind:
+            raise SkillFailed(
+                f"where {label} stands now is unknown: an earlier skill moved it and no pose source "
+                "(perception/objects) is running, so the scene file still gives where it was; start the camera "
+                "and perception nodes, or put it back and restart the skills node"
+            )
         return np.asarray(spec.position, float), size, "scene"
 
     def obj_now(self, label: str) -> np.ndarray:

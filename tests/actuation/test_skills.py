@@ -106,6 +106,24 @@ def test_without_a_pose_source_skills_use_the_scene_and_say_so():
         assert r["ok"] and r["measurements"]["source"] == "scene"
 
 
+def test_without_a_pose_source_an_object_a_skill_moved_is_not_sought_where_it_was():
+    """The camera-less rig: a push moves the block, the scene file still says where it stood. A second push ran
+    at the old spot, met air and read 0.01 N of a 0.50 N friction, and said ok. Now it is refused, naming why; a new
+    world (sim/scene) says again where everything is."""
+    with sim_bench(robot="panda", seed=1, n_objects=1, mocap=False) as bench:
+        push = {"object": "red_block", "direction": "+x", "distance": 0.05, "speed": 0.05}
+        first = bench.execute("push", push)
+        assert first["ok"], first["error"]
+        assert first["measurements"]["source"] == "scene" and first["measurements"]["force_mean_N"] > 0.1
+        for skill, args in (("push", push), ("weigh", {"object": "red_block"})):
+            r = bench.execute(skill, args)
+            assert not r["ok"] and "where red_block stands now is unknown" in r["error"], (skill, r)
+            assert "no pose source" in r["error"]
+        bench.reset(1, n_objects=1)
+        again = bench.execute("push", push)
+        assert again["ok"] and again["measurements"]["force_mean_N"] > 0.1, again
+
+
 def test_twin_agrees_with_the_arm():
     with sim_bench(robot="panda", seed=3, n_objects=1, mocap_noise=0.0) as bench:
         scene = bench.sim.scene
