@@ -50,7 +50,12 @@ def test_the_expert_tells_how_the_block_sits_and_explains_it(rows):
     assert row["model_truth"] == "centred" and row["model_answer"] == "centred", row["notebook"]
     assert row["model_correct"] and not row["falsified_true_model"]
     beliefs = [s.body for s in g.parse(row["notebook"]) if s.kind == "belief"]
-    assert any(isinstance(c, g.Rejection) and c.model == "offset" for b in beliefs for c in b.estimates)
+    # the offset model is ruled out: refuted by a reading's check, or outweighed. Which one depends on the
+    # notebook's rounding: a first reading of (0, 0) mm falls outside the offset model's 99.8 % range, one of
+    # (-1, 1) mm (3 runs in 14 under load) does not, as a 50 g block's could read that, but leaves it 0.01
+    refuted = any(isinstance(c, g.Rejection) and c.model == "offset" for b in beliefs for c in b.estimates)
+    last = {c.model: c.p for c in beliefs[-1].estimates if isinstance(c, g.ModelProb)}
+    assert refuted or last["offset"] <= 0.05, beliefs[-1].render()
     assert row["held_out"] == "drop red_block 0.15" and math.isfinite(row["explanation_pred_error"])
 
 
