@@ -217,10 +217,7 @@ class ComModel:
         if repeat:  # each sample's next frame from its mix and frame (inverse CDF)
             cdf = np.cumsum(TURN_P[si, f], axis=1)
             f = np.minimum((rng.random((k, 1)) * cdf[:, -1:] > cdf).sum(axis=1), len(FRAMES) - 1)
-        fr = np.array(FRAMES)[f]
-        read = np.stack([fr[:, 1] * xyz[np.arange(k), fr[:, 0]], fr[:, 3] * xyz[np.arange(k), fr[:, 2]]], axis=1)
-        sd = np.sqrt(self.sd[mi] ** 2 - ROUND_SD**2)
-        return np.round(read + sd[:, None] * rng.standard_t(DOF, (k, 2)), 3)
+        return _read(xyz, f, self.sd[mi], rng)
 
     def check(self, m: Measurement, rng: np.random.Generator) -> g.Rejection | None:
         """The posterior predictive check of a drop's reading (before the model learns from it): its distance
@@ -426,11 +423,19 @@ def _simulate(
     if exp.skill == "weigh":
         mass = op.masses[mi] + float(np.hypot(0.005, 0.02 * op.masses[mi])) * rng.standard_normal()
         return Measurement(exp, {"mass_kg": float(mass)}, {})
-    a, sa, b, sb = FRAMES[frames[fi]]
-    xyz = np.append(op.cells[ci], op.sd_z * rng.standard_normal())
-    sd = math.sqrt(op.sd[mi] ** 2 - ROUND_SD**2)
-    xy = np.round(np.array([sa * xyz[a], sb * xyz[b]]) + sd * rng.standard_t(DOF, 2), 3)
+    xyz = np.append(op.cells[ci], op.sd_z * rng.standard_normal())[None]
+    xy = _read(xyz, np.array([frames[fi]]), op.sd[mi : mi + 1], rng)[0]
     return Measurement(exp, {}, {}, (float(xy[0]), float(xy[1])), repeat=repeat)
+
+
+def _read(xyz: np.ndarray, frames: np.ndarray, sd: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(k, 2) drop readings of centres `xyz` (k, 3) seen in `frames` (k,): each frame's signed pair of axes, the
+    reading's t noise (sd: the model's whole scatter, of which the notebook's rounding is the rest), rounded."""
+    k = len(frames)
+    fr = np.array(FRAMES)[frames]
+    read = np.stack([fr[:, 1] * xyz[np.arange(k), fr[:, 0]], fr[:, 3] * xyz[np.arange(k), fr[:, 2]]], axis=1)
+    sd = np.sqrt(np.asarray(sd, float) ** 2 - ROUND_SD**2)
+    return np.round(read + sd[:, None] * rng.standard_t(DOF, (k, 2)), 3)
 
 
 class SitsPosterior(ComPosterior):

@@ -156,6 +156,6 @@ def test_a_push_over_serial_reads_the_friction(tmp_path):
                     break
         assert r["ok"], r["error"]
         want = truth["friction"] * truth["mass"] * 9.81
-        assert r["measurements"]["force_mean_N"] == pytest.approx(want, rel=0.1), (way, want)
+        assert r["measurements"]["force_mean_N"] == pytest.approx(want, rel=0.1), (way, want, r["measurements"])
     finally:
         rig.stop()
