@@ -9,7 +9,7 @@ import numpy as np
 
 from loopylab.actuation.skills.grasp import ensure_lifted, grasp, plan_grasp
 from loopylab.actuation.skills.motion import Motion
-from loopylab.actuation.skills.session import ArmSession, SkillFailed
+from loopylab.actuation.skills.session import CLOSE_S, ArmSession, SkillFailed
 from loopylab.world import protocols as P
 
 log = logging.getLogger("loopylab.skills")
@@ -43,7 +43,12 @@ def drop(arm: ArmSession, mo: Motion, args: dict) -> dict:
     held_tilt = _hold_tilted(arm, mo, q_tilt) if q_tilt_away is not None else []
     # release holding still (the object falls from rest), then take the hand out of the bounce's way
     stamps = arm.stream([arm.last_q])
-    stamps += arm.gripper(mo.opening, wait_for=lambda g: not g.object_detected)
+    stamps += arm.gripper(
+        mo.opening,
+        wait_for=lambda g: not g.object_detected,
+        max_s=CLOSE_S,
+        fail=f"the gripper did not let go of {label}",
+    )
     stamps += arm.stream(away)
     arm.last_q = away[-1]
     stamps += arm.settle_object(label, max_s=2.0)

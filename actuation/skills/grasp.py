@@ -6,15 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from loopylab.actuation.skills.motion import Motion
-from loopylab.actuation.skills.session import ArmSession, SkillFailed
+from loopylab.actuation.skills.session import CLOSE_S, ArmSession, SkillFailed
 
 ARRIVE_S = 0.1  # s: a few of a hobby servo's time constants (the emulated rig's: rig.physics.TRACK_TAU_S)
-# s of arm time the fingers may take to report a grasp: a Robotiq 2F-85 at full speed is ~0.6 s from open to
-# a 3-4 cm block, and its state comes back over Modbus polls. On the emulated SO-101 at load 80 the polls came
-# a second apart or more (pymodbus retries): the fingers took 2.4 s to close on the block and the report came
-# later still, so a 1 s wait called a held block "could not grasp". The wait ends as soon as the gripper
-# reports the object: the allowance costs time only where the hand closes on nothing.
-CLOSE_S = 5.0
 
 
 def grasp_tip(mo: Motion, pos, size) -> np.ndarray:

@@ -25,6 +25,13 @@ FIRST_SCENE_WAIT_S = 2.0  # a freshly started bench's latched sim/scene may stil
 # the scene of a world a reset just built travels on another socket than the reset's reply; at load 100+ it has
 # come more than 10 s late (a skill failed with the world on its way), so the wait is sized for a busy machine
 WORLD_WAIT_S = 30.0
+# s of arm time the fingers may take to report what they were told: a Robotiq 2F-85 at full speed is ~0.6 s
+# from open to a 3-4 cm block, and its state comes back over Modbus polls. On the emulated SO-101 at load 80
+# the polls came a second apart or more (pymodbus retries): the fingers took 2.4 s to close on a block and the
+# report came later still, and an open took 7 s to act on. The wait ends as soon as the gripper reports: the
+# allowance costs time only where it never does.
+CLOSE_S = 5.0
+
 BASE_FRAMES = ("", "base", "world")  # a wrench in any other frame is the wrist sensor's own (an FT300: "ft300")
 
 
@@ -254,9 +261,10 @@ class ArmSession:
                 self.stream(seg)
                 self.last_q = np.asarray(seg[-1])
 
-    def gripper(self, opening: float, wait_for=None, max_s: float = 1.0) -> list[int]:
+    def gripper(self, opening: float, wait_for=None, max_s: float = 1.0, fail: str | None = None) -> list[int]:
         """Command the gripper; with `wait_for` (a test on GripperState) keep the arm still, tick by tick,
-        until the gripper reports it (or max_s of arm time). Returns the stamps of those ticks."""
+        until the gripper reports it (or max_s of arm time). Returns the stamps of those ticks. With `fail`
+        (what it means), a gripper that never reports it fails the skill instead of letting it go on."""
         self.grip_pub.publish(GripperCommand(position=opening, force=20.0))
         stamps: list[int] = []
         if wait_for is None:
@@ -264,8 +272,12 @@ class ArmSession:
         for _ in range(int(max_s * self.hz)):
             g = self.fresh_gripper()
             if g is not None and wait_for(g):
-                break
+                return stamps
             stamps += self.stream([self.last_q])
+        g = self.fresh_gripper()
+        if fail is not None and not (g is not None and wait_for(g)):
+            said = "nothing" if g is None else f"{1000 * g.position:.0f} mm open, object detected: {g.object_detected}"
+            raise SkillFailed(f"{fail}: after {max_s:.1f} s of arm time the gripper reports {said}")
         return stamps
 
     def fresh_gripper(self, timeout: float = 5.0) -> GripperState | None:

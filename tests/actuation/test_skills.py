@@ -124,6 +124,19 @@ def test_without_a_pose_source_an_object_a_skill_moved_is_not_sought_where_it_wa
         assert again["ok"] and again["measurements"]["force_mean_N"] > 0.1, again
 
 
+def test_a_push_whose_fingers_never_close_is_refused_before_it_touches_the_object():
+    """The flaky gripper: fingers that stay open (a jammed 2F-85, its command lost on a starved Modbus link) could
+    close on the object mid-push and drag it. The push waited 1 s for the gripper to report closed, then pushed
+    anyway; now it fails, naming the gripper, and the object stands where it stood."""
+    with sim_bench(robot="panda", seed=1, n_objects=1) as bench:
+        bench.sim.arm.command_gripper = lambda *a, **k: None  # the gripper takes no command
+        before = _truth(bench, "red_block")["position"]
+        r = bench.execute("push", {"object": "red_block", "direction": "+x", "distance": 0.05, "speed": 0.05})
+        assert not r["ok"] and "the gripper did not close before pushing red_block" in r["error"], r
+        assert "80 mm open" in r["error"]  # what the gripper says, in its units
+        assert np.allclose(_truth(bench, "red_block")["position"], before, atol=1e-3)
+
+
 def test_twin_agrees_with_the_arm():
     with sim_bench(robot="panda", seed=3, n_objects=1, mocap_noise=0.0) as bench:
         scene = bench.sim.scene
