@@ -169,6 +169,11 @@ class RobotiqNode(DeviceNode):
                     self._last_cmd = key
                     self.last_force = msg.force
                 s = self.g.status()
+                if s.gFLT == 0x9:
+                    # the watchdog stopped it (this host went quiet for a second: a starved process): the latest
+                    # command, written again, clears the fault and resumes it; else the fingers stayed where
+                    # they stopped (a close never carried out, on the emulated SO-101 under 6 CPU hogs)
+                    self._last_cmd = None
                 self.state_pub.publish(
                     GripperState(
                         position=self.g.opening(s.position),
