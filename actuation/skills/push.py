@@ -25,6 +25,12 @@ BASELINE_S = 0.5
 BASELINE_USED = 0.7  # the share of the hold at its end that is averaged
 BASELINE_MIN = 10  # readings; fewer: the sensor paused, hold again
 BASELINE_TRIES = 3
+# A stretch of the push above KNOCK x the window's median force, and KNOCK_FLOOR_N above it, is a knock:
+# over 29 pushes of one block on the emulated SO-101 (2 and 6 CPU hogs) a steady push's stretches reached 2.2 x;
+# the knocks of a jerky one 3.9 x (8 % of its window). The floor is 5 sd of a wrist sample's noise (FT 300-S:
+# 0.1 N), which alone lifts a light block's stretches several times its 0.1 N friction.
+KNOCK = 3.0
+KNOCK_FLOOR_N = 0.5
 
 
 def push(arm: ArmSession, mo: Motion, args: dict) -> dict:
@@ -114,6 +120,7 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
         s, f, vert = _force_by_travel(arm, mo, mo.ee(start), d, base, stamps, speed / mo.hz)
         m = P.analyze_push(s, f, pos0, pos1, plan.steady, arm.sigma(label), force_up=vert)
         check_contact(s, f, plan.steady, label)
+        check_steady(s, f, plan.steady, label)
         if not P.PUSH_LOAD_RANGE[0] <= m.get("load_N", 0.0) <= P.PUSH_LOAD_RANGE[1]:
             raise SkillFailed(
                 f"the hand hit something besides {label} (vertical force "
@@ -185,6 +192,21 @@ def by_travel(t_js, s_js, t_ft, values, step: float) -> tuple[np.ndarray, np.nda
         raise SkillFailed("no wrist readings while the hand moved")
     per = dw[keep] / dc[keep, None]
     return (grid[:-1] + step / 2)[keep], per[:, 0], per[:, 1]
+
+
+def check_steady(path_s, f, steady: tuple[float, float], label: str) -> None:
+    """Refuse a push whose window holds more knocks (stretches above KNOCK x its median force, and KNOCK_FLOOR_N
+    over it) than the trimmed mean takes out (protocols.TRIM): the arm caught up with late goals at full speed,
+    again and again, and no mean of such a window is the friction."""
+    s, f = np.asarray(path_s, float), np.asarray(f, float)
+    win = f[(s >= steady[0]) & (s <= steady[1])]
+    level = float(np.median(win)) if len(win) else 0.0  # knocks up to half the window leave it the steady force
+    share = float(np.mean(win > max(KNOCK * level, level + KNOCK_FLOOR_N))) if level > 0 else 0.0
+    if share > P.TRIM:
+        raise SkillFailed(
+            f"the hand knocked {label} along instead of pushing it steadily ({share:.0%} of the push above "
+            f"{KNOCK:g} x its steady {level:.2f} N): the arm moved in jerks (a starved host?)"
+        )
 
 
 def check_contact(path_s, f, steady: tuple[float, float], label: str) -> None:

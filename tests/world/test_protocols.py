@@ -160,3 +160,17 @@ def test_drop_bounce_of_a_dead_landing_is_within_the_noise():
 @pytest.mark.parametrize("z", [[], [0.1], [0.1, float("nan"), 0.02]])
 def test_drop_bounce_of_a_useless_track_is_zero(z):
     assert P.analyze_drop(np.arange(len(z)) / 120, z, 0.0, 0.05)["bounce_m"] == 0.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=60), st.floats(0.0, 0.45))
+def test_a_trimmed_mean_lies_within_its_values_and_ignores_their_order(xs, cut):
+    x = np.array(xs)
+    m = P.trimmed_mean(x, cut)
+    assert x.min() - 1e-9 <= m <= x.max() + 1e-9
+    assert m == pytest.approx(P.trimmed_mean(x[::-1], cut), abs=1e-9)
+    k = int(cut * len(x))
+    if len(x) > 2 * k and k:  # its extremes no longer count: pushing the largest up changes nothing
+        y = np.sort(x)
+        y[-1] += 1e6
+        assert m == pytest.approx(P.trimmed_mean(y, cut), abs=1e-6)
