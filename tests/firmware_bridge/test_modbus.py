@@ -1,6 +1,7 @@
 """Modbus devices against real pymodbus servers (TCP, and RTU on ptys): Robotiq 2F gripper, FT300,
 generic TOML register maps; minimalmodbus as an independent RTU client."""
 
+import contextlib
 import threading
 import time
 import uuid
@@ -91,31 +92,38 @@ def test_modbus_faults_retry_or_fail_clearly(transport):
         g.close()
 
 
+@contextlib.contextmanager
+def _robotiq_node(emu):
+    """A RobotiqNode on `emu` (RTU) and a probe node: yields (driver, its state, its faults, a command publisher)
+    once the gripper reports ready."""
+    graph = f"inproc://{uuid.uuid4().hex}"
+    dn, tn = Node("gripper", graph), Node("probe", graph)
+    ep = Endpoint(transport="rtu", port=emu.path, timeout_s=0.3, retries=2)
+    drv = RobotiqNode(dn, RobotiqGripper(ep), rate_hz=50, reconnect_s=0.05)
+    try:
+        state = tn.subscribe("gripper/state", GripperState, mode="latest")
+        faults = tn.subscribe("gripper/fault", DeviceFault, queue_size=20)
+        assert state.wait_for(lambda s: s.ready, timeout=5)
+        cmd = tn.publisher("gripper/command", GripperCommand)
+        assert cmd.wait_for_subscribers(1, 3)
+        yield drv, state, faults, cmd
+    finally:
+        drv.close()
+        dn.close()
+        tn.close()
+
+
 def test_robotiq_node_grasps_and_reports_faults():
-    with RobotiqEmulator("rtu", object_at=180) as emu:
-        graph = f"inproc://{uuid.uuid4().hex}"
-        dn, tn = Node("gripper", graph), Node("probe", graph)
-        ep = Endpoint(transport="rtu", port=emu.path, timeout_s=0.3, retries=2)
-        drv = RobotiqNode(dn, RobotiqGripper(ep), rate_hz=50, reconnect_s=0.05)
-        try:
-            state = tn.subscribe("gripper/state", GripperState, mode="latest")
-            faults = tn.subscribe("gripper/fault", DeviceFault, queue_size=20)
-            assert state.wait_for(lambda s: s.ready, timeout=5)
-            cmd = tn.publisher("gripper/command", GripperCommand)
-            assert cmd.wait_for_subscribers(1, 3)
-            cmd.publish(GripperCommand(position=0.0, speed=0.15, force=60.0))
-            s = state.wait_for(lambda s: s.object_detected, timeout=3)
-            assert s.position == pytest.approx((1 - 180 / 255) * 0.085) and s.effort == 60.0
-            emu.faults.silent_ids = {9}
-            f = faults.wait_for(lambda f: f.active, timeout=3)
-            assert f.code == "no_response" and "did not answer" in f.message
-            emu.faults.silent_ids = set()
-            assert faults.wait_for(lambda f: not f.active, timeout=5)
-            assert state.wait_for(lambda s: s.ready, timeout=3)
-        finally:
-            drv.close()
-            dn.close()
-            tn.close()
+    with RobotiqEmulator("rtu", object_at=180) as emu, _robotiq_node(emu) as (_drv, state, faults, cmd):
+        cmd.publish(GripperCommand(position=0.0, speed=0.15, force=60.0))
+        s = state.wait_for(lambda s: s.object_detected, timeout=3)
+        assert s.position == pytest.approx((1 - 180 / 255) * 0.085) and s.effort == 60.0
+        emu.faults.silent_ids = {9}
+        f = faults.wait_for(lambda f: f.active, timeout=3)
+        assert f.code == "no_response" and "did not answer" in f.message
+        emu.faults.silent_ids = set()
+        assert faults.wait_for(lambda f: not f.active, timeout=5)
+        assert state.wait_for(lambda s: s.ready, timeout=3)
 
 
 def test_robotiq_node_resumes_its_command_after_the_watchdog_stopped_the_gripper():
@@ -123,36 +131,25 @@ def test_robotiq_node_resumes_its_command_after_the_watchdog_stopped_the_gripper
     2F-85 stops with fault 9 and keeps still until a command comes; the driver wrote its command once, so the
     fingers stayed open for good (a push then went on with an open hand). Now the driver writes the latest
     command again on seeing fault 9, and the fingers finish closing on the object."""
-    with RobotiqEmulator("rtu", object_at=180, watchdog_s=0.3) as emu:
-        graph = f"inproc://{uuid.uuid4().hex}"
-        dn, tn = Node("gripper", graph), Node("probe", graph)
-        ep = Endpoint(transport="rtu", port=emu.path, timeout_s=0.3, retries=2)
-        drv = RobotiqNode(dn, RobotiqGripper(ep), rate_hz=50, reconnect_s=0.05)
-        try:
-            state = tn.subscribe("gripper/state", GripperState, mode="latest")
-            faults = tn.subscribe("gripper/fault", DeviceFault, queue_size=20)
-            assert state.wait_for(lambda s: s.ready, timeout=5)
-            status, stalled = drv.g.status, threading.Event()
+    with (
+        RobotiqEmulator("rtu", object_at=180, watchdog_s=0.3) as emu,
+        _robotiq_node(emu) as (drv, state, faults, cmd),
+    ):
+        status, stalled = drv.g.status, threading.Event()
 
-            def stall_once():  # the host starved once, just after the close went out
-                if not stalled.is_set() and emu.model.rGTO and emu.model.rPR == 255:
-                    stalled.set()
-                    time.sleep(0.6)  # the stimulus under test: twice the watchdog
-                return status()
+        def stall_once():  # the host starved once, just after the close went out
+            if not stalled.is_set() and emu.model.rGTO and emu.model.rPR == 255:
+                stalled.set()
+                time.sleep(0.6)  # the stimulus under test: twice the watchdog
+            return status()
 
-            drv.g.status = stall_once
-            cmd = tn.publisher("gripper/command", GripperCommand)
-            assert cmd.wait_for_subscribers(1, 3)
-            cmd.publish(GripperCommand(position=0.0, speed=0.02, force=60.0))  # slow: ~3 s to the object
-            f = faults.wait_for(lambda f: f.active, timeout=10)
-            assert f.code == "device_fault" and "watchdog" in f.message
-            s = state.wait_for(lambda s: s.object_detected, timeout=20)
-            assert s.position == pytest.approx((1 - 180 / 255) * 0.085)
-            assert faults.wait_for(lambda f: not f.active, timeout=5)
-        finally:
-            drv.close()
-            dn.close()
-            tn.close()
+        drv.g.status = stall_once
+        cmd.publish(GripperCommand(position=0.0, speed=0.02, force=60.0))  # slow: ~3 s to the object
+        f = faults.wait_for(lambda f: f.active, timeout=10)
+        assert f.code == "device_fault" and "watchdog" in f.message
+        s = state.wait_for(lambda s: s.object_detected, timeout=20)
+        assert s.position == pytest.approx((1 - 180 / 255) * 0.085)
+        assert faults.wait_for(lambda f: not f.active, timeout=5)
 
 
 def test_ft300_registers_streaming_and_stop():
