@@ -22,6 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # skill's own sigma ~3 g; 10 g leaves room for a noisier run without letting a wrong frame or sign through
 # (the lightest block weighs 50 g; a reading off by the hand's weight is ~100 g)
 TOLERANCE_KG = 0.010
+# 40 pushes of this world's block (0.504 N) under 2-6 CPU hogs read 0.441-0.523 N, mean 0.484, sd 0.024 (the
+# hand's timing under load changes the contact; sd 0.014 under 2 hogs): 15 % is 2.3 sd below that mean at 6 hogs.
+# A stop counted as pushing (0.02 N), knocks counted (0.61 N and worse) or a wrong frame stay out.
+PUSH_TOLERANCE = 0.15
 WORLD = seeds("dev", 1, offset=2)[0]  # a dev world (tuned on dev; the benchmark reports test worlds)
 AGENT_SEED = 11  # the agent's own RNG seed: never the world's
 
@@ -137,7 +141,7 @@ def test_the_arm_parks_out_of_the_cameras_view_before_the_scene_is_measured(tmp_
 
 def test_a_push_over_serial_reads_the_friction(tmp_path):
     """A 6 cm push on the emulated SO-101 (goals over serial, the force from the FT300's stream) reads
-    mu m g within 10 %. On the emulated servos the hand once met every goal within a tick and stopped dead
+    mu m g within PUSH_TOLERANCE. On the emulated servos the hand once met every goal within a tick and stopped dead
     between goals that came late, and the skill counted the stops: 0.91 N read for 1.06 (world 2000001), or the
     push was refused for lost contact. (No camera here: the block's position comes from the bench's scene.)"""
     from loopylab.lab.experiments import path_clear, workspace
@@ -156,6 +160,10 @@ def test_a_push_over_serial_reads_the_friction(tmp_path):
                     break
         assert r["ok"], r["error"]
         want = truth["friction"] * truth["mass"] * 9.81
-        assert r["measurements"]["force_mean_N"] == pytest.approx(want, rel=0.1), (way, want, r["measurements"])
+        assert r["measurements"]["force_mean_N"] == pytest.approx(want, rel=PUSH_TOLERANCE), (
+            way,
+            want,
+            r["measurements"],
+        )
     finally:
         rig.stop()
