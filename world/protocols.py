@@ -31,9 +31,11 @@ PUSH_GAP = 0.02  # m: free travel before contact (room to reach the push speed)
 PUSH_ACCEL = 1.0  # m/s^2 along the push path
 STEADY = (0.25, 0.9)  # fraction of the commanded distance over which the force is averaged
 # a push's vertical load (N, down > 0) outside this range is no pushed object's: the hand met another
-# object or the table (seen: -135 to -40 N when a Panda's hand ran into a neighbour; up to 10 N pressing
-# on a tall block's top, which the load term models)
-PUSH_LOAD_RANGE = (-2.0, 30.0)
+# object or the table (seen: -135 to -7 N when a Panda's hand ran into a neighbour, 5-18 N when its wide hand
+# rode on a taller neighbour's top). A round flange (the kuka's) presses on the block it pushes, 0.27-0.64 N,
+# which the load term models; a Panda's palm pressed a tall block down by up to 10 N until the push learnt to
+# pass it over the top (actuation/skills/push.clear_the_top).
+PUSH_LOAD_RANGE = (-2.0, 3.0)
 # The steady force is a trimmed mean over the window's stretches of travel: a share TRIM of them cut at each end.
 # An arm streamed late (a starved host) catches up at its servos' full speed, and the wrist then reads the hand's
 # own inertia and the knock on the object, in stretches a mean over travel does not cancel: one push on the

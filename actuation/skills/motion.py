@@ -14,6 +14,9 @@ from loopylab.world import protocols as P
 from loopylab.world.kinematics import Kinematics, Unreachable
 from loopylab.world.trajectory import cartesian_line, min_jerk, speed_profile
 
+OVERHANG_LEAD = 0.002  # m: a part of the hand this far ahead of the push face leads it
+OVERHANG_RAY = 0.15  # m: where the rays that find it start, out from the tool's axis
+
 
 class Motion:
     def __init__(
@@ -113,6 +116,30 @@ class Motion:
         across = np.array([-d[1], d[0], 0.0])
         offsets = np.linspace(-width / 2, width / 2, 5) if width > 0 else [0.0]
         return max(self._pad_line(q, tip + across * o, d) for o in offsets)
+
+    def overhang(self, q, dir_name: str, pad: float, width: float = 0.0) -> float | None:
+        """How high above the hand's lowest point the lowest part of the hand starts that leads the push face
+        (reaches along the direction more than OVERHANG_LEAD beyond `pad`, from 1.5 cm up, over a band `width`
+        across): a Panda's palm, 5 cm above its fingertips and 2 cm ahead of them, met the top edge of taller
+        objects first, and pressed a 5.7 cm block down with 9 N or tipped a 5.9 cm cylinder over. None: no part
+        does. Rays cast at the hand against the push, every millimetre of height."""
+        d = P.direction(dir_name)
+        across = np.array([-d[1], d[0], 0.0])
+        ee = self.kin.fk(q)[0]
+        lowest = ee[2] - self.rs.tool_length - self.below_tip(q)
+        zs = lowest + np.arange(0.015, 0.12, 0.001)
+        offsets = np.linspace(-width / 2, width / 2, 5) if width > 0 else [0.0]
+        axis = np.array([ee[0], ee[1], 0.0])
+        starts = [axis + across * o + d * OVERHANG_RAY + [0, 0, z] for z in zs for o in offsets]
+        ends = [x - d * OVERHANG_RAY for x in starts]  # to the tool's axis: only what leads it counts
+        c, body, hand = self.kin._cid, self.kin.body, set(self._hand_links)
+        with self.kin._lock:
+            self.kin._set(q)
+            hits = p.rayTestBatch([x.tolist() for x in starts], [x.tolist() for x in ends], physicsClientId=c)
+        for i, h in enumerate(hits):  # in order of height
+            if h[0] == body and h[1] in hand and OVERHANG_RAY * (1 - h[2]) > pad + OVERHANG_LEAD:
+                return float(zs[i // len(offsets)] - lowest)
+        return None
 
     def _pad_line(self, q, tip, d) -> float:
         """The hand's reach along `d` on the line through `tip` (0 when the line misses the hand)."""

@@ -12,6 +12,8 @@ from loopylab.world.kinematics import Unreachable
 from loopylab.world.limits import GateConfig
 from loopylab.world.trajectory import cartesian_line
 
+TOP_CLEARANCE = 0.003  # m: a part of the hand ahead of the push face passes this far over the object's top
+FACE_MIN = 0.03  # m: a push face shorter than this is a round flange's rim (the kuka's leads from 1.5 cm up)
 FOLLOW_MARGIN = 0.8  # the share of the gate's velocity limit a fast plan may use (see check_followable)
 # A steady push keeps the hand on the object: nearly every reading in its window is near the mean force. On the
 # emulated SO-101 under a host load of ~35 the hand moved in jerks (joint states and targets in bursts, each goal
@@ -65,7 +67,8 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
     probe = arm.q()
     q_probe = mo.kin.ik(mo.ee([pos0[0], pos0[1], P.TIP_Z + mo.rs.clearance]), mo.orientation(pos0, dir_name), q0=probe)
     pad = mo.pad(q_probe, dir_name, size)
-    lift = np.array([0.0, 0.0, mo.below_tip(q_probe)])  # the hand's lowest point at P.TIP_Z, not the tip
+    raised = clear_the_top(mo, q_probe, dir_name, pad, size, label)
+    lift = np.array([0.0, 0.0, mo.below_tip(q_probe) + raised])  # the hand's lowest point at P.TIP_Z (+ raised)
     plan = (
         P.strike_plan(pos0, size, dir_name, speed, pad, mo.hz)
         if strike
@@ -128,6 +131,24 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
             )
     m["gate_clamps"] = int(clamps)  # > 0: the gate slowed the motion; the reading may be off
     return m
+
+
+def clear_the_top(mo: Motion, q, dir_name: str, pad: float, size: float, label: str) -> float:
+    """How far to raise the hand so that a part of it leading the push face (Motion.overhang: a palm) passes
+    TOP_CLEARANCE over the object's top instead of meeting its edge; refused where the fingers would then meet
+    the object above its middle (it would tip). 0 for objects the hand's overhang already clears, and for a
+    hand with no flat face FACE_MIN tall (a round flange leads from its rim up: rising would not clear it, and
+    its press on the object is read as the push's load)."""
+    over = mo.overhang(q, dir_name, pad, size)
+    if over is None or over < FACE_MIN or over >= size + TOP_CLEARANCE:
+        return 0.0
+    raised = size + TOP_CLEARANCE - over
+    if P.TIP_Z + raised > size / 2:
+        raise SkillFailed(
+            f"{label} ({100 * size:.1f} cm tall) is too tall to push with this hand: the part of the hand "
+            f"{100 * over:.1f} cm above its fingertips would meet its top"
+        )
+    return raised
 
 
 def baseline(arm: ArmSession) -> np.ndarray:
