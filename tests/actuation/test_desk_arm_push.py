@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopylab.actuation.skills.motion import Motion
-from loopylab.actuation.skills.push import KNOCK_FLOOR_N, check_contact, check_steady
+from loopylab.actuation.skills.push import KNOCK_FLOOR_N, check_contact, check_followed, check_steady
 from loopylab.actuation.skills.session import SkillFailed
 from loopylab.lab.bench import sim_bench
 from loopylab.world import protocols as P
@@ -142,3 +142,16 @@ def test_a_push_with_a_few_knocks_reads_its_steady_force_and_one_of_many_is_refu
     f[win[::4]] = force * 10 + 2 * KNOCK_FLOOR_N  # a quarter of the window knocked
     with pytest.raises(SkillFailed, match="knocked red_block along"):
         check_steady(s, f, steady, "red_block")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(0.02, 0.3), st.floats(0.0, 1.2))
+def test_a_push_whose_object_moved_part_of_the_way_is_refused(distance, share):
+    """With the hand all the way (the pushed object slides along) or held down (a welded block: evidence of its
+    own), the push stands; an object that moved part of the way was lost partway (a cylinder off the pad)."""
+    moved = share * distance
+    if 0.02 < moved < 0.85 * distance:
+        with pytest.raises(SkillFailed, match="lost red_block partway"):
+            check_followed(moved, distance, "red_block")
+    else:
+        check_followed(moved, distance, "red_block")
