@@ -84,9 +84,9 @@ def _push_like(arm: ArmSession, mo: Motion, args: dict, strike: bool) -> dict:
         check_followable(mo, line, down[-1] if len(down) else probe, f"strike {dir_name} at {speed:.2f} m/s")
     # everything is planned: move
     arm.last_q = probe
-    # closed in the air: a closed gripper pushes, never grasps. Fingers still closing as the hand came down
-    # (a fresh SO-101 rig's open 2F-85 took 0.74 s of the old 1 s wait, idle) could close on the object
-    # mid-push and drag it: the push then read the drag (8.94 N for a 0.50 N friction, under load)
+    # closed in the air: a closed gripper pushes, never grasps. The push used to go on after 1 s whatever the
+    # gripper said (a fresh SO-101 rig's 2F-85 took 0.74 s of it idle; under 6 CPU hogs one never closed):
+    # fingers still closing as the hand came down could close on the object mid-push and drag it
     arm.gripper(
         0.0,
         wait_for=lambda g: g.position < 0.2 * mo.opening and not g.object_detected,
