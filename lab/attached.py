@@ -13,12 +13,13 @@ or strike that displaced it, a lift that raised it) or stay put — a failed cal
 notebook as the failed observation it is: a push the hand could not carry out on a block that does not give ("hit
 something besides", "kept losing"), a weigh or lift that "did not rise" (see `STUCK_WORDS`; unless the tracked object went anyway: test world
 2000004's push "hit something besides" and moved the pair 10 cm); and how far the *other*
-object moved meanwhile (the runner's tracked poses, `observe_outcome`). Failures of another kind ("could not
+object moved meanwhile (the runner's tracked poses, `observe_outcome`); for a lift, how far the other rose while the
+hand held it up (the lift's `rose_LABEL_m`: a welded partner goes up with it). Failures of another kind ("could not
 grasp") say nothing about attachment and are ignored.
 
 Falsification is the posterior predictive check of each model, at ranges that hold 99.8 % of its outcomes and more:
 a free or table-fixed A leaves the other object within `STILL_M` (mocap noise is 0.5 mm; a ball, which rolls on
-its own, within `STILL_M_BALL`); a table-fixed A moves
+its own, within `STILL_M_BALL`), and a lift raises the other by no more than `RISE_M`; a table-fixed A moves
 less than `STILL_M` itself; a free or welded A, lifted, rises at least half the height asked. An outcome outside
 refutes the model (`rejected OBJ MODEL by moved|lifted V outside LO HI`, OBJ the object whose motion refuted it).
 
@@ -84,6 +85,13 @@ REPEAT_LIFT = {True: 0.9, False: 0.1}
 # not carry the answer past 0.9: table 0.95 / (0.95 + 0.1 + 0.1) = 0.83
 P_STUCK = {"free": (0.1, 0.1), "table": (0.95, 0.1), "welded": (0.1, 0.1)}  # (on A, on B)
 TOGETHER_M = 0.005  # the design's outcome classes: the other object moved at least this ("together")
+# A lift also says how far the other object rose while the hand held its pair up (`rose_LABEL_m`, the lift skill's
+# reading of every tracked object): a welded partner rises with it, a free one stays on the table. Dev worlds
+# 1000000-05 on the SO-101, every object lifted 5 cm: welded partners rose 4.2-4.9 cm, free ones -0.5 to 1.6 mm.
+# Before, only where the partner stood after the lift counted, and a lift puts a welded pair back where it stood:
+# dev 1000000 lifted a welded ball nine times and concluded "free 0.84".
+RISE_M = STILL_M  # the other object rose: beyond this it was carried (and a free or table model is refuted)
+P_RISE = {"free": BUMP, "table": BUMP, "welded": 0.9}  # P(the other rose | the lifted one rose, model)
 
 
 def _halfnormal(d: float, s: float) -> float:
@@ -130,9 +138,10 @@ def outcome_table(
     model: str, on_subject: bool, skill: str = "push", sigma: float = SIGMA_STILL, share: float | None = None
 ) -> np.ndarray:
     """P(stuck, alone, together | model) for an experiment by `skill` on A (`on_subject`) or on B (`sigma`: the
-    other object's drift; `share`: as other_density's)."""
+    other object's drift; `share`: as other_density's); for a lift, "together" is the other object rising with it
+    (the lab's runs track every object: P_RISE)."""
     stuck = P_STUCK[model][0 if on_subject else 1]
-    tog = _p_together(model, skill, sigma, share)
+    tog = P_RISE[model] if skill == "lift" else _p_together(model, skill, sigma, share)
     return np.array([stuck, (1 - stuck) * (1 - tog), (1 - stuck) * tog])
 
 
@@ -223,6 +232,9 @@ class AttachPosterior(Posterior):
         # anywhere (test world 2000039: a push that "hit something besides" knocked the free partner 9 cm)
         d_other = values.get(f"shift_{partner}_m") if moved and error is None else None
         d_other = None if d_other is None else abs(float(d_other))
+        rose = values.get(f"rose_{partner}_m") if moved and error is None and exp.skill == "lift" else None
+        if rose is not None:  # what the lift carried with it decides; where the pair came down adds nothing
+            d_other, rose = None, float(rose)
         share = self.still_share(exp.skill)
         if exp.skill == "lift" and d_other is not None:
             self.lifts_still.append(d_other < together_m(self.still(partner)[0]))
@@ -231,8 +243,10 @@ class AttachPosterior(Posterior):
             ll = math.log(stuck if not moved else 1 - stuck)
             if d_other is not None:
                 ll += math.log(max(other_density(k, d_other, exp.skill, self.still(partner)[0], share), 1e-300))
+            if rose is not None:
+                ll += math.log(P_RISE[k] if rose >= RISE_M else 1 - P_RISE[k])
             self.log_evidence[k] += ll
-            rejection = self._check(k, exp, on_a, key, value, partner, d_other)
+            rejection = self._check(k, exp, on_a, key, value, partner, d_other, rose)
             if rejection is not None:
                 self.rejected[k] = rejection
                 self.new_rejections.append(rejection)
@@ -244,7 +258,7 @@ class AttachPosterior(Posterior):
             return REPEAT_LIFT[self.lifts_still[0]]
         return STILL_SHARE[skill]
 
-    def _check(self, model, exp, on_a, key, value, partner, d_other) -> g.Rejection | None:
+    def _check(self, model, exp, on_a, key, value, partner, d_other, rose=None) -> g.Rejection | None:
         """The model's predictive range for what was seen (see the module docstring); a Rejection when outside.
         Only a measurement refutes: a lift that failed ("did not rise") is evidence, as every failure is."""
         r = lambda x: float(g.fmt(max(float(x), 0.0), 3))  # noqa: E731  (as the notebook writes it)
@@ -253,6 +267,8 @@ class AttachPosterior(Posterior):
         if model in ("free", "welded") and on_a and key == "lifted" and value < 0.5 * float(exp.height or 0):
             h = float(exp.height or 0.0)
             return g.Rejection(self.subject, model, key, r(value), r(0.5 * h), r(1.5 * h))
+        if model in ("free", "table") and rose is not None and rose > RISE_M:  # it was carried up with the other
+            return g.Rejection(partner, model, "lifted", r(rose), 0.0, RISE_M)
         reach = self.still(partner)[1]
         if model in ("free", "table") and d_other is not None and d_other > reach:
             return g.Rejection(partner, model, "moved", r(d_other), 0.0, reach)

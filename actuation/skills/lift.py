@@ -1,4 +1,5 @@
-"""lift: grasp the object, raise it by `height`, hold, and put it back; reports how far it rose."""
+"""lift: grasp the object, raise it by `height`, hold, and put it back; reports how far it rose, and how far
+every other tracked object rose meanwhile (what lifting one object lifts with it: a hidden attachment)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,24 @@ def lift(arm: ArmSession, mo: Motion, args: dict) -> dict:
     label = str(args.get("object", ""))
     height = P.number(args, "height", 0.005, 0.25)
     plan = plan_grasp(arm, mo, label, height)
+    others = tracked_heights(arm, exclude=label)
     grasp(arm, mo, plan, label)
     arm.run(plan["up"])
     arm.hold(P.SETTLE_S)
     lifted = float(arm.obj_now(label)[2] - plan["pos0"][2])
+    now = tracked_heights(arm, exclude=label)
     release_and_retreat(arm, mo, plan)
-    return {"lifted_m": lifted}
+    return {"lifted_m": lifted, **{f"rose_{k}_m": now[k] - z for k, z in others.items() if k in now}}
+
+
+def tracked_heights(arm: ArmSession, exclude: str) -> dict[str, float]:
+    """{label: height} of every other object a pose source tracks (none where positions come from the scene)."""
+    if arm.scene is None:
+        return {}
+    out = {}
+    for o in arm.scene.objects:
+        if o.label != exclude:
+            pos, _, src = arm.object(o.label)
+            if src != "scene":
+                out[o.label] = float(pos[2])
+    return out

@@ -44,3 +44,21 @@ def test_loopylab_run_asks_whether_a_block_is_attached(tmp_path):
     assert summary["success"] is True and summary["answer"] == "welded"  # dev world 1000010: welded to B
     sections = g.parse((out / "notebook.txt").read_text())
     assert sections[-2].kind == "conclusion" and sections[-2].body.answers[0].model == "welded"
+
+
+def test_a_lift_reads_how_far_every_other_object_rose_with_it():
+    """What the attached kind's lift evidence reads: dev world 1000000 on the SO-101, its block welded to a ball
+    (no push reaches the pair), with a free block beside. The welded ball goes up with the block; the free one
+    does not."""
+    from loopylab.lab import kinds
+    from loopylab.lab.bench import sim_bench
+
+    with sim_bench(robot="so101", seed=1000000, n_objects=3) as bench:
+        bench.reset(1000000, 3, structure=kinds.get("attached").structure)
+        truth = bench.oracle()
+        assert truth["red_block"]["attached_to"] == "blue_ball" and truth["green_block"]["attached_to"] is None
+        r = bench.execute("lift", {"object": "red_block", "height": 0.05})
+        assert r["ok"], r["error"]
+        m = r["measurements"]
+        assert m["lifted_m"] > 0.025 and abs(m["rose_blue_ball_m"] - m["lifted_m"]) < 0.01, m
+        assert abs(m["rose_green_block_m"]) < 0.005, m
