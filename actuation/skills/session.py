@@ -118,6 +118,11 @@ class ArmSession:
         if spec is None:
             raise KeyError(f"unknown object {label!r}: not in perception/objects nor in the scene")
         if label in self.moved_blind:
+            if self.objects.latest() is not None:  # a camera runs but does not see it: pushed out of view, hidden
+                raise SkillFailed(
+                    f"where {label} stands now is unknown: an earlier skill moved it and the pose source "
+                    "(perception/objects) does not see it now (out of the camera's view, or hidden)"
+                )
             raise SkillFailed(
                 f"where {label} stands now is unknown: an earlier skill moved it and no pose source "
                 "(perception/objects) is running, so the scene file still gives where it was; start the camera "
