@@ -55,12 +55,10 @@ class ParkingRunner(BusRunner):
             log.warning("after %s: %s", exp.skill, e)
             return reply
         after = time.time_ns()
-        deadline = time.monotonic() + self.fresh_s
-        while time.monotonic() < deadline:  # a pose set taken with the arm parked (10 Hz camera, perception)
-            msg = self._objects.latest()
-            if msg is not None and msg.stamp_ns >= after:
-                break
-            time.sleep(0.02)
+        try:  # a pose set taken with the arm parked (10 Hz camera, perception)
+            self._objects.wait_for(lambda m: m.stamp_ns >= after, timeout=self.fresh_s)
+        except TimeoutError:
+            log.warning("after %s: no pose set within %.0f s of parking", exp.skill, self.fresh_s)
         return reply
 
 

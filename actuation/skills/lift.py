@@ -24,13 +24,5 @@ def lift(arm: ArmSession, mo: Motion, args: dict) -> dict:
 
 
 def tracked_heights(arm: ArmSession, exclude: str) -> dict[str, float]:
-    """{label: height} of every other object a pose source tracks (none where positions come from the scene)."""
-    if arm.scene is None:
-        return {}
-    out = {}
-    for o in arm.scene.objects:
-        if o.label != exclude:
-            pos, _, src = arm.object(o.label)
-            if src != "scene":
-                out[o.label] = float(pos[2])
-    return out
+    """{label: height} of every other object a pose source sees now (none where positions come from the scene)."""
+    return {k: float(pos[2]) for k, pos in arm.tracked().items() if k != exclude}

@@ -130,6 +130,11 @@ class ArmSession:
             )
         return np.asarray(spec.position, float), size, "scene"
 
+    def tracked(self) -> dict[str, np.ndarray]:
+        """{label: position} of every object a fresh pose set holds now (empty where no pose source runs)."""
+        msg = self._fresh_objects()
+        return {} if msg is None else {o.label: np.asarray(o.position, float) for o in msg.objects}
+
     def obj_now(self, label: str) -> np.ndarray:
         """The object's position now; its source becomes the measurement's."""
         pos, _, src = self.object(label)
