@@ -42,6 +42,8 @@ LOAD_FILTER_S = 0.05  # s: time constant of the servos' load (current) reading
 TRACK_TAU_S = 0.03
 YIELD_S = 0.001  # s: the least gap between ticks, even behind time (the camera and the grader get the lock)
 BACKDRIVE_NM = 0.6  # N·m: what a 1:345 servo gearbox resists with torque off (the arm barely sags)
+SETTLE_S = 2.0  # s of world time at most, before the ports open, for the world to come to rest
+STILL_RAD_S = 1e-3  # rad/s: every joint slower than this is an arm at rest
 
 
 class RigPhysics:
@@ -82,6 +84,16 @@ class RigPhysics:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._snapshot()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Tick until the arm is at rest, before any device reads it: a world starts with transients (the
+        SO-101's jaw, reset open past its URDF's (0, 0) limit, snaps shut and swings the wrist 0.9 rad over
+        ~0.2 s), and a host that connected during them read a joint the physics had already moved on from."""
+        for _ in range(max(1, round(SETTLE_S / self.period))):
+            self.tick()
+            if self.ticks >= 3 and float(np.abs(self.v).max(initial=0.0)) < STILL_RAD_S:
+                break
 
     # -- what the devices say ---------------------------------------------------------------------
     # (no lock below: one attribute's assignment is atomic, and each tick replaces the snapshot's arrays whole)

@@ -94,7 +94,8 @@ class ModbusServerThread:
                 asyncio.run_coroutine_threadsafe(self.server.shutdown(), self._loop).result(5)
             except Exception:  # already stopping
                 pass
-        self._thread.join(5)
+        if self._thread.is_alive():  # (a server never started has nothing to join, but its pty to close)
+            self._thread.join(5)
         if self.relay is not None:
             self.relay.close()
 

@@ -28,6 +28,22 @@ def _bus(rig) -> MotorBus:
     return MotorBus(rig.ports["arm"], layout.kind, motors, latency_s=0.25)  # generous: a loaded CI machine
 
 
+@pytest.mark.parametrize("robot", ["so101", "koch"])
+def test_the_world_is_at_rest_when_the_ports_open(robot, tmp_path):
+    """A powered-down arm rests where it was put: no tick after the rig is built moves a joint (the SO-101 once
+    swung its wrist 0.9 rad over the first 0.2 s, and a host that read the servos then saw a stale angle)."""
+    rig = Rig(RigConfig(robot=robot, seed=5, n_objects=1, cameras=[], out_dir=str(tmp_path)))
+    try:
+        home = [rig.physics.joint(i)[0] for i in range(len(rig.physics.names))]
+        for _ in range(60):  # half a second of the world, ticked by hand (no thread, no clock)
+            rig.physics.tick()
+            for i, q in enumerate(home):
+                now, v, _ = rig.physics.joint(i)
+                assert abs(v) < 0.01 and now == pytest.approx(q, abs=cal.TICK_RAD)
+    finally:
+        rig.stop()
+
+
 def test_servos_are_calibrated_like_a_real_arm_and_read_the_physics(rig):
     """Non-zero homing offsets in the motors, the file the driver loads matches them, and present position
     through that file is the simulated joint angle."""
