@@ -190,11 +190,14 @@ def _sliding(scene: Scene, name: str, ws: Workspace = PANDA) -> list[Experiment]
     return out
 
 
-def clear_spot(scene: Scene, name: str, ws: Workspace = PANDA) -> tuple[float, float] | None:
+def clear_spot(scene: Scene, name: str, ws: Workspace = PANDA, both_axes: bool = False) -> tuple[float, float] | None:
     """Where to put `name` so that it can be pushed and struck: of the spots on a 2 cm grid over the
     place area of `ws` clear of the other objects, the nearest to where it is from which every push and
     strike level of the grid has a clear path in some direction; None if none (or the arm has no such
-    levels: then a place makes nothing possible)."""
+    levels: then a place makes nothing possible). `both_axes` (a question that compares x with y): the
+    nearest spot with a clear path along both axes at every level that may take both, where there is one.
+    (The nearest spot alone put test world 2000000's SO-101 block where only +y pushes fit, twice: its
+    slides question, which needs an x and a y push, stopped after one push and a place, a coin flip.)"""
     o = scene.get(name)
     others = [q for q in scene.objects if q.name != name]
     # each level's travel and the directions it may take (a path clear this far is clear for less)
@@ -215,12 +218,26 @@ def clear_spot(scene: Scene, name: str, ws: Workspace = PANDA) -> tuple[float, f
         for y in (round(float(v), 2) + 0.0 for v in ys)
         if ws.may_place(x, y)
     )
-    for _, x, y in spots:  # nearest first
-        if any(math.hypot(x - q.x, y - q.y) < (o.size + q.size) / 2 + ws.clearance for q in others):
-            continue
-        moved = _moved(scene, name, (x, y))
-        if all(any(path_clear(moved, name, d, travel, ws) for d in dirs) for travel, dirs in levels):
-            return (x, y)
+    free = [
+        (x, y)
+        for _, x, y in spots  # nearest first
+        if not any(math.hypot(x - q.x, y - q.y) < (o.size + q.size) / 2 + ws.clearance for q in others)
+    ]
+
+    def clear_from(spot: tuple[float, float], per_axis: bool) -> bool:
+        moved = _moved(scene, name, spot)
+        for travel, dirs in levels:
+            groups = [dirs]
+            if per_axis and all(split := [tuple(d for d in dirs if d[1] == axis) for axis in "xy"]):
+                groups = split  # a level that may take both axes needs a clear path along each
+            if not all(any(path_clear(moved, name, d, travel, ws) for d in group) for group in groups):
+                return False
+        return True
+
+    for per_axis in (True, False) if both_axes else (False,):
+        for spot in free:
+            if clear_from(spot, per_axis):
+                return spot
     return None
 
 
@@ -247,7 +264,7 @@ def candidate_experiments(
         out += [Experiment("drop", name, height=h) for h in _drop_heights(question, ws)]
         out += [Experiment("lift", name, height=h) for h in ws.lift_heights]
         axes = {e.direction[1] for e in sliding if e.direction}
-        if (not sliding or (both and len(axes) < 2)) and (spot := clear_spot(scene, name, ws)) is not None:
+        if (not sliding or (both and len(axes) < 2)) and (spot := clear_spot(scene, name, ws, both)) is not None:
             # only where it makes a push or strike possible that is not now: on test world 2000002 an SO-101's
             # slides question (both axes) was offered a place to where its block already stood, whose pushes
             # were this spot's own, five times in a row ("placed 0.001"), and spent its budget on them

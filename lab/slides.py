@@ -20,7 +20,7 @@ import numpy as np
 from loopylab.lab import kinds
 from loopylab.lab.beliefs import Answer, Measurement, Posterior, box_from_hypothesis, interval_halfwidth
 from loopylab.lab.design import Decision, DesignConfig
-from loopylab.lab.experiments import sliding_levels
+from loopylab.lab.experiments import sliding_levels, workspace
 from loopylab.lab.forward import MEASURED, level_key
 from loopylab.lab.models import (
     ANISO_GAP,
@@ -134,7 +134,8 @@ class ModelPosterior(Posterior):
         net = eig - cost
         for ci, e in enumerate(candidates):
             if e.skill == "place":  # measures nothing: worth what it unlocks (then a pair from the clear spot)
-                gain, c, _ = _best_pair(scorer, sliding_levels(e.object), cfg)
+                ws = workspace(getattr(self.forward.scene, "robot", None))  # the arm's own levels, not a Panda's
+                gain, c, _ = _best_pair(scorer, sliding_levels(e.object, ws), cfg)
                 net[ci] = (gain - c - cost[ci]) / 3 if gain > 0 else -cost[ci]
         i = int(np.argmax(net))
         best, partner, plan_eig = float(net[i]), None, None

@@ -160,6 +160,54 @@ def test_the_desk_arms_workspaces_and_the_large_arms_default():
     assert {e.skill for e in grid.sliding_levels("red_block", DESK)} == {"push"}
 
 
+def _axes(scene: g.Scene, name: str, ws: grid.Workspace) -> set[str]:
+    return {e.direction[1] for e in grid.candidate_experiments(scene, ws=ws) if e.object == name and e.direction}
+
+
+def test_a_question_that_compares_the_axes_is_offered_a_place_where_both_fit():
+    """Test world 2000000's SO-101 block (0.16, 0.16 after a +y push) has no push; the nearest clear spot, where
+    the old grid put it, has +y pushes only, so its slides question (x against y) stopped after one more push. A
+    both-axes question is offered the nearest spot with an x and a y push; a one-axis question the nearest."""
+    scene = g.Scene(
+        (
+            g.SceneObject("red_block", "cube", 0.04, 0.16, 0.16),
+            g.SceneObject("blue_ball", "sphere", 0.04, 0.08, -0.15),
+            g.SceneObject("green_cylinder", "cylinder", 0.04, 0.09, 0.03),
+        )
+    )
+    nearest = grid.clear_spot(scene, "red_block", DESK)
+    assert _axes(grid._moved(scene, "red_block", nearest), "red_block", DESK) == {"y"}
+    slides = g.Question("slides", ("red_block",), 0.0)
+    (place,) = [e for e in grid.candidate_experiments(scene, slides, ws=DESK) if e.skill == "place"]
+    assert place.position != nearest
+    assert _axes(grid._moved(scene, "red_block", place.position), "red_block", DESK) == {"x", "y"}
+    friction = g.Question("friction", ("red_block",), 0.05)
+    (place,) = [e for e in grid.candidate_experiments(scene, friction, ws=DESK) if e.skill == "place"]
+    assert place.position == nearest
+
+
+@settings(max_examples=25, deadline=None)  # each example tries the place ring's ~300 spots
+@given(ring_scenes)
+def test_a_both_axes_spot_is_the_nearest_with_both_axes_whenever_the_ring_has_one(scene):
+    """Property, against a brute-force search of the place ring: where a free spot offers both axes,
+    `clear_spot(..., both_axes=True)` returns such a spot, and none nearer has both; where none does, the nearest
+    clear spot, as a one-axis question gets."""
+    o, others = scene.objects[0], scene.objects[1:]
+    both = []
+    for i in range(-10, 11):
+        for j in range(-10, 11):
+            x, y = round(i * 0.02, 2) + 0.0, round(j * 0.02, 2) + 0.0
+            free = all(math.hypot(x - q.x, y - q.y) >= (o.size + q.size) / 2 + DESK.clearance for q in others)
+            if free and DESK.may_place(x, y) and _axes(grid._moved(scene, o.name, (x, y)), o.name, DESK) == {"x", "y"}:
+                both.append(math.hypot(x - o.x, y - o.y))
+    spot = grid.clear_spot(scene, o.name, DESK, both_axes=True)
+    if both:
+        assert spot is not None and _axes(grid._moved(scene, o.name, spot), o.name, DESK) == {"x", "y"}
+        assert math.hypot(spot[0] - o.x, spot[1] - o.y) <= min(both) + 1e-9
+    else:
+        assert spot == grid.clear_spot(scene, o.name, DESK)
+
+
 def test_a_desk_arm_lifts_no_higher_than_it_reaches():
     """The SO-101 lifts by 5 cm (a 10 cm lift of its 4 cm blocks 0.18-0.19 m out failed to plan: sealed dev worlds
     1000000 and 1000002 on the sim bench, 3 of 6 objects; 5 cm lifted all 6); the large arms keep 10 cm."""
