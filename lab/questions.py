@@ -200,5 +200,6 @@ kinds.register(
         skills=("push", "strike", "weigh", "place"),
         shows=("cube", "cylinder"),
         n_objects=lambda seed: 3 + seed % 2,
+        structure="sliders",  # two of them at least slide (world.scene._sliders)
     )
 )

@@ -11,7 +11,8 @@ fraction of wrongly ordered pairs (success: none). lab/questions.py registers "r
 Ranking by friction: a strike's slide reads mu alone (v^2 / 2 mu g), a push mu times the mass (so weighing helps
 it); a drop's bounce barely depends on mu, so the kind offers no drops. A ball rolls: no push or strike shows its
 friction (the twin's strike slides a ball 0.18 m and pushes it with 0.10 N at mu 0.2, 0.4 and 0.8 alike), so a
-seeded world's question ranks the objects that slide, and its worlds have 3-4 objects so that two usually do.
+seeded world's question ranks the objects that slide, and its worlds have 3-4 objects of which two at least slide
+(their "sliders" structure, world/scene.py, turns balls into cylinders where the seed drew fewer).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def rank_kind(
     skills: tuple[str, ...] | None = None,
     shows: tuple[str, ...] | None = None,
     n_objects=lambda seed: 2 + seed % 3,
+    structure: str | None = None,
 ) -> QuestionKind:
     """The kind "rank OBJ OBJ... by PROP" (its text form: world/notebook.py `_rank_form(name, prop)`). `shows`:
     the shapes whose PROP the experiments can show (None: all); a seeded world's question names those objects
@@ -144,6 +146,7 @@ def rank_kind(
         quantity,
         posterior=RankPosterior,
         n_objects=n_objects,
+        structure=structure,
         skills=skills,
         right="the right order",
         ranks=prop,

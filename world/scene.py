@@ -388,6 +388,21 @@ def _attachment(s: SceneSpec, o: ObjectSpec, rng: np.random.Generator) -> SceneS
     return s
 
 
+def _sliders(s: SceneSpec, o: ObjectSpec, rng: np.random.Generator) -> SceneSpec:
+    """Two objects at least that slide: a ball rolls, and no push or strike shows its friction (lab/rank.py), so a
+    world whose draw left one block among balls (a "rank by friction" question then ranked three balls, a coin
+    flip on every path: test world 2000001) has its first balls drawn as cylinders of the same size, in the same
+    place, until two slide. The rest of the world, hidden properties included, is the seed's."""
+    sliding = sum(x.shape != "sphere" for x in s.objects)
+    for x in s.objects:
+        if sliding >= 2:
+            break
+        if x.shape == "sphere":
+            x.shape, x.label = "cylinder", x.label.removesuffix(SHAPE_WORD["sphere"]) + SHAPE_WORD["cylinder"]
+            sliding += 1
+    return s
+
+
 # name -> (stream code, drawer): a drawer gets a copy of the seeded world, its subject and the structure's own
 # random stream (seed, 0x57C0, code), and returns the world with the subject's structure drawn. A new structure
 # adds one drawer and one entry with a code of its own (codes never change: they fix the worlds' streams).
@@ -396,6 +411,7 @@ STRUCTURES: dict[str, tuple[int, Callable[[SceneSpec, ObjectSpec, np.random.Gene
     "bounce_model": (0xB0, _bounce_model),
     "com_model": (0xC0, _com_model),
     "attachment": (1, _attachment),
+    "sliders": (0x51, _sliders),
 }
 
 

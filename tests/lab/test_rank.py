@@ -22,7 +22,7 @@ from loopylab.lab.investigation import grammar_scene
 from loopylab.lab.questions import grade, make_question
 from loopylab.lab.rank import RankPosterior, close_pairs, ranked
 from loopylab.world import notebook as g
-from loopylab.world.scene import scene_from_seed
+from loopylab.world.scene import scene_from_seed, with_structure
 
 ROOT = Path(__file__).resolve().parents[2]
 names = st.from_regex(g.NAME_RE, fullmatch=True)
@@ -106,6 +106,14 @@ def test_a_friction_rank_names_the_objects_that_slide_and_offers_no_drops():
     assert "drop" not in skills and {"push", "strike", "weigh"} <= skills
     two = grammar_scene(scene_from_seed(4, n_objects=2).perceived())  # a block and a ball: ask of both
     assert make_question("rank_friction", two, 4).objects == ("red_block", "blue_ball")
+    # its worlds, though, draw two objects that slide: test world 2000001 drew a block and three balls, and asked
+    # an SO-101 to rank all four by friction (no experiment shows a ball's); its "sliders" world has a cylinder
+    kind = kinds.of(q)
+    world = with_structure(scene_from_seed(2000001, kind.n_objects(2000001), "so101"), kind.structure)
+    assert make_question("rank_friction", grammar_scene(world.perceived()), 2000001).objects == (
+        "red_block",
+        "blue_cylinder",
+    )
 
 
 # -- the belief, on the real Twin -------------------------------------------------------------------------------

@@ -65,3 +65,26 @@ def test_a_secret_keys_the_structure_too():
         for s in range(40)
     ]
     assert public != sealed and 8 <= sum(a is None for a in sealed) <= 32
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 10**7), st.integers(2, 4), st.sampled_from(["panda", "so101"]))
+def test_a_sliders_world_has_two_objects_that_slide_and_is_otherwise_the_seeds(seed, n, robot):
+    """"sliders" (rank by friction): two objects at least are no ball; where the seed drew fewer, its first balls
+    are cylinders of the same size, place and hidden properties; a world that had two is the seed's as it is."""
+    plain = scene_from_seed(seed, n, robot)
+    world = with_structure(plain, "sliders")
+    assert sum(o.shape != "sphere" for o in world.objects) >= 2
+    if sum(o.shape != "sphere" for o in plain.objects) >= 2:
+        assert world == plain
+    for o, p in zip(world.objects, plain.objects):
+        if o.shape != p.shape:
+            assert (p.shape, o.shape) == ("sphere", "cylinder") and o.label == p.label.replace("_ball", "_cylinder")
+        assert (o.size, o.position, o.mass, o.friction, o.restitution) == (
+            p.size,
+            p.position,
+            p.mass,
+            p.friction,
+            p.restitution,
+        )
+
