@@ -70,7 +70,7 @@ def test_a_secret_keys_the_structure_too():
 @settings(max_examples=80, deadline=None)
 @given(st.integers(0, 10**7), st.integers(2, 4), st.sampled_from(["panda", "so101"]))
 def test_a_sliders_world_has_two_objects_that_slide_and_is_otherwise_the_seeds(seed, n, robot):
-    """"sliders" (rank by friction): two objects at least are no ball; where the seed drew fewer, its first balls
+    """ "sliders" (rank by friction): two objects at least are no ball; where the seed drew fewer, its first balls
     are cylinders of the same size, place and hidden properties; a world that had two is the seed's as it is."""
     plain = scene_from_seed(seed, n, robot)
     world = with_structure(plain, "sliders")
@@ -87,4 +87,3 @@ def test_a_sliders_world_has_two_objects_that_slide_and_is_otherwise_the_seeds(s
             p.friction,
             p.restitution,
         )
-
