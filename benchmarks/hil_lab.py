@@ -311,13 +311,18 @@ def summary(hil: list[dict], sim: list[dict], kinds: list[str]) -> dict:
 
 def merge(logs: list[str]) -> dict:
     """The summary of several runs' logs (e.g. the worlds split over processes with --offset): their per-world
-    `hil {...}` and `sim {...}` lines."""
-    rows: dict[str, list[dict]] = {"hil": [], "sim": []}
+    `hil {...}` and `sim {...}` lines. A world in more than one log is merged kind by kind, the later log's
+    kinds replacing the earlier's (a rerun of some kinds after a fix: `--kinds K --merge ALL NEW`)."""
+    worlds: dict[str, dict[int, dict]] = {"hil": {}, "sim": {}}
     for log in logs:
         for line in Path(log).read_text().splitlines():
             path, _, rest = line.partition(" ")
-            if path in rows and rest.startswith("{"):
-                rows[path].append(json.loads(rest))
+            if path in worlds and rest.startswith("{"):
+                row = json.loads(rest)
+                was = worlds[path].setdefault(row["seed"], {})
+                calls = {k: was.get(k, 0) + row[k] for k in ("oracle", "reset") if k in row}  # every run's count
+                was.update(row, **calls)
+    rows = {path: list(by_seed.values()) for path, by_seed in worlds.items()}
     meta = {"seed", "oracle", "reset", "pose_err_mm", "wrench_err_n", "weigh_s", "ok", "mass_err_rel", "success"}
     kinds = sorted({k for r in rows["hil"] for k in r if k not in meta})
     return {"merged": logs, **summary(rows["hil"], rows["sim"], kinds)}
