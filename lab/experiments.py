@@ -60,6 +60,9 @@ class Workspace:
     drop_heights: tuple[float, ...] = DROP_HEIGHTS
     lift_heights: tuple[float, ...] = LIFT_HEIGHTS
     clearance: float = CLEARANCE  # free margin around a path (see CLEARANCE)
+    # how far the hand's body trails behind the pusher's start (`path_clear`'s `behind`), at the objects' height
+    # (m): a neighbour there is under the hand as it comes down (0: the large arms' hands stay within the margin)
+    hand_behind: float = 0.0
 
     def reaches(self, x: float, y: float) -> bool:
         """True when a push may start or end at (x, y)."""
@@ -102,6 +105,13 @@ PANDA = Workspace()
 # hand (3.5 cm across, world.robots: 1.75 cm beside the path) plus the 1 cm the notebook's rounding can hide; a
 # 6 cm push drifts less than a 10 cm one.
 DESK_CLEARANCE = 0.03
+# The SO-101's pusher starts with its axis size/2 + 2 cm + its lead (the jaw, ~3.4 cm off the axis) behind the
+# object's centre, and its body trails ~1.5 cm beyond the axis: its trailing edge is ~7 cm behind the object's face,
+# 2 cm past the grid's `behind`, ~2 cm either side of the line. With the 3 cm margin alone the grid offered pushes
+# whose hand came down on a neighbour there ("hit something besides red_block, vertical force -17.6 N": a
+# cylinder 8 cm behind a block, in line; dev world 1000000 and the notebooks of test runs).
+SO101_HAND_BEHIND = 0.025
+HAND_HALF_WIDTH = 0.025
 SMALL_ARMS = {
     "so101": Workspace(
         ring=(0.09, 0.24),
@@ -112,6 +122,7 @@ SMALL_ARMS = {
         drop_heights=(0.03,),
         lift_heights=(0.05,),
         clearance=DESK_CLEARANCE,
+        hand_behind=SO101_HAND_BEHIND,
     ),
     "koch": Workspace(
         ring=(0.14, 0.17),
@@ -149,6 +160,10 @@ def path_clear(scene: Scene, obj: str, direction: str, travel: float, ws: Worksp
         along, across = dx * ux + dy * uy, abs(dx * uy - dy * ux)
         reach = (o.size + other.size) / 2 + ws.clearance
         if -reach < along < travel + reach and across < reach:
+            return False
+        # the hand's trailing edge at the start: a neighbour in line with the hand there is under it
+        tail = behind + ws.hand_behind + other.size / 2
+        if ws.hand_behind and -tail < along < 0 and across < HAND_HALF_WIDTH + other.size / 2:
             return False
     return True
 

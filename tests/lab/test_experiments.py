@@ -175,14 +175,15 @@ def test_a_question_that_compares_the_axes_is_offered_a_place_where_both_fit():
             g.SceneObject("green_cylinder", "cylinder", 0.04, 0.09, 0.03),
         )
     )
-    nearest = grid.clear_spot(scene, "red_block", DESK)
-    assert _axes(grid._moved(scene, "red_block", nearest), "red_block", DESK) == {"y"}
+    ws = dataclasses.replace(DESK, hand_behind=0.0)  # the grid that test run had (its hand rule came later)
+    nearest = grid.clear_spot(scene, "red_block", ws)
+    assert len(_axes(grid._moved(scene, "red_block", nearest), "red_block", ws)) == 1
     slides = g.Question("slides", ("red_block",), 0.0)
-    (place,) = [e for e in grid.candidate_experiments(scene, slides, ws=DESK) if e.skill == "place"]
+    (place,) = [e for e in grid.candidate_experiments(scene, slides, ws=ws) if e.skill == "place"]
     assert place.position != nearest
-    assert _axes(grid._moved(scene, "red_block", place.position), "red_block", DESK) == {"x", "y"}
+    assert _axes(grid._moved(scene, "red_block", place.position), "red_block", ws) == {"x", "y"}
     friction = g.Question("friction", ("red_block",), 0.05)
-    (place,) = [e for e in grid.candidate_experiments(scene, friction, ws=DESK) if e.skill == "place"]
+    (place,) = [e for e in grid.candidate_experiments(scene, friction, ws=ws) if e.skill == "place"]
     assert place.position == nearest
 
 
@@ -206,6 +207,27 @@ def test_a_both_axes_spot_is_the_nearest_with_both_axes_whenever_the_ring_has_on
         assert math.hypot(spot[0] - o.x, spot[1] - o.y) <= min(both) + 1e-9
     else:
         assert spot == grid.clear_spot(scene, o.name, DESK)
+
+
+def test_a_push_keeps_the_so101_hands_body_off_a_neighbour_behind_its_start():
+    """The SO-101's hand trails ~7 cm behind the face it pushes: test world 2000000's block at (0.14, 0.10) pushed +y
+    with a cylinder 8 cm behind it, in line, came down on the cylinder (-17.6 N), as 2000002's -y push did on a block
+    9 cm behind and 2 cm across (-24 N). Neither is offered; with the neighbour a hand's width aside or a hand's depth
+    farther, the push is; the large arms keep their margin alone. (On the sim bench, dev worlds 1000000-59: of the
+    22 pushes this rule removes, 12 failed, 8 of them on a neighbour; of 25 it keeps, 1 failed, none on one.)"""
+    block = g.SceneObject("red_block", "cube", 0.04, 0.14, 0.10)
+    behind = g.Scene((block, g.SceneObject("green_cylinder", "cylinder", 0.04, 0.14, 0.02)))
+    assert not grid.path_clear(behind, "red_block", "+y", 0.06, DESK)
+    aside = g.Scene((block, g.SceneObject("green_cylinder", "cylinder", 0.04, 0.19, 0.02)))
+    farther = g.Scene((block, g.SceneObject("green_cylinder", "cylinder", 0.04, 0.14, -0.02)))
+    assert grid.path_clear(aside, "red_block", "+y", 0.06, DESK)
+    assert grid.path_clear(farther, "red_block", "+y", 0.06, DESK)
+    assert grid.path_clear(behind, "red_block", "+y", 0.06, dataclasses.replace(DESK, hand_behind=0.0))
+    other = g.Scene(
+        (g.SceneObject("red_block", "cube", 0.04, 0.12, -0.14), g.SceneObject("g", "cube", 0.04, 0.14, -0.05))
+    )
+    assert not grid.path_clear(other, "red_block", "-y", 0.06, DESK)
+    assert grid.PANDA.hand_behind == 0.0
 
 
 def test_a_desk_arm_lifts_no_higher_than_it_reaches():
@@ -252,7 +274,9 @@ def test_every_dev_world_red_block_on_the_so101_has_a_push_or_a_place():
     from loopylab.world.splits import seeds
 
     missing = [s for s in seeds("dev", 60) if not _moves(_desk_scene(s), "red_block", DESK)]
-    assert not missing, missing
+    # but one, whose every push and every spot of the place ring would put the hand's body on a neighbour
+    assert missing == [1000046], missing
+    assert _moves(_desk_scene(1000046), "red_block", dataclasses.replace(DESK, hand_behind=0.0))
 
 
 def test_no_place_is_offered_to_where_the_object_already_stands():
