@@ -63,6 +63,7 @@ class Workspace:
     # how far the hand's body trails behind the pusher's start (`path_clear`'s `behind`), at the objects' height
     # (m): a neighbour there is under the hand as it comes down (0: the large arms' hands stay within the margin)
     hand_behind: float = 0.0
+    hand_half_width: float = 0.025  # m: how far the trailing hand reaches either side of the push's line
 
     def reaches(self, x: float, y: float) -> bool:
         """True when a push may start or end at (x, y)."""
@@ -111,7 +112,6 @@ DESK_CLEARANCE = 0.03
 # whose hand came down on a neighbour there ("hit something besides red_block, vertical force -17.6 N": a
 # cylinder 8 cm behind a block, in line; dev world 1000000 and the notebooks of test runs).
 SO101_HAND_BEHIND = 0.025
-HAND_HALF_WIDTH = 0.025
 SMALL_ARMS = {
     "so101": Workspace(
         ring=(0.09, 0.24),
@@ -163,7 +163,7 @@ def path_clear(scene: Scene, obj: str, direction: str, travel: float, ws: Worksp
             return False
         # the hand's trailing edge at the start: a neighbour in line with the hand there is under it
         tail = behind + ws.hand_behind + other.size / 2
-        if ws.hand_behind and -tail < along < 0 and across < HAND_HALF_WIDTH + other.size / 2:
+        if ws.hand_behind and -tail < along < 0 and across < ws.hand_half_width + other.size / 2:
             return False
     return True
 
