@@ -32,7 +32,7 @@ Z90 = 1.6449  # two-sided 90 % of a standard normal
 T90 = 2.0150  # ... and of a Student-t with 5 degrees of freedom (NoiseModel.dof)
 
 
-def measure_world(task: tuple[str, str, int, int]) -> list[dict]:
+def measure_world(task: tuple[str, str, int, int, str]) -> list[dict]:
     """Investigate one world; one row per measurement: value, twin prediction at the truth, model sigma."""
     from loopylab.lab.agents import make_agent
     from loopylab.lab.bench import sim_bench
@@ -41,12 +41,12 @@ def measure_world(task: tuple[str, str, int, int]) -> list[dict]:
     from loopylab.lab.investigation import InvestigationConfig, grammar_scene, investigate
     from loopylab.lab.questions import make_question
 
-    agent_name, kind, seed, n_particles = task
+    agent_name, kind, seed, n_particles, robot = task
     n_obj = world_objects(kind, seed)
     twins = InlineTwins()
     rows = []
     try:
-        with sim_bench(seed=seed, n_objects=n_obj) as bench:
+        with sim_bench(robot=robot, seed=seed, n_objects=n_obj) as bench:
             scene = bench.reset(seed, n_obj)
             question = make_question(kind, grammar_scene(scene), seed)
             forward = ForwardModel(scene, twins)
@@ -100,15 +100,17 @@ def notebook_world(row: dict) -> list[dict]:
     the investigation again."""
     from loopylab.lab.bench import sim_bench
     from loopylab.lab.evaluation import world_objects
-    from loopylab.lab.replay import belief_at_end, parse_numbered
+    from loopylab.lab.replay import belief_at_end, header, parse_numbered
 
     kind, seed = row["kind"], int(row["seed"])
     check_split([seed], "dev")
-    _, _, post = belief_at_end(parse_numbered(row["notebook_audit"]))
+    sections = parse_numbered(row["notebook_audit"])
+    _, _, post = belief_at_end(sections)
     n_obj = world_objects(kind, seed)
     from loopylab.sim.secret import SEALED
 
-    with sim_bench(seed=seed, n_objects=n_obj, world_secret=SEALED) as bench:  # the evaluator's worlds
+    robot = header(sections)[2].robot  # the notebook's own arm: the world's objects sit where that arm reaches
+    with sim_bench(robot=robot, seed=seed, n_objects=n_obj, world_secret=SEALED) as bench:  # the evaluator's worlds
         bench.reset(seed, n_obj)
         truth = bench.oracle()
     return measurement_rows(row["agent"], kind, seed, post, post.forward, truth)
@@ -233,6 +235,7 @@ def main() -> None:
     ap.add_argument("--offset", type=int, default=0, help="skip this many dev seeds")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--particles", type=int, default=1500)
+    ap.add_argument("--robot", default="panda", help="the sim bench's arm (panda, so101, koch)")
     ap.add_argument("--out", type=Path, default=Path("reports/calibrate-noise"))
     ap.add_argument(
         "--notebooks",
@@ -251,7 +254,7 @@ def main() -> None:
     rows = [json.loads(x) for x in journal.read_text().splitlines()] if journal.exists() else []
     have = {(r["agent"], r["kind"], r["seed"]) for r in rows}
     tasks = [
-        (a, k, s, args.particles)
+        (a, k, s, args.particles, args.robot)
         for s in world_seeds
         for k in args.kinds.split(",")
         for a in args.agent.split(",")

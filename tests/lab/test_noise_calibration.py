@@ -50,3 +50,20 @@ def test_the_check_tells_a_model_too_wide_from_one_too_narrow():
     assert calibrate_noise.push_check(PUSHES["pushes"][:1], NoiseModel(), 0.03)["median_abs_residual"] is None
     with pytest.raises(KeyError):
         calibrate_noise.push_check([{"y": 1.0}], NoiseModel(), 0.03)
+
+
+DESK = json.loads((Path(__file__).parent / "data" / "friction_pushes_so101_dev.json").read_text())
+
+
+@pytest.mark.parametrize("path", ["sim", "hil"])
+def test_the_desk_arms_pushes_fit_the_same_figures(path):
+    """The SO-101's pushes (0.2-2 N, a hand that trails its servos) against the figures fitted on the Panda's: the
+    sim bench's 111 (two sets of 20 worlds, 1.23 and 0.66 apart: pooled, they fit) and the hardware path's 38."""
+    pushes = [p for p in DESK["pushes"] if p["set"].startswith(path)]
+    from loopylab.world.splits import check_split
+
+    check_split(sorted({p["seed"] for p in pushes}), "dev")
+    fit = calibrate_noise.push_check(pushes, NoiseModel(), BIAS["force_mean_N"])
+    assert fit["objects"] == {"sim": 38, "hil": 12}[path]
+    assert 0.55 <= fit["median_abs_residual"] <= 0.95, fit
+    assert 0.4 <= fit["rms_z"] <= 1.4, fit
