@@ -64,10 +64,21 @@ class Workspace:
     # (m): a neighbour there is under the hand as it comes down (0: the large arms' hands stay within the margin)
     hand_behind: float = 0.0
     hand_half_width: float = 0.025  # m: how far the trailing hand reaches either side of the push's line
+    # the desk arms: how far out (m from the base) a grasp still takes an object of a size, as (size, radius)
+    # pairs (interpolated); no push may leave its object beyond that, where nothing could lift, weigh or place
+    # it again and a push back would start out of reach (empty: the large arms grasp wherever they push)
+    grasp_reach: tuple[tuple[float, float], ...] = ()
 
     def reaches(self, x: float, y: float) -> bool:
         """True when a push may start or end at (x, y)."""
         return _inside(x, y, self.x, self.y, self.ring, self.bearing)
+
+    def graspable(self, x: float, y: float, size: float) -> bool:
+        """True when an object of `size` at (x, y) is within a grasp's reach, with `GRASP_MARGIN` to spare."""
+        if not self.grasp_reach:
+            return True
+        sizes, radii = zip(*self.grasp_reach)
+        return math.hypot(x, y) <= float(np.interp(size, sizes, radii)) - GRASP_MARGIN
 
     def may_place(self, x: float, y: float) -> bool:
         return _inside(x, y, self.place_x, self.place_y, self.place_ring, self.bearing)
@@ -112,6 +123,13 @@ DESK_CLEARANCE = 0.03
 # whose hand came down on a neighbour there ("hit something besides red_block, vertical force -17.6 N": a
 # cylinder 8 cm behind a block, in line; dev world 1000000 and the notebooks of test runs).
 SO101_HAND_BEHIND = 0.025
+# How far out the SO-101 grasps an object from the top (the weigh's path: the tool above it by the skills'
+# clearance, the line down, the hold 5 cm up; IK to 1 mm, the worst bearing within +-1.15 rad): a 3 cm block out
+# to the ring's 0.24 m, a 7 cm one to 0.216 m. A push that ended 0.238 m out left a block nothing could weigh or
+# place (sim bench, test world 2000004; "best miss 0.7 mm" on the rig). tests/lab/test_experiments.py checks
+# these against the IK.
+SO101_GRASP_REACH = ((0.03, 0.240), (0.04, 0.238), (0.05, 0.232), (0.06, 0.226), (0.07, 0.216), (0.08, 0.206))
+GRASP_MARGIN = 0.005  # m: a 6 cm push ends within ~6 mm of its mark (moved 0.049-0.054 m), the camera's 2 mm
 SMALL_ARMS = {
     "so101": Workspace(
         ring=(0.09, 0.24),
@@ -123,6 +141,7 @@ SMALL_ARMS = {
         lift_heights=(0.05,),
         clearance=DESK_CLEARANCE,
         hand_behind=SO101_HAND_BEHIND,
+        grasp_reach=SO101_GRASP_REACH,
     ),
     "koch": Workspace(
         ring=(0.14, 0.17),
@@ -153,6 +172,8 @@ def path_clear(scene: Scene, obj: str, direction: str, travel: float, ws: Worksp
     for px, py in ((o.x + ux * travel, o.y + uy * travel), (o.x - ux * behind, o.y - uy * behind)):
         if not ws.reaches(px, py):
             return False
+    if not ws.graspable(o.x + ux * travel, o.y + uy * travel, o.size):
+        return False
     for other in scene.objects:
         if other.name == obj:
             continue

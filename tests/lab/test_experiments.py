@@ -4,6 +4,8 @@ grid-narrowed prefix checks the engine decodes experiments with."""
 import dataclasses
 import math
 
+import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -296,3 +298,47 @@ def test_no_place_is_offered_to_where_the_object_already_stands():
     offered = grid.candidate_experiments(there, q, ws=ws)
     assert not [e for e in offered if e.skill == "place"], [e.render() for e in offered]
     assert [e for e in offered if e.skill == "push"], "from the spot, the pushes it was placed for"
+
+
+def _weigh_reaches(mo, r: float, bearing: float, size: float) -> bool:
+    """The weigh's path for an object of `size` at radius `r`: above it, the line down, the hold 5 cm up."""
+    from loopylab.actuation.skills.grasp import grasp_tip
+    from loopylab.world import protocols as P
+    from loopylab.world.kinematics import Unreachable
+
+    tip = grasp_tip(mo, (r * math.cos(bearing), r * math.sin(bearing), size / 2), size)
+    try:
+        above = mo.ee(tip) + [0, 0, mo.rs.clearance]
+        q_above = mo.kin.ik(above, mo.orientation(above))
+        mo.line(above, mo.ee(tip), 0.1, q_above)
+        lifted = mo.ee(tip) + [0, 0, P.WEIGH_LIFT]
+        mo.kin.ik(lifted, mo.orientation(lifted), q0=q_above)
+    except Unreachable:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("size", [0.03, 0.05, 0.07])
+def test_the_so101s_grasp_reach_is_its_ik(size):
+    """`SO101_GRASP_REACH` against the arm's own IK: a weigh plans within the reach less the margin at every
+    bearing of the ring, and not 1 cm beyond it at the worst one."""
+    from loopylab.actuation.skills.motion import Motion
+
+    mo = Motion("so101")
+    sizes, radii = zip(*grid.SO101_GRASP_REACH)
+    r = float(np.interp(size, sizes, radii))
+    bearings = np.linspace(-DESK.bearing, DESK.bearing, 7)
+    assert all(_weigh_reaches(mo, r - grid.GRASP_MARGIN, b, size) for b in bearings)
+    assert not all(_weigh_reaches(mo, r + 0.01, b, size) for b in bearings)
+
+
+def test_no_push_leaves_a_desk_block_where_no_grasp_takes_it():
+    """A 7 cm block 0.18 m out: a 6 cm push along +x would leave it 0.24 m out, in the push ring but past what a
+    grasp reaches (0.216 m for its size): nothing could weigh, lift or place it again. A 3 cm block there may go."""
+    q = g.Question("friction", ("red_block",), 0.05)
+    big = g.Scene((g.SceneObject("red_block", "cube", 0.07, 0.18, 0.0),))
+    small = g.Scene((g.SceneObject("red_block", "cube", 0.03, 0.17, 0.0),))
+    pushes = {(e.direction) for e in grid.candidate_experiments(big, q, ws=DESK) if e.skill == "push"}
+    assert "+x" not in pushes and {"+y", "-y"} <= pushes
+    assert "+x" in {e.direction for e in grid.candidate_experiments(small, q, ws=DESK) if e.skill == "push"}
+    assert grid.path_clear(big, "red_block", "+x", 0.06, dataclasses.replace(DESK, grasp_reach=()))
