@@ -209,7 +209,7 @@ def push_check(pushes: list[dict], noise, gain_sd: float) -> dict:
     by_obj: dict[tuple, list[tuple[float, float]]] = {}
     for r in pushes:
         pred = np.array([r["twin_at_truth"]])
-        scale = float(noise.sigma("force_mean_N", pred)[0]) / r["twin_at_truth"]
+        scale = float(noise.sigma("force_mean_N", pred, r.get("reported", 0.0))[0]) / r["twin_at_truth"]
         by_obj.setdefault((r["seed"], r["object"]), []).append((math.log(r["y"] / r["twin_at_truth"]), scale))
     z, resid = [], []
     t_sd = math.sqrt(noise.dof / (noise.dof - 2))  # a Student-t's sd per unit of scale

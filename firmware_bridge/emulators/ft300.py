@@ -5,6 +5,7 @@ host sends fifty 0xFF bytes. `faults` damage frames and answers alike."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -46,7 +47,7 @@ class _StreamingRelay(PtyRelay):
             self._next += 1.0 / self.emulator.stream_hz
             if now - self._next > 0.1:
                 self._next = now
-            f, t = self.emulator.wrench
+            f, t = self.emulator.reading()
             frame = encode_frame(f, t)
             if not self.faults.silent_ids:
                 self.to_host(self.faults.apply(frame))
@@ -64,6 +65,7 @@ class FT300Emulator(ModbusEmulator):
     ):
         self.stream_hz = stream_hz
         self.wrench = (np.array([1.25, -0.5, 9.81]), np.array([0.012, -0.034, 0.005]))
+        self.source: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None  # each reading's wrench, if not `wrench`
         regs = lambda s, n: [int.from_bytes(s.encode().ljust(2 * n, b"\0")[2 * i : 2 * i + 2], "big") for i in range(n)]  # noqa: E731
         dev = SimDevice(
             id=device_id,
@@ -78,8 +80,13 @@ class FT300Emulator(ModbusEmulator):
         relay_cls = type("FT300Relay", (_StreamingRelay,), {"emulator": self})
         super().__init__(dev, "rtu", 19200, faults, relay_cls=relay_cls, link=link)
 
+    def reading(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (force, torque) the next frame or register read carries: `source()` where one is set (a rig's
+        physics, filtered as the sensor filters it), else `wrench`."""
+        return self.source() if self.source is not None else self.wrench
+
     async def _action(self, fc, start, address, count, regs, set_values):
-        f, t = self.wrench
+        f, t = self.reading()
         vals = [int(round(x * 100)) for x in f] + [int(round(x * 1000)) for x in t]
         regs[DATA - start : DATA - start + 6] = [v & 0xFFFF for v in vals]
         if set_values is not None and address == STREAM and list(set_values)[:1] == [STREAM_START]:
