@@ -29,6 +29,7 @@ the hardware graph: none offered, so none can be called).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import secrets
 import statistics
@@ -78,19 +79,51 @@ EXCLUDED = {
 OBSERVE_S = 4.0
 RUN_SEED = 0  # the run's own seed (--run-seed; drawn by default): the agents' seeds come from it
 NOTEBOOKS: Path | None = None  # --notebooks DIR: each investigation's notebook saved as DIR/<path>-<seed>-<kind>/
+CALIBRATION: Path | None = None  # the rig's fitted twin (calibrate_rig): the hardware path's investigations use it
+CALIBRATION_PLAN = dict(weighs=2, still_s=2.0, pushes=6)  # per object of known properties
+
+
+def calibrate_rig(robot: str, seed: int, out_dir: Path) -> tuple[Path, dict]:
+    """`loopylab lab calibrate-twin` on an emulated rig of a calibration world (a train world whose objects are
+    known, as a maker's are: never a world the benchmark grades) -> the file and its figures. The sim path keeps
+    the sim's own figures."""
+    from loopylab.bus import Node
+    from loopylab.lab import twin_fit
+    from loopylab.lab.twin_calibrate import Plan, calibrate
+
+    cam_bus = f"inproc://rig-{uuid.uuid4().hex}"
+    node = Node("rig", cam_bus)
+    rig = Rig(RigConfig(robot=robot, seed=seed, n_objects=2, out_dir=str(out_dir)), node=node).start()
+    spec = load_graph(ROOT / "graphs" / f"{robot}.toml").with_bus(f"inproc://{uuid.uuid4().hex}")
+    spec = apply_overrides(spec, rig.overrides() + [f'camera.source="bus:overhead@{cam_bus}"'])
+    try:
+        with HardwareBench(spec, rig.files["scene"], place=rig.place) as bench:
+            bench.park()
+            known = twin_fit.load_objects(rig.files["known"])
+            cal = calibrate(bench, known, Plan(**CALIBRATION_PLAN), rig=robot, say=lambda s: print("calibrate:", s))
+    finally:
+        rig.stop()
+        node.close()
+    return cal.save(out_dir / f"{robot}.twin.toml"), dataclasses.asdict(cal)
 
 
 def hil_world(seed: int, kinds: list[str], robot: str = "so101") -> dict:
     """One world on the hardware path: a sealed rig per world the kinds need (the seed's own, or with a kind's
     hidden structure or object count drawn, as the sim bench's reset draws it); the sensor figures and a weigh
-    on the first."""
+    on the first. The lab uses the rig's fitted twin (`CALIBRATION`) where there is one."""
+    from loopylab.lab import twin_fit
+
     out: dict = {"seed": seed, "oracle": 0, "reset": 0}
-    for i, ((structure, n_obj), group) in enumerate(_world_groups(kinds, seed).items()):
-        try:
-            out.update(_hil_group(seed, group, robot, structure, n_obj, first=i == 0))
-        except Exception as e:  # the rig or its graph did not start: each of its kinds failed, with why
-            why = f"{type(e).__name__}: {e}"
-            out.update({k: {"success": False, "experiments": 0, "failed": why} for k in group})
+    twin_fit.use(CALIBRATION)
+    try:
+        for i, ((structure, n_obj), group) in enumerate(_world_groups(kinds, seed).items()):
+            try:
+                out.update(_hil_group(seed, group, robot, structure, n_obj, first=i == 0))
+            except Exception as e:  # the rig or its graph did not start: each of its kinds failed, with why
+                why = f"{type(e).__name__}: {e}"
+                out.update({k: {"success": False, "experiments": 0, "failed": why} for k in group})
+    finally:
+        twin_fit.use(None)
     return out
 
 
@@ -341,12 +374,25 @@ def main() -> None:
     ap.add_argument("--notebooks", default="", help="save each investigation's notebook under this folder")
     ap.add_argument("--paths", default="hil,sim", help="hil, sim or both (e.g. each in its own process; --merge)")
     ap.add_argument("--merge", nargs="+", default=[], help="only print the summary of these runs' logs")
+    ap.add_argument(
+        "--calibrate",
+        type=int,
+        default=0,
+        help="the train world to fit the rig's twin on first (calibrate-twin), -1: none (the sim's figures)",
+    )
     args = ap.parse_args()
     if args.merge:
         print(json.dumps(merge(args.merge)))
         return
-    global RUN_SEED, NOTEBOOKS
+    global RUN_SEED, NOTEBOOKS, CALIBRATION
     NOTEBOOKS = Path(args.notebooks) if args.notebooks else None
+    fitted: dict = {}
+    if args.calibrate >= 0 and "hil" in args.paths.split(","):
+        import tempfile
+
+        (cal_seed,) = seeds("train", 1, args.calibrate)
+        CALIBRATION, fitted = calibrate_rig(args.robot, cal_seed, Path(tempfile.mkdtemp(prefix="hil-twin-")))
+        print("twin", json.dumps({"seed": cal_seed, **fitted}), flush=True)
     RUN_SEED = secrets.randbits(32) if args.run_seed is None else args.run_seed
     worlds = seeds(args.split, args.worlds, args.offset)
     from loopylab.lab import kinds as registry
@@ -373,6 +419,7 @@ def main() -> None:
                 "split": args.split,
                 "run_seed": RUN_SEED,
                 "excluded": excluded,
+                "twin": fitted,
                 **summary(hil, sim, kinds),
             }
         )

@@ -22,10 +22,11 @@ def calibrate_twin(
     out: Path | None = typer.Option(None, "--out", help="Where to save the figures [default: next to the graph]."),
     weighs: int = typer.Option(3, "--weighs", min=1, help="Weighs per object of known mass."),
     still_s: float = typer.Option(2.0, "--still-s", min=0.5, help="Seconds of the still F/T sensor's stream."),
+    pushes: int = typer.Option(3, "--pushes", min=0, help="Pushes per object of known mass and friction (0: none)."),
     yes: bool = typer.Option(False, "--yes", help="The objects are in place already (no prompt; the emulated rig)."),
 ) -> None:
     """Run a short, fixed set of experiments on known objects and fit the twin's noise and bias figures (F/T
-    noise, the weigh's sd and bias, the arm's tracking lag) to this rig; the lab loads them with
+    noise, the weigh's sd and bias, the arm's tracking lag, the pushes' scatter) to this rig; the lab loads them with
     `loopylab --twin-calibration FILE run ...`."""
     from loopylab.bus.launch import apply_overrides, load_graph
     from loopylab.lab.rig_bench import HardwareBench
@@ -44,7 +45,9 @@ def calibrate_twin(
                 f"{missing} are not in the bench's scene ({sorted(labels)})", param_hint="--objects"
             )
         bench.place(bench.bench_scene)
-        cal = calibrate(bench, known, Plan(weighs=weighs, still_s=still_s), rig=spec.name, say=typer.echo)
+        cal = calibrate(
+            bench, known, Plan(weighs=weighs, still_s=still_s, pushes=pushes), rig=spec.name, say=typer.echo
+        )
     path = cal.save(out or twin_fit.default_path(graph))
     typer.echo(f"saved {path}; use it with: loopylab --twin-calibration {path} run --graph {graph} ...")
 

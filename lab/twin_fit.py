@@ -8,10 +8,12 @@ confidence intervals:
 
 - `force_noise_N`: the wrist sensor's force noise (1 sigma per axis, from a still window of its stream);
 - `weigh_sd_kg`, `weigh_bias_kg`: the weigh skill's scatter and bias against the known masses;
-- `tracking_lag_s`: how long the joints trail the gate's commands during a move.
+- `tracking_lag_s`: how long the joints trail the gate's commands during a move;
+- `push_noise_factor`: how much more than the noise model says the rig's pushes of objects of known mass and
+  friction scatter about the twin's prediction at their truth.
 
 The lab reads the file through two hooks. `calibrated(noise_model)`: the weigh's fitted floor replaces the
-sim-fitted one, and the F/T noise, as it reaches a push's mean force (`push_force_noise`), is added in
+sim-fitted one, the push force's floor and rel grow by the push noise factor (where it is over 1), and the F/T noise, as it reaches a push's mean force (`push_force_noise`), is added in
 quadrature to the force floor. `lag_s()`: the twin's pusher trails the skill's path by the fitted tracking
 lag, as the rig's hand trails the gate's commands (`loopylab.lab.twin`). Which file: `use(path)` (the CLI's
 `--twin-calibration`, or `default_path(graph)` next to a hardware graph), carried in $LOOPYLAB_TWIN_CALIBRATION so
@@ -132,6 +134,22 @@ def noise_sd(samples, chunk: int = 25, level: float = LEVEL) -> Estimate:
     return Estimate(s, *sd_interval(s, dof, level), int(k * chunk))
 
 
+def push_noise_factor(log_ratios, push_sd, gain_sd: float, dof: float, level: float = LEVEL) -> Estimate:
+    """The factor k by which pushes' scatter about the twin at the truth exceeds the noise model's: each push's
+    log ratio measured/twin has a variance of k^2 t push_sd^2 + gain_sd^2 (push_sd: the model's sigma over its
+    prediction; t: a Student-t's variance per unit scale with `dof`; gain_sd: the object's systematic gain), so
+    k^2 = mean((r^2 - gain_sd^2) / (t push_sd^2)), with a chi-square interval on its n pushes (at least 0)."""
+    r, s = np.asarray(log_ratios, float), np.asarray(push_sd, float)
+    n = r.size
+    if n < 2 or not (np.all(np.isfinite(r)) and np.all(s > 0)):
+        raise ValueError(f"need two or more pushes against the twin, got {n}")
+    t = dof / (dof - 2)
+    k2 = max(0.0, float(np.mean((r**2 - gain_sd**2) / (t * s**2))))
+    k = math.sqrt(k2)
+    lo, hi = sd_interval(k, n, level)
+    return Estimate(k, lo, hi, n)
+
+
 def tracking_lag(t_cmd, cmd, t_meas, meas, max_lag_s: float = 1.0, step_s: float = 0.002) -> float:
     """Seconds by which `meas` trails `cmd` (both (N,) or (N, joints), on their own clocks): the shift L that
     best fits meas(t) to cmd(t - L) (least squares, commands held between samples, over the times both
@@ -174,6 +192,19 @@ class TwinCalibration:
     weighs: int = 0
     weigh_reported_kg: float | None = None  # rms of the sigma the weigh skill reported itself (sensor noise)
     tracking_lag_s: float | None = None
+    # pushes of objects of known mass and friction against the twin at their truth: the factor by which the push's
+    # noise (the noise model's floor and rel, with its gain) must grow to cover them (`push_noise_factor`)
+    push_noise_factor: float | None = None
+    push_noise_lo: float | None = None
+    push_noise_hi: float | None = None
+    pushes: int = 0
+
+    def noise_scales(self) -> dict[str, float]:
+        """{measurement: factor} the rig's scatter multiplies the noise model's floor and rel by (never below 1:
+        a rig calmer than the sim keeps the sim's figures)."""
+        if self.push_noise_factor is None or self.push_noise_factor <= 1.0:
+            return {}
+        return {"force_mean_N": self.push_noise_factor}
 
     def noise_overrides(self) -> dict[str, dict[str, float]]:
         """{NoiseModel field: {measurement: value}} for the figures the noise model has a place for. A weigh's
@@ -272,6 +303,8 @@ def calibrated(noise):
     out = copy.deepcopy(noise)
     for name, values in cal.noise_overrides().items():
         getattr(out, name).update(values)
+    for key, k in cal.noise_scales().items():
+        out.floor[key], out.rel[key] = k * out.floor[key], k * out.rel[key]
     for key, sd in cal.noise_additions().items():
         out.floor[key] = math.hypot(out.floor.get(key, 0.0), sd)
     return out

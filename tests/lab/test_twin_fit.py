@@ -187,3 +187,37 @@ def test_the_twins_pusher_trails_by_the_fitted_lag(tmp_path, monkeypatch):
     assert first_contact(lagged) > first_contact(now)
     assert lagged["force_mean_N"] == pytest.approx(now["force_mean_N"], rel=0.1)
     assert lagged["moved_m"] == pytest.approx(now["moved_m"], abs=0.003)  # the pad still goes the whole path
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.5, 3.0), st.integers(40, 200), st.integers(0, 10_000))
+def test_the_push_noise_factor_recovers_how_much_wider_the_pushes_scatter(k, n, seed):
+    """Pushes whose log ratio to the twin scatters k times the model's per-push sigma (a Student-t, as the noise
+    model's), plus the object's gain: the factor lands within its interval, near k."""
+    rng = np.random.default_rng(seed)
+    sd = rng.uniform(0.03, 0.09, n)  # the model's sigma over its prediction, push by push (light and heavy)
+    gain = 0.03
+    r = k * sd * rng.standard_t(5, n) + gain * rng.standard_normal(n)
+    est = twin_fit.push_noise_factor(r, sd, gain, 5.0)
+    assert est.n == n and est.lo <= est.value <= est.hi
+    assert est.value == pytest.approx(k, rel=0.45)
+
+
+def test_the_push_noise_factor_refuses_too_few_pushes_and_keeps_a_calm_rigs_figures(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="two or more pushes"):
+        twin_fit.push_noise_factor([0.1], [0.05], 0.03, 5.0)
+    assert twin_fit.push_noise_factor([0.0, 0.0], [0.05, 0.05], 0.03, 5.0).value == 0.0  # no wider than the gain
+    monkeypatch.delenv(twin_fit.ENV, raising=False)
+    base = NoiseModel()
+    for factor, widened in ((1.6, True), (0.7, False)):
+        path = twin_fit.TwinCalibration(rig="so101", push_noise_factor=factor, pushes=12).save(tmp_path / "c.toml")
+        assert twin_fit.TwinCalibration.load(path).push_noise_factor == factor
+        twin_fit.use(path)
+        try:
+            noise = twin_fit.calibrated(NoiseModel())
+        finally:
+            twin_fit.use(None)
+        k = factor if widened else 1.0  # a rig calmer than the sim keeps the sim's figures
+        assert noise.floor["force_mean_N"] == pytest.approx(k * base.floor["force_mean_N"])
+        assert noise.rel["force_mean_N"] == pytest.approx(k * base.rel["force_mean_N"])
+        assert noise.floor["mass_kg"] == base.floor["mass_kg"] and noise.rel["moved_m"] == base.rel["moved_m"]
