@@ -18,7 +18,11 @@ rig's truth, a held-out action run on the rig for the kinds graded on one).
     .venv/bin/python benchmarks/hil_lab.py [--worlds 4] [--offset 0] [--split test] [--kinds mass,friction,rank]
     .venv/bin/python benchmarks/hil_lab.py --merge run1.log run2.log     # worlds split over processes
 
-Last line JSON: camera_pose_err_mm, wrench_err_n (medians), hil_weigh_success, sim_weigh_success,
+Before the hardware path's worlds, each process fits its rig's twin (`loopylab lab calibrate-twin`: the FT300's
+noise, the weigh, the tracking lag, pushes of a known block) on a train world (`--calibrate N`: the split's Nth;
+-1: none, the sim's figures), and the hardware path's lab uses it, as a maker's does; the sim path keeps the sim's.
+
+Last line JSON: twin (the fitted figures), camera_pose_err_mm, wrench_err_n (medians), hil_weigh_success, sim_weigh_success,
 hil_mass_err_rel, sim_mass_err_rel (medians), experiment_s (median seconds per weigh, HIL), sim_experiment_s,
 s_per_experiment / sim_s_per_experiment per kind (medians over the investigations); hil_success / sim_success
 per question kind (a rank only where a world has two objects: `asked`), `excluded` (kind: why),
@@ -80,7 +84,7 @@ OBSERVE_S = 4.0
 RUN_SEED = 0  # the run's own seed (--run-seed; drawn by default): the agents' seeds come from it
 NOTEBOOKS: Path | None = None  # --notebooks DIR: each investigation's notebook saved as DIR/<path>-<seed>-<kind>/
 CALIBRATION: Path | None = None  # the rig's fitted twin (calibrate_rig): the hardware path's investigations use it
-CALIBRATION_PLAN = dict(weighs=2, still_s=2.0, pushes=6)  # per object of known properties
+CALIBRATION_PLAN = dict(weighs=2, still_s=2.0, pushes=12)  # per object of known properties (6 fitted 0.81 and 1.25)
 
 
 def calibrate_rig(robot: str, seed: int, out_dir: Path) -> tuple[Path, dict]:
