@@ -91,15 +91,10 @@ def calibrate_rig(robot: str, seed: int, out_dir: Path) -> tuple[Path, dict]:
     """`loopylab lab calibrate-twin` on an emulated rig of a calibration world (a train world whose objects are
     known, as a maker's are: never a world the benchmark grades) -> the file and its figures. The sim path keeps
     the sim's own figures."""
-    from loopylab.bus import Node
     from loopylab.lab import twin_fit
     from loopylab.lab.twin_calibrate import Plan, calibrate
 
-    cam_bus = f"inproc://rig-{uuid.uuid4().hex}"
-    node = Node("rig", cam_bus)
-    rig = Rig(RigConfig(robot=robot, seed=seed, n_objects=2, out_dir=str(out_dir)), node=node).start()
-    spec = load_graph(ROOT / "graphs" / f"{robot}.toml").with_bus(f"inproc://{uuid.uuid4().hex}")
-    spec = apply_overrides(spec, rig.overrides() + [f'camera.source="bus:overhead@{cam_bus}"'])
+    rig, node, spec = _rig_graph(RigConfig(robot=robot, seed=seed, n_objects=2, out_dir=str(out_dir)))
     try:
         with HardwareBench(spec, rig.files["scene"], place=rig.place) as bench:
             bench.park()
@@ -142,17 +137,24 @@ def _world_groups(kinds: list[str], seed: int) -> dict[tuple[str | None, int | N
     return groups
 
 
-def _hil_group(seed: int, kinds: list[str], robot: str, structure, n_obj, first: bool) -> dict:
+def _rig_graph(cfg: RigConfig):
+    """A started rig of `cfg`, its camera on a bus of its own, and graphs/<robot>.toml on its ports: (rig, the
+    camera's node, the graph)."""
     from loopylab.bus import Node
-    from loopylab.sim.secret import SEALED
 
     cam_bus = f"inproc://rig-{uuid.uuid4().hex}"
     node = Node("rig", cam_bus)
+    rig = Rig(cfg, node=node).start()
+    spec = load_graph(ROOT / "graphs" / f"{cfg.robot}.toml").with_bus(f"inproc://{uuid.uuid4().hex}")
+    return rig, node, apply_overrides(spec, rig.overrides() + [f'camera.source="bus:overhead@{cam_bus}"'])
+
+
+def _hil_group(seed: int, kinds: list[str], robot: str, structure, n_obj, first: bool) -> dict:
+    from loopylab.sim.secret import SEALED
+
     # the rig is the world builder: it alone resolves the secret (the sim path's sim node does the same)
     cfg = RigConfig(robot=robot, seed=seed, n_objects=n_obj, world_secret=SEALED, structure=structure)
-    rig = Rig(cfg, node=node).start()
-    spec = load_graph(ROOT / "graphs" / f"{robot}.toml").with_bus(f"inproc://{uuid.uuid4().hex}")
-    spec = apply_overrides(spec, rig.overrides() + [f'camera.source="bus:overhead@{cam_bus}"'])
+    rig, node, spec = _rig_graph(cfg)
     out: dict = {}
     try:
         # the emulated rig's world builder places the objects (each reset puts them back): nobody to prompt
