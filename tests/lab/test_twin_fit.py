@@ -189,18 +189,20 @@ def test_the_twins_pusher_trails_by_the_fitted_lag(tmp_path, monkeypatch):
     assert lagged["moved_m"] == pytest.approx(now["moved_m"], abs=0.003)  # the pad still goes the whole path
 
 
-@settings(max_examples=30, deadline=None)
-@given(st.floats(0.5, 3.0), st.integers(40, 200), st.integers(0, 10_000))
-def test_the_push_noise_factor_recovers_how_much_wider_the_pushes_scatter(k, n, seed):
+@pytest.mark.parametrize("k", [0.5, 1.0, 1.5, 3.0])
+def test_the_push_noise_factor_recovers_how_much_wider_the_pushes_scatter(k):
     """Pushes whose log ratio to the twin scatters k times the model's per-push sigma (a Student-t, as the noise
-    model's), plus the object's gain: the factor lands within its interval, near k."""
-    rng = np.random.default_rng(seed)
+    model's), plus the object's gain: the factor lands within its interval, near k. (A t5's squares scatter
+    widely: with 40 pushes one draw in a few hundred is 45 % off, so the check takes many pushes, not few.)"""
+    rng = np.random.default_rng(7)
+    n = 3000
     sd = rng.uniform(0.03, 0.09, n)  # the model's sigma over its prediction, push by push (light and heavy)
     gain = 0.03
     r = k * sd * rng.standard_t(5, n) + gain * rng.standard_normal(n)
     est = twin_fit.push_noise_factor(r, sd, gain, 5.0)
     assert est.n == n and est.lo <= est.value <= est.hi
-    assert est.value == pytest.approx(k, rel=0.45)
+    assert est.value == pytest.approx(k, rel=0.1)
+    assert twin_fit.push_noise_factor(2 * r, sd, 2 * gain, 5.0).value == pytest.approx(2 * est.value, rel=1e-9)
 
 
 def test_the_push_noise_factor_refuses_too_few_pushes_and_keeps_a_calm_rigs_figures(tmp_path, monkeypatch):
