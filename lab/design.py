@@ -257,13 +257,18 @@ def place_value(
 ) -> tuple[float, float]:
     """A place measures nothing; it is worth what it makes possible: as a two-experiment plan (place,
     then the best push or strike from the clear spot), half the plan's gain net of both costs; and half the
-    best such plan's gain, cost aside."""
-    if place.object not in scorers:
+    best such plan's gain, cost aside. A neighbour's place is a three-experiment plan (it, the object's own
+    place, the push), counted in thirds."""
+    ws = workspace(getattr(post.forward.scene, "robot", None))
+    if place.object in scorers:
+        unlocked, steps = sliding_levels(place.object, ws), 2
+    else:  # a neighbour moved out of the way (`clearing_place`): the question's object may then be placed too
+        unlocked, steps = [u for o in scorers for u in sliding_levels(o, ws)], 3
+    if not unlocked:
         return -cost, 0.0
-    unlocked = sliding_levels(place.object, workspace(getattr(post.forward.scene, "robot", None)))
     gains = eig_scores(post, unlocked, cfg, rng, last_sigma, scorers)
-    net = max((gain - cost - cfg.cost(u)) / 2 for gain, u in zip(gains, unlocked))
-    return net, float(max(gains, default=0.0)) / 2
+    net = max((gain - (steps - 1) * cost - cfg.cost(u)) / steps for gain, u in zip(gains, unlocked))
+    return net, float(max(gains, default=0.0)) / steps
 
 
 def regret(eig_of_choice: float, scores: np.ndarray, rng: np.random.Generator, n_random: int = 100) -> float:

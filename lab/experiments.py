@@ -10,6 +10,7 @@ the clear paths it guarantees. The text of each experiment is `loopylab.world.no
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -234,14 +235,21 @@ def clear_spot(scene: Scene, name: str, ws: Workspace = PANDA, both_axes: bool =
     nearest spot with a clear path along both axes at every level that may take both, where there is one.
     (The nearest spot alone put test world 2000000's SO-101 block where only +y pushes fit, twice: its
     slides question, which needs an x and a y push, stopped after one push and a place, a coin flip.)"""
-    o = scene.get(name)
-    others = [q for q in scene.objects if q.name != name]
-    # each level's travel and the directions it may take (a path clear this far is clear for less)
-    levels = [(d, tuple(DIRECTIONS)) for d in ws.push_distances] + [
+    return _spot(scene, name, ws, (True, False) if both_axes else (False,))
+
+
+def _levels(ws: Workspace) -> list[tuple[float, tuple[str, ...]]]:
+    """Each push and strike level's travel and the directions it may take (a path clear this far is clear for less)."""
+    return [(d, tuple(DIRECTIONS)) for d in ws.push_distances] + [
         (strike_travel(sp), _strike_directions(sp)) for sp in ws.strike_speeds
     ]
-    if not levels:
-        return None
+
+
+def _free_spots(scene: Scene, name: str, ws: Workspace) -> list[tuple[float, float]]:
+    """The spots of a 2 cm grid over the place area of `ws` where `name` would stand clear of the other
+    objects by the margin, nearest to where it is first."""
+    o = scene.get(name)
+    others = [q for q in scene.objects if q.name != name]
     if ws.place_ring is not None:
         r = ws.place_ring[1]
         xs = ys = np.arange(-r, r + 1e-9, 0.02)
@@ -254,11 +262,20 @@ def clear_spot(scene: Scene, name: str, ws: Workspace = PANDA, both_axes: bool =
         for y in (round(float(v), 2) + 0.0 for v in ys)
         if ws.may_place(x, y)
     )
-    free = [
+    return [
         (x, y)
-        for _, x, y in spots  # nearest first
+        for _, x, y in spots
         if not any(math.hypot(x - q.x, y - q.y) < (o.size + q.size) / 2 + ws.clearance for q in others)
     ]
+
+
+def _spot(scene: Scene, name: str, ws: Workspace, passes: tuple[bool, ...]) -> tuple[float, float] | None:
+    """`clear_spot`'s search: for each pass in turn (True: a level that may take both axes needs a clear path
+    along each), the nearest free spot from which every level has a clear path."""
+    levels = _levels(ws)
+    if not levels:
+        return None
+    free = _free_spots(scene, name, ws)
 
     def clear_from(spot: tuple[float, float], per_axis: bool) -> bool:
         moved = _moved(scene, name, spot)
@@ -270,10 +287,50 @@ def clear_spot(scene: Scene, name: str, ws: Workspace = PANDA, both_axes: bool =
                 return False
         return True
 
-    for per_axis in (True, False) if both_axes else (False,):
+    for per_axis in passes:
         for spot in free:
             if clear_from(spot, per_axis):
                 return spot
+    return None
+
+
+def _axes(scene: Scene, name: str, ws: Workspace) -> set[str]:
+    """The axes ("x", "y") along which `name` has a push or strike with a clear path where it stands."""
+    return {e.direction[1] for e in _sliding(scene, name, ws) if e.direction}
+
+
+# how many spots per neighbour `clearing_place` tries (farthest from the crowded object first): each try is a
+# whole both-axes spot search, and the candidate grid is built every step
+CLEARING_TRIES = 6
+
+
+def clearing_place(
+    scene: Scene, name: str, keep: Iterable[str], ws: Workspace = PANDA, both_axes: bool = False
+) -> Experiment | None:
+    """Where `name` has no push or strike and no free spot to be placed at that has one (`both_axes`: a question
+    that compares the axes, one along each): a place of a neighbour (not one of `keep`, the question's own
+    objects, and one a grasp reaches) to a free spot, the farthest from `name` first, after which `name` has
+    such pushes where it stands or a spot with them. None if no such place is found. (On the SO-101's narrow
+    place ring, 43 of 200 dev layouts left a slides block no both-axes spot, so its question stopped after
+    pushes along one axis, a coin flip.)"""
+    return _clearing_place(scene, name, tuple(sorted(set(keep))), ws, both_axes)
+
+
+@functools.lru_cache(maxsize=256)  # up to half a second on a crowded ring, and asked again at each step
+def _clearing_place(
+    scene: Scene, name: str, keep: tuple[str, ...], ws: Workspace, both_axes: bool
+) -> Experiment | None:
+    o, need = scene.get(name), 2 if both_axes else 1
+    neighbours = sorted(  # a ball set down may roll: blocks and cylinders first, the nearest first
+        (q for q in scene.objects if q.name not in keep and ws.graspable(q.x, q.y, q.size)),
+        key=lambda q: (q.shape == "sphere", math.hypot(q.x - o.x, q.y - o.y)),
+    )
+    for q in neighbours:
+        spots = sorted(_free_spots(scene, q.name, ws), key=lambda s: -math.hypot(s[0] - o.x, s[1] - o.y))
+        for spot in spots[:CLEARING_TRIES]:
+            cleared = _moved(scene, q.name, spot)
+            if len(_axes(cleared, name, ws)) >= need or _spot(cleared, name, ws, (both_axes,)) is not None:
+                return Experiment("place", q.name, position=spot)
     return None
 
 
@@ -292,6 +349,9 @@ def candidate_experiments(
     boxed in by its neighbours (no push or strike path at all) can be placed at its nearest clear spot."""
     objs = list(question.objects) if question is not None else scene.names
     both = question is not None and kinds.get(question.kind).both_axes
+    allowed = kinds.get(question.kind).skills if question is not None else None
+    # a question that slides its objects (a neighbour may be moved out of their way: `clearing_place`)
+    slides = question is not None and (allowed is None or not {"push", "strike"}.isdisjoint(allowed))
     out: list[Experiment] = []
     for name in objs:
         sliding = _sliding(scene, name, ws)
@@ -300,15 +360,18 @@ def candidate_experiments(
         out += [Experiment("drop", name, height=h) for h in _drop_heights(question, ws)]
         out += [Experiment("lift", name, height=h) for h in ws.lift_heights]
         axes = {e.direction[1] for e in sliding if e.direction}
+        there: set[str] = set()
         if (not sliding or (both and len(axes) < 2)) and (spot := clear_spot(scene, name, ws, both)) is not None:
             # only where it makes a push or strike possible that is not now: on test world 2000002 an SO-101's
             # slides question (both axes) was offered a place to where its block already stood, whose pushes
             # were this spot's own, five times in a row ("placed 0.001"), and spent its budget on them
-            there = {e.direction[1] for e in _sliding(_moved(scene, name, spot), name, ws) if e.direction}
+            there = _axes(_moved(scene, name, spot), name, ws)
             if there - axes:
                 out.append(Experiment("place", name, position=spot))
+        if slides and len(axes | there) < (2 if both else 1):  # neither here nor at any free spot
+            if (clearing := clearing_place(scene, name, objs, ws, both)) is not None:
+                out.append(clearing)  # move a neighbour out of the way first
     skip = set(exclude)
-    allowed = kinds.get(question.kind).skills if question is not None else None
     return [e for e in out if e not in skip and (allowed is None or e.skill in allowed)]
 
 

@@ -135,8 +135,10 @@ class ModelPosterior(Posterior):
         for ci, e in enumerate(candidates):
             if e.skill == "place":  # measures nothing: worth what it unlocks (then a pair from the clear spot)
                 ws = workspace(getattr(self.forward.scene, "robot", None))  # the arm's own levels, not a Panda's
-                gain, c, _ = _best_pair(scorer, sliding_levels(e.object, ws), cfg)
-                net[ci] = (gain - c - cost[ci]) / 3 if gain > 0 else -cost[ci]
+                gain, c, _ = _best_pair(scorer, sliding_levels(scorer.obj, ws), cfg)
+                # a neighbour's place (`clearing_place`) makes room: the block's own place may follow it
+                places = 1 if e.object == scorer.obj else 2
+                net[ci] = (gain - c - places * cost[ci]) / (2 + places) if gain > 0 else -cost[ci]
         i = int(np.argmax(net))
         best, partner, plan_eig = float(net[i]), None, None
         gain, c, pair = _best_pair(scorer, candidates, cfg)

@@ -169,7 +169,12 @@ def why_text(why: dict, q: g.Question, chosen: g.Experiment, k: int = 3) -> str:
         for e, eig in sorted(picked.values(), key=lambda a: -a[1])[:k]
     )
     n = why.get("options", 0)
-    if chosen.skill == "place":
+    if chosen.skill == "place" and chosen.object not in q.objects:
+        text = (
+            f"it measures nothing itself, but moves {chosen.object} out of the way: neither where "
+            f"{q.objects[0]} stands nor at any free spot could it be pushed as this question needs"
+        )
+    elif chosen.skill == "place":
         text = (
             "it measures nothing itself, but from where it puts the block a push or strike can do more "
             "than any experiment possible where the block stands"

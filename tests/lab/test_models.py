@@ -257,3 +257,15 @@ def test_the_stated_friction_is_the_twins_one(world):
     op = post.sets["red_block"].models["isotropic"]
     stated = post.explanation("red_block", "isotropic", 0.0)[0]
     assert stated.value == pytest.approx(float(np.sum(op.weights * twin_friction(op.theta, op.theta[:, 0]))), abs=0.006)
+
+
+def test_a_block_pushed_along_one_axis_only_is_worth_moving_a_neighbour_for(world):
+    """Where the block can be pushed along x only (a crowded desk: `experiments.clearing_place`), the expert
+    chooses to move the neighbour out of the way over a further x push, which cannot tell the models apart; the
+    old valuation counted a neighbour's place as worth nothing and pushed along x until it stopped on a coin flip."""
+    clear = g.Experiment("place", "blue_block", position=(0.5, -0.2))
+    along_x = [g.Experiment("push", "red_block", d, 0.10, sp) for d in ("+x", "-x") for sp in (0.05, 0.1)]
+    for which in ("aniso", "iso"):
+        post = _belief(world, which, ["+x"])
+        decision = choose(post, [*along_x, clear], DesignConfig(), np.random.default_rng(0))
+        assert decision.experiment == clear

@@ -192,3 +192,18 @@ def test_the_belief_plot_follows_the_answer_from_the_prior_through_each_experime
     assert path.stat().st_size > 10_000
     rank = g.Question("rank", ("red_block", "blue_ball"), 0.0)
     assert plot_belief(nb.entries, rank, tmp_path / "rank.png") is None
+
+
+def test_the_expert_moves_a_neighbour_out_of_the_way_of_a_block_it_cannot_push_and_says_why():
+    """A friction question whose block has no push, here or at any free spot, is offered a neighbour's place
+    (`experiments.clearing_place`): the expert chooses it over weighing, which says little of friction, and the
+    story says whose way it clears (the old valuation gave a neighbour's place nothing, and the block was weighed)."""
+    spec = scene_from_seed(5, n_objects=1).perceived()
+    post = Posterior(
+        FRICTION, ForwardModel(spec, InlineTwins(), Axes(points=5)), prior_hypothesis(FRICTION), n_particles=300
+    )
+    clear = g.Experiment("place", "blue_block", position=(0.5, -0.2))
+    d = choose(post, [g.Experiment("weigh", "red_block"), clear])
+    assert d.experiment == clear
+    text = story.why_text(d.summary(), FRICTION, d.experiment)
+    assert "moves blue_block out of the way" in text and "red_block" in text and "next best: weighing" in text
