@@ -249,8 +249,10 @@ def test_a_crowded_block_gets_a_neighbour_moved_out_of_its_way():
         assert _room(grid._moved(scene, places[0].object, places[0].position), "red_block", DESK, both)
     everyone = g.Question("rank_friction", tuple(scene.names), 0.0)  # each place is of an object for itself
     places = [e for e in grid.candidate_experiments(scene, everyone, ws=DESK) if e.skill == "place"]
-    assert all(not _axes(scene, e.object, DESK) and _axes(grid._moved(scene, e.object, e.position), e.object, DESK)
-               for e in places)
+    assert all(
+        not _axes(scene, e.object, DESK) and _axes(grid._moved(scene, e.object, e.position), e.object, DESK)
+        for e in places
+    )
 
 
 @settings(max_examples=25, deadline=None)  # a crowded example searches the place ring once per neighbour's spot
