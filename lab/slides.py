@@ -132,10 +132,13 @@ class ModelPosterior(Posterior):
         eig = self.eig_scores(candidates, cfg, rng, last_sigma, scorer)
         cost = np.array([cfg.cost(e) for e in candidates])
         net = eig - cost
+        unlocked = None  # what a place makes possible: the best pair from a clear spot, the same for every place
         for ci, e in enumerate(candidates):
             if e.skill == "place":  # measures nothing: worth what it unlocks (then a pair from the clear spot)
-                ws = workspace(getattr(self.forward.scene, "robot", None))  # the arm's own levels, not a Panda's
-                gain, c, _ = _best_pair(scorer, sliding_levels(scorer.obj, ws), cfg)
+                if unlocked is None:
+                    ws = workspace(getattr(self.forward.scene, "robot", None))  # the arm's own levels, not a Panda's
+                    unlocked = _best_pair(scorer, sliding_levels(scorer.obj, ws), cfg)
+                gain, c, _ = unlocked
                 # a neighbour's place (`clearing_place`) makes room: the block's own place may follow it
                 places = 1 if e.object == scorer.obj else 2
                 net[ci] = (gain - c - places * cost[ci]) / (2 + places) if gain > 0 else -cost[ci]
